@@ -1,0 +1,163 @@
+import cron from "node-cron";
+import type { Config } from "./config/index.ts";
+import type { Clock, Random } from "./core/clock.ts";
+import { type JobHandler, JobRunner } from "./core/job-runner.ts";
+import type { Logger } from "./core/log.ts";
+import { Metrics } from "./core/metrics.ts";
+import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
+import { createHttpApp, type HttpApp, type ReadyCheck } from "./http/server.ts";
+import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
+import { COMMIT, VERSION } from "./version.ts";
+
+export interface AppOptions {
+  config: Config;
+  log: Logger;
+  /** Job kinds this process works on (later issues register theirs here). */
+  handlers?: ReadonlyMap<string, JobHandler>;
+  /** Outbox subscribers besides the built-in metrics one. */
+  subscribers?: readonly Subscriber[];
+  clock?: Clock;
+  random?: Random;
+}
+
+export interface App {
+  /** Base URL of the HTTP listener, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly storage: SqliteStorage;
+  readonly metrics: Metrics;
+  readonly http: HttpApp;
+  /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
+  stop(): Promise<{ forced: boolean }>;
+}
+
+const READY_WRITE_TIMEOUT_MS = 2000;
+const STALE_HEARTBEAT_MS = 10_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, Bun.sleep(ms).then(() => Promise.reject(new Error(`${what} took longer than ${ms} ms`)))]);
+}
+
+/** The composition root of `agentowl serve`: storage, workers, maintenance and the HTTP listener. */
+export async function startApp(opts: AppOptions): Promise<App> {
+  const { config, log } = opts;
+  prepareDataDir(config.dataDir);
+  const lock = lockDataDir(config.dataDir);
+  const metrics = new Metrics();
+  let storage: SqliteStorage;
+  try {
+    storage = openSqliteStorage({
+      dir: config.dataDir,
+      windowMs: config.commitWindowMs,
+      maxBatch: config.commitMaxBatch,
+      clock: opts.clock,
+      random: opts.random,
+      onCommit: metrics.observeCommit,
+    });
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  if (storage.migration.applied.length) log.info("database migrated", { applied: storage.migration.applied, version: storage.migration.version });
+  metrics.watchQueue(storage.queue);
+
+  // Jobs leased by a previous process that died are ours to finish.
+  const recovered = await storage.queue.recoverExpired();
+  if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
+
+  const runner = new JobRunner({
+    queue: storage.queue,
+    handlers: opts.handlers ?? new Map(),
+    log: log.child({ component: "jobs" }),
+    concurrency: config.workerConcurrency,
+    visibilityMs: config.visibilityTimeoutMs,
+    owner: `pid:${process.pid}`,
+    onOutcome: (kind, outcome, seconds) => {
+      metrics.jobs.inc({ kind, outcome });
+      metrics.jobSeconds.observe({ kind }, seconds);
+    },
+  });
+  const relay = new OutboxRelay(
+    storage.outbox,
+    [{ name: "metrics", handle: (e) => void metrics.outboxEvents.inc({ topic: e.topic }) }, ...(opts.subscribers ?? [])],
+    log.child({ component: "outbox" }),
+  );
+  runner.start();
+  relay.start();
+
+  // Maintenance: expired leases often (a dead worker's jobs should not wait long), retention hourly.
+  const recoverEvery = Math.max(1000, Math.min(30_000, Math.floor(config.visibilityTimeoutMs / 4)));
+  const recoverTimer = setInterval(() => {
+    storage.queue.recoverExpired().then(
+      (n) => n && log.info("recovered jobs whose lease expired", { jobs: n }),
+      (e) => log.error("lease recovery failed", { err: e }),
+    );
+  }, recoverEvery);
+  const retention = cron.schedule(
+    "17 * * * *",
+    async () => {
+      const jobs = await storage.queue.sweep(config.retentionMs);
+      const outbox = await storage.outbox.purge(config.retentionMs);
+      log.info("retention sweep", { ...jobs, outbox_purged: outbox });
+    },
+    { name: "retention", noOverlap: true },
+  );
+
+  let stopping = false;
+  const ready = async (): Promise<Record<string, ReadyCheck>> => {
+    const now = Date.now();
+    const database: ReadyCheck = await withTimeout(storage.probeWrite(), READY_WRITE_TIMEOUT_MS, "a durable write")
+      .then(() => ({ ok: true }))
+      .catch((e: Error) => ({ ok: false, detail: `database not writable: ${e.message}` }));
+    const alive = (beat: number): ReadyCheck =>
+      now - beat < STALE_HEARTBEAT_MS ? { ok: true } : { ok: false, detail: `no heartbeat for ${now - beat} ms` };
+    return {
+      accepting: stopping ? { ok: false, detail: "shutting down" } : { ok: true },
+      database,
+      jobs: alive(runner.heartbeat),
+      outbox: alive(relay.heartbeat),
+    };
+  };
+
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready });
+  try {
+    http.listen({ hostname: config.http.host, port: config.http.port });
+  } catch (e) {
+    await runner.stop(0);
+    await relay.stop();
+    await storage.close();
+    lock.release();
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new Error(`cannot listen on ${config.settings.http_listen}: ${code}`, { cause: e });
+  }
+  const server = http.server!;
+  const url = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+  log.info("agentowl serving", { http: url, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
+
+  let stopped: Promise<{ forced: boolean }> | null = null;
+  const stop = (): Promise<{ forced: boolean }> => {
+    stopped ??= (async () => {
+      stopping = true;
+      const deadline = Date.now() + config.shutdownTimeoutMs;
+      const left = () => Math.max(0, deadline - Date.now());
+      log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
+      clearInterval(recoverTimer);
+      retention.destroy();
+      // 1. Stop accepting; let requests in flight finish until the deadline.
+      const drained = await Promise.race([http.stop(false).then(() => true), Bun.sleep(left()).then(() => false)]);
+      if (!drained) await http.stop(true);
+      // 2. Stop leasing; let jobs in flight finish. A job cut off keeps its lease and is
+      //    recovered by the next start: at least once, never lost.
+      const cutOff = await runner.stop(left());
+      await relay.stop();
+      // 3. Commit whatever is pending, checkpoint and close the database.
+      await storage.close();
+      lock.release();
+      const forced = !drained || cutOff > 0;
+      log[forced ? "warn" : "info"]("stopped", { forced, jobs_cut_off: cutOff });
+      return { forced };
+    })();
+    return stopped;
+  };
+
+  return { url, storage, metrics, http, stop };
+}

@@ -1,0 +1,50 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadConfig, renderConfigTemplate } from "../config/index.ts";
+import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
+import { isCompiledBinary } from "../version.ts";
+import type { Command } from "./command.ts";
+import { EXIT } from "./exit-codes.ts";
+
+export const initCommand: Command = {
+  name: ["init"],
+  summary: "create the data dir, the vault master key, a settings file, and the database",
+  help: `Usage: agentowl init
+
+Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
+  - the data dir and its spool/ and blobs/ folders, mode 0700;
+  - the vault master key (master_key_file, 32 random bytes, base64, mode 0600), never overwritten;
+  - agentowl.toml with every setting commented out at its default, if there is none;
+  - the database, migrated to this binary's schema.
+Safe to run again: it only creates what is missing.
+
+Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings.`,
+  async run(_args, io) {
+    const config = loadConfig({ env: io.env, cwd: io.cwd, compiled: isCompiledBinary() });
+    prepareDataDir(config.dataDir);
+    const said: string[] = [`data dir ${config.dataDir}`];
+
+    if (existsSync(config.masterKeyFile)) {
+      said.push(`master key ${config.masterKeyFile} (kept)`);
+    } else {
+      writeFileSync(config.masterKeyFile, randomBytes(32).toString("base64") + "\n", { mode: 0o600, flag: "wx" });
+      chmodSync(config.masterKeyFile, 0o600);
+      said.push(`master key ${config.masterKeyFile} (created, 0600)`);
+    }
+
+    const toml = join(config.dataDir, "agentowl.toml");
+    if (!config.file && !existsSync(toml)) {
+      writeFileSync(toml, renderConfigTemplate(), { mode: 0o600, flag: "wx" });
+      said.push(`settings ${toml} (created)`);
+    }
+
+    const storage = openSqliteStorage({ dir: config.dataDir });
+    const { applied, version } = storage.migration;
+    await storage.close();
+    said.push(`database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`);
+
+    io.out(said.map((s) => `ok  ${s}`).join("\n") + "\n");
+    return EXIT.ok;
+  },
+};

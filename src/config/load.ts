@@ -1,0 +1,193 @@
+import { existsSync, readFileSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { Value } from "@sinclair/typebox/value";
+import { parse as parseToml } from "smol-toml";
+import type { LogLevel } from "../core/log.ts";
+import { AppError } from "../errors/index.ts";
+import {
+  CLIENT_ENV,
+  type Listen,
+  parseDuration,
+  parseListen,
+  SETTING_NAMES,
+  type SettingName,
+  type Settings,
+  settingMeta,
+  settingsSchema,
+} from "./schema.ts";
+
+export type SettingSource = "default" | "file" | "env";
+
+/** The validated, parsed, frozen settings the rest of the appliance reads. */
+export interface Config {
+  readonly dataDir: string;
+  readonly http: Listen;
+  readonly smtp: Listen;
+  readonly mailDomain: string;
+  readonly tls: { readonly cert: string; readonly key: string } | null;
+  readonly masterKeyFile: string;
+  readonly bootstrapToken: string | null;
+  readonly dnsServers: readonly string[] | null;
+  readonly logLevel: LogLevel;
+  readonly shutdownTimeoutMs: number;
+  readonly commitWindowMs: number;
+  readonly commitMaxBatch: number;
+  readonly workerConcurrency: number;
+  readonly visibilityTimeoutMs: number;
+  readonly retentionMs: number;
+  /** The effective raw settings, for `config show`. */
+  readonly settings: Readonly<Settings>;
+  readonly sources: Readonly<Record<SettingName, SettingSource>>;
+  /** The TOML file that was read, if any. */
+  readonly file: string | null;
+}
+
+export interface LoadOptions {
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** True when running as the compiled `agentowl` binary (installed), false from source. */
+  compiled?: boolean;
+  platform?: NodeJS.Platform;
+}
+
+/** Where the data dir is when nothing says otherwise (SPEC §4). */
+export function defaultDataDir(opts: { cwd: string; compiled: boolean; platform: NodeJS.Platform }): string {
+  if (!opts.compiled) return join(opts.cwd, "data");
+  return opts.platform === "darwin" ? "/usr/local/var/agentowl" : "/var/lib/agentowl";
+}
+
+const fail = (detail: string): never => {
+  throw new AppError("config_invalid", detail);
+};
+
+function describeSource(name: SettingName, source: SettingSource, file: string | null): string {
+  const meta = settingMeta(name);
+  if (source === "env") return `${meta.env} (environment)`;
+  if (source === "file") return `${name} in ${file}`;
+  return `${name} (default)`;
+}
+
+/** Closest known name, to turn a typo into a hint. */
+function suggest(word: string, candidates: readonly string[]): string | null {
+  const distance = (a: string, b: string): number => {
+    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0]!;
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = row[j]!;
+        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return row[b.length]!;
+  };
+  let best: string | null = null;
+  let bestD = 4;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  return best;
+}
+
+function readToml(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    return fail(`cannot read config file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  try {
+    return parseToml(text) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as { line?: number; column?: number; message: string };
+    const first = err.message.split("\n")[0];
+    return fail(`config file ${path}:${err.line ?? "?"}:${err.column ?? "?"}: ${first}`);
+  }
+}
+
+/**
+ * Settings come from defaults, then `agentowl.toml`, then AGENTOWL_* variables. Anything
+ * unknown or invalid stops here with one line naming the setting and where it came from.
+ */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const cwd = opts.cwd ?? process.cwd();
+  const platform = opts.platform ?? process.platform;
+  const envOf = new Map(SETTING_NAMES.map((n) => [settingMeta(n).env, n] as const));
+
+  for (const key of Object.keys(env)) {
+    if (!key.startsWith("AGENTOWL_") || envOf.has(key) || (CLIENT_ENV as readonly string[]).includes(key)) continue;
+    const hint = suggest(key, [...envOf.keys()]);
+    fail(`${key}: unknown setting${hint ? ` (did you mean ${hint}?)` : ""}`);
+  }
+
+  const dataDirEnv = env.AGENTOWL_DATA_DIR;
+  const configPath = env.AGENTOWL_CONFIG
+    ? resolve(cwd, env.AGENTOWL_CONFIG)
+    : join(resolve(cwd, dataDirEnv || defaultDataDir({ cwd, compiled: !!opts.compiled, platform })), "agentowl.toml");
+  if (env.AGENTOWL_CONFIG && !existsSync(configPath)) fail(`AGENTOWL_CONFIG: config file ${configPath} does not exist`);
+  const file = existsSync(configPath) ? configPath : null;
+  const fromFile = file ? readToml(file) : {};
+
+  const raw: Record<string, unknown> = {};
+  const sources = {} as Record<SettingName, SettingSource>;
+  for (const key of Object.keys(fromFile)) {
+    if (!(SETTING_NAMES as string[]).includes(key)) {
+      const hint = suggest(key, SETTING_NAMES);
+      fail(`${key} in ${file}: unknown setting${hint ? ` (did you mean ${hint}?)` : ""}`);
+    }
+  }
+  for (const name of SETTING_NAMES) {
+    const envValue = env[settingMeta(name).env];
+    if (envValue !== undefined && envValue !== "") {
+      raw[name] = name === "dns_servers" ? envValue.split(",").map((s) => s.trim()).filter(Boolean) : envValue;
+      sources[name] = "env";
+    } else if (name in fromFile) {
+      raw[name] = fromFile[name];
+      sources[name] = "file";
+    } else {
+      sources[name] = "default";
+    }
+  }
+  raw.data_dir ??= defaultDataDir({ cwd, compiled: !!opts.compiled, platform });
+
+  const settings = Value.Default(settingsSchema, Value.Convert(settingsSchema, raw)) as Settings;
+  const firstError = Value.Errors(settingsSchema, settings).First();
+  if (firstError) {
+    const name = firstError.path.split("/")[1] as SettingName;
+    const meta = settingMeta(name);
+    const got = raw[name];
+    fail(`${describeSource(name, sources[name], file)}: expected ${meta.hint}, got ${JSON.stringify(got)}`);
+  }
+  if ((settings.tls_cert === undefined) !== (settings.tls_key === undefined)) {
+    fail("tls_cert and tls_key (AGENTOWL_TLS_CERT / AGENTOWL_TLS_KEY): set both or neither");
+  }
+
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cwd, p));
+  const dataDir = abs(settings.data_dir);
+  settings.data_dir = dataDir;
+  const ms = (name: SettingName): number => parseDuration(settings[name] as string)!;
+
+  return Object.freeze({
+    dataDir,
+    http: parseListen(settings.http_listen)!,
+    smtp: parseListen(settings.smtp_listen)!,
+    mailDomain: settings.mail_domain.toLowerCase(),
+    tls: settings.tls_cert && settings.tls_key ? { cert: abs(settings.tls_cert), key: abs(settings.tls_key) } : null,
+    masterKeyFile: settings.master_key_file ? abs(settings.master_key_file) : join(dataDir, "master.key"),
+    bootstrapToken: settings.bootstrap_token ?? null,
+    dnsServers: settings.dns_servers ?? null,
+    logLevel: settings.log_level,
+    shutdownTimeoutMs: ms("shutdown_timeout"),
+    commitWindowMs: ms("commit_window"),
+    commitMaxBatch: settings.commit_max_batch,
+    workerConcurrency: settings.worker_concurrency,
+    visibilityTimeoutMs: ms("queue_visibility_timeout"),
+    retentionMs: ms("queue_retention"),
+    settings: Object.freeze(settings),
+    sources: Object.freeze(sources),
+    file,
+  });
+}

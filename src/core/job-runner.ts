@@ -1,0 +1,155 @@
+import type { Job, JobQueue } from "../store/contract.ts";
+import type { Logger } from "./log.ts";
+
+/** What a handler gets besides the job: a signal that fires when the runner must stop now. */
+export interface JobContext {
+  signal: AbortSignal;
+  log: Logger;
+}
+
+export type JobHandler = (job: Job, ctx: JobContext) => Promise<void>;
+
+/** Thrown by a handler whose job can never succeed: dead-letter it without retrying. */
+export class PermanentJobError extends Error {
+  override readonly name = "PermanentJobError";
+}
+
+/** Thrown by a handler that was told when to retry (e.g. HTTP 429 with Retry-After). */
+export class RetryLaterError extends Error {
+  override readonly name = "RetryLaterError";
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface JobRunnerOptions {
+  queue: JobQueue;
+  handlers: ReadonlyMap<string, JobHandler>;
+  log: Logger;
+  concurrency: number;
+  visibilityMs: number;
+  /** How often to look for work when nothing wakes the runner (scheduled retries). */
+  pollMs?: number;
+  owner?: string;
+  onOutcome?: (kind: string, outcome: "done" | "retry" | "dead" | "lost", seconds: number) => void;
+}
+
+/**
+ * Leases jobs of the kinds it has handlers for, in batches, runs up to `concurrency` at once,
+ * and acks or fails each. Wakes on every committed enqueue and otherwise polls, so scheduled
+ * retries start on time. `stop()` stops leasing and waits for the jobs in flight.
+ */
+export class JobRunner {
+  private running = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private wake: (() => void) | null = null;
+  private woken = false;
+  private loop: Promise<void> | null = null;
+  private readonly abort = new AbortController();
+  private unsubscribe: (() => void) | null = null;
+  /** Last time the loop went round: /readyz treats a stale heartbeat as a dead worker. */
+  heartbeat = Date.now();
+
+  constructor(private readonly opts: JobRunnerOptions) {}
+
+  get kinds(): string[] {
+    return [...this.opts.handlers.keys()];
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.unsubscribe = this.opts.queue.onEnqueued(() => this.poke());
+    this.loop = this.run();
+  }
+
+  private poke(): void {
+    this.woken = true;
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    const pollMs = this.opts.pollMs ?? 1000;
+    const kinds = this.kinds;
+    while (this.running) {
+      this.heartbeat = Date.now();
+      const room = this.opts.concurrency - this.inFlight.size;
+      let leased: Job[] = [];
+      if (room > 0 && kinds.length > 0) {
+        this.woken = false;
+        try {
+          leased = await this.opts.queue.lease({ kinds, limit: room, visibilityMs: this.opts.visibilityMs, owner: this.opts.owner });
+        } catch (e) {
+          this.opts.log.error("job lease failed", { err: e });
+        }
+        for (const job of leased) this.track(this.execute(job));
+      }
+      if (!this.running) break;
+      // Full, or nothing to do: wait for a slot, an enqueue, or the poll interval.
+      if (leased.length === 0 || this.inFlight.size >= this.opts.concurrency) {
+        if (this.woken && this.inFlight.size < this.opts.concurrency) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pollMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = null;
+      }
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => {
+      this.inFlight.delete(p);
+      this.wake?.();
+    });
+  }
+
+  private async execute(job: Job): Promise<void> {
+    const handler = this.opts.handlers.get(job.kind)!;
+    const log = this.opts.log.child({ job: job.id, kind: job.kind, attempt: job.attempt });
+    const started = performance.now();
+    let outcome: "done" | "retry" | "dead" | "lost";
+    try {
+      await handler(job, { signal: this.abort.signal, log });
+      outcome = (await this.opts.queue.ack(job)) ? "done" : "lost";
+    } catch (e) {
+      const err = e as Error;
+      try {
+        const result = await this.opts.queue.fail(job, {
+          message: `${err?.name ?? "Error"}: ${err?.message ?? String(e)}`,
+          retryable: !(e instanceof PermanentJobError),
+          retryAfterMs: e instanceof RetryLaterError ? e.retryAfterMs : undefined,
+        });
+        outcome = result.state;
+        log[outcome === "dead" ? "warn" : "info"]("job failed", { err, outcome });
+      } catch (failErr) {
+        // The lease will expire and the job will be recovered: at least once, never lost.
+        log.error("recording a job failure failed", { err: failErr });
+        outcome = "lost";
+      }
+    }
+    if (outcome === "lost") log.warn("job lease was lost before it finished");
+    this.opts.onOutcome?.(job.kind, outcome, (performance.now() - started) / 1000);
+  }
+
+  /** Stop leasing; wait up to `deadlineMs` for jobs in flight, then abort them. Returns how many were cut off. */
+  async stop(deadlineMs: number): Promise<number> {
+    this.running = false;
+    this.unsubscribe?.();
+    this.wake?.();
+    await this.loop;
+    const all = Promise.allSettled([...this.inFlight]);
+    const timedOut = await Promise.race([all.then(() => false), Bun.sleep(deadlineMs).then(() => true)]);
+    if (!timedOut) return 0;
+    const left = this.inFlight.size;
+    this.abort.abort(new Error("shutting down"));
+    return left;
+  }
+}

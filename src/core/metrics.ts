@@ -1,0 +1,108 @@
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { JobQueue } from "../store/contract.ts";
+
+/**
+ * The appliance's Prometheus metrics. prom-client's default Node.js collectors are not used:
+ * under Bun several of them report nonsense (event-loop lag, heap spaces), so process memory is
+ * read from process.memoryUsage() on each scrape instead.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly commits = new Counter({
+    name: "agentowl_commits_total",
+    help: "Group-commit transactions, by outcome.",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly commitBatchSize = new Histogram({
+    name: "agentowl_commit_batch_size",
+    help: "Units of work per group-commit transaction.",
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    registers: [this.registry],
+  });
+  readonly commitSeconds = new Histogram({
+    name: "agentowl_commit_duration_seconds",
+    help: "Time to run and durably commit one group-commit transaction.",
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+  readonly jobs = new Counter({
+    name: "agentowl_jobs_total",
+    help: "Jobs the runner finished, by kind and outcome (done, retry, dead, lost).",
+    labelNames: ["kind", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly jobSeconds = new Histogram({
+    name: "agentowl_job_duration_seconds",
+    help: "Time from a job's start to its ack or failure, by kind.",
+    labelNames: ["kind"] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: "agentowl_http_requests_total",
+    help: "HTTP requests answered, by method, route and status.",
+    labelNames: ["method", "route", "status"] as const,
+    registers: [this.registry],
+  });
+  readonly outboxEvents = new Counter({
+    name: "agentowl_outbox_events_total",
+    help: "Outbox entries relayed to subscribers, by topic.",
+    labelNames: ["topic"] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    new Gauge({
+      name: "process_resident_memory_bytes",
+      help: "Resident set size of the process.",
+      registers: [this.registry],
+      collect() {
+        this.set(process.memoryUsage().rss);
+      },
+    });
+    new Gauge({
+      name: "agentowl_heap_used_bytes",
+      help: "JavaScript heap in use.",
+      registers: [this.registry],
+      collect() {
+        this.set(process.memoryUsage().heapUsed);
+      },
+    });
+    new Gauge({
+      name: "process_start_time_seconds",
+      help: "Start time of the process since the Unix epoch, in seconds.",
+      registers: [this.registry],
+    }).set(Math.floor((Date.now() - performance.now()) / 1000));
+  }
+
+  /** Observe one group commit (wired to the committer's onCommit). */
+  observeCommit = (units: number, seconds: number, ok: boolean): void => {
+    this.commits.inc({ outcome: ok ? "ok" : "failed" });
+    if (!ok) return;
+    this.commitBatchSize.observe(units);
+    this.commitSeconds.observe(seconds);
+  };
+
+  /** Report the queue's depth by state on every scrape. */
+  watchQueue(queue: JobQueue): void {
+    new Gauge({
+      name: "agentowl_queue_jobs",
+      help: "Jobs in the queue by state (available = ready now, scheduled = waiting for a retry time).",
+      labelNames: ["state"] as const,
+      registers: [this.registry],
+      async collect() {
+        for (const [state, n] of Object.entries(await queue.depth())) this.set({ state }, n);
+      },
+    });
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,95 @@
+import type { Outbox, OutboxEntry } from "../store/contract.ts";
+import { retryDelay } from "./backoff.ts";
+import type { Logger } from "./log.ts";
+
+export interface Subscriber {
+  /** Durable cursor name: renaming a subscriber replays the whole retained outbox to it. */
+  name: string;
+  /** Topics it wants (exact, or a prefix ending in `.*`); all when omitted. */
+  topics?: readonly string[];
+  /** Must be idempotent by entry id: an entry is handed over at least once. */
+  handle(entry: OutboxEntry): Promise<void> | void;
+}
+
+const wants = (s: Subscriber, topic: string): boolean =>
+  !s.topics || s.topics.some((t) => (t.endsWith(".*") ? topic.startsWith(t.slice(0, -1)) : t === topic));
+
+/**
+ * Hands outbox entries to in-process subscribers, each from its own durable cursor, strictly in
+ * commit order. A failing subscriber is retried with backoff and holds back only itself.
+ */
+export class OutboxRelay {
+  private running = false;
+  private loops: Promise<void>[] = [];
+  private unsubscribe: (() => void) | null = null;
+  private readonly stopSignals: (() => void)[] = [];
+  heartbeat = Date.now();
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly subscribers: readonly Subscriber[],
+    private readonly log: Logger,
+    private readonly opts: { batch?: number; pollMs?: number } = {},
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const wakers = new Set<() => void>();
+    this.unsubscribe = this.outbox.onEmitted(() => {
+      for (const w of wakers) w();
+    });
+    this.loops = this.subscribers.map((s) => this.follow(s, wakers));
+  }
+
+  private async follow(sub: Subscriber, wakers: Set<() => void>): Promise<void> {
+    let position = await this.outbox.cursor(sub.name);
+    let failures = 0;
+    let wake: (() => void) | null = null;
+    let woken = false;
+    const waker = () => {
+      woken = true;
+      wake?.();
+    };
+    wakers.add(waker);
+    const sleep = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      }).then(() => {
+        wake = null;
+      });
+    this.stopSignals.push(() => wake?.());
+    while (this.running) {
+      this.heartbeat = Date.now();
+      woken = false;
+      let entries: OutboxEntry[] = [];
+      try {
+        entries = await this.outbox.read(position, this.opts.batch ?? 200);
+        for (const entry of entries) {
+          if (!this.running) break;
+          if (wants(sub, entry.topic)) await sub.handle(entry);
+          position = entry.seq;
+        }
+        failures = 0;
+      } catch (e) {
+        failures++;
+        this.log.warn("outbox subscriber failed", { subscriber: sub.name, seq: position + 1, err: e });
+      }
+      if (entries.length > 0) await this.outbox.advance(sub.name, position).catch((e) => this.log.error("outbox cursor not saved", { err: e }));
+      if (failures > 0) await sleep(retryDelay(failures, Math.random, { baseMs: 200, capMs: 60_000 }));
+      else if (entries.length === 0 && !woken && this.running) await sleep(this.opts.pollMs ?? 1000);
+    }
+    wakers.delete(waker);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.unsubscribe?.();
+    for (const s of this.stopSignals) s();
+    await Promise.allSettled(this.loops);
+  }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bun
+/**
+ * The one entry point of `agentowl`: the server (`serve`) and every CLI command.
+ * The composition root is src/app.ts; this file only turns argv into a command and an exit code.
+ */
+import { runCli } from "./cli/index.ts";
+
+const code = await runCli(process.argv.slice(2), {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  env: process.env,
+  cwd: process.cwd(),
+});
+process.exit(code);

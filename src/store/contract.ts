@@ -1,0 +1,154 @@
+/**
+ * The storage contract: what the ingresses, the dispatcher and the workers may ask of storage.
+ * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (SPEC §16) implements the
+ * same interfaces and must pass the same conformance suite (test/store-contract.ts).
+ */
+
+export interface JobSpec {
+  kind: string;
+  payload: unknown;
+  tenant?: string | null;
+  /** Unique per kind: a second enqueue with the same key returns the first job's id. */
+  idempotencyKey?: string | null;
+  /** Not before this time (ms since epoch); now by default. */
+  runAt?: number;
+  /** Attempts before the job is dead-lettered (default 10). */
+  maxAttempts?: number;
+  /** The job is dead-lettered once it is older than this (default: no limit). */
+  maxAgeMs?: number | null;
+}
+
+export interface EnqueueResult {
+  id: string;
+  /** False when the idempotency key matched an existing job. */
+  created: boolean;
+}
+
+export type JobState = "available" | "leased" | "done" | "dead";
+export type DeadReason = "max_attempts" | "max_age" | "permanent";
+
+export interface Job {
+  id: string;
+  kind: string;
+  tenant: string | null;
+  payload: unknown;
+  idempotencyKey: string | null;
+  state: JobState;
+  /** Attempts started so far; the lease's fencing token. */
+  attempt: number;
+  maxAttempts: number;
+  runAt: number;
+  createdAt: number;
+  expiresAt: number | null;
+  leaseExpiresAt: number | null;
+  lastError: string | null;
+  deadReason: DeadReason | null;
+}
+
+/** Identifies one lease of one job: acks and fails of a lease that was lost are refused. */
+export type LeaseRef = Pick<Job, "id" | "attempt">;
+
+export interface LeaseOptions {
+  /** Only these kinds (default: any). */
+  kinds?: readonly string[];
+  limit: number;
+  visibilityMs: number;
+  owner?: string;
+}
+
+export interface FailOptions {
+  message: string;
+  /** False: no retry, dead-letter now. */
+  retryable?: boolean;
+  /** The failing side asked for this delay (e.g. HTTP Retry-After); clamped to the backoff cap. */
+  retryAfterMs?: number;
+}
+
+export type FailOutcome = { state: "retry"; runAt: number } | { state: "dead"; reason: DeadReason } | { state: "lost" };
+
+export interface OutboxEvent {
+  topic: string;
+  tenant?: string | null;
+  payload: unknown;
+}
+
+export interface OutboxEntry {
+  seq: number;
+  id: string;
+  topic: string;
+  tenant: string | null;
+  payload: unknown;
+  createdAt: number;
+}
+
+/**
+ * What a unit of work may do inside one group-committed transaction. Everything it does commits
+ * together or not at all; `afterCommit` callbacks run only once the commit is durable.
+ */
+export interface UnitOfWork {
+  /** The batch's clock reading: every write in one transaction shares it. */
+  readonly now: number;
+  enqueue(spec: JobSpec): EnqueueResult;
+  ack(lease: LeaseRef): boolean;
+  emit(event: OutboxEvent): string;
+  afterCommit(fn: () => void): void;
+}
+
+export interface CommitterStats {
+  commits: number;
+  units: number;
+  failedCommits: number;
+  /** Histogram of units per commit: bucket upper bound → commits. */
+  batchSizes: Map<number, number>;
+}
+
+export interface Committer<Tx extends UnitOfWork = UnitOfWork> {
+  /**
+   * Run `work` inside the next group commit. Resolves with its result once the transaction is
+   * durable; rejects if `work` throws (its writes are rolled back, the rest of the batch is not)
+   * or if the commit fails (then nothing of the batch was written).
+   */
+  run<T>(work: (tx: Tx) => T): Promise<T>;
+  stats(): CommitterStats;
+  /** Commit what is pending and refuse new work. */
+  close(): Promise<void>;
+}
+
+export interface JobQueue {
+  enqueue(spec: JobSpec): Promise<EnqueueResult>;
+  /** Claim up to `limit` ready jobs, oldest first, each for `visibilityMs`. */
+  lease(opts: LeaseOptions): Promise<Job[]>;
+  ack(lease: LeaseRef): Promise<boolean>;
+  fail(lease: LeaseRef, opts: FailOptions): Promise<FailOutcome>;
+  /** Push the visibility timeout of a running job further out. */
+  extend(lease: LeaseRef, visibilityMs: number): Promise<boolean>;
+  /** Return the jobs of dead workers (lease expired) to the queue, or dead-letter them. */
+  recoverExpired(): Promise<number>;
+  /** Dead-letter waiting jobs past their max age; purge finished jobs older than `retentionMs`. */
+  sweep(retentionMs: number): Promise<{ expired: number; purged: number }>;
+  get(id: string): Promise<Job | null>;
+  depth(): Promise<Record<JobState | "scheduled", number>>;
+  /** Called after a commit that made jobs available. */
+  onEnqueued(listener: () => void): () => void;
+}
+
+export interface Outbox {
+  emit(event: OutboxEvent): Promise<string>;
+  /** Entries after `position`, in commit order. */
+  read(afterSeq: number, limit: number): Promise<OutboxEntry[]>;
+  cursor(subscriber: string): Promise<number>;
+  advance(subscriber: string, seq: number): Promise<void>;
+  /** Delete entries every subscriber has passed and that are older than `retentionMs`. */
+  purge(retentionMs: number): Promise<number>;
+  onEmitted(listener: () => void): () => void;
+}
+
+export interface Storage {
+  readonly driver: "sqlite" | "postgres";
+  readonly committer: Committer;
+  readonly queue: JobQueue;
+  readonly outbox: Outbox;
+  /** A durable write through the committer, for readiness checks. */
+  probeWrite(): Promise<void>;
+  close(): Promise<void>;
+}

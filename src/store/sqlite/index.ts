@@ -1,0 +1,85 @@
+import { join } from "node:path";
+import { type Clock, type Random, systemClock } from "../../core/clock.ts";
+import { newId } from "../../core/ids.ts";
+import { kv } from "../schema/index.ts";
+import type { Storage } from "../contract.ts";
+import { migrate, type MigrateResult } from "../migrate.ts";
+import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
+import { SqliteCommitter } from "./committer.ts";
+import { SqliteOutbox } from "./outbox.ts";
+import { SqliteQueue } from "./queue.ts";
+
+export interface SqliteStorageOptions {
+  /** The data dir (the database is `<dir>/agentowl.db`) or, with `file`, the database path. */
+  dir: string;
+  file?: string;
+  windowMs?: number;
+  maxBatch?: number;
+  clock?: Clock;
+  random?: Random;
+  onCommit?: (units: number, seconds: number, ok: boolean) => void;
+}
+
+export class SqliteStorage implements Storage {
+  readonly driver = "sqlite";
+  readonly committer: SqliteCommitter;
+  readonly queue: SqliteQueue;
+  readonly outbox: SqliteOutbox;
+
+  constructor(
+    readonly handle: SqliteHandle,
+    readonly migration: MigrateResult,
+    opts: SqliteStorageOptions,
+  ) {
+    const { sqlite, db } = handle;
+    this.committer = new SqliteCommitter(sqlite, db, {
+      windowMs: opts.windowMs ?? 0,
+      maxBatch: opts.maxBatch ?? 1000,
+      clock: opts.clock ?? systemClock,
+      onCommit: opts.onCommit,
+    });
+    this.queue = new SqliteQueue(handle, this.committer, opts.random);
+    this.outbox = new SqliteOutbox(db, this.committer);
+    this.committer.bind({
+      enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
+      ack: (tx, lease) => this.queue.ackTx(tx, lease),
+      emit: (tx, event) => this.outbox.emitTx(tx, event),
+    });
+  }
+
+  async probeWrite(): Promise<void> {
+    await this.committer.run((tx) => {
+      tx.db
+        .insert(kv)
+        .values({ key: "health.write", value: newId("req", tx.now), updatedAt: tx.now })
+        .onConflictDoUpdate({ target: kv.key, set: { value: newId("req", tx.now), updatedAt: tx.now } })
+        .run();
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.committer.close();
+    // Fold the WAL back into the database so a copied data dir is one self-contained file.
+    try {
+      this.handle.sqlite.run("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch {
+      // Another connection may hold the WAL open; the next start checkpoints it.
+    }
+    this.handle.sqlite.close();
+  }
+}
+
+/** Open (creating if needed) and migrate the database, and assemble the storage contract on it. */
+export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
+  const handle = openDatabase(opts.file ?? join(opts.dir, DATABASE_FILE));
+  try {
+    return new SqliteStorage(handle, migrate(handle.sqlite), opts);
+  } catch (e) {
+    handle.sqlite.close();
+    throw e;
+  }
+}
+
+export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { SqliteOutbox } from "./outbox.ts";
+export { SqliteQueue } from "./queue.ts";
