@@ -38,7 +38,7 @@ export class SqliteStorage implements Storage {
       clock: opts.clock ?? systemClock,
       onCommit: opts.onCommit,
     });
-    this.queue = new SqliteQueue(handle, this.committer, opts.random);
+    this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),

@@ -35,7 +35,7 @@ export class SqliteOutbox implements Outbox {
 
   emitTx(tx: SqliteTx, event: OutboxEvent): string {
     const id = newId("obx", tx.now);
-    this.insert.run({ id, topic: event.topic, tenant: event.tenant ?? null, payload: JSON.stringify(event.payload ?? null), now: tx.now });
+    this.insert.run({ id, topic: event.topic, tenant: event.tenant ?? null, payload: event.payload ?? null, now: tx.now });
     tx.afterCommit(this.notify);
     return id;
   }

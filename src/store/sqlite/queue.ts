@@ -1,6 +1,6 @@
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import { type BackoffPolicy, DEFAULT_BACKOFF, retryDelay } from "../../core/backoff.ts";
-import type { Random } from "../../core/clock.ts";
+import { type Clock, type Random, systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
 import type {
   EnqueueResult,
@@ -69,6 +69,7 @@ export class SqliteQueue implements JobQueue {
   constructor(
     private readonly handle: SqliteHandle,
     private readonly committer: SqliteCommitter,
+    private readonly clock: Clock = systemClock,
     private readonly random: Random = Math.random,
     private readonly backoff: BackoffPolicy = DEFAULT_BACKOFF,
   ) {
@@ -266,7 +267,7 @@ export class SqliteQueue implements JobQueue {
     const count = (where: ReturnType<typeof sql>): number =>
       this.db.select({ n: sql<number>`count(*)` }).from(jobs).where(where).get()?.n ?? 0;
     const available = count(sql`${jobs.state} = 'available'`);
-    const scheduled = count(sql`${jobs.state} = 'available' AND ${jobs.runAt} > ${Date.now()}`);
+    const scheduled = count(sql`${jobs.state} = 'available' AND ${jobs.runAt} > ${this.clock.now()}`);
     return {
       available: available - scheduled,
       scheduled,

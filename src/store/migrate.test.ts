@@ -1,0 +1,67 @@
+import { Database } from "bun:sqlite";
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { renderEmbeddedMigrations } from "../../scripts/embed-migrations.ts";
+import journal from "../../migrations/meta/_journal.json" with { type: "json" };
+import { migrate, SCHEMA_VERSION } from "./migrate.ts";
+import { embeddedMigrations } from "./migrations.generated.ts";
+import { openDatabase } from "./sqlite.ts";
+
+const dirs: string[] = [];
+afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+function freshDb() {
+  const dir = mkdtempSync(join(tmpdir(), "agentowl-migrate-"));
+  dirs.push(dir);
+  return openDatabase(join(dir, "agentowl.db")).sqlite;
+}
+const tables = (db: Database) => db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all().map((r) => r.name);
+
+describe("migrations", () => {
+  test("the binary embeds exactly the migrations drizzle-kit generated", () => {
+    const generated = readFileSync(join(import.meta.dir, "migrations.generated.ts"), "utf8");
+    expect(generated, "run `npm run db:generate`").toBe(renderEmbeddedMigrations(journal.entries));
+    expect(embeddedMigrations.map((m) => m.tag)).toEqual(journal.entries.map((e) => e.tag));
+    for (const m of embeddedMigrations) expect(m.sql).toBe(readFileSync(join(import.meta.dir, `../../migrations/${m.tag}.sql`), "utf8"));
+  });
+
+  test("apply once, record the schema version, and change nothing the second time", () => {
+    const db = freshDb();
+    expect(migrate(db)).toEqual({ applied: embeddedMigrations.map((m) => m.tag), version: SCHEMA_VERSION });
+    expect(tables(db)).toContain("jobs");
+    expect(db.query<{ user_version: number }, []>("PRAGMA user_version").get()!.user_version).toBe(SCHEMA_VERSION);
+    expect(migrate(db)).toEqual({ applied: [], version: SCHEMA_VERSION });
+  });
+
+  test("the database is opened in WAL mode with synchronous=FULL and foreign keys on", () => {
+    const db = freshDb();
+    expect(db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()!.journal_mode).toBe("wal");
+    expect(db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()!.synchronous).toBe(2);
+    expect(db.query<{ foreign_keys: number }, []>("PRAGMA foreign_keys").get()!.foreign_keys).toBe(1);
+  });
+
+  test("a failing migration leaves the database exactly as it was", () => {
+    const db = freshDb();
+    const broken = [
+      { idx: 0, tag: "0000_ok", sql: "CREATE TABLE a (x);--> statement-breakpoint\nCREATE TABLE b (y);" },
+      { idx: 1, tag: "0001_broken", sql: "CREATE TABLE c (z);--> statement-breakpoint\nINSERT INTO nowhere VALUES (1);" },
+    ];
+    expect(() => migrate(db, broken)).toThrow(/migration 0001_broken failed: .*no such table: nowhere.*left unchanged/);
+    expect(tables(db)).toEqual([]);
+  });
+
+  test("a database from a newer binary is refused", () => {
+    const db = freshDb();
+    migrate(db);
+    db.run("INSERT INTO schema_migrations VALUES (?, 'future', 'x', 0)", [SCHEMA_VERSION]);
+    expect(() => migrate(db)).toThrow(/schema version \d+, newer than this agentowl knows/);
+  });
+
+  test("an applied migration that differs from the binary's is refused", () => {
+    const db = freshDb();
+    migrate(db);
+    db.run("UPDATE schema_migrations SET hash = 'tampered' WHERE idx = 0");
+    expect(() => migrate(db)).toThrow(/differs from this binary's/);
+  });
+});

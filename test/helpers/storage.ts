@@ -1,0 +1,26 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openSqliteStorage, type SqliteStorage, type SqliteStorageOptions } from "../../src/store/index.ts";
+
+/** A real storage on a fresh temp data dir; `dispose` closes it and removes the dir. */
+export function tempStorage(opts: Partial<SqliteStorageOptions> = {}): SqliteStorage & { dir: string; dispose(): Promise<void> } {
+  const dir = mkdtempSync(join(tmpdir(), "agentowl-test-"));
+  const storage = openSqliteStorage({ dir, ...opts });
+  return Object.assign(storage, {
+    dir,
+    async dispose() {
+      await storage.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** Wait for a condition with a deadline: tests never sleep for a fixed time. */
+export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
