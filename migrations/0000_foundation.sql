@@ -18,7 +18,7 @@ CREATE TABLE `jobs` (
 	`dead_reason` text
 );
 --> statement-breakpoint
-CREATE INDEX `jobs_ready` ON `jobs` (`run_at`,`id`) WHERE state = 'available';--> statement-breakpoint
+CREATE INDEX `jobs_ready` ON `jobs` (`run_at`) WHERE state = 'available';--> statement-breakpoint
 CREATE INDEX `jobs_leased` ON `jobs` (`lease_expires_at`) WHERE state = 'leased';--> statement-breakpoint
 CREATE INDEX `jobs_finished` ON `jobs` (`state`,`finished_at`) WHERE state IN ('done', 'dead');--> statement-breakpoint
 CREATE UNIQUE INDEX `jobs_idempotency` ON `jobs` (`kind`,`idempotency_key`) WHERE idempotency_key IS NOT NULL;--> statement-breakpoint

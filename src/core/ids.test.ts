@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isId, newId } from "./ids.ts";
+import { idTime, isId, newId } from "./ids.ts";
 
 describe("ids", () => {
   test("carry their prefix and a ULID", () => {
@@ -16,5 +16,12 @@ describe("ids", () => {
     expect([...ids].sort()).toEqual(ids);
     expect(new Set(ids).size).toBe(1000);
     expect(newId("job", t + 1) > ids.at(-1)!).toBe(true);
+  });
+});
+
+describe("id time", () => {
+  test("an id carries its creation time, like a ULID", () => {
+    const t = Date.UTC(2026, 10, 21, 14, 2, 11, 43);
+    expect(idTime(newId("evt", t))).toBe(t);
   });
 });

@@ -30,8 +30,9 @@ export const jobs = sqliteTable(
     deadReason: text("dead_reason", { enum: ["max_attempts", "max_age", "permanent"] }),
   },
   (t) => [
-    // The claim walks this index in order: only ready jobs are in it.
-    index("jobs_ready").on(t.runAt, t.id).where(sql`state = 'available'`),
+    // The claim walks this index in order (run_at, then rowid = insertion order): only waiting
+    // jobs are in it. Keeping the 30-byte id out of it makes every enqueue measurably cheaper.
+    index("jobs_ready").on(t.runAt).where(sql`state = 'available'`),
     index("jobs_leased").on(t.leaseExpiresAt).where(sql`state = 'leased'`),
     // Finished jobs, for depth counts and the retention sweep; enqueue does not touch it.
     index("jobs_finished").on(t.state, t.finishedAt).where(sql`state IN ('done', 'dead')`),

@@ -34,8 +34,8 @@ export interface TxOperations {
 }
 
 class Tx implements SqliteTx {
-  /** A Set: a hook registered by a thousand units (the queue's wake-up) runs once. */
-  readonly hooks = new Set<() => void>();
+  /** A Set: a hook registered by a thousand units (the queue's wake-up) runs once. Made on first use. */
+  hooks: Set<() => void> | null = null;
   constructor(
     readonly db: Db,
     readonly now: number,
@@ -51,7 +51,7 @@ class Tx implements SqliteTx {
     return this.ops.emit(this, event);
   }
   afterCommit(fn: () => void): void {
-    this.hooks.add(fn);
+    (this.hooks ??= new Set()).add(fn);
   }
 }
 
@@ -181,7 +181,7 @@ export class SqliteCommitter implements Committer<SqliteTx> {
         if (value instanceof Promise) throw new TypeError("a unit of work must be synchronous");
         if (isolate) stmt.release.run();
         outcomes.push({ ok: true, value });
-        for (const h of tx.hooks) hooks.add(h);
+        if (tx.hooks) for (const h of tx.hooks) hooks.add(h);
       } catch (e) {
         if (!isolate) {
           this.rollbackQuietly();

@@ -76,13 +76,14 @@ export class SqliteQueue implements JobQueue {
     const db = (this.db = handle.db);
     // The two hottest statements are plain bun:sqlite: drizzle's prepared statements map named
     // parameters on every call, which measured 2.5 µs of a 7 µs insert (bench/queue.ts).
-    this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string | null, string, string | null, number, number, number, number | null]>(
+    // RETURNING is avoided for the same reason (2 µs of 10): the change count says enough.
+    this.insert = handle.sqlite.prepare<never, [string, string, string | null, string, string | null, number, number, number, number | null]>(
       "INSERT INTO jobs (id, kind, tenant, payload, idempotency_key, state, max_attempts, run_at, created_at, expires_at) " +
-        "VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        "VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
-    this.complete = handle.sqlite.prepare<{ id: string }, [number, string, number]>(
+    this.complete = handle.sqlite.prepare<never, [number, string, number]>(
       "UPDATE jobs SET state = 'done', finished_at = ?, lease_expires_at = NULL, lease_owner = NULL " +
-        "WHERE id = ? AND attempt = ? AND state = 'leased' RETURNING id",
+        "WHERE id = ? AND attempt = ? AND state = 'leased'",
     );
     this.findByKey = db
       .select({ id: jobs.id })
@@ -130,15 +131,16 @@ export class SqliteQueue implements JobQueue {
       or(isNull(jobs.expiresAt), sql`${jobs.expiresAt} > ${p("now")}`),
       kinds ? inArray(jobs.kind, [...kinds]) : undefined,
     );
-    return this.db.select({ id: jobs.id }).from(jobs).where(ready).orderBy(jobs.runAt, jobs.id).$dynamic();
+    return this.db.select({ id: jobs.id }).from(jobs).where(ready).orderBy(jobs.runAt, sql`rowid`).$dynamic();
   }
 
   // ---- inside a unit of work -------------------------------------------------------------------
 
   enqueueTx(tx: SqliteTx, spec: JobSpec): EnqueueResult {
     const key = spec.idempotencyKey ?? null;
-    const row = this.insert.get(
-      newId("job", tx.now),
+    const id = newId("job", tx.now);
+    const inserted = this.insert.run(
+      id,
       spec.kind,
       spec.tenant ?? null,
       JSON.stringify(spec.payload ?? null),
@@ -148,9 +150,9 @@ export class SqliteQueue implements JobQueue {
       tx.now,
       spec.maxAgeMs ? tx.now + spec.maxAgeMs : null,
     );
-    if (row) {
+    if (inserted.changes === 1) {
       tx.afterCommit(this.notify);
-      return { id: row.id, created: true };
+      return { id, created: true };
     }
     const existing = key === null ? undefined : this.findByKey.get({ kind: spec.kind, key });
     if (!existing) throw new Error("job insert ignored without an idempotency conflict");
@@ -158,7 +160,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   ackTx(tx: SqliteTx, lease: LeaseRef): boolean {
-    return this.complete.get(tx.now, lease.id, lease.attempt) !== null;
+    return this.complete.run(tx.now, lease.id, lease.attempt).changes === 1;
   }
 
   // ---- the contract ----------------------------------------------------------------------------
@@ -178,7 +180,7 @@ export class SqliteQueue implements JobQueue {
             .returning()
             .all(params)
         : this.claim.all(params);
-      // RETURNING does not promise an order; the oldest job should run first.
+      // RETURNING does not promise an order; the oldest job should run first (ids sort by creation).
       return rows.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : 1)).map(toJob);
     });
   }

@@ -1,0 +1,22 @@
+export {};
+/**
+ * `npm run bench -- <name...>`: runs the named benchmarks (all when none is named).
+ * Each prints its figures beside a reference measured in the same run.
+ */
+const BENCHES: Record<string, () => Promise<unknown>> = {
+  queue: async () => (await import("./queue.ts")).benchQueue(),
+  startup: async () => (await import("./startup.ts")).benchStartup(),
+};
+
+const names = process.argv.slice(2);
+for (const name of names) {
+  if (!BENCHES[name]) {
+    console.error(`bench: unknown benchmark '${name}' (known: ${Object.keys(BENCHES).join(", ")})`);
+    process.exit(2);
+  }
+}
+for (const name of names.length ? names : Object.keys(BENCHES)) {
+  console.log(`\n=== ${name} ===`);
+  await BENCHES[name]!();
+}
+process.exit(0);
