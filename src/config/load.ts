@@ -91,6 +91,13 @@ function suggest(word: string, candidates: readonly string[]): string | null {
   return best;
 }
 
+const INTEGER_SETTINGS = SETTING_NAMES.filter((n) => (settingsSchema.properties[n] as { type?: unknown }).type === "integer");
+
+/** A whole number written as such; anything else is left as it was, for validation to refuse. */
+function strictInteger(value: unknown): unknown {
+  return typeof value === "string" && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : value;
+}
+
 function readToml(path: string): Record<string, unknown> {
   let text: string;
   try {
@@ -153,16 +160,28 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   raw.data_dir ??= defaultDataDir({ cwd, compiled: !!opts.compiled, platform });
 
-  const settings = Value.Default(settingsSchema, Value.Convert(settingsSchema, raw)) as Settings;
+  // Value.Convert truncates integers ("1.5" → 1, 2.5 → 2, "1e3" → 1, "true" → 1) and converts in
+  // place: integers are parsed strictly here, the rest is converted on a copy so `raw` stays as written.
+  const toConvert: Record<string, unknown> = { ...raw };
+  const integers: Record<string, unknown> = {};
+  for (const name of INTEGER_SETTINGS) {
+    if (!(name in raw)) continue;
+    integers[name] = strictInteger(raw[name]);
+    delete toConvert[name];
+  }
+  const settings = Value.Default(settingsSchema, { ...(Value.Convert(settingsSchema, toConvert) as object), ...integers }) as Settings;
   const firstError = Value.Errors(settingsSchema, settings).First();
   if (firstError) {
     const name = firstError.path.split("/")[1] as SettingName;
     const meta = settingMeta(name);
     const got = raw[name];
-    fail(`${describeSource(name, sources[name], file)}: expected ${meta.hint}, got ${JSON.stringify(got)}`);
+    // A secret that is wrong is still a secret: the error goes to the journal.
+    const shown = meta.secret ? `a value of ${String(got).length} characters (not shown: it is a secret)` : JSON.stringify(got);
+    fail(`${describeSource(name, sources[name], file)}: expected ${meta.hint}, got ${shown}`);
   }
   if ((settings.tls_cert === undefined) !== (settings.tls_key === undefined)) {
-    fail("tls_cert and tls_key (AGENTOWL_TLS_CERT / AGENTOWL_TLS_KEY): set both or neither");
+    const [set, missing] = settings.tls_cert === undefined ? (["tls_key", "tls_cert"] as const) : (["tls_cert", "tls_key"] as const);
+    fail(`${describeSource(set, sources[set], file)}: set without ${missing} (${settingMeta(missing).env}); set both or neither`);
   }
 
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cwd, p));

@@ -33,6 +33,9 @@ export function renderConfig(config: Config): string {
   return lines.join("\n") + "\n";
 }
 
+/** A Markdown table cell: a `|` in the text (`debug | info | …`) would otherwise start a new column. */
+const cell = (text: string): string => text.replaceAll("|", "\\|");
+
 /** The reference table in docs/configuration.md. */
 export function renderConfigDocs(): string {
   const rows = SETTING_NAMES.map((name) => {
@@ -40,7 +43,7 @@ export function renderConfigDocs(): string {
     const schemaDefault = (settingsSchema.properties[name] as { default?: unknown }).default;
     const def = meta.defaultText ?? (schemaDefault === undefined ? "unset" : `\`${String(schemaDefault)}\``);
     const desc = meta.description + (meta.secret ? " **Secret**: masked by `config show`, redacted from logs." : "");
-    return `| \`${name}\` | \`${meta.env}\` | ${def} | ${meta.hint} | ${desc} |`;
+    return `| ${[`\`${name}\``, `\`${meta.env}\``, def, meta.hint, desc].map(cell).join(" | ")} |`;
   });
   return ["| TOML key | environment | default | value | meaning |", "|---|---|---|---|---|", ...rows].join("\n") + "\n";
 }
