@@ -44,19 +44,24 @@ export interface RunResult {
 
 const started = new Set<Subprocess>();
 
-/** Run `agentowl <args>` to completion. */
-export async function runAgentowl(args: readonly string[], opts: RunOptions): Promise<RunResult> {
-  const t0 = performance.now();
+/** Spawn `agentowl <args>` with piped output, remembered so that killLeftovers can end it. */
+function spawnAgentowl(args: readonly string[], opts: Omit<RunOptions, "timeoutMs">, extra: { timeout?: number; killSignal?: "SIGKILL" } = {}) {
   const proc = Bun.spawn(agentowlArgv(args), {
     cwd: opts.cwd,
     env: agentowlEnv(opts.env ?? {}),
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
-    timeout: opts.timeoutMs ?? 20_000,
-    killSignal: "SIGKILL",
+    ...extra,
   });
   started.add(proc);
+  return proc;
+}
+
+/** Run `agentowl <args>` to completion. */
+export async function runAgentowl(args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  const t0 = performance.now();
+  const proc = spawnAgentowl(args, opts, { timeout: opts.timeoutMs ?? 20_000, killSignal: "SIGKILL" });
   const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   started.delete(proc);
   return { code: proc.signalCode ? null : code, stdout, stderr, ms: performance.now() - t0 };
@@ -154,14 +159,7 @@ export class Running {
 
 /** Start `agentowl <args>` in the background. */
 export function startAgentowl(args: readonly string[], opts: Omit<RunOptions, "timeoutMs">): Running {
-  const proc = Bun.spawn(agentowlArgv(args), {
-    cwd: opts.cwd,
-    env: agentowlEnv(opts.env ?? {}),
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  started.add(proc);
+  const proc = spawnAgentowl(args, opts);
   void proc.exited.then(() => started.delete(proc));
   return new Running(proc);
 }

@@ -17,10 +17,4 @@ export function tempStorage(opts: Partial<SqliteStorageOptions> = {}): SqliteSto
 }
 
 /** Wait for a condition with a deadline: tests never sleep for a fixed time. */
-export async function until(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
+export { waitUntil as until } from "./process.ts";
