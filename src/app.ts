@@ -2,7 +2,7 @@ import cron from "node-cron";
 import type { Config } from "./config/index.ts";
 import type { Clock, Random } from "./core/clock.ts";
 import { type JobHandler, JobRunner } from "./core/job-runner.ts";
-import type { Logger } from "./core/log.ts";
+import { type Logger, Redactor } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { createHttpApp, type HttpApp, type ReadyCheck } from "./http/server.ts";
@@ -12,6 +12,8 @@ import { COMMIT, VERSION } from "./version.ts";
 export interface AppOptions {
   config: Config;
   log: Logger;
+  /** The redactor behind `log`: every secret the process learns (vault values, tokens) goes here. */
+  redactor?: Redactor;
   /** Job kinds this process works on (later issues register theirs here). */
   handlers?: ReadonlyMap<string, JobHandler>;
   /** Outbox subscribers besides the built-in metrics one. */
@@ -26,6 +28,7 @@ export interface App {
   readonly storage: SqliteStorage;
   readonly metrics: Metrics;
   readonly http: HttpApp;
+  readonly redactor: Redactor;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -40,6 +43,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /** The composition root of `agentowl serve`: storage, workers, maintenance and the HTTP listener. */
 export async function startApp(opts: AppOptions): Promise<App> {
   const { config, log } = opts;
+  const redactor = opts.redactor ?? new Redactor();
+  redactor.learn(config.bootstrapToken);
   prepareDataDir(config.dataDir);
   const lock = lockDataDir(config.dataDir);
   const metrics = new Metrics();
@@ -120,7 +125,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
   const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready });
   try {
-    http.listen({ hostname: config.http.host, port: config.http.port });
+    // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
+    http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });
   } catch (e) {
     await runner.stop(0);
     await relay.stop();
@@ -159,5 +165,5 @@ export async function startApp(opts: AppOptions): Promise<App> {
     return stopped;
   };
 
-  return { url, storage, metrics, http, stop };
+  return { url, storage, metrics, http, redactor, stop };
 }

@@ -22,7 +22,13 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     const redactor = new Redactor();
     redactor.learn(config.bootstrapToken);
     const log = createLogger({ level: config.logLevel, redactor });
-    const app = await startApp({ config, log });
+    // A bug must surface as a log line an operator can read, not as a bare stack trace.
+    process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { err: reason }));
+    process.on("uncaughtException", (err) => {
+      log.error("uncaught exception: exiting", { err, stack: err.stack });
+      process.exit(EXIT.failed);
+    });
+    const app = await startApp({ config, log, redactor });
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {

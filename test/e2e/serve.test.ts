@@ -108,6 +108,15 @@ describe("agentowl serve", () => {
     expect(server.proc.exitCode).toBeNull();
   });
 
+  test("a port held by another process is refused with one line, exit 1, never shared", async () => {
+    const { server, url } = await serve();
+    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: new URL(url).host } });
+    expect(await second.exit(10_000)).toBe(1);
+    expect(second.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(second.stderr).toContain("EADDRINUSE");
+    expect(server.proc.exitCode).toBeNull();
+  });
+
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     test(`${signal} stops it cleanly: exit 0 within the shutdown timeout, "stopped" not forced, the port closed`, async () => {
       const { server, url } = await serve({ AGENTOWL_SHUTDOWN_TIMEOUT: "5s" });
