@@ -108,4 +108,22 @@ describe("crash safety (SIGKILL)", () => {
     expect(rows).toBe(total);
     await storage.close();
   });
+
+  test("two processes leasing from one queue never run the same job twice", async () => {
+    const dir = tempDir();
+    const total = 4000;
+    const storage = openSqliteStorage({ dir });
+    await Promise.all(Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })));
+    await storage.close();
+
+    const doneIds = (lines: string[]) => lines.filter((l) => l.startsWith("done ")).map((l) => l.slice(5));
+    // Each consumer is stopped once it finds the queue drained (it is idle then, nothing in flight).
+    const counted = (lines: string[]) => lines.at(-1) === "empty";
+    const [a, b] = await Promise.all([runAndKill(["consume", dir], counted), runAndKill(["consume", dir], counted)]);
+    const all = [...doneIds(a), ...doneIds(b)];
+    expect(doneIds(a).length).toBeGreaterThan(0);
+    expect(doneIds(b).length).toBeGreaterThan(0);
+    expect(all.length).toBe(total);
+    expect(new Set(all).size).toBe(total);
+  });
 });
