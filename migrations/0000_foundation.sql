@@ -1,5 +1,5 @@
 CREATE TABLE `jobs` (
-	`id` text PRIMARY KEY NOT NULL,
+	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
 	`kind` text NOT NULL,
 	`tenant` text,
 	`payload` text NOT NULL,

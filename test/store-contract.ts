@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { ManualClock } from "../src/core/clock.ts";
-import { isId } from "../src/core/ids.ts";
+import { isId, parseSeqId } from "../src/core/ids.ts";
 import type { Storage, UnitOfWork } from "../src/store/contract.ts";
 
 export interface ContractHarness {
@@ -97,7 +97,7 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         const { storage } = await open();
         const { id, created } = await storage.queue.enqueue({ kind: "mail.parse", payload: { spool: "x" }, tenant: "beta" });
         expect(created).toBe(true);
-        expect(isId(id, "job")).toBe(true);
+        expect(parseSeqId("job", id)).not.toBeNull();
         const [job] = await storage.queue.lease({ limit: 10, visibilityMs: VIS });
         expect(job).toMatchObject({ id, kind: "mail.parse", tenant: "beta", payload: { spool: "x" }, state: "leased", attempt: 1 });
         expect(await storage.queue.lease({ limit: 10, visibilityMs: VIS })).toEqual([]);

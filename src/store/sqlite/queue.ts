@@ -1,7 +1,7 @@
 import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
 import { type BackoffPolicy, DEFAULT_BACKOFF, retryDelay } from "../../core/backoff.ts";
 import { type Clock, type Random, systemClock } from "../../core/clock.ts";
-import { newId } from "../../core/ids.ts";
+import { parseSeqId, seqId } from "../../core/ids.ts";
 import type {
   EnqueueResult,
   FailOptions,
@@ -23,7 +23,7 @@ const MAX_ERROR_LENGTH = 2000;
 type JobRow = typeof jobs.$inferSelect;
 
 const toJob = (r: JobRow): Job => ({
-  id: r.id,
+  id: seqId("job", r.id),
   kind: r.kind,
   tenant: r.tenant,
   payload: r.payload,
@@ -77,11 +77,11 @@ export class SqliteQueue implements JobQueue {
     // The two hottest statements are plain bun:sqlite: drizzle's prepared statements map named
     // parameters on every call, which measured 2.5 µs of a 7 µs insert (bench/queue.ts).
     // RETURNING is avoided for the same reason (2 µs of 10): the change count says enough.
-    this.insert = handle.sqlite.prepare<never, [string, string, string | null, string, string | null, number, number, number, number | null]>(
-      "INSERT INTO jobs (id, kind, tenant, payload, idempotency_key, state, max_attempts, run_at, created_at, expires_at) " +
-        "VALUES (?, ?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    this.insert = handle.sqlite.prepare<never, [string, string | null, string, string | null, number, number, number, number | null]>(
+      "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, max_attempts, run_at, created_at, expires_at) " +
+        "VALUES (?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
-    this.complete = handle.sqlite.prepare<never, [number, string, number]>(
+    this.complete = handle.sqlite.prepare<never, [number, number, number]>(
       "UPDATE jobs SET state = 'done', finished_at = ?, lease_expires_at = NULL, lease_owner = NULL " +
         "WHERE id = ? AND attempt = ? AND state = 'leased'",
     );
@@ -131,16 +131,14 @@ export class SqliteQueue implements JobQueue {
       or(isNull(jobs.expiresAt), sql`${jobs.expiresAt} > ${p("now")}`),
       kinds ? inArray(jobs.kind, [...kinds]) : undefined,
     );
-    return this.db.select({ id: jobs.id }).from(jobs).where(ready).orderBy(jobs.runAt, sql`rowid`).$dynamic();
+    return this.db.select({ id: jobs.id }).from(jobs).where(ready).orderBy(jobs.runAt, jobs.id).$dynamic();
   }
 
   // ---- inside a unit of work -------------------------------------------------------------------
 
   enqueueTx(tx: SqliteTx, spec: JobSpec): EnqueueResult {
     const key = spec.idempotencyKey ?? null;
-    const id = newId("job", tx.now);
     const inserted = this.insert.run(
-      id,
       spec.kind,
       spec.tenant ?? null,
       JSON.stringify(spec.payload ?? null),
@@ -152,15 +150,16 @@ export class SqliteQueue implements JobQueue {
     );
     if (inserted.changes === 1) {
       tx.afterCommit(this.notify);
-      return { id, created: true };
+      return { id: seqId("job", Number(inserted.lastInsertRowid)), created: true };
     }
     const existing = key === null ? undefined : this.findByKey.get({ kind: spec.kind, key });
     if (!existing) throw new Error("job insert ignored without an idempotency conflict");
-    return { id: existing.id, created: false };
+    return { id: seqId("job", existing.id), created: false };
   }
 
   ackTx(tx: SqliteTx, lease: LeaseRef): boolean {
-    return this.complete.run(tx.now, lease.id, lease.attempt).changes === 1;
+    const rowid = parseSeqId("job", lease.id);
+    return rowid !== null && this.complete.run(tx.now, rowid, lease.attempt).changes === 1;
   }
 
   // ---- the contract ----------------------------------------------------------------------------
@@ -180,8 +179,8 @@ export class SqliteQueue implements JobQueue {
             .returning()
             .all(params)
         : this.claim.all(params);
-      // RETURNING does not promise an order; the oldest job should run first (ids sort by creation).
-      return rows.sort((a, b) => a.runAt - b.runAt || (a.id < b.id ? -1 : 1)).map(toJob);
+      // RETURNING does not promise an order; the oldest job should run first.
+      return rows.sort((a, b) => a.runAt - b.runAt || a.id - b.id).map(toJob);
     });
   }
 
@@ -191,7 +190,8 @@ export class SqliteQueue implements JobQueue {
 
   fail(lease: LeaseRef, opts: FailOptions): Promise<FailOutcome> {
     return this.committer.run((tx): FailOutcome => {
-      const job = this.db.select().from(jobs).where(eq(jobs.id, lease.id)).get();
+      const rowid = parseSeqId("job", lease.id);
+      const job = rowid === null ? undefined : this.db.select().from(jobs).where(eq(jobs.id, rowid)).get();
       if (!job || job.state !== "leased" || job.attempt !== lease.attempt) return { state: "lost" };
       const error = opts.message.slice(0, MAX_ERROR_LENGTH);
       const runAt = tx.now + retryDelay(job.attempt, this.random, this.backoff, opts.retryAfterMs);
@@ -219,7 +219,7 @@ export class SqliteQueue implements JobQueue {
         this.db
           .update(jobs)
           .set({ leaseExpiresAt: tx.now + visibilityMs })
-          .where(and(eq(jobs.id, lease.id), eq(jobs.attempt, lease.attempt), eq(jobs.state, "leased")))
+          .where(and(eq(jobs.id, parseSeqId("job", lease.id) ?? 0), eq(jobs.attempt, lease.attempt), eq(jobs.state, "leased")))
           .returning({ id: jobs.id })
           .all().length === 1,
     );
@@ -260,7 +260,8 @@ export class SqliteQueue implements JobQueue {
   }
 
   async get(id: string): Promise<Job | null> {
-    const row = this.db.select().from(jobs).where(eq(jobs.id, id)).get();
+    const rowid = parseSeqId("job", id);
+    const row = rowid === null ? undefined : this.db.select().from(jobs).where(eq(jobs.id, rowid)).get();
     return row ? toJob(row) : null;
   }
 
