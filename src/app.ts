@@ -1,11 +1,14 @@
+import type { AnyElysia } from "elysia";
 import cron from "node-cron";
 import type { Config } from "./config/index.ts";
-import type { Clock, Random } from "./core/clock.ts";
 import { type JobHandler, JobRunner } from "./core/job-runner.ts";
 import { type Logger, Redactor } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
-import { createHttpApp, type HttpApp, type ReadyCheck } from "./http/server.ts";
+import { seedBootstrapToken } from "./api/auth.ts";
+import { v1Api } from "./api/v1.ts";
+import { type Clock, type Random, systemClock } from "./core/clock.ts";
+import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
 import { COMMIT, VERSION } from "./version.ts";
 
@@ -27,7 +30,7 @@ export interface App {
   readonly url: string;
   readonly storage: SqliteStorage;
   readonly metrics: Metrics;
-  readonly http: HttpApp;
+  readonly http: AnyElysia;
   readonly redactor: Redactor;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
@@ -64,6 +67,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
   }
   if (storage.migration.applied.length) log.info("database migrated", { applied: storage.migration.applied, version: storage.migration.version });
   metrics.watchQueue(storage.queue);
+
+  const clock = opts.clock ?? systemClock;
+  await seedBootstrapToken(storage.tokens, config.bootstrapToken, clock, log);
 
   // Jobs leased by a previous process that died are ours to finish.
   const recovered = await storage.queue.recoverExpired();
@@ -123,7 +129,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready });
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });

@@ -2,6 +2,9 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, renderConfigTemplate } from "../config/index.ts";
+import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
+import { systemClock } from "../core/clock.ts";
+import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
@@ -16,7 +19,9 @@ Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
   - the data dir and its spool/ and blobs/ folders, mode 0700;
   - the vault master key (master_key_file, 32 random bytes, base64, mode 0600), never overwritten;
   - agentowl.toml with every setting commented out at its default, if there is none;
-  - the database, migrated to this binary's schema.
+  - the database, migrated to this binary's schema;
+  - the first admin API token when none exists: AGENTOWL_BOOTSTRAP_TOKEN if set, else a new
+    token printed once (only its hash is stored).
 Safe to run again: it only creates what is missing.
 
 Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings.`,
@@ -40,11 +45,25 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     }
 
     const storage = openSqliteStorage({ dir: config.dataDir });
-    const { applied, version } = storage.migration;
-    await storage.close();
-    said.push(`database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`);
+    let firstToken: string | null = null;
+    try {
+      const { applied, version } = storage.migration;
+      said.push(`database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`);
+      // The first admin: AGENTOWL_BOOTSTRAP_TOKEN when set, else a new token shown this once.
+      if (await seedBootstrapToken(storage.tokens, config.bootstrapToken, systemClock, silentLogger)) {
+        said.push("admin token: AGENTOWL_BOOTSTRAP_TOKEN (stored hashed)");
+      } else if ((await storage.tokens.countActiveAdmins(Date.now())) === 0) {
+        firstToken = generateToken();
+        await storage.tokens.create({ name: "initial-admin", hash: sha256Hex(firstToken), scopes: ["admin"], expiresAt: null, createdBy: "agentowl init" });
+      }
+    } finally {
+      await storage.close();
+    }
 
     io.out(said.map((s) => `ok  ${s}`).join("\n") + "\n");
+    if (firstToken) {
+      io.out(`\nFirst admin API token (shown once; store it now, only its hash is kept):\n\n  ${firstToken}\n\nUse it as AGENTOWL_TOKEN, or: agentowl login\n`);
+    }
     return EXIT.ok;
   },
 };

@@ -275,3 +275,12 @@ describe("docs/configuration.md", () => {
     );
   });
 });
+
+describe("settings beside the rest of the appliance", () => {
+  test("still validate after Elysia and its OpenAPI plugin registered their own formats", async () => {
+    await import("../api/v1.ts");
+    const config = loadConfig({ env: {}, cwd: "/tmp" });
+    expect(config.shutdownTimeoutMs).toBe(10_000);
+    expect(config.http).toEqual({ host: "0.0.0.0", port: 8080 });
+  });
+});

@@ -34,10 +34,12 @@ export function parseDuration(value: string): number | null {
 const HOST_PORT = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?$/;
 const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$/i;
 
-FormatRegistry.Set("listen", (v) => parseListen(v) !== null);
-FormatRegistry.Set("duration", (v) => parseDuration(v) !== null);
-FormatRegistry.Set("host-port", (v) => HOST_PORT.test(v));
-FormatRegistry.Set("domain", (v) => DOMAIN.test(v));
+// TypeBox's format registry is global and Elysia and its OpenAPI plugin fill it too (their
+// "duration" is ISO 8601, P1D): our formats carry a prefix so that no library can replace them.
+FormatRegistry.Set("agentowl-listen", (v) => parseListen(v) !== null);
+FormatRegistry.Set("agentowl-duration", (v) => parseDuration(v) !== null);
+FormatRegistry.Set("agentowl-host-port", (v) => HOST_PORT.test(v));
+FormatRegistry.Set("agentowl-domain", (v) => DOMAIN.test(v));
 
 interface SettingMeta {
   /** Environment variable that overrides the TOML key. */
@@ -60,17 +62,17 @@ export const settingsSchema = Type.Object(
       description: "Where the database, spool, blobs and vault key live.",
       defaultText: "`./data` from the source tree; `/var/lib/agentowl` (Linux) or `/usr/local/var/agentowl` (macOS) for the compiled binary",
     }),
-    http_listen: setting(Type.String({ format: "listen", default: "0.0.0.0:8080" }), {
+    http_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:8080" }), {
       env: "AGENTOWL_HTTP_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:8080 or [::1]:8080",
       description: "API, ingress, console, health and metrics listener.",
     }),
-    smtp_listen: setting(Type.String({ format: "listen", default: "0.0.0.0:2525" }), {
+    smtp_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:2525" }), {
       env: "AGENTOWL_SMTP_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:25",
       description: "SMTP listener (install.sh sets :25).",
     }),
-    mail_domain: setting(Type.String({ format: "domain", default: "agentowl.lan" }), {
+    mail_domain: setting(Type.String({ format: "agentowl-domain", default: "agentowl.lan" }), {
       env: "AGENTOWL_MAIL_DOMAIN",
       hint: "a domain name, e.g. agentowl.lan",
       description: "Mail is addressed to `agent@tenant.<mail_domain>`.",
@@ -100,7 +102,7 @@ export const settingsSchema = Type.Object(
       secret: true,
       defaultText: "unset",
     }),
-    dns_servers: setting(Type.Optional(Type.Array(Type.String({ format: "host-port" }))), {
+    dns_servers: setting(Type.Optional(Type.Array(Type.String({ format: "agentowl-host-port" }))), {
       env: "AGENTOWL_DNS_SERVERS",
       hint: "host[:port] entries, comma-separated in the environment",
       description: "DNS servers for SPF/DKIM/DMARC/ARC look-ups.",
@@ -111,12 +113,12 @@ export const settingsSchema = Type.Object(
       hint: LOG_LEVELS.join(" | "),
       description: "Threshold of the JSON logs on stdout.",
     }),
-    shutdown_timeout: setting(Type.String({ format: "duration", default: "10s" }), {
+    shutdown_timeout: setting(Type.String({ format: "agentowl-duration", default: "10s" }), {
       env: "AGENTOWL_SHUTDOWN_TIMEOUT",
       hint: "a duration such as 500ms, 10s, 5m",
       description: "On SIGTERM/SIGINT: how long in-flight requests and jobs may take to finish.",
     }),
-    commit_window: setting(Type.String({ format: "duration", default: "0ms" }), {
+    commit_window: setting(Type.String({ format: "agentowl-duration", default: "0ms" }), {
       env: "AGENTOWL_COMMIT_WINDOW",
       hint: "a duration such as 0ms or 2ms",
       description:
@@ -132,12 +134,12 @@ export const settingsSchema = Type.Object(
       hint: "an integer from 1 to 1000",
       description: "Jobs the job runner works on at once.",
     }),
-    queue_visibility_timeout: setting(Type.String({ format: "duration", default: "5m" }), {
+    queue_visibility_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
       env: "AGENTOWL_QUEUE_VISIBILITY_TIMEOUT",
       hint: "a duration such as 30s or 5m",
       description: "A leased job whose worker dies becomes available again after this long.",
     }),
-    queue_retention: setting(Type.String({ format: "duration", default: "7d" }), {
+    queue_retention: setting(Type.String({ format: "agentowl-duration", default: "7d" }), {
       env: "AGENTOWL_QUEUE_RETENTION",
       hint: "a duration such as 24h or 7d",
       description: "Finished jobs and published outbox entries are purged after this long.",

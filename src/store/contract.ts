@@ -143,6 +143,57 @@ export interface Outbox {
   onEmitted(listener: () => void): () => void;
 }
 
+/** A control-plane resource's address. Tenants are kind "tenants" with tenant = their name. */
+export interface ResourceKey {
+  tenant: string;
+  kind: string;
+  name: string;
+}
+
+export interface ResourceRecord extends ResourceKey {
+  spec: unknown;
+  resourceVersion: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** create: must not exist (409); update: must exist (404); upsert: either. */
+export type WriteMode = "create" | "update" | "upsert";
+
+/** HTTP preconditions, parsed: If-Match with resource versions or "*", If-None-Match: *. */
+export interface Precondition {
+  ifMatch?: number[] | "*";
+  ifNoneMatch?: boolean;
+}
+
+export interface ResourceStore {
+  get(key: ResourceKey): Promise<ResourceRecord | null>;
+  /** One kind, ordered by name, after the cursor `after`. */
+  list(q: { tenant?: string; tenants?: readonly string[]; kind: string; after?: string; limit: number }): Promise<ResourceRecord[]>;
+  all(): Promise<ResourceRecord[]>;
+  history(key: ResourceKey): Promise<{ resourceVersion: number; op: string; spec: unknown; actor: string; changedAt: number }[]>;
+}
+
+export interface TokenRecord {
+  id: string;
+  name: string;
+  scopes: string[];
+  createdAt: number;
+  createdBy: string;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface TokenStore {
+  /** Store a new token's hash; the caller shows the token once. */
+  create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord>;
+  findByHash(hash: string): Promise<TokenRecord | null>;
+  list(q: { after?: string; limit: number }): Promise<TokenRecord[]>;
+  revoke(id: string): Promise<TokenRecord | null>;
+  /** Tokens with the admin scope that are neither revoked nor expired. */
+  countActiveAdmins(now: number): Promise<number>;
+}
+
 export interface Storage {
   readonly driver: "sqlite" | "postgres";
   readonly committer: Committer;

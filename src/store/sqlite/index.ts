@@ -8,6 +8,8 @@ import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { SqliteCommitter } from "./committer.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
+import { SqliteResources } from "./resources.ts";
+import { SqliteTokens } from "./tokens.ts";
 
 export interface SqliteStorageOptions {
   /** The data dir (the database is `<dir>/agentowl.db`) or, with `file`, the database path. */
@@ -25,6 +27,8 @@ export class SqliteStorage implements Storage {
   readonly committer: SqliteCommitter;
   readonly queue: SqliteQueue;
   readonly outbox: SqliteOutbox;
+  readonly resources: SqliteResources;
+  readonly tokens: SqliteTokens;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -40,6 +44,8 @@ export class SqliteStorage implements Storage {
     });
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
+    this.resources = new SqliteResources(db, this.committer);
+    this.tokens = new SqliteTokens(db, this.committer);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -83,3 +89,5 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
 export { SqliteOutbox } from "./outbox.ts";
 export { SqliteQueue } from "./queue.ts";
+export { SqliteResources } from "./resources.ts";
+export { SqliteTokens } from "./tokens.ts";

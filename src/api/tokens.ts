@@ -1,0 +1,62 @@
+import { Elysia, t } from "elysia";
+import type { Clock } from "../core/clock.ts";
+import { parseDuration } from "../config/index.ts";
+import { AppError } from "../errors/index.ts";
+import type { TokenRecord, TokenStore } from "../store/contract.ts";
+import { generateToken, requireAdmin, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
+import { authenticated, pageOf, readPage } from "./http.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const present = (r: TokenRecord) => ({
+  id: r.id,
+  name: r.name,
+  scopes: r.scopes,
+  created_at: iso(r.createdAt),
+  created_by: r.createdBy,
+  expires_at: iso(r.expiresAt),
+  revoked_at: iso(r.revokedAt),
+});
+
+const CreateToken = t.Object(
+  {
+    name: t.String({ minLength: 1, maxLength: 100 }),
+    scopes: t.Array(t.String({ pattern: SCOPE_PATTERN.source }), { minItems: 1, uniqueItems: true }),
+    expires_in: t.Optional(t.String({ pattern: "^\\d+(ms|s|m|h|d)$" })),
+  },
+  { additionalProperties: false },
+);
+
+/** /v1/tokens: admin only. A token's value is returned once, by the POST that creates it. */
+export function tokenRoutes(tokens: TokenStore, clock: Clock) {
+  return new Elysia()
+    .use(authenticated(tokens, clock))
+    .get("/tokens", async ({ principal, query }) => {
+      requireAdmin(principal);
+      const page = readPage(query);
+      return pageOf((await tokens.list({ after: page.after, limit: page.limit + 1 })).map(present), page.limit, (x) => x.id);
+    })
+    .post(
+      "/tokens",
+      async ({ principal, body, set }) => {
+        requireAdmin(principal);
+        const token = generateToken();
+        const ttl = body.expires_in ? parseDuration(body.expires_in) : null;
+        const record = await tokens.create({
+          name: body.name,
+          hash: sha256Hex(token),
+          scopes: body.scopes,
+          expiresAt: ttl === null ? null : clock.now() + ttl,
+          createdBy: `token:${principal.tokenId}`,
+        });
+        set.status = 201;
+        return { ...present(record), token };
+      },
+      { body: CreateToken },
+    )
+    .delete("/tokens/:id", async ({ principal, params, set }) => {
+      requireAdmin(principal);
+      const r = await tokens.revoke(params.id);
+      if (!r) throw new AppError("not_found", "not found");
+      set.status = 204;
+    });
+}

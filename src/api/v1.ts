@@ -1,0 +1,242 @@
+import { openapi } from "@elysiajs/openapi";
+import { Elysia, t } from "elysia";
+import type { Clock } from "../core/clock.ts";
+import { ControlPlane, METADATA_FIELDS, mergePatch, type ResourceKind, validated } from "../control/service.ts";
+import { AppError } from "../errors/index.ts";
+import { KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
+import type { Precondition, ResourceKey, ResourceRecord } from "../store/contract.ts";
+import type { SqliteStorage } from "../store/index.ts";
+import { SCHEMA_VERSION } from "../store/index.ts";
+import { COMMIT, VERSION } from "../version.ts";
+import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
+import { tokenRoutes } from "./tokens.ts";
+import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
+
+export interface V1Deps {
+  storage: SqliteStorage;
+  clock: Clock;
+}
+
+const NAME = new RegExp(NAME_PATTERN);
+/** Not coerced by the framework: `[]` or `"x"` must reach mergePatch and fail there as a 422. */
+const MergePatch = t.Unknown({ description: "an RFC 7396 JSON merge patch of the resource" });
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** A resource as the API shows it: the spec's fields, then its metadata. */
+export function present(r: ResourceRecord): Record<string, unknown> {
+  return {
+    ...(r.kind === "tenants" ? {} : { tenant: r.tenant }),
+    ...(r.spec as Record<string, unknown>),
+    resource_version: r.resourceVersion,
+    created_at: iso(r.createdAt),
+    updated_at: iso(r.updatedAt),
+  };
+}
+
+/** `If-Match: "3"`, `"3", "4"`, `*`; `If-None-Match: *`. Unparseable tags match nothing. */
+export function preconditions(headers: Record<string, string | undefined>): Precondition {
+  const pre: Precondition = {};
+  const ifMatch = headers["if-match"]?.trim();
+  if (ifMatch) {
+    pre.ifMatch = ifMatch === "*" ? "*" : ifMatch.split(",").map((tag) => Number(/^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(tag)?.[1] ?? Number.NaN));
+  }
+  if (headers["if-none-match"]?.trim() === "*") pre.ifNoneMatch = true;
+  return pre;
+}
+
+/** A name from the URL: one that could never exist is simply not found. */
+function name(value: string): string {
+  if (!NAME.test(value)) throw new AppError("not_found", "not found");
+  return value;
+}
+
+/** The body of a PUT/POST: metadata a client copied from a GET is dropped; the name comes from the URL when absent. */
+function specFrom(body: unknown, urlName?: string): Record<string, unknown> {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new AppError("invalid_input", "the body must be a JSON object", { errors: [{ field: "/", message: "must be a JSON object" }] });
+  }
+  const spec: Record<string, unknown> = { ...(body as Record<string, unknown>) };
+  for (const f of METADATA_FIELDS) delete spec[f];
+  if (urlName !== undefined) {
+    spec.name ??= urlName;
+    if (spec.name !== urlName) throw new AppError("invalid_input", "the name in the body differs from the URL", { errors: [{ field: "/name", message: `must be ${urlName}, as in the URL` }] });
+  }
+  return spec;
+}
+
+function withEtag(set: { headers: Record<string, unknown>; status?: unknown }, r: ResourceRecord, status = 200) {
+  set.headers.etag = `"${r.resourceVersion}"`;
+  set.status = status;
+  return present(r);
+}
+
+/**
+ * The control-plane API (SPEC §7): tenants and their resources addressed by name, versioned with
+ * ETag / If-Match, validated with the schemas of src/resources/specs.ts, behind bearer tokens.
+ */
+export function v1Api(deps: V1Deps) {
+  const { storage } = deps;
+  const control = new ControlPlane(storage.resources);
+  const actor = (p: Principal) => `token:${p.tokenId}`;
+
+  const tenantKey = (tenant: string): ResourceKey => ({ tenant, kind: "tenants", name: tenant });
+
+  let app = new Elysia({ prefix: "/v1" })
+    .use(
+      openapi({
+        provider: null,
+        specPath: "/openapi.json",
+        documentation: {
+          info: { title: "AgentOwl control plane", version: VERSION, description: "Bearer token required on every route but this document." },
+          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+          security: [{ bearer: [] }],
+        },
+      }),
+    )
+    .use(authenticated(storage.tokens, deps.clock, { tenantParam: true }))
+    // Before validation: drop metadata a client copied from a GET, and take the name from the URL.
+    .onTransform(({ body, params, route }) => {
+      if (body === null || typeof body !== "object" || Array.isArray(body)) return;
+      const b = body as Record<string, unknown>;
+      for (const f of METADATA_FIELDS) delete b[f];
+      const p = (params ?? {}) as Record<string, string | undefined>;
+      const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
+      if (urlName !== undefined) b.name ??= urlName;
+    })
+    .get("/version", ({ principal }: Authenticated) => {
+      void principal;
+      return { version: VERSION, commit: COMMIT, schema_version: SCHEMA_VERSION, api: { current: "v1", supported: ["v1"] } };
+    })
+    // ---- tenants --------------------------------------------------------------------------
+    .get("/tenants", async ({ principal, query }: Authenticated & { query: Record<string, string | undefined> }) => {
+      const page = readPage(query);
+      const visible = visibleTenants(principal);
+      const rows = await storage.resources.list({ kind: "tenants", after: page.after, limit: page.limit + 1, ...(visible === "all" ? {} : { tenants: visible }) });
+      return pageOf(rows.map(present), page.limit, (x) => x.name as string);
+    })
+    .post(
+      "/tenants",
+      async ({ principal, body, set }) => {
+        requireAdmin(principal);
+        const spec = validated("tenants", specFrom(body));
+        const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
+        return withEtag(set, record, 201);
+      },
+      { body: TenantSpec },
+    )
+    .get("/tenants/:tenant", async ({ principal, params, set }) => {
+      const tenant = name(params.tenant);
+      requireTenant(principal, tenant, "read");
+      const r = await storage.resources.get(tenantKey(tenant));
+      if (!r) throw new AppError("not_found", "not found");
+      return withEtag(set, r);
+    })
+    .put(
+      "/tenants/:tenant",
+      async ({ principal, params, body, headers, set }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "write");
+        const exists = await storage.resources.get(tenantKey(tenant));
+        if (!exists) requireAdmin(principal);
+        const spec = validated("tenants", specFrom(body, tenant));
+        const { record } = await control.put(tenantKey(tenant), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
+        return withEtag(set, record, exists ? 200 : 201);
+      },
+      { body: TenantSpec },
+    )
+    .patch(
+      "/tenants/:tenant",
+      async ({ principal, params, body, headers, set }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "write");
+        return withEtag(set, await patchResource(tenantKey(tenant), body, preconditions(headers), principal));
+      },
+      { body: MergePatch },
+    )
+    .delete("/tenants/:tenant", async ({ principal, params, headers, set }) => {
+      const tenant = name(params.tenant);
+      requireTenant(principal, tenant, "read");
+      requireAdmin(principal);
+      await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
+      set.status = 204;
+    })
+    .use(tokenRoutes(storage.tokens, deps.clock));
+
+  async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
+    const current = await storage.resources.get(key);
+    if (!current) throw new AppError("not_found", "not found");
+    const spec = validated(key.kind as ResourceKind, specFrom(mergePatch(current.spec, specFrom(patch)), key.name));
+    // Without If-Match, the patch applies to the version it was computed from: a concurrent
+    // writer in between makes it fail rather than silently lose that writer's change.
+    const { record } = await control.put(key, spec, { mode: "update", pre: pre.ifMatch ? pre : { ifMatch: [current.resourceVersion] }, actor: actor(principal) });
+    return record;
+  }
+
+  // ---- tenant-scoped kinds: one set of routes per kind, each with its own schema ---------------
+  for (const kind of KIND_NAMES) {
+    const schema = KINDS[kind];
+    const key = (tenant: string, n: string): ResourceKey => ({ tenant, kind, name: n });
+    app = app
+      .get(`/tenants/:tenant/${kind}`, async ({ principal, params, query }: Authenticated & { params: { tenant: string }; query: Record<string, string | undefined> }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "read");
+        const page = readPage(query);
+        const rows = await storage.resources.list({ tenant, kind, after: page.after, limit: page.limit + 1 });
+        return pageOf(rows.map(present), page.limit, (x) => x.name as string);
+      })
+      .post(
+        `/tenants/:tenant/${kind}`,
+        async ({ principal, params, body, set }) => {
+          const tenant = name((params as { tenant: string }).tenant);
+          requireTenant(principal, tenant, "write");
+          const spec = validated(kind, specFrom(body));
+          const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
+          return withEtag(set, record, 201);
+        },
+        { body: schema },
+      )
+      .get(`/tenants/:tenant/${kind}/:name`, async ({ principal, params, set }: Authenticated & { params: { tenant: string; name: string }; set: { headers: Record<string, unknown>; status?: unknown } }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "read");
+        const r = await storage.resources.get(key(tenant, name(params.name)));
+        if (!r) throw new AppError("not_found", `${SINGULAR[kind]} ${tenant}/${params.name} not found`);
+        return withEtag(set, r);
+      })
+      .get(`/tenants/:tenant/${kind}/:name/versions`, async ({ principal, params }: Authenticated & { params: { tenant: string; name: string } }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "read");
+        const versions = await storage.resources.history(key(tenant, name(params.name)));
+        if (!versions.length) throw new AppError("not_found", `${SINGULAR[kind]} ${tenant}/${params.name} not found`);
+        return { items: versions.map((v) => ({ resource_version: v.resourceVersion, op: v.op, spec: v.spec, actor: v.actor, changed_at: iso(v.changedAt) })), next_cursor: null };
+      })
+      .put(
+        `/tenants/:tenant/${kind}/:name`,
+        async ({ principal, params, body, headers, set }) => {
+          const p = params as { tenant: string; name: string };
+          const tenant = name(p.tenant);
+          requireTenant(principal, tenant, "write");
+          const spec = validated(kind, specFrom(body, name(p.name)));
+          const { record } = await control.put(key(tenant, p.name), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
+          return withEtag(set, record, record.resourceVersion === 1 ? 201 : 200);
+        },
+        { body: schema },
+      )
+      .patch(
+        `/tenants/:tenant/${kind}/:name`,
+        async ({ principal, params, body, headers, set }) => {
+          const p = params as { tenant: string; name: string };
+          const tenant = name(p.tenant);
+          requireTenant(principal, tenant, "write");
+          return withEtag(set, await patchResource(key(tenant, name(p.name)), body, preconditions(headers), principal));
+        },
+        { body: MergePatch },
+      )
+      .delete(`/tenants/:tenant/${kind}/:name`, async ({ principal, params, headers, set }: Authenticated & { params: { tenant: string; name: string }; headers: Record<string, string | undefined>; set: { status?: unknown } }) => {
+        const tenant = name(params.tenant);
+        requireTenant(principal, tenant, "write");
+        await control.delete(key(tenant, name(params.name)), { pre: preconditions(headers), actor: actor(principal) });
+        set.status = 204;
+      }) as unknown as typeof app;
+  }
+  return app;
+}

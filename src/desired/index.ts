@@ -1,0 +1,4 @@
+export { formatProblem, type LocatedProblem, MAX_ALIAS_COUNT, parseDesired } from "./parse.ts";
+export { APPLY_ORDER, type Change, diffFields, type FieldChange, type Op, plan } from "./plan.ts";
+export { renderPlan, type Summary, summarize } from "./render.ts";
+export { API_VERSION, DesiredFile, type DesiredState, type Snapshot, TenantDocument } from "./schema.ts";

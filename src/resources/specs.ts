@@ -1,0 +1,179 @@
+import { type Static, type TObject, Type } from "@sinclair/typebox";
+
+/**
+ * The control plane's resources (SPEC §6): what an operator declares in agentowl.yaml and manages
+ * through /v1. One schema per kind; the API validates request bodies with it, the desired-state
+ * loader validates YAML with it, and the OpenAPI document is generated from it.
+ * docs/desired-state.md documents every field.
+ */
+
+/** Names address resources in URLs and YAML: lower-case, digits and dashes. */
+export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+export const Name = Type.String({ pattern: NAME_PATTERN, description: "lower-case letters, digits and dashes, 1-63 characters" });
+
+/** `vault:tenant/name`: a secret in the vault, resolved when used, never stored here. */
+export const VAULT_REF_PATTERN = "^vault:[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$";
+export const VaultRef = Type.String({ pattern: VAULT_REF_PATTERN, description: "a vault reference, vault:<tenant>/<name>" });
+
+const Duration = Type.String({ pattern: "^\\d+(ms|s|m|h|d)$", description: "a duration such as 30s, 5m, 24h" });
+
+export const TenantSpec = Type.Object(
+  {
+    name: Name,
+    display_name: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const EndpointSpec = Type.Object(
+  {
+    name: Name,
+    url: Type.String({ pattern: "^https?://[^\\s]+$", maxLength: 2048, description: "http(s) URL of the receiver on the LAN" }),
+    signing_secret: Type.Optional(VaultRef),
+    retry: Type.Optional(
+      Type.Object(
+        {
+          max_attempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+          max_age: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timeout: Type.Optional(Duration),
+    /** SPEC §3.8: endpoints must be on loopback or the LAN unless this says otherwise. */
+    allow_public: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const VERIFY_SCHEMES = ["standard-webhooks", "github-hmac-sha256", "hmac-sha256", "bearer", "none", "telnyx-ed25519"] as const;
+
+export const BindingSpec = Type.Object(
+  {
+    name: Name,
+    type: Type.Union([Type.Literal("email"), Type.Literal("webhook"), Type.Literal("telnyx")]),
+    /** email: the agents (local parts) this binding accepts, e.g. hello, support. */
+    addresses: Type.Optional(Type.Array(Type.String({ pattern: "^[a-z0-9][a-z0-9._-]*$" }), { minItems: 1, uniqueItems: true })),
+    /** telnyx: destination numbers in E.164. */
+    numbers: Type.Optional(Type.Array(Type.String({ pattern: "^\\+[1-9]\\d{6,14}$" }), { minItems: 1, uniqueItems: true })),
+    verify: Type.Optional(
+      Type.Object(
+        {
+          scheme: Type.Union(VERIFY_SCHEMES.map((s) => Type.Literal(s))),
+          secret: Type.Optional(VaultRef),
+          public_key: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+          header: Type.Optional(Type.String({ pattern: "^[A-Za-z0-9-]+$" })),
+          encoding: Type.Optional(Type.Union([Type.Literal("hex"), Type.Literal("base64")])),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    max_body_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 })),
+  },
+  { additionalProperties: false },
+);
+
+const Condition = Type.Union([
+  Type.String(),
+  Type.Number(),
+  Type.Boolean(),
+  Type.Object(
+    {
+      equals: Type.Optional(Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
+      contains: Type.Optional(Type.String()),
+      in: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Number()]))),
+      matches: Type.Optional(Type.String()),
+    },
+    { additionalProperties: false, minProperties: 1 },
+  ),
+]);
+
+/**
+ * Keys are envelope fields (`channel`, `agent`, `data.subject`, `auth.dmarc`, …), values conditions.
+ * `additionalProperties: false` makes the key pattern binding: without it a key that does not
+ * match (`Channel`) is not checked at all, and a misspelt condition silently never matches.
+ */
+const Match = Type.Record(Type.String({ pattern: "^[a-z_][a-z0-9_.]*$" }), Condition, { additionalProperties: false });
+
+export const RouteSpec = Type.Object(
+  {
+    name: Name,
+    match: Type.Optional(Match),
+    /** Endpoint names of the same tenant. */
+    to: Type.Array(Name, { minItems: 1, uniqueItems: true }),
+    /** Lower runs first; ties by name. */
+    priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+    default: Type.Optional(Type.Boolean({ description: "the tenant's fallback route for events nothing else matches" })),
+  },
+  { additionalProperties: false },
+);
+
+export const EFFECTS = ["allow", "deny", "require_approval", "quarantine"] as const;
+const Effect = Type.Union(EFFECTS.map((e) => Type.Literal(e)));
+
+export const PolicySpec = Type.Object(
+  {
+    name: Name,
+    default: Type.Optional(Effect),
+    rules: Type.Array(Type.Object({ when: Match, effect: Effect, reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+);
+
+export const TemplateSpec = Type.Object(
+  {
+    name: Name,
+    instructions: Type.String({ maxLength: 100_000 }),
+    model: Type.Object(
+      {
+        endpoint: Type.String({ pattern: "^https?://[^\\s]+$" }),
+        model: Type.String({ minLength: 1 }),
+        api_key: Type.Optional(VaultRef),
+      },
+      { additionalProperties: false },
+    ),
+    tools: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]*$" }),
+            provisioning: Type.Union([Type.Literal("pool"), Type.Literal("user")]),
+            config: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** Tenant-scoped kinds, by their plural (the URL segment and the YAML key). */
+export const KINDS = {
+  endpoints: EndpointSpec,
+  bindings: BindingSpec,
+  routes: RouteSpec,
+  policies: PolicySpec,
+  templates: TemplateSpec,
+} as const satisfies Record<string, TObject>;
+
+export type Kind = keyof typeof KINDS;
+export const KIND_NAMES = Object.keys(KINDS) as Kind[];
+
+export type TenantSpec = Static<typeof TenantSpec>;
+export type EndpointSpec = Static<typeof EndpointSpec>;
+export type BindingSpec = Static<typeof BindingSpec>;
+export type RouteSpec = Static<typeof RouteSpec>;
+export type PolicySpec = Static<typeof PolicySpec>;
+export type TemplateSpec = Static<typeof TemplateSpec>;
+export type SpecOf<K extends Kind> = Static<(typeof KINDS)[K]>;
+
+/** The singular, for messages ("endpoint crm"). */
+export const SINGULAR: Record<Kind | "tenants", string> = {
+  tenants: "tenant",
+  endpoints: "endpoint",
+  bindings: "binding",
+  routes: "route",
+  policies: "policy",
+  templates: "template",
+};

@@ -1,0 +1,59 @@
+import { asc, eq, gt, isNull, or, sql } from "drizzle-orm";
+import { newId } from "../../core/ids.ts";
+import type { TokenRecord, TokenStore } from "../contract.ts";
+import { tokens } from "../schema/index.ts";
+import type { Db } from "../sqlite.ts";
+import type { SqliteCommitter } from "./committer.ts";
+
+type Row = typeof tokens.$inferSelect;
+const toRecord = ({ hash: _hash, ...r }: Row): TokenRecord => r;
+
+export class SqliteTokens implements TokenStore {
+  constructor(
+    private readonly db: Db,
+    private readonly committer: SqliteCommitter,
+  ) {}
+
+  create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord> {
+    return this.committer.run((tx) => {
+      const row: Row = { id: newId("tok", tx.now), createdAt: tx.now, revokedAt: null, ...t };
+      tx.db.insert(tokens).values(row).run();
+      return toRecord(row);
+    });
+  }
+
+  async findByHash(hash: string): Promise<TokenRecord | null> {
+    const r = this.db.select().from(tokens).where(eq(tokens.hash, hash)).get();
+    return r ? toRecord(r) : null;
+  }
+
+  async list(q: { after?: string; limit: number }): Promise<TokenRecord[]> {
+    return this.db
+      .select()
+      .from(tokens)
+      .where(q.after ? gt(tokens.id, q.after) : undefined)
+      .orderBy(asc(tokens.id))
+      .limit(q.limit)
+      .all()
+      .map(toRecord);
+  }
+
+  revoke(id: string): Promise<TokenRecord | null> {
+    return this.committer.run((tx) => {
+      const r = tx.db.update(tokens).set({ revokedAt: sql`coalesce(${tokens.revokedAt}, ${tx.now})` }).where(eq(tokens.id, id)).returning().get();
+      return r ? toRecord(r) : null;
+    });
+  }
+
+  async countActiveAdmins(now: number): Promise<number> {
+    return (
+      this.db
+        .select({ n: sql<number>`count(*)` })
+        .from(tokens)
+        .where(
+          sql`${isNull(tokens.revokedAt)} AND ${or(isNull(tokens.expiresAt), gt(tokens.expiresAt, now))} AND EXISTS (SELECT 1 FROM json_each(${tokens.scopes}) WHERE value = 'admin')`,
+        )
+        .get()?.n ?? 0
+    );
+  }
+}

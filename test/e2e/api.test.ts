@@ -1,0 +1,319 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type App, startApp } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/index.ts";
+import { silentLogger } from "../../src/core/log.ts";
+
+setDefaultTimeout(30_000);
+
+const BOOTSTRAP = "bootstrap-admin-7f3a9c2e1b5d8f4a6c0e";
+const root = mkdtempSync(join(tmpdir(), "agentowl-api-"));
+let app: App;
+let base: string;
+
+async function call(method: string, path: string, opts: { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...opts.headers };
+  const token = opts.token === undefined ? BOOTSTRAP : opts.token;
+  if (token) headers.authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.raw !== undefined) body = opts.raw;
+  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
+  if (body !== undefined) headers["content-type"] ??= "application/json";
+  const res = await fetch(base + path, { method, headers, body });
+  const text = await res.text();
+  let json: any = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, body: json };
+}
+
+const TENANTS = {
+  alpha: {
+    endpoints: [{ name: "crm", url: "http://10.0.0.5:9000/hooks", signing_secret: "vault:alpha/crm-signing" }],
+    bindings: [{ name: "mail", type: "email", addresses: ["hello"] }],
+    routes: [{ name: "hello-to-crm", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
+    policies: [{ name: "guard", rules: [{ when: { "auth.dmarc": "fail" }, effect: "quarantine" }] }],
+    templates: [{ name: "helper", instructions: "Be brief.", model: { endpoint: "http://10.0.0.9:11434/v1", model: "llama3" } }],
+  },
+};
+const KINDS = ["endpoints", "bindings", "routes", "policies", "templates"] as const;
+
+async function seedTenant(name: string): Promise<void> {
+  expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
+  for (const kind of KINDS) {
+    for (const spec of TENANTS.alpha[kind]) {
+      const body = JSON.parse(JSON.stringify(spec).replaceAll("vault:alpha/", `vault:${name}/`));
+      const r = await call("POST", `/v1/tenants/${name}/${kind}`, { body });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+    }
+  }
+}
+
+async function token(scopes: string[], extra: Record<string, unknown> = {}): Promise<string> {
+  const r = await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes, ...extra } });
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body.token;
+}
+
+/** Every /v1 route the server has, as [method, path template]. */
+function v1Routes(): [string, string][] {
+  return (app.http.routes as { method: string; path: string }[])
+    .filter((r) => r.path.startsWith("/v1/") && r.path !== "/v1/openapi.json" && r.method !== "HEAD")
+    .map((r) => [r.method, r.path] as [string, string]);
+}
+
+/** Fill a route template with a tenant and the name of an existing object of that kind. */
+function fill(path: string, tenant: string, override?: string): string {
+  const kind = /\/tenants\/:tenant\/([a-z]+)/.exec(path)?.[1] as (typeof KINDS)[number] | undefined;
+  const existing = kind ? TENANTS.alpha[kind][0]!.name : tenant;
+  return path
+    .replace(":tenant", tenant)
+    .replace(":name", override ?? existing)
+    .replace(":id", override ?? "tok_00000000000000000000000000");
+}
+
+beforeAll(async () => {
+  const config = loadConfig({
+    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    cwd: root,
+  });
+  app = await startApp({ config, log: silentLogger });
+  base = app.url;
+  await seedTenant("alpha");
+  await seedTenant("beta");
+});
+
+afterAll(async () => {
+  await app.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("authentication", () => {
+  test("every /v1 route answers 401 problem+json without a token, and with a bad one", async () => {
+    const routes = v1Routes();
+    expect(routes.length).toBeGreaterThan(30);
+    for (const [method, path] of routes) {
+      for (const t of [null, "aow_not-a-real-token"]) {
+        const r = await call(method, fill(path, "alpha"), { token: t, body: method === "GET" || method === "DELETE" ? undefined : {} });
+        expect(r.status, `${method} ${path}`).toBe(401);
+        expect(r.headers.get("content-type")).toBe("application/problem+json");
+        expect(r.headers.get("www-authenticate")).toContain("Bearer");
+      }
+    }
+  });
+
+  test("a token is shown once; listing never shows it; a revoked or expired token is refused", async () => {
+    const created = await call("POST", "/v1/tokens", { body: { name: "ci", scopes: ["tenant:alpha:read"] } });
+    expect(created.body.token).toMatch(/^aow_[A-Za-z0-9_-]{43}$/);
+    expect((await call("GET", "/v1/version", { token: created.body.token })).status).toBe(200);
+    const list = await call("GET", "/v1/tokens?limit=500");
+    expect(JSON.stringify(list.body)).not.toContain(created.body.token);
+    expect(list.body.items.find((t: { id: string }) => t.id === created.body.id)).toMatchObject({ name: "ci", scopes: ["tenant:alpha:read"], revoked_at: null });
+    expect((await call("DELETE", `/v1/tokens/${created.body.id}`)).status).toBe(204);
+    expect((await call("GET", "/v1/version", { token: created.body.token })).status).toBe(401);
+
+    const shortLived = await call("POST", "/v1/tokens", { body: { name: "brief", scopes: ["admin"], expires_in: "1ms" } });
+    await Bun.sleep(5);
+    expect((await call("GET", "/v1/version", { token: shortLived.body.token })).status).toBe(401);
+  });
+
+  test("token scopes are validated", async () => {
+    const r = await call("POST", "/v1/tokens", { body: { name: "x", scopes: ["tenant:Alpha:admin", "root"] } });
+    expect(r.status).toBe(422);
+    expect(r.body.errors.length).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("tenant isolation", () => {
+  test("a token of tenant alpha gets 404 for every object of tenant beta, on every route", async () => {
+    const alphaWrite = await token(["tenant:alpha:write"]);
+    const checked: string[] = [];
+    for (const [method, path] of v1Routes()) {
+      if (!path.includes(":tenant")) continue;
+      const body = method === "GET" || method === "DELETE" ? undefined : { name: "x" };
+      const r = await call(method, fill(path, "beta"), { token: alphaWrite, body });
+      expect(r.status, `${method} ${fill(path, "beta")} -> ${JSON.stringify(r.body)}`).toBe(404);
+      expect(r.headers.get("content-type")).toBe("application/problem+json");
+      checked.push(`${method} ${path}`);
+    }
+    expect(checked.length).toBeGreaterThan(30);
+    // Beta is untouched, and alpha's own objects are visible to the same token.
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).status).toBe(200);
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/crm", { token: alphaWrite })).status).toBe(200);
+  });
+
+  test("the answer for another tenant's object is the same as for one that does not exist", async () => {
+    const alphaRead = await token(["tenant:alpha:read"]);
+    const other = await call("GET", "/v1/tenants/beta/endpoints/crm", { token: alphaRead });
+    const missing = await call("GET", "/v1/tenants/gamma/endpoints/crm", { token: alphaRead });
+    expect(other.status).toBe(404);
+    expect(other.body).toEqual({ ...missing.body, instance: other.body.instance });
+  });
+
+  test("a tenant token lists only its own tenants", async () => {
+    const alphaRead = await token(["tenant:alpha:read"]);
+    const r = await call("GET", "/v1/tenants", { token: alphaRead });
+    expect(r.body.items.map((t: { name: string }) => t.name)).toEqual(["alpha"]);
+  });
+
+  test("a read token cannot write: 403 on every write route of its own tenant", async () => {
+    const alphaRead = await token(["tenant:alpha:read"]);
+    for (const [method, path] of v1Routes()) {
+      if (!path.includes(":tenant") || method === "GET") continue;
+      const r = await call(method, fill(path, "alpha"), { token: alphaRead, body: method === "DELETE" ? undefined : { name: "crm" } });
+      expect(r.status, `${method} ${path}`).toBe(403);
+    }
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/crm")).body.resource_version).toBe(1);
+  });
+
+  test("tokens and tenants are managed by admins only", async () => {
+    const alphaWrite = await token(["tenant:alpha:write"]);
+    expect((await call("GET", "/v1/tokens", { token: alphaWrite })).status).toBe(403);
+    expect((await call("POST", "/v1/tokens", { token: alphaWrite, body: { name: "x", scopes: ["admin"] } })).status).toBe(403);
+    expect((await call("POST", "/v1/tenants", { token: alphaWrite, body: { name: "sneaky" } })).status).toBe(403);
+  });
+});
+
+describe("resources", () => {
+  test("ETag and If-Match: a stale precondition gets 412 and changes nothing", async () => {
+    await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "erp", url: "http://10.0.0.6/hooks" } });
+    const got = await call("GET", "/v1/tenants/alpha/endpoints/erp");
+    expect(got.headers.get("etag")).toBe('"1"');
+    expect(got.body).toMatchObject({ tenant: "alpha", name: "erp", url: "http://10.0.0.6/hooks", resource_version: 1 });
+
+    const updated = await call("PUT", "/v1/tenants/alpha/endpoints/erp", { body: { ...got.body, timeout: "5s" }, headers: { "if-match": '"1"' } });
+    expect(updated.status).toBe(200);
+    expect(updated.headers.get("etag")).toBe('"2"');
+    const stale = await call("PUT", "/v1/tenants/alpha/endpoints/erp", { body: { url: "http://10.0.0.7/" }, headers: { "if-match": '"1"' } });
+    expect(stale.status).toBe(412);
+    expect(stale.headers.get("content-type")).toBe("application/problem+json");
+    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"1"' } })).status).toBe(412);
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/erp")).body).toMatchObject({ url: "http://10.0.0.6/hooks", timeout: "5s", resource_version: 2 });
+
+    const patched = await call("PATCH", "/v1/tenants/alpha/endpoints/erp", { body: { timeout: null, retry: { max_attempts: 3 } }, headers: { "if-match": '"2"' } });
+    expect(patched.status).toBe(200);
+    expect(patched.body.timeout).toBeUndefined();
+    expect(patched.body.retry).toEqual({ max_attempts: 3 });
+    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"3"' } })).status).toBe(204);
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/erp")).status).toBe(404);
+    // Re-created, it does not reuse a version a stale client may still hold.
+    const again = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "erp", url: "http://10.0.0.6/hooks" } });
+    expect(again.body.resource_version).toBe(5);
+    const history = await call("GET", "/v1/tenants/alpha/endpoints/erp/versions");
+    expect(history.body.items.map((v: { op: string }) => v.op)).toEqual(["create", "update", "update", "delete", "create"]);
+  });
+
+  test("concurrent updates racing on the same If-Match: exactly one wins", async () => {
+    await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "race", url: "http://10.0.0.8/" } });
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call("PUT", "/v1/tenants/alpha/endpoints/race", { body: { url: `http://10.0.0.8/${i}` }, headers: { "if-match": '"1"' } }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    expect(results.filter((r) => r.status === 412)).toHaveLength(11);
+    const winner = results.find((r) => r.status === 200)!;
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/race")).body).toMatchObject({ url: winner.body.url, resource_version: 2 });
+  });
+
+  test("a body with several faults is 422 listing every field", async () => {
+    const r = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "Bad Name", url: "ftp://x", retry: { max_attempts: 0 }, colour: "blue" } });
+    expect(r.status).toBe(422);
+    expect(r.headers.get("content-type")).toBe("application/problem+json");
+    const fields = r.body.errors.map((e: { field: string }) => e.field).join(" ");
+    for (const f of ["name", "url", "max_attempts"]) expect(fields).toContain(f);
+  });
+
+  test("references are checked: a route to a missing endpoint is 422; deleting an endpoint still routed to is 409", async () => {
+    const r = await call("POST", "/v1/tenants/alpha/routes", { body: { name: "nowhere", to: ["ghost"] } });
+    expect(r.status).toBe(422);
+    expect(JSON.stringify(r.body.errors)).toContain("ghost");
+    const d = await call("DELETE", "/v1/tenants/alpha/endpoints/crm");
+    expect(d.status).toBe(409);
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/crm")).status).toBe(200);
+    // Another tenant's secret is an isolation error, not a reference.
+    const cross = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "leak", url: "http://10.0.0.1/", signing_secret: "vault:beta/crm-signing" } });
+    expect(cross.status).toBe(422);
+  });
+
+  test("a tenant with resources cannot be deleted (409); an empty one can", async () => {
+    expect((await call("DELETE", "/v1/tenants/beta")).status).toBe(409);
+    await call("POST", "/v1/tenants", { body: { name: "empty" } });
+    expect((await call("DELETE", "/v1/tenants/empty")).status).toBe(204);
+  });
+
+  test("pagination walks more items than a page, each once, in name order", async () => {
+    await call("POST", "/v1/tenants", { body: { name: "many" } });
+    const names = Array.from({ length: 120 }, (_, i) => `ep-${String(i).padStart(3, "0")}`);
+    await Promise.all(names.map((name) => call("POST", "/v1/tenants/many/endpoints", { body: { name, url: "http://10.1.1.1/" } })));
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const r: Awaited<ReturnType<typeof call>> = await call("GET", `/v1/tenants/many/endpoints?limit=50${cursor ? `&cursor=${cursor}` : ""}`);
+      expect(r.status).toBe(200);
+      seen.push(...r.body.items.map((e: { name: string }) => e.name));
+      cursor = r.body.next_cursor;
+      pages++;
+    } while (cursor);
+    expect(pages).toBe(3);
+    expect(seen).toEqual(names);
+    expect((await call("GET", "/v1/tenants/many/endpoints?cursor=garbage")).status).toBe(400);
+    expect((await call("GET", "/v1/tenants/many/endpoints?limit=0")).status).toBe(400);
+  });
+});
+
+describe("bad input on every route", () => {
+  test("a malformed name or id is 404 problem+json, never a 500", async () => {
+    for (const [method, path] of v1Routes()) {
+      if (!/:(tenant|name|id)/.test(path)) continue;
+      for (const bad of ["BAD_Name", "x".repeat(300), "%00", "..%2F..%2Fetc"]) {
+        const url = path.replace(":tenant", path.includes(":name") ? "alpha" : bad).replace(":name", bad).replace(":id", bad);
+        const r = await call(method, url, { body: method === "GET" || method === "DELETE" ? undefined : { name: "x" } });
+        expect(r.status, `${method} ${url}`).toBeLessThan(500);
+        expect([404, 400, 422, 403]).toContain(r.status);
+        expect(r.headers.get("content-type")).toBe("application/problem+json");
+      }
+    }
+  });
+
+  test("a malformed body is 400 or 422 problem+json on every route that takes one, never a 500", async () => {
+    for (const [method, path] of v1Routes()) {
+      if (method === "GET" || method === "DELETE") continue;
+      for (const raw of ["{not json", "[]", '"a string"', "null", '{"name": 12}']) {
+        const r = await call(method, fill(path, "alpha"), { raw });
+        expect(r.status, `${method} ${path} ${raw} -> ${JSON.stringify(r.body)}`).toBeLessThan(500);
+        expect([400, 422], `${method} ${path} ${raw} -> ${r.status} ${JSON.stringify(r.body)}`).toContain(r.status);
+        expect(r.headers.get("content-type")).toBe("application/problem+json");
+      }
+    }
+  });
+});
+
+describe("the API's own description", () => {
+  test("/v1/version names the version, schema and API compatibility", async () => {
+    const r = await call("GET", "/v1/version");
+    expect(r.body).toMatchObject({ api: { current: "v1", supported: ["v1"] } });
+    expect(typeof r.body.schema_version).toBe("number");
+  });
+
+  test("/v1/openapi.json documents exactly the routes the server has, with their body schemas", async () => {
+    const r = await call("GET", "/v1/openapi.json", { token: null });
+    expect(r.status).toBe(200);
+    const documented = new Set<string>();
+    for (const [path, ops] of Object.entries(r.body.paths as Record<string, Record<string, unknown>>)) {
+      for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`);
+    }
+    const all = (app.http.routes as { method: string; path: string }[]).filter((r) => r.method !== "HEAD" && !r.path.includes("openapi"));
+    const existing = new Set(all.map((r) => `${r.method} ${r.path}`));
+    expect([...existing].filter((x) => !documented.has(x))).toEqual([]);
+    expect([...documented].filter((x) => !existing.has(x) && !x.includes("openapi"))).toEqual([]);
+    const post = r.body.paths["/v1/tenants/{tenant}/endpoints"].post;
+    expect(JSON.stringify(post.requestBody)).toContain("signing_secret");
+  });
+});
