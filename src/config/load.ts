@@ -4,6 +4,7 @@ import { Value } from "@sinclair/typebox/value";
 import { parse as parseToml } from "smol-toml";
 import type { LogLevel } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
+import { closest } from "../errors/suggest.ts";
 import {
   CLIENT_ENV,
   type Listen,
@@ -67,30 +68,6 @@ function describeSource(name: SettingName, source: SettingSource, file: string |
   return `${name} (default)`;
 }
 
-/** Closest known name, to turn a typo into a hint. */
-function suggest(word: string, candidates: readonly string[]): string | null {
-  const distance = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-      let prev = row[0]!;
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const cur = row[j]!;
-        row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-        prev = cur;
-      }
-    }
-    return row[b.length]!;
-  };
-  let best: string | null = null;
-  let bestD = 4;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) [best, bestD] = [c, d];
-  }
-  return best;
-}
-
 const INTEGER_SETTINGS = SETTING_NAMES.filter((n) => (settingsSchema.properties[n] as { type?: unknown }).type === "integer");
 
 /** A whole number written as such; anything else is left as it was, for validation to refuse. */
@@ -126,7 +103,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   for (const key of Object.keys(env)) {
     if (!key.startsWith("AGENTOWL_") || envOf.has(key) || (CLIENT_ENV as readonly string[]).includes(key)) continue;
-    const hint = suggest(key, [...envOf.keys()]);
+    const hint = closest(key, [...envOf.keys()]);
     fail(`${key}: unknown setting${hint ? ` (did you mean ${hint}?)` : ""}`);
   }
 
@@ -142,7 +119,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const sources = {} as Record<SettingName, SettingSource>;
   for (const key of Object.keys(fromFile)) {
     if (!(SETTING_NAMES as string[]).includes(key)) {
-      const hint = suggest(key, SETTING_NAMES);
+      const hint = closest(key, SETTING_NAMES);
       fail(`${key} in ${file}: unknown setting${hint ? ` (did you mean ${hint}?)` : ""}`);
     }
   }
