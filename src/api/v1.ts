@@ -9,6 +9,7 @@ import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
+import { configRoutes } from "./config.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
@@ -160,7 +161,8 @@ export function v1Api(deps: V1Deps) {
       await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
       set.status = 204;
     })
-    .use(tokenRoutes(storage.tokens, deps.clock));
+    .use(tokenRoutes(storage.tokens, deps.clock))
+    .use(configRoutes(storage.resources, storage.tokens, deps.clock));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

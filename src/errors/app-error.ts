@@ -21,9 +21,11 @@ export const ERROR_KINDS = [
 export type ErrorKind = (typeof ERROR_KINDS)[number];
 
 export interface FieldError {
-  /** JSON pointer-ish path of the field at fault, e.g. `/retry/max_attempts`. */
+  /** Where: a JSON pointer into the body (`/retry/max_attempts`), or `file:line:col` in a file. */
   field: string;
   message: string;
+  /** The whole problem as one line for people, when `field` + `message` is not enough. */
+  text?: string;
 }
 
 export interface AppErrorOptions {

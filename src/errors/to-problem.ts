@@ -7,7 +7,7 @@ export interface Problem {
   status: number;
   detail: string;
   instance?: string;
-  errors?: { field: string; message: string }[];
+  errors?: { field: string; message: string; text?: string }[];
 }
 
 const PROBLEM_BASE = "https://agentowl.dev/problems/";

@@ -317,3 +317,76 @@ describe("the API's own description", () => {
     expect(JSON.stringify(post.requestBody)).toContain("signing_secret");
   });
 });
+
+describe("desired state: POST /v1/config/validate | diff | apply", () => {
+  const example = () => Bun.file(join(import.meta.dir, "../../examples/agentowl.yaml")).text();
+  const post = (what: string, yaml: string, query = "", tok?: string) =>
+    call("POST", `/v1/config/${what}?file=agentowl.yaml${query}`, { raw: yaml, headers: { "content-type": "application/yaml" }, token: tok });
+
+  test("SPEC's example applies as written, and a second apply changes nothing", async () => {
+    const yaml = await example();
+    expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"] });
+    await call("DELETE", "/v1/tenants/beta/routes/hello-to-crm");
+    const first = await post("apply", yaml);
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    expect(first.body.applied).toBe(true);
+    const second = await post("apply", yaml);
+    expect(second.body.summary).toMatchObject({ created: 0, updated: 0, deleted: 0 });
+    expect(second.body.changes.every((c: { op: string }) => c.op === "unchanged")).toBe(true);
+    const binding = await call("GET", "/v1/tenants/beta/bindings/github");
+    expect(binding.body.verify).toEqual({ scheme: "github-hmac-sha256", secret: "vault:beta/github" });
+  });
+
+  test("diff shows per-field changes and writes nothing; apply then writes them", async () => {
+    const yaml = (await example()).replace("max_attempts: 8", "max_attempts: 9");
+    const before = (await call("GET", "/v1/tenants/beta/endpoints/crm")).body;
+    const diff = await post("diff", yaml);
+    expect(diff.status).toBe(200);
+    const update = diff.body.changes.find((c: { op: string }) => c.op === "update");
+    expect(update).toMatchObject({ kind: "endpoints", name: "crm", fields: [{ path: "retry.max_attempts", from: 8, to: 9 }] });
+    expect(diff.body.text).toContain("retry.max_attempts");
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body.resource_version).toBe(before.resource_version);
+    expect((await post("apply", yaml, "&dry_run=true")).body.applied).toBe(false);
+    expect((await post("apply", yaml)).body.summary.updated).toBe(1);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body.retry.max_attempts).toBe(9);
+  });
+
+  test("a broken file is refused with every problem at file:line:col, and nothing changes", async () => {
+    const yaml = (await example()).replace("url: http://10.0.0.5:9000/hooks/agentowl", "url: ftp://nowhere").replace("max_attempts: 8", "max_attempts: 0");
+    const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
+    const r = await post("apply", yaml);
+    expect(r.status).toBe(422);
+    expect(r.headers.get("content-type")).toBe("application/problem+json");
+    expect(r.body.errors.length).toBeGreaterThanOrEqual(2);
+    for (const e of r.body.errors) expect(e.field).toMatch(/^agentowl\.yaml:\d+:\d+$/);
+    const after = await call("GET", "/v1/tenants/beta/endpoints/crm");
+    expect(after.body).toEqual(before.body);
+    expect((await post("apply", "tenants: [unclosed")).status).toBe(422);
+    // A reference to nothing is refused the same way, once the schema is right.
+    const ghost = await post("apply", (await example()).replace("to: [crm]", "to: [ghost]"));
+    expect(ghost.status).toBe(422);
+    expect(ghost.body.errors[0].message).toContain("ghost");
+  });
+
+  test("--prune deletes what the file no longer declares, in one transaction", async () => {
+    await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "stray", url: "http://10.0.0.3/" } });
+    const yaml = await example();
+    expect((await post("diff", yaml)).body.changes.some((c: { op: string }) => c.op === "delete")).toBe(false);
+    const pruned = await post("apply", yaml, "&prune=true");
+    expect(pruned.status, JSON.stringify(pruned.body)).toBe(200);
+    const deleted = pruned.body.changes.filter((c: { op: string }) => c.op === "delete").map((c: { tenant: string; kind: string; name: string }) => `${c.tenant}/${c.kind}/${c.name}`);
+    expect(deleted).toContain("beta/endpoints/stray");
+    expect((await call("GET", "/v1/tenants/beta/endpoints/stray")).status).toBe(404);
+  });
+
+  test("a tenant token applies to its own tenant only, and cannot create tenants", async () => {
+    const betaWrite = await token(["tenant:beta:write"]);
+    const alphaWrite = await token(["tenant:alpha:write"]);
+    const yaml = await example();
+    expect((await post("apply", yaml, "", betaWrite)).status).toBe(200);
+    expect((await post("apply", yaml, "", alphaWrite)).status).toBe(404);
+    expect((await post("apply", yaml.replace("name: beta", "name: newcomer").replaceAll("vault:beta/", "vault:newcomer/"), "", betaWrite)).status).toBe(404);
+    expect((await post("diff", yaml, "", await token(["tenant:beta:read"]))).status).toBe(200);
+    expect((await post("apply", yaml, "", await token(["tenant:beta:read"]))).status).toBe(404);
+  });
+});

@@ -1,0 +1,55 @@
+import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
+import { AppError } from "../errors/index.ts";
+import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
+import type { SqliteResources } from "../store/index.ts";
+import { newProblems } from "./service.ts";
+import { toStates, withChange } from "./state.ts";
+
+export interface ApplyResult {
+  changes: Change[];
+  summary: Summary;
+  applied: boolean;
+}
+
+/** The spec a change puts in place: the declared resource from the file. */
+function specOf(desired: DesiredState, c: Change): unknown {
+  const tenant = desired.tenants.find((t) => t.tenant.name === c.tenant);
+  if (!tenant) throw new Error(`plan names tenant ${c.tenant}, which the file does not declare`);
+  if (c.kind === "tenants") return tenant.tenant;
+  const spec = (tenant[c.kind] as { name: string }[]).find((r) => r.name === c.name);
+  if (!spec) throw new Error(`plan names ${c.kind} ${c.tenant}/${c.name}, which the file does not declare`);
+  return spec;
+}
+
+const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, name: c.name });
+
+/**
+ * Desired state → database, in one transaction (SPEC §6). `scope` limits what the plan may see
+ * and so prune: a tenant token applies to its own tenants only. The resulting configuration is
+ * checked as a whole before anything is written; a failure writes nothing.
+ */
+export function applyDesired(
+  resources: SqliteResources,
+  desired: DesiredState,
+  opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[] },
+): Promise<ApplyResult> {
+  return resources.transact((tx) => {
+    const before = resources.allTx(tx);
+    const visible = opts.scope === "all" ? before : before.filter((r) => (opts.scope as readonly string[]).includes(r.tenant));
+    const changes = plan(desired, { tenants: toStates(visible) }, { prune: opts.prune });
+    let after: ResourceRecord[] = before;
+    for (const c of changes) {
+      if (c.op === "unchanged") continue;
+      after = withChange(after, keyOf(c), c.op === "delete" ? null : specOf(desired, c));
+    }
+    const errors = newProblems(before, after);
+    if (errors.length) throw new AppError("invalid_input", "applying this file would leave references that do not resolve", { errors });
+    if (!opts.dryRun) {
+      for (const c of changes) {
+        if (c.op === "create" || c.op === "update") resources.putTx(tx, keyOf(c), specOf(desired, c), { mode: "upsert", actor: opts.actor });
+        else if (c.op === "delete") resources.deleteTx(tx, keyOf(c), { actor: opts.actor });
+      }
+    }
+    return { changes, summary: summarize(changes), applied: !opts.dryRun };
+  });
+}
