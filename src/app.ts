@@ -2,7 +2,7 @@ import type { AnyElysia } from "elysia";
 import cron from "node-cron";
 import type { Config } from "./config/index.ts";
 import { type JobHandler, JobRunner } from "./core/job-runner.ts";
-import { type Logger, Redactor } from "./core/log.ts";
+import { type Logger, type LogTap, Redactor } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { seedBootstrapToken } from "./api/auth.ts";
@@ -15,6 +15,8 @@ import { COMMIT, VERSION } from "./version.ts";
 export interface AppOptions {
   config: Config;
   log: Logger;
+  /** Where /v1/logs/tail reads live log lines; the logger's sink must publish to it. */
+  logTap?: LogTap;
   /** The redactor behind `log`: every secret the process learns (vault values, tokens) goes here. */
   redactor?: Redactor;
   /** Job kinds this process works on (later issues register theirs here). */
@@ -129,7 +131,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock }));
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, logTap: opts.logTap ?? null }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });

@@ -1,6 +1,7 @@
 import { openapi } from "@elysiajs/openapi";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
+import type { LogTap } from "../core/log.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch, type ResourceKind, validated } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
 import { KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
@@ -10,12 +11,15 @@ import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
 import { configRoutes } from "./config.ts";
+import { eventRoutes } from "./events.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
 export interface V1Deps {
   storage: SqliteStorage;
   clock: Clock;
+  /** Live log lines for /v1/logs/tail (absent in tests that do not need it). */
+  logTap?: LogTap | null;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -162,7 +166,8 @@ export function v1Api(deps: V1Deps) {
       set.status = 204;
     })
     .use(tokenRoutes(storage.tokens, deps.clock))
-    .use(configRoutes(storage.resources, storage.tokens, deps.clock));
+    .use(configRoutes(storage.resources, storage.tokens, deps.clock))
+    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

@@ -1,6 +1,6 @@
 import { startApp } from "../app.ts";
 import { loadConfig } from "../config/index.ts";
-import { createLogger, Redactor } from "../core/log.ts";
+import { createLogger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -21,14 +21,22 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     const config = loadConfig({ env: io.env, cwd: io.cwd, compiled: isCompiledBinary() });
     const redactor = new Redactor();
     redactor.learn(config.bootstrapToken);
-    const log = createLogger({ level: config.logLevel, redactor });
+    const logTap = new LogTap();
+    const log = createLogger({
+      level: config.logLevel,
+      redactor,
+      sink: (line) => {
+        process.stdout.write(line + "\n");
+        logTap.publish(line);
+      },
+    });
     // A bug must surface as a log line an operator can read, not as a bare stack trace.
     process.on("unhandledRejection", (reason) => log.error("unhandled rejection", { err: reason }));
     process.on("uncaughtException", (err) => {
       log.error("uncaught exception: exiting", { err, stack: err.stack });
       process.exit(EXIT.failed);
     });
-    const app = await startApp({ config, log, redactor });
+    const app = await startApp({ config, log, redactor, logTap });
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {

@@ -106,3 +106,25 @@ export const silentLogger: Logger = {
   error() {},
   child: () => silentLogger,
 };
+
+/**
+ * Live log lines for `GET /v1/logs/tail`: the logger's sink publishes every finished (already
+ * redacted) line here; each SSE client subscribes. A slow client never blocks logging: its
+ * stream buffers, and is cut when it falls too far behind.
+ */
+export class LogTap {
+  private readonly listeners = new Set<(line: string) => void>();
+
+  publish(line: string): void {
+    for (const l of this.listeners) l(line);
+  }
+
+  subscribe(listener: (line: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  get subscribers(): number {
+    return this.listeners.size;
+  }
+}

@@ -4,7 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
-import { silentLogger } from "../../src/core/log.ts";
+import { newId } from "../../src/core/ids.ts";
+import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
+import type { Envelope } from "../../src/events/envelope.ts";
 
 setDefaultTimeout(30_000);
 
@@ -12,6 +14,37 @@ const BOOTSTRAP = "bootstrap-admin-7f3a9c2e1b5d8f4a6c0e";
 const root = mkdtempSync(join(tmpdir(), "agentowl-api-"));
 let app: App;
 let base: string;
+const logTap = new LogTap();
+/** One stored event per tenant, to aim every /v1/events/:id at. */
+const eventOf: Record<string, string> = {};
+
+function envelope(tenant: string, i: number, over: Partial<Envelope> = {}): Envelope {
+  const at = Date.UTC(2026, 10, 21, 14, 0, i);
+  return {
+    id: newId("evt", at),
+    version: 1,
+    type: "webhook.received",
+    tenant,
+    agent: null,
+    channel: "webhook",
+    source: { binding: "github" },
+    received_at: new Date(at).toISOString(),
+    trace_id: `T-${i}`,
+    idempotency_key: `delivery-${tenant}-${i}`,
+    data: { n: i },
+    ...over,
+  };
+}
+
+async function storeEvent(e: Envelope, withDelivery = false): Promise<string> {
+  return app.storage.committer.run((tx) => {
+    const { id } = app.storage.events.insertTx(tx, e, [{ name: "ingress", start: e.received_at, duration_ms: 1, outcome: "ok" }]);
+    if (withDelivery) {
+      app.storage.events.insertDeliveryTx(tx, { id: newId("dlv"), eventId: id, tenant: e.tenant, endpoint: "crm", state: "delivered", attempts: 1, lastStatus: 200, lastError: null, createdAt: tx.now, updatedAt: tx.now });
+    }
+    return id;
+  });
+}
 
 async function call(method: string, path: string, opts: { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
   const headers: Record<string, string> = { ...opts.headers };
@@ -74,7 +107,7 @@ function fill(path: string, tenant: string, override?: string): string {
   return path
     .replace(":tenant", tenant)
     .replace(":name", override ?? existing)
-    .replace(":id", override ?? "tok_00000000000000000000000000");
+    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : "tok_00000000000000000000000000"));
 }
 
 beforeAll(async () => {
@@ -82,10 +115,13 @@ beforeAll(async () => {
     env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
     cwd: root,
   });
-  app = await startApp({ config, log: silentLogger });
+  const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
+  app = await startApp({ config, log, logTap });
   base = app.url;
   await seedTenant("alpha");
   await seedTenant("beta");
+  eventOf.alpha = await storeEvent(envelope("alpha", 0), true);
+  eventOf.beta = await storeEvent(envelope("beta", 0), true);
 });
 
 afterAll(async () => {
@@ -134,7 +170,7 @@ describe("tenant isolation", () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     const checked: string[] = [];
     for (const [method, path] of v1Routes()) {
-      if (!path.includes(":tenant")) continue;
+      if (!path.includes(":tenant") && !path.startsWith("/v1/events/")) continue;
       const body = method === "GET" || method === "DELETE" ? undefined : { name: "x" };
       const r = await call(method, fill(path, "beta"), { token: alphaWrite, body });
       expect(r.status, `${method} ${fill(path, "beta")} -> ${JSON.stringify(r.body)}`).toBe(404);
@@ -388,5 +424,83 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect((await post("apply", yaml.replace("name: beta", "name: newcomer").replaceAll("vault:beta/", "vault:newcomer/"), "", betaWrite)).status).toBe(404);
     expect((await post("diff", yaml, "", await token(["tenant:beta:read"]))).status).toBe(200);
     expect((await post("apply", yaml, "", await token(["tenant:beta:read"]))).status).toBe(404);
+  });
+});
+
+describe("events and deliveries", () => {
+  test("lists are newest first, paged, filtered, and only ever show visible tenants", async () => {
+    await call("POST", "/v1/tenants", { body: { name: "busy" } });
+    const ids: string[] = [];
+    for (let i = 1; i <= 130; i++) ids.push(await storeEvent(envelope("busy", i, i % 2 ? {} : { type: "sms.received", channel: "sms" })));
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const r: Awaited<ReturnType<typeof call>> = await call("GET", `/v1/events?tenant=busy&limit=50${cursor ? `&cursor=${cursor}` : ""}`);
+      expect(r.status).toBe(200);
+      seen.push(...r.body.items.map((e: Envelope) => e.id));
+      cursor = r.body.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual([...ids].reverse());
+    const sms = await call("GET", "/v1/events?tenant=busy&type=sms.received&limit=500");
+    expect(sms.body.items).toHaveLength(65);
+    expect(sms.body.items.every((e: Envelope) => e.channel === "sms")).toBe(true);
+    const window = await call("GET", `/v1/events?tenant=busy&since=${encodeURIComponent(new Date(Date.UTC(2026, 10, 21, 14, 0, 10)).toISOString())}&until=2026-11-21T14:00:19Z`);
+    expect(window.body.items).toHaveLength(10);
+    expect((await call("GET", "/v1/events?since=yesterday")).status).toBe(400);
+
+    const alphaRead = await token(["tenant:alpha:read"]);
+    const mine = await call("GET", "/v1/events?limit=500", { token: alphaRead });
+    expect(new Set(mine.body.items.map((e: Envelope) => e.tenant))).toEqual(new Set(["alpha"]));
+    expect((await call("GET", "/v1/events?tenant=busy", { token: alphaRead })).status).toBe(404);
+  });
+
+  test("following: events after an id, oldest first", async () => {
+    const first = await storeEvent(envelope("alpha", 200));
+    const second = await storeEvent(envelope("alpha", 201));
+    const r = await call("GET", `/v1/events?tenant=alpha&after=${first}`);
+    expect(r.body.items.map((e: Envelope) => e.id)).toEqual([second]);
+    expect((await call("GET", "/v1/events?after=not-an-id")).status).toBe(400);
+  });
+
+  test("an event shows its envelope, deliveries and trace; an idempotent repeat stores nothing new", async () => {
+    const e = await call("GET", `/v1/events/${eventOf.alpha!}`);
+    expect(e.body).toMatchObject({ id: eventOf.alpha, tenant: "alpha", type: "webhook.received", data: { n: 0 } });
+    expect(e.body.deliveries).toMatchObject([{ event_id: eventOf.alpha, endpoint: "crm", state: "delivered", last_status: 200 }]);
+    expect(e.body.trace).toMatchObject([{ name: "ingress", outcome: "ok" }]);
+    const again = await storeEvent(envelope("alpha", 0));
+    expect(again).toBe(eventOf.alpha!);
+  });
+
+  test("deliveries list by tenant, event and state", async () => {
+    const r = await call("GET", `/v1/deliveries?event=${eventOf.beta!}`);
+    expect(r.body.items).toMatchObject([{ tenant: "beta", state: "delivered" }]);
+    const alphaRead = await token(["tenant:alpha:read"]);
+    const mine = await call("GET", "/v1/deliveries", { token: alphaRead });
+    expect(mine.body.items.every((d: { tenant: string }) => d.tenant === "alpha")).toBe(true);
+    expect((await call("GET", "/v1/deliveries?tenant=beta", { token: alphaRead })).status).toBe(404);
+  });
+});
+
+describe("logs tail", () => {
+  test("streams live log lines as Server-Sent Events to an admin, filtered by level", async () => {
+    const res = await fetch(`${base}/v1/logs/tail?level=info`, { headers: { authorization: `Bearer ${BOOTSTRAP}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/event-stream");
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    // Any API call logs nothing at info, so log directly through the tap's publisher.
+    logTap.publish(JSON.stringify({ time: "t", level: "debug", msg: "too quiet" }));
+    logTap.publish(JSON.stringify({ time: "t", level: "warn", msg: "tail me" }));
+    const deadline = Date.now() + 5000;
+    while (!text.includes("tail me") && Date.now() < deadline) text += decoder.decode((await reader.read()).value ?? new Uint8Array());
+    await reader.cancel();
+    expect(text).toContain('data: {"time":"t","level":"warn","msg":"tail me"}');
+    expect(text).not.toContain("too quiet");
+  });
+
+  test("is for admins only", async () => {
+    const alphaWrite = await token(["tenant:alpha:write"]);
+    expect((await call("GET", "/v1/logs/tail", { token: alphaWrite })).status).toBe(403);
   });
 });

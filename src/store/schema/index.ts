@@ -1,2 +1,3 @@
 export * from "./control.ts";
+export * from "./events.ts";
 export * from "./queue.ts";

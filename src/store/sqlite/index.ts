@@ -6,6 +6,7 @@ import type { Storage } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { SqliteCommitter } from "./committer.ts";
+import { SqliteEvents } from "./events.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
 import { SqliteResources } from "./resources.ts";
@@ -29,6 +30,7 @@ export class SqliteStorage implements Storage {
   readonly outbox: SqliteOutbox;
   readonly resources: SqliteResources;
   readonly tokens: SqliteTokens;
+  readonly events: SqliteEvents;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -46,6 +48,7 @@ export class SqliteStorage implements Storage {
     this.outbox = new SqliteOutbox(db, this.committer);
     this.resources = new SqliteResources(db, this.committer);
     this.tokens = new SqliteTokens(db, this.committer);
+    this.events = new SqliteEvents(db);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -87,6 +90,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
 export { SqliteOutbox } from "./outbox.ts";
 export { SqliteQueue } from "./queue.ts";
 export { SqliteResources } from "./resources.ts";
