@@ -2,7 +2,7 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
-import { ControlPlane, METADATA_FIELDS, mergePatch, type ResourceKind, validated } from "../control/service.ts";
+import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
 import { KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/contract.ts";
@@ -123,7 +123,7 @@ export function v1Api(deps: V1Deps) {
       "/tenants",
       async ({ principal, body, set }) => {
         requireAdmin(principal);
-        const spec = validated("tenants", specFrom(body));
+        const spec = specFrom(body);
         const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
         return withEtag(set, record, 201);
       },
@@ -143,7 +143,7 @@ export function v1Api(deps: V1Deps) {
         requireTenant(principal, tenant, "write");
         const exists = await storage.resources.get(tenantKey(tenant));
         if (!exists) requireAdmin(principal);
-        const spec = validated("tenants", specFrom(body, tenant));
+        const spec = specFrom(body, tenant);
         const { record } = await control.put(tenantKey(tenant), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
         return withEtag(set, record, exists ? 200 : 201);
       },
@@ -172,7 +172,7 @@ export function v1Api(deps: V1Deps) {
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);
     if (!current) throw new AppError("not_found", "not found");
-    const spec = validated(key.kind as ResourceKind, specFrom(mergePatch(current.spec, specFrom(patch)), key.name));
+    const spec = specFrom(mergePatch(current.spec, specFrom(patch)), key.name);
     // Without If-Match, the patch applies to the version it was computed from: a concurrent
     // writer in between makes it fail rather than silently lose that writer's change.
     const { record } = await control.put(key, spec, { mode: "update", pre: pre.ifMatch ? pre : { ifMatch: [current.resourceVersion] }, actor: actor(principal) });
@@ -196,7 +196,7 @@ export function v1Api(deps: V1Deps) {
         async ({ principal, params, body, set }) => {
           const tenant = name((params as { tenant: string }).tenant);
           requireTenant(principal, tenant, "write");
-          const spec = validated(kind, specFrom(body));
+          const spec = specFrom(body);
           const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
           return withEtag(set, record, 201);
         },
@@ -222,7 +222,7 @@ export function v1Api(deps: V1Deps) {
           const p = params as { tenant: string; name: string };
           const tenant = name(p.tenant);
           requireTenant(principal, tenant, "write");
-          const spec = validated(kind, specFrom(body, name(p.name)));
+          const spec = specFrom(body, name(p.name));
           const { record } = await control.put(key(tenant, p.name), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
           return withEtag(set, record, record.resourceVersion === 1 ? 201 : 200);
         },
