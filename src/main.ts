@@ -4,11 +4,7 @@
  * The composition root is src/app.ts; this file only turns argv into a command and an exit code.
  */
 import { runCli } from "./cli/index.ts";
+import { processIO } from "./cli/terminal.ts";
 
-const code = await runCli(process.argv.slice(2), {
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
-  env: process.env,
-  cwd: process.cwd(),
-});
+const code = await runCli(process.argv.slice(2), processIO());
 process.exit(code);

@@ -6,7 +6,17 @@ export interface CommandIO {
   err(text: string): void;
   env: Record<string, string | undefined>;
   cwd: string;
+  /** Whether stdin and stderr are terminals: prompts and progress bars are for people only. */
+  tty?: { stdin: boolean; stderr: boolean };
+  /** All of stdin, as text (`-f -`, a token piped to `login`). */
+  readStdin?(): Promise<string>;
+  /** One line typed at the terminal, not echoed (a token at `login`). */
+  readSecret?(prompt: string): Promise<string>;
+  /** Aborted at SIGINT or SIGTERM. Asking for it takes those signals over: for commands that run until stopped. */
+  untilInterrupted?(): AbortSignal;
 }
+
+export type CommandArgs = { values: Record<string, unknown>; positionals: string[] };
 
 export interface Command {
   /** Words after `agentowl`, e.g. ["config", "show"]. */
@@ -15,12 +25,14 @@ export interface Command {
   /** Full help text: usage line first. */
   help: string;
   options?: ParseArgsConfig["options"];
+  /** How many positional arguments the command takes (after its name); none unless set. */
+  maxPositionals?: number;
   /** Returns the exit code. */
-  run(args: { values: Record<string, unknown>; positionals: string[] }, io: CommandIO): Promise<number>;
+  run(args: CommandArgs, io: CommandIO): Promise<number>;
 }
 
 /** Parse a command's own arguments; a mistake is a UsageError, never a stack trace. */
-export function parseCommandArgs(cmd: Command, argv: string[]): { values: Record<string, unknown>; positionals: string[] } {
+export function parseCommandArgs(cmd: Command, argv: string[]): CommandArgs {
   try {
     const { values, positionals } = parseArgs({
       args: argv,
@@ -33,3 +45,6 @@ export function parseCommandArgs(cmd: Command, argv: string[]): { values: Record
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/, ""));
   }
 }
+
+/** A string option's value, or undefined. */
+export const stringOpt = (values: Record<string, unknown>, key: string): string | undefined => (typeof values[key] === "string" ? (values[key] as string) : undefined);

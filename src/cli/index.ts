@@ -1,12 +1,29 @@
 import { isAppError } from "../errors/index.ts";
 import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
-import { EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
+import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
+import { DESIRED_COMMANDS } from "./desired.ts";
+import { EVENT_COMMANDS } from "./events.ts";
 import { initCommand } from "./init.ts";
+import { LOGIN_COMMANDS } from "./login.ts";
+import { logsTailCommand } from "./logs.ts";
+import { RESOURCE_COMMANDS } from "./resources.ts";
 import { serveCommand } from "./serve.ts";
+import { TOKEN_COMMANDS } from "./tokens.ts";
 import { versionCommand } from "./version.ts";
 
-export const COMMANDS: readonly Command[] = [serveCommand, initCommand, versionCommand, configShowCommand];
+export const COMMANDS: readonly Command[] = [
+  serveCommand,
+  initCommand,
+  versionCommand,
+  configShowCommand,
+  ...LOGIN_COMMANDS,
+  ...DESIRED_COMMANDS,
+  ...RESOURCE_COMMANDS,
+  ...EVENT_COMMANDS,
+  logsTailCommand,
+  ...TOKEN_COMMANDS,
+];
 
 export function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.join(" ").length));
@@ -55,7 +72,8 @@ export async function runCli(argv: string[], io: CommandIO): Promise<number> {
       io.out(cmd.help + "\n");
       return EXIT.ok;
     }
-    if (args.positionals.length) throw new UsageError(`unexpected argument '${args.positionals[0]}'`);
+    const extra = args.positionals[cmd.maxPositionals ?? 0];
+    if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`);
     return await cmd.run(args, io);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -64,6 +82,7 @@ export async function runCli(argv: string[], io: CommandIO): Promise<number> {
     }
     const message = isAppError(e) ? e.detail : ((e as Error)?.message ?? String(e));
     io.err(`${label}: ${message}\n`);
+    if (e instanceof CommandFailure) for (const line of e.lines) io.err(`${line}\n`);
     return exitCodeFor(e);
   }
 }

@@ -32,6 +32,8 @@ export interface RunOptions {
   cwd: string;
   /** SIGKILL the process after this long (the result then has code null). */
   timeoutMs?: number;
+  /** Text on its stdin; none (/dev/null) when absent. */
+  stdin?: string;
 }
 
 export interface RunResult {
@@ -49,7 +51,7 @@ function spawnAgentowl(args: readonly string[], opts: Omit<RunOptions, "timeoutM
   const proc = Bun.spawn(agentowlArgv(args), {
     cwd: opts.cwd,
     env: agentowlEnv(opts.env ?? {}),
-    stdin: "ignore",
+    stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
     stdout: "pipe",
     stderr: "pipe",
     ...extra,
