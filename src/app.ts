@@ -156,7 +156,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
       log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
       clearInterval(recoverTimer);
       retention.destroy();
-      // 1. Stop accepting; let requests in flight finish until the deadline.
+      // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
+      //    never finish on their own: end them first.
+      opts.logTap?.closeAll();
       const drained = await Promise.race([http.stop(false).then(() => true), Bun.sleep(left()).then(() => false)]);
       if (!drained) await http.stop(true);
       // 2. Stop leasing; let jobs in flight finish. A job cut off keeps its lease and is

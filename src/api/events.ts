@@ -62,7 +62,7 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
     .get("/deliveries", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
       const page = readPage(q);
-      const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, state: q.state, after: page.after, limit: page.limit + 1 });
+      const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, state: q.state, before: page.after, limit: page.limit + 1 });
       return pageOf(rows.map(presentDelivery), page.limit, (d) => d.id);
     })
     .get("/logs/tail", ({ principal, query, request }) => {
@@ -83,11 +83,21 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
             }
             controller.enqueue(encoder.encode(text));
           };
-          const unsubscribe = logTap.subscribe((line) => {
-            const level = /"level":"(\w+)"/.exec(line)?.[1] as (typeof LOG_LEVELS)[number] | undefined;
-            if (level && LOG_LEVELS.indexOf(level) < threshold) return;
-            send(`data: ${line}\n\n`);
-          });
+          const unsubscribe = logTap.subscribe(
+            (line) => {
+              const level = /"level":"(\w+)"/.exec(line)?.[1] as (typeof LOG_LEVELS)[number] | undefined;
+              if (level && LOG_LEVELS.indexOf(level) < threshold) return;
+              send(`data: ${line}\n\n`);
+            },
+            () => {
+              stop();
+              try {
+                controller.close();
+              } catch {
+                // already closed by the client
+              }
+            },
+          );
           const keepalive = setInterval(() => send(": keep-alive\n\n"), SSE_KEEPALIVE_MS);
           stop = () => {
             clearInterval(keepalive);

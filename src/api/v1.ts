@@ -108,10 +108,14 @@ export function v1Api(deps: V1Deps) {
       const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
       if (urlName !== undefined) b.name ??= urlName;
     })
-    .get("/version", ({ principal }: Authenticated) => {
-      void principal;
-      return { version: VERSION, commit: COMMIT, schema_version: SCHEMA_VERSION, api: { current: "v1", supported: ["v1"] } };
-    })
+    .get("/version", ({ principal }: Authenticated) => ({
+      version: VERSION,
+      commit: COMMIT,
+      schema_version: SCHEMA_VERSION,
+      api: { current: "v1", supported: ["v1"] },
+      // Who is calling (never the token itself): `agentowl login` shows it.
+      token: { id: principal.tokenId, name: principal.name, scopes: principal.scopes },
+    }))
     // ---- tenants --------------------------------------------------------------------------
     .get("/tenants", async ({ principal, query }: Authenticated & { query: Record<string, string | undefined> }) => {
       const page = readPage(query);
@@ -188,6 +192,7 @@ export function v1Api(deps: V1Deps) {
         const tenant = name(params.tenant);
         requireTenant(principal, tenant, "read");
         const page = readPage(query);
+        if (!(await storage.resources.get(tenantKey(tenant)))) throw new AppError("not_found", "not found");
         const rows = await storage.resources.list({ tenant, kind, after: page.after, limit: page.limit + 1 });
         return pageOf(rows.map(present), page.limit, (x) => x.name as string);
       })

@@ -194,7 +194,7 @@ const deliveriesLs: Command = {
   summary: "list deliveries (one per event and target) with their state",
   help: `Usage: agentowl deliveries ls [-t TENANT] [--event ID] [--state STATE] [--limit N | --all] [--json]
 
-Lists deliveries (one per event and target) in the server's order: the first --limit (default
+Lists deliveries (one per event and target) newest first: the first --limit (default
 50), or --all of them, as a table or, with --json, one JSON array. STATE: pending, delivering,
 delivered, failed, dead.
 

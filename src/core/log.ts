@@ -113,15 +113,23 @@ export const silentLogger: Logger = {
  * stream buffers, and is cut when it falls too far behind.
  */
 export class LogTap {
-  private readonly listeners = new Set<(line: string) => void>();
+  private readonly listeners = new Map<(line: string) => void, () => void>();
 
   publish(line: string): void {
-    for (const l of this.listeners) l(line);
+    for (const l of this.listeners.keys()) l(line);
   }
 
-  subscribe(listener: (line: string) => void): () => void {
-    this.listeners.add(listener);
+  /** `onClose` runs when the process shuts down, so that open streams end instead of holding it up. */
+  subscribe(listener: (line: string) => void, onClose: () => void = () => {}): () => void {
+    this.listeners.set(listener, onClose);
     return () => this.listeners.delete(listener);
+  }
+
+  /** End every subscription (graceful shutdown). */
+  closeAll(): void {
+    const closers = [...this.listeners.values()];
+    this.listeners.clear();
+    for (const close of closers) close();
   }
 
   get subscribers(): number {

@@ -300,6 +300,8 @@ describe("resources", () => {
     expect(pages).toBe(3);
     expect(seen).toEqual(names);
     expect((await call("GET", "/v1/tenants/many/endpoints?cursor=garbage")).status).toBe(400);
+    // A tenant that does not exist has no list, even for an admin.
+    expect((await call("GET", "/v1/tenants/nope/endpoints")).status).toBe(404);
     expect((await call("GET", "/v1/tenants/many/endpoints?limit=0")).status).toBe(400);
   });
 });
@@ -334,7 +336,8 @@ describe("bad input on every route", () => {
 describe("the API's own description", () => {
   test("/v1/version names the version, schema and API compatibility", async () => {
     const r = await call("GET", "/v1/version");
-    expect(r.body).toMatchObject({ api: { current: "v1", supported: ["v1"] } });
+    expect(r.body).toMatchObject({ api: { current: "v1", supported: ["v1"] }, token: { name: "bootstrap", scopes: ["admin"] } });
+    expect(JSON.stringify(r.body)).not.toContain(BOOTSTRAP);
     expect(typeof r.body.schema_version).toBe("number");
   });
 
@@ -497,6 +500,21 @@ describe("logs tail", () => {
     await reader.cancel();
     expect(text).toContain('data: {"time":"t","level":"warn","msg":"tail me"}');
     expect(text).not.toContain("too quiet");
+  });
+
+  test("an open stream does not hold up a graceful shutdown", async () => {
+    const tap = new LogTap();
+    const dir = join(root, "tail-shutdown");
+    const config = loadConfig({ env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SHUTDOWN_TIMEOUT: "20s" }, cwd: root });
+    const other = await startApp({ config, log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => tap.publish(l) }), logTap: tap });
+    const res = await fetch(`${other.url}/v1/logs/tail`, { headers: { authorization: `Bearer ${BOOTSTRAP}` } });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const started = Date.now();
+    expect(await other.stop()).toEqual({ forced: false });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    let done = false;
+    while (!done) done = (await reader.read()).done;
   });
 
   test("is for admins only", async () => {

@@ -85,7 +85,8 @@ export class SqliteEvents {
     return (row as (StoredEvent & { tenant: string }) | undefined) ?? null;
   }
 
-  async deliveries(q: { tenants?: readonly string[]; eventId?: string; state?: string; after?: string; limit: number }): Promise<DeliveryRow[]> {
+  /** Newest first, like events; `before` is the cursor. */
+  async deliveries(q: { tenants?: readonly string[]; eventId?: string; state?: string; before?: string; limit: number }): Promise<DeliveryRow[]> {
     return this.db
       .select()
       .from(deliveries)
@@ -94,10 +95,10 @@ export class SqliteEvents {
           q.tenants ? inArray(deliveries.tenant, [...q.tenants]) : undefined,
           q.eventId ? eq(deliveries.eventId, q.eventId) : undefined,
           q.state ? eq(deliveries.state, q.state as DeliveryRow["state"]) : undefined,
-          q.after ? gt(deliveries.id, q.after) : undefined,
+          q.before ? lt(deliveries.id, q.before) : undefined,
         ),
       )
-      .orderBy(asc(deliveries.id))
+      .orderBy(desc(deliveries.id))
       .limit(q.limit)
       .all();
   }
