@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
@@ -111,15 +111,24 @@ describe("crash safety (SIGKILL)", () => {
 
   test("two processes leasing from one queue never run the same job twice", async () => {
     const dir = tempDir();
-    const total = 4000;
+    const total = 10_000;
     const storage = openSqliteStorage({ dir });
     await Promise.all(Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })));
     await storage.close();
 
     const doneIds = (lines: string[]) => lines.filter((l) => l.startsWith("done ")).map((l) => l.slice(5));
-    // Each consumer is stopped once it finds the queue drained (it is idle then, nothing in flight).
-    const counted = (lines: string[]) => lines.at(-1) === "empty";
-    const [a, b] = await Promise.all([runAndKill(["consume", dir], counted), runAndKill(["consume", dir], counted)]);
+    // Both start together (a barrier file written once both are ready); each is stopped once it
+    // finds the queue drained (it is idle then, nothing in flight).
+    const go = join(dir, "go");
+    const ready = new Set<string>();
+    const watch = (who: string) => (lines: string[]) => {
+      if (lines.includes("ready") && !ready.has(who)) {
+        ready.add(who);
+        if (ready.size === 2) writeFileSync(go, "");
+      }
+      return lines.at(-1) === "empty";
+    };
+    const [a, b] = await Promise.all([runAndKill(["consume", dir, go], watch("a")), runAndKill(["consume", dir, go], watch("b"))]);
     const all = [...doneIds(a), ...doneIds(b)];
     expect(doneIds(a).length).toBeGreaterThan(0);
     expect(doneIds(b).length).toBeGreaterThan(0);
