@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
-import { newId } from "../../src/core/ids.ts";
 import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
+import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 
 setDefaultTimeout(30_000);
 
@@ -18,33 +18,8 @@ const logTap = new LogTap();
 /** One stored event per tenant, to aim every /v1/events/:id at. */
 const eventOf: Record<string, string> = {};
 
-function envelope(tenant: string, i: number, over: Partial<Envelope> = {}): Envelope {
-  const at = Date.UTC(2026, 10, 21, 14, 0, i);
-  return {
-    id: newId("evt", at),
-    version: 1,
-    type: "webhook.received",
-    tenant,
-    agent: null,
-    channel: "webhook",
-    source: { binding: "github" },
-    received_at: new Date(at).toISOString(),
-    trace_id: `T-${i}`,
-    idempotency_key: `delivery-${tenant}-${i}`,
-    data: { n: i },
-    ...over,
-  };
-}
-
-async function storeEvent(e: Envelope, withDelivery = false): Promise<string> {
-  return app.storage.committer.run((tx) => {
-    const { id } = app.storage.events.insertTx(tx, e, [{ name: "ingress", start: e.received_at, duration_ms: 1, outcome: "ok" }]);
-    if (withDelivery) {
-      app.storage.events.insertDeliveryTx(tx, { id: newId("dlv"), eventId: id, tenant: e.tenant, endpoint: "crm", state: "delivered", attempts: 1, lastStatus: 200, lastError: null, createdAt: tx.now, updatedAt: tx.now });
-    }
-    return id;
-  });
-}
+const envelope = testEnvelope;
+const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(app.storage, e, withDelivery);
 
 async function call(method: string, path: string, opts: { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
   const headers: Record<string, string> = { ...opts.headers };

@@ -13,6 +13,7 @@ import { loadConfig } from "../../src/config/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
+import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 import { killLeftovers, type RunResult, runAgentowl, startAgentowl, waitUntil } from "../helpers/process.ts";
 
 setDefaultTimeout(60_000);
@@ -33,34 +34,8 @@ function ok(r: RunResult): string {
 }
 
 let second = 0;
-function envelope(tenant: string, over: Partial<Envelope> = {}): Envelope {
-  const at = Date.UTC(2026, 10, 21, 14, 0, 0) + ++second * 1000;
-  return {
-    id: newId("evt", at),
-    version: 1,
-    type: "webhook.received",
-    tenant,
-    agent: null,
-    channel: "webhook",
-    source: { binding: "github" },
-    received_at: new Date(at).toISOString(),
-    trace_id: `T-${second}`,
-    idempotency_key: `delivery-${second}`,
-    data: { n: second },
-    ...over,
-  };
-}
-
-/** Store an event (and a delivered delivery to `crm`) the way an ingress does. */
-function storeEvent(e: Envelope, withDelivery = false): Promise<string> {
-  return app.storage.committer.run((tx) => {
-    const { id } = app.storage.events.insertTx(tx, e, [{ name: "ingress", start: e.received_at, duration_ms: 3, outcome: "ok" }]);
-    if (withDelivery) {
-      app.storage.events.insertDeliveryTx(tx, { id: newId("dlv"), eventId: id, tenant: e.tenant, endpoint: "crm", state: "delivered", attempts: 1, lastStatus: 200, lastError: null, createdAt: tx.now, updatedAt: tx.now });
-    }
-    return id;
-  });
-}
+const envelope = (tenant: string, over: Partial<Envelope> = {}): Envelope => testEnvelope(tenant, ++second, { idempotency_key: `delivery-${second}`, ...over });
+const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => storeEventIn(app.storage, e, withDelivery);
 
 beforeAll(async () => {
   mkdirSync(work);
