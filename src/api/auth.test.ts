@@ -73,7 +73,7 @@ describe("the bootstrap token", () => {
     const clock = new ManualClock();
     await seedBootstrapToken(s.tokens, BOOT, clock, silentLogger);
     const record = await s.tokens.findByHash(sha256Hex(BOOT));
-    await s.tokens.revoke(record!.id);
+    await s.tokens.revoke(record!.id, "test");
     expect(await seedBootstrapToken(s.tokens, BOOT, clock, silentLogger)).toBe(false);
     expect(await s.tokens.countActiveAdmins(clock.now())).toBe(0);
   });

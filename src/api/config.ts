@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { applyDesired } from "../control/apply.ts";
 import { type DesiredState, formatProblem, parseDesired, renderPlan } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
-import type { SqliteResources, SqliteTokens } from "../store/index.ts";
+import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
 import { canAccess, isAdmin, type Principal } from "./auth.ts";
 import { authenticated } from "./http.ts";
 
@@ -44,13 +44,13 @@ async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "w
 }
 
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (SPEC §6). */
-export function configRoutes(resources: SqliteResources, tokens: SqliteTokens, clock: Clock) {
+export function configRoutes(resources: SqliteResources, audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
   const run = async (principal: Principal, body: unknown, query: { file?: string; prune?: string; dry_run?: string }, mode: "diff" | "apply") => {
     const file = query.file ?? "agentowl.yaml";
     const desired = parse(body, file);
     const scope = await scopeFor(principal, desired, mode === "apply" ? "write" : "read", exists);
-    const result = await applyDesired(resources, desired, {
+    const result = await applyDesired(resources, audit, desired, {
       prune: query.prune === "true",
       dryRun: mode === "diff" || query.dry_run === "true",
       actor: `token:${principal.tokenId}`,

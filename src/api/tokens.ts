@@ -55,7 +55,7 @@ export function tokenRoutes(tokens: TokenStore, clock: Clock) {
     )
     .delete("/tokens/:id", async ({ principal, params, set }) => {
       requireAdmin(principal);
-      const r = await tokens.revoke(params.id);
+      const r = await tokens.revoke(params.id, `token:${principal.tokenId}`);
       if (!r) throw new AppError("not_found", "not found");
       set.status = 204;
     });

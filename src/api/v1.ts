@@ -10,6 +10,7 @@ import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
+import { auditRoutes } from "./audit.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
 import { tokenRoutes } from "./tokens.ts";
@@ -81,7 +82,7 @@ function withEtag(set: { headers: Record<string, unknown>; status?: unknown }, r
  */
 export function v1Api(deps: V1Deps) {
   const { storage } = deps;
-  const control = new ControlPlane(storage.resources);
+  const control = new ControlPlane(storage.resources, storage.audit);
   const actor = (p: Principal) => `token:${p.tokenId}`;
 
   const tenantKey = (tenant: string): ResourceKey => ({ tenant, kind: "tenants", name: tenant });
@@ -170,8 +171,9 @@ export function v1Api(deps: V1Deps) {
       set.status = 204;
     })
     .use(tokenRoutes(storage.tokens, deps.clock))
-    .use(configRoutes(storage.resources, storage.tokens, deps.clock))
-    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null));
+    .use(configRoutes(storage.resources, storage.audit, storage.tokens, deps.clock))
+    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
+    .use(auditRoutes(storage.audit, storage.tokens, deps.clock));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

@@ -9,7 +9,7 @@ import { cell, formatRow, progressFor, renderTable, time, toJson, toYaml } from 
  * /v1/deliveries. Lists come newest first; `--follow` prints the latest page oldest first, then
  * asks every second for the events after the last one it printed (`?after=<id>`), until Ctrl-C.
  */
-type Row = Record<string, unknown>;
+export type Row = Record<string, unknown>;
 
 const FOLLOW_EVERY_MS = 1000;
 const FOLLOW_PAGE = 100;
@@ -58,7 +58,7 @@ function limitOf(values: CommandArgs["values"]): number | undefined {
 }
 
 /** Newest first: `limit` rows (or every row with --all), page after page. */
-async function listRows(client: ApiClient, path: string, query: Record<string, string | undefined>, values: CommandArgs["values"], io: CommandIO, what: string): Promise<Row[]> {
+export async function listRows(client: ApiClient, path: string, query: Record<string, string | undefined>, values: CommandArgs["values"], io: CommandIO, what: string): Promise<Row[]> {
   const progress = progressFor(io, `listing ${what}`, values);
   try {
     const max = limitOf(values);
@@ -68,7 +68,7 @@ async function listRows(client: ApiClient, path: string, query: Record<string, s
   }
 }
 
-const LIST_OPTIONS = { json: { type: "boolean" }, limit: { type: "string" }, all: { type: "boolean" }, ...CONNECTION_OPTIONS } as const;
+export const LIST_OPTIONS = { json: { type: "boolean" }, limit: { type: "string" }, all: { type: "boolean" }, ...CONNECTION_OPTIONS } as const;
 
 const eventsLs: Command = {
   name: ["events", "ls"],

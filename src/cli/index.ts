@@ -3,6 +3,7 @@ import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
+import { AUDIT_COMMANDS } from "./audit.ts";
 import { EVENT_COMMANDS } from "./events.ts";
 import { initCommand } from "./init.ts";
 import { LOGIN_COMMANDS } from "./login.ts";
@@ -21,6 +22,7 @@ export const COMMANDS: readonly Command[] = [
   ...DESIRED_COMMANDS,
   ...RESOURCE_COMMANDS,
   ...EVENT_COMMANDS,
+  ...AUDIT_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
 ];

@@ -1,7 +1,7 @@
 import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
-import type { SqliteResources } from "../store/index.ts";
+import type { SqliteAudit, SqliteResources } from "../store/index.ts";
 import { newProblems } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
@@ -30,6 +30,7 @@ const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, nam
  */
 export function applyDesired(
   resources: SqliteResources,
+  audit: SqliteAudit,
   desired: DesiredState,
   opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[] },
 ): Promise<ApplyResult> {
@@ -44,12 +45,19 @@ export function applyDesired(
     }
     const errors = newProblems(before, after);
     if (errors.length) throw new AppError("invalid_input", "applying this file would leave references that do not resolve", { errors });
-    if (!opts.dryRun) {
+    const summary = summarize(changes);
+    if (!opts.dryRun && summary.created + summary.updated + summary.deleted > 0) {
+      audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant: desired.tenants.length === 1 ? desired.tenants[0]!.tenant.name : null,
+        action: "config.apply",
+        details: { ...summary, prune: opts.prune, changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${c.tenant}/${c.kind}/${c.name}`) },
+      });
       for (const c of changes) {
         if (c.op === "create" || c.op === "update") resources.putTx(tx, keyOf(c), specOf(desired, c), { mode: "upsert", actor: opts.actor });
         else if (c.op === "delete") resources.deleteTx(tx, keyOf(c), { actor: opts.actor });
       }
     }
-    return { changes, summary: summarize(changes), applied: !opts.dryRun };
+    return { changes, summary, applied: !opts.dryRun };
   });
 }

@@ -2,7 +2,7 @@ import { AppError, type FieldError } from "../errors/index.ts";
 import { type Kind, SINGULAR } from "../resources/specs.ts";
 import { checkGlobal, checkTenant, validateSpec } from "../resources/validate.ts";
 import type { Precondition, ResourceKey, ResourceRecord, WriteMode } from "../store/contract.ts";
-import type { SqliteResources, SqliteTx } from "../store/index.ts";
+import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
 import { toStates, withChange } from "./state.ts";
 
 /** Fields the API adds to a resource's representation; a client may send them back on PUT. */
@@ -47,7 +47,10 @@ export function validated(kind: ResourceKind, body: unknown): Record<string, unk
  * validation outside the transaction, reference checks and the write inside it.
  */
 export class ControlPlane {
-  constructor(private readonly resources: SqliteResources) {}
+  constructor(
+    private readonly resources: SqliteResources,
+    private readonly audit: SqliteAudit,
+  ) {}
 
   put(key: ResourceKey, spec: Record<string, unknown>, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
     const kind = key.kind as ResourceKind;
@@ -62,7 +65,18 @@ export class ControlPlane {
     }
     const errors = newProblems(before, withChange(before, key, spec));
     if (errors.length) throw new AppError("invalid_input", `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there`, { errors });
-    return this.resources.putTx(tx, key, spec, opts);
+    const result = this.resources.putTx(tx, key, spec, opts);
+    if (result.changed) {
+      // Same unit of work: the change and its audit entry commit together or not at all.
+      this.audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant: key.tenant,
+        action: result.record.resourceVersion === 1 || opts.mode === "create" ? "resource.create" : "resource.update",
+        target: `${key.tenant}/${key.kind}/${key.name}`,
+        details: { resource_version: result.record.resourceVersion },
+      });
+    }
+    return result;
   }
 
   delete(key: ResourceKey, opts: { pre?: Precondition; actor: string }): Promise<ResourceRecord> {
@@ -72,7 +86,9 @@ export class ControlPlane {
       if (errors.length) {
         throw new AppError("conflict", `other resources still refer to ${SINGULAR[key.kind as ResourceKind]} ${key.name}: ${errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`, { errors });
       }
-      return this.resources.deleteTx(tx, key, opts);
+      const deleted = this.resources.deleteTx(tx, key, opts);
+      this.audit.appendTx(tx, { actor: opts.actor, tenant: key.tenant, action: "resource.delete", target: `${key.tenant}/${key.kind}/${key.name}`, details: { resource_version: deleted.resourceVersion } });
+      return deleted;
     });
   }
 }

@@ -189,7 +189,8 @@ export interface TokenStore {
   create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord>;
   findByHash(hash: string): Promise<TokenRecord | null>;
   list(q: { after?: string; limit: number }): Promise<TokenRecord[]>;
-  revoke(id: string): Promise<TokenRecord | null>;
+  /** Revoke (idempotent); the revocation is audited as `actor`'s. */
+  revoke(id: string, actor: string): Promise<TokenRecord | null>;
   /** Tokens with the admin scope that are neither revoked nor expired. */
   countActiveAdmins(now: number): Promise<number>;
 }

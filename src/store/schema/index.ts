@@ -1,3 +1,4 @@
+export * from "./audit.ts";
 export * from "./control.ts";
 export * from "./events.ts";
 export * from "./queue.ts";

@@ -6,6 +6,7 @@ import type { Storage } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { SqliteCommitter } from "./committer.ts";
+import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
@@ -31,6 +32,7 @@ export class SqliteStorage implements Storage {
   readonly resources: SqliteResources;
   readonly tokens: SqliteTokens;
   readonly events: SqliteEvents;
+  readonly audit: SqliteAudit;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -47,7 +49,8 @@ export class SqliteStorage implements Storage {
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
     this.resources = new SqliteResources(db, this.committer);
-    this.tokens = new SqliteTokens(db, this.committer);
+    this.audit = new SqliteAudit(handle, this.committer);
+    this.tokens = new SqliteTokens(db, this.committer, this.audit);
     this.events = new SqliteEvents(db);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
@@ -90,6 +93,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { type AuditQuery, type NewAuditEntry, SqliteAudit, type VerifyReport } from "./audit.ts";
 export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
 export { SqliteOutbox } from "./outbox.ts";
 export { SqliteQueue } from "./queue.ts";

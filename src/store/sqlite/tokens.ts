@@ -3,6 +3,7 @@ import { newId } from "../../core/ids.ts";
 import type { TokenRecord, TokenStore } from "../contract.ts";
 import { tokens } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
+import type { SqliteAudit } from "./audit.ts";
 import type { SqliteCommitter } from "./committer.ts";
 
 type Row = typeof tokens.$inferSelect;
@@ -12,11 +13,14 @@ export class SqliteTokens implements TokenStore {
   constructor(
     private readonly db: Db,
     private readonly committer: SqliteCommitter,
+    private readonly audit: SqliteAudit,
   ) {}
 
   create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord> {
     return this.committer.run((tx) => {
       const row: Row = { id: newId("tok", tx.now), createdAt: tx.now, revokedAt: null, ...t };
+      // The entry names the token and its scopes, never its value or hash.
+      this.audit.appendTx(tx, { actor: t.createdBy, action: "token.create", target: row.id, details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt } });
       tx.db.insert(tokens).values(row).run();
       return toRecord(row);
     });
@@ -38,9 +42,10 @@ export class SqliteTokens implements TokenStore {
       .map(toRecord);
   }
 
-  revoke(id: string): Promise<TokenRecord | null> {
+  revoke(id: string, actor: string): Promise<TokenRecord | null> {
     return this.committer.run((tx) => {
       const r = tx.db.update(tokens).set({ revokedAt: sql`coalesce(${tokens.revokedAt}, ${tx.now})` }).where(eq(tokens.id, id)).returning().get();
+      if (r) this.audit.appendTx(tx, { actor, action: "token.revoke", target: id, details: { name: r.name } });
       return r ? toRecord(r) : null;
     });
   }

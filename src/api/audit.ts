@@ -1,0 +1,62 @@
+import { Elysia } from "elysia";
+import type { ChainedEntry } from "../audit/chain.ts";
+import type { Clock } from "../core/clock.ts";
+import { AppError } from "../errors/index.ts";
+import type { SqliteAudit, SqliteTokens } from "../store/index.ts";
+import { canAccess, requireAdmin, visibleTenants } from "./auth.ts";
+import { authenticated, readPage } from "./http.ts";
+
+const present = (e: ChainedEntry) => ({
+  seq: e.seq,
+  at: new Date(e.at).toISOString(),
+  actor: e.actor,
+  tenant: e.tenant,
+  action: e.action,
+  target: e.target,
+  decision: e.decision,
+  details: e.details,
+  prev_hash: e.prevHash,
+  hash: e.hash,
+});
+
+function time(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const t = Date.parse(value);
+  if (Number.isNaN(t)) throw new AppError("invalid_input", `${name} must be an ISO 8601 time`);
+  return t;
+}
+
+/**
+ * /v1/audit: the log, newest first, filtered; a tenant token sees its tenants' entries only.
+ * /v1/audit/verify: walk the whole chain (admin), naming the first broken link.
+ */
+export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
+  return new Elysia()
+    .use(authenticated(tokens, clock))
+    .get("/audit", async ({ principal, query }) => {
+      const q = query as Record<string, string | undefined>;
+      let tenants: readonly string[] | undefined;
+      if (q.tenant !== undefined) {
+        if (!canAccess(principal, q.tenant, "read")) throw new AppError("not_found", "not found");
+        tenants = [q.tenant];
+      } else {
+        const visible = visibleTenants(principal);
+        tenants = visible === "all" ? undefined : visible;
+      }
+      const page = readPage({ limit: q.limit });
+      let before: number | undefined;
+      if (q.cursor !== undefined) {
+        before = Number(Buffer.from(q.cursor, "base64url").toString("utf8"));
+        if (!Number.isSafeInteger(before) || before < 1) throw new AppError("invalid_input", "the cursor is not one this API returned");
+      }
+      const rows = await audit.list({ tenants, action: q.action, actor: q.actor, since: time("since", q.since), until: time("until", q.until), before, limit: page.limit + 1 });
+      const items = rows.slice(0, page.limit).map(present);
+      const next = rows.length > page.limit ? Buffer.from(String(items.at(-1)!.seq)).toString("base64url") : null;
+      return { items, next_cursor: next };
+    })
+    .get("/audit/verify", async ({ principal }) => {
+      requireAdmin(principal);
+      const r = await audit.verify();
+      return { ok: r.ok, entries: r.entries, head: r.head, first_broken: r.firstBroken };
+    });
+}

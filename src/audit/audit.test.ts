@@ -1,0 +1,106 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { tempStorage } from "../../test/helpers/storage.ts";
+import { canonicalJson, entryHash, GENESIS } from "./chain.ts";
+
+const disposers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const d of disposers.splice(0)) await d();
+});
+function storage() {
+  const s = tempStorage();
+  disposers.push(() => s.dispose());
+  return s;
+}
+
+async function fill(s: ReturnType<typeof storage>, n: number) {
+  for (let i = 0; i < n; i++) {
+    await s.audit.append({
+      actor: `token:tok_${i % 3}`,
+      tenant: i % 2 ? "beta" : null,
+      action: ["token.create", "resource.update", "config.apply"][i % 3]!,
+      target: `beta/endpoints/e${i}`,
+      decision: i % 4 === 0 ? "allow" : null,
+      details: { i, nested: { list: [i, "x"] } },
+    });
+  }
+}
+
+const COLUMNS = ["at", "actor", "tenant", "action", "target", "decision", "details", "prev_hash", "hash"] as const;
+
+describe("the audit chain", () => {
+  test("links every entry to the one before it, from a fixed genesis", async () => {
+    const s = storage();
+    await fill(s, 5);
+    const rows = (await s.audit.list({ limit: 10 })).reverse();
+    expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(rows[0]!.prevHash).toBe(GENESIS);
+    for (let i = 1; i < rows.length; i++) expect(rows[i]!.prevHash).toBe(rows[i - 1]!.hash);
+    for (const r of rows) expect(r.hash).toBe(entryHash(r.prevHash, r));
+    expect(await s.audit.verify()).toEqual({ ok: true, entries: 5, head: rows.at(-1)!.hash, firstBroken: null });
+  });
+
+  test("the canonical form does not depend on key order", () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe(canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 }));
+  });
+
+  test("the table is append-only: updates and deletes are refused", async () => {
+    const s = storage();
+    await fill(s, 2);
+    expect(() => s.handle.sqlite.run("UPDATE audit_log SET actor = 'x' WHERE seq = 1")).toThrow("append-only");
+    expect(() => s.handle.sqlite.run("DELETE FROM audit_log WHERE seq = 2")).toThrow("append-only");
+  });
+
+  test("any single-byte change of any row is detected, at that row", async () => {
+    const s = storage();
+    await fill(s, 12);
+    const db = s.handle.sqlite;
+    db.run("DROP TRIGGER audit_log_no_update"); // what someone editing the file would do first
+    let seed = 7;
+    const random = (n: number) => ((seed = (seed * 48271) % 2147483647) % n + n) % n;
+    let checked = 0;
+    for (let seq = 1; seq <= 12; seq++) {
+      for (const column of COLUMNS) {
+        const original = db.query<Record<string, string | number | null>, [number]>(`SELECT ${column} AS v FROM audit_log WHERE seq = ?`).get(seq)!.v;
+        let changed: string | number;
+        if (typeof original === "number") changed = original + 1;
+        else {
+          const text = original ?? "";
+          const at = text.length ? random(text.length) : 0;
+          const c = text.charCodeAt(at) || 96;
+          changed = text.slice(0, at) + String.fromCharCode(c ^ 1) + text.slice(at + 1);
+        }
+        db.run(`UPDATE audit_log SET ${column} = ? WHERE seq = ?`, [changed, seq]);
+        const report = await s.audit.verify();
+        expect(report.ok, `${column} of entry ${seq}`).toBe(false);
+        expect(report.firstBroken?.seq, `${column} of entry ${seq}`).toBe(seq);
+        db.run(`UPDATE audit_log SET ${column} = ? WHERE seq = ?`, [original as string | number | null, seq]);
+        checked++;
+      }
+    }
+    expect(checked).toBe(12 * COLUMNS.length);
+    expect((await s.audit.verify()).ok).toBe(true);
+  });
+
+  test("a removed entry is named as missing; a removed first entry too", async () => {
+    const s = storage();
+    await fill(s, 6);
+    s.handle.sqlite.run("DROP TRIGGER audit_log_no_delete");
+    s.handle.sqlite.run("DELETE FROM audit_log WHERE seq = 4");
+    expect((await s.audit.verify()).firstBroken).toEqual({ seq: 5, reason: "entry 4 is missing (found 5 after 3)" });
+    s.handle.sqlite.run("DELETE FROM audit_log WHERE seq = 1");
+    expect((await s.audit.verify()).firstBroken?.seq).toBe(2);
+  });
+
+  test("an entry written in a unit of work that fails is rolled back with it, and the chain stays whole", async () => {
+    const s = storage();
+    await fill(s, 2);
+    await s.committer
+      .run((tx) => {
+        s.audit.appendTx(tx, { actor: "system", action: "resource.update" });
+        throw new Error("the change failed");
+      })
+      .catch(() => {});
+    await Promise.all(Array.from({ length: 50 }, (_, i) => s.audit.append({ actor: "system", action: "x", details: { i } })));
+    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 52 });
+  });
+});
