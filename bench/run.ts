@@ -6,6 +6,7 @@ export {};
 const BENCHES: Record<string, () => Promise<unknown>> = {
   queue: async () => (await import("./queue.ts")).benchQueue(),
   startup: async () => (await import("./startup.ts")).benchStartup(),
+  audit: async () => (await import("./audit.ts")).benchAudit(),
 };
 
 const names = process.argv.slice(2);

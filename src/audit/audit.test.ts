@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { tempStorage } from "../../test/helpers/storage.ts";
-import { canonicalJson, entryHash, GENESIS } from "./chain.ts";
+import { canonicalEntry, canonicalJson, entryHash, GENESIS } from "./chain.ts";
 
 const disposers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -37,6 +37,11 @@ describe("the audit chain", () => {
     for (let i = 1; i < rows.length; i++) expect(rows[i]!.prevHash).toBe(rows[i - 1]!.hash);
     for (const r of rows) expect(r.hash).toBe(entryHash(r.prevHash, r));
     expect(await s.audit.verify()).toEqual({ ok: true, entries: 5, head: rows.at(-1)!.hash, firstBroken: null });
+  });
+
+  test("the written-out canonical entry is exactly the generic canonical JSON of the entry", () => {
+    const e = { seq: 7, at: 1795312662123, actor: 'token:"quoted"', tenant: null, action: "resource.update", target: "beta/routes/r\u00e9", decision: "allow", details: { z: [1, { b: 2, a: "\n" }], a: null } };
+    expect(canonicalEntry(e)).toBe(canonicalJson(e));
   });
 
   test("the canonical form does not depend on key order", () => {

@@ -63,9 +63,10 @@ export class SqliteAudit {
       details: e.details ?? {},
     };
     const prevHash = prev?.hash ?? GENESIS;
-    const hash = entryHash(prevHash, entry);
     // Details are stored in canonical form, so verify can tell any change of their bytes.
-    this.insert.run(entry.seq, entry.at, entry.actor, entry.tenant, entry.action, entry.target, entry.decision, canonicalJson(entry.details), prevHash, hash);
+    const details = canonicalJson(entry.details);
+    const hash = entryHash(prevHash, entry, details);
+    this.insert.run(entry.seq, entry.at, entry.actor, entry.tenant, entry.action, entry.target, entry.decision, details, prevHash, hash);
     return { ...entry, prevHash, hash };
   }
 
