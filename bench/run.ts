@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   queue: async () => (await import("./queue.ts")).benchQueue(),
   startup: async () => (await import("./startup.ts")).benchStartup(),
   audit: async () => (await import("./audit.ts")).benchAudit(),
+  policy: async () => (await import("./policy.ts")).benchPolicy(),
 };
 
 const names = process.argv.slice(2);
