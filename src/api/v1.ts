@@ -10,9 +10,11 @@ import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
+import { PolicyCache } from "../policy/engine.ts";
 import { auditRoutes } from "./audit.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
+import { policyRoutes } from "./policy.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
@@ -173,7 +175,8 @@ export function v1Api(deps: V1Deps) {
     .use(tokenRoutes(storage.tokens, deps.clock))
     .use(configRoutes(storage.resources, storage.audit, storage.tokens, deps.clock))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
-    .use(auditRoutes(storage.audit, storage.tokens, deps.clock));
+    .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
+    .use(policyRoutes(storage, new PolicyCache(), deps.clock));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

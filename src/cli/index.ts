@@ -4,6 +4,7 @@ import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
+import { POLICY_COMMANDS } from "./policy.ts";
 import { EVENT_COMMANDS } from "./events.ts";
 import { initCommand } from "./init.ts";
 import { LOGIN_COMMANDS } from "./login.ts";
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   ...RESOURCE_COMMANDS,
   ...EVENT_COMMANDS,
   ...AUDIT_COMMANDS,
+  ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
 ];

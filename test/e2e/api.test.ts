@@ -77,7 +77,8 @@ function v1Routes(): [string, string][] {
 
 /** Fill a route template with a tenant and the name of an existing object of that kind. */
 function fill(path: string, tenant: string, override?: string): string {
-  const kind = /\/tenants\/:tenant\/([a-z]+)/.exec(path)?.[1] as (typeof KINDS)[number] | undefined;
+  const segment = /\/tenants\/:tenant\/([a-z-]+)/.exec(path)?.[1];
+  const kind = (KINDS as readonly string[]).includes(segment ?? "") ? (segment as (typeof KINDS)[number]) : undefined;
   const existing = kind ? TENANTS.alpha[kind][0]!.name : tenant;
   return path
     .replace(":tenant", tenant)
@@ -495,5 +496,32 @@ describe("logs tail", () => {
   test("is for admins only", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     expect((await call("GET", "/v1/logs/tail", { token: alphaWrite })).status).toBe(403);
+  });
+});
+
+describe("policy test", () => {
+  test("shows what the stored policies, or a draft in place of one, decide for a stored event; nothing changes", async () => {
+    // Its own tenant: the --prune test above removed everything its file did not declare.
+    await call("POST", "/v1/tenants", { body: { name: "gamma" } });
+    await call("POST", "/v1/tenants/gamma/endpoints", { body: { name: "crm", url: "http://10.0.0.5/" } });
+    await call("POST", "/v1/tenants/gamma/policies", { body: TENANTS.alpha.policies[0] });
+    const failing = await storeEvent(envelope("gamma", 300, { type: "email.received", channel: "email", data: { subject: "hi", auth: { dmarc: "fail" } } }));
+    const r = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing } });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.policies).toEqual([{ name: "guard", version: 1, draft: false }]);
+    const crm = r.body.decisions.find((d: { action: { target: string } }) => d.action.target === "crm");
+    expect(crm).toMatchObject({ effect: "quarantine", policy: { name: "guard", version: 1 }, rule: 0 });
+
+    const draft = { name: "guard", rules: [{ when: { target: "crm" }, effect: "deny", reason: "crm is down" }] };
+    const withDraft = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing, policy: draft, targets: ["crm"] } });
+    expect(withDraft.body.policies).toEqual([{ name: "guard", version: 0, draft: true }]);
+    expect(withDraft.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "deny", policy: { name: "guard", version: 0 }, rule: 0, reason: "crm is down" }]);
+    expect((await call("GET", "/v1/tenants/gamma/policies/guard")).body.rules[0].effect).toBe("quarantine");
+  });
+
+  test("a broken draft is 422; another tenant's event is 404", async () => {
+    const bad = await call("POST", "/v1/tenants/alpha/policy-test", { body: { event: eventOf.alpha!, policy: { name: "guard", rules: [{ when: {}, effect: "maybe" }] } } });
+    expect(bad.status).toBe(422);
+    expect((await call("POST", "/v1/tenants/alpha/policy-test", { body: { event: eventOf.beta! } })).status).toBe(404);
   });
 });

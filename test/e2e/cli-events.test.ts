@@ -216,3 +216,19 @@ describe("logs tail", () => {
     }
   });
 });
+
+describe("agentowl policy test", () => {
+  test("prints each target's decision, with a draft policy from a file", async () => {
+    const draftFile = join(work, "draft-policy.yaml");
+    await Bun.write(draftFile, "name: guard\nrules:\n  - when: { target: crm }\n    effect: require_approval\n    reason: check first\n");
+    const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email" }));
+    const plain = await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--json"]);
+    expect(plain.code, plain.stderr).toBe(0);
+    const withDraft = await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--policy", draftFile, "--target", "crm"]);
+    expect(withDraft.code, withDraft.stderr).toBe(0);
+    expect(withDraft.stdout).toContain("guard@draft");
+    expect(withDraft.stdout).toMatch(/crm\s+require_approval\s+guard@draft\s+0\s+check first/);
+    expect((await agentowl(["policy", "test", "-t", "beta", "--event", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"])).code).toBe(3);
+    expect((await agentowl(["policy", "test", "-t", "beta"])).code).toBe(2);
+  });
+});
