@@ -105,6 +105,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
       (e) => log.error("lease recovery failed", { err: e }),
     );
   }, recoverEvery);
+  // Approvals nobody decided in time take their declared outcome.
+  const expiryTimer = setInterval(() => {
+    storage.approvals.expireDue().then(
+      (n) => n && log.info("approvals expired", { approvals: n }),
+      (e) => log.error("approval expiry failed", { err: e }),
+    );
+  }, 5000);
   const retention = cron.schedule(
     "17 * * * *",
     async () => {
@@ -155,6 +162,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       const left = () => Math.max(0, deadline - Date.now());
       log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
       clearInterval(recoverTimer);
+      clearInterval(expiryTimer);
       retention.destroy();
       // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
       //    never finish on their own: end them first.

@@ -31,7 +31,7 @@ function time(name: string, value: string | undefined): number | undefined {
  * /v1/audit/verify: walk the whole chain (admin), naming the first broken link.
  */
 export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
-  return new Elysia()
+  return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
     .get("/audit", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;

@@ -58,7 +58,7 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, tok
     });
     return { ...result, text: renderPlan(result.changes) };
   };
-  return new Elysia({ prefix: "/config" })
+  return new Elysia({ prefix: "/config", normalize: false })
     .use(authenticated(tokens, clock))
     .post(
       "/validate",

@@ -32,7 +32,7 @@ const SSE_MAX_BACKLOG = 10_000;
 
 /** /v1/events, /v1/deliveries and /v1/logs/tail. */
 export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: Clock, logTap: LogTap | null) {
-  return new Elysia()
+  return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
     .get("/events", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;

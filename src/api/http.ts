@@ -16,7 +16,7 @@ export interface Authenticated {
 export function authenticated(tokens: TokenStore, clock: Clock, opts: { tenantParam?: boolean } = {}) {
   const auth = new Authenticator(tokens, clock);
   // derive, not resolve: it runs before body validation, so refusals never depend on the body.
-  return new Elysia().derive({ as: "scoped" }, async ({ headers, set, params, request }) => {
+  return new Elysia({ normalize: false }).derive({ as: "scoped" }, async ({ headers, set, params, request }) => {
     let principal: Principal;
     try {
       principal = await auth.authenticate(headers.authorization);

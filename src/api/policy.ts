@@ -22,7 +22,7 @@ const TestBody = t.Object(
  * place of its namesake, decide for a stored event's dispatch to each target. Nothing is stored.
  */
 export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: Clock) {
-  return new Elysia().use(authenticated(storage.tokens, clock, { tenantParam: true })).post(
+  return new Elysia({ normalize: false }).use(authenticated(storage.tokens, clock, { tenantParam: true })).post(
     "/tenants/:tenant/policy-test",
     async ({ params, body }) => {
       const tenant = params.tenant;

@@ -28,7 +28,7 @@ const CreateToken = t.Object(
 
 /** /v1/tokens: admin only. A token's value is returned once, by the POST that creates it. */
 export function tokenRoutes(tokens: TokenStore, clock: Clock) {
-  return new Elysia()
+  return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
     .get("/tokens", async ({ principal, query }) => {
       requireAdmin(principal);

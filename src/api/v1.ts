@@ -11,6 +11,7 @@ import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
 import { PolicyCache } from "../policy/engine.ts";
+import { approvalRoutes } from "./approvals.ts";
 import { auditRoutes } from "./audit.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
@@ -89,7 +90,7 @@ export function v1Api(deps: V1Deps) {
 
   const tenantKey = (tenant: string): ResourceKey => ({ tenant, kind: "tenants", name: tenant });
 
-  let app = new Elysia({ prefix: "/v1" })
+  let app = new Elysia({ prefix: "/v1", normalize: false })
     .use(
       openapi({
         provider: null,
@@ -176,7 +177,8 @@ export function v1Api(deps: V1Deps) {
     .use(configRoutes(storage.resources, storage.audit, storage.tokens, deps.clock))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
-    .use(policyRoutes(storage, new PolicyCache(), deps.clock));
+    .use(policyRoutes(storage, new PolicyCache(), deps.clock))
+    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

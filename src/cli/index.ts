@@ -3,6 +3,7 @@ import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
+import { APPROVAL_COMMANDS } from "./approvals.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
 import { POLICY_COMMANDS } from "./policy.ts";
 import { EVENT_COMMANDS } from "./events.ts";
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   ...RESOURCE_COMMANDS,
   ...EVENT_COMMANDS,
   ...AUDIT_COMMANDS,
+  ...APPROVAL_COMMANDS,
   ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,

@@ -43,8 +43,10 @@ function fromFramework(code: string | number, error: unknown): unknown {
  * ingress and console mount onto the same app. Every error leaves as RFC 9457 problem+json.
  */
 export function createHttpApp(deps: HttpDeps) {
+  // normalize: false everywhere in the API: by default Elysia strips unknown fields from a body
+  // (and turns [] into {}) instead of refusing them; an unknown field must be a 422, not ignored.
   const errored = new WeakMap<Request, number>();
-  return new Elysia()
+  return new Elysia({ normalize: false })
     .onError(({ code, error, request, path }) => {
       const p = toProblem(fromFramework(code, error), path);
       if (p.status >= 500) deps.log.error("request failed", { method: request.method, path, err: error });

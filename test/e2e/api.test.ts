@@ -17,6 +17,8 @@ let base: string;
 const logTap = new LogTap();
 /** One stored event per tenant, to aim every /v1/events/:id at. */
 const eventOf: Record<string, string> = {};
+/** One pending approval per tenant, likewise. */
+const approvalOf: Record<string, string> = {};
 
 const envelope = testEnvelope;
 const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(app.storage, e, withDelivery);
@@ -83,7 +85,7 @@ function fill(path: string, tenant: string, override?: string): string {
   return path
     .replace(":tenant", tenant)
     .replace(":name", override ?? existing)
-    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : "tok_00000000000000000000000000"));
+    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : path.startsWith("/v1/approvals/") ? approvalOf[tenant]! : "tok_00000000000000000000000000"));
 }
 
 beforeAll(async () => {
@@ -98,6 +100,10 @@ beforeAll(async () => {
   await seedTenant("beta");
   eventOf.alpha = await storeEvent(envelope("alpha", 0), true);
   eventOf.beta = await storeEvent(envelope("beta", 0), true);
+  for (const tenant of ["alpha", "beta"]) {
+    const parked = await app.storage.approvals.park({ tenant, action: { kind: "dispatch", target: "crm" }, policy: { name: "guard", version: 1, rule: 0 }, expiresInMs: 86_400_000, onExpiry: "deny" });
+    approvalOf[tenant] = parked.id;
+  }
 });
 
 afterAll(async () => {
@@ -146,7 +152,7 @@ describe("tenant isolation", () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     const checked: string[] = [];
     for (const [method, path] of v1Routes()) {
-      if (!path.includes(":tenant") && !path.startsWith("/v1/events/")) continue;
+      if (!path.includes(":tenant") && !path.startsWith("/v1/events/") && !path.startsWith("/v1/approvals/")) continue;
       const body = method === "GET" || method === "DELETE" ? undefined : { name: "x" };
       const r = await call(method, fill(path, "beta"), { token: alphaWrite, body });
       expect(r.status, `${method} ${fill(path, "beta")} -> ${JSON.stringify(r.body)}`).toBe(404);
@@ -239,6 +245,15 @@ describe("resources", () => {
     expect(r.headers.get("content-type")).toBe("application/problem+json");
     const fields = r.body.errors.map((e: { field: string }) => e.field).join(" ");
     for (const f of ["name", "url", "max_attempts"]) expect(fields).toContain(f);
+  });
+
+  test("an unknown field is a 422 naming it, never silently dropped", async () => {
+    const r = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "tidy", url: "http://10.0.0.9/", colour: "blue" } });
+    expect(r.status).toBe(422);
+    expect(JSON.stringify(r.body.errors)).toContain("colour");
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/tidy")).status).toBe(404);
+    const put = await call("PUT", "/v1/tenants/alpha/endpoints/crm", { body: { url: "http://10.0.0.5/hooks", timout: "5s" } });
+    expect(put.status).toBe(422);
   });
 
   test("references are checked: a route to a missing endpoint is 422; deleting an endpoint still routed to is 409", async () => {

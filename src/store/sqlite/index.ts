@@ -6,6 +6,7 @@ import type { Storage } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { SqliteCommitter } from "./committer.ts";
+import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
 import { SqliteOutbox } from "./outbox.ts";
@@ -33,6 +34,7 @@ export class SqliteStorage implements Storage {
   readonly tokens: SqliteTokens;
   readonly events: SqliteEvents;
   readonly audit: SqliteAudit;
+  readonly approvals: SqliteApprovals;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -52,6 +54,7 @@ export class SqliteStorage implements Storage {
     this.audit = new SqliteAudit(handle, this.committer);
     this.tokens = new SqliteTokens(db, this.committer, this.audit);
     this.events = new SqliteEvents(db);
+    this.approvals = new SqliteApprovals(db, this.committer, this.audit);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -93,6 +96,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./approvals.ts";
 export { type AuditQuery, type NewAuditEntry, SqliteAudit, type VerifyReport } from "./audit.ts";
 export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
 export { SqliteOutbox } from "./outbox.ts";
