@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { ApprovalRow, SqliteApprovals, SqliteTokens } from "../store/index.ts";
-import { canAccess, type Principal, visibleTenants } from "./auth.ts";
+import { canAccess, type Principal, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -52,14 +52,7 @@ export function approvalRoutes(store: SqliteApprovals, tokens: SqliteTokens, clo
     })
     .get("/approvals", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
-      let tenants: readonly string[] | undefined;
-      if (q.tenant !== undefined) {
-        if (!canAccess(principal, q.tenant, "read")) throw new AppError("not_found", "not found");
-        tenants = [q.tenant];
-      } else {
-        const v = visibleTenants(principal);
-        tenants = v === "all" ? undefined : v;
-      }
+      const tenants = tenantsFor(principal, q.tenant);
       const page = readPage(q);
       const rows = await store.list({ tenants, state: q.state, before: page.after, limit: page.limit + 1 });
       return pageOf(rows.map(present), page.limit, (a) => a.id);

@@ -3,7 +3,7 @@ import type { ChainedEntry } from "../audit/chain.ts";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteTokens } from "../store/index.ts";
-import { canAccess, requireAdmin, visibleTenants } from "./auth.ts";
+import { requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, readPage } from "./http.ts";
 
 const present = (e: ChainedEntry) => ({
@@ -35,14 +35,7 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
     .use(authenticated(tokens, clock))
     .get("/audit", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
-      let tenants: readonly string[] | undefined;
-      if (q.tenant !== undefined) {
-        if (!canAccess(principal, q.tenant, "read")) throw new AppError("not_found", "not found");
-        tenants = [q.tenant];
-      } else {
-        const visible = visibleTenants(principal);
-        tenants = visible === "all" ? undefined : visible;
-      }
+      const tenants = tenantsFor(principal, q.tenant);
       const page = readPage({ limit: q.limit });
       let before: number | undefined;
       if (q.cursor !== undefined) {

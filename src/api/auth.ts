@@ -43,6 +43,19 @@ export function visibleTenants(p: Principal): "all" | string[] {
   return [...new Set(p.scopes.flatMap((s) => /^tenant:([^:]+):(read|write)$/.exec(s)?.[1] ?? []))];
 }
 
+/**
+ * The tenants a list may show: the one asked for (404 when not visible, as if it did not exist),
+ * else every visible one (undefined: all, for an admin).
+ */
+export function tenantsFor(p: Principal, tenant: string | undefined): readonly string[] | undefined {
+  if (tenant !== undefined) {
+    if (!canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");
+    return [tenant];
+  }
+  const visible = visibleTenants(p);
+  return visible === "all" ? undefined : visible;
+}
+
 /** 404 when the tenant is not visible (it may as well not exist), 403 when it is but read-only. */
 export function requireTenant(p: Principal, tenant: string, access: "read" | "write"): void {
   if (!canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");

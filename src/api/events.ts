@@ -4,7 +4,7 @@ import { isId } from "../core/ids.ts";
 import { LOG_LEVELS, type LogTap } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteEvents, SqliteTokens } from "../store/index.ts";
-import { canAccess, type Principal, requireAdmin, visibleTenants } from "./auth.ts";
+import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -14,16 +14,6 @@ function time(name: string, value: string | undefined): number | undefined {
   const t = Date.parse(value);
   if (Number.isNaN(t)) throw new AppError("invalid_input", `${name} must be an ISO 8601 time, e.g. 2026-11-21T14:02:11Z`);
   return t;
-}
-
-/** The tenants a list may show: the one asked for (404 when not visible), else all visible ones. */
-function tenantsFor(p: Principal, tenant: string | undefined): readonly string[] | undefined {
-  if (tenant !== undefined) {
-    if (!canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");
-    return [tenant];
-  }
-  const visible = visibleTenants(p);
-  return visible === "all" ? undefined : visible;
 }
 
 const SSE_KEEPALIVE_MS = 15_000;

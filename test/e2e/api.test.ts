@@ -6,6 +6,7 @@ import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
+import { apiCaller } from "../helpers/api.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 
 setDefaultTimeout(30_000);
@@ -23,24 +24,7 @@ const approvalOf: Record<string, string> = {};
 const envelope = testEnvelope;
 const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(app.storage, e, withDelivery);
 
-async function call(method: string, path: string, opts: { token?: string | null; body?: unknown; raw?: string; headers?: Record<string, string> } = {}) {
-  const headers: Record<string, string> = { ...opts.headers };
-  const token = opts.token === undefined ? BOOTSTRAP : opts.token;
-  if (token) headers.authorization = `Bearer ${token}`;
-  let body: string | undefined;
-  if (opts.raw !== undefined) body = opts.raw;
-  else if (opts.body !== undefined) body = JSON.stringify(opts.body);
-  if (body !== undefined) headers["content-type"] ??= "application/json";
-  const res = await fetch(base + path, { method, headers, body });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = text ? JSON.parse(text) : null;
-  } catch {
-    json = text;
-  }
-  return { status: res.status, headers: res.headers, body: json };
-}
+const call = apiCaller(() => base, BOOTSTRAP);
 
 const TENANTS = {
   alpha: {

@@ -6,6 +6,7 @@ import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { APPROVAL_DECIDED, type ParkRequest } from "../../src/store/index.ts";
+import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { until } from "../helpers/storage.ts";
 
@@ -15,15 +16,7 @@ const BOOTSTRAP = "bootstrap-approvals-4d2b8f6a1c3e5b7d9f0a";
 const root = mkdtempSync(join(tmpdir(), "agentowl-approvals-"));
 let app: App;
 
-async function call(method: string, path: string, opts: { token?: string; body?: unknown } = {}) {
-  const res = await fetch(app.url + path, {
-    method,
-    headers: { authorization: `Bearer ${opts.token ?? BOOTSTRAP}`, ...(opts.body !== undefined ? { "content-type": "application/json" } : {}) },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
+const call = apiCaller(() => app.url, BOOTSTRAP);
 const token = async (scopes: string[]) => (await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes } })).body.token as string;
 const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
   app.storage.approvals.park({

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
@@ -14,15 +15,7 @@ const BOOTSTRAP = "bootstrap-audit-5c1e9a7b3d2f4e6a8c0b";
 const root = mkdtempSync(join(tmpdir(), "agentowl-audit-"));
 let app: App;
 
-async function call(method: string, path: string, opts: { token?: string; body?: unknown } = {}) {
-  const res = await fetch(app.url + path, {
-    method,
-    headers: { authorization: `Bearer ${opts.token ?? BOOTSTRAP}`, ...(opts.body !== undefined ? { "content-type": "application/json" } : {}) },
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null, text };
-}
+const call = apiCaller(() => app.url, BOOTSTRAP);
 
 /** A second connection to the database file, as an operator with sqlite3 (or an attacker) would have. */
 const sideDoor = () => new Database(join(root, "data", "agentowl.db"));
