@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
+import { loadMasterKey } from "../../src/vault/crypto.ts";
 import { runAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
@@ -17,6 +18,8 @@ test("agentowl init prints a first admin token once, and it works against the se
   expect(first.code).toBe(0);
   const token = /\b(aow_[A-Za-z0-9_-]{43})\b/.exec(first.stdout)?.[1];
   expect(token).toBeDefined();
+  // The vault master key it wrote is one the vault can load (32 bytes, base64, 0600).
+  expect(loadMasterKey(join(root, "data", "master.key")).id).toMatch(/^[0-9a-f]{16}$/);
   const second = await runAgentowl(["init"], { cwd: root, env });
   expect(second.code).toBe(0);
   expect(second.stdout).not.toContain("aow_");

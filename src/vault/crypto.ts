@@ -1,0 +1,122 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { AppError } from "../errors/index.ts";
+
+/**
+ * The vault's envelope encryption (SPEC §12). Each secret version has its own random data key;
+ * the value is sealed with it (AES-256-GCM) and the data key is sealed with the master key. Both
+ * seals bind the secret's scope (tenant, name, version) as associated data, so a row copied onto
+ * another secret, tenant or version does not open. Rotating the master key re-seals data keys
+ * only; the values' ciphertexts never change.
+ */
+
+export interface MasterKey {
+  /** A short fingerprint (not the key): which master key sealed a data key. */
+  id: string;
+  key: Buffer;
+}
+
+export interface SecretScope {
+  tenant: string;
+  name: string;
+  version: number;
+}
+
+/** What is stored for one secret version: no plaintext, no unwrapped key. */
+export interface SealedSecret {
+  masterKeyId: string;
+  /** The data key, sealed with the master key: iv (12) ‖ tag (16) ‖ ciphertext (32). */
+  wrappedKey: Buffer;
+  /** The value, sealed with the data key: iv (12) ‖ tag (16) ‖ ciphertext. */
+  sealedValue: Buffer;
+}
+
+const KEY_BYTES = 32;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+const valueAad = (s: SecretScope) => Buffer.from(`agentowl/v1/value/${s.tenant}/${s.name}#${s.version}`);
+const keyAad = (s: SecretScope) => Buffer.from(`agentowl/v1/data-key/${s.tenant}/${s.name}#${s.version}`);
+
+function seal(key: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
+  const iv = randomBytes(IV_BYTES);
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  cipher.setAAD(aad);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
+  if (sealed.length < IV_BYTES + TAG_BYTES) throw new AppError("internal", "sealed data is truncated");
+  const decipher = createDecipheriv("aes-256-gcm", key, sealed.subarray(0, IV_BYTES));
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
+  try {
+    return Buffer.concat([decipher.update(sealed.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]);
+  } catch (e) {
+    // GCM authentication failed: wrong key, wrong scope, or tampered bytes. Never say which.
+    throw new AppError("internal", "a vault secret failed its integrity check", { cause: e });
+  }
+}
+
+export function masterKeyFrom(key: Buffer): MasterKey {
+  if (key.length !== KEY_BYTES) throw new AppError("config_invalid", `a master key is ${KEY_BYTES} bytes, not ${key.length}`);
+  return { id: createHash("sha256").update("agentowl/master-key-id").update(key).digest("hex").slice(0, 16), key };
+}
+
+export function generateMasterKey(): MasterKey {
+  return masterKeyFrom(randomBytes(KEY_BYTES));
+}
+
+/**
+ * Read the master key file written by `agentowl init`: 32 random bytes in base64, mode 0600.
+ * A key file that others can read is refused: it would make every secret readable to them.
+ */
+export function loadMasterKey(path: string): MasterKey {
+  let text: string;
+  try {
+    const mode = statSync(path).mode & 0o777;
+    if (mode & 0o077) throw new AppError("config_invalid", `master key file ${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`);
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    throw new AppError("config_invalid", `cannot read master key file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (run 'agentowl init')`, { cause: e });
+  }
+  const key = Buffer.from(text.trim(), "base64");
+  if (key.length !== KEY_BYTES || key.toString("base64") !== text.trim()) {
+    throw new AppError("config_invalid", `master key file ${path} must hold ${KEY_BYTES} bytes in base64`);
+  }
+  return masterKeyFrom(key);
+}
+
+/** Seal a new secret version under its own fresh data key. */
+export function sealSecret(master: MasterKey, scope: SecretScope, value: string): SealedSecret {
+  const dataKey = randomBytes(KEY_BYTES);
+  try {
+    return { masterKeyId: master.id, wrappedKey: seal(master.key, dataKey, keyAad(scope)), sealedValue: seal(dataKey, Buffer.from(value, "utf8"), valueAad(scope)) };
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+/** The value of a sealed secret; fails (without saying why) on any wrong key, scope or byte. */
+export function openSecret(master: MasterKey, scope: SecretScope, sealed: SealedSecret): string {
+  if (sealed.masterKeyId !== master.id) throw new AppError("internal", "this secret is sealed with another master key");
+  const dataKey = open(master.key, sealed.wrappedKey, keyAad(scope));
+  try {
+    return open(dataKey, sealed.sealedValue, valueAad(scope)).toString("utf8");
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+/** Master-key rotation: the same data key, sealed with the new master key; the value is untouched. */
+export function rewrap(from: MasterKey, to: MasterKey, scope: SecretScope, sealed: SealedSecret): SealedSecret {
+  if (sealed.masterKeyId !== from.id) throw new AppError("internal", "this secret is sealed with another master key");
+  const dataKey = open(from.key, sealed.wrappedKey, keyAad(scope));
+  try {
+    return { masterKeyId: to.id, wrappedKey: seal(to.key, dataKey, keyAad(scope)), sealedValue: sealed.sealedValue };
+  } finally {
+    dataKey.fill(0);
+  }
+}
