@@ -3,3 +3,4 @@ export * from "./audit.ts";
 export * from "./control.ts";
 export * from "./events.ts";
 export * from "./queue.ts";
+export * from "./vault.ts";

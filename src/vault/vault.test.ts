@@ -1,0 +1,104 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { tempStorage } from "../../test/helpers/storage.ts";
+import { ManualClock } from "../core/clock.ts";
+import { createLogger, Redactor } from "../core/log.ts";
+import { generateMasterKey } from "./crypto.ts";
+import { LEASE_TTL_MS, Vault } from "./vault.ts";
+
+const disposers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const d of disposers.splice(0)) await d();
+});
+
+function setup() {
+  // One clock for the storage (which stamps writes) and the vault (which checks expiry).
+  const clock = new ManualClock(Date.now());
+  const storage = tempStorage({ clock });
+  disposers.push(() => storage.dispose());
+  const redactor = new Redactor();
+  const vault = new Vault(storage, generateMasterKey(), redactor, clock);
+  return { storage, clock, redactor, vault };
+}
+
+const V1 = "whsec_first-value-0123456789abcdef";
+const V2 = "whsec_second-value-fedcba9876543210";
+
+describe("the vault", () => {
+  test("set, then lease: the value comes back once, through the lease only", async () => {
+    const { vault } = setup();
+    const info = await vault.set("beta/crm-signing", V1, { actor: "token:tok_a" });
+    expect(info).toMatchObject({ tenant: "beta", name: "crm-signing", version: 1 });
+    expect(JSON.stringify(info)).not.toContain(V1);
+    expect(JSON.stringify(await vault.list())).not.toContain(V1);
+    const lease = await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "delivery:dlv_1" });
+    expect(vault.redeem(lease.id)).toEqual([V1]);
+    expect(() => vault.redeem(lease.id)).toThrow("used already");
+  });
+
+  test("a secret is set once; after that it is rotated", async () => {
+    const { vault } = setup();
+    await vault.set("beta/github", V1, { actor: "a" });
+    await expect(vault.set("beta/github", V2, { actor: "a" })).rejects.toThrow("rotate it");
+    await expect(vault.rotate("beta/missing", V2, { actor: "a" })).rejects.toThrow("not found");
+    await expect(vault.set("beta/short", "abc", { actor: "a" })).rejects.toThrow("at least");
+    await expect(vault.set("Beta/x", V1, { actor: "a" })).rejects.toThrow("not a secret scope");
+  });
+
+  test("after a rotation both values are valid during the grace period, then only the new one", async () => {
+    const { vault, clock } = setup();
+    await vault.set("beta/crm-signing", V1, { actor: "a" });
+    const info = await vault.rotate("beta/crm-signing", V2, { actor: "a", graceMs: 60_000 });
+    expect(info.version).toBe(2);
+    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([V2, V1]);
+    clock.advance(60_000);
+    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([V2]);
+  });
+
+  test("a lease expires within seconds", async () => {
+    const { vault, clock } = setup();
+    await vault.set("beta/x-token", V1, { actor: "a" });
+    const lease = await vault.lease("beta/x-token", { forTenant: "beta", consumer: "c" });
+    clock.advance(LEASE_TTL_MS);
+    expect(() => vault.redeem(lease.id)).toThrow("expired");
+  });
+
+  test("a lease on another tenant's secret is refused, and the refusal is audited", async () => {
+    const { vault, storage } = setup();
+    await vault.set("beta/crm-signing", V1, { actor: "a" });
+    await expect(vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "runtime:rt_9" })).rejects.toThrow("may not lease");
+    const [entry] = await storage.audit.list({ action: "secret.lease", limit: 1 });
+    expect(entry).toMatchObject({ actor: "runtime:rt_9", tenant: "alpha", target: "beta/crm-signing", decision: "deny" });
+    const actions = (await storage.audit.list({ limit: 10 })).map((e) => e.action).reverse();
+    expect(actions).toEqual(["secret.set", "secret.lease"]);
+    expect((await storage.audit.verify()).ok).toBe(true);
+  });
+
+  test("the log redactor learns every value the vault sees", async () => {
+    const { vault, redactor } = setup();
+    const lines: string[] = [];
+    const log = createLogger({ level: "debug", redactor, sink: (l) => lines.push(l) });
+    await vault.set("beta/a-secret", V1, { actor: "a" });
+    await vault.rotate("beta/a-secret", V2, { actor: "a" });
+    log.info(`oops, logging ${V1} and ${V2}`, { header: `v1,${V2}` });
+    expect(lines.join("\n")).not.toContain(V1);
+    expect(lines.join("\n")).not.toContain(V2);
+  });
+
+  test("no secret value is stored in plaintext: not in the database file, not in the WAL", async () => {
+    const { vault, storage } = setup();
+    await vault.set("beta/crm-signing", V1, { actor: "a" });
+    await vault.rotate("beta/crm-signing", V2, { actor: "a" });
+    vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id);
+    const files = readdirSync(storage.dir).filter((f) => f.startsWith("agentowl.db"));
+    expect(files).toContain("agentowl.db-wal");
+    for (const f of files) {
+      const bytes = readFileSync(join(storage.dir, f));
+      for (const v of [V1, V2]) {
+        expect(bytes.includes(Buffer.from(v)), `${v} in ${f}`).toBe(false);
+        expect(bytes.includes(Buffer.from(v, "utf16le")), `${v} (UTF-16) in ${f}`).toBe(false);
+      }
+    }
+  });
+});

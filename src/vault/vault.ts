@@ -1,0 +1,183 @@
+import { and, asc, desc, eq, gt, isNull, or } from "drizzle-orm";
+import type { Clock } from "../core/clock.ts";
+import { newId } from "../core/ids.ts";
+import { MIN_SECRET_LENGTH, type Redactor } from "../core/log.ts";
+import { AppError } from "../errors/index.ts";
+import { VAULT_REF_PATTERN } from "../resources/specs.ts";
+import { secrets } from "../store/schema/index.ts";
+import type { SqliteStorage, SqliteTx } from "../store/index.ts";
+import { type MasterKey, openSecret, type SecretScope, sealSecret } from "./crypto.ts";
+
+/** Metadata of a secret: everything but its value, which the vault never hands back. */
+export interface SecretInfo {
+  tenant: string;
+  name: string;
+  version: number;
+  versions: { version: number; createdAt: number; expiresAt: number | null }[];
+  rotationPeriodMs: number | null;
+  /** When the current version is due for rotation, when a period is declared. */
+  rotationDueAt: number | null;
+}
+
+export interface Lease {
+  id: string;
+  scope: string;
+  consumer: string;
+  expiresAt: number;
+}
+
+export const LEASE_TTL_MS = 10_000;
+export const DEFAULT_GRACE_MS = 24 * 3_600_000;
+/** A scope is what follows `vault:` in a reference (the same pattern the resource schemas check). */
+const SCOPE = new RegExp(`^${VAULT_REF_PATTERN.slice("^vault:".length)}`);
+
+/** `tenant/name`, as `vault:` references write it. */
+export function parseScope(scope: string): { tenant: string; name: string } {
+  if (!SCOPE.test(scope)) throw new AppError("invalid_input", `'${scope}' is not a secret scope (tenant/name)`);
+  const slash = scope.indexOf("/");
+  return { tenant: scope.slice(0, slash), name: scope.slice(slash + 1) };
+}
+
+/**
+ * The vault (SPEC §12): sealed secrets in the database, values out only through single-use,
+ * short-lived leases scoped to one tenant. Every set, rotation and lease (granted or refused) is
+ * audited in the same transaction as the change it records; every value the vault sees is taught
+ * to the log redactor.
+ */
+export class Vault {
+  private readonly leases = new Map<string, Lease & { tenant: string; name: string }>();
+
+  constructor(
+    private readonly storage: SqliteStorage,
+    private readonly master: MasterKey,
+    private readonly redactor: Redactor,
+    private readonly clock: Clock,
+  ) {}
+
+  private rows(tx: SqliteTx | null, tenant: string, name: string) {
+    const db = tx?.db ?? this.storage.handle.db;
+    return db.select().from(secrets).where(and(eq(secrets.tenant, tenant), eq(secrets.name, name))).orderBy(desc(secrets.version)).all();
+  }
+
+  private write(tx: SqliteTx, s: SecretScope, value: string, actor: string, rotationPeriodMs: number | null): void {
+    const sealed = sealSecret(this.master, s, value);
+    tx.db
+      .insert(secrets)
+      .values({ ...s, masterKeyId: sealed.masterKeyId, wrappedKey: sealed.wrappedKey, sealedValue: sealed.sealedValue, createdAt: tx.now, createdBy: actor, expiresAt: null, rotationPeriodMs })
+      .run();
+  }
+
+  private checkValue(value: string): void {
+    if (value.length < MIN_SECRET_LENGTH) throw new AppError("invalid_input", `a secret value has at least ${MIN_SECRET_LENGTH} characters`);
+  }
+
+  /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
+  async set(scope: string, value: string, opts: { actor: string; rotationPeriodMs?: number | null }): Promise<SecretInfo> {
+    const { tenant, name } = parseScope(scope);
+    this.checkValue(value);
+    this.redactor.learn(value);
+    await this.storage.committer.run((tx) => {
+      if (this.rows(tx, tenant, name).length) throw new AppError("conflict", `secret ${tenant}/${name} exists: rotate it`);
+      this.storage.audit.appendTx(tx, { actor: opts.actor, tenant, action: "secret.set", target: `${tenant}/${name}`, details: { version: 1 } });
+      this.write(tx, { tenant, name, version: 1 }, value, opts.actor, opts.rotationPeriodMs ?? null);
+    });
+    return (await this.info(scope))!;
+  }
+
+  /** A new version; the previous current one stays valid for `graceMs`. */
+  async rotate(scope: string, value: string, opts: { actor: string; graceMs?: number }): Promise<SecretInfo> {
+    const { tenant, name } = parseScope(scope);
+    this.checkValue(value);
+    this.redactor.learn(value);
+    await this.storage.committer.run((tx) => {
+      const [current] = this.rows(tx, tenant, name);
+      if (!current) throw new AppError("not_found", `secret ${tenant}/${name} not found`);
+      const version = current.version + 1;
+      const grace = opts.graceMs ?? DEFAULT_GRACE_MS;
+      this.storage.audit.appendTx(tx, { actor: opts.actor, tenant, action: "secret.rotate", target: `${tenant}/${name}`, details: { version, grace_ms: grace } });
+      tx.db
+        .update(secrets)
+        .set({ expiresAt: tx.now + grace })
+        .where(and(eq(secrets.tenant, tenant), eq(secrets.name, name), isNull(secrets.expiresAt)))
+        .run();
+      this.write(tx, { tenant, name, version }, value, opts.actor, current.rotationPeriodMs);
+    });
+    return (await this.info(scope))!;
+  }
+
+  async info(scope: string): Promise<SecretInfo | null> {
+    const { tenant, name } = parseScope(scope);
+    const rows = this.rows(null, tenant, name);
+    const current = rows[0];
+    if (!current) return null;
+    return {
+      tenant,
+      name,
+      version: current.version,
+      versions: rows.map((r) => ({ version: r.version, createdAt: r.createdAt, expiresAt: r.expiresAt })),
+      rotationPeriodMs: current.rotationPeriodMs,
+      rotationDueAt: current.rotationPeriodMs === null ? null : current.createdAt + current.rotationPeriodMs,
+    };
+  }
+
+  /** Metadata of a tenant's secrets, or every tenant's. */
+  async list(tenant?: string): Promise<SecretInfo[]> {
+    const rows = this.storage.handle.db
+      .select({ tenant: secrets.tenant, name: secrets.name })
+      .from(secrets)
+      .where(tenant ? eq(secrets.tenant, tenant) : undefined)
+      .groupBy(secrets.tenant, secrets.name)
+      .orderBy(asc(secrets.tenant), asc(secrets.name))
+      .all();
+    const out: SecretInfo[] = [];
+    for (const r of rows) out.push((await this.info(`${r.tenant}/${r.name}`))!);
+    return out;
+  }
+
+  /**
+   * A lease on one secret for a consumer acting for `forTenant`: usable once, within seconds.
+   * A lease on another tenant's secret is refused, and the refusal is audited.
+   */
+  async lease(scope: string, opts: { forTenant: string; consumer: string }): Promise<Lease> {
+    const { tenant, name } = parseScope(scope);
+    const allowed = tenant === opts.forTenant;
+    const now = this.clock.now();
+    const lease = { id: newId("sec", now), scope: `${tenant}/${name}`, consumer: opts.consumer, expiresAt: now + LEASE_TTL_MS, tenant, name };
+    await this.storage.audit.append({
+      actor: opts.consumer,
+      tenant: opts.forTenant,
+      action: "secret.lease",
+      target: lease.scope,
+      decision: allowed ? "allow" : "deny",
+      details: allowed ? { lease: lease.id, expires_at: lease.expiresAt } : { reason: "the secret belongs to another tenant" },
+    });
+    if (!allowed) throw new AppError("forbidden", `a consumer of tenant ${opts.forTenant} may not lease ${lease.scope}`);
+    if (!this.rows(null, tenant, name).length) throw new AppError("not_found", `secret ${lease.scope} not found`);
+    this.leases.set(lease.id, lease);
+    const { tenant: _t, name: _n, ...out } = lease;
+    return out;
+  }
+
+  /**
+   * The values a lease grants, once: the current version first, then any previous version still
+   * in its grace period (a verifier accepts either while senders move over).
+   */
+  redeem(leaseId: string): string[] {
+    const lease = this.leases.get(leaseId);
+    this.leases.delete(leaseId);
+    if (!lease) throw new AppError("forbidden", "this lease was used already or never existed");
+    const now = this.clock.now();
+    if (lease.expiresAt <= now) throw new AppError("forbidden", "this lease has expired");
+    const rows = this.storage.handle.db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.tenant, lease.tenant), eq(secrets.name, lease.name), or(isNull(secrets.expiresAt), gt(secrets.expiresAt, now))))
+      .orderBy(desc(secrets.version))
+      .all();
+    return rows.map((r) => {
+      const value = openSecret(this.master, { tenant: r.tenant, name: r.name, version: r.version }, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
+      this.redactor.learn(value);
+      return value;
+    });
+  }
+}
