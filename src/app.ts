@@ -10,6 +10,8 @@ import { v1Api } from "./api/v1.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
+import { ensureMasterKey } from "./vault/crypto.ts";
+import { Vault } from "./vault/vault.ts";
 import { COMMIT, VERSION } from "./version.ts";
 
 export interface AppOptions {
@@ -34,6 +36,7 @@ export interface App {
   readonly metrics: Metrics;
   readonly http: AnyElysia;
   readonly redactor: Redactor;
+  readonly vault: Vault;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -72,6 +75,17 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
   const clock = opts.clock ?? systemClock;
   await seedBootstrapToken(storage.tokens, config.bootstrapToken, clock, log);
+  // `agentowl init` creates the master key; a first `serve` without init does the same.
+  let vault: Vault;
+  try {
+    const { key, created } = ensureMasterKey(config.masterKeyFile);
+    if (created) log.info("vault master key created", { file: config.masterKeyFile });
+    vault = new Vault(storage, key, redactor, clock);
+  } catch (e) {
+    await storage.close();
+    lock.release();
+    throw e;
+  }
 
   // Jobs leased by a previous process that died are ours to finish.
   const recovered = await storage.queue.recoverExpired();
@@ -138,7 +152,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, logTap: opts.logTap ?? null }));
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, logTap: opts.logTap ?? null }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });
@@ -183,5 +197,5 @@ export async function startApp(opts: AppOptions): Promise<App> {
     return stopped;
   };
 
-  return { url, storage, metrics, http, redactor, stop };
+  return { url, storage, metrics, http, redactor, vault, stop };
 }

@@ -2,6 +2,7 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
+import type { Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
 import { KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
@@ -16,6 +17,7 @@ import { auditRoutes } from "./audit.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
 import { policyRoutes } from "./policy.ts";
+import { vaultRoutes } from "./vault.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
@@ -24,6 +26,7 @@ export interface V1Deps {
   clock: Clock;
   /** Live log lines for /v1/logs/tail (absent in tests that do not need it). */
   logTap?: LogTap | null;
+  vault: Vault;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -105,7 +108,11 @@ export function v1Api(deps: V1Deps) {
     .use(authenticated(storage.tokens, deps.clock, { tenantParam: true }))
     // Before validation: drop metadata a client copied from a GET, and take the name from the URL.
     .onTransform(({ body, params, route }) => {
-      if (body === null || typeof body !== "object" || Array.isArray(body)) return;
+      // Only resource routes: this hook also runs for the plugins below (secrets, approvals, …),
+      // whose bodies must be refused, not trimmed, when they carry fields they do not take.
+      const kind = /^\/v1\/tenants\/:tenant\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
+      const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
+      if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
       const b = body as Record<string, unknown>;
       for (const f of METADATA_FIELDS) delete b[f];
       const p = (params ?? {}) as Record<string, string | undefined>;
@@ -178,7 +185,8 @@ export function v1Api(deps: V1Deps) {
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
     .use(policyRoutes(storage, new PolicyCache(), deps.clock))
-    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock));
+    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
+    .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock));
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

@@ -4,6 +4,7 @@ import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
 import { APPROVAL_COMMANDS } from "./approvals.ts";
+import { VAULT_COMMANDS } from "./vault.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
 import { POLICY_COMMANDS } from "./policy.ts";
 import { EVENT_COMMANDS } from "./events.ts";
@@ -26,6 +27,7 @@ export const COMMANDS: readonly Command[] = [
   ...EVENT_COMMANDS,
   ...AUDIT_COMMANDS,
   ...APPROVAL_COMMANDS,
+  ...VAULT_COMMANDS,
   ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,

@@ -1,11 +1,11 @@
-import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, renderConfigTemplate } from "../config/index.ts";
 import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
+import { ensureMasterKey } from "../vault/crypto.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -30,13 +30,8 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     prepareDataDir(config.dataDir);
     const said: string[] = [`data dir ${config.dataDir}`];
 
-    if (existsSync(config.masterKeyFile)) {
-      said.push(`master key ${config.masterKeyFile} (kept)`);
-    } else {
-      writeFileSync(config.masterKeyFile, randomBytes(32).toString("base64") + "\n", { mode: 0o600, flag: "wx" });
-      chmodSync(config.masterKeyFile, 0o600);
-      said.push(`master key ${config.masterKeyFile} (created, 0600)`);
-    }
+    const { created } = ensureMasterKey(config.masterKeyFile);
+    said.push(`master key ${config.masterKeyFile} (${created ? "created, 0600" : "kept"})`);
 
     const toml = join(config.dataDir, "agentowl.toml");
     if (!config.file && !existsSync(toml)) {

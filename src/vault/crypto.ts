@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { AppError } from "../errors/index.ts";
 
 /**
@@ -87,6 +87,14 @@ export function loadMasterKey(path: string): MasterKey {
     throw new AppError("config_invalid", `master key file ${path} must hold ${KEY_BYTES} bytes in base64`);
   }
   return masterKeyFrom(key);
+}
+
+/** Create the master key file (32 random bytes, base64, 0600) unless it exists; then load it. */
+export function ensureMasterKey(path: string): { key: MasterKey; created: boolean } {
+  if (existsSync(path)) return { key: loadMasterKey(path), created: false };
+  writeFileSync(path, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  chmodSync(path, 0o600);
+  return { key: loadMasterKey(path), created: true };
 }
 
 /** Seal a new secret version under its own fresh data key. */

@@ -1,0 +1,61 @@
+import { Elysia, t } from "elysia";
+import type { Clock } from "../core/clock.ts";
+import { AppError } from "../errors/index.ts";
+import { parseDuration } from "../config/index.ts";
+import type { SqliteResources, SqliteTokens } from "../store/index.ts";
+import type { SecretInfo, Vault } from "../vault/vault.ts";
+import { authenticated } from "./http.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+/** Metadata only: the API never returns a secret's value. */
+const present = (s: SecretInfo) => ({
+  tenant: s.tenant,
+  name: s.name,
+  version: s.version,
+  versions: s.versions.map((v) => ({ version: v.version, created_at: iso(v.createdAt), valid_until: iso(v.expiresAt) })),
+  rotation_period_ms: s.rotationPeriodMs,
+  rotation_due_at: iso(s.rotationDueAt),
+});
+
+const Duration = t.String({ pattern: "^\\d+(ms|s|m|h|d)$" });
+const SetBody = t.Object({ value: t.String({ minLength: 1 }), rotation_period: t.Optional(Duration) }, { additionalProperties: false });
+const RotateBody = t.Object({ value: t.String({ minLength: 1 }), grace: t.Optional(Duration) }, { additionalProperties: false });
+
+/**
+ * /v1/tenants/:tenant/secrets: set (PUT, write-only), rotate, and metadata. Tenant access is
+ * checked before the body is read, like every tenant route.
+ */
+export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: SqliteTokens, clock: Clock) {
+  return new Elysia({ normalize: false })
+    .use(authenticated(tokens, clock, { tenantParam: true }))
+    // Secrets belong to a tenant that exists; anything else is not found, before the body is read.
+    .derive({ as: "local" }, async ({ params }) => {
+      const tenant = (params as Record<string, string | undefined> | undefined)?.tenant;
+      if (tenant !== undefined && !(await resources.get({ tenant, kind: "tenants", name: tenant }))) throw new AppError("not_found", "not found");
+      return {};
+    })
+    .get("/tenants/:tenant/secrets", async ({ params }) => ({ items: (await vault.list(params.tenant)).map(present), next_cursor: null }))
+    .get("/tenants/:tenant/secrets/:name", async ({ params }) => {
+      const info = await vault.info(`${params.tenant}/${params.name}`).catch(() => null);
+      if (!info) throw new AppError("not_found", "not found");
+      return present(info);
+    })
+    .put(
+      "/tenants/:tenant/secrets/:name",
+      async ({ principal, params, body, set }) => {
+        const info = await vault.set(`${params.tenant}/${params.name}`, body.value, {
+          actor: `token:${principal.tokenId}`,
+          rotationPeriodMs: body.rotation_period ? parseDuration(body.rotation_period) : null,
+        });
+        set.status = 201;
+        return present(info);
+      },
+      { body: SetBody },
+    )
+    .post(
+      "/tenants/:tenant/secrets/:name/rotate",
+      async ({ principal, params, body }) =>
+        present(await vault.rotate(`${params.tenant}/${params.name}`, body.value, { actor: `token:${principal.tokenId}`, graceMs: body.grace ? parseDuration(body.grace)! : undefined })),
+      { body: RotateBody },
+    );
+}

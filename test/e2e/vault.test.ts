@@ -1,0 +1,99 @@
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type App, startApp } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/index.ts";
+import { createLogger, Redactor } from "../../src/core/log.ts";
+import { apiCaller } from "../helpers/api.ts";
+import { runAgentowl } from "../helpers/process.ts";
+
+setDefaultTimeout(30_000);
+
+const BOOTSTRAP = "bootstrap-vault-8a6c4e2f0b1d3f5a7c9e";
+const SECRET = "whsec_vault-e2e-3141592653589793";
+const ROTATED = "whsec_vault-e2e-2718281828459045";
+const CLI_SECRET = "cli-secret-value-1618033988749894";
+const root = mkdtempSync(join(tmpdir(), "agentowl-vault-e2e-"));
+const logLines: string[] = [];
+let app: App;
+const call = apiCaller(() => app.url, BOOTSTRAP);
+
+beforeAll(async () => {
+  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const redactor = new Redactor();
+  app = await startApp({ config, redactor, log: createLogger({ level: "debug", redactor, sink: (l) => logLines.push(l) }) });
+  for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
+});
+afterAll(async () => {
+  await app.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("the vault over the API", () => {
+  test("a secret is set and rotated through /v1, and only its metadata ever comes back", async () => {
+    const set = await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET, rotation_period: "90d" } });
+    expect(set.status, set.text).toBe(201);
+    expect(set.body).toMatchObject({ tenant: "beta", name: "crm-signing", version: 1 });
+    expect(set.body.rotation_due_at).not.toBeNull();
+    expect((await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET } })).status).toBe(409);
+    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: ROTATED, grace: "1h" } });
+    expect(rotated.body.version).toBe(2);
+    expect(rotated.body.versions[1].valid_until).not.toBeNull();
+    const list = await call("GET", "/v1/tenants/beta/secrets");
+    const one = await call("GET", "/v1/tenants/beta/secrets/crm-signing");
+    for (const r of [set, rotated, list, one]) {
+      expect(r.text).not.toContain(SECRET);
+      expect(r.text).not.toContain(ROTATED);
+    }
+    expect(list.body.items.map((s: { name: string }) => s.name)).toEqual(["crm-signing"]);
+  });
+
+  test("tenants are kept apart: another tenant's secrets are 404, a reader cannot write, an unknown tenant has none", async () => {
+    const alphaWrite = (await call("POST", "/v1/tokens", { body: { name: "a", scopes: ["tenant:alpha:write"] } })).body.token;
+    const betaRead = (await call("POST", "/v1/tokens", { body: { name: "b", scopes: ["tenant:beta:read"] } })).body.token;
+    expect((await call("GET", "/v1/tenants/beta/secrets", { token: alphaWrite })).status).toBe(404);
+    expect((await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: alphaWrite, body: { value: "abcdefgh" } })).status).toBe(404);
+    expect((await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: betaRead, body: { value: "abcdefgh" } })).status).toBe(403);
+    expect((await call("GET", "/v1/tenants/beta/secrets", { token: betaRead })).status).toBe(200);
+    expect((await call("GET", "/v1/tenants/nope/secrets")).status).toBe(404);
+    await expect(app.vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "test" })).rejects.toThrow("may not lease");
+  });
+
+  test("a lease hands the current value and the one still in grace, once", async () => {
+    const lease = await app.vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "delivery:test" });
+    expect(app.vault.redeem(lease.id)).toEqual([ROTATED, SECRET]);
+    expect(() => app.vault.redeem(lease.id)).toThrow();
+  });
+
+  test("the values never reach the logs, whatever carries them", async () => {
+    createLogger({ level: "info", redactor: app.redactor, sink: (l) => logLines.push(l) }).info(`leak ${SECRET} ${ROTATED}`);
+    const all = logLines.join("\n");
+    expect(all).not.toContain(SECRET);
+    expect(all).not.toContain(ROTATED);
+  });
+});
+
+describe("agentowl vault", () => {
+  const env = () => ({ AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root });
+
+  test("set reads the value from stdin, ls shows names and versions, and no output shows a value", async () => {
+    const set = await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: `${CLI_SECRET}\n` });
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain("alpha/github: stored as version 1");
+    const rotate = await runAgentowl(["vault", "rotate", "alpha/github", "--grace", "10m"], { cwd: root, env: env(), stdin: `${CLI_SECRET}-next\n` });
+    expect(rotate.code, rotate.stderr).toBe(0);
+    const ls = await runAgentowl(["vault", "ls", "-t", "alpha"], { cwd: root, env: env() });
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/github\s+2/);
+    for (const r of [set, rotate, ls]) expect(r.stdout + r.stderr).not.toContain(CLI_SECRET);
+    const lease = await app.vault.lease("alpha/github", { forTenant: "alpha", consumer: "test" });
+    expect(app.vault.redeem(lease.id)).toEqual([`${CLI_SECRET}-next`, CLI_SECRET]);
+  });
+
+  test("no value on stdin, or a secret that exists, is a clear refusal", async () => {
+    expect((await runAgentowl(["vault", "set", "alpha/empty"], { cwd: root, env: env(), stdin: "" })).code).toBe(2);
+    expect((await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: "another-value\n" })).code).toBe(4);
+    expect((await runAgentowl(["vault", "set"], { cwd: root, env: env(), stdin: "x" })).code).toBe(2);
+  });
+});
