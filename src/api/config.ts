@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
-import { applyDesired } from "../control/apply.ts";
+import { applyDesired, type SecretIndex } from "../control/apply.ts";
 import { type DesiredState, formatProblem, parseDesired, renderPlan } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
@@ -44,13 +44,14 @@ async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "w
 }
 
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (SPEC §6). */
-export function configRoutes(resources: SqliteResources, audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
+export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
   const run = async (principal: Principal, body: unknown, query: { file?: string; prune?: string; dry_run?: string }, mode: "diff" | "apply") => {
     const file = query.file ?? "agentowl.yaml";
     const desired = parse(body, file);
     const scope = await scopeFor(principal, desired, mode === "apply" ? "write" : "read", exists);
-    const result = await applyDesired(resources, audit, desired, {
+    // diff shows what would change; apply (dry run included) also checks the vault references.
+    const result = await applyDesired(resources, audit, mode === "apply" ? secrets : { existsTx: () => true }, desired, {
       prune: query.prune === "true",
       dryRun: mode === "diff" || query.dry_run === "true",
       actor: `token:${principal.tokenId}`,

@@ -181,7 +181,7 @@ export function v1Api(deps: V1Deps) {
       set.status = 204;
     })
     .use(tokenRoutes(storage.tokens, deps.clock))
-    .use(configRoutes(storage.resources, storage.audit, storage.tokens, deps.clock))
+    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
     .use(policyRoutes(storage, new PolicyCache(), deps.clock))

@@ -28,10 +28,11 @@ const RotateBody = t.Object({ value: t.String({ minLength: 1 }), grace: t.Option
 export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: SqliteTokens, clock: Clock) {
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock, { tenantParam: true }))
-    // Secrets belong to a tenant that exists; anything else is not found, before the body is read.
-    .derive({ as: "local" }, async ({ params }) => {
+    // Reading needs a tenant that exists. Setting does not: a new tenant's secrets are set before
+    // the file that creates the tenant is applied, since apply refuses missing secrets.
+    .derive({ as: "local" }, async ({ params, request }) => {
       const tenant = (params as Record<string, string | undefined> | undefined)?.tenant;
-      if (tenant !== undefined && !(await resources.get({ tenant, kind: "tenants", name: tenant }))) throw new AppError("not_found", "not found");
+      if (request.method === "GET" && tenant !== undefined && !(await resources.get({ tenant, kind: "tenants", name: tenant }))) throw new AppError("not_found", "not found");
       return {};
     })
     .get("/tenants/:tenant/secrets", async ({ params }) => ({ items: (await vault.list(params.tenant)).map(present), next_cursor: null }))

@@ -1,7 +1,8 @@
 import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
-import type { SqliteAudit, SqliteResources } from "../store/index.ts";
+import { vaultRefs } from "../resources/validate.ts";
+import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
 import { newProblems } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
@@ -28,13 +29,26 @@ const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, nam
  * and so prune: a tenant token applies to its own tenants only. The resulting configuration is
  * checked as a whole before anything is written; a failure writes nothing.
  */
+/** What apply needs of the vault: whether a referenced secret exists. */
+export interface SecretIndex {
+  existsTx(tx: SqliteTx, scope: string): boolean;
+}
+
 export function applyDesired(
   resources: SqliteResources,
   audit: SqliteAudit,
+  secrets: SecretIndex,
   desired: DesiredState,
   opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[] },
 ): Promise<ApplyResult> {
   return resources.transact((tx) => {
+    // Every vault: reference must name a secret that exists (SPEC §6): one error naming them all.
+    const missing = [...new Set(desired.tenants.flatMap(vaultRefs))].filter((ref) => !secrets.existsTx(tx, ref.slice("vault:".length)));
+    if (missing.length) {
+      throw new AppError("invalid_input", `${missing.length} vault secret(s) do not exist: ${missing.join(", ")} (set them with 'agentowl vault set TENANT/NAME')`, {
+        errors: missing.map((ref) => ({ field: ref, message: "no such secret in the vault" })),
+      });
+    }
     const before = resources.allTx(tx);
     const visible = opts.scope === "all" ? before : before.filter((r) => (opts.scope as readonly string[]).includes(r.tenant));
     const changes = plan(desired, { tenants: toStates(visible) }, { prune: opts.prune });

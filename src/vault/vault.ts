@@ -71,6 +71,12 @@ export class Vault {
     if (value.length < MIN_SECRET_LENGTH) throw new AppError("invalid_input", `a secret value has at least ${MIN_SECRET_LENGTH} characters`);
   }
 
+  /** Whether a secret exists, read inside a unit of work (apply checks its references there). */
+  existsTx(tx: SqliteTx, scope: string): boolean {
+    const { tenant, name } = parseScope(scope);
+    return this.rows(tx, tenant, name).length > 0;
+  }
+
   /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
   async set(scope: string, value: string, opts: { actor: string; rotationPeriodMs?: number | null }): Promise<SecretInfo> {
     const { tenant, name } = parseScope(scope);

@@ -337,6 +337,18 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
   const post = (what: string, yaml: string, query = "", tok?: string) =>
     call("POST", `/v1/config/${what}?file=agentowl.yaml${query}`, { raw: yaml, headers: { "content-type": "application/yaml" }, token: tok });
 
+  test("apply refuses a file whose vault: secrets do not exist, naming every one, and changes nothing", async () => {
+    const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
+    const r = await post("apply", await example());
+    expect(r.status).toBe(422);
+    expect(r.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(["vault:beta/crm-signing", "vault:beta/github"]);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body).toEqual(before.body);
+    // diff shows what would change all the same.
+    expect((await post("diff", await example())).status).toBe(200);
+    await app.vault.set("beta/crm-signing", "crm-signing-secret-value", { actor: "test" });
+    await app.vault.set("beta/github", "github-webhook-secret", { actor: "test" });
+  });
+
   test("SPEC's example applies as written, and a second apply changes nothing", async () => {
     const yaml = await example();
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"] });

@@ -38,6 +38,8 @@ describe("the audit log records every control-plane write", () => {
     await call("PATCH", "/v1/tenants/beta/endpoints/crm", { body: { timeout: "5s" } });
     await call("POST", "/v1/tenants/beta/policies", { body: { name: "guard", rules: [{ when: { channel: "email" }, effect: "allow" }] } });
     await call("DELETE", "/v1/tenants/beta/endpoints/crm");
+    await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: "crm-signing-secret-value" } });
+    await call("PUT", "/v1/tenants/beta/secrets/github", { body: { value: "github-webhook-secret" } });
     const yaml = await Bun.file(join(import.meta.dir, "../../examples/agentowl.yaml")).text();
     await fetch(`${app.url}/v1/config/apply`, { method: "POST", headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/yaml" }, body: yaml });
 
@@ -46,7 +48,7 @@ describe("the audit log records every control-plane write", () => {
     const seen = entries.map((e: { action: string; target: string | null }) => `${e.action} ${e.target ?? ""}`.trim());
     // The first entry is the bootstrap token's own creation at start-up.
     expect(entries[0]).toMatchObject({ seq: 1, actor: "AGENTOWL_BOOTSTRAP_TOKEN", action: "token.create", details: { name: "bootstrap", scopes: ["admin"] } });
-    expect(seen.slice(1, 10)).toEqual([
+    expect(seen.slice(1, 12)).toEqual([
       expect.stringMatching(/^token\.create tok_/),
       expect.stringMatching(/^token\.revoke tok_/),
       "resource.create beta/tenants/beta",
@@ -54,6 +56,8 @@ describe("the audit log records every control-plane write", () => {
       "resource.update beta/endpoints/crm",
       "resource.create beta/policies/guard",
       "resource.delete beta/endpoints/crm",
+      "secret.set beta/crm-signing",
+      "secret.set beta/github",
       "config.apply",
     ]);
     const bootstrapId = (await call("GET", "/v1/version")).body.token.id;

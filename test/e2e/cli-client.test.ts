@@ -196,6 +196,14 @@ describe("desired state", () => {
     expect(diff).toContain("+ create endpoint beta/crm\n");
     expect((await api("GET", "/v1/tenants/beta")).status).toBe(404);
 
+    // apply refuses the file until the secrets it references exist, naming every missing one.
+    const refused = await agentowl(["apply", "-f", "agentowl.yaml", "--dry-run"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("vault:beta/crm-signing");
+    expect(refused.stderr).toContain("vault:beta/github");
+    ok(await agentowl(["vault", "set", "beta/crm-signing"], { stdin: "crm-signing-secret-value\n" }));
+    ok(await agentowl(["vault", "set", "beta/github"], { stdin: "github-webhook-secret\n" }));
+
     const dry = ok(await agentowl(["apply", "-f", "agentowl.yaml", "--dry-run"]));
     expect(dry).toEndWith("dry run: nothing was changed\n");
     expect((await api("GET", "/v1/tenants/beta")).status).toBe(404);
