@@ -136,6 +136,18 @@ export async function startApp(opts: AppOptions): Promise<App> {
     { name: "retention", noOverlap: true },
   );
 
+  // Rotation reminders (SPEC §12): every morning, and once at start, name the secrets whose
+  // declared rotation period runs out within a week, in the log and on the outbox.
+  const remind = async () => {
+    for (const s of await vault.dueForRotation(7 * 86_400_000)) {
+      const overdue = s.rotationDueAt! <= clock.now();
+      log.warn(overdue ? "secret rotation overdue" : "secret rotation due soon", { tenant: s.tenant, scope: `${s.tenant}/${s.name}`, version: s.version, due_at: new Date(s.rotationDueAt!).toISOString() });
+      await storage.outbox.emit({ topic: "secret.rotation_due", tenant: s.tenant, payload: { name: s.name, version: s.version, due_at: s.rotationDueAt, overdue } });
+    }
+  };
+  const reminders = cron.schedule("0 9 * * *", remind, { name: "secret-rotation-reminders", noOverlap: true });
+  void remind().catch((e) => log.error("rotation reminders failed", { err: e }));
+
   let stopping = false;
   const ready = async (): Promise<Record<string, ReadyCheck>> => {
     const now = Date.now();
@@ -178,6 +190,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       clearInterval(recoverTimer);
       clearInterval(expiryTimer);
       retention.destroy();
+      reminders.destroy();
       // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
       //    never finish on their own: end them first.
       opts.logTap?.closeAll();

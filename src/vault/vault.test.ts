@@ -102,3 +102,20 @@ describe("the vault", () => {
     }
   });
 });
+
+describe("rotation reminders", () => {
+  test("name the secrets whose declared period runs out within the horizon, overdue ones included", async () => {
+    const { vault, clock } = setup();
+    const day = 86_400_000;
+    await vault.set("beta/monthly", V1, { actor: "a", rotationPeriodMs: 30 * day });
+    await vault.set("beta/yearly", V2, { actor: "a", rotationPeriodMs: 365 * day });
+    await vault.set("beta/forever", "never-rotated-value", { actor: "a" });
+    expect(await vault.dueForRotation(7 * day)).toEqual([]);
+    clock.advance(25 * day);
+    expect((await vault.dueForRotation(7 * day)).map((s) => s.name)).toEqual(["monthly"]);
+    clock.advance(10 * day);
+    expect((await vault.dueForRotation(0)).map((s) => s.name)).toEqual(["monthly"]);
+    await vault.rotate("beta/monthly", `${V1}-2`, { actor: "a" });
+    expect(await vault.dueForRotation(7 * day)).toEqual([]);
+  });
+});

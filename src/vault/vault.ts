@@ -140,6 +140,12 @@ export class Vault {
     return out;
   }
 
+  /** Secrets whose declared rotation falls due before `now + horizonMs` (overdue ones included). */
+  async dueForRotation(horizonMs: number): Promise<SecretInfo[]> {
+    const until = this.clock.now() + horizonMs;
+    return (await this.list()).filter((s) => s.rotationDueAt !== null && s.rotationDueAt <= until);
+  }
+
   /**
    * A lease on one secret for a consumer acting for `forTenant`: usable once, within seconds.
    * A lease on another tenant's secret is refused, and the refusal is audited.

@@ -7,6 +7,7 @@ import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
+import { until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -95,5 +96,25 @@ describe("agentowl vault", () => {
     expect((await runAgentowl(["vault", "set", "alpha/empty"], { cwd: root, env: env(), stdin: "" })).code).toBe(2);
     expect((await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: "another-value\n" })).code).toBe(4);
     expect((await runAgentowl(["vault", "set"], { cwd: root, env: env(), stdin: "x" })).code).toBe(2);
+  });
+});
+
+describe("rotation reminders", () => {
+  test("at start, a secret past its rotation period is named in the log and on the outbox", async () => {
+    const dir = join(root, "reminders");
+    const env = { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" };
+    const first = await startApp({ config: loadConfig({ env, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
+    await first.vault.set("beta/short-lived", "short-lived-secret-value", { actor: "test", rotationPeriodMs: 1 });
+    await first.stop();
+    const lines: string[] = [];
+    const second = await startApp({ config: loadConfig({ env, cwd: root }), log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => lines.push(l) }) });
+    try {
+      await until("the reminder", () => lines.some((l) => l.includes("secret rotation overdue")));
+      expect(JSON.parse(lines.find((l) => l.includes("secret rotation overdue"))!)).toMatchObject({ level: "warn", tenant: "beta", scope: "beta/short-lived", version: 1 });
+      const events = await second.storage.outbox.read(0, 100);
+      expect(events.find((e) => e.topic === "secret.rotation_due")).toMatchObject({ tenant: "beta", payload: { name: "short-lived", overdue: true } });
+    } finally {
+      await second.stop();
+    }
   });
 });
