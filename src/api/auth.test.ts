@@ -1,18 +1,10 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { tempStorage } from "../../test/helpers/storage.ts";
+import { describe, expect, test } from "bun:test";
+import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { Authenticator, canAccess, generateToken, type Principal, SCOPE_PATTERN, seedBootstrapToken, sha256Hex, visibleTenants } from "./auth.ts";
 
-const disposers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const d of disposers.splice(0)) await d();
-});
-function storage() {
-  const s = tempStorage();
-  disposers.push(() => s.dispose());
-  return s;
-}
+const storage = tempStorages();
 const principal = (...scopes: string[]): Principal => ({ tokenId: "tok_x", name: "t", scopes });
 
 describe("scopes", () => {

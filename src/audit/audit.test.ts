@@ -1,16 +1,8 @@
-import { afterEach, describe, expect, test } from "bun:test";
-import { tempStorage } from "../../test/helpers/storage.ts";
+import { describe, expect, test } from "bun:test";
+import { tempStorages } from "../../test/helpers/storage.ts";
 import { canonicalEntry, canonicalJson, entryHash, GENESIS } from "./chain.ts";
 
-const disposers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const d of disposers.splice(0)) await d();
-});
-function storage() {
-  const s = tempStorage();
-  disposers.push(() => s.dispose());
-  return s;
-}
+const storage = tempStorages();
 
 async function fill(s: ReturnType<typeof storage>, n: number) {
   for (let i = 0; i < n; i++) {

@@ -1,22 +1,18 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { tempStorage } from "../../test/helpers/storage.ts";
+import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createLogger, Redactor } from "../core/log.ts";
 import { generateMasterKey } from "./crypto.ts";
 import { LEASE_TTL_MS, Vault } from "./vault.ts";
 
-const disposers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const d of disposers.splice(0)) await d();
-});
+const newStorage = tempStorages();
 
 function setup() {
   // One clock for the storage (which stamps writes) and the vault (which checks expiry).
   const clock = new ManualClock(Date.now());
-  const storage = tempStorage({ clock });
-  disposers.push(() => storage.dispose());
+  const storage = newStorage({ clock });
   const redactor = new Redactor();
   const vault = new Vault(storage, generateMasterKey(), redactor, clock);
   return { storage, clock, redactor, vault };

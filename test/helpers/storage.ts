@@ -1,3 +1,4 @@
+import { afterEach } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,3 +19,16 @@ export function tempStorage(opts: Partial<SqliteStorageOptions> = {}): SqliteSto
 
 /** Wait for a condition with a deadline: tests never sleep for a fixed time. */
 export { waitUntil as until } from "./process.ts";
+
+/** A maker of temp storages for one test file: each is closed and removed after every test. */
+export function tempStorages(): (opts?: Partial<SqliteStorageOptions>) => ReturnType<typeof tempStorage> {
+  const made: ReturnType<typeof tempStorage>[] = [];
+  afterEach(async () => {
+    for (const s of made.splice(0)) await s.dispose();
+  });
+  return (opts = {}) => {
+    const s = tempStorage(opts);
+    made.push(s);
+    return s;
+  };
+}
