@@ -10,7 +10,7 @@ import { v1Api } from "./api/v1.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
-import { ensureMasterKey } from "./vault/crypto.ts";
+import { loadKeyring } from "./vault/crypto.ts";
 import { Vault } from "./vault/vault.ts";
 import { COMMIT, VERSION } from "./version.ts";
 
@@ -78,9 +78,16 @@ export async function startApp(opts: AppOptions): Promise<App> {
   // `agentowl init` creates the master key; a first `serve` without init does the same.
   let vault: Vault;
   try {
-    const { key, created } = ensureMasterKey(config.masterKeyFile);
+    const { ring, created } = loadKeyring(config.masterKeyFile);
     if (created) log.info("vault master key created", { file: config.masterKeyFile });
-    vault = new Vault(storage, key, redactor, clock);
+    vault = new Vault(storage, ring, redactor, clock, config.masterKeyFile);
+    if (ring.rotating) {
+      log.warn("a master-key rotation was interrupted: resuming it");
+      void vault.rotateMaster({ actor: "system" }).then(
+        (r) => log.info("master-key rotation finished", { rewrapped: r.rewrapped }),
+        (e) => log.error("master-key rotation failed", { err: e }),
+      );
+    }
   } catch (e) {
     await storage.close();
     lock.release();

@@ -4,6 +4,7 @@ import { AppError } from "../errors/index.ts";
 import { parseDuration } from "../config/index.ts";
 import type { SqliteResources, SqliteTokens } from "../store/index.ts";
 import type { SecretInfo, Vault } from "../vault/vault.ts";
+import { requireAdmin } from "./auth.ts";
 import { authenticated } from "./http.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -52,6 +53,15 @@ export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: Sq
         return present(info);
       },
       { body: SetBody },
+    )
+    .post(
+      "/vault/rotate-master",
+      async ({ principal }) => {
+        requireAdmin(principal);
+        const r = await vault.rotateMaster({ actor: `token:${principal.tokenId}` });
+        return { rewrapped: r.rewrapped, master_key_id: r.masterKeyId };
+      },
+      { body: t.Object({}, { additionalProperties: false }) },
     )
     .post(
       "/tenants/:tenant/secrets/:name/rotate",

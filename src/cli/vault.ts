@@ -101,4 +101,23 @@ ${footer}`,
   },
 };
 
-export const VAULT_COMMANDS: readonly Command[] = [setCommand, rotateCommand, lsCommand];
+const rotateMasterCommand: Command = {
+  name: ["vault", "rotate-master"],
+  summary: "re-wrap every secret's data key under a new master key, without downtime",
+  help: `Usage: agentowl vault rotate-master [--json]
+
+Makes a new vault master key and re-wraps every secret's data key with it while the appliance
+keeps serving; the secrets' values are not re-encrypted. The old key file is kept as
+master.key.previous. Back up the new master.key: without it the secrets cannot be opened.
+Needs an admin token.
+
+${footer}`,
+  options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  async run({ values }, io) {
+    const r = await clientFor(values, io.env).call("POST", `${apiPath("vault")}/rotate-master`, { json: {} });
+    io.out(values.json ? toJson(r.body) : `master key rotated: ${String(r.body.rewrapped)} data key(s) re-wrapped, now ${String(r.body.master_key_id)}\n`);
+    return EXIT.ok;
+  },
+};
+
+export const VAULT_COMMANDS: readonly Command[] = [setCommand, rotateCommand, lsCommand, rotateMasterCommand];

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { AppError } from "../errors/index.ts";
 
 /**
@@ -95,6 +96,59 @@ export function ensureMasterKey(path: string): { key: MasterKey; created: boolea
   writeFileSync(path, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
   chmodSync(path, 0o600);
   return { key: loadMasterKey(path), created: true };
+}
+
+/**
+ * Every master key that may have sealed a stored data key, and the one new secrets are sealed
+ * with. Normally one key; during a master-key rotation two (`master.key` and `master.key.next`),
+ * and after one the previous key stays loadable (`master.key.previous`) until the next.
+ */
+export interface Keyring {
+  sealing: MasterKey;
+  byId: ReadonlyMap<string, MasterKey>;
+  /** A rotation was interrupted (`.next` exists): the vault resumes it at start. */
+  rotating: boolean;
+}
+
+export const keyringOf = (key: MasterKey): Keyring => ({ sealing: key, byId: new Map([[key.id, key]]), rotating: false });
+
+/** Load the master key file (creating it on first start) with its `.next` and `.previous` siblings. */
+export function loadKeyring(path: string): { ring: Keyring; created: boolean } {
+  // A crash between promoteNextKey's two renames leaves no master.key: finish the promotion
+  // rather than create a new key.
+  if (!existsSync(path) && existsSync(`${path}.next`) && existsSync(`${path}.previous`)) renameSync(`${path}.next`, path);
+  const { key: current, created } = ensureMasterKey(path);
+  const next = existsSync(`${path}.next`) ? loadMasterKey(`${path}.next`) : null;
+  const previous = existsSync(`${path}.previous`) ? loadMasterKey(`${path}.previous`) : null;
+  const byId = new Map<string, MasterKey>();
+  for (const k of [current, next, previous]) if (k) byId.set(k.id, k);
+  return { ring: { sealing: next ?? current, byId, rotating: next !== null }, created };
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Write a key file durably: a temp file, fsynced, renamed into place, its directory fsynced. */
+export function writeKeyFile(path: string, key: MasterKey): void {
+  const tmp = `${path}.tmp`;
+  writeFileSync(tmp, `${key.key.toString("base64")}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  fsyncPath(tmp);
+  renameSync(tmp, path);
+  fsyncPath(dirname(path));
+}
+
+/** Make `.next` the master key: the current one becomes `.previous`. Both renames are durable. */
+export function promoteNextKey(path: string): void {
+  renameSync(path, `${path}.previous`);
+  renameSync(`${path}.next`, path);
+  fsyncPath(dirname(path));
 }
 
 /** Seal a new secret version under its own fresh data key. */

@@ -1,10 +1,12 @@
-import { describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createLogger, Redactor } from "../core/log.ts";
-import { generateMasterKey } from "./crypto.ts";
+import { generateMasterKey, keyringOf, loadKeyring, loadMasterKey, writeKeyFile } from "./crypto.ts";
 import { LEASE_TTL_MS, Vault } from "./vault.ts";
 
 const newStorage = tempStorages();
@@ -14,7 +16,7 @@ function setup() {
   const clock = new ManualClock(Date.now());
   const storage = newStorage({ clock });
   const redactor = new Redactor();
-  const vault = new Vault(storage, generateMasterKey(), redactor, clock);
+  const vault = new Vault(storage, keyringOf(generateMasterKey()), redactor, clock);
   return { storage, clock, redactor, vault };
 }
 
@@ -113,5 +115,84 @@ describe("rotation reminders", () => {
     expect((await vault.dueForRotation(0)).map((s) => s.name)).toEqual(["monthly"]);
     await vault.rotate("beta/monthly", `${V1}-2`, { actor: "a" });
     expect(await vault.dueForRotation(7 * day)).toEqual([]);
+  });
+});
+
+describe("master-key rotation", () => {
+  const keyDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), "agentowl-keys-"));
+    dirsToRemove.push(dir);
+    return join(dir, "master.key");
+  };
+  const dirsToRemove: string[] = [];
+  afterEach(() => dirsToRemove.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  function vaultOn(storage: ReturnType<typeof newStorage>, keyFile: string) {
+    return new Vault(storage, loadKeyring(keyFile).ring, new Redactor(), new ManualClock(Date.now()), keyFile);
+  }
+
+  test("re-wraps every data key while reads go on, and a restart opens everything with the new key", async () => {
+    const storage = newStorage();
+    const keyFile = keyDir();
+    const vault = vaultOn(storage, keyFile);
+    const oldId = vault.masterKeyId;
+    const values = Array.from({ length: 30 }, (_, i) => `secret-value-number-${i}-abcdef`);
+    for (const [i, v] of values.entries()) await vault.set(`beta/s${i}`, v, { actor: "a" });
+
+    let reads = 0;
+    let running = true;
+    const reader = (async () => {
+      while (running) {
+        const i = reads % values.length;
+        const lease = await vault.lease(`beta/s${i}`, { forTenant: "beta", consumer: "c" });
+        expect(vault.redeem(lease.id)).toEqual([values[i]!]);
+        reads++;
+      }
+    })();
+    const result = await vault.rotateMaster({ actor: "admin", batch: 3 });
+    running = false;
+    await reader;
+    expect(reads).toBeGreaterThan(0);
+    expect(result.rewrapped).toBe(30);
+    expect(result.masterKeyId).not.toBe(oldId);
+    expect(loadMasterKey(keyFile).id).toBe(result.masterKeyId);
+    expect(loadMasterKey(`${keyFile}.previous`).id).toBe(oldId);
+    expect(existsSync(`${keyFile}.next`)).toBe(false);
+
+    // A new process with only the new key file opens every secret.
+    rmSync(`${keyFile}.previous`);
+    const restarted = vaultOn(storage, keyFile);
+    for (const [i, v] of values.entries()) expect(restarted.redeem((await restarted.lease(`beta/s${i}`, { forTenant: "beta", consumer: "c" })).id)).toEqual([v]);
+    const [entry] = await storage.audit.list({ action: "vault.rotate_master", limit: 1 });
+    expect(entry).toMatchObject({ actor: "admin", details: { from: oldId, to: result.masterKeyId, rewrapped: 30 } });
+  });
+
+  test("an interrupted rotation leaves every secret readable, and the next start finishes it", async () => {
+    const storage = newStorage();
+    const keyFile = keyDir();
+    const vault = vaultOn(storage, keyFile);
+    await vault.set("beta/a-secret", V1, { actor: "a" });
+    // Crash right after the new key file was written, before any row was re-wrapped.
+    const next = generateMasterKey();
+    writeKeyFile(`${keyFile}.next`, next);
+    const resumed = vaultOn(storage, keyFile);
+    expect(resumed.masterKeyId).toBe(next.id);
+    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([V1]);
+    await resumed.set("beta/b-secret", V2, { actor: "a" });
+    expect((await resumed.rotateMaster({ actor: "system" })).masterKeyId).toBe(next.id);
+    expect(loadMasterKey(keyFile).id).toBe(next.id);
+  });
+
+  test("a crash between the two renames is finished at start, never answered with a new key", async () => {
+    const storage = newStorage();
+    const keyFile = keyDir();
+    const vault = vaultOn(storage, keyFile);
+    await vault.set("beta/a-secret", V1, { actor: "a" });
+    const next = generateMasterKey();
+    writeKeyFile(`${keyFile}.next`, next);
+    renameSync(keyFile, `${keyFile}.previous`); // the first rename happened, the second did not
+    const resumed = vaultOn(storage, keyFile);
+    expect(loadMasterKey(keyFile).id).toBe(next.id);
+    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([V1]);
   });
 });

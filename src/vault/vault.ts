@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, isNull, or } from "drizzle-orm";
+import { and, asc, desc, eq, gt, isNull, ne, or } from "drizzle-orm";
 import type { Clock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
 import { MIN_SECRET_LENGTH, type Redactor } from "../core/log.ts";
@@ -6,7 +6,8 @@ import { AppError } from "../errors/index.ts";
 import { VAULT_REF_PATTERN } from "../resources/specs.ts";
 import { secrets } from "../store/schema/index.ts";
 import type { SqliteStorage, SqliteTx } from "../store/index.ts";
-import { type MasterKey, openSecret, type SecretScope, sealSecret } from "./crypto.ts";
+import { existsSync } from "node:fs";
+import { generateMasterKey, type Keyring, type MasterKey, openSecret, promoteNextKey, rewrap, type SecretScope, sealSecret, writeKeyFile } from "./crypto.ts";
 
 /** Metadata of a secret: everything but its value, which the vault never hands back. */
 export interface SecretInfo {
@@ -49,10 +50,18 @@ export class Vault {
 
   constructor(
     private readonly storage: SqliteStorage,
-    private readonly master: MasterKey,
+    private ring: Keyring,
     private readonly redactor: Redactor,
     private readonly clock: Clock,
+    /** The master key file, for rotate-master; absent in tests that do not rotate. */
+    private readonly keyFile: string | null = null,
   ) {}
+
+  private keyFor(id: string): MasterKey {
+    const key = this.ring.byId.get(id);
+    if (!key) throw new AppError("internal", "a vault secret is sealed with a master key this process does not have");
+    return key;
+  }
 
   private rows(tx: SqliteTx | null, tenant: string, name: string) {
     const db = tx?.db ?? this.storage.handle.db;
@@ -60,7 +69,7 @@ export class Vault {
   }
 
   private write(tx: SqliteTx, s: SecretScope, value: string, actor: string, rotationPeriodMs: number | null): void {
-    const sealed = sealSecret(this.master, s, value);
+    const sealed = sealSecret(this.ring.sealing, s, value);
     tx.db
       .insert(secrets)
       .values({ ...s, masterKeyId: sealed.masterKeyId, wrappedKey: sealed.wrappedKey, sealedValue: sealed.sealedValue, createdAt: tx.now, createdBy: actor, expiresAt: null, rotationPeriodMs })
@@ -187,9 +196,58 @@ export class Vault {
       .orderBy(desc(secrets.version))
       .all();
     return rows.map((r) => {
-      const value = openSecret(this.master, { tenant: r.tenant, name: r.name, version: r.version }, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
+      const value = openSecret(this.keyFor(r.masterKeyId), { tenant: r.tenant, name: r.name, version: r.version }, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
       this.redactor.learn(value);
       return value;
     });
+  }
+
+  /** The master key new secrets are sealed with. */
+  get masterKeyId(): string {
+    return this.ring.sealing.id;
+  }
+
+  /**
+   * Re-wrap every data key under a new master key, without downtime (SPEC §12): the new key is
+   * written (and fsynced) as `master.key.next` first and used for new secrets at once; rows are
+   * re-wrapped in small transactions while both keys stay loaded, so reads never stop; then the
+   * files are swapped. A crash at any step leaves every row readable, and the next start resumes.
+   */
+  async rotateMaster(opts: { actor: string; batch?: number }): Promise<{ rewrapped: number; masterKeyId: string }> {
+    if (!this.keyFile) throw new AppError("unavailable", "this vault has no master key file to rotate");
+    const from = this.ring.sealing;
+    let to = from;
+    if (!this.ring.rotating || !existsSync(`${this.keyFile}.next`)) {
+      to = generateMasterKey();
+      writeKeyFile(`${this.keyFile}.next`, to);
+      this.ring = { sealing: to, byId: new Map([...this.ring.byId, [to.id, to]]), rotating: true };
+    }
+    let rewrapped = 0;
+    for (;;) {
+      const n = await this.storage.committer.run((tx) => {
+        const rows = tx.db
+          .select()
+          .from(secrets)
+          .where(ne(secrets.masterKeyId, to.id))
+          .limit(opts.batch ?? 200)
+          .all();
+        for (const r of rows) {
+          const scope = { tenant: r.tenant, name: r.name, version: r.version };
+          const moved = rewrap(this.keyFor(r.masterKeyId), to, scope, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
+          tx.db
+            .update(secrets)
+            .set({ masterKeyId: moved.masterKeyId, wrappedKey: moved.wrappedKey })
+            .where(and(eq(secrets.tenant, r.tenant), eq(secrets.name, r.name), eq(secrets.version, r.version)))
+            .run();
+        }
+        return rows.length;
+      });
+      rewrapped += n;
+      if (n === 0) break;
+    }
+    promoteNextKey(this.keyFile);
+    this.ring = { ...this.ring, rotating: false };
+    await this.storage.audit.append({ actor: opts.actor, action: "vault.rotate_master", details: { from: from.id === to.id ? null : from.id, to: to.id, rewrapped } });
+    return { rewrapped, masterKeyId: to.id };
   }
 }

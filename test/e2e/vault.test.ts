@@ -118,3 +118,19 @@ describe("rotation reminders", () => {
     }
   });
 });
+
+describe("agentowl vault rotate-master", () => {
+  test("re-wraps every secret under a new key while serving; admin only", async () => {
+    const env = { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root };
+    const before = app.vault.masterKeyId;
+    const reader = (await call("POST", "/v1/tokens", { body: { name: "r", scopes: ["tenant:beta:write"] } })).body.token;
+    expect((await call("POST", "/v1/vault/rotate-master", { token: reader, body: {} })).status).toBe(403);
+    const r = await runAgentowl(["vault", "rotate-master"], { cwd: root, env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/master key rotated: \d+ data key\(s\) re-wrapped/);
+    expect(app.vault.masterKeyId).not.toBe(before);
+    const lease = await app.vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "test" });
+    expect(app.vault.redeem(lease.id)).toContain(ROTATED);
+    expect((await call("GET", "/v1/audit/verify")).body.ok).toBe(true);
+  });
+});
