@@ -134,3 +134,21 @@ describe("agentowl vault rotate-master", () => {
     expect((await call("GET", "/v1/audit/verify")).body.ok).toBe(true);
   });
 });
+
+describe("no secret in plaintext anywhere", () => {
+  test("after the traffic above, no value is in the log, the database file, the WAL or any file of the data dir", async () => {
+    // The values the tests above set, rotated, leased and applied, through the running server.
+    const planted = [SECRET, ROTATED, CLI_SECRET, `${CLI_SECRET}-next`, "short-lived-secret-value"];
+    // Every file under the test root: both data dirs (the reminders test has its own), WAL included.
+    const files = [...new Bun.Glob("**/*").scanSync({ cwd: root, onlyFiles: true })];
+    expect(files.some((f) => f.endsWith("agentowl.db-wal"))).toBe(true);
+    let scanned = 0;
+    for (const f of files) {
+      const bytes = await Bun.file(join(root, f)).bytes();
+      for (const v of planted) expect(Buffer.from(bytes).includes(Buffer.from(v)), `${v} in ${f}`).toBe(false);
+      scanned++;
+    }
+    expect(scanned).toBeGreaterThanOrEqual(3);
+    for (const v of planted) expect(logLines.join("\n")).not.toContain(v);
+  });
+});
