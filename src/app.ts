@@ -10,7 +10,7 @@ import { v1Api } from "./api/v1.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
-import { loadKeyring } from "./vault/crypto.ts";
+import { keyringOf, loadKeyring, loadMasterKey, masterKeySource } from "./vault/crypto.ts";
 import { Vault } from "./vault/vault.ts";
 import { COMMIT, VERSION } from "./version.ts";
 
@@ -78,9 +78,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
   // `agentowl init` creates the master key; a first `serve` without init does the same.
   let vault: Vault;
   try {
-    const { ring, created } = loadKeyring(config.masterKeyFile);
-    if (created) log.info("vault master key created", { file: config.masterKeyFile });
-    vault = new Vault(storage, ring, redactor, clock, config.masterKeyFile);
+    const source = masterKeySource(config.masterKeyFile);
+    const { ring, created } = source.credential ? { ring: keyringOf(loadMasterKey(source.path)), created: false } : loadKeyring(source.path);
+    if (created) log.info("vault master key created", { file: source.path });
+    if (source.credential) log.info("vault master key from a systemd credential", { credential: source.path });
+    vault = new Vault(storage, ring, redactor, clock, source.credential ? null : source.path);
     if (ring.rotating) {
       log.warn("a master-key rotation was interrupted: resuming it");
       void vault.rotateMaster({ actor: "system" }).then(

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { generateMasterKey, loadMasterKey, openSecret, rewrap, type SealedSecret, sealSecret } from "./crypto.ts";
+import { CREDENTIAL_NAME, generateMasterKey, loadMasterKey, masterKeySource, openSecret, rewrap, type SealedSecret, sealSecret } from "./crypto.ts";
 
 const scope = { tenant: "beta", name: "crm-signing", version: 1 };
 const VALUE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -95,5 +95,19 @@ describe("the master key file", () => {
     expect(() => loadMasterKey(file(Buffer.alloc(16).toString("base64")))).toThrow("32 bytes in base64");
     expect(() => loadMasterKey(file("not base64 at all!"))).toThrow("32 bytes in base64");
     expect(() => loadMasterKey("/nonexistent/master.key")).toThrow("cannot read master key file");
+  });
+});
+
+describe("the master key from a systemd credential", () => {
+  test("is used when the service was given one, else the configured file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "agentowl-cred-"));
+    dirs.push(dir);
+    expect(masterKeySource("/var/lib/agentowl/master.key", {})).toEqual({ path: "/var/lib/agentowl/master.key", credential: false });
+    expect(masterKeySource("/var/lib/agentowl/master.key", { CREDENTIALS_DIRECTORY: dir })).toEqual({ path: "/var/lib/agentowl/master.key", credential: false });
+    const key = generateMasterKey();
+    writeFileSync(join(dir, CREDENTIAL_NAME), key.key.toString("base64"), { mode: 0o400 });
+    const source = masterKeySource("/var/lib/agentowl/master.key", { CREDENTIALS_DIRECTORY: dir });
+    expect(source).toEqual({ path: join(dir, CREDENTIAL_NAME), credential: true });
+    expect(loadMasterKey(source.path).id).toBe(key.id);
   });
 });

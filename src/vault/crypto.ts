@@ -151,6 +151,20 @@ export function promoteNextKey(path: string): void {
   fsyncPath(dirname(path));
 }
 
+/** The systemd credential name under which the unit may pass the master key (LoadCredential=). */
+export const CREDENTIAL_NAME = "agentowl-master-key";
+
+/**
+ * Where the master key comes from: a systemd credential when the service was given one
+ * ($CREDENTIALS_DIRECTORY/agentowl-master-key, Linux, optional), else the configured file.
+ * A credential is read-only: the key is rotated where it is kept, not by `rotate-master`.
+ */
+export function masterKeySource(configured: string, env: Record<string, string | undefined> = process.env): { path: string; credential: boolean } {
+  const dir = env.CREDENTIALS_DIRECTORY;
+  const credential = dir ? `${dir}/${CREDENTIAL_NAME}` : null;
+  return credential && existsSync(credential) ? { path: credential, credential: true } : { path: configured, credential: false };
+}
+
 /** Seal a new secret version under its own fresh data key. */
 export function sealSecret(master: MasterKey, scope: SecretScope, value: string): SealedSecret {
   const dataKey = randomBytes(KEY_BYTES);

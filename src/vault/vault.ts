@@ -214,7 +214,7 @@ export class Vault {
    * files are swapped. A crash at any step leaves every row readable, and the next start resumes.
    */
   async rotateMaster(opts: { actor: string; batch?: number }): Promise<{ rewrapped: number; masterKeyId: string }> {
-    if (!this.keyFile) throw new AppError("unavailable", "this vault has no master key file to rotate");
+    if (!this.keyFile) throw new AppError("conflict", "the master key comes from a systemd credential (or no file): rotate it where it is kept");
     const from = this.ring.sealing;
     let to = from;
     if (!this.ring.rotating || !existsSync(`${this.keyFile}.next`)) {

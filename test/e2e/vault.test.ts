@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
+import { CREDENTIAL_NAME, generateMasterKey, loadMasterKey } from "../../src/vault/crypto.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { until } from "../helpers/storage.ts";
@@ -150,5 +151,25 @@ describe("no secret in plaintext anywhere", () => {
     }
     expect(scanned).toBeGreaterThanOrEqual(3);
     for (const v of planted) expect(logLines.join("\n")).not.toContain(v);
+  });
+});
+
+describe("the master key as a systemd credential", () => {
+  test("when the service is given one, the vault uses it and rotate-master says where to rotate it", async () => {
+    const credDir = join(root, "credentials");
+    await Bun.write(join(credDir, CREDENTIAL_NAME), `${generateMasterKey().key.toString("base64")}\n`);
+    chmodSync(join(credDir, CREDENTIAL_NAME), 0o400);
+    const expected = loadMasterKey(join(credDir, CREDENTIAL_NAME)).id;
+    process.env.CREDENTIALS_DIRECTORY = credDir;
+    let other: App | null = null;
+    try {
+      other = await startApp({ config: loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "cred-data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" }, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
+      expect(other.vault.masterKeyId).toBe(expected);
+      await expect(other.vault.rotateMaster({ actor: "test" })).rejects.toThrow("systemd credential");
+      expect(existsSync(join(root, "cred-data", "master.key"))).toBe(false);
+    } finally {
+      delete process.env.CREDENTIALS_DIRECTORY;
+      await other?.stop();
+    }
   });
 });
