@@ -36,6 +36,7 @@ function parse(body: unknown, file: string): DesiredState {
  */
 async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "write", exists: (tenant: string) => Promise<boolean>): Promise<"all" | string[]> {
   if (isAdmin(p)) return "all";
+  if (desired.policies?.length) throw new AppError("forbidden", "global policies (the file's top-level policies) need an admin token");
   const declared = desired.tenants.map((s) => s.tenant.name);
   for (const tenant of declared) {
     if (!canAccess(p, tenant, access) || !(await exists(tenant))) throw new AppError("not_found", "not found");
@@ -65,7 +66,7 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, sec
       "/validate",
       ({ body, query }) => {
         const desired = parse(body, query.file ?? "agentowl.yaml");
-        return { valid: true, tenants: desired.tenants.map((s) => s.tenant.name) };
+        return { valid: true, tenants: desired.tenants.map((s) => s.tenant.name), policies: (desired.policies ?? []).map((p) => p.name) };
       },
       { parse: "text", query: Query, body: t.String({ description: "the desired-state YAML file" }) },
     )

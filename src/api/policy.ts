@@ -3,8 +3,10 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { validated } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
-import { compilePolicy, decide, type PolicyCache } from "../policy/engine.ts";
-import type { EndpointSpec, PolicySpec } from "../resources/specs.ts";
+import { decide, type PolicyCache } from "../policy/engine.ts";
+import { policiesFor } from "../policy/load.ts";
+import { type EndpointSpec, GLOBAL, type PolicySpec } from "../resources/specs.ts";
+import { requireAdmin } from "./auth.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { authenticated } from "./http.ts";
 
@@ -12,35 +14,33 @@ const TestBody = t.Object(
   {
     event: t.String({ description: "a stored event of this tenant (evt_…)" }),
     policy: t.Optional(t.Unknown({ description: "a draft policy: replaces the stored one of the same name for this test" })),
+    global: t.Optional(t.Boolean({ description: "the draft is a global policy (only an admin may test one)" })),
     targets: t.Optional(t.Array(t.String(), { description: "endpoints to decide for (default: all of the tenant's)" })),
   },
   { additionalProperties: false },
 );
 
 /**
- * POST /v1/tenants/:tenant/policy-test: what the tenant's policies, with an optional draft in
- * place of its namesake, decide for a stored event's dispatch to each target. Nothing is stored.
+ * POST /v1/tenants/:tenant/policy-test: what the global policies and the tenant's, with an
+ * optional draft in place of its namesake, decide for a stored event's dispatch to each target. Nothing is stored.
  */
 export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: Clock) {
   return new Elysia({ normalize: false }).use(authenticated(storage.tokens, clock, { tenantParam: true })).post(
     "/tenants/:tenant/policy-test",
-    async ({ params, body }) => {
+    async ({ principal, params, body }) => {
       const tenant = params.tenant;
       const stored = isId(body.event, "evt") ? await storage.events.get(body.event) : null;
       if (!stored || stored.tenant !== tenant) throw new AppError("not_found", `event ${body.event} not found in tenant ${tenant}`);
-      const rows = await storage.resources.list({ tenant, kind: "policies", limit: 10_000 });
-      const draft = body.policy === undefined ? null : (validated("policies", body.policy) as unknown as PolicySpec);
-      const policies = rows
-        .filter((r) => !draft || r.name !== draft.name)
-        .map((r) => cache.get(r.spec as PolicySpec, { tenant, name: r.name, version: r.resourceVersion }));
-      if (draft) policies.push(compilePolicy(draft, { tenant, name: draft.name, version: 0 }));
+      if (body.global) requireAdmin(principal);
+      const draft = body.policy === undefined ? undefined : { spec: validated("policies", body.policy) as unknown as PolicySpec, global: body.global === true };
+      const policies = await policiesFor(storage.resources, cache, tenant, draft);
       const targets = body.targets ?? (await storage.resources.list({ tenant, kind: "endpoints", limit: 10_000 })).map((r) => (r.spec as EndpointSpec).name);
       return {
         event: body.event,
-        policies: policies.map((p) => ({ name: p.ref.name, version: p.ref.version, draft: p.ref.version === 0 })),
+        policies: policies.map((p) => ({ name: p.ref.name, global: p.ref.tenant === GLOBAL, version: p.ref.version, draft: p.ref.version === 0 })),
         decisions: targets.map((target) => {
           const d = decide(policies, stored.envelope, { kind: "dispatch", target });
-          return { action: { kind: "dispatch", target }, effect: d.effect, policy: d.policy && { name: d.policy.name, version: d.policy.version }, rule: d.rule, reason: d.reason };
+          return { action: { kind: "dispatch", target }, effect: d.effect, policy: d.policy && { name: d.policy.name, global: d.policy.tenant === GLOBAL, version: d.policy.version }, rule: d.rule, reason: d.reason };
         }),
       };
     },

@@ -3,6 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { parseDuration } from "../config/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { TokenRecord, TokenStore } from "../store/contract.ts";
+import type { SqliteAudit } from "../store/index.ts";
 import { generateToken, requireAdmin, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -26,10 +27,33 @@ const CreateToken = t.Object(
   { additionalProperties: false },
 );
 
-/** /v1/tokens: admin only. A token's value is returned once, by the POST that creates it. */
-export function tokenRoutes(tokens: TokenStore, clock: Clock) {
+const SignIn = t.Object(
+  { client: t.Optional(t.String({ maxLength: 100, description: "what is signing in, for the audit log (e.g. agentowl-cli)" })) },
+  { additionalProperties: false },
+);
+
+/**
+ * /v1/tokens: admin only. A token's value is returned once, by the POST that creates it.
+ * POST /v1/sign-in: any valid token; it says who the token is and records the sign-in in the
+ * audit log (`agentowl login` calls it; the console's password sign-in will record the same action).
+ */
+export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock) {
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
+    .post(
+      "/sign-in",
+      async ({ principal, body, request, server, headers }) => {
+        const entry = await audit.append({
+          actor: `token:${principal.tokenId}`,
+          action: "auth.sign_in",
+          decision: "allow",
+          target: `token:${principal.tokenId}`,
+          details: { method: "token", client: body.client ?? null, remote_ip: server?.requestIP(request)?.address ?? null, user_agent: headers["user-agent"]?.slice(0, 200) ?? null },
+        });
+        return { token: { id: principal.tokenId, name: principal.name, scopes: principal.scopes }, signed_in_at: new Date(entry.at).toISOString(), audit_seq: entry.seq };
+      },
+      { body: SignIn },
+    )
     .get("/tokens", async ({ principal, query }) => {
       requireAdmin(principal);
       const page = readPage(query);

@@ -5,7 +5,7 @@ import type { LogTap } from "../core/log.ts";
 import type { Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
-import { KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
+import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/contract.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
@@ -37,7 +37,7 @@ const iso = (ms: number) => new Date(ms).toISOString();
 /** A resource as the API shows it: the spec's fields, then its metadata. */
 export function present(r: ResourceRecord): Record<string, unknown> {
   return {
-    ...(r.kind === "tenants" ? {} : { tenant: r.tenant }),
+    ...(r.kind === "tenants" ? {} : r.tenant === GLOBAL ? { global: true } : { tenant: r.tenant }),
     ...(r.spec as Record<string, unknown>),
     resource_version: r.resourceVersion,
     created_at: iso(r.createdAt),
@@ -110,7 +110,7 @@ export function v1Api(deps: V1Deps) {
     .onTransform(({ body, params, route }) => {
       // Only resource routes: this hook also runs for the plugins below (secrets, approvals, …),
       // whose bodies must be refused, not trimmed, when they carry fields they do not take.
-      const kind = /^\/v1\/tenants\/:tenant\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
+      const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
       const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
       if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
       const b = body as Record<string, unknown>;
@@ -180,7 +180,7 @@ export function v1Api(deps: V1Deps) {
       await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
       set.status = 204;
     })
-    .use(tokenRoutes(storage.tokens, deps.clock))
+    .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
     .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
@@ -198,72 +198,96 @@ export function v1Api(deps: V1Deps) {
     return record;
   }
 
-  // ---- tenant-scoped kinds: one set of routes per kind, each with its own schema ---------------
-  for (const kind of KIND_NAMES) {
+  /**
+   * One set of routes per kind, each with its own schema, under `base`: the tenant-scoped kinds
+   * under /tenants/:tenant/<kind>, the global policies under /policies (admin only).
+   */
+  interface Scope {
+    base: string;
+    kind: Kind;
+    /** The owner named by the URL, once the caller may `access` it; `listing` also checks it exists. */
+    owner(principal: Principal, params: Record<string, string>, access: "read" | "write", listing?: boolean): Promise<string>;
+  }
+  const label = (k: ResourceKey) => (k.tenant === GLOBAL ? `global ${SINGULAR[k.kind as Kind]} ${k.name}` : `${SINGULAR[k.kind as Kind]} ${k.tenant}/${k.name}`);
+  type Ctx = Authenticated & { params: Record<string, string>; query: Record<string, string | undefined>; headers: Record<string, string | undefined>; body: unknown; set: { headers: Record<string, unknown>; status?: unknown } };
+
+  function kindRoutes(scope: Scope) {
+    const { base, kind } = scope;
     const schema = KINDS[kind];
     const key = (tenant: string, n: string): ResourceKey => ({ tenant, kind, name: n });
     app = app
-      .get(`/tenants/:tenant/${kind}`, async ({ principal, params, query }: Authenticated & { params: { tenant: string }; query: Record<string, string | undefined> }) => {
-        const tenant = name(params.tenant);
-        requireTenant(principal, tenant, "read");
+      .get(base, async ({ principal, params, query }: Ctx) => {
+        const tenant = await scope.owner(principal, params, "read", true);
         const page = readPage(query);
-        if (!(await storage.resources.get(tenantKey(tenant)))) throw new AppError("not_found", "not found");
         const rows = await storage.resources.list({ tenant, kind, after: page.after, limit: page.limit + 1 });
         return pageOf(rows.map(present), page.limit, (x) => x.name as string);
       })
       .post(
-        `/tenants/:tenant/${kind}`,
-        async ({ principal, params, body, set }) => {
-          const tenant = name((params as { tenant: string }).tenant);
-          requireTenant(principal, tenant, "write");
+        base,
+        async ({ principal, params, body, set }: Ctx) => {
+          const tenant = await scope.owner(principal, params, "write");
           const spec = specFrom(body);
           const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
           return withEtag(set, record, 201);
         },
         { body: schema },
       )
-      .get(`/tenants/:tenant/${kind}/:name`, async ({ principal, params, set }: Authenticated & { params: { tenant: string; name: string }; set: { headers: Record<string, unknown>; status?: unknown } }) => {
-        const tenant = name(params.tenant);
-        requireTenant(principal, tenant, "read");
-        const r = await storage.resources.get(key(tenant, name(params.name)));
-        if (!r) throw new AppError("not_found", `${SINGULAR[kind]} ${tenant}/${params.name} not found`);
+      .get(`${base}/:name`, async ({ principal, params, set }: Ctx) => {
+        const k = key(await scope.owner(principal, params, "read"), name(params.name!));
+        const r = await storage.resources.get(k);
+        if (!r) throw new AppError("not_found", `${label(k)} not found`);
         return withEtag(set, r);
       })
-      .get(`/tenants/:tenant/${kind}/:name/versions`, async ({ principal, params }: Authenticated & { params: { tenant: string; name: string } }) => {
-        const tenant = name(params.tenant);
-        requireTenant(principal, tenant, "read");
-        const versions = await storage.resources.history(key(tenant, name(params.name)));
-        if (!versions.length) throw new AppError("not_found", `${SINGULAR[kind]} ${tenant}/${params.name} not found`);
+      .get(`${base}/:name/versions`, async ({ principal, params }: Ctx) => {
+        const k = key(await scope.owner(principal, params, "read"), name(params.name!));
+        const versions = await storage.resources.history(k);
+        if (!versions.length) throw new AppError("not_found", `${label(k)} not found`);
         return { items: versions.map((v) => ({ resource_version: v.resourceVersion, op: v.op, spec: v.spec, actor: v.actor, changed_at: iso(v.changedAt) })), next_cursor: null };
       })
       .put(
-        `/tenants/:tenant/${kind}/:name`,
-        async ({ principal, params, body, headers, set }) => {
-          const p = params as { tenant: string; name: string };
-          const tenant = name(p.tenant);
-          requireTenant(principal, tenant, "write");
-          const spec = specFrom(body, name(p.name));
-          const { record } = await control.put(key(tenant, p.name), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
-          return withEtag(set, record, record.resourceVersion === 1 ? 201 : 200);
+        `${base}/:name`,
+        async ({ principal, params, body, headers, set }: Ctx) => {
+          const tenant = await scope.owner(principal, params, "write");
+          const spec = specFrom(body, name(params.name!));
+          const { record, created } = await control.put(key(tenant, params.name!), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
+          return withEtag(set, record, created ? 201 : 200);
         },
         { body: schema },
       )
       .patch(
-        `/tenants/:tenant/${kind}/:name`,
-        async ({ principal, params, body, headers, set }) => {
-          const p = params as { tenant: string; name: string };
-          const tenant = name(p.tenant);
-          requireTenant(principal, tenant, "write");
-          return withEtag(set, await patchResource(key(tenant, name(p.name)), body, preconditions(headers), principal));
+        `${base}/:name`,
+        async ({ principal, params, body, headers, set }: Ctx) => {
+          const k = key(await scope.owner(principal, params, "write"), name(params.name!));
+          return withEtag(set, await patchResource(k, body, preconditions(headers), principal));
         },
         { body: MergePatch },
       )
-      .delete(`/tenants/:tenant/${kind}/:name`, async ({ principal, params, headers, set }: Authenticated & { params: { tenant: string; name: string }; headers: Record<string, string | undefined>; set: { status?: unknown } }) => {
-        const tenant = name(params.tenant);
-        requireTenant(principal, tenant, "write");
-        await control.delete(key(tenant, name(params.name)), { pre: preconditions(headers), actor: actor(principal) });
+      .delete(`${base}/:name`, async ({ principal, params, headers, set }: Ctx) => {
+        const k = key(await scope.owner(principal, params, "write"), name(params.name!));
+        await control.delete(k, { pre: preconditions(headers), actor: actor(principal) });
         set.status = 204;
       }) as unknown as typeof app;
   }
+
+  for (const kind of KIND_NAMES) {
+    kindRoutes({
+      base: `/tenants/:tenant/${kind}`,
+      kind,
+      async owner(principal, params, access, listing) {
+        const tenant = name(params.tenant!);
+        requireTenant(principal, tenant, access);
+        if (listing && !(await storage.resources.get(tenantKey(tenant)))) throw new AppError("not_found", "not found");
+        return tenant;
+      },
+    });
+  }
+  kindRoutes({
+    base: "/policies",
+    kind: "policies",
+    async owner(principal) {
+      requireAdmin(principal);
+      return GLOBAL;
+    },
+  });
   return app;
 }

@@ -15,7 +15,7 @@ const lsCommand: Command = {
 Lists audit entries, newest first: who (actor) did what (action) to what (target), with the
 decision when there was one. A tenant token sees its tenants' entries only. TIME is ISO 8601 or
 a duration ago (15m, 24h). ACTION: token.create, token.revoke, resource.create, resource.update,
-resource.delete, config.apply, ...
+resource.delete, config.apply, auth.sign_in, secret.set, secret.lease, approval.approve, ...
 
 ${CONNECTION_HELP}
 

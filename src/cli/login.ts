@@ -14,7 +14,7 @@ const loginCommand: Command = {
   help: `Usage: agentowl login [--url URL] [--profile NAME] [--default]
 
 Reads an API token from stdin (at a terminal: a prompt that does not echo), checks it against
-the server (GET /v1/version), and saves the URL and token as profile NAME (default "${DEFAULT_PROFILE}") in
+the server (POST /v1/sign-in, which records the sign-in in the audit log), and saves the URL and token as profile NAME (default "${DEFAULT_PROFILE}") in
 $AGENTOWL_PROFILE, else $XDG_CONFIG_HOME/agentowl/profile.toml, else ~/.config/agentowl/profile.toml,
 mode 0600. The first profile saved, or one saved with --default, is the default: commands use
 it when neither flags nor AGENTOWL_URL / AGENTOWL_TOKEN say otherwise.
@@ -36,7 +36,7 @@ stdin), 5 the server refused the token.`,
     if (!token) throw new UsageError("no token on stdin (e.g. agentowl login < token.txt)");
     if (/\s/.test(token)) throw new UsageError("the token on stdin must be one word (one line, no spaces)");
 
-    const { body } = await new ApiClient({ url: base, token }).get<{ token?: { id?: string; name?: string } }>("/v1/version");
+    const { body } = await new ApiClient({ url: base, token }).call<{ token?: { id?: string; name?: string } }>("POST", "/v1/sign-in", { json: { client: "agentowl-cli" } });
     file.profiles[name] = { url: base, token };
     if (values.default || !file.default || !file.profiles[file.default]) file.default = name;
     writeProfiles(path, file);

@@ -1,4 +1,4 @@
-import type { Kind } from "../resources/specs.ts";
+import { GLOBAL, type Kind } from "../resources/specs.ts";
 import { API_EXIT_HELP, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS } from "./client.ts";
 import { type Command, type CommandArgs, stringOpt } from "./command.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";
@@ -62,21 +62,35 @@ const VIEWS: View[] = [
 const scoped = (v: View): boolean => v.plural !== "tenants";
 const a = (v: View): string => `${/^[aeiou]/.test(v.singular) ? "an" : "a"} ${v.singular}`;
 const TENANT_OPTION = { tenant: { type: "string", short: "t" } } as const;
+/** Policies are a tenant's (-t) or global (--global, admin only). */
+const hasGlobal = (v: View): boolean => v.plural === "policies";
+const ownerOptions = (v: View) => (!scoped(v) ? {} : hasGlobal(v) ? { ...TENANT_OPTION, global: { type: "boolean" } } : TENANT_OPTION);
 const JSON_OPTION = { json: { type: "boolean" } } as const;
 const IF_MATCH_OPTION = { "if-match": { type: "string" } } as const;
 const FILE_OPTION = { file: { type: "string", short: "f" } } as const;
 
-/** `-t TENANT` of a tenant-scoped kind, or from the file (a `get` saved to a file names its tenant). */
+/**
+ * `-t TENANT` of a tenant-scoped kind (or GLOBAL with --global), or from the file: a `get` saved
+ * to a file names its tenant, or says `global: true`.
+ */
 function tenantOf(v: View, values: CommandArgs["values"], spec?: Resource): string | undefined {
   if (!scoped(v)) return undefined;
-  const tenant = stringOpt(values, "tenant") ?? (typeof spec?.tenant === "string" ? spec.tenant : undefined);
-  if (!tenant) throw new UsageError("missing -t TENANT");
+  const named = stringOpt(values, "tenant");
+  if (hasGlobal(v) && values.global) {
+    if (named !== undefined) throw new UsageError("-t TENANT and --global exclude each other");
+    return GLOBAL;
+  }
+  const tenant = named ?? (typeof spec?.tenant === "string" ? spec.tenant : hasGlobal(v) && spec?.global === true ? GLOBAL : undefined);
+  if (!tenant) throw new UsageError(hasGlobal(v) ? "missing -t TENANT (or --global)" : "missing -t TENANT");
   return tenant;
 }
 
-const collectionPath = (v: View, tenant: string | undefined): string => (tenant === undefined ? apiPath("tenants") : apiPath("tenants", tenant, v.plural));
-const itemPath = (v: View, tenant: string | undefined, name: string): string => (tenant === undefined ? apiPath("tenants", name) : apiPath("tenants", tenant, v.plural, name));
-const label = (v: View, tenant: string | undefined, name: string): string => `${v.singular} ${tenant === undefined ? name : `${tenant}/${name}`}`;
+const collectionPath = (v: View, tenant: string | undefined): string =>
+  tenant === undefined ? apiPath("tenants") : tenant === GLOBAL ? apiPath(v.plural) : apiPath("tenants", tenant, v.plural);
+const itemPath = (v: View, tenant: string | undefined, name: string): string =>
+  tenant === undefined ? apiPath("tenants", name) : tenant === GLOBAL ? apiPath(v.plural, name) : apiPath("tenants", tenant, v.plural, name);
+const label = (v: View, tenant: string | undefined, name: string): string =>
+  tenant === undefined ? `${v.singular} ${name}` : tenant === GLOBAL ? `global ${v.singular} ${name}` : `${v.singular} ${tenant}/${name}`;
 
 function ifMatchOf(values: CommandArgs["values"]): number | undefined {
   const raw = stringOpt(values, "if-match");
@@ -91,7 +105,7 @@ function nameArg(positionals: string[], what: string): string {
   return name;
 }
 
-const tFlag = (v: View): string => (scoped(v) ? " -t TENANT" : "");
+const tFlag = (v: View): string => (!scoped(v) ? "" : hasGlobal(v) ? " (-t TENANT | --global)" : " -t TENANT");
 const footer = `${CONNECTION_HELP}\n\n${API_EXIT_HELP}`;
 
 function lsCommand(v: View): Command {
@@ -104,7 +118,7 @@ Lists every ${v.singular}${scoped(v) ? " of TENANT" : " this token can see"}, fo
 (--page-size per request, default 100): a table, or with --json the items as one JSON array.
 
 ${footer}`,
-    options: { ...(scoped(v) ? TENANT_OPTION : {}), ...JSON_OPTION, "page-size": { type: "string" }, ...CONNECTION_OPTIONS },
+    options: { ...ownerOptions(v), ...JSON_OPTION, "page-size": { type: "string" }, ...CONNECTION_OPTIONS },
     async run({ values }, io) {
       const tenant = tenantOf(v, values);
       const pageSize = Number(stringOpt(values, "page-size") ?? 100);
@@ -122,7 +136,7 @@ ${footer}`,
         progress.done();
       }
       if (values.json) io.out(toJson(items));
-      else if (!items.length) io.out(`no ${v.plural}${tenant ? ` in tenant ${tenant}` : ""}\n`);
+      else if (!items.length) io.out(`no ${tenant === GLOBAL ? "global " : ""}${v.plural}${tenant && tenant !== GLOBAL ? ` in tenant ${tenant}` : ""}\n`);
       else io.out(renderTable(["NAME", ...v.columns.map(([h]) => h)], items.map((r) => [cell(r.name), ...v.columns.map(([, f]) => f(r))])));
       return EXIT.ok;
     },
@@ -139,7 +153,7 @@ Prints the ${v.singular} as YAML (--json: as JSON), with its resource_version. S
 it is a valid input for '${v.plural} update -f FILE', which then refuses to overwrite a newer change.
 
 ${footer}`,
-    options: { ...(scoped(v) ? TENANT_OPTION : {}), ...JSON_OPTION, ...CONNECTION_OPTIONS },
+    options: { ...ownerOptions(v), ...JSON_OPTION, ...CONNECTION_OPTIONS },
     maxPositionals: 1,
     async run({ values, positionals }, io) {
       const tenant = tenantOf(v, values);
@@ -163,7 +177,7 @@ NAME, when given, fills in or must equal the file's name.${scoped(v) ? " TENANT 
 conflict (exit 4): change it with 'update'.
 
 ${footer}`,
-    options: { ...(scoped(v) ? TENANT_OPTION : {}), ...FILE_OPTION, ...JSON_OPTION, ...CONNECTION_OPTIONS },
+    options: { ...ownerOptions(v), ...FILE_OPTION, ...JSON_OPTION, ...CONNECTION_OPTIONS },
     maxPositionals: 1,
     async run({ values, positionals }, io) {
       const file = stringOpt(values, "file");
@@ -194,7 +208,7 @@ resource_version (a file saved from 'get'), else the version current when the co
 If someone changed the ${v.singular} since, nothing is written and the exit code is 4.
 
 ${footer}`,
-    options: { ...(scoped(v) ? TENANT_OPTION : {}), ...FILE_OPTION, ...IF_MATCH_OPTION, ...JSON_OPTION, ...CONNECTION_OPTIONS },
+    options: { ...ownerOptions(v), ...FILE_OPTION, ...IF_MATCH_OPTION, ...JSON_OPTION, ...CONNECTION_OPTIONS },
     maxPositionals: 1,
     async run({ values, positionals }, io) {
       const spec = await readResourceFile(io, stringOpt(values, "file"));
@@ -225,7 +239,7 @@ Deletes the ${v.singular}; with --if-match, only if it is still at that resource
 exit 4). A ${v.singular} that others still refer to is not deleted (exit 4, naming them).${scoped(v) ? "" : "\nNeeds an admin token."}
 
 ${footer}`,
-    options: { ...(scoped(v) ? TENANT_OPTION : {}), ...IF_MATCH_OPTION, ...CONNECTION_OPTIONS },
+    options: { ...ownerOptions(v), ...IF_MATCH_OPTION, ...CONNECTION_OPTIONS },
     maxPositionals: 1,
     async run({ values, positionals }, io) {
       const tenant = tenantOf(v, values);
@@ -240,13 +254,13 @@ ${footer}`,
 const policyVersionsCommand: Command = {
   name: ["policies", "versions"],
   summary: "list a policy's versions, newest last",
-  help: `Usage: agentowl policies versions -t TENANT NAME [--json]
+  help: `Usage: agentowl policies versions (-t TENANT | --global) NAME [--json]
 
 Lists every version of the policy: its resource_version, the operation, who made it and when.
 With --json, the versions with their full spec.
 
 ${footer}`,
-  options: { ...TENANT_OPTION, ...JSON_OPTION, ...CONNECTION_OPTIONS },
+  options: { ...TENANT_OPTION, global: { type: "boolean" }, ...JSON_OPTION, ...CONNECTION_OPTIONS },
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const v = VIEWS.find((x) => x.plural === "policies")!;

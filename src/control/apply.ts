@@ -1,9 +1,10 @@
 import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
+import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
 import { vaultRefs } from "../resources/validate.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
-import { newProblems } from "./service.ts";
+import { newProblems, resourcePath } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
 export interface ApplyResult {
@@ -14,6 +15,11 @@ export interface ApplyResult {
 
 /** The spec a change puts in place: the declared resource from the file. */
 function specOf(desired: DesiredState, c: Change): unknown {
+  if (c.tenant === GLOBAL) {
+    const spec = desired.policies?.find((p) => p.name === c.name);
+    if (!spec) throw new Error(`plan names global policy ${c.name}, which the file does not declare`);
+    return spec;
+  }
   const tenant = desired.tenants.find((t) => t.tenant.name === c.tenant);
   if (!tenant) throw new Error(`plan names tenant ${c.tenant}, which the file does not declare`);
   if (c.kind === "tenants") return tenant.tenant;
@@ -51,7 +57,9 @@ export function applyDesired(
     }
     const before = resources.allTx(tx);
     const visible = opts.scope === "all" ? before : before.filter((r) => (opts.scope as readonly string[]).includes(r.tenant));
-    const changes = plan(desired, { tenants: toStates(visible) }, { prune: opts.prune });
+    // Global policies are an admin's: out of a tenant token's plan, and so never pruned by one.
+    const globals = opts.scope === "all" ? before.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec) : [];
+    const changes = plan(desired, { tenants: toStates(visible), policies: globals }, { prune: opts.prune });
     let after: ResourceRecord[] = before;
     for (const c of changes) {
       if (c.op === "unchanged") continue;
@@ -63,9 +71,9 @@ export function applyDesired(
     if (!opts.dryRun && summary.created + summary.updated + summary.deleted > 0) {
       audit.appendTx(tx, {
         actor: opts.actor,
-        tenant: desired.tenants.length === 1 ? desired.tenants[0]!.tenant.name : null,
+        tenant: desired.tenants.length === 1 && !desired.policies?.length ? desired.tenants[0]!.tenant.name : null,
         action: "config.apply",
-        details: { ...summary, prune: opts.prune, changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${c.tenant}/${c.kind}/${c.name}`) },
+        details: { ...summary, prune: opts.prune, changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${resourcePath(c)}`) },
       });
       for (const c of changes) {
         if (c.op === "create" || c.op === "update") resources.putTx(tx, keyOf(c), specOf(desired, c), { mode: "upsert", actor: opts.actor });

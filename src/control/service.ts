@@ -1,12 +1,12 @@
 import { AppError, type FieldError } from "../errors/index.ts";
-import { type Kind, SINGULAR } from "../resources/specs.ts";
-import { checkGlobal, checkTenant, validateSpec } from "../resources/validate.ts";
+import { GLOBAL, type Kind, type PolicySpec, SINGULAR } from "../resources/specs.ts";
+import { checkGlobal, checkGlobalPolicies, checkTenant, validateSpec } from "../resources/validate.ts";
 import type { Precondition, ResourceKey, ResourceRecord, WriteMode } from "../store/contract.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
 import { toStates, withChange } from "./state.ts";
 
 /** Fields the API adds to a resource's representation; a client may send them back on PUT. */
-export const METADATA_FIELDS = ["tenant", "resource_version", "created_at", "updated_at"] as const;
+export const METADATA_FIELDS = ["tenant", "global", "resource_version", "created_at", "updated_at"] as const;
 
 export type ResourceKind = Kind | "tenants";
 
@@ -24,6 +24,8 @@ export function referenceProblems(records: readonly ResourceRecord[]): Map<strin
     }
   }
   for (const p of checkGlobal(states)) out.set(problemKey(p), { field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
+  const globals = records.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec);
+  for (const p of checkGlobalPolicies(globals)) out.set(problemKey({ ...p, tenant: GLOBAL }), { field: `policies/${p.name}${p.pointer}`, message: p.message });
   return out;
 }
 
@@ -60,7 +62,8 @@ export class ControlPlane {
 
   putTx(tx: SqliteTx, key: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
     const before = this.resources.allTx(tx);
-    if (key.kind !== "tenants" && !before.some((r) => r.kind === "tenants" && r.name === key.tenant)) {
+    const owner = key.tenant === GLOBAL ? key.kind === "policies" : key.kind === "tenants" || before.some((r) => r.kind === "tenants" && r.name === key.tenant);
+    if (!owner) {
       throw new AppError("not_found", "not found");
     }
     const errors = newProblems(before, withChange(before, key, spec));
@@ -70,9 +73,9 @@ export class ControlPlane {
       // Same unit of work: the change and its audit entry commit together or not at all.
       this.audit.appendTx(tx, {
         actor: opts.actor,
-        tenant: key.tenant,
-        action: result.record.resourceVersion === 1 || opts.mode === "create" ? "resource.create" : "resource.update",
-        target: `${key.tenant}/${key.kind}/${key.name}`,
+        tenant: ownerTenant(key),
+        action: result.created ? "resource.create" : "resource.update",
+        target: resourcePath(key),
         details: { resource_version: result.record.resourceVersion },
       });
     }
@@ -87,11 +90,17 @@ export class ControlPlane {
         throw new AppError("conflict", `other resources still refer to ${SINGULAR[key.kind as ResourceKind]} ${key.name}: ${errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`, { errors });
       }
       const deleted = this.resources.deleteTx(tx, key, opts);
-      this.audit.appendTx(tx, { actor: opts.actor, tenant: key.tenant, action: "resource.delete", target: `${key.tenant}/${key.kind}/${key.name}`, details: { resource_version: deleted.resourceVersion } });
+      this.audit.appendTx(tx, { actor: opts.actor, tenant: ownerTenant(key), action: "resource.delete", target: resourcePath(key), details: { resource_version: deleted.resourceVersion } });
       return deleted;
     });
   }
 }
+
+/** The tenant an audit entry is about: none for a global policy. */
+const ownerTenant = (key: ResourceKey): string | null => (key.tenant === GLOBAL ? null : key.tenant);
+
+/** `beta/routes/hello`, or `policies/guard` for a global policy. */
+export const resourcePath = (key: ResourceKey): string => (key.tenant === GLOBAL ? `${key.kind}/${key.name}` : `${key.tenant}/${key.kind}/${key.name}`);
 
 /** RFC 7396 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {

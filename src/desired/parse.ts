@@ -1,8 +1,9 @@
 import type { Static } from "@sinclair/typebox";
 import { type Document, LineCounter, parseDocument, visit } from "yaml";
-import { KIND_NAMES, type Kind, SINGULAR } from "../resources/specs.ts";
+import { KIND_NAMES, type Kind, type PolicySpec, SINGULAR } from "../resources/specs.ts";
 import {
   checkGlobal,
+  checkGlobalPolicies,
   checkTenant,
   describeProblem,
   type FieldProblem,
@@ -89,8 +90,13 @@ export function parseDesired(text: string, file: string): { state: DesiredState 
   });
   for (const p of checkGlobal(states)) placeRef(p.tenantIndex, p);
 
+  // The global policies, when their shape is right.
+  const declared = (value as { policies?: unknown }).policies;
+  const globals = Array.isArray(declared) && !shape.some((p) => p.pointer.startsWith("/policies")) ? (declared as PolicySpec[]) : [];
+  for (const p of checkGlobalPolicies(globals)) place(`/policies/${p.index}${p.pointer}`, "value", `global policy ${p.name}: ${p.message}`);
+
   if (problems.length) return { errors: sorted(problems) };
-  return { state: { tenants: states } };
+  return { state: declared === undefined ? { tenants: states } : { tenants: states, policies: globals } };
 }
 
 /** A tenant as written → the state plan() and apply work on: every kind present, maybe empty. */
@@ -106,6 +112,10 @@ function toState(t: Static<typeof TenantDocument>): TenantState {
 function schemaMessage(file: object, p: FieldProblem): string {
   const segments = pointerSegments(p.pointer);
   const rebased = (rest: string[]) => describeProblem({ ...p, pointer: rest.map((s) => `/${s.replaceAll("~", "~0").replaceAll("/", "~1")}`).join("") });
+  if (segments[0] === "policies" && segments.length >= 2) {
+    const policy = ((file as { policies: unknown[] }).policies[Number(segments[1])] ?? {}) as { name?: unknown };
+    return `global policy ${typeof policy.name === "string" ? policy.name : `#${Number(segments[1]) + 1}`}: ${rebased(segments.slice(2))}`;
+  }
   if (segments[0] !== "tenants" || segments.length < 2) return rebased(segments);
   const i = Number(segments[1]);
   const tenant = ((file as { tenants: unknown[] }).tenants[i] ?? {}) as Record<string, unknown>;

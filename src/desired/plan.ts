@@ -1,4 +1,4 @@
-import type { Kind } from "../resources/specs.ts";
+import { GLOBAL, type Kind } from "../resources/specs.ts";
 import { fieldPath, type TenantState } from "../resources/validate.ts";
 import type { DesiredState, Snapshot } from "./schema.ts";
 
@@ -13,7 +13,7 @@ export interface FieldChange {
 
 export interface Change {
   op: Op;
-  /** The tenant the resource belongs to; for a tenant, its own name. */
+  /** The tenant the resource belongs to; for a tenant, its own name; GLOBAL for a global policy. */
   tenant: string;
   kind: Kind | "tenants";
   name: string;
@@ -42,6 +42,9 @@ export function plan(desired: DesiredState, current: Snapshot, opts: { prune: bo
   const changes: Change[] = [];
 
   for (const t of want.values()) changes.push(compare(t.tenant.name, "tenants", t.tenant.name, t.tenant, have.get(t.tenant.name)?.tenant));
+  // Global policies: declared in the file's top-level `policies` (SPEC §11), owned by no tenant.
+  const globals = byName(current.policies ?? []);
+  for (const p of sortedByName(desired.policies ?? [])) changes.push(compare(GLOBAL, "policies", p.name, p, globals.get(p.name)));
   for (const kind of APPLY_ORDER) {
     for (const t of want.values()) {
       const existing = byName(ofKind(have.get(t.tenant.name), kind));
@@ -58,6 +61,8 @@ export function plan(desired: DesiredState, current: Snapshot, opts: { prune: bo
     }
   }
   for (const t of have.values()) if (!want.has(t.tenant.name)) changes.push(remove(t.tenant.name, "tenants", t.tenant.name));
+  const declaredGlobals = byName(desired.policies ?? []);
+  for (const p of sortedByName(current.policies ?? [])) if (!declaredGlobals.has(p.name)) changes.push(remove(GLOBAL, "policies", p.name));
   return changes;
 }
 

@@ -25,6 +25,7 @@ export const TABLES: Record<string, TObject> = { file: DesiredFile, tenant: Tena
 export const MEANING: Record<string, string> = {
   "file.apiVersion": "The format version of the file.",
   "file.tenants": "The tenants this file declares, each with its resources.",
+  "file.policies": "Global policies (admin only), in the same form as a tenant's policies (below). They decide for every tenant's events, together with the tenant's own: the most restrictive decision wins.",
   "tenant.name": "The tenant; mail to `agent@<name>.<mail_domain>` belongs to it. Unique across the appliance.",
   "tenant.display_name": "How the console shows the tenant.",
   "tenant.endpoints": "The tenant's endpoints (below).",

@@ -1,4 +1,4 @@
-import { SINGULAR } from "../resources/specs.ts";
+import { GLOBAL, SINGULAR } from "../resources/specs.ts";
 import type { Change, FieldChange } from "./plan.ts";
 
 export interface Summary {
@@ -29,7 +29,7 @@ export function renderPlan(changes: readonly Change[]): string {
   const lines: string[] = [];
   for (const c of changes) {
     if (c.op === "unchanged") continue;
-    const what = c.kind === "tenants" ? `tenant ${c.name}` : `${SINGULAR[c.kind]} ${c.tenant}/${c.name}`;
+    const what = c.kind === "tenants" ? `tenant ${c.name}` : c.tenant === GLOBAL ? `global ${SINGULAR[c.kind]} ${c.name}` : `${SINGULAR[c.kind]} ${c.tenant}/${c.name}`;
     lines.push(`${MARK[c.op]} ${c.op} ${what}`);
     for (const f of c.fields) lines.push(`  ${renderField(f)}`);
   }

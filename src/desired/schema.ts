@@ -1,5 +1,5 @@
 import { Type } from "@sinclair/typebox";
-import { BindingSpec, EndpointSpec, PolicySpec, RouteSpec, TemplateSpec, TenantSpec } from "../resources/specs.ts";
+import { BindingSpec, type PolicySpec as Policy, EndpointSpec, PolicySpec, RouteSpec, TemplateSpec, TenantSpec } from "../resources/specs.ts";
 import type { TenantState } from "../resources/validate.ts";
 
 /**
@@ -26,6 +26,7 @@ export const DesiredFile = Type.Object(
   {
     apiVersion: Type.Literal(API_VERSION),
     tenants: Type.Array(TenantDocument),
+    policies: Type.Optional(Type.Array(PolicySpec, { description: "global policies: they decide for every tenant's events" })),
   },
   { additionalProperties: false },
 );
@@ -33,6 +34,8 @@ export const DesiredFile = Type.Object(
 /** Every declared tenant with all of its resources: the whole truth for what it declares. */
 export interface DesiredState {
   tenants: TenantState[];
+  /** The global policies (SPEC §11); absent is none. Only an admin may declare them. */
+  policies?: Policy[];
 }
 
 /** What the database holds now, in the same shape, so that plan() compares like with like. */

@@ -168,6 +168,12 @@ export type PolicySpec = Static<typeof PolicySpec>;
 export type TemplateSpec = Static<typeof TemplateSpec>;
 export type SpecOf<K extends Kind> = Static<(typeof KINDS)[K]>;
 
+/**
+ * The owner of global policies (SPEC §11): they decide for every tenant, before the tenant's own.
+ * Stored like a tenant's resources under this reserved owner, which no tenant name can equal.
+ */
+export const GLOBAL = "*";
+
 /** The singular, for messages ("endpoint crm"). */
 export const SINGULAR: Record<Kind | "tenants", string> = {
   tenants: "tenant",

@@ -285,9 +285,7 @@ export function checkTenant(state: TenantState): RefProblem[] {
     for (const p of badRegexes(r.match, "/match")) report("routes", i, r.name, p.pointer, p.message);
   });
   state.policies.forEach((p, i) => {
-    p.rules.forEach((rule, j) => {
-      for (const b of badRegexes(rule.when, `/rules/${j}/when`)) report("policies", i, p.name, b.pointer, b.message);
-    });
+    for (const b of policyProblems(p)) report("policies", i, p.name, b.pointer, b.message);
   });
 
   // SPEC §3.5: a tenant's resources may only name its own secrets.
@@ -319,6 +317,23 @@ export function checkTenant(state: TenantState): RefProblem[] {
     });
   });
 
+  return problems;
+}
+
+/** What a policy's schema cannot say: every `matches` must be a regular expression that compiles. */
+function policyProblems(p: PolicySpec): FieldProblem[] {
+  return p.rules.flatMap((rule, j) => badRegexes(rule.when, `/rules/${j}/when`));
+}
+
+/** The rules for the global policies: unique names, and what each policy's schema cannot say. */
+export function checkGlobalPolicies(policies: readonly PolicySpec[]): RefProblem[] {
+  const problems: RefProblem[] = [];
+  const seen = new Set<string>();
+  policies.forEach((p, i) => {
+    if (seen.has(p.name)) problems.push({ kind: "policies", name: p.name, index: i, pointer: "/name", message: "is declared twice: each global policy has its own name" });
+    seen.add(p.name);
+    for (const b of policyProblems(p)) problems.push({ kind: "policies", name: p.name, index: i, pointer: b.pointer, message: b.message });
+  });
   return problems;
 }
 

@@ -36,6 +36,8 @@ const TENANTS = {
   },
 };
 const KINDS = ["endpoints", "bindings", "routes", "policies", "templates"] as const;
+/** A global policy (SPEC §11): it decides for every tenant, and only an admin manages it. */
+const GLOBAL_POLICY = { name: "house-rules", rules: [{ when: { "data.subject": { contains: "wire transfer" } }, effect: "require_approval", reason: "money" }] };
 
 async function seedTenant(name: string): Promise<void> {
   expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
@@ -65,7 +67,7 @@ function v1Routes(): [string, string][] {
 function fill(path: string, tenant: string, override?: string): string {
   const segment = /\/tenants\/:tenant\/([a-z-]+)/.exec(path)?.[1];
   const kind = (KINDS as readonly string[]).includes(segment ?? "") ? (segment as (typeof KINDS)[number]) : undefined;
-  const existing = kind ? TENANTS.alpha[kind][0]!.name : tenant;
+  const existing = kind ? TENANTS.alpha[kind][0]!.name : path.startsWith("/v1/policies/") ? GLOBAL_POLICY.name : tenant;
   return path
     .replace(":tenant", tenant)
     .replace(":name", override ?? existing)
@@ -82,6 +84,7 @@ beforeAll(async () => {
   base = app.url;
   await seedTenant("alpha");
   await seedTenant("beta");
+  expect((await call("POST", "/v1/policies", { body: GLOBAL_POLICY })).status).toBe(201);
   eventOf.alpha = await storeEvent(envelope("alpha", 0), true);
   eventOf.beta = await storeEvent(envelope("beta", 0), true);
   for (const tenant of ["alpha", "beta"]) {
@@ -178,6 +181,19 @@ describe("tenant isolation", () => {
     expect((await call("GET", "/v1/tokens", { token: alphaWrite })).status).toBe(403);
     expect((await call("POST", "/v1/tokens", { token: alphaWrite, body: { name: "x", scopes: ["admin"] } })).status).toBe(403);
     expect((await call("POST", "/v1/tenants", { token: alphaWrite, body: { name: "sneaky" } })).status).toBe(403);
+  });
+
+  test("global policies are an admin's: a tenant token can neither read nor change them", async () => {
+    const alphaWrite = await token(["tenant:alpha:write"]);
+    for (const [method, path] of v1Routes().filter(([, p]) => p.startsWith("/v1/policies"))) {
+      const r = await call(method, fill(path, "alpha"), { token: alphaWrite, body: method === "GET" || method === "DELETE" ? undefined : GLOBAL_POLICY });
+      expect(r.status, `${method} ${path}`).toBe(403);
+    }
+    const admin = await call("GET", "/v1/policies");
+    expect(admin.body.items.map((p: { name: string; global: boolean; tenant?: string }) => [p.name, p.global, p.tenant])).toEqual([[GLOBAL_POLICY.name, true, undefined]]);
+    // A copy saved from GET goes back as it is: `global` is metadata, like `tenant`.
+    const got = (await call("GET", `/v1/policies/${GLOBAL_POLICY.name}`)).body;
+    expect((await call("PUT", `/v1/policies/${GLOBAL_POLICY.name}`, { body: got, headers: { "if-match": `"${got.resource_version}"` } })).status).toBe(200);
   });
 });
 
@@ -351,7 +367,7 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 
   test("SPEC's example applies as written, and a second apply changes nothing", async () => {
     const yaml = await example();
-    expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"] });
+    expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: [] });
     await call("DELETE", "/v1/tenants/beta/routes/hello-to-crm");
     const first = await post("apply", yaml);
     expect(first.status, JSON.stringify(first.body)).toBe(200);
@@ -402,7 +418,39 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect(pruned.status, JSON.stringify(pruned.body)).toBe(200);
     const deleted = pruned.body.changes.filter((c: { op: string }) => c.op === "delete").map((c: { tenant: string; kind: string; name: string }) => `${c.tenant}/${c.kind}/${c.name}`);
     expect(deleted).toContain("beta/endpoints/stray");
+    // The file declares no global policies: as with tenants, --prune deletes those it does not declare.
+    expect(deleted).toContain("*/policies/house-rules");
+    expect(pruned.body.text).toContain("- delete global policy house-rules");
     expect((await call("GET", "/v1/tenants/beta/endpoints/stray")).status).toBe(404);
+    expect((await call("GET", "/v1/policies/house-rules")).status).toBe(404);
+  });
+
+  test("global policies: declared at the top level, applied by an admin, refused to a tenant token", async () => {
+    const rules = "policies:\n  - name: house-rules\n    rules:\n      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, reason: money }\n";
+    const yaml = `${await example()}${rules}`;
+    expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: ["house-rules"] });
+    const diff = await post("diff", yaml);
+    expect(diff.body.text).toContain("+ create global policy house-rules");
+    const applied = await post("apply", yaml);
+    expect(applied.body.summary).toMatchObject({ created: 1, updated: 0, deleted: 0 });
+    expect((await call("GET", "/v1/policies/house-rules")).body).toMatchObject({ ...GLOBAL_POLICY, global: true });
+    expect((await post("apply", yaml)).body.summary).toMatchObject({ created: 0, updated: 0, deleted: 0 });
+    const changed = await post("diff", yaml.replace("effect: require_approval, reason: money", "effect: deny, reason: money"));
+    expect(changed.body.text).toContain("~ update global policy house-rules\n  rules[0].effect: \"require_approval\" → \"deny\"");
+
+    const betaWrite = await token(["tenant:beta:write"]);
+    const refused = await post("apply", yaml, "", betaWrite);
+    expect(refused.status).toBe(403);
+    expect(refused.body.detail).toContain("admin");
+    // Without top-level policies, a tenant token's --prune never touches the global ones.
+    expect((await post("apply", await example(), "&prune=true", betaWrite)).status).toBe(200);
+    expect((await call("GET", "/v1/policies/house-rules")).status).toBe(200);
+
+    const broken = await post("validate", `${await example()}policies:\n  - name: house-rules\n    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n  - { name: house-rules, rules: [] }\n`);
+    expect(broken.status).toBe(422);
+    const texts = broken.body.errors.map((e: { text: string }) => e.text).join("\n");
+    expect(texts).toMatch(/agentowl\.yaml:\d+:\d+: global policy house-rules: is not a valid regular expression/);
+    expect(texts).toMatch(/agentowl\.yaml:\d+:\d+: global policy house-rules: is declared twice/);
   });
 
   test("a tenant token applies to its own tenant only, and cannot create tenants", async () => {
@@ -513,21 +561,43 @@ describe("logs tail", () => {
 describe("policy test", () => {
   test("shows what the stored policies, or a draft in place of one, decide for a stored event; nothing changes", async () => {
     // Its own tenant: the --prune test above removed everything its file did not declare.
+    await call("PUT", `/v1/policies/${GLOBAL_POLICY.name}`, { body: GLOBAL_POLICY });
     await call("POST", "/v1/tenants", { body: { name: "gamma" } });
     await call("POST", "/v1/tenants/gamma/endpoints", { body: { name: "crm", url: "http://10.0.0.5/" } });
     await call("POST", "/v1/tenants/gamma/policies", { body: TENANTS.alpha.policies[0] });
     const failing = await storeEvent(envelope("gamma", 300, { type: "email.received", channel: "email", data: { subject: "hi", auth: { dmarc: "fail" } } }));
     const r = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing } });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
-    expect(r.body.policies).toEqual([{ name: "guard", version: 1, draft: false }]);
+    // The global policy comes first, then the tenant's own.
+    expect(r.body.policies).toEqual([
+      { name: "house-rules", global: true, version: expect.any(Number), draft: false },
+      { name: "guard", global: false, version: 1, draft: false },
+    ]);
     const crm = r.body.decisions.find((d: { action: { target: string } }) => d.action.target === "crm");
-    expect(crm).toMatchObject({ effect: "quarantine", policy: { name: "guard", version: 1 }, rule: 0 });
+    expect(crm).toMatchObject({ effect: "quarantine", policy: { name: "guard", global: false, version: 1 }, rule: 0 });
 
     const draft = { name: "guard", rules: [{ when: { target: "crm" }, effect: "deny", reason: "crm is down" }] };
     const withDraft = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing, policy: draft, targets: ["crm"] } });
-    expect(withDraft.body.policies).toEqual([{ name: "guard", version: 0, draft: true }]);
-    expect(withDraft.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "deny", policy: { name: "guard", version: 0 }, rule: 0, reason: "crm is down" }]);
+    expect(withDraft.body.policies.map((p: { name: string; draft: boolean }) => `${p.name}:${p.draft}`)).toEqual(["house-rules:false", "guard:true"]);
+    expect(withDraft.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "deny", policy: { name: "guard", global: false, version: 0 }, rule: 0, reason: "crm is down" }]);
     expect((await call("GET", "/v1/tenants/gamma/policies/guard")).body.rules[0].effect).toBe("quarantine");
+  });
+
+  test("global policies decide for every tenant; a draft of one is tested in its place, by an admin only", async () => {
+    const wire = await storeEvent(envelope("gamma", 301, { type: "email.received", channel: "email", data: { subject: "urgent wire transfer", auth: { dmarc: "pass" } } }));
+    const r = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: wire, targets: ["crm"] } });
+    expect(r.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "require_approval", policy: { name: "house-rules", global: true, version: expect.any(Number) }, rule: 0, reason: "money" }]);
+
+    const draft = { name: "house-rules", rules: [{ when: { "data.subject": { contains: "wire" } }, effect: "deny" }] };
+    const drafted = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: wire, policy: draft, global: true, targets: ["crm"] } });
+    expect(drafted.body.decisions[0]).toMatchObject({ effect: "deny", policy: { name: "house-rules", global: true, version: 0 } });
+    expect(drafted.body.policies.map((p: { name: string; global: boolean; draft: boolean }) => [p.name, p.global, p.draft])).toEqual([
+      ["house-rules", true, true],
+      ["guard", false, false],
+    ]);
+    const gammaWrite = await token(["tenant:gamma:write"]);
+    expect((await call("POST", "/v1/tenants/gamma/policy-test", { token: gammaWrite, body: { event: wire, targets: ["crm"] } })).body.decisions[0].effect).toBe("require_approval");
+    expect((await call("POST", "/v1/tenants/gamma/policy-test", { token: gammaWrite, body: { event: wire, policy: draft, global: true } })).status).toBe(403);
   });
 
   test("a broken draft is 422; another tenant's event is 404", async () => {

@@ -246,6 +246,11 @@ describe("login", () => {
     expect(ok(login)).toStartWith(`logged in to ${app.url}`);
     expect(statSync(profile()).mode & 0o777).toBe(0o600);
     expect(readFileSync(profile(), "utf8")).toContain(token);
+    // The sign-in is in the audit log: who, from where, with what; never the token itself.
+    const audit = await api("GET", `/v1/audit?action=auth.sign_in`);
+    const entry = audit.body.items.find((e: { actor: string }) => e.actor === `token:${created.body.id}`);
+    expect(entry).toMatchObject({ action: "auth.sign_in", decision: "allow", details: { method: "token", client: "agentowl-cli", remote_ip: "127.0.0.1" } });
+    expect(JSON.stringify(audit.body)).not.toContain(token);
 
     const ls = await agentowl(["tenants", "ls"], noEnv);
     expect(ok(ls)).toContain("acme");

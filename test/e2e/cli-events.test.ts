@@ -231,4 +231,22 @@ describe("agentowl policy test", () => {
     expect((await agentowl(["policy", "test", "-t", "beta", "--event", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"])).code).toBe(3);
     expect((await agentowl(["policy", "test", "-t", "beta"])).code).toBe(2);
   });
+
+  test("global policies: managed with --global, listed and versioned, and deciding in policy test", async () => {
+    const file = join(work, "house-rules.yaml");
+    await Bun.write(file, "name: house-rules\nrules:\n  - when: { data.subject: { contains: invoice } }\n    effect: quarantine\n    reason: invoices are checked\n");
+    expect(ok(await agentowl(["policies", "create", "--global", "-f", file]))).toBe("created global policy house-rules (resource_version 1)\n");
+    expect(ok(await agentowl(["policies", "ls", "--global"]))).toMatch(/house-rules\s+1\s+-?\s*1/);
+    // A copy saved by `get` names itself global: `update -f` needs no flag.
+    const saved = join(work, "house-rules.saved.yaml");
+    await Bun.write(saved, ok(await agentowl(["policies", "get", "--global", "house-rules"])).replace("effect: quarantine", "effect: deny"));
+    expect(ok(await agentowl(["policies", "update", "-f", saved]))).toBe("updated global policy house-rules (resource_version 1 → 2)\n");
+    expect(ok(await agentowl(["policies", "versions", "--global", "house-rules"]))).toMatch(/1\s+create[\s\S]*2\s+update/);
+
+    const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email", data: { subject: "your invoice" } }));
+    expect(ok(await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--target", "crm"]))).toMatch(/crm\s+deny\s+global:house-rules@2\s+0\s+invoices are checked/);
+    expect((await agentowl(["policies", "ls", "--global", "-t", "beta"])).code).toBe(2);
+    expect(ok(await agentowl(["policies", "delete", "--global", "house-rules"]))).toBe("deleted global policy house-rules\n");
+    expect(ok(await agentowl(["policies", "ls", "--global"]))).toBe("no global policies\n");
+  });
 });

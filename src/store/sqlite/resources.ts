@@ -53,10 +53,10 @@ export class SqliteResources implements ResourceStore {
     }
   }
 
-  putTx(tx: SqliteTx, k: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }): { record: ResourceRecord; changed: boolean } {
+  putTx(tx: SqliteTx, k: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }): { record: ResourceRecord; changed: boolean; created: boolean } {
     const existing = this.row(tx.db, k);
     this.check(existing, k, opts.mode, opts.pre ?? {});
-    if (existing && Bun.deepEquals(existing.spec, spec, true)) return { record: toRecord(existing), changed: false };
+    if (existing && Bun.deepEquals(existing.spec, spec, true)) return { record: toRecord(existing), changed: false, created: false };
     // A re-created resource continues the numbering of the deleted one, so a stale ETag never matches it.
     const version = (existing?.resourceVersion ?? this.lastVersion(tx.db, k)) + 1;
     const row: Row = {
@@ -74,7 +74,7 @@ export class SqliteResources implements ResourceStore {
       .onConflictDoUpdate({ target: [resources.tenant, resources.kind, resources.name], set: { spec, resourceVersion: version, updatedAt: tx.now } })
       .run();
     tx.db.insert(resourceHistory).values({ ...k, resourceVersion: version, op: existing ? "update" : "create", spec, actor: opts.actor, changedAt: tx.now }).run();
-    return { record: toRecord(row), changed: true };
+    return { record: toRecord(row), changed: true, created: !existing };
   }
 
   private lastVersion(db: Db, k: ResourceKey): number {
