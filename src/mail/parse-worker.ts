@@ -1,0 +1,71 @@
+import { Transform, type TransformCallback } from "node:stream";
+import { type MailParserOptions, simpleParser } from "mailparser";
+import { type BodyReply, type BodyRequest, charsetDecoder, cutUtf8, type ParsedBody, warn } from "./parse.ts";
+import { sanitizeHtml } from "./sanitize.ts";
+
+/**
+ * The body of one message through mailparser: text, sanitized HTML and the attachments' bytes.
+ * This module is the worker parse.ts supervises, so it may throw, crash or hang.
+ */
+async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody> {
+  const warnings: string[] = [];
+  const mail = await simpleParser(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), {
+    keepCidLinks: true,
+    skipImageLinks: true,
+    skipTextToHtml: true,
+    skipTextLinks: true,
+    // @types/mailparser calls this option a stream; mailparser calls it: `new Iconv(charset, …)`.
+    Iconv: charsetDecoders(warnings) as unknown as MailParserOptions["Iconv"],
+  });
+  const capped = (what: string, content: string) => {
+    const kept = cutUtf8(content, maxTextBytes);
+    if (kept !== content) warn(warnings, `${what} cut to ${maxTextBytes} bytes`);
+    return kept;
+  };
+  return {
+    text: capped("text", mail.text ?? ""),
+    html: typeof mail.html === "string" ? sanitizeHtml(capped("html", mail.html)) : null,
+    attachments: mail.attachments.map((a) => ({
+      filename: a.filename ?? null,
+      content_type: a.contentType,
+      content_id: a.cid ?? null,
+      // An image the HTML shows (multipart/related) without a disposition of its own is inline.
+      disposition: a.contentDisposition?.toLowerCase() === "inline" || (!a.contentDisposition && a.related) ? "inline" : "attachment",
+      content: a.content,
+    })),
+    warnings,
+  };
+}
+
+/**
+ * mailparser hands a body in any charset but UTF-8 and ASCII to `new Iconv(charset)` when that
+ * option is set. This one decodes with the same WHATWG table as the headers, and a charset it does
+ * not know becomes a warning, where mailparser's default would read it as UTF-8 without a word.
+ */
+function charsetDecoders(warnings: string[]) {
+  return class extends Transform {
+    private readonly decoder: TextDecoder;
+    constructor(charset: string) {
+      super();
+      this.decoder = charsetDecoder(charset, warnings);
+    }
+    override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+      done(null, this.decoder.decode(chunk, { stream: true }));
+    }
+    override _flush(done: TransformCallback): void {
+      done(null, this.decoder.decode());
+    }
+  };
+}
+
+declare const self: Worker;
+
+self.onmessage = async ({ data }: MessageEvent<BodyRequest & { id: number }>) => {
+  let reply: BodyReply;
+  try {
+    reply = { id: data.id, body: await parseBody(data) };
+  } catch (e) {
+    reply = { id: data.id, error: String(e).slice(0, 200) };
+  }
+  self.postMessage(reply);
+};

@@ -1,0 +1,240 @@
+/**
+ * Sender authentication of an inbound message: SPF (RFC 7208), DKIM (RFC 6376, RFC 8463), ARC
+ * (RFC 8617) and DMARC, all through mailauth and the resolver it is given.
+ *
+ * mailauth's authenticate() runs the same four checks but takes no clock for the DKIM time
+ * checks (t= in the future, x= passed), so they are composed here the way it composes them:
+ * DKIM and SPF side by side, ARC from what the DKIM pass parsed, DMARC from the three results.
+ */
+import {
+  arc,
+  dkimVerify,
+  dmarc,
+  spf,
+  type ARCData,
+  type ARCResult,
+  type DKIMVerifyResult,
+  type DMARCResult,
+  type DNSResolver,
+  type ParsedHeader,
+  type SPFResult,
+} from "mailauth";
+import { isIP } from "node:net";
+import type { DnsResolver } from "./dns.ts";
+
+export type Verdict = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror" | "policy";
+
+export interface SenderAuthInput {
+  raw: Uint8Array;
+  remoteIp: string;
+  helo: string;
+  /** Envelope sender; "" for a bounce (SPF then checks the HELO identity, RFC 7208 section 2.4). */
+  mailFrom: string;
+  /** Our host name: the authserv-id of Authentication-Results and the SPF comments. */
+  mta: string;
+}
+
+export interface SenderAuthResult {
+  spf: Verdict;
+  /** Pass if any signature passes, aligned or not; else the first signature's result; none when unsigned. */
+  dkim: Verdict;
+  dmarc: Verdict;
+  arc: Verdict;
+  details: {
+    spf: { domain: string; result: Verdict; comment?: string; explanation?: string };
+    dkim: { domain: string; selector: string; algorithm: string; result: Verdict; comment?: string }[];
+    dmarc: { domain: string; policy: string; result: Verdict; alignment?: { spf?: string; dkim?: string }; comment?: string };
+    arc: { result: Verdict; instance?: number; comment?: string };
+  };
+  /** The Authentication-Results value (RFC 8601) built from mailauth's per-method results. */
+  authentication_results: string;
+  duration_ms: number;
+}
+
+export interface SenderAuthOptions {
+  resolver: DnsResolver;
+  /** For the DKIM signature time checks, ms since the epoch; tests pass a vector's verify time. */
+  now?: () => number;
+  totalTimeoutMs?: number;
+}
+
+const DEFAULT_TOTAL_TIMEOUT_MS = 10_000;
+const VERDICTS = new Set<string>(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"]);
+/** Lookups that found out there is no record; every other failure may go away on retry. */
+const NO_RECORD = new Set(["ENOTFOUND", "ENODATA", "EBADNAME"]);
+
+/** What the checks have produced so far: a deadline may cut them off half way. */
+interface Checks {
+  dkim?: DKIMVerifyResult;
+  spf?: SPFResult;
+  arc?: ARCResult;
+  dmarc?: DMARCResult | false;
+  /** Why a check has no result: the deadline or an exception inside mailauth. */
+  unfinished: string;
+}
+
+/**
+ * Never throws and never hangs: at `totalTimeoutMs` every DNS question still open fails as a
+ * timeout and the call returns, each check that has not finished reported as temperror.
+ */
+export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptions): Promise<SenderAuthResult> {
+  const started = performance.now();
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS);
+  const dns = boundedResolver(opts.resolver, stop.signal);
+  const checks: Checks = { unfinished: "timed out" };
+  try {
+    const aborted = new Promise<void>((resolve) => stop.signal.addEventListener("abort", () => resolve(), { once: true }));
+    await Promise.race([runChecks(input, dns.resolve, (opts.now ?? Date.now)(), checks), aborted]);
+  } catch (err) {
+    checks.unfinished = `error: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    clearTimeout(timer);
+    // Whatever still runs (after a timeout or an exception) gets no more answers.
+    stop.abort();
+  }
+  return { ...summarize(input, checks, dns.temporaryFailures), duration_ms: Math.round(performance.now() - started) };
+}
+
+async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: number, checks: Checks): Promise<void> {
+  const message = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
+  const sender = input.mailFrom || undefined;
+  // As authenticate() does: without a HELO name the client's address stands in, and an address
+  // is checked as the address literal a client would send (RFC 5321 section 4.1.3).
+  const helo = input.helo || input.remoteIp;
+  await Promise.all([
+    dkimVerify(message, { resolver, sender, curTime: new Date(now) }).then((r) => (checks.dkim = r)),
+    spf({ ip: input.remoteIp, helo: isIP(helo) ? `[${helo}]` : helo, sender, mta: input.mta, resolver }).then((r) => (checks.spf = r)),
+  ]);
+  const dkim = checks.dkim!;
+  // The same resolver function lets ARC reuse the keys the DKIM pass fetched.
+  checks.arc = await arc(dkim.arc as unknown as ARCData, { resolver });
+  const spfPassed = checks.spf!.status.result === "pass" ? [checks.spf!.domain] : [];
+  checks.dmarc = await dmarc({
+    headerFrom: dkim.headerFrom,
+    fromFields: dkim.fromFields,
+    spfDomains: spfPassed,
+    dkimDomains: dkim.results
+      .filter((r) => r.status.result === "pass")
+      .map((r) => ({ id: r.id, domain: r.signingDomain!, aligned: r.status.aligned, underSized: r.status.underSized })),
+    arcResult: checks.arc,
+    resolver,
+  });
+}
+
+/**
+ * The caller's resolver, cut off by `signal` (every open and later question fails with ETIMEOUT),
+ * remembering the names whose lookups failed for a reason that may go away.
+ */
+function boundedResolver(resolver: DnsResolver, signal: AbortSignal): { resolve: DNSResolver; temporaryFailures: Set<string> } {
+  const temporaryFailures = new Set<string>();
+  const resolve = (name: string, rrtype: string) =>
+    new Promise<unknown>((done, fail) => {
+      const failed = (err: unknown): void => {
+        if (!NO_RECORD.has((err as { code?: string } | null)?.code ?? "")) temporaryFailures.add(name.toLowerCase());
+        fail(err);
+      };
+      const onAbort = (): void => failed(Object.assign(new Error(`ETIMEOUT ${rrtype} ${name}`), { code: "ETIMEOUT" }));
+      if (signal.aborted) return onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      // async: a resolver that throws instead of rejecting fails the same way.
+      (async () => resolver(name, rrtype))()
+        .then(done, failed)
+        .finally(() => signal.removeEventListener("abort", onAbort));
+    });
+  return { resolve: resolve as DNSResolver, temporaryFailures };
+}
+
+type Details = SenderAuthResult["details"];
+
+/** Each check's verdict, details and Authentication-Results rows; a check without a result is temperror. */
+function summarize(input: SenderAuthInput, checks: Checks, temporaryFailures: Set<string>): Omit<SenderAuthResult, "duration_ms"> {
+  const dkim = summarizeDkim(checks);
+  const spf = summarizeSpf(input, checks);
+  const arc = summarizeArc(checks, temporaryFailures);
+  const dmarc = summarizeDmarc(checks);
+  return {
+    spf: spf.details.result,
+    dkim: dkim.verdict,
+    dmarc: dmarc.details.result,
+    arc: arc.details.result,
+    details: { spf: spf.details, dkim: dkim.details, dmarc: dmarc.details, arc: arc.details },
+    authentication_results: [input.mta, ...dkim.rows, ...spf.rows, ...arc.rows, ...dmarc.rows].join(";\r\n "),
+  };
+}
+
+const unfinishedRow = (method: string, checks: Checks) => `${method}=temperror (${checks.unfinished})`;
+
+function summarizeDkim(checks: Checks): { verdict: Verdict; details: Details["dkim"]; rows: string[] } {
+  if (!checks.dkim) return { verdict: "temperror", details: [], rows: [unfinishedRow("dkim", checks)] };
+  // An unsigned message is one result without a signing domain ("dkim=none").
+  const details = checks.dkim.results
+    .filter((r) => r.signingDomain)
+    .map((r) => ({
+      domain: r.signingDomain!,
+      selector: r.selector ?? "",
+      algorithm: r.algo ?? "",
+      result: verdict(r.status.result),
+      ...(r.status.comment ? { comment: r.status.comment } : {}),
+    }));
+  const best = details.some((d) => d.result === "pass") ? "pass" : (details[0]?.result ?? "none");
+  return { verdict: best, details, rows: checks.dkim.results.map((r) => r.info) };
+}
+
+function summarizeSpf(input: SenderAuthInput, checks: Checks): { details: Details["spf"]; rows: string[] } {
+  if (!checks.spf) {
+    return { details: { domain: domainOf(input.mailFrom || input.helo), result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("spf", checks)] };
+  }
+  const { domain, status, explanation, info } = checks.spf;
+  return { details: { domain, result: verdict(status.result), ...(status.comment ? { comment: status.comment } : {}), ...(explanation ? { explanation } : {}) }, rows: [info] };
+}
+
+function summarizeArc(checks: Checks, temporaryFailures: Set<string>): { details: Details["arc"]; rows: string[] } {
+  if (!checks.arc) return { details: { result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("arc", checks)] };
+  const { status, i, info } = checks.arc;
+  // mailauth counts every ARC failure as permanent; one that came from a key lookup that timed
+  // out or failed is temperror here, so that it can be retried rather than taken for a forgery.
+  // The Authentication-Results row keeps arc=fail: RFC 8617 defines no temperror for arc.
+  const keyLookupFailed = status.result === "fail" && arcKeyNames(checks).some((name) => temporaryFailures.has(name));
+  const result = keyLookupFailed ? "temperror" : verdict(status.result);
+  return { details: { result, ...(i ? { instance: i } : {}), ...(status.comment ? { comment: status.comment } : {}) }, rows: info ? [info] : [] };
+}
+
+function summarizeDmarc(checks: Checks): { details: Details["dmarc"]; rows: string[] } {
+  const fromDomain = domainOf(checks.dkim?.headerFrom[0] ?? "");
+  if (checks.dmarc === undefined) {
+    return { details: { domain: fromDomain, policy: "none", result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("dmarc", checks)] };
+  }
+  if (checks.dmarc === false) {
+    // RFC 7489 section 6.6.1: DMARC needs exactly one author domain; with none or several there is nothing to align with.
+    return { details: { domain: fromDomain, policy: "none", result: "permerror", comment: "not exactly one author domain in From" }, rows: [] };
+  }
+  const { status, policy, alignment, info } = checks.dmarc;
+  return {
+    details: {
+      domain: status.header?.from ?? fromDomain,
+      policy: policy ?? "none",
+      result: verdict(status.result),
+      alignment: { spf: alignment?.spf?.result, dkim: alignment?.dkim?.result },
+      ...(status.comment ? { comment: status.comment } : {}),
+    },
+    rows: [info],
+  };
+}
+
+/** The key records the ARC check asks for: every ARC-Seal's and the newest ARC-Message-Signature's. */
+function arcKeyNames(checks: Checks): string[] {
+  const chain = (checks.dkim?.arc as unknown as ARCData | undefined)?.chain || [];
+  const keyName = (header: ParsedHeader | undefined) => `${header?.parsed?.s?.value}._domainkey.${header?.parsed?.d?.value}`.toLowerCase();
+  return [...chain.map((entry) => keyName(entry["arc-seal"])), keyName(chain.at(-1)?.["arc-message-signature"])];
+}
+
+function verdict(result: string): Verdict {
+  if (result === "temperr") return "temperror";
+  // Anything else mailauth might say is not one of ours: treat it as a failure to decide.
+  return VERDICTS.has(result) ? (result as Verdict) : "temperror";
+}
+
+function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+}
