@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   startup: async () => (await import("./startup.ts")).benchStartup(),
   audit: async () => (await import("./audit.ts")).benchAudit(),
   policy: async () => (await import("./policy.ts")).benchPolicy(),
+  smtp: async () => (await import("./smtp.ts")).benchSmtp(),
 };
 
 const names = process.argv.slice(2);

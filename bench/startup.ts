@@ -81,12 +81,12 @@ process.on("SIGTERM", () => process.exit(0));`,
     for (let i = 0; i < RUNS; i++) {
       const port = await freePort();
       const dataDir = join(work, `data-${i}`);
-      oursT.push((await measure([ours, "serve"], { AGENTOWL_DATA_DIR: dataDir, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_LOG_LEVEL: "warn" }, port, 0)).ms);
+      oursT.push((await measure([ours, "serve"], { AGENTOWL_DATA_DIR: dataDir, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" }, port, 0)).ms);
       const p2 = await freePort();
       bareT.push((await measure([bare], { PORT: String(p2) }, p2, 0)).ms);
     }
     const p1 = await freePort();
-    const oursIdle = await measure([ours, "serve"], { AGENTOWL_DATA_DIR: join(work, "idle"), AGENTOWL_HTTP_LISTEN: `127.0.0.1:${p1}`, AGENTOWL_LOG_LEVEL: "warn" }, p1, 3000);
+    const oursIdle = await measure([ours, "serve"], { AGENTOWL_DATA_DIR: join(work, "idle"), AGENTOWL_HTTP_LISTEN: `127.0.0.1:${p1}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" }, p1, 3000);
     const p2 = await freePort();
     const bareIdle = await measure([bare], { PORT: String(p2) }, p2, 3000);
 

@@ -10,7 +10,7 @@ cd "$work"
 
 ./agentowl version
 start_ns=$(date +%s%N)
-AGENTOWL_DATA_DIR="$work/data" AGENTOWL_HTTP_LISTEN=127.0.0.1:0 ./agentowl serve >serve.log 2>&1 &
+AGENTOWL_DATA_DIR="$work/data" AGENTOWL_HTTP_LISTEN=127.0.0.1:0 AGENTOWL_SMTP_LISTEN=127.0.0.1:0 ./agentowl serve >serve.log 2>&1 &
 pid=$!
 url=""
 for _ in $(seq 1 200); do

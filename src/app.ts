@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { AnyElysia } from "elysia";
 import cron from "node-cron";
 import type { Config } from "./config/index.ts";
@@ -9,6 +10,12 @@ import { seedBootstrapToken } from "./api/auth.ts";
 import { v1Api } from "./api/v1.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
+import { createDnsResolver } from "./mail/dns.ts";
+import { MAIL_PROCESS_JOB, SmtpIngress } from "./smtp/server.ts";
+import { mailProcessor } from "./smtp/process.ts";
+import { Spool } from "./smtp/spool.ts";
+import { loadTls } from "./smtp/tls.ts";
+import { BlobStore } from "./store/blobs.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
 import { keyringOf, loadKeyring, loadMasterKey, masterKeySource } from "./vault/crypto.ts";
 import { Vault } from "./vault/vault.ts";
@@ -32,6 +39,8 @@ export interface AppOptions {
 export interface App {
   /** Base URL of the HTTP listener, e.g. http://127.0.0.1:8080. */
   readonly url: string;
+  /** Where the SMTP listener listens (the port is the bound one when the setting said 0). */
+  readonly smtp: { host: string; port: number };
   readonly storage: SqliteStorage;
   readonly metrics: Metrics;
   readonly http: AnyElysia;
@@ -96,13 +105,30 @@ export async function startApp(opts: AppOptions): Promise<App> {
     throw e;
   }
 
-  // Jobs leased by a previous process that died are ours to finish.
-  const recovered = await storage.queue.recoverExpired();
+  // The SMTP pipeline's parts: the certificate STARTTLS presents, the spool, attachments, DNS.
+  let tls;
+  try {
+    tls = await loadTls(config);
+  } catch (e) {
+    await storage.close();
+    lock.release();
+    throw new Error(`cannot read the TLS certificate or key: ${(e as Error).message}`, { cause: e });
+  }
+  if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
+  const spool = new Spool(join(config.dataDir, "spool"));
+  const blobs = new BlobStore(join(config.dataDir, "blobs"));
+  const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
+  const handlers = new Map(opts.handlers ?? []);
+  handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics }));
+
+  // Jobs leased by a previous process that died are ours to finish, now: the data dir's lock
+  // says no other process of this appliance is alive, so no lease is still being worked on.
+  const recovered = await storage.queue.recoverExpired({ all: true });
   if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
 
   const runner = new JobRunner({
     queue: storage.queue,
-    handlers: opts.handlers ?? new Map(),
+    handlers,
     log: log.child({ component: "jobs" }),
     concurrency: config.workerConcurrency,
     visibilityMs: config.visibilityTimeoutMs,
@@ -140,7 +166,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     async () => {
       const jobs = await storage.queue.sweep(config.retentionMs);
       const outbox = await storage.outbox.purge(config.retentionMs);
-      log.info("retention sweep", { ...jobs, outbox_purged: outbox });
+      const spooled = spool.purge(Date.now() - config.spoolRetentionMs);
+      log.info("retention sweep", { ...jobs, outbox_purged: outbox, spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
     },
     { name: "retention", noOverlap: true },
   );
@@ -187,7 +214,22 @@ export async function startApp(opts: AppOptions): Promise<App> {
   }
   const server = http.server!;
   const url = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
-  log.info("agentowl serving", { http: url, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
+
+  const smtp = new SmtpIngress({ config, storage, spool, tls, log: log.child({ component: "smtp" }), metrics });
+  let smtpPort: number;
+  try {
+    smtpPort = await smtp.listen();
+  } catch (e) {
+    await http.stop(true);
+    await runner.stop(0);
+    await relay.stop();
+    await spool.close();
+    await storage.close();
+    lock.release();
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new Error(`cannot listen on ${config.settings.smtp_listen}: ${code}`, { cause: e });
+  }
+  log.info("agentowl serving", { http: url, smtp: `${config.smtp.host}:${smtpPort}`, tls: tls.source, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
 
   let stopped: Promise<{ forced: boolean }> | null = null;
   const stop = (): Promise<{ forced: boolean }> => {
@@ -203,13 +245,14 @@ export async function startApp(opts: AppOptions): Promise<App> {
       // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
       //    never finish on their own: end them first.
       opts.logTap?.closeAll();
-      const drained = await Promise.race([http.stop(false).then(() => true), Bun.sleep(left()).then(() => false)]);
+      const drained = await Promise.race([Promise.all([http.stop(false), smtp.close(deadline)]).then(() => true), Bun.sleep(left()).then(() => false)]);
       if (!drained) await http.stop(true);
       // 2. Stop leasing; let jobs in flight finish. A job cut off keeps its lease and is
       //    recovered by the next start: at least once, never lost.
       const cutOff = await runner.stop(left());
       await relay.stop();
       // 3. Commit whatever is pending, checkpoint and close the database.
+      await spool.close();
       await storage.close();
       lock.release();
       const forced = !drained || cutOff > 0;
@@ -219,5 +262,5 @@ export async function startApp(opts: AppOptions): Promise<App> {
     return stopped;
   };
 
-  return { url, storage, metrics, http, redactor, vault, stop };
+  return { url, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, stop };
 }

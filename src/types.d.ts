@@ -2,3 +2,16 @@ declare module "*.sql" {
   const text: string;
   export default text;
 }
+
+/** smtp-server's connection class (not in @types/smtp-server); src/smtp/server.ts uses the parts below. */
+declare module "smtp-server/lib/smtp-connection.js" {
+  import type { Socket } from "node:net";
+  import type { SMTPServer } from "smtp-server";
+  export class SMTPConnection {
+    constructor(server: SMTPServer, socket: Socket, options: unknown);
+    on(event: string, listener: (...args: any[]) => void): this;
+    send(code: number, data?: string | string[], context?: string | false): void;
+    connectionReady(next?: () => void): void;
+    _setListeners(callback: () => void): void;
+  }
+}

@@ -227,6 +227,15 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.queue.ack(fresh!)).toBe(true);
       });
 
+      test("recoverExpired({all}) returns every leased job at once (start-up under the data dir's lock)", async () => {
+        const { storage } = await open();
+        const { id } = await storage.queue.enqueue({ kind: "t", payload: null });
+        await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
+        expect(await storage.queue.recoverExpired()).toBe(0);
+        expect(await storage.queue.recoverExpired({ all: true })).toBe(1);
+        expect(await storage.queue.get(id)).toMatchObject({ state: "available" });
+      });
+
       test("a lease that expires on the last attempt dead-letters the job", async () => {
         const { storage, clock } = await open();
         const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 1 });

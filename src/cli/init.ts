@@ -18,6 +18,7 @@ export const initCommand: Command = {
 Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
   - the data dir and its spool/ and blobs/ folders, mode 0700;
   - the vault master key (master_key_file, 32 random bytes, base64, mode 0600), never overwritten;
+  - unless tls_cert/tls_key are set, a self-signed certificate for STARTTLS in tls/ (key 0600);
   - agentowl.toml with every setting commented out at its default, if there is none;
   - the database, migrated to this binary's schema;
   - the first admin API token when none exists: AGENTOWL_BOOTSTRAP_TOKEN if set, else a new
@@ -32,6 +33,12 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
 
     const { created } = ensureMasterKey(config.masterKeyFile);
     said.push(`master key ${config.masterKeyFile} (${created ? "created, 0600" : "kept"})`);
+
+    if (config.tls) said.push(`TLS certificate ${config.tls.cert} (configured)`);
+    else {
+      const { ensureSelfSigned, tlsDir } = await import("../smtp/tls.ts");
+      said.push(`TLS certificate ${join(tlsDir(config.dataDir), "cert.pem")} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`);
+    }
 
     const toml = join(config.dataDir, "agentowl.toml");
     if (!config.file && !existsSync(toml)) {

@@ -1,4 +1,3 @@
-import { startApp } from "../app.ts";
 import { loadConfig } from "../config/index.ts";
 import { createLogger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
@@ -36,6 +35,9 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
       log.error("uncaught exception: exiting", { err, stack: err.stack });
       process.exit(EXIT.failed);
     });
+    // Loaded here, not at the top: every other command starts without the whole appliance
+    // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
+    const { startApp } = await import("../app.ts");
     const app = await startApp({ config, log, redactor, logTap });
     return await new Promise<number>((resolve) => {
       let signals = 0;

@@ -29,6 +29,18 @@ export interface Config {
   readonly masterKeyFile: string;
   readonly bootstrapToken: string | null;
   readonly dnsServers: readonly string[] | null;
+  readonly dnsTimeoutMs: number;
+  readonly smtpLimits: {
+    readonly maxMessageBytes: number;
+    readonly maxRecipients: number;
+    readonly maxConnections: number;
+    readonly maxConnectionsPerIp: number;
+    readonly idleTimeoutMs: number;
+    readonly greetingDelayMs: number;
+    readonly ratePerIp: number;
+    readonly ratePerTenant: number;
+  };
+  readonly spoolRetentionMs: number;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   readonly commitWindowMs: number;
@@ -175,6 +187,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     masterKeyFile: settings.master_key_file ? abs(settings.master_key_file) : join(dataDir, "master.key"),
     bootstrapToken: settings.bootstrap_token ?? null,
     dnsServers: settings.dns_servers ?? null,
+    dnsTimeoutMs: ms("dns_timeout"),
+    smtpLimits: Object.freeze({
+      maxMessageBytes: settings.smtp_max_message_size,
+      maxRecipients: settings.smtp_max_recipients,
+      maxConnections: settings.smtp_max_connections,
+      maxConnectionsPerIp: settings.smtp_max_connections_per_ip,
+      idleTimeoutMs: ms("smtp_idle_timeout"),
+      greetingDelayMs: ms("smtp_greeting_delay"),
+      ratePerIp: settings.smtp_rate_per_ip,
+      ratePerTenant: settings.smtp_rate_per_tenant,
+    }),
+    spoolRetentionMs: ms("spool_retention"),
     logLevel: settings.log_level,
     shutdownTimeoutMs: ms("shutdown_timeout"),
     commitWindowMs: ms("commit_window"),

@@ -108,6 +108,57 @@ export const settingsSchema = Type.Object(
       description: "DNS servers for SPF/DKIM/DMARC/ARC look-ups.",
       defaultText: "the system's resolvers",
     }),
+    dns_timeout: setting(Type.String({ format: "agentowl-duration", default: "2s" }), {
+      env: "AGENTOWL_DNS_TIMEOUT",
+      hint: "a duration such as 2s",
+      description: "How long one DNS query may take; past it, the verdict that needed it is `temperror`.",
+    }),
+    smtp_max_message_size: setting(Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 25 * 1024 * 1024 }), {
+      env: "AGENTOWL_SMTP_MAX_MESSAGE_SIZE",
+      hint: "bytes, from 1024 to 1073741824",
+      description: "Largest message accepted (announced in EHLO SIZE); larger ones get `552 5.3.4`, also when the client announced less.",
+    }),
+    smtp_max_recipients: setting(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }), {
+      env: "AGENTOWL_SMTP_MAX_RECIPIENTS",
+      hint: "an integer from 1 to 10000",
+      description: "Recipients per message; the next one gets `452 4.5.3` (the client sends the rest in another transaction).",
+    }),
+    smtp_max_connections: setting(Type.Integer({ minimum: 1, maximum: 100_000, default: 500 }), {
+      env: "AGENTOWL_SMTP_MAX_CONNECTIONS",
+      hint: "an integer from 1 to 100000",
+      description: "SMTP connections open at once; one more is answered `421` and closed.",
+    }),
+    smtp_max_connections_per_ip: setting(Type.Integer({ minimum: 1, maximum: 100_000, default: 100 }), {
+      env: "AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP",
+      hint: "an integer from 1 to 100000",
+      description: "SMTP connections open at once from one address; one more is answered `421 4.7.0` and closed.",
+    }),
+    smtp_idle_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
+      env: "AGENTOWL_SMTP_IDLE_TIMEOUT",
+      hint: "a duration such as 60s or 5m",
+      description: "An SMTP client silent for this long is disconnected (RFC 5321 §4.5.3.2 suggests 5 minutes).",
+    }),
+    smtp_greeting_delay: setting(Type.String({ format: "agentowl-duration", default: "100ms" }), {
+      env: "AGENTOWL_SMTP_GREETING_DELAY",
+      hint: "a duration such as 0ms or 100ms",
+      description:
+        "Pause before the 220 greeting; a client that talks before it is refused (`421`), which stops much spamware. Each new connection waits this long: set 0ms when only trusted LAN relays connect.",
+    }),
+    smtp_rate_per_ip: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 600 }), {
+      env: "AGENTOWL_SMTP_RATE_PER_IP",
+      hint: "messages per minute",
+      description: "Messages one client address may send per minute (a token bucket with a minute's burst); past it: `421 4.7.0`, connection closed.",
+    }),
+    smtp_rate_per_tenant: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 3000 }), {
+      env: "AGENTOWL_SMTP_RATE_PER_TENANT",
+      hint: "messages per minute",
+      description: "Messages one tenant may receive per minute (a token bucket with a minute's burst); past it its recipients get `451 4.7.1`.",
+    }),
+    spool_retention: setting(Type.String({ format: "agentowl-duration", default: "30d" }), {
+      env: "AGENTOWL_SPOOL_RETENTION",
+      hint: "a duration such as 7d or 30d",
+      description: "Raw messages stay in the spool this long after they arrive (the events, their parsed content and attachments stay).",
+    }),
     log_level: setting(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: "info" }), {
       env: "AGENTOWL_LOG_LEVEL",
       hint: LOG_LEVELS.join(" | "),

@@ -7,7 +7,7 @@
  * timestamp first) and is monotonic within a millisecond (a counter follows the timestamp).
  * It costs 0.27 µs an id against 0.72 µs for the `ulid` package, on the enqueue hot path.
  */
-export const ID_PREFIXES = ["evt", "job", "obx", "req", "tsk", "dlv", "tok", "apr", "aud", "sec", "rt"] as const;
+export const ID_PREFIXES = ["evt", "job", "obx", "req", "tsk", "dlv", "tok", "apr", "aud", "sec", "rt", "msg"] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -53,6 +53,30 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /**
+   * The SMTP pipeline (SPEC §8), one series per stage: connect, tls, mail, rcpt, data, spool,
+   * commit (in the session) and parse, auth, normalize (in the processing job). Outcomes are
+   * the stage's own words: ok, refused, rate_limited, too_big, unavailable, error, …
+   */
+  readonly smtpStages = new Counter({
+    name: "agentowl_smtp_stage_total",
+    help: "SMTP pipeline stage outcomes, by stage and outcome.",
+    labelNames: ["stage", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly smtpStageSeconds = new Histogram({
+    name: "agentowl_smtp_stage_duration_seconds",
+    help: "Time spent in each SMTP pipeline stage.",
+    labelNames: ["stage"] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10],
+    registers: [this.registry],
+  });
+  readonly smtpConnections = new Gauge({
+    name: "agentowl_smtp_connections",
+    help: "SMTP connections open now.",
+    registers: [this.registry],
+  });
+
   constructor() {
     new Gauge({
       name: "process_resident_memory_bytes",

@@ -122,8 +122,12 @@ export interface JobQueue {
   fail(lease: LeaseRef, opts: FailOptions): Promise<FailOutcome>;
   /** Push the visibility timeout of a running job further out. */
   extend(lease: LeaseRef, visibilityMs: number): Promise<boolean>;
-  /** Return the jobs of dead workers (lease expired) to the queue, or dead-letter them. */
-  recoverExpired(): Promise<number>;
+  /**
+   * Return the jobs of dead workers (lease expired) to the queue, or dead-letter them. With
+   * `all`, every leased job counts as expired: for a process that knows no other worker is alive
+   * (the appliance at start-up, holding the data dir's lock).
+   */
+  recoverExpired(opts?: { all?: boolean }): Promise<number>;
   /** Dead-letter waiting jobs past their max age; purge finished jobs older than `retentionMs`. */
   sweep(retentionMs: number): Promise<{ expired: number; purged: number }>;
   get(id: string): Promise<Job | null>;

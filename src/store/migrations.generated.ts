@@ -5,6 +5,7 @@ import m2 from "../../migrations/0002_events.sql" with { type: "text" };
 import m3 from "../../migrations/0003_audit.sql" with { type: "text" };
 import m4 from "../../migrations/0004_approvals.sql" with { type: "text" };
 import m5 from "../../migrations/0005_vault.sql" with { type: "text" };
+import m6 from "../../migrations/0006_mail.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -13,4 +14,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 3, tag: "0003_audit", sql: m3 },
   { idx: 4, tag: "0004_approvals", sql: m4 },
   { idx: 5, tag: "0005_vault", sql: m5 },
+  { idx: 6, tag: "0006_mail", sql: m6 },
 ];

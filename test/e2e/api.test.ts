@@ -76,7 +76,7 @@ function fill(path: string, tenant: string, override?: string): string {
 
 beforeAll(async () => {
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
     cwd: root,
   });
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
@@ -540,7 +540,7 @@ describe("logs tail", () => {
   test("an open stream does not hold up a graceful shutdown", async () => {
     const tap = new LogTap();
     const dir = join(root, "tail-shutdown");
-    const config = loadConfig({ env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SHUTDOWN_TIMEOUT: "20s" }, cwd: root });
+    const config = loadConfig({ env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SHUTDOWN_TIMEOUT: "20s" }, cwd: root });
     const other = await startApp({ config, log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => tap.publish(l) }), logTap: tap });
     const res = await fetch(`${other.url}/v1/logs/tail`, { headers: { authorization: `Bearer ${BOOTSTRAP}` } });
     const reader = res.body!.getReader();

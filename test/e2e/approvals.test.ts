@@ -30,7 +30,7 @@ const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
   });
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
   app = await startApp({ config, log: silentLogger });
   for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
 });

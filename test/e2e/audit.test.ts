@@ -21,7 +21,7 @@ const call = apiCaller(() => app.url, BOOTSTRAP);
 const sideDoor = () => new Database(join(root, "data", "agentowl.db"));
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
   app = await startApp({ config, log: silentLogger });
 });
 afterAll(async () => {

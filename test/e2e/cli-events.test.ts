@@ -39,7 +39,7 @@ const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => store
 
 beforeAll(async () => {
   mkdirSync(work);
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
   app = await startApp({ config, log, logTap });
   for (const name of ["alpha", "busy"]) {

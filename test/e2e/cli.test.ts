@@ -199,7 +199,7 @@ describe("init", () => {
     db.run("INSERT INTO schema_migrations (idx, tag, hash, applied_at) VALUES (99, '0099_future', 'x', 0)");
     db.close();
     for (const command of ["init", "serve"]) {
-      const r = await agentowl([command], { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" });
+      const r = await agentowl([command], { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" });
       expect(r.code, `${command}: ${r.stderr}`).toBe(4);
       expect(oneLine(r)).toContain("newer");
     }

@@ -27,7 +27,7 @@ const TOKEN = "bootstrap-3e9d7c1a5b2f8e4d6c0a7b9f";
 
 /** Start `agentowl serve` and wait for the line that says where it listens. */
 async function serve(env: Record<string, string> = {}, dir = dataDir()): Promise<{ server: Running; url: string; dir: string }> {
-  const server = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", ...env } });
+  const server = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", ...env } });
   const serving = await server.waitForLog("agentowl serving");
   expect(serving.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   return { server, url: serving.http as string, dir };
@@ -99,7 +99,7 @@ describe("agentowl serve", () => {
 
   test("a second serve on the same data dir exits 4 with one line: the dir is in use", async () => {
     const { server, dir } = await serve();
-    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" } });
+    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" } });
     expect(await second.exit(10_000)).toBe(4);
     expect(second.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(second.stderr).toContain("in use");
@@ -110,7 +110,7 @@ describe("agentowl serve", () => {
 
   test("a port held by another process is refused with one line, exit 1, never shared", async () => {
     const { server, url } = await serve();
-    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: new URL(url).host } });
+    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: new URL(url).host, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" } });
     expect(await second.exit(10_000)).toBe(1);
     expect(second.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(second.stderr).toContain("EADDRINUSE");
@@ -151,7 +151,7 @@ describe("agentowl serve", () => {
     const url = `http://127.0.0.1:${freePort()}`;
     const server = startAgentowl(["serve"], {
       cwd: root,
-      env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: url.slice("http://".length), AGENTOWL_LOG_LEVEL: "warn" },
+      env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: url.slice("http://".length), AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" },
     });
     await waitUntil("/healthz to answer", () =>
       fetch(`${url}/healthz`).then(
@@ -189,7 +189,7 @@ describe("graceful stop (in process)", () => {
     const lines: Record<string, unknown>[] = [];
     const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => lines.push(JSON.parse(line)) });
     const config = loadConfig({
-      env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SHUTDOWN_TIMEOUT: shutdownTimeout },
+      env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_SHUTDOWN_TIMEOUT: shutdownTimeout },
       cwd: dir,
     });
     const app = await startApp({ config, log, handlers: new Map([["test.slow", handler]]) });

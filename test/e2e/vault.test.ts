@@ -22,7 +22,7 @@ let app: App;
 const call = apiCaller(() => app.url, BOOTSTRAP);
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
   const redactor = new Redactor();
   app = await startApp({ config, redactor, log: createLogger({ level: "debug", redactor, sink: (l) => logLines.push(l) }) });
   for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
@@ -103,7 +103,7 @@ describe("agentowl vault", () => {
 describe("rotation reminders", () => {
   test("at start, a secret past its rotation period is named in the log and on the outbox", async () => {
     const dir = join(root, "reminders");
-    const env = { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" };
+    const env = { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" };
     const first = await startApp({ config: loadConfig({ env, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
     await first.vault.set("beta/short-lived", "short-lived-secret-value", { actor: "test", rotationPeriodMs: 1 });
     await first.stop();
@@ -112,6 +112,8 @@ describe("rotation reminders", () => {
     try {
       await until("the reminder", () => lines.some((l) => l.includes("secret rotation overdue")));
       expect(JSON.parse(lines.find((l) => l.includes("secret rotation overdue"))!)).toMatchObject({ level: "warn", tenant: "beta", scope: "beta/short-lived", version: 1 });
+      // The log line comes just before the outbox entry commits.
+      await until("the outbox entry", async () => (await second.storage.outbox.read(0, 100)).some((e) => e.topic === "secret.rotation_due"));
       const events = await second.storage.outbox.read(0, 100);
       expect(events.find((e) => e.topic === "secret.rotation_due")).toMatchObject({ tenant: "beta", payload: { name: "short-lived", overdue: true } });
     } finally {
@@ -163,7 +165,7 @@ describe("the master key as a systemd credential", () => {
     process.env.CREDENTIALS_DIRECTORY = credDir;
     let other: App | null = null;
     try {
-      other = await startApp({ config: loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "cred-data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0" }, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
+      other = await startApp({ config: loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "cred-data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" }, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
       expect(other.vault.masterKeyId).toBe(expected);
       await expect(other.vault.rotateMaster({ actor: "test" })).rejects.toThrow("systemd credential");
       expect(existsSync(join(root, "cred-data", "master.key"))).toBe(false);

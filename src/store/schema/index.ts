@@ -4,3 +4,4 @@ export * from "./control.ts";
 export * from "./events.ts";
 export * from "./queue.ts";
 export * from "./vault.ts";
+export * from "./mail.ts";

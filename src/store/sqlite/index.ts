@@ -9,6 +9,7 @@ import { SqliteCommitter } from "./committer.ts";
 import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
+import { SqliteMail } from "./mail.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
 import { SqliteResources } from "./resources.ts";
@@ -35,6 +36,7 @@ export class SqliteStorage implements Storage {
   readonly events: SqliteEvents;
   readonly audit: SqliteAudit;
   readonly approvals: SqliteApprovals;
+  readonly mail: SqliteMail;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -55,6 +57,7 @@ export class SqliteStorage implements Storage {
     this.tokens = new SqliteTokens(db, this.committer, this.audit);
     this.events = new SqliteEvents(db);
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
+    this.mail = new SqliteMail(db);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -99,6 +102,7 @@ export { SqliteCommitter, type SqliteTx } from "./committer.ts";
 export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./approvals.ts";
 export { type AuditQuery, type NewAuditEntry, SqliteAudit, type VerifyReport } from "./audit.ts";
 export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
+export { type AcceptedMail, type MailRecipient, type MailRow, SqliteMail } from "./mail.ts";
 export { SqliteOutbox } from "./outbox.ts";
 export { SqliteQueue } from "./queue.ts";
 export { SqliteResources } from "./resources.ts";

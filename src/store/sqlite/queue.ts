@@ -225,9 +225,9 @@ export class SqliteQueue implements JobQueue {
     );
   }
 
-  recoverExpired(): Promise<number> {
+  recoverExpired(opts: { all?: boolean } = {}): Promise<number> {
     return this.committer.run((tx) => {
-      const expired = sql`${jobs.state} = 'leased' AND ${jobs.leaseExpiresAt} <= ${tx.now}`;
+      const expired = opts.all ? sql`${jobs.state} = 'leased'` : sql`${jobs.state} = 'leased' AND ${jobs.leaseExpiresAt} <= ${tx.now}`;
       // The worker died during its last attempt: nothing is left to try.
       const dead = this.db
         .update(jobs)

@@ -1,0 +1,207 @@
+/**
+ * `npm run bench -- smtp`: messages per second through the SMTP listener (accept, spool fsync,
+ * group commit, 250) at 50 concurrent sessions, with and without connection reuse, beside
+ * Postfix's smtp-sink (accepts and discards, no disk) driven by the same client in the same run.
+ *
+ * The appliance runs as `bun src/main.ts serve` in its own process; the client is this process.
+ * The greeting delay (smtp_greeting_delay, default 100 ms) is measured both at its default and at
+ * 0 ms, since it bounds one-message-per-connection throughput at about sessions / delay.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Subprocess, spawn } from "bun";
+
+const ROOT = join(import.meta.dir, "..");
+const BUN = join(ROOT, "node_modules/.bin/bun");
+const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
+const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
+const TOKEN = "bench-smtp-bootstrap-token-000000000";
+const MESSAGE = `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\nMessage-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/** A minimal pipelining-free SMTP client: reads one reply per command. */
+class Client {
+  private buf = "";
+  private wait: ((line: string) => void) | null = null;
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding("utf8");
+    socket.setNoDelay(true);
+    socket.on("data", (d: string) => {
+      this.buf += d;
+      for (;;) {
+        const m = /^(\d{3}) [^\r\n]*\r\n/m.exec(this.buf);
+        if (!m) return;
+        this.buf = this.buf.slice(m.index + m[0].length);
+        const w = this.wait;
+        this.wait = null;
+        w?.(m[0]);
+      }
+    });
+  }
+  static async open(port: number): Promise<Client> {
+    const s = connect({ host: "127.0.0.1", port });
+    await new Promise((r, j) => s.once("connect", r).once("error", j));
+    const c = new Client(s);
+    await c.line();
+    await c.cmd("EHLO bench.example.com");
+    return c;
+  }
+  private line(): Promise<string> {
+    return new Promise((r) => (this.wait = r));
+  }
+  cmd(c: string): Promise<string> {
+    const p = this.line();
+    this.socket.write(`${c}\r\n`);
+    return p;
+  }
+  async send(id: number): Promise<number> {
+    await this.cmd("MAIL FROM:<bench@example.com>");
+    await this.cmd("RCPT TO:<hello@beta.agentowl.lan>");
+    await this.cmd("DATA");
+    const t0 = performance.now();
+    const end = this.line();
+    this.socket.write(MESSAGE.replace("%ID%", String(id)));
+    const reply = await end;
+    if (!reply.startsWith("250")) throw new Error(`not accepted: ${reply}`);
+    return performance.now() - t0;
+  }
+  close(): void {
+    this.socket.end("QUIT\r\n");
+  }
+}
+
+interface Result {
+  perSec: number;
+  p50: number;
+  p99: number;
+}
+
+/** SESSIONS loops for SECONDS: each sends on one connection (reuse) or opens one per message. */
+async function load(port: number, reuse: boolean): Promise<Result> {
+  const latencies: number[] = [];
+  let n = 0;
+  const deadline = performance.now() + SECONDS * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      let c = reuse ? await Client.open(port) : null;
+      while (performance.now() < deadline) {
+        if (!reuse) c = await Client.open(port);
+        latencies.push(await c!.send(n++));
+        if (!reuse) c!.close();
+      }
+      if (reuse) c!.close();
+    }),
+  );
+  const ms = performance.now() - t0;
+  latencies.sort((a, b) => a - b);
+  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
+  return { perSec: Math.round((latencies.length * 1000) / ms), p50: q(0.5), p99: q(0.99) };
+}
+
+async function waitPort(port: number, proc: Subprocess): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host: "127.0.0.1", port });
+      s.once("connect", () => (s.destroy(), r(true))).once("error", () => r(false));
+    });
+    if (ok) return;
+    if (performance.now() - t0 > 20_000) throw new Error(`nothing listens on ${port}`);
+    await Bun.sleep(50);
+  }
+}
+
+async function agentowl(greetingDelay: string): Promise<{ port: number; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-smtp-"));
+  const [http, smtp] = [await freePort(), await freePort()];
+  const proc = spawn([BUN, join(ROOT, "src/main.ts"), "serve"], {
+    env: {
+      ...process.env,
+      AGENTOWL_DATA_DIR: dir,
+      AGENTOWL_HTTP_LISTEN: `127.0.0.1:${http}`,
+      AGENTOWL_SMTP_LISTEN: `127.0.0.1:${smtp}`,
+      AGENTOWL_BOOTSTRAP_TOKEN: TOKEN,
+      AGENTOWL_LOG_LEVEL: "warn",
+      AGENTOWL_SMTP_GREETING_DELAY: greetingDelay,
+      AGENTOWL_SMTP_RATE_PER_IP: "10000000",
+      AGENTOWL_SMTP_RATE_PER_TENANT: "10000000",
+      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
+      AGENTOWL_DNS_TIMEOUT: "50ms",
+    },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  await waitPort(http, proc);
+  const api = (path: string, body: unknown) =>
+    fetch(`http://127.0.0.1:${http}${path}`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  await api("/v1/tenants", { name: "beta" });
+  await api("/v1/tenants/beta/bindings", { name: "mail", type: "email", addresses: ["hello"] });
+  await waitPort(smtp, proc);
+  return {
+    port: smtp,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function smtpSink(): Promise<{ port: number; stop: () => Promise<void> } | null> {
+  const port = await freePort();
+  let proc: Subprocess;
+  try {
+    proc = spawn(["smtp-sink", "-u", "nobody", `127.0.0.1:${port}`, "1024"], { stdout: "ignore", stderr: "ignore" });
+  } catch {
+    return null;
+  }
+  try {
+    await waitPort(port, proc);
+  } catch {
+    return null;
+  }
+  return {
+    port,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    },
+  };
+}
+
+const fmt = (r: Result) => `${String(r.perSec).padStart(6)} msg/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`;
+
+export async function benchSmtp(): Promise<void> {
+  console.log(`${SESSIONS} sessions, ${SECONDS} s per run, ${MESSAGE.length} byte messages; latency = end of DATA to 250`);
+  const sink = await smtpSink();
+  const ref: Record<string, Result> = {};
+  if (sink) {
+    ref.reuse = await load(sink.port, true);
+    ref.fresh = await load(sink.port, false);
+    await sink.stop();
+    console.log(`smtp-sink (Postfix, no disk), reuse:        ${fmt(ref.reuse)}`);
+    console.log(`smtp-sink (Postfix, no disk), per message:  ${fmt(ref.fresh)}`);
+  } else console.log("smtp-sink not found (apt-get install postfix): no reference");
+  for (const delay of ["0ms", "100ms"]) {
+    const a = await agentowl(delay);
+    try {
+      const reuse = await load(a.port, true);
+      const fresh = await load(a.port, false);
+      const ratio = (r: Result, k: string) => (ref[k] ? `  = ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : "");
+      console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} reuse:        ${fmt(reuse)}${ratio(reuse, "reuse")}`);
+      console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} per message:  ${fmt(fresh)}${ratio(fresh, "fresh")}`);
+    } finally {
+      await a.stop();
+    }
+  }
+}

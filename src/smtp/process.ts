@@ -1,0 +1,139 @@
+import { hostname } from "node:os";
+import { newId } from "../core/ids.ts";
+import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { ENVELOPE_VERSION, type Envelope, type Span } from "../events/envelope.ts";
+import { type ParsedMail, parseMail } from "../mail/parse.ts";
+import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
+import type { BlobStore } from "../store/blobs.ts";
+import type { MailRecipient, MailRow, SqliteStorage } from "../store/index.ts";
+import type { Spool } from "./spool.ts";
+
+/**
+ * The `mail.process` job: the asynchronous half of the SMTP pipeline (SPEC §8). It reads the
+ * spooled message, parses it (mailparser) and checks its sender (SPF, DKIM, DMARC, ARC) at the
+ * same time, then normalizes it into one `email.received` envelope per tenant it was addressed
+ * to, and commits the events together with the message's new state.
+ *
+ * It is safe to run twice (a worker killed after the commit, before its ack): a message that is
+ * no longer `queued` is done, and the events are keyed by Message-ID per tenant and binding.
+ */
+
+export interface MailProcessorDeps {
+  storage: SqliteStorage;
+  spool: Spool;
+  blobs: BlobStore;
+  resolver: (name: string, rrtype: string) => Promise<unknown>;
+  metrics: Metrics;
+  /** Our name in Authentication-Results. */
+  mta?: string;
+}
+
+async function timed<T>(metrics: Metrics, stage: string, work: () => Promise<T>, outcomeOf: (v: T) => string): Promise<{ value: T; span: Span }> {
+  const start = new Date().toISOString();
+  const t0 = performance.now();
+  const value = await work();
+  const ms = performance.now() - t0;
+  const outcome = outcomeOf(value);
+  metrics.smtpStages.inc({ stage, outcome });
+  metrics.smtpStageSeconds.observe({ stage }, ms / 1000);
+  return { value, span: { name: stage === "parse" ? "mime.parse" : "sender.auth", start, duration_ms: Math.round(ms * 1000) / 1000, outcome: outcome === "ok" ? "ok" : "error", ...(outcome === "ok" ? {} : { detail: outcome }) } };
+}
+
+export function mailProcessor(deps: MailProcessorDeps): JobHandler {
+  const mta = deps.mta ?? hostname();
+  return async (job) => {
+    const id = (job.payload as { id?: unknown }).id;
+    if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
+    const row = deps.storage.mail.get(id);
+    if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
+    if (row.state !== "queued") return;
+    const raw = deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
+    if (!raw) {
+      await deps.storage.committer.run((tx) => deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }));
+      throw new PermanentJobError(`message ${id}: spool segment ${row.spoolSegment} is gone`);
+    }
+
+    const [parsed, auth] = await Promise.all([
+      timed(deps.metrics, "parse", () => parseMail(raw, { blobs: deps.blobs }), (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok")),
+      timed(
+        deps.metrics,
+        "auth",
+        () => verifySender({ raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta }, { resolver: deps.resolver }),
+        (a) => (a.spf === "temperror" || a.dkim === "temperror" || a.dmarc === "temperror" ? "temperror" : "ok"),
+      ),
+    ]);
+
+    const normalizeStarted = performance.now();
+    const envelopes = normalize(row, parsed.value, auth.value);
+    const normalizeSpan: Span = { name: "normalize", start: new Date().toISOString(), duration_ms: Math.round((performance.now() - normalizeStarted) * 1000) / 1000, outcome: "ok", detail: `${envelopes.length} event(s)` };
+    deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
+    deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
+    const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];
+
+    await deps.storage.committer.run((tx) => {
+      const ids = envelopes.map((e) => deps.storage.events.insertTx(tx, e, trace).id);
+      deps.storage.mail.finishTx(tx, id, { events: ids });
+    });
+  };
+}
+
+/**
+ * One `email.received` envelope per tenant (SPEC §9): the recipients of one tenant share an
+ * event, whose `agent` is the first of them and `data.agents` all of them, in RCPT order. Each
+ * tenant's event carries only its own recipients, so tenants learn nothing of one another.
+ */
+export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult): Envelope[] {
+  const byTenant = new Map<string, MailRecipient[]>();
+  for (const r of row.recipients as MailRecipient[]) {
+    const list = byTenant.get(r.tenant) ?? [];
+    list.push(r);
+    byTenant.set(r.tenant, list);
+  }
+  const receivedAt = new Date(row.receivedAt).toISOString();
+  return [...byTenant.entries()].map(([tenant, rcpts]) => {
+    const first = rcpts[0]!;
+    return {
+      id: newId("evt", row.receivedAt),
+      version: ENVELOPE_VERSION,
+      type: "email.received",
+      tenant,
+      agent: first.agent,
+      channel: "email",
+      source: {
+        binding: first.binding,
+        remote_ip: row.remoteIp,
+        helo: row.helo,
+        queue_id: row.id,
+        mail_from: row.mailFrom,
+        rcpt_to: rcpts.map((r) => r.address),
+        tls: row.tls,
+      },
+      received_at: receivedAt,
+      trace_id: `T-${row.id.slice(4)}`,
+      idempotency_key: mail.message_id,
+      data: {
+        from: mail.from,
+        sender: mail.sender,
+        reply_to: mail.reply_to,
+        to: mail.to,
+        cc: mail.cc,
+        subject: mail.subject,
+        date: mail.date,
+        message_id: mail.message_id,
+        in_reply_to: mail.in_reply_to,
+        references: mail.references,
+        agents: [...new Set(rcpts.map((r) => r.agent))],
+        tags: [...new Set(rcpts.flatMap((r) => (r.tag ? [r.tag] : [])))],
+        text: mail.text,
+        html: mail.html,
+        attachments: mail.attachments,
+        headers: mail.headers,
+        size: row.size,
+        auth: { spf: auth.spf, dkim: auth.dkim, dmarc: auth.dmarc, arc: auth.arc },
+        auth_details: auth.details,
+        parse_warnings: mail.parse_warnings,
+      },
+    } satisfies Envelope;
+  });
+}
