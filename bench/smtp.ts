@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- smtp`: messages per second through the SMTP listener (accept, spool fsync,
  * group commit, 250) at 50 concurrent sessions, with and without connection reuse, beside
- * Postfix's smtp-sink (accepts and discards, no disk) driven by the same client in the same run.
+ * smtp-server on its own (accepts and discards) and Postfix's smtp-sink (the same, in C), driven
+ * by the same client in the same run. Neither reference touches the disk.
  *
  * The appliance runs as `bun src/main.ts serve` in its own process; the client is this process.
  * The greeting delay (smtp_greeting_delay, default 100 ms) is measured both at its default and at
@@ -12,6 +13,7 @@ import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
+import { startDnsServer } from "../test/helpers/dns-server.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -121,7 +123,10 @@ async function waitPort(port: number, proc: Subprocess): Promise<void> {
   }
 }
 
-async function agentowl(greetingDelay: string): Promise<{ port: number; stop: () => Promise<void> }> {
+/** A LAN resolver stand-in: answers every sender-auth question (NXDOMAIN, cached like any answer). */
+let dnsServers = "";
+
+async function agentowl(greetingDelay: string): Promise<{ port: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-smtp-"));
   const [http, smtp] = [await freePort(), await freePort()];
   const proc = spawn([BUN, join(ROOT, "src/main.ts"), "serve"], {
@@ -135,8 +140,7 @@ async function agentowl(greetingDelay: string): Promise<{ port: number; stop: ()
       AGENTOWL_SMTP_GREETING_DELAY: greetingDelay,
       AGENTOWL_SMTP_RATE_PER_IP: "10000000",
       AGENTOWL_SMTP_RATE_PER_TENANT: "10000000",
-      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
-      AGENTOWL_DNS_TIMEOUT: "50ms",
+      AGENTOWL_DNS_SERVERS: dnsServers,
     },
     stdout: "ignore",
     stderr: "inherit",
@@ -149,10 +153,33 @@ async function agentowl(greetingDelay: string): Promise<{ port: number; stop: ()
   await waitPort(smtp, proc);
   return {
     port: smtp,
+    /** Seconds until the mail.process backlog is empty (every accepted message is an event). */
+    drain: async () => {
+      const t0 = performance.now();
+      for (;;) {
+        const text = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();
+        const waiting = ["available", "leased", "scheduled"].reduce((n, st) => n + Number(new RegExp(`agentowl_queue_jobs\\{state="${st}"\\} (\\d+)`).exec(text)?.[1] ?? 0), 0);
+        if (waiting === 0) return (performance.now() - t0) / 1000;
+        await Bun.sleep(100);
+      }
+    },
     stop: async () => {
       proc.kill("SIGTERM");
       await proc.exited;
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function bareSmtpServer(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-server-bare.ts"), String(port)], { stdout: "ignore", stderr: "inherit" });
+  await waitPort(port, proc);
+  return {
+    port,
+    stop: async () => {
+      proc.kill("SIGTERM");
+      await proc.exited;
     },
   };
 }
@@ -183,6 +210,9 @@ const fmt = (r: Result) => `${String(r.perSec).padStart(6)} msg/s  p50 ${r.p50.t
 
 export async function benchSmtp(): Promise<void> {
   console.log(`${SESSIONS} sessions, ${SECONDS} s per run, ${MESSAGE.length} byte messages; latency = end of DATA to 250`);
+  console.log("agentowl also parses, authenticates and stores each message as an event meanwhile (the mail.process job, same process)");
+  const dns = await startDnsServer({});
+  dnsServers = dns.servers.join(",");
   const sink = await smtpSink();
   const ref: Record<string, Result> = {};
   if (sink) {
@@ -192,16 +222,25 @@ export async function benchSmtp(): Promise<void> {
     console.log(`smtp-sink (Postfix, no disk), reuse:        ${fmt(ref.reuse)}`);
     console.log(`smtp-sink (Postfix, no disk), per message:  ${fmt(ref.fresh)}`);
   } else console.log("smtp-sink not found (apt-get install postfix): no reference");
+  const bare = await bareSmtpServer();
+  const lib = { reuse: await load(bare.port, true), fresh: await load(bare.port, false) };
+  await bare.stop();
+  console.log(`smtp-server alone (100 ms greeting, no disk), reuse:        ${fmt(lib.reuse)}`);
+  console.log(`smtp-server alone (100 ms greeting, no disk), per message:  ${fmt(lib.fresh)}`);
   for (const delay of ["0ms", "100ms"]) {
     const a = await agentowl(delay);
     try {
       const reuse = await load(a.port, true);
+      const backlog = await a.drain();
       const fresh = await load(a.port, false);
-      const ratio = (r: Result, k: string) => (ref[k] ? `  = ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : "");
+      const backlog2 = await a.drain();
+      const ratio = (r: Result, k: "reuse" | "fresh") => `  = ${(r.perSec / lib[k].perSec).toFixed(2)}x smtp-server alone${ref[k] ? `, ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : ""}`;
       console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} reuse:        ${fmt(reuse)}${ratio(reuse, "reuse")}`);
       console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} per message:  ${fmt(fresh)}${ratio(fresh, "fresh")}`);
+      console.log(`  processing backlog left after each run: ${backlog.toFixed(1)} s, ${backlog2.toFixed(1)} s to drain`);
     } finally {
       await a.stop();
     }
   }
+  await dns.close();
 }

@@ -7,7 +7,12 @@ export interface JobContext {
   log: Logger;
 }
 
-export type JobHandler = (job: Job, ctx: JobContext) => Promise<void>;
+/**
+ * A handler resolves when its job is done; the runner then acks it. A handler that acked the job
+ * itself, inside the transaction that committed its work (`tx.ack(job)`: one commit instead of
+ * two, and no window where the work is done but the job still looks pending), says "acked".
+ */
+export type JobHandler = (job: Job, ctx: JobContext) => Promise<void | "acked">;
 
 /** Thrown by a handler whose job can never succeed: dead-letter it without retrying. */
 export class PermanentJobError extends Error {
@@ -117,8 +122,8 @@ export class JobRunner {
     const started = performance.now();
     let outcome: "done" | "retry" | "dead" | "lost";
     try {
-      await handler(job, { signal: this.abort.signal, log });
-      outcome = (await this.opts.queue.ack(job)) ? "done" : "lost";
+      const result = await handler(job, { signal: this.abort.signal, log });
+      outcome = result === "acked" || (await this.opts.queue.ack(job)) ? "done" : "lost";
     } catch (e) {
       const err = e as Error;
       try {

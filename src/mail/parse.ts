@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import addressparser from "nodemailer/lib/addressparser";
 import type { BlobStore } from "../store/blobs.ts";
 
@@ -366,6 +367,11 @@ export class BodyParser {
 
   constructor(private readonly workerUrl: string = WORKER_URL) {}
 
+  /** Messages waiting or being parsed here. */
+  get load(): number {
+    return this.queue.length + (this.current ? 1 : 0);
+  }
+
   parse(request: BodyRequest, timeoutMs: number): Promise<ParsedBody> {
     return new Promise((resolve, reject) => {
       this.queue.push({ id: ++this.lastId, request, timeoutMs, resolve, reject });
@@ -417,4 +423,12 @@ export class BodyParser {
   }
 }
 
-const bodyParser = new BodyParser();
+/**
+ * One parser per core (at most 4): the job runner works on many messages at once, and a single
+ * worker measured as the pipeline's bottleneck (about 600 messages/s on 2 cores). Each message
+ * goes to the least busy one; a crash still costs only the message it was parsing.
+ */
+const parsers = Array.from({ length: Math.max(1, Math.min(4, availableParallelism())) }, () => new BodyParser());
+const bodyParser = {
+  parse: (request: BodyRequest, timeoutMs: number) => parsers.reduce((a, b) => (b.load < a.load ? b : a)).parse(request, timeoutMs),
+};

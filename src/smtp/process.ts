@@ -47,7 +47,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
     const row = deps.storage.mail.get(id);
     if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
-    if (row.state !== "queued") return;
+    if (row.state !== "queued") return;  // done by an earlier run whose ack was lost
     const raw = deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
     if (!raw) {
       await deps.storage.committer.run((tx) => deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }));
@@ -71,10 +71,14 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
     const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];
 
-    await deps.storage.committer.run((tx) => {
+    // The events, the message's new state and the job's ack commit together.
+    const acked = await deps.storage.committer.run((tx) => {
       const ids = envelopes.map((e) => deps.storage.events.insertTx(tx, e, trace).id);
       deps.storage.mail.finishTx(tx, id, { events: ids });
+      return tx.ack(job);
     });
+    // A lease that expired meanwhile: the events are in, and the job's next run finds them done.
+    return acked ? "acked" : undefined;
   };
 }
 

@@ -14,7 +14,9 @@ import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
+import { runAgentowl } from "../helpers/process.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 import { until } from "../helpers/storage.ts";
 
@@ -107,6 +109,17 @@ describe("session", () => {
     smtp.close();
   });
 
+  test("HELO works too; RSET ends the transaction", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    expect((await smtp.command("HELO old.example.com")).code).toBe(250);
+    expect((await smtp.command("MAIL FROM:<a@example.com>")).code).toBe(250);
+    expect((await smtp.command(`RCPT TO:<${at("hello", "beta")}>`)).code).toBe(250);
+    expect((await smtp.command("RSET")).code).toBe(250);
+    expect((await smtp.command("DATA")).code).toBe(503);
+    expect((await smtp.command(`RCPT TO:<${at("hello", "beta")}>`)).code).toBe(503);
+    smtp.close();
+  });
+
   test("a message to a known agent is spooled and committed before 250 2.0.0 queued as <id>, then becomes an event", async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO client.example.com");
@@ -135,6 +148,9 @@ describe("session", () => {
     expect(event!.trace.map((s: { name: string }) => s.name)).toEqual(["smtp.data", "spool.write", "ingress.commit", "mime.parse", "sender.auth", "normalize"]);
     const listed = await call("GET", "/v1/events?tenant=beta&type=email.received");
     expect(listed.body.items.map((e: { id: string }) => e.id)).toContain(event!.id);
+    const shown = await runAgentowl(["events", "show", event!.id, "--json"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id: event!.id, data: { subject: "Invoice 42" } });
     await smtp.command("QUIT");
     smtp.close();
   });
@@ -338,8 +354,8 @@ describe("limits", () => {
     }
   });
 
-  test("connections per IP: one more is 421 4.7.0; the greeting waits smtp_greeting_delay and an early talker is refused", async () => {
-    const strict = await start("strict", { AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "2", AGENTOWL_SMTP_GREETING_DELAY: "300ms" });
+  test("connections per IP: one more is 421 4.7.0; the greeting waits smtp_greeting_delay; an early talker and an idle client are refused", async () => {
+    const strict = await start("strict", { AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "2", AGENTOWL_SMTP_GREETING_DELAY: "300ms", AGENTOWL_SMTP_IDLE_TIMEOUT: "1s" });
     try {
       const t0 = performance.now();
       const a = await SmtpDialogue.open(strict.smtp.port);
@@ -355,6 +371,13 @@ describe("limits", () => {
       const replies = [await early.smtp.reply(), await early.smtp.reply().catch(() => null)];
       expect(replies.some((r) => r?.code === 421 && r.raw.includes("talk too soon"))).toBe(true);
       early.smtp.close();
+      // A client that goes quiet is told so and disconnected after smtp_idle_timeout.
+      const idle = await SmtpDialogue.open(strict.smtp.port);
+      await idle.smtp.command("EHLO x");
+      const t1 = performance.now();
+      expect((await idle.smtp.reply(5000)).raw).toMatch(/^421 /);
+      expect(await idle.smtp.closedByServer()).toBe(true);
+      expect(performance.now() - t1).toBeGreaterThanOrEqual(900);
     } finally {
       await strict.stop();
     }
@@ -410,6 +433,34 @@ describe("limits", () => {
     } finally {
       await ro.stop();
       unmount();
+    }
+  });
+});
+
+describe("sender authentication", () => {
+  const signed = join(CORPUS, "dkim", "rfc8463", "signed.eml");
+  test.skipIf(!Bun.file(signed).size)("a DKIM-signed message over SMTP: dkim and dmarc pass, SPF softfail from an unlisted address, with DNS from a server on 127.0.0.1", async () => {
+    const zone = JSON.parse(readFileSync(join(CORPUS, "dkim", "rfc8463", "dns.json"), "utf8")) as DnsZone;
+    zone["_dmarc.football.example.com"] = { TXT: ["v=DMARC1; p=reject"] };
+    const dns = await startDnsServer(zone);
+    const authed = await start("dkim", { AGENTOWL_DNS_SERVERS: dns.servers.join(","), AGENTOWL_DNS_TIMEOUT: "2s" });
+    try {
+      await seed(authed);
+      const { smtp } = await SmtpDialogue.open(authed.smtp.port);
+      await smtp.command("EHLO mail.football.example.com");
+      const r = await smtp.sendMail("joe@football.example.com", [at("hello", "beta")], readFileSync(signed, "utf8"));
+      expect(r.end!.code).toBe(250);
+      smtp.close();
+      const [event] = await eventsOf(queueIdOf(r.end!.raw)!, authed);
+      expect(event!.data.auth).toEqual({ spf: "softfail", dkim: "pass", dmarc: "pass", arc: "none" });
+      expect(event!.data.auth_details.dkim.map((d: { selector: string; result: string }) => [d.selector, d.result])).toEqual([
+        ["brisbane", "pass"],
+        ["test", "pass"],
+      ]);
+      expect(dns.queries.some((q) => q.name === "brisbane._domainkey.football.example.com" && q.type === "TXT")).toBe(true);
+    } finally {
+      await authed.stop();
+      await dns.close();
     }
   });
 });

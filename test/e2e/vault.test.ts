@@ -7,6 +7,7 @@ import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { CREDENTIAL_NAME, generateMasterKey, loadMasterKey } from "../../src/vault/crypto.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { SmtpDialogue } from "../helpers/smtp.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { until } from "../helpers/storage.ts";
 
@@ -139,12 +140,23 @@ describe("agentowl vault rotate-master", () => {
 });
 
 describe("no secret in plaintext anywhere", () => {
-  test("after the traffic above, no value is in the log, the database file, the WAL or any file of the data dir", async () => {
+  test("after the traffic above, no value is in the log, the database file, the WAL, the spool or any file of the data dir", async () => {
     // The values the tests above set, rotated, leased and applied, through the running server.
     const planted = [SECRET, ROTATED, CLI_SECRET, `${CLI_SECRET}-next`, "short-lived-secret-value"];
-    // Every file under the test root: both data dirs (the reminders test has its own), WAL included.
+    // Mail through the SMTP pipeline too, so that the spool and the blob store hold something.
+    expect((await call("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["ops"] } })).status).toBe(201);
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO vault-test");
+    const sent = await smtp.sendMail("ops@example.com", ["ops@beta.agentowl.lan"], "Subject: rotate crm-signing\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplease rotate\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=notes.bin\r\n\r\nnotes\r\n--b--\r\n");
+    smtp.close();
+    const queued = /queued as (msg_\w+)/.exec(sent.end!.raw)![1]!;
+    await until("the mail processed", () => app.storage.mail.get(queued)?.state === "processed");
+    // Every file under the test root: both data dirs (the reminders test has its own), WAL,
+    // spool segments and attachment blobs included.
     const files = [...new Bun.Glob("**/*").scanSync({ cwd: root, onlyFiles: true })];
     expect(files.some((f) => f.endsWith("agentowl.db-wal"))).toBe(true);
+    expect(files.some((f) => /spool\/[^/]+\.spool$/.test(f))).toBe(true);
+    expect(files.some((f) => /blobs\/sha256\//.test(f))).toBe(true);
     let scanned = 0;
     for (const f of files) {
       const bytes = await Bun.file(join(root, f)).bytes();

@@ -75,15 +75,23 @@ export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
     send(response);
   };
 
-  const udp = new UDPServer(handle("udp") as any);
-  await udp.listen(0, "127.0.0.1");
-  const port = udp.address().port;
-  // Same port number over TCP, where a client goes when the UDP answer was truncated.
-  const tcp = new TCPServer(handle("tcp") as any);
-  await new Promise<void>((resolve, reject) => {
-    tcp.once("error", reject);
-    tcp.listen(port, "127.0.0.1", () => resolve());
-  });
+  // The same port number over UDP and TCP (where a client goes when the UDP answer was
+  // truncated). The UDP port the system picked may be taken over TCP: then pick again.
+  let udp: any;
+  let tcp: any;
+  let port = 0;
+  for (let tries = 0; ; tries++) {
+    udp = new UDPServer(handle("udp") as any);
+    await udp.listen(0, "127.0.0.1");
+    port = udp.address().port;
+    tcp = new TCPServer(handle("tcp") as any);
+    const bound = await new Promise<boolean>((resolve, reject) => {
+      tcp.once("error", (e: NodeJS.ErrnoException) => (e.code === "EADDRINUSE" && tries < 20 ? resolve(false) : reject(e)));
+      tcp.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (bound) break;
+    udp.close();
+  }
 
   return {
     servers: [`127.0.0.1:${port}`],
