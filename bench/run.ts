@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   audit: async () => (await import("./audit.ts")).benchAudit(),
   policy: async () => (await import("./policy.ts")).benchPolicy(),
   smtp: async () => (await import("./smtp.ts")).benchSmtp(),
+  http: async () => (await import("./http.ts")).benchHttp(),
 };
 
 const names = process.argv.slice(2);

@@ -8,6 +8,7 @@ import { Metrics } from "./core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { seedBootstrapToken } from "./api/auth.ts";
 import { v1Api } from "./api/v1.ts";
+import { ingressRoutes } from "./ingress/http.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { createDnsResolver } from "./mail/dns.ts";
@@ -200,7 +201,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, logTap: opts.logTap ?? null }));
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, logTap: opts.logTap ?? null }))
+    .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }) }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });

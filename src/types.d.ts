@@ -15,3 +15,6 @@ declare module "smtp-server/lib/smtp-connection.js" {
     _setListeners(callback: () => void): void;
   }
 }
+
+/** The HTTP benchmark's load generator (bench/http.ts) ships no types. */
+declare module "autocannon";

@@ -41,6 +41,8 @@ export interface Config {
     readonly ratePerTenant: number;
   };
   readonly spoolRetentionMs: number;
+  readonly ingressRatePerBinding: number;
+  readonly ingressQueueHighWater: number;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
   readonly commitWindowMs: number;
@@ -199,6 +201,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       ratePerTenant: settings.smtp_rate_per_tenant,
     }),
     spoolRetentionMs: ms("spool_retention"),
+    ingressRatePerBinding: settings.ingress_rate_per_binding,
+    ingressQueueHighWater: settings.ingress_queue_high_water,
     logLevel: settings.log_level,
     shutdownTimeoutMs: ms("shutdown_timeout"),
     commitWindowMs: ms("commit_window"),

@@ -159,6 +159,16 @@ export const settingsSchema = Type.Object(
       hint: "a duration such as 7d or 30d",
       description: "Raw messages stay in the spool this long after they arrive (the events, their parsed content and attachments stay).",
     }),
+    ingress_rate_per_binding: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 6000 }), {
+      env: "AGENTOWL_INGRESS_RATE_PER_BINDING",
+      hint: "requests per minute",
+      description: "Webhook and Telnyx requests one binding may take per minute unless it says rate_per_minute; past it: 429 with Retry-After.",
+    }),
+    ingress_queue_high_water: setting(Type.Integer({ minimum: 1, maximum: 100_000_000, default: 100_000 }), {
+      env: "AGENTOWL_INGRESS_QUEUE_HIGH_WATER",
+      hint: "a number of jobs",
+      description: "When this many jobs wait in the queue, HTTP ingress answers 503 with Retry-After instead of taking more.",
+    }),
     log_level: setting(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: "info" }), {
       env: "AGENTOWL_LOG_LEVEL",
       hint: LOG_LEVELS.join(" | "),

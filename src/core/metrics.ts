@@ -77,6 +77,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** HTTP ingress (SPEC §7): every attempt, accepted or refused, by channel and outcome. */
+  readonly ingressRequests = new Counter({
+    name: "agentowl_ingress_requests_total",
+    help: "Webhook and Telnyx requests, by channel (webhook, telnyx) and outcome (accepted, duplicate, or the refusal).",
+    labelNames: ["channel", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly ingressSeconds = new Histogram({
+    name: "agentowl_ingress_duration_seconds",
+    help: "Time from a webhook's arrival to its answer, by channel.",
+    labelNames: ["channel"] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
+
   constructor() {
     new Gauge({
       name: "process_resident_memory_bytes",

@@ -69,6 +69,10 @@ export const BindingSpec = Type.Object(
       ),
     ),
     max_body_bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 })),
+    /** webhook and telnyx: requests per minute before 429 (default: the ingress_rate_per_binding setting). */
+    rate_per_minute: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
+    /** webhook: refuse a body that is not JSON with 415. */
+    require_json: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

@@ -346,6 +346,8 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   const need = (pointer: string, message: string) => out.push({ pointer, message });
   if (b.type !== "email" && b.addresses) need("/addresses", "only email bindings take addresses");
   if (b.type !== "telnyx" && b.numbers) need("/numbers", "only telnyx bindings take numbers");
+  if (b.type !== "webhook" && b.require_json !== undefined) need("/require_json", "only webhook bindings take require_json");
+  if (b.type === "email" && (b.rate_per_minute !== undefined || b.max_body_bytes !== undefined)) need("", "email bindings take neither rate_per_minute nor max_body_bytes (see the smtp_* settings)");
   const v = b.verify;
   if (b.type === "email") {
     if (!b.addresses) need("", "an email binding needs addresses: the agents it takes mail for, e.g. [hello]");

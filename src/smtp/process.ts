@@ -2,6 +2,7 @@ import { hostname } from "node:os";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { EVENT_RECEIVED } from "../ingress/http.ts";
 import { ENVELOPE_VERSION, type Envelope, type Span } from "../events/envelope.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
@@ -73,7 +74,12 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
 
     // The events, the message's new state and the job's ack commit together.
     const acked = await deps.storage.committer.run((tx) => {
-      const ids = envelopes.map((e) => deps.storage.events.insertTx(tx, e, trace).id);
+      const ids = envelopes.map((e) => {
+        const r = deps.storage.events.insertTx(tx, e, trace);
+        // The hand-off to routing, as for every ingress (src/ingress/http.ts).
+        if (r.created) tx.emit({ topic: EVENT_RECEIVED, tenant: e.tenant, payload: { id: r.id } });
+        return r.id;
+      });
       deps.storage.mail.finishTx(tx, id, { events: ids });
       return tx.ack(job);
     });

@@ -57,6 +57,16 @@ export class Vault {
     private readonly keyFile: string | null = null,
   ) {}
 
+  private changes = 0;
+
+  /**
+   * Bumped whenever a secret's values change (set, rotate). A consumer that keeps leased values
+   * for a while (the ingress verifiers) drops them when this moves, so a rotation is seen at once.
+   */
+  get generation(): number {
+    return this.changes;
+  }
+
   private keyFor(id: string): MasterKey {
     const key = this.ring.byId.get(id);
     if (!key) throw new AppError("internal", "a vault secret is sealed with a master key this process does not have");
@@ -96,6 +106,7 @@ export class Vault {
       this.storage.audit.appendTx(tx, { actor: opts.actor, tenant, action: "secret.set", target: `${tenant}/${name}`, details: { version: 1 } });
       this.write(tx, { tenant, name, version: 1 }, value, opts.actor, opts.rotationPeriodMs ?? null);
     });
+    this.changes++;
     return (await this.info(scope))!;
   }
 
@@ -117,6 +128,7 @@ export class Vault {
         .run();
       this.write(tx, { tenant, name, version }, value, opts.actor, current.rotationPeriodMs);
     });
+    this.changes++;
     return (await this.info(scope))!;
   }
 

@@ -1,0 +1,107 @@
+/**
+ * `npm run bench -- http`: verified and durably committed webhooks per second at 50 connections
+ * (autocannon, standard-webhooks signatures made per request by the load generator, a unique
+ * webhook-id each), beside a bare Bun.serve answering 202 with no work, hit by the same load
+ * generator in the same run. Both servers run in their own process.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import autocannon from "autocannon";
+import { type Subprocess, spawn } from "bun";
+import { Webhook } from "standardwebhooks";
+
+const ROOT = join(import.meta.dir, "..");
+const BUN = join(ROOT, "node_modules/.bin/bun");
+const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
+const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
+const TOKEN = "bench-http-bootstrap-token-00000000000";
+const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
+const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
+
+async function freePort(): Promise<number> {
+  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = s.port!;
+  await s.stop(true);
+  return port;
+}
+
+async function waitHttp(url: string, proc: Subprocess): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
+    if (await fetch(url).then(() => true, () => false)) return;
+    if (performance.now() - t0 > 20_000) throw new Error(`${url} not up`);
+    await Bun.sleep(50);
+  }
+}
+
+interface Result {
+  perSec: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+}
+
+function load(url: string, signed: boolean): Promise<Result> {
+  const wh = new Webhook(SECRET);
+  let n = 0;
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url,
+        connections: CONNECTIONS,
+        duration: SECONDS,
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: BODY,
+        requests: [
+          {
+            setupRequest: (req: any) => {
+              if (!signed) return req;
+              const id = `msg_bench_${process.pid}_${++n}`;
+              const at = new Date();
+              return { ...req, headers: { ...req.headers, "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": wh.sign(id, at, BODY) } };
+            },
+          },
+        ],
+      },
+      (err: Error | null, r: any) => (err ? reject(err) : resolve({ perSec: Math.round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx })),
+    );
+  });
+}
+
+export async function benchHttp(): Promise<void> {
+  console.log(`${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, autocannon in this process`);
+  const barePort = await freePort();
+  const bare = spawn([BUN, join(ROOT, "bench/peers/http-bare.ts"), String(barePort)], { stdout: "ignore", stderr: "inherit" });
+  await waitHttp(`http://127.0.0.1:${barePort}/`, bare);
+  const ref = await load(`http://127.0.0.1:${barePort}/ingress`, false);
+  bare.kill("SIGTERM");
+  await bare.exited;
+  console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms`);
+
+  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-http-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = spawn([BUN, join(ROOT, "src/main.ts"), "serve"], {
+    env: { ...process.env, AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: TOKEN, AGENTOWL_LOG_LEVEL: "warn", AGENTOWL_INGRESS_RATE_PER_BINDING: "10000000" },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  try {
+    await waitHttp(`${url}/healthz`, proc);
+    const api = (method: string, path: string, body: unknown) =>
+      fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    await api("POST", "/v1/tenants", { name: "beta" });
+    await api("PUT", "/v1/tenants/beta/secrets/hooks", { value: SECRET });
+    await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" } });
+    const ours = await load(`${url}/ingress/webhook/beta/hooks`, true);
+    if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
+    console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms)`);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

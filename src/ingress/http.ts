@@ -1,0 +1,382 @@
+import { Elysia } from "elysia";
+import type { Config } from "../config/index.ts";
+import { newId } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import { RateLimiter } from "../core/rate-limit.ts";
+import { AppError } from "../errors/index.ts";
+import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
+import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
+import type { SqliteStorage } from "../store/index.ts";
+import type { Vault } from "../vault/vault.ts";
+import { type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts";
+
+/**
+ * HTTP ingress (SPEC §7): signed webhooks from LAN systems at /ingress/webhook/:tenant/:binding
+ * and Telnyx messaging and voice webhooks at /ingress/telnyx. The order of the checks is the
+ * order of their cost, and nothing is written until the request has passed all of them:
+ *
+ *   binding exists (404) → body size (413) → rate (429) → backlog (503) → content type (415)
+ *   → signature over the raw bytes (401) → event + outbox entry in one group commit → 202
+ *
+ * A repeat of a delivery (its provider id, or Idempotency-Key) answers 200 with the first
+ * event's id and stores nothing (the events table is unique per tenant, binding and key, so
+ * concurrent duplicates race to exactly one event). The committed event carries an
+ * `event.received` outbox entry: the durable hand-off to routing, in the same transaction.
+ */
+
+export const EVENT_RECEIVED = "event.received";
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
+/** Leased secret values are kept this long at most (and dropped at once when the vault changes). */
+const SECRET_TTL_MS = 60_000;
+/** How often the queue's depth is sampled for the high-water check. */
+const BACKLOG_SAMPLE_MS = 500;
+/** Request headers never copied into an envelope: they carry credentials. */
+const PRIVATE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"]);
+const NAME = new RegExp(NAME_PATTERN);
+const notFound = () => new AppError("not_found", "not found");
+
+export interface IngressDeps {
+  config: Config;
+  storage: SqliteStorage;
+  vault: Vault;
+  metrics: Metrics;
+  log: Logger;
+  now?: () => number;
+}
+
+/** Secret values from vault leases, kept briefly: a lease per request would audit every request. */
+class LeasedSecrets {
+  private readonly cache = new Map<string, { values: string[]; until: number; generation: number }>();
+  private readonly pending = new Map<string, Promise<string[]>>();
+
+  constructor(
+    private readonly vault: Vault,
+    private readonly now: () => number,
+  ) {}
+
+  async values(ref: string, tenant: string, consumer: string): Promise<string[]> {
+    const scope = ref.slice("vault:".length);
+    const hit = this.cache.get(scope);
+    if (hit && hit.until > this.now() && hit.generation === this.vault.generation) return hit.values;
+    let p = this.pending.get(scope);
+    if (!p) {
+      p = (async () => {
+        const generation = this.vault.generation;
+        const lease = await this.vault.lease(scope, { forTenant: tenant, consumer });
+        const values = this.vault.redeem(lease.id);
+        this.cache.set(scope, { values, until: this.now() + SECRET_TTL_MS, generation });
+        return values;
+      })().finally(() => this.pending.delete(scope));
+      this.pending.set(scope, p);
+    }
+    return p;
+  }
+}
+
+/** The queue's depth, sampled in the background: the check must not cost a query per request. */
+class Backlog {
+  private depth = 0;
+  private sampledAt = 0;
+  private sampling = false;
+
+  constructor(
+    private readonly storage: SqliteStorage,
+    private readonly now: () => number,
+  ) {}
+
+  current(): number {
+    if (!this.sampling && this.now() - this.sampledAt > BACKLOG_SAMPLE_MS) {
+      this.sampling = true;
+      this.storage.queue
+        .depth()
+        .then((d) => (this.depth = d.available + d.scheduled))
+        .catch(() => {})
+        .finally(() => {
+          this.sampledAt = this.now();
+          this.sampling = false;
+        });
+    }
+    return this.depth;
+  }
+}
+
+/** The body's bytes, at most `limit` of them: 413 beyond, read no further. */
+async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+  const declared = Number(request.headers.get("content-length"));
+  if (declared > limit) throw new AppError("too_large", `the body may have at most ${limit} bytes`);
+  if (!request.body) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = request.body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        void reader.cancel().catch(() => {});
+        throw new AppError("too_large", `the body may have at most ${limit} bytes`);
+      }
+      chunks.push(value);
+    }
+  } catch (e) {
+    if (e instanceof AppError) throw e;
+    throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+}
+
+const isJsonType = (type: string | null) => !!type && /^application\/([\w.+-]+\+)?json\b/i.test(type.trim());
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The body as the envelope keeps it: byte-exact text when it is UTF-8, base64 when not, and parsed when JSON. */
+function bodyData(bytes: Uint8Array, contentType: string | null): Record<string, unknown> {
+  let text: string | null = null;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    // not UTF-8: binary
+  }
+  const out: Record<string, unknown> = { content_type: contentType, size: bytes.byteLength };
+  if (text === null) out.body_base64 = Buffer.from(bytes).toString("base64");
+  else out.body = text;
+  if (text !== null && isJsonType(contentType)) {
+    try {
+      out.json = JSON.parse(text);
+    } catch {
+      out.json = null;
+    }
+  }
+  return out;
+}
+
+function headersOf(request: Request, hidden: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  let size = 0;
+  request.headers.forEach((value, name) => {
+    if (PRIVATE_HEADERS.has(name) || name === hidden) return;
+    size += name.length + value.length;
+    if (size <= 16 * 1024) out[name] = value;
+  });
+  return out;
+}
+
+const span = (name: string, startedAt: number, t0: number, outcome: Span["outcome"] = "ok"): Span => ({
+  name,
+  start: new Date(startedAt).toISOString(),
+  duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
+  outcome,
+});
+
+export function ingressRoutes(deps: IngressDeps) {
+  const { storage, metrics, log, config } = deps;
+  const now = deps.now ?? Date.now;
+  const secrets = new LeasedSecrets(deps.vault, now);
+  const backlog = new Backlog(storage, now);
+  const limiters = new Map<number, RateLimiter>();
+  const limiterFor = (perMinute: number) => {
+    let l = limiters.get(perMinute);
+    if (!l) limiters.set(perMinute, (l = new RateLimiter(perMinute)));
+    return l;
+  };
+
+  /** A refusal: counted, logged with its reason (never a secret), and thrown as problem+json. */
+  const refuse = (channel: string, outcome: string, e: AppError, context: Record<string, unknown>): never => {
+    metrics.ingressRequests.inc({ channel, outcome });
+    log.warn("ingress refused", { channel, outcome, reason: e.detail, ...context });
+    throw e;
+  };
+
+  /** Rate, backlog: the checks every binding shares. */
+  const admit = (channel: string, binding: BindingSpec, key: string, context: Record<string, unknown>) => {
+    const limiter = limiterFor(binding.rate_per_minute ?? config.ingressRatePerBinding);
+    if (!limiter.take(key)) {
+      const wait = Math.max(1, Math.ceil(limiter.retryAfterMs(key) / 1000));
+      refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests for this binding", { retryAfter: wait }), context);
+    }
+    if (backlog.current() >= config.ingressQueueHighWater) {
+      refuse(channel, "backlog", new AppError("unavailable", "the appliance is catching up with its backlog", { retryAfter: 5 }), context);
+    }
+  };
+
+  /** Check a signature against every value of the binding's secret (the current one, and one in its grace period). */
+  const verify = async (tenant: string, binding: BindingSpec, headers: Headers, body: Uint8Array): Promise<VerifyResult> => {
+    const v = binding.verify!;
+    const base: VerifyConfig = { scheme: v.scheme, publicKey: v.public_key, header: v.header, encoding: v.encoding };
+    if (!v.secret) return verifyRequest(base, headers, body, now());
+    let last: VerifyResult = { ok: false, reason: "misconfigured", detail: "the binding's secret has no value" };
+    for (const secret of await secrets.values(v.secret, tenant, `ingress:${tenant}/${binding.name}`)) {
+      last = verifyRequest({ ...base, secret }, headers, body, now());
+      if (last.ok) return last;
+    }
+    return last;
+  };
+
+  /** Commit the event and its hand-off to routing; answer 202, or 200 with the first event's id for a repeat. */
+  const commit = async (channel: string, envelope: Envelope, trace: Span[], set: { status?: unknown }) => {
+    const t0 = performance.now();
+    const startedAt = now();
+    const result = await storage.committer.run((tx) => {
+      const r = storage.events.insertTx(tx, envelope, [...trace, span("ingress.commit", startedAt, t0)]);
+      if (r.created) tx.emit({ topic: EVENT_RECEIVED, tenant: envelope.tenant, payload: { id: r.id } });
+      return r;
+    });
+    metrics.ingressRequests.inc({ channel, outcome: result.created ? "accepted" : "duplicate" });
+    set.status = result.created ? 202 : 200;
+    return result.created ? { id: result.id } : { id: result.id, duplicate: true };
+  };
+
+  const envelope = (fields: Pick<Envelope, "type" | "tenant" | "channel" | "source" | "idempotency_key" | "data">, at: number): Envelope => {
+    const id = newId("evt", at);
+    return { id, version: ENVELOPE_VERSION, agent: null, received_at: new Date(at).toISOString(), trace_id: `T-${id.slice(4)}`, ...fields };
+  };
+
+  return new Elysia({ normalize: false })
+    .post(
+      "/ingress/webhook/:tenant/:binding",
+      async ({ request, params, server, set }) => {
+        const t0 = performance.now();
+        const at = now();
+        const { tenant, binding: name } = params;
+        const remote_ip = server?.requestIP(request)?.address ?? null;
+        const context = { tenant, binding: name, remote_ip };
+        try {
+          // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
+          const row = NAME.test(tenant) && NAME.test(name) ? await storage.resources.get({ tenant, kind: "bindings", name }) : null;
+          const binding = row?.spec as BindingSpec | undefined;
+          if (!binding || binding.type !== "webhook" || !binding.verify) return refuse("webhook", "not_found", notFound(), context);
+          const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
+            refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),
+          );
+          admit("webhook", binding, `${tenant}/${name}`, context);
+          const contentType = request.headers.get("content-type");
+          if (binding.require_json && !isJsonType(contentType)) {
+            refuse("webhook", "unsupported_media_type", new AppError("unsupported_media_type", "this binding takes JSON (Content-Type: application/json)"), context);
+          }
+          const verifyStarted = performance.now();
+          const verdict = await verify(tenant, binding, request.headers, body);
+          if (!verdict.ok) {
+            refuse("webhook", verdict.reason === "misconfigured" ? "misconfigured" : "unauthenticated", new AppError("unauthenticated", verdict.reason === "misconfigured" ? "the binding cannot verify requests; see the appliance's log" : "the request's signature does not verify"), {
+              ...context,
+              why: verdict.reason,
+              detail: verdict.detail,
+            });
+          }
+          const verifySpan = span("ingress.verify", at, verifyStarted);
+          const data = bodyData(body, contentType);
+          if (binding.require_json && data.json === null) refuse("webhook", "bad_request", new AppError("invalid_input", "the body is not valid JSON"), context);
+          const key = verdict.ok ? (verdict.deliveryId ?? request.headers.get("idempotency-key")) : null;
+          const event = envelope(
+            {
+              type: "webhook.received",
+              tenant,
+              channel: "webhook",
+              source: { binding: name, remote_ip: remote_ip ?? undefined, scheme: binding.verify.scheme, delivery_id: key, headers: headersOf(request, binding.verify.header?.toLowerCase()) },
+              idempotency_key: key ? key.slice(0, 200) : null,
+              data,
+            },
+            at,
+          );
+          return await commit("webhook", event, [verifySpan], set);
+        } finally {
+          metrics.ingressSeconds.observe({ channel: "webhook" }, (performance.now() - t0) / 1000);
+        }
+      },
+      { parse: "none" },
+    )
+    .post(
+      "/ingress/telnyx",
+      async ({ request, server, set }) => {
+        const t0 = performance.now();
+        const at = now();
+        const remote_ip = server?.requestIP(request)?.address ?? null;
+        const context: Record<string, unknown> = { remote_ip };
+        try {
+          const body = await readBody(request, DEFAULT_MAX_BODY_BYTES).catch((e: AppError) => refuse("telnyx", e.kind === "too_large" ? "too_large" : "bad_request", e, context));
+          // The number the message or call is for names the binding, whose key then verifies the
+          // whole body: nothing read before verification is trusted beyond choosing the key.
+          const parsed = parseTelnyx(body);
+          if (!parsed) return refuse("telnyx", "bad_request", new AppError("invalid_input", "not a Telnyx webhook (JSON with data.event_type and data.payload)"), context);
+          const owner = parsed.to.length ? await telnyxBinding(storage, parsed.to) : null;
+          if (!owner) return refuse("telnyx", "not_found", notFound(), { ...context, to: parsed.to });
+          const { tenant, binding } = owner;
+          Object.assign(context, { tenant, binding: binding.name });
+          admit("telnyx", binding, `${tenant}/${binding.name}`, context);
+          const verifyStarted = performance.now();
+          const verdict = await verify(tenant, binding, request.headers, body);
+          if (!verdict.ok) {
+            refuse("telnyx", "unauthenticated", new AppError("unauthenticated", "the request's signature does not verify"), { ...context, why: verdict.reason, detail: verdict.detail });
+          }
+          const type = TELNYX_TYPES[parsed.eventType];
+          if (!type) {
+            metrics.ingressRequests.inc({ channel: "telnyx", outcome: "ignored" });
+            return { ignored: parsed.eventType };
+          }
+          const p = parsed.payload;
+          const sms = type === "sms.received";
+          const event = envelope(
+            {
+              type,
+              tenant,
+              channel: sms ? "sms" : "voice",
+              source: { binding: binding.name, remote_ip: remote_ip ?? undefined, provider: "telnyx", event_id: parsed.id },
+              idempotency_key: parsed.id,
+              data: sms
+                ? { from: phone(p.from), to: parsed.to, text: typeof p.text === "string" ? p.text : "", media: Array.isArray(p.media) ? p.media : [], occurred_at: parsed.occurredAt, telnyx: p }
+                : { from: phone(p.from), to: parsed.to[0], call_control_id: p.call_control_id ?? null, call_session_id: p.call_session_id ?? null, direction: p.direction ?? null, state: p.state ?? null, hangup_cause: p.hangup_cause ?? null, occurred_at: parsed.occurredAt, telnyx: p },
+            },
+            at,
+          );
+          return await commit("telnyx", event, [span("ingress.verify", at, verifyStarted)], set);
+        } finally {
+          metrics.ingressSeconds.observe({ channel: "telnyx" }, (performance.now() - t0) / 1000);
+        }
+      },
+      { parse: "none" },
+    );
+}
+
+/** Telnyx event types the appliance turns into events (SPEC §9); v1's `call_initiated` spelling too. */
+const TELNYX_TYPES: Record<string, EventType> = {
+  "message.received": "sms.received",
+  "call.initiated": "voice.call.initiated",
+  "call.answered": "voice.call.answered",
+  "call.hangup": "voice.call.hangup",
+};
+
+const phone = (v: unknown): string | null => (typeof v === "string" ? v : typeof (v as { phone_number?: unknown })?.phone_number === "string" ? (v as { phone_number: string }).phone_number : null);
+
+interface TelnyxWebhook {
+  id: string | null;
+  eventType: string;
+  occurredAt: string | null;
+  payload: Record<string, any>;
+  /** The destination numbers. */
+  to: string[];
+}
+
+/** The parts of a Telnyx webhook the ingress needs; v2 (`{data: {…}}`) and the v1 shape. */
+export function parseTelnyx(body: Uint8Array): TelnyxWebhook | null {
+  let json: any;
+  try {
+    json = JSON.parse(strictUtf8.decode(body));
+  } catch {
+    return null;
+  }
+  const ev = json?.data && typeof json.data === "object" && "event_type" in json.data ? json.data : json;
+  if (!ev || typeof ev.event_type !== "string" || !ev.payload || typeof ev.payload !== "object") return null;
+  const eventType = /^call_(initiated|answered|hangup)$/.test(ev.event_type) ? ev.event_type.replace("_", ".") : ev.event_type;
+  const rawTo = ev.payload.to;
+  const to = (Array.isArray(rawTo) ? rawTo.map(phone) : [phone(rawTo)]).filter((n): n is string => !!n);
+  return { id: typeof ev.id === "string" ? ev.id : null, eventType, occurredAt: ev.occurred_at ?? ev.created_at ?? null, payload: ev.payload, to };
+}
+
+/** The telnyx binding that lists one of these numbers (a number belongs to one binding: validation says so). */
+async function telnyxBinding(storage: SqliteStorage, numbers: string[]): Promise<{ tenant: string; binding: BindingSpec } | null> {
+  for (const row of await storage.resources.list({ kind: "bindings", limit: 100_000 })) {
+    const b = row.spec as BindingSpec;
+    if (b.type === "telnyx" && b.numbers?.some((n) => numbers.includes(n))) return { tenant: row.tenant, binding: b };
+  }
+  return null;
+}

@@ -1,0 +1,290 @@
+/**
+ * HTTP ingress end to end (SPEC §7, issue 7): real HTTP requests to the appliance running in
+ * this process, signed by independent libraries (standardwebhooks, @octokit/webhooks-methods,
+ * Node's Ed25519), and what comes out: events, duplicates, refusals, metrics and logs.
+ */
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createHmac, generateKeyPairSync, sign as edSign } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sign as githubSign } from "@octokit/webhooks-methods";
+import { Webhook } from "standardwebhooks";
+import { type App, startApp } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/index.ts";
+import { createLogger, Redactor } from "../../src/core/log.ts";
+import { apiCaller } from "../helpers/api.ts";
+
+setDefaultTimeout(30_000);
+
+const BOOTSTRAP = "bootstrap-ingress-6b2d8f4a1c3e5a7b9d0f";
+const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus");
+const root = mkdtempSync(join(tmpdir(), "agentowl-ingress-"));
+const logLines: string[] = [];
+let app: App;
+const call = apiCaller(() => app.url, BOOTSTRAP);
+
+const WHSEC = `whsec_${Buffer.from("standard-webhooks-test-secret-32b").toString("base64")}`;
+const GITHUB = "It's a Secret to Everybody";
+const LAN = "lan-hmac-secret-value-0123456789";
+const TOKEN = "lan-bearer-token-abcdefghijklmnop";
+const SECRETS = { hooks: WHSEC, github: GITHUB, lan: LAN, token: TOKEN };
+const telnyxKeys = generateKeyPairSync("ed25519");
+const TELNYX_PUBLIC = (telnyxKeys.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
+
+async function start(name: string, env: Record<string, string> = {}): Promise<App> {
+  const config = loadConfig({
+    env: { AGENTOWL_DATA_DIR: join(root, name), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, ...env },
+    cwd: root,
+  });
+  return startApp({ config, log: createLogger({ level: "debug", redactor: new Redactor(), sink: (l) => logLines.push(l) }) });
+}
+
+const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
+  fetch(`${app.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+const hook = (binding: string) => `/ingress/webhook/beta/${binding}`;
+
+function standardHeaders(id: string, body: string, at = new Date()): Record<string, string> {
+  return { "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": new Webhook(WHSEC).sign(id, at, body) };
+}
+
+function telnyxHeaders(body: string, at = Math.floor(Date.now() / 1000)): Record<string, string> {
+  const signature = edSign(null, Buffer.from(`${at}|${body}`), telnyxKeys.privateKey).toString("base64");
+  return { "telnyx-signature-ed25519": signature, "telnyx-timestamp": String(at) };
+}
+
+const eventCount = () => (app.storage.handle.sqlite.query("SELECT count(*) AS n FROM events").get() as { n: number }).n;
+
+beforeAll(async () => {
+  app = await start("main");
+  expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+  for (const [name, value] of Object.entries(SECRETS)) expect((await call("PUT", `/v1/tenants/beta/secrets/${name}`, { body: { value } })).status).toBe(201);
+  const bindings = [
+    { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, require_json: true, max_body_bytes: 4096 },
+    { name: "github", type: "webhook", verify: { scheme: "github-hmac-sha256", secret: "vault:beta/github" } },
+    { name: "lan", type: "webhook", verify: { scheme: "hmac-sha256", secret: "vault:beta/lan", header: "X-Signature", encoding: "base64" } },
+    { name: "token", type: "webhook", verify: { scheme: "bearer", secret: "vault:beta/token" } },
+    { name: "open", type: "webhook", verify: { scheme: "none" } },
+    { name: "limited", type: "webhook", verify: { scheme: "none" }, rate_per_minute: 2 },
+    { name: "sms", type: "telnyx", numbers: ["+15557654321", "+13125550199"], verify: { scheme: "telnyx-ed25519", public_key: TELNYX_PUBLIC } },
+  ];
+  for (const b of bindings) {
+    const r = await call("POST", "/v1/tenants/beta/bindings", { body: b });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+  }
+});
+
+afterAll(async () => {
+  await app?.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("standard-webhooks", () => {
+  test("a payload signed by the standardwebhooks library is 202 {id} after commit; the event keeps the body", async () => {
+    const body = JSON.stringify({ type: "invoice.paid", amount: 4200 });
+    const r = await post(hook("hooks"), body, standardHeaders("msg_std_1", body));
+    expect(r.status).toBe(202);
+    const { id } = (await r.json()) as { id: string };
+    expect(id).toMatch(/^evt_[0-9A-Z]{26}$/);
+    const event = (await call("GET", `/v1/events/${id}`)).body;
+    expect(event).toMatchObject({ type: "webhook.received", tenant: "beta", channel: "webhook", idempotency_key: "msg_std_1", source: { binding: "hooks", scheme: "standard-webhooks" } });
+    expect(event.data).toMatchObject({ content_type: "application/json", body, json: { type: "invoice.paid", amount: 4200 } });
+    expect(event.trace.map((s: { name: string }) => s.name)).toEqual(["ingress.verify", "ingress.commit"]);
+  });
+
+  test("a repeat of a delivery id is 200 with the first event's id and stores nothing; concurrent repeats race to one event", async () => {
+    const body = JSON.stringify({ n: 1 });
+    const headers = standardHeaders("msg_std_dup", body);
+    const first = await post(hook("hooks"), body, headers);
+    const before = eventCount();
+    const again = await post(hook("hooks"), body, headers);
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ id: ((await first.json()) as { id: string }).id, duplicate: true });
+    expect(eventCount()).toBe(before);
+
+    const raceBody = JSON.stringify({ n: 2 });
+    const raceHeaders = standardHeaders("msg_std_race", raceBody);
+    const answers = await Promise.all(Array.from({ length: 12 }, () => post(hook("hooks"), raceBody, raceHeaders)));
+    const statuses = answers.map((a) => a.status).sort();
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(11);
+    expect(new Set(await Promise.all(answers.map(async (a) => ((await a.json()) as { id: string }).id))).size).toBe(1);
+  });
+
+  test("tampered body, wrong secret, replayed old timestamp, missing headers: 401 problem+json that echoes nothing", async () => {
+    const body = JSON.stringify({ amount: 1 });
+    const good = standardHeaders("msg_std_bad", body);
+    const other = new Webhook(`whsec_${Buffer.from("a-different-secret-of-32-bytes!!").toString("base64")}`);
+    const old = new Date(Date.now() - 10 * 60_000);
+    const cases: [string, string, Record<string, string>][] = [
+      ["tampered", JSON.stringify({ amount: 1000 }), good],
+      ["re-serialized", JSON.stringify({ amount: 1 }, null, 2), good],
+      ["wrong secret", body, { ...good, "webhook-signature": other.sign("msg_std_bad", new Date(), body) }],
+      ["old timestamp", body, standardHeaders("msg_std_bad", body, old)],
+      ["missing signature", body, { "webhook-id": "x", "webhook-timestamp": good["webhook-timestamp"]! }],
+    ];
+    for (const [what, b, h] of cases) {
+      const r = await post(hook("hooks"), b, h);
+      expect(r.status, what).toBe(401);
+      expect(r.headers.get("content-type")).toBe("application/problem+json");
+      const text = await r.text();
+      expect(text, what).not.toContain(WHSEC);
+      expect(text, what).not.toContain(h["webhook-signature"] ?? "\u0000");
+    }
+  });
+
+  test("413 over the binding's limit; 415 when it takes JSON and gets something else; a truncated body stores nothing", async () => {
+    const big = JSON.stringify({ pad: "x".repeat(5000) });
+    expect((await post(hook("hooks"), big, standardHeaders("msg_big", big))).status).toBe(413);
+    const form = "a=1&b=2";
+    const r = await post(hook("hooks"), form, { ...standardHeaders("msg_form", form), "content-type": "application/x-www-form-urlencoded" });
+    expect(r.status).toBe(415);
+    expect(((await r.json()) as { type: string }).type).toContain("unsupported");
+
+    const before = eventCount();
+    const port = Number(new URL(app.url).port);
+    await new Promise<void>((resolve) => {
+      const s = connect({ host: "127.0.0.1", port }, () => {
+        s.write(`POST ${hook("open")} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly part of it`);
+        setTimeout(() => s.destroy(), 100);
+      });
+      s.on("close", () => resolve());
+      s.on("error", () => resolve());
+    });
+    await Bun.sleep(200);
+    expect(eventCount()).toBe(before);
+  });
+});
+
+describe("other schemes", () => {
+  test("github-hmac-sha256 signed by @octokit/webhooks-methods; X-GitHub-Delivery is the idempotency key", async () => {
+    const body = JSON.stringify({ action: "opened", number: 7 });
+    const headers = { "x-hub-signature-256": await githubSign(GITHUB, body), "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958", "x-github-event": "pull_request" };
+    const r = await post(hook("github"), body, headers);
+    expect(r.status).toBe(202);
+    const event = (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body;
+    expect(event.idempotency_key).toBe("72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    expect(event.source.headers["x-github-event"]).toBe("pull_request");
+    expect((await post(hook("github"), body, headers)).status).toBe(200);
+    expect((await post(hook("github"), body, { ...headers, "x-hub-signature-256": await githubSign("wrong", body) })).status).toBe(401);
+  });
+
+  test("hmac-sha256 in a named header (base64), bearer in constant time; an Idempotency-Key header de-duplicates", async () => {
+    const body = "temperature=21.5";
+    const sig = createHmac("sha256", LAN).update(body).digest("base64");
+    const headers = { "content-type": "application/x-www-form-urlencoded", "x-signature": sig, "idempotency-key": "reading-1" };
+    const ok = await post(hook("lan"), body, headers);
+    expect(ok.status).toBe(202);
+    expect((await post(hook("lan"), body, headers)).status).toBe(200);
+    expect((await post(hook("lan"), body, { ...headers, "x-signature": createHmac("sha256", LAN).update(body).digest("hex") })).status).toBe(401);
+
+    expect((await post(hook("token"), "{}", { authorization: `Bearer ${TOKEN}` })).status).toBe(202);
+    for (const bad of [`Bearer ${TOKEN}x`, "Bearer short", TOKEN, ""]) expect((await post(hook("token"), "{}", { authorization: bad })).status).toBe(401);
+    // The bearer token is a credential: it is never copied into the event.
+    const events = (await call("GET", "/v1/events?tenant=beta&limit=100")).body.items;
+    expect(JSON.stringify(events)).not.toContain(TOKEN);
+  });
+
+  test("none: form, text and binary bodies are kept byte-exact (base64 where not UTF-8)", async () => {
+    const binary = new Uint8Array([0, 255, 1, 254, 0x80, 0x81, 10, 13]);
+    const r1 = await post(hook("open"), binary, { "content-type": "application/octet-stream" });
+    expect(r1.status).toBe(202);
+    const e1 = (await call("GET", `/v1/events/${((await r1.json()) as { id: string }).id}`)).body;
+    expect(Buffer.from(e1.data.body_base64, "base64")).toEqual(Buffer.from(binary));
+    const text = "line one\r\nline two\twith tab  \n";
+    const r2 = await post(hook("open"), text, { "content-type": "text/plain; charset=utf-8" });
+    const e2 = (await call("GET", `/v1/events/${((await r2.json()) as { id: string }).id}`)).body;
+    expect(e2.data.body).toBe(text);
+    expect(e2.data.json).toBeUndefined();
+  });
+
+  test("unknown tenant and unknown binding are the same 404; a non-webhook binding is not a webhook endpoint", async () => {
+    const bodies = [];
+    for (const path of ["/ingress/webhook/nosuch/hooks", "/ingress/webhook/beta/nosuch", "/ingress/webhook/beta/sms", "/ingress/webhook/BAD!/x"]) {
+      const r = await post(path, "{}");
+      expect(r.status, path).toBe(404);
+      bodies.push(((await r.json()) as { detail: string }).detail);
+    }
+    expect(new Set(bodies).size).toBe(1);
+  });
+
+  test("past the binding's rate: 429 with Retry-After", async () => {
+    expect((await post(hook("limited"), "{}")).status).toBe(202);
+    expect((await post(hook("limited"), "{}")).status).toBe(202);
+    const r = await post(hook("limited"), "{}");
+    expect(r.status).toBe(429);
+    expect(Number(r.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("telnyx", () => {
+  const payloads = join(CORPUS, "webhooks", "telnyx", "payloads");
+
+  test.skipIf(!Bun.file(join(payloads, "message.received.sms.json")).size)("message.received and call.* become sms.received and voice.call.* events of the number's tenant", async () => {
+    const sms = readFileSync(join(payloads, "message.received.special-chars.json"), "utf8");
+    const r = await post("/ingress/telnyx", sms, telnyxHeaders(sms));
+    expect(r.status).toBe(202);
+    const event = (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body;
+    expect(event).toMatchObject({ type: "sms.received", tenant: "beta", channel: "sms", idempotency_key: "test-id", source: { binding: "sms", provider: "telnyx" } });
+    expect(event.data).toMatchObject({ from: "+15551234567", to: ["+15557654321"] });
+    expect(event.data.text).toContain("中文 🚀");
+    // The same Telnyx event again: 200, nothing new.
+    expect((await post("/ingress/telnyx", sms, telnyxHeaders(sms))).status).toBe(200);
+
+    const call1 = readFileSync(join(payloads, "call.initiated.json"), "utf8");
+    const to = JSON.parse(call1).data.payload.to as string;
+    await apiCaller(() => app.url, BOOTSTRAP)("PATCH", "/v1/tenants/beta/bindings/sms", { body: { numbers: ["+15557654321", to] } });
+    const rc = await post("/ingress/telnyx", call1, telnyxHeaders(call1));
+    expect(rc.status).toBe(202);
+    const ce = (await call("GET", `/v1/events/${((await rc.json()) as { id: string }).id}`)).body;
+    expect(ce).toMatchObject({ type: "voice.call.initiated", channel: "voice", data: { to } });
+  });
+
+  test("bad signature or stale timestamp 401; an unknown number 404; an event type it does not take is 200 ignored", async () => {
+    const body = JSON.stringify({ data: { id: "t-1", event_type: "message.received", payload: { from: "+15550000001", to: "+15557654321", text: "hi" } } });
+    const forged = { ...telnyxHeaders(body), "telnyx-signature-ed25519": edSign(null, Buffer.from("x"), generateKeyPairSync("ed25519").privateKey).toString("base64") };
+    expect((await post("/ingress/telnyx", body, forged)).status).toBe(401);
+    expect((await post("/ingress/telnyx", body, telnyxHeaders(body, Math.floor(Date.now() / 1000) - 600))).status).toBe(401);
+    const other = body.replace("+15557654321", "+15559999999");
+    expect((await post("/ingress/telnyx", other, telnyxHeaders(other))).status).toBe(404);
+    const sent = JSON.stringify({ data: { id: "t-2", event_type: "message.sent", payload: { to: [{ phone_number: "+15557654321" }] } } });
+    const r = await post("/ingress/telnyx", sent, telnyxHeaders(sent));
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ ignored: "message.sent" });
+    expect((await post("/ingress/telnyx", "not json", telnyxHeaders("not json"))).status).toBe(400);
+  });
+});
+
+describe("backpressure and observability", () => {
+  test("over the queue's high-water mark: 503 with Retry-After, and nothing stored", async () => {
+    const busy = await start("busy", { AGENTOWL_INGRESS_QUEUE_HIGH_WATER: "3" });
+    try {
+      const api = apiCaller(() => busy.url, BOOTSTRAP);
+      await api("POST", "/v1/tenants", { body: { name: "beta" } });
+      await api("POST", "/v1/tenants/beta/bindings", { body: { name: "open", type: "webhook", verify: { scheme: "none" } } });
+      // Jobs no worker here takes: a backlog.
+      for (let i = 0; i < 3; i++) await busy.storage.queue.enqueue({ kind: "test.backlog", payload: null });
+      const send = () => fetch(`${busy.url}/ingress/webhook/beta/open`, { method: "POST", body: "{}" });
+      await send();
+      await Bun.sleep(700);
+      const r = await send();
+      expect(r.status).toBe(503);
+      expect(r.headers.get("retry-after")).toBe("5");
+    } finally {
+      await busy.stop();
+    }
+  });
+
+  test("every attempt is counted on /metrics; refusals are logged with their reason and never a secret", async () => {
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    for (const outcome of ["accepted", "duplicate", "unauthenticated", "not_found", "too_large", "unsupported_media_type", "rate_limited"]) {
+      expect(text).toMatch(new RegExp(`agentowl_ingress_requests_total\\{channel="webhook",outcome="${outcome}"\\} [1-9]`));
+    }
+    expect(text).toMatch(/agentowl_ingress_requests_total\{channel="telnyx",outcome="accepted"\} [1-9]/);
+    const refusals = logLines.filter((l) => l.includes('"ingress refused"'));
+    expect(refusals.some((l) => l.includes('"why":"bad_signature"') || l.includes('"why":"stale_timestamp"'))).toBe(true);
+    for (const secret of Object.values(SECRETS)) expect(logLines.join("\n")).not.toContain(secret);
+  });
+});
