@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, gt, gte, inArray, lt, lte, type SQL } from "drizzle-orm";
 import type { Envelope, Span } from "../../events/envelope.ts";
 import { deliveries, events } from "../schema/index.ts";
-import type { Db } from "../sqlite.ts";
+import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
 
 export interface EventQuery {
@@ -30,34 +30,26 @@ export type DeliveryRow = typeof deliveries.$inferSelect;
  * processing job commit together (SPEC §2); the API reads.
  */
 export class SqliteEvents {
-  constructor(private readonly db: Db) {}
+  private readonly db: Db;
+  // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
+  private readonly insert;
+  private readonly original;
+
+  constructor(handle: SqliteHandle) {
+    this.db = handle.db;
+    this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string, string, string | null, string, string | null, number, string, string]>(
+      "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+    );
+    this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>("SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?");
+  }
 
   /** Insert an event unless its idempotency key was seen for this tenant and binding: then the original id. */
-  insertTx(tx: SqliteTx, envelope: Envelope, trace: Span[] = []): { id: string; created: boolean } {
-    const inserted = tx.db
-      .insert(events)
-      .values({
-        id: envelope.id,
-        tenant: envelope.tenant,
-        type: envelope.type,
-        channel: envelope.channel,
-        agent: envelope.agent,
-        binding: envelope.source.binding,
-        idempotencyKey: envelope.idempotency_key,
-        receivedAt: Date.parse(envelope.received_at),
-        envelope,
-        trace,
-      })
-      .onConflictDoNothing()
-      .returning({ id: events.id })
-      .get();
+  insertTx(_tx: SqliteTx, envelope: Envelope, trace: Span[] = []): { id: string; created: boolean } {
+    const e = envelope;
+    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), JSON.stringify(e), JSON.stringify(trace));
     if (inserted) return { id: inserted.id, created: true };
-    const original = tx.db
-      .select({ id: events.id })
-      .from(events)
-      .where(and(eq(events.tenant, envelope.tenant), eq(events.binding, envelope.source.binding), eq(events.idempotencyKey, envelope.idempotency_key ?? "")))
-      .get();
-    if (!original) throw new Error(`event ${envelope.id} was not inserted and has no idempotent original`);
+    const original = this.original.get(e.tenant, e.source.binding, e.idempotency_key ?? "");
+    if (!original) throw new Error(`event ${e.id} was not inserted and has no idempotent original`);
     return { id: original.id, created: false };
   }
 

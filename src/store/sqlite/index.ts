@@ -55,7 +55,7 @@ export class SqliteStorage implements Storage {
     this.resources = new SqliteResources(db, this.committer);
     this.audit = new SqliteAudit(handle, this.committer);
     this.tokens = new SqliteTokens(db, this.committer, this.audit);
-    this.events = new SqliteEvents(db);
+    this.events = new SqliteEvents(handle);
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
     this.mail = new SqliteMail(db);
     this.committer.bind({

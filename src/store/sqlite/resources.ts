@@ -24,17 +24,22 @@ const label = (k: ResourceKey): string => (k.kind === "tenants" ? `tenant ${k.na
  * committer: the second sees the first's new resource_version and gets 412.
  */
 export class SqliteResources implements ResourceStore {
+  /** Prepared once: ingress looks up a binding on every request. One connection, so it also reads inside a transaction. */
+  private readonly byKey;
+
   constructor(
     private readonly db: Db,
     private readonly committer: SqliteCommitter,
-  ) {}
-
-  private row(db: Db, k: ResourceKey): Row | undefined {
-    return db
+  ) {
+    this.byKey = db
       .select()
       .from(resources)
-      .where(and(eq(resources.tenant, k.tenant), eq(resources.kind, k.kind), eq(resources.name, k.name)))
-      .get();
+      .where(and(eq(resources.tenant, sql.placeholder("tenant")), eq(resources.kind, sql.placeholder("kind")), eq(resources.name, sql.placeholder("name"))))
+      .prepare();
+  }
+
+  private row(_db: Db, k: ResourceKey): Row | undefined {
+    return this.byKey.get({ tenant: k.tenant, kind: k.kind, name: k.name });
   }
 
   private check(existing: Row | undefined, k: ResourceKey, mode: WriteMode, pre: Precondition): void {
