@@ -18,7 +18,7 @@ describe("spool", () => {
     refs.forEach((ref, i) => expect(spool.read(ref)).toEqual(messages[i]!));
     expect(spool.stats.appended).toBe(200);
     // 200 appends in one event-loop turn: the first sync covers one, the next covers the rest.
-    expect(spool.stats.syncs).toBeLessThan(10);
+    expect(spool.syncs).toBeLessThan(10);
     await spool.close();
   });
 

@@ -1,6 +1,7 @@
-import { closeSync, fdatasync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { GroupFsync } from "../core/group-fsync.ts";
 
 /**
  * The raw-message spool (SPEC §4, §3.1): append-only segment files in `<data>/spool/`, made
@@ -45,19 +46,12 @@ const SEGMENT_MAX_AGE_MS = 60 * 60 * 1000;
 /** Creation time (ms, zero-padded so names sort by age) and 32 random bits. */
 const SEGMENT_NAME = /^\d{15}-[0-9a-f]{8}\.spool$/;
 
-interface Waiter {
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
-
 interface Segment {
   name: string;
   fd: number;
   size: number;
   createdAt: number;
-  /** Appended, not yet covered by a finished fdatasync. */
-  waiters: Waiter[];
-  syncing: boolean;
+  sync: GroupFsync;
   /** No more appends: close the file once the last sync is done. */
   retired: boolean;
 }
@@ -68,13 +62,18 @@ function unavailable(e: unknown): Error {
 }
 
 export interface SpoolStats {
-  syncs: number;
   appended: number;
 }
 
 export class Spool {
   private current: Segment | null = null;
-  readonly stats: SpoolStats = { syncs: 0, appended: 0 };
+  readonly stats: SpoolStats = { appended: 0 };
+  private syncsOfClosed = 0;
+
+  /** fdatasyncs so far, every segment's. */
+  get syncs(): number {
+    return this.syncsOfClosed + (this.current?.sync.syncs ?? 0);
+  }
 
   constructor(
     readonly dir: string,
@@ -107,10 +106,13 @@ export class Spool {
     }
     seg.size += bytes.length;
     this.stats.appended++;
-    return new Promise<SpoolRef>((resolve, reject) => {
-      seg.waiters.push({ resolve: () => resolve({ segment: seg.name, offset, length: bytes.length }), reject });
-      this.sync(seg);
-    });
+    return seg.sync.sync().then(
+      () => {
+        this.closeIfIdle(seg);
+        return { segment: seg.name, offset, length: bytes.length };
+      },
+      (e) => Promise.reject(unavailable(e)),
+    );
   }
 
   /** The bytes of one spooled message (null when its segment was purged). */
@@ -165,7 +167,7 @@ export class Spool {
     const seg = this.current;
     this.current = null;
     if (!seg) return;
-    if (seg.waiters.length || seg.syncing) await new Promise<void>((resolve) => seg.waiters.push({ resolve, reject: () => resolve() }));
+    if (!seg.sync.idle) await seg.sync.sync().catch(() => {});
     seg.retired = true;
     this.closeIfIdle(seg);
   }
@@ -193,8 +195,9 @@ export class Spool {
       closeSync(fd);
       throw e;
     }
-    this.current = { name, fd, size: 0, createdAt, waiters: [], syncing: false, retired: false };
-    return this.current;
+    const seg: Segment = { name, fd, size: 0, createdAt, retired: false, sync: new GroupFsync(() => seg.fd, () => this.retire(seg)) };
+    this.current = seg;
+    return seg;
   }
 
   private retire(seg: Segment): void {
@@ -204,31 +207,10 @@ export class Spool {
   }
 
   private closeIfIdle(seg: Segment): void {
-    if (seg.retired && !seg.syncing && !seg.waiters.length && seg.fd >= 0) {
+    if (seg.retired && seg.sync.idle && seg.fd >= 0) {
       closeSync(seg.fd);
       seg.fd = -1;
+      this.syncsOfClosed += seg.sync.syncs;
     }
-  }
-
-  /** One fdatasync at a time per segment; the waiters that arrive meanwhile share the next. */
-  private sync(seg: Segment): void {
-    if (seg.syncing || !seg.waiters.length) return;
-    seg.syncing = true;
-    const batch = seg.waiters;
-    seg.waiters = [];
-    fdatasync(seg.fd, (err) => {
-      seg.syncing = false;
-      this.stats.syncs++;
-      if (err) {
-        const e = unavailable(err);
-        for (const w of batch) w.reject(e);
-        for (const w of seg.waiters.splice(0)) w.reject(e);
-        this.retire(seg);
-        return;
-      }
-      for (const w of batch) w.resolve();
-      if (seg.waiters.length) this.sync(seg);
-      else this.closeIfIdle(seg);
-    });
   }
 }
