@@ -103,9 +103,19 @@ class Backlog {
 
 /** The body's bytes, at most `limit` of them: 413 beyond, read no further. */
 async function readBody(request: Request, limit: number): Promise<Uint8Array> {
-  const declared = Number(request.headers.get("content-length"));
+  const length = request.headers.get("content-length");
+  const declared = Number(length);
   if (declared > limit) throw new AppError("too_large", `the body may have at most ${limit} bytes`);
   if (!request.body) return new Uint8Array(0);
+  if (length !== null && Number.isInteger(declared)) {
+    // A declared length within the limit: read it whole (the server holds no more than declared).
+    try {
+      return new Uint8Array(await request.arrayBuffer());
+    } catch (e) {
+      throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
+    }
+  }
+  // Chunked: count as it comes, and stop at the limit.
   const chunks: Uint8Array[] = [];
   let size = 0;
   const reader = request.body.getReader();
@@ -169,8 +179,33 @@ const span = (name: string, startedAt: number, t0: number, outcome: Span["outcom
   outcome,
 });
 
+/** Bindings by tenant and name, read once per change of the configuration (not per request). */
+class BindingCache {
+  private readonly cache = new Map<string, BindingSpec | null>();
+  private generation = -1;
+
+  constructor(private readonly storage: SqliteStorage) {}
+
+  async get(tenant: string, name: string): Promise<BindingSpec | null> {
+    const resources = this.storage.resources;
+    // Unknown names are remembered too (so probing costs no query); a flood of them just restarts the cache.
+    if (this.generation !== resources.generation || this.cache.size > 10_000) {
+      this.cache.clear();
+      this.generation = resources.generation;
+    }
+    const key = `${tenant}/${name}`;
+    let spec = this.cache.get(key);
+    if (spec === undefined) {
+      spec = ((await resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined) ?? null;
+      this.cache.set(key, spec);
+    }
+    return spec;
+  }
+}
+
 export function ingressRoutes(deps: IngressDeps) {
   const { storage, metrics, log, config } = deps;
+  const bindings = new BindingCache(storage);
   const now = deps.now ?? Date.now;
   const secrets = new LeasedSecrets(deps.vault, now);
   const backlog = new Backlog(storage, now);
@@ -243,8 +278,7 @@ export function ingressRoutes(deps: IngressDeps) {
         const context = { tenant, binding: name, remote_ip };
         try {
           // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
-          const row = NAME.test(tenant) && NAME.test(name) ? await storage.resources.get({ tenant, kind: "bindings", name }) : null;
-          const binding = row?.spec as BindingSpec | undefined;
+          const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
           if (!binding || binding.type !== "webhook" || !binding.verify) return refuse("webhook", "not_found", notFound(), context);
           const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
             refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),

@@ -13,6 +13,9 @@ import type { SqliteCommitter, SqliteTx } from "./committer.ts";
 export class SqliteOutbox implements Outbox {
   private readonly listeners = new Set<() => void>();
   private readonly insert;
+  // The relay reads and advances after every commit that emitted: prepared once.
+  private readonly readAfter;
+  private readonly upsertCursor;
   private readonly notify = (): void => {
     for (const l of this.listeners) l();
   };
@@ -31,6 +34,16 @@ export class SqliteOutbox implements Outbox {
         createdAt: sql.placeholder("now"),
       })
       .prepare();
+    this.readAfter = db.select().from(outbox).where(gt(outbox.seq, sql.placeholder("after"))).orderBy(outbox.seq).limit(sql.placeholder("limit")).prepare();
+    this.upsertCursor = db
+      .insert(outboxCursors)
+      .values({ subscriber: sql.placeholder("subscriber"), position: sql.placeholder("position"), updatedAt: sql.placeholder("now") })
+      .onConflictDoUpdate({
+        target: outboxCursors.subscriber,
+        // A cursor never moves backwards, even if a slow relay reports late.
+        set: { position: sql`max(${outboxCursors.position}, excluded.position)`, updatedAt: sql`excluded.updated_at` },
+      })
+      .prepare();
   }
 
   emitTx(tx: SqliteTx, event: OutboxEvent): string {
@@ -45,7 +58,7 @@ export class SqliteOutbox implements Outbox {
   }
 
   async read(afterSeq: number, limit: number): Promise<OutboxEntry[]> {
-    return this.db.select().from(outbox).where(gt(outbox.seq, afterSeq)).orderBy(outbox.seq).limit(limit).all();
+    return this.readAfter.all({ after: afterSeq, limit });
   }
 
   async cursor(subscriber: string): Promise<number> {
@@ -54,15 +67,7 @@ export class SqliteOutbox implements Outbox {
 
   advance(subscriber: string, seq: number): Promise<void> {
     return this.committer.run((tx) => {
-      this.db
-        .insert(outboxCursors)
-        .values({ subscriber, position: seq, updatedAt: tx.now })
-        .onConflictDoUpdate({
-          target: outboxCursors.subscriber,
-          // A cursor never moves backwards, even if a slow relay reports late.
-          set: { position: sql`max(${outboxCursors.position}, excluded.position)`, updatedAt: tx.now },
-        })
-        .run();
+      this.upsertCursor.run({ subscriber, position: seq, now: tx.now });
     });
   }
 

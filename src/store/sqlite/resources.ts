@@ -26,6 +26,15 @@ const label = (k: ResourceKey): string => (k.kind === "tenants" ? `tenant ${k.na
 export class SqliteResources implements ResourceStore {
   /** Prepared once: ingress looks up a binding on every request. One connection, so it also reads inside a transaction. */
   private readonly byKey;
+  private changes = 0;
+  private readonly bump = (): void => {
+    this.changes++;
+  };
+
+  /** Moves after every committed change: a reader that keeps resources in memory checks it. */
+  get generation(): number {
+    return this.changes;
+  }
 
   constructor(
     private readonly db: Db,
@@ -79,6 +88,7 @@ export class SqliteResources implements ResourceStore {
       .onConflictDoUpdate({ target: [resources.tenant, resources.kind, resources.name], set: { spec, resourceVersion: version, updatedAt: tx.now } })
       .run();
     tx.db.insert(resourceHistory).values({ ...k, resourceVersion: version, op: existing ? "update" : "create", spec, actor: opts.actor, changedAt: tx.now }).run();
+    tx.afterCommit(this.bump);
     return { record: toRecord(row), changed: true, created: !existing };
   }
 
@@ -109,6 +119,7 @@ export class SqliteResources implements ResourceStore {
       .insert(resourceHistory)
       .values({ ...k, resourceVersion: existing.resourceVersion + 1, op: "delete", spec: existing.spec, actor: opts.actor, changedAt: tx.now })
       .run();
+    tx.afterCommit(this.bump);
     return toRecord(existing);
   }
 
