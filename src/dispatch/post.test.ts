@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Webhook } from "standardwebhooks";
+import { postJson, signStandardWebhook } from "./post.ts";
+
+/** Real receivers on 127.0.0.1 that answer in every way an endpoint can. */
+let server: ReturnType<typeof Bun.serve>;
+let base: string;
+const seen: { path: string; headers: Record<string, string>; body: string }[] = [];
+
+beforeAll(() => {
+  server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      const path = new URL(req.url).pathname;
+      seen.push({ path, headers: Object.fromEntries(req.headers), body: await req.text() });
+      switch (path) {
+        case "/ok":
+          return new Response("thanks", { status: 200 });
+        case "/busy":
+          return new Response("slow down", { status: 429, headers: { "retry-after": "7" } });
+        case "/gone":
+          return new Response("no such hook", { status: 410 });
+        case "/error":
+          return new Response("x".repeat(5000), { status: 500 });
+        case "/redirect":
+          return new Response(null, { status: 302, headers: { location: `${base}/ok` } });
+        case "/slow":
+          await Bun.sleep(2000);
+          return new Response("late");
+        default:
+          return new Response("?", { status: 404 });
+      }
+    },
+  });
+  base = `http://127.0.0.1:${server.port}`;
+});
+afterAll(() => server.stop(true));
+
+const opts = { allowPublic: false, connectTimeoutMs: 1000, timeoutMs: 1000 };
+
+describe("postJson", () => {
+  test("2xx is ok, with status, latency, excerpt and the address connected to", async () => {
+    const a = await postJson(`${base}/ok`, '{"a":1}', { "x-test": "1" }, opts);
+    expect(a).toMatchObject({ ok: true, status: 200, excerpt: "thanks", errorClass: null, remoteAddress: "127.0.0.1" });
+    expect(seen.at(-1)).toMatchObject({ body: '{"a":1}', headers: { "content-type": "application/json", "x-test": "1" } });
+  });
+
+  test("429 with Retry-After, 410, 500 with a capped excerpt; a redirect is not followed", async () => {
+    expect(await postJson(`${base}/busy`, "{}", {}, opts)).toMatchObject({ ok: false, status: 429, retryAfterMs: 7000 });
+    expect(await postJson(`${base}/gone`, "{}", {}, opts)).toMatchObject({ ok: false, status: 410 });
+    const err = await postJson(`${base}/error`, "{}", {}, { ...opts, excerptBytes: 100 });
+    expect(err.status).toBe(500);
+    expect(err.excerpt.length).toBe(100);
+    const before = seen.filter((s) => s.path === "/ok").length;
+    expect(await postJson(`${base}/redirect`, "{}", {}, opts)).toMatchObject({ ok: false, status: 302 });
+    expect(seen.filter((s) => s.path === "/ok").length).toBe(before);
+  });
+
+  test("a slow endpoint times out; a closed port is a connect error; a name that does not resolve is dns", async () => {
+    const slow = await postJson(`${base}/slow`, "{}", {}, { ...opts, timeoutMs: 300 });
+    expect(slow).toMatchObject({ ok: false, errorClass: "timeout" });
+    expect(slow.latencyMs).toBeLessThan(1500);
+    const closed = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
+    const port = closed.port;
+    closed.stop(true);
+    expect(await postJson(`http://127.0.0.1:${port}/`, "{}", {}, opts)).toMatchObject({ ok: false, errorClass: "connect" });
+    const nx = await postJson("http://crm.invalid/", "{}", {}, { ...opts, resolve: async () => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })) });
+    expect(nx).toMatchObject({ ok: false, errorClass: "dns" });
+  });
+
+  test("egress: public needs allow_public, metadata never; a name is checked at every connect (DNS rebinding)", async () => {
+    const publicName = await postJson("http://crm.example.com/", "{}", {}, { ...opts, resolve: async () => [{ address: "93.184.216.34", family: 4 }] });
+    expect(publicName).toMatchObject({ ok: false, errorClass: "egress" });
+    expect(publicName.error).toContain("allow_public");
+    expect(await postJson("http://169.254.169.254/latest/meta-data", "{}", {}, { ...opts, allowPublic: true })).toMatchObject({ ok: false, errorClass: "egress" });
+    // Half LAN, half metadata: refused whole.
+    const mixed = async () => [{ address: "127.0.0.1", family: 4 }, { address: "169.254.169.254", family: 4 }];
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: mixed })).toMatchObject({ ok: false, errorClass: "egress" });
+    // The name answers LAN first, metadata next: the second connection is refused.
+    let calls = 0;
+    const rebinding = async () => [{ address: ++calls === 1 ? "127.0.0.1" : "169.254.169.254", family: 4 }];
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: false, errorClass: "egress" });
+  });
+});
+
+describe("signStandardWebhook", () => {
+  test("a receiver using the standardwebhooks package verifies the signature", () => {
+    const secret = `whsec_${Buffer.from("dispatch-signing-secret-32-bytes").toString("base64")}`;
+    const body = JSON.stringify({ id: "evt_1", type: "email.received" });
+    const ts = Math.floor(Date.now() / 1000);
+    const headers = signStandardWebhook(secret, "dlv_01", ts, body);
+    expect(new Webhook(secret).verify(body, headers)).toEqual(JSON.parse(body));
+    expect(() => new Webhook(secret).verify(body.replace("email", "sms"), headers)).toThrow();
+  });
+});

@@ -1,0 +1,145 @@
+import { createHmac } from "node:crypto";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Socket } from "node:net";
+import { checkAddress, EgressRefused, guardedLookup, type Resolve } from "./egress.ts";
+
+/**
+ * One HTTP delivery attempt (SPEC §10): POST a JSON body to an endpoint through the egress guard,
+ * with a connect timeout and a total timeout, never following a redirect, and report everything
+ * the attempt log keeps: status, latency, a capped excerpt of the response, Retry-After, and for
+ * a failure its class (egress, dns, connect, tls, timeout) so an operator sees at once where it
+ * broke. It never throws.
+ */
+
+export type ErrorClass = "egress" | "dns" | "connect" | "tls" | "timeout";
+
+export interface Attempt {
+  /** A 2xx answer. */
+  ok: boolean;
+  status: number | null;
+  latencyMs: number;
+  /** The start of the response body, at most `excerptBytes`, as text. */
+  excerpt: string;
+  errorClass: ErrorClass | null;
+  error: string | null;
+  /** From a Retry-After header (seconds or an HTTP date), when the endpoint sent one. */
+  retryAfterMs: number | null;
+  /** The address the request went to. */
+  remoteAddress: string | null;
+}
+
+export interface PostOptions {
+  allowPublic: boolean;
+  connectTimeoutMs: number;
+  timeoutMs: number;
+  excerptBytes?: number;
+  resolve?: Resolve;
+  now?: () => number;
+}
+
+/** Standard Webhooks headers for a delivery (SPEC §10): the id stays the same across retries. */
+export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): Record<string, string> {
+  const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret, "base64");
+  const signature = createHmac("sha256", key).update(`${id}.${timestampSeconds}.${body}`).digest("base64");
+  return { "webhook-id": id, "webhook-timestamp": String(timestampSeconds), "webhook-signature": `v1,${signature}` };
+}
+
+export function parseRetryAfter(value: string | undefined, now: number): number | null {
+  if (!value) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+const TLS_CODES = /^(ERR_TLS|ERR_SSL|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED|ERR_OSSL|HOSTNAME_MISMATCH)/;
+
+function classOf(e: NodeJS.ErrnoException): ErrorClass {
+  if (e instanceof EgressRefused) return "egress";
+  const code = e.code ?? "";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "ENODATA") return "dns";
+  if (TLS_CODES.test(code) || /certificate|ssl|tls/i.test(e.message)) return "tls";
+  return "connect";
+}
+
+export function postJson(url: string, body: string, headers: Record<string, string>, opts: PostOptions): Promise<Attempt> {
+  const now = opts.now ?? Date.now;
+  const started = performance.now();
+  const cap = opts.excerptBytes ?? 1024;
+  return new Promise((resolve) => {
+    let settled = false;
+    let remoteAddress: string | null = null;
+    const done = (a: Omit<Attempt, "latencyMs" | "remoteAddress">) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(total);
+      clearTimeout(connecting);
+      resolve({ ...a, latencyMs: Math.round((performance.now() - started) * 1000) / 1000, remoteAddress });
+    };
+    const fail = (errorClass: ErrorClass, error: string) => done({ ok: false, status: null, excerpt: "", errorClass, error, retryAfterMs: null });
+
+    let target: URL;
+    try {
+      target = new URL(url);
+      if (target.protocol !== "http:" && target.protocol !== "https:") throw new Error(`${target.protocol} is not http or https`);
+    } catch (e) {
+      return resolve({ ok: false, status: null, latencyMs: 0, excerpt: "", errorClass: "connect", error: `bad endpoint URL: ${(e as Error).message}`, retryAfterMs: null, remoteAddress: null });
+    }
+    const send = target.protocol === "https:" ? httpsRequest : httpRequest;
+    const req = send(target, {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
+      lookup: guardedLookup({ allowPublic: opts.allowPublic, resolve: opts.resolve }) as never,
+      agent: false,
+    });
+    const total = setTimeout(() => {
+      fail("timeout", `no complete answer within ${opts.timeoutMs} ms`);
+      req.destroy();
+    }, opts.timeoutMs);
+    const connecting = setTimeout(() => {
+      fail("timeout", `no connection within ${opts.connectTimeoutMs} ms`);
+      req.destroy();
+    }, opts.connectTimeoutMs);
+    req.on("socket", (socket: Socket) => {
+      socket.once("connect", () => {
+        clearTimeout(connecting);
+        remoteAddress = socket.remoteAddress ?? null;
+        // Belt and braces: the address actually connected to passes the same check.
+        try {
+          if (remoteAddress) checkAddress(remoteAddress, { allowPublic: opts.allowPublic });
+        } catch (e) {
+          fail("egress", (e as Error).message);
+          req.destroy();
+        }
+      });
+    });
+    req.on("error", (e: NodeJS.ErrnoException) => fail(classOf(e), e.message));
+    req.on("response", (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on("data", (chunk: Buffer) => {
+        if (kept < cap) {
+          chunks.push(chunk.subarray(0, cap - kept));
+          kept += Math.min(chunk.length, cap - kept);
+        }
+        // The rest of a long answer is not needed: stop reading it.
+        if (kept >= cap) res.destroy();
+      });
+      const finish = () => {
+        const status = res.statusCode ?? 0;
+        done({
+          ok: status >= 200 && status < 300,
+          status,
+          excerpt: Buffer.concat(chunks).toString("utf8"),
+          errorClass: null,
+          error: null,
+          retryAfterMs: parseRetryAfter(res.headers["retry-after"], now()),
+        });
+      };
+      res.on("end", finish);
+      res.on("close", finish);
+      res.on("error", finish);
+    });
+    req.end(body);
+  });
+}
