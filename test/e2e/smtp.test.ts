@@ -383,6 +383,25 @@ describe("limits", () => {
     }
   });
 
+  test("past smtp_max_connections in all: 421 4.7.0, and the next connection after one closes is served", async () => {
+    const small = await start("small", { AGENTOWL_SMTP_MAX_CONNECTIONS: "2" });
+    try {
+      const a = await SmtpDialogue.open(small.smtp.port);
+      const b = await SmtpDialogue.open(small.smtp.port);
+      expect([a.greeting!.code, b.greeting!.code]).toEqual([220, 220]);
+      const c = await SmtpDialogue.open(small.smtp.port);
+      expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
+      expect(await c.smtp.closedByServer()).toBe(true);
+      a.smtp.close();
+      await Bun.sleep(100);
+      const d = await SmtpDialogue.open(small.smtp.port);
+      expect(d.greeting!.code).toBe(220);
+      for (const x of [b, d]) x.smtp.close();
+    } finally {
+      await small.stop();
+    }
+  });
+
   test("a full spool disk answers 452 4.3.1, commits nothing, and recovers", async () => {
     const name = "fulldisk";
     const spoolDir = join(root, name, "spool");
