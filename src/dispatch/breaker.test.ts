@@ -1,0 +1,46 @@
+import { describe, expect, test } from "bun:test";
+import { Breakers, CircuitBreaker } from "./breaker.ts";
+
+describe("CircuitBreaker", () => {
+  test("opens after the threshold of consecutive failures; a success in between resets the count", () => {
+    let now = 0;
+    const b = new CircuitBreaker({ threshold: 3, cooldownMs: 1000, now: () => now });
+    b.failure();
+    b.failure();
+    b.success();
+    b.failure();
+    b.failure();
+    expect(b.state).toBe("closed");
+    b.failure();
+    expect(b.view()).toEqual({ state: "open", consecutiveFailures: 3, retryAt: 1000 });
+    expect(b.tryAcquire()).toBe(false);
+  });
+
+  test("after the cooldown one probe goes; its success closes, its failure opens for another cooldown", () => {
+    let now = 0;
+    const b = new CircuitBreaker({ threshold: 1, cooldownMs: 1000, now: () => now });
+    b.failure();
+    now = 999;
+    expect(b.tryAcquire()).toBe(false);
+    now = 1000;
+    expect(b.state).toBe("half_open");
+    expect(b.tryAcquire()).toBe(true);
+    expect(b.tryAcquire()).toBe(false);
+    b.failure();
+    expect(b.state).toBe("open");
+    now = 2000;
+    expect(b.tryAcquire()).toBe(true);
+    b.success();
+    expect(b.state).toBe("closed");
+    expect([b.tryAcquire(), b.tryAcquire()]).toEqual([true, true]);
+  });
+
+  test("Breakers keeps one per endpoint and lists the ones not closed", () => {
+    let now = 0;
+    const all = new Breakers({ threshold: 1, cooldownMs: 500, now: () => now });
+    all.for("beta/crm").failure();
+    all.for("beta/erp").success();
+    expect(all.troubled()).toEqual([["beta/crm", { state: "open", consecutiveFailures: 1, retryAt: 500 }]]);
+    expect(all.for("beta/crm")).toBe(all.for("beta/crm"));
+  });
+});

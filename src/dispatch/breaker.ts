@@ -1,0 +1,86 @@
+/**
+ * A circuit breaker per endpoint (SPEC §10, issue 8 item 4): after `threshold` consecutive failed
+ * attempts the endpoint is `open` and deliveries to it wait instead of trying; after `cooldownMs`
+ * it is `half_open` and exactly one attempt (the probe) may go; its success closes the circuit,
+ * its failure opens it again for another cooldown. Held in memory: after a restart every circuit
+ * starts closed, and the first failures open it again quickly.
+ */
+
+export type BreakerState = "closed" | "open" | "half_open";
+
+export interface BreakerOptions {
+  threshold: number;
+  cooldownMs: number;
+  now?: () => number;
+}
+
+export interface BreakerView {
+  state: BreakerState;
+  consecutiveFailures: number;
+  /** When an open circuit lets a probe through (ms), else null. */
+  retryAt: number | null;
+}
+
+export class CircuitBreaker {
+  private failures = 0;
+  private openedAt: number | null = null;
+  private probing = false;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: BreakerOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get state(): BreakerState {
+    if (this.openedAt === null) return "closed";
+    return this.now() - this.openedAt >= this.opts.cooldownMs ? "half_open" : "open";
+  }
+
+  /**
+   * May an attempt go now? Closed: yes. Open: no, until the cooldown is over. Half-open: one
+   * probe; others wait for its outcome. A caller that gets true must report the outcome.
+   */
+  tryAcquire(): boolean {
+    const state = this.state;
+    if (state === "closed") return true;
+    if (state === "open" || this.probing) return false;
+    this.probing = true;
+    return true;
+  }
+
+  success(): void {
+    this.failures = 0;
+    this.openedAt = null;
+    this.probing = false;
+  }
+
+  failure(): void {
+    this.failures++;
+    const probeFailed = this.probing;
+    this.probing = false;
+    if (probeFailed || this.failures >= this.opts.threshold) this.openedAt = this.now();
+  }
+
+  view(): BreakerView {
+    const state = this.state;
+    return { state, consecutiveFailures: this.failures, retryAt: this.openedAt === null ? null : this.openedAt + this.opts.cooldownMs };
+  }
+}
+
+/** One breaker per key (tenant/endpoint), created on first use. */
+export class Breakers {
+  private readonly byKey = new Map<string, CircuitBreaker>();
+
+  constructor(private readonly opts: BreakerOptions) {}
+
+  for(key: string): CircuitBreaker {
+    let b = this.byKey.get(key);
+    if (!b) this.byKey.set(key, (b = new CircuitBreaker(this.opts)));
+    return b;
+  }
+
+  /** Every breaker that is not closed, for /metrics and the API. */
+  troubled(): [string, BreakerView][] {
+    return [...this.byKey].map(([k, b]) => [k, b.view()] as [string, BreakerView]).filter(([, v]) => v.state !== "closed");
+  }
+}
