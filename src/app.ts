@@ -9,6 +9,7 @@ import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { seedBootstrapToken } from "./api/auth.ts";
 import { v1Api } from "./api/v1.ts";
 import { ingressRoutes } from "./ingress/http.ts";
+import { DELIVERY_JOB, dispatcher } from "./dispatch/dispatcher.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { createDnsResolver } from "./mail/dns.ts";
@@ -121,6 +122,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
   handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics }));
+  const dispatch = dispatcher({ storage, vault });
+  handlers.set(DELIVERY_JOB, dispatch.run);
 
   // Jobs leased by a previous process that died are ours to finish, now: the data dir's lock
   // says no other process of this appliance is alive, so no lease is still being worked on.
@@ -141,7 +144,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   });
   const relay = new OutboxRelay(
     storage.outbox,
-    [{ name: "metrics", handle: (e) => void metrics.outboxEvents.inc({ topic: e.topic }) }, ...(opts.subscribers ?? [])],
+    [{ name: "metrics", handle: (e) => void metrics.outboxEvents.inc({ topic: e.topic }) }, dispatch.router, dispatch.approvals, ...(opts.subscribers ?? [])],
     log.child({ component: "outbox" }),
   );
   runner.start();

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { LOG_LEVELS, type LogTap } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import type { SqliteEvents, SqliteTokens } from "../store/index.ts";
+import type { DeliveryRow, SqliteEvents, SqliteTokens } from "../store/index.ts";
 import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -104,13 +104,16 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
     });
 }
 
-function presentDelivery(d: { id: string; eventId: string; tenant: string; endpoint: string; state: string; attempts: number; lastStatus: number | null; lastError: string | null; createdAt: number; updatedAt: number }) {
+function presentDelivery(d: DeliveryRow) {
   return {
     id: d.id,
     event_id: d.eventId,
     tenant: d.tenant,
     endpoint: d.endpoint,
+    route: d.route,
     state: d.state,
+    decision: d.decision,
+    approval_id: d.approvalId,
     attempts: d.attempts,
     last_status: d.lastStatus,
     last_error: d.lastError,

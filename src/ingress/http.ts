@@ -8,6 +8,7 @@ import { AppError } from "../errors/index.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
 import type { SqliteStorage } from "../store/index.ts";
+import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts";
 
@@ -27,8 +28,6 @@ import { type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts
 
 export const EVENT_RECEIVED = "event.received";
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
-/** Leased secret values are kept this long at most (and dropped at once when the vault changes). */
-const SECRET_TTL_MS = 60_000;
 /** How often the queue's depth is sampled for the high-water check. */
 const BACKLOG_SAMPLE_MS = 500;
 /** Request headers never copied into an envelope: they carry credentials. */
@@ -43,35 +42,6 @@ export interface IngressDeps {
   metrics: Metrics;
   log: Logger;
   now?: () => number;
-}
-
-/** Secret values from vault leases, kept briefly: a lease per request would audit every request. */
-class LeasedSecrets {
-  private readonly cache = new Map<string, { values: string[]; until: number; generation: number }>();
-  private readonly pending = new Map<string, Promise<string[]>>();
-
-  constructor(
-    private readonly vault: Vault,
-    private readonly now: () => number,
-  ) {}
-
-  async values(ref: string, tenant: string, consumer: string): Promise<string[]> {
-    const scope = ref.slice("vault:".length);
-    const hit = this.cache.get(scope);
-    if (hit && hit.until > this.now() && hit.generation === this.vault.generation) return hit.values;
-    let p = this.pending.get(scope);
-    if (!p) {
-      p = (async () => {
-        const generation = this.vault.generation;
-        const lease = await this.vault.lease(scope, { forTenant: tenant, consumer });
-        const values = this.vault.redeem(lease.id);
-        this.cache.set(scope, { values, until: this.now() + SECRET_TTL_MS, generation });
-        return values;
-      })().finally(() => this.pending.delete(scope));
-      this.pending.set(scope, p);
-    }
-    return p;
-  }
 }
 
 /** The queue's depth, sampled in the background: the check must not cost a query per request. */

@@ -19,6 +19,8 @@ export const events = sqliteTable(
     envelope: text("envelope", { mode: "json" }).notNull(),
     /** Spans of the pipeline (SPEC §2): name, start, duration, outcome. */
     trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull(),
+    /** What routing decided: {matched, used_default, unrouted, at}; null until routed. */
+    routing: text("routing", { mode: "json" }).$type<Record<string, unknown>>(),
   },
   (t) => [
     index("events_tenant").on(t.tenant, t.id),
@@ -29,8 +31,9 @@ export const events = sqliteTable(
 );
 
 /**
- * One delivery of one event to one target (SPEC §10). The dispatcher owns its life; the API
- * lists it. States: pending, delivering, delivered, failed, dead.
+ * One delivery of one event to one target (SPEC §10), the dispatcher's task (SPEC §13): its
+ * state is its checkpoint. States: pending (routed, not yet decided), awaiting_approval,
+ * delivering, delivered, failed (retrying), dead, denied, quarantined (docs/state-machines.md).
  */
 export const deliveries = sqliteTable(
   "deliveries",
@@ -41,12 +44,43 @@ export const deliveries = sqliteTable(
       .references(() => events.id, { onDelete: "cascade" }),
     tenant: text("tenant").notNull(),
     endpoint: text("endpoint").notNull(),
-    state: text("state", { enum: ["pending", "delivering", "delivered", "failed", "dead"] }).notNull(),
+    state: text("state", { enum: ["pending", "awaiting_approval", "delivering", "delivered", "failed", "dead", "denied", "quarantined"] }).notNull(),
     attempts: integer("attempts").notNull().default(0),
     lastStatus: integer("last_status"),
     lastError: text("last_error"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
+    /** The route that sent the event here. */
+    route: text("route"),
+    /** The policy decision: {effect, policy, version, rule, reason}. */
+    decision: text("decision", { mode: "json" }).$type<Record<string, unknown>>(),
+    approvalId: text("approval_id"),
+    firstAttemptAt: integer("first_attempt_at"),
   },
-  (t) => [index("deliveries_tenant").on(t.tenant, t.id), index("deliveries_event").on(t.eventId)],
+  (t) => [
+    index("deliveries_tenant").on(t.tenant, t.id),
+    index("deliveries_event").on(t.eventId),
+    // One delivery per (event, target): routing an event twice (the outbox is at-least-once) adds nothing.
+    uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint),
+    index("deliveries_approval").on(t.approvalId),
+  ],
+);
+
+/** Every attempt of a delivery (SPEC §10): when, how long, what came back or why it failed. */
+export const deliveryAttempts = sqliteTable(
+  "delivery_attempts",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    deliveryId: text("delivery_id")
+      .notNull()
+      .references(() => deliveries.id, { onDelete: "cascade" }),
+    attempt: integer("attempt").notNull(),
+    startedAt: integer("started_at").notNull(),
+    latencyMs: integer("latency_ms").notNull(),
+    status: integer("status"),
+    errorClass: text("error_class"),
+    error: text("error"),
+    excerpt: text("excerpt"),
+  },
+  (t) => [index("delivery_attempts_delivery").on(t.deliveryId, t.attempt)],
 );

@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gt, gte, inArray, lt, lte, type SQL } from "drizzle-orm";
 import type { Envelope, Span } from "../../events/envelope.ts";
-import { deliveries, events } from "../schema/index.ts";
+import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
 
@@ -24,6 +24,7 @@ export interface StoredEvent {
 }
 
 export type DeliveryRow = typeof deliveries.$inferSelect;
+export type AttemptRow = typeof deliveryAttempts.$inferSelect;
 
 /**
  * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
@@ -95,7 +96,36 @@ export class SqliteEvents {
       .all();
   }
 
-  insertDeliveryTx(tx: SqliteTx, row: DeliveryRow): void {
-    tx.db.insert(deliveries).values(row).run();
+  /** A new delivery; false when the event already has one to that endpoint. */
+  insertDeliveryTx(tx: SqliteTx, row: typeof deliveries.$inferInsert): boolean {
+    return tx.db.insert(deliveries).values(row).onConflictDoNothing().returning({ id: deliveries.id }).all().length > 0;
+  }
+
+  delivery(id: string): DeliveryRow | null {
+    return this.db.select().from(deliveries).where(eq(deliveries.id, id)).get() ?? null;
+  }
+
+  deliveriesOfApproval(approvalId: string): DeliveryRow[] {
+    return this.db.select().from(deliveries).where(eq(deliveries.approvalId, approvalId)).all();
+  }
+
+  updateDeliveryTx(tx: SqliteTx, id: string, patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt">>): void {
+    tx.db.update(deliveries).set({ ...patch, updatedAt: tx.now }).where(eq(deliveries.id, id)).run();
+  }
+
+  insertAttemptTx(tx: SqliteTx, a: typeof deliveryAttempts.$inferInsert): void {
+    tx.db.insert(deliveryAttempts).values(a).run();
+  }
+
+  attempts(deliveryId: string): AttemptRow[] {
+    return this.db.select().from(deliveryAttempts).where(eq(deliveryAttempts.deliveryId, deliveryId)).orderBy(asc(deliveryAttempts.attempt)).all();
+  }
+
+  setRoutingTx(tx: SqliteTx, eventId: string, routing: Record<string, unknown>): void {
+    tx.db.update(events).set({ routing }).where(eq(events.id, eventId)).run();
+  }
+
+  routing(eventId: string): Record<string, unknown> | null {
+    return this.db.select({ routing: events.routing }).from(events).where(eq(events.id, eventId)).get()?.routing ?? null;
   }
 }
