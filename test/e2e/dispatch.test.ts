@@ -13,6 +13,7 @@ import { type App, startApp } from "../../src/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { SmtpDialogue } from "../helpers/smtp.ts";
 import { until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
@@ -49,7 +50,7 @@ beforeAll(async () => {
   });
   const url = (p: string) => `http://127.0.0.1:${receiver.port}${p}`;
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SMTP_GREETING_DELAY: "0ms", AGENTOWL_DNS_SERVERS: "127.0.0.1:9", AGENTOWL_DNS_TIMEOUT: "100ms" },
     cwd: root,
   });
   app = await startApp({ config, log: silentLogger });
@@ -60,6 +61,8 @@ beforeAll(async () => {
     ["endpoints", { name: "flaky", url: url("/flaky"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 3 } }],
     ["endpoints", { name: "down", url: url("/down"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
     ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
+    ["bindings", { name: "mail", type: "email", addresses: ["hello"] }],
+    ["routes", { name: "mail", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
     ["routes", { name: "ok", match: { "json.kind": { in: ["ok", "refund", "blocked"] } }, to: ["crm"] }],
     ["routes", { name: "flaky", match: { "json.kind": "flaky" }, to: ["flaky"] }],
     ["routes", { name: "down", match: { "json.kind": "down" }, to: ["down"] }],
@@ -141,6 +144,20 @@ describe("dispatch", () => {
     const blocked = await send("blocked");
     const [denied] = await deliveriesOf(blocked, (s) => s[0] === "denied");
     expect(denied!.decision).toMatchObject({ effect: "deny", rule: 1 });
+  });
+
+  test("a mail sent over SMTP arrives, signed, at the receiver as an email.received event", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO x");
+    const r = await smtp.sendMail("alice@example.com", ["hello@beta.agentowl.lan"], "Subject: hello by mail\r\n\r\nover SMTP\r\n");
+    smtp.close();
+    const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
+    await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
+    const eventId = app.storage.mail.get(queued)!.events![0]!;
+    const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    const got = received.find((x) => x.headers["webhook-id"] === d!.id)!;
+    expect(got.verified).toBe(true);
+    expect(JSON.parse(got.body)).toMatchObject({ id: eventId, type: "email.received", agent: "hello", data: { subject: "hello by mail" } });
   });
 
   test("an event no route matches is recorded as unrouted, with no delivery", async () => {

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { apiCaller } from "../helpers/api.ts";
-import { killLeftovers, startAgentowl, waitUntil } from "../helpers/process.ts";
+import { killLeftovers, serveAgentowl, waitUntil } from "../helpers/process.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 
 setDefaultTimeout(60_000);
@@ -20,22 +20,7 @@ const dir = join(root, "data");
 afterEach(killLeftovers);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-async function serve() {
-  const server = startAgentowl(["serve"], {
-    cwd: root,
-    env: {
-      AGENTOWL_DATA_DIR: dir,
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: TOKEN,
-      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
-      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
-      AGENTOWL_DNS_TIMEOUT: "100ms",
-    },
-  });
-  const serving = await server.waitForLog("agentowl serving", 20_000);
-  return { server, url: serving.http as string, smtpPort: Number(String(serving.smtp).split(":").pop()) };
-}
+const serve = () => serveAgentowl({ cwd: root, dataDir: dir, token: TOKEN });
 
 test("every message acknowledged with 250 before a SIGKILL is there after the restart, and becomes one event", async () => {
   const first = await serve();

@@ -194,3 +194,25 @@ export async function refusesConnections(url: string): Promise<boolean> {
     return true;
   }
 }
+
+/**
+ * `agentowl serve` on `dataDir`, HTTP and SMTP on free loopback ports, no DNS (sender auth says
+ * temperror at once), no greeting pause; resolves when it logs where it listens.
+ */
+export async function serveAgentowl(opts: { cwd: string; dataDir: string; token: string; env?: Record<string, string> }): Promise<{ server: Running; url: string; smtpPort: number }> {
+  const server = startAgentowl(["serve"], {
+    cwd: opts.cwd,
+    env: {
+      AGENTOWL_DATA_DIR: opts.dataDir,
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: opts.token,
+      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
+      AGENTOWL_DNS_TIMEOUT: "100ms",
+      ...opts.env,
+    },
+  });
+  const serving = await server.waitForLog("agentowl serving", 20_000);
+  return { server, url: serving.http as string, smtpPort: Number(String(serving.smtp).split(":").pop()) };
+}
