@@ -124,6 +124,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics }));
   const dispatch = dispatcher({ storage, vault });
   handlers.set(DELIVERY_JOB, dispatch.run);
+  metrics.watchCircuits(() => dispatch.breakers.troubled());
 
   // Jobs leased by a previous process that died are ours to finish, now: the data dir's lock
   // says no other process of this appliance is alive, so no lease is still being worked on.

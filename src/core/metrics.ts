@@ -137,6 +137,20 @@ export class Metrics {
     });
   }
 
+  /** Circuit breakers that are not closed (SPEC §10: the console shows them; so does /metrics). */
+  watchCircuits(troubled: () => [string, { state: string; consecutiveFailures: number }][]): void {
+    new Gauge({
+      name: "agentowl_endpoint_circuit_open",
+      help: "Endpoints whose circuit breaker is not closed: 1 open, 0.5 half-open (a probe may go); closed ones are absent.",
+      labelNames: ["endpoint"] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [endpoint, v] of troubled()) this.set({ endpoint }, v.state === "open" ? 1 : 0.5);
+      },
+    });
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }

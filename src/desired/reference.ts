@@ -40,6 +40,7 @@ export const MEANING: Record<string, string> = {
   "endpoints.retry.max_attempts": "Attempts before the delivery is dead-lettered.",
   "endpoints.retry.max_age": "Time after the first attempt before the delivery is dead-lettered.",
   "endpoints.timeout": "How long one attempt may take.",
+  "endpoints.max_in_flight": "Deliveries to this endpoint at once (default 4). More wait in the queue, so one slow endpoint never holds up the others.",
   "endpoints.allow_public": "Allow a destination outside loopback and the LAN (SPEC §3.8). Link-local and metadata addresses are refused regardless.",
   "bindings.name": "Unique among the tenant's bindings.",
   "bindings.type": "Where events come from: mail over SMTP, a webhook, or Telnyx (SMS and voice).",

@@ -5,6 +5,7 @@ import { parseDuration } from "../config/index.ts";
 import { EVENT_RECEIVED } from "../ingress/http.ts";
 import { decide, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
+import type { Envelope } from "../events/envelope.ts";
 import type { EndpointSpec } from "../resources/specs.ts";
 import { APPROVAL_DECIDED, type DeliveryRow, type SqliteStorage } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
@@ -31,6 +32,9 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const APPROVAL_TTL_MS = 24 * 3_600_000;
 const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined"]);
+const DEFAULT_MAX_IN_FLIGHT = 4;
+/** How soon a delivery that found its endpoint busy looks again. */
+const BUSY_RETRY_MS = 250;
 
 export interface DispatcherDeps {
   storage: SqliteStorage;
@@ -45,6 +49,7 @@ export function dispatcher(deps: DispatcherDeps) {
   const routes = new RouteTable(storage.resources);
   const policies = new PolicyCache();
   const secrets = new LeasedSecrets(deps.vault, now);
+  const inFlight = new Map<string, number>();
   const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
 
   const endpointOf = async (tenant: string, name: string) => (await storage.resources.get({ tenant, kind: "endpoints", name }))?.spec as EndpointSpec | undefined;
@@ -134,8 +139,23 @@ export function dispatcher(deps: DispatcherDeps) {
       d = storage.events.delivery(d.id)!;
     }
 
-    // 3. One attempt: circuit, max age, audit entry first, signed POST, the attempt on record.
-    const breaker = breakers.for(`${d.tenant}/${d.endpoint}`);
+    // 3. One attempt: endpoint capacity, circuit, max age, audit entry first, signed POST, the attempt on record.
+    const key = `${d.tenant}/${d.endpoint}`;
+    const busy = inFlight.get(key) ?? 0;
+    // A busy endpoint gives its worker back: the job comes again shortly, other endpoints go on.
+    if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT)) throw new RetryLaterError(`endpoint ${d.endpoint}: ${busy} deliveries in flight`, BUSY_RETRY_MS);
+    inFlight.set(key, busy + 1);
+    try {
+      return await attemptOnce(d, endpoint, stored.envelope, key);
+    } finally {
+      const left = (inFlight.get(key) ?? 1) - 1;
+      if (left > 0) inFlight.set(key, left);
+      else inFlight.delete(key);
+    }
+  };
+
+  const attemptOnce = async (d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, key: string): Promise<void> => {
+    const breaker = breakers.for(key);
     if (!breaker.tryAcquire()) throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breaker.view().retryAt ?? now()) - now()));
     const maxAge = endpoint.retry?.max_age ? parseDuration(endpoint.retry.max_age) : null;
     if (maxAge !== null && d.firstAttemptAt !== null && now() - d.firstAttemptAt > maxAge) {
@@ -145,7 +165,7 @@ export function dispatcher(deps: DispatcherDeps) {
     const attempt = d.attempts + 1;
     const startedAt = now();
     await storage.audit.append({ actor: "dispatcher", tenant: d.tenant, action: "delivery.attempt", target: `${d.tenant}/endpoints/${d.endpoint}`, details: { delivery: d.id, event: d.eventId, attempt, url: endpoint.url } });
-    const body = JSON.stringify(stored.envelope);
+    const body = JSON.stringify(envelope);
     const [secret] = endpoint.signing_secret ? await secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`) : [];
     const headers = secret ? signStandardWebhook(secret, d.id, Math.floor(now() / 1000), body) : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(now() / 1000)) };
     const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
@@ -169,5 +189,5 @@ export function dispatcher(deps: DispatcherDeps) {
     throw new Error(lastError ?? "delivery failed");
   };
 
-  return { router, approvals, run, breakers };
+  return { router, approvals, run, breakers, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }

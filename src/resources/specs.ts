@@ -42,6 +42,8 @@ export const EndpointSpec = Type.Object(
     timeout: Type.Optional(Duration),
     /** SPEC §3.8: endpoints must be on loopback or the LAN unless this says otherwise. */
     allow_public: Type.Optional(Type.Boolean()),
+    /** Deliveries to this endpoint at once (default 4): a slow endpoint holds no more workers than this. */
+    max_in_flight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
   },
   { additionalProperties: false },
 );

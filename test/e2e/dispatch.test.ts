@@ -26,6 +26,8 @@ let receiver: ReturnType<typeof Bun.serve>;
 const call = apiCaller(() => app.url, BOOTSTRAP);
 const received: { path: string; at: number; headers: Record<string, string>; body: string; verified: boolean }[] = [];
 let flakyCalls = 0;
+let slowNow = 0;
+let slowMax = 0;
 
 beforeAll(async () => {
   receiver = Bun.serve({
@@ -45,6 +47,12 @@ beforeAll(async () => {
       received.push({ path, at: Date.now(), headers, body, verified });
       if (path === "/flaky") return ++flakyCalls === 1 ? new Response("later", { status: 429, headers: { "retry-after": "1" } }) : new Response("ok");
       if (path === "/down") return new Response("broken", { status: 500 });
+      if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
+      if (path === "/slow") {
+        slowMax = Math.max(slowMax, ++slowNow);
+        await Bun.sleep(300);
+        slowNow--;
+      }
       return new Response("ok");
     },
   });
@@ -60,6 +68,10 @@ beforeAll(async () => {
     ["endpoints", { name: "crm", url: url("/ok"), signing_secret: "vault:beta/crm-signing" }],
     ["endpoints", { name: "flaky", url: url("/flaky"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 3 } }],
     ["endpoints", { name: "down", url: url("/down"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    ["endpoints", { name: "slow", url: url("/slow"), signing_secret: "vault:beta/crm-signing", max_in_flight: 1 }],
+    ["endpoints", { name: "busy", url: url("/busy"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } }],
+    ["routes", { name: "slow", match: { "json.kind": "slow" }, to: ["slow"] }],
+    ["routes", { name: "busy", match: { "json.kind": "busy" }, to: ["busy"] }],
     ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
     ["bindings", { name: "mail", type: "email", addresses: ["hello"] }],
     ["routes", { name: "mail", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
@@ -159,6 +171,24 @@ describe("dispatch", () => {
     expect(got.verified).toBe(true);
     expect(JSON.parse(got.body)).toMatchObject({ id: eventId, type: "email.received", agent: "hello", data: { subject: "hello by mail" } });
   });
+
+  test("max_in_flight: a slow endpoint gets one delivery at a time, and the others do not wait for it", async () => {
+    const slow = await Promise.all([send("slow"), send("slow"), send("slow")]);
+    await Bun.sleep(50);
+    const t0 = Date.now();
+    const fast = await send("ok");
+    await deliveriesOf(fast, (s) => s[0] === "delivered");
+    expect(Date.now() - t0).toBeLessThan(600);
+    for (const e of slow) await deliveriesOf(e, (s) => s[0] === "delivered");
+    expect(slowMax).toBe(1);
+  });
+
+  test("an endpoint that keeps failing opens its circuit breaker, shown on /metrics", async () => {
+    const eventId = await send("busy");
+    await until("five failed attempts", async () => ((await call("GET", `/v1/events/${eventId}`)).body.deliveries[0]?.attempts ?? 0) >= 5, 30_000, 100);
+    const text = await (await fetch(`${app.url}/metrics`)).text();
+    expect(text).toMatch(/agentowl_endpoint_circuit_open\{endpoint="beta\/busy"\} (1|0\.5)/);
+  }, 45_000);
 
   test("an event no route matches is recorded as unrouted, with no delivery", async () => {
     const eventId = await send("nothing-matches");
