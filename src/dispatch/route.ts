@@ -1,6 +1,7 @@
 import type { Envelope } from "../events/envelope.ts";
 import { type Action, compileGetter, compileTest } from "../policy/engine.ts";
 import type { RouteSpec } from "../resources/specs.ts";
+import { ConfigCache } from "../resources/cache.ts";
 import type { SqliteResources } from "../store/index.ts";
 
 /**
@@ -75,22 +76,15 @@ export function compileRoutes(specs: readonly RouteSpec[]): (event: Envelope) =>
 
 /** A tenant's compiled routes, compiled again only after the configuration changed. */
 export class RouteTable {
-  private readonly compiled = new Map<string, (event: Envelope) => RouteDecision>();
-  private generation = -1;
+  private readonly compiled: ConfigCache<(event: Envelope) => RouteDecision>;
 
-  constructor(private readonly resources: SqliteResources) {}
+  constructor(resources: SqliteResources) {
+    this.compiled = new ConfigCache(resources, async (tenant) =>
+      compileRoutes((await resources.list({ tenant, kind: "routes", limit: 100_000 })).map((r) => r.spec as RouteSpec)),
+    );
+  }
 
   async route(event: Envelope): Promise<RouteDecision> {
-    if (this.generation !== this.resources.generation) {
-      this.compiled.clear();
-      this.generation = this.resources.generation;
-    }
-    let route = this.compiled.get(event.tenant);
-    if (!route) {
-      const rows = await this.resources.list({ tenant: event.tenant, kind: "routes", limit: 100_000 });
-      route = compileRoutes(rows.map((r) => r.spec as RouteSpec));
-      this.compiled.set(event.tenant, route);
-    }
-    return route(event);
+    return (await this.compiled.get(event.tenant))(event);
   }
 }

@@ -4,6 +4,7 @@ import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
+import { ConfigCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
@@ -149,33 +150,14 @@ const span = (name: string, startedAt: number, t0: number, outcome: Span["outcom
   outcome,
 });
 
-/** Bindings by tenant and name, read once per change of the configuration (not per request). */
-class BindingCache {
-  private readonly cache = new Map<string, BindingSpec | null>();
-  private generation = -1;
-
-  constructor(private readonly storage: SqliteStorage) {}
-
-  async get(tenant: string, name: string): Promise<BindingSpec | null> {
-    const resources = this.storage.resources;
-    // Unknown names are remembered too (so probing costs no query); a flood of them just restarts the cache.
-    if (this.generation !== resources.generation || this.cache.size > 10_000) {
-      this.cache.clear();
-      this.generation = resources.generation;
-    }
-    const key = `${tenant}/${name}`;
-    let spec = this.cache.get(key);
-    if (spec === undefined) {
-      spec = ((await resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined) ?? null;
-      this.cache.set(key, spec);
-    }
-    return spec;
-  }
-}
-
 export function ingressRoutes(deps: IngressDeps) {
   const { storage, metrics, log, config } = deps;
-  const bindings = new BindingCache(storage);
+  // Bindings by tenant/name, and the Telnyx number → binding map: read once per configuration change.
+  const bindings = new ConfigCache(storage.resources, async (key) => {
+    const [tenant, name] = key.split("/") as [string, string];
+    return ((await storage.resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined) ?? null;
+  });
+  const numbers = new ConfigCache(storage.resources, () => telnyxNumbers(storage));
   const now = deps.now ?? Date.now;
   const secrets = new LeasedSecrets(deps.vault, now);
   const backlog = new Backlog(storage, now);
@@ -248,7 +230,7 @@ export function ingressRoutes(deps: IngressDeps) {
         const context = { tenant, binding: name, remote_ip };
         try {
           // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
-          const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
+          const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(`${tenant}/${name}`) : null;
           if (!binding || binding.type !== "webhook" || !binding.verify) return refuse("webhook", "not_found", notFound(), context);
           const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
             refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),
@@ -302,7 +284,8 @@ export function ingressRoutes(deps: IngressDeps) {
           // whole body: nothing read before verification is trusted beyond choosing the key.
           const parsed = parseTelnyx(body);
           if (!parsed) return refuse("telnyx", "bad_request", new AppError("invalid_input", "not a Telnyx webhook (JSON with data.event_type and data.payload)"), context);
-          const owner = parsed.to.length ? await telnyxBinding(storage, parsed.to) : null;
+          const byNumber = await numbers.get("");
+          const owner = parsed.to.map((n) => byNumber.get(n)).find((o) => o !== undefined) ?? null;
           if (!owner) return refuse("telnyx", "not_found", notFound(), { ...context, to: parsed.to });
           const { tenant, binding } = owner;
           Object.assign(context, { tenant, binding: binding.name });
@@ -376,11 +359,12 @@ export function parseTelnyx(body: Uint8Array): TelnyxWebhook | null {
   return { id: typeof ev.id === "string" ? ev.id : null, eventType, occurredAt: ev.occurred_at ?? ev.created_at ?? null, payload: ev.payload, to };
 }
 
-/** The telnyx binding that lists one of these numbers (a number belongs to one binding: validation says so). */
-async function telnyxBinding(storage: SqliteStorage, numbers: string[]): Promise<{ tenant: string; binding: BindingSpec } | null> {
+/** Every telnyx binding's numbers (a number belongs to one binding of one tenant: validation says so). */
+async function telnyxNumbers(storage: SqliteStorage): Promise<Map<string, { tenant: string; binding: BindingSpec }>> {
+  const out = new Map<string, { tenant: string; binding: BindingSpec }>();
   for (const row of await storage.resources.list({ kind: "bindings", limit: 100_000 })) {
     const b = row.spec as BindingSpec;
-    if (b.type === "telnyx" && b.numbers?.some((n) => numbers.includes(n))) return { tenant: row.tenant, binding: b };
+    if (b.type === "telnyx") for (const n of b.numbers ?? []) out.set(n, { tenant: row.tenant, binding: b });
   }
-  return null;
+  return out;
 }

@@ -1,5 +1,6 @@
 import type { BindingSpec } from "../resources/specs.ts";
 import type { MailRecipient, SqliteResources } from "../store/index.ts";
+import { ConfigCache } from "../resources/cache.ts";
 
 /**
  * Recipient validation at RCPT time (SPEC §8): `agent[+tag]@tenant.<mail domain>`, compared
@@ -31,22 +32,28 @@ export function parseRecipient(address: string, mailDomain: string): ParsedAddre
 }
 
 export class RecipientDirectory {
+  /** Per tenant: agent → the email binding that lists it; read once per configuration change. */
+  private readonly agents: ConfigCache<Map<string, string>>;
+
   constructor(
-    private readonly resources: SqliteResources,
+    resources: SqliteResources,
     private readonly mailDomain: string,
-  ) {}
+  ) {
+    this.agents = new ConfigCache(resources, async (tenant) => {
+      const out = new Map<string, string>();
+      for (const row of await resources.list({ tenant, kind: "bindings", limit: 10_000 })) {
+        const b = row.spec as BindingSpec;
+        if (b.type === "email") for (const a of b.addresses ?? []) out.set(a, b.name);
+      }
+      return out;
+    });
+  }
 
   /** The recipient resolved to its tenant, agent and binding, or null when it is not ours. */
   async resolve(address: string): Promise<MailRecipient | null> {
     const parsed = parseRecipient(address, this.mailDomain);
     if (!parsed) return null;
-    const bindings = await this.resources.list({ tenant: parsed.tenant, kind: "bindings", limit: 10_000 });
-    for (const row of bindings) {
-      const b = row.spec as BindingSpec;
-      if (b.type === "email" && b.addresses?.includes(parsed.agent)) {
-        return { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding: b.name };
-      }
-    }
-    return null;
+    const binding = (await this.agents.get(parsed.tenant)).get(parsed.agent);
+    return binding === undefined ? null : { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding };
   }
 }
