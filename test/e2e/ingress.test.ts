@@ -242,8 +242,12 @@ describe("telnyx", () => {
     expect(ce).toMatchObject({ type: "voice.call.initiated", channel: "voice", data: { to } });
   });
 
-  test("bad signature or stale timestamp 401; an unknown number 404; an event type it does not take is 200 ignored", async () => {
+  test("a signed message is 202; bad signature or stale timestamp 401; an unknown number 404; an event type it does not take is 200 ignored", async () => {
     const body = JSON.stringify({ data: { id: "t-1", event_type: "message.received", payload: { from: "+15550000001", to: "+15557654321", text: "hi" } } });
+    // The same message, signed by the binding's key: accepted (this test needs no corpus file).
+    const accepted = await post("/ingress/telnyx", body, telnyxHeaders(body));
+    expect(accepted.status).toBe(202);
+    expect((await call("GET", `/v1/events/${((await accepted.json()) as { id: string }).id}`)).body).toMatchObject({ type: "sms.received", data: { from: "+15550000001", text: "hi" } });
     const forged = { ...telnyxHeaders(body), "telnyx-signature-ed25519": edSign(null, Buffer.from("x"), generateKeyPairSync("ed25519").privateKey).toString("base64") };
     expect((await post("/ingress/telnyx", body, forged)).status).toBe(401);
     expect((await post("/ingress/telnyx", body, telnyxHeaders(body, Math.floor(Date.now() / 1000) - 600))).status).toBe(401);
