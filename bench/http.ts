@@ -10,6 +10,7 @@ import { join } from "node:path";
 import autocannon from "autocannon";
 import { type Subprocess, spawn } from "bun";
 import { createHmac } from "node:crypto";
+import { freePort, waitHttp } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -19,22 +20,7 @@ const TOKEN = "bench-http-bootstrap-token-00000000000";
 const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
 const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
 
-async function freePort(): Promise<number> {
-  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = s.port!;
-  await s.stop(true);
-  return port;
-}
 
-async function waitHttp(url: string, proc: Subprocess): Promise<void> {
-  const t0 = performance.now();
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
-    if (await fetch(url).then(() => true, () => false)) return;
-    if (performance.now() - t0 > 20_000) throw new Error(`${url} not up`);
-    await Bun.sleep(50);
-  }
-}
 
 interface Result {
   perSec: number;

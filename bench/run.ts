@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   policy: async () => (await import("./policy.ts")).benchPolicy(),
   smtp: async () => (await import("./smtp.ts")).benchSmtp(),
   http: async () => (await import("./http.ts")).benchHttp(),
+  dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
 };
 
 const names = process.argv.slice(2);

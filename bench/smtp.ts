@@ -15,6 +15,8 @@ import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 
+import { freePort } from "./common.ts";
+
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
@@ -22,15 +24,9 @@ const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
 const TOKEN = "bench-smtp-bootstrap-token-000000000";
 const MESSAGE = `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\nMessage-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
 
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
 
 /** A minimal pipelining-free SMTP client: reads one reply per command. */
-class Client {
+export class SmtpClient {
   private buf = "";
   private wait: ((line: string) => void) | null = null;
   private constructor(private readonly socket: Socket) {
@@ -48,10 +44,10 @@ class Client {
       }
     });
   }
-  static async open(port: number): Promise<Client> {
+  static async open(port: number): Promise<SmtpClient> {
     const s = connect({ host: "127.0.0.1", port });
     await new Promise((r, j) => s.once("connect", r).once("error", j));
-    const c = new Client(s);
+    const c = new SmtpClient(s);
     await c.line();
     await c.cmd("EHLO bench.example.com");
     return c;
@@ -64,16 +60,19 @@ class Client {
     this.socket.write(`${c}\r\n`);
     return p;
   }
-  async send(id: number): Promise<number> {
+  /** One message; its DATA-end (epoch ms, when the final dot was written) and the 250's latency. */
+  async send(id: number, opts: { to?: string; subject?: string } = {}): Promise<{ ms: number; dataEnd: number }> {
+    const to = opts.to ?? "hello@beta.agentowl.lan";
     await this.cmd("MAIL FROM:<bench@example.com>");
-    await this.cmd("RCPT TO:<hello@beta.agentowl.lan>");
+    await this.cmd(`RCPT TO:<${to}>`);
     await this.cmd("DATA");
-    const t0 = performance.now();
     const end = this.line();
-    this.socket.write(MESSAGE.replace("%ID%", String(id)));
+    const t0 = performance.now();
+    this.socket.write(MESSAGE.replace("%ID%", String(id)).replace("hello@beta.agentowl.lan", to).replace("Subject: benchmark", `Subject: ${opts.subject ?? "benchmark"}`));
+    const dataEnd = performance.timeOrigin + performance.now();
     const reply = await end;
     if (!reply.startsWith("250")) throw new Error(`not accepted: ${reply}`);
-    return performance.now() - t0;
+    return { ms: performance.now() - t0, dataEnd };
   }
   close(): void {
     this.socket.end("QUIT\r\n");
@@ -94,10 +93,10 @@ async function load(port: number, reuse: boolean): Promise<Result> {
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: SESSIONS }, async () => {
-      let c = reuse ? await Client.open(port) : null;
+      let c = reuse ? await SmtpClient.open(port) : null;
       while (performance.now() < deadline) {
-        if (!reuse) c = await Client.open(port);
-        latencies.push(await c!.send(n++));
+        if (!reuse) c = await SmtpClient.open(port);
+        latencies.push((await c!.send(n++)).ms);
         if (!reuse) c!.close();
       }
       if (reuse) c!.close();

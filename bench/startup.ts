@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn, spawnSync } from "bun";
 
+import { freePort } from "./common.ts";
+
 const ROOT = join(import.meta.dir, "..");
 const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -17,12 +19,6 @@ function build(entry: string, out: string): void {
   if (r.exitCode !== 0) throw new Error(`build of ${entry} failed: ${r.stderr.toString()}`);
 }
 
-async function freePort(): Promise<number> {
-  const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = s.port!;
-  await s.stop(true);
-  return port;
-}
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

@@ -205,7 +205,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, logTap: opts.logTap ?? null }))
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
     .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }) }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.

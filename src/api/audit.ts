@@ -42,7 +42,7 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
         before = Number(Buffer.from(q.cursor, "base64url").toString("utf8"));
         if (!Number.isSafeInteger(before) || before < 1) throw new AppError("invalid_input", "the cursor is not one this API returned");
       }
-      const rows = await audit.list({ tenants, action: q.action, actor: q.actor, since: time("since", q.since), until: time("until", q.until), before, limit: page.limit + 1 });
+      const rows = await audit.list({ tenants, action: q.action, actor: q.actor, event: q.event, since: time("since", q.since), until: time("until", q.until), before, limit: page.limit + 1 });
       const items = rows.slice(0, page.limit).map(present);
       const next = rows.length > page.limit ? Buffer.from(String(items.at(-1)!.seq)).toString("base64url") : null;
       return { items, next_cursor: next };

@@ -3,11 +3,11 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { LOG_LEVELS, type LogTap } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import type { DeliveryRow, SqliteEvents, SqliteTokens } from "../store/index.ts";
+import type { SqliteEvents, SqliteTokens } from "../store/index.ts";
+import { presentDelivery, timeline } from "./deliveries.ts";
 import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
-const iso = (ms: number) => new Date(ms).toISOString();
 
 function time(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -20,7 +20,7 @@ const SSE_KEEPALIVE_MS = 15_000;
 /** Lines a slow log-tail client may fall behind before it is cut off (it can reconnect). */
 const SSE_MAX_BACKLOG = 10_000;
 
-/** /v1/events, /v1/deliveries and /v1/logs/tail. */
+/** /v1/events and /v1/logs/tail. */
 export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: Clock, logTap: LogTap | null) {
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
@@ -47,13 +47,7 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
       const event = isId(params.id, "evt") ? await events.get(params.id) : null;
       if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
       const dels = await events.deliveries({ eventId: params.id, limit: 1000 });
-      return { ...event.envelope, deliveries: dels.map(presentDelivery), trace: event.trace };
-    })
-    .get("/deliveries", async ({ principal, query }) => {
-      const q = query as Record<string, string | undefined>;
-      const page = readPage(q);
-      const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, state: q.state, before: page.after, limit: page.limit + 1 });
-      return pageOf(rows.map(presentDelivery), page.limit, (d) => d.id);
+      return { ...event.envelope, routing: events.routing(params.id), deliveries: dels.map(presentDelivery), trace: timeline(event.trace, [...dels].reverse()) };
     })
     .get("/logs/tail", ({ principal, query, request }) => {
       requireAdmin(principal);
@@ -102,22 +96,4 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
       });
       return new Response(stream, { headers: { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" } });
     });
-}
-
-function presentDelivery(d: DeliveryRow) {
-  return {
-    id: d.id,
-    event_id: d.eventId,
-    tenant: d.tenant,
-    endpoint: d.endpoint,
-    route: d.route,
-    state: d.state,
-    decision: d.decision,
-    approval_id: d.approvalId,
-    attempts: d.attempts,
-    last_status: d.lastStatus,
-    last_error: d.lastError,
-    created_at: iso(d.createdAt),
-    updated_at: iso(d.updatedAt),
-  };
 }

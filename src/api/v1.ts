@@ -16,6 +16,7 @@ import { approvalRoutes } from "./approvals.ts";
 import { auditRoutes } from "./audit.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
+import { type DeliveryActions, deliveryRoutes } from "./deliveries.ts";
 import { policyRoutes } from "./policy.ts";
 import { vaultRoutes } from "./vault.ts";
 import { tokenRoutes } from "./tokens.ts";
@@ -27,6 +28,8 @@ export interface V1Deps {
   /** Live log lines for /v1/logs/tail (absent in tests that do not need it). */
   logTap?: LogTap | null;
   vault: Vault;
+  /** Replay, retry, discard and endpoint status (the dispatcher). */
+  dispatch: DeliveryActions;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -183,6 +186,7 @@ export function v1Api(deps: V1Deps) {
     .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
     .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
+    .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
     .use(policyRoutes(storage, new PolicyCache(), deps.clock))
     .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))

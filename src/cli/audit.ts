@@ -9,23 +9,27 @@ import { cell, renderTable, time, toJson } from "./output.ts";
 const lsCommand: Command = {
   name: ["audit", "ls"],
   summary: "list audit entries, newest first",
-  help: `Usage: agentowl audit ls [-t TENANT] [--action ACTION] [--actor ACTOR] [--since TIME] [--until TIME]
-                         [--limit N | --all] [--json]
+  help: `Usage: agentowl audit ls [-t TENANT] [--action ACTION] [--actor ACTOR] [--event EVT_ID]
+                         [--since TIME] [--until TIME] [--limit N | --all] [--json]
 
 Lists audit entries, newest first: who (actor) did what (action) to what (target), with the
-decision when there was one. A tenant token sees its tenants' entries only. TIME is ISO 8601 or
-a duration ago (15m, 24h). ACTION: token.create, token.revoke, resource.create, resource.update,
-resource.delete, config.apply, auth.sign_in, secret.set, secret.lease, approval.approve, ...
+decision when there was one. A tenant token sees its tenants' entries only. --event gives the
+story of one event: its approvals, delivery attempts, retries, replays. TIME is ISO 8601 or a
+duration ago (15m, 24h). ACTION: token.create, token.revoke, resource.create, resource.update,
+resource.delete, config.apply, auth.sign_in, secret.set, secret.lease, approval.request,
+approval.approve, delivery.attempt, delivery.dead, delivery.retry, delivery.discard,
+event.replay, ...
 
 ${CONNECTION_HELP}
 
 ${API_EXIT_HELP}`,
-  options: { tenant: { type: "string", short: "t" }, action: { type: "string" }, actor: { type: "string" }, since: { type: "string" }, until: { type: "string" }, ...LIST_OPTIONS },
+  options: { tenant: { type: "string", short: "t" }, action: { type: "string" }, actor: { type: "string" }, event: { type: "string" }, since: { type: "string" }, until: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
     const query = {
       tenant: stringOpt(values, "tenant"),
       action: stringOpt(values, "action"),
       actor: stringOpt(values, "actor"),
+      event: stringOpt(values, "event"),
       since: pointInTime(stringOpt(values, "since"), "--since"),
       until: pointInTime(stringOpt(values, "until"), "--until"),
     };

@@ -192,16 +192,17 @@ ${footer}`,
 const deliveriesLs: Command = {
   name: ["deliveries", "ls"],
   summary: "list deliveries (one per event and target) with their state",
-  help: `Usage: agentowl deliveries ls [-t TENANT] [--event ID] [--state STATE] [--limit N | --all] [--json]
+  help: `Usage: agentowl deliveries ls [-t TENANT] [--event ID] [--endpoint NAME] [--state STATE] [--limit N | --all] [--json]
 
-Lists deliveries (one per event and target) newest first: the first --limit (default
-50), or --all of them, as a table or, with --json, one JSON array. STATE: pending, delivering,
-delivered, failed, dead.
+Lists deliveries (one per event and target, and one per replay) newest first: the first
+--limit (default 50), or --all of them, as a table or, with --json, one JSON array. STATE:
+pending, awaiting_approval, delivering, delivered, failed (retrying), dead (the dead letters),
+denied, quarantined, discarded.
 
 ${footer}`,
-  options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, state: { type: "string" }, ...LIST_OPTIONS },
+  options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, endpoint: { type: "string" }, state: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
-    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), state: stringOpt(values, "state") };
+    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: stringOpt(values, "state") };
     const items = await listRows(clientFor(values, io.env), apiPath("deliveries"), query, values, io, "deliveries");
     if (values.json) io.out(toJson(items));
     else if (!items.length) io.out("no deliveries\n");
@@ -210,4 +211,124 @@ ${footer}`,
   },
 };
 
-export const EVENT_COMMANDS: readonly Command[] = [eventsLs, eventsShow, deliveriesLs];
+const ATTEMPT_COLUMNS = ["#", "STARTED", "LATENCY", "STATUS", "ERROR"];
+
+const deliveriesShow: Command = {
+  name: ["deliveries", "show"],
+  summary: "show one delivery: its state, policy decision and every attempt",
+  help: `Usage: agentowl deliveries show DLV_ID [--json]
+
+Prints the delivery as YAML (state, route, the policy decision and the version that made it,
+the approval, the delivery it replays), then every attempt: when, how long, the status or the
+error class (dns, connect, tls, timeout, http, egress) and error.
+
+${footer}`,
+  options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  maxPositionals: 1,
+  async run({ values, positionals }, io) {
+    const id = idArg(positionals, "delivery", "dlv");
+    const { body } = await clientFor(values, io.env).get<Row>(apiPath("deliveries", id), { notFound: `delivery ${id} not found` });
+    if (values.json) {
+      io.out(toJson(body));
+      return EXIT.ok;
+    }
+    const { attempt_log, trace: _trace, ...delivery } = body;
+    const attempts = Array.isArray(attempt_log) ? (attempt_log as Row[]) : [];
+    io.out(toYaml(delivery));
+    io.out(
+      `\nATTEMPTS\n${
+        attempts.length
+          ? renderTable(
+              ATTEMPT_COLUMNS,
+              attempts.map((a) => [cell(a.attempt), time(a.started_at), `${cell(a.latency_ms)} ms`, cell(a.status ?? a.error_class), cell(a.error ?? "-", 60)]),
+            )
+          : "none\n"
+      }`,
+    );
+    return EXIT.ok;
+  },
+};
+
+function idArg(positionals: string[], what: string, prefix: string): string {
+  const id = positionals[0];
+  if (!id) throw new UsageError(`missing the ${what} id (${prefix}_...)`);
+  return id;
+}
+
+const deliveryAction = (verb: "retry" | "discard", summary: string, text: string): Command => ({
+  name: ["deliveries", verb],
+  summary,
+  help: `Usage: agentowl deliveries ${verb} DLV_ID [--json]
+
+${text} The action and who asked for it go to the audit log. Exit 4 when the delivery is in a
+state that does not allow it. Needs write access to its tenant.
+
+${footer}`,
+  options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  maxPositionals: 1,
+  async run({ values, positionals }, io) {
+    const id = idArg(positionals, "delivery", "dlv");
+    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("deliveries", id)}/${verb}`, { notFound: `delivery ${id} not found` });
+    io.out(values.json ? toJson(body) : `${String(body.id)}: ${String(body.state)} (${String(body.endpoint)}, ${String(body.attempts)} attempt(s) so far)\n`);
+    return EXIT.ok;
+  },
+});
+
+const deliveriesRetry = deliveryAction(
+  "retry",
+  "try a dead delivery again, under the same webhook-id",
+  "Takes a dead delivery (a dead letter) back into delivery: the same webhook-id, so the\nreceiver can still de-duplicate, and a fresh max_attempts / max_age budget.",
+);
+const deliveriesDiscard = deliveryAction(
+  "discard",
+  "give up on a dead or retrying delivery",
+  "Gives up on a dead delivery, or one still being retried: it stays on record as discarded\nand is never tried again.",
+);
+
+const eventsReplay: Command = {
+  name: ["events", "replay"],
+  summary: "deliver an event again: to every target its routes give now, or to one endpoint",
+  help: `Usage: agentowl events replay EVT_ID [--endpoint NAME] [--json]
+
+Replays an event: one new delivery per target its tenant's routes give now (an event that was
+unrouted gets the routes added since), or to --endpoint NAME only. Each is decided by policy
+again, has its own webhook-id and carries an agentowl-replay-of header naming the delivery it
+repeats: never a silent duplicate. Exit 4 when no route matches (name an --endpoint).
+
+${footer}`,
+  options: { endpoint: { type: "string" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  maxPositionals: 1,
+  async run({ values, positionals }, io) {
+    const id = idArg(positionals, "event", "evt");
+    const endpoint = stringOpt(values, "endpoint");
+    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("events", id)}/replay`, { json: endpoint ? { endpoint } : {}, notFound: `event ${id} not found` });
+    const made = (body.deliveries ?? []) as Row[];
+    if (values.json) io.out(toJson(body));
+    else io.out(renderTable(["DELIVERY", "TARGET", "REPLAYS", "STATE"], made.map((d) => [cell(d.id), cell(d.endpoint), cell(d.replay_of ?? "-"), cell(d.state)])));
+    return EXIT.ok;
+  },
+};
+
+const endpointsStatus: Command = {
+  name: ["endpoints", "status"],
+  summary: "an endpoint's health: circuit breaker, deliveries in flight and by state",
+  help: `Usage: agentowl endpoints status -t TENANT NAME [--json]
+
+Shows the endpoint's circuit breaker (closed, open until a time, half_open while a probe is
+out; consecutive failures), the deliveries in flight to it now, and its deliveries by state.
+
+${footer}`,
+  options: { tenant: { type: "string", short: "t" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  maxPositionals: 1,
+  async run({ values, positionals }, io) {
+    const name = positionals[0];
+    if (!name) throw new UsageError("missing the endpoint NAME");
+    const tenant = stringOpt(values, "tenant");
+    if (!tenant) throw new UsageError("missing -t TENANT");
+    const { body } = await clientFor(values, io.env).get<Row>(`${apiPath("tenants", tenant, "endpoints", name)}/status`, { notFound: `endpoint ${tenant}/${name} not found` });
+    io.out(values.json ? toJson(body) : toYaml(body));
+    return EXIT.ok;
+  },
+};
+
+export const EVENT_COMMANDS: readonly Command[] = [eventsLs, eventsShow, eventsReplay, deliveriesLs, deliveriesShow, deliveriesRetry, deliveriesDiscard, endpointsStatus];

@@ -9,6 +9,11 @@ export interface Subscriber {
   topics?: readonly string[];
   /** Must be idempotent by entry id: an entry is handed over at least once. */
   handle(entry: OutboxEntry): Promise<void> | void;
+  /**
+   * When present, takes every wanted entry of a read at once (in order) instead of `handle`:
+   * a subscriber that writes can then commit them together. Idempotent like `handle`.
+   */
+  handleBatch?(entries: OutboxEntry[]): Promise<void>;
 }
 
 const wants = (s: Subscriber, topic: string): boolean =>
@@ -69,10 +74,16 @@ export class OutboxRelay {
       let entries: OutboxEntry[] = [];
       try {
         entries = await this.outbox.read(position, this.opts.batch ?? 200);
-        for (const entry of entries) {
-          if (!this.running) break;
-          if (wants(sub, entry.topic)) await sub.handle(entry);
-          position = entry.seq;
+        if (sub.handleBatch) {
+          const wanted = entries.filter((e) => wants(sub, e.topic));
+          if (wanted.length) await sub.handleBatch(wanted);
+          if (entries.length) position = entries.at(-1)!.seq;
+        } else {
+          for (const entry of entries) {
+            if (!this.running) break;
+            if (wants(sub, entry.topic)) await sub.handle(entry);
+            position = entry.seq;
+          }
         }
         failures = 0;
       } catch (e) {

@@ -54,6 +54,11 @@ export class CircuitBreaker {
     this.probing = false;
   }
 
+  /** An acquired attempt that did not happen (or whose failure was not the endpoint's): the probe slot is free again. */
+  release(): void {
+    this.probing = false;
+  }
+
   failure(): void {
     this.failures++;
     const probeFailed = this.probing;
@@ -77,6 +82,11 @@ export class Breakers {
     let b = this.byKey.get(key);
     if (!b) this.byKey.set(key, (b = new CircuitBreaker(this.opts)));
     return b;
+  }
+
+  /** The state of one endpoint's circuit, closed when it has never been used. */
+  peek(key: string): BreakerView {
+    return this.byKey.get(key)?.view() ?? { state: "closed", consecutiveFailures: 0, retryAt: null };
   }
 
   /** Every breaker that is not closed, for /metrics and the API. */

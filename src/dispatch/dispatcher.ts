@@ -1,18 +1,23 @@
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError, RetryLaterError } from "../core/job-runner.ts";
+import type { Job } from "../store/contract.ts";
 import type { Subscriber } from "../core/outbox-relay.ts";
+import type { OutboxEntry } from "../store/contract.ts";
 import { parseDuration } from "../config/index.ts";
 import { EVENT_RECEIVED } from "../ingress/http.ts";
 import { decide, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
-import type { Envelope } from "../events/envelope.ts";
+import type { Envelope, Span } from "../events/envelope.ts";
+import { AppError } from "../errors/index.ts";
+import type { SqliteTx as Tx } from "../store/sqlite/committer.ts";
 import type { EndpointSpec } from "../resources/specs.ts";
-import { APPROVAL_DECIDED, type DeliveryRow, type SqliteStorage } from "../store/index.ts";
+import { APPROVAL_DECIDED, type ApprovalRow, type DeliveryRow, type SqliteStorage } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
-import { postJson, signStandardWebhook } from "./post.ts";
-import { RouteTable } from "./route.ts";
+import { type Attempt as PostResult, postJson, signStandardWebhook } from "./post.ts";
+import { ConfigCache } from "../resources/cache.ts";
+import { type RouteDecision, RouteTable } from "./route.ts";
 
 /**
  * The dispatcher (SPEC §10, §13; issue 8): routing turns an `event.received` outbox entry into
@@ -25,13 +30,32 @@ import { RouteTable } from "./route.ts";
  */
 
 export const DELIVERY_JOB = "delivery.run";
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/** The spans of one run of a task, written with its next checkpoint (SPEC §2's timeline). */
+class TaskTrace {
+  private spans: Span[] = [];
+  constructor(private readonly now: () => number) {}
+  begin(): { at: number; t0: number } {
+    return { at: this.now(), t0: performance.now() };
+  }
+  end(t: { at: number; t0: number }, name: string, outcome: Span["outcome"], detail?: string): void {
+    this.push(name, t.at, performance.now() - t.t0, outcome, detail);
+  }
+  push(name: string, at: number, ms: number, outcome: Span["outcome"], detail?: string): void {
+    this.spans.push({ name, start: new Date(at).toISOString(), duration_ms: round(ms), outcome, ...(detail ? { detail } : {}) });
+  }
+  take(): Span[] {
+    return this.spans.splice(0);
+  }
+}
 const DEFAULT_MAX_ATTEMPTS = 8;
 /** The job may run more often than the delivery attempts (an open circuit, a parked approval): the dispatcher decides when a delivery is dead, not the queue. */
 const JOB_MAX_RUNS = 1000;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const APPROVAL_TTL_MS = 24 * 3_600_000;
-const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined"]);
+const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined", "discarded"]);
 const DEFAULT_MAX_IN_FLIGHT = 4;
 /** How soon a delivery that found its endpoint busy looks again. */
 const BUSY_RETRY_MS = 250;
@@ -52,28 +76,48 @@ export function dispatcher(deps: DispatcherDeps) {
   const inFlight = new Map<string, number>();
   const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
 
-  const endpointOf = async (tenant: string, name: string) => (await storage.resources.get({ tenant, kind: "endpoints", name }))?.spec as EndpointSpec | undefined;
-  const enqueue = (tx: Parameters<Parameters<SqliteStorage["committer"]["run"]>[0]>[0], d: { id: string; tenant: string }, key: string) =>
+  // The configuration every delivery reads, kept until it changes (src/resources/cache.ts).
+  const endpoints = new ConfigCache(storage.resources, async (key) => {
+    const [tenant, name] = key.split("/") as [string, string];
+    return (await storage.resources.get({ tenant, kind: "endpoints", name }))?.spec as EndpointSpec | undefined;
+  });
+  const endpointOf = (tenant: string, name: string) => endpoints.get(`${tenant}/${name}`);
+  const tenantPolicies = new ConfigCache(storage.resources, (tenant) => policiesFor(storage.resources, policies, tenant));
+  const enqueue = (tx: Tx, d: { id: string; tenant: string }, key: string) =>
     tx.enqueue({ kind: DELIVERY_JOB, payload: { id: d.id }, tenant: d.tenant, idempotencyKey: key, maxAttempts: JOB_MAX_RUNS });
 
-  /** event.received → routing → one delivery per target and its job, in one commit. */
-  const router: Subscriber = {
-    name: "router",
-    topics: [EVENT_RECEIVED],
-    async handle(entry) {
+  /**
+   * event.received → routing → one delivery per target and its job. A batch of entries (what the
+   * relay read at once) is routed into one commit: the outbox's at-least-once and the unique
+   * (event, endpoint) index make a repeat add nothing.
+   */
+  const routeEvents = async (entries: OutboxEntry[]) => {
+    const routed: { id: string; tenant: string; decision: RouteDecision; span: Span }[] = [];
+    const seen = new Set<string>();
+    for (const entry of entries) {
       const id = (entry.payload as { id?: string })?.id;
-      const stored = id ? await storage.events.get(id) : null;
-      if (!stored || storage.events.routing(id!)) return;
+      if (!id || seen.has(id)) continue;
+      seen.add(id);
+      const stored = await storage.events.get(id);
+      if (!stored || storage.events.routing(id)) continue;
+      const routedAt = now();
+      const t0 = performance.now();
       const decision = await routes.route(stored.envelope);
-        await storage.committer.run((tx) => {
-        storage.events.setRoutingTx(tx, id!, { matched: decision.matched, used_default: decision.usedDefault, unrouted: decision.unrouted, at: new Date(tx.now).toISOString() });
+      const span: Span = { name: "route", start: new Date(routedAt).toISOString(), duration_ms: round(performance.now() - t0), outcome: decision.unrouted ? "skipped" : "ok", detail: decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", ") };
+      routed.push({ id, tenant: stored.tenant, decision, span });
+    }
+    if (!routed.length) return;
+    await storage.committer.run((tx) => {
+      for (const { id, tenant, decision, span } of routed) {
+        storage.events.setRoutingTx(tx, id, { matched: decision.matched, used_default: decision.usedDefault, unrouted: decision.unrouted, at: new Date(tx.now).toISOString() }, [span]);
         for (const t of decision.targets) {
-          const delivery = { id: newId("dlv", tx.now), eventId: id!, tenant: stored.tenant, endpoint: t.endpoint, route: t.route, state: "pending" as const, createdAt: tx.now, updatedAt: tx.now };
+          const delivery = { id: newId("dlv", tx.now), eventId: id, tenant, endpoint: t.endpoint, route: t.route, state: "pending" as const, createdAt: tx.now, updatedAt: tx.now };
           if (storage.events.insertDeliveryTx(tx, delivery)) enqueue(tx, delivery, `delivery:${delivery.id}`);
         }
-      });
-    },
+      }
+    });
   };
+  const router: Subscriber = { name: "router", topics: [EVENT_RECEIVED], handle: (entry) => routeEvents([entry]), handleBatch: routeEvents };
 
   /** An approval decided: its parked deliveries run again (and find out which way it went). */
   const approvals: Subscriber = {
@@ -90,104 +134,237 @@ export function dispatcher(deps: DispatcherDeps) {
     },
   };
 
-  const settle = (d: DeliveryRow, patch: Parameters<SqliteStorage["events"]["updateDeliveryTx"]>[2], audit?: { action: string; decision?: string; details?: Record<string, unknown> }) =>
+  type Patch = Parameters<SqliteStorage["events"]["updateDeliveryTx"]>[2];
+  type Audit = { action: string; decision?: string; details?: Record<string, unknown> };
+  const auditTx = (tx: Tx, d: DeliveryRow, a: Audit, actor = "dispatcher") =>
+    storage.audit.appendTx(tx, { actor, tenant: d.tenant, action: a.action, target: `${d.tenant}/endpoints/${d.endpoint}`, decision: a.decision ?? null, details: { delivery: d.id, event: d.eventId, ...a.details } });
+
+  /**
+   * A checkpoint, in one commit: whatever `more` writes, the delivery as `d` with `patch` applied
+   * (the patch may depend on what `more` returned), the spans gathered since the last checkpoint,
+   * and an audit entry. Resolves with the row as it now is and what `more` returned.
+   */
+  const settle = <T = undefined>(d: DeliveryRow, trace: TaskTrace, patch: Patch | ((r: T | undefined) => Patch), audit?: Audit, more?: (tx: Tx) => T): Promise<{ row: DeliveryRow; result: T | undefined }> =>
     storage.committer.run((tx) => {
-      storage.events.updateDeliveryTx(tx, d.id, patch);
-      if (audit) storage.audit.appendTx(tx, { actor: "dispatcher", tenant: d.tenant, action: audit.action, target: `${d.tenant}/endpoints/${d.endpoint}`, decision: audit.decision ?? null, details: { delivery: d.id, event: d.eventId, ...audit.details } });
+      const result = more?.(tx);
+      const row: DeliveryRow = { ...d, ...(typeof patch === "function" ? patch(result) : patch), updatedAt: tx.now };
+      storage.events.checkpointTx(tx, row, trace.take());
+      if (audit) auditTx(tx, d, audit);
+      return { row, result };
     });
 
+  /**
+   * One run of a delivery's job. The endpoint's capacity and circuit come first (in memory: a
+   * busy or open endpoint gives the worker back before anything is written); then policy, once;
+   * then one commit that holds the decision, the move to `delivering` and the attempt's audit
+   * entry; the signed POST; and one commit that records the attempt, the outcome and the job's ack.
+   */
   const run: JobHandler = async (job) => {
     const id = (job.payload as { id?: string }).id;
-    let d = id ? storage.events.delivery(id) : null;
+    const d = id ? storage.events.delivery(id) : null;
     if (!d) throw new PermanentJobError(`delivery ${id} not found`);
     if (TERMINAL.has(d.state)) return;
     const stored = await storage.events.get(d.eventId);
     if (!stored) throw new PermanentJobError(`event ${d.eventId} not found`);
+    const trace = new TaskTrace(now);
     const endpoint = await endpointOf(d.tenant, d.endpoint);
     if (!endpoint) {
-      await settle(d, { state: "dead", lastError: `endpoint ${d.endpoint} no longer exists` }, { action: "delivery.dead", details: { reason: "endpoint gone" } });
+      await settle(d, trace, { state: "dead", lastError: `endpoint ${d.endpoint} no longer exists` }, { action: "delivery.dead", details: { reason: "endpoint gone" } });
       return;
     }
-
-    // 1. Policy, once: the decision is part of the checkpoint.
-    if (d.state === "pending") {
-      const decision = decide(await policiesFor(storage.resources, policies, d.tenant), stored.envelope, { kind: "dispatch", target: d.endpoint });
-      const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, reason: decision.reason };
-      if (decision.effect === "deny" || decision.effect === "quarantine") {
-        await settle(d, { state: decision.effect === "deny" ? "denied" : "quarantined", decision: record }, { action: `delivery.${decision.effect}`, decision: decision.effect, details: { policy: record.policy, rule: record.rule } });
-        return;
-      }
-      if (decision.effect === "require_approval") {
-        const parked = await storage.approvals.park({ tenant: d.tenant, eventId: d.eventId, action: { kind: "dispatch", target: d.endpoint, delivery: d.id }, policy: { ...record.policy, rule: record.rule, reason: record.reason }, expiresInMs: APPROVAL_TTL_MS, onExpiry: "deny" });
-        await settle(d, { state: "awaiting_approval", decision: record, approvalId: parked.id });
-        return;
-      }
-      await settle(d, { state: "delivering", decision: record });
-      d = storage.events.delivery(d.id)!;
-    }
-
-    // 2. A parked delivery goes on only with a decision that lets it.
+    // A parked delivery waits for its decision without taking a slot.
     if (d.state === "awaiting_approval") {
       const approval = d.approvalId ? await storage.approvals.get(d.approvalId) : null;
       if (!approval || approval.state === "pending") return;
-      const approved = approval.state === "approved" || (approval.state === "expired" && approval.onExpiry === "approve");
-      if (!approved) {
-        await settle(d, { state: "denied" }, { action: "delivery.deny", decision: "deny", details: { approval: approval.id } });
-        return;
-      }
-      await settle(d, { state: "delivering" });
-      d = storage.events.delivery(d.id)!;
     }
 
-    // 3. One attempt: endpoint capacity, circuit, max age, audit entry first, signed POST, the attempt on record.
     const key = `${d.tenant}/${d.endpoint}`;
     const busy = inFlight.get(key) ?? 0;
     // A busy endpoint gives its worker back: the job comes again shortly, other endpoints go on.
     if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT)) throw new RetryLaterError(`endpoint ${d.endpoint}: ${busy} deliveries in flight`, BUSY_RETRY_MS);
+    const breaker = breakers.for(key);
+    if (!breaker.tryAcquire()) throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breaker.view().retryAt ?? now()) - now()));
     inFlight.set(key, busy + 1);
+    let attempted = false;
     try {
-      return await attemptOnce(d, endpoint, stored.envelope, key);
+      const outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
+      attempted = outcome !== null;
+      if (outcome === null) return;
+      if (outcome.ok) breaker.success();
+      else if (outcome.errorClass !== "egress") breaker.failure();
+      else attempted = false;
+      if (outcome.thenThrow) throw outcome.thenThrow;
+      return outcome.acked ? "acked" : undefined;
     } finally {
+      // No attempt (policy said no, parked, gave up, or an error before the request): the probe slot is free.
+      if (!attempted) breaker.release();
       const left = (inFlight.get(key) ?? 1) - 1;
       if (left > 0) inFlight.set(key, left);
       else inFlight.delete(key);
     }
   };
 
-  const attemptOnce = async (d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, key: string): Promise<void> => {
-    const breaker = breakers.for(key);
-    if (!breaker.tryAcquire()) throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breaker.view().retryAt ?? now()) - now()));
+  type Outcome = { ok: boolean; errorClass: string | null; acked: boolean; thenThrow?: Error } | null;
+
+  const decideAndAttempt = async (job: Job, d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, trace: TaskTrace): Promise<Outcome> => {
+    const patch: Patch = {};
+    // 1. Policy, once: the decision is part of the checkpoint.
+    if (d.state === "pending") {
+      const t = trace.begin();
+      const decision = decide(await tenantPolicies.get(d.tenant), envelope, { kind: "dispatch", target: d.endpoint });
+      const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, reason: decision.reason };
+      trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${record.rule !== null ? `, rule ${record.rule}` : ""})` : `${decision.effect} (no policy matched)`);
+      if (decision.effect === "deny" || decision.effect === "quarantine") {
+        await settle(d, trace, { state: decision.effect === "deny" ? "denied" : "quarantined", decision: record }, { action: `delivery.${decision.effect}`, decision: decision.effect, details: { policy: record.policy, rule: record.rule } });
+        return null;
+      }
+      if (decision.effect === "require_approval") {
+        // The approval and the parked state in one commit: a crash cannot park it twice.
+        await settle<ApprovalRow>(
+          d,
+          trace,
+          (parked) => ({ state: "awaiting_approval", decision: record, approvalId: parked!.id }),
+          undefined,
+          (tx) => storage.approvals.parkTx(tx, { tenant: d.tenant, eventId: d.eventId, action: { kind: "dispatch", target: d.endpoint, delivery: d.id }, policy: { ...record.policy, rule: record.rule, reason: record.reason }, expiresInMs: APPROVAL_TTL_MS, onExpiry: "deny" }),
+        );
+        return null;
+      }
+      Object.assign(patch, { state: "delivering", decision: record });
+    }
+
+    // 2. A parked delivery goes on only with a decision that lets it.
+    if (d.state === "awaiting_approval") {
+      const approval = (await storage.approvals.get(d.approvalId!))!;
+      const approved = approval.state === "approved" || (approval.state === "expired" && approval.onExpiry === "approve");
+      trace.push("approval.wait", approval.createdAt, (approval.decidedAt ?? now()) - approval.createdAt, approved ? "ok" : "error", `${approval.state}${approval.decidedBy ? ` by ${approval.decidedBy}` : ""}`);
+      if (!approved) {
+        await settle(d, trace, { state: "denied" }, { action: "delivery.deny", decision: "deny", details: { approval: approval.id } });
+        return null;
+      }
+      patch.state = "delivering";
+    }
+
+    // 3. Max age, counted from the first attempt (or the latest operator retry).
     const maxAge = endpoint.retry?.max_age ? parseDuration(endpoint.retry.max_age) : null;
     if (maxAge !== null && d.firstAttemptAt !== null && now() - d.firstAttemptAt > maxAge) {
-      await settle(d, { state: "dead", lastError: `gave up after ${endpoint.retry!.max_age}` }, { action: "delivery.dead", details: { reason: "max_age", attempts: d.attempts } });
-      return;
+      await settle(d, trace, { ...patch, state: "dead", lastError: `gave up after ${endpoint.retry!.max_age}` }, { action: "delivery.dead", details: { reason: "max_age", attempts: d.attempts } });
+      return null;
     }
+
+    // 4. The attempt's audit entry, committed with the checkpoint, before anything leaves.
     const attempt = d.attempts + 1;
-    const startedAt = now();
-    await storage.audit.append({ actor: "dispatcher", tenant: d.tenant, action: "delivery.attempt", target: `${d.tenant}/endpoints/${d.endpoint}`, details: { delivery: d.id, event: d.eventId, attempt, url: endpoint.url } });
+    const t = trace.begin();
+    d = (await settle(d, trace, patch, { action: "delivery.attempt", details: { attempt, url: endpoint.url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) } })).row;
+    trace.end(t, "audit.log", "ok", `delivery.attempt ${attempt}${patch.state ? `, with the checkpoint ${patch.state}` : ""}`);
     const body = JSON.stringify(envelope);
-    const [secret] = endpoint.signing_secret ? await secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`) : [];
-    const headers = secret ? signStandardWebhook(secret, d.id, Math.floor(now() / 1000), body) : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(now() / 1000)) };
+    let secret: string | undefined;
+    if (endpoint.signing_secret) {
+      const t2 = trace.begin();
+      [secret] = await secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`);
+      trace.end(t2, "secrets.lease", "ok", endpoint.signing_secret);
+    }
+    const startedAt = now();
+    const headers: Record<string, string> = secret ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body) : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(startedAt / 1000)) };
+    // A replay is a new delivery (its own webhook-id) that says which one it repeats: never a silent duplicate.
+    if (d.replayOf) headers["agentowl-replay-of"] = d.replayOf;
     const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
+
+    // 5. The signed POST, then the attempt, the outcome and (when nothing is left to do) the job's ack in one commit.
     const result = await postJson(endpoint.url, body, headers, { allowPublic: endpoint.allow_public === true, connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout), timeoutMs: timeout, now });
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
+    trace.push("delivery", startedAt, result.latencyMs, result.ok ? "ok" : "error", `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`);
     const maxAttempts = endpoint.retry?.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
-    const dead = !result.ok && (attempt >= maxAttempts || result.errorClass === "egress");
-    await storage.committer.run((tx) => {
-      storage.events.insertAttemptTx(tx, { deliveryId: d.id, attempt, startedAt, latencyMs: Math.round(result.latencyMs), status: result.status, errorClass: result.errorClass ?? (result.ok ? null : "http"), error: lastError, excerpt: result.excerpt.slice(0, 1024) });
-      storage.events.updateDeliveryTx(tx, d.id, { state: result.ok ? "delivered" : dead ? "dead" : "failed", attempts: attempt, lastStatus: result.status, lastError, firstAttemptAt: d.firstAttemptAt ?? startedAt });
-      if (dead) storage.audit.appendTx(tx, { actor: "dispatcher", tenant: d.tenant, action: "delivery.dead", target: `${d.tenant}/endpoints/${d.endpoint}`, details: { delivery: d.id, event: d.eventId, attempts: attempt, last_error: lastError } });
-    });
-    if (result.ok) {
-      breaker.success();
-      return;
-    }
-    if (result.errorClass !== "egress") breaker.failure();
-    if (dead) return;
+    const dead = !result.ok && (attempt - d.attemptBase >= maxAttempts || result.errorClass === "egress");
+    const state = result.ok ? "delivered" : dead ? "dead" : "failed";
+    const t3 = trace.begin();
+    const { result: acked } = await settle(
+      d,
+      trace,
+      { state, attempts: attempt, lastStatus: result.status, lastError, firstAttemptAt: d.firstAttemptAt ?? startedAt },
+      dead ? { action: "delivery.dead", details: { attempts: attempt, last_error: lastError } } : undefined,
+      (tx) => {
+        storage.events.insertAttemptTx(tx, { deliveryId: d.id, attempt, startedAt, latencyMs: Math.round(result.latencyMs), status: result.status, errorClass: result.errorClass ?? (result.ok ? null : "http"), error: lastError, excerpt: result.excerpt.slice(0, 1024) });
+        return result.ok || dead ? tx.ack(job) : false;
+      },
+    );
+    trace.end(t3, "state.store", "ok", `${state}, attempt ${attempt} recorded`);
+    trailingSpans(d.id, trace);
     // Retry: when the endpoint said, else the queue's exponential backoff with jitter.
-    if (result.retryAfterMs !== null) throw new RetryLaterError(`HTTP ${result.status}`, Math.max(1000, result.retryAfterMs));
-    throw new Error(lastError ?? "delivery failed");
+    const thenThrow = result.ok || dead ? undefined : result.retryAfterMs !== null ? new RetryLaterError(`HTTP ${result.status}`, Math.max(1000, result.retryAfterMs)) : new Error(lastError ?? "delivery failed");
+    return { ok: result.ok, errorClass: result.errorClass, acked: acked === true, thenThrow };
   };
 
-  return { router, approvals, run, breakers, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  /**
+   * The spans of a run's last commit (its own `state.store`) cannot be written by that commit:
+   * they ride along with whatever commits next, without anyone waiting for them.
+   */
+  const trailingSpans = (id: string, trace: TaskTrace) => {
+    const spans = trace.take();
+    if (!spans.length) return;
+    storage.committer.run((tx) => storage.events.appendSpansTx(tx, id, spans)).catch(() => {
+      // A trace is diagnostics: the delivery's state is already committed.
+    });
+  };
+
+  // ---- operator actions (SPEC §10: deliveries can be retried, discarded, and replayed) ----------
+
+  /**
+   * Replay an event: to every target its routes give now (an event that was unrouted gets its
+   * routes), or to one endpoint. Each is a new delivery, decided by policy again, with its own
+   * webhook-id and a link to the delivery it repeats. One commit: the deliveries, their jobs and
+   * the audit entry.
+   */
+  const replay = async (eventId: string, opts: { endpoint?: string; actor: string }): Promise<DeliveryRow[]> => {
+    const stored = await storage.events.get(eventId);
+    if (!stored) throw new AppError("not_found", "not found");
+    let targets: { endpoint: string; route: string | null }[];
+    if (opts.endpoint) {
+      if (!(await endpointOf(stored.tenant, opts.endpoint))) throw new AppError("not_found", `endpoint ${stored.tenant}/${opts.endpoint} not found`);
+      targets = [{ endpoint: opts.endpoint, route: null }];
+    } else {
+      targets = (await routes.route(stored.envelope)).targets;
+      if (!targets.length) throw new AppError("conflict", `no route of tenant ${stored.tenant} matches event ${eventId}: add a route, or replay it to one endpoint`);
+    }
+    const ids = await storage.committer.run((tx) => {
+      const made: string[] = [];
+      for (const t of targets) {
+        const previous = storage.events.latestDelivery(eventId, t.endpoint);
+        const row = { id: newId("dlv", tx.now), eventId, tenant: stored.tenant, endpoint: t.endpoint, route: t.route, state: "pending" as const, createdAt: tx.now, updatedAt: tx.now, replayOf: previous?.id ?? null, requestedBy: opts.actor };
+        if (!storage.events.insertDeliveryTx(tx, row)) continue;
+        enqueue(tx, row, `delivery:${row.id}`);
+        made.push(row.id);
+      }
+      storage.audit.appendTx(tx, { actor: opts.actor, tenant: stored.tenant, action: "event.replay", target: eventId, details: { deliveries: made, endpoint: opts.endpoint ?? null } });
+      return made;
+    });
+    return ids.map((x) => storage.events.delivery(x)!);
+  };
+
+  /** A dead delivery tries again under the same webhook-id, with a fresh max_attempts / max_age budget. */
+  const retry = (d: DeliveryRow, actor: string): Promise<DeliveryRow> =>
+    storage.committer.run((tx) => {
+      const retried = storage.events.transitionTx(tx, d.id, ["dead"], { state: "delivering", attemptBase: d.attempts, firstAttemptAt: null, requestedBy: actor, lastError: null });
+      if (!retried) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`);
+      enqueue(tx, d, `delivery:${d.id}:retry:${d.attempts}`);
+      auditTx(tx, d, { action: "delivery.retry", details: { attempts_so_far: d.attempts } }, actor);
+      return retried;
+    });
+
+  /** A dead delivery, or one still retrying, is given up on: it stays on record, it is never tried again. */
+  const discard = (d: DeliveryRow, actor: string): Promise<DeliveryRow> =>
+    storage.committer.run((tx) => {
+      const discarded = storage.events.transitionTx(tx, d.id, ["dead", "failed"], { state: "discarded", requestedBy: actor });
+      if (!discarded) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying (failed) delivery can be discarded`);
+      auditTx(tx, d, { action: "delivery.discard", details: { attempts: d.attempts, last_error: d.lastError } }, actor);
+      return discarded;
+    });
+
+  /** What the API shows of an endpoint's health: its circuit, deliveries in flight and by state. */
+  const endpointStatus = (tenant: string, name: string) => {
+    const key = `${tenant}/${name}`;
+    const circuit = breakers.peek(key);
+    return { circuit, in_flight: inFlight.get(key) ?? 0, deliveries: storage.events.deliveryCounts(tenant, name) };
+  };
+
+  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }

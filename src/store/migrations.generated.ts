@@ -7,6 +7,7 @@ import m4 from "../../migrations/0004_approvals.sql" with { type: "text" };
 import m5 from "../../migrations/0005_vault.sql" with { type: "text" };
 import m6 from "../../migrations/0006_mail.sql" with { type: "text" };
 import m7 from "../../migrations/0007_tasks.sql" with { type: "text" };
+import m8 from "../../migrations/0008_replay.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -17,4 +18,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 5, tag: "0005_vault", sql: m5 },
   { idx: 6, tag: "0006_mail", sql: m6 },
   { idx: 7, tag: "0007_tasks", sql: m7 },
+  { idx: 8, tag: "0008_replay", sql: m8 },
 ];

@@ -57,7 +57,23 @@ export function openDatabase(path: string, opts: { busyTimeoutMs?: number } = {}
     sqlite.close();
     throw describeOpenError(e, path);
   }
-  return { sqlite, db: drizzle(sqlite, { schema }), path };
+  return { sqlite, db: drizzle(statementCaching(sqlite), { schema }), path };
+}
+
+/**
+ * drizzle prepares (compiles) a new statement for every query it runs; bun:sqlite's `query()`
+ * keeps compiled statements in a bounded cache keyed by their SQL. Handing drizzle a database
+ * whose `prepare` is `query` compiles each query shape once: a third of the dispatcher's CPU
+ * time was statement compilation. Safe because statements run synchronously, one at a time.
+ */
+function statementCaching(sqlite: Database): Database {
+  return new Proxy(sqlite, {
+    get(target, prop) {
+      if (prop === "prepare") return (sql: string) => target.query(sql);
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }
 
 export function describeOpenError(e: unknown, path: string): AppError {

@@ -20,6 +20,7 @@ const logTap = new LogTap();
 const eventOf: Record<string, string> = {};
 /** One pending approval per tenant, likewise. */
 const approvalOf: Record<string, string> = {};
+const deliveryOf: Record<string, string> = {};
 
 const envelope = testEnvelope;
 const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(app.storage, e, withDelivery);
@@ -71,7 +72,7 @@ function fill(path: string, tenant: string, override?: string): string {
   return path
     .replace(":tenant", tenant)
     .replace(":name", override ?? existing)
-    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : path.startsWith("/v1/approvals/") ? approvalOf[tenant]! : "tok_00000000000000000000000000"));
+    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : path.startsWith("/v1/approvals/") ? approvalOf[tenant]! : path.startsWith("/v1/deliveries/") ? deliveryOf[tenant]! : "tok_00000000000000000000000000"));
 }
 
 beforeAll(async () => {
@@ -90,6 +91,7 @@ beforeAll(async () => {
   for (const tenant of ["alpha", "beta"]) {
     const parked = await app.storage.approvals.park({ tenant, action: { kind: "dispatch", target: "crm" }, policy: { name: "guard", version: 1, rule: 0 }, expiresInMs: 86_400_000, onExpiry: "deny" });
     approvalOf[tenant] = parked.id;
+    deliveryOf[tenant] = (await app.storage.events.deliveries({ eventId: eventOf[tenant], limit: 1 }))[0]!.id;
   }
 });
 
@@ -139,7 +141,7 @@ describe("tenant isolation", () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     const checked: string[] = [];
     for (const [method, path] of v1Routes()) {
-      if (!path.includes(":tenant") && !path.startsWith("/v1/events/") && !path.startsWith("/v1/approvals/")) continue;
+      if (!path.includes(":tenant") && !path.startsWith("/v1/events/") && !path.startsWith("/v1/approvals/") && !path.startsWith("/v1/deliveries/")) continue;
       const body = method === "GET" || method === "DELETE" ? undefined : { name: "x" };
       const r = await call(method, fill(path, "beta"), { token: alphaWrite, body });
       expect(r.status, `${method} ${fill(path, "beta")} -> ${JSON.stringify(r.body)}`).toBe(404);

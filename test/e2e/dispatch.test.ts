@@ -1,10 +1,12 @@
 /**
- * Dispatch end to end (SPEC §10, §13; issue 8, first part): a webhook comes in, is routed, decided
+ * Dispatch end to end (SPEC §10, §13; issue 8): a webhook or a mail comes in, is routed, decided
  * by policy and delivered, signed, to real receivers on 127.0.0.1 that answer 200, 429 with
- * Retry-After, or 500; a require_approval policy parks the delivery until a person approves it.
- * Receivers check signatures as a receiver would, with the standardwebhooks package.
+ * Retry-After, or 500; a require_approval policy parks the delivery until a person approves it;
+ * dead deliveries are retried or discarded and events replayed, over the API and the CLI; every
+ * step is a span of the event's trace. Receivers check signatures as a receiver would, with the
+ * standardwebhooks package.
  */
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -15,6 +17,7 @@ import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 import { until } from "../helpers/storage.ts";
+import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
 
@@ -28,6 +31,7 @@ const received: { path: string; at: number; headers: Record<string, string>; bod
 let flakyCalls = 0;
 let slowNow = 0;
 let slowMax = 0;
+let toggleDown = true;
 
 beforeAll(async () => {
   receiver = Bun.serve({
@@ -47,6 +51,7 @@ beforeAll(async () => {
       received.push({ path, at: Date.now(), headers, body, verified });
       if (path === "/flaky") return ++flakyCalls === 1 ? new Response("later", { status: 429, headers: { "retry-after": "1" } }) : new Response("ok");
       if (path === "/down") return new Response("broken", { status: 500 });
+      if (path === "/toggle") return toggleDown ? new Response("not yet", { status: 503 }) : new Response("ok");
       if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
       if (path === "/slow") {
         slowMax = Math.max(slowMax, ++slowNow);
@@ -70,6 +75,12 @@ beforeAll(async () => {
     ["endpoints", { name: "down", url: url("/down"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
     ["endpoints", { name: "slow", url: url("/slow"), signing_secret: "vault:beta/crm-signing", max_in_flight: 1 }],
     ["endpoints", { name: "busy", url: url("/busy"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } }],
+    ["endpoints", { name: "toggle", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    ["endpoints", { name: "archive", url: url("/archive"), signing_secret: "vault:beta/crm-signing" }],
+    ["routes", { name: "toggle", match: { "json.kind": "toggle" }, to: ["toggle"] }],
+    // The same receiver under another name: a circuit of its own for the CLI test.
+    ["endpoints", { name: "toggle-cli", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    ["routes", { name: "toggle-cli", match: { "json.kind": "toggle-cli" }, to: ["toggle-cli"] }],
     ["routes", { name: "slow", match: { "json.kind": "slow" }, to: ["slow"] }],
     ["routes", { name: "busy", match: { "json.kind": "busy" }, to: ["busy"] }],
     ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
@@ -78,13 +89,15 @@ beforeAll(async () => {
     ["routes", { name: "ok", match: { "json.kind": { in: ["ok", "refund", "blocked"] } }, to: ["crm"] }],
     ["routes", { name: "flaky", match: { "json.kind": "flaky" }, to: ["flaky"] }],
     ["routes", { name: "down", match: { "json.kind": "down" }, to: ["down"] }],
-    ["policies", { name: "guard", rules: [{ when: { target: "crm", "json.kind": "refund" }, effect: "require_approval", reason: "refunds need a person" }, { when: { "json.kind": "blocked" }, effect: "deny" }] }],
+    ["policies", { name: "guard", rules: [{ when: { target: "crm", "json.kind": "refund" }, effect: "require_approval", reason: "refunds need a person" }, { when: { "json.kind": "blocked" }, effect: "deny" }, { when: { target: "crm", channel: "email", "data.subject": { contains: "refund" } }, effect: "require_approval", reason: "refunds need a person" }] }],
   ];
   for (const [kind, body] of resources) {
     const r = await call("POST", `/v1/tenants/beta/${kind}`, { body });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
   }
 });
+
+afterEach(killLeftovers);
 
 afterAll(async () => {
   await app?.stop();
@@ -188,6 +201,22 @@ describe("dispatch", () => {
     await until("five failed attempts", async () => ((await call("GET", `/v1/events/${eventId}`)).body.deliveries[0]?.attempts ?? 0) >= 5, 30_000, 100);
     const text = await (await fetch(`${app.url}/metrics`)).text();
     expect(text).toMatch(/agentowl_endpoint_circuit_open\{endpoint="beta\/busy"\} (1|0\.5)/);
+    // The API shows the same: the circuit, and the delivery still being retried.
+    const status = (await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body;
+    expect(status).toMatchObject({ tenant: "beta", endpoint: "busy", circuit: { state: expect.stringMatching(/^(open|half_open)$/) }, deliveries: { failed: 1 } });
+    expect(status.circuit.consecutive_failures).toBeGreaterThanOrEqual(5);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body).toMatchObject({ circuit: { state: "closed", consecutive_failures: 0, retry_at: null }, in_flight: 0 });
+    expect((await call("GET", "/v1/tenants/beta/endpoints/nope/status")).status).toBe(404);
+
+    // Giving up on it: discarded, and never tried again.
+    const [d] = (await call("GET", `/v1/events/${eventId}`)).body.deliveries;
+    const discarded = await call("POST", `/v1/deliveries/${d.id}/discard`);
+    expect(discarded.status).toBe(200);
+    expect(discarded.body).toMatchObject({ id: d.id, state: "discarded", requested_by: expect.stringMatching(/^token:/) });
+    const attempts = app.storage.events.attempts(d.id).length;
+    await Bun.sleep(2500);
+    expect(app.storage.events.attempts(d.id).length).toBe(attempts);
+    expect(app.storage.events.delivery(d.id)!.state).toBe("discarded");
   }, 45_000);
 
   test("an event no route matches is recorded as unrouted, with no delivery", async () => {
@@ -195,5 +224,199 @@ describe("dispatch", () => {
     await until("routing recorded", () => app.storage.events.routing(eventId) !== null, 10_000);
     expect(app.storage.events.routing(eventId)).toMatchObject({ unrouted: true, matched: [] });
     expect((await call("GET", `/v1/events/${eventId}`)).body.deliveries).toEqual([]);
+  });
+
+  test("every step is a span of the event's trace, in time order, the task's spans naming their delivery", async () => {
+    const eventId = await send("ok");
+    const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    await until("the trailing span", async () => (await call("GET", `/v1/events/${eventId}`)).body.trace.length === 8, 5000);
+    const { trace } = (await call("GET", `/v1/events/${eventId}`)).body as { trace: { name: string; start: string; duration_ms: number; outcome: string; detail?: string; delivery?: string }[] };
+    expect(trace.map((s) => s.name)).toEqual(["ingress.verify", "ingress.commit", "route", "policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
+    const starts = trace.map((s) => Date.parse(s.start));
+    expect(starts).toEqual([...starts].sort((a, b) => a - b));
+    for (const s of trace.slice(3)) expect(s).toMatchObject({ delivery: d!.id, endpoint: "crm", outcome: "ok" });
+    expect(trace.find((s) => s.name === "route")!.detail).toBe("crm");
+    expect(trace.find((s) => s.name === "policy.eval")!.detail).toContain("allow");
+    expect(trace.find((s) => s.name === "delivery")!.detail).toBe("attempt 1: HTTP 200");
+    expect(trace.find((s) => s.name === "audit.log")!.detail).toBe("delivery.attempt 1, with the checkpoint delivering");
+    expect(trace.find((s) => s.name === "state.store")!.detail).toBe("delivered, attempt 1 recorded");
+    for (const s of trace) expect(s.duration_ms).toBeGreaterThanOrEqual(0);
+    // The delivery shows its attempts and its own spans.
+    const shown = (await call("GET", `/v1/deliveries/${d!.id}`)).body;
+    expect(shown.attempt_log).toMatchObject([{ attempt: 1, status: 200, error_class: null, response_excerpt: "ok" }]);
+    expect(shown.trace.map((s: { name: string }) => s.name)).toEqual(["policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
+  });
+
+  test("replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one endpoint; an unrouted event once a route exists", async () => {
+    const eventId = await send("ok");
+    const [first] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    const r = await call("POST", `/v1/events/${eventId}/replay`);
+    expect(r.status).toBe(202);
+    expect(r.body.deliveries).toMatchObject([{ endpoint: "crm", state: "pending", replay_of: first!.id, requested_by: expect.stringMatching(/^token:/) }]);
+    const replayed = r.body.deliveries[0].id as string;
+    expect(replayed).not.toBe(first!.id);
+    await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "delivered"));
+    const got = received.find((x) => x.headers["webhook-id"] === replayed)!;
+    expect(got.verified).toBe(true);
+    expect(got.headers["agentowl-replay-of"]).toBe(first!.id);
+    expect(JSON.parse(got.body).id).toBe(eventId);
+    expect(received.find((x) => x.headers["webhook-id"] === first!.id)!.headers["agentowl-replay-of"]).toBeUndefined();
+
+    // To one endpoint, routed there or not; it repeats nothing there yet.
+    const one = await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "archive" } });
+    expect(one.status).toBe(202);
+    expect(one.body.deliveries).toMatchObject([{ endpoint: "archive", replay_of: null, route: null }]);
+    await deliveriesOf(eventId, (s) => s.length === 3 && s.every((x) => x === "delivered"));
+    expect(received.some((x) => x.path === "/archive" && x.verified && JSON.parse(x.body).id === eventId)).toBe(true);
+    expect((await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "nope" } })).status).toBe(404);
+    expect((await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "crm", extra: 1 } })).status).toBe(422);
+
+    // Replays are decided by policy again: a replayed refund waits for a person too.
+    const refund = await send("refund");
+    const [parked] = await deliveriesOf(refund, (s) => s[0] === "awaiting_approval");
+    const again = await call("POST", `/v1/events/${refund}/replay`);
+    expect(again.body.deliveries[0].replay_of).toBe(parked!.id);
+    await deliveriesOf(refund, (s) => s.length === 2 && s.every((x) => x === "awaiting_approval"));
+
+    // An event no route matched: replay is a conflict until a route exists, then it is routed.
+    const lonely = await send("late");
+    await until("routing recorded", () => app.storage.events.routing(lonely) !== null, 10_000);
+    const none = await call("POST", `/v1/events/${lonely}/replay`);
+    expect(none.status).toBe(409);
+    expect(none.body.detail).toContain("no route");
+    expect((await call("POST", "/v1/tenants/beta/routes", { body: { name: "late", match: { "json.kind": "late" }, to: ["archive"] } })).status).toBe(201);
+    expect((await call("POST", `/v1/events/${lonely}/replay`)).status).toBe(202);
+    await deliveriesOf(lonely, (s) => s[0] === "delivered");
+
+    // Each replay is audited with who asked; the event's audit story lists it.
+    const story = (await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as { action: string; actor: string }[];
+    expect(story.filter((e) => e.action === "event.replay")).toHaveLength(2);
+    expect(story.filter((e) => e.action === "delivery.attempt")).toHaveLength(3);
+  });
+
+  test("a dead delivery is retried under the same webhook-id with a fresh budget, or discarded; other states are 409", async () => {
+    toggleDown = true;
+    const eventId = await send("toggle");
+    const [dead] = await deliveriesOf(eventId, (s) => s[0] === "dead");
+    expect(dead).toMatchObject({ attempts: 2, last_status: 503 });
+    expect((await call("GET", "/v1/deliveries?state=dead&endpoint=toggle")).body.items.map((d: { id: string }) => d.id)).toContain(dead!.id);
+    toggleDown = false;
+    const retried = await call("POST", `/v1/deliveries/${dead!.id}/retry`);
+    expect(retried.status).toBe(202);
+    expect(retried.body).toMatchObject({ id: dead!.id, state: "delivering", last_error: null });
+    const [done] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    expect(done).toMatchObject({ id: dead!.id, attempts: 3, last_status: 200 });
+    expect(app.storage.events.attempts(dead!.id).map((a) => [a.attempt, a.status])).toEqual([[1, 503], [2, 503], [3, 200]]);
+    expect(received.filter((x) => x.path === "/toggle").map((x) => x.headers["webhook-id"])).toEqual([dead!.id, dead!.id, dead!.id]);
+    const conflict = await call("POST", `/v1/deliveries/${dead!.id}/retry`);
+    expect(conflict.status).toBe(409);
+    expect(conflict.body.detail).toContain("is delivered");
+    expect((await call("POST", `/v1/deliveries/${dead!.id}/discard`)).status).toBe(409);
+
+    // A retry that fails again is dead again after max_attempts more attempts, not at once.
+    toggleDown = true;
+    const second = await send("toggle");
+    const [d2] = await deliveriesOf(second, (s) => s[0] === "dead");
+    expect((await call("POST", `/v1/deliveries/${d2!.id}/retry`)).status).toBe(202);
+    await until("dead again", () => app.storage.events.delivery(d2!.id)?.state === "dead" && app.storage.events.delivery(d2!.id)?.attempts === 4, 15_000);
+    const discarded = await call("POST", `/v1/deliveries/${d2!.id}/discard`, { body: {} });
+    expect(discarded.body).toMatchObject({ state: "discarded" });
+    expect((await call("POST", `/v1/deliveries/${d2!.id}/retry`)).status).toBe(409);
+    const story = (await call("GET", `/v1/audit?event=${second}&limit=500`)).body.items.map((e: { action: string }) => e.action).reverse();
+    expect(story).toEqual(["delivery.attempt", "delivery.attempt", "delivery.dead", "delivery.retry", "delivery.attempt", "delivery.attempt", "delivery.dead", "delivery.discard"]);
+    toggleDown = false;
+  });
+
+  test("a read-only token or another tenant's cannot retry, discard or replay", async () => {
+    const reader = (await call("POST", "/v1/tokens", { body: { name: "beta-reader", scopes: ["tenant:beta:read"] } })).body.token;
+    expect((await call("POST", "/v1/tenants", { body: { name: "gamma" } })).status).toBe(201);
+    const other = (await call("POST", "/v1/tokens", { body: { name: "gamma-writer", scopes: ["tenant:gamma:write"] } })).body.token;
+    const eventId = await send("ok");
+    const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    for (const path of [`/v1/events/${eventId}/replay`, `/v1/deliveries/${d!.id}/retry`, `/v1/deliveries/${d!.id}/discard`]) {
+      expect((await call("POST", path, { token: reader })).status).toBe(403);
+      expect((await call("POST", path, { token: other })).status).toBe(404);
+    }
+    expect((await call("GET", `/v1/deliveries/${d!.id}`, { token: other })).status).toBe(404);
+    expect((await call("GET", `/v1/deliveries/${d!.id}`, { token: reader })).status).toBe(200);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status", { token: other })).status).toBe(404);
+  });
+
+  test("the CLI replays events, shows, retries and discards deliveries, and shows an endpoint's status", async () => {
+    const env = { HOME: root, XDG_CONFIG_HOME: "", AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP };
+    const cli = (...args: string[]): Promise<RunResult> => runAgentowl(args, { cwd: root, env });
+    const eventId = await send("ok");
+    const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    const replay = await cli("events", "replay", eventId);
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(replay.stdout).toMatch(new RegExp(`dlv_\\w+\\s+crm\\s+${d!.id}\\s+pending`));
+    const toArchive = await cli("events", "replay", eventId, "--endpoint", "archive", "--json");
+    expect(JSON.parse(toArchive.stdout).deliveries[0]).toMatchObject({ endpoint: "archive" });
+    const show = await cli("deliveries", "show", d!.id);
+    expect(show.code, show.stderr).toBe(0);
+    expect(show.stdout).toContain("state: delivered");
+    expect(show.stdout).toMatch(/ATTEMPTS\n#\s+STARTED\s+LATENCY\s+STATUS\s+ERROR\n1\s+[\d-]+ [\d:]+Z\s+\d+ ms\s+200/);
+    const conflict = await cli("deliveries", "retry", d!.id);
+    expect(conflict.code).toBe(4);
+    expect(conflict.stderr).toContain("only a dead delivery can be retried");
+    expect((await cli("deliveries", "discard", "dlv_00000000000000000000000000")).code).toBe(3);
+    expect((await cli("deliveries", "retry")).code).toBe(2);
+
+    toggleDown = true;
+    const failing = await send("toggle-cli");
+    const [dead] = await deliveriesOf(failing, (s) => s[0] === "dead");
+    toggleDown = false;
+    const retry = await cli("deliveries", "retry", dead!.id);
+    expect(retry.code, retry.stderr).toBe(0);
+    expect(retry.stdout).toBe(`${dead!.id}: delivering (toggle-cli, 2 attempt(s) so far)\n`);
+    await deliveriesOf(failing, (s) => s[0] === "delivered");
+    const ls = await cli("deliveries", "ls", "--endpoint", "toggle-cli", "--state", "delivered", "--json");
+    expect(JSON.parse(ls.stdout).map((x: { id: string }) => x.id)).toContain(dead!.id);
+
+    const status = await cli("endpoints", "status", "-t", "beta", "crm");
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toContain("state: closed");
+    expect((await cli("endpoints", "status", "crm")).code).toBe(2);
+    const story = await cli("audit", "ls", "--event", failing);
+    expect(story.stdout).toContain("delivery.retry");
+  });
+
+  test("the whole story: a refund email waits for a person, is approved over the API, is delivered signed, and the audit log and trace tell it", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO x");
+    const r = await smtp.sendMail("customer@example.com", ["hello@beta.agentowl.lan"], "From: customer@example.com\r\nSubject: Please refund order 42\r\n\r\nThe parcel never came.\r\n");
+    smtp.close();
+    const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
+    await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
+    const eventId = app.storage.mail.get(queued)!.events![0]!;
+
+    // Parked: nothing reaches the receiver; the approval names the rule and the event.
+    const [parked] = await deliveriesOf(eventId, (s) => s[0] === "awaiting_approval");
+    expect(parked!.decision).toMatchObject({ effect: "require_approval", policy: { name: "guard" }, rule: 2 });
+    const pending = (await call("GET", "/v1/approvals?state=pending&tenant=beta&limit=500")).body.items.find((a: { id: string }) => a.id === parked!.approval_id);
+    expect(pending).toMatchObject({ event_id: eventId, action: { kind: "dispatch", target: "crm", delivery: parked!.id }, policy: { name: "guard", reason: "refunds need a person" } });
+    await Bun.sleep(300);
+    expect(received.some((x) => x.headers["webhook-id"] === parked!.id)).toBe(false);
+
+    // A person approves; it is delivered, signed, once.
+    expect((await call("POST", `/v1/approvals/${parked!.approval_id}/approve`, { body: { reason: "order 42 was lost in transit" } })).status).toBe(200);
+    const [sent] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
+    const got = received.filter((x) => x.headers["webhook-id"] === sent!.id);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.verified).toBe(true);
+    expect(JSON.parse(got[0]!.body)).toMatchObject({ id: eventId, type: "email.received", data: { subject: "Please refund order 42" } });
+
+    // The audit log tells the story in order, and its chain is intact.
+    const story = ((await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as { action: string; actor: string; decision: string | null; details: Record<string, unknown> }[]).reverse();
+    expect(story.map((e) => e.action)).toEqual(["approval.request", "approval.approve", "delivery.attempt"]);
+    expect(story[0]).toMatchObject({ actor: "system", details: { policy: { name: "guard", reason: "refunds need a person" } } });
+    expect(story[1]).toMatchObject({ actor: expect.stringMatching(/^token:/), decision: "approve", details: { reason: "order 42 was lost in transit" } });
+    expect(story[2]).toMatchObject({ actor: "dispatcher", details: { delivery: sent!.id, attempt: 1 } });
+    expect((await call("GET", "/v1/audit/verify")).body).toMatchObject({ ok: true });
+
+    // And the trace shows every step, the person's wait included.
+    const trace = (await call("GET", `/v1/events/${eventId}`)).body.trace.map((s: { name: string }) => s.name);
+    expect(trace).toEqual(expect.arrayContaining(["smtp.data", "spool.write", "ingress.commit", "normalize", "route", "policy.eval", "approval.wait", "audit.log", "secrets.lease", "delivery"]));
+    expect(trace.indexOf("approval.wait")).toBeLessThan(trace.indexOf("delivery"));
   });
 });

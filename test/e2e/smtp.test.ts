@@ -145,7 +145,8 @@ describe("session", () => {
     expect(event!.data.text.trim()).toBe("Please pay.");
     // No DNS reachable: the verdicts that need it are temperror, and the pipeline carried on.
     expect(event!.data.auth.spf).toBe("temperror");
-    expect(event!.trace.map((s: { name: string }) => s.name)).toEqual(["smtp.data", "spool.write", "ingress.commit", "mime.parse", "sender.auth", "normalize"]);
+    // The ingress's spans, then (once routed, which may already have happened) routing's.
+    expect(event!.trace.map((s: { name: string }) => s.name).slice(0, 6)).toEqual(["smtp.data", "spool.write", "ingress.commit", "mime.parse", "sender.auth", "normalize"]);
     const listed = await call("GET", "/v1/events?tenant=beta&type=email.received");
     expect(listed.body.items.map((e: { id: string }) => e.id)).toContain(event!.id);
     const shown = await runAgentowl(["events", "show", event!.id, "--json"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });

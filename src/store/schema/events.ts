@@ -33,8 +33,11 @@ export const events = sqliteTable(
 /**
  * One delivery of one event to one target (SPEC §10), the dispatcher's task (SPEC §13): its
  * state is its checkpoint. States: pending (routed, not yet decided), awaiting_approval,
- * delivering, delivered, failed (retrying), dead, denied, quarantined (docs/state-machines.md).
+ * delivering, delivered, failed (retrying), dead, denied, quarantined, discarded
+ * (docs/state-machines.md).
  */
+export const DELIVERY_STATES = ["pending", "awaiting_approval", "delivering", "delivered", "failed", "dead", "denied", "quarantined", "discarded"] as const;
+
 export const deliveries = sqliteTable(
   "deliveries",
   {
@@ -44,7 +47,7 @@ export const deliveries = sqliteTable(
       .references(() => events.id, { onDelete: "cascade" }),
     tenant: text("tenant").notNull(),
     endpoint: text("endpoint").notNull(),
-    state: text("state", { enum: ["pending", "awaiting_approval", "delivering", "delivered", "failed", "dead", "denied", "quarantined"] }).notNull(),
+    state: text("state", { enum: DELIVERY_STATES }).notNull(),
     attempts: integer("attempts").notNull().default(0),
     lastStatus: integer("last_status"),
     lastError: text("last_error"),
@@ -56,12 +59,22 @@ export const deliveries = sqliteTable(
     decision: text("decision", { mode: "json" }).$type<Record<string, unknown>>(),
     approvalId: text("approval_id"),
     firstAttemptAt: integer("first_attempt_at"),
+    /** A replay: the delivery of this event to this endpoint that it repeats (null: the first one). */
+    replayOf: text("replay_of"),
+    /** Who asked for the replay, or for the latest retry of this dead delivery. */
+    requestedBy: text("requested_by"),
+    /** Attempts made before the latest retry: max_attempts counts from here. */
+    attemptBase: integer("attempt_base").notNull().default(0),
+    /** Spans of this task (policy.eval, state.store, secrets.lease, audit.log, delivery): part of the event's trace. */
+    trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull().default(sql`'[]'`),
   },
   (t) => [
     index("deliveries_tenant").on(t.tenant, t.id),
     index("deliveries_event").on(t.eventId),
-    // One delivery per (event, target): routing an event twice (the outbox is at-least-once) adds nothing.
-    uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint),
+    // One first delivery per (event, target): routing an event twice (the outbox is at-least-once)
+    // adds nothing. Replays are further deliveries, each linked to the one it repeats.
+    uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint).where(sql`replay_of IS NULL`),
+    index("deliveries_state").on(t.state, t.id),
     index("deliveries_approval").on(t.approvalId),
   ],
 );

@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, gte, inArray, lt, lte, type SQL } from "drizzle-orm";
+import { and, desc, eq, gt, gte, inArray, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import { type AuditEntry, type Broken, type ChainedEntry, canonicalJson, entryHash, GENESIS, verifyRun } from "../../audit/chain.ts";
 import { auditLog } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
@@ -11,6 +11,8 @@ export interface AuditQuery {
   tenants?: readonly string[];
   action?: string;
   actor?: string;
+  /** Entries about one event: its id is their target or their details' `event`. */
+  event?: string;
   since?: number;
   until?: number;
   before?: number;
@@ -79,6 +81,7 @@ export class SqliteAudit {
       q.tenants ? inArray(auditLog.tenant, [...q.tenants]) : undefined,
       q.action ? eq(auditLog.action, q.action) : undefined,
       q.actor ? eq(auditLog.actor, q.actor) : undefined,
+      q.event ? or(eq(auditLog.target, q.event), sql`json_extract(${auditLog.details}, '$.event') = ${q.event}`) : undefined,
       q.since !== undefined ? gte(auditLog.at, q.since) : undefined,
       q.until !== undefined ? lte(auditLog.at, q.until) : undefined,
       q.before !== undefined ? lt(auditLog.seq, q.before) : undefined,

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, gte, inArray, lt, lte, type SQL } from "drizzle-orm";
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, type SQL, sql } from "drizzle-orm";
 import type { Envelope, Span } from "../../events/envelope.ts";
 import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
@@ -35,9 +35,36 @@ export class SqliteEvents {
   // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
   private readonly insert;
   private readonly original;
+  // The dispatcher's hot path, prepared once too.
+  private readonly byId;
+  private readonly deliveryById;
+  private readonly routingOf;
+  private readonly insertDelivery;
+  private readonly checkpoint;
+  private readonly addSpans;
+  private readonly setRouting;
+  private readonly insertAttempt;
 
   constructor(handle: SqliteHandle) {
     this.db = handle.db;
+    const db = handle.db;
+    const sqlite = handle.sqlite;
+    this.byId = db.select({ envelope: events.envelope, trace: events.trace, tenant: events.tenant }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
+    this.deliveryById = db.select().from(deliveries).where(eq(deliveries.id, sql.placeholder("id"))).prepare();
+    this.routingOf = db.select({ routing: events.routing }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
+    this.insertDelivery = sqlite.prepare<never, [string, string, string, string, string | null, string, number, number | null, string | null, number, number, string | null, string | null]>(
+      "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+    // A checkpoint writes the whole row as the dispatcher holds it, and appends spans. A delivery
+    // an operator discarded meanwhile stays discarded.
+    this.checkpoint = sqlite.prepare<never, [string, string | null, string | null, number, number | null, string | null, number | null, number, string | null, number, string, string]>(
+      `UPDATE deliveries SET state = ?, decision = ?, approval_id = ?, attempts = ?, last_status = ?, last_error = ?, first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, trace = ${APPEND("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
+    );
+    this.addSpans = sqlite.prepare<never, [string, string]>(`UPDATE deliveries SET trace = ${APPEND("trace", "?1")} WHERE id = ?2`);
+    this.setRouting = sqlite.prepare<never, [string, string, string]>(`UPDATE events SET routing = ?1, trace = ${APPEND("trace", "?2")} WHERE id = ?3`);
+    this.insertAttempt = sqlite.prepare<never, [string, number, number, number, number | null, string | null, string | null, string | null]>(
+      "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
     this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string, string, string | null, string, string | null, number, string, string]>(
       "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
     );
@@ -74,12 +101,12 @@ export class SqliteEvents {
   }
 
   async get(id: string): Promise<(StoredEvent & { tenant: string }) | null> {
-    const row = this.db.select({ envelope: events.envelope, trace: events.trace, tenant: events.tenant }).from(events).where(eq(events.id, id)).get();
+    const row = this.byId.get({ id });
     return (row as (StoredEvent & { tenant: string }) | undefined) ?? null;
   }
 
   /** Newest first, like events; `before` is the cursor. */
-  async deliveries(q: { tenants?: readonly string[]; eventId?: string; state?: string; before?: string; limit: number }): Promise<DeliveryRow[]> {
+  async deliveries(q: { tenants?: readonly string[]; eventId?: string; endpoint?: string; state?: string; before?: string; limit: number }): Promise<DeliveryRow[]> {
     return this.db
       .select()
       .from(deliveries)
@@ -87,6 +114,7 @@ export class SqliteEvents {
         and(
           q.tenants ? inArray(deliveries.tenant, [...q.tenants]) : undefined,
           q.eventId ? eq(deliveries.eventId, q.eventId) : undefined,
+          q.endpoint ? eq(deliveries.endpoint, q.endpoint) : undefined,
           q.state ? eq(deliveries.state, q.state as DeliveryRow["state"]) : undefined,
           q.before ? lt(deliveries.id, q.before) : undefined,
         ),
@@ -96,36 +124,94 @@ export class SqliteEvents {
       .all();
   }
 
+  /** How many deliveries to one endpoint are in each state. */
+  deliveryCounts(tenant: string, endpoint: string): Record<string, number> {
+    const rows = this.db
+      .select({ state: deliveries.state, n: count() })
+      .from(deliveries)
+      .where(and(eq(deliveries.tenant, tenant), eq(deliveries.endpoint, endpoint)))
+      .groupBy(deliveries.state)
+      .all();
+    return Object.fromEntries(rows.map((r) => [r.state, r.n]));
+  }
+
+  /** The newest delivery of an event to an endpoint (the one a replay repeats), if any. */
+  latestDelivery(eventId: string, endpoint: string): DeliveryRow | null {
+    return this.db.select().from(deliveries).where(and(eq(deliveries.eventId, eventId), eq(deliveries.endpoint, endpoint))).orderBy(desc(deliveries.id)).limit(1).get() ?? null;
+  }
+
+  /** The first deliveries (not replays) of an event. */
+  firstDeliveries(eventId: string): DeliveryRow[] {
+    return this.db.select().from(deliveries).where(and(eq(deliveries.eventId, eventId), isNull(deliveries.replayOf))).all();
+  }
+
   /** A new delivery; false when the event already has one to that endpoint. */
-  insertDeliveryTx(tx: SqliteTx, row: typeof deliveries.$inferInsert): boolean {
-    return tx.db.insert(deliveries).values(row).onConflictDoNothing().returning({ id: deliveries.id }).all().length > 0;
+  insertDeliveryTx(_tx: SqliteTx, r: typeof deliveries.$inferInsert): boolean {
+    const run = this.insertDelivery.run(r.id, r.eventId, r.tenant, r.endpoint, r.route ?? null, r.state, r.attempts ?? 0, r.lastStatus ?? null, r.lastError ?? null, r.createdAt, r.updatedAt, r.replayOf ?? null, r.requestedBy ?? null);
+    return run.changes === 1;
   }
 
   delivery(id: string): DeliveryRow | null {
-    return this.db.select().from(deliveries).where(eq(deliveries.id, id)).get() ?? null;
+    return this.deliveryById.get({ id }) ?? null;
+  }
+
+  /** The dispatcher's checkpoint: `row` as it now is (its trace is not written), plus `spans` appended. */
+  checkpointTx(tx: SqliteTx, row: DeliveryRow, spans: readonly Span[] = []): void {
+    this.checkpoint.run(row.state, row.decision === null ? null : JSON.stringify(row.decision), row.approvalId, row.attempts, row.lastStatus, row.lastError, row.firstAttemptAt, row.attemptBase, row.requestedBy, tx.now, JSON.stringify(spans), row.id);
   }
 
   deliveriesOfApproval(approvalId: string): DeliveryRow[] {
     return this.db.select().from(deliveries).where(eq(deliveries.approvalId, approvalId)).all();
   }
 
-  updateDeliveryTx(tx: SqliteTx, id: string, patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt">>): void {
-    tx.db.update(deliveries).set({ ...patch, updatedAt: tx.now }).where(eq(deliveries.id, id)).run();
+  /** A checkpoint of a delivery; `spans` are appended to its trace in the same statement. */
+  updateDeliveryTx(tx: SqliteTx, id: string, patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>, spans: readonly Span[] = []): void {
+    const set: Record<string, unknown> = { ...patch, updatedAt: tx.now };
+    if (spans.length) {
+      const added = JSON.stringify(spans);
+      set.trace = sql`CASE WHEN ${deliveries.trace} = '[]' THEN ${added} ELSE substr(${deliveries.trace}, 1, length(${deliveries.trace}) - 1) || ',' || substr(${added}, 2) END`;
+    }
+    tx.db.update(deliveries).set(set).where(eq(deliveries.id, id)).run();
   }
 
-  insertAttemptTx(tx: SqliteTx, a: typeof deliveryAttempts.$inferInsert): void {
-    tx.db.insert(deliveryAttempts).values(a).run();
+  /** Spans of a delivery that came after its last checkpoint. */
+  appendSpansTx(_tx: SqliteTx, id: string, spans: readonly Span[]): void {
+    this.addSpans.run(JSON.stringify(spans), id);
+  }
+
+  /** Move a delivery on from one of `from` (an operator's retry or discard): the new row, or null when it was in another state. */
+  transitionTx(tx: SqliteTx, id: string, from: readonly DeliveryRow["state"][], patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>): DeliveryRow | null {
+    return (
+      tx.db
+        .update(deliveries)
+        .set({ ...patch, updatedAt: tx.now })
+        .where(and(eq(deliveries.id, id), inArray(deliveries.state, [...from])))
+        .returning()
+        .get() ?? null
+    );
+  }
+
+  insertAttemptTx(_tx: SqliteTx, a: typeof deliveryAttempts.$inferInsert): void {
+    this.insertAttempt.run(a.deliveryId, a.attempt, a.startedAt, a.latencyMs, a.status ?? null, a.errorClass ?? null, a.error ?? null, a.excerpt ?? null);
   }
 
   attempts(deliveryId: string): AttemptRow[] {
     return this.db.select().from(deliveryAttempts).where(eq(deliveryAttempts.deliveryId, deliveryId)).orderBy(asc(deliveryAttempts.attempt)).all();
   }
 
-  setRoutingTx(tx: SqliteTx, eventId: string, routing: Record<string, unknown>): void {
-    tx.db.update(events).set({ routing }).where(eq(events.id, eventId)).run();
+  setRoutingTx(_tx: SqliteTx, eventId: string, routing: Record<string, unknown>, spans: readonly Span[] = []): void {
+    this.setRouting.run(JSON.stringify(routing), JSON.stringify(spans), eventId);
   }
 
   routing(eventId: string): Record<string, unknown> | null {
-    return this.db.select({ routing: events.routing }).from(events).where(eq(events.id, eventId)).get()?.routing ?? null;
+    return this.routingOf.get({ id: eventId })?.routing ?? null;
   }
+}
+
+/**
+ * SQL for a JSON array column with the JSON array `param` appended: the text of both arrays
+ * joined (the stored arrays are compact JSON, written by JSON.stringify or json_insert).
+ */
+function APPEND(column: string, param: string): string {
+  return `CASE WHEN ${param} = '[]' THEN ${column} WHEN ${column} = '[]' THEN ${param} ELSE substr(${column}, 1, length(${column}) - 1) || ',' || substr(${param}, 2) END`;
 }

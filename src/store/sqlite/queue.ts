@@ -59,6 +59,7 @@ export class SqliteQueue implements JobQueue {
   private readonly insert;
   private readonly findByKey;
   private readonly claim;
+  private readonly claims = new Map<string, ReturnType<SqliteQueue["makeClaim"]>>();
   private readonly complete;
   private readonly retry;
   private readonly bury;
@@ -90,18 +91,7 @@ export class SqliteQueue implements JobQueue {
       .from(jobs)
       .where(and(eq(jobs.kind, p("kind")), eq(jobs.idempotencyKey, p("key"))))
       .prepare();
-    this.claim = db
-      .update(jobs)
-      .set({
-        state: "leased",
-        attempt: sql`${jobs.attempt} + 1`,
-        leasedAt: sql`${p("now")}`,
-        leaseExpiresAt: sql`${p("leaseExpiresAt")}`,
-        leaseOwner: sql`${p("owner")}`,
-      })
-      .where(inArray(jobs.id, this.readyIds().limit(p("limit"))))
-      .returning()
-      .prepare();
+    this.claim = this.makeClaim();
     this.retry = db
       .update(jobs)
       .set({ state: "available", runAt: sql`${p("runAt")}`, lastError: sql`${p("error")}`, leaseExpiresAt: null, leaseOwner: null })
@@ -120,6 +110,27 @@ export class SqliteQueue implements JobQueue {
       })
       .where(and(eq(jobs.id, p("id")), eq(jobs.attempt, p("attempt")), eq(jobs.state, "leased")))
       .returning({ id: jobs.id })
+      .prepare();
+  }
+
+  /** The claim for a set of kinds, prepared once per set (a runner always asks for the same kinds). */
+  private claimOf(kinds: readonly string[]) {
+    const key = kinds.join("\n");
+    let claim = this.claims.get(key);
+    if (!claim) {
+      claim = this.makeClaim(kinds);
+      if (this.claims.size > 100) this.claims.clear();
+      this.claims.set(key, claim);
+    }
+    return claim;
+  }
+
+  private makeClaim(kinds?: readonly string[]) {
+    return this.db
+      .update(jobs)
+      .set({ state: "leased", attempt: sql`${jobs.attempt} + 1`, leasedAt: sql`${p("now")}`, leaseExpiresAt: sql`${p("leaseExpiresAt")}`, leaseOwner: sql`${p("owner")}` })
+      .where(inArray(jobs.id, this.readyIds(kinds).limit(p("limit"))))
+      .returning()
       .prepare();
   }
 
@@ -171,14 +182,7 @@ export class SqliteQueue implements JobQueue {
   lease(opts: LeaseOptions): Promise<Job[]> {
     return this.committer.run((tx) => {
       const params = { now: tx.now, leaseExpiresAt: tx.now + opts.visibilityMs, owner: opts.owner ?? null, limit: opts.limit };
-      const rows = opts.kinds
-        ? this.db
-            .update(jobs)
-            .set({ state: "leased", attempt: sql`${jobs.attempt} + 1`, leasedAt: tx.now, leaseExpiresAt: params.leaseExpiresAt, leaseOwner: params.owner })
-            .where(inArray(jobs.id, this.readyIds(opts.kinds).limit(opts.limit)))
-            .returning()
-            .all(params)
-        : this.claim.all(params);
+      const rows = opts.kinds ? this.claimOf(opts.kinds).all(params) : this.claim.all(params);
       // RETURNING does not promise an order; the oldest job should run first.
       return rows.sort((a, b) => a.runAt - b.runAt || a.id - b.id).map(toJob);
     });

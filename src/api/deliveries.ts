@@ -1,0 +1,139 @@
+import { Elysia, t } from "elysia";
+import type { Clock } from "../core/clock.ts";
+import { isId } from "../core/ids.ts";
+import type { Span } from "../events/envelope.ts";
+import { AppError } from "../errors/index.ts";
+import { NAME_PATTERN } from "../resources/specs.ts";
+import type { DeliveryRow, SqliteEvents, SqliteResources, SqliteTokens } from "../store/index.ts";
+import type { AttemptRow } from "../store/sqlite/events.ts";
+import { canAccess, type Principal, requireTenant, tenantsFor } from "./auth.ts";
+import { authenticated, pageOf, readPage } from "./http.ts";
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+const NAME = new RegExp(NAME_PATTERN);
+
+/** What the API needs of the dispatcher (src/dispatch/dispatcher.ts). */
+export interface DeliveryActions {
+  replay(eventId: string, opts: { endpoint?: string; actor: string }): Promise<DeliveryRow[]>;
+  retry(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
+  discard(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
+  endpointStatus(tenant: string, name: string): { circuit: { state: string; consecutiveFailures: number; retryAt: number | null }; in_flight: number; deliveries: Record<string, number> };
+}
+
+export function presentDelivery(d: DeliveryRow) {
+  return {
+    id: d.id,
+    event_id: d.eventId,
+    tenant: d.tenant,
+    endpoint: d.endpoint,
+    route: d.route,
+    state: d.state,
+    decision: d.decision,
+    approval_id: d.approvalId,
+    attempts: d.attempts,
+    last_status: d.lastStatus,
+    last_error: d.lastError,
+    replay_of: d.replayOf,
+    requested_by: d.requestedBy,
+    first_attempt_at: iso(d.firstAttemptAt),
+    created_at: iso(d.createdAt),
+    updated_at: iso(d.updatedAt),
+  };
+}
+
+const presentAttempt = (a: AttemptRow) => ({
+  attempt: a.attempt,
+  started_at: iso(a.startedAt),
+  latency_ms: a.latencyMs,
+  status: a.status,
+  error_class: a.errorClass,
+  error: a.error,
+  response_excerpt: a.excerpt,
+});
+
+/**
+ * An event's whole timeline (SPEC §2): its ingress and routing spans, then each delivery's task
+ * spans labelled with the delivery and endpoint, in time order.
+ */
+export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery?: string; endpoint?: string })[] {
+  const tasks = dels.flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint })));
+  // A stable sort: spans that start in the same millisecond keep the order they were written in.
+  return [...trace, ...tasks].sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+}
+
+const Empty = t.Object({}, { additionalProperties: false });
+const Replay = t.Object({ endpoint: t.Optional(t.String({ pattern: NAME_PATTERN, description: "replay to this endpoint only; default: every target the event's routes give now" })) }, { additionalProperties: false });
+
+/** /v1/deliveries (list, show, retry, discard), POST /v1/events/:id/replay, an endpoint's status. */
+export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources, actions: DeliveryActions, tokens: SqliteTokens, clock: Clock) {
+  const actor = (p: Principal) => `token:${p.tokenId}`;
+  const visible = (p: Principal, id: string, access: "read" | "write"): DeliveryRow => {
+    const d = isId(id, "dlv") ? events.delivery(id) : null;
+    if (!d || !canAccess(p, d.tenant, "read")) throw new AppError("not_found", "not found");
+    if (access === "write" && !canAccess(p, d.tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${d.tenant}`);
+    return d;
+  };
+  return new Elysia({ normalize: false })
+    .use(authenticated(tokens, clock))
+    .get("/deliveries", async ({ principal, query }) => {
+      const q = query as Record<string, string | undefined>;
+      const page = readPage(q);
+      const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, endpoint: q.endpoint, state: q.state, before: page.after, limit: page.limit + 1 });
+      return pageOf(rows.map(presentDelivery), page.limit, (d) => d.id);
+    })
+    .get("/deliveries/:id", ({ principal, params }) => {
+      const d = visible(principal, params.id, "read");
+      return { ...presentDelivery(d), attempt_log: events.attempts(d.id).map(presentAttempt), trace: d.trace };
+    })
+    .group("", (app) =>
+      app
+        // Before the body is validated: another tenant's delivery or event is 404 whatever is sent.
+        .derive({ as: "local" }, async ({ principal, params, path }) => {
+          const id = (params as Record<string, string>).id!;
+          if (path.includes("/deliveries/")) return { delivery: visible(principal, id, "write") };
+          const event = isId(id, "evt") ? await events.get(id) : null;
+          if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
+          if (!canAccess(principal, event.tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${event.tenant}`);
+          return { delivery: null };
+        })
+        // No body, or a JSON object: never an array, a string or null.
+        .onTransform({ as: "local" }, ({ body, request }) => {
+          // An optional body that does not parse reaches here as none at all.
+          const sent = Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding");
+          if (body === undefined && sent) throw new AppError("invalid_input", "the body is not valid JSON");
+          if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
+        })
+        .post(
+          "/deliveries/:id/retry",
+          async ({ principal, delivery, set }) => {
+            set.status = 202;
+            return presentDelivery(await actions.retry(delivery!, actor(principal)));
+          },
+          { body: t.Optional(Empty) },
+        )
+        .post("/deliveries/:id/discard", async ({ principal, delivery }) => presentDelivery(await actions.discard(delivery!, actor(principal))), { body: t.Optional(Empty) })
+        .post(
+          "/events/:id/replay",
+          async ({ principal, params, body, set }) => {
+            const made = await actions.replay(params.id, { endpoint: body?.endpoint, actor: actor(principal) });
+            set.status = 202;
+            return { event_id: params.id, deliveries: made.map(presentDelivery) };
+          },
+          // No body, or {}: every target its routes give now; {"endpoint": "crm"}: that one.
+          { body: t.Optional(Replay) },
+        ),
+    )
+    .get("/tenants/:tenant/endpoints/:name/status", async ({ principal, params }) => {
+      requireTenant(principal, params.tenant, "read");
+      const exists = NAME.test(params.name) && (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
+      if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
+      const s = actions.endpointStatus(params.tenant, params.name);
+      return {
+        tenant: params.tenant,
+        endpoint: params.name,
+        circuit: { state: s.circuit.state, consecutive_failures: s.circuit.consecutiveFailures, retry_at: iso(s.circuit.retryAt) },
+        in_flight: s.in_flight,
+        deliveries: s.deliveries,
+      };
+    });
+}
