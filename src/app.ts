@@ -257,6 +257,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       //    recovered by the next start: at least once, never lost.
       const cutOff = await runner.stop(left());
       await relay.stop();
+      dispatch.close();
       // 3. Commit whatever is pending, checkpoint and close the database.
       await spool.close();
       await storage.close();

@@ -58,7 +58,7 @@ describe("defaults", () => {
     expect(config.shutdownTimeoutMs).toBe(10_000);
     expect(config.commitWindowMs).toBe(0);
     expect(config.commitMaxBatch).toBe(1000);
-    expect(config.workerConcurrency).toBe(16);
+    expect(config.workerConcurrency).toBe(64);
     expect(config.visibilityTimeoutMs).toBe(5 * 60_000);
     expect(config.retentionMs).toBe(7 * 86_400_000);
     expect(config.file).toBeNull();

@@ -190,10 +190,10 @@ export const settingsSchema = Type.Object(
       hint: "an integer from 1 to 10000",
       description: "Group commit: most units of work in one transaction.",
     }),
-    worker_concurrency: setting(Type.Integer({ minimum: 1, maximum: 1000, default: 16 }), {
+    worker_concurrency: setting(Type.Integer({ minimum: 1, maximum: 1000, default: 64 }), {
       env: "AGENTOWL_WORKER_CONCURRENCY",
       hint: "an integer from 1 to 1000",
-      description: "Jobs the job runner works on at once.",
+      description: "Jobs the job runner works on at once. Most wait on an endpoint or a commit (deliveries), and MIME parsing has its own thread per core, so this is well above the core count.",
     }),
     queue_visibility_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
       env: "AGENTOWL_QUEUE_VISIBILITY_TIMEOUT",

@@ -1,3 +1,4 @@
+import { Agent } from "node:http";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError, RetryLaterError } from "../core/job-runner.ts";
 import type { Job } from "../store/contract.ts";
@@ -59,6 +60,8 @@ const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined", "discard
 const DEFAULT_MAX_IN_FLIGHT = 4;
 /** How soon a delivery that found its endpoint busy looks again. */
 const BUSY_RETRY_MS = 250;
+/** A kept-alive connection nobody used for this long is closed. */
+const IDLE_SOCKET_MS = 15_000;
 
 export interface DispatcherDeps {
   storage: SqliteStorage;
@@ -82,6 +85,24 @@ export function dispatcher(deps: DispatcherDeps) {
     return (await storage.resources.get({ tenant, kind: "endpoints", name }))?.spec as EndpointSpec | undefined;
   });
   const endpointOf = (tenant: string, name: string) => endpoints.get(`${tenant}/${name}`);
+  // One keep-alive agent per endpoint, URL and egress setting: a connection is checked by the
+  // egress guard when it is made, and reused while the endpoint keeps it open.
+  const agents = new Map<string, Agent>();
+  const agentFor = (d: DeliveryRow, endpoint: EndpointSpec) => {
+    const key = `${d.tenant}/${d.endpoint}|${endpoint.url}|${endpoint.allow_public === true}|${endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT}`;
+    let agent = agents.get(key);
+    if (!agent) {
+      for (const [k, a] of agents) {
+        if (k.startsWith(`${d.tenant}/${d.endpoint}|`)) {
+          a.destroy();
+          agents.delete(k);
+        }
+      }
+      agent = new Agent({ keepAlive: true, maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT, timeout: IDLE_SOCKET_MS });
+      agents.set(key, agent);
+    }
+    return agent;
+  };
   const tenantPolicies = new ConfigCache(storage.resources, (tenant) => policiesFor(storage.resources, policies, tenant));
   const enqueue = (tx: Tx, d: { id: string; tenant: string }, key: string) =>
     tx.enqueue({ kind: DELIVERY_JOB, payload: { id: d.id }, tenant: d.tenant, idempotencyKey: key, maxAttempts: JOB_MAX_RUNS });
@@ -270,7 +291,7 @@ export function dispatcher(deps: DispatcherDeps) {
     const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
 
     // 5. The signed POST, then the attempt, the outcome and (when nothing is left to do) the job's ack in one commit.
-    const result = await postJson(endpoint.url, body, headers, { allowPublic: endpoint.allow_public === true, connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout), timeoutMs: timeout, now });
+    const result = await postJson(endpoint.url, body, headers, { allowPublic: endpoint.allow_public === true, connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout), timeoutMs: timeout, now, agent: agentFor(d, endpoint) });
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
     trace.push("delivery", startedAt, result.latencyMs, result.ok ? "ok" : "error", `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`);
     const maxAttempts = endpoint.retry?.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
@@ -366,5 +387,11 @@ export function dispatcher(deps: DispatcherDeps) {
     return { circuit, in_flight: inFlight.get(key) ?? 0, deliveries: storage.events.deliveryCounts(tenant, name) };
   };
 
-  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  /** Close the kept-alive connections (at shutdown). */
+  const close = () => {
+    for (const a of agents.values()) a.destroy();
+    agents.clear();
+  };
+
+  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }

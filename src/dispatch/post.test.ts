@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
+import { Agent } from "node:http";
 import { postJson, signStandardWebhook } from "./post.ts";
 
 /** Real receivers on 127.0.0.1 that answer in every way an endpoint can. */
 let server: ReturnType<typeof Bun.serve>;
 let base: string;
-const seen: { path: string; headers: Record<string, string>; body: string }[] = [];
+const seen: { path: string; headers: Record<string, string>; body: string; port: number }[] = [];
 
 beforeAll(() => {
   server = Bun.serve({
@@ -13,7 +14,7 @@ beforeAll(() => {
     port: 0,
     async fetch(req) {
       const path = new URL(req.url).pathname;
-      seen.push({ path, headers: Object.fromEntries(req.headers), body: await req.text() });
+      seen.push({ path, headers: Object.fromEntries(req.headers), body: await req.text(), port: server.requestIP(req)?.port ?? 0 });
       switch (path) {
         case "/ok":
           return new Response("thanks", { status: 200 });
@@ -93,5 +94,23 @@ describe("signStandardWebhook", () => {
     const headers = signStandardWebhook(secret, "dlv_01", ts, body);
     expect(new Webhook(secret).verify(body, headers)).toEqual(JSON.parse(body));
     expect(() => new Webhook(secret).verify(body.replace("email", "sms"), headers)).toThrow();
+  });
+});
+
+describe("kept-alive connections", () => {
+  test("attempts through one agent reuse its connection, and each still reports the address it went to", async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const before = seen.length;
+      const a = await postJson(`${base}/ok`, "{}", {}, { ...opts, agent });
+      const b = await postJson(`${base}/ok`, "{}", {}, { ...opts, agent });
+      expect([a.ok, b.ok]).toEqual([true, true]);
+      expect([a.remoteAddress, b.remoteAddress]).toEqual(["127.0.0.1", "127.0.0.1"]);
+      const ports = seen.slice(before).map((x) => x.port);
+      expect(ports).toHaveLength(2);
+      expect(ports[0]).toBe(ports[1]!);
+    } finally {
+      agent.destroy();
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { request as httpRequest, type IncomingMessage } from "node:http";
+import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { checkAddress, EgressRefused, guardedLookup, type Resolve } from "./egress.ts";
@@ -36,6 +36,8 @@ export interface PostOptions {
   excerptBytes?: number;
   resolve?: Resolve;
   now?: () => number;
+  /** A keep-alive agent to reuse connections (each was checked by the guard when it was made); none: a connection per attempt. */
+  agent?: HttpAgent;
 }
 
 /** Standard Webhooks headers for a delivery (SPEC §10): the id stays the same across retries. */
@@ -90,7 +92,7 @@ export function postJson(url: string, body: string, headers: Record<string, stri
       method: "POST",
       headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
       lookup: guardedLookup({ allowPublic: opts.allowPublic, resolve: opts.resolve }) as never,
-      agent: false,
+      agent: opts.agent ?? false,
     });
     const total = setTimeout(() => {
       fail("timeout", `no complete answer within ${opts.timeoutMs} ms`);
@@ -101,7 +103,7 @@ export function postJson(url: string, body: string, headers: Record<string, stri
       req.destroy();
     }, opts.connectTimeoutMs);
     req.on("socket", (socket: Socket) => {
-      socket.once("connect", () => {
+      const connected = () => {
         clearTimeout(connecting);
         remoteAddress = socket.remoteAddress ?? null;
         // Belt and braces: the address actually connected to passes the same check.
@@ -111,7 +113,10 @@ export function postJson(url: string, body: string, headers: Record<string, stri
           fail("egress", (e as Error).message);
           req.destroy();
         }
-      });
+      };
+      // A kept-alive connection is already up (and was checked when it was made).
+      if (socket.connecting === false && socket.remoteAddress) connected();
+      else socket.once("connect", connected);
     });
     req.on("error", (e: NodeJS.ErrnoException) => fail(classOf(e), e.message));
     req.on("response", (res: IncomingMessage) => {
