@@ -1,5 +1,8 @@
 /** Small helpers every benchmark uses. */
-import type { Subprocess } from "bun";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Subprocess, spawn } from "bun";
 
 /** A port nothing listens on right now (127.0.0.1). */
 export async function freePort(): Promise<number> {
@@ -23,4 +26,62 @@ export async function waitHttp(url: string, proc: Subprocess): Promise<void> {
 /** The value at quantile `p` of an ascending array. */
 export function quantile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
+}
+
+export interface Appliance {
+  proc: Subprocess;
+  /** http://127.0.0.1:PORT */
+  url: string;
+  httpPort: number;
+  smtpPort: number;
+  /** POST/PUT to the API with the bootstrap token; throws on anything but 2xx. */
+  api(method: string, path: string, body: unknown): Promise<void>;
+  /** SIGTERM, wait, remove the data dir. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `bun src/main.ts serve` in its own process on free ports and a fresh data dir, rate limits out
+ * of the way, healthy before it returns. `BENCH_BUN_ARGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof"`
+ * profiles it.
+ */
+export async function startAppliance(name: string, env: Record<string, string> = {}): Promise<Appliance> {
+  const root = join(import.meta.dir, "..");
+  const token = `bench-${name}-bootstrap-token-0000000000`;
+  const dir = mkdtempSync(join(tmpdir(), `agentowl-bench-${name}-`));
+  const [httpPort, smtpPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${httpPort}`;
+  const bunArgs = process.env.BENCH_BUN_ARGS?.split(" ").filter(Boolean) ?? [];
+  const proc = spawn([join(root, "node_modules/.bin/bun"), ...bunArgs, join(root, "src/main.ts"), "serve"], {
+    env: {
+      ...process.env,
+      AGENTOWL_DATA_DIR: dir,
+      AGENTOWL_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      AGENTOWL_SMTP_LISTEN: `127.0.0.1:${smtpPort}`,
+      AGENTOWL_BOOTSTRAP_TOKEN: token,
+      AGENTOWL_LOG_LEVEL: "warn",
+      AGENTOWL_INGRESS_RATE_PER_BINDING: "10000000",
+      AGENTOWL_SMTP_RATE_PER_IP: "10000000",
+      AGENTOWL_SMTP_RATE_PER_TENANT: "10000000",
+      ...env,
+    },
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  const stop = async () => {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitHttp(`${url}/healthz`, proc);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const api = async (method: string, path: string, body: unknown) => {
+    const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
+  };
+  return { proc, url, httpPort, smtpPort, api, stop };
 }

@@ -15,21 +15,14 @@
  * receiver, p50 / p99, for mail from 10 sessions, 0 ms greeting delay.
  */
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
-import { freePort, quantile, waitHttp } from "./common.ts";
+import { quantile, startAppliance } from "./common.ts";
 import { SmtpClient } from "./smtp.ts";
 
-const ROOT = join(import.meta.dir, "..");
-const BUN = join(ROOT, "node_modules/.bin/bun");
 const IN_FLIGHT = Number(process.env.BENCH_DISPATCH_IN_FLIGHT ?? 50);
 const SECONDS = Number(process.env.BENCH_DISPATCH_SECONDS ?? 10);
 const MAILS = Number(process.env.BENCH_DISPATCH_MAILS ?? 1000);
 const MAIL_SESSIONS = 10;
-const TOKEN = "bench-dispatch-bootstrap-token-0000000";
 const SECRET = `whsec_${Buffer.from("bench-dispatch-signing-secret-32b").toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
 const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
@@ -113,32 +106,10 @@ export async function benchDispatch(): Promise<void> {
   console.log(`receiver hit directly (signed POST, 200):   ${String(direct.perSec).padStart(6)} /s  p50 ${fmt(direct.p50)} ms  p99 ${fmt(direct.p99)} ms`);
 
   const dns = await startDnsServer({});
-  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-dispatch-"));
-  const [http, smtp] = [await freePort(), await freePort()];
-  const url = `http://127.0.0.1:${http}`;
-  // BENCH_BUN_ARGS="--cpu-prof-md --cpu-prof-dir=/tmp/prof" profiles the appliance.
-  const bunArgs = process.env.BENCH_BUN_ARGS?.split(" ").filter(Boolean) ?? [];
-  const proc = spawn([BUN, ...bunArgs, join(ROOT, "src/main.ts"), "serve"], {
-    env: {
-      ...process.env,
-      AGENTOWL_DATA_DIR: dir,
-      AGENTOWL_HTTP_LISTEN: `127.0.0.1:${http}`,
-      AGENTOWL_SMTP_LISTEN: `127.0.0.1:${smtp}`,
-      AGENTOWL_BOOTSTRAP_TOKEN: TOKEN,
-      AGENTOWL_LOG_LEVEL: "warn",
-      AGENTOWL_INGRESS_RATE_PER_BINDING: "10000000",
-      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
-      AGENTOWL_DNS_SERVERS: dns.servers.join(","),
-    },
-    stdout: "ignore",
-    stderr: "inherit",
-  });
+  const app = await startAppliance("dispatch", { AGENTOWL_SMTP_GREETING_DELAY: "0ms", AGENTOWL_DNS_SERVERS: dns.servers.join(",") });
+  const { api, url } = app;
+  const smtp = app.smtpPort;
   try {
-    await waitHttp(`${url}/healthz`, proc);
-    const api = async (method: string, path: string, body: unknown) => {
-      const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-      if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
-    };
     await api("POST", "/v1/tenants", { name: "beta" });
     await api("PUT", "/v1/tenants/beta/secrets/receiver", { value: SECRET });
     await api("POST", "/v1/tenants/beta/endpoints", { name: "receiver", url: rx.url, signing_secret: "vault:beta/receiver", max_in_flight: 100 });
@@ -192,12 +163,10 @@ export async function benchDispatch(): Promise<void> {
       }),
     );
     latencies.sort((a, b) => a - b);
-    console.log(`SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`);
+    console.log(`SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  p90 ${fmt(quantile(latencies, 0.9))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`);
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
+    await app.stop();
     rx.stop();
     await dns.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 }

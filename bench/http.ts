@@ -4,19 +4,16 @@
  * HMAC, a unique webhook-id each; the standardwebhooks package checks the same scheme in tests), beside a bare Bun.serve answering 202 with no work, hit by the same load
  * generator in the same run. Both servers run in their own process.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
-import { type Subprocess, spawn } from "bun";
+import { spawn } from "bun";
 import { createHmac } from "node:crypto";
-import { freePort, waitHttp } from "./common.ts";
+import { freePort, startAppliance, waitHttp } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
-const TOKEN = "bench-http-bootstrap-token-00000000000";
 const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
 const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
 
@@ -70,18 +67,9 @@ export async function benchHttp(): Promise<void> {
   await bare.exited;
   console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms`);
 
-  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-http-"));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const proc = spawn([BUN, join(ROOT, "src/main.ts"), "serve"], {
-    env: { ...process.env, AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: TOKEN, AGENTOWL_LOG_LEVEL: "warn", AGENTOWL_INGRESS_RATE_PER_BINDING: "10000000" },
-    stdout: "ignore",
-    stderr: "inherit",
-  });
+  const app = await startAppliance("http");
+  const { api, url } = app;
   try {
-    await waitHttp(`${url}/healthz`, proc);
-    const api = (method: string, path: string, body: unknown) =>
-      fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) });
     await api("POST", "/v1/tenants", { name: "beta" });
     await api("PUT", "/v1/tenants/beta/secrets/hooks", { value: SECRET });
     await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" } });
@@ -89,8 +77,6 @@ export async function benchHttp(): Promise<void> {
     if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
     console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms)`);
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
-    rmSync(dir, { recursive: true, force: true });
+    await app.stop();
   }
 }

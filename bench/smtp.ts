@@ -8,20 +8,17 @@
  * The greeting delay (smtp_greeting_delay, default 100 ms) is measured both at its default and at
  * 0 ms, since it bounds one-message-per-connection throughput at about sessions / delay.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 
-import { freePort } from "./common.ts";
+import { freePort, startAppliance } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
-const TOKEN = "bench-smtp-bootstrap-token-000000000";
 const MESSAGE = `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\nMessage-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
 
 
@@ -32,6 +29,8 @@ export class SmtpClient {
   private constructor(private readonly socket: Socket) {
     socket.setEncoding("utf8");
     socket.setNoDelay(true);
+    // A connection the server closes answers whoever waits with a line that is no 250.
+    socket.on("close", () => this.wait?.("closed by the server\r\n"));
     socket.on("data", (d: string) => {
       this.buf += d;
       for (;;) {
@@ -126,47 +125,23 @@ async function waitPort(port: number, proc: Subprocess): Promise<void> {
 let dnsServers = "";
 
 async function agentowl(greetingDelay: string): Promise<{ port: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-smtp-"));
-  const [http, smtp] = [await freePort(), await freePort()];
-  const proc = spawn([BUN, join(ROOT, "src/main.ts"), "serve"], {
-    env: {
-      ...process.env,
-      AGENTOWL_DATA_DIR: dir,
-      AGENTOWL_HTTP_LISTEN: `127.0.0.1:${http}`,
-      AGENTOWL_SMTP_LISTEN: `127.0.0.1:${smtp}`,
-      AGENTOWL_BOOTSTRAP_TOKEN: TOKEN,
-      AGENTOWL_LOG_LEVEL: "warn",
-      AGENTOWL_SMTP_GREETING_DELAY: greetingDelay,
-      AGENTOWL_SMTP_RATE_PER_IP: "10000000",
-      AGENTOWL_SMTP_RATE_PER_TENANT: "10000000",
-      AGENTOWL_DNS_SERVERS: dnsServers,
-    },
-    stdout: "ignore",
-    stderr: "inherit",
-  });
-  await waitPort(http, proc);
-  const api = (path: string, body: unknown) =>
-    fetch(`http://127.0.0.1:${http}${path}`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify(body) });
-  await api("/v1/tenants", { name: "beta" });
-  await api("/v1/tenants/beta/bindings", { name: "mail", type: "email", addresses: ["hello"] });
-  await waitPort(smtp, proc);
+  const app = await startAppliance("smtp", { AGENTOWL_SMTP_GREETING_DELAY: greetingDelay, AGENTOWL_DNS_SERVERS: dnsServers });
+  await app.api("POST", "/v1/tenants", { name: "beta" });
+  await app.api("POST", "/v1/tenants/beta/bindings", { name: "mail", type: "email", addresses: ["hello"] });
+  await waitPort(app.smtpPort, app.proc);
   return {
-    port: smtp,
+    port: app.smtpPort,
     /** Seconds until the mail.process backlog is empty (every accepted message is an event). */
     drain: async () => {
       const t0 = performance.now();
       for (;;) {
-        const text = await (await fetch(`http://127.0.0.1:${http}/metrics`)).text();
+        const text = await (await fetch(`${app.url}/metrics`)).text();
         const waiting = ["available", "leased", "scheduled"].reduce((n, st) => n + Number(new RegExp(`agentowl_queue_jobs\\{state="${st}"\\} (\\d+)`).exec(text)?.[1] ?? 0), 0);
         if (waiting === 0) return (performance.now() - t0) / 1000;
         await Bun.sleep(100);
       }
     },
-    stop: async () => {
-      proc.kill("SIGTERM");
-      await proc.exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
+    stop: app.stop,
   };
 }
 

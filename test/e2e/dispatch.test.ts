@@ -111,6 +111,17 @@ async function send(kind: string): Promise<string> {
   return ((await r.json()) as { id: string }).id;
 }
 
+/** A mail to hello@beta over SMTP; the id of the event it became. */
+async function mail(from: string, message: string): Promise<string> {
+  const { smtp } = await SmtpDialogue.open(app.smtp.port);
+  await smtp.command("EHLO x");
+  const r = await smtp.sendMail(from, ["hello@beta.agentowl.lan"], message);
+  smtp.close();
+  const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
+  await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
+  return app.storage.mail.get(queued)!.events![0]!;
+}
+
 async function deliveriesOf(eventId: string, until_: (states: string[]) => boolean) {
   let event: any;
   await until(`deliveries of ${eventId}`, async () => {
@@ -172,13 +183,7 @@ describe("dispatch", () => {
   });
 
   test("a mail sent over SMTP arrives, signed, at the receiver as an email.received event", async () => {
-    const { smtp } = await SmtpDialogue.open(app.smtp.port);
-    await smtp.command("EHLO x");
-    const r = await smtp.sendMail("alice@example.com", ["hello@beta.agentowl.lan"], "Subject: hello by mail\r\n\r\nover SMTP\r\n");
-    smtp.close();
-    const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
-    await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
-    const eventId = app.storage.mail.get(queued)!.events![0]!;
+    const eventId = await mail("alice@example.com", "Subject: hello by mail\r\n\r\nover SMTP\r\n");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const got = received.find((x) => x.headers["webhook-id"] === d!.id)!;
     expect(got.verified).toBe(true);
@@ -382,13 +387,7 @@ describe("dispatch", () => {
   });
 
   test("the whole story: a refund email waits for a person, is approved over the API, is delivered signed, and the audit log and trace tell it", async () => {
-    const { smtp } = await SmtpDialogue.open(app.smtp.port);
-    await smtp.command("EHLO x");
-    const r = await smtp.sendMail("customer@example.com", ["hello@beta.agentowl.lan"], "From: customer@example.com\r\nSubject: Please refund order 42\r\n\r\nThe parcel never came.\r\n");
-    smtp.close();
-    const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
-    await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
-    const eventId = app.storage.mail.get(queued)!.events![0]!;
+    const eventId = await mail("customer@example.com", "From: customer@example.com\r\nSubject: Please refund order 42\r\n\r\nThe parcel never came.\r\n");
 
     // Parked: nothing reaches the receiver; the approval names the rule and the event.
     const [parked] = await deliveriesOf(eventId, (s) => s[0] === "awaiting_approval");
