@@ -119,8 +119,8 @@ export function dispatcher(deps: DispatcherDeps) {
       const id = (entry.payload as { id?: string })?.id;
       if (!id || seen.has(id)) continue;
       seen.add(id);
-      const stored = await storage.events.get(id);
-      if (!stored || storage.events.routing(id)) continue;
+      const stored = storage.events.unroutedEvent(id);
+      if (!stored) continue;
       const routedAt = now();
       const t0 = performance.now();
       const decision = await routes.route(stored.envelope);

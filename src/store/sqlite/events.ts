@@ -39,6 +39,7 @@ export class SqliteEvents {
   private readonly byId;
   private readonly deliveryById;
   private readonly routingOf;
+  private readonly unrouted;
   private readonly insertDelivery;
   private readonly checkpoint;
   private readonly addSpans;
@@ -52,6 +53,11 @@ export class SqliteEvents {
     this.byId = db.select({ envelope: events.envelope, trace: events.trace, tenant: events.tenant }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
     this.deliveryById = db.select().from(deliveries).where(eq(deliveries.id, sql.placeholder("id"))).prepare();
     this.routingOf = db.select({ routing: events.routing }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
+    this.unrouted = db
+      .select({ envelope: events.envelope, tenant: events.tenant })
+      .from(events)
+      .where(and(eq(events.id, sql.placeholder("id")), isNull(events.routing)))
+      .prepare();
     this.insertDelivery = sqlite.prepare<never, [string, string, string, string, string | null, string, number, number | null, string | null, number, number, string | null, string | null]>(
       "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
@@ -201,6 +207,11 @@ export class SqliteEvents {
 
   setRoutingTx(_tx: SqliteTx, eventId: string, routing: Record<string, unknown>, spans: readonly Span[] = []): void {
     this.setRouting.run(JSON.stringify(routing), JSON.stringify(spans), eventId);
+  }
+
+  /** The event, unless it was routed already (routing's read: one statement). */
+  unroutedEvent(id: string): { envelope: Envelope; tenant: string } | null {
+    return (this.unrouted.get({ id }) as { envelope: Envelope; tenant: string } | undefined) ?? null;
   }
 
   routing(eventId: string): Record<string, unknown> | null {
