@@ -171,8 +171,18 @@ export function dispatcher(deps: DispatcherDeps) {
       const row: DeliveryRow = { ...d, ...(typeof patch === "function" ? patch(result) : patch), updatedAt: tx.now };
       storage.events.checkpointTx(tx, row, trace.take());
       if (audit) auditTx(tx, d, audit);
+      if (row.state !== d.state) announce(tx, row);
       return { row, result };
     });
+
+  /**
+   * A delivery's move to a state others may want to follow (the console, metrics, a later
+   * integration) is an outbox entry `delivery.<state>`, in the commit of the move itself.
+   */
+  const announce = (tx: Tx, d: DeliveryRow) => {
+    if (d.state === "pending" || d.state === "delivering") return;
+    tx.emit({ topic: `delivery.${d.state}`, tenant: d.tenant, payload: { id: d.id, event: d.eventId, endpoint: d.endpoint, attempts: d.attempts, last_status: d.lastStatus, replay_of: d.replayOf } });
+  };
 
   /**
    * One run of a delivery's job. The endpoint's capacity and circuit come first (in memory: a
@@ -366,6 +376,7 @@ export function dispatcher(deps: DispatcherDeps) {
     storage.committer.run((tx) => {
       const retried = storage.events.transitionTx(tx, d.id, ["dead"], { state: "delivering", attemptBase: d.attempts, firstAttemptAt: null, requestedBy: actor, lastError: null });
       if (!retried) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`);
+      tx.emit({ topic: "delivery.retried", tenant: d.tenant, payload: { id: d.id, event: d.eventId, endpoint: d.endpoint, requested_by: actor } });
       enqueue(tx, d, `delivery:${d.id}:retry:${d.attempts}`);
       auditTx(tx, d, { action: "delivery.retry", details: { attempts_so_far: d.attempts } }, actor);
       return retried;
@@ -376,6 +387,7 @@ export function dispatcher(deps: DispatcherDeps) {
     storage.committer.run((tx) => {
       const discarded = storage.events.transitionTx(tx, d.id, ["dead", "failed"], { state: "discarded", requestedBy: actor });
       if (!discarded) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying (failed) delivery can be discarded`);
+      announce(tx, discarded);
       auditTx(tx, d, { action: "delivery.discard", details: { attempts: d.attempts, last_error: d.lastError } }, actor);
       return discarded;
     });

@@ -142,6 +142,11 @@ describe("dispatch", () => {
     const audit = (await call("GET", "/v1/audit?action=delivery.attempt&limit=500")).body.items;
     expect(audit.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
     expect(app.storage.events.attempts(d!.id)).toMatchObject([{ attempt: 1, status: 200, errorClass: null }]);
+    // The move to delivered is announced on the outbox, in its own commit, and counted.
+    const announced = (await app.storage.outbox.read(0, 100_000)).filter((e) => e.topic === "delivery.delivered" && (e.payload as { id: string }).id === d!.id);
+    expect(announced).toHaveLength(1);
+    expect(announced[0]!.payload).toMatchObject({ event: eventId, endpoint: "crm", attempts: 1, last_status: 200 });
+    await until("counted", async () => /agentowl_outbox_events_total\{topic="delivery\.delivered"\} [1-9]/.test(await (await fetch(`${app.url}/metrics`)).text()), 5000);
   });
 
   test("429 with Retry-After is retried after it, with the same webhook-id, then delivered", async () => {
@@ -164,6 +169,8 @@ describe("dispatch", () => {
     ]);
     const dead = (await call("GET", "/v1/audit?action=delivery.dead&limit=500")).body.items;
     expect(dead.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
+    const topics = (await app.storage.outbox.read(0, 100_000)).filter((e) => (e.payload as { id?: string }).id === d!.id).map((e) => e.topic);
+    expect(topics).toEqual(["delivery.failed", "delivery.dead"]);
   });
 
   test("require_approval parks the delivery; an approval over the API sends it; deny is final", async () => {
