@@ -209,30 +209,53 @@ export function dispatcher(deps: DispatcherDeps) {
       if (!approval || approval.state === "pending") return;
     }
 
-    const key = `${d.tenant}/${d.endpoint}`;
-    const busy = inFlight.get(key) ?? 0;
+    const slot = takeSlot(d, endpoint);
     // A busy endpoint gives its worker back: the job comes again shortly, other endpoints go on.
-    if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT)) throw new RetryLaterError(`endpoint ${d.endpoint}: ${busy} deliveries in flight`, BUSY_RETRY_MS);
-    const breaker = breakers.for(key);
-    if (!breaker.tryAcquire()) throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breaker.view().retryAt ?? now()) - now()));
-    inFlight.set(key, busy + 1);
-    let attempted = false;
+    if (slot === "busy") throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, BUSY_RETRY_MS);
+    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breakers.for(key(d)).view().retryAt ?? now()) - now()));
+    let outcome: Outcome = null;
     try {
-      const outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
-      attempted = outcome !== null;
-      if (outcome === null) return;
-      if (outcome.ok) breaker.success();
-      else if (outcome.errorClass !== "egress") breaker.failure();
-      else attempted = false;
-      if (outcome.thenThrow) throw outcome.thenThrow;
-      return outcome.acked ? "acked" : undefined;
+      outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
+      if (outcome?.thenThrow) throw outcome.thenThrow;
+      return outcome?.acked ? "acked" : undefined;
     } finally {
-      // No attempt (policy said no, parked, gave up, or an error before the request): the probe slot is free.
-      if (!attempted) breaker.release();
-      const left = (inFlight.get(key) ?? 1) - 1;
-      if (left > 0) inFlight.set(key, left);
-      else inFlight.delete(key);
+      slot.release(outcome);
     }
+  };
+
+  const key = (d: { tenant: string; endpoint: string }) => `${d.tenant}/${d.endpoint}`;
+
+  /**
+   * A place among the endpoint's deliveries in flight, and its circuit's permission: "busy" or
+   * "open" when there is none. `release` reports the attempt's outcome to the circuit (no
+   * attempt, e.g. a policy that said no: the probe slot is simply free again).
+   */
+  const takeSlot = (d: DeliveryRow | { tenant: string; endpoint: string }, endpoint: EndpointSpec) => {
+    const k = key(d);
+    const busy = inFlight.get(k) ?? 0;
+    if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT)) return "busy" as const;
+    const breaker = breakers.for(k);
+    if (!breaker.tryAcquire()) return "open" as const;
+    inFlight.set(k, busy + 1);
+    return {
+      release(outcome: Outcome) {
+        if (outcome?.ok) breaker.success();
+        else if (outcome && outcome.errorClass !== "egress") breaker.failure();
+        else breaker.release();
+        const left = (inFlight.get(k) ?? 1) - 1;
+        if (left > 0) inFlight.set(k, left);
+        else inFlight.delete(k);
+      },
+    };
+  };
+
+  /** The policy decision for one delivery, as recorded on it, with its policy.eval span. */
+  const evaluate = async (d: { tenant: string; endpoint: string }, envelope: Envelope, trace: TaskTrace) => {
+    const t = trace.begin();
+    const decision = decide(await tenantPolicies.get(d.tenant), envelope, { kind: "dispatch", target: d.endpoint });
+    const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, reason: decision.reason };
+    trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${record.rule !== null ? `, rule ${record.rule}` : ""})` : `${decision.effect} (no policy matched)`);
+    return { decision, record };
   };
 
   type Outcome = { ok: boolean; errorClass: string | null; acked: boolean; thenThrow?: Error } | null;
@@ -241,10 +264,7 @@ export function dispatcher(deps: DispatcherDeps) {
     const patch: Patch = {};
     // 1. Policy, once: the decision is part of the checkpoint.
     if (d.state === "pending") {
-      const t = trace.begin();
-      const decision = decide(await tenantPolicies.get(d.tenant), envelope, { kind: "dispatch", target: d.endpoint });
-      const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, reason: decision.reason };
-      trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${record.rule !== null ? `, rule ${record.rule}` : ""})` : `${decision.effect} (no policy matched)`);
+      const { decision, record } = await evaluate(d, envelope, trace);
       if (decision.effect === "deny" || decision.effect === "quarantine") {
         await settle(d, trace, { state: decision.effect === "deny" ? "denied" : "quarantined", decision: record }, { action: `delivery.${decision.effect}`, decision: decision.effect, details: { policy: record.policy, rule: record.rule } });
         return null;
@@ -285,8 +305,15 @@ export function dispatcher(deps: DispatcherDeps) {
     // 4. The attempt's audit entry, committed with the checkpoint, before anything leaves.
     const attempt = d.attempts + 1;
     const t = trace.begin();
-    d = (await settle(d, trace, patch, { action: "delivery.attempt", details: { attempt, url: endpoint.url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) } })).row;
+    d = (await settle(d, trace, patch, attemptAudit(d, endpoint, attempt))).row;
     trace.end(t, "audit.log", "ok", `delivery.attempt ${attempt}${patch.state ? `, with the checkpoint ${patch.state}` : ""}`);
+    return attemptNow(job, d, endpoint, envelope, trace, attempt);
+  };
+
+  const attemptAudit = (d: DeliveryRow, endpoint: EndpointSpec, attempt: number): Audit => ({ action: "delivery.attempt", details: { attempt, url: endpoint.url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) } });
+
+  /** The attempt whose audit entry is committed: the signed POST, then the attempt, the outcome and (when nothing is left to do) the job's ack in one commit. */
+  const attemptNow = async (job: Job, d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, trace: TaskTrace, attempt: number): Promise<NonNullable<Outcome>> => {
     const body = JSON.stringify(envelope);
     let secret: string | undefined;
     if (endpoint.signing_secret) {
@@ -300,7 +327,6 @@ export function dispatcher(deps: DispatcherDeps) {
     if (d.replayOf) headers["agentowl-replay-of"] = d.replayOf;
     const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
 
-    // 5. The signed POST, then the attempt, the outcome and (when nothing is left to do) the job's ack in one commit.
     const result = await postJson(endpoint.url, body, headers, { allowPublic: endpoint.allow_public === true, connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout), timeoutMs: timeout, now, agent: agentFor(d, endpoint) });
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
     trace.push("delivery", startedAt, result.latencyMs, result.ok ? "ok" : "error", `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`);

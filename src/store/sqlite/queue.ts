@@ -61,6 +61,7 @@ export class SqliteQueue implements JobQueue {
   private readonly claim;
   private readonly claims = new Map<string, ReturnType<SqliteQueue["makeClaim"]>>();
   private readonly complete;
+  private readonly insertLeased;
   private readonly retry;
   private readonly bury;
   private readonly notify = (): void => {
@@ -81,6 +82,10 @@ export class SqliteQueue implements JobQueue {
     this.insert = handle.sqlite.prepare<never, [string, string | null, string, string | null, number, number, number, number | null]>(
       "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, max_attempts, run_at, created_at, expires_at) " +
         "VALUES (?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+    this.insertLeased = handle.sqlite.prepare<never, [string, string | null, string, string | null, number, number, number | null, number, string | null]>(
+      "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, attempt, max_attempts, run_at, created_at, expires_at, leased_at, lease_expires_at, lease_owner) " +
+        "VALUES (?1, ?2, ?3, ?4, 'leased', 1, ?5, ?6, ?6, ?7, ?6, ?8, ?9) ON CONFLICT DO NOTHING",
     );
     this.complete = handle.sqlite.prepare<never, [number, number, number]>(
       "UPDATE jobs SET state = 'done', finished_at = ?, lease_expires_at = NULL, lease_owner = NULL " +
@@ -166,6 +171,37 @@ export class SqliteQueue implements JobQueue {
     const existing = key === null ? undefined : this.findByKey.get({ kind: spec.kind, key });
     if (!existing) throw new Error("job insert ignored without an idempotency conflict");
     return { id: seqId("job", existing.id), created: false };
+  }
+
+  /**
+   * A job born leased to its creator, which starts on it at once after the commit (a fast path:
+   * no claim, no wait for a worker). It is an ordinary leased job otherwise: acked or failed
+   * under its lease, and recovered like any other when its worker dies. Null when its
+   * idempotency key was taken.
+   */
+  enqueueLeasedTx(tx: SqliteTx, spec: JobSpec, lease: { owner: string | null; visibilityMs: number }): Job | null {
+    const key = spec.idempotencyKey ?? null;
+    const maxAttempts = spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+    const expiresAt = spec.maxAgeMs ? tx.now + spec.maxAgeMs : null;
+    const leaseExpiresAt = tx.now + lease.visibilityMs;
+    const inserted = this.insertLeased.run(spec.kind, spec.tenant ?? null, JSON.stringify(spec.payload ?? null), key, maxAttempts, tx.now, expiresAt, leaseExpiresAt, lease.owner);
+    if (inserted.changes !== 1) return null;
+    return {
+      id: seqId("job", Number(inserted.lastInsertRowid)),
+      kind: spec.kind,
+      tenant: spec.tenant ?? null,
+      payload: spec.payload ?? null,
+      idempotencyKey: key,
+      state: "leased",
+      attempt: 1,
+      maxAttempts,
+      runAt: tx.now,
+      createdAt: tx.now,
+      expiresAt,
+      leaseExpiresAt,
+      lastError: null,
+      deadReason: null,
+    };
   }
 
   ackTx(tx: SqliteTx, lease: LeaseRef): boolean {
