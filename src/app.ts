@@ -122,7 +122,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
   handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics }));
-  const dispatch = dispatcher({ storage, vault });
+  const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs });
   handlers.set(DELIVERY_JOB, dispatch.run);
   metrics.watchCircuits(() => dispatch.breakers.troubled());
 
@@ -257,12 +257,14 @@ export async function startApp(opts: AppOptions): Promise<App> {
       //    recovered by the next start: at least once, never lost.
       const cutOff = await runner.stop(left());
       await relay.stop();
+      // Deliveries the router started itself (its fast path) finish too, or keep their jobs' leases.
+      const fastCutOff = !(await dispatch.drain(left()));
       dispatch.close();
       // 3. Commit whatever is pending, checkpoint and close the database.
       await spool.close();
       await storage.close();
       lock.release();
-      const forced = !drained || cutOff > 0;
+      const forced = !drained || cutOff > 0 || fastCutOff;
       log[forced ? "warn" : "info"]("stopped", { forced, jobs_cut_off: cutOff });
       return { forced };
     })();

@@ -62,10 +62,14 @@ const DEFAULT_MAX_IN_FLIGHT = 4;
 const BUSY_RETRY_MS = 250;
 /** A kept-alive connection nobody used for this long is closed. */
 const IDLE_SOCKET_MS = 15_000;
+const DEFAULT_VISIBILITY_MS = 5 * 60_000;
 
 export interface DispatcherDeps {
   storage: SqliteStorage;
   vault: Vault;
+  /** Who holds the fast path's job leases (as the job runner's owner), and for how long. */
+  owner?: string;
+  visibilityMs?: number;
   now?: () => number;
   breaker?: { threshold: number; cooldownMs: number };
 }
@@ -111,9 +115,18 @@ export function dispatcher(deps: DispatcherDeps) {
    * event.received → routing → one delivery per target and its job. A batch of entries (what the
    * relay read at once) is routed into one commit: the outbox's at-least-once and the unique
    * (event, endpoint) index make a repeat add nothing.
+   *
+   * The fast path: a target whose policy allows the delivery and whose endpoint has a free slot
+   * and a closed circuit is decided in the routing commit itself (state `delivering`, the
+   * decision, the first attempt's audit entry) with its job created leased to this process, and
+   * its attempt starts as soon as that commit is on disk: no claim, no worker to wait for, two
+   * commits fewer. Any other target gets a pending delivery and an ordinary job. A fast attempt
+   * that fails is failed on its job like any other (the queue schedules the retry), and one cut
+   * off by a crash is recovered with the job's lease.
    */
   const routeEvents = async (entries: OutboxEntry[]) => {
-    const routed: { id: string; tenant: string; decision: RouteDecision; span: Span }[] = [];
+    type Target = { endpoint: string; route: string | null; fast?: { spec: EndpointSpec; record: Record<string, unknown>; trace: TaskTrace; slot: Slot } };
+    const routed: { id: string; tenant: string; envelope: Envelope; decision: RouteDecision; span: Span; targets: Target[] }[] = [];
     const seen = new Set<string>();
     for (const entry of entries) {
       const id = (entry.payload as { id?: string })?.id;
@@ -125,19 +138,86 @@ export function dispatcher(deps: DispatcherDeps) {
       const t0 = performance.now();
       const decision = await routes.route(stored.envelope);
       const span: Span = { name: "route", start: new Date(routedAt).toISOString(), duration_ms: round(performance.now() - t0), outcome: decision.unrouted ? "skipped" : "ok", detail: decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", ") };
-      routed.push({ id, tenant: stored.tenant, decision, span });
+      const targets: Target[] = [];
+      for (const t of decision.targets) {
+        const spec = await endpointOf(stored.tenant, t.endpoint);
+        const slot = spec ? takeSlot({ tenant: stored.tenant, endpoint: t.endpoint }, spec) : "busy";
+        if (typeof slot === "string") {
+          targets.push(t);
+          continue;
+        }
+        const trace = new TaskTrace(now);
+        const { decision: verdict, record } = await evaluate({ tenant: stored.tenant, endpoint: t.endpoint }, stored.envelope, trace);
+        if (verdict.effect !== "allow") {
+          slot.release(null);
+          targets.push(t);
+          continue;
+        }
+        targets.push({ ...t, fast: { spec: spec!, record, trace, slot } });
+      }
+      routed.push({ id, tenant: stored.tenant, envelope: stored.envelope, decision, span, targets });
     }
     if (!routed.length) return;
-    await storage.committer.run((tx) => {
-      for (const { id, tenant, decision, span } of routed) {
-        storage.events.setRoutingTx(tx, id, { matched: decision.matched, used_default: decision.usedDefault, unrouted: decision.unrouted, at: new Date(tx.now).toISOString() }, [span]);
-        for (const t of decision.targets) {
-          const delivery = { id: newId("dlv", tx.now), eventId: id, tenant, endpoint: t.endpoint, route: t.route, state: "pending" as const, createdAt: tx.now, updatedAt: tx.now };
-          if (storage.events.insertDeliveryTx(tx, delivery)) enqueue(tx, delivery, `delivery:${delivery.id}`);
+    const started: { job: Job; row: DeliveryRow; spec: EndpointSpec; envelope: Envelope; trace: TaskTrace; slot: Slot }[] = [];
+    const committing = performance.now();
+    const committedAt = now();
+    let committed = false;
+    try {
+      await storage.committer.run((tx) => {
+        started.length = 0;
+        for (const { id, tenant, envelope, decision, span, targets } of routed) {
+          storage.events.setRoutingTx(tx, id, { matched: decision.matched, used_default: decision.usedDefault, unrouted: decision.unrouted, at: new Date(tx.now).toISOString() }, [span]);
+          for (const t of targets) {
+            const delivery: DeliveryRow = { id: newId("dlv", tx.now), eventId: id, tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
+            if (!storage.events.insertDeliveryTx(tx, delivery)) continue;
+            if (!t.fast) {
+              enqueue(tx, delivery, `delivery:${delivery.id}`);
+              continue;
+            }
+            const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: delivery.id }, tenant, idempotencyKey: `delivery:${delivery.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
+            const row: DeliveryRow = { ...delivery, state: "delivering", decision: t.fast.record };
+            storage.events.checkpointTx(tx, row, t.fast.trace.take());
+            auditTx(tx, row, attemptAudit(row, t.fast.spec, 1));
+            started.push({ job: job!, row, spec: t.fast.spec, envelope, trace: t.fast.trace, slot: t.fast.slot });
+          }
         }
-      }
-    });
+      });
+      committed = true;
+    } finally {
+      // Slots reserved for targets that did not start (a repeat, or a failed commit) are free again.
+      const going = new Set(committed ? started.map((x) => x.slot) : []);
+      for (const r of routed) for (const t of r.targets) if (t.fast && !going.has(t.fast.slot)) t.fast.slot.release(null);
+    }
+    const ms = performance.now() - committing;
+    for (const x of started) {
+      x.trace.push("audit.log", committedAt, ms, "ok", "delivery.attempt 1, with the checkpoint delivering (in the routing commit)");
+      track(fastAttempt(x.job, x.row, x.spec, x.envelope, x.trace, x.slot));
+    }
   };
+
+  /** A fast-path attempt: as a job run would do it, failing the job for a retry when it fails. */
+  const fastAttempt = async (job: Job, d: DeliveryRow, spec: EndpointSpec, envelope: Envelope, trace: TaskTrace, slot: Slot) => {
+    let outcome: Outcome = null;
+    try {
+      outcome = await attemptNow(job, d, spec, envelope, trace, 1);
+      if (outcome.thenThrow) {
+        const e = outcome.thenThrow;
+        await storage.queue.fail(job, { message: `${e.name}: ${e.message}`, retryable: true, retryAfterMs: e instanceof RetryLaterError ? e.retryAfterMs : undefined });
+      }
+    } catch (e) {
+      // Nothing went out (no secret, a storage error): the queue tries again later.
+      await storage.queue.fail(job, { message: String((e as Error)?.message ?? e), retryable: true }).catch(() => {});
+    } finally {
+      slot.release(outcome);
+    }
+  };
+
+  const fast = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    fast.add(p);
+    void p.finally(() => fast.delete(p));
+  };
+
   const router: Subscriber = { name: "router", topics: [EVENT_RECEIVED], handle: (entry) => routeEvents([entry]), handleBatch: routeEvents };
 
   /** An approval decided: its parked deliveries run again (and find out which way it went). */
@@ -224,6 +304,7 @@ export function dispatcher(deps: DispatcherDeps) {
   };
 
   const key = (d: { tenant: string; endpoint: string }) => `${d.tenant}/${d.endpoint}`;
+  type Slot = Exclude<ReturnType<typeof takeSlot>, "busy" | "open">;
 
   /**
    * A place among the endpoint's deliveries in flight, and its circuit's permission: "busy" or
@@ -425,11 +506,17 @@ export function dispatcher(deps: DispatcherDeps) {
     return { circuit, in_flight: inFlight.get(key) ?? 0, deliveries: storage.events.deliveryCounts(tenant, name) };
   };
 
+  /** Wait up to `ms` for fast-path attempts in flight; false when some were cut off (their jobs keep their leases). */
+  const drain = async (ms: number): Promise<boolean> => {
+    if (!fast.size) return true;
+    return Promise.race([Promise.allSettled([...fast]).then(() => true), Bun.sleep(ms).then(() => false)]);
+  };
+
   /** Close the kept-alive connections (at shutdown). */
   const close = () => {
     for (const a of agents.values()) a.destroy();
     agents.clear();
   };
 
-  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }
