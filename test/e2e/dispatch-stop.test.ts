@@ -1,0 +1,71 @@
+/**
+ * A graceful stop with a delivery in flight on the dispatcher's fast path (started by routing
+ * itself, outside the job runner): the stop waits for it, the receiver gets it once, and it is
+ * recorded as delivered with its job done; nothing is left for the next start.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startApp } from "../../src/app.ts";
+import { loadConfig } from "../../src/config/index.ts";
+import { silentLogger } from "../../src/core/log.ts";
+import { apiCaller } from "../helpers/api.ts";
+import { until } from "../helpers/storage.ts";
+
+const BOOTSTRAP = "bootstrap-dispatch-stop-7c1e3a5b9d2f4e6a";
+const root = mkdtempSync(join(tmpdir(), "agentowl-dispatch-stop-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+test("stop waits for a fast-path delivery in flight; it ends delivered, once, its job done", async () => {
+  const arrivals: string[] = [];
+  let answered = 0;
+  const receiver = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      arrivals.push(req.headers.get("webhook-id") ?? "");
+      await Bun.sleep(800);
+      answered++;
+      return new Response("ok");
+    },
+  });
+  const config = loadConfig({
+    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    cwd: root,
+  });
+  let app = await startApp({ config, log: silentLogger });
+  const call = apiCaller(() => app.url, BOOTSTRAP);
+  try {
+    expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+    for (const [kind, body] of [
+      ["endpoints", { name: "slow", url: `http://127.0.0.1:${receiver.port}/` }],
+      ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
+      ["routes", { name: "all", default: true, to: ["slow"] }],
+    ] as const) {
+      expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
+    }
+    const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const { id: eventId } = (await r.json()) as { id: string };
+    await until("the attempt reached the receiver", () => arrivals.length === 1, 10_000);
+    const [d] = await app.storage.events.deliveries({ eventId, limit: 10 });
+    expect(d!.state).toBe("delivering");
+
+    const { forced } = await app.stop();
+    expect(forced).toBe(false);
+    expect(answered).toBe(1);
+
+    // The next start finds it delivered and its job done: nothing runs again.
+    app = await startApp({ config, log: silentLogger });
+    const after = app.storage.events.delivery(d!.id)!;
+    expect(after).toMatchObject({ state: "delivered", attempts: 1, lastStatus: 200 });
+    // It went by the fast path: its attempt was audited in the routing commit.
+    expect((after.trace as { name: string; detail?: string }[]).find((s) => s.name === "audit.log")?.detail).toContain("in the routing commit");
+    await Bun.sleep(300);
+    expect(arrivals).toEqual([d!.id]);
+    expect(await app.storage.queue.recoverExpired({ all: true })).toBe(0);
+  } finally {
+    await app.stop();
+    receiver.stop(true);
+  }
+});
