@@ -93,17 +93,18 @@ export function dispatcher(deps: DispatcherDeps) {
   // egress guard when it is made, and reused while the endpoint keeps it open.
   const agents = new Map<string, Agent>();
   const agentFor = (d: DeliveryRow, endpoint: EndpointSpec) => {
-    const key = `${d.tenant}/${d.endpoint}|${endpoint.url}|${endpoint.allow_public === true}|${endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT}`;
-    let agent = agents.get(key);
+    const id = `${d.tenant}/${d.endpoint}|${endpoint.url}|${endpoint.allow_public === true}|${endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT}`;
+    let agent = agents.get(id);
     if (!agent) {
-      for (const [k, a] of agents) {
+      // The endpoint changed: its old connections serve the attempts still on them, then close.
+      for (const [k, old] of agents) {
         if (k.startsWith(`${d.tenant}/${d.endpoint}|`)) {
-          a.destroy();
           agents.delete(k);
+          setTimeout(() => old.destroy(), DEFAULT_TIMEOUT_MS + IDLE_SOCKET_MS).unref();
         }
       }
       agent = new Agent({ keepAlive: true, maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT, timeout: IDLE_SOCKET_MS });
-      agents.set(key, agent);
+      agents.set(id, agent);
     }
     return agent;
   };

@@ -22,17 +22,17 @@ describe("enqueueLeasedTx", () => {
   });
 
   test("its idempotency key is honoured: a second one is null", async () => {
-    const again = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.leased", idempotencyKey: "k1" }, { owner: "me", visibilityMs: 60_000 }));
+    const again = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.leased", payload: null, idempotencyKey: "k1" }, { owner: "me", visibilityMs: 60_000 }));
     expect(again).toBeNull();
   });
 
   test("failed by its creator, it is retried like any job; when its creator dies, it is recovered", async () => {
-    const job = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.retry", maxAttempts: 5 }, { owner: "me", visibilityMs: 60_000 }));
+    const job = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.retry", payload: null, maxAttempts: 5 }, { owner: "me", visibilityMs: 60_000 }));
     const failed = await storage.queue.fail(job!, { message: "HTTP 503", retryAfterMs: 1000 });
     expect(failed).toMatchObject({ state: "retry" });
     expect(await storage.queue.get(job!.id)).toMatchObject({ state: "available", attempt: 1, lastError: "HTTP 503" });
 
-    const orphan = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.orphan" }, { owner: "dead", visibilityMs: 60_000 }));
+    const orphan = await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, { kind: "t.orphan", payload: null }, { owner: "dead", visibilityMs: 60_000 }));
     expect(await storage.queue.recoverExpired({ all: true })).toBeGreaterThanOrEqual(1);
     const [recovered] = await storage.queue.lease({ kinds: ["t.orphan"], limit: 1, visibilityMs: 1000, owner: "runner" });
     expect(recovered).toMatchObject({ id: orphan!.id, attempt: 2 });
