@@ -56,9 +56,18 @@ const presentAttempt = (a: AttemptRow) => ({
  * spans labelled with the delivery and endpoint, in time order.
  */
 export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery?: string; endpoint?: string })[] {
-  const tasks = dels.flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint })));
-  // A stable sort: spans that start in the same millisecond keep the order they were written in.
-  return [...trace, ...tasks].sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  // The event's own spans are in pipeline order already (their millisecond starts can tie or
+  // round backwards); the tasks' spans are merged in by start, a stable sort keeping ties in the
+  // order they were written.
+  const at = (s: Span) => Date.parse(s.start);
+  const tasks = dels.flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint }))).sort((a, b) => at(a) - at(b));
+  const out: (Span & { delivery?: string; endpoint?: string })[] = [];
+  let i = 0;
+  for (const s of trace) {
+    while (i < tasks.length && at(tasks[i]!) < at(s)) out.push(tasks[i++]!);
+    out.push(s);
+  }
+  return out.concat(tasks.slice(i));
 }
 
 const Empty = t.Object({}, { additionalProperties: false });
