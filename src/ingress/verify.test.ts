@@ -308,7 +308,9 @@ describe("telnyx-ed25519", () => {
 
   test("a signature that is not base64 of 64 bytes is bad; a missing header is named", () => {
     const { "telnyx-signature-ed25519": signature, "telnyx-timestamp": timestamp } = signed();
-    for (const bad of [signature.slice(0, 40), `${signature}AAAA`, signature.replace(/[+/]/g, "-"), "%%%%"]) {
+    // The URL-safe variant only where the signature has a + or / to replace (about 1 in 16 has none).
+    const variants = [signature.slice(0, 40), `${signature}AAAA`, signature.replace(/[+/]/g, "-"), "%%%%"].filter((v) => v !== signature);
+    for (const bad of variants) {
       expect(reasonOf(check(config, { "telnyx-signature-ed25519": bad, "telnyx-timestamp": timestamp }, utf8(payload), NOW))).toBe("bad_signature");
     }
     expect(reasonOf(check(config, { "telnyx-timestamp": timestamp }, utf8(payload), NOW))).toBe("missing_signature");
