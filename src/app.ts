@@ -143,9 +143,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
       metrics.jobSeconds.observe({ kind }, seconds);
     },
   });
+  // Outbox entries are counted as they commit. Earlier builds counted them with a "metrics"
+  // subscriber that read the whole log: its cursor goes, or it would hold back the retention purge.
+  storage.outbox.onCommitted((topic) => metrics.outboxEvents.inc({ topic }));
+  await storage.outbox.forget("metrics");
   const relay = new OutboxRelay(
     storage.outbox,
-    [{ name: "metrics", handle: (e) => void metrics.outboxEvents.inc({ topic: e.topic }) }, dispatch.router, dispatch.approvals, ...(opts.subscribers ?? [])],
+    [dispatch.router, dispatch.approvals, ...(opts.subscribers ?? [])],
     log.child({ component: "outbox" }),
   );
   runner.start();

@@ -351,6 +351,53 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.outbox.read(0, 2)).map((e) => e.payload)).toEqual([0, 1]);
       });
 
+      test("a read by topics returns only those topics, and how far it has read", async () => {
+        const { storage } = await open();
+        const topics = ["a", "b", "a", "c", "c", "c"];
+        for (const [i, topic] of topics.entries()) await storage.outbox.emit({ topic, payload: i });
+        const head = (await storage.outbox.read(0, 100)).at(-1)!.seq;
+        // Fewer than the limit: the subscriber has passed the whole log, the entries it skipped too.
+        const some = await storage.outbox.readTopics(0, 100, ["a", "b"]);
+        expect(some.entries.map((e) => e.payload)).toEqual([0, 1, 2]);
+        expect(some.upTo).toBe(head);
+        // The limit reached: only as far as the last entry returned.
+        const two = await storage.outbox.readTopics(0, 2, ["a", "b"]);
+        expect(two.entries.map((e) => e.payload)).toEqual([0, 1]);
+        expect(two.upTo).toBe(two.entries[1]!.seq);
+        expect(await storage.outbox.readTopics(head, 10, ["a"])).toEqual({ entries: [], upTo: head });
+        expect((await storage.outbox.readTopics(0, 10, ["none"])).entries).toEqual([]);
+      });
+
+      test("committed entries are counted by topic; rolled-back ones are not", async () => {
+        const { storage } = await open();
+        const counted: string[] = [];
+        storage.outbox.onCommitted((topic) => counted.push(topic));
+        await storage.outbox.emit({ topic: "a", payload: 1 });
+        await expect(
+          storage.committer.run((tx) => {
+            tx.emit({ topic: "b", payload: 2 });
+            throw new Error("changed my mind");
+          }),
+        ).rejects.toThrow("changed my mind");
+        await storage.committer.run((tx) => {
+          tx.emit({ topic: "c", payload: 3 });
+          tx.emit({ topic: "c", payload: 4 });
+        });
+        expect(counted).toEqual(["a", "c", "c"]);
+      });
+
+      test("a retired subscriber's cursor can be dropped, and then holds back nothing", async () => {
+        const { storage, clock } = await open();
+        for (let i = 0; i < 2; i++) await storage.outbox.emit({ topic: "t", payload: i });
+        const [e0, e1] = await storage.outbox.read(0, 2);
+        await storage.outbox.advance("live", e1!.seq);
+        await storage.outbox.advance("retired", e0!.seq);
+        clock.advance(1_001);
+        await storage.outbox.forget("retired");
+        expect(await storage.outbox.cursor("retired")).toBe(0);
+        expect(await storage.outbox.purge(1_000)).toBe(2);
+      });
+
       test("a subscriber's cursor is durable and never moves backwards", async () => {
         const { storage } = await open();
         expect(await storage.outbox.cursor("console")).toBe(0);

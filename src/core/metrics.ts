@@ -48,7 +48,7 @@ export class Metrics {
   });
   readonly outboxEvents = new Counter({
     name: "agentowl_outbox_events_total",
-    help: "Outbox entries relayed to subscribers, by topic.",
+    help: "Outbox entries committed, by topic.",
     labelNames: ["topic"] as const,
     registers: [this.registry],
   });

@@ -72,4 +72,33 @@ describe("OutboxRelay", () => {
     await until("b", () => second.length === 1);
     expect(second).toEqual(["b"]);
   });
+
+  test("a subscriber to exact topics reads only those; its cursor passes what it skipped, saved now and then", async () => {
+    const storage = tempStorage();
+    cleanups.push(() => storage.dispose());
+    const seen: unknown[] = [];
+    const handled: number[] = [];
+    await storage.committer.run((tx) => {
+      tx.emit({ topic: "delivery.delivered", payload: "x" });
+      tx.emit({ topic: "event.received", payload: "e1" });
+      tx.emit({ topic: "delivery.failed", payload: "y" });
+    });
+    relayOn(storage, [
+      { name: "router", topics: ["event.received"], handle: () => {}, handleBatch: async (es) => void seen.push(...es.map((e) => e.payload)) },
+      { name: "approvals", topics: ["approval.decided"], handle: (e) => void handled.push(e.payload as number) },
+    ]);
+    await until("routed", () => seen.length === 1);
+    expect(seen).toEqual(["e1"]);
+    // The router handed one over: its cursor is saved past everything read, the skipped entries too.
+    await until("router cursor", async () => (await storage.outbox.cursor("router")) === 3);
+    // The approvals subscriber wanted none: it does not write its cursor for every wake-up …
+    expect(await storage.outbox.cursor("approvals")).toBe(0);
+    // … only once it has passed a thousand entries.
+    await Promise.all(Array.from({ length: 1000 }, (_, i) => storage.outbox.emit({ topic: "delivery.delivered", payload: i })));
+    await until("approvals cursor", async () => (await storage.outbox.cursor("approvals")) >= 1000);
+    await storage.outbox.emit({ topic: "approval.decided", payload: 7 });
+    await until("approval", () => handled.length === 1);
+    expect(handled).toEqual([7]);
+    await until("approvals cursor at the head", async () => (await storage.outbox.cursor("approvals")) === 1004);
+  });
 });

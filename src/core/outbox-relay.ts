@@ -16,6 +16,12 @@ export interface Subscriber {
   handleBatch?(entries: OutboxEntry[]): Promise<void>;
 }
 
+/** Topics named exactly: the outbox can filter them itself. */
+const exact = (s: Subscriber): boolean => !!s.topics && s.topics.every((t) => !t.endsWith(".*"));
+
+/** How far a subscriber's position may run ahead of its saved cursor over entries it does not want. */
+const UNSAVED_SKIP = 1000;
+
 const wants = (s: Subscriber, topic: string): boolean =>
   !s.topics || s.topics.some((t) => (t.endsWith(".*") ? topic.startsWith(t.slice(0, -1)) : t === topic));
 
@@ -49,6 +55,7 @@ export class OutboxRelay {
 
   private async follow(sub: Subscriber, wakers: Set<() => void>): Promise<void> {
     let position = await this.outbox.cursor(sub.name);
+    let saved = position;
     let failures = 0;
     let wake: (() => void) | null = null;
     let woken = false;
@@ -72,25 +79,46 @@ export class OutboxRelay {
       this.heartbeat = Date.now();
       woken = false;
       let entries: OutboxEntry[] = [];
+      let upTo = position;
       try {
-        entries = await this.outbox.read(position, this.opts.batch ?? 200);
+        const limit = this.opts.batch ?? 200;
+        if (exact(sub)) {
+          // Only its topics leave the database: every subscriber used to read every entry.
+          ({ entries, upTo } = await this.outbox.readTopics(position, limit, sub.topics!));
+        } else {
+          entries = await this.outbox.read(position, limit);
+          upTo = entries.at(-1)?.seq ?? position;
+        }
         if (sub.handleBatch) {
           const wanted = entries.filter((e) => wants(sub, e.topic));
           if (wanted.length) await sub.handleBatch(wanted);
-          if (entries.length) position = entries.at(-1)!.seq;
+          position = upTo;
         } else {
+          let stopped = false;
           for (const entry of entries) {
-            if (!this.running) break;
+            if (!this.running) {
+              stopped = true;
+              break;
+            }
             if (wants(sub, entry.topic)) await sub.handle(entry);
             position = entry.seq;
           }
+          if (!stopped) position = upTo;
         }
         failures = 0;
       } catch (e) {
         failures++;
         this.log.warn("outbox subscriber failed", { subscriber: sub.name, seq: position + 1, err: e });
       }
-      if (entries.length > 0) await this.outbox.advance(sub.name, position).catch((e) => this.log.error("outbox cursor not saved", { err: e }));
+      // Saved after entries were handed over; over skipped ones only every UNSAVED_SKIP entries: a
+      // restart scans those again (and skips them again), and the retention purge keeps them.
+      if (position > saved && (entries.length > 0 || position - saved >= UNSAVED_SKIP)) {
+        const at = position;
+        await this.outbox.advance(sub.name, at).then(
+          () => (saved = at),
+          (e) => this.log.error("outbox cursor not saved", { err: e }),
+        );
+      }
       if (failures > 0) await sleep(retryDelay(failures, Math.random, { baseMs: 200, capMs: 60_000 }));
       else if (entries.length === 0 && !woken && this.running) await sleep(this.opts.pollMs ?? 1000);
     }

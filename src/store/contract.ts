@@ -140,11 +140,21 @@ export interface Outbox {
   emit(event: OutboxEvent): Promise<string>;
   /** Entries after `position`, in commit order. */
   read(afterSeq: number, limit: number): Promise<OutboxEntry[]>;
+  /**
+   * Entries after `position` whose topic is one of `topics` (exact names), in commit order, and
+   * the position a subscriber to those topics has thereby passed: the last entry read when the
+   * limit was reached, else the head of the log as it was when the read began.
+   */
+  readTopics(afterSeq: number, limit: number, topics: readonly string[]): Promise<{ entries: OutboxEntry[]; upTo: number }>;
   cursor(subscriber: string): Promise<number>;
   advance(subscriber: string, seq: number): Promise<void>;
   /** Delete entries every subscriber has passed and that are older than `retentionMs`. */
   purge(retentionMs: number): Promise<number>;
+  /** Drop a retired subscriber's cursor, so that it no longer holds back the purge. */
+  forget(subscriber: string): Promise<void>;
   onEmitted(listener: () => void): () => void;
+  /** Called with the topic of every entry once its transaction has committed. */
+  onCommitted(counter: (topic: string) => void): () => void;
 }
 
 /** A control-plane resource's address. Tenants are kind "tenants" with tenant = their name. */

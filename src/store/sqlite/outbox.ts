@@ -1,4 +1,4 @@
-import { eq, gt, lt, sql } from "drizzle-orm";
+import { and, eq, gt, lt, sql } from "drizzle-orm";
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
 import { outbox, outboxCursors } from "../schema/index.ts";
@@ -15,6 +15,8 @@ export class SqliteOutbox implements Outbox {
   private readonly insert;
   // The relay reads and advances after every commit that emitted: prepared once.
   private readonly readAfter;
+  private readonly readTopicsAfter;
+  private readonly head;
   private readonly upsertCursor;
   private readonly notify = (): void => {
     for (const l of this.listeners) l();
@@ -35,6 +37,15 @@ export class SqliteOutbox implements Outbox {
       })
       .prepare();
     this.readAfter = db.select().from(outbox).where(gt(outbox.seq, sql.placeholder("after"))).orderBy(outbox.seq).limit(sql.placeholder("limit")).prepare();
+    // A subscriber reads only its topics: SQLite skips the others without making rows of them.
+    this.readTopicsAfter = db
+      .select()
+      .from(outbox)
+      .where(and(gt(outbox.seq, sql.placeholder("after")), sql`${outbox.topic} IN (SELECT value FROM json_each(${sql.placeholder("topics")}))`))
+      .orderBy(outbox.seq)
+      .limit(sql.placeholder("limit"))
+      .prepare();
+    this.head = db.select({ seq: sql<number | null>`max(${outbox.seq})` }).from(outbox).prepare();
     this.upsertCursor = db
       .insert(outboxCursors)
       .values({ subscriber: sql.placeholder("subscriber"), position: sql.placeholder("position"), updatedAt: sql.placeholder("now") })
@@ -50,7 +61,26 @@ export class SqliteOutbox implements Outbox {
     const id = newId("obx", tx.now);
     this.insert.run({ id, topic: event.topic, tenant: event.tenant ?? null, payload: event.payload ?? null, now: tx.now });
     tx.afterCommit(this.notify);
+    if (this.counters.size) tx.afterCommit(() => this.count(event.topic));
     return id;
+  }
+
+  private readonly counters = new Set<(topic: string) => void>();
+  private count(topic: string): void {
+    for (const c of this.counters) c(topic);
+  }
+
+  /** Called with each committed entry's topic (metrics: counting needs no subscriber reading the log). */
+  onCommitted(counter: (topic: string) => void): () => void {
+    this.counters.add(counter);
+    return () => this.counters.delete(counter);
+  }
+
+  /** Drop a retired subscriber's cursor: the retention purge goes by the slowest cursor. */
+  forget(subscriber: string): Promise<void> {
+    return this.committer.run(() => {
+      this.db.delete(outboxCursors).where(eq(outboxCursors.subscriber, subscriber)).run();
+    });
   }
 
   emit(event: OutboxEvent): Promise<string> {
@@ -59,6 +89,14 @@ export class SqliteOutbox implements Outbox {
 
   async read(afterSeq: number, limit: number): Promise<OutboxEntry[]> {
     return this.readAfter.all({ after: afterSeq, limit });
+  }
+
+  async readTopics(afterSeq: number, limit: number, topics: readonly string[]): Promise<{ entries: OutboxEntry[]; upTo: number }> {
+    // Both statements run in this one synchronous call: no commit can land between them.
+    const head = this.head.get()?.seq ?? afterSeq;
+    const entries = this.readTopicsAfter.all({ after: afterSeq, limit, topics: JSON.stringify(topics) });
+    const upTo = entries.length >= limit ? entries.at(-1)!.seq : Math.max(afterSeq, head, entries.at(-1)?.seq ?? 0);
+    return { entries, upTo };
   }
 
   async cursor(subscriber: string): Promise<number> {
