@@ -30,6 +30,9 @@ export type AttemptRow = typeof deliveryAttempts.$inferSelect;
  * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
  * processing job commit together (SPEC §2); the API reads.
  */
+/** How many just-inserted events are kept in memory for routing (a backlog beyond reads the rows). */
+const FRESH_EVENTS = 4096;
+
 export class SqliteEvents {
   private readonly db: Db;
   // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
@@ -40,6 +43,8 @@ export class SqliteEvents {
   private readonly deliveryById;
   private readonly routingOf;
   private readonly unrouted;
+  /** Events inserted by this process and not yet routed, newest last (bounded). */
+  private readonly fresh = new Map<string, { envelope: Envelope; tenant: string }>();
   private readonly insertDelivery;
   private readonly checkpoint;
   private readonly addSpans;
@@ -81,7 +86,13 @@ export class SqliteEvents {
   insertTx(_tx: SqliteTx, envelope: Envelope, trace: Span[] = []): { id: string; created: boolean } {
     const e = envelope;
     const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), JSON.stringify(e), JSON.stringify(trace));
-    if (inserted) return { id: inserted.id, created: true };
+    if (inserted) {
+      // Routing reads it back in a moment: hand it over from memory. Should this unit roll back,
+      // the entry is never asked for (ids are unique) and ages out.
+      this.fresh.set(e.id, { envelope: e, tenant: e.tenant });
+      if (this.fresh.size > FRESH_EVENTS) this.fresh.delete(this.fresh.keys().next().value!);
+      return { id: inserted.id, created: true };
+    }
     const original = this.original.get(e.tenant, e.source.binding, e.idempotency_key ?? "");
     if (!original) throw new Error(`event ${e.id} was not inserted and has no idempotent original`);
     return { id: original.id, created: false };
@@ -209,8 +220,17 @@ export class SqliteEvents {
     this.setRouting.run(JSON.stringify(routing), JSON.stringify(spans), eventId);
   }
 
-  /** The event, unless it was routed already (routing's read: one statement). */
+  /**
+   * The event, unless it was routed already (routing's read: one statement). An event this
+   * process inserted comes from memory, once: nothing but routing sets its routing, so it is
+   * unrouted the first time it is asked for; a second ask (a retried batch) reads the row.
+   */
   unroutedEvent(id: string): { envelope: Envelope; tenant: string } | null {
+    const fresh = this.fresh.get(id);
+    if (fresh) {
+      this.fresh.delete(id);
+      return fresh;
+    }
     return (this.unrouted.get({ id }) as { envelope: Envelope; tenant: string } | undefined) ?? null;
   }
 

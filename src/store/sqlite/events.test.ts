@@ -1,0 +1,35 @@
+import { expect, test } from "bun:test";
+import { newId } from "../../core/ids.ts";
+import { ENVELOPE_VERSION, type Envelope } from "../../events/envelope.ts";
+import { tempStorages } from "../../../test/helpers/storage.ts";
+
+const storage = tempStorages();
+
+const envelope = (key: string): Envelope => {
+  const id = newId("evt", Date.now());
+  return { id, version: ENVELOPE_VERSION, type: "webhook.received", tenant: "beta", agent: null, channel: "webhook", source: { binding: "hooks" }, received_at: new Date().toISOString(), trace_id: `T-${id.slice(4)}`, idempotency_key: key, data: { json: { n: 1 } } };
+};
+
+test("routing gets a just-inserted event from memory once, then from its row, and nothing once it is routed", async () => {
+  const s = storage();
+  const e = envelope("k1");
+  const r = await s.committer.run((tx) => s.events.insertTx(tx, e));
+  expect(r).toEqual({ id: e.id, created: true });
+  expect(s.events.unroutedEvent(e.id)).toEqual({ envelope: e, tenant: "beta" });
+  // A second ask (a routing batch that failed and runs again) reads the row: the same event.
+  expect(s.events.unroutedEvent(e.id)).toEqual({ envelope: e, tenant: "beta" });
+  await s.committer.run((tx) => s.events.setRoutingTx(tx, e.id, { unrouted: true }));
+  expect(s.events.unroutedEvent(e.id)).toBeNull();
+});
+
+test("a repeat of an idempotency key is not handed to routing again", async () => {
+  const s = storage();
+  const first = envelope("k2");
+  await s.committer.run((tx) => s.events.insertTx(tx, first));
+  expect(s.events.unroutedEvent(first.id)).not.toBeNull();
+  await s.committer.run((tx) => s.events.setRoutingTx(tx, first.id, { unrouted: true }));
+  const repeat = envelope("k2");
+  expect(await s.committer.run((tx) => s.events.insertTx(tx, repeat))).toEqual({ id: first.id, created: false });
+  expect(s.events.unroutedEvent(repeat.id)).toBeNull();
+  expect(s.events.unroutedEvent(first.id)).toBeNull();
+});
