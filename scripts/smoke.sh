@@ -50,5 +50,7 @@ kill -TERM "$pid"
 wait "$pid" && rc=0 || rc=$?
 [[ $rc -eq 0 ]] || { echo "smoke: exit code $rc after SIGTERM"; cat serve.log; exit 1; }
 grep -q '"msg":"stopped"' serve.log || { echo "smoke: no clean stop logged"; cat serve.log; exit 1; }
+# The WAL checkpoint worker, another module that must be inside the binary: it logs if it cannot run.
+if grep -q '"msg":"WAL checkpoint"' serve.log; then echo "smoke: the checkpoint worker did not run"; grep '"WAL checkpoint"' serve.log; exit 1; fi
 [[ -s data/agentowl.db ]] || { echo "smoke: no database written"; exit 1; }
 echo "smoke: ok (started, healthy, ready, migrated, stopped cleanly)"

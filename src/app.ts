@@ -77,6 +77,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       random: opts.random,
       onCommit: metrics.observeCommit,
     });
+    storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
   } catch (e) {
     lock.release();
     throw e;

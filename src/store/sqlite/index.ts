@@ -7,6 +7,7 @@ import { kv } from "../schema/index.ts";
 import type { Storage } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
+import { BackgroundCheckpointer } from "./checkpointer.ts";
 import { SqliteCommitter } from "./committer.ts";
 import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
@@ -42,6 +43,7 @@ export class SqliteStorage implements Storage {
   /** The WAL file's descriptor, for the group fdatasync (fdatasync flushes the file, whichever descriptor asks). */
   private walFd: number | null = null;
   private readonly wal: GroupFsync | null;
+  private checkpointer: BackgroundCheckpointer | null = null;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -93,8 +95,19 @@ export class SqliteStorage implements Storage {
     return this.wal?.syncs ?? 0;
   }
 
+  /**
+   * Checkpoint the WAL on a worker thread instead of inside COMMIT (src/store/sqlite/checkpointer.ts).
+   * The appliance does; tests and tools keep SQLite's automatic checkpoint.
+   */
+  checkpointInBackground(onError?: (message: string) => void, intervalMs?: number): BackgroundCheckpointer {
+    this.checkpointer ??= new BackgroundCheckpointer(this.handle.sqlite, this.handle.path, onError);
+    this.checkpointer.start(intervalMs);
+    return this.checkpointer;
+  }
+
   async close(): Promise<void> {
     await this.committer.close();
+    await this.checkpointer?.stop();
     if (this.walFd !== null) closeSync(this.walFd);
     this.walFd = null;
     // Fold the WAL back into the database so a copied data dir is one self-contained file.
