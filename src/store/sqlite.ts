@@ -36,17 +36,11 @@ export function prepareDataDir(dir: string): void {
 }
 
 /**
- * Open the database in WAL mode with foreign keys on and a busy timeout, so a short lock held by
- * another process (a backup, the CLI) waits instead of failing.
- *
- * Durability (SPEC §3.1): by default synchronous=FULL, every COMMIT fsyncs the WAL on the calling
- * thread. The storage opens it with `syncWal: false` (synchronous=NORMAL: COMMIT only writes the
- * WAL) and makes each commit durable itself with a group fdatasync of the WAL file on a pool
- * thread before any caller is answered (src/store/sqlite/index.ts): the same guarantee, without
- * blocking the event loop for the length of a disk flush. NORMAL still syncs the WAL before each
- * checkpoint and the database after it, so a checkpoint never loses what the WAL held.
+ * Open the database with the durability SPEC §3.1 demands: WAL, synchronous=FULL (every commit
+ * fsyncs the WAL), foreign keys on, and a busy timeout so a short lock held by another process
+ * (a backup, the CLI) waits instead of failing.
  */
-export function openDatabase(path: string, opts: { busyTimeoutMs?: number; syncWal?: boolean } = {}): SqliteHandle {
+export function openDatabase(path: string, opts: { busyTimeoutMs?: number } = {}): SqliteHandle {
   let sqlite: Database;
   try {
     sqlite = new Database(path, { create: true, strict: true });
@@ -57,7 +51,7 @@ export function openDatabase(path: string, opts: { busyTimeoutMs?: number; syncW
     sqlite.run(`PRAGMA busy_timeout = ${opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS}`);
     const mode = sqlite.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
     if (mode !== "wal") throw new Error(`journal_mode is ${mode}, WAL is required`);
-    sqlite.run(`PRAGMA synchronous = ${opts.syncWal === false ? "NORMAL" : "FULL"}`);
+    sqlite.run("PRAGMA synchronous = FULL");
     sqlite.run("PRAGMA foreign_keys = ON");
   } catch (e) {
     sqlite.close();

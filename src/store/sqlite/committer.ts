@@ -16,12 +16,6 @@ export interface CommitterOptions {
   clock: Clock;
   /** Observes every commit (metrics). */
   onCommit?: (units: number, seconds: number, ok: boolean) => void;
-  /**
-   * Makes what COMMIT wrote durable (a group fdatasync of the WAL, off the event loop: the
-   * database runs with synchronous=NORMAL, so COMMIT itself only writes). Callers are answered
-   * after it resolves. Without it, COMMIT's own fsync (synchronous=FULL) is the durability.
-   */
-  durable?: () => Promise<void>;
 }
 
 interface Pending {
@@ -75,10 +69,8 @@ const unbound: TxOperations = {
 
 /**
  * Group commit (SPEC §3.1). Units of work that arrive while a commit is being prepared share one
- * transaction; every caller is resolved only after its data is on disk. With `durable` (the
- * appliance's setting) COMMIT writes the WAL without syncing it and a group fdatasync of the WAL
- * on a pool thread makes it durable: the event loop goes on serving (and committing) while the
- * disk syncs, and commits that land during one sync share the next.
+ * transaction and so one fsync of the WAL; every caller is resolved only after COMMIT returned,
+ * i.e. after the data is on disk.
  *
  * A batch first runs optimistically, all units straight into the transaction. If one throws, the
  * transaction is rolled back and the batch runs again with a SAVEPOINT around each unit, so the
@@ -91,10 +83,6 @@ export class SqliteCommitter implements Committer<SqliteTx> {
   private scheduled = false;
   private closed = false;
   private ops: TxOperations = unbound;
-  /** Commits written but not yet synced: close() waits for them. */
-  private syncing = new Set<Promise<void>>();
-  /** Work arrived while a sync was running: commit it when the sync ends. */
-  private deferred = false;
   private readonly statsData: CommitterStats = { commits: 0, units: 0, failedCommits: 0, batchSizes: new Map() };
   private readonly stmt;
 
@@ -128,13 +116,6 @@ export class SqliteCommitter implements Committer<SqliteTx> {
 
   private schedule(): void {
     if (this.scheduled) return;
-    // While the disk syncs the last commit, gather the next one: it is answered no sooner (its
-    // own sync has to wait for the running one) and many small commits would write the same
-    // index pages to the WAL over and over.
-    if (this.syncing.size > 0 && this.pending.length < this.opts.maxBatch) {
-      this.deferred = true;
-      return;
-    }
     this.scheduled = true;
     const flush = (): void => {
       this.scheduled = false;
@@ -161,35 +142,18 @@ export class SqliteCommitter implements Committer<SqliteTx> {
     }
     this.record(batch.length, started, true);
     const { outcomes, hooks } = attempt;
-    const settle = (syncError: unknown) => {
-      for (let i = 0; i < batch.length; i++) {
-        const o = outcomes[i]!;
-        if (syncError) batch[i]!.reject(fromStorageError(syncError, "syncing the write-ahead log"));
-        else if (o.ok) batch[i]!.resolve(o.value);
-        else batch[i]!.reject(o.value);
+    for (let i = 0; i < batch.length; i++) {
+      const o = outcomes[i]!;
+      if (o.ok) batch[i]!.resolve(o.value);
+      else batch[i]!.reject(o.value);
+    }
+    for (const hook of hooks) {
+      try {
+        hook();
+      } catch {
+        // A notification hook must not undo a commit that already happened.
       }
-      // Hooks are wake-ups (a queue has work): they run either way, the rows are committed.
-      for (const hook of hooks) {
-        try {
-          hook();
-        } catch {
-          // A notification hook must not undo a commit that already happened.
-        }
-      }
-    };
-    if (!this.opts.durable) return settle(null);
-    const synced: Promise<void> = this.opts.durable().then(
-      () => settle(null),
-      (e: unknown) => settle(e ?? new Error("fdatasync failed")),
-    );
-    this.syncing.add(synced);
-    void synced.finally(() => {
-      this.syncing.delete(synced);
-      if (this.deferred && this.syncing.size === 0) {
-        this.deferred = false;
-        this.schedule();
-      }
-    });
+    }
   }
 
   /** One try at the batch's transaction. Without savepoints it stops at the first failing unit. */
@@ -265,7 +229,6 @@ export class SqliteCommitter implements Committer<SqliteTx> {
   async close(): Promise<void> {
     this.closed = true;
     this.flush();
-    await Promise.all(this.syncing);
   }
 }
 

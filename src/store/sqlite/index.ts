@@ -1,6 +1,4 @@
-import { closeSync, constants, openSync } from "node:fs";
 import { join } from "node:path";
-import { GroupFsync } from "../../core/group-fsync.ts";
 import { type Clock, type Random, systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
 import { kv } from "../schema/index.ts";
@@ -40,9 +38,6 @@ export class SqliteStorage implements Storage {
   readonly audit: SqliteAudit;
   readonly approvals: SqliteApprovals;
   readonly mail: SqliteMail;
-  /** The WAL file's descriptor, for the group fdatasync (fdatasync flushes the file, whichever descriptor asks). */
-  private walFd: number | null = null;
-  private readonly wal: GroupFsync | null;
   private checkpointer: BackgroundCheckpointer | null = null;
 
   constructor(
@@ -51,19 +46,11 @@ export class SqliteStorage implements Storage {
     opts: SqliteStorageOptions,
   ) {
     const { sqlite, db } = handle;
-    const synchronous = sqlite.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous;
-    // synchronous=NORMAL (1): COMMIT does not sync, so the committer syncs the WAL before answering.
-    // O_CREAT: an empty WAL is a valid one (no frames), should SQLite not have made it yet.
-    if (synchronous === 1) this.walFd = openSync(`${handle.path}-wal`, constants.O_RDWR | constants.O_CREAT, 0o600);
-    const fd = this.walFd;
-    this.wal = fd === null ? null : new GroupFsync(() => fd);
-    const wal = this.wal;
     this.committer = new SqliteCommitter(sqlite, db, {
       windowMs: opts.windowMs ?? 0,
       maxBatch: opts.maxBatch ?? 1000,
       clock: opts.clock ?? systemClock,
       onCommit: opts.onCommit,
-      durable: wal ? () => wal.sync() : undefined,
     });
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
@@ -90,11 +77,6 @@ export class SqliteStorage implements Storage {
     });
   }
 
-  /** fdatasyncs of the WAL so far (each made one or more commits durable). */
-  get walSyncs(): number {
-    return this.wal?.syncs ?? 0;
-  }
-
   /**
    * Checkpoint the WAL on a worker thread instead of inside COMMIT (src/store/sqlite/checkpointer.ts).
    * The appliance does; tests and tools keep SQLite's automatic checkpoint.
@@ -108,8 +90,6 @@ export class SqliteStorage implements Storage {
   async close(): Promise<void> {
     await this.committer.close();
     await this.checkpointer?.stop();
-    if (this.walFd !== null) closeSync(this.walFd);
-    this.walFd = null;
     // Fold the WAL back into the database so a copied data dir is one self-contained file.
     try {
       this.handle.sqlite.run("PRAGMA wal_checkpoint(TRUNCATE)");
@@ -122,7 +102,7 @@ export class SqliteStorage implements Storage {
 
 /** Open (creating if needed) and migrate the database, and assemble the storage contract on it. */
 export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
-  const handle = openDatabase(opts.file ?? join(opts.dir, DATABASE_FILE), { syncWal: false });
+  const handle = openDatabase(opts.file ?? join(opts.dir, DATABASE_FILE));
   try {
     return new SqliteStorage(handle, migrate(handle.sqlite), opts);
   } catch (e) {
