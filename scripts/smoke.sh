@@ -24,7 +24,10 @@ done
 [[ -n "$url" ]] || { echo "smoke: no healthy /healthz"; cat serve.log; exit 1; }
 echo "smoke: healthy at $url after $(( ($(date +%s%N) - start_ns) / 1000000 )) ms (wall clock, including process start)"
 curl -sf "$url/readyz" >/dev/null || { echo "smoke: /readyz not ready"; curl -s "$url/readyz"; exit 1; }
-curl -sf "$url/metrics" | grep -q '^agentowl_queue_jobs' || { echo "smoke: /metrics lacks queue depth"; exit 1; }
+# Read whole, then searched (`curl | grep -q` can fail under pipefail when grep stops reading
+# early); on a failure the answer and the log are shown.
+metrics=$(curl -s -w '\nHTTP %{http_code}' "$url/metrics") || true
+grep -q '^agentowl_queue_jobs' <<<"$metrics" || { echo "smoke: /metrics lacks queue depth"; tail -5 <<<"$metrics"; cat serve.log; exit 1; }
 
 # One mail through the whole pipeline: SMTP → spool → mail.process (mailparser in its worker,
 # which must be inside the binary) → an event on /v1/events with the parsed text.
