@@ -33,3 +33,14 @@ test("a repeat of an idempotency key is not handed to routing again", async () =
   expect(s.events.unroutedEvent(repeat.id)).toBeNull();
   expect(s.events.unroutedEvent(first.id)).toBeNull();
 });
+
+test("an event too big to keep in memory, or past the memory budget, reaches routing from its row", async () => {
+  const s = storage();
+  const big = { ...envelope("k3"), data: { text: "x".repeat(100_000) } };
+  const many = Array.from({ length: 200 }, (_, i) => ({ ...envelope(`m${i}`), data: { text: "y".repeat(60_000) } }));
+  await s.committer.run((tx) => s.events.insertTx(tx, big));
+  await Promise.all(many.map((e) => s.committer.run((tx) => s.events.insertTx(tx, e))));
+  expect(s.events.unroutedEvent(big.id)).toEqual({ envelope: big, tenant: "beta" });
+  // 200 × 60 KB is past the 8 MiB budget: the oldest went, and are read back from their rows.
+  for (const e of many) expect(s.events.unroutedEvent(e.id)?.envelope).toEqual(e);
+});

@@ -30,8 +30,12 @@ export type AttemptRow = typeof deliveryAttempts.$inferSelect;
  * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
  * processing job commit together (SPEC §2); the API reads.
  */
-/** How many just-inserted events are kept in memory for routing (a backlog beyond reads the rows). */
-const FRESH_EVENTS = 4096;
+/**
+ * Just-inserted events kept in memory for routing, by their JSON's size: a backlog beyond reads
+ * the rows, and so does an event too big to be worth keeping (a long mail).
+ */
+const FRESH_BYTES = 8 * 1024 * 1024;
+const FRESH_MAX_EVENT_BYTES = 64 * 1024;
 
 export class SqliteEvents {
   private readonly db: Db;
@@ -44,7 +48,8 @@ export class SqliteEvents {
   private readonly routingOf;
   private readonly unrouted;
   /** Events inserted by this process and not yet routed, newest last (bounded). */
-  private readonly fresh = new Map<string, { envelope: Envelope; tenant: string }>();
+  private readonly fresh = new Map<string, { envelope: Envelope; tenant: string; bytes: number }>();
+  private freshBytes = 0;
   private readonly insertDelivery;
   private readonly checkpoint;
   private readonly addSpans;
@@ -85,12 +90,20 @@ export class SqliteEvents {
   /** Insert an event unless its idempotency key was seen for this tenant and binding: then the original id. */
   insertTx(_tx: SqliteTx, envelope: Envelope, trace: Span[] = []): { id: string; created: boolean } {
     const e = envelope;
-    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), JSON.stringify(e), JSON.stringify(trace));
+    const json = JSON.stringify(e);
+    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), json, JSON.stringify(trace));
     if (inserted) {
       // Routing reads it back in a moment: hand it over from memory. Should this unit roll back,
       // the entry is never asked for (ids are unique) and ages out.
-      this.fresh.set(e.id, { envelope: e, tenant: e.tenant });
-      if (this.fresh.size > FRESH_EVENTS) this.fresh.delete(this.fresh.keys().next().value!);
+      if (json.length <= FRESH_MAX_EVENT_BYTES && !this.fresh.has(e.id)) {
+        this.fresh.set(e.id, { envelope: e, tenant: e.tenant, bytes: json.length });
+        this.freshBytes += json.length;
+        for (const [id, old] of this.fresh) {
+          if (this.freshBytes <= FRESH_BYTES) break;
+          this.fresh.delete(id);
+          this.freshBytes -= old.bytes;
+        }
+      }
       return { id: inserted.id, created: true };
     }
     const original = this.original.get(e.tenant, e.source.binding, e.idempotency_key ?? "");
@@ -229,7 +242,8 @@ export class SqliteEvents {
     const fresh = this.fresh.get(id);
     if (fresh) {
       this.fresh.delete(id);
-      return fresh;
+      this.freshBytes -= fresh.bytes;
+      return { envelope: fresh.envelope, tenant: fresh.tenant };
     }
     return (this.unrouted.get({ id }) as { envelope: Envelope; tenant: string } | undefined) ?? null;
   }
