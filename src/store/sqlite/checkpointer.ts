@@ -1,15 +1,6 @@
 import type { Database } from "bun:sqlite";
 
-/**
- * WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside the COMMIT that
- * crossed the WAL's size limit, on the committing thread: it copies a thousand pages into the
- * database and syncs both files while nothing else runs (measured: a sixth of COMMIT's time
- * under a steady load of webhook-sized events). Here a worker thread with its own connection checkpoints in the
- * background instead, and the committing connection keeps an automatic checkpoint only as a
- * backstop with a far higher limit: it then finds the WAL already copied but for the last few
- * frames, and restarting the WAL from its start (which needs everything copied) costs it little.
- * Should the worker die, the backstop goes back to SQLite's default.
- */
+/** The messages between the storage and its checkpoint worker. */
 export interface CheckpointStart {
   kind: "start";
   path: string;
@@ -26,10 +17,20 @@ export const BACKSTOP_PAGES = 10_000;
 const DEFAULT_AUTOCHECKPOINT = 1000;
 const WORKER_URL = import.meta.path.endsWith("checkpointer.ts") ? new URL("./checkpoint-worker.ts", import.meta.url).href : "./store/sqlite/checkpoint-worker.ts";
 
+/**
+ * WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside the COMMIT that
+ * crossed the WAL's size limit, on the committing thread: it copies a thousand pages into the
+ * database and syncs both files while nothing else runs (measured: a sixth of COMMIT's time
+ * under a steady load of webhook-sized events). Here a worker thread with its own connection
+ * checkpoints in the background instead, and the committing connection keeps an automatic
+ * checkpoint only as a
+ * backstop with a far higher limit: it then finds the WAL already copied but for the last few
+ * frames, and restarting the WAL from its start (which needs everything copied) costs it little.
+ * Should the worker die, the backstop goes back to SQLite's default.
+ */
 export class BackgroundCheckpointer {
   private worker: Worker | null = null;
-  /** Checkpoints the worker ran, and what the last one found. */
-  runs = 0;
+  /** What the worker's last checkpoint found: frames in the WAL, and how many are in the database. */
   last: { frames: number; copied: number } | null = null;
 
   constructor(
@@ -44,7 +45,6 @@ export class BackgroundCheckpointer {
     worker.unref();
     worker.onmessage = ({ data }: MessageEvent<CheckpointReport>) => {
       if (data.kind === "checkpointed") {
-        this.runs++;
         this.last = { frames: data.frames, copied: data.copied };
       } else if (data.kind === "error") {
         this.onError(data.message);

@@ -27,16 +27,16 @@ export type DeliveryRow = typeof deliveries.$inferSelect;
 export type AttemptRow = typeof deliveryAttempts.$inferSelect;
 
 /**
- * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
- * processing job commit together (SPEC §2); the API reads.
- */
-/**
  * Just-inserted events kept in memory for routing, by their JSON's size: a backlog beyond reads
  * the rows, and so does an event too big to be worth keeping (a long mail).
  */
 const FRESH_BYTES = 8 * 1024 * 1024;
 const FRESH_MAX_EVENT_BYTES = 64 * 1024;
 
+/**
+ * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
+ * processing job commit together (SPEC §2); the API reads.
+ */
 export class SqliteEvents {
   private readonly db: Db;
   // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
