@@ -23,9 +23,9 @@ const WORKER_URL = import.meta.path.endsWith("checkpointer.ts") ? new URL("./che
  * database and syncs both files while nothing else runs (measured: a sixth of COMMIT's time
  * under a steady load of webhook-sized events). Here a worker thread with its own connection
  * checkpoints in the background instead, and the committing connection keeps an automatic
- * checkpoint only as a
- * backstop with a far higher limit: it then finds the WAL already copied but for the last few
- * frames, and restarting the WAL from its start (which needs everything copied) costs it little.
+ * checkpoint only as a backstop with a far higher limit: it then finds the WAL already copied
+ * but for the last few frames, and restarting the WAL from its start (which needs everything
+ * copied) costs it little.
  * Should the worker die, the backstop goes back to SQLite's default.
  */
 export class BackgroundCheckpointer {
