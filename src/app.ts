@@ -9,6 +9,7 @@ import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { seedBootstrapToken } from "./api/auth.ts";
 import { v1Api } from "./api/v1.ts";
 import { ingressRoutes } from "./ingress/http.ts";
+import type { EventRouting } from "./events/handoff.ts";
 import { DELIVERY_JOB, dispatcher } from "./dispatch/dispatcher.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
@@ -48,6 +49,8 @@ export interface App {
   readonly http: AnyElysia;
   readonly redactor: Redactor;
   readonly vault: Vault;
+  /** Routing at an event's commit (src/events/handoff.ts), as the ingresses use it. */
+  readonly routing: EventRouting;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -122,8 +125,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
-  handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics }));
   const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs });
+  handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics, routing: dispatch.inline }));
   handlers.set(DELIVERY_JOB, dispatch.run);
   metrics.watchCircuits(() => dispatch.breakers.troubled());
 
@@ -211,7 +214,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   };
 
   const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
-    .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }) }));
+    .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }), routing: dispatch.inline }));
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });
@@ -276,5 +279,5 @@ export async function startApp(opts: AppOptions): Promise<App> {
     return stopped;
   };
 
-  return { url, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, stop };
+  return { url, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, routing: dispatch.inline, stop };
 }

@@ -5,7 +5,7 @@ import type { Job } from "../store/contract.ts";
 import type { Subscriber } from "../core/outbox-relay.ts";
 import type { OutboxEntry } from "../store/contract.ts";
 import { parseDuration } from "../config/index.ts";
-import { EVENT_RECEIVED } from "../ingress/http.ts";
+import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
 import { decide, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
 import type { Envelope, Span } from "../events/envelope.ts";
@@ -48,6 +48,10 @@ class TaskTrace {
   }
   take(): Span[] {
     return this.spans.splice(0);
+  }
+  /** The spans so far, left in place. */
+  peek(): Span[] {
+    return [...this.spans];
   }
 }
 const DEFAULT_MAX_ATTEMPTS = 8;
@@ -112,88 +116,164 @@ export function dispatcher(deps: DispatcherDeps) {
   const enqueue = (tx: Tx, d: { id: string; tenant: string }, key: string) =>
     tx.enqueue({ kind: DELIVERY_JOB, payload: { id: d.id }, tenant: d.tenant, idempotencyKey: key, maxAttempts: JOB_MAX_RUNS });
 
+  type Target = { endpoint: string; route: string | null; fast?: { spec: EndpointSpec; record: Record<string, unknown>; trace: TaskTrace; slot: Slot } };
+  type Routed = { id: string; tenant: string; envelope: Envelope; decision: RouteDecision; span: Span; targets: Target[] };
+  type Started = { job: Job; row: DeliveryRow; spec: EndpointSpec; envelope: Envelope; trace: TaskTrace; slot: Slot };
+
   /**
-   * event.received → routing → one delivery per target and its job. A batch of entries (what the
-   * relay read at once) is routed into one commit: the outbox's at-least-once and the unique
-   * (event, endpoint) index make a repeat add nothing.
-   *
-   * The fast path: a target whose policy allows the delivery and whose endpoint has a free slot
-   * and a closed circuit is decided in the routing commit itself (state `delivering`, the
-   * decision, the first attempt's audit entry) with its job created leased to this process, and
-   * its attempt starts as soon as that commit is on disk: no claim, no worker to wait for, two
-   * commits fewer. Any other target gets a pending delivery and an ordinary job. A fast attempt
-   * that fails is failed on its job like any other (the queue schedules the retry), and one cut
-   * off by a crash is recovered with the job's lease.
+   * Routing's first half, nothing written: the event's routes, and for each target whose endpoint
+   * has a free slot and a closed circuit, its policy decision. A target the policy allows takes
+   * the fast path: it is decided in the routing commit itself (state `delivering`, the decision,
+   * the first attempt's audit entry) with its job created leased to this process, and its attempt
+   * starts as soon as that commit is on disk: no claim, no worker to wait for, two commits fewer.
+   * Any other target gets a pending delivery and an ordinary job. A fast attempt that fails is
+   * failed on its job like any other (the queue schedules the retry), and one cut off by a crash
+   * is recovered with the job's lease.
    */
-  const routeEvents = async (entries: OutboxEntry[]) => {
-    type Target = { endpoint: string; route: string | null; fast?: { spec: EndpointSpec; record: Record<string, unknown>; trace: TaskTrace; slot: Slot } };
-    const routed: { id: string; tenant: string; envelope: Envelope; decision: RouteDecision; span: Span; targets: Target[] }[] = [];
-    const seen = new Set<string>();
-    for (const entry of entries) {
-      const id = (entry.payload as { id?: string })?.id;
-      if (!id || seen.has(id)) continue;
-      seen.add(id);
-      const stored = storage.events.unroutedEvent(id);
-      if (!stored) continue;
-      const routedAt = now();
-      const t0 = performance.now();
-      const decision = await routes.route(stored.envelope);
-      const span: Span = { name: "route", start: new Date(routedAt).toISOString(), duration_ms: round(performance.now() - t0), outcome: decision.unrouted ? "skipped" : "ok", detail: decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", ") };
-      const targets: Target[] = [];
+  const planRoute = async (id: string, tenant: string, envelope: Envelope): Promise<Routed> => {
+    const routedAt = now();
+    const t0 = performance.now();
+    const decision = await routes.route(envelope);
+    const span: Span = { name: "route", start: new Date(routedAt).toISOString(), duration_ms: round(performance.now() - t0), outcome: decision.unrouted ? "skipped" : "ok", detail: decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", ") };
+    const targets: Target[] = [];
+    const routed: Routed = { id, tenant, envelope, decision, span, targets };
+    try {
       for (const t of decision.targets) {
-        const spec = await endpointOf(stored.tenant, t.endpoint);
-        const slot = spec ? takeSlot({ tenant: stored.tenant, endpoint: t.endpoint }, spec) : "busy";
+        const spec = await endpointOf(tenant, t.endpoint);
+        const slot = spec ? takeSlot({ tenant, endpoint: t.endpoint }, spec) : "busy";
         if (typeof slot === "string") {
           targets.push(t);
           continue;
         }
         const trace = new TaskTrace(now);
-        const { decision: verdict, record } = await evaluate({ tenant: stored.tenant, endpoint: t.endpoint }, stored.envelope, trace);
+        // Pushed first, so a policy that fails to load still frees the slot (below).
+        const target: Target = { ...t, fast: { spec: spec!, record: {}, trace, slot } };
+        targets.push(target);
+        const { decision: verdict, record } = await evaluate({ tenant, endpoint: t.endpoint }, envelope, trace);
         if (verdict.effect !== "allow") {
           slot.release(null);
-          targets.push(t);
+          delete target.fast;
           continue;
         }
-        targets.push({ ...t, fast: { spec: spec!, record, trace, slot } });
+        target.fast!.record = record;
       }
-      routed.push({ id, tenant: stored.tenant, envelope: stored.envelope, decision, span, targets });
+    } catch (e) {
+      finishRouting([routed], [], false, 0, 0);
+      throw e;
+    }
+    return routed;
+  };
+
+  const routingRecord = (r: Routed, at: number) => ({ matched: r.decision.matched, used_default: r.decision.usedDefault, unrouted: r.decision.unrouted, at: new Date(at).toISOString() });
+
+  /** Routing's writes for one event whose row exists in this transaction: its deliveries and their jobs; the fast attempts to start once it commits. */
+  const writeRoutedTx = (tx: Tx, r: Routed): Started[] => {
+    const started: Started[] = [];
+    for (const t of r.targets) {
+      const delivery: DeliveryRow = { id: newId("dlv", tx.now), eventId: r.id, tenant: r.tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
+      if (!storage.events.insertDeliveryTx(tx, delivery)) continue;
+      if (!t.fast) {
+        enqueue(tx, delivery, `delivery:${delivery.id}`);
+        continue;
+      }
+      const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: delivery.id }, tenant: r.tenant, idempotencyKey: `delivery:${delivery.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
+      const row: DeliveryRow = { ...delivery, state: "delivering", decision: t.fast.record };
+      // The spans so far (policy.eval) are written here and dropped once committed: a batch run
+      // again (a unit failed beside this one) writes them again.
+      storage.events.checkpointTx(tx, row, t.fast.trace.peek());
+      auditTx(tx, row, attemptAudit(row, t.fast.spec, 1));
+      started.push({ job: job!, row, spec: t.fast.spec, envelope: r.envelope, trace: t.fast.trace, slot: t.fast.slot });
+    }
+    return started;
+  };
+
+  /** After the routing commit (or its failure): the fast attempts start, and slots reserved for targets that did not start (a repeat, a failed commit) are free again. */
+  const finishRouting = (routed: readonly Routed[], started: readonly Started[], committed: boolean, committedAt: number, ms: number) => {
+    const going = new Set(committed ? started.map((x) => x.slot) : []);
+    for (const r of routed) for (const t of r.targets) if (t.fast && !going.has(t.fast.slot)) t.fast.slot.release(null);
+    if (!committed) return;
+    for (const x of started) {
+      x.trace.take();
+      x.trace.push("audit.log", committedAt, ms, "ok", "delivery.attempt 1, with the checkpoint delivering (in the routing commit)");
+      track(fastAttempt(x.job, x.row, x.spec, x.envelope, x.trace, x.slot));
+    }
+  };
+
+  /**
+   * event.received → routing → one delivery per target and its job, for events that were not
+   * routed at their commit (src/events/handoff.ts). A batch of entries (what the relay read at
+   * once) is routed into one commit: the outbox's at-least-once and the unique (event, endpoint)
+   * index make a repeat add nothing.
+   */
+  const routeEvents = async (entries: OutboxEntry[]) => {
+    const routed: Routed[] = [];
+    const seen = new Set<string>();
+    try {
+      for (const entry of entries) {
+        const id = (entry.payload as { id?: string })?.id;
+        if (!id || seen.has(id)) continue;
+        seen.add(id);
+        const stored = storage.events.unroutedEvent(id);
+        if (stored) routed.push(await planRoute(id, stored.tenant, stored.envelope));
+      }
+    } catch (e) {
+      finishRouting(routed, [], false, 0, 0);
+      throw e;
     }
     if (!routed.length) return;
-    const started: { job: Job; row: DeliveryRow; spec: EndpointSpec; envelope: Envelope; trace: TaskTrace; slot: Slot }[] = [];
+    const startedBy = new Map<string, Started[]>();
     const committing = performance.now();
     const committedAt = now();
     let committed = false;
     try {
       await storage.committer.run((tx) => {
-        started.length = 0;
-        for (const { id, tenant, envelope, decision, span, targets } of routed) {
-          storage.events.setRoutingTx(tx, id, { matched: decision.matched, used_default: decision.usedDefault, unrouted: decision.unrouted, at: new Date(tx.now).toISOString() }, [span]);
-          for (const t of targets) {
-            const delivery: DeliveryRow = { id: newId("dlv", tx.now), eventId: id, tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
-            if (!storage.events.insertDeliveryTx(tx, delivery)) continue;
-            if (!t.fast) {
-              enqueue(tx, delivery, `delivery:${delivery.id}`);
-              continue;
-            }
-            const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: delivery.id }, tenant, idempotencyKey: `delivery:${delivery.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
-            const row: DeliveryRow = { ...delivery, state: "delivering", decision: t.fast.record };
-            storage.events.checkpointTx(tx, row, t.fast.trace.take());
-            auditTx(tx, row, attemptAudit(row, t.fast.spec, 1));
-            started.push({ job: job!, row, spec: t.fast.spec, envelope, trace: t.fast.trace, slot: t.fast.slot });
-          }
+        for (const r of routed) {
+          storage.events.setRoutingTx(tx, r.id, routingRecord(r, tx.now), [r.span]);
+          startedBy.set(r.id, writeRoutedTx(tx, r));
         }
       });
       committed = true;
     } finally {
-      // Slots reserved for targets that did not start (a repeat, or a failed commit) are free again.
-      const going = new Set(committed ? started.map((x) => x.slot) : []);
-      for (const r of routed) for (const t of r.targets) if (t.fast && !going.has(t.fast.slot)) t.fast.slot.release(null);
+      finishRouting(routed, [...startedBy.values()].flat(), committed, committedAt, performance.now() - committing);
     }
-    const ms = performance.now() - committing;
-    for (const x of started) {
-      x.trace.push("audit.log", committedAt, ms, "ok", "delivery.attempt 1, with the checkpoint delivering (in the routing commit)");
-      track(fastAttempt(x.job, x.row, x.spec, x.envelope, x.trace, x.slot));
-    }
+  };
+
+  /** Routing at the ingress's commit (src/events/handoff.ts): planned ahead, written by the unit of work that inserts the event. */
+  const inline: EventRouting = {
+    async plan(envelopes) {
+      const routed = new Map<string, Routed>();
+      try {
+        for (const e of envelopes) routed.set(e.id, await planRoute(e.id, e.tenant, e));
+      } catch (e) {
+        finishRouting([...routed.values()], [], false, 0, 0);
+        throw e;
+      }
+      const startedBy = new Map<string, Started[]>();
+      // The commit's start, for the fast attempts' audit.log span: the transaction's.
+      let committedAt = 0;
+      let committing = 0;
+      let finished = false;
+      return {
+        routingTx(tx, id) {
+          const r = routed.get(id);
+          if (!r) return null;
+          // A batch run again starts this event's writes over.
+          startedBy.delete(id);
+          committedAt = tx.now;
+          committing = performance.now();
+          return { routing: routingRecord(r, tx.now), span: r.span };
+        },
+        writeTx(tx, id) {
+          const r = routed.get(id);
+          if (r) startedBy.set(id, writeRoutedTx(tx, r));
+        },
+        done(committed) {
+          if (finished) return;
+          finished = true;
+          finishRouting([...routed.values()], [...startedBy.values()].flat(), committed, committedAt, performance.now() - committing);
+        },
+      };
+    },
   };
 
   /** A fast-path attempt: as a job run would do it, failing the job for a retry when it fails. */
@@ -519,5 +599,5 @@ export function dispatcher(deps: DispatcherDeps) {
     agents.clear();
   };
 
-  return { router, approvals, run, replay, retry, discard, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  return { router, inline, approvals, run, replay, retry, discard, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }

@@ -7,6 +7,7 @@ import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
+import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
@@ -23,11 +24,10 @@ import { type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts
  *
  * A repeat of a delivery (its provider id, or Idempotency-Key) answers 200 with the first
  * event's id and stores nothing (the events table is unique per tenant, binding and key, so
- * concurrent duplicates race to exactly one event). The committed event carries an
- * `event.received` outbox entry: the durable hand-off to routing, in the same transaction.
+ * concurrent duplicates race to exactly one event). The event is routed in the unit of work that
+ * commits it, or carries an `event.received` outbox entry to the router (src/events/handoff.ts).
  */
 
-export const EVENT_RECEIVED = "event.received";
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** How often the queue's depth is sampled for the high-water check. */
 const BACKLOG_SAMPLE_MS = 500;
@@ -42,6 +42,8 @@ export interface IngressDeps {
   vault: Vault;
   metrics: Metrics;
   log: Logger;
+  /** Routing at the commit; without it events reach the router through the outbox. */
+  routing?: EventRouting;
   now?: () => number;
 }
 
@@ -200,14 +202,12 @@ export function ingressRoutes(deps: IngressDeps) {
     return last;
   };
 
-  /** Commit the event and its hand-off to routing; answer 202, or 200 with the first event's id for a repeat. */
+  /** Commit the event and its routing (or hand-off to routing); answer 202, or 200 with the first event's id for a repeat. */
   const commit = async (channel: string, envelope: Envelope, trace: Span[], set: { status?: unknown }) => {
-    const t0 = performance.now();
-    const startedAt = now();
-    const result = await storage.committer.run((tx) => {
-      const r = storage.events.insertTx(tx, envelope, [...trace, span("ingress.commit", startedAt, t0)]);
-      if (r.created) tx.emit({ topic: EVENT_RECEIVED, tenant: envelope.tenant, payload: { id: r.id } });
-      return r;
+    const result = await commitRouted(deps.routing, [envelope], (plan) => {
+      const t0 = performance.now();
+      const startedAt = now();
+      return storage.committer.run((tx) => insertEventTx(storage, tx, envelope, trace, plan, [span("ingress.commit", startedAt, t0)]));
     });
     metrics.ingressRequests.inc({ channel, outcome: result.created ? "accepted" : "duplicate" });
     set.status = result.created ? 202 : 200;

@@ -2,8 +2,8 @@ import { hostname } from "node:os";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { EVENT_RECEIVED } from "../ingress/http.ts";
 import { ENVELOPE_VERSION, type Envelope, type Span } from "../events/envelope.ts";
+import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
 import type { BlobStore } from "../store/blobs.ts";
@@ -26,6 +26,8 @@ export interface MailProcessorDeps {
   blobs: BlobStore;
   resolver: (name: string, rrtype: string) => Promise<unknown>;
   metrics: Metrics;
+  /** Routing at the commit; without it the events reach the router through the outbox. */
+  routing?: EventRouting;
   /** Our name in Authentication-Results. */
   mta?: string;
 }
@@ -72,17 +74,14 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
     const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];
 
-    // The events, the message's new state and the job's ack commit together.
-    const acked = await deps.storage.committer.run((tx) => {
-      const ids = envelopes.map((e) => {
-        const r = deps.storage.events.insertTx(tx, e, trace);
-        // The hand-off to routing, as for every ingress (src/ingress/http.ts).
-        if (r.created) tx.emit({ topic: EVENT_RECEIVED, tenant: e.tenant, payload: { id: r.id } });
-        return r.id;
-      });
-      deps.storage.mail.finishTx(tx, id, { events: ids });
-      return tx.ack(job);
-    });
+    // The events (routed), the message's new state and the job's ack commit together.
+    const acked = await commitRouted(deps.routing, envelopes, (plan) =>
+      deps.storage.committer.run((tx) => {
+        const ids = envelopes.map((e) => insertEventTx(deps.storage, tx, e, trace, plan).id);
+        deps.storage.mail.finishTx(tx, id, { events: ids });
+        return tx.ack(job);
+      }),
+    );
     // A lease that expired meanwhile: the events are in, and the job's next run finds them done.
     return acked ? "acked" : undefined;
   };

@@ -17,6 +17,8 @@ import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 import { until } from "../helpers/storage.ts";
+import { testEnvelope } from "../helpers/events.ts";
+import { commitRouted, type EventRouting, insertEventTx } from "../../src/events/handoff.ts";
 import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
@@ -238,16 +240,72 @@ describe("dispatch", () => {
     expect((await call("GET", `/v1/events/${eventId}`)).body.deliveries).toEqual([]);
   });
 
+  test("an event is routed in the commit that stores it: at its 202 the routing and the delivery are there, and no outbox entry was needed", async () => {
+    const eventId = await send("ok");
+    // Read at once, no waiting: the 202 came after the one commit that holds all of it.
+    expect(app.storage.events.routing(eventId)).toMatchObject({ matched: ["ok"], unrouted: false });
+    expect(app.storage.events.firstDeliveries(eventId).map((d) => d.endpoint)).toEqual(["crm"]);
+    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter((e) => e.topic === "event.received" && (e.payload as { id: string }).id === eventId);
+    expect(handoffs).toEqual([]);
+    await deliveriesOf(eventId, (s) => s[0] === "delivered");
+  });
+
+  test("an event whose routing could not be planned commits with an event.received entry, and the router routes it from the outbox", async () => {
+    const e = testEnvelope("beta", 901, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
+    const failing: EventRouting = { plan: () => Promise.reject(new Error("a policy that cannot load")) };
+    const r = await commitRouted(failing, [e], (plan) => app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)));
+    expect(r).toEqual({ id: e.id, created: true });
+    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter((x) => x.topic === "event.received" && (x.payload as { id: string }).id === e.id);
+    expect(handoffs).toHaveLength(1);
+    const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
+    expect(d).toMatchObject({ endpoint: "crm", route: "ok" });
+    expect(app.storage.events.routing(e.id)).toMatchObject({ matched: ["ok"] });
+  });
+
+  test("a unit that fails beside a routed event in one group commit: the event is routed once, its delivery sent once; a failed commit frees the endpoint's slot", async () => {
+    const e = testEnvelope("beta", 902, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
+    const plan = await app.routing.plan([e]);
+    // Both units join one batch: it runs, the second throws, and the batch runs again with a savepoint each.
+    const [ok, bad] = await Promise.allSettled([
+      app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)),
+      app.storage.committer.run(() => {
+        throw new Error("a unit that fails");
+      }),
+    ]);
+    plan.done(ok.status === "fulfilled");
+    expect(ok.status).toBe("fulfilled");
+    expect(bad.status).toBe("rejected");
+    const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
+    expect(app.storage.events.firstDeliveries(e.id)).toHaveLength(1);
+    await Bun.sleep(200);
+    expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
+    await until("the trailing span", () => (app.storage.events.delivery(d!.id)!.trace as unknown[]).length === 5, 5000);
+    expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual(["policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
+
+    // A plan holds a slot of its endpoint until its commit is known; a failed commit frees it.
+    await until("crm idle", async () => (await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight === 0, 5000);
+    const lost = testEnvelope("beta", 903, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
+    const failed = await app.routing.plan([lost]);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight).toBe(1);
+    failed.done(false);
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight).toBe(0);
+    expect(app.storage.events.routing(lost.id)).toBeNull();
+  });
+
   test("every step is a span of the event's trace, in time order, the task's spans naming their delivery", async () => {
     const eventId = await send("ok");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     await until("the trailing span", async () => (await call("GET", `/v1/events/${eventId}`)).body.trace.length === 8, 5000);
     const { trace } = (await call("GET", `/v1/events/${eventId}`)).body as { trace: { name: string; start: string; duration_ms: number; outcome: string; detail?: string; delivery?: string }[] };
-    expect(trace.map((s) => s.name)).toEqual(["ingress.verify", "ingress.commit", "route", "policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
-    // From routing on, in time order (the ingress's own spans keep pipeline order).
-    const starts = trace.slice(2).map((s) => Date.parse(s.start));
+    // Routing and the fast path's policy are decided before the commit that stores them; where
+    // policy.eval and ingress.commit start in the same millisecond either may come first.
+    const names = trace.map((s) => s.name);
+    expect(names.slice(0, 2)).toEqual(["ingress.verify", "route"]);
+    expect(names.slice(2, 4).sort()).toEqual(["ingress.commit", "policy.eval"]);
+    expect(names.slice(4)).toEqual(["audit.log", "secrets.lease", "delivery", "state.store"]);
+    const starts = trace.map((s) => Date.parse(s.start));
     expect(starts).toEqual([...starts].sort((a, b) => a - b));
-    for (const s of trace.slice(3)) expect(s).toMatchObject({ delivery: d!.id, endpoint: "crm", outcome: "ok" });
+    for (const s of trace.filter((x) => !["ingress.verify", "route", "ingress.commit"].includes(x.name))) expect(s).toMatchObject({ delivery: d!.id, endpoint: "crm", outcome: "ok" });
     expect(trace.find((s) => s.name === "route")!.detail).toBe("crm");
     expect(trace.find((s) => s.name === "policy.eval")!.detail).toContain("allow");
     expect(trace.find((s) => s.name === "delivery")!.detail).toBe("attempt 1: HTTP 200");

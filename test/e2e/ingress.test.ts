@@ -91,7 +91,7 @@ describe("standard-webhooks", () => {
     const event = (await call("GET", `/v1/events/${id}`)).body;
     expect(event).toMatchObject({ type: "webhook.received", tenant: "beta", channel: "webhook", idempotency_key: "msg_std_1", source: { binding: "hooks", scheme: "standard-webhooks" } });
     expect(event.data).toMatchObject({ content_type: "application/json", body, json: { type: "invoice.paid", amount: 4200 } });
-    expect(event.trace.map((s: { name: string }) => s.name).slice(0, 2)).toEqual(["ingress.verify", "ingress.commit"]);
+    expect(event.trace.map((s: { name: string }) => s.name).slice(0, 3)).toEqual(["ingress.verify", "route", "ingress.commit"]);
   });
 
   test("a repeat of a delivery id is 200 with the first event's id and stores nothing; concurrent repeats race to one event", async () => {

@@ -81,21 +81,25 @@ export class SqliteEvents {
     this.insertAttempt = sqlite.prepare<never, [string, number, number, number, number | null, string | null, string | null, string | null]>(
       "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string, string, string | null, string, string | null, number, string, string]>(
-      "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+    this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string, string, string | null, string, string | null, number, string, string, string | null]>(
+      "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
     );
     this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>("SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?");
   }
 
-  /** Insert an event unless its idempotency key was seen for this tenant and binding: then the original id. */
-  insertTx(_tx: SqliteTx, envelope: Envelope, trace: Span[] = []): { id: string; created: boolean } {
+  /**
+   * Insert an event unless its idempotency key was seen for this tenant and binding: then the
+   * original id. `routing` is set when the event is routed in this same unit of work
+   * (src/events/handoff.ts); without it the event waits for the router.
+   */
+  insertTx(_tx: SqliteTx, envelope: Envelope, trace: readonly Span[] = [], routing: Record<string, unknown> | null = null): { id: string; created: boolean } {
     const e = envelope;
     const json = JSON.stringify(e);
-    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), json, JSON.stringify(trace));
+    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), json, JSON.stringify(trace), routing && JSON.stringify(routing));
     if (inserted) {
       // Routing reads it back in a moment: hand it over from memory. Should this unit roll back,
       // the entry is never asked for (ids are unique) and ages out.
-      if (json.length <= FRESH_MAX_EVENT_BYTES && !this.fresh.has(e.id)) {
+      if (!routing && json.length <= FRESH_MAX_EVENT_BYTES && !this.fresh.has(e.id)) {
         this.fresh.set(e.id, { envelope: e, tenant: e.tenant, bytes: json.length });
         this.freshBytes += json.length;
         for (const [id, old] of this.fresh) {
