@@ -87,6 +87,15 @@ export async function startAppliance(name: string, env: Record<string, string> =
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
+/** Bytes a process has handed to write() so far (/proc/PID/io wchar), or null without /proc. */
+export function bytesWritten(pid: number): number | null {
+  try {
+    return Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN);
+  } catch {
+    return null;
+  }
+}
+
 export function cpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import autocannon from "autocannon";
 import { spawn } from "bun";
 import { createHmac } from "node:crypto";
-import { cpuSeconds, freePort, startAppliance, waitHttp } from "./common.ts";
+import { bytesWritten, cpuSeconds, freePort, startAppliance, waitHttp } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -82,12 +82,21 @@ export async function benchHttp(): Promise<void> {
     await api("PUT", "/v1/tenants/beta/secrets/hooks", { value: SECRET });
     await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" } });
     const before = cpuSeconds(app.proc.pid);
+    const writtenBefore = bytesWritten(app.proc.pid);
     const ours = await load(`${url}/ingress/webhook/beta/hooks`, true);
     // Routing may still be catching up with the last events: give it a moment, inside the figure.
     await Bun.sleep(1000);
     const oursUs = perRequestUs(before, cpuSeconds(app.proc.pid), ours.total);
+    const written = bytesWritten(app.proc.pid);
     if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
     console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms)`);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
+    const commits = metric("agentowl_commit_batch_size_count");
+    if (commits > 0) {
+      const perEvent = written !== null && writtenBefore !== null ? `; ${((written - writtenBefore) / ours.total / 1024).toFixed(1)} KiB written per event (WAL and checkpoints)` : "";
+      console.log(`  group commit: ${commits} commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ms each (write and fsync)${perEvent}`);
+    }
     if (oursUs !== null && bareUs !== null) {
       console.log(`  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs (the load generator's share of the 2 cores moves the rates, not this)`);
     }

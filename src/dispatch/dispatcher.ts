@@ -170,17 +170,16 @@ export function dispatcher(deps: DispatcherDeps) {
   const writeRoutedTx = (tx: Tx, r: Routed): Started[] => {
     const started: Started[] = [];
     for (const t of r.targets) {
-      const delivery: DeliveryRow = { id: newId("dlv", tx.now), eventId: r.id, tenant: r.tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
-      if (!storage.events.insertDeliveryTx(tx, delivery)) continue;
+      // A fast-path delivery is inserted decided: `delivering`, its decision and its spans so far
+      // (policy.eval; dropped from memory once committed: a batch run again writes them again).
+      const pending: DeliveryRow = { id: newId("dlv", tx.now), eventId: r.id, tenant: r.tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
+      const row: DeliveryRow = t.fast ? { ...pending, state: "delivering", decision: t.fast.record, trace: t.fast.trace.peek() } : pending;
+      if (!storage.events.insertDeliveryTx(tx, row)) continue;
       if (!t.fast) {
-        enqueue(tx, delivery, `delivery:${delivery.id}`);
+        enqueue(tx, row, `delivery:${row.id}`);
         continue;
       }
-      const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: delivery.id }, tenant: r.tenant, idempotencyKey: `delivery:${delivery.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
-      const row: DeliveryRow = { ...delivery, state: "delivering", decision: t.fast.record };
-      // The spans so far (policy.eval) are written here and dropped once committed: a batch run
-      // again (a unit failed beside this one) writes them again.
-      storage.events.checkpointTx(tx, row, t.fast.trace.peek());
+      const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: row.id }, tenant: r.tenant, idempotencyKey: `delivery:${row.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
       auditTx(tx, row, attemptAudit(row, t.fast.spec, 1));
       started.push({ job: job!, row, spec: t.fast.spec, envelope: r.envelope, trace: t.fast.trace, slot: t.fast.slot });
     }

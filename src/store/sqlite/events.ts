@@ -68,8 +68,8 @@ export class SqliteEvents {
       .from(events)
       .where(and(eq(events.id, sql.placeholder("id")), isNull(events.routing)))
       .prepare();
-    this.insertDelivery = sqlite.prepare<never, [string, string, string, string, string | null, string, number, number | null, string | null, number, number, string | null, string | null]>(
-      "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    this.insertDelivery = sqlite.prepare<never, [string, string, string, string, string | null, string, number, number | null, string | null, number, number, string | null, string | null, string | null, string]>(
+      "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by, decision, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
     // A checkpoint writes the whole row as the dispatcher holds it, and appends spans. A delivery
     // an operator discarded meanwhile stays discarded.
@@ -179,9 +179,9 @@ export class SqliteEvents {
     return this.db.select().from(deliveries).where(and(eq(deliveries.eventId, eventId), isNull(deliveries.replayOf))).all();
   }
 
-  /** A new delivery; false when the event already has one to that endpoint. */
+  /** A new delivery (already decided, with its first spans, when routing decided it); false when the event already has one to that endpoint. */
   insertDeliveryTx(_tx: SqliteTx, r: typeof deliveries.$inferInsert): boolean {
-    const run = this.insertDelivery.run(r.id, r.eventId, r.tenant, r.endpoint, r.route ?? null, r.state, r.attempts ?? 0, r.lastStatus ?? null, r.lastError ?? null, r.createdAt, r.updatedAt, r.replayOf ?? null, r.requestedBy ?? null);
+    const run = this.insertDelivery.run(r.id, r.eventId, r.tenant, r.endpoint, r.route ?? null, r.state, r.attempts ?? 0, r.lastStatus ?? null, r.lastError ?? null, r.createdAt, r.updatedAt, r.replayOf ?? null, r.requestedBy ?? null, r.decision ? JSON.stringify(r.decision) : null, JSON.stringify(r.trace ?? []));
     return run.changes === 1;
   }
 
