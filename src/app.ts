@@ -125,7 +125,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
-  const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs });
+  const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs, workers: config.workerConcurrency });
   handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics, routing: dispatch.inline }));
   handlers.set(DELIVERY_JOB, dispatch.run);
   metrics.watchCircuits(() => dispatch.breakers.troubled());

@@ -177,6 +177,16 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(outcome).toEqual({ state: "retry", runAt: clock.now() + 120_000 });
       });
 
+      test("a wait (exactDelay) is retried after exactly its delay, however many attempts came before", async () => {
+        const { storage, clock } = await open();
+        await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 100 });
+        for (let i = 0; i < 6; i++) {
+          const [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
+          expect(await storage.queue.fail(job!, { message: "busy", retryAfterMs: 250, exactDelay: true })).toEqual({ state: "retry", runAt: clock.now() + 250 });
+          clock.advance(250);
+        }
+      });
+
       test("a job is dead-lettered after its last attempt", async () => {
         const { storage, clock } = await open();
         const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 2 });

@@ -65,6 +65,20 @@ describe("JobRunner", () => {
     expect((await storage.queue.get(id))!.runAt).toBeGreaterThanOrEqual(before + 3_600_000);
   });
 
+  test("a handler that waits for something local (wait: true) runs again after exactly its delay, not the backoff, and well before the next poll", async () => {
+    const runs: number[] = [];
+    const { storage } = setup({
+      "t.wait": async () => {
+        runs.push(Date.now());
+        if (runs.length < 4) throw new RetryLaterError("endpoint busy", 50, true);
+      },
+    });
+    const { id } = await storage.queue.enqueue({ kind: "t.wait", payload: null });
+    // The backoff would have put the 3rd run seconds out, and the poll is a minute: both ruled out here.
+    await until("four runs, the last acked", async () => runs.length === 4 && (await storage.queue.get(id))?.state === "done", 5000);
+    for (let i = 1; i < runs.length; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(45);
+  });
+
   test("never runs more jobs at once than its concurrency", async () => {
     let running = 0;
     let peak = 0;

@@ -19,12 +19,17 @@ export class PermanentJobError extends Error {
   override readonly name = "PermanentJobError";
 }
 
-/** Thrown by a handler that was told when to retry (e.g. HTTP 429 with Retry-After). */
+/**
+ * Thrown by a handler that was told when to retry (e.g. HTTP 429 with Retry-After: no sooner than
+ * the backoff either), or that waits for something local (`wait`: a busy endpoint, an open
+ * circuit): then exactly after `retryAfterMs`, no backoff, since nothing failed.
+ */
 export class RetryLaterError extends Error {
   override readonly name = "RetryLaterError";
   constructor(
     message: string,
     readonly retryAfterMs: number,
+    readonly wait = false,
   ) {
     super(message);
   }
@@ -44,8 +49,9 @@ export interface JobRunnerOptions {
 
 /**
  * Leases jobs of the kinds it has handlers for, in batches, runs up to `concurrency` at once,
- * and acks or fails each. Wakes on every committed enqueue and otherwise polls, so scheduled
- * retries start on time. `stop()` stops leasing and waits for the jobs in flight.
+ * and acks or fails each. Wakes on every committed enqueue, at the retries it schedules itself
+ * when they are due sooner than the next poll, and otherwise polls, so scheduled retries start
+ * on time. `stop()` stops leasing and waits for the jobs in flight.
  */
 export class JobRunner {
   private running = false;
@@ -55,6 +61,9 @@ export class JobRunner {
   private loop: Promise<void> | null = null;
   private readonly abort = new AbortController();
   private unsubscribe: (() => void) | null = null;
+  /** A wake-up at the earliest retry this runner scheduled (when sooner than the next poll). */
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
+  private retryAt = Number.POSITIVE_INFINITY;
   /** Last time the loop went round: /readyz treats a stale heartbeat as a dead worker. */
   heartbeat = Date.now();
 
@@ -74,6 +83,23 @@ export class JobRunner {
   private poke(): void {
     this.woken = true;
     this.wake?.();
+  }
+
+  /**
+   * Look for work again at `at` (a retry this runner just scheduled, such as a delivery whose
+   * endpoint was busy for a moment), when that is sooner than the poll interval would.
+   */
+  private wakeAt(at: number): void {
+    const pollMs = this.opts.pollMs ?? 1000;
+    const inMs = Math.max(0, at - Date.now());
+    if (!this.running || inMs >= pollMs || at >= this.retryAt) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryAt = at;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.retryAt = Number.POSITIVE_INFINITY;
+      this.poke();
+    }, inMs);
   }
 
   private async run(): Promise<void> {
@@ -131,8 +157,10 @@ export class JobRunner {
           message: `${err?.name ?? "Error"}: ${err?.message ?? String(e)}`,
           retryable: !(e instanceof PermanentJobError),
           retryAfterMs: e instanceof RetryLaterError ? e.retryAfterMs : undefined,
+          exactDelay: e instanceof RetryLaterError && e.wait,
         });
         outcome = result.state;
+        if (result.state === "retry") this.wakeAt(result.runAt);
         log[outcome === "dead" ? "warn" : "info"]("job failed", { err, outcome });
       } catch (failErr) {
         // The lease will expire and the job will be recovered: at least once, never lost.
@@ -147,6 +175,8 @@ export class JobRunner {
   /** Stop leasing; wait up to `deadlineMs` for jobs in flight, then abort them. Returns how many were cut off. */
   async stop(deadlineMs: number): Promise<number> {
     this.running = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.unsubscribe?.();
     this.wake?.();
     await this.loop;

@@ -56,7 +56,7 @@ class TaskTrace {
 }
 const DEFAULT_MAX_ATTEMPTS = 8;
 /** The job may run more often than the delivery attempts (an open circuit, a parked approval): the dispatcher decides when a delivery is dead, not the queue. */
-const JOB_MAX_RUNS = 1000;
+const JOB_MAX_RUNS = 1_000_000_000;
 const DEFAULT_TIMEOUT_MS = 30_000;
 const CONNECT_TIMEOUT_MS = 5_000;
 const APPROVAL_TTL_MS = 24 * 3_600_000;
@@ -64,6 +64,8 @@ const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined", "discard
 const DEFAULT_MAX_IN_FLIGHT = 4;
 /** How soon a delivery that found its endpoint busy looks again. */
 const BUSY_RETRY_MS = 250;
+/** How long a delivery's job waits in line for a place at its endpoint before it gives its worker back. */
+const BUSY_WAIT_MS = 2_000;
 /** A kept-alive connection nobody used for this long is closed. */
 const IDLE_SOCKET_MS = 15_000;
 const DEFAULT_VISIBILITY_MS = 5 * 60_000;
@@ -76,6 +78,8 @@ export interface DispatcherDeps {
   visibilityMs?: number;
   now?: () => number;
   breaker?: { threshold: number; cooldownMs: number };
+  /** The job runner's concurrency: how many deliveries may wait in one endpoint's line. */
+  workers?: number;
 }
 
 export function dispatcher(deps: DispatcherDeps) {
@@ -85,6 +89,8 @@ export function dispatcher(deps: DispatcherDeps) {
   const policies = new PolicyCache();
   const secrets = new LeasedSecrets(deps.vault, now);
   const inFlight = new Map<string, number>();
+  /** Per endpoint, the jobs waiting in line for a place, oldest first (each a hand-over). */
+  const waiting = new Map<string, (() => void)[]>();
   const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
 
   // The configuration every delivery reads, kept until it changes (src/resources/cache.ts).
@@ -369,10 +375,10 @@ export function dispatcher(deps: DispatcherDeps) {
       if (!approval || approval.state === "pending") return;
     }
 
-    const slot = takeSlot(d, endpoint);
+    const slot = await waitSlot(d, endpoint, BUSY_WAIT_MS);
     // A busy endpoint gives its worker back: the job comes again shortly, other endpoints go on.
-    if (slot === "busy") throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, BUSY_RETRY_MS);
-    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breakers.for(key(d)).view().retryAt ?? now()) - now()));
+    if (slot === "busy") throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, BUSY_RETRY_MS, true);
+    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breakers.for(key(d)).view().retryAt ?? now()) - now()), true);
     let outcome: Outcome = null;
     try {
       outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
@@ -384,30 +390,80 @@ export function dispatcher(deps: DispatcherDeps) {
   };
 
   const key = (d: { tenant: string; endpoint: string }) => `${d.tenant}/${d.endpoint}`;
-  type Slot = Exclude<ReturnType<typeof takeSlot>, "busy" | "open">;
+  type Slot = { release(outcome: Outcome): void };
+
+  /** A held place among `k`'s deliveries in flight; `release` reports the attempt's outcome to the circuit (no attempt, e.g. a policy that said no: the probe slot is simply free again). */
+  const slotOf = (k: string, breaker: ReturnType<typeof breakers.for>): Slot => ({
+    release(outcome: Outcome) {
+      if (outcome?.ok) breaker.success();
+      else if (outcome && outcome.errorClass !== "egress") breaker.failure();
+      else breaker.release();
+      handOff(k);
+    },
+  });
+
+  /** A freed place goes to the delivery that waited longest for it (it keeps the in-flight count), else it is free. */
+  const handOff = (k: string) => {
+    const queue = waiting.get(k);
+    const next = queue?.shift();
+    if (queue && queue.length === 0) waiting.delete(k);
+    if (next) return next();
+    const left = (inFlight.get(k) ?? 1) - 1;
+    if (left > 0) inFlight.set(k, left);
+    else inFlight.delete(k);
+  };
 
   /**
    * A place among the endpoint's deliveries in flight, and its circuit's permission: "busy" or
-   * "open" when there is none. `release` reports the attempt's outcome to the circuit (no
-   * attempt, e.g. a policy that said no: the probe slot is simply free again).
+   * "open" when there is none. Deliveries waiting for a place (`waitSlot`) come first: while any
+   * wait, a newcomer (the routing fast path) is busy.
    */
-  const takeSlot = (d: DeliveryRow | { tenant: string; endpoint: string }, endpoint: EndpointSpec) => {
+  const takeSlot = (d: DeliveryRow | { tenant: string; endpoint: string }, endpoint: EndpointSpec): Slot | "busy" | "open" => {
     const k = key(d);
     const busy = inFlight.get(k) ?? 0;
-    if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT)) return "busy" as const;
+    if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT) || waiting.has(k)) return "busy";
     const breaker = breakers.for(k);
-    if (!breaker.tryAcquire()) return "open" as const;
+    if (!breaker.tryAcquire()) return "open";
     inFlight.set(k, busy + 1);
-    return {
-      release(outcome: Outcome) {
-        if (outcome?.ok) breaker.success();
-        else if (outcome && outcome.errorClass !== "egress") breaker.failure();
-        else breaker.release();
-        const left = (inFlight.get(k) ?? 1) - 1;
-        if (left > 0) inFlight.set(k, left);
-        else inFlight.delete(k);
-      },
-    };
+    return slotOf(k, breaker);
+  };
+
+  /**
+   * A job's place at its endpoint: at once when one is free, else in line for up to `ms`, each
+   * taking over the place the next finished attempt frees. A line holds twice the endpoint's
+   * max_in_flight, or half the job workers when that is more: a burst to one endpoint keeps it as
+   * busy as it allows, while the workers beyond its line are given back at once ("busy", retried
+   * shortly) and half of them always serve other endpoints.
+   */
+  const waitSlot = async (d: DeliveryRow, endpoint: EndpointSpec, ms: number): Promise<Slot | "busy" | "open"> => {
+    const now = takeSlot(d, endpoint);
+    if (now !== "busy") return now;
+    const k = key(d);
+    const queue = waiting.get(k) ?? [];
+    if (queue.length >= Math.max(2 * (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT), Math.floor((deps.workers ?? 0) / 2))) return "busy";
+    const handed = await new Promise<boolean>((resolve) => {
+      const take = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        const q = waiting.get(k);
+        const i = q?.indexOf(take) ?? -1;
+        if (i >= 0) q!.splice(i, 1);
+        if (q && q.length === 0) waiting.delete(k);
+        resolve(false);
+      }, ms);
+      queue.push(take);
+      waiting.set(k, queue);
+    });
+    if (!handed) return "busy";
+    // The place is ours (its in-flight count was handed over); the circuit still has its say.
+    const breaker = breakers.for(k);
+    if (!breaker.tryAcquire()) {
+      handOff(k);
+      return "open";
+    }
+    return slotOf(k, breaker);
   };
 
   /** The policy decision for one delivery, as recorded on it, with its policy.eval span. */

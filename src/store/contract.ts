@@ -62,6 +62,8 @@ export interface FailOptions {
   retryable?: boolean;
   /** The failing side asked for this delay (e.g. HTTP Retry-After); clamped to the backoff cap. */
   retryAfterMs?: number;
+  /** `retryAfterMs` is the whole delay, no backoff: the job waited for something local (a busy endpoint), it did not fail. */
+  exactDelay?: boolean;
 }
 
 export type FailOutcome = { state: "retry"; runAt: number } | { state: "dead"; reason: DeadReason } | { state: "lost" };

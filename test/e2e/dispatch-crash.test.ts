@@ -80,3 +80,58 @@ test("deliveries in flight when the server is SIGKILLed are all delivered after 
     receiver.stop(true);
   }
 });
+
+test("webhooks acknowledged while the server is SIGKILLed under load are all there after the restart, each routed to one delivery that is delivered", async () => {
+  const seen = new Set<string>();
+  const receiver = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      seen.add(JSON.parse(await req.text()).id);
+      return new Response("ok");
+    },
+  });
+  const crashDir = join(root, "data-load");
+  const serveHere = () => serveAgentowl({ cwd: root, dataDir: crashDir, token: TOKEN });
+  try {
+    const first = await serveHere();
+    const call = apiCaller(() => first.url, TOKEN);
+    expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+    for (const [kind, body] of [
+      ["endpoints", { name: "crm", url: `http://127.0.0.1:${receiver.port}/hooks` }],
+      ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
+      ["routes", { name: "all", to: ["crm"] }],
+    ] as const) {
+      expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
+    }
+    // 20 senders, each sending the next webhook when its last one is acknowledged, until the kill.
+    const acked: string[] = [];
+    let killed = false;
+    const senders = Array.from({ length: 20 }, async (_, s) => {
+      for (let i = 0; !killed; i++) {
+        try {
+          const r = await fetch(`${first.url}/ingress/webhook/beta/hooks`, { method: "POST", body: JSON.stringify({ s, i }) });
+          if (r.status === 202) acked.push(((await r.json()) as { id: string }).id);
+        } catch {
+          return; // the connection died with the server
+        }
+      }
+    });
+    await waitUntil("a few hundred acknowledged", () => acked.length >= 300, 20_000);
+    first.server.proc.kill("SIGKILL");
+    killed = true;
+    await first.server.exited;
+    await Promise.all(senders);
+
+    const second = await serveHere();
+    const api = apiCaller(() => second.url, TOKEN);
+    for (const id of acked) {
+      const r = await api("GET", `/v1/events/${id}`);
+      expect(r.status).toBe(200);
+      expect(r.body.deliveries.map((d: { endpoint: string }) => d.endpoint)).toEqual(["crm"]);
+    }
+    await waitUntil("every acknowledged event delivered", () => acked.every((id) => seen.has(id)), 40_000, 250);
+  } finally {
+    receiver.stop(true);
+  }
+});

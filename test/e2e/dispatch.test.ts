@@ -32,6 +32,8 @@ const call = apiCaller(() => app.url, BOOTSTRAP);
 const received: { path: string; at: number; headers: Record<string, string>; body: string; verified: boolean }[] = [];
 let flakyCalls = 0;
 let slowNow = 0;
+let burstNow = 0;
+let burstMax = 0;
 let slowMax = 0;
 let toggleDown = true;
 
@@ -55,6 +57,11 @@ beforeAll(async () => {
       if (path === "/down") return new Response("broken", { status: 500 });
       if (path === "/toggle") return toggleDown ? new Response("not yet", { status: 503 }) : new Response("ok");
       if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
+      if (path === "/burst") {
+        burstMax = Math.max(burstMax, ++burstNow);
+        await Bun.sleep(5);
+        burstNow--;
+      }
       if (path === "/slow") {
         slowMax = Math.max(slowMax, ++slowNow);
         await Bun.sleep(300);
@@ -84,6 +91,8 @@ beforeAll(async () => {
     ["endpoints", { name: "toggle-cli", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
     ["routes", { name: "toggle-cli", match: { "json.kind": "toggle-cli" }, to: ["toggle-cli"] }],
     ["routes", { name: "slow", match: { "json.kind": "slow" }, to: ["slow"] }],
+    ["endpoints", { name: "burst", url: url("/burst"), max_in_flight: 2 }],
+    ["routes", { name: "burst", match: { "json.kind": "burst" }, to: ["burst"] }],
     ["routes", { name: "busy", match: { "json.kind": "busy" }, to: ["busy"] }],
     ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
     ["bindings", { name: "mail", type: "email", addresses: ["hello"] }],
@@ -208,6 +217,15 @@ describe("dispatch", () => {
     expect(Date.now() - t0).toBeLessThan(600);
     for (const e of slow) await deliveriesOf(e, (s) => s[0] === "delivered");
     expect(slowMax).toBe(1);
+  });
+
+  test("a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting deliveries take over freed places, none waits out a backoff", async () => {
+    const ids = await Promise.all(Array.from({ length: 120 }, () => send("burst")));
+    // Two in flight at 5 ms each: about 0.3 s of work. Before, jobs that found the endpoint busy
+    // were retried on the exponential backoff, and 120 took minutes.
+    await until("all 120 delivered", () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"), 15_000, 100);
+    expect(burstMax).toBe(2);
+    expect(received.filter((r) => r.path === "/burst")).toHaveLength(120);
   });
 
   test("an endpoint that keeps failing opens its circuit breaker, shown on /metrics", async () => {

@@ -234,7 +234,7 @@ export class SqliteQueue implements JobQueue {
       const job = rowid === null ? undefined : this.db.select().from(jobs).where(eq(jobs.id, rowid)).get();
       if (!job || job.state !== "leased" || job.attempt !== lease.attempt) return { state: "lost" };
       const error = opts.message.slice(0, MAX_ERROR_LENGTH);
-      const runAt = tx.now + retryDelay(job.attempt, this.random, this.backoff, opts.retryAfterMs);
+      const runAt = tx.now + (opts.exactDelay && opts.retryAfterMs !== undefined ? Math.max(0, opts.retryAfterMs) : retryDelay(job.attempt, this.random, this.backoff, opts.retryAfterMs));
       const reason =
         opts.retryable === false
           ? "permanent"
