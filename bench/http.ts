@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- http`: verified and durably committed webhooks per second at 50 connections
  * (autocannon, a Standard Webhooks signature made per request by the load generator with Node's
- * HMAC, a unique webhook-id each; the standardwebhooks package checks the same scheme in tests), beside a bare Bun.serve answering 202 with no work, hit by the same load
- * generator in the same run. Both servers run in their own process.
+ * HMAC, a unique webhook-id each; the standardwebhooks package checks the same scheme in tests),
+ * beside a bare Bun.serve answering 202 with no work, sent the same signed requests by the same
+ * load generator in the same run. Both servers run in their own process.
  */
 import { join } from "node:path";
 import autocannon from "autocannon";
@@ -31,7 +32,8 @@ interface Result {
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
 const signature = (id: string, ts: string) => `v1,${createHmac("sha256", KEY).update(`${id}.${ts}.${BODY}`).digest("base64")}`;
 
-function load(url: string, signed: boolean): Promise<Result> {
+/** The same signed requests, unique webhook-ids, for both servers: the load generator's own work is the same in both runs. */
+function load(url: string): Promise<Result> {
   let n = 0;
   return new Promise((resolve, reject) => {
     autocannon(
@@ -45,7 +47,6 @@ function load(url: string, signed: boolean): Promise<Result> {
         requests: [
           {
             setupRequest: (req: any) => {
-              if (!signed) return req;
               const id = `msg_bench_${process.pid}_${++n}`;
               const ts = String(Math.floor(Date.now() / 1000));
               return { ...req, headers: { ...req.headers, "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": signature(id, ts) } };
@@ -69,7 +70,7 @@ export async function benchHttp(): Promise<void> {
   const bare = spawn([BUN, join(ROOT, "bench/peers/http-bare.ts"), String(barePort)], { stdout: "ignore", stderr: "inherit" });
   await waitHttp(`http://127.0.0.1:${barePort}/`, bare);
   const bareCpu = cpuSeconds(bare.pid);
-  const ref = await load(`http://127.0.0.1:${barePort}/ingress`, false);
+  const ref = await load(`http://127.0.0.1:${barePort}/ingress`);
   const bareUs = perRequestUs(bareCpu, cpuSeconds(bare.pid), ref.total);
   bare.kill("SIGTERM");
   await bare.exited;
@@ -83,7 +84,7 @@ export async function benchHttp(): Promise<void> {
     await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" } });
     const before = cpuSeconds(app.proc.pid);
     const writtenBefore = bytesWritten(app.proc.pid);
-    const ours = await load(`${url}/ingress/webhook/beta/hooks`, true);
+    const ours = await load(`${url}/ingress/webhook/beta/hooks`);
     // Routing may still be catching up with the last events: give it a moment, inside the figure.
     await Bun.sleep(1000);
     const oursUs = perRequestUs(before, cpuSeconds(app.proc.pid), ours.total);
