@@ -46,20 +46,23 @@ export class OutboxRelay {
   start(): void {
     if (this.running) return;
     this.running = true;
-    const wakers = new Set<() => void>();
-    this.unsubscribe = this.outbox.onEmitted(() => {
-      for (const w of wakers) w();
+    const wakers = new Set<(topic: string | null) => void>();
+    this.unsubscribe = this.outbox.onEmitted((topic) => {
+      for (const w of wakers) w(topic);
     });
     this.loops = this.subscribers.map((s) => this.follow(s, wakers));
   }
 
-  private async follow(sub: Subscriber, wakers: Set<() => void>): Promise<void> {
+  private async follow(sub: Subscriber, wakers: Set<(topic: string | null) => void>): Promise<void> {
     let position = await this.outbox.cursor(sub.name);
     let saved = position;
     let failures = 0;
     let wake: (() => void) | null = null;
     let woken = false;
-    const waker = () => {
+    // A commit that emitted only topics this subscriber does not take does not wake it (the
+    // router takes event.received, while every delivery emits a delivery.<state>).
+    const waker = (topic: string | null) => {
+      if (topic !== null && !wants(sub, topic)) return;
       woken = true;
       wake?.();
     };

@@ -154,7 +154,8 @@ export interface Outbox {
   purge(retentionMs: number): Promise<number>;
   /** Drop a retired subscriber's cursor, so that it no longer holds back the purge. */
   forget(subscriber: string): Promise<void>;
-  onEmitted(listener: () => void): () => void;
+  /** Called after each commit that emitted, once per topic it emitted (null: some topic, wake anyway). */
+  onEmitted(listener: (topic: string | null) => void): () => void;
   /** Called with the topic of every entry once its transaction has committed. */
   onCommitted(counter: (topic: string) => void): () => void;
 }

@@ -10,17 +10,36 @@ import type { SqliteCommitter, SqliteTx } from "./committer.ts";
  * that caused it, so both commit or neither does. Subscribers read the outbox as a log in commit
  * order, each from its own durable cursor (src/core/outbox-relay.ts), at least once.
  */
+const MAX_NOTIFIERS = 256;
+
 export class SqliteOutbox implements Outbox {
-  private readonly listeners = new Set<() => void>();
+  private readonly listeners = new Set<(topic: string | null) => void>();
   private readonly insert;
   // The relay reads and advances after every commit that emitted: prepared once.
   private readonly readAfter;
   private readonly readTopicsAfter;
   private readonly head;
   private readonly upsertCursor;
-  private readonly notify = (): void => {
-    for (const l of this.listeners) l();
+  /**
+   * One wake-up per topic per commit (the commit runs each hook once): a subscriber is woken by
+   * its own topics only. Topics are a fixed vocabulary; should there ever be more than
+   * MAX_NOTIFIERS, the rest share a wake-up for everyone.
+   */
+  private readonly notifiers = new Map<string, () => void>();
+  private readonly notifyAll = (): void => {
+    for (const l of this.listeners) l(null);
   };
+  private notifierFor(topic: string): () => void {
+    let n = this.notifiers.get(topic);
+    if (!n) {
+      if (this.notifiers.size >= MAX_NOTIFIERS) return this.notifyAll;
+      n = () => {
+        for (const l of this.listeners) l(topic);
+      };
+      this.notifiers.set(topic, n);
+    }
+    return n;
+  }
 
   constructor(
     private readonly db: Db,
@@ -60,7 +79,7 @@ export class SqliteOutbox implements Outbox {
   emitTx(tx: SqliteTx, event: OutboxEvent): string {
     const id = newId("obx", tx.now);
     this.insert.run({ id, topic: event.topic, tenant: event.tenant ?? null, payload: event.payload ?? null, now: tx.now });
-    tx.afterCommit(this.notify);
+    tx.afterCommit(this.notifierFor(event.topic));
     if (this.counters.size) tx.afterCommit(() => this.count(event.topic));
     return id;
   }
@@ -119,7 +138,7 @@ export class SqliteOutbox implements Outbox {
     });
   }
 
-  onEmitted(listener: () => void): () => void {
+  onEmitted(listener: (topic: string | null) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
