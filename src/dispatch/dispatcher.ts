@@ -64,6 +64,8 @@ const TERMINAL = new Set(["delivered", "dead", "denied", "quarantined", "discard
 const DEFAULT_MAX_IN_FLIGHT = 4;
 /** How soon a delivery that found its endpoint busy looks again. */
 const BUSY_RETRY_MS = 250;
+/** A delivery that keeps finding its endpoint busy (a hung endpoint, a long backlog) looks again less often, up to this. */
+const BUSY_RETRY_MAX_MS = 2_000;
 /** How long a delivery's job waits in line for a place at its endpoint before it gives its worker back. */
 const BUSY_WAIT_MS = 2_000;
 /** A kept-alive connection nobody used for this long is closed. */
@@ -377,7 +379,14 @@ export function dispatcher(deps: DispatcherDeps) {
 
     const slot = await waitSlot(d, endpoint, BUSY_WAIT_MS);
     // A busy endpoint gives its worker back: the job comes again shortly, other endpoints go on.
-    if (slot === "busy") throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, BUSY_RETRY_MS, true);
+    if (slot === "busy") {
+      // Runs of this job that found no place: 250 ms twice, then twice as long each time up to
+      // 2 s, jittered, so a long backlog at a slow endpoint does not churn the queue four times a
+      // second per delivery.
+      const bounces = Math.max(0, job.attempt - 1 - d.attempts);
+      const wait = Math.min(BUSY_RETRY_MAX_MS, BUSY_RETRY_MS * 2 ** Math.min(3, Math.max(0, bounces - 1)));
+      throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, Math.round(wait / 2 + (Math.random() * wait) / 2), true);
+    }
     if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breakers.for(key(d)).view().retryAt ?? now()) - now()), true);
     let outcome: Outcome = null;
     try {
