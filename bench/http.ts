@@ -15,6 +15,8 @@ const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
+/** Random webhook-ids (as GitHub's and Telnyx's UUIDs are) instead of sequential ones: each lands on its own page of the idempotency index. */
+const RANDOM_IDS = process.env.BENCH_HTTP_RANDOM_IDS === "1";
 const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
 const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
 
@@ -47,7 +49,7 @@ function load(url: string): Promise<Result> {
         requests: [
           {
             setupRequest: (req: any) => {
-              const id = `msg_bench_${process.pid}_${++n}`;
+              const id = RANDOM_IDS ? `msg_${crypto.randomUUID()}` : `msg_bench_${process.pid}_${++n}`;
               const ts = String(Math.floor(Date.now() / 1000));
               return { ...req, headers: { ...req.headers, "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": signature(id, ts) } };
             },
@@ -65,7 +67,7 @@ function perRequestUs(before: number | null, after: number | null, requests: num
 }
 
 export async function benchHttp(): Promise<void> {
-  console.log(`${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, autocannon in this process`);
+  console.log(`${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`);
   const barePort = await freePort();
   const bare = spawn([BUN, join(ROOT, "bench/peers/http-bare.ts"), String(barePort)], { stdout: "ignore", stderr: "inherit" });
   await waitHttp(`http://127.0.0.1:${barePort}/`, bare);
