@@ -138,7 +138,8 @@ export function dispatcher(deps: DispatcherDeps) {
    * failed on its job like any other (the queue schedules the retry), and one cut off by a crash
    * is recovered with the job's lease.
    */
-  const planRoute = async (id: string, tenant: string, envelope: Envelope): Promise<Routed> => {
+  const planRoute = async (envelope: Envelope): Promise<Routed> => {
+    const { id, tenant } = envelope;
     const routedAt = now();
     const t0 = performance.now();
     const decision = await routes.route(envelope);
@@ -213,35 +214,30 @@ export function dispatcher(deps: DispatcherDeps) {
    * index make a repeat add nothing.
    */
   const routeEvents = async (entries: OutboxEntry[]) => {
-    const routed: Routed[] = [];
+    const envelopes: Envelope[] = [];
     const seen = new Set<string>();
-    try {
-      for (const entry of entries) {
-        const id = (entry.payload as { id?: string })?.id;
-        if (!id || seen.has(id)) continue;
-        seen.add(id);
-        const stored = storage.events.unroutedEvent(id);
-        if (stored) routed.push(await planRoute(id, stored.tenant, stored.envelope));
-      }
-    } catch (e) {
-      finishRouting(routed, [], false, 0, 0);
-      throw e;
+    for (const entry of entries) {
+      const id = (entry.payload as { id?: string })?.id;
+      if (!id || seen.has(id)) continue;
+      seen.add(id);
+      const stored = storage.events.unroutedEvent(id);
+      if (stored) envelopes.push(stored.envelope);
     }
-    if (!routed.length) return;
-    const startedBy = new Map<string, Started[]>();
-    const committing = performance.now();
-    const committedAt = now();
+    if (!envelopes.length) return;
+    // The same plan as at an ingress's commit; here the event's row exists and gets its routing.
+    const plan = await inline.plan(envelopes);
     let committed = false;
     try {
       await storage.committer.run((tx) => {
-        for (const r of routed) {
-          storage.events.setRoutingTx(tx, r.id, routingRecord(r, tx.now), [r.span]);
-          startedBy.set(r.id, writeRoutedTx(tx, r));
+        for (const e of envelopes) {
+          const { routing, span } = plan.routingTx(tx, e.id)!;
+          storage.events.setRoutingTx(tx, e.id, routing, [span]);
+          plan.writeTx(tx, e.id);
         }
       });
       committed = true;
     } finally {
-      finishRouting(routed, [...startedBy.values()].flat(), committed, committedAt, performance.now() - committing);
+      plan.done(committed);
     }
   };
 
@@ -250,7 +246,7 @@ export function dispatcher(deps: DispatcherDeps) {
     async plan(envelopes) {
       const routed = new Map<string, Routed>();
       try {
-        for (const e of envelopes) routed.set(e.id, await planRoute(e.id, e.tenant, e));
+        for (const e of envelopes) routed.set(e.id, await planRoute(e));
       } catch (e) {
         finishRouting([...routed.values()], [], false, 0, 0);
         throw e;
@@ -445,8 +441,8 @@ export function dispatcher(deps: DispatcherDeps) {
    * shortly) and half of them always serve other endpoints.
    */
   const waitSlot = async (d: DeliveryRow, endpoint: EndpointSpec, ms: number): Promise<Slot | "busy" | "open"> => {
-    const now = takeSlot(d, endpoint);
-    if (now !== "busy") return now;
+    const free = takeSlot(d, endpoint);
+    if (free !== "busy") return free;
     const k = key(d);
     const queue = waiting.get(k) ?? [];
     if (queue.length >= Math.max(2 * (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT), Math.floor((deps.workers ?? 0) / 2))) return "busy";
