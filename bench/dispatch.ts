@@ -11,14 +11,25 @@
  * routing, policy, the checkpoints, the audit entry, the secret lease, signing and the connect.
  * The receiver's own time is not in it (it answers after the arrival is stamped).
  *
+ * Two more references, in the same loop: a bare relay (202, then a signed fetch to the receiver,
+ * nothing stored) and the durable relay floor (the same with the two group commits per event
+ * SPEC §10 cannot do without; bench/peers/relay.ts). They tell how much of the direct rate any
+ * relay, and any durable one, can reach on this machine.
+ *
  * Second figure: SMTP DATA-end (the client sends the final dot) to the delivery's arrival at the
  * receiver, p50 / p99, for mail from 10 sessions, 0 ms greeting delay.
  */
 import { createHmac } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
-import { quantile, startAppliance } from "./common.ts";
+import { freePort, quantile, startAppliance, waitHttp } from "./common.ts";
 import { SmtpClient } from "./smtp.ts";
 
+const ROOT = join(import.meta.dir, "..");
+const BUN = join(ROOT, "node_modules/.bin/bun");
 const IN_FLIGHT = Number(process.env.BENCH_DISPATCH_IN_FLIGHT ?? 50);
 const SECONDS = Number(process.env.BENCH_DISPATCH_SECONDS ?? 10);
 const MAILS = Number(process.env.BENCH_DISPATCH_MAILS ?? 1000);
@@ -105,6 +116,36 @@ export async function benchDispatch(): Promise<void> {
   });
   console.log(`receiver hit directly (signed POST, 200):   ${String(direct.perSec).padStart(6)} /s  p50 ${fmt(direct.p50)} ms  p99 ${fmt(direct.p99)} ms`);
 
+  // The ceilings of any relay on this machine, through the same loop: nothing stored, and the
+  // least storage SPEC §10 allows (bench/peers/relay.ts).
+  const relayDir = mkdtempSync(join(tmpdir(), "agentowl-bench-relay-"));
+  const relays: Record<string, Figures> = {};
+  try {
+    for (const [name, args] of [["bare", []], ["durable", [relayDir]]] as const) {
+      const port = await freePort();
+      const proc = spawn([BUN, join(ROOT, "bench/peers/relay.ts"), String(port), rx.url, ...args], { stdout: "ignore", stderr: "inherit" });
+      try {
+        await waitHttp(`http://127.0.0.1:${port}/`, proc);
+        const ingress = `http://127.0.0.1:${port}/ingress`;
+        relays[name] = await closedLoop(async () => {
+          const t0 = performance.now();
+          const r = await fetch(ingress, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+          const { id } = (await r.json()) as { id: string };
+          await rx.arrival(id);
+          return performance.now() - t0;
+        });
+      } finally {
+        proc.kill("SIGTERM");
+        await proc.exited;
+      }
+    }
+  } finally {
+    rmSync(relayDir, { recursive: true, force: true });
+  }
+  const { bare, durable } = relays as { bare: Figures; durable: Figures };
+  console.log(`bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s = ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`);
+  console.log(`durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s = ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  p99 ${fmt(durable.p99)} ms`);
+
   const dns = await startDnsServer({});
   const app = await startAppliance("dispatch", { AGENTOWL_SMTP_GREETING_DELAY: "0ms", AGENTOWL_DNS_SERVERS: dns.servers.join(",") });
   const { api, url } = app;
@@ -141,7 +182,7 @@ export async function benchDispatch(): Promise<void> {
     // Warm-up: connections, caches, the JIT.
     await throughEvents(IN_FLIGHT, 2);
     const ours = await throughEvents(IN_FLIGHT, SECONDS);
-    console.log(`via agentowl (ingress, route, policy, audit, signed POST): ${String(ours.perSec).padStart(6)} /s = ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ 0.5x)`);
+    console.log(`via agentowl (ingress, route, policy, audit, signed POST): ${String(ours.perSec).padStart(6)} /s = ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ 0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor`);
     console.log(`  own overhead, committed event → arrival at the receiver: p50 ${fmt(ours.overheadP50)} ms  p99 ${fmt(ours.overheadP99)} ms (target p99 < 10 ms)`);
     console.log(`  ingress POST → arrival at the receiver:                 p50 ${fmt(ours.p50)} ms  p99 ${fmt(ours.p99)} ms`);
     const one = await throughEvents(1, Math.max(2, SECONDS / 2));

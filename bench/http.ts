@@ -2,9 +2,14 @@
  * `npm run bench -- http`: verified and durably committed webhooks per second at 50 connections
  * (autocannon, a Standard Webhooks signature made per request by the load generator with Node's
  * HMAC, a unique webhook-id each; the standardwebhooks package checks the same scheme in tests),
- * beside a bare Bun.serve answering 202 with no work, sent the same signed requests by the same
- * load generator in the same run. Both servers run in their own process.
+ * beside two references sent the same signed requests by the same load generator in the same
+ * run: a bare Bun.serve answering 202 with no work (the issue's yardstick), and the floor
+ * (bench/peers/http-durable-floor.ts: verify and store one row with group commit, nothing else),
+ * which tells how much of the distance to the bare server any durable ingress must keep on this
+ * machine. Every server runs in its own process.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 import { spawn } from "bun";
@@ -66,17 +71,36 @@ function perRequestUs(before: number | null, after: number | null, requests: num
   return before === null || after === null || !requests ? null : ((after - before) * 1e6) / requests;
 }
 
+/** A reference server in its own process, loaded like the appliance: its figures and CPU per request. */
+async function reference(script: string, args: string[] = []): Promise<Result & { us: number | null }> {
+  const port = await freePort();
+  const proc = spawn([BUN, join(ROOT, "bench/peers", script), String(port), ...args], { stdout: "ignore", stderr: "inherit" });
+  try {
+    await waitHttp(`http://127.0.0.1:${port}/`, proc);
+    const cpu = cpuSeconds(proc.pid);
+    const r = await load(`http://127.0.0.1:${port}/ingress`);
+    return { ...r, us: perRequestUs(cpu, cpuSeconds(proc.pid), r.total) };
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+}
+
+const cpuNote = (us: number | null) => (us === null ? "" : `  CPU ${us.toFixed(1)} µs/request`);
+
 export async function benchHttp(): Promise<void> {
   console.log(`${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`);
-  const barePort = await freePort();
-  const bare = spawn([BUN, join(ROOT, "bench/peers/http-bare.ts"), String(barePort)], { stdout: "ignore", stderr: "inherit" });
-  await waitHttp(`http://127.0.0.1:${barePort}/`, bare);
-  const bareCpu = cpuSeconds(bare.pid);
-  const ref = await load(`http://127.0.0.1:${barePort}/ingress`);
-  const bareUs = perRequestUs(bareCpu, cpuSeconds(bare.pid), ref.total);
-  bare.kill("SIGTERM");
-  await bare.exited;
-  console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms${bareUs === null ? "" : `  CPU ${bareUs.toFixed(1)} µs/request`}`);
+  const ref = await reference("http-bare.ts");
+  const bareUs = ref.us;
+  console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms${cpuNote(bareUs)}`);
+  const floorDir = mkdtempSync(join(tmpdir(), "agentowl-bench-floor-"));
+  let floor: Awaited<ReturnType<typeof reference>>;
+  try {
+    floor = await reference("http-durable-floor.ts", [floorDir]);
+  } finally {
+    rmSync(floorDir, { recursive: true, force: true });
+  }
+  console.log(`floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x bare${cpuNote(floor.us)}`);
 
   const app = await startAppliance("http");
   const { api, url } = app;
@@ -92,7 +116,7 @@ export async function benchHttp(): Promise<void> {
     const oursUs = perRequestUs(before, cpuSeconds(app.proc.pid), ours.total);
     const written = bytesWritten(app.proc.pid);
     if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
-    console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms)`);
+    console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms), ${(ours.perSec / floor.perSec).toFixed(2)}x the floor`);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
     const commits = metric("agentowl_commit_batch_size_count");
@@ -101,7 +125,7 @@ export async function benchHttp(): Promise<void> {
       console.log(`  group commit: ${commits} commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ms each (write and fsync)${perEvent}`);
     }
     if (oursUs !== null && bareUs !== null) {
-      console.log(`  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs (the load generator's share of the 2 cores moves the rates, not this)`);
+      console.log(`  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs${floor.us === null ? "" : ` and the floor's ${floor.us.toFixed(1)} µs`} (the load generator's share of the 2 cores moves the rates, not this)`);
     }
   } finally {
     await app.stop();
