@@ -86,7 +86,6 @@ export async function startAppliance(name: string, env: Record<string, string> =
   return { proc, url, httpPort, smtpPort, api, stop };
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
 /** Bytes a process has handed to write() so far (/proc/PID/io wchar), or null without /proc. */
 export function bytesWritten(pid: number): number | null {
   try {
@@ -96,6 +95,7 @@ export function bytesWritten(pid: number): number | null {
   }
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); null elsewhere. */
 export function cpuSeconds(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
