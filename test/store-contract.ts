@@ -277,6 +277,22 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.queue.depth()).done).toBe(1);
       });
 
+      test("backlog counts the jobs waiting to run, scheduled ones too, and nothing leased or finished", async () => {
+        const { storage, clock } = await open();
+        expect(await storage.queue.backlog()).toBe(0);
+        for (const payload of [1, 2, 3]) await storage.queue.enqueue({ kind: "t", payload });
+        await storage.queue.enqueue({ kind: "t", payload: 4, runAt: clock.now() + 5_000 });
+        const [done, leased] = await storage.queue.lease({ limit: 2, visibilityMs: VIS });
+        await storage.queue.ack(done!);
+        expect(leased).toBeDefined();
+        const [dead] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
+        await storage.queue.fail(dead!, { message: "no", retryable: false });
+        expect(await storage.queue.depth()).toMatchObject({ available: 0, scheduled: 1, leased: 1, done: 1, dead: 1 });
+        expect(await storage.queue.backlog()).toBe(1);
+        await storage.queue.enqueue({ kind: "t", payload: 5 });
+        expect(await storage.queue.backlog()).toBe(2);
+      });
+
       test("the retention sweep purges finished jobs older than the retention, and nothing else", async () => {
         const { storage, clock } = await open();
         const old = await storage.queue.enqueue({ kind: "t", payload: null });

@@ -133,7 +133,13 @@ export interface JobQueue {
   /** Dead-letter waiting jobs past their max age; purge finished jobs older than `retentionMs`. */
   sweep(retentionMs: number): Promise<{ expired: number; purged: number }>;
   get(id: string): Promise<Job | null>;
+  /** Jobs by state; the finished ones cost a count each (they are kept for the retention window). */
   depth(): Promise<Record<JobState | "scheduled", number>>;
+  /**
+   * Jobs waiting to run, now or scheduled for later: what a high-water mark checks. Its cost
+   * follows the backlog, not the finished jobs the retention window keeps.
+   */
+  backlog(): Promise<number>;
   /** Called after a commit that made jobs available. */
   onEnqueued(listener: () => void): () => void;
 }

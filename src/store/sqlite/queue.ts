@@ -305,6 +305,10 @@ export class SqliteQueue implements JobQueue {
     return row ? toJob(row) : null;
   }
 
+  async backlog(): Promise<number> {
+    return this.db.select({ n: sql<number>`count(*)` }).from(jobs).where(sql`${jobs.state} = 'available'`).get()?.n ?? 0;
+  }
+
   async depth(): Promise<Record<JobState | "scheduled", number>> {
     // One count per state, each answered from its partial index rather than a table scan.
     const count = (where: ReturnType<typeof sql>): number =>
