@@ -167,7 +167,7 @@ export const settingsSchema = Type.Object(
     ingress_queue_high_water: setting(Type.Integer({ minimum: 1, maximum: 100_000_000, default: 100_000 }), {
       env: "AGENTOWL_INGRESS_QUEUE_HIGH_WATER",
       hint: "a number of jobs",
-      description: "When this many jobs wait in the queue, HTTP ingress answers 503 with Retry-After instead of taking more.",
+      description: "When this many jobs wait in the queue (ready or scheduled; sampled every 0.5 s from the ready index, so finished jobs kept for `queue_retention` cost nothing), HTTP ingress answers 503 with Retry-After instead of taking more.",
     }),
     log_level: setting(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: "info" }), {
       env: "AGENTOWL_LOG_LEVEL",
