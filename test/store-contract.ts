@@ -277,7 +277,7 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.queue.depth()).done).toBe(1);
       });
 
-      test("backlog counts the jobs waiting to run, scheduled ones too, and nothing leased or finished", async () => {
+      test("backlog counts the jobs waiting to run, scheduled ones too; activeDepth all but the done ones", async () => {
         const { storage, clock } = await open();
         expect(await storage.queue.backlog()).toBe(0);
         for (const payload of [1, 2, 3]) await storage.queue.enqueue({ kind: "t", payload });
@@ -289,6 +289,7 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         await storage.queue.fail(dead!, { message: "no", retryable: false });
         expect(await storage.queue.depth()).toMatchObject({ available: 0, scheduled: 1, leased: 1, done: 1, dead: 1 });
         expect(await storage.queue.backlog()).toBe(1);
+        expect(await storage.queue.activeDepth()).toEqual({ available: 0, scheduled: 1, leased: 1, dead: 1 });
         await storage.queue.enqueue({ kind: "t", payload: 5 });
         expect(await storage.queue.backlog()).toBe(2);
       });

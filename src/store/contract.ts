@@ -133,8 +133,13 @@ export interface JobQueue {
   /** Dead-letter waiting jobs past their max age; purge finished jobs older than `retentionMs`. */
   sweep(retentionMs: number): Promise<{ expired: number; purged: number }>;
   get(id: string): Promise<Job | null>;
-  /** Jobs by state; the finished ones cost a count each (they are kept for the retention window). */
+  /** Jobs by state. Counting `done` reads every finished job the retention window keeps. */
   depth(): Promise<Record<JobState | "scheduled", number>>;
+  /**
+   * Jobs by state but `done`: the ones waiting, running or dead-lettered, each counted from its
+   * own index, so the cost follows them and not the finished jobs kept for the retention window.
+   */
+  activeDepth(): Promise<Record<Exclude<JobState, "done"> | "scheduled", number>>;
   /**
    * Jobs waiting to run, now or scheduled for later: what a high-water mark checks. Its cost
    * follows the backlog, not the finished jobs the retention window keeps.

@@ -79,6 +79,9 @@ describe("agentowl serve", () => {
       return Number(line!.slice(series.length + 1));
     };
     expect(value(`agentowl_queue_jobs{state="available"}`)).toBe(0);
+    expect(value(`agentowl_queue_jobs{state="dead"}`)).toBe(0);
+    // The done jobs are not counted per scrape (the retention keeps them: a count would grow with them).
+    expect(text).not.toContain(`agentowl_queue_jobs{state="done"}`);
     expect(value(`agentowl_commits_total{outcome="ok"}`)).toBeGreaterThanOrEqual(1);
     expect(value(`agentowl_commit_batch_size_bucket{le="+Inf"}`)).toBeGreaterThanOrEqual(1);
     expect(value("process_resident_memory_bytes")).toBeGreaterThan(1_000_000);

@@ -1,4 +1,4 @@
-import { and, eq, inArray, isNull, lte, or, sql } from "drizzle-orm";
+import { and, eq, inArray, isNull, lte, or, type SQL, sql } from "drizzle-orm";
 import { type BackoffPolicy, DEFAULT_BACKOFF, retryDelay } from "../../core/backoff.ts";
 import { type Clock, type Random, systemClock } from "../../core/clock.ts";
 import { parseSeqId, seqId } from "../../core/ids.ts";
@@ -306,22 +306,22 @@ export class SqliteQueue implements JobQueue {
   }
 
   async backlog(): Promise<number> {
-    return this.db.select({ n: sql<number>`count(*)` }).from(jobs).where(sql`${jobs.state} = 'available'`).get()?.n ?? 0;
+    return this.count(sql`${jobs.state} = 'available'`);
   }
 
   async depth(): Promise<Record<JobState | "scheduled", number>> {
+    return { ...(await this.activeDepth()), done: this.count(sql`${jobs.state} = 'done'`) };
+  }
+
+  async activeDepth(): Promise<Record<Exclude<JobState, "done"> | "scheduled", number>> {
     // One count per state, each answered from its partial index rather than a table scan.
-    const count = (where: ReturnType<typeof sql>): number =>
-      this.db.select({ n: sql<number>`count(*)` }).from(jobs).where(where).get()?.n ?? 0;
-    const available = count(sql`${jobs.state} = 'available'`);
-    const scheduled = count(sql`${jobs.state} = 'available' AND ${jobs.runAt} > ${this.clock.now()}`);
-    return {
-      available: available - scheduled,
-      scheduled,
-      leased: count(sql`${jobs.state} = 'leased'`),
-      done: count(sql`${jobs.state} = 'done'`),
-      dead: count(sql`${jobs.state} = 'dead'`),
-    };
+    const available = this.count(sql`${jobs.state} = 'available'`);
+    const scheduled = this.count(sql`${jobs.state} = 'available' AND ${jobs.runAt} > ${this.clock.now()}`);
+    return { available: available - scheduled, scheduled, leased: this.count(sql`${jobs.state} = 'leased'`), dead: this.count(sql`${jobs.state} = 'dead'`) };
+  }
+
+  private count(where: SQL): number {
+    return this.db.select({ n: sql<number>`count(*)` }).from(jobs).where(where).get()?.n ?? 0;
   }
 
   onEnqueued(listener: () => void): () => void {
