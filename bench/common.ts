@@ -23,6 +23,34 @@ export async function waitHttp(url: string, proc: Subprocess): Promise<void> {
   }
 }
 
+/**
+ * `bun bench/peers/SCRIPT PORT ...args` in its own process on a free port, answering before
+ * `use` gets its base URL; stopped after, whatever `use` did.
+ */
+export async function withPeer<T>(script: string, args: readonly string[], use: (url: string, proc: Subprocess) => Promise<T>): Promise<T> {
+  const root = join(import.meta.dir, "..");
+  const port = await freePort();
+  const proc = spawn([join(root, "node_modules/.bin/bun"), join(root, "bench/peers", script), String(port), ...args], { stdout: "ignore", stderr: "inherit" });
+  try {
+    const url = `http://127.0.0.1:${port}`;
+    await waitHttp(`${url}/`, proc);
+    return await use(url, proc);
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+}
+
+/** A fresh temporary directory for `use`, removed after. */
+export async function withTempDir<T>(prefix: string, use: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    return await use(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The value at quantile `p` of an ascending array. */
 export function quantile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;

@@ -20,16 +20,10 @@
  * receiver, p50 / p99, for mail from 10 sessions, 0 ms greeting delay.
  */
 import { createHmac } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
-import { freePort, quantile, startAppliance, waitHttp } from "./common.ts";
+import { quantile, startAppliance, withPeer, withTempDir } from "./common.ts";
 import { SmtpClient } from "./smtp.ts";
 
-const ROOT = join(import.meta.dir, "..");
-const BUN = join(ROOT, "node_modules/.bin/bun");
 const IN_FLIGHT = Number(process.env.BENCH_DISPATCH_IN_FLIGHT ?? 50);
 const SECONDS = Number(process.env.BENCH_DISPATCH_SECONDS ?? 10);
 const MAILS = Number(process.env.BENCH_DISPATCH_MAILS ?? 1000);
@@ -118,31 +112,18 @@ export async function benchDispatch(): Promise<void> {
 
   // The ceilings of any relay on this machine, through the same loop: nothing stored, and the
   // least storage SPEC §10 allows (bench/peers/relay.ts).
-  const relayDir = mkdtempSync(join(tmpdir(), "agentowl-bench-relay-"));
-  const relays: Record<string, Figures> = {};
-  try {
-    for (const [name, args] of [["bare", []], ["durable", [relayDir]]] as const) {
-      const port = await freePort();
-      const proc = spawn([BUN, join(ROOT, "bench/peers/relay.ts"), String(port), rx.url, ...args], { stdout: "ignore", stderr: "inherit" });
-      try {
-        await waitHttp(`http://127.0.0.1:${port}/`, proc);
-        const ingress = `http://127.0.0.1:${port}/ingress`;
-        relays[name] = await closedLoop(async () => {
-          const t0 = performance.now();
-          const r = await fetch(ingress, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
-          const { id } = (await r.json()) as { id: string };
-          await rx.arrival(id);
-          return performance.now() - t0;
-        });
-      } finally {
-        proc.kill("SIGTERM");
-        await proc.exited;
-      }
-    }
-  } finally {
-    rmSync(relayDir, { recursive: true, force: true });
-  }
-  const { bare, durable } = relays as { bare: Figures; durable: Figures };
+  const relay = (args: string[]) =>
+    withPeer("relay.ts", [rx.url, ...args], (url) =>
+      closedLoop(async () => {
+        const t0 = performance.now();
+        const r = await fetch(`${url}/ingress`, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+        const { id } = (await r.json()) as { id: string };
+        await rx.arrival(id);
+        return performance.now() - t0;
+      }),
+    );
+  const bare = await relay([]);
+  const durable = await withTempDir("agentowl-bench-relay-", (dir) => relay([dir]));
   console.log(`bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s = ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`);
   console.log(`durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s = ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  p99 ${fmt(durable.p99)} ms`);
 

@@ -8,16 +8,10 @@
  * which tells how much of the distance to the bare server any durable ingress must keep on this
  * machine. Every server runs in its own process.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import autocannon from "autocannon";
-import { spawn } from "bun";
 import { createHmac } from "node:crypto";
-import { bytesWritten, cpuSeconds, freePort, startAppliance, waitHttp } from "./common.ts";
+import { bytesWritten, cpuSeconds, startAppliance, withPeer, withTempDir } from "./common.ts";
 
-const ROOT = join(import.meta.dir, "..");
-const BUN = join(ROOT, "node_modules/.bin/bun");
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 /** Random webhook-ids (as GitHub's and Telnyx's UUIDs are) instead of sequential ones: each lands on its own page of the idempotency index. */
@@ -72,18 +66,12 @@ function perRequestUs(before: number | null, after: number | null, requests: num
 }
 
 /** A reference server in its own process, loaded like the appliance: its figures and CPU per request. */
-async function reference(script: string, args: string[] = []): Promise<Result & { us: number | null }> {
-  const port = await freePort();
-  const proc = spawn([BUN, join(ROOT, "bench/peers", script), String(port), ...args], { stdout: "ignore", stderr: "inherit" });
-  try {
-    await waitHttp(`http://127.0.0.1:${port}/`, proc);
+function reference(script: string, args: string[] = []): Promise<Result & { us: number | null }> {
+  return withPeer(script, args, async (url, proc) => {
     const cpu = cpuSeconds(proc.pid);
-    const r = await load(`http://127.0.0.1:${port}/ingress`);
+    const r = await load(`${url}/ingress`);
     return { ...r, us: perRequestUs(cpu, cpuSeconds(proc.pid), r.total) };
-  } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
-  }
+  });
 }
 
 const cpuNote = (us: number | null) => (us === null ? "" : `  CPU ${us.toFixed(1)} µs/request`);
@@ -93,13 +81,7 @@ export async function benchHttp(): Promise<void> {
   const ref = await reference("http-bare.ts");
   const bareUs = ref.us;
   console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms${cpuNote(bareUs)}`);
-  const floorDir = mkdtempSync(join(tmpdir(), "agentowl-bench-floor-"));
-  let floor: Awaited<ReturnType<typeof reference>>;
-  try {
-    floor = await reference("http-durable-floor.ts", [floorDir]);
-  } finally {
-    rmSync(floorDir, { recursive: true, force: true });
-  }
+  const floor = await withTempDir("agentowl-bench-floor-", (dir) => reference("http-durable-floor.ts", [dir]));
   console.log(`floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x bare${cpuNote(floor.us)}`);
 
   const app = await startAppliance("http");
