@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
 import { Agent } from "node:http";
+import { createServer, type Server } from "node:net";
 import { postJson, signStandardWebhook } from "./post.ts";
 
 /** Real receivers on 127.0.0.1 that answer in every way an endpoint can. */
@@ -83,6 +84,90 @@ describe("postJson", () => {
     const rebinding = async () => [{ address: ++calls === 1 ? "127.0.0.1" : "169.254.169.254", family: 4 }];
     expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
     expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: false, errorClass: "egress" });
+  });
+});
+
+/** A TCP listener that counts every connection made to it, HTTP or not. */
+async function countingListener(host: string): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+  let count = 0;
+  const server: Server = createServer((socket) => {
+    count++;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, host, resolve));
+  const port = (server.address() as { port: number }).port;
+  return { port, connections: () => count, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+describe("egress: every IP literal goes through the guard before a socket exists", () => {
+  const never = async (): Promise<never> => {
+    throw new Error("a literal must not be resolved");
+  };
+  const literals: [url: string, names: string][] = [
+    ["http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a cloud metadata address"],
+    ["http://2852039166/", "169.254.169.254 is a cloud metadata address"],
+    ["http://0251.0376.0251.0376/", "169.254.169.254 is a cloud metadata address"],
+    ["http://0xa9fea9fe/", "169.254.169.254 is a cloud metadata address"],
+    ["http://169.254.43518/", "169.254.169.254 is a cloud metadata address"],
+    ["http://[::ffff:169.254.169.254]/", "::ffff:a9fe:a9fe (IPv4-mapped 169.254.169.254) is a cloud metadata address"],
+    ["http://[::ffff:a9fe:a9fe]/", "(IPv4-mapped 169.254.169.254) is a cloud metadata address"],
+    ["http://[::169.254.169.254]/", "(IPv4-compatible 169.254.169.254) is a cloud metadata address"],
+    ["http://[64:ff9b::169.254.169.254]/", "(NAT64 169.254.169.254) is a cloud metadata address"],
+    ["http://[2002:a9fe:a9fe::1]/", "(6to4 169.254.169.254) is a cloud metadata address"],
+    ["http://[fd00:ec2::254]/", "fd00:ec2::254 is a cloud metadata address"],
+    ["http://[fe80::1]/", "fe80::1 is a link-local address"],
+    ["http://169.254.1.1/", "169.254.1.1 is a link-local address"],
+    ["http://100.100.100.200/", "100.100.100.200 is a cloud metadata address"],
+    ["http://169.254.170.2/v2/credentials", "169.254.170.2 is a cloud metadata address"],
+    ["http://224.0.0.1/", "224.0.0.1 is a multicast address"],
+    ["http://255.255.255.255/", "255.255.255.255 is the broadcast address"],
+    ["http://[::]/", ":: is the unspecified address"],
+    ["http://0.0.0.0/", "0.0.0.0 is the unspecified address"],
+    ["http://0/", "0.0.0.0 is the unspecified address"],
+    ["http://93.184.216.34/", "93.184.216.34 is a public address: the endpoint needs allow_public: true"],
+    ["http://[2606:2800:220:1::]/", "2606:2800:220:1:: is a public address: the endpoint needs allow_public: true"],
+  ];
+  for (const [url, names] of literals) {
+    test(`${url} is refused before any connect, class egress, the reason naming the address`, async () => {
+      const a = await postJson(url, "{}", {}, { ...opts, resolve: never });
+      expect(a).toMatchObject({ ok: false, status: null, errorClass: "egress", remoteAddress: null });
+      expect(a.error).toContain(names);
+    });
+  }
+
+  test("a literal LAN or loopback address, in any spelling, still delivers", async () => {
+    for (const host of ["127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1"]) {
+      expect(await postJson(`http://${host}:${server.port}/ok`, "{}", {}, { ...opts, resolve: never }), host).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
+    }
+  });
+
+  test("http://0.0.0.0:PORT/ and http://[::]:PORT/ reach nothing: the receivers on 127.0.0.1 and ::1 count 0 connections", async () => {
+    const v4 = await countingListener("127.0.0.1");
+    const v6 = await countingListener("::1").catch(() => null);
+    try {
+      for (const url of [`http://0.0.0.0:${v4.port}/`, `http://0:${v4.port}/`, `http://[::ffff:0.0.0.0]:${v4.port}/`, `http://[::]:${v4.port}/`, ...(v6 ? [`http://[::]:${v6.port}/`] : [])]) {
+        const a = await postJson(url, "{}", {}, { ...opts, allowPublic: true, resolve: never });
+        expect(a, url).toMatchObject({ ok: false, errorClass: "egress", remoteAddress: null });
+      }
+      // The control: the same receiver counts a connection made to it by its own address.
+      expect(await postJson(`http://127.0.0.1:${v4.port}/`, "{}", {}, opts)).toMatchObject({ ok: false, errorClass: "connect" });
+      expect(v4.connections()).toBe(1);
+      expect(v6?.connections() ?? 0).toBe(0);
+    } finally {
+      await v4.close();
+      await v6?.close();
+    }
+  });
+
+  test("a name is resolved once, and the connection goes to the address that was checked", async () => {
+    let calls = 0;
+    const resolve = async () => {
+      calls++;
+      return [{ address: "127.0.0.1", family: 4 }];
+    };
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve })).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
+    expect(calls).toBe(1);
+    expect(seen.at(-1)?.headers.host).toBe(`crm.lan:${server.port}`);
   });
 });
 

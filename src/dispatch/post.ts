@@ -1,12 +1,13 @@
 import { createHmac } from "node:crypto";
-import { type Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { type Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { checkAddress, EgressRefused, guardedLookup, type Resolve } from "./egress.ts";
+import { checkAddress, classify, type Destination, EgressRefused, guardDestination, pinnedLookup, type Resolve, sameAddress } from "./egress.ts";
 
 /**
- * One HTTP delivery attempt (SPEC §10): POST a JSON body to an endpoint through the egress guard,
- * with a connect timeout and a total timeout, never following a redirect, and report everything
+ * One HTTP delivery attempt (SPEC §10): POST a JSON body to an endpoint through the egress guard
+ * (`guardDestination` decides the address before a socket exists; the connection is pinned to it
+ * and the socket's own address is checked again), with a connect timeout and a total timeout, never following a redirect, and report everything
  * the attempt log keeps: status, latency, a capped excerpt of the response, Retry-After, and for
  * a failure its class (egress, dns, connect, tls, timeout) so an operator sees at once where it
  * broke. It never throws.
@@ -87,64 +88,78 @@ export function postJson(url: string, body: string, headers: Record<string, stri
     } catch (e) {
       return resolve({ ok: false, status: null, latencyMs: 0, excerpt: "", errorClass: "connect", error: `bad endpoint URL: ${(e as Error).message}`, retryAfterMs: null, remoteAddress: null });
     }
-    const send = target.protocol === "https:" ? httpsRequest : httpRequest;
-    const req = send(target, {
-      method: "POST",
-      headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
-      lookup: guardedLookup({ allowPublic: opts.allowPublic, resolve: opts.resolve }) as never,
-      agent: opts.agent ?? false,
-    });
     const total = setTimeout(() => {
       fail("timeout", `no complete answer within ${opts.timeoutMs} ms`);
-      req.destroy();
+      req?.destroy();
     }, opts.timeoutMs);
     const connecting = setTimeout(() => {
       fail("timeout", `no connection within ${opts.connectTimeoutMs} ms`);
-      req.destroy();
+      req?.destroy();
     }, opts.connectTimeoutMs);
-    req.on("socket", (socket: Socket) => {
-      const connected = () => {
-        clearTimeout(connecting);
-        remoteAddress = socket.remoteAddress ?? null;
-        // Belt and braces: the address actually connected to passes the same check.
-        try {
-          if (remoteAddress) checkAddress(remoteAddress, { allowPublic: opts.allowPublic });
-        } catch (e) {
-          fail("egress", (e as Error).message);
-          req.destroy();
-        }
-      };
-      // A kept-alive connection is already up (and was checked when it was made).
-      if (socket.connecting === false && socket.remoteAddress) connected();
-      else socket.once("connect", connected);
-    });
-    req.on("error", (e: NodeJS.ErrnoException) => fail(classOf(e), e.message));
-    req.on("response", (res: IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      let kept = 0;
-      res.on("data", (chunk: Buffer) => {
-        if (kept < cap) {
-          chunks.push(chunk.subarray(0, cap - kept));
-          kept += Math.min(chunk.length, cap - kept);
-        }
-        // The rest of a long answer is not needed: stop reading it.
-        if (kept >= cap) res.destroy();
+    let req: ClientRequest | undefined;
+    const send = (to: Destination): ClientRequest => {
+      const request = target.protocol === "https:" ? httpsRequest : httpRequest;
+      const r = request(target, {
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
+        // A name is not resolved again: the connection goes to the address just checked.
+        lookup: pinnedLookup(to) as never,
+        agent: opts.agent ?? false,
       });
-      const finish = () => {
-        const status = res.statusCode ?? 0;
-        done({
-          ok: status >= 200 && status < 300,
-          status,
-          excerpt: Buffer.concat(chunks).toString("utf8"),
-          errorClass: null,
-          error: null,
-          retryAfterMs: parseRetryAfter(res.headers["retry-after"], now()),
+      r.on("socket", (socket: Socket) => {
+        const connected = (fresh: boolean) => {
+          clearTimeout(connecting);
+          remoteAddress = socket.remoteAddress ?? null;
+          // Belt and braces: the address actually connected to passes the same check, and a new
+          // connection went where the guard said (a kept-alive one was checked when it was made).
+          try {
+            if (remoteAddress) checkAddress(remoteAddress, { allowPublic: opts.allowPublic });
+            if (fresh && remoteAddress && !sameAddress(remoteAddress, to.address)) {
+              throw new EgressRefused(remoteAddress, classify(remoteAddress), `connected to ${remoteAddress}, not to ${to.address} that the egress guard checked`);
+            }
+          } catch (e) {
+            fail("egress", (e as Error).message);
+            r.destroy();
+          }
+        };
+        if (socket.connecting === false && socket.remoteAddress) connected(false);
+        else socket.once("connect", () => connected(true));
+      });
+      r.on("error", (e: NodeJS.ErrnoException) => fail(classOf(e), e.message));
+      r.on("response", (res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        let kept = 0;
+        res.on("data", (chunk: Buffer) => {
+          if (kept < cap) {
+            chunks.push(chunk.subarray(0, cap - kept));
+            kept += Math.min(chunk.length, cap - kept);
+          }
+          // The rest of a long answer is not needed: stop reading it.
+          if (kept >= cap) res.destroy();
         });
-      };
-      res.on("end", finish);
-      res.on("close", finish);
-      res.on("error", finish);
-    });
-    req.end(body);
+        const finish = () => {
+          const status = res.statusCode ?? 0;
+          done({
+            ok: status >= 200 && status < 300,
+            status,
+            excerpt: Buffer.concat(chunks).toString("utf8"),
+            errorClass: null,
+            error: null,
+            retryAfterMs: parseRetryAfter(res.headers["retry-after"], now()),
+          });
+        };
+        res.on("end", finish);
+        res.on("close", finish);
+        res.on("error", finish);
+      });
+      r.end(body);
+      return r;
+    };
+    // The egress guard decides the address before any socket exists (SPEC §3.8).
+    guardDestination(target.hostname, { allowPublic: opts.allowPublic, resolve: opts.resolve })
+      .then((to) => {
+        if (!settled) req = send(to);
+      })
+      .catch((e: NodeJS.ErrnoException) => fail(classOf(e), e.message));
   });
 }
