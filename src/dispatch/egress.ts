@@ -245,11 +245,12 @@ export function checkAddress(address: string, opts: { allowPublic: boolean; host
   const v = inspectAddress(address);
   if (v.class === "loopback" || v.class === "private") return v;
   if (v.class === "public" && opts.allowPublic) return v;
-  const subject = `${opts.host && opts.host !== address ? `${opts.host} resolves to ` : ""}${address}${v.carries ? ` (${v.carries.via} ${v.carries.ipv4})` : ""}`;
+  const what = `${address}${v.carries ? ` (${v.carries.via} ${v.carries.ipv4})` : ""}`;
+  const subject = opts.host && opts.host !== address ? `${opts.host} resolves to ${what},` : `${what} is`;
   const why =
     v.class === "public"
-      ? `${subject} is ${NAMES.public}${v.carries && classify4(parseIPv4(v.carries.ipv4)!) !== "public" ? ", reached through a translator or relay outside the LAN" : ""}: the endpoint needs allow_public: true`
-      : `${subject} is ${NAMES[v.class]}, which the appliance never connects to`;
+      ? `${subject} ${NAMES.public}${v.carries && classify4(parseIPv4(v.carries.ipv4)!) !== "public" ? ", reached through a translator or relay outside the LAN" : ""}: the endpoint needs allow_public: true`
+      : `${subject} ${NAMES[v.class]}, which the appliance never connects to`;
   throw new EgressRefused(address, v.class, why);
 }
 
