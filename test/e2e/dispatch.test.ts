@@ -100,6 +100,10 @@ beforeAll(async () => {
     ["routes", { name: "ok", match: { "json.kind": { in: ["ok", "refund", "blocked"] } }, to: ["crm"] }],
     ["routes", { name: "flaky", match: { "json.kind": "flaky" }, to: ["flaky"] }],
     ["routes", { name: "down", match: { "json.kind": "down" }, to: ["down"] }],
+    // IP literals the egress guard refuses (SPEC §3.8): metadata in hex, and the unspecified address on the receiver's port.
+    ["endpoints", { name: "metadata", url: "http://0xa9fea9fe/latest/meta-data/", allow_public: true }],
+    ["endpoints", { name: "anyhost", url: `http://0.0.0.0:${receiver.port}/anyhost`, allow_public: true }],
+    ["routes", { name: "egress", match: { "json.kind": "egress" }, to: ["metadata", "anyhost"] }],
     ["policies", { name: "guard", rules: [{ when: { target: "crm", "json.kind": "refund" }, effect: "require_approval", reason: "refunds need a person" }, { when: { "json.kind": "blocked" }, effect: "deny" }, { when: { target: "crm", channel: "email", "data.subject": { contains: "refund" } }, effect: "require_approval", reason: "refunds need a person" }] }],
   ];
   for (const [kind, body] of resources) {
@@ -182,6 +186,20 @@ describe("dispatch", () => {
     expect(dead.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
     const topics = (await app.storage.outbox.read(0, 100_000)).filter((e) => (e.payload as { id?: string }).id === d!.id).map((e) => e.topic);
     expect(topics).toEqual(["delivery.failed", "delivery.dead"]);
+  });
+
+  test("an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records egress and the reason, the delivery is dead at once", async () => {
+    const eventId = await send("egress");
+    const ds = await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "dead"));
+    const reasons: Record<string, string> = { metadata: "169.254.169.254 is a cloud metadata address", anyhost: "0.0.0.0 is the unspecified address" };
+    for (const d of ds) {
+      expect(d).toMatchObject({ state: "dead", attempts: 1, last_status: null });
+      const [a, ...more] = app.storage.events.attempts(d.id);
+      expect(more).toEqual([]);
+      expect(a).toMatchObject({ attempt: 1, status: null, errorClass: "egress" });
+      expect(a!.error).toContain(reasons[d.endpoint]!);
+    }
+    expect(received.filter((r) => r.path === "/anyhost")).toEqual([]);
   });
 
   test("require_approval parks the delivery; an approval over the API sends it; deny is final", async () => {
