@@ -1,4 +1,4 @@
-import { Agent } from "node:http";
+import type { Agent } from "node:http";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError, RetryLaterError } from "../core/job-runner.ts";
 import type { Job } from "../store/contract.ts";
@@ -16,7 +16,7 @@ import { APPROVAL_DECIDED, type ApprovalRow, type DeliveryRow, type SqliteStorag
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
-import { type Attempt as PostResult, postJson, signStandardWebhook } from "./post.ts";
+import { type Attempt as PostResult, keepAliveAgent, postJson, signStandardWebhook } from "./post.ts";
 import { ConfigCache } from "../resources/cache.ts";
 import { type RouteDecision, RouteTable } from "./route.ts";
 
@@ -115,7 +115,7 @@ export function dispatcher(deps: DispatcherDeps) {
           setTimeout(() => old.destroy(), DEFAULT_TIMEOUT_MS + IDLE_SOCKET_MS).unref();
         }
       }
-      agent = new Agent({ keepAlive: true, maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT, timeout: IDLE_SOCKET_MS });
+      agent = keepAliveAgent(endpoint.url, { maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT, idleMs: IDLE_SOCKET_MS });
       agents.set(id, agent);
     }
     return agent;

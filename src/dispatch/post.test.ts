@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Webhook } from "standardwebhooks";
 import { Agent } from "node:http";
 import { createServer, type Server } from "node:net";
-import { postJson, signStandardWebhook } from "./post.ts";
+import { keepAliveAgent, postJson, signStandardWebhook } from "./post.ts";
+import selfsigned from "selfsigned";
 
 /** Real receivers on 127.0.0.1 that answer in every way an endpoint can. */
 let server: ReturnType<typeof Bun.serve>;
@@ -196,6 +197,22 @@ describe("kept-alive connections", () => {
       expect(ports[0]).toBe(ports[1]!);
     } finally {
       agent.destroy();
+    }
+  });
+});
+
+describe("https endpoints", () => {
+  test("an https endpoint through a kept-alive agent reaches the TLS handshake (an untrusted certificate is class tls, not a protocol error)", async () => {
+    const pems = await selfsigned.generate([{ name: "commonName", value: "crm.lan" }], { keySize: 2048, notAfterDate: new Date(Date.now() + 86_400_000) });
+    const tls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { key: pems.private, cert: pems.cert }, fetch: () => new Response("ok") });
+    const url = `https://127.0.0.1:${tls.port}/`;
+    const agent = keepAliveAgent(url, { maxSockets: 1, idleMs: 1000 });
+    try {
+      const a = await postJson(url, "{}", {}, { ...opts, agent });
+      expect(a).toMatchObject({ ok: false, errorClass: "tls", remoteAddress: "127.0.0.1" });
+    } finally {
+      agent.destroy();
+      tls.stop(true);
     }
   });
 });

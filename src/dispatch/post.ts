@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
-import { type Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
-import { request as httpsRequest } from "node:https";
+import { Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { checkAddress, classify, type Destination, EgressRefused, guardDestination, pinnedLookup, type Resolve, sameAddress } from "./egress.ts";
 
@@ -39,6 +39,15 @@ export interface PostOptions {
   now?: () => number;
   /** A keep-alive agent to reuse connections (each was checked by the guard when it was made); none: a connection per attempt. */
   agent?: HttpAgent;
+}
+
+/**
+ * A keep-alive agent for attempts to `url`: node:https needs its own kind (an http Agent given to
+ * an https request throws ERR_INVALID_PROTOCOL before anything is sent).
+ */
+export function keepAliveAgent(url: string, opts: { maxSockets: number; idleMs: number }): HttpAgent {
+  const Kind = url.startsWith("https:") ? HttpsAgent : HttpAgent;
+  return new Kind({ keepAlive: true, maxSockets: opts.maxSockets, timeout: opts.idleMs });
 }
 
 /** Standard Webhooks headers for a delivery (SPEC §10): the id stays the same across retries. */
