@@ -444,8 +444,17 @@ describe("limits", () => {
   test("past smtp_max_connections in all: 421 4.7.0, and the next connection after one closes is served", async () => {
     const small = await start("small", { AGENTOWL_SMTP_MAX_CONNECTIONS: "2" });
     try {
-      const a = await SmtpDialogue.open(small.smtp.port);
-      const b = await SmtpDialogue.open(small.smtp.port);
+      await seed(small);
+      // Both in a transaction: neither is shed for a newcomer (smtp_shed_threshold).
+      const busy = async () => {
+        const x = await SmtpDialogue.open(small.smtp.port);
+        await x.smtp.command("EHLO x");
+        await x.smtp.command("MAIL FROM:<a@example.com>");
+        expect((await x.smtp.command(`RCPT TO:<${at("hello", "beta")}>`)).code).toBe(250);
+        return x;
+      };
+      const a = await busy();
+      const b = await busy();
       expect([a.greeting!.code, b.greeting!.code]).toEqual([220, 220]);
       const c = await SmtpDialogue.open(small.smtp.port);
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
