@@ -36,6 +36,11 @@ export interface Config {
     readonly maxConnections: number;
     readonly maxConnectionsPerIp: number;
     readonly idleTimeoutMs: number;
+    readonly greetingTimeoutMs: number;
+    readonly dataTimeoutMs: number;
+    readonly maxCommands: number;
+    /** Percent of maxConnections above which idle connections are shed. */
+    readonly shedThreshold: number;
     readonly greetingDelayMs: number;
     readonly ratePerIp: number;
     readonly ratePerTenant: number;
@@ -196,6 +201,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       maxConnections: settings.smtp_max_connections,
       maxConnectionsPerIp: settings.smtp_max_connections_per_ip,
       idleTimeoutMs: ms("smtp_idle_timeout"),
+      greetingTimeoutMs: ms("smtp_greeting_timeout"),
+      dataTimeoutMs: ms("smtp_data_timeout"),
+      maxCommands: settings.smtp_max_commands,
+      shedThreshold: settings.smtp_shed_threshold,
       greetingDelayMs: ms("smtp_greeting_delay"),
       ratePerIp: settings.smtp_rate_per_ip,
       ratePerTenant: settings.smtp_rate_per_tenant,

@@ -133,10 +133,32 @@ export const settingsSchema = Type.Object(
       hint: "an integer from 1 to 100000",
       description: "SMTP connections open at once from one address; one more is answered `421 4.7.0` and closed.",
     }),
-    smtp_idle_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
+    smtp_idle_timeout: setting(Type.String({ format: "agentowl-duration", default: "60s" }), {
       env: "AGENTOWL_SMTP_IDLE_TIMEOUT",
       hint: "a duration such as 60s or 5m",
-      description: "An SMTP client silent for this long is disconnected (RFC 5321 §4.5.3.2 suggests 5 minutes).",
+      description:
+        "How long an SMTP client may take for its next command, counted from its last transaction command (EHLO/HELO, STARTTLS, an accepted MAIL or RCPT, the end of DATA; NOOP, RSET, HELP, VRFY and refused commands do not count), and between two chunks of a message in DATA; then `421 4.4.2` and the connection closes. Shorter than RFC 5321 §4.5.3.2's 5 minutes on purpose: idle connections count against `smtp_max_connections`.",
+    }),
+    smtp_greeting_timeout: setting(Type.String({ format: "agentowl-duration", default: "30s" }), {
+      env: "AGENTOWL_SMTP_GREETING_TIMEOUT",
+      hint: "a duration such as 10s or 30s",
+      description: "How long a new SMTP connection may wait before its first EHLO or HELO (NOOP and the like do not count); then `421 4.4.2` and the connection closes.",
+    }),
+    smtp_data_timeout: setting(Type.String({ format: "agentowl-duration", default: "10m" }), {
+      env: "AGENTOWL_SMTP_DATA_TIMEOUT",
+      hint: "a duration such as 5m or 10m",
+      description: "How long one message's DATA may take in all, however steadily its chunks arrive; then `421 4.4.2`, nothing is stored, and the connection closes.",
+    }),
+    smtp_max_commands: setting(Type.Integer({ minimum: 10, maximum: 10_000_000, default: 1000 }), {
+      env: "AGENTOWL_SMTP_MAX_COMMANDS",
+      hint: "an integer from 10 to 10000000",
+      description: "Commands one SMTP connection may send in all; the next one is answered `421 4.7.0` and the connection closes (the client reconnects for more).",
+    }),
+    smtp_shed_threshold: setting(Type.Integer({ minimum: 1, maximum: 100, default: 80 }), {
+      env: "AGENTOWL_SMTP_SHED_THRESHOLD",
+      hint: "a percentage of smtp_max_connections, from 1 to 100",
+      description:
+        "Above this share of `smtp_max_connections`, each new connection closes (`421 4.7.0`) one that has no transaction under way (no accepted RCPT, not in DATA), from the address with the most connections and the longest idle first, so that idle connections cannot lock new senders out.",
     }),
     smtp_greeting_delay: setting(Type.String({ format: "agentowl-duration", default: "100ms" }), {
       env: "AGENTOWL_SMTP_GREETING_DELAY",

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
@@ -17,7 +18,8 @@ import type { Spool } from "./spool.ts";
  * to, and commits the events together with the message's new state.
  *
  * It is safe to run twice (a worker killed after the commit, before its ack): a message that is
- * no longer `queued` is done, and the events are keyed by Message-ID per tenant and binding.
+ * no longer `queued` is done, and each event's idempotency key is a hash of the message's bytes
+ * and its envelope (`mailIdempotencyKey`), so the second run finds the events of the first.
  */
 
 export interface MailProcessorDeps {
@@ -57,7 +59,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
       throw new PermanentJobError(`message ${id}: spool segment ${row.spoolSegment} is gone`);
     }
 
-    const [parsed, auth] = await Promise.all([
+    const [parsed, auth, digest] = await Promise.all([
       timed(deps.metrics, "parse", () => parseMail(raw, { blobs: deps.blobs }), (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok")),
       timed(
         deps.metrics,
@@ -65,10 +67,11 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
         () => verifySender({ raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta }, { resolver: deps.resolver }),
         (a) => (a.spf === "temperror" || a.dkim === "temperror" || a.dmarc === "temperror" ? "temperror" : "ok"),
       ),
+      rawDigest(raw),
     ]);
 
     const normalizeStarted = performance.now();
-    const envelopes = normalize(row, parsed.value, auth.value);
+    const envelopes = normalize(row, parsed.value, auth.value, digest);
     const normalizeSpan: Span = { name: "normalize", start: new Date().toISOString(), duration_ms: Math.round((performance.now() - normalizeStarted) * 1000) / 1000, outcome: "ok", detail: `${envelopes.length} event(s)` };
     deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
@@ -87,12 +90,42 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
   };
 }
 
+/** Bytes hashed per event-loop turn: about 1 ms each, so a 25 MiB message never stalls ingress. */
+const DIGEST_SLICE = 1024 * 1024;
+
+/**
+ * SHA-256 of the raw message, hex: the part of every event key that says "the same bytes".
+ * Hashed a slice per turn of the event loop, since a message may be hundreds of megabytes.
+ */
+export async function rawDigest(raw: Uint8Array): Promise<string> {
+  const hash = createHash("sha256");
+  for (let at = 0; at < raw.length; at += DIGEST_SLICE) {
+    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    hash.update(raw.subarray(at, at + DIGEST_SLICE));
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * The idempotency key of a mail event (issue 16 item 11): a hash of the raw bytes, the envelope
+ * sender and the event's recipients (lower-cased, in any order). Only a true retransmission (a
+ * client that resends the same bytes to the same recipients, say after losing our 250, or this
+ * job run again after a crash) finds an earlier event with it. The Message-ID plays no part: a
+ * second message that reuses one, and the recipients a client sends again in a new transaction
+ * after `452 4.5.3`, are other envelopes and get their own events. 69 characters.
+ */
+export function mailIdempotencyKey(digest: string, mailFrom: string, recipients: readonly { address: string }[]): string {
+  const rcpts = [...new Set(recipients.map((r) => r.address.toLowerCase()))].sort();
+  return `mail:${createHash("sha256").update(JSON.stringify([digest, mailFrom, rcpts])).digest("hex")}`;
+}
+
 /**
  * One `email.received` envelope per tenant (SPEC §9): the recipients of one tenant share an
  * event, whose `agent` is the first of them and `data.agents` all of them, in RCPT order. Each
  * tenant's event carries only its own recipients, so tenants learn nothing of one another.
+ * `digest` is the raw message's `rawDigest`, for the events' idempotency keys.
  */
-export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult): Envelope[] {
+export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult, digest: string): Envelope[] {
   const byTenant = new Map<string, MailRecipient[]>();
   for (const r of row.recipients as MailRecipient[]) {
     const list = byTenant.get(r.tenant) ?? [];
@@ -120,7 +153,7 @@ export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult
       },
       received_at: receivedAt,
       trace_id: `T-${row.id.slice(4)}`,
-      idempotency_key: mail.message_id,
+      idempotency_key: mailIdempotencyKey(digest, row.mailFrom, rcpts),
       data: {
         from: mail.from,
         sender: mail.sender,

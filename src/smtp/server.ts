@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerDataStream, type SMTPServerSession } from "smtp-server";
-import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
+import { SMTPConnection as SMTPConnectionClass } from "smtp-server/lib/smtp-connection.js";
 import type { Config } from "../config/index.ts";
 import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
@@ -55,6 +55,28 @@ function storageUnavailable(e: unknown): boolean {
 /** A reply text that already carries its enhanced status code (`5.1.1 …`). */
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
 
+/**
+ * The parts of smtp-server's connection this module reads or hooks (smtp-connection.js of the
+ * pinned version): its command loop (`_onCommand`), its socket timeout (`_onTimeout`), and the
+ * state that says whether the client or the appliance holds the session up.
+ */
+type SMTPConnection = SMTPConnectionClass & {
+  session: SMTPServerSession;
+  secure: boolean;
+  remoteAddress: string;
+  _ready: boolean;
+  _upgrading: boolean;
+  _closing: boolean;
+  _closed: boolean;
+  _handlerPending: boolean;
+  _parser: { _dataMode: boolean } | false;
+  _dataStream: unknown;
+  _onCommand(command: Buffer, callback?: () => void): void;
+  _onTimeout(): void;
+  close(): void;
+};
+const SMTPConnection = SMTPConnectionClass as unknown as new (server: SMTPServer, socket: Socket, options: unknown) => SMTPConnection;
+
 /** What this module adds to a smtp-server session. */
 interface SessionState {
   started: number;
@@ -63,7 +85,31 @@ interface SessionState {
   transactions: WeakMap<object, { recipients: MailRecipient[]; mailAt: number }>;
   /** Fires when the client goes away: a DATA read in progress stops waiting. */
   closed: AbortController;
+  /** The connection this session runs on (set when it is accepted). */
+  connection: SMTPConnection | null;
+  /**
+   * When (Date.now) the client last moved its session forward: the connect, its first EHLO/HELO
+   * (again after STARTTLS), STARTTLS, an accepted MAIL or RCPT, the end of a DATA. The idle
+   * budget counts from here; NOOP, RSET, HELP, VRFY and refused commands do not reset it.
+   */
+  progressAt: number;
+  /** An EHLO/HELO was accepted since the connect (or since STARTTLS). */
+  greeted: boolean;
+  /** STARTTLS was asked for once (it counts as progress only once). */
+  tlsAsked: boolean;
+  /** Commands received on this connection. */
+  commands: number;
+  /** When the current message's DATA began, or null outside DATA. */
+  dataStartedAt: number | null;
+  /** The budget check's timer. */
+  timer: ReturnType<typeof setTimeout> | null;
 }
+
+/** The name of a command line, upper-case (`MAIL FROM:<…>` → `MAIL`). */
+const commandName = (line: Buffer | undefined) => String(line ?? "").split(" ", 1)[0]!.trim().toUpperCase();
+const HELLO = new Set(["EHLO", "HELO", "LHLO"]);
+/** While the appliance, not the client, holds the session up: look again this soon. */
+const RECHECK_MS = 1000;
 
 export interface SmtpIngressDeps {
   config: Config;
@@ -98,16 +144,21 @@ export class SmtpIngress {
     // and it writes enhanced status codes into its own replies, so smtp-server must not add
     // another in front of them. Both reach into smtp-server internals: the version is pinned
     // exactly, and test/e2e/smtp.test.ts checks the greeting delay and every reply line.
+    // The idle budgets, the command limit and the shedding of idle connections (issue 16 item 7)
+    // hook the connection's command loop and its timeout the same way (`watch`).
+    const shedAbove = Math.floor((limits.maxConnections * limits.shedThreshold) / 100);
     class Server extends SMTPServer {
       override connect(socket: Socket, socketOptions: unknown): void {
         const connection = new SMTPConnection(this, socket, socketOptions);
         const send = connection.send.bind(connection);
         connection.send = (code, data, context) => send(code, data, typeof data === "string" && ENHANCED.test(data) ? false : context);
-        const self = this as unknown as { connections: Set<unknown>; _onError(e: Error): void; _onClientConnect(d: unknown): void };
+        const self = this as unknown as { connections: Set<SMTPConnection>; _onError(e: Error): void; _onClientConnect(d: unknown): void };
         self.connections.add(connection);
         connection.on("error", (err: Error) => self._onError(err));
         connection.on("connect", (data: unknown) => self._onClientConnect(data));
+        ingress.watch(connection);
         connection._setListeners(() => {
+          if (self.connections.size > shedAbove) ingress.shed(connection, self.connections);
           if (self.connections.size > limits.maxConnections) {
             ingress.count("connect", "too_many");
             return connection.send(421, `4.7.0 ${ingress.name} too many connections; try again later`);
@@ -164,7 +215,7 @@ export class SmtpIngress {
   async close(deadline = Date.now() + this.deps.config.shutdownTimeoutMs): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     while (this.storing > 0 && Date.now() < deadline) await Bun.sleep(10);
-    for (const c of (this.server as unknown as { connections: Set<SMTPConnection & { close(): void }> }).connections) {
+    for (const c of (this.server as unknown as { connections: Set<SMTPConnection> }).connections) {
       c.send(421, "4.3.2 the service is shutting down; try again later");
       c.close();
     }
@@ -215,10 +266,137 @@ export class SmtpIngress {
   private state(session: SMTPServerSession): SessionState {
     let s = this.sessions.get(session);
     if (!s) {
-      s = { started: performance.now(), counted: false, transactions: new WeakMap(), closed: new AbortController() };
+      s = {
+        started: performance.now(),
+        counted: false,
+        transactions: new WeakMap(),
+        closed: new AbortController(),
+        connection: null,
+        progressAt: Date.now(),
+        greeted: false,
+        tlsAsked: false,
+        commands: 0,
+        dataStartedAt: null,
+        timer: null,
+      };
       this.sessions.set(session, s);
     }
     return s;
+  }
+
+  /**
+   * Bound what one connection may hold (issue 16 item 7): until its first EHLO/HELO
+   * (smtp_greeting_timeout), between transaction commands (smtp_idle_timeout, which NOOP, RSET,
+   * HELP, VRFY and refused commands do not reset), a whole DATA (smtp_data_timeout; the gaps
+   * between its chunks are smtp-server's own socket timeout, set to smtp_idle_timeout), and its
+   * number of commands (smtp_max_commands). While the appliance owes the client an answer (a
+   * callback pending, a message being stored) nothing times out.
+   */
+  watch(connection: SMTPConnection): void {
+    const s = this.state(connection.session);
+    s.connection = connection;
+    const limits = this.deps.config.smtpLimits;
+    const onCommand = connection._onCommand.bind(connection);
+    connection._onCommand = (line, callback) => {
+      if (++s.commands > limits.maxCommands) {
+        this.count("session", "too_many_commands");
+        return connection.send(421, `4.7.0 ${this.name} too many commands on one connection; reconnect to go on`);
+      }
+      const name = commandName(line);
+      if (name === "STARTTLS" && !s.tlsAsked && !connection.secure && connection._ready) {
+        // The client greets again over TLS: its first EHLO there counts too.
+        s.tlsAsked = true;
+        s.greeted = false;
+        this.progress(s);
+      }
+      const greeting = HELLO.has(name) && !s.greeted && connection._ready;
+      onCommand(line, () => {
+        if (greeting && !s.greeted && connection.session.hostNameAppearsAs) {
+          s.greeted = true;
+          this.progress(s);
+        }
+        callback?.();
+      });
+    };
+    const onTimeout = connection._onTimeout.bind(connection);
+    // smtp-server's socket timeout (any byte resets it): what remains for it are the gaps in DATA.
+    connection._onTimeout = () => {
+      const c = connection;
+      if (c._closing || c._handlerPending || (c._dataStream && c._parser && !c._parser._dataMode)) return onTimeout();
+      if (c._dataStream) this.timeOut(s, "data", "no data for too long");
+      else this.timeOut(s, s.greeted ? "idle" : "greeting");
+    };
+    this.schedule(s);
+  }
+
+  /** The client moved its session forward: its idle budget starts again. */
+  private progress(s: SessionState): void {
+    s.progressAt = Date.now();
+    this.schedule(s);
+  }
+
+  /** (Re)arm the budget check for the session's current deadline. */
+  private schedule(s: SessionState): void {
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = null;
+    const c = s.connection;
+    if (!c || c._closing || c._closed) return;
+    const limits = this.deps.config.smtpLimits;
+    const now = Date.now();
+    let deadline: number;
+    let phase: string;
+    if (c._dataStream && c._parser && c._parser._dataMode) {
+      deadline = (s.dataStartedAt ?? now) + limits.dataTimeoutMs;
+      phase = "data";
+    } else if (c._dataStream || c._handlerPending) {
+      // The appliance holds the session up (a callback, storing a message): not the client's time.
+      deadline = now + RECHECK_MS;
+      phase = "";
+    } else {
+      deadline = s.progressAt + (s.greeted ? limits.idleTimeoutMs : limits.greetingTimeoutMs);
+      phase = s.greeted ? "idle" : "greeting";
+    }
+    if (phase && deadline <= now) return this.timeOut(s, phase);
+    s.timer = setTimeout(() => {
+      s.timer = null;
+      this.schedule(s);
+    }, deadline - now);
+    s.timer.unref?.();
+  }
+
+  private timeOut(s: SessionState, phase: string, text?: string): void {
+    const c = s.connection;
+    if (!c || c._closing || c._closed) return;
+    this.count("session", `timeout_${phase}`);
+    const what = text ?? (phase === "data" ? "the message is taking too long" : phase === "greeting" ? "no EHLO or HELO in time" : "idle too long");
+    c.send(421, `4.4.2 ${this.name} ${what}; closing connection`);
+  }
+
+  /**
+   * The listener is nearly full (above smtp_shed_threshold of smtp_max_connections): close one
+   * connection that holds no transaction (no accepted RCPT, not in DATA, no answer pending), so
+   * that idle connections cannot keep new senders out. One that has not even given MAIL FROM goes
+   * before one that has; then the one whose address holds the most connections; then the one
+   * idle longest. A connection from an address at its own cap sheds nothing: it is refused.
+   */
+  shed(arrival: SMTPConnection, connections: Set<SMTPConnection>): void {
+    const limits = this.deps.config.smtpLimits;
+    if ((this.perIp.get(arrival.remoteAddress) ?? 0) >= limits.maxConnectionsPerIp) return;
+    let victim: SMTPConnection | null = null;
+    let best: [number, number, number] | null = null;
+    for (const c of connections) {
+      if (c === arrival || c._closing || c._closed || !c._ready || c._upgrading || c._handlerPending || c._dataStream) continue;
+      const envelope = c.session.envelope;
+      if (envelope?.rcptTo?.length) continue;
+      const key: [number, number, number] = [envelope?.mailFrom ? 1 : 0, -(this.perIp.get(c.remoteAddress) ?? 0), this.sessions.get(c.session)?.progressAt ?? 0];
+      if (!best || key[0] < best[0] || (key[0] === best[0] && (key[1] < best[1] || (key[1] === best[1] && key[2] < best[2])))) {
+        best = key;
+        victim = c;
+      }
+    }
+    if (!victim) return;
+    this.count("session", "shed");
+    victim.send(421, `4.7.0 ${this.name} too many connections; closing idle ones, try again later`);
   }
 
   private async onConnect(session: SMTPServerSession): Promise<void> {
@@ -237,6 +415,8 @@ export class SmtpIngress {
     const s = this.sessions.get(session);
     if (!s) return;
     s.closed.abort();
+    if (s.timer) clearTimeout(s.timer);
+    s.timer = null;
     if (s.counted) {
       s.counted = false;
       const ip = session.remoteAddress;
@@ -251,7 +431,9 @@ export class SmtpIngress {
     if (!this.ipRate.take(session.remoteAddress)) {
       throw new SmtpReply(421, "4.7.0", "too many messages from your address; try again later", "rate_limited");
     }
-    this.state(session).transactions.set(session.envelope, { recipients: [], mailAt: Date.now() });
+    const s = this.state(session);
+    s.transactions.set(session.envelope, { recipients: [], mailAt: Date.now() });
+    this.progress(s);
   }
 
   private async onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
@@ -260,19 +442,27 @@ export class SmtpIngress {
     if (!this.tenantRate.take(recipient.tenant)) {
       throw new SmtpReply(451, "4.7.1", `<${address.address}>: too much mail for this recipient right now; try again later`, "rate_limited");
     }
-    const txn = this.state(session).transactions.get(session.envelope);
+    const s = this.state(session);
+    const txn = s.transactions.get(session.envelope);
     if (!txn) throw new Error("RCPT without a transaction");
     const same = txn.recipients.findIndex((r) => r.address.toLowerCase() === recipient.address.toLowerCase());
     if (same >= 0) txn.recipients[same] = recipient;
     else txn.recipients.push(recipient);
+    this.progress(s);
   }
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const s = this.state(session);
+    s.dataStartedAt = Date.now();
+    this.schedule(s);
     this.storing++;
     try {
       return await this.store(stream, session);
     } finally {
       this.storing--;
+      s.dataStartedAt = null;
+      // The whole message came in (whatever its answer): the client's budget starts again.
+      this.progress(s);
     }
   }
 

@@ -139,9 +139,9 @@ describe("session", () => {
       agent: "hello",
       channel: "email",
       source: { binding: "mail", remote_ip: "127.0.0.1", helo: "client.example.com", queue_id: id, mail_from: "alice@example.com" },
-      idempotency_key: "<inv-42@example.com>",
-      data: { subject: "Invoice 42", from: { name: "Alice", address: "alice@example.com" }, agents: ["hello"], tags: ["invoices"] },
+      data: { message_id: "<inv-42@example.com>", subject: "Invoice 42", from: { name: "Alice", address: "alice@example.com" }, agents: ["hello"], tags: ["invoices"] },
     });
+    expect(event!.idempotency_key).toMatch(/^mail:[0-9a-f]{64}$/);
     expect(event!.data.text.trim()).toBe("Please pay.");
     // No DNS reachable: the verdicts that need it are temperror, and the pipeline carried on.
     expect(event!.data.auth.spf).toBe("temperror");
@@ -195,6 +195,63 @@ describe("session", () => {
     const gammaToken = (await call("POST", "/v1/tokens", { body: { name: "g", scopes: ["tenant:gamma:read"] } })).body.token;
     expect((await call("GET", `/v1/events/${events[0]!.id}`, { token: gammaToken })).status).toBe(404);
     smtp.close();
+  });
+
+  test("the same Message-ID to two agents in two messages: each message yields its own event (the key is the bytes and the envelope, not the Message-ID)", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO x");
+    const message = "From: a@example.com\r\nSubject: same id\r\nMessage-ID: <same-id@example.com>\r\n\r\nhi\r\n";
+    const first = await smtp.sendMail("a@example.com", [at("hello", "beta")], message);
+    const second = await smtp.sendMail("a@example.com", [at("support", "beta")], message);
+    const other = await smtp.sendMail("a@example.com", [at("support", "beta")], message.replace("hi", "another text"));
+    smtp.close();
+    const events = [...(await eventsOf(queueIdOf(first.end!.raw)!)), ...(await eventsOf(queueIdOf(second.end!.raw)!)), ...(await eventsOf(queueIdOf(other.end!.raw)!))];
+    expect(events.map((e) => [e.agent, e.source.rcpt_to, e.data.message_id])).toEqual([
+      ["hello", [at("hello", "beta")], "<same-id@example.com>"],
+      ["support", [at("support", "beta")], "<same-id@example.com>"],
+      ["support", [at("support", "beta")], "<same-id@example.com>"],
+    ]);
+    expect(new Set(events.map((e) => e.id)).size).toBe(3);
+  });
+
+  test("the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get their own event: one event per recipient", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO x");
+    const message = "From: a@example.com\r\nSubject: many recipients\r\nMessage-ID: <many-rcpts@example.com>\r\n\r\nto all\r\n";
+    const all = ["hello+r1", "hello+r2", "hello+r3", "hello+r4", "hello+r5", "support+r6", "hello+r7"].map((a) => at(a, "beta"));
+    const first = await smtp.sendMail("a@example.com", all, message);
+    expect(first.rcpts.map((r) => r.code)).toEqual([250, 250, 250, 250, 250, 452, 452]);
+    expect(first.end!.code).toBe(250);
+    // The client sends the rest as RFC 5321 §4.5.3.1.10 says: a new transaction, the same message.
+    const rest = await smtp.sendMail("a@example.com", all.slice(5), message);
+    expect(rest.end!.code).toBe(250);
+    smtp.close();
+    const events = [...(await eventsOf(queueIdOf(first.end!.raw)!)), ...(await eventsOf(queueIdOf(rest.end!.raw)!))];
+    expect(events.map((e) => [e.data.agents, e.source.rcpt_to])).toEqual([
+      [["hello"], all.slice(0, 5)],
+      [["support", "hello"], all.slice(5)],
+    ]);
+    expect(events[0]!.id).not.toBe(events[1]!.id);
+    // Every recipient is in exactly one event.
+    expect(events.flatMap((e) => e.source.rcpt_to).sort()).toEqual([...all].sort());
+  });
+
+  test("a byte-identical retransmission with the same envelope yields no second event; the same bytes from another sender do", async () => {
+    const { smtp } = await SmtpDialogue.open(app.smtp.port);
+    await smtp.command("EHLO x");
+    const message = "From: a@example.com\r\nSubject: retransmitted\r\nMessage-ID: <again@example.com>\r\n\r\nonce\r\n";
+    const first = await smtp.sendMail("a@example.com", [at("hello", "beta"), at("support", "beta")], message);
+    // A client that lost our 250 sends it all again (recipients in another order and case: the same mailboxes).
+    const again = await smtp.sendMail("a@example.com", [at("SUPPORT", "beta"), at("hello", "beta")], message);
+    const otherSender = await smtp.sendMail("b@example.com", [at("hello", "beta"), at("support", "beta")], message);
+    smtp.close();
+    const [original] = await eventsOf(queueIdOf(first.end!.raw)!);
+    const [repeat] = await eventsOf(queueIdOf(again.end!.raw)!);
+    const [fromB] = await eventsOf(queueIdOf(otherSender.end!.raw)!);
+    expect(repeat!.id).toBe(original!.id);
+    expect(fromB!.id).not.toBe(original!.id);
+    const stored = app.storage.handle.sqlite.query("SELECT count(*) AS n FROM events WHERE tenant = 'beta' AND envelope LIKE '%<again@example.com>%'").get() as { n: number };
+    expect(stored.n).toBe(2);
   });
 
   test("pipelined commands are answered in order", async () => {
@@ -387,8 +444,17 @@ describe("limits", () => {
   test("past smtp_max_connections in all: 421 4.7.0, and the next connection after one closes is served", async () => {
     const small = await start("small", { AGENTOWL_SMTP_MAX_CONNECTIONS: "2" });
     try {
-      const a = await SmtpDialogue.open(small.smtp.port);
-      const b = await SmtpDialogue.open(small.smtp.port);
+      await seed(small);
+      // Both in a transaction: neither is shed for a newcomer (smtp_shed_threshold).
+      const busy = async () => {
+        const x = await SmtpDialogue.open(small.smtp.port);
+        await x.smtp.command("EHLO x");
+        await x.smtp.command("MAIL FROM:<a@example.com>");
+        expect((await x.smtp.command(`RCPT TO:<${at("hello", "beta")}>`)).code).toBe(250);
+        return x;
+      };
+      const a = await busy();
+      const b = await busy();
       expect([a.greeting!.code, b.greeting!.code]).toEqual([220, 220]);
       const c = await SmtpDialogue.open(small.smtp.port);
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);

@@ -32,9 +32,12 @@ export class SmtpDialogue {
     socket.on("error", () => {});
   }
 
-  /** Connect; with `greeting: false` nothing is read (to talk before the greeting). */
-  static async open(port: number, opts: { host?: string; greeting?: boolean } = {}): Promise<{ smtp: SmtpDialogue; greeting: Reply | null }> {
-    const socket = connect({ host: opts.host ?? "127.0.0.1", port });
+  /**
+   * Connect; with `greeting: false` nothing is read (to talk before the greeting). `from` is the
+   * local address to connect from (any of 127.0.0.0/8 on Linux: a test's "other client address").
+   */
+  static async open(port: number, opts: { host?: string; greeting?: boolean; from?: string } = {}): Promise<{ smtp: SmtpDialogue; greeting: Reply | null }> {
+    const socket = connect({ host: opts.host ?? "127.0.0.1", port, ...(opts.from ? { localAddress: opts.from } : {}) });
     await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
     const smtp = new SmtpDialogue(socket);
     return { smtp, greeting: opts.greeting === false ? null : await smtp.reply() };
