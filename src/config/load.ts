@@ -47,6 +47,7 @@ export interface Config {
   };
   readonly spoolRetentionMs: number;
   readonly ingressRatePerBinding: number;
+  readonly ingressAuthFailuresPerAddress: number;
   readonly ingressQueueHighWater: number;
   readonly logLevel: LogLevel;
   readonly shutdownTimeoutMs: number;
@@ -211,6 +212,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }),
     spoolRetentionMs: ms("spool_retention"),
     ingressRatePerBinding: settings.ingress_rate_per_binding,
+    ingressAuthFailuresPerAddress: settings.ingress_auth_failures_per_address,
     ingressQueueHighWater: settings.ingress_queue_high_water,
     logLevel: settings.log_level,
     shutdownTimeoutMs: ms("shutdown_timeout"),

@@ -186,6 +186,11 @@ export const settingsSchema = Type.Object(
       hint: "requests per minute",
       description: "Webhook and Telnyx requests one binding may take per minute unless it says rate_per_minute; past it: 429 with Retry-After.",
     }),
+    ingress_auth_failures_per_address: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 30 }), {
+      env: "AGENTOWL_INGRESS_AUTH_FAILURES_PER_ADDRESS",
+      hint: "requests per minute",
+      description: "Webhook and Telnyx requests from one address that may fail verification per minute (a token bucket with a minute's burst); past it that address gets 429 with Retry-After before anything is verified. Failed requests never spend a binding's `ingress_rate_per_binding`, so a forger locks out only itself.",
+    }),
     ingress_queue_high_water: setting(Type.Integer({ minimum: 1, maximum: 100_000_000, default: 100_000 }), {
       env: "AGENTOWL_INGRESS_QUEUE_HIGH_WATER",
       hint: "a number of jobs",

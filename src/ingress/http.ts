@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Config } from "../config/index.ts";
 import { newId } from "../core/ids.ts";
-import type { Logger } from "../core/log.ts";
+import { type Logger, REDACTED } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache } from "../resources/cache.ts";
@@ -12,27 +12,39 @@ import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
-import { type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts";
+import { idempotencyKey } from "./idempotency.ts";
+import { credentialHeaders, type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts";
 
 /**
  * HTTP ingress (SPEC §7): signed webhooks from LAN systems at /ingress/webhook/:tenant/:binding
  * and Telnyx messaging and voice webhooks at /ingress/telnyx. The order of the checks is the
  * order of their cost, and nothing is written until the request has passed all of them:
  *
- *   binding exists (404) → body size (413) → rate (429) → backlog (503) → content type (415)
- *   → signature over the raw bytes (401) → event + outbox entry in one group commit → 202
+ *   binding exists (404) → body size (413) → this address's failed verifications (429) → backlog
+ *   (503) → content type (415) → signature over the raw bytes (401) → the binding's rate (429)
+ *   → delivery id (400) → event + outbox entry in one group commit → 202
+ *
+ * Two budgets, so that nobody can spend someone else's: a request that fails verification
+ * takes a token from its source address's bucket (ingress_auth_failures_per_address), and an
+ * address whose bucket is empty is answered 429 before any signature is computed again, which
+ * bounds the expensive work a forger can cause; only a verified request takes from the binding's
+ * bucket (rate_per_minute), so forged requests never lock out the binding's real sender.
  *
  * A repeat of a delivery (its provider id, or Idempotency-Key) answers 200 with the first
  * event's id and stores nothing (the events table is unique per tenant, binding and key, so
- * concurrent duplicates race to exactly one event). The event is routed in the unit of work that
+ * concurrent duplicates race to exactly one event; idempotency.ts says how an id becomes a key). The event is routed in the unit of work that
  * commits it, or carries an `event.received` outbox entry to the router (src/events/handoff.ts).
  */
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 /** How often the queue's depth is sampled for the high-water check. */
 const BACKLOG_SAMPLE_MS = 500;
-/** Request headers never copied into an envelope: they carry credentials. */
-const PRIVATE_HEADERS = new Set(["authorization", "proxy-authorization", "cookie"]);
+/**
+ * Request headers whose values never reach an envelope, whatever the binding: they carry
+ * credentials. They, and the headers the binding reads its credential from, are kept by name
+ * with the value "[redacted]" (a bearer token sent in the wrong header is still a secret).
+ */
+const PRIVATE_HEADERS = ["authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"];
 const NAME = new RegExp(NAME_PATTERN);
 const notFound = () => new AppError("not_found", "not found");
 
@@ -136,11 +148,17 @@ function bodyData(bytes: Uint8Array, contentType: string | null): Record<string,
   return out;
 }
 
-function headersOf(request: Request, hidden: string | undefined): Record<string, string> {
+/**
+ * The request's headers for the envelope (at most 16 KiB), credentials redacted: the private
+ * ones, the binding's credential headers, and any header that carries the binding's secret (a
+ * token sent twice, once in a header the binding does not read). Runs after verification only.
+ */
+function headersOf(request: Request, verify: NonNullable<BindingSpec["verify"]>, secret: string | undefined): Record<string, string> {
+  const redacted = new Set([...PRIVATE_HEADERS, ...credentialHeaders(verify)]);
   const out: Record<string, string> = {};
   let size = 0;
-  request.headers.forEach((value, name) => {
-    if (PRIVATE_HEADERS.has(name) || name === hidden) return;
+  request.headers.forEach((sent, name) => {
+    const value = redacted.has(name) || (secret && sent.includes(secret)) ? REDACTED : sent;
     size += name.length + value.length;
     if (size <= 16 * 1024) out[name] = value;
   });
@@ -179,27 +197,62 @@ export function ingressRoutes(deps: IngressDeps) {
     throw e;
   };
 
-  /** Rate, backlog: the checks every binding shares. */
-  const admit = (channel: string, binding: BindingSpec, key: string, context: Record<string, unknown>) => {
-    const limiter = limiterFor(binding.rate_per_minute ?? config.ingressRatePerBinding);
-    if (!limiter.take(key)) {
-      const wait = Math.max(1, Math.ceil(limiter.retryAfterMs(key) / 1000));
-      refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests for this binding", { retryAfter: wait }), context);
+  // Failed verifications by source address: their own budget, never the binding's.
+  const failures = new RateLimiter(config.ingressAuthFailuresPerAddress);
+  const addressKey = (remote_ip: string | null) => remote_ip ?? "unknown";
+  const retryAfter = (limiter: RateLimiter, key: string) => Math.max(1, Math.ceil(limiter.retryAfterMs(key) / 1000));
+
+  /** Before any verification: an address out of failure budget, a backlog (the checks every binding shares). */
+  const admit = (channel: string, remote_ip: string | null, context: Record<string, unknown>) => {
+    const address = addressKey(remote_ip);
+    if (failures.retryAfterMs(address) > 0) {
+      refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests from this address failed verification", { retryAfter: retryAfter(failures, address) }), { ...context, why: "auth_failures" });
     }
     if (backlog.current() >= config.ingressQueueHighWater) {
       refuse(channel, "backlog", new AppError("unavailable", "the appliance is catching up with its backlog", { retryAfter: 5 }), context);
     }
   };
 
-  /** Check a signature against every value of the binding's secret (the current one, and one in its grace period). */
-  const verify = async (tenant: string, binding: BindingSpec, headers: Headers, body: Uint8Array): Promise<VerifyResult> => {
+  /** After verification: the binding's budget, spent by verified requests only. */
+  const charge = (channel: string, binding: BindingSpec, key: string, context: Record<string, unknown>) => {
+    const limiter = limiterFor(binding.rate_per_minute ?? config.ingressRatePerBinding);
+    if (!limiter.take(key)) refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests for this binding", { retryAfter: retryAfter(limiter, key) }), context);
+  };
+
+  /** A verification that failed: counted against the sender's address (not when the binding cannot verify at all), then 401. */
+  const unverified = (channel: string, verdict: Extract<VerifyResult, { ok: false }>, remote_ip: string | null, context: Record<string, unknown>): never => {
+    const misconfigured = verdict.reason === "misconfigured";
+    if (!misconfigured) failures.take(addressKey(remote_ip));
+    return refuse(
+      channel,
+      misconfigured ? "misconfigured" : "unauthenticated",
+      new AppError("unauthenticated", misconfigured ? "the binding cannot verify requests; see the appliance's log" : "the request's signature does not verify"),
+      { ...context, why: verdict.reason, detail: verdict.detail },
+    );
+  };
+
+  /** The stored key for a verified delivery id: 400 for one over the documented length. */
+  const keyOf = (channel: string, deliveryId: string | null, context: Record<string, unknown>): string | null => {
+    if (deliveryId === null) return null;
+    try {
+      return idempotencyKey(deliveryId);
+    } catch (e) {
+      return refuse(channel, "bad_request", e as AppError, context);
+    }
+  };
+
+  /**
+   * Check a signature against every value of the binding's secret (the current one, and one in
+   * its grace period); a verified result says which value verified, for redaction.
+   */
+  const verify = async (tenant: string, binding: BindingSpec, headers: Headers, body: Uint8Array): Promise<VerifyResult & { secret?: string }> => {
     const v = binding.verify!;
     const base: VerifyConfig = { scheme: v.scheme, publicKey: v.public_key, header: v.header, encoding: v.encoding };
     if (!v.secret) return verifyRequest(base, headers, body, now());
     let last: VerifyResult = { ok: false, reason: "misconfigured", detail: "the binding's secret has no value" };
     for (const secret of await secrets.values(v.secret, tenant, `ingress:${tenant}/${binding.name}`)) {
       last = verifyRequest({ ...base, secret }, headers, body, now());
-      if (last.ok) return last;
+      if (last.ok) return { ...last, secret };
     }
     return last;
   };
@@ -237,31 +290,27 @@ export function ingressRoutes(deps: IngressDeps) {
           const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
             refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),
           );
-          admit("webhook", binding, `${tenant}/${name}`, context);
+          admit("webhook", remote_ip, context);
           const contentType = request.headers.get("content-type");
           if (binding.require_json && !isJsonType(contentType)) {
             refuse("webhook", "unsupported_media_type", new AppError("unsupported_media_type", "this binding takes JSON (Content-Type: application/json)"), context);
           }
           const verifyStarted = performance.now();
           const verdict = await verify(tenant, binding, request.headers, body);
-          if (!verdict.ok) {
-            refuse("webhook", verdict.reason === "misconfigured" ? "misconfigured" : "unauthenticated", new AppError("unauthenticated", verdict.reason === "misconfigured" ? "the binding cannot verify requests; see the appliance's log" : "the request's signature does not verify"), {
-              ...context,
-              why: verdict.reason,
-              detail: verdict.detail,
-            });
-          }
+          if (!verdict.ok) return unverified("webhook", verdict, remote_ip, context);
           const verifySpan = span("ingress.verify", at, verifyStarted);
+          charge("webhook", binding, `${tenant}/${name}`, context);
+          const deliveryId = verdict.deliveryId ?? request.headers.get("idempotency-key");
+          const key = keyOf("webhook", deliveryId, context);
           const data = bodyData(body, contentType);
           if (binding.require_json && data.json === null) refuse("webhook", "bad_request", new AppError("invalid_input", "the body is not valid JSON"), context);
-          const key = verdict.ok ? (verdict.deliveryId ?? request.headers.get("idempotency-key")) : null;
           const event = envelope(
             {
               type: "webhook.received",
               tenant,
               channel: "webhook",
-              source: { binding: name, remote_ip: remote_ip ?? undefined, scheme: binding.verify.scheme, delivery_id: key, headers: headersOf(request, binding.verify.header?.toLowerCase()) },
-              idempotency_key: key ? key.slice(0, 200) : null,
+              source: { binding: name, remote_ip: remote_ip ?? undefined, scheme: binding.verify.scheme, delivery_id: deliveryId, headers: headersOf(request, binding.verify, verdict.secret) },
+              idempotency_key: key,
               data,
             },
             at,
@@ -282,6 +331,7 @@ export function ingressRoutes(deps: IngressDeps) {
         const context: Record<string, unknown> = { remote_ip };
         try {
           const body = await readBody(request, DEFAULT_MAX_BODY_BYTES).catch((e: AppError) => refuse("telnyx", e.kind === "too_large" ? "too_large" : "bad_request", e, context));
+          admit("telnyx", remote_ip, context);
           // The number the message or call is for names the binding, whose key then verifies the
           // whole body: nothing read before verification is trusted beyond choosing the key.
           const parsed = parseTelnyx(body);
@@ -291,12 +341,11 @@ export function ingressRoutes(deps: IngressDeps) {
           if (!owner) return refuse("telnyx", "not_found", notFound(), { ...context, to: parsed.to });
           const { tenant, binding } = owner;
           Object.assign(context, { tenant, binding: binding.name });
-          admit("telnyx", binding, `${tenant}/${binding.name}`, context);
           const verifyStarted = performance.now();
           const verdict = await verify(tenant, binding, request.headers, body);
-          if (!verdict.ok) {
-            refuse("telnyx", "unauthenticated", new AppError("unauthenticated", "the request's signature does not verify"), { ...context, why: verdict.reason, detail: verdict.detail });
-          }
+          if (!verdict.ok) return unverified("telnyx", verdict, remote_ip, context);
+          charge("telnyx", binding, `${tenant}/${binding.name}`, context);
+          const key = keyOf("telnyx", parsed.id, context);
           const type = TELNYX_TYPES[parsed.eventType];
           if (!type) {
             metrics.ingressRequests.inc({ channel: "telnyx", outcome: "ignored" });
@@ -310,7 +359,7 @@ export function ingressRoutes(deps: IngressDeps) {
               tenant,
               channel: sms ? "sms" : "voice",
               source: { binding: binding.name, remote_ip: remote_ip ?? undefined, provider: "telnyx", event_id: parsed.id },
-              idempotency_key: parsed.id,
+              idempotency_key: key,
               data: sms
                 ? { from: phone(p.from), to: parsed.to, text: typeof p.text === "string" ? p.text : "", media: Array.isArray(p.media) ? p.media : [], occurred_at: parsed.occurredAt, telnyx: p }
                 : { from: phone(p.from), to: parsed.to[0], call_control_id: p.call_control_id ?? null, call_session_id: p.call_session_id ?? null, direction: p.direction ?? null, state: p.state ?? null, hangup_cause: p.hangup_cause ?? null, occurred_at: parsed.occurredAt, telnyx: p },

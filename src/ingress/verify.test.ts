@@ -11,7 +11,7 @@ import { createHmac, generateKeyPairSync, randomBytes, sign as signEd25519, type
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
-import { TOLERANCE_MS, verifyRequest, type VerifyConfig, type VerifyResult } from "./verify.ts";
+import { credentialHeaders, TOLERANCE_MS, verifyRequest, type VerifyConfig, type VerifyResult } from "./verify.ts";
 
 const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus");
 const HAVE_CORPUS = existsSync(join(CORPUS, "MANIFEST.json"));
@@ -370,4 +370,16 @@ test("no header value makes any scheme throw; each is refused", () => {
       expect(check(config, Object.fromEntries(names.map((n) => [n, value])), new Uint8Array(0), NOW).ok).toBe(false);
     }
   }
+});
+
+describe("credentialHeaders", () => {
+  test("names the header each scheme reads its signature or token from, lower-case", () => {
+    expect(credentialHeaders({ scheme: "standard-webhooks" })).toEqual(["webhook-signature"]);
+    expect(credentialHeaders({ scheme: "github-hmac-sha256" })).toEqual(["x-hub-signature-256", "x-hub-signature"]);
+    expect(credentialHeaders({ scheme: "hmac-sha256", header: "X-Signature" })).toEqual(["x-signature"]);
+    expect(credentialHeaders({ scheme: "bearer" })).toEqual(["authorization"]);
+    expect(credentialHeaders({ scheme: "bearer", header: "X-Token" })).toEqual(["x-token"]);
+    expect(credentialHeaders({ scheme: "telnyx-ed25519" })).toEqual(["telnyx-signature-ed25519"]);
+    expect(credentialHeaders({ scheme: "none" })).toEqual([]);
+  });
 });

@@ -67,6 +67,28 @@ export function verifyRequest(config: VerifyConfig, headers: Headers | Record<st
   }
 }
 
+/**
+ * The headers a scheme reads its credential from: a signature, or the token itself. The ingress
+ * keeps their names in an event but never their values (a bearer token is the secret; a
+ * signature is what a replay would need).
+ */
+export function credentialHeaders(config: Pick<VerifyConfig, "scheme" | "header">): string[] {
+  switch (config.scheme) {
+    case "standard-webhooks":
+      return ["webhook-signature"];
+    case "github-hmac-sha256":
+      return ["x-hub-signature-256", "x-hub-signature"];
+    case "hmac-sha256":
+      return config.header ? [config.header.toLowerCase()] : [];
+    case "bearer":
+      return [(config.header ?? "authorization").toLowerCase()];
+    case "telnyx-ed25519":
+      return ["telnyx-signature-ed25519"];
+    default:
+      return [];
+  }
+}
+
 // Standard Webhooks (https://www.standardwebhooks.com, spec/standard-webhooks.md)
 
 /** The binding's secret: an HMAC key for v1 signatures, or an Ed25519 public key for v1a. */

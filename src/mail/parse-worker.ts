@@ -1,5 +1,7 @@
 import { Transform, type TransformCallback } from "node:stream";
+import { Headers as MimeHeaders } from "@zone-eu/mailsplit";
 import { type MailParserOptions, simpleParser } from "mailparser";
+import { decodeFieldBytes, repairDelimiters } from "./mime-repair.ts";
 import { type BodyReply, type BodyRequest, charsetDecoder, cutUtf8, type ParsedBody, warn } from "./parse.ts";
 import { sanitizeHtml } from "./sanitize.ts";
 
@@ -9,7 +11,11 @@ import { sanitizeHtml } from "./sanitize.ts";
  */
 async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody> {
   const warnings: string[] = [];
-  const mail = await simpleParser(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), {
+  const { bytes, repaired, unmatched } = repairDelimiters(raw);
+  if (repaired > 0) warn(warnings, `${repaired} MIME delimiter line${repaired === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${repaired === 1 ? "" : "s"} (RFC 2046 §5.1.1)`);
+  for (const boundary of unmatched) warn(warnings, `multipart boundary ${JSON.stringify(boundary.slice(0, 80))} never appears on a delimiter line: that multipart is read without its parts`);
+  headerWarnings = warnings;
+  const mail = await simpleParser(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
     keepCidLinks: true,
     skipImageLinks: true,
     skipTextToHtml: true,
@@ -56,6 +62,14 @@ function charsetDecoders(warnings: string[]) {
       done(null, this.decoder.decode());
     }
   };
+}
+
+/** The current message's warnings, for the header decoding below: the worker parses one message at a time. */
+let headerWarnings: string[] = [];
+/** mailsplit's decoding of a MIME part's header field, replaced: see decodeFieldBytes. */
+const headersPrototype = MimeHeaders.prototype as unknown as { _decodeHeaderValue?: (field: string) => string };
+if (typeof headersPrototype._decodeHeaderValue === "function") {
+  headersPrototype._decodeHeaderValue = (field: string) => (field ? decodeFieldBytes(field, headerWarnings) : field);
 }
 
 declare const self: Worker;

@@ -228,6 +228,106 @@ describe.skipIf(!HAVE_CORPUS)("edge cases from the corpus README", () => {
   });
 });
 
+describe("where mailparser 3.9.31 reads wrong (mime-repair.ts)", () => {
+  const REPAIRED = (n: number) => `${n} MIME delimiter line${n === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${n === 1 ? "" : "s"} (RFC 2046 §5.1.1)`;
+  const part = (headers: string, body: string) => `${headers}\n\n${body}`;
+
+  test("delimiter lines with spaces or tabs after the boundary are delimiters (RFC 2046 §5.1.1): the parts and their attachments come out, with a warning", async () => {
+    for (const eol of ["\r\n", "\n"]) {
+      const text = [
+        "From: a@example.com",
+        "Subject: padded",
+        'Content-Type: multipart/mixed; boundary="outer"',
+        "",
+        "preamble",
+        "--outer \t",
+        'Content-Type: multipart/alternative;\n\tboundary="inner"',
+        "",
+        "--inner\t",
+        part("Content-Type: text/plain; charset=utf-8", "the text"),
+        "--inner  ",
+        part("Content-Type: text/html", "<p>the html</p>"),
+        "--inner-- ",
+        "--outer   ",
+        part('Content-Type: application/pdf; name="report.pdf"\nContent-Disposition: attachment; filename="report.pdf"\nContent-Transfer-Encoding: base64', Buffer.from("%PDF-1.4 fake").toString("base64")),
+        "--outer--\t",
+        "epilogue",
+      ].join("\n");
+      const m = await parseMail(new TextEncoder().encode(text.replace(/\n/g, eol)), { blobs });
+      expect(m.text).toBe("the text");
+      expect(m.html).toContain("the html");
+      expect(m.attachments).toEqual([expect.objectContaining({ filename: "report.pdf", content_type: "application/pdf", size: 13, disposition: "attachment" })]);
+      expect(await blobs.get(m.attachments[0]!.sha256)).toEqual(new TextEncoder().encode("%PDF-1.4 fake"));
+      expect(m.parse_warnings).toEqual([REPAIRED(6)]);
+    }
+  });
+
+  test.skipIf(!HAVE_CORPUS)("mimekit/multipart-digest.eml's digest (delimiters `--foo `) read as a message: both messages are parts, not text", async () => {
+    // The file wraps the digest in a message/rfc822, which is kept whole as an attachment (and
+    // its bytes are not touched); its body, the digest, is the message with padded delimiters.
+    const raw = Buffer.from(await corpusBytes("mimekit/multipart-digest.eml"));
+    const digest = raw.subarray(raw.indexOf("\n\n") + 2);
+    expect(digest.toString()).toContain("\n--foo \n");
+    const m = await parseMail(digest, { blobs });
+    expect(m.subject).toBe("submsg");
+    expect(m.text).not.toContain("--foo");
+    expect(m.attachments.map((a) => a.content_type)).toEqual(["message/rfc822", "message/rfc822"]);
+    const inner = await Promise.all(m.attachments.map(async (a) => (await parseMail((await blobs.get(a.sha256))!, { blobs })).subject));
+    expect(inner).toEqual(["m1", "m2"]);
+    expect(m.parse_warnings).toEqual([REPAIRED(2)]);
+
+    const whole = await parse("mimekit/multipart-digest.eml");
+    expect(whole.attachments).toEqual([expect.objectContaining({ content_type: "message/rfc822", size: 330 })]);
+    expect(whole.parse_warnings).toEqual([]);
+  });
+
+  test.skipIf(!HAVE_CORPUS)("mime4j/weird-boundary.eml: a boundary ending in spaces is matched with them, and the line one space short stays text", async () => {
+    const m = await parse("mime4j/weird-boundary.eml");
+    expect(m.text).toContain("The above line is similar to the boundary but miss a final space");
+    expect(m.text).toStartWith("Text body\n--0123456789");
+    expect(m.parse_warnings).toEqual([]);
+  });
+
+  test.skipIf(!HAVE_CORPUS)("a multipart whose boundary never appears says so (flanker/false-multipart.eml, mime4j/missing-inner-boundary.eml)", async () => {
+    expect((await parse("flanker/false-multipart.eml")).parse_warnings).toEqual(['multipart boundary "9c1a8544d562472896bc53f5da3057c0" never appears on a delimiter line: that multipart is read without its parts']);
+    expect((await parse("mime4j/missing-inner-boundary.eml")).parse_warnings).toContain('multipart boundary "inner-boundary" never appears on a delimiter line: that multipart is read without its parts');
+  });
+
+  test.skipIf(!HAVE_CORPUS)("a UTF-8 name= cut mid-character (flanker/russian-attachment-yahoo.eml) is UTF-8, not latin1, with a warning", async () => {
+    const m = await parse("flanker/russian-attachment-yahoo.eml");
+    expect(m.attachments.map((a) => a.filename)).toEqual(["Картинка с очень, очень длинным предлинным именем преименем таким чт\ufffd"]);
+    expect(m.parse_warnings.toSorted()).toEqual([
+      "MIME part header content-disposition is UTF-8 with bytes that are not: those read as U+FFFD",
+      "MIME part header content-type is UTF-8 with bytes that are not: those read as U+FFFD",
+    ]);
+    // Valid raw UTF-8 names, quoted or not, read as they were before, without a warning.
+    for (const [file, name] of [["enmime/mime-bad-8bit-filename.eml", "管理.doc"], ["mikel-mail/attachment_nonascii_filename.eml", "ciële.txt"]] as const) {
+      const other = await parse(file);
+      expect(other.attachments.map((a) => a.filename)).toContain(name);
+      expect(other.parse_warnings).toEqual([]);
+    }
+  });
+
+  test("raw 8-bit name= parameters: UTF-8 beside a stray byte, a real U+FFFD, and latin1 only where nothing is UTF-8", async () => {
+    const withName = (disposition: Buffer) =>
+      Buffer.concat([
+        Buffer.from('From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; '),
+        disposition,
+        Buffer.from("\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n"),
+      ]);
+    const cases: [string, Buffer, string, string[]][] = [
+      ["UTF-8 and a stray byte in another parameter", Buffer.concat([Buffer.from('filename="Отчёт.pdf"; x-note="'), Buffer.from([0xff]), Buffer.from('"')]), "Отчёт.pdf", ["MIME part header content-disposition is UTF-8 with bytes that are not: those read as U+FFFD"]],
+      ["a real U+FFFD in a UTF-8 name", Buffer.from('filename="a\ufffdb-Отчёт.pdf"'), "a\ufffdb-Отчёт.pdf", []],
+      ["latin1 bytes, no UTF-8 at all", Buffer.from('filename="ci\xe9le.txt"', "latin1"), "ciéle.txt", ["MIME part header content-disposition has 8-bit bytes that are not UTF-8: decoded as latin1"]],
+    ];
+    for (const [what, disposition, filename, warnings] of cases) {
+      const m = await parseMail(withName(disposition), { blobs });
+      expect(m.attachments.map((a) => a.filename), what).toEqual([filename]);
+      expect(m.parse_warnings, what).toEqual(warnings);
+    }
+  });
+});
+
 describe("the header block", () => {
   test("at most 500 headers and 64 KiB of them, with a warning when cut", async () => {
     const many = await parseMail(message(`${Array.from({ length: 600 }, (_, i) => `X-N: ${i}`).join("\n")}\nSubject: late\n\nbody\n`), { blobs });

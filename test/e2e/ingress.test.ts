@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { createHmac, generateKeyPairSync, sign as edSign } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,6 +54,23 @@ function standardHeaders(id: string, body: string, at = new Date()): Record<stri
 function telnyxHeaders(body: string, at = Math.floor(Date.now() / 1000)): Record<string, string> {
   const signature = edSign(null, Buffer.from(`${at}|${body}`), telnyxKeys.privateKey).toString("base64");
   return { "telnyx-signature-ed25519": signature, "telnyx-timestamp": String(at) };
+}
+
+/**
+ * A POST from a chosen local address (127.0.0.2, …): fetch cannot bind its socket, node:http can.
+ * The loopback network is all of 127.0.0.0/8, so the appliance sees that address as the sender.
+ */
+function postFrom(localAddress: string, url: string, body: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", localAddress, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 const eventCount = () => (app.storage.handle.sqlite.query("SELECT count(*) AS n FROM events").get() as { n: number }).n;
@@ -216,6 +234,143 @@ describe("other schemes", () => {
     const r = await post(hook("limited"), "{}");
     expect(r.status).toBe(429);
     expect(Number(r.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe("delivery ids", () => {
+  test("two ids that share their first 200 characters are two events, each keeping its whole id; a repeat of either is 200 with its first id", async () => {
+    const prefix = `msg_${"p".repeat(196)}`;
+    const ids = [`${prefix}-first`, `${prefix}-second`];
+    const created: string[] = [];
+    for (const id of ids) {
+      const body = JSON.stringify({ id });
+      const r = await post(hook("hooks"), body, standardHeaders(id, body));
+      expect(r.status, id.slice(-6)).toBe(202);
+      created.push(((await r.json()) as { id: string }).id);
+    }
+    expect(new Set(created).size).toBe(2);
+    for (const [i, id] of ids.entries()) {
+      const event = (await call("GET", `/v1/events/${created[i]}`)).body;
+      expect(event.source.delivery_id).toBe(id);
+      expect(event.idempotency_key).toMatch(/^sha256:[0-9a-f]{64}$/);
+      const body = JSON.stringify({ id });
+      const again = await post(hook("hooks"), body, standardHeaders(id, body));
+      expect(again.status).toBe(200);
+      expect(await again.json()).toEqual({ id: created[i], duplicate: true });
+    }
+    // An Idempotency-Key header (hmac-sha256 binding) is keyed the same way.
+    const keys = [`${"k".repeat(200)}1`, `${"k".repeat(200)}2`];
+    for (const key of keys) {
+      const body = `reading=${key.slice(-1)}`;
+      const r = await post(hook("lan"), body, { "content-type": "text/plain", "x-signature": createHmac("sha256", LAN).update(body).digest("base64"), "idempotency-key": key });
+      expect(r.status).toBe(202);
+    }
+  });
+
+  test("an id over 1,024 bytes is 400 problem+json and stores nothing; a short id is still its own key", async () => {
+    const before = eventCount();
+    const long = `msg_${"x".repeat(1021)}`;
+    const body = JSON.stringify({ n: 1 });
+    const r = await post(hook("hooks"), body, standardHeaders(long, body));
+    expect(r.status).toBe(400);
+    expect(r.headers.get("content-type")).toBe("application/problem+json");
+    expect(((await r.json()) as { detail: string }).detail).toContain("at most 1024 bytes");
+    const lanBody = "x=1";
+    const lan = await post(hook("lan"), lanBody, { "content-type": "text/plain", "x-signature": createHmac("sha256", LAN).update(lanBody).digest("base64"), "idempotency-key": "é".repeat(513) });
+    expect(lan.status).toBe(400);
+    expect(eventCount()).toBe(before);
+
+    const exact = `msg_${"y".repeat(196)}`;
+    const ok = await post(hook("hooks"), body, standardHeaders(exact, body));
+    expect(ok.status).toBe(202);
+    expect((await call("GET", `/v1/events/${((await ok.json()) as { id: string }).id}`)).body.idempotency_key).toBe(exact);
+  });
+});
+
+describe("headers kept in the event", () => {
+  const SECRET_HEADERS = { "x-api-key": "api-key-canary-1", cookie: "session=cookie-canary-2", "set-cookie": "a=set-cookie-canary-3", "proxy-authorization": "Basic proxy-canary-4" };
+  const headersOfEvent = async (r: Response) => {
+    expect(r.status).toBe(202);
+    return (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body.source.headers as Record<string, string>;
+  };
+  const expectRedacted = (headers: Record<string, string>, names: string[], canaries: string[]) => {
+    for (const name of names) expect(headers[name], name).toBe("[redacted]");
+    for (const canary of canaries) expect(JSON.stringify(headers)).not.toContain(canary);
+    expect(headers["x-request-note"]).toBe("kept as sent");
+  };
+  const extra = { ...SECRET_HEADERS, "x-request-note": "kept as sent" };
+  const always = Object.keys(SECRET_HEADERS);
+  const canaries = Object.values(SECRET_HEADERS);
+
+  test("standard-webhooks: the signature and every credential header by name only", async () => {
+    const body = JSON.stringify({ h: 1 });
+    const sent = standardHeaders("msg_headers_std", body);
+    const headers = await headersOfEvent(await post(hook("hooks"), body, { ...sent, ...extra }));
+    expectRedacted(headers, ["webhook-signature", ...always], [...canaries, sent["webhook-signature"]!]);
+    expect(headers["webhook-id"]).toBe("msg_headers_std");
+  });
+
+  test("github-hmac-sha256: X-Hub-Signature-256 by name only", async () => {
+    const body = JSON.stringify({ h: 2 });
+    const signature = await githubSign(GITHUB, body);
+    const headers = await headersOfEvent(await post(hook("github"), body, { "x-hub-signature-256": signature, "x-github-delivery": "headers-gh-1", ...extra }));
+    expectRedacted(headers, ["x-hub-signature-256", ...always], [...canaries, signature]);
+  });
+
+  test("hmac-sha256: the binding's named header by name only", async () => {
+    const body = "h=3";
+    const signature = createHmac("sha256", LAN).update(body).digest("base64");
+    const headers = await headersOfEvent(await post(hook("lan"), body, { "content-type": "text/plain", "x-signature": signature, ...extra }));
+    expectRedacted(headers, ["x-signature", ...always], [...canaries, signature]);
+  });
+
+  test("bearer: the token is redacted in its own header and in any other header it was also sent in", async () => {
+    const headers = await headersOfEvent(await post(hook("token"), "{}", { authorization: `Bearer ${TOKEN}`, "x-auth-token": TOKEN, "x-forwarded-token": `token=${TOKEN}`, ...extra }));
+    expectRedacted(headers, ["authorization", "x-auth-token", "x-forwarded-token", ...always], [...canaries, TOKEN]);
+  });
+
+  test("none: Authorization, X-Api-Key and cookies are still redacted", async () => {
+    const headers = await headersOfEvent(await post(hook("open"), "{}", { authorization: "Bearer none-canary-5", ...extra }));
+    expectRedacted(headers, ["authorization", ...always], [...canaries, "none-canary-5"]);
+  });
+});
+
+describe("failed verifications spend their sender's budget, not the binding's", () => {
+  test("40 forged requests from 127.0.0.1, then the binding's real sender on 127.0.0.2 is still 202; the forger gets 429 before any verification", async () => {
+    const forged = await start("forger", { AGENTOWL_INGRESS_AUTH_FAILURES_PER_ADDRESS: "30" });
+    try {
+      const api = apiCaller(() => forged.url, BOOTSTRAP);
+      await api("POST", "/v1/tenants", { body: { name: "beta" } });
+      await api("PUT", "/v1/tenants/beta/secrets/hooks", { body: { value: WHSEC } });
+      expect((await api("POST", "/v1/tenants/beta/bindings", { body: { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, rate_per_minute: 5 } })).status).toBe(201);
+      const url = `${forged.url}/ingress/webhook/beta/hooks`;
+      const body = JSON.stringify({ amount: 1 });
+      const statuses: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        const headers = { ...standardHeaders(`forged_${i}`, body), "webhook-signature": `v1,${Buffer.alloc(32, i).toString("base64")}` };
+        statuses.push((await postFrom("127.0.0.1", url, body, headers)).status);
+      }
+      // 30 verified and refused, then the address is out of budget: no more verification for it.
+      expect(statuses.slice(0, 30)).toEqual(Array(30).fill(401));
+      expect(statuses.slice(30)).toEqual(Array(10).fill(429));
+      const locked = await postFrom("127.0.0.1", url, body, standardHeaders("real_from_forger", body));
+      expect(locked.status).toBe(429);
+      expect(Number(locked.headers["retry-after"])).toBeGreaterThanOrEqual(1);
+      expect(locked.body).toContain("failed verification");
+
+      // The binding's budget (5 a minute) is untouched: its sender's five signed requests are taken.
+      for (let i = 0; i < 5; i++) {
+        const r = await postFrom("127.0.0.2", url, body, standardHeaders(`real_${i}`, body));
+        expect(r.status, `signed request ${i}`).toBe(202);
+      }
+      const sixth = await postFrom("127.0.0.2", url, body, standardHeaders("real_5", body));
+      expect(sixth.status).toBe(429);
+      expect(sixth.body).toContain("for this binding");
+      const sources = forged.storage.handle.sqlite.query("SELECT json_extract(envelope, '$.source.remote_ip') AS ip FROM events").all() as { ip: string }[];
+      expect(sources.map((s) => s.ip)).toEqual(Array(5).fill("127.0.0.2"));
+    } finally {
+      await forged.stop();
+    }
   });
 });
 
