@@ -244,7 +244,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
         hostname: plainListen.host,
         port: plainListen.port,
         fetch: (request) => http.fetch(request),
-        httpsUrl: url,
+        mainUrl: url,
         allowsPlain: (tenant, binding) => bindings.get(`${tenant}/${binding}`).catch(() => false),
       });
     }

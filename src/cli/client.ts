@@ -222,6 +222,13 @@ export class ApiClient {
       const signal = signals.length ? AbortSignal.any(signals) : undefined;
       res = await fetch(this.conn.url + path + queryString(opts.query), { method, headers, body, signal, redirect: "manual", ...(tls ? { tls } : {}) });
     } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (this.conn.pin && !this.mismatch && typeof code === "string" && UNTRUSTED.has(code)) {
+        // A pinned self-signed certificate is the connection's only CA, so another certificate
+        // fails the chain check before the pin's: read the one presented, to name it.
+        const presented = await peerCertificate(this.conn.url).then((p) => p.fingerprint, () => null);
+        if (presented && presented !== this.conn.pin.fingerprint) this.mismatch = presented;
+      }
       throw this.networkFailure(e, timeoutMs, opts.signal);
     }
     if (!res.ok) throw await this.failure(res, method, path, opts);

@@ -7,8 +7,8 @@ export interface PlainListenerOptions {
   port: number;
   /** The app's own handler: the plain listener serves the same app as the HTTPS one. */
   fetch: (request: Request) => Response | Promise<Response>;
-  /** The HTTPS listener's URL, named in the refusal. */
-  httpsUrl: string;
+  /** The main (HTTPS) listener's URL, named in the refusal. */
+  mainUrl: string;
   /** Whether tenant/binding is a webhook binding with `plain_http: true`. */
   allowsPlain: (tenant: string, binding: string) => Promise<boolean>;
 }
@@ -28,8 +28,14 @@ function rawPath(url: string): string {
  * that did not opt in and one that does not exist (no probing for names over plain HTTP).
  */
 export function servePlain(opts: PlainListenerOptions): Server<undefined> {
-  const refuse = (path: string): Response =>
-    problemResponse(new AppError("forbidden", `this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${opts.httpsUrl}`), path);
+  const main = new URL(opts.mainUrl);
+  const wildcard = main.hostname === "0.0.0.0" || main.hostname === "[::]";
+  const refuse = (request: Request, path: string): Response => {
+    // A listener on every address is named by the host the client used to reach this one.
+    const there = new URL(main);
+    if (wildcard) there.hostname = new URL(request.url).hostname;
+    return problemResponse(new AppError("forbidden", `this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${there.origin}`), path);
+  };
   return Bun.serve({
     hostname: opts.hostname,
     port: opts.port,
@@ -41,7 +47,7 @@ export function servePlain(opts: PlainListenerOptions): Server<undefined> {
       const decision = plainAccess(request.method, path, server.requestIP(request)?.address ?? null);
       if (decision.kind === "allow") return opts.fetch(request);
       if (decision.kind === "binding" && (await opts.allowsPlain(decision.tenant, decision.binding))) return opts.fetch(request);
-      return refuse(path);
+      return refuse(request, path);
     },
   });
 }
