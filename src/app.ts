@@ -230,11 +230,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
   let plain: ReturnType<typeof servePlain> | null = null;
   const hostOf = (h: string | undefined) => (h?.includes(":") ? `[${h}]` : h);
   let url: string;
+  let listening = config.settings.http_listen;
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
     http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false, ...(https ? { tls: { cert: tls.cert, key: tls.key } } : {}) });
     url = `${https ? "https" : "http"}://${hostOf(http.server!.hostname)}:${http.server!.port}`;
     if (plainListen) {
+      listening = config.settings.http_plain_listen!;
       const bindings = new ConfigCache(storage.resources, async (key) => {
         const [tenant, name] = key.split("/") as [string, string];
         const spec = (await storage.resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined;
@@ -249,13 +251,13 @@ export async function startApp(opts: AppOptions): Promise<App> {
       });
     }
   } catch (e) {
-    if (http.server) await http.stop(true);
+    if (listening !== config.settings.http_listen) await http.stop(true);
     await runner.stop(0);
     await relay.stop();
     await storage.close();
     lock.release();
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new Error(`cannot listen on ${http.server ? config.settings.http_plain_listen : config.settings.http_listen}: ${code}`, { cause: e });
+    throw new Error(`cannot listen on ${listening}: ${code}`, { cause: e });
   }
   const plainUrl = plain ? `http://${hostOf(plain.hostname)}:${plain.port}` : null;
   if (!https && !isLoopback(config.http.host)) log.warn("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear", { http_listen: config.settings.http_listen });

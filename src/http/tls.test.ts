@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,7 +28,7 @@ describe("which listener speaks HTTPS", () => {
 
 describe("the certificate fingerprint", () => {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-fp-"));
-  test("is the SHA-256 that `openssl x509 -fingerprint -sha256` prints, and reads back however it is typed", async () => {
+  test("is the SHA-256 that `openssl x509 -fingerprint -sha256` prints, and reads back however it is typed; the generated certificate names localhost", async () => {
     try {
       await ensureSelfSigned(dir, "agentowl.lan");
       const pem = readFileSync(join(dir, "tls", "cert.pem"), "utf8");
@@ -43,6 +44,9 @@ describe("the certificate fingerprint", () => {
       const hex = fp.slice(7).replaceAll(":", "");
       for (const typed of [fp, fp.toLowerCase(), hex, hex.toLowerCase(), `SHA256:${hex}`, fp.slice(7).replaceAll(":", " ")]) expect(parseFingerprint(typed)).toBe(fp);
       expect(isSelfSigned(pem)).toBe(true);
+      // On the box, `curl --cacert <data dir>/tls/cert.pem https://localhost:8080/` verifies it.
+      const names = new X509Certificate(pem).subjectAltName!;
+      for (const name of ["DNS:agentowl.lan", "DNS:localhost", "IP Address:127.0.0.1"]) expect(names).toContain(name);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -80,6 +80,33 @@ describe("HTTPS on the HTTP listener", () => {
     await expect(fetch(url.replace("https:", "http:") + "/healthz")).rejects.toThrow();
   });
 
+  test("by default (auto, on every address) it serves HTTPS; off there is plain HTTP with a warning in the log", async () => {
+    const { url } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-default"), token: TOKEN, env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0" } });
+    expect(url).toMatch(/^https:\/\/0\.0\.0\.0:\d+$/);
+    const local = url.replace("0.0.0.0", "127.0.0.1");
+    expect((await peerCertificate(local)).fingerprint).toBe(fingerprintOf(readFileSync(join(root, "data-default", "tls", "cert.pem"), "utf8")));
+
+    const { server, url: plain } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-off"), token: TOKEN, env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0", AGENTOWL_HTTP_TLS: "off" } });
+    expect(plain).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
+    const warning = await server.waitForLog("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear");
+    expect(warning.level).toBe("warn");
+    expect((await fetch(`${plain.replace("0.0.0.0", "127.0.0.1")}/healthz`)).status).toBe(200);
+  });
+
+  test("a plain listener whose port is taken stops the start with one line naming http_plain_listen", async () => {
+    const busy = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await runAgentowl(["serve"], {
+        cwd: root,
+        env: { AGENTOWL_DATA_DIR: join(root, "data-busy"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_HTTP_PLAIN_LISTEN: `127.0.0.1:${busy.port}` },
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trimEnd().split("\n")).toEqual([`agentowl serve: cannot listen on 127.0.0.1:${busy.port}: EADDRINUSE`]);
+    } finally {
+      busy.stop(true);
+    }
+  });
+
   test("on loopback, auto stays plain HTTP (the tests, the benches, a reverse proxy in front)", async () => {
     const { url } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-auto"), token: TOKEN, env: { AGENTOWL_HTTP_TLS: "auto" } });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
