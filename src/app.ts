@@ -13,6 +13,11 @@ import type { EventRouting } from "./events/handoff.ts";
 import { DELIVERY_JOB, dispatcher } from "./dispatch/dispatcher.ts";
 import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
+import { servePlain } from "./http/plain.ts";
+import { fingerprintOf, isLoopback, servesHttps } from "./http/tls.ts";
+import { ConfigCache } from "./resources/cache.ts";
+import type { BindingSpec } from "./resources/specs.ts";
+import { parseListen } from "./config/schema.ts";
 import { createDnsResolver } from "./mail/dns.ts";
 import { MAIL_PROCESS_JOB, SmtpIngress } from "./smtp/server.ts";
 import { mailProcessor } from "./smtp/process.ts";
@@ -40,8 +45,10 @@ export interface AppOptions {
 }
 
 export interface App {
-  /** Base URL of the HTTP listener, e.g. http://127.0.0.1:8080. */
+  /** Base URL of the HTTP listener, e.g. https://10.0.0.2:8080 (http:// on loopback unless http_tls says on). */
   readonly url: string;
+  /** Base URL of the plain-HTTP listener (http_plain_listen), when there is one. */
+  readonly plainUrl: string | null;
   /** Where the SMTP listener listens (the port is the bound one when the setting said 0). */
   readonly smtp: { host: string; port: number };
   readonly storage: SqliteStorage;
@@ -215,19 +222,45 @@ export async function startApp(opts: AppOptions): Promise<App> {
 
   const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
     .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }), routing: dispatch.inline }));
+  // SPEC §7: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the
+  // optional plain listener, which serves the same app to loopback and opted-in webhooks only.
+  const https = servesHttps(config.settings.http_tls, config.http.host);
+  const plainListen = config.settings.http_plain_listen ? parseListen(config.settings.http_plain_listen) : null;
+  const fingerprint = fingerprintOf(tls.cert);
+  let plain: ReturnType<typeof servePlain> | null = null;
+  const hostOf = (h: string | undefined) => (h?.includes(":") ? `[${h}]` : h);
+  let url: string;
+  let listening = config.settings.http_listen;
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
-    http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false });
+    http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false, ...(https ? { tls: { cert: tls.cert, key: tls.key } } : {}) });
+    url = `${https ? "https" : "http"}://${hostOf(http.server!.hostname)}:${http.server!.port}`;
+    if (plainListen) {
+      listening = config.settings.http_plain_listen!;
+      const bindings = new ConfigCache(storage.resources, async (key) => {
+        const [tenant, name] = key.split("/") as [string, string];
+        const spec = (await storage.resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined;
+        return spec?.type === "webhook" && spec.plain_http === true;
+      });
+      plain = servePlain({
+        hostname: plainListen.host,
+        port: plainListen.port,
+        fetch: (request) => http.fetch(request),
+        mainUrl: url,
+        allowsPlain: (tenant, binding) => bindings.get(`${tenant}/${binding}`).catch(() => false),
+      });
+    }
   } catch (e) {
+    if (listening !== config.settings.http_listen) await http.stop(true);
     await runner.stop(0);
     await relay.stop();
     await storage.close();
     lock.release();
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    throw new Error(`cannot listen on ${config.settings.http_listen}: ${code}`, { cause: e });
+    throw new Error(`cannot listen on ${listening}: ${code}`, { cause: e });
   }
-  const server = http.server!;
-  const url = `http://${server.hostname?.includes(":") ? `[${server.hostname}]` : server.hostname}:${server.port}`;
+  const plainUrl = plain ? `http://${hostOf(plain.hostname)}:${plain.port}` : null;
+  if (!https && !isLoopback(config.http.host)) log.warn("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear", { http_listen: config.settings.http_listen });
 
   const smtp = new SmtpIngress({ config, storage, spool, tls, log: log.child({ component: "smtp" }), metrics });
   let smtpPort: number;
@@ -235,6 +268,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     smtpPort = await smtp.listen();
   } catch (e) {
     await http.stop(true);
+    plain?.stop(true);
     await runner.stop(0);
     await relay.stop();
     await spool.close();
@@ -243,7 +277,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new Error(`cannot listen on ${config.settings.smtp_listen}: ${code}`, { cause: e });
   }
-  log.info("agentowl serving", { http: url, smtp: `${config.smtp.host}:${smtpPort}`, tls: tls.source, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
+  log.info("agentowl serving", { http: url, ...(plainUrl ? { http_plain: plainUrl } : {}), smtp: `${config.smtp.host}:${smtpPort}`, tls: tls.source, fingerprint, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
 
   let stopped: Promise<{ forced: boolean }> | null = null;
   const stop = (): Promise<{ forced: boolean }> => {
@@ -259,8 +293,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
       // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
       //    never finish on their own: end them first.
       opts.logTap?.closeAll();
-      const drained = await Promise.race([Promise.all([http.stop(false), smtp.close(deadline)]).then(() => true), Bun.sleep(left()).then(() => false)]);
-      if (!drained) await http.stop(true);
+      const drained = await Promise.race([Promise.all([http.stop(false), plain?.stop(false), smtp.close(deadline)]).then(() => true), Bun.sleep(left()).then(() => false)]);
+      if (!drained) await Promise.all([http.stop(true), plain?.stop(true)]);
       // 2. Stop leasing; let jobs in flight finish. A job cut off keeps its lease and is
       //    recovered by the next start: at least once, never lost.
       const cutOff = await runner.stop(left());
@@ -279,5 +313,5 @@ export async function startApp(opts: AppOptions): Promise<App> {
     return stopped;
   };
 
-  return { url, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, routing: dispatch.inline, stop };
+  return { url, plainUrl, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, routing: dispatch.inline, stop };
 }

@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fingerprintOf } from "../http/tls.ts";
+import { ensureSelfSigned } from "../smtp/tls.ts";
 import { DEFAULT_URL, exitCodeOfStatus, resolveConnection } from "./client.ts";
 import { UsageError } from "./exit-codes.ts";
 import { profilePath, readProfiles, writeProfiles } from "./profile.ts";
@@ -11,7 +13,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 let n = 0;
 /** An environment whose profile file holds these profiles (the first is the default). */
-function withProfiles(profiles: Record<string, { url: string; token: string }>): Record<string, string> {
+function withProfiles(profiles: Record<string, { url: string; token: string; fingerprint?: string }>): Record<string, string> {
   const path = join(root, `profile-${++n}.toml`);
   writeProfiles(path, { default: Object.keys(profiles)[0] ?? null, profiles });
   return { AGENTOWL_PROFILE: path };
@@ -27,7 +29,36 @@ describe("where the CLI connects, and with which token", () => {
   });
 
   test("without anything, the local default URL and no token", () => {
-    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") })).toEqual({ url: DEFAULT_URL, token: null });
+    const empty = join(root, `empty-${++n}`);
+    mkdirSync(empty);
+    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") }, empty)).toEqual({ url: DEFAULT_URL, token: null });
+  });
+
+  test("without a URL, the appliance on this box as its settings say it listens, its certificate file pinned on loopback", async () => {
+    const dataDir = join(root, `box-${++n}`);
+    await ensureSelfSigned(dataDir, "agentowl.lan");
+    const pem = readFileSync(join(dataDir, "tls", "cert.pem"), "utf8");
+    const env = { AGENTOWL_PROFILE: join(root, "none.toml"), AGENTOWL_DATA_DIR: dataDir };
+    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "0.0.0.0:9443" }, root)).toEqual({
+      url: "https://127.0.0.1:9443",
+      token: null,
+      pin: { fingerprint: fingerprintOf(pem), certificate: pem, source: join(dataDir, "tls", "cert.pem") },
+    });
+    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:9080" }, root)).toEqual({ url: "http://127.0.0.1:9080", token: null });
+    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "[::]:9443" }, root).url).toBe("https://[::1]:9443");
+    // Another host's URL never gets this box's certificate.
+    expect(resolveConnection({ url: "https://10.0.0.2:9443" }, env, root).pin).toBeUndefined();
+  });
+
+  test("a profile's pin goes with its own URL only; --fingerprint (or AGENTOWL_FINGERPRINT) beats it; a malformed one is a usage error", () => {
+    const fp = `sha256:${"AB:".repeat(31)}AB`;
+    const other = `sha256:${"CD:".repeat(31)}CD`;
+    const env = { ...withProfiles({ office: { url: "https://10.0.0.2:8080", token: "aow_p", fingerprint: fp } }) };
+    expect(resolveConnection({}, env, root).pin).toEqual({ fingerprint: fp, source: "profile office" });
+    expect(resolveConnection({ url: "https://10.0.0.3:8080", token: "t" }, env, root).pin).toBeUndefined();
+    expect(resolveConnection({ fingerprint: other.toLowerCase() }, env, root).pin).toEqual({ fingerprint: other, source: "--fingerprint" });
+    expect(resolveConnection({}, { ...env, AGENTOWL_FINGERPRINT: other }, root).pin).toEqual({ fingerprint: other, source: "AGENTOWL_FINGERPRINT" });
+    expect(() => resolveConnection({ fingerprint: "sha256:AB" }, env, root)).toThrow(UsageError);
   });
 
   test("a profile's token is only ever sent to that profile's own URL", () => {
@@ -65,6 +96,20 @@ describe("the profile file", () => {
     expect(readProfiles(path)).toEqual({ default: "a", profiles: { a: { url: "http://h:1", token: "aow_x" } } });
     writeProfiles(path, { default: null, profiles: {} });
     expect(readProfiles(path)).toEqual({ default: null, profiles: {} });
+  });
+
+  test("keeps a pinned certificate; a malformed pin is refused, never silently dropped; a certificate that is not the pinned one is not kept", async () => {
+    const dir = join(root, `pinned-${++n}`);
+    await ensureSelfSigned(dir, "agentowl.lan");
+    const pem = readFileSync(join(dir, "tls", "cert.pem"), "utf8");
+    const fp = fingerprintOf(pem);
+    const path = join(root, `pinned-${n}.toml`);
+    writeProfiles(path, { default: "a", profiles: { a: { url: "https://h:1", token: "aow_x", fingerprint: fp, certificate: pem } } });
+    expect(readProfiles(path).profiles.a).toEqual({ url: "https://h:1", token: "aow_x", fingerprint: fp, certificate: pem });
+    writeProfiles(path, { default: "a", profiles: { a: { url: "https://h:1", token: "aow_x", fingerprint: `sha256:${"00:".repeat(31)}00`, certificate: pem } } });
+    expect(readProfiles(path).profiles.a!.certificate).toBeUndefined();
+    writeFileSync(path, 'default = "a"\n[profiles.a]\nurl = "https://h:1"\ntoken = "aow_x"\nfingerprint = "sha256:nope"\n');
+    expect(() => readProfiles(path)).toThrow("fingerprint is not a SHA-256 fingerprint");
   });
 
   test("a broken file is named without quoting it (it holds tokens)", async () => {

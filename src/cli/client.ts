@@ -1,23 +1,28 @@
+import { fingerprintOf, isLoopback, parseFingerprint } from "../http/tls.ts";
 import { type CommandArgs, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
-import { checkProfileName, profilePath, type Profiles, readProfiles } from "./profile.ts";
+import { type LocalAppliance, localAppliance, peerCertificate, type Pin, pinMismatch, pinnedTls } from "./pin.ts";
+import { checkProfileName, type Profile, profilePath, type Profiles, readProfiles } from "./profile.ts";
 
 /**
  * The CLI's side of the /v1 API: where to connect, with which token, and what an answer means
  * as an exit code. Every failure becomes one CommandFailure line (plus one line per field of a
  * validation failure); the token is sent as a header and never printed.
  */
-export const DEFAULT_URL = "http://127.0.0.1:8080";
+export const DEFAULT_URL = "https://127.0.0.1:8080";
 
 export const CONNECTION_OPTIONS = {
   url: { type: "string" },
   token: { type: "string" },
   profile: { type: "string" },
+  fingerprint: { type: "string" },
 } as const;
 
 export const CONNECTION_HELP = `Connection: --url, --token (visible to other local users in 'ps'; prefer the variable) and
 --profile NAME; else AGENTOWL_URL and AGENTOWL_TOKEN; else the default profile saved by
-'agentowl login'. The URL defaults to ${DEFAULT_URL}.`;
+'agentowl login'; else the appliance on this box, as its settings say it listens (${DEFAULT_URL}
+by default). An https:// server must present the certificate pinned by 'agentowl login', or
+--fingerprint / AGENTOWL_FINGERPRINT (sha256:…), or on loopback the one in this box's data dir.`;
 
 export const API_EXIT_HELP = "Exit codes: 0 ok, 1 failed (invalid input: one line per problem), 2 usage, 3 not found,\n4 conflict (stale --if-match, in use), 5 not authenticated or not allowed.";
 
@@ -26,6 +31,34 @@ export interface Connection {
   token: string | null;
   /** Why there is no token, when a profile exists but is for another URL. */
   why?: string;
+  /** The certificate an https:// server must present; none: the system's CAs decide. */
+  pin?: Pin;
+}
+
+/** --fingerprint, else AGENTOWL_FINGERPRINT. */
+function pinOption(values: CommandArgs["values"], env: Record<string, string | undefined>): Pin | null {
+  const flag = stringOpt(values, "fingerprint");
+  const raw = flag ?? (env.AGENTOWL_FINGERPRINT || undefined);
+  if (raw === undefined) return null;
+  const fingerprint = parseFingerprint(raw);
+  if (!fingerprint) throw new UsageError(`${flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT"} '${raw}' is not a SHA-256 fingerprint (sha256:AB:CD:… , 32 bytes in hex)`);
+  return { fingerprint, source: flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT" };
+}
+
+const profilePin = (p: Profile, name: string): Pin | null =>
+  p.fingerprint ? { fingerprint: p.fingerprint, ...(p.certificate ? { certificate: p.certificate } : {}), source: `profile ${name}` } : null;
+
+/** On loopback, the certificate file of this box's appliance, when this user can read it. */
+function localPin(url: string, local: () => LocalAppliance | null): Pin | null {
+  const u = new URL(url);
+  if (u.protocol !== "https:" || !isLoopback(u.hostname)) return null;
+  const cert = local()?.certificate;
+  if (!cert) return null;
+  try {
+    return { fingerprint: fingerprintOf(cert.pem), certificate: cert.pem, source: cert.path };
+  } catch {
+    return null;
+  }
 }
 
 /** An http(s) URL without trailing slashes; `from` names where it came from, for the error. */
@@ -44,12 +77,19 @@ export function normalizeUrl(raw: string, from: string): string {
  * Flags, then AGENTOWL_URL / AGENTOWL_TOKEN, then the profile file. A profile's token is only
  * ever sent to that profile's own URL: pointing --url elsewhere never leaks it.
  */
-export function resolveConnection(values: CommandArgs["values"], env: Record<string, string | undefined>): Connection {
+export function resolveConnection(values: CommandArgs["values"], env: Record<string, string | undefined>, cwd = process.cwd()): Connection {
   let profiles: Profiles | null = null;
   const load = () => (profiles ??= readProfiles(profilePath(env)));
+  let local: LocalAppliance | null | undefined;
+  const here = () => (local === undefined ? (local = localAppliance(env, cwd)) : local);
   const flagUrl = stringOpt(values, "url");
   const flagToken = stringOpt(values, "token");
   const named = stringOpt(values, "profile");
+  const flagPin = pinOption(values, env);
+  const withPin = (c: Connection, pin: Pin | null): Connection => {
+    const p = pin ?? localPin(c.url, here);
+    return p ? { ...c, pin: p } : c;
+  };
 
   if (named !== undefined) {
     const p = load().profiles[checkProfileName(named)];
@@ -59,13 +99,14 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
     if (url !== profileUrl && flagToken === undefined) {
       throw new UsageError(`--url differs from profile '${named}' (${p.url}); its token is only sent to its own URL`);
     }
-    return { url, token: flagToken ?? p.token };
+    return withPin({ url, token: flagToken ?? p.token }, flagPin ?? (url === profileUrl ? profilePin(p, named) : null));
   }
 
   let url = flagUrl !== undefined ? normalizeUrl(flagUrl, "--url") : env.AGENTOWL_URL ? normalizeUrl(env.AGENTOWL_URL, "AGENTOWL_URL") : null;
   let token = flagToken ?? (env.AGENTOWL_TOKEN || null);
   let why: string | undefined;
-  if (token === null || url === null) {
+  let pin = flagPin;
+  if (token === null || url === null || pin === null) {
     const file = load();
     const p = file.default ? file.profiles[file.default] : undefined;
     if (p) {
@@ -73,9 +114,10 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
       url ??= profileUrl;
       if (token === null && url === profileUrl) token = p.token;
       else if (token === null) why = `the default profile '${file.default}' is for ${profileUrl}`;
+      if (url === profileUrl) pin ??= profilePin(p, file.default!);
     }
   }
-  return { url: url ?? DEFAULT_URL, token, ...(why ? { why } : {}) };
+  return withPin({ url: url ?? here()?.url ?? DEFAULT_URL, token, ...(why ? { why } : {}) }, pin);
 }
 
 export interface RequestOptions {
@@ -118,7 +160,43 @@ export function exitCodeOfStatus(status: number): number {
 }
 
 export class ApiClient {
-  constructor(readonly conn: Connection) {}
+  private tls: Promise<ReturnType<typeof pinnedTls> | undefined> | null = null;
+  /** The fingerprint a server presented instead of the pinned one. */
+  private mismatch: string | null = null;
+
+  constructor(
+    readonly conn: Connection,
+    /** Where a warning goes (one line; the token is never in it). */
+    private readonly warn: (line: string) => void = (line) => process.stderr.write(line),
+  ) {}
+
+  /** The TLS options of every request: prepared once, before any token is sent. */
+  private tlsOptions(): Promise<ReturnType<typeof pinnedTls> | undefined> {
+    return (this.tls ??= this.prepareTls());
+  }
+
+  private async prepareTls(): Promise<ReturnType<typeof pinnedTls> | undefined> {
+    const u = new URL(this.conn.url);
+    if (u.protocol === "http:") {
+      if (!isLoopback(u.hostname)) this.warn(`warning: ${this.conn.url} is plain HTTP: the API token travels in clear on the network (use https://)\n`);
+      return undefined;
+    }
+    const pin = this.conn.pin;
+    if (!pin) return undefined;
+    let certificate = pin.certificate;
+    if (!certificate) {
+      // Only a fingerprint (--fingerprint): read the certificate once, check it, then pin it.
+      let peer;
+      try {
+        peer = await peerCertificate(this.conn.url);
+      } catch (e) {
+        throw this.networkFailure(e, DEFAULT_TIMEOUT_MS, undefined);
+      }
+      if (peer.fingerprint !== pin.fingerprint) throw pinMismatch(this.conn.url, pin, peer.fingerprint);
+      certificate = peer.pem;
+    }
+    return pinnedTls({ ...pin, certificate }, (presented) => (this.mismatch = presented));
+  }
 
   /** Send a request; a non-2xx answer or a network failure is thrown as a CommandFailure. */
   async send(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
@@ -136,13 +214,21 @@ export class ApiClient {
     }
     if (opts.ifMatch !== undefined) headers["if-match"] = `"${opts.ifMatch}"`;
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const tls = await this.tlsOptions();
     const signals = [opts.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => s !== undefined);
     let res: Response;
     try {
       // Never follow a redirect: it would carry the token to wherever it points.
       const signal = signals.length ? AbortSignal.any(signals) : undefined;
-      res = await fetch(this.conn.url + path + queryString(opts.query), { method, headers, body, signal, redirect: "manual" });
+      res = await fetch(this.conn.url + path + queryString(opts.query), { method, headers, body, signal, redirect: "manual", ...(tls ? { tls } : {}) });
     } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (this.conn.pin && !this.mismatch && typeof code === "string" && UNTRUSTED.has(code)) {
+        // A pinned self-signed certificate is the connection's only CA, so another certificate
+        // fails the chain check before the pin's: read the one presented, to name it.
+        const presented = await peerCertificate(this.conn.url).then((p) => p.fingerprint, () => null);
+        if (presented && presented !== this.conn.pin.fingerprint) this.mismatch = presented;
+      }
       throw this.networkFailure(e, timeoutMs, opts.signal);
     }
     if (!res.ok) throw await this.failure(res, method, path, opts);
@@ -187,8 +273,17 @@ export class ApiClient {
   private networkFailure(e: unknown, timeoutMs: number, signal: AbortSignal | undefined): unknown {
     const err = e as Error & { code?: unknown };
     if (signal?.aborted) return e; // the caller stopped it (Ctrl-C): theirs to handle
+    if (this.mismatch && this.conn.pin) return pinMismatch(this.conn.url, this.conn.pin, this.mismatch);
     if (err.name === "TimeoutError") return new CommandFailure(`agentowl at ${this.conn.url} did not answer within ${timeoutMs / 1000} s`, EXIT.failed, [], true);
-    const why = typeof err.code === "string" ? (REASONS[err.code] ?? err.code) : err.message;
+    if (typeof err.code === "string" && UNTRUSTED.has(err.code)) {
+      return new CommandFailure(
+        `${this.conn.url} presents a certificate this machine does not trust (${err.message}): run 'agentowl login --url ${this.conn.url}' to compare its fingerprint and pin it, or pass --fingerprint sha256:…`,
+        EXIT.auth,
+      );
+    }
+    let why = typeof err.code === "string" ? (REASONS[err.code] ?? err.code) : err.message;
+    if (err.code === "EPROTO") why = "the TLS handshake failed (does it serve plain HTTP? try http://)";
+    else if (err.code === "ECONNRESET" && this.conn.url.startsWith("http:")) why = "connection reset (does it serve HTTPS? try https://)";
     return new CommandFailure(`cannot reach agentowl at ${this.conn.url}: ${why}`, EXIT.failed, [], true);
   }
 
@@ -211,6 +306,18 @@ export class ApiClient {
     return new CommandFailure(detail, exitCodeOfStatus(res.status), lines, res.status >= 500 || res.status === 429);
   }
 }
+
+/** Certificate verification failures: without a pin, the system's CAs decide (a self-signed certificate always fails). */
+const UNTRUSTED = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 const REASONS: Record<string, string> = {
   ECONNREFUSED: "connection refused",

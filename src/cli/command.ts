@@ -12,6 +12,8 @@ export interface CommandIO {
   readStdin?(): Promise<string>;
   /** One line typed at the terminal, not echoed (a token at `login`). */
   readSecret?(prompt: string): Promise<string>;
+  /** A yes/no question at the terminal (a certificate to trust at `login`); true for yes. */
+  confirm?(question: string): Promise<boolean>;
   /** Aborted at SIGINT or SIGTERM. Asking for it takes those signals over: for commands that run until stopped. */
   untilInterrupted?(): AbortSignal;
 }

@@ -1,10 +1,11 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig, renderConfigTemplate } from "../config/index.ts";
 import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
+import { fingerprintOf } from "../http/tls.ts";
 import { ensureMasterKey } from "../vault/crypto.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
@@ -18,7 +19,8 @@ export const initCommand: Command = {
 Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
   - the data dir and its spool/ and blobs/ folders, mode 0700;
   - the vault master key (master_key_file, 32 random bytes, base64, mode 0600), never overwritten;
-  - unless tls_cert/tls_key are set, a self-signed certificate for STARTTLS in tls/ (key 0600);
+  - unless tls_cert/tls_key are set, a self-signed certificate for STARTTLS and HTTPS in tls/
+    (key 0600); its SHA-256 fingerprint is printed, to compare at 'agentowl login';
   - agentowl.toml with every setting commented out at its default, if there is none;
   - the database, migrated to this binary's schema;
   - the first admin API token when none exists: AGENTOWL_BOOTSTRAP_TOKEN if set, else a new
@@ -34,10 +36,18 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     const { created } = ensureMasterKey(config.masterKeyFile);
     said.push(`master key ${config.masterKeyFile} (${created ? "created, 0600" : "kept"})`);
 
-    if (config.tls) said.push(`TLS certificate ${config.tls.cert} (configured)`);
+    let certPath: string;
+    if (config.tls) said.push(`TLS certificate ${(certPath = config.tls.cert)} (configured)`);
     else {
       const { ensureSelfSigned, tlsDir } = await import("../smtp/tls.ts");
-      said.push(`TLS certificate ${join(tlsDir(config.dataDir), "cert.pem")} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`);
+      certPath = join(tlsDir(config.dataDir), "cert.pem");
+      said.push(`TLS certificate ${certPath} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`);
+    }
+    let fingerprint: string | null = null;
+    try {
+      fingerprint = fingerprintOf(readFileSync(certPath, "utf8"));
+    } catch (e) {
+      io.err(`warning: cannot read the TLS certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ('agentowl serve' will refuse to start)\n`);
     }
 
     const toml = join(config.dataDir, "agentowl.toml");
@@ -63,6 +73,8 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     }
 
     io.out(said.map((s) => `ok  ${s}`).join("\n") + "\n");
+    // What 'agentowl login' shows for the HTTPS listener: the person compares the two.
+    if (fingerprint) io.out(`\nHTTPS certificate fingerprint (compare it at 'agentowl login'):\n\n  ${fingerprint}\n`);
     if (firstToken) {
       io.out(`\nFirst admin API token (shown once; store it now, only its hash is kept):\n\n  ${firstToken}\n\nUse it as AGENTOWL_TOKEN, or: agentowl login\n`);
     }

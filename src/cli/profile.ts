@@ -2,6 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, stringify } from "smol-toml";
+import { fingerprintOf, parseFingerprint } from "../http/tls.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 
 /**
@@ -10,12 +11,18 @@ import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
  *
  *   default = "office"
  *   [profiles.office]
- *   url = "http://10.0.0.2:8080"
+ *   url = "https://10.0.0.2:8080"
  *   token = "aow_…"
+ *   fingerprint = "sha256:2F:48:…"       # the certificate pinned at login (https:// only)
+ *   certificate = "-----BEGIN CERTIFICATE-----…"
  */
 export interface Profile {
   url: string;
   token: string;
+  /** The server certificate's SHA-256 fingerprint, confirmed at `agentowl login`. */
+  fingerprint?: string;
+  /** That certificate (PEM): a self-signed one is the connection's trust anchor. */
+  certificate?: string;
 }
 
 export interface Profiles {
@@ -52,10 +59,27 @@ export function readProfiles(path: string): Profiles {
   const profiles: Record<string, Profile> = {};
   const table = doc.profiles && typeof doc.profiles === "object" ? (doc.profiles as Record<string, unknown>) : {};
   for (const [name, p] of Object.entries(table)) {
-    const { url, token } = (p ?? {}) as Record<string, unknown>;
-    if (typeof url === "string" && typeof token === "string") profiles[name] = { url, token };
+    const { url, token, fingerprint, certificate } = (p ?? {}) as Record<string, unknown>;
+    if (typeof url !== "string" || typeof token !== "string") continue;
+    profiles[name] = { url, token };
+    // A pin that is not one is refused, never dropped: dropping it would silently unpin the server.
+    if (fingerprint !== undefined) {
+      const parsed = typeof fingerprint === "string" ? parseFingerprint(fingerprint) : null;
+      if (!parsed) throw new CommandFailure(`${path}: profile ${name}: fingerprint is not a SHA-256 fingerprint; run 'agentowl login --profile ${name}' again`, EXIT.failed);
+      profiles[name].fingerprint = parsed;
+      if (typeof certificate === "string" && certificateMatches(certificate, parsed)) profiles[name].certificate = certificate;
+    }
   }
   return { default: typeof doc.default === "string" ? doc.default : null, profiles };
+}
+
+/** A stored certificate is used only when it is the pinned one (else the CLI reads it from the server and checks it). */
+function certificateMatches(pem: string, fingerprint: string): boolean {
+  try {
+    return fingerprintOf(pem) === fingerprint;
+  } catch {
+    return false;
+  }
 }
 
 /** Write the profiles atomically, mode 0600 from the first byte (in a 0700 directory); no profiles, no file. */

@@ -12,6 +12,7 @@ export function processIO(): CommandIO {
     tty: { stdin: Boolean(process.stdin.isTTY), stderr: Boolean(process.stderr.isTTY) },
     readStdin: () => Bun.stdin.text(),
     readSecret,
+    confirm,
     untilInterrupted() {
       if (!interrupted) {
         const controller = new AbortController();
@@ -24,6 +25,17 @@ export function processIO(): CommandIO {
       return interrupted.signal;
     },
   };
+}
+
+/** A question answered at the terminal: only "y" or "yes" is a yes. */
+async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import("node:readline/promises");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
 }
 
 /** A line typed at the terminal with echo off (raw mode): backspace edits, Ctrl-C gives up. */

@@ -55,6 +55,7 @@ export const MEANING: Record<string, string> = {
   "bindings.max_body_bytes": "Larger requests are refused with 413 (default 1 MiB).",
   "bindings.rate_per_minute": "webhook and telnyx: requests per minute (a token bucket with a minute's burst) before 429 with Retry-After; default the `ingress_rate_per_binding` setting.",
   "bindings.require_json": "webhook only: a request whose Content-Type is not JSON is refused with 415.",
+  "bindings.plain_http": "webhook only: also accept this binding's requests on the plain-HTTP listener (`http_plain_listen`), for LAN senders that cannot do HTTPS; its signature (and any bearer secret) then travels in clear.",
   "routes.name": "Unique among the tenant's routes.",
   "routes.match": "Conditions on the event, all of which must hold; no match means every event.",
   "routes.to": "Endpoints of this tenant the event is delivered to.",

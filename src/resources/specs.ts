@@ -75,6 +75,8 @@ export const BindingSpec = Type.Object(
     rate_per_minute: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
     /** webhook: refuse a body that is not JSON with 415. */
     require_json: Type.Optional(Type.Boolean()),
+    /** webhook: also take this binding's requests on the plain-HTTP listener (http_plain_listen), for senders that cannot do HTTPS. */
+    plain_http: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );

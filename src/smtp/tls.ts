@@ -5,7 +5,7 @@ import selfsigned from "selfsigned";
 import type { Config } from "../config/index.ts";
 
 /**
- * The certificate STARTTLS presents (SPEC §8): the configured one (tls_cert / tls_key), else a
+ * The certificate STARTTLS and the HTTPS listener present (SPEC §7, §8): the configured one (tls_cert / tls_key), else a
  * self-signed one kept in `<data dir>/tls/`, created by `agentowl init` (or by the first start
  * when init was skipped). Never smtp-server's built-in certificate, whose private key is public.
  *
@@ -38,7 +38,19 @@ export async function ensureSelfSigned(dataDir: string, mailDomain: string): Pro
       { name: "basicConstraints", cA: false },
       { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
       { name: "extKeyUsage", serverAuth: true },
-      { name: "subjectAltName", altNames: [{ type: 2, value: mailDomain }, { type: 2, value: `*.${mailDomain}` }, { type: 2, value: host }] },
+      // localhost and the loopback addresses too: on the box, `curl --cacert <data dir>/tls/cert.pem
+      // https://localhost:8080/…` then verifies it like any other certificate.
+      {
+        name: "subjectAltName",
+        altNames: [
+          { type: 2, value: mailDomain },
+          { type: 2, value: `*.${mailDomain}` },
+          { type: 2, value: host },
+          { type: 2, value: "localhost" },
+          { type: 7, ip: "127.0.0.1" },
+          { type: 7, ip: "::1" },
+        ],
+      },
     ],
   });
   // Key first, each written whole and renamed into place: a crash leaves no half pair.
