@@ -1,6 +1,8 @@
 import { parseDuration } from "../config/index.ts";
 import { API_EXIT_HELP, type ApiClient, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS, type Page, pause } from "./client.ts";
-import { type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
+import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
+import { DELIVERY_STATES } from "../store/schema/events.ts";
+import { choiceOpt, type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 import { cell, formatRow, progressFor, renderTable, time, toJson, toYaml } from "./output.ts";
 
@@ -94,7 +96,7 @@ ${footer}`,
     ...LIST_OPTIONS,
   },
   async run({ values }, io) {
-    const filters = { tenant: stringOpt(values, "tenant"), type: stringOpt(values, "type"), channel: stringOpt(values, "channel") };
+    const filters = { tenant: stringOpt(values, "tenant"), type: choiceOpt(values, "type", EVENT_TYPES), channel: choiceOpt(values, "channel", CHANNELS) };
     const range = { since: pointInTime(stringOpt(values, "since"), "--since"), until: pointInTime(stringOpt(values, "until"), "--until") };
     const client = clientFor(values, io.env);
     if (values.follow) {
@@ -202,7 +204,7 @@ denied, quarantined, discarded.
 ${footer}`,
   options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, endpoint: { type: "string" }, state: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
-    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: stringOpt(values, "state") };
+    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: choiceOpt(values, "state", DELIVERY_STATES) };
     const items = await listRows(clientFor(values, io.env), apiPath("deliveries"), query, values, io, "deliveries");
     if (values.json) io.out(toJson(items));
     else if (!items.length) io.out("no deliveries\n");

@@ -65,3 +65,24 @@ describe("mistyped commands", () => {
     }
   });
 });
+
+describe("flags with a fixed set of values", () => {
+  const offline = ["--url", "http://127.0.0.1:9", "--token", "aow_x"];
+  for (const [argv, flag, near] of [
+    [["deliveries", "ls", "--state", "bogus"], "--state", null],
+    [["deliveries", "ls", "--state", "daed"], "--state", "dead"],
+    [["approvals", "ls", "--state", "pendng"], "--state", "pending"],
+    [["events", "ls", "--type", "email.recieved"], "--type", "email.received"],
+    [["events", "ls", "--channel", "mail"], "--channel", null],
+  ] as const) {
+    test(`'${argv.join(" ")}' is a usage error naming the choices, before any request`, async () => {
+      const r = await cli(...argv, ...offline);
+      expect(r.code).toBe(2);
+      expect(r.out).toBe("");
+      expect(r.err).toStartWith(`agentowl ${argv.slice(0, 2).join(" ")}: ${flag} takes one of `);
+      expect(r.err).toContain(`not '${argv[3]}'`);
+      if (near) expect(r.err).toContain(`did you mean '${near}'?`);
+      expect(r.err.trimEnd().split("\n")).toHaveLength(1);
+    });
+  }
+});
