@@ -4,6 +4,7 @@ import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
+import { DEV_COMMANDS } from "./dev.ts";
 import { APPROVAL_COMMANDS } from "./approvals.ts";
 import { VAULT_COMMANDS } from "./vault.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
@@ -32,6 +33,7 @@ export const COMMANDS: readonly Command[] = [
   ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
+  ...DEV_COMMANDS,
 ];
 
 export function usage(): string {
