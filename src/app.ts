@@ -160,7 +160,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
   await storage.outbox.forget("metrics");
   const relay = new OutboxRelay(
     storage.outbox,
-    [dispatch.router, dispatch.approvals, ...(opts.subscribers ?? [])],
+    [dispatch.router, dispatch.approvals, dispatch.endpointChanges, ...(opts.subscribers ?? [])],
     log.child({ component: "outbox" }),
   );
   runner.start();

@@ -294,6 +294,36 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.queue.backlog()).toBe(2);
       });
 
+      test("unfinished finds the waiting or running job keyed by a prefix, the newest first, and never a neighbour's", async () => {
+        const { storage, clock } = await open();
+        expect(await storage.queue.unfinished("d", "delivery:a")).toBeNull();
+        const first = await storage.queue.enqueue({ kind: "d", payload: 1, idempotencyKey: "delivery:a" });
+        await storage.queue.enqueue({ kind: "d", payload: 2, idempotencyKey: "delivery:ab" });
+        await storage.queue.enqueue({ kind: "other", payload: 3, idempotencyKey: "delivery:a:x" });
+        expect((await storage.queue.unfinished("d", "delivery:a"))?.id).toBe(first.id);
+        await storage.queue.ack((await storage.queue.lease({ kinds: ["d"], limit: 2, visibilityMs: VIS })).find((j) => j.id === first.id)!);
+        expect(await storage.queue.unfinished("d", "delivery:a")).toBeNull();
+        const retry = await storage.queue.enqueue({ kind: "d", payload: 4, idempotencyKey: "delivery:a:retry:1", runAt: clock.now() + 60_000 });
+        expect(await storage.queue.unfinished("d", "delivery:a")).toMatchObject({ id: retry.id, state: "available", runAt: clock.now() + 60_000 });
+      });
+
+      test("runNow makes the scheduled jobs of the given keys due now, and leaves the others", async () => {
+        const { storage, clock } = await open();
+        const later = clock.now() + 60_000;
+        const a = await storage.queue.enqueue({ kind: "d", payload: 1, idempotencyKey: "delivery:a:retry:1", runAt: later });
+        const b = await storage.queue.enqueue({ kind: "d", payload: 2, idempotencyKey: "delivery:b", runAt: later });
+        const c = await storage.queue.enqueue({ kind: "d", payload: 3, idempotencyKey: "delivery:c", runAt: later });
+        let woken = 0;
+        storage.queue.onEnqueued(() => woken++);
+        expect(await storage.queue.runNow("d", ["delivery:a", "delivery:b", "delivery:zz"])).toBe(2);
+        expect(woken).toBeGreaterThan(0);
+        expect((await storage.queue.get(a.id))?.runAt).toBe(clock.now());
+        expect((await storage.queue.get(b.id))?.runAt).toBe(clock.now());
+        expect((await storage.queue.get(c.id))?.runAt).toBe(later);
+        expect((await storage.queue.lease({ limit: 5, visibilityMs: VIS })).map((j) => j.id).sort()).toEqual([a.id, b.id].sort());
+        expect(await storage.queue.runNow("d", [])).toBe(0);
+      });
+
       test("the retention sweep purges finished jobs older than the retention, and nothing else", async () => {
         const { storage, clock } = await open();
         const old = await storage.queue.enqueue({ kind: "t", payload: null });

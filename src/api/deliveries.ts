@@ -6,6 +6,8 @@ import { AppError } from "../errors/index.ts";
 import { NAME_PATTERN } from "../resources/specs.ts";
 import type { DeliveryRow, SqliteEvents, SqliteResources, SqliteTokens } from "../store/index.ts";
 import type { AttemptRow } from "../store/sqlite/events.ts";
+import { DELIVERY_STATES } from "../store/schema/events.ts";
+import type { Waiting } from "../dispatch/dispatcher.ts";
 import { canAccess, type Principal, requireTenant, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -18,10 +20,18 @@ export interface DeliveryActions {
   retry(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
   discard(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
   endpointStatus(tenant: string, name: string): { circuit: { state: string; consecutiveFailures: number; retryAt: number | null }; in_flight: number; deliveries: Record<string, number> };
+  /** What a delivery that is not finished waits for (null when finished). */
+  waitingFor(d: DeliveryRow): Promise<Waiting | null>;
+  /** Close an endpoint's circuit and send its waiting deliveries now (audited). */
+  resetCircuit(tenant: string, name: string, actor: string): Promise<{ wasOpen: boolean; woken: number }>;
 }
 
-export function presentDelivery(d: DeliveryRow) {
+/** A wait as the API shows it: its reason, and until when (ISO time) where that is known. */
+const presentWaiting = (w: Waiting | null) => (w === null ? null : { ...w, until: iso(w.until) });
+
+export function presentDelivery(d: DeliveryRow, waiting?: Waiting | null) {
   return {
+    ...(waiting === undefined ? {} : { waiting_for: presentWaiting(waiting) }),
     id: d.id,
     event_id: d.eventId,
     tenant: d.tenant,
@@ -87,12 +97,16 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
     .get("/deliveries", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
       const page = readPage(q);
+      if (q.state !== undefined && !(DELIVERY_STATES as readonly string[]).includes(q.state)) {
+        throw new AppError("invalid_input", `state must be one of ${DELIVERY_STATES.join(", ")}, not '${q.state}'`);
+      }
       const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, endpoint: q.endpoint, state: q.state, before: page.after, limit: page.limit + 1 });
-      return pageOf(rows.map(presentDelivery), page.limit, (d) => d.id);
+      const shown = await Promise.all(rows.map(async (d) => presentDelivery(d, await actions.waitingFor(d))));
+      return pageOf(shown, page.limit, (d) => d.id);
     })
-    .get("/deliveries/:id", ({ principal, params }) => {
+    .get("/deliveries/:id", async ({ principal, params }) => {
       const d = visible(principal, params.id, "read");
-      return { ...presentDelivery(d), attempt_log: events.attempts(d.id).map(presentAttempt), trace: d.trace };
+      return { ...presentDelivery(d, await actions.waitingFor(d)), attempt_log: events.attempts(d.id).map(presentAttempt), trace: d.trace };
     })
     .group("", (app) =>
       app
@@ -126,11 +140,22 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
           async ({ principal, params, body, set }) => {
             const made = await actions.replay(params.id, { endpoint: body?.endpoint, actor: actor(principal) });
             set.status = 202;
-            return { event_id: params.id, deliveries: made.map(presentDelivery) };
+            return { event_id: params.id, deliveries: made.map((d) => presentDelivery(d)) };
           },
           // No body, or {}: every target its routes give now; {"endpoint": "crm"}: that one.
           { body: t.Optional(Replay) },
         ),
+    )
+    .post(
+      "/tenants/:tenant/endpoints/:name/reset-circuit",
+      async ({ principal, params }) => {
+        requireTenant(principal, params.tenant, "write");
+        const exists = NAME.test(params.name) && (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
+        if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
+        const r = await actions.resetCircuit(params.tenant, params.name, actor(principal));
+        return { tenant: params.tenant, endpoint: params.name, was_open: r.wasOpen, deliveries_sent_now: r.woken };
+      },
+      { body: t.Optional(Empty) },
     )
     .get("/tenants/:tenant/endpoints/:name/status", async ({ principal, params }) => {
       requireTenant(principal, params.tenant, "read");

@@ -47,7 +47,7 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
       const event = isId(params.id, "evt") ? await events.get(params.id) : null;
       if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
       const dels = await events.deliveries({ eventId: params.id, limit: 1000 });
-      return { ...event.envelope, routing: events.routing(params.id), deliveries: dels.map(presentDelivery), trace: timeline(event.trace, [...dels].reverse()) };
+      return { ...event.envelope, routing: events.routing(params.id), deliveries: dels.map((d) => presentDelivery(d)), trace: timeline(event.trace, [...dels].reverse()) };
     })
     .get("/logs/tail", ({ principal, query, request }) => {
       requireAdmin(principal);

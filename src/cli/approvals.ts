@@ -1,5 +1,6 @@
 import { API_EXIT_HELP, apiPath, CONNECTION_HELP, CONNECTION_OPTIONS, clientFor } from "./client.ts";
-import { type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
+import { APPROVAL_STATES } from "../store/schema/approvals.ts";
+import { choiceOpt, type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
 import { LIST_OPTIONS, listRows } from "./events.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";
 import { cell, renderTable, time, toJson, toYaml } from "./output.ts";
@@ -29,7 +30,7 @@ and when it expires (and what happens then).
 ${footer}`,
   options: { tenant: { type: "string", short: "t" }, state: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
-    const rows = await listRows(clientFor(values, io.env), apiPath("approvals"), { tenant: stringOpt(values, "tenant"), state: stringOpt(values, "state") }, values, io, "approvals");
+    const rows = await listRows(clientFor(values, io.env), apiPath("approvals"), { tenant: stringOpt(values, "tenant"), state: choiceOpt(values, "state", APPROVAL_STATES) }, values, io, "approvals");
     io.out(
       values.json
         ? toJson(rows)

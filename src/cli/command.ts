@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { closest } from "../errors/suggest.ts";
 import { UsageError } from "./exit-codes.ts";
 
 export interface CommandIO {
@@ -46,6 +47,17 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandArgs {
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/, ""));
   }
+}
+
+/**
+ * A string option that takes one of a fixed set of values (`--state`, `--type`): anything else is
+ * a usage error naming the choices and the nearest one, never an empty listing.
+ */
+export function choiceOpt<T extends string>(values: Record<string, unknown>, key: string, choices: readonly T[]): T | undefined {
+  const value = stringOpt(values, key);
+  if (value === undefined || (choices as readonly string[]).includes(value)) return value as T | undefined;
+  const near = closest(value, choices);
+  throw new UsageError(`--${key} takes one of ${choices.join(", ")}, not '${value}'${near ? `: did you mean '${near}'?` : ""}`);
 }
 
 /** A string option's value, or undefined. */

@@ -1,6 +1,8 @@
 import { parseDuration } from "../config/index.ts";
 import { API_EXIT_HELP, type ApiClient, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS, type Page, pause } from "./client.ts";
-import { type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
+import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
+import { DELIVERY_STATES } from "../store/schema/events.ts";
+import { choiceOpt, type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 import { cell, formatRow, progressFor, renderTable, time, toJson, toYaml } from "./output.ts";
 
@@ -29,6 +31,31 @@ function eventRow(e: Row): string[] {
 }
 
 const DELIVERY_COLUMNS = ["ID", "EVENT", "TENANT", "TARGET", "STATE", "ATTEMPTS", "LAST", "UPDATED"];
+/** `deliveries ls` also says what each unfinished delivery waits for (the API sends it there). */
+const DELIVERY_LS_COLUMNS = [...DELIVERY_COLUMNS.slice(0, 5), "WAITING FOR", ...DELIVERY_COLUMNS.slice(5)];
+
+/** A delivery's `waiting_for`, in words: what it waits for and until when. */
+export function waitingText(w: unknown): string {
+  if (!w || typeof w !== "object") return "-";
+  const { reason, until, approval_id } = w as Row;
+  const at = until ? time(until) : null;
+  switch (reason) {
+    case "approval":
+      return `approval ${cell(approval_id)}${at ? ` (expires ${at})` : ""}`;
+    case "circuit_open":
+      return at ? `circuit open until ${at}` : "circuit open";
+    case "endpoint_busy":
+      return "endpoint busy";
+    case "retry":
+      return at ? `retry at ${at}` : "retry";
+    case "attempt_in_progress":
+      return "attempt in progress";
+    case "worker":
+      return "a free worker";
+    default:
+      return cell(reason);
+  }
+}
 const deliveryRow = (d: Row): string[] => [
   cell(d.id),
   cell(pick(d, "event", "event_id")),
@@ -94,7 +121,7 @@ ${footer}`,
     ...LIST_OPTIONS,
   },
   async run({ values }, io) {
-    const filters = { tenant: stringOpt(values, "tenant"), type: stringOpt(values, "type"), channel: stringOpt(values, "channel") };
+    const filters = { tenant: stringOpt(values, "tenant"), type: choiceOpt(values, "type", EVENT_TYPES), channel: choiceOpt(values, "channel", CHANNELS) };
     const range = { since: pointInTime(stringOpt(values, "since"), "--since"), until: pointInTime(stringOpt(values, "until"), "--until") };
     const client = clientFor(values, io.env);
     if (values.follow) {
@@ -196,17 +223,19 @@ const deliveriesLs: Command = {
 
 Lists deliveries (one per event and target, and one per replay) newest first: the first
 --limit (default 50), or --all of them, as a table or, with --json, one JSON array. STATE:
-pending, awaiting_approval, delivering, delivered, failed (retrying), dead (the dead letters),
-denied, quarantined, discarded.
+pending, awaiting_approval, delivering, delivered, retrying (failed so far, will try again),
+dead (gave up: the dead letters), denied, quarantined, discarded. WAITING FOR says what an
+unfinished delivery waits for: an approval, the endpoint's open circuit (until when), a busy
+endpoint, its next retry (when), an attempt in progress, or a free worker.
 
 ${footer}`,
   options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, endpoint: { type: "string" }, state: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
-    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: stringOpt(values, "state") };
+    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: choiceOpt(values, "state", DELIVERY_STATES) };
     const items = await listRows(clientFor(values, io.env), apiPath("deliveries"), query, values, io, "deliveries");
     if (values.json) io.out(toJson(items));
     else if (!items.length) io.out("no deliveries\n");
-    else io.out(renderTable(DELIVERY_COLUMNS, items.map(deliveryRow)));
+    else io.out(renderTable(DELIVERY_LS_COLUMNS, items.map((d) => { const row = deliveryRow(d); row.splice(5, 0, waitingText(d.waiting_for)); return row; })));
     return EXIT.ok;
   },
 };
@@ -331,4 +360,27 @@ ${footer}`,
   },
 };
 
-export const EVENT_COMMANDS: readonly Command[] = [eventsLs, eventsShow, eventsReplay, deliveriesLs, deliveriesShow, deliveriesRetry, deliveriesDiscard, endpointsStatus];
+const endpointsResetCircuit: Command = {
+  name: ["endpoints", "reset-circuit"],
+  summary: "close an endpoint's circuit breaker and send its waiting deliveries now",
+  help: `Usage: agentowl endpoints reset-circuit -t TENANT NAME [--json]
+
+Closes the endpoint's circuit breaker (an open circuit otherwise waits out its cooldown before
+a probe) and sends every delivery to it that waits for a later retry, now. Changing the
+endpoint's URL does the same by itself. Audited; needs write access to the tenant.
+
+${footer}`,
+  options: { tenant: { type: "string", short: "t" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  maxPositionals: 1,
+  async run({ values, positionals }, io) {
+    const name = positionals[0];
+    if (!name) throw new UsageError("missing the endpoint NAME");
+    const tenant = stringOpt(values, "tenant");
+    if (!tenant) throw new UsageError("missing -t TENANT");
+    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("tenants", tenant, "endpoints", name)}/reset-circuit`, { json: {}, notFound: `endpoint ${tenant}/${name} not found` });
+    io.out(values.json ? toJson(body) : `${tenant}/${name}: circuit ${body.was_open ? "was open, now closed" : "closed"}; ${cell(body.deliveries_sent_now)} waiting deliveries sent now\n`);
+    return EXIT.ok;
+  },
+};
+
+export const EVENT_COMMANDS: readonly Command[] = [eventsLs, eventsShow, eventsReplay, deliveriesLs, deliveriesShow, deliveriesRetry, deliveriesDiscard, endpointsStatus, endpointsResetCircuit];

@@ -1,8 +1,10 @@
 import { isAppError } from "../errors/index.ts";
+import { closest } from "../errors/suggest.ts";
 import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
+import { DEV_COMMANDS } from "./dev.ts";
 import { APPROVAL_COMMANDS } from "./approvals.ts";
 import { VAULT_COMMANDS } from "./vault.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
@@ -31,6 +33,7 @@ export const COMMANDS: readonly Command[] = [
   ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
+  ...DEV_COMMANDS,
 ];
 
 export function usage(): string {
@@ -57,21 +60,71 @@ function find(argv: string[]): { cmd: Command; rest: string[] } | null {
   return best ? { cmd: best, rest: argv.slice(best.name.length) } : null;
 }
 
+/** The commands whose names start with `words` (a group such as `events`, or `endpoints status`). */
+function group(words: readonly string[]): Command[] {
+  return COMMANDS.filter((c) => c.name.length > words.length && words.every((w, i) => c.name[i] === w));
+}
+
+/** A group's help: its commands and their summaries, like the top-level usage. */
+export function groupHelp(words: readonly string[]): string {
+  const members = group(words);
+  const width = Math.max(...members.map((c) => c.name.join(" ").length));
+  return `Usage: agentowl ${words.join(" ")} <command> [options]
+
+Commands:
+${members.map((c) => `  ${c.name.join(" ").padEnd(width)}  ${c.summary}`).join("\n")}
+
+Run 'agentowl ${words.join(" ")} <command> --help' for a command's options.
+`;
+}
+
+/** A hint after a message: in parentheses, or after a semicolon when the message already ends in some. */
+export const withHint = (message: string, hint: string): string => (message.endsWith(")") ? `${message}; ${hint}` : `${message} (${hint})`);
+
+const isHelpFlag = (w: string | undefined) => w === "--help" || w === "-h";
+
+/**
+ * What an argv that names no command gets: a group's help when it asked for it, else one line
+ * that says what is wrong and the nearest command ("did you mean"), never two parentheticals.
+ */
+function unknown(argv: string[], io: CommandIO): number {
+  const words = argv.filter((w) => !w.startsWith("-"));
+  // The longest prefix of the words that is a group: `events`, `endpoints`, `vault`.
+  let depth = words.length;
+  while (depth > 0 && group(words.slice(0, depth)).length === 0) depth--;
+  if (depth > 0 && depth === words.length && argv.some(isHelpFlag)) {
+    io.out(groupHelp(words));
+    return EXIT.ok;
+  }
+  const prefix = words.slice(0, depth);
+  const next = words[depth];
+  const candidates = [...new Set((depth ? group(prefix) : COMMANDS).map((c) => c.name[depth]!))];
+  const near = next === undefined ? null : closest(next, candidates);
+  const label = `agentowl: unknown command '${argv.join(" ")}'`;
+  const help = `agentowl ${[...prefix, "--help"].join(" ")}`;
+  if (near) io.err(`${label}: did you mean 'agentowl ${[...prefix, near].join(" ")}'? (see '${help}')\n`);
+  else if (depth) {
+    const which = group(prefix).map((c) => `'agentowl ${c.name.join(" ")}'`).join(", ");
+    io.err(depth === words.length ? `agentowl ${prefix.join(" ")}: name one of ${which} (see '${help}')\n` : `${label}: '${prefix.join(" ")}' has ${which} (see '${help}')\n`);
+  }
+  else io.err(`${label} (see '${help}')\n`);
+  return EXIT.usage;
+}
+
 /** Run one command line; returns the exit code. Every failure is one line on stderr. */
 export async function runCli(argv: string[], io: CommandIO): Promise<number> {
-  if (argv.length === 0 || argv[0] === "help" || argv[0] === "--help" || argv[0] === "-h") {
-    const topic = argv[0] === "help" && argv.length > 1 ? find(argv.slice(1)) : null;
-    io.out(topic ? topic.cmd.help + "\n" : usage());
+  if (argv.length === 0 || argv[0] === "help" || isHelpFlag(argv[0])) {
+    const words = argv.slice(1);
+    const topic = argv[0] === "help" && words.length ? find(words) : null;
+    if (topic && topic.rest.length === 0) io.out(topic.cmd.help + "\n");
+    else if (argv[0] === "help" && words.length && group(words).length) io.out(groupHelp(words));
+    else if (argv[0] === "help" && words.length) return unknown(words, io);
+    else io.out(usage());
     return argv.length === 0 ? EXIT.usage : EXIT.ok;
   }
   if (argv[0] === "--version" || argv[0] === "-v") argv = ["version"];
   const found = find(argv);
-  if (!found) {
-    const group = COMMANDS.filter((c) => c.name[0] === argv[0]);
-    const hint = group.length ? ` (try: ${group.map((c) => `agentowl ${c.name.join(" ")}`).join(", ")})` : " (see 'agentowl --help')";
-    io.err(`agentowl: unknown command '${argv.join(" ")}'${hint}\n`);
-    return EXIT.usage;
-  }
+  if (!found) return unknown(argv, io);
   const { cmd, rest } = found;
   const label = `agentowl ${cmd.name.join(" ")}`;
   try {
@@ -85,7 +138,7 @@ export async function runCli(argv: string[], io: CommandIO): Promise<number> {
     return await cmd.run(args, io);
   } catch (e) {
     if (e instanceof UsageError) {
-      io.err(`${label}: ${e.message} (see '${label} --help')\n`);
+      io.err(`${label}: ${withHint(e.message, `see '${label} --help'`)}\n`);
       return EXIT.usage;
     }
     const message = isAppError(e) ? e.detail : ((e as Error)?.message ?? String(e));

@@ -7,9 +7,21 @@ import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
 import { fingerprintOf } from "../http/tls.ts";
 import { ensureMasterKey } from "../vault/crypto.ts";
+import type { TokenStore } from "../store/contract.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./exit-codes.ts";
+
+/**
+ * The first admin API token, when no admin token exists: created, stored hashed, and returned
+ * this once for the caller to show. Null when an admin exists already.
+ */
+export async function createFirstAdmin(tokens: TokenStore, createdBy: string): Promise<string | null> {
+  if ((await tokens.countActiveAdmins(Date.now())) > 0) return null;
+  const token = generateToken();
+  await tokens.create({ name: "initial-admin", hash: sha256Hex(token), scopes: ["admin"], expiresAt: null, createdBy });
+  return token;
+}
 
 export const initCommand: Command = {
   name: ["init"],
@@ -64,9 +76,8 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
       // The first admin: AGENTOWL_BOOTSTRAP_TOKEN when set, else a new token shown this once.
       if (await seedBootstrapToken(storage.tokens, config.bootstrapToken, systemClock, silentLogger)) {
         said.push("admin token: AGENTOWL_BOOTSTRAP_TOKEN (stored hashed)");
-      } else if ((await storage.tokens.countActiveAdmins(Date.now())) === 0) {
-        firstToken = generateToken();
-        await storage.tokens.create({ name: "initial-admin", hash: sha256Hex(firstToken), scopes: ["admin"], expiresAt: null, createdBy: "agentowl init" });
+      } else {
+        firstToken = await createFirstAdmin(storage.tokens, "agentowl init");
       }
     } finally {
       await storage.close();

@@ -1,8 +1,46 @@
 import { loadConfig } from "../config/index.ts";
 import { createLogger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
-import type { Command } from "./command.ts";
+import { existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { App } from "../app.ts";
+import type { Command, CommandIO } from "./command.ts";
+import { createFirstAdmin } from "./init.ts";
 import { EXIT } from "./exit-codes.ts";
+
+/** How this process's user runs the CLI: the binary itself, or bun with src/main.ts from here. */
+function cliInvocation(io: CommandIO): string {
+  if (isCompiledBinary()) return relative(io.cwd, process.execPath).startsWith("..") ? process.execPath : `./${relative(io.cwd, process.execPath)}`;
+  const main = process.argv[1] ?? "src/main.ts";
+  const script = relative(io.cwd, main).startsWith("..") ? main : relative(io.cwd, main);
+  // From a clone, the bun that npm ci installed.
+  const bun = existsSync(join(io.cwd, "node_modules", ".bin", "bun")) ? "node_modules/.bin/bun" : process.execPath;
+  return `${bun} ${script}`;
+}
+
+/**
+ * The first start on a data dir with no admin token: the person at the terminal gets one, printed
+ * once to stderr (never stdout, which carries the JSON log, and never when stderr is not a
+ * terminal: then it may be a log file), with the URLs served and the one next command. Without a
+ * terminal they learn how to get one, and no token is made.
+ */
+async function firstStart(app: App, redactor: Redactor, io: CommandIO): Promise<void> {
+  if ((await app.storage.tokens.countActiveAdmins(Date.now())) > 0) return;
+  const cli = cliInvocation(io);
+  const served = `agentowl is serving: API, webhooks and /metrics at ${app.url}, SMTP on ${app.smtp.host}:${app.smtp.port}.`;
+  if (!io.tty?.stderr) {
+    io.err(`${served}\nNo admin API token exists yet: run '${cli} init' (it prints one, once) or start with AGENTOWL_BOOTSTRAP_TOKEN set.\n`);
+    return;
+  }
+  const token = await createFirstAdmin(app.storage.tokens, "agentowl serve (first start)");
+  if (!token) return;
+  redactor.learn(token);
+  const example = existsSync(join(io.cwd, "examples", "agentowl.yaml")) ? "examples/agentowl.yaml" : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
+  io.err(
+    `\n${served}\n\nFirst admin API token (shown this once; only its hash is kept):\n\n  ${token}\n\n` +
+      `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
+  );
+}
 
 export const serveCommand: Command = {
   name: ["serve"],
@@ -39,6 +77,7 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
     const { startApp } = await import("../app.ts");
     const app = await startApp({ config, log, redactor, logTap });
+    await firstStart(app, redactor, io);
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {

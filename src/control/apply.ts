@@ -4,7 +4,7 @@ import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
 import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
 import { vaultRefs } from "../resources/validate.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
-import { newProblems, resourcePath } from "./service.ts";
+import { announceChangeTx, newProblems, resourcePath } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
 export interface ApplyResult {
@@ -76,7 +76,12 @@ export function applyDesired(
         details: { ...summary, prune: opts.prune, changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${resourcePath(c)}`) },
       });
       for (const c of changes) {
-        if (c.op === "create" || c.op === "update") resources.putTx(tx, keyOf(c), specOf(desired, c), { mode: "upsert", actor: opts.actor });
+        if (c.op === "create" || c.op === "update") {
+          const key = keyOf(c);
+          const spec = specOf(desired, c);
+          resources.putTx(tx, key, spec, { mode: "upsert", actor: opts.actor });
+          announceChangeTx(tx, key, before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec, spec);
+        }
         else if (c.op === "delete") resources.deleteTx(tx, keyOf(c), { actor: opts.actor });
       }
     }

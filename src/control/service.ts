@@ -8,6 +8,17 @@ import { toStates, withChange } from "./state.ts";
 /** Fields the API adds to a resource's representation; a client may send them back on PUT. */
 export const METADATA_FIELDS = ["tenant", "global", "resource_version", "created_at", "updated_at"] as const;
 
+/** On the outbox when an endpoint's URL changed: the dispatcher resets its circuit and sends what waits at once. */
+export const ENDPOINT_URL_CHANGED = "endpoint.url_changed";
+
+/** In the unit of work that changes `key` from `previous` to `spec`: announce what the running appliance must react to. */
+export function announceChangeTx(tx: SqliteTx, key: ResourceKey, previous: unknown, spec: unknown): void {
+  const url = (s: unknown) => (s as { url?: unknown } | null | undefined)?.url;
+  if (key.kind === "endpoints" && previous && url(previous) !== url(spec)) {
+    tx.emit({ topic: ENDPOINT_URL_CHANGED, tenant: key.tenant, payload: { name: key.name } });
+  }
+}
+
 export type ResourceKind = Kind | "tenants";
 
 function problemKey(p: { tenant?: string; kind: string; name: string; pointer: string; message: string }): string {
@@ -68,8 +79,10 @@ export class ControlPlane {
     }
     const errors = newProblems(before, withChange(before, key, spec));
     if (errors.length) throw new AppError("invalid_input", `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there`, { errors });
+    const previous = before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec;
     const result = this.resources.putTx(tx, key, spec, opts);
     if (result.changed) {
+      announceChangeTx(tx, key, previous, spec);
       // Same unit of work: the change and its audit entry commit together or not at all.
       this.audit.appendTx(tx, {
         actor: opts.actor,

@@ -43,4 +43,21 @@ describe("CircuitBreaker", () => {
     expect(all.troubled()).toEqual([["beta/crm", { state: "open", consecutiveFailures: 1, retryAt: 500 }]]);
     expect(all.for("beta/crm")).toBe(all.for("beta/crm"));
   });
+
+  test("a breaker belongs to its URL: a changed URL finds the circuit closed, the same URL keeps it open", () => {
+    const all = new Breakers({ threshold: 1, cooldownMs: 30_000, now: () => 0 });
+    all.for("beta/crm", "http://127.0.0.1:1/").failure();
+    expect(all.for("beta/crm", "http://127.0.0.1:1/").state).toBe("open");
+    expect(all.for("beta/crm").state).toBe("open");
+    expect(all.for("beta/crm", "http://127.0.0.1:9000/").state).toBe("closed");
+    expect(all.peek("beta/crm").state).toBe("closed");
+  });
+
+  test("reset forgets a circuit and says whether it was open", () => {
+    const all = new Breakers({ threshold: 1, cooldownMs: 30_000, now: () => 0 });
+    all.for("beta/crm", "u").failure();
+    expect(all.reset("beta/crm")).toBe(true);
+    expect(all.peek("beta/crm").state).toBe("closed");
+    expect(all.reset("beta/crm")).toBe(false);
+  });
 });

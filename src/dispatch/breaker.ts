@@ -72,25 +72,38 @@ export class CircuitBreaker {
   }
 }
 
-/** One breaker per key (tenant/endpoint), created on first use. */
+/**
+ * One breaker per key (tenant/endpoint), created on first use. A breaker belongs to the URL it
+ * was tripped on: when the endpoint's URL changes, its failures say nothing about the new one,
+ * so the circuit starts closed again (a wrong URL fixed must not wait out the cooldown).
+ */
 export class Breakers {
-  private readonly byKey = new Map<string, CircuitBreaker>();
+  private readonly byKey = new Map<string, { breaker: CircuitBreaker; url: string | undefined }>();
 
   constructor(private readonly opts: BreakerOptions) {}
 
-  for(key: string): CircuitBreaker {
-    let b = this.byKey.get(key);
-    if (!b) this.byKey.set(key, (b = new CircuitBreaker(this.opts)));
-    return b;
+  for(key: string, url?: string): CircuitBreaker {
+    const held = this.byKey.get(key);
+    if (held && (url === undefined || held.url === url)) return held.breaker;
+    const breaker = new CircuitBreaker(this.opts);
+    this.byKey.set(key, { breaker, url: url ?? held?.url });
+    return breaker;
+  }
+
+  /** Forget a circuit (an operator's reset, or its endpoint changed): the next attempt finds it closed. Whether one was open. */
+  reset(key: string): boolean {
+    const held = this.byKey.get(key);
+    this.byKey.delete(key);
+    return held !== undefined && held.breaker.state !== "closed";
   }
 
   /** The state of one endpoint's circuit, closed when it has never been used. */
   peek(key: string): BreakerView {
-    return this.byKey.get(key)?.view() ?? { state: "closed", consecutiveFailures: 0, retryAt: null };
+    return this.byKey.get(key)?.breaker.view() ?? { state: "closed", consecutiveFailures: 0, retryAt: null };
   }
 
   /** Every breaker that is not closed, for /metrics and the API. */
   troubled(): [string, BreakerView][] {
-    return [...this.byKey].map(([k, b]) => [k, b.view()] as [string, BreakerView]).filter(([, v]) => v.state !== "closed");
+    return [...this.byKey].map(([k, b]) => [k, b.breaker.view()] as [string, BreakerView]).filter(([, v]) => v.state !== "closed");
   }
 }

@@ -18,6 +18,7 @@ import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
 import { type Attempt as PostResult, keepAliveAgent, postJson, signStandardWebhook } from "./post.ts";
 import { ConfigCache } from "../resources/cache.ts";
+import { ENDPOINT_URL_CHANGED } from "../control/service.ts";
 import { type RouteDecision, RouteTable } from "./route.ts";
 
 /**
@@ -71,6 +72,20 @@ const BUSY_WAIT_MS = 2_000;
 /** A kept-alive connection nobody used for this long is closed. */
 const IDLE_SOCKET_MS = 15_000;
 const DEFAULT_VISIBILITY_MS = 5 * 60_000;
+/** Why a delivery's job was put back without an attempt (its last_error), read again by `waitingFor`. */
+const BUSY = "deliveries in flight";
+const CIRCUIT_OPEN = "circuit open";
+/** The states in which a delivery may have a job waiting to run. */
+const WAITING_STATES = ["pending", "delivering", "retrying"] as const;
+
+/** What a delivery that is not finished waits for, as the API and CLI show it. */
+export type Waiting =
+  | { reason: "approval"; approval_id: string | null; until: number | null }
+  | { reason: "circuit_open"; until: number | null }
+  | { reason: "endpoint_busy"; until: number }
+  | { reason: "retry"; until: number; last_error: string | null }
+  | { reason: "attempt_in_progress"; until: null }
+  | { reason: "worker"; until: null };
 
 export interface DispatcherDeps {
   storage: SqliteStorage;
@@ -381,9 +396,9 @@ export function dispatcher(deps: DispatcherDeps) {
       // second per delivery.
       const bounces = Math.max(0, job.attempt - 1 - d.attempts);
       const wait = Math.min(BUSY_RETRY_MAX_MS, BUSY_RETRY_MS * 2 ** Math.min(3, Math.max(0, bounces - 1)));
-      throw new RetryLaterError(`endpoint ${d.endpoint}: deliveries in flight`, Math.round(wait / 2 + (Math.random() * wait) / 2), true);
+      throw new RetryLaterError(`endpoint ${d.endpoint}: ${BUSY}`, Math.round(wait / 2 + (Math.random() * wait) / 2), true);
     }
-    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: circuit open`, Math.max(1000, (breakers.for(key(d)).view().retryAt ?? now()) - now()), true);
+    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: ${CIRCUIT_OPEN}`, Math.max(1000, (breakers.for(key(d), endpoint.url).view().retryAt ?? now()) - now()), true);
     let outcome: Outcome = null;
     try {
       outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
@@ -427,7 +442,7 @@ export function dispatcher(deps: DispatcherDeps) {
     const k = key(d);
     const busy = inFlight.get(k) ?? 0;
     if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT) || waiting.has(k)) return "busy";
-    const breaker = breakers.for(k);
+    const breaker = breakers.for(k, endpoint.url);
     if (!breaker.tryAcquire()) return "open";
     inFlight.set(k, busy + 1);
     return slotOf(k, breaker);
@@ -463,7 +478,7 @@ export function dispatcher(deps: DispatcherDeps) {
     });
     if (!handed) return "busy";
     // The place is ours (its in-flight count was handed over); the circuit still has its say.
-    const breaker = breakers.for(k);
+    const breaker = breakers.for(k, endpoint.url);
     if (!breaker.tryAcquire()) {
       handOff(k);
       return "open";
@@ -554,7 +569,7 @@ export function dispatcher(deps: DispatcherDeps) {
     trace.push("delivery", startedAt, result.latencyMs, result.ok ? "ok" : "error", `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`);
     const maxAttempts = endpoint.retry?.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
     const dead = !result.ok && (attempt - d.attemptBase >= maxAttempts || result.errorClass === "egress");
-    const state = result.ok ? "delivered" : dead ? "dead" : "failed";
+    const state = result.ok ? "delivered" : dead ? "dead" : "retrying";
     const t3 = trace.begin();
     const { result: acked } = await settle(
       d,
@@ -633,12 +648,69 @@ export function dispatcher(deps: DispatcherDeps) {
   /** A dead delivery, or one still retrying, is given up on: it stays on record, it is never tried again. */
   const discard = (d: DeliveryRow, actor: string): Promise<DeliveryRow> =>
     storage.committer.run((tx) => {
-      const discarded = storage.events.transitionTx(tx, d.id, ["dead", "failed"], { state: "discarded", requestedBy: actor });
-      if (!discarded) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying (failed) delivery can be discarded`);
+      const discarded = storage.events.transitionTx(tx, d.id, ["dead", "retrying"], { state: "discarded", requestedBy: actor });
+      if (!discarded) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying delivery can be discarded`);
       announce(tx, discarded);
       auditTx(tx, d, { action: "delivery.discard", details: { attempts: d.attempts, last_error: d.lastError } }, actor);
       return discarded;
     });
+
+  /**
+   * An endpoint's waits are over: its circuit starts closed, and every delivery to it whose job
+   * waits for a later time (a backoff, the circuit's cooldown, a busy endpoint) runs now. For an
+   * operator's reset, and when the endpoint's URL changed (a wrong URL fixed).
+   */
+  const unblock = async (tenant: string, name: string): Promise<{ wasOpen: boolean; woken: number }> => {
+    const wasOpen = breakers.reset(`${tenant}/${name}`);
+    const prefixes: string[] = [];
+    for (const state of WAITING_STATES) {
+      for (let before: string | undefined; ; ) {
+        const page = await storage.events.deliveries({ tenants: [tenant], endpoint: name, state, before, limit: 1000 });
+        prefixes.push(...page.map((d) => `delivery:${d.id}`));
+        if (page.length < 1000) break;
+        before = page.at(-1)!.id;
+      }
+    }
+    return { wasOpen, woken: await storage.queue.runNow(DELIVERY_JOB, prefixes) };
+  };
+
+  /** `agentowl endpoints reset-circuit`: audited first, then the circuit closed and the waiting deliveries sent. */
+  const resetCircuit = async (tenant: string, name: string, actor: string) => {
+    const circuit = breakers.peek(`${tenant}/${name}`);
+    await storage.committer.run((tx) =>
+      storage.audit.appendTx(tx, { actor, tenant, action: "endpoint.reset_circuit", target: `${tenant}/endpoints/${name}`, decision: null, details: { state: circuit.state, consecutive_failures: circuit.consecutiveFailures } }),
+    );
+    return unblock(tenant, name);
+  };
+
+  /** An endpoint's URL changed (src/control/service.ts): what it waited for no longer holds. */
+  const endpointChanges: Subscriber = {
+    name: "dispatch-endpoints",
+    topics: [ENDPOINT_URL_CHANGED],
+    async handle(entry) {
+      const name = (entry.payload as { name?: string })?.name;
+      if (entry.tenant && name) await unblock(entry.tenant, name);
+    },
+  };
+
+  /** What a delivery that is not finished waits for; null when it is finished. */
+  const waitingFor = async (d: DeliveryRow): Promise<Waiting | null> => {
+    if (TERMINAL.has(d.state)) return null;
+    if (d.state === "awaiting_approval") {
+      const approval = d.approvalId ? await storage.approvals.get(d.approvalId) : null;
+      return { reason: "approval", approval_id: d.approvalId, until: approval?.expiresAt ?? null };
+    }
+    const job = await storage.queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`);
+    if (!job) return null;
+    if (job.state === "leased") return { reason: "attempt_in_progress", until: null };
+    if (job.lastError?.endsWith(CIRCUIT_OPEN)) {
+      const circuit = breakers.peek(`${d.tenant}/${d.endpoint}`);
+      if (circuit.state !== "closed") return { reason: "circuit_open", until: circuit.retryAt };
+    }
+    if (job.runAt <= now()) return { reason: "worker", until: null };
+    if (job.lastError?.endsWith(BUSY)) return { reason: "endpoint_busy", until: job.runAt };
+    return { reason: "retry", until: job.runAt, last_error: d.lastError };
+  };
 
   /** What the API shows of an endpoint's health: its circuit, deliveries in flight and by state. */
   const endpointStatus = (tenant: string, name: string) => {
@@ -659,5 +731,5 @@ export function dispatcher(deps: DispatcherDeps) {
     agents.clear();
   };
 
-  return { router, inline, approvals, run, replay, retry, discard, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  return { router, inline, approvals, endpointChanges, run, replay, retry, discard, resetCircuit, waitingFor, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
 }

@@ -6,7 +6,8 @@ export const ENVELOPE_VERSION = 1;
 
 export const EVENT_TYPES = ["email.received", "webhook.received", "sms.received", "voice.call.initiated", "voice.call.answered", "voice.call.hangup"] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
-export type Channel = "email" | "webhook" | "sms" | "voice";
+export const CHANNELS = ["email", "webhook", "sms", "voice"] as const;
+export type Channel = (typeof CHANNELS)[number];
 
 export interface Envelope {
   id: string;

@@ -145,6 +145,18 @@ export interface JobQueue {
    * follows the backlog, not the finished jobs the retention window keeps.
    */
   backlog(): Promise<number>;
+  /**
+   * The unfinished (waiting or running) job of `kind` whose idempotency key is `keyPrefix` or
+   * starts with `keyPrefix:`; the newest when several are. Answered from the idempotency index:
+   * what a delivery's job is waiting for, shown beside it.
+   */
+  unfinished(kind: string, keyPrefix: string): Promise<Job | null>;
+  /**
+   * Waiting jobs of `kind` keyed by one of `keyPrefixes` (as in `unfinished`) that are scheduled
+   * for later become due now; returns how many. For a wait whose reason went away (an
+   * endpoint's circuit reset, its URL fixed).
+   */
+  runNow(kind: string, keyPrefixes: readonly string[]): Promise<number>;
   /** Called after a commit that made jobs available. */
   onEnqueued(listener: () => void): () => void;
 }

@@ -51,6 +51,24 @@ describe("migrations", () => {
     expect(tables(db)).toEqual([]);
   });
 
+  test("0009: deliveries being retried, once called failed, are retrying; the others keep their state", () => {
+    const db = freshDb();
+    const i = embeddedMigrations.findIndex((m) => m.tag === "0009_delivery_retrying");
+    expect(i).toBeGreaterThan(0);
+    migrate(db, embeddedMigrations.slice(0, i));
+    db.run("PRAGMA foreign_keys = OFF");
+    for (const [id, state] of [["dlv_a", "failed"], ["dlv_b", "dead"], ["dlv_c", "delivered"]]) {
+      db.run("INSERT INTO deliveries (id, event_id, tenant, endpoint, state, created_at, updated_at) VALUES (?, ?, 'beta', 'crm', ?, 0, 0)", [id!, `evt_${id}`, state!]);
+    }
+    db.run("PRAGMA foreign_keys = ON");
+    expect(migrate(db).applied).toContain("0009_delivery_retrying");
+    expect(db.query<{ id: string; state: string }, []>("SELECT id, state FROM deliveries ORDER BY id").all()).toEqual([
+      { id: "dlv_a", state: "retrying" },
+      { id: "dlv_b", state: "dead" },
+      { id: "dlv_c", state: "delivered" },
+    ]);
+  });
+
   test("a database from a newer binary is refused", () => {
     const db = freshDb();
     migrate(db);

@@ -227,9 +227,19 @@ describe("agentowl policy test", () => {
     const withDraft = await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--policy", draftFile, "--target", "crm"]);
     expect(withDraft.code, withDraft.stderr).toBe(0);
     expect(withDraft.stdout).toContain("guard@draft");
-    expect(withDraft.stdout).toMatch(/crm\s+require_approval\s+guard@draft\s+0\s+check first/);
+    expect(withDraft.stdout).toMatch(/crm\s+require_approval\s+guard@draft\s+#1\s+check first/);
     expect((await agentowl(["policy", "test", "-t", "beta", "--event", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"])).code).toBe(3);
     expect((await agentowl(["policy", "test", "-t", "beta"])).code).toBe(2);
+  });
+
+  test("takes the event id as its argument and finds the tenant from the event", async () => {
+    const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email" }));
+    const r = await agentowl(["policy", "test", eventId, "--json"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).event).toBe(eventId);
+    const unknown = await agentowl(["policy", "test", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"]);
+    expect(unknown.code).toBe(3);
+    expect(unknown.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 
   test("global policies: managed with --global, listed and versioned, and deciding in policy test", async () => {
@@ -244,7 +254,7 @@ describe("agentowl policy test", () => {
     expect(ok(await agentowl(["policies", "versions", "--global", "house-rules"]))).toMatch(/1\s+create[\s\S]*2\s+update/);
 
     const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email", data: { subject: "your invoice" } }));
-    expect(ok(await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--target", "crm"]))).toMatch(/crm\s+deny\s+global:house-rules@2\s+0\s+invoices are checked/);
+    expect(ok(await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--target", "crm"]))).toMatch(/crm\s+deny\s+global:house-rules@2\s+#1\s+invoices are checked/);
     expect((await agentowl(["policies", "ls", "--global", "-t", "beta"])).code).toBe(2);
     expect(ok(await agentowl(["policies", "delete", "--global", "house-rules"]))).toBe("deleted global policy house-rules\n");
     expect(ok(await agentowl(["policies", "ls", "--global"]))).toBe("no global policies\n");

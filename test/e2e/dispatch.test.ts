@@ -185,7 +185,7 @@ describe("dispatch", () => {
     const dead = (await call("GET", "/v1/audit?action=delivery.dead&limit=500")).body.items;
     expect(dead.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
     const topics = (await app.storage.outbox.read(0, 100_000)).filter((e) => (e.payload as { id?: string }).id === d!.id).map((e) => e.topic);
-    expect(topics).toEqual(["delivery.failed", "delivery.dead"]);
+    expect(topics).toEqual(["delivery.retrying", "delivery.dead"]);
   });
 
   test("an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records egress and the reason, the delivery is dead at once", async () => {
@@ -253,8 +253,18 @@ describe("dispatch", () => {
     expect(text).toMatch(/agentowl_endpoint_circuit_open\{endpoint="beta\/busy"\} (1|0\.5)/);
     // The API shows the same: the circuit, and the delivery still being retried.
     const status = (await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body;
-    expect(status).toMatchObject({ tenant: "beta", endpoint: "busy", circuit: { state: expect.stringMatching(/^(open|half_open)$/) }, deliveries: { failed: 1 } });
+    expect(status).toMatchObject({ tenant: "beta", endpoint: "busy", circuit: { state: expect.stringMatching(/^(open|half_open)$/) }, deliveries: { retrying: 1 } });
     expect(status.circuit.consecutive_failures).toBeGreaterThanOrEqual(5);
+    // It says what it waits for: the open circuit (or its next retry, or an attempt under way).
+    const waiting = (await call("GET", `/v1/deliveries/${(await call("GET", `/v1/events/${eventId}`)).body.deliveries[0].id}`)).body.waiting_for;
+    expect(waiting.reason).toMatch(/^(circuit_open|retry|attempt_in_progress|worker)$/);
+    // An operator's reset closes it at once (audited), without waiting out the cooldown.
+    const reset = await call("POST", "/v1/tenants/beta/endpoints/busy/reset-circuit");
+    expect(reset.status).toBe(200);
+    expect(reset.body).toMatchObject({ tenant: "beta", endpoint: "busy" });
+    expect((await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body.circuit.consecutive_failures).toBeLessThan(5);
+    expect((await call("GET", "/v1/audit?action=endpoint.reset_circuit")).body.items).toHaveLength(1);
+    expect((await call("POST", "/v1/tenants/beta/endpoints/nope/reset-circuit")).status).toBe(404);
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body).toMatchObject({ circuit: { state: "closed", consecutive_failures: 0, retry_at: null }, in_flight: 0 });
     expect((await call("GET", "/v1/tenants/beta/endpoints/nope/status")).status).toBe(404);
 
@@ -268,6 +278,33 @@ describe("dispatch", () => {
     expect(app.storage.events.attempts(d.id).length).toBe(attempts);
     expect(app.storage.events.delivery(d.id)!.state).toBe("discarded");
   }, 45_000);
+
+  test("a wrong URL fixed is delivered at once: the URL change resets the circuit and the waiting retry goes now, not at its backoff", async () => {
+    expect((await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "typo", url: "http://127.0.0.1:9/hooks", signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } } })).status).toBe(201);
+    expect((await call("POST", "/v1/tenants/beta/routes", { body: { name: "typo", match: { "json.kind": "typo" }, to: ["typo"] } })).status).toBe(201);
+    const eventId = await send("typo");
+    let d: any;
+    await until("three failed attempts, the next retry seconds away", async () => {
+      d = (await call("GET", `/v1/events/${eventId}`)).body.deliveries[0];
+      if (!d || d.attempts < 3) return false;
+      d = (await call("GET", `/v1/deliveries/${d.id}`)).body;
+      return d.state === "retrying" && d.waiting_for?.reason === "retry";
+    }, 20_000, 50);
+    expect(d.last_error).toBeTruthy();
+    const retryAt = Date.parse(d.waiting_for.until);
+    expect(retryAt - Date.now()).toBeGreaterThan(1000);
+    const lsLine = await call("GET", `/v1/deliveries?endpoint=typo&tenant=beta`);
+    expect(lsLine.body.items[0].waiting_for).toMatchObject({ reason: "retry" });
+
+    const fixed = await call("PATCH", "/v1/tenants/beta/endpoints/typo", { body: { url: `http://127.0.0.1:${receiver.port}/ok` } });
+    expect(fixed.status).toBe(200);
+    await until("delivered to the fixed URL", () => app.storage.events.delivery(d.id)?.state === "delivered", 10_000, 20);
+    const delivered = app.storage.events.attempts(d.id).at(-1)!;
+    expect(delivered.status).toBe(200);
+    expect(delivered.startedAt).toBeLessThan(retryAt);
+    expect((await call("GET", `/v1/deliveries/${d.id}`)).body.waiting_for).toBeNull();
+    expect((await call("GET", "/v1/deliveries?state=bogus")).status).toBe(400);
+  });
 
   test("an event no route matches is recorded as unrouted, with no delivery", async () => {
     const eventId = await send("nothing-matches");

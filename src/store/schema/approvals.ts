@@ -4,6 +4,8 @@ import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
  * Actions parked by a `require_approval` decision (SPEC §11) until a person approves or denies
  * them, or they expire with their declared outcome. States: pending → approved | denied | expired.
  */
+export const APPROVAL_STATES = ["pending", "approved", "denied", "expired"] as const;
+
 export const approvals = sqliteTable(
   "approvals",
   {
@@ -14,7 +16,7 @@ export const approvals = sqliteTable(
     action: text("action", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
     /** The decision that parked it: policy name, version, rule, reason. */
     policy: text("policy", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
-    state: text("state", { enum: ["pending", "approved", "denied", "expired"] }).notNull(),
+    state: text("state", { enum: APPROVAL_STATES }).notNull(),
     createdAt: integer("created_at").notNull(),
     expiresAt: integer("expires_at").notNull(),
     /** What an expired approval becomes: its action is then approved or denied. */

@@ -305,6 +305,39 @@ export class SqliteQueue implements JobQueue {
     return row ? toJob(row) : null;
   }
 
+  /** `key = prefix OR key LIKE prefix:%`, written as a range so that the idempotency index answers it. */
+  private keyed(kind: string, prefix: string): SQL {
+    return sql`${jobs.kind} = ${kind} AND (${jobs.idempotencyKey} = ${prefix} OR (${jobs.idempotencyKey} >= ${`${prefix}:`} AND ${jobs.idempotencyKey} < ${`${prefix};`}))`;
+  }
+
+  async unfinished(kind: string, keyPrefix: string): Promise<Job | null> {
+    const row = this.db
+      .select()
+      .from(jobs)
+      .where(sql`${this.keyed(kind, keyPrefix)} AND ${jobs.state} IN ('available', 'leased')`)
+      .orderBy(sql`${jobs.id} DESC`)
+      .limit(1)
+      .get();
+    return row ? toJob(row) : null;
+  }
+
+  runNow(kind: string, keyPrefixes: readonly string[]): Promise<number> {
+    if (!keyPrefixes.length) return Promise.resolve(0);
+    return this.committer.run((tx) => {
+      let n = 0;
+      for (const prefix of keyPrefixes) {
+        n += this.db
+          .update(jobs)
+          .set({ runAt: tx.now })
+          .where(sql`${this.keyed(kind, prefix)} AND ${jobs.state} = 'available' AND ${jobs.runAt} > ${tx.now}`)
+          .returning({ id: jobs.id })
+          .all().length;
+      }
+      if (n > 0) tx.afterCommit(this.notify);
+      return n;
+    });
+  }
+
   async backlog(): Promise<number> {
     return this.count(sql`${jobs.state} = 'available'`);
   }
