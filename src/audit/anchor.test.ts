@@ -138,7 +138,7 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
       expect(r.missing).toBe(removed);
       expect(r.firstBroken?.seq).toBe(lastGood + 1);
       expect(r.lastGood).toEqual(lastGood ? { seq: lastGood, hash: lastGoodHash! } : null);
-      expect(r.problem).toContain(`${removed} entries are missing`);
+      expect(r.problem).toContain(removed === 1 ? "1 entry is missing" : `${removed} entries are missing`);
       expect(r.checkpoint?.seq).toBe(250);
     });
   }

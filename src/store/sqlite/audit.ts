@@ -308,7 +308,7 @@ export class SqliteAudit {
     if (latest && end < latest.seq) {
       report.missing = latest.seq - end;
       return fail(
-        `${report.missing} entries are missing at the end of the log: the checkpoint of ${iso(latest.at)} covers ${latest.seq} entries (head ${latest.head}), the log ends at entry ${end}`,
+        `${count(report.missing)} missing at the end of the log: the checkpoint of ${iso(latest.at)} covers ${latest.seq} entries (head ${latest.head}), the log ends at entry ${end}`,
         { seq: end + 1, reason: `entries ${end + 1} to ${latest.seq} are missing (truncated)` },
       );
     }
@@ -316,7 +316,7 @@ export class SqliteAudit {
       if (expect.seq !== null && end < expect.seq) report.missing = expect.seq - end;
       return fail(
         expect.seq !== null && end < expect.seq
-          ? `${report.missing} entries are missing at the end of the log: the expected head is entry ${expect.seq}, the log ends at entry ${end}`
+          ? `${count(report.missing)} missing at the end of the log: the expected head is entry ${expect.seq}, the log ends at entry ${end}`
           : `the expected head ${expect.hash} is not in the log: it was cut short or rewritten`,
         expect.seq !== null && end < expect.seq ? { seq: end + 1, reason: `entries ${end + 1} to ${expect.seq} are missing (truncated)` } : null,
       );
@@ -333,6 +333,7 @@ export class SqliteAudit {
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
+const count = (n: number) => (n === 1 ? "1 entry is" : `${n} entries are`);
 
 interface RawRow {
   seq: number;
