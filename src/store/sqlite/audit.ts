@@ -1,13 +1,11 @@
 import { and, desc, eq, gt, gte, inArray, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import { type AuditEntry, type Broken, type ChainedEntry, type ChainKeys, canonicalJson, entryHash, entryMac, GENESIS, LinkCheck, verifyRun } from "../../audit/chain.ts";
 import { type Checkpoint, CheckpointWriter, readCheckpoints } from "../../audit/checkpoints.ts";
+import type { AnchorOptions, AnchorState, AuditLog, ExpectedHead, NewAuditEntry, VerifyReport } from "../contract.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
 import { auditLog } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
-
-export type NewAuditEntry = Omit<AuditEntry, "seq" | "at" | "tenant" | "target" | "decision" | "details"> &
-  Partial<Pick<AuditEntry, "tenant" | "target" | "decision" | "details">>;
 
 export interface AuditQuery {
   tenants?: readonly string[];
@@ -20,54 +18,6 @@ export interface AuditQuery {
   before?: number;
   limit: number;
 }
-
-/** A head the operator kept elsewhere (a log line, a ticket): `<hash>` or `<seq>:<hash>`. */
-export interface ExpectedHead {
-  seq: number | null;
-  hash: string;
-}
-
-export interface VerifyReport {
-  ok: boolean;
-  /** Entries that verified, up to the first broken one. */
-  entries: number;
-  /** The hash of the last entry that verified (GENESIS when none did). */
-  head: string;
-  /** The first entry that is wrong (changed, out of place, or missing). */
-  firstBroken: Broken | null;
-  /** The last entry before it that verified, when there is one. */
-  lastGood: { seq: number; hash: string } | null;
-  /** Whether the chain is checked with the audit key (false: a tool without the vault). */
-  keyed: boolean;
-  /** The latest signed checkpoint the log was checked against. */
-  checkpoint: { seq: number; head: string; at: number } | null;
-  /** Entries missing at the end of the log against the checkpoint (or the expected head). */
-  missing: number;
-  expectHead: (ExpectedHead & { found: boolean }) | null;
-  /** What is wrong, in one sentence, when not ok. */
-  problem: string | null;
-}
-
-export interface AnchorOptions {
-  keys: ChainKeys;
-  /** The checkpoint file, `<data dir>/audit/checkpoints.jsonl`. */
-  file: string;
-  /** Write a checkpoint once this many entries have been committed since the last one... */
-  everyEntries: number;
-  /** ...and every this many milliseconds when the log grew, and at close. */
-  everyMs: number;
-  /** Told of every checkpoint written: the appliance logs it, so a copy lives outside the data dir. */
-  onCheckpoint?: (cp: Checkpoint) => void;
-  /** A checkpoint could not be written (the disk is full): the next one covers its entries. */
-  onError?: (e: unknown) => void;
-}
-
-/** What anchoring found: how the checkpoint file and the table stood when the appliance started. */
-export type AnchorState =
-  | { kind: "continued"; checkpoint: Checkpoint; problem: string | null }
-  | { kind: "new" }
-  | { kind: "upgraded"; legacyThrough: number; head: string }
-  | { kind: "restarted"; problem: string };
 
 const VERIFY_BATCH = 5000;
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -89,7 +39,7 @@ export function parseExpectedHead(text: string): ExpectedHead | null {
  * entries a checkpoint covers are committed. Without it (tests and tools that open the database
  * without the vault) entries carry the plain SHA-256 link and nothing is checkpointed.
  */
-export class SqliteAudit {
+export class SqliteAudit implements AuditLog {
   private readonly last;
   private readonly insert;
   private anchorOpts: AnchorOptions | null = null;

@@ -115,7 +115,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
 export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./approvals.ts";
-export { type AnchorOptions, type AnchorState, type AuditQuery, type ExpectedHead, type NewAuditEntry, parseExpectedHead, SqliteAudit, type VerifyReport } from "./audit.ts";
+export { type AuditQuery, parseExpectedHead, SqliteAudit } from "./audit.ts";
 export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
 export { type AcceptedMail, type MailRecipient, type MailRow, SqliteMail } from "./mail.ts";
 export { SqliteOutbox } from "./outbox.ts";
