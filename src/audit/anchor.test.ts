@@ -13,6 +13,7 @@ import { anchorAuditLog, checkpointFile } from "./anchor.ts";
 import { canonicalJson, type ChainKeys, entryHash, entryMac, GENESIS } from "./chain.ts";
 import { readCheckpoints } from "./checkpoints.ts";
 import { chainKeysFrom } from "./keys.ts";
+import { until } from "../../test/helpers/storage.ts";
 
 /**
  * The keyed, anchored audit chain (SPEC §3.10) against real files and a real database: what
@@ -121,6 +122,19 @@ describe("a keyed chain", () => {
   });
 });
 
+describe("checkpoint timing", () => {
+  test("with fewer than N new entries, the interval's timer checkpoints the committed head", async () => {
+    const dir = tempDir();
+    const s = openSqliteStorage({ dir });
+    open.push(s);
+    const seen: number[] = [];
+    s.audit.anchor({ keys: KEYS, file: checkpointFile(dir), everyEntries: 1000, everyMs: 20, onCheckpoint: (cp) => seen.push(cp.seq) });
+    await fill(s, 3);
+    await until("the timer's checkpoint", () => seen.includes(3), 5000);
+    expect(seen).toEqual([0, 3]);
+  });
+});
+
 describe("truncation and rewrites are reported, naming the last good entry", () => {
   for (const [removed, what] of [[1, "the last entry"], [100, "the last 100 entries"], [250, "every entry"]] as const) {
     test(`deleting ${what} is reported as that many entries missing against the checkpoint`, async () => {
@@ -136,6 +150,8 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
       const r = await s.audit.verify();
       expect(r.ok).toBe(false);
       expect(r.missing).toBe(removed);
+      // The next start says so at once.
+      expect((await reopen(s, dir)).state).toMatchObject({ kind: "continued", problem: `the log holds ${lastGood} entries, the latest checkpoint covers 250` });
       expect(r.firstBroken?.seq).toBe(lastGood + 1);
       expect(r.lastGood).toEqual(lastGood ? { seq: lastGood, hash: lastGoodHash! } : null);
       expect(r.problem).toContain(removed === 1 ? "1 entry is missing" : `${removed} entries are missing`);

@@ -35,7 +35,7 @@ export function anchorAuditLog(
   } else if (state.kind === "restarted") {
     log.error("audit chain not anchored: run 'agentowl audit verify'", { detail: state.problem });
   } else if (state.kind === "continued" && state.problem) {
-    log.error("audit checkpoint file damaged: run 'agentowl audit verify'", { detail: state.problem });
+    log.error("audit log does not match its checkpoints: run 'agentowl audit verify'", { detail: state.problem });
   }
   return state;
 }

@@ -109,7 +109,16 @@ export class SqliteAudit implements AuditLog {
     if (latest) {
       this.legacyThrough = file.checkpoints[0]!.legacyThrough;
       this.lastCheckpoint = latest;
-      state = { kind: "continued", checkpoint: latest, problem: file.problem };
+      // A quick look at the anchor itself (verify walks the rest): is the checkpointed head still there?
+      const at = this.handle.sqlite.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(latest.seq);
+      const head = this.last.get();
+      const gone =
+        latest.seq > 0 && !at
+          ? `the log holds ${head?.seq ?? 0} entries, the latest checkpoint covers ${latest.seq}`
+          : at && at.hash !== latest.head
+            ? `entry ${latest.seq} is not the one the latest checkpoint signed`
+            : null;
+      state = { kind: "continued", checkpoint: latest, problem: [file.problem, gone].filter(Boolean).join("; ") || null };
     } else {
       const head = this.last.get();
       if (!head) {
