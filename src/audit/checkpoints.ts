@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, writeSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, write, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { canonicalJson } from "./chain.ts";
 
@@ -101,6 +101,20 @@ export class CheckpointWriter {
   ) {}
 
   append(cp: Checkpoint): void {
+    const fd = this.open();
+    writeSync(fd, checkpointLine(this.key, cp));
+    fsyncSync(fd);
+  }
+
+  /** The same, with the write and the fsync on the thread pool: the event loop goes on serving. */
+  async appendAsync(cp: Checkpoint): Promise<void> {
+    const fd = this.open();
+    const line = Buffer.from(checkpointLine(this.key, cp));
+    await new Promise<void>((resolve, reject) => write(fd, line, 0, line.length, null, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+  }
+
+  private open(): number {
     if (this.fd === null) {
       const created = !existsSync(this.path);
       mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
@@ -109,8 +123,7 @@ export class CheckpointWriter {
       if (statSync(this.path).mode & 0o077) chmodSync(this.path, 0o600);
       if (created) fsyncDir(dirname(this.path));
     }
-    writeSync(this.fd, checkpointLine(this.key, cp));
-    fsyncSync(this.fd);
+    return this.fd;
   }
 
   close(): void {

@@ -284,9 +284,9 @@ export interface AuditLog {
   /** Key the chain and anchor it to its checkpoint file, before the first append. */
   anchor(opts: AnchorOptions): AnchorState;
   /** Checkpoint the committed head now, if the log grew; the latest checkpoint. */
-  checkpoint(): Checkpoint | null;
+  checkpoint(): Promise<Checkpoint | null>;
   /** At shutdown, after the last commit: a final checkpoint. */
-  closeAnchor(): void;
+  closeAnchor(): Promise<void>;
   verify(opts?: { expectHead?: ExpectedHead }): Promise<VerifyReport>;
 }
 

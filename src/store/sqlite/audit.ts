@@ -143,13 +143,19 @@ export class SqliteAudit implements AuditLog {
     return state;
   }
 
+  /** The anchoring checkpoints (and tests) are written at once, before the appliance serves. */
   private write(cp: Checkpoint): void {
     this.writer!.append(cp);
     this.lastCheckpoint = cp;
     this.anchorOpts?.onCheckpoint?.(cp);
   }
 
-  /** Checkpoint the committed head when enough entries (or, on the timer, any) came after the last one. */
+  /**
+   * Checkpoint the committed head when enough entries (or, on the timer, any) came after the last
+   * one. The head is read here, after its commit, so a checkpoint is never ahead of the table;
+   * the line is written and fsynced off the event loop, one at a time, the newest waiting one
+   * replacing any older one still waiting.
+   */
   private maybeCheckpoint(anyNew: boolean): void {
     if (!this.writer || !this.anchorOpts || this.handle.sqlite.inTransaction) return;
     try {
@@ -157,24 +163,45 @@ export class SqliteAudit implements AuditLog {
       if (!head) return;
       const since = head.seq - (this.lastCheckpoint?.seq ?? 0);
       if (since <= 0 || (!anyNew && since < this.anchorOpts.everyEntries)) return;
-      this.write({ seq: head.seq, head: head.hash, at: this.clock.now(), legacyThrough: this.legacyThrough });
+      this.lastCheckpoint = { seq: head.seq, head: head.hash, at: this.clock.now(), legacyThrough: this.legacyThrough };
+      this.waiting = this.lastCheckpoint;
+      this.flushing ??= this.flushCheckpoints();
     } catch (e) {
       this.anchorOpts.onError?.(e);
     }
   }
 
+  private waiting: Checkpoint | null = null;
+  private flushing: Promise<void> | null = null;
+
+  private async flushCheckpoints(): Promise<void> {
+    while (this.waiting) {
+      const cp = this.waiting;
+      this.waiting = null;
+      try {
+        await this.writer!.appendAsync(cp);
+        this.anchorOpts?.onCheckpoint?.(cp);
+      } catch (e) {
+        // The disk is full or read-only: the next checkpoint covers these entries too.
+        this.anchorOpts?.onError?.(e);
+      }
+    }
+    this.flushing = null;
+  }
+
   /** Write a checkpoint of the committed head now, if the log grew since the last one. */
-  checkpoint(): Checkpoint | null {
+  async checkpoint(): Promise<Checkpoint | null> {
     this.maybeCheckpoint(true);
+    await this.flushing;
     return this.lastCheckpoint;
   }
 
   /** At shutdown, after the last commit: a final checkpoint, and the file closed. */
-  closeAnchor(): void {
+  async closeAnchor(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (!this.writer) return;
-    this.maybeCheckpoint(true);
+    await this.checkpoint();
     this.writer.close();
   }
 

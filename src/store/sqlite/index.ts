@@ -90,7 +90,7 @@ export class SqliteStorage implements Storage {
   async close(): Promise<void> {
     await this.committer.close();
     // Every entry is committed now: the audit chain's last checkpoint covers them all.
-    this.audit.closeAnchor();
+    await this.audit.closeAnchor();
     await this.checkpointer?.stop();
     // Fold the WAL back into the database so a copied data dir is one self-contained file.
     try {
