@@ -1,11 +1,13 @@
 /**
- * `npm run bench -- audit`: audit appends with the hash chain, beside plain inserts of the same
+ * `npm run bench -- audit`: audit appends with the keyed hash chain and its checkpoints, beside plain inserts of the same
  * rows into a table of the same shape, in the same run, through the same group committer, with
  * the same 50 concurrent writers. Target: at least 50% of the plain rate.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { checkpointFile } from "../src/audit/anchor.ts";
+import { chainKeysFrom } from "../src/audit/keys.ts";
 import { openSqliteStorage } from "../src/store/index.ts";
 import { enqueueAll } from "./peers/common.ts";
 
@@ -26,6 +28,8 @@ async function run(chained: boolean): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-audit-"));
   try {
     const s = openSqliteStorage({ dir });
+    // Keyed and anchored, as the appliance runs it (HMAC links, a checkpoint every 1,000 entries).
+    if (chained) s.audit.anchor({ keys: chainKeysFrom(Buffer.alloc(32, 1)), file: checkpointFile(dir), everyEntries: 1000, everyMs: 60_000 });
     // An exact copy of audit_log's table and indexes (not its append-only triggers, which fire on
     // UPDATE/DELETE only): the difference measured is the chain, nothing else.
     const ddl = s.handle.sqlite.query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND type IN ('table', 'index') AND sql IS NOT NULL").all();

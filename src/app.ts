@@ -25,6 +25,7 @@ import { Spool } from "./smtp/spool.ts";
 import { loadTls } from "./smtp/tls.ts";
 import { BlobStore } from "./store/blobs.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "./store/index.ts";
+import { anchorAuditLog, keyFiles } from "./audit/anchor.ts";
 import { keyringOf, loadKeyring, loadMasterKey, masterKeySource } from "./vault/crypto.ts";
 import { Vault } from "./vault/vault.ts";
 import { COMMIT, VERSION } from "./version.ts";
@@ -74,7 +75,8 @@ export async function startApp(opts: AppOptions): Promise<App> {
   const { config, log } = opts;
   const redactor = opts.redactor ?? new Redactor();
   redactor.learn(config.bootstrapToken);
-  prepareDataDir(config.dataDir);
+  const tightened = prepareDataDir(config.dataDir, { files: keyFiles(config.masterKeyFile) });
+  if (tightened.length) log.warn("made files in the data dir private: others could read them", { paths: tightened });
   const lock = lockDataDir(config.dataDir);
   const metrics = new Metrics();
   let storage: SqliteStorage;
@@ -96,7 +98,6 @@ export async function startApp(opts: AppOptions): Promise<App> {
   metrics.watchQueue(storage.queue);
 
   const clock = opts.clock ?? systemClock;
-  await seedBootstrapToken(storage.tokens, config.bootstrapToken, clock, log);
   // `agentowl init` creates the master key; a first `serve` without init does the same.
   let vault: Vault;
   try {
@@ -104,6 +105,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const { ring, created } = source.credential ? { ring: keyringOf(loadMasterKey(source.path)), created: false } : loadKeyring(source.path);
     if (created) log.info("vault master key created", { file: source.path });
     if (source.credential) log.info("vault master key from a systemd credential", { credential: source.path });
+    // The audit chain is keyed and anchored before the first audited write (the bootstrap token's).
+    anchorAuditLog(storage.audit, { dataDir: config.dataDir, masterKeyFile: config.masterKeyFile, master: ring.sealing, credential: source.credential, ...config.auditCheckpoint, log });
+    await seedBootstrapToken(storage.tokens, config.bootstrapToken, clock, log);
     vault = new Vault(storage, ring, redactor, clock, source.credential ? null : source.path);
     if (ring.rotating) {
       log.warn("a master-key rotation was interrupted: resuming it");

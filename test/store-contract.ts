@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { ManualClock } from "../src/core/clock.ts";
 import { isId, parseSeqId } from "../src/core/ids.ts";
+import { chainKeysFrom } from "../src/audit/keys.ts";
 import type { Storage, UnitOfWork } from "../src/store/contract.ts";
 
 export interface ContractHarness {
@@ -12,6 +13,8 @@ export interface ContractHarness {
   clock: ManualClock;
   /** Close and open the same database again, as after a restart. */
   reopen(): Promise<Storage>;
+  /** Where this storage's audit checkpoints go (a file beside its data, not in it). */
+  checkpointFile: string;
   cleanup(): Promise<void>;
 }
 
@@ -480,6 +483,35 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
     test("a durable write probe succeeds", async () => {
       const { storage } = await open();
       await storage.probeWrite();
+    });
+
+    describe("audit log", () => {
+      const keys = chainKeysFrom(Buffer.alloc(32, 5));
+      const anchor = (storage: Storage, file: string, seen: number[] = []) =>
+        storage.audit.anchor({ keys, file, everyEntries: 4, everyMs: 0, onCheckpoint: (cp) => seen.push(cp.seq) });
+      const append = (storage: Storage, n: number) => Promise.all(Array.from({ length: n }, (_, i) => storage.audit.append({ actor: "system", action: "test.write", details: { i } })));
+
+      test("checkpoints cover only committed entries, every N of them and at close, and verify after a restart", async () => {
+        const h = await open();
+        const seen: number[] = [];
+        expect(anchor(h.storage, h.checkpointFile, seen).kind).toBe("new");
+        for (let i = 0; i < 5; i++) await append(h.storage, 3);
+        expect(seen[0]).toBe(0);
+        expect(seen.slice(1).every((seq, i) => seq > seen[i]! && seq <= 15)).toBe(true);
+        const reopened = await h.reopen();
+        expect(seen.at(-1)).toBe(15);
+        expect(anchor(reopened, h.checkpointFile).kind).toBe("continued");
+        expect(await reopened.audit.verify()).toMatchObject({ ok: true, entries: 15, keyed: true, checkpoint: { seq: 15 }, problem: null });
+      });
+
+      test("a head the operator kept must be in the log", async () => {
+        const { storage, checkpointFile } = await open();
+        anchor(storage, checkpointFile);
+        const entries = await append(storage, 3);
+        const head = entries.sort((a, b) => a.seq - b.seq).at(-1)!;
+        expect(await storage.audit.verify({ expectHead: { seq: head.seq, hash: head.hash } })).toMatchObject({ ok: true, expectHead: { found: true } });
+        expect(await storage.audit.verify({ expectHead: { seq: 9, hash: head.hash } })).toMatchObject({ ok: false });
+      });
     });
   });
 }

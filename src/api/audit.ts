@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { ChainedEntry } from "../audit/chain.ts";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
-import type { SqliteAudit, SqliteTokens } from "../store/index.ts";
+import { type ExpectedHead, parseExpectedHead, type SqliteAudit, type SqliteTokens } from "../store/index.ts";
 import { requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, readPage } from "./http.ts";
 
@@ -28,7 +28,8 @@ function time(name: string, value: string | undefined): number | undefined {
 
 /**
  * /v1/audit: the log, newest first, filtered; a tenant token sees its tenants' entries only.
- * /v1/audit/verify: walk the whole chain (admin), naming the first broken link.
+ * /v1/audit/verify: walk the whole chain (admin) against its latest signed checkpoint and, with
+ * `expect_head`, a head kept elsewhere; naming the first broken entry and the last good one.
  */
 export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
   return new Elysia({ normalize: false })
@@ -47,9 +48,27 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
       const next = rows.length > page.limit ? Buffer.from(String(items.at(-1)!.seq)).toString("base64url") : null;
       return { items, next_cursor: next };
     })
-    .get("/audit/verify", async ({ principal }) => {
+    .get("/audit/verify", async ({ principal, query }) => {
       requireAdmin(principal);
-      const r = await audit.verify();
-      return { ok: r.ok, entries: r.entries, head: r.head, first_broken: r.firstBroken };
+      const q = query as Record<string, string | undefined>;
+      let expectHead: ExpectedHead | undefined;
+      if (q.expect_head !== undefined) {
+        const parsed = parseExpectedHead(q.expect_head);
+        if (!parsed) throw new AppError("invalid_input", "expect_head is a head hash (64 hex digits), optionally after its entry's seq and a colon: 1200:3f5c…");
+        expectHead = parsed;
+      }
+      const r = await audit.verify({ expectHead });
+      return {
+        ok: r.ok,
+        entries: r.entries,
+        head: r.head,
+        problem: r.problem,
+        first_broken: r.firstBroken,
+        last_good: r.lastGood,
+        missing: r.missing,
+        keyed: r.keyed,
+        checkpoint: r.checkpoint && { seq: r.checkpoint.seq, head: r.checkpoint.head, at: new Date(r.checkpoint.at).toISOString() },
+        expect_head: r.expectHead,
+      };
     });
 }

@@ -1,10 +1,20 @@
 import { describe, expect, test } from "bun:test";
 import { tempStorages } from "../../test/helpers/storage.ts";
-import { canonicalEntry, canonicalJson, entryHash, GENESIS } from "./chain.ts";
+import { checkpointFile } from "./anchor.ts";
+import { canonicalEntry, canonicalJson, entryHash, entryMac, GENESIS } from "./chain.ts";
+import { chainKeysFrom } from "./keys.ts";
 
-const storage = tempStorages();
+const storages = tempStorages();
+const KEYS = chainKeysFrom(Buffer.alloc(32, 3));
 
-async function fill(s: ReturnType<typeof storage>, n: number) {
+/** A storage whose chain is keyed and anchored, as the appliance has it. */
+function storage() {
+  const s = storages();
+  s.audit.anchor({ keys: KEYS, file: checkpointFile(s.dir), everyEntries: 1000, everyMs: 0 });
+  return s;
+}
+
+async function fill(s: ReturnType<typeof storages>, n: number) {
   for (let i = 0; i < n; i++) {
     await s.audit.append({
       actor: `token:tok_${i % 3}`,
@@ -27,8 +37,16 @@ describe("the audit chain", () => {
     expect(rows.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
     expect(rows[0]!.prevHash).toBe(GENESIS);
     for (let i = 1; i < rows.length; i++) expect(rows[i]!.prevHash).toBe(rows[i - 1]!.hash);
+    for (const r of rows) expect(r.hash).toBe(entryMac(KEYS.entry, r.prevHash, r));
+    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 5, head: rows.at(-1)!.hash, firstBroken: null, keyed: true, problem: null });
+  });
+
+  test("without the vault's key (a tool), entries carry the plain SHA-256 link and verify as such", async () => {
+    const s = storages();
+    await fill(s, 3);
+    const rows = (await s.audit.list({ limit: 10 })).reverse();
     for (const r of rows) expect(r.hash).toBe(entryHash(r.prevHash, r));
-    expect(await s.audit.verify()).toEqual({ ok: true, entries: 5, head: rows.at(-1)!.hash, firstBroken: null });
+    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 3, keyed: false, checkpoint: null });
   });
 
   test("the written-out canonical entry is exactly the generic canonical JSON of the entry", () => {

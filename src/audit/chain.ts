@@ -1,7 +1,11 @@
 /**
- * The audit log's hash chain (SPEC §3.6): each entry's hash is SHA-256 over the previous entry's
- * hash and the entry's canonical form, so changing, removing or reordering any entry breaks every
- * link after it. Pure: the store computes and checks hashes with these functions only.
+ * The audit log's hash chain (SPEC §3.6, §3.10): each entry's hash is an HMAC-SHA256, keyed with
+ * the appliance's audit key, over the previous entry's hash and the entry's canonical form, so
+ * changing, removing or reordering any entry breaks every link after it, and someone who can
+ * write the database but not read the key cannot recompute the links after a change. Entries
+ * written before the chain was keyed carry a plain SHA-256 of the same bytes ("legacy"); they are
+ * accepted only up to the position a signed checkpoint vouches for (src/audit/checkpoints.ts).
+ * Pure: the store computes and checks hashes with these functions only.
  */
 
 export interface AuditEntry {
@@ -47,8 +51,61 @@ export function canonicalEntry(e: AuditEntry, details: string = canonicalJson(e.
   return `{"action":${j(e.action)},"actor":${j(e.actor)},"at":${j(e.at)},"decision":${j(e.decision)},"details":${details},"seq":${j(e.seq)},"target":${j(e.target)},"tenant":${j(e.tenant)}}`;
 }
 
+/** The plain SHA-256 link of entries written before the chain was keyed. */
 export function entryHash(prevHash: string, e: AuditEntry, details?: string): string {
   return Bun.CryptoHasher.hash("sha256", `${prevHash}\n${canonicalEntry(e, details)}`, "hex") as string;
+}
+
+/** The keyed link: HMAC-SHA256 with the chain's entry key over the same bytes as entryHash. */
+export function entryMac(key: Buffer, prevHash: string, e: AuditEntry, details?: string): string {
+  return new Bun.CryptoHasher("sha256", key).update(`${prevHash}\n${canonicalEntry(e, details)}`).digest("hex");
+}
+
+/** The two keys of the chain, derived from its root key (src/audit/keys.ts). */
+export interface ChainKeys {
+  /** Keys every entry's hash. */
+  entry: Buffer;
+  /** Signs the checkpoints. */
+  checkpoint: Buffer;
+}
+
+/**
+ * Which link each entry must carry. With keys, entries after `legacyThrough` must be keyed and
+ * those up to it plain; `legacyThrough: null` (no checkpoint to say) accepts plain links only
+ * before the first keyed one, since nobody without the key can write a keyed entry. Without keys
+ * (tests and tools that open the database without the vault) every link is plain.
+ */
+export class LinkCheck {
+  private keyedSeen = false;
+  /** The last entry accepted as plain (0: none). */
+  lastPlain = 0;
+
+  constructor(
+    private readonly keys: ChainKeys | null,
+    private readonly legacyThrough: number | null,
+  ) {}
+
+  /** Why the entry's hash is wrong, or null when it is right. */
+  check(e: ChainedEntry): string | null {
+    const plain = () => entryHash(e.prevHash, e) === e.hash;
+    if (this.keys === null || (this.legacyThrough !== null && e.seq <= this.legacyThrough)) {
+      if (plain()) {
+        this.lastPlain = e.seq;
+        return null;
+      }
+      return "its content does not match its hash";
+    }
+    if (entryMac(this.keys.entry, e.prevHash, e) === e.hash) {
+      this.keyedSeen = true;
+      return null;
+    }
+    if (!plain()) return "its content does not match its hash";
+    if (this.legacyThrough === null && !this.keyedSeen) {
+      this.lastPlain = e.seq;
+      return null;
+    }
+    return "its hash is a plain SHA-256 where the chain is keyed: it was rewritten without the audit key";
+  }
 }
 
 export type Broken = { seq: number; reason: string };
@@ -57,13 +114,14 @@ export type Broken = { seq: number; reason: string };
  * Check a run of entries in seq order, continuing from `prev` (the last good entry before them,
  * or none at the start of the log). Returns the first broken link, if any.
  */
-export function verifyRun(entries: readonly ChainedEntry[], prev: { seq: number; hash: string } | null): Broken | null {
+export function verifyRun(entries: readonly ChainedEntry[], prev: { seq: number; hash: string } | null, links: LinkCheck = new LinkCheck(null, null)): Broken | null {
   let expectSeq = prev ? prev.seq + 1 : null;
   let prevHash = prev ? prev.hash : GENESIS;
   for (const e of entries) {
     if (expectSeq !== null && e.seq !== expectSeq) return { seq: e.seq, reason: `entry ${expectSeq} is missing (found ${e.seq} after ${expectSeq - 1})` };
     if (e.prevHash !== prevHash) return { seq: e.seq, reason: "its previous-hash does not match the entry before it" };
-    if (entryHash(e.prevHash, e) !== e.hash) return { seq: e.seq, reason: "its content does not match its hash" };
+    const wrong = links.check(e);
+    if (wrong) return { seq: e.seq, reason: wrong };
     prevHash = e.hash;
     expectSeq = e.seq + 1;
   }

@@ -46,25 +46,57 @@ ${API_EXIT_HELP}`,
   },
 };
 
+interface VerifyBody {
+  ok: boolean;
+  entries: number;
+  head: string;
+  problem: string | null;
+  first_broken: { seq: number; reason: string } | null;
+  last_good: { seq: number; hash: string } | null;
+  missing: number;
+  checkpoint: { seq: number; head: string; at: string } | null;
+}
+
+/** The human report: intact with the anchor it was checked against, or what broke and what still holds. */
+export function renderVerify(r: VerifyBody): string {
+  if (r.ok) {
+    const anchor = r.checkpoint ? `; checkpoint of ${r.checkpoint.at} at entry ${r.checkpoint.seq}` : "";
+    return `audit log intact: ${r.entries} entries, head ${r.head}${anchor}\n`;
+  }
+  const lines = [r.first_broken ? `audit log BROKEN at entry ${r.first_broken.seq}: ${r.first_broken.reason}` : "audit log BROKEN"];
+  if (r.problem) lines.push(`  ${r.problem}`);
+  if (r.missing > 0) lines.push(`  missing entries: ${r.missing}`);
+  lines.push(r.last_good ? `  last good entry: ${r.last_good.seq}, hash ${r.last_good.hash}` : "  last good entry: none");
+  if (r.checkpoint) lines.push(`  latest checkpoint: entry ${r.checkpoint.seq}, head ${r.checkpoint.head}, ${r.checkpoint.at}`);
+  return `${lines.join("\n")}\n`;
+}
+
 const verifyCommand: Command = {
   name: ["audit", "verify"],
-  summary: "check the audit log's hash chain, naming the first broken link",
-  help: `Usage: agentowl audit verify [--json]
+  summary: "check the audit log's keyed hash chain against its signed checkpoint",
+  help: `Usage: agentowl audit verify [--expect-head [SEQ:]HASH] [--json]
 
-Walks the whole audit log on the server and recomputes every entry's hash from the one before
-it. Prints "intact" with the number of entries and the head hash, or the first broken link: the
-entry that was changed, or the one after an entry that was removed. Needs an admin token.
+Walks the whole audit log on the server and recomputes every entry's keyed hash (HMAC with the
+appliance's audit key) from the one before it, and checks that the log still holds the latest
+signed checkpoint's entries with its head hash at its position (checkpoints are written to
+<data dir>/audit/checkpoints.jsonl and logged as "audit checkpoint" lines). Prints "intact" with
+the number of entries and the head hash, or what is wrong: the first bad entry (changed, or the
+one after a removed entry), how many entries are missing at the end against the checkpoint, a
+missing or altered checkpoint file; and the last good entry with its hash.
+
+--expect-head also checks a head kept elsewhere (a logged checkpoint, a note): the log must hold
+an entry with that hash (at entry SEQ, when given).
 
 Exit codes: 0 intact, 1 broken (or failed), 2 usage, 5 not authenticated or not allowed.
 
 ${CONNECTION_HELP}`,
-  options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  options: { "expect-head": { type: "string" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
-    const res = await clientFor(values, io.env).send("GET", apiPath("audit", "verify"));
-    const r = (await res.json()) as { ok: boolean; entries: number; head: string; first_broken: { seq: number; reason: string } | null };
+    const res = await clientFor(values, io.env).send("GET", apiPath("audit", "verify"), { query: { expect_head: stringOpt(values, "expect-head") } });
+    const r = (await res.json()) as VerifyBody;
     if (values.json) io.out(toJson(r));
-    else if (r.ok) io.out(`audit log intact: ${r.entries} entries, head ${r.head}\n`);
-    else io.err(`audit log BROKEN at entry ${r.first_broken!.seq}: ${r.first_broken!.reason} (${r.entries} entries before it are intact)\n`);
+    else if (r.ok) io.out(renderVerify(r));
+    else io.err(renderVerify(r));
     return r.ok ? EXIT.ok : EXIT.failed;
   },
 };

@@ -6,7 +6,8 @@ import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
 import { fingerprintOf } from "../http/tls.ts";
-import { ensureMasterKey } from "../vault/crypto.ts";
+import { ensureMasterKey, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
+import { anchorAuditLog, checkpointFile, keyFiles } from "../audit/anchor.ts";
 import type { TokenStore } from "../store/contract.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
@@ -23,14 +24,25 @@ export async function createFirstAdmin(tokens: TokenStore, createdBy: string): P
   return token;
 }
 
+const ANCHOR_SAID = {
+  new: "keyed, first checkpoint written",
+  continued: "keyed, checkpoints kept",
+  upgraded: "keyed from now on; the entries written before are anchored by a checkpoint",
+  restarted: "keyed; checkpoints started again",
+} as const;
+
 export const initCommand: Command = {
   name: ["init"],
   summary: "create the data dir, the vault master key, a settings file, and the database",
   help: `Usage: agentowl init
 
 Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
-  - the data dir and its spool/ and blobs/ folders, mode 0700;
+  - the data dir and its spool/, blobs/ and audit/ folders, mode 0700; an existing data dir,
+    its database (with its WAL/SHM files), key files, spool and blobs files are made private
+    (0700/0600) when others could read them, and the output says which;
   - the vault master key (master_key_file, 32 random bytes, base64, mode 0600), never overwritten;
+  - the audit chain's key (audit.key beside the master key, derived from it once, 0600) and its
+    first signed checkpoint (audit/checkpoints.jsonl);
   - unless tls_cert/tls_key are set, a self-signed certificate for STARTTLS and HTTPS in tls/
     (key 0600); its SHA-256 fingerprint is printed, to compare at 'agentowl login';
   - agentowl.toml with every setting commented out at its default, if there is none;
@@ -42,10 +54,11 @@ Safe to run again: it only creates what is missing.
 Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings.`,
   async run(_args, io) {
     const config = loadConfig({ env: io.env, cwd: io.cwd, compiled: isCompiledBinary() });
-    prepareDataDir(config.dataDir);
-    const said: string[] = [`data dir ${config.dataDir}`];
+    const tightened = prepareDataDir(config.dataDir, { deep: true, files: keyFiles(config.masterKeyFile) });
+    const said: string[] = [`data dir ${config.dataDir} (0700)`];
+    if (tightened.length) said.push(`made private (others could read them): ${tightened.join(", ")}`);
 
-    const { created } = ensureMasterKey(config.masterKeyFile);
+    const { key, created } = ensureMasterKey(config.masterKeyFile);
     said.push(`master key ${config.masterKeyFile} (${created ? "created, 0600" : "kept"})`);
 
     let certPath: string;
@@ -71,6 +84,18 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     const storage = openSqliteStorage({ dir: config.dataDir });
     let firstToken: string | null = null;
     try {
+      // The audit chain is keyed and anchored before the first admin token's entry is written.
+      const source = masterKeySource(config.masterKeyFile, io.env);
+      const audit = anchorAuditLog(storage.audit, {
+        dataDir: config.dataDir,
+        masterKeyFile: config.masterKeyFile,
+        master: source.credential ? loadMasterKey(source.path) : key,
+        credential: source.credential,
+        ...config.auditCheckpoint,
+        log: silentLogger,
+      });
+      said.push(`audit chain ${checkpointFile(config.dataDir)} (${ANCHOR_SAID[audit.kind]})`);
+      if (audit.kind === "restarted") said.push(`audit chain NOT anchored: ${audit.problem}; run 'agentowl audit verify'`);
       const { applied, version } = storage.migration;
       said.push(`database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`);
       // The first admin: AGENTOWL_BOOTSTRAP_TOKEN when set, else a new token shown this once.

@@ -27,6 +27,7 @@ export interface Config {
   readonly mailDomain: string;
   readonly tls: { readonly cert: string; readonly key: string } | null;
   readonly masterKeyFile: string;
+  readonly auditCheckpoint: { readonly everyEntries: number; readonly everyMs: number };
   readonly bootstrapToken: string | null;
   readonly dnsServers: readonly string[] | null;
   readonly dnsTimeoutMs: number;
@@ -193,6 +194,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     mailDomain: settings.mail_domain.toLowerCase(),
     tls: settings.tls_cert && settings.tls_key ? { cert: abs(settings.tls_cert), key: abs(settings.tls_key) } : null,
     masterKeyFile: settings.master_key_file ? abs(settings.master_key_file) : join(dataDir, "master.key"),
+    auditCheckpoint: Object.freeze({ everyEntries: settings.audit_checkpoint_entries, everyMs: ms("audit_checkpoint_interval") }),
     bootstrapToken: settings.bootstrap_token ?? null,
     dnsServers: settings.dns_servers ?? null,
     dnsTimeoutMs: ms("dns_timeout"),

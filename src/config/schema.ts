@@ -108,6 +108,17 @@ export const settingsSchema = Type.Object(
       description: "Vault key-encryption key (32 random bytes, mode 0600).",
       defaultText: "`<data_dir>/master.key`",
     }),
+    audit_checkpoint_entries: setting(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1000 }), {
+      env: "AGENTOWL_AUDIT_CHECKPOINT_ENTRIES",
+      hint: "an integer from 1 to 1000000",
+      description:
+        "The audit chain's head is checkpointed (signed, to `<data_dir>/audit/checkpoints.jsonl` and to the log) once this many entries were committed since the last checkpoint, besides every `audit_checkpoint_interval` and at shutdown. Entries after the latest checkpoint are not yet anchored.",
+    }),
+    audit_checkpoint_interval: setting(Type.String({ format: "agentowl-duration", default: "1m" }), {
+      env: "AGENTOWL_AUDIT_CHECKPOINT_INTERVAL",
+      hint: "a duration such as 10s or 1m",
+      description: "How often the audit chain's head is checkpointed when entries were added since the last checkpoint.",
+    }),
     bootstrap_token: setting(Type.Optional(Type.String({ minLength: 24, pattern: "^\\S+$" })), {
       env: "AGENTOWL_BOOTSTRAP_TOKEN",
       hint: "at least 24 characters without spaces",

@@ -3,6 +3,8 @@
  * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (SPEC §16) implements the
  * same interfaces and must pass the same conformance suite (test/store-contract.ts).
  */
+import type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "../audit/chain.ts";
+import type { Checkpoint } from "../audit/checkpoints.ts";
 
 export interface JobSpec {
   kind: string;
@@ -235,11 +237,77 @@ export interface TokenStore {
   countActiveAdmins(now: number): Promise<number>;
 }
 
+// The audit log (SPEC §3.6, §3.10)
+
+export type NewAuditEntry = Omit<AuditEntry, "seq" | "at" | "tenant" | "target" | "decision" | "details"> &
+  Partial<Pick<AuditEntry, "tenant" | "target" | "decision" | "details">>;
+
+/** A head the operator kept elsewhere (a log line, a ticket): `<hash>` or `<seq>:<hash>`. */
+export interface ExpectedHead {
+  seq: number | null;
+  hash: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  /** Entries that verified, up to the first broken one. */
+  entries: number;
+  /** The hash of the last entry that verified (GENESIS when none did). */
+  head: string;
+  /** The first entry that is wrong (changed, out of place, or missing). */
+  firstBroken: Broken | null;
+  /** The last entry before it that verified, when there is one. */
+  lastGood: { seq: number; hash: string } | null;
+  /** Whether the chain is checked with the audit key (false: a tool without the vault). */
+  keyed: boolean;
+  /** The latest signed checkpoint the log was checked against. */
+  checkpoint: { seq: number; head: string; at: number } | null;
+  /** Entries missing at the end of the log against the checkpoint (or the expected head). */
+  missing: number;
+  expectHead: (ExpectedHead & { found: boolean }) | null;
+  /** What is wrong, in one sentence, when not ok. */
+  problem: string | null;
+}
+
+export interface AnchorOptions {
+  keys: ChainKeys;
+  /** The checkpoint file, `<data dir>/audit/checkpoints.jsonl`. */
+  file: string;
+  /** Write a checkpoint once this many entries have been committed since the last one... */
+  everyEntries: number;
+  /** ...and every this many milliseconds when the log grew, and at close. */
+  everyMs: number;
+  /** Told of every checkpoint written: the appliance logs it, so a copy lives outside the data dir. */
+  onCheckpoint?: (cp: Checkpoint) => void;
+  /** A checkpoint could not be written (the disk is full): the next one covers its entries. */
+  onError?: (e: unknown) => void;
+}
+
+/** What anchoring found: how the checkpoint file and the table stood when the appliance started. */
+export type AnchorState =
+  | { kind: "continued"; checkpoint: Checkpoint; problem: string | null }
+  | { kind: "new" }
+  | { kind: "upgraded"; legacyThrough: number; head: string }
+  | { kind: "restarted"; problem: string };
+
+/** The hash-chained, append-only audit log, keyed and anchored to signed checkpoints. */
+export interface AuditLog {
+  append(e: NewAuditEntry): Promise<ChainedEntry>;
+  /** Key the chain and anchor it to its checkpoint file, before the first append. */
+  anchor(opts: AnchorOptions): AnchorState;
+  /** Checkpoint the committed head now, if the log grew; the latest checkpoint. */
+  checkpoint(): Promise<Checkpoint | null>;
+  /** At shutdown, after the last commit: a final checkpoint. */
+  closeAnchor(): Promise<void>;
+  verify(opts?: { expectHead?: ExpectedHead }): Promise<VerifyReport>;
+}
+
 export interface Storage {
   readonly driver: "sqlite" | "postgres";
   readonly committer: Committer;
   readonly queue: JobQueue;
   readonly outbox: Outbox;
+  readonly audit: AuditLog;
   /** A durable write through the committer, for readiness checks. */
   probeWrite(): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 import { Database } from "bun:sqlite";
-import { accessSync, constants, mkdirSync } from "node:fs";
+import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { type BunSQLiteDatabase, drizzle } from "drizzle-orm/bun-sqlite";
 import { AppError } from "../errors/index.ts";
@@ -20,12 +20,71 @@ const BUSY_TIMEOUT_MS = 5000;
 
 const reason = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e as Error).message ?? String(e);
 
-/** Create the data dir and its folders (0700), and prove it is writable. */
-export function prepareDataDir(dir: string): void {
+/** The data dir's folders; each is private (0700). */
+const DATA_SUBDIRS = ["spool", "blobs", "audit"];
+/** Files in the data dir that must not be readable by others, where they exist. */
+const PRIVATE_FILES = [DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, "agentowl.lock", "agentowl.toml", "master.key", "master.key.next", "master.key.previous", "audit.key", "tls/key.pem", "audit/checkpoints.jsonl"];
+
+/** chmod away the group and other bits of `path` when it has any; true when it did. */
+function tighten(path: string, mode: number): boolean {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return false; // not there (yet)
+  }
+  if (st.isSymbolicLink() || (st.mode & 0o077) === 0) return false;
+  try {
+    chmodSync(path, mode);
+  } catch (e) {
+    throw new AppError("storage_full", `cannot make ${path} private (mode ${(st.mode & 0o777).toString(8)}): ${reason(e)}`, { cause: e });
+  }
+  return true;
+}
+
+/** The spool's and blobs' files and folders, depth first, without following links. */
+function tightenTree(dir: string, out: string[]): void {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) {
+      if (tighten(path, 0o700)) out.push(path);
+      tightenTree(path, out);
+    } else if (e.isFile() && tighten(path, 0o600)) out.push(path);
+  }
+}
+
+/**
+ * Create the data dir and its folders (0700), make what is already there private, and prove it
+ * is writable. Files this process creates from now on are private too (umask 077): SQLite makes
+ * the database and its WAL/SHM files 0644 under the usual umask. An existing data dir that others
+ * could enter is a sign its files were made with open modes: then (and with `deep`, which
+ * `agentowl init` asks for) every file under spool/ and blobs/ is checked as well. `files` are
+ * more files to make private (a master key file kept outside the data dir). Returns the paths it
+ * tightened, for the caller to say so.
+ */
+export function prepareDataDir(dir: string, opts: { deep?: boolean; files?: readonly string[] } = {}): string[] {
+  process.umask(0o077);
+  const tightened: string[] = [];
+  let wasOpen = false;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const sub of ["spool", "blobs"]) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+    wasOpen = tighten(dir, 0o700);
+    if (wasOpen) tightened.push(dir);
+    for (const sub of DATA_SUBDIRS) {
+      mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+      if (tighten(join(dir, sub), 0o700)) tightened.push(join(dir, sub));
+    }
+    if (tighten(join(dir, "tls"), 0o700)) tightened.push(join(dir, "tls"));
+    for (const path of [...PRIVATE_FILES.map((f) => join(dir, f)), ...(opts.files ?? [])]) if (tighten(path, 0o600)) tightened.push(path);
+    if (wasOpen || opts.deep) for (const sub of ["spool", "blobs"]) tightenTree(join(dir, sub), tightened);
   } catch (e) {
+    if (e instanceof AppError) throw e;
     throw new AppError("storage_full", `cannot create data dir ${dir}: ${reason(e)}`, { cause: e });
   }
   try {
@@ -33,6 +92,7 @@ export function prepareDataDir(dir: string): void {
   } catch (e) {
     throw new AppError("storage_full", `data dir ${dir} is not writable: ${reason(e)}`, { cause: e });
   }
+  return [...new Set(tightened)];
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
 import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { AppError } from "../errors/index.ts";
@@ -63,6 +63,14 @@ function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
 export function masterKeyFrom(key: Buffer): MasterKey {
   if (key.length !== KEY_BYTES) throw new AppError("config_invalid", `a master key is ${KEY_BYTES} bytes, not ${key.length}`);
   return { id: createHash("sha256").update("agentowl/master-key-id").update(key).digest("hex").slice(0, 16), key };
+}
+
+/**
+ * A key for another purpose, derived from a master key with HKDF-SHA256 (RFC 5869) and a purpose
+ * label: knowing the derived key tells nothing of the master key or of keys for other labels.
+ */
+export function deriveKey(master: Buffer, label: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", master, Buffer.alloc(0), Buffer.from(label), KEY_BYTES));
 }
 
 export function generateMasterKey(): MasterKey {

@@ -1,13 +1,14 @@
 import { Database } from "bun:sqlite";
-import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app.ts";
+import { type ChainedEntry, entryHash } from "../../src/audit/chain.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
-import { runAgentowl } from "../helpers/process.ts";
+import { killLeftovers, runAgentowl, serveAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
 
@@ -135,5 +136,137 @@ describe("verify", () => {
     const cli = await runAgentowl(["audit", "verify"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });
     expect(cli.code).toBe(1);
     expect(cli.stderr).toContain("BROKEN at entry 2");
+  });
+});
+
+/**
+ * SPEC §3.10 with the real server process: the chain's head is anchored outside the table, in
+ * signed checkpoints (a file in the data dir) and in the log, and a SIGKILL never leaves a
+ * checkpoint ahead of what was committed.
+ */
+describe("the chain cannot be shortened unseen", () => {
+  const TOKEN = "bootstrap-audit-anchor-7e2c4a6b8d0f1e3a";
+  afterEach(killLeftovers);
+  const serve = (dataDir: string, env: Record<string, string> = {}) => serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { AGENTOWL_AUDIT_CHECKPOINT_ENTRIES: "3", ...env } });
+  const cli = (url: string, args: string[]) => runAgentowl(["audit", "verify", ...args], { cwd: root, env: { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN, HOME: root } });
+  const createTokens = (url: string, n: number, from = 0) =>
+    Array.from({ length: n }, (_, i) =>
+      fetch(`${url}/v1/tokens`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ name: `t${from + i}`, scopes: ["tenant:beta:read"] }) }).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    );
+  const checkpointsLogged = (server: { logs: Record<string, unknown>[] }) => server.logs.filter((l) => l.msg === "audit checkpoint") as { entries: number; head: string }[];
+
+  test("a SIGKILL right after writes leaves a chain that verifies, its checkpoint never ahead of the table", async () => {
+    const dataDir = join(root, "killed");
+    for (let round = 0; round < 3; round++) {
+      const { server, url } = await serve(dataDir);
+      const statuses = createTokens(url, 60, round * 60);
+      await server.waitFor("a checkpoint logged under load", () => checkpointsLogged(server).some((c) => c.entries > round * 60 + 6), 20_000);
+      server.proc.kill("SIGKILL");
+      await server.exited;
+      await Promise.all(statuses);
+      const again = await serve(dataDir);
+      const r = await apiCaller(() => again.url, TOKEN)("GET", "/v1/audit/verify");
+      expect(r.body).toMatchObject({ ok: true, problem: null, keyed: true });
+      expect(r.body.checkpoint.seq).toBeLessThanOrEqual(r.body.entries);
+      expect(again.server.logs.some((l) => l.msg === "audit chain not anchored")).toBe(false);
+      again.server.proc.kill("SIGTERM");
+      expect(await again.server.exit(15_000)).toBe(0);
+    }
+  });
+
+  test("deleted rows are reported missing against the checkpoint; a head kept from the log catches what the file no longer shows", async () => {
+    const dataDir = join(root, "truncated");
+    const first = await serve(dataDir);
+    expect((await Promise.all(createTokens(first.url, 20))).every((s) => s === 201)).toBe(true);
+    first.server.proc.kill("SIGTERM");
+    expect(await first.server.exit(15_000)).toBe(0);
+    // The last checkpoint, as an operator finds it in the logs (written at the clean shutdown).
+    const logged = checkpointsLogged(first.server).at(-1)!;
+    expect(logged.entries).toBe(21);
+
+    const db = new Database(join(dataDir, "agentowl.db"));
+    db.run("DROP TRIGGER audit_log_no_delete");
+    const good = db.query<{ hash: string }, []>("SELECT hash FROM audit_log WHERE seq = 18").get()!.hash;
+    db.run("DELETE FROM audit_log WHERE seq > 18");
+    db.close();
+    let { server, url } = await serve(dataDir);
+    const r = await cli(url, []);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("BROKEN at entry 19");
+    expect(r.stderr).toContain("3 entries are missing");
+    expect(r.stderr).toContain(`last good entry: 18, hash ${good}`);
+    server.proc.kill("SIGTERM");
+    await server.exit(15_000);
+
+    // Cut the checkpoint file back to its first line too: the table and the file agree again,
+    // but the head the operator kept from the log does not.
+    const file = join(dataDir, "audit", "checkpoints.jsonl");
+    writeFileSync(file, `${readFileSync(file, "utf8").split("\n")[0]}\n`);
+    ({ server, url } = await serve(dataDir));
+    expect((await cli(url, [])).code).toBe(0);
+    const kept = await cli(url, ["--expect-head", `${logged.entries}:${logged.head}`]);
+    expect(kept.code).toBe(1);
+    expect(kept.stderr).toContain("3 entries are missing");
+    expect(kept.stderr).toContain(`last good entry: 18, hash ${good}`);
+    const api = await apiCaller(() => url, TOKEN)("GET", `/v1/audit/verify?expect_head=${logged.head}`);
+    expect(api.body).toMatchObject({ ok: false, expect_head: { found: false } });
+    expect((await apiCaller(() => url, TOKEN)("GET", "/v1/audit/verify?expect_head=nothex")).status).toBe(400);
+  });
+
+  test("an entry rewritten with every later hash recomputed is caught, naming the last good entry", async () => {
+    const dataDir = join(root, "rewritten");
+    const first = await serve(dataDir);
+    expect((await Promise.all(createTokens(first.url, 10))).every((s) => s === 201)).toBe(true);
+    first.server.proc.kill("SIGTERM");
+    await first.server.exit(15_000);
+    const db = new Database(join(dataDir, "agentowl.db"));
+    db.run("DROP TRIGGER audit_log_no_update");
+    const rows = db.query<Record<string, string | number | null>, []>("SELECT * FROM audit_log WHERE seq >= 5 ORDER BY seq").all();
+    let prev = db.query<{ hash: string }, []>("SELECT hash FROM audit_log WHERE seq = 4").get()!.hash;
+    const good = prev;
+    for (const r of rows) {
+      const e = { ...(r as never as ChainedEntry), details: JSON.parse(r.details as string), target: r.seq === 5 ? "tok_forged" : (r.target as string) };
+      const hash = entryHash(prev, e);
+      db.run("UPDATE audit_log SET target = ?, prev_hash = ?, hash = ? WHERE seq = ?", [e.target, prev, hash, r.seq as number]);
+      prev = hash;
+    }
+    db.close();
+    const { url } = await serve(dataDir);
+    const r = await cli(url, ["--json"]);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, first_broken: { seq: 5 }, last_good: { seq: 4, hash: good } });
+  });
+});
+
+describe("the data dir is private", () => {
+  const mode = (path: string) => statSync(path).mode & 0o777;
+
+  test("init and serve make an existing 0755 data dir 0700 and its 0644 database and key files 0600, and say so", async () => {
+    const dataDir = join(root, "open");
+    mkdirSync(dataDir, { mode: 0o755 });
+    chmodSync(dataDir, 0o755);
+    new Database(join(dataDir, "agentowl.db"), { create: true }).close();
+    chmodSync(join(dataDir, "agentowl.db"), 0o644);
+    const env = { AGENTOWL_DATA_DIR: dataDir, AGENTOWL_BOOTSTRAP_TOKEN: "bootstrap-private-3c5e7a9b1d2f4e6a" };
+    const init = await runAgentowl(["init"], { cwd: root, env });
+    expect(init.code).toBe(0);
+    expect(init.stdout).toContain(`made private (others could read them): ${dataDir}, ${join(dataDir, "agentowl.db")}`);
+    expect(mode(dataDir)).toBe(0o700);
+    expect(mode(join(dataDir, "agentowl.db"))).toBe(0o600);
+    for (const f of ["master.key", "audit.key", "tls/key.pem", "audit/checkpoints.jsonl"]) expect(mode(join(dataDir, f)), f).toBe(0o600);
+
+    // Opened up again, as a careless copy or restore leaves it: serve closes it again at start.
+    chmodSync(dataDir, 0o755);
+    for (const f of ["agentowl.db", "master.key", "tls/key.pem", "spool"]) chmodSync(join(dataDir, f), f === "spool" ? 0o755 : 0o644);
+    const { server, url } = await serveAgentowl({ cwd: root, dataDir, token: env.AGENTOWL_BOOTSTRAP_TOKEN });
+    const warned = await server.waitForLog("made files in the data dir private: others could read them");
+    expect(warned.paths).toEqual(expect.arrayContaining([dataDir, join(dataDir, "agentowl.db"), join(dataDir, "master.key"), join(dataDir, "tls/key.pem"), join(dataDir, "spool")]));
+    expect((await apiCaller(() => url, env.AGENTOWL_BOOTSTRAP_TOKEN)("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+    for (const f of ["", "agentowl.db", "agentowl.db-wal", "agentowl.db-shm", "master.key", "tls/key.pem"]) expect(mode(join(dataDir, f)) & 0o077, f || "data dir").toBe(0);
+    server.proc.kill("SIGTERM");
+    await server.exit(15_000);
   });
 });

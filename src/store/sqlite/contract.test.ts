@@ -17,6 +17,7 @@ storageContract("sqlite", async ({ clock, random }) => {
       return current;
     },
     clock,
+    checkpointFile: join(dir, "audit", "checkpoints.jsonl"),
     async reopen() {
       await closeQuietly();
       current = open();

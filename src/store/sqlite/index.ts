@@ -55,7 +55,7 @@ export class SqliteStorage implements Storage {
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
     this.resources = new SqliteResources(db, this.committer);
-    this.audit = new SqliteAudit(handle, this.committer);
+    this.audit = new SqliteAudit(handle, this.committer, opts.clock);
     this.tokens = new SqliteTokens(db, this.committer, this.audit);
     this.events = new SqliteEvents(handle);
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
@@ -89,6 +89,8 @@ export class SqliteStorage implements Storage {
 
   async close(): Promise<void> {
     await this.committer.close();
+    // Every entry is committed now: the audit chain's last checkpoint covers them all.
+    await this.audit.closeAnchor();
     await this.checkpointer?.stop();
     // Fold the WAL back into the database so a copied data dir is one self-contained file.
     try {
@@ -113,7 +115,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
 export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./approvals.ts";
-export { type AuditQuery, type NewAuditEntry, SqliteAudit, type VerifyReport } from "./audit.ts";
+export { type AuditQuery, parseExpectedHead, SqliteAudit } from "./audit.ts";
 export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
 export { type AcceptedMail, type MailRecipient, type MailRow, SqliteMail } from "./mail.ts";
 export { SqliteOutbox } from "./outbox.ts";

@@ -1,0 +1,149 @@
+import { chmodSync, closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, write, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { canonicalJson } from "./chain.ts";
+
+/**
+ * Signed checkpoints of the audit chain (SPEC §3.10): the chain's head anchored outside its table.
+ * One JSON line per checkpoint, appended to `<data dir>/audit/checkpoints.jsonl` (0600) and
+ * fsynced, each signed with HMAC-SHA256 under the chain's checkpoint key:
+ *
+ *   {"at":…,"head":"…","legacy_through":0,"seq":1200,"sig":"…","v":1}
+ *
+ * `seq` is the number of entries the checkpoint covers (the chain has no gaps, so it is also the
+ * last one's seq) and `head` that entry's hash. `legacy_through` is the last entry written before
+ * the chain was keyed (0 on an appliance that started keyed); the first line of a file is always
+ * the anchor at that position, so a file recreated later does not start there and says so.
+ * Someone who can write the database can delete rows, but cannot write a checkpoint that agrees.
+ */
+
+export interface Checkpoint {
+  seq: number;
+  head: string;
+  /** Milliseconds since the epoch. */
+  at: number;
+  legacyThrough: number;
+}
+
+const VERSION = 1;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+const signed = (cp: Checkpoint) => canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough });
+
+export function signCheckpoint(key: Buffer, cp: Checkpoint): string {
+  return new Bun.CryptoHasher("sha256", key).update(signed(cp)).digest("hex");
+}
+
+/** The line written for a checkpoint, newline included. */
+export function checkpointLine(key: Buffer, cp: Checkpoint): string {
+  return `${canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough, sig: signCheckpoint(key, cp) })}\n`;
+}
+
+export interface CheckpointFile {
+  exists: boolean;
+  /** The checkpoints whose signature holds, in file order, up to the first bad line. */
+  checkpoints: Checkpoint[];
+  /** What is wrong with the file, if anything: a line that does not parse or verify, an order that goes back. */
+  problem: string | null;
+}
+
+/** Constant-time comparison of two hex signatures. */
+function sameSig(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+function parseLine(key: Buffer, line: string): Checkpoint | null {
+  let v: Record<string, unknown>;
+  try {
+    v = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (v === null || typeof v !== "object" || v.v !== VERSION) return null;
+  const { seq, head, at, legacy_through: legacyThrough, sig } = v;
+  if (!Number.isSafeInteger(seq) || (seq as number) < 0 || typeof head !== "string" || !HEX64.test(head)) return null;
+  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(legacyThrough) || (legacyThrough as number) < 0 || typeof sig !== "string") return null;
+  const cp = { seq: seq as number, head, at: at as number, legacyThrough: legacyThrough as number };
+  return sameSig(signCheckpoint(key, cp), sig) ? cp : null;
+}
+
+/**
+ * Read and check every line. A last line without its newline is a write cut short by a crash
+ * (the entries it would cover are committed, so nothing is lost): it is ignored.
+ */
+export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
+  if (!existsSync(path)) return { exists: false, checkpoints: [], problem: null };
+  const text = readFileSync(path, "utf8");
+  const lines = text.split("\n");
+  lines.pop(); // "" after the last newline, or a torn last line
+  const checkpoints: Checkpoint[] = [];
+  for (const [i, line] of lines.entries()) {
+    const cp = parseLine(key, line);
+    if (!cp) return { exists: true, checkpoints, problem: `checkpoint line ${i + 1} was altered or not signed with this appliance's audit key` };
+    const before = checkpoints.at(-1);
+    if (before && (cp.seq < before.seq || cp.legacyThrough !== before.legacyThrough)) {
+      return { exists: true, checkpoints, problem: `checkpoint line ${i + 1} goes back to entry ${cp.seq} after entry ${before.seq}` };
+    }
+    checkpoints.push(cp);
+  }
+  return { exists: true, checkpoints, problem: null };
+}
+
+/** The file the checkpoints are appended to, opened once; every append is fsynced. */
+export class CheckpointWriter {
+  private fd: number | null = null;
+
+  constructor(
+    readonly path: string,
+    private readonly key: Buffer,
+  ) {}
+
+  append(cp: Checkpoint): void {
+    const fd = this.open();
+    writeSync(fd, checkpointLine(this.key, cp));
+    fsyncSync(fd);
+  }
+
+  /** The same, with the write and the fsync on the thread pool: the event loop goes on serving. */
+  async appendAsync(cp: Checkpoint): Promise<void> {
+    const fd = this.open();
+    const line = Buffer.from(checkpointLine(this.key, cp));
+    await new Promise<void>((resolve, reject) => write(fd, line, 0, line.length, null, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
+  }
+
+  private open(): number {
+    if (this.fd === null) {
+      const created = !existsSync(this.path);
+      mkdirSync(dirname(this.path), { recursive: true, mode: 0o700 });
+      if (!created) dropTornLine(this.path);
+      this.fd = openSync(this.path, "a", 0o600);
+      if (statSync(this.path).mode & 0o077) chmodSync(this.path, 0o600);
+      if (created) fsyncDir(dirname(this.path));
+    }
+    return this.fd;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** A crash mid-append leaves a line without its newline: cut it, so the next line stands alone. */
+function dropTornLine(path: string): void {
+  const text = readFileSync(path);
+  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+  truncateSync(path, text.lastIndexOf(0x0a) + 1);
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
