@@ -4,6 +4,7 @@ import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
 import type { Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
+import { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
 import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/contract.ts";
@@ -30,6 +31,8 @@ export interface V1Deps {
   vault: Vault;
   /** Replay, retry, discard and endpoint status (the dispatcher). */
   dispatch: DeliveryActions;
+  /** Where desired-state files are parsed (a worker thread); one of its own when absent. */
+  desiredParser?: DesiredParser;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -137,15 +140,17 @@ export function v1Api(deps: V1Deps) {
       const rows = await storage.resources.list({ kind: "tenants", after: page.after, limit: page.limit + 1, ...(visible === "all" ? {} : { tenants: visible }) });
       return pageOf(rows.map(present), page.limit, (x) => x.name as string);
     })
-    .post(
-      "/tenants",
-      async ({ principal, body, set }) => {
-        requireAdmin(principal);
-        const spec = specFrom(body);
-        const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
-        return withEtag(set, record, 201);
-      },
-      { body: TenantSpec },
+    // Creating a tenant is an admin's, decided before the body is validated.
+    .use(
+      new Elysia({ normalize: false }).use(authenticated(storage.tokens, deps.clock, { admin: true })).post(
+        "/tenants",
+        async ({ principal, body, set }) => {
+          const spec = specFrom(body);
+          const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
+          return withEtag(set, record, 201);
+        },
+        { body: TenantSpec, parse: "json" },
+      ),
     )
     .get("/tenants/:tenant", async ({ principal, params, set }) => {
       const tenant = name(params.tenant);
@@ -165,7 +170,7 @@ export function v1Api(deps: V1Deps) {
         const { record } = await control.put(tenantKey(tenant), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
         return withEtag(set, record, exists ? 200 : 201);
       },
-      { body: TenantSpec },
+      { body: TenantSpec, parse: "json" },
     )
     .patch(
       "/tenants/:tenant",
@@ -174,7 +179,7 @@ export function v1Api(deps: V1Deps) {
         requireTenant(principal, tenant, "write");
         return withEtag(set, await patchResource(tenantKey(tenant), body, preconditions(headers), principal));
       },
-      { body: MergePatch },
+      { body: MergePatch, parse: "json" },
     )
     .delete("/tenants/:tenant", async ({ principal, params, headers, set }) => {
       const tenant = name(params.tenant);
@@ -184,7 +189,7 @@ export function v1Api(deps: V1Deps) {
       set.status = 204;
     })
     .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
-    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock))
+    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock, deps.desiredParser ?? new DesiredParser()))
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
@@ -234,7 +239,7 @@ export function v1Api(deps: V1Deps) {
           const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
           return withEtag(set, record, 201);
         },
-        { body: schema },
+        { body: schema, parse: "json" },
       )
       .get(`${base}/:name`, async ({ principal, params, set }: Ctx) => {
         const k = key(await scope.owner(principal, params, "read"), name(params.name!));
@@ -256,7 +261,7 @@ export function v1Api(deps: V1Deps) {
           const { record, created } = await control.put(key(tenant, params.name!), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
           return withEtag(set, record, created ? 201 : 200);
         },
-        { body: schema },
+        { body: schema, parse: "json" },
       )
       .patch(
         `${base}/:name`,
@@ -264,7 +269,7 @@ export function v1Api(deps: V1Deps) {
           const k = key(await scope.owner(principal, params, "write"), name(params.name!));
           return withEtag(set, await patchResource(k, body, preconditions(headers), principal));
         },
-        { body: MergePatch },
+        { body: MergePatch, parse: "json" },
       )
       .delete(`${base}/:name`, async ({ principal, params, headers, set }: Ctx) => {
         const k = key(await scope.owner(principal, params, "write"), name(params.name!));
