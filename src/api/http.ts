@@ -45,11 +45,12 @@ const accessOf = (method: string): "read" | "write" => (method === "GET" || meth
  * media type (415), the size while reading (413), UTF-8 (400), the nesting (422) and the JSON
  * syntax (400). A desired-state file stays text: it is parsed off the event loop (config.ts).
  */
-async function gatedBody(auth: Authenticator, c: { request: Request; params?: Record<string, string | undefined>; set: { headers: Record<string, unknown> } }): Promise<unknown> {
+async function gatedBody(auth: Authenticator, admin: boolean, c: { request: Request; params?: Record<string, string | undefined>; set: { headers: Record<string, unknown> } }): Promise<unknown> {
   const { request } = c;
   const principal = await principalOf(auth, request, c.set);
   const tenant = c.params?.tenant;
   if (tenant !== undefined) requireTenant(principal, tenant, accessOf(request.method));
+  if (admin) requireAdmin(principal);
 
   const sent = request.body !== null && (Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding"));
   if (!sent) return NO_BODY;
@@ -76,13 +77,16 @@ async function gatedBody(auth: Authenticator, c: { request: Request; params?: Re
  * is checked before the body is read, by the parse gate above; routes without a body are checked
  * by the derive. With `tenantParam`, a route with a `:tenant` is also authorized here, in one
  * place and before the body is read: another tenant's route is 404 whatever the body, a read
- * token's write 403. With `admin`, every route after it is an admin's (403 before validation).
+ * token's write 403. With `admin`, every route after it is an admin's (403 before the body).
+ *
+ * A route gets the gate of the first of these plugins it inherits, so a plugin that uses one must
+ * be mounted before any other (v1.ts mounts its route groups before its own).
  */
 export function authenticated(tokens: TokenStore, clock: Clock, opts: { tenantParam?: boolean; admin?: boolean } = {}) {
   const auth = new Authenticator(tokens, clock);
   return (
     new Elysia({ normalize: false })
-      .onParse({ as: "scoped" }, (c) => gatedBody(auth, c as unknown as Parameters<typeof gatedBody>[1]))
+      .onParse({ as: "scoped" }, (c) => gatedBody(auth, opts.admin === true, c as unknown as Parameters<typeof gatedBody>[2]))
       .onTransform({ as: "scoped" }, (c) => {
         if ((c as { body: unknown }).body === NO_BODY) (c as { body: unknown }).body = undefined;
       })

@@ -89,6 +89,22 @@ function withEtag(set: { headers: Record<string, unknown>; status?: unknown }, r
 }
 
 /**
+ * Before validation: drop metadata a client copied from a GET, and take the name from the URL.
+ * Only on resource routes: the other route groups' bodies must be refused, not trimmed, when
+ * they carry fields they do not take.
+ */
+function dropMetadata({ body, params, route }: { body: unknown; params?: unknown; route: string }): void {
+  const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
+  const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
+  if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
+  const b = body as Record<string, unknown>;
+  for (const f of METADATA_FIELDS) delete b[f];
+  const p = (params ?? {}) as Record<string, string | undefined>;
+  const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
+  if (urlName !== undefined) b.name ??= urlName;
+}
+
+/**
  * The control-plane API (SPEC §7): tenants and their resources addressed by name, versioned with
  * ETag / If-Match, validated with the schemas of src/resources/specs.ts, behind bearer tokens.
  */
@@ -111,20 +127,30 @@ export function v1Api(deps: V1Deps) {
         },
       }),
     )
+    // Route groups that authenticate by themselves come first: a route takes the body gate of the
+    // first authenticated() it inherits (http.ts), and theirs may say more (admin only).
+    .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
+    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock, deps.desiredParser ?? new DesiredParser()))
+    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
+    .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
+    .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
+    .use(policyRoutes(storage, new PolicyCache(), deps.clock))
+    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
+    .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock))
+    // Creating a tenant is an admin's, decided before the body is read.
+    .use(
+      new Elysia({ normalize: false }).use(authenticated(storage.tokens, deps.clock, { admin: true })).onTransform(dropMetadata).post(
+        "/tenants",
+        async ({ principal, body, set }) => {
+          const spec = specFrom(body);
+          const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
+          return withEtag(set, record, 201);
+        },
+        { body: TenantSpec, parse: "json" },
+      ),
+    )
     .use(authenticated(storage.tokens, deps.clock, { tenantParam: true }))
-    // Before validation: drop metadata a client copied from a GET, and take the name from the URL.
-    .onTransform(({ body, params, route }) => {
-      // Only resource routes: this hook also runs for the plugins below (secrets, approvals, …),
-      // whose bodies must be refused, not trimmed, when they carry fields they do not take.
-      const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
-      const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
-      if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
-      const b = body as Record<string, unknown>;
-      for (const f of METADATA_FIELDS) delete b[f];
-      const p = (params ?? {}) as Record<string, string | undefined>;
-      const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
-      if (urlName !== undefined) b.name ??= urlName;
-    })
+    .onTransform(dropMetadata)
     .get("/version", ({ principal }: Authenticated) => ({
       version: VERSION,
       commit: COMMIT,
@@ -140,18 +166,6 @@ export function v1Api(deps: V1Deps) {
       const rows = await storage.resources.list({ kind: "tenants", after: page.after, limit: page.limit + 1, ...(visible === "all" ? {} : { tenants: visible }) });
       return pageOf(rows.map(present), page.limit, (x) => x.name as string);
     })
-    // Creating a tenant is an admin's, decided before the body is validated.
-    .use(
-      new Elysia({ normalize: false }).use(authenticated(storage.tokens, deps.clock, { admin: true })).post(
-        "/tenants",
-        async ({ principal, body, set }) => {
-          const spec = specFrom(body);
-          const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
-          return withEtag(set, record, 201);
-        },
-        { body: TenantSpec, parse: "json" },
-      ),
-    )
     .get("/tenants/:tenant", async ({ principal, params, set }) => {
       const tenant = name(params.tenant);
       requireTenant(principal, tenant, "read");
@@ -188,14 +202,7 @@ export function v1Api(deps: V1Deps) {
       await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
       set.status = 204;
     })
-    .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
-    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock, deps.desiredParser ?? new DesiredParser()))
-    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
-    .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
-    .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
-    .use(policyRoutes(storage, new PolicyCache(), deps.clock))
-    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
-    .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock));
+;
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);

@@ -6,7 +6,7 @@ import { DesiredParser } from "./parse-off-thread.ts";
 const slow = `apiVersion: agentowl/v1\ntenants: []\nx:\n${Array.from({ length: 20_000 }, (_, i) => `  k${i}: 1`).join("\n")}\n`;
 const good = "apiVersion: agentowl/v1\ntenants:\n  - name: beta\n";
 
-const parser = new DesiredParser(300);
+const parser = new DesiredParser(1000);
 afterAll(() => parser.close());
 
 describe("desired-state files are parsed in a worker thread, within a time limit", () => {
@@ -29,9 +29,9 @@ describe("desired-state files are parsed in a worker thread, within a time limit
     const took = performance.now() - t0;
     clearInterval(timer);
     expect(isAppError(error) && error.kind).toBe("invalid_input");
-    expect(error.errors[0]).toMatchObject({ field: "slow.yaml:1:1", message: expect.stringContaining("longer than 300 ms") });
-    expect(took).toBeGreaterThanOrEqual(290);
-    expect(took).toBeLessThan(3000);
+    expect(error.errors[0]).toMatchObject({ field: "slow.yaml:1:1", message: expect.stringContaining("longer than 1000 ms") });
+    expect(took).toBeGreaterThanOrEqual(990);
+    expect(took).toBeLessThan(4000);
     // The timer kept firing while the worker was busy: no stall on this thread.
     expect(ticks).toBeGreaterThan(5);
     expect(worst).toBeLessThan(250);

@@ -59,6 +59,19 @@ export class DesiredParser {
     if (this.current || this.queue.length === 0) return;
     const job = (this.current = this.queue.shift()!);
     const worker = (this.worker ??= this.spawn());
+    // The clock starts once the worker runs: its start-up (100-500 ms on a busy machine) is not the file's.
+    if (!this.ready.has(worker)) {
+      worker.addEventListener("open", () => this.start(worker, job), { once: true });
+      return;
+    }
+    this.start(worker, job);
+  }
+
+  private readonly ready = new WeakSet<Worker>();
+
+  private start(worker: Worker, job: Job): void {
+    this.ready.add(worker);
+    if (worker !== this.worker || this.current !== job) return;
     job.timer = setTimeout(() => {
       this.fail(
         worker,

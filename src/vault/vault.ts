@@ -100,12 +100,13 @@ export class Vault {
 
   /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
   async set(scope: string, value: string, opts: { actor: string; rotationPeriodMs?: number | null }): Promise<SecretInfo> {
-    const { tenant, name } = parseScope(scope);
     // A new secret is named like every resource. (References keep their wider pattern, so that a
     // secret set before this rule can still be used and rotated.)
+    const name = scope.slice(scope.indexOf("/") + 1);
     if (!SECRET_NAME.test(name)) {
       throw new AppError("invalid_input", `'${name.slice(0, 80)}${name.length > 80 ? "…" : ""}' is not a secret name`, { errors: [{ field: "/name", message: `must be ${patternWords(NAME_PATTERN)}` }] });
     }
+    const { tenant } = parseScope(scope);
     this.checkValue(value);
     this.redactor.learn(value);
     await this.storage.committer.run((tx) => {
