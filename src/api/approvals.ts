@@ -59,6 +59,6 @@ export function approvalRoutes(store: SqliteApprovals, tokens: SqliteTokens, clo
     })
     .get("/approvals/:id", ({ approval }) => present(approval!))
     // The body is required ({} when there is no reason): a malformed one must never count as a decision.
-    .post("/approvals/:id/approve", ({ principal, params, body }) => decide(principal, params.id, true, body), { body: Decision })
-    .post("/approvals/:id/deny", ({ principal, params, body }) => decide(principal, params.id, false, body), { body: Decision });
+    .post("/approvals/:id/approve", ({ principal, params, body }) => decide(principal, params.id, true, body), { body: Decision, parse: "json" })
+    .post("/approvals/:id/deny", ({ principal, params, body }) => decide(principal, params.id, false, body), { body: Decision, parse: "json" });
 }

@@ -1,13 +1,12 @@
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { applyDesired, type SecretIndex } from "../control/apply.ts";
-import { type DesiredState, formatProblem, parseDesired, renderPlan } from "../desired/index.ts";
+import { type DesiredState, formatProblem, renderPlan } from "../desired/index.ts";
+import type { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
 import { canAccess, isAdmin, type Principal } from "./auth.ts";
 import { authenticated } from "./http.ts";
-
-export const MAX_DESIRED_BYTES = 1024 * 1024;
 
 const Query = t.Object({
   file: t.Optional(t.String({ maxLength: 200 })),
@@ -15,12 +14,13 @@ const Query = t.Object({
   dry_run: t.Optional(t.Union([t.Literal("true"), t.Literal("false")])),
 });
 
-/** YAML in, every problem out as `file:line:col` (422), or the parsed desired state. */
-function parse(body: unknown, file: string): DesiredState {
-  const text = typeof body === "string" ? body : body instanceof Uint8Array ? new TextDecoder().decode(body) : null;
-  if (text === null) throw new AppError("invalid_input", "send the YAML file as the request body (Content-Type: application/yaml)");
-  if (text.length > MAX_DESIRED_BYTES) throw new AppError("too_large", `a desired-state file may have at most ${MAX_DESIRED_BYTES} bytes`);
-  const result = parseDesired(text, file);
+/**
+ * YAML in (the body as text: its size, media type and UTF-8 were checked as it was read, see
+ * http.ts), parsed in the worker thread, every problem out as `file:line:col` (422).
+ */
+async function parse(parser: DesiredParser, body: unknown, file: string): Promise<DesiredState> {
+  if (typeof body !== "string") throw new AppError("invalid_input", "send the YAML file as the request body (Content-Type: application/yaml)");
+  const result = await parser.parse(body, file);
   if ("errors" in result) {
     throw new AppError("invalid_input", `${file} is not valid: ${result.errors.length} problem(s)`, {
       errors: result.errors.map((p) => ({ field: `${p.file}:${p.line}:${p.column}`, message: p.message, text: formatProblem(p) })),
@@ -32,24 +32,26 @@ function parse(body: unknown, file: string): DesiredState {
 /**
  * Which tenants a principal may plan against. An admin: all (so --prune may delete tenants the
  * file does not declare). Anyone else: the tenants the file declares, each of which it must be
- * allowed to write (404 otherwise, as everywhere across tenants); it cannot create tenants.
+ * allowed to write (404 for a tenant it cannot see, as everywhere across tenants; 403 for one it
+ * may only read); it cannot create tenants.
  */
 async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "write", exists: (tenant: string) => Promise<boolean>): Promise<"all" | string[]> {
   if (isAdmin(p)) return "all";
   if (desired.policies?.length) throw new AppError("forbidden", "global policies (the file's top-level policies) need an admin token");
   const declared = desired.tenants.map((s) => s.tenant.name);
   for (const tenant of declared) {
-    if (!canAccess(p, tenant, access) || !(await exists(tenant))) throw new AppError("not_found", "not found");
+    if (!canAccess(p, tenant, "read") || !(await exists(tenant))) throw new AppError("not_found", "not found");
+    if (!canAccess(p, tenant, access)) throw new AppError("forbidden", `this token may only read tenant ${tenant}`);
   }
   return declared;
 }
 
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (SPEC §6). */
-export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock) {
+export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock, parser: DesiredParser) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
   const run = async (principal: Principal, body: unknown, query: { file?: string; prune?: string; dry_run?: string }, mode: "diff" | "apply") => {
     const file = query.file ?? "agentowl.yaml";
-    const desired = parse(body, file);
+    const desired = await parse(parser, body, file);
     const scope = await scopeFor(principal, desired, mode === "apply" ? "write" : "read", exists);
     // diff shows what would change; apply (dry run included) also checks the vault references.
     const result = await applyDesired(resources, audit, mode === "apply" ? secrets : { existsTx: () => true }, desired, {
@@ -62,10 +64,17 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, sec
   };
   return new Elysia({ prefix: "/config", normalize: false })
     .use(authenticated(tokens, clock))
+    // Before the file is parsed: a token that can write nothing cannot apply anything.
+    .derive({ as: "local" }, ({ principal, request }) => {
+      if (new URL(request.url).pathname.endsWith("/apply") && !isAdmin(principal) && !principal.scopes.some((s) => s.endsWith(":write"))) {
+        throw new AppError("forbidden", "applying a file needs a token that may write (tenant:<name>:write or admin)");
+      }
+      return {};
+    })
     .post(
       "/validate",
-      ({ body, query }) => {
-        const desired = parse(body, query.file ?? "agentowl.yaml");
+      async ({ body, query }) => {
+        const desired = await parse(parser, body, query.file ?? "agentowl.yaml");
         return { valid: true, tenants: desired.tenants.map((s) => s.tenant.name), policies: (desired.policies ?? []).map((p) => p.name) };
       },
       { parse: "text", query: Query, body: t.String({ description: "the desired-state YAML file" }) },

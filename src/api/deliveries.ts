@@ -120,10 +120,8 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
           return { delivery: null };
         })
         // No body, or a JSON object: never an array, a string or null.
-        .onTransform({ as: "local" }, ({ body, request }) => {
-          // An optional body that does not parse reaches here as none at all.
-          const sent = Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding");
-          if (body === undefined && sent) throw new AppError("invalid_input", "the body is not valid JSON");
+        // (A body that is not JSON was refused as it was read: http.ts.)
+        .onTransform({ as: "local" }, ({ body }) => {
           if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
         })
         .post(
@@ -132,9 +130,9 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
             set.status = 202;
             return presentDelivery(await actions.retry(delivery!, actor(principal)));
           },
-          { body: t.Optional(Empty) },
+          { body: t.Optional(Empty), parse: "json" },
         )
-        .post("/deliveries/:id/discard", async ({ principal, delivery }) => presentDelivery(await actions.discard(delivery!, actor(principal))), { body: t.Optional(Empty) })
+        .post("/deliveries/:id/discard", async ({ principal, delivery }) => presentDelivery(await actions.discard(delivery!, actor(principal))), { body: t.Optional(Empty), parse: "json" })
         .post(
           "/events/:id/replay",
           async ({ principal, params, body, set }) => {
@@ -143,7 +141,7 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
             return { event_id: params.id, deliveries: made.map((d) => presentDelivery(d)) };
           },
           // No body, or {}: every target its routes give now; {"endpoint": "crm"}: that one.
-          { body: t.Optional(Replay) },
+          { body: t.Optional(Replay), parse: "json" },
         ),
     )
     .post(

@@ -44,6 +44,6 @@ export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: 
         }),
       };
     },
-    { body: TestBody },
+    { body: TestBody, parse: "json" },
   );
 }

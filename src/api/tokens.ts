@@ -4,7 +4,7 @@ import { parseDuration } from "../config/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { TokenRecord, TokenStore } from "../store/contract.ts";
 import type { SqliteAudit } from "../store/index.ts";
-import { generateToken, requireAdmin, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
+import { generateToken, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -38,9 +38,7 @@ const SignIn = t.Object(
  * audit log (`agentowl login` calls it; the console's password sign-in will record the same action).
  */
 export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock) {
-  return new Elysia({ normalize: false })
-    .use(authenticated(tokens, clock))
-    .post(
+  const signIn = new Elysia({ normalize: false }).use(authenticated(tokens, clock)).post(
       "/sign-in",
       async ({ principal, body, request, server, headers }) => {
         const entry = await audit.append({
@@ -52,17 +50,18 @@ export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock
         });
         return { token: { id: principal.tokenId, name: principal.name, scopes: principal.scopes }, signed_in_at: new Date(entry.at).toISOString(), audit_seq: entry.seq };
       },
-      { body: SignIn },
-    )
-    .get("/tokens", async ({ principal, query }) => {
-      requireAdmin(principal);
+      { body: SignIn, parse: "json" },
+    );
+  // Admin only, decided before the body is validated: a tenant token's POST is 403 whatever it sends.
+  const manage = new Elysia({ normalize: false })
+    .use(authenticated(tokens, clock, { admin: true }))
+    .get("/tokens", async ({ query }) => {
       const page = readPage(query);
       return pageOf((await tokens.list({ after: page.after, limit: page.limit + 1 })).map(present), page.limit, (x) => x.id);
     })
     .post(
       "/tokens",
       async ({ principal, body, set }) => {
-        requireAdmin(principal);
         const token = generateToken();
         const ttl = body.expires_in ? parseDuration(body.expires_in) : null;
         const record = await tokens.create({
@@ -75,12 +74,12 @@ export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock
         set.status = 201;
         return { ...present(record), token };
       },
-      { body: CreateToken },
+      { body: CreateToken, parse: "json" },
     )
     .delete("/tokens/:id", async ({ principal, params, set }) => {
-      requireAdmin(principal);
       const r = await tokens.revoke(params.id, `token:${principal.tokenId}`);
       if (!r) throw new AppError("not_found", "not found");
       set.status = 204;
     });
+  return new Elysia({ normalize: false }).use(signIn).use(manage);
 }

@@ -4,6 +4,7 @@ import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
 import type { Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
+import { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
 import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/contract.ts";
@@ -30,6 +31,8 @@ export interface V1Deps {
   vault: Vault;
   /** Replay, retry, discard and endpoint status (the dispatcher). */
   dispatch: DeliveryActions;
+  /** Where desired-state files are parsed (a worker thread); one of its own when absent. */
+  desiredParser?: DesiredParser;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -86,6 +89,22 @@ function withEtag(set: { headers: Record<string, unknown>; status?: unknown }, r
 }
 
 /**
+ * Before validation: drop metadata a client copied from a GET, and take the name from the URL.
+ * Only on resource routes: the other route groups' bodies must be refused, not trimmed, when
+ * they carry fields they do not take.
+ */
+function dropMetadata({ body, params, route }: { body: unknown; params?: unknown; route: string }): void {
+  const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
+  const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
+  if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
+  const b = body as Record<string, unknown>;
+  for (const f of METADATA_FIELDS) delete b[f];
+  const p = (params ?? {}) as Record<string, string | undefined>;
+  const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
+  if (urlName !== undefined) b.name ??= urlName;
+}
+
+/**
  * The control-plane API (SPEC §7): tenants and their resources addressed by name, versioned with
  * ETag / If-Match, validated with the schemas of src/resources/specs.ts, behind bearer tokens.
  */
@@ -108,20 +127,30 @@ export function v1Api(deps: V1Deps) {
         },
       }),
     )
+    // Route groups that authenticate by themselves come first: a route takes the body gate of the
+    // first authenticated() it inherits (http.ts), and theirs may say more (admin only).
+    .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
+    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock, deps.desiredParser ?? new DesiredParser()))
+    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
+    .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
+    .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
+    .use(policyRoutes(storage, new PolicyCache(), deps.clock))
+    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
+    .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock))
+    // Creating a tenant is an admin's, decided before the body is read.
+    .use(
+      new Elysia({ normalize: false }).use(authenticated(storage.tokens, deps.clock, { admin: true })).onTransform(dropMetadata).post(
+        "/tenants",
+        async ({ principal, body, set }) => {
+          const spec = specFrom(body);
+          const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
+          return withEtag(set, record, 201);
+        },
+        { body: TenantSpec, parse: "json" },
+      ),
+    )
     .use(authenticated(storage.tokens, deps.clock, { tenantParam: true }))
-    // Before validation: drop metadata a client copied from a GET, and take the name from the URL.
-    .onTransform(({ body, params, route }) => {
-      // Only resource routes: this hook also runs for the plugins below (secrets, approvals, …),
-      // whose bodies must be refused, not trimmed, when they carry fields they do not take.
-      const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
-      const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
-      if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
-      const b = body as Record<string, unknown>;
-      for (const f of METADATA_FIELDS) delete b[f];
-      const p = (params ?? {}) as Record<string, string | undefined>;
-      const urlName = route.endsWith("/:name") ? p.name : route === "/v1/tenants/:tenant" ? p.tenant : undefined;
-      if (urlName !== undefined) b.name ??= urlName;
-    })
+    .onTransform(dropMetadata)
     .get("/version", ({ principal }: Authenticated) => ({
       version: VERSION,
       commit: COMMIT,
@@ -137,16 +166,6 @@ export function v1Api(deps: V1Deps) {
       const rows = await storage.resources.list({ kind: "tenants", after: page.after, limit: page.limit + 1, ...(visible === "all" ? {} : { tenants: visible }) });
       return pageOf(rows.map(present), page.limit, (x) => x.name as string);
     })
-    .post(
-      "/tenants",
-      async ({ principal, body, set }) => {
-        requireAdmin(principal);
-        const spec = specFrom(body);
-        const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
-        return withEtag(set, record, 201);
-      },
-      { body: TenantSpec },
-    )
     .get("/tenants/:tenant", async ({ principal, params, set }) => {
       const tenant = name(params.tenant);
       requireTenant(principal, tenant, "read");
@@ -165,7 +184,7 @@ export function v1Api(deps: V1Deps) {
         const { record } = await control.put(tenantKey(tenant), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
         return withEtag(set, record, exists ? 200 : 201);
       },
-      { body: TenantSpec },
+      { body: TenantSpec, parse: "json" },
     )
     .patch(
       "/tenants/:tenant",
@@ -174,7 +193,7 @@ export function v1Api(deps: V1Deps) {
         requireTenant(principal, tenant, "write");
         return withEtag(set, await patchResource(tenantKey(tenant), body, preconditions(headers), principal));
       },
-      { body: MergePatch },
+      { body: MergePatch, parse: "json" },
     )
     .delete("/tenants/:tenant", async ({ principal, params, headers, set }) => {
       const tenant = name(params.tenant);
@@ -183,14 +202,7 @@ export function v1Api(deps: V1Deps) {
       await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
       set.status = 204;
     })
-    .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
-    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock))
-    .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
-    .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
-    .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
-    .use(policyRoutes(storage, new PolicyCache(), deps.clock))
-    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
-    .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock));
+;
 
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);
@@ -234,7 +246,7 @@ export function v1Api(deps: V1Deps) {
           const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
           return withEtag(set, record, 201);
         },
-        { body: schema },
+        { body: schema, parse: "json" },
       )
       .get(`${base}/:name`, async ({ principal, params, set }: Ctx) => {
         const k = key(await scope.owner(principal, params, "read"), name(params.name!));
@@ -256,7 +268,7 @@ export function v1Api(deps: V1Deps) {
           const { record, created } = await control.put(key(tenant, params.name!), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
           return withEtag(set, record, created ? 201 : 200);
         },
-        { body: schema },
+        { body: schema, parse: "json" },
       )
       .patch(
         `${base}/:name`,
@@ -264,7 +276,7 @@ export function v1Api(deps: V1Deps) {
           const k = key(await scope.owner(principal, params, "write"), name(params.name!));
           return withEtag(set, await patchResource(k, body, preconditions(headers), principal));
         },
-        { body: MergePatch },
+        { body: MergePatch, parse: "json" },
       )
       .delete(`${base}/:name`, async ({ principal, params, headers, set }: Ctx) => {
         const k = key(await scope.owner(principal, params, "write"), name(params.name!));

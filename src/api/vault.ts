@@ -52,7 +52,7 @@ export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: Sq
         set.status = 201;
         return present(info);
       },
-      { body: SetBody },
+      { body: SetBody, parse: "json" },
     )
     .post(
       "/vault/rotate-master",
@@ -61,12 +61,12 @@ export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: Sq
         const r = await vault.rotateMaster({ actor: `token:${principal.tokenId}` });
         return { rewrapped: r.rewrapped, master_key_id: r.masterKeyId };
       },
-      { body: t.Object({}, { additionalProperties: false }) },
+      { body: t.Object({}, { additionalProperties: false }), parse: "json" },
     )
     .post(
       "/tenants/:tenant/secrets/:name/rotate",
       async ({ principal, params, body }) =>
         present(await vault.rotate(`${params.tenant}/${params.name}`, body.value, { actor: `token:${principal.tokenId}`, graceMs: body.grace ? parseDuration(body.grace)! : undefined })),
-      { body: RotateBody },
+      { body: RotateBody, parse: "json" },
     );
 }

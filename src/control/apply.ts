@@ -4,7 +4,7 @@ import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
 import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
 import { vaultRefs } from "../resources/validate.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
-import { announceChangeTx, newProblems, resourcePath } from "./service.ts";
+import { announceChangeTx, auditClashes, type Clash, newProblems, refusal, resourcePath } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
 export interface ApplyResult {
@@ -40,12 +40,30 @@ export interface SecretIndex {
   existsTx(tx: SqliteTx, scope: string): boolean;
 }
 
-export function applyDesired(
+export async function applyDesired(
+  resources: SqliteResources,
+  audit: SqliteAudit,
+  secrets: SecretIndex,
+  desired: DesiredState,
+  opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[]; request?: string },
+): Promise<ApplyResult> {
+  const clashes: Clash[] = [];
+  try {
+    return await applyTx(resources, audit, secrets, desired, opts, clashes);
+  } catch (e) {
+    // Audited after the rollback: an entry written inside the refused transaction would go with it.
+    if (clashes.length) await auditClashes(audit, clashes, opts.actor, opts.request ?? (opts.dryRun ? "config.diff" : "config.apply"));
+    throw e;
+  }
+}
+
+function applyTx(
   resources: SqliteResources,
   audit: SqliteAudit,
   secrets: SecretIndex,
   desired: DesiredState,
   opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[] },
+  clashes: Clash[],
 ): Promise<ApplyResult> {
   return resources.transact((tx) => {
     // Every vault: reference must name a secret that exists (SPEC §6): one error naming them all.
@@ -65,8 +83,10 @@ export function applyDesired(
       if (c.op === "unchanged") continue;
       after = withChange(after, keyOf(c), c.op === "delete" ? null : specOf(desired, c));
     }
-    const errors = newProblems(before, after);
-    if (errors.length) throw new AppError("invalid_input", "applying this file would leave references that do not resolve", { errors });
+    // Told about the tenants (and global policies) the file declares, never another tenant's side.
+    const problems = newProblems(before, after);
+    const acting = [...desired.tenants.map((t) => t.tenant.name), null];
+    if (problems.length) throw refusal(problems, acting, "applying this file would leave references that do not resolve, or claim what another resource holds", clashes);
     const summary = summarize(changes);
     if (!opts.dryRun && summary.created + summary.updated + summary.deleted > 0) {
       audit.appendTx(tx, {

@@ -25,25 +25,91 @@ function problemKey(p: { tenant?: string; kind: string; name: string; pointer: s
   return `${p.tenant ?? ""}\u0000${p.kind}\u0000${p.name}\u0000${p.pointer}\u0000${p.message}`;
 }
 
+/** A reference problem, with the tenant whose resource it is about (null: a global policy). */
+export interface ReferenceProblem extends FieldError {
+  tenant: string | null;
+  /** Set when the problem is a value another tenant holds: who, for the audit log only. */
+  clash?: Clash;
+}
+
+/** A value (a Telnyx number) claimed by two tenants, from the side of `tenant`. */
+export interface Clash {
+  tenant: string;
+  target: string;
+  value: string;
+  otherTenant: string;
+  otherTarget: string;
+}
+
 /** Cross-reference problems of a whole configuration, as field errors naming the resource. */
-export function referenceProblems(records: readonly ResourceRecord[]): Map<string, FieldError> {
+export function referenceProblems(records: readonly ResourceRecord[]): Map<string, ReferenceProblem> {
   const states = toStates(records);
-  const out = new Map<string, FieldError>();
+  const out = new Map<string, ReferenceProblem>();
   for (const state of states) {
-    for (const p of checkTenant(state)) {
-      out.set(problemKey({ ...p, tenant: state.tenant.name }), { field: `${state.tenant.name}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
-    }
+    const tenant = state.tenant.name;
+    for (const p of checkTenant(state)) out.set(problemKey({ ...p, tenant }), { tenant, field: `${tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
   }
-  for (const p of checkGlobal(states)) out.set(problemKey(p), { field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
+  for (const p of checkGlobal(states)) {
+    if (!p.other) {
+      out.set(problemKey(p), { tenant: p.tenant, field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
+      continue;
+    }
+    // SPEC §3.5: a value two tenants claim is refused on both sides, and each side learns only
+    // that another tenant holds it; which one is for the audit log (see refusal()).
+    const message = `number ${p.other.value} is already in use by another tenant; a number can route to one tenant only`;
+    const sides = [
+      { tenant: p.tenant, name: p.name, pointer: p.pointer },
+      { tenant: p.other.tenant, name: p.other.binding, pointer: p.other.pointer },
+    ];
+    sides.forEach((side, i) => {
+      const other = sides[1 - i]!;
+      out.set(problemKey({ tenant: side.tenant, kind: "bindings", name: side.name, pointer: side.pointer, message }), {
+        tenant: side.tenant,
+        field: `${side.tenant}/bindings/${side.name}${side.pointer}`,
+        message,
+        clash: { tenant: side.tenant, target: `${side.tenant}/bindings/${side.name}`, value: p.other!.value, otherTenant: other.tenant, otherTarget: `${other.tenant}/bindings/${other.name}` },
+      });
+    });
+  }
   const globals = records.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec);
-  for (const p of checkGlobalPolicies(globals)) out.set(problemKey({ ...p, tenant: GLOBAL }), { field: `policies/${p.name}${p.pointer}`, message: p.message });
+  for (const p of checkGlobalPolicies(globals)) out.set(problemKey({ ...p, tenant: GLOBAL }), { tenant: null, field: `policies/${p.name}${p.pointer}`, message: p.message });
   return out;
 }
 
 /** Problems in `after` that `before` did not have: a change is refused only for what it breaks. */
-export function newProblems(before: readonly ResourceRecord[], after: readonly ResourceRecord[]): FieldError[] {
+export function newProblems(before: readonly ResourceRecord[], after: readonly ResourceRecord[]): ReferenceProblem[] {
   const old = referenceProblems(before);
   return [...referenceProblems(after)].filter(([k]) => !old.has(k)).map(([, v]) => v);
+}
+
+/**
+ * The 422 for a change that breaks references, told to whoever made the change about the tenants
+ * it changed (`acting`) only: a problem that shows on another tenant's side (the other claimant
+ * of a number) is left out, so no answer names another tenant's resources. The clashes of the
+ * acting tenants are added to `clashes`, for the caller to audit once the transaction is undone.
+ */
+export function refusal(problems: readonly ReferenceProblem[], acting: readonly (string | null)[], detail: string, clashes: Clash[]): AppError {
+  const visible = problems.filter((p) => acting.includes(p.tenant));
+  clashes.push(...visible.flatMap((p) => (p.clash ? [p.clash] : [])));
+  const errors = visible.map(({ field, message }) => ({ field, message }));
+  return new AppError("invalid_input", detail, { errors: errors.length ? errors : [{ field: "/", message: "conflicts with the configuration of another tenant" }] });
+}
+
+/**
+ * Every refusal over a value another tenant holds goes to the audit log, with both sides named
+ * (SPEC §3.5). The entries belong to no tenant, so only an admin reads them.
+ */
+export async function auditClashes(audit: SqliteAudit, clashes: readonly Clash[], actor: string, request: string): Promise<void> {
+  for (const c of clashes) {
+    await audit.append({
+      actor,
+      tenant: null,
+      action: "resource.conflict",
+      decision: "deny",
+      target: c.target,
+      details: { request, value: c.value, tenant: c.tenant, other_tenant: c.otherTenant, other_resource: c.otherTarget },
+    });
+  }
 }
 
 /** Schema validation of one resource body: every field at fault, or a 422. */
@@ -65,20 +131,27 @@ export class ControlPlane {
     private readonly audit: SqliteAudit,
   ) {}
 
-  put(key: ResourceKey, spec: Record<string, unknown>, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
+  async put(key: ResourceKey, spec: Record<string, unknown>, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
     const kind = key.kind as ResourceKind;
     validated(kind, spec);
-    return this.resources.transact((tx) => this.putTx(tx, key, spec, opts));
+    const clashes: Clash[] = [];
+    try {
+      return await this.resources.transact((tx) => this.putTx(tx, key, spec, opts, clashes));
+    } catch (e) {
+      // Audited after the rollback: an entry written inside the refused transaction would go with it.
+      if (clashes.length) await auditClashes(this.audit, clashes, opts.actor, "api");
+      throw e;
+    }
   }
 
-  putTx(tx: SqliteTx, key: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
+  putTx(tx: SqliteTx, key: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }, clashes: Clash[] = []) {
     const before = this.resources.allTx(tx);
     const owner = key.tenant === GLOBAL ? key.kind === "policies" : key.kind === "tenants" || before.some((r) => r.kind === "tenants" && r.name === key.tenant);
     if (!owner) {
       throw new AppError("not_found", "not found");
     }
-    const errors = newProblems(before, withChange(before, key, spec));
-    if (errors.length) throw new AppError("invalid_input", `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there`, { errors });
+    const problems = newProblems(before, withChange(before, key, spec));
+    if (problems.length) throw refusal(problems, [ownerTenant(key)], `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there, or to something another resource holds`, clashes);
     const previous = before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec;
     const result = this.resources.putTx(tx, key, spec, opts);
     if (result.changed) {
@@ -98,7 +171,7 @@ export class ControlPlane {
   delete(key: ResourceKey, opts: { pre?: Precondition; actor: string }): Promise<ResourceRecord> {
     return this.resources.transact((tx) => {
       const before = this.resources.allTx(tx);
-      const errors = key.kind === "tenants" ? [] : newProblems(before, withChange(before, key, null));
+      const errors = key.kind === "tenants" ? [] : newProblems(before, withChange(before, key, null)).map(({ field, message }) => ({ field, message }));
       if (errors.length) {
         throw new AppError("conflict", `other resources still refer to ${SINGULAR[key.kind as ResourceKind]} ${key.name}: ${errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`, { errors });
       }

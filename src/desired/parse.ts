@@ -12,6 +12,7 @@ import {
   type TenantState,
   validateValue,
 } from "../resources/validate.ts";
+import { yamlBoundsProblem } from "./bounds.ts";
 import { positionOf } from "./locate.ts";
 import { API_VERSION, DesiredFile, type DesiredState, type TenantDocument } from "./schema.ts";
 
@@ -41,6 +42,9 @@ export function formatProblem(p: LocatedProblem): string {
  * problems are fixed, so that a typo does not also show up as a dozen broken references.
  */
 export function parseDesired(text: string, file: string): { state: DesiredState } | { errors: LocatedProblem[] } {
+  // Nesting and aliases are counted before the yaml library runs: its work grows with both.
+  const bound = yamlBoundsProblem(text);
+  if (bound) return { errors: [{ file, ...bound }] };
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number, message: string): LocatedProblem => {

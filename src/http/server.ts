@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { AppError, type FieldError, toProblem } from "../errors/index.ts";
+import { AppError, type FieldError, isAppError, toProblem } from "../errors/index.ts";
 
 export interface ReadyCheck {
   ok: boolean;
@@ -21,8 +21,11 @@ function fromFramework(code: string | number, error: unknown): unknown {
   switch (code) {
     case "NOT_FOUND":
       return new AppError("not_found", "no such route");
-    case "PARSE":
-      return new AppError("invalid_input", "the request body could not be parsed");
+    case "PARSE": {
+      // A parser of ours refuses with its own kind (401 before the body is read, 413, 415, 422).
+      const cause = (error as { cause?: unknown }).cause;
+      return isAppError(cause) ? cause : new AppError("invalid_input", "the request body could not be parsed");
+    }
     case "VALIDATION": {
       const all = ((error as { all?: { path?: string; summary?: string; message?: string }[] }).all ?? []).map(
         (e): FieldError => ({ field: e.path || "/", message: e.summary ?? e.message ?? "invalid" }),

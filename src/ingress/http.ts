@@ -6,6 +6,7 @@ import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
+import { readBody } from "../http/body.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
@@ -86,42 +87,6 @@ class Backlog {
     }
     return this.depth;
   }
-}
-
-/** The body's bytes, at most `limit` of them: 413 beyond, read no further. */
-async function readBody(request: Request, limit: number): Promise<Uint8Array> {
-  const length = request.headers.get("content-length");
-  const declared = Number(length);
-  if (declared > limit) throw new AppError("too_large", `the body may have at most ${limit} bytes`);
-  if (!request.body) return new Uint8Array(0);
-  if (length !== null && Number.isInteger(declared)) {
-    // A declared length within the limit: read it whole (the server holds no more than declared).
-    try {
-      return new Uint8Array(await request.arrayBuffer());
-    } catch (e) {
-      throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
-    }
-  }
-  // Chunked: count as it comes, and stop at the limit.
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = request.body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        void reader.cancel().catch(() => {});
-        throw new AppError("too_large", `the body may have at most ${limit} bytes`);
-      }
-      chunks.push(value);
-    }
-  } catch (e) {
-    if (e instanceof AppError) throw e;
-    throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
-  }
-  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }
 
 const isJsonType = (type: string | null) => !!type && /^application\/([\w.+-]+\+)?json\b/i.test(type.trim());

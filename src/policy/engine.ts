@@ -48,6 +48,13 @@ function walk(root: unknown, parts: readonly string[]): unknown {
 /** The envelope's own top-level fields (SPEC §9); any other first segment is looked up under `data`. */
 const ENVELOPE_FIELDS = new Set(["id", "version", "type", "tenant", "agent", "channel", "source", "received_at", "trace_id", "idempotency_key", "data"]);
 
+/**
+ * Dotted segments a `when` or `match` key may have (`data.auth.dmarc` has 3). The walk is a loop,
+ * not a recursion, but the bound keeps every evaluator over operator input shallow (SPEC §3.9);
+ * validation refuses deeper keys (resources/validate.ts), and a deeper one never matches here.
+ */
+export const MAX_FIELD_DEPTH = 16;
+
 /** A getter for a fixed path, specialised for the short paths policies use most. */
 function pathGetter(parts: readonly string[]): (root: unknown) => unknown {
   if (parts.length === 1) {
@@ -70,7 +77,8 @@ function pathGetter(parts: readonly string[]): (root: unknown) => unknown {
  * data.auth.dmarc, as SPEC §6's example writes it. Decided once, at compile time.
  */
 export function compileGetter(key: string): Getter {
-  const parts = key.split(".");
+  const parts = key.split(".", MAX_FIELD_DEPTH + 1);
+  if (parts.length > MAX_FIELD_DEPTH) return () => undefined;
   if (ACTION_FIELDS.has(parts[0]!)) {
     const args = pathGetter(parts.slice(1));
     switch (parts[0]) {

@@ -280,6 +280,7 @@ describe("checkGlobal: the rules across tenants", () => {
         index: 2,
         pointer: "/numbers/0",
         message: "number +15551234567 already belongs to tenant alpha (binding 'phone'); a number can route to one tenant only",
+        other: { tenant: "alpha", binding: "phone", pointer: "/numbers/0", value: "+15551234567" },
       },
     ]);
     expect(checkGlobal([alpha(["+15550000000"]), beta()])).toEqual([]);

@@ -1,5 +1,6 @@
 import { KindGuard, type TSchema } from "@sinclair/typebox";
 import { closest } from "../errors/suggest.ts";
+import { MAX_FIELD_DEPTH } from "../policy/engine.ts";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type ValueError, type ValueErrorIterator, ValueErrorType } from "@sinclair/typebox/value";
 import {
@@ -253,6 +254,11 @@ export interface GlobalProblem extends RefProblem {
   tenant: string;
   /** Position of the tenant in the list given to checkGlobal. */
   tenantIndex: number;
+  /**
+   * A value claimed by two tenants: the other claimant. `message` names it, for a file that
+   * declares both; the API tells each tenant only that another one holds it (control/service.ts).
+   */
+  other?: { tenant: string; binding: string; pointer: string; value: string };
 }
 
 /** Every rule of one tenant that its schemas cannot express. */
@@ -376,9 +382,15 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   return out;
 }
 
-/** `matches` conditions are regular expressions: one that does not compile would fail every event. */
+/**
+ * `matches` conditions are regular expressions: one that does not compile would fail every event.
+ * A field deeper than the engine looks (MAX_FIELD_DEPTH segments) could never match.
+ */
 function badRegexes(match: Record<string, unknown> | undefined, at: string): FieldProblem[] {
   return Object.entries(match ?? {}).flatMap(([field, cond]) => {
+    if (field.split(".", MAX_FIELD_DEPTH + 1).length > MAX_FIELD_DEPTH) {
+      return [{ pointer: `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}`, message: `a field has at most ${MAX_FIELD_DEPTH} dotted segments` }];
+    }
     const source = isPlainObject(cond) ? cond.matches : undefined;
     if (typeof source !== "string") return [];
     try {
@@ -394,20 +406,27 @@ function badRegexes(match: Record<string, unknown> | undefined, at: string): Fie
 export function checkGlobal(states: TenantState[]): GlobalProblem[] {
   const problems: GlobalProblem[] = [];
   const tenants = new Set<string>();
-  const numbers = new Map<string, { tenantIndex: number; tenant: string; binding: string }>();
+  const numbers = new Map<string, { tenantIndex: number; tenant: string; binding: string; pointer: string }>();
   states.forEach((state, tenantIndex) => {
     const tenant = state.tenant.name;
-    const report = (p: RefProblem) => problems.push({ ...p, tenant, tenantIndex });
+    const report = (p: Omit<GlobalProblem, "tenant" | "tenantIndex">) => problems.push({ ...p, tenant, tenantIndex });
     if (tenants.has(tenant)) report({ kind: "tenants", name: tenant, index: tenantIndex, pointer: "/name", message: `tenant '${tenant}' is declared twice` });
     tenants.add(tenant);
     state.bindings.forEach((b, index) => {
       if (b.type !== "telnyx") return;
       b.numbers?.forEach((n, j) => {
         const owner = numbers.get(n);
-        if (!owner) numbers.set(n, { tenantIndex, tenant, binding: b.name });
+        if (!owner) numbers.set(n, { tenantIndex, tenant, binding: b.name, pointer: `/numbers/${j}` });
         // The same tenant twice is checkTenant's to report.
         else if (owner.tenantIndex !== tenantIndex) {
-          report({ kind: "bindings", name: b.name, index, pointer: `/numbers/${j}`, message: `number ${n} already belongs to tenant ${owner.tenant} (binding '${owner.binding}'); a number can route to one tenant only` });
+          report({
+            kind: "bindings",
+            name: b.name,
+            index,
+            pointer: `/numbers/${j}`,
+            message: `number ${n} already belongs to tenant ${owner.tenant} (binding '${owner.binding}'); a number can route to one tenant only`,
+            other: { tenant: owner.tenant, binding: owner.binding, pointer: owner.pointer, value: n },
+          });
         }
       });
     });

@@ -3,7 +3,8 @@ import type { Clock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
 import { MIN_SECRET_LENGTH, type Redactor } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import { VAULT_REF_PATTERN } from "../resources/specs.ts";
+import { NAME_PATTERN, VAULT_REF_PATTERN } from "../resources/specs.ts";
+import { patternWords } from "../resources/validate.ts";
 import { secrets } from "../store/schema/index.ts";
 import type { SqliteStorage, SqliteTx } from "../store/index.ts";
 import { existsSync } from "node:fs";
@@ -31,6 +32,7 @@ export const LEASE_TTL_MS = 10_000;
 export const DEFAULT_GRACE_MS = 24 * 3_600_000;
 /** A scope is what follows `vault:` in a reference (the same pattern the resource schemas check). */
 const SCOPE = new RegExp(`^${VAULT_REF_PATTERN.slice("^vault:".length)}`);
+const SECRET_NAME = new RegExp(NAME_PATTERN);
 
 /** `tenant/name`, as `vault:` references write it. */
 export function parseScope(scope: string): { tenant: string; name: string } {
@@ -98,7 +100,13 @@ export class Vault {
 
   /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
   async set(scope: string, value: string, opts: { actor: string; rotationPeriodMs?: number | null }): Promise<SecretInfo> {
-    const { tenant, name } = parseScope(scope);
+    // A new secret is named like every resource. (References keep their wider pattern, so that a
+    // secret set before this rule can still be used and rotated.)
+    const name = scope.slice(scope.indexOf("/") + 1);
+    if (!SECRET_NAME.test(name)) {
+      throw new AppError("invalid_input", `'${name.slice(0, 80)}${name.length > 80 ? "…" : ""}' is not a secret name`, { errors: [{ field: "/name", message: `must be ${patternWords(NAME_PATTERN)}` }] });
+    }
+    const { tenant } = parseScope(scope);
     this.checkValue(value);
     this.redactor.learn(value);
     await this.storage.committer.run((tx) => {
