@@ -129,7 +129,8 @@ test("a full and then read-only data dir under load: 452 4.3.1 and 503 with Retr
     // Every refusal is a "try again later": 503 with Retry-After for webhooks; for mail 452 4.3.1,
     // and (known, src/smtp: a storage failure it does not classify) now and then 451 4.3.0.
     const mail451: string[] = [];
-    for (const n of [...full, ...readonly]) {
+    expect(full.length + readonly.length).toBeGreaterThan(0);
+    for (const n of load.nacks()) {
       if (n.k === "hook") {
         expect(n.nack).toBe(503);
         expect(Number(n.retry_after)).toBeGreaterThan(0);

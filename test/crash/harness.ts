@@ -130,11 +130,12 @@ export class Load {
 
   constructor(cfg: Omit<LoadConfig, "hookPath" | "hookSecret" | "rcpt">) {
     const full: LoadConfig = { ...cfg, hookPath: `/ingress/webhook/${TENANT}/hooks`, hookSecret: HOOK_SECRET, rcpt: RCPT };
-    this.proc = Bun.spawn([process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    this.proc = proc;
     this.pumped = (async () => {
       const decoder = new TextDecoder();
       let partial = "";
-      for await (const chunk of this.proc.stdout) {
+      for await (const chunk of proc.stdout) {
         const parts = (partial + decoder.decode(chunk, { stream: true })).split("\n");
         partial = parts.pop()!;
         for (const p of parts) {
