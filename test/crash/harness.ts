@@ -221,7 +221,11 @@ export async function drained(dataDir: string, timeoutMs = 60_000): Promise<void
       200,
     );
   } catch (e) {
-    throw new Error(`${(e as Error).message}: ${JSON.stringify(last)}`);
+    // Dead jobs (a mail.process job dead-lettered leaves its message queued) say why.
+    const db = readonlyDb(dataDir);
+    const dead = db.query("SELECT id, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10").all();
+    db.close();
+    throw new Error(`${(e as Error).message}: ${JSON.stringify(last)}; dead jobs ${JSON.stringify(dead)}`);
   }
 }
 
