@@ -134,6 +134,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
   if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
   const spool = new Spool(join(config.dataDir, "spool"));
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
+  // A put cut off by a crash left its temp file; the lock says no other process is writing one.
+  const temps = blobs.removeTemps();
+  if (temps) log.info("removed unfinished attachment files", { files: temps });
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
   const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs, workers: config.workerConcurrency });

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobStore } from "./blobs.ts";
@@ -126,5 +126,25 @@ describe("blob store", () => {
     expect(await store.delete([a.sha256, b.sha256, sha256(bytes("never stored"))])).toBe(2);
     expect([store.has(a.sha256), store.has(b.sha256), store.has(kept.sha256)]).toEqual([false, false, true]);
     expect(await store.delete([a.sha256])).toBe(0);
+  });
+
+  test("the temp files of puts a crash cut short are removed at start-up; finished blobs and other files stay", async () => {
+    const dir = join(root, "leftovers");
+    const store = new BlobStore(dir);
+    const kept = await store.put(bytes("a finished attachment"));
+    // What a SIGKILL between the temp file's creation and its rename leaves behind.
+    const shard = join(dir, "sha256", kept.sha256.slice(0, 2));
+    const temp = join(shard, `${kept.sha256}.0123456789ab.tmp`);
+    const other = join(dir, "sha256", "ab");
+    mkdirSync(other, { recursive: true });
+    const temp2 = join(other, `${"ab".padEnd(64, "c")}.ba9876543210.tmp`);
+    writeFileSync(temp, "half an attachm");
+    writeFileSync(temp2, "");
+    writeFileSync(join(shard, "not-ours.txt"), "someone else's");
+    expect(new BlobStore(dir).removeTemps()).toBe(2);
+    expect([existsSync(temp), existsSync(temp2)]).toEqual([false, false]);
+    expect(store.has(kept.sha256)).toBe(true);
+    expect(existsSync(join(shard, "not-ours.txt"))).toBe(true);
+    expect(new BlobStore(join(root, "never-made")).removeTemps()).toBe(0);
   });
 });

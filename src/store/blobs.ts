@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AppError } from "../errors/index.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** A put's temp file: `<64 hex>.<12 hex>.tmp` in the blob's shard. */
+const TEMP_NAME = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
 
 /**
  * Attachments as content-addressed blobs (SPEC §4): `<dir>/sha256/<first 2 hex>/<64 hex>`. The
@@ -14,7 +16,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
  * A blob becomes visible under its final name only whole and on disk: it is written to a temp
  * file in the same directory, fsynced, renamed (atomic within a directory), and the directory is
  * fsynced so the rename itself survives a power cut. A crash leaves at worst a `*.tmp` file that
- * no row references.
+ * no row references; `removeTemps` deletes those at start-up.
  */
 export class BlobStore {
   /** Shard directories whose own entries this process has made durable, or is making durable. */
@@ -66,6 +68,26 @@ export class BlobStore {
       this.shards.set(dir, ready);
     }
     return ready;
+  }
+
+  /**
+   * Delete the temp files of puts that never finished (a crash between the temp file and its
+   * rename). Only at start-up, under the data dir's lock: no put of this process is under way.
+   * Returns how many it removed.
+   */
+  removeTemps(): number {
+    const root = join(this.dir, "sha256");
+    if (!existsSync(root)) return 0;
+    let removed = 0;
+    for (const shard of readdirSync(root)) {
+      if (!/^[0-9a-f]{2}$/.test(shard)) continue;
+      for (const name of readdirSync(join(root, shard))) {
+        if (!TEMP_NAME.test(name)) continue;
+        unlinkSync(join(root, shard, name));
+        removed++;
+      }
+    }
+    return removed;
   }
 
   async get(sha256: string): Promise<Uint8Array | null> {
