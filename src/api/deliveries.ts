@@ -146,8 +146,9 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
     )
     .post(
       "/tenants/:tenant/endpoints/:name/reset-circuit",
-      async ({ principal, params }) => {
+      async ({ principal, params, body }) => {
         requireTenant(principal, params.tenant, "write");
+        if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
         const exists = NAME.test(params.name) && (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
         if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
         const r = await actions.resetCircuit(params.tenant, params.name, actor(principal));

@@ -1,5 +1,5 @@
 import { loadConfig } from "../config/index.ts";
-import { createLogger, LogTap, Redactor } from "../core/log.ts";
+import { createLogger, type Logger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -22,14 +22,14 @@ function cliInvocation(io: CommandIO): string {
  * The first start on a data dir with no admin token: the person at the terminal gets one, printed
  * once to stderr (never stdout, which carries the JSON log, and never when stderr is not a
  * terminal: then it may be a log file), with the URLs served and the one next command. Without a
- * terminal they learn how to get one, and no token is made.
+ * terminal no token is made, and the log says how to get one.
  */
-async function firstStart(app: App, redactor: Redactor, io: CommandIO): Promise<void> {
+async function firstStart(app: App, redactor: Redactor, log: Logger, io: CommandIO): Promise<void> {
   if ((await app.storage.tokens.countActiveAdmins(Date.now())) > 0) return;
   const cli = cliInvocation(io);
   const served = `agentowl is serving: API, webhooks and /metrics at ${app.url}, SMTP on ${app.smtp.host}:${app.smtp.port}.`;
   if (!io.tty?.stderr) {
-    io.err(`${served}\nNo admin API token exists yet: run '${cli} init' (it prints one, once) or start with AGENTOWL_BOOTSTRAP_TOKEN set.\n`);
+    log.warn("no admin API token exists yet", { next: `run '${cli} init' (it prints one, once) or start with AGENTOWL_BOOTSTRAP_TOKEN set` });
     return;
   }
   const token = await createFirstAdmin(app.storage.tokens, "agentowl serve (first start)");
@@ -77,7 +77,7 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
     const { startApp } = await import("../app.ts");
     const app = await startApp({ config, log, redactor, logTap });
-    await firstStart(app, redactor, io);
+    await firstStart(app, redactor, log, io);
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {

@@ -7,6 +7,7 @@ import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
+import { AppError } from "../errors/index.ts";
 import type { Span } from "../events/envelope.ts";
 import type { MailRecipient, SqliteStorage } from "../store/index.ts";
 import { RecipientDirectory } from "./recipients.ts";
@@ -46,8 +47,10 @@ const UNAVAILABLE = () => new SmtpReply(452, "4.3.1", "insufficient system stora
 const SQLITE_UNAVAILABLE = new Set(["SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN"]);
 
 /** A storage failure the sender should retry later (452 4.3.1), as opposed to a bug (451 4.3.0). */
-function storageUnavailable(e: unknown): boolean {
+export function storageUnavailable(e: unknown): boolean {
   if (e instanceof SpoolUnavailableError) return true;
+  // The committer turns SQLITE_FULL / IOERR / READONLY into this kind (src/errors/app-error.ts).
+  if (e instanceof AppError && e.kind === "storage_full") return true;
   const code = String((e as { code?: unknown })?.code ?? "");
   return STORAGE_UNAVAILABLE.has(code) || [...SQLITE_UNAVAILABLE].some((c) => code.startsWith(c));
 }

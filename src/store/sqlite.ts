@@ -37,6 +37,9 @@ function tighten(path: string, mode: number): boolean {
   try {
     chmodSync(path, mode);
   } catch (e) {
+    // A read-only mount (a spool disk remounted ro) takes no new data to protect; the appliance
+    // starts and answers 452 for what it cannot store there.
+    if ((e as NodeJS.ErrnoException).code === "EROFS") return false;
     throw new AppError("storage_full", `cannot make ${path} private (mode ${(st.mode & 0o777).toString(8)}): ${reason(e)}`, { cause: e });
   }
   return true;

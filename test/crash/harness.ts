@@ -283,8 +283,11 @@ export function checkDataDir(dataDir: string, acks: readonly Ack[], receiver: Re
   const db = readonlyDb(dataDir);
   try {
     const eventsByKey = new Map<string, string[]>();
-    for (const e of db.query("SELECT id, idempotency_key AS key, binding FROM events WHERE tenant = ?").all(TENANT) as { id: string; key: string | null; binding: string }[]) {
-      const k = `${e.binding}/${e.key}`;
+    // Webhooks by their webhook-id (the idempotency key); mail by its Message-ID (the key is a
+    // hash of the message and its envelope, so the Message-ID is read from the envelope).
+    const rows = db.query("SELECT id, idempotency_key AS key, binding, json_extract(envelope, '$.data.message_id') AS mid FROM events WHERE tenant = ?").all(TENANT) as { id: string; key: string | null; binding: string; mid: string | null }[];
+    for (const e of rows) {
+      const k = `${e.binding}/${e.binding === "mail" ? e.mid : e.key}`;
       eventsByKey.set(k, [...(eventsByKey.get(k) ?? []), e.id]);
     }
     const eventIds = new Set([...eventsByKey.values()].flat());
