@@ -249,6 +249,35 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.queue.get(id)).toMatchObject({ state: "available" });
       });
 
+      test("runs cut off by the process stopping (recoverExpired at start-up) do not use up max_attempts, up to 100 runs", async () => {
+        const { storage } = await open();
+        const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 2 });
+        // Ten start-ups in a row find it leased: it is never dead-lettered for that.
+        for (let i = 0; i < 10; i++) {
+          expect(await storage.queue.lease({ limit: 1, visibilityMs: 60_000 })).toHaveLength(1);
+          expect(await storage.queue.recoverExpired({ all: true })).toBe(1);
+          expect(await storage.queue.get(id)).toMatchObject({ state: "available" });
+        }
+        // Its own failures still count: two of them and it is dead.
+        const [first] = await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
+        expect(await storage.queue.fail(first!, { message: "no", retryAfterMs: 0, exactDelay: true })).toMatchObject({ state: "retry" });
+        const [second] = await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
+        expect(await storage.queue.fail(second!, { message: "no" })).toEqual({ state: "dead", reason: "max_attempts" });
+      });
+
+      test("a job whose runs keep being cut off is dead-lettered after 100 runs in all", async () => {
+        const { storage } = await open();
+        const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 3 });
+        let runs = 0;
+        while ((await storage.queue.get(id))?.state === "available" && runs < 200) {
+          expect(await storage.queue.lease({ limit: 1, visibilityMs: 60_000 })).toHaveLength(1);
+          runs++;
+          await storage.queue.recoverExpired({ all: true });
+        }
+        expect(runs).toBe(100);
+        expect(await storage.queue.get(id)).toMatchObject({ state: "dead", deadReason: "max_attempts" });
+      });
+
       test("a lease that expires on the last attempt dead-letters the job", async () => {
         const { storage, clock } = await open();
         const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 1 });

@@ -129,7 +129,9 @@ export interface JobQueue {
   /**
    * Return the jobs of dead workers (lease expired) to the queue, or dead-letter them. With
    * `all`, every leased job counts as expired: for a process that knows no other worker is alive
-   * (the appliance at start-up, holding the data dir's lock).
+   * (the appliance at start-up, holding the data dir's lock); those runs were cut off by the
+   * process stopping, so they do not count against max_attempts (each gives its run back), up to
+   * 100 runs in all: a job that kills the process every time is still dead-lettered.
    */
   recoverExpired(opts?: { all?: boolean }): Promise<number>;
   /** Dead-letter waiting jobs past their max age; purge finished jobs older than `retentionMs`. */

@@ -18,6 +18,8 @@ import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
 
 export const DEFAULT_MAX_ATTEMPTS = 10;
+/** Runs a job may have in all when they keep being cut off by the process stopping (see recoverExpired). */
+export const CRASH_RUNS = 100;
 const MAX_ERROR_LENGTH = 2000;
 
 type JobRow = typeof jobs.$inferSelect;
@@ -268,15 +270,26 @@ export class SqliteQueue implements JobQueue {
   recoverExpired(opts: { all?: boolean } = {}): Promise<number> {
     return this.committer.run((tx) => {
       const expired = opts.all ? sql`${jobs.state} = 'leased'` : sql`${jobs.state} = 'leased' AND ${jobs.leaseExpiresAt} <= ${tx.now}`;
+      // At start-up (`all`) the runs were cut off by the process dying, not by the job: they do not
+      // count against max_attempts (the budget grows by one), up to CRASH_RUNS runs in all, so that
+      // a job that kills the process every time is still dead-lettered. A lease that expired while
+      // its process lived (a hung handler) counts as a run like any other.
+      if (opts.all) {
+        this.db
+          .update(jobs)
+          .set({ maxAttempts: sql`${jobs.maxAttempts} + 1` })
+          .where(and(expired, sql`${jobs.maxAttempts} < ${CRASH_RUNS}`))
+          .run();
+      }
       // The worker died during its last attempt: nothing is left to try.
       const dead = this.db
         .update(jobs)
-        .set({ state: "dead", deadReason: "max_attempts", lastError: "lease expired on the last attempt", finishedAt: tx.now, leaseExpiresAt: null, leaseOwner: null })
+        .set({ state: "dead", deadReason: "max_attempts", lastError: opts.all ? `its runs were cut off by the process stopping ${CRASH_RUNS} times` : "lease expired on the last attempt", finishedAt: tx.now, leaseExpiresAt: null, leaseOwner: null })
         .where(and(expired, sql`${jobs.attempt} >= ${jobs.maxAttempts}`))
         .returning({ id: jobs.id }).all().length;
       const back = this.db
         .update(jobs)
-        .set({ state: "available", runAt: tx.now, lastError: "lease expired", leaseExpiresAt: null, leaseOwner: null })
+        .set({ state: "available", runAt: tx.now, lastError: opts.all ? "cut off: the process stopped" : "lease expired", leaseExpiresAt: null, leaseOwner: null })
         .where(expired)
         .returning({ id: jobs.id }).all().length;
       if (back > 0) tx.afterCommit(this.notify);
