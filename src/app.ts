@@ -137,6 +137,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
   // A put cut off by a crash left its temp file; the lock says no other process is writing one.
   const temps = blobs.removeTemps();
   if (temps) log.info("removed unfinished attachment files", { files: temps });
+  // Segments no message row refers to hold only mail that was never acknowledged (a process
+  // killed between a segment's fsync and the commit of its rows, a disk that filled up): no 250
+  // was sent for any of it, so the senders send it again.
+  const orphans = spool.removeUnreferenced(storage.mail.spoolSegments());
+  if (orphans.segments) log.info("removed spool segments no message refers to", { segments: orphans.segments, bytes: orphans.bytes });
   const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
   const handlers = new Map(opts.handlers ?? []);
   const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs, workers: config.workerConcurrency });

@@ -39,6 +39,26 @@ describe("spool", () => {
     await second.close();
   });
 
+  test("at start-up, segments no message row refers to are removed; referenced ones, other files and the current segment stay", async () => {
+    const dir = join(root, "orphans");
+    const killed = new Spool(dir);
+    const kept = await killed.append(bytes("acknowledged"));
+    await killed.close();
+    const dying = new Spool(dir);
+    const lost = await dying.append(bytes("spooled, never committed"));
+    await dying.close();
+    await Bun.write(join(dir, "README"), "not a segment");
+    const next = new Spool(dir);
+    expect(next.removeUnreferenced(new Set([kept.segment]))).toEqual({ segments: 1, bytes: lost.length });
+    expect(next.read(kept)).toEqual(bytes("acknowledged"));
+    expect(next.read(lost)).toBeNull();
+    const current = await next.append(bytes("new"));
+    expect(next.removeUnreferenced(new Set([kept.segment])).segments).toBe(0);
+    expect(next.read(current)).toEqual(bytes("new"));
+    expect(readdirSync(dir)).toContain("README");
+    await next.close();
+  });
+
   test("a full disk is a SpoolUnavailableError, leaves no partial message, and the spool recovers", async () => {
     const dir = join(root, "full");
     const unmount = mountTmpfs(dir, "256k");

@@ -155,6 +155,24 @@ export class Spool {
     return { segments, bytes };
   }
 
+  /**
+   * Delete the segments `referenced` does not name, except the one being written. Only at
+   * start-up, under the data dir's lock, before any append: then a segment no row names holds
+   * only messages whose commit never happened, none of them acknowledged.
+   */
+  removeUnreferenced(referenced: ReadonlySet<string>): { segments: number; bytes: number } {
+    let segments = 0;
+    let bytes = 0;
+    for (const name of readdirSync(this.dir)) {
+      if (!SEGMENT_NAME.test(name) || name === this.current?.name || referenced.has(name)) continue;
+      const path = join(this.dir, name);
+      bytes += statSync(path).size;
+      unlinkSync(path);
+      segments++;
+    }
+    return { segments, bytes };
+  }
+
   /** Bytes in the spool directory (for /metrics). */
   size(): number {
     let total = 0;

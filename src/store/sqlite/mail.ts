@@ -55,6 +55,11 @@ export class SqliteMail {
       .run();
   }
 
+  /** Every spool segment a message row refers to. */
+  spoolSegments(): Set<string> {
+    return new Set(this.db.selectDistinct({ segment: mailMessages.spoolSegment }).from(mailMessages).all().map((r) => r.segment));
+  }
+
   get(id: string): MailRow | null {
     return this.db.select().from(mailMessages).where(eq(mailMessages.id, id)).get() ?? null;
   }
