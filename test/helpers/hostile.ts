@@ -164,23 +164,40 @@ export class Family {
 /** A real `agentowl serve` for hostile input, on a temporary data dir; `close()` kills it and removes the dir. */
 export class HostileServer {
   static readonly TOKEN = "bootstrap-hostile-4e8a1c6f2b9d0e3a5c7f";
-  readonly call;
+  readonly call = apiCaller(() => this.url, HostileServer.TOKEN);
   private exited = false;
+  server!: Running;
+  url = "";
+  smtpPort = 0;
 
   private constructor(
-    readonly server: Running,
-    readonly url: string,
-    readonly smtpPort: number,
     readonly root: string,
-  ) {
-    this.call = apiCaller(() => url, HostileServer.TOKEN);
-    void server.exited.then(() => (this.exited = true));
-  }
+    private readonly env: Record<string, string>,
+  ) {}
 
   static async start(name: string, env: Record<string, string> = {}): Promise<HostileServer> {
-    const root = mkdtempSync(join(tmpdir(), `agentowl-hostile-${name}-`));
-    const { server, url, smtpPort } = await serveAgentowl({ cwd: root, dataDir: join(root, "data"), token: HostileServer.TOKEN, env });
-    return new HostileServer(server, url, smtpPort, root);
+    const hs = new HostileServer(mkdtempSync(join(tmpdir(), `agentowl-hostile-${name}-`)), env);
+    await hs.spawn();
+    return hs;
+  }
+
+  private async spawn(): Promise<void> {
+    const { server, url, smtpPort } = await serveAgentowl({ cwd: this.root, dataDir: this.dataDir, token: HostileServer.TOKEN, env: this.env });
+    this.exited = false;
+    void server.exited.then(() => (this.exited = true));
+    Object.assign(this, { server, url, smtpPort });
+  }
+
+  /**
+   * A fresh process on the same data dir when the last one grew past the bound (its failure is
+   * already reported): each family's memory is then judged on its own, not on what came before.
+   */
+  private async freshIfSpent(): Promise<void> {
+    if (this.alive && this.rssMb() < RSS_BOUND_MB) return;
+    console.log(`[hostile] restarting the server: ${this.alive ? `RSS ${this.rssMb().toFixed(0)} MB left by the previous family` : "it died"}`);
+    this.server.proc.kill("SIGKILL");
+    await this.server.exited;
+    await this.spawn();
   }
 
   get dataDir(): string {
@@ -209,6 +226,7 @@ export class HostileServer {
   }
 
   async family(name: string): Promise<Family> {
+    await this.freshIfSpent();
     return new Family(this, name, await this.metrics());
   }
 
