@@ -4,6 +4,7 @@ import cron from "node-cron";
 import type { Config } from "./config/index.ts";
 import { type JobHandler, JobRunner } from "./core/job-runner.ts";
 import { type Logger, type LogTap, Redactor } from "./core/log.ts";
+import { LoopLagMonitor } from "./core/loop-lag.ts";
 import { Metrics } from "./core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "./core/outbox-relay.ts";
 import { seedBootstrapToken } from "./api/auth.ts";
@@ -289,6 +290,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new Error(`cannot listen on ${config.settings.smtp_listen}: ${code}`, { cause: e });
   }
+  const loopLag = new LoopLagMonitor(metrics.observeLoopLag).start();
   log.info("agentowl serving", { http: url, ...(plainUrl ? { http_plain: plainUrl } : {}), smtp: `${config.smtp.host}:${smtpPort}`, tls: tls.source, fingerprint, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
 
   let stopped: Promise<{ forced: boolean }> | null = null;
@@ -298,6 +300,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const left = () => Math.max(0, deadline - Date.now());
       log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
+      loopLag.stop();
       clearInterval(recoverTimer);
       clearInterval(expiryTimer);
       retention.destroy();
