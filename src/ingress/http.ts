@@ -6,7 +6,7 @@ import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
-import { readBody } from "../http/body.ts";
+import { jsonNestsDeeper, MAX_JSON_DEPTH, readBody } from "../http/body.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
@@ -104,10 +104,17 @@ function bodyData(bytes: Uint8Array, contentType: string | null): Record<string,
   if (text === null) out.body_base64 = Buffer.from(bytes).toString("base64");
   else out.body = text;
   if (text !== null && isJsonType(contentType)) {
-    try {
-      out.json = JSON.parse(text);
-    } catch {
+    // Checked before parsing: a 100,000-deep body parses, then overflows the stack wherever it is
+    // walked (the envelope's JSON.stringify answered 500 after a 1 s stall).
+    if (jsonNestsDeeper(text, MAX_JSON_DEPTH)) {
       out.json = null;
+      out.json_error = `nested more than ${MAX_JSON_DEPTH} levels deep`;
+    } else {
+      try {
+        out.json = JSON.parse(text);
+      } catch {
+        out.json = null;
+      }
     }
   }
   return out;
@@ -268,7 +275,10 @@ export function ingressRoutes(deps: IngressDeps) {
           const deliveryId = verdict.deliveryId ?? request.headers.get("idempotency-key");
           const key = keyOf("webhook", deliveryId, context);
           const data = bodyData(body, contentType);
-          if (binding.require_json && data.json === null) refuse("webhook", "bad_request", new AppError("invalid_input", "the body is not valid JSON"), context);
+          if (binding.require_json && data.json === null) {
+            const why = data.json_error ? new AppError("invalid_input", `the body's JSON is ${data.json_error}`, { errors: [{ field: "/", message: String(data.json_error) }] }) : new AppError("invalid_input", "the body is not valid JSON");
+            refuse("webhook", "bad_request", why, context);
+          }
           const event = envelope(
             {
               type: "webhook.received",
