@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
+import { NAME_PATTERN } from "../resources/specs.ts";
 import type { TokenRecord, TokenStore } from "../store/contract.ts";
 
 /**
@@ -15,6 +16,7 @@ import type { TokenRecord, TokenStore } from "../store/contract.ts";
  */
 export const SCOPE_PATTERN = /^(admin|ingest|tenant:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?:(read|write))$/;
 export const TOKEN_PREFIX = "aow_";
+const TENANT_NAME = new RegExp(NAME_PATTERN);
 
 export interface Principal {
   tokenId: string;
@@ -56,9 +58,13 @@ export function tenantsFor(p: Principal, tenant: string | undefined): readonly s
   return visible === "all" ? undefined : visible;
 }
 
-/** 404 when the tenant is not visible (it may as well not exist), 403 when it is but read-only. */
+/**
+ * 404 when the tenant is not visible (it may as well not exist), or when its name is one no
+ * tenant can have (an admin's secret for `/v1/tenants/<5,000 a's>` was stored); 403 when it is
+ * visible but read-only.
+ */
 export function requireTenant(p: Principal, tenant: string, access: "read" | "write"): void {
-  if (!canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");
+  if (!TENANT_NAME.test(tenant) || !canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");
   if (access === "write" && !canAccess(p, tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${tenant}`);
 }
 

@@ -38,6 +38,7 @@ async function principalOf(auth: Authenticator, request: Request, set: { headers
 }
 
 const accessOf = (method: string): "read" | "write" => (method === "GET" || method === "HEAD" ? "read" : "write");
+const GLOBAL_POLICIES = /^\/v1\/policies(\/|$)/;
 
 /**
  * The body of a /v1 request, read only once the token is known good and the URL's tenant is one
@@ -50,7 +51,9 @@ async function gatedBody(auth: Authenticator, admin: boolean, c: { request: Requ
   const principal = await principalOf(auth, request, c.set);
   const tenant = c.params?.tenant;
   if (tenant !== undefined) requireTenant(principal, tenant, accessOf(request.method));
-  if (admin) requireAdmin(principal);
+  // The global policies are an admin's: 403 before their body is validated (a 422 would tell a
+  // tenant token how to write one).
+  if (admin || GLOBAL_POLICIES.test(new URL(request.url).pathname)) requireAdmin(principal);
 
   const sent = request.body !== null && (Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding"));
   if (!sent) return NO_BODY;
