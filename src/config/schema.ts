@@ -176,7 +176,7 @@ export const settingsSchema = Type.Object(
     smtp_max_commands: setting(Type.Integer({ minimum: 10, maximum: 10_000_000, default: 1000 }), {
       env: "AGENTOWL_SMTP_MAX_COMMANDS",
       hint: "an integer from 10 to 10000000",
-      description: "Commands one SMTP connection may send in all; the next one is answered `421 4.7.0` and the connection closes (the client reconnects for more).",
+      description: "Commands one SMTP connection may send without a message being accepted (each accepted message starts the count again); the next one is answered `421 4.7.0` and the connection closes.",
     }),
     smtp_shed_threshold: setting(Type.Integer({ minimum: 1, maximum: 100, default: 80 }), {
       env: "AGENTOWL_SMTP_SHED_THRESHOLD",

@@ -292,7 +292,7 @@ export class SmtpIngress {
    * (smtp_greeting_timeout), between transaction commands (smtp_idle_timeout, which NOOP, RSET,
    * HELP, VRFY and refused commands do not reset), a whole DATA (smtp_data_timeout; the gaps
    * between its chunks are smtp-server's own socket timeout, set to smtp_idle_timeout), and its
-   * number of commands (smtp_max_commands). While the appliance owes the client an answer (a
+   * number of commands since its last accepted message (smtp_max_commands). While the appliance owes the client an answer (a
    * callback pending, a message being stored) nothing times out.
    */
   watch(connection: SMTPConnection): void {
@@ -460,7 +460,12 @@ export class SmtpIngress {
     this.schedule(s);
     this.storing++;
     try {
-      return await this.store(stream, session);
+      const queued = await this.store(stream, session);
+      // A message accepted starts the command budget again: it bounds the commands a client may
+      // send without delivering anything (NOOP, RSET, refused RCPT loops), not a relay that sends
+      // a thousand messages over one cached connection.
+      s.commands = 0;
+      return queued;
     } finally {
       this.storing--;
       s.dataStartedAt = null;

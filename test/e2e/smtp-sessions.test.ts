@@ -172,7 +172,7 @@ test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_ti
   });
 });
 
-test("past smtp_max_commands a connection is answered 421 4.7.0 and closed", async () => {
+test("past smtp_max_commands without a message accepted, a connection is answered 421 4.7.0 and closed", async () => {
   await withApp({ AGENTOWL_SMTP_MAX_COMMANDS: "10" }, async (app) => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     expect((await smtp.command("EHLO many.example")).code).toBe(250);
@@ -190,6 +190,12 @@ test("past smtp_max_commands a connection is answered 421 4.7.0 and closed", asy
       codes.push(r.code);
     }
     expect(codes).toEqual([...Array(10).fill(250), 421]);
+    // An accepted message starts the count again: a relay sends many messages on one connection
+    // (MAIL, RCPT, DATA: three commands each, 30 here against a limit of 10).
+    const relay = await SmtpDialogue.open(app.smtp.port);
+    expect((await relay.smtp.command("EHLO relay.example")).code).toBe(250);
+    for (let i = 0; i < 10; i++) expect((await relay.smtp.sendMail("a@example.com", [HELLO], `Subject: ${i}\r\n\r\nok\r\n`)).end!.code).toBe(250);
+    relay.smtp.close();
   });
 });
 
