@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { agentowlArgv, agentowlEnv, killLeftovers, Running, startAgentowl } from "../helpers/process.ts";
+import { agentowlArgv, agentowlEnv, killLeftovers, Running, startAgentowl, stopUnderTerminal } from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
 const root = mkdtempSync(join(tmpdir(), "agentowl-first-start-"));
@@ -35,23 +35,27 @@ describe.if(Bun.which("script") !== null)("the first start", () => {
   test("on a terminal: prints a first admin token once, the URLs and the next command; the token works", async () => {
     const env = envFor("tty");
     const first = serveOnTerminal(env);
-    const token = await first.waitFor("the first admin token", () => TOKEN.exec(first.lines.join("\n"))?.[1]);
-    const all = first.lines.join("\n");
-    const url = /API, webhooks and \/metrics at (http\S+),/.exec(all)?.[1];
-    expect(url).toBeDefined();
-    expect(all).toContain(`export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${url}`);
-    expect(all).toMatch(/ apply -f \S+\.yaml/);
-    // The JSON log lines never carry it.
-    for (const line of first.lines.filter((l) => l.startsWith("{"))) expect(line).not.toContain(token);
-    const tokens = await fetch(`${url}/v1/tokens`, { headers: { authorization: `Bearer ${token}` } });
-    expect(tokens.status).toBe(200);
-    first.proc.kill("SIGTERM");
-    await first.exit(15_000);
+    try {
+      const token = await first.waitFor("the first admin token", () => TOKEN.exec(first.lines.join("\n"))?.[1]);
+      const all = first.lines.join("\n");
+      const url = /API, webhooks and \/metrics at (http\S+),/.exec(all)?.[1];
+      expect(url).toBeDefined();
+      expect(all).toContain(`export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${url}`);
+      expect(all).toMatch(/ apply -f \S+\.yaml/);
+      // The JSON log lines never carry it.
+      for (const line of first.lines.filter((l) => l.startsWith("{"))) expect(line).not.toContain(token);
+      const tokens = await fetch(`${url}/v1/tokens`, { headers: { authorization: `Bearer ${token}` } });
+      expect(tokens.status).toBe(200);
+    } finally {
+      await stopUnderTerminal(first);
+    }
 
     const second = serveOnTerminal(env);
-    await second.waitFor("serving", () => second.lines.some((l) => l.includes('"agentowl serving"')));
-    second.proc.kill("SIGTERM");
-    await second.exit(15_000);
+    try {
+      await second.waitFor("serving", () => second.lines.some((l) => l.includes('"agentowl serving"')));
+    } finally {
+      await stopUnderTerminal(second);
+    }
     // Everything it printed, up to its exit: no token, no second banner.
     expect(second.lines.join("\n")).not.toMatch(TOKEN);
     expect(second.lines.join("\n")).not.toContain("First admin");

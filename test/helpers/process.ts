@@ -216,3 +216,16 @@ export async function serveAgentowl(opts: { cwd: string; dataDir: string; token:
   const serving = await server.waitForLog("agentowl serving", 20_000);
   return { server, url: serving.http as string, smtpPort: Number(String(serving.smtp).split(":").pop()) };
 }
+
+/**
+ * Stop a process started under `script` (a terminal for it): SIGTERM to what runs inside the
+ * terminal first, then to `script`. killLeftovers does not know those children, so a test that
+ * fails half-way must still end them here (in a finally).
+ */
+export async function stopUnderTerminal(running: Running, timeoutMs = 20_000): Promise<void> {
+  Bun.spawnSync(["pkill", "-TERM", "-P", String(running.pid)]);
+  running.proc.kill("SIGTERM");
+  await running.exit(timeoutMs).catch(() => {
+    Bun.spawnSync(["pkill", "-KILL", "-P", String(running.pid)]);
+  });
+}
