@@ -338,6 +338,15 @@ ${footer}`,
   },
 };
 
+/** `-t TENANT NAME`: the endpoint a command is about. */
+function endpointArgs(values: CommandArgs["values"], positionals: string[]): { tenant: string; name: string } {
+  const name = positionals[0];
+  if (!name) throw new UsageError("missing the endpoint NAME");
+  const tenant = stringOpt(values, "tenant");
+  if (!tenant) throw new UsageError("missing -t TENANT");
+  return { tenant, name };
+}
+
 const endpointsStatus: Command = {
   name: ["endpoints", "status"],
   summary: "an endpoint's health: circuit breaker, deliveries in flight and by state",
@@ -350,10 +359,7 @@ ${footer}`,
   options: { tenant: { type: "string", short: "t" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   maxPositionals: 1,
   async run({ values, positionals }, io) {
-    const name = positionals[0];
-    if (!name) throw new UsageError("missing the endpoint NAME");
-    const tenant = stringOpt(values, "tenant");
-    if (!tenant) throw new UsageError("missing -t TENANT");
+    const { tenant, name } = endpointArgs(values, positionals);
     const { body } = await clientFor(values, io.env).get<Row>(`${apiPath("tenants", tenant, "endpoints", name)}/status`, { notFound: `endpoint ${tenant}/${name} not found` });
     io.out(values.json ? toJson(body) : toYaml(body));
     return EXIT.ok;
@@ -373,10 +379,7 @@ ${footer}`,
   options: { tenant: { type: "string", short: "t" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   maxPositionals: 1,
   async run({ values, positionals }, io) {
-    const name = positionals[0];
-    if (!name) throw new UsageError("missing the endpoint NAME");
-    const tenant = stringOpt(values, "tenant");
-    if (!tenant) throw new UsageError("missing -t TENANT");
+    const { tenant, name } = endpointArgs(values, positionals);
     const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("tenants", tenant, "endpoints", name)}/reset-circuit`, { json: {}, notFound: `endpoint ${tenant}/${name} not found` });
     io.out(values.json ? toJson(body) : `${tenant}/${name}: circuit ${body.was_open ? "was open, now closed" : "closed"}; ${cell(body.deliveries_sent_now)} waiting deliveries sent now\n`);
     return EXIT.ok;

@@ -77,7 +77,7 @@ declare const self: Worker;
 self.onmessage = async ({ data }: MessageEvent<BodyRequest & { id: number }>) => {
   let reply: BodyReply;
   try {
-    reply = { id: data.id, body: await parseBody(data) };
+    reply = { id: data.id, result: await parseBody(data) };
   } catch (e) {
     reply = { id: data.id, error: String(e).slice(0, 200) };
   }

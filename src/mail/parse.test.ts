@@ -369,7 +369,7 @@ describe("a worker that fails", () => {
       else if (order === "reject") Promise.reject(new Error("nobody listens"));
       else if (order === "exit") process.exit(3);
       else if (order === "loop") for (;;);
-      else self.postMessage({ id: data.id, body: { text: order, html: null, attachments: [], warnings: [] } });
+      else self.postMessage({ id: data.id, result: { text: order, html: null, attachments: [], warnings: [] } });
     };`,
   );
   const parser = new BodyParser(fixture);

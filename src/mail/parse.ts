@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import addressparser from "nodemailer/lib/addressparser";
+import { WorkerQueue, type WorkerReply } from "../core/worker-queue.ts";
 import type { BlobStore } from "../store/blobs.ts";
 
 /**
@@ -340,16 +341,7 @@ export interface ParsedBody {
   warnings: string[];
 }
 
-export type BodyReply = { id: number; body: ParsedBody } | { id: number; error: string };
-
-interface Job {
-  id: number;
-  request: BodyRequest;
-  timeoutMs: number;
-  resolve: (body: ParsedBody) => void;
-  reject: (e: Error) => void;
-  timer?: Timer;
-}
+export type BodyReply = WorkerReply<ParsedBody>;
 
 /**
  * From source, the worker sits beside this file. In the `bun build --compile` binary every module
@@ -358,68 +350,23 @@ interface Job {
  */
 const WORKER_URL = import.meta.path.endsWith("parse.ts") ? new URL("./parse-worker.ts", import.meta.url).href : "./mail/parse-worker.ts";
 
-/** One worker, one message at a time; replaced after a crash, an exit or a timeout. */
+/** One worker, one message at a time; replaced after a crash, an exit or a timeout (src/core/worker-queue.ts). */
 export class BodyParser {
-  private worker: Worker | null = null;
-  private current: Job | null = null;
-  private readonly queue: Job[] = [];
-  private lastId = 0;
+  private readonly worker: WorkerQueue<BodyRequest, ParsedBody>;
 
-  constructor(private readonly workerUrl: string = WORKER_URL) {}
+  constructor(workerUrl: string = WORKER_URL) {
+    this.worker = new WorkerQueue(workerUrl, { timedOut: (ms) => new Error(`no result after ${ms} ms`) });
+  }
 
   /** Messages waiting or being parsed here. */
   get load(): number {
-    return this.queue.length + (this.current ? 1 : 0);
+    return this.worker.load;
   }
 
   parse(request: BodyRequest, timeoutMs: number): Promise<ParsedBody> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ id: ++this.lastId, request, timeoutMs, resolve, reject });
-      this.next();
-    });
-  }
-
-  private next(): void {
-    if (this.current || this.queue.length === 0) return;
-    const job = (this.current = this.queue.shift()!);
-    const worker = (this.worker ??= this.spawn());
-    // The timer also keeps the process alive while a parse is under way; the worker does not.
-    job.timer = setTimeout(() => this.fail(worker, `no result after ${job.timeoutMs} ms`), job.timeoutMs);
     // A view is cloned with all of its underlying buffer: send the message's bytes only.
-    const { raw, maxTextBytes } = job.request;
-    worker.postMessage({ id: job.id, raw: raw.byteLength === raw.buffer.byteLength ? raw : raw.slice(), maxTextBytes });
-  }
-
-  private spawn(): Worker {
-    const worker = new Worker(this.workerUrl);
-    worker.unref();
-    worker.onmessage = ({ data }: MessageEvent<BodyReply>) => {
-      const job = this.current;
-      if (worker !== this.worker || !job || data.id !== job.id) return;
-      clearTimeout(job.timer);
-      this.current = null;
-      if ("error" in data) job.reject(new Error(data.error));
-      else job.resolve(data.body);
-      this.next();
-    };
-    // An uncaught exception in the worker ends it and arrives here as Bun prints it: source lines,
-    // then "RangeError: …" (or "error: …" for a plain Error), then the stack.
-    worker.onerror = (e) => this.fail(worker, `worker crashed: ${(/^(\w*Error|error): .*$/m.exec(e.message)?.[0] ?? e.message).slice(0, 200)}`);
-    worker.addEventListener("close", (e) => this.fail(worker, `worker exited (code ${(e as CloseEvent).code})`));
-    return worker;
-  }
-
-  private fail(worker: Worker, reason: string): void {
-    if (worker !== this.worker) return;
-    this.worker = null;
-    worker.terminate();
-    const job = this.current;
-    this.current = null;
-    if (job) {
-      clearTimeout(job.timer);
-      job.reject(new Error(reason));
-    }
-    this.next();
+    const { raw, maxTextBytes } = request;
+    return this.worker.run({ raw: raw.byteLength === raw.buffer.byteLength ? raw : raw.slice(), maxTextBytes }, timeoutMs);
   }
 }
 
