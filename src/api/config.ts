@@ -1,7 +1,8 @@
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { applyDesired, type SecretIndex } from "../control/apply.ts";
-import { type DesiredState, formatProblem, renderPlan } from "../desired/index.ts";
+import { type DesiredState, formatProblem, type LocatedProblem, renderPlan } from "../desired/index.ts";
+import type { LocatedRef } from "../desired/parse.ts";
 import type { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
@@ -18,15 +19,27 @@ const Query = t.Object({
  * YAML in (the body as text: its size, media type and UTF-8 were checked as it was read, see
  * http.ts), parsed in the worker thread, every problem out as `file:line:col` (422).
  */
-async function parse(parser: DesiredParser, body: unknown, file: string): Promise<DesiredState> {
+async function parse(parser: DesiredParser, body: unknown, file: string): Promise<{ state: DesiredState; refs: LocatedRef[] }> {
   if (typeof body !== "string") throw new AppError("invalid_input", "send the YAML file as the request body (Content-Type: application/yaml)");
   const result = await parser.parse(body, file);
-  if ("errors" in result) {
-    throw new AppError("invalid_input", `${file} is not valid: ${result.errors.length} problem(s)`, {
-      errors: result.errors.map((p) => ({ field: `${p.file}:${p.line}:${p.column}`, message: p.message, text: formatProblem(p) })),
-    });
+  if ("errors" in result) throw invalidFile(file, result.errors);
+  return result;
+}
+
+function invalidFile(file: string, problems: readonly LocatedProblem[]): AppError {
+  return new AppError("invalid_input", `${file} is not valid: ${problems.length} problem(s)`, {
+    errors: problems.map((p) => ({ field: `${p.file}:${p.line}:${p.column}`, message: p.message, text: formatProblem(p) })),
+  });
+}
+
+/** Each reference to a secret the vault does not have, at its place in the file. */
+async function secretProblems(refs: readonly LocatedRef[], secrets: SecretIndex): Promise<LocatedProblem[]> {
+  const problems: LocatedProblem[] = [];
+  for (const r of refs) {
+    const scope = r.ref.slice("vault:".length);
+    if (!(await secrets.exists(scope))) problems.push({ file: r.file, line: r.line, column: r.column, message: `${r.subject}: ${r.field} names ${r.ref}, which is not in the vault (set it first: agentowl vault set ${scope})` });
   }
-  return result.state;
+  return problems;
 }
 
 /**
@@ -49,12 +62,22 @@ async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "w
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (SPEC §6). */
 export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock, parser: DesiredParser) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
+  /**
+   * The file parsed, the caller's scope in it (404 / 403 before anything about its contents is
+   * said), then its vault references: validate, diff and apply all name each missing secret at its
+   * place in the file. Only after the scope check, or a token could probe another tenant's vault.
+   */
+  const load = async (principal: Principal, body: unknown, file: string, access: "read" | "write") => {
+    const { state, refs } = await parse(parser, body, file);
+    const scope = await scopeFor(principal, state, access, exists);
+    const missing = await secretProblems(refs, secrets);
+    if (missing.length) throw invalidFile(file, missing);
+    return { desired: state, scope };
+  };
   const run = async (principal: Principal, body: unknown, query: { file?: string; prune?: string; dry_run?: string }, mode: "diff" | "apply") => {
     const file = query.file ?? "agentowl.yaml";
-    const desired = await parse(parser, body, file);
-    const scope = await scopeFor(principal, desired, mode === "apply" ? "write" : "read", exists);
-    // diff shows what would change; apply (dry run included) also checks the vault references.
-    const result = await applyDesired(resources, audit, mode === "apply" ? secrets : { existsTx: () => true }, desired, {
+    const { desired, scope } = await load(principal, body, file, mode === "apply" ? "write" : "read");
+    const result = await applyDesired(resources, audit, secrets, desired, {
       prune: query.prune === "true",
       dryRun: mode === "diff" || query.dry_run === "true",
       actor: `token:${principal.tokenId}`,
@@ -73,8 +96,8 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, sec
     })
     .post(
       "/validate",
-      async ({ body, query }) => {
-        const desired = await parse(parser, body, query.file ?? "agentowl.yaml");
+      async ({ principal, body, query }) => {
+        const { desired } = await load(principal, body, query.file ?? "agentowl.yaml", "read");
         return { valid: true, tenants: desired.tenants.map((s) => s.tenant.name), policies: (desired.policies ?? []).map((p) => p.name) };
       },
       { parse: "text", query: Query, body: t.String({ description: "the desired-state YAML file" }) },

@@ -38,6 +38,7 @@ const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, nam
 /** What apply needs of the vault: whether a referenced secret exists. */
 export interface SecretIndex {
   existsTx(tx: SqliteTx, scope: string): boolean;
+  exists(scope: string): Promise<boolean>;
 }
 
 export async function applyDesired(

@@ -14,11 +14,35 @@ function example() {
   return result.state;
 }
 
+/**
+ * SPEC §6's example as the specification writes it, but for two lines (docs/desired-state.md says
+ * why): the endpoint posts to 127.0.0.1, not to 10.0.0.5 (whoever has that address on an office
+ * LAN would receive the mail), and the Telnyx key is a real Ed25519 key (`"..."` fails validation).
+ * Comments are the file's own.
+ */
+const asSpecWritesIt = (yaml: string) =>
+  yaml
+    .split("\n")
+    .filter((line) => !/^\s*#/.test(line))
+    .join("\n")
+    .replace("url: http://127.0.0.1:9000/hooks/agentowl", "url: http://10.0.0.5:9000/hooks/agentowl")
+    .replace(/public_key: "[A-Za-z0-9+/=]{44}"/, 'public_key: "..."');
+
 describe("the shipped example", () => {
   // The specification sits beside the repository in the workspace, not in a clone of it.
   const spec = new URL("../../../shared/SPEC.md", import.meta.url);
-  test.if(existsSync(spec))("is SPEC §6's example, word for word", () => {
-    expect(readFileSync(spec, "utf8")).toContain(`\`\`\`yaml\n${text}\`\`\``);
+  test.if(existsSync(spec))("is SPEC §6's example but for its endpoint address (loopback) and a Telnyx key that parses", () => {
+    expect(readFileSync(spec, "utf8")).toContain(`\`\`\`yaml\n${asSpecWritesIt(text)}\`\`\``);
+  });
+
+  test("sends nothing across the LAN: its endpoints are on loopback", () => {
+    expect(example().tenants.flatMap((t) => t.endpoints.map((e) => new URL(e.url).hostname))).toEqual(["127.0.0.1"]);
+  });
+
+  test("SPEC §6's placeholder key is refused, with its place in the file", () => {
+    const placeholder = text.replace(/public_key: "[A-Za-z0-9+/=]{44}"/, 'public_key: "..."');
+    const result = parseDesired(placeholder, FILE);
+    expect("errors" in result && result.errors.map(formatProblem)).toEqual([expect.stringMatching(/^examples\/agentowl\.yaml:15:\d+: binding beta\/sms: verify\.public_key is not an Ed25519 public key/)]);
   });
 
   test("parses with no problems", () => {

@@ -1,6 +1,6 @@
 import { WorkerQueue } from "../core/worker-queue.ts";
 import { AppError } from "../errors/index.ts";
-import type { LocatedProblem } from "./parse.ts";
+import type { LocatedProblem, LocatedRef } from "./parse.ts";
 import type { DesiredState } from "./schema.ts";
 
 /**
@@ -11,7 +11,7 @@ import type { DesiredState } from "./schema.ts";
  * and then, and a flood of them must not queue without bound.
  */
 
-export type ParseResult = { state: DesiredState } | { errors: LocatedProblem[] };
+export type ParseResult = { state: DesiredState; refs: LocatedRef[] } | { errors: LocatedProblem[] };
 
 /** Longest a file may take to parse: the example file takes about 5 ms. */
 export const DESIRED_PARSE_TIMEOUT_MS = 5000;

@@ -149,7 +149,7 @@ tenants:
       - { name: r2, to: [crm], default: true }
   - name: alpha
     bindings:
-      - { name: sms, type: telnyx, numbers: ["+15551234567"], verify: { scheme: telnyx-ed25519, public_key: k } }
+      - { name: sms, type: telnyx, numbers: ["+15551234567"], verify: { scheme: telnyx-ed25519, public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } }
   - name: beta
 `;
 
@@ -171,5 +171,32 @@ tenants:
   test("a tenant with schema problems is checked for those first, so a typo is not also a dozen broken references", () => {
     const yaml = beta("    endpoints:\n      - { name: crm, url: ftp://x }\n    routes:\n      - { name: r, to: [crm] }\n");
     expect(problems(yaml)).toEqual(["f.yaml:5:27: endpoint beta/crm: url must be an http:// or https:// URL"]);
+  });
+});
+
+describe("silent traps are errors at their place in the file", () => {
+  test("a misspelt condition field, which would never match, and a Telnyx key that does not parse", () => {
+    const file = `apiVersion: agentowl/v1
+tenants:
+  - name: beta
+    endpoints:
+      - { name: crm, url: "http://127.0.0.1:9000/" }
+    bindings:
+      - { name: sms, type: telnyx, numbers: ["+15551234567"], verify: { scheme: telnyx-ed25519, public_key: "..." } }
+    routes:
+      - { name: r, match: { chanel: email }, to: [crm] }
+    policies:
+      - name: guard
+        rules:
+          - { when: { chanel: email, auth.dmrac: fail }, effect: quarantine }
+          - { when: { target: crm, data.subjct: { contains: refund } }, effect: require_approval }
+`;
+    expect(problems(file)).toEqual([
+      "f.yaml:7:109: binding beta/sms: verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
+      "f.yaml:9:37: route beta/r: no event field 'chanel': did you mean 'channel'?",
+      "f.yaml:13:31: policy beta/guard: no event field 'chanel': did you mean 'channel'?",
+      "f.yaml:13:50: policy beta/guard: auth has no field 'dmrac': did you mean 'auth.dmarc'?",
+      "f.yaml:14:49: policy beta/guard: data has no field 'subjct': did you mean 'data.subject'?",
+    ]);
   });
 });

@@ -11,6 +11,7 @@ import {
   type RefProblem,
   type TenantState,
   validateValue,
+  vaultRefsAt,
 } from "../resources/validate.ts";
 import { yamlBoundsProblem } from "./bounds.ts";
 import { positionOf } from "./locate.ts";
@@ -41,7 +42,19 @@ export function formatProblem(p: LocatedProblem): string {
  * problems and the rules between resources. A tenant's rules are checked once its own schema
  * problems are fixed, so that a typo does not also show up as a dozen broken references.
  */
-export function parseDesired(text: string, file: string): { state: DesiredState } | { errors: LocatedProblem[] } {
+/**
+ * A vault reference in the file, and where: the secret's existence (and form) is the vault's to
+ * say, which this pure parse cannot ask, so the caller checks them and places what is wrong.
+ */
+export interface LocatedRef extends Omit<LocatedProblem, "message"> {
+  ref: string;
+  /** "endpoint beta/crm" */
+  subject: string;
+  /** The field that holds it: `signing_secret`, `verify.secret`, `model.api_key`. */
+  field: string;
+}
+
+export function parseDesired(text: string, file: string): { state: DesiredState; refs: LocatedRef[] } | { errors: LocatedProblem[] } {
   // Nesting and aliases are counted before the yaml library runs: its work grows with both.
   const bound = yamlBoundsProblem(text);
   if (bound) return { errors: [{ file, ...bound }] };
@@ -100,7 +113,13 @@ export function parseDesired(text: string, file: string): { state: DesiredState 
   for (const p of checkGlobalPolicies(globals)) place(`/policies/${p.index}${p.pointer}`, "value", `global policy ${p.name}: ${p.message}`);
 
   if (problems.length) return { errors: sorted(problems) };
-  return { state: declared === undefined ? { tenants: states } : { tenants: states, policies: globals } };
+  const refs = states.flatMap((state, i) =>
+    vaultRefsAt(state).map((r): LocatedRef => {
+      const { line, column } = positionOf(doc, lines, `/tenants/${wellFormed[i]}/${r.kind}/${r.index}${r.pointer}`, "value");
+      return { file, line, column, ref: r.ref, subject: `${SINGULAR[r.kind]} ${state.tenant.name}/${r.name}`, field: r.pointer.slice(1).replaceAll("/", ".") };
+    }),
+  );
+  return { state: declared === undefined ? { tenants: states } : { tenants: states, policies: globals }, refs };
 }
 
 /** A tenant as written → the state plan() and apply work on: every kind present, maybe empty. */

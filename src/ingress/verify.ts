@@ -206,7 +206,8 @@ function verifyTelnyx(publicKeyText: string | undefined, header: HeaderOf, body:
 }
 
 /** The Mission Control portal shows the raw key in base64; a PEM or DER SubjectPublicKeyInfo is told apart by its first bytes. */
-function telnyxPublicKey(text: string): KeyObject | null {
+/** A Telnyx public key as an operator pastes it: base64 of the 32 key bytes, or a PEM or base64 DER SPKI; null when it is none of these. */
+export function telnyxPublicKey(text: string): KeyObject | null {
   if (!text.startsWith("-----BEGIN PUBLIC KEY-----")) return ed25519Key(decodeBase64(text));
   try {
     const key = createPublicKey(text);

@@ -21,7 +21,7 @@ function beta(overrides: Partial<TenantState> = {}): TenantState {
     bindings: [
       { name: "mail", type: "email", addresses: ["hello", "support"] },
       { name: "github", type: "webhook", verify: { scheme: "github-hmac-sha256", secret: "vault:beta/github" } },
-      { name: "sms", type: "telnyx", numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519", public_key: "..." } },
+      { name: "sms", type: "telnyx", numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } },
     ],
     routes: [{ name: "hello-to-crm", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
     policies: [{ name: "guard", rules: [{ when: { channel: "email", "auth.dmarc": "fail" }, effect: "quarantine" }] }],
@@ -227,7 +227,7 @@ describe("checkTenant: the rules between resources", () => {
       "bindings w /verify/encoding: only scheme hmac-sha256 takes an encoding",
       "bindings w /verify/public_key: only scheme telnyx-ed25519 takes a public_key",
     ]);
-    expect(hook({ scheme: "telnyx-ed25519", public_key: "k" })).toEqual(["bindings w /verify/scheme: scheme telnyx-ed25519 is for telnyx bindings"]);
+    expect(hook({ scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" })).toEqual(["bindings w /verify/scheme: scheme telnyx-ed25519 is for telnyx bindings"]);
   });
 
   test("an email address belongs to one binding of the tenant", () => {
@@ -241,7 +241,7 @@ describe("checkTenant: the rules between resources", () => {
   });
 
   test("a telnyx number belongs to one binding of the tenant", () => {
-    const sms = (name: string) => ({ name, type: "telnyx" as const, numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519" as const, public_key: "k" } });
+    const sms = (name: string) => ({ name, type: "telnyx" as const, numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519" as const, public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } });
     expect(tenantProblems(beta({ bindings: [sms("a"), sms("b")] }))).toEqual([
       "bindings b /numbers/0: number '+15551234567' already belongs to binding 'a'; it can belong to one binding only",
     ]);
@@ -266,7 +266,7 @@ describe("checkTenant: the rules between resources", () => {
 
 describe("checkGlobal: the rules across tenants", () => {
   const alpha = (numbers: string[]): TenantState => ({
-    ...beta({ bindings: [{ name: "phone", type: "telnyx", numbers, verify: { scheme: "telnyx-ed25519", public_key: "k" } }] }),
+    ...beta({ bindings: [{ name: "phone", type: "telnyx", numbers, verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } }] }),
     tenant: { name: "alpha" },
   });
 
@@ -287,7 +287,7 @@ describe("checkGlobal: the rules across tenants", () => {
   });
 
   test("a number repeated inside one tenant is left to checkTenant (reported once, not twice)", () => {
-    const twice = beta({ bindings: [...beta().bindings, { name: "sms2", type: "telnyx", numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519", public_key: "k" } }] });
+    const twice = beta({ bindings: [...beta().bindings, { name: "sms2", type: "telnyx", numbers: ["+15551234567"], verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } }] });
     expect(checkGlobal([twice])).toEqual([]);
     expect(checkTenant(twice)).toHaveLength(1);
   });

@@ -1,6 +1,8 @@
 import { KindGuard, type TSchema } from "@sinclair/typebox";
 import { closest } from "../errors/suggest.ts";
 import { MAX_FIELD_DEPTH } from "../policy/engine.ts";
+import { unknownField } from "../events/fields.ts";
+import { telnyxPublicKey } from "../ingress/verify.ts";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type ValueError, type ValueErrorIterator, ValueErrorType } from "@sinclair/typebox/value";
 import {
@@ -288,7 +290,7 @@ export function checkTenant(state: TenantState): RefProblem[] {
       report("routes", i, r.name, "/default", `only one route can be the default, and route '${defaultRoute}' already is`);
     }
     if (r.default) defaultRoute ??= r.name;
-    for (const p of badRegexes(r.match, "/match")) report("routes", i, r.name, p.pointer, p.message);
+    for (const p of conditionProblems(r.match, "/match", { action: false, route: true })) report("routes", i, r.name, p.pointer, p.message);
   });
   state.policies.forEach((p, i) => {
     for (const b of policyProblems(p)) report("policies", i, p.name, b.pointer, b.message);
@@ -328,7 +330,7 @@ export function checkTenant(state: TenantState): RefProblem[] {
 
 /** What a policy's schema cannot say: every `matches` must be a regular expression that compiles. */
 function policyProblems(p: PolicySpec): FieldProblem[] {
-  return p.rules.flatMap((rule, j) => badRegexes(rule.when, `/rules/${j}/when`));
+  return p.rules.flatMap((rule, j) => conditionProblems(rule.when, `/rules/${j}/when`, { action: true }));
 }
 
 /** The rules for the global policies: unique names, and what each policy's schema cannot say. */
@@ -353,6 +355,7 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   if (b.type !== "email" && b.addresses) need("/addresses", "only email bindings take addresses");
   if (b.type !== "telnyx" && b.numbers) need("/numbers", "only telnyx bindings take numbers");
   if (b.type !== "webhook" && b.require_json !== undefined) need("/require_json", "only webhook bindings take require_json");
+  if (b.type !== "webhook" && b.plain_http !== undefined) need("/plain_http", "only webhook bindings take plain_http");
   if (b.type === "email" && (b.rate_per_minute !== undefined || b.max_body_bytes !== undefined)) need("", "email bindings take neither rate_per_minute nor max_body_bytes (see the smtp_* settings)");
   const v = b.verify;
   if (b.type === "email") {
@@ -378,19 +381,28 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   if (v.header && v.scheme !== "hmac-sha256" && v.scheme !== "bearer") need("/verify/header", "only schemes hmac-sha256 and bearer take a header");
   if (v.encoding && v.scheme !== "hmac-sha256") need("/verify/encoding", "only scheme hmac-sha256 takes an encoding");
   if (v.scheme === "telnyx-ed25519" && !v.public_key) need("/verify", "scheme telnyx-ed25519 needs public_key: the Telnyx account's public key");
+  // Parsed now, not at the first request: a key that does not parse would refuse every one of them.
+  if (v.scheme === "telnyx-ed25519" && v.public_key && !telnyxPublicKey(v.public_key.trim())) {
+    need("/verify/public_key", "verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo");
+  }
   if (v.public_key && v.scheme !== "telnyx-ed25519") need("/verify/public_key", "only scheme telnyx-ed25519 takes a public_key");
   return out;
 }
 
 /**
- * `matches` conditions are regular expressions: one that does not compile would fail every event.
- * A field deeper than the engine looks (MAX_FIELD_DEPTH segments) could never match.
+ * What a route's `match` or a policy rule's `when` cannot say in its schema: every field is one an
+ * event (or the policy's action) has, since a misspelt one never matches and silently disables
+ * the rule; a field deeper than the engine looks (MAX_FIELD_DEPTH segments) could never match;
+ * `matches` conditions are regular expressions that compile (one that does not would fail every event).
  */
-function badRegexes(match: Record<string, unknown> | undefined, at: string): FieldProblem[] {
+function conditionProblems(match: Record<string, unknown> | undefined, at: string, opts: { action: boolean; route?: boolean }): FieldProblem[] {
   return Object.entries(match ?? {}).flatMap(([field, cond]) => {
+    const pointer = `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}`;
     if (field.split(".", MAX_FIELD_DEPTH + 1).length > MAX_FIELD_DEPTH) {
-      return [{ pointer: `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}`, message: `a field has at most ${MAX_FIELD_DEPTH} dotted segments` }];
+      return [{ pointer, message: `a field has at most ${MAX_FIELD_DEPTH} dotted segments` }];
     }
+    const unknown = unknownField(field, opts);
+    if (unknown) return [{ pointer, message: unknown }];
     const source = isPlainObject(cond) ? cond.matches : undefined;
     if (typeof source !== "string") return [];
     try {
@@ -434,7 +446,7 @@ export function checkGlobal(states: TenantState[]): GlobalProblem[] {
   return problems;
 }
 
-interface VaultRefAt {
+export interface VaultRefAt {
   kind: Kind;
   index: number;
   name: string;
@@ -443,7 +455,7 @@ interface VaultRefAt {
 }
 
 /** Where the vault references of a tenant are: the only three fields that hold one. */
-function vaultRefsAt(state: TenantState): VaultRefAt[] {
+export function vaultRefsAt(state: TenantState): VaultRefAt[] {
   const refs: VaultRefAt[] = [];
   const add = (kind: Kind, index: number, name: string, pointer: string, ref: string | undefined) => {
     if (ref !== undefined) refs.push({ kind, index, name, pointer, ref });

@@ -93,6 +93,10 @@ export class Vault {
   }
 
   /** Whether a secret exists, read inside a unit of work (apply checks its references there). */
+  async exists(scope: string): Promise<boolean> {
+    return (await this.info(scope).catch(() => null)) !== null;
+  }
+
   existsTx(tx: SqliteTx, scope: string): boolean {
     const { tenant, name } = parseScope(scope);
     return this.rows(tx, tenant, name).length > 0;

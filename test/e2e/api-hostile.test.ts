@@ -103,7 +103,7 @@ async function healthzWorstWhile<T>(work: Promise<T>): Promise<{ result: T; wors
   return { result, worstMs, asked };
 }
 
-const TELNYX = (name: string, number: string) => ({ name, type: "telnyx", numbers: [number], verify: { scheme: "telnyx-ed25519", public_key: "k" } });
+const TELNYX = (name: string, number: string) => ({ name, type: "telnyx", numbers: [number], verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } });
 
 beforeAll(async () => {
   const config = loadConfig({
@@ -290,7 +290,7 @@ describe("a conflict with another tenant names nothing of it, and is audited", (
 
   test("config/diff and config/apply of a file claiming another tenant's number: the same, audited per request", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
-    const file = `apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n    bindings:\n      - { name: sms, type: telnyx, numbers: ["+15557654321"], verify: { scheme: telnyx-ed25519, public_key: k } }\n`;
+    const file = `apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n    bindings:\n      - { name: sms, type: telnyx, numbers: ["+15557654321"], verify: { scheme: telnyx-ed25519, public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } }\n`;
     for (const mode of ["diff", "apply"]) {
       const r = await call("POST", `/v1/config/${mode}`, { token: alphaWrite, raw: file, headers: { "content-type": "application/yaml" } });
       expect(r.status, mode).toBe(422);

@@ -356,15 +356,19 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
   const post = (what: string, yaml: string, query = "", tok?: string) =>
     call("POST", `/v1/config/${what}?file=agentowl.yaml${query}`, { raw: yaml, headers: { "content-type": "application/yaml" }, token: tok });
 
-  test("apply refuses a file whose vault: secrets do not exist, naming every one, and changes nothing", async () => {
+  test("validate, diff and apply refuse a file whose vault: secrets do not exist, naming every one at its place in the file, and change nothing", async () => {
     const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
-    const r = await post("apply", await example());
-    expect(r.status).toBe(422);
-    expect(r.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(["vault:beta/crm-signing", "vault:beta/github"]);
+    for (const what of ["validate", "diff", "apply"]) {
+      const r = await post(what, await example());
+      expect(r.status, what).toBe(422);
+      expect(r.body.errors.map((e: { field: string }) => e.field)).toEqual([expect.stringMatching(/^agentowl\.yaml:7:\d+$/), expect.stringMatching(/^agentowl\.yaml:11:\d+$/)]);
+      expect(r.body.errors.map((e: { message: string }) => e.message)).toEqual([
+        "endpoint beta/crm: signing_secret names vault:beta/crm-signing, which is not in the vault (set it first: agentowl vault set beta/crm-signing)",
+        "binding beta/github: verify.secret names vault:beta/github, which is not in the vault (set it first: agentowl vault set beta/github)",
+      ]);
+    }
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body).toEqual(before.body);
-    // diff shows what would change all the same.
-    expect((await post("diff", await example())).status).toBe(200);
-    await app.vault.set("beta/crm-signing", "crm-signing-secret-value", { actor: "test" });
+    await app.vault.set("beta/crm-signing", `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}`, { actor: "test" });
     await app.vault.set("beta/github", "github-webhook-secret", { actor: "test" });
   });
 
@@ -463,6 +467,8 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect((await post("apply", yaml, "", betaWrite)).status).toBe(200);
     expect((await post("apply", yaml, "", alphaWrite)).status).toBe(404);
     expect((await post("apply", yaml.replace("name: beta", "name: newcomer").replaceAll("vault:beta/", "vault:newcomer/"), "", betaWrite)).status).toBe(404);
+    // Nor can it learn through validate or diff which secrets another tenant has: 404 before the vault is asked.
+    for (const what of ["validate", "diff"]) expect((await post(what, yaml.replace("name: beta", "name: alpha").replaceAll("vault:beta/", "vault:alpha/"), "", betaWrite)).status, what).toBe(404);
     expect((await post("diff", yaml, "", await token(["tenant:beta:read"]))).status).toBe(200);
     // A read token may plan but not apply: 403, as for every write of a tenant it can see.
     expect((await post("apply", yaml, "", await token(["tenant:beta:read"]))).status).toBe(403);

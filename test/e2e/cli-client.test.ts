@@ -190,19 +190,23 @@ describe("exit codes", () => {
 describe("desired state", () => {
   test("validate, diff and apply the example file; applying it again changes nothing", async () => {
     writeFileSync(join(work, "agentowl.yaml"), readFileSync(EXAMPLE));
+    // Until the secrets it references exist, validate, diff and apply all refuse it, naming each
+    // missing one where the file refers to it.
+    for (const verb of ["validate", "diff", "apply"]) {
+      const refused = await agentowl([verb, "-f", "agentowl.yaml", ...(verb === "apply" ? ["--dry-run"] : [])]);
+      expect(refused.code, verb).toBe(1);
+      expect(refused.stderr).toMatch(/agentowl\.yaml:\d+:\d+: endpoint beta\/crm: signing_secret names vault:beta\/crm-signing, which is not in the vault \(set it first: agentowl vault set beta\/crm-signing\)/);
+      expect(refused.stderr).toMatch(/agentowl\.yaml:\d+:\d+: binding beta\/github: verify\.secret names vault:beta\/github, which is not in the vault/);
+    }
+    expect((await api("GET", "/v1/tenants/beta")).status).toBe(404);
+    ok(await agentowl(["vault", "set", "beta/crm-signing"], { stdin: `whsec_${Buffer.from("crm-signing-secret-value-32-byte").toString("base64")}\n` }));
+    ok(await agentowl(["vault", "set", "beta/github"], { stdin: "github-webhook-secret\n" }));
+
     expect(ok(await agentowl(["validate", "-f", "agentowl.yaml"]))).toBe("agentowl.yaml is valid: 1 tenant(s) (beta)\n");
     const diff = ok(await agentowl(["diff", "-f", "agentowl.yaml"]));
     expect(diff).toContain("+ create tenant beta\n");
     expect(diff).toContain("+ create endpoint beta/crm\n");
     expect((await api("GET", "/v1/tenants/beta")).status).toBe(404);
-
-    // apply refuses the file until the secrets it references exist, naming every missing one.
-    const refused = await agentowl(["apply", "-f", "agentowl.yaml", "--dry-run"]);
-    expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain("vault:beta/crm-signing");
-    expect(refused.stderr).toContain("vault:beta/github");
-    ok(await agentowl(["vault", "set", "beta/crm-signing"], { stdin: "crm-signing-secret-value\n" }));
-    ok(await agentowl(["vault", "set", "beta/github"], { stdin: "github-webhook-secret\n" }));
 
     const dry = ok(await agentowl(["apply", "-f", "agentowl.yaml", "--dry-run"]));
     expect(dry).toEndWith("dry run: nothing was changed\n");
