@@ -3,6 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { applyDesired, type SecretIndex } from "../control/apply.ts";
 import { type DesiredState, formatProblem, type LocatedProblem, renderPlan } from "../desired/index.ts";
 import type { LocatedRef } from "../desired/parse.ts";
+import { SIGNING_SECRET_FORM } from "../vault/vault.ts";
 import type { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
@@ -37,7 +38,12 @@ async function secretProblems(refs: readonly LocatedRef[], secrets: SecretIndex)
   const problems: LocatedProblem[] = [];
   for (const r of refs) {
     const scope = r.ref.slice("vault:".length);
-    if (!(await secrets.exists(scope))) problems.push({ file: r.file, line: r.line, column: r.column, message: `${r.subject}: ${r.field} names ${r.ref}, which is not in the vault (set it first: agentowl vault set ${scope})` });
+    const info = await secrets.describe(scope);
+    const at = { file: r.file, line: r.line, column: r.column };
+    if (!info) problems.push({ ...at, message: `${r.subject}: ${r.field} names ${r.ref}, which is not in the vault (set it first: agentowl vault set ${scope})` });
+    else if (r.field === "signing_secret" && info.format === "opaque") {
+      problems.push({ ...at, message: `${r.subject}: signing_secret names ${r.ref}, which is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value` });
+    }
   }
   return problems;
 }

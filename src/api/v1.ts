@@ -2,7 +2,7 @@ import { openapi } from "@elysiajs/openapi";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
-import type { Vault } from "../vault/vault.ts";
+import { SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { DesiredParser } from "../desired/parse-off-thread.ts";
 import { AppError } from "../errors/index.ts";
@@ -204,10 +204,24 @@ export function v1Api(deps: V1Deps) {
     })
 ;
 
+  /**
+   * An endpoint's signing secret must be one the official Standard Webhooks libraries accept
+   * (noted by the vault when it was set): otherwise every delivery it signs is refused by them.
+   */
+  async function checkSigningSecret(key: ResourceKey, spec: Record<string, unknown>): Promise<void> {
+    if (key.kind !== "endpoints" || typeof spec.signing_secret !== "string" || !spec.signing_secret.startsWith("vault:")) return;
+    const ref = spec.signing_secret;
+    const info = await deps.vault.describe(ref.slice("vault:".length));
+    if (info?.format === "opaque") {
+      throw new AppError("invalid_input", `the endpoint is not valid`, { errors: [{ field: "/signing_secret", message: `${ref} is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value` }] });
+    }
+  }
+
   async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);
     if (!current) throw new AppError("not_found", "not found");
     const spec = specFrom(mergePatch(current.spec, specFrom(patch)), key.name);
+    await checkSigningSecret(key, spec);
     // Without If-Match, the patch applies to the version it was computed from: a concurrent
     // writer in between makes it fail rather than silently lose that writer's change.
     const { record } = await control.put(key, spec, { mode: "update", pre: pre.ifMatch ? pre : { ifMatch: [current.resourceVersion] }, actor: actor(principal) });
@@ -243,6 +257,7 @@ export function v1Api(deps: V1Deps) {
         async ({ principal, params, body, set }: Ctx) => {
           const tenant = await scope.owner(principal, params, "write");
           const spec = specFrom(body);
+          await checkSigningSecret(key(tenant, spec.name as string), spec);
           const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
           return withEtag(set, record, 201);
         },
@@ -265,6 +280,7 @@ export function v1Api(deps: V1Deps) {
         async ({ principal, params, body, headers, set }: Ctx) => {
           const tenant = await scope.owner(principal, params, "write");
           const spec = specFrom(body, name(params.name!));
+          await checkSigningSecret(key(tenant, params.name!), spec);
           const { record, created } = await control.put(key(tenant, params.name!), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
           return withEtag(set, record, created ? 201 : 200);
         },

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
 import { parseDuration } from "../config/index.ts";
 import type { SqliteResources, SqliteTokens } from "../store/index.ts";
-import type { SecretInfo, Vault } from "../vault/vault.ts";
+import { isSigningSecret, type SecretInfo, SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { requireAdmin } from "./auth.ts";
 import { authenticated } from "./http.ts";
 
@@ -16,6 +16,8 @@ const present = (s: SecretInfo) => ({
   versions: s.versions.map((v) => ({ version: v.version, created_at: iso(v.createdAt), valid_until: iso(v.expiresAt) })),
   rotation_period_ms: s.rotationPeriodMs,
   rotation_due_at: iso(s.rotationDueAt),
+  // What the value looks like, never the value: whsec (a Standard Webhooks secret), opaque, or null (set before this was noted).
+  format: s.format,
 });
 
 const Duration = t.String({ pattern: "^\\d+(ms|s|m|h|d)$" });
@@ -27,6 +29,18 @@ const RotateBody = t.Object({ value: t.String({ minLength: 1 }), grace: t.Option
  * checked before the body is read, like every tenant route.
  */
 export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: SqliteTokens, clock: Clock) {
+  /** A value for a secret an endpoint signs deliveries with must be a Standard Webhooks secret. */
+  const checkSigning = async (tenant: string, name: string, value: string) => {
+    if (isSigningSecret(value)) return;
+    const ref = `vault:${tenant}/${name}`;
+    const endpoints = await resources.list({ tenant, kind: "endpoints", limit: 10_000 });
+    const signer = endpoints.find((e) => (e.spec as { signing_secret?: string }).signing_secret === ref);
+    if (signer) {
+      throw new AppError("invalid_input", `${tenant}/${name} signs the deliveries of endpoint ${tenant}/${signer.name}: it must be ${SIGNING_SECRET_FORM}`, {
+        errors: [{ field: "/value", message: `must be ${SIGNING_SECRET_FORM} (a Standard Webhooks secret)` }],
+      });
+    }
+  };
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock, { tenantParam: true }))
     // Reading needs a tenant that exists. Setting does not: a new tenant's secrets are set before
@@ -45,6 +59,7 @@ export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: Sq
     .put(
       "/tenants/:tenant/secrets/:name",
       async ({ principal, params, body, set }) => {
+        await checkSigning(params.tenant, params.name, body.value);
         const info = await vault.set(`${params.tenant}/${params.name}`, body.value, {
           actor: `token:${principal.tokenId}`,
           rotationPeriodMs: body.rotation_period ? parseDuration(body.rotation_period) : null,
@@ -65,8 +80,10 @@ export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: Sq
     )
     .post(
       "/tenants/:tenant/secrets/:name/rotate",
-      async ({ principal, params, body }) =>
-        present(await vault.rotate(`${params.tenant}/${params.name}`, body.value, { actor: `token:${principal.tokenId}`, graceMs: body.grace ? parseDuration(body.grace)! : undefined })),
+      async ({ principal, params, body }) => {
+        await checkSigning(params.tenant, params.name, body.value);
+        return present(await vault.rotate(`${params.tenant}/${params.name}`, body.value, { actor: `token:${principal.tokenId}`, graceMs: body.grace ? parseDuration(body.grace)! : undefined }));
+      },
       { body: RotateBody, parse: "json" },
     );
 }

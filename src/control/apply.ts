@@ -38,7 +38,8 @@ const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, nam
 /** What apply needs of the vault: whether a referenced secret exists. */
 export interface SecretIndex {
   existsTx(tx: SqliteTx, scope: string): boolean;
-  exists(scope: string): Promise<boolean>;
+  /** A secret's metadata (never its value), null when there is none. */
+  describe(scope: string): Promise<{ format: "whsec" | "opaque" | null } | null>;
 }
 
 export async function applyDesired(

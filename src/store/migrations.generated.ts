@@ -9,6 +9,7 @@ import m6 from "../../migrations/0006_mail.sql" with { type: "text" };
 import m7 from "../../migrations/0007_tasks.sql" with { type: "text" };
 import m8 from "../../migrations/0008_replay.sql" with { type: "text" };
 import m9 from "../../migrations/0009_delivery_retrying.sql" with { type: "text" };
+import m10 from "../../migrations/0010_secret_format.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -21,4 +22,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 7, tag: "0007_tasks", sql: m7 },
   { idx: 8, tag: "0008_replay", sql: m8 },
   { idx: 9, tag: "0009_delivery_retrying", sql: m9 },
+  { idx: 10, tag: "0010_secret_format", sql: m10 },
 ];

@@ -7,7 +7,7 @@ import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createLogger, Redactor } from "../core/log.ts";
 import { generateMasterKey, keyringOf, loadKeyring, loadMasterKey, writeKeyFile } from "./crypto.ts";
-import { LEASE_TTL_MS, Vault } from "./vault.ts";
+import { isSigningSecret, LEASE_TTL_MS, Vault } from "./vault.ts";
 
 const newStorage = tempStorages();
 
@@ -194,5 +194,22 @@ describe("master-key rotation", () => {
     const resumed = vaultOn(storage, keyFile);
     expect(loadMasterKey(keyFile).id).toBe(next.id);
     expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([V1]);
+  });
+});
+
+describe("Standard Webhooks signing secrets", () => {
+  test("whsec_ and the strict base64 of 24 to 64 bytes, as the official libraries take them", async () => {
+    const b64 = (n: number) => Buffer.alloc(n, 7).toString("base64");
+    for (const ok of [`whsec_${b64(24)}`, `whsec_${b64(32)}`, `whsec_${b64(64)}`]) expect(isSigningSecret(ok), ok).toBe(true);
+    for (const bad of [b64(32), `whsec_${b64(16)}`, `whsec_${b64(65)}`, "whsec_not base64!", `whsec_${b64(32).replace(/=+$/, "")}`, "crm-signing-secret-value", `whsec_${b64(32)}\n`]) {
+      expect(isSigningSecret(bad), bad).toBe(false);
+    }
+  });
+
+  test("a secret's format is noted when it is set and rotated, never its value", async () => {
+    const { vault } = setup();
+    expect((await vault.set("beta/plain", "an-opaque-api-key-value", { actor: "a" })).format).toBe("opaque");
+    expect((await vault.set("beta/sig", `whsec_${Buffer.alloc(32, 1).toString("base64")}`, { actor: "a" })).format).toBe("whsec");
+    expect((await vault.rotate("beta/plain", `whsec_${Buffer.alloc(32, 2).toString("base64")}`, { actor: "a" })).format).toBe("whsec");
   });
 });

@@ -11,12 +11,32 @@ import { existsSync } from "node:fs";
 import { generateMasterKey, type Keyring, type MasterKey, openSecret, promoteNextKey, rewrap, type SecretScope, sealSecret, writeKeyFile } from "./crypto.ts";
 
 /** Metadata of a secret: everything but its value, which the vault never hands back. */
+export type SecretFormat = "whsec" | "opaque";
+
+/**
+ * A Standard Webhooks signing secret as the official libraries (standardwebhooks, svix) take it:
+ * `whsec_` and the strict base64 of 24 to 64 bytes. Anything else was decoded leniently and signed
+ * deliveries that those libraries reject.
+ */
+export function isSigningSecret(value: string): boolean {
+  const m = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(value);
+  if (!m) return false;
+  const bytes = Buffer.from(m[1]!, "base64");
+  return bytes.length >= 24 && bytes.length <= 64 && bytes.toString("base64") === m[1];
+}
+
+export const SIGNING_SECRET_FORM = "whsec_ and the base64 of 24 to 64 bytes, e.g. whsec_$(openssl rand -base64 32)";
+
+const formatOf = (value: string): SecretFormat => (isSigningSecret(value) ? "whsec" : "opaque");
+
 export interface SecretInfo {
   tenant: string;
   name: string;
   version: number;
   versions: { version: number; createdAt: number; expiresAt: number | null }[];
   rotationPeriodMs: number | null;
+  /** What the current value looks like (noted when set; never the value): null when set before this was noted. */
+  format: SecretFormat | null;
   /** When the current version is due for rotation, when a period is declared. */
   rotationDueAt: number | null;
 }
@@ -84,7 +104,7 @@ export class Vault {
     const sealed = sealSecret(this.ring.sealing, s, value);
     tx.db
       .insert(secrets)
-      .values({ ...s, masterKeyId: sealed.masterKeyId, wrappedKey: sealed.wrappedKey, sealedValue: sealed.sealedValue, createdAt: tx.now, createdBy: actor, expiresAt: null, rotationPeriodMs })
+      .values({ ...s, masterKeyId: sealed.masterKeyId, wrappedKey: sealed.wrappedKey, sealedValue: sealed.sealedValue, createdAt: tx.now, createdBy: actor, expiresAt: null, rotationPeriodMs, format: formatOf(value) })
       .run();
   }
 
@@ -93,8 +113,8 @@ export class Vault {
   }
 
   /** Whether a secret exists, read inside a unit of work (apply checks its references there). */
-  async exists(scope: string): Promise<boolean> {
-    return (await this.info(scope).catch(() => null)) !== null;
+  async describe(scope: string): Promise<SecretInfo | null> {
+    return this.info(scope).catch(() => null);
   }
 
   existsTx(tx: SqliteTx, scope: string): boolean {
@@ -155,6 +175,7 @@ export class Vault {
       version: current.version,
       versions: rows.map((r) => ({ version: r.version, createdAt: r.createdAt, expiresAt: r.expiresAt })),
       rotationPeriodMs: current.rotationPeriodMs,
+      format: current.format ?? null,
       rotationDueAt: current.rotationPeriodMs === null ? null : current.createdAt + current.rotationPeriodMs,
     };
   }

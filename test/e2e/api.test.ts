@@ -361,7 +361,7 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     for (const what of ["validate", "diff", "apply"]) {
       const r = await post(what, await example());
       expect(r.status, what).toBe(422);
-      expect(r.body.errors.map((e: { field: string }) => e.field)).toEqual([expect.stringMatching(/^agentowl\.yaml:7:\d+$/), expect.stringMatching(/^agentowl\.yaml:11:\d+$/)]);
+      expect(r.body.errors.map((e: { field: string }) => e.field)).toEqual([expect.stringMatching(/^agentowl\.yaml:9:\d+$/), expect.stringMatching(/^agentowl\.yaml:13:\d+$/)]);
       expect(r.body.errors.map((e: { message: string }) => e.message)).toEqual([
         "endpoint beta/crm: signing_secret names vault:beta/crm-signing, which is not in the vault (set it first: agentowl vault set beta/crm-signing)",
         "binding beta/github: verify.secret names vault:beta/github, which is not in the vault (set it first: agentowl vault set beta/github)",
@@ -401,7 +401,7 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
   });
 
   test("a broken file is refused with every problem at file:line:col, and nothing changes", async () => {
-    const yaml = (await example()).replace("url: http://10.0.0.5:9000/hooks/agentowl", "url: ftp://nowhere").replace("max_attempts: 8", "max_attempts: 0");
+    const yaml = (await example()).replace("url: http://127.0.0.1:9000/hooks/agentowl", "url: ftp://nowhere").replace("max_attempts: 8", "max_attempts: 0");
     const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
     const r = await post("apply", yaml);
     expect(r.status).toBe(422);
@@ -472,6 +472,29 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect((await post("diff", yaml, "", await token(["tenant:beta:read"]))).status).toBe(200);
     // A read token may plan but not apply: 403, as for every write of a tenant it can see.
     expect((await post("apply", yaml, "", await token(["tenant:beta:read"]))).status).toBe(403);
+  });
+});
+
+describe("signing secrets", () => {
+  const post = (what: string, yaml: string) => call("POST", `/v1/config/${what}?file=s.yaml`, { raw: yaml, headers: { "content-type": "application/yaml" } });
+  const file = (ref: string) => `apiVersion: agentowl/v1\ntenants:\n  - name: beta\n    endpoints:\n      - { name: plainsig, url: "http://127.0.0.1:9/", signing_secret: ${ref} }\n`;
+
+  test("an endpoint cannot sign with a secret the Standard Webhooks libraries would reject: not at set, rotate, create or apply", async () => {
+    // A secret nothing signs with may look like anything.
+    expect((await call("PUT", "/v1/tenants/beta/secrets/plain", { body: { value: "an-opaque-api-key-value" } })).body).toMatchObject({ name: "plain", format: "opaque" });
+    const created = await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "plainsig", url: "http://127.0.0.1:9/", signing_secret: "vault:beta/plain" } });
+    expect(created.status).toBe(422);
+    expect(created.body.errors).toEqual([{ field: "/signing_secret", message: expect.stringMatching(/^vault:beta\/plain is not a Standard Webhooks secret \(whsec_ and the base64 of 24 to 64 bytes/) }]);
+    const planned = await post("validate", file("vault:beta/plain"));
+    expect(planned.status).toBe(422);
+    expect(planned.body.errors).toEqual([expect.objectContaining({ field: "s.yaml:5:71", message: expect.stringMatching(/^endpoint beta\/plainsig: signing_secret names vault:beta\/plain, which is not a Standard Webhooks secret/) })]);
+    // The secret an endpoint signs with cannot be set or rotated to such a value.
+    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: "crm-signing-secret-value" } });
+    expect(rotated.status).toBe(422);
+    expect(rotated.body.detail).toMatch(/^beta\/crm-signing signs the deliveries of endpoint beta\/crm: it must be whsec_/);
+    const good = `whsec_${Buffer.from("another-signing-secret-32-bytes!").toString("base64")}`;
+    expect((await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: good } })).body).toMatchObject({ format: "whsec" });
+    expect((await post("validate", file("vault:beta/crm-signing"))).status).toBe(200);
   });
 });
 

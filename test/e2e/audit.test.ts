@@ -39,7 +39,7 @@ describe("the audit log records every control-plane write", () => {
     await call("PATCH", "/v1/tenants/beta/endpoints/crm", { body: { timeout: "5s" } });
     await call("POST", "/v1/tenants/beta/policies", { body: { name: "guard", rules: [{ when: { channel: "email" }, effect: "allow" }] } });
     await call("DELETE", "/v1/tenants/beta/endpoints/crm");
-    await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: "crm-signing-secret-value" } });
+    await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}` } });
     await call("PUT", "/v1/tenants/beta/secrets/github", { body: { value: "github-webhook-secret" } });
     const yaml = await Bun.file(join(import.meta.dir, "../../examples/agentowl.yaml")).text();
     await fetch(`${app.url}/v1/config/apply`, { method: "POST", headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/yaml" }, body: yaml });

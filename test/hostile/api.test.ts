@@ -108,7 +108,7 @@ beforeAll(async () => {
   admin = HostileServer.TOKEN;
   const call = hs.call;
   expect((await call("POST", "/v1/tenants", { body: { name: "alpha" } })).status).toBe(201);
-  expect((await call("PUT", "/v1/tenants/alpha/secrets/crm-signing", { body: { value: "s3cret-value-for-crm-signing" } })).status).toBe(201);
+  expect((await call("PUT", "/v1/tenants/alpha/secrets/crm-signing", { body: { value: `whsec_${Buffer.from("s3cret-value-for-crm-signing-32b").toString("base64")}` } })).status).toBe(201);
   expect((await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "crm", url: "http://10.0.0.5:9000/hooks", signing_secret: "vault:alpha/crm-signing" } })).status).toBe(201);
   expect((await call("POST", "/v1/tenants/alpha/bindings", { body: { name: "mail", type: "email", addresses: ["hello"] } })).status).toBe(201);
   const tok = async (scopes: string[]) => (await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes } })).body.token as string;

@@ -19,6 +19,12 @@ export const secrets = sqliteTable(
     expiresAt: integer("expires_at"),
     /** How often the secret should be rotated (ms), for reminders; null: no schedule. */
     rotationPeriodMs: integer("rotation_period_ms"),
+    /**
+     * What the value looks like, noted when it is set (never the value): `whsec` for a Standard
+     * Webhooks secret, `opaque` otherwise; null for versions set before this was noted. An
+     * endpoint's signing_secret must be `whsec`.
+     */
+    format: text("format", { enum: ["whsec", "opaque"] }),
   },
   (t) => [primaryKey({ columns: [t.tenant, t.name, t.version] })],
 );
