@@ -2,7 +2,8 @@ import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
-import type { ApprovalRow, SqliteApprovals, SqliteTokens } from "../store/index.ts";
+import { summarize } from "../events/envelope.ts";
+import type { ApprovalRow, SqliteApprovals, SqliteEvents, SqliteTokens } from "../store/index.ts";
 import { canAccess, type Principal, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -25,7 +26,15 @@ const present = (a: ApprovalRow) => ({
 const Decision = t.Object({ reason: t.Optional(t.String({ minLength: 1, maxLength: 1000 })) }, { additionalProperties: false });
 
 /** /v1/approvals: parked actions; deciding needs write access to the approval's tenant. */
-export function approvalRoutes(store: SqliteApprovals, tokens: SqliteTokens, clock: Clock) {
+export function approvalRoutes(store: SqliteApprovals, events: SqliteEvents, tokens: SqliteTokens, clock: Clock) {
+  /** The approval, with what it is about: the event in one line, and the endpoint. */
+  const shown = async (a: ApprovalRow) => {
+    const event = a.eventId ? await events.get(a.eventId) : null;
+    return {
+      ...present(a),
+      event: event && { id: a.eventId, type: event.envelope.type, channel: event.envelope.channel, received_at: event.envelope.received_at, summary: summarize(event.envelope) },
+    };
+  };
   const visible = async (p: Principal, id: string, access: "read" | "write"): Promise<ApprovalRow> => {
     const a = isId(id, "apr") ? await store.get(id) : null;
     if (!a || !canAccess(p, a.tenant, "read")) throw new AppError("not_found", "not found");
@@ -35,7 +44,7 @@ export function approvalRoutes(store: SqliteApprovals, tokens: SqliteTokens, clo
   const decide = async (p: Principal, id: string, approve: boolean, body: { reason?: string }) => {
     const reason = body.reason;
     if (!approve && !reason) throw new AppError("invalid_input", "a denial needs a reason", { errors: [{ field: "/reason", message: "required when denying" }] });
-    return present(await store.decide(id, { approve, reason: reason ?? null, actor: `token:${p.tokenId}` }));
+    return shown(await store.decide(id, { approve, reason: reason ?? null, actor: `token:${p.tokenId}` }));
   };
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
@@ -55,9 +64,9 @@ export function approvalRoutes(store: SqliteApprovals, tokens: SqliteTokens, clo
       const tenants = tenantsFor(principal, q.tenant);
       const page = readPage(q);
       const rows = await store.list({ tenants, state: q.state, before: page.after, limit: page.limit + 1 });
-      return pageOf(rows.map(present), page.limit, (a) => a.id);
+      return pageOf(await Promise.all(rows.map(shown)), page.limit, (a) => a.id);
     })
-    .get("/approvals/:id", ({ approval }) => present(approval!))
+    .get("/approvals/:id", ({ approval }) => shown(approval!))
     // The body is required ({} when there is no reason): a malformed one must never count as a decision.
     .post("/approvals/:id/approve", ({ principal, params, body }) => decide(principal, params.id, true, body), { body: Decision, parse: "json" })
     .post("/approvals/:id/deny", ({ principal, params, body }) => decide(principal, params.id, false, body), { body: Decision, parse: "json" });

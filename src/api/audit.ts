@@ -6,10 +6,12 @@ import { type ExpectedHead, parseExpectedHead, type SqliteAudit, type SqliteToke
 import { requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, readPage } from "./http.ts";
 
-const present = (e: ChainedEntry) => ({
+const present = (e: ChainedEntry, actorName: string | null) => ({
   seq: e.seq,
   at: new Date(e.at).toISOString(),
   actor: e.actor,
+  // The token's name beside its id (`token:tok_…` is what the chain records): who, in words.
+  actor_name: actorName,
   tenant: e.tenant,
   action: e.action,
   target: e.target,
@@ -44,7 +46,15 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
         if (!Number.isSafeInteger(before) || before < 1) throw new AppError("invalid_input", "the cursor is not one this API returned");
       }
       const rows = await audit.list({ tenants, action: q.action, actor: q.actor, event: q.event, since: time("since", q.since), until: time("until", q.until), before, limit: page.limit + 1 });
-      const items = rows.slice(0, page.limit).map(present);
+      // One look-up per token named on the page, not per entry.
+      const names = new Map<string, Promise<string | null>>();
+      const nameOf = (actor: string) => {
+        const id = /^token:(tok_\w+)$/.exec(actor)?.[1];
+        if (!id) return Promise.resolve(null);
+        if (!names.has(id)) names.set(id, tokens.get(id).then((t) => t?.name ?? null));
+        return names.get(id)!;
+      };
+      const items = await Promise.all(rows.slice(0, page.limit).map(async (e) => present(e, await nameOf(e.actor))));
       const next = rows.length > page.limit ? Buffer.from(String(items.at(-1)!.seq)).toString("base64url") : null;
       return { items, next_cursor: next };
     })

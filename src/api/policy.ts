@@ -40,7 +40,7 @@ export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: 
         policies: policies.map((p) => ({ name: p.ref.name, global: p.ref.tenant === GLOBAL, version: p.ref.version, draft: p.ref.version === 0 })),
         decisions: targets.map((target) => {
           const d = decide(policies, stored.envelope, { kind: "dispatch", target });
-          return { action: { kind: "dispatch", target }, effect: d.effect, policy: d.policy && { name: d.policy.name, global: d.policy.tenant === GLOBAL, version: d.policy.version }, rule: d.rule, reason: d.reason };
+          return { action: { kind: "dispatch", target }, effect: d.effect, policy: d.policy && { name: d.policy.name, global: d.policy.tenant === GLOBAL, version: d.policy.version }, rule: d.rule, ...(d.ruleName ? { rule_name: d.ruleName } : {}), reason: d.reason };
         }),
       };
     },

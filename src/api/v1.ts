@@ -135,7 +135,7 @@ export function v1Api(deps: V1Deps) {
     .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
     .use(policyRoutes(storage, new PolicyCache(), deps.clock))
-    .use(approvalRoutes(storage.approvals, storage.tokens, deps.clock))
+    .use(approvalRoutes(storage.approvals, storage.events, storage.tokens, deps.clock))
     .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock))
     // Creating a tenant is an admin's, decided before the body is read.
     .use(

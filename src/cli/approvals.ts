@@ -13,6 +13,27 @@ const what = (a: Record<string, unknown>): string => {
   return action.kind === "dispatch" ? `dispatch to ${String(action.target)}` : `${String(action.kind)} ${String(action.tool ?? "")}`.trim();
 };
 
+/** The policy rule that parked it, as people number rules (from 1), with its name when it has one. */
+const why = (a: Record<string, unknown>): string => {
+  const p = (a.policy ?? {}) as Record<string, unknown>;
+  const rule = typeof p.rule === "number" ? `, rule #${p.rule + 1}${p.rule_name ? ` ${String(p.rule_name)}` : ""}` : "";
+  return `${p.global ? "global " : ""}policy ${String(p.name)} v${String(p.version)}${rule}${p.reason ? `: ${String(p.reason)}` : ""}`;
+};
+
+/** What a person needs to decide: what would happen, to which event, and why it waits. */
+function approvalHeader(a: Record<string, unknown>): string {
+  const event = a.event as Record<string, unknown> | null | undefined;
+  const rows: [string, string][] = [
+    ["approval", `${String(a.id)} (${String(a.state)}; tenant ${String(a.tenant)})`],
+    ["action", what(a)],
+    ["event", event ? `${String(event.id)} ${String(event.summary)}` : String(a.event_id ?? "-")],
+    ["why", why(a)],
+    ["expires", `${time(a.expires_at)}, then ${a.on_expiry === "approve" ? "approved" : "denied"}`],
+  ];
+  if (a.decided_by) rows.push(["decided", `${String(a.state)} by ${String(a.decided_by)} at ${time(a.decided_at)}${a.reason ? `: ${String(a.reason)}` : ""}`]);
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(10)}${v}`).join("\n") + "\n";
+}
+
 function idOf(args: CommandArgs): string {
   const id = args.positionals[0];
   if (!id) throw new UsageError("missing the approval id (apr_...)");
@@ -35,8 +56,8 @@ ${footer}`,
       values.json
         ? toJson(rows)
         : renderTable(
-            ["ID", "TENANT", "ACTION", "STATE", "EXPIRES", "ON EXPIRY", "DECIDED BY"],
-            rows.map((a) => [cell(a.id), cell(a.tenant), cell(what(a)), cell(a.state), time(a.expires_at), cell(a.on_expiry), cell(a.decided_by ?? "-")]),
+            ["ID", "TENANT", "ACTION", "EVENT", "STATE", "EXPIRES", "ON EXPIRY", "DECIDED BY"],
+            rows.map((a) => [cell(a.id), cell(a.tenant), cell(what(a)), cell((a.event as Record<string, unknown> | null)?.summary ?? "-", 50), cell(a.state), time(a.expires_at), cell(a.on_expiry), cell(a.decided_by ?? "-")]),
           ),
     );
     return EXIT.ok;
@@ -46,12 +67,19 @@ ${footer}`,
 const showCommand: Command = {
   name: ["approvals", "show"],
   summary: "show one approval",
-  help: `Usage: agentowl approvals show APR_ID [--json]\n\nShows an approval as YAML (or --json).\n\n${footer}`,
+  help: `Usage: agentowl approvals show APR_ID [--json]
+
+Shows what a person needs to decide: the action that waits (e.g. the delivery to endpoint crm),
+the event in one line (a mail's sender and subject, a webhook's binding and action), the policy
+rule that parked it (rules numbered from 1, with the rule's name when it has one) and its reason,
+when it expires and what happens then, and the decision once made. --json prints it whole.
+
+${footer}`,
   options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   maxPositionals: 1,
   async run(args, io) {
     const r = await clientFor(args.values, io.env).call("GET", apiPath("approvals", idOf(args)));
-    io.out(args.values.json ? toJson(r.body) : toYaml(r.body));
+    io.out(args.values.json ? toJson(r.body) : approvalHeader(r.body));
     return EXIT.ok;
   },
 };

@@ -39,7 +39,7 @@ ${API_EXIT_HELP}`,
         ? toJson(rows)
         : renderTable(
             ["SEQ", "TIME", "ACTOR", "TENANT", "ACTION", "TARGET", "DECISION"],
-            rows.map((e) => [cell(e.seq), time(e.at), cell(e.actor), cell(e.tenant ?? "-"), cell(e.action), cell(e.target ?? "-"), cell(e.decision ?? "-")]),
+            rows.map((e) => [cell(e.seq), time(e.at), cell(e.actor_name ? `${String(e.actor_name)} (${String(e.actor).replace(/^token:/, "")})` : e.actor), cell(e.tenant ?? "-"), cell(e.action), cell(e.target ?? "-"), cell(e.decision ?? "-")]),
           ),
     );
     return EXIT.ok;

@@ -64,6 +64,7 @@ export const MEANING: Record<string, string> = {
   "policies.name": "Unique among the tenant's policies.",
   "policies.default": "The effect when no rule matches.",
   "policies.rules": "Tried in order; the first rule whose `when` holds decides.",
+  "policies.rules[].name": "A name for the rule, shown with every decision it makes and to approvers (rules are numbered from 1 where they have none).",
   "policies.rules[].when": "Conditions on the event and the action (`target`, `tool`), all of which must hold.",
   "policies.rules[].effect": "What happens to the action.",
   "policies.rules[].reason": "Recorded with the decision and shown to approvers.",

@@ -490,8 +490,10 @@ export function dispatcher(deps: DispatcherDeps) {
   const evaluate = async (d: { tenant: string; endpoint: string }, envelope: Envelope, trace: TaskTrace) => {
     const t = trace.begin();
     const decision = decide(await tenantPolicies.get(d.tenant), envelope, { kind: "dispatch", target: d.endpoint });
-    const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, reason: decision.reason };
-    trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${record.rule !== null ? `, rule ${record.rule}` : ""})` : `${decision.effect} (no policy matched)`);
+    const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, ...(decision.ruleName ? { rule_name: decision.ruleName } : {}), reason: decision.reason };
+    // Rules are numbered from 1 for people (#1 is the first in `rules`); `rule` keeps the index.
+    const rule = record.rule !== null ? `, rule #${record.rule + 1}${decision.ruleName ? ` ${decision.ruleName}` : ""}` : "";
+    trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${rule})` : `${decision.effect} (no policy matched)`);
     return { decision, record };
   };
 
@@ -513,7 +515,7 @@ export function dispatcher(deps: DispatcherDeps) {
           trace,
           (parked) => ({ state: "awaiting_approval", decision: record, approvalId: parked!.id }),
           undefined,
-          (tx) => storage.approvals.parkTx(tx, { tenant: d.tenant, eventId: d.eventId, action: { kind: "dispatch", target: d.endpoint, delivery: d.id }, policy: { ...record.policy, rule: record.rule, reason: record.reason }, expiresInMs: APPROVAL_TTL_MS, onExpiry: "deny" }),
+          (tx) => storage.approvals.parkTx(tx, { tenant: d.tenant, eventId: d.eventId, action: { kind: "dispatch", target: d.endpoint, delivery: d.id }, policy: { ...record.policy, rule: record.rule, ...(decision.ruleName ? { rule_name: decision.ruleName } : {}), reason: record.reason }, expiresInMs: APPROVAL_TTL_MS, onExpiry: "deny" }),
         );
         return null;
       }

@@ -31,3 +31,32 @@ export interface Span {
   outcome: "ok" | "error" | "skipped";
   detail?: string;
 }
+
+/**
+ * One line that says what an event is, for people deciding about it (an approval) or scanning a
+ * list: a mail's sender and subject, an SMS's sender and text, a call's number, a webhook's
+ * binding and its JSON's `action` / `type` / `kind` / `event` when it has one. Bounded: never
+ * more than about 160 characters, whatever the event holds.
+ */
+export function summarize(e: Pick<Envelope, "type" | "channel" | "source" | "data">): string {
+  const data = (e.data ?? {}) as Record<string, unknown>;
+  const text = (v: unknown, max: number) => {
+    const s = typeof v === "string" ? v.replace(/\s+/g, " ").trim() : "";
+    return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+  };
+  const person = (v: unknown) => text(v && typeof v === "object" ? ((v as { address?: unknown }).address ?? (v as { name?: unknown }).name) : v, 60) || "?";
+  switch (e.channel) {
+    case "email":
+      return `mail from ${person(data.from)}: "${text(data.subject, 80)}"`;
+    case "sms":
+      return `SMS from ${person(data.from)}: "${text(data.text, 80)}"`;
+    case "voice":
+      return `call from ${person(data.from)} (${e.type})`;
+    default: {
+      const json = (data.json ?? {}) as Record<string, unknown>;
+      const what = ["action", "type", "kind", "event"].map((k) => (typeof json[k] === "string" ? `${k} ${text(json[k], 40)}` : "")).find(Boolean);
+      const binding = (e.source as { binding?: unknown })?.binding;
+      return `webhook to binding ${text(binding, 63) || "?"}${what ? `: ${what}` : ""}`;
+    }
+  }
+}

@@ -25,8 +25,10 @@ export interface Decision {
   effect: Effect;
   /** The policy that decided, or null when no policy applies (then: allow). */
   policy: PolicyRef | null;
-  /** Index of the rule that matched, or null for the policy's default. */
+  /** Index of the rule that matched (from 0, as in the policy's `rules`), or null for the policy's default. */
   rule: number | null;
+  /** That rule's `name`, when it has one. */
+  ruleName?: string;
   reason: string | null;
 }
 
@@ -140,7 +142,7 @@ export interface CompiledPolicy {
 
 export function compilePolicy(spec: PolicySpec, ref: PolicyRef): CompiledPolicy {
   const matches = spec.rules.map((r) => compileMatch(r.when));
-  const decisions: Decision[] = spec.rules.map((r, i) => ({ effect: r.effect, policy: ref, rule: i, reason: r.reason ?? null }));
+  const decisions: Decision[] = spec.rules.map((r, i) => ({ effect: r.effect, policy: ref, rule: i, ...(r.name ? { ruleName: r.name } : {}), reason: r.reason ?? null }));
   const fallback: Decision = { effect: spec.default ?? "allow", policy: ref, rule: null, reason: null };
   const n = matches.length;
   return {

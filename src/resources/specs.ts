@@ -123,7 +123,17 @@ export const PolicySpec = Type.Object(
   {
     name: Name,
     default: Type.Optional(Effect),
-    rules: Type.Array(Type.Object({ when: Match, effect: Effect, reason: Type.Optional(Type.String({ maxLength: 500 })) }, { additionalProperties: false })),
+    rules: Type.Array(
+      Type.Object(
+        {
+          name: Type.Optional(Name),
+          when: Match,
+          effect: Effect,
+          reason: Type.Optional(Type.String({ maxLength: 500 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -232,6 +232,8 @@ export interface TokenStore {
   /** Store a new token's hash; the caller shows the token once. */
   create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord>;
   findByHash(hash: string): Promise<TokenRecord | null>;
+  /** A token's record by its id (`tok_…`): what the audit log names a token's actions by. */
+  get(id: string): Promise<TokenRecord | null>;
   list(q: { after?: string; limit: number }): Promise<TokenRecord[]>;
   /** Revoke (idempotent); the revocation is audited as `actor`'s. */
   revoke(id: string, actor: string): Promise<TokenRecord | null>;

@@ -9,6 +9,7 @@ import { APPROVAL_DECIDED, type ParkRequest } from "../../src/store/index.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { until } from "../helpers/storage.ts";
+import { storeEvent, testEnvelope } from "../helpers/events.ts";
 
 setDefaultTimeout(30_000);
 
@@ -105,5 +106,22 @@ describe("approvals", () => {
     expect((await runAgentowl(["approvals", "deny", b.id], { cwd: root, env })).code).toBe(2);
     expect((await runAgentowl(["approvals", "deny", b.id, "--reason", "no"], { cwd: root, env })).code).toBe(0);
     expect((await runAgentowl(["approvals", "approve", a.id], { cwd: root, env })).code).toBe(4);
+  });
+
+  test("approvals show says what is being approved: the action, the event in one line, the rule by name and number, the expiry", async () => {
+    const event = testEnvelope("beta", 42, { type: "email.received", channel: "email", agent: "hello", data: { from: { name: "Alice", address: "alice@example.com" }, subject: "Refund for invoice 42" } });
+    const eventId = await storeEvent(app.storage, event);
+    const a = await park("beta", { eventId, policy: { name: "guard", version: 2, rule: 1, rule_name: "refunds", reason: "refunds need a human" } });
+    const env = { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root };
+    const show = await runAgentowl(["approvals", "show", a.id], { cwd: root, env });
+    expect(show.code, show.stderr).toBe(0);
+    const lines = show.stdout.split("\n");
+    expect(lines[0]).toBe(`approval: ${a.id} (pending; tenant beta)`);
+    expect(lines[1]).toBe("action:   dispatch to crm");
+    expect(lines[2]).toBe(`event:    ${eventId} mail from alice@example.com: "Refund for invoice 42"`);
+    expect(lines[3]).toBe("why:      policy guard v2, rule #2 refunds: refunds need a human");
+    expect(lines[4]).toMatch(/^expires:  \S+.*, then denied$/);
+    const api = await call("GET", `/v1/approvals/${a.id}`);
+    expect(api.body.event).toMatchObject({ id: eventId, type: "email.received", summary: 'mail from alice@example.com: "Refund for invoice 42"' });
   });
 });

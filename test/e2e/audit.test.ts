@@ -63,6 +63,9 @@ describe("the audit log records every control-plane write", () => {
     ]);
     const bootstrapId = (await call("GET", "/v1/version")).body.token.id;
     expect(entries.slice(1).every((e: { actor: string }) => e.actor === `token:${bootstrapId}`)).toBe(true);
+    // The token's name beside its id, so a person reads who it was.
+    expect(entries.slice(1).every((e: { actor_name: string | null }) => e.actor_name === "bootstrap")).toBe(true);
+    expect(entries[0].actor_name).toBeNull();
     expect(entries[1].details).toEqual({ name: "ops", scopes: ["tenant:beta:write"], expires_at: null });
     expect(entries.at(-1).details.created).toBeGreaterThan(0);
     // The token's value is never in the log.

@@ -31,6 +31,11 @@ export class SqliteTokens implements TokenStore {
     return r ? toRecord(r) : null;
   }
 
+  async get(id: string): Promise<TokenRecord | null> {
+    const r = this.db.select().from(tokens).where(eq(tokens.id, id)).get();
+    return r ? toRecord(r) : null;
+  }
+
   async list(q: { after?: string; limit: number }): Promise<TokenRecord[]> {
     return this.db
       .select()
