@@ -31,7 +31,7 @@ describe("where the CLI connects, and with which token", () => {
   test("without anything, the local default URL and no token", () => {
     const empty = join(root, `empty-${++n}`);
     mkdirSync(empty);
-    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") }, empty)).toEqual({ url: DEFAULT_URL, token: null });
+    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") }, empty)).toEqual({ url: DEFAULT_URL, token: null, guessed: "local settings" });
   });
 
   test("without a URL, the appliance on this box as its settings say it listens, its certificate file pinned on loopback", async () => {
@@ -42,9 +42,10 @@ describe("where the CLI connects, and with which token", () => {
     expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "0.0.0.0:9443" }, root)).toEqual({
       url: "https://127.0.0.1:9443",
       token: null,
+      guessed: "local settings",
       pin: { fingerprint: fingerprintOf(pem), certificate: pem, source: join(dataDir, "tls", "cert.pem") },
     });
-    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:9080" }, root)).toEqual({ url: "http://127.0.0.1:9080", token: null });
+    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:9080" }, root)).toEqual({ url: "http://127.0.0.1:9080", token: null, guessed: "local settings" });
     expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "[::]:9443" }, root).url).toBe("https://[::1]:9443");
     // Another host's URL never gets this box's certificate.
     expect(resolveConnection({ url: "https://10.0.0.2:9443" }, env, root).pin).toBeUndefined();

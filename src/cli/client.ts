@@ -33,6 +33,8 @@ export interface Connection {
   why?: string;
   /** The certificate an https:// server must present; none: the system's CAs decide. */
   pin?: Pin;
+  /** Where the URL came from when no one gave it (the local settings, or the default): an unreachable one says how to give it. */
+  guessed?: "local settings" | "default";
 }
 
 /** --fingerprint, else AGENTOWL_FINGERPRINT. */
@@ -117,7 +119,8 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
       if (url === profileUrl) pin ??= profilePin(p, file.default!);
     }
   }
-  return withPin({ url: url ?? here()?.url ?? DEFAULT_URL, token, ...(why ? { why } : {}) }, pin);
+  const guessed = url === null ? (here() ? ("local settings" as const) : ("default" as const)) : undefined;
+  return withPin({ url: url ?? here()?.url ?? DEFAULT_URL, token, ...(why ? { why } : {}), ...(guessed ? { guessed } : {}) }, pin);
 }
 
 export interface RequestOptions {
@@ -284,7 +287,9 @@ export class ApiClient {
     let why = typeof err.code === "string" ? (REASONS[err.code] ?? err.code) : err.message;
     if (err.code === "EPROTO") why = "the TLS handshake failed (does it serve plain HTTP? try http://)";
     else if (err.code === "ECONNRESET" && this.conn.url.startsWith("http:")) why = "connection reset (does it serve HTTPS? try https://)";
-    return new CommandFailure(`cannot reach agentowl at ${this.conn.url}: ${why}`, EXIT.failed, [], true);
+    // A URL nobody gave (this box's settings, or the default) may not be where the appliance is.
+    const hint = this.conn.guessed ? ` (the URL of this machine's ${this.conn.guessed === "default" ? "default settings" : "settings"}; give the appliance's with AGENTOWL_URL or --url)` : "";
+    return new CommandFailure(`cannot reach agentowl at ${this.conn.url}: ${why}${hint}`, EXIT.failed, [], true);
   }
 
   /** An error answer as one line (the problem's detail) plus one line per listed field error. */

@@ -185,6 +185,14 @@ describe("exit codes", () => {
     const lines = failure(await agentowl(["tenants", "ls"], { env: { AGENTOWL_URL: url } }), 1);
     expect(lines[0]).toBe(`agentowl tenants ls: cannot reach agentowl at ${url}: connection refused`);
   });
+
+  test("1: with no URL given, the CLI looks where this box's settings say the appliance listens, and an unreachable one says how to give the URL", async () => {
+    const closed = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+    const port = closed.port;
+    await closed.stop(true);
+    const lines = failure(await agentowl(["tenants", "ls"], { env: { AGENTOWL_URL: "", AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_DATA_DIR: join(work, "elsewhere") } }), 1);
+    expect(lines[0]).toBe(`agentowl tenants ls: cannot reach agentowl at http://127.0.0.1:${port}: connection refused (the URL of this machine's settings; give the appliance's with AGENTOWL_URL or --url)`);
+  });
 });
 
 describe("desired state", () => {
