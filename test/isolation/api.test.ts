@@ -34,7 +34,7 @@ function resourcesOf(t: "alpha" | "beta", port: number, publicKey: string) {
   const n = (s: string) => `${t}-${s}-q7`;
   const number = t === "alpha" ? "+15550001111" : "+15559998877";
   return {
-    secrets: [{ name: n("signing"), value: `${t}-secret-value-zx81-${"k".repeat(16)}` }],
+    secrets: [{ name: n("signing"), value: `whsec_${Buffer.from(`${t}-secret-value-zx81-${"k".repeat(16)}`).toString("base64")}` }],
     endpoints: [
       { name: n("crm"), url: `http://127.0.0.1:${port}/${t}/crm-hook-path`, signing_secret: `vault:${t}/${n("signing")}` },
       { name: n("vip"), url: `http://127.0.0.1:${port}/${t}/vip-hook-path`, signing_secret: `vault:${t}/${n("signing")}` },
