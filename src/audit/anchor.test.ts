@@ -1,3 +1,4 @@
+import type { RawRow } from "../store/sqlite/audit.ts";
 import { Database } from "bun:sqlite";
 import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -57,18 +58,7 @@ function sideDoor(dir: string): Database {
   return db;
 }
 
-interface Row {
-  seq: number;
-  at: number;
-  actor: string;
-  tenant: string | null;
-  action: string;
-  target: string | null;
-  decision: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
+type Row = RawRow;
 
 /** Change entry `seq`'s target and recompute its hash and every later one with `link`. */
 function rewriteAndRehash(db: Database, seq: number, link: (prev: string, e: Row & { details: Record<string, unknown> }, details: string) => string) {

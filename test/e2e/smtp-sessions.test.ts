@@ -9,12 +9,10 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, startApp } from "../../src/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
-import { createLogger, Redactor } from "../../src/core/log.ts";
+import type { App } from "../../src/app.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { waitUntil } from "../helpers/process.ts";
-import { type Reply, SmtpDialogue } from "../helpers/smtp.ts";
+import { type Reply, SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";
 
 setDefaultTimeout(60_000);
 
@@ -27,20 +25,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 let apps = 0;
 /** An appliance with these settings and tenant beta's `hello` mailbox; stopped after `body`. */
 async function withApp(env: Record<string, string>, body: (app: App) => Promise<void>): Promise<void> {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, `app-${++apps}`),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
-      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
-      AGENTOWL_DNS_TIMEOUT: "200ms",
-      ...env,
-    },
-    cwd: root,
-  });
-  const app = await startApp({ config, log: createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} }) });
+  const app = await startSmtpAppliance(join(root, `app-${++apps}`), BOOTSTRAP, env, () => {}, "warn");
   try {
     const api = apiCaller(() => app.url, BOOTSTRAP);
     expect((await api("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);

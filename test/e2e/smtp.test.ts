@@ -10,14 +10,12 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
-import { type App, startApp } from "../../src/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
-import { createLogger, Redactor } from "../../src/core/log.ts";
+import type { App } from "../../src/app.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { runAgentowl } from "../helpers/process.ts";
-import { SmtpDialogue } from "../helpers/smtp.ts";
+import { SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";
 import { until } from "../helpers/storage.ts";
 
 setDefaultTimeout(60_000);
@@ -34,22 +32,8 @@ const DOMAIN = "agentowl.lan";
 const MAX_SIZE = 2 * 1024 * 1024;
 const at = (agent: string, tenant: string) => `${agent}@${tenant}.${DOMAIN}`;
 
-async function start(name: string, env: Record<string, string> = {}, sink?: (line: string) => void): Promise<App> {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, name),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
-      // No DNS server answers here: verdicts that need DNS are temperror, quickly.
-      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
-      AGENTOWL_DNS_TIMEOUT: "200ms",
-      ...env,
-    },
-    cwd: root,
-  });
-  return startApp({ config, log: createLogger({ level: "debug", redactor: new Redactor(), sink: sink ?? (() => {}) }) });
+function start(name: string, env: Record<string, string> = {}, sink?: (line: string) => void): Promise<App> {
+  return startSmtpAppliance(join(root, name), BOOTSTRAP, env, sink);
 }
 
 async function seed(target: App): Promise<void> {

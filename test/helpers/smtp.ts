@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import { connect, type Socket } from "node:net";
 
 /** One SMTP reply: its code and its lines (without the code), as the server wrote them. */
@@ -121,4 +122,28 @@ export class SmtpDialogue {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/**
+ * An appliance for SMTP tests: loopback listeners on free ports, no greeting delay, and DNS that
+ * never answers (verdicts that need DNS are temperror, quickly); `env` adds or overrides settings.
+ */
+export async function startSmtpAppliance(dataDir: string, bootstrapToken: string, env: Record<string, string> = {}, sink: (line: string) => void = () => {}, level: "debug" | "warn" = "debug") {
+  const { startApp } = await import("../../src/app.ts");
+  const { loadConfig } = await import("../../src/config/index.ts");
+  const { createLogger, Redactor } = await import("../../src/core/log.ts");
+  const config = loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: dataDir,
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: bootstrapToken,
+      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
+      AGENTOWL_DNS_TIMEOUT: "200ms",
+      ...env,
+    },
+    cwd: dirname(dataDir),
+  });
+  return startApp({ config, log: createLogger({ level, redactor: new Redactor(), sink }) });
 }

@@ -321,7 +321,8 @@ export class SqliteAudit implements AuditLog {
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (n: number) => (n === 1 ? "1 entry is" : `${n} entries are`);
 
-interface RawRow {
+/** An audit_log row as SQLite holds it (the tamper tests write these directly). */
+export interface RawRow {
   seq: number;
   at: number;
   actor: string;
