@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { writeFileDurably } from "../core/durable-file.ts";
 import { join } from "node:path";
 import { loadConfig, renderConfigTemplate } from "../config/index.ts";
 import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
@@ -77,7 +78,7 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
 
     const toml = join(config.dataDir, "agentowl.toml");
     if (!config.file && !existsSync(toml)) {
-      writeFileSync(toml, renderConfigTemplate(), { mode: 0o600, flag: "wx" });
+      writeFileDurably(toml, renderConfigTemplate(), { mode: 0o600, exclusive: true });
       said.push(`settings ${toml} (created)`);
     }
 

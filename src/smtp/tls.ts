@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { writeFileDurably } from "../core/durable-file.ts";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import selfsigned from "selfsigned";
@@ -54,10 +55,8 @@ export async function ensureSelfSigned(dataDir: string, mailDomain: string): Pro
     ],
   });
   // Key first, each written whole and renamed into place: a crash leaves no half pair.
-  writeFileSync(`${keyPath}.tmp`, pems.private, { mode: 0o600 });
-  renameSync(`${keyPath}.tmp`, keyPath);
-  writeFileSync(`${certPath}.tmp`, pems.cert, { mode: 0o644 });
-  renameSync(`${certPath}.tmp`, certPath);
+  writeFileDurably(keyPath, pems.private, { mode: 0o600 });
+  writeFileDurably(certPath, pems.cert, { mode: 0o644 });
   return true;
 }
 

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
-import { chmodSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync } from "node:fs";
+import { fsyncPath, writeFileDurably } from "../core/durable-file.ts";
 import { dirname } from "node:path";
 import { AppError } from "../errors/index.ts";
 
@@ -101,8 +102,7 @@ export function loadMasterKey(path: string): MasterKey {
 /** Create the master key file (32 random bytes, base64, 0600) unless it exists; then load it. */
 export function ensureMasterKey(path: string): { key: MasterKey; created: boolean } {
   if (existsSync(path)) return { key: loadMasterKey(path), created: false };
-  writeFileSync(path, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
-  chmodSync(path, 0o600);
+  writeFileDurably(path, `${randomBytes(KEY_BYTES).toString("base64")}\n`, { mode: 0o600, exclusive: true });
   return { key: loadMasterKey(path), created: true };
 }
 
@@ -133,23 +133,9 @@ export function loadKeyring(path: string): { ring: Keyring; created: boolean } {
   return { ring: { sealing: next ?? current, byId, rotating: next !== null }, created };
 }
 
-function fsyncPath(path: string): void {
-  const fd = openSync(path, "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Write a key file durably: a temp file, fsynced, renamed into place, its directory fsynced. */
 export function writeKeyFile(path: string, key: MasterKey): void {
-  const tmp = `${path}.tmp`;
-  writeFileSync(tmp, `${key.key.toString("base64")}\n`, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  fsyncPath(tmp);
-  renameSync(tmp, path);
-  fsyncPath(dirname(path));
+  writeFileDurably(path, `${key.key.toString("base64")}\n`, { mode: 0o600 });
 }
 
 /** Make `.next` the master key: the current one becomes `.previous`. Both renames are durable. */
