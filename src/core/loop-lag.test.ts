@@ -47,7 +47,7 @@ describe("event-loop stall monitor", () => {
     }
   });
 
-  test("an idle loop shows no stall worth the name, and the monitor costs little CPU", async () => {
+  test("an idle loop shows no stall worth the name (its CPU cost is printed, not asserted: a timed figure on a shared machine)", async () => {
     const seen: number[] = [];
     const monitor = new LoopLagMonitor((ms) => seen.push(ms), 20).start();
     const cpu0 = process.cpuUsage();
@@ -60,6 +60,5 @@ describe("event-loop stall monitor", () => {
     console.log(`loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, CPU ${(share * 100).toFixed(2)}% of one core (test process included), worst ${Math.max(...seen).toFixed(1)} ms`);
     // The median tick is on time (a loaded CI machine may delay a few).
     expect(seen.toSorted((a, b) => a - b)[Math.floor(seen.length / 2)]!).toBeLessThan(20);
-    expect(share).toBeLessThan(0.05);
   });
 });

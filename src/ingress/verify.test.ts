@@ -383,3 +383,28 @@ describe("credentialHeaders", () => {
     expect(credentialHeaders({ scheme: "none" })).toEqual([]);
   });
 });
+
+describe("standard-webhooks signatures are compared as the official libraries compare them", () => {
+  test("a signature written another way that decodes to the same bytes (its = dropped, its unused bits set) is refused, by us and by the standardwebhooks package", () => {
+    const secret = `whsec_${Buffer.alloc(32, 9).toString("base64")}`;
+    const id = "msg_canonical";
+    const at = new Date();
+    const body = '{"a":1}';
+    const good = new Webhook(secret).sign(id, at, body);
+    const sig = good.slice("v1,".length);
+    expect(sig.endsWith("=")).toBe(true);
+    const last = sig.at(-2)!;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    // 32 bytes are 43 characters and a '=': the 43rd carries 4 bits and 2 unused ones.
+    const sameBytes = alphabet[(alphabet.indexOf(last) & ~3) | ((alphabet.indexOf(last) + 1) & 3)]!;
+    const headers = (signature: string) => ({ "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signature });
+    const config: VerifyConfig = { scheme: "standard-webhooks", secret };
+    const bytes = new TextEncoder().encode(body);
+    expect(verifyRequest(config, headers(good), bytes).ok).toBe(true);
+    for (const variant of [`v1,${sig.slice(0, -1)}`, `v1,${sig.slice(0, -2)}${sameBytes}=`]) {
+      expect(Buffer.from(variant.slice(3), "base64").equals(Buffer.from(sig, "base64")), variant).toBe(true);
+      expect(verifyRequest(config, headers(variant), bytes).ok, variant).toBe(false);
+      expect(() => new Webhook(secret).verify(body, headers(variant)), variant).toThrow();
+    }
+  });
+});

@@ -113,7 +113,7 @@ function verifyStandardWebhook(secret: string | undefined, header: HeaderOf, bod
   const candidates = signatures
     .split(" ")
     .filter((entry) => entry.startsWith(`${key.version},`))
-    .map((entry) => decodeBase64(entry.slice(key.version.length + 1)));
+    .map((entry) => canonicalBase64(entry.slice(key.version.length + 1)));
   if (candidates.length === 0) return refuse("bad_signature", `webhook-signature has no ${key.version} signature, the only kind the binding's ${key.version === "v1" ? "secret" : "public key"} checks`);
   const prefix = `${id}.${timestamp}.`;
   if (key.version === "v1") {
@@ -242,6 +242,16 @@ function checkTimestamp(name: string, text: string, now: number): Refusal | null
 }
 
 /** Standard base64 (RFC 4648 section 4), padding optional; null where Buffer.from would quietly skip what it cannot read. */
+/**
+ * A signature's bytes only when it is written the one way base64 writes them (padding included,
+ * unused bits zero), as the official libraries compare signatures as text: `…=` without its `=`,
+ * or with a different last character that decodes the same, is not the signature.
+ */
+function canonicalBase64(text: string): Buffer | null {
+  const bytes = decodeBase64(text);
+  return bytes && bytes.toString("base64") === text ? bytes : null;
+}
+
 function decodeBase64(text: string): Buffer | null {
   return /^[A-Za-z0-9+/]*={0,2}$/.test(text) ? Buffer.from(text, "base64") : null;
 }
