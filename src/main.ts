@@ -4,7 +4,7 @@
  * The composition root is src/app.ts; this file only turns argv into a command and an exit code.
  */
 import { runCli } from "./cli/index.ts";
-import { processIO } from "./cli/terminal.ts";
+import { processIO } from "./cli/index.ts";
 
 const code = await runCli(process.argv.slice(2), processIO());
 process.exit(code);

@@ -1,5 +1,5 @@
 import { Elysia } from "elysia";
-import type { ChainedEntry } from "../audit/chain.ts";
+import type { ChainedEntry } from "../store/index.ts";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
 import { type ExpectedHead, parseExpectedHead, type SqliteAudit, type SqliteTokens } from "../store/index.ts";

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
 import { NAME_PATTERN } from "../resources/specs.ts";
-import type { TokenRecord, TokenStore } from "../store/contract.ts";
+import type { TokenRecord, TokenStore } from "../store/index.ts";
 
 /**
  * Bearer API tokens (SPEC §7) and what they may do. Scopes:

@@ -5,8 +5,7 @@ import type { Span } from "../events/envelope.ts";
 import { AppError } from "../errors/index.ts";
 import { NAME_PATTERN } from "../resources/specs.ts";
 import type { DeliveryRow, SqliteEvents, SqliteResources, SqliteTokens } from "../store/index.ts";
-import type { AttemptRow } from "../store/sqlite/events.ts";
-import { DELIVERY_STATES } from "../store/schema/events.ts";
+import { type AttemptRow, schema } from "../store/index.ts";
 import type { Waiting } from "../dispatch/dispatcher.ts";
 import { canAccess, type Principal, requireTenant, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
@@ -97,8 +96,8 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
     .get("/deliveries", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
       const page = readPage(q);
-      if (q.state !== undefined && !(DELIVERY_STATES as readonly string[]).includes(q.state)) {
-        throw new AppError("invalid_input", `state must be one of ${DELIVERY_STATES.join(", ")}, not '${q.state}'`);
+      if (q.state !== undefined && !(schema.DELIVERY_STATES as readonly string[]).includes(q.state)) {
+        throw new AppError("invalid_input", `state must be one of ${schema.DELIVERY_STATES.join(", ")}, not '${q.state}'`);
       }
       const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, endpoint: q.endpoint, state: q.state, before: page.after, limit: page.limit + 1 });
       const shown = await Promise.all(rows.map(async (d) => presentDelivery(d, await actions.waitingFor(d))));

@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { parseDuration } from "../config/index.ts";
 import { AppError } from "../errors/index.ts";
-import type { TokenRecord, TokenStore } from "../store/contract.ts";
+import type { TokenRecord, TokenStore } from "../store/index.ts";
 import type { SqliteAudit } from "../store/index.ts";
 import { generateToken, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";

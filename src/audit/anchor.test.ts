@@ -11,8 +11,8 @@ import { Vault } from "../vault/vault.ts";
 import { Redactor } from "../core/log.ts";
 import { systemClock } from "../core/clock.ts";
 import { anchorAuditLog, checkpointFile } from "./anchor.ts";
-import { canonicalJson, type ChainKeys, entryHash, entryMac, GENESIS } from "./chain.ts";
-import { readCheckpoints } from "./checkpoints.ts";
+import { canonicalJson, type ChainKeys, entryHash, entryMac, GENESIS } from "../store/audit-chain.ts";
+import { readCheckpoints } from "../store/audit-checkpoints.ts";
 import { chainKeysFrom } from "./keys.ts";
 import { until } from "../../test/helpers/storage.ts";
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { tempStorages } from "../../test/helpers/storage.ts";
 import { checkpointFile } from "./anchor.ts";
-import { canonicalEntry, canonicalJson, entryHash, entryMac, GENESIS } from "./chain.ts";
+import { canonicalEntry, canonicalJson, entryHash, entryMac, GENESIS } from "../store/audit-chain.ts";
 import { chainKeysFrom } from "./keys.ts";
 
 const storages = tempStorages();

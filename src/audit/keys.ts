@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { AppError } from "../errors/index.ts";
 import { deriveKey, type MasterKey, masterKeyFrom, writeKeyFile } from "../vault/crypto.ts";
-import type { ChainKeys } from "./chain.ts";
+import type { ChainKeys } from "../store/index.ts";
 
 /**
  * The audit chain's keys. Their root is derived from the vault's master key (HKDF, label

@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { closest } from "../errors/suggest.ts";
+import { closest } from "../errors/index.ts";
 import { UsageError } from "./exit-codes.ts";
 
 export interface CommandIO {

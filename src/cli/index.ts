@@ -1,5 +1,5 @@
 import { isAppError } from "../errors/index.ts";
-import { closest } from "../errors/suggest.ts";
+import { closest } from "../errors/index.ts";
 import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
 import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
@@ -147,3 +147,4 @@ export async function runCli(argv: string[], io: CommandIO): Promise<number> {
     return exitCodeFor(e);
   }
 }
+export { processIO } from "./terminal.ts";

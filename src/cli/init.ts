@@ -9,7 +9,7 @@ import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
 import { fingerprintOf } from "../http/tls.ts";
 import { ensureMasterKey, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
 import { anchorAuditLog, checkpointFile, keyFiles } from "../audit/anchor.ts";
-import type { TokenStore } from "../store/contract.ts";
+import type { TokenStore } from "../store/index.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./exit-codes.ts";

@@ -4,7 +4,7 @@ import { Value } from "@sinclair/typebox/value";
 import { parse as parseToml } from "smol-toml";
 import type { LogLevel } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import { closest } from "../errors/suggest.ts";
+import { closest } from "../errors/index.ts";
 import {
   CLIENT_ENV,
   type Listen,

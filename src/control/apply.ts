@@ -1,6 +1,6 @@
 import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
 import { AppError } from "../errors/index.ts";
-import type { ResourceKey, ResourceRecord } from "../store/contract.ts";
+import type { ResourceKey, ResourceRecord } from "../store/index.ts";
 import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
 import { vaultRefs } from "../resources/validate.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";

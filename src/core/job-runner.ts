@@ -1,4 +1,4 @@
-import type { Job, JobQueue } from "../store/contract.ts";
+import type { Job, JobQueue } from "../store/index.ts";
 import type { Logger } from "./log.ts";
 
 /** What a handler gets besides the job: a signal that fires when the runner must stop now. */

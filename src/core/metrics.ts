@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { JobQueue } from "../store/contract.ts";
+import type { JobQueue } from "../store/index.ts";
 
 /**
  * The appliance's Prometheus metrics. prom-client's default Node.js collectors are not used:

@@ -1,4 +1,4 @@
-import type { Outbox, OutboxEntry } from "../store/contract.ts";
+import type { Outbox, OutboxEntry } from "../store/index.ts";
 import { retryDelay } from "./backoff.ts";
 import type { Logger } from "./log.ts";
 

@@ -1,2 +1,3 @@
 export { AppError, ERROR_KINDS, type ErrorKind, type FieldError, fromStorageError, isAppError } from "./app-error.ts";
 export { type Problem, problemResponse, toProblem } from "./to-problem.ts";
+export { closest } from "./suggest.ts";

@@ -1,4 +1,4 @@
-import { closest } from "../errors/suggest.ts";
+import { closest } from "../errors/index.ts";
 
 /**
  * The fields a route's `match` or a policy's `when` may name (docs/envelope.md, docs/desired-state.md):
@@ -9,6 +9,13 @@ import { closest } from "../errors/suggest.ts";
  *
  * A node lists the keys below it; `ANY` lets anything below it (a webhook's JSON, headers, lists).
  */
+/**
+ * Dotted segments a `when` or `match` key may have (`data.auth.dmarc` has 3). The engine's walk is
+ * a loop, not a recursion, but the bound keeps every evaluator over operator input shallow
+ * (docs/guarantees.md, 9); validation refuses deeper keys, and a deeper one never matches.
+ */
+export const MAX_FIELD_DEPTH = 16;
+
 const ANY = "*" as const;
 type Node = { readonly [key: string]: Node | typeof ANY | true };
 

@@ -1,5 +1,5 @@
 import type { SqliteStorage } from "../store/index.ts";
-import type { SqliteTx } from "../store/sqlite/committer.ts";
+import type { SqliteTx } from "../store/index.ts";
 import type { Envelope, Span } from "./envelope.ts";
 
 /**

@@ -10,7 +10,8 @@
  * scheme needs is "misconfigured". A refusal's detail goes to the log, so it names headers and
  * counts but never carries a header's value or the secret.
  */
-import { createHash, createHmac, createPublicKey, timingSafeEqual, verify as verifySignature, type KeyObject } from "node:crypto";
+import { createHash, createHmac, timingSafeEqual, verify as verifySignature, type KeyObject } from "node:crypto";
+import { decodeBase64, ed25519Key, telnyxPublicKey } from "../resources/public-key.ts";
 
 export type VerifyScheme = "standard-webhooks" | "github-hmac-sha256" | "hmac-sha256" | "bearer" | "none" | "telnyx-ed25519";
 
@@ -206,32 +207,11 @@ function verifyTelnyx(publicKeyText: string | undefined, header: HeaderOf, body:
 }
 
 /** The Mission Control portal shows the raw key in base64; a PEM or DER SubjectPublicKeyInfo is told apart by its first bytes. */
-/** A Telnyx public key as an operator pastes it: base64 of the 32 key bytes, or a PEM or base64 DER SPKI; null when it is none of these. */
-export function telnyxPublicKey(text: string): KeyObject | null {
-  if (!text.startsWith("-----BEGIN PUBLIC KEY-----")) return ed25519Key(decodeBase64(text));
-  try {
-    const key = createPublicKey(text);
-    return key.asymmetricKeyType === "ed25519" ? key : null;
-  } catch {
-    return null;
-  }
-}
 
 // Shared pieces
 
-/** RFC 8410 section 4: the DER SubjectPublicKeyInfo of an Ed25519 key is these 12 bytes and the 32 key bytes. */
-const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
 /** The 32 raw key bytes, or a whole DER SubjectPublicKeyInfo of an Ed25519 key; null for anything else. */
-function ed25519Key(bytes: Buffer | null): KeyObject | null {
-  const der = bytes?.length === 32 ? Buffer.concat([ED25519_SPKI_PREFIX, bytes]) : bytes;
-  if (der?.length !== ED25519_SPKI_PREFIX.length + 32 || !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) return null;
-  try {
-    return createPublicKey({ key: der, format: "der", type: "spki" });
-  } catch {
-    return null;
-  }
-}
 
 /** Seconds since the epoch, in digits only, within TOLERANCE_MS of now (null) or the refusal. */
 function checkTimestamp(name: string, text: string, now: number): Refusal | null {
@@ -252,9 +232,6 @@ function canonicalBase64(text: string): Buffer | null {
   return bytes && bytes.toString("base64") === text ? bytes : null;
 }
 
-function decodeBase64(text: string): Buffer | null {
-  return /^[A-Za-z0-9+/]*={0,2}$/.test(text) ? Buffer.from(text, "base64") : null;
-}
 
 function hmacOfBody(secret: string, body: Uint8Array): Buffer {
   return createHmac("sha256", secret).update(body).digest();

@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import addressparser from "nodemailer/lib/addressparser";
 import { WorkerQueue, type WorkerReply } from "../core/worker-queue.ts";
-import type { BlobStore } from "../store/blobs.ts";
+import type { BlobStore } from "../store/index.ts";
 
 /**
  * The MIME-parse stage (SPEC §8): the spooled bytes become the fields of an `email.received`

@@ -1,4 +1,5 @@
 import type { Envelope } from "../events/envelope.ts";
+import { MAX_FIELD_DEPTH } from "../events/fields.ts";
 import { EFFECTS, type PolicySpec } from "../resources/specs.ts";
 
 /**
@@ -50,12 +51,7 @@ function walk(root: unknown, parts: readonly string[]): unknown {
 /** The envelope's own top-level fields (SPEC §9); any other first segment is looked up under `data`. */
 const ENVELOPE_FIELDS = new Set(["id", "version", "type", "tenant", "agent", "channel", "source", "received_at", "trace_id", "idempotency_key", "data"]);
 
-/**
- * Dotted segments a `when` or `match` key may have (`data.auth.dmarc` has 3). The walk is a loop,
- * not a recursion, but the bound keeps every evaluator over operator input shallow (SPEC §3.9);
- * validation refuses deeper keys (resources/validate.ts), and a deeper one never matches here.
- */
-export const MAX_FIELD_DEPTH = 16;
+export { MAX_FIELD_DEPTH };
 
 /** A getter for a fixed path, specialised for the short paths policies use most. */
 function pathGetter(parts: readonly string[]): (root: unknown) => unknown {

@@ -1,8 +1,7 @@
 import { KindGuard, type TSchema } from "@sinclair/typebox";
-import { closest } from "../errors/suggest.ts";
-import { MAX_FIELD_DEPTH } from "../policy/engine.ts";
-import { unknownField } from "../events/fields.ts";
-import { telnyxPublicKey } from "../ingress/verify.ts";
+import { closest } from "../errors/index.ts";
+import { MAX_FIELD_DEPTH, unknownField } from "../events/fields.ts";
+import { telnyxPublicKey } from "./public-key.ts";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { type ValueError, type ValueErrorIterator, ValueErrorType } from "@sinclair/typebox/value";
 import {

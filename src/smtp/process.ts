@@ -7,7 +7,7 @@ import { ENVELOPE_VERSION, type Envelope, type Span } from "../events/envelope.t
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
-import type { BlobStore } from "../store/blobs.ts";
+import type { BlobStore } from "../store/index.ts";
 import type { MailRecipient, MailRow, SqliteStorage } from "../store/index.ts";
 import type { Spool } from "./spool.ts";
 

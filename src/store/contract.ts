@@ -3,8 +3,8 @@
  * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (SPEC §16) implements the
  * same interfaces and must pass the same conformance suite (test/store-contract.ts).
  */
-import type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "../audit/chain.ts";
-import type { Checkpoint } from "../audit/checkpoints.ts";
+import type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
+import type { Checkpoint } from "./audit-checkpoints.ts";
 
 export interface JobSpec {
   kind: string;

@@ -1,6 +1,6 @@
 import { and, desc, eq, gt, gte, inArray, lt, lte, or, type SQL, sql } from "drizzle-orm";
-import { type AuditEntry, type Broken, type ChainedEntry, type ChainKeys, canonicalJson, entryHash, entryMac, GENESIS, LinkCheck, verifyRun } from "../../audit/chain.ts";
-import { type Checkpoint, CheckpointWriter, readCheckpoints } from "../../audit/checkpoints.ts";
+import { type AuditEntry, type Broken, type ChainedEntry, type ChainKeys, canonicalJson, entryHash, entryMac, GENESIS, LinkCheck, verifyRun } from "../audit-chain.ts";
+import { type Checkpoint, CheckpointWriter, readCheckpoints } from "../audit-checkpoints.ts";
 import type { AnchorOptions, AnchorState, AuditLog, ExpectedHead, NewAuditEntry, VerifyReport } from "../contract.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
 import { auditLog } from "../schema/index.ts";

@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, write, writeSync } from "node:fs";
 import { dirname } from "node:path";
-import { canonicalJson } from "./chain.ts";
+import { canonicalJson } from "./audit-chain.ts";
 
 /**
  * Signed checkpoints of the audit chain (SPEC §3.10): the chain's head anchored outside its table.

@@ -4,7 +4,7 @@
  * changing, removing or reordering any entry breaks every link after it, and someone who can
  * write the database but not read the key cannot recompute the links after a change. Entries
  * written before the chain was keyed carry a plain SHA-256 of the same bytes ("legacy"); they are
- * accepted only up to the position a signed checkpoint vouches for (src/audit/checkpoints.ts).
+ * accepted only up to the position a signed checkpoint vouches for (src/store/audit-checkpoints.ts).
  * Pure: the store computes and checks hashes with these functions only.
  */
 
