@@ -56,6 +56,22 @@ export function isAppError(e: unknown): e is AppError {
   return e instanceof AppError;
 }
 
+/** Filesystem errors that mean "the disk cannot take it now", not "our bug". */
+const DISK_UNAVAILABLE = new Set(["ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG", "EACCES", "EPERM", "ENOENT"]);
+const SQLITE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|CANTOPEN)/;
+
+/**
+ * Whether a failure is the storage's (a full, read-only or failing disk, for the database or a
+ * file): the one classifier every edge uses, so that such a failure reaches the client as "try
+ * again later" (SMTP 452 4.3.1, HTTP 503), never as a permanent failure or a lost message.
+ */
+export function isStorageUnavailable(e: unknown): boolean {
+  if (isAppError(e)) return e.kind === "storage_full";
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === "string") return DISK_UNAVAILABLE.has(code) || SQLITE_UNAVAILABLE.test(code);
+  return /SQLITE_(FULL|READONLY|IOERR|CANTOPEN)|ENOSPC|EROFS/.test(String((e as Error)?.message ?? e));
+}
+
 /**
  * Classify a SQLite failure. A full or read-only disk must reach the client as "try again
  * later" (SMTP 452 4.3.1, HTTP 503), never as a permanent failure or a lost message.
@@ -64,7 +80,7 @@ export function fromStorageError(e: unknown, doing: string): AppError {
   if (isAppError(e)) return e;
   const code = (e as { code?: unknown })?.code;
   const text = typeof code === "string" ? code : String((e as Error)?.message ?? e);
-  if (/SQLITE_(FULL|READONLY|IOERR|CANTOPEN)|ENOSPC|EROFS/.test(text)) {
+  if (isStorageUnavailable(e)) {
     return new AppError("storage_full", "storage is full or read-only", { cause: e, retryAfter: 60 });
   }
   if (/SQLITE_BUSY|SQLITE_LOCKED|database is locked/.test(text)) {

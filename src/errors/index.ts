@@ -1,3 +1,3 @@
-export { AppError, ERROR_KINDS, type ErrorKind, type FieldError, fromStorageError, isAppError } from "./app-error.ts";
+export { AppError, ERROR_KINDS, type ErrorKind, type FieldError, fromStorageError, isAppError, isStorageUnavailable } from "./app-error.ts";
 export { type Problem, problemResponse, toProblem } from "./to-problem.ts";
 export { closest } from "./suggest.ts";

@@ -7,11 +7,11 @@ import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
-import { AppError } from "../errors/index.ts";
+import { isStorageUnavailable } from "../errors/index.ts";
 import type { Span } from "../events/envelope.ts";
 import type { MailRecipient, SqliteStorage } from "../store/index.ts";
 import { RecipientDirectory } from "./recipients.ts";
-import { type Spool, SpoolUnavailableError, STORAGE_UNAVAILABLE } from "./spool.ts";
+import { type Spool, SpoolUnavailableError } from "./spool.ts";
 import type { TlsMaterial } from "./tls.ts";
 
 /**
@@ -44,16 +44,8 @@ export class SmtpReply extends Error {
 
 const INTERNAL = () => new SmtpReply(451, "4.3.0", "local error in processing; try again later", "error");
 const UNAVAILABLE = () => new SmtpReply(452, "4.3.1", "insufficient system storage; try again later", "unavailable");
-const SQLITE_UNAVAILABLE = new Set(["SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN"]);
-
-/** A storage failure the sender should retry later (452 4.3.1), as opposed to a bug (451 4.3.0). */
-export function storageUnavailable(e: unknown): boolean {
-  if (e instanceof SpoolUnavailableError) return true;
-  // The committer turns SQLITE_FULL / IOERR / READONLY into this kind (src/errors/app-error.ts).
-  if (e instanceof AppError && e.kind === "storage_full") return true;
-  const code = String((e as { code?: unknown })?.code ?? "");
-  return STORAGE_UNAVAILABLE.has(code) || [...SQLITE_UNAVAILABLE].some((c) => code.startsWith(c));
-}
+/** A storage failure the sender should retry later (452 4.3.1), as opposed to a bug (451 4.3.0): the one classifier (src/errors/). */
+export const storageUnavailable = (e: unknown): boolean => e instanceof SpoolUnavailableError || isStorageUnavailable(e);
 
 /** A reply text that already carries its enhanced status code (`5.1.1 …`). */
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;

@@ -1,3 +1,4 @@
+import { isStorageUnavailable } from "../errors/index.ts";
 import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
@@ -39,7 +40,7 @@ export class SpoolUnavailableError extends Error {
 }
 
 /** Error codes that mean "this disk cannot take writes now", as opposed to a bug. */
-export const STORAGE_UNAVAILABLE = new Set(["ENOSPC", "EDQUOT", "EROFS", "EIO", "EFBIG", "EACCES", "EPERM", "ENOENT"]);
+
 
 const SEGMENT_MAX_BYTES = 64 * 1024 * 1024;
 const SEGMENT_MAX_AGE_MS = 60 * 60 * 1000;
@@ -58,7 +59,7 @@ interface Segment {
 
 function unavailable(e: unknown): Error {
   const code = (e as NodeJS.ErrnoException)?.code;
-  return code && STORAGE_UNAVAILABLE.has(code) ? new SpoolUnavailableError(code, e) : (e as Error);
+  return code && isStorageUnavailable(e) ? new SpoolUnavailableError(code, e) : (e as Error);
 }
 
 export interface SpoolStats {
