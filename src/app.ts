@@ -16,7 +16,7 @@ import { type Clock, type Random, systemClock } from "./core/clock.ts";
 import { createHttpApp, type ReadyCheck } from "./http/server.ts";
 import { servePlain } from "./http/plain.ts";
 import { fingerprintOf, isLoopback, servesHttps } from "./http/tls.ts";
-import { ConfigCache } from "./resources/cache.ts";
+import { SpecCache } from "./resources/cache.ts";
 import type { BindingSpec } from "./resources/specs.ts";
 import { parseListen } from "./config/index.ts";
 import { createDnsResolver } from "./mail/dns.ts";
@@ -250,17 +250,16 @@ export async function startApp(opts: AppOptions): Promise<App> {
     url = `${https ? "https" : "http"}://${hostOf(http.server!.hostname)}:${http.server!.port}`;
     if (plainListen) {
       listening = config.settings.http_plain_listen!;
-      const bindings = new ConfigCache(storage.resources, async (key) => {
-        const [tenant, name] = key.split("/") as [string, string];
-        const spec = (await storage.resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined;
-        return spec?.type === "webhook" && spec.plain_http === true;
-      });
+      const bindings = new SpecCache<BindingSpec>(storage.resources, "bindings");
       plain = servePlain({
         hostname: plainListen.host,
         port: plainListen.port,
         fetch: (request) => http.fetch(request),
         mainUrl: url,
-        allowsPlain: (tenant, binding) => bindings.get(`${tenant}/${binding}`).catch(() => false),
+        allowsPlain: async (tenant, binding) => {
+          const spec = await bindings.get(tenant, binding).catch(() => null);
+          return spec?.type === "webhook" && spec.plain_http === true;
+        },
       });
     }
   } catch (e) {

@@ -17,7 +17,7 @@ import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
 import { type Attempt as PostResult, keepAliveAgent, postJson, signStandardWebhook } from "./post.ts";
-import { ConfigCache } from "../resources/cache.ts";
+import { ConfigCache, SpecCache } from "../resources/cache.ts";
 import { ENDPOINT_URL_CHANGED } from "../control/service.ts";
 import { type RouteDecision, RouteTable } from "./route.ts";
 
@@ -111,11 +111,8 @@ export function dispatcher(deps: DispatcherDeps) {
   const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
 
   // The configuration every delivery reads, kept until it changes (src/resources/cache.ts).
-  const endpoints = new ConfigCache(storage.resources, async (key) => {
-    const [tenant, name] = key.split("/") as [string, string];
-    return (await storage.resources.get({ tenant, kind: "endpoints", name }))?.spec as EndpointSpec | undefined;
-  });
-  const endpointOf = (tenant: string, name: string) => endpoints.get(`${tenant}/${name}`);
+  const endpoints = new SpecCache<EndpointSpec>(storage.resources, "endpoints");
+  const endpointOf = async (tenant: string, name: string) => (await endpoints.get(tenant, name)) ?? undefined;
   // One keep-alive agent per endpoint, URL and egress setting: a connection is checked by the
   // egress guard when it is made, and reused while the endpoint keeps it open.
   const agents = new Map<string, Agent>();

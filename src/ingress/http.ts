@@ -4,7 +4,7 @@ import { newId } from "../core/ids.ts";
 import { type Logger, REDACTED } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
-import { ConfigCache } from "../resources/cache.ts";
+import { ConfigCache, SpecCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
 import { jsonNestsDeeper, MAX_JSON_DEPTH, readBody } from "../http/body.ts";
 import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
@@ -147,10 +147,7 @@ const span = (name: string, startedAt: number, t0: number, outcome: Span["outcom
 export function ingressRoutes(deps: IngressDeps) {
   const { storage, metrics, log, config } = deps;
   // Bindings by tenant/name, and the Telnyx number → binding map: read once per configuration change.
-  const bindings = new ConfigCache(storage.resources, async (key) => {
-    const [tenant, name] = key.split("/") as [string, string];
-    return ((await storage.resources.get({ tenant, kind: "bindings", name }))?.spec as BindingSpec | undefined) ?? null;
-  });
+  const bindings = new SpecCache<BindingSpec>(storage.resources, "bindings");
   const numbers = new ConfigCache(storage.resources, () => telnyxNumbers(storage));
   const now = deps.now ?? Date.now;
   const secrets = new LeasedSecrets(deps.vault, now);
@@ -257,7 +254,7 @@ export function ingressRoutes(deps: IngressDeps) {
         const context = { tenant, binding: name, remote_ip };
         try {
           // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
-          const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(`${tenant}/${name}`) : null;
+          const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
           if (!binding || binding.type !== "webhook" || !binding.verify) return refuse("webhook", "not_found", notFound(), context);
           const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
             refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { tempStorages } from "../../test/helpers/storage.ts";
 import { ControlPlane } from "../control/service.ts";
-import { ConfigCache } from "./cache.ts";
+import { ConfigCache, SpecCache } from "./cache.ts";
 
 const temp = tempStorages();
 
@@ -38,5 +38,19 @@ describe("ConfigCache", () => {
     release();
     expect(await first).toBe(1);
     expect(await cache.get("k")).toBe(2);
+  });
+});
+
+describe("SpecCache", () => {
+  test("one kind's spec by tenant and name, read once until the configuration changes; null when there is none", async () => {
+    const storage = temp();
+    const control = new ControlPlane(storage.resources, storage.audit);
+    await control.put({ tenant: "beta", kind: "tenants", name: "beta" }, { name: "beta" }, { mode: "create", actor: "t" });
+    await control.put({ tenant: "beta", kind: "endpoints", name: "crm" }, { name: "crm", url: "http://127.0.0.1:9/a" }, { mode: "create", actor: "t" });
+    const endpoints = new SpecCache<{ url: string }>(storage.resources, "endpoints");
+    expect((await endpoints.get("beta", "crm"))?.url).toBe("http://127.0.0.1:9/a");
+    expect(await endpoints.get("beta", "nope")).toBeNull();
+    await control.put({ tenant: "beta", kind: "endpoints", name: "crm" }, { name: "crm", url: "http://127.0.0.1:9/b" }, { mode: "update", actor: "t" });
+    expect((await endpoints.get("beta", "crm"))?.url).toBe("http://127.0.0.1:9/b");
   });
 });

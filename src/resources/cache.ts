@@ -30,3 +30,22 @@ export class ConfigCache<V> {
     return value;
   }
 }
+
+/**
+ * One kind's resources by tenant and name, each spec read once per configuration change: the
+ * binding an ingress request names, the endpoint a delivery goes to. Null when there is none.
+ */
+export class SpecCache<S> {
+  private readonly cache: ConfigCache<S | null>;
+
+  constructor(resources: SqliteResources, kind: string) {
+    this.cache = new ConfigCache(resources, async (key) => {
+      const slash = key.indexOf("/");
+      return ((await resources.get({ tenant: key.slice(0, slash), kind, name: key.slice(slash + 1) }))?.spec as S | undefined) ?? null;
+    });
+  }
+
+  get(tenant: string, name: string): Promise<S | null> {
+    return this.cache.get(`${tenant}/${name}`);
+  }
+}
