@@ -8,7 +8,7 @@ import { parseDuration } from "../config/index.ts";
 import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
 import { decide, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
-import type { Envelope, Span } from "../events/envelope.ts";
+import { type Envelope, type Span, spanOf, spanSince } from "../events/envelope.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteTx as Tx } from "../store/index.ts";
 import type { EndpointSpec } from "../resources/specs.ts";
@@ -32,7 +32,6 @@ import { type RouteDecision, RouteTable } from "./route.ts";
  */
 
 export const DELIVERY_JOB = "delivery.run";
-const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
 /** The spans of one run of a task, written with its next checkpoint (SPEC §2's timeline). */
 class TaskTrace {
@@ -45,7 +44,7 @@ class TaskTrace {
     this.push(name, t.at, performance.now() - t.t0, outcome, detail);
   }
   push(name: string, at: number, ms: number, outcome: Span["outcome"], detail?: string): void {
-    this.spans.push({ name, start: new Date(at).toISOString(), duration_ms: round(ms), outcome, ...(detail ? { detail } : {}) });
+    this.spans.push(spanOf(name, at, ms, outcome, detail));
   }
   take(): Span[] {
     return this.spans.splice(0);
@@ -155,7 +154,7 @@ export function dispatcher(deps: DispatcherDeps) {
     const routedAt = now();
     const t0 = performance.now();
     const decision = await routes.route(envelope);
-    const span: Span = { name: "route", start: new Date(routedAt).toISOString(), duration_ms: round(performance.now() - t0), outcome: decision.unrouted ? "skipped" : "ok", detail: decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", ") };
+    const span = spanSince("route", routedAt, t0, decision.unrouted ? "skipped" : "ok", decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", "));
     const targets: Target[] = [];
     const routed: Routed = { id, tenant, envelope, decision, span, targets };
     try {

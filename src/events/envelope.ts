@@ -33,6 +33,17 @@ export interface Span {
 }
 
 /**
+ * The one way a span is made: `ms` milliseconds from `at` (ms since the epoch), the duration kept
+ * to the microsecond, a detail only when there is one.
+ */
+export function spanOf(name: string, at: number, ms: number, outcome: Span["outcome"] = "ok", detail?: string): Span {
+  return { name, start: new Date(at).toISOString(), duration_ms: Math.round(ms * 1000) / 1000, outcome, ...(detail ? { detail } : {}) };
+}
+
+/** A span from `at` (the wall clock) and `t0` (performance.now() then) to now. */
+export const spanSince = (name: string, at: number, t0: number, outcome: Span["outcome"] = "ok", detail?: string): Span => spanOf(name, at, performance.now() - t0, outcome, detail);
+
+/**
  * One line that says what an event is, for people deciding about it (an approval) or scanning a
  * list: a mail's sender and subject, an SMS's sender and text, a call's number, a webhook's
  * binding and its JSON's `action` / `type` / `kind` / `event` when it has one. Bounded: never

@@ -7,7 +7,7 @@ import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache, SpecCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
 import { jsonNestsDeeper, MAX_JSON_DEPTH, readBody } from "../http/body.ts";
-import { ENVELOPE_VERSION, type Envelope, type EventType, type Span } from "../events/envelope.ts";
+import { ENVELOPE_VERSION, type Envelope, type EventType, type Span, spanSince } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
 import type { SqliteStorage } from "../store/index.ts";
@@ -137,12 +137,7 @@ function headersOf(request: Request, verify: NonNullable<BindingSpec["verify"]>,
   return out;
 }
 
-const span = (name: string, startedAt: number, t0: number, outcome: Span["outcome"] = "ok"): Span => ({
-  name,
-  start: new Date(startedAt).toISOString(),
-  duration_ms: Math.round((performance.now() - t0) * 1000) / 1000,
-  outcome,
-});
+const span = spanSince;
 
 export function ingressRoutes(deps: IngressDeps) {
   const { storage, metrics, log, config } = deps;

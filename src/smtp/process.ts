@@ -3,7 +3,7 @@ import { hostname } from "node:os";
 import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { ENVELOPE_VERSION, type Envelope, type Span } from "../events/envelope.ts";
+import { ENVELOPE_VERSION, type Envelope, type Span, spanOf } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
@@ -35,14 +35,14 @@ export interface MailProcessorDeps {
 }
 
 async function timed<T>(metrics: Metrics, stage: string, work: () => Promise<T>, outcomeOf: (v: T) => string): Promise<{ value: T; span: Span }> {
-  const start = new Date().toISOString();
+  const start = Date.now();
   const t0 = performance.now();
   const value = await work();
   const ms = performance.now() - t0;
   const outcome = outcomeOf(value);
   metrics.smtpStages.inc({ stage, outcome });
   metrics.smtpStageSeconds.observe({ stage }, ms / 1000);
-  return { value, span: { name: stage === "parse" ? "mime.parse" : "sender.auth", start, duration_ms: Math.round(ms * 1000) / 1000, outcome: outcome === "ok" ? "ok" : "error", ...(outcome === "ok" ? {} : { detail: outcome }) } };
+  return { value, span: spanOf(stage === "parse" ? "mime.parse" : "sender.auth", start, ms, outcome === "ok" ? "ok" : "error", outcome === "ok" ? undefined : outcome) };
 }
 
 export function mailProcessor(deps: MailProcessorDeps): JobHandler {
@@ -72,7 +72,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
 
     const normalizeStarted = performance.now();
     const envelopes = normalize(row, parsed.value, auth.value, digest);
-    const normalizeSpan: Span = { name: "normalize", start: new Date().toISOString(), duration_ms: Math.round((performance.now() - normalizeStarted) * 1000) / 1000, outcome: "ok", detail: `${envelopes.length} event(s)` };
+    const normalizeSpan: Span = spanOf("normalize", Date.now(), performance.now() - normalizeStarted, "ok", `${envelopes.length} event(s)`);
     deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
     const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];

@@ -8,7 +8,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
 import { isStorageUnavailable } from "../errors/index.ts";
-import type { Span } from "../events/envelope.ts";
+import { type Span, spanSince } from "../events/envelope.ts";
 import type { MailRecipient, SqliteStorage } from "../store/index.ts";
 import { RecipientDirectory } from "./recipients.ts";
 import { type Spool, SpoolUnavailableError } from "./spool.ts";
@@ -478,7 +478,7 @@ export class SmtpIngress {
       // smtp-server itself answers 552 5.3.4 for an oversized message; this is its fallback.
       throw new SmtpReply(552, "5.3.4", `message exceeds the maximum size of ${max} bytes`, "too_big");
     }
-    const trace: Span[] = [{ name: "smtp.data", start: new Date(receivedAt).toISOString(), duration_ms: round(performance.now() - dataStarted), outcome: "ok", detail: `${raw.length} bytes` }];
+    const trace: Span[] = [spanSince("smtp.data", receivedAt, dataStarted, "ok", `${raw.length} bytes`)];
 
     const spoolStarted = performance.now();
     let spooled;
@@ -489,7 +489,7 @@ export class SmtpIngress {
       throw e;
     }
     this.count("spool", "ok", spoolStarted);
-    trace.push({ name: "spool.write", start: new Date(Date.now() - (performance.now() - spoolStarted)).toISOString(), duration_ms: round(performance.now() - spoolStarted), outcome: "ok" });
+    trace.push(spanSince("spool.write", Date.now() - (performance.now() - spoolStarted), spoolStarted));
 
     const id = newId("msg", receivedAt);
     const commitStarted = performance.now();
@@ -506,7 +506,7 @@ export class SmtpIngress {
           tls: session.secure,
           size: raw.length,
           spool: spooled,
-          trace: [...trace, { name: "ingress.commit", start: new Date().toISOString(), duration_ms: round(performance.now() - commitStarted), outcome: "ok" }],
+          trace: [...trace, spanSince("ingress.commit", Date.now(), commitStarted)],
         });
         storage.queue.enqueueTx(tx, { kind: MAIL_PROCESS_JOB, payload: { id } });
       });
@@ -520,7 +520,6 @@ export class SmtpIngress {
   }
 }
 
-const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
 /**
  * The message body; null when it is over `max` bytes (the rest is read and dropped, so the
