@@ -1,3 +1,5 @@
+import { newId } from "../core/ids.ts";
+
 /**
  * The canonical event envelope (SPEC §9), version 1. Every ingress normalizes into it; routing,
  * policy and delivery read only it. docs/envelope.md documents each field.
@@ -30,6 +32,16 @@ export interface Span {
   duration_ms: number;
   outcome: "ok" | "error" | "skipped";
   detail?: string;
+}
+
+/**
+ * The one way an envelope is made: a new `evt_` id for the time it was received, the current
+ * version, and a trace id from the id of what it came in as (a mail's `msg_…`, shared by the
+ * events one message makes for several tenants), or from its own id.
+ */
+export function newEnvelope(fields: Omit<Envelope, "id" | "version" | "received_at" | "trace_id" | "agent"> & { agent?: string | null }, at: number, traceOf?: string): Envelope {
+  const id = newId("evt", at);
+  return { id, version: ENVELOPE_VERSION, agent: null, received_at: new Date(at).toISOString(), trace_id: `T-${(traceOf ?? id).slice(4)}`, ...fields };
 }
 
 /**

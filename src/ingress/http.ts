@@ -1,13 +1,12 @@
 import { Elysia } from "elysia";
 import type { Config } from "../config/index.ts";
-import { newId } from "../core/ids.ts";
 import { type Logger, REDACTED } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
 import { ConfigCache, SpecCache } from "../resources/cache.ts";
 import { AppError } from "../errors/index.ts";
 import { jsonNestsDeeper, MAX_JSON_DEPTH, readBody } from "../http/body.ts";
-import { ENVELOPE_VERSION, type Envelope, type EventType, type Span, spanSince } from "../events/envelope.ts";
+import { type Envelope, type EventType, newEnvelope, type Span, spanSince } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type BindingSpec, NAME_PATTERN } from "../resources/specs.ts";
 import type { SqliteStorage } from "../store/index.ts";
@@ -233,10 +232,7 @@ export function ingressRoutes(deps: IngressDeps) {
     return result.created ? { id: result.id } : { id: result.id, duplicate: true };
   };
 
-  const envelope = (fields: Pick<Envelope, "type" | "tenant" | "channel" | "source" | "idempotency_key" | "data">, at: number): Envelope => {
-    const id = newId("evt", at);
-    return { id, version: ENVELOPE_VERSION, agent: null, received_at: new Date(at).toISOString(), trace_id: `T-${id.slice(4)}`, ...fields };
-  };
+  const envelope = (fields: Pick<Envelope, "type" | "tenant" | "channel" | "source" | "idempotency_key" | "data">, at: number): Envelope => newEnvelope(fields, at);
 
   return new Elysia({ normalize: false })
     .post(

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
-import { newId } from "../core/ids.ts";
 import { type JobHandler, PermanentJobError } from "../core/job-runner.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { ENVELOPE_VERSION, type Envelope, type Span, spanOf } from "../events/envelope.ts";
+import { type Envelope, newEnvelope, type Span, spanOf } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import { type SenderAuthResult, verifySender } from "../mail/sender-auth.ts";
@@ -132,12 +131,9 @@ export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult
     list.push(r);
     byTenant.set(r.tenant, list);
   }
-  const receivedAt = new Date(row.receivedAt).toISOString();
   return [...byTenant.entries()].map(([tenant, rcpts]) => {
     const first = rcpts[0]!;
-    return {
-      id: newId("evt", row.receivedAt),
-      version: ENVELOPE_VERSION,
+    return newEnvelope({
       type: "email.received",
       tenant,
       agent: first.agent,
@@ -151,8 +147,6 @@ export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult
         rcpt_to: rcpts.map((r) => r.address),
         tls: row.tls,
       },
-      received_at: receivedAt,
-      trace_id: `T-${row.id.slice(4)}`,
       idempotency_key: mailIdempotencyKey(digest, row.mailFrom, rcpts),
       data: {
         from: mail.from,
@@ -176,6 +170,6 @@ export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult
         auth_details: auth.details,
         parse_warnings: mail.parse_warnings,
       },
-    } satisfies Envelope;
+    }, row.receivedAt, row.id);
   });
 }
