@@ -7,7 +7,7 @@ import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { RateLimiter } from "../core/rate-limit.ts";
-import { isStorageUnavailable } from "../errors/index.ts";
+import { isStorageUnavailable, toSmtp } from "../errors/index.ts";
 import { type Span, spanSince } from "../events/envelope.ts";
 import type { MailRecipient, SqliteStorage } from "../store/index.ts";
 import { RecipientDirectory } from "./recipients.ts";
@@ -42,8 +42,16 @@ export class SmtpReply extends Error {
   }
 }
 
-const INTERNAL = () => new SmtpReply(451, "4.3.0", "local error in processing; try again later", "error");
-const UNAVAILABLE = () => new SmtpReply(452, "4.3.1", "insufficient system storage; try again later", "unavailable");
+/**
+ * What a failure that is no deliberate SmtpReply is answered, from the one error model
+ * (src/errors/to-smtp.ts): a storage failure 452 4.3.1, anything else 451 4.3.0, never a 5xx
+ * (an exception is our failure, not the sender's, whatever kind it carries).
+ */
+function replyTo(e: unknown): SmtpReply {
+  const storage = storageUnavailable(e);
+  const a = toSmtp(storage ? e : undefined);
+  return new SmtpReply(a.code, a.enhanced, a.text, storage ? "unavailable" : "error");
+}
 /** A storage failure the sender should retry later (452 4.3.1), as opposed to a bug (451 4.3.0): the one classifier (src/errors/). */
 export const storageUnavailable = (e: unknown): boolean => e instanceof SpoolUnavailableError || isStorageUnavailable(e);
 
@@ -249,7 +257,7 @@ export class SmtpIngress {
               this.count(stage, e.outcome, started);
               return answer(e);
             }
-            const reply = storageUnavailable(e) ? UNAVAILABLE() : INTERNAL();
+            const reply = replyTo(e);
             this.count(stage, reply.outcome, started);
             this.deps.log.error("smtp stage failed", { stage, error: e instanceof Error ? e.message : String(e), code: (e as { code?: unknown })?.code });
             answer(reply);
