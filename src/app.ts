@@ -71,37 +71,68 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, Bun.sleep(ms).then(() => Promise.reject(new Error(`${what} took longer than ${ms} ms`)))]);
 }
 
+/**
+ * What start-up has acquired so far (the data dir's lock, the database, workers, timers,
+ * listeners), undone in reverse order when a later step fails: one stack instead of a copy of the
+ * clean-up on every error path.
+ */
+class Acquired {
+  private readonly undo: (() => unknown)[] = [];
+
+  add<T>(value: T, release: (value: T) => unknown): T {
+    this.undo.push(() => release(value));
+    return value;
+  }
+
+  async release(): Promise<void> {
+    for (const fn of this.undo.splice(0).reverse()) {
+      try {
+        await fn();
+      } catch {
+        // Undoing the rest matters more than how one of them failed.
+      }
+    }
+  }
+}
+
 /** The composition root of `agentowl serve`: storage, workers, maintenance and the HTTP listener. */
 export async function startApp(opts: AppOptions): Promise<App> {
+  const acquired = new Acquired();
+  try {
+    return await start(opts, acquired);
+  } catch (e) {
+    await acquired.release();
+    throw e;
+  }
+}
+
+async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   const { config, log } = opts;
   const redactor = opts.redactor ?? new Redactor();
   redactor.learn(config.bootstrapToken);
   const tightened = prepareDataDir(config.dataDir, { files: keyFiles(config.masterKeyFile) });
   if (tightened.length) log.warn("made files in the data dir private: others could read them", { paths: tightened });
-  const lock = lockDataDir(config.dataDir);
+  const lock = acquired.add(lockDataDir(config.dataDir), (l) => l.release());
   const metrics = new Metrics();
-  let storage: SqliteStorage;
-  try {
-    storage = openSqliteStorage({
+  const storage: SqliteStorage = acquired.add(
+    openSqliteStorage({
       dir: config.dataDir,
       windowMs: config.commitWindowMs,
       maxBatch: config.commitMaxBatch,
       clock: opts.clock,
       random: opts.random,
       onCommit: metrics.observeCommit,
-    });
-    storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
-  } catch (e) {
-    lock.release();
-    throw e;
-  }
+    }),
+    (s) => s.close(),
+  );
+  storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
   if (storage.migration.applied.length) log.info("database migrated", { applied: storage.migration.applied, version: storage.migration.version });
   metrics.watchQueue(storage.queue);
 
   const clock = opts.clock ?? systemClock;
   // `agentowl init` creates the master key; a first `serve` without init does the same.
   let vault: Vault;
-  try {
+  {
     const source = masterKeySource(config.masterKeyFile);
     const { ring, created } = source.credential ? { ring: keyringOf(loadMasterKey(source.path)), created: false } : loadKeyring(source.path);
     if (created) log.info("vault master key created", { file: source.path });
@@ -117,10 +148,6 @@ export async function startApp(opts: AppOptions): Promise<App> {
         (e) => log.error("master-key rotation failed", { err: e }),
       );
     }
-  } catch (e) {
-    await storage.close();
-    lock.release();
-    throw e;
   }
 
   // The SMTP pipeline's parts: the certificate STARTTLS presents, the spool, attachments, DNS.
@@ -128,12 +155,10 @@ export async function startApp(opts: AppOptions): Promise<App> {
   try {
     tls = await loadTls(config);
   } catch (e) {
-    await storage.close();
-    lock.release();
     throw new Error(`cannot read the TLS certificate or key: ${(e as Error).message}`, { cause: e });
   }
   if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
-  const spool = new Spool(join(config.dataDir, "spool"));
+  const spool = acquired.add(new Spool(join(config.dataDir, "spool")), (s) => s.close());
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   // A put cut off by a crash left its temp file; the lock says no other process is writing one.
   const temps = blobs.removeTemps();
@@ -177,7 +202,9 @@ export async function startApp(opts: AppOptions): Promise<App> {
     log.child({ component: "outbox" }),
   );
   runner.start();
+  acquired.add(runner, (r) => r.stop(0));
   relay.start();
+  acquired.add(relay, (r) => r.stop());
 
   // Maintenance: expired leases often (a dead worker's jobs should not wait long), retention hourly.
   const recoverEvery = Math.max(1000, Math.min(30_000, Math.floor(config.visibilityTimeoutMs / 4)));
@@ -187,6 +214,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       (e) => log.error("lease recovery failed", { err: e }),
     );
   }, recoverEvery);
+  acquired.add(recoverTimer, clearInterval);
   // Approvals nobody decided in time take their declared outcome.
   const expiryTimer = setInterval(() => {
     storage.approvals.expireDue().then(
@@ -194,6 +222,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       (e) => log.error("approval expiry failed", { err: e }),
     );
   }, 5000);
+  acquired.add(expiryTimer, clearInterval);
   const retention = cron.schedule(
     "17 * * * *",
     async () => {
@@ -204,6 +233,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
     },
     { name: "retention", noOverlap: true },
   );
+  acquired.add(retention, (t) => t.destroy());
 
   // Rotation reminders (SPEC §12): every morning, and once at start, name the secrets whose
   // declared rotation period runs out within a week, in the log and on the outbox.
@@ -214,7 +244,7 @@ export async function startApp(opts: AppOptions): Promise<App> {
       await storage.outbox.emit({ topic: "secret.rotation_due", tenant: s.tenant, payload: { name: s.name, version: s.version, due_at: s.rotationDueAt, overdue } });
     }
   };
-  const reminders = cron.schedule("0 9 * * *", remind, { name: "secret-rotation-reminders", noOverlap: true });
+  const reminders = acquired.add(cron.schedule("0 9 * * *", remind, { name: "secret-rotation-reminders", noOverlap: true }), (t) => t.destroy());
   void remind().catch((e) => log.error("rotation reminders failed", { err: e }));
 
   let stopping = false;
@@ -264,13 +294,11 @@ export async function startApp(opts: AppOptions): Promise<App> {
     }
   } catch (e) {
     if (listening !== config.settings.http_listen) await http.stop(true);
-    await runner.stop(0);
-    await relay.stop();
-    await storage.close();
-    lock.release();
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new Error(`cannot listen on ${listening}: ${code}`, { cause: e });
   }
+  acquired.add(http, (h) => h.stop(true));
+  if (plain) acquired.add(plain, (p) => p.stop(true));
   const plainUrl = plain ? `http://${hostOf(plain.hostname)}:${plain.port}` : null;
   if (!https && !isLoopback(config.http.host)) log.warn("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear", { http_listen: config.settings.http_listen });
 
@@ -279,13 +307,6 @@ export async function startApp(opts: AppOptions): Promise<App> {
   try {
     smtpPort = await smtp.listen();
   } catch (e) {
-    await http.stop(true);
-    plain?.stop(true);
-    await runner.stop(0);
-    await relay.stop();
-    await spool.close();
-    await storage.close();
-    lock.release();
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
     throw new Error(`cannot listen on ${config.settings.smtp_listen}: ${code}`, { cause: e });
   }
