@@ -12,20 +12,23 @@ export interface SmtpAnswer {
  * failure the client caused or can act on is a 5xx; everything the appliance could not do is a
  * 4xx, so the sender tries again (a 5xx for our own failure would bounce the mail for good).
  */
+/** Our failure, whatever it is: the sender tries again later. */
+const LATER: SmtpAnswer = { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" };
+
 const SMTP: Record<ErrorKind, SmtpAnswer> = {
   invalid_input: { code: 501, enhanced: "5.5.4", text: "invalid arguments" },
   unauthenticated: { code: 535, enhanced: "5.7.8", text: "authentication failed" },
   forbidden: { code: 550, enhanced: "5.7.1", text: "not allowed" },
   not_found: { code: 550, enhanced: "5.1.1", text: "no such recipient here" },
-  conflict: { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" },
-  precondition_failed: { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" },
+  conflict: LATER,
+  precondition_failed: LATER,
   too_large: { code: 552, enhanced: "5.3.4", text: "message too big" },
   unsupported_media_type: { code: 554, enhanced: "5.6.0", text: "content not accepted" },
   rate_limited: { code: 451, enhanced: "4.7.1", text: "too much mail right now; try again later" },
   storage_full: { code: 452, enhanced: "4.3.1", text: "insufficient system storage; try again later" },
-  unavailable: { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" },
-  config_invalid: { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" },
-  internal: { code: 451, enhanced: "4.3.0", text: "local error in processing; try again later" },
+  unavailable: LATER,
+  config_invalid: LATER,
+  internal: LATER,
 };
 
 /** The one mapping from any thrown value to an SMTP answer: a storage failure is 452, anything unexpected 451. */

@@ -321,19 +321,8 @@ export class SqliteAudit implements AuditLog {
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (n: number) => (n === 1 ? "1 entry is" : `${n} entries are`);
 
-/** An audit_log row as SQLite holds it (the tamper tests write these directly). */
-export interface RawRow {
-  seq: number;
-  at: number;
-  actor: string;
-  tenant: string | null;
-  action: string;
-  target: string | null;
-  decision: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
+/** An audit_log row as SQLite holds it (the tamper tests write these directly): an entry, its details as text, and its links. */
+export type RawRow = Omit<AuditEntry, "details"> & { details: string; prev_hash: string; hash: string };
 
 /** The details object, only if the stored text is exactly its canonical JSON. */
 function parseCanonical(text: string): Record<string, unknown> | null {
