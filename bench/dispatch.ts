@@ -13,7 +13,7 @@
  *
  * Two more references, in the same loop: a bare relay (202, then a signed fetch to the receiver,
  * nothing stored) and the durable relay floor (the same with the two group commits per event
- * SPEC §10 cannot do without; bench/peers/relay.ts). They tell how much of the direct rate any
+ * docs/state-machines.md cannot do without; bench/peers/relay.ts). They tell how much of the direct rate any
  * relay, and any durable one, can reach on this machine.
  *
  * Second figure: SMTP DATA-end (the client sends the final dot) to the delivery's arrival at the
@@ -111,7 +111,7 @@ export async function benchDispatch(): Promise<void> {
   console.log(`receiver hit directly (signed POST, 200):   ${String(direct.perSec).padStart(6)} /s  p50 ${fmt(direct.p50)} ms  p99 ${fmt(direct.p99)} ms`);
 
   // The ceilings of any relay on this machine, through the same loop: nothing stored, and the
-  // least storage SPEC §10 allows (bench/peers/relay.ts).
+  // least storage docs/state-machines.md allows (bench/peers/relay.ts).
   const relay = (args: string[]) =>
     withPeer("relay.ts", [rx.url, ...args], (url) =>
       closedLoop(async () => {

@@ -235,7 +235,7 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   );
   acquired.add(retention, (t) => t.destroy());
 
-  // Rotation reminders (SPEC §12): every morning, and once at start, name the secrets whose
+  // Rotation reminders (docs/api.md#vault): every morning, and once at start, name the secrets whose
   // declared rotation period runs out within a week, in the log and on the outbox.
   const remind = async () => {
     for (const s of await vault.dueForRotation(7 * 86_400_000)) {
@@ -265,7 +265,7 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
 
   const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
     .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }), routing: dispatch.inline }));
-  // SPEC §7: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the
+  // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the
   // optional plain listener, which serves the same app to loopback and opted-in webhooks only.
   const https = servesHttps(config.settings.http_tls, config.http.host);
   const plainListen = config.settings.http_plain_listen ? parseListen(config.settings.http_plain_listen) : null;

@@ -1,5 +1,5 @@
 /**
- * The storage conformance suite: every storage driver (SQLite now, PostgreSQL per SPEC §16 later)
+ * The storage conformance suite: every storage driver (SQLite now, PostgreSQL per docs/architecture.md later)
  * runs exactly these tests. They speak only the contract in src/store/contract.ts.
  */
 import { afterEach, describe, expect, test } from "bun:test";

@@ -6,7 +6,7 @@
  * durable floor: before the 202 the event, its delivery and the attempt's audit entry (chained
  * by an HMAC of the previous one) share one group commit (WAL, synchronous=FULL), and after the
  * receiver's answer the attempt and the delivery's new state share another: the two commits per
- * event that SPEC §10 cannot do without (nothing acknowledged unstored, an audit entry before
+ * event that docs/state-machines.md cannot do without (nothing acknowledged unstored, an audit entry before
  * every attempt, every attempt recorded). No routing, policy, jobs, spans, retries or metrics.
  */
 import { Database } from "bun:sqlite";

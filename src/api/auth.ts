@@ -6,13 +6,13 @@ import { NAME_PATTERN } from "../resources/specs.ts";
 import type { TokenRecord, TokenStore } from "../store/index.ts";
 
 /**
- * Bearer API tokens (SPEC §7) and what they may do. Scopes:
+ * Bearer API tokens (docs/api.md) and what they may do. Scopes:
  *   admin                    everything, every tenant
  *   tenant:<name>:read       read that tenant's resources, events, deliveries
  *   tenant:<name>:write      the same, and change them
  *   ingest                   reserved for ingress clients that post events
  * Across tenants the answer is always 404, never 403, so that a token cannot probe which other
- * tenants or resources exist (SPEC §3.5).
+ * tenants or resources exist (guarantee 5 (docs/guarantees.md)).
  */
 export const SCOPE_PATTERN = /^(admin|ingest|tenant:[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?:(read|write))$/;
 export const TOKEN_PREFIX = "aow_";
@@ -96,7 +96,7 @@ export class Authenticator {
 }
 
 /**
- * SPEC §5: when AGENTOWL_BOOTSTRAP_TOKEN is set and no admin token exists, it becomes the first
+ * docs/configuration.md: when AGENTOWL_BOOTSTRAP_TOKEN is set and no admin token exists, it becomes the first
  * admin token. Once any admin exists the variable is ignored (and can be removed).
  */
 export async function seedBootstrapToken(tokens: TokenStore, token: string | null, clock: Clock, log: Logger): Promise<boolean> {

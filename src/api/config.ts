@@ -65,7 +65,7 @@ async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "w
   return declared;
 }
 
-/** POST /v1/config/validate | diff | apply, with the YAML file as the body (SPEC §6). */
+/** POST /v1/config/validate | diff | apply, with the YAML file as the body (docs/desired-state.md). */
 export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock, parser: DesiredParser) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
   /**

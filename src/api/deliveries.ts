@@ -61,7 +61,7 @@ const presentAttempt = (a: AttemptRow) => ({
 });
 
 /**
- * An event's whole timeline (SPEC §2): its ingress and routing spans, then each delivery's task
+ * An event's whole timeline (docs/architecture.md): its ingress and routing spans, then each delivery's task
  * spans labelled with the delivery and endpoint, in time order.
  */
 export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery?: string; endpoint?: string })[] {

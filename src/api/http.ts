@@ -42,7 +42,7 @@ const GLOBAL_POLICIES = /^\/v1\/policies(\/|$)/;
 
 /**
  * The body of a /v1 request, read only once the token is known good and the URL's tenant is one
- * it may use (SPEC §3.9: authenticated before the body is read). Then, cheapest first: the
+ * it may use (guarantee 9 (docs/guarantees.md): authenticated before the body is read). Then, cheapest first: the
  * media type (415), the size while reading (413), UTF-8 (400), the nesting (422) and the JSON
  * syntax (400). A desired-state file stays text: it is parsed off the event loop (config.ts).
  */

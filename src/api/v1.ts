@@ -105,7 +105,7 @@ function dropMetadata({ body, params, route }: { body: unknown; params?: unknown
 }
 
 /**
- * The control-plane API (SPEC §7): tenants and their resources addressed by name, versioned with
+ * The control-plane API (docs/api.md): tenants and their resources addressed by name, versioned with
  * ETag / If-Match, validated with the schemas of src/resources/specs.ts, behind bearer tokens.
  */
 export function v1Api(deps: V1Deps) {

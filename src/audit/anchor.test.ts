@@ -17,7 +17,7 @@ import { chainKeysFrom } from "./keys.ts";
 import { until } from "../../test/helpers/storage.ts";
 
 /**
- * The keyed, anchored audit chain (SPEC §3.10) against real files and a real database: what
+ * The keyed, anchored audit chain (guarantee 10 (docs/guarantees.md)) against real files and a real database: what
  * someone who can write the database (but not read the audit key) can do to it, and that each
  * is reported, naming the first bad entry and the last good one.
  */

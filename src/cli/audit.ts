@@ -4,7 +4,7 @@ import { LIST_OPTIONS, listRows, pointInTime } from "./events.ts";
 import { EXIT } from "./exit-codes.ts";
 import { cell, renderTable, time, toJson } from "./output.ts";
 
-/** `agentowl audit ls|verify`: the hash-chained audit log (SPEC §3.6). */
+/** `agentowl audit ls|verify`: the hash-chained audit log (guarantee 6 (docs/guarantees.md)). */
 
 const lsCommand: Command = {
   name: ["audit", "ls"],

@@ -5,7 +5,7 @@ import { readInputFile } from "./input.ts";
 import { progressFor, toJson } from "./output.ts";
 
 /**
- * `agentowl validate|diff|apply -f FILE`: the desired-state file (SPEC §6, docs/desired-state.md)
+ * `agentowl validate|diff|apply -f FILE`: the desired-state file (docs/desired-state.md, docs/desired-state.md)
  * is sent as it is to POST /v1/config/<verb>; the server parses, plans and applies it in one
  * transaction and answers with a rendered plan. An invalid file is answered with every problem
  * as `file:line:col: message`, one per line.

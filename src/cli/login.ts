@@ -6,7 +6,7 @@ import { localAppliance, peerCertificate, type Pin } from "./pin.ts";
 import { checkProfileName, DEFAULT_PROFILE, type Profile, profilePath, readProfiles, writeProfiles } from "./profile.ts";
 
 /**
- * Trust on first use (SPEC §7): the certificate an https:// server presents, shown for the
+ * Trust on first use (docs/api.md): the certificate an https:// server presents, shown for the
  * person to compare with the fingerprint `agentowl serve` logged or `agentowl init` printed,
  * and pinned once confirmed. Nothing (no token) is sent to the server before that.
  */

@@ -8,7 +8,7 @@ import { isCompiledBinary } from "../version.ts";
 import { CommandFailure, EXIT } from "./exit-codes.ts";
 
 /**
- * Certificate pinning for the CLI (SPEC §7): `agentowl login` shows the HTTPS listener's
+ * Certificate pinning for the CLI (docs/api.md): `agentowl login` shows the HTTPS listener's
  * certificate fingerprint, the person compares it with the one `agentowl serve` logged or
  * `agentowl init` printed, and the profile keeps it; every later request checks the server
  * presents that very certificate before the token leaves. The server's certificate is

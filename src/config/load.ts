@@ -72,7 +72,7 @@ export interface LoadOptions {
   platform?: NodeJS.Platform;
 }
 
-/** Where the data dir is when nothing says otherwise (SPEC §4). */
+/** Where the data dir is when nothing says otherwise (docs/architecture.md). */
 export function defaultDataDir(opts: { cwd: string; compiled: boolean; platform: NodeJS.Platform }): string {
   if (!opts.compiled) return join(opts.cwd, "data");
   return opts.platform === "darwin" ? "/usr/local/var/agentowl" : "/var/lib/agentowl";

@@ -31,7 +31,7 @@ function specOf(desired: DesiredState, c: Change): unknown {
 const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, name: c.name });
 
 /**
- * Desired state → database, in one transaction (SPEC §6). `scope` limits what the plan may see
+ * Desired state → database, in one transaction (docs/desired-state.md). `scope` limits what the plan may see
  * and so prune: a tenant token applies to its own tenants only. The resulting configuration is
  * checked as a whole before anything is written; a failure writes nothing.
  */
@@ -68,7 +68,7 @@ function applyTx(
   clashes: Clash[],
 ): Promise<ApplyResult> {
   return resources.transact((tx) => {
-    // Every vault: reference must name a secret that exists (SPEC §6): one error naming them all.
+    // Every vault: reference must name a secret that exists (docs/desired-state.md): one error naming them all.
     const missing = [...new Set(desired.tenants.flatMap(vaultRefs))].filter((ref) => !secrets.existsTx(tx, ref.slice("vault:".length)));
     if (missing.length) {
       throw new AppError("invalid_input", `${missing.length} vault secret(s) do not exist: ${missing.join(", ")} (set them with 'agentowl vault set TENANT/NAME')`, {

@@ -54,7 +54,7 @@ export function referenceProblems(records: readonly ResourceRecord[]): Map<strin
       out.set(problemKey(p), { tenant: p.tenant, field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
       continue;
     }
-    // SPEC §3.5: a value two tenants claim is refused on both sides, and each side learns only
+    // guarantee 5 (docs/guarantees.md): a value two tenants claim is refused on both sides, and each side learns only
     // that another tenant holds it; which one is for the audit log (see refusal()).
     const message = `number ${p.other.value} is already in use by another tenant; a number can route to one tenant only`;
     const sides = [
@@ -97,7 +97,7 @@ export function refusal(problems: readonly ReferenceProblem[], acting: readonly 
 
 /**
  * Every refusal over a value another tenant holds goes to the audit log, with both sides named
- * (SPEC §3.5). The entries belong to no tenant, so only an admin reads them.
+ * (guarantee 5 (docs/guarantees.md)). The entries belong to no tenant, so only an admin reads them.
  */
 export async function auditClashes(audit: SqliteAudit, clashes: readonly Clash[], actor: string, request: string): Promise<void> {
   for (const c of clashes) {

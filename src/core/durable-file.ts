@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 
 /**
  * A small file (a key, a certificate) written so that after a crash or a power cut it is either
- * there whole or not there at all (SPEC §3.1): a temp file, fsynced, put in place by a rename (or,
+ * there whole or not there at all (guarantee 1 (docs/guarantees.md)): a temp file, fsynced, put in place by a rename (or,
  * with `exclusive`, a link that fails when the file exists), then the directory fsynced. A plain
  * write left a 0-byte master key behind a filesystem error seconds after the first start, and
  * with it every secret of the vault.

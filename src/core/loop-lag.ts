@@ -1,5 +1,5 @@
 /**
- * Event-loop stall monitor (SPEC §3.9: no input may stall the event loop that serves ingress for
+ * Event-loop stall monitor (guarantee 9 (docs/guarantees.md): no input may stall the event loop that serves ingress for
  * more than 250 ms). A timer asks to run every `intervalMs`; how late it actually runs is how long
  * the loop was busy with something else. Each tick reports that lateness (0 when on time).
  *

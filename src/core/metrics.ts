@@ -54,7 +54,7 @@ export class Metrics {
   });
 
   /**
-   * The SMTP pipeline (SPEC §8), one series per stage: connect, tls, mail, rcpt, data, spool,
+   * The SMTP pipeline (docs/architecture.md#the-smtp-pipeline), one series per stage: connect, tls, mail, rcpt, data, spool,
    * commit (in the session) and parse, auth, normalize (in the processing job). Outcomes are
    * the stage's own words: ok, refused, rate_limited, too_big, unavailable, error, …
    */
@@ -77,7 +77,7 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** HTTP ingress (SPEC §7): every attempt, accepted or refused, by channel and outcome. */
+  /** HTTP ingress (docs/api.md): every attempt, accepted or refused, by channel and outcome. */
   readonly ingressRequests = new Counter({
     name: "agentowl_ingress_requests_total",
     help: "Webhook and Telnyx requests, by channel (webhook, telnyx) and outcome (accepted, duplicate, or the refusal).",
@@ -94,7 +94,7 @@ export class Metrics {
 
   /**
    * How late the event loop ran a timer that asked to run every 25 ms (src/core/loop-lag.ts):
-   * the time the loop spent on something else. SPEC §3.9's target is no stall over 250 ms.
+   * the time the loop spent on something else. guarantee 9 (docs/guarantees.md)'s target is no stall over 250 ms.
    */
   readonly loopStall = new Histogram({
     name: "agentowl_event_loop_stall_seconds",
@@ -166,7 +166,7 @@ export class Metrics {
     });
   }
 
-  /** Circuit breakers that are not closed (SPEC §10: the console shows them; so does /metrics). */
+  /** Circuit breakers that are not closed (docs/state-machines.md: the console shows them; so does /metrics). */
   watchCircuits(troubled: () => [string, { state: string; consecutiveFailures: number }][]): void {
     new Gauge({
       name: "agentowl_endpoint_circuit_open",

@@ -1,5 +1,5 @@
 /**
- * Bounds a desired-state file must keep before the yaml library sees it (SPEC §3.9). The library's
+ * Bounds a desired-state file must keep before the yaml library sees it (guarantee 9 (docs/guarantees.md)). The library's
  * work grows with nesting times size (its visitor copies the path at every node: a 10 KiB file
  * nested 5,000 deep took 5 s) and with aliases times size (each alias resolves by searching the
  * document), so both are counted first, in one pass over the lines, without parsing.

@@ -4,7 +4,7 @@ import { formatProblem, parseDesired } from "./parse.ts";
 import { plan } from "./plan.ts";
 import { renderPlan } from "./render.ts";
 
-/** examples/agentowl.yaml is SPEC §6's file as written; SPEC: "a file like the one above must apply as written". */
+/** examples/agentowl.yaml is docs/desired-state.md's file as written; SPEC: "a file like the one above must apply as written". */
 const FILE = "examples/agentowl.yaml";
 const text = readFileSync(new URL(`../../${FILE}`, import.meta.url), "utf8");
 
@@ -15,7 +15,7 @@ function example() {
 }
 
 /**
- * SPEC §6's example as the specification writes it, but for two lines (docs/desired-state.md says
+ * docs/desired-state.md's example as the specification writes it, but for two lines (docs/desired-state.md says
  * why): the endpoint posts to 127.0.0.1, not to 10.0.0.5 (whoever has that address on an office
  * LAN would receive the mail), and the Telnyx key is a real Ed25519 key (`"..."` fails validation).
  * Comments are the file's own.

@@ -4,7 +4,7 @@ import type { LocatedProblem, LocatedRef } from "./parse.ts";
 import type { DesiredState } from "./schema.ts";
 
 /**
- * Desired-state files parsed off the event loop (SPEC §3.9), one at a time in one worker thread,
+ * Desired-state files parsed off the event loop (guarantee 9 (docs/guarantees.md)), one at a time in one worker thread,
  * each within a time limit. A file that takes longer gets the worker terminated (the only way to
  * stop the yaml library mid-loop) and a 422 saying so; the next file gets a fresh worker. Files
  * waiting beyond a short queue are refused with 503 and Retry-After: operators apply a file now

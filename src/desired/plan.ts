@@ -42,7 +42,7 @@ export function plan(desired: DesiredState, current: Snapshot, opts: { prune: bo
   const changes: Change[] = [];
 
   for (const t of want.values()) changes.push(compare(t.tenant.name, "tenants", t.tenant.name, t.tenant, have.get(t.tenant.name)?.tenant));
-  // Global policies: declared in the file's top-level `policies` (SPEC §11), owned by no tenant.
+  // Global policies: declared in the file's top-level `policies` (docs/desired-state.md#policies), owned by no tenant.
   const globals = byName(current.policies ?? []);
   for (const p of sortedByName(desired.policies ?? [])) changes.push(compare(GLOBAL, "policies", p.name, p, globals.get(p.name)));
   for (const kind of APPLY_ORDER) {

@@ -41,7 +41,7 @@ export const MEANING: Record<string, string> = {
   "endpoints.retry.max_age": "Time after the first attempt before the delivery is dead-lettered.",
   "endpoints.timeout": "How long one attempt may take.",
   "endpoints.max_in_flight": "Deliveries to this endpoint at once (default 4). More wait in the queue, so one slow endpoint never holds up the others.",
-  "endpoints.allow_public": "Allow a destination outside loopback and the LAN (SPEC §3.8), 100.64.0.0/10 included. Link-local, cloud metadata, unspecified (0.0.0.0, ::), multicast and broadcast addresses are refused regardless, also inside IPv4-mapped, NAT64, 6to4 and other IPv6 forms.",
+  "endpoints.allow_public": "Allow a destination outside loopback and the LAN (guarantee 8 in [guarantees.md](guarantees.md)), 100.64.0.0/10 included. Link-local, cloud metadata, unspecified (0.0.0.0, ::), multicast and broadcast addresses are refused regardless, also inside IPv4-mapped, NAT64, 6to4 and other IPv6 forms.",
   "bindings.name": "Unique among the tenant's bindings.",
   "bindings.type": "Where events come from: mail over SMTP, a webhook, or Telnyx (SMS and voice).",
   "bindings.addresses": "email only, required: the agents (local parts) accepted, `hello` → `hello@<tenant>.<mail_domain>`. Each in one binding of the tenant.",

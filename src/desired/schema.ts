@@ -3,7 +3,7 @@ import { BindingSpec, type PolicySpec as Policy, EndpointSpec, PolicySpec, Route
 import type { TenantState } from "../resources/validate.ts";
 
 /**
- * The desired-state file (SPEC §6, docs/desired-state.md), as one schema made of the resource
+ * The desired-state file (docs/desired-state.md, docs/desired-state.md), as one schema made of the resource
  * schemas: validating it checks every resource, and every problem's pointer is a path in the file.
  */
 
@@ -34,7 +34,7 @@ export const DesiredFile = Type.Object(
 /** Every declared tenant with all of its resources: the whole truth for what it declares. */
 export interface DesiredState {
   tenants: TenantState[];
-  /** The global policies (SPEC §11); absent is none. Only an admin may declare them. */
+  /** The global policies (docs/desired-state.md#policies); absent is none. Only an admin may declare them. */
   policies?: Policy[];
 }
 

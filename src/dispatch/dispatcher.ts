@@ -22,7 +22,7 @@ import { ENDPOINT_URL_CHANGED } from "../control/service.ts";
 import { type RouteDecision, RouteTable } from "./route.ts";
 
 /**
- * The dispatcher (SPEC §10, §13; issue 8): routing turns an `event.received` outbox entry into
+ * The dispatcher (docs/state-machines.md, §13; issue 8): routing turns an `event.received` outbox entry into
  * one delivery (the task) per target, and a `delivery.run` job takes each through policy, an
  * approval when the policy asks for one, and signed HTTP attempts with retries until it is
  * delivered, dead, denied or quarantined. The delivery row is the task's checkpoint: a job that
@@ -33,7 +33,7 @@ import { type RouteDecision, RouteTable } from "./route.ts";
 
 export const DELIVERY_JOB = "delivery.run";
 
-/** The spans of one run of a task, written with its next checkpoint (SPEC §2's timeline). */
+/** The spans of one run of a task, written with its next checkpoint (docs/architecture.md's timeline). */
 class TaskTrace {
   private spans: Span[] = [];
   constructor(private readonly now: () => number) {}
@@ -598,7 +598,7 @@ export function dispatcher(deps: DispatcherDeps) {
     });
   };
 
-  // ---- operator actions (SPEC §10: deliveries can be retried, discarded, and replayed) ----------
+  // ---- operator actions (docs/state-machines.md: deliveries can be retried, discarded, and replayed) ----------
 
   /**
    * Replay an event: to every target its routes give now (an event that was unrouted gets its

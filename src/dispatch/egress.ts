@@ -2,7 +2,7 @@ import { lookup as dnsLookup } from "node:dns";
 import { isIP } from "node:net";
 
 /**
- * The egress guard (SPEC §3.8): the appliance talks only to the LAN unless an endpoint says
+ * The egress guard (guarantee 8 (docs/guarantees.md)): the appliance talks only to the LAN unless an endpoint says
  * `allow_public: true`, and never to link-local, cloud-metadata, unspecified, multicast or
  * broadcast addresses.
  *

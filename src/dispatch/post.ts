@@ -5,7 +5,7 @@ import type { Socket } from "node:net";
 import { checkAddress, classify, type Destination, EgressRefused, guardDestination, pinnedLookup, type Resolve, sameAddress } from "./egress.ts";
 
 /**
- * One HTTP delivery attempt (SPEC §10): POST a JSON body to an endpoint through the egress guard
+ * One HTTP delivery attempt (docs/state-machines.md): POST a JSON body to an endpoint through the egress guard
  * (`guardDestination` decides the address before a socket exists; the connection is pinned to it
  * and the socket's own address is checked again), with a connect timeout and a total timeout, never following a redirect, and report everything
  * the attempt log keeps: status, latency, a capped excerpt of the response, Retry-After, and for
@@ -50,7 +50,7 @@ export function keepAliveAgent(url: string, opts: { maxSockets: number; idleMs: 
   return new Kind({ keepAlive: true, maxSockets: opts.maxSockets, timeout: opts.idleMs });
 }
 
-/** Standard Webhooks headers for a delivery (SPEC §10): the id stays the same across retries. */
+/** Standard Webhooks headers for a delivery (docs/state-machines.md): the id stays the same across retries. */
 export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): Record<string, string> {
   const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret, "base64");
   const signature = createHmac("sha256", key).update(`${id}.${timestampSeconds}.${body}`).digest("base64");
@@ -164,7 +164,7 @@ export function postJson(url: string, body: string, headers: Record<string, stri
       r.end(body);
       return r;
     };
-    // The egress guard decides the address before any socket exists (SPEC §3.8).
+    // The egress guard decides the address before any socket exists (guarantee 8 (docs/guarantees.md)).
     guardDestination(target.hostname, { allowPublic: opts.allowPublic, resolve: opts.resolve })
       .then((to) => {
         if (!settled) req = send(to);

@@ -5,7 +5,7 @@ import { ConfigCache } from "../resources/cache.ts";
 import type { SqliteResources } from "../store/index.ts";
 
 /**
- * Routing (SPEC §10, issue 8 item 1): which of a tenant's endpoints an event goes to. Routes are
+ * Routing (docs/state-machines.md, issue 8 item 1): which of a tenant's endpoints an event goes to. Routes are
  * tried lowest `priority` first (default 100), ties by name; every route whose `match` holds adds
  * its `to` endpoints (fan-out), each endpoint once, credited to the first route that named it.
  * The tenant's `default: true` route applies only when no other route matched. An event nothing

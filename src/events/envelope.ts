@@ -1,7 +1,7 @@
 import { newId } from "../core/ids.ts";
 
 /**
- * The canonical event envelope (SPEC §9), version 1. Every ingress normalizes into it; routing,
+ * The canonical event envelope (docs/envelope.md), version 1. Every ingress normalizes into it; routing,
  * policy and delivery read only it. docs/envelope.md documents each field.
  */
 export const ENVELOPE_VERSION = 1;
@@ -25,7 +25,7 @@ export interface Envelope {
   data: Record<string, unknown>;
 }
 
-/** One step of an event's way through the appliance (SPEC §2): shown as a timeline. */
+/** One step of an event's way through the appliance (docs/architecture.md): shown as a timeline. */
 export interface Span {
   name: string;
   start: string;

@@ -3,7 +3,7 @@ import { closest } from "../errors/index.ts";
 /**
  * The fields a route's `match` or a policy's `when` may name (docs/envelope.md, docs/desired-state.md):
  * the envelope's own, the fields of `data` of every channel (also without the `data.` prefix, as
- * SPEC §6 writes `auth.dmarc`), for policies the action's (`target`, `tool`, `action`, `args.*`),
+ * docs/desired-state.md writes `auth.dmarc`), for policies the action's (`target`, `tool`, `action`, `args.*`),
  * and for routes their own `binding` and `sender`. A misspelt field would never match, silently disabling a quarantine or an approval
  * gate: validation refuses it with the nearest known name (issue 17 item 6).
  *

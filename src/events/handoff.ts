@@ -3,7 +3,7 @@ import type { SqliteTx } from "../store/index.ts";
 import type { Envelope, Span } from "./envelope.ts";
 
 /**
- * The hand-off from an ingress to routing (SPEC §2: the event and what processes it commit
+ * The hand-off from an ingress to routing (docs/architecture.md: the event and what processes it commit
  * together, in one transaction).
  *
  * Routed at its commit: the ingress asks routing for a plan before it commits (the routes, the

@@ -1,7 +1,7 @@
 import { AppError } from "../errors/index.ts";
 
 /**
- * Request bodies, read and parsed with every bound checked before the work it guards (SPEC §3.9):
+ * Request bodies, read and parsed with every bound checked before the work it guards (guarantee 9 (docs/guarantees.md)):
  * the size while the bytes come off the socket, the nesting before anything recursive runs.
  * The HTTP ingress and the /v1 API read their bodies through here.
  */

@@ -42,7 +42,7 @@ function fromFramework(code: string | number, error: unknown): unknown {
 }
 
 /**
- * The one HTTP listener (SPEC §7). This issue serves health, readiness and metrics; the API,
+ * The one HTTP listener (docs/api.md). This issue serves health, readiness and metrics; the API,
  * ingress and console mount onto the same app. Every error leaves as RFC 9457 problem+json.
  */
 export function createHttpApp(deps: HttpDeps) {

@@ -2,7 +2,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 
 /**
- * HTTPS on the HTTP listener (SPEC §7): which listener speaks TLS, who may use the plain one,
+ * HTTPS on the HTTP listener (docs/api.md): which listener speaks TLS, who may use the plain one,
  * and the certificate fingerprint that `agentowl serve` logs, `agentowl init` prints and
  * `agentowl login` pins. Pure: data in, data out.
  */

@@ -16,7 +16,7 @@ import { idempotencyKey } from "./idempotency.ts";
 import { credentialHeaders, type VerifyConfig, type VerifyResult, verifyRequest } from "./verify.ts";
 
 /**
- * HTTP ingress (SPEC §7): signed webhooks from LAN systems at /ingress/webhook/:tenant/:binding
+ * HTTP ingress (docs/api.md): signed webhooks from LAN systems at /ingress/webhook/:tenant/:binding
  * and Telnyx messaging and voice webhooks at /ingress/telnyx. The order of the checks is the
  * order of their cost, and nothing is written until the request has passed all of them:
  *
@@ -338,7 +338,7 @@ export function ingressRoutes(deps: IngressDeps) {
     );
 }
 
-/** Telnyx event types the appliance turns into events (SPEC §9); v1's `call_initiated` spelling too. */
+/** Telnyx event types the appliance turns into events (docs/envelope.md); v1's `call_initiated` spelling too. */
 const TELNYX_TYPES: Record<string, EventType> = {
   "message.received": "sms.received",
   "call.initiated": "voice.call.initiated",

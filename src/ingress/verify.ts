@@ -1,5 +1,5 @@
 /**
- * The signature checks of the HTTP webhook ingress (SPEC §7), one function per scheme: each takes
+ * The signature checks of the HTTP webhook ingress (docs/api.md), one function per scheme: each takes
  * the request's headers and raw body and returns a verdict, and the route picks the status code.
  * docs/webhook-verification.md describes what each scheme expects from the binding and the sender.
  *

@@ -4,7 +4,7 @@ import { WorkerQueue, type WorkerReply } from "../core/worker-queue.ts";
 import type { BlobStore } from "../store/index.ts";
 
 /**
- * The MIME-parse stage (SPEC §8): the spooled bytes become the fields of an `email.received`
+ * The MIME-parse stage (docs/architecture.md#the-smtp-pipeline): the spooled bytes become the fields of an `email.received`
  * event, and every attachment a content-addressed blob.
  *
  * It is fed whatever a sender chose to send, so it never throws for any input and never takes

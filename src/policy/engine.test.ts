@@ -21,7 +21,7 @@ const toCrm: Action = { kind: "dispatch", target: "crm" };
 const toErp: Action = { kind: "dispatch", target: "erp" };
 const tool = (name: string, args: Record<string, unknown> = {}): Action => ({ kind: "tool.call", tool: name, args });
 
-// SPEC §6's example policy.
+// docs/desired-state.md's example policy.
 const guard: PolicySpec = {
   name: "guard",
   rules: [

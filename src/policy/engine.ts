@@ -3,7 +3,7 @@ import { MAX_FIELD_DEPTH } from "../events/fields.ts";
 import { EFFECTS, type PolicySpec } from "../resources/specs.ts";
 
 /**
- * The policy engine (SPEC §11): pure and deterministic. A policy document is compiled once per
+ * The policy engine (docs/desired-state.md#policies): pure and deterministic. A policy document is compiled once per
  * version into closures; evaluating it does no I/O and allocates almost nothing, so the
  * dispatcher can ask for every task. docs/desired-state.md#policies is the user's view.
  *
@@ -48,7 +48,7 @@ function walk(root: unknown, parts: readonly string[]): unknown {
   return v;
 }
 
-/** The envelope's own top-level fields (SPEC §9); any other first segment is looked up under `data`. */
+/** The envelope's own top-level fields (docs/envelope.md); any other first segment is looked up under `data`. */
 const ENVELOPE_FIELDS = new Set(["id", "version", "type", "tenant", "agent", "channel", "source", "received_at", "trace_id", "idempotency_key", "data"]);
 
 export { MAX_FIELD_DEPTH };
@@ -72,7 +72,7 @@ function pathGetter(parts: readonly string[]): (root: unknown) => unknown {
 /**
  * A field of the action (`target`, `tool`, `action`, `args.*`) or of the envelope, dotted. A key
  * whose first segment is not an envelope field is a field of `data`: `auth.dmarc` is
- * data.auth.dmarc, as SPEC §6's example writes it. Decided once, at compile time.
+ * data.auth.dmarc, as docs/desired-state.md's example writes it. Decided once, at compile time.
  */
 export function compileGetter(key: string): Getter {
   const parts = key.split(".", MAX_FIELD_DEPTH + 1);

@@ -1,7 +1,7 @@
 import { type Static, type TObject, Type } from "@sinclair/typebox";
 
 /**
- * The control plane's resources (SPEC §6): what an operator declares in agentowl.yaml and manages
+ * The control plane's resources (docs/desired-state.md): what an operator declares in agentowl.yaml and manages
  * through /v1. One schema per kind; the API validates request bodies with it, the desired-state
  * loader validates YAML with it, and the OpenAPI document is generated from it.
  * docs/desired-state.md documents every field.
@@ -40,7 +40,7 @@ export const EndpointSpec = Type.Object(
       ),
     ),
     timeout: Type.Optional(Duration),
-    /** SPEC §3.8: endpoints must be on loopback or the LAN unless this says otherwise. */
+    /** guarantee 8 (docs/guarantees.md): endpoints must be on loopback or the LAN unless this says otherwise. */
     allow_public: Type.Optional(Type.Boolean()),
     /** Deliveries to this endpoint at once (default 4): a slow endpoint holds no more workers than this. */
     max_in_flight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
@@ -187,7 +187,7 @@ export type TemplateSpec = Static<typeof TemplateSpec>;
 export type SpecOf<K extends Kind> = Static<(typeof KINDS)[K]>;
 
 /**
- * The owner of global policies (SPEC §11): they decide for every tenant, before the tenant's own.
+ * The owner of global policies (docs/desired-state.md#policies): they decide for every tenant, before the tenant's own.
  * Stored like a tenant's resources under this reserved owner, which no tenant name can equal.
  */
 export const GLOBAL = "*";

@@ -21,7 +21,7 @@ import {
 } from "./specs.ts";
 
 /**
- * Validation of resources (SPEC §6), shared by the HTTP API (one resource at a time) and by the
+ * Validation of resources (docs/desired-state.md), shared by the HTTP API (one resource at a time) and by the
  * desired-state loader (a whole file). Two layers:
  *   - validateSpec: the shape of one resource, from its TypeBox schema, every problem at once;
  *   - checkTenant / checkGlobal: the rules a schema cannot say (references, uniqueness, which
@@ -295,7 +295,7 @@ export function checkTenant(state: TenantState): RefProblem[] {
     for (const b of policyProblems(p)) report("policies", i, p.name, b.pointer, b.message);
   });
 
-  // SPEC §3.5: a tenant's resources may only name its own secrets.
+  // guarantee 5 (docs/guarantees.md): a tenant's resources may only name its own secrets.
   for (const ref of vaultRefsAt(state)) {
     const owner = ref.ref.slice("vault:".length, ref.ref.indexOf("/"));
     if (owner !== tenant) {

@@ -11,7 +11,7 @@ import type { MailRecipient, MailRow, SqliteStorage } from "../store/index.ts";
 import type { Spool } from "./spool.ts";
 
 /**
- * The `mail.process` job: the asynchronous half of the SMTP pipeline (SPEC §8). It reads the
+ * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the
  * spooled message, parses it (mailparser) and checks its sender (SPF, DKIM, DMARC, ARC) at the
  * same time, then normalizes it into one `email.received` envelope per tenant it was addressed
  * to, and commits the events together with the message's new state.
@@ -119,7 +119,7 @@ export function mailIdempotencyKey(digest: string, mailFrom: string, recipients:
 }
 
 /**
- * One `email.received` envelope per tenant (SPEC §9): the recipients of one tenant share an
+ * One `email.received` envelope per tenant (docs/envelope.md): the recipients of one tenant share an
  * event, whose `agent` is the first of them and `data.agents` all of them, in RCPT order. Each
  * tenant's event carries only its own recipients, so tenants learn nothing of one another.
  * `digest` is the raw message's `rawDigest`, for the events' idempotency keys.

@@ -3,7 +3,7 @@ import type { MailRecipient, SqliteResources } from "../store/index.ts";
 import { ConfigCache } from "../resources/cache.ts";
 
 /**
- * Recipient validation at RCPT time (SPEC §8): `agent[+tag]@tenant.<mail domain>`, compared
+ * Recipient validation at RCPT time (docs/architecture.md#the-smtp-pipeline): `agent[+tag]@tenant.<mail domain>`, compared
  * without regard to case, names an agent that an email binding of an existing tenant lists.
  * Anything else is unknown (550 5.1.1) — one answer for an unknown tenant and an unknown agent,
  * so that senders cannot probe which tenants exist.

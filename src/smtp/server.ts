@@ -15,7 +15,7 @@ import { type Spool, SpoolUnavailableError } from "./spool.ts";
 import type { TlsMaterial } from "./tls.ts";
 
 /**
- * The SMTP listener (SPEC §8) on smtp-server: network and TLS, the session, recipient
+ * The SMTP listener (docs/architecture.md#the-smtp-pipeline) on smtp-server: network and TLS, the session, recipient
  * validation, rate limits, and the durable hand-off (spool fsync, then the message row and its
  * processing job in one group commit) before `250 2.0.0 queued as <id>`. Parsing, sender
  * authentication and normalizing happen later, in the `mail.process` job (src/smtp/process.ts).

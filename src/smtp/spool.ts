@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { GroupFsync } from "../core/group-fsync.ts";
 
 /**
- * The raw-message spool (SPEC §4, §3.1): append-only segment files in `<data>/spool/`, made
+ * The raw-message spool (docs/architecture.md, §3.1): append-only segment files in `<data>/spool/`, made
  * durable by group fsync. A message is appended to the current segment and its promise resolves
  * once an fdatasync that started after the write has finished; every message appended while one
  * fdatasync runs shares the next one. A separate fsynced file per message costs about 0.5 ms of

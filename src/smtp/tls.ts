@@ -6,7 +6,7 @@ import selfsigned from "selfsigned";
 import type { Config } from "../config/index.ts";
 
 /**
- * The certificate STARTTLS and the HTTPS listener present (SPEC §7, §8): the configured one (tls_cert / tls_key), else a
+ * The certificate STARTTLS and the HTTPS listener present (docs/api.md, §8): the configured one (tls_cert / tls_key), else a
  * self-signed one kept in `<data dir>/tls/`, created by `agentowl init` (or by the first start
  * when init was skipped). Never smtp-server's built-in certificate, whose private key is public.
  *

@@ -1,5 +1,5 @@
 /**
- * The audit log's hash chain (SPEC §3.6, §3.10): each entry's hash is an HMAC-SHA256, keyed with
+ * The audit log's hash chain (guarantee 6 (docs/guarantees.md), §3.10): each entry's hash is an HMAC-SHA256, keyed with
  * the appliance's audit key, over the previous entry's hash and the entry's canonical form, so
  * changing, removing or reordering any entry breaks every link after it, and someone who can
  * write the database but not read the key cannot recompute the links after a change. Entries

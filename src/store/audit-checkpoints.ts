@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { canonicalJson } from "./audit-chain.ts";
 
 /**
- * Signed checkpoints of the audit chain (SPEC §3.10): the chain's head anchored outside its table.
+ * Signed checkpoints of the audit chain (guarantee 10 (docs/guarantees.md)): the chain's head anchored outside its table.
  * One JSON line per checkpoint, appended to `<data dir>/audit/checkpoints.jsonl` (0600) and
  * fsynced, each signed with HMAC-SHA256 under the chain's checkpoint key:
  *

@@ -9,7 +9,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const TEMP_NAME = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
 
 /**
- * Attachments as content-addressed blobs (SPEC §4): `<dir>/sha256/<first 2 hex>/<64 hex>`. The
+ * Attachments as content-addressed blobs (docs/architecture.md): `<dir>/sha256/<first 2 hex>/<64 hex>`. The
  * name is the content's hash, so a blob is written once, shared by every message that carries
  * it, and never changes; rows reference it by hash.
  *

@@ -1,6 +1,6 @@
 /**
  * The storage contract: what the ingresses, the dispatcher and the workers may ask of storage.
- * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (SPEC §16) implements the
+ * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (docs/architecture.md) implements the
  * same interfaces and must pass the same conformance suite (test/store-contract.ts).
  */
 import type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
@@ -241,7 +241,7 @@ export interface TokenStore {
   countActiveAdmins(now: number): Promise<number>;
 }
 
-// The audit log (SPEC §3.6, §3.10)
+// The audit log (guarantee 6 (docs/guarantees.md), §3.10)
 
 export type NewAuditEntry = Omit<AuditEntry, "seq" | "at" | "tenant" | "target" | "decision" | "details"> &
   Partial<Pick<AuditEntry, "tenant" | "target" | "decision" | "details">>;

@@ -99,7 +99,7 @@ export function prepareDataDir(dir: string, opts: { deep?: boolean; files?: read
 }
 
 /**
- * Open the database with the durability SPEC §3.1 demands: WAL, synchronous=FULL (every commit
+ * Open the database with the durability guarantee 1 (docs/guarantees.md) demands: WAL, synchronous=FULL (every commit
  * fsyncs the WAL), foreign keys on, and a busy timeout so a short lock held by another process
  * (a backup, the CLI) waits instead of failing.
  */

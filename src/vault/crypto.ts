@@ -5,7 +5,7 @@ import { dirname } from "node:path";
 import { AppError } from "../errors/index.ts";
 
 /**
- * The vault's envelope encryption (SPEC §12). Each secret version has its own random data key;
+ * The vault's envelope encryption (docs/api.md#vault). Each secret version has its own random data key;
  * the value is sealed with it (AES-256-GCM) and the data key is sealed with the master key. Both
  * seals bind the secret's scope (tenant, name, version) as associated data, so a row copied onto
  * another secret, tenant or version does not open. Rotating the master key re-seals data keys

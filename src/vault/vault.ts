@@ -62,7 +62,7 @@ export function parseScope(scope: string): { tenant: string; name: string } {
 }
 
 /**
- * The vault (SPEC §12): sealed secrets in the database, values out only through single-use,
+ * The vault (docs/api.md#vault): sealed secrets in the database, values out only through single-use,
  * short-lived leases scoped to one tenant. Every set, rotation and lease (granted or refused) is
  * audited in the same transaction as the change it records; every value the vault sees is taught
  * to the log redactor.
@@ -253,7 +253,7 @@ export class Vault {
   }
 
   /**
-   * Re-wrap every data key under a new master key, without downtime (SPEC §12): the new key is
+   * Re-wrap every data key under a new master key, without downtime (docs/api.md#vault): the new key is
    * written (and fsynced) as `master.key.next` first and used for new secrets at once; rows are
    * re-wrapped in small transactions while both keys stay loaded, so reads never stop; then the
    * files are swapped. A crash at any step leaves every row readable, and the next start resumes.

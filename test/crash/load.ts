@@ -17,7 +17,7 @@
  * A connection that fails (the server died) is not a line: it is counted, and the worker tries
  * again. An SMTP message whose answer was lost is abandoned (a new Message-ID follows: an
  * unacknowledged message may or may not exist, either is allowed); a webhook is re-sent under
- * the same webhook-id until it is answered, as a provider would (SPEC §3.3).
+ * the same webhook-id until it is answered, as a provider would (guarantee 3 (docs/guarantees.md)).
  * On exit it prints one summary line: {"summary": {…}}.
  */
 import { appendFileSync } from "node:fs";

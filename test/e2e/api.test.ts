@@ -37,7 +37,7 @@ const TENANTS = {
   },
 };
 const KINDS = ["endpoints", "bindings", "routes", "policies", "templates"] as const;
-/** A global policy (SPEC §11): it decides for every tenant, and only an admin manages it. */
+/** A global policy (docs/desired-state.md#policies): it decides for every tenant, and only an admin manages it. */
 const GLOBAL_POLICY = { name: "house-rules", rules: [{ when: { "data.subject": { contains: "wire transfer" } }, effect: "require_approval", reason: "money" }] };
 
 async function seedTenant(name: string): Promise<void> {

@@ -143,7 +143,7 @@ describe("verify", () => {
 });
 
 /**
- * SPEC §3.10 with the real server process: the chain's head is anchored outside the table, in
+ * guarantee 10 (docs/guarantees.md) with the real server process: the chain's head is anchored outside the table, in
  * signed checkpoints (a file in the data dir) and in the log, and a SIGKILL never leaves a
  * checkpoint ahead of what was committed.
  */

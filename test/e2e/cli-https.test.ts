@@ -1,5 +1,5 @@
 /**
- * HTTPS on the HTTP listener and the CLI's certificate pin (SPEC §7), as the operator meets
+ * HTTPS on the HTTP listener and the CLI's certificate pin (docs/api.md), as the operator meets
  * them: `agentowl init` prints the fingerprint, `agentowl serve` (http_tls = on, on 127.0.0.1)
  * serves that certificate and logs it, `agentowl login` pins it, and a server that presents
  * another certificate is refused before the token leaves. The plain listener's rule for clients

@@ -1,5 +1,5 @@
 /**
- * Dispatch end to end (SPEC §10, §13; issue 8): a webhook or a mail comes in, is routed, decided
+ * Dispatch end to end (docs/state-machines.md, §13; issue 8): a webhook or a mail comes in, is routed, decided
  * by policy and delivered, signed, to real receivers on 127.0.0.1 that answer 200, 429 with
  * Retry-After, or 500; a require_approval policy parks the delivery until a person approves it;
  * dead deliveries are retried or discarded and events replayed, over the API and the CLI; every
@@ -100,7 +100,7 @@ beforeAll(async () => {
     ["routes", { name: "ok", match: { "json.kind": { in: ["ok", "refund", "blocked"] } }, to: ["crm"] }],
     ["routes", { name: "flaky", match: { "json.kind": "flaky" }, to: ["flaky"] }],
     ["routes", { name: "down", match: { "json.kind": "down" }, to: ["down"] }],
-    // IP literals the egress guard refuses (SPEC §3.8): metadata in hex, and the unspecified address on the receiver's port.
+    // IP literals the egress guard refuses (guarantee 8 (docs/guarantees.md)): metadata in hex, and the unspecified address on the receiver's port.
     ["endpoints", { name: "metadata", url: "http://0xa9fea9fe/latest/meta-data/", allow_public: true }],
     ["endpoints", { name: "anyhost", url: `http://0.0.0.0:${receiver.port}/anyhost`, allow_public: true }],
     ["routes", { name: "egress", match: { "json.kind": "egress" }, to: ["metadata", "anyhost"] }],

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { apiCaller } from "./api.ts";
 import { killLeftovers, type Running, serveAgentowl } from "./process.ts";
 
-/** SPEC §3.9: no stall over 250 ms. */
+/** guarantee 9 (docs/guarantees.md): no stall over 250 ms. */
 export const STALL_LIMIT_SECONDS = 0.25;
 /**
  * The resident-memory bound the server must stay under whatever it is sent. An idle server is

@@ -1,5 +1,5 @@
 /**
- * The launchd plist (SPEC §15) run as launchd would run it, on any OS: its ProgramArguments go
+ * The launchd plist (README.md#operations) run as launchd would run it, on any OS: its ProgramArguments go
  * through /bin/sh with a stand-in for agentowl, so the exit-78 rule and the signal hand-over are
  * tested for real; its KeepAlive keys are read from the file.
  */

@@ -1,7 +1,7 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
- * Actions parked by a `require_approval` decision (SPEC §11) until a person approves or denies
+ * Actions parked by a `require_approval` decision (docs/desired-state.md#policies) until a person approves or denies
  * them, or they expire with their declared outcome. States: pending → approved | denied | expired.
  */
 export const APPROVAL_STATES = ["pending", "approved", "denied", "expired"] as const;

@@ -1,7 +1,7 @@
 import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
- * Desired state (SPEC §6): every control-plane resource is one row, addressed by
+ * Desired state (docs/desired-state.md): every control-plane resource is one row, addressed by
  * (tenant, kind, name). Tenants themselves are rows of kind "tenants" whose tenant is their own
  * name. `spec` is the validated document (src/resources/specs.ts); `resource_version` starts at 1
  * and grows by one on every change: it is the ETag and the If-Match precondition.
@@ -38,7 +38,7 @@ export const resourceHistory = sqliteTable(
 );
 
 /**
- * API tokens (SPEC §7): only a SHA-256 of the token is stored; the token itself is shown once.
+ * API tokens (docs/api.md): only a SHA-256 of the token is stored; the token itself is shown once.
  * Tokens carry 256 random bits, so a fast hash is enough: there is nothing to brute-force.
  */
 export const tokens = sqliteTable(

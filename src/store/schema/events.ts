@@ -2,7 +2,7 @@ import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /**
- * Canonical events (SPEC §9): the whole envelope as JSON, plus the fields the API filters on as
+ * Canonical events (docs/envelope.md): the whole envelope as JSON, plus the fields the API filters on as
  * columns. Written by the ingresses in the same transaction as their processing job.
  */
 export const events = sqliteTable(
@@ -17,7 +17,7 @@ export const events = sqliteTable(
     idempotencyKey: text("idempotency_key"),
     receivedAt: integer("received_at").notNull(),
     envelope: text("envelope", { mode: "json" }).notNull(),
-    /** Spans of the pipeline (SPEC §2): name, start, duration, outcome. */
+    /** Spans of the pipeline (docs/architecture.md): name, start, duration, outcome. */
     trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull(),
     /** What routing decided: {matched, used_default, unrouted, at}; null until routed. */
     routing: text("routing", { mode: "json" }).$type<Record<string, unknown>>(),
@@ -25,13 +25,13 @@ export const events = sqliteTable(
   (t) => [
     index("events_tenant").on(t.tenant, t.id),
     index("events_type").on(t.type, t.id),
-    // SPEC §3.3: a provider delivery id or Idempotency-Key makes an event unique per tenant and binding.
+    // guarantee 3 (docs/guarantees.md): a provider delivery id or Idempotency-Key makes an event unique per tenant and binding.
     uniqueIndex("events_idempotency").on(t.tenant, t.binding, t.idempotencyKey).where(sql`idempotency_key IS NOT NULL`),
   ],
 );
 
 /**
- * One delivery of one event to one target (SPEC §10), the dispatcher's task (SPEC §13): its
+ * One delivery of one event to one target (docs/state-machines.md), the dispatcher's task (docs/architecture.md): its
  * state is its checkpoint. States: pending (routed, not yet decided), awaiting_approval,
  * delivering, delivered, failed (retrying), dead, denied, quarantined, discarded
  * (docs/state-machines.md).
@@ -79,7 +79,7 @@ export const deliveries = sqliteTable(
   ],
 );
 
-/** Every attempt of a delivery (SPEC §10): when, how long, what came back or why it failed. */
+/** Every attempt of a delivery (docs/state-machines.md): when, how long, what came back or why it failed. */
 export const deliveryAttempts = sqliteTable(
   "delivery_attempts",
   {

@@ -1,7 +1,7 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
- * One message accepted over SMTP (SPEC §8): what the session said about it, where its raw bytes
+ * One message accepted over SMTP (docs/architecture.md#the-smtp-pipeline): what the session said about it, where its raw bytes
  * are in the spool, and what processing made of it. Written, with its processing job, in the
  * transaction that precedes `250 2.0.0 queued as <id>`.
  */

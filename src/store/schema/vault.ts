@@ -1,7 +1,7 @@
 import { blob, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
 /**
- * Vault secrets (SPEC §12): one row per secret version, sealed (src/vault/crypto.ts). The
+ * Vault secrets (docs/api.md#vault): one row per secret version, sealed (src/vault/crypto.ts). The
  * current version has no `expires_at`; a superseded one stays valid until its `expires_at` (the
  * rotation's grace period), so receivers can move to the new value without a gap.
  */

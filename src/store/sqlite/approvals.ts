@@ -24,7 +24,7 @@ export interface ParkRequest {
 export const APPROVAL_DECIDED = "approval.decided";
 
 /**
- * The approvals store (SPEC §11). Every transition is one unit of work with its audit entry and
+ * The approvals store (docs/desired-state.md#policies). Every transition is one unit of work with its audit entry and
  * its outbox event, so a decision is recorded, announced and applied together or not at all.
  */
 export class SqliteApprovals {

@@ -68,7 +68,7 @@ const unbound: TxOperations = {
 };
 
 /**
- * Group commit (SPEC §3.1). Units of work that arrive while a commit is being prepared share one
+ * Group commit (guarantee 1 (docs/guarantees.md)). Units of work that arrive while a commit is being prepared share one
  * transaction and so one fsync of the WAL; every caller is resolved only after COMMIT returned,
  * i.e. after the data is on disk.
  *

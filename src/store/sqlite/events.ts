@@ -35,7 +35,7 @@ const FRESH_MAX_EVENT_BYTES = 64 * 1024;
 
 /**
  * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
- * processing job commit together (SPEC §2); the API reads.
+ * processing job commit together (docs/architecture.md); the API reads.
  */
 export class SqliteEvents {
   private readonly db: Db;
