@@ -18,7 +18,7 @@ afterEach(killLeftovers);
 const docs = ["README.md", ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
 
 describe("README and docs", () => {
-  test("every relative link resolves to a file in the repository, none outside it", () => {
+  test("every relative link resolves to a file in the repository, none outside it or climbing out of docs/", () => {
     const bad: string[] = [];
     for (const doc of docs) {
       const text = readFileSync(join(ROOT, doc), "utf8");
@@ -26,6 +26,8 @@ describe("README and docs", () => {
         if (/^[a-z]+:/i.test(target!) || target!.startsWith("#")) continue;
         const path = resolve(ROOT, dirname(doc), target!.split("#")[0]!);
         if (relative(ROOT, path).startsWith("..")) bad.push(`${doc}: ${target} leaves the repository`);
+        // A doc names the repository's files by their path, never a link climbing out of docs/.
+        else if (target!.startsWith("../")) bad.push(`${doc}: ${target} climbs out of its folder (name the file as \`path\` instead)`);
         else if (!existsSync(path)) bad.push(`${doc}: ${target} does not exist`);
       }
     }
