@@ -5,7 +5,7 @@
  */
 import type { Envelope } from "../src/events/envelope.ts";
 import { type Action, compilePolicy } from "../src/policy/engine.ts";
-import type { PolicySpec } from "../src/resources/specs.ts";
+import type { PolicySpec } from "../src/control/resources/specs.ts";
 import { benchAudit } from "./audit.ts";
 
 const N = Number(process.env.BENCH_POLICY_DECISIONS ?? 2_000_000);

@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { JobRunner } from "../src/core/job-runner.ts";
+import { JobRunner } from "../src/workers/job-runner.ts";
 import { silentLogger } from "../src/core/log.ts";
 import { openSqliteStorage } from "../src/store/index.ts";
 import { runPeer as bunqueue } from "./peers/bunqueue.ts";

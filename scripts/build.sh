@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 BUN="${BUN:-node_modules/.bin/bun}"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 flags=(build --compile --minify --sourcemap=none --bytecode --format=esm
-  --define "AGENTOWL_COMMIT=\"$commit\"" src/main.ts src/mail/parse-worker.ts src/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts)
+  --define "AGENTOWL_COMMIT=\"$commit\"" src/main.ts src/mail/parse-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts)
 
 mkdir -p dist
 if [[ "${1:-}" == "--all" ]]; then

@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * The one entry point of `agentowl`: the server (`serve`) and every CLI command.
- * The composition root is src/app.ts; this file only turns argv into a command and an exit code.
+ * The composition root is src/app/app.ts; this file only turns argv into a command and an exit code.
  */
 import { runCli } from "./cli/index.ts";
 import { processIO } from "./cli/index.ts";

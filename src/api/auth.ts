@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import { NAME_PATTERN } from "../resources/specs.ts";
+import { NAME_PATTERN } from "../control/resources/specs.ts";
 import type { TokenRecord, TokenStore } from "../store/index.ts";
 
 /**

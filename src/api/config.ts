@@ -1,10 +1,10 @@
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { applyDesired, type SecretIndex } from "../control/apply.ts";
-import { type DesiredState, formatProblem, type LocatedProblem, renderPlan } from "../desired/index.ts";
-import type { LocatedRef } from "../desired/index.ts";
+import { type DesiredState, formatProblem, type LocatedProblem, renderPlan } from "../control/desired/index.ts";
+import type { LocatedRef } from "../control/desired/index.ts";
 import { SIGNING_SECRET_FORM } from "../vault/vault.ts";
-import type { DesiredParser } from "../desired/index.ts";
+import type { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
 import { canAccess, isAdmin, type Principal } from "./auth.ts";

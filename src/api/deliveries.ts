@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import type { Span } from "../events/envelope.ts";
 import { AppError } from "../errors/index.ts";
-import { NAME_PATTERN } from "../resources/specs.ts";
+import { NAME_PATTERN } from "../control/resources/specs.ts";
 import type { DeliveryRow, SqliteEvents, SqliteResources, SqliteTokens } from "../store/index.ts";
 import { type AttemptRow, schema } from "../store/index.ts";
 import type { Waiting } from "../dispatch/dispatcher.ts";

@@ -1,7 +1,7 @@
 import { Elysia } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
-import { parseJsonBounded, readBody, utf8 } from "../http/body.ts";
+import { parseJsonBounded, readBody, utf8 } from "../server/body.ts";
 import type { TokenStore } from "../store/index.ts";
 import { Authenticator, type Principal, requireAdmin, requireTenant } from "./auth.ts";
 

@@ -5,7 +5,7 @@ import { validated } from "../control/service.ts";
 import { AppError } from "../errors/index.ts";
 import { decide, type PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
-import { type EndpointSpec, GLOBAL, type PolicySpec } from "../resources/specs.ts";
+import { type EndpointSpec, GLOBAL, type PolicySpec } from "../control/resources/specs.ts";
 import { requireAdmin } from "./auth.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { authenticated } from "./http.ts";

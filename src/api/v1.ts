@@ -4,9 +4,9 @@ import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
 import { SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
-import { DesiredParser } from "../desired/index.ts";
+import { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
-import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../resources/specs.ts";
+import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../control/resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/index.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
@@ -106,7 +106,7 @@ function dropMetadata({ body, params, route }: { body: unknown; params?: unknown
 
 /**
  * The control-plane API (docs/api.md): tenants and their resources addressed by name, versioned with
- * ETag / If-Match, validated with the schemas of src/resources/specs.ts, behind bearer tokens.
+ * ETag / If-Match, validated with the schemas of src/control/resources/specs.ts, behind bearer tokens.
  */
 export function v1Api(deps: V1Deps) {
   const { storage } = deps;

@@ -1,4 +1,4 @@
-import { fingerprintOf, isLoopback, parseFingerprint } from "../http/tls.ts";
+import { fingerprintOf, isLoopback, parseFingerprint } from "../server/tls.ts";
 import { type CommandArgs, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 import { type LocalAppliance, localAppliance, peerCertificate, type Pin, pinMismatch, pinnedTls } from "./pin.ts";

@@ -6,7 +6,7 @@ import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
-import { fingerprintOf } from "../http/tls.ts";
+import { fingerprintOf } from "../server/tls.ts";
 import { ensureMasterKey, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
 import { anchorAuditLog, checkpointFile, keyFiles } from "../audit/anchor.ts";
 import type { TokenStore } from "../store/index.ts";
@@ -65,7 +65,7 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     let certPath: string;
     if (config.tls) said.push(`TLS certificate ${(certPath = config.tls.cert)} (configured)`);
     else {
-      const { ensureSelfSigned, tlsDir } = await import("../smtp/tls.ts");
+      const { ensureSelfSigned, tlsDir } = await import("../ingress/smtp/tls.ts");
       certPath = join(tlsDir(config.dataDir), "cert.pem");
       said.push(`TLS certificate ${certPath} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`);
     }

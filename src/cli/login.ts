@@ -1,4 +1,4 @@
-import { fingerprintOf, isLoopback, parseFingerprint } from "../http/tls.ts";
+import { fingerprintOf, isLoopback, parseFingerprint } from "../server/tls.ts";
 import { ApiClient, DEFAULT_URL, normalizeUrl } from "./client.ts";
 import { type CommandArgs, type CommandIO, type Command, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";

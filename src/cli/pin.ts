@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { connect } from "node:tls";
 import { isIP } from "node:net";
 import { loadConfig } from "../config/index.ts";
-import { fingerprintOf, isSelfSigned, pemOf, servesHttps } from "../http/tls.ts";
+import { fingerprintOf, isSelfSigned, pemOf, servesHttps } from "../server/tls.ts";
 import { isCompiledBinary } from "../version.ts";
 import { CommandFailure, EXIT } from "./exit-codes.ts";
 

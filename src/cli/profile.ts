@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, stringify } from "smol-toml";
-import { fingerprintOf, parseFingerprint } from "../http/tls.ts";
+import { fingerprintOf, parseFingerprint } from "../server/tls.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 
 /**

@@ -1,4 +1,4 @@
-import { GLOBAL, type Kind } from "../resources/specs.ts";
+import { GLOBAL, type Kind } from "../control/resources/specs.ts";
 import { API_EXIT_HELP, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS } from "./client.ts";
 import { type Command, type CommandArgs, stringOpt } from "./command.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";

@@ -3,7 +3,7 @@ import { createLogger, type Logger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
-import type { App } from "../app.ts";
+import type { App } from "../app/app.ts";
 import type { Command, CommandIO } from "./command.ts";
 import { createFirstAdmin } from "./init.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -75,7 +75,7 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     });
     // Loaded here, not at the top: every other command starts without the whole appliance
     // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
-    const { startApp } = await import("../app.ts");
+    const { startApp } = await import("../app/app.ts");
     const app = await startApp({ config, log, redactor, logTap });
     await firstStart(app, redactor, log, io);
     return await new Promise<number>((resolve) => {

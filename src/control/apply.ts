@@ -1,8 +1,8 @@
-import { type Change, type DesiredState, plan, summarize, type Summary } from "../desired/index.ts";
+import { type Change, type DesiredState, plan, summarize, type Summary } from "./desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { ResourceKey, ResourceRecord } from "../store/index.ts";
-import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
-import { vaultRefs } from "../resources/validate.ts";
+import { GLOBAL, type PolicySpec } from "./resources/specs.ts";
+import { vaultRefs } from "./resources/validate.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
 import { announceChangeTx, auditClashes, type Clash, newProblems, refusal, resourcePath } from "./service.ts";
 import { toStates, withChange } from "./state.ts";

@@ -1,6 +1,6 @@
 import { AppError, type FieldError } from "../errors/index.ts";
-import { GLOBAL, type Kind, type PolicySpec, SINGULAR } from "../resources/specs.ts";
-import { checkGlobal, checkGlobalPolicies, checkTenant, validateSpec } from "../resources/validate.ts";
+import { GLOBAL, type Kind, type PolicySpec, SINGULAR } from "./resources/specs.ts";
+import { checkGlobal, checkGlobalPolicies, checkTenant, validateSpec } from "./resources/validate.ts";
 import type { Precondition, ResourceKey, ResourceRecord, WriteMode } from "../store/index.ts";
 import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
 import { toStates, withChange } from "./state.ts";

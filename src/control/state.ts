@@ -1,6 +1,6 @@
-import type { Kind, TenantSpec } from "../resources/specs.ts";
-import { KIND_NAMES } from "../resources/specs.ts";
-import type { TenantState } from "../resources/validate.ts";
+import type { Kind, TenantSpec } from "./resources/specs.ts";
+import { KIND_NAMES } from "./resources/specs.ts";
+import type { TenantState } from "./resources/validate.ts";
 import type { ResourceKey, ResourceRecord } from "../store/index.ts";
 
 /** Group resource rows into one TenantState per tenant (tenants without a row are skipped). */

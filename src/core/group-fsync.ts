@@ -8,7 +8,7 @@ interface Waiter {
 /**
  * Group fsync of one file, off the event loop: `sync()` resolves once an fdatasync that began
  * after the call has finished. Callers that arrive while one runs share the next, so a burst of
- * writes costs two fdatasyncs, not one each (the spool: src/smtp/spool.ts).
+ * writes costs two fdatasyncs, not one each (the spool: src/ingress/smtp/spool.ts).
  */
 export class GroupFsync {
   private waiters: Waiter[] = [];

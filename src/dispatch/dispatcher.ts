@@ -1,8 +1,8 @@
 import type { Agent } from "node:http";
 import { newId } from "../core/ids.ts";
-import { type JobHandler, PermanentJobError, RetryLaterError } from "../core/job-runner.ts";
+import { type JobHandler, PermanentJobError, RetryLaterError } from "../workers/job-runner.ts";
 import type { Job } from "../store/index.ts";
-import type { Subscriber } from "../core/outbox-relay.ts";
+import type { Subscriber } from "../workers/outbox-relay.ts";
 import type { OutboxEntry } from "../store/index.ts";
 import { parseDuration } from "../config/index.ts";
 import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
@@ -11,15 +11,15 @@ import { policiesFor } from "../policy/load.ts";
 import { type Envelope, type Span, spanOf, spanSince } from "../events/envelope.ts";
 import { AppError } from "../errors/index.ts";
 import type { SqliteTx as Tx } from "../store/index.ts";
-import type { EndpointSpec } from "../resources/specs.ts";
+import type { EndpointSpec } from "../control/resources/specs.ts";
 import { APPROVAL_DECIDED, type ApprovalRow, type DeliveryRow, type SqliteStorage } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
 import { type Attempt as PostResult, keepAliveAgent, postJson, signStandardWebhook } from "./post.ts";
-import { ConfigCache, SpecCache } from "../resources/cache.ts";
+import { ConfigCache, SpecCache } from "../control/resources/cache.ts";
 import { ENDPOINT_URL_CHANGED } from "../control/service.ts";
-import { type RouteDecision, RouteTable } from "./route.ts";
+import { type RouteDecision, RouteTable } from "../route/route.ts";
 
 /**
  * The dispatcher (docs/state-machines.md, §13; issue 8): routing turns an `event.received` outbox entry into
@@ -109,7 +109,7 @@ export function dispatcher(deps: DispatcherDeps) {
   const waiting = new Map<string, (() => void)[]>();
   const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
 
-  // The configuration every delivery reads, kept until it changes (src/resources/cache.ts).
+  // The configuration every delivery reads, kept until it changes (src/control/resources/cache.ts).
   const endpoints = new SpecCache<EndpointSpec>(storage.resources, "endpoints");
   const endpointOf = async (tenant: string, name: string) => (await endpoints.get(tenant, name)) ?? undefined;
   // One keep-alive agent per endpoint, URL and egress setting: a connection is checked by the

@@ -91,7 +91,7 @@ const ENVELOPE: Node = {
 };
 
 const ACTION: Node = { target: true, tool: true, action: true, args: ANY };
-/** A route's own keys (src/dispatch/route.ts): the binding that took the event, and the mail's sender address. */
+/** A route's own keys (src/route/route.ts): the binding that took the event, and the mail's sender address. */
 const ROUTE: Node = { binding: true, sender: true };
 
 /**

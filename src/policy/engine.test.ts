@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import type { Envelope } from "../events/envelope.ts";
-import type { PolicySpec } from "../resources/specs.ts";
+import type { PolicySpec } from "../control/resources/specs.ts";
 import { type Action, compilePolicy, decide, type Effect, PolicyCache } from "./engine.ts";
 
 const mail = (over: Partial<Envelope["data"]> = {}, env: Partial<Envelope> = {}): Envelope => ({

@@ -1,6 +1,6 @@
 import type { Envelope } from "../events/envelope.ts";
 import { MAX_FIELD_DEPTH } from "../events/fields.ts";
-import { EFFECTS, type PolicySpec } from "../resources/specs.ts";
+import { EFFECTS, type PolicySpec } from "../control/resources/specs.ts";
 
 /**
  * The policy engine (docs/desired-state.md#policies): pure and deterministic. A policy document is compiled once per

@@ -1,4 +1,4 @@
-import { GLOBAL, type PolicySpec } from "../resources/specs.ts";
+import { GLOBAL, type PolicySpec } from "../control/resources/specs.ts";
 import type { SqliteResources } from "../store/index.ts";
 import { type CompiledPolicy, compilePolicy, type PolicyCache } from "./engine.ts";
 

@@ -265,7 +265,7 @@ export interface Findings {
   /** Broken guarantees, each one line; empty when all hold. */
   problems: string[];
   /**
-   * Spool segments no row references (name and size). Known: the spool (src/smtp/spool.ts) keeps
+   * Spool segments no row references (name and size). Known: the spool (src/ingress/smtp/spool.ts) keeps
    * the segment a process was writing when it died, or one a full disk refused, until
    * `spool_retention` purges it; no acknowledged message is in one (its row would reference it).
    */

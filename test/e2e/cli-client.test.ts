@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { type App, startApp } from "../../src/app.ts";
+import { type App, startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { type RunResult, runAgentowl } from "../helpers/process.ts";

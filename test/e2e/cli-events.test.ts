@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
-import { type App, startApp } from "../../src/app.ts";
+import { type App, startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";

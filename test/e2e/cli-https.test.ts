@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { peerCertificate } from "../../src/cli/pin.ts";
-import { fingerprintOf } from "../../src/http/tls.ts";
+import { fingerprintOf } from "../../src/server/tls.ts";
 import { agentowlArgv, agentowlEnv, killLeftovers, type Running, type RunResult, runAgentowl, serveAgentowl } from "../helpers/process.ts";
 
 setDefaultTimeout(60_000);

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sign as githubSign } from "@octokit/webhooks-methods";
 import { Webhook } from "standardwebhooks";
-import { type App, startApp } from "../../src/app.ts";
+import { type App, startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";

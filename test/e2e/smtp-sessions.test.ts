@@ -9,7 +9,7 @@ import { afterAll, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { App } from "../../src/app.ts";
+import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { waitUntil } from "../helpers/process.ts";
 import { type Reply, SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";

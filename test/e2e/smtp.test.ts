@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
-import type { App } from "../../src/app.ts";
+import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startApp } from "../../src/app.ts";
+import { startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 

@@ -129,7 +129,7 @@ export class SmtpDialogue {
  * never answers (verdicts that need DNS are temperror, quickly); `env` adds or overrides settings.
  */
 export async function startSmtpAppliance(dataDir: string, bootstrapToken: string, env: Record<string, string> = {}, sink: (line: string) => void = () => {}, level: "debug" | "warn" = "debug") {
-  const { startApp } = await import("../../src/app.ts");
+  const { startApp } = await import("../../src/app/app.ts");
   const { loadConfig } = await import("../../src/config/index.ts");
   const { createLogger, Redactor } = await import("../../src/core/log.ts");
   const config = loadConfig({

@@ -7,7 +7,7 @@
  * event-loop stall over 250 ms. Violations are gathered per family and listed together.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { NAME_PATTERN } from "../../src/resources/specs.ts";
+import { NAME_PATTERN } from "../../src/control/resources/specs.ts";
 import { type Family, HostileServer, mutate, seeded, suiteTimer } from "../helpers/hostile.ts";
 
 setDefaultTimeout(150_000);

@@ -3,7 +3,7 @@ import { index, integer, primaryKey, sqliteTable, text } from "drizzle-orm/sqlit
 /**
  * Desired state (docs/desired-state.md): every control-plane resource is one row, addressed by
  * (tenant, kind, name). Tenants themselves are rows of kind "tenants" whose tenant is their own
- * name. `spec` is the validated document (src/resources/specs.ts); `resource_version` starts at 1
+ * name. `spec` is the validated document (src/control/resources/specs.ts); `resource_version` starts at 1
  * and grows by one on every change: it is the ETag and the If-Match precondition.
  */
 export const resources = sqliteTable(

@@ -8,7 +8,7 @@ import type { SqliteCommitter, SqliteTx } from "./committer.ts";
 /**
  * The transactional outbox: `emitTx` writes an event in the same transaction as the state change
  * that caused it, so both commit or neither does. Subscribers read the outbox as a log in commit
- * order, each from its own durable cursor (src/core/outbox-relay.ts), at least once.
+ * order, each from its own durable cursor (src/workers/outbox-relay.ts), at least once.
  */
 const MAX_NOTIFIERS = 256;
 

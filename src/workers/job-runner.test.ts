@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import type { Job } from "../store/contract.ts";
+import { tempStorage, until } from "../../test/helpers/storage.ts";
+import { type JobHandler, JobRunner, PermanentJobError, RetryLaterError } from "./job-runner.ts";
+import { silentLogger } from "../core/log.ts";
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function setup(handlers: Record<string, JobHandler>, concurrency = 4) {
+  const storage = tempStorage();
+  const outcomes: string[] = [];
+  const runner = new JobRunner({
+    queue: storage.queue,
+    handlers: new Map(Object.entries(handlers)),
+    log: silentLogger,
+    concurrency,
+    visibilityMs: 60_000,
+    // A long poll: the runner must be woken by enqueues, not find work by polling.
+    pollMs: 60_000,
+    onOutcome: (_kind, outcome) => outcomes.push(outcome),
+  });
+  runner.start();
+  cleanups.push(() => storage.dispose(), () => runner.stop(1000));
+  return { storage, runner, outcomes };
+}
+
+describe("JobRunner", () => {
+  test("an enqueued job is picked up at once and acked when its handler succeeds", async () => {
+    const seen: Job[] = [];
+    const { storage, outcomes } = setup({ "t.ok": async (job) => void seen.push(job) });
+    const { id } = await storage.queue.enqueue({ kind: "t.ok", payload: { hello: "world" } });
+    await until("the job to finish", () => outcomes.length === 1, 2000);
+    expect(seen[0]).toMatchObject({ id, payload: { hello: "world" }, attempt: 1 });
+    expect((await storage.queue.get(id))?.state).toBe("done");
+  });
+
+  test("a handler that throws schedules a retry; a permanent error dead-letters", async () => {
+    const { storage, outcomes } = setup({
+      "t.flaky": async () => {
+        throw new Error("connection refused");
+      },
+      "t.gone": async () => {
+        throw new PermanentJobError("410 Gone");
+      },
+    });
+    const flaky = await storage.queue.enqueue({ kind: "t.flaky", payload: null });
+    const gone = await storage.queue.enqueue({ kind: "t.gone", payload: null });
+    await until("both outcomes", () => outcomes.length === 2);
+    expect(await storage.queue.get(flaky.id)).toMatchObject({ state: "available", lastError: "Error: connection refused" });
+    expect(await storage.queue.get(gone.id)).toMatchObject({ state: "dead", deadReason: "permanent" });
+  });
+
+  test("a handler's Retry-After sets the next attempt time", async () => {
+    const { storage, outcomes } = setup({
+      "t.busy": async () => {
+        throw new RetryLaterError("429", 3_600_000);
+      },
+    });
+    const before = Date.now();
+    const { id } = await storage.queue.enqueue({ kind: "t.busy", payload: null });
+    await until("the retry", () => outcomes.length === 1);
+    expect((await storage.queue.get(id))!.runAt).toBeGreaterThanOrEqual(before + 3_600_000);
+  });
+
+  test("a handler that waits for something local (wait: true) runs again after exactly its delay, not the backoff, and well before the next poll", async () => {
+    const runs: number[] = [];
+    const { storage } = setup({
+      "t.wait": async () => {
+        runs.push(Date.now());
+        if (runs.length < 4) throw new RetryLaterError("endpoint busy", 50, true);
+      },
+    });
+    const { id } = await storage.queue.enqueue({ kind: "t.wait", payload: null });
+    // The backoff would have put the 3rd run seconds out, and the poll is a minute: both ruled out here.
+    await until("four runs, the last acked", async () => runs.length === 4 && (await storage.queue.get(id))?.state === "done", 5000);
+    for (let i = 1; i < runs.length; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(45);
+  });
+
+  test("never runs more jobs at once than its concurrency", async () => {
+    let running = 0;
+    let peak = 0;
+    const { storage, outcomes } = setup(
+      {
+        "t.slow": async () => {
+          peak = Math.max(peak, ++running);
+          await Bun.sleep(5);
+          running--;
+        },
+      },
+      3,
+    );
+    await Promise.all(Array.from({ length: 30 }, (_, i) => storage.queue.enqueue({ kind: "t.slow", payload: i })));
+    await until("all 30 jobs", () => outcomes.length === 30);
+    expect(peak).toBe(3);
+    expect((await storage.queue.depth()).done).toBe(30);
+  });
+
+  test("leaves jobs of kinds it has no handler for", async () => {
+    const { storage, outcomes } = setup({ "t.mine": async () => {} });
+    const other = await storage.queue.enqueue({ kind: "t.theirs", payload: null });
+    await storage.queue.enqueue({ kind: "t.mine", payload: null });
+    await until("my job", () => outcomes.length === 1);
+    expect((await storage.queue.get(other.id))?.state).toBe("available");
+  });
+
+  test("stop waits for the jobs in flight to finish", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { storage, runner } = setup({ "t.gated": async () => gate });
+    const { id } = await storage.queue.enqueue({ kind: "t.gated", payload: null });
+    await until("the job to start", async () => (await storage.queue.get(id))?.state === "leased");
+    let stopped = false;
+    const stopping = runner.stop(5000).then((cutOff) => ((stopped = true), cutOff));
+    await Bun.sleep(20);
+    expect(stopped).toBe(false);
+    release();
+    expect(await stopping).toBe(0);
+    expect((await storage.queue.get(id))?.state).toBe("done");
+  });
+
+  test("at the stop deadline a stuck job is aborted and keeps its lease for recovery", async () => {
+    let aborted = false;
+    const { storage, runner } = setup({
+      "t.stuck": (_job, { signal }) =>
+        new Promise<void>((_, reject) =>
+          signal.addEventListener("abort", () => {
+            aborted = true;
+            reject(signal.reason);
+          }),
+        ),
+    });
+    const { id } = await storage.queue.enqueue({ kind: "t.stuck", payload: null });
+    await until("the job to start", async () => (await storage.queue.get(id))?.state === "leased");
+    expect(await runner.stop(50)).toBe(1);
+    expect(aborted).toBe(true);
+  });
+});
