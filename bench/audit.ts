@@ -29,11 +29,22 @@ async function run(chained: boolean): Promise<number> {
   try {
     const s = openSqliteStorage({ dir });
     // Keyed and anchored, as the appliance runs it (HMAC links, a checkpoint every 1,000 entries).
-    if (chained) s.audit.anchor({ keys: chainKeysFrom(Buffer.alloc(32, 1)), file: checkpointFile(dir), everyEntries: 1000, everyMs: 60_000 });
+    if (chained)
+      s.audit.anchor({
+        keys: chainKeysFrom(Buffer.alloc(32, 1)),
+        file: checkpointFile(dir),
+        everyEntries: 1000,
+        everyMs: 60_000,
+      });
     // An exact copy of audit_log's table and indexes (not its append-only triggers, which fire on
     // UPDATE/DELETE only): the difference measured is the chain, nothing else.
-    const ddl = s.handle.sqlite.query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND type IN ('table', 'index') AND sql IS NOT NULL").all();
-    for (const { sql } of ddl) s.handle.sqlite.run(sql.replaceAll("audit_log", "audit_plain").replace(/`audit_(tenant|action)`/g, "`plain_$1`"));
+    const ddl = s.handle.sqlite
+      .query<{ sql: string }, []>(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = 'audit_log' AND type IN ('table', 'index') AND sql IS NOT NULL",
+      )
+      .all();
+    for (const { sql } of ddl)
+      s.handle.sqlite.run(sql.replaceAll("audit_log", "audit_plain").replace(/`audit_(tenant|action)`/g, "`plain_$1`"));
     const plain = s.handle.sqlite.prepare(
       "INSERT INTO audit_plain (seq, at, actor, tenant, action, target, decision, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
@@ -44,7 +55,18 @@ async function run(chained: boolean): Promise<number> {
         ? s.audit.append(entry(i))
         : s.committer.run((tx) => {
             const e = entry(i);
-            plain.run(++seq, tx.now, e.actor, e.tenant, e.action, e.target, e.decision, JSON.stringify(e.details), fixedHash, fixedHash);
+            plain.run(
+              ++seq,
+              tx.now,
+              e.actor,
+              e.tenant,
+              e.action,
+              e.target,
+              e.decision,
+              JSON.stringify(e.details),
+              fixedHash,
+              fixedHash,
+            );
           }),
     );
     if (chained && !(await s.audit.verify()).ok) throw new Error("the benchmark's chain does not verify");
@@ -62,7 +84,10 @@ export async function benchAudit(): Promise<void> {
   const chained = median(rounds.map((r) => r.chained));
   const plain = median(rounds.map((r) => r.plain));
   console.log(`audit appends, ${N} entries, ${WRITERS} concurrent writers, group commit, median of ${ROUNDS} rounds`);
-  for (const [i, r] of rounds.entries()) console.log(`   round ${i + 1}: chained ${r.chained.toLocaleString("en-US")}/s, plain ${r.plain.toLocaleString("en-US")}/s, ${((100 * r.chained) / r.plain).toFixed(0)}%`);
+  for (const [i, r] of rounds.entries())
+    console.log(
+      `   round ${i + 1}: chained ${r.chained.toLocaleString("en-US")}/s, plain ${r.plain.toLocaleString("en-US")}/s, ${((100 * r.chained) / r.plain).toFixed(0)}%`,
+    );
   console.log(`   hash-chained appends: ${chained.toLocaleString("en-US")}/s`);
   console.log(`   plain inserts of the same rows: ${plain.toLocaleString("en-US")}/s`);
   console.log(`   chained / plain: ${((100 * chained) / plain).toFixed(0)}% (target >= 50%)`);

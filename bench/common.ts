@@ -17,7 +17,13 @@ export async function waitHttp(url: string, proc: Subprocess): Promise<void> {
   const t0 = performance.now();
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`process exited with ${proc.exitCode}`);
-    if (await fetch(url).then(() => true, () => false)) return;
+    if (
+      await fetch(url).then(
+        () => true,
+        () => false,
+      )
+    )
+      return;
     if (performance.now() - t0 > 20_000) throw new Error(`${url} not up`);
     await Bun.sleep(50);
   }
@@ -27,10 +33,17 @@ export async function waitHttp(url: string, proc: Subprocess): Promise<void> {
  * `bun bench/peers/SCRIPT PORT ...args` in its own process on a free port, answering before
  * `use` gets its base URL; stopped after, whatever `use` did.
  */
-export async function withPeer<T>(script: string, args: readonly string[], use: (url: string, proc: Subprocess) => Promise<T>): Promise<T> {
+export async function withPeer<T>(
+  script: string,
+  args: readonly string[],
+  use: (url: string, proc: Subprocess) => Promise<T>,
+): Promise<T> {
   const root = join(import.meta.dir, "..");
   const port = await freePort();
-  const proc = spawn([join(root, "node_modules/.bin/bun"), join(root, "bench/peers", script), String(port), ...args], { stdout: "ignore", stderr: "inherit" });
+  const proc = spawn([join(root, "node_modules/.bin/bun"), join(root, "bench/peers", script), String(port), ...args], {
+    stdout: "ignore",
+    stderr: "inherit",
+  });
   try {
     const url = `http://127.0.0.1:${port}`;
     await waitHttp(`${url}/`, proc);
@@ -108,7 +121,11 @@ export async function startAppliance(name: string, env: Record<string, string> =
     throw e;
   }
   const api = async (method: string, path: string, body: unknown) => {
-    const r = await fetch(`${url}${path}`, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    const r = await fetch(`${url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
     if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
   };
   return { proc, url, httpPort, smtpPort, api, stop };

@@ -30,7 +30,10 @@ const MAILS = Number(process.env.BENCH_DISPATCH_MAILS ?? 1000);
 const MAIL_SESSIONS = 10;
 const SECRET = `whsec_${Buffer.from("bench-dispatch-signing-secret-32b").toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
-const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
+const BODY = JSON.stringify({
+  type: "ticket.created",
+  ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] },
+});
 
 /** Epoch milliseconds with sub-millisecond precision. */
 const stamp = () => performance.timeOrigin + performance.now();
@@ -65,7 +68,12 @@ function receiver() {
         resolve(at);
       } else waiting.set(key, resolve);
     });
-  return { url: `http://127.0.0.1:${server.port}/hook`, arrival, arrivals: () => arrivals, stop: () => server.stop(true) };
+  return {
+    url: `http://127.0.0.1:${server.port}/hook`,
+    arrival,
+    arrivals: () => arrivals,
+    stop: () => server.stop(true),
+  };
 }
 
 interface Figures {
@@ -76,7 +84,11 @@ interface Figures {
 }
 
 /** `inFlight` loops for SECONDS, each running `one` again as soon as it returns its latency. */
-async function closedLoop(one: (i: number) => Promise<number>, inFlight = IN_FLIGHT, seconds = SECONDS): Promise<Figures> {
+async function closedLoop(
+  one: (i: number) => Promise<number>,
+  inFlight = IN_FLIGHT,
+  seconds = SECONDS,
+): Promise<Figures> {
   const latencies: number[] = [];
   let i = 0;
   const t0 = performance.now();
@@ -88,7 +100,12 @@ async function closedLoop(one: (i: number) => Promise<number>, inFlight = IN_FLI
   );
   const ms = performance.now() - t0;
   latencies.sort((a, b) => a - b);
-  return { perSec: Math.round((latencies.length * 1000) / ms), p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99), n: latencies.length };
+  return {
+    perSec: Math.round((latencies.length * 1000) / ms),
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    n: latencies.length,
+  };
 }
 
 const fmt = (ms: number) => ms.toFixed(2);
@@ -104,11 +121,22 @@ export async function benchDispatch(): Promise<void> {
     const id = `msg_direct_${i}`;
     const ts = String(Math.floor(Date.now() / 1000));
     const sig = `v1,${createHmac("sha256", KEY).update(`${id}.${ts}.${envelope}`).digest("base64")}`;
-    const r = await fetch(rx.url, { method: "POST", headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": sig }, body: envelope });
+    const r = await fetch(rx.url, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "webhook-id": id,
+        "webhook-timestamp": ts,
+        "webhook-signature": sig,
+      },
+      body: envelope,
+    });
     await r.arrayBuffer();
     return performance.now() - t0;
   });
-  console.log(`receiver hit directly (signed POST, 200):   ${String(direct.perSec).padStart(6)} /s  p50 ${fmt(direct.p50)} ms  p99 ${fmt(direct.p99)} ms`);
+  console.log(
+    `receiver hit directly (signed POST, 200):   ${String(direct.perSec).padStart(6)} /s  p50 ${fmt(direct.p50)} ms  p99 ${fmt(direct.p99)} ms`,
+  );
 
   // The ceilings of any relay on this machine, through the same loop: nothing stored, and the
   // least storage docs/state-machines.md allows (bench/peers/relay.ts).
@@ -116,7 +144,11 @@ export async function benchDispatch(): Promise<void> {
     withPeer("relay.ts", [rx.url, ...args], (url) =>
       closedLoop(async () => {
         const t0 = performance.now();
-        const r = await fetch(`${url}/ingress`, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+        const r = await fetch(`${url}/ingress`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: BODY,
+        });
         const { id } = (await r.json()) as { id: string };
         await rx.arrival(id);
         return performance.now() - t0;
@@ -124,22 +156,43 @@ export async function benchDispatch(): Promise<void> {
     );
   const bare = await relay([]);
   const durable = await withTempDir("agentowl-bench-relay-", (dir) => relay([dir]));
-  console.log(`bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s = ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`);
-  console.log(`durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s = ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  p99 ${fmt(durable.p99)} ms`);
+  console.log(
+    `bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s = ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`,
+  );
+  console.log(
+    `durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s = ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  p99 ${fmt(durable.p99)} ms`,
+  );
 
   const dns = await startDnsServer({});
-  const app = await startAppliance("dispatch", { AGENTOWL_SMTP_GREETING_DELAY: "0ms", AGENTOWL_DNS_SERVERS: dns.servers.join(",") });
+  const app = await startAppliance("dispatch", {
+    AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+    AGENTOWL_DNS_SERVERS: dns.servers.join(","),
+  });
   const { api, url } = app;
   const smtp = app.smtpPort;
   try {
     await api("POST", "/v1/tenants", { name: "beta" });
     await api("PUT", "/v1/tenants/beta/secrets/receiver", { value: SECRET });
-    await api("POST", "/v1/tenants/beta/endpoints", { name: "receiver", url: rx.url, signing_secret: "vault:beta/receiver", max_in_flight: 100 });
+    await api("POST", "/v1/tenants/beta/endpoints", {
+      name: "receiver",
+      url: rx.url,
+      signing_secret: "vault:beta/receiver",
+      max_in_flight: 100,
+    });
     await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } });
     await api("POST", "/v1/tenants/beta/bindings", { name: "mail", type: "email", addresses: ["hello"] });
     await api("POST", "/v1/tenants/beta/routes", { name: "all", default: true, to: ["receiver"] });
     // A policy to evaluate on every delivery, as a real tenant would have.
-    await api("POST", "/v1/tenants/beta/policies", { name: "guard", rules: [{ when: { target: "receiver", "json.type": "refund.requested" }, effect: "require_approval", reason: "refunds need a person" }] });
+    await api("POST", "/v1/tenants/beta/policies", {
+      name: "guard",
+      rules: [
+        {
+          when: { target: "receiver", "json.type": "refund.requested" },
+          effect: "require_approval",
+          reason: "refunds need a person",
+        },
+      ],
+    });
 
     const ingress = `${url}/ingress/webhook/beta/hooks`;
     const throughEvents = async (inFlight: number, seconds: number) => {
@@ -147,7 +200,11 @@ export async function benchDispatch(): Promise<void> {
       const figures = await closedLoop(
         async () => {
           const t0 = performance.now();
-          const r = await fetch(ingress, { method: "POST", headers: { "content-type": "application/json" }, body: BODY });
+          const r = await fetch(ingress, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: BODY,
+          });
           if (r.status !== 202) throw new Error(`ingress answered ${r.status}`);
           const committed = stamp();
           const { id } = (await r.json()) as { id: string };
@@ -163,11 +220,19 @@ export async function benchDispatch(): Promise<void> {
     // Warm-up: connections, caches, the JIT.
     await throughEvents(IN_FLIGHT, 2);
     const ours = await throughEvents(IN_FLIGHT, SECONDS);
-    console.log(`via agentowl (ingress, route, policy, audit, signed POST): ${String(ours.perSec).padStart(6)} /s = ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ 0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor`);
-    console.log(`  own overhead, committed event → arrival at the receiver: p50 ${fmt(ours.overheadP50)} ms  p99 ${fmt(ours.overheadP99)} ms (target p99 < 10 ms)`);
-    console.log(`  ingress POST → arrival at the receiver:                 p50 ${fmt(ours.p50)} ms  p99 ${fmt(ours.p99)} ms`);
+    console.log(
+      `via agentowl (ingress, route, policy, audit, signed POST): ${String(ours.perSec).padStart(6)} /s = ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ 0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor`,
+    );
+    console.log(
+      `  own overhead, committed event → arrival at the receiver: p50 ${fmt(ours.overheadP50)} ms  p99 ${fmt(ours.overheadP99)} ms (target p99 < 10 ms)`,
+    );
+    console.log(
+      `  ingress POST → arrival at the receiver:                 p50 ${fmt(ours.p50)} ms  p99 ${fmt(ours.p99)} ms`,
+    );
     const one = await throughEvents(1, Math.max(2, SECONDS / 2));
-    console.log(`  one event in flight: own overhead p50 ${fmt(one.overheadP50)} ms  p99 ${fmt(one.overheadP99)} ms (${one.perSec} /s)`);
+    console.log(
+      `  one event in flight: own overhead p50 ${fmt(one.overheadP50)} ms  p99 ${fmt(one.overheadP99)} ms (${one.perSec} /s)`,
+    );
 
     // SMTP DATA-end → arrival at the receiver. The first mails after start also start the parse
     // workers (one per core, spawned on first use): shown apart, like the webhook warm-up.
@@ -191,8 +256,12 @@ export async function benchDispatch(): Promise<void> {
     };
     const first = await mails(MAIL_SESSIONS * 2);
     const latencies = await mails(MAILS);
-    console.log(`SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  p90 ${fmt(quantile(latencies, 0.9))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`);
-    console.log(`  the first ${first.length} mails after start (parse workers starting): p50 ${fmt(quantile(first, 0.5))} ms  max ${fmt(first.at(-1)!)} ms`);
+    console.log(
+      `SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  p90 ${fmt(quantile(latencies, 0.9))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`,
+    );
+    console.log(
+      `  the first ${first.length} mails after start (parse workers starting): p50 ${fmt(quantile(first, 0.5))} ms  max ${fmt(first.at(-1)!)} ms`,
+    );
   } finally {
     await app.stop();
     rx.stop();

@@ -17,9 +17,10 @@ const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 /** Random webhook-ids (as GitHub's and Telnyx's UUIDs are) instead of sequential ones: each lands on its own page of the idempotency index. */
 const RANDOM_IDS = process.env.BENCH_HTTP_RANDOM_IDS === "1";
 const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
-const BODY = JSON.stringify({ type: "ticket.created", ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] } });
-
-
+const BODY = JSON.stringify({
+  type: "ticket.created",
+  ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] },
+});
 
 interface Result {
   perSec: number;
@@ -31,7 +32,8 @@ interface Result {
 
 /** Standard Webhooks v1, signed with Node's native HMAC: the load generator shares the 2 cores. */
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
-const signature = (id: string, ts: string) => `v1,${createHmac("sha256", KEY).update(`${id}.${ts}.${BODY}`).digest("base64")}`;
+const signature = (id: string, ts: string) =>
+  `v1,${createHmac("sha256", KEY).update(`${id}.${ts}.${BODY}`).digest("base64")}`;
 
 /** The same signed requests, unique webhook-ids, for both servers: the load generator's own work is the same in both runs. */
 function load(url: string): Promise<Result> {
@@ -50,12 +52,29 @@ function load(url: string): Promise<Result> {
             setupRequest: (req: any) => {
               const id = RANDOM_IDS ? `msg_${crypto.randomUUID()}` : `msg_bench_${process.pid}_${++n}`;
               const ts = String(Math.floor(Date.now() / 1000));
-              return { ...req, headers: { ...req.headers, "webhook-id": id, "webhook-timestamp": ts, "webhook-signature": signature(id, ts) } };
+              return {
+                ...req,
+                headers: {
+                  ...req.headers,
+                  "webhook-id": id,
+                  "webhook-timestamp": ts,
+                  "webhook-signature": signature(id, ts),
+                },
+              };
             },
           },
         ],
       },
-      (err: Error | null, r: any) => (err ? reject(err) : resolve({ perSec: Math.round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, total: r.requests.total })),
+      (err: Error | null, r: any) =>
+        err
+          ? reject(err)
+          : resolve({
+              perSec: Math.round(r.requests.average),
+              p50: r.latency.p50,
+              p99: r.latency.p99,
+              non2xx: r.non2xx,
+              total: r.requests.total,
+            }),
     );
   });
 }
@@ -77,19 +96,29 @@ function reference(script: string, args: string[] = []): Promise<Result & { us: 
 const cpuNote = (us: number | null) => (us === null ? "" : `  CPU ${us.toFixed(1)} µs/request`);
 
 export async function benchHttp(): Promise<void> {
-  console.log(`${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`);
+  console.log(
+    `${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`,
+  );
   const ref = await reference("http-bare.ts");
   const bareUs = ref.us;
-  console.log(`bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms${cpuNote(bareUs)}`);
+  console.log(
+    `bare Bun.serve, 202 and nothing else:      ${String(ref.perSec).padStart(6)} req/s  p50 ${ref.p50} ms  p99 ${ref.p99} ms${cpuNote(bareUs)}`,
+  );
   const floor = await withTempDir("agentowl-bench-floor-", (dir) => reference("http-durable-floor.ts", [dir]));
-  console.log(`floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x bare${cpuNote(floor.us)}`);
+  console.log(
+    `floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x bare${cpuNote(floor.us)}`,
+  );
 
   const app = await startAppliance("http");
   const { api, url } = app;
   try {
     await api("POST", "/v1/tenants", { name: "beta" });
     await api("PUT", "/v1/tenants/beta/secrets/hooks", { value: SECRET });
-    await api("POST", "/v1/tenants/beta/bindings", { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" } });
+    await api("POST", "/v1/tenants/beta/bindings", {
+      name: "hooks",
+      type: "webhook",
+      verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" },
+    });
     const before = cpuSeconds(app.proc.pid);
     const writtenBefore = bytesWritten(app.proc.pid);
     const ours = await load(`${url}/ingress/webhook/beta/hooks`);
@@ -98,16 +127,25 @@ export async function benchHttp(): Promise<void> {
     const oursUs = perRequestUs(before, cpuSeconds(app.proc.pid), ours.total);
     const written = bytesWritten(app.proc.pid);
     if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
-    console.log(`agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms), ${(ours.perSec / floor.perSec).toFixed(2)}x the floor`);
+    console.log(
+      `agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms), ${(ours.perSec / floor.perSec).toFixed(2)}x the floor`,
+    );
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
     const commits = metric("agentowl_commit_batch_size_count");
     if (commits > 0) {
-      const perEvent = written !== null && writtenBefore !== null ? `; ${((written - writtenBefore) / ours.total / 1024).toFixed(1)} KiB written per event (WAL and checkpoints)` : "";
-      console.log(`  group commit: ${commits} commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ms each (write and fsync)${perEvent}`);
+      const perEvent =
+        written !== null && writtenBefore !== null
+          ? `; ${((written - writtenBefore) / ours.total / 1024).toFixed(1)} KiB written per event (WAL and checkpoints)`
+          : "";
+      console.log(
+        `  group commit: ${commits} commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ms each (write and fsync)${perEvent}`,
+      );
     }
     if (oursUs !== null && bareUs !== null) {
-      console.log(`  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs${floor.us === null ? "" : ` and the floor's ${floor.us.toFixed(1)} µs`} (the load generator's share of the 2 cores moves the rates, not this)`);
+      console.log(
+        `  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs${floor.us === null ? "" : ` and the floor's ${floor.us.toFixed(1)} µs`} (the load generator's share of the 2 cores moves the rates, not this)`,
+      );
     }
   } finally {
     await app.stop();

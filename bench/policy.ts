@@ -77,10 +77,13 @@ function rate(fn: () => unknown): number {
 
 export async function benchPolicy(): Promise<void> {
   const policy = compilePolicy(hundredRules(), { tenant: "beta", name: "big", version: 1 });
-  if (policy.decide(event, action).effect !== "allow" || reference(event, action) !== "allow") throw new Error("the benchmark's event must match no rule");
+  if (policy.decide(event, action).effect !== "allow" || reference(event, action) !== "allow")
+    throw new Error("the benchmark's event must match no rule");
   const ours = rate(() => policy.decide(event, action));
   const ref = rate(() => reference(event, action));
-  console.log(`policy decisions, a 100-rule policy, no rule matching (all 100 tried), ${N.toLocaleString("en-US")} decisions`);
+  console.log(
+    `policy decisions, a 100-rule policy, no rule matching (all 100 tried), ${N.toLocaleString("en-US")} decisions`,
+  );
   console.log(`   compiled policy: ${ours.toLocaleString("en-US")} decisions/s (target > 200,000)`);
   console.log(`   hand-written reference, same comparisons: ${ref.toLocaleString("en-US")} decisions/s`);
   console.log(`   ratio: ${(ours / ref).toFixed(2)}x the hand-written code\n`);

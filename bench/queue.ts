@@ -42,7 +42,9 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
 async function ours(jobs: number, maxBatch: number) {
   return withDir(async (dir) => {
     const storage = openSqliteStorage({ dir, maxBatch });
-    const enqueuePerSec = await enqueueAll({ dir, jobs, producers: PRODUCERS }, (i) => storage.queue.enqueue({ kind: "bench", payload: payload(i) }));
+    const enqueuePerSec = await enqueueAll({ dir, jobs, producers: PRODUCERS }, (i) =>
+      storage.queue.enqueue({ kind: "bench", payload: payload(i) }),
+    );
     const batches = new Map(storage.committer.stats().batchSizes);
     const commits = storage.committer.stats().commits;
     const t0 = performance.now();
@@ -64,7 +66,9 @@ async function ours(jobs: number, maxBatch: number) {
 async function oursRunner(jobs: number): Promise<number> {
   return withDir(async (dir) => {
     const storage = openSqliteStorage({ dir });
-    await enqueueAll({ dir, jobs, producers: PRODUCERS }, (i) => storage.queue.enqueue({ kind: "bench", payload: payload(i) }));
+    await enqueueAll({ dir, jobs, producers: PRODUCERS }, (i) =>
+      storage.queue.enqueue({ kind: "bench", payload: payload(i) }),
+    );
     let left = jobs;
     let finished!: () => void;
     const all = new Promise<void>((r) => (finished = r));
@@ -90,30 +94,53 @@ const fmt = (n: number) => n.toLocaleString("en-US");
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 
 export async function benchQueue(): Promise<void> {
-  console.log(`queue benchmark: ${PRODUCERS} producers; WAL + synchronous=FULL everywhere; ${new Date().toISOString()}\n`);
+  console.log(
+    `queue benchmark: ${PRODUCERS} producers; WAL + synchronous=FULL everywhere; ${new Date().toISOString()}\n`,
+  );
 
   const rounds: { perItem: number; group: number; lease: number; commits: number; batches: Map<number, number> }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const perItem = await ours(PER_ITEM_JOBS, 1);
     const group = await ours(BIG, 1000);
-    rounds.push({ perItem: perItem.enqueuePerSec, group: group.enqueuePerSec, lease: group.processPerSec, commits: group.commits, batches: group.batches });
+    rounds.push({
+      perItem: perItem.enqueuePerSec,
+      group: group.enqueuePerSec,
+      lease: group.processPerSec,
+      commits: group.commits,
+      batches: group.batches,
+    });
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const perItem = median(rounds.map((r) => r.perItem));
   const groupRate = median(rounds.map((r) => r.group));
-  const group = { enqueuePerSec: groupRate, processPerSec: median(rounds.map((r) => r.lease)), commits: rounds[0]!.commits, batches: rounds[0]!.batches };
+  const group = {
+    enqueuePerSec: groupRate,
+    processPerSec: median(rounds.map((r) => r.lease)),
+    commits: rounds[0]!.commits,
+    batches: rounds[0]!.batches,
+  };
   const runner = await oursRunner(BIG);
   const raw = await withDir((dir) => runRawSqlite({ dir, jobs: PER_ITEM_JOBS, producers: PRODUCERS }));
 
   console.log(`1. Group commit (our queue, durable enqueue), median of ${ROUNDS} interleaved rounds`);
   for (const [i, r] of rounds.entries()) {
-    console.log(`   round ${i + 1}: per item ${fmt(r.perItem)}/s, group ${fmt(r.group)}/s, ratio ${ratio(r.group, r.perItem)}`);
+    console.log(
+      `   round ${i + 1}: per item ${fmt(r.perItem)}/s, group ${fmt(r.group)}/s, ratio ${ratio(r.group, r.perItem)}`,
+    );
   }
   console.log(`   one transaction per item: ${fmt(perItem)} jobs/s (${PER_ITEM_JOBS} jobs)`);
-  console.log(`   group commit:             ${fmt(group.enqueuePerSec)} jobs/s (${BIG} jobs, ${group.commits} commits)`);
-  console.log(`   ratio: ${ratio(group.enqueuePerSec, perItem)}; median of per-round ratios ${median(rounds.map((r) => r.group / r.perItem)).toFixed(2)}x (target >= 20x)`);
-  console.log(`   reference, bare bun:sqlite: ${fmt(raw.perItemPerSec)} rows/s one per transaction, ${fmt(raw.batchedPerSec)} rows/s in 1000-row transactions`);
-  console.log(`   our group commit / bare per-row loop: ${ratio(group.enqueuePerSec, raw.perItemPerSec)}; / bare 1000-row batches: ${ratio(group.enqueuePerSec, raw.batchedPerSec)}\n`);
+  console.log(
+    `   group commit:             ${fmt(group.enqueuePerSec)} jobs/s (${BIG} jobs, ${group.commits} commits)`,
+  );
+  console.log(
+    `   ratio: ${ratio(group.enqueuePerSec, perItem)}; median of per-round ratios ${median(rounds.map((r) => r.group / r.perItem)).toFixed(2)}x (target >= 20x)`,
+  );
+  console.log(
+    `   reference, bare bun:sqlite: ${fmt(raw.perItemPerSec)} rows/s one per transaction, ${fmt(raw.batchedPerSec)} rows/s in 1000-row transactions`,
+  );
+  console.log(
+    `   our group commit / bare per-row loop: ${ratio(group.enqueuePerSec, raw.perItemPerSec)}; / bare 1000-row batches: ${ratio(group.enqueuePerSec, raw.batchedPerSec)}\n`,
+  );
 
   console.log("2. Lease + ack (batched claims of 500, acks group-committed)");
   console.log(`   lease+ack loop: ${fmt(group.processPerSec)} jobs/s (target >= 20,000)`);
@@ -143,12 +170,16 @@ export async function benchQueue(): Promise<void> {
   ] as const;
   console.log(`   ${"queue".padEnd(22)} ${"enqueue/s".padStart(10)} ${"process/s".padStart(10)}  durability`);
   for (const [name, version, durability, e, p] of rows) {
-    console.log(`   ${`${name} ${version}`.padEnd(22)} ${fmt(e as number).padStart(10)} ${fmt(p as number).padStart(10)}  ${durability}`);
+    console.log(
+      `   ${`${name} ${version}`.padEnd(22)} ${fmt(e as number).padStart(10)} ${fmt(p as number).padStart(10)}  ${durability}`,
+    );
   }
   if (peers.length) {
     const bestEnqueue = Math.max(...peers.map((p) => p.enqueuePerSec));
     const bestProcess = Math.max(...peers.map((p) => p.processPerSec));
-    console.log(`   agentowl / best peer: enqueue ${ratio(mine.enqueuePerSec, bestEnqueue)}, process ${ratio(mine.processPerSec, bestProcess)} (target >= 1.5x)`);
+    console.log(
+      `   agentowl / best peer: enqueue ${ratio(mine.enqueuePerSec, bestEnqueue)}, process ${ratio(mine.processPerSec, bestProcess)} (target >= 1.5x)`,
+    );
   }
   for (const p of peers) if (p.notes) console.log(`   note, ${p.name}: ${p.notes}`);
 }

@@ -21,7 +21,6 @@ const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
 const MESSAGE = `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\nMessage-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
 
-
 /** A minimal pipelining-free SMTP client: reads one reply per command. */
 export class SmtpClient {
   private buf = "";
@@ -67,7 +66,11 @@ export class SmtpClient {
     await this.cmd("DATA");
     const end = this.line();
     const t0 = performance.now();
-    this.socket.write(MESSAGE.replace("%ID%", String(id)).replace("hello@beta.agentowl.lan", to).replace("Subject: benchmark", `Subject: ${opts.subject ?? "benchmark"}`));
+    this.socket.write(
+      MESSAGE.replace("%ID%", String(id))
+        .replace("hello@beta.agentowl.lan", to)
+        .replace("Subject: benchmark", `Subject: ${opts.subject ?? "benchmark"}`),
+    );
     const dataEnd = performance.timeOrigin + performance.now();
     const reply = await end;
     if (!reply.startsWith("250")) throw new Error(`not accepted: ${reply}`);
@@ -124,8 +127,13 @@ async function waitPort(port: number, proc: Subprocess): Promise<void> {
 /** A LAN resolver stand-in: answers every sender-auth question (NXDOMAIN, cached like any answer). */
 let dnsServers = "";
 
-async function agentowl(greetingDelay: string): Promise<{ port: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
-  const app = await startAppliance("smtp", { AGENTOWL_SMTP_GREETING_DELAY: greetingDelay, AGENTOWL_DNS_SERVERS: dnsServers });
+async function agentowl(
+  greetingDelay: string,
+): Promise<{ port: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
+  const app = await startAppliance("smtp", {
+    AGENTOWL_SMTP_GREETING_DELAY: greetingDelay,
+    AGENTOWL_DNS_SERVERS: dnsServers,
+  });
   await app.api("POST", "/v1/tenants", { name: "beta" });
   await app.api("POST", "/v1/tenants/beta/bindings", { name: "mail", type: "email", addresses: ["hello"] });
   await waitPort(app.smtpPort, app.proc);
@@ -136,7 +144,10 @@ async function agentowl(greetingDelay: string): Promise<{ port: number; drain: (
       const t0 = performance.now();
       for (;;) {
         const text = await (await fetch(`${app.url}/metrics`)).text();
-        const waiting = ["available", "leased", "scheduled"].reduce((n, st) => n + Number(new RegExp(`agentowl_queue_jobs\\{state="${st}"\\} (\\d+)`).exec(text)?.[1] ?? 0), 0);
+        const waiting = ["available", "leased", "scheduled"].reduce(
+          (n, st) => n + Number(new RegExp(`agentowl_queue_jobs\\{state="${st}"\\} (\\d+)`).exec(text)?.[1] ?? 0),
+          0,
+        );
         if (waiting === 0) return (performance.now() - t0) / 1000;
         await Bun.sleep(100);
       }
@@ -147,7 +158,10 @@ async function agentowl(greetingDelay: string): Promise<{ port: number; drain: (
 
 async function bareSmtpServer(): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-server-bare.ts"), String(port)], { stdout: "ignore", stderr: "inherit" });
+  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-server-bare.ts"), String(port)], {
+    stdout: "ignore",
+    stderr: "inherit",
+  });
   await waitPort(port, proc);
   return {
     port,
@@ -180,11 +194,16 @@ async function smtpSink(): Promise<{ port: number; stop: () => Promise<void> } |
   };
 }
 
-const fmt = (r: Result) => `${String(r.perSec).padStart(6)} msg/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`;
+const fmt = (r: Result) =>
+  `${String(r.perSec).padStart(6)} msg/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`;
 
 export async function benchSmtp(): Promise<void> {
-  console.log(`${SESSIONS} sessions, ${SECONDS} s per run, ${MESSAGE.length} byte messages; latency = end of DATA to 250`);
-  console.log("agentowl also parses, authenticates and stores each message as an event meanwhile (the mail.process job, same process)");
+  console.log(
+    `${SESSIONS} sessions, ${SECONDS} s per run, ${MESSAGE.length} byte messages; latency = end of DATA to 250`,
+  );
+  console.log(
+    "agentowl also parses, authenticates and stores each message as an event meanwhile (the mail.process job, same process)",
+  );
   const dns = await startDnsServer({});
   dnsServers = dns.servers.join(",");
   const sink = await smtpSink();
@@ -208,10 +227,17 @@ export async function benchSmtp(): Promise<void> {
       const backlog = await a.drain();
       const fresh = await load(a.port, false);
       const backlog2 = await a.drain();
-      const ratio = (r: Result, k: "reuse" | "fresh") => `  = ${(r.perSec / lib[k].perSec).toFixed(2)}x smtp-server alone${ref[k] ? `, ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : ""}`;
-      console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} reuse:        ${fmt(reuse)}${ratio(reuse, "reuse")}`);
-      console.log(`agentowl (fsync + commit), greeting ${delay.padEnd(5)} per message:  ${fmt(fresh)}${ratio(fresh, "fresh")}`);
-      console.log(`  processing backlog left after each run: ${backlog.toFixed(1)} s, ${backlog2.toFixed(1)} s to drain`);
+      const ratio = (r: Result, k: "reuse" | "fresh") =>
+        `  = ${(r.perSec / lib[k].perSec).toFixed(2)}x smtp-server alone${ref[k] ? `, ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : ""}`;
+      console.log(
+        `agentowl (fsync + commit), greeting ${delay.padEnd(5)} reuse:        ${fmt(reuse)}${ratio(reuse, "reuse")}`,
+      );
+      console.log(
+        `agentowl (fsync + commit), greeting ${delay.padEnd(5)} per message:  ${fmt(fresh)}${ratio(fresh, "fresh")}`,
+      );
+      console.log(
+        `  processing backlog left after each run: ${backlog.toFixed(1)} s, ${backlog2.toFixed(1)} s to drain`,
+      );
     } finally {
       await a.stop();
     }

@@ -15,10 +15,13 @@ const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
 const BUN = join(ROOT, "node_modules/.bin/bun");
 
 function build(entry: string, out: string): void {
-  const r = spawnSync([BUN, "build", "--compile", "--minify", "--bytecode", "--format=esm", entry, "--outfile", out], { cwd: ROOT, stdout: "ignore", stderr: "pipe" });
+  const r = spawnSync([BUN, "build", "--compile", "--minify", "--bytecode", "--format=esm", entry, "--outfile", out], {
+    cwd: ROOT,
+    stdout: "ignore",
+    stderr: "pipe",
+  });
   if (r.exitCode !== 0) throw new Error(`build of ${entry} failed: ${r.stderr.toString()}`);
 }
-
 
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
@@ -77,18 +80,44 @@ process.on("SIGTERM", () => process.exit(0));`,
     for (let i = 0; i < RUNS; i++) {
       const port = await freePort();
       const dataDir = join(work, `data-${i}`);
-      oursT.push((await measure([ours, "serve"], { AGENTOWL_DATA_DIR: dataDir, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" }, port, 0)).ms);
+      oursT.push(
+        (
+          await measure(
+            [ours, "serve"],
+            {
+              AGENTOWL_DATA_DIR: dataDir,
+              AGENTOWL_HTTP_LISTEN: `127.0.0.1:${port}`,
+              AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+              AGENTOWL_LOG_LEVEL: "warn",
+            },
+            port,
+            0,
+          )
+        ).ms,
+      );
       const p2 = await freePort();
       bareT.push((await measure([bare], { PORT: String(p2) }, p2, 0)).ms);
     }
     const p1 = await freePort();
-    const oursIdle = await measure([ours, "serve"], { AGENTOWL_DATA_DIR: join(work, "idle"), AGENTOWL_HTTP_LISTEN: `127.0.0.1:${p1}`, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" }, p1, 3000);
+    const oursIdle = await measure(
+      [ours, "serve"],
+      {
+        AGENTOWL_DATA_DIR: join(work, "idle"),
+        AGENTOWL_HTTP_LISTEN: `127.0.0.1:${p1}`,
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_LOG_LEVEL: "warn",
+      },
+      p1,
+      3000,
+    );
     const p2 = await freePort();
     const bareIdle = await measure([bare], { PORT: String(p2) }, p2, 3000);
 
     const mo = median(oursT);
     const mb = median(bareT);
-    console.log(`start-up to a healthy /healthz, median of ${RUNS} (fresh data dir: creates and migrates the database)`);
+    console.log(
+      `start-up to a healthy /healthz, median of ${RUNS} (fresh data dir: creates and migrates the database)`,
+    );
     console.log(`   agentowl serve (compiled): ${mo.toFixed(1)} ms (target < 150 ms)`);
     console.log(`   bare Bun.serve (compiled): ${mb.toFixed(1)} ms`);
     console.log(`   ratio: ${(mo / mb).toFixed(2)}x the bare server`);

@@ -7,7 +7,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const root = join(import.meta.dir, "..");
-const journal = (await Bun.file(join(root, "migrations/meta/_journal.json")).json()) as { entries: { idx: number; tag: string }[] };
+const journal = (await Bun.file(join(root, "migrations/meta/_journal.json")).json()) as {
+  entries: { idx: number; tag: string }[];
+};
 
 export function renderEmbeddedMigrations(entries: { idx: number; tag: string }[]): string {
   const imports = entries.map((e) => `import m${e.idx} from "../../migrations/${e.tag}.sql" with { type: "text" };`);

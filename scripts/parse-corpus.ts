@@ -22,7 +22,8 @@ if (mode === "snapshot" && a) {
   const dir = mkdtempSync(join(tmpdir(), "parse-corpus-"));
   const blobs = new BlobStore(dir);
   const out: Record<string, ParsedMail> = {};
-  for (const file of [...new Glob("**/*.eml").scanSync(corpus)].sort()) out[file] = await parseMail(await Bun.file(join(corpus, file)).bytes(), { blobs });
+  for (const file of [...new Glob("**/*.eml").scanSync(corpus)].sort())
+    out[file] = await parseMail(await Bun.file(join(corpus, file)).bytes(), { blobs });
   await Bun.write(a, JSON.stringify(out));
   rmSync(dir, { recursive: true, force: true });
   console.log(`${Object.keys(out).length} messages parsed into ${a}`);
@@ -46,7 +47,9 @@ if (mode === "snapshot" && a) {
     console.log(`${file}: ${keys.join(", ")}`);
     for (const k of keys) {
       if (k === "parse_warnings") {
-        console.log(`  warnings added: ${show(y[k].filter((w) => !x[k].includes(w)))}; removed: ${show(x[k].filter((w) => !y[k].includes(w)))}`);
+        console.log(
+          `  warnings added: ${show(y[k].filter((w) => !x[k].includes(w)))}; removed: ${show(x[k].filter((w) => !y[k].includes(w)))}`,
+        );
       } else if (k === "attachments") {
         const brief = (m: ParsedMail) => m.attachments.map((t) => [t.filename, t.content_type, t.size]);
         console.log(`  before ${show(brief(x))}\n  after  ${show(brief(y))}`);

@@ -19,9 +19,18 @@ const STORE_MAY_IMPORT = new Set(["store", "core", "errors", "config"]);
 
 /** Imports past an index that stay for now (the storage contract's issue), each with its reason. */
 const KNOWN = new Map<string, string>([
-  ["vault/vault.ts -> store/schema/index.ts", "the vault writes its own SQL against the secrets table until the contract covers secrets"],
-  ["cli/events.ts -> store/schema/events.ts", "the CLI takes the delivery states from the schema without loading the store"],
-  ["cli/approvals.ts -> store/schema/approvals.ts", "the CLI takes the approval states from the schema without loading the store"],
+  [
+    "vault/vault.ts -> store/schema/index.ts",
+    "the vault writes its own SQL against the secrets table until the contract covers secrets",
+  ],
+  [
+    "cli/events.ts -> store/schema/events.ts",
+    "the CLI takes the delivery states from the schema without loading the store",
+  ],
+  [
+    "cli/approvals.ts -> store/schema/approvals.ts",
+    "the CLI takes the approval states from the schema without loading the store",
+  ],
 ]);
 
 interface Import {
@@ -40,7 +49,11 @@ function modules(dir: string): string[] {
 
 const imports: Import[] = modules(SRC).flatMap((file) =>
   [...readFileSync(file, "utf8").matchAll(/^(?:import|export)\s+(type\s+)?(?:[^;]*?\s+from\s+)?"(\.{1,2}\/[^"]+)"/gm)]
-    .map((m) => ({ from: relative(SRC, file), to: relative(SRC, resolve(dirname(file), m[2]!)), typeOnly: m[1] !== undefined }))
+    .map((m) => ({
+      from: relative(SRC, file),
+      to: relative(SRC, resolve(dirname(file), m[2]!)),
+      typeOnly: m[1] !== undefined,
+    }))
     // The embedded migrations are data, not modules.
     .filter((i) => !i.to.startsWith("..")),
 );
@@ -53,7 +66,9 @@ describe("dependencies point one way", () => {
   });
 
   test("store imports no domain or adapter module", () => {
-    const bad = imports.filter((i) => folderOf(i.from) === "store" && !i.typeOnly && !STORE_MAY_IMPORT.has(folderOf(i.to))).map((i) => `${i.from} -> ${i.to}`);
+    const bad = imports
+      .filter((i) => folderOf(i.from) === "store" && !i.typeOnly && !STORE_MAY_IMPORT.has(folderOf(i.to)))
+      .map((i) => `${i.from} -> ${i.to}`);
     expect(bad).toEqual([]);
   });
 
@@ -73,7 +88,12 @@ describe("dependencies point one way", () => {
         const at = path.indexOf(next);
         if (at >= 0) {
           const ring = [...path.slice(at), next];
-          cycles.push(ring.slice(1).map((b, k) => via.get(`${ring[k]}>${b}`)).join(", then "));
+          cycles.push(
+            ring
+              .slice(1)
+              .map((b, k) => via.get(`${ring[k]}>${b}`))
+              .join(", then "),
+          );
         } else visit(next, [...path, next]);
       }
     };

@@ -39,7 +39,9 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       test("concurrent units share commits and every caller is resolved after its commit", async () => {
         const { storage } = await open();
         const before = storage.committer.stats().commits;
-        const ids = await Promise.all(Array.from({ length: 200 }, (_, i) => storage.queue.enqueue({ kind: "t", payload: { i } })));
+        const ids = await Promise.all(
+          Array.from({ length: 200 }, (_, i) => storage.queue.enqueue({ kind: "t", payload: { i } })),
+        );
         const commits = storage.committer.stats().commits - before;
         expect(new Set(ids.map((r) => r.id)).size).toBe(200);
         expect(commits).toBeLessThan(5);
@@ -98,11 +100,22 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
     describe("queue", () => {
       test("enqueue, lease, ack: a job runs once and ends done", async () => {
         const { storage } = await open();
-        const { id, created } = await storage.queue.enqueue({ kind: "mail.parse", payload: { spool: "x" }, tenant: "beta" });
+        const { id, created } = await storage.queue.enqueue({
+          kind: "mail.parse",
+          payload: { spool: "x" },
+          tenant: "beta",
+        });
         expect(created).toBe(true);
         expect(parseSeqId("job", id)).not.toBeNull();
         const [job] = await storage.queue.lease({ limit: 10, visibilityMs: VIS });
-        expect(job).toMatchObject({ id, kind: "mail.parse", tenant: "beta", payload: { spool: "x" }, state: "leased", attempt: 1 });
+        expect(job).toMatchObject({
+          id,
+          kind: "mail.parse",
+          tenant: "beta",
+          payload: { spool: "x" },
+          state: "leased",
+          attempt: 1,
+        });
         expect(await storage.queue.lease({ limit: 10, visibilityMs: VIS })).toEqual([]);
         expect(await storage.queue.ack(job!)).toBe(true);
         expect((await storage.queue.get(id))?.state).toBe("done");
@@ -136,7 +149,9 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       test("concurrent leases never hand out the same job twice", async () => {
         const { storage } = await open();
         await Promise.all(Array.from({ length: 300 }, (_, i) => storage.queue.enqueue({ kind: "t", payload: i })));
-        const batches = await Promise.all(Array.from({ length: 40 }, () => storage.queue.lease({ limit: 10, visibilityMs: VIS })));
+        const batches = await Promise.all(
+          Array.from({ length: 40 }, () => storage.queue.lease({ limit: 10, visibilityMs: VIS })),
+        );
         const ids = batches.flat().map((j) => j.id);
         expect(ids.length).toBe(300);
         expect(new Set(ids).size).toBe(300);
@@ -145,7 +160,9 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       test("an idempotency key makes a job unique per kind, even under concurrent enqueues", async () => {
         const { storage } = await open();
         const results = await Promise.all(
-          Array.from({ length: 20 }, () => storage.queue.enqueue({ kind: "ingest", payload: null, idempotencyKey: "gh-delivery-1" })),
+          Array.from({ length: 20 }, () =>
+            storage.queue.enqueue({ kind: "ingest", payload: null, idempotencyKey: "gh-delivery-1" }),
+          ),
         );
         expect(new Set(results.map((r) => r.id)).size).toBe(1);
         expect(results.filter((r) => r.created).length).toBe(1);
@@ -185,7 +202,10 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         await storage.queue.enqueue({ kind: "t", payload: null, maxAttempts: 100 });
         for (let i = 0; i < 6; i++) {
           const [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
-          expect(await storage.queue.fail(job!, { message: "busy", retryAfterMs: 250, exactDelay: true })).toEqual({ state: "retry", runAt: clock.now() + 250 });
+          expect(await storage.queue.fail(job!, { message: "busy", retryAfterMs: 250, exactDelay: true })).toEqual({
+            state: "retry",
+            runAt: clock.now() + 250,
+          });
           clock.advance(250);
         }
       });
@@ -198,7 +218,11 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         clock.advance(10_000);
         [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
         expect(await storage.queue.fail(job!, { message: "2" })).toEqual({ state: "dead", reason: "max_attempts" });
-        expect(await storage.queue.get(id)).toMatchObject({ state: "dead", deadReason: "max_attempts", lastError: "2" });
+        expect(await storage.queue.get(id)).toMatchObject({
+          state: "dead",
+          deadReason: "max_attempts",
+          lastError: "2",
+        });
         clock.advance(10_000_000);
         expect(await storage.queue.lease({ limit: 1, visibilityMs: VIS })).toEqual([]);
         expect((await storage.queue.depth()).dead).toBe(1);
@@ -208,14 +232,20 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         const { storage } = await open();
         await storage.queue.enqueue({ kind: "t", payload: null });
         const [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
-        expect(await storage.queue.fail(job!, { message: "410 Gone", retryable: false })).toEqual({ state: "dead", reason: "permanent" });
+        expect(await storage.queue.fail(job!, { message: "410 Gone", retryable: false })).toEqual({
+          state: "dead",
+          reason: "permanent",
+        });
       });
 
       test("a job past its max age is dead-lettered instead of retried or run", async () => {
         const { storage, clock } = await open();
         const { id } = await storage.queue.enqueue({ kind: "t", payload: null, maxAgeMs: 1_000 });
         const [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
-        expect(await storage.queue.fail(job!, { message: "x", retryAfterMs: 5_000 })).toEqual({ state: "dead", reason: "max_age" });
+        expect(await storage.queue.fail(job!, { message: "x", retryAfterMs: 5_000 })).toEqual({
+          state: "dead",
+          reason: "max_age",
+        });
         expect((await storage.queue.get(id))?.deadReason).toBe("max_age");
 
         const waiting = await storage.queue.enqueue({ kind: "t", payload: null, maxAgeMs: 1_000 });
@@ -260,7 +290,9 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         }
         // Its own failures still count: two of them and it is dead.
         const [first] = await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
-        expect(await storage.queue.fail(first!, { message: "no", retryAfterMs: 0, exactDelay: true })).toMatchObject({ state: "retry" });
+        expect(await storage.queue.fail(first!, { message: "no", retryAfterMs: 0, exactDelay: true })).toMatchObject({
+          state: "retry",
+        });
         const [second] = await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
         expect(await storage.queue.fail(second!, { message: "no" })).toEqual({ state: "dead", reason: "max_attempts" });
       });
@@ -333,16 +365,32 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         await storage.queue.enqueue({ kind: "d", payload: 2, idempotencyKey: "delivery:ab" });
         await storage.queue.enqueue({ kind: "other", payload: 3, idempotencyKey: "delivery:a:x" });
         expect((await storage.queue.unfinished("d", "delivery:a"))?.id).toBe(first.id);
-        await storage.queue.ack((await storage.queue.lease({ kinds: ["d"], limit: 2, visibilityMs: VIS })).find((j) => j.id === first.id)!);
+        await storage.queue.ack(
+          (await storage.queue.lease({ kinds: ["d"], limit: 2, visibilityMs: VIS })).find((j) => j.id === first.id)!,
+        );
         expect(await storage.queue.unfinished("d", "delivery:a")).toBeNull();
-        const retry = await storage.queue.enqueue({ kind: "d", payload: 4, idempotencyKey: "delivery:a:retry:1", runAt: clock.now() + 60_000 });
-        expect(await storage.queue.unfinished("d", "delivery:a")).toMatchObject({ id: retry.id, state: "available", runAt: clock.now() + 60_000 });
+        const retry = await storage.queue.enqueue({
+          kind: "d",
+          payload: 4,
+          idempotencyKey: "delivery:a:retry:1",
+          runAt: clock.now() + 60_000,
+        });
+        expect(await storage.queue.unfinished("d", "delivery:a")).toMatchObject({
+          id: retry.id,
+          state: "available",
+          runAt: clock.now() + 60_000,
+        });
       });
 
       test("runNow makes the scheduled jobs of the given keys due now, and leaves the others", async () => {
         const { storage, clock } = await open();
         const later = clock.now() + 60_000;
-        const a = await storage.queue.enqueue({ kind: "d", payload: 1, idempotencyKey: "delivery:a:retry:1", runAt: later });
+        const a = await storage.queue.enqueue({
+          kind: "d",
+          payload: 1,
+          idempotencyKey: "delivery:a:retry:1",
+          runAt: later,
+        });
         const b = await storage.queue.enqueue({ kind: "d", payload: 2, idempotencyKey: "delivery:b", runAt: later });
         const c = await storage.queue.enqueue({ kind: "d", payload: 3, idempotencyKey: "delivery:c", runAt: later });
         let woken = 0;
@@ -352,7 +400,9 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.queue.get(a.id))?.runAt).toBe(clock.now());
         expect((await storage.queue.get(b.id))?.runAt).toBe(clock.now());
         expect((await storage.queue.get(c.id))?.runAt).toBe(later);
-        expect((await storage.queue.lease({ limit: 5, visibilityMs: VIS })).map((j) => j.id).sort()).toEqual([a.id, b.id].sort());
+        expect((await storage.queue.lease({ limit: 5, visibilityMs: VIS })).map((j) => j.id).sort()).toEqual(
+          [a.id, b.id].sort(),
+        );
         expect(await storage.queue.runNow("d", [])).toBe(0);
       });
 
@@ -518,7 +568,12 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       const keys = chainKeysFrom(Buffer.alloc(32, 5));
       const anchor = (storage: Storage, file: string, seen: number[] = []) =>
         storage.audit.anchor({ keys, file, everyEntries: 4, everyMs: 0, onCheckpoint: (cp) => seen.push(cp.seq) });
-      const append = (storage: Storage, n: number) => Promise.all(Array.from({ length: n }, (_, i) => storage.audit.append({ actor: "system", action: "test.write", details: { i } })));
+      const append = (storage: Storage, n: number) =>
+        Promise.all(
+          Array.from({ length: n }, (_, i) =>
+            storage.audit.append({ actor: "system", action: "test.write", details: { i } }),
+          ),
+        );
 
       test("checkpoints cover only committed entries, every N of them and at close, and verify after a restart", async () => {
         const h = await open();
@@ -530,7 +585,13 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         const reopened = await h.reopen();
         expect(seen.at(-1)).toBe(15);
         expect(anchor(reopened, h.checkpointFile).kind).toBe("continued");
-        expect(await reopened.audit.verify()).toMatchObject({ ok: true, entries: 15, keyed: true, checkpoint: { seq: 15 }, problem: null });
+        expect(await reopened.audit.verify()).toMatchObject({
+          ok: true,
+          entries: 15,
+          keyed: true,
+          checkpoint: { seq: 15 },
+          problem: null,
+        });
       });
 
       test("a head the operator kept must be in the log", async () => {
@@ -538,7 +599,10 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         anchor(storage, checkpointFile);
         const entries = await append(storage, 3);
         const head = entries.sort((a, b) => a.seq - b.seq).at(-1)!;
-        expect(await storage.audit.verify({ expectHead: { seq: head.seq, hash: head.hash } })).toMatchObject({ ok: true, expectHead: { found: true } });
+        expect(await storage.audit.verify({ expectHead: { seq: head.seq, hash: head.hash } })).toMatchObject({
+          ok: true,
+          expectHead: { found: true },
+        });
         expect(await storage.audit.verify({ expectHead: { seq: 9, hash: head.hash } })).toMatchObject({ ok: false });
       });
     });

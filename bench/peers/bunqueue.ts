@@ -35,9 +35,7 @@ export async function runPeer(opts: PeerOpts): Promise<PeerResult> {
     forceFullSync(dataPath);
     // Without durable:true, add() resolves before the row is written (100-job / 10 ms
     // write buffer). durable:true inserts in its own committed statement.
-    const enqueuePerSec = await enqueueAll(opts, (i) =>
-      queue.add("bench", payload(i), { durable: true }),
-    );
+    const enqueuePerSec = await enqueueAll(opts, (i) => queue.add("bench", payload(i), { durable: true }));
 
     const all = countdown(opts.jobs);
     worker = new Worker("bench", async () => {}, {

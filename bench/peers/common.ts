@@ -26,10 +26,7 @@ export function perSec(count: number, ms: number): number {
  * `producers` concurrent loops, each awaiting one add before the next, until
  * `jobs` adds in total have resolved. Returns adds per second for the phase.
  */
-export async function enqueueAll(
-  opts: PeerOpts,
-  add: (i: number) => unknown,
-): Promise<number> {
+export async function enqueueAll(opts: PeerOpts, add: (i: number) => unknown): Promise<number> {
   let next = 0;
   const producer = async (): Promise<void> => {
     while (next < opts.jobs) {

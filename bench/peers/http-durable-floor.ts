@@ -63,7 +63,8 @@ Bun.serve({
     const id = req.headers.get("webhook-id");
     const ts = req.headers.get("webhook-timestamp");
     const signatures = req.headers.get("webhook-signature");
-    if (!id || !ts || !signatures || Math.abs(Date.now() / 1000 - Number(ts)) > TOLERANCE_S) return new Response(null, { status: 401 });
+    if (!id || !ts || !signatures || Math.abs(Date.now() / 1000 - Number(ts)) > TOLERANCE_S)
+      return new Response(null, { status: 401 });
     const mac = createHmac("sha256", KEY).update(`${id}.${ts}.`).update(body).digest();
     const verified = signatures.split(" ").some((s) => {
       const sig = Buffer.from(s.slice(3), "base64");
@@ -84,9 +85,26 @@ Bun.serve({
       channel: "webhook",
       source: { binding: "hooks", delivery_id: id, headers: Object.fromEntries(req.headers) },
       idempotency_key: id,
-      data: { content_type: req.headers.get("content-type"), size: body.byteLength, body: text, json: JSON.parse(text) },
+      data: {
+        content_type: req.headers.get("content-type"),
+        size: body.byteLength,
+        body: text,
+        json: JSON.parse(text),
+      },
     };
-    const created = await store([evt, "beta", "webhook.received", "webhook", null, "hooks", id, at, JSON.stringify(envelope), "[]", null]);
+    const created = await store([
+      evt,
+      "beta",
+      "webhook.received",
+      "webhook",
+      null,
+      "hooks",
+      id,
+      at,
+      JSON.stringify(envelope),
+      "[]",
+      null,
+    ]);
     return Response.json({ id: evt }, { status: created ? 202 : 200 });
   },
 });

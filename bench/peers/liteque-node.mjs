@@ -17,17 +17,19 @@ const perSec = (n, ms) => Math.round((n * 1000) / ms);
 // return its result. As before 11.10, liteque's queries then run after the COMMIT.
 function legacyTransactions(sqlite) {
   sqlite.transaction = (fn) => {
-    const wrap = (begin) => (...args) => {
-      sqlite.exec(begin);
-      try {
-        const result = fn(...args);
-        sqlite.exec("COMMIT");
-        return result;
-      } catch (error) {
-        if (sqlite.inTransaction) sqlite.exec("ROLLBACK");
-        throw error;
-      }
-    };
+    const wrap =
+      (begin) =>
+      (...args) => {
+        sqlite.exec(begin);
+        try {
+          const result = fn(...args);
+          sqlite.exec("COMMIT");
+          return result;
+        } catch (error) {
+          if (sqlite.inTransaction) sqlite.exec("ROLLBACK");
+          throw error;
+        }
+      };
     return Object.assign(wrap("BEGIN"), {
       deferred: wrap("BEGIN DEFERRED"),
       immediate: wrap("BEGIN IMMEDIATE"),
@@ -61,11 +63,15 @@ await Promise.all(
 const enqueuePerSec = perSec(jobs, performance.now() - t0);
 
 // runUntilEmpty resolves once every job's finalize (DELETE, autocommit) has run.
-const runner = new Runner(queue, { run: async () => {} }, {
-  concurrency: CONCURRENCY,
-  pollIntervalMs: 10,
-  timeoutSecs: 60,
-});
+const runner = new Runner(
+  queue,
+  { run: async () => {} },
+  {
+    concurrency: CONCURRENCY,
+    pollIntervalMs: 10,
+    timeoutSecs: 60,
+  },
+);
 t0 = performance.now();
 await runner.runUntilEmpty();
 const processPerSec = perSec(jobs, performance.now() - t0);

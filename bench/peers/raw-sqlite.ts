@@ -10,9 +10,7 @@ const BATCH = 1000;
  * (a) one autocommit INSERT per row, (b) the same rows in 1000-row transactions.
  * bun:sqlite is synchronous, so `producers` cannot add concurrency here.
  */
-export async function runRawSqlite(
-  opts: PeerOpts,
-): Promise<{ perItemPerSec: number; batchedPerSec: number }> {
+export async function runRawSqlite(opts: PeerOpts): Promise<{ perItemPerSec: number; batchedPerSec: number }> {
   const db = new Database(join(opts.dir, "raw.db"), { create: true, strict: true });
   try {
     db.run("PRAGMA journal_mode = WAL");

@@ -42,11 +42,17 @@ CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, stat
     for (const p of batch) p.resolve();
   };
   return {
-    insertEvent: db.prepare<never, [string, number, string]>("INSERT INTO events VALUES (?, 'beta', 'webhook.received', ?, ?)"),
-    insertDelivery: db.prepare<never, [string, string, number]>("INSERT INTO deliveries VALUES (?, ?, 'delivering', 1, ?)"),
+    insertEvent: db.prepare<never, [string, number, string]>(
+      "INSERT INTO events VALUES (?, 'beta', 'webhook.received', ?, ?)",
+    ),
+    insertDelivery: db.prepare<never, [string, string, number]>(
+      "INSERT INTO deliveries VALUES (?, ?, 'delivering', 1, ?)",
+    ),
     insertAudit: db.prepare<never, [number, string, string]>("INSERT INTO audit (at, entry, hash) VALUES (?, ?, ?)"),
     insertAttempt: db.prepare<never, [string, number, number]>("INSERT INTO attempts VALUES (?, 1, ?, ?)"),
-    delivered: db.prepare<never, [number, string]>("UPDATE deliveries SET state = 'delivered', updated_at = ? WHERE id = ?"),
+    delivered: db.prepare<never, [number, string]>(
+      "UPDATE deliveries SET state = 'delivered', updated_at = ? WHERE id = ?",
+    ),
     commit: (work: () => void) =>
       new Promise<void>((resolve) => {
         pending.push({ work, resolve });
@@ -66,7 +72,16 @@ async function deliver(delivery: string, envelope: string): Promise<void> {
   const ts = String(Math.floor(Date.now() / 1000));
   const signature = `v1,${createHmac("sha256", KEY).update(`${delivery}.${ts}.${envelope}`).digest("base64")}`;
   const t0 = performance.now();
-  const r = await fetch(target, { method: "POST", headers: { "content-type": "application/json", "webhook-id": delivery, "webhook-timestamp": ts, "webhook-signature": signature }, body: envelope });
+  const r = await fetch(target, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      "webhook-id": delivery,
+      "webhook-timestamp": ts,
+      "webhook-signature": signature,
+    },
+    body: envelope,
+  });
   await r.arrayBuffer();
   const ms = performance.now() - t0;
   await store?.commit(() => {
@@ -84,7 +99,12 @@ Bun.serve({
     const at = Date.now();
     const id = `evt_${at.toString(36)}${(++n).toString(36).padStart(8, "0")}`;
     const delivery = `dlv_${id.slice(4)}`;
-    const envelope = JSON.stringify({ id, type: "webhook.received", received_at: new Date(at).toISOString(), data: { body, json: JSON.parse(body) } });
+    const envelope = JSON.stringify({
+      id,
+      type: "webhook.received",
+      received_at: new Date(at).toISOString(),
+      data: { body, json: JSON.parse(body) },
+    });
     await store?.commit(() => {
       store.insertEvent.run(id, at, envelope);
       store.insertDelivery.run(delivery, id, at);

@@ -43,15 +43,29 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
       let before: number | undefined;
       if (q.cursor !== undefined) {
         before = Number(Buffer.from(q.cursor, "base64url").toString("utf8"));
-        if (!Number.isSafeInteger(before) || before < 1) throw new AppError("invalid_input", "the cursor is not one this API returned");
+        if (!Number.isSafeInteger(before) || before < 1)
+          throw new AppError("invalid_input", "the cursor is not one this API returned");
       }
-      const rows = await audit.list({ tenants, action: q.action, actor: q.actor, event: q.event, since: time("since", q.since), until: time("until", q.until), before, limit: page.limit + 1 });
+      const rows = await audit.list({
+        tenants,
+        action: q.action,
+        actor: q.actor,
+        event: q.event,
+        since: time("since", q.since),
+        until: time("until", q.until),
+        before,
+        limit: page.limit + 1,
+      });
       // One look-up per token named on the page, not per entry.
       const names = new Map<string, Promise<string | null>>();
       const nameOf = (actor: string) => {
         const id = /^token:(tok_\w+)$/.exec(actor)?.[1];
         if (!id) return Promise.resolve(null);
-        if (!names.has(id)) names.set(id, tokens.get(id).then((t) => t?.name ?? null));
+        if (!names.has(id))
+          names.set(
+            id,
+            tokens.get(id).then((t) => t?.name ?? null),
+          );
         return names.get(id)!;
       };
       const items = await Promise.all(rows.slice(0, page.limit).map(async (e) => present(e, await nameOf(e.actor))));
@@ -64,7 +78,11 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
       let expectHead: ExpectedHead | undefined;
       if (q.expect_head !== undefined) {
         const parsed = parseExpectedHead(q.expect_head);
-        if (!parsed) throw new AppError("invalid_input", "expect_head is a head hash (64 hex digits), optionally after its entry's seq and a colon: 1200:3f5c…");
+        if (!parsed)
+          throw new AppError(
+            "invalid_input",
+            "expect_head is a head hash (64 hex digits), optionally after its entry's seq and a colon: 1200:3f5c…",
+          );
         expectHead = parsed;
       }
       const r = await audit.verify({ expectHead });
@@ -77,7 +95,11 @@ export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clo
         last_good: r.lastGood,
         missing: r.missing,
         keyed: r.keyed,
-        checkpoint: r.checkpoint && { seq: r.checkpoint.seq, head: r.checkpoint.head, at: new Date(r.checkpoint.at).toISOString() },
+        checkpoint: r.checkpoint && {
+          seq: r.checkpoint.seq,
+          head: r.checkpoint.head,
+          at: new Date(r.checkpoint.at).toISOString(),
+        },
         expect_head: r.expectHead,
       };
     });

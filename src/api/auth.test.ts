@@ -2,7 +2,16 @@ import { describe, expect, test } from "bun:test";
 import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
-import { Authenticator, canAccess, generateToken, type Principal, SCOPE_PATTERN, seedBootstrapToken, sha256Hex, visibleTenants } from "./auth.ts";
+import {
+  Authenticator,
+  canAccess,
+  generateToken,
+  type Principal,
+  SCOPE_PATTERN,
+  seedBootstrapToken,
+  sha256Hex,
+  visibleTenants,
+} from "./auth.ts";
 
 const storage = tempStorages();
 const principal = (...scopes: string[]): Principal => ({ tokenId: "tok_x", name: "t", scopes });
@@ -23,8 +32,10 @@ describe("scopes", () => {
   });
 
   test("the scope grammar admits exactly the documented scopes", () => {
-    for (const ok of ["admin", "ingest", "tenant:beta:read", "tenant:a-1:write"]) expect(SCOPE_PATTERN.test(ok)).toBe(true);
-    for (const bad of ["root", "tenant:beta", "tenant:Beta:read", "tenant:beta:admin", "admin ", "tenant:-x:read"]) expect(SCOPE_PATTERN.test(bad)).toBe(false);
+    for (const ok of ["admin", "ingest", "tenant:beta:read", "tenant:a-1:write"])
+      expect(SCOPE_PATTERN.test(ok)).toBe(true);
+    for (const bad of ["root", "tenant:beta", "tenant:Beta:read", "tenant:beta:admin", "admin ", "tenant:-x:read"])
+      expect(SCOPE_PATTERN.test(bad)).toBe(false);
   });
 });
 
@@ -34,7 +45,13 @@ describe("tokens", () => {
     const clock = new ManualClock();
     const token = generateToken();
     expect(token).toMatch(/^aow_[A-Za-z0-9_-]{43}$/);
-    await s.tokens.create({ name: "ci", hash: sha256Hex(token), scopes: ["tenant:a:read"], expiresAt: clock.now() + 1000, createdBy: "test" });
+    await s.tokens.create({
+      name: "ci",
+      hash: sha256Hex(token),
+      scopes: ["tenant:a:read"],
+      expiresAt: clock.now() + 1000,
+      createdBy: "test",
+    });
     const auth = new Authenticator(s.tokens, clock);
     expect((await auth.authenticate(`Bearer ${token}`)).scopes).toEqual(["tenant:a:read"]);
     expect((await auth.authenticate(`bearer   ${token}  `)).name).toBe("ci");

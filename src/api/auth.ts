@@ -65,7 +65,8 @@ export function tenantsFor(p: Principal, tenant: string | undefined): readonly s
  */
 export function requireTenant(p: Principal, tenant: string, access: "read" | "write"): void {
   if (!TENANT_NAME.test(tenant) || !canAccess(p, tenant, "read")) throw new AppError("not_found", "not found");
-  if (access === "write" && !canAccess(p, tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${tenant}`);
+  if (access === "write" && !canAccess(p, tenant, "write"))
+    throw new AppError("forbidden", `this token may only read tenant ${tenant}`);
 }
 
 export function requireAdmin(p: Principal): void {
@@ -86,7 +87,8 @@ export class Authenticator {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "");
     if (!m) throw new AppError("unauthenticated", "an API token is required (Authorization: Bearer <token>)");
     const record = await this.tokens.findByHash(sha256Hex(m[1]!));
-    if (!record || !this.usable(record)) throw new AppError("unauthenticated", "the API token is not valid (unknown, expired or revoked)");
+    if (!record || !this.usable(record))
+      throw new AppError("unauthenticated", "the API token is not valid (unknown, expired or revoked)");
     return { tokenId: record.id, name: record.name, scopes: record.scopes };
   }
 
@@ -99,11 +101,22 @@ export class Authenticator {
  * docs/configuration.md: when AGENTOWL_BOOTSTRAP_TOKEN is set and no admin token exists, it becomes the first
  * admin token. Once any admin exists the variable is ignored (and can be removed).
  */
-export async function seedBootstrapToken(tokens: TokenStore, token: string | null, clock: Clock, log: Logger): Promise<boolean> {
+export async function seedBootstrapToken(
+  tokens: TokenStore,
+  token: string | null,
+  clock: Clock,
+  log: Logger,
+): Promise<boolean> {
   if (!token || (await tokens.countActiveAdmins(clock.now())) > 0) return false;
   const existing = await tokens.findByHash(sha256Hex(token));
   if (existing) return false; // the bootstrap token was used before and then revoked: stay revoked
-  const record = await tokens.create({ name: "bootstrap", hash: sha256Hex(token), scopes: ["admin"], expiresAt: null, createdBy: "AGENTOWL_BOOTSTRAP_TOKEN" });
+  const record = await tokens.create({
+    name: "bootstrap",
+    hash: sha256Hex(token),
+    scopes: ["admin"],
+    expiresAt: null,
+    createdBy: "AGENTOWL_BOOTSTRAP_TOKEN",
+  });
   log.info("bootstrap admin token created", { token_id: record.id });
   return true;
 }

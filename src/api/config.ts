@@ -20,8 +20,13 @@ const Query = t.Object({
  * YAML in (the body as text: its size, media type and UTF-8 were checked as it was read, see
  * http.ts), parsed in the worker thread, every problem out as `file:line:col` (422).
  */
-async function parse(parser: DesiredParser, body: unknown, file: string): Promise<{ state: DesiredState; refs: LocatedRef[] }> {
-  if (typeof body !== "string") throw new AppError("invalid_input", "send the YAML file as the request body (Content-Type: application/yaml)");
+async function parse(
+  parser: DesiredParser,
+  body: unknown,
+  file: string,
+): Promise<{ state: DesiredState; refs: LocatedRef[] }> {
+  if (typeof body !== "string")
+    throw new AppError("invalid_input", "send the YAML file as the request body (Content-Type: application/yaml)");
   const result = await parser.parse(body, file);
   if ("errors" in result) throw invalidFile(file, result.errors);
   return result;
@@ -29,7 +34,11 @@ async function parse(parser: DesiredParser, body: unknown, file: string): Promis
 
 function invalidFile(file: string, problems: readonly LocatedProblem[]): AppError {
   return new AppError("invalid_input", `${file} is not valid: ${problems.length} problem(s)`, {
-    errors: problems.map((p) => ({ field: `${p.file}:${p.line}:${p.column}`, message: p.message, text: formatProblem(p) })),
+    errors: problems.map((p) => ({
+      field: `${p.file}:${p.line}:${p.column}`,
+      message: p.message,
+      text: formatProblem(p),
+    })),
   });
 }
 
@@ -40,9 +49,16 @@ async function secretProblems(refs: readonly LocatedRef[], secrets: SecretIndex)
     const scope = r.ref.slice("vault:".length);
     const info = await secrets.describe(scope);
     const at = { file: r.file, line: r.line, column: r.column };
-    if (!info) problems.push({ ...at, message: `${r.subject}: ${r.field} names ${r.ref}, which is not in the vault (set it first: agentowl vault set ${scope})` });
+    if (!info)
+      problems.push({
+        ...at,
+        message: `${r.subject}: ${r.field} names ${r.ref}, which is not in the vault (set it first: agentowl vault set ${scope})`,
+      });
     else if (r.field === "signing_secret" && info.format === "opaque") {
-      problems.push({ ...at, message: `${r.subject}: signing_secret names ${r.ref}, which is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value` });
+      problems.push({
+        ...at,
+        message: `${r.subject}: signing_secret names ${r.ref}, which is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value`,
+      });
     }
   }
   return problems;
@@ -54,9 +70,15 @@ async function secretProblems(refs: readonly LocatedRef[], secrets: SecretIndex)
  * allowed to write (404 for a tenant it cannot see, as everywhere across tenants; 403 for one it
  * may only read); it cannot create tenants.
  */
-async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "write", exists: (tenant: string) => Promise<boolean>): Promise<"all" | string[]> {
+async function scopeFor(
+  p: Principal,
+  desired: DesiredState,
+  access: "read" | "write",
+  exists: (tenant: string) => Promise<boolean>,
+): Promise<"all" | string[]> {
   if (isAdmin(p)) return "all";
-  if (desired.policies?.length) throw new AppError("forbidden", "global policies (the file's top-level policies) need an admin token");
+  if (desired.policies?.length)
+    throw new AppError("forbidden", "global policies (the file's top-level policies) need an admin token");
   const declared = desired.tenants.map((s) => s.tenant.name);
   for (const tenant of declared) {
     if (!canAccess(p, tenant, "read") || !(await exists(tenant))) throw new AppError("not_found", "not found");
@@ -66,7 +88,14 @@ async function scopeFor(p: Principal, desired: DesiredState, access: "read" | "w
 }
 
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (docs/desired-state.md). */
-export function configRoutes(resources: SqliteResources, audit: SqliteAudit, secrets: SecretIndex, tokens: SqliteTokens, clock: Clock, parser: DesiredParser) {
+export function configRoutes(
+  resources: SqliteResources,
+  audit: SqliteAudit,
+  secrets: SecretIndex,
+  tokens: SqliteTokens,
+  clock: Clock,
+  parser: DesiredParser,
+) {
   const exists = async (tenant: string) => (await resources.get({ tenant, kind: "tenants", name: tenant })) !== null;
   /**
    * The file parsed, the caller's scope in it (404 / 403 before anything about its contents is
@@ -80,7 +109,12 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, sec
     if (missing.length) throw invalidFile(file, missing);
     return { desired: state, scope };
   };
-  const run = async (principal: Principal, body: unknown, query: { file?: string; prune?: string; dry_run?: string }, mode: "diff" | "apply") => {
+  const run = async (
+    principal: Principal,
+    body: unknown,
+    query: { file?: string; prune?: string; dry_run?: string },
+    mode: "diff" | "apply",
+  ) => {
     const file = query.file ?? "agentowl.yaml";
     const { desired, scope } = await load(principal, body, file, mode === "apply" ? "write" : "read");
     const result = await applyDesired(resources, audit, secrets, desired, {
@@ -91,23 +125,44 @@ export function configRoutes(resources: SqliteResources, audit: SqliteAudit, sec
     });
     return { ...result, text: renderPlan(result.changes) };
   };
-  return new Elysia({ prefix: "/config", normalize: false })
-    .use(authenticated(tokens, clock))
-    // Before the file is parsed: a token that can write nothing cannot apply anything.
-    .derive({ as: "local" }, ({ principal, request }) => {
-      if (new URL(request.url).pathname.endsWith("/apply") && !isAdmin(principal) && !principal.scopes.some((s) => s.endsWith(":write"))) {
-        throw new AppError("forbidden", "applying a file needs a token that may write (tenant:<name>:write or admin)");
-      }
-      return {};
-    })
-    .post(
-      "/validate",
-      async ({ principal, body, query }) => {
-        const { desired } = await load(principal, body, query.file ?? "agentowl.yaml", "read");
-        return { valid: true, tenants: desired.tenants.map((s) => s.tenant.name), policies: (desired.policies ?? []).map((p) => p.name) };
-      },
-      { parse: "text", query: Query, body: t.String({ description: "the desired-state YAML file" }) },
-    )
-    .post("/diff", ({ principal, body, query }) => run(principal, body, query, "diff"), { parse: "text", query: Query, body: t.String() })
-    .post("/apply", ({ principal, body, query }) => run(principal, body, query, "apply"), { parse: "text", query: Query, body: t.String() });
+  return (
+    new Elysia({ prefix: "/config", normalize: false })
+      .use(authenticated(tokens, clock))
+      // Before the file is parsed: a token that can write nothing cannot apply anything.
+      .derive({ as: "local" }, ({ principal, request }) => {
+        if (
+          new URL(request.url).pathname.endsWith("/apply") &&
+          !isAdmin(principal) &&
+          !principal.scopes.some((s) => s.endsWith(":write"))
+        ) {
+          throw new AppError(
+            "forbidden",
+            "applying a file needs a token that may write (tenant:<name>:write or admin)",
+          );
+        }
+        return {};
+      })
+      .post(
+        "/validate",
+        async ({ principal, body, query }) => {
+          const { desired } = await load(principal, body, query.file ?? "agentowl.yaml", "read");
+          return {
+            valid: true,
+            tenants: desired.tenants.map((s) => s.tenant.name),
+            policies: (desired.policies ?? []).map((p) => p.name),
+          };
+        },
+        { parse: "text", query: Query, body: t.String({ description: "the desired-state YAML file" }) },
+      )
+      .post("/diff", ({ principal, body, query }) => run(principal, body, query, "diff"), {
+        parse: "text",
+        query: Query,
+        body: t.String(),
+      })
+      .post("/apply", ({ principal, body, query }) => run(principal, body, query, "apply"), {
+        parse: "text",
+        query: Query,
+        body: t.String(),
+      })
+  );
 }

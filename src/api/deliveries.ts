@@ -18,7 +18,14 @@ export interface DeliveryActions {
   replay(eventId: string, opts: { endpoint?: string; actor: string }): Promise<DeliveryRow[]>;
   retry(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
   discard(d: DeliveryRow, actor: string): Promise<DeliveryRow>;
-  endpointStatus(tenant: string, name: string): { circuit: { state: string; consecutiveFailures: number; retryAt: number | null }; in_flight: number; deliveries: Record<string, number> };
+  endpointStatus(
+    tenant: string,
+    name: string,
+  ): {
+    circuit: { state: string; consecutiveFailures: number; retryAt: number | null };
+    in_flight: number;
+    deliveries: Record<string, number>;
+  };
   /** What a delivery that is not finished waits for (null when finished). */
   waitingFor(d: DeliveryRow): Promise<Waiting | null>;
   /** Close an endpoint's circuit and send its waiting deliveries now (audited). */
@@ -69,7 +76,9 @@ export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery
   // round backwards); the tasks' spans are merged in by start, a stable sort keeping ties in the
   // order they were written.
   const at = (s: Span) => Date.parse(s.start);
-  const tasks = dels.flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint }))).sort((a, b) => at(a) - at(b));
+  const tasks = dels
+    .flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint })))
+    .sort((a, b) => at(a) - at(b));
   const out: (Span & { delivery?: string; endpoint?: string })[] = [];
   let i = 0;
   for (const s of trace) {
@@ -80,15 +89,32 @@ export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery
 }
 
 const Empty = t.Object({}, { additionalProperties: false });
-const Replay = t.Object({ endpoint: t.Optional(t.String({ pattern: NAME_PATTERN, description: "replay to this endpoint only; default: every target the event's routes give now" })) }, { additionalProperties: false });
+const Replay = t.Object(
+  {
+    endpoint: t.Optional(
+      t.String({
+        pattern: NAME_PATTERN,
+        description: "replay to this endpoint only; default: every target the event's routes give now",
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 /** /v1/deliveries (list, show, retry, discard), POST /v1/events/:id/replay, an endpoint's status. */
-export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources, actions: DeliveryActions, tokens: SqliteTokens, clock: Clock) {
+export function deliveryRoutes(
+  events: SqliteEvents,
+  resources: SqliteResources,
+  actions: DeliveryActions,
+  tokens: SqliteTokens,
+  clock: Clock,
+) {
   const actor = (p: Principal) => `token:${p.tokenId}`;
   const visible = (p: Principal, id: string, access: "read" | "write"): DeliveryRow => {
     const d = isId(id, "dlv") ? events.delivery(id) : null;
     if (!d || !canAccess(p, d.tenant, "read")) throw new AppError("not_found", "not found");
-    if (access === "write" && !canAccess(p, d.tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${d.tenant}`);
+    if (access === "write" && !canAccess(p, d.tenant, "write"))
+      throw new AppError("forbidden", `this token may only read tenant ${d.tenant}`);
     return d;
   };
   return new Elysia({ normalize: false })
@@ -97,15 +123,29 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
       const q = query as Record<string, string | undefined>;
       const page = readPage(q);
       if (q.state !== undefined && !(schema.DELIVERY_STATES as readonly string[]).includes(q.state)) {
-        throw new AppError("invalid_input", `state must be one of ${schema.DELIVERY_STATES.join(", ")}, not '${q.state}'`);
+        throw new AppError(
+          "invalid_input",
+          `state must be one of ${schema.DELIVERY_STATES.join(", ")}, not '${q.state}'`,
+        );
       }
-      const rows = await events.deliveries({ tenants: tenantsFor(principal, q.tenant), eventId: q.event, endpoint: q.endpoint, state: q.state, before: page.after, limit: page.limit + 1 });
+      const rows = await events.deliveries({
+        tenants: tenantsFor(principal, q.tenant),
+        eventId: q.event,
+        endpoint: q.endpoint,
+        state: q.state,
+        before: page.after,
+        limit: page.limit + 1,
+      });
       const shown = await Promise.all(rows.map(async (d) => presentDelivery(d, await actions.waitingFor(d))));
       return pageOf(shown, page.limit, (d) => d.id);
     })
     .get("/deliveries/:id", async ({ principal, params }) => {
       const d = visible(principal, params.id, "read");
-      return { ...presentDelivery(d, await actions.waitingFor(d)), attempt_log: events.attempts(d.id).map(presentAttempt), trace: d.trace };
+      return {
+        ...presentDelivery(d, await actions.waitingFor(d)),
+        attempt_log: events.attempts(d.id).map(presentAttempt),
+        trace: d.trace,
+      };
     })
     .group("", (app) =>
       app
@@ -115,13 +155,15 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
           if (path.includes("/deliveries/")) return { delivery: visible(principal, id, "write") };
           const event = isId(id, "evt") ? await events.get(id) : null;
           if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
-          if (!canAccess(principal, event.tenant, "write")) throw new AppError("forbidden", `this token may only read tenant ${event.tenant}`);
+          if (!canAccess(principal, event.tenant, "write"))
+            throw new AppError("forbidden", `this token may only read tenant ${event.tenant}`);
           return { delivery: null };
         })
         // No body, or a JSON object: never an array, a string or null.
         // (A body that is not JSON was refused as it was read: http.ts.)
         .onTransform({ as: "local" }, ({ body }) => {
-          if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
+          if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
+            throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
         })
         .post(
           "/deliveries/:id/retry",
@@ -131,7 +173,11 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
           },
           { body: t.Optional(Empty), parse: "json" },
         )
-        .post("/deliveries/:id/discard", async ({ principal, delivery }) => presentDelivery(await actions.discard(delivery!, actor(principal))), { body: t.Optional(Empty), parse: "json" })
+        .post(
+          "/deliveries/:id/discard",
+          async ({ principal, delivery }) => presentDelivery(await actions.discard(delivery!, actor(principal))),
+          { body: t.Optional(Empty), parse: "json" },
+        )
         .post(
           "/events/:id/replay",
           async ({ principal, params, body, set }) => {
@@ -147,8 +193,11 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
       "/tenants/:tenant/endpoints/:name/reset-circuit",
       async ({ principal, params, body }) => {
         requireTenant(principal, params.tenant, "write");
-        if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body))) throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
-        const exists = NAME.test(params.name) && (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
+        if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
+          throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
+        const exists =
+          NAME.test(params.name) &&
+          (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
         if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
         const r = await actions.resetCircuit(params.tenant, params.name, actor(principal));
         return { tenant: params.tenant, endpoint: params.name, was_open: r.wasOpen, deliveries_sent_now: r.woken };
@@ -157,13 +206,19 @@ export function deliveryRoutes(events: SqliteEvents, resources: SqliteResources,
     )
     .get("/tenants/:tenant/endpoints/:name/status", async ({ principal, params }) => {
       requireTenant(principal, params.tenant, "read");
-      const exists = NAME.test(params.name) && (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
+      const exists =
+        NAME.test(params.name) &&
+        (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
       if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
       const s = actions.endpointStatus(params.tenant, params.name);
       return {
         tenant: params.tenant,
         endpoint: params.name,
-        circuit: { state: s.circuit.state, consecutive_failures: s.circuit.consecutiveFailures, retry_at: iso(s.circuit.retryAt) },
+        circuit: {
+          state: s.circuit.state,
+          consecutive_failures: s.circuit.consecutiveFailures,
+          retry_at: iso(s.circuit.retryAt),
+        },
         in_flight: s.in_flight,
         deliveries: s.deliveries,
       };

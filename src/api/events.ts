@@ -8,11 +8,11 @@ import { presentDelivery, timeline } from "./deliveries.ts";
 import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
-
 function time(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const t = Date.parse(value);
-  if (Number.isNaN(t)) throw new AppError("invalid_input", `${name} must be an ISO 8601 time, e.g. 2026-11-21T14:02:11Z`);
+  if (Number.isNaN(t))
+    throw new AppError("invalid_input", `${name} must be an ISO 8601 time, e.g. 2026-11-21T14:02:11Z`);
   return t;
 }
 
@@ -27,7 +27,13 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
     .get("/events", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
       const tenants = tenantsFor(principal, q.tenant);
-      const filters = { tenants, type: q.type, channel: q.channel, since: time("since", q.since), until: time("until", q.until) };
+      const filters = {
+        tenants,
+        type: q.type,
+        channel: q.channel,
+        since: time("since", q.since),
+        until: time("until", q.until),
+      };
       if (q.after !== undefined) {
         // Following: everything after an id the client has seen, oldest first.
         if (!isId(q.after, "evt")) throw new AppError("invalid_input", "after must be an event id (evt_…)");
@@ -47,13 +53,19 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
       const event = isId(params.id, "evt") ? await events.get(params.id) : null;
       if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
       const dels = await events.deliveries({ eventId: params.id, limit: 1000 });
-      return { ...event.envelope, routing: events.routing(params.id), deliveries: dels.map((d) => presentDelivery(d)), trace: timeline(event.trace, [...dels].reverse()) };
+      return {
+        ...event.envelope,
+        routing: events.routing(params.id),
+        deliveries: dels.map((d) => presentDelivery(d)),
+        trace: timeline(event.trace, [...dels].reverse()),
+      };
     })
     .get("/logs/tail", ({ principal, query, request }) => {
       requireAdmin(principal);
       if (!logTap) throw new AppError("unavailable", "this server has no log stream");
       const min = (query as Record<string, string | undefined>).level;
-      if (min !== undefined && !(LOG_LEVELS as readonly string[]).includes(min)) throw new AppError("invalid_input", `level must be one of ${LOG_LEVELS.join(", ")}`);
+      if (min !== undefined && !(LOG_LEVELS as readonly string[]).includes(min))
+        throw new AppError("invalid_input", `level must be one of ${LOG_LEVELS.join(", ")}`);
       const threshold = min ? LOG_LEVELS.indexOf(min as (typeof LOG_LEVELS)[number]) : 0;
       const encoder = new TextEncoder();
       let stop = () => {};
@@ -94,6 +106,8 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
           stop();
         },
       });
-      return new Response(stream, { headers: { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" } });
+      return new Response(stream, {
+        headers: { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" },
+      });
     });
 }

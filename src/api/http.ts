@@ -23,7 +23,11 @@ const NO_BODY = Symbol("no body");
 /** The token's principal, looked up once per request (the parse gate and the derives share it). */
 const principals = new WeakMap<Request, Principal>();
 
-async function principalOf(auth: Authenticator, request: Request, set: { headers: Record<string, unknown> }): Promise<Principal> {
+async function principalOf(
+  auth: Authenticator,
+  request: Request,
+  set: { headers: Record<string, unknown> },
+): Promise<Principal> {
   const known = principals.get(request);
   if (known) return known;
   let principal: Principal;
@@ -46,7 +50,11 @@ const GLOBAL_POLICIES = /^\/v1\/policies(\/|$)/;
  * media type (415), the size while reading (413), UTF-8 (400), the nesting (422) and the JSON
  * syntax (400). A desired-state file stays text: it is parsed off the event loop (config.ts).
  */
-async function gatedBody(auth: Authenticator, admin: boolean, c: { request: Request; params?: Record<string, string | undefined>; set: { headers: Record<string, unknown> } }): Promise<unknown> {
+async function gatedBody(
+  auth: Authenticator,
+  admin: boolean,
+  c: { request: Request; params?: Record<string, string | undefined>; set: { headers: Record<string, unknown> } },
+): Promise<unknown> {
   const { request } = c;
   const principal = await principalOf(auth, request, c.set);
   const tenant = c.params?.tenant;
@@ -55,15 +63,35 @@ async function gatedBody(auth: Authenticator, admin: boolean, c: { request: Requ
   // tenant token how to write one).
   if (admin || GLOBAL_POLICIES.test(new URL(request.url).pathname)) requireAdmin(principal);
 
-  const sent = request.body !== null && (Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding"));
+  const sent =
+    request.body !== null &&
+    (Number(request.headers.get("content-length") ?? 0) > 0 || request.headers.has("transfer-encoding"));
   if (!sent) return NO_BODY;
   const path = new URL(request.url).pathname;
   const yaml = path.startsWith("/v1/config/");
-  const limit = yaml ? BODY_LIMITS.desired : /^\/v1\/tenants\/[^/]+\/templates(\/|$)/.test(path) ? BODY_LIMITS.template : BODY_LIMITS.json;
-  const [type = "", ...params] = (request.headers.get("content-type") ?? "").toLowerCase().split(";").map((s) => s.trim());
-  const charset = params.find((p) => p.startsWith("charset="))?.slice("charset=".length).replaceAll('"', "");
-  if (!(yaml ? YAML_TYPES.has(type) : isJson(type)) || (charset !== undefined && charset !== "utf-8" && charset !== "utf8")) {
-    throw new AppError("unsupported_media_type", yaml ? "send the desired-state file as Content-Type: application/yaml (UTF-8)" : "this route takes a JSON body: Content-Type: application/json (UTF-8)");
+  const limit = yaml
+    ? BODY_LIMITS.desired
+    : /^\/v1\/tenants\/[^/]+\/templates(\/|$)/.test(path)
+      ? BODY_LIMITS.template
+      : BODY_LIMITS.json;
+  const [type = "", ...params] = (request.headers.get("content-type") ?? "")
+    .toLowerCase()
+    .split(";")
+    .map((s) => s.trim());
+  const charset = params
+    .find((p) => p.startsWith("charset="))
+    ?.slice("charset=".length)
+    .replaceAll('"', "");
+  if (
+    !(yaml ? YAML_TYPES.has(type) : isJson(type)) ||
+    (charset !== undefined && charset !== "utf-8" && charset !== "utf8")
+  ) {
+    throw new AppError(
+      "unsupported_media_type",
+      yaml
+        ? "send the desired-state file as Content-Type: application/yaml (UTF-8)"
+        : "this route takes a JSON body: Content-Type: application/json (UTF-8)",
+    );
   }
   const bytes = await readBody(request, limit);
   if (bytes.byteLength === 0) return NO_BODY;
@@ -89,7 +117,9 @@ export function authenticated(tokens: TokenStore, clock: Clock, opts: { tenantPa
   const auth = new Authenticator(tokens, clock);
   return (
     new Elysia({ normalize: false })
-      .onParse({ as: "scoped" }, (c) => gatedBody(auth, opts.admin === true, c as unknown as Parameters<typeof gatedBody>[2]))
+      .onParse({ as: "scoped" }, (c) =>
+        gatedBody(auth, opts.admin === true, c as unknown as Parameters<typeof gatedBody>[2]),
+      )
       .onTransform({ as: "scoped" }, (c) => {
         if ((c as { body: unknown }).body === NO_BODY) (c as { body: unknown }).body = undefined;
       })
@@ -125,8 +155,13 @@ export function readPage(query: Record<string, string | undefined>): { limit: nu
 }
 
 /** `{items, next_cursor}` from a page fetched with limit + 1 rows. */
-export function pageOf<T>(rows: T[], limit: number, keyOf: (row: T) => string): { items: T[]; next_cursor: string | null } {
+export function pageOf<T>(
+  rows: T[],
+  limit: number,
+  keyOf: (row: T) => string,
+): { items: T[]; next_cursor: string | null } {
   const items = rows.slice(0, limit);
-  const next = rows.length > limit ? Buffer.from(JSON.stringify({ after: keyOf(items.at(-1)!) })).toString("base64url") : null;
+  const next =
+    rows.length > limit ? Buffer.from(JSON.stringify({ after: keyOf(items.at(-1)!) })).toString("base64url") : null;
   return { items, next_cursor: next };
 }

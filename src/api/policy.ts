@@ -13,7 +13,9 @@ import { authenticated } from "./http.ts";
 const TestBody = t.Object(
   {
     event: t.String({ description: "a stored event of this tenant (evt_…)" }),
-    policy: t.Optional(t.Unknown({ description: "a draft policy: replaces the stored one of the same name for this test" })),
+    policy: t.Optional(
+      t.Unknown({ description: "a draft policy: replaces the stored one of the same name for this test" }),
+    ),
     global: t.Optional(t.Boolean({ description: "the draft is a global policy (only an admin may test one)" })),
     targets: t.Optional(t.Array(t.String(), { description: "endpoints to decide for (default: all of the tenant's)" })),
   },
@@ -30,17 +32,37 @@ export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: 
     async ({ principal, params, body }) => {
       const tenant = params.tenant;
       const stored = isId(body.event, "evt") ? await storage.events.get(body.event) : null;
-      if (!stored || stored.tenant !== tenant) throw new AppError("not_found", `event ${body.event} not found in tenant ${tenant}`);
+      if (!stored || stored.tenant !== tenant)
+        throw new AppError("not_found", `event ${body.event} not found in tenant ${tenant}`);
       if (body.global) requireAdmin(principal);
-      const draft = body.policy === undefined ? undefined : { spec: validated("policies", body.policy) as unknown as PolicySpec, global: body.global === true };
+      const draft =
+        body.policy === undefined
+          ? undefined
+          : { spec: validated("policies", body.policy) as unknown as PolicySpec, global: body.global === true };
       const policies = await policiesFor(storage.resources, cache, tenant, draft);
-      const targets = body.targets ?? (await storage.resources.list({ tenant, kind: "endpoints", limit: 10_000 })).map((r) => (r.spec as EndpointSpec).name);
+      const targets =
+        body.targets ??
+        (await storage.resources.list({ tenant, kind: "endpoints", limit: 10_000 })).map(
+          (r) => (r.spec as EndpointSpec).name,
+        );
       return {
         event: body.event,
-        policies: policies.map((p) => ({ name: p.ref.name, global: p.ref.tenant === GLOBAL, version: p.ref.version, draft: p.ref.version === 0 })),
+        policies: policies.map((p) => ({
+          name: p.ref.name,
+          global: p.ref.tenant === GLOBAL,
+          version: p.ref.version,
+          draft: p.ref.version === 0,
+        })),
         decisions: targets.map((target) => {
           const d = decide(policies, stored.envelope, { kind: "dispatch", target });
-          return { action: { kind: "dispatch", target }, effect: d.effect, policy: d.policy && { name: d.policy.name, global: d.policy.tenant === GLOBAL, version: d.policy.version }, rule: d.rule, ...(d.ruleName ? { rule_name: d.ruleName } : {}), reason: d.reason };
+          return {
+            action: { kind: "dispatch", target },
+            effect: d.effect,
+            policy: d.policy && { name: d.policy.name, global: d.policy.tenant === GLOBAL, version: d.policy.version },
+            rule: d.rule,
+            ...(d.ruleName ? { rule_name: d.ruleName } : {}),
+            reason: d.reason,
+          };
         }),
       };
     },

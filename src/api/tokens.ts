@@ -28,7 +28,11 @@ const CreateToken = t.Object(
 );
 
 const SignIn = t.Object(
-  { client: t.Optional(t.String({ maxLength: 100, description: "what is signing in, for the audit log (e.g. agentowl-cli)" })) },
+  {
+    client: t.Optional(
+      t.String({ maxLength: 100, description: "what is signing in, for the audit log (e.g. agentowl-cli)" }),
+    ),
+  },
   { additionalProperties: false },
 );
 
@@ -39,25 +43,38 @@ const SignIn = t.Object(
  */
 export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock) {
   const signIn = new Elysia({ normalize: false }).use(authenticated(tokens, clock)).post(
-      "/sign-in",
-      async ({ principal, body, request, server, headers }) => {
-        const entry = await audit.append({
-          actor: `token:${principal.tokenId}`,
-          action: "auth.sign_in",
-          decision: "allow",
-          target: `token:${principal.tokenId}`,
-          details: { method: "token", client: body.client ?? null, remote_ip: server?.requestIP(request)?.address ?? null, user_agent: headers["user-agent"]?.slice(0, 200) ?? null },
-        });
-        return { token: { id: principal.tokenId, name: principal.name, scopes: principal.scopes }, signed_in_at: new Date(entry.at).toISOString(), audit_seq: entry.seq };
-      },
-      { body: SignIn, parse: "json" },
-    );
+    "/sign-in",
+    async ({ principal, body, request, server, headers }) => {
+      const entry = await audit.append({
+        actor: `token:${principal.tokenId}`,
+        action: "auth.sign_in",
+        decision: "allow",
+        target: `token:${principal.tokenId}`,
+        details: {
+          method: "token",
+          client: body.client ?? null,
+          remote_ip: server?.requestIP(request)?.address ?? null,
+          user_agent: headers["user-agent"]?.slice(0, 200) ?? null,
+        },
+      });
+      return {
+        token: { id: principal.tokenId, name: principal.name, scopes: principal.scopes },
+        signed_in_at: new Date(entry.at).toISOString(),
+        audit_seq: entry.seq,
+      };
+    },
+    { body: SignIn, parse: "json" },
+  );
   // Admin only, decided before the body is validated: a tenant token's POST is 403 whatever it sends.
   const manage = new Elysia({ normalize: false })
     .use(authenticated(tokens, clock, { admin: true }))
     .get("/tokens", async ({ query }) => {
       const page = readPage(query);
-      return pageOf((await tokens.list({ after: page.after, limit: page.limit + 1 })).map(present), page.limit, (x) => x.id);
+      return pageOf(
+        (await tokens.list({ after: page.after, limit: page.limit + 1 })).map(present),
+        page.limit,
+        (x) => x.id,
+      );
     })
     .post(
       "/tokens",

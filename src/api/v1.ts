@@ -6,7 +6,15 @@ import { SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
-import { GLOBAL, type Kind, KIND_NAMES, KINDS, NAME_PATTERN, SINGULAR, TenantSpec } from "../control/resources/specs.ts";
+import {
+  GLOBAL,
+  type Kind,
+  KIND_NAMES,
+  KINDS,
+  NAME_PATTERN,
+  SINGULAR,
+  TenantSpec,
+} from "../control/resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/index.ts";
 import type { SqliteStorage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
@@ -56,7 +64,10 @@ export function preconditions(headers: Record<string, string | undefined>): Prec
   const pre: Precondition = {};
   const ifMatch = headers["if-match"]?.trim();
   if (ifMatch) {
-    pre.ifMatch = ifMatch === "*" ? "*" : ifMatch.split(",").map((tag) => Number(/^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(tag)?.[1] ?? Number.NaN));
+    pre.ifMatch =
+      ifMatch === "*"
+        ? "*"
+        : ifMatch.split(",").map((tag) => Number(/^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(tag)?.[1] ?? Number.NaN));
   }
   if (headers["if-none-match"]?.trim() === "*") pre.ifNoneMatch = true;
   return pre;
@@ -71,13 +82,18 @@ function name(value: string): string {
 /** The body of a PUT/POST: metadata a client copied from a GET is dropped; the name comes from the URL when absent. */
 function specFrom(body: unknown, urlName?: string): Record<string, unknown> {
   if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw new AppError("invalid_input", "the body must be a JSON object", { errors: [{ field: "/", message: "must be a JSON object" }] });
+    throw new AppError("invalid_input", "the body must be a JSON object", {
+      errors: [{ field: "/", message: "must be a JSON object" }],
+    });
   }
   const spec: Record<string, unknown> = { ...(body as Record<string, unknown>) };
   for (const f of METADATA_FIELDS) delete spec[f];
   if (urlName !== undefined) {
     spec.name ??= urlName;
-    if (spec.name !== urlName) throw new AppError("invalid_input", "the name in the body differs from the URL", { errors: [{ field: "/name", message: `must be ${urlName}, as in the URL` }] });
+    if (spec.name !== urlName)
+      throw new AppError("invalid_input", "the name in the body differs from the URL", {
+        errors: [{ field: "/name", message: `must be ${urlName}, as in the URL` }],
+      });
   }
   return spec;
 }
@@ -95,7 +111,10 @@ function withEtag(set: { headers: Record<string, unknown>; status?: unknown }, r
  */
 function dropMetadata({ body, params, route }: { body: unknown; params?: unknown; route: string }): void {
   const kind = /^\/v1(?:\/tenants\/:tenant)?\/([a-z]+)(\/:name)?$/.exec(route)?.[1];
-  const isResource = route === "/v1/tenants" || route === "/v1/tenants/:tenant" || (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
+  const isResource =
+    route === "/v1/tenants" ||
+    route === "/v1/tenants/:tenant" ||
+    (kind !== undefined && (KIND_NAMES as readonly string[]).includes(kind));
   if (!isResource || body === null || typeof body !== "object" || Array.isArray(body)) return;
   const b = body as Record<string, unknown>;
   for (const f of METADATA_FIELDS) delete b[f];
@@ -121,7 +140,11 @@ export function v1Api(deps: V1Deps) {
         provider: null,
         specPath: "/openapi.json",
         documentation: {
-          info: { title: "AgentOwl control plane", version: VERSION, description: "Bearer token required on every route but this document." },
+          info: {
+            title: "AgentOwl control plane",
+            version: VERSION,
+            description: "Bearer token required on every route but this document.",
+          },
           components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
           security: [{ bearer: [] }],
         },
@@ -130,7 +153,16 @@ export function v1Api(deps: V1Deps) {
     // Route groups that authenticate by themselves come first: a route takes the body gate of the
     // first authenticated() it inherits (http.ts), and theirs may say more (admin only).
     .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
-    .use(configRoutes(storage.resources, storage.audit, deps.vault, storage.tokens, deps.clock, deps.desiredParser ?? new DesiredParser()))
+    .use(
+      configRoutes(
+        storage.resources,
+        storage.audit,
+        deps.vault,
+        storage.tokens,
+        deps.clock,
+        deps.desiredParser ?? new DesiredParser(),
+      ),
+    )
     .use(eventRoutes(storage.events, storage.tokens, deps.clock, deps.logTap ?? null))
     .use(deliveryRoutes(storage.events, storage.resources, deps.dispatch, storage.tokens, deps.clock))
     .use(auditRoutes(storage.audit, storage.tokens, deps.clock))
@@ -139,15 +171,21 @@ export function v1Api(deps: V1Deps) {
     .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock))
     // Creating a tenant is an admin's, decided before the body is read.
     .use(
-      new Elysia({ normalize: false }).use(authenticated(storage.tokens, deps.clock, { admin: true })).onTransform(dropMetadata).post(
-        "/tenants",
-        async ({ principal, body, set }) => {
-          const spec = specFrom(body);
-          const { record } = await control.put(tenantKey(spec.name as string), spec, { mode: "create", actor: actor(principal) });
-          return withEtag(set, record, 201);
-        },
-        { body: TenantSpec, parse: "json" },
-      ),
+      new Elysia({ normalize: false })
+        .use(authenticated(storage.tokens, deps.clock, { admin: true }))
+        .onTransform(dropMetadata)
+        .post(
+          "/tenants",
+          async ({ principal, body, set }) => {
+            const spec = specFrom(body);
+            const { record } = await control.put(tenantKey(spec.name as string), spec, {
+              mode: "create",
+              actor: actor(principal),
+            });
+            return withEtag(set, record, 201);
+          },
+          { body: TenantSpec, parse: "json" },
+        ),
     )
     .use(authenticated(storage.tokens, deps.clock, { tenantParam: true }))
     .onTransform(dropMetadata)
@@ -163,7 +201,12 @@ export function v1Api(deps: V1Deps) {
     .get("/tenants", async ({ principal, query }: Authenticated & { query: Record<string, string | undefined> }) => {
       const page = readPage(query);
       const visible = visibleTenants(principal);
-      const rows = await storage.resources.list({ kind: "tenants", after: page.after, limit: page.limit + 1, ...(visible === "all" ? {} : { tenants: visible }) });
+      const rows = await storage.resources.list({
+        kind: "tenants",
+        after: page.after,
+        limit: page.limit + 1,
+        ...(visible === "all" ? {} : { tenants: visible }),
+      });
       return pageOf(rows.map(present), page.limit, (x) => x.name as string);
     })
     .get("/tenants/:tenant", async ({ principal, params, set }) => {
@@ -181,7 +224,11 @@ export function v1Api(deps: V1Deps) {
         const exists = await storage.resources.get(tenantKey(tenant));
         if (!exists) requireAdmin(principal);
         const spec = specFrom(body, tenant);
-        const { record } = await control.put(tenantKey(tenant), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
+        const { record } = await control.put(tenantKey(tenant), spec, {
+          mode: "upsert",
+          pre: preconditions(headers),
+          actor: actor(principal),
+        });
         return withEtag(set, record, exists ? 200 : 201);
       },
       { body: TenantSpec, parse: "json" },
@@ -201,30 +248,50 @@ export function v1Api(deps: V1Deps) {
       requireAdmin(principal);
       await control.delete(tenantKey(tenant), { pre: preconditions(headers), actor: actor(principal) });
       set.status = 204;
-    })
-;
+    });
 
   /**
    * An endpoint's signing secret must be one the official Standard Webhooks libraries accept
    * (noted by the vault when it was set): otherwise every delivery it signs is refused by them.
    */
   async function checkSigningSecret(key: ResourceKey, spec: Record<string, unknown>): Promise<void> {
-    if (key.kind !== "endpoints" || typeof spec.signing_secret !== "string" || !spec.signing_secret.startsWith("vault:")) return;
+    if (
+      key.kind !== "endpoints" ||
+      typeof spec.signing_secret !== "string" ||
+      !spec.signing_secret.startsWith("vault:")
+    )
+      return;
     const ref = spec.signing_secret;
     const info = await deps.vault.describe(ref.slice("vault:".length));
     if (info?.format === "opaque") {
-      throw new AppError("invalid_input", `the endpoint is not valid`, { errors: [{ field: "/signing_secret", message: `${ref} is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value` }] });
+      throw new AppError("invalid_input", `the endpoint is not valid`, {
+        errors: [
+          {
+            field: "/signing_secret",
+            message: `${ref} is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value`,
+          },
+        ],
+      });
     }
   }
 
-  async function patchResource(key: ResourceKey, patch: unknown, pre: Precondition, principal: Principal): Promise<ResourceRecord> {
+  async function patchResource(
+    key: ResourceKey,
+    patch: unknown,
+    pre: Precondition,
+    principal: Principal,
+  ): Promise<ResourceRecord> {
     const current = await storage.resources.get(key);
     if (!current) throw new AppError("not_found", "not found");
     const spec = specFrom(mergePatch(current.spec, specFrom(patch)), key.name);
     await checkSigningSecret(key, spec);
     // Without If-Match, the patch applies to the version it was computed from: a concurrent
     // writer in between makes it fail rather than silently lose that writer's change.
-    const { record } = await control.put(key, spec, { mode: "update", pre: pre.ifMatch ? pre : { ifMatch: [current.resourceVersion] }, actor: actor(principal) });
+    const { record } = await control.put(key, spec, {
+      mode: "update",
+      pre: pre.ifMatch ? pre : { ifMatch: [current.resourceVersion] },
+      actor: actor(principal),
+    });
     return record;
   }
 
@@ -236,10 +303,24 @@ export function v1Api(deps: V1Deps) {
     base: string;
     kind: Kind;
     /** The owner named by the URL, once the caller may `access` it; `listing` also checks it exists. */
-    owner(principal: Principal, params: Record<string, string>, access: "read" | "write", listing?: boolean): Promise<string>;
+    owner(
+      principal: Principal,
+      params: Record<string, string>,
+      access: "read" | "write",
+      listing?: boolean,
+    ): Promise<string>;
   }
-  const label = (k: ResourceKey) => (k.tenant === GLOBAL ? `global ${SINGULAR[k.kind as Kind]} ${k.name}` : `${SINGULAR[k.kind as Kind]} ${k.tenant}/${k.name}`);
-  type Ctx = Authenticated & { params: Record<string, string>; query: Record<string, string | undefined>; headers: Record<string, string | undefined>; body: unknown; set: { headers: Record<string, unknown>; status?: unknown } };
+  const label = (k: ResourceKey) =>
+    k.tenant === GLOBAL
+      ? `global ${SINGULAR[k.kind as Kind]} ${k.name}`
+      : `${SINGULAR[k.kind as Kind]} ${k.tenant}/${k.name}`;
+  type Ctx = Authenticated & {
+    params: Record<string, string>;
+    query: Record<string, string | undefined>;
+    headers: Record<string, string | undefined>;
+    body: unknown;
+    set: { headers: Record<string, unknown>; status?: unknown };
+  };
 
   function kindRoutes(scope: Scope) {
     const { base, kind } = scope;
@@ -258,7 +339,10 @@ export function v1Api(deps: V1Deps) {
           const tenant = await scope.owner(principal, params, "write");
           const spec = specFrom(body);
           await checkSigningSecret(key(tenant, spec.name as string), spec);
-          const { record } = await control.put(key(tenant, spec.name as string), spec, { mode: "create", actor: actor(principal) });
+          const { record } = await control.put(key(tenant, spec.name as string), spec, {
+            mode: "create",
+            actor: actor(principal),
+          });
           return withEtag(set, record, 201);
         },
         { body: schema, parse: "json" },
@@ -273,7 +357,16 @@ export function v1Api(deps: V1Deps) {
         const k = key(await scope.owner(principal, params, "read"), name(params.name!));
         const versions = await storage.resources.history(k);
         if (!versions.length) throw new AppError("not_found", `${label(k)} not found`);
-        return { items: versions.map((v) => ({ resource_version: v.resourceVersion, op: v.op, spec: v.spec, actor: v.actor, changed_at: iso(v.changedAt) })), next_cursor: null };
+        return {
+          items: versions.map((v) => ({
+            resource_version: v.resourceVersion,
+            op: v.op,
+            spec: v.spec,
+            actor: v.actor,
+            changed_at: iso(v.changedAt),
+          })),
+          next_cursor: null,
+        };
       })
       .put(
         `${base}/:name`,
@@ -281,7 +374,11 @@ export function v1Api(deps: V1Deps) {
           const tenant = await scope.owner(principal, params, "write");
           const spec = specFrom(body, name(params.name!));
           await checkSigningSecret(key(tenant, params.name!), spec);
-          const { record, created } = await control.put(key(tenant, params.name!), spec, { mode: "upsert", pre: preconditions(headers), actor: actor(principal) });
+          const { record, created } = await control.put(key(tenant, params.name!), spec, {
+            mode: "upsert",
+            pre: preconditions(headers),
+            actor: actor(principal),
+          });
           return withEtag(set, record, created ? 201 : 200);
         },
         { body: schema, parse: "json" },

@@ -126,7 +126,8 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
     (s) => s.close(),
   );
   storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
-  if (storage.migration.applied.length) log.info("database migrated", { applied: storage.migration.applied, version: storage.migration.version });
+  if (storage.migration.applied.length)
+    log.info("database migrated", { applied: storage.migration.applied, version: storage.migration.version });
   metrics.watchQueue(storage.queue);
 
   const clock = opts.clock ?? systemClock;
@@ -134,11 +135,20 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   let vault: Vault;
   {
     const source = masterKeySource(config.masterKeyFile);
-    const { ring, created } = source.credential ? { ring: keyringOf(loadMasterKey(source.path)), created: false } : loadKeyring(source.path);
+    const { ring, created } = source.credential
+      ? { ring: keyringOf(loadMasterKey(source.path)), created: false }
+      : loadKeyring(source.path);
     if (created) log.info("vault master key created", { file: source.path });
     if (source.credential) log.info("vault master key from a systemd credential", { credential: source.path });
     // The audit chain is keyed and anchored before the first audited write (the bootstrap token's).
-    anchorAuditLog(storage.audit, { dataDir: config.dataDir, masterKeyFile: config.masterKeyFile, master: ring.sealing, credential: source.credential, ...config.auditCheckpoint, log });
+    anchorAuditLog(storage.audit, {
+      dataDir: config.dataDir,
+      masterKeyFile: config.masterKeyFile,
+      master: ring.sealing,
+      credential: source.credential,
+      ...config.auditCheckpoint,
+      log,
+    });
     await seedBootstrapToken(storage.tokens, config.bootstrapToken, clock, log);
     vault = new Vault(storage, ring, redactor, clock, source.credential ? null : source.path);
     if (ring.rotating) {
@@ -167,10 +177,20 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   // killed between a segment's fsync and the commit of its rows, a disk that filled up): no 250
   // was sent for any of it, so the senders send it again.
   const orphans = spool.removeUnreferenced(storage.mail.spoolSegments());
-  if (orphans.segments) log.info("removed spool segments no message refers to", { segments: orphans.segments, bytes: orphans.bytes });
-  const resolver = createDnsResolver({ servers: config.dnsServers ? [...config.dnsServers] : undefined, timeoutMs: config.dnsTimeoutMs });
+  if (orphans.segments)
+    log.info("removed spool segments no message refers to", { segments: orphans.segments, bytes: orphans.bytes });
+  const resolver = createDnsResolver({
+    servers: config.dnsServers ? [...config.dnsServers] : undefined,
+    timeoutMs: config.dnsTimeoutMs,
+  });
   const handlers = new Map(opts.handlers ?? []);
-  const dispatch = dispatcher({ storage, vault, owner: `pid:${process.pid}`, visibilityMs: config.visibilityTimeoutMs, workers: config.workerConcurrency });
+  const dispatch = dispatcher({
+    storage,
+    vault,
+    owner: `pid:${process.pid}`,
+    visibilityMs: config.visibilityTimeoutMs,
+    workers: config.workerConcurrency,
+  });
   handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics, routing: dispatch.inline }));
   handlers.set(DELIVERY_JOB, dispatch.run);
   metrics.watchCircuits(() => dispatch.breakers.troubled());
@@ -229,7 +249,12 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
       const jobs = await storage.queue.sweep(config.retentionMs);
       const outbox = await storage.outbox.purge(config.retentionMs);
       const spooled = spool.purge(Date.now() - config.spoolRetentionMs);
-      log.info("retention sweep", { ...jobs, outbox_purged: outbox, spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
+      log.info("retention sweep", {
+        ...jobs,
+        outbox_purged: outbox,
+        spool_segments_purged: spooled.segments,
+        spool_bytes_purged: spooled.bytes,
+      });
     },
     { name: "retention", noOverlap: true },
   );
@@ -240,11 +265,23 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   const remind = async () => {
     for (const s of await vault.dueForRotation(7 * 86_400_000)) {
       const overdue = s.rotationDueAt! <= clock.now();
-      log.warn(overdue ? "secret rotation overdue" : "secret rotation due soon", { tenant: s.tenant, scope: `${s.tenant}/${s.name}`, version: s.version, due_at: new Date(s.rotationDueAt!).toISOString() });
-      await storage.outbox.emit({ topic: "secret.rotation_due", tenant: s.tenant, payload: { name: s.name, version: s.version, due_at: s.rotationDueAt, overdue } });
+      log.warn(overdue ? "secret rotation overdue" : "secret rotation due soon", {
+        tenant: s.tenant,
+        scope: `${s.tenant}/${s.name}`,
+        version: s.version,
+        due_at: new Date(s.rotationDueAt!).toISOString(),
+      });
+      await storage.outbox.emit({
+        topic: "secret.rotation_due",
+        tenant: s.tenant,
+        payload: { name: s.name, version: s.version, due_at: s.rotationDueAt, overdue },
+      });
     }
   };
-  const reminders = acquired.add(cron.schedule("0 9 * * *", remind, { name: "secret-rotation-reminders", noOverlap: true }), (t) => t.destroy());
+  const reminders = acquired.add(
+    cron.schedule("0 9 * * *", remind, { name: "secret-rotation-reminders", noOverlap: true }),
+    (t) => t.destroy(),
+  );
   void remind().catch((e) => log.error("rotation reminders failed", { err: e }));
 
   let stopping = false;
@@ -263,8 +300,18 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
     };
   };
 
-  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready }).use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
-    .use(ingressRoutes({ config, storage, vault, metrics, log: log.child({ component: "ingress" }), routing: dispatch.inline }));
+  const http = createHttpApp({ log: log.child({ component: "http" }), metrics, version: `${VERSION}+${COMMIT}`, ready })
+    .use(v1Api({ storage, clock, vault, dispatch, logTap: opts.logTap ?? null }))
+    .use(
+      ingressRoutes({
+        config,
+        storage,
+        vault,
+        metrics,
+        log: log.child({ component: "ingress" }),
+        routing: dispatch.inline,
+      }),
+    );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the
   // optional plain listener, which serves the same app to loopback and opted-in webhooks only.
   const https = servesHttps(config.settings.http_tls, config.http.host);
@@ -276,7 +323,12 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   let listening = config.settings.http_listen;
   try {
     // Elysia turns SO_REUSEPORT on, which would let a second appliance share the port silently.
-    http.listen({ hostname: config.http.host, port: config.http.port, reusePort: false, ...(https ? { tls: { cert: tls.cert, key: tls.key } } : {}) });
+    http.listen({
+      hostname: config.http.host,
+      port: config.http.port,
+      reusePort: false,
+      ...(https ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+    });
     url = `${https ? "https" : "http"}://${hostOf(http.server!.hostname)}:${http.server!.port}`;
     if (plainListen) {
       listening = config.settings.http_plain_listen!;
@@ -300,7 +352,10 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   acquired.add(http, (h) => h.stop(true));
   if (plain) acquired.add(plain, (p) => p.stop(true));
   const plainUrl = plain ? `http://${hostOf(plain.hostname)}:${plain.port}` : null;
-  if (!https && !isLoopback(config.http.host)) log.warn("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear", { http_listen: config.settings.http_listen });
+  if (!https && !isLoopback(config.http.host))
+    log.warn("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear", {
+      http_listen: config.settings.http_listen,
+    });
 
   const smtp = new SmtpIngress({ config, storage, spool, tls, log: log.child({ component: "smtp" }), metrics });
   let smtpPort: number;
@@ -311,7 +366,16 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
     throw new Error(`cannot listen on ${config.settings.smtp_listen}: ${code}`, { cause: e });
   }
   const loopLag = new LoopLagMonitor(metrics.observeLoopLag).start();
-  log.info("agentowl serving", { http: url, ...(plainUrl ? { http_plain: plainUrl } : {}), smtp: `${config.smtp.host}:${smtpPort}`, tls: tls.source, fingerprint, data_dir: config.dataDir, version: VERSION, schema: storage.migration.version });
+  log.info("agentowl serving", {
+    http: url,
+    ...(plainUrl ? { http_plain: plainUrl } : {}),
+    smtp: `${config.smtp.host}:${smtpPort}`,
+    tls: tls.source,
+    fingerprint,
+    data_dir: config.dataDir,
+    version: VERSION,
+    schema: storage.migration.version,
+  });
 
   let stopped: Promise<{ forced: boolean }> | null = null;
   const stop = (): Promise<{ forced: boolean }> => {
@@ -328,7 +392,10 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
       // 1. Stop accepting; let requests in flight finish until the deadline. Live log streams
       //    never finish on their own: end them first.
       opts.logTap?.closeAll();
-      const drained = await Promise.race([Promise.all([http.stop(false), plain?.stop(false), smtp.close(deadline)]).then(() => true), Bun.sleep(left()).then(() => false)]);
+      const drained = await Promise.race([
+        Promise.all([http.stop(false), plain?.stop(false), smtp.close(deadline)]).then(() => true),
+        Bun.sleep(left()).then(() => false),
+      ]);
       if (!drained) await Promise.all([http.stop(true), plain?.stop(true)]);
       // 2. Stop leasing; let jobs in flight finish. A job cut off keeps its lease and is
       //    recovered by the next start: at least once, never lost.
@@ -348,5 +415,16 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
     return stopped;
   };
 
-  return { url, plainUrl, smtp: { host: config.smtp.host, port: smtpPort }, storage, metrics, http, redactor, vault, routing: dispatch.inline, stop };
+  return {
+    url,
+    plainUrl,
+    smtp: { host: config.smtp.host, port: smtpPort },
+    storage,
+    metrics,
+    http,
+    redactor,
+    vault,
+    routing: dispatch.inline,
+    stop,
+  };
 }

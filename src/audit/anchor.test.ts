@@ -39,15 +39,34 @@ function tempDir(): string {
 }
 
 /** A storage on `dir` whose chain is keyed and anchored, as the appliance opens it. */
-function keyedStorage(dir: string, opts: { keys?: ChainKeys; everyEntries?: number; onCheckpoint?: (seq: number) => void } = {}) {
+function keyedStorage(
+  dir: string,
+  opts: { keys?: ChainKeys; everyEntries?: number; onCheckpoint?: (seq: number) => void } = {},
+) {
   const s = openSqliteStorage({ dir });
   open.push(s);
-  const state = s.audit.anchor({ keys: opts.keys ?? KEYS, file: checkpointFile(dir), everyEntries: opts.everyEntries ?? 1000, everyMs: 0, onCheckpoint: (cp) => opts.onCheckpoint?.(cp.seq) });
+  const state = s.audit.anchor({
+    keys: opts.keys ?? KEYS,
+    file: checkpointFile(dir),
+    everyEntries: opts.everyEntries ?? 1000,
+    everyMs: 0,
+    onCheckpoint: (cp) => opts.onCheckpoint?.(cp.seq),
+  });
   return Object.assign(s, { state });
 }
 
 async function fill(s: SqliteStorage, n: number, from = 0) {
-  await Promise.all(Array.from({ length: n }, (_, i) => s.audit.append({ actor: "token:tok_1", tenant: "beta", action: "resource.update", target: `beta/endpoints/e${from + i}`, details: { i: from + i } })));
+  await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      s.audit.append({
+        actor: "token:tok_1",
+        tenant: "beta",
+        action: "resource.update",
+        target: `beta/endpoints/e${from + i}`,
+        details: { i: from + i },
+      }),
+    ),
+  );
 }
 
 /** A second connection, as an attacker with write access to the database file has; the append-only triggers dropped. */
@@ -61,10 +80,15 @@ function sideDoor(dir: string): Database {
 type Row = RawRow;
 
 /** Change entry `seq`'s target and recompute its hash and every later one with `link`. */
-function rewriteAndRehash(db: Database, seq: number, link: (prev: string, e: Row & { details: Record<string, unknown> }, details: string) => string) {
+function rewriteAndRehash(
+  db: Database,
+  seq: number,
+  link: (prev: string, e: Row & { details: Record<string, unknown> }, details: string) => string,
+) {
   db.run("UPDATE audit_log SET target = 'beta/endpoints/forged' WHERE seq = ?", [seq]);
   const rows = db.query<Row, [number]>("SELECT * FROM audit_log WHERE seq >= ? ORDER BY seq").all(seq);
-  let prev = db.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(seq - 1)?.hash ?? GENESIS;
+  let prev =
+    db.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(seq - 1)?.hash ?? GENESIS;
   for (const r of rows) {
     const hash = link(prev, { ...r, details: JSON.parse(r.details) }, r.details);
     db.run("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", [prev, hash, r.seq]);
@@ -72,7 +96,8 @@ function rewriteAndRehash(db: Database, seq: number, link: (prev: string, e: Row
   }
 }
 
-const hashOf = (db: Database, seq: number) => db.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(seq)!.hash;
+const hashOf = (db: Database, seq: number) =>
+  db.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(seq)!.hash;
 
 /** Close (final checkpoint) and reopen: what verify sees after a restart. */
 async function reopen(s: SqliteStorage, dir: string, keys: ChainKeys = KEYS) {
@@ -118,7 +143,13 @@ describe("checkpoint timing", () => {
     const s = openSqliteStorage({ dir });
     open.push(s);
     const seen: number[] = [];
-    s.audit.anchor({ keys: KEYS, file: checkpointFile(dir), everyEntries: 1000, everyMs: 20, onCheckpoint: (cp) => seen.push(cp.seq) });
+    s.audit.anchor({
+      keys: KEYS,
+      file: checkpointFile(dir),
+      everyEntries: 1000,
+      everyMs: 20,
+      onCheckpoint: (cp) => seen.push(cp.seq),
+    });
     await fill(s, 3);
     await until("the timer's checkpoint", () => seen.includes(3), 5000);
     expect(seen).toEqual([0, 3]);
@@ -126,7 +157,11 @@ describe("checkpoint timing", () => {
 });
 
 describe("truncation and rewrites are reported, naming the last good entry", () => {
-  for (const [removed, what] of [[1, "the last entry"], [100, "the last 100 entries"], [250, "every entry"]] as const) {
+  for (const [removed, what] of [
+    [1, "the last entry"],
+    [100, "the last 100 entries"],
+    [250, "every entry"],
+  ] as const) {
     test(`deleting ${what} is reported as that many entries missing against the checkpoint`, async () => {
       const dir = tempDir();
       let s = keyedStorage(dir);
@@ -141,7 +176,10 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
       expect(r.ok).toBe(false);
       expect(r.missing).toBe(removed);
       // The next start says so at once.
-      expect((await reopen(s, dir)).state).toMatchObject({ kind: "continued", problem: `the log holds ${lastGood} entries, the latest checkpoint covers 250` });
+      expect((await reopen(s, dir)).state).toMatchObject({
+        kind: "continued",
+        problem: `the log holds ${lastGood} entries, the latest checkpoint covers 250`,
+      });
       expect(r.firstBroken?.seq).toBe(lastGood + 1);
       expect(r.lastGood).toEqual(lastGood ? { seq: lastGood, hash: lastGoodHash! } : null);
       expect(r.problem).toContain(removed === 1 ? "1 entry is missing" : `${removed} entries are missing`);
@@ -170,7 +208,11 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
     const good = hashOf(db, 29);
     rewriteAndRehash(db, 30, (prev, e, details) => entryMac(WRONG.entry, prev, e, details));
     db.close();
-    expect(await s.audit.verify()).toMatchObject({ ok: false, firstBroken: { seq: 30, reason: "its content does not match its hash" }, lastGood: { seq: 29, hash: good } });
+    expect(await s.audit.verify()).toMatchObject({
+      ok: false,
+      firstBroken: { seq: 30, reason: "its content does not match its hash" },
+      lastGood: { seq: 29, hash: good },
+    });
   });
 
   test("the whole log rewritten with plain SHA-256 from its first entry is caught at entry 1", async () => {
@@ -231,7 +273,10 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
     await fill(s, 20);
     const db = sideDoor(dir);
     const h12 = hashOf(db, 12);
-    expect(await s.audit.verify({ expectHead: { seq: 12, hash: h12 } })).toMatchObject({ ok: true, expectHead: { found: true } });
+    expect(await s.audit.verify({ expectHead: { seq: 12, hash: h12 } })).toMatchObject({
+      ok: true,
+      expectHead: { found: true },
+    });
     expect(await s.audit.verify({ expectHead: { seq: null, hash: h12 } })).toMatchObject({ ok: true });
     const other = "ab".repeat(32);
     const miss = await s.audit.verify({ expectHead: { seq: null, hash: other } });
@@ -268,7 +313,9 @@ describe("entries written before the chain was keyed", () => {
     db.close();
     const r = await s.audit.verify();
     expect(r).toMatchObject({ ok: false, entries: 0, lastGood: null, firstBroken: { seq: 30 } });
-    expect(r.problem).toContain("entries 1 to 30 (plain SHA-256, written before the chain was keyed) no longer end in the head the upgrade checkpoint");
+    expect(r.problem).toContain(
+      "entries 1 to 30 (plain SHA-256, written before the chain was keyed) no longer end in the head the upgrade checkpoint",
+    );
   });
 
   test("a keyed entry rewritten after the legacy ones is caught at that entry", async () => {
@@ -282,7 +329,12 @@ describe("entries written before the chain was keyed", () => {
     const good = hashOf(db, 33);
     rewriteAndRehash(db, 34, (prev, e, details) => entryHash(prev, e, details));
     db.close();
-    expect(await s.audit.verify()).toMatchObject({ ok: false, entries: 33, firstBroken: { seq: 34 }, lastGood: { seq: 33, hash: good } });
+    expect(await s.audit.verify()).toMatchObject({
+      ok: false,
+      entries: 33,
+      firstBroken: { seq: 34 },
+      lastGood: { seq: 33, hash: good },
+    });
   });
 });
 
@@ -294,7 +346,15 @@ describe("master-key rotation", () => {
       const s = openSqliteStorage({ dir });
       open.push(s);
       const { ring } = loadKeyring(keyFile);
-      anchorAuditLog(s.audit, { dataDir: dir, masterKeyFile: keyFile, master: ring.sealing, credential: false, everyEntries: 1000, everyMs: 0, log: silentLogger });
+      anchorAuditLog(s.audit, {
+        dataDir: dir,
+        masterKeyFile: keyFile,
+        master: ring.sealing,
+        credential: false,
+        everyEntries: 1000,
+        everyMs: 0,
+        log: silentLogger,
+      });
       return { s, vault: new Vault(s, ring, new Redactor(), systemClock, keyFile) };
     };
     let { s, vault } = start();

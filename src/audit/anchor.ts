@@ -5,7 +5,12 @@ import type { MasterKey } from "../vault/crypto.ts";
 import { auditKeyPath, loadChainKeys } from "./keys.ts";
 
 /** The key files beside the master key file (wherever it is kept): made private at start. */
-export const keyFiles = (masterKeyFile: string): string[] => [masterKeyFile, `${masterKeyFile}.next`, `${masterKeyFile}.previous`, auditKeyPath(masterKeyFile)];
+export const keyFiles = (masterKeyFile: string): string[] => [
+  masterKeyFile,
+  `${masterKeyFile}.next`,
+  `${masterKeyFile}.previous`,
+  auditKeyPath(masterKeyFile),
+];
 
 /** Where the signed checkpoints of the audit chain are kept. */
 export const checkpointFile = (dataDir: string) => join(dataDir, "audit", "checkpoints.jsonl");
@@ -17,7 +22,15 @@ export const checkpointFile = (dataDir: string) => join(dataDir, "audit", "check
  */
 export function anchorAuditLog(
   audit: SqliteAudit,
-  opts: { dataDir: string; masterKeyFile: string; master: MasterKey; credential: boolean; everyEntries: number; everyMs: number; log: Logger },
+  opts: {
+    dataDir: string;
+    masterKeyFile: string;
+    master: MasterKey;
+    credential: boolean;
+    everyEntries: number;
+    everyMs: number;
+    log: Logger;
+  },
 ): AnchorState {
   const { log } = opts;
   const { keys, created } = loadChainKeys(opts);
@@ -31,7 +44,10 @@ export function anchorAuditLog(
     onError: (e) => log.error("audit checkpoint not written: the next one covers its entries", { err: e }),
   });
   if (state.kind === "upgraded") {
-    log.warn("audit chain keyed from now on: the entries written before (plain SHA-256) are anchored once, where they stand", { legacy_entries: state.legacyThrough, head: state.head });
+    log.warn(
+      "audit chain keyed from now on: the entries written before (plain SHA-256) are anchored once, where they stand",
+      { legacy_entries: state.legacyThrough, head: state.head },
+    );
   } else if (state.kind === "restarted") {
     log.error("audit chain not anchored: run 'agentowl audit verify'", { detail: state.problem });
   } else if (state.kind === "continued" && state.problem) {

@@ -38,7 +38,14 @@ describe("the audit chain", () => {
     expect(rows[0]!.prevHash).toBe(GENESIS);
     for (let i = 1; i < rows.length; i++) expect(rows[i]!.prevHash).toBe(rows[i - 1]!.hash);
     for (const r of rows) expect(r.hash).toBe(entryMac(KEYS.entry, r.prevHash, r));
-    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 5, head: rows.at(-1)!.hash, firstBroken: null, keyed: true, problem: null });
+    expect(await s.audit.verify()).toMatchObject({
+      ok: true,
+      entries: 5,
+      head: rows.at(-1)!.hash,
+      firstBroken: null,
+      keyed: true,
+      problem: null,
+    });
   });
 
   test("without the vault's key (a tool), entries carry the plain SHA-256 link and verify as such", async () => {
@@ -50,12 +57,23 @@ describe("the audit chain", () => {
   });
 
   test("the written-out canonical entry is exactly the generic canonical JSON of the entry", () => {
-    const e = { seq: 7, at: 1795312662123, actor: 'token:"quoted"', tenant: null, action: "resource.update", target: "beta/routes/r\u00e9", decision: "allow", details: { z: [1, { b: 2, a: "\n" }], a: null } };
+    const e = {
+      seq: 7,
+      at: 1795312662123,
+      actor: 'token:"quoted"',
+      tenant: null,
+      action: "resource.update",
+      target: "beta/routes/r\u00e9",
+      decision: "allow",
+      details: { z: [1, { b: 2, a: "\n" }], a: null },
+    };
     expect(canonicalEntry(e)).toBe(canonicalJson(e));
   });
 
   test("the canonical form does not depend on key order", () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe(canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 }));
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe(
+      canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 }),
+    );
   });
 
   test("the table is append-only: updates and deletes are refused", async () => {
@@ -71,11 +89,13 @@ describe("the audit chain", () => {
     const db = s.handle.sqlite;
     db.run("DROP TRIGGER audit_log_no_update"); // what someone editing the file would do first
     let seed = 7;
-    const random = (n: number) => ((seed = (seed * 48271) % 2147483647) % n + n) % n;
+    const random = (n: number) => (((seed = (seed * 48271) % 2147483647) % n) + n) % n;
     let checked = 0;
     for (let seq = 1; seq <= 12; seq++) {
       for (const column of COLUMNS) {
-        const original = db.query<Record<string, string | number | null>, [number]>(`SELECT ${column} AS v FROM audit_log WHERE seq = ?`).get(seq)!.v;
+        const original = db
+          .query<Record<string, string | number | null>, [number]>(`SELECT ${column} AS v FROM audit_log WHERE seq = ?`)
+          .get(seq)!.v;
         let changed: string | number;
         if (typeof original === "number") changed = original + 1;
         else {
@@ -115,7 +135,9 @@ describe("the audit chain", () => {
         throw new Error("the change failed");
       })
       .catch(() => {});
-    await Promise.all(Array.from({ length: 50 }, (_, i) => s.audit.append({ actor: "system", action: "x", details: { i } })));
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => s.audit.append({ actor: "system", action: "x", details: { i } })),
+    );
     expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 52 });
   });
 });

@@ -22,15 +22,23 @@ export const auditKeyPath = (masterKeyFile: string) => join(dirname(masterKeyFil
 
 /** The entry key and the checkpoint key, each derived from the root with its own label. */
 export function chainKeysFrom(root: Buffer): ChainKeys {
-  return { entry: deriveKey(root, `${AUDIT_KEY_LABEL} entries`), checkpoint: deriveKey(root, `${AUDIT_KEY_LABEL} checkpoints`) };
+  return {
+    entry: deriveKey(root, `${AUDIT_KEY_LABEL} entries`),
+    checkpoint: deriveKey(root, `${AUDIT_KEY_LABEL} checkpoints`),
+  };
 }
 
 function readRoot(path: string): Buffer {
   const mode = statSync(path).mode & 0o777;
-  if (mode & 0o077) throw new AppError("config_invalid", `audit key file ${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`);
+  if (mode & 0o077)
+    throw new AppError(
+      "config_invalid",
+      `audit key file ${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`,
+    );
   const text = readFileSync(path, "utf8").trim();
   const key = Buffer.from(text, "base64");
-  if (key.length !== KEY_BYTES || key.toString("base64") !== text) throw new AppError("config_invalid", `audit key file ${path} must hold ${KEY_BYTES} bytes in base64`);
+  if (key.length !== KEY_BYTES || key.toString("base64") !== text)
+    throw new AppError("config_invalid", `audit key file ${path} must hold ${KEY_BYTES} bytes in base64`);
   return key;
 }
 
@@ -38,7 +46,10 @@ function readRoot(path: string): Buffer {
  * The chain's keys for an appliance whose master key is `master`, read from (or, the first time,
  * derived into) `audit.key` beside `masterKeyFile`; from the credential itself when `credential`.
  */
-export function loadChainKeys(opts: { masterKeyFile: string; master: MasterKey; credential: boolean }): { keys: ChainKeys; created: string | null } {
+export function loadChainKeys(opts: { masterKeyFile: string; master: MasterKey; credential: boolean }): {
+  keys: ChainKeys;
+  created: string | null;
+} {
   if (opts.credential) return { keys: chainKeysFrom(deriveKey(opts.master.key, AUDIT_KEY_LABEL)), created: null };
   const path = auditKeyPath(opts.masterKeyFile);
   if (existsSync(path)) return { keys: chainKeysFrom(readRoot(path)), created: null };

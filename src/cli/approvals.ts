@@ -10,7 +10,9 @@ import { cell, renderTable, time, toJson, toYaml } from "./output.ts";
 const footer = `${CONNECTION_HELP}\n\n${API_EXIT_HELP}`;
 const what = (a: Record<string, unknown>): string => {
   const action = (a.action ?? {}) as Record<string, unknown>;
-  return action.kind === "dispatch" ? `dispatch to ${String(action.target)}` : `${String(action.kind)} ${String(action.tool ?? "")}`.trim();
+  return action.kind === "dispatch"
+    ? `dispatch to ${String(action.target)}`
+    : `${String(action.kind)} ${String(action.tool ?? "")}`.trim();
 };
 
 /** The policy rule that parked it, as people number rules (from 1), with its name when it has one. */
@@ -30,7 +32,11 @@ function approvalHeader(a: Record<string, unknown>): string {
     ["why", why(a)],
     ["expires", `${time(a.expires_at)}, then ${a.on_expiry === "approve" ? "approved" : "denied"}`],
   ];
-  if (a.decided_by) rows.push(["decided", `${String(a.state)} by ${String(a.decided_by)} at ${time(a.decided_at)}${a.reason ? `: ${String(a.reason)}` : ""}`]);
+  if (a.decided_by)
+    rows.push([
+      "decided",
+      `${String(a.state)} by ${String(a.decided_by)} at ${time(a.decided_at)}${a.reason ? `: ${String(a.reason)}` : ""}`,
+    ]);
   return rows.map(([k, v]) => `${`${k}:`.padEnd(10)}${v}`).join("\n") + "\n";
 }
 
@@ -51,13 +57,29 @@ and when it expires (and what happens then).
 ${footer}`,
   options: { tenant: { type: "string", short: "t" }, state: { type: "string" }, ...LIST_OPTIONS },
   async run({ values }, io) {
-    const rows = await listRows(clientFor(values, io.env), apiPath("approvals"), { tenant: stringOpt(values, "tenant"), state: choiceOpt(values, "state", APPROVAL_STATES) }, values, io, "approvals");
+    const rows = await listRows(
+      clientFor(values, io.env),
+      apiPath("approvals"),
+      { tenant: stringOpt(values, "tenant"), state: choiceOpt(values, "state", APPROVAL_STATES) },
+      values,
+      io,
+      "approvals",
+    );
     io.out(
       values.json
         ? toJson(rows)
         : renderTable(
             ["ID", "TENANT", "ACTION", "EVENT", "STATE", "EXPIRES", "ON EXPIRY", "DECIDED BY"],
-            rows.map((a) => [cell(a.id), cell(a.tenant), cell(what(a)), cell((a.event as Record<string, unknown> | null)?.summary ?? "-", 50), cell(a.state), time(a.expires_at), cell(a.on_expiry), cell(a.decided_by ?? "-")]),
+            rows.map((a) => [
+              cell(a.id),
+              cell(a.tenant),
+              cell(what(a)),
+              cell((a.event as Record<string, unknown> | null)?.summary ?? "-", 50),
+              cell(a.state),
+              time(a.expires_at),
+              cell(a.on_expiry),
+              cell(a.decided_by ?? "-"),
+            ]),
           ),
     );
     return EXIT.ok;
@@ -87,7 +109,9 @@ ${footer}`,
 async function decide(args: CommandArgs, io: CommandIO, verb: "approve" | "deny"): Promise<number> {
   const reason = stringOpt(args.values, "reason");
   if (verb === "deny" && !reason) throw new UsageError("a denial needs --reason TEXT");
-  const r = await clientFor(args.values, io.env).call("POST", `${apiPath("approvals", idOf(args))}/${verb}`, { json: reason ? { reason } : {} });
+  const r = await clientFor(args.values, io.env).call("POST", `${apiPath("approvals", idOf(args))}/${verb}`, {
+    json: reason ? { reason } : {},
+  });
   io.out(args.values.json ? toJson(r.body) : `${String(r.body.id)}: ${String(r.body.state)} (${what(r.body)})\n`);
   return EXIT.ok;
 }

@@ -23,7 +23,15 @@ event.replay, ...
 ${CONNECTION_HELP}
 
 ${API_EXIT_HELP}`,
-  options: { tenant: { type: "string", short: "t" }, action: { type: "string" }, actor: { type: "string" }, event: { type: "string" }, since: { type: "string" }, until: { type: "string" }, ...LIST_OPTIONS },
+  options: {
+    tenant: { type: "string", short: "t" },
+    action: { type: "string" },
+    actor: { type: "string" },
+    event: { type: "string" },
+    since: { type: "string" },
+    until: { type: "string" },
+    ...LIST_OPTIONS,
+  },
   async run({ values }, io) {
     const query = {
       tenant: stringOpt(values, "tenant"),
@@ -39,7 +47,15 @@ ${API_EXIT_HELP}`,
         ? toJson(rows)
         : renderTable(
             ["SEQ", "TIME", "ACTOR", "TENANT", "ACTION", "TARGET", "DECISION"],
-            rows.map((e) => [cell(e.seq), time(e.at), cell(e.actor_name ? `${String(e.actor_name)} (${String(e.actor).replace(/^token:/, "")})` : e.actor), cell(e.tenant ?? "-"), cell(e.action), cell(e.target ?? "-"), cell(e.decision ?? "-")]),
+            rows.map((e) => [
+              cell(e.seq),
+              time(e.at),
+              cell(e.actor_name ? `${String(e.actor_name)} (${String(e.actor).replace(/^token:/, "")})` : e.actor),
+              cell(e.tenant ?? "-"),
+              cell(e.action),
+              cell(e.target ?? "-"),
+              cell(e.decision ?? "-"),
+            ]),
           ),
     );
     return EXIT.ok;
@@ -63,11 +79,16 @@ export function renderVerify(r: VerifyBody): string {
     const anchor = r.checkpoint ? `; checkpoint of ${r.checkpoint.at} at entry ${r.checkpoint.seq}` : "";
     return `audit log intact: ${r.entries} entries, head ${r.head}${anchor}\n`;
   }
-  const lines = [r.first_broken ? `audit log BROKEN at entry ${r.first_broken.seq}: ${r.first_broken.reason}` : "audit log BROKEN"];
+  const lines = [
+    r.first_broken ? `audit log BROKEN at entry ${r.first_broken.seq}: ${r.first_broken.reason}` : "audit log BROKEN",
+  ];
   if (r.problem) lines.push(`  ${r.problem}`);
   if (r.missing > 0) lines.push(`  missing entries: ${r.missing}`);
-  lines.push(r.last_good ? `  last good entry: ${r.last_good.seq}, hash ${r.last_good.hash}` : "  last good entry: none");
-  if (r.checkpoint) lines.push(`  latest checkpoint: entry ${r.checkpoint.seq}, head ${r.checkpoint.head}, ${r.checkpoint.at}`);
+  lines.push(
+    r.last_good ? `  last good entry: ${r.last_good.seq}, hash ${r.last_good.hash}` : "  last good entry: none",
+  );
+  if (r.checkpoint)
+    lines.push(`  latest checkpoint: entry ${r.checkpoint.seq}, head ${r.checkpoint.head}, ${r.checkpoint.at}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -92,7 +113,9 @@ Exit codes: 0 intact, 1 broken (or failed), 2 usage, 5 not authenticated or not 
 ${CONNECTION_HELP}`,
   options: { "expect-head": { type: "string" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
-    const res = await clientFor(values, io.env).send("GET", apiPath("audit", "verify"), { query: { expect_head: stringOpt(values, "expect-head") } });
+    const res = await clientFor(values, io.env).send("GET", apiPath("audit", "verify"), {
+      query: { expect_head: stringOpt(values, "expect-head") },
+    });
     const r = (await res.json()) as VerifyBody;
     if (values.json) io.out(toJson(r));
     else if (r.ok) io.out(renderVerify(r));

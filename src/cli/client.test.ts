@@ -13,7 +13,9 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 let n = 0;
 /** An environment whose profile file holds these profiles (the first is the default). */
-function withProfiles(profiles: Record<string, { url: string; token: string; fingerprint?: string }>): Record<string, string> {
+function withProfiles(
+  profiles: Record<string, { url: string; token: string; fingerprint?: string }>,
+): Record<string, string> {
   const path = join(root, `profile-${++n}.toml`);
   writeProfiles(path, { default: Object.keys(profiles)[0] ?? null, profiles });
   return { AGENTOWL_PROFILE: path };
@@ -23,7 +25,10 @@ describe("where the CLI connects, and with which token", () => {
   test("flags beat AGENTOWL_URL / AGENTOWL_TOKEN, which beat the default profile", () => {
     const profiles = withProfiles({ office: { url: "http://10.0.0.2:8080", token: "aow_profile" } });
     const env = { ...profiles, AGENTOWL_URL: "http://10.0.0.3:8080/", AGENTOWL_TOKEN: "aow_env" };
-    expect(resolveConnection({ url: "http://10.0.0.4:8080", token: "aow_flag" }, env)).toEqual({ url: "http://10.0.0.4:8080", token: "aow_flag" });
+    expect(resolveConnection({ url: "http://10.0.0.4:8080", token: "aow_flag" }, env)).toEqual({
+      url: "http://10.0.0.4:8080",
+      token: "aow_flag",
+    });
     expect(resolveConnection({}, env)).toEqual({ url: "http://10.0.0.3:8080", token: "aow_env" });
     expect(resolveConnection({}, profiles)).toEqual({ url: "http://10.0.0.2:8080", token: "aow_profile" });
   });
@@ -31,7 +36,11 @@ describe("where the CLI connects, and with which token", () => {
   test("without anything, the local default URL and no token", () => {
     const empty = join(root, `empty-${++n}`);
     mkdirSync(empty);
-    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") }, empty)).toEqual({ url: DEFAULT_URL, token: null, guessed: "local settings" });
+    expect(resolveConnection({}, { AGENTOWL_PROFILE: join(root, "none.toml") }, empty)).toEqual({
+      url: DEFAULT_URL,
+      token: null,
+      guessed: "local settings",
+    });
   });
 
   test("without a URL, the appliance on this box as its settings say it listens, its certificate file pinned on loopback", async () => {
@@ -45,7 +54,11 @@ describe("where the CLI connects, and with which token", () => {
       guessed: "local settings",
       pin: { fingerprint: fingerprintOf(pem), certificate: pem, source: join(dataDir, "tls", "cert.pem") },
     });
-    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:9080" }, root)).toEqual({ url: "http://127.0.0.1:9080", token: null, guessed: "local settings" });
+    expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:9080" }, root)).toEqual({
+      url: "http://127.0.0.1:9080",
+      token: null,
+      guessed: "local settings",
+    });
     expect(resolveConnection({}, { ...env, AGENTOWL_HTTP_LISTEN: "[::]:9443" }, root).url).toBe("https://[::1]:9443");
     // Another host's URL never gets this box's certificate.
     expect(resolveConnection({ url: "https://10.0.0.2:9443" }, env, root).pin).toBeUndefined();
@@ -57,8 +70,14 @@ describe("where the CLI connects, and with which token", () => {
     const env = { ...withProfiles({ office: { url: "https://10.0.0.2:8080", token: "aow_p", fingerprint: fp } }) };
     expect(resolveConnection({}, env, root).pin).toEqual({ fingerprint: fp, source: "profile office" });
     expect(resolveConnection({ url: "https://10.0.0.3:8080", token: "t" }, env, root).pin).toBeUndefined();
-    expect(resolveConnection({ fingerprint: other.toLowerCase() }, env, root).pin).toEqual({ fingerprint: other, source: "--fingerprint" });
-    expect(resolveConnection({}, { ...env, AGENTOWL_FINGERPRINT: other }, root).pin).toEqual({ fingerprint: other, source: "AGENTOWL_FINGERPRINT" });
+    expect(resolveConnection({ fingerprint: other.toLowerCase() }, env, root).pin).toEqual({
+      fingerprint: other,
+      source: "--fingerprint",
+    });
+    expect(resolveConnection({}, { ...env, AGENTOWL_FINGERPRINT: other }, root).pin).toEqual({
+      fingerprint: other,
+      source: "AGENTOWL_FINGERPRINT",
+    });
     expect(() => resolveConnection({ fingerprint: "sha256:AB" }, env, root)).toThrow(UsageError);
   });
 
@@ -72,14 +91,21 @@ describe("where the CLI connects, and with which token", () => {
   });
 
   test("--profile picks a named profile; an unknown one is a usage error", () => {
-    const env = withProfiles({ office: { url: "http://10.0.0.2:8080", token: "aow_a" }, lab: { url: "http://10.0.0.9:8080", token: "aow_b" } });
-    expect(resolveConnection({ profile: "lab" }, { ...env, AGENTOWL_URL: "http://x:1", AGENTOWL_TOKEN: "aow_env" })).toEqual({ url: "http://10.0.0.9:8080", token: "aow_b" });
+    const env = withProfiles({
+      office: { url: "http://10.0.0.2:8080", token: "aow_a" },
+      lab: { url: "http://10.0.0.9:8080", token: "aow_b" },
+    });
+    expect(
+      resolveConnection({ profile: "lab" }, { ...env, AGENTOWL_URL: "http://x:1", AGENTOWL_TOKEN: "aow_env" }),
+    ).toEqual({ url: "http://10.0.0.9:8080", token: "aow_b" });
     expect(() => resolveConnection({ profile: "nope" }, env)).toThrow("no profile 'nope'");
   });
 
   test("a URL that is not http(s) is a usage error naming where it came from", () => {
     expect(() => resolveConnection({ url: "ftp://x" }, {})).toThrow("--url");
-    expect(() => resolveConnection({}, { AGENTOWL_URL: "localhost:8080", AGENTOWL_TOKEN: "t" })).toThrow("AGENTOWL_URL");
+    expect(() => resolveConnection({}, { AGENTOWL_URL: "localhost:8080", AGENTOWL_TOKEN: "t" })).toThrow(
+      "AGENTOWL_URL",
+    );
   });
 });
 
@@ -105,11 +131,27 @@ describe("the profile file", () => {
     const pem = readFileSync(join(dir, "tls", "cert.pem"), "utf8");
     const fp = fingerprintOf(pem);
     const path = join(root, `pinned-${n}.toml`);
-    writeProfiles(path, { default: "a", profiles: { a: { url: "https://h:1", token: "aow_x", fingerprint: fp, certificate: pem } } });
-    expect(readProfiles(path).profiles.a).toEqual({ url: "https://h:1", token: "aow_x", fingerprint: fp, certificate: pem });
-    writeProfiles(path, { default: "a", profiles: { a: { url: "https://h:1", token: "aow_x", fingerprint: `sha256:${"00:".repeat(31)}00`, certificate: pem } } });
+    writeProfiles(path, {
+      default: "a",
+      profiles: { a: { url: "https://h:1", token: "aow_x", fingerprint: fp, certificate: pem } },
+    });
+    expect(readProfiles(path).profiles.a).toEqual({
+      url: "https://h:1",
+      token: "aow_x",
+      fingerprint: fp,
+      certificate: pem,
+    });
+    writeProfiles(path, {
+      default: "a",
+      profiles: {
+        a: { url: "https://h:1", token: "aow_x", fingerprint: `sha256:${"00:".repeat(31)}00`, certificate: pem },
+      },
+    });
     expect(readProfiles(path).profiles.a!.certificate).toBeUndefined();
-    writeFileSync(path, 'default = "a"\n[profiles.a]\nurl = "https://h:1"\ntoken = "aow_x"\nfingerprint = "sha256:nope"\n');
+    writeFileSync(
+      path,
+      'default = "a"\n[profiles.a]\nurl = "https://h:1"\ntoken = "aow_x"\nfingerprint = "sha256:nope"\n',
+    );
     expect(() => readProfiles(path)).toThrow("fingerprint is not a SHA-256 fingerprint");
   });
 

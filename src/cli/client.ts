@@ -24,7 +24,8 @@ export const CONNECTION_HELP = `Connection: --url, --token (visible to other loc
 by default). An https:// server must present the certificate pinned by 'agentowl login', or
 --fingerprint / AGENTOWL_FINGERPRINT (sha256:…), or on loopback the one in this box's data dir.`;
 
-export const API_EXIT_HELP = "Exit codes: 0 ok, 1 failed (invalid input: one line per problem), 2 usage, 3 not found,\n4 conflict (stale --if-match, in use), 5 not authenticated or not allowed.";
+export const API_EXIT_HELP =
+  "Exit codes: 0 ok, 1 failed (invalid input: one line per problem), 2 usage, 3 not found,\n4 conflict (stale --if-match, in use), 5 not authenticated or not allowed.";
 
 export interface Connection {
   url: string;
@@ -43,12 +44,21 @@ function pinOption(values: CommandArgs["values"], env: Record<string, string | u
   const raw = flag ?? (env.AGENTOWL_FINGERPRINT || undefined);
   if (raw === undefined) return null;
   const fingerprint = parseFingerprint(raw);
-  if (!fingerprint) throw new UsageError(`${flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT"} '${raw}' is not a SHA-256 fingerprint (sha256:AB:CD:… , 32 bytes in hex)`);
+  if (!fingerprint)
+    throw new UsageError(
+      `${flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT"} '${raw}' is not a SHA-256 fingerprint (sha256:AB:CD:… , 32 bytes in hex)`,
+    );
   return { fingerprint, source: flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT" };
 }
 
 const profilePin = (p: Profile, name: string): Pin | null =>
-  p.fingerprint ? { fingerprint: p.fingerprint, ...(p.certificate ? { certificate: p.certificate } : {}), source: `profile ${name}` } : null;
+  p.fingerprint
+    ? {
+        fingerprint: p.fingerprint,
+        ...(p.certificate ? { certificate: p.certificate } : {}),
+        source: `profile ${name}`,
+      }
+    : null;
 
 /** On loopback, the certificate file of this box's appliance, when this user can read it. */
 function localPin(url: string, local: () => LocalAppliance | null): Pin | null {
@@ -71,7 +81,8 @@ export function normalizeUrl(raw: string, from: string): string {
   } catch {
     throw new UsageError(`${from} '${raw}' is not a URL (e.g. ${DEFAULT_URL})`);
   }
-  if (u.protocol !== "http:" && u.protocol !== "https:") throw new UsageError(`${from} '${raw}' must be an http:// or https:// URL`);
+  if (u.protocol !== "http:" && u.protocol !== "https:")
+    throw new UsageError(`${from} '${raw}' must be an http:// or https:// URL`);
   return raw.replace(/\/+$/, "");
 }
 
@@ -79,7 +90,11 @@ export function normalizeUrl(raw: string, from: string): string {
  * Flags, then AGENTOWL_URL / AGENTOWL_TOKEN, then the profile file. A profile's token is only
  * ever sent to that profile's own URL: pointing --url elsewhere never leaks it.
  */
-export function resolveConnection(values: CommandArgs["values"], env: Record<string, string | undefined>, cwd = process.cwd()): Connection {
+export function resolveConnection(
+  values: CommandArgs["values"],
+  env: Record<string, string | undefined>,
+  cwd = process.cwd(),
+): Connection {
   let profiles: Profiles | null = null;
   const load = () => (profiles ??= readProfiles(profilePath(env)));
   let local: LocalAppliance | null | undefined;
@@ -95,7 +110,8 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
 
   if (named !== undefined) {
     const p = load().profiles[checkProfileName(named)];
-    if (!p) throw new UsageError(`no profile '${named}' in ${profilePath(env)} (run 'agentowl login --profile ${named}')`);
+    if (!p)
+      throw new UsageError(`no profile '${named}' in ${profilePath(env)} (run 'agentowl login --profile ${named}')`);
     const profileUrl = normalizeUrl(p.url, `profile ${named}: url`);
     const url = flagUrl === undefined ? profileUrl : normalizeUrl(flagUrl, "--url");
     if (url !== profileUrl && flagToken === undefined) {
@@ -104,7 +120,12 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
     return withPin({ url, token: flagToken ?? p.token }, flagPin ?? (url === profileUrl ? profilePin(p, named) : null));
   }
 
-  let url = flagUrl !== undefined ? normalizeUrl(flagUrl, "--url") : env.AGENTOWL_URL ? normalizeUrl(env.AGENTOWL_URL, "AGENTOWL_URL") : null;
+  let url =
+    flagUrl !== undefined
+      ? normalizeUrl(flagUrl, "--url")
+      : env.AGENTOWL_URL
+        ? normalizeUrl(env.AGENTOWL_URL, "AGENTOWL_URL")
+        : null;
   let token = flagToken ?? (env.AGENTOWL_TOKEN || null);
   let why: string | undefined;
   let pin = flagPin;
@@ -120,7 +141,10 @@ export function resolveConnection(values: CommandArgs["values"], env: Record<str
     }
   }
   const guessed = url === null ? (here() ? ("local settings" as const) : ("default" as const)) : undefined;
-  return withPin({ url: url ?? here()?.url ?? DEFAULT_URL, token, ...(why ? { why } : {}), ...(guessed ? { guessed } : {}) }, pin);
+  return withPin(
+    { url: url ?? here()?.url ?? DEFAULT_URL, token, ...(why ? { why } : {}), ...(guessed ? { guessed } : {}) },
+    pin,
+  );
 }
 
 export interface RequestOptions {
@@ -181,7 +205,10 @@ export class ApiClient {
   private async prepareTls(): Promise<ReturnType<typeof pinnedTls> | undefined> {
     const u = new URL(this.conn.url);
     if (u.protocol === "http:") {
-      if (!isLoopback(u.hostname)) this.warn(`warning: ${this.conn.url} is plain HTTP: the API token travels in clear on the network (use https://)\n`);
+      if (!isLoopback(u.hostname))
+        this.warn(
+          `warning: ${this.conn.url} is plain HTTP: the API token travels in clear on the network (use https://)\n`,
+        );
       return undefined;
     }
     const pin = this.conn.pin;
@@ -204,9 +231,16 @@ export class ApiClient {
   /** Send a request; a non-2xx answer or a network failure is thrown as a CommandFailure. */
   async send(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
     if (!this.conn.token) {
-      throw new CommandFailure(`no API token for ${this.conn.url}${this.conn.why ? ` (${this.conn.why})` : ""}: set AGENTOWL_TOKEN, pass --token, or run 'agentowl login'`, EXIT.auth);
+      throw new CommandFailure(
+        `no API token for ${this.conn.url}${this.conn.why ? ` (${this.conn.why})` : ""}: set AGENTOWL_TOKEN, pass --token, or run 'agentowl login'`,
+        EXIT.auth,
+      );
     }
-    const headers: Record<string, string> = { ...opts.headers, authorization: `Bearer ${this.conn.token}`, accept: opts.accept ?? "application/json" };
+    const headers: Record<string, string> = {
+      ...opts.headers,
+      authorization: `Bearer ${this.conn.token}`,
+      accept: opts.accept ?? "application/json",
+    };
     let body: string | undefined;
     if (opts.json !== undefined) {
       body = JSON.stringify(opts.json);
@@ -218,18 +252,30 @@ export class ApiClient {
     if (opts.ifMatch !== undefined) headers["if-match"] = `"${opts.ifMatch}"`;
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const tls = await this.tlsOptions();
-    const signals = [opts.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => s !== undefined);
+    const signals = [opts.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined].filter(
+      (s): s is AbortSignal => s !== undefined,
+    );
     let res: Response;
     try {
       // Never follow a redirect: it would carry the token to wherever it points.
       const signal = signals.length ? AbortSignal.any(signals) : undefined;
-      res = await fetch(this.conn.url + path + queryString(opts.query), { method, headers, body, signal, redirect: "manual", ...(tls ? { tls } : {}) });
+      res = await fetch(this.conn.url + path + queryString(opts.query), {
+        method,
+        headers,
+        body,
+        signal,
+        redirect: "manual",
+        ...(tls ? { tls } : {}),
+      });
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (this.conn.pin && !this.mismatch && typeof code === "string" && UNTRUSTED.has(code)) {
         // A pinned self-signed certificate is the connection's only CA, so another certificate
         // fails the chain check before the pin's: read the one presented, to name it.
-        const presented = await peerCertificate(this.conn.url).then((p) => p.fingerprint, () => null);
+        const presented = await peerCertificate(this.conn.url).then(
+          (p) => p.fingerprint,
+          () => null,
+        );
         if (presented && presented !== this.conn.pin.fingerprint) this.mismatch = presented;
       }
       throw this.networkFailure(e, timeoutMs, opts.signal);
@@ -239,7 +285,11 @@ export class ApiClient {
   }
 
   /** Send a request and read its JSON answer. */
-  async call<T = Record<string, unknown>>(method: string, path: string, opts: RequestOptions = {}): Promise<ApiAnswer<T>> {
+  async call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    opts: RequestOptions = {},
+  ): Promise<ApiAnswer<T>> {
     const res = await this.send(method, path, opts);
     const text = await res.text();
     let body: unknown = null;
@@ -247,7 +297,10 @@ export class ApiClient {
       try {
         body = JSON.parse(text);
       } catch {
-        throw new CommandFailure(`${method} ${path}: the server's answer is not JSON (is ${this.conn.url} an agentowl server?)`, EXIT.failed);
+        throw new CommandFailure(
+          `${method} ${path}: the server's answer is not JSON (is ${this.conn.url} an agentowl server?)`,
+          EXIT.failed,
+        );
       }
     }
     return { status: res.status, headers: res.headers, body: body as T };
@@ -258,7 +311,10 @@ export class ApiClient {
   }
 
   /** Every item of a list (at most `max`), following next_cursor page by page; `onPage` hears the running count. */
-  async listAll<T>(path: string, opts: RequestOptions & { pageSize?: number; max?: number; onPage?: (count: number, more: boolean) => void } = {}): Promise<T[]> {
+  async listAll<T>(
+    path: string,
+    opts: RequestOptions & { pageSize?: number; max?: number; onPage?: (count: number, more: boolean) => void } = {},
+  ): Promise<T[]> {
     const { pageSize = 100, max = Infinity, onPage, ...request } = opts;
     const items: T[] = [];
     let cursor: string | undefined;
@@ -277,7 +333,13 @@ export class ApiClient {
     const err = e as Error & { code?: unknown };
     if (signal?.aborted) return e; // the caller stopped it (Ctrl-C): theirs to handle
     if (this.mismatch && this.conn.pin) return pinMismatch(this.conn.url, this.conn.pin, this.mismatch);
-    if (err.name === "TimeoutError") return new CommandFailure(`agentowl at ${this.conn.url} did not answer within ${timeoutMs / 1000} s`, EXIT.failed, [], true);
+    if (err.name === "TimeoutError")
+      return new CommandFailure(
+        `agentowl at ${this.conn.url} did not answer within ${timeoutMs / 1000} s`,
+        EXIT.failed,
+        [],
+        true,
+      );
     if (typeof err.code === "string" && UNTRUSTED.has(err.code)) {
       return new CommandFailure(
         `${this.conn.url} presents a certificate this machine does not trust (${err.message}): run 'agentowl login --url ${this.conn.url}' to compare its fingerprint and pin it, or pass --fingerprint sha256:…`,
@@ -286,9 +348,12 @@ export class ApiClient {
     }
     let why = typeof err.code === "string" ? (REASONS[err.code] ?? err.code) : err.message;
     if (err.code === "EPROTO") why = "the TLS handshake failed (does it serve plain HTTP? try http://)";
-    else if (err.code === "ECONNRESET" && this.conn.url.startsWith("http:")) why = "connection reset (does it serve HTTPS? try https://)";
+    else if (err.code === "ECONNRESET" && this.conn.url.startsWith("http:"))
+      why = "connection reset (does it serve HTTPS? try https://)";
     // A URL nobody gave (this box's settings, or the default) may not be where the appliance is.
-    const hint = this.conn.guessed ? ` (the URL of this machine's ${this.conn.guessed === "default" ? "default settings" : "settings"}; give the appliance's with AGENTOWL_URL or --url)` : "";
+    const hint = this.conn.guessed
+      ? ` (the URL of this machine's ${this.conn.guessed === "default" ? "default settings" : "settings"}; give the appliance's with AGENTOWL_URL or --url)`
+      : "";
     return new CommandFailure(`cannot reach agentowl at ${this.conn.url}: ${why}${hint}`, EXIT.failed, [], true);
   }
 
@@ -301,12 +366,21 @@ export class ApiClient {
     } catch {
       // not a problem document (a proxy's HTML page, say): the status line says enough
     }
-    let detail = typeof problem.detail === "string" && problem.detail ? problem.detail : typeof problem.title === "string" ? problem.title : `HTTP ${res.status} ${res.statusText}`.trim();
-    if (res.status >= 300 && res.status < 400) detail = `the server redirects to ${res.headers.get("location") ?? "elsewhere"}; point --url or AGENTOWL_URL there`;
-    else if (res.status === 404 && detail === "no such route") detail = `${method} ${path.split("?")[0]}: the server has no such route (is it older than this CLI?)`;
+    let detail =
+      typeof problem.detail === "string" && problem.detail
+        ? problem.detail
+        : typeof problem.title === "string"
+          ? problem.title
+          : `HTTP ${res.status} ${res.statusText}`.trim();
+    if (res.status >= 300 && res.status < 400)
+      detail = `the server redirects to ${res.headers.get("location") ?? "elsewhere"}; point --url or AGENTOWL_URL there`;
+    else if (res.status === 404 && detail === "no such route")
+      detail = `${method} ${path.split("?")[0]}: the server has no such route (is it older than this CLI?)`;
     else if (res.status === 404 && detail === "not found" && opts.notFound) detail = opts.notFound;
     const lines = Array.isArray(problem.errors)
-      ? problem.errors.map((f: { field?: unknown; message?: unknown; text?: unknown }) => (typeof f.text === "string" ? f.text : `${String(f.field ?? "/")}: ${String(f.message ?? "invalid")}`))
+      ? problem.errors.map((f: { field?: unknown; message?: unknown; text?: unknown }) =>
+          typeof f.text === "string" ? f.text : `${String(f.field ?? "/")}: ${String(f.message ?? "invalid")}`,
+        )
       : [];
     return new CommandFailure(detail, exitCodeOfStatus(res.status), lines, res.status >= 500 || res.status === 429);
   }
@@ -358,4 +432,5 @@ export function pause(ms: number, signal: AbortSignal): Promise<void> {
 export const apiPath = (...parts: string[]): string => `/v1/${parts.map(encodeURIComponent).join("/")}`;
 
 /** A client for a command's connection flags and environment. */
-export const clientFor = (values: CommandArgs["values"], env: Record<string, string | undefined>): ApiClient => new ApiClient(resolveConnection(values, env));
+export const clientFor = (values: CommandArgs["values"], env: Record<string, string | undefined>): ApiClient =>
+  new ApiClient(resolveConnection(values, env));

@@ -53,12 +53,19 @@ export function parseCommandArgs(cmd: Command, argv: string[]): CommandArgs {
  * A string option that takes one of a fixed set of values (`--state`, `--type`): anything else is
  * a usage error naming the choices and the nearest one, never an empty listing.
  */
-export function choiceOpt<T extends string>(values: Record<string, unknown>, key: string, choices: readonly T[]): T | undefined {
+export function choiceOpt<T extends string>(
+  values: Record<string, unknown>,
+  key: string,
+  choices: readonly T[],
+): T | undefined {
   const value = stringOpt(values, key);
   if (value === undefined || (choices as readonly string[]).includes(value)) return value as T | undefined;
   const near = closest(value, choices);
-  throw new UsageError(`--${key} takes one of ${choices.join(", ")}, not '${value}'${near ? `: did you mean '${near}'?` : ""}`);
+  throw new UsageError(
+    `--${key} takes one of ${choices.join(", ")}, not '${value}'${near ? `: did you mean '${near}'?` : ""}`,
+  );
 }
 
 /** A string option's value, or undefined. */
-export const stringOpt = (values: Record<string, unknown>, key: string): string | undefined => (typeof values[key] === "string" ? (values[key] as string) : undefined);
+export const stringOpt = (values: Record<string, unknown>, key: string): string | undefined =>
+  typeof values[key] === "string" ? (values[key] as string) : undefined;

@@ -40,14 +40,22 @@ ${footer}`,
     async run({ values }, io) {
       const { text, name } = await readInputFile(io, stringOpt(values, "file"));
       const client = clientFor(values, io.env);
-      const progress = progressFor(io, `${verb === "apply" && !values["dry-run"] ? "applying" : "checking"} ${name}`, values);
+      const progress = progressFor(
+        io,
+        `${verb === "apply" && !values["dry-run"] ? "applying" : "checking"} ${name}`,
+        values,
+      );
       progress.spin();
       let body: Record<string, unknown>;
       try {
         ({ body } = await client.call("POST", `/v1/config/${verb}`, {
           body: text,
           contentType: "application/yaml",
-          query: { file: name, prune: values.prune ? "true" : undefined, dry_run: values["dry-run"] ? "true" : undefined },
+          query: {
+            file: name,
+            prune: values.prune ? "true" : undefined,
+            dry_run: values["dry-run"] ? "true" : undefined,
+          },
           timeoutMs: APPLY_TIMEOUT_MS,
         }));
       } finally {

@@ -1,5 +1,14 @@
 import { parseDuration } from "../config/index.ts";
-import { API_EXIT_HELP, type ApiClient, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS, type Page, pause } from "./client.ts";
+import {
+  API_EXIT_HELP,
+  type ApiClient,
+  apiPath,
+  clientFor,
+  CONNECTION_HELP,
+  CONNECTION_OPTIONS,
+  type Page,
+  pause,
+} from "./client.ts";
 import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
 import { DELIVERY_STATES } from "../store/schema/events.ts";
 import { choiceOpt, type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
@@ -27,7 +36,15 @@ const FOLLOW_WIDTHS = [30, 20, 20, 12, 12, 8];
 
 function eventRow(e: Row): string[] {
   const data = (e.data ?? {}) as Row;
-  return [cell(e.id), time(e.received_at), cell(e.type), cell(e.tenant), cell(e.agent), cell(e.channel), cell(pick(data, "subject", "text", "event", "type"), 50)];
+  return [
+    cell(e.id),
+    time(e.received_at),
+    cell(e.type),
+    cell(e.tenant),
+    cell(e.agent),
+    cell(e.channel),
+    cell(pick(data, "subject", "text", "event", "type"), 50),
+  ];
 }
 
 const DELIVERY_COLUMNS = ["ID", "EVENT", "TENANT", "TARGET", "STATE", "ATTEMPTS", "LAST", "UPDATED"];
@@ -73,7 +90,10 @@ export function pointInTime(raw: string | undefined, flag: string, now = Date.no
   const ago = parseDuration(raw);
   if (ago !== null) return new Date(now - ago).toISOString();
   const ms = /^\d{4}-\d{2}-\d{2}/.test(raw) ? Date.parse(raw) : Number.NaN;
-  if (Number.isNaN(ms)) throw new UsageError(`${flag} takes an ISO 8601 time (2026-11-21T14:00:00Z) or a duration ago (15m, 24h), not '${raw}'`);
+  if (Number.isNaN(ms))
+    throw new UsageError(
+      `${flag} takes an ISO 8601 time (2026-11-21T14:00:00Z) or a duration ago (15m, 24h), not '${raw}'`,
+    );
   return new Date(ms).toISOString();
 }
 
@@ -85,17 +105,34 @@ function limitOf(values: CommandArgs["values"]): number | undefined {
 }
 
 /** Newest first: `limit` rows (or every row with --all), page after page. */
-export async function listRows(client: ApiClient, path: string, query: Record<string, string | undefined>, values: CommandArgs["values"], io: CommandIO, what: string): Promise<Row[]> {
+export async function listRows(
+  client: ApiClient,
+  path: string,
+  query: Record<string, string | undefined>,
+  values: CommandArgs["values"],
+  io: CommandIO,
+  what: string,
+): Promise<Row[]> {
   const progress = progressFor(io, `listing ${what}`, values);
   try {
     const max = limitOf(values);
-    return await client.listAll<Row>(path, { query, max, pageSize: Math.min(max ?? 500, 500), onPage: (n, more) => more && progress.update(n, max) });
+    return await client.listAll<Row>(path, {
+      query,
+      max,
+      pageSize: Math.min(max ?? 500, 500),
+      onPage: (n, more) => more && progress.update(n, max),
+    });
   } finally {
     progress.done();
   }
 }
 
-export const LIST_OPTIONS = { json: { type: "boolean" }, limit: { type: "string" }, all: { type: "boolean" }, ...CONNECTION_OPTIONS } as const;
+export const LIST_OPTIONS = {
+  json: { type: "boolean" },
+  limit: { type: "string" },
+  all: { type: "boolean" },
+  ...CONNECTION_OPTIONS,
+} as const;
 
 const eventsLs: Command = {
   name: ["events", "ls"],
@@ -121,8 +158,15 @@ ${footer}`,
     ...LIST_OPTIONS,
   },
   async run({ values }, io) {
-    const filters = { tenant: stringOpt(values, "tenant"), type: choiceOpt(values, "type", EVENT_TYPES), channel: choiceOpt(values, "channel", CHANNELS) };
-    const range = { since: pointInTime(stringOpt(values, "since"), "--since"), until: pointInTime(stringOpt(values, "until"), "--until") };
+    const filters = {
+      tenant: stringOpt(values, "tenant"),
+      type: choiceOpt(values, "type", EVENT_TYPES),
+      channel: choiceOpt(values, "channel", CHANNELS),
+    };
+    const range = {
+      since: pointInTime(stringOpt(values, "since"), "--since"),
+      until: pointInTime(stringOpt(values, "until"), "--until"),
+    };
     const client = clientFor(values, io.env);
     if (values.follow) {
       if (range.until) throw new UsageError("--until cannot be used with --follow");
@@ -138,10 +182,18 @@ ${footer}`,
 };
 
 /** The latest page, oldest first, then every event after the last one printed, until Ctrl-C. */
-async function follow(client: ApiClient, filters: Record<string, string | undefined>, since: string | undefined, limit: number, values: CommandArgs["values"], io: CommandIO): Promise<number> {
+async function follow(
+  client: ApiClient,
+  filters: Record<string, string | undefined>,
+  since: string | undefined,
+  limit: number,
+  values: CommandArgs["values"],
+  io: CommandIO,
+): Promise<number> {
   const signal = io.untilInterrupted?.() ?? new AbortController().signal;
   const print = (events: Row[]): void => {
-    for (const e of events) io.out(values.json ? `${JSON.stringify(e)}\n` : `${formatRow(eventRow(e), FOLLOW_WIDTHS)}\n`);
+    for (const e of events)
+      io.out(values.json ? `${JSON.stringify(e)}\n` : `${formatRow(eventRow(e), FOLLOW_WIDTHS)}\n`);
   };
   if (!values.json) io.out(`${formatRow(EVENT_COLUMNS, FOLLOW_WIDTHS)}\n`);
   let after: string | undefined;
@@ -192,7 +244,9 @@ ${footer}`,
   async run({ values, positionals }, io) {
     const id = positionals[0];
     if (!id) throw new UsageError("missing ID (see 'agentowl events ls')");
-    const { body } = await clientFor(values, io.env).get<Row>(apiPath("events", id), { notFound: `event ${id} not found` });
+    const { body } = await clientFor(values, io.env).get<Row>(apiPath("events", id), {
+      notFound: `event ${id} not found`,
+    });
     if (values.json) {
       io.out(toJson(body));
       return EXIT.ok;
@@ -201,13 +255,20 @@ ${footer}`,
     const deliveryRows = Array.isArray(deliveries) ? (deliveries as Row[]) : [];
     const spans = Array.isArray(trace) ? (trace as Row[]) : [];
     io.out(toYaml(envelope));
-    io.out(`\nDELIVERIES\n${deliveryRows.length ? renderTable(DELIVERY_COLUMNS, deliveryRows.map(deliveryRow)) : "none\n"}`);
+    io.out(
+      `\nDELIVERIES\n${deliveryRows.length ? renderTable(DELIVERY_COLUMNS, deliveryRows.map(deliveryRow)) : "none\n"}`,
+    );
     io.out(
       `\nTRACE\n${
         spans.length
           ? renderTable(
               ["STEP", "START", "DURATION", "OUTCOME"],
-              spans.map((s) => [cell(s.name), cell(pick(s, "start", "started_at")), `${cell(pick(s, "duration_ms", "duration"))} ms`, cell(pick(s, "outcome", "status"))]),
+              spans.map((s) => [
+                cell(s.name),
+                cell(pick(s, "start", "started_at")),
+                `${cell(pick(s, "duration_ms", "duration"))} ms`,
+                cell(pick(s, "outcome", "status")),
+              ]),
             )
           : "none\n"
       }`,
@@ -229,13 +290,34 @@ unfinished delivery waits for: an approval, the endpoint's open circuit (until w
 endpoint, its next retry (when), an attempt in progress, or a free worker.
 
 ${footer}`,
-  options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, endpoint: { type: "string" }, state: { type: "string" }, ...LIST_OPTIONS },
+  options: {
+    tenant: { type: "string", short: "t" },
+    event: { type: "string" },
+    endpoint: { type: "string" },
+    state: { type: "string" },
+    ...LIST_OPTIONS,
+  },
   async run({ values }, io) {
-    const query = { tenant: stringOpt(values, "tenant"), event: stringOpt(values, "event"), endpoint: stringOpt(values, "endpoint"), state: choiceOpt(values, "state", DELIVERY_STATES) };
+    const query = {
+      tenant: stringOpt(values, "tenant"),
+      event: stringOpt(values, "event"),
+      endpoint: stringOpt(values, "endpoint"),
+      state: choiceOpt(values, "state", DELIVERY_STATES),
+    };
     const items = await listRows(clientFor(values, io.env), apiPath("deliveries"), query, values, io, "deliveries");
     if (values.json) io.out(toJson(items));
     else if (!items.length) io.out("no deliveries\n");
-    else io.out(renderTable(DELIVERY_LS_COLUMNS, items.map((d) => { const row = deliveryRow(d); row.splice(5, 0, waitingText(d.waiting_for)); return row; })));
+    else
+      io.out(
+        renderTable(
+          DELIVERY_LS_COLUMNS,
+          items.map((d) => {
+            const row = deliveryRow(d);
+            row.splice(5, 0, waitingText(d.waiting_for));
+            return row;
+          }),
+        ),
+      );
     return EXIT.ok;
   },
 };
@@ -256,7 +338,9 @@ ${footer}`,
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const id = idArg(positionals, "delivery", "dlv");
-    const { body } = await clientFor(values, io.env).get<Row>(apiPath("deliveries", id), { notFound: `delivery ${id} not found` });
+    const { body } = await clientFor(values, io.env).get<Row>(apiPath("deliveries", id), {
+      notFound: `delivery ${id} not found`,
+    });
     if (values.json) {
       io.out(toJson(body));
       return EXIT.ok;
@@ -269,7 +353,13 @@ ${footer}`,
         attempts.length
           ? renderTable(
               ATTEMPT_COLUMNS,
-              attempts.map((a) => [cell(a.attempt), time(a.started_at), `${cell(a.latency_ms)} ms`, cell(a.status ?? a.error_class), cell(a.error ?? "-", 60)]),
+              attempts.map((a) => [
+                cell(a.attempt),
+                time(a.started_at),
+                `${cell(a.latency_ms)} ms`,
+                cell(a.status ?? a.error_class),
+                cell(a.error ?? "-", 60),
+              ]),
             )
           : "none\n"
       }`,
@@ -297,8 +387,14 @@ ${footer}`,
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const id = idArg(positionals, "delivery", "dlv");
-    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("deliveries", id)}/${verb}`, { notFound: `delivery ${id} not found` });
-    io.out(values.json ? toJson(body) : `${String(body.id)}: ${String(body.state)} (${String(body.endpoint)}, ${String(body.attempts)} attempt(s) so far)\n`);
+    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("deliveries", id)}/${verb}`, {
+      notFound: `delivery ${id} not found`,
+    });
+    io.out(
+      values.json
+        ? toJson(body)
+        : `${String(body.id)}: ${String(body.state)} (${String(body.endpoint)}, ${String(body.attempts)} attempt(s) so far)\n`,
+    );
     return EXIT.ok;
   },
 });
@@ -330,10 +426,19 @@ ${footer}`,
   async run({ values, positionals }, io) {
     const id = idArg(positionals, "event", "evt");
     const endpoint = stringOpt(values, "endpoint");
-    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("events", id)}/replay`, { json: endpoint ? { endpoint } : {}, notFound: `event ${id} not found` });
+    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("events", id)}/replay`, {
+      json: endpoint ? { endpoint } : {},
+      notFound: `event ${id} not found`,
+    });
     const made = (body.deliveries ?? []) as Row[];
     if (values.json) io.out(toJson(body));
-    else io.out(renderTable(["DELIVERY", "TARGET", "REPLAYS", "STATE"], made.map((d) => [cell(d.id), cell(d.endpoint), cell(d.replay_of ?? "-"), cell(d.state)])));
+    else
+      io.out(
+        renderTable(
+          ["DELIVERY", "TARGET", "REPLAYS", "STATE"],
+          made.map((d) => [cell(d.id), cell(d.endpoint), cell(d.replay_of ?? "-"), cell(d.state)]),
+        ),
+      );
     return EXIT.ok;
   },
 };
@@ -360,7 +465,10 @@ ${footer}`,
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const { tenant, name } = endpointArgs(values, positionals);
-    const { body } = await clientFor(values, io.env).get<Row>(`${apiPath("tenants", tenant, "endpoints", name)}/status`, { notFound: `endpoint ${tenant}/${name} not found` });
+    const { body } = await clientFor(values, io.env).get<Row>(
+      `${apiPath("tenants", tenant, "endpoints", name)}/status`,
+      { notFound: `endpoint ${tenant}/${name} not found` },
+    );
     io.out(values.json ? toJson(body) : toYaml(body));
     return EXIT.ok;
   },
@@ -380,10 +488,28 @@ ${footer}`,
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const { tenant, name } = endpointArgs(values, positionals);
-    const { body } = await clientFor(values, io.env).call<Row>("POST", `${apiPath("tenants", tenant, "endpoints", name)}/reset-circuit`, { json: {}, notFound: `endpoint ${tenant}/${name} not found` });
-    io.out(values.json ? toJson(body) : `${tenant}/${name}: circuit ${body.was_open ? "was open, now closed" : "closed"}; ${cell(body.deliveries_sent_now)} waiting deliveries sent now\n`);
+    const { body } = await clientFor(values, io.env).call<Row>(
+      "POST",
+      `${apiPath("tenants", tenant, "endpoints", name)}/reset-circuit`,
+      { json: {}, notFound: `endpoint ${tenant}/${name} not found` },
+    );
+    io.out(
+      values.json
+        ? toJson(body)
+        : `${tenant}/${name}: circuit ${body.was_open ? "was open, now closed" : "closed"}; ${cell(body.deliveries_sent_now)} waiting deliveries sent now\n`,
+    );
     return EXIT.ok;
   },
 };
 
-export const EVENT_COMMANDS: readonly Command[] = [eventsLs, eventsShow, eventsReplay, deliveriesLs, deliveriesShow, deliveriesRetry, deliveriesDiscard, endpointsStatus, endpointsResetCircuit];
+export const EVENT_COMMANDS: readonly Command[] = [
+  eventsLs,
+  eventsShow,
+  eventsReplay,
+  deliveriesLs,
+  deliveriesShow,
+  deliveriesRetry,
+  deliveriesDiscard,
+  endpointsStatus,
+  endpointsResetCircuit,
+];

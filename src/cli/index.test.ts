@@ -40,12 +40,16 @@ describe("mistyped commands", () => {
   test("a mistyped top-level command gets a did-you-mean", async () => {
     const r = await cli("evnets", "ls");
     expect(r.code).toBe(2);
-    expect(r.err).toBe("agentowl: unknown command 'evnets ls': did you mean 'agentowl events'? (see 'agentowl --help')\n");
+    expect(r.err).toBe(
+      "agentowl: unknown command 'evnets ls': did you mean 'agentowl events'? (see 'agentowl --help')\n",
+    );
   });
 
   test("a mistyped subcommand gets a did-you-mean within its group", async () => {
     const r = await cli("deliveries", "retyr", "dlv_1");
-    expect(r.err).toBe("agentowl: unknown command 'deliveries retyr dlv_1': did you mean 'agentowl deliveries retry'? (see 'agentowl deliveries --help')\n");
+    expect(r.err).toBe(
+      "agentowl: unknown command 'deliveries retyr dlv_1': did you mean 'agentowl deliveries retry'? (see 'agentowl deliveries --help')\n",
+    );
   });
 
   test("'help' with an unknown topic is a usage error, not the top-level help", async () => {
@@ -56,7 +60,9 @@ describe("mistyped commands", () => {
   });
 
   test("messages never stack two parentheticals", async () => {
-    expect(withHint("bad value (expected a number)", "see 'agentowl x --help'")).toBe("bad value (expected a number); see 'agentowl x --help'");
+    expect(withHint("bad value (expected a number)", "see 'agentowl x --help'")).toBe(
+      "bad value (expected a number); see 'agentowl x --help'",
+    );
     expect(withHint("bad value", "see 'agentowl x --help'")).toBe("bad value (see 'agentowl x --help')");
     for (const argv of [["evnets"], ["events", "zzz"], ["config"], ["version", "--verbose"], ["init", "now"]]) {
       const r = await cli(...argv);

@@ -79,7 +79,8 @@ Run 'agentowl ${words.join(" ")} <command> --help' for a command's options.
 }
 
 /** A hint after a message: in parentheses, or after a semicolon when the message already ends in some. */
-export const withHint = (message: string, hint: string): string => (message.endsWith(")") ? `${message}; ${hint}` : `${message} (${hint})`);
+export const withHint = (message: string, hint: string): string =>
+  message.endsWith(")") ? `${message}; ${hint}` : `${message} (${hint})`;
 
 const isHelpFlag = (w: string | undefined) => w === "--help" || w === "-h";
 
@@ -104,10 +105,15 @@ function unknown(argv: string[], io: CommandIO): number {
   const help = `agentowl ${[...prefix, "--help"].join(" ")}`;
   if (near) io.err(`${label}: did you mean 'agentowl ${[...prefix, near].join(" ")}'? (see '${help}')\n`);
   else if (depth) {
-    const which = group(prefix).map((c) => `'agentowl ${c.name.join(" ")}'`).join(", ");
-    io.err(depth === words.length ? `agentowl ${prefix.join(" ")}: name one of ${which} (see '${help}')\n` : `${label}: '${prefix.join(" ")}' has ${which} (see '${help}')\n`);
-  }
-  else io.err(`${label} (see '${help}')\n`);
+    const which = group(prefix)
+      .map((c) => `'agentowl ${c.name.join(" ")}'`)
+      .join(", ");
+    io.err(
+      depth === words.length
+        ? `agentowl ${prefix.join(" ")}: name one of ${which} (see '${help}')\n`
+        : `${label}: '${prefix.join(" ")}' has ${which} (see '${help}')\n`,
+    );
+  } else io.err(`${label} (see '${help}')\n`);
   return EXIT.usage;
 }
 

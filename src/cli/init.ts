@@ -67,13 +67,17 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     else {
       const { ensureSelfSigned, tlsDir } = await import("../ingress/smtp/tls.ts");
       certPath = join(tlsDir(config.dataDir), "cert.pem");
-      said.push(`TLS certificate ${certPath} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`);
+      said.push(
+        `TLS certificate ${certPath} (${(await ensureSelfSigned(config.dataDir, config.mailDomain)) ? "created, self-signed" : "kept"})`,
+      );
     }
     let fingerprint: string | null = null;
     try {
       fingerprint = fingerprintOf(readFileSync(certPath, "utf8"));
     } catch (e) {
-      io.err(`warning: cannot read the TLS certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ('agentowl serve' will refuse to start)\n`);
+      io.err(
+        `warning: cannot read the TLS certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ('agentowl serve' will refuse to start)\n`,
+      );
     }
 
     const toml = join(config.dataDir, "agentowl.toml");
@@ -96,9 +100,12 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
         log: silentLogger,
       });
       said.push(`audit chain ${checkpointFile(config.dataDir)} (${ANCHOR_SAID[audit.kind]})`);
-      if (audit.kind === "restarted") said.push(`audit chain NOT anchored: ${audit.problem}; run 'agentowl audit verify'`);
+      if (audit.kind === "restarted")
+        said.push(`audit chain NOT anchored: ${audit.problem}; run 'agentowl audit verify'`);
       const { applied, version } = storage.migration;
-      said.push(`database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`);
+      said.push(
+        `database schema version ${version}${applied.length ? ` (applied ${applied.join(", ")})` : " (up to date)"}`,
+      );
       // The first admin: AGENTOWL_BOOTSTRAP_TOKEN when set, else a new token shown this once.
       if (await seedBootstrapToken(storage.tokens, config.bootstrapToken, systemClock, silentLogger)) {
         said.push("admin token: AGENTOWL_BOOTSTRAP_TOKEN (stored hashed)");
@@ -113,7 +120,9 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     // What 'agentowl login' shows for the HTTPS listener: the person compares the two.
     if (fingerprint) io.out(`\nHTTPS certificate fingerprint (compare it at 'agentowl login'):\n\n  ${fingerprint}\n`);
     if (firstToken) {
-      io.out(`\nFirst admin API token (shown once; store it now, only its hash is kept):\n\n  ${firstToken}\n\nUse it as AGENTOWL_TOKEN, or: agentowl login\n`);
+      io.out(
+        `\nFirst admin API token (shown once; store it now, only its hash is kept):\n\n  ${firstToken}\n\nUse it as AGENTOWL_TOKEN, or: agentowl login\n`,
+      );
     }
     return EXIT.ok;
   },

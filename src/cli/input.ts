@@ -14,7 +14,10 @@ export async function readInputFile(io: CommandIO, path: string | undefined): Pr
   try {
     return { text: readFileSync(resolve(io.cwd, path), "utf8"), name: basename(path) };
   } catch (e) {
-    throw new CommandFailure(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, EXIT.failed);
+    throw new CommandFailure(
+      `cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      EXIT.failed,
+    );
   }
 }
 
@@ -27,8 +30,12 @@ export async function readResourceFile(io: CommandIO, path: string | undefined):
   } catch (e) {
     const where = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
     const message = (e as Error).message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
-    throw new CommandFailure(`${path}${where ? `:${where.line}:${where.col}` : ""}: not valid ${path?.endsWith(".json") ? "JSON" : "YAML"}: ${message}`, EXIT.failed);
+    throw new CommandFailure(
+      `${path}${where ? `:${where.line}:${where.col}` : ""}: not valid ${path?.endsWith(".json") ? "JSON" : "YAML"}: ${message}`,
+      EXIT.failed,
+    );
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CommandFailure(`${path}: must hold one resource (a mapping of its fields)`, EXIT.failed);
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new CommandFailure(`${path}: must hold one resource (a mapping of its fields)`, EXIT.failed);
   return value as Record<string, unknown>;
 }

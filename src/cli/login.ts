@@ -3,31 +3,56 @@ import { ApiClient, DEFAULT_URL, normalizeUrl } from "./client.ts";
 import { type CommandArgs, type CommandIO, type Command, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
 import { localAppliance, peerCertificate, type Pin } from "./pin.ts";
-import { checkProfileName, DEFAULT_PROFILE, type Profile, profilePath, readProfiles, writeProfiles } from "./profile.ts";
+import {
+  checkProfileName,
+  DEFAULT_PROFILE,
+  type Profile,
+  profilePath,
+  readProfiles,
+  writeProfiles,
+} from "./profile.ts";
 
 /**
  * Trust on first use (docs/api.md): the certificate an https:// server presents, shown for the
  * person to compare with the fingerprint `agentowl serve` logged or `agentowl init` printed,
  * and pinned once confirmed. Nothing (no token) is sent to the server before that.
  */
-async function confirmCertificate(base: string, values: CommandArgs["values"], io: CommandIO, previous: Profile | undefined): Promise<Pin & { certificate: string }> {
+async function confirmCertificate(
+  base: string,
+  values: CommandArgs["values"],
+  io: CommandIO,
+  previous: Profile | undefined,
+): Promise<Pin & { certificate: string }> {
   let peer;
   try {
     peer = await peerCertificate(base);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    throw new CommandFailure(`cannot read the certificate of ${base}: ${err.code ?? err.message}${err.code === "ECONNRESET" || err.code === "EPROTO" ? " (does it serve plain HTTP? try http://)" : ""}`, EXIT.failed, [], true);
+    throw new CommandFailure(
+      `cannot read the certificate of ${base}: ${err.code ?? err.message}${err.code === "ECONNRESET" || err.code === "EPROTO" ? " (does it serve plain HTTP? try http://)" : ""}`,
+      EXIT.failed,
+      [],
+      true,
+    );
   }
   const pin = { fingerprint: peer.fingerprint, certificate: peer.pem, source: `the certificate confirmed at login` };
   const flag = stringOpt(values, "fingerprint");
   const expectedRaw = flag ?? (io.env.AGENTOWL_FINGERPRINT || undefined);
   if (expectedRaw !== undefined) {
     const expected = parseFingerprint(expectedRaw);
-    if (!expected) throw new UsageError(`${flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT"} '${expectedRaw}' is not a SHA-256 fingerprint (sha256:AB:CD:… , 32 bytes in hex)`);
-    if (expected !== peer.fingerprint) throw new CommandFailure(`${base} presents certificate ${peer.fingerprint}, not the expected ${expected}: nothing sent, nothing saved`, EXIT.auth);
+    if (!expected)
+      throw new UsageError(
+        `${flag !== undefined ? "--fingerprint" : "AGENTOWL_FINGERPRINT"} '${expectedRaw}' is not a SHA-256 fingerprint (sha256:AB:CD:… , 32 bytes in hex)`,
+      );
+    if (expected !== peer.fingerprint)
+      throw new CommandFailure(
+        `${base} presents certificate ${peer.fingerprint}, not the expected ${expected}: nothing sent, nothing saved`,
+        EXIT.auth,
+      );
     return pin;
   }
-  const changed = previous?.fingerprint !== undefined && previous.url === base && previous.fingerprint !== peer.fingerprint;
+  const changed =
+    previous?.fingerprint !== undefined && previous.url === base && previous.fingerprint !== peer.fingerprint;
   if (previous?.url === base && previous.fingerprint === peer.fingerprint) return pin;
   const local = localAppliance(io.env, io.cwd)?.certificate;
   if (!changed && local && isLoopback(new URL(base).hostname) && fingerprintOf(local.pem) === peer.fingerprint) {
@@ -35,14 +60,19 @@ async function confirmCertificate(base: string, values: CommandArgs["values"], i
     return pin;
   }
   const shown = `${base} presents the certificate\n\n  ${peer.fingerprint}\n  (${peer.subject || "no subject"}; valid until ${peer.validTo})\n\n`;
-  const warning = changed ? `WARNING: this is not the certificate pinned before (${previous!.fingerprint}). Unless it was replaced on purpose, someone may be intercepting the connection.\n` : "";
+  const warning = changed
+    ? `WARNING: this is not the certificate pinned before (${previous!.fingerprint}). Unless it was replaced on purpose, someone may be intercepting the connection.\n`
+    : "";
   if (values.yes) {
     io.err(`${shown}${warning}trusted without comparing it (--yes)\n`);
     return pin;
   }
   if (io.tty?.stdin && io.confirm) {
-    io.err(`${shown}${warning}Compare it with the fingerprint 'agentowl serve' logs at start ("fingerprint") or 'agentowl init' printed.\n`);
-    if (!(await io.confirm("Is it the same? Trust it? [y/N] "))) throw new CommandFailure("certificate not trusted: nothing sent, nothing saved", EXIT.auth);
+    io.err(
+      `${shown}${warning}Compare it with the fingerprint 'agentowl serve' logs at start ("fingerprint") or 'agentowl init' printed.\n`,
+    );
+    if (!(await io.confirm("Is it the same? Trust it? [y/N] ")))
+      throw new CommandFailure("certificate not trusted: nothing sent, nothing saved", EXIT.auth);
     return pin;
   }
   throw new UsageError(
@@ -82,27 +112,49 @@ as its settings say it listens (${DEFAULT_URL} by default).
 Exit codes: 0 saved, 1 failed (server unreachable, file not writable), 2 usage (no token on
 stdin; a certificate to confirm without a terminal), 5 the server refused the token, or the
 certificate was not trusted or is not the expected one.`,
-  options: { url: { type: "string" }, profile: { type: "string" }, default: { type: "boolean" }, fingerprint: { type: "string" }, yes: { type: "boolean" } },
+  options: {
+    url: { type: "string" },
+    profile: { type: "string" },
+    default: { type: "boolean" },
+    fingerprint: { type: "string" },
+    yes: { type: "boolean" },
+  },
   async run({ values }, io) {
     const name = checkProfileName(stringOpt(values, "profile") ?? DEFAULT_PROFILE);
     const path = profilePath(io.env);
     const file = readProfiles(path);
     const flagUrl = stringOpt(values, "url");
-    const base = flagUrl !== undefined ? normalizeUrl(flagUrl, "--url") : normalizeUrl(io.env.AGENTOWL_URL || file.profiles[name]?.url || localAppliance(io.env, io.cwd)?.url || DEFAULT_URL, "AGENTOWL_URL");
+    const base =
+      flagUrl !== undefined
+        ? normalizeUrl(flagUrl, "--url")
+        : normalizeUrl(
+            io.env.AGENTOWL_URL || file.profiles[name]?.url || localAppliance(io.env, io.cwd)?.url || DEFAULT_URL,
+            "AGENTOWL_URL",
+          );
     const secure = new URL(base).protocol === "https:";
     const pin = secure ? await confirmCertificate(base, values, io, file.profiles[name]) : undefined;
 
-    const token = (io.tty?.stdin && io.readSecret ? await io.readSecret(`API token for ${base}: `) : ((await io.readStdin?.()) ?? "")).trim();
+    const token = (
+      io.tty?.stdin && io.readSecret ? await io.readSecret(`API token for ${base}: `) : ((await io.readStdin?.()) ?? "")
+    ).trim();
     if (!token) throw new UsageError("no token on stdin (e.g. agentowl login < token.txt)");
     if (/\s/.test(token)) throw new UsageError("the token on stdin must be one word (one line, no spaces)");
 
     const client = new ApiClient({ url: base, token, ...(pin ? { pin } : {}) }, (line) => io.err(line));
-    const { body } = await client.call<{ token?: { id?: string; name?: string } }>("POST", "/v1/sign-in", { json: { client: "agentowl-cli" } });
-    file.profiles[name] = { url: base, token, ...(pin ? { fingerprint: pin.fingerprint, certificate: pin.certificate } : {}) };
+    const { body } = await client.call<{ token?: { id?: string; name?: string } }>("POST", "/v1/sign-in", {
+      json: { client: "agentowl-cli" },
+    });
+    file.profiles[name] = {
+      url: base,
+      token,
+      ...(pin ? { fingerprint: pin.fingerprint, certificate: pin.certificate } : {}),
+    };
     if (values.default || !file.default || !file.profiles[file.default]) file.default = name;
     writeProfiles(path, file);
     const who = body.token?.name ?? body.token?.id;
-    io.out(`logged in to ${base}${who ? ` as token ${who}` : ""} (profile ${name}${file.default === name ? ", the default" : ""}${pin ? `; certificate ${pin.fingerprint} pinned` : ""}; saved in ${path})\n`);
+    io.out(
+      `logged in to ${base}${who ? ` as token ${who}` : ""} (profile ${name}${file.default === name ? ", the default" : ""}${pin ? `; certificate ${pin.fingerprint} pinned` : ""}; saved in ${path})\n`,
+    );
     return EXIT.ok;
   },
 };
@@ -127,7 +179,9 @@ Exit codes: 0 removed, 1 failed (file not writable), 2 usage, 3 no such profile.
     delete file.profiles[name];
     if (file.default === name) file.default = Object.keys(file.profiles)[0] ?? null;
     writeProfiles(path, file);
-    io.out(`removed profile ${name} from ${path}${file.default && file.default !== name ? ` (default now: ${file.default})` : ""}\n`);
+    io.out(
+      `removed profile ${name} from ${path}${file.default && file.default !== name ? ` (default now: ${file.default})` : ""}\n`,
+    );
     return EXIT.ok;
   },
 };

@@ -24,7 +24,9 @@ describe("Server-Sent Events", () => {
   });
 
   test("an event split across chunks, CRLF line ends, multi-line data, id and retry", async () => {
-    expect(await parse("id: 7\r\nretry: 2000\r\nda", "ta: one\r\ndata:two\r", "\n\r\n")).toEqual([{ event: "message", data: "one\ntwo", id: "7", retry: 2000 }]);
+    expect(await parse("id: 7\r\nretry: 2000\r\nda", "ta: one\r\ndata:two\r", "\n\r\n")).toEqual([
+      { event: "message", data: "one\ntwo", id: "7", retry: 2000 },
+    ]);
   });
 
   test("an unfinished event at the end of the stream is dropped", async () => {
@@ -34,9 +36,19 @@ describe("Server-Sent Events", () => {
 
 describe("log lines for people", () => {
   test("time level msg key=value, strings quoted only when they need it", () => {
-    expect(formatLogLine(JSON.stringify({ time: "2026-11-21T14:02:11.043Z", level: "info", msg: "agentowl serving", http: "http://127.0.0.1:8080", note: "two words", n: 3, o: { a: 1 } }))).toBe(
-      '2026-11-21T14:02:11.043Z info  agentowl serving http=http://127.0.0.1:8080 note="two words" n=3 o={"a":1}',
-    );
+    expect(
+      formatLogLine(
+        JSON.stringify({
+          time: "2026-11-21T14:02:11.043Z",
+          level: "info",
+          msg: "agentowl serving",
+          http: "http://127.0.0.1:8080",
+          note: "two words",
+          n: 3,
+          o: { a: 1 },
+        }),
+      ),
+    ).toBe('2026-11-21T14:02:11.043Z info  agentowl serving http=http://127.0.0.1:8080 note="two words" n=3 o={"a":1}');
   });
 
   test("a line that is not JSON is shown as it is, control characters neutralized", () => {

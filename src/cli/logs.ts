@@ -34,7 +34,13 @@ export async function* serverSentEvents(body: ReadableStream<Uint8Array>): Async
     buffer = lines.pop()!;
     for (const line of lines) {
       if (line === "") {
-        if (data.length) yield { event: event || "message", data: data.join("\n"), ...(id !== undefined ? { id } : {}), ...(retry !== undefined ? { retry } : {}) };
+        if (data.length)
+          yield {
+            event: event || "message",
+            data: data.join("\n"),
+            ...(id !== undefined ? { id } : {}),
+            ...(retry !== undefined ? { retry } : {}),
+          };
         data = [];
         event = "";
         retry = undefined;
@@ -62,7 +68,8 @@ export function formatLogLine(line: string): string {
     return safeText(line);
   }
   const { time, level, msg, ...fields } = entry;
-  const value = (v: unknown): string => (typeof v === "string" ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : JSON.stringify(v));
+  const value = (v: unknown): string =>
+    typeof v === "string" ? (/^[^\s"=]+$/.test(v) ? v : JSON.stringify(v)) : JSON.stringify(v);
   const parts = [String(time ?? "-"), String(level ?? "-").padEnd(5), String(msg ?? "")];
   for (const [k, v] of Object.entries(fields)) parts.push(`${k}=${value(v)}`);
   return safeText(parts.join(" "));
@@ -93,7 +100,8 @@ ${API_EXIT_HELP}`,
   options: { level: { type: "string" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
     const level = stringOpt(values, "level");
-    if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new UsageError(`--level takes one of ${LOG_LEVELS.join(", ")}, not '${level}'`);
+    if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level))
+      throw new UsageError(`--level takes one of ${LOG_LEVELS.join(", ")}, not '${level}'`);
     const threshold = LOG_LEVELS.indexOf((level ?? "debug") as LogLevel);
     const client = clientFor(values, io.env);
     const signal = io.untilInterrupted?.() ?? new AbortController().signal;
@@ -128,7 +136,10 @@ ${API_EXIT_HELP}`,
         if (signal.aborted) break;
         if (e instanceof CommandFailure && !e.transient) throw e;
         const code = (e as { code?: unknown }).code;
-        why = e instanceof CommandFailure ? e.message : `the stream broke (${typeof code === "string" ? code : (e as Error).message})`;
+        why =
+          e instanceof CommandFailure
+            ? e.message
+            : `the stream broke (${typeof code === "string" ? code : (e as Error).message})`;
       }
       if (signal.aborted) break;
       dropped = true;

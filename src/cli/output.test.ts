@@ -4,11 +4,27 @@ import { cell, Progress, renderTable, time } from "./output.ts";
 
 describe("tables", () => {
   test("columns are padded to their widest cell; the last is not padded", () => {
-    expect(renderTable(["NAME", "URL"], [["crm", "http://a"], ["billing", "http://bb"]])).toBe("NAME     URL\ncrm      http://a\nbilling  http://bb\n");
+    expect(
+      renderTable(
+        ["NAME", "URL"],
+        [
+          ["crm", "http://a"],
+          ["billing", "http://bb"],
+        ],
+      ),
+    ).toBe("NAME     URL\ncrm      http://a\nbilling  http://bb\n");
   });
 
   test("a cell shows nothing as '-', lists comma-joined, and long values cut short", () => {
-    expect([cell(null), cell(undefined), cell(""), cell([]), cell(["a", "b"]), cell({ a: 1 }), cell(3)]).toEqual(["-", "-", "-", "-", "a,b", '{"a":1}', "3"]);
+    expect([cell(null), cell(undefined), cell(""), cell([]), cell(["a", "b"]), cell({ a: 1 }), cell(3)]).toEqual([
+      "-",
+      "-",
+      "-",
+      "-",
+      "a,b",
+      '{"a":1}',
+      "3",
+    ]);
     expect(cell("x".repeat(100), 10)).toBe(`${"x".repeat(9)}…`);
   });
 

@@ -14,7 +14,10 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
 
 /** One row at fixed widths (for output that streams, where the widths cannot wait for every row). */
 export function formatRow(cells: readonly string[], widths: readonly number[]): string {
-  return cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
+  return cells
+    .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+    .join("  ")
+    .trimEnd();
 }
 
 /**
@@ -25,7 +28,8 @@ export function formatRow(cells: readonly string[], widths: readonly number[]): 
 export function cell(value: unknown, max = 60): string {
   let text: string;
   if (value === null || value === undefined || value === "") text = "-";
-  else if (Array.isArray(value)) text = value.length ? value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(",") : "-";
+  else if (Array.isArray(value))
+    text = value.length ? value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))).join(",") : "-";
   else if (typeof value === "object") text = JSON.stringify(value);
   else text = String(value);
   text = safeText(text);
@@ -39,7 +43,12 @@ export const safeText = (text: string): string => text.replace(/[\u0000-\u001f\u
 export function time(value: unknown): string {
   if (typeof value !== "string" && typeof value !== "number") return "-";
   const ms = typeof value === "number" ? value : Date.parse(value);
-  return Number.isNaN(ms) ? cell(value) : new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+  return Number.isNaN(ms)
+    ? cell(value)
+    : new Date(ms)
+        .toISOString()
+        .replace("T", " ")
+        .replace(/\.\d+Z$/, "Z");
 }
 
 export const toYaml = (value: unknown): string => YAML.stringify(value, { lineWidth: 0 });
@@ -86,7 +95,10 @@ export class Progress {
   /** For one long request: a spinner and the seconds elapsed, until done(). */
   spin(): void {
     if (!this.enabled || this.timer) return;
-    const tick = () => this.draw(`${this.label} ${SPINNER[this.frame++ % SPINNER.length]} ${((performance.now() - this.started) / 1000).toFixed(1)} s`);
+    const tick = () =>
+      this.draw(
+        `${this.label} ${SPINNER[this.frame++ % SPINNER.length]} ${((performance.now() - this.started) / 1000).toFixed(1)} s`,
+      );
     this.timer = setInterval(tick, 100);
   }
 

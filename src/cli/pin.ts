@@ -35,14 +35,24 @@ export function peerCertificate(url: string, timeoutMs = 10_000): Promise<PeerCe
   const u = new URL(url);
   const host = u.hostname.replace(/^\[|\]$/g, "");
   return new Promise((resolve, reject) => {
-    const socket = connect({ host, port: Number(u.port || 443), servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
-    const timer = setTimeout(() => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })), timeoutMs);
+    const socket = connect({
+      host,
+      port: Number(u.port || 443),
+      servername: isIP(host) ? undefined : host,
+      rejectUnauthorized: false,
+    });
+    const timer = setTimeout(
+      () => socket.destroy(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })),
+      timeoutMs,
+    );
     socket.once("secureConnect", () => {
       clearTimeout(timer);
       const cert = socket.getPeerCertificate();
       socket.end();
       if (!cert?.raw) return reject(new Error("the server presented no certificate"));
-      const subject = Object.entries(cert.subject ?? {}).map(([k, v]) => `${k}=${String(v)}`).join(", ");
+      const subject = Object.entries(cert.subject ?? {})
+        .map(([k, v]) => `${k}=${String(v)}`)
+        .join(", ");
       resolve({ pem: pemOf(cert.raw), fingerprint: fingerprintOf(cert.raw), subject, validTo: cert.valid_to });
     });
     socket.once("error", (e) => {
@@ -98,7 +108,12 @@ export function localAppliance(env: Record<string, string | undefined>, cwd: str
     return null;
   }
   const https = servesHttps(config.settings.http_tls, config.http.host);
-  const host = config.http.host === "0.0.0.0" || config.http.host === "" ? "127.0.0.1" : config.http.host === "::" ? "::1" : config.http.host;
+  const host =
+    config.http.host === "0.0.0.0" || config.http.host === ""
+      ? "127.0.0.1"
+      : config.http.host === "::"
+        ? "::1"
+        : config.http.host;
   const url = `${https ? "https" : "http"}://${host.includes(":") ? `[${host}]` : host}:${config.http.port}`;
   const path = config.tls?.cert ?? join(config.dataDir, "tls", "cert.pem");
   let certificate: LocalAppliance["certificate"] = null;

@@ -8,7 +8,13 @@ import { cell, renderTable, toJson } from "./output.ts";
 interface TestAnswer {
   event: string;
   policies: { name: string; global: boolean; version: number; draft: boolean }[];
-  decisions: { action: { target: string }; effect: string; policy: { name: string; global: boolean; version: number } | null; rule: number | null; reason: string | null }[];
+  decisions: {
+    action: { target: string };
+    effect: string;
+    policy: { name: string; global: boolean; version: number } | null;
+    rule: number | null;
+    reason: string | null;
+  }[];
 }
 
 /** `agentowl policy test`: what the policies would decide for a stored event, a draft included. */
@@ -29,22 +35,35 @@ shown as global:NAME. Nothing is stored or applied. Needs write access to the te
 ${CONNECTION_HELP}
 
 ${API_EXIT_HELP}`,
-  options: { tenant: { type: "string", short: "t" }, event: { type: "string" }, policy: { type: "string" }, global: { type: "boolean" }, target: { type: "string", multiple: true }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  options: {
+    tenant: { type: "string", short: "t" },
+    event: { type: "string" },
+    policy: { type: "string" },
+    global: { type: "boolean" },
+    target: { type: "string", multiple: true },
+    json: { type: "boolean" },
+    ...CONNECTION_OPTIONS,
+  },
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const flag = stringOpt(values, "event");
-    if (flag !== undefined && positionals[0] !== undefined && flag !== positionals[0]) throw new UsageError("give the event once: EVT_ID or --event EVT_ID");
+    if (flag !== undefined && positionals[0] !== undefined && flag !== positionals[0])
+      throw new UsageError("give the event once: EVT_ID or --event EVT_ID");
     const event = positionals[0] ?? flag;
     if (!event) throw new UsageError("missing EVT_ID");
     const client = clientFor(values, io.env);
     // The event knows its tenant: ask it rather than make the user repeat it.
-    const tenant = stringOpt(values, "tenant") ?? String((await client.get<{ tenant: string }>(apiPath("events", event))).body.tenant);
+    const tenant =
+      stringOpt(values, "tenant") ??
+      String((await client.get<{ tenant: string }>(apiPath("events", event))).body.tenant);
     const policyFile = stringOpt(values, "policy");
     if (values.global && !policyFile) throw new UsageError("--global describes the draft of --policy FILE");
     const draft = policyFile ? await readResourceFile(io, policyFile) : undefined;
     if (draft) for (const f of METADATA_FIELDS) delete draft[f];
     const targets = values.target as string[] | undefined;
-    const answer = await client.call<TestAnswer>("POST", `${apiPath("tenants", tenant)}/policy-test`, { json: { event, policy: draft, global: values.global === true, targets } });
+    const answer = await client.call<TestAnswer>("POST", `${apiPath("tenants", tenant)}/policy-test`, {
+      json: { event, policy: draft, global: values.global === true, targets },
+    });
     const r = answer.body;
     if (values.json) {
       io.out(toJson(r));
@@ -56,7 +75,13 @@ ${API_EXIT_HELP}`,
     io.out(
       renderTable(
         ["TARGET", "EFFECT", "POLICY", "RULE", "REASON"],
-        r.decisions.map((d) => [cell(d.action.target), cell(d.effect), d.policy ? `${named(d.policy)}@${d.policy.version === 0 ? "draft" : d.policy.version}` : "-", d.rule === null ? "-" : `#${d.rule + 1}`, cell(d.reason ?? "-")]),
+        r.decisions.map((d) => [
+          cell(d.action.target),
+          cell(d.effect),
+          d.policy ? `${named(d.policy)}@${d.policy.version === 0 ? "draft" : d.policy.version}` : "-",
+          d.rule === null ? "-" : `#${d.rule + 1}`,
+          cell(d.reason ?? "-"),
+        ]),
       ),
     );
     return EXIT.ok;

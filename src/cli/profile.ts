@@ -41,7 +41,8 @@ export function profilePath(env: Record<string, string | undefined>): string {
 }
 
 export function checkProfileName(name: string): string {
-  if (!PROFILE_NAME.test(name)) throw new UsageError(`profile name '${name}' is not valid (letters, digits, '.', '_', '-')`);
+  if (!PROFILE_NAME.test(name))
+    throw new UsageError(`profile name '${name}' is not valid (letters, digits, '.', '_', '-')`);
   return name;
 }
 
@@ -54,7 +55,10 @@ export function readProfiles(path: string): Profiles {
   } catch (e) {
     // Never the parser's message: it quotes the file, and the file holds tokens.
     const line = (e as { line?: number }).line;
-    throw new CommandFailure(`${path}${line ? `:${line}` : ""}: not a valid profile file (TOML); fix or remove it, then run 'agentowl login'`, EXIT.failed);
+    throw new CommandFailure(
+      `${path}${line ? `:${line}` : ""}: not a valid profile file (TOML); fix or remove it, then run 'agentowl login'`,
+      EXIT.failed,
+    );
   }
   const profiles: Record<string, Profile> = {};
   const table = doc.profiles && typeof doc.profiles === "object" ? (doc.profiles as Record<string, unknown>) : {};
@@ -65,9 +69,14 @@ export function readProfiles(path: string): Profiles {
     // A pin that is not one is refused, never dropped: dropping it would silently unpin the server.
     if (fingerprint !== undefined) {
       const parsed = typeof fingerprint === "string" ? parseFingerprint(fingerprint) : null;
-      if (!parsed) throw new CommandFailure(`${path}: profile ${name}: fingerprint is not a SHA-256 fingerprint; run 'agentowl login --profile ${name}' again`, EXIT.failed);
+      if (!parsed)
+        throw new CommandFailure(
+          `${path}: profile ${name}: fingerprint is not a SHA-256 fingerprint; run 'agentowl login --profile ${name}' again`,
+          EXIT.failed,
+        );
       profiles[name].fingerprint = parsed;
-      if (typeof certificate === "string" && certificateMatches(certificate, parsed)) profiles[name].certificate = certificate;
+      if (typeof certificate === "string" && certificateMatches(certificate, parsed))
+        profiles[name].certificate = certificate;
     }
   }
   return { default: typeof doc.default === "string" ? doc.default : null, profiles };
@@ -89,10 +98,12 @@ export function writeProfiles(path: string, file: Profiles): void {
     return;
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const text = `# agentowl CLI profiles, written by 'agentowl login'. Holds API tokens: keep it mode 0600.\n${stringify({
-    ...(file.default ? { default: file.default } : {}),
-    profiles: file.profiles,
-  })}\n`;
+  const text = `# agentowl CLI profiles, written by 'agentowl login'. Holds API tokens: keep it mode 0600.\n${stringify(
+    {
+      ...(file.default ? { default: file.default } : {}),
+      profiles: file.profiles,
+    },
+  )}\n`;
   const tmp = `${path}.${process.pid}.tmp`;
   try {
     writeFileSync(tmp, text, { mode: 0o600 });
@@ -100,6 +111,9 @@ export function writeProfiles(path: string, file: Profiles): void {
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new CommandFailure(`cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, EXIT.failed);
+    throw new CommandFailure(
+      `cannot write ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      EXIT.failed,
+    );
   }
 }

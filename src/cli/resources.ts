@@ -21,7 +21,11 @@ interface View {
 const version: View["columns"][number] = ["VERSION", (r) => cell(r.resource_version)];
 const updated: View["columns"][number] = ["UPDATED", (r) => time(r.updated_at)];
 const matchText = (m: unknown): string =>
-  m && typeof m === "object" && Object.keys(m).length ? Object.entries(m).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : String(v)}`).join(" ") : "*";
+  m && typeof m === "object" && Object.keys(m).length
+    ? Object.entries(m)
+        .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : String(v)}`)
+        .join(" ")
+    : "*";
 
 const VIEWS: View[] = [
   { plural: "tenants", singular: "tenant", columns: [["DISPLAY NAME", (r) => cell(r.display_name)], version, updated] },
@@ -40,12 +44,23 @@ const VIEWS: View[] = [
   {
     plural: "routes",
     singular: "route",
-    columns: [["MATCH", (r) => cell(matchText(r.match))], ["TO", (r) => cell(r.to)], ["PRIORITY", (r) => cell(r.priority)], version, updated],
+    columns: [
+      ["MATCH", (r) => cell(matchText(r.match))],
+      ["TO", (r) => cell(r.to)],
+      ["PRIORITY", (r) => cell(r.priority)],
+      version,
+      updated,
+    ],
   },
   {
     plural: "policies",
     singular: "policy",
-    columns: [["RULES", (r) => cell(Array.isArray(r.rules) ? r.rules.length : 0)], ["DEFAULT", (r) => cell(r.default)], version, updated],
+    columns: [
+      ["RULES", (r) => cell(Array.isArray(r.rules) ? r.rules.length : 0)],
+      ["DEFAULT", (r) => cell(r.default)],
+      version,
+      updated,
+    ],
   },
   {
     plural: "templates",
@@ -64,7 +79,8 @@ const a = (v: View): string => `${/^[aeiou]/.test(v.singular) ? "an" : "a"} ${v.
 const TENANT_OPTION = { tenant: { type: "string", short: "t" } } as const;
 /** Policies are a tenant's (-t) or global (--global, admin only). */
 const hasGlobal = (v: View): boolean => v.plural === "policies";
-const ownerOptions = (v: View) => (!scoped(v) ? {} : hasGlobal(v) ? { ...TENANT_OPTION, global: { type: "boolean" } } : TENANT_OPTION);
+const ownerOptions = (v: View) =>
+  !scoped(v) ? {} : hasGlobal(v) ? { ...TENANT_OPTION, global: { type: "boolean" } } : TENANT_OPTION;
 const JSON_OPTION = { json: { type: "boolean" } } as const;
 const IF_MATCH_OPTION = { "if-match": { type: "string" } } as const;
 const FILE_OPTION = { file: { type: "string", short: "f" } } as const;
@@ -80,17 +96,31 @@ function tenantOf(v: View, values: CommandArgs["values"], spec?: Resource): stri
     if (named !== undefined) throw new UsageError("-t TENANT and --global exclude each other");
     return GLOBAL;
   }
-  const tenant = named ?? (typeof spec?.tenant === "string" ? spec.tenant : hasGlobal(v) && spec?.global === true ? GLOBAL : undefined);
+  const tenant =
+    named ??
+    (typeof spec?.tenant === "string" ? spec.tenant : hasGlobal(v) && spec?.global === true ? GLOBAL : undefined);
   if (!tenant) throw new UsageError(hasGlobal(v) ? "missing -t TENANT (or --global)" : "missing -t TENANT");
   return tenant;
 }
 
 const collectionPath = (v: View, tenant: string | undefined): string =>
-  tenant === undefined ? apiPath("tenants") : tenant === GLOBAL ? apiPath(v.plural) : apiPath("tenants", tenant, v.plural);
+  tenant === undefined
+    ? apiPath("tenants")
+    : tenant === GLOBAL
+      ? apiPath(v.plural)
+      : apiPath("tenants", tenant, v.plural);
 const itemPath = (v: View, tenant: string | undefined, name: string): string =>
-  tenant === undefined ? apiPath("tenants", name) : tenant === GLOBAL ? apiPath(v.plural, name) : apiPath("tenants", tenant, v.plural, name);
+  tenant === undefined
+    ? apiPath("tenants", name)
+    : tenant === GLOBAL
+      ? apiPath(v.plural, name)
+      : apiPath("tenants", tenant, v.plural, name);
 const label = (v: View, tenant: string | undefined, name: string): string =>
-  tenant === undefined ? `${v.singular} ${name}` : tenant === GLOBAL ? `global ${v.singular} ${name}` : `${v.singular} ${tenant}/${name}`;
+  tenant === undefined
+    ? `${v.singular} ${name}`
+    : tenant === GLOBAL
+      ? `global ${v.singular} ${name}`
+      : `${v.singular} ${tenant}/${name}`;
 
 function ifMatchOf(values: CommandArgs["values"]): number | undefined {
   const raw = stringOpt(values, "if-match");
@@ -122,7 +152,8 @@ ${footer}`,
     async run({ values }, io) {
       const tenant = tenantOf(v, values);
       const pageSize = Number(stringOpt(values, "page-size") ?? 100);
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 500) throw new UsageError("--page-size takes a whole number from 1 to 500");
+      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 500)
+        throw new UsageError("--page-size takes a whole number from 1 to 500");
       const client = clientFor(values, io.env);
       const progress = progressFor(io, `listing ${v.plural}`, values);
       let items: Resource[];
@@ -136,8 +167,17 @@ ${footer}`,
         progress.done();
       }
       if (values.json) io.out(toJson(items));
-      else if (!items.length) io.out(`no ${tenant === GLOBAL ? "global " : ""}${v.plural}${tenant && tenant !== GLOBAL ? ` in tenant ${tenant}` : ""}\n`);
-      else io.out(renderTable(["NAME", ...v.columns.map(([h]) => h)], items.map((r) => [cell(r.name), ...v.columns.map(([, f]) => f(r))])));
+      else if (!items.length)
+        io.out(
+          `no ${tenant === GLOBAL ? "global " : ""}${v.plural}${tenant && tenant !== GLOBAL ? ` in tenant ${tenant}` : ""}\n`,
+        );
+      else
+        io.out(
+          renderTable(
+            ["NAME", ...v.columns.map(([h]) => h)],
+            items.map((r) => [cell(r.name), ...v.columns.map(([, f]) => f(r))]),
+          ),
+        );
       return EXIT.ok;
     },
   };
@@ -158,7 +198,9 @@ ${footer}`,
     async run({ values, positionals }, io) {
       const tenant = tenantOf(v, values);
       const name = nameArg(positionals, "NAME");
-      const { body } = await clientFor(values, io.env).get<Resource>(itemPath(v, tenant, name), { notFound: `${label(v, tenant, name)} not found` });
+      const { body } = await clientFor(values, io.env).get<Resource>(itemPath(v, tenant, name), {
+        notFound: `${label(v, tenant, name)} not found`,
+      });
       io.out(values.json ? toJson(body) : toYaml(body));
       return EXIT.ok;
     },
@@ -183,14 +225,18 @@ ${footer}`,
       const file = stringOpt(values, "file");
       const spec: Resource = file !== undefined || !tenantsByName ? await readResourceFile(io, file) : {};
       const name = positionals[0] ?? spec.name;
-      if (typeof name !== "string" || !name) throw new UsageError(tenantsByName ? "missing NAME or -f FILE" : "missing the name: in FILE, or as NAME");
-      if (spec.name !== undefined && spec.name !== name) throw new UsageError(`NAME '${name}' differs from the file's name '${String(spec.name)}'`);
+      if (typeof name !== "string" || !name)
+        throw new UsageError(tenantsByName ? "missing NAME or -f FILE" : "missing the name: in FILE, or as NAME");
+      if (spec.name !== undefined && spec.name !== name)
+        throw new UsageError(`NAME '${name}' differs from the file's name '${String(spec.name)}'`);
       const tenant = tenantOf(v, values, spec);
       const { body } = await clientFor(values, io.env).call<Resource>("POST", collectionPath(v, tenant), {
         json: { ...spec, name },
         notFound: `tenant ${tenant} not found`,
       });
-      io.out(values.json ? toJson(body) : `created ${label(v, tenant, name)} (resource_version ${body.resource_version})\n`);
+      io.out(
+        values.json ? toJson(body) : `created ${label(v, tenant, name)} (resource_version ${body.resource_version})\n`,
+      );
       return EXIT.ok;
     },
   };
@@ -222,7 +268,10 @@ ${footer}`,
       // No version named: the one read now, so a change made while this runs is still detected.
       base ??= (await client.get<Resource>(path, { notFound })).body.resource_version as number;
       const { body } = await client.call<Resource>("PUT", path, { json: { ...spec, name }, ifMatch: base, notFound });
-      const said = body.resource_version === base ? `${label(v, tenant, name)} unchanged (resource_version ${base})` : `updated ${label(v, tenant, name)} (resource_version ${base} → ${body.resource_version})`;
+      const said =
+        body.resource_version === base
+          ? `${label(v, tenant, name)} unchanged (resource_version ${base})`
+          : `updated ${label(v, tenant, name)} (resource_version ${base} → ${body.resource_version})`;
       io.out(values.json ? toJson(body) : `${said}\n`);
       return EXIT.ok;
     },
@@ -244,7 +293,10 @@ ${footer}`,
     async run({ values, positionals }, io) {
       const tenant = tenantOf(v, values);
       const name = nameArg(positionals, "NAME");
-      await clientFor(values, io.env).call("DELETE", itemPath(v, tenant, name), { ifMatch: ifMatchOf(values), notFound: `${label(v, tenant, name)} not found` });
+      await clientFor(values, io.env).call("DELETE", itemPath(v, tenant, name), {
+        ifMatch: ifMatchOf(values),
+        notFound: `${label(v, tenant, name)} not found`,
+      });
       io.out(`deleted ${label(v, tenant, name)}\n`);
       return EXIT.ok;
     },
@@ -266,11 +318,16 @@ ${footer}`,
     const v = VIEWS.find((x) => x.plural === "policies")!;
     const tenant = tenantOf(v, values);
     const name = nameArg(positionals, "NAME");
-    const items = await clientFor(values, io.env).listAll<Resource>(`${itemPath(v, tenant, name)}/versions`, { notFound: `${label(v, tenant, name)} not found` });
+    const items = await clientFor(values, io.env).listAll<Resource>(`${itemPath(v, tenant, name)}/versions`, {
+      notFound: `${label(v, tenant, name)} not found`,
+    });
     io.out(
       values.json
         ? toJson(items)
-        : renderTable(["VERSION", "OP", "ACTOR", "CHANGED"], items.map((r) => [cell(r.resource_version), cell(r.op), cell(r.actor), time(r.changed_at)])),
+        : renderTable(
+            ["VERSION", "OP", "ACTOR", "CHANGED"],
+            items.map((r) => [cell(r.resource_version), cell(r.op), cell(r.actor), time(r.changed_at)]),
+          ),
     );
     return EXIT.ok;
   },

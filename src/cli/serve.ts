@@ -10,7 +10,10 @@ import { EXIT } from "./exit-codes.ts";
 
 /** How this process's user runs the CLI: the binary itself, or bun with src/main.ts from here. */
 function cliInvocation(io: CommandIO): string {
-  if (isCompiledBinary()) return relative(io.cwd, process.execPath).startsWith("..") ? process.execPath : `./${relative(io.cwd, process.execPath)}`;
+  if (isCompiledBinary())
+    return relative(io.cwd, process.execPath).startsWith("..")
+      ? process.execPath
+      : `./${relative(io.cwd, process.execPath)}`;
   const main = process.argv[1] ?? "src/main.ts";
   const script = relative(io.cwd, main).startsWith("..") ? main : relative(io.cwd, main);
   // From a clone, the bun that npm ci installed.
@@ -29,13 +32,17 @@ async function firstStart(app: App, redactor: Redactor, log: Logger, io: Command
   const cli = cliInvocation(io);
   const served = `agentowl is serving: API, webhooks and /metrics at ${app.url}, SMTP on ${app.smtp.host}:${app.smtp.port}.`;
   if (!io.tty?.stderr) {
-    log.warn("no admin API token exists yet", { next: `run '${cli} init' (it prints one, once) or start with AGENTOWL_BOOTSTRAP_TOKEN set` });
+    log.warn("no admin API token exists yet", {
+      next: `run '${cli} init' (it prints one, once) or start with AGENTOWL_BOOTSTRAP_TOKEN set`,
+    });
     return;
   }
   const token = await createFirstAdmin(app.storage.tokens, "agentowl serve (first start)");
   if (!token) return;
   redactor.learn(token);
-  const example = existsSync(join(io.cwd, "examples", "agentowl.yaml")) ? "examples/agentowl.yaml" : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
+  const example = existsSync(join(io.cwd, "examples", "agentowl.yaml"))
+    ? "examples/agentowl.yaml"
+    : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
   io.err(
     `\n${served}\n\nFirst admin API token (shown this once; only its hash is kept):\n\n  ${token}\n\n` +
       `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,

@@ -22,7 +22,9 @@ ${footer}`,
     const progress = progressFor(io, "listing tokens", values);
     let items: Token[];
     try {
-      items = await clientFor(values, io.env).listAll<Token>(apiPath("tokens"), { onPage: (n, more) => more && progress.update(n) });
+      items = await clientFor(values, io.env).listAll<Token>(apiPath("tokens"), {
+        onPage: (n, more) => more && progress.update(n),
+      });
     } finally {
       progress.done();
     }
@@ -31,7 +33,14 @@ ${footer}`,
         ? toJson(items)
         : renderTable(
             ["ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "REVOKED"],
-            items.map((t) => [cell(t.id), cell(t.name), cell(t.scopes), time(t.created_at), t.expires_at ? time(t.expires_at) : "never", t.revoked_at ? time(t.revoked_at) : "-"]),
+            items.map((t) => [
+              cell(t.id),
+              cell(t.name),
+              cell(t.scopes),
+              time(t.created_at),
+              t.expires_at ? time(t.expires_at) : "never",
+              t.revoked_at ? time(t.revoked_at) : "-",
+            ]),
           ),
     );
     return EXIT.ok;
@@ -51,14 +60,23 @@ Scopes: admin | tenant:NAME:read | tenant:NAME:write | ingest.
 --expires-in: a duration such as 12h or 30d; without it the token does not expire.
 
 ${footer}`,
-  options: { name: { type: "string" }, scope: { type: "string", multiple: true }, "expires-in": { type: "string" }, json: { type: "boolean" }, ...CONNECTION_OPTIONS },
+  options: {
+    name: { type: "string" },
+    scope: { type: "string", multiple: true },
+    "expires-in": { type: "string" },
+    json: { type: "boolean" },
+    ...CONNECTION_OPTIONS,
+  },
   async run({ values }, io) {
     const name = stringOpt(values, "name");
     const scopes = (values.scope as string[] | undefined) ?? [];
     if (!name) throw new UsageError("missing --name NAME");
-    if (!scopes.length) throw new UsageError("missing --scope SCOPE (admin, tenant:NAME:read, tenant:NAME:write, ingest)");
+    if (!scopes.length)
+      throw new UsageError("missing --scope SCOPE (admin, tenant:NAME:read, tenant:NAME:write, ingest)");
     const expiresIn = stringOpt(values, "expires-in");
-    const { body } = await clientFor(values, io.env).call<Token>("POST", apiPath("tokens"), { json: { name, scopes: [...new Set(scopes)], ...(expiresIn ? { expires_in: expiresIn } : {}) } });
+    const { body } = await clientFor(values, io.env).call<Token>("POST", apiPath("tokens"), {
+      json: { name, scopes: [...new Set(scopes)], ...(expiresIn ? { expires_in: expiresIn } : {}) },
+    });
     if (values.json) {
       io.out(toJson(body));
     } else {

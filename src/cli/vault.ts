@@ -19,7 +19,8 @@ function scopeOf(args: CommandArgs): { tenant: string; name: string } {
 }
 
 async function readValue(io: CommandIO, label: string): Promise<string> {
-  const raw = io.tty?.stdin && io.readSecret ? await io.readSecret(`value for ${label}: `) : ((await io.readStdin?.()) ?? "");
+  const raw =
+    io.tty?.stdin && io.readSecret ? await io.readSecret(`value for ${label}: `) : ((await io.readStdin?.()) ?? "");
   // One trailing newline is the shell's (echo, a file); anything else is part of the value.
   const value = raw.replace(/\r?\n$/, "");
   if (!value) throw new UsageError(`no value on stdin (e.g. agentowl vault set ${label} < value.txt)`);
@@ -43,7 +44,9 @@ ${footer}`,
     const { tenant, name } = scopeOf(args);
     const value = await readValue(io, `${tenant}/${name}`);
     const period = stringOpt(args.values, "rotation-period");
-    const r = await clientFor(args.values, io.env).call("PUT", apiPath("tenants", tenant, "secrets", name), { json: { value, ...(period ? { rotation_period: period } : {}) } });
+    const r = await clientFor(args.values, io.env).call("PUT", apiPath("tenants", tenant, "secrets", name), {
+      json: { value, ...(period ? { rotation_period: period } : {}) },
+    });
     io.out(args.values.json ? toJson(r.body) : `${tenant}/${name}: stored as version ${String(r.body.version)}\n`);
     return EXIT.ok;
   },
@@ -64,7 +67,11 @@ ${footer}`,
     const { tenant, name } = scopeOf(args);
     const value = await readValue(io, `${tenant}/${name}`);
     const grace = stringOpt(args.values, "grace");
-    const r = await clientFor(args.values, io.env).call("POST", `${apiPath("tenants", tenant, "secrets", name)}/rotate`, { json: { value, ...(grace ? { grace } : {}) } });
+    const r = await clientFor(args.values, io.env).call(
+      "POST",
+      `${apiPath("tenants", tenant, "secrets", name)}/rotate`,
+      { json: { value, ...(grace ? { grace } : {}) } },
+    );
     io.out(args.values.json ? toJson(r.body) : `${tenant}/${name}: now at version ${String(r.body.version)}\n`);
     return EXIT.ok;
   },
@@ -83,7 +90,10 @@ ${footer}`,
   async run({ values }, io) {
     const tenant = stringOpt(values, "tenant");
     if (!tenant) throw new UsageError("missing -t TENANT");
-    const r = await clientFor(values, io.env).call<{ items: Record<string, unknown>[] }>("GET", apiPath("tenants", tenant, "secrets"));
+    const r = await clientFor(values, io.env).call<{ items: Record<string, unknown>[] }>(
+      "GET",
+      apiPath("tenants", tenant, "secrets"),
+    );
     const items = r.body.items;
     io.out(
       values.json
@@ -93,7 +103,13 @@ ${footer}`,
             items.map((s) => {
               const versions = s.versions as { version: number; created_at: string; valid_until: string | null }[];
               const grace = versions.filter((v) => v.valid_until).map((v) => `v${v.version} ${time(v.valid_until)}`);
-              return [cell(s.name), cell(s.version), time(versions[0]?.created_at), grace.join(", ") || "-", s.rotation_due_at ? time(s.rotation_due_at) : "-"];
+              return [
+                cell(s.name),
+                cell(s.version),
+                time(versions[0]?.created_at),
+                grace.join(", ") || "-",
+                s.rotation_due_at ? time(s.rotation_due_at) : "-",
+              ];
             }),
           ),
     );
@@ -115,7 +131,11 @@ ${footer}`,
   options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
     const r = await clientFor(values, io.env).call("POST", `${apiPath("vault")}/rotate-master`, { json: {} });
-    io.out(values.json ? toJson(r.body) : `master key rotated: ${String(r.body.rewrapped)} data key(s) re-wrapped, now ${String(r.body.master_key_id)}\n`);
+    io.out(
+      values.json
+        ? toJson(r.body)
+        : `master key rotated: ${String(r.body.rewrapped)} data key(s) re-wrapped, now ${String(r.body.master_key_id)}\n`,
+    );
     return EXIT.ok;
   },
 };

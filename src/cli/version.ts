@@ -12,7 +12,13 @@ Prints this binary's version, the commit it was built from, the database schema 
 migrates to, and the Bun runtime inside it.`,
   options: { json: { type: "boolean" } },
   async run({ values }, io) {
-    const info = { version: VERSION, commit: COMMIT, schema_version: SCHEMA_VERSION, bun: Bun.version, platform: `${process.platform}-${process.arch}` };
+    const info = {
+      version: VERSION,
+      commit: COMMIT,
+      schema_version: SCHEMA_VERSION,
+      bun: Bun.version,
+      platform: `${process.platform}-${process.arch}`,
+    };
     io.out(
       values.json
         ? JSON.stringify(info) + "\n"

@@ -121,7 +121,12 @@ describe("agentowl.toml", () => {
 
   test("AGENTOWL_CONFIG naming a missing file is an error, not a silent fall-back to defaults", () => {
     const cwd = tempDir();
-    refused({ env: { AGENTOWL_CONFIG: "nowhere.toml" }, cwd }, "AGENTOWL_CONFIG", join(cwd, "nowhere.toml"), "does not exist");
+    refused(
+      { env: { AGENTOWL_CONFIG: "nowhere.toml" }, cwd },
+      "AGENTOWL_CONFIG",
+      join(cwd, "nowhere.toml"),
+      "does not exist",
+    );
   });
 
   test("an unknown key is refused, naming the file and suggesting the closest setting", () => {
@@ -158,7 +163,10 @@ describe("environment", () => {
   });
 
   test("AGENTOWL_DNS_SERVERS is a comma-separated list", () => {
-    const config = loadConfig({ env: { AGENTOWL_DNS_SERVERS: "1.1.1.1, 9.9.9.9:53,,[2606:4700::1111]:53" }, cwd: tempDir() });
+    const config = loadConfig({
+      env: { AGENTOWL_DNS_SERVERS: "1.1.1.1, 9.9.9.9:53,,[2606:4700::1111]:53" },
+      cwd: tempDir(),
+    });
     expect(config.dnsServers).toEqual(["1.1.1.1", "9.9.9.9:53", "[2606:4700::1111]:53"]);
   });
 
@@ -185,12 +193,21 @@ describe("environment", () => {
   test("an unknown AGENTOWL_* variable is refused, naming it and suggesting the closest one", () => {
     const detail = refused({ env: { AGENTOWL_LOG_LEVL: "debug" }, cwd: tempDir() }, "AGENTOWL_LOG_LEVL");
     expect(detail).toBe("AGENTOWL_LOG_LEVL: unknown setting (did you mean AGENTOWL_LOG_LEVEL?)");
-    refused({ env: { AGENTOWL_SHUTDOWN_TIMOUT: "5s" }, cwd: tempDir() }, "AGENTOWL_SHUTDOWN_TIMOUT", "did you mean AGENTOWL_SHUTDOWN_TIMEOUT?");
+    refused(
+      { env: { AGENTOWL_SHUTDOWN_TIMOUT: "5s" }, cwd: tempDir() },
+      "AGENTOWL_SHUTDOWN_TIMOUT",
+      "did you mean AGENTOWL_SHUTDOWN_TIMEOUT?",
+    );
   });
 
   test("the CLI client's own variables are accepted", () => {
     const { cwd, file } = withFile("");
-    const env = { AGENTOWL_CONFIG: file, AGENTOWL_URL: "http://127.0.0.1:8080", AGENTOWL_TOKEN: "tok_abc", AGENTOWL_PROFILE: "home" };
+    const env = {
+      AGENTOWL_CONFIG: file,
+      AGENTOWL_URL: "http://127.0.0.1:8080",
+      AGENTOWL_TOKEN: "tok_abc",
+      AGENTOWL_PROFILE: "home",
+    };
     expect(loadConfig({ env, cwd }).file).toBe(file);
   });
 
@@ -201,26 +218,106 @@ describe("environment", () => {
 
 describe("an invalid value stops start-up with one line naming the setting and its source", () => {
   const fromEnv: [what: string, env: Record<string, string>, mentions: string[]][] = [
-    ["a listen address without a port", { AGENTOWL_HTTP_LISTEN: "8080" }, ["AGENTOWL_HTTP_LISTEN (environment)", "host:port", `"8080"`]],
-    ["a port above 65535", { AGENTOWL_SMTP_LISTEN: "127.0.0.1:65536" }, ["AGENTOWL_SMTP_LISTEN (environment)", `"127.0.0.1:65536"`]],
-    ["a duration without a unit", { AGENTOWL_SHUTDOWN_TIMEOUT: "10" }, ["AGENTOWL_SHUTDOWN_TIMEOUT (environment)", "a duration", `"10"`]],
-    ["a fractional duration", { AGENTOWL_QUEUE_VISIBILITY_TIMEOUT: "1.5m" }, ["AGENTOWL_QUEUE_VISIBILITY_TIMEOUT (environment)", `"1.5m"`]],
-    ["a duration in words", { AGENTOWL_COMMIT_WINDOW: "2 seconds" }, ["AGENTOWL_COMMIT_WINDOW (environment)", `"2 seconds"`]],
-    ["a fraction for an integer", { AGENTOWL_COMMIT_MAX_BATCH: "1.5" }, ["AGENTOWL_COMMIT_MAX_BATCH (environment)", "an integer", `"1.5"`]],
-    ["an exponent for an integer", { AGENTOWL_COMMIT_MAX_BATCH: "1e3" }, ["AGENTOWL_COMMIT_MAX_BATCH (environment)", `"1e3"`]],
-    ["hexadecimal for an integer", { AGENTOWL_WORKER_CONCURRENCY: "0x10" }, ["AGENTOWL_WORKER_CONCURRENCY (environment)", `"0x10"`]],
-    ["a boolean for an integer", { AGENTOWL_WORKER_CONCURRENCY: "true" }, ["AGENTOWL_WORKER_CONCURRENCY (environment)", `"true"`]],
-    ["a word for an integer", { AGENTOWL_COMMIT_MAX_BATCH: "lots" }, ["AGENTOWL_COMMIT_MAX_BATCH (environment)", `"lots"`]],
-    ["zero workers", { AGENTOWL_WORKER_CONCURRENCY: "0" }, ["AGENTOWL_WORKER_CONCURRENCY (environment)", "from 1 to 1000"]],
-    ["too many workers", { AGENTOWL_WORKER_CONCURRENCY: "1001" }, ["AGENTOWL_WORKER_CONCURRENCY (environment)", "from 1 to 1000"]],
-    ["a negative batch", { AGENTOWL_COMMIT_MAX_BATCH: "-1" }, ["AGENTOWL_COMMIT_MAX_BATCH (environment)", "from 1 to 10000"]],
-    ["an unknown log level", { AGENTOWL_LOG_LEVEL: "verbose" }, ["AGENTOWL_LOG_LEVEL (environment)", "debug | info | warn | error", `"verbose"`]],
-    ["a mail domain with a space", { AGENTOWL_MAIL_DOMAIN: "not a domain" }, ["AGENTOWL_MAIL_DOMAIN (environment)", "a domain name"]],
-    ["a mail domain without a dot", { AGENTOWL_MAIL_DOMAIN: "localhost" }, ["AGENTOWL_MAIL_DOMAIN (environment)", `"localhost"`]],
-    ["a DNS server that is not host[:port]", { AGENTOWL_DNS_SERVERS: "1.1.1.1,bad host" }, ["AGENTOWL_DNS_SERVERS (environment)", "bad host"]],
-    ["a bootstrap token under 24 characters", { AGENTOWL_BOOTSTRAP_TOKEN: "tooshort" }, ["AGENTOWL_BOOTSTRAP_TOKEN (environment)", "at least 24 characters"]],
-    ["tls_cert without tls_key", { AGENTOWL_TLS_CERT: "/etc/cert.pem" }, ["AGENTOWL_TLS_CERT (environment)", "tls_key", "set both or neither"]],
-    ["tls_key without tls_cert", { AGENTOWL_TLS_KEY: "/etc/key.pem" }, ["AGENTOWL_TLS_KEY (environment)", "tls_cert", "set both or neither"]],
+    [
+      "a listen address without a port",
+      { AGENTOWL_HTTP_LISTEN: "8080" },
+      ["AGENTOWL_HTTP_LISTEN (environment)", "host:port", `"8080"`],
+    ],
+    [
+      "a port above 65535",
+      { AGENTOWL_SMTP_LISTEN: "127.0.0.1:65536" },
+      ["AGENTOWL_SMTP_LISTEN (environment)", `"127.0.0.1:65536"`],
+    ],
+    [
+      "a duration without a unit",
+      { AGENTOWL_SHUTDOWN_TIMEOUT: "10" },
+      ["AGENTOWL_SHUTDOWN_TIMEOUT (environment)", "a duration", `"10"`],
+    ],
+    [
+      "a fractional duration",
+      { AGENTOWL_QUEUE_VISIBILITY_TIMEOUT: "1.5m" },
+      ["AGENTOWL_QUEUE_VISIBILITY_TIMEOUT (environment)", `"1.5m"`],
+    ],
+    [
+      "a duration in words",
+      { AGENTOWL_COMMIT_WINDOW: "2 seconds" },
+      ["AGENTOWL_COMMIT_WINDOW (environment)", `"2 seconds"`],
+    ],
+    [
+      "a fraction for an integer",
+      { AGENTOWL_COMMIT_MAX_BATCH: "1.5" },
+      ["AGENTOWL_COMMIT_MAX_BATCH (environment)", "an integer", `"1.5"`],
+    ],
+    [
+      "an exponent for an integer",
+      { AGENTOWL_COMMIT_MAX_BATCH: "1e3" },
+      ["AGENTOWL_COMMIT_MAX_BATCH (environment)", `"1e3"`],
+    ],
+    [
+      "hexadecimal for an integer",
+      { AGENTOWL_WORKER_CONCURRENCY: "0x10" },
+      ["AGENTOWL_WORKER_CONCURRENCY (environment)", `"0x10"`],
+    ],
+    [
+      "a boolean for an integer",
+      { AGENTOWL_WORKER_CONCURRENCY: "true" },
+      ["AGENTOWL_WORKER_CONCURRENCY (environment)", `"true"`],
+    ],
+    [
+      "a word for an integer",
+      { AGENTOWL_COMMIT_MAX_BATCH: "lots" },
+      ["AGENTOWL_COMMIT_MAX_BATCH (environment)", `"lots"`],
+    ],
+    [
+      "zero workers",
+      { AGENTOWL_WORKER_CONCURRENCY: "0" },
+      ["AGENTOWL_WORKER_CONCURRENCY (environment)", "from 1 to 1000"],
+    ],
+    [
+      "too many workers",
+      { AGENTOWL_WORKER_CONCURRENCY: "1001" },
+      ["AGENTOWL_WORKER_CONCURRENCY (environment)", "from 1 to 1000"],
+    ],
+    [
+      "a negative batch",
+      { AGENTOWL_COMMIT_MAX_BATCH: "-1" },
+      ["AGENTOWL_COMMIT_MAX_BATCH (environment)", "from 1 to 10000"],
+    ],
+    [
+      "an unknown log level",
+      { AGENTOWL_LOG_LEVEL: "verbose" },
+      ["AGENTOWL_LOG_LEVEL (environment)", "debug | info | warn | error", `"verbose"`],
+    ],
+    [
+      "a mail domain with a space",
+      { AGENTOWL_MAIL_DOMAIN: "not a domain" },
+      ["AGENTOWL_MAIL_DOMAIN (environment)", "a domain name"],
+    ],
+    [
+      "a mail domain without a dot",
+      { AGENTOWL_MAIL_DOMAIN: "localhost" },
+      ["AGENTOWL_MAIL_DOMAIN (environment)", `"localhost"`],
+    ],
+    [
+      "a DNS server that is not host[:port]",
+      { AGENTOWL_DNS_SERVERS: "1.1.1.1,bad host" },
+      ["AGENTOWL_DNS_SERVERS (environment)", "bad host"],
+    ],
+    [
+      "a bootstrap token under 24 characters",
+      { AGENTOWL_BOOTSTRAP_TOKEN: "tooshort" },
+      ["AGENTOWL_BOOTSTRAP_TOKEN (environment)", "at least 24 characters"],
+    ],
+    [
+      "tls_cert without tls_key",
+      { AGENTOWL_TLS_CERT: "/etc/cert.pem" },
+      ["AGENTOWL_TLS_CERT (environment)", "tls_key", "set both or neither"],
+    ],
+    [
+      "tls_key without tls_cert",
+      { AGENTOWL_TLS_KEY: "/etc/key.pem" },
+      ["AGENTOWL_TLS_KEY (environment)", "tls_cert", "set both or neither"],
+    ],
   ];
   for (const [what, env, mentions] of fromEnv) {
     test(`from the environment: ${what}`, () => {
@@ -238,7 +335,11 @@ describe("an invalid value stops start-up with one line naming the setting and i
     ["an unknown log level", `log_level = "loud"`, ["log_level in", `"loud"`]],
     ["a bad mail domain", `mail_domain = "-bad-.lan"`, ["mail_domain in", "a domain name"]],
     ["an empty data dir", `data_dir = ""`, ["data_dir in", "a directory path"]],
-    ["tls_key without tls_cert", `tls_key = "/etc/key.pem"`, ["tls_key in", "tls_cert (AGENTOWL_TLS_CERT)", "set both or neither"]],
+    [
+      "tls_key without tls_cert",
+      `tls_key = "/etc/key.pem"`,
+      ["tls_key in", "tls_cert (AGENTOWL_TLS_CERT)", "set both or neither"],
+    ],
   ];
   for (const [what, toml, mentions] of fromFile) {
     test(`from agentowl.toml: ${what}`, () => {
@@ -258,7 +359,10 @@ describe("an invalid value stops start-up with one line naming the setting and i
 
   test("the environment is checked even when the file is fine, and names the variable, not the file", () => {
     const { cwd, file } = withFile(`shutdown_timeout = "10s"\n`);
-    const detail = refused({ env: { AGENTOWL_CONFIG: file, AGENTOWL_SHUTDOWN_TIMEOUT: "soon" }, cwd }, "AGENTOWL_SHUTDOWN_TIMEOUT");
+    const detail = refused(
+      { env: { AGENTOWL_CONFIG: file, AGENTOWL_SHUTDOWN_TIMEOUT: "soon" }, cwd },
+      "AGENTOWL_SHUTDOWN_TIMEOUT",
+    );
     expect(detail).not.toContain(file);
   });
 });
@@ -270,9 +374,10 @@ describe("docs/configuration.md", () => {
       .split("\n")
       .filter((line) => line.startsWith("|"))
       .join("\n");
-    expect(table + "\n", "docs/configuration.md is out of date: run `bun scripts/config-docs.ts --write` (or `bun scripts/config-docs.ts` to print the table)").toBe(
-      renderConfigDocs(),
-    );
+    expect(
+      table + "\n",
+      "docs/configuration.md is out of date: run `bun scripts/config-docs.ts --write` (or `bun scripts/config-docs.ts` to print the table)",
+    ).toBe(renderConfigDocs());
   });
 });
 

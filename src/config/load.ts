@@ -89,7 +89,9 @@ function describeSource(name: SettingName, source: SettingSource, file: string |
   return `${name} (default)`;
 }
 
-const INTEGER_SETTINGS = SETTING_NAMES.filter((n) => (settingsSchema.properties[n] as { type?: unknown }).type === "integer");
+const INTEGER_SETTINGS = SETTING_NAMES.filter(
+  (n) => (settingsSchema.properties[n] as { type?: unknown }).type === "integer",
+);
 
 /** A whole number written as such; anything else is left as it was, for validation to refuse. */
 function strictInteger(value: unknown): unknown {
@@ -147,7 +149,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const name of SETTING_NAMES) {
     const envValue = env[settingMeta(name).env];
     if (envValue !== undefined && envValue !== "") {
-      raw[name] = name === "dns_servers" ? envValue.split(",").map((s) => s.trim()).filter(Boolean) : envValue;
+      raw[name] =
+        name === "dns_servers"
+          ? envValue
+              .split(",")
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : envValue;
       sources[name] = "env";
     } else if (name in fromFile) {
       raw[name] = fromFile[name];
@@ -167,19 +175,27 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     integers[name] = strictInteger(raw[name]);
     delete toConvert[name];
   }
-  const settings = Value.Default(settingsSchema, { ...(Value.Convert(settingsSchema, toConvert) as object), ...integers }) as Settings;
+  const settings = Value.Default(settingsSchema, {
+    ...(Value.Convert(settingsSchema, toConvert) as object),
+    ...integers,
+  }) as Settings;
   const firstError = Value.Errors(settingsSchema, settings).First();
   if (firstError) {
     const name = firstError.path.split("/")[1] as SettingName;
     const meta = settingMeta(name);
     const got = raw[name];
     // A secret that is wrong is still a secret: the error goes to the journal.
-    const shown = meta.secret ? `a value of ${String(got).length} characters (not shown: it is a secret)` : JSON.stringify(got);
+    const shown = meta.secret
+      ? `a value of ${String(got).length} characters (not shown: it is a secret)`
+      : JSON.stringify(got);
     fail(`${describeSource(name, sources[name], file)}: expected ${meta.hint}, got ${shown}`);
   }
   if ((settings.tls_cert === undefined) !== (settings.tls_key === undefined)) {
-    const [set, missing] = settings.tls_cert === undefined ? (["tls_key", "tls_cert"] as const) : (["tls_cert", "tls_key"] as const);
-    fail(`${describeSource(set, sources[set], file)}: set without ${missing} (${settingMeta(missing).env}); set both or neither`);
+    const [set, missing] =
+      settings.tls_cert === undefined ? (["tls_key", "tls_cert"] as const) : (["tls_cert", "tls_key"] as const);
+    fail(
+      `${describeSource(set, sources[set], file)}: set without ${missing} (${settingMeta(missing).env}); set both or neither`,
+    );
   }
 
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(cwd, p));
@@ -194,7 +210,10 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     mailDomain: settings.mail_domain.toLowerCase(),
     tls: settings.tls_cert && settings.tls_key ? { cert: abs(settings.tls_cert), key: abs(settings.tls_key) } : null,
     masterKeyFile: settings.master_key_file ? abs(settings.master_key_file) : join(dataDir, "master.key"),
-    auditCheckpoint: Object.freeze({ everyEntries: settings.audit_checkpoint_entries, everyMs: ms("audit_checkpoint_interval") }),
+    auditCheckpoint: Object.freeze({
+      everyEntries: settings.audit_checkpoint_entries,
+      everyMs: ms("audit_checkpoint_interval"),
+    }),
     bootstrapToken: settings.bootstrap_token ?? null,
     dnsServers: settings.dns_servers ?? null,
     dnsTimeoutMs: ms("dns_timeout"),

@@ -60,19 +60,23 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_DATA_DIR",
       hint: "a directory path",
       description: "Where the database, spool, blobs and vault key live.",
-      defaultText: "`./data` from the source tree; `/var/lib/agentowl` (Linux) or `/usr/local/var/agentowl` (macOS) for the compiled binary",
+      defaultText:
+        "`./data` from the source tree; `/var/lib/agentowl` (Linux) or `/usr/local/var/agentowl` (macOS) for the compiled binary",
     }),
     http_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:8080" }), {
       env: "AGENTOWL_HTTP_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:8080 or [::1]:8080",
       description: "API, ingress, console, health and metrics listener.",
     }),
-    http_tls: setting(Type.Union([Type.Literal("auto"), Type.Literal("on"), Type.Literal("off")], { default: "auto" }), {
-      env: "AGENTOWL_HTTP_TLS",
-      hint: "auto | on | off",
-      description:
-        "HTTPS on http_listen, with tls_cert/tls_key or else the generated self-signed pair. `auto`: HTTPS unless http_listen is a loopback address (127.0.0.0/8, ::1, localhost); `on`: always; `off`: plain HTTP (a warning is logged when the address is not loopback: API tokens would travel in clear).",
-    }),
+    http_tls: setting(
+      Type.Union([Type.Literal("auto"), Type.Literal("on"), Type.Literal("off")], { default: "auto" }),
+      {
+        env: "AGENTOWL_HTTP_TLS",
+        hint: "auto | on | off",
+        description:
+          "HTTPS on http_listen, with tls_cert/tls_key or else the generated self-signed pair. `auto`: HTTPS unless http_listen is a loopback address (127.0.0.0/8, ::1, localhost); `on`: always; `off`: plain HTTP (a warning is logged when the address is not loopback: API tokens would travel in clear).",
+      },
+    ),
     http_plain_listen: setting(Type.Optional(Type.String({ format: "agentowl-listen" })), {
       env: "AGENTOWL_HTTP_PLAIN_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:8081",
@@ -117,7 +121,8 @@ export const settingsSchema = Type.Object(
     audit_checkpoint_interval: setting(Type.String({ format: "agentowl-duration", default: "1m" }), {
       env: "AGENTOWL_AUDIT_CHECKPOINT_INTERVAL",
       hint: "a duration such as 10s or 1m",
-      description: "How often the audit chain's head is checkpointed when entries were added since the last checkpoint.",
+      description:
+        "How often the audit chain's head is checkpointed when entries were added since the last checkpoint.",
     }),
     bootstrap_token: setting(Type.Optional(Type.String({ minLength: 24, pattern: "^\\S+$" })), {
       env: "AGENTOWL_BOOTSTRAP_TOKEN",
@@ -137,15 +142,20 @@ export const settingsSchema = Type.Object(
       hint: "a duration such as 2s",
       description: "How long one DNS query may take; past it, the verdict that needed it is `temperror`.",
     }),
-    smtp_max_message_size: setting(Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 25 * 1024 * 1024 }), {
-      env: "AGENTOWL_SMTP_MAX_MESSAGE_SIZE",
-      hint: "bytes, from 1024 to 1073741824",
-      description: "Largest message accepted (announced in EHLO SIZE); larger ones get `552 5.3.4`, also when the client announced less.",
-    }),
+    smtp_max_message_size: setting(
+      Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024, default: 25 * 1024 * 1024 }),
+      {
+        env: "AGENTOWL_SMTP_MAX_MESSAGE_SIZE",
+        hint: "bytes, from 1024 to 1073741824",
+        description:
+          "Largest message accepted (announced in EHLO SIZE); larger ones get `552 5.3.4`, also when the client announced less.",
+      },
+    ),
     smtp_max_recipients: setting(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 }), {
       env: "AGENTOWL_SMTP_MAX_RECIPIENTS",
       hint: "an integer from 1 to 10000",
-      description: "Recipients per message; the next one gets `452 4.5.3` (the client sends the rest in another transaction).",
+      description:
+        "Recipients per message; the next one gets `452 4.5.3` (the client sends the rest in another transaction).",
     }),
     smtp_max_connections: setting(Type.Integer({ minimum: 1, maximum: 100_000, default: 500 }), {
       env: "AGENTOWL_SMTP_MAX_CONNECTIONS",
@@ -166,17 +176,20 @@ export const settingsSchema = Type.Object(
     smtp_greeting_timeout: setting(Type.String({ format: "agentowl-duration", default: "30s" }), {
       env: "AGENTOWL_SMTP_GREETING_TIMEOUT",
       hint: "a duration such as 10s or 30s",
-      description: "How long a new SMTP connection may wait before its first EHLO or HELO (NOOP and the like do not count); then `421 4.4.2` and the connection closes.",
+      description:
+        "How long a new SMTP connection may wait before its first EHLO or HELO (NOOP and the like do not count); then `421 4.4.2` and the connection closes.",
     }),
     smtp_data_timeout: setting(Type.String({ format: "agentowl-duration", default: "10m" }), {
       env: "AGENTOWL_SMTP_DATA_TIMEOUT",
       hint: "a duration such as 5m or 10m",
-      description: "How long one message's DATA may take in all, however steadily its chunks arrive; then `421 4.4.2`, nothing is stored, and the connection closes.",
+      description:
+        "How long one message's DATA may take in all, however steadily its chunks arrive; then `421 4.4.2`, nothing is stored, and the connection closes.",
     }),
     smtp_max_commands: setting(Type.Integer({ minimum: 10, maximum: 10_000_000, default: 1000 }), {
       env: "AGENTOWL_SMTP_MAX_COMMANDS",
       hint: "an integer from 10 to 10000000",
-      description: "Commands one SMTP connection may send without a message being accepted (each accepted message starts the count again); the next one is answered `421 4.7.0` and the connection closes.",
+      description:
+        "Commands one SMTP connection may send without a message being accepted (each accepted message starts the count again); the next one is answered `421 4.7.0` and the connection closes.",
     }),
     smtp_shed_threshold: setting(Type.Integer({ minimum: 1, maximum: 100, default: 80 }), {
       env: "AGENTOWL_SMTP_SHED_THRESHOLD",
@@ -193,38 +206,50 @@ export const settingsSchema = Type.Object(
     smtp_rate_per_ip: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 600 }), {
       env: "AGENTOWL_SMTP_RATE_PER_IP",
       hint: "messages per minute",
-      description: "Messages one client address may send per minute (a token bucket with a minute's burst); past it: `421 4.7.0`, connection closed.",
+      description:
+        "Messages one client address may send per minute (a token bucket with a minute's burst); past it: `421 4.7.0`, connection closed.",
     }),
     smtp_rate_per_tenant: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 3000 }), {
       env: "AGENTOWL_SMTP_RATE_PER_TENANT",
       hint: "messages per minute",
-      description: "Messages one tenant may receive per minute (a token bucket with a minute's burst); past it its recipients get `451 4.7.1`.",
+      description:
+        "Messages one tenant may receive per minute (a token bucket with a minute's burst); past it its recipients get `451 4.7.1`.",
     }),
     spool_retention: setting(Type.String({ format: "agentowl-duration", default: "30d" }), {
       env: "AGENTOWL_SPOOL_RETENTION",
       hint: "a duration such as 7d or 30d",
-      description: "Raw messages stay in the spool this long after they arrive (the events, their parsed content and attachments stay).",
+      description:
+        "Raw messages stay in the spool this long after they arrive (the events, their parsed content and attachments stay).",
     }),
     ingress_rate_per_binding: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 6000 }), {
       env: "AGENTOWL_INGRESS_RATE_PER_BINDING",
       hint: "requests per minute",
-      description: "Webhook and Telnyx requests one binding may take per minute unless it says rate_per_minute; past it: 429 with Retry-After.",
+      description:
+        "Webhook and Telnyx requests one binding may take per minute unless it says rate_per_minute; past it: 429 with Retry-After.",
     }),
     ingress_auth_failures_per_address: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 30 }), {
       env: "AGENTOWL_INGRESS_AUTH_FAILURES_PER_ADDRESS",
       hint: "requests per minute",
-      description: "Webhook and Telnyx requests from one address that may fail verification per minute (a token bucket with a minute's burst); past it that address gets 429 with Retry-After before anything is verified. Failed requests never spend a binding's `ingress_rate_per_binding`, so a forger locks out only itself.",
+      description:
+        "Webhook and Telnyx requests from one address that may fail verification per minute (a token bucket with a minute's burst); past it that address gets 429 with Retry-After before anything is verified. Failed requests never spend a binding's `ingress_rate_per_binding`, so a forger locks out only itself.",
     }),
     ingress_queue_high_water: setting(Type.Integer({ minimum: 1, maximum: 100_000_000, default: 100_000 }), {
       env: "AGENTOWL_INGRESS_QUEUE_HIGH_WATER",
       hint: "a number of jobs",
-      description: "When this many jobs wait in the queue (ready or scheduled; sampled every 0.5 s from the ready index, so finished jobs kept for `queue_retention` cost nothing), HTTP ingress answers 503 with Retry-After instead of taking more.",
+      description:
+        "When this many jobs wait in the queue (ready or scheduled; sampled every 0.5 s from the ready index, so finished jobs kept for `queue_retention` cost nothing), HTTP ingress answers 503 with Retry-After instead of taking more.",
     }),
-    log_level: setting(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: "info" }), {
-      env: "AGENTOWL_LOG_LEVEL",
-      hint: LOG_LEVELS.join(" | "),
-      description: "Threshold of the JSON logs on stdout.",
-    }),
+    log_level: setting(
+      Type.Union(
+        LOG_LEVELS.map((l) => Type.Literal(l)),
+        { default: "info" },
+      ),
+      {
+        env: "AGENTOWL_LOG_LEVEL",
+        hint: LOG_LEVELS.join(" | "),
+        description: "Threshold of the JSON logs on stdout.",
+      },
+    ),
     shutdown_timeout: setting(Type.String({ format: "agentowl-duration", default: "10s" }), {
       env: "AGENTOWL_SHUTDOWN_TIMEOUT",
       hint: "a duration such as 500ms, 10s, 5m",
@@ -244,7 +269,8 @@ export const settingsSchema = Type.Object(
     worker_concurrency: setting(Type.Integer({ minimum: 1, maximum: 1000, default: 64 }), {
       env: "AGENTOWL_WORKER_CONCURRENCY",
       hint: "an integer from 1 to 1000",
-      description: "Jobs the job runner works on at once. Most wait on an endpoint or a commit (deliveries), and MIME parsing has its own thread per core, so this is well above the core count.",
+      description:
+        "Jobs the job runner works on at once. Most wait on an endpoint or a commit (deliveries), and MIME parsing has its own thread per core, so this is well above the core count.",
     }),
     queue_visibility_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
       env: "AGENTOWL_QUEUE_VISIBILITY_TIMEOUT",
@@ -270,4 +296,10 @@ export function settingMeta(name: SettingName): SettingMeta {
 export const SETTING_NAMES = Object.keys(settingsSchema.properties) as SettingName[];
 
 /** AGENTOWL_* variables that belong to the CLI client rather than the server. */
-export const CLIENT_ENV = ["AGENTOWL_CONFIG", "AGENTOWL_URL", "AGENTOWL_TOKEN", "AGENTOWL_PROFILE", "AGENTOWL_FINGERPRINT"] as const;
+export const CLIENT_ENV = [
+  "AGENTOWL_CONFIG",
+  "AGENTOWL_URL",
+  "AGENTOWL_TOKEN",
+  "AGENTOWL_PROFILE",
+  "AGENTOWL_FINGERPRINT",
+] as const;

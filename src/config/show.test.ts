@@ -15,7 +15,12 @@ const file = join(cwd, "agentowl.toml");
 writeFileSync(file, `worker_concurrency = 4\ndns_servers = ["1.1.1.1", "9.9.9.9:53"]\n`);
 /** Settings from all three places: defaults, the file, the environment (with a secret). */
 const config = loadConfig({
-  env: { AGENTOWL_CONFIG: file, AGENTOWL_BOOTSTRAP_TOKEN: TOKEN, AGENTOWL_LOG_LEVEL: "warn", AGENTOWL_DATA_DIR: join(cwd, "data") },
+  env: {
+    AGENTOWL_CONFIG: file,
+    AGENTOWL_BOOTSTRAP_TOKEN: TOKEN,
+    AGENTOWL_LOG_LEVEL: "warn",
+    AGENTOWL_DATA_DIR: join(cwd, "data"),
+  },
   cwd,
 });
 

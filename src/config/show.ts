@@ -56,7 +56,11 @@ export function renderConfigTemplate(): string {
     if (name === "data_dir") continue; // this file lives in the data dir: it cannot move it
     const schemaDefault = (settingsSchema.properties[name] as { default?: unknown }).default;
     out.push(`# ${meta.description} (${meta.env}; ${meta.hint})`);
-    out.push(schemaDefault === undefined ? `# ${name} =   # default: ${meta.defaultText ?? "unset"}` : `# ${toToml({ [name]: schemaDefault }).trim()}`);
+    out.push(
+      schemaDefault === undefined
+        ? `# ${name} =   # default: ${meta.defaultText ?? "unset"}`
+        : `# ${toToml({ [name]: schemaDefault }).trim()}`,
+    );
     out.push("");
   }
   return out.join("\n");

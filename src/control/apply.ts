@@ -54,7 +54,8 @@ export async function applyDesired(
     return await applyTx(resources, audit, secrets, desired, opts, clashes);
   } catch (e) {
     // Audited after the rollback: an entry written inside the refused transaction would go with it.
-    if (clashes.length) await auditClashes(audit, clashes, opts.actor, opts.request ?? (opts.dryRun ? "config.diff" : "config.apply"));
+    if (clashes.length)
+      await auditClashes(audit, clashes, opts.actor, opts.request ?? (opts.dryRun ? "config.diff" : "config.apply"));
     throw e;
   }
 }
@@ -69,16 +70,26 @@ function applyTx(
 ): Promise<ApplyResult> {
   return resources.transact((tx) => {
     // Every vault: reference must name a secret that exists (docs/desired-state.md): one error naming them all.
-    const missing = [...new Set(desired.tenants.flatMap(vaultRefs))].filter((ref) => !secrets.existsTx(tx, ref.slice("vault:".length)));
+    const missing = [...new Set(desired.tenants.flatMap(vaultRefs))].filter(
+      (ref) => !secrets.existsTx(tx, ref.slice("vault:".length)),
+    );
     if (missing.length) {
-      throw new AppError("invalid_input", `${missing.length} vault secret(s) do not exist: ${missing.join(", ")} (set them with 'agentowl vault set TENANT/NAME')`, {
-        errors: missing.map((ref) => ({ field: ref, message: "no such secret in the vault" })),
-      });
+      throw new AppError(
+        "invalid_input",
+        `${missing.length} vault secret(s) do not exist: ${missing.join(", ")} (set them with 'agentowl vault set TENANT/NAME')`,
+        {
+          errors: missing.map((ref) => ({ field: ref, message: "no such secret in the vault" })),
+        },
+      );
     }
     const before = resources.allTx(tx);
-    const visible = opts.scope === "all" ? before : before.filter((r) => (opts.scope as readonly string[]).includes(r.tenant));
+    const visible =
+      opts.scope === "all" ? before : before.filter((r) => (opts.scope as readonly string[]).includes(r.tenant));
     // Global policies are an admin's: out of a tenant token's plan, and so never pruned by one.
-    const globals = opts.scope === "all" ? before.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec) : [];
+    const globals =
+      opts.scope === "all"
+        ? before.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec)
+        : [];
     const changes = plan(desired, { tenants: toStates(visible), policies: globals }, { prune: opts.prune });
     let after: ResourceRecord[] = before;
     for (const c of changes) {
@@ -88,23 +99,37 @@ function applyTx(
     // Told about the tenants (and global policies) the file declares, never another tenant's side.
     const problems = newProblems(before, after);
     const acting = [...desired.tenants.map((t) => t.tenant.name), null];
-    if (problems.length) throw refusal(problems, acting, "applying this file would leave references that do not resolve, or claim what another resource holds", clashes);
+    if (problems.length)
+      throw refusal(
+        problems,
+        acting,
+        "applying this file would leave references that do not resolve, or claim what another resource holds",
+        clashes,
+      );
     const summary = summarize(changes);
     if (!opts.dryRun && summary.created + summary.updated + summary.deleted > 0) {
       audit.appendTx(tx, {
         actor: opts.actor,
         tenant: desired.tenants.length === 1 && !desired.policies?.length ? desired.tenants[0]!.tenant.name : null,
         action: "config.apply",
-        details: { ...summary, prune: opts.prune, changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${resourcePath(c)}`) },
+        details: {
+          ...summary,
+          prune: opts.prune,
+          changes: changes.filter((c) => c.op !== "unchanged").map((c) => `${c.op} ${resourcePath(c)}`),
+        },
       });
       for (const c of changes) {
         if (c.op === "create" || c.op === "update") {
           const key = keyOf(c);
           const spec = specOf(desired, c);
           resources.putTx(tx, key, spec, { mode: "upsert", actor: opts.actor });
-          announceChangeTx(tx, key, before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec, spec);
-        }
-        else if (c.op === "delete") resources.deleteTx(tx, keyOf(c), { actor: opts.actor });
+          announceChangeTx(
+            tx,
+            key,
+            before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec,
+            spec,
+          );
+        } else if (c.op === "delete") resources.deleteTx(tx, keyOf(c), { actor: opts.actor });
       }
     }
     return { changes, summary, applied: !opts.dryRun };

@@ -47,11 +47,20 @@ export function referenceProblems(records: readonly ResourceRecord[]): Map<strin
   const out = new Map<string, ReferenceProblem>();
   for (const state of states) {
     const tenant = state.tenant.name;
-    for (const p of checkTenant(state)) out.set(problemKey({ ...p, tenant }), { tenant, field: `${tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
+    for (const p of checkTenant(state))
+      out.set(problemKey({ ...p, tenant }), {
+        tenant,
+        field: `${tenant}/${p.kind}/${p.name}${p.pointer}`,
+        message: p.message,
+      });
   }
   for (const p of checkGlobal(states)) {
     if (!p.other) {
-      out.set(problemKey(p), { tenant: p.tenant, field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`, message: p.message });
+      out.set(problemKey(p), {
+        tenant: p.tenant,
+        field: `${p.tenant}/${p.kind}/${p.name}${p.pointer}`,
+        message: p.message,
+      });
       continue;
     }
     // guarantee 5 (docs/guarantees.md): a value two tenants claim is refused on both sides, and each side learns only
@@ -67,12 +76,23 @@ export function referenceProblems(records: readonly ResourceRecord[]): Map<strin
         tenant: side.tenant,
         field: `${side.tenant}/bindings/${side.name}${side.pointer}`,
         message,
-        clash: { tenant: side.tenant, target: `${side.tenant}/bindings/${side.name}`, value: p.other!.value, otherTenant: other.tenant, otherTarget: `${other.tenant}/bindings/${other.name}` },
+        clash: {
+          tenant: side.tenant,
+          target: `${side.tenant}/bindings/${side.name}`,
+          value: p.other!.value,
+          otherTenant: other.tenant,
+          otherTarget: `${other.tenant}/bindings/${other.name}`,
+        },
       });
     });
   }
   const globals = records.filter((r) => r.tenant === GLOBAL && r.kind === "policies").map((r) => r.spec as PolicySpec);
-  for (const p of checkGlobalPolicies(globals)) out.set(problemKey({ ...p, tenant: GLOBAL }), { tenant: null, field: `policies/${p.name}${p.pointer}`, message: p.message });
+  for (const p of checkGlobalPolicies(globals))
+    out.set(problemKey({ ...p, tenant: GLOBAL }), {
+      tenant: null,
+      field: `policies/${p.name}${p.pointer}`,
+      message: p.message,
+    });
   return out;
 }
 
@@ -88,18 +108,30 @@ export function newProblems(before: readonly ResourceRecord[], after: readonly R
  * of a number) is left out, so no answer names another tenant's resources. The clashes of the
  * acting tenants are added to `clashes`, for the caller to audit once the transaction is undone.
  */
-export function refusal(problems: readonly ReferenceProblem[], acting: readonly (string | null)[], detail: string, clashes: Clash[]): AppError {
+export function refusal(
+  problems: readonly ReferenceProblem[],
+  acting: readonly (string | null)[],
+  detail: string,
+  clashes: Clash[],
+): AppError {
   const visible = problems.filter((p) => acting.includes(p.tenant));
   clashes.push(...visible.flatMap((p) => (p.clash ? [p.clash] : [])));
   const errors = visible.map(({ field, message }) => ({ field, message }));
-  return new AppError("invalid_input", detail, { errors: errors.length ? errors : [{ field: "/", message: "conflicts with the configuration of another tenant" }] });
+  return new AppError("invalid_input", detail, {
+    errors: errors.length ? errors : [{ field: "/", message: "conflicts with the configuration of another tenant" }],
+  });
 }
 
 /**
  * Every refusal over a value another tenant holds goes to the audit log, with both sides named
  * (guarantee 5 (docs/guarantees.md)). The entries belong to no tenant, so only an admin reads them.
  */
-export async function auditClashes(audit: SqliteAudit, clashes: readonly Clash[], actor: string, request: string): Promise<void> {
+export async function auditClashes(
+  audit: SqliteAudit,
+  clashes: readonly Clash[],
+  actor: string,
+  request: string,
+): Promise<void> {
   for (const c of clashes) {
     await audit.append({
       actor,
@@ -107,7 +139,13 @@ export async function auditClashes(audit: SqliteAudit, clashes: readonly Clash[]
       action: "resource.conflict",
       decision: "deny",
       target: c.target,
-      details: { request, value: c.value, tenant: c.tenant, other_tenant: c.otherTenant, other_resource: c.otherTarget },
+      details: {
+        request,
+        value: c.value,
+        tenant: c.tenant,
+        other_tenant: c.otherTenant,
+        other_resource: c.otherTarget,
+      },
     });
   }
 }
@@ -116,7 +154,9 @@ export async function auditClashes(audit: SqliteAudit, clashes: readonly Clash[]
 export function validated(kind: ResourceKind, body: unknown): Record<string, unknown> {
   const problems = validateSpec(kind, body);
   if (problems.length) {
-    throw new AppError("invalid_input", `the ${SINGULAR[kind]} is not valid`, { errors: problems.map((p) => ({ field: p.pointer || "/", message: p.message })) });
+    throw new AppError("invalid_input", `the ${SINGULAR[kind]} is not valid`, {
+      errors: problems.map((p) => ({ field: p.pointer || "/", message: p.message })),
+    });
   }
   return body as Record<string, unknown>;
 }
@@ -131,7 +171,11 @@ export class ControlPlane {
     private readonly audit: SqliteAudit,
   ) {}
 
-  async put(key: ResourceKey, spec: Record<string, unknown>, opts: { mode: WriteMode; pre?: Precondition; actor: string }) {
+  async put(
+    key: ResourceKey,
+    spec: Record<string, unknown>,
+    opts: { mode: WriteMode; pre?: Precondition; actor: string },
+  ) {
     const kind = key.kind as ResourceKind;
     validated(kind, spec);
     const clashes: Clash[] = [];
@@ -144,14 +188,29 @@ export class ControlPlane {
     }
   }
 
-  putTx(tx: SqliteTx, key: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }, clashes: Clash[] = []) {
+  putTx(
+    tx: SqliteTx,
+    key: ResourceKey,
+    spec: unknown,
+    opts: { mode: WriteMode; pre?: Precondition; actor: string },
+    clashes: Clash[] = [],
+  ) {
     const before = this.resources.allTx(tx);
-    const owner = key.tenant === GLOBAL ? key.kind === "policies" : key.kind === "tenants" || before.some((r) => r.kind === "tenants" && r.name === key.tenant);
+    const owner =
+      key.tenant === GLOBAL
+        ? key.kind === "policies"
+        : key.kind === "tenants" || before.some((r) => r.kind === "tenants" && r.name === key.tenant);
     if (!owner) {
       throw new AppError("not_found", "not found");
     }
     const problems = newProblems(before, withChange(before, key, spec));
-    if (problems.length) throw refusal(problems, [ownerTenant(key)], `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there, or to something another resource holds`, clashes);
+    if (problems.length)
+      throw refusal(
+        problems,
+        [ownerTenant(key)],
+        `the ${SINGULAR[key.kind as ResourceKind]} refers to something that is not there, or to something another resource holds`,
+        clashes,
+      );
     const previous = before.find((r) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name)?.spec;
     const result = this.resources.putTx(tx, key, spec, opts);
     if (result.changed) {
@@ -171,12 +230,25 @@ export class ControlPlane {
   delete(key: ResourceKey, opts: { pre?: Precondition; actor: string }): Promise<ResourceRecord> {
     return this.resources.transact((tx) => {
       const before = this.resources.allTx(tx);
-      const errors = key.kind === "tenants" ? [] : newProblems(before, withChange(before, key, null)).map(({ field, message }) => ({ field, message }));
+      const errors =
+        key.kind === "tenants"
+          ? []
+          : newProblems(before, withChange(before, key, null)).map(({ field, message }) => ({ field, message }));
       if (errors.length) {
-        throw new AppError("conflict", `other resources still refer to ${SINGULAR[key.kind as ResourceKind]} ${key.name}: ${errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`, { errors });
+        throw new AppError(
+          "conflict",
+          `other resources still refer to ${SINGULAR[key.kind as ResourceKind]} ${key.name}: ${errors.map((e) => `${e.field}: ${e.message}`).join("; ")}`,
+          { errors },
+        );
       }
       const deleted = this.resources.deleteTx(tx, key, opts);
-      this.audit.appendTx(tx, { actor: opts.actor, tenant: ownerTenant(key), action: "resource.delete", target: resourcePath(key), details: { resource_version: deleted.resourceVersion } });
+      this.audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant: ownerTenant(key),
+        action: "resource.delete",
+        target: resourcePath(key),
+        details: { resource_version: deleted.resourceVersion },
+      });
       return deleted;
     });
   }
@@ -186,12 +258,14 @@ export class ControlPlane {
 const ownerTenant = (key: ResourceKey): string | null => (key.tenant === GLOBAL ? null : key.tenant);
 
 /** `beta/routes/hello`, or `policies/guard` for a global policy. */
-export const resourcePath = (key: ResourceKey): string => (key.tenant === GLOBAL ? `${key.kind}/${key.name}` : `${key.tenant}/${key.kind}/${key.name}`);
+export const resourcePath = (key: ResourceKey): string =>
+  key.tenant === GLOBAL ? `${key.kind}/${key.name}` : `${key.tenant}/${key.kind}/${key.name}`;
 
 /** RFC 7396 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== "object" || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target !== null && typeof target === "object" && !Array.isArray(target) ? { ...(target as object) } : {};
+  const out: Record<string, unknown> =
+    target !== null && typeof target === "object" && !Array.isArray(target) ? { ...(target as object) } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);

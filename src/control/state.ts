@@ -20,7 +20,11 @@ export function toStates(records: readonly ResourceRecord[]): TenantState[] {
 }
 
 /** The records as they would be after putting `spec` at `key` (or deleting it, with spec null). */
-export function withChange(records: readonly ResourceRecord[], key: ResourceKey, spec: unknown | null): ResourceRecord[] {
+export function withChange(
+  records: readonly ResourceRecord[],
+  key: ResourceKey,
+  spec: unknown | null,
+): ResourceRecord[] {
   const same = (r: ResourceRecord) => r.tenant === key.tenant && r.kind === key.kind && r.name === key.name;
   const rest = records.filter((r) => !same(r));
   if (spec === null) return rest;

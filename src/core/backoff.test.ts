@@ -3,7 +3,12 @@ import { DEFAULT_BACKOFF, retryDelay } from "./backoff.ts";
 
 describe("retryDelay", () => {
   test("doubles per attempt, jittered within [d/2, d)", () => {
-    for (const [attempt, d] of [[1, 1000], [2, 2000], [3, 4000], [10, 512_000]] as const) {
+    for (const [attempt, d] of [
+      [1, 1000],
+      [2, 2000],
+      [3, 4000],
+      [10, 512_000],
+    ] as const) {
       expect(retryDelay(attempt, () => 0)).toBe(d / 2);
       expect(retryDelay(attempt, () => 0.999999)).toBe(Math.floor(d / 2 + 0.999999 * (d / 2)));
       expect(retryDelay(attempt, () => 0.999999)).toBeLessThan(d);
@@ -23,7 +28,7 @@ describe("retryDelay", () => {
 
   test("two jobs failing together retry at different times", () => {
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const delays = new Set(Array.from({ length: 20 }, () => retryDelay(4, random)));
     expect(delays.size).toBeGreaterThan(15);
   });

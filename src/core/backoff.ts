@@ -15,7 +15,12 @@ export const DEFAULT_BACKOFF: BackoffPolicy = { baseMs: 1000, capMs: 60 * 60 * 1
  * jobs failing together do not retry together while the delay still grows. A delay the other
  * side asked for (HTTP Retry-After) is honoured, clamped to the cap, never shortened by jitter.
  */
-export function retryDelay(attempt: number, random: Random, policy: BackoffPolicy = DEFAULT_BACKOFF, askedMs?: number): number {
+export function retryDelay(
+  attempt: number,
+  random: Random,
+  policy: BackoffPolicy = DEFAULT_BACKOFF,
+  askedMs?: number,
+): number {
   const exp = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, attempt - 1));
   const jittered = Math.floor(exp / 2 + random() * (exp / 2));
   if (askedMs !== undefined && askedMs > 0) return Math.min(policy.capMs, Math.max(askedMs, jittered));

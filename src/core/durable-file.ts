@@ -8,7 +8,11 @@ import { dirname } from "node:path";
  * write left a 0-byte master key behind a filesystem error seconds after the first start, and
  * with it every secret of the vault.
  */
-export function writeFileDurably(path: string, data: string | Uint8Array, opts: { mode: number; exclusive?: boolean }): void {
+export function writeFileDurably(
+  path: string,
+  data: string | Uint8Array,
+  opts: { mode: number; exclusive?: boolean },
+): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, data, { mode: opts.mode });
   try {

@@ -12,7 +12,16 @@ describe("JSON logs", () => {
   test("one JSON object per line with time, level, message and fields", () => {
     const { log, parsed } = capture();
     log.child({ component: "queue" }).info("job leased", { job: "job_1", attempt: 2 });
-    expect(parsed()).toEqual([{ time: "1970-01-01T00:00:00.000Z", level: "info", msg: "job leased", component: "queue", job: "job_1", attempt: 2 }]);
+    expect(parsed()).toEqual([
+      {
+        time: "1970-01-01T00:00:00.000Z",
+        level: "info",
+        msg: "job leased",
+        component: "queue",
+        job: "job_1",
+        attempt: 2,
+      },
+    ]);
   });
 
   test("lines below the threshold are dropped", () => {
@@ -36,7 +45,11 @@ describe("the redactor", () => {
     const { log, lines, redactor } = capture();
     const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     redactor.learn(secret);
-    log.info(`verifying with ${secret}`, { header: `v1,${secret}`, nested: { deep: [secret] }, url: `http://x/?k=${secret}` });
+    log.info(`verifying with ${secret}`, {
+      header: `v1,${secret}`,
+      nested: { deep: [secret] },
+      url: `http://x/?k=${secret}`,
+    });
     log.error("boom", { err: new Error(`bad key ${secret}`) });
     const all = lines.join("\n");
     expect(all).not.toContain(secret);
@@ -54,7 +67,13 @@ describe("the redactor", () => {
 
   test("fields named like credentials are masked even when never learned", () => {
     const { log, parsed } = capture();
-    log.info("login", { password: "hunter2hunter2", api_key: "k", Authorization: "Bearer abc", token_count: 3, user: "ann" });
+    log.info("login", {
+      password: "hunter2hunter2",
+      api_key: "k",
+      Authorization: "Bearer abc",
+      token_count: 3,
+      user: "ann",
+    });
     expect(parsed()[0]).toMatchObject({ password: REDACTED, api_key: REDACTED, Authorization: REDACTED, user: "ann" });
   });
 

@@ -40,7 +40,9 @@ describe("event-loop stall monitor", () => {
 
       const text = await metrics.render();
       expect(metric(text, /^agentowl_event_loop_stall_max_seconds (\S+)$/m)).toBeGreaterThanOrEqual(0.27);
-      const over250 = metric(text, /^agentowl_event_loop_stall_seconds_count (\S+)$/m) - metric(text, /^agentowl_event_loop_stall_seconds_bucket\{le="0.25"\} (\S+)$/m);
+      const over250 =
+        metric(text, /^agentowl_event_loop_stall_seconds_count (\S+)$/m) -
+        metric(text, /^agentowl_event_loop_stall_seconds_bucket\{le="0.25"\} (\S+)$/m);
       expect(over250).toBeGreaterThanOrEqual(1);
     } finally {
       monitor.stop();
@@ -57,7 +59,9 @@ describe("event-loop stall monitor", () => {
     const wall = performance.now() - t0;
     monitor.stop();
     const share = (cpu.user + cpu.system) / 1000 / wall;
-    console.log(`loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, CPU ${(share * 100).toFixed(2)}% of one core (test process included), worst ${Math.max(...seen).toFixed(1)} ms`);
+    console.log(
+      `loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, CPU ${(share * 100).toFixed(2)}% of one core (test process included), worst ${Math.max(...seen).toFixed(1)} ms`,
+    );
     // The median tick is on time (a loaded CI machine may delay a few).
     expect(seen.toSorted((a, b) => a - b)[Math.floor(seen.length / 2)]!).toBeLessThan(20);
   });

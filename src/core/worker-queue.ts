@@ -93,8 +93,14 @@ export class WorkerQueue<M extends object, R> {
     };
     // An uncaught exception in the worker ends it and arrives here as Bun prints it: source lines,
     // then "RangeError: …" (or "error: …" for a plain Error), then the stack.
-    worker.onerror = (e) => this.fail(worker, new Error(`worker crashed: ${(/^(\w*Error|error): .*$/m.exec(e.message)?.[0] ?? e.message).slice(0, 200)}`));
-    worker.addEventListener("close", (e) => this.fail(worker, new Error(`worker exited (code ${(e as CloseEvent).code})`)));
+    worker.onerror = (e) =>
+      this.fail(
+        worker,
+        new Error(`worker crashed: ${(/^(\w*Error|error): .*$/m.exec(e.message)?.[0] ?? e.message).slice(0, 200)}`),
+      );
+    worker.addEventListener("close", (e) =>
+      this.fail(worker, new Error(`worker exited (code ${(e as CloseEvent).code})`)),
+    );
     return worker;
   }
 

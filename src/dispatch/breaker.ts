@@ -68,7 +68,11 @@ export class CircuitBreaker {
 
   view(): BreakerView {
     const state = this.state;
-    return { state, consecutiveFailures: this.failures, retryAt: this.openedAt === null ? null : this.openedAt + this.opts.cooldownMs };
+    return {
+      state,
+      consecutiveFailures: this.failures,
+      retryAt: this.openedAt === null ? null : this.openedAt + this.opts.cooldownMs,
+    };
   }
 }
 
@@ -104,6 +108,8 @@ export class Breakers {
 
   /** Every breaker that is not closed, for /metrics and the API. */
   troubled(): [string, BreakerView][] {
-    return [...this.byKey].map(([k, b]) => [k, b.breaker.view()] as [string, BreakerView]).filter(([, v]) => v.state !== "closed");
+    return [...this.byKey]
+      .map(([k, b]) => [k, b.breaker.view()] as [string, BreakerView])
+      .filter(([, v]) => v.state !== "closed");
   }
 }

@@ -107,7 +107,11 @@ export function dispatcher(deps: DispatcherDeps) {
   const inFlight = new Map<string, number>();
   /** Per endpoint, the jobs waiting in line for a place, oldest first (each a hand-over). */
   const waiting = new Map<string, (() => void)[]>();
-  const breakers = new Breakers({ threshold: deps.breaker?.threshold ?? 5, cooldownMs: deps.breaker?.cooldownMs ?? 30_000, now });
+  const breakers = new Breakers({
+    threshold: deps.breaker?.threshold ?? 5,
+    cooldownMs: deps.breaker?.cooldownMs ?? 30_000,
+    now,
+  });
 
   // The configuration every delivery reads, kept until it changes (src/control/resources/cache.ts).
   const endpoints = new SpecCache<EndpointSpec>(storage.resources, "endpoints");
@@ -126,17 +130,39 @@ export function dispatcher(deps: DispatcherDeps) {
           setTimeout(() => old.destroy(), DEFAULT_TIMEOUT_MS + IDLE_SOCKET_MS).unref();
         }
       }
-      agent = keepAliveAgent(endpoint.url, { maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT, idleMs: IDLE_SOCKET_MS });
+      agent = keepAliveAgent(endpoint.url, {
+        maxSockets: endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT,
+        idleMs: IDLE_SOCKET_MS,
+      });
       agents.set(id, agent);
     }
     return agent;
   };
-  const tenantPolicies = new ConfigCache(storage.resources, (tenant) => policiesFor(storage.resources, policies, tenant));
+  const tenantPolicies = new ConfigCache(storage.resources, (tenant) =>
+    policiesFor(storage.resources, policies, tenant),
+  );
   const enqueue = (tx: Tx, d: { id: string; tenant: string }, key: string) =>
-    tx.enqueue({ kind: DELIVERY_JOB, payload: { id: d.id }, tenant: d.tenant, idempotencyKey: key, maxAttempts: JOB_MAX_RUNS });
+    tx.enqueue({
+      kind: DELIVERY_JOB,
+      payload: { id: d.id },
+      tenant: d.tenant,
+      idempotencyKey: key,
+      maxAttempts: JOB_MAX_RUNS,
+    });
 
-  type Target = { endpoint: string; route: string | null; fast?: { spec: EndpointSpec; record: Record<string, unknown>; trace: TaskTrace; slot: Slot } };
-  type Routed = { id: string; tenant: string; envelope: Envelope; decision: RouteDecision; span: Span; targets: Target[] };
+  type Target = {
+    endpoint: string;
+    route: string | null;
+    fast?: { spec: EndpointSpec; record: Record<string, unknown>; trace: TaskTrace; slot: Slot };
+  };
+  type Routed = {
+    id: string;
+    tenant: string;
+    envelope: Envelope;
+    decision: RouteDecision;
+    span: Span;
+    targets: Target[];
+  };
   type Started = { job: Job; row: DeliveryRow; spec: EndpointSpec; envelope: Envelope; trace: TaskTrace; slot: Slot };
 
   /**
@@ -154,7 +180,13 @@ export function dispatcher(deps: DispatcherDeps) {
     const routedAt = now();
     const t0 = performance.now();
     const decision = await routes.route(envelope);
-    const span = spanSince("route", routedAt, t0, decision.unrouted ? "skipped" : "ok", decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", "));
+    const span = spanSince(
+      "route",
+      routedAt,
+      t0,
+      decision.unrouted ? "skipped" : "ok",
+      decision.unrouted ? "unrouted: no route matched" : decision.targets.map((t) => t.endpoint).join(", "),
+    );
     const targets: Target[] = [];
     const routed: Routed = { id, tenant, envelope, decision, span, targets };
     try {
@@ -184,7 +216,12 @@ export function dispatcher(deps: DispatcherDeps) {
     return routed;
   };
 
-  const routingRecord = (r: Routed, at: number) => ({ matched: r.decision.matched, used_default: r.decision.usedDefault, unrouted: r.decision.unrouted, at: new Date(at).toISOString() });
+  const routingRecord = (r: Routed, at: number) => ({
+    matched: r.decision.matched,
+    used_default: r.decision.usedDefault,
+    unrouted: r.decision.unrouted,
+    at: new Date(at).toISOString(),
+  });
 
   /** Routing's writes for one event whose row exists in this transaction: its deliveries and their jobs; the fast attempts to start once it commits. */
   const writeRoutedTx = (tx: Tx, r: Routed): Started[] => {
@@ -192,14 +229,45 @@ export function dispatcher(deps: DispatcherDeps) {
     for (const t of r.targets) {
       // A fast-path delivery is inserted decided: `delivering`, its decision and its spans so far
       // (policy.eval; dropped from memory once committed: a batch run again writes them again).
-      const pending: DeliveryRow = { id: newId("dlv", tx.now), eventId: r.id, tenant: r.tenant, endpoint: t.endpoint, route: t.route, state: "pending", createdAt: tx.now, updatedAt: tx.now, attempts: 0, lastStatus: null, lastError: null, decision: null, approvalId: null, firstAttemptAt: null, replayOf: null, requestedBy: null, attemptBase: 0, trace: [] };
-      const row: DeliveryRow = t.fast ? { ...pending, state: "delivering", decision: t.fast.record, trace: t.fast.trace.peek() } : pending;
+      const pending: DeliveryRow = {
+        id: newId("dlv", tx.now),
+        eventId: r.id,
+        tenant: r.tenant,
+        endpoint: t.endpoint,
+        route: t.route,
+        state: "pending",
+        createdAt: tx.now,
+        updatedAt: tx.now,
+        attempts: 0,
+        lastStatus: null,
+        lastError: null,
+        decision: null,
+        approvalId: null,
+        firstAttemptAt: null,
+        replayOf: null,
+        requestedBy: null,
+        attemptBase: 0,
+        trace: [],
+      };
+      const row: DeliveryRow = t.fast
+        ? { ...pending, state: "delivering", decision: t.fast.record, trace: t.fast.trace.peek() }
+        : pending;
       if (!storage.events.insertDeliveryTx(tx, row)) continue;
       if (!t.fast) {
         enqueue(tx, row, `delivery:${row.id}`);
         continue;
       }
-      const job = storage.queue.enqueueLeasedTx(tx, { kind: DELIVERY_JOB, payload: { id: row.id }, tenant: r.tenant, idempotencyKey: `delivery:${row.id}`, maxAttempts: JOB_MAX_RUNS }, { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS });
+      const job = storage.queue.enqueueLeasedTx(
+        tx,
+        {
+          kind: DELIVERY_JOB,
+          payload: { id: row.id },
+          tenant: r.tenant,
+          idempotencyKey: `delivery:${row.id}`,
+          maxAttempts: JOB_MAX_RUNS,
+        },
+        { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS },
+      );
       auditTx(tx, row, attemptAudit(row, t.fast.spec, 1));
       started.push({ job: job!, row, spec: t.fast.spec, envelope: r.envelope, trace: t.fast.trace, slot: t.fast.slot });
     }
@@ -207,13 +275,25 @@ export function dispatcher(deps: DispatcherDeps) {
   };
 
   /** After the routing commit (or its failure): the fast attempts start, and slots reserved for targets that did not start (a repeat, a failed commit) are free again. */
-  const finishRouting = (routed: readonly Routed[], started: readonly Started[], committed: boolean, committedAt: number, ms: number) => {
+  const finishRouting = (
+    routed: readonly Routed[],
+    started: readonly Started[],
+    committed: boolean,
+    committedAt: number,
+    ms: number,
+  ) => {
     const going = new Set(committed ? started.map((x) => x.slot) : []);
     for (const r of routed) for (const t of r.targets) if (t.fast && !going.has(t.fast.slot)) t.fast.slot.release(null);
     if (!committed) return;
     for (const x of started) {
       x.trace.take();
-      x.trace.push("audit.log", committedAt, ms, "ok", "delivery.attempt 1, with the checkpoint delivering (in the routing commit)");
+      x.trace.push(
+        "audit.log",
+        committedAt,
+        ms,
+        "ok",
+        "delivery.attempt 1, with the checkpoint delivering (in the routing commit)",
+      );
       track(fastAttempt(x.job, x.row, x.spec, x.envelope, x.trace, x.slot));
     }
   };
@@ -284,20 +364,37 @@ export function dispatcher(deps: DispatcherDeps) {
         done(committed) {
           if (finished) return;
           finished = true;
-          finishRouting([...routed.values()], [...startedBy.values()].flat(), committed, committedAt, performance.now() - committing);
+          finishRouting(
+            [...routed.values()],
+            [...startedBy.values()].flat(),
+            committed,
+            committedAt,
+            performance.now() - committing,
+          );
         },
       };
     },
   };
 
   /** A fast-path attempt: as a job run would do it, failing the job for a retry when it fails. */
-  const fastAttempt = async (job: Job, d: DeliveryRow, spec: EndpointSpec, envelope: Envelope, trace: TaskTrace, slot: Slot) => {
+  const fastAttempt = async (
+    job: Job,
+    d: DeliveryRow,
+    spec: EndpointSpec,
+    envelope: Envelope,
+    trace: TaskTrace,
+    slot: Slot,
+  ) => {
     let outcome: Outcome = null;
     try {
       outcome = await attemptNow(job, d, spec, envelope, trace, 1);
       if (outcome.thenThrow) {
         const e = outcome.thenThrow;
-        await storage.queue.fail(job, { message: `${e.name}: ${e.message}`, retryable: true, retryAfterMs: e instanceof RetryLaterError ? e.retryAfterMs : undefined });
+        await storage.queue.fail(job, {
+          message: `${e.name}: ${e.message}`,
+          retryable: true,
+          retryAfterMs: e instanceof RetryLaterError ? e.retryAfterMs : undefined,
+        });
       }
     } catch (e) {
       // Nothing went out (no secret, a storage error): the queue tries again later.
@@ -313,7 +410,12 @@ export function dispatcher(deps: DispatcherDeps) {
     void p.finally(() => fast.delete(p));
   };
 
-  const router: Subscriber = { name: "router", topics: [EVENT_RECEIVED], handle: (entry) => routeEvents([entry]), handleBatch: routeEvents };
+  const router: Subscriber = {
+    name: "router",
+    topics: [EVENT_RECEIVED],
+    handle: (entry) => routeEvents([entry]),
+    handleBatch: routeEvents,
+  };
 
   /** An approval decided: its parked deliveries run again (and find out which way it went). */
   const approvals: Subscriber = {
@@ -333,14 +435,27 @@ export function dispatcher(deps: DispatcherDeps) {
   type Patch = Parameters<SqliteStorage["events"]["updateDeliveryTx"]>[2];
   type Audit = { action: string; decision?: string; details?: Record<string, unknown> };
   const auditTx = (tx: Tx, d: DeliveryRow, a: Audit, actor = "dispatcher") =>
-    storage.audit.appendTx(tx, { actor, tenant: d.tenant, action: a.action, target: `${d.tenant}/endpoints/${d.endpoint}`, decision: a.decision ?? null, details: { delivery: d.id, event: d.eventId, ...a.details } });
+    storage.audit.appendTx(tx, {
+      actor,
+      tenant: d.tenant,
+      action: a.action,
+      target: `${d.tenant}/endpoints/${d.endpoint}`,
+      decision: a.decision ?? null,
+      details: { delivery: d.id, event: d.eventId, ...a.details },
+    });
 
   /**
    * A checkpoint, in one commit: whatever `more` writes, the delivery as `d` with `patch` applied
    * (the patch may depend on what `more` returned), the spans gathered since the last checkpoint,
    * and an audit entry. Resolves with the row as it now is and what `more` returned.
    */
-  const settle = <T = undefined>(d: DeliveryRow, trace: TaskTrace, patch: Patch | ((r: T | undefined) => Patch), audit?: Audit, more?: (tx: Tx) => T): Promise<{ row: DeliveryRow; result: T | undefined }> =>
+  const settle = <T = undefined>(
+    d: DeliveryRow,
+    trace: TaskTrace,
+    patch: Patch | ((r: T | undefined) => Patch),
+    audit?: Audit,
+    more?: (tx: Tx) => T,
+  ): Promise<{ row: DeliveryRow; result: T | undefined }> =>
     storage.committer.run((tx) => {
       const result = more?.(tx);
       const row: DeliveryRow = { ...d, ...(typeof patch === "function" ? patch(result) : patch), updatedAt: tx.now };
@@ -356,7 +471,18 @@ export function dispatcher(deps: DispatcherDeps) {
    */
   const announce = (tx: Tx, d: DeliveryRow) => {
     if (d.state === "pending" || d.state === "delivering") return;
-    tx.emit({ topic: `delivery.${d.state}`, tenant: d.tenant, payload: { id: d.id, event: d.eventId, endpoint: d.endpoint, attempts: d.attempts, last_status: d.lastStatus, replay_of: d.replayOf } });
+    tx.emit({
+      topic: `delivery.${d.state}`,
+      tenant: d.tenant,
+      payload: {
+        id: d.id,
+        event: d.eventId,
+        endpoint: d.endpoint,
+        attempts: d.attempts,
+        last_status: d.lastStatus,
+        replay_of: d.replayOf,
+      },
+    });
   };
 
   /**
@@ -375,7 +501,12 @@ export function dispatcher(deps: DispatcherDeps) {
     const trace = new TaskTrace(now);
     const endpoint = await endpointOf(d.tenant, d.endpoint);
     if (!endpoint) {
-      await settle(d, trace, { state: "dead", lastError: `endpoint ${d.endpoint} no longer exists` }, { action: "delivery.dead", details: { reason: "endpoint gone" } });
+      await settle(
+        d,
+        trace,
+        { state: "dead", lastError: `endpoint ${d.endpoint} no longer exists` },
+        { action: "delivery.dead", details: { reason: "endpoint gone" } },
+      );
       return;
     }
     // A parked delivery waits for its decision without taking a slot.
@@ -392,9 +523,18 @@ export function dispatcher(deps: DispatcherDeps) {
       // second per delivery.
       const bounces = Math.max(0, job.attempt - 1 - d.attempts);
       const wait = Math.min(BUSY_RETRY_MAX_MS, BUSY_RETRY_MS * 2 ** Math.min(3, Math.max(0, bounces - 1)));
-      throw new RetryLaterError(`endpoint ${d.endpoint}: ${BUSY}`, Math.round(wait / 2 + (Math.random() * wait) / 2), true);
+      throw new RetryLaterError(
+        `endpoint ${d.endpoint}: ${BUSY}`,
+        Math.round(wait / 2 + (Math.random() * wait) / 2),
+        true,
+      );
     }
-    if (slot === "open") throw new RetryLaterError(`endpoint ${d.endpoint}: ${CIRCUIT_OPEN}`, Math.max(1000, (breakers.for(key(d), endpoint.url).view().retryAt ?? now()) - now()), true);
+    if (slot === "open")
+      throw new RetryLaterError(
+        `endpoint ${d.endpoint}: ${CIRCUIT_OPEN}`,
+        Math.max(1000, (breakers.for(key(d), endpoint.url).view().retryAt ?? now()) - now()),
+        true,
+      );
     let outcome: Outcome = null;
     try {
       outcome = await decideAndAttempt(job, d, endpoint, stored.envelope, trace);
@@ -434,7 +574,10 @@ export function dispatcher(deps: DispatcherDeps) {
    * "open" when there is none. Deliveries waiting for a place (`waitSlot`) come first: while any
    * wait, a newcomer (the routing fast path) is busy.
    */
-  const takeSlot = (d: DeliveryRow | { tenant: string; endpoint: string }, endpoint: EndpointSpec): Slot | "busy" | "open" => {
+  const takeSlot = (
+    d: DeliveryRow | { tenant: string; endpoint: string },
+    endpoint: EndpointSpec,
+  ): Slot | "busy" | "open" => {
     const k = key(d);
     const busy = inFlight.get(k) ?? 0;
     if (busy >= (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT) || waiting.has(k)) return "busy";
@@ -456,7 +599,11 @@ export function dispatcher(deps: DispatcherDeps) {
     if (free !== "busy") return free;
     const k = key(d);
     const queue = waiting.get(k) ?? [];
-    if (queue.length >= Math.max(2 * (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT), Math.floor((deps.workers ?? 0) / 2))) return "busy";
+    if (
+      queue.length >=
+      Math.max(2 * (endpoint.max_in_flight ?? DEFAULT_MAX_IN_FLIGHT), Math.floor((deps.workers ?? 0) / 2))
+    )
+      return "busy";
     const handed = await new Promise<boolean>((resolve) => {
       const take = () => {
         clearTimeout(timer);
@@ -486,22 +633,55 @@ export function dispatcher(deps: DispatcherDeps) {
   const evaluate = async (d: { tenant: string; endpoint: string }, envelope: Envelope, trace: TaskTrace) => {
     const t = trace.begin();
     const decision = decide(await tenantPolicies.get(d.tenant), envelope, { kind: "dispatch", target: d.endpoint });
-    const record = { effect: decision.effect, policy: decision.policy && { name: decision.policy.name, version: decision.policy.version, global: decision.policy.tenant === "*" }, rule: decision.rule, ...(decision.ruleName ? { rule_name: decision.ruleName } : {}), reason: decision.reason };
+    const record = {
+      effect: decision.effect,
+      policy: decision.policy && {
+        name: decision.policy.name,
+        version: decision.policy.version,
+        global: decision.policy.tenant === "*",
+      },
+      rule: decision.rule,
+      ...(decision.ruleName ? { rule_name: decision.ruleName } : {}),
+      reason: decision.reason,
+    };
     // Rules are numbered from 1 for people (#1 is the first in `rules`); `rule` keeps the index.
-    const rule = record.rule !== null ? `, rule #${record.rule + 1}${decision.ruleName ? ` ${decision.ruleName}` : ""}` : "";
-    trace.end(t, "policy.eval", "ok", record.policy ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${rule})` : `${decision.effect} (no policy matched)`);
+    const rule =
+      record.rule !== null ? `, rule #${record.rule + 1}${decision.ruleName ? ` ${decision.ruleName}` : ""}` : "";
+    trace.end(
+      t,
+      "policy.eval",
+      "ok",
+      record.policy
+        ? `${decision.effect} (${record.policy.global ? "global " : ""}policy ${record.policy.name} v${record.policy.version}${rule})`
+        : `${decision.effect} (no policy matched)`,
+    );
     return { decision, record };
   };
 
   type Outcome = { ok: boolean; errorClass: string | null; acked: boolean; thenThrow?: Error } | null;
 
-  const decideAndAttempt = async (job: Job, d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, trace: TaskTrace): Promise<Outcome> => {
+  const decideAndAttempt = async (
+    job: Job,
+    d: DeliveryRow,
+    endpoint: EndpointSpec,
+    envelope: Envelope,
+    trace: TaskTrace,
+  ): Promise<Outcome> => {
     const patch: Patch = {};
     // 1. Policy, once: the decision is part of the checkpoint.
     if (d.state === "pending") {
       const { decision, record } = await evaluate(d, envelope, trace);
       if (decision.effect === "deny" || decision.effect === "quarantine") {
-        await settle(d, trace, { state: decision.effect === "deny" ? "denied" : "quarantined", decision: record }, { action: `delivery.${decision.effect}`, decision: decision.effect, details: { policy: record.policy, rule: record.rule } });
+        await settle(
+          d,
+          trace,
+          { state: decision.effect === "deny" ? "denied" : "quarantined", decision: record },
+          {
+            action: `delivery.${decision.effect}`,
+            decision: decision.effect,
+            details: { policy: record.policy, rule: record.rule },
+          },
+        );
         return null;
       }
       if (decision.effect === "require_approval") {
@@ -511,7 +691,20 @@ export function dispatcher(deps: DispatcherDeps) {
           trace,
           (parked) => ({ state: "awaiting_approval", decision: record, approvalId: parked!.id }),
           undefined,
-          (tx) => storage.approvals.parkTx(tx, { tenant: d.tenant, eventId: d.eventId, action: { kind: "dispatch", target: d.endpoint, delivery: d.id }, policy: { ...record.policy, rule: record.rule, ...(decision.ruleName ? { rule_name: decision.ruleName } : {}), reason: record.reason }, expiresInMs: APPROVAL_TTL_MS, onExpiry: "deny" }),
+          (tx) =>
+            storage.approvals.parkTx(tx, {
+              tenant: d.tenant,
+              eventId: d.eventId,
+              action: { kind: "dispatch", target: d.endpoint, delivery: d.id },
+              policy: {
+                ...record.policy,
+                rule: record.rule,
+                ...(decision.ruleName ? { rule_name: decision.ruleName } : {}),
+                reason: record.reason,
+              },
+              expiresInMs: APPROVAL_TTL_MS,
+              onExpiry: "deny",
+            }),
         );
         return null;
       }
@@ -521,10 +714,22 @@ export function dispatcher(deps: DispatcherDeps) {
     // 2. A parked delivery goes on only with a decision that lets it.
     if (d.state === "awaiting_approval") {
       const approval = (await storage.approvals.get(d.approvalId!))!;
-      const approved = approval.state === "approved" || (approval.state === "expired" && approval.onExpiry === "approve");
-      trace.push("approval.wait", approval.createdAt, (approval.decidedAt ?? now()) - approval.createdAt, approved ? "ok" : "error", `${approval.state}${approval.decidedBy ? ` by ${approval.decidedBy}` : ""}`);
+      const approved =
+        approval.state === "approved" || (approval.state === "expired" && approval.onExpiry === "approve");
+      trace.push(
+        "approval.wait",
+        approval.createdAt,
+        (approval.decidedAt ?? now()) - approval.createdAt,
+        approved ? "ok" : "error",
+        `${approval.state}${approval.decidedBy ? ` by ${approval.decidedBy}` : ""}`,
+      );
       if (!approved) {
-        await settle(d, trace, { state: "denied" }, { action: "delivery.deny", decision: "deny", details: { approval: approval.id } });
+        await settle(
+          d,
+          trace,
+          { state: "denied" },
+          { action: "delivery.deny", decision: "deny", details: { approval: approval.id } },
+        );
         return null;
       }
       patch.state = "delivering";
@@ -533,7 +738,12 @@ export function dispatcher(deps: DispatcherDeps) {
     // 3. Max age, counted from the first attempt (or the latest operator retry).
     const maxAge = endpoint.retry?.max_age ? parseDuration(endpoint.retry.max_age) : null;
     if (maxAge !== null && d.firstAttemptAt !== null && now() - d.firstAttemptAt > maxAge) {
-      await settle(d, trace, { ...patch, state: "dead", lastError: `gave up after ${endpoint.retry!.max_age}` }, { action: "delivery.dead", details: { reason: "max_age", attempts: d.attempts } });
+      await settle(
+        d,
+        trace,
+        { ...patch, state: "dead", lastError: `gave up after ${endpoint.retry!.max_age}` },
+        { action: "delivery.dead", details: { reason: "max_age", attempts: d.attempts } },
+      );
       return null;
     }
 
@@ -541,14 +751,29 @@ export function dispatcher(deps: DispatcherDeps) {
     const attempt = d.attempts + 1;
     const t = trace.begin();
     d = (await settle(d, trace, patch, attemptAudit(d, endpoint, attempt))).row;
-    trace.end(t, "audit.log", "ok", `delivery.attempt ${attempt}${patch.state ? `, with the checkpoint ${patch.state}` : ""}`);
+    trace.end(
+      t,
+      "audit.log",
+      "ok",
+      `delivery.attempt ${attempt}${patch.state ? `, with the checkpoint ${patch.state}` : ""}`,
+    );
     return attemptNow(job, d, endpoint, envelope, trace, attempt);
   };
 
-  const attemptAudit = (d: DeliveryRow, endpoint: EndpointSpec, attempt: number): Audit => ({ action: "delivery.attempt", details: { attempt, url: endpoint.url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) } });
+  const attemptAudit = (d: DeliveryRow, endpoint: EndpointSpec, attempt: number): Audit => ({
+    action: "delivery.attempt",
+    details: { attempt, url: endpoint.url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) },
+  });
 
   /** The attempt whose audit entry is committed: the signed POST, then the attempt, the outcome and (when nothing is left to do) the job's ack in one commit. */
-  const attemptNow = async (job: Job, d: DeliveryRow, endpoint: EndpointSpec, envelope: Envelope, trace: TaskTrace, attempt: number): Promise<NonNullable<Outcome>> => {
+  const attemptNow = async (
+    job: Job,
+    d: DeliveryRow,
+    endpoint: EndpointSpec,
+    envelope: Envelope,
+    trace: TaskTrace,
+    attempt: number,
+  ): Promise<NonNullable<Outcome>> => {
     const body = JSON.stringify(envelope);
     let secret: string | undefined;
     if (endpoint.signing_secret) {
@@ -557,14 +782,28 @@ export function dispatcher(deps: DispatcherDeps) {
       trace.end(t2, "secrets.lease", "ok", endpoint.signing_secret);
     }
     const startedAt = now();
-    const headers: Record<string, string> = secret ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body) : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(startedAt / 1000)) };
+    const headers: Record<string, string> = secret
+      ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body)
+      : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(startedAt / 1000)) };
     // A replay is a new delivery (its own webhook-id) that says which one it repeats: never a silent duplicate.
     if (d.replayOf) headers["agentowl-replay-of"] = d.replayOf;
     const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
 
-    const result = await postJson(endpoint.url, body, headers, { allowPublic: endpoint.allow_public === true, connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout), timeoutMs: timeout, now, agent: agentFor(d, endpoint) });
+    const result = await postJson(endpoint.url, body, headers, {
+      allowPublic: endpoint.allow_public === true,
+      connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout),
+      timeoutMs: timeout,
+      now,
+      agent: agentFor(d, endpoint),
+    });
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
-    trace.push("delivery", startedAt, result.latencyMs, result.ok ? "ok" : "error", `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`);
+    trace.push(
+      "delivery",
+      startedAt,
+      result.latencyMs,
+      result.ok ? "ok" : "error",
+      `attempt ${attempt}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${lastError}`}`,
+    );
     const maxAttempts = endpoint.retry?.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
     const dead = !result.ok && (attempt - d.attemptBase >= maxAttempts || result.errorClass === "egress");
     const state = result.ok ? "delivered" : dead ? "dead" : "retrying";
@@ -575,14 +814,28 @@ export function dispatcher(deps: DispatcherDeps) {
       { state, attempts: attempt, lastStatus: result.status, lastError, firstAttemptAt: d.firstAttemptAt ?? startedAt },
       dead ? { action: "delivery.dead", details: { attempts: attempt, last_error: lastError } } : undefined,
       (tx) => {
-        storage.events.insertAttemptTx(tx, { deliveryId: d.id, attempt, startedAt, latencyMs: Math.round(result.latencyMs), status: result.status, errorClass: result.errorClass ?? (result.ok ? null : "http"), error: lastError, excerpt: result.excerpt.slice(0, 1024) });
+        storage.events.insertAttemptTx(tx, {
+          deliveryId: d.id,
+          attempt,
+          startedAt,
+          latencyMs: Math.round(result.latencyMs),
+          status: result.status,
+          errorClass: result.errorClass ?? (result.ok ? null : "http"),
+          error: lastError,
+          excerpt: result.excerpt.slice(0, 1024),
+        });
         return result.ok || dead ? tx.ack(job) : false;
       },
     );
     trace.end(t3, "state.store", "ok", `${state}, attempt ${attempt} recorded`);
     trailingSpans(d.id, trace);
     // Retry: when the endpoint said, else the queue's exponential backoff with jitter.
-    const thenThrow = result.ok || dead ? undefined : result.retryAfterMs !== null ? new RetryLaterError(`HTTP ${result.status}`, Math.max(1000, result.retryAfterMs)) : new Error(lastError ?? "delivery failed");
+    const thenThrow =
+      result.ok || dead
+        ? undefined
+        : result.retryAfterMs !== null
+          ? new RetryLaterError(`HTTP ${result.status}`, Math.max(1000, result.retryAfterMs))
+          : new Error(lastError ?? "delivery failed");
     return { ok: result.ok, errorClass: result.errorClass, acked: acked === true, thenThrow };
   };
 
@@ -593,9 +846,11 @@ export function dispatcher(deps: DispatcherDeps) {
   const trailingSpans = (id: string, trace: TaskTrace) => {
     const spans = trace.take();
     if (!spans.length) return;
-    storage.committer.run((tx) => storage.events.appendSpansTx(tx, id, spans)).catch(() => {
-      // A trace is diagnostics: the delivery's state is already committed.
-    });
+    storage.committer
+      .run((tx) => storage.events.appendSpansTx(tx, id, spans))
+      .catch(() => {
+        // A trace is diagnostics: the delivery's state is already committed.
+      });
   };
 
   // ---- operator actions (docs/state-machines.md: deliveries can be retried, discarded, and replayed) ----------
@@ -611,22 +866,44 @@ export function dispatcher(deps: DispatcherDeps) {
     if (!stored) throw new AppError("not_found", "not found");
     let targets: { endpoint: string; route: string | null }[];
     if (opts.endpoint) {
-      if (!(await endpointOf(stored.tenant, opts.endpoint))) throw new AppError("not_found", `endpoint ${stored.tenant}/${opts.endpoint} not found`);
+      if (!(await endpointOf(stored.tenant, opts.endpoint)))
+        throw new AppError("not_found", `endpoint ${stored.tenant}/${opts.endpoint} not found`);
       targets = [{ endpoint: opts.endpoint, route: null }];
     } else {
       targets = (await routes.route(stored.envelope)).targets;
-      if (!targets.length) throw new AppError("conflict", `no route of tenant ${stored.tenant} matches event ${eventId}: add a route, or replay it to one endpoint`);
+      if (!targets.length)
+        throw new AppError(
+          "conflict",
+          `no route of tenant ${stored.tenant} matches event ${eventId}: add a route, or replay it to one endpoint`,
+        );
     }
     const ids = await storage.committer.run((tx) => {
       const made: string[] = [];
       for (const t of targets) {
         const previous = storage.events.latestDelivery(eventId, t.endpoint);
-        const row = { id: newId("dlv", tx.now), eventId, tenant: stored.tenant, endpoint: t.endpoint, route: t.route, state: "pending" as const, createdAt: tx.now, updatedAt: tx.now, replayOf: previous?.id ?? null, requestedBy: opts.actor };
+        const row = {
+          id: newId("dlv", tx.now),
+          eventId,
+          tenant: stored.tenant,
+          endpoint: t.endpoint,
+          route: t.route,
+          state: "pending" as const,
+          createdAt: tx.now,
+          updatedAt: tx.now,
+          replayOf: previous?.id ?? null,
+          requestedBy: opts.actor,
+        };
         if (!storage.events.insertDeliveryTx(tx, row)) continue;
         enqueue(tx, row, `delivery:${row.id}`);
         made.push(row.id);
       }
-      storage.audit.appendTx(tx, { actor: opts.actor, tenant: stored.tenant, action: "event.replay", target: eventId, details: { deliveries: made, endpoint: opts.endpoint ?? null } });
+      storage.audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant: stored.tenant,
+        action: "event.replay",
+        target: eventId,
+        details: { deliveries: made, endpoint: opts.endpoint ?? null },
+      });
       return made;
     });
     return ids.map((x) => storage.events.delivery(x)!);
@@ -635,9 +912,23 @@ export function dispatcher(deps: DispatcherDeps) {
   /** A dead delivery tries again under the same webhook-id, with a fresh max_attempts / max_age budget. */
   const retry = (d: DeliveryRow, actor: string): Promise<DeliveryRow> =>
     storage.committer.run((tx) => {
-      const retried = storage.events.transitionTx(tx, d.id, ["dead"], { state: "delivering", attemptBase: d.attempts, firstAttemptAt: null, requestedBy: actor, lastError: null });
-      if (!retried) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`);
-      tx.emit({ topic: "delivery.retried", tenant: d.tenant, payload: { id: d.id, event: d.eventId, endpoint: d.endpoint, requested_by: actor } });
+      const retried = storage.events.transitionTx(tx, d.id, ["dead"], {
+        state: "delivering",
+        attemptBase: d.attempts,
+        firstAttemptAt: null,
+        requestedBy: actor,
+        lastError: null,
+      });
+      if (!retried)
+        throw new AppError(
+          "conflict",
+          `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`,
+        );
+      tx.emit({
+        topic: "delivery.retried",
+        tenant: d.tenant,
+        payload: { id: d.id, event: d.eventId, endpoint: d.endpoint, requested_by: actor },
+      });
       enqueue(tx, d, `delivery:${d.id}:retry:${d.attempts}`);
       auditTx(tx, d, { action: "delivery.retry", details: { attempts_so_far: d.attempts } }, actor);
       return retried;
@@ -646,8 +937,15 @@ export function dispatcher(deps: DispatcherDeps) {
   /** A dead delivery, or one still retrying, is given up on: it stays on record, it is never tried again. */
   const discard = (d: DeliveryRow, actor: string): Promise<DeliveryRow> =>
     storage.committer.run((tx) => {
-      const discarded = storage.events.transitionTx(tx, d.id, ["dead", "retrying"], { state: "discarded", requestedBy: actor });
-      if (!discarded) throw new AppError("conflict", `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying delivery can be discarded`);
+      const discarded = storage.events.transitionTx(tx, d.id, ["dead", "retrying"], {
+        state: "discarded",
+        requestedBy: actor,
+      });
+      if (!discarded)
+        throw new AppError(
+          "conflict",
+          `delivery ${d.id} is ${storage.events.delivery(d.id)?.state}: only a dead or retrying delivery can be discarded`,
+        );
       announce(tx, discarded);
       auditTx(tx, d, { action: "delivery.discard", details: { attempts: d.attempts, last_error: d.lastError } }, actor);
       return discarded;
@@ -676,7 +974,14 @@ export function dispatcher(deps: DispatcherDeps) {
   const resetCircuit = async (tenant: string, name: string, actor: string) => {
     const circuit = breakers.peek(`${tenant}/${name}`);
     await storage.committer.run((tx) =>
-      storage.audit.appendTx(tx, { actor, tenant, action: "endpoint.reset_circuit", target: `${tenant}/endpoints/${name}`, decision: null, details: { state: circuit.state, consecutive_failures: circuit.consecutiveFailures } }),
+      storage.audit.appendTx(tx, {
+        actor,
+        tenant,
+        action: "endpoint.reset_circuit",
+        target: `${tenant}/endpoints/${name}`,
+        decision: null,
+        details: { state: circuit.state, consecutive_failures: circuit.consecutiveFailures },
+      }),
     );
     return unblock(tenant, name);
   };
@@ -729,5 +1034,21 @@ export function dispatcher(deps: DispatcherDeps) {
     agents.clear();
   };
 
-  return { router, inline, approvals, endpointChanges, run, replay, retry, discard, resetCircuit, waitingFor, endpointStatus, breakers, drain, close, inFlight: (key: string) => inFlight.get(key) ?? 0 };
+  return {
+    router,
+    inline,
+    approvals,
+    endpointChanges,
+    run,
+    replay,
+    retry,
+    discard,
+    resetCircuit,
+    waitingFor,
+    endpointStatus,
+    breakers,
+    drain,
+    close,
+    inFlight: (key: string) => inFlight.get(key) ?? 0,
+  };
 }

@@ -1,16 +1,51 @@
 import { describe, expect, test } from "bun:test";
-import { type AddressClass, checkAddress, classify, EgressRefused, guardDestination, inspectAddress, parseIPv4, parseIPv6, pinnedLookup, sameAddress } from "./egress.ts";
+import {
+  type AddressClass,
+  checkAddress,
+  classify,
+  EgressRefused,
+  guardDestination,
+  inspectAddress,
+  parseIPv4,
+  parseIPv6,
+  pinnedLookup,
+  sameAddress,
+} from "./egress.ts";
 
 describe("parseIPv4: every spelling inet_aton and the URL parser accept", () => {
   const metadata = 0xa9fea9fe; // 169.254.169.254
-  const spellings = ["169.254.169.254", "2852039166", "0251.0376.0251.0376", "0xa9fea9fe", "0xA9FEA9FE", "0xa9.0xfe.0xa9.0xfe", "169.254.43518", "169.16689662", "0251.0xfe.43518", "169.254.169.254."];
+  const spellings = [
+    "169.254.169.254",
+    "2852039166",
+    "0251.0376.0251.0376",
+    "0xa9fea9fe",
+    "0xA9FEA9FE",
+    "0xa9.0xfe.0xa9.0xfe",
+    "169.254.43518",
+    "169.16689662",
+    "0251.0xfe.43518",
+    "169.254.169.254.",
+  ];
   for (const s of spellings) test(`${s} is 169.254.169.254`, () => expect(parseIPv4(s)).toBe(metadata));
   test("short forms fill the last part: 127.1, 0, 0x", () => {
     expect(parseIPv4("127.1")).toBe(0x7f000001);
     expect(parseIPv4("0")).toBe(0);
     expect(parseIPv4("0x")).toBe(0);
   });
-  for (const s of ["1.2.3.256", "256.1.1.1", "1.2.3.4.5", "4294967296", "08.1.1.1", "0x1g", "example.com", "1..2", "", ".", "1.2.3.-4", "１.2.3.4"]) {
+  for (const s of [
+    "1.2.3.256",
+    "256.1.1.1",
+    "1.2.3.4.5",
+    "4294967296",
+    "08.1.1.1",
+    "0x1g",
+    "example.com",
+    "1..2",
+    "",
+    ".",
+    "1.2.3.-4",
+    "１.2.3.4",
+  ]) {
     test(`${JSON.stringify(s)} is not an IPv4 address`, () => expect(parseIPv4(s)).toBeNull());
   }
 });
@@ -21,7 +56,7 @@ describe("parseIPv6", () => {
     expect(a).toBe(0xffffa9fea9fen);
     expect(parseIPv6("[::ffff:169.254.169.254]")).toBe(a!);
     expect(parseIPv6("0:0:0:0:0:FFFF:A9FE:A9FE")).toBe(a!);
-    expect(parseIPv6("fe80::1%eth0")).toBe(0xfe80n << 112n | 1n);
+    expect(parseIPv6("fe80::1%eth0")).toBe((0xfe80n << 112n) | 1n);
     expect(parseIPv6("::")).toBe(0n);
   });
   for (const s of ["1.2.3.4", "::ffff:1.2.3.256", "1:2:3:4:5:6:7:8:9", "::g", "example.com"]) {
@@ -108,15 +143,30 @@ describe("classify", () => {
   for (const [ip, c] of cases) test(`${ip} is ${c}`, () => expect(classify(ip)).toBe(c));
 
   test("a translated or tunnelled form of a LAN address is public: it leaves through a relay", () => {
-    for (const ip of ["::10.0.0.1", "::127.0.0.1", "64:ff9b::10.0.0.1", "64:ff9b::7f00:1", "2002:0a00:0001::1", "2002:7f00:1::"]) expect(classify(ip), ip).toBe("public");
+    for (const ip of [
+      "::10.0.0.1",
+      "::127.0.0.1",
+      "64:ff9b::10.0.0.1",
+      "64:ff9b::7f00:1",
+      "2002:0a00:0001::1",
+      "2002:7f00:1::",
+    ])
+      expect(classify(ip), ip).toBe("public");
   });
 
   test("what an IPv6 address carries is named", () => {
-    expect(inspectAddress("::ffff:a9fe:a9fe")).toEqual({ address: "::ffff:a9fe:a9fe", class: "metadata", carries: { ipv4: "169.254.169.254", via: "IPv4-mapped" } });
+    expect(inspectAddress("::ffff:a9fe:a9fe")).toEqual({
+      address: "::ffff:a9fe:a9fe",
+      class: "metadata",
+      carries: { ipv4: "169.254.169.254", via: "IPv4-mapped" },
+    });
     expect(inspectAddress("64:ff9b::a9fe:a9fe").carries).toEqual({ ipv4: "169.254.169.254", via: "NAT64" });
     expect(inspectAddress("2002:a9fe:a9fe::").carries).toEqual({ ipv4: "169.254.169.254", via: "6to4" });
     expect(inspectAddress("::a9fe:a9fe").carries).toEqual({ ipv4: "169.254.169.254", via: "IPv4-compatible" });
-    expect(inspectAddress("2001:0:4136:e378:8000:63bf:5601:5601").carries).toEqual({ ipv4: "169.254.169.254", via: "Teredo" });
+    expect(inspectAddress("2001:0:4136:e378:8000:63bf:5601:5601").carries).toEqual({
+      ipv4: "169.254.169.254",
+      via: "Teredo",
+    });
   });
 });
 
@@ -125,13 +175,29 @@ describe("checkAddress", () => {
     expect(() => checkAddress("10.0.0.5", { allowPublic: false })).not.toThrow();
     expect(() => checkAddress("::1", { allowPublic: false })).not.toThrow();
     expect(() => checkAddress("::ffff:192.168.0.9", { allowPublic: false })).not.toThrow();
-    expect(() => checkAddress("8.8.8.8", { allowPublic: false })).toThrow("8.8.8.8 is a public address: the endpoint needs allow_public: true");
+    expect(() => checkAddress("8.8.8.8", { allowPublic: false })).toThrow(
+      "8.8.8.8 is a public address: the endpoint needs allow_public: true",
+    );
     expect(() => checkAddress("8.8.8.8", { allowPublic: true })).not.toThrow();
-    expect(() => checkAddress("64:ff9b::10.0.0.1", { allowPublic: false })).toThrow(/NAT64 10\.0\.0\.1.*relay outside the LAN.*allow_public/);
+    expect(() => checkAddress("64:ff9b::10.0.0.1", { allowPublic: false })).toThrow(
+      /NAT64 10\.0\.0\.1.*relay outside the LAN.*allow_public/,
+    );
   });
 
   test("link-local, metadata, unspecified, multicast, broadcast are refused even with allow_public", () => {
-    for (const ip of ["169.254.169.254", "fe80::1", "0.0.0.0", "::", "224.0.0.1", "255.255.255.255", "fd00:ec2::254", "100.100.100.200", "::ffff:a9fe:a9fe", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::"]) {
+    for (const ip of [
+      "169.254.169.254",
+      "fe80::1",
+      "0.0.0.0",
+      "::",
+      "224.0.0.1",
+      "255.255.255.255",
+      "fd00:ec2::254",
+      "100.100.100.200",
+      "::ffff:a9fe:a9fe",
+      "64:ff9b::a9fe:a9fe",
+      "2002:a9fe:a9fe::",
+    ]) {
       expect(() => checkAddress(ip, { allowPublic: true }), ip).toThrow(EgressRefused);
     }
   });
@@ -145,8 +211,12 @@ describe("checkAddress", () => {
       }
       throw new Error(`${ip} passed`);
     };
-    expect(refusal("::ffff:a9fe:a9fe").message).toBe("::ffff:a9fe:a9fe (IPv4-mapped 169.254.169.254) is a cloud metadata address, which the appliance never connects to");
-    expect(refusal("fe80::1", "crm.lan").message).toBe("crm.lan resolves to fe80::1, a link-local address, which the appliance never connects to");
+    expect(refusal("::ffff:a9fe:a9fe").message).toBe(
+      "::ffff:a9fe:a9fe (IPv4-mapped 169.254.169.254) is a cloud metadata address, which the appliance never connects to",
+    );
+    expect(refusal("fe80::1", "crm.lan").message).toBe(
+      "crm.lan resolves to fe80::1, a link-local address, which the appliance never connects to",
+    );
     expect(refusal("0.0.0.0")).toMatchObject({ address: "0.0.0.0", addressClass: "unspecified" });
   });
 });
@@ -156,21 +226,59 @@ describe("guardDestination: the one place a delivery's address is decided", () =
     throw new Error("a literal must not be resolved");
   };
   test("a literal in any spelling is checked as the address it is, without resolving", async () => {
-    expect(await guardDestination("127.1", { allowPublic: false, resolve: never })).toEqual({ address: "127.0.0.1", family: 4 });
-    expect(await guardDestination("[::1]", { allowPublic: false, resolve: never })).toEqual({ address: "::1", family: 6 });
-    for (const host of ["169.254.169.254", "2852039166", "0251.0376.0251.0376", "0xa9fea9fe", "[::ffff:a9fe:a9fe]", "[fe80::1]", "100.100.100.200", "[::]", "0.0.0.0", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::]", "[::a9fe:a9fe]"]) {
-      await expect(guardDestination(host, { allowPublic: true, resolve: never }), host).rejects.toBeInstanceOf(EgressRefused);
+    expect(await guardDestination("127.1", { allowPublic: false, resolve: never })).toEqual({
+      address: "127.0.0.1",
+      family: 4,
+    });
+    expect(await guardDestination("[::1]", { allowPublic: false, resolve: never })).toEqual({
+      address: "::1",
+      family: 6,
+    });
+    for (const host of [
+      "169.254.169.254",
+      "2852039166",
+      "0251.0376.0251.0376",
+      "0xa9fea9fe",
+      "[::ffff:a9fe:a9fe]",
+      "[fe80::1]",
+      "100.100.100.200",
+      "[::]",
+      "0.0.0.0",
+      "[64:ff9b::a9fe:a9fe]",
+      "[2002:a9fe:a9fe::]",
+      "[::a9fe:a9fe]",
+    ]) {
+      await expect(guardDestination(host, { allowPublic: true, resolve: never }), host).rejects.toBeInstanceOf(
+        EgressRefused,
+      );
     }
-    await expect(guardDestination("93.184.216.34", { allowPublic: false, resolve: never })).rejects.toThrow(/allow_public/);
-    expect(await guardDestination("93.184.216.34", { allowPublic: true, resolve: never })).toEqual({ address: "93.184.216.34", family: 4 });
+    await expect(guardDestination("93.184.216.34", { allowPublic: false, resolve: never })).rejects.toThrow(
+      /allow_public/,
+    );
+    expect(await guardDestination("93.184.216.34", { allowPublic: true, resolve: never })).toEqual({
+      address: "93.184.216.34",
+      family: 4,
+    });
   });
 
   test("a name is refused whole when any address it resolves to is refused; else the first is the destination", async () => {
-    const to = (...addresses: string[]) => async () => addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
-    expect(await guardDestination("crm.lan", { allowPublic: false, resolve: to("10.0.0.7", "fd00::7") })).toEqual({ address: "10.0.0.7", family: 4 });
-    await expect(guardDestination("crm.lan", { allowPublic: true, resolve: to("10.0.0.7", "::ffff:a9fe:a9fe") })).rejects.toThrow("crm.lan resolves to ::ffff:a9fe:a9fe (IPv4-mapped 169.254.169.254), a cloud metadata address");
-    await expect(guardDestination("crm.lan", { allowPublic: false, resolve: to() })).rejects.toMatchObject({ code: "ENOTFOUND" });
-    await expect(guardDestination("crm.lan", { allowPublic: false, resolve: to("nonsense") })).rejects.toThrow(/not an IP address/);
+    const to =
+      (...addresses: string[]) =>
+      async () =>
+        addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+    expect(await guardDestination("crm.lan", { allowPublic: false, resolve: to("10.0.0.7", "fd00::7") })).toEqual({
+      address: "10.0.0.7",
+      family: 4,
+    });
+    await expect(
+      guardDestination("crm.lan", { allowPublic: true, resolve: to("10.0.0.7", "::ffff:a9fe:a9fe") }),
+    ).rejects.toThrow("crm.lan resolves to ::ffff:a9fe:a9fe (IPv4-mapped 169.254.169.254), a cloud metadata address");
+    await expect(guardDestination("crm.lan", { allowPublic: false, resolve: to() })).rejects.toMatchObject({
+      code: "ENOTFOUND",
+    });
+    await expect(guardDestination("crm.lan", { allowPublic: false, resolve: to("nonsense") })).rejects.toThrow(
+      /not an IP address/,
+    );
   });
 });
 

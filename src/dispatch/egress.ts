@@ -184,7 +184,15 @@ function carried(a: bigint): { via: Carrier; ipv4: number }[] {
 }
 
 /** The classes never connected to, the most telling first (it names a refusal with several causes). */
-const REFUSED: readonly AddressClass[] = ["metadata", "link-local", "multicast", "broadcast", "reserved", "unspecified", "invalid"];
+const REFUSED: readonly AddressClass[] = [
+  "metadata",
+  "link-local",
+  "multicast",
+  "broadcast",
+  "reserved",
+  "unspecified",
+  "invalid",
+];
 
 /** What kind of destination an IP address is (any spelling; IPv6 carrying IPv4 judged by it). */
 export function inspectAddress(address: string): AddressVerdict {
@@ -197,12 +205,21 @@ export function inspectAddress(address: string): AddressVerdict {
   if (own) return { address, class: own };
   const inner = carried(a6);
   if (!inner.length) return { address, class: "public" };
-  if (inner[0]!.via === "IPv4-mapped") return { address, class: classify4(inner[0]!.ipv4), carries: { ipv4: ipv4Text(inner[0]!.ipv4), via: "IPv4-mapped" } };
+  if (inner[0]!.via === "IPv4-mapped")
+    return {
+      address,
+      class: classify4(inner[0]!.ipv4),
+      carries: { ipv4: ipv4Text(inner[0]!.ipv4), via: "IPv4-mapped" },
+    };
   // Translated or tunnelled: the worst of what it carries, and never better than public.
   const judged = inner.map((c) => ({ ...c, cls: classify4(c.ipv4) }));
   const rank = (c: AddressClass) => (REFUSED.includes(c) ? REFUSED.indexOf(c) : REFUSED.length);
   const worst = judged.reduce((w, c) => (rank(c.cls) < rank(w.cls) ? c : w));
-  return { address, class: REFUSED.includes(worst.cls) ? worst.cls : "public", carries: { ipv4: ipv4Text(worst.ipv4), via: worst.via } };
+  return {
+    address,
+    class: REFUSED.includes(worst.cls) ? worst.cls : "public",
+    carries: { ipv4: ipv4Text(worst.ipv4), via: worst.via },
+  };
 }
 
 export function classify(address: string): AddressClass {
@@ -257,7 +274,9 @@ export function checkAddress(address: string, opts: { allowPublic: boolean; host
 export type Resolve = (host: string) => Promise<{ address: string; family: number }[]>;
 
 const systemResolve: Resolve = (host) =>
-  new Promise((resolve, reject) => dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))));
+  new Promise((resolve, reject) =>
+    dnsLookup(host, { all: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
 
 /** The one address a delivery connects to, checked. */
 export interface Destination {
@@ -272,7 +291,10 @@ export interface Destination {
  * (a name that is half LAN, half metadata is refused whole), then the first is returned. Throws
  * EgressRefused, or the resolver's error (ENOTFOUND …) when the name does not resolve.
  */
-export async function guardDestination(host: string, opts: { allowPublic: boolean; resolve?: Resolve }): Promise<Destination> {
+export async function guardDestination(
+  host: string,
+  opts: { allowPublic: boolean; resolve?: Resolve },
+): Promise<Destination> {
   const bare = host.replace(/^\[(.*)\]$/, "$1");
   const a4 = parseIPv4(bare);
   if (a4 !== null) {

@@ -16,7 +16,12 @@ beforeAll(() => {
     port: 0,
     async fetch(req) {
       const path = new URL(req.url).pathname;
-      seen.push({ path, headers: Object.fromEntries(req.headers), body: await req.text(), port: server.requestIP(req)?.port ?? 0 });
+      seen.push({
+        path,
+        headers: Object.fromEntries(req.headers),
+        body: await req.text(),
+        port: server.requestIP(req)?.port ?? 0,
+      });
       switch (path) {
         case "/ok":
           return new Response("thanks", { status: 200 });
@@ -46,11 +51,18 @@ describe("postJson", () => {
   test("2xx is ok, with status, latency, excerpt and the address connected to", async () => {
     const a = await postJson(`${base}/ok`, '{"a":1}', { "x-test": "1" }, opts);
     expect(a).toMatchObject({ ok: true, status: 200, excerpt: "thanks", errorClass: null, remoteAddress: "127.0.0.1" });
-    expect(seen.at(-1)).toMatchObject({ body: '{"a":1}', headers: { "content-type": "application/json", "x-test": "1" } });
+    expect(seen.at(-1)).toMatchObject({
+      body: '{"a":1}',
+      headers: { "content-type": "application/json", "x-test": "1" },
+    });
   });
 
   test("429 with Retry-After, 410, 500 with a capped excerpt; a redirect is not followed", async () => {
-    expect(await postJson(`${base}/busy`, "{}", {}, opts)).toMatchObject({ ok: false, status: 429, retryAfterMs: 7000 });
+    expect(await postJson(`${base}/busy`, "{}", {}, opts)).toMatchObject({
+      ok: false,
+      status: 429,
+      retryAfterMs: 7000,
+    });
     expect(await postJson(`${base}/gone`, "{}", {}, opts)).toMatchObject({ ok: false, status: 410 });
     const err = await postJson(`${base}/error`, "{}", {}, { ...opts, excerptBytes: 100 });
     expect(err.status).toBe(500);
@@ -67,29 +79,56 @@ describe("postJson", () => {
     const closed = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response() });
     const port = closed.port;
     closed.stop(true);
-    expect(await postJson(`http://127.0.0.1:${port}/`, "{}", {}, opts)).toMatchObject({ ok: false, errorClass: "connect" });
-    const nx = await postJson("http://crm.invalid/", "{}", {}, { ...opts, resolve: async () => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })) });
+    expect(await postJson(`http://127.0.0.1:${port}/`, "{}", {}, opts)).toMatchObject({
+      ok: false,
+      errorClass: "connect",
+    });
+    const nx = await postJson(
+      "http://crm.invalid/",
+      "{}",
+      {},
+      { ...opts, resolve: async () => Promise.reject(Object.assign(new Error("not found"), { code: "ENOTFOUND" })) },
+    );
     expect(nx).toMatchObject({ ok: false, errorClass: "dns" });
   });
 
   test("egress: public needs allow_public, metadata never; a name is checked at every connect (DNS rebinding)", async () => {
-    const publicName = await postJson("http://crm.example.com/", "{}", {}, { ...opts, resolve: async () => [{ address: "93.184.216.34", family: 4 }] });
+    const publicName = await postJson(
+      "http://crm.example.com/",
+      "{}",
+      {},
+      { ...opts, resolve: async () => [{ address: "93.184.216.34", family: 4 }] },
+    );
     expect(publicName).toMatchObject({ ok: false, errorClass: "egress" });
     expect(publicName.error).toContain("allow_public");
-    expect(await postJson("http://169.254.169.254/latest/meta-data", "{}", {}, { ...opts, allowPublic: true })).toMatchObject({ ok: false, errorClass: "egress" });
+    expect(
+      await postJson("http://169.254.169.254/latest/meta-data", "{}", {}, { ...opts, allowPublic: true }),
+    ).toMatchObject({ ok: false, errorClass: "egress" });
     // Half LAN, half metadata: refused whole.
-    const mixed = async () => [{ address: "127.0.0.1", family: 4 }, { address: "169.254.169.254", family: 4 }];
-    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: mixed })).toMatchObject({ ok: false, errorClass: "egress" });
+    const mixed = async () => [
+      { address: "127.0.0.1", family: 4 },
+      { address: "169.254.169.254", family: 4 },
+    ];
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: mixed })).toMatchObject({
+      ok: false,
+      errorClass: "egress",
+    });
     // The name answers LAN first, metadata next: the second connection is refused.
     let calls = 0;
     const rebinding = async () => [{ address: ++calls === 1 ? "127.0.0.1" : "169.254.169.254", family: 4 }];
-    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
-    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject({ ok: false, errorClass: "egress" });
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject(
+      { ok: true, remoteAddress: "127.0.0.1" },
+    );
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve: rebinding })).toMatchObject(
+      { ok: false, errorClass: "egress" },
+    );
   });
 });
 
 /** A TCP listener that counts every connection made to it, HTTP or not. */
-async function countingListener(host: string): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+async function countingListener(
+  host: string,
+): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
   let count = 0;
   const server: Server = createServer((socket) => {
     count++;
@@ -138,7 +177,10 @@ describe("egress: every IP literal goes through the guard before a socket exists
 
   test("a literal LAN or loopback address, in any spelling, still delivers", async () => {
     for (const host of ["127.0.0.1", "127.1", "2130706433", "0x7f000001", "0177.0.0.1"]) {
-      expect(await postJson(`http://${host}:${server.port}/ok`, "{}", {}, { ...opts, resolve: never }), host).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
+      expect(
+        await postJson(`http://${host}:${server.port}/ok`, "{}", {}, { ...opts, resolve: never }),
+        host,
+      ).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
     }
   });
 
@@ -146,12 +188,21 @@ describe("egress: every IP literal goes through the guard before a socket exists
     const v4 = await countingListener("127.0.0.1");
     const v6 = await countingListener("::1").catch(() => null);
     try {
-      for (const url of [`http://0.0.0.0:${v4.port}/`, `http://0:${v4.port}/`, `http://[::ffff:0.0.0.0]:${v4.port}/`, `http://[::]:${v4.port}/`, ...(v6 ? [`http://[::]:${v6.port}/`] : [])]) {
+      for (const url of [
+        `http://0.0.0.0:${v4.port}/`,
+        `http://0:${v4.port}/`,
+        `http://[::ffff:0.0.0.0]:${v4.port}/`,
+        `http://[::]:${v4.port}/`,
+        ...(v6 ? [`http://[::]:${v6.port}/`] : []),
+      ]) {
         const a = await postJson(url, "{}", {}, { ...opts, allowPublic: true, resolve: never });
         expect(a, url).toMatchObject({ ok: false, errorClass: "egress", remoteAddress: null });
       }
       // The control: the same receiver counts a connection made to it by its own address.
-      expect(await postJson(`http://127.0.0.1:${v4.port}/`, "{}", {}, opts)).toMatchObject({ ok: false, errorClass: "connect" });
+      expect(await postJson(`http://127.0.0.1:${v4.port}/`, "{}", {}, opts)).toMatchObject({
+        ok: false,
+        errorClass: "connect",
+      });
       expect(v4.connections()).toBe(1);
       expect(v6?.connections() ?? 0).toBe(0);
     } finally {
@@ -166,7 +217,10 @@ describe("egress: every IP literal goes through the guard before a socket exists
       calls++;
       return [{ address: "127.0.0.1", family: 4 }];
     };
-    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve })).toMatchObject({ ok: true, remoteAddress: "127.0.0.1" });
+    expect(await postJson(`http://crm.lan:${server.port}/ok`, "{}", {}, { ...opts, resolve })).toMatchObject({
+      ok: true,
+      remoteAddress: "127.0.0.1",
+    });
     expect(calls).toBe(1);
     expect(seen.at(-1)?.headers.host).toBe(`crm.lan:${server.port}`);
   });
@@ -203,8 +257,16 @@ describe("kept-alive connections", () => {
 
 describe("https endpoints", () => {
   test("an https endpoint through a kept-alive agent reaches the TLS handshake (an untrusted certificate is class tls, not a protocol error)", async () => {
-    const pems = await selfsigned.generate([{ name: "commonName", value: "crm.lan" }], { keySize: 2048, notAfterDate: new Date(Date.now() + 86_400_000) });
-    const tls = Bun.serve({ hostname: "127.0.0.1", port: 0, tls: { key: pems.private, cert: pems.cert }, fetch: () => new Response("ok") });
+    const pems = await selfsigned.generate([{ name: "commonName", value: "crm.lan" }], {
+      keySize: 2048,
+      notAfterDate: new Date(Date.now() + 86_400_000),
+    });
+    const tls = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { key: pems.private, cert: pems.cert },
+      fetch: () => new Response("ok"),
+    });
     const url = `https://127.0.0.1:${tls.port}/`;
     const agent = keepAliveAgent(url, { maxSockets: 1, idleMs: 1000 });
     try {

@@ -2,7 +2,16 @@ import { createHmac } from "node:crypto";
 import { Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
-import { checkAddress, classify, type Destination, EgressRefused, guardDestination, pinnedLookup, type Resolve, sameAddress } from "./egress.ts";
+import {
+  checkAddress,
+  classify,
+  type Destination,
+  EgressRefused,
+  guardDestination,
+  pinnedLookup,
+  type Resolve,
+  sameAddress,
+} from "./egress.ts";
 
 /**
  * One HTTP delivery attempt (docs/state-machines.md): POST a JSON body to an endpoint through the egress guard
@@ -51,7 +60,12 @@ export function keepAliveAgent(url: string, opts: { maxSockets: number; idleMs: 
 }
 
 /** Standard Webhooks headers for a delivery (docs/state-machines.md): the id stays the same across retries. */
-export function signStandardWebhook(secret: string, id: string, timestampSeconds: number, body: string): Record<string, string> {
+export function signStandardWebhook(
+  secret: string,
+  id: string,
+  timestampSeconds: number,
+  body: string,
+): Record<string, string> {
   const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret, "base64");
   const signature = createHmac("sha256", key).update(`${id}.${timestampSeconds}.${body}`).digest("base64");
   return { "webhook-id": id, "webhook-timestamp": String(timestampSeconds), "webhook-signature": `v1,${signature}` };
@@ -74,7 +88,12 @@ function classOf(e: NodeJS.ErrnoException): ErrorClass {
   return "connect";
 }
 
-export function postJson(url: string, body: string, headers: Record<string, string>, opts: PostOptions): Promise<Attempt> {
+export function postJson(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  opts: PostOptions,
+): Promise<Attempt> {
   const now = opts.now ?? Date.now;
   const started = performance.now();
   const cap = opts.excerptBytes ?? 1024;
@@ -88,14 +107,25 @@ export function postJson(url: string, body: string, headers: Record<string, stri
       clearTimeout(connecting);
       resolve({ ...a, latencyMs: Math.round((performance.now() - started) * 1000) / 1000, remoteAddress });
     };
-    const fail = (errorClass: ErrorClass, error: string) => done({ ok: false, status: null, excerpt: "", errorClass, error, retryAfterMs: null });
+    const fail = (errorClass: ErrorClass, error: string) =>
+      done({ ok: false, status: null, excerpt: "", errorClass, error, retryAfterMs: null });
 
     let target: URL;
     try {
       target = new URL(url);
-      if (target.protocol !== "http:" && target.protocol !== "https:") throw new Error(`${target.protocol} is not http or https`);
+      if (target.protocol !== "http:" && target.protocol !== "https:")
+        throw new Error(`${target.protocol} is not http or https`);
     } catch (e) {
-      return resolve({ ok: false, status: null, latencyMs: 0, excerpt: "", errorClass: "connect", error: `bad endpoint URL: ${(e as Error).message}`, retryAfterMs: null, remoteAddress: null });
+      return resolve({
+        ok: false,
+        status: null,
+        latencyMs: 0,
+        excerpt: "",
+        errorClass: "connect",
+        error: `bad endpoint URL: ${(e as Error).message}`,
+        retryAfterMs: null,
+        remoteAddress: null,
+      });
     }
     const total = setTimeout(() => {
       fail("timeout", `no complete answer within ${opts.timeoutMs} ms`);
@@ -124,7 +154,11 @@ export function postJson(url: string, body: string, headers: Record<string, stri
           try {
             if (remoteAddress) checkAddress(remoteAddress, { allowPublic: opts.allowPublic });
             if (fresh && remoteAddress && !sameAddress(remoteAddress, to.address)) {
-              throw new EgressRefused(remoteAddress, classify(remoteAddress), `connected to ${remoteAddress}, not to ${to.address} that the egress guard checked`);
+              throw new EgressRefused(
+                remoteAddress,
+                classify(remoteAddress),
+                `connected to ${remoteAddress}, not to ${to.address} that the egress guard checked`,
+              );
             }
           } catch (e) {
             fail("egress", (e as Error).message);

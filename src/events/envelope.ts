@@ -6,7 +6,14 @@ import { newId } from "../core/ids.ts";
  */
 export const ENVELOPE_VERSION = 1;
 
-export const EVENT_TYPES = ["email.received", "webhook.received", "sms.received", "voice.call.initiated", "voice.call.answered", "voice.call.hangup"] as const;
+export const EVENT_TYPES = [
+  "email.received",
+  "webhook.received",
+  "sms.received",
+  "voice.call.initiated",
+  "voice.call.answered",
+  "voice.call.hangup",
+] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 export const CHANNELS = ["email", "webhook", "sms", "voice"] as const;
 export type Channel = (typeof CHANNELS)[number];
@@ -39,9 +46,20 @@ export interface Span {
  * version, and a trace id from the id of what it came in as (a mail's `msg_…`, shared by the
  * events one message makes for several tenants), or from its own id.
  */
-export function newEnvelope(fields: Omit<Envelope, "id" | "version" | "received_at" | "trace_id" | "agent"> & { agent?: string | null }, at: number, traceOf?: string): Envelope {
+export function newEnvelope(
+  fields: Omit<Envelope, "id" | "version" | "received_at" | "trace_id" | "agent"> & { agent?: string | null },
+  at: number,
+  traceOf?: string,
+): Envelope {
   const id = newId("evt", at);
-  return { id, version: ENVELOPE_VERSION, agent: null, received_at: new Date(at).toISOString(), trace_id: `T-${(traceOf ?? id).slice(4)}`, ...fields };
+  return {
+    id,
+    version: ENVELOPE_VERSION,
+    agent: null,
+    received_at: new Date(at).toISOString(),
+    trace_id: `T-${(traceOf ?? id).slice(4)}`,
+    ...fields,
+  };
 }
 
 /**
@@ -49,11 +67,23 @@ export function newEnvelope(fields: Omit<Envelope, "id" | "version" | "received_
  * to the microsecond, a detail only when there is one.
  */
 export function spanOf(name: string, at: number, ms: number, outcome: Span["outcome"] = "ok", detail?: string): Span {
-  return { name, start: new Date(at).toISOString(), duration_ms: Math.round(ms * 1000) / 1000, outcome, ...(detail ? { detail } : {}) };
+  return {
+    name,
+    start: new Date(at).toISOString(),
+    duration_ms: Math.round(ms * 1000) / 1000,
+    outcome,
+    ...(detail ? { detail } : {}),
+  };
 }
 
 /** A span from `at` (the wall clock) and `t0` (performance.now() then) to now. */
-export const spanSince = (name: string, at: number, t0: number, outcome: Span["outcome"] = "ok", detail?: string): Span => spanOf(name, at, performance.now() - t0, outcome, detail);
+export const spanSince = (
+  name: string,
+  at: number,
+  t0: number,
+  outcome: Span["outcome"] = "ok",
+  detail?: string,
+): Span => spanOf(name, at, performance.now() - t0, outcome, detail);
 
 /**
  * One line that says what an event is, for people deciding about it (an approval) or scanning a
@@ -67,7 +97,11 @@ export function summarize(e: Pick<Envelope, "type" | "channel" | "source" | "dat
     const s = typeof v === "string" ? v.replace(/\s+/g, " ").trim() : "";
     return s.length > max ? `${s.slice(0, max - 1)}…` : s;
   };
-  const person = (v: unknown) => text(v && typeof v === "object" ? ((v as { address?: unknown }).address ?? (v as { name?: unknown }).name) : v, 60) || "?";
+  const person = (v: unknown) =>
+    text(
+      v && typeof v === "object" ? ((v as { address?: unknown }).address ?? (v as { name?: unknown }).name) : v,
+      60,
+    ) || "?";
   switch (e.channel) {
     case "email":
       return `mail from ${person(data.from)}: "${text(data.subject, 80)}"`;
@@ -77,7 +111,9 @@ export function summarize(e: Pick<Envelope, "type" | "channel" | "source" | "dat
       return `call from ${person(data.from)} (${e.type})`;
     default: {
       const json = (data.json ?? {}) as Record<string, unknown>;
-      const what = ["action", "type", "kind", "event"].map((k) => (typeof json[k] === "string" ? `${k} ${text(json[k], 40)}` : "")).find(Boolean);
+      const what = ["action", "type", "kind", "event"]
+        .map((k) => (typeof json[k] === "string" ? `${k} ${text(json[k], 40)}` : ""))
+        .find(Boolean);
       const binding = (e.source as { binding?: unknown })?.binding;
       return `webhook to binding ${text(binding, 63) || "?"}${what ? `: ${what}` : ""}`;
     }

@@ -37,9 +37,21 @@ export interface EventRouting {
  * `event.received` entry. Its trace: `trace`, the route span when routed, then `after` (the
  * commit's own span: routing was decided before it).
  */
-export function insertEventTx(storage: SqliteStorage, tx: SqliteTx, envelope: Envelope, trace: readonly Span[], plan: RoutingPlan | null, after: readonly Span[] = []): { id: string; created: boolean } {
+export function insertEventTx(
+  storage: SqliteStorage,
+  tx: SqliteTx,
+  envelope: Envelope,
+  trace: readonly Span[],
+  plan: RoutingPlan | null,
+  after: readonly Span[] = [],
+): { id: string; created: boolean } {
   const routed = plan?.routingTx(tx, envelope.id) ?? null;
-  const r = storage.events.insertTx(tx, envelope, routed ? [...trace, routed.span, ...after] : [...trace, ...after], routed?.routing ?? null);
+  const r = storage.events.insertTx(
+    tx,
+    envelope,
+    routed ? [...trace, routed.span, ...after] : [...trace, ...after],
+    routed?.routing ?? null,
+  );
   if (!r.created) return r;
   if (routed) plan!.writeTx(tx, envelope.id);
   else tx.emit({ topic: EVENT_RECEIVED, tenant: envelope.tenant, payload: { id: r.id } });
@@ -50,7 +62,11 @@ export function insertEventTx(storage: SqliteStorage, tx: SqliteTx, envelope: En
  * Run `commit` with a routing plan for `envelopes` (null when there is no router, or planning
  * failed: the outbox routes those), and tell the plan how the commit went.
  */
-export async function commitRouted<T>(routing: EventRouting | undefined, envelopes: readonly Envelope[], commit: (plan: RoutingPlan | null) => Promise<T>): Promise<T> {
+export async function commitRouted<T>(
+  routing: EventRouting | undefined,
+  envelopes: readonly Envelope[],
+  commit: (plan: RoutingPlan | null) => Promise<T>,
+): Promise<T> {
   let plan: RoutingPlan | null = null;
   if (routing && envelopes.length) {
     try {

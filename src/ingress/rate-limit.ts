@@ -60,6 +60,7 @@ export class RateLimiter {
 
   private prune(): void {
     const now = this.now();
-    for (const [key, b] of this.buckets) if (b.tokens + (now - b.at) * this.perMs >= this.burst) this.buckets.delete(key);
+    for (const [key, b] of this.buckets)
+      if (b.tokens + (now - b.at) * this.perMs >= this.burst) this.buckets.delete(key);
   }
 }

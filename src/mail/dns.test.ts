@@ -77,9 +77,13 @@ describe("errors carry the codes mailauth maps", () => {
 
   test("a server that never answers is ETIMEOUT after timeoutMs; the next server is tried", async () => {
     const started = performance.now();
-    expect(await failure(createDnsResolver({ servers: [silent], timeoutMs: 200 })("example.test", "TXT"))).toBe("ETIMEOUT");
+    expect(await failure(createDnsResolver({ servers: [silent], timeoutMs: 200 })("example.test", "TXT"))).toBe(
+      "ETIMEOUT",
+    );
     expect(performance.now() - started).toBeLessThan(1000);
-    expect(await createDnsResolver({ servers: [silent, ...server.servers], timeoutMs: 200 })("example.test", "A")).toEqual(["192.0.2.1"]);
+    expect(
+      await createDnsResolver({ servers: [silent, ...server.servers], timeoutMs: 200 })("example.test", "A"),
+    ).toEqual(["192.0.2.1"]);
   });
 
   test("a port nobody listens on is ECONNREFUSED at once", async () => {
@@ -88,7 +92,9 @@ describe("errors carry the codes mailauth maps", () => {
     const port = closed.address().port;
     closed.close();
     const started = performance.now();
-    expect(await failure(createDnsResolver({ servers: [`127.0.0.1:${port}`], timeoutMs: 2000 })("example.test", "TXT"))).toBe("ECONNREFUSED");
+    expect(
+      await failure(createDnsResolver({ servers: [`127.0.0.1:${port}`], timeoutMs: 2000 })("example.test", "TXT")),
+    ).toBe("ECONNREFUSED");
     expect(performance.now() - started).toBeLessThan(1000);
   });
 
@@ -102,7 +108,9 @@ describe("errors carry the codes mailauth maps", () => {
 
   test("a DNS server must be an address", () => {
     expect(() => createDnsResolver({ servers: ["dns.example.test"] })).toThrow("not an IP address");
-    expect(() => createDnsResolver({ servers: ["[2001:db8::53]:5353", "2001:db8::53", "192.0.2.53:53"] })).not.toThrow();
+    expect(() =>
+      createDnsResolver({ servers: ["[2001:db8::53]:5353", "2001:db8::53", "192.0.2.53:53"] }),
+    ).not.toThrow();
   });
 });
 

@@ -26,7 +26,16 @@ export interface DnsResolverOptions {
 export type DnsResolver = (name: string, rrtype: string) => Promise<unknown>;
 
 /** Codes as node:dns reports them, which is what mailauth maps: ENOTFOUND/ENODATA are "no record", the rest are temporary. */
-type DnsErrorCode = "ENOTFOUND" | "ENODATA" | "EBADNAME" | "ETIMEOUT" | "ESERVFAIL" | "EREFUSED" | "ECONNREFUSED" | "EBADRESP" | "ENOTIMP";
+type DnsErrorCode =
+  | "ENOTFOUND"
+  | "ENODATA"
+  | "EBADNAME"
+  | "ETIMEOUT"
+  | "ESERVFAIL"
+  | "EREFUSED"
+  | "ECONNREFUSED"
+  | "EBADRESP"
+  | "ENOTIMP";
 
 class DnsError extends Error {
   override readonly name = "DnsError";
@@ -93,7 +102,10 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
       if (!pending) {
         pending = lookup(servers, qname, rrtype, type, timeoutMs).finally(() => inFlight.delete(key));
         inFlight.set(key, pending);
-        void pending.then((a) => remember(key, a), () => {});
+        void pending.then(
+          (a) => remember(key, a),
+          () => {},
+        );
       }
       answer = await pending;
     }
@@ -107,15 +119,26 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
 function parseServer(spec: string): Server {
   const bracketed = /^\[(.+)\](?::(\d+))?$/.exec(spec);
   const plain = /^([^:]+)(?::(\d+))?$/.exec(spec);
-  const [host, port] = bracketed ? [bracketed[1]!, bracketed[2]] : isIP(spec) === 6 ? [spec, undefined] : [plain?.[1] ?? "", plain?.[2]];
+  const [host, port] = bracketed
+    ? [bracketed[1]!, bracketed[2]]
+    : isIP(spec) === 6
+      ? [spec, undefined]
+      : [plain?.[1] ?? "", plain?.[2]];
   const family = isIP(host);
   const portNumber = Number(port ?? 53);
-  if (family === 0 || !(portNumber >= 1 && portNumber <= 65535)) throw new Error(`DNS server "${spec}" is not an IP address with an optional port`);
+  if (family === 0 || !(portNumber >= 1 && portNumber <= 65535))
+    throw new Error(`DNS server "${spec}" is not an IP address with an optional port`);
   return { host, port: portNumber, family: family as 4 | 6 };
 }
 
 /** Ask each server in turn until one gives a definite answer: records, NXDOMAIN or NODATA. */
-async function lookup(servers: Server[], qname: string, rrtype: string, type: number, timeoutMs: number): Promise<Answer> {
+async function lookup(
+  servers: Server[],
+  qname: string,
+  rrtype: string,
+  type: number,
+  timeoutMs: number,
+): Promise<Answer> {
   const query = encodeQuery(qname, rrtype, type);
   const id = query.readUInt16BE(0);
   const replyTo = (raw: Buffer): Message | null => {
@@ -135,7 +158,8 @@ async function lookup(servers: Server[], qname: string, rrtype: string, type: nu
       return toAnswer(message, qname, type, rrtype);
     } catch (err) {
       // Not a DnsError: a record that would not decode (a Buffer read past its end). The server is at fault.
-      lastError = err instanceof DnsError ? new DnsError(err.code, qname, rrtype) : new DnsError("EBADRESP", qname, rrtype);
+      lastError =
+        err instanceof DnsError ? new DnsError(err.code, qname, rrtype) : new DnsError("EBADRESP", qname, rrtype);
     }
   }
   throw lastError;
@@ -168,7 +192,8 @@ function encodeQuery(qname: string, rrtype: string, type: number): Buffer {
   let nameLength = 1;
   for (const label of labels) {
     // Names reach us as A-labels (mailauth converts U-labels, RFC 8616): anything else is not a DNS name.
-    if (label.length === 0 || label.length > 63 || /[^\x00-\x7f]/.test(label)) throw new DnsError("EBADNAME", qname, rrtype);
+    if (label.length === 0 || label.length > 63 || /[^\x00-\x7f]/.test(label))
+      throw new DnsError("EBADNAME", qname, rrtype);
     nameLength += label.length + 1;
   }
   if (nameLength > 255) throw new DnsError("EBADNAME", qname, rrtype);
@@ -213,12 +238,26 @@ function decodeMessage(raw: Buffer): Message {
   };
   const answers = section(raw.readUInt16BE(6));
   const authority = section(raw.readUInt16BE(8));
-  return { raw, id: raw.readUInt16BE(0), isResponse: (flags & 0x8000) !== 0, truncated: (flags & 0x0200) !== 0, rcode: flags & 0x0f, question, answers, authority };
+  return {
+    raw,
+    id: raw.readUInt16BE(0),
+    isResponse: (flags & 0x8000) !== 0,
+    truncated: (flags & 0x0200) !== 0,
+    rcode: flags & 0x0f,
+    question,
+    answers,
+    authority,
+  };
 }
 
 /** A reply counts only if it answers our question: same id, same name and type (RFC 5452 section 9.1). */
 function isReplyTo(message: Message, id: number, qname: string, type: number): boolean {
-  return message.isResponse && message.id === id && message.question?.type === type && message.question.name.toLowerCase() === qname;
+  return (
+    message.isResponse &&
+    message.id === id &&
+    message.question?.type === type &&
+    message.question.name.toLowerCase() === qname
+  );
 }
 
 /** A possibly compressed name (section 4.1.4); `end` is where the field ends, not where a pointer led. */
@@ -350,7 +389,9 @@ function exchange(
       let received = Buffer.alloc(0);
       socket.on("error", () => finish("ECONNREFUSED"));
       socket.on("close", () => finish(null));
-      socket.on("connect", () => socket.write(Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query])));
+      socket.on("connect", () =>
+        socket.write(Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query])),
+      );
       socket.on("data", (chunk: Buffer) => {
         received = Buffer.concat([received, chunk]);
         const length = received.length >= 2 ? received.readUInt16BE(0) : Infinity;

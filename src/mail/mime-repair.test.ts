@@ -7,9 +7,13 @@ const MULTIPART = 'Content-Type: multipart/mixed; boundary="b"\r\n\r\n';
 
 describe("repairDelimiters", () => {
   test("only the padding after a declared boundary goes; every other byte, line ending included, stays", () => {
-    const raw = bytes(`${MULTIPART}--b \t\r\nContent-Type: text/plain\r\n\r\ntext --b  \r\n--b\n\nx\n--bb \r\n--b-- \r\nepilogue --b \r\n`);
+    const raw = bytes(
+      `${MULTIPART}--b \t\r\nContent-Type: text/plain\r\n\r\ntext --b  \r\n--b\n\nx\n--bb \r\n--b-- \r\nepilogue --b \r\n`,
+    );
     const { bytes: out, repaired, unmatched } = repairDelimiters(raw);
-    expect(text(out)).toBe(`${MULTIPART}--b\r\nContent-Type: text/plain\r\n\r\ntext --b  \r\n--b\n\nx\n--bb \r\n--b--\r\nepilogue --b \r\n`);
+    expect(text(out)).toBe(
+      `${MULTIPART}--b\r\nContent-Type: text/plain\r\n\r\ntext --b  \r\n--b\n\nx\n--bb \r\n--b--\r\nepilogue --b \r\n`,
+    );
     expect(repaired).toBe(2);
     expect(unmatched).toEqual([]);
   });
@@ -22,7 +26,9 @@ describe("repairDelimiters", () => {
   test("a boundary is declared only by a Content-Type of a header block: not by one quoted in a body or inside an attached message", () => {
     const quoted = bytes('Content-Type: text/plain\r\n\r\nContent-Type: multipart/mixed; boundary="q"\r\n\r\n--q \r\n');
     expect(repairDelimiters(quoted)).toEqual({ bytes: quoted, repaired: 0, unmatched: [] });
-    const attached = bytes(`${MULTIPART}--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary="inner"\r\n\r\n--inner \r\nx\r\n--inner-- \r\n--b--\r\n`);
+    const attached = bytes(
+      `${MULTIPART}--b\r\nContent-Type: message/rfc822\r\n\r\nContent-Type: multipart/mixed; boundary="inner"\r\n\r\n--inner \r\nx\r\n--inner-- \r\n--b--\r\n`,
+    );
     expect(repairDelimiters(attached).repaired).toBe(0);
   });
 
@@ -48,7 +54,9 @@ describe("repairDelimiters", () => {
   test("boundaries: quoted with escapes, bare, folded onto the next line, or absent", () => {
     expect(multipartBoundary(' multipart/mixed; boundary="a\\"b c"')).toBe('a"b c');
     expect(multipartBoundary("Multipart/Alternative;boundary=xyz;charset=x")).toBe("xyz");
-    expect(repairDelimiters(bytes('Content-Type: multipart/mixed;\r\n\tboundary="f"\r\n\r\n--f \r\n\r\n--f--\r\n')).repaired).toBe(1);
+    expect(
+      repairDelimiters(bytes('Content-Type: multipart/mixed;\r\n\tboundary="f"\r\n\r\n--f \r\n\r\n--f--\r\n')).repaired,
+    ).toBe(1);
     expect(multipartBoundary("text/plain; boundary=x")).toBeNull();
     expect(multipartBoundary("multipart/mixed")).toBeNull();
   });
@@ -58,9 +66,16 @@ describe("decodeFieldBytes", () => {
   test("ASCII and valid UTF-8 as they are; mixed as UTF-8 with U+FFFD; no UTF-8 at all as latin1; each degraded read warned", () => {
     const warnings: string[] = [];
     expect(decodeFieldBytes("Content-Type: text/plain", warnings)).toBe("Content-Type: text/plain");
-    expect(decodeFieldBytes(text(Buffer.from('Content-Type: x; name="Отчёт\ufffd"')), warnings)).toBe('Content-Type: x; name="Отчёт\ufffd"');
+    expect(decodeFieldBytes(text(Buffer.from('Content-Type: x; name="Отчёт\ufffd"')), warnings)).toBe(
+      'Content-Type: x; name="Отчёт\ufffd"',
+    );
     expect(warnings).toEqual([]);
-    expect(decodeFieldBytes(text(Buffer.concat([Buffer.from('Content-Disposition: a; filename="Отчёт'), Buffer.from([0xd1, 0x22])])), warnings)).toBe('Content-Disposition: a; filename="Отчёт\ufffd"');
+    expect(
+      decodeFieldBytes(
+        text(Buffer.concat([Buffer.from('Content-Disposition: a; filename="Отчёт'), Buffer.from([0xd1, 0x22])])),
+        warnings,
+      ),
+    ).toBe('Content-Disposition: a; filename="Отчёт\ufffd"');
     expect(decodeFieldBytes("Content-Type: x; name=ci\xeble", warnings)).toBe("Content-Type: x; name=ci\xeble");
     expect(warnings).toEqual([
       "MIME part header content-disposition is UTF-8 with bytes that are not: those read as U+FFFD",

@@ -106,7 +106,8 @@ export function repairDelimiters(raw: Uint8Array): DelimiterRepair {
     // A Content-Type field and its folded continuation lines (RFC 5322 §2.2.3).
     if (field !== null) {
       if (first === 0x20 || first === 0x09) {
-        if (field.length < MAX_FIELD) field += bytes.toString("latin1", pos, Math.min(end, pos + MAX_FIELD - field.length));
+        if (field.length < MAX_FIELD)
+          field += bytes.toString("latin1", pos, Math.min(end, pos + MAX_FIELD - field.length));
         pos = next;
         continue;
       }
@@ -115,13 +116,21 @@ export function repairDelimiters(raw: Uint8Array): DelimiterRepair {
     }
     if (inHeader && end === pos) {
       inHeader = false;
-    } else if (inHeader && (first === 0x43 || first === 0x63) && end - pos > CONTENT_TYPE.length && bytes.toString("latin1", pos, pos + CONTENT_TYPE.length).toLowerCase() === CONTENT_TYPE) {
+    } else if (
+      inHeader &&
+      (first === 0x43 || first === 0x63) &&
+      end - pos > CONTENT_TYPE.length &&
+      bytes.toString("latin1", pos, pos + CONTENT_TYPE.length).toLowerCase() === CONTENT_TYPE
+    ) {
       field = bytes.toString("latin1", pos + CONTENT_TYPE.length, Math.min(end, pos + MAX_FIELD));
     } else if (first === DASH && bytes[pos + 1] === DASH && declared.size > 0 && end - pos <= MAX_DELIMITER_LINE) {
       let trimmed = end;
       while (trimmed > pos + 2 && (bytes[trimmed - 1] === 0x20 || bytes[trimmed - 1] === 0x09)) trimmed--;
       const core = trimmed - pos - 2;
-      const boundary = lengths.has(core) || lengths.has(core - 2) || padded.length > 0 ? delimiterOf(bytes.toString("latin1", pos + 2, end), declared, padded) : null;
+      const boundary =
+        lengths.has(core) || lengths.has(core - 2) || padded.length > 0
+          ? delimiterOf(bytes.toString("latin1", pos + 2, end), declared, padded)
+          : null;
       if (boundary !== null) {
         declared.set(boundary.value, true);
         delimiters++;
@@ -153,10 +162,15 @@ export function repairDelimiters(raw: Uint8Array): DelimiterRepair {
  * The declared boundary a line (without its leading `--` and its line ending) delimits, and how
  * many of its characters are the delimiter proper (`boundary` or `boundary--`); null if none.
  */
-function delimiterOf(line: string, declared: Map<string, boolean>, padded: string[]): { value: string; length: number } | null {
+function delimiterOf(
+  line: string,
+  declared: Map<string, boolean>,
+  padded: string[],
+): { value: string; length: number } | null {
   const trimmed = line.replace(/[ \t]+$/, "");
   if (declared.has(trimmed)) return { value: trimmed, length: trimmed.length };
-  if (trimmed.endsWith("--") && declared.has(trimmed.slice(0, -2))) return { value: trimmed.slice(0, -2), length: trimmed.length };
+  if (trimmed.endsWith("--") && declared.has(trimmed.slice(0, -2)))
+    return { value: trimmed.slice(0, -2), length: trimmed.length };
   for (const b of padded) {
     if (!line.startsWith(b)) continue;
     const rest = line.slice(b.length);
@@ -198,7 +212,11 @@ export function decodeFieldBytes(field: string, warnings: string[]): string {
   } catch {
     // not all of it is UTF-8
   }
-  const name = field.slice(0, Math.max(0, field.indexOf(":"))).trim().toLowerCase() || "field";
+  const name =
+    field
+      .slice(0, Math.max(0, field.indexOf(":")))
+      .trim()
+      .toLowerCase() || "field";
   const lenient = lenientUtf8.decode(bytes);
   if (/[\u0080-\ufffc\ufffe-\u{10ffff}]/u.test(lenient)) {
     warn(warnings, `MIME part header ${name} is UTF-8 with bytes that are not: those read as U+FFFD`);
@@ -207,4 +225,3 @@ export function decodeFieldBytes(field: string, warnings: string[]): string {
   warn(warnings, `MIME part header ${name} has 8-bit bytes that are not UTF-8: decoded as latin1`);
   return field;
 }
-

@@ -12,8 +12,16 @@ import { sanitizeHtml } from "./sanitize.ts";
 async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody> {
   const warnings: string[] = [];
   const { bytes, repaired, unmatched } = repairDelimiters(raw);
-  if (repaired > 0) warn(warnings, `${repaired} MIME delimiter line${repaired === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${repaired === 1 ? "" : "s"} (RFC 2046 §5.1.1)`);
-  for (const boundary of unmatched) warn(warnings, `multipart boundary ${JSON.stringify(boundary.slice(0, 80))} never appears on a delimiter line: that multipart is read without its parts`);
+  if (repaired > 0)
+    warn(
+      warnings,
+      `${repaired} MIME delimiter line${repaired === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${repaired === 1 ? "" : "s"} (RFC 2046 §5.1.1)`,
+    );
+  for (const boundary of unmatched)
+    warn(
+      warnings,
+      `multipart boundary ${JSON.stringify(boundary.slice(0, 80))} never appears on a delimiter line: that multipart is read without its parts`,
+    );
   headerWarnings = warnings;
   const mail = await simpleParser(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), {
     keepCidLinks: true,
@@ -36,7 +44,10 @@ async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody
       content_type: a.contentType,
       content_id: a.cid ?? null,
       // An image the HTML shows (multipart/related) without a disposition of its own is inline.
-      disposition: a.contentDisposition?.toLowerCase() === "inline" || (!a.contentDisposition && a.related) ? "inline" : "attachment",
+      disposition:
+        a.contentDisposition?.toLowerCase() === "inline" || (!a.contentDisposition && a.related)
+          ? "inline"
+          : "attachment",
       content: a.content,
     })),
     warnings,

@@ -93,7 +93,10 @@ export async function parseMail(raw: Uint8Array, opts: ParseOptions): Promise<Pa
   const fields = readFields(raw, warnings);
   let body: ParsedBody;
   try {
-    body = await bodyParser.parse({ raw, maxTextBytes: opts.maxTextBytes ?? DEFAULT_MAX_TEXT_BYTES }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    body = await bodyParser.parse(
+      { raw, maxTextBytes: opts.maxTextBytes ?? DEFAULT_MAX_TEXT_BYTES },
+      opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    );
   } catch (e) {
     warn(warnings, `parser failed: ${(e as Error).message}; headers only`);
     body = { text: "", html: null, attachments: [], warnings: [] };
@@ -104,7 +107,8 @@ export async function parseMail(raw: Uint8Array, opts: ParseOptions): Promise<Pa
   for (const { content, ...ref } of body.attachments) attachments.push({ ...ref, ...(await opts.blobs.put(content)) });
 
   const one = (name: string) => fields.find((f) => f.name === name)?.value;
-  const all = (name: string) => fields.filter((f) => f.name === name).flatMap((f) => addresses(name, f.value, warnings));
+  const all = (name: string) =>
+    fields.filter((f) => f.name === name).flatMap((f) => addresses(name, f.value, warnings));
   const subject = one("subject");
   return {
     message_id: messageIds(one("message-id"))[0] ?? null,
@@ -174,12 +178,21 @@ function readFields(raw: Uint8Array, warnings: string[]): Field[] {
     if (colon < 0) break;
     const name = line.slice(0, colon).trimEnd();
     const value = line.slice(colon + 1, colon + 1 + MAX_HEADER_BYTES);
-    if (FIELD_NAME.test(name)) fields.push({ name: name.toLowerCase(), lines: [value], length: value.length, cut: value.length < line.length - colon - 1 });
+    if (FIELD_NAME.test(name))
+      fields.push({
+        name: name.toLowerCase(),
+        lines: [value],
+        length: value.length,
+        cut: value.length < line.length - colon - 1,
+      });
   }
   return fields.map(({ name, lines, cut }) => {
     if (cut) warn(warnings, `header ${name} longer than 64 KiB: read in part`);
     // A fold and the whitespace around it read as one space, as mail readers show them.
-    const unfolded = lines.map((l) => l.trim()).filter((l) => l !== "").join(" ");
+    const unfolded = lines
+      .map((l) => l.trim())
+      .filter((l) => l !== "")
+      .join(" ");
     return { name, value: decode8bit(name, unfolded, warnings) };
   });
 }
@@ -216,7 +229,8 @@ function headerList(fields: Field[], warnings: string[]): [string, string][] {
       break;
     }
   }
-  if (cut) warn(warnings, `headers cut to ${list.length} of ${fields.length} (at most ${MAX_HEADERS} headers, 64 KiB in all)`);
+  if (cut)
+    warn(warnings, `headers cut to ${list.length} of ${fields.length} (at most ${MAX_HEADERS} headers, 64 KiB in all)`);
   return list;
 }
 
@@ -232,7 +246,10 @@ function addresses(field: string, value: string | undefined, warnings: string[])
     return [];
   }
   return parsed
-    .map(({ name, address }) => ({ name: decodeWords(name ?? "", warnings).trim() || null, address: address?.trim() || null }))
+    .map(({ name, address }) => ({
+      name: decodeWords(name ?? "", warnings).trim() || null,
+      address: address?.trim() || null,
+    }))
     .filter((a) => a.name !== null || a.address !== null);
 }
 
@@ -289,7 +306,10 @@ function decodeWords(value: string, warnings: string[]): string {
 
 /** RFC 2047 §4.2: "_" is a space, "=XX" a byte. */
 function decodeQ(text: string): Buffer {
-  return Buffer.from(text.replace(/_/g, " ").replace(/=([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), "latin1");
+  return Buffer.from(
+    text.replace(/_/g, " ").replace(/=([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+    "latin1",
+  );
 }
 
 const WINDOWS_CODE_PAGE = /^(?:x-)?(?:cp|win|windows)[-_]?(\d{3,4})$/i;
@@ -348,7 +368,9 @@ export type BodyReply = WorkerReply<ParsedBody>;
  * reports the entry point's path instead, and the worker is a second entry point (scripts/build.sh
  * must list it) that resolves from the bundle root, src/.
  */
-const WORKER_URL = import.meta.path.endsWith("parse.ts") ? new URL("./parse-worker.ts", import.meta.url).href : "./mail/parse-worker.ts";
+const WORKER_URL = import.meta.path.endsWith("parse.ts")
+  ? new URL("./parse-worker.ts", import.meta.url).href
+  : "./mail/parse-worker.ts";
 
 /** One worker, one message at a time; replaced after a crash, an exit or a timeout (src/core/worker-queue.ts). */
 export class BodyParser {
@@ -366,7 +388,10 @@ export class BodyParser {
   parse(request: BodyRequest, timeoutMs: number): Promise<ParsedBody> {
     // A view is cloned with all of its underlying buffer: send the message's bytes only.
     const { raw, maxTextBytes } = request;
-    return this.worker.run({ raw: raw.byteLength === raw.buffer.byteLength ? raw : raw.slice(), maxTextBytes }, timeoutMs);
+    return this.worker.run(
+      { raw: raw.byteLength === raw.buffer.byteLength ? raw : raw.slice(), maxTextBytes },
+      timeoutMs,
+    );
   }
 }
 
@@ -377,5 +402,6 @@ export class BodyParser {
  */
 const parsers = Array.from({ length: Math.max(1, Math.min(4, availableParallelism())) }, () => new BodyParser());
 const bodyParser = {
-  parse: (request: BodyRequest, timeoutMs: number) => parsers.reduce((a, b) => (b.load < a.load ? b : a)).parse(request, timeoutMs),
+  parse: (request: BodyRequest, timeoutMs: number) =>
+    parsers.reduce((a, b) => (b.load < a.load ? b : a)).parse(request, timeoutMs),
 };

@@ -33,7 +33,12 @@ export interface MailProcessorDeps {
   mta?: string;
 }
 
-async function timed<T>(metrics: Metrics, stage: string, work: () => Promise<T>, outcomeOf: (v: T) => string): Promise<{ value: T; span: Span }> {
+async function timed<T>(
+  metrics: Metrics,
+  stage: string,
+  work: () => Promise<T>,
+  outcomeOf: (v: T) => string,
+): Promise<{ value: T; span: Span }> {
   const start = Date.now();
   const t0 = performance.now();
   const value = await work();
@@ -41,7 +46,16 @@ async function timed<T>(metrics: Metrics, stage: string, work: () => Promise<T>,
   const outcome = outcomeOf(value);
   metrics.smtpStages.inc({ stage, outcome });
   metrics.smtpStageSeconds.observe({ stage }, ms / 1000);
-  return { value, span: spanOf(stage === "parse" ? "mime.parse" : "sender.auth", start, ms, outcome === "ok" ? "ok" : "error", outcome === "ok" ? undefined : outcome) };
+  return {
+    value,
+    span: spanOf(
+      stage === "parse" ? "mime.parse" : "sender.auth",
+      start,
+      ms,
+      outcome === "ok" ? "ok" : "error",
+      outcome === "ok" ? undefined : outcome,
+    ),
+  };
 }
 
 export function mailProcessor(deps: MailProcessorDeps): JobHandler {
@@ -51,19 +65,30 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
     const row = deps.storage.mail.get(id);
     if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
-    if (row.state !== "queued") return;  // done by an earlier run whose ack was lost
+    if (row.state !== "queued") return; // done by an earlier run whose ack was lost
     const raw = deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
     if (!raw) {
-      await deps.storage.committer.run((tx) => deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }));
+      await deps.storage.committer.run((tx) =>
+        deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }),
+      );
       throw new PermanentJobError(`message ${id}: spool segment ${row.spoolSegment} is gone`);
     }
 
     const [parsed, auth, digest] = await Promise.all([
-      timed(deps.metrics, "parse", () => parseMail(raw, { blobs: deps.blobs }), (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok")),
+      timed(
+        deps.metrics,
+        "parse",
+        () => parseMail(raw, { blobs: deps.blobs }),
+        (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok"),
+      ),
       timed(
         deps.metrics,
         "auth",
-        () => verifySender({ raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta }, { resolver: deps.resolver }),
+        () =>
+          verifySender(
+            { raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta },
+            { resolver: deps.resolver },
+          ),
         (a) => (a.spf === "temperror" || a.dkim === "temperror" || a.dmarc === "temperror" ? "temperror" : "ok"),
       ),
       rawDigest(raw),
@@ -71,7 +96,13 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
 
     const normalizeStarted = performance.now();
     const envelopes = normalize(row, parsed.value, auth.value, digest);
-    const normalizeSpan: Span = spanOf("normalize", Date.now(), performance.now() - normalizeStarted, "ok", `${envelopes.length} event(s)`);
+    const normalizeSpan: Span = spanOf(
+      "normalize",
+      Date.now(),
+      performance.now() - normalizeStarted,
+      "ok",
+      `${envelopes.length} event(s)`,
+    );
     deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
     const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];
@@ -113,9 +144,15 @@ export async function rawDigest(raw: Uint8Array): Promise<string> {
  * second message that reuses one, and the recipients a client sends again in a new transaction
  * after `452 4.5.3`, are other envelopes and get their own events. 69 characters.
  */
-export function mailIdempotencyKey(digest: string, mailFrom: string, recipients: readonly { address: string }[]): string {
+export function mailIdempotencyKey(
+  digest: string,
+  mailFrom: string,
+  recipients: readonly { address: string }[],
+): string {
   const rcpts = [...new Set(recipients.map((r) => r.address.toLowerCase()))].sort();
-  return `mail:${createHash("sha256").update(JSON.stringify([digest, mailFrom, rcpts])).digest("hex")}`;
+  return `mail:${createHash("sha256")
+    .update(JSON.stringify([digest, mailFrom, rcpts]))
+    .digest("hex")}`;
 }
 
 /**
@@ -133,43 +170,47 @@ export function normalize(row: MailRow, mail: ParsedMail, auth: SenderAuthResult
   }
   return [...byTenant.entries()].map(([tenant, rcpts]) => {
     const first = rcpts[0]!;
-    return newEnvelope({
-      type: "email.received",
-      tenant,
-      agent: first.agent,
-      channel: "email",
-      source: {
-        binding: first.binding,
-        remote_ip: row.remoteIp,
-        helo: row.helo,
-        queue_id: row.id,
-        mail_from: row.mailFrom,
-        rcpt_to: rcpts.map((r) => r.address),
-        tls: row.tls,
+    return newEnvelope(
+      {
+        type: "email.received",
+        tenant,
+        agent: first.agent,
+        channel: "email",
+        source: {
+          binding: first.binding,
+          remote_ip: row.remoteIp,
+          helo: row.helo,
+          queue_id: row.id,
+          mail_from: row.mailFrom,
+          rcpt_to: rcpts.map((r) => r.address),
+          tls: row.tls,
+        },
+        idempotency_key: mailIdempotencyKey(digest, row.mailFrom, rcpts),
+        data: {
+          from: mail.from,
+          sender: mail.sender,
+          reply_to: mail.reply_to,
+          to: mail.to,
+          cc: mail.cc,
+          subject: mail.subject,
+          date: mail.date,
+          message_id: mail.message_id,
+          in_reply_to: mail.in_reply_to,
+          references: mail.references,
+          agents: [...new Set(rcpts.map((r) => r.agent))],
+          tags: [...new Set(rcpts.flatMap((r) => (r.tag ? [r.tag] : [])))],
+          text: mail.text,
+          html: mail.html,
+          attachments: mail.attachments,
+          headers: mail.headers,
+          size: row.size,
+          auth: { spf: auth.spf, dkim: auth.dkim, dmarc: auth.dmarc, arc: auth.arc },
+          auth_details: auth.details,
+          parse_warnings: mail.parse_warnings,
+        },
       },
-      idempotency_key: mailIdempotencyKey(digest, row.mailFrom, rcpts),
-      data: {
-        from: mail.from,
-        sender: mail.sender,
-        reply_to: mail.reply_to,
-        to: mail.to,
-        cc: mail.cc,
-        subject: mail.subject,
-        date: mail.date,
-        message_id: mail.message_id,
-        in_reply_to: mail.in_reply_to,
-        references: mail.references,
-        agents: [...new Set(rcpts.map((r) => r.agent))],
-        tags: [...new Set(rcpts.flatMap((r) => (r.tag ? [r.tag] : [])))],
-        text: mail.text,
-        html: mail.html,
-        attachments: mail.attachments,
-        headers: mail.headers,
-        size: row.size,
-        auth: { spf: auth.spf, dkim: auth.dkim, dmarc: auth.dmarc, arc: auth.arc },
-        auth_details: auth.details,
-        parse_warnings: mail.parse_warnings,
-      },
-    }, row.receivedAt, row.id);
+      row.receivedAt,
+      row.id,
+    );
   });
 }

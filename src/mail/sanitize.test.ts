@@ -11,10 +11,14 @@ import { simpleParser } from "mailparser";
 import { sanitizeHtml } from "./sanitize.ts";
 
 const ELEMENTS = new Set(
-  "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var wbr".split(" "),
+  "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var wbr".split(
+    " ",
+  ),
 );
 const ATTRIBUTES = new Set(
-  "href src alt title width height style dir lang align rel target colspan rowspan valign bgcolor nowrap border cellpadding cellspacing summary span color face size start type value".split(" "),
+  "href src alt title width height style dir lang align rel target colspan rowspan valign bgcolor nowrap border cellpadding cellspacing summary span color face size start type value".split(
+    " ",
+  ),
 );
 
 /** Every way the output could still run code or fetch something by itself; empty when it holds. */
@@ -28,11 +32,14 @@ function violations(html: string): string[] {
         for (const [name, value] of el.attributes) {
           if (!ATTRIBUTES.has(name)) found.push(`${tag} ${name}=${value}`);
           if (name === "href" && !/^(https?:\/\/|mailto:)/i.test(value)) found.push(`${tag} href=${value}`);
-          if (name === "src" && !/^(cid:|data:image\/(png|gif|jpe?g|webp)[;,])/i.test(value)) found.push(`${tag} src=${value}`);
+          if (name === "src" && !/^(cid:|data:image\/(png|gif|jpe?g|webp)[;,])/i.test(value))
+            found.push(`${tag} src=${value}`);
           const css = value.replace(/(rgba?|hsla?)\([\d\s.,%/]*\)/gi, "");
-          if (name === "style" && /url|expression|\\|@import|javascript|behavior|binding|[()]/i.test(css)) found.push(`${tag} style=${value}`);
+          if (name === "style" && /url|expression|\\|@import|javascript|behavior|binding|[()]/i.test(css))
+            found.push(`${tag} style=${value}`);
         }
-        if (tag === "a" && (el.getAttribute("rel") !== "noopener noreferrer" || el.getAttribute("target") !== "_blank")) found.push("a without rel/target");
+        if (tag === "a" && (el.getAttribute("rel") !== "noopener noreferrer" || el.getAttribute("target") !== "_blank"))
+          found.push("a without rel/target");
       },
     })
     .onDocument({
@@ -61,7 +68,7 @@ const PAYLOADS = [
   `<IMG SRC="jav&#x0A;ascript:alert('XSS');">`,
   `<IMG SRC=" &#14;  javascript:alert('XSS');">`,
   `<SCRIPT/XSS SRC="http://xss.rocks/xss.js"></SCRIPT>`,
-  "<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert(\"XSS\")>",
+  '<BODY onload!#$%&()*~+-_.,:;?@[/|\\]^`=alert("XSS")>',
   `<<SCRIPT>alert("XSS");//\\<</SCRIPT>`,
   `<SCRIPT SRC=http://xss.rocks/xss.js?< B >`,
   `<iframe src=http://xss.rocks/scriptlet.html <>`,
@@ -117,7 +124,9 @@ describe("sanitizeHtml", () => {
   });
 
   test("no script, style, title or head text survives as text either", () => {
-    const out = sanitizeHtml(`<html><head><title>T1</title><style>p{color:red}</style><script>var secret=1</script></head><body><p>visible</p><noscript>ns</noscript></body></html>`);
+    const out = sanitizeHtml(
+      `<html><head><title>T1</title><style>p{color:red}</style><script>var secret=1</script></head><body><p>visible</p><noscript>ns</noscript></body></html>`,
+    );
     expect(out).toBe("<p>visible</p>");
   });
 
@@ -125,13 +134,21 @@ describe("sanitizeHtml", () => {
     expect(sanitizeHtml(`<a href="https://example.com/a?b=1&c=2" target="_self" onclick="x()">ok</a>`)).toBe(
       `<a target="_blank" href="https://example.com/a?b=1&amp;c=2" rel="noopener noreferrer">ok</a>`,
     );
-    expect(sanitizeHtml(`<a href="mailto:a@example.com">m</a>`)).toBe(`<a href="mailto:a@example.com" rel="noopener noreferrer" target="_blank">m</a>`);
-    expect(sanitizeHtml(`<a href="javascript:alert(1)">j</a>`)).toBe(`<a rel="noopener noreferrer" target="_blank">j</a>`);
+    expect(sanitizeHtml(`<a href="mailto:a@example.com">m</a>`)).toBe(
+      `<a href="mailto:a@example.com" rel="noopener noreferrer" target="_blank">m</a>`,
+    );
+    expect(sanitizeHtml(`<a href="javascript:alert(1)">j</a>`)).toBe(
+      `<a rel="noopener noreferrer" target="_blank">j</a>`,
+    );
   });
 
   test("images from the message itself stay, remote ones (tracking pixels) go", () => {
-    expect(sanitizeHtml(`<img src="cid:logo@example.com" alt="logo">`)).toBe(`<img src="cid:logo@example.com" alt="logo" />`);
-    expect(sanitizeHtml(`<img src="data:image/png;base64,iVBORw0KGgo=">`)).toBe(`<img src="data:image/png;base64,iVBORw0KGgo=" />`);
+    expect(sanitizeHtml(`<img src="cid:logo@example.com" alt="logo">`)).toBe(
+      `<img src="cid:logo@example.com" alt="logo" />`,
+    );
+    expect(sanitizeHtml(`<img src="data:image/png;base64,iVBORw0KGgo=">`)).toBe(
+      `<img src="data:image/png;base64,iVBORw0KGgo=" />`,
+    );
     expect(sanitizeHtml(`a<img src="https://tracker.example/p.gif" width="1" height="1">b`)).toBe("ab");
     expect(sanitizeHtml(`<img src="data:image/svg+xml;base64,PHN2Zz4=">`)).toBe("");
   });
@@ -139,9 +156,11 @@ describe("sanitizeHtml", () => {
   test("formatting, tables and plain inline styles stay; CSS that can fetch goes", () => {
     const table = `<table border="1" cellpadding="4"><tbody><tr><td colspan="2" align="center"><b>x</b> <i>y</i></td></tr></tbody></table>`;
     expect(sanitizeHtml(table)).toBe(table);
-    expect(sanitizeHtml(`<p style="color: rgb(10, 20, 30); font-family: Arial, sans-serif; background: url(https://t.example/)">s</p>`)).toBe(
-      `<p style="color:rgb(10, 20, 30);font-family:Arial, sans-serif">s</p>`,
-    );
+    expect(
+      sanitizeHtml(
+        `<p style="color: rgb(10, 20, 30); font-family: Arial, sans-serif; background: url(https://t.example/)">s</p>`,
+      ),
+    ).toBe(`<p style="color:rgb(10, 20, 30);font-family:Arial, sans-serif">s</p>`);
   });
 });
 
@@ -152,18 +171,24 @@ describe.skipIf(files.length === 0)("sanitizeHtml on the corpus", () => {
   test("the HTML of every corpus message comes out clean and keeps its text", async () => {
     let withHtml = 0;
     for (const file of files) {
-      const mail = await simpleParser(Buffer.from(await Bun.file(join(CORPUS, file)).bytes()), { keepCidLinks: true, skipTextToHtml: true });
+      const mail = await simpleParser(Buffer.from(await Bun.file(join(CORPUS, file)).bytes()), {
+        keepCidLinks: true,
+        skipTextToHtml: true,
+      });
       if (typeof mail.html !== "string") continue;
       withHtml++;
       const out = sanitizeHtml(mail.html);
       expect({ file, violations: violations(out) }).toEqual({ file, violations: [] });
-      if (/[a-z]{3}/i.test(mail.text ?? "")) expect({ file, text: /[a-z]{3}/i.test(out) }).toEqual({ file, text: true });
+      if (/[a-z]{3}/i.test(mail.text ?? ""))
+        expect({ file, text: /[a-z]{3}/i.test(out) }).toEqual({ file, text: true });
     }
     expect(withHtml).toBeGreaterThan(20);
   });
 
   test("embedded images (cid:) survive in a real message", async () => {
-    const mail = await simpleParser(Buffer.from(await Bun.file(join(CORPUS, "mailparser/nodemailer.eml")).bytes()), { keepCidLinks: true });
+    const mail = await simpleParser(Buffer.from(await Bun.file(join(CORPUS, "mailparser/nodemailer.eml")).bytes()), {
+      keepCidLinks: true,
+    });
     expect(sanitizeHtml(String(mail.html))).toContain(`<img src="cid:nyan@example.com" />`);
   });
 });

@@ -16,7 +16,8 @@ import { verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.
 
 const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus");
 const HAVE_CORPUS = existsSync(join(CORPUS, "MANIFEST.json"));
-const corpusJson = async <T>(path: string, absent: T): Promise<T> => (HAVE_CORPUS ? await Bun.file(join(CORPUS, path)).json() : absent);
+const corpusJson = async <T>(path: string, absent: T): Promise<T> =>
+  HAVE_CORPUS ? await Bun.file(join(CORPUS, path)).json() : absent;
 const corpusBytes = (path: string) => Bun.file(join(CORPUS, path)).bytes();
 
 interface Vector {
@@ -28,10 +29,13 @@ interface Vector {
   expected_arc?: Verdict;
 }
 
-const vectors = (await corpusJson<{ dkim: { vectors: Vector[] } }>("MANIFEST.json", { dkim: { vectors: [] } })).dkim.vectors.filter((v) => v.signatures);
+const vectors = (
+  await corpusJson<{ dkim: { vectors: Vector[] } }>("MANIFEST.json", { dkim: { vectors: [] } })
+).dkim.vectors.filter((v) => v.signatures);
 const vector = (file: string) => vectors.find((v) => v.file === file)!;
 
-const txtZone = (records: Record<string, string>): DnsZone => Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { TXT: [txt] }]));
+const txtZone = (records: Record<string, string>): DnsZone =>
+  Object.fromEntries(Object.entries(records).map(([name, txt]) => [name, { TXT: [txt] }]));
 
 const MTA = "mx.agentowl.test";
 const input = (raw: Uint8Array, envelope: Partial<SenderAuthInput> = {}): SenderAuthInput => ({
@@ -52,12 +56,27 @@ describe.skipIf(!HAVE_CORPUS)("the signed-message vectors of the corpus", () => 
       const dns = await startDnsServer(txtZone(v.txt_records));
       try {
         const domain = v.signatures![0]!.domain;
-        const result = await verifySender(input(await corpusBytes(v.file), { remoteIp: "213.165.64.12", mailFrom: `joe@${domain}` }), {
-          resolver: createDnsResolver({ servers: dns.servers }),
-          ...(v.verify_time ? { now: () => v.verify_time! * 1000 } : {}),
-        });
-        expect(result.details.dkim.map(({ domain, selector, algorithm, result }) => ({ domain, selector, algorithm, result }))).toEqual(
-          v.signatures!.map(({ domain, selector, algorithm, expected }) => ({ domain, selector, algorithm, result: expected })),
+        const result = await verifySender(
+          input(await corpusBytes(v.file), { remoteIp: "213.165.64.12", mailFrom: `joe@${domain}` }),
+          {
+            resolver: createDnsResolver({ servers: dns.servers }),
+            ...(v.verify_time ? { now: () => v.verify_time! * 1000 } : {}),
+          },
+        );
+        expect(
+          result.details.dkim.map(({ domain, selector, algorithm, result }) => ({
+            domain,
+            selector,
+            algorithm,
+            result,
+          })),
+        ).toEqual(
+          v.signatures!.map(({ domain, selector, algorithm, expected }) => ({
+            domain,
+            selector,
+            algorithm,
+            result: expected,
+          })),
         );
         expect(result.dkim).toBe("pass");
         expect(result.arc).toBe(v.expected_arc ?? "none");
@@ -99,7 +118,13 @@ const ARC_DEVIATIONS: Record<string, { verdict: Verdict; why: string }> = {
       ["as_format_tags_key_case", "an upper-case tag name in the ARC-Seal"],
       ["as_format_tags_dup", "a duplicated tag in the ARC-Seal"],
       ["as_format_inv_tag_key", "an invalid tag name in the ARC-Seal"],
-    ].map(([name, what]) => [name, { verdict: "pass" as Verdict, why: `lenient mode accepts ${what} (a syntax warning, not a failure); the signature itself verifies` }]),
+    ].map(([name, what]) => [
+      name,
+      {
+        verdict: "pass" as Verdict,
+        why: `lenient mode accepts ${what} (a syntax warning, not a failure); the signature itself verifies`,
+      },
+    ]),
   ),
 };
 
@@ -142,13 +167,31 @@ interface SpfDocument {
  * gives the suite's answer for all of them; see docs/sender-auth.md for why we stay lenient.
  */
 const SPF_DEVIATIONS: Record<string, { verdict: Verdict; why: string }> = {
-  "bare-ip6": { verdict: "fail", why: 'lenient mode evaluates "v=spf1 -all ip6" lazily: -all matches and the malformed ip6 after it is never reported (section 4.6 checks the whole record first)' },
-  "exp-syntax-error": { verdict: "neutral", why: 'lenient mode ignores the malformed "exp=-all" instead of failing the record' },
+  "bare-ip6": {
+    verdict: "fail",
+    why: 'lenient mode evaluates "v=spf1 -all ip6" lazily: -all matches and the malformed ip6 after it is never reported (section 4.6 checks the whole record first)',
+  },
+  "exp-syntax-error": {
+    verdict: "neutral",
+    why: 'lenient mode ignores the malformed "exp=-all" instead of failing the record',
+  },
   "exp-twice": { verdict: "fail", why: "lenient mode ignores a second exp= instead of failing the record (section 6)" },
-  "exp-only-macro-char": { verdict: "fail", why: 'lenient mode expands "exp=%{r}.example.com", a macro letter allowed only in explanation text (section 7.1)' },
-  "invalid-hello-macro": { verdict: "permerror", why: "a:%{H} with a HELO that is not a name: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match" },
-  "hello-domain-literal": { verdict: "permerror", why: "a:%{H} with HELO [192.168.218.40]: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match" },
-  "require-valid-helo": { verdict: "permerror", why: "-a:%{h} with HELO OEMCOMPUTER: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match" },
+  "exp-only-macro-char": {
+    verdict: "fail",
+    why: 'lenient mode expands "exp=%{r}.example.com", a macro letter allowed only in explanation text (section 7.1)',
+  },
+  "invalid-hello-macro": {
+    verdict: "permerror",
+    why: "a:%{H} with a HELO that is not a name: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+  },
+  "hello-domain-literal": {
+    verdict: "permerror",
+    why: "a:%{H} with HELO [192.168.218.40]: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+  },
+  "require-valid-helo": {
+    verdict: "permerror",
+    why: "-a:%{h} with HELO OEMCOMPUTER: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+  },
 };
 
 /**
@@ -161,13 +204,18 @@ function spfZone(zonedata: SpfDocument["zonedata"] = {}): DnsZone {
   const zone: DnsZone = {};
   for (const [name, entries] of Object.entries(zonedata)) {
     const entry: ZoneEntry = {};
-    const values = (type: string) => entries.flatMap((e) => (typeof e === "object" && e[type] !== undefined ? [e[type]!] : []));
+    const values = (type: string) =>
+      entries.flatMap((e) => (typeof e === "object" && e[type] !== undefined ? [e[type]!] : []));
     const txt = values("TXT").filter((v) => v !== "NONE");
     const records = txt.length > 0 ? txt : values("TXT").length > 0 ? [] : values("SPF");
     if (records.length > 0) entry.TXT = records.map((r) => (Array.isArray(r) ? r.map(String) : String(r)));
     if (values("A").length > 0) entry.A = values("A").map(String);
     if (values("AAAA").length > 0) entry.AAAA = values("AAAA").map(String);
-    if (values("MX").length > 0) entry.MX = values("MX").map((mx) => ({ priority: Number((mx as [number, string])[0]), exchange: String((mx as [number, string])[1]) }));
+    if (values("MX").length > 0)
+      entry.MX = values("MX").map((mx) => ({
+        priority: Number((mx as [number, string])[0]),
+        exchange: String((mx as [number, string])[1]),
+      }));
     if (values("PTR").length > 0) entry.PTR = values("PTR").map(String);
     if (values("CNAME").length > 0) entry.CNAME = String(values("CNAME")[0]);
     if (entries.includes("TIMEOUT")) entry.timeout = true;
@@ -177,7 +225,9 @@ function spfZone(zonedata: SpfDocument["zonedata"] = {}): DnsZone {
 }
 
 const spfSuite: SpfDocument[] = HAVE_CORPUS
-  ? parseAllDocuments(await Bun.file(join(CORPUS, "dkim/spf/rfc7208-tests.yml")).text()).map((d) => d.toJS() as SpfDocument)
+  ? parseAllDocuments(await Bun.file(join(CORPUS, "dkim/spf/rfc7208-tests.yml")).text()).map(
+      (d) => d.toJS() as SpfDocument,
+    )
   : [];
 /** No From header: no DMARC questions in the server's log, nothing but SPF to decide. */
 const BARE_MESSAGE = Buffer.from("Subject: SPF suite\r\n\r\nbody\r\n");
@@ -197,9 +247,14 @@ for (const doc of spfSuite) {
       const deviation = SPF_DEVIATIONS[name];
       // A list means any of them.
       const expected = deviation ? [deviation.verdict] : [t.result].flat();
-      const title = deviation ? `${name}: ${deviation.verdict} (suite says ${t.result}: ${deviation.why})` : `${name}: ${expected.join(" or ")}`;
+      const title = deviation
+        ? `${name}: ${deviation.verdict} (suite says ${t.result}: ${deviation.why})`
+        : `${name}: ${expected.join(" or ")}`;
       test(title, async () => {
-        const result = await verifySender(input(BARE_MESSAGE, { remoteIp: t.host, helo: t.helo, mailFrom: t.mailfrom }), { resolver });
+        const result = await verifySender(
+          input(BARE_MESSAGE, { remoteIp: t.host, helo: t.helo, mailFrom: t.mailfrom }),
+          { resolver },
+        );
         expect(expected).toContain(result.spf);
       });
     }
@@ -233,7 +288,12 @@ describe.skipIf(!HAVE_CORPUS)("DMARC with a _dmarc record for the From domain (f
   test("an aligned DKIM pass is a DMARC pass", async () => {
     const result = await verifySender(input(await corpusBytes(rfc8463().file)), { resolver, ...at() });
     expect([result.dkim, result.spf, result.dmarc]).toEqual(["pass", "none", "pass"]);
-    expect(result.details.dmarc).toMatchObject({ domain: "football.example.com", policy: "reject", result: "pass", alignment: { dkim: "football.example.com" } });
+    expect(result.details.dmarc).toMatchObject({
+      domain: "football.example.com",
+      policy: "reject",
+      result: "pass",
+      alignment: { dkim: "football.example.com" },
+    });
     expect(result.authentication_results).toContain("dmarc=pass");
   });
 
@@ -267,7 +327,10 @@ describe.skipIf(!HAVE_CORPUS)("DMARC with a _dmarc record for the From domain (f
   });
 
   test("an aligned SPF pass carries DMARC when the signatures fail", async () => {
-    const result = await verifySender(input(await tampered("dinner"), { remoteIp: "213.165.64.12", mailFrom: "joe@football.example.com" }), { resolver, ...at() });
+    const result = await verifySender(
+      input(await tampered("dinner"), { remoteIp: "213.165.64.12", mailFrom: "joe@football.example.com" }),
+      { resolver, ...at() },
+    );
     expect([result.dkim, result.spf, result.dmarc]).toEqual(["fail", "pass", "pass"]);
     expect(result.details.dmarc.alignment).toEqual({ spf: "football.example.com", dkim: undefined });
   });
@@ -306,20 +369,30 @@ describe.skipIf(!HAVE_CORPUS)("when DNS does not answer", () => {
         resolver: createDnsResolver({ servers: silent, timeoutMs: 300 }),
       }),
     );
-    expect([result.spf, result.dkim, result.dmarc, result.arc]).toEqual(["temperror", "temperror", "temperror", "none"]);
+    expect([result.spf, result.dkim, result.dmarc, result.arc]).toEqual([
+      "temperror",
+      "temperror",
+      "temperror",
+      "none",
+    ]);
     // DKIM and SPF wait side by side, then DMARC: a few timeouts in a row, not one per lookup.
     expect(ms).toBeLessThan(2000);
   });
 
   test("an unsigned message: DKIM and ARC need no DNS and say none", async () => {
-    const result = await verifySender(input(Buffer.from("From: a@example.org\r\nSubject: hi\r\n\r\nhi\r\n"), { mailFrom: "a@example.org" }), {
-      resolver: createDnsResolver({ servers: silent, timeoutMs: 200 }),
-    });
+    const result = await verifySender(
+      input(Buffer.from("From: a@example.org\r\nSubject: hi\r\n\r\nhi\r\n"), { mailFrom: "a@example.org" }),
+      {
+        resolver: createDnsResolver({ servers: silent, timeoutMs: 200 }),
+      },
+    );
     expect([result.spf, result.dkim, result.dmarc, result.arc]).toEqual(["temperror", "none", "temperror", "none"]);
   });
 
   test("an ARC chain whose keys cannot be fetched is temperror, not fail", async () => {
-    const result = await verifySender(input(await corpusBytes("dkim/stalwart/arc-002.eml")), { resolver: createDnsResolver({ servers: silent, timeoutMs: 200 }) });
+    const result = await verifySender(input(await corpusBytes("dkim/stalwart/arc-002.eml")), {
+      resolver: createDnsResolver({ servers: silent, timeoutMs: 200 }),
+    });
     expect([result.dkim, result.arc]).toEqual(["temperror", "temperror"]);
   });
 
@@ -351,11 +424,14 @@ describe.skipIf(!HAVE_CORPUS)("when DNS does not answer", () => {
   });
 
   test("a resolver that throws does not make verifySender throw", async () => {
-    const result = await verifySender(input(await corpusBytes("dkim/rfc8463/signed.eml"), { mailFrom: "joe@football.example.com" }), {
-      resolver: () => {
-        throw new Error("resolver bug");
+    const result = await verifySender(
+      input(await corpusBytes("dkim/rfc8463/signed.eml"), { mailFrom: "joe@football.example.com" }),
+      {
+        resolver: () => {
+          throw new Error("resolver bug");
+        },
       },
-    });
+    );
     expect([result.spf, result.dkim, result.dmarc]).toEqual(["temperror", "temperror", "temperror"]);
   });
 });

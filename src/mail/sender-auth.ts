@@ -43,7 +43,13 @@ export interface SenderAuthResult {
   details: {
     spf: { domain: string; result: Verdict; comment?: string; explanation?: string };
     dkim: { domain: string; selector: string; algorithm: string; result: Verdict; comment?: string }[];
-    dmarc: { domain: string; policy: string; result: Verdict; alignment?: { spf?: string; dkim?: string }; comment?: string };
+    dmarc: {
+      domain: string;
+      policy: string;
+      result: Verdict;
+      alignment?: { spf?: string; dkim?: string };
+      comment?: string;
+    };
     arc: { result: Verdict; instance?: number; comment?: string };
   };
   /** The Authentication-Results value (RFC 8601) built from mailauth's per-method results. */
@@ -84,7 +90,9 @@ export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptio
   const dns = boundedResolver(opts.resolver, stop.signal);
   const checks: Checks = { unfinished: "timed out" };
   try {
-    const aborted = new Promise<void>((resolve) => stop.signal.addEventListener("abort", () => resolve(), { once: true }));
+    const aborted = new Promise<void>((resolve) =>
+      stop.signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
     await Promise.race([runChecks(input, dns.resolve, (opts.now ?? Date.now)(), checks), aborted]);
   } catch (err) {
     checks.unfinished = `error: ${err instanceof Error ? err.message : String(err)}`;
@@ -104,7 +112,9 @@ async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: num
   const helo = input.helo || input.remoteIp;
   await Promise.all([
     dkimVerify(message, { resolver, sender, curTime: new Date(now) }).then((r) => (checks.dkim = r)),
-    spf({ ip: input.remoteIp, helo: isIP(helo) ? `[${helo}]` : helo, sender, mta: input.mta, resolver }).then((r) => (checks.spf = r)),
+    spf({ ip: input.remoteIp, helo: isIP(helo) ? `[${helo}]` : helo, sender, mta: input.mta, resolver }).then(
+      (r) => (checks.spf = r),
+    ),
   ]);
   const dkim = checks.dkim!;
   // The same resolver function lets ARC reuse the keys the DKIM pass fetched.
@@ -126,7 +136,10 @@ async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: num
  * The caller's resolver, cut off by `signal` (every open and later question fails with ETIMEOUT),
  * remembering the names whose lookups failed for a reason that may go away.
  */
-function boundedResolver(resolver: DnsResolver, signal: AbortSignal): { resolve: DNSResolver; temporaryFailures: Set<string> } {
+function boundedResolver(
+  resolver: DnsResolver,
+  signal: AbortSignal,
+): { resolve: DNSResolver; temporaryFailures: Set<string> } {
   const temporaryFailures = new Set<string>();
   const resolve = (name: string, rrtype: string) =>
     new Promise<unknown>((done, fail) => {
@@ -148,7 +161,11 @@ function boundedResolver(resolver: DnsResolver, signal: AbortSignal): { resolve:
 type Details = SenderAuthResult["details"];
 
 /** Each check's verdict, details and Authentication-Results rows; a check without a result is temperror. */
-function summarize(input: SenderAuthInput, checks: Checks, temporaryFailures: Set<string>): Omit<SenderAuthResult, "duration_ms"> {
+function summarize(
+  input: SenderAuthInput,
+  checks: Checks,
+  temporaryFailures: Set<string>,
+): Omit<SenderAuthResult, "duration_ms"> {
   const dkim = summarizeDkim(checks);
   const spf = summarizeSpf(input, checks);
   const arc = summarizeArc(checks, temporaryFailures);
@@ -183,31 +200,57 @@ function summarizeDkim(checks: Checks): { verdict: Verdict; details: Details["dk
 
 function summarizeSpf(input: SenderAuthInput, checks: Checks): { details: Details["spf"]; rows: string[] } {
   if (!checks.spf) {
-    return { details: { domain: domainOf(input.mailFrom || input.helo), result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("spf", checks)] };
+    return {
+      details: { domain: domainOf(input.mailFrom || input.helo), result: "temperror", comment: checks.unfinished },
+      rows: [unfinishedRow("spf", checks)],
+    };
   }
   const { domain, status, explanation, info } = checks.spf;
-  return { details: { domain, result: verdict(status.result), ...(status.comment ? { comment: status.comment } : {}), ...(explanation ? { explanation } : {}) }, rows: [info] };
+  return {
+    details: {
+      domain,
+      result: verdict(status.result),
+      ...(status.comment ? { comment: status.comment } : {}),
+      ...(explanation ? { explanation } : {}),
+    },
+    rows: [info],
+  };
 }
 
 function summarizeArc(checks: Checks, temporaryFailures: Set<string>): { details: Details["arc"]; rows: string[] } {
-  if (!checks.arc) return { details: { result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("arc", checks)] };
+  if (!checks.arc)
+    return { details: { result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("arc", checks)] };
   const { status, i, info } = checks.arc;
   // mailauth counts every ARC failure as permanent; one that came from a key lookup that timed
   // out or failed is temperror here, so that it can be retried rather than taken for a forgery.
   // The Authentication-Results row keeps arc=fail: RFC 8617 defines no temperror for arc.
   const keyLookupFailed = status.result === "fail" && arcKeyNames(checks).some((name) => temporaryFailures.has(name));
   const result = keyLookupFailed ? "temperror" : verdict(status.result);
-  return { details: { result, ...(i ? { instance: i } : {}), ...(status.comment ? { comment: status.comment } : {}) }, rows: info ? [info] : [] };
+  return {
+    details: { result, ...(i ? { instance: i } : {}), ...(status.comment ? { comment: status.comment } : {}) },
+    rows: info ? [info] : [],
+  };
 }
 
 function summarizeDmarc(checks: Checks): { details: Details["dmarc"]; rows: string[] } {
   const fromDomain = domainOf(checks.dkim?.headerFrom[0] ?? "");
   if (checks.dmarc === undefined) {
-    return { details: { domain: fromDomain, policy: "none", result: "temperror", comment: checks.unfinished }, rows: [unfinishedRow("dmarc", checks)] };
+    return {
+      details: { domain: fromDomain, policy: "none", result: "temperror", comment: checks.unfinished },
+      rows: [unfinishedRow("dmarc", checks)],
+    };
   }
   if (checks.dmarc === false) {
     // RFC 7489 section 6.6.1: DMARC needs exactly one author domain; with none or several there is nothing to align with.
-    return { details: { domain: fromDomain, policy: "none", result: "permerror", comment: "not exactly one author domain in From" }, rows: [] };
+    return {
+      details: {
+        domain: fromDomain,
+        policy: "none",
+        result: "permerror",
+        comment: "not exactly one author domain in From",
+      },
+      rows: [],
+    };
   }
   const { status, policy, alignment, info } = checks.dmarc;
   return {
@@ -225,7 +268,8 @@ function summarizeDmarc(checks: Checks): { details: Details["dmarc"]; rows: stri
 /** The key records the ARC check asks for: every ARC-Seal's and the newest ARC-Message-Signature's. */
 function arcKeyNames(checks: Checks): string[] {
   const chain = (checks.dkim?.arc as unknown as ARCData | undefined)?.chain || [];
-  const keyName = (header: ParsedHeader | undefined) => `${header?.parsed?.s?.value}._domainkey.${header?.parsed?.d?.value}`.toLowerCase();
+  const keyName = (header: ParsedHeader | undefined) =>
+    `${header?.parsed?.s?.value}._domainkey.${header?.parsed?.d?.value}`.toLowerCase();
   return [...chain.map((entry) => keyName(entry["arc-seal"])), keyName(chain.at(-1)?.["arc-message-signature"])];
 }
 

@@ -14,7 +14,9 @@ import { EFFECTS, type PolicySpec } from "../control/resources/specs.ts";
 
 export type Effect = (typeof EFFECTS)[number];
 
-export type Action = { kind: "dispatch"; target: string } | { kind: "tool.call"; tool: string; args: Record<string, unknown> };
+export type Action =
+  | { kind: "dispatch"; target: string }
+  | { kind: "tool.call"; tool: string; args: Record<string, unknown> };
 
 export interface PolicyRef {
   tenant: string;
@@ -49,7 +51,19 @@ function walk(root: unknown, parts: readonly string[]): unknown {
 }
 
 /** The envelope's own top-level fields (docs/envelope.md); any other first segment is looked up under `data`. */
-const ENVELOPE_FIELDS = new Set(["id", "version", "type", "tenant", "agent", "channel", "source", "received_at", "trace_id", "idempotency_key", "data"]);
+const ENVELOPE_FIELDS = new Set([
+  "id",
+  "version",
+  "type",
+  "tenant",
+  "agent",
+  "channel",
+  "source",
+  "received_at",
+  "trace_id",
+  "idempotency_key",
+  "data",
+]);
 
 export { MAX_FIELD_DEPTH };
 
@@ -138,7 +152,13 @@ export interface CompiledPolicy {
 
 export function compilePolicy(spec: PolicySpec, ref: PolicyRef): CompiledPolicy {
   const matches = spec.rules.map((r) => compileMatch(r.when));
-  const decisions: Decision[] = spec.rules.map((r, i) => ({ effect: r.effect, policy: ref, rule: i, ...(r.name ? { ruleName: r.name } : {}), reason: r.reason ?? null }));
+  const decisions: Decision[] = spec.rules.map((r, i) => ({
+    effect: r.effect,
+    policy: ref,
+    rule: i,
+    ...(r.name ? { ruleName: r.name } : {}),
+    reason: r.reason ?? null,
+  }));
   const fallback: Decision = { effect: spec.default ?? "allow", policy: ref, rule: null, reason: null };
   const n = matches.length;
   return {

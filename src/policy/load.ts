@@ -13,7 +13,12 @@ export interface DraftPolicy {
  * then the tenant's own, each by name. Stored versions come compiled from the cache; a draft is
  * compiled on its own as version 0 and never cached.
  */
-export async function policiesFor(resources: SqliteResources, cache: PolicyCache, tenant: string, draft?: DraftPolicy): Promise<CompiledPolicy[]> {
+export async function policiesFor(
+  resources: SqliteResources,
+  cache: PolicyCache,
+  tenant: string,
+  draft?: DraftPolicy,
+): Promise<CompiledPolicy[]> {
   const out: CompiledPolicy[] = [];
   for (const owner of [GLOBAL, tenant]) {
     const isDraftScope = draft !== undefined && draft.global === (owner === GLOBAL);

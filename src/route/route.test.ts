@@ -13,9 +13,20 @@ const mail = (over: Partial<Envelope> & { data?: Record<string, unknown> } = {})
     agent: "hello",
     source: { binding: "mail", remote_ip: "10.0.0.9" },
     ...over,
-    data: { from: { name: "Alice", address: "alice@example.com" }, subject: "Invoice 42", agents: ["hello", "support"], auth: { dmarc: "pass" }, ...over.data },
+    data: {
+      from: { name: "Alice", address: "alice@example.com" },
+      subject: "Invoice 42",
+      agents: ["hello", "support"],
+      auth: { dmarc: "pass" },
+      ...over.data,
+    },
   });
-const sms = testEnvelope("beta", 2, { type: "sms.received", channel: "sms", source: { binding: "sms" }, data: { from: "+15550000001", text: "hi" } });
+const sms = testEnvelope("beta", 2, {
+  type: "sms.received",
+  channel: "sms",
+  source: { binding: "sms" },
+  data: { from: "+15550000001", text: "hi" },
+});
 const hook = testEnvelope("beta", 3, { source: { binding: "github" }, data: { json: { action: "opened" } } });
 
 const ROUTES: RouteSpec[] = [
@@ -32,11 +43,31 @@ describe("compileRoutes", () => {
   const route = compileRoutes(ROUTES);
   const cases: [string, Envelope, string[], string[]][] = [
     // name, event, targets in order, routes matched in order
-    ["mail to hello+support: priority order, fan-out, each endpoint once", mail(), ["desk", "crm", "audit", "erp"], ["support-to-desk", "from-alice", "hello-to-crm", "invoices"]],
-    ["any agent of the mail matches", mail({ agent: "support", data: { agents: ["support"], subject: "hi", from: { address: "x@other.org" } } }), ["desk", "crm"], ["support-to-desk"]],
+    [
+      "mail to hello+support: priority order, fan-out, each endpoint once",
+      mail(),
+      ["desk", "crm", "audit", "erp"],
+      ["support-to-desk", "from-alice", "hello-to-crm", "invoices"],
+    ],
+    [
+      "any agent of the mail matches",
+      mail({ agent: "support", data: { agents: ["support"], subject: "hi", from: { address: "x@other.org" } } }),
+      ["desk", "crm"],
+      ["support-to-desk"],
+    ],
     ["a webhook by binding and a data field", hook, ["ci"], ["github"]],
     ["nothing matches: the default route", sms, ["inbox"], ["catch-all"]],
-    ["sender of an SMS", testEnvelope("beta", 4, { type: "sms.received", channel: "sms", source: { binding: "sms" }, data: { from: "+15559999999" } }), ["pager"], ["sms-vip"]],
+    [
+      "sender of an SMS",
+      testEnvelope("beta", 4, {
+        type: "sms.received",
+        channel: "sms",
+        source: { binding: "sms" },
+        data: { from: "+15559999999" },
+      }),
+      ["pager"],
+      ["sms-vip"],
+    ],
   ];
   for (const [name, event, targets, matched] of cases) {
     test(name, () => {

@@ -52,7 +52,9 @@ function compileRouteMatch(match: RouteSpec["match"]): Test {
 }
 
 export function compileRoutes(specs: readonly RouteSpec[]): (event: Envelope) => RouteDecision {
-  const ordered = [...specs].sort((a, b) => (a.priority ?? 100) - (b.priority ?? 100) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const ordered = [...specs].sort(
+    (a, b) => (a.priority ?? 100) - (b.priority ?? 100) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0),
+  );
   const normal = ordered.filter((r) => !r.default).map((r) => ({ spec: r, test: compileRouteMatch(r.match) }));
   const fallback = ordered.find((r) => r.default) ?? null;
   return (event) => {

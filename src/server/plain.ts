@@ -34,7 +34,13 @@ export function servePlain(opts: PlainListenerOptions): Server<undefined> {
     // A listener on every address is named by the host the client used to reach this one.
     const there = new URL(main);
     if (wildcard) there.hostname = new URL(request.url).hostname;
-    return problemResponse(new AppError("forbidden", `this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${there.origin}`), path);
+    return problemResponse(
+      new AppError(
+        "forbidden",
+        `this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${there.origin}`,
+      ),
+      path,
+    );
   };
   return Bun.serve({
     hostname: opts.hostname,
@@ -46,7 +52,8 @@ export function servePlain(opts: PlainListenerOptions): Server<undefined> {
       const path = rawPath(request.url);
       const decision = plainAccess(request.method, path, server.requestIP(request)?.address ?? null);
       if (decision.kind === "allow") return opts.fetch(request);
-      if (decision.kind === "binding" && (await opts.allowsPlain(decision.tenant, decision.binding))) return opts.fetch(request);
+      if (decision.kind === "binding" && (await opts.allowsPlain(decision.tenant, decision.binding)))
+        return opts.fetch(request);
       return refuse(request, path);
     },
   });

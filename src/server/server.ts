@@ -68,10 +68,16 @@ export function createHttpApp(deps: HttpDeps) {
       const failing = Object.entries(checks)
         .filter(([, c]) => !c.ok)
         .map(([name, c]) => `${name}: ${c.detail ?? "failing"}`);
-      const p = toProblem(new AppError("unavailable", `not ready (${failing.join("; ")})`, { retryAfter: 5 }), "/readyz");
+      const p = toProblem(
+        new AppError("unavailable", `not ready (${failing.join("; ")})`, { retryAfter: 5 }),
+        "/readyz",
+      );
       return new Response(JSON.stringify({ ...p.body, checks }), { status: p.status, headers: p.headers });
     })
-    .get("/metrics", async () => new Response(await deps.metrics.render(), { headers: { "content-type": deps.metrics.contentType } }));
+    .get(
+      "/metrics",
+      async () => new Response(await deps.metrics.render(), { headers: { "content-type": deps.metrics.contentType } }),
+    );
 }
 
 export type HttpApp = ReturnType<typeof createHttpApp>;

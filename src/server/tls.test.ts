@@ -9,8 +9,19 @@ import { fingerprintOf, isLoopback, isSelfSigned, parseFingerprint, plainAccess,
 
 describe("which listener speaks HTTPS", () => {
   test("loopback is 127.0.0.0/8, ::1 (also IPv4-mapped) and localhost; nothing else", () => {
-    for (const h of ["127.0.0.1", "127.255.0.9", "::1", "[::1]", "::ffff:127.0.0.1", "localhost", "LOCALHOST"]) expect([h, isLoopback(h)]).toEqual([h, true]);
-    for (const h of ["0.0.0.0", "::", "10.0.0.2", "192.168.1.1", "128.0.0.1", "::ffff:10.0.0.1", "fe80::1", "localhost.example", "agentowl.lan"]) {
+    for (const h of ["127.0.0.1", "127.255.0.9", "::1", "[::1]", "::ffff:127.0.0.1", "localhost", "LOCALHOST"])
+      expect([h, isLoopback(h)]).toEqual([h, true]);
+    for (const h of [
+      "0.0.0.0",
+      "::",
+      "10.0.0.2",
+      "192.168.1.1",
+      "128.0.0.1",
+      "::ffff:10.0.0.1",
+      "fe80::1",
+      "localhost.example",
+      "agentowl.lan",
+    ]) {
       expect([h, isLoopback(h)]).toEqual([h, false]);
     }
   });
@@ -42,7 +53,15 @@ describe("the certificate fingerprint", () => {
       }
       if (openssl) expect(openssl.trim().split("=")[1]).toBe(fp.slice("sha256:".length));
       const hex = fp.slice(7).replaceAll(":", "");
-      for (const typed of [fp, fp.toLowerCase(), hex, hex.toLowerCase(), `SHA256:${hex}`, fp.slice(7).replaceAll(":", " ")]) expect(parseFingerprint(typed)).toBe(fp);
+      for (const typed of [
+        fp,
+        fp.toLowerCase(),
+        hex,
+        hex.toLowerCase(),
+        `SHA256:${hex}`,
+        fp.slice(7).replaceAll(":", " "),
+      ])
+        expect(parseFingerprint(typed)).toBe(fp);
       expect(isSelfSigned(pem)).toBe(true);
       // On the box, `curl --cacert <data dir>/tls/cert.pem https://localhost:8080/` verifies it.
       const names = new X509Certificate(pem).subjectAltName!;
@@ -53,7 +72,8 @@ describe("the certificate fingerprint", () => {
   });
 
   test("anything but 32 bytes of hex is not a fingerprint", () => {
-    for (const bad of ["", "sha256:", "sha256:AB", "md5:" + "ab".repeat(16), "zz".repeat(32), "ab".repeat(33)]) expect([bad, parseFingerprint(bad)]).toEqual([bad, null]);
+    for (const bad of ["", "sha256:", "sha256:AB", "md5:" + "ab".repeat(16), "zz".repeat(32), "ab".repeat(33)])
+      expect([bad, parseFingerprint(bad)]).toEqual([bad, null]);
   });
 });
 
@@ -68,8 +88,16 @@ describe("the plain-HTTP listener's rule", () => {
   test("other clients get /healthz and a webhook binding to look up; nothing else", () => {
     const lan = "10.0.0.7";
     expect(plainAccess("GET", "/healthz", lan)).toEqual({ kind: "allow" });
-    expect(plainAccess("POST", "/ingress/webhook/beta/crm", lan)).toEqual({ kind: "binding", tenant: "beta", binding: "crm" });
-    expect(plainAccess("POST", "/ingress/webhook/b%65ta/crm", lan)).toEqual({ kind: "binding", tenant: "beta", binding: "crm" });
+    expect(plainAccess("POST", "/ingress/webhook/beta/crm", lan)).toEqual({
+      kind: "binding",
+      tenant: "beta",
+      binding: "crm",
+    });
+    expect(plainAccess("POST", "/ingress/webhook/b%65ta/crm", lan)).toEqual({
+      kind: "binding",
+      tenant: "beta",
+      binding: "crm",
+    });
     for (const [method, path] of [
       ["GET", "/readyz"],
       ["GET", "/metrics"],

@@ -14,7 +14,8 @@ export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "").toLowerCase();
   if (h === "localhost" || h.endsWith(".localhost")) return true;
   if (isIP(h) === 4) return h.startsWith("127.");
-  if (isIP(h) === 6) return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h) || /^::ffff:7f[0-9a-f]{2}:/.test(h);
+  if (isIP(h) === 6)
+    return h === "::1" || h === "0:0:0:0:0:0:0:1" || /^::ffff:127\./.test(h) || /^::ffff:7f[0-9a-f]{2}:/.test(h);
   return false;
 }
 
@@ -34,7 +35,10 @@ export function fingerprintOf(cert: string | Buffer): string {
 
 /** A fingerprint as a person may type it (`sha256:ab:cd…`, `AB CD…`, `abcd…`) in the form above; null if it is not one. */
 export function parseFingerprint(text: string): string | null {
-  const hex = text.trim().replace(/^sha-?256[:=]?/i, "").replace(/[\s:]/g, "");
+  const hex = text
+    .trim()
+    .replace(/^sha-?256[:=]?/i, "")
+    .replace(/[\s:]/g, "");
   if (!/^[0-9a-f]{64}$/i.test(hex)) return null;
   return `sha256:${hex.toUpperCase().match(/../g)!.join(":")}`;
 }
@@ -51,7 +55,10 @@ export function isSelfSigned(pem: string): boolean {
 
 /** The certificate (DER) as PEM. */
 export function pemOf(der: Buffer): string {
-  const b64 = der.toString("base64").match(/.{1,64}/g)!.join("\n");
+  const b64 = der
+    .toString("base64")
+    .match(/.{1,64}/g)!
+    .join("\n");
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 

@@ -114,11 +114,16 @@ export type Broken = { seq: number; reason: string };
  * Check a run of entries in seq order, continuing from `prev` (the last good entry before them,
  * or none at the start of the log). Returns the first broken link, if any.
  */
-export function verifyRun(entries: readonly ChainedEntry[], prev: { seq: number; hash: string } | null, links: LinkCheck = new LinkCheck(null, null)): Broken | null {
+export function verifyRun(
+  entries: readonly ChainedEntry[],
+  prev: { seq: number; hash: string } | null,
+  links: LinkCheck = new LinkCheck(null, null),
+): Broken | null {
   let expectSeq = prev ? prev.seq + 1 : null;
   let prevHash = prev ? prev.hash : GENESIS;
   for (const e of entries) {
-    if (expectSeq !== null && e.seq !== expectSeq) return { seq: e.seq, reason: `entry ${expectSeq} is missing (found ${e.seq} after ${expectSeq - 1})` };
+    if (expectSeq !== null && e.seq !== expectSeq)
+      return { seq: e.seq, reason: `entry ${expectSeq} is missing (found ${e.seq} after ${expectSeq - 1})` };
     if (e.prevHash !== prevHash) return { seq: e.seq, reason: "its previous-hash does not match the entry before it" };
     const wrong = links.check(e);
     if (wrong) return { seq: e.seq, reason: wrong };

@@ -1,4 +1,17 @@
-import { chmodSync, closeSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, write, writeSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  fsync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  truncateSync,
+  write,
+  writeSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { canonicalJson } from "./audit-chain.ts";
 
@@ -27,7 +40,8 @@ export interface Checkpoint {
 const VERSION = 1;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-const signed = (cp: Checkpoint) => canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough });
+const signed = (cp: Checkpoint) =>
+  canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough });
 
 export function signCheckpoint(key: Buffer, cp: Checkpoint): string {
   return new Bun.CryptoHasher("sha256", key).update(signed(cp)).digest("hex");
@@ -64,7 +78,13 @@ function parseLine(key: Buffer, line: string): Checkpoint | null {
   if (v === null || typeof v !== "object" || v.v !== VERSION) return null;
   const { seq, head, at, legacy_through: legacyThrough, sig } = v;
   if (!Number.isSafeInteger(seq) || (seq as number) < 0 || typeof head !== "string" || !HEX64.test(head)) return null;
-  if (!Number.isSafeInteger(at) || !Number.isSafeInteger(legacyThrough) || (legacyThrough as number) < 0 || typeof sig !== "string") return null;
+  if (
+    !Number.isSafeInteger(at) ||
+    !Number.isSafeInteger(legacyThrough) ||
+    (legacyThrough as number) < 0 ||
+    typeof sig !== "string"
+  )
+    return null;
   const cp = { seq: seq as number, head, at: at as number, legacyThrough: legacyThrough as number };
   return sameSig(signCheckpoint(key, cp), sig) ? cp : null;
 }
@@ -81,10 +101,19 @@ export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
   const checkpoints: Checkpoint[] = [];
   for (const [i, line] of lines.entries()) {
     const cp = parseLine(key, line);
-    if (!cp) return { exists: true, checkpoints, problem: `checkpoint line ${i + 1} was altered or not signed with this appliance's audit key` };
+    if (!cp)
+      return {
+        exists: true,
+        checkpoints,
+        problem: `checkpoint line ${i + 1} was altered or not signed with this appliance's audit key`,
+      };
     const before = checkpoints.at(-1);
     if (before && (cp.seq < before.seq || cp.legacyThrough !== before.legacyThrough)) {
-      return { exists: true, checkpoints, problem: `checkpoint line ${i + 1} goes back to entry ${cp.seq} after entry ${before.seq}` };
+      return {
+        exists: true,
+        checkpoints,
+        problem: `checkpoint line ${i + 1} goes back to entry ${cp.seq} after entry ${before.seq}`,
+      };
     }
     checkpoints.push(cp);
   }
@@ -110,7 +139,9 @@ export class CheckpointWriter {
   async appendAsync(cp: Checkpoint): Promise<void> {
     const fd = this.open();
     const line = Buffer.from(checkpointLine(this.key, cp));
-    await new Promise<void>((resolve, reject) => write(fd, line, 0, line.length, null, (e) => (e ? reject(e) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      write(fd, line, 0, line.length, null, (e) => (e ? reject(e) : resolve())),
+    );
     await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
   }
 

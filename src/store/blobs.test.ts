@@ -1,7 +1,16 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobStore } from "./blobs.ts";
@@ -84,7 +93,17 @@ describe("blob store", () => {
     const log = join(root, "e.strace");
     const script = `import { BlobStore } from ${JSON.stringify(join(import.meta.dir, "blobs.ts"))};
       await new BlobStore(${JSON.stringify(dir)}).put(new TextEncoder().encode("durable"));`;
-    const run = spawnSync("strace", ["-f", "-qq", "-o", log, "-e", "trace=openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2", process.execPath, "-e", script]);
+    const run = spawnSync("strace", [
+      "-f",
+      "-qq",
+      "-o",
+      log,
+      "-e",
+      "trace=openat,write,pwrite64,fsync,fdatasync,rename,renameat,renameat2",
+      process.execPath,
+      "-e",
+      script,
+    ]);
     if (run.status !== 0 && /ptrace|Operation not permitted/.test(String(run.stderr))) return; // no ptrace in this sandbox
     expect(run.status).toBe(0);
 
@@ -99,7 +118,8 @@ describe("blob store", () => {
       if (open) fds.set(open[2]!, open[1]!);
       const onFd = /\b(write|pwrite64|fsync|fdatasync)\((\d+)/.exec(line);
       const file = onFd && fds.get(onFd[2]!);
-      if (file?.endsWith(".tmp")) events.push(onFd![1] === "fsync" || onFd![1] === "fdatasync" ? "sync temp" : "write temp");
+      if (file?.endsWith(".tmp"))
+        events.push(onFd![1] === "fsync" || onFd![1] === "fdatasync" ? "sync temp" : "write temp");
       if (file === shard && onFd![1] === "fsync") events.push("sync dir");
       const moved = /rename(?:at2?)?\(.*"([^"]+\.tmp)".*"([^"]+)"/.exec(line);
       if (moved && moved[2] === final) events.push("rename");
@@ -110,7 +130,15 @@ describe("blob store", () => {
   test("anything but 64 lower-case hex is refused, so no name reaches outside the store", async () => {
     const store = new BlobStore(join(root, "f"));
     const good = sha256(bytes("x"));
-    for (const bad of ["../../etc/passwd", good.toUpperCase(), good.slice(1), `${good}0`, `${good.slice(0, 63)}g`, "", `../${good.slice(3)}`]) {
+    for (const bad of [
+      "../../etc/passwd",
+      good.toUpperCase(),
+      good.slice(1),
+      `${good}0`,
+      `${good.slice(0, 63)}g`,
+      "",
+      `../${good.slice(3)}`,
+    ]) {
       expect(() => store.path(bad)).toThrow(/64 lower-case hex/);
       expect(() => store.has(bad)).toThrow(/64 lower-case hex/);
       await expect(store.get(bad)).rejects.toThrow(/64 lower-case hex/);

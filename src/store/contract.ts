@@ -174,7 +174,11 @@ export interface Outbox {
    * the position a subscriber to those topics has thereby passed: the last entry read when the
    * limit was reached, else the head of the log as it was when the read began.
    */
-  readTopics(afterSeq: number, limit: number, topics: readonly string[]): Promise<{ entries: OutboxEntry[]; upTo: number }>;
+  readTopics(
+    afterSeq: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<{ entries: OutboxEntry[]; upTo: number }>;
   cursor(subscriber: string): Promise<number>;
   advance(subscriber: string, seq: number): Promise<void>;
   /** Delete entries every subscriber has passed and that are older than `retentionMs`. */
@@ -213,9 +217,17 @@ export interface Precondition {
 export interface ResourceStore {
   get(key: ResourceKey): Promise<ResourceRecord | null>;
   /** One kind, ordered by name, after the cursor `after`. */
-  list(q: { tenant?: string; tenants?: readonly string[]; kind: string; after?: string; limit: number }): Promise<ResourceRecord[]>;
+  list(q: {
+    tenant?: string;
+    tenants?: readonly string[];
+    kind: string;
+    after?: string;
+    limit: number;
+  }): Promise<ResourceRecord[]>;
   all(): Promise<ResourceRecord[]>;
-  history(key: ResourceKey): Promise<{ resourceVersion: number; op: string; spec: unknown; actor: string; changedAt: number }[]>;
+  history(
+    key: ResourceKey,
+  ): Promise<{ resourceVersion: number; op: string; spec: unknown; actor: string; changedAt: number }[]>;
 }
 
 export interface TokenRecord {
@@ -230,7 +242,13 @@ export interface TokenRecord {
 
 export interface TokenStore {
   /** Store a new token's hash; the caller shows the token once. */
-  create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord>;
+  create(t: {
+    name: string;
+    hash: string;
+    scopes: string[];
+    expiresAt: number | null;
+    createdBy: string;
+  }): Promise<TokenRecord>;
   findByHash(hash: string): Promise<TokenRecord | null>;
   /** A token's record by its id (`tok_…`): what the audit log names a token's actions by. */
   get(id: string): Promise<TokenRecord | null>;

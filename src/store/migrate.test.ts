@@ -16,14 +16,19 @@ function freshDb() {
   dirs.push(dir);
   return openDatabase(join(dir, "agentowl.db")).sqlite;
 }
-const tables = (db: Database) => db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all().map((r) => r.name);
+const tables = (db: Database) =>
+  db
+    .query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+    .all()
+    .map((r) => r.name);
 
 describe("migrations", () => {
   test("the binary embeds exactly the migrations drizzle-kit generated", () => {
     const generated = readFileSync(join(import.meta.dir, "migrations.generated.ts"), "utf8");
     expect(generated, "run `npm run db:generate`").toBe(renderEmbeddedMigrations(journal.entries));
     expect(embeddedMigrations.map((m) => m.tag)).toEqual(journal.entries.map((e) => e.tag));
-    for (const m of embeddedMigrations) expect(m.sql).toBe(readFileSync(join(import.meta.dir, `../../migrations/${m.tag}.sql`), "utf8"));
+    for (const m of embeddedMigrations)
+      expect(m.sql).toBe(readFileSync(join(import.meta.dir, `../../migrations/${m.tag}.sql`), "utf8"));
   });
 
   test("apply once, record the schema version, and change nothing the second time", () => {
@@ -45,7 +50,11 @@ describe("migrations", () => {
     const db = freshDb();
     const broken = [
       { idx: 0, tag: "0000_ok", sql: "CREATE TABLE a (x);--> statement-breakpoint\nCREATE TABLE b (y);" },
-      { idx: 1, tag: "0001_broken", sql: "CREATE TABLE c (z);--> statement-breakpoint\nINSERT INTO nowhere VALUES (1);" },
+      {
+        idx: 1,
+        tag: "0001_broken",
+        sql: "CREATE TABLE c (z);--> statement-breakpoint\nINSERT INTO nowhere VALUES (1);",
+      },
     ];
     expect(() => migrate(db, broken)).toThrow(/migration 0001_broken failed: .*no such table: nowhere.*left unchanged/);
     expect(tables(db)).toEqual([]);
@@ -57,8 +66,15 @@ describe("migrations", () => {
     expect(i).toBeGreaterThan(0);
     migrate(db, embeddedMigrations.slice(0, i));
     db.run("PRAGMA foreign_keys = OFF");
-    for (const [id, state] of [["dlv_a", "failed"], ["dlv_b", "dead"], ["dlv_c", "delivered"]]) {
-      db.run("INSERT INTO deliveries (id, event_id, tenant, endpoint, state, created_at, updated_at) VALUES (?, ?, 'beta', 'crm', ?, 0, 0)", [id!, `evt_${id}`, state!]);
+    for (const [id, state] of [
+      ["dlv_a", "failed"],
+      ["dlv_b", "dead"],
+      ["dlv_c", "delivered"],
+    ]) {
+      db.run(
+        "INSERT INTO deliveries (id, event_id, tenant, endpoint, state, created_at, updated_at) VALUES (?, ?, 'beta', 'crm', ?, 0, 0)",
+        [id!, `evt_${id}`, state!],
+      );
     }
     db.run("PRAGMA foreign_keys = ON");
     expect(migrate(db).applied).toContain("0009_delivery_retrying");

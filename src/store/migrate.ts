@@ -40,7 +40,11 @@ export function migrate(sqlite: Database, migrations: readonly Migration[] = emb
     sqlite.run(
       "CREATE TABLE IF NOT EXISTS schema_migrations (idx INTEGER PRIMARY KEY, tag TEXT NOT NULL, hash TEXT NOT NULL, applied_at INTEGER NOT NULL)",
     );
-    const done = sqlite.query<{ idx: number; tag: string; hash: string }, []>("SELECT idx, tag, hash FROM schema_migrations ORDER BY idx").all();
+    const done = sqlite
+      .query<{ idx: number; tag: string; hash: string }, []>(
+        "SELECT idx, tag, hash FROM schema_migrations ORDER BY idx",
+      )
+      .all();
     const newest = done.at(-1);
     if (newest && newest.idx >= migrations.length) {
       throw new AppError(
@@ -51,7 +55,10 @@ export function migrate(sqlite: Database, migrations: readonly Migration[] = emb
     for (const row of done) {
       const ours = migrations[row.idx];
       if (!ours || ours.tag !== row.tag || sha256(ours.sql) !== row.hash) {
-        throw new AppError("conflict", `database ${sqlite.filename}: applied migration ${row.tag} differs from this binary's; refusing to continue`);
+        throw new AppError(
+          "conflict",
+          `database ${sqlite.filename}: applied migration ${row.tag} differs from this binary's; refusing to continue`,
+        );
       }
     }
     const applied: string[] = [];

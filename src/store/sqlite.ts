@@ -23,7 +23,19 @@ const reason = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e a
 /** The data dir's folders; each is private (0700). */
 const DATA_SUBDIRS = ["spool", "blobs", "audit"];
 /** Files in the data dir that must not be readable by others, where they exist. */
-const PRIVATE_FILES = [DATABASE_FILE, `${DATABASE_FILE}-wal`, `${DATABASE_FILE}-shm`, "agentowl.lock", "agentowl.toml", "master.key", "master.key.next", "master.key.previous", "audit.key", "tls/key.pem", "audit/checkpoints.jsonl"];
+const PRIVATE_FILES = [
+  DATABASE_FILE,
+  `${DATABASE_FILE}-wal`,
+  `${DATABASE_FILE}-shm`,
+  "agentowl.lock",
+  "agentowl.toml",
+  "master.key",
+  "master.key.next",
+  "master.key.previous",
+  "audit.key",
+  "tls/key.pem",
+  "audit/checkpoints.jsonl",
+];
 
 /** chmod away the group and other bits of `path` when it has any; true when it did. */
 function tighten(path: string, mode: number): boolean {
@@ -40,7 +52,11 @@ function tighten(path: string, mode: number): boolean {
     // A read-only mount (a spool disk remounted ro) takes no new data to protect; the appliance
     // starts and answers 452 for what it cannot store there.
     if ((e as NodeJS.ErrnoException).code === "EROFS") return false;
-    throw new AppError("storage_full", `cannot make ${path} private (mode ${(st.mode & 0o777).toString(8)}): ${reason(e)}`, { cause: e });
+    throw new AppError(
+      "storage_full",
+      `cannot make ${path} private (mode ${(st.mode & 0o777).toString(8)}): ${reason(e)}`,
+      { cause: e },
+    );
   }
   return true;
 }
@@ -84,7 +100,8 @@ export function prepareDataDir(dir: string, opts: { deep?: boolean; files?: read
       if (tighten(join(dir, sub), 0o700)) tightened.push(join(dir, sub));
     }
     if (tighten(join(dir, "tls"), 0o700)) tightened.push(join(dir, "tls"));
-    for (const path of [...PRIVATE_FILES.map((f) => join(dir, f)), ...(opts.files ?? [])]) if (tighten(path, 0o600)) tightened.push(path);
+    for (const path of [...PRIVATE_FILES.map((f) => join(dir, f)), ...(opts.files ?? [])])
+      if (tighten(path, 0o600)) tightened.push(path);
     if (wasOpen || opts.deep) for (const sub of ["spool", "blobs"]) tightenTree(join(dir, sub), tightened);
   } catch (e) {
     if (e instanceof AppError) throw e;
@@ -145,7 +162,9 @@ export function describeOpenError(e: unknown, path: string): AppError {
     return new AppError("unavailable", `database ${path} is locked by another process (${msg})`, { cause: e });
   }
   if (/not a database|malformed|corrupt/i.test(msg)) {
-    return new AppError("internal", `database ${path} is not a valid SQLite database (${msg}); restore a backup`, { cause: e });
+    return new AppError("internal", `database ${path} is not a valid SQLite database (${msg}); restore a backup`, {
+      cause: e,
+    });
   }
   return new AppError("internal", `cannot use database ${path}: ${msg}`, { cause: e });
 }

@@ -2,7 +2,16 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CREDENTIAL_NAME, generateMasterKey, loadMasterKey, masterKeySource, openSecret, rewrap, type SealedSecret, sealSecret } from "./crypto.ts";
+import {
+  CREDENTIAL_NAME,
+  generateMasterKey,
+  loadMasterKey,
+  masterKeySource,
+  openSecret,
+  rewrap,
+  type SealedSecret,
+  sealSecret,
+} from "./crypto.ts";
 
 const scope = { tenant: "beta", name: "crm-signing", version: 1 };
 const VALUE = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -37,7 +46,11 @@ describe("envelope encryption", () => {
   test("a row moved to another tenant, name or version does not open", () => {
     const master = generateMasterKey();
     const sealed = sealSecret(master, scope, VALUE);
-    for (const other of [{ ...scope, tenant: "alpha" }, { ...scope, name: "github" }, { ...scope, version: 2 }]) {
+    for (const other of [
+      { ...scope, tenant: "alpha" },
+      { ...scope, name: "github" },
+      { ...scope, version: 2 },
+    ]) {
       expect(() => openSecret(master, other, sealed)).toThrow("integrity");
     }
   });
@@ -102,8 +115,14 @@ describe("the master key from a systemd credential", () => {
   test("is used when the service was given one, else the configured file", () => {
     const dir = mkdtempSync(join(tmpdir(), "agentowl-cred-"));
     dirs.push(dir);
-    expect(masterKeySource("/var/lib/agentowl/master.key", {})).toEqual({ path: "/var/lib/agentowl/master.key", credential: false });
-    expect(masterKeySource("/var/lib/agentowl/master.key", { CREDENTIALS_DIRECTORY: dir })).toEqual({ path: "/var/lib/agentowl/master.key", credential: false });
+    expect(masterKeySource("/var/lib/agentowl/master.key", {})).toEqual({
+      path: "/var/lib/agentowl/master.key",
+      credential: false,
+    });
+    expect(masterKeySource("/var/lib/agentowl/master.key", { CREDENTIALS_DIRECTORY: dir })).toEqual({
+      path: "/var/lib/agentowl/master.key",
+      credential: false,
+    });
     const key = generateMasterKey();
     writeFileSync(join(dir, CREDENTIAL_NAME), key.key.toString("base64"), { mode: 0o400 });
     const source = masterKeySource("/var/lib/agentowl/master.key", { CREDENTIALS_DIRECTORY: dir });

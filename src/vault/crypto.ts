@@ -62,7 +62,8 @@ function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
 }
 
 export function masterKeyFrom(key: Buffer): MasterKey {
-  if (key.length !== KEY_BYTES) throw new AppError("config_invalid", `a master key is ${KEY_BYTES} bytes, not ${key.length}`);
+  if (key.length !== KEY_BYTES)
+    throw new AppError("config_invalid", `a master key is ${KEY_BYTES} bytes, not ${key.length}`);
   return { id: createHash("sha256").update("agentowl/master-key-id").update(key).digest("hex").slice(0, 16), key };
 }
 
@@ -86,11 +87,19 @@ export function loadMasterKey(path: string): MasterKey {
   let text: string;
   try {
     const mode = statSync(path).mode & 0o777;
-    if (mode & 0o077) throw new AppError("config_invalid", `master key file ${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`);
+    if (mode & 0o077)
+      throw new AppError(
+        "config_invalid",
+        `master key file ${path} is readable by others (mode ${mode.toString(8)}): chmod 600 it`,
+      );
     text = readFileSync(path, "utf8");
   } catch (e) {
     if (e instanceof AppError) throw e;
-    throw new AppError("config_invalid", `cannot read master key file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (run 'agentowl init')`, { cause: e });
+    throw new AppError(
+      "config_invalid",
+      `cannot read master key file ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)} (run 'agentowl init')`,
+      { cause: e },
+    );
   }
   const key = Buffer.from(text.trim(), "base64");
   if (key.length !== KEY_BYTES || key.toString("base64") !== text.trim()) {
@@ -118,13 +127,18 @@ export interface Keyring {
   rotating: boolean;
 }
 
-export const keyringOf = (key: MasterKey): Keyring => ({ sealing: key, byId: new Map([[key.id, key]]), rotating: false });
+export const keyringOf = (key: MasterKey): Keyring => ({
+  sealing: key,
+  byId: new Map([[key.id, key]]),
+  rotating: false,
+});
 
 /** Load the master key file (creating it on first start) with its `.next` and `.previous` siblings. */
 export function loadKeyring(path: string): { ring: Keyring; created: boolean } {
   // A crash between promoteNextKey's two renames leaves no master.key: finish the promotion
   // rather than create a new key.
-  if (!existsSync(path) && existsSync(`${path}.next`) && existsSync(`${path}.previous`)) renameSync(`${path}.next`, path);
+  if (!existsSync(path) && existsSync(`${path}.next`) && existsSync(`${path}.previous`))
+    renameSync(`${path}.next`, path);
   const { key: current, created } = ensureMasterKey(path);
   const next = existsSync(`${path}.next`) ? loadMasterKey(`${path}.next`) : null;
   const previous = existsSync(`${path}.previous`) ? loadMasterKey(`${path}.previous`) : null;
@@ -153,17 +167,26 @@ export const CREDENTIAL_NAME = "agentowl-master-key";
  * ($CREDENTIALS_DIRECTORY/agentowl-master-key, Linux, optional), else the configured file.
  * A credential is read-only: the key is rotated where it is kept, not by `rotate-master`.
  */
-export function masterKeySource(configured: string, env: Record<string, string | undefined> = process.env): { path: string; credential: boolean } {
+export function masterKeySource(
+  configured: string,
+  env: Record<string, string | undefined> = process.env,
+): { path: string; credential: boolean } {
   const dir = env.CREDENTIALS_DIRECTORY;
   const credential = dir ? `${dir}/${CREDENTIAL_NAME}` : null;
-  return credential && existsSync(credential) ? { path: credential, credential: true } : { path: configured, credential: false };
+  return credential && existsSync(credential)
+    ? { path: credential, credential: true }
+    : { path: configured, credential: false };
 }
 
 /** Seal a new secret version under its own fresh data key. */
 export function sealSecret(master: MasterKey, scope: SecretScope, value: string): SealedSecret {
   const dataKey = randomBytes(KEY_BYTES);
   try {
-    return { masterKeyId: master.id, wrappedKey: seal(master.key, dataKey, keyAad(scope)), sealedValue: seal(dataKey, Buffer.from(value, "utf8"), valueAad(scope)) };
+    return {
+      masterKeyId: master.id,
+      wrappedKey: seal(master.key, dataKey, keyAad(scope)),
+      sealedValue: seal(dataKey, Buffer.from(value, "utf8"), valueAad(scope)),
+    };
   } finally {
     dataKey.fill(0);
   }

@@ -49,9 +49,14 @@ describe("the vault", () => {
     await vault.set("beta/crm-signing", V1, { actor: "a" });
     const info = await vault.rotate("beta/crm-signing", V2, { actor: "a", graceMs: 60_000 });
     expect(info.version).toBe(2);
-    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([V2, V1]);
+    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([
+      V2,
+      V1,
+    ]);
     clock.advance(60_000);
-    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([V2]);
+    expect(vault.redeem((await vault.lease("beta/crm-signing", { forTenant: "beta", consumer: "c" })).id)).toEqual([
+      V2,
+    ]);
   });
 
   test("a lease expires within seconds", async () => {
@@ -65,9 +70,16 @@ describe("the vault", () => {
   test("a lease on another tenant's secret is refused, and the refusal is audited", async () => {
     const { vault, storage } = setup();
     await vault.set("beta/crm-signing", V1, { actor: "a" });
-    await expect(vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "runtime:rt_9" })).rejects.toThrow("may not lease");
+    await expect(vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "runtime:rt_9" })).rejects.toThrow(
+      "may not lease",
+    );
     const [entry] = await storage.audit.list({ action: "secret.lease", limit: 1 });
-    expect(entry).toMatchObject({ actor: "runtime:rt_9", tenant: "alpha", target: "beta/crm-signing", decision: "deny" });
+    expect(entry).toMatchObject({
+      actor: "runtime:rt_9",
+      tenant: "alpha",
+      target: "beta/crm-signing",
+      decision: "deny",
+    });
     const actions = (await storage.audit.list({ limit: 10 })).map((e) => e.action).reverse();
     expect(actions).toEqual(["secret.set", "secret.lease"]);
     expect((await storage.audit.verify()).ok).toBe(true);
@@ -162,7 +174,10 @@ describe("master-key rotation", () => {
     // A new process with only the new key file opens every secret.
     rmSync(`${keyFile}.previous`);
     const restarted = vaultOn(storage, keyFile);
-    for (const [i, v] of values.entries()) expect(restarted.redeem((await restarted.lease(`beta/s${i}`, { forTenant: "beta", consumer: "c" })).id)).toEqual([v]);
+    for (const [i, v] of values.entries())
+      expect(restarted.redeem((await restarted.lease(`beta/s${i}`, { forTenant: "beta", consumer: "c" })).id)).toEqual([
+        v,
+      ]);
     const [entry] = await storage.audit.list({ action: "vault.rotate_master", limit: 1 });
     expect(entry).toMatchObject({ actor: "admin", details: { from: oldId, to: result.masterKeyId, rewrapped: 30 } });
   });
@@ -177,7 +192,9 @@ describe("master-key rotation", () => {
     writeKeyFile(`${keyFile}.next`, next);
     const resumed = vaultOn(storage, keyFile);
     expect(resumed.masterKeyId).toBe(next.id);
-    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([V1]);
+    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([
+      V1,
+    ]);
     await resumed.set("beta/b-secret", V2, { actor: "a" });
     expect((await resumed.rotateMaster({ actor: "system" })).masterKeyId).toBe(next.id);
     expect(loadMasterKey(keyFile).id).toBe(next.id);
@@ -193,15 +210,26 @@ describe("master-key rotation", () => {
     renameSync(keyFile, `${keyFile}.previous`); // the first rename happened, the second did not
     const resumed = vaultOn(storage, keyFile);
     expect(loadMasterKey(keyFile).id).toBe(next.id);
-    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([V1]);
+    expect(resumed.redeem((await resumed.lease("beta/a-secret", { forTenant: "beta", consumer: "c" })).id)).toEqual([
+      V1,
+    ]);
   });
 });
 
 describe("Standard Webhooks signing secrets", () => {
   test("whsec_ and the strict base64 of 24 to 64 bytes, as the official libraries take them", async () => {
     const b64 = (n: number) => Buffer.alloc(n, 7).toString("base64");
-    for (const ok of [`whsec_${b64(24)}`, `whsec_${b64(32)}`, `whsec_${b64(64)}`]) expect(isSigningSecret(ok), ok).toBe(true);
-    for (const bad of [b64(32), `whsec_${b64(16)}`, `whsec_${b64(65)}`, "whsec_not base64!", `whsec_${b64(32).replace(/=+$/, "")}`, "crm-signing-secret-value", `whsec_${b64(32)}\n`]) {
+    for (const ok of [`whsec_${b64(24)}`, `whsec_${b64(32)}`, `whsec_${b64(64)}`])
+      expect(isSigningSecret(ok), ok).toBe(true);
+    for (const bad of [
+      b64(32),
+      `whsec_${b64(16)}`,
+      `whsec_${b64(65)}`,
+      "whsec_not base64!",
+      `whsec_${b64(32).replace(/=+$/, "")}`,
+      "crm-signing-secret-value",
+      `whsec_${b64(32)}\n`,
+    ]) {
       expect(isSigningSecret(bad), bad).toBe(false);
     }
   });
@@ -209,7 +237,11 @@ describe("Standard Webhooks signing secrets", () => {
   test("a secret's format is noted when it is set and rotated, never its value", async () => {
     const { vault } = setup();
     expect((await vault.set("beta/plain", "an-opaque-api-key-value", { actor: "a" })).format).toBe("opaque");
-    expect((await vault.set("beta/sig", `whsec_${Buffer.alloc(32, 1).toString("base64")}`, { actor: "a" })).format).toBe("whsec");
-    expect((await vault.rotate("beta/plain", `whsec_${Buffer.alloc(32, 2).toString("base64")}`, { actor: "a" })).format).toBe("whsec");
+    expect(
+      (await vault.set("beta/sig", `whsec_${Buffer.alloc(32, 1).toString("base64")}`, { actor: "a" })).format,
+    ).toBe("whsec");
+    expect(
+      (await vault.rotate("beta/plain", `whsec_${Buffer.alloc(32, 2).toString("base64")}`, { actor: "a" })).format,
+    ).toBe("whsec");
   });
 });

@@ -8,7 +8,17 @@ import { patternWords } from "../control/resources/validate.ts";
 import { secrets } from "../store/schema/index.ts";
 import type { SqliteStorage, SqliteTx } from "../store/index.ts";
 import { existsSync } from "node:fs";
-import { generateMasterKey, type Keyring, type MasterKey, openSecret, promoteNextKey, rewrap, type SecretScope, sealSecret, writeKeyFile } from "./crypto.ts";
+import {
+  generateMasterKey,
+  type Keyring,
+  type MasterKey,
+  openSecret,
+  promoteNextKey,
+  rewrap,
+  type SecretScope,
+  sealSecret,
+  writeKeyFile,
+} from "./crypto.ts";
 
 /** Metadata of a secret: everything but its value, which the vault never hands back. */
 export type SecretFormat = "whsec" | "opaque";
@@ -97,19 +107,35 @@ export class Vault {
 
   private rows(tx: SqliteTx | null, tenant: string, name: string) {
     const db = tx?.db ?? this.storage.handle.db;
-    return db.select().from(secrets).where(and(eq(secrets.tenant, tenant), eq(secrets.name, name))).orderBy(desc(secrets.version)).all();
+    return db
+      .select()
+      .from(secrets)
+      .where(and(eq(secrets.tenant, tenant), eq(secrets.name, name)))
+      .orderBy(desc(secrets.version))
+      .all();
   }
 
   private write(tx: SqliteTx, s: SecretScope, value: string, actor: string, rotationPeriodMs: number | null): void {
     const sealed = sealSecret(this.ring.sealing, s, value);
     tx.db
       .insert(secrets)
-      .values({ ...s, masterKeyId: sealed.masterKeyId, wrappedKey: sealed.wrappedKey, sealedValue: sealed.sealedValue, createdAt: tx.now, createdBy: actor, expiresAt: null, rotationPeriodMs, format: formatOf(value) })
+      .values({
+        ...s,
+        masterKeyId: sealed.masterKeyId,
+        wrappedKey: sealed.wrappedKey,
+        sealedValue: sealed.sealedValue,
+        createdAt: tx.now,
+        createdBy: actor,
+        expiresAt: null,
+        rotationPeriodMs,
+        format: formatOf(value),
+      })
       .run();
   }
 
   private checkValue(value: string): void {
-    if (value.length < MIN_SECRET_LENGTH) throw new AppError("invalid_input", `a secret value has at least ${MIN_SECRET_LENGTH} characters`);
+    if (value.length < MIN_SECRET_LENGTH)
+      throw new AppError("invalid_input", `a secret value has at least ${MIN_SECRET_LENGTH} characters`);
   }
 
   /** Whether a secret exists, read inside a unit of work (apply checks its references there). */
@@ -123,19 +149,32 @@ export class Vault {
   }
 
   /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
-  async set(scope: string, value: string, opts: { actor: string; rotationPeriodMs?: number | null }): Promise<SecretInfo> {
+  async set(
+    scope: string,
+    value: string,
+    opts: { actor: string; rotationPeriodMs?: number | null },
+  ): Promise<SecretInfo> {
     // A new secret is named like every resource. (References keep their wider pattern, so that a
     // secret set before this rule can still be used and rotated.)
     const name = scope.slice(scope.indexOf("/") + 1);
     if (!SECRET_NAME.test(name)) {
-      throw new AppError("invalid_input", `'${name.slice(0, 80)}${name.length > 80 ? "…" : ""}' is not a secret name`, { errors: [{ field: "/name", message: `must be ${patternWords(NAME_PATTERN)}` }] });
+      throw new AppError("invalid_input", `'${name.slice(0, 80)}${name.length > 80 ? "…" : ""}' is not a secret name`, {
+        errors: [{ field: "/name", message: `must be ${patternWords(NAME_PATTERN)}` }],
+      });
     }
     const { tenant } = parseScope(scope);
     this.checkValue(value);
     this.redactor.learn(value);
     await this.storage.committer.run((tx) => {
-      if (this.rows(tx, tenant, name).length) throw new AppError("conflict", `secret ${tenant}/${name} exists: rotate it`);
-      this.storage.audit.appendTx(tx, { actor: opts.actor, tenant, action: "secret.set", target: `${tenant}/${name}`, details: { version: 1 } });
+      if (this.rows(tx, tenant, name).length)
+        throw new AppError("conflict", `secret ${tenant}/${name} exists: rotate it`);
+      this.storage.audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant,
+        action: "secret.set",
+        target: `${tenant}/${name}`,
+        details: { version: 1 },
+      });
       this.write(tx, { tenant, name, version: 1 }, value, opts.actor, opts.rotationPeriodMs ?? null);
     });
     this.changes++;
@@ -152,7 +191,13 @@ export class Vault {
       if (!current) throw new AppError("not_found", `secret ${tenant}/${name} not found`);
       const version = current.version + 1;
       const grace = opts.graceMs ?? DEFAULT_GRACE_MS;
-      this.storage.audit.appendTx(tx, { actor: opts.actor, tenant, action: "secret.rotate", target: `${tenant}/${name}`, details: { version, grace_ms: grace } });
+      this.storage.audit.appendTx(tx, {
+        actor: opts.actor,
+        tenant,
+        action: "secret.rotate",
+        target: `${tenant}/${name}`,
+        details: { version, grace_ms: grace },
+      });
       tx.db
         .update(secrets)
         .set({ expiresAt: tx.now + grace })
@@ -208,16 +253,26 @@ export class Vault {
     const { tenant, name } = parseScope(scope);
     const allowed = tenant === opts.forTenant;
     const now = this.clock.now();
-    const lease = { id: newId("sec", now), scope: `${tenant}/${name}`, consumer: opts.consumer, expiresAt: now + LEASE_TTL_MS, tenant, name };
+    const lease = {
+      id: newId("sec", now),
+      scope: `${tenant}/${name}`,
+      consumer: opts.consumer,
+      expiresAt: now + LEASE_TTL_MS,
+      tenant,
+      name,
+    };
     await this.storage.audit.append({
       actor: opts.consumer,
       tenant: opts.forTenant,
       action: "secret.lease",
       target: lease.scope,
       decision: allowed ? "allow" : "deny",
-      details: allowed ? { lease: lease.id, expires_at: lease.expiresAt } : { reason: "the secret belongs to another tenant" },
+      details: allowed
+        ? { lease: lease.id, expires_at: lease.expiresAt }
+        : { reason: "the secret belongs to another tenant" },
     });
-    if (!allowed) throw new AppError("forbidden", `a consumer of tenant ${opts.forTenant} may not lease ${lease.scope}`);
+    if (!allowed)
+      throw new AppError("forbidden", `a consumer of tenant ${opts.forTenant} may not lease ${lease.scope}`);
     if (!this.rows(null, tenant, name).length) throw new AppError("not_found", `secret ${lease.scope} not found`);
     this.leases.set(lease.id, lease);
     const { tenant: _t, name: _n, ...out } = lease;
@@ -237,11 +292,21 @@ export class Vault {
     const rows = this.storage.handle.db
       .select()
       .from(secrets)
-      .where(and(eq(secrets.tenant, lease.tenant), eq(secrets.name, lease.name), or(isNull(secrets.expiresAt), gt(secrets.expiresAt, now))))
+      .where(
+        and(
+          eq(secrets.tenant, lease.tenant),
+          eq(secrets.name, lease.name),
+          or(isNull(secrets.expiresAt), gt(secrets.expiresAt, now)),
+        ),
+      )
       .orderBy(desc(secrets.version))
       .all();
     return rows.map((r) => {
-      const value = openSecret(this.keyFor(r.masterKeyId), { tenant: r.tenant, name: r.name, version: r.version }, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
+      const value = openSecret(
+        this.keyFor(r.masterKeyId),
+        { tenant: r.tenant, name: r.name, version: r.version },
+        { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue },
+      );
       this.redactor.learn(value);
       return value;
     });
@@ -259,7 +324,11 @@ export class Vault {
    * files are swapped. A crash at any step leaves every row readable, and the next start resumes.
    */
   async rotateMaster(opts: { actor: string; batch?: number }): Promise<{ rewrapped: number; masterKeyId: string }> {
-    if (!this.keyFile) throw new AppError("conflict", "the master key comes from a systemd credential (or no file): rotate it where it is kept");
+    if (!this.keyFile)
+      throw new AppError(
+        "conflict",
+        "the master key comes from a systemd credential (or no file): rotate it where it is kept",
+      );
     const from = this.ring.sealing;
     let to = from;
     if (!this.ring.rotating || !existsSync(`${this.keyFile}.next`)) {
@@ -278,7 +347,11 @@ export class Vault {
           .all();
         for (const r of rows) {
           const scope = { tenant: r.tenant, name: r.name, version: r.version };
-          const moved = rewrap(this.keyFor(r.masterKeyId), to, scope, { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue });
+          const moved = rewrap(this.keyFor(r.masterKeyId), to, scope, {
+            masterKeyId: r.masterKeyId,
+            wrappedKey: r.wrappedKey,
+            sealedValue: r.sealedValue,
+          });
           tx.db
             .update(secrets)
             .set({ masterKeyId: moved.masterKeyId, wrappedKey: moved.wrappedKey })
@@ -292,7 +365,11 @@ export class Vault {
     }
     promoteNextKey(this.keyFile);
     this.ring = { ...this.ring, rotating: false };
-    await this.storage.audit.append({ actor: opts.actor, action: "vault.rotate_master", details: { from: from.id === to.id ? null : from.id, to: to.id, rewrapped } });
+    await this.storage.audit.append({
+      actor: opts.actor,
+      action: "vault.rotate_master",
+      details: { from: from.id === to.id ? null : from.id, to: to.id, rewrapped },
+    });
     return { rewrapped, masterKeyId: to.id };
   }
 }

@@ -23,7 +23,10 @@ function setup(handlers: Record<string, JobHandler>, concurrency = 4) {
     onOutcome: (_kind, outcome) => outcomes.push(outcome),
   });
   runner.start();
-  cleanups.push(() => storage.dispose(), () => runner.stop(1000));
+  cleanups.push(
+    () => storage.dispose(),
+    () => runner.stop(1000),
+  );
   return { storage, runner, outcomes };
 }
 
@@ -49,7 +52,10 @@ describe("JobRunner", () => {
     const flaky = await storage.queue.enqueue({ kind: "t.flaky", payload: null });
     const gone = await storage.queue.enqueue({ kind: "t.gone", payload: null });
     await until("both outcomes", () => outcomes.length === 2);
-    expect(await storage.queue.get(flaky.id)).toMatchObject({ state: "available", lastError: "Error: connection refused" });
+    expect(await storage.queue.get(flaky.id)).toMatchObject({
+      state: "available",
+      lastError: "Error: connection refused",
+    });
     expect(await storage.queue.get(gone.id)).toMatchObject({ state: "dead", deadReason: "permanent" });
   });
 
@@ -75,7 +81,11 @@ describe("JobRunner", () => {
     });
     const { id } = await storage.queue.enqueue({ kind: "t.wait", payload: null });
     // The backoff would have put the 3rd run seconds out, and the poll is a minute: both ruled out here.
-    await until("four runs, the last acked", async () => runs.length === 4 && (await storage.queue.get(id))?.state === "done", 5000);
+    await until(
+      "four runs, the last acked",
+      async () => runs.length === 4 && (await storage.queue.get(id))?.state === "done",
+      5000,
+    );
     for (let i = 1; i < runs.length; i++) expect(runs[i]! - runs[i - 1]!).toBeGreaterThanOrEqual(45);
   });
 

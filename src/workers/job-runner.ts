@@ -112,7 +112,12 @@ export class JobRunner {
       if (room > 0 && kinds.length > 0) {
         this.woken = false;
         try {
-          leased = await this.opts.queue.lease({ kinds, limit: room, visibilityMs: this.opts.visibilityMs, owner: this.opts.owner });
+          leased = await this.opts.queue.lease({
+            kinds,
+            limit: room,
+            visibilityMs: this.opts.visibilityMs,
+            owner: this.opts.owner,
+          });
         } catch (e) {
           this.opts.log.error("job lease failed", { err: e });
         }

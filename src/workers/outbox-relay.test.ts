@@ -26,7 +26,8 @@ describe("OutboxRelay", () => {
       { name: "all", handle: (e) => void all.push(e.payload) },
       { name: "tasks", topics: ["task.*"], handle: (e) => void tasks.push(e.payload) },
     ]);
-    for (let i = 0; i < 5; i++) await storage.outbox.emit({ topic: i % 2 ? "task.done" : "event.received", payload: i });
+    for (let i = 0; i < 5; i++)
+      await storage.outbox.emit({ topic: i % 2 ? "task.done" : "event.received", payload: i });
     await until("delivery", () => all.length === 5 && tasks.length === 2);
     expect(all).toEqual([0, 1, 2, 3, 4]);
     expect(tasks).toEqual([1, 3]);
@@ -84,7 +85,12 @@ describe("OutboxRelay", () => {
       tx.emit({ topic: "delivery.failed", payload: "y" });
     });
     relayOn(storage, [
-      { name: "router", topics: ["event.received"], handle: () => {}, handleBatch: async (es) => void seen.push(...es.map((e) => e.payload)) },
+      {
+        name: "router",
+        topics: ["event.received"],
+        handle: () => {},
+        handleBatch: async (es) => void seen.push(...es.map((e) => e.payload)),
+      },
       { name: "approvals", topics: ["approval.decided"], handle: (e) => void handled.push(e.payload as number) },
     ]);
     await until("routed", () => seen.length === 1);
@@ -100,7 +106,9 @@ describe("OutboxRelay", () => {
       if (topics.includes("approval.decided")) reads.approvals++;
       return readTopics(after, limit, topics);
     };
-    await Promise.all(Array.from({ length: 1000 }, (_, i) => storage.outbox.emit({ topic: "delivery.delivered", payload: i })));
+    await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => storage.outbox.emit({ topic: "delivery.delivered", payload: i })),
+    );
     await Bun.sleep(100);
     expect(reads.approvals).toBe(0);
     expect(await storage.outbox.cursor("approvals")).toBe(0);

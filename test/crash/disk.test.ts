@@ -13,7 +13,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { killLeftovers, serveAgentowl, waitUntil } from "../helpers/process.ts";
-import { type Ack, ackCounts, attemptAudits, auditVerify, checkDataDir, configure, drained, Load, prng, readRecord, Receiver, SERVE_ENV, stopGracefully, TOKEN } from "./harness.ts";
+import {
+  type Ack,
+  ackCounts,
+  attemptAudits,
+  auditVerify,
+  checkDataDir,
+  configure,
+  drained,
+  Load,
+  prng,
+  readRecord,
+  Receiver,
+  SERVE_ENV,
+  stopGracefully,
+  TOKEN,
+} from "./harness.ts";
 
 setDefaultTimeout(110_000);
 
@@ -49,7 +64,6 @@ function fill(dir: string): { path: string; bytes: number } {
   return { path, bytes };
 }
 
-
 test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and the server takes load again by itself once the disk has room", async () => {
   unmount = mountTmpfs(dataDir, "64m");
   if (!unmount) {
@@ -62,23 +76,50 @@ test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing ac
   try {
     // A job whose failure could not be recorded on the full disk keeps its lease until the
     // visibility timeout (5 min by default) and is then recovered: 10 s here.
-    const { server, url, smtpPort } = await serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { ...SERVE_ENV, AGENTOWL_QUEUE_VISIBILITY_TIMEOUT: "10s" } });
+    const { server, url, smtpPort } = await serveAgentowl({
+      cwd: root,
+      dataDir,
+      token: TOKEN,
+      env: { ...SERVE_ENV, AGENTOWL_QUEUE_VISIBILITY_TIMEOUT: "10s" },
+    });
     await configure(url, receiver.url);
     const record = join(root, "acks.jsonl");
-    load = new Load({ smtpPort, httpUrl: url, out: record, run: "disk", smtpOnce: 2, smtpReuse: 2, perConnection: 5, hooks: 3, attachEvery: 3 });
+    load = new Load({
+      smtpPort,
+      httpUrl: url,
+      out: record,
+      run: "disk",
+      smtpOnce: 2,
+      smtpReuse: 2,
+      perConnection: 5,
+      hooks: 3,
+      attachEvery: 3,
+    });
     const kinds = (acks: Ack[]) => new Set(acks.map((a) => (a.k === "hook" ? "hook" : "smtp")));
     /** Load flows: acknowledgements of mail and of webhooks since `since`. */
-    const flowing = (what: string, since: number) => waitUntil(`${what}: mail and webhooks acknowledged`, () => kinds(load!.acks(since)).size === 2 && load!.acks(since).length >= 50, 30_000);
+    const flowing = (what: string, since: number) =>
+      waitUntil(
+        `${what}: mail and webhooks acknowledged`,
+        () => kinds(load!.acks(since)).size === 2 && load!.acks(since).length >= 50,
+        30_000,
+      );
     /** The disk refuses: 452 for mail and 503 for webhooks since `since`. */
     const refusing = async (what: string, since: number) => {
-      await waitUntil(`${what}: 452 for mail and 503 for webhooks`, () => {
-        const n = load!.nacks(since);
-        return n.some((a) => a.k !== "hook" && a.nack === 452) && n.some((a) => a.k === "hook" && a.nack === 503);
-      }, 30_000);
+      await waitUntil(
+        `${what}: 452 for mail and 503 for webhooks`,
+        () => {
+          const n = load!.nacks(since);
+          return n.some((a) => a.k !== "hook" && a.nack === 452) && n.some((a) => a.k === "hook" && a.nack === 503);
+        },
+        30_000,
+      );
       return load!.nacks(since);
     };
     const phases: string[] = [];
-    const phase = (name: string, since: number) => phases.push(`${name}: ${JSON.stringify(ackCounts(load!.acks(since)))} acks, ${load!.nacks(since).length} refusals`);
+    const phase = (name: string, since: number) =>
+      phases.push(
+        `${name}: ${JSON.stringify(ackCounts(load!.acks(since)))} acks, ${load!.nacks(since).length} refusals`,
+      );
 
     let since = performance.now();
     await flowing("before", since);
@@ -101,7 +142,9 @@ test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing ac
       const key = `${l.msg}: ${JSON.stringify(l.err ?? l.detail ?? (l.error === undefined ? "" : { stage: l.stage, error: l.error, code: l.code })).slice(0, 300)}`;
       errors.set(key, (errors.get(key) ?? 0) + 1);
     }
-    console.log(`crash/disk: server errors and warnings while the disk failed:\n  ${[...errors].map(([k, n]) => `${n}× ${k}`).join("\n  ")}`);
+    console.log(
+      `crash/disk: server errors and warnings while the disk failed:\n  ${[...errors].map(([k, n]) => `${n}× ${k}`).join("\n  ")}`,
+    );
     // Every refusal is a "try again later": 503 with Retry-After for webhooks; 452 4.3.1 for mail
     // (a full database as well as a full spool: 451 4.3.0 would say "our bug", not "no room").
     expect(full.length).toBeGreaterThan(0);

@@ -102,9 +102,18 @@ export async function configure(url: string, receiverUrl: string): Promise<void>
   await ok("POST", "/v1/tenants", { name: TENANT });
   await ok("PUT", `/v1/tenants/${TENANT}/secrets/hook-in`, { value: HOOK_SECRET });
   await ok("PUT", `/v1/tenants/${TENANT}/secrets/rx-signing`, { value: DELIVERY_SECRET });
-  await ok("POST", `/v1/tenants/${TENANT}/endpoints`, { name: "rx", url: receiverUrl, signing_secret: `vault:${TENANT}/rx-signing` });
+  await ok("POST", `/v1/tenants/${TENANT}/endpoints`, {
+    name: "rx",
+    url: receiverUrl,
+    signing_secret: `vault:${TENANT}/rx-signing`,
+  });
   await ok("POST", `/v1/tenants/${TENANT}/bindings`, { name: "mail", type: "email", addresses: ["inbox"] });
-  await ok("POST", `/v1/tenants/${TENANT}/bindings`, { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: `vault:${TENANT}/hook-in` }, require_json: true });
+  await ok("POST", `/v1/tenants/${TENANT}/bindings`, {
+    name: "hooks",
+    type: "webhook",
+    verify: { scheme: "standard-webhooks", secret: `vault:${TENANT}/hook-in` },
+    require_json: true,
+  });
   await ok("POST", `/v1/tenants/${TENANT}/routes`, { name: "all", to: ["rx"] });
 }
 
@@ -129,8 +138,17 @@ export class Load {
   private readonly pumped: Promise<void>;
 
   constructor(cfg: Omit<LoadConfig, "hookPath" | "hookSecret" | "rcpt">) {
-    const full: LoadConfig = { ...cfg, hookPath: `/ingress/webhook/${TENANT}/hooks`, hookSecret: HOOK_SECRET, rcpt: RCPT };
-    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+    const full: LoadConfig = {
+      ...cfg,
+      hookPath: `/ingress/webhook/${TENANT}/hooks`,
+      hookSecret: HOOK_SECRET,
+      rcpt: RCPT,
+    };
+    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "load.ts"), JSON.stringify(full)], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
     this.proc = proc;
     this.pumped = (async () => {
       const decoder = new TextDecoder();
@@ -159,9 +177,15 @@ export class Load {
   /** SIGTERM: every worker finishes the item in hand; resolves with the exit code. */
   async stop(timeoutMs = 30_000): Promise<void> {
     this.proc.kill("SIGTERM");
-    await waitUntil("the load process to finish", () => this.proc.exitCode !== null || this.proc.signalCode !== null, timeoutMs, 50);
+    await waitUntil(
+      "the load process to finish",
+      () => this.proc.exitCode !== null || this.proc.signalCode !== null,
+      timeoutMs,
+      50,
+    );
     await this.pumped;
-    if (this.proc.exitCode !== 0) throw new Error(`the load process exited with ${this.proc.exitCode ?? this.proc.signalCode}`);
+    if (this.proc.exitCode !== 0)
+      throw new Error(`the load process exited with ${this.proc.exitCode ?? this.proc.signalCode}`);
   }
 
   kill(): void {
@@ -182,10 +206,15 @@ export function ackCounts(acks: readonly Ack[]): Record<string, number> {
 const readonlyDb = (dataDir: string) => new Database(join(dataDir, "agentowl.db"), { readonly: true });
 
 /** Jobs leased by anyone but `owner` (the live server's `pid:N`): a dead process's leases. */
-export function leasedByOthers(dataDir: string, owner: string): { id: number; kind: string; lease_owner: string | null }[] {
+export function leasedByOthers(
+  dataDir: string,
+  owner: string,
+): { id: number; kind: string; lease_owner: string | null }[] {
   const db = readonlyDb(dataDir);
   try {
-    return db.query("SELECT id, kind, lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT ?").all(owner) as { id: number; kind: string; lease_owner: string | null }[];
+    return db
+      .query("SELECT id, kind, lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT ?")
+      .all(owner) as { id: number; kind: string; lease_owner: string | null }[];
   } finally {
     db.close();
   }
@@ -223,15 +252,23 @@ export async function drained(dataDir: string, timeoutMs = 60_000): Promise<void
   } catch (e) {
     // Dead jobs (a mail.process job dead-lettered leaves its message queued) say why.
     const db = readonlyDb(dataDir);
-    const dead = db.query("SELECT id, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10").all();
+    const dead = db
+      .query("SELECT id, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10")
+      .all();
     db.close();
     throw new Error(`${(e as Error).message}: ${JSON.stringify(last)}; dead jobs ${JSON.stringify(dead)}`);
   }
 }
 
 /** `agentowl audit verify --json` against the live server: the public check, whatever it checks. */
-export async function auditVerify(cwd: string, url: string): Promise<{ ok: boolean; entries: number } & Record<string, unknown>> {
-  const r = await runAgentowl(["audit", "verify", "--json"], { cwd, env: { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN } });
+export async function auditVerify(
+  cwd: string,
+  url: string,
+): Promise<{ ok: boolean; entries: number } & Record<string, unknown>> {
+  const r = await runAgentowl(["audit", "verify", "--json"], {
+    cwd,
+    env: { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN },
+  });
   if (r.code !== 0) throw new Error(`agentowl audit verify exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -278,14 +315,23 @@ export interface Findings {
  * every delivery attempt audited; no job left; every spool segment and blob referenced by a row
  * and every referenced one there.
  */
-export function checkDataDir(dataDir: string, acks: readonly Ack[], receiver: Receiver, audited: Map<string, number> | null): Findings {
+export function checkDataDir(
+  dataDir: string,
+  acks: readonly Ack[],
+  receiver: Receiver,
+  audited: Map<string, number> | null,
+): Findings {
   const problems: string[] = [];
   const db = readonlyDb(dataDir);
   try {
     const eventsByKey = new Map<string, string[]>();
     // Webhooks by their webhook-id (the idempotency key); mail by its Message-ID (the key is a
     // hash of the message and its envelope, so the Message-ID is read from the envelope).
-    const rows = db.query("SELECT id, idempotency_key AS key, binding, json_extract(envelope, '$.data.message_id') AS mid FROM events WHERE tenant = ?").all(TENANT) as { id: string; key: string | null; binding: string; mid: string | null }[];
+    const rows = db
+      .query(
+        "SELECT id, idempotency_key AS key, binding, json_extract(envelope, '$.data.message_id') AS mid FROM events WHERE tenant = ?",
+      )
+      .all(TENANT) as { id: string; key: string | null; binding: string; mid: string | null }[];
     for (const e of rows) {
       const k = `${e.binding}/${e.binding === "mail" ? e.mid : e.key}`;
       eventsByKey.set(k, [...(eventsByKey.get(k) ?? []), e.id]);
@@ -306,49 +352,66 @@ export function checkDataDir(dataDir: string, acks: readonly Ack[], receiver: Re
         continue;
       }
       const ids = row.events ? (JSON.parse(row.events) as string[]) : [];
-      if (row.state !== "processed" || ids.length !== 1 || !eventIds.has(ids[0]!)) problems.push(`acknowledged message ${a.ack} (${a.id}): state ${row.state}, events ${row.events}`);
+      if (row.state !== "processed" || ids.length !== 1 || !eventIds.has(ids[0]!))
+        problems.push(`acknowledged message ${a.ack} (${a.id}): state ${row.state}, events ${row.events}`);
       const byKey = eventsByKey.get(`mail/${a.id}`) ?? eventsByKey.get(`mail/${a.id.slice(1, -1)}`) ?? [];
       if (byKey.length !== 1) problems.push(`acknowledged message ${a.ack} (${a.id}) is ${byKey.length} events`);
     }
     for (const [id, answers] of hookAnswers) {
       const byKey = eventsByKey.get(`hooks/${id}`) ?? [];
       if (answers.size !== 1) problems.push(`webhook ${id} was answered with different events: ${[...answers]}`);
-      if (byKey.length !== 1 || !answers.has(byKey[0]!)) problems.push(`acknowledged webhook ${id} (${[...answers]}) is events [${byKey}]`);
+      if (byKey.length !== 1 || !answers.has(byKey[0]!))
+        problems.push(`acknowledged webhook ${id} (${[...answers]}) is events [${byKey}]`);
     }
 
     // Every event routed to one delivery to rx, delivered, seen by the receiver, each attempt audited.
-    const deliveries = db.query("SELECT id, event_id, endpoint, state, attempts FROM deliveries WHERE tenant = ? AND replay_of IS NULL").all(TENANT) as { id: string; event_id: string; endpoint: string; state: string; attempts: number }[];
+    const deliveries = db
+      .query("SELECT id, event_id, endpoint, state, attempts FROM deliveries WHERE tenant = ? AND replay_of IS NULL")
+      .all(TENANT) as { id: string; event_id: string; endpoint: string; state: string; attempts: number }[];
     const perEvent = new Map<string, number>();
     for (const d of deliveries) {
       perEvent.set(d.event_id, (perEvent.get(d.event_id) ?? 0) + 1);
       if (d.state !== "delivered") problems.push(`delivery ${d.id} of ${d.event_id} is ${d.state}`);
-      if (!receiver.seen.has(d.id)) problems.push(`delivery ${d.id} of ${d.event_id} (${d.state}) never reached the receiver`);
-      else if (receiver.eventOf.get(d.id) !== d.event_id) problems.push(`delivery ${d.id} carried ${receiver.eventOf.get(d.id)}, not ${d.event_id}`);
-      if (audited && (audited.get(d.id) ?? 0) < d.attempts) problems.push(`delivery ${d.id}: ${d.attempts} attempts, ${audited.get(d.id) ?? 0} audited`);
+      if (!receiver.seen.has(d.id))
+        problems.push(`delivery ${d.id} of ${d.event_id} (${d.state}) never reached the receiver`);
+      else if (receiver.eventOf.get(d.id) !== d.event_id)
+        problems.push(`delivery ${d.id} carried ${receiver.eventOf.get(d.id)}, not ${d.event_id}`);
+      if (audited && (audited.get(d.id) ?? 0) < d.attempts)
+        problems.push(`delivery ${d.id}: ${d.attempts} attempts, ${audited.get(d.id) ?? 0} audited`);
     }
-    for (const id of eventIds) if (perEvent.get(id) !== 1) problems.push(`event ${id} has ${perEvent.get(id) ?? 0} deliveries`);
+    for (const id of eventIds)
+      if (perEvent.get(id) !== 1) problems.push(`event ${id} has ${perEvent.get(id) ?? 0} deliveries`);
     const known = new Set(deliveries.map((d) => d.id));
-    for (const id of receiver.seen.keys()) if (!known.has(id)) problems.push(`the receiver got webhook-id ${id}, which is no delivery`);
+    for (const id of receiver.seen.keys())
+      if (!known.has(id)) problems.push(`the receiver got webhook-id ${id}, which is no delivery`);
     if (receiver.bad) problems.push(`${receiver.bad} deliveries with a bad signature`);
 
     // No job left behind, leased or otherwise.
-    for (const j of db.query("SELECT id, kind, state, lease_owner, dead_reason, last_error FROM jobs WHERE state <> 'done'").all() as Record<string, unknown>[]) {
-      problems.push(`job ${j.id} (${j.kind}) is ${j.state}${j.lease_owner ? ` by ${j.lease_owner}` : ""}${j.last_error ? `: ${j.last_error}` : ""}`);
+    for (const j of db
+      .query("SELECT id, kind, state, lease_owner, dead_reason, last_error FROM jobs WHERE state <> 'done'")
+      .all() as Record<string, unknown>[]) {
+      problems.push(
+        `job ${j.id} (${j.kind}) is ${j.state}${j.lease_owner ? ` by ${j.lease_owner}` : ""}${j.last_error ? `: ${j.last_error}` : ""}`,
+      );
     }
 
     // The spool: every segment file referenced by a row; every row's bytes there.
     const spoolDir = join(dataDir, "spool");
     const segments = new Set(filesUnder(spoolDir));
     const referenced = new Set<string>();
-    for (const r of db.query("SELECT id, spool_segment AS seg, spool_offset AS off, spool_length AS len FROM mail_messages").all() as { id: string; seg: string; off: number; len: number }[]) {
+    for (const r of db
+      .query("SELECT id, spool_segment AS seg, spool_offset AS off, spool_length AS len FROM mail_messages")
+      .all() as { id: string; seg: string; off: number; len: number }[]) {
       referenced.add(r.seg);
       if (!segments.has(r.seg)) problems.push(`message ${r.id}: spool segment ${r.seg} is missing`);
-      else if (statSync(join(spoolDir, r.seg)).size < r.off + r.len) problems.push(`message ${r.id}: spool segment ${r.seg} ends before its bytes`);
+      else if (statSync(join(spoolDir, r.seg)).size < r.off + r.len)
+        problems.push(`message ${r.id}: spool segment ${r.seg} ends before its bytes`);
     }
     const unreferencedSegments: string[] = [];
     for (const s of segments) {
       if (referenced.has(s)) continue;
-      if (/^\d{15}-[0-9a-f]{8}\.spool$/.test(s)) unreferencedSegments.push(`${s} (${statSync(join(spoolDir, s)).size} bytes)`);
+      if (/^\d{15}-[0-9a-f]{8}\.spool$/.test(s))
+        unreferencedSegments.push(`${s} (${statSync(join(spoolDir, s)).size} bytes)`);
       else problems.push(`${s} in the spool is no spool segment`);
     }
 
@@ -357,7 +420,8 @@ export function checkDataDir(dataDir: string, acks: readonly Ack[], receiver: Re
     const blobs = new Set(filesUnder(blobDir));
     const wanted = new Set<string>();
     for (const e of db.query("SELECT envelope FROM events").all() as { envelope: string }[]) {
-      for (const at of ((JSON.parse(e.envelope) as { data?: { attachments?: { sha256?: string }[] } }).data?.attachments ?? [])) {
+      for (const at of (JSON.parse(e.envelope) as { data?: { attachments?: { sha256?: string }[] } }).data
+        ?.attachments ?? []) {
         if (at.sha256) wanted.add(join("sha256", at.sha256.slice(0, 2), at.sha256));
       }
     }

@@ -54,7 +54,15 @@ process.on("SIGTERM", () => {
   stopping = true;
 });
 
-const counts = { smtp1: 0, smtpN: 0, hook: 0, hook_dup: 0, nack: {} as Record<string, number>, connect_errors: 0, abandoned: 0 };
+const counts = {
+  smtp1: 0,
+  smtpN: 0,
+  hook: 0,
+  hook_dup: 0,
+  nack: {} as Record<string, number>,
+  connect_errors: 0,
+  abandoned: 0,
+};
 function record(line: Record<string, unknown>): void {
   const text = `${JSON.stringify(line)}\n`;
   appendFileSync(cfg.out, text);
@@ -72,9 +80,13 @@ function message(kind: string): { id: string; text: string } {
   const n = serial++;
   const id = `<${cfg.run}-${kind}-${n}@load.crash.test>`;
   const head = `From: load@crash.test\r\nTo: ${cfg.rcpt}\r\nMessage-ID: ${id}\r\nDate: ${new Date().toUTCString()}\r\nSubject: crash load ${n}\r\nMIME-Version: 1.0\r\n`;
-  if (n % cfg.attachEvery !== 0) return { id, text: `${head}Content-Type: text/plain\r\n\r\nmessage ${n}\r\n${"load ".repeat(60)}\r\n` };
+  if (n % cfg.attachEvery !== 0)
+    return { id, text: `${head}Content-Type: text/plain\r\n\r\nmessage ${n}\r\n${"load ".repeat(60)}\r\n` };
   // Every other attachment is the same bytes (one blob shared by many messages), the rest unique.
-  const content = n % (2 * cfg.attachEvery) === 0 ? "shared attachment of the crash load\n".repeat(40) : `attachment of ${id}\n`.repeat(40);
+  const content =
+    n % (2 * cfg.attachEvery) === 0
+      ? "shared attachment of the crash load\n".repeat(40)
+      : `attachment of ${id}\n`.repeat(40);
   const b64 = Buffer.from(content).toString("base64").replace(/.{76}/g, "$&\r\n");
   return {
     id,
@@ -147,7 +159,12 @@ async function hookWorker(w: number): Promise<void> {
       try {
         const res = await fetch(cfg.httpUrl + cfg.hookPath, {
           method: "POST",
-          headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signer.sign(id, at, body) },
+          headers: {
+            "content-type": "application/json",
+            "webhook-id": id,
+            "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+            "webhook-signature": signer.sign(id, at, body),
+          },
           body,
           signal: AbortSignal.timeout(10_000),
         });
@@ -157,7 +174,13 @@ async function hookWorker(w: number): Promise<void> {
           record({ k: "hook", id, ack: answer.id, code: res.status, ...(answer.duplicate ? { dup: true } : {}) });
           break;
         }
-        record({ k: "hook", id, nack: res.status, retry_after: res.headers.get("retry-after"), text: text.slice(0, 200) });
+        record({
+          k: "hook",
+          id,
+          nack: res.status,
+          retry_after: res.headers.get("retry-after"),
+          text: text.slice(0, 200),
+        });
       } catch {
         counts.connect_errors++;
       }

@@ -13,7 +13,22 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Ext4Disk, mountExt4 } from "../helpers/mount.ts";
 import { killLeftovers, serveAgentowl, waitUntil } from "../helpers/process.ts";
-import { type Ack, ackCounts, attemptAudits, auditVerify, checkDataDir, configure, drained, Load, prng, readRecord, Receiver, SERVE_ENV, stopGracefully, TOKEN } from "./harness.ts";
+import {
+  type Ack,
+  ackCounts,
+  attemptAudits,
+  auditVerify,
+  checkDataDir,
+  configure,
+  drained,
+  Load,
+  prng,
+  readRecord,
+  Receiver,
+  SERVE_ENV,
+  stopGracefully,
+  TOKEN,
+} from "./harness.ts";
 
 setDefaultTimeout(110_000);
 
@@ -29,7 +44,9 @@ afterAll(() => {
 test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and after the repair everything is there once and load flows again", async () => {
   disk = mountExt4(dataDir, join(root, "disk.img"), "96M");
   if (!disk) {
-    console.warn("skipped: cannot mount an ext4 loop device with its error trigger here (needs root, losetup and mkfs.ext4)");
+    console.warn(
+      "skipped: cannot mount an ext4 loop device with its error trigger here (needs root, losetup and mkfs.ext4)",
+    );
     return;
   }
   const t0 = performance.now();
@@ -39,20 +56,39 @@ test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-A
     let { server, url, smtpPort } = await serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: SERVE_ENV });
     await configure(url, receiver.url);
     const records = [join(root, "acks-before.jsonl"), join(root, "acks-after.jsonl")];
-    let load = new Load({ smtpPort, httpUrl: url, out: records[0]!, run: "ro1", smtpOnce: 2, smtpReuse: 2, perConnection: 5, hooks: 3, attachEvery: 3 });
+    let load = new Load({
+      smtpPort,
+      httpUrl: url,
+      out: records[0]!,
+      run: "ro1",
+      smtpOnce: 2,
+      smtpReuse: 2,
+      perConnection: 5,
+      hooks: 3,
+      attachEvery: 3,
+    });
     loads.push(load);
     const kinds = (acks: Ack[]) => new Set(acks.map((a) => (a.k === "hook" ? "hook" : "smtp")));
-    const flowing = (what: string, l: Load) => waitUntil(`${what}: mail and webhooks acknowledged`, () => kinds(l.acks()).size === 2 && l.acks().length >= 50, 30_000);
+    const flowing = (what: string, l: Load) =>
+      waitUntil(
+        `${what}: mail and webhooks acknowledged`,
+        () => kinds(l.acks()).size === 2 && l.acks().length >= 50,
+        30_000,
+      );
     await flowing("before", load);
     const before = ackCounts(load.acks());
 
     // The filesystem fails: read-only under the open database, spool and blobs.
     const since = performance.now();
     disk.failReadOnly();
-    await waitUntil("452 for mail and 503 for webhooks", () => {
-      const n = load.nacks(since);
-      return n.some((a) => a.k !== "hook" && a.nack === 452) && n.some((a) => a.k === "hook" && a.nack === 503);
-    }, 30_000);
+    await waitUntil(
+      "452 for mail and 503 for webhooks",
+      () => {
+        const n = load.nacks(since);
+        return n.some((a) => a.k !== "hook" && a.nack === 452) && n.some((a) => a.k === "hook" && a.nack === 503);
+      },
+      30_000,
+    );
     // Everything refused is a "try again later"; nothing is acknowledged that was not kept.
     const refused = load.nacks();
     for (const n of refused) {
@@ -71,7 +107,17 @@ test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-A
     // The operator repairs the disk and starts the appliance again: it takes load.
     disk.repair();
     ({ server, url, smtpPort } = await serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: SERVE_ENV }));
-    load = new Load({ smtpPort, httpUrl: url, out: records[1]!, run: "ro2", smtpOnce: 2, smtpReuse: 2, perConnection: 5, hooks: 3, attachEvery: 3 });
+    load = new Load({
+      smtpPort,
+      httpUrl: url,
+      out: records[1]!,
+      run: "ro2",
+      smtpOnce: 2,
+      smtpReuse: 2,
+      perConnection: 5,
+      hooks: 3,
+      attachEvery: 3,
+    });
     loads.push(load);
     await flowing("after the repair", load);
     await load.stop();

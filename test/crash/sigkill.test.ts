@@ -13,7 +13,23 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killLeftovers, type Running, serveAgentowl, waitUntil } from "../helpers/process.ts";
-import { ackCounts, attemptAudits, auditVerify, checkDataDir, configure, drained, leasedByOthers, Load, prng, readRecord, Receiver, SERVE_ENV, stopGracefully, TOKEN, type Ack } from "./harness.ts";
+import {
+  ackCounts,
+  attemptAudits,
+  auditVerify,
+  checkDataDir,
+  configure,
+  drained,
+  leasedByOthers,
+  Load,
+  prng,
+  readRecord,
+  Receiver,
+  SERVE_ENV,
+  stopGracefully,
+  TOKEN,
+  type Ack,
+} from "./harness.ts";
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 20);
 const SEED = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -34,9 +50,23 @@ test(`every item acknowledged under ${KILLS} SIGKILLs is exactly one event, ever
     const first = await serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: SERVE_ENV });
     await configure(first.url, receiver.url);
     const httpPort = new URL(first.url).port;
-    const listen = { ...SERVE_ENV, AGENTOWL_HTTP_LISTEN: `127.0.0.1:${httpPort}`, AGENTOWL_SMTP_LISTEN: `127.0.0.1:${first.smtpPort}` };
+    const listen = {
+      ...SERVE_ENV,
+      AGENTOWL_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
+      AGENTOWL_SMTP_LISTEN: `127.0.0.1:${first.smtpPort}`,
+    };
     const record = join(root, "acks.jsonl");
-    load = new Load({ smtpPort: first.smtpPort, httpUrl: first.url, out: record, run: `s${SEED}`, smtpOnce: 3, smtpReuse: 3, perConnection: 5, hooks: 4, attachEvery: 4 });
+    load = new Load({
+      smtpPort: first.smtpPort,
+      httpUrl: first.url,
+      out: record,
+      run: `s${SEED}`,
+      smtpOnce: 3,
+      smtpReuse: 3,
+      perConnection: 5,
+      hooks: 4,
+      attachEvery: 4,
+    });
 
     let server: Running = first.server;
     const kills: string[] = [];
@@ -80,7 +110,14 @@ test(`every item acknowledged under ${KILLS} SIGKILLs is exactly one event, ever
     console.log(
       `crash: ${KILLS} kills (${kills.join(" ")}) in ${Math.round((killedAt - t0) / 1000)} s; acks ${JSON.stringify(ackCounts(fromFile))}; ` +
         `refusals ${load.nacks().length}; load ${JSON.stringify(load.summary)}; events ${findings.events}; deliveries ${findings.deliveries} ` +
-        `(receiver got ${receiver.deliveries}, ${duplicates.length} webhook-ids more than once${duplicates.length ? `: ${duplicates.slice(0, 10).map(([id, c]) => `${id}×${c}`).join(" ")}` : ""}); ` +
+        `(receiver got ${receiver.deliveries}, ${duplicates.length} webhook-ids more than once${
+          duplicates.length
+            ? `: ${duplicates
+                .slice(0, 10)
+                .map(([id, c]) => `${id}×${c}`)
+                .join(" ")}`
+            : ""
+        }); ` +
         `stale leases after restarts ${leasedAfterRestart}; unreferenced spool segments ${findings.unreferencedSegments.length ? findings.unreferencedSegments.join(", ") : "none"}; audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} entries); ${Math.round((performance.now() - t0) / 1000)} s in all`,
     );
     expect(findings.problems).toEqual([]);

@@ -36,7 +36,12 @@ interface RawAnswer {
  * `bytes`, never ending a chunked body, until the server answers. What a client that never stops
  * sending looks like; fetch() would not let us stop at the answer.
  */
-function rawPost(url: string, path: string, headers: Record<string, string>, opts: { bytes: number; chunked?: boolean }): Promise<RawAnswer> {
+function rawPost(
+  url: string,
+  path: string,
+  headers: Record<string, string>,
+  opts: { bytes: number; chunked?: boolean },
+): Promise<RawAnswer> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = connect({ host: hostname, port: Number(port) });
@@ -63,13 +68,19 @@ function rawPost(url: string, path: string, headers: Record<string, string>, opt
       if (!done) resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0), sent, text: answer });
       done = true;
     });
-    const head = [`POST ${path} HTTP/1.1`, `host: ${hostname}:${port}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    const head = [
+      `POST ${path} HTTP/1.1`,
+      `host: ${hostname}:${port}`,
+      ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    ];
     head.push(opts.chunked ? "transfer-encoding: chunked" : `content-length: ${opts.bytes}`);
     socket.write(`${head.join("\r\n")}\r\n\r\n`);
     const chunk = Buffer.alloc(64 * 1024, 0x7b); // "{{{{…"
     const pump = () => {
       while (!done && sent < opts.bytes) {
-        const piece = opts.chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")]) : chunk;
+        const piece = opts.chunked
+          ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")])
+          : chunk;
         sent += chunk.length;
         if (!socket.write(piece)) return void socket.once("drain", pump);
       }
@@ -103,16 +114,27 @@ async function healthzWorstWhile<T>(work: Promise<T>): Promise<{ result: T; wors
   return { result, worstMs, asked };
 }
 
-const TELNYX = (name: string, number: string) => ({ name, type: "telnyx", numbers: [number], verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } });
+const TELNYX = (name: string, number: string) => ({
+  name,
+  type: "telnyx",
+  numbers: [number],
+  verify: { scheme: "telnyx-ed25519", public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" },
+});
 
 beforeAll(async () => {
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
     cwd: root,
   });
   app = await startApp({ config, log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
   base = app.url;
-  for (const name of ["alpha", "beta"]) expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
+  for (const name of ["alpha", "beta"])
+    expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
   expect((await call("POST", "/v1/tenants/beta/bindings", { body: TELNYX("sms", "+15557654321") })).status).toBe(201);
 });
 
@@ -126,7 +148,12 @@ afterAll(async () => {
 describe("the token is checked before the body is read", () => {
   test("an unauthenticated POST declaring 120 MiB is answered 401 while its body is still coming", async () => {
     for (const chunked of [false, true]) {
-      const r = await rawPost(base, "/v1/tenants/alpha/endpoints", { "content-type": "application/json" }, { bytes: 120 * MiB, chunked });
+      const r = await rawPost(
+        base,
+        "/v1/tenants/alpha/endpoints",
+        { "content-type": "application/json" },
+        { bytes: 120 * MiB, chunked },
+      );
       expect(r.status, `chunked: ${chunked}`).toBe(401);
       expect(r.sent, `chunked: ${chunked}`).toBeLessThan(16 * MiB);
     }
@@ -146,9 +173,15 @@ describe("the token is checked before the body is read", () => {
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server.pid}/status`, "utf8"))![1]) * 1024;
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
     const before = rss();
-    const answers = await Promise.all(Array.from({ length: 20 }, () => rawPost(url, "/v1/config/apply", { "content-type": "application/yaml" }, { bytes: 120 * MiB })));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        rawPost(url, "/v1/config/apply", { "content-type": "application/yaml" }, { bytes: 120 * MiB }),
+      ),
+    );
     const after = rss();
-    console.log(`RSS ${(before / MiB).toFixed(0)} MiB before, ${(after / MiB).toFixed(0)} MiB after 20 unauthenticated 120 MiB POSTs; ${(answers.reduce((n, a) => n + a.sent, 0) / MiB).toFixed(1)} MiB written by the clients in all`);
+    console.log(
+      `RSS ${(before / MiB).toFixed(0)} MiB before, ${(after / MiB).toFixed(0)} MiB after 20 unauthenticated 120 MiB POSTs; ${(answers.reduce((n, a) => n + a.sent, 0) / MiB).toFixed(1)} MiB written by the clients in all`,
+    );
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(401));
     expect(after - before).toBeLessThan(64 * MiB);
   });
@@ -168,10 +201,18 @@ describe("bodies are bounded per route while they are read", () => {
   });
 
   test("a JSON resource over 64 KiB is 413; a template may be larger", async () => {
-    const big = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "big", url: `http://10.0.0.5/${"x".repeat(70 * 1024)}` } });
+    const big = await call("POST", "/v1/tenants/alpha/endpoints", {
+      body: { name: "big", url: `http://10.0.0.5/${"x".repeat(70 * 1024)}` },
+    });
     expect(big.status).toBe(413);
     expect(big.headers.get("content-type")).toBe("application/problem+json");
-    const template = await call("POST", "/v1/tenants/alpha/templates", { body: { name: "long", instructions: "Be brief. ".repeat(9000), model: { endpoint: "http://10.0.0.9/v1", model: "m" } } });
+    const template = await call("POST", "/v1/tenants/alpha/templates", {
+      body: {
+        name: "long",
+        instructions: "Be brief. ".repeat(9000),
+        model: { endpoint: "http://10.0.0.9/v1", model: "m" },
+      },
+    });
     expect(template.status).toBe(201);
   });
 });
@@ -179,28 +220,53 @@ describe("bodies are bounded per route while they are read", () => {
 describe("only the documented media types", () => {
   test("a form-encoded body where JSON is required is 415, and nothing happens", async () => {
     const form = { "content-type": "application/x-www-form-urlencoded" };
-    const endpoint = await call("POST", "/v1/tenants/alpha/endpoints", { raw: "name=form&url=http%3A%2F%2F10.0.0.5%2F", headers: form });
+    const endpoint = await call("POST", "/v1/tenants/alpha/endpoints", {
+      raw: "name=form&url=http%3A%2F%2F10.0.0.5%2F",
+      headers: form,
+    });
     expect(endpoint.status).toBe(415);
     expect(endpoint.headers.get("content-type")).toBe("application/problem+json");
     expect((await call("GET", "/v1/tenants/alpha/endpoints/form")).status).toBe(404);
 
-    const parked = await app.storage.approvals.park({ tenant: "alpha", action: { kind: "dispatch", target: "crm" }, policy: { name: "guard", version: 1, rule: 0 }, expiresInMs: 86_400_000, onExpiry: "deny" });
-    for (const [type, raw] of [["application/x-www-form-urlencoded", "reason=nope"], ["text/plain", '{"reason":"nope"}'], ["multipart/form-data; boundary=x", "--x--"]]) {
-      expect((await call("POST", `/v1/approvals/${parked.id}/deny`, { raw, headers: { "content-type": type! } })).status, type).toBe(415);
+    const parked = await app.storage.approvals.park({
+      tenant: "alpha",
+      action: { kind: "dispatch", target: "crm" },
+      policy: { name: "guard", version: 1, rule: 0 },
+      expiresInMs: 86_400_000,
+      onExpiry: "deny",
+    });
+    for (const [type, raw] of [
+      ["application/x-www-form-urlencoded", "reason=nope"],
+      ["text/plain", '{"reason":"nope"}'],
+      ["multipart/form-data; boundary=x", "--x--"],
+    ]) {
+      expect(
+        (await call("POST", `/v1/approvals/${parked.id}/deny`, { raw, headers: { "content-type": type! } })).status,
+        type,
+      ).toBe(415);
     }
     expect((await call("GET", `/v1/approvals/${parked.id}`)).body.state).toBe("pending");
     // A JSON media type with a suffix, as a merge patch may be sent, is JSON.
-    const patch = await call("PATCH", "/v1/tenants/alpha", { raw: '{"display_name":"Alpha"}', headers: { "content-type": "application/merge-patch+json" } });
+    const patch = await call("PATCH", "/v1/tenants/alpha", {
+      raw: '{"display_name":"Alpha"}',
+      headers: { "content-type": "application/merge-patch+json" },
+    });
     expect(patch.status).toBe(200);
   });
 
   test("the desired-state routes take YAML only", async () => {
     const yaml = "apiVersion: agentowl/v1\ntenants: []\n";
     for (const type of ["application/yaml", "application/x-yaml", "text/yaml", "text/plain; charset=utf-8"]) {
-      expect((await call("POST", "/v1/config/validate", { raw: yaml, headers: { "content-type": type } })).status, type).toBe(200);
+      expect(
+        (await call("POST", "/v1/config/validate", { raw: yaml, headers: { "content-type": type } })).status,
+        type,
+      ).toBe(200);
     }
     for (const type of ["application/json", "application/x-www-form-urlencoded", "application/yaml; charset=latin1"]) {
-      expect((await call("POST", "/v1/config/validate", { raw: yaml, headers: { "content-type": type } })).status, type).toBe(415);
+      expect(
+        (await call("POST", "/v1/config/validate", { raw: yaml, headers: { "content-type": type } })).status,
+        type,
+      ).toBe(415);
     }
   });
 });
@@ -217,7 +283,15 @@ describe("authorization before validation", () => {
   test("a read token's config/apply is 403 before its file is looked at", async () => {
     const alphaRead = await token(["tenant:alpha:read"]);
     for (const raw of ["apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n", "{{{ not yaml"]) {
-      expect((await call("POST", "/v1/config/apply", { token: alphaRead, raw, headers: { "content-type": "application/yaml" } })).status).toBe(403);
+      expect(
+        (
+          await call("POST", "/v1/config/apply", {
+            token: alphaRead,
+            raw,
+            headers: { "content-type": "application/yaml" },
+          })
+        ).status,
+      ).toBe(403);
     }
   });
 });
@@ -230,9 +304,14 @@ describe("nesting is bounded before any recursive work, and the event loop stays
     expect(result.status).toBe(422);
     expect(result.body.errors[0].message).toContain("nested more than 64 levels");
     expect(worstMs).toBeLessThan(250);
-    expect((await call("POST", "/v1/tenants/alpha/policies", { raw: raw.replace(nested(10_000), nested(100_000)) })).status).toBe(413);
+    expect(
+      (await call("POST", "/v1/tenants/alpha/policies", { raw: raw.replace(nested(10_000), nested(100_000)) })).status,
+    ).toBe(413);
     // The same on the policy test's free-form draft.
-    expect((await call("POST", "/v1/tenants/alpha/policy-test", { raw: `{"event":"evt_x","policy":${nested(10_000)}}` })).status).toBe(422);
+    expect(
+      (await call("POST", "/v1/tenants/alpha/policy-test", { raw: `{"event":"evt_x","policy":${nested(10_000)}}` }))
+        .status,
+    ).toBe(422);
     expect((await call("GET", "/v1/tenants/alpha/policies/deep")).status).toBe(404);
   });
 
@@ -240,17 +319,32 @@ describe("nesting is bounded before any recursive work, and the event loop stays
     const alphaRead = await token(["tenant:alpha:read"]);
     for (const deep of [`${"- ".repeat(5000)}x\n`, `x: ${"[".repeat(5000)}${"]".repeat(5000)}\n`]) {
       const t0 = performance.now();
-      const r = await call("POST", "/v1/config/validate?file=deep.yaml", { token: alphaRead, raw: `apiVersion: agentowl/v1\ntenants: []\n${deep}`, headers: { "content-type": "application/yaml" } });
+      const r = await call("POST", "/v1/config/validate?file=deep.yaml", {
+        token: alphaRead,
+        raw: `apiVersion: agentowl/v1\ntenants: []\n${deep}`,
+        headers: { "content-type": "application/yaml" },
+      });
       expect(r.status).toBe(422);
-      expect(r.body.errors[0]).toMatchObject({ field: expect.stringMatching(/^deep\.yaml:3:\d+$/), message: expect.stringContaining("nested more than 64 levels") });
+      expect(r.body.errors[0]).toMatchObject({
+        field: expect.stringMatching(/^deep\.yaml:3:\d+$/),
+        message: expect.stringContaining("nested more than 64 levels"),
+      });
       expect(performance.now() - t0).toBeLessThan(1000);
     }
   });
 
   test("billion laughs is a 422, not an expansion", async () => {
     const lines = ["apiVersion: agentowl/v1", "tenants: []", `l0: &l0 [${Array(10).fill('"lol"').join(",")}]`];
-    for (let i = 1; i <= 9; i++) lines.push(`l${i}: &l${i} [${Array(10).fill(`*l${i - 1}`).join(",")}]`);
-    const r = await call("POST", "/v1/config/diff", { raw: lines.join("\n"), headers: { "content-type": "application/yaml" } });
+    for (let i = 1; i <= 9; i++)
+      lines.push(
+        `l${i}: &l${i} [${Array(10)
+          .fill(`*l${i - 1}`)
+          .join(",")}]`,
+      );
+    const r = await call("POST", "/v1/config/diff", {
+      raw: lines.join("\n"),
+      headers: { "content-type": "application/yaml" },
+    });
     expect(r.status).toBe(422);
     expect(JSON.stringify(r.body.errors)).toContain("aliases expand too much");
   });
@@ -260,8 +354,12 @@ describe("nesting is bounded before any recursive work, and the event loop stays
     // duplicate-key check is quadratic in a mapping's keys).
     const slow = `apiVersion: agentowl/v1\ntenants: []\nx:\n${Array.from({ length: 10_000 }, (_, i) => `  k${i}: 1`).join("\n")}\n`;
     const t0 = performance.now();
-    const { result, worstMs, asked } = await healthzWorstWhile(call("POST", "/v1/config/validate", { raw: slow, headers: { "content-type": "application/yaml" } }));
-    console.log(`a ${(slow.length / 1024).toFixed(0)} KiB file took ${(performance.now() - t0).toFixed(0)} ms to refuse; /healthz asked ${asked} times meanwhile, slowest answer ${worstMs.toFixed(1)} ms`);
+    const { result, worstMs, asked } = await healthzWorstWhile(
+      call("POST", "/v1/config/validate", { raw: slow, headers: { "content-type": "application/yaml" } }),
+    );
+    console.log(
+      `a ${(slow.length / 1024).toFixed(0)} KiB file took ${(performance.now() - t0).toFixed(0)} ms to refuse; /healthz asked ${asked} times meanwhile, slowest answer ${worstMs.toFixed(1)} ms`,
+    );
     expect(result.status).toBe(422);
     expect(asked).toBeGreaterThan(10);
     expect(worstMs).toBeLessThan(250);
@@ -271,9 +369,14 @@ describe("nesting is bounded before any recursive work, and the event loop stays
 describe("a conflict with another tenant names nothing of it, and is audited", () => {
   test("POST …/bindings with another tenant's number: 422 without its name, binding or owner; the audit entry has them", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
-    const r = await call("POST", "/v1/tenants/alpha/bindings", { token: alphaWrite, body: TELNYX("phone", "+15557654321") });
+    const r = await call("POST", "/v1/tenants/alpha/bindings", {
+      token: alphaWrite,
+      body: TELNYX("phone", "+15557654321"),
+    });
     expect(r.status).toBe(422);
-    expect(r.body.errors).toEqual([{ field: "alpha/bindings/phone/numbers/0", message: expect.stringContaining("already in use by another tenant") }]);
+    expect(r.body.errors).toEqual([
+      { field: "alpha/bindings/phone/numbers/0", message: expect.stringContaining("already in use by another tenant") },
+    ]);
     expect(r.text).not.toMatch(/beta|sms/);
     expect((await call("GET", "/v1/tenants/alpha/bindings/phone")).status).toBe(404);
 
@@ -282,22 +385,40 @@ describe("a conflict with another tenant names nothing of it, and is audited", (
       tenant: null,
       decision: "deny",
       target: "alpha/bindings/phone",
-      details: { request: "api", value: "+15557654321", tenant: "alpha", other_tenant: "beta", other_resource: "beta/bindings/sms" },
+      details: {
+        request: "api",
+        value: "+15557654321",
+        tenant: "alpha",
+        other_tenant: "beta",
+        other_resource: "beta/bindings/sms",
+      },
     });
     // The tenant's own view of the audit log does not include it.
-    expect(JSON.stringify((await call("GET", "/v1/audit?limit=500", { token: alphaWrite })).body)).not.toContain("resource.conflict");
+    expect(JSON.stringify((await call("GET", "/v1/audit?limit=500", { token: alphaWrite })).body)).not.toContain(
+      "resource.conflict",
+    );
   });
 
   test("config/diff and config/apply of a file claiming another tenant's number: the same, audited per request", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     const file = `apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n    bindings:\n      - { name: sms, type: telnyx, numbers: ["+15557654321"], verify: { scheme: telnyx-ed25519, public_key: "TsFuCrn9y7KS2micIi9ZRY8soBn7HMBrSEdQIHQ5wsI=" } }\n`;
     for (const mode of ["diff", "apply"]) {
-      const r = await call("POST", `/v1/config/${mode}`, { token: alphaWrite, raw: file, headers: { "content-type": "application/yaml" } });
+      const r = await call("POST", `/v1/config/${mode}`, {
+        token: alphaWrite,
+        raw: file,
+        headers: { "content-type": "application/yaml" },
+      });
       expect(r.status, mode).toBe(422);
-      expect(r.body.errors).toEqual([{ field: "alpha/bindings/sms/numbers/0", message: expect.stringContaining("another tenant") }]);
+      expect(r.body.errors).toEqual([
+        { field: "alpha/bindings/sms/numbers/0", message: expect.stringContaining("another tenant") },
+      ]);
       expect(r.text).not.toContain("beta");
       const entry = (await call("GET", "/v1/audit?action=resource.conflict")).body.items[0];
-      expect(entry.details).toMatchObject({ request: `config.${mode}`, other_tenant: "beta", other_resource: "beta/bindings/sms" });
+      expect(entry.details).toMatchObject({
+        request: `config.${mode}`,
+        other_tenant: "beta",
+        other_resource: "beta/bindings/sms",
+      });
     }
   });
 });
@@ -307,9 +428,15 @@ describe("secret names follow the resource-name rules", () => {
     for (const bad of ["crm-", "crm.", "CRM", "a".repeat(10_000)]) {
       const r = await call("PUT", `/v1/tenants/alpha/secrets/${bad}`, { body: { value: "s3cret-value-long-enough" } });
       expect(r.status, bad.slice(0, 20)).toBe(422);
-      expect(r.body.errors[0]).toEqual({ field: "/name", message: expect.stringContaining("lower-case letters, digits and dashes") });
+      expect(r.body.errors[0]).toEqual({
+        field: "/name",
+        message: expect.stringContaining("lower-case letters, digits and dashes"),
+      });
     }
     expect((await call("GET", "/v1/tenants/alpha/secrets")).body.items).toEqual([]);
-    expect((await call("PUT", "/v1/tenants/alpha/secrets/crm-signing", { body: { value: "s3cret-value-long-enough" } })).status).toBe(201);
+    expect(
+      (await call("PUT", "/v1/tenants/alpha/secrets/crm-signing", { body: { value: "s3cret-value-long-enough" } }))
+        .status,
+    ).toBe(201);
   });
 });

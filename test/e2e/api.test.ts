@@ -33,12 +33,17 @@ const TENANTS = {
     bindings: [{ name: "mail", type: "email", addresses: ["hello"] }],
     routes: [{ name: "hello-to-crm", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
     policies: [{ name: "guard", rules: [{ when: { "auth.dmarc": "fail" }, effect: "quarantine" }] }],
-    templates: [{ name: "helper", instructions: "Be brief.", model: { endpoint: "http://10.0.0.9:11434/v1", model: "llama3" } }],
+    templates: [
+      { name: "helper", instructions: "Be brief.", model: { endpoint: "http://10.0.0.9:11434/v1", model: "llama3" } },
+    ],
   },
 };
 const KINDS = ["endpoints", "bindings", "routes", "policies", "templates"] as const;
 /** A global policy (docs/desired-state.md#policies): it decides for every tenant, and only an admin manages it. */
-const GLOBAL_POLICY = { name: "house-rules", rules: [{ when: { "data.subject": { contains: "wire transfer" } }, effect: "require_approval", reason: "money" }] };
+const GLOBAL_POLICY = {
+  name: "house-rules",
+  rules: [{ when: { "data.subject": { contains: "wire transfer" } }, effect: "require_approval", reason: "money" }],
+};
 
 async function seedTenant(name: string): Promise<void> {
   expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
@@ -72,12 +77,27 @@ function fill(path: string, tenant: string, override?: string): string {
   return path
     .replace(":tenant", tenant)
     .replace(":name", override ?? existing)
-    .replace(":id", override ?? (path.startsWith("/v1/events/") ? eventOf[tenant]! : path.startsWith("/v1/approvals/") ? approvalOf[tenant]! : path.startsWith("/v1/deliveries/") ? deliveryOf[tenant]! : "tok_00000000000000000000000000"));
+    .replace(
+      ":id",
+      override ??
+        (path.startsWith("/v1/events/")
+          ? eventOf[tenant]!
+          : path.startsWith("/v1/approvals/")
+            ? approvalOf[tenant]!
+            : path.startsWith("/v1/deliveries/")
+              ? deliveryOf[tenant]!
+              : "tok_00000000000000000000000000"),
+    );
 }
 
 beforeAll(async () => {
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
     cwd: root,
   });
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
@@ -89,7 +109,13 @@ beforeAll(async () => {
   eventOf.alpha = await storeEvent(envelope("alpha", 0), true);
   eventOf.beta = await storeEvent(envelope("beta", 0), true);
   for (const tenant of ["alpha", "beta"]) {
-    const parked = await app.storage.approvals.park({ tenant, action: { kind: "dispatch", target: "crm" }, policy: { name: "guard", version: 1, rule: 0 }, expiresInMs: 86_400_000, onExpiry: "deny" });
+    const parked = await app.storage.approvals.park({
+      tenant,
+      action: { kind: "dispatch", target: "crm" },
+      policy: { name: "guard", version: 1, rule: 0 },
+      expiresInMs: 86_400_000,
+      onExpiry: "deny",
+    });
     approvalOf[tenant] = parked.id;
     deliveryOf[tenant] = (await app.storage.events.deliveries({ eventId: eventOf[tenant], limit: 1 }))[0]!.id;
   }
@@ -106,7 +132,10 @@ describe("authentication", () => {
     expect(routes.length).toBeGreaterThan(30);
     for (const [method, path] of routes) {
       for (const t of [null, "aow_not-a-real-token"]) {
-        const r = await call(method, fill(path, "alpha"), { token: t, body: method === "GET" || method === "DELETE" ? undefined : {} });
+        const r = await call(method, fill(path, "alpha"), {
+          token: t,
+          body: method === "GET" || method === "DELETE" ? undefined : {},
+        });
         expect(r.status, `${method} ${path}`).toBe(401);
         expect(r.headers.get("content-type")).toBe("application/problem+json");
         expect(r.headers.get("www-authenticate")).toContain("Bearer");
@@ -120,11 +149,17 @@ describe("authentication", () => {
     expect((await call("GET", "/v1/version", { token: created.body.token })).status).toBe(200);
     const list = await call("GET", "/v1/tokens?limit=500");
     expect(JSON.stringify(list.body)).not.toContain(created.body.token);
-    expect(list.body.items.find((t: { id: string }) => t.id === created.body.id)).toMatchObject({ name: "ci", scopes: ["tenant:alpha:read"], revoked_at: null });
+    expect(list.body.items.find((t: { id: string }) => t.id === created.body.id)).toMatchObject({
+      name: "ci",
+      scopes: ["tenant:alpha:read"],
+      revoked_at: null,
+    });
     expect((await call("DELETE", `/v1/tokens/${created.body.id}`)).status).toBe(204);
     expect((await call("GET", "/v1/version", { token: created.body.token })).status).toBe(401);
 
-    const shortLived = await call("POST", "/v1/tokens", { body: { name: "brief", scopes: ["admin"], expires_in: "1ms" } });
+    const shortLived = await call("POST", "/v1/tokens", {
+      body: { name: "brief", scopes: ["admin"], expires_in: "1ms" },
+    });
     await Bun.sleep(5);
     expect((await call("GET", "/v1/version", { token: shortLived.body.token })).status).toBe(401);
   });
@@ -141,7 +176,13 @@ describe("tenant isolation", () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     const checked: string[] = [];
     for (const [method, path] of v1Routes()) {
-      if (!path.includes(":tenant") && !path.startsWith("/v1/events/") && !path.startsWith("/v1/approvals/") && !path.startsWith("/v1/deliveries/")) continue;
+      if (
+        !path.includes(":tenant") &&
+        !path.startsWith("/v1/events/") &&
+        !path.startsWith("/v1/approvals/") &&
+        !path.startsWith("/v1/deliveries/")
+      )
+        continue;
       const body = method === "GET" || method === "DELETE" ? undefined : { name: "x" };
       const r = await call(method, fill(path, "beta"), { token: alphaWrite, body });
       expect(r.status, `${method} ${fill(path, "beta")} -> ${JSON.stringify(r.body)}`).toBe(404);
@@ -172,7 +213,10 @@ describe("tenant isolation", () => {
     const alphaRead = await token(["tenant:alpha:read"]);
     for (const [method, path] of v1Routes()) {
       if (!path.includes(":tenant") || method === "GET") continue;
-      const r = await call(method, fill(path, "alpha"), { token: alphaRead, body: method === "DELETE" ? undefined : { name: "crm" } });
+      const r = await call(method, fill(path, "alpha"), {
+        token: alphaRead,
+        body: method === "DELETE" ? undefined : { name: "crm" },
+      });
       expect(r.status, `${method} ${path}`).toBe(403);
     }
     expect((await call("GET", "/v1/tenants/alpha/endpoints/crm")).body.resource_version).toBe(1);
@@ -181,21 +225,35 @@ describe("tenant isolation", () => {
   test("tokens and tenants are managed by admins only", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     expect((await call("GET", "/v1/tokens", { token: alphaWrite })).status).toBe(403);
-    expect((await call("POST", "/v1/tokens", { token: alphaWrite, body: { name: "x", scopes: ["admin"] } })).status).toBe(403);
+    expect(
+      (await call("POST", "/v1/tokens", { token: alphaWrite, body: { name: "x", scopes: ["admin"] } })).status,
+    ).toBe(403);
     expect((await call("POST", "/v1/tenants", { token: alphaWrite, body: { name: "sneaky" } })).status).toBe(403);
   });
 
   test("global policies are an admin's: a tenant token can neither read nor change them", async () => {
     const alphaWrite = await token(["tenant:alpha:write"]);
     for (const [method, path] of v1Routes().filter(([, p]) => p.startsWith("/v1/policies"))) {
-      const r = await call(method, fill(path, "alpha"), { token: alphaWrite, body: method === "GET" || method === "DELETE" ? undefined : GLOBAL_POLICY });
+      const r = await call(method, fill(path, "alpha"), {
+        token: alphaWrite,
+        body: method === "GET" || method === "DELETE" ? undefined : GLOBAL_POLICY,
+      });
       expect(r.status, `${method} ${path}`).toBe(403);
     }
     const admin = await call("GET", "/v1/policies");
-    expect(admin.body.items.map((p: { name: string; global: boolean; tenant?: string }) => [p.name, p.global, p.tenant])).toEqual([[GLOBAL_POLICY.name, true, undefined]]);
+    expect(
+      admin.body.items.map((p: { name: string; global: boolean; tenant?: string }) => [p.name, p.global, p.tenant]),
+    ).toEqual([[GLOBAL_POLICY.name, true, undefined]]);
     // A copy saved from GET goes back as it is: `global` is metadata, like `tenant`.
     const got = (await call("GET", `/v1/policies/${GLOBAL_POLICY.name}`)).body;
-    expect((await call("PUT", `/v1/policies/${GLOBAL_POLICY.name}`, { body: got, headers: { "if-match": `"${got.resource_version}"` } })).status).toBe(200);
+    expect(
+      (
+        await call("PUT", `/v1/policies/${GLOBAL_POLICY.name}`, {
+          body: got,
+          headers: { "if-match": `"${got.resource_version}"` },
+        })
+      ).status,
+    ).toBe(200);
   });
 });
 
@@ -206,43 +264,76 @@ describe("resources", () => {
     expect(got.headers.get("etag")).toBe('"1"');
     expect(got.body).toMatchObject({ tenant: "alpha", name: "erp", url: "http://10.0.0.6/hooks", resource_version: 1 });
 
-    const updated = await call("PUT", "/v1/tenants/alpha/endpoints/erp", { body: { ...got.body, timeout: "5s" }, headers: { "if-match": '"1"' } });
+    const updated = await call("PUT", "/v1/tenants/alpha/endpoints/erp", {
+      body: { ...got.body, timeout: "5s" },
+      headers: { "if-match": '"1"' },
+    });
     expect(updated.status).toBe(200);
     expect(updated.headers.get("etag")).toBe('"2"');
-    const stale = await call("PUT", "/v1/tenants/alpha/endpoints/erp", { body: { url: "http://10.0.0.7/" }, headers: { "if-match": '"1"' } });
+    const stale = await call("PUT", "/v1/tenants/alpha/endpoints/erp", {
+      body: { url: "http://10.0.0.7/" },
+      headers: { "if-match": '"1"' },
+    });
     expect(stale.status).toBe(412);
     expect(stale.headers.get("content-type")).toBe("application/problem+json");
-    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"1"' } })).status).toBe(412);
-    expect((await call("GET", "/v1/tenants/alpha/endpoints/erp")).body).toMatchObject({ url: "http://10.0.0.6/hooks", timeout: "5s", resource_version: 2 });
+    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"1"' } })).status).toBe(
+      412,
+    );
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/erp")).body).toMatchObject({
+      url: "http://10.0.0.6/hooks",
+      timeout: "5s",
+      resource_version: 2,
+    });
 
-    const patched = await call("PATCH", "/v1/tenants/alpha/endpoints/erp", { body: { timeout: null, retry: { max_attempts: 3 } }, headers: { "if-match": '"2"' } });
+    const patched = await call("PATCH", "/v1/tenants/alpha/endpoints/erp", {
+      body: { timeout: null, retry: { max_attempts: 3 } },
+      headers: { "if-match": '"2"' },
+    });
     expect(patched.status).toBe(200);
     expect(patched.body.timeout).toBeUndefined();
     expect(patched.body.retry).toEqual({ max_attempts: 3 });
-    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"3"' } })).status).toBe(204);
+    expect((await call("DELETE", "/v1/tenants/alpha/endpoints/erp", { headers: { "if-match": '"3"' } })).status).toBe(
+      204,
+    );
     expect((await call("GET", "/v1/tenants/alpha/endpoints/erp")).status).toBe(404);
     // Re-created, it does not reuse a version a stale client may still hold.
-    const again = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "erp", url: "http://10.0.0.6/hooks" } });
+    const again = await call("POST", "/v1/tenants/alpha/endpoints", {
+      body: { name: "erp", url: "http://10.0.0.6/hooks" },
+    });
     expect(again.body.resource_version).toBe(5);
     const history = await call("GET", "/v1/tenants/alpha/endpoints/erp/versions");
-    expect(history.body.items.map((v: { op: string }) => v.op)).toEqual(["create", "update", "update", "delete", "create"]);
+    expect(history.body.items.map((v: { op: string }) => v.op)).toEqual([
+      "create",
+      "update",
+      "update",
+      "delete",
+      "create",
+    ]);
   });
 
   test("concurrent updates racing on the same If-Match: exactly one wins", async () => {
     await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "race", url: "http://10.0.0.8/" } });
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        call("PUT", "/v1/tenants/alpha/endpoints/race", { body: { url: `http://10.0.0.8/${i}` }, headers: { "if-match": '"1"' } }),
+        call("PUT", "/v1/tenants/alpha/endpoints/race", {
+          body: { url: `http://10.0.0.8/${i}` },
+          headers: { "if-match": '"1"' },
+        }),
       ),
     );
     expect(results.filter((r) => r.status === 200)).toHaveLength(1);
     expect(results.filter((r) => r.status === 412)).toHaveLength(11);
     const winner = results.find((r) => r.status === 200)!;
-    expect((await call("GET", "/v1/tenants/alpha/endpoints/race")).body).toMatchObject({ url: winner.body.url, resource_version: 2 });
+    expect((await call("GET", "/v1/tenants/alpha/endpoints/race")).body).toMatchObject({
+      url: winner.body.url,
+      resource_version: 2,
+    });
   });
 
   test("a body with several faults is 422 listing every field", async () => {
-    const r = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "Bad Name", url: "ftp://x", retry: { max_attempts: 0 }, colour: "blue" } });
+    const r = await call("POST", "/v1/tenants/alpha/endpoints", {
+      body: { name: "Bad Name", url: "ftp://x", retry: { max_attempts: 0 }, colour: "blue" },
+    });
     expect(r.status).toBe(422);
     expect(r.headers.get("content-type")).toBe("application/problem+json");
     const fields = r.body.errors.map((e: { field: string }) => e.field).join(" ");
@@ -250,11 +341,15 @@ describe("resources", () => {
   });
 
   test("an unknown field is a 422 naming it, never silently dropped", async () => {
-    const r = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "tidy", url: "http://10.0.0.9/", colour: "blue" } });
+    const r = await call("POST", "/v1/tenants/alpha/endpoints", {
+      body: { name: "tidy", url: "http://10.0.0.9/", colour: "blue" },
+    });
     expect(r.status).toBe(422);
     expect(JSON.stringify(r.body.errors)).toContain("colour");
     expect((await call("GET", "/v1/tenants/alpha/endpoints/tidy")).status).toBe(404);
-    const put = await call("PUT", "/v1/tenants/alpha/endpoints/crm", { body: { url: "http://10.0.0.5/hooks", timout: "5s" } });
+    const put = await call("PUT", "/v1/tenants/alpha/endpoints/crm", {
+      body: { url: "http://10.0.0.5/hooks", timout: "5s" },
+    });
     expect(put.status).toBe(422);
   });
 
@@ -266,7 +361,9 @@ describe("resources", () => {
     expect(d.status).toBe(409);
     expect((await call("GET", "/v1/tenants/alpha/endpoints/crm")).status).toBe(200);
     // Another tenant's secret is an isolation error, not a reference.
-    const cross = await call("POST", "/v1/tenants/alpha/endpoints", { body: { name: "leak", url: "http://10.0.0.1/", signing_secret: "vault:beta/crm-signing" } });
+    const cross = await call("POST", "/v1/tenants/alpha/endpoints", {
+      body: { name: "leak", url: "http://10.0.0.1/", signing_secret: "vault:beta/crm-signing" },
+    });
     expect(cross.status).toBe(422);
   });
 
@@ -279,12 +376,17 @@ describe("resources", () => {
   test("pagination walks more items than a page, each once, in name order", async () => {
     await call("POST", "/v1/tenants", { body: { name: "many" } });
     const names = Array.from({ length: 120 }, (_, i) => `ep-${String(i).padStart(3, "0")}`);
-    await Promise.all(names.map((name) => call("POST", "/v1/tenants/many/endpoints", { body: { name, url: "http://10.1.1.1/" } })));
+    await Promise.all(
+      names.map((name) => call("POST", "/v1/tenants/many/endpoints", { body: { name, url: "http://10.1.1.1/" } })),
+    );
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const r: Awaited<ReturnType<typeof call>> = await call("GET", `/v1/tenants/many/endpoints?limit=50${cursor ? `&cursor=${cursor}` : ""}`);
+      const r: Awaited<ReturnType<typeof call>> = await call(
+        "GET",
+        `/v1/tenants/many/endpoints?limit=50${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       expect(r.status).toBe(200);
       seen.push(...r.body.items.map((e: { name: string }) => e.name));
       cursor = r.body.next_cursor;
@@ -304,8 +406,13 @@ describe("bad input on every route", () => {
     for (const [method, path] of v1Routes()) {
       if (!/:(tenant|name|id)/.test(path)) continue;
       for (const bad of ["BAD_Name", "x".repeat(300), "%00", "..%2F..%2Fetc"]) {
-        const url = path.replace(":tenant", path.includes(":name") ? "alpha" : bad).replace(":name", bad).replace(":id", bad);
-        const r = await call(method, url, { body: method === "GET" || method === "DELETE" ? undefined : { name: "x" } });
+        const url = path
+          .replace(":tenant", path.includes(":name") ? "alpha" : bad)
+          .replace(":name", bad)
+          .replace(":id", bad);
+        const r = await call(method, url, {
+          body: method === "GET" || method === "DELETE" ? undefined : { name: "x" },
+        });
         expect(r.status, `${method} ${url}`).toBeLessThan(500);
         expect([404, 400, 422, 403]).toContain(r.status);
         expect(r.headers.get("content-type")).toBe("application/problem+json");
@@ -318,7 +425,10 @@ describe("bad input on every route", () => {
       if (method === "GET" || method === "DELETE") continue;
       for (const raw of ["{not json", "[]", '"a string"', "null", '{"name": 12}']) {
         // Each route in its own media type: the desired-state routes take YAML (JSON is 415 there).
-        const r = await call(method, fill(path, "alpha"), { raw, headers: path.startsWith("/v1/config/") ? { "content-type": "application/yaml" } : {} });
+        const r = await call(method, fill(path, "alpha"), {
+          raw,
+          headers: path.startsWith("/v1/config/") ? { "content-type": "application/yaml" } : {},
+        });
         expect(r.status, `${method} ${path} ${raw} -> ${JSON.stringify(r.body)}`).toBeLessThan(500);
         expect([400, 422], `${method} ${path} ${raw} -> ${r.status} ${JSON.stringify(r.body)}`).toContain(r.status);
         expect(r.headers.get("content-type")).toBe("application/problem+json");
@@ -330,7 +440,10 @@ describe("bad input on every route", () => {
 describe("the API's own description", () => {
   test("/v1/version names the version, schema and API compatibility", async () => {
     const r = await call("GET", "/v1/version");
-    expect(r.body).toMatchObject({ api: { current: "v1", supported: ["v1"] }, token: { name: "bootstrap", scopes: ["admin"] } });
+    expect(r.body).toMatchObject({
+      api: { current: "v1", supported: ["v1"] },
+      token: { name: "bootstrap", scopes: ["admin"] },
+    });
     expect(JSON.stringify(r.body)).not.toContain(BOOTSTRAP);
     expect(typeof r.body.schema_version).toBe("number");
   });
@@ -340,9 +453,12 @@ describe("the API's own description", () => {
     expect(r.status).toBe(200);
     const documented = new Set<string>();
     for (const [path, ops] of Object.entries(r.body.paths as Record<string, Record<string, unknown>>)) {
-      for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`);
+      for (const method of Object.keys(ops))
+        documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`);
     }
-    const all = (app.http.routes as { method: string; path: string }[]).filter((r) => r.method !== "HEAD" && !r.path.includes("openapi"));
+    const all = (app.http.routes as { method: string; path: string }[]).filter(
+      (r) => r.method !== "HEAD" && !r.path.includes("openapi"),
+    );
     const existing = new Set(all.map((r) => `${r.method} ${r.path}`));
     expect([...existing].filter((x) => !documented.has(x))).toEqual([]);
     expect([...documented].filter((x) => !existing.has(x) && !x.includes("openapi"))).toEqual([]);
@@ -354,21 +470,32 @@ describe("the API's own description", () => {
 describe("desired state: POST /v1/config/validate | diff | apply", () => {
   const example = () => Bun.file(join(import.meta.dir, "../../examples/agentowl.yaml")).text();
   const post = (what: string, yaml: string, query = "", tok?: string) =>
-    call("POST", `/v1/config/${what}?file=agentowl.yaml${query}`, { raw: yaml, headers: { "content-type": "application/yaml" }, token: tok });
+    call("POST", `/v1/config/${what}?file=agentowl.yaml${query}`, {
+      raw: yaml,
+      headers: { "content-type": "application/yaml" },
+      token: tok,
+    });
 
   test("validate, diff and apply refuse a file whose vault: secrets do not exist, naming every one at its place in the file, and change nothing", async () => {
     const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
     for (const what of ["validate", "diff", "apply"]) {
       const r = await post(what, await example());
       expect(r.status, what).toBe(422);
-      expect(r.body.errors.map((e: { field: string }) => e.field)).toEqual([expect.stringMatching(/^agentowl\.yaml:9:\d+$/), expect.stringMatching(/^agentowl\.yaml:13:\d+$/)]);
+      expect(r.body.errors.map((e: { field: string }) => e.field)).toEqual([
+        expect.stringMatching(/^agentowl\.yaml:9:\d+$/),
+        expect.stringMatching(/^agentowl\.yaml:13:\d+$/),
+      ]);
       expect(r.body.errors.map((e: { message: string }) => e.message)).toEqual([
         "endpoint beta/crm: signing_secret names vault:beta/crm-signing, which is not in the vault (set it first: agentowl vault set beta/crm-signing)",
         "binding beta/github: verify.secret names vault:beta/github, which is not in the vault (set it first: agentowl vault set beta/github)",
       ]);
     }
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body).toEqual(before.body);
-    await app.vault.set("beta/crm-signing", `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}`, { actor: "test" });
+    await app.vault.set(
+      "beta/crm-signing",
+      `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}`,
+      { actor: "test" },
+    );
     await app.vault.set("beta/github", "github-webhook-secret", { actor: "test" });
   });
 
@@ -392,7 +519,11 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     const diff = await post("diff", yaml);
     expect(diff.status).toBe(200);
     const update = diff.body.changes.find((c: { op: string }) => c.op === "update");
-    expect(update).toMatchObject({ kind: "endpoints", name: "crm", fields: [{ path: "retry.max_attempts", from: 8, to: 9 }] });
+    expect(update).toMatchObject({
+      kind: "endpoints",
+      name: "crm",
+      fields: [{ path: "retry.max_attempts", from: 8, to: 9 }],
+    });
     expect(diff.body.text).toContain("retry.max_attempts");
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm")).body.resource_version).toBe(before.resource_version);
     expect((await post("apply", yaml, "&dry_run=true")).body.applied).toBe(false);
@@ -401,7 +532,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
   });
 
   test("a broken file is refused with every problem at file:line:col, and nothing changes", async () => {
-    const yaml = (await example()).replace("url: http://127.0.0.1:9000/hooks/agentowl", "url: ftp://nowhere").replace("max_attempts: 8", "max_attempts: 0");
+    const yaml = (await example())
+      .replace("url: http://127.0.0.1:9000/hooks/agentowl", "url: ftp://nowhere")
+      .replace("max_attempts: 8", "max_attempts: 0");
     const before = await call("GET", "/v1/tenants/beta/endpoints/crm");
     const r = await post("apply", yaml);
     expect(r.status).toBe(422);
@@ -423,7 +556,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect((await post("diff", yaml)).body.changes.some((c: { op: string }) => c.op === "delete")).toBe(false);
     const pruned = await post("apply", yaml, "&prune=true");
     expect(pruned.status, JSON.stringify(pruned.body)).toBe(200);
-    const deleted = pruned.body.changes.filter((c: { op: string }) => c.op === "delete").map((c: { tenant: string; kind: string; name: string }) => `${c.tenant}/${c.kind}/${c.name}`);
+    const deleted = pruned.body.changes
+      .filter((c: { op: string }) => c.op === "delete")
+      .map((c: { tenant: string; kind: string; name: string }) => `${c.tenant}/${c.kind}/${c.name}`);
     expect(deleted).toContain("beta/endpoints/stray");
     // The file declares no global policies: as with tenants, --prune deletes those it does not declare.
     expect(deleted).toContain("*/policies/house-rules");
@@ -433,7 +568,8 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
   });
 
   test("global policies: declared at the top level, applied by an admin, refused to a tenant token", async () => {
-    const rules = "policies:\n  - name: house-rules\n    rules:\n      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, reason: money }\n";
+    const rules =
+      "policies:\n  - name: house-rules\n    rules:\n      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, reason: money }\n";
     const yaml = `${await example()}${rules}`;
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: ["house-rules"] });
     const diff = await post("diff", yaml);
@@ -442,8 +578,13 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect(applied.body.summary).toMatchObject({ created: 1, updated: 0, deleted: 0 });
     expect((await call("GET", "/v1/policies/house-rules")).body).toMatchObject({ ...GLOBAL_POLICY, global: true });
     expect((await post("apply", yaml)).body.summary).toMatchObject({ created: 0, updated: 0, deleted: 0 });
-    const changed = await post("diff", yaml.replace("effect: require_approval, reason: money", "effect: deny, reason: money"));
-    expect(changed.body.text).toContain("~ update global policy house-rules\n  rules[0].effect: \"require_approval\" → \"deny\"");
+    const changed = await post(
+      "diff",
+      yaml.replace("effect: require_approval, reason: money", "effect: deny, reason: money"),
+    );
+    expect(changed.body.text).toContain(
+      '~ update global policy house-rules\n  rules[0].effect: "require_approval" → "deny"',
+    );
 
     const betaWrite = await token(["tenant:beta:write"]);
     const refused = await post("apply", yaml, "", betaWrite);
@@ -453,7 +594,10 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     expect((await post("apply", await example(), "&prune=true", betaWrite)).status).toBe(200);
     expect((await call("GET", "/v1/policies/house-rules")).status).toBe(200);
 
-    const broken = await post("validate", `${await example()}policies:\n  - name: house-rules\n    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n  - { name: house-rules, rules: [] }\n`);
+    const broken = await post(
+      "validate",
+      `${await example()}policies:\n  - name: house-rules\n    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n  - { name: house-rules, rules: [] }\n`,
+    );
     expect(broken.status).toBe(422);
     const texts = broken.body.errors.map((e: { text: string }) => e.text).join("\n");
     expect(texts).toMatch(/agentowl\.yaml:\d+:\d+: global policy house-rules: is not a valid regular expression/);
@@ -466,9 +610,29 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     const yaml = await example();
     expect((await post("apply", yaml, "", betaWrite)).status).toBe(200);
     expect((await post("apply", yaml, "", alphaWrite)).status).toBe(404);
-    expect((await post("apply", yaml.replace("name: beta", "name: newcomer").replaceAll("vault:beta/", "vault:newcomer/"), "", betaWrite)).status).toBe(404);
+    expect(
+      (
+        await post(
+          "apply",
+          yaml.replace("name: beta", "name: newcomer").replaceAll("vault:beta/", "vault:newcomer/"),
+          "",
+          betaWrite,
+        )
+      ).status,
+    ).toBe(404);
     // Nor can it learn through validate or diff which secrets another tenant has: 404 before the vault is asked.
-    for (const what of ["validate", "diff"]) expect((await post(what, yaml.replace("name: beta", "name: alpha").replaceAll("vault:beta/", "vault:alpha/"), "", betaWrite)).status, what).toBe(404);
+    for (const what of ["validate", "diff"])
+      expect(
+        (
+          await post(
+            what,
+            yaml.replace("name: beta", "name: alpha").replaceAll("vault:beta/", "vault:alpha/"),
+            "",
+            betaWrite,
+          )
+        ).status,
+        what,
+      ).toBe(404);
     expect((await post("diff", yaml, "", await token(["tenant:beta:read"]))).status).toBe(200);
     // A read token may plan but not apply: 403, as for every write of a tenant it can see.
     expect((await post("apply", yaml, "", await token(["tenant:beta:read"]))).status).toBe(403);
@@ -476,24 +640,50 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 });
 
 describe("signing secrets", () => {
-  const post = (what: string, yaml: string) => call("POST", `/v1/config/${what}?file=s.yaml`, { raw: yaml, headers: { "content-type": "application/yaml" } });
-  const file = (ref: string) => `apiVersion: agentowl/v1\ntenants:\n  - name: beta\n    endpoints:\n      - { name: plainsig, url: "http://127.0.0.1:9/", signing_secret: ${ref} }\n`;
+  const post = (what: string, yaml: string) =>
+    call("POST", `/v1/config/${what}?file=s.yaml`, { raw: yaml, headers: { "content-type": "application/yaml" } });
+  const file = (ref: string) =>
+    `apiVersion: agentowl/v1\ntenants:\n  - name: beta\n    endpoints:\n      - { name: plainsig, url: "http://127.0.0.1:9/", signing_secret: ${ref} }\n`;
 
   test("an endpoint cannot sign with a secret the Standard Webhooks libraries would reject: not at set, rotate, create or apply", async () => {
     // A secret nothing signs with may look like anything.
-    expect((await call("PUT", "/v1/tenants/beta/secrets/plain", { body: { value: "an-opaque-api-key-value" } })).body).toMatchObject({ name: "plain", format: "opaque" });
-    const created = await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "plainsig", url: "http://127.0.0.1:9/", signing_secret: "vault:beta/plain" } });
+    expect(
+      (await call("PUT", "/v1/tenants/beta/secrets/plain", { body: { value: "an-opaque-api-key-value" } })).body,
+    ).toMatchObject({ name: "plain", format: "opaque" });
+    const created = await call("POST", "/v1/tenants/beta/endpoints", {
+      body: { name: "plainsig", url: "http://127.0.0.1:9/", signing_secret: "vault:beta/plain" },
+    });
     expect(created.status).toBe(422);
-    expect(created.body.errors).toEqual([{ field: "/signing_secret", message: expect.stringMatching(/^vault:beta\/plain is not a Standard Webhooks secret \(whsec_ and the base64 of 24 to 64 bytes/) }]);
+    expect(created.body.errors).toEqual([
+      {
+        field: "/signing_secret",
+        message: expect.stringMatching(
+          /^vault:beta\/plain is not a Standard Webhooks secret \(whsec_ and the base64 of 24 to 64 bytes/,
+        ),
+      },
+    ]);
     const planned = await post("validate", file("vault:beta/plain"));
     expect(planned.status).toBe(422);
-    expect(planned.body.errors).toEqual([expect.objectContaining({ field: "s.yaml:5:71", message: expect.stringMatching(/^endpoint beta\/plainsig: signing_secret names vault:beta\/plain, which is not a Standard Webhooks secret/) })]);
+    expect(planned.body.errors).toEqual([
+      expect.objectContaining({
+        field: "s.yaml:5:71",
+        message: expect.stringMatching(
+          /^endpoint beta\/plainsig: signing_secret names vault:beta\/plain, which is not a Standard Webhooks secret/,
+        ),
+      }),
+    ]);
     // The secret an endpoint signs with cannot be set or rotated to such a value.
-    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: "crm-signing-secret-value" } });
+    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", {
+      body: { value: "crm-signing-secret-value" },
+    });
     expect(rotated.status).toBe(422);
-    expect(rotated.body.detail).toMatch(/^beta\/crm-signing signs the deliveries of endpoint beta\/crm: it must be whsec_/);
+    expect(rotated.body.detail).toMatch(
+      /^beta\/crm-signing signs the deliveries of endpoint beta\/crm: it must be whsec_/,
+    );
     const good = `whsec_${Buffer.from("another-signing-secret-32-bytes!").toString("base64")}`;
-    expect((await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: good } })).body).toMatchObject({ format: "whsec" });
+    expect(
+      (await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: good } })).body,
+    ).toMatchObject({ format: "whsec" });
     expect((await post("validate", file("vault:beta/crm-signing"))).status).toBe(200);
   });
 });
@@ -502,11 +692,15 @@ describe("events and deliveries", () => {
   test("lists are newest first, paged, filtered, and only ever show visible tenants", async () => {
     await call("POST", "/v1/tenants", { body: { name: "busy" } });
     const ids: string[] = [];
-    for (let i = 1; i <= 130; i++) ids.push(await storeEvent(envelope("busy", i, i % 2 ? {} : { type: "sms.received", channel: "sms" })));
+    for (let i = 1; i <= 130; i++)
+      ids.push(await storeEvent(envelope("busy", i, i % 2 ? {} : { type: "sms.received", channel: "sms" })));
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const r: Awaited<ReturnType<typeof call>> = await call("GET", `/v1/events?tenant=busy&limit=50${cursor ? `&cursor=${cursor}` : ""}`);
+      const r: Awaited<ReturnType<typeof call>> = await call(
+        "GET",
+        `/v1/events?tenant=busy&limit=50${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       expect(r.status).toBe(200);
       seen.push(...r.body.items.map((e: Envelope) => e.id));
       cursor = r.body.next_cursor;
@@ -515,7 +709,10 @@ describe("events and deliveries", () => {
     const sms = await call("GET", "/v1/events?tenant=busy&type=sms.received&limit=500");
     expect(sms.body.items).toHaveLength(65);
     expect(sms.body.items.every((e: Envelope) => e.channel === "sms")).toBe(true);
-    const window = await call("GET", `/v1/events?tenant=busy&since=${encodeURIComponent(new Date(Date.UTC(2026, 10, 21, 14, 0, 10)).toISOString())}&until=2026-11-21T14:00:19Z`);
+    const window = await call(
+      "GET",
+      `/v1/events?tenant=busy&since=${encodeURIComponent(new Date(Date.UTC(2026, 10, 21, 14, 0, 10)).toISOString())}&until=2026-11-21T14:00:19Z`,
+    );
     expect(window.body.items).toHaveLength(10);
     expect((await call("GET", "/v1/events?since=yesterday")).status).toBe(400);
 
@@ -536,7 +733,9 @@ describe("events and deliveries", () => {
   test("an event shows its envelope, deliveries and trace; an idempotent repeat stores nothing new", async () => {
     const e = await call("GET", `/v1/events/${eventOf.alpha!}`);
     expect(e.body).toMatchObject({ id: eventOf.alpha, tenant: "alpha", type: "webhook.received", data: { n: 0 } });
-    expect(e.body.deliveries).toMatchObject([{ event_id: eventOf.alpha, endpoint: "crm", state: "delivered", last_status: 200 }]);
+    expect(e.body.deliveries).toMatchObject([
+      { event_id: eventOf.alpha, endpoint: "crm", state: "delivered", last_status: 200 },
+    ]);
     expect(e.body.trace).toMatchObject([{ name: "ingress", outcome: "ok" }]);
     const again = await storeEvent(envelope("alpha", 0));
     expect(again).toBe(eventOf.alpha!);
@@ -564,7 +763,8 @@ describe("logs tail", () => {
     logTap.publish(JSON.stringify({ time: "t", level: "debug", msg: "too quiet" }));
     logTap.publish(JSON.stringify({ time: "t", level: "warn", msg: "tail me" }));
     const deadline = Date.now() + 5000;
-    while (!text.includes("tail me") && Date.now() < deadline) text += decoder.decode((await reader.read()).value ?? new Uint8Array());
+    while (!text.includes("tail me") && Date.now() < deadline)
+      text += decoder.decode((await reader.read()).value ?? new Uint8Array());
     await reader.cancel();
     expect(text).toContain('data: {"time":"t","level":"warn","msg":"tail me"}');
     expect(text).not.toContain("too quiet");
@@ -573,8 +773,21 @@ describe("logs tail", () => {
   test("an open stream does not hold up a graceful shutdown", async () => {
     const tap = new LogTap();
     const dir = join(root, "tail-shutdown");
-    const config = loadConfig({ env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SHUTDOWN_TIMEOUT: "20s" }, cwd: root });
-    const other = await startApp({ config, log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => tap.publish(l) }), logTap: tap });
+    const config = loadConfig({
+      env: {
+        AGENTOWL_DATA_DIR: dir,
+        AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+        AGENTOWL_SHUTDOWN_TIMEOUT: "20s",
+      },
+      cwd: root,
+    });
+    const other = await startApp({
+      config,
+      log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => tap.publish(l) }),
+      logTap: tap,
+    });
     const res = await fetch(`${other.url}/v1/logs/tail`, { headers: { authorization: `Bearer ${BOOTSTRAP}` } });
     const reader = res.body!.getReader();
     await reader.read();
@@ -598,7 +811,13 @@ describe("policy test", () => {
     await call("POST", "/v1/tenants", { body: { name: "gamma" } });
     await call("POST", "/v1/tenants/gamma/endpoints", { body: { name: "crm", url: "http://10.0.0.5/" } });
     await call("POST", "/v1/tenants/gamma/policies", { body: TENANTS.alpha.policies[0] });
-    const failing = await storeEvent(envelope("gamma", 300, { type: "email.received", channel: "email", data: { subject: "hi", auth: { dmarc: "fail" } } }));
+    const failing = await storeEvent(
+      envelope("gamma", 300, {
+        type: "email.received",
+        channel: "email",
+        data: { subject: "hi", auth: { dmarc: "fail" } },
+      }),
+    );
     const r = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing } });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     // The global policy comes first, then the tenant's own.
@@ -610,31 +829,81 @@ describe("policy test", () => {
     expect(crm).toMatchObject({ effect: "quarantine", policy: { name: "guard", global: false, version: 1 }, rule: 0 });
 
     const draft = { name: "guard", rules: [{ when: { target: "crm" }, effect: "deny", reason: "crm is down" }] };
-    const withDraft = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: failing, policy: draft, targets: ["crm"] } });
-    expect(withDraft.body.policies.map((p: { name: string; draft: boolean }) => `${p.name}:${p.draft}`)).toEqual(["house-rules:false", "guard:true"]);
-    expect(withDraft.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "deny", policy: { name: "guard", global: false, version: 0 }, rule: 0, reason: "crm is down" }]);
+    const withDraft = await call("POST", "/v1/tenants/gamma/policy-test", {
+      body: { event: failing, policy: draft, targets: ["crm"] },
+    });
+    expect(withDraft.body.policies.map((p: { name: string; draft: boolean }) => `${p.name}:${p.draft}`)).toEqual([
+      "house-rules:false",
+      "guard:true",
+    ]);
+    expect(withDraft.body.decisions).toEqual([
+      {
+        action: { kind: "dispatch", target: "crm" },
+        effect: "deny",
+        policy: { name: "guard", global: false, version: 0 },
+        rule: 0,
+        reason: "crm is down",
+      },
+    ]);
     expect((await call("GET", "/v1/tenants/gamma/policies/guard")).body.rules[0].effect).toBe("quarantine");
   });
 
   test("global policies decide for every tenant; a draft of one is tested in its place, by an admin only", async () => {
-    const wire = await storeEvent(envelope("gamma", 301, { type: "email.received", channel: "email", data: { subject: "urgent wire transfer", auth: { dmarc: "pass" } } }));
+    const wire = await storeEvent(
+      envelope("gamma", 301, {
+        type: "email.received",
+        channel: "email",
+        data: { subject: "urgent wire transfer", auth: { dmarc: "pass" } },
+      }),
+    );
     const r = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: wire, targets: ["crm"] } });
-    expect(r.body.decisions).toEqual([{ action: { kind: "dispatch", target: "crm" }, effect: "require_approval", policy: { name: "house-rules", global: true, version: expect.any(Number) }, rule: 0, reason: "money" }]);
+    expect(r.body.decisions).toEqual([
+      {
+        action: { kind: "dispatch", target: "crm" },
+        effect: "require_approval",
+        policy: { name: "house-rules", global: true, version: expect.any(Number) },
+        rule: 0,
+        reason: "money",
+      },
+    ]);
 
     const draft = { name: "house-rules", rules: [{ when: { "data.subject": { contains: "wire" } }, effect: "deny" }] };
-    const drafted = await call("POST", "/v1/tenants/gamma/policy-test", { body: { event: wire, policy: draft, global: true, targets: ["crm"] } });
-    expect(drafted.body.decisions[0]).toMatchObject({ effect: "deny", policy: { name: "house-rules", global: true, version: 0 } });
-    expect(drafted.body.policies.map((p: { name: string; global: boolean; draft: boolean }) => [p.name, p.global, p.draft])).toEqual([
+    const drafted = await call("POST", "/v1/tenants/gamma/policy-test", {
+      body: { event: wire, policy: draft, global: true, targets: ["crm"] },
+    });
+    expect(drafted.body.decisions[0]).toMatchObject({
+      effect: "deny",
+      policy: { name: "house-rules", global: true, version: 0 },
+    });
+    expect(
+      drafted.body.policies.map((p: { name: string; global: boolean; draft: boolean }) => [p.name, p.global, p.draft]),
+    ).toEqual([
       ["house-rules", true, true],
       ["guard", false, false],
     ]);
     const gammaWrite = await token(["tenant:gamma:write"]);
-    expect((await call("POST", "/v1/tenants/gamma/policy-test", { token: gammaWrite, body: { event: wire, targets: ["crm"] } })).body.decisions[0].effect).toBe("require_approval");
-    expect((await call("POST", "/v1/tenants/gamma/policy-test", { token: gammaWrite, body: { event: wire, policy: draft, global: true } })).status).toBe(403);
+    expect(
+      (
+        await call("POST", "/v1/tenants/gamma/policy-test", {
+          token: gammaWrite,
+          body: { event: wire, targets: ["crm"] },
+        })
+      ).body.decisions[0].effect,
+    ).toBe("require_approval");
+    expect(
+      (
+        await call("POST", "/v1/tenants/gamma/policy-test", {
+          token: gammaWrite,
+          body: { event: wire, policy: draft, global: true },
+        })
+      ).status,
+    ).toBe(403);
   });
 
   test("a broken draft is 422; another tenant's event is 404", async () => {
-    const bad = await call("POST", "/v1/tenants/alpha/policy-test", { body: { event: eventOf.alpha!, policy: { name: "guard", rules: [{ when: {}, effect: "maybe" }] } } });
+    const bad = await call("POST", "/v1/tenants/alpha/policy-test", {
+      body: { event: eventOf.alpha!, policy: { name: "guard", rules: [{ when: {}, effect: "maybe" }] } },
+    });
     expect(bad.status).toBe(422);
     expect((await call("POST", "/v1/tenants/alpha/policy-test", { body: { event: eventOf.beta! } })).status).toBe(404);
   });

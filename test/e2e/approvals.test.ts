@@ -18,7 +18,8 @@ const root = mkdtempSync(join(tmpdir(), "agentowl-approvals-"));
 let app: App;
 
 const call = apiCaller(() => app.url, BOOTSTRAP);
-const token = async (scopes: string[]) => (await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes } })).body.token as string;
+const token = async (scopes: string[]) =>
+  (await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes } })).body.token as string;
 const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
   app.storage.approvals.park({
     tenant,
@@ -31,7 +32,15 @@ const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
   });
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
+    cwd: root,
+  });
   app = await startApp({ config, log: silentLogger });
   for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
 });
@@ -48,29 +57,53 @@ describe("approvals", () => {
     const mine = await call("GET", "/v1/approvals", { token: alphaRead });
     expect(mine.body.items.map((x: { tenant: string }) => x.tenant)).toEqual(["alpha"]);
     const one = await call("GET", `/v1/approvals/${a.id}`, { token: alphaRead });
-    expect(one.body).toMatchObject({ id: a.id, state: "pending", action: { kind: "dispatch", target: "crm" }, policy: { name: "guard", rule: 1 }, on_expiry: "deny" });
+    expect(one.body).toMatchObject({
+      id: a.id,
+      state: "pending",
+      action: { kind: "dispatch", target: "crm" },
+      policy: { name: "guard", rule: 1 },
+      on_expiry: "deny",
+    });
     expect((await call("GET", "/v1/approvals?tenant=beta", { token: alphaRead })).status).toBe(404);
   });
 
   test("a tenant writer approves; the decision is audited and announced; a second decision is refused", async () => {
     const a = await park("alpha");
     const writer = await token(["tenant:alpha:write"]);
-    const r = await call("POST", `/v1/approvals/${a.id}/approve`, { token: writer, body: { reason: "customer verified" } });
+    const r = await call("POST", `/v1/approvals/${a.id}/approve`, {
+      token: writer,
+      body: { reason: "customer verified" },
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body).toMatchObject({ state: "approved", reason: "customer verified" });
     expect(r.body.decided_by).toMatch(/^token:tok_/);
     const audit = await call("GET", `/v1/audit?action=approval.approve`);
-    expect(audit.body.items[0]).toMatchObject({ tenant: "alpha", target: a.id, decision: "approve", actor: r.body.decided_by, details: { reason: "customer verified" } });
+    expect(audit.body.items[0]).toMatchObject({
+      tenant: "alpha",
+      target: a.id,
+      decision: "approve",
+      actor: r.body.decided_by,
+      details: { reason: "customer verified" },
+    });
     const announced = (await app.storage.outbox.read(0, 1000)).filter((e) => e.topic === APPROVAL_DECIDED);
-    expect(announced.at(-1)).toMatchObject({ tenant: "alpha", payload: { id: a.id, state: "approved", outcome: "approve" } });
-    expect((await call("POST", `/v1/approvals/${a.id}/deny`, { token: writer, body: { reason: "changed my mind" } })).status).toBe(409);
+    expect(announced.at(-1)).toMatchObject({
+      tenant: "alpha",
+      payload: { id: a.id, state: "approved", outcome: "approve" },
+    });
+    expect(
+      (await call("POST", `/v1/approvals/${a.id}/deny`, { token: writer, body: { reason: "changed my mind" } })).status,
+    ).toBe(409);
   });
 
   test("a denial needs a reason; readers and other tenants cannot decide", async () => {
     const a = await park("alpha");
     expect((await call("POST", `/v1/approvals/${a.id}/deny`, { body: {} })).status).toBe(422);
-    expect((await call("POST", `/v1/approvals/${a.id}/approve`, { token: await token(["tenant:alpha:read"]) })).status).toBe(403);
-    expect((await call("POST", `/v1/approvals/${a.id}/approve`, { token: await token(["tenant:beta:write"]) })).status).toBe(404);
+    expect(
+      (await call("POST", `/v1/approvals/${a.id}/approve`, { token: await token(["tenant:alpha:read"]) })).status,
+    ).toBe(403);
+    expect(
+      (await call("POST", `/v1/approvals/${a.id}/approve`, { token: await token(["tenant:beta:write"]) })).status,
+    ).toBe(404);
     expect((await call("POST", "/v1/approvals/apr_nonsense/approve")).status).toBe(404);
     const d = await call("POST", `/v1/approvals/${a.id}/deny`, { body: { reason: "not a customer" } });
     expect(d.body).toMatchObject({ state: "denied", reason: "not a customer" });
@@ -83,10 +116,15 @@ describe("approvals", () => {
     const r = await call("POST", `/v1/approvals/${late.id}/approve`, { body: {} });
     expect(r.status).toBe(409);
     expect(r.body.detail).toContain("expired");
-    expect((await call("GET", `/v1/approvals/${late.id}`)).body).toMatchObject({ state: "expired", decided_by: "system" });
+    expect((await call("GET", `/v1/approvals/${late.id}`)).body).toMatchObject({
+      state: "expired",
+      decided_by: "system",
+    });
     expect(await app.storage.approvals.expireDue()).toBeGreaterThanOrEqual(1);
     expect((await call("GET", `/v1/approvals/${swept.id}`)).body.state).toBe("expired");
-    const outcomes = (await app.storage.outbox.read(0, 1000)).filter((e) => e.topic === APPROVAL_DECIDED).map((e) => e.payload as { id: string; outcome: string });
+    const outcomes = (await app.storage.outbox.read(0, 1000))
+      .filter((e) => e.topic === APPROVAL_DECIDED)
+      .map((e) => e.payload as { id: string; outcome: string });
     expect(outcomes.find((o) => o.id === late.id)?.outcome).toBe("approve");
     expect(outcomes.find((o) => o.id === swept.id)?.outcome).toBe("deny");
     expect((await call("GET", "/v1/audit/verify")).body.ok).toBe(true);
@@ -109,9 +147,17 @@ describe("approvals", () => {
   });
 
   test("approvals show says what is being approved: the action, the event in one line, the rule by name and number, the expiry", async () => {
-    const event = testEnvelope("beta", 42, { type: "email.received", channel: "email", agent: "hello", data: { from: { name: "Alice", address: "alice@example.com" }, subject: "Refund for invoice 42" } });
+    const event = testEnvelope("beta", 42, {
+      type: "email.received",
+      channel: "email",
+      agent: "hello",
+      data: { from: { name: "Alice", address: "alice@example.com" }, subject: "Refund for invoice 42" },
+    });
     const eventId = await storeEvent(app.storage, event);
-    const a = await park("beta", { eventId, policy: { name: "guard", version: 2, rule: 1, rule_name: "refunds", reason: "refunds need a human" } });
+    const a = await park("beta", {
+      eventId,
+      policy: { name: "guard", version: 2, rule: 1, rule_name: "refunds", reason: "refunds need a human" },
+    });
     const env = { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root };
     const show = await runAgentowl(["approvals", "show", a.id], { cwd: root, env });
     expect(show.code, show.stderr).toBe(0);
@@ -122,6 +168,10 @@ describe("approvals", () => {
     expect(lines[3]).toBe("why:      policy guard v2, rule #2 refunds: refunds need a human");
     expect(lines[4]).toMatch(/^expires:  \S+.*, then denied$/);
     const api = await call("GET", `/v1/approvals/${a.id}`);
-    expect(api.body.event).toMatchObject({ id: eventId, type: "email.received", summary: 'mail from alice@example.com: "Refund for invoice 42"' });
+    expect(api.body.event).toMatchObject({
+      id: eventId,
+      type: "email.received",
+      summary: 'mail from alice@example.com: "Refund for invoice 42"',
+    });
   });
 });

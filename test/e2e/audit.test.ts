@@ -22,7 +22,15 @@ const call = apiCaller(() => app.url, BOOTSTRAP);
 const sideDoor = () => new Database(join(root, "data", "agentowl.db"));
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
+    cwd: root,
+  });
   app = await startApp({ config, log: silentLogger });
 });
 afterAll(async () => {
@@ -37,18 +45,31 @@ describe("the audit log records every control-plane write", () => {
     await call("POST", "/v1/tenants", { body: { name: "beta" } });
     await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "crm", url: "http://10.0.0.5/" } });
     await call("PATCH", "/v1/tenants/beta/endpoints/crm", { body: { timeout: "5s" } });
-    await call("POST", "/v1/tenants/beta/policies", { body: { name: "guard", rules: [{ when: { channel: "email" }, effect: "allow" }] } });
+    await call("POST", "/v1/tenants/beta/policies", {
+      body: { name: "guard", rules: [{ when: { channel: "email" }, effect: "allow" }] },
+    });
     await call("DELETE", "/v1/tenants/beta/endpoints/crm");
-    await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}` } });
+    await call("PUT", "/v1/tenants/beta/secrets/crm-signing", {
+      body: { value: `whsec_${Buffer.from("crm-signing-secret-value-32bytes").toString("base64")}` },
+    });
     await call("PUT", "/v1/tenants/beta/secrets/github", { body: { value: "github-webhook-secret" } });
     const yaml = await Bun.file(join(import.meta.dir, "../../examples/agentowl.yaml")).text();
-    await fetch(`${app.url}/v1/config/apply`, { method: "POST", headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/yaml" }, body: yaml });
+    await fetch(`${app.url}/v1/config/apply`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/yaml" },
+      body: yaml,
+    });
 
     const list = await call("GET", "/v1/audit?limit=500");
     const entries = [...list.body.items].reverse();
     const seen = entries.map((e: { action: string; target: string | null }) => `${e.action} ${e.target ?? ""}`.trim());
     // The first entry is the bootstrap token's own creation at start-up.
-    expect(entries[0]).toMatchObject({ seq: 1, actor: "AGENTOWL_BOOTSTRAP_TOKEN", action: "token.create", details: { name: "bootstrap", scopes: ["admin"] } });
+    expect(entries[0]).toMatchObject({
+      seq: 1,
+      actor: "AGENTOWL_BOOTSTRAP_TOKEN",
+      action: "token.create",
+      details: { name: "bootstrap", scopes: ["admin"] },
+    });
     expect(seen.slice(1, 12)).toEqual([
       expect.stringMatching(/^token\.create tok_/),
       expect.stringMatching(/^token\.revoke tok_/),
@@ -85,7 +106,10 @@ describe("the audit log records every control-plane write", () => {
     const seqs: number[] = [];
     let cursor: string | null = null;
     do {
-      const r: Awaited<ReturnType<typeof call>> = await call("GET", `/v1/audit?limit=3${cursor ? `&cursor=${cursor}` : ""}`);
+      const r: Awaited<ReturnType<typeof call>> = await call(
+        "GET",
+        `/v1/audit?limit=3${cursor ? `&cursor=${cursor}` : ""}`,
+      );
       seqs.push(...r.body.items.map((e: { seq: number }) => e.seq));
       cursor = r.body.next_cursor;
     } while (cursor);
@@ -106,14 +130,22 @@ describe("audit first", () => {
       expect(t.text).not.toContain("aow_");
       expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM tokens").get()!.n).toBe(tokensBefore);
       const before = await call("GET", "/v1/tenants/beta/policies/guard");
-      const put = await call("PUT", "/v1/tenants/beta/policies/guard", { body: { rules: [{ when: { channel: "sms" }, effect: "deny" }] } });
+      const put = await call("PUT", "/v1/tenants/beta/policies/guard", {
+        body: { rules: [{ when: { channel: "sms" }, effect: "deny" }] },
+      });
       expect(put.status).toBeGreaterThanOrEqual(500);
       expect((await call("GET", "/v1/tenants/beta/policies/guard")).body).toEqual(before.body);
     } finally {
       db.run("DROP TRIGGER audit_down");
       db.close();
     }
-    expect((await call("PUT", "/v1/tenants/beta/policies/guard", { body: { rules: [{ when: { channel: "sms" }, effect: "deny" }] } })).status).toBe(200);
+    expect(
+      (
+        await call("PUT", "/v1/tenants/beta/policies/guard", {
+          body: { rules: [{ when: { channel: "sms" }, effect: "deny" }] },
+        })
+      ).status,
+    ).toBe(200);
   });
 });
 
@@ -122,7 +154,10 @@ describe("verify", () => {
     const r = await call("GET", "/v1/audit/verify");
     expect(r.body).toMatchObject({ ok: true, first_broken: null });
     expect(r.body.entries).toBeGreaterThan(8);
-    const cli = await runAgentowl(["audit", "verify"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });
+    const cli = await runAgentowl(["audit", "verify"], {
+      cwd: root,
+      env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root },
+    });
     expect(cli.code).toBe(0);
     expect(cli.stdout).toContain(`intact: ${r.body.entries} entries`);
   });
@@ -132,11 +167,16 @@ describe("verify", () => {
     db.run("DROP TRIGGER audit_log_no_update");
     // Entry 2 records a tenant-scoped token; make it look as if an admin token had been made.
     db.run(`UPDATE audit_log SET details = replace(details, '"tenant:beta:write"', '"admin"') WHERE seq = 2`);
-    expect(db.query<{ d: string }, []>("SELECT details AS d FROM audit_log WHERE seq = 2").get()!.d).toContain('"admin"');
+    expect(db.query<{ d: string }, []>("SELECT details AS d FROM audit_log WHERE seq = 2").get()!.d).toContain(
+      '"admin"',
+    );
     db.close();
     const r = await call("GET", "/v1/audit/verify");
     expect(r.body).toMatchObject({ ok: false, entries: 1, first_broken: { seq: 2 } });
-    const cli = await runAgentowl(["audit", "verify"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });
+    const cli = await runAgentowl(["audit", "verify"], {
+      cwd: root,
+      env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root },
+    });
     expect(cli.code).toBe(1);
     expect(cli.stderr).toContain("BROKEN at entry 2");
   });
@@ -150,23 +190,37 @@ describe("verify", () => {
 describe("the chain cannot be shortened unseen", () => {
   const TOKEN = "bootstrap-audit-anchor-7e2c4a6b8d0f1e3a";
   afterEach(killLeftovers);
-  const serve = (dataDir: string, env: Record<string, string> = {}) => serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { AGENTOWL_AUDIT_CHECKPOINT_ENTRIES: "3", ...env } });
-  const cli = (url: string, args: string[]) => runAgentowl(["audit", "verify", ...args], { cwd: root, env: { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN, HOME: root } });
+  const serve = (dataDir: string, env: Record<string, string> = {}) =>
+    serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { AGENTOWL_AUDIT_CHECKPOINT_ENTRIES: "3", ...env } });
+  const cli = (url: string, args: string[]) =>
+    runAgentowl(["audit", "verify", ...args], {
+      cwd: root,
+      env: { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN, HOME: root },
+    });
   const createTokens = (url: string, n: number, from = 0) =>
     Array.from({ length: n }, (_, i) =>
-      fetch(`${url}/v1/tokens`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ name: `t${from + i}`, scopes: ["tenant:beta:read"] }) }).then(
+      fetch(`${url}/v1/tokens`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ name: `t${from + i}`, scopes: ["tenant:beta:read"] }),
+      }).then(
         (r) => r.status,
         () => 0,
       ),
     );
-  const checkpointsLogged = (server: { logs: Record<string, unknown>[] }) => server.logs.filter((l) => l.msg === "audit checkpoint") as { entries: number; head: string }[];
+  const checkpointsLogged = (server: { logs: Record<string, unknown>[] }) =>
+    server.logs.filter((l) => l.msg === "audit checkpoint") as { entries: number; head: string }[];
 
   test("a SIGKILL right after writes leaves a chain that verifies, its checkpoint never ahead of the table", async () => {
     const dataDir = join(root, "killed");
     for (let round = 0; round < 3; round++) {
       const { server, url } = await serve(dataDir);
       const statuses = createTokens(url, 60, round * 60);
-      await server.waitFor("a checkpoint logged under load", () => checkpointsLogged(server).some((c) => c.entries > round * 60 + 6), 20_000);
+      await server.waitFor(
+        "a checkpoint logged under load",
+        () => checkpointsLogged(server).some((c) => c.entries > round * 60 + 6),
+        20_000,
+      );
       server.proc.kill("SIGKILL");
       await server.exited;
       await Promise.all(statuses);
@@ -227,20 +281,35 @@ describe("the chain cannot be shortened unseen", () => {
     await first.server.exit(15_000);
     const db = new Database(join(dataDir, "agentowl.db"));
     db.run("DROP TRIGGER audit_log_no_update");
-    const rows = db.query<Record<string, string | number | null>, []>("SELECT * FROM audit_log WHERE seq >= 5 ORDER BY seq").all();
+    const rows = db
+      .query<Record<string, string | number | null>, []>("SELECT * FROM audit_log WHERE seq >= 5 ORDER BY seq")
+      .all();
     let prev = db.query<{ hash: string }, []>("SELECT hash FROM audit_log WHERE seq = 4").get()!.hash;
     const good = prev;
     for (const r of rows) {
-      const e = { ...(r as never as ChainedEntry), details: JSON.parse(r.details as string), target: r.seq === 5 ? "tok_forged" : (r.target as string) };
+      const e = {
+        ...(r as never as ChainedEntry),
+        details: JSON.parse(r.details as string),
+        target: r.seq === 5 ? "tok_forged" : (r.target as string),
+      };
       const hash = entryHash(prev, e);
-      db.run("UPDATE audit_log SET target = ?, prev_hash = ?, hash = ? WHERE seq = ?", [e.target, prev, hash, r.seq as number]);
+      db.run("UPDATE audit_log SET target = ?, prev_hash = ?, hash = ? WHERE seq = ?", [
+        e.target,
+        prev,
+        hash,
+        r.seq as number,
+      ]);
       prev = hash;
     }
     db.close();
     const { url } = await serve(dataDir);
     const r = await cli(url, ["--json"]);
     expect(r.code).toBe(1);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, first_broken: { seq: 5 }, last_good: { seq: 4, hash: good } });
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      ok: false,
+      first_broken: { seq: 5 },
+      last_good: { seq: 4, hash: good },
+    });
   });
 });
 
@@ -259,16 +328,30 @@ describe("the data dir is private", () => {
     expect(init.stdout).toContain(`made private (others could read them): ${dataDir}, ${join(dataDir, "agentowl.db")}`);
     expect(mode(dataDir)).toBe(0o700);
     expect(mode(join(dataDir, "agentowl.db"))).toBe(0o600);
-    for (const f of ["master.key", "audit.key", "tls/key.pem", "audit/checkpoints.jsonl"]) expect(mode(join(dataDir, f)), f).toBe(0o600);
+    for (const f of ["master.key", "audit.key", "tls/key.pem", "audit/checkpoints.jsonl"])
+      expect(mode(join(dataDir, f)), f).toBe(0o600);
 
     // Opened up again, as a careless copy or restore leaves it: serve closes it again at start.
     chmodSync(dataDir, 0o755);
-    for (const f of ["agentowl.db", "master.key", "tls/key.pem", "spool"]) chmodSync(join(dataDir, f), f === "spool" ? 0o755 : 0o644);
+    for (const f of ["agentowl.db", "master.key", "tls/key.pem", "spool"])
+      chmodSync(join(dataDir, f), f === "spool" ? 0o755 : 0o644);
     const { server, url } = await serveAgentowl({ cwd: root, dataDir, token: env.AGENTOWL_BOOTSTRAP_TOKEN });
     const warned = await server.waitForLog("made files in the data dir private: others could read them");
-    expect(warned.paths).toEqual(expect.arrayContaining([dataDir, join(dataDir, "agentowl.db"), join(dataDir, "master.key"), join(dataDir, "tls/key.pem"), join(dataDir, "spool")]));
-    expect((await apiCaller(() => url, env.AGENTOWL_BOOTSTRAP_TOKEN)("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-    for (const f of ["", "agentowl.db", "agentowl.db-wal", "agentowl.db-shm", "master.key", "tls/key.pem"]) expect(mode(join(dataDir, f)) & 0o077, f || "data dir").toBe(0);
+    expect(warned.paths).toEqual(
+      expect.arrayContaining([
+        dataDir,
+        join(dataDir, "agentowl.db"),
+        join(dataDir, "master.key"),
+        join(dataDir, "tls/key.pem"),
+        join(dataDir, "spool"),
+      ]),
+    );
+    expect(
+      (await apiCaller(() => url, env.AGENTOWL_BOOTSTRAP_TOKEN)("POST", "/v1/tenants", { body: { name: "beta" } }))
+        .status,
+    ).toBe(201);
+    for (const f of ["", "agentowl.db", "agentowl.db-wal", "agentowl.db-shm", "master.key", "tls/key.pem"])
+      expect(mode(join(dataDir, f)) & 0o077, f || "data dir").toBe(0);
     server.proc.kill("SIGTERM");
     await server.exit(15_000);
   });

@@ -24,8 +24,15 @@ const work = join(root, "work");
 const logTap = new LogTap();
 let app: App;
 
-const env = (extra: Record<string, string> = {}): Record<string, string> => ({ HOME: work, XDG_CONFIG_HOME: "", AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, ...extra });
-const agentowl = (args: string[], extra?: Record<string, string>): Promise<RunResult> => runAgentowl(args, { cwd: work, env: env(extra) });
+const env = (extra: Record<string, string> = {}): Record<string, string> => ({
+  HOME: work,
+  XDG_CONFIG_HOME: "",
+  AGENTOWL_URL: app.url,
+  AGENTOWL_TOKEN: BOOTSTRAP,
+  ...extra,
+});
+const agentowl = (args: string[], extra?: Record<string, string>): Promise<RunResult> =>
+  runAgentowl(args, { cwd: work, env: env(extra) });
 const follow = (args: string[], extra?: Record<string, string>) => startAgentowl(args, { cwd: work, env: env(extra) });
 
 function ok(r: RunResult): string {
@@ -34,16 +41,29 @@ function ok(r: RunResult): string {
 }
 
 let second = 0;
-const envelope = (tenant: string, over: Partial<Envelope> = {}): Envelope => testEnvelope(tenant, ++second, { idempotency_key: `delivery-${second}`, ...over });
+const envelope = (tenant: string, over: Partial<Envelope> = {}): Envelope =>
+  testEnvelope(tenant, ++second, { idempotency_key: `delivery-${second}`, ...over });
 const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => storeEventIn(app.storage, e, withDelivery);
 
 beforeAll(async () => {
   mkdirSync(work);
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
+    cwd: root,
+  });
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
   app = await startApp({ config, log, logTap });
   for (const name of ["alpha", "busy"]) {
-    const res = await fetch(`${app.url}/v1/tenants`, { method: "POST", headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/json" }, body: JSON.stringify({ name }) });
+    const res = await fetch(`${app.url}/v1/tenants`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${BOOTSTRAP}`, "content-type": "application/json" },
+      body: JSON.stringify({ name }),
+    });
     expect(res.status).toBe(201);
   }
 });
@@ -59,7 +79,9 @@ describe("events ls", () => {
   test("newest first as a table, filtered by tenant and type; --json parses", async () => {
     const older = await storeEvent(envelope("alpha", { data: { subject: "hello there" } }));
     const newer = await storeEvent(envelope("alpha", { type: "sms.received", channel: "sms" }));
-    const lines = ok(await agentowl(["events", "ls", "-t", "alpha"])).trimEnd().split("\n");
+    const lines = ok(await agentowl(["events", "ls", "-t", "alpha"]))
+      .trimEnd()
+      .split("\n");
     expect(lines[0]).toMatch(/^ID\s+RECEIVED\s+TYPE\s+TENANT\s+AGENT\s+CHANNEL\s+SUMMARY$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/)[0])).toEqual([newer, older]);
     expect(lines[2]).toContain("hello there");
@@ -71,7 +93,11 @@ describe("events ls", () => {
   test("--limit takes the newest N; --all walks every page", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 130; i++) ids.push(await storeEvent(envelope("busy")));
-    expect(JSON.parse(ok(await agentowl(["events", "ls", "-t", "busy", "--limit", "5", "--json"]))).map((e: Envelope) => e.id)).toEqual(ids.slice(-5).reverse());
+    expect(
+      JSON.parse(ok(await agentowl(["events", "ls", "-t", "busy", "--limit", "5", "--json"]))).map(
+        (e: Envelope) => e.id,
+      ),
+    ).toEqual(ids.slice(-5).reverse());
     const all = JSON.parse(ok(await agentowl(["events", "ls", "-t", "busy", "--all", "--json"])));
     expect(all.map((e: Envelope) => e.id)).toEqual([...ids].reverse());
   });
@@ -79,7 +105,11 @@ describe("events ls", () => {
   test("--since and --until take ISO times; anything else is a usage error", async () => {
     const at = envelope("alpha");
     const id = await storeEvent(at);
-    const window = JSON.parse(ok(await agentowl(["events", "ls", "-t", "alpha", "--since", at.received_at, "--until", at.received_at, "--json"])));
+    const window = JSON.parse(
+      ok(
+        await agentowl(["events", "ls", "-t", "alpha", "--since", at.received_at, "--until", at.received_at, "--json"]),
+      ),
+    );
     expect(window.map((e: Envelope) => e.id)).toEqual([id]);
     const r = await agentowl(["events", "ls", "--since", "yesterday"]);
     expect(r.code).toBe(2);
@@ -110,7 +140,12 @@ describe("events ls", () => {
     await running.waitFor("the new event", () => running.lines.some((l) => l.includes(fresh)));
     running.proc.kill("SIGINT");
     expect(await running.exit(5000)).toBe(0);
-    expect(running.lines.filter((l) => l).map((l) => JSON.parse(l).id).at(-1)).toBe(fresh);
+    expect(
+      running.lines
+        .filter((l) => l)
+        .map((l) => JSON.parse(l).id)
+        .at(-1),
+    ).toBe(fresh);
   });
 });
 
@@ -119,12 +154,25 @@ describe("events show and deliveries ls", () => {
     const id = await storeEvent(envelope("alpha", { data: { subject: "refund" } }), true);
     const out = ok(await agentowl(["events", "show", id]));
     const [yaml, rest] = out.split("\nDELIVERIES\n");
-    expect(YAML.parse(yaml!)).toMatchObject({ id, tenant: "alpha", type: "webhook.received", data: { subject: "refund" } });
-    expect(rest).toMatch(new RegExp(`^ID\\s+EVENT\\s+TENANT\\s+TARGET\\s+STATE\\s+ATTEMPTS\\s+LAST\\s+UPDATED\\ndlv_\\w+\\s+${id}\\s+alpha\\s+crm\\s+delivered\\s+1\\s+200\\s`));
+    expect(YAML.parse(yaml!)).toMatchObject({
+      id,
+      tenant: "alpha",
+      type: "webhook.received",
+      data: { subject: "refund" },
+    });
+    expect(rest).toMatch(
+      new RegExp(
+        `^ID\\s+EVENT\\s+TENANT\\s+TARGET\\s+STATE\\s+ATTEMPTS\\s+LAST\\s+UPDATED\\ndlv_\\w+\\s+${id}\\s+alpha\\s+crm\\s+delivered\\s+1\\s+200\\s`,
+      ),
+    );
     expect(rest).toMatch(/\nTRACE\nSTEP\s+START\s+DURATION\s+OUTCOME\ningress\s+\S+\s+3 ms\s+ok\n$/);
 
     const json = JSON.parse(ok(await agentowl(["events", "show", id, "--json"])));
-    expect(json).toMatchObject({ id, deliveries: [{ event_id: id, endpoint: "crm", state: "delivered" }], trace: [{ name: "ingress" }] });
+    expect(json).toMatchObject({
+      id,
+      deliveries: [{ event_id: id, endpoint: "crm", state: "delivered" }],
+      trace: [{ name: "ingress" }],
+    });
 
     const deliveries = JSON.parse(ok(await agentowl(["deliveries", "ls", "--event", id, "--json"])));
     expect(deliveries).toMatchObject([{ event_id: id, tenant: "alpha", state: "delivered" }]);
@@ -153,11 +201,21 @@ describe("logs tail", () => {
     const running = follow(["logs", "tail", "--level", "info"]);
     await connected();
     logTap.publish(JSON.stringify({ time: "2026-11-21T14:02:11.043Z", level: "debug", msg: "too quiet" }));
-    logTap.publish(JSON.stringify({ time: "2026-11-21T14:02:11.044Z", level: "warn", msg: "disk almost full", free_mb: 12, path: "/var/lib/agentowl" }));
+    logTap.publish(
+      JSON.stringify({
+        time: "2026-11-21T14:02:11.044Z",
+        level: "warn",
+        msg: "disk almost full",
+        free_mb: 12,
+        path: "/var/lib/agentowl",
+      }),
+    );
     await running.waitFor("the warning", () => running.lines.find((l) => l.includes("disk almost full")));
     running.proc.kill("SIGINT");
     expect(await running.exit(5000)).toBe(0);
-    expect(running.lines.filter((l) => l)).toEqual(["2026-11-21T14:02:11.044Z warn  disk almost full free_mb=12 path=/var/lib/agentowl"]);
+    expect(running.lines.filter((l) => l)).toEqual([
+      "2026-11-21T14:02:11.044Z warn  disk almost full free_mb=12 path=/var/lib/agentowl",
+    ]);
   });
 
   test("--json prints the server's lines as they are", async () => {
@@ -192,7 +250,10 @@ describe("logs tail", () => {
       hostname: "127.0.0.1",
       fetch(req) {
         asked.push(req.headers.get("last-event-id"));
-        const text = asked.length === 1 ? 'id: 1\ndata: {"level":"info","msg":"first"}\n\n' : 'id: 2\ndata: {"level":"info","msg":"second"}\n\n';
+        const text =
+          asked.length === 1
+            ? 'id: 1\ndata: {"level":"info","msg":"first"}\n\n'
+            : 'id: 2\ndata: {"level":"info","msg":"second"}\n\n';
         const body = new ReadableStream<Uint8Array>({
           start(c) {
             c.enqueue(encoder.encode(text));
@@ -220,15 +281,31 @@ describe("logs tail", () => {
 describe("agentowl policy test", () => {
   test("prints each target's decision, with a draft policy from a file", async () => {
     const draftFile = join(work, "draft-policy.yaml");
-    await Bun.write(draftFile, "name: guard\nrules:\n  - when: { target: crm }\n    effect: require_approval\n    reason: check first\n");
+    await Bun.write(
+      draftFile,
+      "name: guard\nrules:\n  - when: { target: crm }\n    effect: require_approval\n    reason: check first\n",
+    );
     const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email" }));
     const plain = await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--json"]);
     expect(plain.code, plain.stderr).toBe(0);
-    const withDraft = await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--policy", draftFile, "--target", "crm"]);
+    const withDraft = await agentowl([
+      "policy",
+      "test",
+      "-t",
+      "beta",
+      "--event",
+      eventId,
+      "--policy",
+      draftFile,
+      "--target",
+      "crm",
+    ]);
     expect(withDraft.code, withDraft.stderr).toBe(0);
     expect(withDraft.stdout).toContain("guard@draft");
     expect(withDraft.stdout).toMatch(/crm\s+require_approval\s+guard@draft\s+#1\s+check first/);
-    expect((await agentowl(["policy", "test", "-t", "beta", "--event", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"])).code).toBe(3);
+    expect((await agentowl(["policy", "test", "-t", "beta", "--event", "evt_01M80MPAZ9E8MRS0YPNR25EEF9"])).code).toBe(
+      3,
+    );
     expect((await agentowl(["policy", "test", "-t", "beta"])).code).toBe(2);
   });
 
@@ -244,19 +321,37 @@ describe("agentowl policy test", () => {
 
   test("global policies: managed with --global, listed and versioned, and deciding in policy test", async () => {
     const file = join(work, "house-rules.yaml");
-    await Bun.write(file, "name: house-rules\nrules:\n  - when: { data.subject: { contains: invoice } }\n    effect: quarantine\n    reason: invoices are checked\n");
-    expect(ok(await agentowl(["policies", "create", "--global", "-f", file]))).toBe("created global policy house-rules (resource_version 1)\n");
+    await Bun.write(
+      file,
+      "name: house-rules\nrules:\n  - when: { data.subject: { contains: invoice } }\n    effect: quarantine\n    reason: invoices are checked\n",
+    );
+    expect(ok(await agentowl(["policies", "create", "--global", "-f", file]))).toBe(
+      "created global policy house-rules (resource_version 1)\n",
+    );
     expect(ok(await agentowl(["policies", "ls", "--global"]))).toMatch(/house-rules\s+1\s+-?\s*1/);
     // A copy saved by `get` names itself global: `update -f` needs no flag.
     const saved = join(work, "house-rules.saved.yaml");
-    await Bun.write(saved, ok(await agentowl(["policies", "get", "--global", "house-rules"])).replace("effect: quarantine", "effect: deny"));
-    expect(ok(await agentowl(["policies", "update", "-f", saved]))).toBe("updated global policy house-rules (resource_version 1 → 2)\n");
-    expect(ok(await agentowl(["policies", "versions", "--global", "house-rules"]))).toMatch(/1\s+create[\s\S]*2\s+update/);
+    await Bun.write(
+      saved,
+      ok(await agentowl(["policies", "get", "--global", "house-rules"])).replace("effect: quarantine", "effect: deny"),
+    );
+    expect(ok(await agentowl(["policies", "update", "-f", saved]))).toBe(
+      "updated global policy house-rules (resource_version 1 → 2)\n",
+    );
+    expect(ok(await agentowl(["policies", "versions", "--global", "house-rules"]))).toMatch(
+      /1\s+create[\s\S]*2\s+update/,
+    );
 
-    const eventId = await storeEvent(envelope("beta", { type: "email.received", channel: "email", data: { subject: "your invoice" } }));
-    expect(ok(await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--target", "crm"]))).toMatch(/crm\s+deny\s+global:house-rules@2\s+#1\s+invoices are checked/);
+    const eventId = await storeEvent(
+      envelope("beta", { type: "email.received", channel: "email", data: { subject: "your invoice" } }),
+    );
+    expect(ok(await agentowl(["policy", "test", "-t", "beta", "--event", eventId, "--target", "crm"]))).toMatch(
+      /crm\s+deny\s+global:house-rules@2\s+#1\s+invoices are checked/,
+    );
     expect((await agentowl(["policies", "ls", "--global", "-t", "beta"])).code).toBe(2);
-    expect(ok(await agentowl(["policies", "delete", "--global", "house-rules"]))).toBe("deleted global policy house-rules\n");
+    expect(ok(await agentowl(["policies", "delete", "--global", "house-rules"]))).toBe(
+      "deleted global policy house-rules\n",
+    );
     expect(ok(await agentowl(["policies", "ls", "--global"]))).toBe("no global policies\n");
   });
 });

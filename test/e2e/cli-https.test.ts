@@ -11,7 +11,15 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { peerCertificate } from "../../src/cli/pin.ts";
 import { fingerprintOf } from "../../src/server/tls.ts";
-import { agentowlArgv, agentowlEnv, killLeftovers, type Running, type RunResult, runAgentowl, serveAgentowl } from "../helpers/process.ts";
+import {
+  agentowlArgv,
+  agentowlEnv,
+  killLeftovers,
+  type Running,
+  type RunResult,
+  runAgentowl,
+  serveAgentowl,
+} from "../helpers/process.ts";
 
 setDefaultTimeout(60_000);
 
@@ -33,7 +41,12 @@ function place(): { home: string; work: string } {
 }
 
 /** `agentowl <args>` with no AGENTOWL_* but `env`, a temp HOME and cwd. */
-const cli = (args: string[], at: { home: string; work: string }, env: Record<string, string> = {}, stdin?: string): Promise<RunResult> =>
+const cli = (
+  args: string[],
+  at: { home: string; work: string },
+  env: Record<string, string> = {},
+  stdin?: string,
+): Promise<RunResult> =>
   runAgentowl(args, { cwd: at.work, env: { HOME: at.home, XDG_CONFIG_HOME: "", ...env }, stdin });
 
 /** A failure is one line on stderr and the exit code, never a stack trace. */
@@ -56,7 +69,12 @@ async function tenantListings(url: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`, { tls: { rejectUnauthorized: false } })).text();
   return text
     .split("\n")
-    .filter((l) => l.startsWith("agentowl_http_requests_total{") && l.includes('route="/v1/tenants"') && l.includes('method="GET"'))
+    .filter(
+      (l) =>
+        l.startsWith("agentowl_http_requests_total{") &&
+        l.includes('route="/v1/tenants"') &&
+        l.includes('method="GET"'),
+    )
     .reduce((sum, l) => sum + Number(l.split(" ").pop()), 0);
 }
 
@@ -81,14 +99,28 @@ describe("HTTPS on the HTTP listener", () => {
   });
 
   test("by default (auto, on every address) it serves HTTPS; off there is plain HTTP with a warning in the log", async () => {
-    const { url } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-default"), token: TOKEN, env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0" } });
+    const { url } = await serveAgentowl({
+      cwd: root,
+      dataDir: join(root, "data-default"),
+      token: TOKEN,
+      env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0" },
+    });
     expect(url).toMatch(/^https:\/\/0\.0\.0\.0:\d+$/);
     const local = url.replace("0.0.0.0", "127.0.0.1");
-    expect((await peerCertificate(local)).fingerprint).toBe(fingerprintOf(readFileSync(join(root, "data-default", "tls", "cert.pem"), "utf8")));
+    expect((await peerCertificate(local)).fingerprint).toBe(
+      fingerprintOf(readFileSync(join(root, "data-default", "tls", "cert.pem"), "utf8")),
+    );
 
-    const { server, url: plain } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-off"), token: TOKEN, env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0", AGENTOWL_HTTP_TLS: "off" } });
+    const { server, url: plain } = await serveAgentowl({
+      cwd: root,
+      dataDir: join(root, "data-off"),
+      token: TOKEN,
+      env: { AGENTOWL_HTTP_LISTEN: "0.0.0.0:0", AGENTOWL_HTTP_TLS: "off" },
+    });
     expect(plain).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
-    const warning = await server.waitForLog("plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear");
+    const warning = await server.waitForLog(
+      "plain HTTP on a non-loopback address (http_tls = off): API tokens travel in clear",
+    );
     expect(warning.level).toBe("warn");
     expect((await fetch(`${plain.replace("0.0.0.0", "127.0.0.1")}/healthz`)).status).toBe(200);
   });
@@ -98,17 +130,29 @@ describe("HTTPS on the HTTP listener", () => {
     try {
       const r = await runAgentowl(["serve"], {
         cwd: root,
-        env: { AGENTOWL_DATA_DIR: join(root, "data-busy"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_HTTP_PLAIN_LISTEN: `127.0.0.1:${busy.port}` },
+        env: {
+          AGENTOWL_DATA_DIR: join(root, "data-busy"),
+          AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+          AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+          AGENTOWL_HTTP_PLAIN_LISTEN: `127.0.0.1:${busy.port}`,
+        },
       });
       expect(r.code).toBe(1);
-      expect(r.stderr.trimEnd().split("\n")).toEqual([`agentowl serve: cannot listen on 127.0.0.1:${busy.port}: EADDRINUSE`]);
+      expect(r.stderr.trimEnd().split("\n")).toEqual([
+        `agentowl serve: cannot listen on 127.0.0.1:${busy.port}: EADDRINUSE`,
+      ]);
     } finally {
       busy.stop(true);
     }
   });
 
   test("on loopback, auto stays plain HTTP (the tests, the benches, a reverse proxy in front)", async () => {
-    const { url } = await serveAgentowl({ cwd: root, dataDir: join(root, "data-auto"), token: TOKEN, env: { AGENTOWL_HTTP_TLS: "auto" } });
+    const { url } = await serveAgentowl({
+      cwd: root,
+      dataDir: join(root, "data-auto"),
+      token: TOKEN,
+      env: { AGENTOWL_HTTP_TLS: "auto" },
+    });
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });
@@ -119,7 +163,8 @@ describe("the CLI pins the server's certificate", () => {
   const port = freePort();
   const listen = `127.0.0.1:${port}`;
   const url = `https://${listen}`;
-  const serve = () => serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { AGENTOWL_HTTP_TLS: "on", AGENTOWL_HTTP_LISTEN: listen } });
+  const serve = () =>
+    serveAgentowl({ cwd: root, dataDir, token: TOKEN, env: { AGENTOWL_HTTP_TLS: "on", AGENTOWL_HTTP_LISTEN: listen } });
   const at = place();
   const noEnv = {};
   let server: Running;
@@ -131,7 +176,9 @@ describe("the CLI pins the server's certificate", () => {
     const fp = (await peerCertificate(url)).fingerprint;
     const wrong = `sha256:${"AB:".repeat(31)}AB`;
     const refused = oneLine(await cli(["login", "--url", url, "--fingerprint", wrong], at, noEnv, TOKEN), 5);
-    expect(refused).toBe(`agentowl login: ${url} presents certificate ${fp}, not the expected ${wrong}: nothing sent, nothing saved`);
+    expect(refused).toBe(
+      `agentowl login: ${url} presents certificate ${fp}, not the expected ${wrong}: nothing sent, nothing saved`,
+    );
     const unasked = oneLine(await cli(["login", "--url", url], at, noEnv, TOKEN), 2);
     expect(unasked).toContain(`presents certificate ${fp}`);
     expect(unasked).toContain(`--fingerprint ${fp}`);
@@ -157,15 +204,30 @@ describe("the CLI pins the server's certificate", () => {
     expect(untrusted).toContain(`${url} presents a certificate this machine does not trust`);
     expect(untrusted).toContain(`agentowl login --url ${url}`);
     // --fingerprint alone (scripts): the certificate is read, checked, then pinned for the request.
-    const pinned = await cli(["tenants", "ls", "--json", "--fingerprint", fp], elsewhere, { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN });
+    const pinned = await cli(["tenants", "ls", "--json", "--fingerprint", fp], elsewhere, {
+      AGENTOWL_URL: url,
+      AGENTOWL_TOKEN: TOKEN,
+    });
     expect(pinned.code, pinned.stderr).toBe(0);
-    const wrong = oneLine(await cli(["tenants", "ls"], elsewhere, { AGENTOWL_URL: url, AGENTOWL_TOKEN: TOKEN, AGENTOWL_FINGERPRINT: `sha256:${"00".repeat(32)}` }), 5);
+    const wrong = oneLine(
+      await cli(["tenants", "ls"], elsewhere, {
+        AGENTOWL_URL: url,
+        AGENTOWL_TOKEN: TOKEN,
+        AGENTOWL_FINGERPRINT: `sha256:${"00".repeat(32)}`,
+      }),
+      5,
+    );
     expect(wrong).toContain(`presents certificate ${fp}, not the pinned sha256:00:00`);
   });
 
   test("on this box, with the data dir readable, the CLI needs no URL: it reads the settings and pins the certificate file", async () => {
     const local = place();
-    const r = await cli(["tenants", "ls", "--json"], local, { AGENTOWL_DATA_DIR: dataDir, AGENTOWL_HTTP_LISTEN: listen, AGENTOWL_HTTP_TLS: "on", AGENTOWL_TOKEN: TOKEN });
+    const r = await cli(["tenants", "ls", "--json"], local, {
+      AGENTOWL_DATA_DIR: dataDir,
+      AGENTOWL_HTTP_LISTEN: listen,
+      AGENTOWL_HTTP_TLS: "on",
+      AGENTOWL_TOKEN: TOKEN,
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([]);
   });
@@ -199,7 +261,10 @@ describe("the CLI pins the server's certificate", () => {
 /** Whether this process may make a network namespace (root, and unshare(1) present). */
 function canUnshare(): boolean {
   try {
-    return Bun.spawnSync(["unshare", "-n", "true"]).exitCode === 0 && Bun.spawnSync(["sh", "-c", "command -v ip"]).exitCode === 0;
+    return (
+      Bun.spawnSync(["unshare", "-n", "true"]).exitCode === 0 &&
+      Bun.spawnSync(["sh", "-c", "command -v ip"]).exitCode === 0
+    );
   } catch {
     return false;
   }
@@ -210,14 +275,30 @@ describe("plain http:// to another host", () => {
     // In a namespace of its own, where 10.255.0.1 is a local address nothing listens on.
     const at = place();
     const argv = [...agentowlArgv(["tenants", "ls"])];
-    const proc = Bun.spawn(["unshare", "-n", "sh", "-c", 'ip link set lo up && ip addr add 10.255.0.1/32 dev lo && exec "$@"', "sh", ...argv], {
-      cwd: at.work,
-      env: agentowlEnv({ HOME: at.home, XDG_CONFIG_HOME: "", AGENTOWL_URL: "http://10.255.0.1:9", AGENTOWL_TOKEN: TOKEN }),
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 20_000,
-      killSignal: "SIGKILL",
-    });
+    const proc = Bun.spawn(
+      [
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        'ip link set lo up && ip addr add 10.255.0.1/32 dev lo && exec "$@"',
+        "sh",
+        ...argv,
+      ],
+      {
+        cwd: at.work,
+        env: agentowlEnv({
+          HOME: at.home,
+          XDG_CONFIG_HOME: "",
+          AGENTOWL_URL: "http://10.255.0.1:9",
+          AGENTOWL_TOKEN: TOKEN,
+        }),
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 20_000,
+        killSignal: "SIGKILL",
+      },
+    );
     const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
     expect(code).toBe(1);
     expect(stderr.trimEnd().split("\n")).toEqual([
@@ -232,15 +313,43 @@ describe("the plain-HTTP listener (http_plain_listen)", () => {
     "a client that is not loopback gets /healthz and the webhooks of plain_http bindings, and one 403 for everything else; loopback gets everything",
     async () => {
       const child = resolve(import.meta.dir, "..", "fixtures", "plain-listener-child.ts");
-      const proc = Bun.spawn(["unshare", "-n", "sh", "-c", 'ip link set lo up && ip addr add 10.255.0.1/32 dev lo && exec "$0" "$1"', process.execPath, child], {
-        stdout: "pipe",
-        stderr: "pipe",
-        timeout: 45_000,
-        killSignal: "SIGKILL",
-      });
-      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      const proc = Bun.spawn(
+        [
+          "unshare",
+          "-n",
+          "sh",
+          "-c",
+          'ip link set lo up && ip addr add 10.255.0.1/32 dev lo && exec "$0" "$1"',
+          process.execPath,
+          child,
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+          timeout: 45_000,
+          killSignal: "SIGKILL",
+        },
+      );
+      const [out, err, code] = await Promise.all([
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+        proc.exited,
+      ]);
       expect(code, err).toBe(0);
-      const lines = out.trim().split("\n").map((l) => JSON.parse(l) as { name?: string; status?: number; type?: string; detail?: string; done?: boolean; https?: string });
+      const lines = out
+        .trim()
+        .split("\n")
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              name?: string;
+              status?: number;
+              type?: string;
+              detail?: string;
+              done?: boolean;
+              https?: string;
+            },
+        );
       const done = lines.at(-1)!;
       expect(done.done).toBe(true);
       const status = Object.fromEntries(lines.filter((l) => l.name).map((l) => [l.name, l.status]));
@@ -264,7 +373,9 @@ describe("the plain-HTTP listener (http_plain_listen)", () => {
       const refusals = lines.filter((l) => l.status === 403);
       for (const r of refusals) {
         expect(r.type).toBe("application/problem+json");
-        expect(r.detail).toBe(`this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${done.https}`);
+        expect(r.detail).toBe(
+          `this plain-HTTP listener serves only /healthz and the webhooks of bindings with plain_http: true; use ${done.https}`,
+        );
       }
     },
   );

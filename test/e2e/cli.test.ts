@@ -102,7 +102,11 @@ describe("version", () => {
   test("prints the version, commit, schema version and Bun on one line", async () => {
     const r = await agentowl(["version"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^agentowl \\d+\\.\\d+\\.\\d+ \\(commit \\S+, schema ${SCHEMA_VERSION}, bun \\d+\\.\\d+\\.\\d+, \\S+\\)\\n$`));
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^agentowl \\d+\\.\\d+\\.\\d+ \\(commit \\S+, schema ${SCHEMA_VERSION}, bun \\d+\\.\\d+\\.\\d+, \\S+\\)\\n$`,
+      ),
+    );
   });
 
   test("--json is machine-readable", async () => {
@@ -124,7 +128,10 @@ describe("version", () => {
 describe("config show", () => {
   test("never prints the bootstrap token, as text or as JSON", async () => {
     const env = { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_BOOTSTRAP_TOKEN: TOKEN };
-    const [text, json] = await Promise.all([agentowl(["config", "show"], env), agentowl(["config", "show", "--json"], env)]);
+    const [text, json] = await Promise.all([
+      agentowl(["config", "show"], env),
+      agentowl(["config", "show", "--json"], env),
+    ]);
     expect(text.code).toBe(0);
     expect(json.code).toBe(0);
     expect(text.stdout).toContain(`bootstrap_token = "********"  # AGENTOWL_BOOTSTRAP_TOKEN`);
@@ -135,7 +142,9 @@ describe("config show", () => {
   test("an invalid setting exits 78 with one line naming the variable", async () => {
     const r = await agentowl(["config", "show"], { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_SHUTDOWN_TIMEOUT: "soon" });
     expect(r.code).toBe(78);
-    expect(oneLine(r)).toStartWith("agentowl config show: AGENTOWL_SHUTDOWN_TIMEOUT (environment): expected a duration");
+    expect(oneLine(r)).toStartWith(
+      "agentowl config show: AGENTOWL_SHUTDOWN_TIMEOUT (environment): expected a duration",
+    );
     expect(r.stdout).toBe("");
   });
 
@@ -150,7 +159,9 @@ describe("config show", () => {
   test("a misspelt variable exits 78 and suggests the right one", async () => {
     const r = await agentowl(["serve"], { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTN: "127.0.0.1:0" });
     expect(r.code).toBe(78);
-    expect(oneLine(r)).toBe("agentowl serve: AGENTOWL_HTTP_LISTN: unknown setting (did you mean AGENTOWL_HTTP_LISTEN?)");
+    expect(oneLine(r)).toBe(
+      "agentowl serve: AGENTOWL_HTTP_LISTN: unknown setting (did you mean AGENTOWL_HTTP_LISTEN?)",
+    );
   });
 });
 
@@ -199,7 +210,11 @@ describe("init", () => {
     db.run("INSERT INTO schema_migrations (idx, tag, hash, applied_at) VALUES (99, '0099_future', 'x', 0)");
     db.close();
     for (const command of ["init", "serve"]) {
-      const r = await agentowl([command], { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" });
+      const r = await agentowl([command], {
+        AGENTOWL_DATA_DIR: dir,
+        AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      });
       expect(r.code, `${command}: ${r.stderr}`).toBe(4);
       expect(oneLine(r)).toContain("newer");
     }
@@ -223,7 +238,10 @@ describe("init", () => {
     expect(oneLine(r)).toContain(`migration ${first.tag} failed`);
 
     const after = new Database(join(dir, "agentowl.db"), { readonly: true });
-    const tables = after.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table'").all().map((t) => t.name);
+    const tables = after
+      .query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table'")
+      .all()
+      .map((t) => t.name);
     const migrations = tables.includes("schema_migrations") ? after.query("SELECT * FROM schema_migrations").all() : [];
     after.close();
     expect(tables).toEqual([conflicting]);

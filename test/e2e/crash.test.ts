@@ -61,7 +61,9 @@ describe("crash safety (SIGKILL)", () => {
 
     const storage = openSqliteStorage({ dir });
     const rows = storage.handle.sqlite
-      .query<{ key: string; n: number }, []>("SELECT idempotency_key AS key, count(*) AS n FROM jobs GROUP BY idempotency_key")
+      .query<{ key: string; n: number }, []>(
+        "SELECT idempotency_key AS key, count(*) AS n FROM jobs GROUP BY idempotency_key",
+      )
       .all();
     await storage.close();
     const stored = new Map(rows.map((r) => [r.key, r.n]));
@@ -76,7 +78,9 @@ describe("crash safety (SIGKILL)", () => {
     const dir = tempDir();
     const total = 5000;
     let storage = openSqliteStorage({ dir });
-    await Promise.all(Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })));
+    await Promise.all(
+      Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })),
+    );
     await storage.close();
 
     const lines = await runAndKill(["consume", dir], (l) => l.filter((x) => x.startsWith("done ")).length > 2000);
@@ -113,7 +117,9 @@ describe("crash safety (SIGKILL)", () => {
     const dir = tempDir();
     const total = 10_000;
     const storage = openSqliteStorage({ dir });
-    await Promise.all(Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })));
+    await Promise.all(
+      Array.from({ length: total }, (_, i) => storage.queue.enqueue({ kind: "crash.item", payload: { i } })),
+    );
     await storage.close();
 
     const doneIds = (lines: string[]) => lines.filter((l) => l.startsWith("done ")).map((l) => l.slice(5));
@@ -128,7 +134,10 @@ describe("crash safety (SIGKILL)", () => {
       }
       return lines.at(-1) === "empty";
     };
-    const [a, b] = await Promise.all([runAndKill(["consume", dir, go], watch("a")), runAndKill(["consume", dir, go], watch("b"))]);
+    const [a, b] = await Promise.all([
+      runAndKill(["consume", dir, go], watch("a")),
+      runAndKill(["consume", dir, go], watch("b")),
+    ]);
     const all = [...doneIds(a), ...doneIds(b)];
     expect(doneIds(a).length).toBeGreaterThan(0);
     expect(doneIds(b).length).toBeGreaterThan(0);

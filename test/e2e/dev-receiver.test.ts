@@ -14,7 +14,14 @@ afterEach(killLeftovers);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const SECRET = `whsec_${Buffer.from("a receiver test secret of 32 b!!").toString("base64")}`;
-const envelope = { id: "evt_01JD", type: "email.received", tenant: "beta", agent: "hello", channel: "email", data: { from: { address: "alice@example.com" }, subject: "Invoice 42" } };
+const envelope = {
+  id: "evt_01JD",
+  type: "email.received",
+  tenant: "beta",
+  agent: "hello",
+  channel: "email",
+  data: { from: { address: "alice@example.com" }, subject: "Invoice 42" },
+};
 
 async function start(args: string[]): Promise<{ proc: Running; url: string }> {
   const proc = startAgentowl(["dev", "receiver", "--listen", "127.0.0.1:0", ...args], { cwd: work });
@@ -25,7 +32,12 @@ async function start(args: string[]): Promise<{ proc: Running; url: string }> {
 function signed(body: string, id: string, secret = SECRET): Record<string, string> {
   const at = new Date();
   const signature = new Webhook(secret).sign(id, at, body);
-  return { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signature };
+  return {
+    "content-type": "application/json",
+    "webhook-id": id,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": signature,
+  };
 }
 
 describe("agentowl dev receiver", () => {
@@ -38,7 +50,9 @@ describe("agentowl dev receiver", () => {
     const other = `whsec_${Buffer.from("another secret, not the endpoint").toString("base64")}`;
     expect((await fetch(url, { method: "POST", headers: signed(body, "msg_forged", other), body })).status).toBe(200);
     const good = await proc.waitFor("the good line", () => proc.lines.find((l) => l.includes("msg_good")));
-    expect(good).toMatch(/msg_good {2}email\.received {2}beta\/hello {2}from alice@example\.com: "Invoice 42" {2}signature valid$/);
+    expect(good).toMatch(
+      /msg_good {2}email\.received {2}beta\/hello {2}from alice@example\.com: "Invoice 42" {2}signature valid$/,
+    );
     const forged = await proc.waitFor("the forged line", () => proc.lines.find((l) => l.includes("msg_forged")));
     expect(forged).toContain("signature INVALID");
     proc.proc.kill("SIGINT");
@@ -54,7 +68,11 @@ describe("agentowl dev receiver", () => {
   });
 
   test("a bad --status or an unreadable --secret-file is one usage line, exit 2", async () => {
-    for (const args of [["--status", "99"], ["--secret-file", join(work, "missing")], ["--listen", "nowhere"]]) {
+    for (const args of [
+      ["--status", "99"],
+      ["--secret-file", join(work, "missing")],
+      ["--listen", "nowhere"],
+    ]) {
       const proc = startAgentowl(["dev", "receiver", ...args], { cwd: work });
       expect(await proc.exit(10_000)).toBe(2);
       expect(proc.stderr.trimEnd().split("\n")).toHaveLength(1);

@@ -31,7 +31,12 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     },
   });
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP },
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
     cwd: root,
   });
   let app = await startApp({ config, log: silentLogger });
@@ -45,7 +50,11 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     ] as const) {
       expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
     }
-    const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
     const { id: eventId } = (await r.json()) as { id: string };
     await until("the attempt reached the receiver", () => arrivals.length === 1, 10_000);
     const [d] = await app.storage.events.deliveries({ eventId, limit: 10 });
@@ -60,7 +69,9 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     const after = app.storage.events.delivery(d!.id)!;
     expect(after).toMatchObject({ state: "delivered", attempts: 1, lastStatus: 200 });
     // It went by the fast path: its attempt was audited in the routing commit.
-    expect((after.trace as { name: string; detail?: string }[]).find((s) => s.name === "audit.log")?.detail).toContain("in the routing commit");
+    expect((after.trace as { name: string; detail?: string }[]).find((s) => s.name === "audit.log")?.detail).toContain(
+      "in the routing commit",
+    );
     await Bun.sleep(300);
     expect(arrivals).toEqual([d!.id]);
     expect(await app.storage.queue.recoverExpired({ all: true })).toBe(0);

@@ -53,7 +53,10 @@ beforeAll(async () => {
         // recorded as not verified
       }
       received.push({ path, at: Date.now(), headers, body, verified });
-      if (path === "/flaky") return ++flakyCalls === 1 ? new Response("later", { status: 429, headers: { "retry-after": "1" } }) : new Response("ok");
+      if (path === "/flaky")
+        return ++flakyCalls === 1
+          ? new Response("later", { status: 429, headers: { "retry-after": "1" } })
+          : new Response("ok");
       if (path === "/down") return new Response("broken", { status: 500 });
       if (path === "/toggle") return toggleDown ? new Response("not yet", { status: 503 }) : new Response("ok");
       if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
@@ -72,7 +75,15 @@ beforeAll(async () => {
   });
   const url = (p: string) => `http://127.0.0.1:${receiver.port}${p}`;
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, AGENTOWL_SMTP_GREETING_DELAY: "0ms", AGENTOWL_DNS_SERVERS: "127.0.0.1:9", AGENTOWL_DNS_TIMEOUT: "100ms" },
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
+      AGENTOWL_DNS_TIMEOUT: "100ms",
+    },
     cwd: root,
   });
   app = await startApp({ config, log: silentLogger });
@@ -80,15 +91,30 @@ beforeAll(async () => {
   expect((await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET } })).status).toBe(201);
   const resources: [string, Record<string, unknown>][] = [
     ["endpoints", { name: "crm", url: url("/ok"), signing_secret: "vault:beta/crm-signing" }],
-    ["endpoints", { name: "flaky", url: url("/flaky"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 3 } }],
-    ["endpoints", { name: "down", url: url("/down"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    [
+      "endpoints",
+      { name: "flaky", url: url("/flaky"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 3 } },
+    ],
+    [
+      "endpoints",
+      { name: "down", url: url("/down"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } },
+    ],
     ["endpoints", { name: "slow", url: url("/slow"), signing_secret: "vault:beta/crm-signing", max_in_flight: 1 }],
-    ["endpoints", { name: "busy", url: url("/busy"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } }],
-    ["endpoints", { name: "toggle", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    [
+      "endpoints",
+      { name: "busy", url: url("/busy"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } },
+    ],
+    [
+      "endpoints",
+      { name: "toggle", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } },
+    ],
     ["endpoints", { name: "archive", url: url("/archive"), signing_secret: "vault:beta/crm-signing" }],
     ["routes", { name: "toggle", match: { "json.kind": "toggle" }, to: ["toggle"] }],
     // The same receiver under another name: a circuit of its own for the CLI test.
-    ["endpoints", { name: "toggle-cli", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } }],
+    [
+      "endpoints",
+      { name: "toggle-cli", url: url("/toggle"), signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 2 } },
+    ],
     ["routes", { name: "toggle-cli", match: { "json.kind": "toggle-cli" }, to: ["toggle-cli"] }],
     ["routes", { name: "slow", match: { "json.kind": "slow" }, to: ["slow"] }],
     ["endpoints", { name: "burst", url: url("/burst"), max_in_flight: 2 }],
@@ -104,7 +130,25 @@ beforeAll(async () => {
     ["endpoints", { name: "metadata", url: "http://0xa9fea9fe/latest/meta-data/", allow_public: true }],
     ["endpoints", { name: "anyhost", url: `http://0.0.0.0:${receiver.port}/anyhost`, allow_public: true }],
     ["routes", { name: "egress", match: { "json.kind": "egress" }, to: ["metadata", "anyhost"] }],
-    ["policies", { name: "guard", rules: [{ when: { target: "crm", "json.kind": "refund" }, effect: "require_approval", reason: "refunds need a person" }, { when: { "json.kind": "blocked" }, effect: "deny" }, { when: { target: "crm", channel: "email", "data.subject": { contains: "refund" } }, effect: "require_approval", reason: "refunds need a person" }] }],
+    [
+      "policies",
+      {
+        name: "guard",
+        rules: [
+          {
+            when: { target: "crm", "json.kind": "refund" },
+            effect: "require_approval",
+            reason: "refunds need a person",
+          },
+          { when: { "json.kind": "blocked" }, effect: "deny" },
+          {
+            when: { target: "crm", channel: "email", "data.subject": { contains: "refund" } },
+            effect: "require_approval",
+            reason: "refunds need a person",
+          },
+        ],
+      },
+    ],
   ];
   for (const [kind, body] of resources) {
     const r = await call("POST", `/v1/tenants/beta/${kind}`, { body });
@@ -121,7 +165,11 @@ afterAll(async () => {
 });
 
 async function send(kind: string): Promise<string> {
-  const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ kind }) });
+  const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ kind }),
+  });
   expect(r.status).toBe(202);
   return ((await r.json()) as { id: string }).id;
 }
@@ -139,10 +187,15 @@ async function mail(from: string, message: string): Promise<string> {
 
 async function deliveriesOf(eventId: string, until_: (states: string[]) => boolean) {
   let event: any;
-  await until(`deliveries of ${eventId}`, async () => {
-    event = (await call("GET", `/v1/events/${eventId}`)).body;
-    return event.deliveries.length > 0 && until_(event.deliveries.map((d: { state: string }) => d.state));
-  }, 15_000, 50);
+  await until(
+    `deliveries of ${eventId}`,
+    async () => {
+      event = (await call("GET", `/v1/events/${eventId}`)).body;
+      return event.deliveries.length > 0 && until_(event.deliveries.map((d: { state: string }) => d.state));
+    },
+    15_000,
+    50,
+  );
   return event.deliveries as Record<string, any>[];
 }
 
@@ -150,18 +203,38 @@ describe("dispatch", () => {
   test("a routed webhook reaches its endpoint signed per Standard Webhooks; webhook-id is the delivery id; the attempt is audited", async () => {
     const eventId = await send("ok");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
-    expect(d).toMatchObject({ endpoint: "crm", route: "ok", state: "delivered", attempts: 1, last_status: 200, decision: { effect: "allow" } });
+    expect(d).toMatchObject({
+      endpoint: "crm",
+      route: "ok",
+      state: "delivered",
+      attempts: 1,
+      last_status: 200,
+      decision: { effect: "allow" },
+    });
     const got = received.find((r) => r.headers["webhook-id"] === d!.id)!;
     expect(got.verified).toBe(true);
-    expect(JSON.parse(got.body)).toMatchObject({ id: eventId, type: "webhook.received", data: { json: { kind: "ok" } } });
+    expect(JSON.parse(got.body)).toMatchObject({
+      id: eventId,
+      type: "webhook.received",
+      data: { json: { kind: "ok" } },
+    });
     const audit = (await call("GET", "/v1/audit?action=delivery.attempt&limit=500")).body.items;
     expect(audit.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
     expect(app.storage.events.attempts(d!.id)).toMatchObject([{ attempt: 1, status: 200, errorClass: null }]);
     // The move to delivered is announced on the outbox, in its own commit, and counted.
-    const announced = (await app.storage.outbox.read(0, 100_000)).filter((e) => e.topic === "delivery.delivered" && (e.payload as { id: string }).id === d!.id);
+    const announced = (await app.storage.outbox.read(0, 100_000)).filter(
+      (e) => e.topic === "delivery.delivered" && (e.payload as { id: string }).id === d!.id,
+    );
     expect(announced).toHaveLength(1);
     expect(announced[0]!.payload).toMatchObject({ event: eventId, endpoint: "crm", attempts: 1, last_status: 200 });
-    await until("counted", async () => /agentowl_outbox_events_total\{topic="delivery\.delivered"\} [1-9]/.test(await (await fetch(`${app.url}/metrics`)).text()), 5000);
+    await until(
+      "counted",
+      async () =>
+        /agentowl_outbox_events_total\{topic="delivery\.delivered"\} [1-9]/.test(
+          await (await fetch(`${app.url}/metrics`)).text(),
+        ),
+      5000,
+    );
   });
 
   test("429 with Retry-After is retried after it, with the same webhook-id, then delivered", async () => {
@@ -184,14 +257,19 @@ describe("dispatch", () => {
     ]);
     const dead = (await call("GET", "/v1/audit?action=delivery.dead&limit=500")).body.items;
     expect(dead.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
-    const topics = (await app.storage.outbox.read(0, 100_000)).filter((e) => (e.payload as { id?: string }).id === d!.id).map((e) => e.topic);
+    const topics = (await app.storage.outbox.read(0, 100_000))
+      .filter((e) => (e.payload as { id?: string }).id === d!.id)
+      .map((e) => e.topic);
     expect(topics).toEqual(["delivery.retrying", "delivery.dead"]);
   });
 
   test("an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records egress and the reason, the delivery is dead at once", async () => {
     const eventId = await send("egress");
     const ds = await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "dead"));
-    const reasons: Record<string, string> = { metadata: "169.254.169.254 is a cloud metadata address", anyhost: "0.0.0.0 is the unspecified address" };
+    const reasons: Record<string, string> = {
+      metadata: "169.254.169.254 is a cloud metadata address",
+      anyhost: "0.0.0.0 is the unspecified address",
+    };
     for (const d of ds) {
       expect(d).toMatchObject({ state: "dead", attempts: 1, last_status: null });
       const [a, ...more] = app.storage.events.attempts(d.id);
@@ -205,11 +283,19 @@ describe("dispatch", () => {
   test("require_approval parks the delivery; an approval over the API sends it; deny is final", async () => {
     const eventId = await send("refund");
     const [parked] = await deliveriesOf(eventId, (s) => s[0] === "awaiting_approval");
-    expect(parked!.decision).toMatchObject({ effect: "require_approval", policy: { name: "guard" }, rule: 0, reason: "refunds need a person" });
+    expect(parked!.decision).toMatchObject({
+      effect: "require_approval",
+      policy: { name: "guard" },
+      rule: 0,
+      reason: "refunds need a person",
+    });
     expect(received.some((r) => r.headers["webhook-id"] === parked!.id)).toBe(false);
     const approval = (await call("GET", `/v1/approvals/${parked!.approval_id}`)).body;
     expect(approval).toMatchObject({ state: "pending", tenant: "beta" });
-    expect((await call("POST", `/v1/approvals/${parked!.approval_id}/approve`, { body: { reason: "checked the invoice" } })).status).toBe(200);
+    expect(
+      (await call("POST", `/v1/approvals/${parked!.approval_id}/approve`, { body: { reason: "checked the invoice" } }))
+        .status,
+    ).toBe(200);
     const [sent] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     expect(received.find((r) => r.headers["webhook-id"] === sent!.id)?.verified).toBe(true);
 
@@ -223,7 +309,12 @@ describe("dispatch", () => {
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const got = received.find((x) => x.headers["webhook-id"] === d!.id)!;
     expect(got.verified).toBe(true);
-    expect(JSON.parse(got.body)).toMatchObject({ id: eventId, type: "email.received", agent: "hello", data: { subject: "hello by mail" } });
+    expect(JSON.parse(got.body)).toMatchObject({
+      id: eventId,
+      type: "email.received",
+      agent: "hello",
+      data: { subject: "hello by mail" },
+    });
   });
 
   test("max_in_flight: a slow endpoint gets one delivery at a time, and the others do not wait for it", async () => {
@@ -241,38 +332,64 @@ describe("dispatch", () => {
     const ids = await Promise.all(Array.from({ length: 120 }, () => send("burst")));
     // Two in flight at 5 ms each: about 0.3 s of work. Before, jobs that found the endpoint busy
     // were retried on the exponential backoff, and 120 took minutes.
-    await until("all 120 delivered", () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"), 15_000, 100);
+    await until(
+      "all 120 delivered",
+      () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"),
+      15_000,
+      100,
+    );
     expect(burstMax).toBe(2);
     expect(received.filter((r) => r.path === "/burst")).toHaveLength(120);
   });
 
   test("an endpoint that keeps failing opens its circuit breaker, shown on /metrics", async () => {
     const eventId = await send("busy");
-    await until("five failed attempts", async () => ((await call("GET", `/v1/events/${eventId}`)).body.deliveries[0]?.attempts ?? 0) >= 5, 30_000, 100);
+    await until(
+      "five failed attempts",
+      async () => ((await call("GET", `/v1/events/${eventId}`)).body.deliveries[0]?.attempts ?? 0) >= 5,
+      30_000,
+      100,
+    );
     const text = await (await fetch(`${app.url}/metrics`)).text();
     expect(text).toMatch(/agentowl_endpoint_circuit_open\{endpoint="beta\/busy"\} (1|0\.5)/);
     // The API shows the same: the circuit, and the delivery still being retried.
     const status = (await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body;
-    expect(status).toMatchObject({ tenant: "beta", endpoint: "busy", circuit: { state: expect.stringMatching(/^(open|half_open)$/) }, deliveries: { retrying: 1 } });
+    expect(status).toMatchObject({
+      tenant: "beta",
+      endpoint: "busy",
+      circuit: { state: expect.stringMatching(/^(open|half_open)$/) },
+      deliveries: { retrying: 1 },
+    });
     expect(status.circuit.consecutive_failures).toBeGreaterThanOrEqual(5);
     // It says what it waits for: the open circuit (or its next retry, or an attempt under way).
-    const waiting = (await call("GET", `/v1/deliveries/${(await call("GET", `/v1/events/${eventId}`)).body.deliveries[0].id}`)).body.waiting_for;
+    const waiting = (
+      await call("GET", `/v1/deliveries/${(await call("GET", `/v1/events/${eventId}`)).body.deliveries[0].id}`)
+    ).body.waiting_for;
     expect(waiting.reason).toMatch(/^(circuit_open|retry|attempt_in_progress|worker)$/);
     // An operator's reset closes it at once (audited), without waiting out the cooldown.
     const reset = await call("POST", "/v1/tenants/beta/endpoints/busy/reset-circuit");
     expect(reset.status).toBe(200);
     expect(reset.body).toMatchObject({ tenant: "beta", endpoint: "busy" });
-    expect((await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body.circuit.consecutive_failures).toBeLessThan(5);
+    expect(
+      (await call("GET", "/v1/tenants/beta/endpoints/busy/status")).body.circuit.consecutive_failures,
+    ).toBeLessThan(5);
     expect((await call("GET", "/v1/audit?action=endpoint.reset_circuit")).body.items).toHaveLength(1);
     expect((await call("POST", "/v1/tenants/beta/endpoints/nope/reset-circuit")).status).toBe(404);
-    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body).toMatchObject({ circuit: { state: "closed", consecutive_failures: 0, retry_at: null }, in_flight: 0 });
+    expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body).toMatchObject({
+      circuit: { state: "closed", consecutive_failures: 0, retry_at: null },
+      in_flight: 0,
+    });
     expect((await call("GET", "/v1/tenants/beta/endpoints/nope/status")).status).toBe(404);
 
     // Giving up on it: discarded, and never tried again.
     const [d] = (await call("GET", `/v1/events/${eventId}`)).body.deliveries;
     const discarded = await call("POST", `/v1/deliveries/${d.id}/discard`);
     expect(discarded.status).toBe(200);
-    expect(discarded.body).toMatchObject({ id: d.id, state: "discarded", requested_by: expect.stringMatching(/^token:/) });
+    expect(discarded.body).toMatchObject({
+      id: d.id,
+      state: "discarded",
+      requested_by: expect.stringMatching(/^token:/),
+    });
     const attempts = app.storage.events.attempts(d.id).length;
     await Bun.sleep(2500);
     expect(app.storage.events.attempts(d.id).length).toBe(attempts);
@@ -280,25 +397,54 @@ describe("dispatch", () => {
   }, 45_000);
 
   test("a wrong URL fixed is delivered at once: the URL change resets the circuit and the waiting retry goes now, not at its backoff", async () => {
-    expect((await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "typo", url: "http://127.0.0.1:9/hooks", signing_secret: "vault:beta/crm-signing", retry: { max_attempts: 20 } } })).status).toBe(201);
-    expect((await call("POST", "/v1/tenants/beta/routes", { body: { name: "typo", match: { "json.kind": "typo" }, to: ["typo"] } })).status).toBe(201);
+    expect(
+      (
+        await call("POST", "/v1/tenants/beta/endpoints", {
+          body: {
+            name: "typo",
+            url: "http://127.0.0.1:9/hooks",
+            signing_secret: "vault:beta/crm-signing",
+            retry: { max_attempts: 20 },
+          },
+        })
+      ).status,
+    ).toBe(201);
+    expect(
+      (
+        await call("POST", "/v1/tenants/beta/routes", {
+          body: { name: "typo", match: { "json.kind": "typo" }, to: ["typo"] },
+        })
+      ).status,
+    ).toBe(201);
     const eventId = await send("typo");
     let d: any;
-    await until("three failed attempts, the next retry seconds away", async () => {
-      d = (await call("GET", `/v1/events/${eventId}`)).body.deliveries[0];
-      if (!d || d.attempts < 3) return false;
-      d = (await call("GET", `/v1/deliveries/${d.id}`)).body;
-      return d.state === "retrying" && d.waiting_for?.reason === "retry";
-    }, 20_000, 50);
+    await until(
+      "three failed attempts, the next retry seconds away",
+      async () => {
+        d = (await call("GET", `/v1/events/${eventId}`)).body.deliveries[0];
+        if (!d || d.attempts < 3) return false;
+        d = (await call("GET", `/v1/deliveries/${d.id}`)).body;
+        return d.state === "retrying" && d.waiting_for?.reason === "retry";
+      },
+      20_000,
+      50,
+    );
     expect(d.last_error).toBeTruthy();
     const retryAt = Date.parse(d.waiting_for.until);
     expect(retryAt - Date.now()).toBeGreaterThan(1000);
     const lsLine = await call("GET", `/v1/deliveries?endpoint=typo&tenant=beta`);
     expect(lsLine.body.items[0].waiting_for).toMatchObject({ reason: "retry" });
 
-    const fixed = await call("PATCH", "/v1/tenants/beta/endpoints/typo", { body: { url: `http://127.0.0.1:${receiver.port}/ok` } });
+    const fixed = await call("PATCH", "/v1/tenants/beta/endpoints/typo", {
+      body: { url: `http://127.0.0.1:${receiver.port}/ok` },
+    });
     expect(fixed.status).toBe(200);
-    await until("delivered to the fixed URL", () => app.storage.events.delivery(d.id)?.state === "delivered", 10_000, 20);
+    await until(
+      "delivered to the fixed URL",
+      () => app.storage.events.delivery(d.id)?.state === "delivered",
+      10_000,
+      20,
+    );
     const delivered = app.storage.events.attempts(d.id).at(-1)!;
     expect(delivered.status).toBe(200);
     expect(delivered.startedAt).toBeLessThan(retryAt);
@@ -318,7 +464,9 @@ describe("dispatch", () => {
     // Read at once, no waiting: the 202 came after the one commit that holds all of it.
     expect(app.storage.events.routing(eventId)).toMatchObject({ matched: ["ok"], unrouted: false });
     expect(app.storage.events.firstDeliveries(eventId).map((d) => d.endpoint)).toEqual(["crm"]);
-    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter((e) => e.topic === "event.received" && (e.payload as { id: string }).id === eventId);
+    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter(
+      (e) => e.topic === "event.received" && (e.payload as { id: string }).id === eventId,
+    );
     expect(handoffs).toEqual([]);
     await deliveriesOf(eventId, (s) => s[0] === "delivered");
   });
@@ -326,9 +474,13 @@ describe("dispatch", () => {
   test("an event whose routing could not be planned commits with an event.received entry, and the router routes it from the outbox", async () => {
     const e = testEnvelope("beta", 901, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
     const failing: EventRouting = { plan: () => Promise.reject(new Error("a policy that cannot load")) };
-    const r = await commitRouted(failing, [e], (plan) => app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)));
+    const r = await commitRouted(failing, [e], (plan) =>
+      app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)),
+    );
     expect(r).toEqual({ id: e.id, created: true });
-    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter((x) => x.topic === "event.received" && (x.payload as { id: string }).id === e.id);
+    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter(
+      (x) => x.topic === "event.received" && (x.payload as { id: string }).id === e.id,
+    );
     expect(handoffs).toHaveLength(1);
     const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
     expect(d).toMatchObject({ endpoint: "crm", route: "ok" });
@@ -353,10 +505,20 @@ describe("dispatch", () => {
     await Bun.sleep(200);
     expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
     await until("the trailing span", () => (app.storage.events.delivery(d!.id)!.trace as unknown[]).length === 5, 5000);
-    expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual(["policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
+    expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual([
+      "policy.eval",
+      "audit.log",
+      "secrets.lease",
+      "delivery",
+      "state.store",
+    ]);
 
     // A plan holds a slot of its endpoint until its commit is known; a failed commit frees it.
-    await until("crm idle", async () => (await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight === 0, 5000);
+    await until(
+      "crm idle",
+      async () => (await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight === 0,
+      5000,
+    );
     const lost = testEnvelope("beta", 903, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
     const failed = await app.routing.plan([lost]);
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight).toBe(1);
@@ -368,8 +530,21 @@ describe("dispatch", () => {
   test("every step is a span of the event's trace, in time order, the task's spans naming their delivery", async () => {
     const eventId = await send("ok");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
-    await until("the trailing span", async () => (await call("GET", `/v1/events/${eventId}`)).body.trace.length === 8, 5000);
-    const { trace } = (await call("GET", `/v1/events/${eventId}`)).body as { trace: { name: string; start: string; duration_ms: number; outcome: string; detail?: string; delivery?: string }[] };
+    await until(
+      "the trailing span",
+      async () => (await call("GET", `/v1/events/${eventId}`)).body.trace.length === 8,
+      5000,
+    );
+    const { trace } = (await call("GET", `/v1/events/${eventId}`)).body as {
+      trace: {
+        name: string;
+        start: string;
+        duration_ms: number;
+        outcome: string;
+        detail?: string;
+        delivery?: string;
+      }[];
+    };
     // Routing and the fast path's policy are decided before the commit that stores them; where
     // policy.eval and ingress.commit start in the same millisecond either may come first.
     const names = trace.map((s) => s.name);
@@ -378,17 +553,26 @@ describe("dispatch", () => {
     expect(names.slice(4)).toEqual(["audit.log", "secrets.lease", "delivery", "state.store"]);
     const starts = trace.map((s) => Date.parse(s.start));
     expect(starts).toEqual([...starts].sort((a, b) => a - b));
-    for (const s of trace.filter((x) => !["ingress.verify", "route", "ingress.commit"].includes(x.name))) expect(s).toMatchObject({ delivery: d!.id, endpoint: "crm", outcome: "ok" });
+    for (const s of trace.filter((x) => !["ingress.verify", "route", "ingress.commit"].includes(x.name)))
+      expect(s).toMatchObject({ delivery: d!.id, endpoint: "crm", outcome: "ok" });
     expect(trace.find((s) => s.name === "route")!.detail).toBe("crm");
     expect(trace.find((s) => s.name === "policy.eval")!.detail).toContain("allow");
     expect(trace.find((s) => s.name === "delivery")!.detail).toBe("attempt 1: HTTP 200");
-    expect(trace.find((s) => s.name === "audit.log")!.detail).toStartWith("delivery.attempt 1, with the checkpoint delivering");
+    expect(trace.find((s) => s.name === "audit.log")!.detail).toStartWith(
+      "delivery.attempt 1, with the checkpoint delivering",
+    );
     expect(trace.find((s) => s.name === "state.store")!.detail).toBe("delivered, attempt 1 recorded");
     for (const s of trace) expect(s.duration_ms).toBeGreaterThanOrEqual(0);
     // The delivery shows its attempts and its own spans.
     const shown = (await call("GET", `/v1/deliveries/${d!.id}`)).body;
     expect(shown.attempt_log).toMatchObject([{ attempt: 1, status: 200, error_class: null, response_excerpt: "ok" }]);
-    expect(shown.trace.map((s: { name: string }) => s.name)).toEqual(["policy.eval", "audit.log", "secrets.lease", "delivery", "state.store"]);
+    expect(shown.trace.map((s: { name: string }) => s.name)).toEqual([
+      "policy.eval",
+      "audit.log",
+      "secrets.lease",
+      "delivery",
+      "state.store",
+    ]);
   });
 
   test("replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one endpoint; an unrouted event once a route exists", async () => {
@@ -396,7 +580,9 @@ describe("dispatch", () => {
     const [first] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const r = await call("POST", `/v1/events/${eventId}/replay`);
     expect(r.status).toBe(202);
-    expect(r.body.deliveries).toMatchObject([{ endpoint: "crm", state: "pending", replay_of: first!.id, requested_by: expect.stringMatching(/^token:/) }]);
+    expect(r.body.deliveries).toMatchObject([
+      { endpoint: "crm", state: "pending", replay_of: first!.id, requested_by: expect.stringMatching(/^token:/) },
+    ]);
     const replayed = r.body.deliveries[0].id as string;
     expect(replayed).not.toBe(first!.id);
     await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "delivered"));
@@ -413,7 +599,9 @@ describe("dispatch", () => {
     await deliveriesOf(eventId, (s) => s.length === 3 && s.every((x) => x === "delivered"));
     expect(received.some((x) => x.path === "/archive" && x.verified && JSON.parse(x.body).id === eventId)).toBe(true);
     expect((await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "nope" } })).status).toBe(404);
-    expect((await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "crm", extra: 1 } })).status).toBe(422);
+    expect((await call("POST", `/v1/events/${eventId}/replay`, { body: { endpoint: "crm", extra: 1 } })).status).toBe(
+      422,
+    );
 
     // Replays are decided by policy again: a replayed refund waits for a person too.
     const refund = await send("refund");
@@ -428,12 +616,21 @@ describe("dispatch", () => {
     const none = await call("POST", `/v1/events/${lonely}/replay`);
     expect(none.status).toBe(409);
     expect(none.body.detail).toContain("no route");
-    expect((await call("POST", "/v1/tenants/beta/routes", { body: { name: "late", match: { "json.kind": "late" }, to: ["archive"] } })).status).toBe(201);
+    expect(
+      (
+        await call("POST", "/v1/tenants/beta/routes", {
+          body: { name: "late", match: { "json.kind": "late" }, to: ["archive"] },
+        })
+      ).status,
+    ).toBe(201);
     expect((await call("POST", `/v1/events/${lonely}/replay`)).status).toBe(202);
     await deliveriesOf(lonely, (s) => s[0] === "delivered");
 
     // Each replay is audited with who asked; the event's audit story lists it.
-    const story = (await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as { action: string; actor: string }[];
+    const story = (await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as {
+      action: string;
+      actor: string;
+    }[];
     expect(story.filter((e) => e.action === "event.replay")).toHaveLength(2);
     expect(story.filter((e) => e.action === "delivery.attempt")).toHaveLength(3);
   });
@@ -443,15 +640,25 @@ describe("dispatch", () => {
     const eventId = await send("toggle");
     const [dead] = await deliveriesOf(eventId, (s) => s[0] === "dead");
     expect(dead).toMatchObject({ attempts: 2, last_status: 503 });
-    expect((await call("GET", "/v1/deliveries?state=dead&endpoint=toggle")).body.items.map((d: { id: string }) => d.id)).toContain(dead!.id);
+    expect(
+      (await call("GET", "/v1/deliveries?state=dead&endpoint=toggle")).body.items.map((d: { id: string }) => d.id),
+    ).toContain(dead!.id);
     toggleDown = false;
     const retried = await call("POST", `/v1/deliveries/${dead!.id}/retry`);
     expect(retried.status).toBe(202);
     expect(retried.body).toMatchObject({ id: dead!.id, state: "delivering", last_error: null });
     const [done] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     expect(done).toMatchObject({ id: dead!.id, attempts: 3, last_status: 200 });
-    expect(app.storage.events.attempts(dead!.id).map((a) => [a.attempt, a.status])).toEqual([[1, 503], [2, 503], [3, 200]]);
-    expect(received.filter((x) => x.path === "/toggle").map((x) => x.headers["webhook-id"])).toEqual([dead!.id, dead!.id, dead!.id]);
+    expect(app.storage.events.attempts(dead!.id).map((a) => [a.attempt, a.status])).toEqual([
+      [1, 503],
+      [2, 503],
+      [3, 200],
+    ]);
+    expect(received.filter((x) => x.path === "/toggle").map((x) => x.headers["webhook-id"])).toEqual([
+      dead!.id,
+      dead!.id,
+      dead!.id,
+    ]);
     const conflict = await call("POST", `/v1/deliveries/${dead!.id}/retry`);
     expect(conflict.status).toBe(409);
     expect(conflict.body.detail).toContain("is delivered");
@@ -462,22 +669,44 @@ describe("dispatch", () => {
     const second = await send("toggle");
     const [d2] = await deliveriesOf(second, (s) => s[0] === "dead");
     expect((await call("POST", `/v1/deliveries/${d2!.id}/retry`)).status).toBe(202);
-    await until("dead again", () => app.storage.events.delivery(d2!.id)?.state === "dead" && app.storage.events.delivery(d2!.id)?.attempts === 4, 15_000);
+    await until(
+      "dead again",
+      () =>
+        app.storage.events.delivery(d2!.id)?.state === "dead" && app.storage.events.delivery(d2!.id)?.attempts === 4,
+      15_000,
+    );
     const discarded = await call("POST", `/v1/deliveries/${d2!.id}/discard`, { body: {} });
     expect(discarded.body).toMatchObject({ state: "discarded" });
     expect((await call("POST", `/v1/deliveries/${d2!.id}/retry`)).status).toBe(409);
-    const story = (await call("GET", `/v1/audit?event=${second}&limit=500`)).body.items.map((e: { action: string }) => e.action).reverse();
-    expect(story).toEqual(["delivery.attempt", "delivery.attempt", "delivery.dead", "delivery.retry", "delivery.attempt", "delivery.attempt", "delivery.dead", "delivery.discard"]);
+    const story = (await call("GET", `/v1/audit?event=${second}&limit=500`)).body.items
+      .map((e: { action: string }) => e.action)
+      .reverse();
+    expect(story).toEqual([
+      "delivery.attempt",
+      "delivery.attempt",
+      "delivery.dead",
+      "delivery.retry",
+      "delivery.attempt",
+      "delivery.attempt",
+      "delivery.dead",
+      "delivery.discard",
+    ]);
     toggleDown = false;
   });
 
   test("a read-only token or another tenant's cannot retry, discard or replay", async () => {
-    const reader = (await call("POST", "/v1/tokens", { body: { name: "beta-reader", scopes: ["tenant:beta:read"] } })).body.token;
+    const reader = (await call("POST", "/v1/tokens", { body: { name: "beta-reader", scopes: ["tenant:beta:read"] } }))
+      .body.token;
     expect((await call("POST", "/v1/tenants", { body: { name: "gamma" } })).status).toBe(201);
-    const other = (await call("POST", "/v1/tokens", { body: { name: "gamma-writer", scopes: ["tenant:gamma:write"] } })).body.token;
+    const other = (await call("POST", "/v1/tokens", { body: { name: "gamma-writer", scopes: ["tenant:gamma:write"] } }))
+      .body.token;
     const eventId = await send("ok");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
-    for (const path of [`/v1/events/${eventId}/replay`, `/v1/deliveries/${d!.id}/retry`, `/v1/deliveries/${d!.id}/discard`]) {
+    for (const path of [
+      `/v1/events/${eventId}/replay`,
+      `/v1/deliveries/${d!.id}/retry`,
+      `/v1/deliveries/${d!.id}/discard`,
+    ]) {
       expect((await call("POST", path, { token: reader })).status).toBe(403);
       expect((await call("POST", path, { token: other })).status).toBe(404);
     }
@@ -526,35 +755,81 @@ describe("dispatch", () => {
   });
 
   test("the whole story: a refund email waits for a person, is approved over the API, is delivered signed, and the audit log and trace tell it", async () => {
-    const eventId = await mail("customer@example.com", "From: customer@example.com\r\nSubject: Please refund order 42\r\n\r\nThe parcel never came.\r\n");
+    const eventId = await mail(
+      "customer@example.com",
+      "From: customer@example.com\r\nSubject: Please refund order 42\r\n\r\nThe parcel never came.\r\n",
+    );
 
     // Parked: nothing reaches the receiver; the approval names the rule and the event.
     const [parked] = await deliveriesOf(eventId, (s) => s[0] === "awaiting_approval");
     expect(parked!.decision).toMatchObject({ effect: "require_approval", policy: { name: "guard" }, rule: 2 });
-    const pending = (await call("GET", "/v1/approvals?state=pending&tenant=beta&limit=500")).body.items.find((a: { id: string }) => a.id === parked!.approval_id);
-    expect(pending).toMatchObject({ event_id: eventId, action: { kind: "dispatch", target: "crm", delivery: parked!.id }, policy: { name: "guard", reason: "refunds need a person" } });
+    const pending = (await call("GET", "/v1/approvals?state=pending&tenant=beta&limit=500")).body.items.find(
+      (a: { id: string }) => a.id === parked!.approval_id,
+    );
+    expect(pending).toMatchObject({
+      event_id: eventId,
+      action: { kind: "dispatch", target: "crm", delivery: parked!.id },
+      policy: { name: "guard", reason: "refunds need a person" },
+    });
     await Bun.sleep(300);
     expect(received.some((x) => x.headers["webhook-id"] === parked!.id)).toBe(false);
 
     // A person approves; it is delivered, signed, once.
-    expect((await call("POST", `/v1/approvals/${parked!.approval_id}/approve`, { body: { reason: "order 42 was lost in transit" } })).status).toBe(200);
+    expect(
+      (
+        await call("POST", `/v1/approvals/${parked!.approval_id}/approve`, {
+          body: { reason: "order 42 was lost in transit" },
+        })
+      ).status,
+    ).toBe(200);
     const [sent] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const got = received.filter((x) => x.headers["webhook-id"] === sent!.id);
     expect(got).toHaveLength(1);
     expect(got[0]!.verified).toBe(true);
-    expect(JSON.parse(got[0]!.body)).toMatchObject({ id: eventId, type: "email.received", data: { subject: "Please refund order 42" } });
+    expect(JSON.parse(got[0]!.body)).toMatchObject({
+      id: eventId,
+      type: "email.received",
+      data: { subject: "Please refund order 42" },
+    });
 
     // The audit log tells the story in order, and its chain is intact.
-    const story = ((await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as { action: string; actor: string; decision: string | null; details: Record<string, unknown> }[]).reverse();
+    const story = (
+      (await call("GET", `/v1/audit?event=${eventId}&limit=500`)).body.items as {
+        action: string;
+        actor: string;
+        decision: string | null;
+        details: Record<string, unknown>;
+      }[]
+    ).reverse();
     expect(story.map((e) => e.action)).toEqual(["approval.request", "approval.approve", "delivery.attempt"]);
-    expect(story[0]).toMatchObject({ actor: "system", details: { policy: { name: "guard", reason: "refunds need a person" } } });
-    expect(story[1]).toMatchObject({ actor: expect.stringMatching(/^token:/), decision: "approve", details: { reason: "order 42 was lost in transit" } });
+    expect(story[0]).toMatchObject({
+      actor: "system",
+      details: { policy: { name: "guard", reason: "refunds need a person" } },
+    });
+    expect(story[1]).toMatchObject({
+      actor: expect.stringMatching(/^token:/),
+      decision: "approve",
+      details: { reason: "order 42 was lost in transit" },
+    });
     expect(story[2]).toMatchObject({ actor: "dispatcher", details: { delivery: sent!.id, attempt: 1 } });
     expect((await call("GET", "/v1/audit/verify")).body).toMatchObject({ ok: true });
 
     // And the trace shows every step, the person's wait included.
     const trace = (await call("GET", `/v1/events/${eventId}`)).body.trace.map((s: { name: string }) => s.name);
-    expect(trace).toEqual(expect.arrayContaining(["smtp.data", "spool.write", "ingress.commit", "normalize", "route", "policy.eval", "approval.wait", "audit.log", "secrets.lease", "delivery"]));
+    expect(trace).toEqual(
+      expect.arrayContaining([
+        "smtp.data",
+        "spool.write",
+        "ingress.commit",
+        "normalize",
+        "route",
+        "policy.eval",
+        "approval.wait",
+        "audit.log",
+        "secrets.lease",
+        "delivery",
+      ]),
+    );
     expect(trace.indexOf("approval.wait")).toBeLessThan(trace.indexOf("delivery"));
   });
 });

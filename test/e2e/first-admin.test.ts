@@ -24,11 +24,19 @@ test("agentowl init prints a first admin token once, and it works against the se
   expect(second.code).toBe(0);
   expect(second.stdout).not.toContain("aow_");
 
-  const app = await startApp({ config: loadConfig({ env: { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" }, cwd: root }), log: silentLogger });
+  const app = await startApp({
+    config: loadConfig({
+      env: { ...env, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" },
+      cwd: root,
+    }),
+    log: silentLogger,
+  });
   try {
     const ok = await fetch(`${app.url}/v1/tokens`, { headers: { authorization: `Bearer ${token}` } });
     expect(ok.status).toBe(200);
-    expect(((await ok.json()) as { items: { name: string; scopes: string[] }[] }).items).toMatchObject([{ name: "initial-admin", scopes: ["admin"] }]);
+    expect(((await ok.json()) as { items: { name: string; scopes: string[] }[] }).items).toMatchObject([
+      { name: "initial-admin", scopes: ["admin"] },
+    ]);
   } finally {
     await app.stop();
   }

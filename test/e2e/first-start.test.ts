@@ -7,14 +7,25 @@ import { afterAll, afterEach, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { agentowlArgv, agentowlEnv, killLeftovers, Running, startAgentowl, stopUnderTerminal } from "../helpers/process.ts";
+import {
+  agentowlArgv,
+  agentowlEnv,
+  killLeftovers,
+  Running,
+  startAgentowl,
+  stopUnderTerminal,
+} from "../helpers/process.ts";
 
 setDefaultTimeout(30_000);
 const root = mkdtempSync(join(tmpdir(), "agentowl-first-start-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 afterEach(killLeftovers);
 
-const envFor = (dir: string) => ({ AGENTOWL_DATA_DIR: join(root, dir), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" });
+const envFor = (dir: string) => ({
+  AGENTOWL_DATA_DIR: join(root, dir),
+  AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+  AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+});
 const shellQuote = (s: string) => `'${s.replace(/'/g, "'\\''")}'`;
 
 /** `agentowl serve` with a terminal on stdin, stdout and stderr (util-linux script). */

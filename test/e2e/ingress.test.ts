@@ -32,14 +32,25 @@ const LAN = "lan-hmac-secret-value-0123456789";
 const TOKEN = "lan-bearer-token-abcdefghijklmnop";
 const SECRETS = { hooks: WHSEC, github: GITHUB, lan: LAN, token: TOKEN };
 const telnyxKeys = generateKeyPairSync("ed25519");
-const TELNYX_PUBLIC = (telnyxKeys.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
+const TELNYX_PUBLIC = (telnyxKeys.publicKey.export({ format: "der", type: "spki" }) as Buffer)
+  .subarray(-32)
+  .toString("base64");
 
 async function start(name: string, env: Record<string, string> = {}): Promise<App> {
   const config = loadConfig({
-    env: { AGENTOWL_DATA_DIR: join(root, name), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP, ...env },
+    env: {
+      AGENTOWL_DATA_DIR: join(root, name),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+      ...env,
+    },
     cwd: root,
   });
-  return startApp({ config, log: createLogger({ level: "debug", redactor: new Redactor(), sink: (l) => logLines.push(l) }) });
+  return startApp({
+    config,
+    log: createLogger({ level: "debug", redactor: new Redactor(), sink: (l) => logLines.push(l) }),
+  });
 }
 
 const post = (path: string, body: string | Uint8Array, headers: Record<string, string> = {}) =>
@@ -48,7 +59,11 @@ const post = (path: string, body: string | Uint8Array, headers: Record<string, s
 const hook = (binding: string) => `/ingress/webhook/beta/${binding}`;
 
 function standardHeaders(id: string, body: string, at = new Date()): Record<string, string> {
-  return { "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": new Webhook(WHSEC).sign(id, at, body) };
+  return {
+    "webhook-id": id,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": new Webhook(WHSEC).sign(id, at, body),
+  };
 }
 
 function telnyxHeaders(body: string, at = Math.floor(Date.now() / 1000)): Record<string, string> {
@@ -60,14 +75,29 @@ function telnyxHeaders(body: string, at = Math.floor(Date.now() / 1000)): Record
  * A POST from a chosen local address (127.0.0.2, …): fetch cannot bind its socket, node:http can.
  * The loopback network is all of 127.0.0.0/8, so the appliance sees that address as the sender.
  */
-function postFrom(localAddress: string, url: string, body: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function postFrom(
+  localAddress: string,
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: "POST", localAddress, headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on("error", reject);
-    });
+    const req = httpRequest(
+      url,
+      {
+        method: "POST",
+        localAddress,
+        headers: { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), ...headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }),
+        );
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
     req.end(body);
   });
@@ -78,15 +108,31 @@ const eventCount = () => (app.storage.handle.sqlite.query("SELECT count(*) AS n 
 beforeAll(async () => {
   app = await start("main");
   expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-  for (const [name, value] of Object.entries(SECRETS)) expect((await call("PUT", `/v1/tenants/beta/secrets/${name}`, { body: { value } })).status).toBe(201);
+  for (const [name, value] of Object.entries(SECRETS))
+    expect((await call("PUT", `/v1/tenants/beta/secrets/${name}`, { body: { value } })).status).toBe(201);
   const bindings = [
-    { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, require_json: true, max_body_bytes: 4096 },
+    {
+      name: "hooks",
+      type: "webhook",
+      verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" },
+      require_json: true,
+      max_body_bytes: 4096,
+    },
     { name: "github", type: "webhook", verify: { scheme: "github-hmac-sha256", secret: "vault:beta/github" } },
-    { name: "lan", type: "webhook", verify: { scheme: "hmac-sha256", secret: "vault:beta/lan", header: "X-Signature", encoding: "base64" } },
+    {
+      name: "lan",
+      type: "webhook",
+      verify: { scheme: "hmac-sha256", secret: "vault:beta/lan", header: "X-Signature", encoding: "base64" },
+    },
     { name: "token", type: "webhook", verify: { scheme: "bearer", secret: "vault:beta/token" } },
     { name: "open", type: "webhook", verify: { scheme: "none" } },
     { name: "limited", type: "webhook", verify: { scheme: "none" }, rate_per_minute: 2 },
-    { name: "sms", type: "telnyx", numbers: ["+15557654321", "+13125550199"], verify: { scheme: "telnyx-ed25519", public_key: TELNYX_PUBLIC } },
+    {
+      name: "sms",
+      type: "telnyx",
+      numbers: ["+15557654321", "+13125550199"],
+      verify: { scheme: "telnyx-ed25519", public_key: TELNYX_PUBLIC },
+    },
   ];
   for (const b of bindings) {
     const r = await call("POST", "/v1/tenants/beta/bindings", { body: b });
@@ -107,9 +153,23 @@ describe("standard-webhooks", () => {
     const { id } = (await r.json()) as { id: string };
     expect(id).toMatch(/^evt_[0-9A-Z]{26}$/);
     const event = (await call("GET", `/v1/events/${id}`)).body;
-    expect(event).toMatchObject({ type: "webhook.received", tenant: "beta", channel: "webhook", idempotency_key: "msg_std_1", source: { binding: "hooks", scheme: "standard-webhooks" } });
-    expect(event.data).toMatchObject({ content_type: "application/json", body, json: { type: "invoice.paid", amount: 4200 } });
-    expect(event.trace.map((s: { name: string }) => s.name).slice(0, 3)).toEqual(["ingress.verify", "route", "ingress.commit"]);
+    expect(event).toMatchObject({
+      type: "webhook.received",
+      tenant: "beta",
+      channel: "webhook",
+      idempotency_key: "msg_std_1",
+      source: { binding: "hooks", scheme: "standard-webhooks" },
+    });
+    expect(event.data).toMatchObject({
+      content_type: "application/json",
+      body,
+      json: { type: "invoice.paid", amount: 4200 },
+    });
+    expect(event.trace.map((s: { name: string }) => s.name).slice(0, 3)).toEqual([
+      "ingress.verify",
+      "route",
+      "ingress.commit",
+    ]);
   });
 
   test("a repeat of a delivery id is 200 with the first event's id and stores nothing; concurrent repeats race to one event", async () => {
@@ -157,7 +217,10 @@ describe("standard-webhooks", () => {
     const big = JSON.stringify({ pad: "x".repeat(5000) });
     expect((await post(hook("hooks"), big, standardHeaders("msg_big", big))).status).toBe(413);
     const form = "a=1&b=2";
-    const r = await post(hook("hooks"), form, { ...standardHeaders("msg_form", form), "content-type": "application/x-www-form-urlencoded" });
+    const r = await post(hook("hooks"), form, {
+      ...standardHeaders("msg_form", form),
+      "content-type": "application/x-www-form-urlencoded",
+    });
     expect(r.status).toBe(415);
     expect(((await r.json()) as { type: string }).type).toContain("unsupported");
 
@@ -165,7 +228,9 @@ describe("standard-webhooks", () => {
     const port = Number(new URL(app.url).port);
     await new Promise<void>((resolve) => {
       const s = connect({ host: "127.0.0.1", port }, () => {
-        s.write(`POST ${hook("open")} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly part of it`);
+        s.write(
+          `POST ${hook("open")} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly part of it`,
+        );
         setTimeout(() => s.destroy(), 100);
       });
       s.on("close", () => resolve());
@@ -179,27 +244,45 @@ describe("standard-webhooks", () => {
 describe("other schemes", () => {
   test("github-hmac-sha256 signed by @octokit/webhooks-methods; X-GitHub-Delivery is the idempotency key", async () => {
     const body = JSON.stringify({ action: "opened", number: 7 });
-    const headers = { "x-hub-signature-256": await githubSign(GITHUB, body), "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958", "x-github-event": "pull_request" };
+    const headers = {
+      "x-hub-signature-256": await githubSign(GITHUB, body),
+      "x-github-delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+      "x-github-event": "pull_request",
+    };
     const r = await post(hook("github"), body, headers);
     expect(r.status).toBe(202);
     const event = (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body;
     expect(event.idempotency_key).toBe("72d3162e-cc78-11e3-81ab-4c9367dc0958");
     expect(event.source.headers["x-github-event"]).toBe("pull_request");
     expect((await post(hook("github"), body, headers)).status).toBe(200);
-    expect((await post(hook("github"), body, { ...headers, "x-hub-signature-256": await githubSign("wrong", body) })).status).toBe(401);
+    expect(
+      (await post(hook("github"), body, { ...headers, "x-hub-signature-256": await githubSign("wrong", body) })).status,
+    ).toBe(401);
   });
 
   test("hmac-sha256 in a named header (base64), bearer in constant time; an Idempotency-Key header de-duplicates", async () => {
     const body = "temperature=21.5";
     const sig = createHmac("sha256", LAN).update(body).digest("base64");
-    const headers = { "content-type": "application/x-www-form-urlencoded", "x-signature": sig, "idempotency-key": "reading-1" };
+    const headers = {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-signature": sig,
+      "idempotency-key": "reading-1",
+    };
     const ok = await post(hook("lan"), body, headers);
     expect(ok.status).toBe(202);
     expect((await post(hook("lan"), body, headers)).status).toBe(200);
-    expect((await post(hook("lan"), body, { ...headers, "x-signature": createHmac("sha256", LAN).update(body).digest("hex") })).status).toBe(401);
+    expect(
+      (
+        await post(hook("lan"), body, {
+          ...headers,
+          "x-signature": createHmac("sha256", LAN).update(body).digest("hex"),
+        })
+      ).status,
+    ).toBe(401);
 
     expect((await post(hook("token"), "{}", { authorization: `Bearer ${TOKEN}` })).status).toBe(202);
-    for (const bad of [`Bearer ${TOKEN}x`, "Bearer short", TOKEN, ""]) expect((await post(hook("token"), "{}", { authorization: bad })).status).toBe(401);
+    for (const bad of [`Bearer ${TOKEN}x`, "Bearer short", TOKEN, ""])
+      expect((await post(hook("token"), "{}", { authorization: bad })).status).toBe(401);
     // The bearer token is a credential: it is never copied into the event.
     const events = (await call("GET", "/v1/events?tenant=beta&limit=100")).body.items;
     expect(JSON.stringify(events)).not.toContain(TOKEN);
@@ -220,7 +303,12 @@ describe("other schemes", () => {
 
   test("unknown tenant and unknown binding are the same 404; a non-webhook binding is not a webhook endpoint", async () => {
     const bodies = [];
-    for (const path of ["/ingress/webhook/nosuch/hooks", "/ingress/webhook/beta/nosuch", "/ingress/webhook/beta/sms", "/ingress/webhook/BAD!/x"]) {
+    for (const path of [
+      "/ingress/webhook/nosuch/hooks",
+      "/ingress/webhook/beta/nosuch",
+      "/ingress/webhook/beta/sms",
+      "/ingress/webhook/BAD!/x",
+    ]) {
       const r = await post(path, "{}");
       expect(r.status, path).toBe(404);
       bodies.push(((await r.json()) as { detail: string }).detail);
@@ -262,7 +350,11 @@ describe("delivery ids", () => {
     const keys = [`${"k".repeat(200)}1`, `${"k".repeat(200)}2`];
     for (const key of keys) {
       const body = `reading=${key.slice(-1)}`;
-      const r = await post(hook("lan"), body, { "content-type": "text/plain", "x-signature": createHmac("sha256", LAN).update(body).digest("base64"), "idempotency-key": key });
+      const r = await post(hook("lan"), body, {
+        "content-type": "text/plain",
+        "x-signature": createHmac("sha256", LAN).update(body).digest("base64"),
+        "idempotency-key": key,
+      });
       expect(r.status).toBe(202);
     }
   });
@@ -276,22 +368,36 @@ describe("delivery ids", () => {
     expect(r.headers.get("content-type")).toBe("application/problem+json");
     expect(((await r.json()) as { detail: string }).detail).toContain("at most 1024 bytes");
     const lanBody = "x=1";
-    const lan = await post(hook("lan"), lanBody, { "content-type": "text/plain", "x-signature": createHmac("sha256", LAN).update(lanBody).digest("base64"), "idempotency-key": "é".repeat(513) });
+    const lan = await post(hook("lan"), lanBody, {
+      "content-type": "text/plain",
+      "x-signature": createHmac("sha256", LAN).update(lanBody).digest("base64"),
+      "idempotency-key": "é".repeat(513),
+    });
     expect(lan.status).toBe(400);
     expect(eventCount()).toBe(before);
 
     const exact = `msg_${"y".repeat(196)}`;
     const ok = await post(hook("hooks"), body, standardHeaders(exact, body));
     expect(ok.status).toBe(202);
-    expect((await call("GET", `/v1/events/${((await ok.json()) as { id: string }).id}`)).body.idempotency_key).toBe(exact);
+    expect((await call("GET", `/v1/events/${((await ok.json()) as { id: string }).id}`)).body.idempotency_key).toBe(
+      exact,
+    );
   });
 });
 
 describe("headers kept in the event", () => {
-  const SECRET_HEADERS = { "x-api-key": "api-key-canary-1", cookie: "session=cookie-canary-2", "set-cookie": "a=set-cookie-canary-3", "proxy-authorization": "Basic proxy-canary-4" };
+  const SECRET_HEADERS = {
+    "x-api-key": "api-key-canary-1",
+    cookie: "session=cookie-canary-2",
+    "set-cookie": "a=set-cookie-canary-3",
+    "proxy-authorization": "Basic proxy-canary-4",
+  };
   const headersOfEvent = async (r: Response) => {
     expect(r.status).toBe(202);
-    return (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body.source.headers as Record<string, string>;
+    return (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body.source.headers as Record<
+      string,
+      string
+    >;
   };
   const expectRedacted = (headers: Record<string, string>, names: string[], canaries: string[]) => {
     for (const name of names) expect(headers[name], name).toBe("[redacted]");
@@ -313,24 +419,41 @@ describe("headers kept in the event", () => {
   test("github-hmac-sha256: X-Hub-Signature-256 by name only", async () => {
     const body = JSON.stringify({ h: 2 });
     const signature = await githubSign(GITHUB, body);
-    const headers = await headersOfEvent(await post(hook("github"), body, { "x-hub-signature-256": signature, "x-github-delivery": "headers-gh-1", ...extra }));
+    const headers = await headersOfEvent(
+      await post(hook("github"), body, {
+        "x-hub-signature-256": signature,
+        "x-github-delivery": "headers-gh-1",
+        ...extra,
+      }),
+    );
     expectRedacted(headers, ["x-hub-signature-256", ...always], [...canaries, signature]);
   });
 
   test("hmac-sha256: the binding's named header by name only", async () => {
     const body = "h=3";
     const signature = createHmac("sha256", LAN).update(body).digest("base64");
-    const headers = await headersOfEvent(await post(hook("lan"), body, { "content-type": "text/plain", "x-signature": signature, ...extra }));
+    const headers = await headersOfEvent(
+      await post(hook("lan"), body, { "content-type": "text/plain", "x-signature": signature, ...extra }),
+    );
     expectRedacted(headers, ["x-signature", ...always], [...canaries, signature]);
   });
 
   test("bearer: the token is redacted in its own header and in any other header it was also sent in", async () => {
-    const headers = await headersOfEvent(await post(hook("token"), "{}", { authorization: `Bearer ${TOKEN}`, "x-auth-token": TOKEN, "x-forwarded-token": `token=${TOKEN}`, ...extra }));
+    const headers = await headersOfEvent(
+      await post(hook("token"), "{}", {
+        authorization: `Bearer ${TOKEN}`,
+        "x-auth-token": TOKEN,
+        "x-forwarded-token": `token=${TOKEN}`,
+        ...extra,
+      }),
+    );
     expectRedacted(headers, ["authorization", "x-auth-token", "x-forwarded-token", ...always], [...canaries, TOKEN]);
   });
 
   test("none: Authorization, X-Api-Key and cookies are still redacted", async () => {
-    const headers = await headersOfEvent(await post(hook("open"), "{}", { authorization: "Bearer none-canary-5", ...extra }));
+    const headers = await headersOfEvent(
+      await post(hook("open"), "{}", { authorization: "Bearer none-canary-5", ...extra }),
+    );
     expectRedacted(headers, ["authorization", ...always], [...canaries, "none-canary-5"]);
   });
 });
@@ -342,12 +465,26 @@ describe("failed verifications spend their sender's budget, not the binding's", 
       const api = apiCaller(() => forged.url, BOOTSTRAP);
       await api("POST", "/v1/tenants", { body: { name: "beta" } });
       await api("PUT", "/v1/tenants/beta/secrets/hooks", { body: { value: WHSEC } });
-      expect((await api("POST", "/v1/tenants/beta/bindings", { body: { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, rate_per_minute: 5 } })).status).toBe(201);
+      expect(
+        (
+          await api("POST", "/v1/tenants/beta/bindings", {
+            body: {
+              name: "hooks",
+              type: "webhook",
+              verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" },
+              rate_per_minute: 5,
+            },
+          })
+        ).status,
+      ).toBe(201);
       const url = `${forged.url}/ingress/webhook/beta/hooks`;
       const body = JSON.stringify({ amount: 1 });
       const statuses: number[] = [];
       for (let i = 0; i < 40; i++) {
-        const headers = { ...standardHeaders(`forged_${i}`, body), "webhook-signature": `v1,${Buffer.alloc(32, i).toString("base64")}` };
+        const headers = {
+          ...standardHeaders(`forged_${i}`, body),
+          "webhook-signature": `v1,${Buffer.alloc(32, i).toString("base64")}`,
+        };
         statuses.push((await postFrom("127.0.0.1", url, body, headers)).status);
       }
       // 30 verified and refused, then the address is out of budget: no more verification for it.
@@ -366,7 +503,9 @@ describe("failed verifications spend their sender's budget, not the binding's", 
       const sixth = await postFrom("127.0.0.2", url, body, standardHeaders("real_5", body));
       expect(sixth.status).toBe(429);
       expect(sixth.body).toContain("for this binding");
-      const sources = forged.storage.handle.sqlite.query("SELECT json_extract(envelope, '$.source.remote_ip') AS ip FROM events").all() as { ip: string }[];
+      const sources = forged.storage.handle.sqlite
+        .query("SELECT json_extract(envelope, '$.source.remote_ip') AS ip FROM events")
+        .all() as { ip: string }[];
       expect(sources.map((s) => s.ip)).toEqual(Array(5).fill("127.0.0.2"));
     } finally {
       await forged.stop();
@@ -377,38 +516,67 @@ describe("failed verifications spend their sender's budget, not the binding's", 
 describe("telnyx", () => {
   const payloads = join(CORPUS, "webhooks", "telnyx", "payloads");
 
-  test.skipIf(!Bun.file(join(payloads, "message.received.sms.json")).size)("message.received and call.* become sms.received and voice.call.* events of the number's tenant", async () => {
-    const sms = readFileSync(join(payloads, "message.received.special-chars.json"), "utf8");
-    const r = await post("/ingress/telnyx", sms, telnyxHeaders(sms));
-    expect(r.status).toBe(202);
-    const event = (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body;
-    expect(event).toMatchObject({ type: "sms.received", tenant: "beta", channel: "sms", idempotency_key: "test-id", source: { binding: "sms", provider: "telnyx" } });
-    expect(event.data).toMatchObject({ from: "+15551234567", to: ["+15557654321"] });
-    expect(event.data.text).toContain("中文 🚀");
-    // The same Telnyx event again: 200, nothing new.
-    expect((await post("/ingress/telnyx", sms, telnyxHeaders(sms))).status).toBe(200);
+  test.skipIf(!Bun.file(join(payloads, "message.received.sms.json")).size)(
+    "message.received and call.* become sms.received and voice.call.* events of the number's tenant",
+    async () => {
+      const sms = readFileSync(join(payloads, "message.received.special-chars.json"), "utf8");
+      const r = await post("/ingress/telnyx", sms, telnyxHeaders(sms));
+      expect(r.status).toBe(202);
+      const event = (await call("GET", `/v1/events/${((await r.json()) as { id: string }).id}`)).body;
+      expect(event).toMatchObject({
+        type: "sms.received",
+        tenant: "beta",
+        channel: "sms",
+        idempotency_key: "test-id",
+        source: { binding: "sms", provider: "telnyx" },
+      });
+      expect(event.data).toMatchObject({ from: "+15551234567", to: ["+15557654321"] });
+      expect(event.data.text).toContain("中文 🚀");
+      // The same Telnyx event again: 200, nothing new.
+      expect((await post("/ingress/telnyx", sms, telnyxHeaders(sms))).status).toBe(200);
 
-    const call1 = readFileSync(join(payloads, "call.initiated.json"), "utf8");
-    const to = JSON.parse(call1).data.payload.to as string;
-    await apiCaller(() => app.url, BOOTSTRAP)("PATCH", "/v1/tenants/beta/bindings/sms", { body: { numbers: ["+15557654321", to] } });
-    const rc = await post("/ingress/telnyx", call1, telnyxHeaders(call1));
-    expect(rc.status).toBe(202);
-    const ce = (await call("GET", `/v1/events/${((await rc.json()) as { id: string }).id}`)).body;
-    expect(ce).toMatchObject({ type: "voice.call.initiated", channel: "voice", data: { to } });
-  });
+      const call1 = readFileSync(join(payloads, "call.initiated.json"), "utf8");
+      const to = JSON.parse(call1).data.payload.to as string;
+      await apiCaller(() => app.url, BOOTSTRAP)("PATCH", "/v1/tenants/beta/bindings/sms", {
+        body: { numbers: ["+15557654321", to] },
+      });
+      const rc = await post("/ingress/telnyx", call1, telnyxHeaders(call1));
+      expect(rc.status).toBe(202);
+      const ce = (await call("GET", `/v1/events/${((await rc.json()) as { id: string }).id}`)).body;
+      expect(ce).toMatchObject({ type: "voice.call.initiated", channel: "voice", data: { to } });
+    },
+  );
 
   test("a signed message is 202; bad signature or stale timestamp 401; an unknown number 404; an event type it does not take is 200 ignored", async () => {
-    const body = JSON.stringify({ data: { id: "t-1", event_type: "message.received", payload: { from: "+15550000001", to: "+15557654321", text: "hi" } } });
+    const body = JSON.stringify({
+      data: {
+        id: "t-1",
+        event_type: "message.received",
+        payload: { from: "+15550000001", to: "+15557654321", text: "hi" },
+      },
+    });
     // The same message, signed by the binding's key: accepted (this test needs no corpus file).
     const accepted = await post("/ingress/telnyx", body, telnyxHeaders(body));
     expect(accepted.status).toBe(202);
-    expect((await call("GET", `/v1/events/${((await accepted.json()) as { id: string }).id}`)).body).toMatchObject({ type: "sms.received", data: { from: "+15550000001", text: "hi" } });
-    const forged = { ...telnyxHeaders(body), "telnyx-signature-ed25519": edSign(null, Buffer.from("x"), generateKeyPairSync("ed25519").privateKey).toString("base64") };
+    expect((await call("GET", `/v1/events/${((await accepted.json()) as { id: string }).id}`)).body).toMatchObject({
+      type: "sms.received",
+      data: { from: "+15550000001", text: "hi" },
+    });
+    const forged = {
+      ...telnyxHeaders(body),
+      "telnyx-signature-ed25519": edSign(null, Buffer.from("x"), generateKeyPairSync("ed25519").privateKey).toString(
+        "base64",
+      ),
+    };
     expect((await post("/ingress/telnyx", body, forged)).status).toBe(401);
-    expect((await post("/ingress/telnyx", body, telnyxHeaders(body, Math.floor(Date.now() / 1000) - 600))).status).toBe(401);
+    expect((await post("/ingress/telnyx", body, telnyxHeaders(body, Math.floor(Date.now() / 1000) - 600))).status).toBe(
+      401,
+    );
     const other = body.replace("+15557654321", "+15559999999");
     expect((await post("/ingress/telnyx", other, telnyxHeaders(other))).status).toBe(404);
-    const sent = JSON.stringify({ data: { id: "t-2", event_type: "message.sent", payload: { to: [{ phone_number: "+15557654321" }] } } });
+    const sent = JSON.stringify({
+      data: { id: "t-2", event_type: "message.sent", payload: { to: [{ phone_number: "+15557654321" }] } },
+    });
     const r = await post("/ingress/telnyx", sent, telnyxHeaders(sent));
     expect(r.status).toBe(200);
     expect(await r.json()).toEqual({ ignored: "message.sent" });
@@ -422,7 +590,9 @@ describe("backpressure and observability", () => {
     try {
       const api = apiCaller(() => busy.url, BOOTSTRAP);
       await api("POST", "/v1/tenants", { body: { name: "beta" } });
-      await api("POST", "/v1/tenants/beta/bindings", { body: { name: "open", type: "webhook", verify: { scheme: "none" } } });
+      await api("POST", "/v1/tenants/beta/bindings", {
+        body: { name: "open", type: "webhook", verify: { scheme: "none" } },
+      });
       // Jobs no worker here takes: a backlog.
       for (let i = 0; i < 3; i++) await busy.storage.queue.enqueue({ kind: "test.backlog", payload: null });
       const send = () => fetch(`${busy.url}/ingress/webhook/beta/open`, { method: "POST", body: "{}" });
@@ -438,12 +608,24 @@ describe("backpressure and observability", () => {
 
   test("every attempt is counted on /metrics; refusals are logged with their reason and never a secret", async () => {
     const text = await (await fetch(`${app.url}/metrics`)).text();
-    for (const outcome of ["accepted", "duplicate", "unauthenticated", "not_found", "too_large", "unsupported_media_type", "rate_limited"]) {
-      expect(text).toMatch(new RegExp(`agentowl_ingress_requests_total\\{channel="webhook",outcome="${outcome}"\\} [1-9]`));
+    for (const outcome of [
+      "accepted",
+      "duplicate",
+      "unauthenticated",
+      "not_found",
+      "too_large",
+      "unsupported_media_type",
+      "rate_limited",
+    ]) {
+      expect(text).toMatch(
+        new RegExp(`agentowl_ingress_requests_total\\{channel="webhook",outcome="${outcome}"\\} [1-9]`),
+      );
     }
     expect(text).toMatch(/agentowl_ingress_requests_total\{channel="telnyx",outcome="accepted"\} [1-9]/);
     const refusals = logLines.filter((l) => l.includes('"ingress refused"'));
-    expect(refusals.some((l) => l.includes('"why":"bad_signature"') || l.includes('"why":"stale_timestamp"'))).toBe(true);
+    expect(refusals.some((l) => l.includes('"why":"bad_signature"') || l.includes('"why":"stale_timestamp"'))).toBe(
+      true,
+    );
     for (const secret of Object.values(SECRETS)) expect(logLines.join("\n")).not.toContain(secret);
   });
 });

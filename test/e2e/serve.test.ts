@@ -26,8 +26,14 @@ const dataDir = (): string => join(root, `data-${++n}`);
 const TOKEN = "bootstrap-3e9d7c1a5b2f8e4d6c0a7b9f";
 
 /** Start `agentowl serve` and wait for the line that says where it listens. */
-async function serve(env: Record<string, string> = {}, dir = dataDir()): Promise<{ server: Running; url: string; dir: string }> {
-  const server = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", ...env } });
+async function serve(
+  env: Record<string, string> = {},
+  dir = dataDir(),
+): Promise<{ server: Running; url: string; dir: string }> {
+  const server = startAgentowl(["serve"], {
+    cwd: root,
+    env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", ...env },
+  });
   const serving = await server.waitForLog("agentowl serving");
   expect(serving.http).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   return { server, url: serving.http as string, dir };
@@ -102,7 +108,10 @@ describe("agentowl serve", () => {
 
   test("a second serve on the same data dir exits 4 with one line: the dir is in use", async () => {
     const { server, dir } = await serve();
-    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" } });
+    const second = startAgentowl(["serve"], {
+      cwd: root,
+      env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" },
+    });
     expect(await second.exit(10_000)).toBe(4);
     expect(second.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(second.stderr).toContain("in use");
@@ -113,7 +122,14 @@ describe("agentowl serve", () => {
 
   test("a port held by another process is refused with one line, exit 1, never shared", async () => {
     const { server, url } = await serve();
-    const second = startAgentowl(["serve"], { cwd: root, env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: new URL(url).host, AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" } });
+    const second = startAgentowl(["serve"], {
+      cwd: root,
+      env: {
+        AGENTOWL_DATA_DIR: dataDir(),
+        AGENTOWL_HTTP_LISTEN: new URL(url).host,
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      },
+    });
     expect(await second.exit(10_000)).toBe(1);
     expect(second.stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(second.stderr).toContain("EADDRINUSE");
@@ -127,7 +143,11 @@ describe("agentowl serve", () => {
       server.proc.kill(signal);
       expect(await server.exit(5_000)).toBe(0);
       expect(server.logs.find((l) => l.msg === "signal received")).toMatchObject({ signal });
-      expect(server.logs.find((l) => l.msg === "stopped")).toMatchObject({ level: "info", forced: false, jobs_cut_off: 0 });
+      expect(server.logs.find((l) => l.msg === "stopped")).toMatchObject({
+        level: "info",
+        forced: false,
+        jobs_cut_off: 0,
+      });
       expect(await refusesConnections(url)).toBe(true);
       expect(server.stderr).toBe("");
     });
@@ -154,12 +174,19 @@ describe("agentowl serve", () => {
     const url = `http://127.0.0.1:${freePort()}`;
     const server = startAgentowl(["serve"], {
       cwd: root,
-      env: { AGENTOWL_DATA_DIR: dataDir(), AGENTOWL_HTTP_LISTEN: url.slice("http://".length), AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_LOG_LEVEL: "warn" },
+      env: {
+        AGENTOWL_DATA_DIR: dataDir(),
+        AGENTOWL_HTTP_LISTEN: url.slice("http://".length),
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_LOG_LEVEL: "warn",
+      },
     });
     await waitUntil("/healthz to answer", () =>
       fetch(`${url}/healthz`).then(
         (r) => r.ok,
-        () => server.proc.exitCode !== null && Promise.reject(new Error(`serve exited ${server.proc.exitCode}: ${server.stderr}`)),
+        () =>
+          server.proc.exitCode !== null &&
+          Promise.reject(new Error(`serve exited ${server.proc.exitCode}: ${server.stderr}`)),
       ),
     );
     server.proc.kill("SIGTERM");
@@ -190,9 +217,18 @@ describe("graceful stop (in process)", () => {
   async function start(shutdownTimeout: string, handler: (job: Job) => Promise<void>) {
     const dir = dataDir();
     const lines: Record<string, unknown>[] = [];
-    const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => lines.push(JSON.parse(line)) });
+    const log = createLogger({
+      level: "debug",
+      redactor: new Redactor(),
+      sink: (line) => lines.push(JSON.parse(line)),
+    });
     const config = loadConfig({
-      env: { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_SHUTDOWN_TIMEOUT: shutdownTimeout },
+      env: {
+        AGENTOWL_DATA_DIR: dir,
+        AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+        AGENTOWL_SHUTDOWN_TIMEOUT: shutdownTimeout,
+      },
       cwd: dir,
     });
     const app = await startApp({ config, log, handlers: new Map([["test.slow", handler]]) });

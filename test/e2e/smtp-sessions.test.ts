@@ -29,15 +29,24 @@ async function withApp(env: Record<string, string>, body: (app: App) => Promise<
   try {
     const api = apiCaller(() => app.url, BOOTSTRAP);
     expect((await api("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-    expect((await api("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["hello"] } })).status).toBe(201);
+    expect(
+      (await api("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["hello"] } }))
+        .status,
+    ).toBe(201);
     await body(app);
   } finally {
     await app.stop();
   }
 }
 
-const mailCount = (a: App) => (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
-const sessionMetric = async (a: App, outcome: string) => Number(new RegExp(`agentowl_smtp_stage_total\\{stage="session",outcome="${outcome}"\\} (\\d+)`).exec(await (await fetch(`${a.url}/metrics`)).text())?.[1] ?? 0);
+const mailCount = (a: App) =>
+  (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
+const sessionMetric = async (a: App, outcome: string) =>
+  Number(
+    new RegExp(`agentowl_smtp_stage_total\\{stage="session",outcome="${outcome}"\\} (\\d+)`).exec(
+      await (await fetch(`${a.url}/metrics`)).text(),
+    )?.[1] ?? 0,
+  );
 
 /** The last reply before the server closed the connection (waits up to `ms` for the close). */
 async function lastWords(smtp: SmtpDialogue, ms: number): Promise<Reply | null> {
@@ -61,72 +70,88 @@ async function inTransaction(port: number, from: string): Promise<SmtpDialogue> 
 }
 
 test("an idle flood at the connection cap does not keep a new sender out: idle connections are shed for it, and the flood is closed after smtp_greeting_timeout and smtp_idle_timeout", async () => {
-  await withApp({ AGENTOWL_SMTP_MAX_CONNECTIONS: "20", AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "5", AGENTOWL_SMTP_GREETING_TIMEOUT: "2s", AGENTOWL_SMTP_IDLE_TIMEOUT: "3s" }, async (app) => {
-    // Four addresses, five connections each (each under its per-address cap): 20, the cap.
-    // Half greet and go quiet, half never say a word.
-    const flood: SmtpDialogue[] = [];
-    for (let i = 0; i < 20; i++) {
-      const { smtp } = await SmtpDialogue.open(app.smtp.port, { from: `127.0.0.${2 + (i % 4)}` });
-      if (i % 2 === 0) smtp.write("EHLO idle.example\r\n");
-      flood.push(smtp);
-    }
-    const floodedAt = performance.now();
-    // A new sender gets its greeting at once and its message through.
-    const t0 = performance.now();
-    const { smtp, greeting } = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
-    expect(greeting!.code).toBe(220);
-    expect(performance.now() - t0).toBeLessThan(1000);
-    await smtp.command("EHLO sender.example");
-    expect((await smtp.sendMail("a@example.com", [HELLO], "Subject: through\r\n\r\nok\r\n")).end!.raw).toMatch(/^250 2\.0\.0 queued as /);
-    smtp.close();
-    expect(await sessionMetric(app, "shed")).toBeGreaterThanOrEqual(1);
-    // Every flood connection is gone within its budget: shed (421 4.7.0) or timed out (421 4.4.2).
-    const words = await Promise.all(flood.map((f) => lastWords(f, 3000 + 2000 + 2000)));
-    expect(performance.now() - floodedAt).toBeLessThan(3000 + 2000 + 2000);
-    for (const w of words) expect(w?.raw ?? "").toMatch(/^421 4\.(7\.0 .*too many connections|4\.2 .*(no EHLO or HELO in time|idle too long))/);
-    expect(words.filter((w) => w!.raw.includes("no EHLO or HELO in time")).length).toBeGreaterThan(0);
-    expect(await sessionMetric(app, "timeout_greeting")).toBeGreaterThan(0);
-    expect(await sessionMetric(app, "timeout_idle")).toBeGreaterThan(0);
-  });
+  await withApp(
+    {
+      AGENTOWL_SMTP_MAX_CONNECTIONS: "20",
+      AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "5",
+      AGENTOWL_SMTP_GREETING_TIMEOUT: "2s",
+      AGENTOWL_SMTP_IDLE_TIMEOUT: "3s",
+    },
+    async (app) => {
+      // Four addresses, five connections each (each under its per-address cap): 20, the cap.
+      // Half greet and go quiet, half never say a word.
+      const flood: SmtpDialogue[] = [];
+      for (let i = 0; i < 20; i++) {
+        const { smtp } = await SmtpDialogue.open(app.smtp.port, { from: `127.0.0.${2 + (i % 4)}` });
+        if (i % 2 === 0) smtp.write("EHLO idle.example\r\n");
+        flood.push(smtp);
+      }
+      const floodedAt = performance.now();
+      // A new sender gets its greeting at once and its message through.
+      const t0 = performance.now();
+      const { smtp, greeting } = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
+      expect(greeting!.code).toBe(220);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      await smtp.command("EHLO sender.example");
+      expect((await smtp.sendMail("a@example.com", [HELLO], "Subject: through\r\n\r\nok\r\n")).end!.raw).toMatch(
+        /^250 2\.0\.0 queued as /,
+      );
+      smtp.close();
+      expect(await sessionMetric(app, "shed")).toBeGreaterThanOrEqual(1);
+      // Every flood connection is gone within its budget: shed (421 4.7.0) or timed out (421 4.4.2).
+      const words = await Promise.all(flood.map((f) => lastWords(f, 3000 + 2000 + 2000)));
+      expect(performance.now() - floodedAt).toBeLessThan(3000 + 2000 + 2000);
+      for (const w of words)
+        expect(w?.raw ?? "").toMatch(
+          /^421 4\.(7\.0 .*too many connections|4\.2 .*(no EHLO or HELO in time|idle too long))/,
+        );
+      expect(words.filter((w) => w!.raw.includes("no EHLO or HELO in time")).length).toBeGreaterThan(0);
+      expect(await sessionMetric(app, "timeout_greeting")).toBeGreaterThan(0);
+      expect(await sessionMetric(app, "timeout_idle")).toBeGreaterThan(0);
+    },
+  );
 });
 
 test("connections that hold a transaction at the cap (and send NOOPs) keep a new sender out no longer than smtp_idle_timeout", async () => {
-  await withApp({ AGENTOWL_SMTP_MAX_CONNECTIONS: "6", AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "3", AGENTOWL_SMTP_IDLE_TIMEOUT: "2s" }, async (app) => {
-    const held: SmtpDialogue[] = [];
-    for (let i = 0; i < 6; i++) held.push(await inTransaction(app.smtp.port, `127.0.0.${2 + (i % 2)}`));
-    const heldAt = performance.now();
-    let stop = false;
-    const noops = (async () => {
-      while (!stop) {
-        for (const h of held) if (!h.closed) h.write("NOOP\r\n");
-        await Bun.sleep(200);
-      }
-    })();
-    // Nothing to shed: the newcomer is refused until the held connections' budget runs out.
-    const refused = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
-    expect(refused.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
-    let served: SmtpDialogue | null = null;
-    await waitUntil(
-      "a new sender is served",
-      async () => {
-        const attempt = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
-        if (attempt.greeting!.code === 220) served = attempt.smtp;
-        else attempt.smtp.close();
-        return served !== null;
-      },
-      10_000,
-      100,
-    );
-    const waited = performance.now() - heldAt;
-    stop = true;
-    await noops;
-    expect(waited).toBeGreaterThanOrEqual(1500);
-    expect(waited).toBeLessThan(2000 + 1500);
-    for (const h of held) expect((await lastWords(h, 1000))!.raw).toMatch(/^421 4\.4\.2 .*idle too long/);
-    await served!.command("EHLO sender.example");
-    expect((await served!.sendMail("a@example.com", [HELLO], "Subject: in\r\n\r\nok\r\n")).end!.code).toBe(250);
-    served!.close();
-  });
+  await withApp(
+    { AGENTOWL_SMTP_MAX_CONNECTIONS: "6", AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "3", AGENTOWL_SMTP_IDLE_TIMEOUT: "2s" },
+    async (app) => {
+      const held: SmtpDialogue[] = [];
+      for (let i = 0; i < 6; i++) held.push(await inTransaction(app.smtp.port, `127.0.0.${2 + (i % 2)}`));
+      const heldAt = performance.now();
+      let stop = false;
+      const noops = (async () => {
+        while (!stop) {
+          for (const h of held) if (!h.closed) h.write("NOOP\r\n");
+          await Bun.sleep(200);
+        }
+      })();
+      // Nothing to shed: the newcomer is refused until the held connections' budget runs out.
+      const refused = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
+      expect(refused.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
+      let served: SmtpDialogue | null = null;
+      await waitUntil(
+        "a new sender is served",
+        async () => {
+          const attempt = await SmtpDialogue.open(app.smtp.port, { from: "127.0.0.10" });
+          if (attempt.greeting!.code === 220) served = attempt.smtp;
+          else attempt.smtp.close();
+          return served !== null;
+        },
+        10_000,
+        100,
+      );
+      const waited = performance.now() - heldAt;
+      stop = true;
+      await noops;
+      expect(waited).toBeGreaterThanOrEqual(1500);
+      expect(waited).toBeLessThan(2000 + 1500);
+      for (const h of held) expect((await lastWords(h, 1000))!.raw).toMatch(/^421 4\.4\.2 .*idle too long/);
+      await served!.command("EHLO sender.example");
+      expect((await served!.sendMail("a@example.com", [HELLO], "Subject: in\r\n\r\nok\r\n")).end!.code).toBe(250);
+      served!.close();
+    },
+  );
 });
 
 test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_timeout after its last transaction command, and smtp_greeting_timeout after connecting without EHLO", async () => {
@@ -135,7 +160,8 @@ test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_ti
       const commands = ["NOOP", "RSET", "HELP", "VRFY hello", "NOOP"];
       for (let i = 0; ; i++) {
         const r = await smtp.command(commands[i % commands.length]!).catch(() => null);
-        if (!r || r.code === 421 || performance.now() - since > 8000) return { reply: r, after: performance.now() - since };
+        if (!r || r.code === 421 || performance.now() - since > 8000)
+          return { reply: r, after: performance.now() - since };
         expect(r.code).toBeLessThan(300);
         await Bun.sleep(100);
       }
@@ -151,7 +177,9 @@ test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_ti
 
     const quiet = await SmtpDialogue.open(app.smtp.port);
     const mute = await loop(quiet.smtp, performance.now());
-    expect(mute.reply?.raw ?? (await lastWords(quiet.smtp, 1000))?.raw).toMatch(/^421 4\.4\.2 .*no EHLO or HELO in time/);
+    expect(mute.reply?.raw ?? (await lastWords(quiet.smtp, 1000))?.raw).toMatch(
+      /^421 4\.4\.2 .*no EHLO or HELO in time/,
+    );
     expect(mute.after).toBeGreaterThanOrEqual(900);
     expect(mute.after).toBeLessThan(1000 + 1000);
   });
@@ -179,7 +207,8 @@ test("past smtp_max_commands without a message accepted, a connection is answere
     // (MAIL, RCPT, DATA: three commands each, 30 here against a limit of 10).
     const relay = await SmtpDialogue.open(app.smtp.port);
     expect((await relay.smtp.command("EHLO relay.example")).code).toBe(250);
-    for (let i = 0; i < 10; i++) expect((await relay.smtp.sendMail("a@example.com", [HELLO], `Subject: ${i}\r\n\r\nok\r\n`)).end!.code).toBe(250);
+    for (let i = 0; i < 10; i++)
+      expect((await relay.smtp.sendMail("a@example.com", [HELLO], `Subject: ${i}\r\n\r\nok\r\n`)).end!.code).toBe(250);
     relay.smtp.close();
   });
 });
@@ -209,7 +238,8 @@ test("the shed closes connections without a transaction, never one with an accep
       newcomers.push(smtp);
     }
     await waitUntil("two idle connections shed", () => idle.filter((c) => c.closed).length === 2, 5000);
-    for (const c of idle.filter((x) => x.closed)) expect((await c.reply(100)).raw).toMatch(/^421 4\.7\.0 .*too many connections; closing idle ones/);
+    for (const c of idle.filter((x) => x.closed))
+      expect((await c.reply(100)).raw).toMatch(/^421 4\.7\.0 .*too many connections; closing idle ones/);
     expect(await sessionMetric(app, "shed")).toBe(2);
     // The transactions go on.
     expect(transaction.closed || data.closed || mailOnly.closed).toBe(false);

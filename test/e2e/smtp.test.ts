@@ -38,13 +38,20 @@ function start(name: string, env: Record<string, string> = {}, sink?: (line: str
 
 async function seed(target: App): Promise<void> {
   const api = apiCaller(() => target.url, BOOTSTRAP);
-  for (const [tenant, addresses] of [["beta", ["hello", "support"]], ["gamma", ["hello"]]] as const) {
+  for (const [tenant, addresses] of [
+    ["beta", ["hello", "support"]],
+    ["gamma", ["hello"]],
+  ] as const) {
     expect((await api("POST", "/v1/tenants", { body: { name: tenant } })).status).toBe(201);
-    expect((await api("POST", `/v1/tenants/${tenant}/bindings`, { body: { name: "mail", type: "email", addresses } })).status).toBe(201);
+    expect(
+      (await api("POST", `/v1/tenants/${tenant}/bindings`, { body: { name: "mail", type: "email", addresses } }))
+        .status,
+    ).toBe(201);
   }
 }
 
-const mailCount = (a: App) => (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
+const mailCount = (a: App) =>
+  (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
 
 /** The events made from one queued message, once processing has finished. */
 async function eventsOf(queueId: string, a: App = app): Promise<Record<string, any>[]> {
@@ -68,7 +75,11 @@ beforeAll(async () => {
     stderrLines.push(args.map(String).join(" "));
     origError(...args);
   };
-  app = await start("main", { AGENTOWL_SMTP_MAX_RECIPIENTS: "5", AGENTOWL_SMTP_MAX_MESSAGE_SIZE: String(MAX_SIZE) }, (l) => logLines.push(l));
+  app = await start(
+    "main",
+    { AGENTOWL_SMTP_MAX_RECIPIENTS: "5", AGENTOWL_SMTP_MAX_MESSAGE_SIZE: String(MAX_SIZE) },
+    (l) => logLines.push(l),
+  );
   await seed(app);
 });
 
@@ -85,7 +96,9 @@ describe("session", () => {
     const ehlo = await smtp.command("EHLO client.example.com");
     expect(ehlo.code).toBe(250);
     const words = ehlo.lines.map((l) => l.split(" ")[0]);
-    expect(words).toEqual(expect.arrayContaining(["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE", "STARTTLS", "ENHANCEDSTATUSCODES"]));
+    expect(words).toEqual(
+      expect.arrayContaining(["PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE", "STARTTLS", "ENHANCEDSTATUSCODES"]),
+    );
     expect(ehlo.lines).toContain(`SIZE ${MAX_SIZE}`);
     expect(words).not.toContain("AUTH");
     expect((await smtp.command("AUTH PLAIN AGZvbwBiYXI=")).raw).toMatch(/^500 5\.5\.2 /);
@@ -107,33 +120,63 @@ describe("session", () => {
   test("a message to a known agent is spooled and committed before 250 2.0.0 queued as <id>, then becomes an event", async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO client.example.com");
-    const message = "From: Alice <alice@example.com>\nTo: hello@beta.agentowl.lan\nSubject: Invoice 42\nMessage-ID: <inv-42@example.com>\n\nPlease pay.\n";
+    const message =
+      "From: Alice <alice@example.com>\nTo: hello@beta.agentowl.lan\nSubject: Invoice 42\nMessage-ID: <inv-42@example.com>\n\nPlease pay.\n";
     const r = await smtp.sendMail("alice@example.com", [at("Hello+Invoices", "BETA")], message);
     expect(r.rcpts[0]!.raw).toBe("250 2.1.5 Accepted");
     expect(r.end!.raw).toMatch(/^250 2\.0\.0 queued as msg_[0-9A-Z]{26}$/);
     const id = queueIdOf(r.end!.raw)!;
     // Committed before the reply: the row is there now, and its bytes are in the spool.
     const row = app.storage.mail.get(id)!;
-    expect(row).toMatchObject({ remoteIp: "127.0.0.1", helo: "client.example.com", mailFrom: "alice@example.com", tls: false });
-    expect(row.recipients).toEqual([{ address: at("Hello+Invoices", "BETA"), tenant: "beta", agent: "hello", tag: "invoices", binding: "mail" }]);
+    expect(row).toMatchObject({
+      remoteIp: "127.0.0.1",
+      helo: "client.example.com",
+      mailFrom: "alice@example.com",
+      tls: false,
+    });
+    expect(row.recipients).toEqual([
+      { address: at("Hello+Invoices", "BETA"), tenant: "beta", agent: "hello", tag: "invoices", binding: "mail" },
+    ]);
     const [event] = await eventsOf(id);
     expect(event).toMatchObject({
       type: "email.received",
       tenant: "beta",
       agent: "hello",
       channel: "email",
-      source: { binding: "mail", remote_ip: "127.0.0.1", helo: "client.example.com", queue_id: id, mail_from: "alice@example.com" },
-      data: { message_id: "<inv-42@example.com>", subject: "Invoice 42", from: { name: "Alice", address: "alice@example.com" }, agents: ["hello"], tags: ["invoices"] },
+      source: {
+        binding: "mail",
+        remote_ip: "127.0.0.1",
+        helo: "client.example.com",
+        queue_id: id,
+        mail_from: "alice@example.com",
+      },
+      data: {
+        message_id: "<inv-42@example.com>",
+        subject: "Invoice 42",
+        from: { name: "Alice", address: "alice@example.com" },
+        agents: ["hello"],
+        tags: ["invoices"],
+      },
     });
     expect(event!.idempotency_key).toMatch(/^mail:[0-9a-f]{64}$/);
     expect(event!.data.text.trim()).toBe("Please pay.");
     // No DNS reachable: the verdicts that need it are temperror, and the pipeline carried on.
     expect(event!.data.auth.spf).toBe("temperror");
     // The ingress's spans, then (once routed, which may already have happened) routing's.
-    expect(event!.trace.map((s: { name: string }) => s.name).slice(0, 6)).toEqual(["smtp.data", "spool.write", "ingress.commit", "mime.parse", "sender.auth", "normalize"]);
+    expect(event!.trace.map((s: { name: string }) => s.name).slice(0, 6)).toEqual([
+      "smtp.data",
+      "spool.write",
+      "ingress.commit",
+      "mime.parse",
+      "sender.auth",
+      "normalize",
+    ]);
     const listed = await call("GET", "/v1/events?tenant=beta&type=email.received");
     expect(listed.body.items.map((e: { id: string }) => e.id)).toContain(event!.id);
-    const shown = await runAgentowl(["events", "show", event!.id, "--json"], { cwd: root, env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root } });
+    const shown = await runAgentowl(["events", "show", event!.id, "--json"], {
+      cwd: root,
+      env: { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root },
+    });
     expect(shown.code, shown.stderr).toBe(0);
     expect(JSON.parse(shown.stdout)).toMatchObject({ id: event!.id, data: { subject: "Invoice 42" } });
     await smtp.command("QUIT");
@@ -147,7 +190,8 @@ describe("session", () => {
     const unknownTenant = await smtp.command(`RCPT TO:<${at("hello", "nosuch")}>`);
     const unknownAgent = await smtp.command(`RCPT TO:<${at("nobody", "beta")}>`);
     const otherDomain = await smtp.command("RCPT TO:<hello@beta.example.com>");
-    for (const r of [unknownTenant, unknownAgent, otherDomain]) expect(r.raw).toMatch(/^550 5\.1\.1 <[^>]+>: no such recipient here$/);
+    for (const r of [unknownTenant, unknownAgent, otherDomain])
+      expect(r.raw).toMatch(/^550 5\.1\.1 <[^>]+>: no such recipient here$/);
     expect((await smtp.command(`RCPT TO:<${at("support", "beta")}>`)).code).toBe(250);
     expect((await smtp.command("DATA")).code).toBe(354);
     smtp.write("Subject: x\r\n\r\nbody\r\n.\r\n");
@@ -160,7 +204,8 @@ describe("session", () => {
     await smtp.command("EHLO x");
     await smtp.command("MAIL FROM:<a@example.com>");
     const replies = [];
-    for (const agent of ["hello", "support", "hello+1", "hello+2", "hello+3", "hello+4"]) replies.push(await smtp.command(`RCPT TO:<${at(agent, "beta")}>`));
+    for (const agent of ["hello", "support", "hello+1", "hello+2", "hello+3", "hello+4"])
+      replies.push(await smtp.command(`RCPT TO:<${at(agent, "beta")}>`));
     expect(replies.slice(0, 5).every((r) => r.code === 250)).toBe(true);
     expect(replies[5]!.raw).toBe("452 4.5.3 Error: too many recipients");
     smtp.close();
@@ -169,14 +214,19 @@ describe("session", () => {
   test("one message to two tenants: one event each, and each sees only its own recipients", async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
-    const r = await smtp.sendMail("a@example.com", [at("hello", "beta"), at("hello", "gamma"), at("support", "beta")], "Subject: both\r\nMessage-ID: <both@example.com>\r\n\r\nhi\r\n");
+    const r = await smtp.sendMail(
+      "a@example.com",
+      [at("hello", "beta"), at("hello", "gamma"), at("support", "beta")],
+      "Subject: both\r\nMessage-ID: <both@example.com>\r\n\r\nhi\r\n",
+    );
     const events = await eventsOf(queueIdOf(r.end!.raw)!);
     expect(events.map((e) => [e.tenant, e.agent, e.data.agents, e.source.rcpt_to])).toEqual([
       ["beta", "hello", ["hello", "support"], [at("hello", "beta"), at("support", "beta")]],
       ["gamma", "hello", ["hello"], [at("hello", "gamma")]],
     ]);
     // A gamma token cannot see beta's event.
-    const gammaToken = (await call("POST", "/v1/tokens", { body: { name: "g", scopes: ["tenant:gamma:read"] } })).body.token;
+    const gammaToken = (await call("POST", "/v1/tokens", { body: { name: "g", scopes: ["tenant:gamma:read"] } })).body
+      .token;
     expect((await call("GET", `/v1/events/${events[0]!.id}`, { token: gammaToken })).status).toBe(404);
     smtp.close();
   });
@@ -189,7 +239,11 @@ describe("session", () => {
     const second = await smtp.sendMail("a@example.com", [at("support", "beta")], message);
     const other = await smtp.sendMail("a@example.com", [at("support", "beta")], message.replace("hi", "another text"));
     smtp.close();
-    const events = [...(await eventsOf(queueIdOf(first.end!.raw)!)), ...(await eventsOf(queueIdOf(second.end!.raw)!)), ...(await eventsOf(queueIdOf(other.end!.raw)!))];
+    const events = [
+      ...(await eventsOf(queueIdOf(first.end!.raw)!)),
+      ...(await eventsOf(queueIdOf(second.end!.raw)!)),
+      ...(await eventsOf(queueIdOf(other.end!.raw)!)),
+    ];
     expect(events.map((e) => [e.agent, e.source.rcpt_to, e.data.message_id])).toEqual([
       ["hello", [at("hello", "beta")], "<same-id@example.com>"],
       ["support", [at("support", "beta")], "<same-id@example.com>"],
@@ -201,8 +255,11 @@ describe("session", () => {
   test("the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get their own event: one event per recipient", async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
-    const message = "From: a@example.com\r\nSubject: many recipients\r\nMessage-ID: <many-rcpts@example.com>\r\n\r\nto all\r\n";
-    const all = ["hello+r1", "hello+r2", "hello+r3", "hello+r4", "hello+r5", "support+r6", "hello+r7"].map((a) => at(a, "beta"));
+    const message =
+      "From: a@example.com\r\nSubject: many recipients\r\nMessage-ID: <many-rcpts@example.com>\r\n\r\nto all\r\n";
+    const all = ["hello+r1", "hello+r2", "hello+r3", "hello+r4", "hello+r5", "support+r6", "hello+r7"].map((a) =>
+      at(a, "beta"),
+    );
     const first = await smtp.sendMail("a@example.com", all, message);
     expect(first.rcpts.map((r) => r.code)).toEqual([250, 250, 250, 250, 250, 452, 452]);
     expect(first.end!.code).toBe(250);
@@ -234,14 +291,18 @@ describe("session", () => {
     const [fromB] = await eventsOf(queueIdOf(otherSender.end!.raw)!);
     expect(repeat!.id).toBe(original!.id);
     expect(fromB!.id).not.toBe(original!.id);
-    const stored = app.storage.handle.sqlite.query("SELECT count(*) AS n FROM events WHERE tenant = 'beta' AND envelope LIKE '%<again@example.com>%'").get() as { n: number };
+    const stored = app.storage.handle.sqlite
+      .query("SELECT count(*) AS n FROM events WHERE tenant = 'beta' AND envelope LIKE '%<again@example.com>%'")
+      .get() as { n: number };
     expect(stored.n).toBe(2);
   });
 
   test("pipelined commands are answered in order", async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
-    smtp.write(`MAIL FROM:<a@example.com>\r\nRCPT TO:<${at("nobody", "beta")}>\r\nRCPT TO:<${at("hello", "beta")}>\r\nDATA\r\n`);
+    smtp.write(
+      `MAIL FROM:<a@example.com>\r\nRCPT TO:<${at("nobody", "beta")}>\r\nRCPT TO:<${at("hello", "beta")}>\r\nDATA\r\n`,
+    );
     const codes = [];
     for (let i = 0; i < 4; i++) codes.push((await smtp.reply()).code);
     expect(codes).toEqual([250, 550, 250, 354]);
@@ -260,7 +321,9 @@ describe("session", () => {
     expect((await smtp.command("DATA")).code).toBe(354);
     // Bare LFs throughout, a dot-stuffed line, raw UTF-8 in a header and the body.
     // Only CRLF.CRLF ends DATA: "\n.\n" followed by a command stays message text (SMTP smuggling).
-    smtp.write("Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n");
+    smtp.write(
+      "Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n",
+    );
     const end = await smtp.reply();
     expect(end.code).toBe(250);
     expect((await smtp.command("NOOP")).code).toBe(250);
@@ -284,7 +347,9 @@ describe("session", () => {
     expect(r.end!.raw).toMatch(/^552 5\.3\.4 /);
     expect(mailCount(app)).toBe(before);
     // The session is still usable.
-    expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: small\r\n\r\nok\r\n")).end!.code).toBe(250);
+    expect(
+      (await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: small\r\n\r\nok\r\n")).end!.code,
+    ).toBe(250);
     smtp.close();
   });
 
@@ -292,7 +357,11 @@ describe("session", () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
     const headers = Array.from({ length: 2000 }, (_, i) => `X-Filler-${i}: ${"h".repeat(60)}`).join("\r\n");
-    const r = await smtp.sendMail("a@example.com", [at("hello", "beta")], `Subject: many headers\r\n${headers}\r\n\r\nbody\r\n`);
+    const r = await smtp.sendMail(
+      "a@example.com",
+      [at("hello", "beta")],
+      `Subject: many headers\r\n${headers}\r\n\r\nbody\r\n`,
+    );
     expect(r.end!.code).toBe(250);
     const [event] = await eventsOf(queueIdOf(r.end!.raw)!);
     expect(event!.data.subject).toBe("many headers");
@@ -345,11 +414,31 @@ describe("TLS", () => {
   test("STARTTLS (swaks) with the certificate generated into the data dir, never the library's demo one", async () => {
     // Asynchronously: the listener runs in this process and must answer while swaks talks.
     if (!Bun.which("swaks")) throw new Error("swaks is not installed (apt-get install swaks): .ci/run installs it");
-    const proc = Bun.spawn(["swaks", "--server", `127.0.0.1:${app.smtp.port}`, "--to", at("hello", "beta"), "--from", "a@example.com", "--tls", "--header", "Subject: over TLS", "--body", "secret body"], { stdout: "pipe", stderr: "pipe" });
-    const swaks = { stdout: await new Response(proc.stdout).text(), stderr: await new Response(proc.stderr).text(), status: await proc.exited };
+    const proc = Bun.spawn(
+      [
+        "swaks",
+        "--server",
+        `127.0.0.1:${app.smtp.port}`,
+        "--to",
+        at("hello", "beta"),
+        "--from",
+        "a@example.com",
+        "--tls",
+        "--header",
+        "Subject: over TLS",
+        "--body",
+        "secret body",
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const swaks = {
+      stdout: await new Response(proc.stdout).text(),
+      stderr: await new Response(proc.stderr).text(),
+      status: await proc.exited,
+    };
     expect(swaks.status, swaks.stdout + swaks.stderr).toBe(0);
     expect(swaks.stdout).toContain("<-  220 2.0.0 Ready to start TLS");
-    expect(swaks.stdout).toContain("=== TLS peer DN=\"/CN=agentowl.lan\"");
+    expect(swaks.stdout).toContain('=== TLS peer DN="/CN=agentowl.lan"');
     const queued = /<~ {2}250 2\.0\.0 queued as (msg_\w+)/.exec(swaks.stdout)?.[1];
     expect(queued).toBeDefined();
     expect(app.storage.mail.get(queued!)!.tls).toBe(true);
@@ -362,10 +451,13 @@ describe("TLS", () => {
     expect((await smtp.command("STARTTLS")).code).toBe(220);
     const pem = readFileSync(join(root, "main", "tls", "cert.pem"), "utf8");
     const presented = await new Promise<string>((resolve, reject) => {
-      const s = tlsConnect({ socket: (smtp as unknown as { socket: import("node:net").Socket }).socket, rejectUnauthorized: false }, () => {
-        resolve(s.getPeerX509Certificate()!.toString());
-        s.destroy();
-      });
+      const s = tlsConnect(
+        { socket: (smtp as unknown as { socket: import("node:net").Socket }).socket, rejectUnauthorized: false },
+        () => {
+          resolve(s.getPeerX509Certificate()!.toString());
+          s.destroy();
+        },
+      );
       s.on("error", reject);
     });
     expect(presented.replace(/\s/g, "")).toBe(pem.replace(/\s/g, ""));
@@ -382,9 +474,17 @@ describe("limits", () => {
       const { smtp } = await SmtpDialogue.open(limited.smtp.port);
       await smtp.command("EHLO x");
       // Tenant beta: two messages, then its recipients wait; gamma is not affected.
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: 1\r\n\r\n1\r\n")).end!.code).toBe(250);
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: 2\r\n\r\n2\r\n")).end!.code).toBe(250);
-      const third = await smtp.sendMail("a@example.com", [at("hello", "beta"), at("hello", "gamma")], "Subject: 3\r\n\r\n3\r\n");
+      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: 1\r\n\r\n1\r\n")).end!.code).toBe(
+        250,
+      );
+      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: 2\r\n\r\n2\r\n")).end!.code).toBe(
+        250,
+      );
+      const third = await smtp.sendMail(
+        "a@example.com",
+        [at("hello", "beta"), at("hello", "gamma")],
+        "Subject: 3\r\n\r\n3\r\n",
+      );
       expect(third.rcpts[0]!.raw).toMatch(/^451 4\.7\.1 /);
       expect(third.rcpts[1]!.code).toBe(250);
       expect(third.end!.code).toBe(250);
@@ -397,7 +497,11 @@ describe("limits", () => {
   });
 
   test("connections per IP: one more is 421 4.7.0; the greeting waits smtp_greeting_delay; an early talker and an idle client are refused", async () => {
-    const strict = await start("strict", { AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "2", AGENTOWL_SMTP_GREETING_DELAY: "300ms", AGENTOWL_SMTP_IDLE_TIMEOUT: "1s" });
+    const strict = await start("strict", {
+      AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: "2",
+      AGENTOWL_SMTP_GREETING_DELAY: "300ms",
+      AGENTOWL_SMTP_IDLE_TIMEOUT: "1s",
+    });
     try {
       const t0 = performance.now();
       const a = await SmtpDialogue.open(strict.smtp.port);
@@ -469,9 +573,13 @@ describe("limits", () => {
       await smtp.command("EHLO x");
       const before = mailCount(full);
       const big = `Subject: big\r\n\r\n${`${"z".repeat(76)}\r\n`.repeat(3000)}`;
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], big)).end!.raw).toBe("452 4.3.1 insufficient system storage; try again later");
+      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], big)).end!.raw).toBe(
+        "452 4.3.1 insufficient system storage; try again later",
+      );
       expect(mailCount(full)).toBe(before);
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: small\r\n\r\nfits\r\n")).end!.code).toBe(250);
+      expect(
+        (await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: small\r\n\r\nfits\r\n")).end!.code,
+      ).toBe(250);
 
       smtp.close();
     } finally {
@@ -495,10 +603,14 @@ describe("limits", () => {
       const { smtp } = await SmtpDialogue.open(ro.smtp.port);
       await smtp.command("EHLO x");
       const before = mailCount(ro);
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: ro\r\n\r\nread-only\r\n")).end!.raw).toBe("452 4.3.1 insufficient system storage; try again later");
+      expect(
+        (await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: ro\r\n\r\nread-only\r\n")).end!.raw,
+      ).toBe("452 4.3.1 insufficient system storage; try again later");
       expect(mailCount(ro)).toBe(before);
       expect(spawnSync("mount", ["-o", "remount,rw", spoolDir]).status).toBe(0);
-      expect((await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: again\r\n\r\nwritable\r\n")).end!.code).toBe(250);
+      expect(
+        (await smtp.sendMail("a@example.com", [at("hello", "beta")], "Subject: again\r\n\r\nwritable\r\n")).end!.code,
+      ).toBe(250);
       smtp.close();
     } finally {
       await ro.stop();
@@ -509,30 +621,37 @@ describe("limits", () => {
 
 describe("sender authentication", () => {
   const signed = join(CORPUS, "dkim", "rfc8463", "signed.eml");
-  test.skipIf(!Bun.file(signed).size)("a DKIM-signed message over SMTP: dkim and dmarc pass, SPF softfail from an unlisted address, with DNS from a server on 127.0.0.1", async () => {
-    const zone = JSON.parse(readFileSync(join(CORPUS, "dkim", "rfc8463", "dns.json"), "utf8")) as DnsZone;
-    zone["_dmarc.football.example.com"] = { TXT: ["v=DMARC1; p=reject"] };
-    const dns = await startDnsServer(zone);
-    const authed = await start("dkim", { AGENTOWL_DNS_SERVERS: dns.servers.join(","), AGENTOWL_DNS_TIMEOUT: "2s" });
-    try {
-      await seed(authed);
-      const { smtp } = await SmtpDialogue.open(authed.smtp.port);
-      await smtp.command("EHLO mail.football.example.com");
-      const r = await smtp.sendMail("joe@football.example.com", [at("hello", "beta")], readFileSync(signed, "utf8"));
-      expect(r.end!.code).toBe(250);
-      smtp.close();
-      const [event] = await eventsOf(queueIdOf(r.end!.raw)!, authed);
-      expect(event!.data.auth).toEqual({ spf: "softfail", dkim: "pass", dmarc: "pass", arc: "none" });
-      expect(event!.data.auth_details.dkim.map((d: { selector: string; result: string }) => [d.selector, d.result])).toEqual([
-        ["brisbane", "pass"],
-        ["test", "pass"],
-      ]);
-      expect(dns.queries.some((q) => q.name === "brisbane._domainkey.football.example.com" && q.type === "TXT")).toBe(true);
-    } finally {
-      await authed.stop();
-      await dns.close();
-    }
-  });
+  test.skipIf(!Bun.file(signed).size)(
+    "a DKIM-signed message over SMTP: dkim and dmarc pass, SPF softfail from an unlisted address, with DNS from a server on 127.0.0.1",
+    async () => {
+      const zone = JSON.parse(readFileSync(join(CORPUS, "dkim", "rfc8463", "dns.json"), "utf8")) as DnsZone;
+      zone["_dmarc.football.example.com"] = { TXT: ["v=DMARC1; p=reject"] };
+      const dns = await startDnsServer(zone);
+      const authed = await start("dkim", { AGENTOWL_DNS_SERVERS: dns.servers.join(","), AGENTOWL_DNS_TIMEOUT: "2s" });
+      try {
+        await seed(authed);
+        const { smtp } = await SmtpDialogue.open(authed.smtp.port);
+        await smtp.command("EHLO mail.football.example.com");
+        const r = await smtp.sendMail("joe@football.example.com", [at("hello", "beta")], readFileSync(signed, "utf8"));
+        expect(r.end!.code).toBe(250);
+        smtp.close();
+        const [event] = await eventsOf(queueIdOf(r.end!.raw)!, authed);
+        expect(event!.data.auth).toEqual({ spf: "softfail", dkim: "pass", dmarc: "pass", arc: "none" });
+        expect(
+          event!.data.auth_details.dkim.map((d: { selector: string; result: string }) => [d.selector, d.result]),
+        ).toEqual([
+          ["brisbane", "pass"],
+          ["test", "pass"],
+        ]);
+        expect(dns.queries.some((q) => q.name === "brisbane._domainkey.football.example.com" && q.type === "TXT")).toBe(
+          true,
+        );
+      } finally {
+        await authed.stop();
+        await dns.close();
+      }
+    },
+  );
 });
 
 describe("the corpus", () => {
@@ -553,28 +672,42 @@ describe("the corpus", () => {
     return out.sort();
   })();
 
-  test.skipIf(files.length === 0)("every .eml of ../shared/corpus/email goes through the whole pipeline and yields an event", async () => {
-    expect(files.length).toBeGreaterThanOrEqual(100);
-    const transport = nodemailer.createTransport({ host: "127.0.0.1", port: app.smtp.port, secure: false, ignoreTLS: true, pool: true, maxConnections: 4, maxMessages: Infinity });
-    const ids = new Map<string, string>();
-    try {
-      for (const file of files) {
-        const info = await transport.sendMail({ envelope: { from: "corpus@example.com", to: [at("hello", "gamma")] }, raw: readFileSync(file) });
-        const id = queueIdOf(info.response);
-        expect(id, `${relative(CORPUS, file)}: ${info.response}`).not.toBeNull();
-        ids.set(file, id!);
+  test.skipIf(files.length === 0)(
+    "every .eml of ../shared/corpus/email goes through the whole pipeline and yields an event",
+    async () => {
+      expect(files.length).toBeGreaterThanOrEqual(100);
+      const transport = nodemailer.createTransport({
+        host: "127.0.0.1",
+        port: app.smtp.port,
+        secure: false,
+        ignoreTLS: true,
+        pool: true,
+        maxConnections: 4,
+        maxMessages: Infinity,
+      });
+      const ids = new Map<string, string>();
+      try {
+        for (const file of files) {
+          const info = await transport.sendMail({
+            envelope: { from: "corpus@example.com", to: [at("hello", "gamma")] },
+            raw: readFileSync(file),
+          });
+          const id = queueIdOf(info.response);
+          expect(id, `${relative(CORPUS, file)}: ${info.response}`).not.toBeNull();
+          ids.set(file, id!);
+        }
+      } finally {
+        transport.close();
       }
-    } finally {
-      transport.close();
-    }
-    for (const [file, id] of ids) {
-      const events = await eventsOf(id);
-      expect(events.length, relative(CORPUS, file)).toBe(1);
-      expect(events[0]!.type).toBe("email.received");
-      expect(Array.isArray(events[0]!.data.parse_warnings)).toBe(true);
-    }
-    // The one that crashes mailparser's address parser was contained and said so.
-    const overflow = [...ids].find(([f]) => f.endsWith("stack-overflow.eml"));
-    if (overflow) expect((await eventsOf(overflow[1]))[0]!.data.parse_warnings.length).toBeGreaterThan(0);
-  });
+      for (const [file, id] of ids) {
+        const events = await eventsOf(id);
+        expect(events.length, relative(CORPUS, file)).toBe(1);
+        expect(events[0]!.type).toBe("email.received");
+        expect(Array.isArray(events[0]!.data.parse_warnings)).toBe(true);
+      }
+      // The one that crashes mailparser's address parser was contained and said so.
+      const overflow = [...ids].find(([f]) => f.endsWith("stack-overflow.eml"));
+      if (overflow) expect((await eventsOf(overflow[1]))[0]!.data.parse_warnings.length).toBeGreaterThan(0);
+    },
+  );
 });

@@ -16,14 +16,24 @@ const root = mkdtempSync(join(tmpdir(), "agentowl-startup-failure-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const config = (smtp: string) =>
-  loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: smtp, AGENTOWL_SMTP_GREETING_DELAY: "0ms" }, cwd: root });
+  loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: smtp,
+      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+    },
+    cwd: root,
+  });
 
 test("a start-up that fails at its last step (the SMTP port taken) releases everything; the next start on the same data dir succeeds", async () => {
   const taken = createServer().listen(0, "127.0.0.1");
   await new Promise((r) => taken.once("listening", r));
   const port = (taken.address() as { port: number }).port;
   try {
-    await expect(startApp({ config: config(`127.0.0.1:${port}`), log: silentLogger })).rejects.toThrow(`cannot listen on 127.0.0.1:${port}: EADDRINUSE`);
+    await expect(startApp({ config: config(`127.0.0.1:${port}`), log: silentLogger })).rejects.toThrow(
+      `cannot listen on 127.0.0.1:${port}: EADDRINUSE`,
+    );
   } finally {
     taken.close();
   }

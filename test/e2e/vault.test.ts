@@ -23,9 +23,21 @@ let app: App;
 const call = apiCaller(() => app.url, BOOTSTRAP);
 
 beforeAll(async () => {
-  const config = loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0", AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP }, cwd: root });
+  const config = loadConfig({
+    env: {
+      AGENTOWL_DATA_DIR: join(root, "data"),
+      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
+    },
+    cwd: root,
+  });
   const redactor = new Redactor();
-  app = await startApp({ config, redactor, log: createLogger({ level: "debug", redactor, sink: (l) => logLines.push(l) }) });
+  app = await startApp({
+    config,
+    redactor,
+    log: createLogger({ level: "debug", redactor, sink: (l) => logLines.push(l) }),
+  });
   for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
 });
 afterAll(async () => {
@@ -35,12 +47,16 @@ afterAll(async () => {
 
 describe("the vault over the API", () => {
   test("a secret is set and rotated through /v1, and only its metadata ever comes back", async () => {
-    const set = await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET, rotation_period: "90d" } });
+    const set = await call("PUT", "/v1/tenants/beta/secrets/crm-signing", {
+      body: { value: SECRET, rotation_period: "90d" },
+    });
     expect(set.status, set.text).toBe(201);
     expect(set.body).toMatchObject({ tenant: "beta", name: "crm-signing", version: 1 });
     expect(set.body.rotation_due_at).not.toBeNull();
     expect((await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET } })).status).toBe(409);
-    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", { body: { value: ROTATED, grace: "1h" } });
+    const rotated = await call("POST", "/v1/tenants/beta/secrets/crm-signing/rotate", {
+      body: { value: ROTATED, grace: "1h" },
+    });
     expect(rotated.body.version).toBe(2);
     expect(rotated.body.versions[1].valid_until).not.toBeNull();
     const list = await call("GET", "/v1/tenants/beta/secrets");
@@ -53,14 +69,22 @@ describe("the vault over the API", () => {
   });
 
   test("tenants are kept apart: another tenant's secrets are 404, a reader cannot write, an unknown tenant has none", async () => {
-    const alphaWrite = (await call("POST", "/v1/tokens", { body: { name: "a", scopes: ["tenant:alpha:write"] } })).body.token;
-    const betaRead = (await call("POST", "/v1/tokens", { body: { name: "b", scopes: ["tenant:beta:read"] } })).body.token;
+    const alphaWrite = (await call("POST", "/v1/tokens", { body: { name: "a", scopes: ["tenant:alpha:write"] } })).body
+      .token;
+    const betaRead = (await call("POST", "/v1/tokens", { body: { name: "b", scopes: ["tenant:beta:read"] } })).body
+      .token;
     expect((await call("GET", "/v1/tenants/beta/secrets", { token: alphaWrite })).status).toBe(404);
-    expect((await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: alphaWrite, body: { value: "abcdefgh" } })).status).toBe(404);
-    expect((await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: betaRead, body: { value: "abcdefgh" } })).status).toBe(403);
+    expect(
+      (await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: alphaWrite, body: { value: "abcdefgh" } })).status,
+    ).toBe(404);
+    expect(
+      (await call("PUT", "/v1/tenants/beta/secrets/x-key", { token: betaRead, body: { value: "abcdefgh" } })).status,
+    ).toBe(403);
     expect((await call("GET", "/v1/tenants/beta/secrets", { token: betaRead })).status).toBe(200);
     expect((await call("GET", "/v1/tenants/nope/secrets")).status).toBe(404);
-    await expect(app.vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "test" })).rejects.toThrow("may not lease");
+    await expect(app.vault.lease("beta/crm-signing", { forTenant: "alpha", consumer: "test" })).rejects.toThrow(
+      "may not lease",
+    );
   });
 
   test("a lease hands the current value and the one still in grace, once", async () => {
@@ -70,7 +94,9 @@ describe("the vault over the API", () => {
   });
 
   test("the values never reach the logs, whatever carries them", async () => {
-    createLogger({ level: "info", redactor: app.redactor, sink: (l) => logLines.push(l) }).info(`leak ${SECRET} ${ROTATED}`);
+    createLogger({ level: "info", redactor: app.redactor, sink: (l) => logLines.push(l) }).info(
+      `leak ${SECRET} ${ROTATED}`,
+    );
     const all = logLines.join("\n");
     expect(all).not.toContain(SECRET);
     expect(all).not.toContain(ROTATED);
@@ -81,10 +107,18 @@ describe("agentowl vault", () => {
   const env = () => ({ AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root });
 
   test("set reads the value from stdin, ls shows names and versions, and no output shows a value", async () => {
-    const set = await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: `${CLI_SECRET}\n` });
+    const set = await runAgentowl(["vault", "set", "alpha/github"], {
+      cwd: root,
+      env: env(),
+      stdin: `${CLI_SECRET}\n`,
+    });
     expect(set.code, set.stderr).toBe(0);
     expect(set.stdout).toContain("alpha/github: stored as version 1");
-    const rotate = await runAgentowl(["vault", "rotate", "alpha/github", "--grace", "10m"], { cwd: root, env: env(), stdin: `${CLI_SECRET}-next\n` });
+    const rotate = await runAgentowl(["vault", "rotate", "alpha/github", "--grace", "10m"], {
+      cwd: root,
+      env: env(),
+      stdin: `${CLI_SECRET}-next\n`,
+    });
     expect(rotate.code, rotate.stderr).toBe(0);
     const ls = await runAgentowl(["vault", "ls", "-t", "alpha"], { cwd: root, env: env() });
     expect(ls.code).toBe(0);
@@ -96,7 +130,9 @@ describe("agentowl vault", () => {
 
   test("no value on stdin, or a secret that exists, is a clear refusal", async () => {
     expect((await runAgentowl(["vault", "set", "alpha/empty"], { cwd: root, env: env(), stdin: "" })).code).toBe(2);
-    expect((await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: "another-value\n" })).code).toBe(4);
+    expect(
+      (await runAgentowl(["vault", "set", "alpha/github"], { cwd: root, env: env(), stdin: "another-value\n" })).code,
+    ).toBe(4);
     expect((await runAgentowl(["vault", "set"], { cwd: root, env: env(), stdin: "x" })).code).toBe(2);
   });
 });
@@ -105,18 +141,34 @@ describe("rotation reminders", () => {
   test("at start, a secret past its rotation period is named in the log and on the outbox", async () => {
     const dir = join(root, "reminders");
     const env = { AGENTOWL_DATA_DIR: dir, AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" };
-    const first = await startApp({ config: loadConfig({ env, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
+    const first = await startApp({
+      config: loadConfig({ env, cwd: root }),
+      log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }),
+    });
     await first.vault.set("beta/short-lived", "short-lived-secret-value", { actor: "test", rotationPeriodMs: 1 });
     await first.stop();
     const lines: string[] = [];
-    const second = await startApp({ config: loadConfig({ env, cwd: root }), log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => lines.push(l) }) });
+    const second = await startApp({
+      config: loadConfig({ env, cwd: root }),
+      log: createLogger({ level: "info", redactor: new Redactor(), sink: (l) => lines.push(l) }),
+    });
     try {
       await until("the reminder", () => lines.some((l) => l.includes("secret rotation overdue")));
-      expect(JSON.parse(lines.find((l) => l.includes("secret rotation overdue"))!)).toMatchObject({ level: "warn", tenant: "beta", scope: "beta/short-lived", version: 1 });
+      expect(JSON.parse(lines.find((l) => l.includes("secret rotation overdue"))!)).toMatchObject({
+        level: "warn",
+        tenant: "beta",
+        scope: "beta/short-lived",
+        version: 1,
+      });
       // The log line comes just before the outbox entry commits.
-      await until("the outbox entry", async () => (await second.storage.outbox.read(0, 100)).some((e) => e.topic === "secret.rotation_due"));
+      await until("the outbox entry", async () =>
+        (await second.storage.outbox.read(0, 100)).some((e) => e.topic === "secret.rotation_due"),
+      );
       const events = await second.storage.outbox.read(0, 100);
-      expect(events.find((e) => e.topic === "secret.rotation_due")).toMatchObject({ tenant: "beta", payload: { name: "short-lived", overdue: true } });
+      expect(events.find((e) => e.topic === "secret.rotation_due")).toMatchObject({
+        tenant: "beta",
+        payload: { name: "short-lived", overdue: true },
+      });
     } finally {
       await second.stop();
     }
@@ -127,7 +179,8 @@ describe("agentowl vault rotate-master", () => {
   test("re-wraps every secret under a new key while serving; admin only", async () => {
     const env = { AGENTOWL_URL: app.url, AGENTOWL_TOKEN: BOOTSTRAP, HOME: root };
     const before = app.vault.masterKeyId;
-    const reader = (await call("POST", "/v1/tokens", { body: { name: "r", scopes: ["tenant:beta:write"] } })).body.token;
+    const reader = (await call("POST", "/v1/tokens", { body: { name: "r", scopes: ["tenant:beta:write"] } })).body
+      .token;
     expect((await call("POST", "/v1/vault/rotate-master", { token: reader, body: {} })).status).toBe(403);
     const r = await runAgentowl(["vault", "rotate-master"], { cwd: root, env });
     expect(r.code, r.stderr).toBe(0);
@@ -144,10 +197,17 @@ describe("no secret in plaintext anywhere", () => {
     // The values the tests above set, rotated, leased and applied, through the running server.
     const planted = [SECRET, ROTATED, CLI_SECRET, `${CLI_SECRET}-next`, "short-lived-secret-value"];
     // Mail through the SMTP pipeline too, so that the spool and the blob store hold something.
-    expect((await call("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["ops"] } })).status).toBe(201);
+    expect(
+      (await call("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["ops"] } }))
+        .status,
+    ).toBe(201);
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO vault-test");
-    const sent = await smtp.sendMail("ops@example.com", ["ops@beta.agentowl.lan"], "Subject: rotate crm-signing\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplease rotate\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=notes.bin\r\n\r\nnotes\r\n--b--\r\n");
+    const sent = await smtp.sendMail(
+      "ops@example.com",
+      ["ops@beta.agentowl.lan"],
+      "Subject: rotate crm-signing\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplease rotate\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=notes.bin\r\n\r\nnotes\r\n--b--\r\n",
+    );
     smtp.close();
     const queued = /queued as (msg_\w+)/.exec(sent.end!.raw)![1]!;
     await until("the mail processed", () => app.storage.mail.get(queued)?.state === "processed");
@@ -177,7 +237,17 @@ describe("the master key as a systemd credential", () => {
     process.env.CREDENTIALS_DIRECTORY = credDir;
     let other: App | null = null;
     try {
-      other = await startApp({ config: loadConfig({ env: { AGENTOWL_DATA_DIR: join(root, "cred-data"), AGENTOWL_HTTP_LISTEN: "127.0.0.1:0", AGENTOWL_SMTP_LISTEN: "127.0.0.1:0" }, cwd: root }), log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
+      other = await startApp({
+        config: loadConfig({
+          env: {
+            AGENTOWL_DATA_DIR: join(root, "cred-data"),
+            AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
+            AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
+          },
+          cwd: root,
+        }),
+        log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }),
+      });
       expect(other.vault.masterKeyId).toBe(expected);
       await expect(other.vault.rotateMaster({ actor: "test" })).rejects.toThrow("systemd credential");
       expect(existsSync(join(root, "cred-data", "master.key"))).toBe(false);

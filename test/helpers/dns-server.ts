@@ -35,7 +35,15 @@ export interface TestDnsServer {
 const TYPE_NAMES: Record<number, string> = Packet.TYPE_NAME;
 /** Of every record, and the negative TTL (the SOA's minimum): a test moves the resolver's clock past it. */
 const TTL_S = 300;
-const SOA = { primary: "ns.test", admin: "hostmaster.test", serial: 1, refresh: 3600, retry: 600, expiration: 86400, minimum: TTL_S };
+const SOA = {
+  primary: "ns.test",
+  admin: "hostmaster.test",
+  serial: 1,
+  refresh: 3600,
+  retry: 600,
+  expiration: 86400,
+  minimum: TTL_S,
+};
 
 export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
   const ttl = TTL_S;
@@ -47,7 +55,11 @@ export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
     const type = TYPE_NAMES[question.type] ?? String(question.type);
     queries.push({ name: question.name, type, transport });
     // Plain objects: dns2 encodes by the fields its record types use.
-    const response = Packet.createResponseFromRequest(request) as unknown as { header: { rcode: number }; answers: object[]; authorities: object[] };
+    const response = Packet.createResponseFromRequest(request) as unknown as {
+      header: { rcode: number };
+      answers: object[];
+      authorities: object[];
+    };
     let owner = question.name.toLowerCase();
     for (let hops = 0; hops < 8; hops++) {
       const entry = names.get(owner);
@@ -60,7 +72,13 @@ export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
         break;
       }
       if (entry.CNAME && type !== "CNAME") {
-        response.answers.push({ name: owner, type: Packet.TYPE.CNAME, class: Packet.CLASS.IN, ttl, domain: entry.CNAME });
+        response.answers.push({
+          name: owner,
+          type: Packet.TYPE.CNAME,
+          class: Packet.CLASS.IN,
+          ttl,
+          domain: entry.CNAME,
+        });
         owner = entry.CNAME.toLowerCase();
         continue;
       }
@@ -70,7 +88,13 @@ export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
       break;
     }
     if (response.answers.length === 0 && response.header.rcode !== Packet.RCODE.SERVFAIL) {
-      response.authorities.push({ name: question.name.split(".").slice(-2).join("."), type: Packet.TYPE.SOA, class: Packet.CLASS.IN, ttl, ...SOA });
+      response.authorities.push({
+        name: question.name.split(".").slice(-2).join("."),
+        type: Packet.TYPE.SOA,
+        class: Packet.CLASS.IN,
+        ttl,
+        ...SOA,
+      });
     }
     send(response);
   };
@@ -86,7 +110,9 @@ export async function startDnsServer(zone: DnsZone): Promise<TestDnsServer> {
     port = udp.address().port;
     tcp = new TCPServer(handle("tcp") as any);
     const bound = await new Promise<boolean>((resolve, reject) => {
-      tcp.once("error", (e: NodeJS.ErrnoException) => (e.code === "EADDRINUSE" && tries < 20 ? resolve(false) : reject(e)));
+      tcp.once("error", (e: NodeJS.ErrnoException) =>
+        e.code === "EADDRINUSE" && tries < 20 ? resolve(false) : reject(e),
+      );
       tcp.listen(port, "127.0.0.1", () => resolve(true));
     });
     if (bound) break;

@@ -24,9 +24,22 @@ export function testEnvelope(tenant: string, second: number, over: Partial<Envel
 /** Store an event (and, optionally, a delivered delivery to `crm`) the way an ingress does. */
 export function storeEvent(storage: SqliteStorage, e: Envelope, withDelivery = false): Promise<string> {
   return storage.committer.run((tx) => {
-    const { id } = storage.events.insertTx(tx, e, [{ name: "ingress", start: e.received_at, duration_ms: 3, outcome: "ok" }]);
+    const { id } = storage.events.insertTx(tx, e, [
+      { name: "ingress", start: e.received_at, duration_ms: 3, outcome: "ok" },
+    ]);
     if (withDelivery) {
-      storage.events.insertDeliveryTx(tx, { id: newId("dlv"), eventId: id, tenant: e.tenant, endpoint: "crm", state: "delivered", attempts: 1, lastStatus: 200, lastError: null, createdAt: tx.now, updatedAt: tx.now });
+      storage.events.insertDeliveryTx(tx, {
+        id: newId("dlv"),
+        eventId: id,
+        tenant: e.tenant,
+        endpoint: "crm",
+        state: "delivered",
+        attempts: 1,
+        lastStatus: 200,
+        lastError: null,
+        createdAt: tx.now,
+        updatedAt: tx.now,
+      });
     }
     return id;
   });

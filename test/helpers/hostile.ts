@@ -99,11 +99,18 @@ function metricValue(text: string, re: RegExp): number {
 export function readStalls(metrics: string): StallReading {
   const count = metricValue(metrics, /^agentowl_event_loop_stall_seconds_count (\S+)$/m);
   const under = metricValue(metrics, /^agentowl_event_loop_stall_seconds_bucket\{le="0\.25"\} (\S+)$/m);
-  return { count, over: count - under, maxSeconds: metricValue(metrics, /^agentowl_event_loop_stall_max_seconds (\S+)$/m) };
+  return {
+    count,
+    over: count - under,
+    maxSeconds: metricValue(metrics, /^agentowl_event_loop_stall_max_seconds (\S+)$/m),
+  };
 }
 
 function buckets(text: string): [string, number][] {
-  return [...text.matchAll(/^agentowl_event_loop_stall_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm)].map((m) => [m[1]!, Number(m[2])]);
+  return [...text.matchAll(/^agentowl_event_loop_stall_seconds_bucket\{le="([^"]+)"\} (\S+)$/gm)].map((m) => [
+    m[1]!,
+    Number(m[2]),
+  ]);
 }
 
 /** The smallest bucket bound under which every tick between two scrapes fell: "the worst stall was ≤ X s". */
@@ -144,7 +151,12 @@ export class Family {
   /** Print what was tried, then: alive, no stall over 250 ms since the family began, RSS bounded. */
   async end(): Promise<void> {
     const alive = this.server.alive;
-    const health = alive ? await fetch(`${this.server.url}/healthz`).then((r) => r.status, () => 0) : 0;
+    const health = alive
+      ? await fetch(`${this.server.url}/healthz`).then(
+          (r) => r.status,
+          () => 0,
+        )
+      : 0;
     const after = alive ? await this.server.metrics() : this.metricsBefore;
     const b = readStalls(this.metricsBefore);
     const a = readStalls(after);
@@ -182,7 +194,12 @@ export class HostileServer {
   }
 
   private async spawn(): Promise<void> {
-    const { server, url, smtpPort } = await serveAgentowl({ cwd: this.root, dataDir: this.dataDir, token: HostileServer.TOKEN, env: this.env });
+    const { server, url, smtpPort } = await serveAgentowl({
+      cwd: this.root,
+      dataDir: this.dataDir,
+      token: HostileServer.TOKEN,
+      env: this.env,
+    });
     this.exited = false;
     void server.exited.then(() => (this.exited = true));
     Object.assign(this, { server, url, smtpPort });
@@ -194,7 +211,9 @@ export class HostileServer {
    */
   private async freshIfSpent(): Promise<void> {
     if (this.alive && this.rssMb() < RSS_BOUND_MB) return;
-    console.log(`[hostile] restarting the server: ${this.alive ? `RSS ${this.rssMb().toFixed(0)} MB left by the previous family` : "it died"}`);
+    console.log(
+      `[hostile] restarting the server: ${this.alive ? `RSS ${this.rssMb().toFixed(0)} MB left by the previous family` : "it died"}`,
+    );
     this.server.proc.kill("SIGKILL");
     await this.server.exited;
     await this.spawn();
@@ -250,8 +269,12 @@ export class HostileServer {
 
 /** A problem+json refusal: the status and content type match, and the body says the same status. */
 export function expectProblem(r: { status: number; headers: Headers; body: any; text: string }, what: string): void {
-  expect(r.headers.get("content-type"), `${what}: ${r.status} ${r.text.slice(0, 200)}`).toStartWith("application/problem+json");
-  expect(typeof r.body === "object" && r.body !== null ? r.body.status : null, `${what}: problem status`).toBe(r.status);
+  expect(r.headers.get("content-type"), `${what}: ${r.status} ${r.text.slice(0, 200)}`).toStartWith(
+    "application/problem+json",
+  );
+  expect(typeof r.body === "object" && r.body !== null ? r.body.status : null, `${what}: problem status`).toBe(
+    r.status,
+  );
 }
 
 /** Time a suite and print it when it ends. */

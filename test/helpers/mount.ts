@@ -42,7 +42,8 @@ export function mountExt4(dir: string, image: string, size: string): Ext4Disk | 
   return {
     failReadOnly: () => writeFileSync(trigger(), "1"),
     repair() {
-      if (run("umount", dir).status !== 0) throw new Error(`umount ${dir} failed: something still has files open there`);
+      if (run("umount", dir).status !== 0)
+        throw new Error(`umount ${dir} failed: something still has files open there`);
       const fsck = run("e2fsck", "-fy", image);
       // 0: clean, 1: errors corrected (the error the trigger recorded).
       if (fsck.status !== 0 && fsck.status !== 1) throw new Error(`e2fsck: ${fsck.stdout}${fsck.stderr}`);

@@ -47,7 +47,11 @@ export interface RunResult {
 const started = new Set<Subprocess>();
 
 /** Spawn `agentowl <args>` with piped output, remembered so that killLeftovers can end it. */
-function spawnAgentowl(args: readonly string[], opts: Omit<RunOptions, "timeoutMs">, extra: { timeout?: number; killSignal?: "SIGKILL" } = {}) {
+function spawnAgentowl(
+  args: readonly string[],
+  opts: Omit<RunOptions, "timeoutMs">,
+  extra: { timeout?: number; killSignal?: "SIGKILL" } = {},
+) {
   const proc = Bun.spawn(agentowlArgv(args), {
     cwd: opts.cwd,
     env: agentowlEnv(opts.env ?? {}),
@@ -64,7 +68,11 @@ function spawnAgentowl(args: readonly string[], opts: Omit<RunOptions, "timeoutM
 export async function runAgentowl(args: readonly string[], opts: RunOptions): Promise<RunResult> {
   const t0 = performance.now();
   const proc = spawnAgentowl(args, opts, { timeout: opts.timeoutMs ?? 20_000, killSignal: "SIGKILL" });
-  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   started.delete(proc);
   return { code: proc.signalCode ? null : code, stdout, stderr, ms: performance.now() - t0 };
 }
@@ -124,7 +132,9 @@ export class Running {
       const found = find();
       if (found) return found;
       if (this.done || performance.now() > deadline) {
-        const why = this.done ? `agentowl exited (code ${this.proc.exitCode}) before ${what}` : `no ${what} within ${timeoutMs} ms`;
+        const why = this.done
+          ? `agentowl exited (code ${this.proc.exitCode}) before ${what}`
+          : `no ${what} within ${timeoutMs} ms`;
         throw new Error(`${why}\nstdout:\n${this.lines.join("\n")}\nstderr:\n${this.stderr}`);
       }
       // Sleep until the process writes or exits, or the deadline passes.
@@ -153,7 +163,9 @@ export class Running {
     clearTimeout(timer);
     if (result === "late") {
       this.proc.kill("SIGKILL");
-      throw new Error(`agentowl did not exit within ${timeoutMs} ms\nstdout:\n${this.lines.join("\n")}\nstderr:\n${this.stderr}`);
+      throw new Error(
+        `agentowl did not exit within ${timeoutMs} ms\nstdout:\n${this.lines.join("\n")}\nstderr:\n${this.stderr}`,
+      );
     }
     return result;
   }
@@ -175,7 +187,12 @@ export async function killLeftovers(): Promise<void> {
 }
 
 /** Wait until `check` holds (re-checked every `everyMs`), or fail naming `what` after `timeoutMs`. */
-export async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000, everyMs = 20): Promise<void> {
+export async function waitUntil(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -199,7 +216,12 @@ export async function refusesConnections(url: string): Promise<boolean> {
  * `agentowl serve` on `dataDir`, HTTP and SMTP on free loopback ports, no DNS (sender auth says
  * temperror at once), no greeting pause; resolves when it logs where it listens.
  */
-export async function serveAgentowl(opts: { cwd: string; dataDir: string; token: string; env?: Record<string, string> }): Promise<{ server: Running; url: string; smtpPort: number }> {
+export async function serveAgentowl(opts: {
+  cwd: string;
+  dataDir: string;
+  token: string;
+  env?: Record<string, string>;
+}): Promise<{ server: Running; url: string; smtpPort: number }> {
   const server = startAgentowl(["serve"], {
     cwd: opts.cwd,
     env: {

@@ -37,7 +37,10 @@ export class SmtpDialogue {
    * Connect; with `greeting: false` nothing is read (to talk before the greeting). `from` is the
    * local address to connect from (any of 127.0.0.0/8 on Linux: a test's "other client address").
    */
-  static async open(port: number, opts: { host?: string; greeting?: boolean; from?: string } = {}): Promise<{ smtp: SmtpDialogue; greeting: Reply | null }> {
+  static async open(
+    port: number,
+    opts: { host?: string; greeting?: boolean; from?: string } = {},
+  ): Promise<{ smtp: SmtpDialogue; greeting: Reply | null }> {
     const socket = connect({ host: opts.host ?? "127.0.0.1", port, ...(opts.from ? { localAddress: opts.from } : {}) });
     await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
     const smtp = new SmtpDialogue(socket);
@@ -58,7 +61,11 @@ export class SmtpDialogue {
         done = line[3] !== "-";
       }
       this.buffer = rest;
-      const reply: Reply = { code: Number(lines[0]!.slice(0, 3)), lines: lines.map((l) => l.slice(4)), raw: lines.join("\n") };
+      const reply: Reply = {
+        code: Number(lines[0]!.slice(0, 3)),
+        lines: lines.map((l) => l.slice(4)),
+        raw: lines.join("\n"),
+      };
       if (this.waiting) {
         const w = this.waiting;
         this.waiting = null;
@@ -96,7 +103,12 @@ export class SmtpDialogue {
   }
 
   /** EHLO, MAIL FROM, each RCPT TO, DATA, the message (dot-stuffed here), `.`; every reply. */
-  async sendMail(from: string, to: string[], message: string, mailParams = ""): Promise<{ mail: Reply; rcpts: Reply[]; data: Reply | null; end: Reply | null }> {
+  async sendMail(
+    from: string,
+    to: string[],
+    message: string,
+    mailParams = "",
+  ): Promise<{ mail: Reply; rcpts: Reply[]; data: Reply | null; end: Reply | null }> {
     const mail = await this.command(`MAIL FROM:<${from}>${mailParams}`);
     const rcpts: Reply[] = [];
     for (const r of to) rcpts.push(await this.command(`RCPT TO:<${r}>`));
@@ -128,7 +140,13 @@ export class SmtpDialogue {
  * An appliance for SMTP tests: loopback listeners on free ports, no greeting delay, and DNS that
  * never answers (verdicts that need DNS are temperror, quickly); `env` adds or overrides settings.
  */
-export async function startSmtpAppliance(dataDir: string, bootstrapToken: string, env: Record<string, string> = {}, sink: (line: string) => void = () => {}, level: "debug" | "warn" = "debug") {
+export async function startSmtpAppliance(
+  dataDir: string,
+  bootstrapToken: string,
+  env: Record<string, string> = {},
+  sink: (line: string) => void = () => {},
+  level: "debug" | "warn" = "debug",
+) {
   const { startApp } = await import("../../src/app/app.ts");
   const { loadConfig } = await import("../../src/config/index.ts");
   const { createLogger, Redactor } = await import("../../src/core/log.ts");

@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { openSqliteStorage, type SqliteStorage, type SqliteStorageOptions } from "../../src/store/index.ts";
 
 /** A real storage on a fresh temp data dir; `dispose` closes it and removes the dir. */
-export function tempStorage(opts: Partial<SqliteStorageOptions> = {}): SqliteStorage & { dir: string; dispose(): Promise<void> } {
+export function tempStorage(
+  opts: Partial<SqliteStorageOptions> = {},
+): SqliteStorage & { dir: string; dispose(): Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-test-"));
   const storage = openSqliteStorage({ dir, ...opts });
   return Object.assign(storage, {

@@ -17,8 +17,15 @@ let reader: string;
 beforeAll(async () => {
   hs = await HostileServer.start("desired");
   expect((await hs.call("POST", "/v1/tenants", { body: { name: "alpha" } })).status).toBe(201);
-  expect((await hs.call("POST", "/v1/tenants/alpha/bindings", { body: { name: "open", type: "webhook", verify: { scheme: "none" } } })).status).toBe(201);
-  reader = (await hs.call("POST", "/v1/tokens", { body: { name: "reader", scopes: ["tenant:alpha:read"] } })).body.token;
+  expect(
+    (
+      await hs.call("POST", "/v1/tenants/alpha/bindings", {
+        body: { name: "open", type: "webhook", verify: { scheme: "none" } },
+      })
+    ).status,
+  ).toBe(201);
+  reader = (await hs.call("POST", "/v1/tokens", { body: { name: "reader", scopes: ["tenant:alpha:read"] } })).body
+    .token;
 });
 
 afterAll(async () => {
@@ -29,13 +36,15 @@ afterAll(async () => {
 /** The classic "billion laughs": each level refers to the previous one `fan` times. */
 function aliasBomb(levels: number, fan: number): string {
   const lines = ["apiVersion: agentowl/v1", 'a0: &a0 ["lol"]'];
-  for (let i = 1; i <= levels; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: fan }, () => `*a${i - 1}`).join(", ")}]`);
+  for (let i = 1; i <= levels; i++)
+    lines.push(`a${i}: &a${i} [${Array.from({ length: fan }, () => `*a${i - 1}`).join(", ")}]`);
   lines.push("tenants:", `  - name: alpha`, `    endpoints: *a${levels}`);
   return `${lines.join("\n")}\n`;
 }
 
 const flowNest = (depth: number) => `apiVersion: agentowl/v1\ntenants: ${"[".repeat(depth)}${"]".repeat(depth)}\n`;
-const mapNest = (depth: number) => `apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n    x: ${"{a: ".repeat(depth)}1${"}".repeat(depth)}\n`;
+const mapNest = (depth: number) =>
+  `apiVersion: agentowl/v1\ntenants:\n  - name: alpha\n    x: ${"{a: ".repeat(depth)}1${"}".repeat(depth)}\n`;
 function blockNest(depth: number): string {
   const out = ["apiVersion: agentowl/v1", "tenants:", "  - name: alpha", "    x:"];
   for (let i = 0; i < depth; i++) out.push(`${" ".repeat(6 + i)}- `);
@@ -52,18 +61,31 @@ describe("the desired-state YAML under attack", () => {
       ["flow-map nesting 2,000", mapNest(2000)],
       ["block nesting 1,000", blockNest(1000)],
       // 50,000 took 114 s of a frozen event loop (item 3); 5,000 shows the same at a bounded cost.
-      ["many aliases 5,000", `apiVersion: agentowl/v1\nx: &x a\ny: [${Array.from({ length: 5_000 }, () => "*x").join(",")}]\ntenants: []\n`],
+      [
+        "many aliases 5,000",
+        `apiVersion: agentowl/v1\nx: &x a\ny: [${Array.from({ length: 5_000 }, () => "*x").join(",")}]\ntenants: []\n`,
+      ],
     ];
     const violations: string[] = [];
     // Each document once, by one of the two (while item 3 is open a 5,000-deep one costs 5-30 s).
     for (const [what, yaml] of docs) {
-      for (const [who, token] of [rnd.pick([["admin", HostileServer.TOKEN], ["read-only tenant token", reader]] as const)]) {
+      for (const [who, token] of [
+        rnd.pick([
+          ["admin", HostileServer.TOKEN],
+          ["read-only tenant token", reader],
+        ] as const),
+      ]) {
         const op = rnd.pick(["validate", "diff", "apply"]);
         fam.try(`${what} (${op})`);
         // A webhook while the document is being parsed: it must not wait behind it.
         const t0 = performance.now();
         const [r, hook] = await Promise.all([
-          fetch(`${hs.url}/v1/config/${op}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/yaml" }, body: yaml, signal: AbortSignal.timeout(30_000) }).then(
+          fetch(`${hs.url}/v1/config/${op}`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${token}`, "content-type": "application/yaml" },
+            body: yaml,
+            signal: AbortSignal.timeout(30_000),
+          }).then(
             async (res) => {
               const text = await res.text();
               return { status: res.status, text, headers: res.headers, body: JSON.parse(text) as unknown };
@@ -72,7 +94,14 @@ describe("the desired-state YAML under attack", () => {
           ),
           Bun.sleep(20).then(async () => {
             const h0 = performance.now();
-            const status = await fetch(`${hs.url}/ingress/webhook/alpha/open`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" }).then((res) => res.status, () => 0);
+            const status = await fetch(`${hs.url}/ingress/webhook/alpha/open`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: "{}",
+            }).then(
+              (res) => res.status,
+              () => 0,
+            );
             return { status, ms: performance.now() - h0 };
           }),
         ]);

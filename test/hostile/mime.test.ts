@@ -22,7 +22,9 @@ const RCPT = "hello@beta.agentowl.lan";
 let hs: HostileServer;
 
 function emails(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? emails(join(dir, d.name)) : d.name.endsWith(".eml") ? [join(dir, d.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory() ? emails(join(dir, d.name)) : d.name.endsWith(".eml") ? [join(dir, d.name)] : [],
+  );
 }
 
 /** The DATA payload for raw bytes: CRLF line ends, dot-stuffed (RFC 5321 §4.5.2), the final dot. */
@@ -35,7 +37,13 @@ beforeAll(async () => {
   if (!hasCorpus) return;
   hs = await HostileServer.start("mime", { AGENTOWL_SMTP_RATE_PER_IP: "100000" });
   expect((await hs.call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-  expect((await hs.call("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["hello"] } })).status).toBe(201);
+  expect(
+    (
+      await hs.call("POST", "/v1/tenants/beta/bindings", {
+        body: { name: "mail", type: "email", addresses: ["hello"] },
+      })
+    ).status,
+  ).toBe(201);
 });
 
 afterAll(async () => {
@@ -59,7 +67,10 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
       for (const [kind, mutated] of variants) {
         const what = `${relative(CORPUS, file)} ${kind}`;
         // A header of its own: no two cases are the same bytes, which could be a true retransmission.
-        const bytes = Buffer.concat([Buffer.from(`X-Hostile-Case: ${accepted.length}-${kind}-${rnd.int(1e9)}\r\n`), mutated]);
+        const bytes = Buffer.concat([
+          Buffer.from(`X-Hostile-Case: ${accepted.length}-${kind}-${rnd.int(1e9)}\r\n`),
+          mutated,
+        ]);
         fam.try(kind);
         if (smtp.closed) {
           ({ smtp } = await SmtpDialogue.open(hs.smtpPort));
@@ -81,8 +92,18 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
     const folded: string[] = [];
     const db = new Database(join(hs.dataDir, "agentowl.db"), { readonly: true });
     try {
-      const rowOf = (id: string) => db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as { state: string; events: string | null; error: string | null } | null;
-      await waitUntil(`${accepted.length} messages processed`, () => accepted.every(({ id }) => rowOf(id)?.state !== "queued"), 120_000, 200);
+      const rowOf = (id: string) =>
+        db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as {
+          state: string;
+          events: string | null;
+          error: string | null;
+        } | null;
+      await waitUntil(
+        `${accepted.length} messages processed`,
+        () => accepted.every(({ id }) => rowOf(id)?.state !== "queued"),
+        120_000,
+        200,
+      );
       const eventIds = new Map<string, string>();
       let degraded = 0;
       for (const { id, what } of accepted) {
@@ -100,8 +121,12 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
         expect(Array.isArray(r.body.data.parse_warnings), `${id}: parse_warnings`).toBe(true);
         if (r.body.data.parse_warnings.length) degraded++;
       }
-      const stuck = db.query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'").get() as { n: number };
-      console.log(`[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events (${degraded} with parse warnings), ${folded.length} folded into another message's event, ${stuck.n} jobs not done`);
+      const stuck = db
+        .query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'")
+        .get() as { n: number };
+      console.log(
+        `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events (${degraded} with parse warnings), ${folded.length} folded into another message's event, ${stuck.n} jobs not done`,
+      );
       expect(stuck.n).toBe(0);
     } finally {
       db.close();

@@ -33,7 +33,13 @@ beforeAll(async () => {
     AGENTOWL_SMTP_MAX_CONNECTIONS_PER_IP: String(PER_IP),
   });
   expect((await hs.call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-  expect((await hs.call("POST", "/v1/tenants/beta/bindings", { body: { name: "mail", type: "email", addresses: ["hello", "support"] } })).status).toBe(201);
+  expect(
+    (
+      await hs.call("POST", "/v1/tenants/beta/bindings", {
+        body: { name: "mail", type: "email", addresses: ["hello", "support"] },
+      })
+    ).status,
+  ).toBe(201);
 });
 
 afterAll(async () => {
@@ -46,7 +52,8 @@ function expectValid(r: Reply, what: string): void {
   expect(/^[2-5][0-5]\d$/.test(String(r.code)), `${what}: reply ${JSON.stringify(r.raw.slice(0, 200))}`).toBe(true);
 }
 
-const queueIdOf = (r: Reply | null | undefined) => (r ? (/queued as (msg_[0-9A-Z]{26})/.exec(r.raw)?.[1] ?? null) : null);
+const queueIdOf = (r: Reply | null | undefined) =>
+  r ? (/queued as (msg_[0-9A-Z]{26})/.exec(r.raw)?.[1] ?? null) : null;
 
 async function open(): Promise<{ smtp: SmtpDialogue; greeting: Reply }> {
   const { smtp, greeting } = await SmtpDialogue.open(hs.smtpPort);
@@ -57,7 +64,12 @@ async function open(): Promise<{ smtp: SmtpDialogue; greeting: Reply }> {
  * Write `bytes` then CRLF and the sentinel `HELP` (214), and read every reply up to the sentinel's:
  * whatever the bytes were split into, each reply is read. Null when the server closed the connection.
  */
-async function probe(smtp: SmtpDialogue, bytes: Uint8Array | string, fam: Family, what: string): Promise<Reply[] | null> {
+async function probe(
+  smtp: SmtpDialogue,
+  bytes: Uint8Array | string,
+  fam: Family,
+  what: string,
+): Promise<Reply[] | null> {
   smtp.write(bytes);
   smtp.write("\r\nHELP\r\n");
   const out: Reply[] = [];
@@ -67,7 +79,9 @@ async function probe(smtp: SmtpDialogue, bytes: Uint8Array | string, fam: Family
       r = await smtp.reply(15_000);
     } catch (e) {
       if ((e as Error).message.includes("closed")) return null;
-      throw new Error(`${what}: no reply within 15 s after ${JSON.stringify(Buffer.from(bytes).toString("latin1").slice(0, 120))}`);
+      throw new Error(
+        `${what}: no reply within 15 s after ${JSON.stringify(Buffer.from(bytes).toString("latin1").slice(0, 120))}`,
+      );
     }
     expectValid(r, what);
     if (r.code === 214) return out;
@@ -81,7 +95,11 @@ async function newSenderWorks(fam: Family): Promise<void> {
   const { smtp, greeting } = await SmtpDialogue.open(hs.smtpPort);
   expect(greeting?.code, `${fam.name}: a new sender's greeting ${greeting?.raw}`).toBe(220);
   expect((await smtp.command("EHLO after.example.com")).code).toBe(250);
-  const sent = await smtp.sendMail("after@example.com", [RCPT], `Subject: after ${fam.name}\nMessage-ID: <after-${Date.now()}-${rnd.int(1e9)}@example.com>\n\nstill here\n`);
+  const sent = await smtp.sendMail(
+    "after@example.com",
+    [RCPT],
+    `Subject: after ${fam.name}\nMessage-ID: <after-${Date.now()}-${rnd.int(1e9)}@example.com>\n\nstill here\n`,
+  );
   expect(sent.end?.code, `${fam.name}: a mail after the attack`).toBe(250);
   queued.push(queueIdOf(sent.end)!);
   smtp.close();
@@ -184,9 +202,17 @@ describe("the SMTP dialogue under attack", () => {
     const fam = await hs.family("smtp: DATA bodies with NUL, bare CR/LF, smuggling");
     const bodies: [string, string][] = [
       ["NUL in body", "Subject: nul\r\n\r\nbefore\0after\r\n"],
-      ["bare LF dot", "Subject: lf\r\n\r\nline\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<" + RCPT + ">\nDATA\nSubject: smuggled\n\nx\n"],
+      [
+        "bare LF dot",
+        "Subject: lf\r\n\r\nline\n.\nMAIL FROM:<evil@example.com>\nRCPT TO:<" +
+          RCPT +
+          ">\nDATA\nSubject: smuggled\n\nx\n",
+      ],
       ["bare CR dot", "Subject: cr\r\n\r\nline\r.\rMAIL FROM:<evil@example.com>\r\n"],
-      ["LF dot CRLF", "Subject: mix\r\n\r\nline\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<" + RCPT + ">\r\nDATA\r\n"],
+      [
+        "LF dot CRLF",
+        "Subject: mix\r\n\r\nline\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<" + RCPT + ">\r\nDATA\r\n",
+      ],
       ["only NULs", "\0".repeat(4096)],
     ];
     for (const [what, body] of bodies) {
@@ -216,7 +242,15 @@ describe("the SMTP dialogue under attack", () => {
     const fam = await hs.family("smtp: pipelining flood");
     const { smtp } = await open();
     expect((await smtp.command("EHLO flood.example.com")).code).toBe(250);
-    const cycle = ["MAIL FROM:<f@example.com>", `RCPT TO:<${RCPT}>`, "RCPT TO:<x@nowhere.example>", "RSET", "NOOP", "VRFY x", "HELO again.example.com"];
+    const cycle = [
+      "MAIL FROM:<f@example.com>",
+      `RCPT TO:<${RCPT}>`,
+      "RCPT TO:<x@nowhere.example>",
+      "RSET",
+      "NOOP",
+      "VRFY x",
+      "HELO again.example.com",
+    ];
     const lines: string[] = [];
     for (let i = 0; i < 5000; i++) lines.push(rnd.pick(cycle));
     fam.try("pipelined commands", lines.length);
@@ -278,19 +312,21 @@ describe("the SMTP dialogue under attack", () => {
     const per = Math.floor(MAX_CONNECTIONS / 5);
     await Promise.all(
       Array.from({ length: 5 }, (_, a) => a + 2).flatMap((a) =>
-        Array.from({ length: per }, () =>
-          new Promise<void>((resolve) => {
-            const s = connect({ host: "127.0.0.1", port: hs.smtpPort, localAddress: `127.0.0.${a}` });
-            sockets.push(s);
-            s.setEncoding("utf8");
-            s.on("error", () => resolve());
-            s.once("data", (d: string) => {
-              if (d.startsWith("220")) greeted++;
-              else refused++;
-              resolve();
-            });
-            s.on("close", () => resolve());
-          }),
+        Array.from(
+          { length: per },
+          () =>
+            new Promise<void>((resolve) => {
+              const s = connect({ host: "127.0.0.1", port: hs.smtpPort, localAddress: `127.0.0.${a}` });
+              sockets.push(s);
+              s.setEncoding("utf8");
+              s.on("error", () => resolve());
+              s.once("data", (d: string) => {
+                if (d.startsWith("220")) greeted++;
+                else refused++;
+                resolve();
+              });
+              s.on("close", () => resolve());
+            }),
         ),
       ),
     );
@@ -307,7 +343,11 @@ describe("the SMTP dialogue under attack", () => {
       smtp.close();
     } finally {
       for (const s of sockets) s.destroy();
-      await waitUntil("the flood's connections closed", async () => /^agentowl_smtp_connections 0$/m.test(await hs.metrics()), 10_000);
+      await waitUntil(
+        "the flood's connections closed",
+        async () => /^agentowl_smtp_connections 0$/m.test(await hs.metrics()),
+        10_000,
+      );
       await newSenderWorks(fam);
       await fam.end();
     }
@@ -316,14 +356,28 @@ describe("the SMTP dialogue under attack", () => {
   test("every message the attacks got queued becomes a processed message with an event; no job stays stuck", async () => {
     const db = new Database(join(hs.dataDir, "agentowl.db"), { readonly: true });
     try {
-      const stateOf = (id: string) => db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as { state: string; events: string | null; error: string | null } | null;
-      await waitUntil(`${queued.length} queued messages processed`, () => queued.every((id) => stateOf(id)?.state !== "queued"), 60_000, 100);
+      const stateOf = (id: string) =>
+        db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as {
+          state: string;
+          events: string | null;
+          error: string | null;
+        } | null;
+      await waitUntil(
+        `${queued.length} queued messages processed`,
+        () => queued.every((id) => stateOf(id)?.state !== "queued"),
+        60_000,
+        100,
+      );
       for (const id of queued) {
         const row = stateOf(id);
         expect(row?.state, `${id}: ${row?.error}`).toBe("processed");
         expect(JSON.parse(row!.events ?? "[]").length, `${id} has an event`).toBeGreaterThan(0);
       }
-      const stuck = db.query("SELECT count(*) AS n FROM jobs WHERE state IN ('available', 'leased', 'dead') AND kind = 'mail.process'").get() as { n: number };
+      const stuck = db
+        .query(
+          "SELECT count(*) AS n FROM jobs WHERE state IN ('available', 'leased', 'dead') AND kind = 'mail.process'",
+        )
+        .get() as { n: number };
       expect(stuck.n).toBe(0);
       console.log(`[hostile] smtp: ${queued.length} queued messages, all processed with an event`);
     } finally {

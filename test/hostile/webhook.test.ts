@@ -19,20 +19,41 @@ const done = suiteTimer("webhook");
 const WHSEC = `whsec_${Buffer.from("hostile-standard-webhooks-secret!").toString("base64")}`;
 const TOKEN = "hostile-bearer-token-0123456789abcdef";
 const telnyx = generateKeyPairSync("ed25519");
-const TELNYX_PUBLIC = (telnyx.publicKey.export({ format: "der", type: "spki" }) as Buffer).subarray(-32).toString("base64");
+const TELNYX_PUBLIC = (telnyx.publicKey.export({ format: "der", type: "spki" }) as Buffer)
+  .subarray(-32)
+  .toString("base64");
 let hs: HostileServer;
 
 beforeAll(async () => {
   hs = await HostileServer.start("webhook");
   const call = hs.call;
   expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-  for (const [name, value] of [["hooks", WHSEC], ["token", TOKEN]]) expect((await call("PUT", `/v1/tenants/beta/secrets/${name}`, { body: { value } })).status).toBe(201);
+  for (const [name, value] of [
+    ["hooks", WHSEC],
+    ["token", TOKEN],
+  ])
+    expect((await call("PUT", `/v1/tenants/beta/secrets/${name}`, { body: { value } })).status).toBe(201);
   const bindings = [
-    { name: "hooks", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, require_json: true },
-    { name: "limited", type: "webhook", verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" }, rate_per_minute: 30 },
+    {
+      name: "hooks",
+      type: "webhook",
+      verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" },
+      require_json: true,
+    },
+    {
+      name: "limited",
+      type: "webhook",
+      verify: { scheme: "standard-webhooks", secret: "vault:beta/hooks" },
+      rate_per_minute: 30,
+    },
     { name: "token", type: "webhook", verify: { scheme: "bearer", secret: "vault:beta/token" } },
     { name: "open", type: "webhook", verify: { scheme: "none" } },
-    { name: "sms", type: "telnyx", numbers: ["+15557654321"], verify: { scheme: "telnyx-ed25519", public_key: TELNYX_PUBLIC } },
+    {
+      name: "sms",
+      type: "telnyx",
+      numbers: ["+15557654321"],
+      verify: { scheme: "telnyx-ed25519", public_key: TELNYX_PUBLIC },
+    },
   ];
   for (const b of bindings) {
     const r = await call("POST", "/v1/tenants/beta/bindings", { body: b });
@@ -54,7 +75,9 @@ afterAll(async () => {
  */
 function mutatedSignature(valid: string): string {
   for (;;) {
-    const header = Buffer.from(mutate(rnd, Buffer.from(valid))).toString("latin1").replace(/[^\x20-\x7e]/g, "A");
+    const header = Buffer.from(mutate(rnd, Buffer.from(valid)))
+      .toString("latin1")
+      .replace(/[^\x20-\x7e]/g, "A");
     if (!header.split(" ").includes(valid)) return header;
   }
 }
@@ -62,12 +85,18 @@ function mutatedSignature(valid: string): string {
 /** Standard Webhooks headers over raw bytes (the package signs strings, which re-encodes invalid UTF-8). */
 function signedBytes(id: string, bytes: Uint8Array): Record<string, string> {
   const ts = Math.floor(Date.now() / 1000);
-  const mac = createHmac("sha256", Buffer.from(WHSEC.slice("whsec_".length), "base64")).update(Buffer.concat([Buffer.from(`${id}.${ts}.`), bytes])).digest("base64");
+  const mac = createHmac("sha256", Buffer.from(WHSEC.slice("whsec_".length), "base64"))
+    .update(Buffer.concat([Buffer.from(`${id}.${ts}.`), bytes]))
+    .digest("base64");
   return { "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": `v1,${mac}` };
 }
 
 function signed(id: string, body: string, at = new Date()): Record<string, string> {
-  return { "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": new Webhook(WHSEC).sign(id, at, body) };
+  return {
+    "webhook-id": id,
+    "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+    "webhook-signature": new Webhook(WHSEC).sign(id, at, body),
+  };
 }
 
 interface Answer {
@@ -87,12 +116,24 @@ let source = "127.0.0.10";
 const freshSource = () => (source = `127.0.0.${++lastOctet}`);
 
 /** A POST from `from` (node:http, which can bind the client's address; fetch cannot). */
-function post(path: string, body: string | Uint8Array, headers: Record<string, string>, from = source): Promise<Answer> {
+function post(
+  path: string,
+  body: string | Uint8Array,
+  headers: Record<string, string>,
+  from = source,
+): Promise<Answer> {
   const url = new URL(`${hs.url}${path}`);
   const bytes = typeof body === "string" ? Buffer.from(body) : Buffer.from(body);
   return new Promise((resolve, reject) => {
     const req = httpRequest(
-      { host: url.hostname, port: Number(url.port), path: url.pathname, method: "POST", localAddress: from, headers: { "content-type": "application/json", ...headers, "content-length": String(bytes.length) } },
+      {
+        host: url.hostname,
+        port: Number(url.port),
+        path: url.pathname,
+        method: "POST",
+        localAddress: from,
+        headers: { "content-type": "application/json", ...headers, "content-length": String(bytes.length) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
@@ -153,14 +194,31 @@ describe("webhook requests under attack", () => {
     for (let i = 0; i < 150; i++) {
       const good = signed(`forged-${i}`, body);
       const variants: [string, Record<string, string>][] = [
-        ["other secret", { ...good, "webhook-signature": new Webhook(`whsec_${Buffer.from("not-the-secret-at-all-0123456789").toString("base64")}`).sign(`forged-${i}`, new Date(), body) }],
+        [
+          "other secret",
+          {
+            ...good,
+            "webhook-signature": new Webhook(
+              `whsec_${Buffer.from("not-the-secret-at-all-0123456789").toString("base64")}`,
+            ).sign(`forged-${i}`, new Date(), body),
+          },
+        ],
         ["mutated signature", { ...good, "webhook-signature": mutatedSignature(good["webhook-signature"]!) }],
         ["no signature", { "webhook-id": good["webhook-id"]!, "webhook-timestamp": good["webhook-timestamp"]! }],
         ["stale", signed(`forged-${i}`, body, new Date(Date.now() - 3600_000))],
         ["future", signed(`forged-${i}`, body, new Date(Date.now() + 3600_000))],
         ["timestamp not a number", { ...good, "webhook-timestamp": "1e99" }],
         ["v2 scheme", { ...good, "webhook-signature": good["webhook-signature"]!.replace("v1,", "v2,") }],
-        ["many signatures", { ...good, "webhook-signature": Array.from({ length: 200 }, () => `v1,${Buffer.from(rnd.bytes(32)).toString("base64")}`).join(" ") }],
+        [
+          "many signatures",
+          {
+            ...good,
+            "webhook-signature": Array.from(
+              { length: 200 },
+              () => `v1,${Buffer.from(rnd.bytes(32)).toString("base64")}`,
+            ).join(" "),
+          },
+        ],
         ["id swapped", { ...good, "webhook-id": `other-${i}` }],
       ];
       const [what, headers] = rnd.pick(variants);
@@ -194,7 +252,16 @@ describe("webhook requests under attack", () => {
     const answers: number[] = [];
     for (let i = 0; i < 40; i++) {
       fam.try("forged");
-      const r = await post("/ingress/webhook/beta/limited", body, { "webhook-id": `b-${i}`, "webhook-timestamp": String(Math.floor(Date.now() / 1000)), "webhook-signature": "v1,AAAA" }, forger);
+      const r = await post(
+        "/ingress/webhook/beta/limited",
+        body,
+        {
+          "webhook-id": `b-${i}`,
+          "webhook-timestamp": String(Math.floor(Date.now() / 1000)),
+          "webhook-signature": "v1,AAAA",
+        },
+        forger,
+      );
       expectNoServerError(r, "forged against the budget", fam);
       if (r.status === 429) expect(r.headers.get("retry-after")).not.toBeNull();
       answers.push(r.status);
@@ -236,7 +303,8 @@ describe("webhook requests under attack", () => {
         fam.saw(r.status || "closed");
         if (r.status === 503) expect(r.text.toLowerCase()).toContain("retry-after");
         else expect(r.status, `${what} at ${path}: ${r.text.slice(0, 300)}`).toBeLessThan(500);
-        if (r.status >= 400 && r.status !== 431 && r.status !== 400) expect(r.text.toLowerCase(), `${what}: problem+json`).toContain("application/problem+json");
+        if (r.status >= 400 && r.status !== 431 && r.status !== 400)
+          expect(r.text.toLowerCase(), `${what}: problem+json`).toContain("application/problem+json");
       }
     }
     await fam.end();
@@ -246,7 +314,13 @@ describe("webhook requests under attack", () => {
     const fam = await hs.family("webhook: invalid UTF-8 bodies");
     for (let i = 0; i < 60; i++) {
       const valid = new TextEncoder().encode(JSON.stringify({ text: "héllo wörld", i }));
-      const bytes = rnd.int(2) ? mutate(rnd, valid, 3) : Buffer.concat([valid.subarray(0, 5), Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80]), valid.subarray(5)]);
+      const bytes = rnd.int(2)
+        ? mutate(rnd, valid, 3)
+        : Buffer.concat([
+            valid.subarray(0, 5),
+            Buffer.from([0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80]),
+            valid.subarray(5),
+          ]);
       const id = `utf-${i}-${rnd.int(1e9)}`;
       fam.try("JSON binding, signed");
       const a = await post("/ingress/webhook/beta/hooks", bytes, signedBytes(id, bytes));
@@ -254,7 +328,13 @@ describe("webhook requests under attack", () => {
       // The signature covers the raw bytes: verified, they are 202 (still JSON) or 400 (not JSON any more).
       expect([202, 400]).toContain(a.status);
       fam.try("open binding");
-      const b = await post("/ingress/webhook/beta/open", bytes, { "content-type": rnd.pick(["application/json", "text/plain; charset=utf-8", "application/octet-stream", "\xff/\xfe"].map((c) => c.replace(/[^\x20-\x7e]/g, "x"))) });
+      const b = await post("/ingress/webhook/beta/open", bytes, {
+        "content-type": rnd.pick(
+          ["application/json", "text/plain; charset=utf-8", "application/octet-stream", "\xff/\xfe"].map((c) =>
+            c.replace(/[^\x20-\x7e]/g, "x"),
+          ),
+        ),
+      });
       expectNoServerError(b, "invalid UTF-8 to the open binding", fam);
       expect(b.status, b.text).toBe(202);
       expect((await hs.call("GET", `/v1/events/${b.body.id}`)).status).toBe(200);
@@ -265,14 +345,20 @@ describe("webhook requests under attack", () => {
   test("deeply nested JSON is refused with a 4xx problem+json, within the event-loop budget", async () => {
     const fam = await hs.family("webhook: deep JSON");
     for (const depth of [1_000, 10_000, 100_000, 400_000]) {
-      for (const [open, close] of [["[", "]"], ['{"a":', "}"]]) {
+      for (const [open, close] of [
+        ["[", "]"],
+        ['{"a":', "}"],
+      ]) {
         const body = open!.repeat(depth) + "1" + close!.repeat(depth);
         fam.try(`depth ${depth} ${open}`);
         const id = `deep-${depth}-${open}-${rnd.int(1e9)}`;
         const r = await post("/ingress/webhook/beta/hooks", body, signed(id, body));
         expectNoServerError(r, `deep JSON ${depth}`, fam);
         fam.try(`telnyx depth ${depth} ${open}`);
-        const t = await post("/ingress/telnyx", body, { "telnyx-signature-ed25519": edSign(null, Buffer.from(`0|${body}`), telnyx.privateKey).toString("base64"), "telnyx-timestamp": "0" });
+        const t = await post("/ingress/telnyx", body, {
+          "telnyx-signature-ed25519": edSign(null, Buffer.from(`0|${body}`), telnyx.privateKey).toString("base64"),
+          "telnyx-timestamp": "0",
+        });
         expectNoServerError(t, `deep JSON ${depth} to telnyx`, fam);
       }
     }
@@ -286,12 +372,16 @@ describe("webhook requests under attack", () => {
       const body = JSON.stringify({ concurrent: round });
       const headers = signed(id, body);
       fam.try("copies", 50);
-      const answers = await Promise.all(Array.from({ length: 50 }, () => post("/ingress/webhook/beta/hooks", body, headers)));
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () => post("/ingress/webhook/beta/hooks", body, headers)),
+      );
       for (const a of answers) expectNoServerError(a, "concurrent copy", fam);
       expect(answers.filter((a) => a.status === 202).length).toBe(1);
       expect(answers.filter((a) => a.status === 200).length).toBe(49);
       expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
-      const events = (await hs.call("GET", "/v1/events?tenant=beta&limit=500")).body.items.filter((e: any) => e.idempotency_key === id);
+      const events = (await hs.call("GET", "/v1/events?tenant=beta&limit=500")).body.items.filter(
+        (e: any) => e.idempotency_key === id,
+      );
       expect(events.length).toBe(1);
     }
     await fam.end();

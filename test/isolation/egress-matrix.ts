@@ -24,8 +24,26 @@ export interface EgressCase {
 }
 
 /** Addresses the namespace holds, so that a connection to any of them would succeed and be counted. */
-const V4 = ["169.254.169.254", "169.254.170.2", "169.254.1.1", "100.100.100.200", "168.63.129.16", "93.184.216.34", "10.0.0.7", "100.64.0.7"];
-const V6 = ["fd00:ec2::254", "::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe", "2002:a9fe:a9fe::1", "2001:0:4136:e378:8000:63bf:5601:5601", "2606:2800:220:1::", "fd12::7"];
+const V4 = [
+  "169.254.169.254",
+  "169.254.170.2",
+  "169.254.1.1",
+  "100.100.100.200",
+  "168.63.129.16",
+  "93.184.216.34",
+  "10.0.0.7",
+  "100.64.0.7",
+];
+const V6 = [
+  "fd00:ec2::254",
+  "::a9fe:a9fe",
+  "64:ff9b::a9fe:a9fe",
+  "64:ff9b:1::a9fe:a9fe",
+  "2002:a9fe:a9fe::1",
+  "2001:0:4136:e378:8000:63bf:5601:5601",
+  "2606:2800:220:1::",
+  "fd12::7",
+];
 export const NAMESPACE_SETUP = [
   "set -e",
   "ip link set lo up",
@@ -34,7 +52,10 @@ export const NAMESPACE_SETUP = [
   "ip -6 addr add fe80::1/64 dev lo nodad",
 ].join("; ");
 
-const answers = (...addresses: string[]): Resolve => async () => addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+const answers =
+  (...addresses: string[]): Resolve =>
+  async () =>
+    addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
 /** A name that answers each list in turn (the last one from then on): DNS rebinding. */
 const rebinding = (...turns: string[][]): Resolve => {
   let call = 0;
@@ -93,13 +114,45 @@ export const CASES: EgressCase[] = [
     "100.100.100.200",
     "0xa9fea9fe",
     "2852039166",
-  ].map((address): EgressCase => ({ url: "http://metadata.lan/", allowPublic: true, resolve: answers(address), expect: "refused", reason: metadata })),
-  { url: "http://linklocal.lan/", allowPublic: true, resolve: answers("fe80::1%lo"), expect: "refused", reason: "link-local" },
-  { url: "http://linklocal.lan/", allowPublic: true, resolve: answers("169.254.1.1"), expect: "refused", reason: "link-local" },
-  { url: "http://nothing.lan/", allowPublic: true, resolve: answers("0.0.0.0"), expect: "refused", reason: "unspecified" },
+  ].map(
+    (address): EgressCase => ({
+      url: "http://metadata.lan/",
+      allowPublic: true,
+      resolve: answers(address),
+      expect: "refused",
+      reason: metadata,
+    }),
+  ),
+  {
+    url: "http://linklocal.lan/",
+    allowPublic: true,
+    resolve: answers("fe80::1%lo"),
+    expect: "refused",
+    reason: "link-local",
+  },
+  {
+    url: "http://linklocal.lan/",
+    allowPublic: true,
+    resolve: answers("169.254.1.1"),
+    expect: "refused",
+    reason: "link-local",
+  },
+  {
+    url: "http://nothing.lan/",
+    allowPublic: true,
+    resolve: answers("0.0.0.0"),
+    expect: "refused",
+    reason: "unspecified",
+  },
   { url: "http://nothing.lan/", allowPublic: true, resolve: answers("::"), expect: "refused", reason: "unspecified" },
   { url: "http://public.example/", resolve: answers("93.184.216.34"), expect: "refused", reason: "allow_public" },
-  { url: "http://half.lan/", allowPublic: true, resolve: answers("10.0.0.7", "169.254.169.254"), expect: "refused", reason: metadata },
+  {
+    url: "http://half.lan/",
+    allowPublic: true,
+    resolve: answers("10.0.0.7", "169.254.169.254"),
+    expect: "refused",
+    reason: metadata,
+  },
   // DNS rebinding: checked LAN, then the name turns to metadata; nothing reaches it.
   { url: "http://rebind.lan/", resolve: rebind, expect: { deliveredTo: "127.0.0.1" } },
   { url: "http://rebind.lan/", resolve: rebind, expect: "refused", reason: metadata },
@@ -130,8 +183,27 @@ async function runInNamespace(): Promise<EgressResult[]> {
   const results: EgressResult[] = [];
   for (const c of CASES) {
     connections = [];
-    const a = await postJson(c.url, "{}", {}, { allowPublic: c.allowPublic === true, connectTimeoutMs: 1000, timeoutMs: 2000, resolve: c.resolve ?? (async () => Promise.reject(new Error("a literal was resolved"))) });
-    results.push({ url: c.url, allowPublic: c.allowPublic === true, resolved: !!c.resolve, ok: a.ok, errorClass: a.errorClass, error: a.error, remoteAddress: a.remoteAddress, connections });
+    const a = await postJson(
+      c.url,
+      "{}",
+      {},
+      {
+        allowPublic: c.allowPublic === true,
+        connectTimeoutMs: 1000,
+        timeoutMs: 2000,
+        resolve: c.resolve ?? (async () => Promise.reject(new Error("a literal was resolved"))),
+      },
+    );
+    results.push({
+      url: c.url,
+      allowPublic: c.allowPublic === true,
+      resolved: !!c.resolve,
+      ok: a.ok,
+      errorClass: a.errorClass,
+      error: a.error,
+      remoteAddress: a.remoteAddress,
+      connections,
+    });
   }
   await new Promise((resolve) => listener.close(resolve));
   return results;

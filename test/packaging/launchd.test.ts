@@ -9,9 +9,18 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
 const PLIST = readFileSync(resolve(import.meta.dir, "../../launchd/dev.agentowl.agentowl.plist"), "utf8");
-const unxml = (s: string) => s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+const unxml = (s: string) =>
+  s
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&apos;/g, "'")
+    .replace(/&amp;/g, "&");
 /** The XML after `<key>name</key>`, up to the next sibling key at the top level. */
-const valueOf = (name: string) => new RegExp(`<key>${name}</key>\\s*(<array>[\\s\\S]*?</array>|<dict>[\\s\\S]*?</dict>|<[^>]+/>|<string>[\\s\\S]*?</string>|<integer>\\d+</integer>)`).exec(PLIST)?.[1] ?? "";
+const valueOf = (name: string) =>
+  new RegExp(
+    `<key>${name}</key>\\s*(<array>[\\s\\S]*?</array>|<dict>[\\s\\S]*?</dict>|<[^>]+/>|<string>[\\s\\S]*?</string>|<integer>\\d+</integer>)`,
+  ).exec(PLIST)?.[1] ?? "";
 const argv = [...valueOf("ProgramArguments").matchAll(/<string>([\s\S]*?)<\/string>/g)].map((m) => unxml(m[1]!));
 const dir = mkdtempSync(join(tmpdir(), "agentowl-launchd-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -50,7 +59,9 @@ describe("the launchd plist", () => {
 
   test("SIGTERM reaches agentowl, and the wrapper waits for its drain and exits with its code", async () => {
     const marker = join(dir, "drained");
-    const p = runWith(`trap 'sleep 0.3; echo drained > "${marker}"; exit 0' TERM; echo up; while :; do sleep 0.05; done`);
+    const p = runWith(
+      `trap 'sleep 0.3; echo drained > "${marker}"; exit 0' TERM; echo up; while :; do sleep 0.05; done`,
+    );
     const reader = p.stdout.getReader();
     const first = await reader.read();
     expect(new TextDecoder().decode(first.value)).toContain("up");

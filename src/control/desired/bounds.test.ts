@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { MAX_YAML_ALIASES, MAX_YAML_DEPTH, yamlBoundsProblem } from "./bounds.ts";
 import { parseDesired } from "./parse.ts";
 
-const indented = (n: number) => Array.from({ length: n }, (_, i) => `${" ".repeat(i)}a${i}:`).join("\n") + `\n${" ".repeat(n)}b: 1\n`;
+const indented = (n: number) =>
+  Array.from({ length: n }, (_, i) => `${" ".repeat(i)}a${i}:`).join("\n") + `\n${" ".repeat(n)}b: 1\n`;
 /** "billion laughs": each level ten aliases of the one before. */
 const laughs = (levels: number) =>
   ["apiVersion: agentowl/v1", "tenants: []", `l0: &l0 [${Array(10).fill('"lol"').join(", ")}]`]
@@ -40,7 +41,10 @@ describe("nesting and aliases are counted before the yaml library runs", () => {
   });
 
   test("more than the allowed aliases are refused", () => {
-    expect(yamlBoundsProblem(laughs(11))).toMatchObject({ line: 14, message: expect.stringContaining(`more than ${MAX_YAML_ALIASES} aliases`) });
+    expect(yamlBoundsProblem(laughs(11))).toMatchObject({
+      line: 14,
+      message: expect.stringContaining(`more than ${MAX_YAML_ALIASES} aliases`),
+    });
     expect(yamlBoundsProblem(laughs(2))).toBeNull();
   });
 

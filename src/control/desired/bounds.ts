@@ -45,13 +45,20 @@ export function yamlBoundsProblem(text: string): BoundProblem | null {
       while (indents.length && indents.at(-1)! >= indent) indents.pop();
       indents.push(indent);
       // `- - - x` and `? - x`: each indicator opens a collection on the same line.
-      while ((line[i] === "-" || line[i] === "?") && (i + 1 === line.length || line[i + 1] === " " || line[i + 1] === "\r")) {
+      while (
+        (line[i] === "-" || line[i] === "?") &&
+        (i + 1 === line.length || line[i + 1] === " " || line[i + 1] === "\r")
+      ) {
         compact++;
         i++;
         while (line[i] === " ") i++;
       }
     }
-    const deep = (column: number) => ({ line: lineNo, column, message: `nested more than ${MAX_YAML_DEPTH} levels deep: flatten the file` });
+    const deep = (column: number) => ({
+      line: lineNo,
+      column,
+      message: `nested more than ${MAX_YAML_DEPTH} levels deep: flatten the file`,
+    });
     if (indents.length + compact + flow > MAX_YAML_DEPTH) return deep(i + 1);
     let end = line.length;
     for (; i < line.length; i++) {
@@ -76,7 +83,11 @@ export function yamlBoundsProblem(text: string): BoundProblem | null {
         if (indents.length + compact + flow > MAX_YAML_DEPTH) return deep(i + 1);
       } else if (ch === "]" || ch === "}") flow = Math.max(0, flow - 1);
       else if (ch === "*" && (tokenStart || i === indent) && ++aliases > MAX_YAML_ALIASES) {
-        return { line: lineNo, column: i + 1, message: `more than ${MAX_YAML_ALIASES} aliases (*name): write the values out` };
+        return {
+          line: lineNo,
+          column: i + 1,
+          message: `more than ${MAX_YAML_ALIASES} aliases (*name): write the values out`,
+        };
       }
     }
     // `key: |`, `- >-`: the lines after it that are indented deeper are text, not structure.

@@ -31,9 +31,12 @@ const asSpecWritesIt = (yaml: string) =>
 describe("the shipped example", () => {
   // The specification sits beside the repository in the workspace, not in a clone of it.
   const spec = new URL("../../../../shared/SPEC.md", import.meta.url);
-  test.if(existsSync(spec))("is SPEC §6's example but for its endpoint address (loopback) and a Telnyx key that parses", () => {
-    expect(readFileSync(spec, "utf8")).toContain(`\`\`\`yaml\n${asSpecWritesIt(text)}\`\`\``);
-  });
+  test.if(existsSync(spec))(
+    "is SPEC §6's example but for its endpoint address (loopback) and a Telnyx key that parses",
+    () => {
+      expect(readFileSync(spec, "utf8")).toContain(`\`\`\`yaml\n${asSpecWritesIt(text)}\`\`\``);
+    },
+  );
 
   test("sends nothing across the LAN: its endpoints are on loopback", () => {
     expect(example().tenants.flatMap((t) => t.endpoints.map((e) => new URL(e.url).hostname))).toEqual(["127.0.0.1"]);
@@ -42,7 +45,11 @@ describe("the shipped example", () => {
   test("SPEC §6's placeholder key is refused, with its place in the file", () => {
     const placeholder = text.replace(/public_key: "[A-Za-z0-9+/=]{44}"/, 'public_key: "..."');
     const result = parseDesired(placeholder, FILE);
-    expect("errors" in result && result.errors.map(formatProblem)).toEqual([expect.stringMatching(/^examples\/agentowl\.yaml:15:\d+: binding beta\/sms: verify\.public_key is not an Ed25519 public key/)]);
+    expect("errors" in result && result.errors.map(formatProblem)).toEqual([
+      expect.stringMatching(
+        /^examples\/agentowl\.yaml:15:\d+: binding beta\/sms: verify\.public_key is not an Ed25519 public key/,
+      ),
+    ]);
   });
 
   test("parses with no problems", () => {

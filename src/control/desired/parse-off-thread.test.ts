@@ -11,7 +11,12 @@ afterAll(() => parser.close());
 
 describe("desired-state files are parsed in a worker thread, within a time limit", () => {
   test("a file parses there as it does in-process", async () => {
-    expect(await parser.parse(good, "f.yaml")).toEqual({ state: { tenants: [{ tenant: { name: "beta" }, endpoints: [], bindings: [], routes: [], policies: [], templates: [] }] }, refs: [] });
+    expect(await parser.parse(good, "f.yaml")).toEqual({
+      state: {
+        tenants: [{ tenant: { name: "beta" }, endpoints: [], bindings: [], routes: [], policies: [], templates: [] }],
+      },
+      refs: [],
+    });
   });
 
   test("a file that takes too long is a 422 at the limit, the event loop free meanwhile, and the next file gets a fresh worker", async () => {
@@ -29,7 +34,10 @@ describe("desired-state files are parsed in a worker thread, within a time limit
     const took = performance.now() - t0;
     clearInterval(timer);
     expect(isAppError(error) && error.kind).toBe("invalid_input");
-    expect(error.errors[0]).toMatchObject({ field: "slow.yaml:1:1", message: expect.stringContaining("longer than 1000 ms") });
+    expect(error.errors[0]).toMatchObject({
+      field: "slow.yaml:1:1",
+      message: expect.stringContaining("longer than 1000 ms"),
+    });
     expect(took).toBeGreaterThanOrEqual(990);
     expect(took).toBeLessThan(4000);
     // The timer kept firing while the worker was busy: no stall on this thread.

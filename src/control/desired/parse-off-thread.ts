@@ -23,7 +23,9 @@ export const DESIRED_PARSE_QUEUE = 8;
  * reports the entry point's path instead, and the worker is a second entry point (scripts/build.sh
  * lists it) that resolves from the bundle root, src/.
  */
-const WORKER_URL = import.meta.path.endsWith("parse-off-thread.ts") ? new URL("./parse-worker.ts", import.meta.url).href : "./control/desired/parse-worker.ts";
+const WORKER_URL = import.meta.path.endsWith("parse-off-thread.ts")
+  ? new URL("./parse-worker.ts", import.meta.url).href
+  : "./control/desired/parse-worker.ts";
 
 /** One file at a time in one worker, each within the time limit (src/core/worker-queue.ts). */
 export class DesiredParser {
@@ -38,7 +40,12 @@ export class DesiredParser {
       timedOut: (ms, message) => {
         const file = (message as { file: string }).file;
         return new AppError("invalid_input", `${file} took longer than ${ms} ms to read: simplify it`, {
-          errors: [{ field: `${file}:1:1`, message: `reading the file took longer than ${ms} ms (very large mappings, deep nesting or many aliases)` }],
+          errors: [
+            {
+              field: `${file}:1:1`,
+              message: `reading the file took longer than ${ms} ms (very large mappings, deep nesting or many aliases)`,
+            },
+          ],
         });
       },
     });
@@ -46,7 +53,11 @@ export class DesiredParser {
 
   parse(text: string, file: string): Promise<ParseResult> {
     if (this.worker.waiting >= DESIRED_PARSE_QUEUE) {
-      return Promise.reject(new AppError("unavailable", "too many desired-state files are being read at once; try again shortly", { retryAfter: 1 }));
+      return Promise.reject(
+        new AppError("unavailable", "too many desired-state files are being read at once; try again shortly", {
+          retryAfter: 1,
+        }),
+      );
     }
     return this.worker.run({ text, file }, this.timeoutMs).catch((e: Error) => {
       throw e instanceof AppError ? e : new Error(`desired-state parser: ${e.message}`);

@@ -19,10 +19,19 @@ const beta = (body = "") => `apiVersion: agentowl/v1\ntenants:\n  - name: beta\n
 
 describe("a valid file", () => {
   test("becomes one TenantState per tenant, every kind present", () => {
-    const state = parsed(beta("    display_name: Beta Ltd\n    endpoints:\n      - { name: crm, url: http://10.0.0.5/ }\n"));
+    const state = parsed(
+      beta("    display_name: Beta Ltd\n    endpoints:\n      - { name: crm, url: http://10.0.0.5/ }\n"),
+    );
     expect(state).toEqual({
       tenants: [
-        { tenant: { name: "beta", display_name: "Beta Ltd" }, endpoints: [{ name: "crm", url: "http://10.0.0.5/" }], bindings: [], routes: [], policies: [], templates: [] },
+        {
+          tenant: { name: "beta", display_name: "Beta Ltd" },
+          endpoints: [{ name: "crm", url: "http://10.0.0.5/" }],
+          bindings: [],
+          routes: [],
+          policies: [],
+          templates: [],
+        },
       ],
     });
   });
@@ -32,7 +41,11 @@ describe("a valid file", () => {
   });
 
   test("anchors and aliases may share a block", () => {
-    const state = parsed(beta("    endpoints:\n      - { name: a, url: http://10.0.0.5/, retry: &r { max_attempts: 3 } }\n      - { name: b, url: http://10.0.0.6/, retry: *r }\n"));
+    const state = parsed(
+      beta(
+        "    endpoints:\n      - { name: a, url: http://10.0.0.5/, retry: &r { max_attempts: 3 } }\n      - { name: b, url: http://10.0.0.6/, retry: *r }\n",
+      ),
+    );
     expect(state.tenants[0]?.endpoints[1]?.retry).toEqual({ max_attempts: 3 });
   });
 });
@@ -43,24 +56,37 @@ describe("YAML syntax", () => {
   });
 
   test("a duplicate key is an error, not 'the last one wins'", () => {
-    expect(problems(beta("    endpoints: []\n    endpoints: []\n"))).toEqual(["f.yaml:5:5: duplicate key 'endpoints': a key may appear once per mapping"]);
+    expect(problems(beta("    endpoints: []\n    endpoints: []\n"))).toEqual([
+      "f.yaml:5:5: duplicate key 'endpoints': a key may appear once per mapping",
+    ]);
     expect(problems(beta("    endpoints:\n      - { name: a, url: http://x/, name: b }\n"))).toEqual([
       "f.yaml:5:36: duplicate key 'name': a key may appear once per mapping",
     ]);
   });
 
   test("one document per file", () => {
-    expect(problems("apiVersion: agentowl/v1\ntenants: []\n---\napiVersion: agentowl/v1\n")[0]).toStartWith("f.yaml:3:1: ");
+    expect(problems("apiVersion: agentowl/v1\ntenants: []\n---\napiVersion: agentowl/v1\n")[0]).toStartWith(
+      "f.yaml:3:1: ",
+    );
   });
 
   test("an alias without its anchor", () => {
-    expect(problems(beta("    endpoints: *eps\n"))).toEqual(["f.yaml:4:16: unknown alias *eps: its anchor &eps must come before it"]);
+    expect(problems(beta("    endpoints: *eps\n"))).toEqual([
+      "f.yaml:4:16: unknown alias *eps: its anchor &eps must come before it",
+    ]);
   });
 
   test("an alias bomb is refused before it expands", () => {
     const levels = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
-    for (const name of "bcdefgh") levels.push(`${name}: &${name} [${Array(10).fill(`*${levels.length ? String.fromCharCode(name.charCodeAt(0) - 1) : "a"}`).join(", ")}]`);
-    expect(problems(`${levels.join("\n")}\n`)).toEqual([`f.yaml:2:8: aliases expand too much (more than ${MAX_ALIAS_COUNT} uses of an anchor); write the values out`]);
+    for (const name of "bcdefgh")
+      levels.push(
+        `${name}: &${name} [${Array(10)
+          .fill(`*${levels.length ? String.fromCharCode(name.charCodeAt(0) - 1) : "a"}`)
+          .join(", ")}]`,
+      );
+    expect(problems(`${levels.join("\n")}\n`)).toEqual([
+      `f.yaml:2:8: aliases expand too much (more than ${MAX_ALIAS_COUNT} uses of an anchor); write the values out`,
+    ]);
   });
 
   test("an empty file, or one that is not a mapping", () => {
@@ -85,7 +111,11 @@ describe("the file's own fields", () => {
 
 describe("schema problems, at the offending node, named by resource", () => {
   test("a wrong value points at the value", () => {
-    expect(problems(beta("    endpoints:\n      - name: crm\n        url: ftp://10.0.0.5/\n        retry: { max_attempts: 0 }\n"))).toEqual([
+    expect(
+      problems(
+        beta("    endpoints:\n      - name: crm\n        url: ftp://10.0.0.5/\n        retry: { max_attempts: 0 }\n"),
+      ),
+    ).toEqual([
       "f.yaml:6:14: endpoint beta/crm: url must be an http:// or https:// URL",
       "f.yaml:7:32: endpoint beta/crm: retry.max_attempts must be at least 1",
     ]);
@@ -99,13 +129,17 @@ describe("schema problems, at the offending node, named by resource", () => {
   });
 
   test("a nested unknown field names its parent", () => {
-    expect(problems(beta("    endpoints:\n      - { name: crm, url: http://x/, retry: { max_attempts: 3, backoff: 2s } }\n"))).toEqual([
-      "f.yaml:5:64: endpoint beta/crm: retry: unknown field 'backoff'",
-    ]);
+    expect(
+      problems(
+        beta("    endpoints:\n      - { name: crm, url: http://x/, retry: { max_attempts: 3, backoff: 2s } }\n"),
+      ),
+    ).toEqual(["f.yaml:5:64: endpoint beta/crm: retry: unknown field 'backoff'"]);
   });
 
   test("a tenant field, a resource without a usable name, and a kind that is not a list", () => {
-    expect(problems(beta("    endpoint: []\n    bindings:\n      - { type: email, addresses: [hello] }\n    routes: {}\n"))).toEqual([
+    expect(
+      problems(beta("    endpoint: []\n    bindings:\n      - { type: email, addresses: [hello] }\n    routes: {}\n")),
+    ).toEqual([
       "f.yaml:4:5: tenant beta: unknown field 'endpoint' (did you mean 'endpoints'?)",
       "f.yaml:6:9: binding #1 of tenant beta: missing required field 'name'",
       "f.yaml:7:13: tenant beta: routes must be a list",
@@ -120,11 +154,19 @@ describe("schema problems, at the offending node, named by resource", () => {
   });
 
   test("an empty value is said to be empty", () => {
-    expect(problems(beta("    endpoints:\n      - name: crm\n        url:\n"))).toEqual(["f.yaml:6:13: endpoint beta/crm: url must be a string (it is empty)"]);
+    expect(problems(beta("    endpoints:\n      - name: crm\n        url:\n"))).toEqual([
+      "f.yaml:6:13: endpoint beta/crm: url must be a string (it is empty)",
+    ]);
   });
 
   test("conditions: a bad envelope field and an unknown condition key", () => {
-    expect(problems(beta("    policies:\n      - name: guard\n        rules:\n          - { when: { Channel: email, agent: { eq: x } }, effect: deny }\n"))).toEqual([
+    expect(
+      problems(
+        beta(
+          "    policies:\n      - name: guard\n        rules:\n          - { when: { Channel: email, agent: { eq: x } }, effect: deny }\n",
+        ),
+      ),
+    ).toEqual([
       "f.yaml:7:23: policy beta/guard: rules[0].when: 'Channel' is not a valid key: must be an envelope field such as channel, agent or data.subject",
       "f.yaml:7:48: policy beta/guard: rules[0].when.agent: unknown field 'eq'",
     ]);
@@ -169,7 +211,9 @@ tenants:
   });
 
   test("a tenant with schema problems is checked for those first, so a typo is not also a dozen broken references", () => {
-    const yaml = beta("    endpoints:\n      - { name: crm, url: ftp://x }\n    routes:\n      - { name: r, to: [crm] }\n");
+    const yaml = beta(
+      "    endpoints:\n      - { name: crm, url: ftp://x }\n    routes:\n      - { name: r, to: [crm] }\n",
+    );
     expect(problems(yaml)).toEqual(["f.yaml:5:27: endpoint beta/crm: url must be an http:// or https:// URL"]);
   });
 });

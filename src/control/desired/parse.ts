@@ -54,7 +54,10 @@ export interface LocatedRef extends Omit<LocatedProblem, "message"> {
   field: string;
 }
 
-export function parseDesired(text: string, file: string): { state: DesiredState; refs: LocatedRef[] } | { errors: LocatedProblem[] } {
+export function parseDesired(
+  text: string,
+  file: string,
+): { state: DesiredState; refs: LocatedRef[] } | { errors: LocatedProblem[] } {
   // Nesting and aliases are counted before the yaml library runs: its work grows with both.
   const bound = yamlBoundsProblem(text);
   if (bound) return { errors: [{ file, ...bound }] };
@@ -67,7 +70,12 @@ export function parseDesired(text: string, file: string): { state: DesiredState;
 
   // YAML itself: syntax, duplicate keys, several documents in one file, unknown tags.
   const syntax = [...doc.errors, ...doc.warnings].map((e) =>
-    at(e.pos[0], e.code === "DUPLICATE_KEY" ? `duplicate key '${keyAt(text, e.pos[0])}': a key may appear once per mapping` : e.message),
+    at(
+      e.pos[0],
+      e.code === "DUPLICATE_KEY"
+        ? `duplicate key '${keyAt(text, e.pos[0])}': a key may appear once per mapping`
+        : e.message,
+    ),
   );
   syntax.push(...aliasProblems(doc, at));
   if (syntax.length) return { errors: sorted(syntax) };
@@ -75,7 +83,14 @@ export function parseDesired(text: string, file: string): { state: DesiredState;
   try {
     value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch {
-    return { errors: [at(firstAliasOffset(doc), `aliases expand too much (more than ${MAX_ALIAS_COUNT} uses of an anchor); write the values out`)] };
+    return {
+      errors: [
+        at(
+          firstAliasOffset(doc),
+          `aliases expand too much (more than ${MAX_ALIAS_COUNT} uses of an anchor); write the values out`,
+        ),
+      ],
+    };
   }
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return { errors: [at(0, `expected a mapping with apiVersion: ${API_VERSION} and tenants`)] };
@@ -94,11 +109,16 @@ export function parseDesired(text: string, file: string): { state: DesiredState;
   // The rules between resources, for the tenants whose shape is right.
   const written = (value as { tenants?: unknown }).tenants;
   const tenants = Array.isArray(written) ? (written as Static<typeof TenantDocument>[]) : [];
-  const wellFormed = tenants.flatMap((_, i) => (shape.some((p) => `${p.pointer}/`.startsWith(`/tenants/${i}/`)) ? [] : [i]));
+  const wellFormed = tenants.flatMap((_, i) =>
+    shape.some((p) => `${p.pointer}/`.startsWith(`/tenants/${i}/`)) ? [] : [i],
+  );
   const states = wellFormed.map((i) => toState(tenants[i]!));
   const placeRef = (tenantIndex: number, p: RefProblem) => {
     const state = states[tenantIndex]!;
-    const base = p.kind === "tenants" ? `/tenants/${wellFormed[tenantIndex]}` : `/tenants/${wellFormed[tenantIndex]}/${p.kind}/${p.index}`;
+    const base =
+      p.kind === "tenants"
+        ? `/tenants/${wellFormed[tenantIndex]}`
+        : `/tenants/${wellFormed[tenantIndex]}/${p.kind}/${p.index}`;
     const subject = p.kind === "tenants" ? `tenant ${p.name}` : `${SINGULAR[p.kind]} ${state.tenant.name}/${p.name}`;
     place(base + p.pointer, "value", `${subject}: ${p.message}`);
   };
@@ -109,14 +129,28 @@ export function parseDesired(text: string, file: string): { state: DesiredState;
 
   // The global policies, when their shape is right.
   const declared = (value as { policies?: unknown }).policies;
-  const globals = Array.isArray(declared) && !shape.some((p) => p.pointer.startsWith("/policies")) ? (declared as PolicySpec[]) : [];
-  for (const p of checkGlobalPolicies(globals)) place(`/policies/${p.index}${p.pointer}`, "value", `global policy ${p.name}: ${p.message}`);
+  const globals =
+    Array.isArray(declared) && !shape.some((p) => p.pointer.startsWith("/policies")) ? (declared as PolicySpec[]) : [];
+  for (const p of checkGlobalPolicies(globals))
+    place(`/policies/${p.index}${p.pointer}`, "value", `global policy ${p.name}: ${p.message}`);
 
   if (problems.length) return { errors: sorted(problems) };
   const refs = states.flatMap((state, i) =>
     vaultRefsAt(state).map((r): LocatedRef => {
-      const { line, column } = positionOf(doc, lines, `/tenants/${wellFormed[i]}/${r.kind}/${r.index}${r.pointer}`, "value");
-      return { file, line, column, ref: r.ref, subject: `${SINGULAR[r.kind]} ${state.tenant.name}/${r.name}`, field: r.pointer.slice(1).replaceAll("/", ".") };
+      const { line, column } = positionOf(
+        doc,
+        lines,
+        `/tenants/${wellFormed[i]}/${r.kind}/${r.index}${r.pointer}`,
+        "value",
+      );
+      return {
+        file,
+        line,
+        column,
+        ref: r.ref,
+        subject: `${SINGULAR[r.kind]} ${state.tenant.name}/${r.name}`,
+        field: r.pointer.slice(1).replaceAll("/", "."),
+      };
     }),
   );
   return { state: declared === undefined ? { tenants: states } : { tenants: states, policies: globals }, refs };
@@ -134,7 +168,8 @@ function toState(t: Static<typeof TenantDocument>): TenantState {
  */
 function schemaMessage(file: object, p: FieldProblem): string {
   const segments = pointerSegments(p.pointer);
-  const rebased = (rest: string[]) => describeProblem({ ...p, pointer: rest.map((s) => `/${s.replaceAll("~", "~0").replaceAll("/", "~1")}`).join("") });
+  const rebased = (rest: string[]) =>
+    describeProblem({ ...p, pointer: rest.map((s) => `/${s.replaceAll("~", "~0").replaceAll("/", "~1")}`).join("") });
   if (segments[0] === "policies" && segments.length >= 2) {
     const policy = ((file as { policies: unknown[] }).policies[Number(segments[1])] ?? {}) as { name?: unknown };
     return `global policy ${typeof policy.name === "string" ? policy.name : `#${Number(segments[1]) + 1}`}: ${rebased(segments.slice(2))}`;
@@ -148,7 +183,8 @@ function schemaMessage(file: object, p: FieldProblem): string {
   const j = Number(segments[3]);
   const list = tenant[kind];
   const resource = (Array.isArray(list) ? list[j] : undefined) as { name?: unknown } | null | undefined;
-  const name = typeof resource?.name === "string" ? `${tenantName}/${resource.name}` : `#${j + 1} of tenant ${tenantName}`;
+  const name =
+    typeof resource?.name === "string" ? `${tenantName}/${resource.name}` : `#${j + 1} of tenant ${tenantName}`;
   return `${SINGULAR[kind]} ${name}: ${rebased(segments.slice(4))}`;
 }
 
@@ -157,7 +193,10 @@ function aliasProblems(doc: Document, at: (offset: number, message: string) => L
   const problems: LocatedProblem[] = [];
   visit(doc, {
     Alias(_, alias) {
-      if (!alias.resolve(doc)) problems.push(at(alias.range?.[0] ?? 0, `unknown alias *${alias.source}: its anchor &${alias.source} must come before it`));
+      if (!alias.resolve(doc))
+        problems.push(
+          at(alias.range?.[0] ?? 0, `unknown alias *${alias.source}: its anchor &${alias.source} must come before it`),
+        );
     },
   });
   return problems;
@@ -184,5 +223,7 @@ function sorted(problems: LocatedProblem[]): LocatedProblem[] {
   const seen = new Set<string>();
   return problems
     .filter((p) => !seen.has(formatProblem(p)) && seen.add(formatProblem(p)))
-    .sort((a, b) => a.line - b.line || a.column - b.column || (a.message < b.message ? -1 : a.message > b.message ? 1 : 0));
+    .sort(
+      (a, b) => a.line - b.line || a.column - b.column || (a.message < b.message ? -1 : a.message > b.message ? 1 : 0),
+    );
 }

@@ -41,32 +41,50 @@ export function plan(desired: DesiredState, current: Snapshot, opts: { prune: bo
   const want = byTenant(desired);
   const changes: Change[] = [];
 
-  for (const t of want.values()) changes.push(compare(t.tenant.name, "tenants", t.tenant.name, t.tenant, have.get(t.tenant.name)?.tenant));
+  for (const t of want.values())
+    changes.push(compare(t.tenant.name, "tenants", t.tenant.name, t.tenant, have.get(t.tenant.name)?.tenant));
   // Global policies: declared in the file's top-level `policies` (docs/desired-state.md#policies), owned by no tenant.
   const globals = byName(current.policies ?? []);
-  for (const p of sortedByName(desired.policies ?? [])) changes.push(compare(GLOBAL, "policies", p.name, p, globals.get(p.name)));
+  for (const p of sortedByName(desired.policies ?? []))
+    changes.push(compare(GLOBAL, "policies", p.name, p, globals.get(p.name)));
   for (const kind of APPLY_ORDER) {
     for (const t of want.values()) {
       const existing = byName(ofKind(have.get(t.tenant.name), kind));
-      for (const r of sortedByName(ofKind(t, kind))) changes.push(compare(t.tenant.name, kind, r.name, r, existing.get(r.name)));
+      for (const r of sortedByName(ofKind(t, kind)))
+        changes.push(compare(t.tenant.name, kind, r.name, r, existing.get(r.name)));
     }
   }
   if (!opts.prune) return changes;
 
-  const remove = (tenant: string, kind: Kind | "tenants", name: string): Change => ({ op: "delete", tenant, kind, name, fields: [] });
+  const remove = (tenant: string, kind: Kind | "tenants", name: string): Change => ({
+    op: "delete",
+    tenant,
+    kind,
+    name,
+    fields: [],
+  });
   for (const kind of [...APPLY_ORDER].reverse()) {
     for (const t of have.values()) {
       const declared = byName(ofKind(want.get(t.tenant.name), kind));
-      for (const r of sortedByName(ofKind(t, kind))) if (!declared.has(r.name)) changes.push(remove(t.tenant.name, kind, r.name));
+      for (const r of sortedByName(ofKind(t, kind)))
+        if (!declared.has(r.name)) changes.push(remove(t.tenant.name, kind, r.name));
     }
   }
-  for (const t of have.values()) if (!want.has(t.tenant.name)) changes.push(remove(t.tenant.name, "tenants", t.tenant.name));
+  for (const t of have.values())
+    if (!want.has(t.tenant.name)) changes.push(remove(t.tenant.name, "tenants", t.tenant.name));
   const declaredGlobals = byName(desired.policies ?? []);
-  for (const p of sortedByName(current.policies ?? [])) if (!declaredGlobals.has(p.name)) changes.push(remove(GLOBAL, "policies", p.name));
+  for (const p of sortedByName(current.policies ?? []))
+    if (!declaredGlobals.has(p.name)) changes.push(remove(GLOBAL, "policies", p.name));
   return changes;
 }
 
-function compare(tenant: string, kind: Kind | "tenants", name: string, desired: object, current: object | undefined): Change {
+function compare(
+  tenant: string,
+  kind: Kind | "tenants",
+  name: string,
+  desired: object,
+  current: object | undefined,
+): Change {
   if (current === undefined) return { op: "create", tenant, kind, name, fields: [] };
   const fields = diffFields(current, desired);
   return { op: fields.length ? "update" : "unchanged", tenant, kind, name, fields };

@@ -8,11 +8,15 @@ const doc = readFileSync(new URL("../../../docs/desired-state.md", import.meta.u
 
 describe("docs/desired-state.md", () => {
   test("its field tables are the ones the schemas generate", () => {
-    expect(updateFieldTables(doc), "docs/desired-state.md is out of date: run `bun src/control/desired/reference.ts --write`").toBe(doc);
+    expect(
+      updateFieldTables(doc),
+      "docs/desired-state.md is out of date: run `bun src/control/desired/reference.ts --write`",
+    ).toBe(doc);
   });
 
   test("it has a table for every kind", () => {
-    for (const table of ["file", "tenant", ...Object.keys(KINDS), "condition"]) expect(doc).toContain(`<!-- fields:${table} -->`);
+    for (const table of ["file", "tenant", ...Object.keys(KINDS), "condition"])
+      expect(doc).toContain(`<!-- fields:${table} -->`);
   });
 
   test("every field has a meaning, and every meaning a field", () => {
@@ -28,7 +32,12 @@ describe("docs/desired-state.md", () => {
         names.add(name);
         walk(child);
       }
-      for (const child of [...Object.values(s.patternProperties ?? {}), ...(s.anyOf ?? []), ...(KindGuard.IsArray(s) ? [s.items] : [])]) walk(child as TSchema);
+      for (const child of [
+        ...Object.values(s.patternProperties ?? {}),
+        ...(s.anyOf ?? []),
+        ...(KindGuard.IsArray(s) ? [s.items] : []),
+      ])
+        walk(child as TSchema);
     };
     for (const schema of [TenantSpec, ...Object.values(KINDS)]) walk(schema);
     expect([...names].filter((n) => !new RegExp(`\`([a-z_\\[\\]]+\\.)*${n}\``).test(doc))).toEqual([]);

@@ -2,7 +2,13 @@ import { describe, expect, test } from "bun:test";
 import type { Change } from "./plan.ts";
 import { renderPlan, summarize } from "./render.ts";
 
-const change = (op: Change["op"], kind: Change["kind"], name: string, fields: Change["fields"] = []): Change => ({ op, tenant: "beta", kind, name, fields });
+const change = (op: Change["op"], kind: Change["kind"], name: string, fields: Change["fields"] = []): Change => ({
+  op,
+  tenant: "beta",
+  kind,
+  name,
+  fields,
+});
 
 describe("renderPlan", () => {
   test("one line per change, fields under updates, unchanged only counted", () => {
@@ -36,7 +42,9 @@ describe("renderPlan", () => {
   });
 
   test("a long value is cut short", () => {
-    const text = renderPlan([change("update", "templates", "t", [{ path: "instructions", from: "a".repeat(500), to: "b" }])]);
+    const text = renderPlan([
+      change("update", "templates", "t", [{ path: "instructions", from: "a".repeat(500), to: "b" }]),
+    ]);
     expect(text.split("\n")[1]).toBe(`  instructions: "${"a".repeat(78)}… → "b"`);
   });
 
@@ -47,7 +55,12 @@ describe("renderPlan", () => {
 
 describe("summarize", () => {
   test("counts each kind of change", () => {
-    const changes = [change("create", "endpoints", "a"), change("create", "routes", "b"), change("unchanged", "tenants", "beta"), change("delete", "bindings", "c")];
+    const changes = [
+      change("create", "endpoints", "a"),
+      change("create", "routes", "b"),
+      change("unchanged", "tenants", "beta"),
+      change("delete", "bindings", "c"),
+    ];
     expect(summarize(changes)).toEqual({ created: 2, updated: 0, unchanged: 1, deleted: 1 });
   });
 });

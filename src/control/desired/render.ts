@@ -10,7 +10,12 @@ export interface Summary {
 
 export function summarize(changes: readonly Change[]): Summary {
   const count = (op: Change["op"]) => changes.filter((c) => c.op === op).length;
-  return { created: count("create"), updated: count("update"), unchanged: count("unchanged"), deleted: count("delete") };
+  return {
+    created: count("create"),
+    updated: count("update"),
+    unchanged: count("unchanged"),
+    deleted: count("delete"),
+  };
 }
 
 const MARK = { create: "+", update: "~", delete: "-" } as const;
@@ -29,7 +34,12 @@ export function renderPlan(changes: readonly Change[]): string {
   const lines: string[] = [];
   for (const c of changes) {
     if (c.op === "unchanged") continue;
-    const what = c.kind === "tenants" ? `tenant ${c.name}` : c.tenant === GLOBAL ? `global ${SINGULAR[c.kind]} ${c.name}` : `${SINGULAR[c.kind]} ${c.tenant}/${c.name}`;
+    const what =
+      c.kind === "tenants"
+        ? `tenant ${c.name}`
+        : c.tenant === GLOBAL
+          ? `global ${SINGULAR[c.kind]} ${c.name}`
+          : `${SINGULAR[c.kind]} ${c.tenant}/${c.name}`;
     lines.push(`${MARK[c.op]} ${c.op} ${what}`);
     for (const f of c.fields) lines.push(`  ${renderField(f)}`);
   }

@@ -1,5 +1,13 @@
 import { Type } from "@sinclair/typebox";
-import { BindingSpec, type PolicySpec as Policy, EndpointSpec, PolicySpec, RouteSpec, TemplateSpec, TenantSpec } from "../resources/specs.ts";
+import {
+  BindingSpec,
+  type PolicySpec as Policy,
+  EndpointSpec,
+  PolicySpec,
+  RouteSpec,
+  TemplateSpec,
+  TenantSpec,
+} from "../resources/specs.ts";
 import type { TenantState } from "../resources/validate.ts";
 
 /**
@@ -26,7 +34,9 @@ export const DesiredFile = Type.Object(
   {
     apiVersion: Type.Literal(API_VERSION),
     tenants: Type.Array(TenantDocument),
-    policies: Type.Optional(Type.Array(PolicySpec, { description: "global policies: they decide for every tenant's events" })),
+    policies: Type.Optional(
+      Type.Array(PolicySpec, { description: "global policies: they decide for every tenant's events" }),
+    ),
   },
   { additionalProperties: false },
 );

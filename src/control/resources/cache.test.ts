@@ -17,7 +17,11 @@ describe("ConfigCache", () => {
     expect(await cache.get("beta")).toBeNull();
     expect(await cache.get("beta")).toBeNull();
     expect(loads).toBe(1);
-    await control.put({ tenant: "beta", kind: "tenants", name: "beta" }, { name: "beta" }, { mode: "create", actor: "test" });
+    await control.put(
+      { tenant: "beta", kind: "tenants", name: "beta" },
+      { name: "beta" },
+      { mode: "create", actor: "test" },
+    );
     expect(await cache.get("beta")).toEqual({ name: "beta" });
     expect(loads).toBe(2);
   });
@@ -34,7 +38,11 @@ describe("ConfigCache", () => {
     });
     const first = cache.get("k");
     await Bun.sleep(10);
-    await control.put({ tenant: "beta", kind: "tenants", name: "beta" }, { name: "beta" }, { mode: "create", actor: "test" });
+    await control.put(
+      { tenant: "beta", kind: "tenants", name: "beta" },
+      { name: "beta" },
+      { mode: "create", actor: "test" },
+    );
     release();
     expect(await first).toBe(1);
     expect(await cache.get("k")).toBe(2);
@@ -45,12 +53,24 @@ describe("SpecCache", () => {
   test("one kind's spec by tenant and name, read once until the configuration changes; null when there is none", async () => {
     const storage = temp();
     const control = new ControlPlane(storage.resources, storage.audit);
-    await control.put({ tenant: "beta", kind: "tenants", name: "beta" }, { name: "beta" }, { mode: "create", actor: "t" });
-    await control.put({ tenant: "beta", kind: "endpoints", name: "crm" }, { name: "crm", url: "http://127.0.0.1:9/a" }, { mode: "create", actor: "t" });
+    await control.put(
+      { tenant: "beta", kind: "tenants", name: "beta" },
+      { name: "beta" },
+      { mode: "create", actor: "t" },
+    );
+    await control.put(
+      { tenant: "beta", kind: "endpoints", name: "crm" },
+      { name: "crm", url: "http://127.0.0.1:9/a" },
+      { mode: "create", actor: "t" },
+    );
     const endpoints = new SpecCache<{ url: string }>(storage.resources, "endpoints");
     expect((await endpoints.get("beta", "crm"))?.url).toBe("http://127.0.0.1:9/a");
     expect(await endpoints.get("beta", "nope")).toBeNull();
-    await control.put({ tenant: "beta", kind: "endpoints", name: "crm" }, { name: "crm", url: "http://127.0.0.1:9/b" }, { mode: "update", actor: "t" });
+    await control.put(
+      { tenant: "beta", kind: "endpoints", name: "crm" },
+      { name: "crm", url: "http://127.0.0.1:9/b" },
+      { mode: "update", actor: "t" },
+    );
     expect((await endpoints.get("beta", "crm"))?.url).toBe("http://127.0.0.1:9/b");
   });
 });

@@ -41,7 +41,11 @@ export class SpecCache<S> {
   constructor(resources: SqliteResources, kind: string) {
     this.cache = new ConfigCache(resources, async (key) => {
       const slash = key.indexOf("/");
-      return ((await resources.get({ tenant: key.slice(0, slash), kind, name: key.slice(slash + 1) }))?.spec as S | undefined) ?? null;
+      return (
+        ((await resources.get({ tenant: key.slice(0, slash), kind, name: key.slice(slash + 1) }))?.spec as
+          | S
+          | undefined) ?? null
+      );
     });
   }
 

@@ -13,7 +13,11 @@ const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 /** base64 of the 32 key bytes, or of the DER SubjectPublicKeyInfo; null when it is neither. */
 export function ed25519Key(bytes: Buffer | null): KeyObject | null {
   const der = bytes?.length === 32 ? Buffer.concat([ED25519_SPKI_PREFIX, bytes]) : bytes;
-  if (der?.length !== ED25519_SPKI_PREFIX.length + 32 || !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) return null;
+  if (
+    der?.length !== ED25519_SPKI_PREFIX.length + 32 ||
+    !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)
+  )
+    return null;
   try {
     return createPublicKey({ key: der, format: "der", type: "spki" });
   } catch {

@@ -9,11 +9,17 @@ import { type Static, type TObject, Type } from "@sinclair/typebox";
 
 /** Names address resources in URLs and YAML: lower-case, digits and dashes. */
 export const NAME_PATTERN = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
-export const Name = Type.String({ pattern: NAME_PATTERN, description: "lower-case letters, digits and dashes, 1-63 characters" });
+export const Name = Type.String({
+  pattern: NAME_PATTERN,
+  description: "lower-case letters, digits and dashes, 1-63 characters",
+});
 
 /** `vault:tenant/name`: a secret in the vault, resolved when used, never stored here. */
 export const VAULT_REF_PATTERN = "^vault:[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9._-]*$";
-export const VaultRef = Type.String({ pattern: VAULT_REF_PATTERN, description: "a vault reference, vault:<tenant>/<name>" });
+export const VaultRef = Type.String({
+  pattern: VAULT_REF_PATTERN,
+  description: "a vault reference, vault:<tenant>/<name>",
+});
 
 const Duration = Type.String({ pattern: "^\\d+(ms|s|m|h|d)$", description: "a duration such as 30s, 5m, 24h" });
 
@@ -28,7 +34,11 @@ export const TenantSpec = Type.Object(
 export const EndpointSpec = Type.Object(
   {
     name: Name,
-    url: Type.String({ pattern: "^https?://[^\\s]+$", maxLength: 2048, description: "http(s) URL of the receiver on the LAN" }),
+    url: Type.String({
+      pattern: "^https?://[^\\s]+$",
+      maxLength: 2048,
+      description: "http(s) URL of the receiver on the LAN",
+    }),
     signing_secret: Type.Optional(VaultRef),
     retry: Type.Optional(
       Type.Object(
@@ -48,16 +58,27 @@ export const EndpointSpec = Type.Object(
   { additionalProperties: false },
 );
 
-export const VERIFY_SCHEMES = ["standard-webhooks", "github-hmac-sha256", "hmac-sha256", "bearer", "none", "telnyx-ed25519"] as const;
+export const VERIFY_SCHEMES = [
+  "standard-webhooks",
+  "github-hmac-sha256",
+  "hmac-sha256",
+  "bearer",
+  "none",
+  "telnyx-ed25519",
+] as const;
 
 export const BindingSpec = Type.Object(
   {
     name: Name,
     type: Type.Union([Type.Literal("email"), Type.Literal("webhook"), Type.Literal("telnyx")]),
     /** email: the agents (local parts) this binding accepts, e.g. hello, support. */
-    addresses: Type.Optional(Type.Array(Type.String({ pattern: "^[a-z0-9][a-z0-9._-]*$" }), { minItems: 1, uniqueItems: true })),
+    addresses: Type.Optional(
+      Type.Array(Type.String({ pattern: "^[a-z0-9][a-z0-9._-]*$" }), { minItems: 1, uniqueItems: true }),
+    ),
     /** telnyx: destination numbers in E.164. */
-    numbers: Type.Optional(Type.Array(Type.String({ pattern: "^\\+[1-9]\\d{6,14}$" }), { minItems: 1, uniqueItems: true })),
+    numbers: Type.Optional(
+      Type.Array(Type.String({ pattern: "^\\+[1-9]\\d{6,14}$" }), { minItems: 1, uniqueItems: true }),
+    ),
     verify: Type.Optional(
       Type.Object(
         {
@@ -111,7 +132,9 @@ export const RouteSpec = Type.Object(
     to: Type.Array(Name, { minItems: 1, uniqueItems: true }),
     /** Lower runs first; ties by name. */
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
-    default: Type.Optional(Type.Boolean({ description: "the tenant's fallback route for events nothing else matches" })),
+    default: Type.Optional(
+      Type.Boolean({ description: "the tenant's fallback route for events nothing else matches" }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -97,10 +97,14 @@ function toProblems(e: ValueError): FieldProblem[] {
     case ValueErrorType.ObjectAdditionalProperties: {
       if (KindGuard.IsRecord(e.schema)) {
         const [keyPattern = ""] = Object.keys(s.patternProperties as object);
-        return [{ pointer, message: `'${key}' is not a valid key: must be ${patternWords(keyPattern)}`, presence: "unknown" }];
+        return [
+          { pointer, message: `'${key}' is not a valid key: must be ${patternWords(keyPattern)}`, presence: "unknown" },
+        ];
       }
       const near = closest(key, Object.keys((s.properties as object) ?? {}));
-      return [{ pointer, message: `unknown field '${key}'${near ? ` (did you mean '${near}'?)` : ""}`, presence: "unknown" }];
+      return [
+        { pointer, message: `unknown field '${key}'${near ? ` (did you mean '${near}'?)` : ""}`, presence: "unknown" },
+      ];
     }
     case ValueErrorType.StringPattern:
       return problem(`must be ${patternWords(String(s.pattern))}`);
@@ -273,7 +277,8 @@ export function checkTenant(state: TenantState): RefProblem[] {
   for (const kind of KIND_NAMES) {
     const seen = new Set<string>();
     state[kind].forEach((r, i) => {
-      if (seen.has(r.name)) report(kind, i, r.name, "/name", `${SINGULAR[kind]} '${r.name}' is declared twice in tenant ${tenant}`);
+      if (seen.has(r.name))
+        report(kind, i, r.name, "/name", `${SINGULAR[kind]} '${r.name}' is declared twice in tenant ${tenant}`);
       seen.add(r.name);
     });
   }
@@ -283,13 +288,21 @@ export function checkTenant(state: TenantState): RefProblem[] {
   let defaultRoute: string | null = null;
   state.routes.forEach((r, i) => {
     r.to.forEach((target, j) => {
-      if (!endpoints.has(target)) report("routes", i, r.name, `/to/${j}`, `no endpoint '${target}' in tenant ${tenant}`);
+      if (!endpoints.has(target))
+        report("routes", i, r.name, `/to/${j}`, `no endpoint '${target}' in tenant ${tenant}`);
     });
     if (r.default && defaultRoute !== null) {
-      report("routes", i, r.name, "/default", `only one route can be the default, and route '${defaultRoute}' already is`);
+      report(
+        "routes",
+        i,
+        r.name,
+        "/default",
+        `only one route can be the default, and route '${defaultRoute}' already is`,
+      );
     }
     if (r.default) defaultRoute ??= r.name;
-    for (const p of conditionProblems(r.match, "/match", { action: false, route: true })) report("routes", i, r.name, p.pointer, p.message);
+    for (const p of conditionProblems(r.match, "/match", { action: false, route: true }))
+      report("routes", i, r.name, p.pointer, p.message);
   });
   state.policies.forEach((p, i) => {
     for (const b of policyProblems(p)) report("policies", i, p.name, b.pointer, b.message);
@@ -299,7 +312,13 @@ export function checkTenant(state: TenantState): RefProblem[] {
   for (const ref of vaultRefsAt(state)) {
     const owner = ref.ref.slice("vault:".length, ref.ref.indexOf("/"));
     if (owner !== tenant) {
-      report(ref.kind, ref.index, ref.name, ref.pointer, `${ref.ref} is a secret of tenant ${owner}; tenant ${tenant} can only use its own (vault:${tenant}/…)`);
+      report(
+        ref.kind,
+        ref.index,
+        ref.name,
+        ref.pointer,
+        `${ref.ref} is a secret of tenant ${owner}; tenant ${tenant} can only use its own (vault:${tenant}/…)`,
+      );
     }
   }
 
@@ -310,7 +329,14 @@ export function checkTenant(state: TenantState): RefProblem[] {
     const claim = (what: "address" | "number", value: string, pointer: string) => {
       const owner = owners.get(`${what}:${value}`);
       if (owner === undefined) owners.set(`${what}:${value}`, b.name);
-      else report("bindings", i, b.name, pointer, `${what} '${value}' already belongs to binding '${owner}'; it can belong to one binding only`);
+      else
+        report(
+          "bindings",
+          i,
+          b.name,
+          pointer,
+          `${what} '${value}' already belongs to binding '${owner}'; it can belong to one binding only`,
+        );
     };
     if (b.type === "email") b.addresses?.forEach((a, j) => claim("address", a, `/addresses/${j}`));
     if (b.type === "telnyx") b.numbers?.forEach((n, j) => claim("number", n, `/numbers/${j}`));
@@ -319,7 +345,8 @@ export function checkTenant(state: TenantState): RefProblem[] {
   state.templates.forEach((t, i) => {
     const tools = new Set<string>();
     t.tools?.forEach((tool, j) => {
-      if (tools.has(tool.name)) report("templates", i, t.name, `/tools/${j}/name`, `tool '${tool.name}' is listed twice`);
+      if (tools.has(tool.name))
+        report("templates", i, t.name, `/tools/${j}/name`, `tool '${tool.name}' is listed twice`);
       tools.add(tool.name);
     });
   });
@@ -337,9 +364,17 @@ export function checkGlobalPolicies(policies: readonly PolicySpec[]): RefProblem
   const problems: RefProblem[] = [];
   const seen = new Set<string>();
   policies.forEach((p, i) => {
-    if (seen.has(p.name)) problems.push({ kind: "policies", name: p.name, index: i, pointer: "/name", message: "is declared twice: each global policy has its own name" });
+    if (seen.has(p.name))
+      problems.push({
+        kind: "policies",
+        name: p.name,
+        index: i,
+        pointer: "/name",
+        message: "is declared twice: each global policy has its own name",
+      });
     seen.add(p.name);
-    for (const b of policyProblems(p)) problems.push({ kind: "policies", name: p.name, index: i, pointer: b.pointer, message: b.message });
+    for (const b of policyProblems(p))
+      problems.push({ kind: "policies", name: p.name, index: i, pointer: b.pointer, message: b.message });
   });
   return problems;
 }
@@ -353,9 +388,11 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   const need = (pointer: string, message: string) => out.push({ pointer, message });
   if (b.type !== "email" && b.addresses) need("/addresses", "only email bindings take addresses");
   if (b.type !== "telnyx" && b.numbers) need("/numbers", "only telnyx bindings take numbers");
-  if (b.type !== "webhook" && b.require_json !== undefined) need("/require_json", "only webhook bindings take require_json");
+  if (b.type !== "webhook" && b.require_json !== undefined)
+    need("/require_json", "only webhook bindings take require_json");
   if (b.type !== "webhook" && b.plain_http !== undefined) need("/plain_http", "only webhook bindings take plain_http");
-  if (b.type === "email" && (b.rate_per_minute !== undefined || b.max_body_bytes !== undefined)) need("", "email bindings take neither rate_per_minute nor max_body_bytes (see the smtp_* settings)");
+  if (b.type === "email" && (b.rate_per_minute !== undefined || b.max_body_bytes !== undefined))
+    need("", "email bindings take neither rate_per_minute nor max_body_bytes (see the smtp_* settings)");
   const v = b.verify;
   if (b.type === "email") {
     if (!b.addresses) need("", "an email binding needs addresses: the agents it takes mail for, e.g. [hello]");
@@ -366,7 +403,8 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   if (b.type === "telnyx") {
     if (!b.numbers) need("", 'a telnyx binding needs numbers, e.g. ["+15551234567"]');
     if (!v) need("", "a telnyx binding needs verify: { scheme: telnyx-ed25519, public_key: … }");
-    else if (v.scheme !== "telnyx-ed25519") need("/verify/scheme", "a telnyx binding is verified with scheme telnyx-ed25519");
+    else if (v.scheme !== "telnyx-ed25519")
+      need("/verify/scheme", "a telnyx binding is verified with scheme telnyx-ed25519");
   }
   if (b.type === "webhook") {
     // An unsigned webhook is a choice the operator makes in writing, never a default.
@@ -376,15 +414,22 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   if (!v) return out;
   if (SECRET_SCHEMES.has(v.scheme) && !v.secret) need("/verify", `scheme ${v.scheme} needs secret (a vault reference)`);
   if (!SECRET_SCHEMES.has(v.scheme) && v.secret) need("/verify/secret", `scheme ${v.scheme} takes no secret`);
-  if (v.scheme === "hmac-sha256" && !v.header) need("/verify", "scheme hmac-sha256 needs header: the request header that carries the signature");
-  if (v.header && v.scheme !== "hmac-sha256" && v.scheme !== "bearer") need("/verify/header", "only schemes hmac-sha256 and bearer take a header");
+  if (v.scheme === "hmac-sha256" && !v.header)
+    need("/verify", "scheme hmac-sha256 needs header: the request header that carries the signature");
+  if (v.header && v.scheme !== "hmac-sha256" && v.scheme !== "bearer")
+    need("/verify/header", "only schemes hmac-sha256 and bearer take a header");
   if (v.encoding && v.scheme !== "hmac-sha256") need("/verify/encoding", "only scheme hmac-sha256 takes an encoding");
-  if (v.scheme === "telnyx-ed25519" && !v.public_key) need("/verify", "scheme telnyx-ed25519 needs public_key: the Telnyx account's public key");
+  if (v.scheme === "telnyx-ed25519" && !v.public_key)
+    need("/verify", "scheme telnyx-ed25519 needs public_key: the Telnyx account's public key");
   // Parsed now, not at the first request: a key that does not parse would refuse every one of them.
   if (v.scheme === "telnyx-ed25519" && v.public_key && !telnyxPublicKey(v.public_key.trim())) {
-    need("/verify/public_key", "verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo");
+    need(
+      "/verify/public_key",
+      "verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
+    );
   }
-  if (v.public_key && v.scheme !== "telnyx-ed25519") need("/verify/public_key", "only scheme telnyx-ed25519 takes a public_key");
+  if (v.public_key && v.scheme !== "telnyx-ed25519")
+    need("/verify/public_key", "only scheme telnyx-ed25519 takes a public_key");
   return out;
 }
 
@@ -394,7 +439,11 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
  * the rule; a field deeper than the engine looks (MAX_FIELD_DEPTH segments) could never match;
  * `matches` conditions are regular expressions that compile (one that does not would fail every event).
  */
-function conditionProblems(match: Record<string, unknown> | undefined, at: string, opts: { action: boolean; route?: boolean }): FieldProblem[] {
+function conditionProblems(
+  match: Record<string, unknown> | undefined,
+  at: string,
+  opts: { action: boolean; route?: boolean },
+): FieldProblem[] {
   return Object.entries(match ?? {}).flatMap(([field, cond]) => {
     const pointer = `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}`;
     if (field.split(".", MAX_FIELD_DEPTH + 1).length > MAX_FIELD_DEPTH) {
@@ -408,7 +457,12 @@ function conditionProblems(match: Record<string, unknown> | undefined, at: strin
       new RegExp(source);
       return [];
     } catch (e) {
-      return [{ pointer: `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}/matches`, message: `is not a valid regular expression: ${(e as Error).message}` }];
+      return [
+        {
+          pointer: `${at}/${field.replaceAll("~", "~0").replaceAll("/", "~1")}/matches`,
+          message: `is not a valid regular expression: ${(e as Error).message}`,
+        },
+      ];
     }
   });
 }
@@ -421,7 +475,14 @@ export function checkGlobal(states: TenantState[]): GlobalProblem[] {
   states.forEach((state, tenantIndex) => {
     const tenant = state.tenant.name;
     const report = (p: Omit<GlobalProblem, "tenant" | "tenantIndex">) => problems.push({ ...p, tenant, tenantIndex });
-    if (tenants.has(tenant)) report({ kind: "tenants", name: tenant, index: tenantIndex, pointer: "/name", message: `tenant '${tenant}' is declared twice` });
+    if (tenants.has(tenant))
+      report({
+        kind: "tenants",
+        name: tenant,
+        index: tenantIndex,
+        pointer: "/name",
+        message: `tenant '${tenant}' is declared twice`,
+      });
     tenants.add(tenant);
     state.bindings.forEach((b, index) => {
       if (b.type !== "telnyx") return;

@@ -124,7 +124,11 @@ function bodyData(bytes: Uint8Array, contentType: string | null): Record<string,
  * ones, the binding's credential headers, and any header that carries the binding's secret (a
  * token sent twice, once in a header the binding does not read). Runs after verification only.
  */
-function headersOf(request: Request, verify: NonNullable<BindingSpec["verify"]>, secret: string | undefined): Record<string, string> {
+function headersOf(
+  request: Request,
+  verify: NonNullable<BindingSpec["verify"]>,
+  secret: string | undefined,
+): Record<string, string> {
   const redacted = new Set([...PRIVATE_HEADERS, ...credentialHeaders(verify)]);
   const out: Record<string, string> = {};
   let size = 0;
@@ -169,27 +173,55 @@ export function ingressRoutes(deps: IngressDeps) {
   const admit = (channel: string, remote_ip: string | null, context: Record<string, unknown>) => {
     const address = addressKey(remote_ip);
     if (failures.retryAfterMs(address) > 0) {
-      refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests from this address failed verification", { retryAfter: retryAfter(failures, address) }), { ...context, why: "auth_failures" });
+      refuse(
+        channel,
+        "rate_limited",
+        new AppError("rate_limited", "too many requests from this address failed verification", {
+          retryAfter: retryAfter(failures, address),
+        }),
+        { ...context, why: "auth_failures" },
+      );
     }
     if (backlog.current() >= config.ingressQueueHighWater) {
-      refuse(channel, "backlog", new AppError("unavailable", "the appliance is catching up with its backlog", { retryAfter: 5 }), context);
+      refuse(
+        channel,
+        "backlog",
+        new AppError("unavailable", "the appliance is catching up with its backlog", { retryAfter: 5 }),
+        context,
+      );
     }
   };
 
   /** After verification: the binding's budget, spent by verified requests only. */
   const charge = (channel: string, binding: BindingSpec, key: string, context: Record<string, unknown>) => {
     const limiter = limiterFor(binding.rate_per_minute ?? config.ingressRatePerBinding);
-    if (!limiter.take(key)) refuse(channel, "rate_limited", new AppError("rate_limited", "too many requests for this binding", { retryAfter: retryAfter(limiter, key) }), context);
+    if (!limiter.take(key))
+      refuse(
+        channel,
+        "rate_limited",
+        new AppError("rate_limited", "too many requests for this binding", { retryAfter: retryAfter(limiter, key) }),
+        context,
+      );
   };
 
   /** A verification that failed: counted against the sender's address (not when the binding cannot verify at all), then 401. */
-  const unverified = (channel: string, verdict: Extract<VerifyResult, { ok: false }>, remote_ip: string | null, context: Record<string, unknown>): never => {
+  const unverified = (
+    channel: string,
+    verdict: Extract<VerifyResult, { ok: false }>,
+    remote_ip: string | null,
+    context: Record<string, unknown>,
+  ): never => {
     const misconfigured = verdict.reason === "misconfigured";
     if (!misconfigured) failures.take(addressKey(remote_ip));
     return refuse(
       channel,
       misconfigured ? "misconfigured" : "unauthenticated",
-      new AppError("unauthenticated", misconfigured ? "the binding cannot verify requests; see the appliance's log" : "the request's signature does not verify"),
+      new AppError(
+        "unauthenticated",
+        misconfigured
+          ? "the binding cannot verify requests; see the appliance's log"
+          : "the request's signature does not verify",
+      ),
       { ...context, why: verdict.reason, detail: verdict.detail },
     );
   };
@@ -208,7 +240,12 @@ export function ingressRoutes(deps: IngressDeps) {
    * Check a signature against every value of the binding's secret (the current one, and one in
    * its grace period); a verified result says which value verified, for redaction.
    */
-  const verify = async (tenant: string, binding: BindingSpec, headers: Headers, body: Uint8Array): Promise<VerifyResult & { secret?: string }> => {
+  const verify = async (
+    tenant: string,
+    binding: BindingSpec,
+    headers: Headers,
+    body: Uint8Array,
+  ): Promise<VerifyResult & { secret?: string }> => {
     const v = binding.verify!;
     const base: VerifyConfig = { scheme: v.scheme, publicKey: v.public_key, header: v.header, encoding: v.encoding };
     if (!v.secret) return verifyRequest(base, headers, body, now());
@@ -225,14 +262,19 @@ export function ingressRoutes(deps: IngressDeps) {
     const result = await commitRouted(deps.routing, [envelope], (plan) => {
       const t0 = performance.now();
       const startedAt = now();
-      return storage.committer.run((tx) => insertEventTx(storage, tx, envelope, trace, plan, [span("ingress.commit", startedAt, t0)]));
+      return storage.committer.run((tx) =>
+        insertEventTx(storage, tx, envelope, trace, plan, [span("ingress.commit", startedAt, t0)]),
+      );
     });
     metrics.ingressRequests.inc({ channel, outcome: result.created ? "accepted" : "duplicate" });
     set.status = result.created ? 202 : 200;
     return result.created ? { id: result.id } : { id: result.id, duplicate: true };
   };
 
-  const envelope = (fields: Pick<Envelope, "type" | "tenant" | "channel" | "source" | "idempotency_key" | "data">, at: number): Envelope => newEnvelope(fields, at);
+  const envelope = (
+    fields: Pick<Envelope, "type" | "tenant" | "channel" | "source" | "idempotency_key" | "data">,
+    at: number,
+  ): Envelope => newEnvelope(fields, at);
 
   return new Elysia({ normalize: false })
     .post(
@@ -246,14 +288,20 @@ export function ingressRoutes(deps: IngressDeps) {
         try {
           // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
           const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
-          if (!binding || binding.type !== "webhook" || !binding.verify) return refuse("webhook", "not_found", notFound(), context);
+          if (!binding || binding.type !== "webhook" || !binding.verify)
+            return refuse("webhook", "not_found", notFound(), context);
           const body = await readBody(request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
             refuse("webhook", e.kind === "too_large" ? "too_large" : "bad_request", e, context),
           );
           admit("webhook", remote_ip, context);
           const contentType = request.headers.get("content-type");
           if (binding.require_json && !isJsonType(contentType)) {
-            refuse("webhook", "unsupported_media_type", new AppError("unsupported_media_type", "this binding takes JSON (Content-Type: application/json)"), context);
+            refuse(
+              "webhook",
+              "unsupported_media_type",
+              new AppError("unsupported_media_type", "this binding takes JSON (Content-Type: application/json)"),
+              context,
+            );
           }
           const verifyStarted = performance.now();
           const verdict = await verify(tenant, binding, request.headers, body);
@@ -264,7 +312,11 @@ export function ingressRoutes(deps: IngressDeps) {
           const key = keyOf("webhook", deliveryId, context);
           const data = bodyData(body, contentType);
           if (binding.require_json && data.json === null) {
-            const why = data.json_error ? new AppError("invalid_input", `the body's JSON is ${data.json_error}`, { errors: [{ field: "/", message: String(data.json_error) }] }) : new AppError("invalid_input", "the body is not valid JSON");
+            const why = data.json_error
+              ? new AppError("invalid_input", `the body's JSON is ${data.json_error}`, {
+                  errors: [{ field: "/", message: String(data.json_error) }],
+                })
+              : new AppError("invalid_input", "the body is not valid JSON");
             refuse("webhook", "bad_request", why, context);
           }
           const event = envelope(
@@ -272,7 +324,13 @@ export function ingressRoutes(deps: IngressDeps) {
               type: "webhook.received",
               tenant,
               channel: "webhook",
-              source: { binding: name, remote_ip: remote_ip ?? undefined, scheme: binding.verify.scheme, delivery_id: deliveryId, headers: headersOf(request, binding.verify, verdict.secret) },
+              source: {
+                binding: name,
+                remote_ip: remote_ip ?? undefined,
+                scheme: binding.verify.scheme,
+                delivery_id: deliveryId,
+                headers: headersOf(request, binding.verify, verdict.secret),
+              },
               idempotency_key: key,
               data,
             },
@@ -293,12 +351,20 @@ export function ingressRoutes(deps: IngressDeps) {
         const remote_ip = server?.requestIP(request)?.address ?? null;
         const context: Record<string, unknown> = { remote_ip };
         try {
-          const body = await readBody(request, DEFAULT_MAX_BODY_BYTES).catch((e: AppError) => refuse("telnyx", e.kind === "too_large" ? "too_large" : "bad_request", e, context));
+          const body = await readBody(request, DEFAULT_MAX_BODY_BYTES).catch((e: AppError) =>
+            refuse("telnyx", e.kind === "too_large" ? "too_large" : "bad_request", e, context),
+          );
           admit("telnyx", remote_ip, context);
           // The number the message or call is for names the binding, whose key then verifies the
           // whole body: nothing read before verification is trusted beyond choosing the key.
           const parsed = parseTelnyx(body);
-          if (!parsed) return refuse("telnyx", "bad_request", new AppError("invalid_input", "not a Telnyx webhook (JSON with data.event_type and data.payload)"), context);
+          if (!parsed)
+            return refuse(
+              "telnyx",
+              "bad_request",
+              new AppError("invalid_input", "not a Telnyx webhook (JSON with data.event_type and data.payload)"),
+              context,
+            );
           const byNumber = await numbers.get("");
           const owner = parsed.to.map((n) => byNumber.get(n)).find((o) => o !== undefined) ?? null;
           if (!owner) return refuse("telnyx", "not_found", notFound(), { ...context, to: parsed.to });
@@ -321,11 +387,33 @@ export function ingressRoutes(deps: IngressDeps) {
               type,
               tenant,
               channel: sms ? "sms" : "voice",
-              source: { binding: binding.name, remote_ip: remote_ip ?? undefined, provider: "telnyx", event_id: parsed.id },
+              source: {
+                binding: binding.name,
+                remote_ip: remote_ip ?? undefined,
+                provider: "telnyx",
+                event_id: parsed.id,
+              },
               idempotency_key: key,
               data: sms
-                ? { from: phone(p.from), to: parsed.to, text: typeof p.text === "string" ? p.text : "", media: Array.isArray(p.media) ? p.media : [], occurred_at: parsed.occurredAt, telnyx: p }
-                : { from: phone(p.from), to: parsed.to[0], call_control_id: p.call_control_id ?? null, call_session_id: p.call_session_id ?? null, direction: p.direction ?? null, state: p.state ?? null, hangup_cause: p.hangup_cause ?? null, occurred_at: parsed.occurredAt, telnyx: p },
+                ? {
+                    from: phone(p.from),
+                    to: parsed.to,
+                    text: typeof p.text === "string" ? p.text : "",
+                    media: Array.isArray(p.media) ? p.media : [],
+                    occurred_at: parsed.occurredAt,
+                    telnyx: p,
+                  }
+                : {
+                    from: phone(p.from),
+                    to: parsed.to[0],
+                    call_control_id: p.call_control_id ?? null,
+                    call_session_id: p.call_session_id ?? null,
+                    direction: p.direction ?? null,
+                    state: p.state ?? null,
+                    hangup_cause: p.hangup_cause ?? null,
+                    occurred_at: parsed.occurredAt,
+                    telnyx: p,
+                  },
             },
             at,
           );
@@ -346,7 +434,12 @@ const TELNYX_TYPES: Record<string, EventType> = {
   "call.hangup": "voice.call.hangup",
 };
 
-const phone = (v: unknown): string | null => (typeof v === "string" ? v : typeof (v as { phone_number?: unknown })?.phone_number === "string" ? (v as { phone_number: string }).phone_number : null);
+const phone = (v: unknown): string | null =>
+  typeof v === "string"
+    ? v
+    : typeof (v as { phone_number?: unknown })?.phone_number === "string"
+      ? (v as { phone_number: string }).phone_number
+      : null;
 
 interface TelnyxWebhook {
   id: string | null;
@@ -367,10 +460,18 @@ export function parseTelnyx(body: Uint8Array): TelnyxWebhook | null {
   }
   const ev = json?.data && typeof json.data === "object" && "event_type" in json.data ? json.data : json;
   if (!ev || typeof ev.event_type !== "string" || !ev.payload || typeof ev.payload !== "object") return null;
-  const eventType = /^call_(initiated|answered|hangup)$/.test(ev.event_type) ? ev.event_type.replace("_", ".") : ev.event_type;
+  const eventType = /^call_(initiated|answered|hangup)$/.test(ev.event_type)
+    ? ev.event_type.replace("_", ".")
+    : ev.event_type;
   const rawTo = ev.payload.to;
   const to = (Array.isArray(rawTo) ? rawTo.map(phone) : [phone(rawTo)]).filter((n): n is string => !!n);
-  return { id: typeof ev.id === "string" ? ev.id : null, eventType, occurredAt: ev.occurred_at ?? ev.created_at ?? null, payload: ev.payload, to };
+  return {
+    id: typeof ev.id === "string" ? ev.id : null,
+    eventType,
+    occurredAt: ev.occurred_at ?? ev.created_at ?? null,
+    payload: ev.payload,
+    to,
+  };
 }
 
 /** Every telnyx binding's numbers (a number belongs to one binding of one tenant: validation says so). */

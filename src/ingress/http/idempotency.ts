@@ -22,7 +22,10 @@ const HASHED = "sha256:";
 /** The stored key for a delivery id; throws invalid_input (400) for an id over MAX_DELIVERY_ID_BYTES. */
 export function idempotencyKey(deliveryId: string): string {
   if (Buffer.byteLength(deliveryId) > MAX_DELIVERY_ID_BYTES) {
-    throw new AppError("invalid_input", `the delivery id (or Idempotency-Key) may have at most ${MAX_DELIVERY_ID_BYTES} bytes`);
+    throw new AppError(
+      "invalid_input",
+      `the delivery id (or Idempotency-Key) may have at most ${MAX_DELIVERY_ID_BYTES} bytes`,
+    );
   }
   if (deliveryId.length <= VERBATIM_KEY_CHARS && !deliveryId.startsWith(HASHED)) return deliveryId;
   return HASHED + createHash("sha256").update(deliveryId).digest("hex");

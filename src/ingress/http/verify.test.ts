@@ -22,12 +22,18 @@ const NOW = Date.UTC(2026, 10, 21, 14, 0, 0);
 
 /** Header values and their parts (a list entry, what follows `v1,` or `sha256=`): none of them may show in a detail. */
 function sentValues(headers: Headers | Record<string, string | undefined>): string[] {
-  const values = headers instanceof Headers ? [...headers.values()] : Object.values(headers).filter((v): v is string => !!v);
+  const values =
+    headers instanceof Headers ? [...headers.values()] : Object.values(headers).filter((v): v is string => !!v);
   return values.flatMap((v) => [v, ...v.split(/[ ,=]/)]).filter((v) => v.length >= 8);
 }
 
 /** verifyRequest, asserting of a refusal that its detail is one line and carries neither the secret nor anything the request sent. */
-function check(config: VerifyConfig, headers: Headers | Record<string, string | undefined>, body: Uint8Array, now?: number): VerifyResult {
+function check(
+  config: VerifyConfig,
+  headers: Headers | Record<string, string | undefined>,
+  body: Uint8Array,
+  now?: number,
+): VerifyResult {
   const result = verifyRequest(config, headers, body, now);
   if (!result.ok) {
     expect(result.detail).not.toMatch(/[\r\n]/);
@@ -67,7 +73,10 @@ async function bodyOf(v: Vector): Promise<Uint8Array> {
 
 const CORPUS_FILES: { file: string; config: (v: Vector) => VerifyConfig }[] = [
   // A v1a vector carries the whpk_ key, which a binding holds as its secret.
-  { file: "webhooks/standard-webhooks.json", config: (v) => ({ scheme: "standard-webhooks", secret: v.secret ?? v.public_key }) },
+  {
+    file: "webhooks/standard-webhooks.json",
+    config: (v) => ({ scheme: "standard-webhooks", secret: v.secret ?? v.public_key }),
+  },
   { file: "webhooks/github.json", config: (v) => ({ scheme: "github-hmac-sha256", secret: v.secret }) },
   { file: "webhooks/telnyx/telnyx.json", config: (v) => ({ scheme: "telnyx-ed25519", publicKey: v.public_key }) },
 ];
@@ -80,7 +89,9 @@ for (const { file, config } of CORPUS_FILES) {
         const body = await bodyOf(v);
         const now = v.verify_at === undefined ? undefined : v.verify_at * 1000;
         // As the route passes them (a Headers object) and as Elysia does (a record of lower-case names).
-        const record = Object.fromEntries(Object.entries(v.headers).map(([name, value]) => [name.toLowerCase(), value]));
+        const record = Object.fromEntries(
+          Object.entries(v.headers).map(([name, value]) => [name.toLowerCase(), value]),
+        );
         for (const headers of [new Headers(v.headers), record]) {
           const result = check(config(v), headers, body, now);
           if (v.expected === "valid") expect(result).toEqual({ ok: true, deliveryId: record["webhook-id"] ?? null });
@@ -130,29 +141,41 @@ describe("standard-webhooks", () => {
 
   test("a webhook-timestamp that is not whole seconds is a bad timestamp", () => {
     for (const timestamp of ["hello", "1614265330.5", "-1614265330", "1e9", " 1614265330", "16142653301614265330"]) {
-      expect(reasonOf(check(config, { ...signed(), "webhook-timestamp": timestamp }, utf8(payload), NOW))).toBe("bad_timestamp");
+      expect(reasonOf(check(config, { ...signed(), "webhook-timestamp": timestamp }, utf8(payload), NOW))).toBe(
+        "bad_timestamp",
+      );
     }
   });
 
   test("without webhook-signature the request is unsigned; without webhook-id or webhook-timestamp it misses headers", () => {
     const { "webhook-signature": _, ...unsigned } = signed();
     expect(reasonOf(check(config, unsigned, utf8(payload), NOW))).toBe("missing_signature");
-    expect(reasonOf(check(config, { ...signed(), "webhook-id": undefined }, utf8(payload), NOW))).toBe("missing_headers");
-    expect(reasonOf(check(config, { ...signed(), "webhook-timestamp": "" }, utf8(payload), NOW))).toBe("missing_headers");
+    expect(reasonOf(check(config, { ...signed(), "webhook-id": undefined }, utf8(payload), NOW))).toBe(
+      "missing_headers",
+    );
+    expect(reasonOf(check(config, { ...signed(), "webhook-timestamp": "" }, utf8(payload), NOW))).toBe(
+      "missing_headers",
+    );
   });
 
   test("one valid signature among several suffices (a sender rotating its key signs with both)", () => {
     const both = `${signed(NOW, `whsec_${randomBytes(32).toString("base64")}`)["webhook-signature"]} v2,abc ${signed()["webhook-signature"]}`;
     expect(check(config, { ...signed(), "webhook-signature": both }, utf8(payload), NOW).ok).toBe(true);
     const none = `${signed(NOW, `whsec_${randomBytes(32).toString("base64")}`)["webhook-signature"]} v1,!!notbase64 v1,`;
-    expect(reasonOf(check(config, { ...signed(), "webhook-signature": none }, utf8(payload), NOW))).toBe("bad_signature");
+    expect(reasonOf(check(config, { ...signed(), "webhook-signature": none }, utf8(payload), NOW))).toBe(
+      "bad_signature",
+    );
   });
 
   test("v1a: an Ed25519 signature (Node's crypto) verifies with the whpk_ public key, and v1 entries beside it are ignored", () => {
     const { publicKey, privateKey } = generateKeyPairSync("ed25519");
     const timestamp = seconds(NOW);
     const v1a = `v1a,${signEd25519(null, Buffer.from(`${id}.${timestamp}.${payload}`), privateKey).toString("base64")}`;
-    const headers = { "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": `${signed()["webhook-signature"]} ${v1a}` };
+    const headers = {
+      "webhook-id": id,
+      "webhook-timestamp": timestamp,
+      "webhook-signature": `${signed()["webhook-signature"]} ${v1a}`,
+    };
     const ed25519: VerifyConfig = { scheme: "standard-webhooks", secret: `whpk_${rawBase64(publicKey)}` };
     expect(check(ed25519, headers, utf8(payload), NOW)).toEqual({ ok: true, deliveryId: id });
     expect(reasonOf(check(ed25519, headers, utf8(`${payload} `), NOW))).toBe("bad_signature");
@@ -164,7 +187,10 @@ describe("standard-webhooks", () => {
   test("the body is verified as bytes, even when they are not UTF-8", () => {
     const body = Uint8Array.from([0x7b, 0xff, 0xfe, 0x00, 0x7d]);
     const key = Buffer.from(secret.slice("whsec_".length), "base64");
-    const signature = createHmac("sha256", key).update(`${id}.${seconds(NOW)}.`).update(body).digest("base64");
+    const signature = createHmac("sha256", key)
+      .update(`${id}.${seconds(NOW)}.`)
+      .update(body)
+      .digest("base64");
     const headers = { "webhook-id": id, "webhook-timestamp": seconds(NOW), "webhook-signature": `v1,${signature}` };
     expect(check(config, headers, body, NOW).ok).toBe(true);
     expect(reasonOf(check(config, headers, utf8(new TextDecoder().decode(body)), NOW))).toBe("bad_signature");
@@ -179,8 +205,14 @@ describe("github-hmac-sha256", () => {
   const config: VerifyConfig = { scheme: "github-hmac-sha256", secret };
 
   test("a request signed by @octokit/webhooks-methods verifies, and X-GitHub-Delivery is the delivery id", async () => {
-    const headers = new Headers({ "X-Hub-Signature-256": await signGithub(secret, payload), "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958" });
-    expect(check(config, headers, utf8(payload))).toEqual({ ok: true, deliveryId: "72d3162e-cc78-11e3-81ab-4c9367dc0958" });
+    const headers = new Headers({
+      "X-Hub-Signature-256": await signGithub(secret, payload),
+      "X-GitHub-Delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+    });
+    expect(check(config, headers, utf8(payload))).toEqual({
+      ok: true,
+      deliveryId: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+    });
     headers.delete("X-GitHub-Delivery");
     expect(check(config, headers, utf8(payload))).toEqual({ ok: true, deliveryId: null });
   });
@@ -188,7 +220,9 @@ describe("github-hmac-sha256", () => {
   test("a tampered body or another secret is a bad signature", async () => {
     const headers = { "x-hub-signature-256": await signGithub(secret, payload) };
     expect(reasonOf(check(config, headers, utf8(`${payload}\n`)))).toBe("bad_signature");
-    expect(reasonOf(check(config, { "x-hub-signature-256": await signGithub("another secret", payload) }, utf8(payload)))).toBe("bad_signature");
+    expect(
+      reasonOf(check(config, { "x-hub-signature-256": await signGithub("another secret", payload) }, utf8(payload))),
+    ).toBe("bad_signature");
   });
 
   test("the legacy X-Hub-Signature (SHA-1) alone is not accepted, and the detail says so", () => {
@@ -210,11 +244,18 @@ describe("hmac-sha256", () => {
   const base64: VerifyConfig = { ...hex, encoding: "base64" };
 
   test("hex by default and base64 when configured, each with or without a sha256= prefix; the header's name is case-insensitive", () => {
-    for (const value of [digest.toString("hex"), digest.toString("hex").toUpperCase(), `sha256=${digest.toString("hex")}`]) {
+    for (const value of [
+      digest.toString("hex"),
+      digest.toString("hex").toUpperCase(),
+      `sha256=${digest.toString("hex")}`,
+    ]) {
       expect(check(hex, { "x-signature": value }, utf8(payload))).toEqual({ ok: true, deliveryId: null });
     }
     for (const value of [digest.toString("base64"), `sha256=${digest.toString("base64")}`]) {
-      expect(check(base64, new Headers({ "X-SIGNATURE": value }), utf8(payload))).toEqual({ ok: true, deliveryId: null });
+      expect(check(base64, new Headers({ "X-SIGNATURE": value }), utf8(payload))).toEqual({
+        ok: true,
+        deliveryId: null,
+      });
     }
   });
 
@@ -222,7 +263,9 @@ describe("hmac-sha256", () => {
     expect(reasonOf(check(hex, { "x-signature": digest.toString("base64") }, utf8(payload)))).toBe("bad_signature");
     expect(reasonOf(check(base64, { "x-signature": digest.toString("hex") }, utf8(payload)))).toBe("bad_signature");
     expect(reasonOf(check(hex, { "x-signature": digest.toString("hex") }, utf8(`${payload} `)))).toBe("bad_signature");
-    expect(reasonOf(check({ ...hex, secret: "another" }, { "x-signature": digest.toString("hex") }, utf8(payload)))).toBe("bad_signature");
+    expect(
+      reasonOf(check({ ...hex, secret: "another" }, { "x-signature": digest.toString("hex") }, utf8(payload))),
+    ).toBe("bad_signature");
     expect(reasonOf(check(hex, { "x-signature": "sha256=" }, utf8(payload)))).toBe("bad_signature");
   });
 
@@ -250,7 +293,9 @@ describe("bearer", () => {
   });
 
   test("another kind of credential is a bad signature; no Authorization header, a missing one", () => {
-    expect(reasonOf(check(config, { authorization: `Basic ${Buffer.from(`user:${secret}`).toString("base64")}` }, utf8("")))).toBe("bad_signature");
+    expect(
+      reasonOf(check(config, { authorization: `Basic ${Buffer.from(`user:${secret}`).toString("base64")}` }, utf8(""))),
+    ).toBe("bad_signature");
     expect(reasonOf(check(config, { authorization: secret }, utf8("")))).toBe("bad_signature");
     expect(reasonOf(check(config, { authorization: "Bearer " }, utf8("")))).toBe("bad_signature");
     expect(reasonOf(check(config, {}, utf8("")))).toBe("missing_signature");
@@ -273,7 +318,10 @@ describe("bearer", () => {
 
 test("none accepts any request, signed or not", () => {
   expect(check({ scheme: "none" }, {}, utf8("anything"))).toEqual({ ok: true, deliveryId: null });
-  expect(check({ scheme: "none", secret: "ignored" }, { authorization: "Bearer wrong" }, utf8(""))).toEqual({ ok: true, deliveryId: null });
+  expect(check({ scheme: "none", secret: "ignored" }, { authorization: "Bearer wrong" }, utf8(""))).toEqual({
+    ok: true,
+    deliveryId: null,
+  });
 });
 
 // Telnyx
@@ -288,33 +336,54 @@ describe("telnyx-ed25519", () => {
   const config: VerifyConfig = { scheme: "telnyx-ed25519", publicKey: rawBase64(publicKey) };
 
   test("a request signed with Node's Ed25519 verifies with the key as base64 of its 32 bytes, as PEM, or as base64 DER", () => {
-    const forms = [rawBase64(publicKey), ` ${rawBase64(publicKey)}\n`, publicKey.export({ format: "pem", type: "spki" }).toString(), publicKey.export({ format: "der", type: "spki" }).toString("base64")];
-    for (const key of forms) expect(check({ ...config, publicKey: key }, signed(), utf8(payload), NOW)).toEqual({ ok: true, deliveryId: null });
+    const forms = [
+      rawBase64(publicKey),
+      ` ${rawBase64(publicKey)}\n`,
+      publicKey.export({ format: "pem", type: "spki" }).toString(),
+      publicKey.export({ format: "der", type: "spki" }).toString("base64"),
+    ];
+    for (const key of forms)
+      expect(check({ ...config, publicKey: key }, signed(), utf8(payload), NOW)).toEqual({
+        ok: true,
+        deliveryId: null,
+      });
   });
 
   test("a tampered body, another key or a changed timestamp is a bad signature", () => {
     expect(reasonOf(check(config, signed(), utf8(payload.replace("received", "sent")), NOW))).toBe("bad_signature");
     const other = generateKeyPairSync("ed25519").publicKey;
-    expect(reasonOf(check({ ...config, publicKey: rawBase64(other) }, signed(), utf8(payload), NOW))).toBe("bad_signature");
-    expect(reasonOf(check(config, { ...signed(), "telnyx-timestamp": seconds(NOW + 1000) }, utf8(payload), NOW))).toBe("bad_signature");
+    expect(reasonOf(check({ ...config, publicKey: rawBase64(other) }, signed(), utf8(payload), NOW))).toBe(
+      "bad_signature",
+    );
+    expect(reasonOf(check(config, { ...signed(), "telnyx-timestamp": seconds(NOW + 1000) }, utf8(payload), NOW))).toBe(
+      "bad_signature",
+    );
   });
 
   test("a signature replayed after 300 s, or dated as far ahead, is stale", () => {
     expect(check(config, signed(NOW - 300_000), utf8(payload), NOW).ok).toBe(true);
     expect(reasonOf(check(config, signed(NOW - 301_000), utf8(payload), NOW))).toBe("stale_timestamp");
     expect(reasonOf(check(config, signed(NOW + 301_000), utf8(payload), NOW))).toBe("stale_timestamp");
-    expect(reasonOf(check(config, { ...signed(), "telnyx-timestamp": "soon" }, utf8(payload), NOW))).toBe("bad_timestamp");
+    expect(reasonOf(check(config, { ...signed(), "telnyx-timestamp": "soon" }, utf8(payload), NOW))).toBe(
+      "bad_timestamp",
+    );
   });
 
   test("a signature that is not base64 of 64 bytes is bad; a missing header is named", () => {
     const { "telnyx-signature-ed25519": signature, "telnyx-timestamp": timestamp } = signed();
     // The URL-safe variant only where the signature has a + or / to replace (about 1 in 16 has none).
-    const variants = [signature.slice(0, 40), `${signature}AAAA`, signature.replace(/[+/]/g, "-"), "%%%%"].filter((v) => v !== signature);
+    const variants = [signature.slice(0, 40), `${signature}AAAA`, signature.replace(/[+/]/g, "-"), "%%%%"].filter(
+      (v) => v !== signature,
+    );
     for (const bad of variants) {
-      expect(reasonOf(check(config, { "telnyx-signature-ed25519": bad, "telnyx-timestamp": timestamp }, utf8(payload), NOW))).toBe("bad_signature");
+      expect(
+        reasonOf(check(config, { "telnyx-signature-ed25519": bad, "telnyx-timestamp": timestamp }, utf8(payload), NOW)),
+      ).toBe("bad_signature");
     }
     expect(reasonOf(check(config, { "telnyx-timestamp": timestamp }, utf8(payload), NOW))).toBe("missing_signature");
-    expect(reasonOf(check(config, { "telnyx-signature-ed25519": signature }, utf8(payload), NOW))).toBe("missing_headers");
+    expect(reasonOf(check(config, { "telnyx-signature-ed25519": signature }, utf8(payload), NOW))).toBe(
+      "missing_headers",
+    );
   });
 });
 
@@ -325,22 +394,49 @@ describe("a binding without what its scheme needs is misconfigured, whatever the
   const cases: [string, VerifyConfig][] = [
     ["standard-webhooks without a secret", { scheme: "standard-webhooks" }],
     ["standard-webhooks with an empty secret", { scheme: "standard-webhooks", secret: "" }],
-    ["standard-webhooks with a secret that is not base64", { scheme: "standard-webhooks", secret: "whsec_not base64!" }],
+    [
+      "standard-webhooks with a secret that is not base64",
+      { scheme: "standard-webhooks", secret: "whsec_not base64!" },
+    ],
     ["standard-webhooks with whsec_ and nothing after it", { scheme: "standard-webhooks", secret: "whsec_" }],
-    ["standard-webhooks with the whsk_ signing key", { scheme: "standard-webhooks", secret: `whsk_${randomBytes(64).toString("base64")}` }],
-    ["standard-webhooks with a whpk_ key of 31 bytes", { scheme: "standard-webhooks", secret: `whpk_${randomBytes(31).toString("base64")}` }],
+    [
+      "standard-webhooks with the whsk_ signing key",
+      { scheme: "standard-webhooks", secret: `whsk_${randomBytes(64).toString("base64")}` },
+    ],
+    [
+      "standard-webhooks with a whpk_ key of 31 bytes",
+      { scheme: "standard-webhooks", secret: `whpk_${randomBytes(31).toString("base64")}` },
+    ],
     ["github-hmac-sha256 without a secret", { scheme: "github-hmac-sha256" }],
     ["hmac-sha256 without a secret", { scheme: "hmac-sha256", header: "x-signature" }],
     ["hmac-sha256 without a header", { scheme: "hmac-sha256", secret: "s3cr3t-value" }],
     ["bearer without a secret", { scheme: "bearer", header: "x-token" }],
     ["telnyx-ed25519 without a public key", { scheme: "telnyx-ed25519" }],
-    ["telnyx-ed25519 with a key of 33 bytes", { scheme: "telnyx-ed25519", publicKey: randomBytes(33).toString("base64") }],
+    [
+      "telnyx-ed25519 with a key of 33 bytes",
+      { scheme: "telnyx-ed25519", publicKey: randomBytes(33).toString("base64") },
+    ],
     ["telnyx-ed25519 with a key that is not base64", { scheme: "telnyx-ed25519", publicKey: "not a key" }],
-    ["telnyx-ed25519 with an RSA key in PEM", { scheme: "telnyx-ed25519", publicKey: rsa.export({ format: "pem", type: "spki" }).toString() }],
-    ["telnyx-ed25519 with a broken PEM", { scheme: "telnyx-ed25519", publicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----" }],
+    [
+      "telnyx-ed25519 with an RSA key in PEM",
+      { scheme: "telnyx-ed25519", publicKey: rsa.export({ format: "pem", type: "spki" }).toString() },
+    ],
+    [
+      "telnyx-ed25519 with a broken PEM",
+      { scheme: "telnyx-ed25519", publicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----" },
+    ],
     ["an unknown scheme", { scheme: "twilio" as VerifyConfig["scheme"], secret: "s3cr3t-value" }],
   ];
-  const request = { "webhook-id": "msg_1", "webhook-timestamp": seconds(NOW), "webhook-signature": "v1,AAAA", "x-hub-signature-256": `sha256=${"0".repeat(64)}`, "x-signature": "0".repeat(64), "x-token": "t", "telnyx-signature-ed25519": "AAAA", "telnyx-timestamp": seconds(NOW) };
+  const request = {
+    "webhook-id": "msg_1",
+    "webhook-timestamp": seconds(NOW),
+    "webhook-signature": "v1,AAAA",
+    "x-hub-signature-256": `sha256=${"0".repeat(64)}`,
+    "x-signature": "0".repeat(64),
+    "x-token": "t",
+    "telnyx-signature-ed25519": "AAAA",
+    "telnyx-timestamp": seconds(NOW),
+  };
   for (const [name, config] of cases) {
     test(name, () => {
       expect(reasonOf(check(config, request, utf8("{}"), NOW))).toBe("misconfigured");
@@ -361,11 +457,39 @@ test("no header value makes any scheme throw; each is refused", () => {
     { scheme: "bearer", secret: "s3cr3t-value" },
     { scheme: "telnyx-ed25519", publicKey: rawBase64(publicKey) },
   ];
-  const junk = ["", " ", ",", "v1,", "v1a,", "v1a,AAAA", "v1,====", `v1a,${"A".repeat(86)}==`, "sha256=", "sha256=zz", "Bearer", "\u00e9\u0000", "=".repeat(5000), "A".repeat(100_000)];
-  const names = ["webhook-signature", "webhook-id", "webhook-timestamp", "x-hub-signature-256", "x-signature", "authorization", "telnyx-signature-ed25519", "telnyx-timestamp"];
+  const junk = [
+    "",
+    " ",
+    ",",
+    "v1,",
+    "v1a,",
+    "v1a,AAAA",
+    "v1,====",
+    `v1a,${"A".repeat(86)}==`,
+    "sha256=",
+    "sha256=zz",
+    "Bearer",
+    "\u00e9\u0000",
+    "=".repeat(5000),
+    "A".repeat(100_000),
+  ];
+  const names = [
+    "webhook-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "x-hub-signature-256",
+    "x-signature",
+    "authorization",
+    "telnyx-signature-ed25519",
+    "telnyx-timestamp",
+  ];
   for (const config of configs) {
     for (const value of junk) {
-      const headers = { ...Object.fromEntries(names.map((n) => [n, value])), "webhook-timestamp": seconds(NOW), "telnyx-timestamp": seconds(NOW) };
+      const headers = {
+        ...Object.fromEntries(names.map((n) => [n, value])),
+        "webhook-timestamp": seconds(NOW),
+        "telnyx-timestamp": seconds(NOW),
+      };
       expect(check(config, headers, utf8(value), NOW).ok).toBe(false);
       expect(check(config, Object.fromEntries(names.map((n) => [n, value])), new Uint8Array(0), NOW).ok).toBe(false);
     }
@@ -397,7 +521,11 @@ describe("standard-webhooks signatures are compared as the official libraries co
     const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     // 32 bytes are 43 characters and a '=': the 43rd carries 4 bits and 2 unused ones.
     const sameBytes = alphabet[(alphabet.indexOf(last) & ~3) | ((alphabet.indexOf(last) + 1) & 3)]!;
-    const headers = (signature: string) => ({ "webhook-id": id, "webhook-timestamp": String(Math.floor(at.getTime() / 1000)), "webhook-signature": signature });
+    const headers = (signature: string) => ({
+      "webhook-id": id,
+      "webhook-timestamp": String(Math.floor(at.getTime() / 1000)),
+      "webhook-signature": signature,
+    });
     const config: VerifyConfig = { scheme: "standard-webhooks", secret };
     const bytes = new TextEncoder().encode(body);
     expect(verifyRequest(config, headers(good), bytes).ok).toBe(true);

@@ -13,7 +13,13 @@
 import { createHash, createHmac, timingSafeEqual, verify as verifySignature, type KeyObject } from "node:crypto";
 import { decodeBase64, ed25519Key, telnyxPublicKey } from "../../control/resources/public-key.ts";
 
-export type VerifyScheme = "standard-webhooks" | "github-hmac-sha256" | "hmac-sha256" | "bearer" | "none" | "telnyx-ed25519";
+export type VerifyScheme =
+  | "standard-webhooks"
+  | "github-hmac-sha256"
+  | "hmac-sha256"
+  | "bearer"
+  | "none"
+  | "telnyx-ed25519";
 
 export interface VerifyConfig {
   scheme: VerifyScheme;
@@ -28,7 +34,13 @@ export type VerifyResult =
   | { ok: true; deliveryId: string | null }
   | {
       ok: false;
-      reason: "missing_signature" | "bad_signature" | "stale_timestamp" | "bad_timestamp" | "missing_headers" | "misconfigured";
+      reason:
+        | "missing_signature"
+        | "bad_signature"
+        | "stale_timestamp"
+        | "bad_timestamp"
+        | "missing_headers"
+        | "misconfigured";
       /** One line for the log: never the secret, never the signature. */
       detail: string;
     };
@@ -47,9 +59,16 @@ const accept = (deliveryId: string | null): VerifyResult => ({ ok: true, deliver
  * headers: a Headers object or a record with lower-case names; body: the raw request bytes (a
  * re-serialized JSON body would not verify); now: ms since the epoch, for the timestamp schemes.
  */
-export function verifyRequest(config: VerifyConfig, headers: Headers | Record<string, string | undefined>, body: Uint8Array, now: number = Date.now()): VerifyResult {
+export function verifyRequest(
+  config: VerifyConfig,
+  headers: Headers | Record<string, string | undefined>,
+  body: Uint8Array,
+  now: number = Date.now(),
+): VerifyResult {
   // Own properties only: a header named like an Object method (toString) must not find the method.
-  const header: HeaderOf = (name) => (headers instanceof Headers ? headers.get(name) : Object.hasOwn(headers, name) ? headers[name] : undefined) || undefined;
+  const header: HeaderOf = (name) =>
+    (headers instanceof Headers ? headers.get(name) : Object.hasOwn(headers, name) ? headers[name] : undefined) ||
+    undefined;
   switch (config.scheme) {
     case "standard-webhooks":
       return verifyStandardWebhook(config.secret, header, body, now);
@@ -100,7 +119,12 @@ type StandardWebhooksKey = { version: "v1"; hmacKey: Buffer } | { version: "v1a"
  * list of `<version>,<base64>` so that a sender can sign with an old and a new key during a
  * rotation: one signature of our version that verifies is enough, the others are ignored.
  */
-function verifyStandardWebhook(secret: string | undefined, header: HeaderOf, body: Uint8Array, now: number): VerifyResult {
+function verifyStandardWebhook(
+  secret: string | undefined,
+  header: HeaderOf,
+  body: Uint8Array,
+  now: number,
+): VerifyResult {
   const key = standardWebhooksKey(secret);
   if ("ok" in key) return key;
   const signatures = header("webhook-signature");
@@ -115,16 +139,28 @@ function verifyStandardWebhook(secret: string | undefined, header: HeaderOf, bod
     .split(" ")
     .filter((entry) => entry.startsWith(`${key.version},`))
     .map((entry) => canonicalBase64(entry.slice(key.version.length + 1)));
-  if (candidates.length === 0) return refuse("bad_signature", `webhook-signature has no ${key.version} signature, the only kind the binding's ${key.version === "v1" ? "secret" : "public key"} checks`);
+  if (candidates.length === 0)
+    return refuse(
+      "bad_signature",
+      `webhook-signature has no ${key.version} signature, the only kind the binding's ${key.version === "v1" ? "secret" : "public key"} checks`,
+    );
   const prefix = `${id}.${timestamp}.`;
   if (key.version === "v1") {
     const expected = createHmac("sha256", key.hmacKey).update(prefix).update(body).digest();
     if (candidates.some((signature) => sameDigest(signature, expected))) return accept(id);
   } else {
     const signed = Buffer.concat([Buffer.from(prefix), body]);
-    if (candidates.some((signature) => signature?.length === 64 && verifySignature(null, signed, key.publicKey, signature))) return accept(id);
+    if (
+      candidates.some(
+        (signature) => signature?.length === 64 && verifySignature(null, signed, key.publicKey, signature),
+      )
+    )
+      return accept(id);
   }
-  return refuse("bad_signature", `no ${key.version} signature in webhook-signature verifies (${candidates.length} tried)`);
+  return refuse(
+    "bad_signature",
+    `no ${key.version} signature in webhook-signature verifies (${candidates.length} tried)`,
+  );
 }
 
 /** `whsec_` + base64 (or the bare base64) is an HMAC key; `whpk_` + base64 of the 32 key bytes an Ed25519 public key. */
@@ -132,11 +168,19 @@ function standardWebhooksKey(secret: string | undefined): StandardWebhooksKey | 
   if (!secret) return refuse("misconfigured", "scheme standard-webhooks needs a secret");
   if (secret.startsWith("whpk_")) {
     const publicKey = ed25519Key(decodeBase64(secret.slice(5)));
-    return publicKey ? { version: "v1a", publicKey } : refuse("misconfigured", "the whpk_ secret is not base64 of a 32-byte Ed25519 public key");
+    return publicKey
+      ? { version: "v1a", publicKey }
+      : refuse("misconfigured", "the whpk_ secret is not base64 of a 32-byte Ed25519 public key");
   }
-  if (secret.startsWith("whsk_")) return refuse("misconfigured", "the secret is a whsk_ signing key; a receiver verifies with the sender's whpk_ public key");
+  if (secret.startsWith("whsk_"))
+    return refuse(
+      "misconfigured",
+      "the secret is a whsk_ signing key; a receiver verifies with the sender's whpk_ public key",
+    );
   const hmacKey = decodeBase64(secret.startsWith("whsec_") ? secret.slice(6) : secret);
-  return hmacKey?.length ? { version: "v1", hmacKey } : refuse("misconfigured", "the secret is not whsec_ followed by base64 (nor bare base64)");
+  return hmacKey?.length
+    ? { version: "v1", hmacKey }
+    : refuse("misconfigured", "the secret is not whsec_ followed by base64 (nor bare base64)");
 }
 
 // GitHub (docs.github.com, "Validating webhook deliveries")
@@ -148,11 +192,17 @@ function verifyGithub(secret: string | undefined, header: HeaderOf, body: Uint8A
   if (!secret) return refuse("misconfigured", "scheme github-hmac-sha256 needs a secret");
   const signature = header("x-hub-signature-256");
   if (!signature) {
-    return refuse("missing_signature", header("x-hub-signature") ? "only the legacy X-Hub-Signature (HMAC-SHA1) is present, which is not accepted: X-Hub-Signature-256 is required" : "no X-Hub-Signature-256 header");
+    return refuse(
+      "missing_signature",
+      header("x-hub-signature")
+        ? "only the legacy X-Hub-Signature (HMAC-SHA1) is present, which is not accepted: X-Hub-Signature-256 is required"
+        : "no X-Hub-Signature-256 header",
+    );
   }
   const hex = GITHUB_SIGNATURE.exec(signature)?.[1];
   if (!hex) return refuse("bad_signature", "X-Hub-Signature-256 is not sha256= followed by 64 hex digits");
-  if (!sameDigest(Buffer.from(hex, "hex"), hmacOfBody(secret, body))) return refuse("bad_signature", "X-Hub-Signature-256 does not verify");
+  if (!sameDigest(Buffer.from(hex, "hex"), hmacOfBody(secret, body)))
+    return refuse("bad_signature", "X-Hub-Signature-256 does not verify");
   return accept(header("x-github-delivery") ?? null);
 }
 
@@ -160,15 +210,18 @@ function verifyGithub(secret: string | undefined, header: HeaderOf, body: Uint8A
 
 /** `encoding` (hex by default) of the HMAC-SHA256 of the body, in `header`; a `sha256=` prefix is allowed. No timestamp, so no replay protection. */
 function verifyBodyHmac(config: VerifyConfig, header: HeaderOf, body: Uint8Array): VerifyResult {
-  if (!config.secret || !config.header) return refuse("misconfigured", "scheme hmac-sha256 needs a secret and a header");
+  if (!config.secret || !config.header)
+    return refuse("misconfigured", "scheme hmac-sha256 needs a secret and a header");
   const name = config.header.toLowerCase();
   const encoding = config.encoding ?? "hex";
   const sent = header(name);
   if (!sent) return refuse("missing_signature", `no ${name} header`);
   const value = sent.replace(/^sha256=/i, "");
-  const signature = encoding === "hex" ? (/^[0-9a-f]{64}$/i.test(value) ? Buffer.from(value, "hex") : null) : decodeBase64(value);
+  const signature =
+    encoding === "hex" ? (/^[0-9a-f]{64}$/i.test(value) ? Buffer.from(value, "hex") : null) : decodeBase64(value);
   if (signature?.length !== 32) return refuse("bad_signature", `${name} is not a ${encoding} HMAC-SHA256`);
-  if (!sameDigest(signature, hmacOfBody(config.secret, body))) return refuse("bad_signature", `${name} does not verify`);
+  if (!sameDigest(signature, hmacOfBody(config.secret, body)))
+    return refuse("bad_signature", `${name} does not verify`);
   return accept(null);
 }
 
@@ -183,17 +236,27 @@ function verifyBearer(config: VerifyConfig, header: HeaderOf): VerifyResult {
   const token = name === "authorization" ? /^bearer +(.+)$/i.exec(value)?.[1] : value;
   if (!token) return refuse("bad_signature", "authorization is not a Bearer credential");
   // Digests of both: equal lengths for timingSafeEqual, whatever the length of the token sent.
-  if (!timingSafeEqual(sha256(token), sha256(config.secret))) return refuse("bad_signature", `the token in ${name} does not match`);
+  if (!timingSafeEqual(sha256(token), sha256(config.secret)))
+    return refuse("bad_signature", `the token in ${name} does not match`);
   return accept(null);
 }
 
 // Telnyx (team-telnyx/telnyx-node src/lib/webhooks.ts)
 
 /** Ed25519 over `${telnyx-timestamp}|${body}`, base64 in telnyx-signature-ed25519. The route takes the event id from the body. */
-function verifyTelnyx(publicKeyText: string | undefined, header: HeaderOf, body: Uint8Array, now: number): VerifyResult {
+function verifyTelnyx(
+  publicKeyText: string | undefined,
+  header: HeaderOf,
+  body: Uint8Array,
+  now: number,
+): VerifyResult {
   if (!publicKeyText) return refuse("misconfigured", "scheme telnyx-ed25519 needs a public key");
   const publicKey = telnyxPublicKey(publicKeyText.trim());
-  if (!publicKey) return refuse("misconfigured", "the public key is not an Ed25519 key (base64 of 32 bytes, or a PEM or base64 DER SubjectPublicKeyInfo)");
+  if (!publicKey)
+    return refuse(
+      "misconfigured",
+      "the public key is not an Ed25519 key (base64 of 32 bytes, or a PEM or base64 DER SubjectPublicKeyInfo)",
+    );
   const signature = header("telnyx-signature-ed25519");
   if (!signature) return refuse("missing_signature", "no telnyx-signature-ed25519 header");
   const timestamp = header("telnyx-timestamp");
@@ -202,14 +265,14 @@ function verifyTelnyx(publicKeyText: string | undefined, header: HeaderOf, body:
   if (stale) return stale;
   const bytes = decodeBase64(signature);
   if (bytes?.length !== 64) return refuse("bad_signature", "telnyx-signature-ed25519 is not base64 of 64 bytes");
-  if (!verifySignature(null, Buffer.concat([Buffer.from(`${timestamp}|`), body]), publicKey, bytes)) return refuse("bad_signature", "telnyx-signature-ed25519 does not verify");
+  if (!verifySignature(null, Buffer.concat([Buffer.from(`${timestamp}|`), body]), publicKey, bytes))
+    return refuse("bad_signature", "telnyx-signature-ed25519 does not verify");
   return accept(null);
 }
 
 /** The Mission Control portal shows the raw key in base64; a PEM or DER SubjectPublicKeyInfo is told apart by its first bytes. */
 
 // Shared pieces
-
 
 /** The 32 raw key bytes, or a whole DER SubjectPublicKeyInfo of an Ed25519 key; null for anything else. */
 
@@ -218,7 +281,10 @@ function checkTimestamp(name: string, text: string, now: number): Refusal | null
   if (!/^\d{1,15}$/.test(text)) return refuse("bad_timestamp", `${name} is not a whole number of seconds`);
   const skewMs = now - Number(text) * 1000;
   if (Math.abs(skewMs) <= TOLERANCE_MS) return null;
-  return refuse("stale_timestamp", `${name} is ${Math.round(Math.abs(skewMs) / 1000)} s in the ${skewMs > 0 ? "past" : "future"}; ${TOLERANCE_MS / 1000} s are allowed`);
+  return refuse(
+    "stale_timestamp",
+    `${name} is ${Math.round(Math.abs(skewMs) / 1000)} s in the ${skewMs > 0 ? "past" : "future"}; ${TOLERANCE_MS / 1000} s are allowed`,
+  );
 }
 
 /** Standard base64 (RFC 4648 section 4), padding optional; null where Buffer.from would quietly skip what it cannot read. */
@@ -231,7 +297,6 @@ function canonicalBase64(text: string): Buffer | null {
   const bytes = decodeBase64(text);
   return bytes && bytes.toString("base64") === text ? bytes : null;
 }
-
 
 function hmacOfBody(secret: string, body: Uint8Array): Buffer {
   return createHmac("sha256", secret).update(body).digest();

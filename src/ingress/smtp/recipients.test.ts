@@ -17,6 +17,7 @@ describe("parseRecipient", () => {
     ["hello@beta.evilagentowl.lan", null],
   ];
   for (const [address, expected] of cases) {
-    test(`${address} → ${JSON.stringify(expected)}`, () => expect(parseRecipient(address, "agentowl.lan")).toEqual(expected));
+    test(`${address} → ${JSON.stringify(expected)}`, () =>
+      expect(parseRecipient(address, "agentowl.lan")).toEqual(expected));
   }
 });

@@ -20,7 +20,10 @@ export function parseRecipient(address: string, mailDomain: string): ParsedAddre
   const at = address.lastIndexOf("@");
   if (at <= 0) return null;
   const local = address.slice(0, at).toLowerCase();
-  const domain = address.slice(at + 1).toLowerCase().replace(/\.$/, "");
+  const domain = address
+    .slice(at + 1)
+    .toLowerCase()
+    .replace(/\.$/, "");
   const suffix = `.${mailDomain}`;
   if (!domain.endsWith(suffix)) return null;
   const tenant = domain.slice(0, -suffix.length);
@@ -54,6 +57,8 @@ export class RecipientDirectory {
     const parsed = parseRecipient(address, this.mailDomain);
     if (!parsed) return null;
     const binding = (await this.agents.get(parsed.tenant)).get(parsed.agent);
-    return binding === undefined ? null : { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding };
+    return binding === undefined
+      ? null
+      : { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding };
   }
 }

@@ -8,7 +8,8 @@ describe("a storage failure during DATA", () => {
   const sqlite = (code: string) => Object.assign(new Error(code.toLowerCase()), { code });
 
   test("a full or read-only database, as the committer reports it, is 452 (it was 451 under load on a full disk)", () => {
-    for (const code of ["SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR_WRITE"]) expect(storageUnavailable(fromStorageError(sqlite(code), "committing"))).toBe(true);
+    for (const code of ["SQLITE_FULL", "SQLITE_READONLY", "SQLITE_IOERR_WRITE"])
+      expect(storageUnavailable(fromStorageError(sqlite(code), "committing"))).toBe(true);
   });
 
   test("a full or read-only spool is 452", () => {

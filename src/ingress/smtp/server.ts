@@ -53,7 +53,8 @@ function replyTo(e: unknown): SmtpReply {
   return new SmtpReply(a.code, a.enhanced, a.text, storage ? "unavailable" : "error");
 }
 /** A storage failure the sender should retry later (452 4.3.1), as opposed to a bug (451 4.3.0): the one classifier (src/errors/). */
-export const storageUnavailable = (e: unknown): boolean => e instanceof SpoolUnavailableError || isStorageUnavailable(e);
+export const storageUnavailable = (e: unknown): boolean =>
+  e instanceof SpoolUnavailableError || isStorageUnavailable(e);
 
 /** A reply text that already carries its enhanced status code (`5.1.1 …`). */
 const ENHANCED = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -78,7 +79,11 @@ type SMTPConnection = SMTPConnectionClass & {
   _onTimeout(): void;
   close(): void;
 };
-const SMTPConnection = SMTPConnectionClass as unknown as new (server: SMTPServer, socket: Socket, options: unknown) => SMTPConnection;
+const SMTPConnection = SMTPConnectionClass as unknown as new (
+  server: SMTPServer,
+  socket: Socket,
+  options: unknown,
+) => SMTPConnection;
 
 /** What this module adds to a smtp-server session. */
 interface SessionState {
@@ -109,7 +114,11 @@ interface SessionState {
 }
 
 /** The name of a command line, upper-case (`MAIL FROM:<…>` → `MAIL`). */
-const commandName = (line: Buffer | undefined) => String(line ?? "").split(" ", 1)[0]!.trim().toUpperCase();
+const commandName = (line: Buffer | undefined) =>
+  String(line ?? "")
+    .split(" ", 1)[0]!
+    .trim()
+    .toUpperCase();
 const HELLO = new Set(["EHLO", "HELO", "LHLO"]);
 /** While the appliance, not the client, holds the session up: look again this soon. */
 const RECHECK_MS = 1000;
@@ -154,8 +163,13 @@ export class SmtpIngress {
       override connect(socket: Socket, socketOptions: unknown): void {
         const connection = new SMTPConnection(this, socket, socketOptions);
         const send = connection.send.bind(connection);
-        connection.send = (code, data, context) => send(code, data, typeof data === "string" && ENHANCED.test(data) ? false : context);
-        const self = this as unknown as { connections: Set<SMTPConnection>; _onError(e: Error): void; _onClientConnect(d: unknown): void };
+        connection.send = (code, data, context) =>
+          send(code, data, typeof data === "string" && ENHANCED.test(data) ? false : context);
+        const self = this as unknown as {
+          connections: Set<SMTPConnection>;
+          _onError(e: Error): void;
+          _onClientConnect(d: unknown): void;
+        };
         self.connections.add(connection);
         connection.on("error", (err: Error) => self._onError(err));
         connection.on("connect", (data: unknown) => self._onClientConnect(data));
@@ -166,7 +180,8 @@ export class SmtpIngress {
             ingress.count("connect", "too_many");
             return connection.send(421, `4.7.0 ${ingress.name} too many connections; try again later`);
           }
-          if (limits.greetingDelayMs > 0) setTimeout(() => connection.connectionReady(), limits.greetingDelayMs).unref();
+          if (limits.greetingDelayMs > 0)
+            setTimeout(() => connection.connectionReady(), limits.greetingDelayMs).unref();
           else connection.connectionReady();
         });
       }
@@ -194,7 +209,12 @@ export class SmtpIngress {
       onData: this.guarded("data", (stream: SMTPServerDataStream, session) => this.onData(stream, session)),
       onClose: (session) => this.onClose(session),
     });
-    this.server.on("error", (err) => deps.log.warn("smtp connection error", { error: (err as Error).message, code: (err as NodeJS.ErrnoException).code }));
+    this.server.on("error", (err) =>
+      deps.log.warn("smtp connection error", {
+        error: (err as Error).message,
+        code: (err as NodeJS.ErrnoException).code,
+      }),
+    );
   }
 
   /** Listen; resolves with the bound port (0 in the settings picks a free one). */
@@ -259,7 +279,11 @@ export class SmtpIngress {
             }
             const reply = replyTo(e);
             this.count(stage, reply.outcome, started);
-            this.deps.log.error("smtp stage failed", { stage, error: e instanceof Error ? e.message : String(e), code: (e as { code?: unknown })?.code });
+            this.deps.log.error("smtp stage failed", {
+              stage,
+              error: e instanceof Error ? e.message : String(e),
+              code: (e as { code?: unknown })?.code,
+            });
             answer(reply);
           },
         );
@@ -371,7 +395,13 @@ export class SmtpIngress {
     const c = s.connection;
     if (!c || c._closing || c._closed) return;
     this.count("session", `timeout_${phase}`);
-    const what = text ?? (phase === "data" ? "the message is taking too long" : phase === "greeting" ? "no EHLO or HELO in time" : "idle too long");
+    const what =
+      text ??
+      (phase === "data"
+        ? "the message is taking too long"
+        : phase === "greeting"
+          ? "no EHLO or HELO in time"
+          : "idle too long");
     c.send(421, `4.4.2 ${this.name} ${what}; closing connection`);
   }
 
@@ -388,11 +418,20 @@ export class SmtpIngress {
     let victim: SMTPConnection | null = null;
     let best: [number, number, number] | null = null;
     for (const c of connections) {
-      if (c === arrival || c._closing || c._closed || !c._ready || c._upgrading || c._handlerPending || c._dataStream) continue;
+      if (c === arrival || c._closing || c._closed || !c._ready || c._upgrading || c._handlerPending || c._dataStream)
+        continue;
       const envelope = c.session.envelope;
       if (envelope?.rcptTo?.length) continue;
-      const key: [number, number, number] = [envelope?.mailFrom ? 1 : 0, -(this.perIp.get(c.remoteAddress) ?? 0), this.sessions.get(c.session)?.progressAt ?? 0];
-      if (!best || key[0] < best[0] || (key[0] === best[0] && (key[1] < best[1] || (key[1] === best[1] && key[2] < best[2])))) {
+      const key: [number, number, number] = [
+        envelope?.mailFrom ? 1 : 0,
+        -(this.perIp.get(c.remoteAddress) ?? 0),
+        this.sessions.get(c.session)?.progressAt ?? 0,
+      ];
+      if (
+        !best ||
+        key[0] < best[0] ||
+        (key[0] === best[0] && (key[1] < best[1] || (key[1] === best[1] && key[2] < best[2])))
+      ) {
         best = key;
         victim = c;
       }
@@ -443,7 +482,12 @@ export class SmtpIngress {
     const recipient = await this.recipients.resolve(address.address);
     if (!recipient) throw new SmtpReply(550, "5.1.1", `<${address.address}>: no such recipient here`);
     if (!this.tenantRate.take(recipient.tenant)) {
-      throw new SmtpReply(451, "4.7.1", `<${address.address}>: too much mail for this recipient right now; try again later`, "rate_limited");
+      throw new SmtpReply(
+        451,
+        "4.7.1",
+        `<${address.address}>: too much mail for this recipient right now; try again later`,
+        "rate_limited",
+      );
     }
     const s = this.state(session);
     const txn = s.transactions.get(session.envelope);
@@ -523,11 +567,16 @@ export class SmtpIngress {
       throw e;
     }
     this.count("commit", "ok", commitStarted);
-    this.deps.log.info("mail queued", { queue_id: id, remote_ip: session.remoteAddress, size: raw.length, recipients: txn.recipients.length, tls: session.secure });
+    this.deps.log.info("mail queued", {
+      queue_id: id,
+      remote_ip: session.remoteAddress,
+      size: raw.length,
+      recipients: txn.recipients.length,
+      tls: session.secure,
+    });
     return `2.0.0 queued as ${id}`;
   }
 }
-
 
 /**
  * The message body; null when it is over `max` bytes (the rest is read and dropped, so the

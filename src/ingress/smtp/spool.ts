@@ -1,5 +1,16 @@
 import { isStorageUnavailable } from "../../errors/index.ts";
-import { closeSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { GroupFsync } from "../../core/group-fsync.ts";
@@ -40,7 +51,6 @@ export class SpoolUnavailableError extends Error {
 }
 
 /** Error codes that mean "this disk cannot take writes now", as opposed to a bug. */
-
 
 const SEGMENT_MAX_BYTES = 64 * 1024 * 1024;
 const SEGMENT_MAX_AGE_MS = 60 * 60 * 1000;
@@ -214,7 +224,17 @@ export class Spool {
       closeSync(fd);
       throw e;
     }
-    const seg: Segment = { name, fd, size: 0, createdAt, retired: false, sync: new GroupFsync(() => seg.fd, () => this.retire(seg)) };
+    const seg: Segment = {
+      name,
+      fd,
+      size: 0,
+      createdAt,
+      retired: false,
+      sync: new GroupFsync(
+        () => seg.fd,
+        () => this.retire(seg),
+      ),
+    };
     this.current = seg;
     return seg;
   }

@@ -63,9 +63,19 @@ export async function ensureSelfSigned(dataDir: string, mailDomain: string): Pro
 /** The certificate and key to serve, generating the self-signed pair if nothing else exists. */
 export async function loadTls(config: Config): Promise<TlsMaterial> {
   if (config.tls) {
-    return { cert: readFileSync(config.tls.cert, "utf8"), key: readFileSync(config.tls.key, "utf8"), source: "configured", certPath: config.tls.cert };
+    return {
+      cert: readFileSync(config.tls.cert, "utf8"),
+      key: readFileSync(config.tls.key, "utf8"),
+      source: "configured",
+      certPath: config.tls.cert,
+    };
   }
   const created = await ensureSelfSigned(config.dataDir, config.mailDomain);
   const certPath = join(tlsDir(config.dataDir), "cert.pem");
-  return { cert: readFileSync(certPath, "utf8"), key: readFileSync(join(tlsDir(config.dataDir), "key.pem"), "utf8"), source: created ? "generated" : "self-signed", certPath };
+  return {
+    cert: readFileSync(certPath, "utf8"),
+    key: readFileSync(join(tlsDir(config.dataDir), "key.pem"), "utf8"),
+    source: created ? "generated" : "self-signed",
+    certPath,
+  };
 }

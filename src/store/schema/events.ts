@@ -36,7 +36,17 @@ export const events = sqliteTable(
  * delivering, delivered, failed (retrying), dead, denied, quarantined, discarded
  * (docs/state-machines.md).
  */
-export const DELIVERY_STATES = ["pending", "awaiting_approval", "delivering", "delivered", "retrying", "dead", "denied", "quarantined", "discarded"] as const;
+export const DELIVERY_STATES = [
+  "pending",
+  "awaiting_approval",
+  "delivering",
+  "delivered",
+  "retrying",
+  "dead",
+  "denied",
+  "quarantined",
+  "discarded",
+] as const;
 
 export const deliveries = sqliteTable(
   "deliveries",

@@ -51,7 +51,19 @@ export class SqliteApprovals {
       reason: null,
     };
     tx.db.insert(approvals).values(row).run();
-    this.audit.appendTx(tx, { actor: "system", tenant: r.tenant, action: "approval.request", target: row.id, details: { event: row.eventId, action: r.action, policy: r.policy, expires_at: row.expiresAt, on_expiry: r.onExpiry } });
+    this.audit.appendTx(tx, {
+      actor: "system",
+      tenant: r.tenant,
+      action: "approval.request",
+      target: row.id,
+      details: {
+        event: row.eventId,
+        action: r.action,
+        policy: r.policy,
+        expires_at: row.expiresAt,
+        on_expiry: r.onExpiry,
+      },
+    });
     return row;
   }
 
@@ -59,12 +71,33 @@ export class SqliteApprovals {
     return this.committer.run((tx) => this.parkTx(tx, r));
   }
 
-  private settleTx(tx: SqliteTx, row: ApprovalRow, state: Exclude<ApprovalState, "pending">, by: string, reason: string | null): ApprovalRow {
+  private settleTx(
+    tx: SqliteTx,
+    row: ApprovalRow,
+    state: Exclude<ApprovalState, "pending">,
+    by: string,
+    reason: string | null,
+  ): ApprovalRow {
     const decided = { ...row, state, decidedBy: by, decidedAt: tx.now, reason };
-    tx.db.update(approvals).set({ state, decidedBy: by, decidedAt: tx.now, reason }).where(eq(approvals.id, row.id)).run();
+    tx.db
+      .update(approvals)
+      .set({ state, decidedBy: by, decidedAt: tx.now, reason })
+      .where(eq(approvals.id, row.id))
+      .run();
     const outcome = state === "expired" ? row.onExpiry : state === "approved" ? "approve" : "deny";
-    this.audit.appendTx(tx, { actor: by, tenant: row.tenant, action: `approval.${state === "expired" ? "expire" : outcome}`, target: row.id, decision: outcome, details: { reason, event: row.eventId } });
-    tx.emit({ topic: APPROVAL_DECIDED, tenant: row.tenant, payload: { id: row.id, state, outcome, event: row.eventId, action: row.action } });
+    this.audit.appendTx(tx, {
+      actor: by,
+      tenant: row.tenant,
+      action: `approval.${state === "expired" ? "expire" : outcome}`,
+      target: row.id,
+      decision: outcome,
+      details: { reason, event: row.eventId },
+    });
+    tx.emit({
+      topic: APPROVAL_DECIDED,
+      tenant: row.tenant,
+      payload: { id: row.id, state, outcome, event: row.eventId, action: row.action },
+    });
     return decided;
   }
 
@@ -73,20 +106,23 @@ export class SqliteApprovals {
    * expired first (with its declared outcome) and the late decision is refused.
    */
   decide(id: string, d: { approve: boolean; reason: string | null; actor: string }): Promise<ApprovalRow> {
-    return this.committer.run((tx) => {
-      const row = tx.db.select().from(approvals).where(eq(approvals.id, id)).get();
-      if (!row) throw new AppError("not_found", "not found");
-      if (row.state !== "pending") throw new AppError("conflict", `approval ${id} was already ${row.state}`);
-      if (row.expiresAt <= tx.now) {
-        this.settleTx(tx, row, "expired", "system", "no decision in time");
-        // The expiry must stand even though this decision is refused: commit it, then refuse.
-        return { late: true as const, row };
-      }
-      return this.settleTx(tx, row, d.approve ? "approved" : "denied", d.actor, d.reason);
-    }).then((r) => {
-      if ("late" in r) throw new AppError("conflict", `approval ${id} expired before it was decided (outcome: ${r.row.onExpiry})`);
-      return r;
-    });
+    return this.committer
+      .run((tx) => {
+        const row = tx.db.select().from(approvals).where(eq(approvals.id, id)).get();
+        if (!row) throw new AppError("not_found", "not found");
+        if (row.state !== "pending") throw new AppError("conflict", `approval ${id} was already ${row.state}`);
+        if (row.expiresAt <= tx.now) {
+          this.settleTx(tx, row, "expired", "system", "no decision in time");
+          // The expiry must stand even though this decision is refused: commit it, then refuse.
+          return { late: true as const, row };
+        }
+        return this.settleTx(tx, row, d.approve ? "approved" : "denied", d.actor, d.reason);
+      })
+      .then((r) => {
+        if ("late" in r)
+          throw new AppError("conflict", `approval ${id} expired before it was decided (outcome: ${r.row.onExpiry})`);
+        return r;
+      });
   }
 
   /** Expire every pending approval whose time ran out; returns how many. */
@@ -107,7 +143,12 @@ export class SqliteApprovals {
   }
 
   /** Newest first. */
-  async list(q: { tenants?: readonly string[]; state?: string; before?: string; limit: number }): Promise<ApprovalRow[]> {
+  async list(q: {
+    tenants?: readonly string[];
+    state?: string;
+    before?: string;
+    limit: number;
+  }): Promise<ApprovalRow[]> {
     return this.db
       .select()
       .from(approvals)

@@ -1,5 +1,16 @@
 import { and, desc, eq, gt, gte, inArray, lt, lte, or, type SQL, sql } from "drizzle-orm";
-import { type AuditEntry, type Broken, type ChainedEntry, type ChainKeys, canonicalJson, entryHash, entryMac, GENESIS, LinkCheck, verifyRun } from "../audit-chain.ts";
+import {
+  type AuditEntry,
+  type Broken,
+  type ChainedEntry,
+  type ChainKeys,
+  canonicalJson,
+  entryHash,
+  entryMac,
+  GENESIS,
+  LinkCheck,
+  verifyRun,
+} from "../audit-chain.ts";
 import { type Checkpoint, CheckpointWriter, readCheckpoints } from "../audit-checkpoints.ts";
 import type { AnchorOptions, AnchorState, AuditLog, ExpectedHead, NewAuditEntry, VerifyReport } from "../contract.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
@@ -55,8 +66,13 @@ export class SqliteAudit implements AuditLog {
     private readonly committer: SqliteCommitter,
     private readonly clock: Clock = systemClock,
   ) {
-    this.last = handle.sqlite.prepare<{ seq: number; hash: string }, []>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-    this.insert = handle.sqlite.prepare<never, [number, number, string, string | null, string, string | null, string | null, string, string, string]>(
+    this.last = handle.sqlite.prepare<{ seq: number; hash: string }, []>(
+      "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    );
+    this.insert = handle.sqlite.prepare<
+      never,
+      [number, number, string, string | null, string, string | null, string | null, string, string, string]
+    >(
       "INSERT INTO audit_log (seq, at, actor, tenant, action, target, decision, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     );
   }
@@ -82,7 +98,18 @@ export class SqliteAudit implements AuditLog {
     // Details are stored in canonical form, so verify can tell any change of their bytes.
     const details = canonicalJson(entry.details);
     const hash = this.keys ? entryMac(this.keys.entry, prevHash, entry, details) : entryHash(prevHash, entry, details);
-    this.insert.run(entry.seq, entry.at, entry.actor, entry.tenant, entry.action, entry.target, entry.decision, details, prevHash, hash);
+    this.insert.run(
+      entry.seq,
+      entry.at,
+      entry.actor,
+      entry.tenant,
+      entry.action,
+      entry.target,
+      entry.decision,
+      details,
+      prevHash,
+      hash,
+    );
     if (this.writer) tx.afterCommit(this.committed);
     return { ...entry, prevHash, hash };
   }
@@ -110,7 +137,9 @@ export class SqliteAudit implements AuditLog {
       this.legacyThrough = file.checkpoints[0]!.legacyThrough;
       this.lastCheckpoint = latest;
       // A quick look at the anchor itself (verify walks the rest): is the checkpointed head still there?
-      const at = this.handle.sqlite.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(latest.seq);
+      const at = this.handle.sqlite
+        .query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?")
+        .get(latest.seq);
       const head = this.last.get();
       const gone =
         latest.seq > 0 && !at
@@ -118,7 +147,11 @@ export class SqliteAudit implements AuditLog {
           : at && at.hash !== latest.head
             ? `entry ${latest.seq} is not the one the latest checkpoint signed`
             : null;
-      state = { kind: "continued", checkpoint: latest, problem: [file.problem, gone].filter(Boolean).join("; ") || null };
+      state = {
+        kind: "continued",
+        checkpoint: latest,
+        problem: [file.problem, gone].filter(Boolean).join("; ") || null,
+      };
     } else {
       const head = this.last.get();
       if (!head) {
@@ -128,10 +161,14 @@ export class SqliteAudit implements AuditLog {
         const links = new LinkCheck(opts.keys, null);
         const broken = this.walk(links, () => null).broken;
         this.legacyThrough = links.lastPlain;
-        if (!broken && links.lastPlain === head.seq && !file.problem) state = { kind: "upgraded", legacyThrough: head.seq, head: head.hash };
+        if (!broken && links.lastPlain === head.seq && !file.problem)
+          state = { kind: "upgraded", legacyThrough: head.seq, head: head.hash };
         else {
           const why = file.problem ?? (file.exists ? "the checkpoint file is empty" : "the checkpoint file is missing");
-          state = { kind: "restarted", problem: `${why} while the log holds ${head.seq} entries${broken ? ` and breaks at entry ${broken.seq}` : ""}: checkpoints start again at entry ${head.seq}` };
+          state = {
+            kind: "restarted",
+            problem: `${why} while the log holds ${head.seq} entries${broken ? ` and breaks at entry ${broken.seq}` : ""}: checkpoints start again at entry ${head.seq}`,
+          };
         }
         this.write({ seq: head.seq, head: head.hash, at: this.clock.now(), legacyThrough: this.legacyThrough });
       }
@@ -210,19 +247,30 @@ export class SqliteAudit implements AuditLog {
       q.tenants ? inArray(auditLog.tenant, [...q.tenants]) : undefined,
       q.action ? eq(auditLog.action, q.action) : undefined,
       q.actor ? eq(auditLog.actor, q.actor) : undefined,
-      q.event ? or(eq(auditLog.target, q.event), sql`json_extract(${auditLog.details}, '$.event') = ${q.event}`) : undefined,
+      q.event
+        ? or(eq(auditLog.target, q.event), sql`json_extract(${auditLog.details}, '$.event') = ${q.event}`)
+        : undefined,
       q.since !== undefined ? gte(auditLog.at, q.since) : undefined,
       q.until !== undefined ? lte(auditLog.at, q.until) : undefined,
       q.before !== undefined ? lt(auditLog.seq, q.before) : undefined,
     ];
-    return this.db.select().from(auditLog).where(and(...where)).orderBy(desc(auditLog.seq)).limit(q.limit).all();
+    return this.db
+      .select()
+      .from(auditLog)
+      .where(and(...where))
+      .orderBy(desc(auditLog.seq))
+      .limit(q.limit)
+      .all();
   }
 
   /**
    * Walk the whole chain in seq order, checking every link (`links`) and, through `also`, any
    * other expectation about an entry. Stops at the first broken link.
    */
-  private walk(links: LinkCheck, also: (e: ChainedEntry) => string | null): { entries: number; last: { seq: number; hash: string } | null; broken: Broken | null } {
+  private walk(
+    links: LinkCheck,
+    also: (e: ChainedEntry) => string | null,
+  ): { entries: number; last: { seq: number; hash: string } | null; broken: Broken | null } {
     const page = this.handle.sqlite.prepare<RawRow, [number, number]>(
       "SELECT seq, at, actor, tenant, action, target, decision, details, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
     );
@@ -231,11 +279,24 @@ export class SqliteAudit implements AuditLog {
     for (;;) {
       const rows = page.all(prev?.seq ?? 0, VERIFY_BATCH);
       if (rows.length === 0) break;
-      if (prev === null && rows[0]!.seq !== 1) return { entries, last: prev, broken: { seq: rows[0]!.seq, reason: "the log does not start at entry 1" } };
+      if (prev === null && rows[0]!.seq !== 1)
+        return { entries, last: prev, broken: { seq: rows[0]!.seq, reason: "the log does not start at entry 1" } };
       for (const r of rows) {
         const details = parseCanonical(r.details);
-        const e: ChainedEntry = { seq: r.seq, at: r.at, actor: r.actor, tenant: r.tenant, action: r.action, target: r.target, decision: r.decision, details: details ?? {}, prevHash: r.prev_hash, hash: r.hash };
-        const broken = verifyRun([e], prev, links) ?? (details === null ? { seq: r.seq, reason: "its details were altered" } : null);
+        const e: ChainedEntry = {
+          seq: r.seq,
+          at: r.at,
+          actor: r.actor,
+          tenant: r.tenant,
+          action: r.action,
+          target: r.target,
+          decision: r.decision,
+          details: details ?? {},
+          prevHash: r.prev_hash,
+          hash: r.hash,
+        };
+        const broken =
+          verifyRun([e], prev, links) ?? (details === null ? { seq: r.seq, reason: "its details were altered" } : null);
         const other = broken ? null : also(e);
         if (broken || other) return { entries, last: prev, broken: broken ?? { seq: e.seq, reason: other! } };
         entries++;
@@ -265,14 +326,17 @@ export class SqliteAudit implements AuditLog {
         // Plain links can be recomputed by anyone: a change anywhere in the legacy entries shows
         // only here, at the checkpoint that anchored them, and none of them can be vouched for.
         if (e.seq <= cp.legacyThrough) legacyRewritten = true;
-        if (legacyRewritten) return `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): one of them was changed and the links after it recomputed`;
+        if (legacyRewritten)
+          return `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): one of them was changed and the links after it recomputed`;
         return `its hash is not the one the checkpoint of ${iso(cp.at)} signed for it (${cp.head})`;
       }
       if (expect && e.hash === expect.hash) {
-        if (expect.seq !== null && expect.seq !== e.seq) return `it carries the expected head, which was entry ${expect.seq}`;
+        if (expect.seq !== null && expect.seq !== e.seq)
+          return `it carries the expected head, which was entry ${expect.seq}`;
         expect.found = true;
       }
-      if (expect && expect.seq === e.seq && e.hash !== expect.hash) return `its hash is not the expected head ${expect.hash}`;
+      if (expect && expect.seq === e.seq && e.hash !== expect.hash)
+        return `its hash is not the expected head ${expect.hash}`;
       return null;
     });
     const report: VerifyReport = {
@@ -287,8 +351,14 @@ export class SqliteAudit implements AuditLog {
       expectHead: expect,
       problem: null,
     };
-    const fail = (problem: string, broken: Broken | null = report.firstBroken): VerifyReport => ({ ...report, ok: false, problem, firstBroken: broken });
-    if (walked.broken && legacyRewritten) return { ...fail(walked.broken.reason), entries: 0, head: GENESIS, lastGood: null };
+    const fail = (problem: string, broken: Broken | null = report.firstBroken): VerifyReport => ({
+      ...report,
+      ok: false,
+      problem,
+      firstBroken: broken,
+    });
+    if (walked.broken && legacyRewritten)
+      return { ...fail(walked.broken.reason), entries: 0, head: GENESIS, lastGood: null };
     if (walked.broken) return fail(`entry ${walked.broken.seq} is broken: ${walked.broken.reason}`);
     const end = walked.last?.seq ?? 0;
     if (latest && end < latest.seq) {
@@ -304,15 +374,23 @@ export class SqliteAudit implements AuditLog {
         expect.seq !== null && end < expect.seq
           ? `${count(report.missing)} missing at the end of the log: the expected head is entry ${expect.seq}, the log ends at entry ${end}`
           : `the expected head ${expect.hash} is not in the log: it was cut short or rewritten`,
-        expect.seq !== null && end < expect.seq ? { seq: end + 1, reason: `entries ${end + 1} to ${expect.seq} are missing (truncated)` } : null,
+        expect.seq !== null && end < expect.seq
+          ? { seq: end + 1, reason: `entries ${end + 1} to ${expect.seq} are missing (truncated)` }
+          : null,
       );
     }
     if (file?.problem) return fail(`${file.problem} (${this.anchorOpts!.file})`);
     if (anchored && end > 0 && !latest) {
-      return fail(file!.exists ? `the checkpoint file ${this.anchorOpts!.file} holds no checkpoint: the log's head is not anchored` : `the checkpoint file ${this.anchorOpts!.file} is missing: the log's head is not anchored`);
+      return fail(
+        file!.exists
+          ? `the checkpoint file ${this.anchorOpts!.file} holds no checkpoint: the log's head is not anchored`
+          : `the checkpoint file ${this.anchorOpts!.file} is missing: the log's head is not anchored`,
+      );
     }
     if (cps.length && cps[0]!.seq !== cps[0]!.legacyThrough) {
-      return fail(`the checkpoint file was started again at entry ${cps[0]!.seq} (it was lost or replaced): no checkpoint vouches for the log before it`);
+      return fail(
+        `the checkpoint file was started again at entry ${cps[0]!.seq} (it was lost or replaced): no checkpoint vouches for the log before it`,
+      );
     }
     return report;
   }

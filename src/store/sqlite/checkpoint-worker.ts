@@ -16,9 +16,16 @@ function checkpoint(): void {
   if (!passive) return;
   try {
     const row = passive.get();
-    self.postMessage({ kind: "checkpointed", frames: row?.log ?? 0, copied: row?.checkpointed ?? 0 } satisfies CheckpointReport);
+    self.postMessage({
+      kind: "checkpointed",
+      frames: row?.log ?? 0,
+      copied: row?.checkpointed ?? 0,
+    } satisfies CheckpointReport);
   } catch (e) {
-    self.postMessage({ kind: "error", message: String((e as Error)?.message ?? e).slice(0, 200) } satisfies CheckpointReport);
+    self.postMessage({
+      kind: "error",
+      message: String((e as Error)?.message ?? e).slice(0, 200),
+    } satisfies CheckpointReport);
   }
 }
 

@@ -8,12 +8,18 @@ describe("WAL checkpoints in the background", () => {
 
   test("a worker thread checkpoints the WAL; the committing connection keeps only a far backstop; close ends both", async () => {
     const s = storage();
-    const autocheckpoint = () => s.handle.sqlite.query<{ wal_autocheckpoint: number }, []>("PRAGMA wal_autocheckpoint").get()!.wal_autocheckpoint;
+    const autocheckpoint = () =>
+      s.handle.sqlite.query<{ wal_autocheckpoint: number }, []>("PRAGMA wal_autocheckpoint").get()!.wal_autocheckpoint;
     expect(autocheckpoint()).toBe(1000);
     const errors: string[] = [];
     const ck = s.checkpointInBackground((m) => errors.push(m), 20);
     expect(autocheckpoint()).toBe(BACKSTOP_PAGES);
-    for (let b = 0; b < 20; b++) await Promise.all(Array.from({ length: 50 }, (_, i) => s.committer.run((tx) => tx.emit({ topic: "t", payload: { pad: "x".repeat(500), i } }))));
+    for (let b = 0; b < 20; b++)
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          s.committer.run((tx) => tx.emit({ topic: "t", payload: { pad: "x".repeat(500), i } })),
+        ),
+      );
     // The worker copied every frame of the WAL into the database (PASSIVE: without the writer's help).
     await until("checkpointed", () => (ck.last?.frames ?? 0) > 100 && ck.last!.copied === ck.last!.frames, 5000);
     expect(errors).toEqual([]);

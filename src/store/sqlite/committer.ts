@@ -1,7 +1,15 @@
 import type { Database } from "bun:sqlite";
 import type { Clock } from "../../core/clock.ts";
 import { AppError, fromStorageError } from "../../errors/index.ts";
-import type { Committer, CommitterStats, EnqueueResult, JobSpec, LeaseRef, OutboxEvent, UnitOfWork } from "../contract.ts";
+import type {
+  Committer,
+  CommitterStats,
+  EnqueueResult,
+  JobSpec,
+  LeaseRef,
+  OutboxEvent,
+  UnitOfWork,
+} from "../contract.ts";
 import type { Db } from "../sqlite.ts";
 
 /** What a unit of work sees on SQLite: the contract's operations plus drizzle on the open transaction. */

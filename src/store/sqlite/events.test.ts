@@ -7,7 +7,19 @@ const storage = tempStorages();
 
 const envelope = (key: string): Envelope => {
   const id = newId("evt", Date.now());
-  return { id, version: ENVELOPE_VERSION, type: "webhook.received", tenant: "beta", agent: null, channel: "webhook", source: { binding: "hooks" }, received_at: new Date().toISOString(), trace_id: `T-${id.slice(4)}`, idempotency_key: key, data: { json: { n: 1 } } };
+  return {
+    id,
+    version: ENVELOPE_VERSION,
+    type: "webhook.received",
+    tenant: "beta",
+    agent: null,
+    channel: "webhook",
+    source: { binding: "hooks" },
+    received_at: new Date().toISOString(),
+    trace_id: `T-${id.slice(4)}`,
+    idempotency_key: key,
+    data: { json: { n: 1 } },
+  };
 };
 
 test("routing gets a just-inserted event from memory once, then from its row, and nothing once it is routed", async () => {

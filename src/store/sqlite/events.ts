@@ -60,31 +60,90 @@ export class SqliteEvents {
     this.db = handle.db;
     const db = handle.db;
     const sqlite = handle.sqlite;
-    this.byId = db.select({ envelope: events.envelope, trace: events.trace, tenant: events.tenant }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
-    this.deliveryById = db.select().from(deliveries).where(eq(deliveries.id, sql.placeholder("id"))).prepare();
-    this.routingOf = db.select({ routing: events.routing }).from(events).where(eq(events.id, sql.placeholder("id"))).prepare();
+    this.byId = db
+      .select({ envelope: events.envelope, trace: events.trace, tenant: events.tenant })
+      .from(events)
+      .where(eq(events.id, sql.placeholder("id")))
+      .prepare();
+    this.deliveryById = db
+      .select()
+      .from(deliveries)
+      .where(eq(deliveries.id, sql.placeholder("id")))
+      .prepare();
+    this.routingOf = db
+      .select({ routing: events.routing })
+      .from(events)
+      .where(eq(events.id, sql.placeholder("id")))
+      .prepare();
     this.unrouted = db
       .select({ envelope: events.envelope, tenant: events.tenant })
       .from(events)
       .where(and(eq(events.id, sql.placeholder("id")), isNull(events.routing)))
       .prepare();
-    this.insertDelivery = sqlite.prepare<never, [string, string, string, string, string | null, string, number, number | null, string | null, number, number, string | null, string | null, string | null, string]>(
+    this.insertDelivery = sqlite.prepare<
+      never,
+      [
+        string,
+        string,
+        string,
+        string,
+        string | null,
+        string,
+        number,
+        number | null,
+        string | null,
+        number,
+        number,
+        string | null,
+        string | null,
+        string | null,
+        string,
+      ]
+    >(
       "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by, decision, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
     // A checkpoint writes the whole row as the dispatcher holds it, and appends spans. A delivery
     // an operator discarded meanwhile stays discarded.
-    this.checkpoint = sqlite.prepare<never, [string, string | null, string | null, number, number | null, string | null, number | null, number, string | null, number, string, string]>(
+    this.checkpoint = sqlite.prepare<
+      never,
+      [
+        string,
+        string | null,
+        string | null,
+        number,
+        number | null,
+        string | null,
+        number | null,
+        number,
+        string | null,
+        number,
+        string,
+        string,
+      ]
+    >(
       `UPDATE deliveries SET state = ?, decision = ?, approval_id = ?, attempts = ?, last_status = ?, last_error = ?, first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, trace = ${APPEND("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
     );
-    this.addSpans = sqlite.prepare<never, [string, string]>(`UPDATE deliveries SET trace = ${APPEND("trace", "?1")} WHERE id = ?2`);
-    this.setRouting = sqlite.prepare<never, [string, string, string]>(`UPDATE events SET routing = ?1, trace = ${APPEND("trace", "?2")} WHERE id = ?3`);
-    this.insertAttempt = sqlite.prepare<never, [string, number, number, number, number | null, string | null, string | null, string | null]>(
+    this.addSpans = sqlite.prepare<never, [string, string]>(
+      `UPDATE deliveries SET trace = ${APPEND("trace", "?1")} WHERE id = ?2`,
+    );
+    this.setRouting = sqlite.prepare<never, [string, string, string]>(
+      `UPDATE events SET routing = ?1, trace = ${APPEND("trace", "?2")} WHERE id = ?3`,
+    );
+    this.insertAttempt = sqlite.prepare<
+      never,
+      [string, number, number, number, number | null, string | null, string | null, string | null]
+    >(
       "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
-    this.insert = handle.sqlite.prepare<{ id: string }, [string, string, string, string, string | null, string, string | null, number, string, string, string | null]>(
+    this.insert = handle.sqlite.prepare<
+      { id: string },
+      [string, string, string, string, string | null, string, string | null, number, string, string, string | null]
+    >(
       "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
     );
-    this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>("SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?");
+    this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>(
+      "SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?",
+    );
   }
 
   /**
@@ -92,10 +151,27 @@ export class SqliteEvents {
    * original id. `routing` is set when the event is routed in this same unit of work
    * (src/events/handoff.ts); without it the event waits for the router.
    */
-  insertTx(_tx: SqliteTx, envelope: Envelope, trace: readonly Span[] = [], routing: Record<string, unknown> | null = null): { id: string; created: boolean } {
+  insertTx(
+    _tx: SqliteTx,
+    envelope: Envelope,
+    trace: readonly Span[] = [],
+    routing: Record<string, unknown> | null = null,
+  ): { id: string; created: boolean } {
     const e = envelope;
     const json = JSON.stringify(e);
-    const inserted = this.insert.get(e.id, e.tenant, e.type, e.channel, e.agent, e.source.binding, e.idempotency_key, Date.parse(e.received_at), json, JSON.stringify(trace), routing && JSON.stringify(routing));
+    const inserted = this.insert.get(
+      e.id,
+      e.tenant,
+      e.type,
+      e.channel,
+      e.agent,
+      e.source.binding,
+      e.idempotency_key,
+      Date.parse(e.received_at),
+      json,
+      JSON.stringify(trace),
+      routing && JSON.stringify(routing),
+    );
     if (inserted) {
       // Routing reads it back in a moment: hand it over from memory. Should this unit roll back,
       // the entry is never asked for (ids are unique) and ages out.
@@ -140,7 +216,14 @@ export class SqliteEvents {
   }
 
   /** Newest first, like events; `before` is the cursor. */
-  async deliveries(q: { tenants?: readonly string[]; eventId?: string; endpoint?: string; state?: string; before?: string; limit: number }): Promise<DeliveryRow[]> {
+  async deliveries(q: {
+    tenants?: readonly string[];
+    eventId?: string;
+    endpoint?: string;
+    state?: string;
+    before?: string;
+    limit: number;
+  }): Promise<DeliveryRow[]> {
     return this.db
       .select()
       .from(deliveries)
@@ -171,17 +254,45 @@ export class SqliteEvents {
 
   /** The newest delivery of an event to an endpoint (the one a replay repeats), if any. */
   latestDelivery(eventId: string, endpoint: string): DeliveryRow | null {
-    return this.db.select().from(deliveries).where(and(eq(deliveries.eventId, eventId), eq(deliveries.endpoint, endpoint))).orderBy(desc(deliveries.id)).limit(1).get() ?? null;
+    return (
+      this.db
+        .select()
+        .from(deliveries)
+        .where(and(eq(deliveries.eventId, eventId), eq(deliveries.endpoint, endpoint)))
+        .orderBy(desc(deliveries.id))
+        .limit(1)
+        .get() ?? null
+    );
   }
 
   /** The first deliveries (not replays) of an event. */
   firstDeliveries(eventId: string): DeliveryRow[] {
-    return this.db.select().from(deliveries).where(and(eq(deliveries.eventId, eventId), isNull(deliveries.replayOf))).all();
+    return this.db
+      .select()
+      .from(deliveries)
+      .where(and(eq(deliveries.eventId, eventId), isNull(deliveries.replayOf)))
+      .all();
   }
 
   /** A new delivery (already decided, with its first spans, when routing decided it); false when the event already has one to that endpoint. */
   insertDeliveryTx(_tx: SqliteTx, r: typeof deliveries.$inferInsert): boolean {
-    const run = this.insertDelivery.run(r.id, r.eventId, r.tenant, r.endpoint, r.route ?? null, r.state, r.attempts ?? 0, r.lastStatus ?? null, r.lastError ?? null, r.createdAt, r.updatedAt, r.replayOf ?? null, r.requestedBy ?? null, r.decision ? JSON.stringify(r.decision) : null, JSON.stringify(r.trace ?? []));
+    const run = this.insertDelivery.run(
+      r.id,
+      r.eventId,
+      r.tenant,
+      r.endpoint,
+      r.route ?? null,
+      r.state,
+      r.attempts ?? 0,
+      r.lastStatus ?? null,
+      r.lastError ?? null,
+      r.createdAt,
+      r.updatedAt,
+      r.replayOf ?? null,
+      r.requestedBy ?? null,
+      r.decision ? JSON.stringify(r.decision) : null,
+      JSON.stringify(r.trace ?? []),
+    );
     return run.changes === 1;
   }
 
@@ -191,7 +302,20 @@ export class SqliteEvents {
 
   /** The dispatcher's checkpoint: `row` as it now is (its trace is not written), plus `spans` appended. */
   checkpointTx(tx: SqliteTx, row: DeliveryRow, spans: readonly Span[] = []): void {
-    this.checkpoint.run(row.state, row.decision === null ? null : JSON.stringify(row.decision), row.approvalId, row.attempts, row.lastStatus, row.lastError, row.firstAttemptAt, row.attemptBase, row.requestedBy, tx.now, JSON.stringify(spans), row.id);
+    this.checkpoint.run(
+      row.state,
+      row.decision === null ? null : JSON.stringify(row.decision),
+      row.approvalId,
+      row.attempts,
+      row.lastStatus,
+      row.lastError,
+      row.firstAttemptAt,
+      row.attemptBase,
+      row.requestedBy,
+      tx.now,
+      JSON.stringify(spans),
+      row.id,
+    );
   }
 
   deliveriesOfApproval(approvalId: string): DeliveryRow[] {
@@ -199,7 +323,12 @@ export class SqliteEvents {
   }
 
   /** A checkpoint of a delivery; `spans` are appended to its trace in the same statement. */
-  updateDeliveryTx(tx: SqliteTx, id: string, patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>, spans: readonly Span[] = []): void {
+  updateDeliveryTx(
+    tx: SqliteTx,
+    id: string,
+    patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>,
+    spans: readonly Span[] = [],
+  ): void {
     const set: Record<string, unknown> = { ...patch, updatedAt: tx.now };
     if (spans.length) {
       const added = JSON.stringify(spans);
@@ -214,7 +343,12 @@ export class SqliteEvents {
   }
 
   /** Move a delivery on from one of `from` (an operator's retry or discard): the new row, or null when it was in another state. */
-  transitionTx(tx: SqliteTx, id: string, from: readonly DeliveryRow["state"][], patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>): DeliveryRow | null {
+  transitionTx(
+    tx: SqliteTx,
+    id: string,
+    from: readonly DeliveryRow["state"][],
+    patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>,
+  ): DeliveryRow | null {
     return (
       tx.db
         .update(deliveries)
@@ -226,11 +360,25 @@ export class SqliteEvents {
   }
 
   insertAttemptTx(_tx: SqliteTx, a: typeof deliveryAttempts.$inferInsert): void {
-    this.insertAttempt.run(a.deliveryId, a.attempt, a.startedAt, a.latencyMs, a.status ?? null, a.errorClass ?? null, a.error ?? null, a.excerpt ?? null);
+    this.insertAttempt.run(
+      a.deliveryId,
+      a.attempt,
+      a.startedAt,
+      a.latencyMs,
+      a.status ?? null,
+      a.errorClass ?? null,
+      a.error ?? null,
+      a.excerpt ?? null,
+    );
   }
 
   attempts(deliveryId: string): AttemptRow[] {
-    return this.db.select().from(deliveryAttempts).where(eq(deliveryAttempts.deliveryId, deliveryId)).orderBy(asc(deliveryAttempts.attempt)).all();
+    return this.db
+      .select()
+      .from(deliveryAttempts)
+      .where(eq(deliveryAttempts.deliveryId, deliveryId))
+      .orderBy(asc(deliveryAttempts.attempt))
+      .all();
   }
 
   setRoutingTx(_tx: SqliteTx, eventId: string, routing: Record<string, unknown>, spans: readonly Span[] = []): void {

@@ -57,7 +57,13 @@ export class SqliteMail {
 
   /** Every spool segment a message row refers to. */
   spoolSegments(): Set<string> {
-    return new Set(this.db.selectDistinct({ segment: mailMessages.spoolSegment }).from(mailMessages).all().map((r) => r.segment));
+    return new Set(
+      this.db
+        .selectDistinct({ segment: mailMessages.spoolSegment })
+        .from(mailMessages)
+        .all()
+        .map((r) => r.segment),
+    );
   }
 
   get(id: string): MailRow | null {
@@ -67,7 +73,12 @@ export class SqliteMail {
   finishTx(tx: SqliteTx, id: string, outcome: { events: string[]; error?: string | null }): void {
     tx.db
       .update(mailMessages)
-      .set({ state: outcome.error ? "failed" : "processed", events: outcome.events, error: outcome.error ?? null, processedAt: tx.now })
+      .set({
+        state: outcome.error ? "failed" : "processed",
+        events: outcome.events,
+        error: outcome.error ?? null,
+        processedAt: tx.now,
+      })
       .where(eq(mailMessages.id, id))
       .run();
   }

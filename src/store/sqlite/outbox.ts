@@ -55,19 +55,37 @@ export class SqliteOutbox implements Outbox {
         createdAt: sql.placeholder("now"),
       })
       .prepare();
-    this.readAfter = db.select().from(outbox).where(gt(outbox.seq, sql.placeholder("after"))).orderBy(outbox.seq).limit(sql.placeholder("limit")).prepare();
+    this.readAfter = db
+      .select()
+      .from(outbox)
+      .where(gt(outbox.seq, sql.placeholder("after")))
+      .orderBy(outbox.seq)
+      .limit(sql.placeholder("limit"))
+      .prepare();
     // A subscriber reads only its topics: SQLite skips the others without making rows of them.
     this.readTopicsAfter = db
       .select()
       .from(outbox)
-      .where(and(gt(outbox.seq, sql.placeholder("after")), sql`${outbox.topic} IN (SELECT value FROM json_each(${sql.placeholder("topics")}))`))
+      .where(
+        and(
+          gt(outbox.seq, sql.placeholder("after")),
+          sql`${outbox.topic} IN (SELECT value FROM json_each(${sql.placeholder("topics")}))`,
+        ),
+      )
       .orderBy(outbox.seq)
       .limit(sql.placeholder("limit"))
       .prepare();
-    this.head = db.select({ seq: sql<number | null>`max(${outbox.seq})` }).from(outbox).prepare();
+    this.head = db
+      .select({ seq: sql<number | null>`max(${outbox.seq})` })
+      .from(outbox)
+      .prepare();
     this.upsertCursor = db
       .insert(outboxCursors)
-      .values({ subscriber: sql.placeholder("subscriber"), position: sql.placeholder("position"), updatedAt: sql.placeholder("now") })
+      .values({
+        subscriber: sql.placeholder("subscriber"),
+        position: sql.placeholder("position"),
+        updatedAt: sql.placeholder("now"),
+      })
       .onConflictDoUpdate({
         target: outboxCursors.subscriber,
         // A cursor never moves backwards, even if a slow relay reports late.
@@ -78,7 +96,13 @@ export class SqliteOutbox implements Outbox {
 
   emitTx(tx: SqliteTx, event: OutboxEvent): string {
     const id = newId("obx", tx.now);
-    this.insert.run({ id, topic: event.topic, tenant: event.tenant ?? null, payload: event.payload ?? null, now: tx.now });
+    this.insert.run({
+      id,
+      topic: event.topic,
+      tenant: event.tenant ?? null,
+      payload: event.payload ?? null,
+      now: tx.now,
+    });
     tx.afterCommit(this.notifierFor(event.topic));
     if (this.counters.size) tx.afterCommit(() => this.count(event.topic));
     return id;
@@ -110,7 +134,11 @@ export class SqliteOutbox implements Outbox {
     return this.readAfter.all({ after: afterSeq, limit });
   }
 
-  async readTopics(afterSeq: number, limit: number, topics: readonly string[]): Promise<{ entries: OutboxEntry[]; upTo: number }> {
+  async readTopics(
+    afterSeq: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<{ entries: OutboxEntry[]; upTo: number }> {
     // Both statements run in this one synchronous call: no commit can land between them.
     const head = this.head.get()?.seq ?? afterSeq;
     const entries = this.readTopicsAfter.all({ after: afterSeq, limit, topics: JSON.stringify(topics) });
@@ -130,11 +158,16 @@ export class SqliteOutbox implements Outbox {
 
   purge(retentionMs: number): Promise<number> {
     return this.committer.run((tx) => {
-      const slowest = this.db.select({ min: sql<number | null>`min(${outboxCursors.position})` }).from(outboxCursors).get()?.min ?? 0;
+      const slowest =
+        this.db
+          .select({ min: sql<number | null>`min(${outboxCursors.position})` })
+          .from(outboxCursors)
+          .get()?.min ?? 0;
       return this.db
         .delete(outbox)
         .where(sql`${outbox.seq} <= ${slowest} AND ${lt(outbox.createdAt, tx.now - retentionMs)}`)
-        .returning({ seq: outbox.seq }).all().length;
+        .returning({ seq: outbox.seq })
+        .all().length;
     });
   }
 

@@ -81,11 +81,17 @@ export class SqliteQueue implements JobQueue {
     // The two hottest statements are plain bun:sqlite: drizzle's prepared statements map named
     // parameters on every call, which measured 2.5 µs of a 7 µs insert (bench/queue.ts).
     // RETURNING is avoided for the same reason (2 µs of 10): the change count says enough.
-    this.insert = handle.sqlite.prepare<never, [string, string | null, string, string | null, number, number, number, number | null]>(
+    this.insert = handle.sqlite.prepare<
+      never,
+      [string, string | null, string, string | null, number, number, number, number | null]
+    >(
       "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, max_attempts, run_at, created_at, expires_at) " +
         "VALUES (?, ?, ?, ?, 'available', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
-    this.insertLeased = handle.sqlite.prepare<never, [string, string | null, string, string | null, number, number, number | null, number, string | null]>(
+    this.insertLeased = handle.sqlite.prepare<
+      never,
+      [string, string | null, string, string | null, number, number, number | null, number, string | null]
+    >(
       "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, attempt, max_attempts, run_at, created_at, expires_at, leased_at, lease_expires_at, lease_owner) " +
         "VALUES (?1, ?2, ?3, ?4, 'leased', 1, ?5, ?6, ?6, ?7, ?6, ?8, ?9) ON CONFLICT DO NOTHING",
     );
@@ -101,7 +107,13 @@ export class SqliteQueue implements JobQueue {
     this.claim = this.makeClaim();
     this.retry = db
       .update(jobs)
-      .set({ state: "available", runAt: sql`${p("runAt")}`, lastError: sql`${p("error")}`, leaseExpiresAt: null, leaseOwner: null })
+      .set({
+        state: "available",
+        runAt: sql`${p("runAt")}`,
+        lastError: sql`${p("error")}`,
+        leaseExpiresAt: null,
+        leaseOwner: null,
+      })
       .where(and(eq(jobs.id, p("id")), eq(jobs.attempt, p("attempt")), eq(jobs.state, "leased")))
       .returning({ id: jobs.id })
       .prepare();
@@ -135,7 +147,13 @@ export class SqliteQueue implements JobQueue {
   private makeClaim(kinds?: readonly string[]) {
     return this.db
       .update(jobs)
-      .set({ state: "leased", attempt: sql`${jobs.attempt} + 1`, leasedAt: sql`${p("now")}`, leaseExpiresAt: sql`${p("leaseExpiresAt")}`, leaseOwner: sql`${p("owner")}` })
+      .set({
+        state: "leased",
+        attempt: sql`${jobs.attempt} + 1`,
+        leasedAt: sql`${p("now")}`,
+        leaseExpiresAt: sql`${p("leaseExpiresAt")}`,
+        leaseOwner: sql`${p("owner")}`,
+      })
       .where(inArray(jobs.id, this.readyIds(kinds).limit(p("limit"))))
       .returning()
       .prepare();
@@ -186,7 +204,17 @@ export class SqliteQueue implements JobQueue {
     const maxAttempts = spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     const expiresAt = spec.maxAgeMs ? tx.now + spec.maxAgeMs : null;
     const leaseExpiresAt = tx.now + lease.visibilityMs;
-    const inserted = this.insertLeased.run(spec.kind, spec.tenant ?? null, JSON.stringify(spec.payload ?? null), key, maxAttempts, tx.now, expiresAt, leaseExpiresAt, lease.owner);
+    const inserted = this.insertLeased.run(
+      spec.kind,
+      spec.tenant ?? null,
+      JSON.stringify(spec.payload ?? null),
+      key,
+      maxAttempts,
+      tx.now,
+      expiresAt,
+      leaseExpiresAt,
+      lease.owner,
+    );
     if (inserted.changes !== 1) return null;
     return {
       id: seqId("job", Number(inserted.lastInsertRowid)),
@@ -219,7 +247,12 @@ export class SqliteQueue implements JobQueue {
 
   lease(opts: LeaseOptions): Promise<Job[]> {
     return this.committer.run((tx) => {
-      const params = { now: tx.now, leaseExpiresAt: tx.now + opts.visibilityMs, owner: opts.owner ?? null, limit: opts.limit };
+      const params = {
+        now: tx.now,
+        leaseExpiresAt: tx.now + opts.visibilityMs,
+        owner: opts.owner ?? null,
+        limit: opts.limit,
+      };
       const rows = opts.kinds ? this.claimOf(opts.kinds).all(params) : this.claim.all(params);
       // RETURNING does not promise an order; the oldest job should run first.
       return rows.sort((a, b) => a.runAt - b.runAt || a.id - b.id).map(toJob);
@@ -236,7 +269,11 @@ export class SqliteQueue implements JobQueue {
       const job = rowid === null ? undefined : this.db.select().from(jobs).where(eq(jobs.id, rowid)).get();
       if (!job || job.state !== "leased" || job.attempt !== lease.attempt) return { state: "lost" };
       const error = opts.message.slice(0, MAX_ERROR_LENGTH);
-      const runAt = tx.now + (opts.exactDelay && opts.retryAfterMs !== undefined ? Math.max(0, opts.retryAfterMs) : retryDelay(job.attempt, this.random, this.backoff, opts.retryAfterMs));
+      const runAt =
+        tx.now +
+        (opts.exactDelay && opts.retryAfterMs !== undefined
+          ? Math.max(0, opts.retryAfterMs)
+          : retryDelay(job.attempt, this.random, this.backoff, opts.retryAfterMs));
       const reason =
         opts.retryable === false
           ? "permanent"
@@ -261,7 +298,13 @@ export class SqliteQueue implements JobQueue {
         this.db
           .update(jobs)
           .set({ leaseExpiresAt: tx.now + visibilityMs })
-          .where(and(eq(jobs.id, parseSeqId("job", lease.id) ?? 0), eq(jobs.attempt, lease.attempt), eq(jobs.state, "leased")))
+          .where(
+            and(
+              eq(jobs.id, parseSeqId("job", lease.id) ?? 0),
+              eq(jobs.attempt, lease.attempt),
+              eq(jobs.state, "leased"),
+            ),
+          )
           .returning({ id: jobs.id })
           .all().length === 1,
     );
@@ -269,7 +312,9 @@ export class SqliteQueue implements JobQueue {
 
   recoverExpired(opts: { all?: boolean } = {}): Promise<number> {
     return this.committer.run((tx) => {
-      const expired = opts.all ? sql`${jobs.state} = 'leased'` : sql`${jobs.state} = 'leased' AND ${jobs.leaseExpiresAt} <= ${tx.now}`;
+      const expired = opts.all
+        ? sql`${jobs.state} = 'leased'`
+        : sql`${jobs.state} = 'leased' AND ${jobs.leaseExpiresAt} <= ${tx.now}`;
       // At start-up (`all`) the runs were cut off by the process dying, not by the job: they do not
       // count against max_attempts (the budget grows by one), up to CRASH_RUNS runs in all, so that
       // a job that kills the process every time is still dead-lettered. A lease that expired while
@@ -284,14 +329,31 @@ export class SqliteQueue implements JobQueue {
       // The worker died during its last attempt: nothing is left to try.
       const dead = this.db
         .update(jobs)
-        .set({ state: "dead", deadReason: "max_attempts", lastError: opts.all ? `its runs were cut off by the process stopping ${CRASH_RUNS} times` : "lease expired on the last attempt", finishedAt: tx.now, leaseExpiresAt: null, leaseOwner: null })
+        .set({
+          state: "dead",
+          deadReason: "max_attempts",
+          lastError: opts.all
+            ? `its runs were cut off by the process stopping ${CRASH_RUNS} times`
+            : "lease expired on the last attempt",
+          finishedAt: tx.now,
+          leaseExpiresAt: null,
+          leaseOwner: null,
+        })
         .where(and(expired, sql`${jobs.attempt} >= ${jobs.maxAttempts}`))
-        .returning({ id: jobs.id }).all().length;
+        .returning({ id: jobs.id })
+        .all().length;
       const back = this.db
         .update(jobs)
-        .set({ state: "available", runAt: tx.now, lastError: opts.all ? "cut off: the process stopped" : "lease expired", leaseExpiresAt: null, leaseOwner: null })
+        .set({
+          state: "available",
+          runAt: tx.now,
+          lastError: opts.all ? "cut off: the process stopped" : "lease expired",
+          leaseExpiresAt: null,
+          leaseOwner: null,
+        })
         .where(expired)
-        .returning({ id: jobs.id }).all().length;
+        .returning({ id: jobs.id })
+        .all().length;
       if (back > 0) tx.afterCommit(this.notify);
       return dead + back;
     });
@@ -303,11 +365,13 @@ export class SqliteQueue implements JobQueue {
         .update(jobs)
         .set({ state: "dead", deadReason: "max_age", finishedAt: tx.now })
         .where(sql`${jobs.state} = 'available' AND ${jobs.expiresAt} IS NOT NULL AND ${jobs.expiresAt} <= ${tx.now}`)
-        .returning({ id: jobs.id }).all().length;
+        .returning({ id: jobs.id })
+        .all().length;
       const purged = this.db
         .delete(jobs)
         .where(sql`${jobs.state} IN ('done', 'dead') AND ${jobs.finishedAt} < ${tx.now - retentionMs}`)
-        .returning({ id: jobs.id }).all().length;
+        .returning({ id: jobs.id })
+        .all().length;
       return { expired, purged };
     });
   }
@@ -363,7 +427,12 @@ export class SqliteQueue implements JobQueue {
     // One count per state, each answered from its partial index rather than a table scan.
     const available = this.count(sql`${jobs.state} = 'available'`);
     const scheduled = this.count(sql`${jobs.state} = 'available' AND ${jobs.runAt} > ${this.clock.now()}`);
-    return { available: available - scheduled, scheduled, leased: this.count(sql`${jobs.state} = 'leased'`), dead: this.count(sql`${jobs.state} = 'dead'`) };
+    return {
+      available: available - scheduled,
+      scheduled,
+      leased: this.count(sql`${jobs.state} = 'leased'`),
+      dead: this.count(sql`${jobs.state} = 'dead'`),
+    };
   }
 
   private count(where: SQL): number {

@@ -16,7 +16,8 @@ const toRecord = (r: Row): ResourceRecord => ({
   updatedAt: r.updatedAt,
 });
 
-const label = (k: ResourceKey): string => (k.kind === "tenants" ? `tenant ${k.name}` : `${k.kind.replace(/s$/, "").replace(/ie$/, "y")} ${k.tenant}/${k.name}`);
+const label = (k: ResourceKey): string =>
+  k.kind === "tenants" ? `tenant ${k.name}` : `${k.kind.replace(/s$/, "").replace(/ie$/, "y")} ${k.tenant}/${k.name}`;
 
 /**
  * Control-plane resources on SQLite. Writes run inside a unit of work so that a whole `apply`
@@ -43,7 +44,13 @@ export class SqliteResources implements ResourceStore {
     this.byKey = db
       .select()
       .from(resources)
-      .where(and(eq(resources.tenant, sql.placeholder("tenant")), eq(resources.kind, sql.placeholder("kind")), eq(resources.name, sql.placeholder("name"))))
+      .where(
+        and(
+          eq(resources.tenant, sql.placeholder("tenant")),
+          eq(resources.kind, sql.placeholder("kind")),
+          eq(resources.name, sql.placeholder("name")),
+        ),
+      )
       .prepare();
   }
 
@@ -53,24 +60,36 @@ export class SqliteResources implements ResourceStore {
 
   private check(existing: Row | undefined, k: ResourceKey, mode: WriteMode, pre: Precondition): void {
     if (mode === "create" && existing) throw new AppError("conflict", `${label(k)} already exists`);
-    if (pre.ifNoneMatch && existing) throw new AppError("precondition_failed", `${label(k)} already exists (If-None-Match: *)`);
+    if (pre.ifNoneMatch && existing)
+      throw new AppError("precondition_failed", `${label(k)} already exists (If-None-Match: *)`);
     if (pre.ifMatch === undefined) {
       if (mode === "update" && !existing) throw new AppError("not_found", `${label(k)} not found`);
       return;
     }
     if (!existing) {
       // RFC 9110 §13.1.1: If-Match on a missing resource fails the precondition.
-      throw pre.ifMatch === "*" ? new AppError("precondition_failed", `${label(k)} does not exist (If-Match: *)`) : new AppError("not_found", `${label(k)} not found`);
+      throw pre.ifMatch === "*"
+        ? new AppError("precondition_failed", `${label(k)} does not exist (If-Match: *)`)
+        : new AppError("not_found", `${label(k)} not found`);
     }
     if (pre.ifMatch !== "*" && !pre.ifMatch.includes(existing.resourceVersion)) {
-      throw new AppError("precondition_failed", `${label(k)} is at resource_version ${existing.resourceVersion}, not ${pre.ifMatch.join(" or ")}`);
+      throw new AppError(
+        "precondition_failed",
+        `${label(k)} is at resource_version ${existing.resourceVersion}, not ${pre.ifMatch.join(" or ")}`,
+      );
     }
   }
 
-  putTx(tx: SqliteTx, k: ResourceKey, spec: unknown, opts: { mode: WriteMode; pre?: Precondition; actor: string }): { record: ResourceRecord; changed: boolean; created: boolean } {
+  putTx(
+    tx: SqliteTx,
+    k: ResourceKey,
+    spec: unknown,
+    opts: { mode: WriteMode; pre?: Precondition; actor: string },
+  ): { record: ResourceRecord; changed: boolean; created: boolean } {
     const existing = this.row(tx.db, k);
     this.check(existing, k, opts.mode, opts.pre ?? {});
-    if (existing && Bun.deepEquals(existing.spec, spec, true)) return { record: toRecord(existing), changed: false, created: false };
+    if (existing && Bun.deepEquals(existing.spec, spec, true))
+      return { record: toRecord(existing), changed: false, created: false };
     // A re-created resource continues the numbering of the deleted one, so a stale ETag never matches it.
     const version = (existing?.resourceVersion ?? this.lastVersion(tx.db, k)) + 1;
     const row: Row = {
@@ -85,9 +104,22 @@ export class SqliteResources implements ResourceStore {
     tx.db
       .insert(resources)
       .values(row)
-      .onConflictDoUpdate({ target: [resources.tenant, resources.kind, resources.name], set: { spec, resourceVersion: version, updatedAt: tx.now } })
+      .onConflictDoUpdate({
+        target: [resources.tenant, resources.kind, resources.name],
+        set: { spec, resourceVersion: version, updatedAt: tx.now },
+      })
       .run();
-    tx.db.insert(resourceHistory).values({ ...k, resourceVersion: version, op: existing ? "update" : "create", spec, actor: opts.actor, changedAt: tx.now }).run();
+    tx.db
+      .insert(resourceHistory)
+      .values({
+        ...k,
+        resourceVersion: version,
+        op: existing ? "update" : "create",
+        spec,
+        actor: opts.actor,
+        changedAt: tx.now,
+      })
+      .run();
     tx.afterCommit(this.bump);
     return { record: toRecord(row), changed: true, created: !existing };
   }
@@ -97,7 +129,9 @@ export class SqliteResources implements ResourceStore {
       db
         .select({ v: sql<number | null>`max(${resourceHistory.resourceVersion})` })
         .from(resourceHistory)
-        .where(and(eq(resourceHistory.tenant, k.tenant), eq(resourceHistory.kind, k.kind), eq(resourceHistory.name, k.name)))
+        .where(
+          and(eq(resourceHistory.tenant, k.tenant), eq(resourceHistory.kind, k.kind), eq(resourceHistory.name, k.name)),
+        )
         .get()?.v ?? 0
     );
   }
@@ -112,12 +146,26 @@ export class SqliteResources implements ResourceStore {
         .from(resources)
         .where(and(eq(resources.tenant, k.name), ne(resources.kind, "tenants")))
         .get()!.n;
-      if (left > 0) throw new AppError("conflict", `tenant ${k.name} still has ${left} resources: delete them first (or apply with --prune)`);
+      if (left > 0)
+        throw new AppError(
+          "conflict",
+          `tenant ${k.name} still has ${left} resources: delete them first (or apply with --prune)`,
+        );
     }
-    tx.db.delete(resources).where(and(eq(resources.tenant, k.tenant), eq(resources.kind, k.kind), eq(resources.name, k.name))).run();
+    tx.db
+      .delete(resources)
+      .where(and(eq(resources.tenant, k.tenant), eq(resources.kind, k.kind), eq(resources.name, k.name)))
+      .run();
     tx.db
       .insert(resourceHistory)
-      .values({ ...k, resourceVersion: existing.resourceVersion + 1, op: "delete", spec: existing.spec, actor: opts.actor, changedAt: tx.now })
+      .values({
+        ...k,
+        resourceVersion: existing.resourceVersion + 1,
+        op: "delete",
+        spec: existing.spec,
+        actor: opts.actor,
+        changedAt: tx.now,
+      })
       .run();
     tx.afterCommit(this.bump);
     return toRecord(existing);
@@ -133,25 +181,47 @@ export class SqliteResources implements ResourceStore {
     return r ? toRecord(r) : null;
   }
 
-  async list(q: { tenant?: string; tenants?: readonly string[]; kind: string; after?: string; limit: number }): Promise<ResourceRecord[]> {
+  async list(q: {
+    tenant?: string;
+    tenants?: readonly string[];
+    kind: string;
+    after?: string;
+    limit: number;
+  }): Promise<ResourceRecord[]> {
     const where = and(
       eq(resources.kind, q.kind),
       q.tenant !== undefined ? eq(resources.tenant, q.tenant) : undefined,
       q.tenants ? inArray(resources.tenant, [...q.tenants]) : undefined,
       q.after !== undefined ? gt(resources.name, q.after) : undefined,
     );
-    return this.db.select().from(resources).where(where).orderBy(asc(resources.name)).limit(q.limit).all().map(toRecord);
+    return this.db
+      .select()
+      .from(resources)
+      .where(where)
+      .orderBy(asc(resources.name))
+      .limit(q.limit)
+      .all()
+      .map(toRecord);
   }
 
   async all(): Promise<ResourceRecord[]> {
-    return this.db.select().from(resources).orderBy(asc(resources.tenant), asc(resources.kind), asc(resources.name)).all().map(toRecord);
+    return this.db
+      .select()
+      .from(resources)
+      .orderBy(asc(resources.tenant), asc(resources.kind), asc(resources.name))
+      .all()
+      .map(toRecord);
   }
 
-  async history(k: ResourceKey): Promise<{ resourceVersion: number; op: string; spec: unknown; actor: string; changedAt: number }[]> {
+  async history(
+    k: ResourceKey,
+  ): Promise<{ resourceVersion: number; op: string; spec: unknown; actor: string; changedAt: number }[]> {
     return this.db
       .select()
       .from(resourceHistory)
-      .where(and(eq(resourceHistory.tenant, k.tenant), eq(resourceHistory.kind, k.kind), eq(resourceHistory.name, k.name)))
+      .where(
+        and(eq(resourceHistory.tenant, k.tenant), eq(resourceHistory.kind, k.kind), eq(resourceHistory.name, k.name)),
+      )
       .orderBy(asc(resourceHistory.resourceVersion))
       .all();
   }

@@ -16,11 +16,22 @@ export class SqliteTokens implements TokenStore {
     private readonly audit: SqliteAudit,
   ) {}
 
-  create(t: { name: string; hash: string; scopes: string[]; expiresAt: number | null; createdBy: string }): Promise<TokenRecord> {
+  create(t: {
+    name: string;
+    hash: string;
+    scopes: string[];
+    expiresAt: number | null;
+    createdBy: string;
+  }): Promise<TokenRecord> {
     return this.committer.run((tx) => {
       const row: Row = { id: newId("tok", tx.now), createdAt: tx.now, revokedAt: null, ...t };
       // The entry names the token and its scopes, never its value or hash.
-      this.audit.appendTx(tx, { actor: t.createdBy, action: "token.create", target: row.id, details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt } });
+      this.audit.appendTx(tx, {
+        actor: t.createdBy,
+        action: "token.create",
+        target: row.id,
+        details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt },
+      });
       tx.db.insert(tokens).values(row).run();
       return toRecord(row);
     });
@@ -49,7 +60,12 @@ export class SqliteTokens implements TokenStore {
 
   revoke(id: string, actor: string): Promise<TokenRecord | null> {
     return this.committer.run((tx) => {
-      const r = tx.db.update(tokens).set({ revokedAt: sql`coalesce(${tokens.revokedAt}, ${tx.now})` }).where(eq(tokens.id, id)).returning().get();
+      const r = tx.db
+        .update(tokens)
+        .set({ revokedAt: sql`coalesce(${tokens.revokedAt}, ${tx.now})` })
+        .where(eq(tokens.id, id))
+        .returning()
+        .get();
       if (r) this.audit.appendTx(tx, { actor, action: "token.revoke", target: id, details: { name: r.name } });
       return r ? toRecord(r) : null;
     });
