@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { fromStorageError } from "../../errors/index.ts";
-import { storageUnavailable } from "./server.ts";
+import { storageUnavailable } from "./guard.ts";
 import { SpoolUnavailableError } from "./spool.ts";
 
 /** Which failures a sender is told to retry for lack of room (452 4.3.1) rather than "our bug" (451 4.3.0). */
