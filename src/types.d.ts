@@ -3,7 +3,7 @@ declare module "*.sql" {
   export default text;
 }
 
-/** smtp-server's connection class (not in @types/smtp-server); src/ingress/smtp/server.ts uses the parts below. */
+/** smtp-server's connection class (not in @types/smtp-server); src/ingress/smtp/ (session.ts, listener.ts) uses the parts below. */
 declare module "smtp-server/lib/smtp-connection.js" {
   import type { Socket } from "node:net";
   import type { SMTPServer } from "smtp-server";

@@ -20,10 +20,8 @@ import { SpecCache } from "../control/resources/cache.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { parseListen } from "../config/index.ts";
 import { createDnsResolver } from "../mail/dns.ts";
-import { MAIL_PROCESS_JOB, SmtpIngress } from "../ingress/smtp/server.ts";
+import { loadTls, MAIL_PROCESS_JOB, SmtpIngress, Spool } from "../ingress/smtp/index.ts";
 import { mailProcessor } from "../mail/process.ts";
-import { Spool } from "../ingress/smtp/spool.ts";
-import { loadTls } from "../ingress/smtp/tls.ts";
 import { BlobStore } from "../store/index.ts";
 import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "../store/index.ts";
 import { anchorAuditLog, keyFiles } from "../audit/anchor.ts";
@@ -163,12 +161,12 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   // The SMTP pipeline's parts: the certificate STARTTLS presents, the spool, attachments, DNS.
   let tls;
   try {
-    tls = await loadTls(config);
+    tls = await loadTls(config, clock);
   } catch (e) {
     throw new Error(`cannot read the TLS certificate or key: ${(e as Error).message}`, { cause: e });
   }
   if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
-  const spool = acquired.add(new Spool(join(config.dataDir, "spool")), (s) => s.close());
+  const spool = acquired.add(new Spool(join(config.dataDir, "spool"), clock), (s) => s.close());
   const blobs = new BlobStore(join(config.dataDir, "blobs"));
   // A put cut off by a crash left its temp file; the lock says no other process is writing one.
   const temps = blobs.removeTemps();
@@ -182,6 +180,7 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
   const resolver = createDnsResolver({
     servers: config.dnsServers ? [...config.dnsServers] : undefined,
     timeoutMs: config.dnsTimeoutMs,
+    clock,
   });
   const handlers = new Map(opts.handlers ?? []);
   const dispatch = dispatcher({
@@ -191,7 +190,10 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
     visibilityMs: config.visibilityTimeoutMs,
     workers: config.workerConcurrency,
   });
-  handlers.set(MAIL_PROCESS_JOB, mailProcessor({ storage, spool, blobs, resolver, metrics, routing: dispatch.inline }));
+  handlers.set(
+    MAIL_PROCESS_JOB,
+    mailProcessor({ storage, spool, blobs, resolver, metrics, routing: dispatch.inline, clock }),
+  );
   handlers.set(DELIVERY_JOB, dispatch.run);
   metrics.watchCircuits(() => dispatch.breakers.troubled());
 
@@ -357,7 +359,7 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
       http_listen: config.settings.http_listen,
     });
 
-  const smtp = new SmtpIngress({ config, storage, spool, tls, log: log.child({ component: "smtp" }), metrics });
+  const smtp = new SmtpIngress({ config, storage, spool, tls, log: log.child({ component: "smtp" }), metrics, clock });
   let smtpPort: number;
   try {
     smtpPort = await smtp.listen();

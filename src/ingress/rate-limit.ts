@@ -1,3 +1,5 @@
+import { type Clock, systemClock } from "../core/clock.ts";
+
 /**
  * Token buckets held in memory, one per key (a client address, a tenant, a binding): each holds
  * up to `burst` tokens and refills at `perMinute`. Nothing is persisted: after a restart every
@@ -21,7 +23,7 @@ export class RateLimiter {
   constructor(
     readonly perMinute: number,
     readonly burst: number = perMinute,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock = systemClock,
   ) {
     this.perMs = perMinute / 60_000;
   }
@@ -46,7 +48,7 @@ export class RateLimiter {
   }
 
   private refilled(key: string): Bucket {
-    const now = this.now();
+    const now = this.clock.now();
     let b = this.buckets.get(key);
     if (!b) {
       b = { tokens: this.burst, at: now };
@@ -59,7 +61,7 @@ export class RateLimiter {
   }
 
   private prune(): void {
-    const now = this.now();
+    const now = this.clock.now();
     for (const [key, b] of this.buckets)
       if (b.tokens + (now - b.at) * this.perMs >= this.burst) this.buckets.delete(key);
   }

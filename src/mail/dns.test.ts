@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createSocket, type Socket } from "node:dgram";
 import { startDnsServer, type TestDnsServer } from "../../test/helpers/dns-server.ts";
+import { ManualClock } from "../core/clock.ts";
 import { createDnsResolver } from "./dns.ts";
 
 let server: TestDnsServer;
@@ -125,21 +126,21 @@ describe("the cache", () => {
   });
 
   test("answers expire with their TTL, no-such-name answers sooner", async () => {
-    let now = 1_000_000;
-    const r = createDnsResolver({ servers: server.servers, now: () => now });
+    const clock = new ManualClock(1_000_000);
+    const r = createDnsResolver({ servers: server.servers, clock });
     const before = { a: asked("example.test"), nx: asked("gone.example.test") };
     await r("example.test", "A");
     await failure(r("gone.example.test", "A"));
-    now += 59_000;
+    clock.advance(59_000);
     await r("example.test", "A");
     await failure(r("gone.example.test", "A"));
     expect([asked("example.test") - before.a, asked("gone.example.test") - before.nx]).toEqual([1, 1]);
     // The test server's TTL is 300 s; a negative answer is kept at most 60 s.
-    now += 2_000;
+    clock.advance(2_000);
     await r("example.test", "A");
     await failure(r("gone.example.test", "A"));
     expect([asked("example.test") - before.a, asked("gone.example.test") - before.nx]).toEqual([1, 2]);
-    now += 300_000;
+    clock.advance(300_000);
     await r("example.test", "A");
     expect(asked("example.test") - before.a).toBe(2);
   });

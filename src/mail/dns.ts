@@ -10,6 +10,7 @@
  */
 import { createSocket } from "node:dgram";
 import { getServers } from "node:dns";
+import { type Clock, systemClock } from "../core/clock.ts";
 import { isIP, connect } from "node:net";
 
 export interface DnsResolverOptions {
@@ -19,8 +20,8 @@ export interface DnsResolverOptions {
   timeoutMs?: number;
   /** Answers kept, default 2000; the least recently used is dropped first. */
   cacheMax?: number;
-  /** For cache expiry; tests inject one. */
-  now?: () => number;
+  /** For cache expiry; tests move a ManualClock. */
+  clock?: Clock;
 }
 
 export type DnsResolver = (name: string, rrtype: string) => Promise<unknown>;
@@ -74,14 +75,14 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
   if (servers.length === 0) servers.push({ host: "127.0.0.1", port: 53, family: 4 });
   const timeoutMs = opts.timeoutMs ?? 2000;
   const cacheMax = opts.cacheMax ?? 2000;
-  const now = opts.now ?? Date.now;
+  const clock = opts.clock ?? systemClock;
   const cache = new Map<string, { answer: Answer; expires: number }>();
   const inFlight = new Map<string, Promise<Answer>>();
 
   const remember = (key: string, answer: Answer): void => {
     if (answer.ttl <= 0 || cacheMax <= 0) return;
     cache.delete(key);
-    cache.set(key, { answer, expires: now() + answer.ttl * 1000 });
+    cache.set(key, { answer, expires: clock.now() + answer.ttl * 1000 });
     if (cache.size > cacheMax) cache.delete(cache.keys().next().value!);
   };
 
@@ -92,7 +93,7 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
     const key = `${rrtype} ${qname}`;
     let answer: Answer;
     const hit = cache.get(key);
-    if (hit && hit.expires > now()) {
+    if (hit && hit.expires > clock.now()) {
       // Move to the end: the Map's insertion order is the LRU order.
       cache.delete(key);
       cache.set(key, hit);

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import { type JobHandler, PermanentJobError } from "../workers/job-runner.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Envelope, newEnvelope, type Span, spanOf } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
@@ -31,15 +32,18 @@ export interface MailProcessorDeps {
   routing?: EventRouting;
   /** Our name in Authentication-Results. */
   mta?: string;
+  /** The clock the spans and the DKIM time checks read (default: the system's). */
+  clock?: Clock;
 }
 
 async function timed<T>(
   metrics: Metrics,
+  clock: Clock,
   stage: string,
   work: () => Promise<T>,
   outcomeOf: (v: T) => string,
 ): Promise<{ value: T; span: Span }> {
-  const start = Date.now();
+  const start = clock.now();
   const t0 = performance.now();
   const value = await work();
   const ms = performance.now() - t0;
@@ -60,6 +64,7 @@ async function timed<T>(
 
 export function mailProcessor(deps: MailProcessorDeps): JobHandler {
   const mta = deps.mta ?? hostname();
+  const clock = deps.clock ?? systemClock;
   return async (job) => {
     const id = (job.payload as { id?: unknown }).id;
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
@@ -77,17 +82,19 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     const [parsed, auth, digest] = await Promise.all([
       timed(
         deps.metrics,
+        clock,
         "parse",
         () => parseMail(raw, { blobs: deps.blobs }),
         (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok"),
       ),
       timed(
         deps.metrics,
+        clock,
         "auth",
         () =>
           verifySender(
             { raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta },
-            { resolver: deps.resolver },
+            { resolver: deps.resolver, clock },
           ),
         (a) => (a.spf === "temperror" || a.dkim === "temperror" || a.dmarc === "temperror" ? "temperror" : "ok"),
       ),
@@ -98,7 +105,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     const envelopes = normalize(row, parsed.value, auth.value, digest);
     const normalizeSpan: Span = spanOf(
       "normalize",
-      Date.now(),
+      clock.now(),
       performance.now() - normalizeStarted,
       "ok",
       `${envelopes.length} event(s)`,

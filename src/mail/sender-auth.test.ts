@@ -11,6 +11,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { startDnsServer, type DnsZone, type TestDnsServer, type ZoneEntry } from "../../test/helpers/dns-server.ts";
+import { ManualClock } from "../core/clock.ts";
 import { createDnsResolver } from "./dns.ts";
 import { verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.ts";
 
@@ -60,7 +61,7 @@ describe.skipIf(!HAVE_CORPUS)("the signed-message vectors of the corpus", () => 
           input(await corpusBytes(v.file), { remoteIp: "213.165.64.12", mailFrom: `joe@${domain}` }),
           {
             resolver: createDnsResolver({ servers: dns.servers }),
-            ...(v.verify_time ? { now: () => v.verify_time! * 1000 } : {}),
+            ...(v.verify_time ? { clock: new ManualClock(v.verify_time * 1000) } : {}),
           },
         );
         expect(
@@ -267,7 +268,7 @@ describe.skipIf(!HAVE_CORPUS)("DMARC with a _dmarc record for the From domain (f
   let dns: TestDnsServer;
   let resolver: ReturnType<typeof createDnsResolver>;
   const rfc8463 = () => vector("dkim/rfc8463/signed.eml");
-  const at = () => ({ now: () => rfc8463().verify_time! * 1000 });
+  const at = () => ({ clock: new ManualClock(rfc8463().verify_time! * 1000) });
   beforeAll(async () => {
     dns = await startDnsServer({
       ...txtZone(rfc8463().txt_records),
@@ -319,7 +320,10 @@ describe.skipIf(!HAVE_CORPUS)("DMARC with a _dmarc record for the From domain (f
   test("a passing signature of another domain is not aligned: DMARC fail", async () => {
     // dkim-002: From joe@football.example.com, signed d=example.com.
     const v = vector("dkim/stalwart/dkim-002.eml");
-    const result = await verifySender(input(await corpusBytes(v.file)), { resolver, now: () => v.verify_time! * 1000 });
+    const result = await verifySender(input(await corpusBytes(v.file)), {
+      resolver,
+      clock: new ManualClock(v.verify_time! * 1000),
+    });
     expect(result.details.dkim).toMatchObject([{ domain: "example.com", result: "pass" }]);
     expect(result.dmarc).toBe("fail");
     expect(result.details.dmarc).toMatchObject({ policy: "reject", result: "fail" });

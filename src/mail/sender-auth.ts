@@ -20,6 +20,7 @@ import {
   type SPFResult,
 } from "mailauth";
 import { isIP } from "node:net";
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { DnsResolver } from "./dns.ts";
 
 export type Verdict = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror" | "policy";
@@ -59,8 +60,8 @@ export interface SenderAuthResult {
 
 export interface SenderAuthOptions {
   resolver: DnsResolver;
-  /** For the DKIM signature time checks, ms since the epoch; tests pass a vector's verify time. */
-  now?: () => number;
+  /** For the DKIM signature time checks; tests pass a clock set to a vector's verify time. */
+  clock?: Clock;
   totalTimeoutMs?: number;
 }
 
@@ -93,7 +94,7 @@ export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptio
     const aborted = new Promise<void>((resolve) =>
       stop.signal.addEventListener("abort", () => resolve(), { once: true }),
     );
-    await Promise.race([runChecks(input, dns.resolve, (opts.now ?? Date.now)(), checks), aborted]);
+    await Promise.race([runChecks(input, dns.resolve, (opts.clock ?? systemClock).now(), checks), aborted]);
   } catch (err) {
     checks.unfinished = `error: ${err instanceof Error ? err.message : String(err)}`;
   } finally {

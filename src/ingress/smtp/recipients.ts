@@ -1,12 +1,18 @@
-import type { BindingSpec } from "../../control/resources/specs.ts";
-import type { MailRecipient, SqliteResources } from "../../store/index.ts";
 import { ConfigCache } from "../../control/resources/cache.ts";
+import type { BindingSpec } from "../../control/resources/specs.ts";
+import { type Clock, systemClock } from "../../core/clock.ts";
+import type { MailRecipient, SqliteResources } from "../../store/index.ts";
+import { RateLimiter } from "../rate-limit.ts";
+import { SmtpReply } from "./guard.ts";
 
 /**
  * Recipient validation at RCPT time (docs/architecture.md#the-smtp-pipeline): `agent[+tag]@tenant.<mail domain>`, compared
  * without regard to case, names an agent that an email binding of an existing tenant lists.
  * Anything else is unknown (550 5.1.1) — one answer for an unknown tenant and an unknown agent,
- * so that senders cannot probe which tenants exist.
+ * so that senders cannot probe which tenants exist. A known recipient then takes a token from
+ * its tenant's rate limit (smtp_rate_per_tenant; 451 4.7.1 when there is none). The cap on
+ * recipients per message (smtp_max_recipients, 452 4.5.3) is smtp-server's, set by the listener:
+ * it answers before this stage runs.
  */
 
 export interface ParsedAddress {
@@ -60,5 +66,30 @@ export class RecipientDirectory {
     return binding === undefined
       ? null
       : { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding };
+  }
+}
+
+/** The RCPT stage: the recipient resolved and its tenant's rate limit taken, or the SmtpReply that refuses it. */
+export class RecipientStage {
+  private readonly directory: RecipientDirectory;
+  private readonly tenantRate: RateLimiter;
+
+  constructor(deps: { resources: SqliteResources; mailDomain: string; ratePerTenant: number; clock?: Clock }) {
+    this.directory = new RecipientDirectory(deps.resources, deps.mailDomain);
+    this.tenantRate = new RateLimiter(deps.ratePerTenant, deps.ratePerTenant, deps.clock ?? systemClock);
+  }
+
+  async check(address: string): Promise<MailRecipient> {
+    const recipient = await this.directory.resolve(address);
+    if (!recipient) throw new SmtpReply(550, "5.1.1", `<${address}>: no such recipient here`);
+    if (!this.tenantRate.take(recipient.tenant)) {
+      throw new SmtpReply(
+        451,
+        "4.7.1",
+        `<${address}>: too much mail for this recipient right now; try again later`,
+        "rate_limited",
+      );
+    }
+    return recipient;
   }
 }

@@ -13,6 +13,7 @@ import {
 } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
+import { type Clock, systemClock } from "../../core/clock.ts";
 import { GroupFsync } from "../../core/group-fsync.ts";
 
 /**
@@ -88,7 +89,7 @@ export class Spool {
 
   constructor(
     readonly dir: string,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock = systemClock,
   ) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
@@ -203,13 +204,14 @@ export class Spool {
 
   private writable(length: number): Segment {
     const seg = this.current;
-    if (seg && seg.size + length <= SEGMENT_MAX_BYTES && this.now() - seg.createdAt < SEGMENT_MAX_AGE_MS) return seg;
+    if (seg && seg.size + length <= SEGMENT_MAX_BYTES && this.clock.now() - seg.createdAt < SEGMENT_MAX_AGE_MS)
+      return seg;
     if (seg) this.retire(seg);
     return this.open();
   }
 
   private open(): Segment {
-    const createdAt = this.now();
+    const createdAt = this.clock.now();
     const name = `${String(createdAt).padStart(15, "0")}-${randomBytes(4).toString("hex")}.spool`;
     const fd = openSync(join(this.dir, name), "wx", 0o600);
     try {

@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import selfsigned from "selfsigned";
 import type { Config } from "../../config/index.ts";
+import { type Clock, systemClock } from "../../core/clock.ts";
 
 /**
  * The certificate STARTTLS and the HTTPS listener present (docs/api.md, §8): the configured one (tls_cert / tls_key), else a
@@ -24,7 +25,11 @@ export interface TlsMaterial {
 export const tlsDir = (dataDir: string): string => join(dataDir, "tls");
 
 /** Create the self-signed pair unless it exists; true when it was created. */
-export async function ensureSelfSigned(dataDir: string, mailDomain: string): Promise<boolean> {
+export async function ensureSelfSigned(
+  dataDir: string,
+  mailDomain: string,
+  clock: Clock = systemClock,
+): Promise<boolean> {
   const dir = tlsDir(dataDir);
   const certPath = join(dir, "cert.pem");
   const keyPath = join(dir, "key.pem");
@@ -34,7 +39,7 @@ export async function ensureSelfSigned(dataDir: string, mailDomain: string): Pro
   const pems = await selfsigned.generate([{ name: "commonName", value: mailDomain }], {
     keySize: 2048,
     algorithm: "sha256",
-    notAfterDate: new Date(Date.now() + 10 * 365 * 86_400_000),
+    notAfterDate: new Date(clock.now() + 10 * 365 * 86_400_000),
     extensions: [
       { name: "basicConstraints", cA: false },
       { name: "keyUsage", digitalSignature: true, keyEncipherment: true },
@@ -61,7 +66,7 @@ export async function ensureSelfSigned(dataDir: string, mailDomain: string): Pro
 }
 
 /** The certificate and key to serve, generating the self-signed pair if nothing else exists. */
-export async function loadTls(config: Config): Promise<TlsMaterial> {
+export async function loadTls(config: Config, clock: Clock = systemClock): Promise<TlsMaterial> {
   if (config.tls) {
     return {
       cert: readFileSync(config.tls.cert, "utf8"),
@@ -70,7 +75,7 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
       certPath: config.tls.cert,
     };
   }
-  const created = await ensureSelfSigned(config.dataDir, config.mailDomain);
+  const created = await ensureSelfSigned(config.dataDir, config.mailDomain, clock);
   const certPath = join(tlsDir(config.dataDir), "cert.pem");
   return {
     cert: readFileSync(certPath, "utf8"),

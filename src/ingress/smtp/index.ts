@@ -1,0 +1,13 @@
+/**
+ * The SMTP ingress (docs/architecture.md#the-smtp-pipeline), one stage per file: listener.ts
+ * (network, TLS, limits, budgets), guard.ts (every callback's error answer), session.ts (EHLO,
+ * MAIL, per-connection state), recipients.ts (RCPT), data.ts (DATA into the spool), accept.ts
+ * (the row and its job in one commit, then 250); spool.ts and tls.ts beside them.
+ */
+export { AcceptStage, MAIL_PROCESS_JOB } from "./accept.ts";
+export { DataStage, readMessage, type SpooledMessage } from "./data.ts";
+export { guard, replyTo, SmtpReply, storageUnavailable } from "./guard.ts";
+export { SmtpIngress, type SmtpIngressDeps } from "./listener.ts";
+export { type ParsedAddress, parseRecipient, RecipientDirectory, RecipientStage } from "./recipients.ts";
+export { Spool, type SpoolRef, type SpoolStats, SpoolUnavailableError } from "./spool.ts";
+export { ensureSelfSigned, loadTls, type TlsMaterial, tlsDir } from "./tls.ts";
