@@ -9,7 +9,7 @@ import { Metrics } from "../core/metrics.ts";
 import { OutboxRelay, type Subscriber } from "../workers/outbox-relay.ts";
 import { seedBootstrapToken } from "../api/auth.ts";
 import { v1Api } from "../api/v1.ts";
-import { ingressRoutes } from "../ingress/http/http.ts";
+import { ingressRoutes } from "../ingress/http/index.ts";
 import type { EventRouting } from "../events/handoff.ts";
 import { DELIVERY_JOB, dispatcher } from "../dispatch/dispatcher.ts";
 import { type Clock, type Random, systemClock } from "../core/clock.ts";
@@ -312,6 +312,7 @@ async function start(opts: AppOptions, acquired: Acquired): Promise<App> {
         metrics,
         log: log.child({ component: "ingress" }),
         routing: dispatch.inline,
+        clock,
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { parseListen } from "../config/index.ts";
-import { verifyRequest } from "../ingress/http/verify.ts";
+import { verifyRequest } from "../ingress/http/index.ts";
 import { type Command, stringOpt } from "./command.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";
 

@@ -12,6 +12,7 @@
  */
 import { createHash, createHmac, timingSafeEqual, verify as verifySignature, type KeyObject } from "node:crypto";
 import { decodeBase64, ed25519Key, telnyxPublicKey } from "../../control/resources/public-key.ts";
+import { type Clock, systemClock } from "../../core/clock.ts";
 
 export type VerifyScheme =
   | "standard-webhooks"
@@ -57,14 +58,15 @@ const accept = (deliveryId: string | null): VerifyResult => ({ ok: true, deliver
 
 /**
  * headers: a Headers object or a record with lower-case names; body: the raw request bytes (a
- * re-serialized JSON body would not verify); now: ms since the epoch, for the timestamp schemes.
+ * re-serialized JSON body would not verify); clock: read once, for the timestamp schemes.
  */
 export function verifyRequest(
   config: VerifyConfig,
   headers: Headers | Record<string, string | undefined>,
   body: Uint8Array,
-  now: number = Date.now(),
+  clock: Clock = systemClock,
 ): VerifyResult {
+  const now = clock.now();
   // Own properties only: a header named like an Object method (toString) must not find the method.
   const header: HeaderOf = (name) =>
     (headers instanceof Headers ? headers.get(name) : Object.hasOwn(headers, name) ? headers[name] : undefined) ||
@@ -270,11 +272,7 @@ function verifyTelnyx(
   return accept(null);
 }
 
-/** The Mission Control portal shows the raw key in base64; a PEM or DER SubjectPublicKeyInfo is told apart by its first bytes. */
-
 // Shared pieces
-
-/** The 32 raw key bytes, or a whole DER SubjectPublicKeyInfo of an Ed25519 key; null for anything else. */
 
 /** Seconds since the epoch, in digits only, within TOLERANCE_MS of now (null) or the refusal. */
 function checkTimestamp(name: string, text: string, now: number): Refusal | null {
@@ -287,7 +285,6 @@ function checkTimestamp(name: string, text: string, now: number): Refusal | null
   );
 }
 
-/** Standard base64 (RFC 4648 section 4), padding optional; null where Buffer.from would quietly skip what it cannot read. */
 /**
  * A signature's bytes only when it is written the one way base64 writes them (padding included,
  * unused bits zero), as the official libraries compare signatures as text: `…=` without its `=`,

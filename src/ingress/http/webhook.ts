@@ -1,0 +1,154 @@
+import { Elysia } from "elysia";
+import type { Clock } from "../../core/clock.ts";
+import { REDACTED } from "../../core/log.ts";
+import type { Metrics } from "../../core/metrics.ts";
+import { SpecCache } from "../../control/resources/cache.ts";
+import { type BindingSpec, NAME_PATTERN } from "../../control/resources/specs.ts";
+import { AppError } from "../../errors/index.ts";
+import { spanSince } from "../../events/envelope.ts";
+import { jsonNestsDeeper, MAX_JSON_DEPTH, utf8 } from "../../server/body.ts";
+import type { SqliteStorage } from "../../store/index.ts";
+import type { AcceptEvent, EventFields } from "./accept.ts";
+import { DEFAULT_MAX_BODY_BYTES, type IngressGuard } from "./guard.ts";
+import { credentialHeaders } from "./verify.ts";
+
+/**
+ * Request headers whose values never reach an envelope, whatever the binding: they carry
+ * credentials. They, and the headers the binding reads its credential from, are kept by name
+ * with the value "[redacted]" (a bearer token sent in the wrong header is still a secret).
+ */
+const PRIVATE_HEADERS = ["authorization", "proxy-authorization", "x-api-key", "cookie", "set-cookie"];
+const NAME = new RegExp(NAME_PATTERN);
+const notFound = () => new AppError("not_found", "not found");
+
+const isJsonType = (type: string | null) => !!type && /^application\/([\w.+-]+\+)?json\b/i.test(type.trim());
+
+/** The body as the envelope keeps it: byte-exact text when it is UTF-8, base64 when not, and parsed when JSON. */
+function bodyData(bytes: Uint8Array, contentType: string | null): Record<string, unknown> {
+  let text: string | null = null;
+  try {
+    text = utf8(bytes);
+  } catch {
+    // not UTF-8: binary
+  }
+  const out: Record<string, unknown> = { content_type: contentType, size: bytes.byteLength };
+  if (text === null) out.body_base64 = Buffer.from(bytes).toString("base64");
+  else out.body = text;
+  if (text !== null && isJsonType(contentType)) {
+    // Checked before parsing: a 100,000-deep body parses, then overflows the stack wherever it is
+    // walked (the envelope's JSON.stringify answered 500 after a 1 s stall).
+    if (jsonNestsDeeper(text, MAX_JSON_DEPTH)) {
+      out.json = null;
+      out.json_error = `nested more than ${MAX_JSON_DEPTH} levels deep`;
+    } else {
+      try {
+        out.json = JSON.parse(text);
+      } catch {
+        out.json = null;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The request's headers for the envelope (at most 16 KiB), credentials redacted: the private
+ * ones, the binding's credential headers, and any header that carries the binding's secret (a
+ * token sent twice, once in a header the binding does not read). Runs after verification only.
+ */
+function headersOf(
+  request: Request,
+  verify: NonNullable<BindingSpec["verify"]>,
+  secret: string | undefined,
+): Record<string, string> {
+  const redacted = new Set([...PRIVATE_HEADERS, ...credentialHeaders(verify)]);
+  const out: Record<string, string> = {};
+  let size = 0;
+  request.headers.forEach((sent, name) => {
+    const value = redacted.has(name) || (secret && sent.includes(secret)) ? REDACTED : sent;
+    size += name.length + value.length;
+    if (size <= 16 * 1024) out[name] = value;
+  });
+  return out;
+}
+
+export interface WebhookRouteDeps {
+  storage: SqliteStorage;
+  metrics: Metrics;
+  clock: Clock;
+  guard: IngressGuard;
+  accept: AcceptEvent;
+}
+
+/**
+ * POST /ingress/webhook/:tenant/:binding (docs/api.md): a signed webhook from a LAN system,
+ * verified with its binding's scheme (docs/webhook-verification.md) over the raw bytes, kept in
+ * the event byte-exact with its headers (credentials redacted).
+ */
+export function webhookRoute(deps: WebhookRouteDeps) {
+  const { metrics, clock, guard, accept } = deps;
+  // Bindings by tenant/name: read once per configuration change.
+  const bindings = new SpecCache<BindingSpec>(deps.storage.resources, "bindings");
+
+  return new Elysia({ normalize: false }).post(
+    "/ingress/webhook/:tenant/:binding",
+    async ({ request, params, server, set }) => {
+      const t0 = performance.now();
+      const at = clock.now();
+      const { tenant, binding: name } = params;
+      const remote_ip = server?.requestIP(request)?.address ?? null;
+      const context = { tenant, binding: name, remote_ip };
+      try {
+        // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
+        const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
+        if (!binding || binding.type !== "webhook" || !binding.verify)
+          return guard.refuse("webhook", "not_found", notFound(), context);
+        const body = await guard.body("webhook", request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES, context);
+        guard.admit("webhook", remote_ip, context);
+        const contentType = request.headers.get("content-type");
+        if (binding.require_json && !isJsonType(contentType)) {
+          guard.refuse(
+            "webhook",
+            "unsupported_media_type",
+            new AppError("unsupported_media_type", "this binding takes JSON (Content-Type: application/json)"),
+            context,
+          );
+        }
+        const verifyStarted = performance.now();
+        const verdict = await guard.verify(tenant, binding, request.headers, body);
+        if (!verdict.ok) return guard.unverified("webhook", verdict, remote_ip, context);
+        const verifySpan = spanSince("ingress.verify", at, verifyStarted);
+        guard.charge("webhook", binding, `${tenant}/${name}`, context);
+        const deliveryId = verdict.deliveryId ?? request.headers.get("idempotency-key");
+        const key = guard.keyOf("webhook", deliveryId, context);
+        const data = bodyData(body, contentType);
+        if (binding.require_json && data.json === null) {
+          const why = data.json_error
+            ? new AppError("invalid_input", `the body's JSON is ${data.json_error}`, {
+                errors: [{ field: "/", message: String(data.json_error) }],
+              })
+            : new AppError("invalid_input", "the body is not valid JSON");
+          guard.refuse("webhook", "bad_request", why, context);
+        }
+        const fields: EventFields = {
+          type: "webhook.received",
+          tenant,
+          channel: "webhook",
+          source: {
+            binding: name,
+            remote_ip: remote_ip ?? undefined,
+            scheme: binding.verify.scheme,
+            delivery_id: deliveryId,
+            headers: headersOf(request, binding.verify, verdict.secret),
+          },
+          idempotency_key: key,
+          data,
+        };
+        return await accept("webhook", fields, at, [verifySpan], set);
+      } finally {
+        metrics.ingressSeconds.observe({ channel: "webhook" }, (performance.now() - t0) / 1000);
+      }
+    },
+    { parse: "none" },
+  );
+}
