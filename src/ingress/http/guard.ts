@@ -46,11 +46,11 @@ export function ingressGuard(deps: GuardDeps) {
   const limiters = new Map<number, RateLimiter>();
   const limiterFor = (perMinute: number) => {
     let l = limiters.get(perMinute);
-    if (!l) limiters.set(perMinute, (l = new RateLimiter(perMinute)));
+    if (!l) limiters.set(perMinute, (l = new RateLimiter(perMinute, perMinute, clock)));
     return l;
   };
   // Failed verifications by source address: their own budget, never the binding's.
-  const failures = new RateLimiter(deps.authFailuresPerAddress);
+  const failures = new RateLimiter(deps.authFailuresPerAddress, deps.authFailuresPerAddress, clock);
   const addressKey = (remote_ip: string | null) => remote_ip ?? "unknown";
   const retryAfter = (limiter: RateLimiter, key: string) => Math.max(1, Math.ceil(limiter.retryAfterMs(key) / 1000));
 
