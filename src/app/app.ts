@@ -9,17 +9,11 @@ import type { SqliteStorage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { VERSION } from "../version.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
-import {
-  approvalExpiry,
-  leaseRecovery,
-  loopLagSampling,
-  retentionSweep,
-  rotationReminders,
-  walCheckpointer,
-} from "../workers/maintenance.ts";
+import { walCheckpointer } from "../workers/maintenance.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
 import { type Listening, startListeners } from "./listeners.ts";
 import { type MailParts, prepareMail } from "./mail.ts";
+import { startMaintenance } from "./maintenance.ts";
 import { readiness } from "./ready.ts";
 import { Shutdown } from "./shutdown.ts";
 import { StopStack } from "./stop-stack.ts";
@@ -96,31 +90,8 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready },
     stack,
   );
-  const maintenance = { log, clock };
-  await stack.start(leaseRecovery(maintenance, storage.queue, config.visibilityTimeoutMs));
-  await stack.start(approvalExpiry(maintenance, storage.approvals));
-  await stack.start(
-    retentionSweep(maintenance, { queue: storage.queue, outbox: storage.outbox, spool: mail.spool }, config),
-  );
-  await stack.start(rotationReminders(maintenance, vault, storage.outbox));
-  await stack.start(loopLagSampling(metrics.observeLoopLag));
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics }, stack);
   logServing(log, config, listening, mail, storage);
-
-  let stopped: Promise<{ forced: boolean }> | null = null;
-  const stop = (): Promise<{ forced: boolean }> => {
-    stopped ??= (async () => {
-      state.stopping = true;
-      log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
-      const shutdown = new Shutdown(clock, config.shutdownTimeoutMs);
-      const failures = await stack.stop(shutdown);
-      for (const f of failures) log.error("shutdown step failed", { step: f.name, err: f.error });
-      if (failures.length) throw failures[0]!.error;
-      const { forced, jobsCutOff } = shutdown;
-      log[forced ? "warn" : "info"]("stopped", { forced, jobs_cut_off: jobsCutOff });
-      return { forced };
-    })();
-    return stopped;
-  };
 
   return {
     url: listening.url,
@@ -132,7 +103,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     redactor,
     vault,
     routing: dispatch.inline,
-    stop,
+    stop: stopOnce({ config, log, clock, stack, state }),
   };
 }
 
@@ -147,4 +118,33 @@ function logServing(log: Logger, config: Config, listening: Listening, mail: Mai
     version: VERSION,
     schema: storage.migration.version,
   });
+}
+
+/**
+ * The app's stop: /readyz turns 503 at once, then the stop stack gives back what start-up
+ * acquired within `shutdown_timeout`. Every call gets the first one's result.
+ */
+function stopOnce(deps: {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  stack: StopStack<Shutdown>;
+  state: { stopping: boolean };
+}): () => Promise<{ forced: boolean }> {
+  const { config, log } = deps;
+  let stopped: Promise<{ forced: boolean }> | null = null;
+  return () => {
+    stopped ??= (async () => {
+      deps.state.stopping = true;
+      log.info("shutting down", { timeout_ms: config.shutdownTimeoutMs });
+      const shutdown = new Shutdown(deps.clock, config.shutdownTimeoutMs);
+      const failures = await deps.stack.stop(shutdown);
+      for (const f of failures) log.error("shutdown step failed", { step: f.name, err: f.error });
+      if (failures.length) throw failures[0]!.error;
+      const { forced, jobsCutOff } = shutdown;
+      log[forced ? "warn" : "info"]("stopped", { forced, jobs_cut_off: jobsCutOff });
+      return { forced };
+    })();
+    return stopped;
+  };
 }
