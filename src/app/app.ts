@@ -82,7 +82,11 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const mail = await prepareMail({ config, log, storage }, stack);
   const dispatch = openDispatch({ config, storage, vault, metrics }, stack);
   await recoverLeases(storage, log);
-  const workers = await startWorkers({ ...opts, clock, storage, metrics, mail, dispatch }, stack);
+  const { handlers, subscribers } = opts;
+  const workers = await startWorkers(
+    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
+    stack,
+  );
   const state = { stopping: false };
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
   const logTap = opts.logTap ?? null;

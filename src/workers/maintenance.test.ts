@@ -129,7 +129,7 @@ describe("maintenance tasks", () => {
           { tenant: "beta", name: "soon", version: 1, rotationDueAt: now + 86_400_000 },
         ],
       },
-      { emit: async (e) => void emitted.push(e) },
+      { emit: async (e) => `${emitted.push(e)}` },
     );
     task.start();
     await until("both reminders", () => emitted.length === 2);
