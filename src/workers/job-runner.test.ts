@@ -119,15 +119,22 @@ describe("JobRunner", () => {
   test("stop waits for the jobs in flight to finish", async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const { storage, runner } = setup({ "t.gated": async () => gate });
+    const order: string[] = [];
+    const { storage, runner } = setup({
+      "t.gated": async () => {
+        await gate;
+        order.push("job finished");
+      },
+    });
     const { id } = await storage.queue.enqueue({ kind: "t.gated", payload: null });
     await until("the job to start", async () => (await storage.queue.get(id))?.state === "leased");
-    let stopped = false;
-    const stopping = runner.stop(5000).then((cutOff) => ((stopped = true), cutOff));
-    await Bun.sleep(20);
-    expect(stopped).toBe(false);
+    const stopping = runner.stop(5000).then((cutOff) => (order.push("stopped"), cutOff));
+    // A turn of the event loop: a stop that did not wait for the job would have resolved by now.
+    await new Promise((r) => setImmediate(r));
+    order.push("released");
     release();
     expect(await stopping).toBe(0);
+    expect(order).toEqual(["released", "job finished", "stopped"]);
     expect((await storage.queue.get(id))?.state).toBe("done");
   });
 

@@ -1,4 +1,5 @@
 import type { Job, JobQueue } from "../store/index.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 
 /** What a handler gets besides the job: a signal that fires when the runner must stop now. */
@@ -45,6 +46,8 @@ export interface JobRunnerOptions {
   pollMs?: number;
   owner?: string;
   onOutcome?: (kind: string, outcome: "done" | "retry" | "dead" | "lost", seconds: number) => void;
+  /** The clock the queue schedules retries by (their `runAt`), and the heartbeat's. */
+  clock?: Clock;
 }
 
 /**
@@ -65,9 +68,13 @@ export class JobRunner {
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private retryAt = Number.POSITIVE_INFINITY;
   /** Last time the loop went round: /readyz treats a stale heartbeat as a dead worker. */
-  heartbeat = Date.now();
+  heartbeat: number;
+  private readonly clock: Clock;
 
-  constructor(private readonly opts: JobRunnerOptions) {}
+  constructor(private readonly opts: JobRunnerOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.heartbeat = this.clock.now();
+  }
 
   get kinds(): string[] {
     return [...this.opts.handlers.keys()];
@@ -91,7 +98,7 @@ export class JobRunner {
    */
   private wakeAt(at: number): void {
     const pollMs = this.opts.pollMs ?? 1000;
-    const inMs = Math.max(0, at - Date.now());
+    const inMs = Math.max(0, at - this.clock.now());
     if (!this.running || inMs >= pollMs || at >= this.retryAt) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryAt = at;
@@ -106,7 +113,7 @@ export class JobRunner {
     const pollMs = this.opts.pollMs ?? 1000;
     const kinds = this.kinds;
     while (this.running) {
-      this.heartbeat = Date.now();
+      this.heartbeat = this.clock.now();
       const room = this.opts.concurrency - this.inFlight.size;
       let leased: Job[] = [];
       if (room > 0 && kinds.length > 0) {

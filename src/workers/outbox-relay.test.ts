@@ -79,6 +79,7 @@ describe("OutboxRelay", () => {
     cleanups.push(() => storage.dispose());
     const seen: unknown[] = [];
     const handled: number[] = [];
+    let witnessed = 0;
     await storage.committer.run((tx) => {
       tx.emit({ topic: "delivery.delivered", payload: "x" });
       tx.emit({ topic: "event.received", payload: "e1" });
@@ -92,6 +93,9 @@ describe("OutboxRelay", () => {
         handleBatch: async (es) => void seen.push(...es.map((e) => e.payload)),
       },
       { name: "approvals", topics: ["approval.decided"], handle: (e) => void handled.push(e.payload as number) },
+      // Woken by the same commits as the approvals subscriber would be: once it has seen them all,
+      // a woken approvals subscriber would have read by then.
+      { name: "witness", topics: ["delivery.*"], handle: () => void witnessed++ },
     ]);
     await until("routed", () => seen.length === 1);
     expect(seen).toEqual(["e1"]);
@@ -109,7 +113,7 @@ describe("OutboxRelay", () => {
     await Promise.all(
       Array.from({ length: 1000 }, (_, i) => storage.outbox.emit({ topic: "delivery.delivered", payload: i })),
     );
-    await Bun.sleep(100);
+    await until("the witness to see the thousand", () => witnessed === 1002);
     expect(reads.approvals).toBe(0);
     expect(await storage.outbox.cursor("approvals")).toBe(0);
     // Its own topic wakes it: it reads past everything since, hands the entry over, saves its cursor.

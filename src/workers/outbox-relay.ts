@@ -1,6 +1,8 @@
 import type { Outbox, OutboxEntry } from "../store/index.ts";
 import { retryDelay } from "../core/backoff.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import type { Service } from "./service.ts";
 
 export interface Subscriber {
   /** Durable cursor name: renaming a subscriber replays the whole retained outbox to it. */
@@ -29,19 +31,25 @@ const wants = (s: Subscriber, topic: string): boolean =>
  * Hands outbox entries to in-process subscribers, each from its own durable cursor, strictly in
  * commit order. A failing subscriber is retried with backoff and holds back only itself.
  */
-export class OutboxRelay {
+export class OutboxRelay implements Service {
+  readonly name = "outbox-relay";
   private running = false;
   private loops: Promise<void>[] = [];
   private unsubscribe: (() => void) | null = null;
   private readonly stopSignals: (() => void)[] = [];
-  heartbeat = Date.now();
+  /** Last time a subscriber's loop went round: /readyz treats a stale heartbeat as a dead relay. */
+  heartbeat: number;
+  private readonly clock: Clock;
 
   constructor(
     private readonly outbox: Outbox,
     private readonly subscribers: readonly Subscriber[],
     private readonly log: Logger,
-    private readonly opts: { batch?: number; pollMs?: number } = {},
-  ) {}
+    private readonly opts: { batch?: number; pollMs?: number; clock?: Clock } = {},
+  ) {
+    this.clock = opts.clock ?? systemClock;
+    this.heartbeat = this.clock.now();
+  }
 
   start(): void {
     if (this.running) return;
@@ -79,7 +87,7 @@ export class OutboxRelay {
       });
     this.stopSignals.push(() => wake?.());
     while (this.running) {
-      this.heartbeat = Date.now();
+      this.heartbeat = this.clock.now();
       woken = false;
       let entries: OutboxEntry[] = [];
       let upTo = position;

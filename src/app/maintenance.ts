@@ -1,0 +1,43 @@
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { Config } from "../config/index.ts";
+import type { SqliteStorage } from "../store/index.ts";
+import type { Vault } from "../vault/vault.ts";
+import {
+  approvalExpiry,
+  leaseRecovery,
+  loopLagSampling,
+  retentionSweep,
+  rotationReminders,
+} from "../workers/maintenance.ts";
+import type { MailParts } from "./mail.ts";
+import type { Shutdown } from "./shutdown.ts";
+import type { StopStack } from "./stop-stack.ts";
+
+/**
+ * The maintenance tasks (src/workers/maintenance.ts), started last so that they stop first: none
+ * runs while the listeners drain and the workers finish.
+ */
+export async function startMaintenance(
+  deps: {
+    log: Logger;
+    clock: Clock;
+    config: Config;
+    storage: SqliteStorage;
+    vault: Vault;
+    mail: MailParts;
+    metrics: Metrics;
+  },
+  stack: StopStack<Shutdown>,
+): Promise<void> {
+  const { config, storage } = deps;
+  const ctx = { log: deps.log, clock: deps.clock };
+  await stack.start(leaseRecovery(ctx, storage.queue, config.visibilityTimeoutMs));
+  await stack.start(approvalExpiry(ctx, storage.approvals));
+  await stack.start(
+    retentionSweep(ctx, { queue: storage.queue, outbox: storage.outbox, spool: deps.mail.spool }, config),
+  );
+  await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
+  await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
+}

@@ -1,0 +1,37 @@
+import type { Clock } from "../core/clock.ts";
+import type { ReadyCheck } from "../server/server.ts";
+import type { SqliteStorage } from "../store/index.ts";
+
+const READY_WRITE_TIMEOUT_MS = 2000;
+const STALE_HEARTBEAT_MS = 10_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, Bun.sleep(ms).then(() => Promise.reject(new Error(`${what} took longer than ${ms} ms`)))]);
+}
+
+/**
+ * /readyz: accepting (not shutting down), the database takes a durable write within 2 s, and the
+ * job runner's and the outbox relay's loops went round within the last 10 s.
+ */
+export function readiness(deps: {
+  storage: Pick<SqliteStorage, "probeWrite">;
+  clock: Clock;
+  workers: { runner: { heartbeat: number }; relay: { heartbeat: number } };
+  stopping: () => boolean;
+}): () => Promise<Record<string, ReadyCheck>> {
+  const { storage, clock, workers } = deps;
+  return async () => {
+    const now = clock.now();
+    const database: ReadyCheck = await withTimeout(storage.probeWrite(), READY_WRITE_TIMEOUT_MS, "a durable write")
+      .then(() => ({ ok: true }))
+      .catch((e: Error) => ({ ok: false, detail: `database not writable: ${e.message}` }));
+    const alive = (beat: number): ReadyCheck =>
+      now - beat < STALE_HEARTBEAT_MS ? { ok: true } : { ok: false, detail: `no heartbeat for ${now - beat} ms` };
+    return {
+      accepting: deps.stopping() ? { ok: false, detail: "shutting down" } : { ok: true },
+      database,
+      jobs: alive(workers.runner.heartbeat),
+      outbox: alive(workers.relay.heartbeat),
+    };
+  };
+}

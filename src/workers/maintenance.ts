@@ -1,0 +1,166 @@
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import { LoopLagMonitor } from "../core/loop-lag.ts";
+import type { JobQueue, Outbox } from "../store/index.ts";
+import { Periodic } from "./periodic.ts";
+import { dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
+import type { Service } from "./service.ts";
+
+/** What every maintenance task is given: where to log, the clock, and the timers that wake it. */
+export interface MaintenanceContext {
+  log: Logger;
+  clock: Clock;
+  timers?: Timers;
+}
+
+/** Expired leases are looked for often (a dead worker's jobs should not wait long): a quarter of the visibility timeout, 1 to 30 s. */
+export const leaseRecoveryEvery = (visibilityTimeoutMs: number): number =>
+  Math.max(1000, Math.min(30_000, Math.floor(visibilityTimeoutMs / 4)));
+
+/** Puts jobs whose lease expired (their worker died or hung) back in the queue. */
+export function leaseRecovery(
+  ctx: MaintenanceContext,
+  queue: Pick<JobQueue, "recoverExpired">,
+  visibilityTimeoutMs: number,
+): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "lease-recovery",
+    schedule: every(leaseRecoveryEvery(visibilityTimeoutMs)),
+    run: async () => {
+      const n = await queue.recoverExpired();
+      if (n) log.info("recovered jobs whose lease expired", { jobs: n });
+    },
+    onError: (e) => log.error("lease recovery failed", { err: e }),
+  });
+}
+
+/** How often approvals past their deadline are looked for. */
+export const APPROVAL_EXPIRY_EVERY_MS = 5000;
+
+/** Approvals nobody decided in time take their declared outcome. */
+export function approvalExpiry(ctx: MaintenanceContext, approvals: { expireDue(): Promise<number> }): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "approval-expiry",
+    schedule: every(APPROVAL_EXPIRY_EVERY_MS),
+    run: async () => {
+      const n = await approvals.expireDue();
+      if (n) log.info("approvals expired", { approvals: n });
+    },
+    onError: (e) => log.error("approval expiry failed", { err: e }),
+  });
+}
+
+/**
+ * Hourly, at 17 past: finished jobs, outbox entries every subscriber has passed and spool segments
+ * older than their retention go (docs/configuration.md: queue_retention, spool_retention).
+ */
+export function retentionSweep(
+  ctx: MaintenanceContext,
+  parts: {
+    queue: Pick<JobQueue, "sweep">;
+    outbox: Pick<Outbox, "purge">;
+    spool: { purge(cutoff: number): { segments: number; bytes: number } };
+  },
+  limits: { retentionMs: number; spoolRetentionMs: number },
+): Periodic {
+  const { log, clock } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "retention",
+    schedule: hourlyAt(17),
+    run: async () => {
+      const jobs = await parts.queue.sweep(limits.retentionMs);
+      const outbox = await parts.outbox.purge(limits.retentionMs);
+      const spooled = parts.spool.purge(clock.now() - limits.spoolRetentionMs);
+      log.info("retention sweep", {
+        ...jobs,
+        outbox_purged: outbox,
+        spool_segments_purged: spooled.segments,
+        spool_bytes_purged: spooled.bytes,
+      });
+    },
+    onError: (e) => log.error("retention sweep failed", { err: e }),
+  });
+}
+
+/** How far ahead a secret's rotation is announced. */
+const ROTATION_HORIZON_MS = 7 * 86_400_000;
+
+/** A secret's rotation deadline, as the vault lists it. */
+interface RotationDue {
+  tenant: string;
+  name: string;
+  version: number;
+  rotationDueAt: number | null;
+}
+
+/**
+ * Rotation reminders (docs/api.md#vault): at start and every morning at 9, the secrets whose
+ * declared rotation period runs out within a week are named in the log and on the outbox.
+ */
+export function rotationReminders(
+  ctx: MaintenanceContext,
+  vault: { dueForRotation(horizonMs: number): Promise<RotationDue[]> },
+  outbox: Pick<Outbox, "emit">,
+): Periodic {
+  const { log, clock } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "secret-rotation-reminders",
+    schedule: dailyAt(9, 0),
+    runAtStart: true,
+    run: async () => {
+      for (const s of await vault.dueForRotation(ROTATION_HORIZON_MS)) {
+        const overdue = s.rotationDueAt! <= clock.now();
+        log.warn(overdue ? "secret rotation overdue" : "secret rotation due soon", {
+          tenant: s.tenant,
+          scope: `${s.tenant}/${s.name}`,
+          version: s.version,
+          due_at: new Date(s.rotationDueAt!).toISOString(),
+        });
+        await outbox.emit({
+          topic: "secret.rotation_due",
+          tenant: s.tenant,
+          payload: { name: s.name, version: s.version, due_at: s.rotationDueAt, overdue },
+        });
+      }
+    },
+    onError: (e) => log.error("rotation reminders failed", { err: e }),
+  });
+}
+
+/** Samples how late the event loop runs its timers (guarantee 9, docs/guarantees.md) into the metrics. */
+export function loopLagSampling(onLag: (ms: number) => void): Service {
+  const monitor = new LoopLagMonitor(onLag);
+  return {
+    name: "loop-lag",
+    start: () => void monitor.start(),
+    stop: async () => monitor.stop(),
+  };
+}
+
+/**
+ * The WAL checkpointer (docs/architecture.md#durability-settings): a worker thread copies the WAL
+ * into the database off the event loop. Stopped before the storage closes, which checkpoints the
+ * rest itself.
+ */
+export function walCheckpointer(
+  storage: { checkpointInBackground(onError: (message: string) => void): { stop(): Promise<void> } },
+  log: Logger,
+): Service {
+  let running: { stop(): Promise<void> } | null = null;
+  return {
+    name: "wal-checkpointer",
+    start: () => {
+      running = storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
+    },
+    stop: async () => {
+      await running?.stop();
+      running = null;
+    },
+  };
+}
