@@ -454,12 +454,20 @@ export interface DeliveryRow {
   trace: unknown[];
 }
 
-/** A new delivery: the row with its counters and links defaulted. */
+/**
+ * A new delivery: the row with its counters and links defaulted. Its approval, first attempt and
+ * attempt base start empty; checkpoints set them.
+ */
 export type NewDelivery = Pick<
   DeliveryRow,
   "id" | "eventId" | "tenant" | "endpoint" | "state" | "createdAt" | "updatedAt"
 > &
-  Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "state" | "createdAt" | "updatedAt">>;
+  Partial<
+    Pick<
+      DeliveryRow,
+      "attempts" | "lastStatus" | "lastError" | "route" | "decision" | "replayOf" | "requestedBy" | "trace"
+    >
+  >;
 
 /** What a checkpoint or an operator's transition may change of a delivery. */
 export type DeliveryPatch = Partial<
