@@ -6,7 +6,16 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { ManualClock } from "../src/core/clock.ts";
 import { isId, parseSeqId } from "../src/core/ids.ts";
 import { chainKeysFrom } from "../src/audit/keys.ts";
-import type { Storage, UnitOfWork } from "../src/store/contract.ts";
+import { newId } from "../src/core/ids.ts";
+import { ENVELOPE_VERSION, type Envelope, type Span } from "../src/events/envelope.ts";
+import {
+  APPROVAL_DECIDED,
+  type DeliveryRow,
+  type NewDelivery,
+  type SecretRow,
+  type Storage,
+  type UnitOfWork,
+} from "../src/store/contract.ts";
 
 export interface ContractHarness {
   storage: Storage;
@@ -604,6 +613,780 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
           expectHead: { found: true },
         });
         expect(await storage.audit.verify({ expectHead: { seq: 9, hash: head.hash } })).toMatchObject({ ok: false });
+      });
+    });
+
+    describe("leased fast path", () => {
+      test("a job born leased runs on its creator's lease: nobody else claims it, its creator acks it", async () => {
+        const { storage, clock } = await open();
+        const job = await storage.committer.run((tx) =>
+          storage.queue.enqueueLeasedTx(
+            tx,
+            { kind: "fast", payload: { n: 1 }, tenant: "beta" },
+            {
+              owner: "me",
+              visibilityMs: VIS,
+            },
+          ),
+        );
+        expect(job).toMatchObject({
+          kind: "fast",
+          tenant: "beta",
+          payload: { n: 1 },
+          state: "leased",
+          attempt: 1,
+          runAt: clock.now(),
+          leaseExpiresAt: clock.now() + VIS,
+        });
+        expect((await storage.queue.get(job!.id))?.state).toBe("leased");
+        expect(await storage.queue.lease({ limit: 10, visibilityMs: VIS })).toEqual([]);
+        expect(await storage.queue.ack(job!)).toBe(true);
+        expect((await storage.queue.get(job!.id))?.state).toBe("done");
+      });
+
+      test("its idempotency key is honoured (null when taken), and it rolls back with its unit", async () => {
+        const { storage } = await open();
+        const spec = { kind: "fast", payload: 1, idempotencyKey: "k" };
+        const lease = { owner: null, visibilityMs: VIS };
+        expect(await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, spec, lease))).not.toBeNull();
+        expect(await storage.committer.run((tx) => storage.queue.enqueueLeasedTx(tx, spec, lease))).toBeNull();
+        await storage.committer
+          .run((tx) => {
+            storage.queue.enqueueLeasedTx(tx, { ...spec, idempotencyKey: "doomed" }, lease);
+            throw new Error("no");
+          })
+          .catch(() => {});
+        expect(
+          await storage.committer.run((tx) =>
+            storage.queue.enqueueLeasedTx(tx, { ...spec, idempotencyKey: "doomed" }, lease),
+          ),
+        ).not.toBeNull();
+      });
+
+      test("when its creator dies, the job is recovered like any other", async () => {
+        const { storage, clock } = await open();
+        const job = await storage.committer.run((tx) =>
+          storage.queue.enqueueLeasedTx(tx, { kind: "fast", payload: 1 }, { owner: "dead", visibilityMs: VIS }),
+        );
+        clock.advance(VIS + 1);
+        expect(await storage.queue.recoverExpired()).toBe(1);
+        const [again] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
+        expect(again).toMatchObject({ id: job!.id, attempt: 2 });
+        expect(await storage.queue.ack(job!)).toBe(false);
+      });
+
+      test("enqueueTx and ackTx are the unit of work's enqueue and ack", async () => {
+        const { storage } = await open();
+        const { id } = await storage.committer.run((tx) => storage.queue.enqueueTx(tx, { kind: "t", payload: 1 }));
+        const [job] = await storage.queue.lease({ limit: 1, visibilityMs: VIS });
+        expect(job?.id).toBe(id);
+        expect(await storage.committer.run((tx) => storage.queue.ackTx(tx, job!))).toBe(true);
+        expect((await storage.queue.get(id))?.state).toBe("done");
+      });
+    });
+
+    describe("events, deliveries and attempts", () => {
+      const envelope = (clock: ManualClock, over: Partial<Envelope> = {}): Envelope => {
+        const id = newId("evt", clock.now());
+        return {
+          id,
+          version: ENVELOPE_VERSION,
+          type: "webhook.received",
+          tenant: "beta",
+          agent: null,
+          channel: "webhook",
+          source: { binding: "hooks" },
+          received_at: new Date(clock.now()).toISOString(),
+          trace_id: `T-${id.slice(4)}`,
+          idempotency_key: null,
+          data: { json: { n: 1 } },
+          ...over,
+        };
+      };
+      const span = (name: string): Span => ({ name, start: "2026-01-01T00:00:00.000Z", duration_ms: 1, outcome: "ok" });
+      const delivery = (clock: ManualClock, e: Envelope, endpoint: string, over: Partial<NewDelivery> = {}) => {
+        clock.advance(1);
+        return {
+          id: newId("dlv", clock.now()),
+          eventId: e.id,
+          tenant: e.tenant,
+          endpoint,
+          state: "pending",
+          createdAt: clock.now(),
+          updatedAt: clock.now(),
+          ...over,
+        } satisfies NewDelivery;
+      };
+      const insert = (
+        storage: Storage,
+        e: Envelope,
+        trace: Span[] = [],
+        routing: Record<string, unknown> | null = null,
+      ) => storage.committer.run((tx) => storage.events.insertTx(tx, e, trace, routing));
+
+      test("an event is stored once per tenant, binding and idempotency key, and read back whole", async () => {
+        const { storage, clock } = await open();
+        const first = envelope(clock, { idempotency_key: "k1" });
+        expect(await insert(storage, first, [span("ingress")])).toEqual({ id: first.id, created: true });
+        clock.advance(1);
+        const repeat = envelope(clock, { idempotency_key: "k1" });
+        expect(await insert(storage, repeat)).toEqual({ id: first.id, created: false });
+        // The same key on another binding is another event.
+        const other = envelope(clock, { idempotency_key: "k1", source: { binding: "other" } });
+        expect((await insert(storage, other)).created).toBe(true);
+        expect(await storage.events.get(first.id)).toEqual({
+          envelope: first,
+          trace: [span("ingress")],
+          tenant: "beta",
+        });
+        expect(await storage.events.get(repeat.id)).toBeNull();
+      });
+
+      test("events are listed newest first before a cursor, or oldest first after one, filtered", async () => {
+        const { storage, clock } = await open();
+        const made: Envelope[] = [];
+        for (const [tenant, type] of [
+          ["beta", "webhook.received"],
+          ["alpha", "webhook.received"],
+          ["beta", "email.received"],
+          ["beta", "webhook.received"],
+        ] as const) {
+          clock.advance(1000);
+          const e = envelope(clock, { tenant, type, channel: type === "email.received" ? "email" : "webhook" });
+          made.push(e);
+          await insert(storage, e);
+        }
+        const ids = (rows: { envelope: Envelope }[]) => rows.map((r) => r.envelope.id);
+        expect(ids(await storage.events.list({ limit: 10 }))).toEqual(made.map((e) => e.id).reverse());
+        expect(ids(await storage.events.list({ limit: 2 }))).toEqual([made[3]!.id, made[2]!.id]);
+        expect(ids(await storage.events.list({ before: made[2]!.id, limit: 10 }))).toEqual([made[1]!.id, made[0]!.id]);
+        expect(ids(await storage.events.list({ after: made[1]!.id, limit: 10 }))).toEqual([made[2]!.id, made[3]!.id]);
+        expect(ids(await storage.events.list({ tenants: ["alpha"], limit: 10 }))).toEqual([made[1]!.id]);
+        expect(ids(await storage.events.list({ type: "email.received", limit: 10 }))).toEqual([made[2]!.id]);
+        expect(ids(await storage.events.list({ channel: "email", limit: 10 }))).toEqual([made[2]!.id]);
+        const at = (e: Envelope) => Date.parse(e.received_at);
+        expect(ids(await storage.events.list({ since: at(made[1]!), until: at(made[2]!), limit: 10 }))).toEqual([
+          made[2]!.id,
+          made[1]!.id,
+        ]);
+      });
+
+      test("an event waits for routing until its routing is recorded, with routing's spans", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        await insert(storage, e, [span("ingress")]);
+        expect(await storage.events.getRouting(e.id)).toBeNull();
+        expect(await storage.events.getUnroutedEvent(e.id)).toEqual({ envelope: e, tenant: "beta" });
+        expect(await storage.events.getUnroutedEvent(e.id)).toEqual({ envelope: e, tenant: "beta" });
+        expect(await storage.committer.run((tx) => storage.events.unroutedEventTx(tx, e.id))).toEqual({
+          envelope: e,
+          tenant: "beta",
+        });
+        await storage.committer.run((tx) =>
+          storage.events.setRoutingTx(tx, e.id, { matched: ["r1"] }, [span("route")]),
+        );
+        expect(await storage.events.getRouting(e.id)).toEqual({ matched: ["r1"] });
+        expect(await storage.events.getUnroutedEvent(e.id)).toBeNull();
+        expect(await storage.committer.run((tx) => storage.events.unroutedEventTx(tx, e.id))).toBeNull();
+        expect((await storage.events.get(e.id))?.trace).toEqual([span("ingress"), span("route")]);
+        // Routed at its commit: never handed to the router.
+        const routed = envelope(clock);
+        await insert(storage, routed, [], { matched: [] });
+        expect(await storage.events.getRouting(routed.id)).toEqual({ matched: [] });
+        expect(await storage.events.getUnroutedEvent(routed.id)).toBeNull();
+      });
+
+      test("an event has one first delivery per endpoint; replays are further ones, and the newest is found", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        await insert(storage, e);
+        const first = delivery(clock, e, "crm", { route: "r1", trace: [span("policy.eval")] });
+        expect(await storage.committer.run((tx) => storage.events.insertDeliveryTx(tx, first))).toBe(true);
+        expect(
+          await storage.committer.run((tx) => storage.events.insertDeliveryTx(tx, delivery(clock, e, "crm"))),
+        ).toBe(false);
+        const replay = delivery(clock, e, "crm", { replayOf: first.id, requestedBy: "token:tok_a" });
+        const other = delivery(clock, e, "erp");
+        await storage.committer.run((tx) => {
+          storage.events.insertDeliveryTx(tx, replay);
+          storage.events.insertDeliveryTx(tx, other);
+        });
+        expect(await storage.events.getDelivery(first.id)).toEqual({
+          ...first,
+          attempts: 0,
+          lastStatus: null,
+          lastError: null,
+          route: "r1",
+          decision: null,
+          approvalId: null,
+          firstAttemptAt: null,
+          replayOf: null,
+          requestedBy: null,
+          attemptBase: 0,
+          trace: [span("policy.eval")],
+        } satisfies DeliveryRow);
+        expect(await storage.events.getDelivery("dlv_missing")).toBeNull();
+        expect((await storage.committer.run((tx) => storage.events.deliveryTx(tx, replay.id)))?.replayOf).toBe(
+          first.id,
+        );
+        expect((await storage.events.getLatestDelivery(e.id, "crm"))?.id).toBe(replay.id);
+        expect((await storage.committer.run((tx) => storage.events.latestDeliveryTx(tx, e.id, "crm")))?.id).toBe(
+          replay.id,
+        );
+        expect(await storage.events.getLatestDelivery(e.id, "nowhere")).toBeNull();
+        expect((await storage.events.listFirstDeliveries(e.id)).map((d) => d.id).sort()).toEqual(
+          [first.id, other.id].sort(),
+        );
+        expect((await storage.events.deliveries({ eventId: e.id, limit: 10 })).map((d) => d.id)).toEqual([
+          other.id,
+          replay.id,
+          first.id,
+        ]);
+        expect((await storage.events.deliveries({ endpoint: "erp", limit: 10 })).map((d) => d.id)).toEqual([other.id]);
+        expect((await storage.events.deliveries({ before: replay.id, limit: 10 })).map((d) => d.id)).toEqual([
+          first.id,
+        ]);
+        expect(await storage.events.deliveries({ tenants: ["alpha"], limit: 10 })).toEqual([]);
+        expect(await storage.events.countDeliveries("beta", "crm")).toEqual({ pending: 2 });
+      });
+
+      test("checkpoints, updates and spans change a delivery; a discarded one stays discarded", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        await insert(storage, e);
+        const d = delivery(clock, e, "crm");
+        await storage.committer.run((tx) => storage.events.insertDeliveryTx(tx, d));
+        const row = (await storage.events.getDelivery(d.id))!;
+        clock.advance(5);
+        await storage.committer.run((tx) =>
+          storage.events.checkpointTx(tx, { ...row, state: "delivering", attempts: 1, firstAttemptAt: clock.now() }, [
+            span("state.store"),
+          ]),
+        );
+        expect(await storage.events.getDelivery(d.id)).toMatchObject({
+          state: "delivering",
+          attempts: 1,
+          firstAttemptAt: clock.now(),
+          updatedAt: clock.now(),
+          trace: [span("state.store")],
+        });
+        await storage.committer.run((tx) => storage.events.appendSpansTx(tx, d.id, [span("delivery")]));
+        clock.advance(5);
+        await storage.committer.run((tx) =>
+          storage.events.updateDeliveryTx(tx, d.id, { state: "dead", lastStatus: 500, lastError: "boom" }, [
+            span("audit.log"),
+          ]),
+        );
+        expect(await storage.events.getDelivery(d.id)).toMatchObject({
+          state: "dead",
+          lastStatus: 500,
+          lastError: "boom",
+          attempts: 1,
+          updatedAt: clock.now(),
+          trace: [span("state.store"), span("delivery"), span("audit.log")],
+        });
+        expect(await storage.events.countDeliveries("beta", "crm")).toEqual({ dead: 1 });
+        const discarded = await storage.committer.run((tx) =>
+          storage.events.transitionTx(tx, d.id, ["dead", "retrying"], { state: "discarded", requestedBy: "token:t" }),
+        );
+        expect(discarded).toMatchObject({ id: d.id, state: "discarded", requestedBy: "token:t" });
+        expect(
+          await storage.committer.run((tx) => storage.events.transitionTx(tx, d.id, ["dead"], { state: "delivering" })),
+        ).toBeNull();
+        await storage.committer.run((tx) =>
+          storage.events.checkpointTx(tx, { ...(discarded as DeliveryRow), state: "retrying" }),
+        );
+        expect((await storage.events.getDelivery(d.id))?.state).toBe("discarded");
+      });
+
+      test("the deliveries parked on an approval are found by it", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        await insert(storage, e);
+        const [a, b, c] = [delivery(clock, e, "a"), delivery(clock, e, "b"), delivery(clock, e, "c")];
+        await storage.committer.run((tx) => {
+          for (const [d, approvalId] of [
+            [a, "apr_1"],
+            [b, "apr_1"],
+            [c, "apr_2"],
+          ] as const) {
+            storage.events.insertDeliveryTx(tx, d);
+            storage.events.updateDeliveryTx(tx, d.id, { state: "awaiting_approval", approvalId });
+          }
+        });
+        expect((await storage.events.listDeliveriesOfApproval("apr_1")).map((d) => d.id).sort()).toEqual(
+          [a.id, b.id].sort(),
+        );
+        expect(await storage.events.listDeliveriesOfApproval("apr_3")).toEqual([]);
+      });
+
+      test("attempts are recorded and read back in order", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        await insert(storage, e);
+        const d = delivery(clock, e, "crm");
+        await storage.committer.run((tx) => {
+          storage.events.insertDeliveryTx(tx, d);
+          storage.events.insertAttemptTx(tx, {
+            deliveryId: d.id,
+            attempt: 2,
+            startedAt: 20,
+            latencyMs: 7,
+            status: 200,
+          });
+          storage.events.insertAttemptTx(tx, {
+            deliveryId: d.id,
+            attempt: 1,
+            startedAt: 10,
+            latencyMs: 30_000,
+            errorClass: "timeout",
+            error: "no answer",
+            excerpt: null,
+          });
+        });
+        const attempts = await storage.events.listAttempts(d.id);
+        expect(attempts).toMatchObject([
+          { deliveryId: d.id, attempt: 1, startedAt: 10, latencyMs: 30_000, status: null, errorClass: "timeout" },
+          { deliveryId: d.id, attempt: 2, status: 200, errorClass: null, error: null, excerpt: null },
+        ]);
+        expect(await storage.events.listAttempts("dlv_none")).toEqual([]);
+      });
+
+      test("an event and its deliveries roll back with their unit", async () => {
+        const { storage, clock } = await open();
+        const e = envelope(clock);
+        const d = delivery(clock, e, "crm");
+        await expect(
+          storage.committer.run((tx) => {
+            storage.events.insertTx(tx, e);
+            storage.events.insertDeliveryTx(tx, d);
+            throw new Error("refused");
+          }),
+        ).rejects.toThrow("refused");
+        expect(await storage.events.get(e.id)).toBeNull();
+        expect(await storage.events.getDelivery(d.id)).toBeNull();
+        expect((await insert(storage, e)).created).toBe(true);
+      });
+    });
+
+    describe("approvals", () => {
+      const park = (
+        storage: Storage,
+        over: { tenant?: string; expiresInMs?: number; onExpiry?: "approve" | "deny" } = {},
+      ) =>
+        storage.approvals.park({
+          tenant: over.tenant ?? "beta",
+          eventId: "evt_1",
+          action: { kind: "dispatch", target: "crm" },
+          policy: { name: "gate", rule: 0 },
+          expiresInMs: over.expiresInMs ?? 60_000,
+          onExpiry: over.onExpiry ?? "deny",
+        });
+      const decided = async (storage: Storage) =>
+        (await storage.outbox.read(0, 100)).filter((e) => e.topic === APPROVAL_DECIDED).map((e) => e.payload);
+
+      test("a parked action is pending and audited; a decision is recorded, audited and announced once", async () => {
+        const { storage, clock } = await open();
+        const a = await park(storage);
+        expect(a).toMatchObject({
+          tenant: "beta",
+          eventId: "evt_1",
+          state: "pending",
+          createdAt: clock.now(),
+          expiresAt: clock.now() + 60_000,
+          onExpiry: "deny",
+          decidedBy: null,
+        });
+        expect(await storage.approvals.get(a.id)).toEqual(a);
+        const approved = await storage.approvals.decide(a.id, { approve: true, reason: "fine", actor: "token:tok_a" });
+        expect(approved).toMatchObject({ state: "approved", decidedBy: "token:tok_a", reason: "fine" });
+        expect(await storage.approvals.get(a.id)).toEqual(approved);
+        await expect(storage.approvals.decide(a.id, { approve: false, reason: null, actor: "x" })).rejects.toThrow(
+          "already approved",
+        );
+        await expect(
+          storage.approvals.decide("apr_missing", { approve: true, reason: null, actor: "x" }),
+        ).rejects.toThrow("not found");
+        expect(await decided(storage)).toEqual([
+          { id: a.id, state: "approved", outcome: "approve", event: "evt_1", action: a.action },
+        ]);
+        const actions = (await storage.audit.list({ limit: 10 })).map((e) => e.action);
+        expect(actions).toEqual(["approval.approve", "approval.request"]);
+      });
+
+      test("an approval past its time expires with its declared outcome, and a late decision is refused", async () => {
+        const { storage, clock } = await open();
+        const late = await park(storage, { expiresInMs: 1000, onExpiry: "approve" });
+        const due = await park(storage, { expiresInMs: 1000 });
+        const later = await park(storage, { expiresInMs: 5000 });
+        clock.advance(1000);
+        await expect(storage.approvals.decide(late.id, { approve: false, reason: null, actor: "x" })).rejects.toThrow(
+          "expired before it was decided",
+        );
+        expect(await storage.approvals.get(late.id)).toMatchObject({ state: "expired", decidedBy: "system" });
+        expect(await storage.approvals.expireDue()).toBe(1);
+        expect((await storage.approvals.get(due.id))?.state).toBe("expired");
+        expect((await storage.approvals.get(later.id))?.state).toBe("pending");
+        expect(await storage.approvals.expireDue()).toBe(0);
+        expect((await decided(storage)).map((p) => (p as { outcome: string }).outcome)).toEqual(["approve", "deny"]);
+      });
+
+      test("approvals are listed newest first, by tenant and state, before a cursor", async () => {
+        const { storage, clock } = await open();
+        const a = await park(storage);
+        clock.advance(1);
+        const b = await park(storage, { tenant: "alpha" });
+        clock.advance(1);
+        const c = await park(storage);
+        await storage.approvals.decide(c.id, { approve: false, reason: null, actor: "x" });
+        const ids = (rows: { id: string }[]) => rows.map((r) => r.id);
+        expect(ids(await storage.approvals.list({ limit: 10 }))).toEqual([c.id, b.id, a.id]);
+        expect(ids(await storage.approvals.list({ tenants: ["beta"], limit: 10 }))).toEqual([c.id, a.id]);
+        expect(ids(await storage.approvals.list({ state: "pending", limit: 10 }))).toEqual([b.id, a.id]);
+        expect(ids(await storage.approvals.list({ before: b.id, limit: 10 }))).toEqual([a.id]);
+        expect(ids(await storage.approvals.list({ limit: 1 }))).toEqual([c.id]);
+      });
+
+      test("parkTx commits with the unit that parks the task, or not at all", async () => {
+        const { storage } = await open();
+        const request = {
+          tenant: "beta",
+          action: { kind: "dispatch" },
+          policy: {},
+          expiresInMs: 1000,
+          onExpiry: "deny" as const,
+        };
+        const parked = await storage.committer.run((tx) => storage.approvals.parkTx(tx, request));
+        expect(await storage.approvals.get(parked.id)).toEqual(parked);
+        let doomed = "";
+        await storage.committer
+          .run((tx) => {
+            doomed = storage.approvals.parkTx(tx, request).id;
+            throw new Error("no");
+          })
+          .catch(() => {});
+        expect(await storage.approvals.get(doomed)).toBeNull();
+        expect((await storage.audit.list({ action: "approval.request", limit: 10 })).length).toBe(1);
+      });
+    });
+
+    describe("mail", () => {
+      const accepted = (id: string, segment: string) => ({
+        id,
+        receivedAt: 1000,
+        remoteIp: "192.0.2.1",
+        helo: "mx.example",
+        mailFrom: "",
+        recipients: [{ address: "support@x.test", tenant: "beta", agent: "support", tag: null, binding: "mail" }],
+        tls: true,
+        size: 42,
+        spool: { segment, offset: 10, length: 42 },
+        trace: [{ name: "smtp.data", start: "2026-01-01T00:00:00.000Z", duration_ms: 2, outcome: "ok" as const }],
+      });
+
+      test("an accepted message is queued, then finished as processed or failed", async () => {
+        const { storage, clock } = await open();
+        await storage.committer.run((tx) => {
+          storage.mail.insertTx(tx, accepted("msg_1", "seg-a"));
+          storage.mail.insertTx(tx, accepted("msg_2", "seg-b"));
+        });
+        expect(await storage.mail.getMessage("msg_1")).toEqual({
+          id: "msg_1",
+          receivedAt: 1000,
+          remoteIp: "192.0.2.1",
+          helo: "mx.example",
+          mailFrom: "",
+          recipients: accepted("msg_1", "seg-a").recipients,
+          tls: true,
+          size: 42,
+          spoolSegment: "seg-a",
+          spoolOffset: 10,
+          spoolLength: 42,
+          trace: accepted("msg_1", "seg-a").trace,
+          state: "queued",
+          events: null,
+          error: null,
+          processedAt: null,
+        });
+        expect(await storage.mail.getMessage("msg_none")).toBeNull();
+        await storage.committer.run((tx) => {
+          storage.mail.finishTx(tx, "msg_1", { events: ["evt_a", "evt_b"] });
+          storage.mail.finishTx(tx, "msg_2", { events: [], error: "the spooled message is gone" });
+        });
+        expect(await storage.mail.getMessage("msg_1")).toMatchObject({
+          state: "processed",
+          events: ["evt_a", "evt_b"],
+          error: null,
+          processedAt: clock.now(),
+        });
+        expect(await storage.mail.getMessage("msg_2")).toMatchObject({
+          state: "failed",
+          events: [],
+          error: "the spooled message is gone",
+        });
+      });
+
+      test("the spool segments in use are the ones some message names", async () => {
+        const { storage } = await open();
+        expect(await storage.mail.listSpoolSegments()).toEqual(new Set());
+        await storage.committer.run((tx) => {
+          storage.mail.insertTx(tx, accepted("msg_1", "seg-a"));
+          storage.mail.insertTx(tx, accepted("msg_2", "seg-a"));
+          storage.mail.insertTx(tx, accepted("msg_3", "seg-b"));
+        });
+        expect(await storage.mail.listSpoolSegments()).toEqual(new Set(["seg-a", "seg-b"]));
+      });
+    });
+
+    describe("secrets", () => {
+      const row = (name: string, version: number, over: Partial<SecretRow> = {}): SecretRow => ({
+        tenant: "beta",
+        name,
+        version,
+        masterKeyId: "mk_1",
+        wrappedKey: new Uint8Array([1, 2, 3, version]),
+        sealedValue: new Uint8Array([9, 8, 7, version]),
+        createdAt: 1000 + version,
+        createdBy: "token:tok_a",
+        expiresAt: null,
+        rotationPeriodMs: null,
+        format: "whsec",
+        ...over,
+      });
+      const plain = (rows: SecretRow[]) =>
+        rows.map((r) => ({ ...r, wrappedKey: [...r.wrappedKey], sealedValue: [...r.sealedValue] }));
+
+      test("versions are stored opaque and read back newest first; a version is written once", async () => {
+        const { storage } = await open();
+        const key = { tenant: "beta", name: "crm" };
+        expect(await storage.committer.run((tx) => storage.secrets.existsTx(tx, key))).toBe(false);
+        expect(await storage.secrets.versions(key)).toEqual([]);
+        await storage.committer.run((tx) => storage.secrets.insertTx(tx, row("crm", 1, { rotationPeriodMs: 5000 })));
+        expect(await storage.committer.run((tx) => storage.secrets.existsTx(tx, key))).toBe(true);
+        await expect(storage.committer.run((tx) => storage.secrets.insertTx(tx, row("crm", 1)))).rejects.toThrow();
+        await storage.committer.run((tx) => {
+          storage.secrets.expireCurrentTx(tx, key, 9000);
+          storage.secrets.insertTx(tx, row("crm", 2, { format: null }));
+        });
+        expect(plain(await storage.secrets.versions(key))).toEqual(
+          plain([row("crm", 2, { format: null }), row("crm", 1, { rotationPeriodMs: 5000, expiresAt: 9000 })]),
+        );
+        expect(plain(await storage.committer.run((tx) => storage.secrets.versionsTx(tx, key)))).toEqual(
+          plain(await storage.secrets.versions(key)),
+        );
+        // Only the current version gets an expiry; a superseded one keeps its own.
+        await storage.committer.run((tx) => storage.secrets.expireCurrentTx(tx, key, 20_000));
+        expect((await storage.secrets.versions(key)).map((r) => r.expiresAt)).toEqual([20_000, 9000]);
+        expect(await storage.secrets.versions({ tenant: "alpha", name: "crm" })).toEqual([]);
+      });
+
+      test("secrets are named by tenant and name, once each, in order", async () => {
+        const { storage } = await open();
+        await storage.committer.run((tx) => {
+          storage.secrets.insertTx(tx, row("zeta", 1));
+          storage.secrets.insertTx(tx, row("alpha", 1));
+          storage.secrets.insertTx(tx, row("alpha", 2));
+          storage.secrets.insertTx(tx, { ...row("only", 1), tenant: "acme" });
+        });
+        expect(await storage.secrets.names()).toEqual([
+          { tenant: "acme", name: "only" },
+          { tenant: "beta", name: "alpha" },
+          { tenant: "beta", name: "zeta" },
+        ]);
+        expect(await storage.secrets.names("beta")).toEqual([
+          { tenant: "beta", name: "alpha" },
+          { tenant: "beta", name: "zeta" },
+        ]);
+      });
+
+      test("a master-key rotation finds the versions under other keys, in batches, and re-wraps them", async () => {
+        const { storage } = await open();
+        await storage.committer.run((tx) => {
+          for (let v = 1; v <= 3; v++) storage.secrets.insertTx(tx, row("crm", v));
+          storage.secrets.insertTx(tx, row("new", 1, { masterKeyId: "mk_2" }));
+        });
+        let moved = 0;
+        for (;;) {
+          const n = await storage.committer.run((tx) => {
+            const batch = storage.secrets.sealedWithOtherKeyTx(tx, "mk_2", 2);
+            for (const r of batch)
+              storage.secrets.rewrapTx(tx, r, { masterKeyId: "mk_2", wrappedKey: new Uint8Array([7, r.version]) });
+            return batch.length;
+          });
+          if (n === 0) break;
+          expect(n).toBeLessThanOrEqual(2);
+          moved += n;
+        }
+        expect(moved).toBe(3);
+        const crm = await storage.secrets.versions({ tenant: "beta", name: "crm" });
+        expect(crm.map((r) => [r.masterKeyId, [...r.wrappedKey], [...r.sealedValue]])).toEqual([
+          ["mk_2", [7, 3], [9, 8, 7, 3]],
+          ["mk_2", [7, 2], [9, 8, 7, 2]],
+          ["mk_2", [7, 1], [9, 8, 7, 1]],
+        ]);
+      });
+    });
+
+    describe("blobs", () => {
+      const hex = (bytes: Uint8Array) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+
+      test("a blob is named by its content's hash, stored once, read back, and deleted", async () => {
+        const { storage } = await open();
+        const bytes = new TextEncoder().encode("%PDF-1.4 attachment");
+        const sha256 = hex(bytes);
+        expect(await storage.blobs.has(sha256)).toBe(false);
+        expect(await storage.blobs.get(sha256)).toBeNull();
+        expect(await storage.blobs.put(bytes)).toEqual({ sha256, size: bytes.byteLength });
+        expect(await storage.blobs.put(bytes)).toEqual({ sha256, size: bytes.byteLength });
+        expect(await storage.blobs.has(sha256)).toBe(true);
+        expect(await storage.blobs.get(sha256)).toEqual(bytes);
+        const empty = await storage.blobs.put(new Uint8Array());
+        expect(empty.size).toBe(0);
+        expect(await storage.blobs.get(empty.sha256)).toEqual(new Uint8Array());
+        expect(await storage.blobs.delete([sha256, sha256, hex(new Uint8Array([1]))])).toBe(1);
+        expect(await storage.blobs.has(sha256)).toBe(false);
+        expect(await storage.blobs.removeTemps()).toBe(0);
+      });
+
+      test("a name that is not 64 lower-case hex digits is refused", async () => {
+        const { storage } = await open();
+        await expect(storage.blobs.get("../../etc/passwd")).rejects.toThrow("64 lower-case hex");
+        await expect(storage.blobs.has("A".repeat(64))).rejects.toThrow("64 lower-case hex");
+        await expect(storage.blobs.delete(["x"])).rejects.toThrow("64 lower-case hex");
+      });
+
+      test("blobs outlive a restart", async () => {
+        const h = await open();
+        const { sha256 } = await h.storage.blobs.put(new Uint8Array([1, 2, 3]));
+        const again = await h.reopen();
+        expect(await again.blobs.get(sha256)).toEqual(new Uint8Array([1, 2, 3]));
+      });
+    });
+
+    describe("resources in a unit of work", () => {
+      const key = { tenant: "beta", kind: "endpoints", name: "crm" };
+
+      test("put creates, updates under preconditions, and leaves an unchanged spec alone", async () => {
+        const { storage, clock } = await open();
+        const generation = storage.resources.generation;
+        const created = await storage.resources.transact((tx) =>
+          storage.resources.putTx(tx, key, { url: "https://a" }, { mode: "create", actor: "t" }),
+        );
+        expect(created).toMatchObject({ changed: true, created: true, record: { ...key, resourceVersion: 1 } });
+        expect(storage.resources.generation).toBeGreaterThan(generation);
+        await expect(
+          storage.resources.transact((tx) => storage.resources.putTx(tx, key, {}, { mode: "create", actor: "t" })),
+        ).rejects.toThrow("already exists");
+        await expect(
+          storage.resources.transact((tx) =>
+            storage.resources.putTx(
+              tx,
+              key,
+              { url: "https://b" },
+              { mode: "update", pre: { ifMatch: [7] }, actor: "t" },
+            ),
+          ),
+        ).rejects.toThrow("resource_version 1");
+        const same = await storage.resources.transact((tx) =>
+          storage.resources.putTx(tx, key, { url: "https://a" }, { mode: "upsert", actor: "t" }),
+        );
+        expect(same).toMatchObject({ changed: false, created: false, record: { resourceVersion: 1 } });
+        clock.advance(10);
+        const updated = await storage.resources.transact((tx) =>
+          storage.resources.putTx(tx, key, { url: "https://b" }, { mode: "update", pre: { ifMatch: [1] }, actor: "u" }),
+        );
+        expect(updated.record).toMatchObject({
+          resourceVersion: 2,
+          spec: { url: "https://b" },
+          updatedAt: clock.now(),
+        });
+        expect((await storage.resources.history(key)).map((h) => [h.resourceVersion, h.op, h.actor])).toEqual([
+          [1, "create", "t"],
+          [2, "update", "u"],
+        ]);
+      });
+
+      test("delete and allTx see the unit's own writes; a re-created resource continues the versions", async () => {
+        const { storage } = await open();
+        const seen = await storage.resources.transact((tx) => {
+          storage.resources.putTx(tx, key, { url: "https://a" }, { mode: "create", actor: "t" });
+          const all = storage.resources.allTx(tx).map((r) => r.name);
+          const deleted = storage.resources.deleteTx(tx, key, { actor: "t" });
+          return { all, deleted, after: storage.resources.allTx(tx).length };
+        });
+        expect(seen).toMatchObject({ all: ["crm"], deleted: { resourceVersion: 1 }, after: 0 });
+        await expect(
+          storage.resources.transact((tx) => storage.resources.deleteTx(tx, key, { actor: "t" })),
+        ).rejects.toThrow("not found");
+        const again = await storage.resources.transact((tx) =>
+          storage.resources.putTx(tx, key, { url: "https://c" }, { mode: "create", actor: "t" }),
+        );
+        expect(again.record.resourceVersion).toBe(3);
+      });
+
+      test("a unit that throws writes no resource and moves no generation", async () => {
+        const { storage } = await open();
+        const generation = storage.resources.generation;
+        await expect(
+          storage.resources.transact((tx) => {
+            storage.resources.putTx(tx, key, { url: "https://a" }, { mode: "create", actor: "t" });
+            throw new Error("refused");
+          }),
+        ).rejects.toThrow("refused");
+        expect(await storage.resources.get(key)).toBeNull();
+        expect(storage.resources.generation).toBe(generation);
+      });
+    });
+
+    describe("audit log: entries in a unit of work, and listed", () => {
+      test("an entry appended in a unit commits with it, or not at all", async () => {
+        const { storage } = await open();
+        const entry = await storage.committer.run((tx) =>
+          storage.audit.appendTx(tx, { actor: "system", action: "test.kept" }),
+        );
+        expect(entry).toMatchObject({ seq: 1, action: "test.kept", tenant: null, target: null, details: {} });
+        await storage.committer
+          .run((tx) => {
+            storage.audit.appendTx(tx, { actor: "system", action: "test.lost" });
+            throw new Error("no");
+          })
+          .catch(() => {});
+        const next = await storage.audit.append({ actor: "system", action: "test.next" });
+        expect(next.seq).toBe(2);
+        expect(next.prevHash).toBe(entry.hash);
+        expect((await storage.audit.list({ limit: 10 })).map((e) => e.action)).toEqual(["test.next", "test.kept"]);
+        expect((await storage.audit.verify()).ok).toBe(true);
+      });
+
+      test("entries are listed newest first, filtered by tenant, action, actor, event and time, before a cursor", async () => {
+        const { storage, clock } = await open();
+        const rows: [string, string | null, string, string | null, Record<string, unknown>][] = [
+          ["token:a", "beta", "secret.set", "beta/x", {}],
+          ["system", "beta", "delivery.attempt", "dlv_1", { event: "evt_9" }],
+          ["token:b", "alpha", "event.replay", "evt_9", {}],
+          ["token:a", null, "token.create", "tok_1", {}],
+        ];
+        for (const [actor, tenant, action, target, details] of rows) {
+          clock.advance(1000);
+          await storage.audit.append({ actor, tenant, action, target, details });
+        }
+        const seqs = (entries: { seq: number }[]) => entries.map((e) => e.seq);
+        expect(seqs(await storage.audit.list({ limit: 10 }))).toEqual([4, 3, 2, 1]);
+        expect(seqs(await storage.audit.list({ limit: 2 }))).toEqual([4, 3]);
+        expect(seqs(await storage.audit.list({ before: 3, limit: 10 }))).toEqual([2, 1]);
+        expect(seqs(await storage.audit.list({ tenants: ["beta"], limit: 10 }))).toEqual([2, 1]);
+        expect(seqs(await storage.audit.list({ action: "token.create", limit: 10 }))).toEqual([4]);
+        expect(seqs(await storage.audit.list({ actor: "token:a", limit: 10 }))).toEqual([4, 1]);
+        expect(seqs(await storage.audit.list({ event: "evt_9", limit: 10 }))).toEqual([3, 2]);
+        const t0 = (await storage.audit.list({ limit: 10 })).at(-1)!.at;
+        expect(seqs(await storage.audit.list({ since: t0 + 1000, until: t0 + 2000, limit: 10 }))).toEqual([3, 2]);
+        expect((await storage.audit.list({ action: "secret.set", limit: 1 }))[0]).toMatchObject({
+          actor: "token:a",
+          tenant: "beta",
+          target: "beta/x",
+          decision: null,
+          details: {},
+        });
       });
     });
   });

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import { summarize } from "../events/envelope.ts";
-import type { ApprovalRow, SqliteApprovals, SqliteEvents, SqliteTokens } from "../store/index.ts";
+import type { ApprovalRow, ApprovalStore, EventStore, TokenStore } from "../store/index.ts";
 import { canAccess, type Principal, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -29,7 +29,7 @@ const Decision = t.Object(
 );
 
 /** /v1/approvals: parked actions; deciding needs write access to the approval's tenant. */
-export function approvalRoutes(store: SqliteApprovals, events: SqliteEvents, tokens: SqliteTokens, clock: Clock) {
+export function approvalRoutes(store: ApprovalStore, events: EventStore, tokens: TokenStore, clock: Clock) {
   /** The approval, with what it is about: the event in one line, and the endpoint. */
   const shown = async (a: ApprovalRow) => {
     const event = a.eventId ? await events.get(a.eventId) : null;

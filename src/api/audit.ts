@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { ChainedEntry } from "../store/index.ts";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
-import { type ExpectedHead, parseExpectedHead, type SqliteAudit, type SqliteTokens } from "../store/index.ts";
+import { type ExpectedHead, parseExpectedHead, type AuditLog, type TokenStore } from "../store/index.ts";
 import { requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, readPage } from "./http.ts";
 
@@ -33,7 +33,7 @@ function time(name: string, value: string | undefined): number | undefined {
  * /v1/audit/verify: walk the whole chain (admin) against its latest signed checkpoint and, with
  * `expect_head`, a head kept elsewhere; naming the first broken entry and the last good one.
  */
-export function auditRoutes(audit: SqliteAudit, tokens: SqliteTokens, clock: Clock) {
+export function auditRoutes(audit: AuditLog, tokens: TokenStore, clock: Clock) {
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
     .get("/audit", async ({ principal, query }) => {

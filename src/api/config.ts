@@ -6,7 +6,7 @@ import type { LocatedRef } from "../control/desired/index.ts";
 import { SIGNING_SECRET_FORM } from "../vault/vault.ts";
 import type { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
-import type { SqliteAudit, SqliteResources, SqliteTokens } from "../store/index.ts";
+import type { AuditLog, ResourceStore, TokenStore } from "../store/index.ts";
 import { canAccess, isAdmin, type Principal } from "./auth.ts";
 import { authenticated } from "./http.ts";
 
@@ -89,10 +89,10 @@ async function scopeFor(
 
 /** POST /v1/config/validate | diff | apply, with the YAML file as the body (docs/desired-state.md). */
 export function configRoutes(
-  resources: SqliteResources,
-  audit: SqliteAudit,
+  resources: ResourceStore,
+  audit: AuditLog,
   secrets: SecretIndex,
-  tokens: SqliteTokens,
+  tokens: TokenStore,
   clock: Clock,
   parser: DesiredParser,
 ) {

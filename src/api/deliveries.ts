@@ -4,8 +4,8 @@ import { isId } from "../core/ids.ts";
 import type { Span } from "../events/envelope.ts";
 import { AppError } from "../errors/index.ts";
 import { NAME_PATTERN } from "../control/resources/specs.ts";
-import type { DeliveryRow, SqliteEvents, SqliteResources, SqliteTokens } from "../store/index.ts";
-import { type AttemptRow, schema } from "../store/index.ts";
+import type { DeliveryRow, EventStore, ResourceStore, TokenStore } from "../store/index.ts";
+import { type AttemptRow, DELIVERY_STATES } from "../store/index.ts";
 import type { Waiting } from "../dispatch/dispatcher.ts";
 import { canAccess, type Principal, requireTenant, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
@@ -103,15 +103,15 @@ const Replay = t.Object(
 
 /** /v1/deliveries (list, show, retry, discard), POST /v1/events/:id/replay, an endpoint's status. */
 export function deliveryRoutes(
-  events: SqliteEvents,
-  resources: SqliteResources,
+  events: EventStore,
+  resources: ResourceStore,
   actions: DeliveryActions,
-  tokens: SqliteTokens,
+  tokens: TokenStore,
   clock: Clock,
 ) {
   const actor = (p: Principal) => `token:${p.tokenId}`;
-  const visible = (p: Principal, id: string, access: "read" | "write"): DeliveryRow => {
-    const d = isId(id, "dlv") ? events.delivery(id) : null;
+  const visible = async (p: Principal, id: string, access: "read" | "write"): Promise<DeliveryRow> => {
+    const d = isId(id, "dlv") ? await events.getDelivery(id) : null;
     if (!d || !canAccess(p, d.tenant, "read")) throw new AppError("not_found", "not found");
     if (access === "write" && !canAccess(p, d.tenant, "write"))
       throw new AppError("forbidden", `this token may only read tenant ${d.tenant}`);
@@ -122,11 +122,8 @@ export function deliveryRoutes(
     .get("/deliveries", async ({ principal, query }) => {
       const q = query as Record<string, string | undefined>;
       const page = readPage(q);
-      if (q.state !== undefined && !(schema.DELIVERY_STATES as readonly string[]).includes(q.state)) {
-        throw new AppError(
-          "invalid_input",
-          `state must be one of ${schema.DELIVERY_STATES.join(", ")}, not '${q.state}'`,
-        );
+      if (q.state !== undefined && !(DELIVERY_STATES as readonly string[]).includes(q.state)) {
+        throw new AppError("invalid_input", `state must be one of ${DELIVERY_STATES.join(", ")}, not '${q.state}'`);
       }
       const rows = await events.deliveries({
         tenants: tenantsFor(principal, q.tenant),
@@ -140,10 +137,10 @@ export function deliveryRoutes(
       return pageOf(shown, page.limit, (d) => d.id);
     })
     .get("/deliveries/:id", async ({ principal, params }) => {
-      const d = visible(principal, params.id, "read");
+      const d = await visible(principal, params.id, "read");
       return {
         ...presentDelivery(d, await actions.waitingFor(d)),
-        attempt_log: events.attempts(d.id).map(presentAttempt),
+        attempt_log: (await events.listAttempts(d.id)).map(presentAttempt),
         trace: d.trace,
       };
     })
@@ -152,7 +149,7 @@ export function deliveryRoutes(
         // Before the body is validated: another tenant's delivery or event is 404 whatever is sent.
         .derive({ as: "local" }, async ({ principal, params, path }) => {
           const id = (params as Record<string, string>).id!;
-          if (path.includes("/deliveries/")) return { delivery: visible(principal, id, "write") };
+          if (path.includes("/deliveries/")) return { delivery: await visible(principal, id, "write") };
           const event = isId(id, "evt") ? await events.get(id) : null;
           if (!event || !canAccess(principal, event.tenant, "read")) throw new AppError("not_found", "not found");
           if (!canAccess(principal, event.tenant, "write"))

@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { LOG_LEVELS, type LogTap } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import type { SqliteEvents, SqliteTokens } from "../store/index.ts";
+import type { EventStore, TokenStore } from "../store/index.ts";
 import { presentDelivery, timeline } from "./deliveries.ts";
 import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
@@ -21,7 +21,7 @@ const SSE_KEEPALIVE_MS = 15_000;
 const SSE_MAX_BACKLOG = 10_000;
 
 /** /v1/events and /v1/logs/tail. */
-export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: Clock, logTap: LogTap | null) {
+export function eventRoutes(events: EventStore, tokens: TokenStore, clock: Clock, logTap: LogTap | null) {
   return new Elysia({ normalize: false })
     .use(authenticated(tokens, clock))
     .get("/events", async ({ principal, query }) => {
@@ -55,7 +55,7 @@ export function eventRoutes(events: SqliteEvents, tokens: SqliteTokens, clock: C
       const dels = await events.deliveries({ eventId: params.id, limit: 1000 });
       return {
         ...event.envelope,
-        routing: events.routing(params.id),
+        routing: await events.getRouting(params.id),
         deliveries: dels.map((d) => presentDelivery(d)),
         trace: timeline(event.trace, [...dels].reverse()),
       };

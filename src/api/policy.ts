@@ -7,7 +7,7 @@ import { decide, type PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
 import { type EndpointSpec, GLOBAL, type PolicySpec } from "../control/resources/specs.ts";
 import { requireAdmin } from "./auth.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import { authenticated } from "./http.ts";
 
 const TestBody = t.Object(
@@ -26,7 +26,7 @@ const TestBody = t.Object(
  * POST /v1/tenants/:tenant/policy-test: what the global policies and the tenant's, with an
  * optional draft in place of its namesake, decide for a stored event's dispatch to each target. Nothing is stored.
  */
-export function policyRoutes(storage: SqliteStorage, cache: PolicyCache, clock: Clock) {
+export function policyRoutes(storage: Storage, cache: PolicyCache, clock: Clock) {
   return new Elysia({ normalize: false }).use(authenticated(storage.tokens, clock, { tenantParam: true })).post(
     "/tenants/:tenant/policy-test",
     async ({ principal, params, body }) => {

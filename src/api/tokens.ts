@@ -3,7 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { parseDuration } from "../config/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { TokenRecord, TokenStore } from "../store/index.ts";
-import type { SqliteAudit } from "../store/index.ts";
+import type { AuditLog } from "../store/index.ts";
 import { generateToken, SCOPE_PATTERN, sha256Hex } from "./auth.ts";
 import { authenticated, pageOf, readPage } from "./http.ts";
 
@@ -41,7 +41,7 @@ const SignIn = t.Object(
  * POST /v1/sign-in: any valid token; it says who the token is and records the sign-in in the
  * audit log (`agentowl login` calls it; the console's password sign-in will record the same action).
  */
-export function tokenRoutes(tokens: TokenStore, audit: SqliteAudit, clock: Clock) {
+export function tokenRoutes(tokens: TokenStore, audit: AuditLog, clock: Clock) {
   const signIn = new Elysia({ normalize: false }).use(authenticated(tokens, clock)).post(
     "/sign-in",
     async ({ principal, body, request, server, headers }) => {

@@ -16,7 +16,7 @@ import {
   TenantSpec,
 } from "../control/resources/specs.ts";
 import type { Precondition, ResourceKey, ResourceRecord } from "../store/index.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import { SCHEMA_VERSION } from "../store/index.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./auth.ts";
@@ -32,7 +32,7 @@ import { tokenRoutes } from "./tokens.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
 export interface V1Deps {
-  storage: SqliteStorage;
+  storage: Storage;
   clock: Clock;
   /** Live log lines for /v1/logs/tail (absent in tests that do not need it). */
   logTap?: LogTap | null;

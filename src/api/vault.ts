@@ -2,7 +2,7 @@ import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
 import { parseDuration } from "../config/index.ts";
-import type { SqliteResources, SqliteTokens } from "../store/index.ts";
+import type { ResourceStore, TokenStore } from "../store/index.ts";
 import { isSigningSecret, type SecretInfo, SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { requireAdmin } from "./auth.ts";
 import { authenticated } from "./http.ts";
@@ -38,7 +38,7 @@ const RotateBody = t.Object(
  * /v1/tenants/:tenant/secrets: set (PUT, write-only), rotate, and metadata. Tenant access is
  * checked before the body is read, like every tenant route.
  */
-export function vaultRoutes(vault: Vault, resources: SqliteResources, tokens: SqliteTokens, clock: Clock) {
+export function vaultRoutes(vault: Vault, resources: ResourceStore, tokens: TokenStore, clock: Clock) {
   /** A value for a secret an endpoint signs deliveries with must be a Standard Webhooks secret. */
   const checkSigning = async (tenant: string, name: string, value: string) => {
     if (isSigningSecret(value)) return;

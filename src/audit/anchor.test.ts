@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../core/log.ts";
-import { openSqliteStorage, type SqliteStorage } from "../store/index.ts";
+import { openStorage, type Storage } from "../store/index.ts";
 import { loadKeyring } from "../vault/crypto.ts";
 import { Vault } from "../vault/vault.ts";
 import { Redactor } from "../core/log.ts";
@@ -25,7 +25,7 @@ import { until } from "../../test/helpers/storage.ts";
 const KEYS = chainKeysFrom(Buffer.alloc(32, 7));
 const WRONG = chainKeysFrom(Buffer.alloc(32, 8));
 const dirs: string[] = [];
-const open: SqliteStorage[] = [];
+const open: Storage[] = [];
 
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close().catch(() => {});
@@ -43,7 +43,7 @@ function keyedStorage(
   dir: string,
   opts: { keys?: ChainKeys; everyEntries?: number; onCheckpoint?: (seq: number) => void } = {},
 ) {
-  const s = openSqliteStorage({ dir });
+  const s = openStorage({ dir });
   open.push(s);
   const state = s.audit.anchor({
     keys: opts.keys ?? KEYS,
@@ -55,7 +55,7 @@ function keyedStorage(
   return Object.assign(s, { state });
 }
 
-async function fill(s: SqliteStorage, n: number, from = 0) {
+async function fill(s: Storage, n: number, from = 0) {
   await Promise.all(
     Array.from({ length: n }, (_, i) =>
       s.audit.append({
@@ -100,7 +100,7 @@ const hashOf = (db: Database, seq: number) =>
   db.query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?").get(seq)!.hash;
 
 /** Close (final checkpoint) and reopen: what verify sees after a restart. */
-async function reopen(s: SqliteStorage, dir: string, keys: ChainKeys = KEYS) {
+async function reopen(s: Storage, dir: string, keys: ChainKeys = KEYS) {
   await s.close();
   open.splice(open.indexOf(s), 1);
   return keyedStorage(dir, { keys });
@@ -140,7 +140,7 @@ describe("a keyed chain", () => {
 describe("checkpoint timing", () => {
   test("with fewer than N new entries, the interval's timer checkpoints the committed head", async () => {
     const dir = tempDir();
-    const s = openSqliteStorage({ dir });
+    const s = openStorage({ dir });
     open.push(s);
     const seen: number[] = [];
     s.audit.anchor({
@@ -293,7 +293,7 @@ describe("truncation and rewrites are reported, naming the last good entry", () 
 describe("entries written before the chain was keyed", () => {
   test("verify as plain SHA-256, anchored once where they stood; a rewrite of them is caught", async () => {
     const dir = tempDir();
-    const legacy = openSqliteStorage({ dir });
+    const legacy = openStorage({ dir });
     await fill(legacy, 30);
     await legacy.close();
     let s = keyedStorage(dir);
@@ -320,7 +320,7 @@ describe("entries written before the chain was keyed", () => {
 
   test("a keyed entry rewritten after the legacy ones is caught at that entry", async () => {
     const dir = tempDir();
-    const legacy = openSqliteStorage({ dir });
+    const legacy = openStorage({ dir });
     await fill(legacy, 30);
     await legacy.close();
     const s = keyedStorage(dir);
@@ -343,7 +343,7 @@ describe("master-key rotation", () => {
     const dir = tempDir();
     const keyFile = join(dir, "master.key");
     const start = () => {
-      const s = openSqliteStorage({ dir });
+      const s = openStorage({ dir });
       open.push(s);
       const { ring } = loadKeyring(keyFile);
       anchorAuditLog(s.audit, {

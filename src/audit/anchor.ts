@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Logger } from "../core/log.ts";
-import type { AnchorState, SqliteAudit } from "../store/index.ts";
+import type { AnchorState, AuditLog } from "../store/index.ts";
 import type { MasterKey } from "../vault/crypto.ts";
 import { auditKeyPath, loadChainKeys } from "./keys.ts";
 
@@ -21,7 +21,7 @@ export const checkpointFile = (dataDir: string) => join(dataDir, "audit", "check
  * hash, so a copy lives wherever the logs go, outside the data dir.
  */
 export function anchorAuditLog(
-  audit: SqliteAudit,
+  audit: AuditLog,
   opts: {
     dataDir: string;
     masterKeyFile: string;

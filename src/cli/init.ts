@@ -5,7 +5,7 @@ import { loadConfig, renderConfigTemplate } from "../config/index.ts";
 import { generateToken, seedBootstrapToken, sha256Hex } from "../api/auth.ts";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
-import { openSqliteStorage, prepareDataDir } from "../store/index.ts";
+import { openStorage, prepareDataDir } from "../store/index.ts";
 import { fingerprintOf } from "../server/tls.ts";
 import { ensureMasterKey, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
 import { anchorAuditLog, checkpointFile, keyFiles } from "../audit/anchor.ts";
@@ -86,7 +86,7 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
       said.push(`settings ${toml} (created)`);
     }
 
-    const storage = openSqliteStorage({ dir: config.dataDir });
+    const storage = openStorage({ dir: config.dataDir });
     let firstToken: string | null = null;
     try {
       // The audit chain is keyed and anchored before the first admin token's entry is written.

@@ -3,7 +3,7 @@ import { AppError } from "../errors/index.ts";
 import type { ResourceKey, ResourceRecord } from "../store/index.ts";
 import { GLOBAL, type PolicySpec } from "./resources/specs.ts";
 import { vaultRefs } from "./resources/validate.ts";
-import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
+import type { AuditLog, ResourceStore, Tx } from "../store/index.ts";
 import { announceChangeTx, auditClashes, type Clash, newProblems, refusal, resourcePath } from "./service.ts";
 import { toStates, withChange } from "./state.ts";
 
@@ -37,14 +37,14 @@ const keyOf = (c: Change): ResourceKey => ({ tenant: c.tenant, kind: c.kind, nam
  */
 /** What apply needs of the vault: whether a referenced secret exists. */
 export interface SecretIndex {
-  existsTx(tx: SqliteTx, scope: string): boolean;
+  existsTx(tx: Tx, scope: string): boolean;
   /** A secret's metadata (never its value), null when there is none. */
   describe(scope: string): Promise<{ format: "whsec" | "opaque" | null } | null>;
 }
 
 export async function applyDesired(
-  resources: SqliteResources,
-  audit: SqliteAudit,
+  resources: ResourceStore,
+  audit: AuditLog,
   secrets: SecretIndex,
   desired: DesiredState,
   opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[]; request?: string },
@@ -61,8 +61,8 @@ export async function applyDesired(
 }
 
 function applyTx(
-  resources: SqliteResources,
-  audit: SqliteAudit,
+  resources: ResourceStore,
+  audit: AuditLog,
   secrets: SecretIndex,
   desired: DesiredState,
   opts: { prune: boolean; dryRun: boolean; actor: string; scope: "all" | readonly string[] },

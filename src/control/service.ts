@@ -2,7 +2,7 @@ import { AppError, type FieldError } from "../errors/index.ts";
 import { GLOBAL, type Kind, type PolicySpec, SINGULAR } from "./resources/specs.ts";
 import { checkGlobal, checkGlobalPolicies, checkTenant, validateSpec } from "./resources/validate.ts";
 import type { Precondition, ResourceKey, ResourceRecord, WriteMode } from "../store/index.ts";
-import type { SqliteAudit, SqliteResources, SqliteTx } from "../store/index.ts";
+import type { AuditLog, ResourceStore, Tx } from "../store/index.ts";
 import { toStates, withChange } from "./state.ts";
 
 /** Fields the API adds to a resource's representation; a client may send them back on PUT. */
@@ -12,7 +12,7 @@ export const METADATA_FIELDS = ["tenant", "global", "resource_version", "created
 export const ENDPOINT_URL_CHANGED = "endpoint.url_changed";
 
 /** In the unit of work that changes `key` from `previous` to `spec`: announce what the running appliance must react to. */
-export function announceChangeTx(tx: SqliteTx, key: ResourceKey, previous: unknown, spec: unknown): void {
+export function announceChangeTx(tx: Tx, key: ResourceKey, previous: unknown, spec: unknown): void {
   const url = (s: unknown) => (s as { url?: unknown } | null | undefined)?.url;
   if (key.kind === "endpoints" && previous && url(previous) !== url(spec)) {
     tx.emit({ topic: ENDPOINT_URL_CHANGED, tenant: key.tenant, payload: { name: key.name } });
@@ -127,7 +127,7 @@ export function refusal(
  * (guarantee 5 (docs/guarantees.md)). The entries belong to no tenant, so only an admin reads them.
  */
 export async function auditClashes(
-  audit: SqliteAudit,
+  audit: AuditLog,
   clashes: readonly Clash[],
   actor: string,
   request: string,
@@ -167,8 +167,8 @@ export function validated(kind: ResourceKind, body: unknown): Record<string, unk
  */
 export class ControlPlane {
   constructor(
-    private readonly resources: SqliteResources,
-    private readonly audit: SqliteAudit,
+    private readonly resources: ResourceStore,
+    private readonly audit: AuditLog,
   ) {}
 
   async put(
@@ -189,7 +189,7 @@ export class ControlPlane {
   }
 
   putTx(
-    tx: SqliteTx,
+    tx: Tx,
     key: ResourceKey,
     spec: unknown,
     opts: { mode: WriteMode; pre?: Precondition; actor: string },

@@ -1,5 +1,4 @@
-import type { SqliteStorage } from "../store/index.ts";
-import type { SqliteTx } from "../store/index.ts";
+import type { SqliteTx, Storage } from "../store/index.ts";
 import type { Envelope, Span } from "./envelope.ts";
 
 /**
@@ -38,7 +37,7 @@ export interface EventRouting {
  * commit's own span: routing was decided before it).
  */
 export function insertEventTx(
-  storage: SqliteStorage,
+  storage: Storage,
   tx: SqliteTx,
   envelope: Envelope,
   trace: readonly Span[],

@@ -1,5 +1,5 @@
 import { GLOBAL, type PolicySpec } from "../control/resources/specs.ts";
-import type { SqliteResources } from "../store/index.ts";
+import type { ResourceStore } from "../store/index.ts";
 import { type CompiledPolicy, compilePolicy, type PolicyCache } from "./engine.ts";
 
 /** A policy not yet applied, evaluated in place of the stored one of the same name and scope. */
@@ -14,7 +14,7 @@ export interface DraftPolicy {
  * compiled on its own as version 0 and never cached.
  */
 export async function policiesFor(
-  resources: SqliteResources,
+  resources: ResourceStore,
   cache: PolicyCache,
   tenant: string,
   draft?: DraftPolicy,

@@ -2,7 +2,7 @@ import type { Envelope } from "../events/envelope.ts";
 import { type Action, compileGetter, compileTest } from "../policy/engine.ts";
 import type { RouteSpec } from "../control/resources/specs.ts";
 import { ConfigCache } from "../control/resources/cache.ts";
-import type { SqliteResources } from "../store/index.ts";
+import type { ResourceStore } from "../store/index.ts";
 
 /**
  * Routing (docs/state-machines.md, issue 8 item 1): which of a tenant's endpoints an event goes to. Routes are
@@ -80,7 +80,7 @@ export function compileRoutes(specs: readonly RouteSpec[]): (event: Envelope) =>
 export class RouteTable {
   private readonly compiled: ConfigCache<(event: Envelope) => RouteDecision>;
 
-  constructor(resources: SqliteResources) {
+  constructor(resources: ResourceStore) {
     this.compiled = new ConfigCache(resources, async (tenant) =>
       compileRoutes((await resources.list({ tenant, kind: "routes", limit: 100_000 })).map((r) => r.spec as RouteSpec)),
     );

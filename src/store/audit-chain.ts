@@ -132,3 +132,10 @@ export function verifyRun(
   }
   return null;
 }
+
+/** `<hash>` or `<seq>:<hash>`, as `--expect-head` takes it; null when it is neither. */
+export function parseExpectedHead(text: string): { seq: number | null; hash: string } | null {
+  const m = /^(?:(\d{1,15}):)?([0-9a-f]{64})$/.exec(text.trim().toLowerCase());
+  if (!m) return null;
+  return { seq: m[1] === undefined ? null : Number(m[1]), hash: m[2]! };
+}

@@ -3,6 +3,7 @@ import { existsSync, readdirSync, unlinkSync } from "node:fs";
 import { mkdir, open, readFile, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { AppError } from "../errors/index.ts";
+import type { Blobs } from "./contract.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** A put's temp file: `<64 hex>.<12 hex>.tmp` in the blob's shard. */
@@ -133,4 +134,18 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The contract's Blobs on a BlobStore: its synchronous checks answered as promises, so that a
+ * driver that keeps blobs in its database answers the same interface.
+ */
+export function blobsOnDisk(store: BlobStore): Blobs {
+  return {
+    put: (bytes) => store.put(bytes),
+    get: (sha256) => store.get(sha256),
+    has: async (sha256) => store.has(sha256),
+    delete: (sha256s) => store.delete(sha256s),
+    removeTemps: async () => store.removeTemps(),
+  };
 }

@@ -1,8 +1,11 @@
 /**
- * The storage contract: what the ingresses, the dispatcher and the workers may ask of storage.
- * SQLite implements it now (src/store/sqlite/); a PostgreSQL driver (docs/architecture.md) implements the
- * same interfaces and must pass the same conformance suite (test/store-contract.ts).
+ * The storage contract: everything the rest of the appliance may ask of storage, and the only way
+ * it asks. SQLite implements it (src/store/sqlite/); a second driver is a new folder beside it that
+ * implements these interfaces and passes the same conformance suite (test/store-contract.ts).
+ * docs/architecture.md#storage says why units of work are synchronous and the rest is not.
  */
+import type { Clock, Random } from "../core/clock.ts";
+import type { Envelope, Span } from "../events/envelope.ts";
 import type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
 import type { Checkpoint } from "./audit-checkpoints.ts";
 
@@ -98,6 +101,15 @@ export interface UnitOfWork {
   afterCommit(fn: () => void): void;
 }
 
+/**
+ * The unit of work callers hold: opaque, it carries no database handle. Store methods that take
+ * part in a unit take it as their first parameter (`insertDeliveryTx(tx, …)`); a driver extends it
+ * with its own connection or transaction, which only the driver's folder sees. Units are
+ * synchronous: a group commit runs many callers' units in one transaction, and a unit that
+ * awaited would hold that transaction open across the event loop.
+ */
+export interface Tx extends UnitOfWork {}
+
 export interface CommitterStats {
   commits: number;
   units: number;
@@ -118,7 +130,25 @@ export interface Committer<Tx extends UnitOfWork = UnitOfWork> {
   close(): Promise<void>;
 }
 
+/** The lease a job is born with on the fast path (`enqueueLeasedTx`). */
+export interface BornLease {
+  /** The worker that starts on it at once. */
+  owner: string | null;
+  visibilityMs: number;
+}
+
 export interface JobQueue {
+  /** Inside a unit of work: what `tx.enqueue` does. */
+  enqueueTx(tx: Tx, spec: JobSpec): EnqueueResult;
+  /** Inside a unit of work: what `tx.ack` does. */
+  ackTx(tx: Tx, lease: LeaseRef): boolean;
+  /**
+   * The leased fast path: a job born leased to its creator, which starts on it at once after the
+   * commit (no claim, no wait for a worker). Otherwise an ordinary leased job (attempt 1): acked
+   * or failed under its lease, recovered like any other when its worker dies. Null when its
+   * idempotency key was taken.
+   */
+  enqueueLeasedTx(tx: Tx, spec: JobSpec, lease: BornLease): Job | null;
   enqueue(spec: JobSpec): Promise<EnqueueResult>;
   /** Claim up to `limit` ready jobs, oldest first, each for `visibilityMs`. */
   lease(opts: LeaseOptions): Promise<Job[]>;
@@ -215,6 +245,25 @@ export interface Precondition {
 }
 
 export interface ResourceStore {
+  /**
+   * Create, update or upsert inside a unit of work, checking `mode` and the preconditions against
+   * the transaction's view (AppError conflict / not_found / precondition_failed). An unchanged spec
+   * writes nothing (`changed: false`); a re-created resource continues the deleted one's versions.
+   */
+  putTx(
+    tx: Tx,
+    key: ResourceKey,
+    spec: unknown,
+    opts: { mode: WriteMode; pre?: Precondition; actor: string },
+  ): { record: ResourceRecord; changed: boolean; created: boolean };
+  /** Delete inside a unit of work (a tenant only once it holds nothing); the deleted record. */
+  deleteTx(tx: Tx, key: ResourceKey, opts: { pre?: Precondition; actor: string }): ResourceRecord;
+  /** Every resource, read inside a unit of work (the control plane validates whole states). */
+  allTx(tx: Tx): ResourceRecord[];
+  /** Run several writes as one unit of work (apply). */
+  transact<T>(work: (tx: Tx) => T): Promise<T>;
+  /** Moves after every committed change: a reader that keeps resources in memory checks it. */
+  readonly generation: number;
   get(key: ResourceKey): Promise<ResourceRecord | null>;
   /** One kind, ordered by name, after the cursor `after`. */
   list(q: {
@@ -312,9 +361,27 @@ export type AnchorState =
   | { kind: "upgraded"; legacyThrough: number; head: string }
   | { kind: "restarted"; problem: string };
 
+export interface AuditQuery {
+  tenants?: readonly string[];
+  action?: string;
+  actor?: string;
+  /** Entries about one event: its id is their target or their details' `event`. */
+  event?: string;
+  since?: number;
+  until?: number;
+  /** Newest first, before this seq (the cursor). */
+  before?: number;
+  limit: number;
+}
+
 /** The hash-chained, append-only audit log, keyed and anchored to signed checkpoints. */
 export interface AuditLog {
+  /** An entry inside the caller's unit of work: the change and its entry commit together, or neither. */
+  appendTx(tx: Tx, e: NewAuditEntry): ChainedEntry;
+  /** An entry committed on its own (before an external effect it records). */
   append(e: NewAuditEntry): Promise<ChainedEntry>;
+  /** Newest first. */
+  list(q: AuditQuery): Promise<ChainedEntry[]>;
   /** Key the chain and anchor it to its checkpoint file, before the first append. */
   anchor(opts: AnchorOptions): AnchorState;
   /** Checkpoint the committed head now, if the log grew; the latest checkpoint. */
@@ -324,12 +391,387 @@ export interface AuditLog {
   verify(opts?: { expectHead?: ExpectedHead }): Promise<VerifyReport>;
 }
 
+// Events, deliveries and attempts (docs/architecture.md, docs/state-machines.md)
+
+export interface EventQuery {
+  /** Only these tenants (a tenant token's view); all when omitted. */
+  tenants?: readonly string[];
+  type?: string;
+  channel?: string;
+  since?: number;
+  until?: number;
+  /** Newest first, before this id (the cursor). */
+  before?: string;
+  /** Oldest first, after this id (following new events). */
+  after?: string;
+  limit: number;
+}
+
+export interface StoredEvent {
+  envelope: Envelope;
+  trace: Span[];
+}
+
+/** States of a delivery (docs/state-machines.md). */
+export const DELIVERY_STATES = [
+  "pending",
+  "awaiting_approval",
+  "delivering",
+  "delivered",
+  "retrying",
+  "dead",
+  "denied",
+  "quarantined",
+  "discarded",
+] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+/** One delivery of one event to one endpoint: the dispatcher's task, its state its checkpoint. */
+export interface DeliveryRow {
+  id: string;
+  eventId: string;
+  tenant: string;
+  endpoint: string;
+  state: DeliveryState;
+  attempts: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** The route that sent the event here. */
+  route: string | null;
+  /** The policy decision: {effect, policy, version, rule, reason}. */
+  decision: Record<string, unknown> | null;
+  approvalId: string | null;
+  firstAttemptAt: number | null;
+  /** A replay: the delivery of this event to this endpoint that it repeats (null: the first one). */
+  replayOf: string | null;
+  /** Who asked for the replay, or for the latest retry of this dead delivery. */
+  requestedBy: string | null;
+  /** Attempts made before the latest retry: max_attempts counts from here. */
+  attemptBase: number;
+  /** Spans of this task: part of the event's trace. */
+  trace: unknown[];
+}
+
+/**
+ * A new delivery: the row with its counters and links defaulted. Its approval, first attempt and
+ * attempt base start empty; checkpoints set them.
+ */
+export type NewDelivery = Pick<
+  DeliveryRow,
+  "id" | "eventId" | "tenant" | "endpoint" | "state" | "createdAt" | "updatedAt"
+> &
+  Partial<
+    Pick<
+      DeliveryRow,
+      "attempts" | "lastStatus" | "lastError" | "route" | "decision" | "replayOf" | "requestedBy" | "trace"
+    >
+  >;
+
+/** What a checkpoint or an operator's transition may change of a delivery. */
+export type DeliveryPatch = Partial<
+  Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">
+>;
+
+/** One attempt of a delivery: when, how long, what came back or why it failed. */
+export interface AttemptRow {
+  id: number;
+  deliveryId: string;
+  attempt: number;
+  startedAt: number;
+  latencyMs: number;
+  status: number | null;
+  errorClass: string | null;
+  error: string | null;
+  excerpt: string | null;
+}
+
+export type NewAttempt = Pick<AttemptRow, "deliveryId" | "attempt" | "startedAt" | "latencyMs"> &
+  Partial<Pick<AttemptRow, "status" | "errorClass" | "error" | "excerpt">>;
+
+export interface DeliveryQuery {
+  tenants?: readonly string[];
+  eventId?: string;
+  endpoint?: string;
+  state?: string;
+  /** Newest first, before this id (the cursor). */
+  before?: string;
+  limit: number;
+}
+
+/**
+ * Events and their deliveries. Ingresses insert an event inside the unit of work that also holds
+ * its processing (its routing and deliveries, or its outbox entry); the dispatcher checkpoints each
+ * delivery in the unit that also acks or re-enqueues its job; the API reads.
+ */
+export interface EventStore {
+  /**
+   * Insert an event unless its idempotency key was seen for this tenant and binding: then the
+   * original's id, `created: false`. `routing` is set when the event is routed in this same unit
+   * of work; without it the event waits for the router.
+   */
+  insertTx(
+    tx: Tx,
+    envelope: Envelope,
+    trace?: readonly Span[],
+    routing?: Record<string, unknown> | null,
+  ): { id: string; created: boolean };
+  /** Record what routing decided, and append its spans to the event's trace. */
+  setRoutingTx(tx: Tx, eventId: string, routing: Record<string, unknown>, spans?: readonly Span[]): void;
+  /** The event, unless it was routed already. */
+  unroutedEventTx(tx: Tx, id: string): { envelope: Envelope; tenant: string } | null;
+  /** A new delivery; false when the event already has a first delivery to that endpoint. */
+  insertDeliveryTx(tx: Tx, row: NewDelivery): boolean;
+  deliveryTx(tx: Tx, id: string): DeliveryRow | null;
+  /** The newest delivery of an event to an endpoint (the one a replay repeats), if any. */
+  latestDeliveryTx(tx: Tx, eventId: string, endpoint: string): DeliveryRow | null;
+  /**
+   * The dispatcher's checkpoint: `row` as it now is (all but its trace), `spans` appended to its
+   * trace, `updatedAt` the unit's time. A delivery an operator discarded meanwhile stays discarded.
+   */
+  checkpointTx(tx: Tx, row: DeliveryRow, spans?: readonly Span[]): void;
+  /** Change some fields of a delivery; `spans` are appended to its trace. */
+  updateDeliveryTx(tx: Tx, id: string, patch: DeliveryPatch, spans?: readonly Span[]): void;
+  /** Spans of a delivery that came after its last checkpoint. */
+  appendSpansTx(tx: Tx, id: string, spans: readonly Span[]): void;
+  /** Move a delivery on from one of `from` (an operator's retry or discard): the new row, or null when it was in another state. */
+  transitionTx(tx: Tx, id: string, from: readonly DeliveryState[], patch: DeliveryPatch): DeliveryRow | null;
+  insertAttemptTx(tx: Tx, attempt: NewAttempt): void;
+
+  /** Newest first (`before`), or oldest first after `after`. */
+  list(q: EventQuery): Promise<StoredEvent[]>;
+  get(id: string): Promise<(StoredEvent & { tenant: string }) | null>;
+  /** What routing decided about an event; null until it was routed. */
+  getRouting(eventId: string): Promise<Record<string, unknown> | null>;
+  /**
+   * The event, unless it was routed already: routing's read. A driver may hand over an event its
+   * process just inserted from memory, once.
+   */
+  getUnroutedEvent(id: string): Promise<{ envelope: Envelope; tenant: string } | null>;
+  /** Newest first. */
+  deliveries(q: DeliveryQuery): Promise<DeliveryRow[]>;
+  getDelivery(id: string): Promise<DeliveryRow | null>;
+  /** The newest delivery of an event to an endpoint, if any. */
+  getLatestDelivery(eventId: string, endpoint: string): Promise<DeliveryRow | null>;
+  /** The first deliveries (not replays) of an event. */
+  listFirstDeliveries(eventId: string): Promise<DeliveryRow[]>;
+  /** The deliveries parked on one approval. */
+  listDeliveriesOfApproval(approvalId: string): Promise<DeliveryRow[]>;
+  /** How many deliveries to one endpoint are in each state. */
+  countDeliveries(tenant: string, endpoint: string): Promise<Record<string, number>>;
+  /** A delivery's attempts, in order. */
+  listAttempts(deliveryId: string): Promise<AttemptRow[]>;
+}
+
+// Approvals (docs/desired-state.md#policies)
+
+export const APPROVAL_STATES = ["pending", "approved", "denied", "expired"] as const;
+export type ApprovalState = (typeof APPROVAL_STATES)[number];
+
+/** Outbox topic announcing a decision (approved, denied, expired): the dispatcher resumes or drops the task. */
+export const APPROVAL_DECIDED = "approval.decided";
+
+export interface ApprovalRow {
+  id: string;
+  tenant: string;
+  eventId: string | null;
+  /** What waits: `{kind: "dispatch", target}` or `{kind: "tool.call", tool, args}`. */
+  action: Record<string, unknown>;
+  /** The decision that parked it: policy name, version, rule, reason. */
+  policy: Record<string, unknown>;
+  state: ApprovalState;
+  createdAt: number;
+  expiresAt: number;
+  /** What an expired approval becomes: its action is then approved or denied. */
+  onExpiry: "approve" | "deny";
+  decidedBy: string | null;
+  decidedAt: number | null;
+  reason: string | null;
+}
+
+export interface ParkRequest {
+  tenant: string;
+  eventId?: string | null;
+  action: Record<string, unknown>;
+  policy: Record<string, unknown>;
+  /** How long a person has to decide. */
+  expiresInMs: number;
+  /** What happens to the action if nobody decides in time. */
+  onExpiry: "approve" | "deny";
+}
+
+/**
+ * Actions parked until a person decides. Every transition is one unit of work with its audit
+ * entry and its `APPROVAL_DECIDED` outbox event, so a decision is recorded, announced and applied
+ * together or not at all.
+ */
+export interface ApprovalStore {
+  /** Park an action inside the unit that moves its task to awaiting_approval (audited `approval.request`). */
+  parkTx(tx: Tx, r: ParkRequest): ApprovalRow;
+  park(r: ParkRequest): Promise<ApprovalRow>;
+  /**
+   * A person's decision. Only a pending approval can be decided (AppError not_found, conflict);
+   * one whose time ran out is expired first, with its declared outcome, and the late decision is
+   * refused (conflict).
+   */
+  decide(id: string, d: { approve: boolean; reason: string | null; actor: string }): Promise<ApprovalRow>;
+  /** Expire every pending approval whose time ran out; how many. */
+  expireDue(): Promise<number>;
+  get(id: string): Promise<ApprovalRow | null>;
+  /** Newest first. */
+  list(q: { tenants?: readonly string[]; state?: string; before?: string; limit: number }): Promise<ApprovalRow[]>;
+}
+
+// Mail accepted over SMTP (docs/architecture.md#the-smtp-pipeline)
+
+/** A recipient accepted at RCPT time, already resolved to its tenant, agent and binding. */
+export interface MailRecipient {
+  /** As the client wrote it. */
+  address: string;
+  tenant: string;
+  agent: string;
+  /** `agent+tag@…` → tag. */
+  tag: string | null;
+  binding: string;
+}
+
+export interface AcceptedMail {
+  id: string;
+  receivedAt: number;
+  remoteIp: string;
+  helo: string;
+  mailFrom: string;
+  recipients: MailRecipient[];
+  tls: boolean;
+  size: number;
+  spool: { segment: string; offset: number; length: number };
+  trace: Span[];
+}
+
+export interface MailRow {
+  /** The queue id the client was told (`msg_…`). */
+  id: string;
+  receivedAt: number;
+  remoteIp: string;
+  helo: string;
+  /** The envelope sender; "" for a bounce. */
+  mailFrom: string;
+  recipients: unknown[];
+  tls: boolean;
+  size: number;
+  spoolSegment: string;
+  spoolOffset: number;
+  spoolLength: number;
+  trace: unknown[];
+  state: "queued" | "processed" | "failed";
+  /** The events made from it, one per tenant. */
+  events: string[] | null;
+  error: string | null;
+  processedAt: number | null;
+}
+
+/** The SMTP ingress's messages: accepted in the unit that enqueues their processing, finished by it. */
+export interface MailStore {
+  insertTx(tx: Tx, m: AcceptedMail): void;
+  /** Processed (the events made from it) or failed (`error`), at the unit's time. */
+  finishTx(tx: Tx, id: string, outcome: { events: string[]; error?: string | null }): void;
+  getMessage(id: string): Promise<MailRow | null>;
+  /** Every spool segment a message refers to (what the spool may not delete). */
+  listSpoolSegments(): Promise<Set<string>>;
+}
+
+// Vault secrets (docs/api.md#vault)
+
+/** One version of a secret. The value is sealed by the vault; the store never sees it in clear. */
+export interface SecretRow {
+  tenant: string;
+  name: string;
+  version: number;
+  /** The master key that wraps `wrappedKey`. */
+  masterKeyId: string;
+  wrappedKey: Uint8Array;
+  sealedValue: Uint8Array;
+  createdAt: number;
+  createdBy: string;
+  /** Null for the current version; a superseded one stays valid until then (its grace). */
+  expiresAt: number | null;
+  /** How often the secret should be rotated, for reminders; null: no schedule. */
+  rotationPeriodMs: number | null;
+  /** What the value looks like (noted when set, never the value); null when set before this was noted. */
+  format: "whsec" | "opaque" | null;
+}
+
+export interface SecretKey {
+  tenant: string;
+  name: string;
+}
+
+/** The rows of the vault. Sealing, policy and auditing are the vault's (src/vault/). */
+export interface SecretStore {
+  /** A secret's versions, newest first; empty when it does not exist. */
+  versionsTx(tx: Tx, s: SecretKey): SecretRow[];
+  versions(s: SecretKey): Promise<SecretRow[]>;
+  existsTx(tx: Tx, s: SecretKey): boolean;
+  /** A new version (the caller numbers it); a repeated (tenant, name, version) fails. */
+  insertTx(tx: Tx, row: SecretRow): void;
+  /** Give the current version (the one without an expiry) of a secret an expiry: it was superseded. */
+  expireCurrentTx(tx: Tx, s: SecretKey, expiresAt: number): void;
+  /** Up to `limit` versions not sealed under `masterKeyId` (what a master-key rotation re-wraps next). */
+  sealedWithOtherKeyTx(tx: Tx, masterKeyId: string, limit: number): SecretRow[];
+  /** Store a version's data key wrapped under another master key. */
+  rewrapTx(tx: Tx, s: SecretKey & { version: number }, wrapped: { masterKeyId: string; wrappedKey: Uint8Array }): void;
+  /** The secrets of a tenant, or of every tenant, by tenant and name. */
+  names(tenant?: string): Promise<SecretKey[]>;
+}
+
+// Blobs (docs/architecture.md)
+
+/**
+ * Content-addressed blobs (attachments), named by the SHA-256 of their bytes (64 lower-case hex;
+ * anything else is refused with AppError invalid_input). Written once, shared by every row that
+ * names them, never changed. Files on disk for SQLite; a database driver may keep them in a table.
+ */
+export interface Blobs {
+  /** Durable before it resolves. Idempotent: an existing blob is not written again. */
+  put(bytes: Uint8Array): Promise<{ sha256: string; size: number }>;
+  get(sha256: string): Promise<Uint8Array | null>;
+  has(sha256: string): Promise<boolean>;
+  /** Delete the named blobs; how many existed. */
+  delete(sha256s: Iterable<string>): Promise<number>;
+  /** Remove what puts that never finished left behind (start-up, under the data dir's lock); how many. */
+  removeTemps(): Promise<number>;
+}
+
+/** What opening a storage takes, whatever the driver. */
+export interface StorageOptions {
+  /** The data dir: the database (for SQLite) and the blobs live under it. */
+  dir: string;
+  /** How long the committer waits for more work before committing; 0: at the end of this event-loop turn. */
+  windowMs?: number;
+  /** Units of work per commit at most. */
+  maxBatch?: number;
+  clock?: Clock;
+  random?: Random;
+  /** Observes every commit (metrics). */
+  onCommit?: (units: number, seconds: number, ok: boolean) => void;
+}
+
 export interface Storage {
   readonly driver: "sqlite" | "postgres";
-  readonly committer: Committer;
+  readonly committer: Committer<Tx>;
   readonly queue: JobQueue;
   readonly outbox: Outbox;
   readonly audit: AuditLog;
+  readonly resources: ResourceStore;
+  readonly tokens: TokenStore;
+  readonly events: EventStore;
+  readonly approvals: ApprovalStore;
+  readonly mail: MailStore;
+  readonly secrets: SecretStore;
+  readonly blobs: Blobs;
+  /** What opening did to the schema: the migrations applied now, and the schema version. */
+  readonly migration: { applied: string[]; version: number };
   /** A durable write through the committer, for readiness checks. */
   probeWrite(): Promise<void>;
   close(): Promise<void>;

@@ -1,27 +1,38 @@
+/**
+ * Storage: the contract (./contract.ts) and the one way to open it. Callers name the contract's
+ * types only; the SQLite driver's classes are exported for its own tests and for the callers that
+ * still use its synchronous reads (docs/architecture.md#storage).
+ */
+import type { Storage, StorageOptions } from "./contract.ts";
+import { openSqliteStorage } from "./sqlite/index.ts";
+
 export type * from "./contract.ts";
+export { APPROVAL_DECIDED, APPROVAL_STATES, DELIVERY_STATES } from "./contract.ts";
 export type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
+export { parseExpectedHead } from "./audit-chain.ts";
 export type { Checkpoint } from "./audit-checkpoints.ts";
 export { migrate, SCHEMA_VERSION } from "./migrate.ts";
 export * as schema from "./schema/index.ts";
 export { DATABASE_FILE, type Db, lockDataDir, openDatabase, prepareDataDir, type SqliteHandle } from "./sqlite.ts";
-export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./sqlite/index.ts";
-export {
-  type AuditQuery,
-  parseExpectedHead,
-  type DeliveryRow,
-  type EventQuery,
-  SqliteAudit,
-  SqliteEvents,
-  type StoredEvent,
-} from "./sqlite/index.ts";
-export type { AttemptRow } from "./sqlite/events.ts";
-export { type AcceptedMail, type MailRecipient, type MailRow, SqliteMail } from "./sqlite/index.ts";
 export {
   openSqliteStorage,
+  SqliteApprovals,
+  SqliteAudit,
+  SqliteEvents,
+  SqliteMail,
   SqliteResources,
+  SqliteSecrets,
   SqliteStorage,
   type SqliteStorageOptions,
   SqliteTokens,
   type SqliteTx,
 } from "./sqlite/index.ts";
-export { BlobStore } from "./blobs.ts";
+export { BlobStore, blobsOnDisk } from "./blobs.ts";
+
+/**
+ * Open (creating and migrating if needed) the storage under `opts.dir`. SQLite is the one driver;
+ * a second one is chosen here (by a database URL in the options), so callers never name a driver.
+ */
+export function openStorage(opts: StorageOptions): Storage {
+  return openSqliteStorage(opts);
+}

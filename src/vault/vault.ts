@@ -1,12 +1,10 @@
-import { and, asc, desc, eq, gt, isNull, ne, or } from "drizzle-orm";
 import type { Clock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
 import { MIN_SECRET_LENGTH, type Redactor } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
 import { NAME_PATTERN, VAULT_REF_PATTERN } from "../control/resources/specs.ts";
 import { patternWords } from "../control/resources/validate.ts";
-import { secrets } from "../store/schema/index.ts";
-import type { SqliteStorage, SqliteTx } from "../store/index.ts";
+import type { SecretRow, Storage, Tx } from "../store/index.ts";
 import { existsSync } from "node:fs";
 import {
   generateMasterKey,
@@ -59,6 +57,15 @@ export interface Lease {
 }
 
 export const LEASE_TTL_MS = 10_000;
+
+/** The crypto works on Buffers; a driver may hand back any Uint8Array. */
+const asBuffer = (b: Uint8Array): Buffer =>
+  Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+const sealedOf = (r: SecretRow) => ({
+  masterKeyId: r.masterKeyId,
+  wrappedKey: asBuffer(r.wrappedKey),
+  sealedValue: asBuffer(r.sealedValue),
+});
 export const DEFAULT_GRACE_MS = 24 * 3_600_000;
 /** A scope is what follows `vault:` in a reference (the same pattern the resource schemas check). */
 const SCOPE = new RegExp(`^${VAULT_REF_PATTERN.slice("^vault:".length)}`);
@@ -78,10 +85,11 @@ export function parseScope(scope: string): { tenant: string; name: string } {
  * to the log redactor.
  */
 export class Vault {
-  private readonly leases = new Map<string, Lease & { tenant: string; name: string }>();
+  /** Each lease holds the secret's sealed versions as they were when it was granted. */
+  private readonly leases = new Map<string, Lease & { tenant: string; name: string; rows: SecretRow[] }>();
 
   constructor(
-    private readonly storage: SqliteStorage,
+    private readonly storage: Storage,
     private ring: Keyring,
     private readonly redactor: Redactor,
     private readonly clock: Clock,
@@ -105,32 +113,19 @@ export class Vault {
     return key;
   }
 
-  private rows(tx: SqliteTx | null, tenant: string, name: string) {
-    const db = tx?.db ?? this.storage.handle.db;
-    return db
-      .select()
-      .from(secrets)
-      .where(and(eq(secrets.tenant, tenant), eq(secrets.name, name)))
-      .orderBy(desc(secrets.version))
-      .all();
-  }
-
-  private write(tx: SqliteTx, s: SecretScope, value: string, actor: string, rotationPeriodMs: number | null): void {
+  private write(tx: Tx, s: SecretScope, value: string, actor: string, rotationPeriodMs: number | null): void {
     const sealed = sealSecret(this.ring.sealing, s, value);
-    tx.db
-      .insert(secrets)
-      .values({
-        ...s,
-        masterKeyId: sealed.masterKeyId,
-        wrappedKey: sealed.wrappedKey,
-        sealedValue: sealed.sealedValue,
-        createdAt: tx.now,
-        createdBy: actor,
-        expiresAt: null,
-        rotationPeriodMs,
-        format: formatOf(value),
-      })
-      .run();
+    this.storage.secrets.insertTx(tx, {
+      ...s,
+      masterKeyId: sealed.masterKeyId,
+      wrappedKey: sealed.wrappedKey,
+      sealedValue: sealed.sealedValue,
+      createdAt: tx.now,
+      createdBy: actor,
+      expiresAt: null,
+      rotationPeriodMs,
+      format: formatOf(value),
+    });
   }
 
   private checkValue(value: string): void {
@@ -143,9 +138,8 @@ export class Vault {
     return this.info(scope).catch(() => null);
   }
 
-  existsTx(tx: SqliteTx, scope: string): boolean {
-    const { tenant, name } = parseScope(scope);
-    return this.rows(tx, tenant, name).length > 0;
+  existsTx(tx: Tx, scope: string): boolean {
+    return this.storage.secrets.existsTx(tx, parseScope(scope));
   }
 
   /** Create a secret (version 1). An existing one is a conflict: rotate it instead. */
@@ -166,7 +160,7 @@ export class Vault {
     this.checkValue(value);
     this.redactor.learn(value);
     await this.storage.committer.run((tx) => {
-      if (this.rows(tx, tenant, name).length)
+      if (this.storage.secrets.existsTx(tx, { tenant, name }))
         throw new AppError("conflict", `secret ${tenant}/${name} exists: rotate it`);
       this.storage.audit.appendTx(tx, {
         actor: opts.actor,
@@ -187,7 +181,7 @@ export class Vault {
     this.checkValue(value);
     this.redactor.learn(value);
     await this.storage.committer.run((tx) => {
-      const [current] = this.rows(tx, tenant, name);
+      const [current] = this.storage.secrets.versionsTx(tx, { tenant, name });
       if (!current) throw new AppError("not_found", `secret ${tenant}/${name} not found`);
       const version = current.version + 1;
       const grace = opts.graceMs ?? DEFAULT_GRACE_MS;
@@ -198,11 +192,7 @@ export class Vault {
         target: `${tenant}/${name}`,
         details: { version, grace_ms: grace },
       });
-      tx.db
-        .update(secrets)
-        .set({ expiresAt: tx.now + grace })
-        .where(and(eq(secrets.tenant, tenant), eq(secrets.name, name), isNull(secrets.expiresAt)))
-        .run();
+      this.storage.secrets.expireCurrentTx(tx, { tenant, name }, tx.now + grace);
       this.write(tx, { tenant, name, version }, value, opts.actor, current.rotationPeriodMs);
     });
     this.changes++;
@@ -211,7 +201,7 @@ export class Vault {
 
   async info(scope: string): Promise<SecretInfo | null> {
     const { tenant, name } = parseScope(scope);
-    const rows = this.rows(null, tenant, name);
+    const rows = await this.storage.secrets.versions({ tenant, name });
     const current = rows[0];
     if (!current) return null;
     return {
@@ -227,13 +217,7 @@ export class Vault {
 
   /** Metadata of a tenant's secrets, or every tenant's. */
   async list(tenant?: string): Promise<SecretInfo[]> {
-    const rows = this.storage.handle.db
-      .select({ tenant: secrets.tenant, name: secrets.name })
-      .from(secrets)
-      .where(tenant ? eq(secrets.tenant, tenant) : undefined)
-      .groupBy(secrets.tenant, secrets.name)
-      .orderBy(asc(secrets.tenant), asc(secrets.name))
-      .all();
+    const rows = await this.storage.secrets.names(tenant);
     const out: SecretInfo[] = [];
     for (const r of rows) out.push((await this.info(`${r.tenant}/${r.name}`))!);
     return out;
@@ -273,15 +257,18 @@ export class Vault {
     });
     if (!allowed)
       throw new AppError("forbidden", `a consumer of tenant ${opts.forTenant} may not lease ${lease.scope}`);
-    if (!this.rows(null, tenant, name).length) throw new AppError("not_found", `secret ${lease.scope} not found`);
-    this.leases.set(lease.id, lease);
+    const rows = await this.storage.secrets.versions({ tenant, name });
+    if (!rows.length) throw new AppError("not_found", `secret ${lease.scope} not found`);
+    this.leases.set(lease.id, { ...lease, rows });
     const { tenant: _t, name: _n, ...out } = lease;
     return out;
   }
 
   /**
    * The values a lease grants, once: the current version first, then any previous version still
-   * in its grace period (a verifier accepts either while senders move over).
+   * in its grace period (a verifier accepts either while senders move over). The versions are the
+   * ones read when the lease was granted, so redeeming reads no storage and stays synchronous;
+   * a lease lives seconds, and a consumer redeems it as soon as it has it.
    */
   redeem(leaseId: string): string[] {
     const lease = this.leases.get(leaseId);
@@ -289,23 +276,12 @@ export class Vault {
     if (!lease) throw new AppError("forbidden", "this lease was used already or never existed");
     const now = this.clock.now();
     if (lease.expiresAt <= now) throw new AppError("forbidden", "this lease has expired");
-    const rows = this.storage.handle.db
-      .select()
-      .from(secrets)
-      .where(
-        and(
-          eq(secrets.tenant, lease.tenant),
-          eq(secrets.name, lease.name),
-          or(isNull(secrets.expiresAt), gt(secrets.expiresAt, now)),
-        ),
-      )
-      .orderBy(desc(secrets.version))
-      .all();
-    return rows.map((r) => {
+    const valid = lease.rows.filter((r) => r.expiresAt === null || r.expiresAt > now);
+    return valid.map((r) => {
       const value = openSecret(
         this.keyFor(r.masterKeyId),
         { tenant: r.tenant, name: r.name, version: r.version },
-        { masterKeyId: r.masterKeyId, wrappedKey: r.wrappedKey, sealedValue: r.sealedValue },
+        sealedOf(r),
       );
       this.redactor.learn(value);
       return value;
@@ -339,24 +315,11 @@ export class Vault {
     let rewrapped = 0;
     for (;;) {
       const n = await this.storage.committer.run((tx) => {
-        const rows = tx.db
-          .select()
-          .from(secrets)
-          .where(ne(secrets.masterKeyId, to.id))
-          .limit(opts.batch ?? 200)
-          .all();
+        const rows = this.storage.secrets.sealedWithOtherKeyTx(tx, to.id, opts.batch ?? 200);
         for (const r of rows) {
           const scope = { tenant: r.tenant, name: r.name, version: r.version };
-          const moved = rewrap(this.keyFor(r.masterKeyId), to, scope, {
-            masterKeyId: r.masterKeyId,
-            wrappedKey: r.wrappedKey,
-            sealedValue: r.sealedValue,
-          });
-          tx.db
-            .update(secrets)
-            .set({ masterKeyId: moved.masterKeyId, wrappedKey: moved.wrappedKey })
-            .where(and(eq(secrets.tenant, r.tenant), eq(secrets.name, r.name), eq(secrets.version, r.version)))
-            .run();
+          const moved = rewrap(this.keyFor(r.masterKeyId), to, scope, sealedOf(r));
+          this.storage.secrets.rewrapTx(tx, scope, moved);
         }
         return rows.length;
       });

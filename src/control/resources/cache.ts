@@ -1,4 +1,4 @@
-import type { SqliteResources } from "../../store/index.ts";
+import type { ResourceStore } from "../../store/index.ts";
 
 /**
  * Values derived from the configuration (a binding, a tenant's compiled routes, the number →
@@ -12,7 +12,7 @@ export class ConfigCache<V> {
   private generation = -1;
 
   constructor(
-    private readonly resources: SqliteResources,
+    private readonly resources: ResourceStore,
     private readonly load: (key: string) => Promise<V>,
     /** Unknown keys are cached too (a probe costs no query); past this many, start over. */
     private readonly maxEntries = 10_000,
@@ -38,7 +38,7 @@ export class ConfigCache<V> {
 export class SpecCache<S> {
   private readonly cache: ConfigCache<S | null>;
 
-  constructor(resources: SqliteResources, kind: string) {
+  constructor(resources: ResourceStore, kind: string) {
     this.cache = new ConfigCache(resources, async (key) => {
       const slash = key.indexOf("/");
       return (

@@ -1,10 +1,11 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { APPROVAL_STATES } from "../contract.ts";
 
 /**
  * Actions parked by a `require_approval` decision (docs/desired-state.md#policies) until a person approves or denies
  * them, or they expire with their declared outcome. States: pending → approved | denied | expired.
  */
-export const APPROVAL_STATES = ["pending", "approved", "denied", "expired"] as const;
+export { APPROVAL_STATES };
 
 export const approvals = sqliteTable(
   "approvals",

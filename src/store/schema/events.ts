@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { DELIVERY_STATES } from "../contract.ts";
 
 /**
  * Canonical events (docs/envelope.md): the whole envelope as JSON, plus the fields the API filters on as
@@ -32,21 +33,9 @@ export const events = sqliteTable(
 
 /**
  * One delivery of one event to one target (docs/state-machines.md), the dispatcher's task (docs/architecture.md): its
- * state is its checkpoint. States: pending (routed, not yet decided), awaiting_approval,
- * delivering, delivered, failed (retrying), dead, denied, quarantined, discarded
- * (docs/state-machines.md).
+ * state is its checkpoint; its states are the contract's DELIVERY_STATES.
  */
-export const DELIVERY_STATES = [
-  "pending",
-  "awaiting_approval",
-  "delivering",
-  "delivered",
-  "retrying",
-  "dead",
-  "denied",
-  "quarantined",
-  "discarded",
-] as const;
+export { DELIVERY_STATES };
 
 export const deliveries = sqliteTable(
   "deliveries",

@@ -1,33 +1,26 @@
 import { and, desc, eq, inArray, lt, lte } from "drizzle-orm";
 import { newId } from "../../core/ids.ts";
 import { AppError } from "../../errors/index.ts";
+import {
+  APPROVAL_DECIDED,
+  type ApprovalRow,
+  type ApprovalState,
+  type ApprovalStore,
+  type ParkRequest,
+} from "../contract.ts";
 import { approvals } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteAudit } from "./audit.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
+import { type Same, same } from "./same.ts";
 
-export type ApprovalRow = typeof approvals.$inferSelect;
-export type ApprovalState = ApprovalRow["state"];
-
-export interface ParkRequest {
-  tenant: string;
-  eventId?: string | null;
-  action: Record<string, unknown>;
-  policy: Record<string, unknown>;
-  /** How long a person has to decide. */
-  expiresInMs: number;
-  /** What happens to the action if nobody decides in time. */
-  onExpiry: "approve" | "deny";
-}
-
-/** Outbox topic announcing a decision (approved, denied, expired): the dispatcher resumes or drops the task. */
-export const APPROVAL_DECIDED = "approval.decided";
+same<Same<ApprovalRow, typeof approvals.$inferSelect>>(true);
 
 /**
  * The approvals store (docs/desired-state.md#policies). Every transition is one unit of work with its audit entry and
  * its outbox event, so a decision is recorded, announced and applied together or not at all.
  */
-export class SqliteApprovals {
+export class SqliteApprovals implements ApprovalStore {
   constructor(
     private readonly db: Db,
     private readonly committer: SqliteCommitter,

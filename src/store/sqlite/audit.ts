@@ -12,33 +12,24 @@ import {
   verifyRun,
 } from "../audit-chain.ts";
 import { type Checkpoint, CheckpointWriter, readCheckpoints } from "../audit-checkpoints.ts";
-import type { AnchorOptions, AnchorState, AuditLog, ExpectedHead, NewAuditEntry, VerifyReport } from "../contract.ts";
+import type {
+  AnchorOptions,
+  AnchorState,
+  AuditLog,
+  AuditQuery,
+  ExpectedHead,
+  NewAuditEntry,
+  VerifyReport,
+} from "../contract.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
 import { auditLog } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
 
-export interface AuditQuery {
-  tenants?: readonly string[];
-  action?: string;
-  actor?: string;
-  /** Entries about one event: its id is their target or their details' `event`. */
-  event?: string;
-  since?: number;
-  until?: number;
-  before?: number;
-  limit: number;
-}
-
 const VERIFY_BATCH = 5000;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-/** `<hash>` or `<seq>:<hash>`, as `--expect-head` takes it; null when it is neither. */
-export function parseExpectedHead(text: string): ExpectedHead | null {
-  const m = /^(?:(\d{1,15}):)?([0-9a-f]{64})$/.exec(text.trim().toLowerCase());
-  if (!m) return null;
-  return { seq: m[1] === undefined ? null : Number(m[1]), hash: m[2]! };
-}
+export { parseExpectedHead } from "../audit-chain.ts";
 
 /**
  * The audit log on SQLite. `appendTx` adds an entry inside the caller's unit of work: a state

@@ -8,12 +8,12 @@ import type {
   JobSpec,
   LeaseRef,
   OutboxEvent,
-  UnitOfWork,
+  Tx as ContractTx,
 } from "../contract.ts";
 import type { Db } from "../sqlite.ts";
 
-/** What a unit of work sees on SQLite: the contract's operations plus drizzle on the open transaction. */
-export interface SqliteTx extends UnitOfWork {
+/** What a unit of work is on SQLite: the contract's operations plus drizzle on the open transaction (only src/store/sqlite/ sees it). */
+export interface SqliteTx extends ContractTx {
   readonly db: Db;
 }
 

@@ -1,30 +1,25 @@
 import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, lte, type SQL, sql } from "drizzle-orm";
 import type { Envelope, Span } from "../../events/envelope.ts";
+import type {
+  AttemptRow,
+  DeliveryPatch,
+  DeliveryQuery,
+  DeliveryRow,
+  DeliveryState,
+  EventQuery,
+  EventStore,
+  NewAttempt,
+  NewDelivery,
+  StoredEvent,
+} from "../contract.ts";
 import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
+import { type Same, same } from "./same.ts";
 
-export interface EventQuery {
-  /** Only these tenants (a tenant token's view); all when omitted. */
-  tenants?: readonly string[];
-  type?: string;
-  channel?: string;
-  since?: number;
-  until?: number;
-  /** Newest first, before this id (the cursor). */
-  before?: string;
-  /** Oldest first, after this id (following new events). */
-  after?: string;
-  limit: number;
-}
-
-export interface StoredEvent {
-  envelope: Envelope;
-  trace: Span[];
-}
-
-export type DeliveryRow = typeof deliveries.$inferSelect;
-export type AttemptRow = typeof deliveryAttempts.$inferSelect;
+// The contract's rows are the tables' rows: checked here, so a column change shows in both.
+same<Same<DeliveryRow, typeof deliveries.$inferSelect>>(true);
+same<Same<AttemptRow, typeof deliveryAttempts.$inferSelect>>(true);
 
 /**
  * Just-inserted events kept in memory for routing, by their JSON's size: a backlog beyond reads
@@ -36,8 +31,12 @@ const FRESH_MAX_EVENT_BYTES = 64 * 1024;
 /**
  * Events and their deliveries. Ingresses insert inside their unit of work, so an event and its
  * processing job commit together (docs/architecture.md); the API reads.
+ *
+ * The synchronous reads outside a unit (`delivery`, `latestDelivery`, `deliveryCounts`,
+ * `firstDeliveries`, `deliveriesOfApproval`, `attempts`, `unroutedEvent`, `routing`) are SQLite's
+ * only, for the callers that have not moved to the contract's asynchronous reads yet.
  */
-export class SqliteEvents {
+export class SqliteEvents implements EventStore {
   private readonly db: Db;
   // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
   private readonly insert;
@@ -216,14 +215,7 @@ export class SqliteEvents {
   }
 
   /** Newest first, like events; `before` is the cursor. */
-  async deliveries(q: {
-    tenants?: readonly string[];
-    eventId?: string;
-    endpoint?: string;
-    state?: string;
-    before?: string;
-    limit: number;
-  }): Promise<DeliveryRow[]> {
+  async deliveries(q: DeliveryQuery): Promise<DeliveryRow[]> {
     return this.db
       .select()
       .from(deliveries)
@@ -275,7 +267,7 @@ export class SqliteEvents {
   }
 
   /** A new delivery (already decided, with its first spans, when routing decided it); false when the event already has one to that endpoint. */
-  insertDeliveryTx(_tx: SqliteTx, r: typeof deliveries.$inferInsert): boolean {
+  insertDeliveryTx(_tx: SqliteTx, r: NewDelivery): boolean {
     const run = this.insertDelivery.run(
       r.id,
       r.eventId,
@@ -323,12 +315,7 @@ export class SqliteEvents {
   }
 
   /** A checkpoint of a delivery; `spans` are appended to its trace in the same statement. */
-  updateDeliveryTx(
-    tx: SqliteTx,
-    id: string,
-    patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>,
-    spans: readonly Span[] = [],
-  ): void {
+  updateDeliveryTx(tx: SqliteTx, id: string, patch: DeliveryPatch, spans: readonly Span[] = []): void {
     const set: Record<string, unknown> = { ...patch, updatedAt: tx.now };
     if (spans.length) {
       const added = JSON.stringify(spans);
@@ -343,12 +330,7 @@ export class SqliteEvents {
   }
 
   /** Move a delivery on from one of `from` (an operator's retry or discard): the new row, or null when it was in another state. */
-  transitionTx(
-    tx: SqliteTx,
-    id: string,
-    from: readonly DeliveryRow["state"][],
-    patch: Partial<Omit<DeliveryRow, "id" | "eventId" | "tenant" | "endpoint" | "createdAt" | "trace">>,
-  ): DeliveryRow | null {
+  transitionTx(tx: SqliteTx, id: string, from: readonly DeliveryState[], patch: DeliveryPatch): DeliveryRow | null {
     return (
       tx.db
         .update(deliveries)
@@ -359,7 +341,7 @@ export class SqliteEvents {
     );
   }
 
-  insertAttemptTx(_tx: SqliteTx, a: typeof deliveryAttempts.$inferInsert): void {
+  insertAttemptTx(_tx: SqliteTx, a: NewAttempt): void {
     this.insertAttempt.run(
       a.deliveryId,
       a.attempt,
@@ -402,6 +384,53 @@ export class SqliteEvents {
 
   routing(eventId: string): Record<string, unknown> | null {
     return this.routingOf.get({ id: eventId })?.routing ?? null;
+  }
+
+  // ---- the contract's reads: inside a unit of work, or asynchronous ---------------------------
+  // One connection: a read inside a unit sees its transaction with the same statements.
+
+  unroutedEventTx(_tx: SqliteTx, id: string): { envelope: Envelope; tenant: string } | null {
+    return this.unroutedEvent(id);
+  }
+
+  deliveryTx(_tx: SqliteTx, id: string): DeliveryRow | null {
+    return this.delivery(id);
+  }
+
+  latestDeliveryTx(_tx: SqliteTx, eventId: string, endpoint: string): DeliveryRow | null {
+    return this.latestDelivery(eventId, endpoint);
+  }
+
+  async getRouting(eventId: string): Promise<Record<string, unknown> | null> {
+    return this.routing(eventId);
+  }
+
+  async getUnroutedEvent(id: string): Promise<{ envelope: Envelope; tenant: string } | null> {
+    return this.unroutedEvent(id);
+  }
+
+  async getDelivery(id: string): Promise<DeliveryRow | null> {
+    return this.delivery(id);
+  }
+
+  async getLatestDelivery(eventId: string, endpoint: string): Promise<DeliveryRow | null> {
+    return this.latestDelivery(eventId, endpoint);
+  }
+
+  async listFirstDeliveries(eventId: string): Promise<DeliveryRow[]> {
+    return this.firstDeliveries(eventId);
+  }
+
+  async listDeliveriesOfApproval(approvalId: string): Promise<DeliveryRow[]> {
+    return this.deliveriesOfApproval(approvalId);
+  }
+
+  async countDeliveries(tenant: string, endpoint: string): Promise<Record<string, number>> {
+    return this.deliveryCounts(tenant, endpoint);
+  }
+
+  async listAttempts(deliveryId: string): Promise<AttemptRow[]> {
+    return this.attempts(deliveryId);
   }
 }
 

@@ -1,8 +1,9 @@
 import { join } from "node:path";
-import { type Clock, type Random, systemClock } from "../../core/clock.ts";
+import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
 import { kv } from "../schema/index.ts";
-import type { Storage } from "../contract.ts";
+import { BlobStore, blobsOnDisk } from "../blobs.ts";
+import type { Blobs, Storage, StorageOptions } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { BackgroundCheckpointer } from "./checkpointer.ts";
@@ -14,17 +15,12 @@ import { SqliteMail } from "./mail.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
 import { SqliteResources } from "./resources.ts";
+import { SqliteSecrets } from "./secrets.ts";
 import { SqliteTokens } from "./tokens.ts";
 
-export interface SqliteStorageOptions {
-  /** The data dir (the database is `<dir>/agentowl.db`) or, with `file`, the database path. */
-  dir: string;
+export interface SqliteStorageOptions extends StorageOptions {
+  /** The database file; `<dir>/agentowl.db` by default. */
   file?: string;
-  windowMs?: number;
-  maxBatch?: number;
-  clock?: Clock;
-  random?: Random;
-  onCommit?: (units: number, seconds: number, ok: boolean) => void;
 }
 
 export class SqliteStorage implements Storage {
@@ -38,6 +34,9 @@ export class SqliteStorage implements Storage {
   readonly audit: SqliteAudit;
   readonly approvals: SqliteApprovals;
   readonly mail: SqliteMail;
+  readonly secrets: SqliteSecrets;
+  /** Files under `<dir>/blobs` (src/store/blobs.ts). */
+  readonly blobs: Blobs;
   private checkpointer: BackgroundCheckpointer | null = null;
 
   constructor(
@@ -60,6 +59,8 @@ export class SqliteStorage implements Storage {
     this.events = new SqliteEvents(handle);
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
     this.mail = new SqliteMail(db);
+    this.secrets = new SqliteSecrets(db);
+    this.blobs = blobsOnDisk(new BlobStore(join(opts.dir, "blobs")));
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -114,11 +115,12 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
-export { APPROVAL_DECIDED, type ApprovalRow, type ParkRequest, SqliteApprovals } from "./approvals.ts";
-export { type AuditQuery, parseExpectedHead, SqliteAudit } from "./audit.ts";
-export { type DeliveryRow, type EventQuery, SqliteEvents, type StoredEvent } from "./events.ts";
-export { type AcceptedMail, type MailRecipient, type MailRow, SqliteMail } from "./mail.ts";
+export { SqliteApprovals } from "./approvals.ts";
+export { SqliteAudit } from "./audit.ts";
+export { SqliteEvents } from "./events.ts";
+export { SqliteMail } from "./mail.ts";
 export { SqliteOutbox } from "./outbox.ts";
 export { SqliteQueue } from "./queue.ts";
 export { SqliteResources } from "./resources.ts";
+export { SqliteSecrets } from "./secrets.ts";
 export { SqliteTokens } from "./tokens.ts";

@@ -1,37 +1,17 @@
 import { eq } from "drizzle-orm";
-import type { Span } from "../../events/envelope.ts";
+import type { AcceptedMail, MailRow, MailStore } from "../contract.ts";
 import { mailMessages } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
+import { type Same, same } from "./same.ts";
 
-/** A recipient accepted at RCPT time, already resolved to its tenant, agent and binding. */
-export interface MailRecipient {
-  /** As the client wrote it. */
-  address: string;
-  tenant: string;
-  agent: string;
-  /** `agent+tag@…` → tag. */
-  tag: string | null;
-  binding: string;
-}
+same<Same<MailRow, typeof mailMessages.$inferSelect>>(true);
 
-export interface AcceptedMail {
-  id: string;
-  receivedAt: number;
-  remoteIp: string;
-  helo: string;
-  mailFrom: string;
-  recipients: MailRecipient[];
-  tls: boolean;
-  size: number;
-  spool: { segment: string; offset: number; length: number };
-  trace: Span[];
-}
-
-export type MailRow = typeof mailMessages.$inferSelect;
-
-/** The SMTP ingress's rows (src/store/schema/mail.ts). */
-export class SqliteMail {
+/**
+ * The SMTP ingress's rows (src/store/schema/mail.ts). `get` and `spoolSegments` are SQLite's
+ * synchronous reads for the callers that have not moved to `getMessage` and `listSpoolSegments`.
+ */
+export class SqliteMail implements MailStore {
   constructor(private readonly db: Db) {}
 
   insertTx(tx: SqliteTx, m: AcceptedMail): void {
@@ -81,5 +61,13 @@ export class SqliteMail {
       })
       .where(eq(mailMessages.id, id))
       .run();
+  }
+
+  async getMessage(id: string): Promise<MailRow | null> {
+    return this.get(id);
+  }
+
+  async listSpoolSegments(): Promise<Set<string>> {
+    return this.spoolSegments();
   }
 }

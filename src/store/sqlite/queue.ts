@@ -3,6 +3,7 @@ import { type BackoffPolicy, DEFAULT_BACKOFF, retryDelay } from "../../core/back
 import { type Clock, type Random, systemClock } from "../../core/clock.ts";
 import { parseSeqId, seqId } from "../../core/ids.ts";
 import type {
+  BornLease,
   EnqueueResult,
   FailOptions,
   FailOutcome,
@@ -193,13 +194,8 @@ export class SqliteQueue implements JobQueue {
     return { id: seqId("job", existing.id), created: false };
   }
 
-  /**
-   * A job born leased to its creator, which starts on it at once after the commit (a fast path:
-   * no claim, no wait for a worker). It is an ordinary leased job otherwise: acked or failed
-   * under its lease, and recovered like any other when its worker dies. Null when its
-   * idempotency key was taken.
-   */
-  enqueueLeasedTx(tx: SqliteTx, spec: JobSpec, lease: { owner: string | null; visibilityMs: number }): Job | null {
+  /** The leased fast path (the contract's JobQueue.enqueueLeasedTx). */
+  enqueueLeasedTx(tx: SqliteTx, spec: JobSpec, lease: BornLease): Job | null {
     const key = spec.idempotencyKey ?? null;
     const maxAttempts = spec.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     const expiresAt = spec.maxAgeMs ? tx.now + spec.maxAgeMs : null;
