@@ -24,7 +24,10 @@ export const DELIVERY_JOB = "delivery.run";
 export const DEFAULT_MAX_IN_FLIGHT = 4;
 /** An attempt's total timeout when its endpoint's spec has none. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
-/** The job may run more often than the delivery attempts (an open circuit, a parked approval): the dispatcher decides when a delivery is dead, not the queue. */
+/**
+ * The job may run more often than the delivery attempts (an open circuit, a parked approval):
+ * the dispatcher decides when a delivery is dead, not the queue.
+ */
 const JOB_MAX_RUNS = 1_000_000_000;
 const DEFAULT_VISIBILITY_MS = 5 * 60_000;
 

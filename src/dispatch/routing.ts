@@ -210,7 +210,10 @@ export class Routing {
     return started;
   }
 
-  /** After the routing commit (or its failure): the fast attempts start, and places reserved for targets that did not start (a repeat, a failed commit) are free again. */
+  /**
+   * After the routing commit (or its failure): the fast attempts start, and places reserved for
+   * targets that did not start (a repeat, a failed commit) are free again.
+   */
   private finish(
     routed: readonly Routed[],
     started: readonly Started[],
