@@ -6,12 +6,14 @@
  * starts closed, and the first failures open it again quickly.
  */
 
+import { type Clock, systemClock } from "../core/clock.ts";
+
 export type BreakerState = "closed" | "open" | "half_open";
 
 export interface BreakerOptions {
   threshold: number;
   cooldownMs: number;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export interface BreakerView {
@@ -25,15 +27,15 @@ export class CircuitBreaker {
   private failures = 0;
   private openedAt: number | null = null;
   private probing = false;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(private readonly opts: BreakerOptions) {
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? systemClock;
   }
 
   get state(): BreakerState {
     if (this.openedAt === null) return "closed";
-    return this.now() - this.openedAt >= this.opts.cooldownMs ? "half_open" : "open";
+    return this.clock.now() - this.openedAt >= this.opts.cooldownMs ? "half_open" : "open";
   }
 
   /**
@@ -63,7 +65,7 @@ export class CircuitBreaker {
     this.failures++;
     const probeFailed = this.probing;
     this.probing = false;
-    if (probeFailed || this.failures >= this.opts.threshold) this.openedAt = this.now();
+    if (probeFailed || this.failures >= this.opts.threshold) this.openedAt = this.clock.now();
   }
 
   view(): BreakerView {

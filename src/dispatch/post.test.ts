@@ -8,6 +8,10 @@ import selfsigned from "selfsigned";
 /** Real receivers on 127.0.0.1 that answer in every way an endpoint can. */
 let server: ReturnType<typeof Bun.serve>;
 let base: string;
+let releaseSlow: () => void = () => {};
+const slowReleased = new Promise<void>((resolve) => {
+  releaseSlow = resolve;
+});
 const seen: { path: string; headers: Record<string, string>; body: string; port: number }[] = [];
 
 beforeAll(() => {
@@ -34,7 +38,8 @@ beforeAll(() => {
         case "/redirect":
           return new Response(null, { status: 302, headers: { location: `${base}/ok` } });
         case "/slow":
-          await Bun.sleep(2000);
+          // Answers only when the tests are over: an attempt to it can end only by its timeout.
+          await slowReleased;
           return new Response("late");
         default:
           return new Response("?", { status: 404 });
@@ -43,7 +48,10 @@ beforeAll(() => {
   });
   base = `http://127.0.0.1:${server.port}`;
 });
-afterAll(() => server.stop(true));
+afterAll(() => {
+  releaseSlow();
+  server.stop(true);
+});
 
 const opts = { allowPublic: false, connectTimeoutMs: 1000, timeoutMs: 1000 };
 

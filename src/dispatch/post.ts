@@ -2,6 +2,7 @@ import { createHmac } from "node:crypto";
 import { Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
+import { type Clock, systemClock } from "../core/clock.ts";
 import {
   checkAddress,
   classify,
@@ -45,7 +46,7 @@ export interface PostOptions {
   timeoutMs: number;
   excerptBytes?: number;
   resolve?: Resolve;
-  now?: () => number;
+  clock?: Clock;
   /** A keep-alive agent to reuse connections (each was checked by the guard when it was made); none: a connection per attempt. */
   agent?: HttpAgent;
 }
@@ -94,7 +95,7 @@ export function postJson(
   headers: Record<string, string>,
   opts: PostOptions,
 ): Promise<Attempt> {
-  const now = opts.now ?? Date.now;
+  const clock = opts.clock ?? systemClock;
   const started = performance.now();
   const cap = opts.excerptBytes ?? 1024;
   return new Promise((resolve) => {
@@ -188,7 +189,7 @@ export function postJson(
             excerpt: Buffer.concat(chunks).toString("utf8"),
             errorClass: null,
             error: null,
-            retryAfterMs: parseRetryAfter(res.headers["retry-after"], now()),
+            retryAfterMs: parseRetryAfter(res.headers["retry-after"], clock.now()),
           });
         };
         res.on("end", finish);

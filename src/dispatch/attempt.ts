@@ -1,0 +1,79 @@
+import { parseDuration } from "../config/index.ts";
+import type { EndpointSpec } from "../control/resources/specs.ts";
+import type { Envelope } from "../events/envelope.ts";
+import type { DeliveryRow, Job } from "../store/index.ts";
+import { type DispatchContext, DEFAULT_TIMEOUT_MS } from "./context.ts";
+import { postJson, signStandardWebhook } from "./post.ts";
+import type { AttemptResult } from "./result.ts";
+import type { TaskTrace } from "./trace.ts";
+
+const DEFAULT_MAX_ATTEMPTS = 8;
+const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * One attempt whose audit entry is committed: the signed POST over the endpoint's kept-alive
+ * connection, then the attempt, the outcome and (when nothing is left to do) the job's ack in one
+ * commit. Dead at `max_attempts` or when the egress guard refused; else a retry when the
+ * endpoint said (Retry-After), or after the queue's backoff.
+ */
+export async function attempt(
+  ctx: DispatchContext,
+  job: Job,
+  d: DeliveryRow,
+  endpoint: EndpointSpec,
+  envelope: Envelope,
+  trace: TaskTrace,
+  n: number,
+): Promise<AttemptResult> {
+  const body = JSON.stringify(envelope);
+  let secret: string | undefined;
+  if (endpoint.signing_secret) {
+    const t = trace.begin();
+    [secret] = await ctx.secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`);
+    trace.end(t, "secrets.lease", "ok", endpoint.signing_secret);
+  }
+  const startedAt = ctx.clock.now();
+  const headers: Record<string, string> = secret
+    ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body)
+    : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(startedAt / 1000)) };
+  // A replay is a new delivery (its own webhook-id) that says which one it repeats: never a silent duplicate.
+  if (d.replayOf) headers["agentowl-replay-of"] = d.replayOf;
+  const timeout = endpoint.timeout ? (parseDuration(endpoint.timeout) ?? DEFAULT_TIMEOUT_MS) : DEFAULT_TIMEOUT_MS;
+
+  const result = await postJson(endpoint.url, body, headers, {
+    allowPublic: endpoint.allow_public === true,
+    connectTimeoutMs: Math.min(CONNECT_TIMEOUT_MS, timeout),
+    timeoutMs: timeout,
+    clock: ctx.clock,
+    agent: ctx.connections.for(d.tenant, d.endpoint, endpoint),
+  });
+  const failure = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
+  trace.push(
+    "delivery",
+    startedAt,
+    result.latencyMs,
+    result.ok ? "ok" : "error",
+    `attempt ${n}: ${result.status ? `HTTP ${result.status}` : (result.errorClass ?? "error")}${result.ok ? "" : ` ${failure}`}`,
+  );
+  const maxAttempts = endpoint.retry?.max_attempts ?? DEFAULT_MAX_ATTEMPTS;
+  const dead = !result.ok && (n - d.attemptBase >= maxAttempts || result.errorClass === "egress");
+  const { lastError, acked } = await ctx.deliveries.afterAttempt(d, trace, job, {
+    attempt: n,
+    startedAt,
+    result,
+    dead,
+  });
+  const attempted = { ok: result.ok, errorClass: result.errorClass };
+  if (result.ok) return { kind: "delivered", acked, attempted };
+  if (dead) return { kind: "dead", reason: lastError ?? "delivery failed", recorded: true, acked, attempted };
+  // Retry: when the endpoint said, else the queue's exponential backoff with jitter.
+  return result.retryAfterMs !== null
+    ? {
+        kind: "retry",
+        reason: `HTTP ${result.status}`,
+        delayMs: Math.max(1000, result.retryAfterMs),
+        wait: false,
+        attempted,
+      }
+    : { kind: "retry", reason: lastError ?? "delivery failed", delayMs: null, wait: false, attempted };
+}

@@ -1,0 +1,114 @@
+import { type Clock, type Random, systemClock } from "../core/clock.ts";
+import { ConfigCache, SpecCache } from "../control/resources/cache.ts";
+import type { EndpointSpec } from "../control/resources/specs.ts";
+import { type CompiledPolicy, PolicyCache } from "../policy/engine.ts";
+import { policiesFor } from "../policy/load.ts";
+import { RouteTable } from "../route/route.ts";
+import type { SqliteStorage, SqliteTx as Tx } from "../store/index.ts";
+import { LeasedSecrets } from "../vault/leased.ts";
+import type { Vault } from "../vault/vault.ts";
+import { Breakers } from "./breaker.ts";
+import { Connections } from "./connections.ts";
+import { DeliveryWriter } from "./delivery.ts";
+import { EndpointSlots } from "./endpoint-slots.ts";
+import { EndpointGate } from "./gate.ts";
+
+/**
+ * What the parts of the dispatcher share (docs/architecture.md#dispatch): its dependencies, the
+ * configuration caches, and the in-memory state of the endpoints (circuits, places in flight,
+ * kept-alive connections). One object, made once by `dispatcher()` and handed to each part.
+ */
+
+export const DELIVERY_JOB = "delivery.run";
+/** An endpoint's `max_in_flight` when its spec has none. */
+export const DEFAULT_MAX_IN_FLIGHT = 4;
+/** An attempt's total timeout when its endpoint's spec has none. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/**
+ * The job may run more often than the delivery attempts (an open circuit, a parked approval):
+ * the dispatcher decides when a delivery is dead, not the queue.
+ */
+const JOB_MAX_RUNS = 1_000_000_000;
+const DEFAULT_VISIBILITY_MS = 5 * 60_000;
+
+export interface DispatcherDeps {
+  storage: SqliteStorage;
+  vault: Vault;
+  /** Who holds the fast path's job leases (as the job runner's owner), and for how long. */
+  owner?: string;
+  visibilityMs?: number;
+  clock?: Clock;
+  /** The jitter of a busy endpoint's retry. */
+  random?: Random;
+  breaker?: { threshold: number; cooldownMs: number };
+  /** The job runner's concurrency: how many deliveries may wait in one endpoint's line. */
+  workers?: number;
+}
+
+export interface DispatchContext {
+  readonly storage: SqliteStorage;
+  readonly clock: Clock;
+  readonly random: Random;
+  /** The fast path's job leases: their owner and visibility timeout. */
+  readonly lease: { owner: string | null; visibilityMs: number };
+  readonly routes: RouteTable;
+  readonly secrets: LeasedSecrets;
+  readonly breakers: Breakers;
+  readonly slots: EndpointSlots;
+  readonly gate: EndpointGate;
+  readonly connections: Connections;
+  /** The one writer of delivery state. */
+  readonly deliveries: DeliveryWriter;
+  /** An endpoint's spec as configured now, undefined when it does not exist. */
+  endpoint(tenant: string, name: string): Promise<EndpointSpec | undefined>;
+  /** The policies that decide for a tenant's deliveries, in the engine's order. */
+  policies(tenant: string): Promise<CompiledPolicy[]>;
+  /** A job to run delivery `d`, unique by `key`. */
+  enqueueTx(tx: Tx, d: { id: string; tenant: string }, key: string): void;
+}
+
+export function dispatchContext(deps: DispatcherDeps): DispatchContext {
+  const { storage } = deps;
+  const clock = deps.clock ?? systemClock;
+  const breakers = new Breakers({
+    threshold: deps.breaker?.threshold ?? 5,
+    cooldownMs: deps.breaker?.cooldownMs ?? 30_000,
+    clock,
+  });
+  const slots = new EndpointSlots({ clock, workers: deps.workers });
+  // The configuration every delivery reads, kept until it changes (src/control/resources/cache.ts).
+  const endpoints = new SpecCache<EndpointSpec>(storage.resources, "endpoints");
+  const compiled = new PolicyCache();
+  const tenantPolicies = new ConfigCache(storage.resources, (tenant) =>
+    policiesFor(storage.resources, compiled, tenant),
+  );
+  return {
+    storage,
+    clock,
+    random: deps.random ?? Math.random,
+    lease: { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS },
+    routes: new RouteTable(storage.resources),
+    secrets: new LeasedSecrets(deps.vault, () => clock.now()),
+    breakers,
+    slots,
+    gate: new EndpointGate(slots, breakers, DEFAULT_MAX_IN_FLIGHT),
+    connections: new Connections(DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_MS),
+    deliveries: new DeliveryWriter(storage),
+    endpoint: async (tenant, name) => (await endpoints.get(tenant, name)) ?? undefined,
+    policies: (tenant) => tenantPolicies.get(tenant),
+    enqueueTx: (tx, d, key) => {
+      tx.enqueue(deliveryJob(d, key));
+    },
+  };
+}
+
+/** The spec of the job that runs delivery `id` (the fast path creates it leased). */
+export function deliveryJob(d: { id: string; tenant: string }, key: string) {
+  return {
+    kind: DELIVERY_JOB,
+    payload: { id: d.id },
+    tenant: d.tenant,
+    idempotencyKey: key,
+    maxAttempts: JOB_MAX_RUNS,
+  };
+}
