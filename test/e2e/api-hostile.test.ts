@@ -106,6 +106,7 @@ async function healthzWorstWhile<T>(work: Promise<T>): Promise<{ result: T; wors
       expect((await fetch(`${base}/healthz`)).status).toBe(200);
       worstMs = Math.max(worstMs, performance.now() - t0);
       asked++;
+      // The subject: a probe's pace (a health check every few ms), not a wait for something.
       await Bun.sleep(5);
     }
   })();

@@ -20,6 +20,7 @@ import { until } from "../helpers/storage.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../src/events/handoff.ts";
 import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
+import { DELIVERY_JOB } from "../../src/dispatch/dispatcher.ts";
 
 setDefaultTimeout(30_000);
 
@@ -62,11 +63,13 @@ beforeAll(async () => {
       if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
       if (path === "/burst") {
         burstMax = Math.max(burstMax, ++burstNow);
+        // The subject: a receiver that takes a moment to answer, so that deliveries overlap.
         await Bun.sleep(5);
         burstNow--;
       }
       if (path === "/slow") {
         slowMax = Math.max(slowMax, ++slowNow);
+        // The subject: a slow receiver, which holds its endpoint's one place for 300 ms.
         await Bun.sleep(300);
         slowNow--;
       }
@@ -183,6 +186,15 @@ async function mail(from: string, message: string): Promise<string> {
   const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
   await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
   return app.storage.mail.get(queued)!.events![0]!;
+}
+
+/**
+ * An event sent now, delivered to crm: the appliance has routed and sent what came before it, so
+ * a test may then assert that something earlier was not sent (again).
+ */
+async function laterDeliveryReceived(): Promise<void> {
+  const later = await send("ok");
+  await deliveriesOf(later, (s) => s[0] === "delivered");
 }
 
 async function deliveriesOf(eventId: string, until_: (states: string[]) => boolean) {
@@ -319,7 +331,7 @@ describe("dispatch", () => {
 
   test("max_in_flight: a slow endpoint gets one delivery at a time, and the others do not wait for it", async () => {
     const slow = await Promise.all([send("slow"), send("slow"), send("slow")]);
-    await Bun.sleep(50);
+    await until("a slow delivery at the receiver", () => slowNow === 1);
     const t0 = Date.now();
     const fast = await send("ok");
     await deliveriesOf(fast, (s) => s[0] === "delivered");
@@ -391,7 +403,13 @@ describe("dispatch", () => {
       requested_by: expect.stringMatching(/^token:/),
     });
     const attempts = app.storage.events.attempts(d.id).length;
-    await Bun.sleep(2500);
+    // Its retry job runs now instead of at its backoff, and finishes: it had its chance to try again.
+    await app.storage.queue.runNow(DELIVERY_JOB, [`delivery:${d.id}`]);
+    await until(
+      "the discarded delivery's job finished",
+      async () => (await app.storage.queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`)) === null,
+      10_000,
+    );
     expect(app.storage.events.attempts(d.id).length).toBe(attempts);
     expect(app.storage.events.delivery(d.id)!.state).toBe("discarded");
   }, 45_000);
@@ -502,7 +520,7 @@ describe("dispatch", () => {
     expect(bad.status).toBe("rejected");
     const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
     expect(app.storage.events.firstDeliveries(e.id)).toHaveLength(1);
-    await Bun.sleep(200);
+    await laterDeliveryReceived();
     expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
     await until("the trailing span", () => (app.storage.events.delivery(d!.id)!.trace as unknown[]).length === 5, 5000);
     expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual([
@@ -771,7 +789,7 @@ describe("dispatch", () => {
       action: { kind: "dispatch", target: "crm", delivery: parked!.id },
       policy: { name: "guard", reason: "refunds need a person" },
     });
-    await Bun.sleep(300);
+    await laterDeliveryReceived();
     expect(received.some((x) => x.headers["webhook-id"] === parked!.id)).toBe(false);
 
     // A person approves; it is delivered, signed, once.

@@ -123,6 +123,7 @@ test("connections that hold a transaction at the cap (and send NOOPs) keep a new
       const noops = (async () => {
         while (!stop) {
           for (const h of held) if (!h.closed) h.write("NOOP\r\n");
+          // The subject: clients that keep talking (a NOOP every 200 ms) without doing anything.
           await Bun.sleep(200);
         }
       })();
@@ -163,6 +164,7 @@ test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_ti
         if (!r || r.code === 421 || performance.now() - since > 8000)
           return { reply: r, after: performance.now() - since };
         expect(r.code).toBeLessThan(300);
+        // The subject: a client that sends a harmless command every 100 ms.
         await Bun.sleep(100);
       }
     };

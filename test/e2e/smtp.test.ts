@@ -12,6 +12,7 @@ import { connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
 import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { metric } from "../helpers/metrics.ts";
 import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { runAgentowl } from "../helpers/process.ts";
@@ -377,10 +378,15 @@ describe("session", () => {
     await smtp.command("MAIL FROM:<a@example.com>");
     await smtp.command(`RCPT TO:<${at("hello", "beta")}>`);
     await smtp.command("DATA");
+    const dataStage = { stage: "data" };
+    const dataBefore = await metric(app.metrics, "agentowl_smtp_stage_total", dataStage);
     smtp.write("Subject: cut\r\n\r\nhalf a mess");
-    await Bun.sleep(50);
     smtp.close();
-    await Bun.sleep(200);
+    // The server has finished with the DATA (its outcome counted): whatever it would commit, it has by now.
+    await until(
+      "the DATA stage counted",
+      async () => (await metric(app.metrics, "agentowl_smtp_stage_total", dataStage)) > dataBefore,
+    );
     expect(mailCount(app)).toBe(before);
   });
 
@@ -511,7 +517,10 @@ describe("limits", () => {
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 /);
       a.smtp.close();
       b.smtp.close();
-      await Bun.sleep(100);
+      await until(
+        "the server to count both closes",
+        async () => (await metric(strict.metrics, "agentowl_smtp_connections")) === 0,
+      );
       const early = await SmtpDialogue.open(strict.smtp.port, { greeting: false });
       early.smtp.write("EHLO too-soon\r\n");
       const replies = [await early.smtp.reply(), await early.smtp.reply().catch(() => null)];
@@ -548,7 +557,10 @@ describe("limits", () => {
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
       expect(await c.smtp.closedByServer()).toBe(true);
       a.smtp.close();
-      await Bun.sleep(100);
+      await until(
+        "the server to count the close",
+        async () => (await metric(small.metrics, "agentowl_smtp_connections")) === 1,
+      );
       const d = await SmtpDialogue.open(small.smtp.port);
       expect(d.greeting!.code).toBe(220);
       for (const x of [b, d]) x.smtp.close();

@@ -92,6 +92,8 @@ describe("the desired-state YAML under attack", () => {
             },
             (e: Error) => ({ status: 0, text: e.message, headers: new Headers(), body: null }),
           ),
+          // The subject: a webhook sent 20 ms after the document, to land while it is parsed (for seconds);
+          // the assertion is on the webhook's own latency, not on something that happens.
           Bun.sleep(20).then(async () => {
             const h0 = performance.now();
             const status = await fetch(`${hs.url}/ingress/webhook/alpha/open`, {
