@@ -19,7 +19,7 @@ import { EXIT } from "./exit-codes.ts";
  * this once for the caller to show. Null when an admin exists already.
  */
 export async function createFirstAdmin(tokens: TokenStore, createdBy: string): Promise<string | null> {
-  if ((await tokens.countActiveAdmins(Date.now())) > 0) return null;
+  if ((await tokens.countActiveAdmins(systemClock.now())) > 0) return null;
   const token = generateToken();
   await tokens.create({ name: "initial-admin", hash: sha256Hex(token), scopes: ["admin"], expiresAt: null, createdBy });
   return token;

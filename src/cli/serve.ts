@@ -1,3 +1,4 @@
+import { systemClock } from "../core/clock.ts";
 import { loadConfig } from "../config/index.ts";
 import { createLogger, type Logger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
@@ -28,7 +29,7 @@ function cliInvocation(io: CommandIO): string {
  * terminal no token is made, and the log says how to get one.
  */
 async function firstStart(app: App, redactor: Redactor, log: Logger, io: CommandIO): Promise<void> {
-  if ((await app.storage.tokens.countActiveAdmins(Date.now())) > 0) return;
+  if ((await app.storage.tokens.countActiveAdmins(systemClock.now())) > 0) return;
   const cli = cliInvocation(io);
   const served = `agentowl is serving: API, webhooks and /metrics at ${app.url}, SMTP on ${app.smtp.host}:${app.smtp.port}.`;
   if (!io.tty?.stderr) {

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "./clock.ts";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { JobQueue } from "../store/index.ts";
 
@@ -104,7 +105,7 @@ export class Metrics {
   });
   private loopStallMaxMs = 0;
 
-  constructor() {
+  constructor(clock: Clock = systemClock) {
     const self = this;
     new Gauge({
       name: "agentowl_event_loop_stall_max_seconds",
@@ -134,7 +135,7 @@ export class Metrics {
       name: "process_start_time_seconds",
       help: "Start time of the process since the Unix epoch, in seconds.",
       registers: [this.registry],
-    }).set(Math.floor((Date.now() - performance.now()) / 1000));
+    }).set(Math.floor((clock.now() - performance.now()) / 1000));
   }
 
   /** Observe one group commit (wired to the committer's onCommit). */
