@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- dispatch` (issue 8): events per second from a committed event to a 2xx at a
+ * `npm run bench -- dispatch` (docs/performance.md): events per second from a committed event to a 2xx at a
  * local receiver, with 50 events in flight, beside the same receiver's rate when the same load
  * generator POSTs the same signed envelopes to it directly, in the same run.
  *

@@ -1,5 +1,6 @@
 /**
- * guarantee 1 (docs/guarantees.md) and §8 (last sentence) when the disk fails under load: the whole data dir of a real
+ * Guarantee 1 (docs/guarantees.md) and the SMTP pipeline's answer to a failing disk
+ * (docs/architecture.md#the-smtp-pipeline) when the disk fails under load: the whole data dir of a real
  * `agentowl serve` is a small tmpfs that the test fills up (ENOSPC) while the load process sends
  * mail and signed webhooks. Meanwhile SMTP answers 452 4.3.1 and webhooks 503 with Retry-After;
  * once space returns (the filler deleted) the server takes load again by itself, without a

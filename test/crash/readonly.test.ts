@@ -1,5 +1,6 @@
 /**
- * guarantee 1 (docs/guarantees.md) and §8 when the data dir turns read-only under load, as a filesystem does after an
+ * Guarantee 1 (docs/guarantees.md) and the SMTP pipeline's answer to a failing disk
+ * (docs/architecture.md#the-smtp-pipeline) when the data dir turns read-only under load, as a filesystem does after an
  * I/O error: the data dir of a real `agentowl serve` is a small ext4 filesystem that the test
  * turns read-only under the open database (ext4's errors=remount-ro) while the load process sends
  * mail and signed webhooks. Meanwhile SMTP answers 452 4.3.1 and webhooks 503 with Retry-After,

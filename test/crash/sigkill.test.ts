@@ -1,5 +1,5 @@
 /**
- * guarantee 1 (docs/guarantees.md), §3.2 and §3.6 under `kill -9`: a real `agentowl serve` takes SMTP (one message per
+ * Guarantees 1, 2 and 6 (docs/guarantees.md) under `kill -9`: a real `agentowl serve` takes SMTP (one message per
  * connection and several per reused connection) and signed webhooks from a separate load
  * process, and is SIGKILLed at random moments (seeded: CRASH_SEED replays a run; CRASH_KILLS
  * sets how many, 20 here, 100 in `npm run test:crash:long`), restarted each time on the same

@@ -10,7 +10,7 @@ import { apiCaller } from "../helpers/api.ts";
 import { killLeftovers, serveAgentowl } from "../helpers/process.ts";
 
 /**
- * The /v1 API against hostile requests (issue 16, items 2, 3, 5 and 10): the token before the
+ * The /v1 API against hostile requests (guarantee 9, docs/guarantees.md): the token before the
  * body, bounded bodies, bounded nesting, media types, authorization before validation, and
  * cross-tenant conflicts that name nothing of the other tenant.
  */

@@ -501,7 +501,7 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     await app.vault.set("beta/github", "github-webhook-secret", { actor: "test" });
   });
 
-  test("SPEC's example applies as written, and a second apply changes nothing", async () => {
+  test("the specification's example applies as written, and a second apply changes nothing", async () => {
     const yaml = await example();
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: [] });
     await call("DELETE", "/v1/tenants/beta/routes/hello-to-crm");

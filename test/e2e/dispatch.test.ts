@@ -1,5 +1,5 @@
 /**
- * Dispatch end to end (docs/state-machines.md, §13; issue 8): a webhook or a mail comes in, is routed, decided
+ * Dispatch end to end (docs/architecture.md#dispatch, docs/state-machines.md): a webhook or a mail comes in, is routed, decided
  * by policy and delivered, signed, to real receivers on 127.0.0.1 that answer 200, 429 with
  * Retry-After, or 500; a require_approval policy parks the delivery until a person approves it;
  * dead deliveries are retried or discarded and events replayed, over the API and the CLI; every
@@ -342,8 +342,8 @@ describe("dispatch", () => {
 
   test("a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting deliveries take over freed places, none waits out a backoff", async () => {
     const ids = await Promise.all(Array.from({ length: 120 }, () => send("burst")));
-    // Two in flight at 5 ms each: about 0.3 s of work. Before, jobs that found the endpoint busy
-    // were retried on the exponential backoff, and 120 took minutes.
+    // Two in flight at 5 ms each: about 0.3 s of work. A job that finds the endpoint busy waits for
+    // a freed place, not out a backoff: on the exponential backoff, 120 would take minutes.
     await until(
       "all 120 delivered",
       () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"),

@@ -1,5 +1,5 @@
 /**
- * HTTP ingress end to end (docs/api.md, issue 7): real HTTP requests to the appliance running in
+ * HTTP ingress end to end (docs/api.md): real HTTP requests to the appliance running in
  * this process, signed by independent libraries (standardwebhooks, @octokit/webhooks-methods,
  * Node's Ed25519), and what comes out: events, duplicates, refusals, metrics and logs.
  */

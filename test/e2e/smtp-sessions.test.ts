@@ -1,5 +1,5 @@
 /**
- * What one SMTP connection may hold (issue 16 item 7), over real sockets to the appliance running
+ * What one SMTP connection may hold (guarantee 9, docs/guarantees.md), over real sockets to the appliance running
  * in this process: idle budgets before the first EHLO, between transaction commands (NOOP and the
  * like do not reset it) and in DATA, the per-connection command limit, and the shedding of
  * connections without a transaction when the listener is nearly full. Clients come from several

@@ -1,5 +1,5 @@
 /**
- * The SMTP listener end to end (docs/architecture.md#the-smtp-pipeline, issue 6): real SMTP over sockets to the appliance
+ * The SMTP listener end to end (docs/architecture.md#the-smtp-pipeline): real SMTP over sockets to the appliance
  * running in this process — raw dialogues, nodemailer, swaks for STARTTLS — and what comes out
  * at the other end: mail rows, spool bytes, events on /v1/events, metrics.
  */

@@ -1,5 +1,5 @@
 /**
- * The hostile-input suites' shared parts (issue 16 item 13): a seeded random source (the seed is
+ * The hostile-input suites' shared parts: a seeded random source (the seed is
  * printed; HOSTILE_SEED=<n> replays it), a real `agentowl serve` process, and a "family" of
  * attacks that ends with the checks every family owes: the server is alive and answers /healthz,
  * no event-loop stall over 250 ms happened meanwhile (read from the server's own /metrics), and

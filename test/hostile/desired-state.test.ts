@@ -1,5 +1,5 @@
 /**
- * Hostile desired-state YAML (issue 16 items 3 and 13): alias bombs and deep nesting sent to
+ * Hostile desired-state YAML (guarantee 9, docs/guarantees.md): alias bombs and deep nesting sent to
  * POST /v1/config/validate|diff|apply by an admin and by a read-only tenant token, against a real
  * `agentowl serve`. Each is refused 413 or 422 problem+json within a bounded time (never a 5xx), the
  * event loop never stalls over 250 ms, and a webhook sent meanwhile is answered at once.

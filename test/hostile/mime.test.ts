@@ -1,5 +1,5 @@
 /**
- * Hostile MIME (issue 16 item 13): every corpus email, mutated at random offsets and truncated at a
+ * Hostile MIME (guarantee 9, docs/guarantees.md): every corpus email, mutated at random offsets and truncated at a
  * random offset, sent over SMTP to a real `agentowl serve`. The server stays up and unstalled, and
  * each message it answers `250 queued as` becomes its own processed message and event (with
  * `parse_warnings` saying where it was read in a degraded way), never a stuck or failed job.

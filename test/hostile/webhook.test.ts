@@ -1,5 +1,5 @@
 /**
- * Hostile webhook requests (issue 16 item 13) against a real `agentowl serve`: forged and mangled
+ * Hostile webhook requests (guarantee 9, docs/guarantees.md) against a real `agentowl serve`: forged and mangled
  * signatures, huge and duplicated headers, invalid UTF-8, deeply nested JSON, and 50 concurrent
  * copies of one delivery id. Never a 5xx (503 only with Retry-After), every refusal problem+json
  * with its documented status, exactly one event per delivery id, forged traffic never spending

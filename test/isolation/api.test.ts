@@ -1,5 +1,5 @@
 /**
- * Tenant isolation over the API (guarantee 5 (docs/guarantees.md), issue 16 item 14). The route list is read from the
+ * Tenant isolation over the API (guarantee 5, docs/guarantees.md). The route list is read from the
  * server's OpenAPI document (GET /v1/openapi.json), so a new route cannot escape. Tenants alpha
  * and beta get resources of every kind (endpoints, bindings of all three types, routes, policies,
  * templates, secrets, tokens, events, deliveries, approvals); alpha's tokens, read and write, then
