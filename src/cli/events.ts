@@ -403,7 +403,8 @@ ${footer}`,
 const deliveriesRetry = deliveryAction(
   "retry",
   "try a dead delivery again, under the same webhook-id",
-  "Takes a dead delivery (a dead letter) back into delivery: the same webhook-id, so the\nreceiver can still de-duplicate, and a fresh max_attempts / max_age budget.",
+  "Takes a dead delivery (a dead letter) back into delivery: the same webhook-id, so the\n" +
+    "receiver can still de-duplicate, and a fresh max_attempts / max_age budget.",
 );
 const deliveriesDiscard = deliveryAction(
   "discard",

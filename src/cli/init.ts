@@ -76,7 +76,9 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
       fingerprint = fingerprintOf(readFileSync(certPath, "utf8"));
     } catch (e) {
       io.err(
-        `warning: cannot read the TLS certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ('agentowl serve' will refuse to start)\n`,
+        `warning: cannot read the TLS ` +
+          `certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ` +
+          `('agentowl serve' will refuse to start)\n`,
       );
     }
 

@@ -46,7 +46,8 @@ async function firstStart(app: App, redactor: Redactor, log: Logger, io: Command
     : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
   io.err(
     `\n${served}\n\nFirst admin API token (shown this once; only its hash is kept):\n\n  ${token}\n\n` +
-      `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
+      `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} ` +
+      `AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
   );
 }
 

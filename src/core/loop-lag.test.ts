@@ -52,7 +52,9 @@ describe("event-loop stall monitor", () => {
     monitor.stop();
     const share = (cpu.user + cpu.system) / 1000 / wall;
     console.log(
-      `loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, CPU ${(share * 100).toFixed(2)}% of one core (test process included), worst ${Math.max(...seen).toFixed(1)} ms`,
+      `loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, ` +
+        `CPU ${(share * 100).toFixed(2)}% of one core (test process included), ` +
+        `worst ${Math.max(...seen).toFixed(1)} ms`,
     );
     // The median tick is on time (a loaded CI machine may delay a few).
     expect(seen.toSorted((a, b) => a - b)[Math.floor(seen.length / 2)]!).toBeLessThan(20);

@@ -156,7 +156,9 @@ export class Metrics {
   watchQueue(queue: JobQueue): void {
     new Gauge({
       name: "agentowl_queue_jobs",
-      help: "Jobs in the queue by state (available = ready now, scheduled = waiting for a retry time, leased = running, dead = dead-lettered). Finished jobs are agentowl_jobs_total.",
+      help:
+        "Jobs in the queue by state (available = ready now, scheduled = waiting for a retry time, " +
+        "leased = running, dead = dead-lettered). Finished jobs are agentowl_jobs_total.",
       labelNames: ["state"] as const,
       registers: [this.registry],
       // Not `done`: counting the finished jobs the retention keeps would stall the event loop in

@@ -42,7 +42,8 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and after the repair everything is there once and load flows again", async () => {
+test(`a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged \
+lost, and after the repair everything is there once and load flows again`, async () => {
   disk = mountExt4(dataDir, join(root, "disk.img"), "96M");
   if (!disk) {
     console.warn(
@@ -130,7 +131,9 @@ test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-A
     await stopGracefully(server);
     const findings = checkDataDir(dataDir, acks, receiver, audited);
     console.log(
-      `crash/readonly: before ${JSON.stringify(before)} acks; read-only: ${refused.length} refusals (${[...new Set(refused.map((n) => `${n.k}:${n.nack}`))].join(", ")}), ${readOnlyAcks.length} acks after the failure (each checked below); ` +
+      `crash/readonly: before ${JSON.stringify(before)} acks; read-only: ${refused.length} ` +
+        `refusals (${[...new Set(refused.map((n) => `${n.k}:${n.nack}`))].join(", ")}), ${readOnlyAcks.length} ` +
+        `acks after the failure (each checked below); ` +
         `in all ${JSON.stringify(ackCounts(acks))} acks; events ${findings.events}; deliveries ${findings.deliveries} (receiver got ${receiver.deliveries}); ` +
         `audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} entries); ${Math.round((performance.now() - t0) / 1000)} s`,
     );

@@ -571,7 +571,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 
   test("global policies: declared at the top level, applied by an admin, refused to a tenant token", async () => {
     const rules =
-      "policies:\n  - name: house-rules\n    rules:\n      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, reason: money }\n";
+      "policies:\n  - name: house-rules\n    rules:\n" +
+      "      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, " +
+      "reason: money }\n";
     const yaml = `${await example()}${rules}`;
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: ["house-rules"] });
     const diff = await post("diff", yaml);
@@ -598,7 +600,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 
     const broken = await post(
       "validate",
-      `${await example()}policies:\n  - name: house-rules\n    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n  - { name: house-rules, rules: [] }\n`,
+      `${await example()}policies:\n  - name: house-rules\n` +
+        `    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n` +
+        `  - { name: house-rules, rules: [] }\n`,
     );
     expect(broken.status).toBe(422);
     const texts = broken.body.errors.map((e: { text: string }) => e.text).join("\n");

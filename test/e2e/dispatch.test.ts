@@ -275,7 +275,8 @@ describe("dispatch", () => {
     expect(topics).toEqual(["delivery.retrying", "delivery.dead"]);
   });
 
-  test("an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records egress and the reason, the delivery is dead at once", async () => {
+  test(`an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records \
+egress and the reason, the delivery is dead at once`, async () => {
     const eventId = await send("egress");
     const ds = await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "dead"));
     const reasons: Record<string, string> = {
@@ -340,7 +341,8 @@ describe("dispatch", () => {
     expect(slowMax).toBe(1);
   });
 
-  test("a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting deliveries take over freed places, none waits out a backoff", async () => {
+  test(`a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting \
+deliveries take over freed places, none waits out a backoff`, async () => {
     const ids = await Promise.all(Array.from({ length: 120 }, () => send("burst")));
     // Two in flight at 5 ms each: about 0.3 s of work. A job that finds the endpoint busy waits for
     // a freed place, not out a backoff: on the exponential backoff, 120 would take minutes.
@@ -505,7 +507,8 @@ describe("dispatch", () => {
     expect(app.storage.events.routing(e.id)).toMatchObject({ matched: ["ok"] });
   });
 
-  test("a unit that fails beside a routed event in one group commit: the event is routed once, its delivery sent once; a failed commit frees the endpoint's slot", async () => {
+  test(`a unit that fails beside a routed event in one group commit: the event is routed once, its delivery \
+sent once; a failed commit frees the endpoint's slot`, async () => {
     const e = testEnvelope("beta", 902, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
     const plan = await app.routing.plan([e]);
     // Both units join one batch: it runs, the second throws, and the batch runs again with a savepoint each.
@@ -593,7 +596,8 @@ describe("dispatch", () => {
     ]);
   });
 
-  test("replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one endpoint; an unrouted event once a route exists", async () => {
+  test(`replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one \
+endpoint; an unrouted event once a route exists`, async () => {
     const eventId = await send("ok");
     const [first] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const r = await call("POST", `/v1/events/${eventId}/replay`);

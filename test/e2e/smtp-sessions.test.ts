@@ -69,7 +69,8 @@ async function inTransaction(port: number, from: string): Promise<SmtpDialogue> 
   return smtp;
 }
 
-test("an idle flood at the connection cap does not keep a new sender out: idle connections are shed for it, and the flood is closed after smtp_greeting_timeout and smtp_idle_timeout", async () => {
+test(`an idle flood at the connection cap does not keep a new sender out: idle connections are shed for it, \
+and the flood is closed after smtp_greeting_timeout and smtp_idle_timeout`, async () => {
   await withApp(
     {
       AGENTOWL_SMTP_MAX_CONNECTIONS: "20",
@@ -155,7 +156,8 @@ test("connections that hold a transaction at the cap (and send NOOPs) keep a new
   );
 });
 
-test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_timeout after its last transaction command, and smtp_greeting_timeout after connecting without EHLO", async () => {
+test(`NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_timeout after its last \
+transaction command, and smtp_greeting_timeout after connecting without EHLO`, async () => {
   await withApp({ AGENTOWL_SMTP_GREETING_TIMEOUT: "1s", AGENTOWL_SMTP_IDLE_TIMEOUT: "1500ms" }, async (app) => {
     const loop = async (smtp: SmtpDialogue, since: number) => {
       const commands = ["NOOP", "RSET", "HELP", "VRFY hello", "NOOP"];

@@ -232,7 +232,8 @@ describe("session", () => {
     smtp.close();
   });
 
-  test("the same Message-ID to two agents in two messages: each message yields its own event (the key is the bytes and the envelope, not the Message-ID)", async () => {
+  test(`the same Message-ID to two agents in two messages: each message yields its own event (the key is the \
+bytes and the envelope, not the Message-ID)`, async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
     const message = "From: a@example.com\r\nSubject: same id\r\nMessage-ID: <same-id@example.com>\r\n\r\nhi\r\n";
@@ -253,7 +254,8 @@ describe("session", () => {
     expect(new Set(events.map((e) => e.id)).size).toBe(3);
   });
 
-  test("the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get their own event: one event per recipient", async () => {
+  test(`the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get \
+their own event: one event per recipient`, async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
     const message =
@@ -323,7 +325,8 @@ describe("session", () => {
     // Bare LFs throughout, a dot-stuffed line, raw UTF-8 in a header and the body.
     // Only CRLF.CRLF ends DATA: "\n.\n" followed by a command stays message text (SMTP smuggling).
     smtp.write(
-      "Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n",
+      "Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\n" +
+        "Content-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n",
     );
     const end = await smtp.reply();
     expect(end.code).toBe(250);

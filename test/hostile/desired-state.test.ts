@@ -109,7 +109,9 @@ describe("the desired-state YAML under attack", () => {
         ]);
         const ms = performance.now() - t0;
         fam.saw(r.status);
-        const tag = `${what} (${op}, ${who}) → ${r.status} in ${ms.toFixed(0)} ms, a webhook meanwhile ${hook.status} in ${hook.ms.toFixed(0)} ms: ${r.text.slice(0, 160)}`;
+        const tag =
+          `${what} (${op}, ${who}) → ${r.status} in ${ms.toFixed(0)} ms, a webhook ` +
+          `meanwhile ${hook.status} in ${hook.ms.toFixed(0)} ms: ${r.text.slice(0, 160)}`;
         console.log(`[hostile]   ${tag}`);
         if (![413, 422, 400, 403, 404].includes(r.status)) violations.push(`expected 413/422: ${tag}`);
         else expectProblem(r, tag);

@@ -125,7 +125,9 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
         .query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'")
         .get() as { n: number };
       console.log(
-        `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events (${degraded} with parse warnings), ${folded.length} folded into another message's event, ${stuck.n} jobs not done`,
+        `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events ` +
+          `(${degraded} with parse warnings), ${folded.length} folded into another message's ` +
+          `event, ${stuck.n} jobs not done`,
       );
       expect(stuck.n).toBe(0);
     } finally {

@@ -298,7 +298,9 @@ describe("webhook requests under attack", () => {
       for (const path of ["/ingress/webhook/beta/hooks", "/ingress/webhook/beta/open"]) {
         fam.try(what);
         const hasLength = extra.includes("content-length");
-        const head = `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\n${hasLength ? "" : `content-length: ${body.length}\r\n`}${extra}connection: close\r\n\r\n`;
+        const head =
+          `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: ` +
+          `application/json\r\n${hasLength ? "" : `content-length: ${body.length}\r\n`}${extra}connection: close\r\n\r\n`;
         const r = await rawRequest(head, new TextEncoder().encode(body));
         fam.saw(r.status || "closed");
         if (r.status === 503) expect(r.text.toLowerCase()).toContain("retry-after");

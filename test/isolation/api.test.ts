@@ -379,7 +379,10 @@ describe("tenant isolation on every /v1 route of the OpenAPI document", () => {
       .slice(auditBefore)
       .filter((e) => e.decision !== "deny" && JSON.stringify(e).includes("beta"));
     console.log(
-      `[isolation] api: ${routes.length} route × method pairs from /v1/openapi.json, ${tried} route × method × case × token combinations; answers ${[...statuses].map(([s, n]) => `${s}×${n}`).join(", ")}; ${violations.length} violations; ${auditAfter.length - auditBefore} new audit entries`,
+      `[isolation] api: ${routes.length} route × method pairs from /v1/openapi.json, ${tried} ` +
+        `route × method × case × token combinations; ` +
+        `answers ${[...statuses].map(([s, n]) => `${s}×${n}`).join(", ")}; ${violations.length} ` +
+        `violations; ${auditAfter.length - auditBefore} new audit entries`,
     );
     expect(violations.slice(0, 30), `${violations.length} violations`).toEqual([]);
     expect(after, "beta's state changed").toBe(before);
