@@ -86,7 +86,8 @@ export async function benchAudit(): Promise<void> {
   console.log(`audit appends, ${N} entries, ${WRITERS} concurrent writers, group commit, median of ${ROUNDS} rounds`);
   for (const [i, r] of rounds.entries())
     console.log(
-      `   round ${i + 1}: chained ${r.chained.toLocaleString("en-US")}/s, plain ${r.plain.toLocaleString("en-US")}/s, ${((100 * r.chained) / r.plain).toFixed(0)}%`,
+      `   round ${i + 1}: chained ${r.chained.toLocaleString("en-US")}/s, ` +
+        `plain ${r.plain.toLocaleString("en-US")}/s, ${((100 * r.chained) / r.plain).toFixed(0)}%`,
     );
   console.log(`   hash-chained appends: ${chained.toLocaleString("en-US")}/s`);
   console.log(`   plain inserts of the same rows: ${plain.toLocaleString("en-US")}/s`);

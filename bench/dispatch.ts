@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- dispatch` (issue 8): events per second from a committed event to a 2xx at a
+ * `npm run bench -- dispatch` (docs/performance.md): events per second from a committed event to a 2xx at a
  * local receiver, with 50 events in flight, beside the same receiver's rate when the same load
  * generator POSTs the same signed envelopes to it directly, in the same run.
  *
@@ -157,10 +157,13 @@ export async function benchDispatch(): Promise<void> {
   const bare = await relay([]);
   const durable = await withTempDir("agentowl-bench-relay-", (dir) => relay([dir]));
   console.log(
-    `bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s = ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`,
+    `bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s ` +
+      `= ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`,
   );
   console.log(
-    `durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s = ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  p99 ${fmt(durable.p99)} ms`,
+    `durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s ` +
+      `= ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  ` +
+      `p99 ${fmt(durable.p99)} ms`,
   );
 
   const dns = await startDnsServer({});
@@ -221,7 +224,10 @@ export async function benchDispatch(): Promise<void> {
     await throughEvents(IN_FLIGHT, 2);
     const ours = await throughEvents(IN_FLIGHT, SECONDS);
     console.log(
-      `via agentowl (ingress, route, policy, audit, signed POST): ${String(ours.perSec).padStart(6)} /s = ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ 0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor`,
+      `via agentowl (ingress, route, policy, audit, signed ` +
+        `POST): ${String(ours.perSec).padStart(6)} /s ` +
+        `= ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ ` +
+        `0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor`,
     );
     console.log(
       `  own overhead, committed event → arrival at the receiver: p50 ${fmt(ours.overheadP50)} ms  p99 ${fmt(ours.overheadP99)} ms (target p99 < 10 ms)`,
@@ -257,7 +263,9 @@ export async function benchDispatch(): Promise<void> {
     const first = await mails(MAIL_SESSIONS * 2);
     const latencies = await mails(MAILS);
     console.log(
-      `SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  p90 ${fmt(quantile(latencies, 0.9))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`,
+      `SMTP DATA-end → delivery at the receiver (${MAILS} mails, ${MAIL_SESSIONS} sessions, one ` +
+        `at a time each): p50 ${fmt(quantile(latencies, 0.5))} ms  ` +
+        `p90 ${fmt(quantile(latencies, 0.9))} ms  p99 ${fmt(quantile(latencies, 0.99))} ms`,
     );
     console.log(
       `  the first ${first.length} mails after start (parse workers starting): p50 ${fmt(quantile(first, 0.5))} ms  max ${fmt(first.at(-1)!)} ms`,

@@ -97,7 +97,8 @@ const cpuNote = (us: number | null) => (us === null ? "" : `  CPU ${us.toFixed(1
 
 export async function benchHttp(): Promise<void> {
   console.log(
-    `${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`,
+    `${CONNECTIONS} connections, ${SECONDS} s each, ${BODY.length} byte JSON ` +
+      `bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon in this process`,
   );
   const ref = await reference("http-bare.ts");
   const bareUs = ref.us;
@@ -106,7 +107,9 @@ export async function benchHttp(): Promise<void> {
   );
   const floor = await withTempDir("agentowl-bench-floor-", (dir) => reference("http-durable-floor.ts", [dir]));
   console.log(
-    `floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x bare${cpuNote(floor.us)}`,
+    `floor: verify + one row, group commit:     ${String(floor.perSec).padStart(6)} req/s  ` +
+      `p50 ${floor.p50} ms  p99 ${floor.p99} ms  = ${(floor.perSec / ref.perSec).toFixed(2)}x ` +
+      `bare${cpuNote(floor.us)}`,
   );
 
   const app = await startAppliance("http");
@@ -128,7 +131,9 @@ export async function benchHttp(): Promise<void> {
     const written = bytesWritten(app.proc.pid);
     if (ours.non2xx) console.log(`  (${ours.non2xx} answers were not 2xx)`);
     console.log(
-      `agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare (target ≥ 0.5x, p99 < 25 ms), ${(ours.perSec / floor.perSec).toFixed(2)}x the floor`,
+      `agentowl: verified + committed, 202:      ${String(ours.perSec).padStart(6)} req/s  ` +
+        `p50 ${ours.p50} ms  p99 ${ours.p99} ms  = ${(ours.perSec / ref.perSec).toFixed(2)}x bare ` +
+        `(target ≥ 0.5x, p99 < 25 ms), ${(ours.perSec / floor.perSec).toFixed(2)}x the floor`,
     );
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)$`, "m").exec(metrics)?.[1] ?? Number.NaN);
@@ -139,12 +144,18 @@ export async function benchHttp(): Promise<void> {
           ? `; ${((written - writtenBefore) / ours.total / 1024).toFixed(1)} KiB written per event (WAL and checkpoints)`
           : "";
       console.log(
-        `  group commit: ${commits} commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ms each (write and fsync)${perEvent}`,
+        `  group commit: ${commits} ` +
+          `commits, ${(metric("agentowl_commit_batch_size_sum") / commits).toFixed(1)} units each on ` +
+          `average, ${((metric("agentowl_commit_duration_seconds_sum") / commits) * 1000).toFixed(2)} ` +
+          `ms each (write and fsync)${perEvent}`,
       );
     }
     if (oursUs !== null && bareUs !== null) {
       console.log(
-        `  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare server's ${bareUs.toFixed(1)} µs${floor.us === null ? "" : ` and the floor's ${floor.us.toFixed(1)} µs`} (the load generator's share of the 2 cores moves the rates, not this)`,
+        `  CPU per request, all threads, routing included: ${oursUs.toFixed(1)} µs beside the bare ` +
+          `server's ${bareUs.toFixed(1)} ` +
+          `µs${floor.us === null ? "" : ` and the floor's ${floor.us.toFixed(1)} µs`} (the load ` +
+          `generator's share of the 2 cores moves the rates, not this)`,
       );
     }
   } finally {

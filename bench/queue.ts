@@ -133,13 +133,16 @@ export async function benchQueue(): Promise<void> {
     `   group commit:             ${fmt(group.enqueuePerSec)} jobs/s (${BIG} jobs, ${group.commits} commits)`,
   );
   console.log(
-    `   ratio: ${ratio(group.enqueuePerSec, perItem)}; median of per-round ratios ${median(rounds.map((r) => r.group / r.perItem)).toFixed(2)}x (target >= 20x)`,
+    `   ratio: ${ratio(group.enqueuePerSec, perItem)}; median of per-round ` +
+      `ratios ${median(rounds.map((r) => r.group / r.perItem)).toFixed(2)}x (target >= 20x)`,
   );
   console.log(
     `   reference, bare bun:sqlite: ${fmt(raw.perItemPerSec)} rows/s one per transaction, ${fmt(raw.batchedPerSec)} rows/s in 1000-row transactions`,
   );
   console.log(
-    `   our group commit / bare per-row loop: ${ratio(group.enqueuePerSec, raw.perItemPerSec)}; / bare 1000-row batches: ${ratio(group.enqueuePerSec, raw.batchedPerSec)}\n`,
+    `   our group commit / bare per-row ` +
+      `loop: ${ratio(group.enqueuePerSec, raw.perItemPerSec)}; / bare 1000-row ` +
+      `batches: ${ratio(group.enqueuePerSec, raw.batchedPerSec)}\n`,
   );
 
   console.log("2. Lease + ack (batched claims of 500, acks group-committed)");

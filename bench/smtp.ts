@@ -19,7 +19,9 @@ const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
-const MESSAGE = `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\nMessage-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
+const MESSAGE =
+  `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\n` +
+  `Message-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
 
 /** A minimal pipelining-free SMTP client: reads one reply per command. */
 export class SmtpClient {

@@ -69,7 +69,11 @@ export async function benchStartup(): Promise<void> {
     writeFileSync(
       bareSrc,
       `const port = Number(process.env.PORT);
-Bun.serve({ hostname: "127.0.0.1", port, fetch: (r) => new URL(r.url).pathname === "/healthz" ? Response.json({ status: "ok" }) : new Response("", { status: 404 }) });
+Bun.serve({
+  hostname: "127.0.0.1",
+  port,
+  fetch: (r) => new URL(r.url).pathname === "/healthz" ? Response.json({ status: "ok" }) : new Response("", { status: 404 }),
+});
 process.on("SIGTERM", () => process.exit(0));`,
     );
     const bare = join(work, "bare");

@@ -20,13 +20,19 @@ const TOLERANCE_S = 300;
 const db = new Database(join(dir, "floor.db"), { create: true, strict: true });
 db.run("PRAGMA journal_mode = WAL");
 db.run("PRAGMA synchronous = FULL");
-db.exec(`CREATE TABLE events (id text PRIMARY KEY NOT NULL, tenant text NOT NULL, type text NOT NULL, channel text NOT NULL, agent text, binding text, idempotency_key text, received_at integer NOT NULL, envelope text NOT NULL, trace text NOT NULL, routing text);
+db.exec(
+  "CREATE TABLE events (id text PRIMARY KEY NOT NULL, tenant text NOT NULL, type text NOT NULL, channel text NOT NULL, " +
+    "agent text, binding text, idempotency_key text, received_at integer NOT NULL, envelope text NOT NULL, " +
+    `trace text NOT NULL, routing text);
 CREATE INDEX events_tenant ON events (tenant, id);
 CREATE INDEX events_type ON events (type, id);
-CREATE UNIQUE INDEX events_idempotency ON events (tenant, binding, idempotency_key) WHERE idempotency_key IS NOT NULL;`);
+CREATE UNIQUE INDEX events_idempotency ON events (tenant, binding, idempotency_key) WHERE idempotency_key IS NOT NULL;`,
+);
 type Row = [string, string, string, string, null, string, string, number, string, string, null];
 const insert = db.prepare<{ id: string }, Row>(
-  "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+  "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, " +
+    "received_at, envelope, trace, routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON " +
+    "CONFLICT DO NOTHING RETURNING id",
 );
 const begin = db.prepare("BEGIN IMMEDIATE");
 const commit = db.prepare("COMMIT");

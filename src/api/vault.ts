@@ -20,7 +20,8 @@ const present = (s: SecretInfo) => ({
   })),
   rotation_period_ms: s.rotationPeriodMs,
   rotation_due_at: iso(s.rotationDueAt),
-  // What the value looks like, never the value: whsec (a Standard Webhooks secret), opaque, or null (set before this was noted).
+  // What the value looks like, never the value: whsec (a Standard Webhooks secret), opaque, or null
+  // (a row whose shape the vault never noted).
   format: s.format,
 });
 

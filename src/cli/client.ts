@@ -25,7 +25,8 @@ by default). An https:// server must present the certificate pinned by 'agentowl
 --fingerprint / AGENTOWL_FINGERPRINT (sha256:…), or on loopback the one in this box's data dir.`;
 
 export const API_EXIT_HELP =
-  "Exit codes: 0 ok, 1 failed (invalid input: one line per problem), 2 usage, 3 not found,\n4 conflict (stale --if-match, in use), 5 not authenticated or not allowed.";
+  "Exit codes: 0 ok, 1 failed (invalid input: one line per problem), 2 usage, 3 not found,\n" +
+  "4 conflict (stale --if-match, in use), 5 not authenticated or not allowed.";
 
 export interface Connection {
   url: string;
@@ -342,7 +343,9 @@ export class ApiClient {
       );
     if (typeof err.code === "string" && UNTRUSTED.has(err.code)) {
       return new CommandFailure(
-        `${this.conn.url} presents a certificate this machine does not trust (${err.message}): run 'agentowl login --url ${this.conn.url}' to compare its fingerprint and pin it, or pass --fingerprint sha256:…`,
+        `${this.conn.url} presents a certificate this machine does not trust (${err.message}): run ` +
+          `'agentowl login --url ${this.conn.url}' to compare its fingerprint and pin it, or pass ` +
+          `--fingerprint sha256:…`,
         EXIT.auth,
       );
     }

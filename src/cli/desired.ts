@@ -85,12 +85,16 @@ export const DESIRED_COMMANDS: readonly Command[] = [
     "diff",
     "show what applying a desired-state file would change",
     "-f FILE [--prune] [--json]",
-    "Prints, per resource, what 'apply' would create, update (field by field) and, with --prune,\ndelete; then the counts. Changes nothing. Exit 0 whether or not there are changes.",
+    "Prints, per resource, what 'apply' would create, update (field by field) and, with --prune,\n" +
+      "delete; then the counts. Changes nothing. Exit 0 whether or not there are changes.",
   ),
   desiredCommand(
     "apply",
     "make the appliance match a desired-state file, in one transaction",
     "-f FILE [--prune] [--dry-run] [--json]",
-    "Creates and updates every resource FILE declares, in one transaction: all of it or nothing.\nWith --prune, also deletes the resources FILE does not declare (in tenants this token may\nsee; an admin token prunes whole tenants too). --dry-run plans without writing. Prints the\nchanges, then: N created, N updated, N unchanged, N deleted.",
+    "Creates and updates every resource FILE declares, in one transaction: all of it or nothing.\n" +
+      "With --prune, also deletes the resources FILE does not declare (in tenants this token may\n" +
+      "see; an admin token prunes whole tenants too). --dry-run plans without writing. Prints the\n" +
+      "changes, then: N created, N updated, N unchanged, N deleted.",
   ),
 ];

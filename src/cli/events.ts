@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../core/clock.ts";
 import { parseDuration } from "../config/index.ts";
 import {
   API_EXIT_HELP,
@@ -85,10 +86,10 @@ const deliveryRow = (d: Row): string[] => [
 ];
 
 /** `--since 2026-11-21T14:00:00Z` or `--since 15m` (that long ago), as ISO 8601. */
-export function pointInTime(raw: string | undefined, flag: string, now = Date.now()): string | undefined {
+export function pointInTime(raw: string | undefined, flag: string, clock: Clock = systemClock): string | undefined {
   if (raw === undefined) return undefined;
   const ago = parseDuration(raw);
-  if (ago !== null) return new Date(now - ago).toISOString();
+  if (ago !== null) return new Date(clock.now() - ago).toISOString();
   const ms = /^\d{4}-\d{2}-\d{2}/.test(raw) ? Date.parse(raw) : Number.NaN;
   if (Number.isNaN(ms))
     throw new UsageError(
@@ -402,7 +403,8 @@ ${footer}`,
 const deliveriesRetry = deliveryAction(
   "retry",
   "try a dead delivery again, under the same webhook-id",
-  "Takes a dead delivery (a dead letter) back into delivery: the same webhook-id, so the\nreceiver can still de-duplicate, and a fresh max_attempts / max_age budget.",
+  "Takes a dead delivery (a dead letter) back into delivery: the same webhook-id, so the\n" +
+    "receiver can still de-duplicate, and a fresh max_attempts / max_age budget.",
 );
 const deliveriesDiscard = deliveryAction(
   "discard",

@@ -19,7 +19,7 @@ import { EXIT } from "./exit-codes.ts";
  * this once for the caller to show. Null when an admin exists already.
  */
 export async function createFirstAdmin(tokens: TokenStore, createdBy: string): Promise<string | null> {
-  if ((await tokens.countActiveAdmins(Date.now())) > 0) return null;
+  if ((await tokens.countActiveAdmins(systemClock.now())) > 0) return null;
   const token = generateToken();
   await tokens.create({ name: "initial-admin", hash: sha256Hex(token), scopes: ["admin"], expiresAt: null, createdBy });
   return token;
@@ -76,7 +76,9 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
       fingerprint = fingerprintOf(readFileSync(certPath, "utf8"));
     } catch (e) {
       io.err(
-        `warning: cannot read the TLS certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ('agentowl serve' will refuse to start)\n`,
+        `warning: cannot read the TLS ` +
+          `certificate ${certPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} ` +
+          `('agentowl serve' will refuse to start)\n`,
       );
     }
 

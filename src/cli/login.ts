@@ -29,7 +29,8 @@ async function confirmCertificate(
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     throw new CommandFailure(
-      `cannot read the certificate of ${base}: ${err.code ?? err.message}${err.code === "ECONNRESET" || err.code === "EPROTO" ? " (does it serve plain HTTP? try http://)" : ""}`,
+      `cannot read the certificate ` +
+        `of ${base}: ${err.code ?? err.message}${err.code === "ECONNRESET" || err.code === "EPROTO" ? " (does it serve plain HTTP? try http://)" : ""}`,
       EXIT.failed,
       [],
       true,
@@ -61,7 +62,8 @@ async function confirmCertificate(
   }
   const shown = `${base} presents the certificate\n\n  ${peer.fingerprint}\n  (${peer.subject || "no subject"}; valid until ${peer.validTo})\n\n`;
   const warning = changed
-    ? `WARNING: this is not the certificate pinned before (${previous!.fingerprint}). Unless it was replaced on purpose, someone may be intercepting the connection.\n`
+    ? `WARNING: this is not the certificate pinned before (${previous!.fingerprint}). Unless it ` +
+      `was replaced on purpose, someone may be intercepting the connection.\n`
     : "";
   if (values.yes) {
     io.err(`${shown}${warning}trusted without comparing it (--yes)\n`);
@@ -76,7 +78,9 @@ async function confirmCertificate(
     return pin;
   }
   throw new UsageError(
-    `${base} presents certificate ${peer.fingerprint}${changed ? ` (CHANGED: the profile pinned ${previous!.fingerprint})` : ""}; compare it with the fingerprint 'agentowl serve' logged, then pass --fingerprint ${peer.fingerprint} (or --yes to trust it unseen)`,
+    `${base} presents certificate ${peer.fingerprint}${changed ? ` (CHANGED: the profile pinned ${previous!.fingerprint})` : ""}; ` +
+      `compare it with the fingerprint 'agentowl serve' logged, then pass ` +
+      `--fingerprint ${peer.fingerprint} (or --yes to trust it unseen)`,
   );
 }
 
@@ -153,7 +157,9 @@ certificate was not trusted or is not the expected one.`,
     writeProfiles(path, file);
     const who = body.token?.name ?? body.token?.id;
     io.out(
-      `logged in to ${base}${who ? ` as token ${who}` : ""} (profile ${name}${file.default === name ? ", the default" : ""}${pin ? `; certificate ${pin.fingerprint} pinned` : ""}; saved in ${path})\n`,
+      `logged in to ${base}${who ? ` as token ${who}` : ""} ` +
+        `(profile ${name}${file.default === name ? ", the default" : ""}${pin ? `; certificate ${pin.fingerprint} pinned` : ""}; ` +
+        `saved in ${path})\n`,
     );
     return EXIT.ok;
   },

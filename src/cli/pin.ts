@@ -83,7 +83,9 @@ export function pinnedTls(pin: Pin & { certificate: string }, onMismatch: (prese
 /** The refusal when the server presents another certificate than the pinned one. */
 export function pinMismatch(url: string, pin: Pin, presented: string): CommandFailure {
   return new CommandFailure(
-    `${url} presents certificate ${presented}, not the pinned ${pin.fingerprint} (from ${pin.source}): nothing sent. If the server's certificate was replaced on purpose, run 'agentowl login --url ${url}' again`,
+    `${url} presents certificate ${presented}, not the pinned ${pin.fingerprint} ` +
+      `(from ${pin.source}): nothing sent. If the server's certificate was replaced on purpose, ` +
+      `run 'agentowl login --url ${url}' again`,
     EXIT.auth,
   );
 }

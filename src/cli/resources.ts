@@ -215,7 +215,9 @@ function createCommand(v: View): Command {
     help: `Usage: agentowl ${v.plural} create${tFlag(v)} ${tenantsByName ? "NAME | -f FILE" : "-f FILE"} [NAME] [--json]
 
 Creates the ${v.singular} described in FILE (YAML, or JSON for a .json file; '-' reads stdin).
-NAME, when given, fills in or must equal the file's name.${scoped(v) ? " TENANT may also come from the\nfile's tenant field (as 'get' prints it)." : ""} An existing ${v.singular} of that name is a
+NAME, when given, fills in or must equal the file's name.${
+      scoped(v) ? " TENANT may also come from the\nfile's tenant field (as 'get' prints it)." : ""
+    } An existing ${v.singular} of that name is a
 conflict (exit 4): change it with 'update'.
 
 ${footer}`,

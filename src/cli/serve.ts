@@ -1,3 +1,4 @@
+import { systemClock } from "../core/clock.ts";
 import { loadConfig } from "../config/index.ts";
 import { createLogger, type Logger, LogTap, Redactor } from "../core/log.ts";
 import { isCompiledBinary } from "../version.ts";
@@ -28,7 +29,7 @@ function cliInvocation(io: CommandIO): string {
  * terminal no token is made, and the log says how to get one.
  */
 async function firstStart(app: App, redactor: Redactor, log: Logger, io: CommandIO): Promise<void> {
-  if ((await app.storage.tokens.countActiveAdmins(Date.now())) > 0) return;
+  if ((await app.storage.tokens.countActiveAdmins(systemClock.now())) > 0) return;
   const cli = cliInvocation(io);
   const served = `agentowl is serving: API, webhooks and /metrics at ${app.url}, SMTP on ${app.smtp.host}:${app.smtp.port}.`;
   if (!io.tty?.stderr) {
@@ -45,7 +46,8 @@ async function firstStart(app: App, redactor: Redactor, log: Logger, io: Command
     : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
   io.err(
     `\n${served}\n\nFirst admin API token (shown this once; only its hash is kept):\n\n  ${token}\n\n` +
-      `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
+      `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} ` +
+      `AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
   );
 }
 

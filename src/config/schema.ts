@@ -74,14 +74,19 @@ export const settingsSchema = Type.Object(
         env: "AGENTOWL_HTTP_TLS",
         hint: "auto | on | off",
         description:
-          "HTTPS on http_listen, with tls_cert/tls_key or else the generated self-signed pair. `auto`: HTTPS unless http_listen is a loopback address (127.0.0.0/8, ::1, localhost); `on`: always; `off`: plain HTTP (a warning is logged when the address is not loopback: API tokens would travel in clear).",
+          "HTTPS on http_listen, with tls_cert/tls_key or else the generated self-signed pair. " +
+          "`auto`: HTTPS unless http_listen is a loopback address (127.0.0.0/8, ::1, localhost); " +
+          "`on`: always; `off`: plain HTTP (a warning is logged when the address is not loopback: " +
+          "API tokens would travel in clear).",
       },
     ),
     http_plain_listen: setting(Type.Optional(Type.String({ format: "agentowl-listen" })), {
       env: "AGENTOWL_HTTP_PLAIN_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:8081",
       description:
-        "A second, plain-HTTP listener for LAN systems that cannot do HTTPS. Clients other than loopback get only `/healthz` and `POST /ingress/webhook/:tenant/:binding` of bindings that set `plain_http: true`; everything else answers 403. Loopback clients get everything.",
+        "A second, plain-HTTP listener for LAN systems that cannot do HTTPS. Clients other than " +
+        "loopback get only `/healthz` and `POST /ingress/webhook/:tenant/:binding` of bindings " +
+        "that set `plain_http: true`; everything else answers 403. Loopback clients get everything.",
       defaultText: "unset (no plain listener)",
     }),
     smtp_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:2525" }), {
@@ -116,7 +121,10 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_AUDIT_CHECKPOINT_ENTRIES",
       hint: "an integer from 1 to 1000000",
       description:
-        "The audit chain's head is checkpointed (signed, to `<data_dir>/audit/checkpoints.jsonl` and to the log) once this many entries were committed since the last checkpoint, besides every `audit_checkpoint_interval` and at shutdown. Entries after the latest checkpoint are not yet anchored.",
+        "The audit chain's head is checkpointed (signed, to `<data_dir>/audit/checkpoints.jsonl` " +
+        "and to the log) once this many entries were committed since the last checkpoint, besides " +
+        "every `audit_checkpoint_interval` and at shutdown. Entries after the latest checkpoint " +
+        "are not yet anchored.",
     }),
     audit_checkpoint_interval: setting(Type.String({ format: "agentowl-duration", default: "1m" }), {
       env: "AGENTOWL_AUDIT_CHECKPOINT_INTERVAL",
@@ -171,7 +179,11 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_SMTP_IDLE_TIMEOUT",
       hint: "a duration such as 60s or 5m",
       description:
-        "How long an SMTP client may take for its next command, counted from its last transaction command (EHLO/HELO, STARTTLS, an accepted MAIL or RCPT, the end of DATA; NOOP, RSET, HELP, VRFY and refused commands do not count), and between two chunks of a message in DATA; then `421 4.4.2` and the connection closes. Shorter than RFC 5321 §4.5.3.2's 5 minutes on purpose: idle connections count against `smtp_max_connections`.",
+        "How long an SMTP client may take for its next command, counted from its last transaction " +
+        "command (EHLO/HELO, STARTTLS, an accepted MAIL or RCPT, the end of DATA; NOOP, RSET, " +
+        "HELP, VRFY and refused commands do not count), and between two chunks of a message in " +
+        "DATA; then `421 4.4.2` and the connection closes. Shorter than RFC 5321 §4.5.3.2's 5 " +
+        "minutes on purpose: idle connections count against `smtp_max_connections`.",
     }),
     smtp_greeting_timeout: setting(Type.String({ format: "agentowl-duration", default: "30s" }), {
       env: "AGENTOWL_SMTP_GREETING_TIMEOUT",
@@ -189,19 +201,23 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_SMTP_MAX_COMMANDS",
       hint: "an integer from 10 to 10000000",
       description:
-        "Commands one SMTP connection may send without a message being accepted (each accepted message starts the count again); the next one is answered `421 4.7.0` and the connection closes.",
+        "Commands one SMTP connection may send without a message being accepted (each accepted " +
+        "message starts the count again); the next one is answered `421 4.7.0` and the connection closes.",
     }),
     smtp_shed_threshold: setting(Type.Integer({ minimum: 1, maximum: 100, default: 80 }), {
       env: "AGENTOWL_SMTP_SHED_THRESHOLD",
       hint: "a percentage of smtp_max_connections, from 1 to 100",
       description:
-        "Above this share of `smtp_max_connections`, each new connection closes (`421 4.7.0`) one that has no transaction under way (no accepted RCPT, not in DATA), from the address with the most connections and the longest idle first, so that idle connections cannot lock new senders out.",
+        "Above this share of `smtp_max_connections`, each new connection closes (`421 4.7.0`) one " +
+        "that has no transaction under way (no accepted RCPT, not in DATA), from the address with " +
+        "the most connections and the longest idle first, so that idle connections cannot lock new senders out.",
     }),
     smtp_greeting_delay: setting(Type.String({ format: "agentowl-duration", default: "100ms" }), {
       env: "AGENTOWL_SMTP_GREETING_DELAY",
       hint: "a duration such as 0ms or 100ms",
       description:
-        "Pause before the 220 greeting; a client that talks before it is refused (`421`), which stops much spamware. Each new connection waits this long: set 0ms when only trusted LAN relays connect.",
+        "Pause before the 220 greeting; a client that talks before it is refused (`421`), which " +
+        "stops much spamware. Each new connection waits this long: set 0ms when only trusted LAN relays connect.",
     }),
     smtp_rate_per_ip: setting(Type.Integer({ minimum: 1, maximum: 10_000_000, default: 600 }), {
       env: "AGENTOWL_SMTP_RATE_PER_IP",
@@ -231,13 +247,18 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_INGRESS_AUTH_FAILURES_PER_ADDRESS",
       hint: "requests per minute",
       description:
-        "Webhook and Telnyx requests from one address that may fail verification per minute (a token bucket with a minute's burst); past it that address gets 429 with Retry-After before anything is verified. Failed requests never spend a binding's `ingress_rate_per_binding`, so a forger locks out only itself.",
+        "Webhook and Telnyx requests from one address that may fail verification per minute (a " +
+        "token bucket with a minute's burst); past it that address gets 429 with Retry-After " +
+        "before anything is verified. Failed requests never spend a binding's " +
+        "`ingress_rate_per_binding`, so a forger locks out only itself.",
     }),
     ingress_queue_high_water: setting(Type.Integer({ minimum: 1, maximum: 100_000_000, default: 100_000 }), {
       env: "AGENTOWL_INGRESS_QUEUE_HIGH_WATER",
       hint: "a number of jobs",
       description:
-        "When this many jobs wait in the queue (ready or scheduled; sampled every 0.5 s from the ready index, so finished jobs kept for `queue_retention` cost nothing), HTTP ingress answers 503 with Retry-After instead of taking more.",
+        "When this many jobs wait in the queue (ready or scheduled; sampled every 0.5 s from the " +
+        "ready index, so finished jobs kept for `queue_retention` cost nothing), HTTP ingress " +
+        "answers 503 with Retry-After instead of taking more.",
     }),
     log_level: setting(
       Type.Union(
@@ -259,7 +280,9 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_COMMIT_WINDOW",
       hint: "a duration such as 0ms or 2ms",
       description:
-        "Group commit: how long the committer waits for more writes before it commits. 0ms commits at the end of the current event-loop turn, which already gathers every write that arrived during the previous commit.",
+        "Group commit: how long the committer waits for more writes before it commits. 0ms commits " +
+        "at the end of the current event-loop turn, which already gathers every write that arrived " +
+        "during the previous commit.",
     }),
     commit_max_batch: setting(Type.Integer({ minimum: 1, maximum: 10_000, default: 1000 }), {
       env: "AGENTOWL_COMMIT_MAX_BATCH",
@@ -270,7 +293,8 @@ export const settingsSchema = Type.Object(
       env: "AGENTOWL_WORKER_CONCURRENCY",
       hint: "an integer from 1 to 1000",
       description:
-        "Jobs the job runner works on at once. Most wait on an endpoint or a commit (deliveries), and MIME parsing has its own thread per core, so this is well above the core count.",
+        "Jobs the job runner works on at once. Most wait on an endpoint or a commit (deliveries), " +
+        "and MIME parsing has its own thread per core, so this is well above the core count.",
     }),
     queue_visibility_timeout: setting(Type.String({ format: "agentowl-duration", default: "5m" }), {
       env: "AGENTOWL_QUEUE_VISIBILITY_TIMEOUT",

@@ -1,10 +1,11 @@
+import { ManualClock } from "./clock.ts";
 import { describe, expect, test } from "bun:test";
 import { createLogger, REDACTED, Redactor } from "./log.ts";
 
 function capture(level: "debug" | "info" | "warn" | "error" = "debug") {
   const lines: string[] = [];
   const redactor = new Redactor();
-  const log = createLogger({ level, redactor, sink: (l) => lines.push(l), now: () => 0 });
+  const log = createLogger({ level, redactor, sink: (l) => lines.push(l), clock: new ManualClock(0) });
   return { lines, redactor, log, parsed: () => lines.map((l) => JSON.parse(l)) };
 }
 

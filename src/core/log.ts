@@ -5,6 +5,8 @@
  * look like credentials are masked too, so a careless `log.info("x", { password })` is safe.
  */
 
+import { type Clock, systemClock } from "./clock.ts";
+
 export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -57,7 +59,7 @@ export interface LoggerOptions {
   /** Where finished lines go; stdout by default. */
   sink?: (line: string) => void;
   /** Clock for the `time` field; tests inject one. */
-  now?: () => number;
+  clock?: Clock;
 }
 
 const stdoutSink = (line: string): void => {
@@ -78,14 +80,19 @@ function replacer(key: string, value: unknown): unknown {
 export function createLogger(opts: LoggerOptions, bound: LogFields = {}): Logger {
   const threshold = LOG_LEVELS.indexOf(opts.level);
   const sink = opts.sink ?? stdoutSink;
-  const now = opts.now ?? Date.now;
+  const clock = opts.clock ?? systemClock;
   const write = (level: LogLevel, msg: string, fields?: LogFields): void => {
     if (LOG_LEVELS.indexOf(level) < threshold) return;
     let line: string;
     try {
-      line = JSON.stringify({ time: new Date(now()).toISOString(), level, msg, ...bound, ...fields }, replacer);
+      line = JSON.stringify({ time: new Date(clock.now()).toISOString(), level, msg, ...bound, ...fields }, replacer);
     } catch {
-      line = JSON.stringify({ time: new Date(now()).toISOString(), level, msg, log_error: "unserializable fields" });
+      line = JSON.stringify({
+        time: new Date(clock.now()).toISOString(),
+        level,
+        msg,
+        log_error: "unserializable fields",
+      });
     }
     sink(opts.redactor.redact(line));
   };

@@ -1,15 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { LoopLagMonitor } from "./loop-lag.ts";
+import { waitUntil as until } from "../../test/helpers/process.ts";
 import { Metrics } from "./metrics.ts";
-
-/** Wait until `check` holds, or fail after `ms`. */
-async function until(what: string, check: () => boolean, ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 function block(ms: number): void {
   const end = performance.now() + ms;
@@ -29,10 +21,10 @@ describe("event-loop stall monitor", () => {
       metrics.observeLoopLag(ms);
     }, 20).start();
     try {
-      await until("a first tick", () => seen.length > 0);
+      await until("a first tick", () => seen.length > 0, 5000, 5);
       block(300);
       const n = seen.length;
-      await until("the tick after the block", () => seen.length > n);
+      await until("the tick after the block", () => seen.length > n, 5000, 5);
       const stall = Math.max(...seen.slice(n));
       // The timer was due at most 20 ms into the block: it runs 280-300 ms late (more on a busy machine).
       expect(stall).toBeGreaterThanOrEqual(270);
@@ -54,13 +46,15 @@ describe("event-loop stall monitor", () => {
     const monitor = new LoopLagMonitor((ms) => seen.push(ms), 20).start();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
-    await until("50 ticks", () => seen.length >= 50, 10_000);
+    await until("50 ticks", () => seen.length >= 50, 10_000, 5);
     const cpu = process.cpuUsage(cpu0);
     const wall = performance.now() - t0;
     monitor.stop();
     const share = (cpu.user + cpu.system) / 1000 / wall;
     console.log(
-      `loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, CPU ${(share * 100).toFixed(2)}% of one core (test process included), worst ${Math.max(...seen).toFixed(1)} ms`,
+      `loop-lag monitor: ${seen.length} ticks in ${wall.toFixed(0)} ms, ` +
+        `CPU ${(share * 100).toFixed(2)}% of one core (test process included), ` +
+        `worst ${Math.max(...seen).toFixed(1)} ms`,
     );
     // The median tick is on time (a loaded CI machine may delay a few).
     expect(seen.toSorted((a, b) => a - b)[Math.floor(seen.length / 2)]!).toBeLessThan(20);

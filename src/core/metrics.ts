@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "./clock.ts";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { JobQueue } from "../store/index.ts";
 
@@ -104,7 +105,7 @@ export class Metrics {
   });
   private loopStallMaxMs = 0;
 
-  constructor() {
+  constructor(clock: Clock = systemClock) {
     const self = this;
     new Gauge({
       name: "agentowl_event_loop_stall_max_seconds",
@@ -134,7 +135,7 @@ export class Metrics {
       name: "process_start_time_seconds",
       help: "Start time of the process since the Unix epoch, in seconds.",
       registers: [this.registry],
-    }).set(Math.floor((Date.now() - performance.now()) / 1000));
+    }).set(Math.floor((clock.now() - performance.now()) / 1000));
   }
 
   /** Observe one group commit (wired to the committer's onCommit). */
@@ -155,7 +156,9 @@ export class Metrics {
   watchQueue(queue: JobQueue): void {
     new Gauge({
       name: "agentowl_queue_jobs",
-      help: "Jobs in the queue by state (available = ready now, scheduled = waiting for a retry time, leased = running, dead = dead-lettered). Finished jobs are agentowl_jobs_total.",
+      help:
+        "Jobs in the queue by state (available = ready now, scheduled = waiting for a retry time, " +
+        "leased = running, dead = dead-lettered). Finished jobs are agentowl_jobs_total.",
       labelNames: ["state"] as const,
       registers: [this.registry],
       // Not `done`: counting the finished jobs the retention keeps would stall the event loop in

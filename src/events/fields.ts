@@ -5,7 +5,7 @@ import { closest } from "../errors/index.ts";
  * the envelope's own, the fields of `data` of every channel (also without the `data.` prefix, as
  * docs/desired-state.md writes `auth.dmarc`), for policies the action's (`target`, `tool`, `action`, `args.*`),
  * and for routes their own `binding` and `sender`. A misspelt field would never match, silently disabling a quarantine or an approval
- * gate: validation refuses it with the nearest known name (issue 17 item 6).
+ * gate: validation refuses it with the nearest known name.
  *
  * A node lists the keys below it; `ANY` lets anything below it (a webhook's JSON, headers, lists).
  */

@@ -1,5 +1,6 @@
 /**
- * guarantee 1 (docs/guarantees.md) and §8 (last sentence) when the disk fails under load: the whole data dir of a real
+ * Guarantee 1 (docs/guarantees.md) and the SMTP pipeline's answer to a failing disk
+ * (docs/architecture.md#the-smtp-pipeline) when the disk fails under load: the whole data dir of a real
  * `agentowl serve` is a small tmpfs that the test fills up (ENOSPC) while the load process sends
  * mail and signed webhooks. Meanwhile SMTP answers 452 4.3.1 and webhooks 503 with Retry-After;
  * once space returns (the filler deleted) the server takes load again by itself, without a
@@ -64,7 +65,8 @@ function fill(dir: string): { path: string; bytes: number } {
   return { path, bytes };
 }
 
-test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and the server takes load again by itself once the disk has room", async () => {
+test(`a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and the \
+server takes load again by itself once the disk has room`, async () => {
   unmount = mountTmpfs(dataDir, "64m");
   if (!unmount) {
     console.warn("skipped: cannot mount a tmpfs here (needs CAP_SYS_ADMIN)");
@@ -139,7 +141,9 @@ test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing ac
 
     const errors = new Map<string, number>();
     for (const l of server.logs.filter((l) => l.level === "error" || l.level === "warn")) {
-      const key = `${l.msg}: ${JSON.stringify(l.err ?? l.detail ?? (l.error === undefined ? "" : { stage: l.stage, error: l.error, code: l.code })).slice(0, 300)}`;
+      const detail =
+        l.err ?? l.detail ?? (l.error === undefined ? "" : { stage: l.stage, error: l.error, code: l.code });
+      const key = `${l.msg}: ${JSON.stringify(detail).slice(0, 300)}`;
       errors.set(key, (errors.get(key) ?? 0) + 1);
     }
     console.log(
@@ -166,7 +170,9 @@ test("a full data dir under load: 452 4.3.1 and 503 with Retry-After, nothing ac
     console.log(
       `crash/disk: ${phases.join("; ")}; in all ${JSON.stringify(ackCounts(acks))} acks, refusals ${JSON.stringify(load.summary?.nack)}; ` +
         `events ${findings.events}; deliveries ${findings.deliveries} (receiver got ${receiver.deliveries}, ${duplicates.length} more than once); ` +
-        `unreferenced spool segments ${findings.unreferencedSegments.length}; audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} entries); ${Math.round((performance.now() - t0) / 1000)} s`,
+        `unreferenced spool segments ${findings.unreferencedSegments.length}; ` +
+        `audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} ` +
+        `entries); ${Math.round((performance.now() - t0) / 1000)} s`,
     );
     expect(findings.problems).toEqual([]);
     expect(verdict.ok).toBe(true);

@@ -79,7 +79,9 @@ let serial = 0;
 function message(kind: string): { id: string; text: string } {
   const n = serial++;
   const id = `<${cfg.run}-${kind}-${n}@load.crash.test>`;
-  const head = `From: load@crash.test\r\nTo: ${cfg.rcpt}\r\nMessage-ID: ${id}\r\nDate: ${new Date().toUTCString()}\r\nSubject: crash load ${n}\r\nMIME-Version: 1.0\r\n`;
+  const head =
+    `From: load@crash.test\r\nTo: ${cfg.rcpt}\r\nMessage-ID: ${id}\r\nDate: ${new Date().toUTCString()}\r\n` +
+    `Subject: crash load ${n}\r\nMIME-Version: 1.0\r\n`;
   if (n % cfg.attachEvery !== 0)
     return { id, text: `${head}Content-Type: text/plain\r\n\r\nmessage ${n}\r\n${"load ".repeat(60)}\r\n` };
   // Every other attachment is the same bytes (one blob shared by many messages), the rest unique.
@@ -92,7 +94,9 @@ function message(kind: string): { id: string; text: string } {
     id,
     text:
       `${head}Content-Type: multipart/mixed; boundary="b-${n}"\r\n\r\n--b-${n}\r\nContent-Type: text/plain\r\n\r\nmessage ${n} with an attachment\r\n` +
-      `--b-${n}\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a-${n}.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n${b64}\r\n--b-${n}--\r\n`,
+      `--b-${n}\r\nContent-Type: application/octet-stream\r\n` +
+      `Content-Disposition: attachment; filename="a-${n}.bin"\r\nContent-Transfer-Encoding: base64\r\n` +
+      `\r\n${b64}\r\n--b-${n}--\r\n`,
   };
 }
 

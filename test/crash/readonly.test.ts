@@ -1,5 +1,6 @@
 /**
- * guarantee 1 (docs/guarantees.md) and §8 when the data dir turns read-only under load, as a filesystem does after an
+ * Guarantee 1 (docs/guarantees.md) and the SMTP pipeline's answer to a failing disk
+ * (docs/architecture.md#the-smtp-pipeline) when the data dir turns read-only under load, as a filesystem does after an
  * I/O error: the data dir of a real `agentowl serve` is a small ext4 filesystem that the test
  * turns read-only under the open database (ext4's errors=remount-ro) while the load process sends
  * mail and signed webhooks. Meanwhile SMTP answers 452 4.3.1 and webhooks 503 with Retry-After,
@@ -41,7 +42,8 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true });
 });
 
-test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged lost, and after the repair everything is there once and load flows again", async () => {
+test(`a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-After, nothing acknowledged \
+lost, and after the repair everything is there once and load flows again`, async () => {
   disk = mountExt4(dataDir, join(root, "disk.img"), "96M");
   if (!disk) {
     console.warn(
@@ -129,7 +131,9 @@ test("a data dir that turns read-only under load: 452 4.3.1 and 503 with Retry-A
     await stopGracefully(server);
     const findings = checkDataDir(dataDir, acks, receiver, audited);
     console.log(
-      `crash/readonly: before ${JSON.stringify(before)} acks; read-only: ${refused.length} refusals (${[...new Set(refused.map((n) => `${n.k}:${n.nack}`))].join(", ")}), ${readOnlyAcks.length} acks after the failure (each checked below); ` +
+      `crash/readonly: before ${JSON.stringify(before)} acks; read-only: ${refused.length} ` +
+        `refusals (${[...new Set(refused.map((n) => `${n.k}:${n.nack}`))].join(", ")}), ${readOnlyAcks.length} ` +
+        `acks after the failure (each checked below); ` +
         `in all ${JSON.stringify(ackCounts(acks))} acks; events ${findings.events}; deliveries ${findings.deliveries} (receiver got ${receiver.deliveries}); ` +
         `audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} entries); ${Math.round((performance.now() - t0) / 1000)} s`,
     );

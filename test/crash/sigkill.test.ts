@@ -1,5 +1,5 @@
 /**
- * guarantee 1 (docs/guarantees.md), §3.2 and §3.6 under `kill -9`: a real `agentowl serve` takes SMTP (one message per
+ * Guarantees 1, 2 and 6 (docs/guarantees.md) under `kill -9`: a real `agentowl serve` takes SMTP (one message per
  * connection and several per reused connection) and signed webhooks from a separate load
  * process, and is SIGKILLed at random moments (seeded: CRASH_SEED replays a run; CRASH_KILLS
  * sets how many, 20 here, 100 in `npm run test:crash:long`), restarted each time on the same
@@ -40,7 +40,8 @@ const dataDir = join(root, "data");
 afterEach(killLeftovers);
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-test(`every item acknowledged under ${KILLS} SIGKILLs is exactly one event, every delivery is delivered, the audit log verifies, nothing is orphaned`, async () => {
+test(`every item acknowledged under ${KILLS} SIGKILLs is exactly one event, every delivery is delivered, the \
+audit log verifies, nothing is orphaned`, async () => {
   const t0 = performance.now();
   console.log(`crash: seed ${SEED} (replay with CRASH_SEED=${SEED}), ${KILLS} kills`);
   const random = prng(SEED);
@@ -118,7 +119,10 @@ test(`every item acknowledged under ${KILLS} SIGKILLs is exactly one event, ever
                 .join(" ")}`
             : ""
         }); ` +
-        `stale leases after restarts ${leasedAfterRestart}; unreferenced spool segments ${findings.unreferencedSegments.length ? findings.unreferencedSegments.join(", ") : "none"}; audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} entries); ${Math.round((performance.now() - t0) / 1000)} s in all`,
+        `stale leases after restarts ${leasedAfterRestart}; unreferenced spool ` +
+        `segments ${findings.unreferencedSegments.length ? findings.unreferencedSegments.join(", ") : "none"}; ` +
+        `audit ${verdict.ok ? "intact" : "BROKEN"} (${verdict.entries} ` +
+        `entries); ${Math.round((performance.now() - t0) / 1000)} s in all`,
     );
     expect(findings.problems).toEqual([]);
     // A killed process may leave a segment no row refers to (spooled, never committed, never

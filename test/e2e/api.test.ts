@@ -8,6 +8,7 @@ import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
+import { until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -160,7 +161,8 @@ describe("authentication", () => {
     const shortLived = await call("POST", "/v1/tokens", {
       body: { name: "brief", scopes: ["admin"], expires_in: "1ms" },
     });
-    await Bun.sleep(5);
+    const expiresAt = Date.parse(shortLived.body.expires_at);
+    await until("the token's expiry to pass", () => Date.now() > expiresAt, 5000, 1);
     expect((await call("GET", "/v1/version", { token: shortLived.body.token })).status).toBe(401);
   });
 
@@ -499,7 +501,7 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
     await app.vault.set("beta/github", "github-webhook-secret", { actor: "test" });
   });
 
-  test("SPEC's example applies as written, and a second apply changes nothing", async () => {
+  test("the specification's example applies as written, and a second apply changes nothing", async () => {
     const yaml = await example();
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: [] });
     await call("DELETE", "/v1/tenants/beta/routes/hello-to-crm");
@@ -569,7 +571,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 
   test("global policies: declared at the top level, applied by an admin, refused to a tenant token", async () => {
     const rules =
-      "policies:\n  - name: house-rules\n    rules:\n      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, reason: money }\n";
+      "policies:\n  - name: house-rules\n    rules:\n" +
+      "      - { when: { data.subject: { contains: wire transfer } }, effect: require_approval, " +
+      "reason: money }\n";
     const yaml = `${await example()}${rules}`;
     expect((await post("validate", yaml)).body).toEqual({ valid: true, tenants: ["beta"], policies: ["house-rules"] });
     const diff = await post("diff", yaml);
@@ -596,7 +600,9 @@ describe("desired state: POST /v1/config/validate | diff | apply", () => {
 
     const broken = await post(
       "validate",
-      `${await example()}policies:\n  - name: house-rules\n    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n  - { name: house-rules, rules: [] }\n`,
+      `${await example()}policies:\n  - name: house-rules\n` +
+        `    rules: [{ when: { subject: { matches: "(" } }, effect: deny }]\n` +
+        `  - { name: house-rules, rules: [] }\n`,
     );
     expect(broken.status).toBe(422);
     const texts = broken.body.errors.map((e: { text: string }) => e.text).join("\n");

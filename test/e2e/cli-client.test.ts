@@ -290,7 +290,8 @@ describe("exit codes", () => {
       1,
     );
     expect(lines[0]).toBe(
-      `agentowl tenants ls: cannot reach agentowl at http://127.0.0.1:${port}: connection refused (the URL of this machine's settings; give the appliance's with AGENTOWL_URL or --url)`,
+      `agentowl tenants ls: cannot reach agentowl at http://127.0.0.1:${port}: connection ` +
+        `refused (the URL of this machine's settings; give the appliance's with AGENTOWL_URL or --url)`,
     );
   });
 });
@@ -304,7 +305,10 @@ describe("desired state", () => {
       const refused = await agentowl([verb, "-f", "agentowl.yaml", ...(verb === "apply" ? ["--dry-run"] : [])]);
       expect(refused.code, verb).toBe(1);
       expect(refused.stderr).toMatch(
-        /agentowl\.yaml:\d+:\d+: endpoint beta\/crm: signing_secret names vault:beta\/crm-signing, which is not in the vault \(set it first: agentowl vault set beta\/crm-signing\)/,
+        new RegExp(
+          /agentowl\.yaml:\d+:\d+: endpoint beta\/crm: signing_secret names vault:beta\/crm-signing, /.source +
+            /which is not in the vault \(set it first: agentowl vault set beta\/crm-signing\)/.source,
+        ),
       );
       expect(refused.stderr).toMatch(
         /agentowl\.yaml:\d+:\d+: binding beta\/github: verify\.secret names vault:beta\/github, which is not in the vault/,

@@ -79,7 +79,8 @@ async function tenantListings(url: string): Promise<number> {
 }
 
 describe("HTTPS on the HTTP listener", () => {
-  test("init prints the fingerprint; serve (http_tls = on) presents that certificate and logs the same fingerprint; plain HTTP gets no answer there", async () => {
+  test(`init prints the fingerprint; serve (http_tls = on) presents that certificate and logs the same \
+fingerprint; plain HTTP gets no answer there`, async () => {
     const dataDir = join(root, "data-init");
     const init = await cli(["init"], place(), { AGENTOWL_DATA_DIR: dataDir });
     expect(init.code, init.stderr).toBe(0);
@@ -172,7 +173,8 @@ describe("the CLI pins the server's certificate", () => {
     ({ server } = await serve());
   });
 
-  test("login shows the fingerprint and, without a terminal, wants it confirmed: a wrong --fingerprint is refused (exit 5), none asks for one (exit 2); nothing is saved", async () => {
+  test(`login shows the fingerprint and, without a terminal, wants it confirmed: a wrong --fingerprint is \
+refused (exit 5), none asks for one (exit 2); nothing is saved`, async () => {
     const fp = (await peerCertificate(url)).fingerprint;
     const wrong = `sha256:${"AB:".repeat(31)}AB`;
     const refused = oneLine(await cli(["login", "--url", url, "--fingerprint", wrong], at, noEnv, TOKEN), 5);
@@ -185,7 +187,8 @@ describe("the CLI pins the server's certificate", () => {
     expect(existsSync(join(at.home, ".config", "agentowl", "profile.toml"))).toBe(false);
   });
 
-  test("login with the right fingerprint pins it in the profile; later commands connect with it, and without it an https:// server is not trusted", async () => {
+  test(`login with the right fingerprint pins it in the profile; later commands connect with it, and without \
+it an https:// server is not trusted`, async () => {
     const fp = (await peerCertificate(url)).fingerprint;
     const login = await cli(["login", "--url", url, "--fingerprint", fp.toLowerCase()], at, noEnv, TOKEN);
     expect(login.code, login.stderr).toBe(0);
@@ -245,7 +248,9 @@ describe("the CLI pins the server's certificate", () => {
 
     const refused = oneLine(await cli(["tenants", "ls"], at), 5);
     expect(refused).toBe(
-      `agentowl tenants ls: ${url} presents certificate ${after}, not the pinned ${before} (from profile default): nothing sent. If the server's certificate was replaced on purpose, run 'agentowl login --url ${url}' again`,
+      `agentowl tenants ls: ${url} presents certificate ${after}, not the pinned ${before} (from ` +
+        `profile default): nothing sent. If the server's certificate was replaced on purpose, run ` +
+        `'agentowl login --url ${url}' again`,
     );
     expect(await tenantListings(url)).toBe(listed);
 

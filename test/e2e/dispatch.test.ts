@@ -1,5 +1,5 @@
 /**
- * Dispatch end to end (docs/state-machines.md, §13; issue 8): a webhook or a mail comes in, is routed, decided
+ * Dispatch end to end (docs/architecture.md#dispatch, docs/state-machines.md): a webhook or a mail comes in, is routed, decided
  * by policy and delivered, signed, to real receivers on 127.0.0.1 that answer 200, 429 with
  * Retry-After, or 500; a require_approval policy parks the delivery until a person approves it;
  * dead deliveries are retried or discarded and events replayed, over the API and the CLI; every
@@ -20,6 +20,7 @@ import { until } from "../helpers/storage.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../src/events/handoff.ts";
 import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
+import { DELIVERY_JOB } from "../../src/dispatch/dispatcher.ts";
 
 setDefaultTimeout(30_000);
 
@@ -62,11 +63,13 @@ beforeAll(async () => {
       if (path === "/busy") return new Response("busy", { status: 429, headers: { "retry-after": "1" } });
       if (path === "/burst") {
         burstMax = Math.max(burstMax, ++burstNow);
+        // The subject: a receiver that takes a moment to answer, so that deliveries overlap.
         await Bun.sleep(5);
         burstNow--;
       }
       if (path === "/slow") {
         slowMax = Math.max(slowMax, ++slowNow);
+        // The subject: a slow receiver, which holds its endpoint's one place for 300 ms.
         await Bun.sleep(300);
         slowNow--;
       }
@@ -185,6 +188,15 @@ async function mail(from: string, message: string): Promise<string> {
   return app.storage.mail.get(queued)!.events![0]!;
 }
 
+/**
+ * An event sent now, delivered to crm: the appliance has routed and sent what came before it, so
+ * a test may then assert that something earlier was not sent (again).
+ */
+async function laterDeliveryReceived(): Promise<void> {
+  const later = await send("ok");
+  await deliveriesOf(later, (s) => s[0] === "delivered");
+}
+
 async function deliveriesOf(eventId: string, until_: (states: string[]) => boolean) {
   let event: any;
   await until(
@@ -263,7 +275,8 @@ describe("dispatch", () => {
     expect(topics).toEqual(["delivery.retrying", "delivery.dead"]);
   });
 
-  test("an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records egress and the reason, the delivery is dead at once", async () => {
+  test(`an endpoint URL that is a forbidden IP literal is refused before any connect: the attempt records \
+egress and the reason, the delivery is dead at once`, async () => {
     const eventId = await send("egress");
     const ds = await deliveriesOf(eventId, (s) => s.length === 2 && s.every((x) => x === "dead"));
     const reasons: Record<string, string> = {
@@ -319,7 +332,7 @@ describe("dispatch", () => {
 
   test("max_in_flight: a slow endpoint gets one delivery at a time, and the others do not wait for it", async () => {
     const slow = await Promise.all([send("slow"), send("slow"), send("slow")]);
-    await Bun.sleep(50);
+    await until("a slow delivery at the receiver", () => slowNow === 1);
     const t0 = Date.now();
     const fast = await send("ok");
     await deliveriesOf(fast, (s) => s[0] === "delivered");
@@ -328,10 +341,11 @@ describe("dispatch", () => {
     expect(slowMax).toBe(1);
   });
 
-  test("a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting deliveries take over freed places, none waits out a backoff", async () => {
+  test(`a burst of webhooks to one endpoint is delivered at the pace its max_in_flight allows: waiting \
+deliveries take over freed places, none waits out a backoff`, async () => {
     const ids = await Promise.all(Array.from({ length: 120 }, () => send("burst")));
-    // Two in flight at 5 ms each: about 0.3 s of work. Before, jobs that found the endpoint busy
-    // were retried on the exponential backoff, and 120 took minutes.
+    // Two in flight at 5 ms each: about 0.3 s of work. A job that finds the endpoint busy waits for
+    // a freed place, not out a backoff: on the exponential backoff, 120 would take minutes.
     await until(
       "all 120 delivered",
       () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"),
@@ -391,7 +405,13 @@ describe("dispatch", () => {
       requested_by: expect.stringMatching(/^token:/),
     });
     const attempts = app.storage.events.attempts(d.id).length;
-    await Bun.sleep(2500);
+    // Its retry job runs now instead of at its backoff, and finishes: it had its chance to try again.
+    await app.storage.queue.runNow(DELIVERY_JOB, [`delivery:${d.id}`]);
+    await until(
+      "the discarded delivery's job finished",
+      async () => (await app.storage.queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`)) === null,
+      10_000,
+    );
     expect(app.storage.events.attempts(d.id).length).toBe(attempts);
     expect(app.storage.events.delivery(d.id)!.state).toBe("discarded");
   }, 45_000);
@@ -487,7 +507,8 @@ describe("dispatch", () => {
     expect(app.storage.events.routing(e.id)).toMatchObject({ matched: ["ok"] });
   });
 
-  test("a unit that fails beside a routed event in one group commit: the event is routed once, its delivery sent once; a failed commit frees the endpoint's slot", async () => {
+  test(`a unit that fails beside a routed event in one group commit: the event is routed once, its delivery \
+sent once; a failed commit frees the endpoint's slot`, async () => {
     const e = testEnvelope("beta", 902, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
     const plan = await app.routing.plan([e]);
     // Both units join one batch: it runs, the second throws, and the batch runs again with a savepoint each.
@@ -502,7 +523,7 @@ describe("dispatch", () => {
     expect(bad.status).toBe("rejected");
     const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
     expect(app.storage.events.firstDeliveries(e.id)).toHaveLength(1);
-    await Bun.sleep(200);
+    await laterDeliveryReceived();
     expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
     await until("the trailing span", () => (app.storage.events.delivery(d!.id)!.trace as unknown[]).length === 5, 5000);
     expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual([
@@ -575,7 +596,8 @@ describe("dispatch", () => {
     ]);
   });
 
-  test("replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one endpoint; an unrouted event once a route exists", async () => {
+  test(`replay: a new delivery per target with its own webhook-id, naming the one it repeats; to one \
+endpoint; an unrouted event once a route exists`, async () => {
     const eventId = await send("ok");
     const [first] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     const r = await call("POST", `/v1/events/${eventId}/replay`);
@@ -771,7 +793,7 @@ describe("dispatch", () => {
       action: { kind: "dispatch", target: "crm", delivery: parked!.id },
       policy: { name: "guard", reason: "refunds need a person" },
     });
-    await Bun.sleep(300);
+    await laterDeliveryReceived();
     expect(received.some((x) => x.headers["webhook-id"] === parked!.id)).toBe(false);
 
     // A person approves; it is delivered, signed, once.

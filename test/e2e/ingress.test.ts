@@ -1,5 +1,5 @@
 /**
- * HTTP ingress end to end (docs/api.md, issue 7): real HTTP requests to the appliance running in
+ * HTTP ingress end to end (docs/api.md): real HTTP requests to the appliance running in
  * this process, signed by independent libraries (standardwebhooks, @octokit/webhooks-methods,
  * Node's Ed25519), and what comes out: events, duplicates, refusals, metrics and logs.
  */
@@ -16,6 +16,8 @@ import { type App, startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { metric } from "../helpers/metrics.ts";
+import { until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -225,18 +227,25 @@ describe("standard-webhooks", () => {
     expect(((await r.json()) as { type: string }).type).toContain("unsupported");
 
     const before = eventCount();
+    const answered = { method: "POST", route: "/ingress/webhook/:tenant/:binding" };
+    const answeredBefore = await metric(app.metrics, "agentowl_http_requests_total", answered);
     const port = Number(new URL(app.url).port);
     await new Promise<void>((resolve) => {
       const s = connect({ host: "127.0.0.1", port }, () => {
         s.write(
           `POST ${hook("open")} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\nonly part of it`,
         );
+        // The subject: a client that sends part of its body, waits a moment, and goes away.
         setTimeout(() => s.destroy(), 100);
       });
       s.on("close", () => resolve());
       s.on("error", () => resolve());
     });
-    await Bun.sleep(200);
+    // The server has finished with the request (counted on /metrics): it stored what it ever would.
+    await until(
+      "the cut request counted",
+      async () => (await metric(app.metrics, "agentowl_http_requests_total", answered)) > answeredBefore,
+    );
     expect(eventCount()).toBe(before);
   });
 });
@@ -596,9 +605,10 @@ describe("backpressure and observability", () => {
       // Jobs no worker here takes: a backlog.
       for (let i = 0; i < 3; i++) await busy.storage.queue.enqueue({ kind: "test.backlog", payload: null });
       const send = () => fetch(`${busy.url}/ingress/webhook/beta/open`, { method: "POST", body: "{}" });
-      await send();
-      await Bun.sleep(700);
-      const r = await send();
+      // The depth is sampled in the background: the first request starts a sample, and one of
+      // the next ones is the first to see the backlog.
+      let r = await send();
+      await until("a request refused", async () => (r = await send()).status !== 202);
       expect(r.status).toBe(503);
       expect(r.headers.get("retry-after")).toBe("5");
     } finally {

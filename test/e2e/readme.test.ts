@@ -1,5 +1,5 @@
 /**
- * The README is what a newcomer follows (issue 17 items 1 and 4): its links stay inside the
+ * The README is what a newcomer follows: its links stay inside the
  * repository, and its first command (`npm start`) run on a fresh copy at a terminal prints the way
  * on: a token, the URLs, and a next command that works as printed.
  */

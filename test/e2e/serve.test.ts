@@ -248,7 +248,10 @@ describe("graceful stop (in process)", () => {
     return { handler, started: started.promise, release: release.resolve };
   }
 
-  /** Whether `p` is still pending after `ms`: a claim that something has not happened needs a window. */
+  /**
+   * Whether `p` is still pending after `ms`. Kept as a window: a stop blocked on a job has nothing
+   * after it to wait for (every later step waits on the job), so the claim needs time to fail in.
+   */
   async function stillPendingAfter(p: Promise<unknown>, ms: number): Promise<boolean> {
     const pending = Symbol("pending");
     return (await Promise.race([p, Bun.sleep(ms).then(() => pending)])) === pending;

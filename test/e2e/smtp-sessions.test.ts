@@ -1,5 +1,5 @@
 /**
- * What one SMTP connection may hold (issue 16 item 7), over real sockets to the appliance running
+ * What one SMTP connection may hold (guarantee 9, docs/guarantees.md), over real sockets to the appliance running
  * in this process: idle budgets before the first EHLO, between transaction commands (NOOP and the
  * like do not reset it) and in DATA, the per-connection command limit, and the shedding of
  * connections without a transaction when the listener is nearly full. Clients come from several
@@ -69,7 +69,8 @@ async function inTransaction(port: number, from: string): Promise<SmtpDialogue> 
   return smtp;
 }
 
-test("an idle flood at the connection cap does not keep a new sender out: idle connections are shed for it, and the flood is closed after smtp_greeting_timeout and smtp_idle_timeout", async () => {
+test(`an idle flood at the connection cap does not keep a new sender out: idle connections are shed for it, \
+and the flood is closed after smtp_greeting_timeout and smtp_idle_timeout`, async () => {
   await withApp(
     {
       AGENTOWL_SMTP_MAX_CONNECTIONS: "20",
@@ -123,6 +124,7 @@ test("connections that hold a transaction at the cap (and send NOOPs) keep a new
       const noops = (async () => {
         while (!stop) {
           for (const h of held) if (!h.closed) h.write("NOOP\r\n");
+          // The subject: clients that keep talking (a NOOP every 200 ms) without doing anything.
           await Bun.sleep(200);
         }
       })();
@@ -154,7 +156,8 @@ test("connections that hold a transaction at the cap (and send NOOPs) keep a new
   );
 });
 
-test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_timeout after its last transaction command, and smtp_greeting_timeout after connecting without EHLO", async () => {
+test(`NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_timeout after its last \
+transaction command, and smtp_greeting_timeout after connecting without EHLO`, async () => {
   await withApp({ AGENTOWL_SMTP_GREETING_TIMEOUT: "1s", AGENTOWL_SMTP_IDLE_TIMEOUT: "1500ms" }, async (app) => {
     const loop = async (smtp: SmtpDialogue, since: number) => {
       const commands = ["NOOP", "RSET", "HELP", "VRFY hello", "NOOP"];
@@ -163,6 +166,7 @@ test("NOOP, RSET, HELP and VRFY do not keep a session alive: closed smtp_idle_ti
         if (!r || r.code === 421 || performance.now() - since > 8000)
           return { reply: r, after: performance.now() - since };
         expect(r.code).toBeLessThan(300);
+        // The subject: a client that sends a harmless command every 100 ms.
         await Bun.sleep(100);
       }
     };

@@ -1,5 +1,5 @@
 /**
- * The SMTP listener end to end (docs/architecture.md#the-smtp-pipeline, issue 6): real SMTP over sockets to the appliance
+ * The SMTP listener end to end (docs/architecture.md#the-smtp-pipeline): real SMTP over sockets to the appliance
  * running in this process — raw dialogues, nodemailer, swaks for STARTTLS — and what comes out
  * at the other end: mail rows, spool bytes, events on /v1/events, metrics.
  */
@@ -12,6 +12,7 @@ import { connect as tlsConnect } from "node:tls";
 import nodemailer from "nodemailer";
 import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { metric } from "../helpers/metrics.ts";
 import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { runAgentowl } from "../helpers/process.ts";
@@ -231,7 +232,8 @@ describe("session", () => {
     smtp.close();
   });
 
-  test("the same Message-ID to two agents in two messages: each message yields its own event (the key is the bytes and the envelope, not the Message-ID)", async () => {
+  test(`the same Message-ID to two agents in two messages: each message yields its own event (the key is the \
+bytes and the envelope, not the Message-ID)`, async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
     const message = "From: a@example.com\r\nSubject: same id\r\nMessage-ID: <same-id@example.com>\r\n\r\nhi\r\n";
@@ -252,7 +254,8 @@ describe("session", () => {
     expect(new Set(events.map((e) => e.id)).size).toBe(3);
   });
 
-  test("the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get their own event: one event per recipient", async () => {
+  test(`the recipients a client resends after 452 4.5.3, in a new transaction with the same message, get \
+their own event: one event per recipient`, async () => {
     const { smtp } = await SmtpDialogue.open(app.smtp.port);
     await smtp.command("EHLO x");
     const message =
@@ -322,7 +325,8 @@ describe("session", () => {
     // Bare LFs throughout, a dot-stuffed line, raw UTF-8 in a header and the body.
     // Only CRLF.CRLF ends DATA: "\n.\n" followed by a command stays message text (SMTP smuggling).
     smtp.write(
-      "Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n",
+      "Subject: Grüße\nFrom: Jörg <jörg@exämple.de>\nContent-Type: text/plain; charset=utf-8\n" +
+        "Content-Transfer-Encoding: 8bit\n\n..leading dot\nÄrger über Öl\n.\nMAIL FROM:<smuggled@example.com>\n\r\n.\r\n",
     );
     const end = await smtp.reply();
     expect(end.code).toBe(250);
@@ -377,10 +381,15 @@ describe("session", () => {
     await smtp.command("MAIL FROM:<a@example.com>");
     await smtp.command(`RCPT TO:<${at("hello", "beta")}>`);
     await smtp.command("DATA");
+    const dataStage = { stage: "data" };
+    const dataBefore = await metric(app.metrics, "agentowl_smtp_stage_total", dataStage);
     smtp.write("Subject: cut\r\n\r\nhalf a mess");
-    await Bun.sleep(50);
     smtp.close();
-    await Bun.sleep(200);
+    // The server has finished with the DATA (its outcome counted): whatever it would commit, it has by now.
+    await until(
+      "the DATA stage counted",
+      async () => (await metric(app.metrics, "agentowl_smtp_stage_total", dataStage)) > dataBefore,
+    );
     expect(mailCount(app)).toBe(before);
   });
 
@@ -511,7 +520,10 @@ describe("limits", () => {
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 /);
       a.smtp.close();
       b.smtp.close();
-      await Bun.sleep(100);
+      await until(
+        "the server to count both closes",
+        async () => (await metric(strict.metrics, "agentowl_smtp_connections")) === 0,
+      );
       const early = await SmtpDialogue.open(strict.smtp.port, { greeting: false });
       early.smtp.write("EHLO too-soon\r\n");
       const replies = [await early.smtp.reply(), await early.smtp.reply().catch(() => null)];
@@ -548,7 +560,10 @@ describe("limits", () => {
       expect(c.greeting!.raw).toMatch(/^421 4\.7\.0 .*too many connections/);
       expect(await c.smtp.closedByServer()).toBe(true);
       a.smtp.close();
-      await Bun.sleep(100);
+      await until(
+        "the server to count the close",
+        async () => (await metric(small.metrics, "agentowl_smtp_connections")) === 1,
+      );
       const d = await SmtpDialogue.open(small.smtp.port);
       expect(d.greeting!.code).toBe(220);
       for (const x of [b, d]) x.smtp.close();

@@ -206,7 +206,9 @@ describe("no secret in plaintext anywhere", () => {
     const sent = await smtp.sendMail(
       "ops@example.com",
       ["ops@beta.agentowl.lan"],
-      "Subject: rotate crm-signing\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nplease rotate\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=notes.bin\r\n\r\nnotes\r\n--b--\r\n",
+      "Subject: rotate crm-signing\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" +
+        "Content-Type: text/plain\r\n\r\nplease rotate\r\n--b\r\nContent-Type: application/octet-stream\r\n" +
+        "Content-Disposition: attachment; filename=notes.bin\r\n\r\nnotes\r\n--b--\r\n",
     );
     smtp.close();
     const queued = /queued as (msg_\w+)/.exec(sent.end!.raw)![1]!;

@@ -1,5 +1,5 @@
 /**
- * The hostile-input suites' shared parts (issue 16 item 13): a seeded random source (the seed is
+ * The hostile-input suites' shared parts: a seeded random source (the seed is
  * printed; HOSTILE_SEED=<n> replays it), a real `agentowl serve` process, and a "family" of
  * attacks that ends with the checks every family owes: the server is alive and answers /healthz,
  * no event-loop stall over 250 ms happened meanwhile (read from the server's own /metrics), and
@@ -164,7 +164,9 @@ export class Family {
     const list = (m: Map<string, number>) => [...m].map(([k, v]) => `${k}×${v}`).join(", ");
     console.log(
       `[hostile] ${this.name}: ${this.total} tried (${list(this.tried)}); answers ${list(this.answers)}; ` +
-        `stalls over 250 ms: ${a.over - b.over}, worst bucket ≤${worstBucket(this.metricsBefore, after)} s; RSS ${rss.toFixed(0)} MB; ${((performance.now() - this.t0) / 1000).toFixed(1)} s`,
+        `stalls over 250 ms: ${a.over - b.over}, worst bucket ` +
+        `≤${worstBucket(this.metricsBefore, after)} s; RSS ${rss.toFixed(0)} ` +
+        `MB; ${((performance.now() - this.t0) / 1000).toFixed(1)} s`,
     );
     expect(alive, `${this.name}: the server process died\n${this.server.server.stderr.slice(-4000)}`).toBe(true);
     expect(health, `${this.name}: /healthz after the family`).toBe(200);

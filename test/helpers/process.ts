@@ -196,6 +196,7 @@ export async function waitUntil(
   const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    // The poll between two checks of the condition, not a wait for something to happen.
     await Bun.sleep(everyMs);
   }
 }

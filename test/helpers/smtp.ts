@@ -18,6 +18,7 @@ export class SmtpDialogue {
   private readonly replies: Reply[] = [];
   private waiting: ((r: Reply | null) => void) | null = null;
   private ended = false;
+  private readonly ending = Promise.withResolvers<void>();
 
   private constructor(private readonly socket: Socket) {
     socket.setEncoding("utf8");
@@ -27,6 +28,7 @@ export class SmtpDialogue {
     });
     socket.on("close", () => {
       this.ended = true;
+      this.ending.resolve();
       this.waiting?.(null);
       this.waiting = null;
     });
@@ -126,8 +128,10 @@ export class SmtpDialogue {
 
   /** Wait until the server closes the connection. */
   async closedByServer(ms = 5000): Promise<boolean> {
-    const deadline = Date.now() + ms;
-    while (!this.ended && Date.now() < deadline) await Bun.sleep(10);
+    let timer: Timer | undefined;
+    const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+    await Promise.race([this.ending.promise, late]);
+    clearTimeout(timer);
     return this.ended;
   }
 

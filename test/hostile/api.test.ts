@@ -1,5 +1,5 @@
 /**
- * Hostile /v1 requests (issue 16 item 13): every route of the OpenAPI document (GET
+ * Hostile /v1 requests (guarantee 9, docs/guarantees.md): every route of the OpenAPI document (GET
  * /v1/openapi.json, so a new route is attacked the day it exists) with malformed ids, bodies,
  * content types, nesting, query strings and tokens, against a real `agentowl serve`. Never a 5xx
  * (a 503 only with Retry-After); every refusal problem+json with the status it documents; bad

@@ -1,5 +1,5 @@
 /**
- * Hostile MIME (issue 16 item 13): every corpus email, mutated at random offsets and truncated at a
+ * Hostile MIME (guarantee 9, docs/guarantees.md): every corpus email, mutated at random offsets and truncated at a
  * random offset, sent over SMTP to a real `agentowl serve`. The server stays up and unstalled, and
  * each message it answers `250 queued as` becomes its own processed message and event (with
  * `parse_warnings` saying where it was read in a degraded way), never a stuck or failed job.
@@ -125,7 +125,9 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
         .query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'")
         .get() as { n: number };
       console.log(
-        `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events (${degraded} with parse warnings), ${folded.length} folded into another message's event, ${stuck.n} jobs not done`,
+        `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events ` +
+          `(${degraded} with parse warnings), ${folded.length} folded into another message's ` +
+          `event, ${stuck.n} jobs not done`,
       );
       expect(stuck.n).toBe(0);
     } finally {

@@ -1,5 +1,5 @@
 /**
- * Hostile SMTP dialogues (issue 16 item 13) against a real `agentowl serve`: mutated commands,
+ * Hostile SMTP dialogues (guarantee 9, docs/guarantees.md) against a real `agentowl serve`: mutated commands,
  * 10 MB lines, NULs, bare CR and LF, pipelining floods, 1,000 recipients, idle floods. Whatever
  * the idle-timeout and command-limit settings are called, these must hold: every reply is a
  * well-formed 2xx-5xx code, the server never dies or stalls its event loop over 250 ms, its RSS

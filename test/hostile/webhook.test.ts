@@ -1,5 +1,5 @@
 /**
- * Hostile webhook requests (issue 16 item 13) against a real `agentowl serve`: forged and mangled
+ * Hostile webhook requests (guarantee 9, docs/guarantees.md) against a real `agentowl serve`: forged and mangled
  * signatures, huge and duplicated headers, invalid UTF-8, deeply nested JSON, and 50 concurrent
  * copies of one delivery id. Never a 5xx (503 only with Retry-After), every refusal problem+json
  * with its documented status, exactly one event per delivery id, forged traffic never spending
@@ -298,7 +298,9 @@ describe("webhook requests under attack", () => {
       for (const path of ["/ingress/webhook/beta/hooks", "/ingress/webhook/beta/open"]) {
         fam.try(what);
         const hasLength = extra.includes("content-length");
-        const head = `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\n${hasLength ? "" : `content-length: ${body.length}\r\n`}${extra}connection: close\r\n\r\n`;
+        const head =
+          `POST ${path} HTTP/1.1\r\nhost: ${host}\r\ncontent-type: ` +
+          `application/json\r\n${hasLength ? "" : `content-length: ${body.length}\r\n`}${extra}connection: close\r\n\r\n`;
         const r = await rawRequest(head, new TextEncoder().encode(body));
         fam.saw(r.status || "closed");
         if (r.status === 503) expect(r.text.toLowerCase()).toContain("retry-after");

@@ -1,5 +1,5 @@
 /**
- * Tenant isolation over the API (guarantee 5 (docs/guarantees.md), issue 16 item 14). The route list is read from the
+ * Tenant isolation over the API (guarantee 5, docs/guarantees.md). The route list is read from the
  * server's OpenAPI document (GET /v1/openapi.json), so a new route cannot escape. Tenants alpha
  * and beta get resources of every kind (endpoints, bindings of all three types, routes, policies,
  * templates, secrets, tokens, events, deliveries, approvals); alpha's tokens, read and write, then
@@ -379,7 +379,10 @@ describe("tenant isolation on every /v1 route of the OpenAPI document", () => {
       .slice(auditBefore)
       .filter((e) => e.decision !== "deny" && JSON.stringify(e).includes("beta"));
     console.log(
-      `[isolation] api: ${routes.length} route × method pairs from /v1/openapi.json, ${tried} route × method × case × token combinations; answers ${[...statuses].map(([s, n]) => `${s}×${n}`).join(", ")}; ${violations.length} violations; ${auditAfter.length - auditBefore} new audit entries`,
+      `[isolation] api: ${routes.length} route × method pairs from /v1/openapi.json, ${tried} ` +
+        `route × method × case × token combinations; ` +
+        `answers ${[...statuses].map(([s, n]) => `${s}×${n}`).join(", ")}; ${violations.length} ` +
+        `violations; ${auditAfter.length - auditBefore} new audit entries`,
     );
     expect(violations.slice(0, 30), `${violations.length} violations`).toEqual([]);
     expect(after, "beta's state changed").toBe(before);

@@ -1,5 +1,5 @@
 /**
- * The egress matrix (issue 16 items 1 and 14): every spelling of a forbidden destination, as an
+ * The egress matrix (docs/architecture.md#the-egress-guard): every spelling of a forbidden destination, as an
  * IP literal in the URL and as what a name resolves to, and the allowed ones beside them.
  *
  * `bun test/isolation/egress-matrix.ts` is meant to run inside a private network namespace that

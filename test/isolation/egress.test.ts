@@ -1,5 +1,5 @@
 /**
- * Egress isolation (guarantee 8 (docs/guarantees.md); issue 16 items 1 and 14): no spelling of a forbidden destination,
+ * Egress isolation (guarantee 8, docs/guarantees.md): no spelling of a forbidden destination,
  * literal or resolved, gets a connection; the LAN still does.
  *
  * As root with `unshare -n` and `ip`, the matrix (egress-matrix.ts) runs in a private network

@@ -4,7 +4,7 @@ import { formatProblem, parseDesired } from "./parse.ts";
 import { plan } from "./plan.ts";
 import { renderPlan } from "./render.ts";
 
-/** examples/agentowl.yaml is docs/desired-state.md's file as written; SPEC: "a file like the one above must apply as written". */
+/** examples/agentowl.yaml is docs/desired-state.md's file as written, and a file like it must apply as written. */
 const FILE = "examples/agentowl.yaml";
 const text = readFileSync(new URL(`../../../${FILE}`, import.meta.url), "utf8");
 
@@ -32,7 +32,7 @@ describe("the shipped example", () => {
   // The specification sits beside the repository in the workspace, not in a clone of it.
   const spec = new URL("../../../../shared/SPEC.md", import.meta.url);
   test.if(existsSync(spec))(
-    "is SPEC §6's example but for its endpoint address (loopback) and a Telnyx key that parses",
+    "is the specification's desired-state example but for its endpoint address (loopback) and a Telnyx key that parses",
     () => {
       expect(readFileSync(spec, "utf8")).toContain(`\`\`\`yaml\n${asSpecWritesIt(text)}\`\`\``);
     },
@@ -42,7 +42,7 @@ describe("the shipped example", () => {
     expect(example().tenants.flatMap((t) => t.endpoints.map((e) => new URL(e.url).hostname))).toEqual(["127.0.0.1"]);
   });
 
-  test("SPEC §6's placeholder key is refused, with its place in the file", () => {
+  test("the specification's placeholder key is refused, with its place in the file", () => {
     const placeholder = text.replace(/public_key: "[A-Za-z0-9+/=]{44}"/, 'public_key: "..."');
     const result = parseDesired(placeholder, FILE);
     expect("errors" in result && result.errors.map(formatProblem)).toEqual([

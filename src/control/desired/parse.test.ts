@@ -236,7 +236,8 @@ tenants:
           - { when: { target: crm, data.subjct: { contains: refund } }, effect: require_approval }
 `;
     expect(problems(file)).toEqual([
-      "f.yaml:7:109: binding beta/sms: verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
+      "f.yaml:7:109: binding beta/sms: verify.public_key is not an Ed25519 public key: give the " +
+        "base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
       "f.yaml:9:37: route beta/r: no event field 'chanel': did you mean 'channel'?",
       "f.yaml:13:31: policy beta/guard: no event field 'chanel': did you mean 'channel'?",
       "f.yaml:13:50: policy beta/guard: auth has no field 'dmrac': did you mean 'auth.dmarc'?",

@@ -32,7 +32,8 @@ export const MEANING: Record<string, string> = {
   "file.apiVersion": "The format version of the file.",
   "file.tenants": "The tenants this file declares, each with its resources.",
   "file.policies":
-    "Global policies (admin only), in the same form as a tenant's policies (below). They decide for every tenant's events, together with the tenant's own: the most restrictive decision wins.",
+    "Global policies (admin only), in the same form as a tenant's policies (below). They " +
+    "decide for every tenant's events, together with the tenant's own: the most restrictive decision wins.",
   "tenant.name": "The tenant; mail to `agent@<name>.<mail_domain>` belongs to it. Unique across the appliance.",
   "tenant.display_name": "How the console shows the tenant.",
   "tenant.endpoints": "The tenant's endpoints (below).",
@@ -42,7 +43,9 @@ export const MEANING: Record<string, string> = {
   "tenant.templates": "The tenant's agent templates (below).",
   "endpoints.name": "Unique among the tenant's endpoints; routes name it in `to`.",
   "endpoints.url":
-    "Where events are POSTed. The host, a name or an IP literal in any spelling, must be loopback or the LAN unless `allow_public` (checked before every connect, see docs/architecture.md, the egress guard).",
+    "Where events are POSTed. The host, a name or an IP literal in any spelling, must be " +
+    "loopback or the LAN unless `allow_public` (checked before every connect, see " +
+    "docs/architecture.md, the egress guard).",
   "endpoints.signing_secret": "The secret deliveries are signed with (Standard Webhooks). A secret of this tenant.",
   "endpoints.retry": "When to give up on a delivery and dead-letter it.",
   "endpoints.retry.max_attempts": "Attempts before the delivery is dead-lettered.",
@@ -51,7 +54,10 @@ export const MEANING: Record<string, string> = {
   "endpoints.max_in_flight":
     "Deliveries to this endpoint at once (default 4). More wait in the queue, so one slow endpoint never holds up the others.",
   "endpoints.allow_public":
-    "Allow a destination outside loopback and the LAN (guarantee 8 in [guarantees.md](guarantees.md)), 100.64.0.0/10 included. Link-local, cloud metadata, unspecified (0.0.0.0, ::), multicast and broadcast addresses are refused regardless, also inside IPv4-mapped, NAT64, 6to4 and other IPv6 forms.",
+    "Allow a destination outside loopback and the LAN (guarantee 8 in " +
+    "[guarantees.md](guarantees.md)), 100.64.0.0/10 included. Link-local, cloud metadata, " +
+    "unspecified (0.0.0.0, ::), multicast and broadcast addresses are refused regardless, also " +
+    "inside IPv4-mapped, NAT64, 6to4 and other IPv6 forms.",
   "bindings.name": "Unique among the tenant's bindings.",
   "bindings.type": "Where events come from: mail over SMTP, a webhook, or Telnyx (SMS and voice).",
   "bindings.addresses":
@@ -67,10 +73,13 @@ export const MEANING: Record<string, string> = {
   "bindings.verify.encoding": "hmac-sha256 only: how the signature is written.",
   "bindings.max_body_bytes": "Larger requests are refused with 413 (default 1 MiB).",
   "bindings.rate_per_minute":
-    "webhook and telnyx: requests per minute (a token bucket with a minute's burst) before 429 with Retry-After; default the `ingress_rate_per_binding` setting.",
+    "webhook and telnyx: requests per minute (a token bucket with a minute's burst) before 429 " +
+    "with Retry-After; default the `ingress_rate_per_binding` setting.",
   "bindings.require_json": "webhook only: a request whose Content-Type is not JSON is refused with 415.",
   "bindings.plain_http":
-    "webhook only: also accept this binding's requests on the plain-HTTP listener (`http_plain_listen`), for LAN senders that cannot do HTTPS; its signature (and any bearer secret) then travels in clear.",
+    "webhook only: also accept this binding's requests on the plain-HTTP listener " +
+    "(`http_plain_listen`), for LAN senders that cannot do HTTPS; its signature (and any " +
+    "bearer secret) then travels in clear.",
   "routes.name": "Unique among the tenant's routes.",
   "routes.match": "Conditions on the event, all of which must hold; no match means every event.",
   "routes.to": "Endpoints of this tenant the event is delivered to.",

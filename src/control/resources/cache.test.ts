@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { tempStorages } from "../../../test/helpers/storage.ts";
+import { tempStorages, until } from "../../../test/helpers/storage.ts";
 import { ControlPlane } from "../service.ts";
 import { ConfigCache, SpecCache } from "./cache.ts";
 
@@ -37,7 +37,7 @@ describe("ConfigCache", () => {
       return loads;
     });
     const first = cache.get("k");
-    await Bun.sleep(10);
+    await until("the first load to start", () => loads === 1);
     await control.put(
       { tenant: "beta", kind: "tenants", name: "beta" },
       { name: "beta" },

@@ -425,7 +425,8 @@ function bindingProblems(b: BindingSpec): FieldProblem[] {
   if (v.scheme === "telnyx-ed25519" && v.public_key && !telnyxPublicKey(v.public_key.trim())) {
     need(
       "/verify/public_key",
-      "verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
+      "verify.public_key is not an Ed25519 public key: give the base64 of its 32 bytes (as the " +
+        "Telnyx portal shows it), or a PEM or base64 DER SubjectPublicKeyInfo",
     );
   }
   if (v.public_key && v.scheme !== "telnyx-ed25519")
