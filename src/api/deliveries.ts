@@ -21,11 +21,11 @@ export interface DeliveryActions {
   endpointStatus(
     tenant: string,
     name: string,
-  ): {
+  ): Promise<{
     circuit: { state: string; consecutiveFailures: number; retryAt: number | null };
     in_flight: number;
     deliveries: Record<string, number>;
-  };
+  }>;
   /** What a delivery that is not finished waits for (null when finished). */
   waitingFor(d: DeliveryRow): Promise<Waiting | null>;
   /** Close an endpoint's circuit and send its waiting deliveries now (audited). */
@@ -207,7 +207,7 @@ export function deliveryRoutes(
         NAME.test(params.name) &&
         (await resources.get({ tenant: params.tenant, kind: "endpoints", name: params.name }));
       if (!exists) throw new AppError("not_found", `endpoint ${params.tenant}/${params.name} not found`);
-      const s = actions.endpointStatus(params.tenant, params.name);
+      const s = await actions.endpointStatus(params.tenant, params.name);
       return {
         tenant: params.tenant,
         endpoint: params.name,

@@ -5,7 +5,7 @@ import { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
 import type { EventRouting } from "../events/handoff.ts";
 import { fingerprintOf } from "../server/tls.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { VERSION } from "../version.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
@@ -43,7 +43,7 @@ export interface App {
   readonly plainUrl: string | null;
   /** Where the SMTP listener listens (the port is the bound one when the setting said 0). */
   readonly smtp: { host: string; port: number };
-  readonly storage: SqliteStorage;
+  readonly storage: Storage;
   readonly metrics: Metrics;
   readonly http: AnyElysia;
   readonly redactor: Redactor;
@@ -111,7 +111,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   };
 }
 
-function logServing(log: Logger, config: Config, listening: Listening, mail: MailParts, storage: SqliteStorage): void {
+function logServing(log: Logger, config: Config, listening: Listening, mail: MailParts, storage: Storage): void {
   log.info("agentowl serving", {
     http: listening.url,
     ...(listening.plainUrl ? { http_plain: listening.plainUrl } : {}),

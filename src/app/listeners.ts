@@ -11,7 +11,7 @@ import { SmtpIngress } from "../ingress/smtp/index.ts";
 import { createHttpApp, type ReadyCheck } from "../server/server.ts";
 import { servePlain } from "../server/plain.ts";
 import { isLoopback, servesHttps } from "../server/tls.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import type { MailParts } from "./mail.ts";
@@ -64,7 +64,7 @@ export async function startListeners(
     log: Logger;
     clock: Clock;
     metrics: Metrics;
-    storage: SqliteStorage;
+    storage: Storage;
     vault: Vault;
     dispatch: Dispatch;
     mail: MailParts;

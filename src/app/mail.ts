@@ -4,7 +4,7 @@ import type { Logger } from "../core/log.ts";
 import type { Config } from "../config/index.ts";
 import { loadTls, Spool, type TlsMaterial } from "../ingress/smtp/index.ts";
 import { createDnsResolver, type DnsResolver } from "../mail/dns.ts";
-import { BlobStore, type SqliteStorage } from "../store/index.ts";
+import type { Blobs, Storage } from "../store/index.ts";
 import type { Shutdown } from "./shutdown.ts";
 import type { StopStack } from "./stop-stack.ts";
 
@@ -12,13 +12,13 @@ export interface MailParts {
   /** The certificate STARTTLS presents (HTTPS presents it too). */
   tls: TlsMaterial;
   spool: Spool;
-  blobs: BlobStore;
+  blobs: Blobs;
   resolver: DnsResolver;
 }
 
 /** The SMTP pipeline's parts, with what a crash left behind in the spool and the attachments cleared. */
 export async function prepareMail(
-  deps: { config: Config; log: Logger; storage: SqliteStorage; clock: Clock },
+  deps: { config: Config; log: Logger; storage: Storage; clock: Clock },
   stack: StopStack<Shutdown>,
 ): Promise<MailParts> {
   const { config, log, storage, clock } = deps;
@@ -30,14 +30,14 @@ export async function prepareMail(
   }
   if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
   const spool = stack.add("spool", new Spool(join(config.dataDir, "spool"), clock), (s) => s.close());
-  const blobs = new BlobStore(join(config.dataDir, "blobs"));
+  const blobs = storage.blobs;
   // A put cut off by a crash left its temp file; the lock says no other process is writing one.
-  const temps = blobs.removeTemps();
+  const temps = await blobs.removeTemps();
   if (temps) log.info("removed unfinished attachment files", { files: temps });
   // Segments no message row refers to hold only mail that was never acknowledged (a process
   // killed between a segment's fsync and the commit of its rows, a disk that filled up): no 250
   // was sent for any of it, so the senders send it again.
-  const orphans = spool.removeUnreferenced(storage.mail.spoolSegments());
+  const orphans = spool.removeUnreferenced(await storage.mail.listSpoolSegments());
   if (orphans.segments)
     log.info("removed spool segments no message refers to", { segments: orphans.segments, bytes: orphans.bytes });
   const resolver = createDnsResolver({

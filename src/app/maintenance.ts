@@ -2,7 +2,7 @@ import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import {
   approvalExpiry,
@@ -24,7 +24,7 @@ export async function startMaintenance(
     log: Logger;
     clock: Clock;
     config: Config;
-    storage: SqliteStorage;
+    storage: Storage;
     vault: Vault;
     mail: MailParts;
     metrics: Metrics;

@@ -1,6 +1,6 @@
 import type { Clock } from "../core/clock.ts";
 import type { ReadyCheck } from "../server/server.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 
 const READY_WRITE_TIMEOUT_MS = 2000;
 const STALE_HEARTBEAT_MS = 10_000;
@@ -14,7 +14,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * job runner's and the outbox relay's loops went round within the last 10 s.
  */
 export function readiness(deps: {
-  storage: Pick<SqliteStorage, "probeWrite">;
+  storage: Pick<Storage, "probeWrite">;
   clock: Clock;
   workers: { runner: { heartbeat: number }; relay: { heartbeat: number } };
   stopping: () => boolean;

@@ -3,7 +3,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
 import { keyFiles } from "../audit/anchor.ts";
-import { lockDataDir, openSqliteStorage, prepareDataDir, type SqliteStorage } from "../store/index.ts";
+import { lockDataDir, openStorage as openDriver, prepareDataDir, type Storage } from "../store/index.ts";
 import type { Shutdown } from "./shutdown.ts";
 import type { StopStack } from "./stop-stack.ts";
 
@@ -11,14 +11,14 @@ import type { StopStack } from "./stop-stack.ts";
 export function openStorage(
   deps: { config: Config; log: Logger; metrics: Metrics; clock?: Clock; random?: Random },
   stack: StopStack<Shutdown>,
-): SqliteStorage {
+): Storage {
   const { config, log, metrics } = deps;
   const tightened = prepareDataDir(config.dataDir, { files: keyFiles(config.masterKeyFile) });
   if (tightened.length) log.warn("made files in the data dir private: others could read them", { paths: tightened });
   stack.add("data-dir lock", lockDataDir(config.dataDir), (l) => l.release());
   const storage = stack.add(
     "storage",
-    openSqliteStorage({
+    openDriver({
       dir: config.dataDir,
       windowMs: config.commitWindowMs,
       maxBatch: config.commitMaxBatch,

@@ -3,7 +3,7 @@ import type { Logger, Redactor } from "../core/log.ts";
 import type { Config } from "../config/index.ts";
 import { seedBootstrapToken } from "../api/auth.ts";
 import { anchorAuditLog } from "../audit/anchor.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import { keyringOf, loadKeyring, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
 import { Vault } from "../vault/vault.ts";
 
@@ -15,7 +15,7 @@ import { Vault } from "../vault/vault.ts";
 export async function openVault(deps: {
   config: Config;
   log: Logger;
-  storage: SqliteStorage;
+  storage: Storage;
   redactor: Redactor;
   clock: Clock;
 }): Promise<Vault> {

@@ -5,7 +5,7 @@ import type { Config } from "../config/index.ts";
 import { DELIVERY_JOB, dispatcher } from "../dispatch/dispatcher.ts";
 import { MAIL_PROCESS_JOB } from "../ingress/smtp/index.ts";
 import { mailProcessor } from "../mail/process.ts";
-import type { SqliteStorage } from "../store/index.ts";
+import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { type JobHandler, JobRunner } from "../workers/job-runner.ts";
 import { OutboxRelay, type Subscriber } from "../workers/outbox-relay.ts";
@@ -17,7 +17,7 @@ export type Dispatch = ReturnType<typeof dispatcher>;
 
 /** The dispatcher. At shutdown, deliveries it started itself (its fast path) finish or keep their jobs' leases. */
 export function openDispatch(
-  deps: { config: Config; storage: SqliteStorage; vault: Vault; metrics: Metrics },
+  deps: { config: Config; storage: Storage; vault: Vault; metrics: Metrics },
   stack: StopStack<Shutdown>,
 ): Dispatch {
   const dispatch = dispatcher({
@@ -38,7 +38,7 @@ export function openDispatch(
  * Jobs leased by a previous process that died are ours to finish, now: the data dir's lock says
  * no other process of this appliance is alive, so no lease is still being worked on.
  */
-export async function recoverLeases(storage: SqliteStorage, log: Logger): Promise<void> {
+export async function recoverLeases(storage: Storage, log: Logger): Promise<void> {
   const recovered = await storage.queue.recoverExpired({ all: true });
   if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
 }
@@ -58,7 +58,7 @@ export async function startWorkers(
     config: Config;
     log: Logger;
     clock: Clock;
-    storage: SqliteStorage;
+    storage: Storage;
     metrics: Metrics;
     mail: MailParts;
     dispatch: Dispatch;

@@ -38,7 +38,7 @@ export class OperatorActions {
     const ids = await storage.committer.run((tx) => {
       const made: string[] = [];
       for (const t of targets) {
-        const previous = storage.events.latestDelivery(eventId, t.endpoint);
+        const previous = storage.events.latestDeliveryTx(tx, eventId, t.endpoint);
         const row = this.ctx.deliveries.insertTx(tx, {
           eventId,
           tenant: stored.tenant,
@@ -60,7 +60,7 @@ export class OperatorActions {
       });
       return made;
     });
-    return ids.map((x) => storage.events.delivery(x)!);
+    return (await Promise.all(ids.map((x) => storage.events.getDelivery(x)))).filter((d) => d !== null);
   }
 
   /** A dead delivery tries again under the same webhook-id, with a fresh max_attempts / max_age budget. */

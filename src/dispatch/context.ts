@@ -4,7 +4,7 @@ import type { EndpointSpec } from "../control/resources/specs.ts";
 import { type CompiledPolicy, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
 import { RouteTable } from "../route/route.ts";
-import type { SqliteStorage, SqliteTx as Tx } from "../store/index.ts";
+import type { Storage, Tx } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
@@ -32,7 +32,7 @@ const JOB_MAX_RUNS = 1_000_000_000;
 const DEFAULT_VISIBILITY_MS = 5 * 60_000;
 
 export interface DispatcherDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   vault: Vault;
   /** Who holds the fast path's job leases (as the job runner's owner), and for how long. */
   owner?: string;
@@ -46,7 +46,7 @@ export interface DispatcherDeps {
 }
 
 export interface DispatchContext {
-  readonly storage: SqliteStorage;
+  readonly storage: Storage;
   readonly clock: Clock;
   readonly random: Random;
   /** The fast path's job leases: their owner and visibility timeout. */

@@ -4,7 +4,7 @@ import { tempStorages } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
-import type { DeliveryRow, SqliteStorage } from "../store/index.ts";
+import type { DeliveryRow, Storage } from "../store/index.ts";
 import { DELIVERY_JOB } from "./context.ts";
 import { type DeliveryState, DeliveryWriter, mayMove, RefusedMove, TERMINAL } from "./delivery.ts";
 import type { Attempt as PostResult } from "./post.ts";
@@ -50,12 +50,12 @@ async function setup() {
 }
 
 /** The audit actions about delivery `d`, oldest first. */
-const auditOf = async (storage: SqliteStorage, d: DeliveryRow) =>
+const auditOf = async (storage: Storage, d: DeliveryRow) =>
   (await storage.audit.list({ limit: 100 }))
     .filter((e) => (e.details as { delivery?: string } | null)?.delivery === d.id)
     .map((e) => e.action)
     .reverse();
-const topics = async (storage: SqliteStorage) => (await storage.outbox.read(0, 100)).map((e) => e.topic);
+const topics = async (storage: Storage) => (await storage.outbox.read(0, 100)).map((e) => e.topic);
 
 const post = (over: Partial<PostResult>): PostResult => ({
   ok: false,
@@ -205,7 +205,7 @@ describe("DeliveryWriter", () => {
 
     const retrying = storage.events.delivery(d.id)!;
     const failing = writer.checkpoint(retrying, trace(), { state: "dead" }, { action: "delivery.dead" }, (tx) => {
-      storage.events.insertAttemptTx(tx, { deliveryId: d.id, attempt: 4, startedAt: 2, latencyMs: 1 });
+      (storage as Storage).events.insertAttemptTx(tx, { deliveryId: d.id, attempt: 4, startedAt: 2, latencyMs: 1 });
       throw new Error("disk full");
     });
     await expect(failing).rejects.toThrow("disk full");

@@ -1,7 +1,7 @@
 import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { Job } from "../store/index.ts";
-import type { DeliveryRow, SqliteStorage, SqliteTx as Tx } from "../store/index.ts";
+import type { DeliveryPatch, DeliveryRow, Storage, Tx } from "../store/index.ts";
 import type { Attempt as PostResult } from "./post.ts";
 import type { TaskTrace } from "./trace.ts";
 
@@ -15,7 +15,7 @@ import type { TaskTrace } from "./trace.ts";
 
 export type DeliveryState = DeliveryRow["state"];
 /** What a checkpoint changes of a delivery. */
-export type Patch = Parameters<SqliteStorage["events"]["updateDeliveryTx"]>[2];
+export type Patch = DeliveryPatch;
 export type Audit = { action: string; decision?: string; details?: Record<string, unknown> };
 
 /** The states a delivery's job never moves it out of. */
@@ -65,7 +65,7 @@ export interface NewDelivery {
 }
 
 export class DeliveryWriter {
-  constructor(private readonly storage: SqliteStorage) {}
+  constructor(private readonly storage: Storage) {}
 
   /**
    * A new delivery, `pending`; or `delivering` with its policy decision and its spans so far when
@@ -220,7 +220,7 @@ export class DeliveryWriter {
     if (!retried)
       throw new AppError(
         "conflict",
-        `delivery ${d.id} is ${this.storage.events.delivery(d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`,
+        `delivery ${d.id} is ${this.storage.events.deliveryTx(tx, d.id)?.state}: only a dead delivery can be retried (replay its event for a new one)`,
       );
     tx.emit({
       topic: "delivery.retried",
@@ -240,7 +240,7 @@ export class DeliveryWriter {
     if (!discarded)
       throw new AppError(
         "conflict",
-        `delivery ${d.id} is ${this.storage.events.delivery(d.id)?.state}: only a dead or retrying delivery can be discarded`,
+        `delivery ${d.id} is ${this.storage.events.deliveryTx(tx, d.id)?.state}: only a dead or retrying delivery can be discarded`,
       );
     this.announceTx(tx, discarded);
     this.auditTx(

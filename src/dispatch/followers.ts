@@ -12,7 +12,9 @@ export function approvalFollower(ctx: DispatchContext): Subscriber {
     async handle(entry) {
       const approvalId = (entry.payload as { id?: string })?.id;
       if (!approvalId) return;
-      const parked = ctx.storage.events.deliveriesOfApproval(approvalId).filter((d) => d.state === "awaiting_approval");
+      const parked = (await ctx.storage.events.listDeliveriesOfApproval(approvalId)).filter(
+        (d) => d.state === "awaiting_approval",
+      );
       if (!parked.length) return;
       await ctx.storage.committer.run((tx) => {
         for (const d of parked) ctx.enqueueTx(tx, d, `delivery:${d.id}:approval:${approvalId}`);

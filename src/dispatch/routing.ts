@@ -2,7 +2,7 @@ import type { EndpointSpec } from "../control/resources/specs.ts";
 import { type Envelope, type Span, spanSince } from "../events/envelope.ts";
 import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
 import type { RouteDecision } from "../route/route.ts";
-import type { DeliveryRow, Job, OutboxEntry, SqliteTx as Tx } from "../store/index.ts";
+import type { DeliveryRow, Job, OutboxEntry, Tx } from "../store/index.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
 import { type DispatchContext, deliveryJob } from "./context.ts";
 import { evaluate } from "./decide.ts";
@@ -102,7 +102,7 @@ export class Routing {
       const id = (entry.payload as { id?: string })?.id;
       if (!id || seen.has(id)) continue;
       seen.add(id);
-      const stored = storage.events.unroutedEvent(id);
+      const stored = await storage.events.getUnroutedEvent(id);
       if (stored) envelopes.push(stored.envelope);
     }
     if (!envelopes.length) return;

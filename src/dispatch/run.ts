@@ -32,7 +32,7 @@ export function deliveryRun(ctx: DispatchContext): JobHandler {
 async function runOnce(ctx: DispatchContext, job: Job): Promise<AttemptResult> {
   const { storage } = ctx;
   const id = (job.payload as { id?: string }).id;
-  const d = id ? storage.events.delivery(id) : null;
+  const d = id ? await storage.events.getDelivery(id) : null;
   if (!d) return { kind: "dead", reason: `delivery ${id} not found`, recorded: false, acked: false, attempted: null };
   if (TERMINAL.has(d.state)) return { kind: "settled", reason: d.state };
   const stored = await storage.events.get(d.eventId);

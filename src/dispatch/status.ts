@@ -37,12 +37,12 @@ export class DispatchStatus {
   }
 
   /** An endpoint's health: its circuit, deliveries in flight and by state. */
-  endpointStatus(tenant: string, name: string) {
+  async endpointStatus(tenant: string, name: string) {
     const key = `${tenant}/${name}`;
     return {
       circuit: this.ctx.breakers.peek(key),
       in_flight: this.ctx.slots.inFlight(key),
-      deliveries: this.ctx.storage.events.deliveryCounts(tenant, name),
+      deliveries: await this.ctx.storage.events.countDeliveries(tenant, name),
     };
   }
 }

@@ -1,4 +1,4 @@
-import type { SqliteTx, Storage } from "../store/index.ts";
+import type { Storage, Tx } from "../store/index.ts";
 import type { Envelope, Span } from "./envelope.ts";
 
 /**
@@ -20,9 +20,9 @@ export const EVENT_RECEIVED = "event.received";
 /** Routing decided ahead of a commit, for the events it was asked about. */
 export interface RoutingPlan {
   /** At the start of an event's part of the unit of work: its routing record and route span, or null when the plan does not cover it. */
-  routingTx(tx: SqliteTx, id: string): { routing: Record<string, unknown>; span: Span } | null;
+  routingTx(tx: Tx, id: string): { routing: Record<string, unknown>; span: Span } | null;
   /** Once the event's row exists in this transaction (it was created, not a repeat): its deliveries and their jobs. */
-  writeTx(tx: SqliteTx, id: string): void;
+  writeTx(tx: Tx, id: string): void;
   /** After the commit (true) or its failure (false): fast attempts start, or their reserved slots are freed. */
   done(committed: boolean): void;
 }
@@ -38,7 +38,7 @@ export interface EventRouting {
  */
 export function insertEventTx(
   storage: Storage,
-  tx: SqliteTx,
+  tx: Tx,
   envelope: Envelope,
   trace: readonly Span[],
   plan: RoutingPlan | null,

@@ -1,7 +1,7 @@
 import { availableParallelism } from "node:os";
 import addressparser from "nodemailer/lib/addressparser";
 import { WorkerQueue, type WorkerReply } from "../core/worker-queue.ts";
-import type { BlobStore } from "../store/index.ts";
+import type { Blobs } from "../store/index.ts";
 
 /**
  * The MIME-parse stage (docs/architecture.md#the-smtp-pipeline): the spooled bytes become the fields of an `email.received`
@@ -69,7 +69,7 @@ export interface ParsedMail {
 }
 
 export interface ParseOptions {
-  blobs: BlobStore;
+  blobs: Blobs;
   /** How long the body parse may take before the message is given up as headers-only. */
   timeoutMs?: number;
   maxTextBytes?: number;

@@ -7,8 +7,8 @@ import { type Envelope, newEnvelope, type Span, spanOf } from "../events/envelop
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "./parse.ts";
 import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
-import type { BlobStore } from "../store/index.ts";
-import type { MailRecipient, MailRow, SqliteStorage } from "../store/index.ts";
+import type { Blobs } from "../store/index.ts";
+import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
 import type { Spool } from "../ingress/smtp/spool.ts";
 
 /**
@@ -23,9 +23,9 @@ import type { Spool } from "../ingress/smtp/spool.ts";
  */
 
 export interface MailProcessorDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   spool: Spool;
-  blobs: BlobStore;
+  blobs: Blobs;
   resolver: (name: string, rrtype: string) => Promise<unknown>;
   metrics: Metrics;
   /** Routing at the commit; without it the events reach the router through the outbox. */
@@ -68,7 +68,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
   return async (job) => {
     const id = (job.payload as { id?: unknown }).id;
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
-    const row = deps.storage.mail.get(id);
+    const row = await deps.storage.mail.getMessage(id);
     if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
     if (row.state !== "queued") return; // done by an earlier run whose ack was lost
     const raw = deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });

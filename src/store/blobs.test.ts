@@ -32,7 +32,7 @@ describe("blob store", () => {
     expect(store.path(hash)).toBe(join(dir, "sha256", hash.slice(0, 2), hash));
     expect(new Uint8Array(readFileSync(store.path(hash)))).toEqual(content);
     expect(await store.get(hash)).toEqual(content);
-    expect(store.has(hash)).toBe(true);
+    expect(await store.has(hash)).toBe(true);
     expect(statSync(store.path(hash)).mode & 0o777).toBe(0o600);
   });
 
@@ -40,7 +40,7 @@ describe("blob store", () => {
     const store = new BlobStore(join(root, "b"));
     const absent = sha256(bytes("never stored"));
     expect(await store.get(absent)).toBeNull();
-    expect(store.has(absent)).toBe(false);
+    expect(await store.has(absent)).toBe(false);
   });
 
   test("put is idempotent: an existing blob is not rewritten, and no temp file is left", async () => {
@@ -140,7 +140,7 @@ describe("blob store", () => {
       `../${good.slice(3)}`,
     ]) {
       expect(() => store.path(bad)).toThrow(/64 lower-case hex/);
-      expect(() => store.has(bad)).toThrow(/64 lower-case hex/);
+      await expect(store.has(bad)).rejects.toThrow(/64 lower-case hex/);
       await expect(store.get(bad)).rejects.toThrow(/64 lower-case hex/);
       await expect(store.delete([bad])).rejects.toThrow(/64 lower-case hex/);
     }
@@ -152,7 +152,11 @@ describe("blob store", () => {
     const a = await store.put(bytes("expired a"));
     const b = await store.put(bytes("expired b"));
     expect(await store.delete([a.sha256, b.sha256, sha256(bytes("never stored"))])).toBe(2);
-    expect([store.has(a.sha256), store.has(b.sha256), store.has(kept.sha256)]).toEqual([false, false, true]);
+    expect(await Promise.all([store.has(a.sha256), store.has(b.sha256), store.has(kept.sha256)])).toEqual([
+      false,
+      false,
+      true,
+    ]);
     expect(await store.delete([a.sha256])).toBe(0);
   });
 
@@ -169,10 +173,10 @@ describe("blob store", () => {
     writeFileSync(temp, "half an attachm");
     writeFileSync(temp2, "");
     writeFileSync(join(shard, "not-ours.txt"), "someone else's");
-    expect(new BlobStore(dir).removeTemps()).toBe(2);
+    expect(await new BlobStore(dir).removeTemps()).toBe(2);
     expect([existsSync(temp), existsSync(temp2)]).toEqual([false, false]);
-    expect(store.has(kept.sha256)).toBe(true);
+    expect(await store.has(kept.sha256)).toBe(true);
     expect(existsSync(join(shard, "not-ours.txt"))).toBe(true);
-    expect(new BlobStore(join(root, "never-made")).removeTemps()).toBe(0);
+    expect(await new BlobStore(join(root, "never-made")).removeTemps()).toBe(0);
   });
 });

@@ -19,7 +19,7 @@ const TEMP_NAME = /^[0-9a-f]{64}\.[0-9a-f]{12}\.tmp$/;
  * fsynced so the rename itself survives a power cut. A crash leaves at worst a `*.tmp` file that
  * no row references; `removeTemps` deletes those at start-up.
  */
-export class BlobStore {
+export class BlobStore implements Blobs {
   /** Shard directories whose own entries this process has made durable, or is making durable. */
   private readonly shards = new Map<string, Promise<void>>();
 
@@ -76,7 +76,7 @@ export class BlobStore {
    * rename). Only at start-up, under the data dir's lock: no put of this process is under way.
    * Returns how many it removed.
    */
-  removeTemps(): number {
+  async removeTemps(): Promise<number> {
     const root = join(this.dir, "sha256");
     if (!existsSync(root)) return 0;
     let removed = 0;
@@ -101,7 +101,7 @@ export class BlobStore {
     }
   }
 
-  has(sha256: string): boolean {
+  async has(sha256: string): Promise<boolean> {
     return existsSync(this.path(sha256));
   }
 
@@ -134,18 +134,4 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
-}
-
-/**
- * The contract's Blobs on a BlobStore: its synchronous checks answered as promises, so that a
- * driver that keeps blobs in its database answers the same interface.
- */
-export function blobsOnDisk(store: BlobStore): Blobs {
-  return {
-    put: (bytes) => store.put(bytes),
-    get: (sha256) => store.get(sha256),
-    has: async (sha256) => store.has(sha256),
-    delete: (sha256s) => store.delete(sha256s),
-    removeTemps: async () => store.removeTemps(),
-  };
 }

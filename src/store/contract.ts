@@ -774,5 +774,11 @@ export interface Storage {
   readonly migration: { applied: string[]; version: number };
   /** A durable write through the committer, for readiness checks. */
   probeWrite(): Promise<void>;
+  /**
+   * Start the driver's own upkeep off the event loop (SQLite: WAL checkpoints on a worker thread,
+   * so no COMMIT copies pages); the appliance calls it, tests and tools need not. Errors go to
+   * `onError`, one sentence each.
+   */
+  background(onError: (message: string) => void): { stop(): Promise<void> };
   close(): Promise<void>;
 }

@@ -27,7 +27,7 @@ export {
   SqliteTokens,
   type SqliteTx,
 } from "./sqlite/index.ts";
-export { BlobStore, blobsOnDisk } from "./blobs.ts";
+export { BlobStore } from "./blobs.ts";
 
 /**
  * Open (creating and migrating if needed) the storage under `opts.dir`. SQLite is the one driver;

@@ -1,7 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { LoopLagMonitor } from "../core/loop-lag.ts";
-import type { JobQueue, Outbox } from "../store/index.ts";
+import type { JobQueue, Outbox, Storage } from "../store/index.ts";
 import { Periodic } from "./periodic.ts";
 import { dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
 import type { Service } from "./service.ts";
@@ -148,15 +148,12 @@ export function loopLagSampling(onLag: (ms: number) => void): Service {
  * into the database off the event loop. Stopped before the storage closes, which checkpoints the
  * rest itself.
  */
-export function walCheckpointer(
-  storage: { checkpointInBackground(onError: (message: string) => void): { stop(): Promise<void> } },
-  log: Logger,
-): Service {
+export function walCheckpointer(storage: Pick<Storage, "background">, log: Logger): Service {
   let running: { stop(): Promise<void> } | null = null;
   return {
     name: "wal-checkpointer",
     start: () => {
-      running = storage.checkpointInBackground((message) => log.error("WAL checkpoint", { detail: message }));
+      running = storage.background((message) => log.error("WAL checkpoint", { detail: message }));
     },
     stop: async () => {
       await running?.stop();

@@ -8,7 +8,7 @@ import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -24,7 +24,7 @@ const approvalOf: Record<string, string> = {};
 const deliveryOf: Record<string, string> = {};
 
 const envelope = testEnvelope;
-const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(app.storage, e, withDelivery);
+const storeEvent = (e: Envelope, withDelivery = false) => storeEventIn(sqliteOf(app), e, withDelivery);
 
 const call = apiCaller(() => base, BOOTSTRAP);
 
@@ -110,7 +110,7 @@ beforeAll(async () => {
   eventOf.alpha = await storeEvent(envelope("alpha", 0), true);
   eventOf.beta = await storeEvent(envelope("beta", 0), true);
   for (const tenant of ["alpha", "beta"]) {
-    const parked = await app.storage.approvals.park({
+    const parked = await sqliteOf(app).approvals.park({
       tenant,
       action: { kind: "dispatch", target: "crm" },
       policy: { name: "guard", version: 1, rule: 0 },
@@ -118,7 +118,7 @@ beforeAll(async () => {
       onExpiry: "deny",
     });
     approvalOf[tenant] = parked.id;
-    deliveryOf[tenant] = (await app.storage.events.deliveries({ eventId: eventOf[tenant], limit: 1 }))[0]!.id;
+    deliveryOf[tenant] = (await sqliteOf(app).events.deliveries({ eventId: eventOf[tenant], limit: 1 }))[0]!.id;
   }
 });
 

@@ -8,7 +8,7 @@ import { silentLogger } from "../../src/core/log.ts";
 import { APPROVAL_DECIDED, type ParkRequest } from "../../src/store/index.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 import { storeEvent, testEnvelope } from "../helpers/events.ts";
 
 setDefaultTimeout(30_000);
@@ -21,7 +21,7 @@ const call = apiCaller(() => app.url, BOOTSTRAP);
 const token = async (scopes: string[]) =>
   (await call("POST", "/v1/tokens", { body: { name: scopes.join(","), scopes } })).body.token as string;
 const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
-  app.storage.approvals.park({
+  sqliteOf(app).approvals.park({
     tenant,
     eventId: "evt_01M80MPAZ9E8MRS0YPNR25EEF9",
     action: { kind: "dispatch", target: "crm" },
@@ -85,7 +85,7 @@ describe("approvals", () => {
       actor: r.body.decided_by,
       details: { reason: "customer verified" },
     });
-    const announced = (await app.storage.outbox.read(0, 1000)).filter((e) => e.topic === APPROVAL_DECIDED);
+    const announced = (await sqliteOf(app).outbox.read(0, 1000)).filter((e) => e.topic === APPROVAL_DECIDED);
     expect(announced.at(-1)).toMatchObject({
       tenant: "alpha",
       payload: { id: a.id, state: "approved", outcome: "approve" },
@@ -120,9 +120,9 @@ describe("approvals", () => {
       state: "expired",
       decided_by: "system",
     });
-    expect(await app.storage.approvals.expireDue()).toBeGreaterThanOrEqual(1);
+    expect(await sqliteOf(app).approvals.expireDue()).toBeGreaterThanOrEqual(1);
     expect((await call("GET", `/v1/approvals/${swept.id}`)).body.state).toBe("expired");
-    const outcomes = (await app.storage.outbox.read(0, 1000))
+    const outcomes = (await sqliteOf(app).outbox.read(0, 1000))
       .filter((e) => e.topic === APPROVAL_DECIDED)
       .map((e) => e.payload as { id: string; outcome: string });
     expect(outcomes.find((o) => o.id === late.id)?.outcome).toBe("approve");
@@ -153,7 +153,7 @@ describe("approvals", () => {
       agent: "hello",
       data: { from: { name: "Alice", address: "alice@example.com" }, subject: "Refund for invoice 42" },
     });
-    const eventId = await storeEvent(app.storage, event);
+    const eventId = await storeEvent(sqliteOf(app), event);
     const a = await park("beta", {
       eventId,
       policy: { name: "guard", version: 2, rule: 1, rule_name: "refunds", reason: "refunds need a human" },

@@ -15,6 +15,7 @@ import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 import { killLeftovers, type RunResult, runAgentowl, startAgentowl, waitUntil } from "../helpers/process.ts";
+import { sqliteOf } from "../helpers/storage.ts";
 
 setDefaultTimeout(60_000);
 
@@ -43,7 +44,7 @@ function ok(r: RunResult): string {
 let second = 0;
 const envelope = (tenant: string, over: Partial<Envelope> = {}): Envelope =>
   testEnvelope(tenant, ++second, { idempotency_key: `delivery-${second}`, ...over });
-const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => storeEventIn(app.storage, e, withDelivery);
+const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => storeEventIn(sqliteOf(app), e, withDelivery);
 
 beforeAll(async () => {
   mkdirSync(work);

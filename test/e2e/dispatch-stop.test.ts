@@ -11,7 +11,7 @@ import { startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 
 const BOOTSTRAP = "bootstrap-dispatch-stop-7c1e3a5b9d2f4e6a";
 const root = mkdtempSync(join(tmpdir(), "agentowl-dispatch-stop-"));
@@ -61,7 +61,7 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     }
     const eventId = await send();
     await until("the attempt reached the receiver", () => arrivals.length === 1, 10_000);
-    const [d] = await app.storage.events.deliveries({ eventId, limit: 10 });
+    const [d] = await sqliteOf(app).events.deliveries({ eventId, limit: 10 });
     expect(d!.state).toBe("delivering");
 
     const { forced } = await app.stop();
@@ -70,7 +70,7 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
 
     // The next start finds it delivered and its job done: nothing runs again.
     app = await startApp({ config, log: silentLogger });
-    const after = app.storage.events.delivery(d!.id)!;
+    const after = sqliteOf(app).events.delivery(d!.id)!;
     expect(after).toMatchObject({ state: "delivered", attempts: 1, lastStatus: 200 });
     // It went by the fast path: its attempt was audited in the routing commit.
     expect((after.trace as { name: string; detail?: string }[]).find((s) => s.name === "audit.log")?.detail).toContain(
@@ -82,14 +82,14 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     await until(
       "a later delivery delivered",
       async () => {
-        const [l] = await app.storage.events.deliveries({ eventId: laterEvent, limit: 10 });
+        const [l] = await sqliteOf(app).events.deliveries({ eventId: laterEvent, limit: 10 });
         later = l?.id ?? "";
         return l?.state === "delivered";
       },
       10_000,
     );
     expect(arrivals.filter((id) => id !== later)).toEqual([d!.id]);
-    expect(await app.storage.queue.recoverExpired({ all: true })).toBe(0);
+    expect(await sqliteOf(app).queue.recoverExpired({ all: true })).toBe(0);
   } finally {
     await app.stop();
     receiver.stop(true);

@@ -16,7 +16,7 @@ import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../src/events/handoff.ts";
 import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
@@ -184,8 +184,8 @@ async function mail(from: string, message: string): Promise<string> {
   const r = await smtp.sendMail(from, ["hello@beta.agentowl.lan"], message);
   smtp.close();
   const queued = /queued as (msg_\w+)/.exec(r.end!.raw)![1]!;
-  await until("mail processed", () => app.storage.mail.get(queued)?.state === "processed", 10_000);
-  return app.storage.mail.get(queued)!.events![0]!;
+  await until("mail processed", () => sqliteOf(app).mail.get(queued)?.state === "processed", 10_000);
+  return sqliteOf(app).mail.get(queued)!.events![0]!;
 }
 
 /**
@@ -232,9 +232,9 @@ describe("dispatch", () => {
     });
     const audit = (await call("GET", "/v1/audit?action=delivery.attempt&limit=500")).body.items;
     expect(audit.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
-    expect(app.storage.events.attempts(d!.id)).toMatchObject([{ attempt: 1, status: 200, errorClass: null }]);
+    expect(sqliteOf(app).events.attempts(d!.id)).toMatchObject([{ attempt: 1, status: 200, errorClass: null }]);
     // The move to delivered is announced on the outbox, in its own commit, and counted.
-    const announced = (await app.storage.outbox.read(0, 100_000)).filter(
+    const announced = (await sqliteOf(app).outbox.read(0, 100_000)).filter(
       (e) => e.topic === "delivery.delivered" && (e.payload as { id: string }).id === d!.id,
     );
     expect(announced).toHaveLength(1);
@@ -256,20 +256,28 @@ describe("dispatch", () => {
     const calls = received.filter((r) => r.path === "/flaky");
     expect(calls.map((c) => c.headers["webhook-id"])).toEqual([d!.id, d!.id]);
     expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(950);
-    expect(app.storage.events.attempts(d!.id).map((a) => a.status)).toEqual([429, 200]);
+    expect(
+      sqliteOf(app)
+        .events.attempts(d!.id)
+        .map((a) => a.status),
+    ).toEqual([429, 200]);
   });
 
   test("an endpoint that keeps failing: every attempt recorded, then dead after max_attempts, and audited", async () => {
     const eventId = await send("down");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "dead");
     expect(d).toMatchObject({ state: "dead", attempts: 2, last_status: 500 });
-    expect(app.storage.events.attempts(d!.id).map((a) => [a.status, a.errorClass, a.excerpt])).toEqual([
+    expect(
+      sqliteOf(app)
+        .events.attempts(d!.id)
+        .map((a) => [a.status, a.errorClass, a.excerpt]),
+    ).toEqual([
       [500, "http", "broken"],
       [500, "http", "broken"],
     ]);
     const dead = (await call("GET", "/v1/audit?action=delivery.dead&limit=500")).body.items;
     expect(dead.some((e: { details: { delivery: string } }) => e.details.delivery === d!.id)).toBe(true);
-    const topics = (await app.storage.outbox.read(0, 100_000))
+    const topics = (await sqliteOf(app).outbox.read(0, 100_000))
       .filter((e) => (e.payload as { id?: string }).id === d!.id)
       .map((e) => e.topic);
     expect(topics).toEqual(["delivery.retrying", "delivery.dead"]);
@@ -285,7 +293,7 @@ egress and the reason, the delivery is dead at once`, async () => {
     };
     for (const d of ds) {
       expect(d).toMatchObject({ state: "dead", attempts: 1, last_status: null });
-      const [a, ...more] = app.storage.events.attempts(d.id);
+      const [a, ...more] = sqliteOf(app).events.attempts(d.id);
       expect(more).toEqual([]);
       expect(a).toMatchObject({ attempt: 1, status: null, errorClass: "egress" });
       expect(a!.error).toContain(reasons[d.endpoint]!);
@@ -348,7 +356,7 @@ deliveries take over freed places, none waits out a backoff`, async () => {
     // a freed place, not out a backoff: on the exponential backoff, 120 would take minutes.
     await until(
       "all 120 delivered",
-      () => ids.every((id) => app.storage.events.firstDeliveries(id)[0]?.state === "delivered"),
+      () => ids.every((id) => sqliteOf(app).events.firstDeliveries(id)[0]?.state === "delivered"),
       15_000,
       100,
     );
@@ -404,16 +412,16 @@ deliveries take over freed places, none waits out a backoff`, async () => {
       state: "discarded",
       requested_by: expect.stringMatching(/^token:/),
     });
-    const attempts = app.storage.events.attempts(d.id).length;
+    const attempts = sqliteOf(app).events.attempts(d.id).length;
     // Its retry job runs now instead of at its backoff, and finishes: it had its chance to try again.
-    await app.storage.queue.runNow(DELIVERY_JOB, [`delivery:${d.id}`]);
+    await sqliteOf(app).queue.runNow(DELIVERY_JOB, [`delivery:${d.id}`]);
     await until(
       "the discarded delivery's job finished",
-      async () => (await app.storage.queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`)) === null,
+      async () => (await sqliteOf(app).queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`)) === null,
       10_000,
     );
-    expect(app.storage.events.attempts(d.id).length).toBe(attempts);
-    expect(app.storage.events.delivery(d.id)!.state).toBe("discarded");
+    expect(sqliteOf(app).events.attempts(d.id).length).toBe(attempts);
+    expect(sqliteOf(app).events.delivery(d.id)!.state).toBe("discarded");
   }, 45_000);
 
   test("a wrong URL fixed is delivered at once: the URL change resets the circuit and the waiting retry goes now, not at its backoff", async () => {
@@ -461,11 +469,11 @@ deliveries take over freed places, none waits out a backoff`, async () => {
     expect(fixed.status).toBe(200);
     await until(
       "delivered to the fixed URL",
-      () => app.storage.events.delivery(d.id)?.state === "delivered",
+      () => sqliteOf(app).events.delivery(d.id)?.state === "delivered",
       10_000,
       20,
     );
-    const delivered = app.storage.events.attempts(d.id).at(-1)!;
+    const delivered = sqliteOf(app).events.attempts(d.id).at(-1)!;
     expect(delivered.status).toBe(200);
     expect(delivered.startedAt).toBeLessThan(retryAt);
     expect((await call("GET", `/v1/deliveries/${d.id}`)).body.waiting_for).toBeNull();
@@ -474,17 +482,21 @@ deliveries take over freed places, none waits out a backoff`, async () => {
 
   test("an event no route matches is recorded as unrouted, with no delivery", async () => {
     const eventId = await send("nothing-matches");
-    await until("routing recorded", () => app.storage.events.routing(eventId) !== null, 10_000);
-    expect(app.storage.events.routing(eventId)).toMatchObject({ unrouted: true, matched: [] });
+    await until("routing recorded", () => sqliteOf(app).events.routing(eventId) !== null, 10_000);
+    expect(sqliteOf(app).events.routing(eventId)).toMatchObject({ unrouted: true, matched: [] });
     expect((await call("GET", `/v1/events/${eventId}`)).body.deliveries).toEqual([]);
   });
 
   test("an event is routed in the commit that stores it: at its 202 the routing and the delivery are there, and no outbox entry was needed", async () => {
     const eventId = await send("ok");
     // Read at once, no waiting: the 202 came after the one commit that holds all of it.
-    expect(app.storage.events.routing(eventId)).toMatchObject({ matched: ["ok"], unrouted: false });
-    expect(app.storage.events.firstDeliveries(eventId).map((d) => d.endpoint)).toEqual(["crm"]);
-    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter(
+    expect(sqliteOf(app).events.routing(eventId)).toMatchObject({ matched: ["ok"], unrouted: false });
+    expect(
+      sqliteOf(app)
+        .events.firstDeliveries(eventId)
+        .map((d) => d.endpoint),
+    ).toEqual(["crm"]);
+    const handoffs = (await sqliteOf(app).outbox.read(0, 100_000)).filter(
       (e) => e.topic === "event.received" && (e.payload as { id: string }).id === eventId,
     );
     expect(handoffs).toEqual([]);
@@ -495,16 +507,16 @@ deliveries take over freed places, none waits out a backoff`, async () => {
     const e = testEnvelope("beta", 901, { source: { binding: "hooks" }, data: { json: { kind: "ok" } } });
     const failing: EventRouting = { plan: () => Promise.reject(new Error("a policy that cannot load")) };
     const r = await commitRouted(failing, [e], (plan) =>
-      app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)),
+      sqliteOf(app).committer.run((tx) => insertEventTx(sqliteOf(app), tx, e, [], plan)),
     );
     expect(r).toEqual({ id: e.id, created: true });
-    const handoffs = (await app.storage.outbox.read(0, 100_000)).filter(
+    const handoffs = (await sqliteOf(app).outbox.read(0, 100_000)).filter(
       (x) => x.topic === "event.received" && (x.payload as { id: string }).id === e.id,
     );
     expect(handoffs).toHaveLength(1);
     const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
     expect(d).toMatchObject({ endpoint: "crm", route: "ok" });
-    expect(app.storage.events.routing(e.id)).toMatchObject({ matched: ["ok"] });
+    expect(sqliteOf(app).events.routing(e.id)).toMatchObject({ matched: ["ok"] });
   });
 
   test(`a unit that fails beside a routed event in one group commit: the event is routed once, its delivery \
@@ -513,8 +525,8 @@ sent once; a failed commit frees the endpoint's slot`, async () => {
     const plan = await app.routing.plan([e]);
     // Both units join one batch: it runs, the second throws, and the batch runs again with a savepoint each.
     const [ok, bad] = await Promise.allSettled([
-      app.storage.committer.run((tx) => insertEventTx(app.storage, tx, e, [], plan)),
-      app.storage.committer.run(() => {
+      sqliteOf(app).committer.run((tx) => insertEventTx(sqliteOf(app), tx, e, [], plan)),
+      sqliteOf(app).committer.run(() => {
         throw new Error("a unit that fails");
       }),
     ]);
@@ -522,11 +534,15 @@ sent once; a failed commit frees the endpoint's slot`, async () => {
     expect(ok.status).toBe("fulfilled");
     expect(bad.status).toBe("rejected");
     const [d] = await deliveriesOf(e.id, (s) => s[0] === "delivered");
-    expect(app.storage.events.firstDeliveries(e.id)).toHaveLength(1);
+    expect(sqliteOf(app).events.firstDeliveries(e.id)).toHaveLength(1);
     await laterDeliveryReceived();
     expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
-    await until("the trailing span", () => (app.storage.events.delivery(d!.id)!.trace as unknown[]).length === 5, 5000);
-    expect((app.storage.events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual([
+    await until(
+      "the trailing span",
+      () => (sqliteOf(app).events.delivery(d!.id)!.trace as unknown[]).length === 5,
+      5000,
+    );
+    expect((sqliteOf(app).events.delivery(d!.id)!.trace as { name: string }[]).map((s) => s.name)).toEqual([
       "policy.eval",
       "audit.log",
       "secrets.lease",
@@ -545,7 +561,7 @@ sent once; a failed commit frees the endpoint's slot`, async () => {
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight).toBe(1);
     failed.done(false);
     expect((await call("GET", "/v1/tenants/beta/endpoints/crm/status")).body.in_flight).toBe(0);
-    expect(app.storage.events.routing(lost.id)).toBeNull();
+    expect(sqliteOf(app).events.routing(lost.id)).toBeNull();
   });
 
   test("every step is a span of the event's trace, in time order, the task's spans naming their delivery", async () => {
@@ -634,7 +650,7 @@ endpoint; an unrouted event once a route exists`, async () => {
 
     // An event no route matched: replay is a conflict until a route exists, then it is routed.
     const lonely = await send("late");
-    await until("routing recorded", () => app.storage.events.routing(lonely) !== null, 10_000);
+    await until("routing recorded", () => sqliteOf(app).events.routing(lonely) !== null, 10_000);
     const none = await call("POST", `/v1/events/${lonely}/replay`);
     expect(none.status).toBe(409);
     expect(none.body.detail).toContain("no route");
@@ -671,7 +687,11 @@ endpoint; an unrouted event once a route exists`, async () => {
     expect(retried.body).toMatchObject({ id: dead!.id, state: "delivering", last_error: null });
     const [done] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     expect(done).toMatchObject({ id: dead!.id, attempts: 3, last_status: 200 });
-    expect(app.storage.events.attempts(dead!.id).map((a) => [a.attempt, a.status])).toEqual([
+    expect(
+      sqliteOf(app)
+        .events.attempts(dead!.id)
+        .map((a) => [a.attempt, a.status]),
+    ).toEqual([
       [1, 503],
       [2, 503],
       [3, 200],
@@ -694,7 +714,8 @@ endpoint; an unrouted event once a route exists`, async () => {
     await until(
       "dead again",
       () =>
-        app.storage.events.delivery(d2!.id)?.state === "dead" && app.storage.events.delivery(d2!.id)?.attempts === 4,
+        sqliteOf(app).events.delivery(d2!.id)?.state === "dead" &&
+        sqliteOf(app).events.delivery(d2!.id)?.attempts === 4,
       15_000,
     );
     const discarded = await call("POST", `/v1/deliveries/${d2!.id}/discard`, { body: {} });

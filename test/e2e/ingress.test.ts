@@ -17,7 +17,7 @@ import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { metric } from "../helpers/metrics.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -105,7 +105,8 @@ function postFrom(
   });
 }
 
-const eventCount = () => (app.storage.handle.sqlite.query("SELECT count(*) AS n FROM events").get() as { n: number }).n;
+const eventCount = () =>
+  (sqliteOf(app).handle.sqlite.query("SELECT count(*) AS n FROM events").get() as { n: number }).n;
 
 beforeAll(async () => {
   app = await start("main");
@@ -512,8 +513,8 @@ describe("failed verifications spend their sender's budget, not the binding's", 
       const sixth = await postFrom("127.0.0.2", url, body, standardHeaders("real_5", body));
       expect(sixth.status).toBe(429);
       expect(sixth.body).toContain("for this binding");
-      const sources = forged.storage.handle.sqlite
-        .query("SELECT json_extract(envelope, '$.source.remote_ip') AS ip FROM events")
+      const sources = sqliteOf(forged)
+        .handle.sqlite.query("SELECT json_extract(envelope, '$.source.remote_ip') AS ip FROM events")
         .all() as { ip: string }[];
       expect(sources.map((s) => s.ip)).toEqual(Array(5).fill("127.0.0.2"));
     } finally {

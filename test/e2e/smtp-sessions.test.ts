@@ -13,6 +13,7 @@ import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { waitUntil } from "../helpers/process.ts";
 import { type Reply, SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";
+import { sqliteOf } from "../helpers/storage.ts";
 
 setDefaultTimeout(60_000);
 
@@ -40,7 +41,7 @@ async function withApp(env: Record<string, string>, body: (app: App) => Promise<
 }
 
 const mailCount = (a: App) =>
-  (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
+  (sqliteOf(a).handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
 const sessionMetric = async (a: App, outcome: string) =>
   Number(
     new RegExp(`agentowl_smtp_stage_total\\{stage="session",outcome="${outcome}"\\} (\\d+)`).exec(

@@ -17,7 +17,7 @@ import { type DnsZone, startDnsServer } from "../helpers/dns-server.ts";
 import { mountTmpfs } from "../helpers/mount.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 
 setDefaultTimeout(60_000);
 
@@ -52,12 +52,12 @@ async function seed(target: App): Promise<void> {
 }
 
 const mailCount = (a: App) =>
-  (a.storage.handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
+  (sqliteOf(a).handle.sqlite.query("SELECT count(*) AS n FROM mail_messages").get() as { n: number }).n;
 
 /** The events made from one queued message, once processing has finished. */
 async function eventsOf(queueId: string, a: App = app): Promise<Record<string, any>[]> {
-  await until(`message ${queueId} processed`, () => a.storage.mail.get(queueId)?.state !== "queued", 20_000);
-  const row = a.storage.mail.get(queueId)!;
+  await until(`message ${queueId} processed`, () => sqliteOf(a).mail.get(queueId)?.state !== "queued", 20_000);
+  const row = sqliteOf(a).mail.get(queueId)!;
   expect(row.state, row.error ?? "").toBe("processed");
   const out = [];
   for (const id of row.events ?? []) {
@@ -128,7 +128,7 @@ describe("session", () => {
     expect(r.end!.raw).toMatch(/^250 2\.0\.0 queued as msg_[0-9A-Z]{26}$/);
     const id = queueIdOf(r.end!.raw)!;
     // Committed before the reply: the row is there now, and its bytes are in the spool.
-    const row = app.storage.mail.get(id)!;
+    const row = sqliteOf(app).mail.get(id)!;
     expect(row).toMatchObject({
       remoteIp: "127.0.0.1",
       helo: "client.example.com",
@@ -294,8 +294,10 @@ their own event: one event per recipient`, async () => {
     const [fromB] = await eventsOf(queueIdOf(otherSender.end!.raw)!);
     expect(repeat!.id).toBe(original!.id);
     expect(fromB!.id).not.toBe(original!.id);
-    const stored = app.storage.handle.sqlite
-      .query("SELECT count(*) AS n FROM events WHERE tenant = 'beta' AND envelope LIKE '%<again@example.com>%'")
+    const stored = sqliteOf(app)
+      .handle.sqlite.query(
+        "SELECT count(*) AS n FROM events WHERE tenant = 'beta' AND envelope LIKE '%<again@example.com>%'",
+      )
       .get() as { n: number };
     expect(stored.n).toBe(2);
   });
@@ -394,7 +396,7 @@ their own event: one event per recipient`, async () => {
   });
 
   test("an internal failure is 451 4.3.0 with a generic text: never a bounce, never the error's words", async () => {
-    app.storage.handle.sqlite.run("ALTER TABLE mail_messages RENAME TO mail_messages_away");
+    sqliteOf(app).handle.sqlite.run("ALTER TABLE mail_messages RENAME TO mail_messages_away");
     try {
       const { smtp } = await SmtpDialogue.open(app.smtp.port);
       await smtp.command("EHLO x");
@@ -402,7 +404,7 @@ their own event: one event per recipient`, async () => {
       expect(r.end!.raw).toBe("451 4.3.0 local error in processing; try again later");
       smtp.close();
     } finally {
-      app.storage.handle.sqlite.run("ALTER TABLE mail_messages_away RENAME TO mail_messages");
+      sqliteOf(app).handle.sqlite.run("ALTER TABLE mail_messages_away RENAME TO mail_messages");
     }
   });
 
@@ -450,7 +452,7 @@ describe("TLS", () => {
     expect(swaks.stdout).toContain('=== TLS peer DN="/CN=agentowl.lan"');
     const queued = /<~ {2}250 2\.0\.0 queued as (msg_\w+)/.exec(swaks.stdout)?.[1];
     expect(queued).toBeDefined();
-    expect(app.storage.mail.get(queued!)!.tls).toBe(true);
+    expect(sqliteOf(app).mail.get(queued!)!.tls).toBe(true);
     const [event] = await eventsOf(queued!);
     expect(event!.source.tls).toBe(true);
 

@@ -9,7 +9,7 @@ import { CREDENTIAL_NAME, generateMasterKey, loadMasterKey } from "../../src/vau
 import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 import { runAgentowl } from "../helpers/process.ts";
-import { until } from "../helpers/storage.ts";
+import { sqliteOf, until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
@@ -212,7 +212,7 @@ describe("no secret in plaintext anywhere", () => {
     );
     smtp.close();
     const queued = /queued as (msg_\w+)/.exec(sent.end!.raw)![1]!;
-    await until("the mail processed", () => app.storage.mail.get(queued)?.state === "processed");
+    await until("the mail processed", () => sqliteOf(app).mail.get(queued)?.state === "processed");
     // Every file under the test root: both data dirs (the reminders test has its own), WAL,
     // spool segments and attachment blobs included.
     const files = [...new Bun.Glob("**/*").scanSync({ cwd: root, onlyFiles: true })];

@@ -2,7 +2,12 @@ import { afterEach } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openSqliteStorage, type SqliteStorage, type SqliteStorageOptions } from "../../src/store/index.ts";
+import {
+  openSqliteStorage,
+  type SqliteStorage,
+  type SqliteStorageOptions,
+  type Storage,
+} from "../../src/store/index.ts";
 
 /** A real storage on a fresh temp data dir; `dispose` closes it and removes the dir. */
 export function tempStorage(
@@ -33,4 +38,13 @@ export function tempStorages(): (opts?: Partial<SqliteStorageOptions>) => Return
     made.push(s);
     return s;
   };
+}
+
+/**
+ * The appliance's storage as the SQLite driver, for end-to-end tests that read what it wrote
+ * (rows, the raw database) beyond the contract's reads. Those tests run on SQLite only.
+ */
+export function sqliteOf(app: { storage: Storage }): SqliteStorage {
+  if (app.storage.driver !== "sqlite") throw new Error(`this test reads SQLite, not ${app.storage.driver}`);
+  return app.storage as SqliteStorage;
 }

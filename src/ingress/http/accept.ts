@@ -2,10 +2,10 @@ import type { Clock } from "../../core/clock.ts";
 import type { Metrics } from "../../core/metrics.ts";
 import { type Envelope, newEnvelope, type Span, spanSince } from "../../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../events/handoff.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 
 export interface AcceptDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   metrics: Metrics;
   clock: Clock;
   /** Routing at the commit; without it events reach the router through the outbox. */

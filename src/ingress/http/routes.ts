@@ -4,7 +4,7 @@ import { type Clock, systemClock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
 import type { EventRouting } from "../../events/handoff.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 import type { Vault } from "../../vault/vault.ts";
 import { eventAcceptor } from "./accept.ts";
 import { Backlog } from "./backlog.ts";
@@ -29,7 +29,7 @@ import { webhookRoute } from "./webhook.ts";
 
 export interface IngressDeps {
   config: Config;
-  storage: SqliteStorage;
+  storage: Storage;
   vault: Vault;
   metrics: Metrics;
   log: Logger;

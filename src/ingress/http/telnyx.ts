@@ -6,7 +6,7 @@ import type { BindingSpec } from "../../control/resources/specs.ts";
 import { AppError } from "../../errors/index.ts";
 import { type EventType, spanSince } from "../../events/envelope.ts";
 import { utf8 } from "../../server/body.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 import type { AcceptEvent } from "./accept.ts";
 import { DEFAULT_MAX_BODY_BYTES, type IngressGuard } from "./guard.ts";
 
@@ -61,7 +61,7 @@ export function parseTelnyx(body: Uint8Array): TelnyxWebhook | null {
 }
 
 /** Every telnyx binding's numbers (a number belongs to one binding of one tenant: validation says so). */
-async function telnyxNumbers(storage: SqliteStorage): Promise<Map<string, { tenant: string; binding: BindingSpec }>> {
+async function telnyxNumbers(storage: Storage): Promise<Map<string, { tenant: string; binding: BindingSpec }>> {
   const out = new Map<string, { tenant: string; binding: BindingSpec }>();
   for (const row of await storage.resources.list({ kind: "bindings", limit: 100_000 })) {
     const b = row.spec as BindingSpec;
@@ -71,7 +71,7 @@ async function telnyxNumbers(storage: SqliteStorage): Promise<Map<string, { tena
 }
 
 export interface TelnyxRouteDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   metrics: Metrics;
   clock: Clock;
   guard: IngressGuard;

@@ -7,7 +7,7 @@ import { type BindingSpec, NAME_PATTERN } from "../../control/resources/specs.ts
 import { AppError } from "../../errors/index.ts";
 import { spanSince } from "../../events/envelope.ts";
 import { jsonNestsDeeper, MAX_JSON_DEPTH, utf8 } from "../../server/body.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 import type { AcceptEvent, EventFields } from "./accept.ts";
 import { DEFAULT_MAX_BODY_BYTES, type IngressGuard } from "./guard.ts";
 import { credentialHeaders } from "./verify.ts";
@@ -73,7 +73,7 @@ function headersOf(
 }
 
 export interface WebhookRouteDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   metrics: Metrics;
   clock: Clock;
   guard: IngressGuard;

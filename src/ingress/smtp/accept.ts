@@ -3,7 +3,7 @@ import type { Clock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
 import type { Logger } from "../../core/log.ts";
 import { spanSince } from "../../events/envelope.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 import type { SpooledMessage } from "./data.ts";
 import { type CountStage, storageUnavailable } from "./guard.ts";
 
@@ -18,7 +18,7 @@ import { type CountStage, storageUnavailable } from "./guard.ts";
 export const MAIL_PROCESS_JOB = "mail.process";
 
 export interface AcceptStageDeps {
-  storage: SqliteStorage;
+  storage: Storage;
   clock: Clock;
   count: CountStage;
   log: Logger;

@@ -6,7 +6,7 @@ import type { Config } from "../../config/index.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
-import type { SqliteStorage } from "../../store/index.ts";
+import type { Storage } from "../../store/index.ts";
 import { AcceptStage } from "./accept.ts";
 import { DataStage } from "./data.ts";
 import { type CountStage, guard, stageCounter } from "./guard.ts";
@@ -37,7 +37,7 @@ const SMTPConnection = SMTPConnectionClass as unknown as SMTPConnectionConstruct
 
 export interface SmtpIngressDeps {
   config: Config;
-  storage: SqliteStorage;
+  storage: Storage;
   spool: Spool;
   tls: TlsMaterial;
   log: Logger;

@@ -1,7 +1,7 @@
 import { ConfigCache } from "../../control/resources/cache.ts";
 import type { BindingSpec } from "../../control/resources/specs.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
-import type { MailRecipient, SqliteResources } from "../../store/index.ts";
+import type { MailRecipient, ResourceStore } from "../../store/index.ts";
 import { RateLimiter } from "../rate-limit.ts";
 import { SmtpReply } from "./guard.ts";
 
@@ -45,7 +45,7 @@ export class RecipientDirectory {
   private readonly agents: ConfigCache<Map<string, string>>;
 
   constructor(
-    resources: SqliteResources,
+    resources: ResourceStore,
     private readonly mailDomain: string,
   ) {
     this.agents = new ConfigCache(resources, async (tenant) => {
@@ -74,7 +74,7 @@ export class RecipientStage {
   private readonly directory: RecipientDirectory;
   private readonly tenantRate: RateLimiter;
 
-  constructor(deps: { resources: SqliteResources; mailDomain: string; ratePerTenant: number; clock?: Clock }) {
+  constructor(deps: { resources: ResourceStore; mailDomain: string; ratePerTenant: number; clock?: Clock }) {
     this.directory = new RecipientDirectory(deps.resources, deps.mailDomain);
     this.tenantRate = new RateLimiter(deps.ratePerTenant, deps.ratePerTenant, deps.clock ?? systemClock);
   }

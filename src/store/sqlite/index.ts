@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
 import { kv } from "../schema/index.ts";
-import { BlobStore, blobsOnDisk } from "../blobs.ts";
+import { BlobStore } from "../blobs.ts";
 import type { Blobs, Storage, StorageOptions } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
@@ -60,7 +60,7 @@ export class SqliteStorage implements Storage {
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
     this.mail = new SqliteMail(db);
     this.secrets = new SqliteSecrets(db);
-    this.blobs = blobsOnDisk(new BlobStore(join(opts.dir, "blobs")));
+    this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -86,6 +86,10 @@ export class SqliteStorage implements Storage {
     this.checkpointer ??= new BackgroundCheckpointer(this.handle.sqlite, this.handle.path, onError);
     this.checkpointer.start(intervalMs);
     return this.checkpointer;
+  }
+
+  background(onError: (message: string) => void): { stop(): Promise<void> } {
+    return this.checkpointInBackground(onError);
   }
 
   async close(): Promise<void> {
