@@ -98,13 +98,30 @@ describe("dependencies point one way", () => {
   });
 
   test("a folder with an index.ts is imported through it (the known exceptions only shrink)", () => {
+    // Any folder, nested ones too (ingress/smtp, control/desired): an import from outside it
+    // names its index.ts, never a file past it.
     const past = imports
       .filter((i) => {
-        const [a, b] = [folderOf(i.from), folderOf(i.to)];
-        return a !== b && i.to.includes("/") && existsSync(join(SRC, b, "index.ts")) && i.to !== `${b}/index.ts`;
+        const parts = i.to.split("/");
+        for (let n = 1; n < parts.length; n++) {
+          const dir = parts.slice(0, n).join("/");
+          if (i.from.startsWith(`${dir}/`)) continue;
+          if (existsSync(join(SRC, dir, "index.ts")) && i.to !== `${dir}/index.ts`) return true;
+        }
+        return false;
       })
       .map((i) => `${i.from} -> ${i.to}`);
     expect(past.filter((p) => !KNOWN.has(p))).toEqual([]);
     expect([...KNOWN.keys()].filter((k) => !past.includes(k))).toEqual([]);
+  });
+
+  test("the README's source layout names every folder under src/ with its purpose, and no other", () => {
+    const readme = readFileSync(resolve(SRC, "..", "README.md"), "utf8");
+    const tree = /```\nsrc\/\n([\s\S]*?)```/.exec(readme)?.[1] ?? "";
+    const listed = [...tree.matchAll(/^ {2}([a-z-]+)\/\s+\S.*$/gm)].map((m) => m[1]!).sort();
+    const folders = readdirSync(SRC)
+      .filter((f) => statSync(join(SRC, f)).isDirectory())
+      .sort();
+    expect(listed).toEqual(folders);
   });
 });

@@ -9,4 +9,5 @@ export {
 } from "./app-error.ts";
 export { type Problem, problemResponse, toProblem } from "./to-problem.ts";
 export { type SmtpAnswer, toSmtp } from "./to-smtp.ts";
+export { EXIT, toExitCode } from "./to-exit-code.ts";
 export { closest } from "./suggest.ts";
