@@ -80,7 +80,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   await stack.start(walCheckpointer(storage, log));
   const vault = await openVault({ config, log, storage, redactor, clock });
   const mail = await prepareMail({ config, log, storage, clock }, stack);
-  const dispatch = openDispatch({ config, storage, vault, metrics }, stack);
+  const dispatch = openDispatch({ config, storage, vault, metrics, clock, random: opts.random }, stack);
   await recoverLeases(storage, log);
   const { handlers, subscribers } = opts;
   const workers = await startWorkers(

@@ -1,4 +1,4 @@
-import type { Clock } from "../core/clock.ts";
+import type { Clock, Random } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
@@ -17,7 +17,7 @@ export type Dispatch = ReturnType<typeof dispatcher>;
 
 /** The dispatcher. At shutdown, deliveries it started itself (its fast path) finish or keep their jobs' leases. */
 export function openDispatch(
-  deps: { config: Config; storage: Storage; vault: Vault; metrics: Metrics },
+  deps: { config: Config; storage: Storage; vault: Vault; metrics: Metrics; clock: Clock; random?: Random },
   stack: StopStack<Shutdown>,
 ): Dispatch {
   const dispatch = dispatcher({
@@ -26,6 +26,8 @@ export function openDispatch(
     owner: `pid:${process.pid}`,
     visibilityMs: deps.config.visibilityTimeoutMs,
     workers: deps.config.workerConcurrency,
+    clock: deps.clock,
+    random: deps.random,
   });
   deps.metrics.watchCircuits(() => dispatch.breakers.troubled());
   return stack.add("dispatch", dispatch, async (d, shutdown) => {

@@ -88,7 +88,7 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
     random: deps.random ?? Math.random,
     lease: { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS },
     routes: new RouteTable(storage.resources),
-    secrets: new LeasedSecrets(deps.vault, () => clock.now()),
+    secrets: new LeasedSecrets(deps.vault, clock),
     breakers,
     slots,
     gate: new EndpointGate(slots, breakers, DEFAULT_MAX_IN_FLIGHT),

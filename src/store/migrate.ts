@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../core/clock.ts";
 import type { Database } from "bun:sqlite";
 import { AppError } from "../errors/index.ts";
 import { embeddedMigrations } from "./migrations.generated.ts";
@@ -29,7 +30,11 @@ const sha256 = (text: string): string => new Bun.CryptoHasher("sha256").update(t
  * drizzle-orm's own migrator reads a folder at run time, which a compiled binary does not have;
  * this one takes the SQL that drizzle-kit generated, imported as text at build time.
  */
-export function migrate(sqlite: Database, migrations: readonly Migration[] = embeddedMigrations): MigrateResult {
+export function migrate(
+  sqlite: Database,
+  migrations: readonly Migration[] = embeddedMigrations,
+  clock: Clock = systemClock,
+): MigrateResult {
   try {
     sqlite.run("BEGIN IMMEDIATE");
   } catch (e) {
@@ -68,7 +73,7 @@ export function migrate(sqlite: Database, migrations: readonly Migration[] = emb
       for (const statement of m.sql.split("--> statement-breakpoint")) {
         if (statement.trim()) sqlite.run(statement);
       }
-      insert.run(m.idx, m.tag, sha256(m.sql), Date.now());
+      insert.run(m.idx, m.tag, sha256(m.sql), clock.now());
       applied.push(m.tag);
     }
     sqlite.run(`PRAGMA user_version = ${migrations.length}`);

@@ -1,3 +1,4 @@
+import type { Clock } from "../core/clock.ts";
 import type { Vault } from "./vault.ts";
 
 /** Leased secret values are kept this long at most (and dropped at once when the vault changes). */
@@ -14,20 +15,20 @@ export class LeasedSecrets {
 
   constructor(
     private readonly vault: Vault,
-    private readonly now: () => number,
+    private readonly clock: Clock,
   ) {}
 
   async values(ref: string, tenant: string, consumer: string): Promise<string[]> {
     const scope = ref.slice("vault:".length);
     const hit = this.cache.get(scope);
-    if (hit && hit.until > this.now() && hit.generation === this.vault.generation) return hit.values;
+    if (hit && hit.until > this.clock.now() && hit.generation === this.vault.generation) return hit.values;
     let p = this.pending.get(scope);
     if (!p) {
       p = (async () => {
         const generation = this.vault.generation;
         const lease = await this.vault.lease(scope, { forTenant: tenant, consumer });
         const values = this.vault.redeem(lease.id);
-        this.cache.set(scope, { values, until: this.now() + SECRET_TTL_MS, generation });
+        this.cache.set(scope, { values, until: this.clock.now() + SECRET_TTL_MS, generation });
         return values;
       })().finally(() => this.pending.delete(scope));
       this.pending.set(scope, p);

@@ -42,7 +42,7 @@ export interface GuardDeps {
  */
 export function ingressGuard(deps: GuardDeps) {
   const { metrics, log, clock, backlog } = deps;
-  const secrets = new LeasedSecrets(deps.vault, () => clock.now());
+  const secrets = new LeasedSecrets(deps.vault, clock);
   const limiters = new Map<number, RateLimiter>();
   const limiterFor = (perMinute: number) => {
     let l = limiters.get(perMinute);

@@ -111,7 +111,7 @@ export class SqliteStorage implements Storage {
 export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
   const handle = openDatabase(opts.file ?? join(opts.dir, DATABASE_FILE));
   try {
-    return new SqliteStorage(handle, migrate(handle.sqlite), opts);
+    return new SqliteStorage(handle, migrate(handle.sqlite, undefined, opts.clock), opts);
   } catch (e) {
     handle.sqlite.close();
     throw e;
