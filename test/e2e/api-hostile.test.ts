@@ -4,10 +4,10 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { killLeftovers, serveAgentowl } from "../helpers/process.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 /**
  * The /v1 API against hostile requests (guarantee 9, docs/guarantees.md): the token before the
@@ -123,15 +123,7 @@ const TELNYX = (name: string, number: string) => ({
 });
 
 beforeAll(async () => {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   app = await startApp({ config, log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }) });
   base = app.url;
   for (const name of ["alpha", "beta"])

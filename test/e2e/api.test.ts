@@ -9,6 +9,7 @@ import type { Envelope } from "../../src/events/envelope.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -92,15 +93,7 @@ function fill(path: string, tenant: string, override?: string): string {
 }
 
 beforeAll(async () => {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
   app = await startApp({ config, log, logTap });
   base = app.url;

@@ -3,13 +3,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { APPROVAL_DECIDED, type ParkRequest } from "../../src/store/index.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
 import { storeEvent, testEnvelope } from "../helpers/events.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -32,15 +32,7 @@ const park = (tenant: string, over: Partial<ParkRequest> = {}) =>
   });
 
 beforeAll(async () => {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   app = await startApp({ config, log: silentLogger });
   for (const name of ["alpha", "beta"]) await call("POST", "/v1/tenants", { body: { name } });
 });

@@ -5,10 +5,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type App, startApp } from "../../src/app/app.ts";
 import { type ChainedEntry, entryHash } from "../../src/store/audit-chain.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { killLeftovers, runAgentowl, serveAgentowl } from "../helpers/process.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -22,15 +22,7 @@ const call = apiCaller(() => app.url, BOOTSTRAP);
 const sideDoor = () => new Database(join(root, "data", "agentowl.db"));
 
 beforeAll(async () => {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   app = await startApp({ config, log: silentLogger });
 });
 afterAll(async () => {

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { type RunResult, runAgentowl } from "../helpers/process.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(60_000);
 
@@ -80,15 +80,7 @@ const file = (name: string, text: string): string => {
 beforeAll(async () => {
   mkdirSync(home);
   mkdirSync(work);
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   app = await startApp({ config, log: silentLogger });
 });
 

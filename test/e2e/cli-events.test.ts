@@ -9,13 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import YAML from "yaml";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import { createLogger, LogTap, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { storeEvent as storeEventIn, testEnvelope } from "../helpers/events.ts";
 import { killLeftovers, type RunResult, runAgentowl, startAgentowl, waitUntil } from "../helpers/process.ts";
 import { sqliteOf } from "../helpers/storage.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(60_000);
 
@@ -48,15 +48,7 @@ const storeEvent = (e: Envelope, withDelivery = false): Promise<string> => store
 
 beforeAll(async () => {
   mkdirSync(work);
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   const log = createLogger({ level: "debug", redactor: new Redactor(), sink: (line) => logTap.publish(line) });
   app = await startApp({ config, log, logTap });
   for (const name of ["alpha", "busy"]) {

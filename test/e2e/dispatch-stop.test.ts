@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 const BOOTSTRAP = "bootstrap-dispatch-stop-7c1e3a5b9d2f4e6a";
 const root = mkdtempSync(join(tmpdir(), "agentowl-dispatch-stop-"));
@@ -31,15 +31,7 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
       return new Response("ok");
     },
   });
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   let app = await startApp({ config, log: silentLogger });
   const call = apiCaller(() => app.url, BOOTSTRAP);
   const send = async (): Promise<string> => {

@@ -12,7 +12,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
@@ -21,6 +20,7 @@ import { testEnvelope } from "../helpers/events.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../src/events/handoff.ts";
 import { killLeftovers, type RunResult, runAgentowl } from "../helpers/process.ts";
 import { DELIVERY_JOB } from "../../src/dispatch/dispatcher.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -77,17 +77,10 @@ beforeAll(async () => {
     },
   });
   const url = (p: string) => `http://127.0.0.1:${receiver.port}${p}`;
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-      AGENTOWL_SMTP_GREETING_DELAY: "0ms",
-      AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
-      AGENTOWL_DNS_TIMEOUT: "100ms",
-    },
-    cwd: root,
+  const config = loopbackConfig(root, BOOTSTRAP, {
+    AGENTOWL_SMTP_GREETING_DELAY: "0ms",
+    AGENTOWL_DNS_SERVERS: "127.0.0.1:9",
+    AGENTOWL_DNS_TIMEOUT: "100ms",
   });
   app = await startApp({ config, log: silentLogger });
   expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);

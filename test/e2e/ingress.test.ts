@@ -13,11 +13,11 @@ import { join } from "node:path";
 import { sign as githubSign } from "@octokit/webhooks-methods";
 import { Webhook } from "standardwebhooks";
 import { type App, startApp } from "../../src/app/app.ts";
-import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { metric } from "../helpers/metrics.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -39,16 +39,7 @@ const TELNYX_PUBLIC = (telnyxKeys.publicKey.export({ format: "der", type: "spki"
   .toString("base64");
 
 async function start(name: string, env: Record<string, string> = {}): Promise<App> {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, name),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-      ...env,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP, env, join(root, name));
   return startApp({
     config,
     log: createLogger({ level: "debug", redactor: new Redactor(), sink: (l) => logLines.push(l) }),

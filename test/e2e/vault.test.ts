@@ -10,6 +10,7 @@ import { apiCaller } from "../helpers/api.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 import { runAgentowl } from "../helpers/process.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
+import { loopbackConfig } from "../helpers/app.ts";
 
 setDefaultTimeout(30_000);
 
@@ -23,15 +24,7 @@ let app: App;
 const call = apiCaller(() => app.url, BOOTSTRAP);
 
 beforeAll(async () => {
-  const config = loadConfig({
-    env: {
-      AGENTOWL_DATA_DIR: join(root, "data"),
-      AGENTOWL_HTTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_SMTP_LISTEN: "127.0.0.1:0",
-      AGENTOWL_BOOTSTRAP_TOKEN: BOOTSTRAP,
-    },
-    cwd: root,
-  });
+  const config = loopbackConfig(root, BOOTSTRAP);
   const redactor = new Redactor();
   app = await startApp({
     config,

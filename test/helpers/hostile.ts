@@ -6,6 +6,7 @@
  * its resident memory stays under RSS_BOUND_MB (read from /proc/<pid>/status).
  */
 import { expect } from "bun:test";
+import { Database } from "bun:sqlite";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -283,4 +284,25 @@ export function expectProblem(r: { status: number; headers: Headers; body: any; 
 export function suiteTimer(suite: string): () => void {
   const t0 = performance.now();
   return () => console.log(`[hostile] ${suite}: total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+/** What the appliance wrote of its mail, read from its database file (read-only) while it runs. */
+export function mailRows(dataDir: string) {
+  const db = new Database(join(dataDir, "agentowl.db"), { readonly: true });
+  return {
+    row: (id: string) =>
+      db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as {
+        state: string;
+        events: string | null;
+        error: string | null;
+      } | null,
+    /** mail.process jobs not done: waiting, running or dead-lettered. */
+    unfinishedJobs: () =>
+      (
+        db.query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'").get() as {
+          n: number;
+        }
+      ).n,
+    close: () => db.close(),
+  };
 }

@@ -4,8 +4,17 @@ import type { Clock } from "../../src/core/clock.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { loadTls, SmtpIngress, Spool } from "../../src/ingress/smtp/index.ts";
-import type { SqliteStorage } from "../../src/store/index.ts";
+import type { MailRecipient, SqliteStorage } from "../../src/store/index.ts";
 import { tempStorage } from "./storage.ts";
+
+/** agent hello of tenant beta, through its email binding `mail`: the recipient stage tests hand on. */
+export const TEST_RECIPIENT: MailRecipient = {
+  address: "hello@beta.agentowl.lan",
+  tenant: "beta",
+  agent: "hello",
+  tag: null,
+  binding: "mail",
+};
 
 /** An email binding of `tenant` that lists `agents`, committed the way the control plane commits it. */
 export async function bindEmail(storage: SqliteStorage, tenant: string, name: string, agents: string[]): Promise<void> {

@@ -4,11 +4,10 @@
  * each message it answers `250 queued as` becomes its own processed message and event (with
  * `parse_warnings` saying where it was read in a degraded way), never a stuck or failed job.
  */
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { HostileServer, mutate, seeded, suiteTimer } from "../helpers/hostile.ts";
+import { HostileServer, mailRows, mutate, seeded, suiteTimer } from "../helpers/hostile.ts";
 import { waitUntil } from "../helpers/process.ts";
 import { SmtpDialogue } from "../helpers/smtp.ts";
 
@@ -90,14 +89,9 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
     smtp.close();
 
     const folded: string[] = [];
-    const db = new Database(join(hs.dataDir, "agentowl.db"), { readonly: true });
+    const db = mailRows(hs.dataDir);
     try {
-      const rowOf = (id: string) =>
-        db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as {
-          state: string;
-          events: string | null;
-          error: string | null;
-        } | null;
+      const rowOf = db.row;
       await waitUntil(
         `${accepted.length} messages processed`,
         () => accepted.every(({ id }) => rowOf(id)?.state !== "queued"),
@@ -121,9 +115,7 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
         expect(Array.isArray(r.body.data.parse_warnings), `${id}: parse_warnings`).toBe(true);
         if (r.body.data.parse_warnings.length) degraded++;
       }
-      const stuck = db
-        .query("SELECT count(*) AS n FROM jobs WHERE kind = 'mail.process' AND state <> 'done'")
-        .get() as { n: number };
+      const stuck = { n: db.unfinishedJobs() };
       console.log(
         `[hostile] mime: ${accepted.length} accepted, ${eventIds.size} distinct events ` +
           `(${degraded} with parse warnings), ${folded.length} folded into another message's ` +

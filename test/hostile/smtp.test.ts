@@ -6,11 +6,10 @@
  * stays bounded, a new sender gets its 220 after every flood, and every message answered
  * `250 queued as` becomes a processed message with an event, never a stuck job.
  */
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { type Family, HostileServer, mutate, seeded, suiteTimer } from "../helpers/hostile.ts";
+import { type Family, HostileServer, mailRows, mutate, seeded, suiteTimer } from "../helpers/hostile.ts";
 import { waitUntil } from "../helpers/process.ts";
 import { type Reply, SmtpDialogue } from "../helpers/smtp.ts";
 
@@ -354,14 +353,9 @@ describe("the SMTP dialogue under attack", () => {
   });
 
   test("every message the attacks got queued becomes a processed message with an event; no job stays stuck", async () => {
-    const db = new Database(join(hs.dataDir, "agentowl.db"), { readonly: true });
+    const db = mailRows(hs.dataDir);
     try {
-      const stateOf = (id: string) =>
-        db.query("SELECT state, events, error FROM mail_messages WHERE id = ?").get(id) as {
-          state: string;
-          events: string | null;
-          error: string | null;
-        } | null;
+      const stateOf = db.row;
       await waitUntil(
         `${queued.length} queued messages processed`,
         () => queued.every((id) => stateOf(id)?.state !== "queued"),
@@ -373,12 +367,7 @@ describe("the SMTP dialogue under attack", () => {
         expect(row?.state, `${id}: ${row?.error}`).toBe("processed");
         expect(JSON.parse(row!.events ?? "[]").length, `${id} has an event`).toBeGreaterThan(0);
       }
-      const stuck = db
-        .query(
-          "SELECT count(*) AS n FROM jobs WHERE state IN ('available', 'leased', 'dead') AND kind = 'mail.process'",
-        )
-        .get() as { n: number };
-      expect(stuck.n).toBe(0);
+      expect(db.unfinishedJobs()).toBe(0);
       console.log(`[hostile] smtp: ${queued.length} queued messages, all processed with an event`);
     } finally {
       db.close();

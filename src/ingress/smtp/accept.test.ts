@@ -5,18 +5,10 @@ import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import { tempStorages } from "../../../test/helpers/storage.ts";
 import { ManualClock } from "../../core/clock.ts";
 import { createLogger, Redactor } from "../../core/log.ts";
-import type { MailRecipient } from "../../store/index.ts";
+import { TEST_RECIPIENT } from "../../../test/helpers/smtp-ingress.ts";
 import { AcceptStage, MAIL_PROCESS_JOB } from "./accept.ts";
 import { DataStage } from "./data.ts";
 import { Spool } from "./spool.ts";
-
-const RECIPIENT: MailRecipient = {
-  address: "hello@beta.agentowl.lan",
-  tenant: "beta",
-  agent: "hello",
-  tag: null,
-  binding: "mail",
-};
 
 const session = {
   remoteAddress: "192.0.2.7",
@@ -61,7 +53,7 @@ describe("the accept stage", () => {
     stream.end(raw);
     const message = await data.receive(
       stream as unknown as SMTPServerDataStream,
-      { recipients: [RECIPIENT], mailAt: clock.now() },
+      { recipients: [TEST_RECIPIENT], mailAt: clock.now() },
       new AbortController().signal,
     );
     const reply = await accept.commit(message, session);
@@ -82,7 +74,7 @@ describe("the accept stage", () => {
       spoolOffset: message.spooled.offset,
       spoolLength: raw.length,
     });
-    expect(row.recipients).toEqual([RECIPIENT]);
+    expect(row.recipients).toEqual([TEST_RECIPIENT]);
     expect(spool.read(message.spooled)).toEqual(new Uint8Array(raw));
     const [job] = await storage.queue.lease({ kinds: [MAIL_PROCESS_JOB], limit: 10, visibilityMs: 60_000 });
     expect(job?.payload).toEqual({ id });
@@ -108,7 +100,7 @@ describe("the accept stage", () => {
     storage.committer.run = (() =>
       Promise.reject(Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" }))) as never;
     const e = await accept
-      .commit({ raw, spooled, receivedAt: clock.now(), recipients: [RECIPIENT], trace: [] }, session)
+      .commit({ raw, spooled, receivedAt: clock.now(), recipients: [TEST_RECIPIENT], trace: [] }, session)
       .catch((e) => e);
     expect(e.message).toBe("database or disk is full");
     expect(outcomes).toEqual(["commit unavailable"]);

@@ -4,24 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import type { SMTPServerDataStream } from "smtp-server";
-import { bindEmail, startSmtpIngress } from "../../../test/helpers/smtp-ingress.ts";
+import { bindEmail, startSmtpIngress, TEST_RECIPIENT } from "../../../test/helpers/smtp-ingress.ts";
 import { SmtpDialogue } from "../../../test/helpers/smtp.ts";
 import { ManualClock } from "../../core/clock.ts";
-import type { MailRecipient } from "../../store/index.ts";
 import { DataStage } from "./data.ts";
 import { SmtpReply } from "./guard.ts";
 import { Spool } from "./spool.ts";
 
 const root = mkdtempSync(join(tmpdir(), "agentowl-data-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-const RECIPIENT: MailRecipient = {
-  address: "hello@beta.agentowl.lan",
-  tenant: "beta",
-  agent: "hello",
-  tag: null,
-  binding: "mail",
-};
 
 /** A DATA stream as smtp-server hands it over: the message's bytes, then its end. */
 function dataStream(bytes: Buffer, chunk = 4096): SMTPServerDataStream {
@@ -46,12 +37,12 @@ describe("the DATA stage", () => {
   test("a message within the limit is spooled byte for byte, its DATA and spool spans in its trace", async () => {
     const { spool, stage, counted, clock } = stageIn("fits");
     const raw = Buffer.from(`Subject: hi\r\n\r\n${"x".repeat(900)}\r\n`);
-    const txn = { recipients: [RECIPIENT], mailAt: clock.now() };
+    const txn = { recipients: [TEST_RECIPIENT], mailAt: clock.now() };
     const message = await stage.receive(dataStream(raw, 100), txn, new AbortController().signal);
     expect(message.raw).toEqual(raw);
     expect(spool.read(message.spooled)).toEqual(new Uint8Array(raw));
     expect(message.receivedAt).toBe(clock.now());
-    expect(message.recipients).toEqual([RECIPIENT]);
+    expect(message.recipients).toEqual([TEST_RECIPIENT]);
     expect(message.trace.map((s) => s.name)).toEqual(["smtp.data", "spool.write"]);
     expect(counted).toEqual([["spool", "ok"]]);
     await spool.close();
@@ -59,7 +50,7 @@ describe("the DATA stage", () => {
 
   test("a message over the size limit is refused 552 5.3.4 and nothing is spooled", async () => {
     const { spool, stage, counted } = stageIn("too-big", 1024);
-    const txn = { recipients: [RECIPIENT], mailAt: 0 };
+    const txn = { recipients: [TEST_RECIPIENT], mailAt: 0 };
     const e = await stage
       .receive(dataStream(Buffer.alloc(1025, 120)), txn, new AbortController().signal)
       .catch((e) => e);
@@ -82,7 +73,7 @@ describe("the DATA stage", () => {
     const closed = new AbortController();
     const reading = stage.receive(
       stream as unknown as SMTPServerDataStream,
-      { recipients: [RECIPIENT], mailAt: 0 },
+      { recipients: [TEST_RECIPIENT], mailAt: 0 },
       closed.signal,
     );
     closed.abort();
