@@ -1,6 +1,5 @@
 import { type Clock, systemClock } from "./clock.ts";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { JobQueue } from "../store/index.ts";
 
 /**
  * The appliance's Prometheus metrics. prom-client's default Node.js collectors are not used:
@@ -153,7 +152,7 @@ export class Metrics {
   };
 
   /** Report the queue's depth by state on every scrape (all but `done`). */
-  watchQueue(queue: JobQueue): void {
+  watchQueue(queue: { activeDepth(): Promise<Record<string, number>> }): void {
     new Gauge({
       name: "agentowl_queue_jobs",
       help:
