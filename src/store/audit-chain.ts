@@ -48,7 +48,10 @@ export function canonicalJson(value: unknown): string {
  */
 export function canonicalEntry(e: AuditEntry, details: string = canonicalJson(e.details)): string {
   const j = JSON.stringify;
-  return `{"action":${j(e.action)},"actor":${j(e.actor)},"at":${j(e.at)},"decision":${j(e.decision)},"details":${details},"seq":${j(e.seq)},"target":${j(e.target)},"tenant":${j(e.tenant)}}`;
+  return (
+    `{"action":${j(e.action)},"actor":${j(e.actor)},"at":${j(e.at)},"decision":${j(e.decision)},` +
+    `"details":${details},"seq":${j(e.seq)},"target":${j(e.target)},"tenant":${j(e.tenant)}}`
+  );
 }
 
 /** The plain SHA-256 link of entries written before the chain was keyed. */
