@@ -1,5 +1,5 @@
 /**
- * A circuit breaker per endpoint (docs/state-machines.md, issue 8 item 4): after `threshold` consecutive failed
+ * A circuit breaker per endpoint (docs/state-machines.md): after `threshold` consecutive failed
  * attempts the endpoint is `open` and deliveries to it wait instead of trying; after `cooldownMs`
  * it is `half_open` and exactly one attempt (the probe) may go; its success closes the circuit,
  * its failure opens it again for another cooldown. Held in memory: after a restart every circuit

@@ -264,9 +264,11 @@ export function checkAddress(address: string, opts: { allowPublic: boolean; host
   if (v.class === "public" && opts.allowPublic) return v;
   const what = `${address}${v.carries ? ` (${v.carries.via} ${v.carries.ipv4})` : ""}`;
   const subject = opts.host && opts.host !== address ? `${opts.host} resolves to ${what},` : `${what} is`;
+  const relayed = v.class === "public" && v.carries && classify4(parseIPv4(v.carries.ipv4)!) !== "public";
+  const how = relayed ? ", reached through a translator or relay outside the LAN" : "";
   const why =
     v.class === "public"
-      ? `${subject} ${NAMES.public}${v.carries && classify4(parseIPv4(v.carries.ipv4)!) !== "public" ? ", reached through a translator or relay outside the LAN" : ""}: the endpoint needs allow_public: true`
+      ? `${subject} ${NAMES.public}${how}: the endpoint needs allow_public: true`
       : `${subject} ${NAMES[v.class]}, which the appliance never connects to`;
   throw new EgressRefused(address, v.class, why);
 }

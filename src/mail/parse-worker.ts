@@ -15,7 +15,8 @@ async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody
   if (repaired > 0)
     warn(
       warnings,
-      `${repaired} MIME delimiter line${repaired === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${repaired === 1 ? "" : "s"} (RFC 2046 §5.1.1)`,
+      `${repaired} MIME delimiter line${repaired === 1 ? "" : "s"} with whitespace after the boundary: ` +
+        `read as delimiter${repaired === 1 ? "" : "s"} (RFC 2046 §5.1.1)`,
     );
   for (const boundary of unmatched)
     warn(

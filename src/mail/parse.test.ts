@@ -259,11 +259,13 @@ describe.skipIf(!HAVE_CORPUS)("edge cases from the corpus README", () => {
   });
 
   test("stack-overflow.eml in a process of its own: nothing escapes as an uncaught exception, and the process ends by itself", () => {
+    const eml = JSON.stringify(join(CORPUS, "mimekit/stack-overflow.eml"));
+    const blobs = JSON.stringify(join(root, "child"));
     const script = `
       process.on("uncaughtException", (e) => { console.error("uncaught:", e); process.exit(70); });
       const { parseMail } = await import(${JSON.stringify(join(import.meta.dir, "parse.ts"))});
       const { BlobStore } = await import(${JSON.stringify(join(import.meta.dir, "..", "store", "blobs.ts"))});
-      const m = await parseMail(await Bun.file(${JSON.stringify(join(CORPUS, "mimekit/stack-overflow.eml"))}).bytes(), { blobs: new BlobStore(${JSON.stringify(join(root, "child"))}) });
+      const m = await parseMail(await Bun.file(${eml}).bytes(), { blobs: new BlobStore(${blobs}) });
       console.log(JSON.stringify(m.subject));`;
     const run = spawnSync(process.execPath, ["-e", script], { timeout: 15_000, encoding: "utf8" });
     expect({ status: run.status, stdout: run.stdout.trim(), stderr: run.stderr }).toEqual({
@@ -294,7 +296,8 @@ describe("where mailparser 3.9.31 reads wrong (mime-repair.ts)", () => {
     `${n} MIME delimiter line${n === 1 ? "" : "s"} with whitespace after the boundary: read as delimiter${n === 1 ? "" : "s"} (RFC 2046 §5.1.1)`;
   const part = (headers: string, body: string) => `${headers}\n\n${body}`;
 
-  test("delimiter lines with spaces or tabs after the boundary are delimiters (RFC 2046 §5.1.1): the parts and their attachments come out, with a warning", async () => {
+  test(`delimiter lines with spaces or tabs after the boundary are delimiters (RFC 2046 §5.1.1): the parts and \
+their attachments come out, with a warning`, async () => {
     for (const eol of ["\r\n", "\n"]) {
       const text = [
         "From: a@example.com",
@@ -407,7 +410,9 @@ describe("where mailparser 3.9.31 reads wrong (mime-repair.ts)", () => {
     const withName = (disposition: Buffer) =>
       Buffer.concat([
         Buffer.from(
-          'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; ',
+          'From: a@example.com\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n' +
+            "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n" +
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; ",
         ),
         disposition,
         Buffer.from("\r\nContent-Transfer-Encoding: base64\r\n\r\naGk=\r\n--b--\r\n"),

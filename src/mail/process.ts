@@ -144,12 +144,13 @@ export async function rawDigest(raw: Uint8Array): Promise<string> {
 }
 
 /**
- * The idempotency key of a mail event (issue 16 item 11): a hash of the raw bytes, the envelope
- * sender and the event's recipients (lower-cased, in any order). Only a true retransmission (a
- * client that resends the same bytes to the same recipients, say after losing our 250, or this
- * job run again after a crash) finds an earlier event with it. The Message-ID plays no part: a
- * second message that reuses one, and the recipients a client sends again in a new transaction
- * after `452 4.5.3`, are other envelopes and get their own events. 69 characters.
+ * The idempotency key of a mail event (docs/envelope.md; guarantee 3 in docs/guarantees.md): a
+ * hash of the raw bytes, the envelope sender and the event's recipients (lower-cased, in any
+ * order). Only a true retransmission (a client that resends the same bytes to the same
+ * recipients, say after losing our 250, or this job run again after a crash) finds an earlier
+ * event with it. The Message-ID plays no part: a second message that reuses one, and the
+ * recipients a client sends again in a new transaction after `452 4.5.3`, are other envelopes
+ * and get their own events. 69 characters.
  */
 export function mailIdempotencyKey(
   digest: string,

@@ -11,14 +11,21 @@ import { simpleParser } from "mailparser";
 import { sanitizeHtml } from "./sanitize.ts";
 
 const ELEMENTS = new Set(
-  "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong sub sup table tbody td tfoot th thead tr tt u ul var wbr".split(
-    " ",
-  ),
+  [
+    "a abbr address b bdi bdo big blockquote br caption center cite code col colgroup dd del dfn div dl dt em",
+    "figcaption figure font h1 h2 h3 h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strike strong",
+    "sub sup table tbody td tfoot th thead tr tt u ul var wbr",
+  ]
+    .join(" ")
+    .split(" "),
 );
 const ATTRIBUTES = new Set(
-  "href src alt title width height style dir lang align rel target colspan rowspan valign bgcolor nowrap border cellpadding cellspacing summary span color face size start type value".split(
-    " ",
-  ),
+  [
+    "href src alt title width height style dir lang align rel target colspan rowspan valign bgcolor nowrap border",
+    "cellpadding cellspacing summary span color face size start type value",
+  ]
+    .join(" ")
+    .split(" "),
 );
 
 /** Every way the output could still run code or fetch something by itself; empty when it holds. */
@@ -61,7 +68,9 @@ const PAYLOADS = [
   `<IMG """><SCRIPT>alert("XSS")</SCRIPT>"\\>`,
   `<IMG SRC=# onmouseover="alert('xxs')">`,
   `<IMG SRC=/ onerror="alert(String.fromCharCode(88,83,83))"></img>`,
-  `<img src=x onerror="&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039&#0000041">`,
+  `<img src=x onerror="&#0000106&#0000097&#0000118&#0000097&#0000115&#0000099&#0000114&#0000105&#0000112&#0000116` +
+    `&#0000058&#0000097&#0000108&#0000101&#0000114&#0000116&#0000040&#0000039&#0000088&#0000083&#0000083&#0000039` +
+    `&#0000041">`,
   `<IMG SRC=&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;&#97;&#108;&#101;&#114;&#116;&#40;&#39;&#88;&#83;&#83;&#39;&#41;>`,
   `<IMG SRC=&#x6A&#x61&#x76&#x61&#x73&#x63&#x72&#x69&#x70&#x74&#x3A&#x61&#x6C&#x65&#x72&#x74&#x28&#x27&#x58&#x53&#x53&#x27&#x29>`,
   `<IMG SRC="jav\tascript:alert('XSS');">`,
@@ -85,7 +94,8 @@ const PAYLOADS = [
   `<FRAMESET><FRAME SRC="javascript:alert('XSS');"></FRAMESET>`,
   `<TABLE BACKGROUND="javascript:alert('XSS')"><TD BACKGROUND="http://tracker.example/t.gif">x</TD></TABLE>`,
   `<DIV STYLE="background-image: url(javascript:alert('XSS'))">x</DIV>`,
-  `<DIV STYLE="background-image:\\0075\\0072\\006C\\0028'\\006a\\0061\\0076\\0061\\0073\\0063\\0072\\0069\\0070\\0074\\003a\\0061\\006c\\0065\\0072\\0074\\0028\\0027\\0058\\0053\\0053\\0027\\0029'\\0029">x</DIV>`,
+  `<DIV STYLE="background-image:\\0075\\0072\\006C\\0028'\\006a\\0061\\0076\\0061\\0073\\0063\\0072\\0069\\0070` +
+    `\\0074\\003a\\0061\\006c\\0065\\0072\\0074\\0028\\0027\\0058\\0053\\0053\\0027\\0029'\\0029">x</DIV>`,
   `<DIV STYLE="width: expression(alert('XSS'));">x</DIV>`,
   `<IMG STYLE="xss:expr/*XSS*/ession(alert('XSS'))">`,
   `<BASE HREF="javascript:alert('XSS');//">`,

@@ -53,7 +53,8 @@ describe.skipIf(!HAVE_CORPUS)("the signed-message vectors of the corpus", () => 
   // dkim-002's bare PKCS#1 key gave neutral, arc-002's ed25519 ARC hop gave arc=fail. mailauth
   // 7.1.0 gives the upstream verdicts, so the upstream verdicts are asserted for all of them.
   for (const v of vectors) {
-    test(`${v.file}: ${v.signatures!.map((s) => `${s.selector}/${s.algorithm} ${s.expected}`).join(", ")}${v.expected_arc ? `, arc ${v.expected_arc}` : ""}`, async () => {
+    const signatures = v.signatures!.map((s) => `${s.selector}/${s.algorithm} ${s.expected}`).join(", ");
+    test(`${v.file}: ${signatures}${v.expected_arc ? `, arc ${v.expected_arc}` : ""}`, async () => {
       const dns = await startDnsServer(txtZone(v.txt_records));
       try {
         const domain = v.signatures![0]!.domain;
@@ -108,7 +109,9 @@ interface ArcScenario {
 const ARC_DEVIATIONS: Record<string, { verdict: Verdict; why: string }> = {
   ams_fields_h_empty: {
     verdict: "fail",
-    why: "the AMS has an empty h=; RFC 8617 section 4.1.2 gives the AMS DKIM-Signature semantics, and a signature that does not cover From is ignored (RFC 6376 sections 3.5, 6.1.1)",
+    why:
+      "the AMS has an empty h=; RFC 8617 section 4.1.2 gives the AMS DKIM-Signature semantics, " +
+      "and a signature that does not cover From is ignored (RFC 6376 sections 3.5, 6.1.1)",
   },
   // mailauth's lenient mode (the one used here) accepts an ARC-Seal tag-list syntax error with an
   // `arc-tag-syntax` warning where the suite wants the chain to fail; its own suite test skips
@@ -170,7 +173,9 @@ interface SpfDocument {
 const SPF_DEVIATIONS: Record<string, { verdict: Verdict; why: string }> = {
   "bare-ip6": {
     verdict: "fail",
-    why: 'lenient mode evaluates "v=spf1 -all ip6" lazily: -all matches and the malformed ip6 after it is never reported (section 4.6 checks the whole record first)',
+    why:
+      'lenient mode evaluates "v=spf1 -all ip6" lazily: -all matches and the malformed ip6 after it ' +
+      "is never reported (section 4.6 checks the whole record first)",
   },
   "exp-syntax-error": {
     verdict: "neutral",
@@ -183,15 +188,21 @@ const SPF_DEVIATIONS: Record<string, { verdict: Verdict; why: string }> = {
   },
   "invalid-hello-macro": {
     verdict: "permerror",
-    why: "a:%{H} with a HELO that is not a name: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+    why:
+      "a:%{H} with a HELO that is not a name: the expanded name is refused, " +
+      "where section 7.1 checks syntax before expansion only and the lookup would just not match",
   },
   "hello-domain-literal": {
     verdict: "permerror",
-    why: "a:%{H} with HELO [192.168.218.40]: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+    why:
+      "a:%{H} with HELO [192.168.218.40]: the expanded name is refused, " +
+      "where section 7.1 checks syntax before expansion only and the lookup would just not match",
   },
   "require-valid-helo": {
     verdict: "permerror",
-    why: "-a:%{h} with HELO OEMCOMPUTER: the expanded name is refused, where section 7.1 checks syntax before expansion only and the lookup would just not match",
+    why:
+      "-a:%{h} with HELO OEMCOMPUTER: the expanded name is refused, " +
+      "where section 7.1 checks syntax before expansion only and the lookup would just not match",
   },
 };
 

@@ -5,9 +5,10 @@ import { ConfigCache } from "../control/resources/cache.ts";
 import type { ResourceStore } from "../store/index.ts";
 
 /**
- * Routing (docs/state-machines.md, issue 8 item 1): which of a tenant's endpoints an event goes to. Routes are
- * tried lowest `priority` first (default 100), ties by name; every route whose `match` holds adds
- * its `to` endpoints (fan-out), each endpoint once, credited to the first route that named it.
+ * Routing (docs/desired-state.md#routes, docs/state-machines.md): which of a tenant's endpoints
+ * an event goes to. Routes are tried lowest `priority` first (default 100), ties by name; every
+ * route whose `match` holds adds its `to` endpoints (fan-out), each endpoint once, credited to the
+ * first route that named it.
  * The tenant's `default: true` route applies only when no other route matched. An event nothing
  * matches is unrouted: recorded as such by the caller, never dropped.
  *

@@ -60,7 +60,8 @@ describe("readBody over a Request", () => {
     expect(seen.pulled).toBe(10_000);
   });
 
-  test("a chunked body over the limit is refused 413 once it crosses the limit: no more than one chunk past it is pulled, and the stream is cancelled", async () => {
+  test(`a chunked body over the limit is refused 413 once it crosses the limit: no more than one chunk past it is \
+pulled, and the stream is cancelled`, async () => {
     const { seen, stream } = countingStream(1000, 1_000_000);
     const e = await refusal(readBody(post(stream), 10_000));
     expect(e.kind).toBe("too_large");

@@ -39,7 +39,8 @@ describe("which listener speaks HTTPS", () => {
 
 describe("the certificate fingerprint", () => {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-fp-"));
-  test("is the SHA-256 that `openssl x509 -fingerprint -sha256` prints, and reads back however it is typed; the generated certificate names localhost", async () => {
+  test(`is the SHA-256 that \`openssl x509 -fingerprint -sha256\` prints, and reads back however it is typed; the \
+generated certificate names localhost`, async () => {
     try {
       await ensureSelfSigned(dir, "agentowl.lan");
       const pem = readFileSync(join(dir, "tls", "cert.pem"), "utf8");

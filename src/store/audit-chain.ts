@@ -1,10 +1,11 @@
 /**
- * The audit log's hash chain (guarantee 6 (docs/guarantees.md), §3.10): each entry's hash is an HMAC-SHA256, keyed with
- * the appliance's audit key, over the previous entry's hash and the entry's canonical form, so
- * changing, removing or reordering any entry breaks every link after it, and someone who can
- * write the database but not read the key cannot recompute the links after a change. Entries
- * written before the chain was keyed carry a plain SHA-256 of the same bytes ("legacy"); they are
- * accepted only up to the position a signed checkpoint vouches for (src/store/audit-checkpoints.ts).
+ * The audit log's hash chain (guarantees 6 and 10, docs/guarantees.md): each entry's hash is an
+ * HMAC-SHA256, keyed with the appliance's audit key, over the previous entry's hash and the
+ * entry's canonical form, so changing, removing or reordering any entry breaks every link after
+ * it, and someone who can write the database but not read the key cannot recompute the links
+ * after a change. Entries written before the chain was keyed carry a plain SHA-256 of the same
+ * bytes ("legacy"); they are accepted only up to the position a signed checkpoint vouches for
+ * (src/store/audit-checkpoints.ts).
  * Pure: the store computes and checks hashes with these functions only.
  */
 
@@ -48,7 +49,10 @@ export function canonicalJson(value: unknown): string {
  */
 export function canonicalEntry(e: AuditEntry, details: string = canonicalJson(e.details)): string {
   const j = JSON.stringify;
-  return `{"action":${j(e.action)},"actor":${j(e.actor)},"at":${j(e.at)},"decision":${j(e.decision)},"details":${details},"seq":${j(e.seq)},"target":${j(e.target)},"tenant":${j(e.tenant)}}`;
+  return (
+    `{"action":${j(e.action)},"actor":${j(e.actor)},"at":${j(e.at)},"decision":${j(e.decision)},` +
+    `"details":${details},"seq":${j(e.seq)},"target":${j(e.target)},"tenant":${j(e.tenant)}}`
+  );
 }
 
 /** The plain SHA-256 link of entries written before the chain was keyed. */

@@ -54,7 +54,8 @@ export function migrate(
     if (newest && newest.idx >= migrations.length) {
       throw new AppError(
         "conflict",
-        `database ${sqlite.filename} has schema version ${newest.idx + 1}, newer than this agentowl knows (${migrations.length}): run the newer binary or restore a backup`,
+        `database ${sqlite.filename} has schema version ${newest.idx + 1}, newer than this agentowl knows ` +
+          `(${migrations.length}): run the newer binary or restore a backup`,
       );
     }
     for (const row of done) {

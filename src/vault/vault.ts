@@ -149,7 +149,7 @@ export class Vault {
     opts: { actor: string; rotationPeriodMs?: number | null },
   ): Promise<SecretInfo> {
     // A new secret is named like every resource. (References keep their wider pattern, so that a
-    // secret set before this rule can still be used and rotated.)
+    // secret already stored under a name outside the rule can still be used and rotated.)
     const name = scope.slice(scope.indexOf("/") + 1);
     if (!SECRET_NAME.test(name)) {
       throw new AppError("invalid_input", `'${name.slice(0, 80)}${name.length > 80 ? "…" : ""}' is not a secret name`, {

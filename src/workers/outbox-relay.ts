@@ -94,7 +94,8 @@ export class OutboxRelay implements Service {
       try {
         const limit = this.opts.batch ?? 200;
         if (exact(sub)) {
-          // Only its topics leave the database: every subscriber used to read every entry.
+          // Only its topics leave the database: a subscriber to a few topics does not read every entry to
+          // skip most of them.
           ({ entries, upTo } = await this.outbox.readTopics(position, limit, sub.topics!));
         } else {
           entries = await this.outbox.read(position, limit);

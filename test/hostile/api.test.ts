@@ -196,7 +196,7 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
           headers: { ...headers, ...(route.body ? { "content-type": "application/json" } : {}) },
           body: route.body ? "{" : undefined,
         });
-        // Authenticate before reading: even a broken body answers 401 (item 2).
+        // Authenticate before reading: even a broken body answers 401 (guarantee 9, docs/guarantees.md).
         v.check(fam, `${route.method} ${route.path} with ${what}`, r, [401]);
         if (r?.status === 401 && !r.headers.get("www-authenticate")?.includes("Bearer"))
           v.list.push(`no WWW-Authenticate: ${route.method} ${route.path} with ${what}`);
@@ -274,7 +274,8 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
       for (const param of params) {
         for (const id of ids) {
           fam.try(`{${param}}`);
-          // A body that is valid where it can be, so the id alone decides (a secret's value: item 10's names).
+          // A body that is valid where it can be, so the id alone decides (a secret's body is its value:
+          // its name is the path's).
           const body = route.body
             ? route.path.startsWith("/v1/config/")
               ? "apiVersion: agentowl/v1\ntenants: []\n"
@@ -290,8 +291,8 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
               : undefined,
           });
           v.check(fam, `${route.method} ${route.path} {${param}}=${id.slice(0, 40)}`, r);
-          // A name outside the resource-name rules can never name something (item 10: secrets too);
-          // an id never but a well-formed one. (%2e%2e is ".." to fetch, which climbs a segment.)
+          // A name outside the resource-name rules (docs/desired-state.md) can never name something, a
+          // secret's included; an id never but a well-formed one. (%2e%2e is ".." to fetch, which climbs a segment.)
           const malformed = param === "id" || !NAME.test(decoded(id));
           if (r && r.status > 0 && r.status < 400 && malformed && id !== "%2e%2e")
             v.list.push(
@@ -340,8 +341,8 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
       "application/xml",
       "application/json; charset=latin1",
     ];
-    // 10,000 and 100,000 deep cost 0.7 s to seconds and 0.4 to 2 GB each while item 3 is open
-    // (validation recurses): on a tenant's policies (the issue's `when`) and one other route, not on all 35.
+    // 10,000 and 100,000 deep on a tenant's policies (a deep `when`) and one other route, not on all 35:
+    // every JSON body goes through the one depth scan before it is parsed (docs/api.md), so two show it.
     const withBody = routes.filter((r) => r.body && !r.path.startsWith("/v1/config/"));
     const deepOn = new Set([
       withBody.find((r) => r.method === "POST" && r.path === "/v1/tenants/{tenant}/policies")!,
@@ -371,7 +372,7 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
             ? '--x\r\nContent-Disposition: form-data; name="name"\r\n\r\nhostile-mp\r\n--x--\r\n'
             : '{"name":"hostile-ct"}';
         const r = await send(route.method, path, { token: admin, body, headers: { "content-type": type } });
-        // A JSON route takes JSON (item 10): anything else is 415 Unsupported Media Type.
+        // A JSON route takes JSON (docs/api.md): anything else is 415 Unsupported Media Type.
         v.check(
           fam,
           `${route.method} ${route.path} as ${type}`,

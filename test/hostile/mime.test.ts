@@ -126,8 +126,8 @@ describe.skipIf(!hasCorpus)("mutated and truncated corpus mail", () => {
       db.close();
     }
     await fam.end();
-    // Item 11: an accepted message always yields its recipient's event; a mutated copy with the
-    // same Message-ID is another message, not a retransmission.
+    // An accepted message always yields its recipient's event; a mutated copy with the same
+    // Message-ID is another message, not a retransmission (guarantees 1 and 3, docs/guarantees.md).
     expect(folded.slice(0, 5), `${folded.length} accepted messages produced no event of their own`).toEqual([]);
   });
 });

@@ -333,8 +333,8 @@ describe("the SMTP dialogue under attack", () => {
     fam.saw("220", greeted);
     fam.saw("refused", refused);
     try {
-      // The issue's requirement (item 7): idle connections without a transaction are shed first
-      // when the cap is near, so a sender from another address still gets its greeting.
+      // Idle connections without a transaction are shed first when the cap is near, so a sender from
+      // another address still gets its greeting (docs/architecture.md, "The SMTP pipeline": shedding).
       const { smtp, greeting } = await SmtpDialogue.open(hs.smtpPort);
       fam.try("new sender during the flood");
       fam.saw(`new sender ${greeting?.code}`);

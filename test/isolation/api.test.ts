@@ -307,7 +307,8 @@ function cases(): Case[] {
         out.push({ what: "unfiltered", method: route.method, path: route.path, namesBeta: false });
     }
   }
-  // Item 5: beta's phone number claimed by an alpha binding: refused without naming beta's tenant or binding.
+  // Beta's phone number claimed by an alpha binding: refused without naming beta's tenant or binding
+  // (guarantee 5, docs/guarantees.md).
   const sms = world.beta.res.bindings.find((b) => b.type === "telnyx")!;
   const steal = { ...sms, name: "alpha-steal-q7" };
   out.push({

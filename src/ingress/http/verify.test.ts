@@ -510,7 +510,8 @@ describe("credentialHeaders", () => {
 });
 
 describe("standard-webhooks signatures are compared as the official libraries compare them", () => {
-  test("a signature written another way that decodes to the same bytes (its = dropped, its unused bits set) is refused, by us and by the standardwebhooks package", () => {
+  test(`a signature written another way that decodes to the same bytes (its = dropped, its unused bits set) is \
+refused, by us and by the standardwebhooks package`, () => {
     const secret = `whsec_${Buffer.alloc(32, 9).toString("base64")}`;
     const id = "msg_canonical";
     // The real time: the standardwebhooks package checks the timestamp against its own clock.

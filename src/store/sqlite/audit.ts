@@ -158,7 +158,9 @@ export class SqliteAudit implements AuditLog {
           const why = file.problem ?? (file.exists ? "the checkpoint file is empty" : "the checkpoint file is missing");
           state = {
             kind: "restarted",
-            problem: `${why} while the log holds ${head.seq} entries${broken ? ` and breaks at entry ${broken.seq}` : ""}: checkpoints start again at entry ${head.seq}`,
+            problem:
+              `${why} while the log holds ${head.seq} entries${broken ? ` and breaks at entry ${broken.seq}` : ""}` +
+              `: checkpoints start again at entry ${head.seq}`,
           };
         }
         this.write({ seq: head.seq, head: head.hash, at: this.clock.now(), legacyThrough: this.legacyThrough });
@@ -318,7 +320,11 @@ export class SqliteAudit implements AuditLog {
         // only here, at the checkpoint that anchored them, and none of them can be vouched for.
         if (e.seq <= cp.legacyThrough) legacyRewritten = true;
         if (legacyRewritten)
-          return `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): one of them was changed and the links after it recomputed`;
+          return (
+            `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end ` +
+            `in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): ` +
+            "one of them was changed and the links after it recomputed"
+          );
         return `its hash is not the one the checkpoint of ${iso(cp.at)} signed for it (${cp.head})`;
       }
       if (expect && e.hash === expect.hash) {
@@ -355,7 +361,8 @@ export class SqliteAudit implements AuditLog {
     if (latest && end < latest.seq) {
       report.missing = latest.seq - end;
       return fail(
-        `${count(report.missing)} missing at the end of the log: the checkpoint of ${iso(latest.at)} covers ${latest.seq} entries (head ${latest.head}), the log ends at entry ${end}`,
+        `${count(report.missing)} missing at the end of the log: the checkpoint of ${iso(latest.at)} ` +
+          `covers ${latest.seq} entries (head ${latest.head}), the log ends at entry ${end}`,
         { seq: end + 1, reason: `entries ${end + 1} to ${latest.seq} are missing (truncated)` },
       );
     }

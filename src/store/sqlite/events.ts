@@ -99,7 +99,9 @@ export class SqliteEvents implements EventStore {
         string,
       ]
     >(
-      "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, created_at, updated_at, replay_of, requested_by, decision, trace) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+      "INSERT INTO deliveries (id, event_id, tenant, endpoint, route, state, attempts, last_status, last_error, " +
+        "created_at, updated_at, replay_of, requested_by, decision, trace) " +
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
     // A checkpoint writes the whole row as the dispatcher holds it, and appends spans. A delivery
     // an operator discarded meanwhile stays discarded.
@@ -120,7 +122,9 @@ export class SqliteEvents implements EventStore {
         string,
       ]
     >(
-      `UPDATE deliveries SET state = ?, decision = ?, approval_id = ?, attempts = ?, last_status = ?, last_error = ?, first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, trace = ${APPEND("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
+      "UPDATE deliveries SET state = ?, decision = ?, approval_id = ?, attempts = ?, last_status = ?, " +
+        "last_error = ?, first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, " +
+        `trace = ${APPEND("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
     );
     this.addSpans = sqlite.prepare<never, [string, string]>(
       `UPDATE deliveries SET trace = ${APPEND("trace", "?1")} WHERE id = ?2`,
@@ -132,13 +136,15 @@ export class SqliteEvents implements EventStore {
       never,
       [string, number, number, number, number | null, string | null, string | null, string | null]
     >(
-      "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, " +
+        "excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
     this.insert = handle.sqlite.prepare<
       { id: string },
       [string, string, string, string, string | null, string, string | null, number, string, string, string | null]
     >(
-      "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+      "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, " +
+        "routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
     );
     this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>(
       "SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?",
@@ -319,7 +325,8 @@ export class SqliteEvents implements EventStore {
     const set: Record<string, unknown> = { ...patch, updatedAt: tx.now };
     if (spans.length) {
       const added = JSON.stringify(spans);
-      set.trace = sql`CASE WHEN ${deliveries.trace} = '[]' THEN ${added} ELSE substr(${deliveries.trace}, 1, length(${deliveries.trace}) - 1) || ',' || substr(${added}, 2) END`;
+      const joined = sql`substr(${deliveries.trace}, 1, length(${deliveries.trace}) - 1) || ',' || substr(${added}, 2)`;
+      set.trace = sql`CASE WHEN ${deliveries.trace} = '[]' THEN ${added} ELSE ${joined} END`;
     }
     tx.db.update(deliveries).set(set).where(eq(deliveries.id, id)).run();
   }
@@ -439,5 +446,8 @@ export class SqliteEvents implements EventStore {
  * joined (the stored arrays are compact JSON, written by JSON.stringify or json_insert).
  */
 function APPEND(column: string, param: string): string {
-  return `CASE WHEN ${param} = '[]' THEN ${column} WHEN ${column} = '[]' THEN ${param} ELSE substr(${column}, 1, length(${column}) - 1) || ',' || substr(${param}, 2) END`;
+  return (
+    `CASE WHEN ${param} = '[]' THEN ${column} WHEN ${column} = '[]' THEN ${param} ` +
+    `ELSE substr(${column}, 1, length(${column}) - 1) || ',' || substr(${param}, 2) END`
+  );
 }

@@ -93,7 +93,8 @@ export class SqliteQueue implements JobQueue {
       never,
       [string, string | null, string, string | null, number, number, number | null, number, string | null]
     >(
-      "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, attempt, max_attempts, run_at, created_at, expires_at, leased_at, lease_expires_at, lease_owner) " +
+      "INSERT INTO jobs (kind, tenant, payload, idempotency_key, state, attempt, max_attempts, run_at, created_at, " +
+        "expires_at, leased_at, lease_expires_at, lease_owner) " +
         "VALUES (?1, ?2, ?3, ?4, 'leased', 1, ?5, ?6, ?6, ?7, ?6, ?8, ?9) ON CONFLICT DO NOTHING",
     );
     this.complete = handle.sqlite.prepare<never, [number, number, number]>(
@@ -380,7 +381,8 @@ export class SqliteQueue implements JobQueue {
 
   /** `key = prefix OR key LIKE prefix:%`, written as a range so that the idempotency index answers it. */
   private keyed(kind: string, prefix: string): SQL {
-    return sql`${jobs.kind} = ${kind} AND (${jobs.idempotencyKey} = ${prefix} OR (${jobs.idempotencyKey} >= ${`${prefix}:`} AND ${jobs.idempotencyKey} < ${`${prefix};`}))`;
+    const range = sql`${jobs.idempotencyKey} >= ${`${prefix}:`} AND ${jobs.idempotencyKey} < ${`${prefix};`}`;
+    return sql`${jobs.kind} = ${kind} AND (${jobs.idempotencyKey} = ${prefix} OR (${range}))`;
   }
 
   async unfinished(kind: string, keyPrefix: string): Promise<Job | null> {

@@ -72,12 +72,13 @@ export class SqliteTokens implements TokenStore {
   }
 
   async countActiveAdmins(now: number): Promise<number> {
+    const admin = sql`EXISTS (SELECT 1 FROM json_each(${tokens.scopes}) WHERE value = 'admin')`;
     return (
       this.db
         .select({ n: sql<number>`count(*)` })
         .from(tokens)
         .where(
-          sql`${isNull(tokens.revokedAt)} AND ${or(isNull(tokens.expiresAt), gt(tokens.expiresAt, now))} AND EXISTS (SELECT 1 FROM json_each(${tokens.scopes}) WHERE value = 'admin')`,
+          sql`${isNull(tokens.revokedAt)} AND ${or(isNull(tokens.expiresAt), gt(tokens.expiresAt, now))} AND ${admin}`,
         )
         .get()?.n ?? 0
     );
