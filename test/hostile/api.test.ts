@@ -207,7 +207,7 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
     v.assert(fam.name);
   });
 
-  test("a tenant token on an admin route is 403, a read token's write is 403 (item 10)", async () => {
+  test("a tenant token on an admin route is 403, a read token's write is 403", async () => {
     const fam = await hs.family("api: scopes");
     const v = new Violations();
     for (const route of routes) {
@@ -420,7 +420,7 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
     v.assert(fam.name);
   });
 
-  test("big unauthenticated bodies are refused 401 before they are read, and big bodies with a token 413 while reading (item 2)", async () => {
+  test("big unauthenticated bodies are refused 401 before they are read, and big bodies with a token 413 while reading", async () => {
     const fam = await hs.family("api: big bodies");
     const v = new Violations();
     const big = new Uint8Array(64 * 1024 * 1024).fill(0x61);
