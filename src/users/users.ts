@@ -41,6 +41,7 @@ export type SignInResult =
 export const SESSION_COOKIE = "agentowl_session";
 
 export const USERNAME_PATTERN = /^[a-z0-9._-]{1,64}$/;
+const USERNAME_RULE = "must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-'";
 export const PASSWORD_MIN = 12;
 /** Long enough for any passphrase; bounds the hashing work one request can ask for. */
 export const PASSWORD_MAX = 1024;
@@ -87,8 +88,9 @@ export function lockDuration(level: number): number {
 let dummyHash: Promise<string> | null = null;
 const dummy = () => (dummyHash ??= Bun.password.hash(randomToken(), { algorithm: "argon2id" }));
 
-function invalid(field: string, message: string): AppError {
-  return new AppError("invalid_input", message, { errors: [{ field, message }] });
+/** A 422 whose detail is a sentence on its own (the CLI prints only it) and whose field error names the field. */
+function invalid(field: string, message: string, detail: string): AppError {
+  return new AppError("invalid_input", detail, { errors: [{ field, message }] });
 }
 
 /** A username as stored: lower-case; one that can never exist is null. */
@@ -99,8 +101,17 @@ export function normalizeUsername(name: string): string | null {
 
 export function checkPassword(password: string, field = "/password"): void {
   if (typeof password !== "string" || password.length < PASSWORD_MIN)
-    throw invalid(field, `must be at least ${PASSWORD_MIN} characters`);
-  if (password.length > PASSWORD_MAX) throw invalid(field, `must be at most ${PASSWORD_MAX} characters`);
+    throw invalid(
+      field,
+      `must be at least ${PASSWORD_MIN} characters`,
+      `the password must be at least ${PASSWORD_MIN} characters`,
+    );
+  if (password.length > PASSWORD_MAX)
+    throw invalid(
+      field,
+      `must be at most ${PASSWORD_MAX} characters`,
+      `the password must be at most ${PASSWORD_MAX} characters`,
+    );
 }
 
 export class Users {
@@ -311,7 +322,7 @@ export class Users {
     onlyFirst: boolean,
   ): Promise<ConsoleUser> {
     const username = normalizeUsername(String(u.username ?? ""));
-    if (!username) throw invalid("/username", "must be 1 to 64 characters of a-z, 0-9, '.', '_' and '-'");
+    if (!username) throw invalid("/username", USERNAME_RULE, `the username ${USERNAME_RULE}`);
     checkPassword(u.password);
     const tenants = await this.checkRole(u.role, u.tenants);
     const passwordHash = await Bun.password.hash(u.password, { algorithm: "argon2id" });
@@ -331,20 +342,24 @@ export class Users {
 
   /** A member belongs to at least one existing tenant; an admin to none (it works in every one). */
   private async checkRole(role: UserRole, tenants: readonly string[] | undefined): Promise<string[]> {
-    if (role !== "admin" && role !== "member") throw invalid("/role", "must be admin or member");
+    if (role !== "admin" && role !== "member")
+      throw invalid("/role", "must be admin or member", "the role must be admin or member");
     const list = [...new Set(tenants ?? [])];
     if (role === "admin") {
-      if (list.length) throw invalid("/tenants", "an admin works in every tenant: give no tenants");
+      if (list.length)
+        throw invalid("/tenants", "an admin has no tenants", "an admin works in every tenant: give no tenants");
       return [];
     }
-    if (!list.length) throw invalid("/tenants", "a member needs at least one tenant");
-    if (list.length > MAX_TENANTS) throw invalid("/tenants", `at most ${MAX_TENANTS} tenants`);
+    if (!list.length) throw invalid("/tenants", "at least one", "a member needs at least one tenant (--tenant)");
+    if (list.length > MAX_TENANTS)
+      throw invalid("/tenants", `at most ${MAX_TENANTS}`, `a member may have at most ${MAX_TENANTS} tenants`);
     const unknown: string[] = [];
     for (const t of list) {
       const ok = typeof t === "string" && (await this.storage.resources.get({ tenant: t, kind: "tenants", name: t }));
       if (!ok) unknown.push(String(t).slice(0, 64));
     }
-    if (unknown.length) throw invalid("/tenants", `no such tenant: ${unknown.join(", ")}`);
+    if (unknown.length)
+      throw invalid("/tenants", `no such tenant: ${unknown.join(", ")}`, `no such tenant: ${unknown.join(", ")}`);
     return list;
   }
 
