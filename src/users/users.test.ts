@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { availableParallelism } from "node:os";
 import { ManualClock } from "../core/clock.ts";
 import { tempStorages } from "../../test/helpers/storage.ts";
 import { lockDuration, SESSION_COOKIE, type SignInResult, Users } from "./index.ts";
@@ -78,6 +79,31 @@ describe("signing in", () => {
       Bun.password.verify = verify;
     }
     expect(calls).toEqual(["$argon2id", "$argon2id"]);
+  });
+
+  test("a flood of sign-ins runs at most one password hash per core (up to 4) at once", async () => {
+    const { users } = await setup();
+    await users.create({ username: "ann", password: PASSWORD, role: "admin" }, "test");
+    let running = 0;
+    let most = 0;
+    const verify = Bun.password.verify;
+    Bun.password.verify = (async (pw: string, hash: string) => {
+      most = Math.max(most, ++running);
+      try {
+        return await verify(pw, hash);
+      } finally {
+        running--;
+      }
+    }) as typeof Bun.password.verify;
+    try {
+      await Promise.all(
+        Array.from({ length: 12 }, (_, i) => users.signIn(i % 2 ? "ann" : "nobody", "x".repeat(12), "10.0.0.7")),
+      );
+    } finally {
+      Bun.password.verify = verify;
+    }
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(Math.min(4, availableParallelism()));
   });
 
   test("five failures in a row lock the name for a minute; the right password is refused until then and accepted after", async () => {

@@ -1,4 +1,5 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
+import { availableParallelism } from "node:os";
 import type { Principal } from "../api/auth.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { AppError } from "../errors/index.ts";
@@ -84,9 +85,33 @@ export function lockDuration(level: number): number {
   return Math.min(LOCK_FIRST_MS * 2 ** Math.max(0, level - 1), LOCK_MAX_MS);
 }
 
+/**
+ * Each argon2id hash or verify takes 64 MiB and a core for tens of milliseconds: at most one per
+ * core at once, so a flood of sign-ins queues instead of taking the memory and every core.
+ */
+class HashSlots {
+  private busy = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly size: number) {}
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.busy >= this.size) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.busy++;
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy--;
+    }
+  }
+}
+const slots = new HashSlots(Math.max(1, Math.min(4, availableParallelism())));
+const hash = (password: string) => slots.run(() => Bun.password.hash(password, { algorithm: "argon2id" }));
+const verify = (password: string, h: string) => slots.run(() => Bun.password.verify(password, h)).catch(() => false);
+
 /** A verify against this runs for unknown usernames, so the answer takes as long as for a known one. */
 let dummyHash: Promise<string> | null = null;
-const dummy = () => (dummyHash ??= Bun.password.hash(randomToken(), { algorithm: "argon2id" }));
+const dummy = () => (dummyHash ??= hash(randomToken()));
 
 /** A 422 whose detail is a sentence on its own (the CLI prints only it) and whose field error names the field. */
 function invalid(field: string, message: string, detail: string): AppError {
@@ -149,7 +174,7 @@ export class Users {
       return { ok: false, reason: "locked", retryAfterMs: user.lockedUntil - now };
     }
     const pw = typeof password === "string" && password.length <= PASSWORD_MAX ? password : "";
-    const ok = await Bun.password.verify(pw, user ? user.passwordHash : await dummy()).catch(() => false);
+    const ok = await verify(pw, user ? user.passwordHash : await dummy());
     if (!user || !ok) {
       const locked = await this.recordFailure(name, remote);
       return locked === null ? { ok: false, reason: "bad_credentials" } : locked;
@@ -325,7 +350,7 @@ export class Users {
     if (!username) throw invalid("/username", USERNAME_RULE, `the username ${USERNAME_RULE}`);
     checkPassword(u.password);
     const tenants = await this.checkRole(u.role, u.tenants);
-    const passwordHash = await Bun.password.hash(u.password, { algorithm: "argon2id" });
+    const passwordHash = await hash(u.password);
     return this.storage.committer.run((tx) => {
       if (onlyFirst && this.storage.users.countTx(tx) > 0)
         throw new AppError("conflict", "a user exists already: the first admin was created before");
@@ -371,7 +396,7 @@ export class Users {
     const name = normalizeUsername(username);
     checkPassword(password);
     if (!name || !(await this.storage.users.get(name))) throw new AppError("not_found", `user ${username} not found`);
-    const passwordHash = await Bun.password.hash(password, { algorithm: "argon2id" });
+    const passwordHash = await hash(password);
     await this.storage.committer.run((tx) => {
       const row = this.storage.users.updateTx(tx, name, {
         passwordHash,
