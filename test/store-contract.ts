@@ -12,6 +12,7 @@ import {
   APPROVAL_DECIDED,
   type DeliveryRow,
   type NewDelivery,
+  type NewUser,
   type SecretRow,
   type Storage,
   type UnitOfWork,
@@ -1387,6 +1388,188 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
           decision: null,
           details: {},
         });
+      });
+    });
+
+    describe("console users and sessions", () => {
+      const newUser = (username: string, over: Partial<NewUser> = {}): NewUser => ({
+        username,
+        passwordHash: `$argon2id$v=19$m=65536,t=2,p=1$${username}`,
+        role: "member",
+        tenants: ["beta"],
+        ...over,
+      });
+      const session = (id: string, userId: string, expiresAt: number) => ({
+        id,
+        userId,
+        csrf: `csrf-${id}`,
+        expiresAt,
+      });
+
+      test("a user is created, read by name and id, listed by name after a cursor, and counted", async () => {
+        const { storage, clock } = await open();
+        expect(await storage.users.count()).toBe(0);
+        const ann = await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        expect(isId(ann.id, "usr")).toBe(true);
+        expect(ann).toMatchObject({
+          username: "ann",
+          role: "member",
+          tenants: ["beta"],
+          createdAt: clock.now(),
+          updatedAt: clock.now(),
+          failedCount: 0,
+          lockedUntil: null,
+          lockLevel: 0,
+        });
+        await storage.committer.run((tx) => {
+          storage.users.createTx(tx, newUser("cy", { role: "admin", tenants: [] }));
+          storage.users.createTx(tx, newUser("bo"));
+        });
+        expect(await storage.users.get("ann")).toEqual(ann);
+        expect(await storage.users.getById(ann.id)).toEqual(ann);
+        expect(await storage.committer.run((tx) => storage.users.getTx(tx, "ann"))).toEqual(ann);
+        expect(await storage.users.get("nobody")).toBeNull();
+        expect(await storage.users.getById("usr_00000000000000000000000000")).toBeNull();
+        expect((await storage.users.list({ limit: 10 })).map((u) => u.username)).toEqual(["ann", "bo", "cy"]);
+        expect((await storage.users.list({ limit: 1, after: "ann" })).map((u) => u.username)).toEqual(["bo"]);
+        expect(await storage.users.count()).toBe(3);
+        expect(await storage.committer.run((tx) => storage.users.countTx(tx))).toBe(3);
+      });
+
+      test("a username is unique: a second one is a conflict and its unit writes nothing", async () => {
+        const { storage } = await open();
+        await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        const second = storage.committer.run((tx) => {
+          storage.audit.appendTx(tx, { actor: "system", action: "test.lost" });
+          return storage.users.createTx(tx, newUser("ann", { role: "admin", tenants: [] }));
+        });
+        await expect(second).rejects.toMatchObject({ kind: "conflict" });
+        expect((await storage.users.get("ann"))?.role).toBe("member");
+        expect(await storage.audit.list({ limit: 10 })).toEqual([]);
+      });
+
+      test("an update changes the given fields and updatedAt; a delete removes the user, rolled back with its unit", async () => {
+        const { storage, clock } = await open();
+        const ann = await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        clock.advance(5000);
+        const changed = await storage.committer.run((tx) =>
+          storage.users.updateTx(tx, "ann", {
+            passwordHash: "$argon2id$new",
+            failedCount: 3,
+            lockedUntil: 99,
+            lockLevel: 2,
+          }),
+        );
+        expect(changed).toEqual({
+          ...ann,
+          passwordHash: "$argon2id$new",
+          failedCount: 3,
+          lockedUntil: 99,
+          lockLevel: 2,
+          updatedAt: ann.createdAt + 5000,
+        });
+        expect(await storage.users.get("ann")).toEqual(changed!);
+        await storage.committer.run((tx) => storage.users.updateTx(tx, "ann", { role: "admin", tenants: [] }));
+        expect(await storage.users.get("ann")).toMatchObject({
+          role: "admin",
+          tenants: [],
+          passwordHash: "$argon2id$new",
+        });
+        expect(
+          await storage.committer.run((tx) => storage.users.updateTx(tx, "nobody", { failedCount: 1 })),
+        ).toBeNull();
+
+        await storage.committer
+          .run((tx) => {
+            storage.users.deleteTx(tx, "ann");
+            throw new Error("no");
+          })
+          .catch(() => {});
+        expect(await storage.users.get("ann")).not.toBeNull();
+        expect((await storage.committer.run((tx) => storage.users.deleteTx(tx, "ann")))?.id).toBe(ann.id);
+        expect(await storage.users.get("ann")).toBeNull();
+        expect(await storage.users.count()).toBe(0);
+        expect(await storage.committer.run((tx) => storage.users.deleteTx(tx, "ann"))).toBeNull();
+        // The name is free again.
+        await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+      });
+
+      test("a session is created, read, touched and revoked once; revoking all of a user's ends only theirs", async () => {
+        const { storage, clock } = await open();
+        const [ann, bo] = await storage.committer.run((tx) => [
+          storage.users.createTx(tx, newUser("ann")),
+          storage.users.createTx(tx, newUser("bo")),
+        ]);
+        const t0 = clock.now();
+        const s1 = await storage.committer.run((tx) =>
+          storage.sessions.createTx(tx, session("a".repeat(64), ann!.id, t0 + 60_000)),
+        );
+        expect(s1).toEqual({
+          id: "a".repeat(64),
+          userId: ann!.id,
+          csrf: `csrf-${"a".repeat(64)}`,
+          createdAt: t0,
+          lastSeenAt: t0,
+          expiresAt: t0 + 60_000,
+          revokedAt: null,
+        });
+        expect(await storage.sessions.get(s1.id)).toEqual(s1);
+        expect(await storage.sessions.get("f".repeat(64))).toBeNull();
+
+        expect(await storage.sessions.touch(s1.id, t0 + 1000)).toBe(true);
+        // Activity only moves forward: a late, older touch does not take it back.
+        expect(await storage.sessions.touch(s1.id, t0 + 500)).toBe(true);
+        expect((await storage.sessions.get(s1.id))?.lastSeenAt).toBe(t0 + 1000);
+        expect(await storage.sessions.touch("f".repeat(64), t0)).toBe(false);
+
+        clock.advance(2000);
+        expect((await storage.committer.run((tx) => storage.sessions.revokeTx(tx, s1.id)))?.revokedAt).toBe(t0 + 2000);
+        clock.advance(2000);
+        expect((await storage.committer.run((tx) => storage.sessions.revokeTx(tx, s1.id)))?.revokedAt).toBe(t0 + 2000);
+        expect(await storage.committer.run((tx) => storage.sessions.revokeTx(tx, "f".repeat(64)))).toBeNull();
+
+        await storage.committer.run((tx) => {
+          storage.sessions.createTx(tx, session("b".repeat(64), ann!.id, t0 + 60_000));
+          storage.sessions.createTx(tx, session("c".repeat(64), ann!.id, t0 + 60_000));
+          storage.sessions.createTx(tx, session("d".repeat(64), bo!.id, t0 + 60_000));
+        });
+        expect(await storage.committer.run((tx) => storage.sessions.revokeAllOfUserTx(tx, ann!.id))).toBe(2);
+        for (const id of ["b", "c"]) expect((await storage.sessions.get(id.repeat(64)))?.revokedAt).toBe(clock.now());
+        expect((await storage.sessions.get(s1.id))?.revokedAt).toBe(t0 + 2000);
+        expect((await storage.sessions.get("d".repeat(64)))?.revokedAt).toBeNull();
+      });
+
+      test("purging deletes revoked, absolutely expired and idle sessions and keeps live ones", async () => {
+        const { storage, clock } = await open();
+        const ann = await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        const t0 = clock.now();
+        await storage.committer.run((tx) => {
+          storage.sessions.createTx(tx, session("a".repeat(64), ann.id, t0 + 1000)); // past its end
+          storage.sessions.createTx(tx, session("b".repeat(64), ann.id, t0 + 60_000)); // revoked
+          storage.sessions.createTx(tx, session("c".repeat(64), ann.id, t0 + 60_000)); // idle
+          storage.sessions.createTx(tx, session("d".repeat(64), ann.id, t0 + 60_000)); // live
+          storage.sessions.revokeTx(tx, "b".repeat(64));
+        });
+        await storage.sessions.touch("d".repeat(64), t0 + 5000);
+        expect(await storage.sessions.purge(t0 + 2000, t0 + 4000)).toBe(3);
+        expect(await storage.sessions.get("d".repeat(64))).not.toBeNull();
+        for (const id of ["a", "b", "c"]) expect(await storage.sessions.get(id.repeat(64))).toBeNull();
+        expect(await storage.sessions.purge(t0 + 2000, t0 + 4000)).toBe(0);
+      });
+
+      test("deleting a user ends its sessions", async () => {
+        const { storage, clock } = await open();
+        const ann = await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        await storage.committer.run((tx) =>
+          storage.sessions.createTx(tx, session("a".repeat(64), ann.id, clock.now() + 60_000)),
+        );
+        await storage.committer.run((tx) => storage.users.deleteTx(tx, "ann"));
+        const after = await storage.sessions.get("a".repeat(64));
+        expect(after === null || after.revokedAt !== null).toBe(true);
+        // A new user of the same name does not inherit them.
+        const again = await storage.committer.run((tx) => storage.users.createTx(tx, newUser("ann")));
+        expect(again.id).not.toBe(ann.id);
+        expect(await storage.committer.run((tx) => storage.sessions.revokeAllOfUserTx(tx, again.id))).toBe(0);
       });
     });
   });

@@ -29,6 +29,8 @@ import { type DeliveryActions, deliveryRoutes } from "./deliveries.ts";
 import { policyRoutes } from "./policy.ts";
 import { vaultRoutes } from "./vault.ts";
 import { tokenRoutes } from "./tokens.ts";
+import { userRoutes } from "./users.ts";
+import { Users } from "../users/index.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
 export interface V1Deps {
@@ -41,6 +43,8 @@ export interface V1Deps {
   dispatch: DeliveryActions;
   /** Where desired-state files are parsed (a worker thread); one of its own when absent. */
   desiredParser?: DesiredParser;
+  /** Console users (the console shares the instance); one on this storage and clock when absent. */
+  users?: Users;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -153,6 +157,7 @@ export function v1Api(deps: V1Deps) {
     // Route groups that authenticate by themselves come first: a route takes the body gate of the
     // first authenticated() it inherits (http.ts), and theirs may say more (admin only).
     .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
+    .use(userRoutes(deps.users ?? new Users({ storage, clock: deps.clock }), storage.tokens, deps.clock))
     .use(
       configRoutes(
         storage.resources,

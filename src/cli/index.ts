@@ -16,6 +16,7 @@ import { logsTailCommand } from "./logs.ts";
 import { RESOURCE_COMMANDS } from "./resources.ts";
 import { serveCommand } from "./serve.ts";
 import { TOKEN_COMMANDS } from "./tokens.ts";
+import { USER_COMMANDS } from "./users.ts";
 import { versionCommand } from "./version.ts";
 
 export const COMMANDS: readonly Command[] = [
@@ -33,6 +34,7 @@ export const COMMANDS: readonly Command[] = [
   ...POLICY_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
+  ...USER_COMMANDS,
   ...DEV_COMMANDS,
 ];
 

@@ -10,6 +10,7 @@ import { fingerprintOf } from "../server/tls.ts";
 import { ensureMasterKey, loadMasterKey, masterKeySource } from "../vault/crypto.ts";
 import { anchorAuditLog, checkpointFile, keyFiles } from "../audit/anchor.ts";
 import type { TokenStore } from "../store/index.ts";
+import { generatePassword, Users } from "../users/index.ts";
 import { isCompiledBinary } from "../version.ts";
 import type { Command } from "./command.ts";
 import { EXIT } from "./exit-codes.ts";
@@ -24,6 +25,9 @@ export async function createFirstAdmin(tokens: TokenStore, createdBy: string): P
   await tokens.create({ name: "initial-admin", hash: sha256Hex(token), scopes: ["admin"], expiresAt: null, createdBy });
   return token;
 }
+
+/** The console user `agentowl init` creates when there is none. */
+const FIRST_USER = "admin";
 
 const ANCHOR_SAID = {
   new: "keyed, first checkpoint written",
@@ -49,7 +53,9 @@ Prepares the data dir (AGENTOWL_DATA_DIR) so that 'agentowl serve' can start:
   - agentowl.toml with every setting commented out at its default, if there is none;
   - the database, migrated to this binary's schema;
   - the first admin API token when none exists: AGENTOWL_BOOTSTRAP_TOKEN if set, else a new
-    token printed once (only its hash is stored).
+    token printed once (only its hash is stored);
+  - the first console user when there is none: 'admin', with a generated 20-character password
+    printed once (only its argon2id hash is stored; change it with 'agentowl users passwd admin').
 Safe to run again: it only creates what is missing.
 
 Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings.`,
@@ -90,6 +96,7 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
 
     const storage = openStorage({ dir: config.dataDir });
     let firstToken: string | null = null;
+    let firstPassword: string | null = null;
     try {
       // The audit chain is keyed and anchored before the first admin token's entry is written.
       const source = masterKeySource(config.masterKeyFile, io.env);
@@ -114,6 +121,15 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
       } else {
         firstToken = await createFirstAdmin(storage.tokens, "agentowl init");
       }
+      // The console's first user; the console also offers to create one with the bootstrap token.
+      const users = new Users({ storage });
+      if ((await users.count()) === 0) {
+        const password = generatePassword(20);
+        if (await users.createInitialAdmin(FIRST_USER, password, "agentowl init")) {
+          firstPassword = password;
+          said.push(`console user ${FIRST_USER} (created; its password is below, shown once)`);
+        }
+      }
     } finally {
       await storage.close();
     }
@@ -124,6 +140,11 @@ Exit codes: 0 done, 1 failed, 4 database newer than this binary, 78 bad settings
     if (firstToken) {
       io.out(
         `\nFirst admin API token (shown once; store it now, only its hash is kept):\n\n  ${firstToken}\n\nUse it as AGENTOWL_TOKEN, or: agentowl login\n`,
+      );
+    }
+    if (firstPassword) {
+      io.out(
+        `\nConsole sign-in (shown once; store it now, only its hash is kept):\n\n  user      ${FIRST_USER}\n  password  ${firstPassword}\n\nChange it with: agentowl users passwd ${FIRST_USER}\n`,
       );
     }
     return EXIT.ok;

@@ -139,6 +139,17 @@ export const settingsSchema = Type.Object(
       secret: true,
       defaultText: "unset",
     }),
+    console_session_idle: setting(Type.String({ format: "agentowl-duration", default: "30m" }), {
+      env: "AGENTOWL_CONSOLE_SESSION_IDLE",
+      hint: "a duration such as 15m or 1h",
+      description:
+        "A console session not used for this long ends; the person signs in again (docs/console.md#users-and-sign-in).",
+    }),
+    console_session_max: setting(Type.String({ format: "agentowl-duration", default: "12h" }), {
+      env: "AGENTOWL_CONSOLE_SESSION_MAX",
+      hint: "a duration such as 8h or 12h",
+      description: "A console session ends this long after its sign-in, however active it is.",
+    }),
     dns_servers: setting(Type.Optional(Type.Array(Type.String({ format: "agentowl-host-port" }))), {
       env: "AGENTOWL_DNS_SERVERS",
       hint: "host[:port] entries, comma-separated in the environment",

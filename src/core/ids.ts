@@ -9,7 +9,21 @@
  */
 import { systemClock } from "./clock.ts";
 
-export const ID_PREFIXES = ["evt", "job", "obx", "req", "tsk", "dlv", "tok", "apr", "aud", "sec", "rt", "msg"] as const;
+export const ID_PREFIXES = [
+  "evt",
+  "job",
+  "obx",
+  "req",
+  "tsk",
+  "dlv",
+  "tok",
+  "apr",
+  "aud",
+  "sec",
+  "rt",
+  "msg",
+  "usr",
+] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";

@@ -308,6 +308,87 @@ export interface TokenStore {
   countActiveAdmins(now: number): Promise<number>;
 }
 
+// Console users and their sessions (docs/console.md#users-and-sign-in). Hashing, lockout policy
+// and auditing are the users service's (src/users/); the store keeps the rows.
+
+export type UserRole = "admin" | "member";
+
+export interface UserRecord {
+  /** `usr_…` */
+  id: string;
+  /** Lower-case, 1–64 characters of [a-z0-9._-]; unique. */
+  username: string;
+  /** The argon2id hash (PHC string); never the password. */
+  passwordHash: string;
+  role: UserRole;
+  tenants: string[];
+  createdAt: number;
+  updatedAt: number;
+  /** Consecutive failed sign-ins since the last success. */
+  failedCount: number;
+  /** Sign-ins are refused until then (ms since the epoch); null: not locked. */
+  lockedUntil: number | null;
+  /** How many locks in a row (the back-off's exponent); reset by a success. */
+  lockLevel: number;
+}
+
+export interface NewUser {
+  username: string;
+  passwordHash: string;
+  role: UserRole;
+  tenants: string[];
+}
+
+export type UserPatch = Partial<
+  Pick<UserRecord, "passwordHash" | "role" | "tenants" | "failedCount" | "lockedUntil" | "lockLevel">
+>;
+
+export interface UserStore {
+  /** A new user, created and updated at the unit's time; a taken username is AppError conflict. */
+  createTx(tx: Tx, u: NewUser): UserRecord;
+  getTx(tx: Tx, username: string): UserRecord | null;
+  get(username: string): Promise<UserRecord | null>;
+  getById(id: string): Promise<UserRecord | null>;
+  /** By username, after `after` (the keyset cursor). */
+  list(q: { after?: string; limit: number }): Promise<UserRecord[]>;
+  countTx(tx: Tx): number;
+  count(): Promise<number>;
+  /** Change the given fields (and `updatedAt`); null when there is no such user. */
+  updateTx(tx: Tx, username: string, patch: UserPatch): UserRecord | null;
+  /** Delete the user and every session of theirs; what was deleted, or null. */
+  deleteTx(tx: Tx, username: string): UserRecord | null;
+}
+
+export interface SessionRecord {
+  /** The SHA-256 (hex) of the cookie's token: the token itself is never stored. */
+  id: string;
+  userId: string;
+  csrf: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** The absolute end (ms since the epoch), whatever the activity. */
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+export interface SessionStore {
+  /** A new session, created and last seen at the unit's time. */
+  createTx(tx: Tx, s: { id: string; userId: string; csrf: string; expiresAt: number }): SessionRecord;
+  /** The session whatever its state (revoked and expired ones too, until purged); the caller decides. */
+  get(id: string): Promise<SessionRecord | null>;
+  /** Record activity; false when there is no such session. */
+  touch(id: string, at: number): Promise<boolean>;
+  /** Revoke (idempotent: the first revocation's time stays); null when there is no such session. */
+  revokeTx(tx: Tx, id: string): SessionRecord | null;
+  /** Revoke every live session of a user; how many were live. */
+  revokeAllOfUserTx(tx: Tx, userId: string): number;
+  /**
+   * Delete the sessions that can no longer be used: revoked, past their absolute end at `now`, or
+   * last seen at or before `idleBefore`. How many were deleted.
+   */
+  purge(now: number, idleBefore: number): Promise<number>;
+}
+
 // The audit log (guarantee 6 (docs/guarantees.md), §3.10)
 
 export type NewAuditEntry = Omit<AuditEntry, "seq" | "at" | "tenant" | "target" | "decision" | "details"> &
@@ -769,6 +850,8 @@ export interface Storage {
   readonly approvals: ApprovalStore;
   readonly mail: MailStore;
   readonly secrets: SecretStore;
+  readonly users: UserStore;
+  readonly sessions: SessionStore;
   readonly blobs: Blobs;
   /** What opening did to the schema: the migrations applied now, and the schema version. */
   readonly migration: { applied: string[]; version: number };

@@ -10,6 +10,7 @@ import m7 from "../../migrations/0007_tasks.sql" with { type: "text" };
 import m8 from "../../migrations/0008_replay.sql" with { type: "text" };
 import m9 from "../../migrations/0009_delivery_retrying.sql" with { type: "text" };
 import m10 from "../../migrations/0010_secret_format.sql" with { type: "text" };
+import m11 from "../../migrations/0011_console_users.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -23,4 +24,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 8, tag: "0008_replay", sql: m8 },
   { idx: 9, tag: "0009_delivery_retrying", sql: m9 },
   { idx: 10, tag: "0010_secret_format", sql: m10 },
+  { idx: 11, tag: "0011_console_users", sql: m11 },
 ];

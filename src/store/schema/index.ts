@@ -5,3 +5,4 @@ export * from "./events.ts";
 export * from "./queue.ts";
 export * from "./vault.ts";
 export * from "./mail.ts";
+export * from "./users.ts";

@@ -17,6 +17,8 @@ import { SqliteQueue } from "./queue.ts";
 import { SqliteResources } from "./resources.ts";
 import { SqliteSecrets } from "./secrets.ts";
 import { SqliteTokens } from "./tokens.ts";
+import { SqliteSessions } from "./sessions.ts";
+import { SqliteUsers } from "./users.ts";
 
 export interface SqliteStorageOptions extends StorageOptions {
   /** The database file; `<dir>/agentowl.db` by default. */
@@ -35,6 +37,8 @@ export class SqliteStorage implements Storage {
   readonly approvals: SqliteApprovals;
   readonly mail: SqliteMail;
   readonly secrets: SqliteSecrets;
+  readonly users: SqliteUsers;
+  readonly sessions: SqliteSessions;
   /** Files under `<dir>/blobs` (src/store/blobs.ts). */
   readonly blobs: Blobs;
   private checkpointer: BackgroundCheckpointer | null = null;
@@ -60,6 +64,8 @@ export class SqliteStorage implements Storage {
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
     this.mail = new SqliteMail(db);
     this.secrets = new SqliteSecrets(db);
+    this.users = new SqliteUsers(db);
+    this.sessions = new SqliteSessions(db, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
@@ -128,3 +134,5 @@ export { SqliteQueue } from "./queue.ts";
 export { SqliteResources } from "./resources.ts";
 export { SqliteSecrets } from "./secrets.ts";
 export { SqliteTokens } from "./tokens.ts";
+export { SqliteSessions } from "./sessions.ts";
+export { SqliteUsers } from "./users.ts";
