@@ -579,3 +579,40 @@ describe("markup from outside shows as text", () => {
     expect(await bad.text()).not.toContain("<script>alert");
   });
 });
+
+describe("over HTTPS", () => {
+  test("the session and pre-session cookies are Secure", async () => {
+    const tlsRoot = mkdtempSync(join(tmpdir(), "agentowl-console-tls-"));
+    const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
+    const tlsApp = await startApp({
+      config: loopbackConfig(tlsRoot, BOOTSTRAP, { AGENTOWL_HTTP_TLS: "on" }),
+      log,
+      consoleAuth: auth,
+    });
+    try {
+      expect(tlsApp.url.startsWith("https://")).toBe(true);
+      const opts = { redirect: "manual" as const, tls: { rejectUnauthorized: false } };
+      const form = await fetch(`${tlsApp.url}/console/sign-in`, opts);
+      const pre = form.headers.getSetCookie().find((c) => c.startsWith("agentowl_presession="))!;
+      expect(pre).toContain("; Secure");
+      const r = await fetch(`${tlsApp.url}/console/sign-in`, {
+        ...opts,
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre.split(";")[0]! },
+        body: new URLSearchParams({
+          _csrf: csrfField(await form.text()),
+          username: "root",
+          password: "pw-correct-horse",
+        }).toString(),
+      });
+      expect(r.status).toBe(303);
+      const set = r.headers.getSetCookie().find((c) => c.startsWith("agentowl_session="))!;
+      expect(set).toContain("HttpOnly");
+      expect(set).toContain("SameSite=Strict");
+      expect(set).toContain("; Secure");
+    } finally {
+      await tlsApp.stop();
+      rmSync(tlsRoot, { recursive: true, force: true });
+    }
+  });
+});
