@@ -193,7 +193,8 @@ export function consoleRoutes(deps: ConsoleDeps) {
   }
 
   return (
-    new Elysia({ name: "console", normalize: false })
+    // Pages, not API: left out of /v1/openapi.json.
+    new Elysia({ name: "console", normalize: false, detail: { hide: true } })
       .get("/", () => redirect("/console", 302))
       .get(
         "/console/assets/:file",
