@@ -18,3 +18,17 @@ declare module "smtp-server/lib/smtp-connection.js" {
 
 /** The HTTP benchmark's load generator (bench/http.ts) ships no types. */
 declare module "autocannon";
+
+/** Files the console embeds as text (`with { type: "text" }`): src/console/assets.ts. */
+declare module "*.css" {
+  const text: string;
+  export default text;
+}
+declare module "htmx.org/dist/htmx.min.js" {
+  const text: string;
+  export default text;
+}
+declare module "htmx-ext-sse/dist/sse.min.js" {
+  const text: string;
+  export default text;
+}

@@ -3,6 +3,7 @@ import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
+import type { ConsoleAuth } from "../console/index.ts";
 import type { EventRouting } from "../events/handoff.ts";
 import { fingerprintOf } from "../server/tls.ts";
 import type { Storage } from "../store/index.ts";
@@ -34,6 +35,8 @@ export interface AppOptions {
   subscribers?: readonly Subscriber[];
   clock?: Clock;
   random?: Random;
+  /** The console's users and sessions (src/users); without them nobody can sign in to the console. */
+  consoleAuth?: ConsoleAuth;
 }
 
 export interface App {
@@ -91,7 +94,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
   const logTap = opts.logTap ?? null;
   const listening = await startListeners(
-    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready },
+    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, consoleAuth: opts.consoleAuth },
     stack,
   );
   await startMaintenance({ log, clock, config, storage, vault, mail, metrics }, stack);

@@ -4,6 +4,7 @@ import type { Logger, LogTap } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Config, parseListen } from "../config/index.ts";
 import { v1Api } from "../api/v1.ts";
+import { type ConsoleAuth, consoleRoutes } from "../console/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
 import { ingressRoutes } from "../ingress/http/index.ts";
@@ -57,7 +58,7 @@ export interface Listening {
 
 const hostOf = (h: string | undefined) => (h?.includes(":") ? `[${h}]` : h);
 
-/** The one HTTP app (health, /v1, ingress) on its listeners, and the SMTP listener. */
+/** The one HTTP app (health, /v1, ingress, console) on its listeners, and the SMTP listener. */
 export async function startListeners(
   deps: {
     config: Config;
@@ -70,6 +71,8 @@ export async function startListeners(
     mail: MailParts;
     logTap: LogTap | null;
     ready: () => Promise<Record<string, ReadyCheck>>;
+    /** The console's users and sessions; without them the console's sign-in says it is unavailable. */
+    consoleAuth?: ConsoleAuth | null;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
@@ -91,6 +94,17 @@ export async function startListeners(
         log: log.child({ component: "ingress" }),
         routing: dispatch.inline,
         clock,
+      }),
+    )
+    .use(
+      consoleRoutes({
+        storage,
+        clock,
+        auth: deps.consoleAuth ?? null,
+        appliance: config.settings.mail_domain,
+        bootstrapToken: config.bootstrapToken,
+        circuits: () => dispatch.breakers.troubled(),
+        log: log.child({ component: "console" }),
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

@@ -1,0 +1,102 @@
+import { timingSafeEqual } from "node:crypto";
+import type { Principal } from "../api/auth.ts";
+
+/**
+ * What the console needs of its users (docs/console.md): the shape src/users' `Users` has, so the
+ * appliance passes that in, and a test can pass its own.
+ */
+export interface ConsoleUser {
+  id: string;
+  username: string;
+  role: "admin" | "member";
+  tenants: readonly string[];
+}
+
+export interface ConsoleSession {
+  id: string;
+  user: ConsoleUser;
+  csrf: string;
+  expiresAt: number;
+}
+
+export type SignInResult =
+  | { ok: true; token: string; session: ConsoleSession }
+  | { ok: false; reason: "bad_credentials" }
+  | { ok: false; reason: "locked"; retryAfterMs: number };
+
+export interface ConsoleAuth {
+  signIn(username: string, password: string, remote: string): Promise<SignInResult>;
+  /** The live session for a cookie value, or null (unknown, expired, revoked). */
+  session(token: string): Promise<ConsoleSession | null>;
+  signOut(token: string, actor: string): Promise<void>;
+  /** How many users exist: 0 opens the first-admin form. */
+  count(): Promise<number>;
+  /** The API's principal for a user: the console checks access with the API's rules. */
+  principalOf(user: ConsoleUser): Principal;
+  /**
+   * Create the first admin, only while no user exists (null when one does by then). Refuses an
+   * unusable username or password with AppError invalid_input, whose detail the form shows.
+   */
+  createFirstAdmin(u: { username: string; password: string }, actor: string): Promise<ConsoleUser | null>;
+}
+
+export const SESSION_COOKIE = "agentowl_session";
+/** The sign-in form's CSRF token before there is a session (double submit: cookie and form field). */
+export const PRE_SESSION_COOKIE = "agentowl_presession";
+
+export function cookiesOf(request: Request): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of (request.headers.get("cookie") ?? "").split(";")) {
+    const at = part.indexOf("=");
+    if (at <= 0) continue;
+    const name = part.slice(0, at).trim();
+    if (!out.has(name)) out.set(name, part.slice(at + 1).trim());
+  }
+  return out;
+}
+
+/** A cookie the page's scripts cannot read and no other site's request carries; Secure over TLS. */
+export function setCookie(
+  name: string,
+  value: string,
+  opts: { secure: boolean; path?: string; maxAgeS?: number },
+): string {
+  return [
+    `${name}=${value}`,
+    `Path=${opts.path ?? "/"}`,
+    "HttpOnly",
+    "SameSite=Strict",
+    ...(opts.secure ? ["Secure"] : []),
+    ...(opts.maxAgeS !== undefined ? [`Max-Age=${opts.maxAgeS}`] : []),
+  ].join("; ");
+}
+
+export const overTls = (request: Request): boolean => new URL(request.url).protocol === "https:";
+
+/** Equal strings, compared in time that does not depend on where they differ. */
+export function sameSecret(a: string | null | undefined, b: string | null | undefined): boolean {
+  if (!a || !b) return false;
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+const DEFAULT_NEXT = "/console";
+
+/**
+ * Where to go after signing in: a path on this origin only (`/console/events?x=1`), never
+ * `//evil`, `/\evil`, `https://…` or anything with control characters; else the dashboard.
+ */
+export function safeNext(next: string | null | undefined): string {
+  if (!next || next.length > 2048 || !next.startsWith("/") || /[\\\u0000-\u001f\u007f]/.test(next)) return DEFAULT_NEXT;
+  if (next.startsWith("//")) return DEFAULT_NEXT;
+  let url: URL;
+  try {
+    url = new URL(next, "http://console.invalid");
+  } catch {
+    return DEFAULT_NEXT;
+  }
+  if (url.origin !== "http://console.invalid") return DEFAULT_NEXT;
+  if (!url.pathname.startsWith("/console") && !url.pathname.startsWith("/t/")) return DEFAULT_NEXT;
+  return url.pathname + url.search;
+}

@@ -1,0 +1,472 @@
+import { randomBytes } from "node:crypto";
+import { Elysia } from "elysia";
+import {
+  type Chrome,
+  DashboardPage,
+  ErrorPage,
+  EventPage,
+  EventsPage,
+  FirstAdminPage,
+  InboxPage,
+  renderPage,
+  SignInPage,
+} from "../../web/index.ts";
+import { canAccess, type Principal, visibleTenants } from "../api/auth.ts";
+import { NAME_PATTERN } from "../control/resources/specs.ts";
+import type { Clock } from "../core/clock.ts";
+import { isId } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import { AppError, isAppError } from "../errors/index.ts";
+import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
+import { readBody } from "../server/body.ts";
+import type { Storage } from "../store/index.ts";
+import { ASSET_BY_PATH, ASSET_PATHS } from "./assets.ts";
+import {
+  type ConsoleAuth,
+  type ConsoleSession,
+  cookiesOf,
+  overTls,
+  PRE_SESSION_COOKIE,
+  safeNext,
+  sameSecret,
+  SESSION_COOKIE,
+  setCookie,
+} from "./auth.ts";
+import { pageResponse, redirect, SECURITY_HEADERS } from "./headers.ts";
+import { eventRow, eventView } from "./views.ts";
+
+export type { ConsoleAuth, ConsoleSession, ConsoleUser, SignInResult } from "./auth.ts";
+export { PRE_SESSION_COOKIE, safeNext, SESSION_COOKIE } from "./auth.ts";
+export { CSP, SECURITY_HEADERS } from "./headers.ts";
+export { ASSET_PATHS } from "./assets.ts";
+
+export interface ConsoleDeps {
+  storage: Storage;
+  clock: Clock;
+  /** Users and sessions (src/users' `Users`); null: nobody can sign in (the pages say so). */
+  auth: ConsoleAuth | null;
+  /** The header's name for this appliance (its mail domain). */
+  appliance: string;
+  /** AGENTOWL_BOOTSTRAP_TOKEN: proves the person creating the first admin runs the appliance. */
+  bootstrapToken: string | null;
+  /** Endpoints whose circuit is not closed, as `tenant/endpoint` (the dispatcher's breakers). */
+  circuits: () => readonly (readonly [
+    string,
+    { state: string; consecutiveFailures: number; retryAt: number | null },
+  ])[];
+  log: Logger;
+}
+
+/** A form body is small: a sign-in, a filter, a button. */
+const FORM_LIMIT = 16 * 1024;
+const PAGE = 50;
+const DAY_MS = 24 * 3600_000;
+const NAME = new RegExp(NAME_PATTERN);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** What a handler that needs the client's address takes of Elysia's context. */
+interface WithServer {
+  request: Request;
+  server: { requestIP(r: Request): { address: string } | null } | null;
+}
+
+interface Visitor {
+  token: string;
+  session: ConsoleSession;
+  principal: Principal;
+}
+
+/** The fields of a urlencoded form (htmx and plain forms send that); anything else has none. */
+async function formOf(request: Request): Promise<URLSearchParams> {
+  const bytes = await readBody(request, FORM_LIMIT);
+  const type = (request.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/x-www-form-urlencoded") return new URLSearchParams();
+  return new URLSearchParams(new TextDecoder().decode(bytes));
+}
+
+/** The CSRF token a request sent: the X-CSRF-Token header (htmx), else the form's `_csrf`. */
+const sentCsrf = (request: Request, form: URLSearchParams) => request.headers.get("x-csrf-token") ?? form.get("_csrf");
+
+const queryString = (q: Record<string, string>) => {
+  const s = new URLSearchParams(Object.entries(q).filter(([, v]) => v !== "")).toString();
+  return s ? `?${s}` : "";
+};
+
+/**
+ * The web console (docs/console.md) on the one HTTP app: `/console`, the per-tenant inbox under
+ * `/t/`, and `/` → `/console`. Every response carries the security headers; every POST needs the
+ * session's CSRF token (the sign-in forms: the pre-session one); a tenant or event the user may not
+ * see is a 404, as in the API.
+ */
+export function consoleRoutes(deps: ConsoleDeps) {
+  const { storage, auth, clock } = deps;
+  const chromeFor = (v: Visitor | null, current: Chrome["current"] = null): Chrome => ({
+    appliance: deps.appliance,
+    assets: ASSET_PATHS,
+    user: v ? { username: v.session.user.username, role: v.session.user.role } : null,
+    csrf: v?.session.csrf ?? null,
+    current,
+  });
+  const html = async (page: Parameters<typeof renderPage>[0], status = 200, extra: Record<string, string> = {}) =>
+    pageResponse(await renderPage(page), status, extra);
+  const notFound = (v: Visitor | null) =>
+    html(
+      ErrorPage({ chrome: chromeFor(v), title: "Not found", text: "There is nothing here, or nothing you may see." }),
+      404,
+    );
+  const refused = (v: Visitor | null, text: string) =>
+    html(ErrorPage({ chrome: chromeFor(v), title: "Refused", text }), 403);
+  const unavailable = () =>
+    html(
+      ErrorPage({
+        chrome: chromeFor(null),
+        title: "Sign-in unavailable",
+        text: "This appliance has no console users configured.",
+      }),
+      503,
+    );
+
+  async function visitor(request: Request): Promise<Visitor | null> {
+    const token = cookiesOf(request).get(SESSION_COOKIE);
+    if (!auth || !token) return null;
+    const session = await auth.session(token);
+    return session ? { token, session, principal: auth.principalOf(session.user) } : null;
+  }
+
+  /** Failures as pages with the console's headers, never the API's problem+json. */
+  const guarded =
+    <C extends { request: Request }>(handler: (c: C) => Promise<Response>) =>
+    async (c: C): Promise<Response> => {
+      try {
+        return await handler(c);
+      } catch (e) {
+        if (isAppError(e) && e.kind === "too_large")
+          return html(ErrorPage({ chrome: chromeFor(null), title: "Too large", text: e.detail }), 413);
+        if (isAppError(e) && e.kind === "invalid_input")
+          return html(ErrorPage({ chrome: chromeFor(null), title: "Not understood", text: e.detail }), 400);
+        deps.log.error("console request failed", { path: new URL(c.request.url).pathname, err: e });
+        return html(
+          ErrorPage({ chrome: chromeFor(null), title: "Something went wrong", text: "The error was logged." }),
+          500,
+        );
+      }
+    };
+
+  /** A page behind sign-in: without a session, 303 to the sign-in form, which comes back here. */
+  const signedIn = <C extends { request: Request }>(handler: (v: Visitor, c: C) => Promise<Response>) =>
+    guarded<C>(async (c) => {
+      const v = await visitor(c.request);
+      if (!v) {
+        const url = new URL(c.request.url);
+        return redirect(`/console/sign-in?next=${encodeURIComponent(url.pathname + url.search)}`, 303);
+      }
+      return handler(v, c);
+    });
+
+  /** The pre-session token the sign-in forms carry (double submit): the cookie's, or a new one. */
+  function preSession(request: Request): { token: string; cookie: string | null } {
+    const known = cookiesOf(request).get(PRE_SESSION_COOKIE);
+    if (known && /^[\w-]{43}$/.test(known)) return { token: known, cookie: null };
+    const token = randomBytes(32).toString("base64url");
+    return { token, cookie: setCookie(PRE_SESSION_COOKIE, token, { secure: overTls(request), path: "/console" }) };
+  }
+  const preSessionOk = (request: Request, form: URLSearchParams) =>
+    sameSecret(cookiesOf(request).get(PRE_SESSION_COOKIE), sentCsrf(request, form));
+
+  const withCookie = (r: Response, cookie: string | null) => {
+    if (cookie) r.headers.append("set-cookie", cookie);
+    return r;
+  };
+
+  async function signedInResponse(request: Request, token: string, next: string): Promise<Response> {
+    const secure = overTls(request);
+    return redirect(safeNext(next), 303, [
+      setCookie(SESSION_COOKIE, token, { secure }),
+      setCookie(PRE_SESSION_COOKIE, "", { secure, path: "/console", maxAgeS: 0 }),
+    ]);
+  }
+
+  function visibleTenantList(v: Visitor): Promise<string[]> | string[] {
+    const visible = visibleTenants(v.principal);
+    if (visible !== "all") return [...visible].sort();
+    return storage.resources.list({ kind: "tenants", limit: 500 }).then((rows) => rows.map((r) => r.name));
+  }
+
+  return (
+    // Pages, not API: left out of /v1/openapi.json.
+    new Elysia({ name: "console", normalize: false, detail: { hide: true } })
+      .get("/", () => redirect("/console", 302))
+      .get(
+        "/console/assets/:file",
+        guarded(async ({ request }) => {
+          const asset = ASSET_BY_PATH.get(new URL(request.url).pathname);
+          if (!asset) return notFound(null);
+          return new Response(asset.body, {
+            headers: {
+              ...SECURITY_HEADERS,
+              "content-type": asset.type,
+              "cache-control": "public, max-age=31536000, immutable",
+            },
+          });
+        }),
+      )
+      // ---- signing in -------------------------------------------------------------------
+      .get(
+        "/console/sign-in",
+        guarded(async ({ request }) => {
+          if (!auth) return unavailable();
+          const next = safeNext(new URL(request.url).searchParams.get("next"));
+          if (await visitor(request)) return redirect(next, 303);
+          const pre = preSession(request);
+          const firstAdmin = (await auth.count()) === 0;
+          return withCookie(
+            await html(SignInPage({ chrome: chromeFor(null), csrf: pre.token, next, firstAdmin })),
+            pre.cookie,
+          );
+        }),
+      )
+      .post(
+        "/console/sign-in",
+        guarded(async ({ request, server }: WithServer) => {
+          if (!auth) return unavailable();
+          const form = await formOf(request);
+          if (!preSessionOk(request, form)) return refused(null, "The form expired: open the sign-in page again.");
+          const username = (form.get("username") ?? "").trim();
+          const password = form.get("password") ?? "";
+          const next = safeNext(form.get("next"));
+          const remote = server?.requestIP(request)?.address ?? "unknown";
+          const result = await auth.signIn(username, password, remote);
+          if (result.ok) return signedInResponse(request, result.token, next);
+          const pre = preSession(request);
+          const again = (message: string, status: number, extra: Record<string, string> = {}) =>
+            html(SignInPage({ chrome: chromeFor(null), csrf: pre.token, next, username, message }), status, extra);
+          if (result.reason === "locked") {
+            const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+            const at = iso(clock.now() + seconds * 1000)
+              .replace("T", " ")
+              .replace(/\.\d+Z$/, " UTC");
+            const wait = seconds < 120 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`;
+            return again(`Too many failed sign-ins: this user is locked. Try again in ${wait} (after ${at}).`, 429, {
+              "retry-after": String(seconds),
+            });
+          }
+          return again("Wrong username or password.", 401);
+        }),
+        { parse: "none" },
+      )
+      .post(
+        "/console/sign-out",
+        guarded(async ({ request }) => {
+          const v = await visitor(request);
+          if (!v) return redirect("/console/sign-in", 303);
+          const form = await formOf(request);
+          if (!sameSecret(v.session.csrf, sentCsrf(request, form)))
+            return refused(v, "The request carried no valid CSRF token.");
+          await auth!.signOut(v.token, `user:${v.session.user.username}`);
+          return redirect("/console/sign-in", 303, [
+            setCookie(SESSION_COOKIE, "", { secure: overTls(request), maxAgeS: 0 }),
+          ]);
+        }),
+        { parse: "none" },
+      )
+      .get(
+        "/console/first-admin",
+        guarded(async ({ request }) => {
+          if (!auth) return unavailable();
+          if ((await auth.count()) > 0) return notFound(await visitor(request));
+          const pre = preSession(request);
+          return withCookie(
+            await html(
+              FirstAdminPage({ chrome: chromeFor(null), csrf: pre.token, bootstrapConfigured: !!deps.bootstrapToken }),
+            ),
+            pre.cookie,
+          );
+        }),
+      )
+      .post(
+        "/console/first-admin",
+        guarded(async ({ request, server }: WithServer) => {
+          if (!auth) return unavailable();
+          const form = await formOf(request);
+          if (!preSessionOk(request, form)) return refused(null, "The form expired: open this page again.");
+          if ((await auth.count()) > 0) return notFound(null);
+          const username = (form.get("username") ?? "").trim();
+          const password = form.get("password") ?? "";
+          const pre = preSession(request);
+          const again = (message: string, status: number) =>
+            html(
+              FirstAdminPage({
+                chrome: chromeFor(null),
+                csrf: pre.token,
+                username,
+                message,
+                bootstrapConfigured: !!deps.bootstrapToken,
+              }),
+              status,
+            );
+          if (!sameSecret(deps.bootstrapToken, form.get("bootstrap_token")))
+            return again("The bootstrap token is not right.", 403);
+          if (!username) return again("Choose a username.", 422);
+          if (password !== (form.get("password2") ?? "")) return again("The two passwords differ.", 422);
+          let created: Awaited<ReturnType<ConsoleAuth["createFirstAdmin"]>>;
+          try {
+            created = await auth.createFirstAdmin({ username, password }, "bootstrap-token");
+          } catch (e) {
+            if (isAppError(e) && (e.kind === "invalid_input" || e.kind === "conflict")) return again(e.detail, 422);
+            throw e;
+          }
+          if (!created) return notFound(null);
+          const result = await auth.signIn(username, password, server?.requestIP(request)?.address ?? "unknown");
+          return result.ok ? signedInResponse(request, result.token, "/console") : redirect("/console/sign-in", 303);
+        }),
+        { parse: "none" },
+      )
+      // ---- behind sign-in ---------------------------------------------------------------
+      .get(
+        "/console",
+        signedIn(async (v) => {
+          const visible = visibleTenants(v.principal);
+          const tenants = visible === "all" ? undefined : visible;
+          const admin = visible === "all";
+          const [queue, dead, approvals, tenantList] = await Promise.all([
+            admin ? storage.queue.activeDepth() : null,
+            storage.events.deliveries({ tenants, state: "dead", limit: 101 }),
+            storage.approvals.list({ tenants, state: "pending", limit: 101 }),
+            visibleTenantList(v),
+          ]);
+          const circuits = deps
+            .circuits()
+            .map(([key, view]) => {
+              const at = key.indexOf("/");
+              return { tenant: key.slice(0, at), endpoint: key.slice(at + 1), view };
+            })
+            .filter((c) => canAccess(v.principal, c.tenant, "read"))
+            .map((c) => ({
+              tenant: c.tenant,
+              endpoint: c.endpoint,
+              state: c.view.state,
+              failures: c.view.consecutiveFailures,
+              retryAt: c.view.retryAt === null ? null : iso(c.view.retryAt),
+            }));
+          return html(
+            DashboardPage({
+              chrome: chromeFor(v, "dashboard"),
+              view: {
+                queue: queue
+                  ? { available: queue.available, scheduled: queue.scheduled, leased: queue.leased, dead: queue.dead }
+                  : null,
+                deadDeliveries: { count: Math.min(dead.length, 100), more: dead.length > 100 },
+                approvals: {
+                  count: Math.min(approvals.length, 100),
+                  more: approvals.length > 100,
+                  items: approvals.slice(0, 10).map((a) => ({
+                    id: a.id,
+                    tenant: a.tenant,
+                    what: Object.entries(a.action)
+                      .map(([k, x]) => `${k}: ${typeof x === "string" ? x : JSON.stringify(x)}`)
+                      .join(", "),
+                    expiresAt: iso(a.expiresAt),
+                  })),
+                },
+                circuits,
+                tenants: tenantList,
+              },
+            }),
+          );
+        }),
+      )
+      .get(
+        "/console/events",
+        signedIn(async (v, { request }) => {
+          const q = new URL(request.url).searchParams;
+          const filters = { tenant: q.get("tenant") ?? "", channel: q.get("channel") ?? "", type: q.get("type") ?? "" };
+          const before = q.get("before") ?? "";
+          if (filters.tenant && !(NAME.test(filters.tenant) && canAccess(v.principal, filters.tenant, "read")))
+            return notFound(v);
+          if (filters.channel && !(CHANNELS as readonly string[]).includes(filters.channel))
+            throw new AppError("invalid_input", `channel must be one of ${CHANNELS.join(", ")}`);
+          if (filters.type && !(EVENT_TYPES as readonly string[]).includes(filters.type))
+            throw new AppError("invalid_input", `type must be one of ${EVENT_TYPES.join(", ")}`);
+          if (before && !isId(before, "evt")) throw new AppError("invalid_input", "before must be an event id");
+          const visible = visibleTenants(v.principal);
+          // The same query as GET /v1/events: newest first, keyset on the id.
+          const rows = await storage.events.list({
+            tenants: filters.tenant ? [filters.tenant] : visible === "all" ? undefined : visible,
+            channel: filters.channel || undefined,
+            type: filters.type || undefined,
+            before: before || undefined,
+            limit: PAGE + 1,
+          });
+          const shown = rows.slice(0, PAGE);
+          return html(
+            EventsPage({
+              chrome: chromeFor(v, "events"),
+              view: {
+                filters,
+                tenants: await visibleTenantList(v),
+                channels: CHANNELS,
+                types: EVENT_TYPES,
+                rows: shown.map((r) => eventRow(r.envelope)),
+                newest: before ? `/console/events${queryString(filters)}` : null,
+                older:
+                  rows.length > PAGE
+                    ? `/console/events${queryString({ ...filters, before: shown.at(-1)!.envelope.id })}`
+                    : null,
+              },
+            }),
+          );
+        }),
+      )
+      .get(
+        "/console/events/:id",
+        signedIn(async (v, { params }: { request: Request; params: { id: string } }) => {
+          const event = isId(params.id, "evt") ? await storage.events.get(params.id) : null;
+          if (!event || !canAccess(v.principal, event.tenant, "read")) return notFound(v);
+          const rows = await storage.events.deliveries({ eventId: params.id, limit: 100 });
+          const deliveries = await Promise.all(
+            rows.map(async (row) => ({ row, attempts: await storage.events.listAttempts(row.id) })),
+          );
+          return html(EventPage({ chrome: chromeFor(v, "events"), view: eventView(event, deliveries) }));
+        }),
+      )
+      .get(
+        "/t/:tenant/inbox",
+        signedIn(async (v, { request, params }: { request: Request; params: { tenant: string } }) => {
+          const tenant = params.tenant;
+          if (!NAME.test(tenant) || !canAccess(v.principal, tenant, "read")) return notFound(v);
+          if (!(await storage.resources.get({ tenant, kind: "tenants", name: tenant }))) return notFound(v);
+          const before = new URL(request.url).searchParams.get("before") ?? "";
+          if (before && !isId(before, "evt")) throw new AppError("invalid_input", "before must be an event id");
+          const rows = await storage.events.list({
+            tenants: [tenant],
+            channel: "email",
+            since: clock.now() - DAY_MS,
+            before: before || undefined,
+            limit: PAGE + 1,
+          });
+          const shown = rows.slice(0, PAGE);
+          const base = `/t/${tenant}/inbox`;
+          return html(
+            InboxPage({
+              chrome: chromeFor(v, "inbox"),
+              tenant,
+              rows: shown.map((r) => eventRow(r.envelope)),
+              newest: before ? base : null,
+              older: rows.length > PAGE ? `${base}?before=${shown.at(-1)!.envelope.id}` : null,
+            }),
+          );
+        }),
+      )
+      // Anything else under the console's prefixes: its 404 page, with its headers.
+      .all(
+        "/console/*",
+        guarded(async ({ request }) => notFound(await visitor(request))),
+        { parse: "none" },
+      )
+      .all(
+        "/t/*",
+        guarded(async ({ request }) => notFound(await visitor(request))),
+        { parse: "none" },
+      )
+  );
+}

@@ -1,0 +1,6 @@
+import type { JSX } from "hono/jsx/jsx-runtime";
+
+/** A page as the HTML document a browser gets; hono/jsx escapes every text and attribute. */
+export async function renderPage(page: JSX.Element): Promise<string> {
+  return `<!doctype html>${await page.toString()}`;
+}
