@@ -3,7 +3,7 @@ import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
-import type { ConsoleAuth } from "../console/index.ts";
+import { Users } from "../users/index.ts";
 import type { EventRouting } from "../events/handoff.ts";
 import { fingerprintOf } from "../server/tls.ts";
 import type { Storage } from "../store/index.ts";
@@ -35,8 +35,6 @@ export interface AppOptions {
   subscribers?: readonly Subscriber[];
   clock?: Clock;
   random?: Random;
-  /** The console's users and sessions (src/users); without them nobody can sign in to the console. */
-  consoleAuth?: ConsoleAuth;
 }
 
 export interface App {
@@ -51,6 +49,8 @@ export interface App {
   readonly http: AnyElysia;
   readonly redactor: Redactor;
   readonly vault: Vault;
+  /** Console users and their sessions (the console and /v1/users share them). */
+  readonly users: Users;
   /** Routing at an event's commit (src/events/handoff.ts), as the ingresses use it. */
   readonly routing: EventRouting;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
@@ -93,11 +93,18 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const state = { stopping: false };
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
   const logTap = opts.logTap ?? null;
+  const users = new Users({
+    storage,
+    clock,
+    idleMs: config.consoleSession.idleMs,
+    maxMs: config.consoleSession.maxMs,
+    bootstrapToken: config.bootstrapToken,
+  });
   const listening = await startListeners(
-    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, consoleAuth: opts.consoleAuth },
+    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, users },
     stack,
   );
-  await startMaintenance({ log, clock, config, storage, vault, mail, metrics }, stack);
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);
   logServing(log, config, listening, mail, storage);
 
   return {
@@ -109,6 +116,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     http: listening.http,
     redactor,
     vault,
+    users,
     routing: dispatch.inline,
     stop: stopOnce({ config, log, clock, stack, state }),
   };

@@ -4,7 +4,8 @@ import type { Logger, LogTap } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Config, parseListen } from "../config/index.ts";
 import { v1Api } from "../api/v1.ts";
-import { type ConsoleAuth, consoleRoutes } from "../console/index.ts";
+import { consoleRoutes } from "../console/index.ts";
+import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
 import { ingressRoutes } from "../ingress/http/index.ts";
@@ -71,8 +72,8 @@ export async function startListeners(
     mail: MailParts;
     logTap: LogTap | null;
     ready: () => Promise<Record<string, ReadyCheck>>;
-    /** The console's users and sessions; without them the console's sign-in says it is unavailable. */
-    consoleAuth?: ConsoleAuth | null;
+    /** Console users and their sessions: /v1/users and the console's sign-in share them. */
+    users: Users;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
@@ -84,7 +85,7 @@ export async function startListeners(
     version: `${VERSION}+${COMMIT}`,
     ready: deps.ready,
   })
-    .use(v1Api({ storage, clock, vault, dispatch, logTap: deps.logTap }))
+    .use(v1Api({ storage, clock, vault, dispatch, logTap: deps.logTap, users: deps.users }))
     .use(
       ingressRoutes({
         config,
@@ -100,7 +101,7 @@ export async function startListeners(
       consoleRoutes({
         storage,
         clock,
-        auth: deps.consoleAuth ?? null,
+        auth: deps.users,
         appliance: config.settings.mail_domain,
         bootstrapToken: config.bootstrapToken,
         circuits: () => dispatch.breakers.troubled(),

@@ -10,7 +10,9 @@ import {
   loopLagSampling,
   retentionSweep,
   rotationReminders,
+  sessionPurge,
 } from "../workers/maintenance.ts";
+import type { Users } from "../users/index.ts";
 import type { MailParts } from "./mail.ts";
 import type { Shutdown } from "./shutdown.ts";
 import type { StopStack } from "./stop-stack.ts";
@@ -28,6 +30,7 @@ export async function startMaintenance(
     vault: Vault;
     mail: MailParts;
     metrics: Metrics;
+    users: Users;
   },
   stack: StopStack<Shutdown>,
 ): Promise<void> {
@@ -39,5 +42,6 @@ export async function startMaintenance(
     retentionSweep(ctx, { queue: storage.queue, outbox: storage.outbox, spool: deps.mail.spool }, config),
   );
   await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
+  await stack.start(sessionPurge(ctx, deps.users));
   await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
 }

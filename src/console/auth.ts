@@ -34,10 +34,11 @@ export interface ConsoleAuth {
   /** The API's principal for a user: the console checks access with the API's rules. */
   principalOf(user: ConsoleUser): Principal;
   /**
-   * Create the first admin, only while no user exists (null when one does by then). Refuses an
-   * unusable username or password with AppError invalid_input, whose detail the form shows.
+   * Create the first admin with the bootstrap token as proof (compared in constant time), only
+   * while no user exists. Refuses with AppError: forbidden (the token), conflict (a user exists by
+   * then), invalid_input (an unusable username or password); the form shows the detail.
    */
-  createFirstAdmin(u: { username: string; password: string }, actor: string): Promise<ConsoleUser | null>;
+  createFirstAdmin(bootstrapToken: string, username: string, password: string): Promise<ConsoleUser>;
 }
 
 export const SESSION_COOKIE = "agentowl_session";

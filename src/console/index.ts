@@ -304,18 +304,16 @@ export function consoleRoutes(deps: ConsoleDeps) {
               }),
               status,
             );
-          if (!sameSecret(deps.bootstrapToken, form.get("bootstrap_token")))
-            return again("The bootstrap token is not right.", 403);
           if (!username) return again("Choose a username.", 422);
           if (password !== (form.get("password2") ?? "")) return again("The two passwords differ.", 422);
-          let created: Awaited<ReturnType<ConsoleAuth["createFirstAdmin"]>>;
           try {
-            created = await auth.createFirstAdmin({ username, password }, "bootstrap-token");
+            await auth.createFirstAdmin(form.get("bootstrap_token") ?? "", username, password);
           } catch (e) {
-            if (isAppError(e) && (e.kind === "invalid_input" || e.kind === "conflict")) return again(e.detail, 422);
+            if (isAppError(e) && e.kind === "forbidden") return again("The bootstrap token is not right.", 403);
+            if (isAppError(e) && e.kind === "conflict") return notFound(null);
+            if (isAppError(e) && e.kind === "invalid_input") return again(e.detail, 422);
             throw e;
           }
-          if (!created) return notFound(null);
           const result = await auth.signIn(username, password, server?.requestIP(request)?.address ?? "unknown");
           return result.ok ? signedInResponse(request, result.token, "/console") : redirect("/console/sign-in", 303);
         }),

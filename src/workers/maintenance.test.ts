@@ -2,7 +2,14 @@ import { describe, expect, test } from "bun:test";
 import { until } from "../../test/helpers/storage.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createLogger, Redactor } from "../core/log.ts";
-import { approvalExpiry, leaseRecovery, leaseRecoveryEvery, retentionSweep, rotationReminders } from "./maintenance.ts";
+import {
+  approvalExpiry,
+  leaseRecovery,
+  leaseRecoveryEvery,
+  retentionSweep,
+  rotationReminders,
+  sessionPurge,
+} from "./maintenance.ts";
 import { hourlyAt, ManualTimers } from "./schedule.ts";
 
 function harness() {
@@ -77,6 +84,23 @@ describe("maintenance tasks", () => {
     timers.advance(5000);
     await until("the second run's line", () => lines.some((l) => l.msg === "approvals expired"));
     expect(lines.find((l) => l.msg === "approvals expired")).toMatchObject({ approvals: 2 });
+    await task.stop();
+  });
+
+  test("ended console sessions are removed hourly at 47 past, and the count is logged", async () => {
+    const { clock, timers, lines, ctx } = harness();
+    let runs = 0;
+    const task = sessionPurge(ctx, { purgeSessions: async () => (++runs === 1 ? 3 : 0) });
+    task.start();
+    const due = hourlyAt(47)(clock.now());
+    timers.advance(due - clock.now() - 1);
+    expect(runs).toBe(0);
+    timers.advance(1);
+    await until("the purge's line", () => lines.some((l) => l.msg === "ended console sessions removed"));
+    expect(lines.find((l) => l.msg === "ended console sessions removed")).toMatchObject({ sessions: 3 });
+    await until("the next purge to be scheduled", () => timers.size === 1);
+    timers.advance(3_600_000);
+    await until("the second purge", () => runs === 2);
     await task.stop();
   });
 

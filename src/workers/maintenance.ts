@@ -36,6 +36,21 @@ export function leaseRecovery(
   });
 }
 
+/** Hourly, at 47 past: console sessions that ended (signed out, expired, idle) leave the database. */
+export function sessionPurge(ctx: MaintenanceContext, users: { purgeSessions(): Promise<number> }): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "session-purge",
+    schedule: hourlyAt(47),
+    run: async () => {
+      const n = await users.purgeSessions();
+      if (n) log.info("ended console sessions removed", { sessions: n });
+    },
+    onError: (e) => log.error("session purge failed", { err: e }),
+  });
+}
+
 /** How often approvals past their deadline are looked for. */
 export const APPROVAL_EXPIRY_EVERY_MS = 5000;
 

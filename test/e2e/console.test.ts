@@ -1,16 +1,14 @@
 /**
  * The web console over real HTTP against a real appliance (docs/console.md): sign-in and its
  * cookie, CSRF on every POST, the security headers on every page, what a member may see (404
- * elsewhere, as in the API), and markup from outside shown as text. Users come from a small
- * in-memory ConsoleAuth below (the appliance passes src/users' Users).
+ * elsewhere, as in the API), and markup from outside shown as text, with the appliance's own
+ * users (src/users).
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Principal } from "../../src/api/auth.ts";
 import { type App, startApp } from "../../src/app/app.ts";
-import type { ConsoleAuth, ConsoleSession, ConsoleUser, SignInResult } from "../../src/console/index.ts";
 import { CSP } from "../../src/console/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
@@ -30,52 +28,7 @@ const HOSTILE = `${SCRIPT}${IMG}`;
 const ESCAPED_SCRIPT = "&lt;script&gt;alert(1)&lt;/script&gt;";
 const ESCAPED_IMG = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;";
 
-/** Users, sessions and lockout in memory: the interface src/users implements, as the console uses it. */
-class MemoryAuth implements ConsoleAuth {
-  users = new Map<string, { user: ConsoleUser; password: string; failures: number }>();
-  sessions = new Map<string, ConsoleSession>();
-  lockedFor = 0;
-
-  add(username: string, password: string, role: "admin" | "member", tenants: string[] = []): void {
-    this.users.set(username, { user: { id: newId("usr" as never), username, role, tenants }, password, failures: 0 });
-  }
-  async signIn(username: string, password: string): Promise<SignInResult> {
-    const u = this.users.get(username);
-    if (u && u.failures >= 5) return { ok: false, reason: "locked", retryAfterMs: 60_000 };
-    if (!u || u.password !== password) {
-      if (u) u.failures++;
-      return { ok: false, reason: "bad_credentials" };
-    }
-    const token = crypto.randomUUID();
-    const session = { id: token, user: u.user, csrf: crypto.randomUUID(), expiresAt: Date.now() + 3600_000 };
-    this.sessions.set(token, session);
-    return { ok: true, token, session };
-  }
-  async session(token: string): Promise<ConsoleSession | null> {
-    return this.sessions.get(token) ?? null;
-  }
-  async signOut(token: string): Promise<void> {
-    this.sessions.delete(token);
-  }
-  async count(): Promise<number> {
-    return this.users.size;
-  }
-  principalOf(user: ConsoleUser): Principal {
-    return {
-      tokenId: user.id,
-      name: `user:${user.username}`,
-      scopes: user.role === "admin" ? ["admin"] : user.tenants.map((t) => `tenant:${t}:write`),
-    };
-  }
-  async createFirstAdmin(u: { username: string; password: string }): Promise<ConsoleUser | null> {
-    if (this.users.size) return null;
-    this.add(u.username, u.password, "admin");
-    return this.users.get(u.username)!.user;
-  }
-}
-
 const root = mkdtempSync(join(tmpdir(), "agentowl-console-"));
-const auth = new MemoryAuth();
 let app: App;
 let base: string;
 const call = apiCaller(() => base, BOOTSTRAP);
@@ -192,15 +145,18 @@ function hostileWebhook(tenant: string): Envelope {
 }
 
 beforeAll(async () => {
-  auth.add("root", "pw-correct-horse", "admin");
-  auth.add("mia", "pw-correct-horse", "member", ["alpha"]);
-  auth.add("locky", "pw-correct-horse", "member", ["alpha"]);
   const config = loopbackConfig(root, BOOTSTRAP);
   const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
-  app = await startApp({ config, log, consoleAuth: auth });
+  app = await startApp({ config, log });
   base = app.url;
   for (const name of ["alpha", "beta"])
     expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
+  await app.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
+  await app.users.create({ username: "mia", password: "pw-correct-horse", role: "member", tenants: ["alpha"] }, "test");
+  await app.users.create(
+    { username: "locky", password: "pw-correct-horse", role: "member", tenants: ["alpha"] },
+    "test",
+  );
   ids.mailAlpha = await storeEnvelope(hostileMail("alpha"), { error: `refused ${HOSTILE}` });
   ids.hookAlpha = await storeEnvelope(hostileWebhook("alpha"));
   ids.mailBeta = await storeEnvelope(hostileMail("beta"));
@@ -451,8 +407,19 @@ describe("signing in", () => {
   });
 
   test("the first admin is created with the bootstrap token, only while there are no users", async () => {
-    const saved = auth.users;
-    auth.users = new Map();
+    // A fresh appliance: no user yet.
+    const freshRoot = mkdtempSync(join(tmpdir(), "agentowl-console-first-"));
+    const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
+    const fresh = await startApp({ config: loopbackConfig(freshRoot, BOOTSTRAP), log });
+    const get = (path: string, cookie?: string) =>
+      fetch(fresh.url + path, { redirect: "manual", headers: cookie ? { cookie } : {} });
+    const post = (path: string, form: Record<string, string>, headers: Record<string, string> = {}) =>
+      fetch(fresh.url + path, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+        body: new URLSearchParams(form).toString(),
+      });
     try {
       const page = await get("/console/first-admin");
       expect(page.status).toBe(200);
@@ -473,13 +440,14 @@ describe("signing in", () => {
       expect(ok.status).toBe(303);
       expect(ok.headers.get("location")).toBe("/console");
       expect(cookieOf(ok, "agentowl_session")).toBeDefined();
-      expect(auth.users.get("boss")?.user.role).toBe("admin");
+      expect((await fresh.users.get("boss"))?.role).toBe("admin");
       expect((await get("/console/first-admin")).status).toBe(404);
       expect((await post("/console/first-admin", { ...form, bootstrap_token: BOOTSTRAP }, { cookie })).status).toBe(
         404,
       );
     } finally {
-      auth.users = saved;
+      await fresh.stop();
+      rmSync(freshRoot, { recursive: true, force: true });
     }
   });
 });
@@ -587,8 +555,8 @@ describe("over HTTPS", () => {
     const tlsApp = await startApp({
       config: loopbackConfig(tlsRoot, BOOTSTRAP, { AGENTOWL_HTTP_TLS: "on" }),
       log,
-      consoleAuth: auth,
     });
+    await tlsApp.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
     try {
       expect(tlsApp.url.startsWith("https://")).toBe(true);
       const opts = { redirect: "manual" as const, tls: { rejectUnauthorized: false } };
