@@ -11,6 +11,7 @@ export const ERROR_KINDS = [
   "conflict",
   "precondition_failed",
   "too_large",
+  "timeout",
   "unsupported_media_type",
   "rate_limited",
   "storage_full",

@@ -20,6 +20,7 @@ const HTTP: Record<ErrorKind, { status: number; title: string }> = {
   conflict: { status: 409, title: "Conflict" },
   precondition_failed: { status: 412, title: "Precondition failed" },
   too_large: { status: 413, title: "Payload too large" },
+  timeout: { status: 408, title: "Request timeout" },
   unsupported_media_type: { status: 415, title: "Unsupported media type" },
   rate_limited: { status: 429, title: "Too many requests" },
   storage_full: { status: 503, title: "Storage unavailable" },

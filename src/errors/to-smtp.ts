@@ -23,6 +23,7 @@ const SMTP: Record<ErrorKind, SmtpAnswer> = {
   conflict: LATER,
   precondition_failed: LATER,
   too_large: { code: 552, enhanced: "5.3.4", text: "message too big" },
+  timeout: { code: 421, enhanced: "4.4.2", text: "timed out" },
   unsupported_media_type: { code: 554, enhanced: "5.6.0", text: "content not accepted" },
   rate_limited: { code: 451, enhanced: "4.7.1", text: "too much mail right now; try again later" },
   storage_full: { code: 452, enhanced: "4.3.1", text: "insufficient system storage; try again later" },

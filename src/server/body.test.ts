@@ -107,6 +107,35 @@ pulled, and the stream is cancelled`, async () => {
   });
 });
 
+describe("readBody's time bound", () => {
+  test("a body that has not all arrived within the bound is refused 408 and its stream is cancelled", async () => {
+    const seen = { cancelled: false };
+    // One byte, then nothing more: a client holding its request open.
+    let sent = false;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (!sent) controller.enqueue(new Uint8Array([0x61]));
+          sent = true;
+        },
+        cancel() {
+          seen.cancelled = true;
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const e = await refusal(readBody(post(stream), 10_000, 100));
+    expect(e.kind).toBe("timeout");
+    expect(toProblem(e).status).toBe(408);
+    expect(seen.cancelled).toBe(true);
+  });
+
+  test("a body that arrives within the bound is read whole, and no timer is left behind", async () => {
+    const { stream } = countingStream(100, 1000);
+    expect((await readBody(post(stream), 10_000, 5_000)).byteLength).toBe(1000);
+  });
+});
+
 describe("readBody over a real socket", () => {
   let server: Server<undefined>;
   const LIMIT = 4096;
@@ -131,7 +160,9 @@ describe("readBody over a real socket", () => {
       port: 0,
       async fetch(request) {
         try {
-          const body = await readBody(request, LIMIT);
+          // `/quick` reads with a short time bound, so a test can outlast it.
+          const quick = new URL(request.url).pathname === "/quick";
+          const body = await readBody(request, LIMIT, quick ? 300 : undefined);
           outcomes.push(String(body.byteLength));
           return Response.json({ size: body.byteLength, sum: body.reduce((a, b) => a + b, 0) });
         } catch (e) {
@@ -223,6 +254,23 @@ describe("readBody over a real socket", () => {
       end: true,
     });
     expect(await outcome(n)).toBe("invalid_input");
+  });
+
+  test("a client that sends part of its declared length and then nothing is answered 408 at the time bound", async () => {
+    const n = outcomes.length;
+    const answer = await exchange("POST /quick HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n", [
+      "x".repeat(10),
+    ]);
+    expect(statusOf(answer)).toBe(408);
+    expect(bodyOf(answer)).toMatchObject({ status: 408, title: "Request timeout" });
+    expect(await outcome(n)).toBe("timeout");
+  });
+
+  test("a chunked body that stops coming is answered 408 at the time bound", async () => {
+    const answer = await exchange("POST /quick HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n", [
+      "5\r\nhello\r\n",
+    ]);
+    expect(statusOf(answer)).toBe(408);
   });
 
   test("an empty body with Content-Length: 0 reads as zero bytes", async () => {

@@ -10,15 +10,50 @@ import { AppError } from "../errors/index.ts";
 export const MAX_JSON_DEPTH = 64;
 
 /**
- * The body's bytes, at most `limit` of them: 413 beyond, read no further. A declared
- * Content-Length over the limit is refused before a byte is read; a chunked body is counted as it
- * comes and dropped at the limit.
+ * How long a body may take to arrive, whole. The server's idle timeout (10 s) only bounds the
+ * pause between two packets: a client sending a byte every few seconds would otherwise hold its
+ * request, and the memory of what it sent so far, for as long as it likes.
  */
-export async function readBody(request: Request, limit: number): Promise<Uint8Array> {
+export const BODY_TIMEOUT_MS = 30_000;
+
+/**
+ * The body's bytes, at most `limit` of them: 413 beyond, read no further; 408 when it has not all
+ * arrived within `timeoutMs`. A declared Content-Length over the limit is refused before a byte is
+ * read; a chunked body is counted as it comes and dropped at the limit.
+ */
+export async function readBody(request: Request, limit: number, timeoutMs = BODY_TIMEOUT_MS): Promise<Uint8Array> {
   const length = request.headers.get("content-length");
   const declared = Number(length);
   if (declared > limit) throw new AppError("too_large", `the body may have at most ${limit} bytes`);
   if (!request.body) return new Uint8Array(0);
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new AppError("timeout", `the body did not arrive within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+  });
+  const body = request.body;
+  const stop = { cancel: () => body.cancel() };
+  try {
+    return await Promise.race([readWithin(request, body, stop, length, declared, limit), late]);
+  } catch (e) {
+    // Stop reading, so the rest of a late body is neither waited for nor kept.
+    if (e instanceof AppError && e.kind === "timeout") void stop.cancel().catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function readWithin(
+  request: Request,
+  body: ReadableStream<Uint8Array>,
+  stop: { cancel: () => Promise<void> },
+  length: string | null,
+  declared: number,
+  limit: number,
+): Promise<Uint8Array> {
   if (length !== null && Number.isInteger(declared)) {
     // A declared length within the limit: read it whole (the server holds no more than declared).
     try {
@@ -30,7 +65,8 @@ export async function readBody(request: Request, limit: number): Promise<Uint8Ar
   // Chunked: count as it comes, and stop at the limit.
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = request.body.getReader();
+  const reader = body.getReader();
+  stop.cancel = () => reader.cancel();
   try {
     for (;;) {
       const { done, value } = await reader.read();
