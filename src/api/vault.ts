@@ -36,26 +36,32 @@ const RotateBody = t.Object(
 );
 
 /**
+ * A value for a secret an endpoint signs deliveries with must be a Standard Webhooks secret
+ * (the API and the console's vault page both check it before setting or rotating).
+ */
+export async function checkSigningSecret(resources: ResourceStore, tenant: string, name: string, value: string) {
+  if (isSigningSecret(value)) return;
+  const ref = `vault:${tenant}/${name}`;
+  const endpoints = await resources.list({ tenant, kind: "endpoints", limit: 10_000 });
+  const signer = endpoints.find((e) => (e.spec as { signing_secret?: string }).signing_secret === ref);
+  if (signer) {
+    throw new AppError(
+      "invalid_input",
+      `${tenant}/${name} signs the deliveries of endpoint ${tenant}/${signer.name}: it must be ${SIGNING_SECRET_FORM}`,
+      {
+        errors: [{ field: "/value", message: `must be ${SIGNING_SECRET_FORM} (a Standard Webhooks secret)` }],
+      },
+    );
+  }
+}
+
+/**
  * /v1/tenants/:tenant/secrets: set (PUT, write-only), rotate, and metadata. Tenant access is
  * checked before the body is read, like every tenant route.
  */
 export function vaultRoutes(vault: Vault, resources: ResourceStore, tokens: TokenStore, clock: Clock) {
-  /** A value for a secret an endpoint signs deliveries with must be a Standard Webhooks secret. */
-  const checkSigning = async (tenant: string, name: string, value: string) => {
-    if (isSigningSecret(value)) return;
-    const ref = `vault:${tenant}/${name}`;
-    const endpoints = await resources.list({ tenant, kind: "endpoints", limit: 10_000 });
-    const signer = endpoints.find((e) => (e.spec as { signing_secret?: string }).signing_secret === ref);
-    if (signer) {
-      throw new AppError(
-        "invalid_input",
-        `${tenant}/${name} signs the deliveries of endpoint ${tenant}/${signer.name}: it must be ${SIGNING_SECRET_FORM}`,
-        {
-          errors: [{ field: "/value", message: `must be ${SIGNING_SECRET_FORM} (a Standard Webhooks secret)` }],
-        },
-      );
-    }
-  };
+  const checkSigning = (tenant: string, name: string, value: string) =>
+    checkSigningSecret(resources, tenant, name, value);
   return (
     new Elysia({ normalize: false })
       .use(authenticated(tokens, clock, { tenantParam: true }))

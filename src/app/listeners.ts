@@ -106,6 +106,9 @@ export async function startListeners(
         bootstrapToken: config.bootstrapToken,
         circuits: () => dispatch.breakers.troubled(),
         log: log.child({ component: "console" }),
+        dispatch,
+        vault,
+        logTap: deps.logTap,
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

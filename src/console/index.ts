@@ -28,6 +28,12 @@ import {
 } from "./kit.ts";
 import { redirect, SECURITY_HEADERS } from "./headers.ts";
 import { eventRow, eventView } from "./views.ts";
+import { actionsRoutes, eventActions } from "./actions.ts";
+import { approvalsRoutes } from "./approvals.ts";
+import { auditRoutes } from "./audit.ts";
+import { logsRoutes } from "./logs.ts";
+import { tokensRoutes } from "./tokens.ts";
+import { vaultRoutes } from "./vault.ts";
 
 export type { ConsoleAuth, ConsoleSession, ConsoleUser, SignInResult } from "./auth.ts";
 export { PRE_SESSION_COOKIE, safeNext, SESSION_COOKIE } from "./auth.ts";
@@ -291,7 +297,13 @@ export function consoleRoutes(deps: ConsoleDeps) {
           const deliveries = await Promise.all(
             rows.map(async (row) => ({ row, attempts: await storage.events.listAttempts(row.id) })),
           );
-          return html(EventPage({ chrome: chromeFor(v, "events"), view: eventView(event, deliveries) }));
+          return html(
+            EventPage({
+              chrome: chromeFor(v, "events"),
+              view: eventView(event, deliveries),
+              actions: await eventActions(kit, v, event),
+            }),
+          );
         }),
       )
       .get(
@@ -322,6 +334,12 @@ export function consoleRoutes(deps: ConsoleDeps) {
           );
         }),
       )
+      .use(actionsRoutes(kit))
+      .use(approvalsRoutes(kit))
+      .use(tokensRoutes(kit))
+      .use(vaultRoutes(kit))
+      .use(auditRoutes(kit))
+      .use(logsRoutes(kit))
       // Anything else under the console's prefixes: its 404 page, with its headers.
       .all(
         "/console/*",

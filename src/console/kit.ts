@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { type Chrome, ErrorPage, renderPage } from "../../web/index.ts";
 import { type Principal, visibleTenants } from "../api/auth.ts";
+import type { DeliveryActions } from "../api/deliveries.ts";
 import { NAME_PATTERN } from "../control/resources/specs.ts";
 import type { Clock } from "../core/clock.ts";
-import type { Logger } from "../core/log.ts";
+import type { Logger, LogTap } from "../core/log.ts";
 import { isAppError } from "../errors/index.ts";
 import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
+import type { Vault } from "../vault/vault.ts";
 import { ASSET_PATHS } from "./assets.ts";
 import {
   type ConsoleAuth,
@@ -36,6 +38,12 @@ export interface ConsoleDeps {
     { state: string; consecutiveFailures: number; retryAt: number | null },
   ])[];
   log: Logger;
+  /** Replay, retry and discard: the dispatcher's operator actions, as /v1 uses them. */
+  dispatch?: DeliveryActions;
+  /** The secrets vault, as /v1/tenants/:tenant/secrets uses it. */
+  vault?: Vault;
+  /** Live (already redacted) log lines, as /v1/logs/tail reads them. */
+  logTap?: LogTap | null;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

@@ -10,7 +10,7 @@ export interface Chrome {
   /** The session's CSRF token: sent by htmx on every request (hx-headers) and by each form (_csrf). */
   csrf?: string | null;
   /** Which nav entry is the current page. */
-  current?: "dashboard" | "events" | "inbox" | null;
+  current?: "dashboard" | "events" | "inbox" | "approvals" | "vault" | "audit" | "tokens" | "logs" | null;
 }
 
 /** htmx must not inject its indicator <style> (the CSP allows no inline style) nor evaluate strings. */
@@ -19,7 +19,12 @@ const HTMX_CONFIG = JSON.stringify({ includeIndicatorStyles: false, allowEval: f
 const NAV = [
   { key: "dashboard", href: "/console", label: "Dashboard" },
   { key: "events", href: "/console/events", label: "Events" },
-] as const;
+  { key: "approvals", href: "/console/approvals", label: "Approvals" },
+  { key: "vault", href: "/console/vault", label: "Vault" },
+  { key: "audit", href: "/console/audit", label: "Audit" },
+  { key: "tokens", href: "/console/tokens", label: "Tokens", admin: true },
+  { key: "logs", href: "/console/logs", label: "Logs", admin: true },
+] as const satisfies readonly { key: string; href: string; label: string; admin?: boolean }[];
 
 export function Layout(props: { chrome: Chrome; title: string; children?: Child }) {
   const { chrome } = props;
@@ -47,7 +52,7 @@ export function Layout(props: { chrome: Chrome; title: string; children?: Child 
           {user ? (
             <nav aria-label="Main">
               <ul>
-                {NAV.map((n) => (
+                {NAV.filter((n) => !("admin" in n) || user.role === "admin").map((n) => (
                   <li>
                     <a href={n.href} aria-current={chrome.current === n.key ? "page" : undefined}>
                       {n.label}

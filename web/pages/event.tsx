@@ -1,5 +1,5 @@
 /** @jsxImportSource hono/jsx */
-import { type Chrome, Layout } from "../components/layout.tsx";
+import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 import { Timeline, type TimelineSpan } from "../components/timeline.tsx";
 
 export interface EventView {
@@ -51,6 +51,39 @@ export interface EventView {
   trace: readonly TimelineSpan[];
 }
 
+/** The deliveries' buttons: replay, retry, discard (only for a user who may change the tenant). */
+export interface EventActions {
+  csrf: string;
+  /** The tenant's endpoints: one "Replay to" button each. */
+  endpoints: readonly string[];
+  /** Why the last action was refused (a conflict's one line), or what it did. */
+  message: { text: string; kind: "error" | "info" } | null;
+}
+
+const RETRYABLE = new Set(["dead"]);
+const DISCARDABLE = new Set(["dead", "retrying"]);
+
+/** A POST form of one button, with the session's CSRF token. */
+function ActionButton(props: {
+  action: string;
+  csrf: string;
+  label: string;
+  fields?: Record<string, string>;
+  class?: string;
+}) {
+  return (
+    <form class="inline" method="post" action={props.action}>
+      <CsrfField token={props.csrf} />
+      {Object.entries(props.fields ?? {}).map(([k, v]) => (
+        <input type="hidden" name={k} value={v} />
+      ))}
+      <button type="submit" class={props.class}>
+        {props.label}
+      </button>
+    </form>
+  );
+}
+
 const verdictClass = (v: string) => (v === "pass" ? "verdict-pass" : v === "fail" ? "verdict-fail" : "verdict-other");
 
 function Fields(props: { rows: readonly [string, string | null][] }) {
@@ -68,8 +101,9 @@ function Fields(props: { rows: readonly [string, string | null][] }) {
   );
 }
 
-export function EventPage(props: { chrome: Chrome; view: EventView }) {
+export function EventPage(props: { chrome: Chrome; view: EventView; actions?: EventActions | null }) {
   const v = props.view;
+  const act = props.actions ?? null;
   return (
     <Layout chrome={props.chrome} title={v.email?.subject ? `Event: ${v.email.subject}` : `Event ${v.id}`}>
       <section aria-labelledby="envelope">
@@ -185,12 +219,44 @@ export function EventPage(props: { chrome: Chrome; view: EventView }) {
 
       <section aria-labelledby="deliveries">
         <h2 id="deliveries">Deliveries</h2>
+        {act ? (
+          <>
+            <Message text={act.message?.text} kind={act.message?.kind} />
+            <div class="actions" role="group" aria-label="Replay this event">
+              <ActionButton action={`/console/events/${v.id}/replay`} csrf={act.csrf} label="Replay to all targets" />
+              {act.endpoints.map((e) => (
+                <ActionButton
+                  action={`/console/events/${v.id}/replay`}
+                  csrf={act.csrf}
+                  label={`Replay to ${e}`}
+                  fields={{ endpoint: e }}
+                  class="secondary"
+                />
+              ))}
+            </div>
+          </>
+        ) : null}
         {v.deliveries.length ? (
           v.deliveries.map((d) => (
             <article aria-label={`Delivery to ${d.endpoint}`}>
               <h3>
                 {d.endpoint}: {d.state}
               </h3>
+              {act && (RETRYABLE.has(d.state) || DISCARDABLE.has(d.state)) ? (
+                <div class="actions" role="group" aria-label={`Delivery ${d.id}`}>
+                  {RETRYABLE.has(d.state) ? (
+                    <ActionButton action={`/console/deliveries/${d.id}/retry`} csrf={act.csrf} label="Retry" />
+                  ) : null}
+                  {DISCARDABLE.has(d.state) ? (
+                    <ActionButton
+                      action={`/console/deliveries/${d.id}/discard`}
+                      csrf={act.csrf}
+                      label="Discard"
+                      class="secondary"
+                    />
+                  ) : null}
+                </div>
+              ) : null}
               <Fields
                 rows={[
                   ["Delivery", d.id],
