@@ -10,3 +10,4 @@ export { DashboardPage, type DashboardView } from "./pages/dashboard.tsx";
 export { EventsPage, type EventsView } from "./pages/events.tsx";
 export { EventPage, type EventView } from "./pages/event.tsx";
 export { InboxPage } from "./pages/inbox.tsx";
+export { MessagePage, type MessageView } from "./pages/message.tsx";

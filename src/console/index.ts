@@ -27,6 +27,7 @@ import {
   type WithServer,
 } from "./kit.ts";
 import { redirect, SECURITY_HEADERS } from "./headers.ts";
+import { inboxAccess, mailRoutes } from "./mail.ts";
 import { eventRow, eventView } from "./views.ts";
 
 export type { ConsoleAuth, ConsoleSession, ConsoleUser, SignInResult } from "./auth.ts";
@@ -296,10 +297,8 @@ export function consoleRoutes(deps: ConsoleDeps) {
       )
       .get(
         "/t/:tenant/inbox",
-        signedIn(async (v, { request, params }: { request: Request; params: { tenant: string } }) => {
+        inboxAccess(kit)(async (v, { request, params }: { request: Request; params: { tenant: string } }) => {
           const tenant = params.tenant;
-          if (!NAME.test(tenant) || !canAccess(v.principal, tenant, "read")) return notFound(v);
-          if (!(await storage.resources.get({ tenant, kind: "tenants", name: tenant }))) return notFound(v);
           const before = new URL(request.url).searchParams.get("before") ?? "";
           if (before && !isId(before, "evt")) throw new AppError("invalid_input", "before must be an event id");
           const rows = await storage.events.list({
@@ -322,6 +321,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
           );
         }),
       )
+      .use(mailRoutes(kit))
       // Anything else under the console's prefixes: its 404 page, with its headers.
       .all(
         "/console/*",
