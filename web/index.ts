@@ -15,3 +15,4 @@ export { TokenCreatedPage, TokensPage, type TokenItem, type TokensView } from ".
 export { VaultPage, type SecretItem, type VaultView } from "./pages/vault.tsx";
 export { AuditPage, type AuditItem, type AuditView } from "./pages/audit.tsx";
 export { LogLine, LogsPage, type LogsView } from "./pages/logs.tsx";
+export { MessagePage, type MessageView } from "./pages/message.tsx";

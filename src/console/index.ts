@@ -27,6 +27,7 @@ import {
   type WithServer,
 } from "./kit.ts";
 import { redirect, SECURITY_HEADERS } from "./headers.ts";
+import { inboxAccess, mailRoutes } from "./mail.ts";
 import { eventRow, eventView } from "./views.ts";
 import { actionsRoutes, eventActions } from "./actions.ts";
 import { approvalsRoutes } from "./approvals.ts";
@@ -308,10 +309,8 @@ export function consoleRoutes(deps: ConsoleDeps) {
       )
       .get(
         "/t/:tenant/inbox",
-        signedIn(async (v, { request, params }: { request: Request; params: { tenant: string } }) => {
+        inboxAccess(kit)(async (v, { request, params }: { request: Request; params: { tenant: string } }) => {
           const tenant = params.tenant;
-          if (!NAME.test(tenant) || !canAccess(v.principal, tenant, "read")) return notFound(v);
-          if (!(await storage.resources.get({ tenant, kind: "tenants", name: tenant }))) return notFound(v);
           const before = new URL(request.url).searchParams.get("before") ?? "";
           if (before && !isId(before, "evt")) throw new AppError("invalid_input", "before must be an event id");
           const rows = await storage.events.list({
@@ -340,6 +339,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
       .use(vaultRoutes(kit))
       .use(auditRoutes(kit))
       .use(logsRoutes(kit))
+      .use(mailRoutes(kit))
       // Anything else under the console's prefixes: its 404 page, with its headers.
       .all(
         "/console/*",

@@ -22,7 +22,7 @@ const ELEMENTS = new Set(
 const ATTRIBUTES = new Set(
   [
     "href src alt title width height style dir lang align rel target colspan rowspan valign bgcolor nowrap border",
-    "cellpadding cellspacing summary span color face size start type value",
+    "cellpadding cellspacing summary span color face size start type value data-remote-src",
   ]
     .join(" ")
     .split(" "),
@@ -41,6 +41,9 @@ function violations(html: string): string[] {
           if (name === "href" && !/^(https?:\/\/|mailto:)/i.test(value)) found.push(`${tag} href=${value}`);
           if (name === "src" && !/^(cid:|data:image\/(png|gif|jpe?g|webp)[;,])/i.test(value))
             found.push(`${tag} src=${value}`);
+          // Loads nothing; the console may show it on the reader's request (an http(s) address only).
+          if (name === "data-remote-src" && (tag !== "img" || !/^https?:\/\//i.test(value)))
+            found.push(`${tag} data-remote-src=${value}`);
           const css = value.replace(/(rgba?|hsla?)\([\d\s.,%/]*\)/gi, "");
           if (name === "style" && /url|expression|\\|@import|javascript|behavior|binding|[()]/i.test(css))
             found.push(`${tag} style=${value}`);
@@ -152,14 +155,25 @@ describe("sanitizeHtml", () => {
     );
   });
 
-  test("images from the message itself stay, remote ones (tracking pixels) go", () => {
+  test("images from the message itself stay; a remote one (tracking pixel) keeps its address only where nothing loads it", () => {
     expect(sanitizeHtml(`<img src="cid:logo@example.com" alt="logo">`)).toBe(
       `<img src="cid:logo@example.com" alt="logo" />`,
     );
     expect(sanitizeHtml(`<img src="data:image/png;base64,iVBORw0KGgo=">`)).toBe(
       `<img src="data:image/png;base64,iVBORw0KGgo=" />`,
     );
-    expect(sanitizeHtml(`a<img src="https://tracker.example/p.gif" width="1" height="1">b`)).toBe("ab");
+    expect(sanitizeHtml(`a<img src="https://tracker.example/p.gif" width="1" height="1">b`)).toBe(
+      `a<img data-remote-src="https://tracker.example/p.gif" width="1" height="1" />b`,
+    );
+    expect(sanitizeHtml(`<img src="//tracker.example/p.gif">`)).toBe("");
+    // A sender's own data-remote-src is not kept: only an http(s) src becomes one.
+    expect(sanitizeHtml(`<img src="cid:x" data-remote-src="https://tracker.example/p.gif">`)).toBe(
+      `<img src="cid:x" />`,
+    );
+    expect(sanitizeHtml(`<img data-remote-src="https://tracker.example/p.gif">`)).toBe("");
+    expect(sanitizeHtml(`<img src='https://x.example/"><b>'>`)).toBe(
+      `<img data-remote-src="https://x.example/&quot;&gt;&lt;b&gt;" />`,
+    );
     expect(sanitizeHtml(`<img src="data:image/svg+xml;base64,PHN2Zz4=">`)).toBe("");
   });
 

@@ -7,9 +7,11 @@ import sanitize from "sanitize-html";
  * - No active content: script, style, iframe, object, embed, form, input, meta, link and base
  *   are not allowed tags, no on* attribute is an allowed attribute, and the text inside script,
  *   style and the like is dropped with them.
- * - Nothing loads by itself (tracking pixels): an image stays only if its source is in the
- *   message (`cid:`) or inline (`data:image/png|gif|jpeg|webp`); no srcset, no CSS that can hold
- *   a URL (values are plain words, numbers and colours, never `url(…)` or escapes).
+ * - Nothing loads by itself (tracking pixels): an image keeps its `src` only if its source is in
+ *   the message (`cid:`) or inline (`data:image/png|gif|jpeg|webp`); a remote (http, https)
+ *   image's address moves to `data-remote-src`, which no browser loads (the console turns it back
+ *   into `src` when the reader asks for remote images: docs/console.md#the-inbox); no srcset, no
+ *   CSS that can hold a URL (values are plain words, numbers and colours, never `url(…)` or escapes).
  * - Links keep http, https and mailto targets only, and open apart from the console.
  */
 export function sanitizeHtml(html: string): string {
@@ -19,6 +21,7 @@ export function sanitizeHtml(html: string): string {
 /** Sources of images that are part of the message itself. */
 const EMBEDDED_IMAGE = /^(cid:|data:image\/(png|gif|jpeg|jpg|webp)[;,])/i;
 const LINK = /^(https?:\/\/|mailto:)/i;
+const REMOTE_IMAGE = /^https?:\/\//i;
 
 /** A CSS value of words, numbers, lengths, #colours and font names: nothing that can fetch. */
 const PLAIN_CSS = /^[\w\s#.,%'"+-]*$/;
@@ -153,7 +156,7 @@ const OPTIONS: sanitize.IOptions = {
   allowedAttributes: {
     "*": ["style", "dir", "lang", "title", "align"],
     a: ["href", "rel", "target"],
-    img: ["src", "alt", "width", "height"],
+    img: ["src", "alt", "width", "height", "data-remote-src"],
     table: ["width", "border", "cellpadding", "cellspacing", "bgcolor", "summary"],
     td: TABLE_CELL,
     th: TABLE_CELL,
@@ -175,6 +178,17 @@ const OPTIONS: sanitize.IOptions = {
     ]),
   },
   transformTags: {
+    // A sender's own data-remote-src is dropped: only an http(s) src becomes one.
+    img: (tagName, attribs) => ({
+      tagName,
+      attribs: Object.fromEntries(
+        Object.entries(attribs).flatMap(([name, value]): [string, string][] => {
+          if (name === "data-remote-src") return [];
+          if (name === "src" && REMOTE_IMAGE.test(value.trim())) return [["data-remote-src", value.trim()]];
+          return [[name, value]];
+        }),
+      ),
+    }),
     a: (tagName, { href, ...attribs }) => ({
       tagName,
       attribs: {
@@ -185,6 +199,7 @@ const OPTIONS: sanitize.IOptions = {
       },
     }),
   },
-  // An image without a source of its own would otherwise be kept, or fetched from elsewhere.
-  exclusiveFilter: (frame) => frame.tag === "img" && !EMBEDDED_IMAGE.test(frame.attribs.src ?? ""),
+  // An image with neither a source of its own nor a remote address would otherwise be kept.
+  exclusiveFilter: (frame) =>
+    frame.tag === "img" && !EMBEDDED_IMAGE.test(frame.attribs.src ?? "") && !frame.attribs["data-remote-src"],
 };

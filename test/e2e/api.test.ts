@@ -452,7 +452,7 @@ describe("the API's own description", () => {
         documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ":$1")}`);
     }
     // The console's pages are not API and are left out of the description (docs/console.md).
-    const page = (path: string) => path === "/" || /^\/(console|t)(\/|$)/.test(path);
+    const page = (path: string) => path === "/" || /^\/(console|t)(\/|$)/.test(path) || path === "/inbound/email";
     const all = (app.http.routes as { method: string; path: string }[]).filter(
       (r) => r.method !== "HEAD" && !r.path.includes("openapi") && !page(r.path),
     );

@@ -477,7 +477,7 @@ describe("a member sees only their tenants", () => {
     expect(list).not.toContain(">beta<");
   });
 
-  test("the inbox lists the tenant's mail of the last 24 hours, newest first, each linking to its event", async () => {
+  test("the inbox lists the tenant's mail of the last 24 hours, newest first, each linking to its message page", async () => {
     const at = (ms: number) => ({ id: newId("evt", ms), received_at: new Date(ms).toISOString() });
     const newer = await storeEnvelope({ ...hostileMail("alpha"), ...at(Date.now() + 1000), idempotency_key: "newer" });
     const stale = await storeEnvelope({
@@ -486,7 +486,7 @@ describe("a member sees only their tenants", () => {
       idempotency_key: "old",
     });
     const html = await (await get("/t/alpha/inbox", (await signIn("mia")).cookie)).text();
-    const listed = [...html.matchAll(/href="\/console\/events\/(evt_[^"]+)"/g)].map((m) => m[1]);
+    const listed = [...html.matchAll(/href="\/t\/alpha\/inbox\/(evt_[^"]+)"/g)].map((m) => m[1]);
     // Mail only (not the webhook), this tenant's only, none older than a day.
     expect(listed).toEqual([newer, ids.mailAlpha]);
     expect(html).not.toContain(stale);

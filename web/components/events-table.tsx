@@ -10,7 +10,13 @@ export interface EventRow {
   summary: string;
 }
 
-export function EventsTable(props: { rows: readonly EventRow[]; caption: string; showTenant?: boolean }) {
+export function EventsTable(props: {
+  rows: readonly EventRow[];
+  caption: string;
+  showTenant?: boolean;
+  /** Where a row links to (default: its event page). */
+  hrefOf?: (r: EventRow) => string;
+}) {
   if (!props.rows.length) return <p class="muted">No events.</p>;
   return (
     <div class="table-wrap">
@@ -28,7 +34,7 @@ export function EventsTable(props: { rows: readonly EventRow[]; caption: string;
           {props.rows.map((r) => (
             <tr>
               <td>
-                <a href={`/console/events/${r.id}`}>
+                <a href={props.hrefOf ? props.hrefOf(r) : `/console/events/${r.id}`}>
                   <time datetime={r.receivedAt}>{r.receivedAt.replace("T", " ").replace(/\.\d+Z$/, "Z")}</time>
                 </a>
               </td>

@@ -152,6 +152,9 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
       {v.email ? (
         <section aria-labelledby="message">
           <h2 id="message">Message</h2>
+          <p>
+            <a href={`/t/${v.tenant}/inbox/${v.id}`}>Open as a message</a> (its HTML part, attachments to download)
+          </p>
           <Fields
             rows={[
               ["From", v.email.from],
@@ -175,9 +178,12 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
             <>
               <h3>Attachments</h3>
               <ul>
-                {v.email.attachments.map((a) => (
+                {v.email.attachments.map((a, n) => (
                   <li>
-                    {a.filename} <span class="muted">({a.contentType}, {a.size} bytes)</span>
+                    <a href={`/t/${v.tenant}/inbox/${v.id}/attachments/${n}`} download="">
+                      {a.filename || "(no name)"}
+                    </a>{" "}
+                    <span class="muted">({a.contentType}, {a.size} bytes)</span>
                   </li>
                 ))}
               </ul>

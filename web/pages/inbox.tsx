@@ -12,7 +12,12 @@ export function InboxPage(props: {
   return (
     <Layout chrome={props.chrome} title={`Inbox of ${props.tenant}`}>
       <p class="muted">Mail received in the last 24 hours, newest first.</p>
-      <EventsTable rows={props.rows} caption={`Mail for ${props.tenant}`} showTenant={false} />
+      <EventsTable
+        rows={props.rows}
+        caption={`Mail for ${props.tenant}`}
+        showTenant={false}
+        hrefOf={(r) => `/t/${props.tenant}/inbox/${r.id}`}
+      />
       <Pager newest={props.newest} older={props.older} />
     </Layout>
   );

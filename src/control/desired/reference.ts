@@ -36,6 +36,10 @@ export const MEANING: Record<string, string> = {
     "decide for every tenant's events, together with the tenant's own: the most restrictive decision wins.",
   "tenant.name": "The tenant; mail to `agent@<name>.<mail_domain>` belongs to it. Unique across the appliance.",
   "tenant.display_name": "How the console shows the tenant.",
+  "tenant.inbox": "The tenant's inbox in the console (`/t/<name>/inbox`, docs/console.md).",
+  "tenant.inbox.public":
+    "Anyone may read the inbox, its messages and their attachments without signing in (read-only), " +
+    "also at `/inbound/email` on the host `<name>.<mail_domain>`. Default false: members of the tenant and admins only.",
   "tenant.endpoints": "The tenant's endpoints (below).",
   "tenant.bindings": "The tenant's bindings (below).",
   "tenant.routes": "The tenant's routes (below).",

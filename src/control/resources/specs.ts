@@ -27,6 +27,8 @@ export const TenantSpec = Type.Object(
   {
     name: Name,
     display_name: Type.Optional(Type.String({ maxLength: 200 })),
+    /** docs/console.md#the-inbox: whether the inbox can be read without signing in (default false). */
+    inbox: Type.Optional(Type.Object({ public: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
