@@ -56,7 +56,12 @@ export function Timeline(props: { spans: readonly TimelineSpan[] }) {
                 <td>+{ms(s.startMs - t0)}</td>
                 <td>{ms(s.durationMs)}</td>
                 <td class="bar-cell">
-                  <svg viewBox="0 0 1000 10" preserveAspectRatio="none" role="img" aria-label={`${label}: ${ms(s.durationMs)}`}>
+                  <svg
+                    viewBox="0 0 1000 10"
+                    preserveAspectRatio="none"
+                    role="img"
+                    aria-label={`${label}: ${ms(s.durationMs)}`}
+                  >
                     <rect class="track" x="0" y="0" width="1000" height="10" />
                     <rect
                       class={s.outcome === "ok" ? "span" : s.outcome}

@@ -85,7 +85,8 @@ export function ApprovalsPage(props: { chrome: Chrome; view: ApprovalsView }) {
               </h3>
               <Context a={a} />
               <p>
-                Expires {a.expiresAt}: <strong>{a.timeLeft}</strong>, then {a.onExpiry === "approve" ? "approved" : "denied"}.
+                Expires {a.expiresAt}: <strong>{a.timeLeft}</strong>, then{" "}
+                {a.onExpiry === "approve" ? "approved" : "denied"}.
               </p>
               <div class="actions">
                 <form method="post" action={`/console/approvals/${a.id}/approve`} class="filters">

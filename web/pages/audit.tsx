@@ -37,12 +37,8 @@ export function AuditPage(props: { chrome: Chrome; view: AuditView }) {
         {last ? (
           <p>
             Last verified {last.at} by {last.by}:{" "}
-            {last.ok ? (
-              <strong class="verdict-pass">intact</strong>
-            ) : (
-              <strong class="verdict-fail">broken</strong>
-            )}{" "}
-            ({last.entries} entries checked){last.problem ? `: ${last.problem}` : ""}
+            {last.ok ? <strong class="verdict-pass">intact</strong> : <strong class="verdict-fail">broken</strong>} (
+            {last.entries} entries checked){last.problem ? `: ${last.problem}` : ""}
           </p>
         ) : (
           <p class="muted">Not verified from the console yet.</p>

@@ -183,7 +183,9 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
                     <a href={`/t/${v.tenant}/inbox/${v.id}/attachments/${n}`} download="">
                       {a.filename || "(no name)"}
                     </a>{" "}
-                    <span class="muted">({a.contentType}, {a.size} bytes)</span>
+                    <span class="muted">
+                      ({a.contentType}, {a.size} bytes)
+                    </span>
                   </li>
                 ))}
               </ul>

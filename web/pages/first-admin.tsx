@@ -14,8 +14,8 @@ export function FirstAdminPage(props: {
       <Message text={props.message} />
       {props.bootstrapConfigured ? (
         <p>
-          No user exists yet. The bootstrap token (AGENTOWL_BOOTSTRAP_TOKEN) proves you run this appliance; the
-          admin you create here signs in with the password you choose.
+          No user exists yet. The bootstrap token (AGENTOWL_BOOTSTRAP_TOKEN) proves you run this appliance; the admin
+          you create here signs in with the password you choose.
         </p>
       ) : (
         <Message

@@ -14,9 +14,7 @@ export function SignInPage(props: {
   return (
     <Layout chrome={props.chrome} title="Sign in">
       <Message text={props.message} />
-      {props.firstAdmin ? (
-        <Message kind="info" text="No user exists yet." />
-      ) : null}
+      {props.firstAdmin ? <Message kind="info" text="No user exists yet." /> : null}
       {props.firstAdmin ? (
         <p>
           <a href="/console/first-admin">Create the first admin</a> with the bootstrap token.
