@@ -105,6 +105,7 @@ export async function startListeners(
         appliance: config.settings.mail_domain,
         bootstrapToken: config.bootstrapToken,
         circuits: () => dispatch.breakers.troubled(),
+        vault,
         log: log.child({ component: "console" }),
       }),
     );

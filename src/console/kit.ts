@@ -7,6 +7,7 @@ import type { Logger } from "../core/log.ts";
 import { isAppError } from "../errors/index.ts";
 import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
+import type { Vault } from "../vault/vault.ts";
 import { ASSET_PATHS } from "./assets.ts";
 import {
   type ConsoleAuth,
@@ -35,6 +36,8 @@ export interface ConsoleDeps {
     string,
     { state: string; consecutiveFailures: number; retryAt: number | null },
   ])[];
+  /** The secrets behind `vault:` references (the configuration forms check them as the API does). */
+  vault?: Pick<Vault, "describe"> | null;
   log: Logger;
 }
 
