@@ -10,3 +10,6 @@ export { DashboardPage, type DashboardView } from "./pages/dashboard.tsx";
 export { EventsPage, type EventsView } from "./pages/events.tsx";
 export { EventPage, type EventView } from "./pages/event.tsx";
 export { InboxPage } from "./pages/inbox.tsx";
+export { ConfigKindPage, ConfigTenantPage, ConfigTenantsPage, type ConfigRow, type ConfigSection } from "./pages/config.tsx";
+export { ConfigDeletePage, ConfigFormPage, ConfigNoticePage, type ConfigFormView, type DiffRow } from "./pages/config-form.tsx";
+export { PolicyHistoryPage, PolicyTestPage, type PolicyTestView } from "./pages/config-policy.tsx";

@@ -1,3 +1,4 @@
+export { yamlBoundsProblem } from "./bounds.ts";
 export { formatProblem, type LocatedProblem, MAX_ALIAS_COUNT, parseDesired } from "./parse.ts";
 export { APPLY_ORDER, type Change, diffFields, type FieldChange, type Op, plan } from "./plan.ts";
 export { renderDesired, renderPlan, type Summary, summarize } from "./render.ts";
