@@ -363,6 +363,40 @@ describe("policies", () => {
   });
 });
 
+describe("every configuration page", () => {
+  test("is a whole document with the security headers, no inline script or style, a label on every control", async () => {
+    const mia = await signIn("mia");
+    for (const path of [
+      "/console/config",
+      "/console/config/alpha",
+      "/console/config/alpha/endpoints",
+      "/console/config/alpha/settings",
+      "/console/config/alpha/bindings/_new",
+      "/console/config/alpha/endpoints/crm",
+      "/console/config/alpha/policies/guard",
+      "/console/config/alpha/templates/helper",
+      "/console/config/alpha/policies/guard/history?from=1&to=2",
+      `/console/config/alpha/policies/guard/test?event=${eventId}`,
+    ]) {
+      const r = await get(path, mia.cookie);
+      expect(r.status, path).toBe(200);
+      expect(r.headers.get("content-security-policy"), path).toContain("default-src 'none'");
+      expect(r.headers.get("cache-control"), path).toBe("no-store");
+      const html = await r.text();
+      expect(html.startsWith('<!doctype html><html lang="en">'), path).toBe(true);
+      expect(html, path).not.toMatch(/<script(?![^>]*\ssrc=)[^>]*>/);
+      expect(html, path).not.toMatch(/\sstyle=|<style/);
+      // Every visible control has a label naming it (or is itself a labelled button).
+      for (const m of html.matchAll(/<(input|select|textarea)\b([^>]*)>/g)) {
+        if (/type="hidden"/.test(m[2]!)) continue;
+        const id = /\sid="([^"]+)"/.exec(m[2]!)?.[1];
+        const wrapped = id === undefined;
+        expect(wrapped || html.includes(`for="${id}"`), `${path} ${m[0]}`).toBe(true);
+      }
+    }
+  });
+});
+
 describe("the desired state", () => {
   test("downloads as an attachment, byte for byte the API's export", async () => {
     const mia = await signIn("mia");
