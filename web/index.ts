@@ -16,3 +16,18 @@ export { VaultPage, type SecretItem, type VaultView } from "./pages/vault.tsx";
 export { AuditPage, type AuditItem, type AuditView } from "./pages/audit.tsx";
 export { LogLine, LogsPage, type LogsView } from "./pages/logs.tsx";
 export { MessagePage, type MessageView } from "./pages/message.tsx";
+export {
+  ConfigKindPage,
+  ConfigTenantPage,
+  ConfigTenantsPage,
+  type ConfigRow,
+  type ConfigSection,
+} from "./pages/config.tsx";
+export {
+  ConfigDeletePage,
+  ConfigFormPage,
+  ConfigNoticePage,
+  type ConfigFormView,
+  type DiffRow,
+} from "./pages/config-form.tsx";
+export { PolicyHistoryPage, PolicyTestPage, type PolicyTestView } from "./pages/config-policy.tsx";

@@ -1,13 +1,20 @@
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import { applyDesired, type SecretIndex } from "../control/apply.ts";
-import { type DesiredState, formatProblem, type LocatedProblem, renderPlan } from "../control/desired/index.ts";
+import {
+  type DesiredState,
+  formatProblem,
+  type LocatedProblem,
+  renderDesired,
+  renderPlan,
+} from "../control/desired/index.ts";
+import { readTenantState } from "../control/state.ts";
 import type { LocatedRef } from "../control/desired/index.ts";
 import { SIGNING_SECRET_FORM } from "../vault/vault.ts";
 import type { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
 import type { AuditLog, ResourceStore, TokenStore } from "../store/index.ts";
-import { canAccess, isAdmin, type Principal } from "./auth.ts";
+import { canAccess, isAdmin, type Principal, requireTenant } from "./auth.ts";
 import { authenticated } from "./http.ts";
 
 const Query = t.Object({
@@ -87,7 +94,10 @@ async function scopeFor(
   return declared;
 }
 
-/** POST /v1/config/validate | diff | apply, with the YAML file as the body (docs/desired-state.md). */
+/**
+ * POST /v1/config/validate | diff | apply, with the YAML file as the body (docs/desired-state.md);
+ * GET /v1/config/export?tenant=: a tenant's configuration as such a file.
+ */
 export function configRoutes(
   resources: ResourceStore,
   audit: AuditLog,
@@ -164,5 +174,16 @@ export function configRoutes(
         query: Query,
         body: t.String(),
       })
+      .get(
+        "/export",
+        async ({ principal, query, set }) => {
+          requireTenant(principal, query.tenant, "read");
+          const state = await readTenantState(resources, query.tenant);
+          if (!state) throw new AppError("not_found", "not found");
+          set.headers["content-type"] = "application/yaml; charset=utf-8";
+          return renderDesired({ tenants: [state] });
+        },
+        { query: t.Object({ tenant: t.String({ maxLength: 63, description: "the tenant to export" }) }) },
+      )
   );
 }

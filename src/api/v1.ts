@@ -128,6 +128,32 @@ function dropMetadata({ body, params, route }: { body: unknown; params?: unknown
 }
 
 /**
+ * An endpoint's signing secret must be one the official Standard Webhooks libraries accept
+ * (noted by the vault when it was set): otherwise every delivery it signs is refused by them.
+ * The console's forms check it the same way.
+ */
+export async function signingSecretCheck(
+  vault: Pick<Vault, "describe">,
+  key: ResourceKey,
+  spec: Record<string, unknown>,
+): Promise<void> {
+  if (key.kind !== "endpoints" || typeof spec.signing_secret !== "string" || !spec.signing_secret.startsWith("vault:"))
+    return;
+  const ref = spec.signing_secret;
+  const info = await vault.describe(ref.slice("vault:".length));
+  if (info?.format === "opaque") {
+    throw new AppError("invalid_input", `the endpoint is not valid`, {
+      errors: [
+        {
+          field: "/signing_secret",
+          message: `${ref} is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value`,
+        },
+      ],
+    });
+  }
+}
+
+/**
  * The control-plane API (docs/api.md): tenants and their resources addressed by name, versioned with
  * ETag / If-Match, validated with the schemas of src/control/resources/specs.ts, behind bearer tokens.
  */
@@ -255,30 +281,8 @@ export function v1Api(deps: V1Deps) {
       set.status = 204;
     });
 
-  /**
-   * An endpoint's signing secret must be one the official Standard Webhooks libraries accept
-   * (noted by the vault when it was set): otherwise every delivery it signs is refused by them.
-   */
-  async function checkSigningSecret(key: ResourceKey, spec: Record<string, unknown>): Promise<void> {
-    if (
-      key.kind !== "endpoints" ||
-      typeof spec.signing_secret !== "string" ||
-      !spec.signing_secret.startsWith("vault:")
-    )
-      return;
-    const ref = spec.signing_secret;
-    const info = await deps.vault.describe(ref.slice("vault:".length));
-    if (info?.format === "opaque") {
-      throw new AppError("invalid_input", `the endpoint is not valid`, {
-        errors: [
-          {
-            field: "/signing_secret",
-            message: `${ref} is not a Standard Webhooks secret (${SIGNING_SECRET_FORM}): rotate it to such a value`,
-          },
-        ],
-      });
-    }
-  }
+  const checkSigningSecret = (key: ResourceKey, spec: Record<string, unknown>) =>
+    signingSecretCheck(deps.vault, key, spec);
 
   async function patchResource(
     key: ResourceKey,

@@ -13,6 +13,7 @@ import { isId } from "../core/ids.ts";
 import { AppError, isAppError } from "../errors/index.ts";
 import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
 import { ASSET_BY_PATH } from "./assets.ts";
+import { configRoutes } from "./config.ts";
 import { overTls, SESSION_COOKIE, safeNext, sameSecret, setCookie } from "./auth.ts";
 import {
   DAY_MS,
@@ -70,6 +71,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
     // Pages, not API: left out of /v1/openapi.json.
     new Elysia({ name: "console", normalize: false, detail: { hide: true } })
       .get("/", () => redirect("/console", 302))
+      .use(configRoutes(kit))
       .get(
         "/console/assets/:file",
         guarded(async ({ request }) => {

@@ -40,7 +40,7 @@ export interface ConsoleDeps {
   log: Logger;
   /** Replay, retry and discard: the dispatcher's operator actions, as /v1 uses them. */
   dispatch?: DeliveryActions;
-  /** The secrets vault, as /v1/tenants/:tenant/secrets uses it. */
+  /** The secrets vault, as /v1/tenants/:tenant/secrets uses it; the configuration forms check `vault:` references with it. */
   vault?: Vault;
   /** Live (already redacted) log lines, as /v1/logs/tail reads them. */
   logTap?: LogTap | null;

@@ -1,7 +1,7 @@
 import type { Kind, TenantSpec } from "./resources/specs.ts";
 import { KIND_NAMES } from "./resources/specs.ts";
 import type { TenantState } from "./resources/validate.ts";
-import type { ResourceKey, ResourceRecord } from "../store/index.ts";
+import type { ResourceKey, ResourceRecord, ResourceStore } from "../store/index.ts";
 
 /** Group resource rows into one TenantState per tenant (tenants without a row are skipped). */
 export function toStates(records: readonly ResourceRecord[]): TenantState[] {
@@ -29,4 +29,26 @@ export function withChange(
   const rest = records.filter((r) => !same(r));
   if (spec === null) return rest;
   return [...rest, { ...key, spec, resourceVersion: 0, createdAt: 0, updatedAt: 0 }];
+}
+
+/**
+ * One tenant's whole configuration as a desired state (null when there is no such tenant), read
+ * a page of 500 at a time in name order: what `GET /v1/config/export` and the console's download
+ * render.
+ */
+export async function readTenantState(resources: ResourceStore, tenant: string): Promise<TenantState | null> {
+  const own = await resources.get({ tenant, kind: "tenants", name: tenant });
+  if (!own) return null;
+  const state = { tenant: own.spec as TenantSpec } as TenantState;
+  for (const kind of KIND_NAMES) {
+    const specs: unknown[] = [];
+    for (let after: string | undefined; ; ) {
+      const rows = await resources.list({ tenant, kind, after, limit: 500 });
+      specs.push(...rows.map((r) => r.spec));
+      if (rows.length < 500) break;
+      after = rows.at(-1)!.name;
+    }
+    (state as unknown as Record<Kind, unknown[]>)[kind] = specs;
+  }
+  return state;
 }

@@ -10,7 +10,7 @@ export interface Chrome {
   /** The session's CSRF token: sent by htmx on every request (hx-headers) and by each form (_csrf). */
   csrf?: string | null;
   /** Which nav entry is the current page. */
-  current?: "dashboard" | "events" | "inbox" | "approvals" | "vault" | "audit" | "tokens" | "logs" | null;
+  current?: "dashboard" | "events" | "inbox" | "config" | "approvals" | "vault" | "audit" | "tokens" | "logs" | null;
 }
 
 /** htmx must not inject its indicator <style> (the CSP allows no inline style) nor evaluate strings. */
@@ -19,6 +19,7 @@ const HTMX_CONFIG = JSON.stringify({ includeIndicatorStyles: false, allowEval: f
 const NAV = [
   { key: "dashboard", href: "/console", label: "Dashboard" },
   { key: "events", href: "/console/events", label: "Events" },
+  { key: "config", href: "/console/config", label: "Configuration" },
   { key: "approvals", href: "/console/approvals", label: "Approvals" },
   { key: "vault", href: "/console/vault", label: "Vault" },
   { key: "audit", href: "/console/audit", label: "Audit" },

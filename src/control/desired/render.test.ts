@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
-import type { Change } from "./plan.ts";
-import { renderPlan, summarize } from "./render.ts";
+import { parseDesired } from "./parse.ts";
+import { type Change, plan } from "./plan.ts";
+import { renderDesired, renderPlan, summarize } from "./render.ts";
+import type { DesiredState } from "./schema.ts";
 
 const change = (op: Change["op"], kind: Change["kind"], name: string, fields: Change["fields"] = []): Change => ({
   op,
@@ -62,5 +64,31 @@ describe("summarize", () => {
       change("delete", "bindings", "c"),
     ];
     expect(summarize(changes)).toEqual({ created: 2, updated: 0, unchanged: 1, deleted: 1 });
+  });
+});
+
+describe("renderDesired", () => {
+  test("renders a file that parses back to the same state: applying it changes nothing", () => {
+    const state: DesiredState = {
+      tenants: [
+        {
+          tenant: { name: "beta", display_name: 'Beta: "quoted" & #hash' },
+          endpoints: [{ name: "crm", url: "http://10.0.0.5/hook", retry: { max_attempts: 3 } }],
+          bindings: [
+            { name: "mail", type: "email", addresses: ["hello"] },
+            { name: "hook", type: "webhook", verify: { scheme: "none" }, rate_per_minute: 60 },
+          ],
+          routes: [{ name: "all", match: { channel: "email", "data.subject": { contains: "x" } }, to: ["crm"] }],
+          policies: [{ name: "guard", rules: [{ when: { agent: "hello" }, effect: "deny", reason: "no\nmore" }] }],
+          templates: [],
+        },
+      ],
+    };
+    const text = renderDesired(state);
+    expect(text.startsWith("apiVersion: agentowl/v1\n")).toBe(true);
+    expect(text).not.toContain("templates");
+    const parsed = parseDesired(text, "export.yaml");
+    if ("errors" in parsed) throw new Error(JSON.stringify(parsed.errors));
+    expect(plan(parsed.state, state, { prune: true }).every((c) => c.op === "unchanged")).toBe(true);
   });
 });

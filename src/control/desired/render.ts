@@ -1,5 +1,7 @@
-import { GLOBAL, SINGULAR } from "../resources/specs.ts";
+import { stringify } from "yaml";
+import { GLOBAL, KIND_NAMES, SINGULAR } from "../resources/specs.ts";
 import type { Change, FieldChange } from "./plan.ts";
+import { API_VERSION, type DesiredState } from "./schema.ts";
 
 export interface Summary {
   created: number;
@@ -57,4 +59,19 @@ function renderValue(f: FieldChange, side: "from" | "to"): string {
   if (!(side in f)) return "(unset)";
   const json = JSON.stringify(f[side]);
   return json.length > 80 ? `${json.slice(0, 79)}…` : json;
+}
+
+/**
+ * A desired state as the YAML file `agentowl apply` takes (docs/desired-state.md): each tenant's
+ * own fields, then its resources by kind in the file's order, a kind with none left out. Applying
+ * it to the configuration it was read from changes nothing.
+ */
+export function renderDesired(state: DesiredState): string {
+  const tenants = state.tenants.map((t) => {
+    const doc: Record<string, unknown> = { ...t.tenant };
+    for (const kind of KIND_NAMES) if (t[kind].length) doc[kind] = t[kind];
+    return doc;
+  });
+  const file = { apiVersion: API_VERSION, tenants, ...(state.policies?.length ? { policies: state.policies } : {}) };
+  return stringify(file, { lineWidth: 0 });
 }
