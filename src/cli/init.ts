@@ -27,7 +27,7 @@ export async function createFirstAdmin(tokens: TokenStore, createdBy: string): P
 }
 
 /** The console user `agentowl init` creates when there is none. */
-const FIRST_USER = "admin";
+export const FIRST_USER = "admin";
 
 const ANCHOR_SAID = {
   new: "keyed, first checkpoint written",

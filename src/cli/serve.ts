@@ -6,7 +6,8 @@ import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { App } from "../app/app.ts";
 import type { Command, CommandIO } from "./command.ts";
-import { createFirstAdmin } from "./init.ts";
+import { createFirstAdmin, FIRST_USER } from "./init.ts";
+import { generatePassword } from "../users/index.ts";
 import { EXIT } from "./exit-codes.ts";
 
 /** How this process's user runs the CLI: the binary itself, or bun with src/main.ts from here. */
@@ -44,8 +45,20 @@ async function firstStart(app: App, redactor: Redactor, log: Logger, io: Command
   const example = existsSync(join(io.cwd, "examples", "agentowl.yaml"))
     ? "examples/agentowl.yaml"
     : "YOUR-FILE.yaml   # desired state: tenants, bindings, endpoints, routes";
+  // The console's first user too, when there is none: same terminal, same once.
+  const password = generatePassword();
+  const user =
+    (await app.users.count()) === 0
+      ? await app.users.createInitialAdmin(FIRST_USER, password, "agentowl serve (first start)")
+      : null;
+  if (user) redactor.learn(password);
+  const consoleLine = user
+    ? `Console at ${app.url.replace("0.0.0.0", "127.0.0.1")}/console: user ${FIRST_USER}, password ${password} ` +
+      `(shown this once; change it with '${cli} users passwd ${FIRST_USER}').\n\n`
+    : "";
   io.err(
     `\n${served}\n\nFirst admin API token (shown this once; only its hash is kept):\n\n  ${token}\n\n` +
+      consoleLine +
       `Next, in another terminal:\n\n  export AGENTOWL_TOKEN=${token} ` +
       `AGENTOWL_URL=${app.url.replace("0.0.0.0", "127.0.0.1")}\n  ${cli} apply -f ${example}\n\n`,
   );

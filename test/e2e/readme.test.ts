@@ -105,6 +105,20 @@ describe.if(Bun.which("script") !== null && Bun.which("git") !== null && existsS
           env: { ...env, AGENTOWL_TOKEN: token!, AGENTOWL_URL: url! },
         });
         expect(tenants.exitCode, tenants.stderr.toString()).toBe(0);
+        // The console's first user, printed once beside the token: it signs in.
+        const signIn = /Console at (\S+)\/console: user (\S+), password (\S+) /.exec(banner);
+        expect(signIn?.[1]).toBe(url);
+        const form = await fetch(`${url}/console/sign-in`);
+        const cookie = form.headers.getSetCookie()[0]!.split(";")[0]!;
+        const csrf = /name="_csrf" value="([^"]+)"/.exec(await form.text())![1]!;
+        const signedIn = await fetch(`${url}/console/sign-in`, {
+          method: "POST",
+          redirect: "manual",
+          headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+          body: new URLSearchParams({ _csrf: csrf, username: signIn![2]!, password: signIn![3]! }).toString(),
+        });
+        expect(signedIn.status).toBe(303);
+        expect(signedIn.headers.getSetCookie().some((c) => c.startsWith("agentowl_session="))).toBe(true);
       } finally {
         await stopUnderTerminal(server);
       }
