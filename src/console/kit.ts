@@ -8,6 +8,7 @@ import { isAppError } from "../errors/index.ts";
 import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
 import { ASSET_PATHS } from "./assets.ts";
+import type { LiveHub } from "./live.ts";
 import {
   type ConsoleAuth,
   type ConsoleSession,
@@ -36,6 +37,8 @@ export interface ConsoleDeps {
     { state: string; consecutiveFailures: number; retryAt: number | null },
   ])[];
   log: Logger;
+  /** The live updates' streams (src/console/live.ts); none: `/console/live` is a 404. */
+  live?: LiveHub | null;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { Child } from "hono/jsx";
+import { liveSource } from "./live.tsx";
 
 /** What every page's frame shows: the appliance, the signed-in user, the linked assets. */
 export interface Chrome {
@@ -21,7 +22,8 @@ const NAV = [
   { key: "events", href: "/console/events", label: "Events" },
 ] as const;
 
-export function Layout(props: { chrome: Chrome; title: string; children?: Child }) {
+/** `live`: the page has live parts (web/components/live.tsx), so it opens the live stream. */
+export function Layout(props: { chrome: Chrome; title: string; live?: boolean; children?: Child }) {
   const { chrome } = props;
   const user = chrome.user ?? null;
   const headers = chrome.csrf ? JSON.stringify({ "X-CSRF-Token": chrome.csrf }) : undefined;
@@ -71,7 +73,7 @@ export function Layout(props: { chrome: Chrome; title: string; children?: Child 
             </div>
           ) : null}
         </header>
-        <main id="main" tabindex={-1}>
+        <main id="main" tabindex={-1} {...(props.live && user ? liveSource : {})}>
           <h1>{props.title}</h1>
           {props.children}
         </main>
