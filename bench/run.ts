@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   smtp: async () => (await import("./smtp.ts")).benchSmtp(),
   http: async () => (await import("./http.ts")).benchHttp(),
   dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
+  console: async () => (await import("./console.ts")).benchConsole(),
 };
 
 const names = process.argv.slice(2);

@@ -520,7 +520,11 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       test("committed entries are counted by topic; rolled-back ones are not", async () => {
         const { storage } = await open();
         const counted: string[] = [];
-        storage.outbox.onCommitted((topic) => counted.push(topic));
+        const tenants: (string | null)[] = [];
+        storage.outbox.onCommitted((topic, tenant) => {
+          counted.push(topic);
+          tenants.push(tenant);
+        });
         await storage.outbox.emit({ topic: "a", payload: 1 });
         await expect(
           storage.committer.run((tx) => {
@@ -529,10 +533,11 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
           }),
         ).rejects.toThrow("changed my mind");
         await storage.committer.run((tx) => {
-          tx.emit({ topic: "c", payload: 3 });
+          tx.emit({ topic: "c", tenant: "t1", payload: 3 });
           tx.emit({ topic: "c", payload: 4 });
         });
         expect(counted).toEqual(["a", "c", "c"]);
+        expect(tenants).toEqual([null, "t1", null]);
       });
 
       test("a retired subscriber's cursor can be dropped, and then holds back nothing", async () => {
@@ -770,6 +775,131 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
           made[2]!.id,
           made[1]!.id,
         ]);
+      });
+
+      test("events are filtered by their deliveries' state and by a search on subject or sender", async () => {
+        const { storage, clock } = await open();
+        const mail = (subject: string, from: unknown, tenant = "beta") => {
+          clock.advance(1000);
+          return envelope(clock, {
+            tenant,
+            type: "email.received",
+            channel: "email",
+            data: { subject, from, text: "body mentions Invoice too" },
+          });
+        };
+        const delivered = mail("Invoice 42", { name: "Ann Smith", address: "ann@example.test" });
+        const dead = mail("Re: 100%_done", { name: null, address: "bob@example.test" });
+        const failing = mail("hello", { address: "carl@example.test" });
+        const waiting = mail("approve me", { name: "Dora", address: "dora@example.test" });
+        const none = mail("nothing routed", { address: "eve@example.test" });
+        clock.advance(1000);
+        const sms = envelope(clock, { type: "sms.received", channel: "sms", data: { from: "+15550001", text: "hi" } });
+        const mixed = mail("mixed", { address: "fay@example.test" });
+        for (const e of [delivered, dead, failing, waiting, none, sms, mixed]) await insert(storage, e);
+        const states: [Envelope, DeliveryRow["state"], string][] = [
+          [delivered, "delivered", "crm"],
+          [delivered, "denied", "erp"],
+          [dead, "dead", "crm"],
+          [failing, "retrying", "crm"],
+          [waiting, "awaiting_approval", "crm"],
+          [sms, "delivered", "crm"],
+          [mixed, "delivered", "crm"],
+          [mixed, "pending", "erp"],
+        ];
+        for (const [e, state, endpoint] of states)
+          await storage.committer.run((tx) =>
+            storage.events.insertDeliveryTx(tx, delivery(clock, e, endpoint, { state })),
+          );
+        const ids = (rows: { envelope: Envelope }[]) => rows.map((r) => r.envelope.id);
+        const page = (q: Partial<Parameters<Storage["events"]["page"]>[0]>) =>
+          storage.events.page({ limit: 10, scan: 100, ...q }).then((p) => ids(p.events));
+        expect(await page({ state: "delivered" })).toEqual([sms.id, delivered.id]);
+        expect(await page({ state: "dead" })).toEqual([dead.id]);
+        expect(await page({ state: "failing" })).toEqual([failing.id]);
+        expect(await page({ state: "awaiting_approval" })).toEqual([waiting.id]);
+        expect(await page({ state: "none" })).toEqual([none.id]);
+        // list takes the same filters.
+        expect(ids(await storage.events.list({ state: "dead", limit: 10 }))).toEqual([dead.id]);
+        // Subject or sender (address, name, an SMS's number); any case; % and _ are plain characters.
+        expect(await page({ search: "invoice" })).toEqual([delivered.id]);
+        expect(await page({ search: "ANN SMITH" })).toEqual([delivered.id]);
+        expect(await page({ search: "bob@example" })).toEqual([dead.id]);
+        expect(await page({ search: "100%_" })).toEqual([dead.id]);
+        expect(await page({ search: "0%d" })).toEqual([]);
+        expect(await page({ search: "5550001" })).toEqual([sms.id]);
+        // The body is not searched.
+        expect(await page({ search: "mentions" })).toEqual([]);
+        expect(await page({ search: "example.test", state: "delivered", tenants: ["beta"] })).toEqual([delivered.id]);
+        expect(await page({ search: "example.test", tenants: ["alpha"] })).toEqual([]);
+      });
+
+      test("an event page is keyset-paginated and examines at most its scan of events", async () => {
+        const { storage, clock } = await open();
+        const made: Envelope[] = [];
+        for (let i = 0; i < 12; i++) {
+          clock.advance(1000);
+          const e = envelope(clock, {
+            tenant: i % 2 ? "alpha" : "beta",
+            type: "email.received",
+            channel: "email",
+            data: { subject: i % 4 === 0 ? `match ${i}` : `other ${i}`, from: { address: `u${i}@x.test` } },
+          });
+          made.push(e);
+          await insert(storage, e);
+        }
+        const ids = (rows: { envelope: Envelope }[]) => rows.map((r) => r.envelope.id);
+        const newest = [...made].reverse().map((e) => e.id);
+        // No filter beyond the index: plain pages of `limit`, the last one without a cursor.
+        const p1 = await storage.events.page({ limit: 5, scan: 3 });
+        expect(ids(p1.events)).toEqual(newest.slice(0, 5));
+        expect(p1).toMatchObject({ next: newest[4], partial: false });
+        const p3 = await storage.events.page({ limit: 5, scan: 3, before: newest[9] });
+        expect(p3).toMatchObject({ next: null, partial: false });
+        expect(ids(p3.events)).toEqual(newest.slice(10));
+        // Search: matches are made[8], made[4], made[0]. Enough scan: every match, then the end.
+        const all = await storage.events.page({ search: "match", limit: 2, scan: 100 });
+        expect(ids(all.events)).toEqual([made[8]!.id, made[4]!.id]);
+        expect(all).toMatchObject({ next: made[4]!.id, partial: false });
+        const rest = await storage.events.page({ search: "match", limit: 2, scan: 100, before: all.next! });
+        expect(ids(rest.events)).toEqual([made[0]!.id]);
+        expect(rest).toMatchObject({ next: null, partial: false });
+        // A scan of 5 examines made[11..7]: one match, then a cursor at the oldest examined event.
+        const partial = await storage.events.page({ search: "match", limit: 2, scan: 5 });
+        expect(ids(partial.events)).toEqual([made[8]!.id]);
+        expect(partial).toMatchObject({ next: made[7]!.id, partial: true });
+        const more = await storage.events.page({ search: "match", limit: 2, scan: 5, before: partial.next! });
+        expect(ids(more.events)).toEqual([made[4]!.id]);
+        expect(more).toMatchObject({ next: made[2]!.id, partial: true });
+        const last = await storage.events.page({ search: "match", limit: 2, scan: 5, before: more.next! });
+        expect(ids(last.events)).toEqual([made[0]!.id]);
+        expect(last).toMatchObject({ next: null, partial: false });
+        // The window walks the tenant's own events: beta holds made[0, 2, 4, ...].
+        const beta = await storage.events.page({ tenants: ["beta"], search: "match", limit: 5, scan: 3 });
+        expect(ids(beta.events)).toEqual([made[8]!.id]);
+        expect(beta).toMatchObject({ next: made[6]!.id, partial: true });
+      });
+
+      test("a commit tells its listeners of each event it inserted, not of a repeat or a rollback", async () => {
+        const { storage, clock } = await open();
+        const heard: [string, string][] = [];
+        const stop = storage.events.onInserted((tenant, id) => heard.push([tenant, id]));
+        const a = envelope(clock, { idempotency_key: "k" });
+        await insert(storage, a);
+        clock.advance(1);
+        await insert(storage, envelope(clock, { idempotency_key: "k" }));
+        clock.advance(1);
+        await expect(
+          storage.committer.run((tx) => {
+            storage.events.insertTx(tx, envelope(clock, { tenant: "alpha" }));
+            throw new Error("changed my mind");
+          }),
+        ).rejects.toThrow("changed my mind");
+        expect(heard).toEqual([["beta", a.id]]);
+        stop();
+        clock.advance(1);
+        await insert(storage, envelope(clock));
+        expect(heard.length).toBe(1);
       });
 
       test("an event waits for routing until its routing is recorded, with routing's spans", async () => {

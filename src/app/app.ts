@@ -3,6 +3,7 @@ import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
+import type { LiveOptions } from "../console/index.ts";
 import { Users } from "../users/index.ts";
 import type { EventRouting } from "../events/handoff.ts";
 import { fingerprintOf } from "../server/tls.ts";
@@ -35,6 +36,8 @@ export interface AppOptions {
   subscribers?: readonly Subscriber[];
   clock?: Clock;
   random?: Random;
+  /** The console's live streams: limits and ping interval (tests shorten them). */
+  live?: Partial<LiveOptions>;
 }
 
 export interface App {
@@ -101,7 +104,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     bootstrapToken: config.bootstrapToken,
   });
   const listening = await startListeners(
-    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, users },
+    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, users, live: opts.live },
     stack,
   );
   await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);

@@ -4,7 +4,7 @@ import type { Logger, LogTap } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Config, parseListen } from "../config/index.ts";
 import { v1Api } from "../api/v1.ts";
-import { consoleRoutes } from "../console/index.ts";
+import { consoleRoutes, LiveHub, type LiveOptions } from "../console/index.ts";
 import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
@@ -30,12 +30,14 @@ class Listeners {
   http: AnyElysia | null = null;
   plain: ReturnType<typeof servePlain> | null = null;
   smtp: SmtpIngress | null = null;
+  live: LiveHub | null = null;
 
   constructor(private readonly logTap: LogTap | null) {}
 
   async stop(shutdown: Shutdown): Promise<void> {
-    // Live log streams never finish on their own: end them first.
+    // Live log streams and the console's live streams never finish on their own: end them first.
     this.logTap?.closeAll();
+    this.live?.close();
     const { http, plain, smtp } = this;
     const drained = await Promise.race([
       Promise.all([http?.stop(false), plain?.stop(false), smtp?.close(shutdown.deadline)]).then(() => true),
@@ -74,11 +76,15 @@ export async function startListeners(
     ready: () => Promise<Record<string, ReadyCheck>>;
     /** Console users and their sessions: /v1/users and the console's sign-in share them. */
     users: Users;
+    /** The console's live streams: limits and ping interval (tests shorten them). */
+    live?: Partial<LiveOptions>;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
   const { config, log, clock, metrics, storage, vault, dispatch, mail } = deps;
   const listeners = stack.add("listeners", new Listeners(deps.logTap), (l, shutdown) => l.stop(shutdown));
+  const live = new LiveHub(storage, deps.users, deps.live, log.child({ component: "console" }));
+  listeners.live = live;
   const http = createHttpApp({
     log: log.child({ component: "http" }),
     metrics,
@@ -109,6 +115,7 @@ export async function startListeners(
         dispatch,
         vault,
         logTap: deps.logTap,
+        live,
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

@@ -29,6 +29,8 @@ export interface ConsoleAuth {
   /** The live session for a cookie value, or null (unknown, expired, revoked). */
   session(token: string): Promise<ConsoleSession | null>;
   signOut(token: string, actor: string): Promise<void>;
+  /** The user of a live session (by its id), without counting as activity (a live stream's check). */
+  sessionUser(sessionId: string): Promise<ConsoleUser | null>;
   /** How many users exist: 0 opens the first-admin form. */
   count(): Promise<number>;
   /** The API's principal for a user: the console checks access with the API's rules. */

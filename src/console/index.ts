@@ -1,10 +1,11 @@
 import { Elysia } from "elysia";
 import {
+  DashboardLive,
   DashboardPage,
   ErrorPage,
   EventPage,
-  EventsPage,
   FirstAdminPage,
+  InboxList,
   InboxPage,
   SignInPage,
 } from "../../web/index.ts";
@@ -29,6 +30,8 @@ import {
 } from "./kit.ts";
 import { redirect, SECURITY_HEADERS } from "./headers.ts";
 import { inboxAccess, mailRoutes } from "./mail.ts";
+import { eventsListRoutes } from "./events-list.ts";
+import { fragment, liveRoutes, wantsFragment } from "./live.ts";
 import { eventRow, eventView } from "./views.ts";
 import { actionsRoutes, eventActions } from "./actions.ts";
 import { approvalsRoutes } from "./approvals.ts";
@@ -42,6 +45,7 @@ export { PRE_SESSION_COOKIE, safeNext, SESSION_COOKIE } from "./auth.ts";
 export { CSP, SECURITY_HEADERS } from "./headers.ts";
 export { ASSET_PATHS } from "./assets.ts";
 export { type ConsoleDeps, type ConsoleKit, consoleKit } from "./kit.ts";
+export { LIVE_DEFAULTS, LiveHub, type LiveOptions } from "./live.ts";
 
 /**
  * The web console (docs/console.md) on the one HTTP app: `/console`, the per-tenant inbox under
@@ -139,6 +143,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
           if (!sameSecret(v.session.csrf, sentCsrf(request, form)))
             return refused(v, "The request carried no valid CSRF token.");
           await auth!.signOut(v.token, `user:${v.session.user.username}`);
+          deps.live?.endSession(v.session.id);
           return redirect("/console/sign-in", 303, [
             setCookie(SESSION_COOKIE, "", { secure: overTls(request), maxAgeS: 0 }),
           ]);
@@ -198,7 +203,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
       // ---- behind sign-in ---------------------------------------------------------------
       .get(
         "/console",
-        signedIn(async (v) => {
+        signedIn(async (v, { request }) => {
           const visible = visibleTenants(v.principal);
           const tenants = visible === "all" ? undefined : visible;
           const admin = visible === "all";
@@ -222,75 +227,31 @@ export function consoleRoutes(deps: ConsoleDeps) {
               failures: c.view.consecutiveFailures,
               retryAt: c.view.retryAt === null ? null : iso(c.view.retryAt),
             }));
-          return html(
-            DashboardPage({
-              chrome: chromeFor(v, "dashboard"),
-              view: {
-                queue: queue
-                  ? { available: queue.available, scheduled: queue.scheduled, leased: queue.leased, dead: queue.dead }
-                  : null,
-                deadDeliveries: { count: Math.min(dead.length, 100), more: dead.length > 100 },
-                approvals: {
-                  count: Math.min(approvals.length, 100),
-                  more: approvals.length > 100,
-                  items: approvals.slice(0, 10).map((a) => ({
-                    id: a.id,
-                    tenant: a.tenant,
-                    what: Object.entries(a.action)
-                      .map(([k, x]) => `${k}: ${typeof x === "string" ? x : JSON.stringify(x)}`)
-                      .join(", "),
-                    expiresAt: iso(a.expiresAt),
-                  })),
-                },
-                circuits,
-                tenants: tenantList,
-              },
-            }),
-          );
+          const view = {
+            queue: queue
+              ? { available: queue.available, scheduled: queue.scheduled, leased: queue.leased, dead: queue.dead }
+              : null,
+            deadDeliveries: { count: Math.min(dead.length, 100), more: dead.length > 100 },
+            approvals: {
+              count: Math.min(approvals.length, 100),
+              more: approvals.length > 100,
+              items: approvals.slice(0, 10).map((a) => ({
+                id: a.id,
+                tenant: a.tenant,
+                what: Object.entries(a.action)
+                  .map(([k, x]) => `${k}: ${typeof x === "string" ? x : JSON.stringify(x)}`)
+                  .join(", "),
+                expiresAt: iso(a.expiresAt),
+              })),
+            },
+            circuits,
+            tenants: tenantList,
+          };
+          if (wantsFragment(request)) return fragment(DashboardLive({ view }));
+          return html(DashboardPage({ chrome: chromeFor(v, "dashboard"), view }), 200, { vary: "HX-Request" });
         }),
       )
-      .get(
-        "/console/events",
-        signedIn(async (v, { request }) => {
-          const q = new URL(request.url).searchParams;
-          const filters = { tenant: q.get("tenant") ?? "", channel: q.get("channel") ?? "", type: q.get("type") ?? "" };
-          const before = q.get("before") ?? "";
-          if (filters.tenant && !(NAME.test(filters.tenant) && canAccess(v.principal, filters.tenant, "read")))
-            return notFound(v);
-          if (filters.channel && !(CHANNELS as readonly string[]).includes(filters.channel))
-            throw new AppError("invalid_input", `channel must be one of ${CHANNELS.join(", ")}`);
-          if (filters.type && !(EVENT_TYPES as readonly string[]).includes(filters.type))
-            throw new AppError("invalid_input", `type must be one of ${EVENT_TYPES.join(", ")}`);
-          if (before && !isId(before, "evt")) throw new AppError("invalid_input", "before must be an event id");
-          const visible = visibleTenants(v.principal);
-          // The same query as GET /v1/events: newest first, keyset on the id.
-          const rows = await storage.events.list({
-            tenants: filters.tenant ? [filters.tenant] : visible === "all" ? undefined : visible,
-            channel: filters.channel || undefined,
-            type: filters.type || undefined,
-            before: before || undefined,
-            limit: PAGE + 1,
-          });
-          const shown = rows.slice(0, PAGE);
-          return html(
-            EventsPage({
-              chrome: chromeFor(v, "events"),
-              view: {
-                filters,
-                tenants: await visibleTenantList(v),
-                channels: CHANNELS,
-                types: EVENT_TYPES,
-                rows: shown.map((r) => eventRow(r.envelope)),
-                newest: before ? `/console/events${queryString(filters)}` : null,
-                older:
-                  rows.length > PAGE
-                    ? `/console/events${queryString({ ...filters, before: shown.at(-1)!.envelope.id })}`
-                    : null,
-              },
-            }),
-          );
-        }),
-      )
+      .use(eventsListRoutes(kit))
       .get(
         "/console/events/:id",
         signedIn(async (v, { params }: { request: Request; params: { id: string } }) => {
@@ -324,15 +285,15 @@ export function consoleRoutes(deps: ConsoleDeps) {
           });
           const shown = rows.slice(0, PAGE);
           const base = `/t/${tenant}/inbox`;
-          return html(
-            InboxPage({
-              chrome: chromeFor(v, "inbox"),
-              tenant,
-              rows: shown.map((r) => eventRow(r.envelope)),
-              newest: before ? base : null,
-              older: rows.length > PAGE ? `${base}?before=${shown.at(-1)!.envelope.id}` : null,
-            }),
-          );
+          const list = {
+            tenant,
+            rows: shown.map((r) => eventRow(r.envelope)),
+            newest: before ? base : null,
+            older: rows.length > PAGE ? `${base}?before=${shown.at(-1)!.envelope.id}` : null,
+            live: before ? null : base,
+          };
+          if (wantsFragment(request)) return fragment(InboxList(list));
+          return html(InboxPage({ chrome: chromeFor(v, "inbox"), ...list }), 200, { vary: "HX-Request" });
         }),
       )
       .use(actionsRoutes(kit))
@@ -342,6 +303,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
       .use(auditRoutes(kit))
       .use(logsRoutes(kit))
       .use(mailRoutes(kit))
+      .use(liveRoutes(kit, deps.live ?? null))
       // Anything else under the console's prefixes: its 404 page, with its headers.
       .all(
         "/console/*",

@@ -10,6 +10,7 @@ import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { ASSET_PATHS } from "./assets.ts";
+import type { LiveHub } from "./live.ts";
 import {
   type ConsoleAuth,
   type ConsoleSession,
@@ -44,6 +45,8 @@ export interface ConsoleDeps {
   vault?: Vault;
   /** Live (already redacted) log lines, as /v1/logs/tail reads them. */
   logTap?: LogTap | null;
+  /** The live updates' streams (src/console/live.ts); none: `/console/live` is a 404. */
+  live?: LiveHub | null;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

@@ -217,8 +217,8 @@ export interface Outbox {
   forget(subscriber: string): Promise<void>;
   /** Called after each commit that emitted, once per topic it emitted (null: some topic, wake anyway). */
   onEmitted(listener: (topic: string | null) => void): () => void;
-  /** Called with the topic of every entry once its transaction has committed. */
-  onCommitted(counter: (topic: string) => void): () => void;
+  /** Called with the topic (and tenant) of every entry once its transaction has committed. */
+  onCommitted(counter: (topic: string, tenant: string | null) => void): () => void;
 }
 
 /** A control-plane resource's address. Tenants are kind "tenants" with tenant = their name. */
@@ -485,7 +485,39 @@ export interface EventQuery {
   before?: string;
   /** Oldest first, after this id (following new events). */
   after?: string;
+  /** By what became of the event's deliveries (EVENT_STATES). */
+  state?: EventState;
+  /**
+   * A substring (ASCII letters in any case) of the subject or the sender: a mail's `data.subject`
+   * and `data.from`'s address or name, an SMS's or a call's `data.from`. At most 100 characters.
+   */
+  search?: string;
   limit: number;
+}
+
+/**
+ * An event's state, from its deliveries (replays included; docs/console.md#events):
+ * `delivered`: one was delivered and none is still waiting, in flight, failing or dead;
+ * `failing`: one is retrying; `dead`: one gave up; `awaiting_approval`: one waits for a decision;
+ * `none`: it has no delivery (unrouted, or not routed yet). An event may be in several.
+ */
+export const EVENT_STATES = ["delivered", "failing", "dead", "awaiting_approval", "none"] as const;
+export type EventState = (typeof EVENT_STATES)[number];
+
+/** The longest `search` an event query takes. */
+export const EVENT_SEARCH_MAX = 100;
+
+/** One page of events (`EventStore.page`). */
+export interface EventPage {
+  /** Newest first, at most the query's `limit`. */
+  events: StoredEvent[];
+  /** The cursor (`before`) of the next page; null when no older event is left to examine. */
+  next: string | null;
+  /**
+   * Fewer than `limit` events because the page examined its `scan` events: older matches may
+   * exist, and `next` continues from the oldest event examined.
+   */
+  partial: boolean;
 }
 
 export interface StoredEvent {
@@ -622,6 +654,14 @@ export interface EventStore {
 
   /** Newest first (`before`), or oldest first after `after`. */
   list(q: EventQuery): Promise<StoredEvent[]>;
+  /**
+   * One page of `list`, newest first from `before`, bounded in cost: the filters no index serves
+   * (channel, time, state, search: all but the tenants, or the type when no tenant is named) are
+   * checked against at most `scan` events, so a rare match costs `scan` rows, not the table.
+   */
+  page(q: Omit<EventQuery, "after"> & { scan: number }): Promise<EventPage>;
+  /** Called after each commit with every event it inserted (not an idempotent repeat). */
+  onInserted(listener: (tenant: string, id: string) => void): () => void;
   get(id: string): Promise<(StoredEvent & { tenant: string }) | null>;
   /** What routing decided about an event; null until it was routed. */
   getRouting(eventId: string): Promise<Record<string, unknown> | null>;

@@ -7,7 +7,7 @@ import type { Storage, StorageOptions } from "./contract.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 
 export type * from "./contract.ts";
-export { APPROVAL_DECIDED, APPROVAL_STATES, DELIVERY_STATES } from "./contract.ts";
+export { APPROVAL_DECIDED, APPROVAL_STATES, DELIVERY_STATES, EVENT_SEARCH_MAX, EVENT_STATES } from "./contract.ts";
 export type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
 export { parseExpectedHead } from "./audit-chain.ts";
 export type { Checkpoint } from "./audit-checkpoints.ts";

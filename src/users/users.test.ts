@@ -172,6 +172,22 @@ describe("sessions", () => {
     expect(await users.session(token)).toBeNull();
   });
 
+  test("a live stream's check reads a session's user without keeping the session alive", async () => {
+    const { clock, users } = await setup({ idleMs: 30 * MIN });
+    await users.create({ username: "ann", password: PASSWORD, role: "admin" }, "test");
+    const { token, session } = signedIn(await users.signIn("ann", PASSWORD, "10.0.0.7"));
+    for (let i = 0; i < 2; i++) {
+      clock.advance(10 * MIN);
+      expect((await users.sessionUser(session.id))?.username).toBe("ann");
+    }
+    clock.advance(10 * MIN);
+    expect(await users.sessionUser(session.id)).toBeNull();
+    expect(await users.session(token)).toBeNull();
+    const again = signedIn(await users.signIn("ann", PASSWORD, "10.0.0.7"));
+    await users.signOut(again.token, "user:ann");
+    expect(await users.sessionUser(again.session.id)).toBeNull();
+  });
+
   test("a session ends at its absolute end however active it is", async () => {
     const { clock, users } = await setup({ idleMs: 30 * MIN, maxMs: 60 * MIN });
     await users.create({ username: "ann", password: PASSWORD, role: "admin" }, "test");

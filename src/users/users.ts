@@ -268,6 +268,19 @@ export class Users {
     return { id: row.id, user: toUser(user), csrf: row.csrf, expiresAt: row.expiresAt };
   }
 
+  /**
+   * The user of a session (by its id) while the session is live, as `session` decides it, but
+   * without counting as activity: a page's open live stream asks at every ping, and must not keep
+   * an idle session alive.
+   */
+  async sessionUser(sessionId: string): Promise<ConsoleUser | null> {
+    const row = await this.storage.sessions.get(sessionId);
+    const now = this.clock.now();
+    if (!row || row.revokedAt !== null || row.expiresAt <= now || row.lastSeenAt + this.idleMs <= now) return null;
+    const user = await this.storage.users.getById(row.userId);
+    return user ? toUser(user) : null;
+  }
+
   /** End the session of this cookie value (nothing when there is none); `actor` is who signed out. */
   async signOut(token: string, actor: string): Promise<void> {
     if (typeof token !== "string" || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return;

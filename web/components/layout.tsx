@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { Child } from "hono/jsx";
+import { liveSource } from "./live.tsx";
 
 /** What every page's frame shows: the appliance, the signed-in user, the linked assets. */
 export interface Chrome {
@@ -27,7 +28,8 @@ const NAV = [
   { key: "logs", href: "/console/logs", label: "Logs", admin: true },
 ] as const satisfies readonly { key: string; href: string; label: string; admin?: boolean }[];
 
-export function Layout(props: { chrome: Chrome; title: string; children?: Child }) {
+/** `live`: the page has live parts (web/components/live.tsx), so it opens the live stream. */
+export function Layout(props: { chrome: Chrome; title: string; live?: boolean; children?: Child }) {
   const { chrome } = props;
   const user = chrome.user ?? null;
   const headers = chrome.csrf ? JSON.stringify({ "X-CSRF-Token": chrome.csrf }) : undefined;
@@ -77,7 +79,7 @@ export function Layout(props: { chrome: Chrome; title: string; children?: Child 
             </div>
           ) : null}
         </header>
-        <main id="main" tabindex={-1}>
+        <main id="main" tabindex={-1} {...(props.live && user ? liveSource : {})}>
           <h1>{props.title}</h1>
           {props.children}
         </main>

@@ -4,3 +4,8 @@ import type { JSX } from "hono/jsx/jsx-runtime";
 export async function renderPage(page: JSX.Element): Promise<string> {
   return `<!doctype html>${await page.toString()}`;
 }
+
+/** A part of a page, alone (an htmx request's answer); escaped like a page. */
+export async function renderFragment(part: JSX.Element): Promise<string> {
+  return String(await part.toString());
+}

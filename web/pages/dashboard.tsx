@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { type Chrome, Layout } from "../components/layout.tsx";
+import { LiveRegion } from "../components/live.tsx";
 
 export interface DashboardView {
   /** The job queue (appliance-wide: admins only). */
@@ -20,7 +21,31 @@ const count = (n: number, more: boolean) => (more ? `${n}+` : String(n));
 export function DashboardPage(props: { chrome: Chrome; view: DashboardView }) {
   const v = props.view;
   return (
-    <Layout chrome={props.chrome} title="Dashboard">
+    <Layout chrome={props.chrome} title="Dashboard" live>
+      <DashboardLive view={v} />
+      <section aria-labelledby="inboxes">
+        <h2 id="inboxes">Inboxes</h2>
+        {v.tenants.length ? (
+          <ul>
+            {v.tenants.map((t) => (
+              <li>
+                <a href={`/t/${encodeURIComponent(t)}/inbox`}>{t}</a>
+              </li>
+            ))}
+          </ul>
+        ) : (
+          <p class="muted">No tenant yet.</p>
+        )}
+      </section>
+    </Layout>
+  );
+}
+
+/** The counters and tables that change as work flows: what an htmx request for /console gets. */
+export function DashboardLive(props: { view: DashboardView }) {
+  const v = props.view;
+  return (
+    <LiveRegion id="dashboard-live" url="/console" on={["dashboard"]}>
       <section aria-labelledby="now">
         <h2 id="now">Now</h2>
         <div class="cards">
@@ -115,21 +140,6 @@ export function DashboardPage(props: { chrome: Chrome; view: DashboardView }) {
           <p class="muted">None: every endpoint takes deliveries.</p>
         )}
       </section>
-
-      <section aria-labelledby="inboxes">
-        <h2 id="inboxes">Inboxes</h2>
-        {v.tenants.length ? (
-          <ul>
-            {v.tenants.map((t) => (
-              <li>
-                <a href={`/t/${encodeURIComponent(t)}/inbox`}>{t}</a>
-              </li>
-            ))}
-          </ul>
-        ) : (
-          <p class="muted">No tenant yet.</p>
-        )}
-      </section>
-    </Layout>
+    </LiveRegion>
   );
 }

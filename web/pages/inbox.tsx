@@ -1,17 +1,21 @@
 /** @jsxImportSource hono/jsx */
 import { type EventRow, EventsTable, Pager } from "../components/events-table.tsx";
 import { type Chrome, Layout } from "../components/layout.tsx";
+import { LiveRegion } from "../components/live.tsx";
 
-export function InboxPage(props: {
-  chrome: Chrome;
+export interface InboxListView {
   tenant: string;
   rows: readonly EventRow[];
   newest: string | null;
   older: string | null;
-}) {
+  /** The URL the list fetches again when mail arrives; null: not live (an older page). */
+  live: string | null;
+}
+
+/** The inbox's list alone: what an htmx request for the inbox gets. */
+export function InboxList(props: InboxListView) {
   return (
-    <Layout chrome={props.chrome} title={`Inbox of ${props.tenant}`}>
-      <p class="muted">Mail received in the last 24 hours, newest first.</p>
+    <LiveRegion id="inbox-list" url={props.live} on={["events"]}>
       <EventsTable
         rows={props.rows}
         caption={`Mail for ${props.tenant}`}
@@ -19,6 +23,16 @@ export function InboxPage(props: {
         hrefOf={(r) => `/t/${props.tenant}/inbox/${r.id}`}
       />
       <Pager newest={props.newest} older={props.older} />
+    </LiveRegion>
+  );
+}
+
+export function InboxPage(props: { chrome: Chrome } & InboxListView) {
+  const { chrome, ...list } = props;
+  return (
+    <Layout chrome={chrome} title={`Inbox of ${props.tenant}`} live>
+      <p class="muted">Mail received in the last 24 hours, newest first.</p>
+      <InboxList {...list} />
     </Layout>
   );
 }

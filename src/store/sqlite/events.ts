@@ -6,7 +6,9 @@ import type {
   DeliveryQuery,
   DeliveryRow,
   DeliveryState,
+  EventPage,
   EventQuery,
+  EventState,
   EventStore,
   NewAttempt,
   NewDelivery,
@@ -14,6 +16,7 @@ import type {
 } from "../contract.ts";
 import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
+import { EVENT_SEARCH_MAX } from "../contract.ts";
 import type { SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
 
@@ -49,6 +52,7 @@ export class SqliteEvents implements EventStore {
   /** Events inserted by this process and not yet routed, newest last (bounded). */
   private readonly fresh = new Map<string, { envelope: Envelope; tenant: string; bytes: number }>();
   private freshBytes = 0;
+  private readonly inserted = new Set<(tenant: string, id: string) => void>();
   private readonly insertDelivery;
   private readonly checkpoint;
   private readonly addSpans;
@@ -178,6 +182,12 @@ export class SqliteEvents implements EventStore {
       routing && JSON.stringify(routing),
     );
     if (inserted) {
+      if (this.inserted.size) {
+        const { tenant, id } = e;
+        _tx.afterCommit(() => {
+          for (const l of this.inserted) l(tenant, id);
+        });
+      }
       // Routing reads it back in a moment: hand it over from memory. Should this unit roll back,
       // the entry is never asked for (ids are unique) and ages out.
       if (!routing && json.length <= FRESH_MAX_EVENT_BYTES && !this.fresh.has(e.id)) {
@@ -200,9 +210,7 @@ export class SqliteEvents implements EventStore {
     const where: (SQL | undefined)[] = [
       q.tenants ? inArray(events.tenant, [...q.tenants]) : undefined,
       q.type ? eq(events.type, q.type) : undefined,
-      q.channel ? eq(events.channel, q.channel) : undefined,
-      q.since !== undefined ? gte(events.receivedAt, q.since) : undefined,
-      q.until !== undefined ? lte(events.receivedAt, q.until) : undefined,
+      ...unindexed(q),
       q.before ? lt(events.id, q.before) : undefined,
       q.after ? gt(events.id, q.after) : undefined,
     ];
@@ -213,6 +221,57 @@ export class SqliteEvents implements EventStore {
       .orderBy(q.after ? asc(events.id) : desc(events.id))
       .limit(q.limit)
       .all() as StoredEvent[];
+  }
+
+  /**
+   * A window of at most `scan` events walks one index newest first (the tenants' index, else the
+   * type's, else the primary key); the other filters are checked only inside it. Without such
+   * filters the page is `list`'s plain keyset read.
+   */
+  async page(q: Omit<EventQuery, "after"> & { scan: number }): Promise<EventPage> {
+    const byTenant = !!q.tenants;
+    const keyed: (SQL | undefined)[] = [
+      q.tenants ? inArray(events.tenant, [...q.tenants]) : undefined,
+      !byTenant && q.type ? eq(events.type, q.type) : undefined,
+      q.before ? lt(events.id, q.before) : undefined,
+    ];
+    const rest = [byTenant && q.type ? eq(events.type, q.type) : undefined, ...unindexed(q)].filter(
+      (c): c is SQL => c !== undefined,
+    );
+    const limit = Math.max(1, q.limit);
+    if (rest.length === 0) {
+      const rows = await this.list({ ...q, limit: limit + 1 });
+      const shown = rows.slice(0, limit);
+      return { events: shown, next: rows.length > limit ? shown.at(-1)!.envelope.id : null, partial: false };
+    }
+    const window = this.db
+      .select({ id: events.id })
+      .from(events)
+      .where(and(...keyed))
+      .orderBy(desc(events.id))
+      .limit(Math.max(1, q.scan))
+      .as("w");
+    const rows = this.db
+      .select({ envelope: events.envelope, trace: events.trace, id: events.id })
+      .from(window)
+      .innerJoin(events, eq(events.id, window.id))
+      .where(and(...rest))
+      .orderBy(desc(window.id))
+      .limit(limit + 1)
+      .all() as (StoredEvent & { id: string })[];
+    const shown = rows.slice(0, limit).map(({ envelope, trace }) => ({ envelope, trace }));
+    if (rows.length > limit) return { events: shown, next: shown.at(-1)!.envelope.id, partial: false };
+    const extent = this.db
+      .select({ n: count(), oldest: sql<string | null>`min(${window.id})` })
+      .from(window)
+      .get();
+    const full = (extent?.n ?? 0) >= q.scan;
+    return { events: shown, next: full ? (extent?.oldest ?? null) : null, partial: full && shown.length < limit };
+  }
+
+  onInserted(listener: (tenant: string, id: string) => void): () => void {
+    this.inserted.add(listener);
+    return () => this.inserted.delete(listener);
   }
 
   async get(id: string): Promise<(StoredEvent & { tenant: string }) | null> {
@@ -451,3 +510,47 @@ function APPEND(column: string, param: string): string {
     `ELSE substr(${column}, 1, length(${column}) - 1) || ',' || substr(${param}, 2) END`
   );
 }
+
+/** Deliveries of the event in the outer query, in one of `states` (the deliveries_event index). */
+const deliveryIn = (states: readonly DeliveryState[]) =>
+  sql`EXISTS (SELECT 1 FROM ${deliveries} WHERE ${deliveries.eventId} = ${events.id} AND ${deliveries.state} IN (${sql.join(
+    states.map((s) => sql`${s}`),
+    sql`, `,
+  )}))`;
+
+/** Not yet settled, or settled as a failure: an event with one of these is not `delivered`. */
+const UNFINISHED: readonly DeliveryState[] = ["pending", "awaiting_approval", "delivering", "retrying", "dead"];
+
+function stateIs(state: EventState): SQL {
+  switch (state) {
+    case "delivered":
+      return sql`(${deliveryIn(["delivered"])} AND NOT ${deliveryIn(UNFINISHED)})`;
+    case "failing":
+      return deliveryIn(["retrying"]);
+    case "dead":
+      return deliveryIn(["dead"]);
+    case "awaiting_approval":
+      return deliveryIn(["awaiting_approval"]);
+    case "none":
+      return sql`NOT EXISTS (SELECT 1 FROM ${deliveries} WHERE ${deliveries.eventId} = ${events.id})`;
+  }
+}
+
+/**
+ * `search` as a LIKE on the few envelope fields it covers. SQLite parses the envelope once per
+ * row for all of them (its JSON cache); `page` bounds how many rows that is.
+ */
+function searchIs(search: string): SQL {
+  const pattern = `%${search.slice(0, EVENT_SEARCH_MAX).replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  const like = (path: string) => sql`json_extract(${events.envelope}, ${path}) LIKE ${pattern} ESCAPE '\\'`;
+  return sql`(${like("$.data.subject")} OR ${like("$.data.from.address")} OR ${like("$.data.from.name")} OR (json_type(${events.envelope}, '$.data.from') = 'text' AND ${like("$.data.from")}))`;
+}
+
+/** The filters no index serves. */
+const unindexed = (q: EventQuery): (SQL | undefined)[] => [
+  q.channel ? eq(events.channel, q.channel) : undefined,
+  q.since !== undefined ? gte(events.receivedAt, q.since) : undefined,
+  q.until !== undefined ? lte(events.receivedAt, q.until) : undefined,
+  q.state ? stateIs(q.state) : undefined,
+  q.search ? searchIs(q.search) : undefined,
+];

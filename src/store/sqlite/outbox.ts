@@ -104,17 +104,23 @@ export class SqliteOutbox implements Outbox {
       now: tx.now,
     });
     tx.afterCommit(this.notifierFor(event.topic));
-    if (this.counters.size) tx.afterCommit(() => this.count(event.topic));
+    if (this.counters.size) {
+      const tenant = event.tenant ?? null;
+      tx.afterCommit(() => this.count(event.topic, tenant));
+    }
     return id;
   }
 
-  private readonly counters = new Set<(topic: string) => void>();
-  private count(topic: string): void {
-    for (const c of this.counters) c(topic);
+  private readonly counters = new Set<(topic: string, tenant: string | null) => void>();
+  private count(topic: string, tenant: string | null): void {
+    for (const c of this.counters) c(topic, tenant);
   }
 
-  /** Called with each committed entry's topic (metrics: counting needs no subscriber reading the log). */
-  onCommitted(counter: (topic: string) => void): () => void {
+  /**
+   * Called with each committed entry's topic and tenant (metrics count them, the console tells its
+   * pages what changed: neither needs a subscriber reading the log).
+   */
+  onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
     this.counters.add(counter);
     return () => this.counters.delete(counter);
   }
