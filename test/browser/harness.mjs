@@ -193,49 +193,44 @@ export function launchBrowser() {
 }
 
 /**
- * A page in a new context, watched: `watch.problems()` lists every CSP violation, script error,
- * console error, dialog and request to anything but the appliance. A test that causes an error
- * status on purpose (401, 403, 404, 429) passes it to `problems()` so Chromium's "Failed to load
- * resource" line for it is not counted.
+ * A new context with one page, watched (every page the context opens): `watch.problems()` lists
+ * every CSP violation, script error, console error, dialog and request to anything but the
+ * appliance. A test that causes an error status on purpose (401, 403, 404, 429) passes it to
+ * `problems()` so Chromium's "Failed to load resource" line for it is not counted.
  */
 export async function watchedPage(browser, app, options = {}) {
   const context = await browser.newContext({ baseURL: app.url, ...options });
-  const page = await context.newPage();
-  const seen = { csp: [], errors: [], console: [], dialogs: [], remote: [], failed: [] };
-  await page.exposeBinding("__agentowlCsp", (_source, v) => seen.csp.push(v));
-  await page.addInitScript(() => {
+  const seen = { csp: [], errors: [], console: [], dialogs: [], remote: [] };
+  await context.exposeBinding("__agentowlCsp", (_source, v) => seen.csp.push(v));
+  await context.addInitScript(() => {
     document.addEventListener("securitypolicyviolation", (e) =>
       window.__agentowlCsp(`${e.violatedDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`),
     );
   });
-  page.on("pageerror", (e) => seen.errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error") seen.console.push(m.text());
+  context.on("weberror", (e) => seen.errors.push(String(e.error())));
+  context.on("console", (m) => {
+    if (m.type() === "error") seen.console.push(`${m.text()} (${m.page()?.url()})`);
   });
-  page.on("dialog", (d) => {
+  context.on("dialog", (d) => {
     seen.dialogs.push(`${d.type()}: ${d.message()}`);
     void d.dismiss();
   });
   const origin = new URL(app.url).origin;
-  page.on("response", (r) => {
-    if (r.status() >= 400) seen.failed.push(`${r.status()} ${r.url()}`);
-  });
-  page.on("request", (r) => {
+  context.on("request", (r) => {
     const u = r.url();
     if (!u.startsWith(`${origin}/`) && !u.startsWith("data:") && !u.startsWith("about:")) seen.remote.push(u);
   });
+  const page = await context.newPage();
   const watch = {
     seen,
-    /** Everything that went wrong on this page, as lines (none: []). */
+    /** Everything that went wrong in this context, as lines (none: []). */
     problems(expectedStatuses = []) {
       const expected = (text) =>
         expectedStatuses.some((s) => text.includes(`the server responded with a status of ${s}`));
       return [
         ...seen.csp.map((x) => `CSP violation: ${x}`),
         ...seen.errors.map((x) => `script error: ${x}`),
-        ...seen.console
-          .filter((x) => !expected(x))
-          .map((x) => `console error: ${x} (error answers: ${seen.failed.join(", ")})`),
+        ...seen.console.filter((x) => !expected(x)).map((x) => `console error: ${x}`),
         ...seen.dialogs.map((x) => `dialog opened: ${x}`),
         ...seen.remote.map((x) => `request left the loopback: ${x}`),
       ];
@@ -276,4 +271,15 @@ export async function sessionOf(browser, app, username) {
 export function screenshotDir() {
   mkdirSync(SCREENSHOTS, { recursive: true });
   return SCREENSHOTS;
+}
+
+/** A real SMTP mail to the appliance (nodemailer, plain SMTP on loopback); `message` is nodemailer's. */
+export async function sendMail(app, message) {
+  const nodemailer = (await import("nodemailer")).default;
+  const transport = nodemailer.createTransport({ host: "127.0.0.1", port: app.smtpPort, secure: false, ignoreTLS: true });
+  try {
+    return await transport.sendMail({ from: "sender@example.test", ...message });
+  } finally {
+    transport.close();
+  }
 }
