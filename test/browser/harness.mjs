@@ -276,7 +276,12 @@ export function screenshotDir() {
 /** A real SMTP mail to the appliance (nodemailer, plain SMTP on loopback); `message` is nodemailer's. */
 export async function sendMail(app, message) {
   const nodemailer = (await import("nodemailer")).default;
-  const transport = nodemailer.createTransport({ host: "127.0.0.1", port: app.smtpPort, secure: false, ignoreTLS: true });
+  const transport = nodemailer.createTransport({
+    host: "127.0.0.1",
+    port: app.smtpPort,
+    secure: false,
+    ignoreTLS: true,
+  });
   try {
     return await transport.sendMail({ from: "sender@example.test", ...message });
   } finally {

@@ -66,7 +66,10 @@ describe("markup from outside", { skip }, () => {
     const pages = [
       ["/t/acme/inbox", [summary]],
       ["/console/events", [summary]],
-      [`/console/events/${ids.mail}`, [`Subject ${HOSTILE}`, `Sender ${HOSTILE}`, `value ${HOSTILE}`, `invoice ${HOSTILE}.txt`]],
+      [
+        `/console/events/${ids.mail}`,
+        [`Subject ${HOSTILE}`, `Sender ${HOSTILE}`, `value ${HOSTILE}`, `invoice ${HOSTILE}.txt`],
+      ],
       [`/console/events/${ids.hook}`, PAYLOADS.map((p) => JSON.stringify(p).slice(1, -1))],
       ["/console", []],
     ];
