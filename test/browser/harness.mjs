@@ -288,3 +288,26 @@ export async function sendMail(app, message) {
     transport.close();
   }
 }
+
+/**
+ * An HTTP receiver on 127.0.0.1 for deliveries: `received` lists each request's path and body as it
+ * arrives; every request is answered 200.
+ */
+export async function startReceiver() {
+  const { createServer } = await import("node:http");
+  const received = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.setEncoding("utf8").on("data", (s) => (body += s));
+    req.on("end", () => {
+      received.push({ path: req.url, body });
+      res.end("ok");
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    received,
+    stop: () => new Promise((r) => server.close(r)),
+  };
+}

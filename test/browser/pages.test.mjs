@@ -39,6 +39,7 @@ describe("the main pages", { skip }, () => {
       to: `hello@acme.${MAIL_DOMAIN}`,
       subject: "Invoice 2041 for October",
       text: "Hello,\n\nthe invoice for October is attached.\n\nDana",
+      html: "<p>Hello,</p><p>the invoice for <b>October</b> is attached.</p><p>Dana</p>",
       attachments: [{ filename: "invoice-2041.pdf", content: "%PDF-1.4 not really", contentType: "application/pdf" }],
     });
     const mail = await eventArrived(app, "acme", "Invoice 2041");
@@ -50,6 +51,8 @@ describe("the main pages", { skip }, () => {
       events: "/console/events",
       event: `/console/events/${mail.id}`,
       inbox: "/t/acme/inbox",
+      message: `/t/acme/inbox/${mail.id}`,
+      approvals: "/console/approvals",
     });
   });
   after(async () => {
