@@ -40,6 +40,8 @@ export function Layout(props: { chrome: Chrome; title: string; live?: boolean; c
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <meta name="htmx-config" content={HTMX_CONFIG} />
         <title>{`${props.title} · ${chrome.appliance}`}</title>
+        {/* No icon: without this line every page load asks for /favicon.ico, a 404 in the console. */}
+        <link rel="icon" href="data:," />
         <link rel="stylesheet" href={chrome.assets.css} />
         <script src={chrome.assets.htmx} defer />
         <script src={chrome.assets.sse} defer />

@@ -1,0 +1,56 @@
+/**
+ * Mail end to end in a browser: a tenant applied over the API, a real SMTP mail sent with
+ * nodemailer, and the mail in the tenant's inbox and the events list.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  applyYaml,
+  createUser,
+  eventArrived,
+  launchBrowser,
+  MAIL_DOMAIN,
+  sendMail,
+  signIn,
+  skip,
+  startAppliance,
+  tenantYaml,
+  watchedPage,
+} from "./harness.mjs";
+
+describe("mail", { skip }, () => {
+  let app;
+  let browser;
+  before(async () => {
+    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
+    await applyYaml(app, tenantYaml("acme"));
+    await createUser(app, "root");
+  });
+  after(async () => {
+    await browser?.close();
+    await app?.stop();
+  });
+
+  test("a mail sent over SMTP shows in the tenant's inbox and the events list after a reload", async () => {
+    const { context, page: inbox, watch } = await watchedPage(browser, app);
+    await signIn(inbox, "root");
+    await inbox.goto("/t/acme/inbox");
+    const events = await context.newPage();
+    await events.goto("/console/events");
+    const subject = `Quarterly numbers ${Date.now()}`;
+    await sendMail(app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "See attached." });
+    const event = await eventArrived(app, "acme", subject);
+
+    await inbox.reload();
+    const inboxRow = inbox.getByRole("row").filter({ hasText: subject });
+    assert.match(await inboxRow.textContent(), /sender@example\.test/);
+
+    await events.reload();
+    const row = events.getByRole("row").filter({ hasText: subject });
+    assert.match(await row.textContent(), /acme/);
+    await Promise.all([events.waitForURL(`**/console/events/${event.id}`), row.getByRole("link").click()]);
+    assert.equal(await events.getByRole("heading", { level: 1 }).textContent(), `Event: ${subject}`);
+    assert.deepEqual(watch.problems(), []);
+    await context.close();
+  });
+});
