@@ -1,6 +1,7 @@
 /**
  * Mail end to end in a browser: a tenant applied over the API, a real SMTP mail sent with
- * nodemailer, and the mail in the tenant's inbox and the events list.
+ * nodemailer, and the mail in the tenant's inbox and the events list: live, without a reload
+ * (the pages' SSE stream makes their lists fetch themselves again), and after one.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
@@ -29,6 +30,24 @@ describe("mail", { skip }, () => {
   after(async () => {
     await browser?.close();
     await app?.stop();
+  });
+
+  test("a mail sent over SMTP appears in the open inbox and events list without a reload", async () => {
+    const { context, page: inbox, watch } = await watchedPage(browser, app);
+    await signIn(inbox, "root");
+    await inbox.goto("/t/acme/inbox");
+    const events = await context.newPage();
+    await events.goto("/console/events");
+    // Both pages hold their live stream before the mail is sent (htmx's SSE extension connects on load).
+    await Promise.all([inbox.waitForLoadState("networkidle"), events.waitForLoadState("networkidle")]).catch(() => {});
+    const subject = `Live numbers ${Date.now()}`;
+    await sendMail(app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "No reload needed." });
+    await eventArrived(app, "acme", subject);
+    // No reload: the rows arrive through the pages' own re-fetch.
+    await inbox.getByRole("row").filter({ hasText: subject }).waitFor({ timeout: 10_000 });
+    await events.getByRole("row").filter({ hasText: subject }).waitFor({ timeout: 10_000 });
+    assert.deepEqual(watch.problems(), []);
+    await context.close();
   });
 
   test("a mail sent over SMTP shows in the tenant's inbox and the events list after a reload", async () => {
