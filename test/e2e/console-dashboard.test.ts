@@ -249,7 +249,7 @@ describe("dashboard: disk and audit", () => {
   test("the dashboard has the security headers and no inline style or script", async () => {
     for (const user of ["root", "mia"]) {
       const { cookie } = await signIn(user);
-      for (const headers of [{}, { "hx-request": "true" }]) {
+      for (const headers of [{}, { "hx-request": "true" }] as Record<string, string>[]) {
         const r = await get("/console", cookie, headers);
         expect(r.status).toBe(200);
         expect(r.headers.get("content-security-policy")).toBe(CSP);
