@@ -1098,6 +1098,122 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.events.getDelivery(d.id)).toBeNull();
         expect((await insert(storage, e)).created).toBe(true);
       });
+
+      describe("rates", () => {
+        const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
+        const MIN = 60_000;
+        const at = (ms: number, tenant = "beta") => {
+          const id = newId("evt", ms);
+          return {
+            id,
+            version: ENVELOPE_VERSION,
+            type: "webhook.received",
+            tenant,
+            agent: null,
+            channel: "webhook",
+            source: { binding: "hooks" },
+            received_at: new Date(ms).toISOString(),
+            trace_id: `T-${id.slice(4)}`,
+            idempotency_key: null,
+            data: {},
+          } satisfies Envelope;
+        };
+
+        test("events count in the bucket of their received_at: a bucket holds its start, not its end; empty buckets are 0", async () => {
+          const { storage } = await open();
+          const times = [T0 - 1, T0, T0 + 1, T0 + MIN - 1, T0 + MIN, T0 + 3 * MIN + 5, T0 + 4 * MIN];
+          for (const t of times) await insert(storage, at(t));
+          const r = await storage.events.rates({ since: T0, until: T0 + 4 * MIN, bucketMs: MIN });
+          expect(r.events).toEqual([3, 1, 0, 1]);
+          expect(r.delivered).toEqual([0, 0, 0, 0]);
+          expect(r.dead).toEqual([0, 0, 0, 0]);
+          // A range that is not a whole number of buckets ends with a short one.
+          expect((await storage.events.rates({ since: T0, until: T0 + MIN + 1, bucketMs: MIN })).events).toEqual([
+            3, 1,
+          ]);
+          expect(
+            (await storage.events.rates({ since: T0 + 10 * MIN, until: T0 + 12 * MIN, bucketMs: MIN })).events,
+          ).toEqual([0, 0]);
+        });
+
+        test("rates count only the named tenants' events and deliveries; no tenants named counts every tenant's", async () => {
+          const { storage } = await open();
+          const a = at(T0 + 1, "alpha");
+          const b1 = at(T0 + 2, "beta");
+          const b2 = at(T0 + MIN + 2, "beta");
+          const g = at(T0 + MIN + 3, "gamma");
+          for (const e of [a, b1, b2, g]) await insert(storage, e);
+          await storage.committer.run((tx) => {
+            for (const e of [a, b1, g])
+              storage.events.insertDeliveryTx(tx, {
+                id: newId("dlv", T0 + 10),
+                eventId: e.id,
+                tenant: e.tenant,
+                endpoint: "crm",
+                state: "delivered",
+                createdAt: T0 + 5,
+                updatedAt: T0 + 10,
+              });
+          });
+          const q = { since: T0, until: T0 + 2 * MIN, bucketMs: MIN };
+          expect(await storage.events.rates(q)).toEqual({ events: [2, 2], delivered: [3, 0], dead: [0, 0] });
+          expect(await storage.events.rates({ ...q, tenants: ["beta"] })).toEqual({
+            events: [1, 1],
+            delivered: [1, 0],
+            dead: [0, 0],
+          });
+          expect(await storage.events.rates({ ...q, tenants: ["alpha", "gamma"] })).toEqual({
+            events: [1, 1],
+            delivered: [2, 0],
+            dead: [0, 0],
+          });
+          expect(await storage.events.rates({ ...q, tenants: [] })).toEqual({
+            events: [0, 0],
+            delivered: [0, 0],
+            dead: [0, 0],
+          });
+        });
+
+        test("deliveries count as delivered or dead in the bucket of their last change; other states do not count", async () => {
+          const { storage } = await open();
+          const e = at(T0 - 10 * MIN);
+          await insert(storage, e);
+          const states: [DeliveryRow["state"], number][] = [
+            ["delivered", T0],
+            ["delivered", T0 + MIN - 1],
+            ["dead", T0 + MIN],
+            ["dead", T0 + 2 * MIN + 7],
+            ["delivered", T0 + 3 * MIN],
+            ["retrying", T0 + 1],
+            ["pending", T0 + 1],
+            ["discarded", T0 + 1],
+            ["delivering", T0 + MIN + 1],
+          ];
+          await storage.committer.run((tx) => {
+            states.forEach(([state, updatedAt], i) =>
+              storage.events.insertDeliveryTx(tx, {
+                id: newId("dlv", T0 + i),
+                eventId: e.id,
+                tenant: e.tenant,
+                endpoint: `ep${i}`,
+                state,
+                createdAt: T0 - MIN,
+                updatedAt,
+              }),
+            );
+          });
+          const r = await storage.events.rates({ since: T0, until: T0 + 3 * MIN, bucketMs: MIN });
+          expect(r).toEqual({ events: [0, 0, 0], delivered: [2, 0, 0], dead: [0, 1, 1] });
+        });
+
+        test("a rates query with too many buckets, no bucket or an empty range is refused", async () => {
+          const { storage } = await open();
+          await expect(storage.events.rates({ since: 0, until: 1001, bucketMs: 1 })).rejects.toThrow(RangeError);
+          await expect(storage.events.rates({ since: 0, until: 1000, bucketMs: 0 })).rejects.toThrow(RangeError);
+          await expect(storage.events.rates({ since: 5, until: 5, bucketMs: 1 })).rejects.toThrow(RangeError);
+          expect((await storage.events.rates({ since: 0, until: 1000, bucketMs: 1 })).events).toHaveLength(1000);
+        });
+      });
     });
 
     describe("approvals", () => {

@@ -4,7 +4,7 @@ import type { Logger, LogTap } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Config, parseListen } from "../config/index.ts";
 import { v1Api } from "../api/v1.ts";
-import { consoleRoutes, LiveHub, type LiveOptions } from "../console/index.ts";
+import { consoleRoutes, dataDirUsage, LiveHub, type LiveOptions } from "../console/index.ts";
 import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
@@ -13,7 +13,7 @@ import { SmtpIngress } from "../ingress/smtp/index.ts";
 import { createHttpApp, type ReadyCheck } from "../server/server.ts";
 import { servePlain } from "../server/plain.ts";
 import { isLoopback, servesHttps } from "../server/tls.ts";
-import type { Storage } from "../store/index.ts";
+import { DATABASE_FILE, type Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { COMMIT, VERSION } from "../version.ts";
 import type { MailParts } from "./mail.ts";
@@ -116,6 +116,7 @@ export async function startListeners(
         vault,
         logTap: deps.logTap,
         live,
+        usage: () => dataDirUsage(config.dataDir, DATABASE_FILE, () => mail.spool.size()),
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

@@ -1,20 +1,12 @@
 import { Elysia } from "elysia";
-import {
-  DashboardLive,
-  DashboardPage,
-  ErrorPage,
-  EventPage,
-  FirstAdminPage,
-  InboxList,
-  InboxPage,
-  SignInPage,
-} from "../../web/index.ts";
-import { canAccess, visibleTenants } from "../api/auth.ts";
+import { ErrorPage, EventPage, FirstAdminPage, InboxList, InboxPage, SignInPage } from "../../web/index.ts";
+import { canAccess } from "../api/auth.ts";
 import { isId } from "../core/ids.ts";
 import { AppError, isAppError } from "../errors/index.ts";
 import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
 import { ASSET_BY_PATH } from "./assets.ts";
 import { configRoutes } from "./config.ts";
+import { dashboardRoutes } from "./dashboard.ts";
 import { overTls, SESSION_COOKIE, safeNext, sameSecret, setCookie } from "./auth.ts";
 import {
   DAY_MS,
@@ -45,6 +37,7 @@ export { PRE_SESSION_COOKIE, safeNext, SESSION_COOKIE } from "./auth.ts";
 export { CSP, SECURITY_HEADERS } from "./headers.ts";
 export { ASSET_PATHS } from "./assets.ts";
 export { type ConsoleDeps, type ConsoleKit, consoleKit } from "./kit.ts";
+export { DASHBOARD_CACHE_MS, type DiskUsage, dataDirUsage } from "./dashboard.ts";
 export { LIVE_DEFAULTS, LiveHub, type LiveOptions } from "./live.ts";
 
 /**
@@ -201,56 +194,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
         { parse: "none" },
       )
       // ---- behind sign-in ---------------------------------------------------------------
-      .get(
-        "/console",
-        signedIn(async (v, { request }) => {
-          const visible = visibleTenants(v.principal);
-          const tenants = visible === "all" ? undefined : visible;
-          const admin = visible === "all";
-          const [queue, dead, approvals, tenantList] = await Promise.all([
-            admin ? storage.queue.activeDepth() : null,
-            storage.events.deliveries({ tenants, state: "dead", limit: 101 }),
-            storage.approvals.list({ tenants, state: "pending", limit: 101 }),
-            visibleTenantList(v),
-          ]);
-          const circuits = deps
-            .circuits()
-            .map(([key, view]) => {
-              const at = key.indexOf("/");
-              return { tenant: key.slice(0, at), endpoint: key.slice(at + 1), view };
-            })
-            .filter((c) => canAccess(v.principal, c.tenant, "read"))
-            .map((c) => ({
-              tenant: c.tenant,
-              endpoint: c.endpoint,
-              state: c.view.state,
-              failures: c.view.consecutiveFailures,
-              retryAt: c.view.retryAt === null ? null : iso(c.view.retryAt),
-            }));
-          const view = {
-            queue: queue
-              ? { available: queue.available, scheduled: queue.scheduled, leased: queue.leased, dead: queue.dead }
-              : null,
-            deadDeliveries: { count: Math.min(dead.length, 100), more: dead.length > 100 },
-            approvals: {
-              count: Math.min(approvals.length, 100),
-              more: approvals.length > 100,
-              items: approvals.slice(0, 10).map((a) => ({
-                id: a.id,
-                tenant: a.tenant,
-                what: Object.entries(a.action)
-                  .map(([k, x]) => `${k}: ${typeof x === "string" ? x : JSON.stringify(x)}`)
-                  .join(", "),
-                expiresAt: iso(a.expiresAt),
-              })),
-            },
-            circuits,
-            tenants: tenantList,
-          };
-          if (wantsFragment(request)) return fragment(DashboardLive({ view }));
-          return html(DashboardPage({ chrome: chromeFor(v, "dashboard"), view }), 200, { vary: "HX-Request" });
-        }),
-      )
+      .use(dashboardRoutes(kit))
       .use(eventsListRoutes(kit))
       .get(
         "/console/events/:id",

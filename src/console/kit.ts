@@ -10,6 +10,7 @@ import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { ASSET_PATHS } from "./assets.ts";
+import type { DiskUsage } from "./dashboard.ts";
 import type { LiveHub } from "./live.ts";
 import {
   type ConsoleAuth,
@@ -47,6 +48,8 @@ export interface ConsoleDeps {
   logTap?: LogTap | null;
   /** The live updates' streams (src/console/live.ts); none: `/console/live` is a 404. */
   live?: LiveHub | null;
+  /** The data dir's disk, database and spool sizes for the dashboard (src/console/dashboard.ts `dataDirUsage`); none: not shown. */
+  usage?: () => Promise<DiskUsage>;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

@@ -614,6 +614,31 @@ export interface DeliveryQuery {
 }
 
 /**
+ * Counts per time bucket (EventStore.rates): bucket i covers [since + i·bucketMs, since + (i+1)·bucketMs),
+ * the last one ending at `until` at the latest.
+ */
+export interface RateQuery {
+  /** Only these tenants' events and deliveries (none: every tenant's). */
+  tenants?: readonly string[];
+  since: number;
+  /** Exclusive. */
+  until: number;
+  bucketMs: number;
+}
+
+/** At most this many buckets in one `rates` query. */
+export const RATE_BUCKETS_MAX = 1000;
+
+export interface Rates {
+  /** Events received (by `received_at`), one count per bucket, oldest first; an empty bucket is 0. */
+  events: number[];
+  /** Deliveries now `delivered`, by the time they last changed (when they got there). */
+  delivered: number[];
+  /** Deliveries now `dead` (given up), by the time they last changed. */
+  dead: number[];
+}
+
+/**
  * Events and their deliveries. Ingresses insert an event inside the unit of work that also holds
  * its processing (its routing and deliveries, or its outbox entry); the dispatcher checkpoints each
  * delivery in the unit that also acks or re-enqueues its job; the API reads.
@@ -683,6 +708,12 @@ export interface EventStore {
   countDeliveries(tenant: string, endpoint: string): Promise<Record<string, number>>;
   /** A delivery's attempts, in order. */
   listAttempts(deliveryId: string): Promise<AttemptRow[]>;
+  /**
+   * Events received and deliveries delivered or dead per time bucket: the dashboard's charts. Reads
+   * index ranges on time only, so its cost is the rows inside [since, until), not the tables.
+   * More than RATE_BUCKETS_MAX buckets, or a bucket under 1 ms, is a RangeError.
+   */
+  rates(q: RateQuery): Promise<Rates>;
 }
 
 // Approvals (docs/desired-state.md#policies)

@@ -11,6 +11,7 @@ import m8 from "../../migrations/0008_replay.sql" with { type: "text" };
 import m9 from "../../migrations/0009_delivery_retrying.sql" with { type: "text" };
 import m10 from "../../migrations/0010_secret_format.sql" with { type: "text" };
 import m11 from "../../migrations/0011_console_users.sql" with { type: "text" };
+import m12 from "../../migrations/0012_dashboard_rates.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -25,4 +26,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 9, tag: "0009_delivery_retrying", sql: m9 },
   { idx: 10, tag: "0010_secret_format", sql: m10 },
   { idx: 11, tag: "0011_console_users", sql: m11 },
+  { idx: 12, tag: "0012_dashboard_rates", sql: m12 },
 ];

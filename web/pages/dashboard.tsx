@@ -1,6 +1,14 @@
 /** @jsxImportSource hono/jsx */
 import { type Chrome, Layout } from "../components/layout.tsx";
+import { BarChart } from "../components/chart.tsx";
 import { LiveRegion } from "../components/live.tsx";
+
+/** Counts per bucket, oldest first (the store's `rates`). */
+export interface RateCounts {
+  events: readonly number[];
+  delivered: readonly number[];
+  dead: readonly number[];
+}
 
 export interface DashboardView {
   /** The job queue (appliance-wide: admins only). */
@@ -14,6 +22,127 @@ export interface DashboardView {
   };
   circuits: { tenant: string; endpoint: string; state: string; failures: number; retryAt: string | null }[];
   tenants: readonly string[];
+  /** Per minute over the last hour and per hour over the last day: each chart's first bucket's start. */
+  rates: { hour: { start: number; rates: RateCounts }; day: { start: number; rates: RateCounts } };
+  /** The data dir's disk (admins only; null: not shown). */
+  disk: { free: number; total: number; database: number; spool: number } | null;
+  /**
+   * The newest "Verify now" of the audit chain (admins only: undefined for a member; null: never
+   * verified from the console).
+   */
+  verification?: { ok: boolean; at: string; by: string; entries: number; problem: string | null } | null;
+}
+
+/** Bytes in binary units, one decimal from KiB up. */
+export function bytes(n: number): string {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let x = n;
+  while (x >= 1024 && i < units.length - 1) {
+    x /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} bytes` : `${x.toFixed(1)} ${units[i]}`;
+}
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+function Charts(props: { rates: DashboardView["rates"] }) {
+  const { hour, day } = props.rates;
+  const deliveries = (r: RateCounts) => [
+    { label: "delivered", class: "bar-delivered", counts: r.delivered },
+    { label: "dead", class: "bar-dead", counts: r.dead },
+  ];
+  return (
+    <section aria-labelledby="rates">
+      <h2 id="rates">Ingest and delivery</h2>
+      <p class="muted">
+        Times in UTC; the last bar is the current minute or hour. Deliveries count when they got{" "}
+        <span class="legend-delivered">delivered</span> or gave up (<span class="legend-dead">dead</span>).
+      </p>
+      <div class="charts">
+        <BarChart
+          id="chart-events-hour"
+          title="Events received per minute, last hour"
+          span="in the last hour"
+          start={hour.start}
+          bucketMs={MINUTE}
+          labelEvery={10}
+          series={[{ label: "events", class: "bar-events", counts: hour.rates.events }]}
+        />
+        <BarChart
+          id="chart-events-day"
+          title="Events received per hour, last day"
+          span="in the last day"
+          start={day.start}
+          bucketMs={HOUR}
+          labelEvery={4}
+          series={[{ label: "events", class: "bar-events", counts: day.rates.events }]}
+        />
+        <BarChart
+          id="chart-deliveries-hour"
+          title="Deliveries per minute, last hour"
+          span="in the last hour"
+          start={hour.start}
+          bucketMs={MINUTE}
+          labelEvery={10}
+          series={deliveries(hour.rates)}
+        />
+        <BarChart
+          id="chart-deliveries-day"
+          title="Deliveries per hour, last day"
+          span="in the last day"
+          start={day.start}
+          bucketMs={HOUR}
+          labelEvery={4}
+          series={deliveries(day.rates)}
+        />
+      </div>
+    </section>
+  );
+}
+
+/** The disk and the audit chain: an admin's, appliance-wide. */
+function Appliance(props: { view: DashboardView }) {
+  const { disk, verification } = props.view;
+  if (!disk && verification === undefined) return null;
+  return (
+    <section aria-labelledby="appliance">
+      <h2 id="appliance">Appliance</h2>
+      <div class="cards">
+        {disk ? (
+          <div class="card" id="disk">
+            <div>Disk (data dir)</div>
+            <div class="big">{`${bytes(disk.free)} free`}</div>
+            <div class="muted">
+              {`of ${bytes(disk.total)} (${disk.total ? Math.round(((disk.total - disk.free) / disk.total) * 100) : 0}% used)`}
+            </div>
+            <div class="muted">{`Database ${bytes(disk.database)} · spool ${bytes(disk.spool)}`}</div>
+          </div>
+        ) : null}
+        {verification !== undefined ? (
+          <div class="card" id="audit-status">
+            <div>Audit chain</div>
+            {verification ? (
+              <>
+                <div class={`big ${verification.ok ? "good" : "bad"}`}>{verification.ok ? "Intact" : "Broken"}</div>
+                <div class="muted">
+                  {`Verified ${verification.at} by ${verification.by}: ${verification.entries} entries`}
+                  {verification.problem ? ` (${verification.problem})` : ""}
+                </div>
+              </>
+            ) : (
+              <div class="big">Never verified</div>
+            )}
+            <div>
+              <a href="/console/audit">Audit log and Verify now</a>
+            </div>
+          </div>
+        ) : null}
+      </div>
+    </section>
+  );
 }
 
 const count = (n: number, more: boolean) => (more ? `${n}+` : String(n));
@@ -79,6 +208,8 @@ export function DashboardLive(props: { view: DashboardView }) {
         </div>
       </section>
 
+      <Charts rates={v.rates} />
+
       <section aria-labelledby="approvals">
         <h2 id="approvals">Approvals waiting</h2>
         {v.approvals.items.length ? (
@@ -140,6 +271,8 @@ export function DashboardLive(props: { view: DashboardView }) {
           <p class="muted">None: every endpoint takes deliveries.</p>
         )}
       </section>
+
+      <Appliance view={v} />
     </LiveRegion>
   );
 }

@@ -26,6 +26,8 @@ export const events = sqliteTable(
   (t) => [
     index("events_tenant").on(t.tenant, t.id),
     index("events_type").on(t.type, t.id),
+    // The dashboard's rates (EventStore.rates): a time range read from the index alone, the tenant checked in it.
+    index("events_received").on(t.receivedAt, t.tenant),
     // guarantee 3 (docs/guarantees.md): a provider delivery id or Idempotency-Key makes an event unique per tenant and binding.
     uniqueIndex("events_idempotency").on(t.tenant, t.binding, t.idempotencyKey).where(sql`idempotency_key IS NOT NULL`),
   ],
@@ -75,6 +77,8 @@ export const deliveries = sqliteTable(
     uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint).where(sql`replay_of IS NULL`),
     index("deliveries_state").on(t.state, t.id),
     index("deliveries_approval").on(t.approvalId),
+    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index alone.
+    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant),
   ],
 );
 
