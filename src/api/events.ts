@@ -3,6 +3,7 @@ import type { Clock } from "../core/clock.ts";
 import { isId } from "../core/ids.ts";
 import { LOG_LEVELS, type LogTap } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
+import { sseStream } from "../server/sse.ts";
 import type { EventStore, TokenStore } from "../store/index.ts";
 import { presentDelivery, timeline } from "./deliveries.ts";
 import { canAccess, requireAdmin, tenantsFor } from "./auth.ts";
@@ -67,44 +68,16 @@ export function eventRoutes(events: EventStore, tokens: TokenStore, clock: Clock
       if (min !== undefined && !(LOG_LEVELS as readonly string[]).includes(min))
         throw new AppError("invalid_input", `level must be one of ${LOG_LEVELS.join(", ")}`);
       const threshold = min ? LOG_LEVELS.indexOf(min as (typeof LOG_LEVELS)[number]) : 0;
-      const encoder = new TextEncoder();
-      let stop = () => {};
-      const stream = new ReadableStream<Uint8Array>({
-        start(controller) {
-          const send = (text: string) => {
-            if ((controller.desiredSize ?? 0) < -SSE_MAX_BACKLOG) {
-              stop();
-              controller.close();
-              return;
-            }
-            controller.enqueue(encoder.encode(text));
-          };
-          const unsubscribe = logTap.subscribe(
-            (line) => {
-              const level = /"level":"(\w+)"/.exec(line)?.[1] as (typeof LOG_LEVELS)[number] | undefined;
-              if (level && LOG_LEVELS.indexOf(level) < threshold) return;
-              send(`data: ${line}\n\n`);
-            },
-            () => {
-              stop();
-              try {
-                controller.close();
-              } catch {
-                // already closed by the client
-              }
-            },
-          );
-          const keepalive = setInterval(() => send(": keep-alive\n\n"), SSE_KEEPALIVE_MS);
-          stop = () => {
-            clearInterval(keepalive);
-            unsubscribe();
-          };
-          request.signal.addEventListener("abort", () => stop());
-          send(": connected\n\n");
-        },
-        cancel() {
-          stop();
-        },
+      const stream = sseStream(request, {
+        pingMs: SSE_KEEPALIVE_MS,
+        ping: "keep-alive",
+        maxBacklog: SSE_MAX_BACKLOG,
+        open: (send, close) =>
+          logTap.subscribe((line) => {
+            const level = /"level":"(\w+)"/.exec(line)?.[1] as (typeof LOG_LEVELS)[number] | undefined;
+            if (level && LOG_LEVELS.indexOf(level) < threshold) return;
+            send(`data: ${line}\n\n`);
+          }, close),
       });
       return new Response(stream, {
         headers: { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" },

@@ -29,24 +29,30 @@ export async function eventActions(kit: ConsoleKit, v: Visitor, event: StoredEve
  * names `user:<name>`. Done: 303 back to the event. Refused (a conflict): the event page again
  * with the refusal's one line, 409.
  */
-export function actionsRoutes(kit: ConsoleKit) {
-  const { storage, signedIn, notFound, refused, html, chromeFor } = kit;
+/** The event page: the event, its deliveries with their attempts, and (with a message above them) its actions. */
+export async function eventPage(
+  kit: ConsoleKit,
+  v: Visitor,
+  event: StoredEvent,
+  message: Message = null,
+  status = 200,
+) {
+  const rows = await kit.storage.events.deliveries({ eventId: event.envelope.id, limit: 100 });
+  const deliveries = await Promise.all(
+    rows.map(async (row) => ({ row, attempts: await kit.storage.events.listAttempts(row.id) })),
+  );
+  return kit.html(
+    EventPage({
+      chrome: kit.chromeFor(v, "events"),
+      view: eventView(event, deliveries),
+      actions: await eventActions(kit, v, event, message),
+    }),
+    status,
+  );
+}
 
-  /** The event page with a message above its deliveries. */
-  async function eventPage(v: Visitor, event: StoredEvent, message: Message, status: number) {
-    const rows = await storage.events.deliveries({ eventId: event.envelope.id, limit: 100 });
-    const deliveries = await Promise.all(
-      rows.map(async (row) => ({ row, attempts: await storage.events.listAttempts(row.id) })),
-    );
-    return html(
-      EventPage({
-        chrome: chromeFor(v, "events"),
-        view: eventView(event, deliveries),
-        actions: await eventActions(kit, v, event, message),
-      }),
-      status,
-    );
-  }
+export function actionsRoutes(kit: ConsoleKit) {
+  const { storage, signedIn, notFound, refused } = kit;
 
   /** CSRF, then the event (404 when the user may not see it, 403 when only read), then the action. */
   const act = (
@@ -65,7 +71,7 @@ export function actionsRoutes(kit: ConsoleKit) {
         await run(v, event, form, params.id);
       } catch (e) {
         if (isAppError(e) && (e.kind === "conflict" || e.kind === "not_found"))
-          return eventPage(v, event, { text: e.detail, kind: "error" }, e.kind === "conflict" ? 409 : 404);
+          return eventPage(kit, v, event, { text: e.detail, kind: "error" }, e.kind === "conflict" ? 409 : 404);
         throw e;
       }
       return redirect(`/console/events/${event.envelope.id}#deliveries`, 303);

@@ -1,29 +1,16 @@
 import { timingSafeEqual } from "node:crypto";
 import type { Principal } from "../api/auth.ts";
 
+import type { ConsoleSession, ConsoleUser, SignInResult } from "../users/index.ts";
+import { SESSION_COOKIE } from "../users/index.ts";
+
+export type { ConsoleSession, ConsoleUser, SignInResult };
+export { SESSION_COOKIE };
+
 /**
- * What the console needs of its users (docs/console.md): the shape src/users' `Users` has, so the
- * appliance passes that in, and a test can pass its own.
+ * What the console needs of its users (docs/console.md): the part of src/users' `Users` it
+ * calls, so that its routes depend on no more.
  */
-export interface ConsoleUser {
-  id: string;
-  username: string;
-  role: "admin" | "member";
-  tenants: readonly string[];
-}
-
-export interface ConsoleSession {
-  id: string;
-  user: ConsoleUser;
-  csrf: string;
-  expiresAt: number;
-}
-
-export type SignInResult =
-  | { ok: true; token: string; session: ConsoleSession }
-  | { ok: false; reason: "bad_credentials" }
-  | { ok: false; reason: "locked"; retryAfterMs: number };
-
 export interface ConsoleAuth {
   signIn(username: string, password: string, remote: string): Promise<SignInResult>;
   /** The live session for a cookie value, or null (unknown, expired, revoked). */
@@ -43,7 +30,6 @@ export interface ConsoleAuth {
   createFirstAdmin(bootstrapToken: string, username: string, password: string): Promise<ConsoleUser>;
 }
 
-export const SESSION_COOKIE = "agentowl_session";
 /** The sign-in form's CSRF token before there is a session (double submit: cookie and form field). */
 export const PRE_SESSION_COOKIE = "agentowl_presession";
 

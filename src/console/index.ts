@@ -1,5 +1,5 @@
 import { Elysia } from "elysia";
-import { ErrorPage, EventPage, FirstAdminPage, InboxList, InboxPage, SignInPage } from "../../web/index.ts";
+import { ErrorPage, FirstAdminPage, InboxList, InboxPage, SignInPage } from "../../web/index.ts";
 import { canAccess } from "../api/auth.ts";
 import { isId } from "../core/ids.ts";
 import { AppError, isAppError } from "../errors/index.ts";
@@ -24,8 +24,8 @@ import { redirect, SECURITY_HEADERS } from "./headers.ts";
 import { inboxAccess, mailRoutes } from "./mail.ts";
 import { eventsListRoutes } from "./events-list.ts";
 import { fragment, liveRoutes, wantsFragment } from "./live.ts";
-import { eventRow, eventView } from "./views.ts";
-import { actionsRoutes, eventActions } from "./actions.ts";
+import { eventRow } from "./views.ts";
+import { actionsRoutes, eventPage } from "./actions.ts";
 import { approvalsRoutes } from "./approvals.ts";
 import { auditRoutes } from "./audit.ts";
 import { logsRoutes } from "./logs.ts";
@@ -201,17 +201,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
         signedIn(async (v, { params }: { request: Request; params: { id: string } }) => {
           const event = isId(params.id, "evt") ? await storage.events.get(params.id) : null;
           if (!event || !canAccess(v.principal, event.tenant, "read")) return notFound(v);
-          const rows = await storage.events.deliveries({ eventId: params.id, limit: 100 });
-          const deliveries = await Promise.all(
-            rows.map(async (row) => ({ row, attempts: await storage.events.listAttempts(row.id) })),
-          );
-          return html(
-            EventPage({
-              chrome: chromeFor(v, "events"),
-              view: eventView(event, deliveries),
-              actions: await eventActions(kit, v, event),
-            }),
-          );
+          return eventPage(kit, v, event);
         }),
       )
       .get(

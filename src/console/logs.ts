@@ -3,6 +3,7 @@ import { LogLine, LogsPage } from "../../web/index.ts";
 import { isAdmin } from "../api/auth.ts";
 import { LOG_LEVELS } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
+import { sseStream } from "../server/sse.ts";
 import { SECURITY_HEADERS } from "./headers.ts";
 import { type ConsoleKit, NAME, queryString, type Visitor } from "./kit.ts";
 
@@ -62,54 +63,25 @@ export function logsRoutes(kit: ConsoleKit) {
         if (!tap) throw new AppError("unavailable", "this server has no log stream");
         const threshold = LOG_LEVELS.indexOf(filters.level);
         c.server?.timeout?.(request, 0);
-        const encoder = new TextEncoder();
-        let stop = () => {};
-        const stream = new ReadableStream<Uint8Array>({
-          start(controller) {
-            const send = (text: string) => {
-              if ((controller.desiredSize ?? 0) < -MAX_BACKLOG) {
-                stop();
-                controller.close();
+        const stream = sseStream(request, {
+          pingMs: PING_MS,
+          maxBacklog: MAX_BACKLOG,
+          open: (send, close) =>
+            tap.subscribe((line) => {
+              let parsed: { level?: unknown; tenant?: unknown };
+              try {
+                parsed = JSON.parse(line);
+              } catch {
                 return;
               }
-              controller.enqueue(encoder.encode(text));
-            };
-            const unsubscribe = tap.subscribe(
-              (line) => {
-                let parsed: { level?: unknown; tenant?: unknown };
-                try {
-                  parsed = JSON.parse(line);
-                } catch {
-                  return;
-                }
-                const level = String(parsed.level) as Level;
-                if (LOG_LEVELS.indexOf(level) < threshold) return;
-                if (filters.tenant && parsed.tenant !== filters.tenant) return;
-                // A JSON line has no line break, and the rendered <li> none either: one data line.
-                void Promise.resolve(LogLine({ level, line }).toString()).then((li) =>
-                  send(`event: line\ndata: ${li}\n\n`),
-                );
-              },
-              () => {
-                stop();
-                try {
-                  controller.close();
-                } catch {
-                  // already closed by the client
-                }
-              },
-            );
-            const ping = setInterval(() => send(": ping\n\n"), PING_MS);
-            stop = () => {
-              clearInterval(ping);
-              unsubscribe();
-            };
-            request.signal.addEventListener("abort", () => stop());
-            send(": connected\n\n");
-          },
-          cancel() {
-            stop();
-          },
+              const level = String(parsed.level) as Level;
+              if (LOG_LEVELS.indexOf(level) < threshold) return;
+              if (filters.tenant && parsed.tenant !== filters.tenant) return;
+              // A JSON line has no line break, and the rendered <li> none either: one data line.
+              void Promise.resolve(LogLine({ level, line }).toString()).then((li) =>
+                send(`event: line\ndata: ${li}\n\n`),
+              );
+            }, close),
         });
         return new Response(stream, {
           headers: {
