@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
-import { consoleApp, signIn as signInAs } from "../helpers/console.ts";
+import { consoleApp, signIn as signInAs, TWO_TENANTS } from "../helpers/console.ts";
 import { storeEvent, testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -73,8 +73,7 @@ beforeAll(async () => {
   app = await consoleApp({
     root,
     bootstrap: BOOTSTRAP,
-    tenants: ["alpha", "beta"],
-    users: ["root", { username: "mia", role: "member", tenants: ["alpha"] }],
+    ...TWO_TENANTS,
   });
   base = app.url;
   expect(

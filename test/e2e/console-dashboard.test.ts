@@ -14,7 +14,7 @@ import { ManualClock } from "../../src/core/clock.ts";
 import { newId } from "../../src/core/ids.ts";
 import type { DeliveryState } from "../../src/store/index.ts";
 import { CHART_BOX } from "../../web/components/chart.tsx";
-import { consoleApp, signIn } from "../helpers/console.ts";
+import { consoleApp, signIn, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -97,8 +97,7 @@ beforeAll(async () => {
   app = await consoleApp({
     root,
     bootstrap: BOOTSTRAP,
-    tenants: ["alpha", "beta"],
-    users: ["root", { username: "mia", role: "member", tenants: ["alpha"] }],
+    ...TWO_TENANTS,
     options: { clock },
   });
   base = app.url;

@@ -14,7 +14,7 @@ import { CSP } from "../../src/console/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import type { DeliveryState } from "../../src/store/index.ts";
-import { consoleApp, signIn as signInAs } from "../helpers/console.ts";
+import { consoleApp, signIn as signInAs, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { SseClient } from "../helpers/sse.ts";
 
@@ -95,8 +95,7 @@ beforeAll(async () => {
   app = await consoleApp({
     root,
     bootstrap: BOOTSTRAP,
-    tenants: ["alpha", "beta"],
-    users: ["root", { username: "mia", role: "member", tenants: ["alpha"] }],
+    ...TWO_TENANTS,
     options: { live: { pingMs: PING_MS, perSession: 2, perAppliance: 3, gapMs: 20, checkMs: 0 } },
   });
   base = app.url;

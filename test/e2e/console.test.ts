@@ -14,7 +14,7 @@ import { newId } from "../../src/core/ids.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import { loopbackConfig } from "../helpers/app.ts";
-import { consoleApp, cookieOf, createUsers, csrfField, signIn, signInForm } from "../helpers/console.ts";
+import { consoleApp, cookieOf, createUsers, csrfField, signIn, signInForm, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -116,12 +116,11 @@ function hostileWebhook(tenant: string): Envelope {
 }
 
 beforeAll(async () => {
-  const member = { role: "member", tenants: ["alpha"] } as const;
   app = await consoleApp({
     root,
     bootstrap: BOOTSTRAP,
-    tenants: ["alpha", "beta"],
-    users: ["root", { username: "mia", ...member }, { username: "locky", ...member }],
+    tenants: TWO_TENANTS.tenants,
+    users: [...TWO_TENANTS.users, { username: "locky", role: "member", tenants: ["alpha"] }],
   });
   base = app.url;
   ids.mailAlpha = await storeEnvelope(hostileMail("alpha"), { error: `refused ${HOSTILE}` });

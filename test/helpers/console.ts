@@ -58,6 +58,12 @@ export async function createUsers(app: App, users: readonly TestUser[]): Promise
   }
 }
 
+/** The console tests' usual cast: tenants alpha and beta; root an admin, mia a member of alpha only. */
+export const TWO_TENANTS = {
+  tenants: ["alpha", "beta"],
+  users: ["root", { username: "mia", role: "member", tenants: ["alpha"] }],
+} as const satisfies { tenants: readonly string[]; users: readonly TestUser[] };
+
 /**
  * An appliance on loopback under `root` (a quiet logger unless `options` gives one), `tenants`
  * created over /v1 and `users` over the users service.
