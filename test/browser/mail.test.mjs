@@ -10,12 +10,18 @@ import { browserSuite, eventArrived, MAIL_DOMAIN, sendMail, signIn, skip } from 
 describe("mail", { skip }, () => {
   const suite = browserSuite({ tenants: ["acme"], users: ["root"] });
 
-  test("a mail sent over SMTP appears in the open inbox and events list without a reload", async () => {
+  /** Signed in as root, acme's inbox and the events list open side by side in one context. */
+  async function openInboxAndEvents() {
     const { context, page: inbox, watch } = await suite.page();
     await signIn(inbox, "root");
     await inbox.goto("/t/acme/inbox");
     const events = await context.newPage();
     await events.goto("/console/events");
+    return { context, inbox, events, watch };
+  }
+
+  test("a mail sent over SMTP appears in the open inbox and events list without a reload", async () => {
+    const { context, inbox, events, watch } = await openInboxAndEvents();
     // Both pages hold their live stream before the mail is sent (htmx's SSE extension connects on load).
     await Promise.all([inbox.waitForLoadState("networkidle"), events.waitForLoadState("networkidle")]).catch(() => {});
     const subject = `Live numbers ${Date.now()}`;
@@ -29,11 +35,7 @@ describe("mail", { skip }, () => {
   });
 
   test("a mail sent over SMTP shows in the tenant's inbox and the events list after a reload", async () => {
-    const { context, page: inbox, watch } = await suite.page();
-    await signIn(inbox, "root");
-    await inbox.goto("/t/acme/inbox");
-    const events = await context.newPage();
-    await events.goto("/console/events");
+    const { context, inbox, events, watch } = await openInboxAndEvents();
     const subject = `Quarterly numbers ${Date.now()}`;
     await sendMail(suite.app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "See attached." });
     const event = await eventArrived(suite.app, "acme", subject);
