@@ -4,63 +4,48 @@
  * Each lands at a real receiver on 127.0.0.1.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import {
-  applyYaml,
-  createUser,
-  launchBrowser,
-  sendWebhook,
-  signIn,
-  skip,
-  startAppliance,
-  startReceiver,
-  until,
-  watchedPage,
-} from "./harness.mjs";
+import { after, describe, test } from "node:test";
+import { applyYaml, browserSuite, sendWebhook, signIn, skip, startReceiver, until } from "./harness.mjs";
 
 describe("actions", { skip }, () => {
-  let app;
-  let browser;
   let receiver;
-  before(async () => {
-    [app, browser, receiver] = await Promise.all([startAppliance(), launchBrowser(), startReceiver()]);
-    await applyYaml(
-      app,
-      [
-        "apiVersion: agentowl/v1",
-        "tenants:",
-        "  - name: acme",
-        "    endpoints:",
-        `      - { name: crm, url: "${receiver.url}/crm" }`,
-        "    bindings:",
-        "      - { name: hooks, type: webhook, verify: { scheme: none } }",
-        "    routes:",
-        "      - { name: all, match: { channel: webhook }, to: [crm] }",
-        "    policies:",
-        "      - name: guard",
-        "        rules:",
-        "          - { when: { json.kind: refund }, effect: require_approval, reason: refunds need a person }",
-        "",
-      ].join("\n"),
-    );
-    await createUser(app, "root");
+  const suite = browserSuite({
+    users: ["root"],
+    prepare: async ({ app }) => {
+      receiver = await startReceiver();
+      await applyYaml(
+        app,
+        [
+          "apiVersion: agentowl/v1",
+          "tenants:",
+          "  - name: acme",
+          "    endpoints:",
+          `      - { name: crm, url: "${receiver.url}/crm" }`,
+          "    bindings:",
+          "      - { name: hooks, type: webhook, verify: { scheme: none } }",
+          "    routes:",
+          "      - { name: all, match: { channel: webhook }, to: [crm] }",
+          "    policies:",
+          "      - name: guard",
+          "        rules:",
+          "          - { when: { json.kind: refund }, effect: require_approval, reason: refunds need a person }",
+          "",
+        ].join("\n"),
+      );
+    },
   });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
-    await receiver?.stop();
-  });
+  after(() => receiver?.stop());
 
   const deliveryStates = async (id) =>
-    ((await app.api("GET", `/v1/events/${id}`)).body.deliveries ?? []).map((d) => d.state);
+    ((await suite.app.api("GET", `/v1/events/${id}`)).body.deliveries ?? []).map((d) => d.state);
   const receivedFor = (id) => receiver.received.filter((r) => r.body.includes(id)).length;
 
   test("a delivery parked for approval and approved on the approvals page is delivered", async () => {
-    const id = await sendWebhook(app, "acme", { kind: "refund", amount: 120 });
+    const id = await sendWebhook(suite.app, "acme", { kind: "refund", amount: 120 });
     await until("the delivery parked", async () => (await deliveryStates(id)).length > 0);
     assert.equal(receivedFor(id), 0);
 
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await signIn(page, "root");
     await page.goto("/console/approvals");
     const card = page.locator("article").filter({ hasText: "refunds need a person" });
@@ -75,10 +60,10 @@ describe("actions", { skip }, () => {
   });
 
   test("Replay to all targets on the event page sends the event to its endpoint again", async () => {
-    const id = await sendWebhook(app, "acme", { kind: "order", number: 7 });
+    const id = await sendWebhook(suite.app, "acme", { kind: "order", number: 7 });
     await until("the first delivery at the receiver", () => receivedFor(id) === 1);
 
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await signIn(page, "root");
     await page.goto(`/console/events/${id}`);
     await Promise.all([

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
@@ -184,6 +185,31 @@ export async function sendWebhook(app, tenant, json) {
   });
   if (res.status !== 202) throw new Error(`webhook: ${res.status} ${await res.text()}`);
   return (await res.json()).id;
+}
+
+/**
+ * A file's appliance and browser, for the describe it is called in: both started side by side
+ * before its tests, then `tenants` applied (tenantYaml), `users` created (a name: an admin; else
+ * createUser's arguments) and `prepare(suite)` run; both stopped after the tests. `suite.app` and
+ * `suite.browser` are set once the set-up ran; `suite.page(options)` is a watchedPage of them.
+ */
+export function browserSuite({ tenants = [], users = [], prepare } = {}) {
+  const suite = {
+    app: undefined,
+    browser: undefined,
+    page: (options) => watchedPage(suite.browser, suite.app, options),
+  };
+  before(async () => {
+    [suite.app, suite.browser] = await Promise.all([startAppliance(), launchBrowser()]);
+    if (tenants.length) await applyYaml(suite.app, tenantYaml(...tenants));
+    for (const user of users) await createUser(suite.app, ...(typeof user === "string" ? [user] : user));
+    await prepare?.(suite);
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.app?.stop();
+  });
+  return suite;
 }
 
 // ---- the browser ------------------------------------------------------------------------------

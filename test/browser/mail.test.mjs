@@ -4,45 +4,29 @@
  * (the pages' SSE stream makes their lists fetch themselves again), and after one.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import {
-  applyYaml,
-  createUser,
-  eventArrived,
-  launchBrowser,
-  MAIL_DOMAIN,
-  sendMail,
-  signIn,
-  skip,
-  startAppliance,
-  tenantYaml,
-  watchedPage,
-} from "./harness.mjs";
+import { describe, test } from "node:test";
+import { browserSuite, eventArrived, MAIL_DOMAIN, sendMail, signIn, skip } from "./harness.mjs";
 
 describe("mail", { skip }, () => {
-  let app;
-  let browser;
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await applyYaml(app, tenantYaml("acme"));
-    await createUser(app, "root");
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
-  });
+  const suite = browserSuite({ tenants: ["acme"], users: ["root"] });
 
-  test("a mail sent over SMTP appears in the open inbox and events list without a reload", async () => {
-    const { context, page: inbox, watch } = await watchedPage(browser, app);
+  /** Signed in as root, acme's inbox and the events list open side by side in one context. */
+  async function openInboxAndEvents() {
+    const { context, page: inbox, watch } = await suite.page();
     await signIn(inbox, "root");
     await inbox.goto("/t/acme/inbox");
     const events = await context.newPage();
     await events.goto("/console/events");
+    return { context, inbox, events, watch };
+  }
+
+  test("a mail sent over SMTP appears in the open inbox and events list without a reload", async () => {
+    const { context, inbox, events, watch } = await openInboxAndEvents();
     // Both pages hold their live stream before the mail is sent (htmx's SSE extension connects on load).
     await Promise.all([inbox.waitForLoadState("networkidle"), events.waitForLoadState("networkidle")]).catch(() => {});
     const subject = `Live numbers ${Date.now()}`;
-    await sendMail(app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "No reload needed." });
-    await eventArrived(app, "acme", subject);
+    await sendMail(suite.app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "No reload needed." });
+    await eventArrived(suite.app, "acme", subject);
     // No reload: the rows arrive through the pages' own re-fetch.
     await inbox.getByRole("row").filter({ hasText: subject }).waitFor({ timeout: 10_000 });
     await events.getByRole("row").filter({ hasText: subject }).waitFor({ timeout: 10_000 });
@@ -51,14 +35,10 @@ describe("mail", { skip }, () => {
   });
 
   test("a mail sent over SMTP shows in the tenant's inbox and the events list after a reload", async () => {
-    const { context, page: inbox, watch } = await watchedPage(browser, app);
-    await signIn(inbox, "root");
-    await inbox.goto("/t/acme/inbox");
-    const events = await context.newPage();
-    await events.goto("/console/events");
+    const { context, inbox, events, watch } = await openInboxAndEvents();
     const subject = `Quarterly numbers ${Date.now()}`;
-    await sendMail(app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "See attached." });
-    const event = await eventArrived(app, "acme", subject);
+    await sendMail(suite.app, { to: `hello@acme.${MAIL_DOMAIN}`, subject, text: "See attached." });
+    const event = await eventArrived(suite.app, "acme", subject);
 
     await inbox.reload();
     const inboxRow = inbox.getByRole("row").filter({ hasText: subject });

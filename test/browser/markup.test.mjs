@@ -5,46 +5,36 @@
  * script and asks for no remote image.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
-  applyYaml,
-  createUser,
+  browserSuite,
   eventArrived,
   HOSTILE,
-  launchBrowser,
   MAIL_DOMAIN,
   PAYLOADS,
   sendMail,
   sendWebhook,
   signIn,
   skip,
-  startAppliance,
-  tenantYaml,
-  watchedPage,
 } from "./harness.mjs";
 
 describe("markup from outside", { skip }, () => {
-  let app;
-  let browser;
   const ids = {};
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await applyYaml(app, tenantYaml("acme"));
-    await createUser(app, "root");
-    await sendMail(app, {
-      from: { name: `Sender ${HOSTILE}`, address: "sender@example.test" },
-      to: `hello@acme.${MAIL_DOMAIN}`,
-      subject: `Subject ${HOSTILE}`,
-      text: `Body ${HOSTILE}`,
-      headers: { "X-Payload": `value ${HOSTILE}` },
-      attachments: [{ filename: `invoice ${HOSTILE}.txt`, content: "attached" }],
-    });
-    ids.mail = (await eventArrived(app, "acme", "Subject ")).id;
-    ids.hook = await sendWebhook(app, "acme", { action: `opened ${HOSTILE}`, nested: { title: HOSTILE } });
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
+  const suite = browserSuite({
+    tenants: ["acme"],
+    users: ["root"],
+    prepare: async ({ app }) => {
+      await sendMail(app, {
+        from: { name: `Sender ${HOSTILE}`, address: "sender@example.test" },
+        to: `hello@acme.${MAIL_DOMAIN}`,
+        subject: `Subject ${HOSTILE}`,
+        text: `Body ${HOSTILE}`,
+        headers: { "X-Payload": `value ${HOSTILE}` },
+        attachments: [{ filename: `invoice ${HOSTILE}.txt`, content: "attached" }],
+      });
+      ids.mail = (await eventArrived(app, "acme", "Subject ")).id;
+      ids.hook = await sendWebhook(app, "acme", { action: `opened ${HOSTILE}`, nested: { title: HOSTILE } });
+    },
   });
 
   /** No element the payloads would make exists, no script of theirs ran. */
@@ -59,7 +49,7 @@ describe("markup from outside", { skip }, () => {
   }
 
   test("subject, sender name, header, attachment file name and webhook JSON show as text; nothing runs or loads", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await signIn(page, "root");
     // Lists show a summary cut to a line: its start.
     const summary = `Subject ${PAYLOADS[0]} ${PAYLOADS[1]}`;

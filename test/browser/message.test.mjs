@@ -4,21 +4,8 @@
  * for the image only when the reader clicks "Show remote images".
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import {
-  applyYaml,
-  createUser,
-  eventArrived,
-  launchBrowser,
-  MAIL_DOMAIN,
-  sendMail,
-  signIn,
-  skip,
-  startAppliance,
-  tenantYaml,
-  until,
-  watchedPage,
-} from "./harness.mjs";
+import { describe, test } from "node:test";
+import { browserSuite, eventArrived, MAIL_DOMAIN, sendMail, signIn, skip, until } from "./harness.mjs";
 
 const PIXEL = "http://198.51.100.7/pixel.png";
 /** A 1×1 transparent PNG: what the "remote" server answers once the reader allows images. */
@@ -28,36 +15,31 @@ const PNG = Buffer.from(
 );
 
 describe("a message's HTML", { skip }, () => {
-  let app;
-  let browser;
   let id;
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await applyYaml(app, tenantYaml("acme"));
-    await createUser(app, "root");
-    await sendMail(app, {
-      from: { name: "Mallory", address: "mallory@example.test" },
-      to: `hello@acme.${MAIL_DOMAIN}`,
-      subject: "Your parcel",
-      text: "Your parcel is waiting.",
-      html: [
-        "<p>Hello <b>reader</b>, your parcel is waiting.</p>",
-        "<script>window.top.__agentowlRan=1;alert(1)</script>",
-        `<img src="x" onerror="window.top.__agentowlRan=1;alert(1)">`,
-        `<a href="javascript:window.top.__agentowlRan=1;alert(1)">Track it</a>`,
-        `<img src="${PIXEL}" alt="pixel">`,
-        `<div onmouseover="alert(1)">hover</div>`,
-      ].join("\n"),
-    });
-    id = (await eventArrived(app, "acme", "Your parcel")).id;
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
+  const suite = browserSuite({
+    tenants: ["acme"],
+    users: ["root"],
+    prepare: async ({ app }) => {
+      await sendMail(app, {
+        from: { name: "Mallory", address: "mallory@example.test" },
+        to: `hello@acme.${MAIL_DOMAIN}`,
+        subject: "Your parcel",
+        text: "Your parcel is waiting.",
+        html: [
+          "<p>Hello <b>reader</b>, your parcel is waiting.</p>",
+          "<script>window.top.__agentowlRan=1;alert(1)</script>",
+          `<img src="x" onerror="window.top.__agentowlRan=1;alert(1)">`,
+          `<a href="javascript:window.top.__agentowlRan=1;alert(1)">Track it</a>`,
+          `<img src="${PIXEL}" alt="pixel">`,
+          `<div onmouseover="alert(1)">hover</div>`,
+        ].join("\n"),
+      });
+      id = (await eventArrived(app, "acme", "Your parcel")).id;
+    },
   });
 
   test("script, onerror and javascript: run nothing; the remote image loads only after Show remote images", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     const pixel = [];
     await context.route(PIXEL, (route) => {
       pixel.push(route.request().headers().referer ?? null);

@@ -5,63 +5,52 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import AxeBuilder from "@axe-core/playwright";
 import {
-  applyYaml,
-  createUser,
+  browserSuite,
   eventArrived,
-  launchBrowser,
   MAIL_DOMAIN,
   screenshotDir,
   sendMail,
   sendWebhook,
   sessionOf,
   skip,
-  startAppliance,
-  tenantYaml,
   until,
-  watchedPage,
 } from "./harness.mjs";
 
 describe("the main pages", { skip }, () => {
-  let app;
-  let browser;
   let session;
   /** name → path; the sign-in page is seen signed out, the others signed in. */
   const pages = {};
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await applyYaml(app, tenantYaml("acme"));
-    await createUser(app, "root");
-    await sendMail(app, {
-      from: { name: "Dana Reyes", address: "dana@example.test" },
-      to: `hello@acme.${MAIL_DOMAIN}`,
-      subject: "Invoice 2041 for October",
-      text: "Hello,\n\nthe invoice for October is attached.\n\nDana",
-      html: "<p>Hello,</p><p>the invoice for <b>October</b> is attached.</p><p>Dana</p>",
-      attachments: [{ filename: "invoice-2041.pdf", content: "%PDF-1.4 not really", contentType: "application/pdf" }],
-    });
-    const mail = await eventArrived(app, "acme", "Invoice 2041");
-    await sendWebhook(app, "acme", { action: "opened", issue: { number: 7, title: "Printer on floor 2 is jammed" } });
-    session = await sessionOf(browser, app, "root");
-    Object.assign(pages, {
-      "sign-in": "/console/sign-in",
-      dashboard: "/console",
-      events: "/console/events",
-      event: `/console/events/${mail.id}`,
-      inbox: "/t/acme/inbox",
-      message: `/t/acme/inbox/${mail.id}`,
-      approvals: "/console/approvals",
-    });
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
+  const suite = browserSuite({
+    tenants: ["acme"],
+    users: ["root"],
+    prepare: async ({ app, browser }) => {
+      await sendMail(app, {
+        from: { name: "Dana Reyes", address: "dana@example.test" },
+        to: `hello@acme.${MAIL_DOMAIN}`,
+        subject: "Invoice 2041 for October",
+        text: "Hello,\n\nthe invoice for October is attached.\n\nDana",
+        html: "<p>Hello,</p><p>the invoice for <b>October</b> is attached.</p><p>Dana</p>",
+        attachments: [{ filename: "invoice-2041.pdf", content: "%PDF-1.4 not really", contentType: "application/pdf" }],
+      });
+      const mail = await eventArrived(app, "acme", "Invoice 2041");
+      await sendWebhook(app, "acme", { action: "opened", issue: { number: 7, title: "Printer on floor 2 is jammed" } });
+      session = await sessionOf(browser, app, "root");
+      Object.assign(pages, {
+        "sign-in": "/console/sign-in",
+        dashboard: "/console",
+        events: "/console/events",
+        event: `/console/events/${mail.id}`,
+        inbox: "/t/acme/inbox",
+        message: `/t/acme/inbox/${mail.id}`,
+        approvals: "/console/approvals",
+      });
+    },
   });
 
-  const open = (name, options = {}) =>
-    watchedPage(browser, app, name === "sign-in" ? options : { ...options, storageState: session });
+  const open = (name, options = {}) => suite.page(name === "sign-in" ? options : { ...options, storageState: session });
 
   test("no page has a CSP violation, a script error or a console error", async () => {
     for (const [name, path] of Object.entries(pages)) {

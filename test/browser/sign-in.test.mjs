@@ -3,23 +3,14 @@
  * CSRF token on every POST, and the lockout after five wrong passwords.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import { createUser, launchBrowser, PASSWORD, signIn, skip, startAppliance, tabTo, watchedPage } from "./harness.mjs";
+import { describe, test } from "node:test";
+import { browserSuite, PASSWORD, signIn, skip, tabTo } from "./harness.mjs";
 
 describe("signing in", { skip }, () => {
-  let app;
-  let browser;
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await Promise.all([createUser(app, "root"), createUser(app, "locky")]);
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
-  });
+  const suite = browserSuite({ users: ["root", "locky"] });
 
   test("keyboard only: Tab to the fields, type, Enter signs in to the dashboard; Tab to Sign out, Enter signs out", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await page.goto("/console/sign-in");
     const focusedName = (name) => `document.activeElement?.getAttribute("name") === ${JSON.stringify(name)}`;
     await tabTo(page, "the username field", focusedName("username"));
@@ -44,7 +35,7 @@ describe("signing in", { skip }, () => {
   });
 
   test("a POST from the page without the CSRF token, or with a wrong one, is refused with 403", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await signIn(page, "root");
     const statuses = await page.evaluate(async () => {
       const post = (headers) =>
@@ -60,7 +51,7 @@ describe("signing in", { skip }, () => {
   });
 
   test("five wrong passwords lock the user: the form says so, and then even the right password is refused", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await page.goto("/console/sign-in");
     for (let i = 1; i <= 5; i++) {
       await page.getByLabel("Username").fill("locky");

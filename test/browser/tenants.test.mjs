@@ -3,37 +3,22 @@
  * are the 404 page, never a 403 that would confirm they exist.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
-import {
-  applyYaml,
-  createUser,
-  launchBrowser,
-  sendWebhook,
-  signIn,
-  skip,
-  startAppliance,
-  tenantYaml,
-  watchedPage,
-} from "./harness.mjs";
+import { describe, test } from "node:test";
+import { browserSuite, sendWebhook, signIn, skip } from "./harness.mjs";
 
 describe("a member's tenants", { skip }, () => {
-  let app;
-  let browser;
   const ids = {};
-  before(async () => {
-    [app, browser] = await Promise.all([startAppliance(), launchBrowser()]);
-    await applyYaml(app, tenantYaml("alpha", "beta"));
-    await createUser(app, "mia", "member", ["alpha"]);
-    ids.alpha = await sendWebhook(app, "alpha", { action: "opened", title: "alpha's issue" });
-    ids.beta = await sendWebhook(app, "beta", { action: "opened", title: "beta's issue" });
-  });
-  after(async () => {
-    await browser?.close();
-    await app?.stop();
+  const suite = browserSuite({
+    tenants: ["alpha", "beta"],
+    users: [["mia", "member", ["alpha"]]],
+    prepare: async ({ app }) => {
+      ids.alpha = await sendWebhook(app, "alpha", { action: "opened", title: "alpha's issue" });
+      ids.beta = await sendWebhook(app, "beta", { action: "opened", title: "beta's issue" });
+    },
   });
 
   test("a member opening another tenant's inbox or event by URL gets the 404 page; their own open", async () => {
-    const { context, page, watch } = await watchedPage(browser, app);
+    const { context, page, watch } = await suite.page();
     await signIn(page, "mia");
     for (const path of ["/t/beta/inbox", `/console/events/${ids.beta}`, "/console/events?tenant=beta"]) {
       const res = await page.goto(path);

@@ -10,17 +10,16 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, startApp } from "../../src/app/app.ts";
+import type { App } from "../../src/app/app.ts";
 import { sha256Hex } from "../../src/api/auth.ts";
 import { createLogger, type Logger, LogTap, REDACTED, Redactor } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
-import { loopbackConfig } from "../helpers/app.ts";
+import { consoleApp, signIn } from "../helpers/console.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
 
 setDefaultTimeout(30_000);
 
 const BOOTSTRAP = "bootstrap-console-actions-7c2e9a4b1d8f";
-const PASSWORD = "pw-correct-horse";
 const root = mkdtempSync(join(tmpdir(), "agentowl-console-actions-"));
 let app: App;
 let log: Logger;
@@ -41,29 +40,6 @@ const post = (path: string, s: Session, form: Record<string, string> = {}, csrf:
     headers: { "content-type": "application/x-www-form-urlencoded", cookie: s.cookie },
     body: new URLSearchParams(csrf === null ? form : { _csrf: csrf, ...form }).toString(),
   });
-
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
-
-async function signIn(username: string): Promise<Session> {
-  const form = await get("/console/sign-in");
-  const pre = cookieOf(form, "agentowl_presession")!;
-  const csrf = /name="_csrf" value="([^"]*)"/.exec(await form.text())![1]!;
-  const r = await fetch(`${app.url}/console/sign-in`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre },
-    body: new URLSearchParams({ _csrf: csrf, username, password: PASSWORD, next: "/console" }).toString(),
-  });
-  expect(r.status).toBe(303);
-  const cookie = cookieOf(r, "agentowl_session")!;
-  const page = await (await get("/console", { cookie, csrf: "" })).text();
-  const headers = /hx-headers="([^"]*)"/.exec(page)![1]!.replaceAll("&quot;", '"');
-  return { cookie, csrf: JSON.parse(headers)["X-CSRF-Token"] };
-}
 
 async function send(tenant: string, kind: string): Promise<string> {
   const r = await fetch(`${app.url}/ingress/webhook/${tenant}/hooks`, {
@@ -108,9 +84,18 @@ beforeAll(async () => {
   const redactor = new Redactor();
   const logTap = new LogTap();
   log = createLogger({ level: "debug", redactor, sink: (line) => logTap.publish(line) });
-  app = await startApp({ config: loopbackConfig(root, BOOTSTRAP), log, redactor, logTap });
+  app = await consoleApp({
+    root,
+    bootstrap: BOOTSTRAP,
+    tenants: ["alpha", "beta"],
+    users: [
+      "root",
+      { username: "ann", role: "member", tenants: ["alpha"] },
+      { username: "bob", role: "member", tenants: ["beta"] },
+    ],
+    options: { log, redactor, logTap },
+  });
   for (const tenant of ["alpha", "beta"]) {
-    expect((await call("POST", "/v1/tenants", { body: { name: tenant } })).status).toBe(201);
     const resources: [string, Record<string, unknown>][] = [
       ["endpoints", { name: "crm", url: url("/ok") }],
       ["endpoints", { name: "archive", url: url("/archive") }],
@@ -138,10 +123,7 @@ beforeAll(async () => {
       expect(r.status, JSON.stringify(r.body)).toBe(201);
     }
   }
-  await app.users.create({ username: "root", password: PASSWORD, role: "admin" }, "test");
-  await app.users.create({ username: "ann", password: PASSWORD, role: "member", tenants: ["alpha"] }, "test");
-  await app.users.create({ username: "bob", password: PASSWORD, role: "member", tenants: ["beta"] }, "test");
-  for (const name of ["root", "ann", "bob"] as const) sessions[name] = await signIn(name);
+  for (const name of ["root", "ann", "bob"] as const) sessions[name] = await signIn(app.url, name);
 });
 
 afterAll(async () => {

@@ -10,10 +10,9 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, startApp } from "../../src/app/app.ts";
-import { createLogger, Redactor } from "../../src/core/log.ts";
+import type { App } from "../../src/app/app.ts";
 import { apiCaller } from "../helpers/api.ts";
-import { loopbackConfig } from "../helpers/app.ts";
+import { consoleApp, signIn as signInAs, TWO_TENANTS } from "../helpers/console.ts";
 import { storeEvent, testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -35,12 +34,6 @@ const post = (path: string, form: Record<string, string>, cookie?: string) =>
     headers: { "content-type": "application/x-www-form-urlencoded", ...(cookie ? { cookie } : {}) },
     body: new URLSearchParams(form).toString(),
   });
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
-const csrfField = (html: string) => /name="_csrf" value="([^"]*)"/.exec(html)?.[1] ?? "";
 const versionField = (html: string) => Number(/name="resource_version" value="(\d+)"/.exec(html)?.[1]);
 const unescape = (s: string) =>
   s
@@ -58,16 +51,7 @@ interface Session {
 }
 
 async function signIn(username: string): Promise<Session> {
-  const page = await get("/console/sign-in");
-  const pre = cookieOf(page, "agentowl_presession")!;
-  const r = await post(
-    "/console/sign-in",
-    { _csrf: csrfField(await page.text()), username, password: "pw-correct-horse", next: "/console" },
-    pre,
-  );
-  expect(r.status).toBe(303);
-  const cookie = cookieOf(r, "agentowl_session")!;
-  const csrf = csrfField(await (await get("/console", cookie)).text());
+  const { cookie, csrf } = await signInAs(base, username);
   return { cookie, csrf, send: (path, form) => post(path, { _csrf: csrf, ...form }, cookie) };
 }
 
@@ -86,17 +70,16 @@ async function lastAudit(target: string) {
 }
 
 beforeAll(async () => {
-  const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
-  app = await startApp({ config: loopbackConfig(root, BOOTSTRAP), log });
+  app = await consoleApp({
+    root,
+    bootstrap: BOOTSTRAP,
+    ...TWO_TENANTS,
+  });
   base = app.url;
-  for (const name of ["alpha", "beta"])
-    expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
   expect(
     (await call("POST", "/v1/tenants/beta/endpoints", { body: { name: "beta-only", url: "http://127.0.0.1:9/" } }))
       .status,
   ).toBe(201);
-  await app.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
-  await app.users.create({ username: "mia", password: "pw-correct-horse", role: "member", tenants: ["alpha"] }, "test");
   eventId = await storeEvent(sqliteOf(app), testEnvelope("alpha", 1, { agent: "hello" }));
 });
 

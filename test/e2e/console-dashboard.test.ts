@@ -8,15 +8,13 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, startApp } from "../../src/app/app.ts";
+import type { App } from "../../src/app/app.ts";
 import { CSP, DASHBOARD_CACHE_MS } from "../../src/console/index.ts";
 import { ManualClock } from "../../src/core/clock.ts";
 import { newId } from "../../src/core/ids.ts";
-import { createLogger, Redactor } from "../../src/core/log.ts";
 import type { DeliveryState } from "../../src/store/index.ts";
 import { CHART_BOX } from "../../web/components/chart.tsx";
-import { apiCaller } from "../helpers/api.ts";
-import { loopbackConfig } from "../helpers/app.ts";
+import { consoleApp, signIn, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -32,33 +30,10 @@ const root = mkdtempSync(join(tmpdir(), "agentowl-dashboard-"));
 const clock = new ManualClock(NOW);
 let app: App;
 let base: string;
-const call = apiCaller(() => base, BOOTSTRAP);
 let seq = 0;
 
 const get = (path: string, cookie: string, headers: Record<string, string> = {}) =>
   fetch(base + path, { redirect: "manual", headers: { cookie, ...headers } });
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
-
-async function signIn(username: string): Promise<{ cookie: string; csrf: string }> {
-  const form = await fetch(`${base}/console/sign-in`, { redirect: "manual" });
-  const pre = cookieOf(form, "agentowl_presession")!;
-  const token = /name="_csrf" value="([^"]*)"/.exec(await form.text())![1]!;
-  const r = await fetch(`${base}/console/sign-in`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre },
-    body: new URLSearchParams({ _csrf: token, username, password: "pw-correct-horse", next: "/console" }).toString(),
-  });
-  expect(r.status).toBe(303);
-  const cookie = cookieOf(r, "agentowl_session")!;
-  const page = await (await get("/console", cookie)).text();
-  const headers = /hx-headers="([^"]*)"/.exec(page)![1]!.replaceAll("&quot;", '"');
-  return { cookie, csrf: JSON.parse(headers)["X-CSRF-Token"] };
-}
 
 /** `n` events of `tenant` received at `ms`, each with a delivery that reached `state` at `settled` when given. */
 function store(tenant: string, ms: number, n: number, settled?: { state: DeliveryState; at: number }): Promise<void> {
@@ -119,14 +94,13 @@ function expectProportional(bars: Bar[]): void {
 }
 
 beforeAll(async () => {
-  const config = loopbackConfig(root, BOOTSTRAP);
-  const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
-  app = await startApp({ config, log, clock });
+  app = await consoleApp({
+    root,
+    bootstrap: BOOTSTRAP,
+    ...TWO_TENANTS,
+    options: { clock },
+  });
   base = app.url;
-  for (const name of ["alpha", "beta"])
-    expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
-  await app.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
-  await app.users.create({ username: "mia", password: "pw-correct-horse", role: "member", tenants: ["alpha"] }, "test");
   // The last hour: minute 14:25 (bucket 54) and 14:29 (bucket 58); earlier in the day: 12:10.
   await store("alpha", at(14, 25, 10), 3, { state: "delivered", at: at(14, 25, 40) });
   await store("alpha", at(14, 29, 59), 1, { state: "dead", at: at(14, 30, 5) });
@@ -143,7 +117,7 @@ afterAll(async () => {
 
 describe("dashboard charts", () => {
   test("an admin's charts have one bar per bucket, counting every tenant's events and deliveries, heights to scale", async () => {
-    const { cookie } = await signIn("root");
+    const { cookie } = await signIn(base, "root");
     const r = await get("/console", cookie);
     expect(r.status).toBe(200);
     const html = await r.text();
@@ -186,7 +160,7 @@ describe("dashboard charts", () => {
   });
 
   test("a member's charts count only its tenants", async () => {
-    const { cookie } = await signIn("mia");
+    const { cookie } = await signIn(base, "mia");
     const html = await (await get("/console", cookie)).text();
     const perMinute = counts(chart(html, "chart-events-hour").bars, "bar-events");
     expect([perMinute[54], perMinute[58]]).toEqual([3, 1]);
@@ -199,7 +173,7 @@ describe("dashboard charts", () => {
   });
 
   test("the live part (an htmx request) carries the charts, and their counts are reused for 10 s", async () => {
-    const { cookie } = await signIn("mia");
+    const { cookie } = await signIn(base, "mia");
     const live = () => get("/console", cookie, { "hx-request": "true" }).then((r) => r.text());
     const before = await live();
     expect(before.startsWith('<div id="dashboard-live"')).toBe(true);
@@ -214,7 +188,7 @@ describe("dashboard charts", () => {
 
 describe("dashboard: disk and audit", () => {
   test("an admin sees the data dir's disk, database and spool sizes and the audit chain's last verification", async () => {
-    const { cookie, csrf } = await signIn("root");
+    const { cookie, csrf } = await signIn(base, "root");
     let html = await (await get("/console", cookie)).text();
     expect(html).toContain('id="disk"');
     expect(html).toMatch(/[\d.]+ (bytes|KiB|MiB|GiB|TiB) free/);
@@ -238,7 +212,7 @@ describe("dashboard: disk and audit", () => {
   });
 
   test("a member sees neither the disk nor the audit chain's status", async () => {
-    const { cookie } = await signIn("mia");
+    const { cookie } = await signIn(base, "mia");
     const html = await (await get("/console", cookie)).text();
     expect(html).not.toContain('id="disk"');
     expect(html).not.toContain('id="audit-status"');
@@ -248,7 +222,7 @@ describe("dashboard: disk and audit", () => {
 
   test("the dashboard has the security headers and no inline style or script", async () => {
     for (const user of ["root", "mia"]) {
-      const { cookie } = await signIn(user);
+      const { cookie } = await signIn(base, user);
       for (const headers of [{}, { "hx-request": "true" }] as Record<string, string>[]) {
         const r = await get("/console", cookie, headers);
         expect(r.status).toBe(200);

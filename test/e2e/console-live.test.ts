@@ -9,57 +9,32 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type App, startApp } from "../../src/app/app.ts";
+import type { App } from "../../src/app/app.ts";
 import { CSP } from "../../src/console/index.ts";
 import { newId } from "../../src/core/ids.ts";
-import { createLogger, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
 import type { DeliveryState } from "../../src/store/index.ts";
-import { apiCaller } from "../helpers/api.ts";
-import { loopbackConfig } from "../helpers/app.ts";
+import { consoleApp, signIn as signInAs, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { SseClient } from "../helpers/sse.ts";
 
 setDefaultTimeout(30_000);
 
 const BOOTSTRAP = "bootstrap-console-live-5e2a9c1d7b3f4a6e";
-const PASSWORD = "pw-correct-horse";
 const PING_MS = 150;
 const root = mkdtempSync(join(tmpdir(), "agentowl-console-live-"));
 let app: App;
 let base: string;
-const call = apiCaller(() => base, BOOTSTRAP);
 const open: SseClient[] = [];
 
 const get = (path: string, cookie: string, headers: Record<string, string> = {}) =>
   fetch(base + path, { redirect: "manual", headers: { cookie, ...headers } });
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
 
-/** Signed in as `username` over the sign-in form: the session cookie and the session's CSRF token. */
+/** Signed in as `username`, with the id the appliance keeps the session under (the token's SHA-256). */
 async function signIn(username: string): Promise<{ cookie: string; csrf: string; sessionId: string }> {
-  const form = await fetch(`${base}/console/sign-in`);
-  const pre = cookieOf(form, "agentowl_presession")!;
-  const csrf = /name="_csrf" value="([^"]*)"/.exec(await form.text())![1]!;
-  const r = await fetch(`${base}/console/sign-in`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre },
-    body: new URLSearchParams({ _csrf: csrf, username, password: PASSWORD, next: "/console" }).toString(),
-  });
-  expect(r.status).toBe(303);
-  const cookie = cookieOf(r, "agentowl_session")!;
-  const page = await (await get("/console", cookie)).text();
-  const headers = /hx-headers="([^"]*)"/.exec(page)![1]!.replaceAll("&quot;", '"');
-  const token = cookie.slice(cookie.indexOf("=") + 1);
-  return {
-    cookie,
-    csrf: JSON.parse(headers)["X-CSRF-Token"],
-    sessionId: createHash("sha256").update(token).digest("hex"),
-  };
+  const session = await signInAs(base, username);
+  const token = session.cookie.slice(session.cookie.indexOf("=") + 1);
+  return { ...session, sessionId: createHash("sha256").update(token).digest("hex") };
 }
 
 async function stream(cookie: string): Promise<SseClient> {
@@ -117,18 +92,13 @@ function commit(events: readonly Envelope[], states: readonly (DeliveryState | n
 const tenantOf = (t: string) => (d: unknown) => (d as { tenant: string }).tenant === t;
 
 beforeAll(async () => {
-  const config = loopbackConfig(root, BOOTSTRAP);
-  const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
-  app = await startApp({
-    config,
-    log,
-    live: { pingMs: PING_MS, perSession: 2, perAppliance: 3, gapMs: 20, checkMs: 0 },
+  app = await consoleApp({
+    root,
+    bootstrap: BOOTSTRAP,
+    ...TWO_TENANTS,
+    options: { live: { pingMs: PING_MS, perSession: 2, perAppliance: 3, gapMs: 20, checkMs: 0 } },
   });
   base = app.url;
-  for (const name of ["alpha", "beta"])
-    expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
-  await app.users.create({ username: "root", password: PASSWORD, role: "admin" }, "test");
-  await app.users.create({ username: "mia", password: PASSWORD, role: "member", tenants: ["alpha"] }, "test");
 });
 
 afterAll(async () => {

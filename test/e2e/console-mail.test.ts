@@ -14,6 +14,7 @@ import type { App } from "../../src/app/app.ts";
 import { CSP } from "../../src/console/index.ts";
 import { ATTACHMENT_CSP, MESSAGE_HTML_CSP, MESSAGE_HTML_CSP_IMAGES } from "../../src/console/mail.ts";
 import { apiCaller } from "../helpers/api.ts";
+import { createUsers, signIn as signInAs } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { SmtpDialogue, startSmtpAppliance } from "../helpers/smtp.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
@@ -52,25 +53,8 @@ const ids = { mail: "", beta: "", hook: "" };
 const get = (path: string, cookie?: string) =>
   fetch(base + path, { redirect: "manual", headers: cookie ? { cookie } : {} });
 
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
-
-async function signIn(username: string): Promise<string> {
-  const form = await get("/console/sign-in");
-  const pre = cookieOf(form, "agentowl_presession")!;
-  const csrf = /name="_csrf" value="([^"]*)"/.exec(await form.text())![1]!;
-  const r = await fetch(`${base}/console/sign-in`, {
-    method: "POST",
-    redirect: "manual",
-    headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre },
-    body: new URLSearchParams({ _csrf: csrf, username, password: "pw-correct-horse", next: "/console" }).toString(),
-  });
-  expect(r.status).toBe(303);
-  return cookieOf(r, "agentowl_session")!;
-}
+/** The session cookie of `username`. */
+const signIn = async (username: string) => (await signInAs(base, username)).cookie;
 
 /** A GET with a Host header of our choosing (fetch keeps the URL's), as a browser at that name sends it. */
 function getWithHost(
@@ -181,9 +165,11 @@ beforeAll(async () => {
   expect(
     (await call("POST", "/v1/tenants/alpha/routes", { body: { name: "all", to: ["crm"], default: true } })).status,
   ).toBe(201);
-  await app.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
-  await app.users.create({ username: "mia", password: "pw-correct-horse", role: "member", tenants: ["alpha"] }, "test");
-  await app.users.create({ username: "bob", password: "pw-correct-horse", role: "member", tenants: ["beta"] }, "test");
+  await createUsers(app, [
+    "root",
+    { username: "mia", role: "member", tenants: ["alpha"] },
+    { username: "bob", role: "member", tenants: ["beta"] },
+  ]);
   ids.mail = await sendMail("alpha");
   ids.beta = await sendMail("beta");
   const storage = sqliteOf(app);

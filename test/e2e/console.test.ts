@@ -13,8 +13,8 @@ import { CSP } from "../../src/console/index.ts";
 import { newId } from "../../src/core/ids.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import type { Envelope } from "../../src/events/envelope.ts";
-import { apiCaller } from "../helpers/api.ts";
 import { loopbackConfig } from "../helpers/app.ts";
+import { consoleApp, cookieOf, createUsers, csrfField, signIn, signInForm, TWO_TENANTS } from "../helpers/console.ts";
 import { testEnvelope } from "../helpers/events.ts";
 import { sqliteOf } from "../helpers/storage.ts";
 
@@ -31,7 +31,6 @@ const ESCAPED_IMG = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;";
 const root = mkdtempSync(join(tmpdir(), "agentowl-console-"));
 let app: App;
 let base: string;
-const call = apiCaller(() => base, BOOTSTRAP);
 const ids = { mailAlpha: "", hookAlpha: "", mailBeta: "" };
 
 const get = (path: string, cookie?: string) =>
@@ -43,34 +42,6 @@ const post = (path: string, form: Record<string, string>, headers: Record<string
     headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
     body: new URLSearchParams(form).toString(),
   });
-
-const cookieOf = (r: Response, name: string) =>
-  r.headers
-    .getSetCookie()
-    .map((c) => c.split(";")[0]!)
-    .find((c) => c.startsWith(`${name}=`));
-const csrfField = (html: string) => /name="_csrf" value="([^"]*)"/.exec(html)?.[1] ?? "";
-
-/** The sign-in form's pre-session cookie and token, as a browser gets them. */
-async function signInForm(): Promise<{ cookie: string; csrf: string }> {
-  const r = await get("/console/sign-in");
-  return { cookie: cookieOf(r, "agentowl_presession")!, csrf: csrfField(await r.text()) };
-}
-
-/** Signed in as `username`: the session cookie and the session's CSRF token. */
-async function signIn(username: string, password = "pw-correct-horse"): Promise<{ cookie: string; csrf: string }> {
-  const form = await signInForm();
-  const r = await post(
-    "/console/sign-in",
-    { _csrf: form.csrf, username, password, next: "/console" },
-    { cookie: form.cookie },
-  );
-  expect(r.status).toBe(303);
-  const cookie = cookieOf(r, "agentowl_session")!;
-  const page = await (await get("/console", cookie)).text();
-  const headers = /hx-headers="([^"]*)"/.exec(page)![1]!.replaceAll("&quot;", '"');
-  return { cookie, csrf: JSON.parse(headers)["X-CSRF-Token"] };
-}
 
 function storeEnvelope(e: Envelope, delivery?: { error: string }): Promise<string> {
   const storage = sqliteOf(app);
@@ -145,18 +116,13 @@ function hostileWebhook(tenant: string): Envelope {
 }
 
 beforeAll(async () => {
-  const config = loopbackConfig(root, BOOTSTRAP);
-  const log = createLogger({ level: "warn", redactor: new Redactor(), sink: () => {} });
-  app = await startApp({ config, log });
+  app = await consoleApp({
+    root,
+    bootstrap: BOOTSTRAP,
+    tenants: TWO_TENANTS.tenants,
+    users: [...TWO_TENANTS.users, { username: "locky", role: "member", tenants: ["alpha"] }],
+  });
   base = app.url;
-  for (const name of ["alpha", "beta"])
-    expect((await call("POST", "/v1/tenants", { body: { name } })).status).toBe(201);
-  await app.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
-  await app.users.create({ username: "mia", password: "pw-correct-horse", role: "member", tenants: ["alpha"] }, "test");
-  await app.users.create(
-    { username: "locky", password: "pw-correct-horse", role: "member", tenants: ["alpha"] },
-    "test",
-  );
   ids.mailAlpha = await storeEnvelope(hostileMail("alpha"), { error: `refused ${HOSTILE}` });
   ids.hookAlpha = await storeEnvelope(hostileWebhook("alpha"));
   ids.mailBeta = await storeEnvelope(hostileMail("beta"));
@@ -199,7 +165,7 @@ describe("console pages", () => {
   });
 
   test("every page renders 200 with the security headers, no-store and a whole document", async () => {
-    const admin = await signIn("root");
+    const admin = await signIn(base, "root");
     const pages = [
       "/console",
       "/console/events",
@@ -253,19 +219,19 @@ describe("console pages", () => {
   });
 
   test("the dashboard shows the queue, dead letters, approvals waiting and open circuits", async () => {
-    const html = await (await get("/console", (await signIn("root")).cookie)).text();
+    const html = await (await get("/console", (await signIn(base, "root")).cookie)).text();
     for (const label of ["Queue backlog", "Dead-lettered jobs", "Approvals waiting", "Endpoints with an open circuit"])
       expect(html).toContain(label);
     expect(html).toMatch(/Approvals waiting<\/div><div class="big">1</);
     expect(html).toContain('href="/t/alpha/inbox"');
     // The queue is the whole appliance's: a member does not see it.
-    const member = await (await get("/console", (await signIn("mia")).cookie)).text();
+    const member = await (await get("/console", (await signIn(base, "mia")).cookie)).text();
     expect(member).not.toContain("Queue backlog");
     expect(member).not.toContain('href="/t/beta/inbox"');
   });
 
   test("the event page draws the trace as SVG bars whose widths follow the durations", async () => {
-    const html = await (await get(`/console/events/${ids.mailAlpha}`, (await signIn("root")).cookie)).text();
+    const html = await (await get(`/console/events/${ids.mailAlpha}`, (await signIn(base, "root")).cookie)).text();
     const widths = [...html.matchAll(/<rect class="(?:span|error|skipped)" x="([\d.]+)" y="0" width="([\d.]+)"/g)].map(
       (m) => [Number(m[1]), Number(m[2])],
     );
@@ -283,7 +249,7 @@ describe("console pages", () => {
   test("the events list pages by keyset: 'Older' continues after the last row shown", async () => {
     const storage = sqliteOf(app);
     for (let i = 0; i < 55; i++) await storeEnvelope(testEnvelope("beta", 100 + i));
-    const admin = await signIn("root");
+    const admin = await signIn(base, "root");
     const first = await (await get("/console/events?tenant=beta", admin.cookie)).text();
     const older = /href="(\/console\/events\?tenant=beta&amp;before=evt_[^"]+)" rel="next"/.exec(first)?.[1];
     expect(older).toBeDefined();
@@ -312,7 +278,7 @@ describe("signing in", () => {
   });
 
   test("signing in sets an HttpOnly, SameSite=Strict session cookie and goes to next", async () => {
-    const form = await signInForm();
+    const form = await signInForm(base);
     expect(form.csrf).toMatch(/^[\w-]{43}$/);
     const r = await post(
       "/console/sign-in",
@@ -337,7 +303,7 @@ describe("signing in", () => {
       "javascript:alert(1)",
       "/%0d%0aX",
     ]) {
-      const form = await signInForm();
+      const form = await signInForm(base);
       const r = await post(
         "/console/sign-in",
         { _csrf: form.csrf, username: "root", password: "pw-correct-horse", next },
@@ -352,7 +318,7 @@ describe("signing in", () => {
   });
 
   test("wrong credentials show the form again with one message, 401; a locked user 429 with when to retry", async () => {
-    const form = await signInForm();
+    const form = await signInForm(base);
     const wrong = await post(
       "/console/sign-in",
       { _csrf: form.csrf, username: "root", password: "nope", next: "/console" },
@@ -378,14 +344,14 @@ describe("signing in", () => {
   });
 
   test("a POST without the CSRF token, or with a wrong one, is refused with 403", async () => {
-    const form = await signInForm();
+    const form = await signInForm(base);
     const creds = { username: "root", password: "pw-correct-horse" };
     expect((await post("/console/sign-in", creds, { cookie: form.cookie })).status).toBe(403);
     expect((await post("/console/sign-in", { ...creds, _csrf: "wrong" }, { cookie: form.cookie })).status).toBe(403);
     // The token without its cookie (another site's form) proves nothing.
     expect((await post("/console/sign-in", { ...creds, _csrf: form.csrf })).status).toBe(403);
 
-    const s = await signIn("root");
+    const s = await signIn(base, "root");
     const noToken = await post("/console/sign-out", {}, { cookie: s.cookie });
     expect(noToken.status).toBe(403);
     expectSecurityHeaders(noToken);
@@ -454,7 +420,7 @@ describe("signing in", () => {
 
 describe("a member sees only their tenants", () => {
   test("another tenant's inbox, event or event list is 404, never 403", async () => {
-    const mia = await signIn("mia");
+    const mia = await signIn(base, "mia");
     for (const path of [
       "/t/beta/inbox",
       `/console/events/${ids.mailBeta}`,
@@ -485,7 +451,7 @@ describe("a member sees only their tenants", () => {
       ...at(Date.now() - 25 * 3600_000),
       idempotency_key: "old",
     });
-    const html = await (await get("/t/alpha/inbox", (await signIn("mia")).cookie)).text();
+    const html = await (await get("/t/alpha/inbox", (await signIn(base, "mia")).cookie)).text();
     const listed = [...html.matchAll(/href="\/t\/alpha\/inbox\/(evt_[^"]+)"/g)].map((m) => m[1]);
     // Mail only (not the webhook), this tenant's only, none older than a day.
     expect(listed).toEqual([newer, ids.mailAlpha]);
@@ -495,7 +461,7 @@ describe("a member sees only their tenants", () => {
 
 describe("markup from outside shows as text", () => {
   test("tenant, agent, subject, sender, headers, attachment names, verdict details and webhook JSON", async () => {
-    const admin = await signIn("root");
+    const admin = await signIn(base, "root");
     const pages = [
       `/console/events/${ids.mailAlpha}`,
       `/console/events/${ids.hookAlpha}`,
@@ -531,7 +497,7 @@ describe("markup from outside shows as text", () => {
   });
 
   test("a tenant name or filter with markup in the URL is a 404 that does not echo it", async () => {
-    const admin = await signIn("root");
+    const admin = await signIn(base, "root");
     for (const path of [
       `/t/${encodeURIComponent(HOSTILE)}/inbox`,
       `/console/events?tenant=${encodeURIComponent(HOSTILE)}`,
@@ -556,7 +522,7 @@ describe("over HTTPS", () => {
       config: loopbackConfig(tlsRoot, BOOTSTRAP, { AGENTOWL_HTTP_TLS: "on" }),
       log,
     });
-    await tlsApp.users.create({ username: "root", password: "pw-correct-horse", role: "admin" }, "test");
+    await createUsers(tlsApp, ["root"]);
     try {
       expect(tlsApp.url.startsWith("https://")).toBe(true);
       const opts = { redirect: "manual" as const, tls: { rejectUnauthorized: false } };

@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { Pager } from "../components/events-table.tsx";
+import { FilterSelect } from "../components/filters.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 
 export interface AuditItem {
@@ -53,19 +54,7 @@ export function AuditPage(props: { chrome: Chrome; view: AuditView }) {
       <section aria-labelledby="entries">
         <h2 id="entries">Entries</h2>
         <form class="filters" method="get" action="/console/audit" role="search" aria-label="Filter entries">
-          <label>
-            Tenant
-            <select name="tenant">
-              <option value="" selected={v.filters.tenant === ""}>
-                all
-              </option>
-              {v.tenants.map((t) => (
-                <option value={t} selected={v.filters.tenant === t}>
-                  {t}
-                </option>
-              ))}
-            </select>
-          </label>
+          <FilterSelect name="tenant" label="Tenant" value={v.filters.tenant} options={v.tenants} />
           <label>
             Actor
             <input type="text" name="actor" value={v.filters.actor} placeholder="user:ann" />

@@ -48,12 +48,49 @@ export function bytes(n: number): string {
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
+/** Each chart's window: per minute over the last hour, or per hour over the last day. */
+const WINDOWS = {
+  hour: { per: "minute", span: "in the last hour", bucketMs: MINUTE, labelEvery: 10 },
+  day: { per: "hour", span: "in the last day", bucketMs: HOUR, labelEvery: 4 },
+} as const;
+
+/** What a chart counts: events received, or deliveries that got delivered or gave up. */
+const MEASURES = {
+  events: {
+    title: "Events received",
+    series: (r: RateCounts) => [{ label: "events", class: "bar-events", counts: r.events }],
+  },
+  deliveries: {
+    title: "Deliveries",
+    series: (r: RateCounts) => [
+      { label: "delivered", class: "bar-delivered", counts: r.delivered },
+      { label: "dead", class: "bar-dead", counts: r.dead },
+    ],
+  },
+} as const;
+
+function RateChart(props: {
+  measure: keyof typeof MEASURES;
+  window: keyof typeof WINDOWS;
+  rates: DashboardView["rates"];
+}) {
+  const m = MEASURES[props.measure];
+  const w = WINDOWS[props.window];
+  const { start, rates } = props.rates[props.window];
+  return (
+    <BarChart
+      id={`chart-${props.measure}-${props.window}`}
+      title={`${m.title} per ${w.per}, last ${props.window}`}
+      span={w.span}
+      start={start}
+      bucketMs={w.bucketMs}
+      labelEvery={w.labelEvery}
+      series={m.series(rates)}
+    />
+  );
+}
+
 function Charts(props: { rates: DashboardView["rates"] }) {
-  const { hour, day } = props.rates;
-  const deliveries = (r: RateCounts) => [
-    { label: "delivered", class: "bar-delivered", counts: r.delivered },
-    { label: "dead", class: "bar-dead", counts: r.dead },
-  ];
   return (
     <section aria-labelledby="rates">
       <h2 id="rates">Ingest and delivery</h2>
@@ -62,42 +99,10 @@ function Charts(props: { rates: DashboardView["rates"] }) {
         <span class="legend-delivered">delivered</span> or gave up (<span class="legend-dead">dead</span>).
       </p>
       <div class="charts">
-        <BarChart
-          id="chart-events-hour"
-          title="Events received per minute, last hour"
-          span="in the last hour"
-          start={hour.start}
-          bucketMs={MINUTE}
-          labelEvery={10}
-          series={[{ label: "events", class: "bar-events", counts: hour.rates.events }]}
-        />
-        <BarChart
-          id="chart-events-day"
-          title="Events received per hour, last day"
-          span="in the last day"
-          start={day.start}
-          bucketMs={HOUR}
-          labelEvery={4}
-          series={[{ label: "events", class: "bar-events", counts: day.rates.events }]}
-        />
-        <BarChart
-          id="chart-deliveries-hour"
-          title="Deliveries per minute, last hour"
-          span="in the last hour"
-          start={hour.start}
-          bucketMs={MINUTE}
-          labelEvery={10}
-          series={deliveries(hour.rates)}
-        />
-        <BarChart
-          id="chart-deliveries-day"
-          title="Deliveries per hour, last day"
-          span="in the last day"
-          start={day.start}
-          bucketMs={HOUR}
-          labelEvery={4}
-          series={deliveries(day.rates)}
-        />
+        <RateChart measure="events" window="hour" rates={props.rates} />
+        <RateChart measure="events" window="day" rates={props.rates} />
+        <RateChart measure="deliveries" window="hour" rates={props.rates} />
+        <RateChart measure="deliveries" window="day" rates={props.rates} />
       </div>
     </section>
   );

@@ -1,5 +1,7 @@
 /** @jsxImportSource hono/jsx */
+import { Facts } from "../components/facts.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
+import { Attachments, AuthVerdicts } from "../components/mail.tsx";
 import { Timeline, type TimelineSpan } from "../components/timeline.tsx";
 
 export interface EventView {
@@ -84,23 +86,6 @@ function ActionButton(props: {
   );
 }
 
-const verdictClass = (v: string) => (v === "pass" ? "verdict-pass" : v === "fail" ? "verdict-fail" : "verdict-other");
-
-function Fields(props: { rows: readonly [string, string | null][] }) {
-  return (
-    <dl class="fields">
-      {props.rows
-        .filter(([, v]) => v !== null && v !== "")
-        .map(([k, v]) => (
-          <>
-            <dt>{k}</dt>
-            <dd>{v}</dd>
-          </>
-        ))}
-    </dl>
-  );
-}
-
 export function EventPage(props: { chrome: Chrome; view: EventView; actions?: EventActions | null }) {
   const v = props.view;
   const act = props.actions ?? null;
@@ -108,7 +93,7 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
     <Layout chrome={props.chrome} title={v.email?.subject ? `Event: ${v.email.subject}` : `Event ${v.id}`}>
       <section aria-labelledby="envelope">
         <h2 id="envelope">Envelope</h2>
-        <Fields
+        <Facts
           rows={[
             ["Id", v.id],
             ["Type", v.type],
@@ -126,26 +111,7 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
       {v.auth ? (
         <section aria-labelledby="auth">
           <h2 id="auth">Sender authentication</h2>
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Check</th>
-                  <th scope="col">Verdict</th>
-                  <th scope="col">Detail</th>
-                </tr>
-              </thead>
-              <tbody>
-                {v.auth.map((a) => (
-                  <tr>
-                    <td>{a.check.toUpperCase()}</td>
-                    <td class={verdictClass(a.verdict)}>{a.verdict}</td>
-                    <td>{a.detail}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <AuthVerdicts auth={v.auth} />
         </section>
       ) : null}
 
@@ -155,7 +121,7 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
           <p>
             <a href={`/t/${v.tenant}/inbox/${v.id}`}>Open as a message</a> (its HTML part, attachments to download)
           </p>
-          <Fields
+          <Facts
             rows={[
               ["From", v.email.from],
               ["To", v.email.to],
@@ -177,18 +143,12 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
           {v.email.attachments.length ? (
             <>
               <h3>Attachments</h3>
-              <ul>
-                {v.email.attachments.map((a, n) => (
-                  <li>
-                    <a href={`/t/${v.tenant}/inbox/${v.id}/attachments/${n}`} download="">
-                      {a.filename || "(no name)"}
-                    </a>{" "}
-                    <span class="muted">
-                      ({a.contentType}, {a.size} bytes)
-                    </span>
-                  </li>
-                ))}
-              </ul>
+              <Attachments
+                items={v.email.attachments.map((a, n) => ({
+                  ...a,
+                  href: `/t/${v.tenant}/inbox/${v.id}/attachments/${n}`,
+                }))}
+              />
             </>
           ) : null}
         </section>
@@ -265,7 +225,7 @@ export function EventPage(props: { chrome: Chrome; view: EventView; actions?: Ev
                   ) : null}
                 </div>
               ) : null}
-              <Fields
+              <Facts
                 rows={[
                   ["Delivery", d.id],
                   ["Route", d.route],

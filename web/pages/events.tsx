@@ -1,5 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import { type EventRow, EventsTable, Pager } from "../components/events-table.tsx";
+import { FilterSelect } from "../components/filters.tsx";
 import { type Chrome, Layout } from "../components/layout.tsx";
 import { LiveRegion } from "../components/live.tsx";
 
@@ -38,32 +39,6 @@ export interface EventsView {
   list: EventsListView;
 }
 
-function Select(props: {
-  name: string;
-  label: string;
-  value: string;
-  options: readonly (string | { value: string; label: string })[];
-}) {
-  return (
-    <label>
-      {props.label}
-      <select name={props.name}>
-        <option value="" selected={props.value === ""}>
-          all
-        </option>
-        {props.options.map((o) => {
-          const { value, label } = typeof o === "string" ? { value: o, label: o } : o;
-          return (
-            <option value={value} selected={props.value === value}>
-              {label}
-            </option>
-          );
-        })}
-      </select>
-    </label>
-  );
-}
-
 /** The events list alone: what an htmx request for /console/events gets. */
 export function EventsList(props: { list: EventsListView }) {
   const l = props.list;
@@ -86,10 +61,10 @@ export function EventsPage(props: { chrome: Chrome; view: EventsView }) {
   return (
     <Layout chrome={props.chrome} title="Events" live>
       <form class="filters" method="get" action="/console/events" role="search" aria-label="Filter events">
-        <Select name="tenant" label="Tenant" value={f.tenant} options={v.tenants} />
-        <Select name="channel" label="Channel" value={f.channel} options={v.channels} />
-        <Select name="type" label="Type" value={f.type} options={v.types} />
-        <Select name="state" label="Deliveries" value={f.state} options={v.states} />
+        <FilterSelect name="tenant" label="Tenant" value={f.tenant} options={v.tenants} />
+        <FilterSelect name="channel" label="Channel" value={f.channel} options={v.channels} />
+        <FilterSelect name="type" label="Type" value={f.type} options={v.types} />
+        <FilterSelect name="state" label="Deliveries" value={f.state} options={v.states} />
         <label>
           Since (UTC)
           <input type="datetime-local" name="since" value={f.since} step={1} />

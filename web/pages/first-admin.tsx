@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { CredentialFields } from "../components/credentials.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 
 export function FirstAdminPage(props: {
@@ -25,14 +26,7 @@ export function FirstAdminPage(props: {
       )}
       <form class="stack" method="post" action="/console/first-admin">
         <CsrfField token={props.csrf} />
-        <label>
-          Username
-          <input name="username" autocomplete="username" required value={props.username ?? ""} />
-        </label>
-        <label>
-          Password
-          <input name="password" type="password" autocomplete="new-password" required />
-        </label>
+        <CredentialFields username={props.username} password="new-password" />
         <label>
           Password again
           <input name="password2" type="password" autocomplete="new-password" required />

@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { FilterSelect } from "../components/filters.tsx";
 import { type Chrome, Layout } from "../components/layout.tsx";
 
 export interface LogsView {
@@ -18,29 +19,8 @@ export function LogsPage(props: { chrome: Chrome; view: LogsView }) {
   return (
     <Layout chrome={props.chrome} title="Logs">
       <form class="filters" method="get" action="/console/logs" role="search" aria-label="Filter the log">
-        <label>
-          Lowest level
-          <select name="level">
-            {v.levels.map((l) => (
-              <option value={l} selected={v.filters.level === l}>
-                {l}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          Tenant
-          <select name="tenant">
-            <option value="" selected={v.filters.tenant === ""}>
-              all
-            </option>
-            {v.tenants.map((t) => (
-              <option value={t} selected={v.filters.tenant === t}>
-                {t}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect name="level" label="Lowest level" value={v.filters.level} options={v.levels} all={false} />
+        <FilterSelect name="tenant" label="Tenant" value={v.filters.tenant} options={v.tenants} />
         <div>
           <button type="submit">Follow</button>
         </div>

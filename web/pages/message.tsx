@@ -1,5 +1,7 @@
 /** @jsxImportSource hono/jsx */
+import { Facts } from "../components/facts.tsx";
 import { type Chrome, Layout } from "../components/layout.tsx";
+import { Attachments, AuthVerdicts, verdictClass } from "../components/mail.tsx";
 
 /** One mail of a tenant's inbox, as its reader sees it (docs/console.md#the-inbox). */
 export interface MessageView {
@@ -28,22 +30,10 @@ export interface MessageView {
   inboxHref: string;
 }
 
-const verdictClass = (v: string) => (v === "pass" ? "verdict-pass" : v === "fail" ? "verdict-fail" : "verdict-other");
-
 const FRAME = "message-html";
 
 export function MessagePage(props: { chrome: Chrome; view: MessageView }) {
   const v = props.view;
-  const fields: [string, string][] = (
-    [
-      ["From", v.from],
-      ["To", v.to],
-      ["Cc", v.cc],
-      ["Subject", v.subject],
-      ["Date", v.date],
-      ["Received", v.receivedAt],
-    ] as [string, string][]
-  ).filter(([, value]) => value !== "");
   return (
     <Layout chrome={props.chrome} title={v.subject ? v.subject : "(no subject)"}>
       <p>
@@ -55,41 +45,20 @@ export function MessagePage(props: { chrome: Chrome; view: MessageView }) {
           </>
         ) : null}
       </p>
-      <dl class="fields">
-        {fields.map(([k, value]) => (
-          <>
-            <dt>{k}</dt>
-            <dd>{value}</dd>
-          </>
-        ))}
-      </dl>
+      <Facts
+        rows={[
+          ["From", v.from],
+          ["To", v.to],
+          ["Cc", v.cc],
+          ["Subject", v.subject],
+          ["Date", v.date],
+          ["Received", v.receivedAt],
+        ]}
+      />
 
       <section aria-labelledby="auth">
         <h2 id="auth">Sender authentication</h2>
-        {v.auth.length ? (
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Check</th>
-                  <th scope="col">Verdict</th>
-                  <th scope="col">Detail</th>
-                </tr>
-              </thead>
-              <tbody>
-                {v.auth.map((a) => (
-                  <tr>
-                    <td>{a.check.toUpperCase()}</td>
-                    <td class={verdictClass(a.verdict)}>{a.verdict}</td>
-                    <td>{a.detail}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        ) : (
-          <p class="muted">No verdicts stored.</p>
-        )}
+        {v.auth.length ? <AuthVerdicts auth={v.auth} /> : <p class="muted">No verdicts stored.</p>}
       </section>
 
       <section aria-labelledby="text">
@@ -120,22 +89,7 @@ export function MessagePage(props: { chrome: Chrome; view: MessageView }) {
 
       <section aria-labelledby="attachments">
         <h2 id="attachments">Attachments</h2>
-        {v.attachments.length ? (
-          <ul>
-            {v.attachments.map((a) => (
-              <li>
-                <a href={a.href} download="">
-                  {a.filename || "(no name)"}
-                </a>{" "}
-                <span class="muted">
-                  ({a.contentType}, {a.size} bytes)
-                </span>
-              </li>
-            ))}
-          </ul>
-        ) : (
-          <p class="muted">None.</p>
-        )}
+        {v.attachments.length ? <Attachments items={v.attachments} /> : <p class="muted">None.</p>}
       </section>
 
       <section aria-labelledby="deliveries">

@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { CredentialFields } from "../components/credentials.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 
 export function SignInPage(props: {
@@ -23,14 +24,7 @@ export function SignInPage(props: {
       <form class="stack" method="post" action="/console/sign-in">
         <CsrfField token={props.csrf} />
         <input type="hidden" name="next" value={props.next} />
-        <label>
-          Username
-          <input name="username" autocomplete="username" required value={props.username ?? ""} />
-        </label>
-        <label>
-          Password
-          <input name="password" type="password" autocomplete="current-password" required />
-        </label>
+        <CredentialFields username={props.username} password="current-password" />
         <div>
           <button type="submit">Sign in</button>
         </div>

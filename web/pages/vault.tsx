@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { FilterSelect } from "../components/filters.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 
 export interface SecretItem {
@@ -29,16 +30,7 @@ export function VaultPage(props: { chrome: Chrome; view: VaultView }) {
   return (
     <Layout chrome={props.chrome} title="Vault">
       <form class="filters" method="get" action="/console/vault" aria-label="Choose a tenant">
-        <label>
-          Tenant
-          <select name="tenant">
-            {v.tenants.map((t) => (
-              <option value={t} selected={t === v.tenant}>
-                {t}
-              </option>
-            ))}
-          </select>
-        </label>
+        <FilterSelect name="tenant" label="Tenant" value={v.tenant ?? ""} options={v.tenants} all={false} />
         <div>
           <button type="submit">Show</button>
         </div>
