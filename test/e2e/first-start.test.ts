@@ -47,8 +47,13 @@ describe.if(Bun.which("script") !== null)("the first start", () => {
     const env = envFor("tty");
     const first = serveOnTerminal(env);
     try {
-      const token = await first.waitFor("the first admin token", () => TOKEN.exec(first.lines.join("\n"))?.[1]);
-      const all = first.lines.join("\n");
+      // The banner is written at once but may arrive in pieces: wait for its last line.
+      const all = await first.waitFor("the banner's next command", () => {
+        const text = first.lines.join("\n");
+        return / apply -f \S+\.yaml/.test(text) ? text : null;
+      });
+      const token = TOKEN.exec(all)?.[1];
+      expect(token).toBeDefined();
       const url = /API, webhooks and \/metrics at (http\S+),/.exec(all)?.[1];
       expect(url).toBeDefined();
       expect(all).toContain(`export AGENTOWL_TOKEN=${token} AGENTOWL_URL=${url}`);
