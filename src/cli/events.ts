@@ -14,7 +14,7 @@ import { CHANNELS, EVENT_TYPES } from "../events/envelope.ts";
 import { DELIVERY_STATES } from "../store/schema/events.ts";
 import { choiceOpt, type Command, type CommandArgs, type CommandIO, stringOpt } from "./command.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
-import { cell, formatRow, progressFor, renderTable, time, toJson, toYaml } from "./output.ts";
+import { cell, formatRow, listShowingProgress, renderTable, time, toJson, toYaml } from "./output.ts";
 
 /**
  * `agentowl events ls|show` and `agentowl deliveries ls` over GET /v1/events and
@@ -114,18 +114,12 @@ export async function listRows(
   io: CommandIO,
   what: string,
 ): Promise<Row[]> {
-  const progress = progressFor(io, `listing ${what}`, values);
-  try {
-    const max = limitOf(values);
-    return await client.listAll<Row>(path, {
-      query,
-      max,
-      pageSize: Math.min(max ?? 500, 500),
-      onPage: (n, more) => more && progress.update(n, max),
-    });
-  } finally {
-    progress.done();
-  }
+  const max = limitOf(values);
+  return listShowingProgress<Row>(client, path, io, `listing ${what}`, values, {
+    query,
+    max,
+    pageSize: Math.min(max ?? 500, 500),
+  });
 }
 
 export const LIST_OPTIONS = {

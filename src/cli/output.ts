@@ -1,5 +1,6 @@
 import YAML from "yaml";
 import type { CommandIO } from "./command.ts";
+import type { ApiClient } from "./client.ts";
 
 /**
  * What the CLI prints for people: tables, YAML, times, and a progress bar on stderr. Scripts
@@ -119,3 +120,20 @@ export class Progress {
 /** A progress indicator for this command: only on a terminal, never with --json. */
 export const progressFor = (io: CommandIO, label: string, values: Record<string, unknown>): Progress =>
   new Progress(io, label, Boolean(io.tty?.stderr) && !values.json);
+
+/** Every item of a list (`client.listAll`), with the progress line a terminal shows while more pages come. */
+export async function listShowingProgress<T>(
+  client: Pick<ApiClient, "listAll">,
+  path: string,
+  io: CommandIO,
+  label: string,
+  values: Record<string, unknown>,
+  opts: Omit<NonNullable<Parameters<ApiClient["listAll"]>[1]>, "onPage"> = {},
+): Promise<T[]> {
+  const progress = progressFor(io, label, values);
+  try {
+    return await client.listAll<T>(path, { ...opts, onPage: (n, more) => more && progress.update(n, opts.max) });
+  } finally {
+    progress.done();
+  }
+}

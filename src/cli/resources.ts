@@ -3,7 +3,7 @@ import { API_EXIT_HELP, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS 
 import { type Command, type CommandArgs, stringOpt } from "./command.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";
 import { readResourceFile } from "./input.ts";
-import { cell, progressFor, renderTable, time, toJson, toYaml } from "./output.ts";
+import { cell, listShowingProgress, renderTable, time, toJson, toYaml } from "./output.ts";
 
 /**
  * `agentowl <kind> ls|get|create|update|delete`: tenants and every tenant-scoped kind, the same
@@ -155,17 +155,17 @@ ${footer}`,
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > 500)
         throw new UsageError("--page-size takes a whole number from 1 to 500");
       const client = clientFor(values, io.env);
-      const progress = progressFor(io, `listing ${v.plural}`, values);
-      let items: Resource[];
-      try {
-        items = await client.listAll<Resource>(collectionPath(v, tenant), {
+      const items = await listShowingProgress<Resource>(
+        client,
+        collectionPath(v, tenant),
+        io,
+        `listing ${v.plural}`,
+        values,
+        {
           pageSize,
           notFound: `tenant ${tenant} not found`,
-          onPage: (count, more) => more && progress.update(count),
-        });
-      } finally {
-        progress.done();
-      }
+        },
+      );
       if (values.json) io.out(toJson(items));
       else if (!items.length)
         io.out(

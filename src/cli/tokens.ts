@@ -1,7 +1,7 @@
 import { API_EXIT_HELP, apiPath, clientFor, CONNECTION_HELP, CONNECTION_OPTIONS } from "./client.ts";
 import { type Command, stringOpt } from "./command.ts";
 import { EXIT, UsageError } from "./exit-codes.ts";
-import { cell, progressFor, renderTable, time, toJson } from "./output.ts";
+import { cell, listShowingProgress, renderTable, time, toJson } from "./output.ts";
 
 /** `agentowl tokens ls|create|revoke`: API tokens (admin only). A token's value is shown once. */
 type Token = Record<string, unknown>;
@@ -19,15 +19,13 @@ revoked. A token's value is never shown again after 'tokens create'.
 ${footer}`,
   options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
-    const progress = progressFor(io, "listing tokens", values);
-    let items: Token[];
-    try {
-      items = await clientFor(values, io.env).listAll<Token>(apiPath("tokens"), {
-        onPage: (n, more) => more && progress.update(n),
-      });
-    } finally {
-      progress.done();
-    }
+    const items = await listShowingProgress<Token>(
+      clientFor(values, io.env),
+      apiPath("tokens"),
+      io,
+      "listing tokens",
+      values,
+    );
     io.out(
       values.json
         ? toJson(items)

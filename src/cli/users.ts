@@ -2,7 +2,7 @@ import { API_EXIT_HELP, apiPath, CONNECTION_HELP, CONNECTION_OPTIONS, clientFor 
 import { choiceOpt, type Command, type CommandIO } from "./command.ts";
 import { PASSWORD_MIN } from "../users/index.ts";
 import { CommandFailure, EXIT, UsageError } from "./exit-codes.ts";
-import { cell, progressFor, renderTable, time, toJson } from "./output.ts";
+import { cell, listShowingProgress, renderTable, time, toJson } from "./output.ts";
 
 /**
  * `agentowl users add|ls|passwd|rm`: the console's users (docs/console.md#users-and-sign-in), through
@@ -100,15 +100,13 @@ after repeated wrong passwords.
 ${footer}`,
   options: { json: { type: "boolean" }, ...CONNECTION_OPTIONS },
   async run({ values }, io) {
-    const progress = progressFor(io, "listing users", values);
-    let items: User[];
-    try {
-      items = await clientFor(values, io.env).listAll<User>(apiPath("users"), {
-        onPage: (n, more) => more && progress.update(n),
-      });
-    } finally {
-      progress.done();
-    }
+    const items = await listShowingProgress<User>(
+      clientFor(values, io.env),
+      apiPath("users"),
+      io,
+      "listing users",
+      values,
+    );
     io.out(
       values.json
         ? toJson(items)
