@@ -62,7 +62,6 @@ export function consoleRoutes(deps: ConsoleDeps) {
     preSessionOk,
     withCookie,
     signedInResponse,
-    visibleTenantList,
   } = kit;
   return (
     // Pages, not API: left out of /v1/openapi.json.

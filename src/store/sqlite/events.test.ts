@@ -1,26 +1,12 @@
 import { expect, test } from "bun:test";
-import { newId } from "../../core/ids.ts";
-import { ENVELOPE_VERSION, type Envelope } from "../../events/envelope.ts";
+import { testEnvelope } from "../../../test/helpers/events.ts";
 import { tempStorages } from "../../../test/helpers/storage.ts";
 
 const storage = tempStorages();
 
-const envelope = (key: string): Envelope => {
-  const id = newId("evt", Date.now());
-  return {
-    id,
-    version: ENVELOPE_VERSION,
-    type: "webhook.received",
-    tenant: "beta",
-    agent: null,
-    channel: "webhook",
-    source: { binding: "hooks" },
-    received_at: new Date().toISOString(),
-    trace_id: `T-${id.slice(4)}`,
-    idempotency_key: key,
-    data: { json: { n: 1 } },
-  };
-};
+let second = 0;
+/** A webhook event of tenant beta with its own idempotency key. */
+const envelope = (key: string) => testEnvelope("beta", second++, { idempotency_key: key });
 
 test("routing gets a just-inserted event from memory once, then from its row, and nothing once it is routed", async () => {
   const s = storage();
