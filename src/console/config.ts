@@ -81,7 +81,7 @@ function summary(kind: ConfigKind, spec: unknown): string {
       return `${p.rules.length} rule${p.rules.length === 1 ? "" : "s"} · default ${p.default ?? "allow"}`;
     }
     case "templates":
-      return `model ${(spec as TemplateSpec).model.model}`;
+      return `model ${(spec as TemplateSpec).model.default}`;
     default:
       return "";
   }

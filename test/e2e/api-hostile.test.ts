@@ -205,7 +205,7 @@ describe("bodies are bounded per route while they are read", () => {
       body: {
         name: "long",
         instructions: "Be brief. ".repeat(9000),
-        model: { endpoint: "http://10.0.0.9/v1", model: "m" },
+        model: { endpoint: "http://10.0.0.9/v1", default: "m" },
       },
     });
     expect(template.status).toBe(201);

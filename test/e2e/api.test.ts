@@ -36,7 +36,7 @@ const TENANTS = {
     routes: [{ name: "hello-to-crm", match: { channel: "email", agent: "hello" }, to: ["crm"] }],
     policies: [{ name: "guard", rules: [{ when: { "auth.dmarc": "fail" }, effect: "quarantine" }] }],
     templates: [
-      { name: "helper", instructions: "Be brief.", model: { endpoint: "http://10.0.0.9:11434/v1", model: "llama3" } },
+      { name: "helper", instructions: "Be brief.", model: { endpoint: "http://10.0.0.9:11434/v1", default: "llama3" } },
     ],
   },
 };

@@ -134,11 +134,11 @@ const CASES = [
       name: "helper",
       instructions: "Be brief.",
       "model.endpoint": "http://127.0.0.1:11434",
-      "model.model": "m1",
+      "model.default": "m1",
     },
-    expect: { instructions: "Be brief.", model: { endpoint: "http://127.0.0.1:11434", model: "m1" } },
-    edit: { instructions: "Be briefer.", "model.endpoint": "http://127.0.0.1:11434", "model.model": "m2" },
-    edited: { instructions: "Be briefer.", model: { endpoint: "http://127.0.0.1:11434", model: "m2" } },
+    expect: { instructions: "Be brief.", model: { endpoint: "http://127.0.0.1:11434", default: "m1" } },
+    edit: { instructions: "Be briefer.", "model.endpoint": "http://127.0.0.1:11434", "model.default": "m2" },
+    edited: { instructions: "Be briefer.", model: { endpoint: "http://127.0.0.1:11434", default: "m2" } },
   },
 ] as const;
 

@@ -73,7 +73,7 @@ function resourcesOf(t: "alpha" | "beta", port: number, publicKey: string) {
       {
         name: n("helper"),
         instructions: `${t} instructions unique-txt`,
-        model: { endpoint: `http://10.0.0.9:11434/${t}-model`, model: `${t}-llama` },
+        model: { endpoint: `http://10.0.0.9:11434/${t}-model`, default: `${t}-llama` },
       },
     ],
     number,

@@ -102,7 +102,7 @@ describe("plan", () => {
           routes: [route],
           bindings: [mail],
           policies: [{ name: "p", rules: [] }],
-          templates: [{ name: "t", instructions: "", model: { endpoint: "http://x/", model: "m" } }],
+          templates: [{ name: "t", instructions: "", model: { endpoint: "http://x/", default: "m" } }],
         }),
         tenant("beta", {
           endpoints: [crm, { name: "old", url: "http://10.0.0.9/" }],

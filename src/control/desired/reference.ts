@@ -101,13 +101,24 @@ export const MEANING: Record<string, string> = {
   "templates.instructions": "The agent's instructions (system prompt).",
   "templates.model": "The model the agent runs on.",
   "templates.model.endpoint": "An OpenAI-compatible server on the LAN, e.g. Ollama's `http://10.0.0.9:11434/v1`.",
-  "templates.model.model": "The model's name on that server.",
-  "templates.model.api_key": "The key for that server, if it needs one. A secret of this tenant.",
+  "templates.model.default": "The model's name on that server.",
+  "templates.model.allow_override": "Whether the runtime may ask for another model on the same server (default false).",
+  "templates.model.api_key":
+    "The key for that server, if it needs one. A secret of this tenant; the appliance adds it to each model call, the runtime never holds it.",
+  "templates.model.allow_public": "Allow a model server outside loopback and the LAN (default false).",
   "templates.tools": "The tools the agent may call (each call goes through policy and audit).",
-  "templates.tools[].name": "The tool, unique within the template.",
+  "templates.tools[].id":
+    "The tool's name as the model sees it, unique within the template. Its plugin is `config.plugin`, else the id's first segment (`email`, `http.crm` → `http`); `GET /v1/tools` lists the plugins.",
   "templates.tools[].provisioning":
-    "`pool`: the appliance provisions it; `user`: credentials are supplied when the runtime is claimed.",
-  "templates.tools[].config": "Settings passed to the tool.",
+    "`pool`: the appliance provisions it; `user`: credentials are supplied when the runtime is claimed (kept in the vault, never in the runtime).",
+  "templates.tools[].config": "Settings passed to the tool's plugin.",
+  "templates.visibility":
+    "`tenant` (default): only this tenant claims it; `shared`: any tenant may, each in its own scope.",
+  "templates.sandbox":
+    "`preferred` (default): sandboxed wherever the OS allows; `required`: a claim is refused where runtimes can only run as plain processes.",
+  "templates.command":
+    "Run this program (argv) instead of the built-in runtime; it must speak the runtime protocol (docs/runtime-protocol.md).",
+  "templates.secrets": "Secrets of this tenant the runtime may ask for over its socket; each lease is audited.",
   "condition.equals": "The field equals this value.",
   "condition.contains": "The field (text) contains this.",
   "condition.in": "The field equals one of these.",

@@ -163,15 +163,21 @@ export const PolicySpec = Type.Object(
   { additionalProperties: false },
 );
 
+export const TOOL_ID_PATTERN = "^[a-z0-9][a-z0-9_.-]{0,62}$";
+
 export const TemplateSpec = Type.Object(
   {
     name: Name,
     instructions: Type.String({ maxLength: 100_000 }),
     model: Type.Object(
       {
-        endpoint: Type.String({ pattern: "^https?://[^\\s]+$" }),
-        model: Type.String({ minLength: 1 }),
+        endpoint: Type.String({ pattern: "^https?://[^\\s]+$", maxLength: 2048 }),
+        /** The model's name on that server, used unless the runtime asks for another and `allow_override` says it may. */
+        default: Type.String({ minLength: 1, maxLength: 200 }),
+        allow_override: Type.Optional(Type.Boolean()),
         api_key: Type.Optional(VaultRef),
+        /** guarantee 8 (docs/guarantees.md): the model server must be on loopback or the LAN unless this says otherwise. */
+        allow_public: Type.Optional(Type.Boolean()),
       },
       { additionalProperties: false },
     ),
@@ -179,14 +185,24 @@ export const TemplateSpec = Type.Object(
       Type.Array(
         Type.Object(
           {
-            name: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]*$" }),
+            /** The tool's name as the model sees it; the plugin is `config.plugin`, else the id's first segment (`email`, `http.crm` → `http`). */
+            id: Type.String({ pattern: TOOL_ID_PATTERN }),
             provisioning: Type.Union([Type.Literal("pool"), Type.Literal("user")]),
             config: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
           },
           { additionalProperties: false },
         ),
+        { maxItems: 64 },
       ),
     ),
+    /** `tenant`: only this tenant claims it; `shared`: every tenant may (it runs in the claiming tenant's scope). */
+    visibility: Type.Optional(Type.Union([Type.Literal("tenant"), Type.Literal("shared")])),
+    /** `required`: never run without a sandbox (a claim is refused where only process isolation is available). */
+    sandbox: Type.Optional(Type.Union([Type.Literal("required"), Type.Literal("preferred")])),
+    /** The runtime program (argv) instead of the built-in reference runtime; it must speak docs/runtime-protocol.md. */
+    command: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { minItems: 1, maxItems: 64 })),
+    /** Secrets of this tenant the runtime may ask for over its socket (each lease audited). */
+    secrets: Type.Optional(Type.Array(VaultRef, { maxItems: 32, uniqueItems: true })),
   },
   { additionalProperties: false },
 );

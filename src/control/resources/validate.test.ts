@@ -34,7 +34,7 @@ function beta(overrides: Partial<TenantState> = {}): TenantState {
       {
         name: "helper",
         instructions: "Be brief.",
-        model: { endpoint: "http://10.0.0.9:11434/v1", model: "llama3", api_key: "vault:beta/ollama" },
+        model: { endpoint: "http://10.0.0.9:11434/v1", default: "llama3", api_key: "vault:beta/ollama" },
       },
     ],
     ...overrides,
@@ -237,7 +237,7 @@ describe("checkTenant: the rules between resources", () => {
         {
           name: "t",
           instructions: "",
-          model: { endpoint: "http://10.0.0.9/v1", model: "m", api_key: "vault:alpha/key" },
+          model: { endpoint: "http://10.0.0.9/v1", default: "m", api_key: "vault:alpha/key" },
         },
       ],
     });
@@ -367,13 +367,13 @@ describe("checkTenant: the rules between resources", () => {
   });
 
   test("a tool is listed once per template", () => {
-    const tool = { name: "email.send", provisioning: "pool" as const };
+    const tool = { id: "email.send", provisioning: "pool" as const };
     const state = beta({
       templates: [
-        { name: "t", instructions: "", model: { endpoint: "http://10.0.0.9/v1", model: "m" }, tools: [tool, tool] },
+        { name: "t", instructions: "", model: { endpoint: "http://10.0.0.9/v1", default: "m" }, tools: [tool, tool] },
       ],
     });
-    expect(tenantProblems(state)).toEqual(["templates t /tools/1/name: tool 'email.send' is listed twice"]);
+    expect(tenantProblems(state)).toEqual(["templates t /tools/1/id: tool 'email.send' is listed twice"]);
   });
 });
 

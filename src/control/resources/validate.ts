@@ -11,6 +11,7 @@ import {
   KINDS,
   type Kind,
   NAME_PATTERN,
+  TOOL_ID_PATTERN,
   type PolicySpec,
   type RouteSpec,
   SINGULAR,
@@ -51,7 +52,7 @@ const PATTERN_WORDS: Record<string, string> = {
   "^\\+[1-9]\\d{6,14}$": 'a phone number in E.164 form, quoted, e.g. "+15551234567"',
   "^[a-z0-9][a-z0-9._-]*$": "a mailbox local part: lower-case letters, digits, '.', '_' and '-'",
   "^[A-Za-z0-9-]+$": "an HTTP header name: letters, digits and dashes",
-  "^[a-z0-9][a-z0-9_.-]*$": "lower-case letters, digits, '_', '.' and '-'",
+  [TOOL_ID_PATTERN]: "lower-case letters, digits, '_', '.' and '-' (1-63 characters)",
   "^[a-z_][a-z0-9_.]*$": "an envelope field such as channel, agent or data.subject",
 };
 
@@ -345,9 +346,8 @@ export function checkTenant(state: TenantState): RefProblem[] {
   state.templates.forEach((t, i) => {
     const tools = new Set<string>();
     t.tools?.forEach((tool, j) => {
-      if (tools.has(tool.name))
-        report("templates", i, t.name, `/tools/${j}/name`, `tool '${tool.name}' is listed twice`);
-      tools.add(tool.name);
+      if (tools.has(tool.id)) report("templates", i, t.name, `/tools/${j}/id`, `tool '${tool.id}' is listed twice`);
+      tools.add(tool.id);
     });
   });
 
@@ -523,7 +523,10 @@ export function vaultRefsAt(state: TenantState): VaultRefAt[] {
   };
   state.endpoints.forEach((e, i) => add("endpoints", i, e.name, "/signing_secret", e.signing_secret));
   state.bindings.forEach((b, i) => add("bindings", i, b.name, "/verify/secret", b.verify?.secret));
-  state.templates.forEach((t, i) => add("templates", i, t.name, "/model/api_key", t.model.api_key));
+  state.templates.forEach((t, i) => {
+    add("templates", i, t.name, "/model/api_key", t.model.api_key);
+    t.secrets?.forEach((ref, j) => add("templates", i, t.name, `/secrets/${j}`, ref));
+  });
   return refs;
 }
 
