@@ -30,6 +30,8 @@ import { policyRoutes } from "./policy.ts";
 import { vaultRoutes } from "./vault.ts";
 import { tokenRoutes } from "./tokens.ts";
 import { userRoutes } from "./users.ts";
+import { agentRoutes, type ToolListing } from "./agents.ts";
+import type { AgentPool } from "../agents/types.ts";
 import { Users } from "../users/index.ts";
 import { type Authenticated, authenticated, pageOf, readPage } from "./http.ts";
 
@@ -45,6 +47,10 @@ export interface V1Deps {
   desiredParser?: DesiredParser;
   /** Console users (the console shares the instance); one on this storage and clock when absent. */
   users?: Users;
+  /** The agent pool (/v1/agents, /v1/tenants/:tenant/agents); absent: those routes are not served. */
+  agents?: AgentPool | null;
+  /** The registered tool plugins (/v1/tools, served with the pool). */
+  tools?: () => readonly ToolListing[];
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -200,6 +206,17 @@ export function v1Api(deps: V1Deps) {
     .use(policyRoutes(storage, new PolicyCache(), deps.clock))
     .use(approvalRoutes(storage.approvals, storage.events, storage.tokens, deps.clock))
     .use(vaultRoutes(deps.vault, storage.resources, storage.tokens, deps.clock))
+    .use(
+      deps.agents
+        ? agentRoutes({
+            pool: deps.agents,
+            tools: deps.tools ?? (() => []),
+            resources: storage.resources,
+            tokens: storage.tokens,
+            clock: deps.clock,
+          })
+        : new Elysia({ normalize: false }),
+    )
     // Creating a tenant is an admin's, decided before the body is read.
     .use(
       new Elysia({ normalize: false })
