@@ -5,6 +5,7 @@ import { configShowCommand } from "./config.ts";
 import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
 import { DEV_COMMANDS } from "./dev.ts";
+import { AGENT_COMMANDS } from "./agents.ts";
 import { APPROVAL_COMMANDS } from "./approvals.ts";
 import { VAULT_COMMANDS } from "./vault.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
@@ -30,6 +31,7 @@ export const COMMANDS: readonly Command[] = [
   ...EVENT_COMMANDS,
   ...AUDIT_COMMANDS,
   ...APPROVAL_COMMANDS,
+  ...AGENT_COMMANDS,
   ...VAULT_COMMANDS,
   ...POLICY_COMMANDS,
   logsTailCommand,
