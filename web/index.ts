@@ -11,6 +11,7 @@ export { EventsList, type EventsListView, EventsPage, type EventsView } from "./
 export { type EventActions, EventPage, type EventView } from "./pages/event.tsx";
 export { InboxList, type InboxListView, InboxPage } from "./pages/inbox.tsx";
 export { renderFragment } from "./components/render.ts";
+export { AgentsPage, type AgentsView, type RuntimeItem } from "./pages/agents.tsx";
 export { ApprovalsPage, type ApprovalItem, type ApprovalsView } from "./pages/approvals.tsx";
 export { TokenCreatedPage, TokensPage, type TokenItem, type TokensView } from "./pages/tokens.tsx";
 export { VaultPage, type SecretItem, type VaultView } from "./pages/vault.tsx";

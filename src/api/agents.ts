@@ -195,6 +195,8 @@ export function agentRoutes(deps: AgentRoutesDeps) {
 
   async function list(tenants: readonly string[] | undefined, query: Record<string, string | undefined>) {
     const page = readPage(query);
+    // A token that sees no tenant (ingest) sees no runtime: an empty filter must not mean "any".
+    if (tenants?.length === 0) return { items: [], next_cursor: null };
     if (page.after !== undefined && !isId(page.after, "rt"))
       throw new AppError("invalid_input", "the cursor is not one this API returned");
     const rows = await pool.list({

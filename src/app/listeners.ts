@@ -4,6 +4,8 @@ import type { Logger, LogTap } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { type Config, parseListen } from "../config/index.ts";
 import { v1Api } from "../api/v1.ts";
+import type { ToolListing } from "../api/agents.ts";
+import type { AgentPool } from "../agents/types.ts";
 import { consoleRoutes, dataDirUsage, LiveHub, type LiveOptions } from "../console/index.ts";
 import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
@@ -78,6 +80,9 @@ export async function startListeners(
     users: Users;
     /** The console's live streams: limits and ping interval (tests shorten them). */
     live?: Partial<LiveOptions>;
+    /** The agent pool and its tool plugins: /v1/agents, /v1/tools and the console's agents page. */
+    agents?: AgentPool | null;
+    tools?: () => readonly ToolListing[];
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
@@ -91,7 +96,18 @@ export async function startListeners(
     version: `${VERSION}+${COMMIT}`,
     ready: deps.ready,
   })
-    .use(v1Api({ storage, clock, vault, dispatch, logTap: deps.logTap, users: deps.users }))
+    .use(
+      v1Api({
+        storage,
+        clock,
+        vault,
+        dispatch,
+        logTap: deps.logTap,
+        users: deps.users,
+        agents: deps.agents ?? null,
+        ...(deps.tools ? { tools: deps.tools } : {}),
+      }),
+    )
     .use(
       ingressRoutes({
         config,
@@ -117,6 +133,7 @@ export async function startListeners(
         logTap: deps.logTap,
         live,
         usage: () => dataDirUsage(config.dataDir, DATABASE_FILE, () => mail.spool.size()),
+        agents: deps.agents ?? null,
       }),
     );
   // docs/api.md: HTTPS with the STARTTLS certificate, plain HTTP on loopback (http_tls) and on the

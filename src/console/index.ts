@@ -26,6 +26,7 @@ import { eventsListRoutes } from "./events-list.ts";
 import { fragment, liveRoutes, wantsFragment } from "./live.ts";
 import { eventRow } from "./views.ts";
 import { actionsRoutes, eventPage } from "./actions.ts";
+import { agentsRoutes } from "./agents.ts";
 import { approvalsRoutes } from "./approvals.ts";
 import { auditRoutes } from "./audit.ts";
 import { logsRoutes } from "./logs.ts";
@@ -231,6 +232,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
       )
       .use(actionsRoutes(kit))
       .use(approvalsRoutes(kit))
+      .use(agentsRoutes(kit))
       .use(tokensRoutes(kit))
       .use(vaultRoutes(kit))
       .use(auditRoutes(kit))

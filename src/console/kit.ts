@@ -9,6 +9,7 @@ import { isAppError } from "../errors/index.ts";
 import { readBody } from "../server/body.ts";
 import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
+import type { AgentPool } from "../agents/types.ts";
 import { ASSET_PATHS } from "./assets.ts";
 import type { DiskUsage } from "./dashboard.ts";
 import type { LiveHub } from "./live.ts";
@@ -50,6 +51,8 @@ export interface ConsoleDeps {
   live?: LiveHub | null;
   /** The data dir's disk, database and spool sizes for the dashboard (src/console/dashboard.ts `dataDirUsage`); none: not shown. */
   usage?: () => Promise<DiskUsage>;
+  /** The agent pool, as /v1/agents uses it; none: the agents page says the appliance runs none. */
+  agents?: AgentPool | null;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

@@ -11,7 +11,18 @@ export interface Chrome {
   /** The session's CSRF token: sent by htmx on every request (hx-headers) and by each form (_csrf). */
   csrf?: string | null;
   /** Which nav entry is the current page. */
-  current?: "dashboard" | "events" | "inbox" | "config" | "approvals" | "vault" | "audit" | "tokens" | "logs" | null;
+  current?:
+    | "dashboard"
+    | "events"
+    | "inbox"
+    | "config"
+    | "approvals"
+    | "agents"
+    | "vault"
+    | "audit"
+    | "tokens"
+    | "logs"
+    | null;
 }
 
 /** htmx must not inject its indicator <style> (the CSP allows no inline style) nor evaluate strings. */
@@ -22,6 +33,7 @@ const NAV = [
   { key: "events", href: "/console/events", label: "Events" },
   { key: "config", href: "/console/config", label: "Configuration" },
   { key: "approvals", href: "/console/approvals", label: "Approvals" },
+  { key: "agents", href: "/console/agents", label: "Agents" },
   { key: "vault", href: "/console/vault", label: "Vault" },
   { key: "audit", href: "/console/audit", label: "Audit" },
   { key: "tokens", href: "/console/tokens", label: "Tokens", admin: true },
