@@ -129,6 +129,10 @@ export interface LaunchSpec {
   token: string;
   /** The program to run; default: this executable's `runtime` command. */
   command?: readonly string[];
+  /** Host paths a `command` needs (its interpreter, its script), bound read-only at the same path in a bwrap sandbox. */
+  readOnlyPaths?: readonly string[];
+  /** The appliance's data directory, denied to the runtime by sandbox-exec (default: three levels above `dir`). */
+  dataDir?: string;
   limits: RuntimeLimits;
   /** Each line of stdout/stderr, tagged. */
   onOutput(stream: "stdout" | "stderr", line: string): void;
@@ -160,8 +164,8 @@ export interface RuntimeChannel {
   notify(type: string, body: Record<string, unknown>): void;
   /** Requests from the runtime (model.chat, tool.call, tool.provision, secret.get). */
   onRequest(handler: RequestHandler): void;
-  /** Any message from the runtime (heartbeats included). */
-  onActivity(fn: () => void): void;
+  /** Any message from the runtime (heartbeats included), with the time it arrived (the channel's clock). */
+  onActivity(fn: (at: number) => void): void;
   close(): Promise<void>;
 }
 
