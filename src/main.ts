@@ -3,8 +3,21 @@
  * The one entry point of `agentowl`: the server (`serve`) and every CLI command.
  * The composition root is src/app/app.ts; this file only turns argv into a command and an exit code.
  */
-import { runCli } from "./cli/index.ts";
-import { processIO } from "./cli/index.ts";
+const argv = process.argv.slice(2);
 
-const code = await runCli(process.argv.slice(2), processIO());
-process.exit(code);
+// The agent runtime starts in every runtime's sandbox: it skips the command table and its imports.
+if (argv.length === 1 && argv[0] === "runtime") {
+  const { runRuntimeFromEnv } = await import("./cli/runtime.ts");
+  const code = await runRuntimeFromEnv(
+    process.env,
+    (text) => process.stdout.write(text),
+    (text) => process.stderr.write(text),
+  );
+  process.exit(code);
+}
+
+const { runCli, processIO } = await import("./cli/index.ts");
+process.exit(await runCli(argv, processIO()));
+
+// A module (for top-level await), though it imports only lazily.
+export {};

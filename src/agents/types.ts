@@ -76,8 +76,8 @@ export interface RuntimeChannel {
   notify(type: string, body: Record<string, unknown>): void;
   /** Requests from the runtime (model.chat, tool.call, tool.provision, secret.get). */
   onRequest(handler: RequestHandler): void;
-  /** Any message from the runtime (heartbeats included). */
-  onActivity(fn: () => void): void;
+  /** Any message from the runtime (heartbeats included), with the time it arrived (the channel's clock). */
+  onActivity(fn: (at: number) => void): void;
   close(): Promise<void>;
 }
 

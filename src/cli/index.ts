@@ -14,6 +14,7 @@ import { initCommand } from "./init.ts";
 import { LOGIN_COMMANDS } from "./login.ts";
 import { logsTailCommand } from "./logs.ts";
 import { RESOURCE_COMMANDS } from "./resources.ts";
+import { runtimeCommand } from "./runtime.ts";
 import { serveCommand } from "./serve.ts";
 import { TOKEN_COMMANDS } from "./tokens.ts";
 import { USER_COMMANDS } from "./users.ts";
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   ...TOKEN_COMMANDS,
   ...USER_COMMANDS,
   ...DEV_COMMANDS,
+  runtimeCommand,
 ];
 
 export function usage(): string {
