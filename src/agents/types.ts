@@ -173,4 +173,51 @@ export interface AgentPool {
   tools(runtimeId: string): Promise<ToolRecord[]>;
   /** The runtime's last output lines, each `{at, stream, line}`. */
   logs(id: string): { at: number; stream: "stdout" | "stderr"; line: string }[];
+  /** The open channel of a live runtime (tasks are sent over it), or null. */
+  channel(id: string): RuntimeChannel | null;
+}
+
+// Tool provisioning as the pool calls it (src/agents/tools/ implements it)
+
+/** A tool as `configure` offers it to the runtime (and the runtime to its model). */
+export interface ToolDefinition {
+  id: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
+/** A template's tool as the pool reads it from the template resource. */
+export interface TemplateTool {
+  id: string;
+  provisioning: "pool" | "user";
+  config?: Record<string, unknown>;
+}
+
+export interface ProvisionRequest {
+  /** The claimed runtime (tenant, agent and template set). */
+  runtime: RuntimeRecord;
+  tools: readonly TemplateTool[];
+  /** Per tool id: the claim's non-secret settings (kept on the runtime's row). */
+  userConfig: Record<string, unknown>;
+  /** Per tool id of a `provisioning: user` tool: the credentials the claim supplied (never stored on the row). */
+  credentials: Record<string, Record<string, unknown>>;
+}
+
+export interface ProvisionResult {
+  tools: ToolRecord[];
+  /** Where the agent can be reached, by tool id (an address, a webhook path, a number). */
+  addresses: Record<string, string>;
+}
+
+/**
+ * What the pool needs of tool provisioning: create a claimed runtime's tools (one row each, audited by
+ * the provisioning), describe them to the runtime, and destroy them (every tool not yet destroyed, or
+ * the ones given: what a crash left in 'creating' or 'destroying').
+ */
+export interface ToolProvisioner {
+  provisionTools(req: ProvisionRequest): Promise<ProvisionResult>;
+  destroyTools(runtime: RuntimeRecord, only?: readonly ToolRecord[]): Promise<void>;
+  definitions(tools: readonly TemplateTool[]): ToolDefinition[];
+  /** The addresses of tools already provisioned (for a relaunched or synced runtime). */
+  addresses(tools: readonly ToolRecord[]): Record<string, string>;
 }

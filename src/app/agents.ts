@@ -1,0 +1,53 @@
+import { type AgentMetrics, agentMetrics } from "../agents/metrics.ts";
+import { openChannel } from "../agents/channel.ts";
+import { Pool, type PoolDeps } from "../agents/pool.ts";
+import { reconcile } from "../agents/reconcile.ts";
+import { poolTick } from "../agents/tick.ts";
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { Config } from "../config/index.ts";
+import type { Storage } from "../store/index.ts";
+import type { Shutdown } from "./shutdown.ts";
+import type { StopStack } from "./stop-stack.ts";
+
+/** What the pool is built from besides storage and settings: the launcher, isolation, tool provisioning, the runtime's requests. */
+export type AgentParts = Pick<PoolDeps, "launch" | "isolation" | "tools" | "handler"> &
+  Partial<Pick<PoolDeps, "openChannel">>;
+
+/**
+ * The agent pool (docs/agents.md), opened after the dispatcher and the workers: reconciled with
+ * what a previous run left (before any claim can arrive), then kept by its tick. On the stop stack:
+ * the tick stops first, then every runtime process is killed (their rows stay for the next start).
+ */
+export async function openAgents(
+  deps: { config: Config; log: Logger; clock: Clock; storage: Storage; metrics: Metrics; parts: AgentParts },
+  stack: StopStack<Shutdown>,
+): Promise<Pool> {
+  const { config, clock, storage } = deps;
+  const log = deps.log.child({ component: "agents" });
+  const metrics: AgentMetrics = agentMetrics(deps.metrics.registry, () => storage.agents.countByState());
+  const pool = stack.add(
+    "agents",
+    new Pool({
+      storage,
+      dataDir: config.dataDir,
+      settings: config.agents,
+      openChannel,
+      ...deps.parts,
+      log,
+      clock,
+      metrics,
+    }),
+    (p) => p.close(),
+  );
+  const { isolation, reason } = deps.parts.isolation;
+  if (isolation === "process")
+    log.warn("agent runtimes run as plain processes, without a sandbox", { isolation, reason: reason ?? undefined });
+  else log.info("agent runtimes are sandboxed", { isolation });
+  await reconcile(pool);
+  await stack.start(poolTick(pool, { clock, log, everyMs: config.agents.tickMs }));
+  // The first refill now, not a tick from now.
+  void pool.refill();
+  return pool;
+}
