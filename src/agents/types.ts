@@ -45,6 +45,10 @@ export interface LaunchSpec {
   token: string;
   /** The program to run; default: this executable's `runtime` command. */
   command?: readonly string[];
+  /** Host paths a `command` needs (its interpreter, its script), bound read-only at the same path in a bwrap sandbox. */
+  readOnlyPaths?: readonly string[];
+  /** The appliance's data directory, denied to the runtime by sandbox-exec (default: three levels above `dir`). */
+  dataDir?: string;
   limits: RuntimeLimits;
   /** Each line of stdout/stderr, tagged. */
   onOutput(stream: "stdout" | "stderr", line: string): void;
