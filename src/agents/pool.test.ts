@@ -5,7 +5,7 @@ import { Registry } from "prom-client";
 import { type Clock, ManualClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Storage } from "../store/index.ts";
-import { alive, processLauncher, recordingProvisioner, SILENT_RUNTIME } from "../../test/helpers/agents.ts";
+import { alive, recordingProvisioner, SILENT_RUNTIME, sandboxLauncher } from "../../test/helpers/agents.ts";
 import { tempStorages, until } from "../../test/helpers/storage.ts";
 import { openChannel } from "./channel.ts";
 import { agentMetrics } from "./metrics.ts";
@@ -46,7 +46,7 @@ function makePool(
     settings?: Partial<PoolSettings>;
     command?: readonly string[];
     clock?: Clock;
-    isolation?: "process" | "bwrap";
+    isolation?: "process";
     storage?: ReturnType<typeof storages>;
   } = {},
 ) {
@@ -54,12 +54,13 @@ function makePool(
   const tools = recordingProvisioner(storage);
   const registry = new Registry();
   const metrics = agentMetrics(registry, () => storage.agents.countByState());
+  const launcher = sandboxLauncher(opts.isolation);
   const pool = new Pool({
     storage,
     dataDir: storage.dir,
     settings: { ...SETTINGS, ...opts.settings },
-    isolation: { isolation: opts.isolation ?? "process", reason: opts.isolation === "bwrap" ? null : "test" },
-    launch: processLauncher(opts.command),
+    ...sandboxLauncher(opts.isolation),
+    launch: (spec) => launcher.launch(opts.command && !spec.command ? { ...spec, command: opts.command } : spec),
     openChannel,
     tools,
     log: silentLogger,
@@ -101,7 +102,7 @@ describe("claims", () => {
   });
 
   test("an agent name is claimed once per tenant; a template that requires a sandbox is refused without one", async () => {
-    const { pool, storage } = makePool({ settings: { minIdle: 1 } });
+    const { pool, storage } = makePool({ settings: { minIdle: 1 }, isolation: "process" });
     await putTemplate(storage, "acme", "helper", TEMPLATE);
     await putTemplate(storage, "acme", "strict", { ...TEMPLATE, name: "strict", sandbox: "required" });
     await pool.refill();
@@ -164,11 +165,11 @@ describe("claims", () => {
         tenant: "acme",
         template: "helper",
         agent: "bot",
-        userConfig: { email: { signature: "b" }, sms: { key: "k" } },
+        userConfig: { email: { signature: "b" }, sms: { from: "+1555", credentials: { key: "k" } } },
       },
       "t",
     );
-    expect(r.runtime.userConfig).toEqual({ email: { signature: "b" } });
+    expect(r.runtime.userConfig).toEqual({ email: { signature: "b" }, sms: { from: "+1555" } });
     expect(seen).toEqual({ sms: { key: "k" } });
   });
 });
@@ -236,7 +237,13 @@ describe("tick", () => {
 
   test("a runtime that stops heartbeating is stuck once agents_stuck_timeout has passed, not before", async () => {
     const clock = new ManualClock(Date.now());
-    const { pool, storage } = makePool({ settings: { minIdle: 1 }, command: SILENT_RUNTIME, clock });
+    const { pool, storage } = makePool({
+      settings: { minIdle: 1 },
+      command: SILENT_RUNTIME,
+      clock,
+      // Bun is under /work here, which a bwrap sandbox mounts over: a test's own command runs unsandboxed.
+      isolation: "process",
+    });
     await pool.refill();
     const [quiet] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
     clock.advance(59_000);
@@ -279,7 +286,8 @@ describe("tick", () => {
 test("a runtime's output is kept for logs(id), the last lines, each with its stream", async () => {
   const { pool, storage } = makePool({
     settings: { minIdle: 1 },
-    command: [process.execPath, "-e", `console.log("hello from the runtime"); ${SILENT_RUNTIME[2]}`],
+    isolation: "process",
+    command: [SILENT_RUNTIME[0], "-e", `console.log("hello from the runtime"); ${SILENT_RUNTIME[2]}`],
   });
   await pool.refill();
   const [rt] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });

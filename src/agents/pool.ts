@@ -175,7 +175,7 @@ export class Pool implements AgentPool {
     if (await this.store.findClaimed(req.tenant, req.agent))
       throw new AppError("conflict", `agent ${req.agent} is claimed in ${req.tenant} already`);
     const templateTools = (tpl.spec.tools ?? []) as TemplateTool[];
-    const { stored, credentials } = splitUserConfig(templateTools, req.userConfig ?? {});
+    const { stored, credentials } = splitUserConfig(req.userConfig ?? {});
     const claim: RuntimeClaim = {
       tenant: req.tenant,
       agent: req.agent,
@@ -229,6 +229,7 @@ export class Pool implements AgentPool {
         tools: templateTools,
         userConfig: stored ?? {},
         credentials,
+        actor,
       });
       await this.configure(row, tpl);
       const claimMs = performance.now() - started;
@@ -484,6 +485,7 @@ export class Pool implements AgentPool {
       socket: row.socket,
       token,
       command,
+      dataDir: this.deps.dataDir,
       limits: {
         memoryBytes: settings.memoryBytes,
         cpu: this.deps.limits?.cpu ?? 1,
@@ -684,20 +686,25 @@ function claimEntry(r: RuntimeRecord, actor: string, tpl: ResolvedTemplate) {
 }
 
 /**
- * The claim's user config, split: the entries of `provisioning: user` tools are credentials (handed
- * to provisioning, which keeps them in the vault); the rest is kept on the runtime's row.
+ * The claim's user config, split: per tool id, `{credentials, ...settings}`; the credentials are
+ * handed to provisioning only (which keeps them in the vault), the settings are kept on the row.
  */
-export function splitUserConfig(
-  tools: readonly TemplateTool[],
-  userConfig: Record<string, unknown>,
-): { stored: Record<string, unknown> | null; credentials: Record<string, Record<string, unknown>> } {
-  const secretTools = new Set(tools.filter((t) => t.provisioning === "user").map((t) => t.id));
+export function splitUserConfig(userConfig: Record<string, unknown>): {
+  stored: Record<string, unknown> | null;
+  credentials: Record<string, Record<string, unknown>>;
+} {
   const stored: Record<string, unknown> = {};
   const credentials: Record<string, Record<string, unknown>> = {};
   for (const [k, v] of Object.entries(userConfig)) {
-    if (!secretTools.has(k)) stored[k] = v;
-    else if (v && typeof v === "object" && !Array.isArray(v)) credentials[k] = v as Record<string, unknown>;
-    else throw new AppError("invalid_input", `user_config.${k}: the credentials of tool ${k} must be an object`);
+    if (!v || typeof v !== "object" || Array.isArray(v) || !("credentials" in v)) {
+      stored[k] = v;
+      continue;
+    }
+    const { credentials: secret, ...settings } = v as Record<string, unknown>;
+    if (!secret || typeof secret !== "object" || Array.isArray(secret))
+      throw new AppError("invalid_input", `user_config.${k}.credentials must be an object`);
+    credentials[k] = secret as Record<string, unknown>;
+    if (Object.keys(settings).length) stored[k] = settings;
   }
   return { stored: Object.keys(stored).length ? stored : null, credentials };
 }

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { silentLogger } from "../core/log.ts";
 import { newId } from "../core/ids.ts";
 import type { RuntimePatch, Storage } from "../store/index.ts";
-import { alive, processLauncher, recordingProvisioner } from "../../test/helpers/agents.ts";
+import { alive, sandboxLauncher, recordingProvisioner } from "../../test/helpers/agents.ts";
 import { tempStorages, until } from "../../test/helpers/storage.ts";
 import { hashRuntimeToken, newRuntimeToken, openChannel } from "./channel.ts";
 import { Pool } from "./pool.ts";
@@ -105,8 +105,7 @@ test("reconcile after a crash leaves nothing orphaned: warm, starting and half-d
       helloTimeoutMs: 10_000,
       memoryBytes: 256 * 1024 * 1024,
     },
-    isolation: { isolation: "process", reason: "test" },
-    launch: processLauncher(),
+    ...sandboxLauncher(),
     openChannel,
     tools,
     log: silentLogger,
@@ -165,8 +164,7 @@ test("a claimed runtime whose template is gone is destroyed at reconcile, not re
       helloTimeoutMs: 10_000,
       memoryBytes: 256 * 1024 * 1024,
     },
-    isolation: { isolation: "process", reason: "test" },
-    launch: processLauncher(),
+    ...sandboxLauncher(),
     openChannel,
     tools: recordingProvisioner(storage),
     log: silentLogger,

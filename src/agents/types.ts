@@ -203,8 +203,10 @@ export interface ProvisionRequest {
   tools: readonly TemplateTool[];
   /** Per tool id: the claim's non-secret settings (kept on the runtime's row). */
   userConfig: Record<string, unknown>;
-  /** Per tool id of a `provisioning: user` tool: the credentials the claim supplied (never stored on the row). */
+  /** Per tool id: the `credentials` the claim supplied for it (`user_config.<tool>.credentials`; never stored on the row). */
   credentials: Record<string, Record<string, unknown>>;
+  /** Who claimed (for the provisioning's audit entries). */
+  actor: string;
 }
 
 export interface ProvisionResult {

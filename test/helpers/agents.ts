@@ -1,21 +1,17 @@
 /**
- * The agent pool's test parts: a plain-process launcher (the runtime's command in its directory,
- * with its socket, token and id in the environment) and a tool provisioner that records what it
- * did, in order, on real rows.
+ * The agent pool's test parts: the real launcher with a test's isolation, a runtime that goes
+ * silent after its hello, and a tool provisioner that records what it did, in order, on real rows.
  */
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
-import type { LaunchedRuntime, LaunchSpec, ToolProvisioner, ToolRecord } from "../../src/agents/types.ts";
+import { existsSync, realpathSync } from "node:fs";
+import { detectIsolation, launchRuntime } from "../../src/agents/sandbox/index.ts";
+import type { Isolation, LaunchedRuntime, LaunchSpec, ToolProvisioner, ToolRecord } from "../../src/agents/types.ts";
 import type { Storage } from "../../src/store/index.ts";
 
-const MAIN = resolve(import.meta.dir, "..", "..", "src", "main.ts");
-
-/** The reference runtime, as `agentowl runtime` from source. */
-export const REFERENCE_RUNTIME = [process.execPath, MAIN, "runtime"] as const;
+const BUN = realpathSync(process.execPath);
 
 /** A runtime that answers hello and configure, then stays silent: no heartbeats. */
 export const SILENT_RUNTIME = [
-  process.execPath,
+  BUN,
   "-e",
   `const s = require("node:net").createConnection(process.env.AGENTOWL_RUNTIME_SOCKET);
    let buf = "";
@@ -33,56 +29,21 @@ export const SILENT_RUNTIME = [
    s.on("close", () => process.exit(0));`,
 ] as const;
 
-/** Runs each runtime as a plain child process (isolation `process`). */
-export function processLauncher(command: readonly string[] = REFERENCE_RUNTIME): (spec: LaunchSpec) => LaunchedRuntime {
-  return (spec) => {
-    const proc = Bun.spawn([...(spec.command ?? command)], {
-      cwd: spec.dir,
-      env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        HOME: spec.dir,
-        AGENTOWL_RUNTIME_SOCKET: spec.socket,
-        AGENTOWL_RUNTIME_TOKEN: spec.token,
-        AGENTOWL_RUNTIME_ID: spec.id,
-      },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const lines: string[] = [];
-    const read = async (stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr") => {
-      let rest = "";
-      const decoder = new TextDecoder();
-      for await (const chunk of stream) {
-        rest += decoder.decode(chunk, { stream: true });
-        let i: number;
-        while ((i = rest.indexOf("\n")) >= 0) {
-          const line = rest.slice(0, i);
-          rest = rest.slice(i + 1);
-          lines.push(line);
-          spec.onOutput(name, line);
-        }
-      }
-    };
-    const reading = Promise.all([read(proc.stdout, "stdout"), read(proc.stderr, "stderr")]).catch(() => {});
-    const exited = proc.exited.then(async (code) => {
-      await reading;
-      const signal = proc.signalCode ? String(proc.signalCode) : null;
-      spec.onExit(signal ? null : code, signal);
-      return { code: signal ? null : code, signal };
-    });
-    return {
-      pid: proc.pid,
-      isolation: "process",
-      limitsBy: "none",
-      lines: () => lines.slice(-500),
-      async kill(graceMs = 2000) {
-        proc.kill("SIGTERM");
-        const t = setTimeout(() => proc.kill("SIGKILL"), graceMs);
-        await exited;
-        clearTimeout(t);
-      },
-      exited,
-    };
+/**
+ * The real launcher (src/agents/sandbox/) with the best isolation this machine has, or the one
+ * asked for; a test's own command (Bun with a script) gets Bun bound into the sandbox.
+ */
+export function sandboxLauncher(isolation?: Isolation): {
+  isolation: { isolation: Isolation; reason: string | null };
+  launch: (spec: LaunchSpec) => LaunchedRuntime;
+} {
+  const info = isolation
+    ? { isolation, reason: isolation === "process" ? "asked for by the test" : null }
+    : detectIsolation();
+  return {
+    isolation: info,
+    launch: (spec) =>
+      launchRuntime(spec.command ? { ...spec, readOnlyPaths: [BUN] } : spec, { isolation: info.isolation }),
   };
 }
 
