@@ -1,4 +1,5 @@
 import type { AnyElysia } from "elysia";
+import type { Pool } from "../agents/pool.ts";
 import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
@@ -13,6 +14,7 @@ import { VERSION } from "../version.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
 import { walCheckpointer } from "../workers/maintenance.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
+import { type AgentParts, openAgents } from "./agents.ts";
 import { type Listening, startListeners } from "./listeners.ts";
 import { type MailParts, prepareMail } from "./mail.ts";
 import { startMaintenance } from "./maintenance.ts";
@@ -38,6 +40,8 @@ export interface AppOptions {
   random?: Random;
   /** The console's live streams: limits and ping interval (tests shorten them). */
   live?: Partial<LiveOptions>;
+  /** The agent pool's launcher, isolation and tool provisioning; without them no pool is opened. */
+  agents?: AgentParts;
 }
 
 export interface App {
@@ -56,6 +60,8 @@ export interface App {
   readonly users: Users;
   /** Routing at an event's commit (src/events/handoff.ts), as the ingresses use it. */
   readonly routing: EventRouting;
+  /** The agent pool (docs/agents.md), when it was opened. */
+  readonly agents: Pool | null;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -93,6 +99,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
     stack,
   );
+  const agents = opts.agents
+    ? await openAgents({ config, log, clock, storage, metrics, parts: opts.agents }, stack)
+    : null;
   const state = { stopping: false };
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
   const logTap = opts.logTap ?? null;
@@ -121,6 +130,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     vault,
     users,
     routing: dispatch.inline,
+    agents,
     stop: stopOnce({ config, log, clock, stack, state }),
   };
 }

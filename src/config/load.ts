@@ -59,6 +59,17 @@ export interface Config {
   readonly workerConcurrency: number;
   readonly visibilityTimeoutMs: number;
   readonly retentionMs: number;
+  /** The agent pool (docs/agents.md). */
+  readonly agents: {
+    readonly minIdle: number;
+    readonly maxRuntimes: number;
+    readonly onEmpty: "cold" | "429";
+    readonly retryAfterMs: number;
+    readonly tickMs: number;
+    readonly stuckTimeoutMs: number;
+    readonly helloTimeoutMs: number;
+    readonly memoryBytes: number;
+  };
   /** The effective raw settings, for `config show`. */
   readonly settings: Readonly<Settings>;
   readonly sources: Readonly<Record<SettingName, SettingSource>>;
@@ -245,6 +256,16 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     workerConcurrency: settings.worker_concurrency,
     visibilityTimeoutMs: ms("queue_visibility_timeout"),
     retentionMs: ms("queue_retention"),
+    agents: Object.freeze({
+      minIdle: settings.agents_min_idle,
+      maxRuntimes: settings.agents_max_runtimes,
+      onEmpty: settings.agents_on_empty,
+      retryAfterMs: ms("agents_retry_after"),
+      tickMs: ms("agents_tick_interval"),
+      stuckTimeoutMs: ms("agents_stuck_timeout"),
+      helloTimeoutMs: ms("agents_hello_timeout"),
+      memoryBytes: settings.agents_memory_limit,
+    }),
     settings: Object.freeze(settings),
     sources: Object.freeze(sources),
     file,

@@ -317,6 +317,59 @@ export const settingsSchema = Type.Object(
       hint: "a duration such as 24h or 7d",
       description: "Finished jobs and published outbox entries are purged after this long.",
     }),
+    agents_min_idle: setting(Type.Integer({ minimum: 0, maximum: 1000, default: 2 }), {
+      env: "AGENTOWL_AGENTS_MIN_IDLE",
+      hint: "an integer from 0 to 1000",
+      description:
+        "Warm agent runtimes kept ready to be claimed (docs/agents.md); the tick and every claim refill the pool " +
+        "to this many. `PUT /v1/agents/pool` changes it while running.",
+    }),
+    agents_max_runtimes: setting(Type.Integer({ minimum: 1, maximum: 10_000, default: 64 }), {
+      env: "AGENTOWL_AGENTS_MAX_RUNTIMES",
+      hint: "an integer from 1 to 10000",
+      description:
+        "Agent runtimes alive at once at most (warm, claimed and stuck ones together); a claim past it is " +
+        "answered 429 with Retry-After.",
+    }),
+    agents_on_empty: setting(Type.Union([Type.Literal("cold"), Type.Literal("429")], { default: "cold" }), {
+      env: "AGENTOWL_AGENTS_ON_EMPTY",
+      hint: "cold | 429",
+      description:
+        "A claim while no runtime is ready: `cold` starts one for it (the answer says `cold: true`); `429` " +
+        "refuses it with Retry-After (`agents_retry_after`).",
+    }),
+    agents_retry_after: setting(Type.String({ format: "agentowl-duration", default: "5s" }), {
+      env: "AGENTOWL_AGENTS_RETRY_AFTER",
+      hint: "a duration such as 5s",
+      description: "The Retry-After of a claim refused because the pool was empty or full.",
+    }),
+    agents_tick_interval: setting(Type.String({ format: "agentowl-duration", default: "5s" }), {
+      env: "AGENTOWL_AGENTS_TICK_INTERVAL",
+      hint: "a duration such as 1s or 5s",
+      description:
+        "How often the pool checks its runtimes (a dead process, a missed heartbeat), destroys stuck ones and refills.",
+    }),
+    agents_stuck_timeout: setting(Type.String({ format: "agentowl-duration", default: "60s" }), {
+      env: "AGENTOWL_AGENTS_STUCK_TIMEOUT",
+      hint: "a duration such as 30s or 60s",
+      description:
+        "A runtime that sent nothing (runtimes heartbeat every 5 s) for this long is stuck: it is destroyed and replaced.",
+    }),
+    agents_hello_timeout: setting(Type.String({ format: "agentowl-duration", default: "10s" }), {
+      env: "AGENTOWL_AGENTS_HELLO_TIMEOUT",
+      hint: "a duration such as 10s",
+      description:
+        "A started runtime must connect to its socket and answer hello within this long, or it is destroyed.",
+    }),
+    agents_memory_limit: setting(
+      Type.Integer({ minimum: 16 * 1024 * 1024, maximum: 64 * 1024 * 1024 * 1024, default: 256 * 1024 * 1024 }),
+      {
+        env: "AGENTOWL_AGENTS_MEMORY_LIMIT",
+        hint: "bytes, from 16777216 (16 MiB); 268435456 is 256 MiB",
+        description:
+          "Memory of one agent runtime at most: cgroup memory.max where the cgroup tree is writable, else an rlimit.",
+      },
+    ),
   },
   { additionalProperties: false },
 );
