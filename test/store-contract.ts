@@ -1818,5 +1818,245 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.committer.run((tx) => storage.sessions.revokeAllOfUserTx(tx, again.id))).toBe(0);
       });
     });
+    describe("agent pool rows", () => {
+      const runtime = (id: string, at: number) => ({
+        id,
+        isolation: "process" as const,
+        tokenHash: `hash-${id}`,
+        dir: `/data/agents/rt/${id}`,
+        socket: `/data/agents/run/${id}.sock`,
+        cold: false,
+        createdAt: at,
+      });
+      const claim = (agent: string, tenant = "acme") => ({
+        tenant,
+        agent,
+        template: "helper",
+        templateVersion: 3,
+        userConfig: { greeting: "hi" },
+        cold: false,
+      });
+
+      test("a runtime starts, becomes ready and is claimed once; transitions from another state are refused", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        const rt = await storage.agents.insertRuntime(runtime("rt_a", t0));
+        expect(rt.state).toBe("starting");
+        expect(rt.destroying).toBe(false);
+        expect(await storage.agents.getRuntime("rt_a")).toEqual(rt);
+        expect(await storage.agents.transitionRuntime("rt_a", ["ready"], { state: "claimed" })).toBeNull();
+        const ready = await storage.agents.transitionRuntime("rt_a", ["starting"], {
+          state: "ready",
+          pid: 4242,
+          readyAt: t0 + 5,
+          heartbeatAt: t0 + 5,
+        });
+        expect(ready).toMatchObject({ state: "ready", pid: 4242, readyAt: t0 + 5 });
+        clock.advance(100);
+        const claimed = await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("bot")));
+        expect(claimed).toMatchObject({
+          id: "rt_a",
+          state: "claimed",
+          tenant: "acme",
+          agent: "bot",
+          template: "helper",
+          templateVersion: 3,
+          userConfig: { greeting: "hi" },
+          claimedAt: t0 + 100,
+          cold: false,
+        });
+        expect(await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("other")))).toBeNull();
+        expect((await storage.agents.findClaimed("acme", "bot"))?.id).toBe("rt_a");
+        expect(await storage.agents.findClaimed("acme", "other")).toBeNull();
+        expect(await storage.agents.transitionRuntime("missing", ["ready"], { state: "stuck" })).toBeNull();
+      });
+
+      test("concurrent claims take distinct runtimes, oldest ready first, and an agent name is claimed once per tenant", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        for (let i = 0; i < 5; i++) {
+          await storage.agents.insertRuntime(runtime(`rt_${i}`, t0));
+          // Ready in reverse order of ids: the claim goes by ready time.
+          await storage.agents.transitionRuntime(`rt_${i}`, ["starting"], { state: "ready", readyAt: t0 + 10 - i });
+        }
+        const first = await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("a0")));
+        expect(first?.id).toBe("rt_4");
+        const rest = await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim(`a${i + 1}`))),
+          ),
+        );
+        const got = rest.filter((r) => r !== null).map((r) => r!.id);
+        expect(got.length).toBe(4);
+        expect(new Set([...got, first!.id]).size).toBe(5);
+        expect(rest.filter((r) => r === null).length).toBe(2);
+
+        await storage.agents.insertRuntime(runtime("rt_x", t0));
+        await storage.agents.transitionRuntime("rt_x", ["starting"], { state: "ready", readyAt: t0 });
+        await expect(storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("a0")))).rejects.toMatchObject(
+          {
+            kind: "conflict",
+          },
+        );
+        // The same name in another tenant is another agent.
+        expect((await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("a0", "beta"))))?.id).toBe(
+          "rt_x",
+        );
+        // Claiming a started runtime directly (a cold claim) is refused as well for a taken name.
+        await storage.agents.insertRuntime(runtime("rt_y", t0));
+        await expect(
+          storage.agents.transitionRuntime("rt_y", ["starting"], { state: "claimed", tenant: "acme", agent: "a1" }),
+        ).rejects.toMatchObject({ kind: "conflict" });
+        // Once released (deleted), the name is free again.
+        await storage.agents.transitionRuntime(first!.id, ["claimed"], { state: "deleted", deletedAt: t0 });
+        expect(
+          await storage.agents.transitionRuntime("rt_y", ["starting"], {
+            state: "claimed",
+            tenant: "acme",
+            agent: "a0",
+            cold: true,
+          }),
+        ).toMatchObject({ state: "claimed", cold: true });
+      });
+
+      test("runtimes are listed by tenant and state, counted by state, and live ones exclude the deleted", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        for (const id of ["rt_1", "rt_2", "rt_3", "rt_4"]) await storage.agents.insertRuntime(runtime(id, t0));
+        await storage.agents.transitionRuntime("rt_2", ["starting"], { state: "ready", readyAt: t0 });
+        await storage.agents.transitionRuntime("rt_3", ["starting"], { state: "ready", readyAt: t0 + 1 });
+        await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("bot")));
+        await storage.agents.transitionRuntime("rt_4", ["starting"], { state: "deleted", deletedAt: t0 });
+        expect(await storage.agents.countByState()).toEqual({
+          starting: 1,
+          ready: 1,
+          claimed: 1,
+          stuck: 0,
+          deleted: 1,
+        });
+        expect((await storage.agents.liveRuntimes()).map((r) => r.id)).toEqual(["rt_1", "rt_2", "rt_3"]);
+        expect((await storage.agents.listRuntimes({ limit: 10 })).map((r) => r.id)).toEqual(["rt_1", "rt_2", "rt_3"]);
+        expect((await storage.agents.listRuntimes({ limit: 10, state: "deleted" })).map((r) => r.id)).toEqual(["rt_4"]);
+        expect((await storage.agents.listRuntimes({ limit: 10, tenants: ["acme"] })).map((r) => r.id)).toEqual([
+          "rt_2",
+        ]);
+        expect(await storage.agents.listRuntimes({ limit: 10, tenants: ["beta"] })).toEqual([]);
+        expect((await storage.agents.listRuntimes({ limit: 1, after: "rt_1" })).map((r) => r.id)).toEqual(["rt_2"]);
+      });
+
+      test("heartbeats are recorded in one batch and never move back in time", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        await storage.agents.insertRuntime(runtime("rt_1", t0));
+        await storage.agents.insertRuntime(runtime("rt_2", t0));
+        await storage.agents.heartbeat([
+          { id: "rt_1", at: t0 + 10 },
+          { id: "rt_2", at: t0 + 20 },
+          { id: "rt_gone", at: t0 },
+        ]);
+        await storage.agents.heartbeat([{ id: "rt_1", at: t0 + 5 }]);
+        expect((await storage.agents.getRuntime("rt_1"))?.heartbeatAt).toBe(t0 + 10);
+        expect((await storage.agents.getRuntime("rt_2"))?.heartbeatAt).toBe(t0 + 20);
+        await storage.agents.heartbeat([]);
+      });
+
+      test("tools are provisioned, found by their resource while active, and left unsettled by a crash are listed", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        const tool = (runtimeId: string, address: string) => ({
+          runtimeId,
+          tenant: "acme",
+          tool: "reply",
+          plugin: "email",
+          provisioning: "pool" as const,
+          state: "creating" as const,
+          resourceId: address,
+          config: { address },
+          secretRef: null,
+        });
+        const [a, b] = await storage.committer.run((tx) => [
+          storage.agents.insertToolTx(tx, tool("rt_1", "bot@acme.example")),
+          storage.agents.insertToolTx(tx, tool("rt_2", "other@acme.example")),
+        ]);
+        expect(a!.id).toMatch(/^tl_/);
+        expect(a!.createdAt).toBe(t0);
+        expect(await storage.agents.activeToolsByResource("email", "bot@acme.example")).toEqual([]);
+        expect((await storage.agents.unsettledTools()).map((t) => t.id)).toEqual([a!.id, b!.id]);
+        clock.advance(50);
+        const active = await storage.agents.updateTool(a!.id, { state: "active" }, ["creating"]);
+        expect(active).toMatchObject({ state: "active", updatedAt: t0 + 50, createdAt: t0 });
+        expect(await storage.agents.updateTool(a!.id, { state: "active" }, ["creating"])).toBeNull();
+        expect(
+          (await storage.agents.activeToolsByResource("email", "bot@acme.example")).map((t) => t.runtimeId),
+        ).toEqual(["rt_1"]);
+        expect(await storage.agents.activeToolsByResource("webhook", "bot@acme.example")).toEqual([]);
+        expect((await storage.agents.unsettledTools()).map((t) => t.id)).toEqual([b!.id]);
+        await storage.agents.updateTool(a!.id, { state: "destroying" });
+        expect(await storage.agents.activeToolsByResource("email", "bot@acme.example")).toEqual([]);
+        await storage.agents.updateTool(a!.id, { state: "destroyed" });
+        expect(await storage.agents.listTools("rt_1")).toEqual([
+          expect.objectContaining({ id: a!.id, state: "destroyed", config: { address: "bot@acme.example" } }),
+        ]);
+        expect(await storage.committer.run((tx) => storage.agents.listToolsTx(tx, "rt_2"))).toHaveLength(1);
+        expect((await storage.agents.getTool(b!.id))?.resourceId).toBe("other@acme.example");
+      });
+
+      test("tool calls move on from the states given and are listed by runtime and by event", async () => {
+        const { storage, clock } = await open();
+        const call = (eventId: string | null) => ({
+          runtimeId: "rt_1",
+          tenant: "acme",
+          eventId,
+          tool: "http",
+          args: { path: "/x" },
+          state: "awaiting_approval" as const,
+          approvalId: "apr_1",
+          decision: { effect: "require_approval", policy: "p" },
+          result: null,
+          error: null,
+        });
+        const [c1, c2] = await storage.committer.run((tx) => [
+          storage.agents.insertToolCallTx(tx, call("evt_1")),
+          storage.agents.insertToolCallTx(tx, call(null)),
+        ]);
+        expect(c1!.id).toMatch(/^tc_/);
+        expect(c1!.finishedAt).toBeNull();
+        clock.advance(10);
+        const done = await storage.committer.run((tx) =>
+          storage.agents.transitionToolCallTx(tx, c1!.id, ["awaiting_approval"], {
+            state: "done",
+            result: { status: 200 },
+            finishedAt: tx.now,
+          }),
+        );
+        expect(done).toMatchObject({ state: "done", result: { status: 200 }, finishedAt: clock.now() });
+        expect(
+          await storage.committer.run((tx) =>
+            storage.agents.transitionToolCallTx(tx, c1!.id, ["awaiting_approval"], { state: "failed" }),
+          ),
+        ).toBeNull();
+        expect((await storage.agents.getToolCall(c1!.id))?.state).toBe("done");
+        expect(await storage.committer.run((tx) => storage.agents.getToolCallTx(tx, c2!.id))).toMatchObject({
+          eventId: null,
+          args: { path: "/x" },
+        });
+        expect((await storage.agents.listToolCalls({ runtimeId: "rt_1", limit: 10 })).map((c) => c.id)).toEqual([
+          c1!.id,
+          c2!.id,
+        ]);
+        expect((await storage.agents.listToolCalls({ eventId: "evt_1", limit: 10 })).map((c) => c.id)).toEqual([
+          c1!.id,
+        ]);
+        expect(await storage.agents.listToolCalls({ runtimeId: "rt_2", limit: 10 })).toEqual([]);
+      });
+
+      test("runtimes, tools and calls survive a restart", async () => {
+        const { storage, clock } = await open();
+        await storage.agents.insertRuntime(runtime("rt_1", clock.now()));
+        await storage.agents.transitionRuntime("rt_1", ["starting"], { destroying: true, error: "stuck" });
+        const again = await h!.reopen();
+        expect(await again.agents.getRuntime("rt_1")).toMatchObject({ destroying: true, error: "stuck" });
+      });
+    });
   });
 }

@@ -4,111 +4,27 @@
  * calls and the surfaces (API, CLI, console) use these types.
  */
 
-/** A runtime's life: warm (`ready`), bound to a template and tenant (`claimed`), unresponsive (`stuck`), gone. */
-export const RUNTIME_STATES = ["starting", "ready", "claimed", "stuck", "deleted"] as const;
-export type RuntimeState = (typeof RUNTIME_STATES)[number];
-
-/** How a runtime is isolated: bubblewrap (Linux), sandbox-exec (macOS), or a plain process where neither works. */
-export type Isolation = "bwrap" | "sandbox-exec" | "process";
-
-export interface RuntimeRecord {
-  id: string;
-  state: RuntimeState;
-  isolation: Isolation;
-  /** Set at claim: the tenant, the agent name (an email tool's local part) and the template with the version used. */
-  tenant: string | null;
-  agent: string | null;
-  template: string | null;
-  templateVersion: number | null;
-  /** The claim's user config without its secrets (those are in the vault). */
-  userConfig: Record<string, unknown> | null;
-  tokenHash: string;
-  dir: string;
-  socket: string;
-  pid: number | null;
-  /** Claimed while no runtime was ready: it was started for this claim. */
-  cold: boolean;
-  createdAt: number;
-  readyAt: number | null;
-  claimedAt: number | null;
-  heartbeatAt: number | null;
-  syncedAt: number | null;
-  stuckAt: number | null;
-  deletedAt: number | null;
-  /** A destroy has begun: tools first, then the process and its directory (resumed after a crash). */
-  destroying: boolean;
-  error: string | null;
-}
-
-export type NewRuntime = Pick<RuntimeRecord, "id" | "isolation" | "tokenHash" | "dir" | "socket" | "cold"> & {
-  createdAt: number;
-};
-
-export type RuntimePatch = Partial<
-  Pick<
-    RuntimeRecord,
-    | "state"
-    | "pid"
-    | "tokenHash"
-    | "readyAt"
-    | "heartbeatAt"
-    | "syncedAt"
-    | "stuckAt"
-    | "deletedAt"
-    | "destroying"
-    | "error"
-    | "templateVersion"
-    | "tenant"
-    | "agent"
-    | "template"
-    | "userConfig"
-    | "claimedAt"
-    | "cold"
-  >
->;
-
-export const TOOL_STATES = ["creating", "active", "destroying", "destroyed"] as const;
-export type ToolState = (typeof TOOL_STATES)[number];
-
-/** One provisioned resource of one runtime (the seed's instance_services): a plugin needs no migration. */
-export interface ToolRecord {
-  id: string;
-  runtimeId: string;
-  tenant: string;
-  /** The tool's id in the template (e.g. `reply`), and the plugin that provides it (e.g. `email`). */
-  tool: string;
-  plugin: string;
-  provisioning: "pool" | "user";
-  state: ToolState;
-  /** What the plugin created: an address, a binding name, an endpoint name, a number. */
-  resourceId: string | null;
-  /** Non-secret configuration the runtime may see. */
-  config: Record<string, unknown>;
-  /** Where a `provisioning: user` tool's credentials are kept. */
-  secretRef: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
-
-export const TOOL_CALL_STATES = ["refused", "denied", "awaiting_approval", "running", "done", "failed"] as const;
-export type ToolCallState = (typeof TOOL_CALL_STATES)[number];
-
-export interface ToolCallRecord {
-  id: string;
-  runtimeId: string;
-  tenant: string;
-  eventId: string | null;
-  tool: string;
-  args: Record<string, unknown>;
-  state: ToolCallState;
-  approvalId: string | null;
-  /** The policy decision (effect, policy, rule, reason). */
-  decision: Record<string, unknown> | null;
-  result: unknown;
-  error: string | null;
-  createdAt: number;
-  finishedAt: number | null;
-}
+// The records are the store's (src/store/contract.ts), re-exported here: the store imports no domain module.
+export {
+  ISOLATIONS,
+  RUNTIME_STATES,
+  TOOL_CALL_STATES,
+  TOOL_STATES,
+  type Isolation,
+  type NewRuntime,
+  type NewTool,
+  type NewToolCall,
+  type RuntimePatch,
+  type RuntimeRecord,
+  type RuntimeState,
+  type ToolCallPatch,
+  type ToolCallRecord,
+  type ToolCallState,
+  type ToolPatch,
+  type ToolRecord,
+  type ToolState,
+} from "../store/index.ts";
+import type { Isolation, RuntimeRecord, RuntimeState, ToolRecord } from "../store/index.ts";
 
 // The runtime's process
 

@@ -23,6 +23,8 @@ export const ID_PREFIXES = [
   "rt",
   "msg",
   "usr",
+  "tl",
+  "tc",
 ] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 

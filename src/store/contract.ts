@@ -877,6 +877,202 @@ export interface SecretStore {
   names(tenant?: string): Promise<SecretKey[]>;
 }
 
+// The agent pool (docs/agents.md)
+
+/** A runtime's life: warm (`ready`), bound to a template and tenant (`claimed`), unresponsive (`stuck`), gone. */
+export const RUNTIME_STATES = ["starting", "ready", "claimed", "stuck", "deleted"] as const;
+export type RuntimeState = (typeof RUNTIME_STATES)[number];
+
+/** How a runtime is isolated: bubblewrap (Linux), sandbox-exec (macOS), or a plain process where neither works. */
+export const ISOLATIONS = ["bwrap", "sandbox-exec", "process"] as const;
+export type Isolation = (typeof ISOLATIONS)[number];
+
+export interface RuntimeRecord {
+  id: string;
+  state: RuntimeState;
+  isolation: Isolation;
+  /** Set at claim: the tenant, the agent name (an email tool's local part) and the template with the version used. */
+  tenant: string | null;
+  agent: string | null;
+  template: string | null;
+  templateVersion: number | null;
+  /** The claim's user config without its secrets (those are in the vault). */
+  userConfig: Record<string, unknown> | null;
+  tokenHash: string;
+  dir: string;
+  socket: string;
+  pid: number | null;
+  /** Claimed while no runtime was ready: it was started for this claim. */
+  cold: boolean;
+  createdAt: number;
+  readyAt: number | null;
+  claimedAt: number | null;
+  heartbeatAt: number | null;
+  syncedAt: number | null;
+  stuckAt: number | null;
+  deletedAt: number | null;
+  /** A destroy has begun: tools first, then the process and its directory (resumed after a crash). */
+  destroying: boolean;
+  error: string | null;
+}
+
+export type NewRuntime = Pick<RuntimeRecord, "id" | "isolation" | "tokenHash" | "dir" | "socket" | "cold"> & {
+  createdAt: number;
+};
+
+export type RuntimePatch = Partial<
+  Pick<
+    RuntimeRecord,
+    | "state"
+    | "pid"
+    | "tokenHash"
+    | "readyAt"
+    | "heartbeatAt"
+    | "syncedAt"
+    | "stuckAt"
+    | "deletedAt"
+    | "destroying"
+    | "error"
+    | "templateVersion"
+    | "tenant"
+    | "agent"
+    | "template"
+    | "userConfig"
+    | "claimedAt"
+    | "cold"
+  >
+>;
+
+export const TOOL_STATES = ["creating", "active", "destroying", "destroyed"] as const;
+export type ToolState = (typeof TOOL_STATES)[number];
+
+/** One provisioned resource of one runtime (the seed's instance_services): a plugin needs no migration. */
+export interface ToolRecord {
+  id: string;
+  runtimeId: string;
+  tenant: string;
+  /** The tool's id in the template (e.g. `reply`), and the plugin that provides it (e.g. `email`). */
+  tool: string;
+  plugin: string;
+  provisioning: "pool" | "user";
+  state: ToolState;
+  /** What the plugin created: an address, a binding name, an endpoint name, a number. */
+  resourceId: string | null;
+  /** Non-secret configuration the runtime may see. */
+  config: Record<string, unknown>;
+  /** Where a `provisioning: user` tool's credentials are kept. */
+  secretRef: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const TOOL_CALL_STATES = ["refused", "denied", "awaiting_approval", "running", "done", "failed"] as const;
+export type ToolCallState = (typeof TOOL_CALL_STATES)[number];
+
+export interface ToolCallRecord {
+  id: string;
+  runtimeId: string;
+  tenant: string;
+  eventId: string | null;
+  tool: string;
+  args: Record<string, unknown>;
+  state: ToolCallState;
+  approvalId: string | null;
+  /** The policy decision (effect, policy, rule, reason). */
+  decision: Record<string, unknown> | null;
+  result: unknown;
+  error: string | null;
+  createdAt: number;
+  finishedAt: number | null;
+}
+
+/** A new tool record: the store numbers it (`tl_…`) unless an id is given, and stamps its times. */
+export type NewTool = Omit<ToolRecord, "id" | "createdAt" | "updatedAt"> & { id?: string };
+
+export type ToolPatch = Partial<Pick<ToolRecord, "state" | "resourceId" | "config" | "secretRef">>;
+
+/** A new tool call: the store numbers it (`tc_…`) unless an id is given, created at the unit's time. */
+export type NewToolCall = Omit<ToolCallRecord, "id" | "createdAt" | "finishedAt"> & {
+  id?: string;
+  finishedAt?: number | null;
+};
+
+export type ToolCallPatch = Partial<
+  Pick<ToolCallRecord, "state" | "approvalId" | "decision" | "result" | "error" | "finishedAt">
+>;
+
+/** What a claim writes onto the runtime it takes. */
+export interface RuntimeClaim {
+  tenant: string;
+  agent: string;
+  template: string;
+  templateVersion: number;
+  userConfig: Record<string, unknown> | null;
+  /** Started for this claim because none was ready. */
+  cold: boolean;
+}
+
+export interface RuntimeQuery {
+  tenants?: readonly string[];
+  state?: RuntimeState;
+  /** By id, after this one (the cursor). */
+  after?: string;
+  limit: number;
+}
+
+/**
+ * The agent pool's rows (docs/agents.md): runtimes, the tools provisioned for them and the tool
+ * calls they made. Transitions that the pool or the tool calls combine with audit entries, outbox
+ * events or approvals have a Tx variant; the rest commit on their own.
+ */
+export interface AgentStore {
+  insertRuntimeTx(tx: Tx, r: NewRuntime): RuntimeRecord;
+  insertRuntime(r: NewRuntime): Promise<RuntimeRecord>;
+  getRuntimeTx(tx: Tx, id: string): RuntimeRecord | null;
+  getRuntime(id: string): Promise<RuntimeRecord | null>;
+  /** By id (oldest first); deleted ones only when asked for by state. */
+  listRuntimes(q: RuntimeQuery): Promise<RuntimeRecord[]>;
+  /** How many runtimes are in each state (deleted ones included). */
+  countByState(): Promise<Record<RuntimeState, number>>;
+  /** Move a runtime on from one of `from`: the new row, or null when it was in another state (or is gone). */
+  transitionRuntimeTx(tx: Tx, id: string, from: readonly RuntimeState[], patch: RuntimePatch): RuntimeRecord | null;
+  transitionRuntime(id: string, from: readonly RuntimeState[], patch: RuntimePatch): Promise<RuntimeRecord | null>;
+  /**
+   * Claim the oldest ready runtime (by ready time) for `claim`, claimed at the unit's time: the
+   * claimed row, or null when none is ready. Two concurrent claims never get the same runtime.
+   * An agent name already claimed in the tenant is AppError conflict.
+   */
+  claimReadyTx(tx: Tx, claim: RuntimeClaim): RuntimeRecord | null;
+  /** The runtime claimed for an agent of a tenant, if any. */
+  findClaimedTx(tx: Tx, tenant: string, agent: string): RuntimeRecord | null;
+  findClaimed(tenant: string, agent: string): Promise<RuntimeRecord | null>;
+  /** Every runtime not deleted (what the tick and reconcile walk). */
+  liveRuntimes(): Promise<RuntimeRecord[]>;
+  /** Record heartbeats in one unit; a heartbeat never moves back in time. */
+  heartbeat(beats: readonly { id: string; at: number }[]): Promise<void>;
+
+  insertToolTx(tx: Tx, t: NewTool): ToolRecord;
+  /** Change a tool (only from one of `from` when given): the new row, or null. `updatedAt` is the unit's time. */
+  updateToolTx(tx: Tx, id: string, patch: ToolPatch, from?: readonly ToolState[]): ToolRecord | null;
+  updateTool(id: string, patch: ToolPatch, from?: readonly ToolState[]): Promise<ToolRecord | null>;
+  getTool(id: string): Promise<ToolRecord | null>;
+  /** A runtime's tools, oldest first (destroyed ones included). */
+  listToolsTx(tx: Tx, runtimeId: string): ToolRecord[];
+  listTools(runtimeId: string): Promise<ToolRecord[]>;
+  /** Tools in 'creating' or 'destroying' of any runtime: what a crash left half done. */
+  unsettledTools(): Promise<ToolRecord[]>;
+  /** The routing lookup: the active tools of a plugin with this resource (an address, a binding, a number). */
+  activeToolsByResource(plugin: string, resourceId: string): Promise<ToolRecord[]>;
+
+  insertToolCallTx(tx: Tx, c: NewToolCall): ToolCallRecord;
+  /** Move a tool call on from one of `from`: the new row, or null when it was in another state. */
+  transitionToolCallTx(tx: Tx, id: string, from: readonly ToolCallState[], patch: ToolCallPatch): ToolCallRecord | null;
+  getToolCallTx(tx: Tx, id: string): ToolCallRecord | null;
+  getToolCall(id: string): Promise<ToolCallRecord | null>;
+  /** Oldest first, of one runtime or of one event. */
+  listToolCalls(q: { runtimeId?: string; eventId?: string; after?: string; limit: number }): Promise<ToolCallRecord[]>;
+}
+
 // Blobs (docs/architecture.md)
 
 /**
@@ -923,6 +1119,7 @@ export interface Storage {
   readonly secrets: SecretStore;
   readonly users: UserStore;
   readonly sessions: SessionStore;
+  readonly agents: AgentStore;
   readonly blobs: Blobs;
   /** What opening did to the schema: the migrations applied now, and the schema version. */
   readonly migration: { applied: string[]; version: number };

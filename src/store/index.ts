@@ -7,7 +7,17 @@ import type { Storage, StorageOptions } from "./contract.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 
 export type * from "./contract.ts";
-export { APPROVAL_DECIDED, APPROVAL_STATES, DELIVERY_STATES, EVENT_SEARCH_MAX, EVENT_STATES } from "./contract.ts";
+export {
+  APPROVAL_DECIDED,
+  APPROVAL_STATES,
+  DELIVERY_STATES,
+  EVENT_SEARCH_MAX,
+  EVENT_STATES,
+  ISOLATIONS,
+  RUNTIME_STATES,
+  TOOL_CALL_STATES,
+  TOOL_STATES,
+} from "./contract.ts";
 export type { AuditEntry, Broken, ChainedEntry, ChainKeys } from "./audit-chain.ts";
 export { parseExpectedHead } from "./audit-chain.ts";
 export type { Checkpoint } from "./audit-checkpoints.ts";
@@ -16,6 +26,7 @@ export * as schema from "./schema/index.ts";
 export { DATABASE_FILE, type Db, lockDataDir, openDatabase, prepareDataDir, type SqliteHandle } from "./sqlite.ts";
 export {
   openSqliteStorage,
+  SqliteAgents,
   SqliteApprovals,
   SqliteAudit,
   SqliteEvents,

@@ -12,6 +12,7 @@ import m9 from "../../migrations/0009_delivery_retrying.sql" with { type: "text"
 import m10 from "../../migrations/0010_secret_format.sql" with { type: "text" };
 import m11 from "../../migrations/0011_console_users.sql" with { type: "text" };
 import m12 from "../../migrations/0012_dashboard_rates.sql" with { type: "text" };
+import m13 from "../../migrations/0013_agents.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -27,4 +28,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 10, tag: "0010_secret_format", sql: m10 },
   { idx: 11, tag: "0011_console_users", sql: m11 },
   { idx: 12, tag: "0012_dashboard_rates", sql: m12 },
+  { idx: 13, tag: "0013_agents", sql: m13 },
 ];

@@ -6,3 +6,4 @@ export * from "./queue.ts";
 export * from "./vault.ts";
 export * from "./mail.ts";
 export * from "./users.ts";
+export * from "./agents.ts";

@@ -8,6 +8,7 @@ import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
 import { BackgroundCheckpointer } from "./checkpointer.ts";
 import { SqliteCommitter } from "./committer.ts";
+import { SqliteAgents } from "./agents.ts";
 import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
@@ -39,6 +40,7 @@ export class SqliteStorage implements Storage {
   readonly secrets: SqliteSecrets;
   readonly users: SqliteUsers;
   readonly sessions: SqliteSessions;
+  readonly agents: SqliteAgents;
   /** Files under `<dir>/blobs` (src/store/blobs.ts). */
   readonly blobs: Blobs;
   private checkpointer: BackgroundCheckpointer | null = null;
@@ -66,6 +68,7 @@ export class SqliteStorage implements Storage {
     this.secrets = new SqliteSecrets(db);
     this.users = new SqliteUsers(db);
     this.sessions = new SqliteSessions(db, this.committer);
+    this.agents = new SqliteAgents(db, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
@@ -125,6 +128,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { SqliteAgents } from "./agents.ts";
 export { SqliteApprovals } from "./approvals.ts";
 export { SqliteAudit } from "./audit.ts";
 export { SqliteEvents } from "./events.ts";

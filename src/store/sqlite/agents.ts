@@ -1,0 +1,319 @@
+import { and, asc, eq, gt, inArray, ne, sql } from "drizzle-orm";
+import { newId } from "../../core/ids.ts";
+import { AppError } from "../../errors/index.ts";
+import {
+  type AgentStore,
+  type NewRuntime,
+  type NewTool,
+  type NewToolCall,
+  RUNTIME_STATES,
+  type RuntimeClaim,
+  type RuntimePatch,
+  type RuntimeQuery,
+  type RuntimeRecord,
+  type RuntimeState,
+  type ToolCallPatch,
+  type ToolCallRecord,
+  type ToolCallState,
+  type ToolPatch,
+  type ToolRecord,
+  type ToolState,
+} from "../contract.ts";
+import { agentRuntimes, agentToolCalls, agentTools } from "../schema/index.ts";
+import type { Db } from "../sqlite.ts";
+import type { SqliteCommitter, SqliteTx } from "./committer.ts";
+import { type Same, same } from "./same.ts";
+
+same<Same<RuntimeRecord, typeof agentRuntimes.$inferSelect>>(true);
+same<Same<ToolRecord, typeof agentTools.$inferSelect>>(true);
+same<Same<ToolCallRecord, typeof agentToolCalls.$inferSelect>>(true);
+
+/** The agent pool's rows (src/store/schema/agents.ts); the pool's rules are src/agents/'s. */
+export class SqliteAgents implements AgentStore {
+  constructor(
+    private readonly db: Db,
+    private readonly committer: SqliteCommitter,
+  ) {}
+
+  insertRuntimeTx(tx: SqliteTx, r: NewRuntime): RuntimeRecord {
+    const row: RuntimeRecord = {
+      ...r,
+      state: "starting",
+      tenant: null,
+      agent: null,
+      template: null,
+      templateVersion: null,
+      userConfig: null,
+      pid: null,
+      readyAt: null,
+      claimedAt: null,
+      heartbeatAt: null,
+      syncedAt: null,
+      stuckAt: null,
+      deletedAt: null,
+      destroying: false,
+      error: null,
+    };
+    tx.db.insert(agentRuntimes).values(row).run();
+    return row;
+  }
+
+  insertRuntime(r: NewRuntime): Promise<RuntimeRecord> {
+    return this.committer.run((tx) => this.insertRuntimeTx(tx, r));
+  }
+
+  private runtime(db: Db, id: string): RuntimeRecord | null {
+    return db.select().from(agentRuntimes).where(eq(agentRuntimes.id, id)).get() ?? null;
+  }
+
+  getRuntimeTx(tx: SqliteTx, id: string): RuntimeRecord | null {
+    return this.runtime(tx.db, id);
+  }
+
+  async getRuntime(id: string): Promise<RuntimeRecord | null> {
+    return this.runtime(this.db, id);
+  }
+
+  async listRuntimes(q: RuntimeQuery): Promise<RuntimeRecord[]> {
+    return this.db
+      .select()
+      .from(agentRuntimes)
+      .where(
+        and(
+          q.tenants ? inArray(agentRuntimes.tenant, [...q.tenants]) : undefined,
+          q.state ? eq(agentRuntimes.state, q.state) : ne(agentRuntimes.state, "deleted"),
+          q.after !== undefined ? gt(agentRuntimes.id, q.after) : undefined,
+        ),
+      )
+      .orderBy(asc(agentRuntimes.id))
+      .limit(q.limit)
+      .all();
+  }
+
+  async countByState(): Promise<Record<RuntimeState, number>> {
+    const counts = Object.fromEntries(RUNTIME_STATES.map((s) => [s, 0])) as Record<RuntimeState, number>;
+    const rows = this.db
+      .select({ state: agentRuntimes.state, n: sql<number>`count(*)` })
+      .from(agentRuntimes)
+      .groupBy(agentRuntimes.state)
+      .all();
+    for (const r of rows) counts[r.state] = r.n;
+    return counts;
+  }
+
+  transitionRuntimeTx(
+    tx: SqliteTx,
+    id: string,
+    from: readonly RuntimeState[],
+    patch: RuntimePatch,
+  ): RuntimeRecord | null {
+    if (Object.keys(patch).length === 0) {
+      const row = this.runtime(tx.db, id);
+      return row && from.includes(row.state) ? row : null;
+    }
+    if (patch.state === "claimed") this.refuseTakenAgent(tx, id, patch.tenant, patch.agent);
+    return (
+      tx.db
+        .update(agentRuntimes)
+        .set(patch)
+        .where(and(eq(agentRuntimes.id, id), inArray(agentRuntimes.state, [...from])))
+        .returning()
+        .get() ?? null
+    );
+  }
+
+  transitionRuntime(id: string, from: readonly RuntimeState[], patch: RuntimePatch): Promise<RuntimeRecord | null> {
+    return this.committer.run((tx) => this.transitionRuntimeTx(tx, id, from, patch));
+  }
+
+  /** A conflict, not the unique index's constraint failure (which would fail the whole unit obscurely). */
+  private refuseTakenAgent(tx: SqliteTx, id: string | null, tenant?: string | null, agent?: string | null): void {
+    if (!tenant || !agent) return;
+    const taken = this.findClaimedTx(tx, tenant, agent);
+    if (taken && taken.id !== id) throw new AppError("conflict", `agent ${agent} is claimed in ${tenant} already`);
+  }
+
+  claimReadyTx(tx: SqliteTx, claim: RuntimeClaim): RuntimeRecord | null {
+    this.refuseTakenAgent(tx, null, claim.tenant, claim.agent);
+    return (
+      tx.db
+        .update(agentRuntimes)
+        .set({
+          state: "claimed",
+          tenant: claim.tenant,
+          agent: claim.agent,
+          template: claim.template,
+          templateVersion: claim.templateVersion,
+          userConfig: claim.userConfig,
+          cold: claim.cold,
+          claimedAt: tx.now,
+          syncedAt: tx.now,
+        })
+        .where(
+          eq(
+            agentRuntimes.id,
+            sql`(SELECT id FROM agent_runtimes WHERE state = 'ready' ORDER BY ready_at, id LIMIT 1)`,
+          ),
+        )
+        .returning()
+        .get() ?? null
+    );
+  }
+
+  findClaimedTx(tx: SqliteTx, tenant: string, agent: string): RuntimeRecord | null {
+    return this.claimed(tx.db, tenant, agent);
+  }
+
+  async findClaimed(tenant: string, agent: string): Promise<RuntimeRecord | null> {
+    return this.claimed(this.db, tenant, agent);
+  }
+
+  private claimed(db: Db, tenant: string, agent: string): RuntimeRecord | null {
+    return (
+      db
+        .select()
+        .from(agentRuntimes)
+        .where(
+          and(eq(agentRuntimes.tenant, tenant), eq(agentRuntimes.agent, agent), eq(agentRuntimes.state, "claimed")),
+        )
+        .get() ?? null
+    );
+  }
+
+  async liveRuntimes(): Promise<RuntimeRecord[]> {
+    return this.db
+      .select()
+      .from(agentRuntimes)
+      .where(ne(agentRuntimes.state, "deleted"))
+      .orderBy(asc(agentRuntimes.id))
+      .all();
+  }
+
+  heartbeat(beats: readonly { id: string; at: number }[]): Promise<void> {
+    if (beats.length === 0) return Promise.resolve();
+    return this.committer.run((tx) => {
+      for (const b of beats)
+        tx.db
+          .update(agentRuntimes)
+          .set({ heartbeatAt: sql`max(coalesce(${agentRuntimes.heartbeatAt}, 0), ${b.at})` })
+          .where(and(eq(agentRuntimes.id, b.id), ne(agentRuntimes.state, "deleted")))
+          .run();
+    });
+  }
+
+  insertToolTx(tx: SqliteTx, t: NewTool): ToolRecord {
+    const row: ToolRecord = { ...t, id: t.id ?? newId("tl", tx.now), createdAt: tx.now, updatedAt: tx.now };
+    tx.db.insert(agentTools).values(row).run();
+    return row;
+  }
+
+  updateToolTx(tx: SqliteTx, id: string, patch: ToolPatch, from?: readonly ToolState[]): ToolRecord | null {
+    return (
+      tx.db
+        .update(agentTools)
+        .set({ ...patch, updatedAt: tx.now })
+        .where(and(eq(agentTools.id, id), from ? inArray(agentTools.state, [...from]) : undefined))
+        .returning()
+        .get() ?? null
+    );
+  }
+
+  updateTool(id: string, patch: ToolPatch, from?: readonly ToolState[]): Promise<ToolRecord | null> {
+    return this.committer.run((tx) => this.updateToolTx(tx, id, patch, from));
+  }
+
+  async getTool(id: string): Promise<ToolRecord | null> {
+    return this.db.select().from(agentTools).where(eq(agentTools.id, id)).get() ?? null;
+  }
+
+  private tools(db: Db, runtimeId: string): ToolRecord[] {
+    return db.select().from(agentTools).where(eq(agentTools.runtimeId, runtimeId)).orderBy(asc(agentTools.id)).all();
+  }
+
+  listToolsTx(tx: SqliteTx, runtimeId: string): ToolRecord[] {
+    return this.tools(tx.db, runtimeId);
+  }
+
+  async listTools(runtimeId: string): Promise<ToolRecord[]> {
+    return this.tools(this.db, runtimeId);
+  }
+
+  async unsettledTools(): Promise<ToolRecord[]> {
+    return this.db
+      .select()
+      .from(agentTools)
+      .where(inArray(agentTools.state, ["creating", "destroying"]))
+      .orderBy(asc(agentTools.id))
+      .all();
+  }
+
+  async activeToolsByResource(plugin: string, resourceId: string): Promise<ToolRecord[]> {
+    return this.db
+      .select()
+      .from(agentTools)
+      .where(and(eq(agentTools.plugin, plugin), eq(agentTools.resourceId, resourceId), eq(agentTools.state, "active")))
+      .orderBy(asc(agentTools.id))
+      .all();
+  }
+
+  insertToolCallTx(tx: SqliteTx, c: NewToolCall): ToolCallRecord {
+    const row: ToolCallRecord = {
+      ...c,
+      id: c.id ?? newId("tc", tx.now),
+      createdAt: tx.now,
+      finishedAt: c.finishedAt ?? null,
+    };
+    tx.db.insert(agentToolCalls).values(row).run();
+    return row;
+  }
+
+  transitionToolCallTx(
+    tx: SqliteTx,
+    id: string,
+    from: readonly ToolCallState[],
+    patch: ToolCallPatch,
+  ): ToolCallRecord | null {
+    const set = Object.keys(patch).length > 0 ? patch : { state: sql`${agentToolCalls.state}` };
+    return (
+      tx.db
+        .update(agentToolCalls)
+        .set(set as ToolCallPatch)
+        .where(and(eq(agentToolCalls.id, id), inArray(agentToolCalls.state, [...from])))
+        .returning()
+        .get() ?? null
+    );
+  }
+
+  private call(db: Db, id: string): ToolCallRecord | null {
+    return db.select().from(agentToolCalls).where(eq(agentToolCalls.id, id)).get() ?? null;
+  }
+
+  getToolCallTx(tx: SqliteTx, id: string): ToolCallRecord | null {
+    return this.call(tx.db, id);
+  }
+
+  async getToolCall(id: string): Promise<ToolCallRecord | null> {
+    return this.call(this.db, id);
+  }
+
+  async listToolCalls(q: {
+    runtimeId?: string;
+    eventId?: string;
+    after?: string;
+    limit: number;
+  }): Promise<ToolCallRecord[]> {
+    return this.db
+      .select()
+      .from(agentToolCalls)
+      .where(
+        and(
+          q.runtimeId !== undefined ? eq(agentToolCalls.runtimeId, q.runtimeId) : undefined,
+          q.eventId !== undefined ? eq(agentToolCalls.eventId, q.eventId) : undefined,
+          q.after !== undefined ? gt(agentToolCalls.id, q.after) : undefined,
+        ),
+      )
+      .orderBy(asc(agentToolCalls.id))
+      .limit(q.limit)
+      .all();
+  }
+}
