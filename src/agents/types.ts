@@ -127,6 +127,11 @@ export interface ToolPlugin {
   create(ctx: ToolContext): Promise<Provisioned>;
   update(ctx: ToolContext, current: ToolRecord): Promise<Provisioned>;
   destroy(current: ToolRecord): Promise<void>;
+  /**
+   * The vault references a call of this resource needs, by name (`signing`, `api_key`): the
+   * appliance leases each for exactly that call and hands the values in `ToolCallContext.secrets`.
+   */
+  secrets?(current: ToolRecord): Promise<Record<string, string>>;
   call(ctx: ToolCallContext): Promise<unknown>;
 }
 

@@ -370,6 +370,21 @@ export const settingsSchema = Type.Object(
           "Memory of one agent runtime at most: cgroup memory.max where the cgroup tree is writable, else an rlimit.",
       },
     ),
+    // The agents' tools and model proxy (docs/agents.md).
+    agents_smarthost: setting(Type.Optional(Type.String({ format: "agentowl-host-port" })), {
+      env: "AGENTOWL_AGENTS_SMARTHOST",
+      hint: "host:port on the LAN, e.g. 192.168.1.10:25",
+      description:
+        "The mail relay agents' `email` tools send their replies through, and only there (plain " +
+        "SMTP, STARTTLS when it offers it; it must be on loopback or the LAN).",
+      defaultText: "unset (an email tool can receive but not send)",
+    }),
+    agents_model_timeout: setting(Type.String({ format: "agentowl-duration", default: "120s" }), {
+      env: "AGENTOWL_AGENTS_MODEL_TIMEOUT",
+      hint: "a duration such as 60s or 5m",
+      description:
+        "How long one `model.chat` of a runtime may take at the model server before it is answered with a timeout.",
+    }),
   },
   { additionalProperties: false },
 );

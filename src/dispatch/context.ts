@@ -4,7 +4,8 @@ import type { EndpointSpec } from "../control/resources/specs.ts";
 import { type CompiledPolicy, PolicyCache } from "../policy/engine.ts";
 import { policiesFor } from "../policy/load.ts";
 import { RouteTable } from "../route/route.ts";
-import type { Storage, Tx } from "../store/index.ts";
+import type { Envelope } from "../events/envelope.ts";
+import type { DeliveryRow, Storage, Tx } from "../store/index.ts";
 import { LeasedSecrets } from "../vault/leased.ts";
 import type { Vault } from "../vault/vault.ts";
 import { Breakers } from "./breaker.ts";
@@ -12,6 +13,8 @@ import { Connections } from "./connections.ts";
 import { DeliveryWriter } from "./delivery.ts";
 import { EndpointSlots } from "./endpoint-slots.ts";
 import { EndpointGate } from "./gate.ts";
+import type { Attempt } from "./post.ts";
+import type { TaskTrace } from "./trace.ts";
 
 /**
  * What the parts of the dispatcher share (docs/architecture.md#dispatch): its dependencies, the
@@ -31,6 +34,42 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 const JOB_MAX_RUNS = 1_000_000_000;
 const DEFAULT_VISIBILITY_MS = 5 * 60_000;
 
+/** A route target that names a claimed agent (`agent:<name>`) instead of an endpoint. */
+export const AGENT_TARGET = "agent:";
+
+/** A task's timeout: the runtime may ask the model several times (each up to agents_model_timeout) before it answers. */
+const AGENT_TASK_TIMEOUT = "10m";
+
+/** The agent a target names, or null when it names an endpoint. */
+export function agentOf(target: string): string | null {
+  return target.startsWith(AGENT_TARGET) ? target.slice(AGENT_TARGET.length) : null;
+}
+
+/**
+ * The agent pool as the dispatcher sees it (src/agents/): a delivery to `agent:<name>` is a
+ * `task` request over the claimed runtime's socket instead of an HTTP POST, with the same
+ * delivery rows, retries, policy and audit. The pool provides it; without it an agent target is
+ * a target that does not exist.
+ */
+export interface AgentTargets {
+  /** Whether `agent` is claimed in `tenant` (a runtime being relaunched is still claimed). */
+  has(tenant: string, agent: string): boolean;
+  /** Agents whose active email, webhook or sms tool receives this event: each is a target `agent:<name>`. */
+  routesFor(envelope: Envelope): readonly string[];
+  /**
+   * The task, answered within `timeoutMs`, as an attempt: ok when the runtime answered `done`;
+   * spans of what the runtime did meanwhile (agent.model, tool.call) go on `trace`. Never throws.
+   */
+  deliverToAgent(
+    tenant: string,
+    agent: string,
+    delivery: DeliveryRow,
+    envelope: Envelope,
+    timeoutMs: number,
+    trace: TaskTrace,
+  ): Promise<Attempt>;
+}
+
 export interface DispatcherDeps {
   storage: Storage;
   vault: Vault;
@@ -43,6 +82,8 @@ export interface DispatcherDeps {
   breaker?: { threshold: number; cooldownMs: number };
   /** The job runner's concurrency: how many deliveries may wait in one endpoint's line. */
   workers?: number;
+  /** The agent pool, when there is one (else `setAgentTargets` later: the pool starts after the dispatcher). */
+  targets?: AgentTargets;
 }
 
 export interface DispatchContext {
@@ -59,7 +100,9 @@ export interface DispatchContext {
   readonly connections: Connections;
   /** The one writer of delivery state. */
   readonly deliveries: DeliveryWriter;
-  /** An endpoint's spec as configured now, undefined when it does not exist. */
+  /** The agent pool's side of `agent:<name>` targets, null until the pool is there. */
+  targets: AgentTargets | null;
+  /** An endpoint's spec as configured now, undefined when it does not exist (an agent target: its stand-in spec while it is claimed). */
   endpoint(tenant: string, name: string): Promise<EndpointSpec | undefined>;
   /** The policies that decide for a tenant's deliveries, in the engine's order. */
   policies(tenant: string): Promise<CompiledPolicy[]>;
@@ -82,7 +125,7 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
   const tenantPolicies = new ConfigCache(storage.resources, (tenant) =>
     policiesFor(storage.resources, compiled, tenant),
   );
-  return {
+  const ctx: DispatchContext = {
     storage,
     clock,
     random: deps.random ?? Math.random,
@@ -94,11 +137,31 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
     gate: new EndpointGate(slots, breakers, DEFAULT_MAX_IN_FLIGHT),
     connections: new Connections(DEFAULT_MAX_IN_FLIGHT, DEFAULT_TIMEOUT_MS),
     deliveries: new DeliveryWriter(storage),
-    endpoint: async (tenant, name) => (await endpoints.get(tenant, name)) ?? undefined,
+    targets: deps.targets ?? null,
+    endpoint: async (tenant, name) => {
+      const agent = agentOf(name);
+      if (agent === null) return (await endpoints.get(tenant, name)) ?? undefined;
+      return ctx.targets?.has(tenant, agent) ? agentSpec(tenant, name) : undefined;
+    },
     policies: (tenant) => tenantPolicies.get(tenant),
     enqueueTx: (tx, d, key) => {
       tx.enqueue(deliveryJob(d, key));
     },
+  };
+  return ctx;
+}
+
+/**
+ * What an agent target stands on where an endpoint's spec is read: its name, a URL that says where
+ * the task goes (in the attempt's audit entry and the circuit's key), the default retries and
+ * timeout, one task at a time (a runtime works on one task at once).
+ */
+function agentSpec(tenant: string, name: string): EndpointSpec {
+  return {
+    name,
+    url: `agent://${tenant}/${name.slice(AGENT_TARGET.length)}`,
+    max_in_flight: 1,
+    timeout: AGENT_TASK_TIMEOUT,
   };
 }
 

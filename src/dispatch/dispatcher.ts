@@ -1,5 +1,5 @@
 import { OperatorActions } from "./actions.ts";
-import { type DispatcherDeps, dispatchContext } from "./context.ts";
+import { type AgentTargets, type DispatcherDeps, dispatchContext } from "./context.ts";
 import { FastAttempts } from "./fast-path.ts";
 import { approvalFollower, endpointFollower } from "./followers.ts";
 import { Routing } from "./routing.ts";
@@ -20,7 +20,7 @@ import { DispatchStatus } from "./status.ts";
  * actions.ts (what operators do), followers.ts (approvals, endpoint changes), status.ts.
  */
 
-export { DELIVERY_JOB, type DispatcherDeps } from "./context.ts";
+export { AGENT_TARGET, type AgentTargets, agentOf, DELIVERY_JOB, type DispatcherDeps } from "./context.ts";
 export type { Waiting } from "./status.ts";
 
 export function dispatcher(deps: DispatcherDeps) {
@@ -42,6 +42,10 @@ export function dispatcher(deps: DispatcherDeps) {
     waitingFor: (d: Parameters<DispatchStatus["waitingFor"]>[0]) => status.waitingFor(d),
     endpointStatus: (tenant: string, name: string) => status.endpointStatus(tenant, name),
     breakers: ctx.breakers,
+    /** The agent pool's side of `agent:<name>` targets (the pool starts after the dispatcher). */
+    setAgentTargets: (targets: AgentTargets | null) => {
+      ctx.targets = targets;
+    },
     /** Wait up to `ms` for fast-path attempts in flight; false when some were cut off (their jobs keep their leases). */
     drain: (ms: number) => fast.drain(ms),
     /** Close the kept-alive connections (at shutdown). */

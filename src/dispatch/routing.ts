@@ -4,7 +4,7 @@ import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
 import type { RouteDecision } from "../route/route.ts";
 import type { DeliveryRow, Job, OutboxEntry, Tx } from "../store/index.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
-import { type DispatchContext, deliveryJob } from "./context.ts";
+import { AGENT_TARGET, type DispatchContext, deliveryJob } from "./context.ts";
 import { evaluate } from "./decide.ts";
 import type { FastAttempts } from "./fast-path.ts";
 import type { Place } from "./gate.ts";
@@ -137,7 +137,7 @@ export class Routing {
     const { id, tenant } = envelope;
     const routedAt = this.ctx.clock.now();
     const t0 = performance.now();
-    const decision = await this.ctx.routes.route(envelope);
+    const decision = withAgents(await this.ctx.routes.route(envelope), this.ctx.targets?.routesFor(envelope) ?? []);
     const span = spanSince(
       "route",
       routedAt,
@@ -237,6 +237,23 @@ export class Routing {
       this.fast.start(x.job, x.row, x.spec, x.envelope, x.trace, x.place);
     }
   }
+}
+
+/**
+ * The agents whose active email, webhook or sms tool receives the event are targets too
+ * (`agent:<name>`, credited to no route), after the routes' own, each once.
+ */
+function withAgents(decision: RouteDecision, agents: readonly string[]): RouteDecision {
+  if (!agents.length) return decision;
+  const seen = new Set(decision.targets.map((t) => t.endpoint));
+  const targets = [...decision.targets];
+  for (const a of agents) {
+    const endpoint = `${AGENT_TARGET}${a}`;
+    if (seen.has(endpoint)) continue;
+    seen.add(endpoint);
+    targets.push({ endpoint, route: null });
+  }
+  return { ...decision, targets, unrouted: targets.length === 0 };
 }
 
 function routingRecord(r: Routed, at: number) {

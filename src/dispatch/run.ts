@@ -4,7 +4,7 @@ import type { Envelope } from "../events/envelope.ts";
 import type { ApprovalRow, DeliveryRow, Job } from "../store/index.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
 import { attempt } from "./attempt.ts";
-import type { DispatchContext } from "./context.ts";
+import { agentOf, type DispatchContext } from "./context.ts";
 import { evaluate } from "./decide.ts";
 import { type Patch, TERMINAL } from "./delivery.ts";
 import { busyRetryMs } from "./endpoint-slots.ts";
@@ -41,12 +41,14 @@ async function runOnce(ctx: DispatchContext, job: Job): Promise<AttemptResult> {
   const trace = new TaskTrace(ctx.clock);
   const endpoint = await ctx.endpoint(d.tenant, d.endpoint);
   if (!endpoint) {
-    const reason = `endpoint ${d.endpoint} no longer exists`;
+    const agent = agentOf(d.endpoint);
+    const reason =
+      agent === null ? `endpoint ${d.endpoint} no longer exists` : `no agent ${agent} is claimed in tenant ${d.tenant}`;
     await ctx.deliveries.checkpoint(
       d,
       trace,
       { state: "dead", lastError: reason },
-      { action: "delivery.dead", details: { reason: "endpoint gone" } },
+      { action: "delivery.dead", details: { reason: agent === null ? "endpoint gone" : "agent not claimed" } },
     );
     return { kind: "dead", reason, recorded: true, acked: false, attempted: null };
   }

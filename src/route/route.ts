@@ -19,7 +19,8 @@ import type { ResourceStore } from "../store/index.ts";
  */
 
 export interface RouteDecision {
-  targets: { endpoint: string; route: string }[];
+  /** `endpoint` may name an agent (`agent:<name>`); `route` is null for a target no route named (an agent's tool). */
+  targets: { endpoint: string; route: string | null }[];
   /** Routes whose match held, in order (the default route when it was used). */
   matched: string[];
   usedDefault: boolean;

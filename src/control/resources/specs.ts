@@ -126,12 +126,19 @@ const Condition = Type.Union([
  */
 const Match = Type.Record(Type.String({ pattern: "^[a-z_][a-z0-9_.]*$" }), Condition, { additionalProperties: false });
 
+/** A route's target: an endpoint's name, or `agent:` and an agent's name. */
+export const ROUTE_TARGET_PATTERN = "^(agent:)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+const RouteTarget = Type.String({
+  pattern: ROUTE_TARGET_PATTERN,
+  description: "an endpoint's name, or agent:<name> for a claimed agent",
+});
+
 export const RouteSpec = Type.Object(
   {
     name: Name,
     match: Type.Optional(Match),
-    /** Endpoint names of the same tenant. */
-    to: Type.Array(Name, { minItems: 1, uniqueItems: true }),
+    /** Endpoint names of the same tenant, or `agent:<name>` for an agent claimed in it (docs/agents.md). */
+    to: Type.Array(RouteTarget, { minItems: 1, uniqueItems: true }),
     /** Lower runs first; ties by name. */
     priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
     default: Type.Optional(

@@ -203,6 +203,13 @@ describe("checkTenant: the rules between resources", () => {
     ]);
   });
 
+  test("a route may name a claimed agent (agent:<name>), which the schema accepts and no endpoint needs to back", () => {
+    const state = beta({ routes: [{ name: "r", to: ["crm", "agent:hello"] }] });
+    expect(checkTenant(state)).toEqual([]);
+    expect(validateSpec("routes", { name: "r", to: ["agent:hello"] })).toEqual([]);
+    expect(validateSpec("routes", { name: "r", to: ["agent:Hello"] })[0]?.message).toContain("agent:<name>");
+  });
+
   test("at most one route is the default", () => {
     const state = beta({
       routes: [

@@ -11,6 +11,7 @@ import {
   KINDS,
   type Kind,
   NAME_PATTERN,
+  ROUTE_TARGET_PATTERN,
   TOOL_ID_PATTERN,
   type PolicySpec,
   type RouteSpec,
@@ -53,6 +54,7 @@ const PATTERN_WORDS: Record<string, string> = {
   "^[a-z0-9][a-z0-9._-]*$": "a mailbox local part: lower-case letters, digits, '.', '_' and '-'",
   "^[A-Za-z0-9-]+$": "an HTTP header name: letters, digits and dashes",
   [TOOL_ID_PATTERN]: "lower-case letters, digits, '_', '.' and '-' (1-63 characters)",
+  [ROUTE_TARGET_PATTERN]: "an endpoint's name, or agent:<name> (lower-case letters, digits and dashes)",
   "^[a-z_][a-z0-9_.]*$": "an envelope field such as channel, agent or data.subject",
 };
 
@@ -284,12 +286,14 @@ export function checkTenant(state: TenantState): RefProblem[] {
     });
   }
 
-  // Routes deliver to endpoints of their own tenant, and one route at most is the fallback.
+  // Routes deliver to endpoints of their own tenant, and one route at most is the fallback. An
+  // agent target (`agent:<name>`) names a claim, which comes and goes at run time: a delivery to
+  // an agent not claimed then is dead with that reason (src/dispatch/run.ts).
   const endpoints = new Set(state.endpoints.map((e) => e.name));
   let defaultRoute: string | null = null;
   state.routes.forEach((r, i) => {
     r.to.forEach((target, j) => {
-      if (!endpoints.has(target))
+      if (!target.startsWith("agent:") && !endpoints.has(target))
         report("routes", i, r.name, `/to/${j}`, `no endpoint '${target}' in tenant ${tenant}`);
     });
     if (r.default && defaultRoute !== null) {

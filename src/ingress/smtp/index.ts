@@ -8,6 +8,12 @@ export { AcceptStage, MAIL_PROCESS_JOB } from "./accept.ts";
 export { DataStage, readMessage, type SpooledMessage } from "./data.ts";
 export { guard, replyTo, SmtpReply, storageUnavailable } from "./guard.ts";
 export { SmtpIngress, type SmtpIngressDeps } from "./listener.ts";
-export { type ParsedAddress, parseRecipient, RecipientDirectory, RecipientStage } from "./recipients.ts";
+export {
+  type AgentAddresses,
+  type ParsedAddress,
+  parseRecipient,
+  RecipientDirectory,
+  RecipientStage,
+} from "./recipients.ts";
 export { Spool, type SpoolRef, type SpoolStats, SpoolUnavailableError } from "./spool.ts";
 export { ensureSelfSigned, loadTls, type TlsMaterial, tlsDir } from "./tls.ts";

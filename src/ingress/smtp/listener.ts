@@ -10,7 +10,7 @@ import type { Storage } from "../../store/index.ts";
 import { AcceptStage } from "./accept.ts";
 import { DataStage } from "./data.ts";
 import { type CountStage, guard, stageCounter } from "./guard.ts";
-import { RecipientStage } from "./recipients.ts";
+import { type AgentAddresses, RecipientStage } from "./recipients.ts";
 import {
   budgetOf,
   type Holder,
@@ -44,6 +44,8 @@ export interface SmtpIngressDeps {
   metrics: Metrics;
   /** The clock the budgets, rate limits and timestamps read (default: the system's). */
   clock?: Clock;
+  /** Addresses of agents' active email tools (the agent pool's), accepted besides the bindings'. */
+  agentAddresses?: AgentAddresses;
 }
 
 export class SmtpIngress {
@@ -77,6 +79,7 @@ export class SmtpIngress {
       mailDomain: config.mailDomain,
       ratePerTenant: limits.ratePerTenant,
       clock,
+      agentAddresses: deps.agentAddresses,
     });
     this.data = new DataStage({ spool: deps.spool, maxMessageBytes: limits.maxMessageBytes, clock, count });
     this.accept = new AcceptStage({ storage: deps.storage, clock, count, log });

@@ -60,6 +60,33 @@ describe("the RCPT stage, against a real storage with an email binding", () => {
     }
   });
 
+  test("an address an agent's active email tool provisioned is accepted while the tool is active, and refused after", async () => {
+    const storage = storages();
+    await bindEmail(storage, "beta", "mail", ["hello"]);
+    const active = new Set(["beta/support"]);
+    const stage = new RecipientStage({
+      resources: storage.resources,
+      mailDomain: "agentowl.lan",
+      ratePerTenant: 100,
+      clock: new ManualClock(),
+      agentAddresses: {
+        lookup: (tenant, agent) => (active.has(`${tenant}/${agent}`) ? { binding: `agent:${agent}` } : null),
+      },
+    });
+    expect(await stage.check("Support+x@beta.agentowl.lan")).toEqual({
+      address: "Support+x@beta.agentowl.lan",
+      tenant: "beta",
+      agent: "support",
+      tag: "x",
+      binding: "agent:support",
+    });
+    // A binding's address still resolves to its binding.
+    expect((await stage.check("hello@beta.agentowl.lan")).binding).toBe("mail");
+    active.clear();
+    const e = await stage.check("support@beta.agentowl.lan").catch((e) => e);
+    expect([e.responseCode, e.message]).toEqual([550, "5.1.1 <support@beta.agentowl.lan>: no such recipient here"]);
+  });
+
   test("a tenant over its rate is refused 451 4.7.1 until its bucket refills; another tenant is not held up", async () => {
     const clock = new ManualClock();
     const stage = await stageOver(2, clock);

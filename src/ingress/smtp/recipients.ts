@@ -7,7 +7,8 @@ import { SmtpReply } from "./guard.ts";
 
 /**
  * Recipient validation at RCPT time (docs/architecture.md#the-smtp-pipeline): `agent[+tag]@tenant.<mail domain>`, compared
- * without regard to case, names an agent that an email binding of an existing tenant lists.
+ * without regard to case, names an agent that an email binding of an existing tenant lists, or
+ * one whose active `email` tool provisioned that address (`AgentAddresses`).
  * Anything else is unknown (550 5.1.1) — one answer for an unknown tenant and an unknown agent,
  * so that senders cannot probe which tenants exist. A known recipient then takes a token from
  * its tenant's rate limit (smtp_rate_per_tenant; 451 4.7.1 when there is none). The cap on
@@ -40,6 +41,15 @@ export function parseRecipient(address: string, mailDomain: string): ParsedAddre
   return { agent, tag: plus < 0 ? null : local.slice(plus + 1) || null, tenant };
 }
 
+/**
+ * Addresses an agent's active `email` tool provisioned (`<agent>@<tenant>.<mail domain>`), kept
+ * in memory by the agent pool (src/agents/): accepted while the tool is active, as if a binding
+ * listed them. `binding` is what the event's source names (the tool's, e.g. `agent:<agent>`).
+ */
+export interface AgentAddresses {
+  lookup(tenant: string, agent: string): { binding: string } | null;
+}
+
 export class RecipientDirectory {
   /** Per tenant: agent → the email binding that lists it; read once per configuration change. */
   private readonly agents: ConfigCache<Map<string, string>>;
@@ -47,6 +57,7 @@ export class RecipientDirectory {
   constructor(
     resources: ResourceStore,
     private readonly mailDomain: string,
+    private readonly agentAddresses?: AgentAddresses,
   ) {
     this.agents = new ConfigCache(resources, async (tenant) => {
       const out = new Map<string, string>();
@@ -62,7 +73,9 @@ export class RecipientDirectory {
   async resolve(address: string): Promise<MailRecipient | null> {
     const parsed = parseRecipient(address, this.mailDomain);
     if (!parsed) return null;
-    const binding = (await this.agents.get(parsed.tenant)).get(parsed.agent);
+    const binding =
+      (await this.agents.get(parsed.tenant)).get(parsed.agent) ??
+      this.agentAddresses?.lookup(parsed.tenant, parsed.agent)?.binding;
     return binding === undefined
       ? null
       : { address, tenant: parsed.tenant, agent: parsed.agent, tag: parsed.tag, binding };
@@ -74,8 +87,14 @@ export class RecipientStage {
   private readonly directory: RecipientDirectory;
   private readonly tenantRate: RateLimiter;
 
-  constructor(deps: { resources: ResourceStore; mailDomain: string; ratePerTenant: number; clock?: Clock }) {
-    this.directory = new RecipientDirectory(deps.resources, deps.mailDomain);
+  constructor(deps: {
+    resources: ResourceStore;
+    mailDomain: string;
+    ratePerTenant: number;
+    clock?: Clock;
+    agentAddresses?: AgentAddresses;
+  }) {
+    this.directory = new RecipientDirectory(deps.resources, deps.mailDomain, deps.agentAddresses);
     this.tenantRate = new RateLimiter(deps.ratePerTenant, deps.ratePerTenant, deps.clock ?? systemClock);
   }
 
