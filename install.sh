@@ -103,10 +103,10 @@ env_file=$etc_dir/agentowl.env
 unit=$root/etc/systemd/system/agentowl.service
 plist=$root/Library/LaunchDaemons/dev.agentowl.agentowl.plist
 apparmor_profile=$root/etc/apparmor.d/agentowl-bwrap
+log_file=$root/Library/Logs/agentowl.log
 if [ "$os" = Darwin ]; then
 	[ -n "$data_dir" ] || data_dir=$root/usr/local/var/agentowl
 	[ -n "$service_user" ] || service_user=_agentowl
-	log_file=$root/Library/Logs/agentowl.log
 else
 	[ -n "$data_dir" ] || data_dir=$root/var/lib/agentowl
 	[ -n "$service_user" ] || service_user=agentowl
@@ -209,7 +209,7 @@ render_plist() {
 # AppArmor on Ubuntu 24.04 and later stops unprivileged user namespaces unless a profile allows
 # them: bubblewrap (the agents' sandbox) needs one.
 needs_apparmor_profile() {
-	release=${AGENTOWL_OS_RELEASE:-/etc/os-release}
+	release=${INSTALL_OS_RELEASE:-/etc/os-release}
 	[ "$os" = Linux ] && [ -r "$release" ] || return 1
 	id=$(sed -n 's/^ID=//p' "$release" | tr -d '"')
 	version=$(sed -n 's/^VERSION_ID=//p' "$release" | tr -d '"')
@@ -403,15 +403,11 @@ fi
 
 # 7. The service definition.
 service_changed=0
-case "$init_system" in
-systemd | none)
-	if [ "$os" = Linux ]; then
-		render_unit
-		if install_file "$tmp/agentowl.service" "$unit" 0644; then service_changed=1; fi
-	fi
-	;;
-esac
-if [ "$os" = Darwin ]; then
+if [ "$os" = Linux ] && [ "$init_system" != launchd ]; then
+	render_unit
+	if install_file "$tmp/agentowl.service" "$unit" 0644; then service_changed=1; fi
+fi
+if [ "$os" = Darwin ] || [ "$init_system" = launchd ]; then
 	render_plist
 	if install_file "$tmp/dev.agentowl.agentowl.plist" "$plist" 0644; then service_changed=1; fi
 fi
