@@ -137,6 +137,15 @@ else
 	[ "$init_system" != none ] || skip_reason="--init-system none"
 fi
 
+# The master key: a systemd credential outside the data dir; launchd has no credentials, so
+# there it stays in the data dir, where 'agentowl serve' looks by default.
+if [ "$init_system" = launchd ]; then
+	use_credential=0
+	master_key=$data_dir/master.key
+else
+	use_credential=1
+fi
+
 # ---- how steps are done ----------------------------------------------------------------------
 
 changed=0
@@ -350,7 +359,9 @@ fi
 
 # 4. The vault master key, root's, handed to the service as a systemd credential (so the data dir,
 #    and its backups, never hold it). A key an earlier install left in the data dir is taken over.
-if [ -f "$master_key" ]; then
+if [ "$use_credential" -eq 0 ]; then
+	ok "master key: $master_key, created by agentowl init (launchd has no credentials)"
+elif [ -f "$master_key" ]; then
 	ok "master key $master_key (kept)"
 else
 	run mkdir -p "$cred_dir"
@@ -383,7 +394,11 @@ service_env() {
 		export AGENTOWL_SMTP_LISTEN
 		# shellcheck disable=SC1090
 		if [ -f "$env_file" ]; then set -a && . "$env_file" && set +a; fi
-		AGENTOWL_DATA_DIR=$data_dir CREDENTIALS_DIRECTORY=$cred_dir AGENTOWL_MASTER_KEY_FILE=$master_key "$@"
+		if [ "$use_credential" -eq 1 ]; then
+			CREDENTIALS_DIRECTORY=$cred_dir AGENTOWL_MASTER_KEY_FILE=$master_key
+			export CREDENTIALS_DIRECTORY AGENTOWL_MASTER_KEY_FILE
+		fi
+		AGENTOWL_DATA_DIR=$data_dir "$@"
 	)
 }
 
@@ -392,7 +407,7 @@ service_env() {
 if [ -f "$data_dir/agentowl.db" ]; then
 	ok "agentowl init (the data dir has a database; 'agentowl serve' migrates it)"
 elif [ "$dry_run" -eq 1 ]; then
-	echo "would run: AGENTOWL_DATA_DIR=$data_dir CREDENTIALS_DIRECTORY=$cred_dir $bin init   (prints the first admin's password once)"
+	echo "would run: AGENTOWL_DATA_DIR=$data_dir $bin init   (prints the first admin's password once)"
 	changed=$((changed + 1))
 else
 	echo "+ agentowl init"

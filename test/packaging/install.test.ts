@@ -363,6 +363,9 @@ describe("install.sh with a stub launchctl", async () => {
     expect(p.ProgramArguments.at(-1)).toBe(join(r.prefix, "bin/agentowl"));
     expect(p.EnvironmentVariables.AGENTOWL_DATA_DIR).toBe(r.dataDir);
     expect(p.StandardErrorPath).toBe(join(r.prefix, "Library/Logs/agentowl.log"));
+    // launchd has no credentials: the master key is in the data dir, where serve looks for it.
+    expect(existsSync(join(r.dataDir, "master.key"))).toBe(true);
+    expect(existsSync(join(r.etc, "credentials"))).toBe(false);
     expect(install(r, "--init-system", "launchd", "--uninstall").code).toBe(0);
     expect(calls(r)).toContain("launchctl bootout system/dev.agentowl.agentowl\n");
   });
