@@ -219,6 +219,12 @@ describe("install.sh without a service manager", async () => {
     expect(out).toMatch(/would run: .*agentowl init/);
     expect(out).toContain("nothing was changed");
     expect(existsSync(fresh.prefix)).toBe(false);
+    // A service user that does not exist yet would be created as a system user without a shell.
+    const user = install(fresh, "--dry-run", "--user", "agentowl-test-nobody");
+    expect(user.out).toContain(
+      `would run: useradd --system --user-group --home-dir ${fresh.dataDir} --no-create-home --shell /usr/sbin/nologin agentowl-test-nobody`,
+    );
+    expect(existsSync(fresh.prefix)).toBe(false);
 
     const before = tree(r.prefix);
     const upgrade = install(r, "--upgrade", "--dry-run", "--binary", wrapper("agentowl-next", "# next\n"));
