@@ -22,6 +22,7 @@ import { readiness } from "./ready.ts";
 import { Shutdown } from "./shutdown.ts";
 import { StopStack } from "./stop-stack.ts";
 import { openStorage } from "./storage.ts";
+import { notifySystemd } from "./systemd.ts";
 import { openVault } from "./vault.ts";
 import { openDispatch, recoverLeases, startWorkers } from "./workers.ts";
 
@@ -118,6 +119,8 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   );
   await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);
   logServing(log, config, listening, mail, storage);
+  // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
+  notifySystemd({ clock, log, ready, runner: workers.runner }, stack);
 
   return {
     url: listening.url,

@@ -117,6 +117,8 @@ describe("version", () => {
     expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(typeof info.commit).toBe("string");
     expect(info.bun).toMatch(/^\d+\.\d+\.\d+/);
+    // The compiled binary under test (AGENTOWL_TEST_BINARY) is built for this machine too.
+    expect(info.target).toBe(`${process.platform}-${process.arch}`);
   });
 
   test("--version is 'version'", async () => {
