@@ -220,6 +220,7 @@ describe("release and destroy", () => {
 describe("tick", () => {
   test("a ready runtime killed with SIGKILL is marked stuck and replaced within one tick", async () => {
     const { pool, storage, metrics } = makePool({ settings: { minIdle: 2 } });
+    await putTemplate(storage, "acme", "helper", TEMPLATE);
     await pool.refill();
     const [victim] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
     process.kill(victim!.pid!, "SIGKILL");
@@ -244,6 +245,7 @@ describe("tick", () => {
       // Bun is under /work here, which a bwrap sandbox mounts over: a test's own command runs unsandboxed.
       isolation: "process",
     });
+    await putTemplate(storage, "acme", "helper", TEMPLATE);
     await pool.refill();
     const [quiet] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
     clock.advance(59_000);
@@ -257,6 +259,7 @@ describe("tick", () => {
   test("heartbeats of a live runtime keep it from being stuck and reach its row at the tick", async () => {
     const clock = new ManualClock(Date.now());
     const { pool, storage } = makePool({ settings: { minIdle: 1, helloTimeoutMs: 10_000 }, clock });
+    await putTemplate(storage, "acme", "helper", TEMPLATE);
     await pool.refill();
     const [rt] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
     const channel = pool.channel(rt!.id)!;
@@ -289,9 +292,19 @@ test("a runtime's output is kept for logs(id), the last lines, each with its str
     isolation: "process",
     command: [SILENT_RUNTIME[0], "-e", `console.log("hello from the runtime"); ${SILENT_RUNTIME[2]}`],
   });
+  await putTemplate(storage, "acme", "helper", TEMPLATE);
   await pool.refill();
   const [rt] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
   await until("the runtime's output", () => pool.logs(rt!.id).length > 0);
   expect(pool.logs(rt!.id)[0]).toMatchObject({ stream: "stdout", line: "hello from the runtime" });
   expect(join(storage.dir, "agents", "rt", rt!.id)).toBe(rt!.dir);
+});
+
+test("an appliance without any template keeps no warm runtime, whatever min_idle says; once there is one, the refill fills to min_idle", async () => {
+  const { pool, storage } = makePool({ settings: { minIdle: 2 } });
+  await pool.refill();
+  expect((await count(storage)).ready + (await count(storage)).starting).toBe(0);
+  await putTemplate(storage, "acme", "helper", TEMPLATE);
+  await pool.refill();
+  expect((await count(storage)).ready).toBe(2);
 });

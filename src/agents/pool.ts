@@ -92,6 +92,8 @@ export class Pool implements AgentPool {
   private readonly live = new Map<string, Live>();
   private readonly outputs = new Map<string, LogLine[]>();
   private readonly destroys = new Map<string, Promise<RuntimeRecord | null>>();
+  /** `tenant/agent` → the runtime claimed for it: what an `agent:<name>` route target leads to. */
+  private readonly claimedAgents = new Map<string, string>();
   private refillChain: Promise<unknown> = Promise.resolve();
   private minIdle: number;
   private closed = false;
@@ -151,6 +153,21 @@ export class Pool implements AgentPool {
 
   channel(id: string): RuntimeChannel | null {
     return this.live.get(id)?.channel ?? null;
+  }
+
+  /** The runtime claimed for `agent` in `tenant` (and not being destroyed), or null. */
+  claimedAgent(tenant: string, agent: string): string | null {
+    return this.claimedAgents.get(`${tenant}/${agent}`) ?? null;
+  }
+
+  private noteClaimed(row: RuntimeRecord): void {
+    if (row.state === "claimed" && !row.destroying && row.tenant && row.agent)
+      this.claimedAgents.set(`${row.tenant}/${row.agent}`, row.id);
+  }
+
+  private forgetClaimed(row: RuntimeRecord): void {
+    const key = `${row.tenant}/${row.agent}`;
+    if (this.claimedAgents.get(key) === row.id) this.claimedAgents.delete(key);
   }
 
   /** Runtimes this process runs (started and not destroyed). */
@@ -223,6 +240,7 @@ export class Pool implements AgentPool {
         throw e;
       }
     }
+    this.noteClaimed(row);
     try {
       const provisioned = await this.deps.tools.provisionTools({
         runtime: row,
@@ -371,6 +389,7 @@ export class Pool implements AgentPool {
       return this.store.transitionRuntimeTx(tx, id, NOT_DELETED, { destroying: true });
     });
     if (!marked || marked.state === "deleted") return marked;
+    this.forgetClaimed(marked);
     await this.deps.tools.destroyTools(marked);
     await this.stopProcess(marked);
     rmSync(marked.dir, { recursive: true, force: true });
@@ -545,6 +564,8 @@ export class Pool implements AgentPool {
   refill(): Promise<void> {
     const decided = this.refillChain.then(async () => {
       if (this.closed) return [];
+      // Warm runtimes serve claims of templates: an appliance with none keeps none (and its memory).
+      if (!(await this.deps.storage.resources.list({ kind: "templates", limit: 1 })).length) return [];
       const ready = (await this.store.countByState()).ready;
       let warming = 0;
       for (const l of this.live.values()) if (l.warm) warming++;
@@ -572,6 +593,7 @@ export class Pool implements AgentPool {
     const live = this.track(row.id, false);
     const renewed = await this.store.transitionRuntime(row.id, ["claimed"], { tokenHash, pid: null });
     if (!renewed) throw new AppError("conflict", `runtime ${row.id} is no longer claimed`);
+    this.noteClaimed(renewed);
     await this.start(live, renewed, token, tpl.spec.command);
     await this.configure(renewed, tpl);
     return (

@@ -14,7 +14,7 @@ import { VERSION } from "../version.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
 import { walCheckpointer } from "../workers/maintenance.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
-import { type AgentParts, openAgents } from "./agents.ts";
+import { type AgentParts, agentServices, openAgents } from "./agents.ts";
 import { type Listening, startListeners } from "./listeners.ts";
 import { type MailParts, prepareMail } from "./mail.ts";
 import { startMaintenance } from "./maintenance.ts";
@@ -42,7 +42,7 @@ export interface AppOptions {
   /** The console's live streams: limits and ping interval (tests shorten them). */
   live?: Partial<LiveOptions>;
   /** The agent pool's launcher, isolation and tool provisioning; without them no pool is opened. */
-  agents?: AgentParts;
+  agents?: Partial<AgentParts>;
 }
 
 export interface App {
@@ -62,7 +62,7 @@ export interface App {
   /** Routing at an event's commit (src/events/handoff.ts), as the ingresses use it. */
   readonly routing: EventRouting;
   /** The agent pool (docs/agents.md), when it was opened. */
-  readonly agents: Pool | null;
+  readonly agents: Pool;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -95,14 +95,14 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const mail = await prepareMail({ config, log, storage, clock }, stack);
   const dispatch = openDispatch({ config, storage, vault, metrics, clock, random: opts.random }, stack);
   await recoverLeases(storage, log);
-  const { handlers, subscribers } = opts;
+  const services = agentServices({ config, log, clock, storage, vault, metrics, dispatch });
+  const { handlers } = opts;
+  const subscribers = [...(opts.subscribers ?? []), services.calls.approvals];
   const workers = await startWorkers(
     { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
     stack,
   );
-  const agents = opts.agents
-    ? await openAgents({ config, log, clock, storage, metrics, parts: opts.agents }, stack)
-    : null;
+  const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
   const state = { stopping: false };
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
   const logTap = opts.logTap ?? null;
@@ -114,7 +114,12 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     bootstrapToken: config.bootstrapToken,
   });
   const listening = await startListeners(
-    { config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, users, live: opts.live },
+    {
+      ...{ config, log, clock, metrics, storage, vault, dispatch, mail, logTap, ready, users, live: opts.live },
+      agents,
+      tools: () => services.registry.list(),
+      agentAddresses: services.directory,
+    },
     stack,
   );
   await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);

@@ -11,7 +11,7 @@ import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
 import { ingressRoutes } from "../ingress/http/index.ts";
-import { SmtpIngress } from "../ingress/smtp/index.ts";
+import { type AgentAddresses, SmtpIngress } from "../ingress/smtp/index.ts";
 import { createHttpApp, type ReadyCheck } from "../server/server.ts";
 import { servePlain } from "../server/plain.ts";
 import { isLoopback, servesHttps } from "../server/tls.ts";
@@ -83,6 +83,8 @@ export async function startListeners(
     /** The agent pool and its tool plugins: /v1/agents, /v1/tools and the console's agents page. */
     agents?: AgentPool | null;
     tools?: () => readonly ToolListing[];
+    /** Addresses of the agents' active email tools: the SMTP recipient check accepts them. */
+    agentAddresses?: AgentAddresses;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
@@ -185,6 +187,7 @@ export async function startListeners(
     log: log.child({ component: "smtp" }),
     metrics,
     clock,
+    agentAddresses: deps.agentAddresses,
   });
   let port: number;
   try {

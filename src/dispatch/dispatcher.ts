@@ -42,6 +42,10 @@ export function dispatcher(deps: DispatcherDeps) {
     waitingFor: (d: Parameters<DispatchStatus["waitingFor"]>[0]) => status.waitingFor(d),
     endpointStatus: (tenant: string, name: string) => status.endpointStatus(tenant, name),
     breakers: ctx.breakers,
+    /** An endpoint's spec as configured now (the agents' http tool calls named endpoints). */
+    endpoint: (tenant: string, name: string) => ctx.endpoint(tenant, name),
+    /** The policies that decide for a tenant, compiled and cached (the agents' tool calls use them too). */
+    policies: (tenant: string) => ctx.policies(tenant),
     /** The agent pool's side of `agent:<name>` targets (the pool starts after the dispatcher). */
     setAgentTargets: (targets: AgentTargets | null) => {
       ctx.targets = targets;

@@ -74,10 +74,12 @@ export function runRuntime(
       if (!connected) log(`runtime ${env.id}: cannot connect to ${env.socket}: ${e.message}`);
     });
 
-    const chat = async (body: ModelChatRequest) =>
+    const chat = async (body: ModelChatRequest & { task_id: string }) =>
       (await peer.request("model.chat", body, CALL_TIMEOUT_MS)) as ChatCompletion;
+    /** OpenAI function names allow letters, digits, `_` and `-`: a tool id such as `http.crm` is offered as `http_crm`. */
+    const functionName = (id: string) => id.replace(/[^A-Za-z0-9_-]/g, "_");
 
-    const callTool = async (call: ChatToolCall, taskId: string): Promise<string> => {
+    const callTool = async (call: ChatToolCall, taskId: string, ids: Map<string, string>): Promise<string> => {
       let args: Record<string, unknown>;
       try {
         args = JSON.parse(call.function.arguments || "{}");
@@ -87,7 +89,7 @@ export function runRuntime(
       try {
         const r = (await peer.request(
           "tool.call",
-          { tool: call.function.name, args, task_id: taskId },
+          { tool: ids.get(call.function.name) ?? call.function.name, args, task_id: taskId },
           CALL_TIMEOUT_MS,
         )) as ToolCallResult;
         return describeToolResult(r);
@@ -99,16 +101,18 @@ export function runRuntime(
     const task = async ({ task_id, event }: TaskRequest): Promise<TaskResult> => {
       if (!config) throw new ProtocolError("unavailable", "this runtime has not been configured yet");
       const { template } = config;
+      const ids = new Map(template.tools.map((t) => [functionName(t.id), t.id]));
       const tools = template.tools.map((t) => ({
         type: "function" as const,
-        function: { name: t.id, description: t.description, parameters: t.parameters },
+        function: { name: functionName(t.id), description: t.description, parameters: t.parameters },
       }));
       const messages: ChatMessage[] = [
         { role: "system", content: template.instructions },
         { role: "user", content: renderEvent(event) },
       ];
       for (let turn = 1; turn <= MAX_TURNS; turn++) {
-        const answer = (await chat(tools.length ? { messages, tools } : { messages })).choices?.[0]?.message;
+        const answer = (await chat(tools.length ? { messages, tools, task_id } : { messages, task_id })).choices?.[0]
+          ?.message;
         if (!answer) return { status: "failed", output: "the model's answer had no message" };
         const calls = answer.tool_calls ?? [];
         if (calls.length === 0) {
@@ -117,7 +121,7 @@ export function runRuntime(
         }
         messages.push({ role: "assistant", content: answer.content ?? null, tool_calls: calls });
         for (const call of calls)
-          messages.push({ role: "tool", tool_call_id: call.id, content: await callTool(call, task_id) });
+          messages.push({ role: "tool", tool_call_id: call.id, content: await callTool(call, task_id, ids) });
       }
       log(`runtime ${env.id}: task ${task_id} has no final answer after ${MAX_TURNS} turns`);
       return { status: "failed", output: `no final answer after ${MAX_TURNS} turns` };
