@@ -24,6 +24,11 @@ export interface CommitterOptions {
   clock: Clock;
   /** Observes every commit (metrics). */
   onCommit?: (units: number, seconds: number, ok: boolean) => void;
+  /**
+   * Runs after each COMMIT, before anyone is answered: throws when the filesystem no longer keeps
+   * what it just acknowledged (src/core/journal-probe.ts); the batch then fails as a storage error.
+   */
+  verify?: () => void;
 }
 
 interface Pending {
@@ -204,6 +209,11 @@ export class SqliteCommitter implements Committer<SqliteTx> {
       stmt.commit.run();
     } catch (error) {
       this.rollbackQuietly();
+      return { kind: "storage-failed", error };
+    }
+    try {
+      this.opts.verify?.();
+    } catch (error) {
       return { kind: "storage-failed", error };
     }
     return { kind: "ok", outcomes, hooks };

@@ -1,6 +1,7 @@
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
+import { JournalProbe } from "../../core/journal-probe.ts";
 import { kv } from "../schema/index.ts";
 import { BlobStore } from "../blobs.ts";
 import type { Blobs, Storage, StorageOptions } from "../contract.ts";
@@ -20,6 +21,9 @@ import { SqliteSecrets } from "./secrets.ts";
 import { SqliteTokens } from "./tokens.ts";
 import { SqliteSessions } from "./sessions.ts";
 import { SqliteUsers } from "./users.ts";
+
+/** The journal probe's file, beside the database (src/core/journal-probe.ts). */
+export const JOURNAL_PROBE_FILE = "agentowl.db-probe";
 
 export interface SqliteStorageOptions extends StorageOptions {
   /** The database file; `<dir>/agentowl.db` by default. */
@@ -44,6 +48,8 @@ export class SqliteStorage implements Storage {
   /** Files under `<dir>/blobs` (src/store/blobs.ts). */
   readonly blobs: Blobs;
   private checkpointer: BackgroundCheckpointer | null = null;
+  /** Beside the database, on the same filesystem: a database in memory needs none. */
+  private readonly probe: JournalProbe | null;
 
   constructor(
     readonly handle: SqliteHandle,
@@ -51,11 +57,16 @@ export class SqliteStorage implements Storage {
     opts: SqliteStorageOptions,
   ) {
     const { sqlite, db } = handle;
+    this.probe =
+      opts.file === ":memory:"
+        ? null
+        : new JournalProbe(join(dirname(opts.file ?? join(opts.dir, DATABASE_FILE)), JOURNAL_PROBE_FILE));
     this.committer = new SqliteCommitter(sqlite, db, {
       windowMs: opts.windowMs ?? 0,
       maxBatch: opts.maxBatch ?? 1000,
       clock: opts.clock ?? systemClock,
       onCommit: opts.onCommit,
+      verify: () => this.probe?.check(),
     });
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
     this.outbox = new SqliteOutbox(db, this.committer);
@@ -113,6 +124,7 @@ export class SqliteStorage implements Storage {
       // Another connection may hold the WAL open; the next start checkpoints it.
     }
     this.handle.sqlite.close();
+    this.probe?.close();
   }
 }
 
