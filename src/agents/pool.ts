@@ -151,6 +151,11 @@ export class Pool implements AgentPool {
     return [...(this.outputs.get(id) ?? [])];
   }
 
+  /** How runtimes are isolated here, and why not better when it is `process`. */
+  get isolation(): { isolation: Isolation; reason: string | null } {
+    return this.deps.isolation;
+  }
+
   channel(id: string): RuntimeChannel | null {
     return this.live.get(id)?.channel ?? null;
   }

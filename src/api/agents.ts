@@ -145,6 +145,14 @@ export const SyncBody = Type.Object(
 );
 
 /** TypeBox's own Integer: Elysia's `t.Integer` would take the string "2" as 2. */
+/** Actions on one runtime take no body, or an empty object (a malformed one is 400/422, never ignored). */
+const NoBody = Type.Optional(Type.Object({}, { additionalProperties: false }));
+/** Elysia lets an array through an optional object schema: checked here, before anything is looked up. */
+function noBody(body: unknown): void {
+  if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
+    throw new AppError("invalid_input", "the body must be an empty JSON object, or nothing");
+}
+
 export const PoolBody = Type.Object(
   { min_idle: Type.Integer({ minimum: 0, maximum: MAX_MIN_IDLE, description: "warm runtimes to keep ready" }) },
   { additionalProperties: false },
@@ -272,15 +280,25 @@ export function agentRoutes(deps: AgentRoutesDeps) {
     )
     .get("/tenants/:tenant/agents/:id", async ({ params }) => shown(await ofTenant(params.tenant, params.id)))
     .get("/tenants/:tenant/agents/:id/logs", async ({ params }) => logsOf(await ofTenant(params.tenant, params.id)))
-    .post("/tenants/:tenant/agents/:id/release", async ({ principal, params }) => {
-      const r = await ofTenant(params.tenant, params.id);
-      return presentRuntime(await pool.release(params.tenant, r.id, actor(principal)));
-    })
-    .post("/tenants/:tenant/agents/:id/sync", async ({ principal, params }) => {
-      const r = await ofTenant(params.tenant, params.id);
-      const [synced] = await pool.sync(params.tenant, { id: r.id }, actor(principal));
-      return presentRuntime(synced ?? r);
-    })
+    .post(
+      "/tenants/:tenant/agents/:id/release",
+      async ({ principal, params, body }) => {
+        noBody(body);
+        const r = await ofTenant(params.tenant, params.id);
+        return presentRuntime(await pool.release(params.tenant, r.id, actor(principal)));
+      },
+      { body: NoBody },
+    )
+    .post(
+      "/tenants/:tenant/agents/:id/sync",
+      async ({ principal, params, body }) => {
+        noBody(body);
+        const r = await ofTenant(params.tenant, params.id);
+        const [synced] = await pool.sync(params.tenant, { id: r.id }, actor(principal));
+        return presentRuntime(synced ?? r);
+      },
+      { body: NoBody },
+    )
     .delete("/tenants/:tenant/agents/:id", async ({ principal, params }) => {
       const r = await ofTenant(params.tenant, params.id);
       return presentRuntime(await pool.destroy(params.tenant, r.id, actor(principal)));

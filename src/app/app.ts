@@ -104,7 +104,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   );
   const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
   const state = { stopping: false };
-  const ready = readiness({ storage, clock, workers, stopping: () => state.stopping });
+  const ready = readiness({ storage, clock, workers, stopping: () => state.stopping, agents });
   const logTap = opts.logTap ?? null;
   const users = new Users({
     storage,

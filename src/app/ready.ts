@@ -18,6 +18,8 @@ export function readiness(deps: {
   clock: Clock;
   workers: { runner: { heartbeat: number }; relay: { heartbeat: number } };
   stopping: () => boolean;
+  /** How agent runtimes are isolated: said on /readyz (the pool runs either way). */
+  agents?: { isolation: { isolation: string; reason: string | null } };
 }): () => Promise<Record<string, ReadyCheck>> {
   const { storage, clock, workers } = deps;
   return async () => {
@@ -32,6 +34,12 @@ export function readiness(deps: {
       database,
       jobs: alive(workers.runner.heartbeat),
       outbox: alive(workers.relay.heartbeat),
+      ...(deps.agents ? { agents: agentsCheck(deps.agents.isolation) } : {}),
     };
   };
+}
+
+/** Sandboxed or not, the pool serves: `isolation: process` is said, not failed. */
+function agentsCheck(i: { isolation: string; reason: string | null }): ReadyCheck {
+  return { ok: true, detail: `isolation: ${i.isolation}${i.reason ? ` (${i.reason})` : ""}` };
 }

@@ -56,13 +56,19 @@ describe("agentowl serve", () => {
     expect(await res.json()).toMatchObject({ status: "ok" });
   });
 
-  test("GET /readyz is ready: accepting, database, jobs and outbox all ok", async () => {
+  test("GET /readyz is ready: accepting, database, jobs and outbox all ok; it says how agents are isolated", async () => {
     const { url } = await serve();
     const res = await fetch(`${url}/readyz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({
       status: "ready",
-      checks: { accepting: { ok: true }, database: { ok: true }, jobs: { ok: true }, outbox: { ok: true } },
+      checks: {
+        accepting: { ok: true },
+        database: { ok: true },
+        jobs: { ok: true },
+        outbox: { ok: true },
+        agents: { ok: true, detail: expect.stringMatching(/^isolation: (bwrap|sandbox-exec|process)/) },
+      },
     });
   });
 

@@ -212,9 +212,15 @@ describe("every /v1 route of the OpenAPI document under attack", () => {
     const v = new Violations();
     for (const route of routes) {
       const tenantRoute = route.path.includes("{tenant}");
-      // Listing tenants shows a tenant token its own: not an admin route.
+      // Listing tenants shows a tenant token its own: not an admin route. Nor are the agents' routes
+      // outside a tenant's path (each runtime answers for its tenant) and the plugins' list, but for
+      // the pool's size.
+      const agentsRoute =
+        (route.path.startsWith("/v1/agents") && !(route.method === "PUT" && route.path === "/v1/agents/pool")) ||
+        route.path === "/v1/tools";
       const adminRoute =
         !tenantRoute &&
+        !agentsRoute &&
         !(route.method === "GET" && route.path === "/v1/tenants") &&
         !/^\/v1\/(version|sign-in|events|deliveries|approvals|audit|logs|config)/.test(route.path);
       const body = route.body ? "{}" : undefined;
