@@ -128,7 +128,10 @@ test("a connection to a runtime's socket with another runtime's token is refused
   socket.setEncoding("utf8").on("data", (d: string) => {
     said += d;
     const hello = said.split("\n").find((l) => l.includes('"hello"'));
-    if (hello) socket.write(`${JSON.stringify({ id: JSON.parse(hello).id, type: "result", ok: true, result: { token: "b-token-guess" } })}\n`);
+    if (hello)
+      socket.write(
+        `${JSON.stringify({ id: JSON.parse(hello).id, type: "result", ok: true, result: { token: "b-token-guess" } })}\n`,
+      );
   });
   socket.on("error", () => {});
   await until("the socket is closed on the impostor", () => socket.destroyed || socket.readableEnded, 10_000);
