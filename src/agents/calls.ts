@@ -167,11 +167,14 @@ export class ToolCalls {
     }
 
     // Allow: the audit entry and the running call commit before anything leaves.
+    const auditAt = this.clock.now();
+    const t0 = performance.now();
     const call = await storage.committer.run((tx) => {
       const c = storage.agents.insertToolCallTx(tx, { ...base, state: "running", approvalId: null });
       this.auditCallTx(tx, runtime, c, { ...details, policy: record.policy, rule: record.rule });
       return c;
     });
+    task?.span(spanOf("audit.log", auditAt, performance.now() - t0, "ok", `tool.call ${call.id}`));
     this.deps.count?.("allow");
     return this.perform(runtime, call, resource, plugin, task);
   }
@@ -250,6 +253,14 @@ export class ToolCalls {
           approval: approvalId,
           approved_by: approval.decidedBy,
         });
+      if (c?.eventId && runtime?.agent)
+        appendEventSpan(
+          storage,
+          tx,
+          c,
+          runtime.agent,
+          spanOf("audit.log", tx.now, 0, "ok", `tool.call ${c.id} (approved)`),
+        );
       return c;
     });
     // Another subscriber run got there first.

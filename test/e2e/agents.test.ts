@@ -199,7 +199,7 @@ describe("agents, end to end", () => {
     const shown = await call("GET", `/v1/events/${eventId}`);
     expect(shown.status).toBe(200);
     const text = JSON.stringify(shown.body);
-    for (const span of ["agent.dispatch", "agent.model", "tool.call"]) expect(text).toContain(`"${span}"`);
+    for (const span of ["agent.dispatch", "agent.model", "tool.call", "audit.log"]) expect(text).toContain(`"${span}"`);
     const audit = await call("GET", `/v1/audit?event=${eventId}&limit=100`);
     const actions = audit.body.items.map((e: { action: string }) => e.action);
     for (const a of ["approval.request", "approval.approve", "tool.call", "delivery.attempt"])
