@@ -36,6 +36,7 @@ asks = [
   {"type": "secret.get", "ref": "vault:beta/not-mine"},
   {"type": "tool.provision", "tool": "nope"},
   {"type": "secret.get", "ref": "vault:beta/allowed"},
+  {"type": "tool.provision", "tool": "email"},
 ]
 for line in f:
   m = json.loads(line)
@@ -87,7 +88,7 @@ const audit = async (action: string) =>
     details: Record<string, unknown>;
   }[];
 
-test("a tool, a secret or a provisioning outside its template is refused and audited; a listed secret is leased", async () => {
+test("a tool, a secret or a provisioning outside its template is refused and audited; a listed secret is leased; a tool the synced template adds, the runtime provisions itself", async () => {
   const claimed = await call("POST", "/v1/tenants/beta/agents", { body: { template: "probe", agent: "prober" } });
   expect(claimed.status, JSON.stringify(claimed.body)).toBe(201);
   const id = claimed.body.id as string;
@@ -96,8 +97,9 @@ test("a tool, a secret or a provisioning outside its template is refused and aud
       .logs(id)
       .filter((l) => l.stream === "stdout")
       .map((l) => JSON.parse(l.line) as { ask: number; ok: boolean; answer: Record<string, unknown> });
-  await until("the probe's four answers", () => answers().length === 4, 20_000);
+  await until("the probe's five answers", () => answers().length === 5, 20_000);
   const byAsk = answers().sort((a, b) => a.ask - b.ask);
+  expect(byAsk[4]).toMatchObject({ ok: false, answer: { code: "forbidden" } });
   expect(byAsk[0]).toMatchObject({ ok: true, answer: { status: "refused" } });
   expect(String(byAsk[0]!.answer.reason)).toContain("shell.exec is not in the template");
   expect(byAsk[1]).toMatchObject({ ok: false, answer: { code: "forbidden" } });
@@ -115,6 +117,22 @@ test("a tool, a secret or a provisioning outside its template is refused and aud
   ]);
   const leases = await audit("secret.lease");
   expect(leases.filter((e) => e.actor === `runtime:${id}`).map((e) => e.target)).toEqual(["beta/allowed"]);
+
+  // The template gains an email tool; synced, the runtime is configured again and provisions it itself.
+  const probe = (await call("GET", "/v1/tenants/beta/templates/probe")).body;
+  const { resource_version: _v, ...spec } = probe as Record<string, unknown>;
+  const put = await call("PUT", "/v1/tenants/beta/templates/probe", {
+    body: { ...spec, tools: [{ id: "email", provisioning: "pool" }] },
+  });
+  expect(put.status, JSON.stringify(put.body)).toBe(200);
+  expect((await call("POST", `/v1/tenants/beta/agents/${id}/sync`)).status).toBe(200);
+  await until("the probe's answers after the sync", () => answers().length === 10, 20_000);
+  const again = answers()
+    .slice(5)
+    .sort((a, b) => a.ask - b.ask);
+  expect(again[4]).toMatchObject({ ok: true, answer: { address: "prober@beta.agentowl.lan" } });
+  const tools = (await app.storage.agents.listTools(id)).filter((t) => t.state === "active");
+  expect(tools.map((t) => [t.tool, t.resourceId])).toEqual([["email", "prober@beta.agentowl.lan"]]);
 });
 
 test("a connection to a runtime's socket with another runtime's token is refused and audited", async () => {
