@@ -101,3 +101,26 @@ test("the console's agents page shows the pool to an admin, and a member only th
   expect(admin).toMatch(/min_idle|min idle/i);
   expect(await page("gam")).not.toContain(claimed.body.id);
 });
+
+test("the shipped agents example applies on top of the main one, changing nothing else, and its template is claimed", async () => {
+  const yaml = (name: string) => Bun.file(new URL(`../../examples/${name}`, import.meta.url)).text();
+  const apply = async (name: string) =>
+    call("POST", `/v1/config/apply?file=${name}`, {
+      raw: await yaml(name),
+      headers: { "content-type": "application/yaml" },
+    });
+  const signing = `whsec_${Buffer.from("cli-agents-example-signing-32byt").toString("base64")}`;
+  expect((await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: signing } })).status).toBe(201);
+  expect(
+    (await call("PUT", "/v1/tenants/beta/secrets/github", { body: { value: "gh-secret-value-long" } })).status,
+  ).toBe(201);
+  const main = await apply("agentowl.yaml");
+  expect(main.status, JSON.stringify(main.body)).toBe(200);
+  const agents = await apply("agents.yaml");
+  expect(agents.status, JSON.stringify(agents.body)).toBe(200);
+  expect(agents.body.summary).toMatchObject({ created: 2, deleted: 0 });
+  expect((await apply("agents.yaml")).body.summary).toMatchObject({ created: 0, updated: 0, deleted: 0 });
+  const claimed = await call("POST", "/v1/tenants/beta/agents", { body: { template: "front-desk", agent: "desk2" } });
+  expect(claimed.status, JSON.stringify(claimed.body)).toBe(201);
+  expect(claimed.body.addresses.email).toBe("desk2@beta.agentowl.lan");
+});

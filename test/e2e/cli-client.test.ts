@@ -327,15 +327,15 @@ describe("desired state", () => {
     expect((await api("GET", "/v1/tenants/beta")).status).toBe(404);
 
     const first = ok(await agentowl(["apply", "-f", "agentowl.yaml"]));
-    expect(first).toMatch(/\n8 created, 0 updated, 0 unchanged, 0 deleted\n$/);
+    expect(first).toMatch(/\n7 created, 0 updated, 0 unchanged, 0 deleted\n$/);
     expect((await api("GET", "/v1/tenants/beta/routes/hello-to-crm")).status).toBe(200);
     expect(ok(await agentowl(["apply", "-f", "agentowl.yaml"]))).toMatch(
-      /^0 created, 0 updated, 8 unchanged, 0 deleted\n$/,
+      /^0 created, 0 updated, 7 unchanged, 0 deleted\n$/,
     );
     expect(
       JSON.parse(ok(await agentowl(["diff", "-f", "-", "--json"], { stdin: readFileSync(EXAMPLE, "utf8") }))),
     ).toMatchObject({
-      summary: { created: 0, updated: 0, unchanged: 8, deleted: 0 },
+      summary: { created: 0, updated: 0, unchanged: 7, deleted: 0 },
       applied: false,
     });
   });
