@@ -19,6 +19,7 @@ import { runtimeCommand } from "./runtime.ts";
 import { serveCommand } from "./serve.ts";
 import { TOKEN_COMMANDS } from "./tokens.ts";
 import { USER_COMMANDS } from "./users.ts";
+import { rollbackCommand, upgradeCommand } from "./upgrade.ts";
 import { versionCommand } from "./version.ts";
 
 export const COMMANDS: readonly Command[] = [
@@ -40,6 +41,8 @@ export const COMMANDS: readonly Command[] = [
   ...USER_COMMANDS,
   ...DEV_COMMANDS,
   runtimeCommand,
+  upgradeCommand,
+  rollbackCommand,
 ];
 
 export function usage(): string {
