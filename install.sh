@@ -18,7 +18,9 @@ API token once), the systemd unit or launchd plist, enabled and started; then it
                      /usr/local and /usr puts everything under DIR: DIR/etc, DIR/var/lib/agentowl
   --data-dir DIR     the data dir (default /var/lib/agentowl; macOS /usr/local/var/agentowl)
   --user NAME        the service user (default agentowl; macOS _agentowl), created if missing
-  --upgrade          replace an installed binary (the previous one is kept as agentowl.prev)
+  --upgrade          replace an installed binary: the previous one is kept as agentowl.prev and
+                     the database copied to <data dir>/upgrade/; when the new one exits or is
+                     not ready in --ready-timeout, both are put back ('agentowl rollback' later)
   --uninstall        stop and remove the service and the binary; keeps the data dir, the
                      settings and the master key
   --purge            with --uninstall: also remove the data dir, the settings, the master key
@@ -345,12 +347,20 @@ if [ -d "$data_dir" ] && id "$service_user" >/dev/null 2>&1 && [ -z "$(find "$da
 	run chown "$service_user:$service_group" "$data_dir"
 fi
 
-# 3. The binary; an upgrade keeps the one it replaces as agentowl.prev (the rollback's).
+# 3. The binary; an upgrade keeps the one it replaces as agentowl.prev (the rollback's). With a
+#    running service, an installed binary that has 'agentowl upgrade' does the swap in step 9:
+#    it stops the service, copies the database, swaps, starts, waits, and rolls back by itself.
 binary_changed=0
+delegate_upgrade=0
 if [ -f "$bin" ] && cmp -s "$binary" "$bin"; then
 	ok "$bin (unchanged)"
 elif [ -f "$bin" ] && [ "$mode" != upgrade ]; then
 	die "another agentowl is installed at $bin ($("$bin" version 2>/dev/null || echo "version unknown")): use --upgrade to replace it"
+elif [ -f "$bin" ] && [ "$dry_run" -eq 0 ] && [ "$init_system" != none ] && [ -f "$data_dir/agentowl.db" ] &&
+	"$bin" upgrade --help >/dev/null 2>&1; then
+	ok "$bin: replaced by 'agentowl upgrade' once the service is set up (step 9)"
+	binary_changed=1
+	delegate_upgrade=1
 else
 	if [ -f "$bin" ]; then run cp -p "$bin" "$prev"; fi
 	install_file "$binary" "$bin" 0755 || true
@@ -439,13 +449,35 @@ if needs_apparmor_profile; then
 	fi
 fi
 
+# The upgrade of a running service, by the installed binary: 'agentowl upgrade' stops it, copies
+# the database to <data dir>/upgrade/, keeps agentowl.prev, swaps, starts, waits for /readyz, and
+# puts the previous binary and database back by itself when the new one exits or is not ready.
+upgrade_with_rollback() {
+	changed=$((changed + 1))
+	echo "+ $bin upgrade $binary"
+	if service_env "$bin" upgrade "$binary" --bin "$bin" --init-system "$init_system" --ready-timeout "$ready_timeout"; then
+		upgraded=1
+	else
+		die "the upgrade failed; 'agentowl upgrade' above says whether the previous version serves again"
+	fi
+}
+# The binary swapped here after all (the service definition changed, so no running service to upgrade).
+install_binary_now() {
+	run cp -p "$bin" "$prev"
+	install_file "$binary" "$bin" 0755 || true
+	delegate_upgrade=0
+}
+
 # 9. Enabled, started (restarted when the binary or the unit changed).
 started=0
+upgraded=0
 case "$init_system" in
 systemd)
 	if [ "$service_changed" -eq 1 ]; then run systemctl daemon-reload; fi
 	if service_enabled; then ok "service enabled"; else run systemctl enable agentowl.service; fi
-	if ! service_active; then
+	if [ "$delegate_upgrade" -eq 1 ]; then
+		upgrade_with_rollback
+	elif ! service_active; then
 		run systemctl start agentowl.service
 		started=1
 	elif [ "$service_changed" -eq 1 ] || [ "$binary_changed" -eq 1 ]; then
@@ -456,10 +488,14 @@ systemd)
 	fi
 	;;
 launchd)
-	if ! service_enabled; then
+	if [ "$delegate_upgrade" -eq 1 ] && service_enabled && [ "$service_changed" -eq 0 ]; then
+		upgrade_with_rollback
+	elif ! service_enabled; then
+		if [ "$delegate_upgrade" -eq 1 ]; then install_binary_now; fi
 		run launchctl bootstrap system "$plist"
 		started=1
 	elif [ "$service_changed" -eq 1 ]; then
+		if [ "$delegate_upgrade" -eq 1 ]; then install_binary_now; fi
 		run launchctl bootout system/dev.agentowl.agentowl
 		run launchctl bootstrap system "$plist"
 		started=1
@@ -495,11 +531,22 @@ esac
 case "$http_host" in 0.0.0.0 | "[::]" | "") probe_host=127.0.0.1 ;; *) probe_host=$http_host ;; esac
 probe_url=$scheme://$probe_host:$http_port/readyz
 
-# not_ready: what happens when a started service does not get ready. The upgrade's automatic
-# rollback belongs here: with $binary_changed and $prev, put $prev back, restart, wait again.
+# not_ready: what happens when a started service does not get ready. After an upgrade that the
+# installed binary could not do itself (it predates 'agentowl upgrade'), the previous binary is
+# put back and started; the database is as the new binary left it.
 not_ready() {
-	if [ "$started" -eq 1 ] && [ "$binary_changed" -eq 1 ] && [ -f "$prev" ]; then
-		echo "install.sh: the new binary did not get ready; the previous one is $prev" >&2
+	if [ "$started" -eq 1 ] && [ "$binary_changed" -eq 1 ] && [ -f "$prev" ] && [ "$mode" = upgrade ]; then
+		echo "install.sh: the new binary did not get ready: putting back $prev" >&2
+		run cp -p "$prev" "$bin.new"
+		run mv -f "$bin.new" "$bin"
+		case "$init_system" in
+		systemd) run systemctl restart agentowl.service ;;
+		launchd) run launchctl kickstart -k system/dev.agentowl.agentowl ;;
+		esac
+		if wait_ready; then
+			die "the upgrade was rolled back: the previous binary serves again at $probe_url (the database was not restored)"
+		fi
+		echo "install.sh: the previous binary did not get ready either" >&2
 	fi
 	case "$init_system" in
 	systemd) echo "install.sh: see: journalctl -u agentowl -n 50" >&2 ;;
@@ -527,7 +574,9 @@ wait_ready() {
 	return 1
 }
 
-if [ "$init_system" != none ] && [ "$dry_run" -eq 0 ] && [ -n "$http_listen" ]; then
+if [ "$upgraded" -eq 1 ]; then
+	ok "upgraded and ready: $probe_url answered 200"
+elif [ "$init_system" != none ] && [ "$dry_run" -eq 0 ] && [ -n "$http_listen" ]; then
 	if wait_ready; then
 		ok "ready: $probe_url answered 200"
 	else

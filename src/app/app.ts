@@ -2,6 +2,7 @@ import type { AnyElysia } from "elysia";
 import type { Pool } from "../agents/pool.ts";
 import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
+import { DiskWatch } from "../core/disk.ts";
 import { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
 import type { LiveOptions } from "../console/index.ts";
@@ -104,7 +105,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   );
   const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
   const state = { stopping: false };
-  const ready = readiness({ storage, clock, workers, stopping: () => state.stopping, agents });
+  const disk = new DiskWatch(config.dataDir, config.disk, log);
+  metrics.watchDisk(() => disk.sample());
+  const ready = readiness({ storage, clock, workers, stopping: () => state.stopping, agents, disk });
   const logTap = opts.logTap ?? null;
   const users = new Users({
     storage,
@@ -122,7 +125,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     },
     stack,
   );
-  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk }, stack);
   logServing(log, config, listening, mail, storage);
   // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
   notifySystemd({ clock, log, ready, runner: workers.runner }, stack);

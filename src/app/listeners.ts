@@ -128,6 +128,7 @@ export async function startListeners(
         auth: deps.users,
         appliance: config.settings.mail_domain,
         bootstrapToken: config.bootstrapToken,
+        inboxWindowMs: config.inboxWindowMs,
         circuits: () => dispatch.breakers.troubled(),
         log: log.child({ component: "console" }),
         dispatch,

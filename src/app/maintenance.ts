@@ -4,13 +4,17 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
 import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
+import { parseDuration } from "../config/index.ts";
+import type { DiskWatch } from "../core/disk.ts";
 import {
   approvalExpiry,
+  diskWatch,
   leaseRecovery,
   loopLagSampling,
   retentionSweep,
   rotationReminders,
   sessionPurge,
+  type TenantRetention,
 } from "../workers/maintenance.ts";
 import type { Users } from "../users/index.ts";
 import type { MailParts } from "./mail.ts";
@@ -31,6 +35,7 @@ export async function startMaintenance(
     mail: MailParts;
     metrics: Metrics;
     users: Users;
+    disk: DiskWatch;
   },
   stack: StopStack<Shutdown>,
 ): Promise<void> {
@@ -39,9 +44,37 @@ export async function startMaintenance(
   await stack.start(leaseRecovery(ctx, storage.queue, config.visibilityTimeoutMs));
   await stack.start(approvalExpiry(ctx, storage.approvals));
   await stack.start(
-    retentionSweep(ctx, { queue: storage.queue, outbox: storage.outbox, spool: deps.mail.spool }, config),
+    retentionSweep(
+      ctx,
+      {
+        queue: storage.queue,
+        outbox: storage.outbox,
+        spool: deps.mail.spool,
+        retention: storage.retention,
+        audit: storage.audit,
+        tenants: () => tenantRetention(storage),
+      },
+      config,
+    ),
   );
+  await stack.start(diskWatch(ctx, deps.disk));
   await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
   await stack.start(sessionPurge(ctx, deps.users));
   await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
+}
+
+/** Each tenant's `retention` block (docs/desired-state.md), its durations in ms. */
+async function tenantRetention(storage: Storage): Promise<Map<string, TenantRetention>> {
+  const out = new Map<string, TenantRetention>();
+  for (const r of await storage.resources.list({ kind: "tenants", limit: 10_000 })) {
+    const spec = (r.spec as { retention?: Record<string, string> } | null)?.retention;
+    if (!spec) continue;
+    const ms: TenantRetention = {};
+    for (const k of ["events", "content", "attempts", "audit"] as const) {
+      const d = spec[k] === undefined ? null : parseDuration(spec[k]);
+      if (d) ms[k] = d;
+    }
+    out.set(r.name, ms);
+  }
+  return out;
 }

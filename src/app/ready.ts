@@ -10,8 +10,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /**
- * /readyz: accepting (not shutting down), the database takes a durable write within 2 s, and the
- * job runner's and the outbox relay's loops went round within the last 10 s.
+ * /readyz: accepting (not shutting down), the database takes a durable write within 2 s, the
+ * job runner's and the outbox relay's loops went round within the last 10 s, and the data dir's
+ * disk has more free space than disk_fail_free.
  */
 export function readiness(deps: {
   storage: Pick<Storage, "probeWrite">;
@@ -20,6 +21,8 @@ export function readiness(deps: {
   stopping: () => boolean;
   /** How agent runtimes are isolated: said on /readyz (the pool runs either way). */
   agents?: { isolation: { isolation: string; reason: string | null } };
+  /** Free space of the data dir's disk: fails below disk_fail_free. */
+  disk?: { check(): ReadyCheck };
 }): () => Promise<Record<string, ReadyCheck>> {
   const { storage, clock, workers } = deps;
   return async () => {
@@ -34,6 +37,7 @@ export function readiness(deps: {
       database,
       jobs: alive(workers.runner.heartbeat),
       outbox: alive(workers.relay.heartbeat),
+      ...(deps.disk ? { disk: deps.disk.check() } : {}),
       ...(deps.agents ? { agents: agentsCheck(deps.agents.isolation) } : {}),
     };
   };

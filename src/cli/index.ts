@@ -19,6 +19,8 @@ import { runtimeCommand } from "./runtime.ts";
 import { serveCommand } from "./serve.ts";
 import { TOKEN_COMMANDS } from "./tokens.ts";
 import { USER_COMMANDS } from "./users.ts";
+import { statusCommand } from "./status.ts";
+import { rollbackCommand, upgradeCommand } from "./upgrade.ts";
 import { versionCommand } from "./version.ts";
 
 export const COMMANDS: readonly Command[] = [
@@ -40,6 +42,9 @@ export const COMMANDS: readonly Command[] = [
   ...USER_COMMANDS,
   ...DEV_COMMANDS,
   runtimeCommand,
+  statusCommand,
+  upgradeCommand,
+  rollbackCommand,
 ];
 
 export function usage(): string {

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import type { FreeSpace } from "../core/disk.ts";
 import { isAbsolute, join, resolve } from "node:path";
 import { Value } from "@sinclair/typebox/value";
 import { parse as parseToml } from "smol-toml";
@@ -20,8 +21,25 @@ import {
 export type SettingSource = "default" | "file" | "env";
 
 /** The validated, parsed, frozen settings the rest of the appliance reads. */
+const parseFreeSpace = (text: string): FreeSpace =>
+  text.endsWith("%") ? { percent: Number(text.slice(0, -1)) } : { bytes: Number(text) };
+
+/** The retention of what a tenant's events leave behind, in ms (a tenant's `retention` overrides each). */
+export interface RetentionDefaults {
+  readonly eventsMs: number;
+  readonly contentMs: number;
+  readonly attemptsMs: number;
+  readonly auditMs: number;
+}
+
 export interface Config {
   readonly dataDir: string;
+  /** Per-tenant retention defaults (docs/operations.md#retention). */
+  readonly retention: RetentionDefaults;
+  /** Free-space thresholds of the data dir's filesystem: warn (metrics, log) and fail (/readyz). */
+  readonly disk: { readonly warnFree: FreeSpace; readonly failFree: FreeSpace };
+  /** How far back the console's inbox lists mail. */
+  readonly inboxWindowMs: number;
   readonly http: Listen;
   readonly smtp: Listen;
   readonly mailDomain: string;
@@ -256,6 +274,17 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     workerConcurrency: settings.worker_concurrency,
     visibilityTimeoutMs: ms("queue_visibility_timeout"),
     retentionMs: ms("queue_retention"),
+    retention: Object.freeze({
+      eventsMs: ms("event_retention"),
+      contentMs: ms("content_retention"),
+      attemptsMs: ms("attempt_retention"),
+      auditMs: ms("audit_retention"),
+    }),
+    disk: Object.freeze({
+      warnFree: parseFreeSpace(settings.disk_warn_free),
+      failFree: parseFreeSpace(settings.disk_fail_free),
+    }),
+    inboxWindowMs: ms("inbox_window"),
     agents: Object.freeze({
       minIdle: settings.agents_min_idle,
       maxRuntimes: settings.agents_max_runtimes,

@@ -317,6 +317,51 @@ export const settingsSchema = Type.Object(
       hint: "a duration such as 24h or 7d",
       description: "Finished jobs and published outbox entries are purged after this long.",
     }),
+    event_retention: setting(Type.String({ format: "agentowl-duration", default: "90d" }), {
+      env: "AGENTOWL_EVENT_RETENTION",
+      hint: "a duration such as 30d or 365d",
+      description:
+        "Events older than this leave the database with their deliveries and attempts (the hourly retention sweep); " +
+        "a tenant's `retention.events` overrides it (docs/operations.md#retention).",
+    }),
+    content_retention: setting(Type.String({ format: "agentowl-duration", default: "30d" }), {
+      env: "AGENTOWL_CONTENT_RETENTION",
+      hint: "a duration such as 7d or 30d",
+      description:
+        "An event's parsed content (bodies, headers, attachment files) is dropped after this long; the event's " +
+        "metadata stays until `event_retention`. A tenant's `retention.content` overrides it.",
+    }),
+    attempt_retention: setting(Type.String({ format: "agentowl-duration", default: "30d" }), {
+      env: "AGENTOWL_ATTEMPT_RETENTION",
+      hint: "a duration such as 7d or 30d",
+      description:
+        "Delivery attempts (status, error, response excerpt) older than this are deleted; the delivery's state stays. " +
+        "A tenant's `retention.attempts` overrides it.",
+    }),
+    audit_retention: setting(Type.String({ format: "agentowl-duration", default: "365d" }), {
+      env: "AGENTOWL_AUDIT_RETENTION",
+      hint: "a duration such as 90d or 365d",
+      description:
+        "Audit entries older than this are pruned from the start of the chain, under a signed checkpoint of the pruned " +
+        "prefix, so the rest still verifies. A tenant's `retention.audit` overrides it for its entries.",
+    }),
+    disk_warn_free: setting(Type.String({ pattern: "^(\\d{1,2}(\\.\\d+)?%|\\d+)$", default: "10%" }), {
+      env: "AGENTOWL_DISK_WARN_FREE",
+      hint: "a percentage such as 10% or a number of bytes",
+      description:
+        "Below this much free space on the data dir's filesystem, /metrics (`agentowl_disk_free_bytes`) and the log warn, once per crossing.",
+    }),
+    disk_fail_free: setting(Type.String({ pattern: "^(\\d{1,2}(\\.\\d+)?%|\\d+)$", default: "2%" }), {
+      env: "AGENTOWL_DISK_FAIL_FREE",
+      hint: "a percentage such as 2% or a number of bytes",
+      description:
+        "Below this much free space on the data dir's filesystem, /readyz answers 503 (check `disk`) before the disk is full.",
+    }),
+    inbox_window: setting(Type.String({ format: "agentowl-duration", default: "24h" }), {
+      env: "AGENTOWL_INBOX_WINDOW",
+      hint: "a duration such as 24h or 7d",
+      description: "How far back the console's per-tenant inbox lists mail.",
+    }),
     agents_min_idle: setting(Type.Integer({ minimum: 0, maximum: 1000, default: 2 }), {
       env: "AGENTOWL_AGENTS_MIN_IDLE",
       hint: "an integer from 0 to 1000",

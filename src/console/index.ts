@@ -213,7 +213,7 @@ export function consoleRoutes(deps: ConsoleDeps) {
           const rows = await storage.events.list({
             tenants: [tenant],
             channel: "email",
-            since: clock.now() - DAY_MS,
+            since: clock.now() - (deps.inboxWindowMs ?? DAY_MS),
             before: before || undefined,
             limit: PAGE + 1,
           });
@@ -227,7 +227,9 @@ export function consoleRoutes(deps: ConsoleDeps) {
             live: before ? null : base,
           };
           if (wantsFragment(request)) return fragment(InboxList(list));
-          return html(InboxPage({ chrome: chromeFor(v, "inbox"), ...list }), 200, { vary: "HX-Request" });
+          return html(InboxPage({ chrome: chromeFor(v, "inbox"), windowMs: deps.inboxWindowMs, ...list }), 200, {
+            vary: "HX-Request",
+          });
         }),
       )
       .use(actionsRoutes(kit))

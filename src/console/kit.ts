@@ -53,6 +53,8 @@ export interface ConsoleDeps {
   usage?: () => Promise<DiskUsage>;
   /** The agent pool, as /v1/agents uses it; none: the agents page says the appliance runs none. */
   agents?: AgentPool | null;
+  /** How far back the inbox lists mail (inbox_window; default 24 hours). */
+  inboxWindowMs?: number;
 }
 
 /** A form body is small: a sign-in, a filter, a button. */

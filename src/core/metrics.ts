@@ -182,6 +182,27 @@ export class Metrics {
     });
   }
 
+  /** The data dir's free space on every scrape, beside the threshold under which it warns. */
+  watchDisk(sample: () => { free: number; total: number; warnAt: number; failAt: number }): void {
+    const gauge = (name: string, help: string, pick: (s: ReturnType<typeof sample>) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          try {
+            this.set(pick(sample()));
+          } catch {
+            // statfs failed: the gauge keeps its last value; /readyz says why
+          }
+        },
+      });
+    gauge("agentowl_disk_free_bytes", "Free space on the data dir's filesystem (statfs f_bavail).", (s) => s.free);
+    gauge("agentowl_disk_size_bytes", "Size of the data dir's filesystem.", (s) => s.total);
+    gauge("agentowl_disk_warn_free_bytes", "disk_warn_free in bytes: below it the log warns.", (s) => s.warnAt);
+    gauge("agentowl_disk_fail_free_bytes", "disk_fail_free in bytes: below it /readyz fails.", (s) => s.failAt);
+  }
+
   render(): Promise<string> {
     return this.registry.metrics();
   }

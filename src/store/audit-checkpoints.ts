@@ -26,6 +26,8 @@ import { canonicalJson } from "./audit-chain.ts";
  * last one's seq) and `head` that entry's hash. `legacy_through` is the last entry written before
  * the chain was keyed (0 on an appliance that started keyed); the first line of a file is always
  * the anchor at that position, so a file recreated later does not start there and says so.
+ * After retention pruned the start of the log, each line also carries `pruned_through` and
+ * `pruned_head` (docs/operations.md#retention): verification starts from that signed link.
  * Someone who can write the database can delete rows, but cannot write a checkpoint that agrees.
  */
 
@@ -35,13 +37,28 @@ export interface Checkpoint {
   /** Milliseconds since the epoch. */
   at: number;
   legacyThrough: number;
+  /**
+   * Entries 1 to `prunedThrough` left the table (retention): the log starts after them, and
+   * `prunedHead` is the hash of entry `prunedThrough`, the link the first kept entry must carry.
+   * Absent (0) on a log never pruned, and then not part of the signed bytes.
+   */
+  prunedThrough?: number;
+  prunedHead?: string;
 }
 
 const VERSION = 1;
 const HEX64 = /^[0-9a-f]{64}$/;
 
-const signed = (cp: Checkpoint) =>
-  canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough });
+const fields = (cp: Checkpoint) => ({
+  v: VERSION,
+  seq: cp.seq,
+  head: cp.head,
+  at: cp.at,
+  legacy_through: cp.legacyThrough,
+  ...(cp.prunedThrough ? { pruned_through: cp.prunedThrough, pruned_head: cp.prunedHead } : {}),
+});
+
+const signed = (cp: Checkpoint) => canonicalJson(fields(cp));
 
 export function signCheckpoint(key: Buffer, cp: Checkpoint): string {
   return new Bun.CryptoHasher("sha256", key).update(signed(cp)).digest("hex");
@@ -49,7 +66,7 @@ export function signCheckpoint(key: Buffer, cp: Checkpoint): string {
 
 /** The line written for a checkpoint, newline included. */
 export function checkpointLine(key: Buffer, cp: Checkpoint): string {
-  return `${canonicalJson({ v: VERSION, seq: cp.seq, head: cp.head, at: cp.at, legacy_through: cp.legacyThrough, sig: signCheckpoint(key, cp) })}\n`;
+  return `${canonicalJson({ ...fields(cp), sig: signCheckpoint(key, cp) })}\n`;
 }
 
 export interface CheckpointFile {
@@ -85,7 +102,15 @@ function parseLine(key: Buffer, line: string): Checkpoint | null {
     typeof sig !== "string"
   )
     return null;
-  const cp = { seq: seq as number, head, at: at as number, legacyThrough: legacyThrough as number };
+  const { pruned_through: prunedThrough, pruned_head: prunedHead } = v;
+  const cp: Checkpoint = { seq: seq as number, head, at: at as number, legacyThrough: legacyThrough as number };
+  if (prunedThrough !== undefined) {
+    if (!Number.isSafeInteger(prunedThrough) || (prunedThrough as number) < 1 || (prunedThrough as number) >= cp.seq)
+      return null;
+    if (typeof prunedHead !== "string" || !HEX64.test(prunedHead)) return null;
+    cp.prunedThrough = prunedThrough as number;
+    cp.prunedHead = prunedHead;
+  }
   return sameSig(signCheckpoint(key, cp), sig) ? cp : null;
 }
 
@@ -108,7 +133,12 @@ export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
         problem: `checkpoint line ${i + 1} was altered or not signed with this appliance's audit key`,
       };
     const before = checkpoints.at(-1);
-    if (before && (cp.seq < before.seq || cp.legacyThrough !== before.legacyThrough)) {
+    if (
+      before &&
+      (cp.seq < before.seq ||
+        cp.legacyThrough !== before.legacyThrough ||
+        (cp.prunedThrough ?? 0) < (before.prunedThrough ?? 0))
+    ) {
       return {
         exists: true,
         checkpoints,

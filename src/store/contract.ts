@@ -470,6 +470,12 @@ export interface AuditLog {
   /** At shutdown, after the last commit: a final checkpoint. */
   closeAnchor(): Promise<void>;
   verify(opts?: { expectHead?: ExpectedHead }): Promise<VerifyReport>;
+  /**
+   * Retention (docs/operations.md#retention): remove the entries at the start of the log that are
+   * all older than their tenant's cutoff, never the newest, under a signed checkpoint of the
+   * pruned prefix so that the rest still verifies. Optional: a driver without it keeps everything.
+   */
+  prune?(cutoffFor: (tenant: string | null) => number): Promise<{ entries: number; through: number }>;
 }
 
 // Events, deliveries and attempts (docs/architecture.md, docs/state-machines.md)
@@ -1105,6 +1111,34 @@ export interface StorageOptions {
   onCommit?: (units: number, seconds: number, ok: boolean) => void;
 }
 
+// Retention (docs/operations.md#retention)
+
+/** Per-tenant cutoffs (ms since the epoch): what is older goes. */
+export interface RetentionCutoffs {
+  cutoffFor(tenant: string | null): number;
+  /** The latest cutoff of all: nothing at or after it goes, whatever its tenant. */
+  newest(): number;
+}
+
+export interface RetentionSwept {
+  events: number;
+  /** Events whose parsed content was dropped (the event stays). */
+  contents: number;
+  attempts: number;
+  blobs: number;
+}
+
+/** Deletes what each tenant's retention lets go, then gives the freed space back to the disk. */
+export interface Retention {
+  sweep(cutoffs: {
+    events: RetentionCutoffs;
+    content: RetentionCutoffs;
+    attempts: RetentionCutoffs;
+  }): Promise<RetentionSwept>;
+  /** Return free pages to the filesystem, a step at a time; how much. */
+  vacuum(): Promise<{ pages: number; bytes: number }>;
+}
+
 export interface Storage {
   readonly driver: "sqlite" | "postgres";
   readonly committer: Committer<Tx>;
@@ -1121,6 +1155,8 @@ export interface Storage {
   readonly sessions: SessionStore;
   readonly agents: AgentStore;
   readonly blobs: Blobs;
+  /** Per-tenant retention; optional: a driver without it keeps everything. */
+  readonly retention?: Retention;
   /** What opening did to the schema: the migrations applied now, and the schema version. */
   readonly migration: { applied: string[]; version: number };
   /** A durable write through the committer, for readiness checks. */

@@ -13,6 +13,7 @@ import m10 from "../../migrations/0010_secret_format.sql" with { type: "text" };
 import m11 from "../../migrations/0011_console_users.sql" with { type: "text" };
 import m12 from "../../migrations/0012_dashboard_rates.sql" with { type: "text" };
 import m13 from "../../migrations/0013_agents.sql" with { type: "text" };
+import m14 from "../../migrations/0014_audit_prune.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -29,4 +30,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 11, tag: "0011_console_users", sql: m11 },
   { idx: 12, tag: "0012_dashboard_rates", sql: m12 },
   { idx: 13, tag: "0013_agents", sql: m13 },
+  { idx: 14, tag: "0014_audit_prune", sql: m14 },
 ];

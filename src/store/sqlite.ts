@@ -133,11 +133,32 @@ export function openDatabase(path: string, opts: { busyTimeoutMs?: number } = {}
     if (mode !== "wal") throw new Error(`journal_mode is ${mode}, WAL is required`);
     sqlite.run("PRAGMA synchronous = FULL");
     sqlite.run("PRAGMA foreign_keys = ON");
+    incrementalVacuum(sqlite);
   } catch (e) {
     sqlite.close();
     throw describeOpenError(e, path);
   }
   return { sqlite, db: drizzle(statementCaching(sqlite), { schema }), path };
+}
+
+/**
+ * Freed pages go back to the disk (docs/operations.md#retention): `auto_vacuum = INCREMENTAL`,
+ * after which the retention sweep runs `incremental_vacuum`. A new database takes the mode at
+ * once; an existing one only through one full VACUUM, done here the first time (it rewrites the
+ * file: seconds for a large database, once). A read-only opener leaves the file as it is.
+ */
+function incrementalVacuum(sqlite: Database): void {
+  const mode = sqlite.query<{ auto_vacuum: number }, []>("PRAGMA auto_vacuum").get()?.auto_vacuum;
+  if (mode === 2) return;
+  sqlite.run("PRAGMA auto_vacuum = INCREMENTAL");
+  const pages = sqlite.query<{ page_count: number }, []>("PRAGMA page_count").get()?.page_count ?? 0;
+  if (pages > 0) {
+    try {
+      sqlite.run("VACUUM");
+    } catch {
+      // Another connection is writing (the server, while a tool opens the file): the server's own open does it.
+    }
+  }
 }
 
 /**

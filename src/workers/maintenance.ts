@@ -1,7 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import { LoopLagMonitor } from "../core/loop-lag.ts";
-import type { JobQueue, Outbox, Storage } from "../store/index.ts";
+import type { AuditLog, JobQueue, Outbox, Retention, RetentionCutoffs, Storage } from "../store/index.ts";
 import { Periodic } from "./periodic.ts";
 import { dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
 import type { Service } from "./service.ts";
@@ -69,9 +69,28 @@ export function approvalExpiry(ctx: MaintenanceContext, approvals: { expireDue()
   });
 }
 
+/** A tenant's `retention` (docs/desired-state.md#tenants): durations such as 30d, each overriding its setting. */
+export interface TenantRetention {
+  events?: number;
+  content?: number;
+  attempts?: number;
+  audit?: number;
+}
+
+/** Cutoffs at `now`: each tenant's own duration where it set one, else the setting's. */
+export function cutoffs(now: number, defaultMs: number, perTenant: ReadonlyMap<string, number>): RetentionCutoffs {
+  const newest = now - Math.min(defaultMs, ...perTenant.values());
+  return {
+    cutoffFor: (tenant) => now - ((tenant !== null && perTenant.get(tenant)) || defaultMs),
+    newest: () => newest,
+  };
+}
+
 /**
  * Hourly, at 17 past: finished jobs, outbox entries every subscriber has passed and spool segments
- * older than their retention go (docs/configuration.md: queue_retention, spool_retention).
+ * older than their retention go (docs/configuration.md: queue_retention, spool_retention); then,
+ * per tenant, old events, their parsed content and blobs, delivery attempts and the start of the
+ * audit log (docs/operations.md#retention); then the freed pages go back to the disk.
  */
 export function retentionSweep(
   ctx: MaintenanceContext,
@@ -79,8 +98,16 @@ export function retentionSweep(
     queue: Pick<JobQueue, "sweep">;
     outbox: Pick<Outbox, "purge">;
     spool: { purge(cutoff: number): { segments: number; bytes: number } };
+    retention?: Retention;
+    audit?: Pick<AuditLog, "prune">;
+    /** Each tenant's `retention`, read at every sweep (a change applies at the next one). */
+    tenants?: () => Promise<ReadonlyMap<string, TenantRetention>>;
   },
-  limits: { retentionMs: number; spoolRetentionMs: number },
+  limits: {
+    retentionMs: number;
+    spoolRetentionMs: number;
+    retention?: { eventsMs: number; contentMs: number; attemptsMs: number; auditMs: number };
+  },
 ): Periodic {
   const { log, clock } = ctx;
   return new Periodic({
@@ -91,14 +118,53 @@ export function retentionSweep(
       const jobs = await parts.queue.sweep(limits.retentionMs);
       const outbox = await parts.outbox.purge(limits.retentionMs);
       const spooled = parts.spool.purge(clock.now() - limits.spoolRetentionMs);
+      const tenantRows = (await parts.tenants?.()) ?? new Map<string, TenantRetention>();
+      const now = clock.now();
+      const byKind = (kind: keyof TenantRetention) =>
+        new Map([...tenantRows].filter(([, r]) => r[kind] !== undefined).map(([t, r]) => [t, r[kind]!] as const));
+      const d = limits.retention;
+      const swept =
+        d && parts.retention
+          ? await parts.retention.sweep({
+              events: cutoffs(now, d.eventsMs, byKind("events")),
+              content: cutoffs(now, d.contentMs, byKind("content")),
+              attempts: cutoffs(now, d.attemptsMs, byKind("attempts")),
+            })
+          : null;
+      const audit =
+        d && parts.audit?.prune ? await parts.audit.prune(cutoffs(now, d.auditMs, byKind("audit")).cutoffFor) : null;
+      const vacuumed = parts.retention ? await parts.retention.vacuum() : null;
       log.info("retention sweep", {
         ...jobs,
         outbox_purged: outbox,
         spool_segments_purged: spooled.segments,
         spool_bytes_purged: spooled.bytes,
+        ...(swept
+          ? {
+              events_purged: swept.events,
+              contents_purged: swept.contents,
+              attempts_purged: swept.attempts,
+              blobs_purged: swept.blobs,
+            }
+          : {}),
+        ...(audit ? { audit_entries_pruned: audit.entries, audit_pruned_through: audit.through } : {}),
+        ...(vacuumed ? { database_bytes_freed: vacuumed.bytes } : {}),
       });
     },
     onError: (e) => log.error("retention sweep failed", { err: e }),
+  });
+}
+
+/** Every 30 s: the data dir's free space against disk_warn_free and disk_fail_free, logged when it crosses one. */
+export function diskWatch(ctx: MaintenanceContext, disk: { sample(): unknown }): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "disk-watch",
+    schedule: every(30_000),
+    runAtStart: true,
+    run: async () => void disk.sample(),
+    onError: (e) => log.error("reading the data dir's free space failed", { err: e }),
   });
 }
 

@@ -20,6 +20,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
+import { Database } from "bun:sqlite";
 import { join, resolve } from "node:path";
 
 const REPO = resolve(import.meta.dir, "../..");
@@ -325,8 +326,10 @@ describe("install.sh with a stub systemctl", async () => {
       wrapper("agentowl-v2", "# v2\n"),
     );
     expect(code, out).toBe(0);
-    expect(calls(r)).toContain("systemctl restart agentowl.service\n");
-    expect(out).toMatch(/ready: .* answered 200/);
+    // The installed binary does the upgrade: stop, swap, start, wait for /readyz.
+    expect(calls(r)).toContain("systemctl stop agentowl.service\nsystemctl start agentowl.service\n");
+    expect(out).toMatch(/upgraded and ready: .* answered 200/);
+    expect(existsSync(join(r.dataDir, "upgrade/last.json"))).toBe(true);
   });
 
   test("--uninstall stops and disables the service, reloads systemd, keeps the data", () => {
@@ -374,5 +377,116 @@ describe("install.sh with a stub launchctl", async () => {
     expect(existsSync(join(r.etc, "credentials"))).toBe(false);
     expect(install(r, "--init-system", "launchd", "--uninstall").code).toBe(0);
     expect(calls(r)).toContain("launchctl bootout system/dev.agentowl.agentowl\n");
+  });
+});
+
+describe("install.sh --upgrade to a binary that never gets ready", async () => {
+  const r = await root("rollback", "systemctl");
+  const port = () =>
+    /AGENTOWL_HTTP_LISTEN=127\.0\.0\.1:(\d+)/.exec(readFileSync(join(r.etc, "agentowl.env"), "utf8"))![1];
+  const readyz = async () => (await fetch(`http://127.0.0.1:${port()}/readyz`)).status;
+  const db = () => new Database(join(r.dataDir, "agentowl.db"), { readonly: true });
+
+  /**
+   * A stand-in for a broken release: it says its version, and its serve migrates the database past
+   * what the installed binary knows (so only a restored database lets the old one start), then
+   * exits, or hangs without ever answering.
+   */
+  function broken(name: string, then: "exit 1" | "exec sleep 600"): string {
+    const path = join(work, name);
+    const migrate =
+      `const { Database } = require("bun:sqlite"); const db = new Database(process.env.AGENTOWL_DATA_DIR + "/agentowl.db");` +
+      ` db.run("INSERT INTO schema_migrations VALUES (9999, 'from_the_future', 'x', 0)");`;
+    writeFileSync(
+      path,
+      `#!/bin/sh\ncase "$1" in\nversion) echo '{"version":"9.9.9","commit":"broken"}' ;;\n` +
+        `upgrade) exit 2 ;;\nserve) "${BUN}" -e "${migrate.replaceAll('"', '\\"')}"; ${then} ;;\n*) exit 1 ;;\nesac\n`,
+    );
+    chmodSync(path, 0o755);
+    return path;
+  }
+
+  test("installed and serving first", async () => {
+    const { code, out } = install(r, "--init-system", "systemd", "--ready-timeout", "30");
+    expect(code, out).toBe(0);
+    expect(await readyz()).toBe(200);
+  });
+
+  for (const [name, then] of [
+    ["exits", "exit 1"],
+    ["hangs", "exec sleep 600"],
+  ] as const) {
+    test(`a new binary that ${name} is rolled back, binary and database: the old one serves again with its data`, async () => {
+      const admins = db().query("SELECT username FROM users").all();
+      expect(admins.length).toBeGreaterThan(0);
+      writeFileSync(join(r.state, "calls"), "");
+      const next = broken(`agentowl-broken-${name}`, then);
+      const { code, out } = install(
+        r,
+        "--init-system",
+        "systemd",
+        "--upgrade",
+        "--binary",
+        next,
+        "--ready-timeout",
+        name === "hangs" ? "3" : "30",
+      );
+      expect(code, out).toBe(1);
+      expect(out).toContain(name === "hangs" ? "was not ready within 3s" : "it exited");
+      expect(out).toContain("rolled back: agentowl");
+      expect(readFileSync(join(r.prefix, "bin/agentowl"), "utf8")).toBe(readFileSync(binary, "utf8"));
+      expect(existsSync(join(r.dataDir, "upgrade/pre-9.9.9.db"))).toBe(true);
+      expect(await readyz()).toBe(200);
+      const after = db();
+      expect(after.query("SELECT count(*) AS n FROM schema_migrations WHERE idx = 9999").get()).toEqual({ n: 0 });
+      expect(after.query("SELECT username FROM users").all()).toEqual(admins);
+      // Without the polls of is-active (how many depends on the machine's speed).
+      expect(calls(r).replaceAll("systemctl is-active --quiet agentowl.service\n", "")).toBe(
+        [
+          "systemctl is-enabled --quiet agentowl.service",
+          "systemctl stop agentowl.service",
+          "systemctl start agentowl.service",
+          "systemctl stop agentowl.service",
+          "systemctl start agentowl.service",
+          "",
+        ].join("\n"),
+      );
+    });
+  }
+
+  test("agentowl rollback undoes a successful upgrade by hand, once", async () => {
+    const v2 = wrapper("agentowl-v2-rollback", "# v2 for rollback\n");
+    const up = install(r, "--init-system", "systemd", "--upgrade", "--binary", v2, "--ready-timeout", "30");
+    expect(up.code, up.out).toBe(0);
+    expect(readFileSync(join(r.prefix, "bin/agentowl"), "utf8")).toBe(readFileSync(v2, "utf8"));
+    const rollback = () =>
+      Bun.spawnSync(
+        [
+          join(r.prefix, "bin/agentowl"),
+          "rollback",
+          "--bin",
+          join(r.prefix, "bin/agentowl"),
+          "--init-system",
+          "systemd",
+          "--env-file",
+          join(r.etc, "agentowl.env"),
+        ],
+        {
+          env: {
+            ...r.env,
+            AGENTOWL_DATA_DIR: r.dataDir,
+            AGENTOWL_MASTER_KEY_FILE: join(r.etc, "credentials/agentowl-master-key"),
+          },
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+    const once = rollback();
+    expect(once.exitCode, once.stdout.toString() + once.stderr.toString()).toBe(0);
+    expect(readFileSync(join(r.prefix, "bin/agentowl"), "utf8")).toBe(readFileSync(binary, "utf8"));
+    expect(await readyz()).toBe(200);
+    const twice = rollback();
+    expect(twice.exitCode).toBe(4);
+    expect(twice.stderr.toString()).toContain("rolled back already");
   });
 });

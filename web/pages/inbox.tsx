@@ -27,11 +27,19 @@ export function InboxList(props: InboxListView) {
   );
 }
 
-export function InboxPage(props: { chrome: Chrome } & InboxListView) {
-  const { chrome, ...list } = props;
+/** "24 hours", "7 days": the inbox_window setting as the page says it. */
+const windowText = (ms: number) =>
+  ms % 86_400_000 === 0 && ms >= 2 * 86_400_000
+    ? `${ms / 86_400_000} days`
+    : ms % 3_600_000 === 0
+      ? `${ms / 3_600_000} hours`
+      : `${Math.round(ms / 60_000)} minutes`;
+
+export function InboxPage(props: { chrome: Chrome; windowMs?: number } & InboxListView) {
+  const { chrome, windowMs, ...list } = props;
   return (
     <Layout chrome={chrome} title={`Inbox of ${props.tenant}`} live>
-      <p class="muted">Mail received in the last 24 hours, newest first.</p>
+      <p class="muted">Mail received in the last {windowText(windowMs ?? 86_400_000)}, newest first.</p>
       <InboxList {...list} />
     </Layout>
   );

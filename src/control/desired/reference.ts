@@ -37,6 +37,16 @@ export const MEANING: Record<string, string> = {
   "tenant.name": "The tenant; mail to `agent@<name>.<mail_domain>` belongs to it. Unique across the appliance.",
   "tenant.display_name": "How the console shows the tenant.",
   "tenant.inbox": "The tenant's inbox in the console (`/t/<name>/inbox`, docs/console.md).",
+  "tenant.retention":
+    "How long this tenant's data is kept (docs/operations.md#retention); each duration overrides its setting. The hourly sweep deletes what is older.",
+  "tenant.retention.events":
+    "Events, with their deliveries and attempts (default: the `event_retention` setting, 90d).",
+  "tenant.retention.content":
+    "Parsed content of events: bodies, headers, attachments (default: `content_retention`, 30d); the event's metadata stays.",
+  "tenant.retention.attempts":
+    "Delivery attempts: status, error, response excerpt (default: `attempt_retention`, 30d).",
+  "tenant.retention.audit":
+    "Audit entries about this tenant (default: `audit_retention`, 365d); pruned from the start of the chain, under a signed checkpoint.",
   "tenant.inbox.public":
     "Anyone may read the inbox, its messages and their attachments without signing in (read-only), " +
     "also at `/inbound/email` on the host `<name>.<mail_domain>`. Default false: members of the tenant and admins only.",

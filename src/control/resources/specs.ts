@@ -29,6 +29,38 @@ export const TenantSpec = Type.Object(
     display_name: Type.Optional(Type.String({ maxLength: 200 })),
     /** docs/console.md#the-inbox: whether the inbox can be read without signing in (default false). */
     inbox: Type.Optional(Type.Object({ public: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+    /**
+     * docs/operations.md#retention: how long this tenant's data is kept, each overriding its setting
+     * (event_retention, content_retention, attempt_retention, audit_retention).
+     */
+    retention: Type.Optional(
+      Type.Object(
+        {
+          events: Type.Optional(
+            Type.String({
+              pattern: Duration.pattern,
+              description: "events, with their deliveries (default: event_retention)",
+            }),
+          ),
+          content: Type.Optional(
+            Type.String({
+              pattern: Duration.pattern,
+              description: "parsed content: bodies, headers, attachments (default: content_retention)",
+            }),
+          ),
+          attempts: Type.Optional(
+            Type.String({ pattern: Duration.pattern, description: "delivery attempts (default: attempt_retention)" }),
+          ),
+          audit: Type.Optional(
+            Type.String({
+              pattern: Duration.pattern,
+              description: "audit entries about it (default: audit_retention)",
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

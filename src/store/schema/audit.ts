@@ -1,6 +1,6 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
 
-/** The append-only, hash-chained audit log (src/store/audit-chain.ts). Rows are never updated or deleted. */
+/** The append-only, hash-chained audit log (src/store/audit-chain.ts). Rows are never updated; only retention deletes, from the start, under a signed checkpoint of what it removed. */
 export const auditLog = sqliteTable(
   "audit_log",
   {

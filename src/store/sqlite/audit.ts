@@ -49,6 +49,8 @@ export class SqliteAudit implements AuditLog {
   private writer: CheckpointWriter | null = null;
   private lastCheckpoint: Checkpoint | null = null;
   private legacyThrough = 0;
+  /** Where the log starts after retention pruned its beginning (the latest checkpoint says). */
+  private pruned: { seq: number; hash: string } | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
   private readonly committed = () => this.maybeCheckpoint(false);
 
@@ -127,6 +129,7 @@ export class SqliteAudit implements AuditLog {
     if (latest) {
       this.legacyThrough = file.checkpoints[0]!.legacyThrough;
       this.lastCheckpoint = latest;
+      this.pruned = prunedStart(latest);
       // A quick look at the anchor itself (verify walks the rest): is the checkpointed head still there?
       const at = this.handle.sqlite
         .query<{ hash: string }, [number]>("SELECT hash FROM audit_log WHERE seq = ?")
@@ -193,12 +196,73 @@ export class SqliteAudit implements AuditLog {
       if (!head) return;
       const since = head.seq - (this.lastCheckpoint?.seq ?? 0);
       if (since <= 0 || (!anyNew && since < this.anchorOpts.everyEntries)) return;
-      this.lastCheckpoint = { seq: head.seq, head: head.hash, at: this.clock.now(), legacyThrough: this.legacyThrough };
+      this.lastCheckpoint = this.checkpointOf(head);
       this.waiting = this.lastCheckpoint;
       this.flushing ??= this.flushCheckpoints();
     } catch (e) {
       this.anchorOpts.onError?.(e);
     }
+  }
+
+  /** A checkpoint of `head`, carrying where the log starts when its beginning was pruned. */
+  private checkpointOf(head: { seq: number; hash: string }): Checkpoint {
+    return {
+      seq: head.seq,
+      head: head.hash,
+      at: this.clock.now(),
+      legacyThrough: this.legacyThrough,
+      ...(this.pruned ? { prunedThrough: this.pruned.seq, prunedHead: this.pruned.hash } : {}),
+    };
+  }
+
+  /**
+   * Retention: remove the longest run of entries from the start of the log that are all older
+   * than their tenant's cutoff (`cutoffFor(tenant)`, a time in ms), never the newest entry. A
+   * checkpoint that names the last pruned entry and its hash is signed and fsynced first, then
+   * the rows go: verification starts from that link (docs/operations.md#retention). Only an
+   * anchored log is pruned: without the audit key nothing could vouch for the pruned prefix.
+   */
+  async prune(cutoffFor: (tenant: string | null) => number): Promise<{ entries: number; through: number }> {
+    const done = { entries: 0, through: this.pruned?.seq ?? 0 };
+    if (!this.writer || !this.keys) return done;
+    const head = this.last.get();
+    if (!head) return done;
+    const page = this.handle.sqlite.prepare<{ seq: number; at: number; tenant: string | null; hash: string }, [number]>(
+      "SELECT seq, at, tenant, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT 5000",
+    );
+    let last: { seq: number; hash: string } | null = null;
+    scan: for (let from = done.through; ; ) {
+      const rows = page.all(from);
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        if (r.seq >= head.seq || r.at >= cutoffFor(r.tenant)) break scan;
+        last = { seq: r.seq, hash: r.hash };
+      }
+      from = rows.at(-1)!.seq;
+    }
+    if (!last) return done;
+    await this.flushing;
+    this.pruned = last;
+    this.write(this.checkpointOf(this.last.get()!));
+    const remove = this.handle.sqlite.prepare<never, [number, number]>(
+      "DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE seq <= ? ORDER BY seq LIMIT ?)",
+    );
+    let entries = 0;
+    for (;;) {
+      const n = await this.committer.run(() => {
+        // The append-only trigger lets deletes through up to this entry only (migrations/0014_audit_prune.sql).
+        this.handle.sqlite
+          .query<never, [string, number]>(
+            "INSERT INTO kv (key, value, updated_at) VALUES ('audit.pruned_through', ?, ?) " +
+              "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+          )
+          .run(String(last.seq), this.clock.now());
+        return remove.run(last.seq, 5000).changes;
+      });
+      entries += n;
+      if (n < 5000) break;
+    }
+    return { entries, through: last.seq };
   }
 
   private waiting: Checkpoint | null = null;
@@ -263,11 +327,13 @@ export class SqliteAudit implements AuditLog {
   private walk(
     links: LinkCheck,
     also: (e: ChainedEntry) => string | null,
+    start: { seq: number; hash: string } | null = null,
   ): { entries: number; last: { seq: number; hash: string } | null; broken: Broken | null } {
     const page = this.handle.sqlite.prepare<RawRow, [number, number]>(
       "SELECT seq, at, actor, tenant, action, target, decision, details, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
     );
-    let prev: { seq: number; hash: string } | null = null;
+    // After pruning, the first kept entry must link to the pruned prefix's signed last hash.
+    let prev: { seq: number; hash: string } | null = start;
     let entries = 0;
     for (;;) {
       const rows = page.all(prev?.seq ?? 0, VERIFY_BATCH);
@@ -313,29 +379,34 @@ export class SqliteAudit implements AuditLog {
     const links = new LinkCheck(this.keys, cps.length ? cps[0]!.legacyThrough : null);
     const expect = opts.expectHead ? { ...opts.expectHead, found: false } : null;
     let legacyRewritten = false;
-    const walked = this.walk(links, (e) => {
-      const cp = signedHeads.get(e.seq);
-      if (cp && cp.head !== e.hash) {
-        // Plain links can be recomputed by anyone: a change anywhere in the legacy entries shows
-        // only here, at the checkpoint that anchored them, and none of them can be vouched for.
-        if (e.seq <= cp.legacyThrough) legacyRewritten = true;
-        if (legacyRewritten)
-          return (
-            `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end ` +
-            `in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): ` +
-            "one of them was changed and the links after it recomputed"
-          );
-        return `its hash is not the one the checkpoint of ${iso(cp.at)} signed for it (${cp.head})`;
-      }
-      if (expect && e.hash === expect.hash) {
-        if (expect.seq !== null && expect.seq !== e.seq)
-          return `it carries the expected head, which was entry ${expect.seq}`;
-        expect.found = true;
-      }
-      if (expect && expect.seq === e.seq && e.hash !== expect.hash)
-        return `its hash is not the expected head ${expect.hash}`;
-      return null;
-    });
+    const pruned = latest ? prunedStart(latest) : null;
+    const walked = this.walk(
+      links,
+      (e) => {
+        const cp = signedHeads.get(e.seq);
+        if (cp && cp.head !== e.hash) {
+          // Plain links can be recomputed by anyone: a change anywhere in the legacy entries shows
+          // only here, at the checkpoint that anchored them, and none of them can be vouched for.
+          if (e.seq <= cp.legacyThrough) legacyRewritten = true;
+          if (legacyRewritten)
+            return (
+              `entries 1 to ${cp.legacyThrough} (plain SHA-256, written before the chain was keyed) no longer end ` +
+              `in the head the upgrade checkpoint of ${iso(cp.at)} signed (${cp.head}): ` +
+              "one of them was changed and the links after it recomputed"
+            );
+          return `its hash is not the one the checkpoint of ${iso(cp.at)} signed for it (${cp.head})`;
+        }
+        if (expect && e.hash === expect.hash) {
+          if (expect.seq !== null && expect.seq !== e.seq)
+            return `it carries the expected head, which was entry ${expect.seq}`;
+          expect.found = true;
+        }
+        if (expect && expect.seq === e.seq && e.hash !== expect.hash)
+          return `its hash is not the expected head ${expect.hash}`;
+        return null;
+      },
+      pruned,
+    );
     const report: VerifyReport = {
       ok: true,
       entries: walked.entries,
@@ -357,7 +428,7 @@ export class SqliteAudit implements AuditLog {
     if (walked.broken && legacyRewritten)
       return { ...fail(walked.broken.reason), entries: 0, head: GENESIS, lastGood: null };
     if (walked.broken) return fail(`entry ${walked.broken.seq} is broken: ${walked.broken.reason}`);
-    const end = walked.last?.seq ?? 0;
+    const end = walked.last?.seq ?? pruned?.seq ?? 0;
     if (latest && end < latest.seq) {
       report.missing = latest.seq - end;
       return fail(
@@ -393,6 +464,10 @@ export class SqliteAudit implements AuditLog {
     return report;
   }
 }
+
+/** Where a checkpoint says the log starts: after the pruned prefix, linked to its last hash. */
+const prunedStart = (cp: Checkpoint): { seq: number; hash: string } | null =>
+  cp.prunedThrough && cp.prunedHead ? { seq: cp.prunedThrough, hash: cp.prunedHead } : null;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const count = (n: number) => (n === 1 ? "1 entry is" : `${n} entries are`);

@@ -4,6 +4,7 @@ import { newId } from "../../core/ids.ts";
 import { JournalProbe } from "../../core/journal-probe.ts";
 import { kv } from "../schema/index.ts";
 import { BlobStore } from "../blobs.ts";
+import { SqliteRetention } from "./retention.ts";
 import type { Blobs, Storage, StorageOptions } from "../contract.ts";
 import { migrate, type MigrateResult } from "../migrate.ts";
 import { DATABASE_FILE, openDatabase, type SqliteHandle } from "../sqlite.ts";
@@ -47,6 +48,7 @@ export class SqliteStorage implements Storage {
   readonly agents: SqliteAgents;
   /** Files under `<dir>/blobs` (src/store/blobs.ts). */
   readonly blobs: Blobs;
+  readonly retention: SqliteRetention;
   private checkpointer: BackgroundCheckpointer | null = null;
   /** Beside the database, on the same filesystem: a database in memory needs none. */
   private readonly probe: JournalProbe | null;
@@ -81,6 +83,7 @@ export class SqliteStorage implements Storage {
     this.sessions = new SqliteSessions(db, this.committer);
     this.agents = new SqliteAgents(db, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
+    this.retention = new SqliteRetention(handle, this.committer, this.blobs);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
