@@ -4,8 +4,10 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
 import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
+import type { Backups } from "../backup/index.ts";
 import {
   approvalExpiry,
+  nightlyBackup,
   leaseRecovery,
   loopLagSampling,
   retentionSweep,
@@ -31,6 +33,7 @@ export async function startMaintenance(
     mail: MailParts;
     metrics: Metrics;
     users: Users;
+    backups: Backups;
   },
   stack: StopStack<Shutdown>,
 ): Promise<void> {
@@ -44,4 +47,5 @@ export async function startMaintenance(
   await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
   await stack.start(sessionPurge(ctx, deps.users));
   await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
+  if (config.backup.keep > 0) await stack.start(nightlyBackup(ctx, deps.backups, config.backup.schedule));
 }
