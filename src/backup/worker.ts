@@ -1,3 +1,5 @@
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import type { BackupRequest, BackupResult } from "./plan.ts";
 import { runBackup } from "./plan.ts";
 
@@ -13,7 +15,22 @@ export type WorkerReport =
   | { kind: "done"; result: BackupResult }
   | { kind: "error"; message: string };
 
+/**
+ * This thread at the lowest CPU priority (nice 19; Linux lets a thread have its own): on a small
+ * machine the backup then takes the CPU the event loop, the committer's fsyncs and the parsers
+ * leave, and ingest keeps its rate. Elsewhere the thread keeps the process's priority.
+ */
+function lowerPriority(): void {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, 19);
+  } catch {
+    // No /proc (macOS), or not allowed: the backup runs at the process's priority.
+  }
+}
+
 self.onmessage = ({ data }: MessageEvent<BackupRequest>) => {
+  lowerPriority();
   let last = 0;
   try {
     const result = runBackup(
