@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   http: async () => (await import("./http.ts")).benchHttp(),
   dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
   console: async () => (await import("./console.ts")).benchConsole(),
+  ops: async () => (await import("./ops.ts")).benchOps(),
 };
 
 const names = process.argv.slice(2);

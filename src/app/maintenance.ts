@@ -6,9 +6,11 @@ import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { parseDuration } from "../config/index.ts";
 import type { DiskWatch } from "../core/disk.ts";
+import type { Backups } from "../backup/index.ts";
 import {
   approvalExpiry,
   diskWatch,
+  nightlyBackup,
   leaseRecovery,
   loopLagSampling,
   retentionSweep,
@@ -36,6 +38,7 @@ export async function startMaintenance(
     metrics: Metrics;
     users: Users;
     disk: DiskWatch;
+    backups: Backups;
   },
   stack: StopStack<Shutdown>,
 ): Promise<void> {
@@ -61,6 +64,7 @@ export async function startMaintenance(
   await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
   await stack.start(sessionPurge(ctx, deps.users));
   await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
+  if (config.backup.keep > 0) await stack.start(nightlyBackup(ctx, deps.backups, config.backup.schedule));
 }
 
 /** Each tenant's `retention` block (docs/desired-state.md), its durations in ms. */

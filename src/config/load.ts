@@ -77,6 +77,8 @@ export interface Config {
   readonly workerConcurrency: number;
   readonly visibilityTimeoutMs: number;
   readonly retentionMs: number;
+  /** The nightly backup (docs/operations.md#backups). */
+  readonly backup: { readonly schedule: string; readonly dir: string; readonly keep: number };
   /** The agent pool (docs/agents.md). */
   readonly agents: {
     readonly minIdle: number;
@@ -285,6 +287,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       failFree: parseFreeSpace(settings.disk_fail_free),
     }),
     inboxWindowMs: ms("inbox_window"),
+    backup: Object.freeze({
+      schedule: settings.backup_schedule,
+      dir: settings.backup_dir ? abs(settings.backup_dir) : join(dataDir, "backups"),
+      keep: settings.backup_keep,
+    }),
     agents: Object.freeze({
       minIdle: settings.agents_min_idle,
       maxRuntimes: settings.agents_max_runtimes,

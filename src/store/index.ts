@@ -39,6 +39,7 @@ export {
   type SqliteTx,
 } from "./sqlite/index.ts";
 export { BlobStore } from "./blobs.ts";
+export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./sqlite/index.ts";
 
 /**
  * Open (creating and migrating if needed) the storage under `opts.dir`. SQLite is the one driver;

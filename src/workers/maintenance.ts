@@ -3,7 +3,7 @@ import type { Logger } from "../core/log.ts";
 import { LoopLagMonitor } from "../core/loop-lag.ts";
 import type { AuditLog, JobQueue, Outbox, Retention, RetentionCutoffs, Storage } from "../store/index.ts";
 import { Periodic } from "./periodic.ts";
-import { dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
+import { cronSchedule, dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
 import type { Service } from "./service.ts";
 
 /** What every maintenance task is given: where to log, the clock, and the timers that wake it. */
@@ -165,6 +165,26 @@ export function diskWatch(ctx: MaintenanceContext, disk: { sample(): unknown }):
     runAtStart: true,
     run: async () => void disk.sample(),
     onError: (e) => log.error("reading the data dir's free space failed", { err: e }),
+  });
+}
+
+/**
+ * The nightly backup (docs/operations.md#backups): at `backup_schedule`, a backup into
+ * `backup_dir`, then the oldest beyond `backup_keep` removed. A failed one is logged as an error
+ * and the next comes at its time.
+ */
+export function nightlyBackup(
+  ctx: MaintenanceContext,
+  backups: { nightly(): Promise<{ result: { path: string }; pruned: string[] }> },
+  schedule: string,
+): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "backup",
+    schedule: cronSchedule(schedule),
+    run: () => backups.nightly(),
+    onError: (e) => log.error("nightly backup failed", { err: e }),
   });
 }
 

@@ -143,6 +143,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./snapshot.ts";
 export { SqliteAgents } from "./agents.ts";
 export { SqliteApprovals } from "./approvals.ts";
 export { SqliteAudit } from "./audit.ts";
