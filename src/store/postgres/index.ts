@@ -1,0 +1,131 @@
+import { join } from "node:path";
+import { systemClock } from "../../core/clock.ts";
+import { newId } from "../../core/ids.ts";
+import { AppError } from "../../errors/index.ts";
+import { BlobStore } from "../blobs.ts";
+import type {
+  AgentStore,
+  ApprovalStore,
+  AuditLog,
+  Blobs,
+  EventStore,
+  MailStore,
+  ResourceStore,
+  SecretStore,
+  SessionStore,
+  Storage,
+  StorageOptions,
+  TokenStore,
+  UserStore,
+} from "../contract.ts";
+import { PgCommitter } from "./committer.ts";
+import { PgDb } from "./db.ts";
+import { migratePostgres } from "./migrate.ts";
+import { PgOutbox } from "./outbox.ts";
+import { PgQueue } from "./queue.ts";
+
+export interface PostgresStorageOptions extends StorageOptions {
+  /** `postgres://user:password@host:port/database` */
+  url: string;
+}
+
+/** A part of the contract this driver does not implement yet: every call says so. */
+function notYet<T extends object>(part: string): T {
+  return new Proxy({} as T, {
+    get(_t, prop) {
+      if (prop === "then") return undefined;
+      if (prop === "generation") return 0;
+      return () => {
+        throw new AppError("internal", `${part}.${String(prop)} is not implemented on PostgreSQL yet`);
+      };
+    },
+  });
+}
+
+/**
+ * The storage contract on PostgreSQL (docs/architecture.md#storage-contract-and-postgresql): the
+ * committer on a synchronous connection (./bridge.ts), the queue and the outbox. Blobs stay files
+ * under the data dir for now.
+ */
+export class PostgresStorage implements Storage {
+  readonly driver = "postgres";
+  readonly committer: PgCommitter;
+  readonly queue: PgQueue;
+  readonly outbox: PgOutbox;
+  readonly resources: ResourceStore = notYet("resources");
+  readonly tokens: TokenStore = notYet("tokens");
+  readonly events: EventStore = notYet("events");
+  readonly audit: AuditLog = notYet("audit");
+  readonly approvals: ApprovalStore = notYet("approvals");
+  readonly mail: MailStore = notYet("mail");
+  readonly secrets: SecretStore = notYet("secrets");
+  readonly users: UserStore = notYet("users");
+  readonly sessions: SessionStore = notYet("sessions");
+  readonly agents: AgentStore = notYet("agents");
+  readonly blobs: Blobs;
+
+  constructor(
+    readonly db: PgDb,
+    readonly migration: { applied: string[]; version: number },
+    opts: PostgresStorageOptions,
+  ) {
+    const clock = opts.clock ?? systemClock;
+    this.committer = new PgCommitter(db.sync, {
+      windowMs: opts.windowMs ?? 0,
+      maxBatch: opts.maxBatch ?? 1000,
+      clock,
+      onCommit: opts.onCommit,
+    });
+    this.queue = new PgQueue(db, this.committer, clock, opts.random);
+    this.outbox = new PgOutbox(db, this.committer);
+    this.blobs = new BlobStore(join(opts.dir, "blobs"));
+    this.committer.bind({
+      enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
+      ack: (tx, lease) => this.queue.ackTx(tx, lease),
+      emit: (tx, event) => this.outbox.emitTx(tx, event),
+    });
+  }
+
+  async probeWrite(): Promise<void> {
+    await this.committer.run((tx) => {
+      tx.conn.defer(
+        "INSERT INTO kv (key, value, updated_at) VALUES ('health.write', $1, $2) " +
+          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        [newId("req", tx.now), tx.now],
+      );
+    });
+  }
+
+  /** Wake-ups from the other nodes' commits (LISTEN); the runner's and the relay's polls remain the fallback. */
+  background(onError: (message: string) => void): { stop(): Promise<void> } {
+    const subscriptions = Promise.all([this.queue.listen(), this.outbox.listen()]).catch((e) => {
+      onError(`LISTEN failed, other nodes' work is noticed by polling only: ${(e as Error).message}`);
+      return [];
+    });
+    return {
+      stop: async () => {
+        for (const s of await subscriptions) await s.unlisten().catch(() => {});
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.committer.close();
+    await this.db.close();
+  }
+}
+
+/** Connect, migrate (taking turns with other nodes), and assemble the storage contract on PostgreSQL. */
+export function openPostgresStorage(opts: PostgresStorageOptions): PostgresStorage {
+  const db = new PgDb(opts.url);
+  try {
+    return new PostgresStorage(db, migratePostgres(db.sync, undefined, opts.clock), opts);
+  } catch (e) {
+    void db.close();
+    throw e;
+  }
+}
+
+export { PgCommitter, type PgTx } from "./committer.ts";
+export { PgQueue } from "./queue.ts";
+export { PgOutbox } from "./outbox.ts";
