@@ -1095,6 +1095,8 @@ export interface Blobs {
 export interface StorageOptions {
   /** The data dir: the database (for SQLite) and the blobs live under it. */
   dir: string;
+  /** A PostgreSQL URL: the PostgreSQL driver instead of SQLite in `dir` (docs/architecture.md#the-postgresql-driver). */
+  databaseUrl?: string | null;
   /** How long the committer waits for more work before committing; 0: at the end of this event-loop turn. */
   windowMs?: number;
   /** Units of work per commit at most. */
