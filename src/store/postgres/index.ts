@@ -9,9 +9,7 @@ import type {
   AuditLog,
   Blobs,
   EventStore,
-  MailStore,
   ResourceStore,
-  SecretStore,
   SessionStore,
   Storage,
   StorageOptions,
@@ -21,7 +19,9 @@ import type {
 import { PgCommitter } from "./committer.ts";
 import { PgDb } from "./db.ts";
 import { migratePostgres } from "./migrate.ts";
+import { PgMail } from "./mail.ts";
 import { PgOutbox } from "./outbox.ts";
+import { PgSecrets } from "./secrets.ts";
 import { PgQueue } from "./queue.ts";
 
 export interface PostgresStorageOptions extends StorageOptions {
@@ -57,8 +57,8 @@ export class PostgresStorage implements Storage {
   readonly events: EventStore = notYet("events");
   readonly audit: AuditLog = notYet("audit");
   readonly approvals: ApprovalStore = notYet("approvals");
-  readonly mail: MailStore = notYet("mail");
-  readonly secrets: SecretStore = notYet("secrets");
+  readonly mail: PgMail;
+  readonly secrets: PgSecrets;
   readonly users: UserStore = notYet("users");
   readonly sessions: SessionStore = notYet("sessions");
   readonly agents: AgentStore = notYet("agents");
@@ -78,6 +78,8 @@ export class PostgresStorage implements Storage {
     });
     this.queue = new PgQueue(db, this.committer, clock, opts.random);
     this.outbox = new PgOutbox(db, this.committer);
+    this.mail = new PgMail(db);
+    this.secrets = new PgSecrets(db);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
