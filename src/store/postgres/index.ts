@@ -10,11 +10,9 @@ import type {
   Blobs,
   EventStore,
   ResourceStore,
-  SessionStore,
   Storage,
   StorageOptions,
   TokenStore,
-  UserStore,
 } from "../contract.ts";
 import { PgCommitter } from "./committer.ts";
 import { PgDb } from "./db.ts";
@@ -22,6 +20,7 @@ import { migratePostgres } from "./migrate.ts";
 import { PgMail } from "./mail.ts";
 import { PgOutbox } from "./outbox.ts";
 import { PgSecrets } from "./secrets.ts";
+import { PgSessions, PgUsers } from "./users.ts";
 import { PgQueue } from "./queue.ts";
 
 export interface PostgresStorageOptions extends StorageOptions {
@@ -59,8 +58,8 @@ export class PostgresStorage implements Storage {
   readonly approvals: ApprovalStore = notYet("approvals");
   readonly mail: PgMail;
   readonly secrets: PgSecrets;
-  readonly users: UserStore = notYet("users");
-  readonly sessions: SessionStore = notYet("sessions");
+  readonly users: PgUsers;
+  readonly sessions: PgSessions;
   readonly agents: AgentStore = notYet("agents");
   readonly blobs: Blobs;
 
@@ -79,6 +78,8 @@ export class PostgresStorage implements Storage {
     this.queue = new PgQueue(db, this.committer, clock, opts.random);
     this.outbox = new PgOutbox(db, this.committer);
     this.mail = new PgMail(db);
+    this.users = new PgUsers(db);
+    this.sessions = new PgSessions(db, this.committer);
     this.secrets = new PgSecrets(db);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.committer.bind({
