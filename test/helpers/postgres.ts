@@ -18,6 +18,8 @@ export interface TestPostgres {
   /** A new empty database; its URL. Dropped by `drop`. */
   freshDatabase(): Promise<string>;
   drop(url: string): Promise<void>;
+  /** Stop the cluster this run started (nothing for AGENTOWL_TEST_PG's server); call it in afterAll. */
+  stop(): Promise<void>;
 }
 
 let started: Promise<TestPostgres | string> | null = null;
@@ -80,22 +82,20 @@ async function start(): Promise<TestPostgres | string> {
   // fsync off: a test cluster need not survive the machine; the driver's own settings are what is tested.
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200`;
   run([pgCtl, "-D", data, "-o", options, "-l", join(dir, "log"), "-w", "-t", "60", "start"]);
-  process.once("exit", () => {
-    spawnSync(asUser[0] ?? pgCtl, [
-      ...asUser.slice(1),
-      ...(asUser.length ? [pgCtl] : []),
-      "-D",
-      data,
-      "-m",
-      "immediate",
-      "stop",
-    ]);
+  let stopped = false;
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    const args = [...asUser.slice(1), ...(asUser.length ? [pgCtl] : []), "-D", data, "-m", "immediate", "stop"];
+    spawnSync(asUser[0] ?? pgCtl, args);
     rmSync(dir, { recursive: true, force: true });
-  });
-  return server(`postgres://agentowl@127.0.0.1:${port}/postgres`);
+  };
+  // bun test may end without an "exit" event: the test file's afterAll calls stop() as well.
+  process.once("exit", stop);
+  return server(`postgres://agentowl@127.0.0.1:${port}/postgres`, stop);
 }
 
-function server(adminUrl: string): TestPostgres {
+function server(adminUrl: string, stopCluster: () => void = () => {}): TestPostgres {
   let n = 0;
   const admin = new SQL(adminUrl, { max: 2 });
   return {
@@ -110,6 +110,11 @@ function server(adminUrl: string): TestPostgres {
     async drop(url: string) {
       const name = new URL(url).pathname.slice(1);
       await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+    async stop() {
+      // The cluster first: closing the client can wait for the run's end, which is what calls this.
+      stopCluster();
+      void admin.close({ timeout: 0 }).catch(() => {});
     },
   };
 }

@@ -39,4 +39,6 @@ if (typeof pg === "string") {
     };
   });
 }
-afterAll(() => {});
+afterAll(async () => {
+  if (typeof pg !== "string") await pg.stop();
+});
