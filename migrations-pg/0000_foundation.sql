@@ -21,7 +21,7 @@ CREATE TABLE "audit_log" (
 	"action" text NOT NULL,
 	"target" text,
 	"decision" text,
-	"details" jsonb NOT NULL,
+	"details" text NOT NULL,
 	"prev_hash" text NOT NULL,
 	"hash" text NOT NULL
 );

@@ -187,6 +187,8 @@ export class PgCommitter implements Committer<PgTx> {
       const tx = new Tx(conn, now, this.ops, state);
       // What a unit rolled back to its savepoint did not do (its NOTIFY is gone with it).
       const onceBefore = isolate ? new Set(state.once) : null;
+      // A lock statement the unit deferred and never sent is discarded with it: take it again later.
+      const locksBefore = isolate ? new Set(state.locks) : null;
       if (isolate) {
         try {
           conn.query("SAVEPOINT unit");
@@ -217,6 +219,7 @@ export class PgCommitter implements Committer<PgTx> {
         }
         // Advisory locks taken inside it stay held (PostgreSQL keeps them to the end of the transaction).
         if (onceBefore) state.once = onceBefore;
+        if (locksBefore) state.locks = locksBefore;
         outcomes.push({ ok: false, value: e instanceof PgError ? fromStatementError(e) : e });
       }
     }

@@ -1,66 +1,48 @@
 import { join } from "node:path";
 import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
-import { AppError } from "../../errors/index.ts";
 import { BlobStore } from "../blobs.ts";
-import type {
-  AgentStore,
-  ApprovalStore,
-  AuditLog,
-  Blobs,
-  EventStore,
-  ResourceStore,
-  Storage,
-  StorageOptions,
-  TokenStore,
-} from "../contract.ts";
+import type { Blobs, Storage, StorageOptions } from "../contract.ts";
+import { PgAgents } from "./agents.ts";
+import { PgApprovals } from "./approvals.ts";
+import { PgAudit } from "./audit.ts";
 import { PgCommitter } from "./committer.ts";
 import { PgDb } from "./db.ts";
+import { PgEvents } from "./events.ts";
 import { migratePostgres } from "./migrate.ts";
 import { PgMail } from "./mail.ts";
 import { PgOutbox } from "./outbox.ts";
 import { PgSecrets } from "./secrets.ts";
 import { PgSessions, PgUsers } from "./users.ts";
 import { PgQueue } from "./queue.ts";
+import { PgResources } from "./resources.ts";
+import { PgTokens } from "./tokens.ts";
 
 export interface PostgresStorageOptions extends StorageOptions {
   /** `postgres://user:password@host:port/database` */
   url: string;
 }
 
-/** A part of the contract this driver does not implement yet: every call says so. */
-function notYet<T extends object>(part: string): T {
-  return new Proxy({} as T, {
-    get(_t, prop) {
-      if (prop === "then") return undefined;
-      if (prop === "generation") return 0;
-      return () => {
-        throw new AppError("internal", `${part}.${String(prop)} is not implemented on PostgreSQL yet`);
-      };
-    },
-  });
-}
-
 /**
  * The storage contract on PostgreSQL (docs/architecture.md#storage-contract-and-postgresql): the
- * committer on a synchronous connection (./bridge.ts), the queue and the outbox. Blobs stay files
- * under the data dir for now.
+ * committer on a synchronous connection (./bridge.ts) and every store of the contract. Blobs stay
+ * files under the data dir for now.
  */
 export class PostgresStorage implements Storage {
   readonly driver = "postgres";
   readonly committer: PgCommitter;
   readonly queue: PgQueue;
   readonly outbox: PgOutbox;
-  readonly resources: ResourceStore = notYet("resources");
-  readonly tokens: TokenStore = notYet("tokens");
-  readonly events: EventStore = notYet("events");
-  readonly audit: AuditLog = notYet("audit");
-  readonly approvals: ApprovalStore = notYet("approvals");
+  readonly resources: PgResources;
+  readonly tokens: PgTokens;
+  readonly events: PgEvents;
+  readonly audit: PgAudit;
+  readonly approvals: PgApprovals;
   readonly mail: PgMail;
   readonly secrets: PgSecrets;
   readonly users: PgUsers;
   readonly sessions: PgSessions;
-  readonly agents: AgentStore = notYet("agents");
+  readonly agents: PgAgents;
   readonly blobs: Blobs;
 
   constructor(
@@ -77,6 +59,12 @@ export class PostgresStorage implements Storage {
     });
     this.queue = new PgQueue(db, this.committer, clock, opts.random);
     this.outbox = new PgOutbox(db, this.committer);
+    this.resources = new PgResources(db, this.committer);
+    this.audit = new PgAudit(db, this.committer, clock);
+    this.tokens = new PgTokens(db, this.committer, this.audit);
+    this.events = new PgEvents(db);
+    this.approvals = new PgApprovals(db, this.committer, this.audit);
+    this.agents = new PgAgents(db, this.committer);
     this.mail = new PgMail(db);
     this.users = new PgUsers(db);
     this.sessions = new PgSessions(db, this.committer);
@@ -101,10 +89,12 @@ export class PostgresStorage implements Storage {
 
   /** Wake-ups from the other nodes' commits (LISTEN); the runner's and the relay's polls remain the fallback. */
   background(onError: (message: string) => void): { stop(): Promise<void> } {
-    const subscriptions = Promise.all([this.queue.listen(), this.outbox.listen()]).catch((e) => {
-      onError(`LISTEN failed, other nodes' work is noticed by polling only: ${(e as Error).message}`);
-      return [];
-    });
+    const subscriptions = Promise.all([this.queue.listen(), this.outbox.listen(), this.resources.listen()]).catch(
+      (e) => {
+        onError(`LISTEN failed, other nodes' work is noticed by polling only: ${(e as Error).message}`);
+        return [];
+      },
+    );
     return {
       stop: async () => {
         for (const s of await subscriptions) await s.unlisten().catch(() => {});
@@ -114,6 +104,8 @@ export class PostgresStorage implements Storage {
 
   async close(): Promise<void> {
     await this.committer.close();
+    // Every entry of this node is committed now: the audit chain's last checkpoint covers them.
+    await this.audit.closeAnchor().catch(() => {});
     await this.db.close();
   }
 }

@@ -1,4 +1,4 @@
-import { bigint, bigserial, index, jsonb, pgTable, text } from "drizzle-orm/pg-core";
+import { bigint, bigserial, index, pgTable, text } from "drizzle-orm/pg-core";
 
 /** The append-only, hash-chained audit log (src/store/audit-chain.ts). Rows are never updated or deleted. */
 export const auditLog = pgTable(
@@ -11,7 +11,8 @@ export const auditLog = pgTable(
     action: text("action").notNull(),
     target: text("target"),
     decision: text("decision"),
-    details: jsonb("details").$type<Record<string, unknown>>().notNull(),
+    /** The canonical JSON that was hashed, byte for byte (text, not jsonb, which would rewrite it). */
+    details: text("details").notNull(),
     prevHash: text("prev_hash").notNull(),
     hash: text("hash").notNull(),
   },
