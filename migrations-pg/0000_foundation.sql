@@ -49,6 +49,12 @@ CREATE TABLE "resources" (
 	CONSTRAINT "resources_tenant_kind_name_pk" PRIMARY KEY("tenant","kind","name")
 );
 --> statement-breakpoint
+CREATE TABLE "singleton_leases" (
+	"name" text PRIMARY KEY NOT NULL,
+	"holder" text NOT NULL,
+	"expires_at" bigint NOT NULL
+);
+--> statement-breakpoint
 CREATE TABLE "tokens" (
 	"id" text PRIMARY KEY NOT NULL,
 	"name" text NOT NULL,

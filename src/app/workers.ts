@@ -37,11 +37,13 @@ export function openDispatch(
 }
 
 /**
- * Jobs leased by a previous process that died are ours to finish, now: the data dir's lock says
- * no other process of this appliance is alive, so no lease is still being worked on.
+ * Jobs leased by a previous process that died are ours to finish, now: on SQLite the data dir's
+ * lock says no other process of this appliance is alive, so no lease is still being worked on. On
+ * a shared database (several nodes) a lease may be another node's live work: only the expired
+ * ones are recovered, as the periodic lease recovery does.
  */
 export async function recoverLeases(storage: Storage, log: Logger): Promise<void> {
-  const recovered = await storage.queue.recoverExpired({ all: true });
+  const recovered = await storage.queue.recoverExpired(storage.shared ? {} : { all: true });
   if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
 }
 

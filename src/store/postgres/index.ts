@@ -9,6 +9,7 @@ import { PgAudit } from "./audit.ts";
 import { PgCommitter } from "./committer.ts";
 import { PgDb } from "./db.ts";
 import { PgEvents } from "./events.ts";
+import { PgLeases } from "./leases.ts";
 import { migratePostgres } from "./migrate.ts";
 import { PgMail } from "./mail.ts";
 import { PgOutbox } from "./outbox.ts";
@@ -30,6 +31,9 @@ export interface PostgresStorageOptions extends StorageOptions {
  */
 export class PostgresStorage implements Storage {
   readonly driver = "postgres";
+  /** Several nodes may use the database. */
+  readonly shared = true;
+  readonly leases: PgLeases;
   readonly committer: PgCommitter;
   readonly queue: PgQueue;
   readonly outbox: PgOutbox;
@@ -65,6 +69,7 @@ export class PostgresStorage implements Storage {
     this.events = new PgEvents(db);
     this.approvals = new PgApprovals(db, this.committer, this.audit);
     this.agents = new PgAgents(db, this.committer);
+    this.leases = new PgLeases(this.committer);
     this.mail = new PgMail(db);
     this.users = new PgUsers(db);
     this.sessions = new PgSessions(db, this.committer);

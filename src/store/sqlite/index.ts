@@ -13,6 +13,7 @@ import { SqliteAgents } from "./agents.ts";
 import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
+import { SqliteLeases } from "./leases.ts";
 import { SqliteMail } from "./mail.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
@@ -32,6 +33,8 @@ export interface SqliteStorageOptions extends StorageOptions {
 
 export class SqliteStorage implements Storage {
   readonly driver = "sqlite";
+  readonly shared = false;
+  readonly leases: SqliteLeases;
   readonly committer: SqliteCommitter;
   readonly queue: SqliteQueue;
   readonly outbox: SqliteOutbox;
@@ -81,6 +84,7 @@ export class SqliteStorage implements Storage {
     this.sessions = new SqliteSessions(db, this.committer);
     this.agents = new SqliteAgents(db, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
+    this.leases = new SqliteLeases(opts.clock ?? systemClock);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),

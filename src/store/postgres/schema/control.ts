@@ -55,3 +55,13 @@ export const tokens = pgTable(
   },
   (t) => [index("tokens_created").on(t.createdAt)],
 );
+
+/**
+ * Who runs each piece of work that must run on one node at a time, until when (src/store/postgres/leases.ts).
+ * PostgreSQL only: on SQLite one process holds the data dir, and its leases live in memory.
+ */
+export const singletonLeases = pgTable("singleton_leases", {
+  name: text("name").primaryKey(),
+  holder: text("holder").notNull(),
+  expiresAt: bigint("expires_at", { mode: "number" }).notNull(),
+});
