@@ -24,7 +24,7 @@ import { StopStack } from "./stop-stack.ts";
 import { openStorage } from "./storage.ts";
 import { notifySystemd } from "./systemd.ts";
 import { openVault } from "./vault.ts";
-import { openDispatch, recoverLeases, startWorkers } from "./workers.ts";
+import { openDispatch, recoverLeases, singletonsFor, startWorkers } from "./workers.ts";
 
 export interface AppOptions {
   config: Config;
@@ -98,8 +98,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const services = agentServices({ config, log, clock, storage, vault, metrics, dispatch });
   const { handlers } = opts;
   const subscribers = [...(opts.subscribers ?? []), services.calls.approvals];
+  const singleton = singletonsFor({ storage, log, clock });
   const workers = await startWorkers(
-    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
+    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers, singleton },
     stack,
   );
   const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
@@ -122,7 +123,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     },
     stack,
   );
-  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users }, stack);
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, singleton }, stack);
   logServing(log, config, listening, mail, storage);
   // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
   notifySystemd({ clock, log, ready, runner: workers.runner }, stack);

@@ -78,7 +78,8 @@ export function retentionSweep(
   parts: {
     queue: Pick<JobQueue, "sweep">;
     outbox: Pick<Outbox, "purge">;
-    spool: { purge(cutoff: number): { segments: number; bytes: number } };
+    /** This node's spool; none when the spool is swept on its own (spoolRetention: several nodes, one spool each). */
+    spool: { purge(cutoff: number): { segments: number; bytes: number } } | null;
   },
   limits: { retentionMs: number; spoolRetentionMs: number },
 ): Periodic {
@@ -90,15 +91,37 @@ export function retentionSweep(
     run: async () => {
       const jobs = await parts.queue.sweep(limits.retentionMs);
       const outbox = await parts.outbox.purge(limits.retentionMs);
-      const spooled = parts.spool.purge(clock.now() - limits.spoolRetentionMs);
+      const spooled = parts.spool?.purge(clock.now() - limits.spoolRetentionMs);
       log.info("retention sweep", {
         ...jobs,
         outbox_purged: outbox,
-        spool_segments_purged: spooled.segments,
-        spool_bytes_purged: spooled.bytes,
+        spool_segments_purged: spooled?.segments,
+        spool_bytes_purged: spooled?.bytes,
       });
     },
     onError: (e) => log.error("retention sweep failed", { err: e }),
+  });
+}
+
+/**
+ * The spool's part of the retention sweep, on its own: with several nodes on one database the
+ * sweep of the shared tables runs on one node, and every node sweeps its own spool.
+ */
+export function spoolRetention(
+  ctx: MaintenanceContext,
+  spool: { purge(cutoff: number): { segments: number; bytes: number } },
+  limits: { spoolRetentionMs: number },
+): Periodic {
+  const { log, clock } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "spool-retention",
+    schedule: hourlyAt(17),
+    run: () => {
+      const spooled = spool.purge(clock.now() - limits.spoolRetentionMs);
+      log.info("spool retention sweep", { spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
+    },
+    onError: (e) => log.error("spool retention sweep failed", { err: e }),
   });
 }
 
