@@ -26,7 +26,7 @@ import { StopStack } from "./stop-stack.ts";
 import { openStorage } from "./storage.ts";
 import { notifySystemd } from "./systemd.ts";
 import { openVault } from "./vault.ts";
-import { openDispatch, recoverLeases, startWorkers } from "./workers.ts";
+import { openDispatch, recoverLeases, singletonsFor, startWorkers } from "./workers.ts";
 
 export interface AppOptions {
   config: Config;
@@ -102,8 +102,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const services = agentServices({ config, log, clock, storage, vault, metrics, dispatch });
   const { handlers } = opts;
   const subscribers = [...(opts.subscribers ?? []), services.calls.approvals];
+  const singleton = singletonsFor({ storage, log, clock });
   const workers = await startWorkers(
-    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
+    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers, singleton },
     stack,
   );
   const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
@@ -134,7 +135,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     },
     stack,
   );
-  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk, backups }, stack);
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk, backups, singleton }, stack);
   logServing(log, config, listening, mail, storage);
   // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
   notifySystemd({ clock, log, ready, runner: workers.runner }, stack);

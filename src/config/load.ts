@@ -47,6 +47,8 @@ export interface Config {
   readonly masterKeyFile: string;
   readonly auditCheckpoint: { readonly everyEntries: number; readonly everyMs: number };
   readonly bootstrapToken: string | null;
+  /** PostgreSQL instead of SQLite when set (it holds a password: a secret). */
+  readonly databaseUrl: string | null;
   /** Console sessions end after this long unused (idle), and this long after sign-in (max). */
   readonly consoleSession: { readonly idleMs: number; readonly maxMs: number };
   readonly dnsServers: readonly string[] | null;
@@ -248,6 +250,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       everyMs: ms("audit_checkpoint_interval"),
     }),
     bootstrapToken: settings.bootstrap_token ?? null,
+    databaseUrl: settings.database_url ?? null,
     consoleSession: Object.freeze({ idleMs: ms("console_session_idle"), maxMs: ms("console_session_max") }),
     dnsServers: settings.dns_servers ?? null,
     dnsTimeoutMs: ms("dns_timeout"),

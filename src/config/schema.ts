@@ -65,6 +65,14 @@ export const settingsSchema = Type.Object(
       defaultText:
         "`./data` from the source tree; `/var/lib/agentowl` (Linux) or `/usr/local/var/agentowl` (macOS) for the compiled binary",
     }),
+    database_url: setting(Type.Optional(Type.String({ pattern: "^postgres(ql)?://\\S+$" })), {
+      env: "AGENTOWL_DATABASE_URL",
+      hint: "postgres://user:password@host:5432/database",
+      description:
+        "A PostgreSQL database to keep the state in instead of SQLite in the data dir (docs/architecture.md#the-postgresql-driver).",
+      secret: true,
+      defaultText: "unset: SQLite in the data dir",
+    }),
     http_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:8080" }), {
       env: "AGENTOWL_HTTP_LISTEN",
       hint: "host:port, e.g. 0.0.0.0:8080 or [::1]:8080",

@@ -97,7 +97,8 @@ export function retentionSweep(
   parts: {
     queue: Pick<JobQueue, "sweep">;
     outbox: Pick<Outbox, "purge">;
-    spool: { purge(cutoff: number): { segments: number; bytes: number } };
+    /** This node's spool; none when the spool is swept on its own (spoolRetention: several nodes, one spool each). */
+    spool: { purge(cutoff: number): { segments: number; bytes: number } } | null;
     retention?: Retention;
     audit?: Pick<AuditLog, "prune">;
     /** Each tenant's `retention`, read at every sweep (a change applies at the next one). */
@@ -117,7 +118,7 @@ export function retentionSweep(
     run: async () => {
       const jobs = await parts.queue.sweep(limits.retentionMs);
       const outbox = await parts.outbox.purge(limits.retentionMs);
-      const spooled = parts.spool.purge(clock.now() - limits.spoolRetentionMs);
+      const spooled = parts.spool?.purge(clock.now() - limits.spoolRetentionMs);
       const tenantRows = (await parts.tenants?.()) ?? new Map<string, TenantRetention>();
       const now = clock.now();
       const byKind = (kind: keyof TenantRetention) =>
@@ -137,8 +138,8 @@ export function retentionSweep(
       log.info("retention sweep", {
         ...jobs,
         outbox_purged: outbox,
-        spool_segments_purged: spooled.segments,
-        spool_bytes_purged: spooled.bytes,
+        spool_segments_purged: spooled?.segments,
+        spool_bytes_purged: spooled?.bytes,
         ...(swept
           ? {
               events_purged: swept.events,
@@ -185,6 +186,28 @@ export function nightlyBackup(
     schedule: cronSchedule(schedule),
     run: () => backups.nightly(),
     onError: (e) => log.error("nightly backup failed", { err: e }),
+  });
+}
+
+/**
+ * The spool's part of the retention sweep, on its own: with several nodes on one database the
+ * sweep of the shared tables runs on one node, and every node sweeps its own spool.
+ */
+export function spoolRetention(
+  ctx: MaintenanceContext,
+  spool: { purge(cutoff: number): { segments: number; bytes: number } },
+  limits: { spoolRetentionMs: number },
+): Periodic {
+  const { log, clock } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "spool-retention",
+    schedule: hourlyAt(17),
+    run: () => {
+      const spooled = spool.purge(clock.now() - limits.spoolRetentionMs);
+      log.info("spool retention sweep", { spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
+    },
+    onError: (e) => log.error("spool retention sweep failed", { err: e }),
   });
 }
 
