@@ -2,6 +2,7 @@ import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { Job } from "../store/index.ts";
 import type { DeliveryPatch, DeliveryRow, Storage, Tx } from "../store/index.ts";
+import type { Span } from "../events/envelope.ts";
 import type { Attempt as PostResult } from "./post.ts";
 import type { TaskTrace } from "./trace.ts";
 
@@ -66,7 +67,7 @@ export interface NewDelivery {
 
 export class DeliveryWriter {
   /** Spans of runs whose last commit is done, waiting for the next commit (`trailingSpans`). */
-  private trailing: { id: string; spans: DeliveryRow["trace"] }[] = [];
+  private trailing: { id: string; spans: Span[] }[] = [];
 
   constructor(private readonly storage: Storage) {}
 
