@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
   console: async () => (await import("./console.ts")).benchConsole(),
   ops: async () => (await import("./ops.ts")).benchOps(),
+  postgres: async () => (await import("./postgres.ts")).benchPostgres(),
 };
 
 const names = process.argv.slice(2);

@@ -133,3 +133,4 @@ export function openPostgresStorage(opts: PostgresStorageOptions): PostgresStora
 export { PgCommitter, type PgTx } from "./committer.ts";
 export { PgQueue } from "./queue.ts";
 export { PgOutbox } from "./outbox.ts";
+export * as pgSchema from "./schema/index.ts";
