@@ -205,6 +205,13 @@ test.skipIf(skip)(
       expect(Number(seq.last_value)).toBe(30);
       const [leased] = await sql`SELECT count(*)::int AS n FROM jobs WHERE state = 'leased'`;
       expect(leased.n).toBe(3);
+      // The raw mail moved into the database, at the place its row names, for every node to read.
+      const [raw] = await sql`SELECT segment, "offset", bytes FROM spool_chunks`;
+      expect([raw.segment, Number(raw.offset)]).toEqual(["000000000000001-0000abcd.spool", 0]);
+      expect(Buffer.from(raw.bytes as Uint8Array).toString()).toBe("From: a@b\r\n\r\nhello\r\n");
+      // The checkpoints every node anchors to.
+      const [cps] = await sql`SELECT count(*)::int AS n FROM audit_checkpoints`;
+      expect(cps.n).toBeGreaterThan(0);
     } finally {
       await sql.close();
     }

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkpointFile } from "../audit/anchor.ts";
@@ -8,6 +8,7 @@ import { AppError } from "../errors/index.ts";
 import {
   BlobStore,
   type ChainKeys,
+  copyCheckpoints,
   copyFiles,
   copyTables,
   DATABASE_FILE,
@@ -95,8 +96,8 @@ Copies the data dir's SQLite database (DIR/agentowl.db) into an empty PostgreSQL
 table row for row (resources and their history, tokens, users and sessions, events, deliveries
 and attempts, approvals, the outbox and its cursors, jobs, mail, the agent pool's rows, kv, the
 vault's secrets sealed as they are, the audit log with its hash chain as it is), then the
-attachment blobs into where the PostgreSQL driver keeps them; the spool's segments stay in the
-data dir. Progress goes to stderr. Then it checks that every table holds as many rows on both
+attachment blobs and the spool's raw mail into the database, where every node reads them, and the
+signed audit checkpoints into the table every node anchors to. Progress goes to stderr. Then it checks that every table holds as many rows on both
 sides and verifies the audit chain on PostgreSQL against the data dir's signed checkpoints.
 
 The appliance must be stopped: refused while a server holds the data dir (its lock is held for
@@ -153,16 +154,16 @@ Exit codes: 0 migrated and verified, 1 failed or the check found a difference, 2
       let files;
       try {
         counts = await copyTables(dbFile, url, { onProgress: progress(io) });
+        if (!target.spool) throw new Error("the PostgreSQL storage has no spool");
         files = await copyFiles(
           dbFile,
           new BlobStore(join(dataDir, "blobs")),
           target.blobs,
-          (segment) => {
-            const file = join(dataDir, "spool", segment);
-            return existsSync(file) ? statSync(file).size : null;
-          },
+          join(dataDir, "spool"),
+          target.spool,
           progress(io),
         );
+        await copyCheckpoints(url, checkpointFile(dataDir));
         io.err("verifying the audit chain on PostgreSQL\n");
         report = await verifyAudit(target, dataDir, keys);
       } finally {
@@ -176,7 +177,7 @@ Exit codes: 0 migrated and verified, 1 failed or the check found a difference, 2
       io.out(
         `blobs: ${files.blobs.referenced} referenced, ${files.blobs.copied} copied, ${files.blobs.present} already there` +
           `${files.blobs.missing.length ? `, ${files.blobs.missing.length} already gone (pruned)` : ""}\n` +
-          `spool: ${files.spool.segments} segments (${files.spool.bytes} bytes of mail) stay in ${join(dataDir, "spool")}` +
+          `spool: ${files.spool.segments} segments (${files.spool.bytes} bytes of mail) copied into the database` +
           `${files.spool.missing.length ? `; ${files.spool.missing.length} already gone or short (pruned)` : ""}\n`,
       );
       const different = counts.filter((c) => c.sqlite !== c.postgres);

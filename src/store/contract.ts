@@ -1112,6 +1112,8 @@ export interface SpoolRef {
  */
 export interface SharedSpool {
   append(bytes: Uint8Array): Promise<SpoolRef>;
+  /** Put a message at the place `ref` names (moving a SQLite appliance's spool in: its rows name these places). */
+  writeAt(ref: SpoolRef, bytes: Uint8Array, at: number): Promise<void>;
   /** The message's bytes; null when retention purged them. */
   read(ref: SpoolRef): Promise<Uint8Array | null>;
   /** Delete what was spooled before `cutoff` (ms), every node's: how many segments and bytes went. */

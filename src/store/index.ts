@@ -44,6 +44,7 @@ export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatab
 export { openPostgresStorage, PostgresStorage, type PostgresStorageOptions } from "./postgres/index.ts";
 export {
   type CopyProgress,
+  copyCheckpoints,
   copyFiles,
   copyTables,
   type FileCopy,

@@ -3,7 +3,9 @@ import { SQL } from "bun";
 import { is } from "drizzle-orm";
 import { getTableConfig, PgTable } from "drizzle-orm/pg-core";
 import { AppError } from "../errors/index.ts";
-import type { Blobs } from "./contract.ts";
+import { existsSync, openSync, readFileSync, readSync, closeSync } from "node:fs";
+import { join } from "node:path";
+import type { Blobs, SharedSpool } from "./contract.ts";
 import { SCHEMA_VERSION } from "./migrate.ts";
 import { pgSchema } from "./postgres/index.ts";
 import { referencedFiles } from "./sqlite/index.ts";
@@ -266,15 +268,17 @@ export interface FileCopy {
 
 /**
  * The files the rows refer to: each attachment blob is read from `source` and put into `target`
- * (where the PostgreSQL driver keeps blobs; one it already has is not read again), and each spool
- * segment a message refers to is checked to hold that message's bytes in `spoolDir`, where the
- * node that serves the data dir reads it. What was already gone (pruned by retention) is listed.
+ * (where the PostgreSQL driver keeps blobs; one it already has is not read again), and each
+ * message's raw bytes, read from its spool segment in `spoolDir`, put into `spool` at the place
+ * its row names (the PostgreSQL driver keeps the spool in the database, for every node). What was
+ * already gone (pruned by retention) is listed.
  */
 export async function copyFiles(
   sqlitePath: string,
   source: Blobs,
   target: Blobs,
-  spoolSize: (segment: string) => number | null,
+  spoolDir: string,
+  spool: SharedSpool,
   onProgress?: (p: CopyProgress) => void,
 ): Promise<FileCopy> {
   const refs = referencedFiles(sqlitePath);
@@ -296,10 +300,72 @@ export async function copyFiles(
     }
     onProgress?.({ table: "blobs", done: ++done, total: refs.blobs.length });
   }
-  for (const s of refs.segments) {
-    const size = spoolSize(s.name);
-    if (size === null || size < s.end) out.spool.missing.push(s.name);
-    else out.spool.bytes += s.end;
+  const db = new Database(sqlitePath, { readonly: true });
+  try {
+    const messages = db
+      .query<{ segment: string; offset: number; length: number; at: number }, []>(
+        "SELECT spool_segment AS segment, spool_offset AS offset, spool_length AS length, received_at AS at " +
+          "FROM mail_messages ORDER BY spool_segment, spool_offset",
+      )
+      .all();
+    const missing = new Set<string>();
+    let copied = 0;
+    let fd = null as { name: string; fd: number } | null;
+    try {
+      for (const m of messages) {
+        if (fd?.name !== m.segment) {
+          if (fd) closeSync(fd.fd);
+          fd = null;
+          const file = join(spoolDir, m.segment);
+          if (!existsSync(file)) {
+            missing.add(m.segment);
+            continue;
+          }
+          fd = { name: m.segment, fd: openSync(file, "r") };
+        }
+        const bytes = new Uint8Array(m.length);
+        if (readSync(fd.fd, bytes, 0, m.length, m.offset) < m.length) {
+          missing.add(m.segment);
+          continue;
+        }
+        await spool.writeAt({ segment: m.segment, offset: m.offset, length: m.length }, bytes, m.at);
+        out.spool.bytes += m.length;
+        onProgress?.({ table: "spool", done: ++copied, total: messages.length });
+      }
+    } finally {
+      if (fd) closeSync(fd.fd);
+    }
+    out.spool.missing = [...missing];
+  } finally {
+    db.close();
   }
   return out;
+}
+
+/**
+ * The data dir's signed audit checkpoints into the table every node anchors to, each line as it
+ * is (its signature holds the same there), in their order: the chain copied with the rows stays
+ * anchored where it was.
+ */
+export async function copyCheckpoints(url: string, file: string): Promise<number> {
+  if (!existsSync(file)) return 0;
+  const lines = readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim());
+  const sql = new SQL(url, { max: 1 });
+  try {
+    await sql.begin(async (tx) => {
+      for (const line of lines) {
+        const v = JSON.parse(line) as { seq?: unknown; pruned_through?: unknown };
+        const seq = Number(v.seq);
+        const pruned = Number(v.pruned_through ?? 0);
+        if (!Number.isSafeInteger(seq) || !Number.isSafeInteger(pruned))
+          throw new AppError("invalid_input", `a line of ${file} is not a checkpoint: ${line.slice(0, 80)}`);
+        await tx`INSERT INTO audit_checkpoints (seq, pruned_through, line) VALUES (${seq}, ${pruned}, ${line})`;
+      }
+    });
+  } finally {
+    await sql.close();
+  }
+  return lines.length;
 }

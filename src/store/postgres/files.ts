@@ -148,15 +148,19 @@ export class PgSpool implements SharedSpool {
     // The range is taken before the write: a failed write leaves a gap, never a reused offset.
     const ref = { segment: seg.name, offset: seg.size, length: bytes.byteLength };
     seg.size += bytes.byteLength;
+    await this.writeAt(ref, bytes, now);
+    return ref;
+  }
+
+  async writeAt(ref: SpoolRef, bytes: Uint8Array, at: number): Promise<void> {
     const chunks = chunksOf(bytes);
     if (chunks.length === 0) chunks.push(new Uint8Array());
-    const params: unknown[] = [ref.segment, ref.offset, now];
+    const params: unknown[] = [ref.segment, ref.offset, at];
     await this.db.read(
       `INSERT INTO spool_chunks (segment, "offset", idx, bytes, created_at) ` +
         `SELECT $1, $2, c.idx, c.bytes, $3 FROM (VALUES ${chunkValues(chunks, params)}) AS c(idx, bytes)`,
       params,
     );
-    return ref;
   }
 
   async read(ref: SpoolRef): Promise<Uint8Array | null> {
