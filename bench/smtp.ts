@@ -4,7 +4,8 @@
  * references driven by the same client in the same run: Postfix's durable accept (Debian's
  * postfix as a private instance: its queue file fsynced before the 250, delivered to the discard
  * transport), which is the yardstick of the targets, and two ceilings that never touch the disk:
- * smtp-server on its own and Postfix's smtp-sink.
+ * smtp-server on its own and Postfix's smtp-sink. The floor (bench/peers/smtp-durable-floor.ts) is
+ * the least a durable accept can do on this stack: smtp-server, a group fdatasync, a group commit.
  *
  * The appliance runs as `bun src/main.ts serve` in its own process; the client is this process.
  * The accept runs are at smtp_greeting_delay 0 ms, as Postfix greets without a pause; the default
@@ -367,6 +368,8 @@ const median = (xs: number[]) => {
 
 export interface SmtpBenchRun {
   postfix: { reuse: Result; fresh: Result } | null;
+  /** The least a durable accept does on this stack (reuse only). */
+  floor: Result;
   agentowl: { reuse: Result; fresh: Result; drainMs: number; stages: Record<string, number> };
   ratio: { reuse: number | null; fresh: number | null };
 }
@@ -379,7 +382,25 @@ export interface SmtpBenchResult {
   load: { before: number[]; after: number[] };
 }
 
-/** One round: Postfix's durable accept, then the appliance, with and without reuse, back to back. */
+/** The floor (bench/peers/smtp-durable-floor.ts), with connection reuse: smtp-server's greeting pause is paid once a session. */
+async function durableFloor(): Promise<Result> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-floor-"));
+  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-durable-floor.ts"), String(port), dir], {
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  try {
+    await waitPort(port, proc);
+    return await load(port, true, () => cpuSeconds(proc.pid));
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One round: Postfix's durable accept, the floor, then the appliance, with and without reuse, back to back. */
 async function durableRound(round: number): Promise<SmtpBenchRun> {
   const pf = await postfixDurable();
   let postfix: SmtpBenchRun["postfix"] = null;
@@ -392,6 +413,8 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
     console.log(`[${round}] postfix (queue fsync, discard), reuse:        ${fmt(postfix.reuse)}`);
     console.log(`[${round}] postfix (queue fsync, discard), per message:  ${fmt(postfix.fresh)}`);
   } else console.log(`[${round}] postfix not available (apt-get install postfix; needs root): no durable reference`);
+  const floor = await durableFloor();
+  console.log(`[${round}] floor (smtp-server + fdatasync + commit), reuse:  ${fmt(floor)}`);
   const a = await agentowl("0ms");
   try {
     const cpu = () => cpuSeconds(a.pid);
@@ -407,7 +430,9 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
       fresh: postfix ? fresh.perSec / postfix.fresh.perSec : null,
     };
     const x = (r: number | null) => (r === null ? "" : `  = ${r.toFixed(2)}x postfix`);
-    console.log(`[${round}] agentowl (fsync + commit), reuse:         ${fmt(reuse)}${x(ratio.reuse)}`);
+    console.log(
+      `[${round}] agentowl (fsync + commit), reuse:         ${fmt(reuse)}${x(ratio.reuse)}, ${(reuse.perSec / floor.perSec).toFixed(2)}x the floor`,
+    );
     console.log(`[${round}] agentowl (fsync + commit), per message:   ${fmt(fresh)}${x(ratio.fresh)}`);
     const total = cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) * 1e6) / reuse.n : Number.NaN;
     console.log(
@@ -419,7 +444,7 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
         .map(([k, v]) => `${k} ${(v * 1000).toFixed(2)}`)
         .join(", ")}`,
     );
-    return { postfix, agentowl: { reuse, fresh, drainMs, stages }, ratio };
+    return { postfix, floor, agentowl: { reuse, fresh, drainMs, stages }, ratio };
   } finally {
     await a.stop();
   }
