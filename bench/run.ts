@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   http: async () => (await import("./http.ts")).benchHttp(),
   dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
   console: async () => (await import("./console.ts")).benchConsole(),
+  agents: async () => (await import("./agents.ts")).benchAgents(),
 };
 
 const names = process.argv.slice(2);
