@@ -14,6 +14,7 @@ const BENCHES: Record<string, () => Promise<unknown>> = {
   console: async () => (await import("./console.ts")).benchConsole(),
   ops: async () => (await import("./ops.ts")).benchOps(),
   postgres: async () => (await import("./postgres.ts")).benchPostgres(),
+  agents: async () => (await import("./agents.ts")).benchAgents(),
 };
 
 const names = process.argv.slice(2);
