@@ -9,6 +9,7 @@ import type { Command, CommandIO } from "./command.ts";
 import { createFirstAdmin, FIRST_USER } from "./init.ts";
 import { generatePassword } from "../users/index.ts";
 import { EXIT } from "./exit-codes.ts";
+import { stepTimer } from "../app/steps.ts";
 
 /** How this process's user runs the CLI: the binary itself, or bun with src/main.ts from here. */
 function cliInvocation(io: CommandIO): string {
@@ -97,7 +98,10 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     });
     // Loaded here, not at the top: every other command starts without the whole appliance
     // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
+    const step = stepTimer(log, 0);
+    step("exec to settings");
     const { startApp } = await import("../app/app.ts");
+    step("load modules");
     const app = await startApp({ config, log, redactor, logTap });
     await firstStart(app, redactor, log, io);
     return await new Promise<number>((resolve) => {
