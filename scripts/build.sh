@@ -61,12 +61,17 @@ host_target() {
   echo "$os-$arch"
 }
 
+# The binary starts with JavaScriptCore's tier-up thresholds times this: code that runs once at
+# start-up stays in the interpreter instead of compiling (and paging in the optimizing compilers),
+# about 4 MB less resident at idle; `agentowl serve` sets the normal policy back once it serves.
+JIT_POLICY=20
+
 # compile TARGET OUTFILE [--target=bun-TARGET]: the workers are entry points of their own, so
 # that the binary finds them inside its embedded filesystem (src/mail/parse.ts says why).
 compile() {
   local target="$1" outfile="$2"
   shift 2
-  "$BUN" build --compile --minify --sourcemap=none --bytecode --format=esm "$@" \
+  "$BUN" build --compile --minify --sourcemap=none --bytecode --format=esm --compile-jit-policy="$JIT_POLICY" "$@" \
     --define "AGENTOWL_COMMIT=\"$commit\"" --define "AGENTOWL_TARGET=\"$target\"" \
     src/main.ts src/mail/parse-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts \
     --outfile "$outfile"

@@ -104,6 +104,9 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     step("load modules");
     const app = await startApp({ config, log, redactor, logTap });
     await firstStart(app, redactor, log, io);
+    // The compiled binary starts with higher JIT thresholds (scripts/build.sh), so that code run
+    // once at start-up is not compiled: from here on, what runs often is compiled as usual.
+    Bun.unsafe.setJITPolicy?.(1);
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {
