@@ -52,14 +52,15 @@ function known(): IsolationInfo | null {
   return { isolation: "process", reason: `no sandbox is known on ${process.platform}` };
 }
 
-function probe(): IsolationInfo {
+/** The probe itself, uncached (detectIsolation caches it; tests compare the two ways of running it). */
+export function probe(): IsolationInfo {
   const answer = known();
   if (answer) return answer;
   const r = spawnSync(which("bwrap")!, BWRAP_PROBE, { stdio: ["ignore", "ignore", "pipe"], timeout: PROBE_TIMEOUT_MS });
   return bwrapVerdict(r.status, r.stderr?.toString() ?? "", r.error?.message ?? null, r.signal);
 }
 
-async function probeAsync(): Promise<IsolationInfo> {
+export async function probeAsync(): Promise<IsolationInfo> {
   const answer = known();
   if (answer) return answer;
   try {
