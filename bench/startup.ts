@@ -306,7 +306,7 @@ process.on("SIGTERM", () => process.exit(0));`,
     const ms = (x: number) => `${x.toFixed(1)} ms`.padStart(9);
     const line = (name: string, x: number, ref: number, target?: number) =>
       console.log(
-        `   ${name.padEnd(44)}${ms(x)}  ${(x / ref).toFixed(1).padStart(5)}x bare` +
+        `   ${name.padEnd(50)}${ms(x)}  ${(x / ref).toFixed(1).padStart(5)}x bare` +
           (target === undefined ? "" : `  (target < ${target} ms: ${met(x < target)})`),
       );
     console.log(`start-up of the compiled binary, exec → first 200, median of ${RUNS} (load before: ${loadBefore})`);
