@@ -200,9 +200,6 @@ export function lockDataDir(dir: string): { release(): void } {
   const lock = new Database(path, { create: true });
   try {
     lock.run("PRAGMA busy_timeout = 0");
-    // The file's content is never read back (the lock is what counts): its write need not wait for fsyncs.
-    lock.run("PRAGMA synchronous = OFF");
-    lock.run("PRAGMA journal_mode = MEMORY");
     lock.run("PRAGMA locking_mode = EXCLUSIVE");
     lock.run("BEGIN EXCLUSIVE");
     lock.run("CREATE TABLE IF NOT EXISTS holder (pid INTEGER)");
