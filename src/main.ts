@@ -19,6 +19,17 @@ if (argv.length === 1 && argv[0] === "runtime") {
   process.exit(code);
 }
 
+// The appliance itself: its command alone, not the whole command table and the modules every
+// other command needs (start-up time and idle memory, docs/performance.md).
+if (argv[0] === "serve") {
+  const [{ serveCommand }, { runCommand }, { processIO }] = await Promise.all([
+    import("./cli/serve.ts"),
+    import("./cli/run-command.ts"),
+    import("./cli/terminal.ts"),
+  ]);
+  process.exit(await runCommand(serveCommand, argv.slice(1), processIO()));
+}
+
 const { runCli, processIO } = await import("./cli/index.ts");
 process.exit(await runCli(argv, processIO()));
 

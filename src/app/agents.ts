@@ -2,7 +2,7 @@ import { type AgentMetrics, agentMetrics } from "../agents/metrics.ts";
 import { openChannel } from "../agents/channel.ts";
 import { Pool, type PoolDeps } from "../agents/pool.ts";
 import { reconcile } from "../agents/reconcile.ts";
-import { detectIsolation, launchRuntime } from "../agents/sandbox/index.ts";
+import { detectIsolationAsync, type IsolationInfo, launchRuntime } from "../agents/sandbox/index.ts";
 import { AgentServices } from "../agents/services.ts";
 import { poolTick } from "../agents/tick.ts";
 import { parseDuration } from "../config/index.ts";
@@ -55,6 +55,14 @@ export function agentServices(deps: {
 }
 
 /**
+ * How runtimes will be isolated: the bwrap probe starts a process, so start-up begins it first and
+ * lets it run beside the steps before the pool opens.
+ */
+export function probeIsolation(parts?: Partial<AgentParts>): Promise<IsolationInfo> {
+  return parts?.isolation ? Promise.resolve(parts.isolation) : detectIsolationAsync();
+}
+
+/**
  * The agent pool (docs/agents.md), opened after the dispatcher and the workers: reconciled with
  * what a previous run left (before any claim can arrive), then kept by its tick. On the stop stack:
  * the tick stops first, then every runtime process is killed (their rows stay for the next start).
@@ -68,6 +76,8 @@ export async function openAgents(
     metrics: Metrics;
     services: AgentServices;
     parts?: Partial<AgentParts>;
+    /** From probeIsolation, started earlier. */
+    isolation: Promise<IsolationInfo>;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Pool> {
@@ -75,7 +85,7 @@ export async function openAgents(
   const log = deps.log.child({ component: "agents" });
   const { services } = deps;
   const parts: AgentParts = { tools: services, handler: (id) => services.handler(id), ...deps.parts };
-  const isolationInfo = parts.isolation ?? detectIsolation();
+  const isolationInfo = await deps.isolation;
   const launch = parts.launch ?? ((spec) => launchRuntime(spec, { isolation: isolationInfo.isolation }));
   const metrics: AgentMetrics = agentMetrics(deps.metrics.registry, () => storage.agents.countByState());
   const pool = stack.add(

@@ -16,12 +16,13 @@ import { VERSION } from "../version.ts";
 import type { JobHandler } from "../workers/job-runner.ts";
 import { walCheckpointer } from "../workers/maintenance.ts";
 import type { Subscriber } from "../workers/outbox-relay.ts";
-import { type AgentParts, agentServices, openAgents } from "./agents.ts";
+import { type AgentParts, agentServices, openAgents, probeIsolation } from "./agents.ts";
 import { type Listening, startListeners } from "./listeners.ts";
 import { type MailParts, prepareMail } from "./mail.ts";
 import { startMaintenance } from "./maintenance.ts";
 import { readiness } from "./ready.ts";
 import { Shutdown } from "./shutdown.ts";
+import { stepTimer } from "./steps.ts";
 import { StopStack } from "./stop-stack.ts";
 import { openStorage } from "./storage.ts";
 import { notifySystemd } from "./systemd.ts";
@@ -92,14 +93,24 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const { config, log, clock } = opts;
   const redactor = opts.redactor ?? new Redactor();
   redactor.learn(config.bootstrapToken);
+  const step = stepTimer(log);
+  const isolation = probeIsolation(opts.agents);
   const metrics = new Metrics();
+  step("metrics");
   const storage = openStorage({ config, log, metrics, clock, random: opts.random }, stack);
+  step("storage");
   await stack.start(walCheckpointer(storage, log));
+  step("wal checkpointer");
   const vault = await openVault({ config, log, storage, redactor, clock });
+  step("vault");
   const mail = await prepareMail({ config, log, storage, clock }, stack);
+  step("mail");
   const dispatch = openDispatch({ config, storage, vault, metrics, clock, random: opts.random }, stack);
+  step("dispatch");
   await recoverLeases(storage, log);
+  step("recover leases");
   const services = agentServices({ config, log, clock, storage, vault, metrics, dispatch });
+  step("agent services");
   const { handlers } = opts;
   const subscribers = [...(opts.subscribers ?? []), services.calls.approvals];
   const singleton = singletonsFor({ storage, log, clock });
@@ -107,7 +118,12 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers, singleton },
     stack,
   );
-  const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
+  step("workers");
+  const agents = await openAgents(
+    { config, log, clock, storage, metrics, services, parts: opts.agents, isolation },
+    stack,
+  );
+  step("agents");
   const state = { stopping: false };
   const disk = new DiskWatch(config.dataDir, config.disk, log);
   metrics.watchDisk(() => disk.sample());
@@ -135,7 +151,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     },
     stack,
   );
+  step("listeners");
   await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk, backups, singleton }, stack);
+  step("maintenance");
   logServing(log, config, listening, mail, storage);
   // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
   notifySystemd({ clock, log, ready, runner: workers.runner }, stack);

@@ -1,8 +1,8 @@
-import { isAppError } from "../errors/index.ts";
 import { closest } from "../errors/index.ts";
-import { type Command, type CommandIO, parseCommandArgs } from "./command.ts";
+import type { Command, CommandIO } from "./command.ts";
 import { configShowCommand } from "./config.ts";
-import { CommandFailure, EXIT, exitCodeFor, UsageError } from "./exit-codes.ts";
+import { EXIT } from "./exit-codes.ts";
+import { runCommand, withHint } from "./run-command.ts";
 import { DESIRED_COMMANDS } from "./desired.ts";
 import { DEV_COMMANDS } from "./dev.ts";
 import { AGENT_COMMANDS } from "./agents.ts";
@@ -93,10 +93,6 @@ Run 'agentowl ${words.join(" ")} <command> --help' for a command's options.
 `;
 }
 
-/** A hint after a message: in parentheses, or after a semicolon when the message already ends in some. */
-export const withHint = (message: string, hint: string): string =>
-  message.endsWith(")") ? `${message}; ${hint}` : `${message} (${hint})`;
-
 const isHelpFlag = (w: string | undefined) => w === "--help" || w === "-h";
 
 /**
@@ -146,26 +142,7 @@ export async function runCli(argv: string[], io: CommandIO): Promise<number> {
   if (argv[0] === "--version" || argv[0] === "-v") argv = ["version"];
   const found = find(argv);
   if (!found) return unknown(argv, io);
-  const { cmd, rest } = found;
-  const label = `agentowl ${cmd.name.join(" ")}`;
-  try {
-    const args = parseCommandArgs(cmd, rest);
-    if (args.values.help) {
-      io.out(cmd.help + "\n");
-      return EXIT.ok;
-    }
-    const extra = args.positionals[cmd.maxPositionals ?? 0];
-    if (extra !== undefined) throw new UsageError(`unexpected argument '${extra}'`);
-    return await cmd.run(args, io);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      io.err(`${label}: ${withHint(e.message, `see '${label} --help'`)}\n`);
-      return EXIT.usage;
-    }
-    const message = isAppError(e) ? e.detail : ((e as Error)?.message ?? String(e));
-    io.err(`${label}: ${message}\n`);
-    if (e instanceof CommandFailure) for (const line of e.lines) io.err(`${line}\n`);
-    return exitCodeFor(e);
-  }
+  return runCommand(found.cmd, found.rest, io);
 }
 export { processIO } from "./terminal.ts";
+export { withHint };

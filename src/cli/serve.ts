@@ -9,6 +9,7 @@ import type { Command, CommandIO } from "./command.ts";
 import { createFirstAdmin, FIRST_USER } from "./init.ts";
 import { generatePassword } from "../users/index.ts";
 import { EXIT } from "./exit-codes.ts";
+import { stepTimer } from "../app/steps.ts";
 
 /** How this process's user runs the CLI: the binary itself, or bun with src/main.ts from here. */
 function cliInvocation(io: CommandIO): string {
@@ -97,9 +98,15 @@ Exit codes: 0 stopped cleanly, 1 failed or forced stop, 4 data dir in use, 78 ba
     });
     // Loaded here, not at the top: every other command starts without the whole appliance
     // (mailparser, mailauth, smtp-server, …), which keeps the CLI quick.
+    const step = stepTimer(log, 0);
+    step("exec to settings");
     const { startApp } = await import("../app/app.ts");
+    step("load modules");
     const app = await startApp({ config, log, redactor, logTap });
     await firstStart(app, redactor, log, io);
+    // The compiled binary starts with higher JIT thresholds (scripts/build.sh), so that code run
+    // once at start-up is not compiled: from here on, what runs often is compiled as usual.
+    Bun.unsafe.setJITPolicy?.(1);
     return await new Promise<number>((resolve) => {
       let signals = 0;
       const onSignal = (signal: NodeJS.Signals) => {

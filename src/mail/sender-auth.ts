@@ -6,19 +6,7 @@
  * checks (t= in the future, x= passed), so they are composed here the way it composes them:
  * DKIM and SPF side by side, ARC from what the DKIM pass parsed, DMARC from the three results.
  */
-import {
-  arc,
-  dkimVerify,
-  dmarc,
-  spf,
-  type ARCData,
-  type ARCResult,
-  type DKIMVerifyResult,
-  type DMARCResult,
-  type DNSResolver,
-  type ParsedHeader,
-  type SPFResult,
-} from "mailauth";
+import type { ARCData, ARCResult, DKIMVerifyResult, DMARCResult, DNSResolver, ParsedHeader, SPFResult } from "mailauth";
 import { isIP } from "node:net";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { DnsResolver } from "./dns.ts";
@@ -105,7 +93,14 @@ export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptio
   return { ...summarize(input, checks, dns.temporaryFailures), duration_ms: Math.round(performance.now() - started) };
 }
 
+/**
+ * mailauth is loaded by the first message, not at start-up: it and its dependencies cost an idle
+ * appliance about 20 MB and 25 ms it need not spend (docs/performance.md).
+ */
+let mailauth: Promise<typeof import("mailauth")> | null = null;
+
 async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: number, checks: Checks): Promise<void> {
+  const { arc, dkimVerify, dmarc, spf } = await (mailauth ??= import("mailauth"));
   const message = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
   const sender = input.mailFrom || undefined;
   // As authenticate() does: without a HELO name the client's address stands in, and an address

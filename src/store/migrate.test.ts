@@ -39,6 +39,18 @@ describe("migrations", () => {
     expect(migrate(db)).toEqual({ applied: [], version: SCHEMA_VERSION });
   });
 
+  test("checking an up-to-date database writes nothing: a start on an existing data dir waits for no fsync", () => {
+    const db = freshDb();
+    migrate(db);
+    const dataVersion = () => db.query<{ data_version: number }, []>("PRAGMA data_version").get()!.data_version;
+    const changes = () => db.query<{ n: number }, []>("SELECT total_changes() AS n").get()!.n;
+    const wal = `${db.filename}-wal`;
+    const walBytes = () => Bun.file(wal).size;
+    const [v, c, w] = [dataVersion(), changes(), walBytes()];
+    expect(migrate(db)).toEqual({ applied: [], version: SCHEMA_VERSION });
+    expect([dataVersion(), changes(), walBytes()]).toEqual([v, c, w]);
+  });
+
   test("the database is opened in WAL mode with synchronous=FULL and foreign keys on", () => {
     const db = freshDb();
     expect(db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()!.journal_mode).toBe("wal");

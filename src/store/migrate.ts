@@ -77,7 +77,9 @@ export function migrate(
       insert.run(m.idx, m.tag, sha256(m.sql), clock.now());
       applied.push(m.tag);
     }
-    sqlite.run(`PRAGMA user_version = ${migrations.length}`);
+    // Written only when it changes: a start on an up-to-date database commits nothing, so waits for no fsync.
+    const version = sqlite.query<{ user_version: number }, []>("PRAGMA user_version").get()?.user_version;
+    if (version !== migrations.length) sqlite.run(`PRAGMA user_version = ${migrations.length}`);
     sqlite.run("COMMIT");
     return { applied, version: migrations.length };
   } catch (e) {

@@ -1,3 +1,3 @@
-export { type IsolationInfo, detectIsolation } from "./isolation.ts";
+export { type IsolationInfo, detectIsolation, detectIsolationAsync } from "./isolation.ts";
 export { defaultRuntimeProgram, KILL_GRACE_MS, type LaunchOptions, launchRuntime } from "./launch.ts";
 export { SANDBOX_SOCKET, SANDBOX_WORK } from "./bwrap.ts";

@@ -1,5 +1,4 @@
 import { isIP } from "node:net";
-import { createTransport } from "nodemailer";
 import type { BindingSpec } from "../../control/resources/specs.ts";
 import { guardDestination, type Resolve } from "../../dispatch/egress.ts";
 import { AppError } from "../../errors/index.ts";
@@ -80,6 +79,8 @@ export function emailPlugin(deps: EmailDeps): ToolPlugin {
         throw new AppError("forbidden", `the smarthost ${deps.smarthost}: ${(e as Error).message}`);
       });
       const timeout = deps.timeoutMs ?? SEND_TIMEOUT_MS;
+      // Loaded by the first send: an appliance whose agents send no mail never pays for nodemailer (about 3 MB).
+      const { createTransport } = await import("nodemailer");
       const transport = createTransport({
         host: to_.address,
         port,

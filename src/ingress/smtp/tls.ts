@@ -2,7 +2,6 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { writeFileDurably } from "../../core/durable-file.ts";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import selfsigned from "selfsigned";
 import type { Config } from "../../config/index.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
 
@@ -36,6 +35,8 @@ export async function ensureSelfSigned(
   if (existsSync(certPath) && existsSync(keyPath)) return false;
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const host = hostname();
+  // Loaded only to make a pair: an existing data dir never needs it (about 15 MB and 30 ms).
+  const { default: selfsigned } = await import("selfsigned");
   const pems = await selfsigned.generate([{ name: "commonName", value: mailDomain }], {
     keySize: 2048,
     algorithm: "sha256",

@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
@@ -56,6 +57,8 @@ export class SqliteStorage implements Storage {
   readonly slots = null;
   readonly retention: SqliteRetention;
   private checkpointer: BackgroundCheckpointer | null = null;
+  /** background() was called and its checkpointer waits for a WAL worth copying (its error sink). */
+  private checkpointerWanted: ((message: string) => void) | null = null;
   /** Beside the database, on the same filesystem: a database in memory needs none. */
   private readonly probe: JournalProbe | null;
 
@@ -73,7 +76,10 @@ export class SqliteStorage implements Storage {
       windowMs: opts.windowMs ?? 0,
       maxBatch: opts.maxBatch ?? 1000,
       clock: opts.clock ?? systemClock,
-      onCommit: opts.onCommit,
+      onCommit: (units, seconds, ok) => {
+        opts.onCommit?.(units, seconds, ok);
+        if (this.checkpointerWanted) this.startCheckpointerOnceWalGrew();
+      },
       verify: () => this.probe?.check(),
     });
     this.queue = new SqliteQueue(handle, this.committer, opts.clock, opts.random);
@@ -118,8 +124,35 @@ export class SqliteStorage implements Storage {
     return this.checkpointer;
   }
 
+  /**
+   * The checkpoint thread starts once the WAL has grown past WAL_START_BYTES (looked at after each
+   * commit until then), not at open: an idle appliance has no WAL to copy, and the thread costs
+   * it about 3 MB. Until it starts, SQLite's own automatic checkpoint (1,000 pages) stays on.
+   */
   background(onError: (message: string) => void): { stop(): Promise<void> } {
-    return this.checkpointInBackground(onError);
+    this.checkpointerWanted = onError;
+    // A WAL a crash left behind is copied at once.
+    this.startCheckpointerOnceWalGrew();
+    return {
+      stop: async () => {
+        this.checkpointerWanted = null;
+        await this.checkpointer?.stop();
+      },
+    };
+  }
+
+  private startCheckpointerOnceWalGrew(): void {
+    const onError = this.checkpointerWanted;
+    if (!onError) return;
+    let bytes = 0;
+    try {
+      bytes = statSync(`${this.handle.path}-wal`).size;
+    } catch {
+      // No WAL file (yet): nothing to copy.
+    }
+    if (bytes < WAL_START_BYTES) return;
+    this.checkpointerWanted = null;
+    this.checkpointInBackground(onError);
   }
 
   async close(): Promise<void> {
@@ -137,6 +170,9 @@ export class SqliteStorage implements Storage {
     this.probe?.close();
   }
 }
+
+/** The WAL size at which background() starts the checkpoint thread: a quarter of SQLite's automatic checkpoint. */
+export const WAL_START_BYTES = 1 << 20;
 
 /** Open (creating if needed) and migrate the database, and assemble the storage contract on it. */
 export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
