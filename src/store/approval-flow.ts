@@ -4,7 +4,6 @@ import {
   APPROVAL_DECIDED,
   type ApprovalRow,
   type ApprovalState,
-  type ApprovalStore,
   type Committer,
   type NewAuditEntry,
   type ParkRequest,
@@ -19,9 +18,10 @@ export interface TxAudit<T extends Tx> {
 /**
  * The approvals store (docs/desired-state.md#policies), the same on every driver: every transition
  * is one unit of work with its audit entry and its outbox event, so a decision is recorded,
- * announced and applied together or not at all. A driver supplies its statements.
+ * announced and applied together or not at all. A driver supplies its statements and the reads
+ * of ApprovalStore.
  */
-export abstract class ApprovalFlow<T extends Tx> implements ApprovalStore {
+export abstract class ApprovalFlow<T extends Tx> {
   constructor(
     protected readonly committer: Committer<T>,
     private readonly audit: TxAudit<T>,
@@ -33,14 +33,6 @@ export abstract class ApprovalFlow<T extends Tx> implements ApprovalStore {
   protected abstract findForDecisionTx(tx: T, id: string): ApprovalRow | null;
   /** The pending approvals whose time ran out, held against other deciders until the unit commits. */
   protected abstract dueTx(tx: T): ApprovalRow[];
-  abstract get(id: string): Promise<ApprovalRow | null>;
-  /** Newest first. */
-  abstract list(q: {
-    tenants?: readonly string[];
-    state?: string;
-    before?: string;
-    limit: number;
-  }): Promise<ApprovalRow[]>;
 
   /** Park an action (the dispatcher calls this inside the unit that moves its task to awaiting_approval). */
   parkTx(tx: T, r: ParkRequest): ApprovalRow {

@@ -1,5 +1,5 @@
 import { AppError } from "../errors/index.ts";
-import type { Committer, Precondition, ResourceKey, ResourceRecord, ResourceStore, Tx, WriteMode } from "./contract.ts";
+import type { Committer, Precondition, ResourceKey, ResourceRecord, Tx, WriteMode } from "./contract.ts";
 
 export const resourceLabel = (k: ResourceKey): string =>
   k.kind === "tenants" ? `tenant ${k.name}` : `${k.kind.replace(/s$/, "").replace(/ie$/, "y")} ${k.tenant}/${k.name}`;
@@ -17,9 +17,10 @@ export interface ResourceChange {
  * Control-plane resource writes, the same on every driver: the preconditions (If-Match,
  * If-None-Match, create/update), the version numbering and the history. Writes run inside a unit of
  * work, so a whole `apply` is one transaction and two writers racing on one If-Match take turns:
- * the second sees the first's new resource_version and gets 412. A driver supplies its statements.
+ * the second sees the first's new resource_version and gets 412. A driver supplies its statements
+ * and the reads of ResourceStore.
  */
-export abstract class ResourceWrites<T extends Tx> implements ResourceStore {
+export abstract class ResourceWrites<T extends Tx> {
   private changes = 0;
   protected readonly bump = (): void => {
     this.changes++;
@@ -41,17 +42,6 @@ export abstract class ResourceWrites<T extends Tx> implements ResourceStore {
   protected abstract historyTx(tx: T, k: ResourceKey, change: ResourceChange): void;
   /** How many resources other than the tenant itself live in tenant `name`. */
   protected abstract countInTenantTx(tx: T, name: string): number;
-  abstract allTx(tx: T): ResourceRecord[];
-  abstract get(k: ResourceKey): Promise<ResourceRecord | null>;
-  abstract list(q: {
-    tenant?: string;
-    tenants?: readonly string[];
-    kind: string;
-    after?: string;
-    limit: number;
-  }): Promise<ResourceRecord[]>;
-  abstract all(): Promise<ResourceRecord[]>;
-  abstract history(k: ResourceKey): Promise<(Omit<ResourceChange, "op"> & { op: string })[]>;
 
   /** A committed change moves `generation`. */
   protected changedTx(tx: T): void {

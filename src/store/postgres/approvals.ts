@@ -1,5 +1,5 @@
 import { ApprovalFlow } from "../approval-flow.ts";
-import type { ApprovalRow } from "../contract.ts";
+import type { ApprovalRow, ApprovalStore } from "../contract.ts";
 import type { PgAudit } from "./audit.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import type { PgDb } from "./db.ts";
@@ -12,7 +12,7 @@ const rows = new Rows<ApprovalRow>(approvals);
  * Approvals on PostgreSQL (the transitions: ../approval-flow.ts). A decision reads its row FOR
  * UPDATE, so two nodes deciding (or expiring) the same approval take turns and the second sees the first's.
  */
-export class PgApprovals extends ApprovalFlow<PgTx> {
+export class PgApprovals extends ApprovalFlow<PgTx> implements ApprovalStore {
   constructor(
     private readonly db: PgDb,
     committer: PgCommitter,
@@ -56,12 +56,7 @@ export class PgApprovals extends ApprovalFlow<PgTx> {
     return r ? rows.from(r) : null;
   }
 
-  async list(q: {
-    tenants?: readonly string[];
-    state?: string;
-    before?: string;
-    limit: number;
-  }): Promise<ApprovalRow[]> {
+  async list(q: Parameters<ApprovalStore["list"]>[0]): Promise<ApprovalRow[]> {
     const params: unknown[] = [];
     const where: string[] = [];
     if (q.tenants) where.push(`tenant = ANY($${params.push([...q.tenants])}::text[])`);

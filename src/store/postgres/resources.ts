@@ -1,4 +1,4 @@
-import type { ResourceKey, ResourceRecord } from "../contract.ts";
+import type { ResourceKey, ResourceRecord, ResourceStore } from "../contract.ts";
 import { type ResourceChange, ResourceWrites } from "../resource-writes.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
@@ -17,7 +17,7 @@ const BY_KEY = "SELECT * FROM resources WHERE tenant = $1 AND kind = $2 AND name
  * for the first's commit and then sees its resource_version (412). A commit that changed resources
  * notifies the other nodes, whose `generation` moves when they hear it.
  */
-export class PgResources extends ResourceWrites<PgTx> {
+export class PgResources extends ResourceWrites<PgTx> implements ResourceStore {
   constructor(
     private readonly db: PgDb,
     committer: PgCommitter,
@@ -79,13 +79,7 @@ export class PgResources extends ResourceWrites<PgTx> {
     return r ? rows.from(r) : null;
   }
 
-  async list(q: {
-    tenant?: string;
-    tenants?: readonly string[];
-    kind: string;
-    after?: string;
-    limit: number;
-  }): Promise<ResourceRecord[]> {
+  async list(q: Parameters<ResourceStore["list"]>[0]): Promise<ResourceRecord[]> {
     const params: unknown[] = [q.kind];
     const where = ["kind = $1"];
     if (q.tenant !== undefined) where.push(`tenant = $${params.push(q.tenant)}`);

@@ -1,5 +1,5 @@
 import { and, desc, eq, inArray, lt, lte } from "drizzle-orm";
-import { type ApprovalRow, type ApprovalState } from "../contract.ts";
+import { type ApprovalRow, type ApprovalState, type ApprovalStore } from "../contract.ts";
 import { ApprovalFlow } from "../approval-flow.ts";
 import { approvals } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
@@ -10,7 +10,7 @@ import { type Same, same } from "./same.ts";
 same<Same<ApprovalRow, typeof approvals.$inferSelect>>(true);
 
 /** The approvals store on SQLite (the transitions: ../approval-flow.ts). */
-export class SqliteApprovals extends ApprovalFlow<SqliteTx> {
+export class SqliteApprovals extends ApprovalFlow<SqliteTx> implements ApprovalStore {
   constructor(
     private readonly db: Db,
     committer: SqliteCommitter,
@@ -47,12 +47,7 @@ export class SqliteApprovals extends ApprovalFlow<SqliteTx> {
     return this.db.select().from(approvals).where(eq(approvals.id, id)).get() ?? null;
   }
 
-  async list(q: {
-    tenants?: readonly string[];
-    state?: string;
-    before?: string;
-    limit: number;
-  }): Promise<ApprovalRow[]> {
+  async list(q: Parameters<ApprovalStore["list"]>[0]): Promise<ApprovalRow[]> {
     return this.db
       .select()
       .from(approvals)

@@ -1,5 +1,5 @@
 import { and, asc, eq, gt, inArray, ne, sql } from "drizzle-orm";
-import type { ResourceKey, ResourceRecord } from "../contract.ts";
+import type { ResourceKey, ResourceRecord, ResourceStore } from "../contract.ts";
 import { type ResourceChange, ResourceWrites } from "../resource-writes.ts";
 import { resourceHistory, resources } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
@@ -17,7 +17,7 @@ const toRecord = (r: Row): ResourceRecord => ({
 });
 
 /** Control-plane resources on SQLite (the writes' rules: ../resource-writes.ts). */
-export class SqliteResources extends ResourceWrites<SqliteTx> {
+export class SqliteResources extends ResourceWrites<SqliteTx> implements ResourceStore {
   /** Prepared once: ingress looks up a binding on every request. One connection, so it also reads inside a transaction. */
   private readonly byKey;
 
@@ -103,13 +103,7 @@ export class SqliteResources extends ResourceWrites<SqliteTx> {
     return r ? toRecord(r) : null;
   }
 
-  async list(q: {
-    tenant?: string;
-    tenants?: readonly string[];
-    kind: string;
-    after?: string;
-    limit: number;
-  }): Promise<ResourceRecord[]> {
+  async list(q: Parameters<ResourceStore["list"]>[0]): Promise<ResourceRecord[]> {
     const where = and(
       eq(resources.kind, q.kind),
       q.tenant !== undefined ? eq(resources.tenant, q.tenant) : undefined,
