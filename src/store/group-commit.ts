@@ -129,6 +129,18 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
     this.ops = ops;
   }
 
+  /** Units enqueue and ack through the driver's queue and emit through its outbox. */
+  bindStores(
+    queue: { enqueueTx(tx: T, spec: JobSpec): EnqueueResult; ackTx(tx: T, lease: LeaseRef): boolean },
+    outbox: { emitTx(tx: T, event: OutboxEvent): string },
+  ): void {
+    this.bind({
+      enqueue: (tx, spec) => queue.enqueueTx(tx, spec),
+      ack: (tx, lease) => queue.ackTx(tx, lease),
+      emit: (tx, event) => outbox.emitTx(tx, event),
+    });
+  }
+
   run<R>(work: (tx: T) => R): Promise<R> {
     if (this.closed) return Promise.reject(new AppError("unavailable", "shutting down", { retryAfter: 5 }));
     return new Promise<R>((resolve, reject) => {
