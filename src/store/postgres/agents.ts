@@ -1,11 +1,17 @@
-import { newId } from "../../core/ids.ts";
-import { AppError } from "../../errors/index.ts";
+import {
+  claimedColumns,
+  newTool,
+  newToolCall,
+  refuseTakenAgent,
+  startingRuntime,
+  unchangedIn,
+  zeroCounts,
+} from "../agent-rows.ts";
 import {
   type AgentStore,
   type NewRuntime,
   type NewTool,
   type NewToolCall,
-  RUNTIME_STATES,
   type RuntimeClaim,
   type RuntimePatch,
   type RuntimeQuery,
@@ -39,24 +45,7 @@ export class PgAgents implements AgentStore {
   ) {}
 
   insertRuntimeTx(tx: PgTx, r: NewRuntime): RuntimeRecord {
-    const row: RuntimeRecord = {
-      ...r,
-      state: "starting",
-      tenant: null,
-      agent: null,
-      template: null,
-      templateVersion: null,
-      userConfig: null,
-      pid: null,
-      readyAt: null,
-      claimedAt: null,
-      heartbeatAt: null,
-      syncedAt: null,
-      stuckAt: null,
-      deletedAt: null,
-      destroying: false,
-      error: null,
-    };
+    const row = startingRuntime(r);
     const insert = runtimes.insert(row);
     tx.conn.defer(insert.text, insert.params);
     return row;
@@ -90,7 +79,7 @@ export class PgAgents implements AgentStore {
   }
 
   async countByState(): Promise<Record<RuntimeState, number>> {
-    const counts = Object.fromEntries(RUNTIME_STATES.map((s) => [s, 0])) as Record<RuntimeState, number>;
+    const counts = zeroCounts();
     for (const r of await this.db.read("SELECT state, count(*) AS n FROM agent_runtimes GROUP BY state"))
       counts[r.state as RuntimeState] = num(r.n);
     return counts;
@@ -100,10 +89,10 @@ export class PgAgents implements AgentStore {
     const params: unknown[] = [id, [...from]];
     const sets = runtimes.set(patch as Record<string, unknown>, params);
     if (sets.length === 0) {
-      const row = this.getRuntimeTx(tx, id);
-      return row && from.includes(row.state) ? row : null;
+      return unchangedIn(this.getRuntimeTx(tx, id), from);
     }
-    if (patch.state === "claimed") this.refuseTakenAgent(tx, id, patch.tenant, patch.agent);
+    if (patch.state === "claimed")
+      refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), id, patch.tenant, patch.agent);
     const [r] = tx.conn.query(
       `UPDATE agent_runtimes SET ${sets.join(", ")} WHERE id = $1 AND state = ANY($2::text[]) RETURNING *`,
       params,
@@ -115,30 +104,10 @@ export class PgAgents implements AgentStore {
     return this.committer.run((tx) => this.transitionRuntimeTx(tx, id, from, patch));
   }
 
-  /** A conflict, not the unique index's constraint failure (which would fail the whole unit obscurely). */
-  private refuseTakenAgent(tx: PgTx, id: string | null, tenant?: string | null, agent?: string | null): void {
-    if (!tenant || !agent) return;
-    const taken = this.findClaimedTx(tx, tenant, agent);
-    if (taken && taken.id !== id) throw new AppError("conflict", `agent ${agent} is claimed in ${tenant} already`);
-  }
-
   claimReadyTx(tx: PgTx, claim: RuntimeClaim): RuntimeRecord | null {
-    this.refuseTakenAgent(tx, null, claim.tenant, claim.agent);
+    refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), null, claim.tenant, claim.agent);
     const params: unknown[] = [];
-    const sets = runtimes.set(
-      {
-        state: "claimed",
-        tenant: claim.tenant,
-        agent: claim.agent,
-        template: claim.template,
-        templateVersion: claim.templateVersion,
-        userConfig: claim.userConfig,
-        cold: claim.cold,
-        claimedAt: tx.now,
-        syncedAt: tx.now,
-      },
-      params,
-    );
+    const sets = runtimes.set(claimedColumns(claim, tx.now), params);
     // userConfig may be null: set() skips only undefined, so the column is written either way.
     const [r] = tx.conn.query(
       `UPDATE agent_runtimes SET ${sets.join(", ")} WHERE id = (SELECT id FROM agent_runtimes WHERE state = 'ready' ` +
@@ -183,7 +152,7 @@ export class PgAgents implements AgentStore {
   }
 
   insertToolTx(tx: PgTx, t: NewTool): ToolRecord {
-    const row: ToolRecord = { ...t, id: t.id ?? newId("tl", tx.now), createdAt: tx.now, updatedAt: tx.now };
+    const row = newTool(t, tx.now);
     const insert = tools.insert(row);
     tx.conn.defer(insert.text, insert.params);
     return row;
@@ -232,12 +201,7 @@ export class PgAgents implements AgentStore {
   }
 
   insertToolCallTx(tx: PgTx, c: NewToolCall): ToolCallRecord {
-    const row: ToolCallRecord = {
-      ...c,
-      id: c.id ?? newId("tc", tx.now),
-      createdAt: tx.now,
-      finishedAt: c.finishedAt ?? null,
-    };
+    const row = newToolCall(c, tx.now);
     const insert = calls.insert(row);
     tx.conn.defer(insert.text, insert.params);
     return row;

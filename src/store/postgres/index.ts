@@ -78,11 +78,7 @@ export class PostgresStorage implements Storage {
     this.blobs = new PgBlobs(db, clock);
     this.spool = new PgSpool(db, clock);
     this.slots = new PgSlots(db, clock);
-    this.committer.bind({
-      enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
-      ack: (tx, lease) => this.queue.ackTx(tx, lease),
-      emit: (tx, event) => this.outbox.emitTx(tx, event),
-    });
+    this.committer.bindStores(this.queue, this.outbox);
   }
 
   async probeWrite(): Promise<void> {

@@ -1,9 +1,9 @@
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
+import { OutboxWakeups } from "../outbox-wakeups.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 
-const MAX_NOTIFIERS = 256;
 /**
  * The outbox's appends are serialized by this transaction-level advisory lock, so that entries
  * become visible in `seq` order: without it, two nodes' transactions could commit in the other
@@ -28,23 +28,7 @@ const toEntry = (r: Record<string, unknown>): OutboxEntry => ({
  * written in the unit's transaction, read as a log in commit order from durable cursors.
  */
 export class PgOutbox implements Outbox {
-  private readonly listeners = new Set<(topic: string | null) => void>();
-  private readonly counters = new Set<(topic: string, tenant: string | null) => void>();
-  private readonly notifiers = new Map<string, () => void>();
-  private readonly notifyAll = (): void => {
-    for (const l of this.listeners) l(null);
-  };
-  private notifierFor(topic: string): () => void {
-    let n = this.notifiers.get(topic);
-    if (!n) {
-      if (this.notifiers.size >= MAX_NOTIFIERS) return this.notifyAll;
-      n = () => {
-        for (const l of this.listeners) l(topic);
-      };
-      this.notifiers.set(topic, n);
-    }
-    return n;
-  }
+  private readonly wakeups = new OutboxWakeups();
 
   constructor(
     private readonly db: PgDb,
@@ -58,24 +42,15 @@ export class PgOutbox implements Outbox {
       "INSERT INTO outbox (id, topic, tenant, payload, created_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)",
       [id, event.topic, event.tenant ?? null, JSON.stringify(event.payload ?? null), tx.now],
     );
-    tx.afterCommit(this.notifierFor(event.topic));
+    this.wakeups.emittedTx(tx, event);
     if (tx.once(`${OUTBOX_CHANNEL}:${event.topic}`)) {
       tx.conn.defer("SELECT pg_notify($1, $2)", [OUTBOX_CHANNEL, `${this.db.node} ${event.topic}`]);
-    }
-    if (this.counters.size) {
-      const tenant = event.tenant ?? null;
-      tx.afterCommit(() => this.count(event.topic, tenant));
     }
     return id;
   }
 
-  private count(topic: string, tenant: string | null): void {
-    for (const c of this.counters) c(topic, tenant);
-  }
-
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
-    this.counters.add(counter);
-    return () => this.counters.delete(counter);
+    return this.wakeups.onCommitted(counter);
   }
 
   forget(subscriber: string): Promise<void> {
@@ -143,12 +118,11 @@ export class PgOutbox implements Outbox {
     return this.db.pool.listen(OUTBOX_CHANNEL, (payload) => {
       const [from, topic] = payload.split(" ");
       if (from === this.db.node) return;
-      for (const l of this.listeners) l(topic ?? null);
+      this.wakeups.wake(topic ?? null);
     });
   }
 
   onEmitted(listener: (topic: string | null) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.wakeups.onEmitted(listener);
   }
 }

@@ -1,5 +1,5 @@
-import { AppError } from "../../errors/index.ts";
-import type { Precondition, ResourceKey, ResourceRecord, ResourceStore, WriteMode } from "../contract.ts";
+import type { ResourceKey, ResourceRecord, ResourceStore } from "../contract.ts";
+import { type ResourceChange, ResourceWrites } from "../resource-writes.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 import { Rows } from "./rows.ts";
@@ -9,106 +9,50 @@ const rows = new Rows<ResourceRecord>(resources);
 /** The channel a commit that changed resources notifies, so every node's `generation` moves. */
 export const RESOURCES_CHANNEL = "agentowl_resources";
 
-const label = (k: ResourceKey): string =>
-  k.kind === "tenants" ? `tenant ${k.name}` : `${k.kind.replace(/s$/, "").replace(/ie$/, "y")} ${k.tenant}/${k.name}`;
-
 const BY_KEY = "SELECT * FROM resources WHERE tenant = $1 AND kind = $2 AND name = $3";
 
 /**
- * Control-plane resources on PostgreSQL (src/store/sqlite/resources.ts is the model): writes run
- * inside a unit of work, so a whole `apply` is one transaction. Two nodes racing on the same
- * If-Match are serialized by the row: the put reads it FOR UPDATE, so the second waits for the
- * first's commit and then sees its resource_version (412). A commit that changed resources
+ * Control-plane resources on PostgreSQL (the writes' rules: ../resource-writes.ts). Two nodes racing
+ * on the same If-Match are serialized by the row: a write reads it FOR UPDATE, so the second waits
+ * for the first's commit and then sees its resource_version (412). A commit that changed resources
  * notifies the other nodes, whose `generation` moves when they hear it.
  */
-export class PgResources implements ResourceStore {
-  private changes = 0;
-  private readonly bump = (): void => {
-    this.changes++;
-  };
-
-  get generation(): number {
-    return this.changes;
-  }
-
+export class PgResources extends ResourceWrites<PgTx> implements ResourceStore {
   constructor(
     private readonly db: PgDb,
-    private readonly committer: PgCommitter,
-  ) {}
+    committer: PgCommitter,
+  ) {
+    super(committer);
+  }
 
-  private row(tx: PgTx, k: ResourceKey): ResourceRecord | undefined {
+  protected rowTx(tx: PgTx, k: ResourceKey): ResourceRecord | undefined {
     const [r] = tx.conn.query(`${BY_KEY} FOR UPDATE`, [k.tenant, k.kind, k.name]);
     return r ? rows.from(r) : undefined;
   }
 
-  private check(existing: ResourceRecord | undefined, k: ResourceKey, mode: WriteMode, pre: Precondition): void {
-    if (mode === "create" && existing) throw new AppError("conflict", `${label(k)} already exists`);
-    if (pre.ifNoneMatch && existing)
-      throw new AppError("precondition_failed", `${label(k)} already exists (If-None-Match: *)`);
-    if (pre.ifMatch === undefined) {
-      if (mode === "update" && !existing) throw new AppError("not_found", `${label(k)} not found`);
-      return;
-    }
-    if (!existing) {
-      // RFC 9110 §13.1.1: If-Match on a missing resource fails the precondition.
-      throw pre.ifMatch === "*"
-        ? new AppError("precondition_failed", `${label(k)} does not exist (If-Match: *)`)
-        : new AppError("not_found", `${label(k)} not found`);
-    }
-    if (pre.ifMatch !== "*" && !pre.ifMatch.includes(existing.resourceVersion)) {
-      throw new AppError(
-        "precondition_failed",
-        `${label(k)} is at resource_version ${existing.resourceVersion}, not ${pre.ifMatch.join(" or ")}`,
-      );
-    }
-  }
-
-  private changed(tx: PgTx): void {
-    tx.afterCommit(this.bump);
+  protected override changedTx(tx: PgTx): void {
+    super.changedTx(tx);
     if (tx.once(RESOURCES_CHANNEL)) tx.conn.defer("SELECT pg_notify($1, $2)", [RESOURCES_CHANNEL, this.db.node]);
   }
 
-  putTx(
-    tx: PgTx,
-    k: ResourceKey,
-    spec: unknown,
-    opts: { mode: WriteMode; pre?: Precondition; actor: string },
-  ): { record: ResourceRecord; changed: boolean; created: boolean } {
-    const existing = this.row(tx, k);
-    this.check(existing, k, opts.mode, opts.pre ?? {});
-    if (existing && Bun.deepEquals(existing.spec, spec, true))
-      return { record: existing, changed: false, created: false };
-    // A re-created resource continues the numbering of the deleted one, so a stale ETag never matches it.
-    const version = (existing?.resourceVersion ?? this.lastVersion(tx, k)) + 1;
-    const record: ResourceRecord = {
-      tenant: k.tenant,
-      kind: k.kind,
-      name: k.name,
-      spec,
-      resourceVersion: version,
-      createdAt: existing?.createdAt ?? tx.now,
-      updatedAt: tx.now,
-    };
+  protected upsertTx(tx: PgTx, record: ResourceRecord): void {
     const put = rows.insert(
       record,
       "ON CONFLICT (tenant, kind, name) DO UPDATE SET spec = excluded.spec, " +
         "resource_version = excluded.resource_version, updated_at = excluded.updated_at",
     );
     tx.conn.defer(put.text, put.params);
-    this.writeHistory(tx, k, version, existing ? "update" : "create", spec, opts.actor);
-    this.changed(tx);
-    return { record, changed: true, created: !existing };
   }
 
-  private writeHistory(tx: PgTx, k: ResourceKey, version: number, op: string, spec: unknown, actor: string): void {
+  protected historyTx(tx: PgTx, k: ResourceKey, c: ResourceChange): void {
     tx.conn.defer(
       "INSERT INTO resource_history (tenant, kind, name, resource_version, op, spec, actor, changed_at) " +
         "VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8)",
-      [k.tenant, k.kind, k.name, version, op, JSON.stringify(spec), actor, tx.now],
+      [k.tenant, k.kind, k.name, c.resourceVersion, c.op, JSON.stringify(c.spec), c.actor, c.changedAt],
     );
   }
 
-  private lastVersion(tx: PgTx, k: ResourceKey): number {
+  protected lastVersionTx(tx: PgTx, k: ResourceKey): number {
     const [r] = tx.conn.query(
       "SELECT max(resource_version) AS v FROM resource_history WHERE tenant = $1 AND kind = $2 AND name = $3",
       [k.tenant, k.kind, k.name],
@@ -116,24 +60,14 @@ export class PgResources implements ResourceStore {
     return r?.v == null ? 0 : num(r.v);
   }
 
-  deleteTx(tx: PgTx, k: ResourceKey, opts: { pre?: Precondition; actor: string }): ResourceRecord {
-    const existing = this.row(tx, k);
-    if (!existing) throw new AppError("not_found", `${label(k)} not found`);
-    this.check(existing, k, "update", opts.pre ?? {});
-    if (k.kind === "tenants") {
-      const left = num(
-        tx.conn.query("SELECT count(*) AS n FROM resources WHERE tenant = $1 AND kind <> 'tenants'", [k.name])[0]!.n,
-      );
-      if (left > 0)
-        throw new AppError(
-          "conflict",
-          `tenant ${k.name} still has ${left} resources: delete them first (or apply with --prune)`,
-        );
-    }
+  protected deleteRowTx(tx: PgTx, k: ResourceKey): void {
     tx.conn.defer("DELETE FROM resources WHERE tenant = $1 AND kind = $2 AND name = $3", [k.tenant, k.kind, k.name]);
-    this.writeHistory(tx, k, existing.resourceVersion + 1, "delete", existing.spec, opts.actor);
-    this.changed(tx);
-    return existing;
+  }
+
+  protected countInTenantTx(tx: PgTx, name: string): number {
+    return num(
+      tx.conn.query("SELECT count(*) AS n FROM resources WHERE tenant = $1 AND kind <> 'tenants'", [name])[0]!.n,
+    );
   }
 
   allTx(tx: PgTx): ResourceRecord[] {
@@ -145,13 +79,7 @@ export class PgResources implements ResourceStore {
     return r ? rows.from(r) : null;
   }
 
-  async list(q: {
-    tenant?: string;
-    tenants?: readonly string[];
-    kind: string;
-    after?: string;
-    limit: number;
-  }): Promise<ResourceRecord[]> {
+  async list(q: Parameters<ResourceStore["list"]>[0]): Promise<ResourceRecord[]> {
     const params: unknown[] = [q.kind];
     const where = ["kind = $1"];
     if (q.tenant !== undefined) where.push(`tenant = $${params.push(q.tenant)}`);
@@ -186,10 +114,6 @@ export class PgResources implements ResourceStore {
       actor: r.actor as string,
       changedAt: num(r.changed_at),
     }));
-  }
-
-  transact<T>(work: (tx: PgTx) => T): Promise<T> {
-    return this.committer.run(work);
   }
 
   /** Move `generation` when another node's commit changed resources. */

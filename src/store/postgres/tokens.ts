@@ -1,5 +1,5 @@
-import { newId } from "../../core/ids.ts";
 import type { TokenRecord, TokenStore } from "../contract.ts";
+import { newTokenRow } from "../new-rows.ts";
 import type { PgAudit } from "./audit.ts";
 import type { PgCommitter } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
@@ -20,22 +20,10 @@ export class PgTokens implements TokenStore {
     private readonly audit: PgAudit,
   ) {}
 
-  create(t: {
-    name: string;
-    hash: string;
-    scopes: string[];
-    expiresAt: number | null;
-    createdBy: string;
-  }): Promise<TokenRecord> {
+  create(t: Parameters<TokenStore["create"]>[0]): Promise<TokenRecord> {
     return this.committer.run((tx) => {
-      const row = { id: newId("tok", tx.now), createdAt: tx.now, revokedAt: null, ...t };
-      // The entry names the token and its scopes, never its value or hash.
-      this.audit.appendTx(tx, {
-        actor: t.createdBy,
-        action: "token.create",
-        target: row.id,
-        details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt },
-      });
+      const { row, entry } = newTokenRow(t, tx.now);
+      this.audit.appendTx(tx, entry);
       const insert = rows.insert(row);
       tx.conn.defer(insert.text, insert.params);
       const { hash: _hash, ...record } = row;

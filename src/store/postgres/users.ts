@@ -1,6 +1,5 @@
-import { newId } from "../../core/ids.ts";
-import { AppError } from "../../errors/index.ts";
 import type { NewUser, SessionRecord, SessionStore, UserPatch, UserRecord, UserStore } from "../contract.ts";
+import { newUserRow } from "../new-rows.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, numOrNull, type PgDb } from "./db.ts";
 
@@ -42,18 +41,7 @@ export class PgUsers implements UserStore {
   constructor(private readonly db: PgDb) {}
 
   createTx(tx: PgTx, u: NewUser): UserRecord {
-    // Checked first so that a taken name is a conflict, not a failed statement of the whole unit.
-    if (this.getTx(tx, u.username)) throw new AppError("conflict", `user ${u.username} exists already`);
-    const row: UserRecord = {
-      id: newId("usr", tx.now),
-      ...u,
-      tenants: [...u.tenants],
-      createdAt: tx.now,
-      updatedAt: tx.now,
-      failedCount: 0,
-      lockedUntil: null,
-      lockLevel: 0,
-    };
+    const row = newUserRow(u, tx.now, this.getTx(tx, u.username) != null);
     tx.conn.defer(
       "INSERT INTO users (id, username, password_hash, role, tenants, created_at, updated_at, failed_count, locked_until, lock_level) " +
         "VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $6, 0, NULL, 0)",

@@ -1,12 +1,18 @@
 import { and, asc, eq, gt, inArray, ne, sql } from "drizzle-orm";
-import { newId } from "../../core/ids.ts";
-import { AppError } from "../../errors/index.ts";
+import {
+  claimedColumns,
+  newTool,
+  newToolCall,
+  refuseTakenAgent,
+  startingRuntime,
+  unchangedIn,
+  zeroCounts,
+} from "../agent-rows.ts";
 import {
   type AgentStore,
   type NewRuntime,
   type NewTool,
   type NewToolCall,
-  RUNTIME_STATES,
   type RuntimeClaim,
   type RuntimePatch,
   type RuntimeQuery,
@@ -36,24 +42,7 @@ export class SqliteAgents implements AgentStore {
   ) {}
 
   insertRuntimeTx(tx: SqliteTx, r: NewRuntime): RuntimeRecord {
-    const row: RuntimeRecord = {
-      ...r,
-      state: "starting",
-      tenant: null,
-      agent: null,
-      template: null,
-      templateVersion: null,
-      userConfig: null,
-      pid: null,
-      readyAt: null,
-      claimedAt: null,
-      heartbeatAt: null,
-      syncedAt: null,
-      stuckAt: null,
-      deletedAt: null,
-      destroying: false,
-      error: null,
-    };
+    const row = startingRuntime(r);
     tx.db.insert(agentRuntimes).values(row).run();
     return row;
   }
@@ -91,7 +80,7 @@ export class SqliteAgents implements AgentStore {
   }
 
   async countByState(): Promise<Record<RuntimeState, number>> {
-    const counts = Object.fromEntries(RUNTIME_STATES.map((s) => [s, 0])) as Record<RuntimeState, number>;
+    const counts = zeroCounts();
     const rows = this.db
       .select({ state: agentRuntimes.state, n: sql<number>`count(*)` })
       .from(agentRuntimes)
@@ -108,10 +97,10 @@ export class SqliteAgents implements AgentStore {
     patch: RuntimePatch,
   ): RuntimeRecord | null {
     if (Object.keys(patch).length === 0) {
-      const row = this.runtime(tx.db, id);
-      return row && from.includes(row.state) ? row : null;
+      return unchangedIn(this.runtime(tx.db, id), from);
     }
-    if (patch.state === "claimed") this.refuseTakenAgent(tx, id, patch.tenant, patch.agent);
+    if (patch.state === "claimed")
+      refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), id, patch.tenant, patch.agent);
     return (
       tx.db
         .update(agentRuntimes)
@@ -126,29 +115,12 @@ export class SqliteAgents implements AgentStore {
     return this.committer.run((tx) => this.transitionRuntimeTx(tx, id, from, patch));
   }
 
-  /** A conflict, not the unique index's constraint failure (which would fail the whole unit obscurely). */
-  private refuseTakenAgent(tx: SqliteTx, id: string | null, tenant?: string | null, agent?: string | null): void {
-    if (!tenant || !agent) return;
-    const taken = this.findClaimedTx(tx, tenant, agent);
-    if (taken && taken.id !== id) throw new AppError("conflict", `agent ${agent} is claimed in ${tenant} already`);
-  }
-
   claimReadyTx(tx: SqliteTx, claim: RuntimeClaim): RuntimeRecord | null {
-    this.refuseTakenAgent(tx, null, claim.tenant, claim.agent);
+    refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), null, claim.tenant, claim.agent);
     return (
       tx.db
         .update(agentRuntimes)
-        .set({
-          state: "claimed",
-          tenant: claim.tenant,
-          agent: claim.agent,
-          template: claim.template,
-          templateVersion: claim.templateVersion,
-          userConfig: claim.userConfig,
-          cold: claim.cold,
-          claimedAt: tx.now,
-          syncedAt: tx.now,
-        })
+        .set(claimedColumns(claim, tx.now))
         .where(
           eq(
             agentRuntimes.id,
@@ -202,7 +174,7 @@ export class SqliteAgents implements AgentStore {
   }
 
   insertToolTx(tx: SqliteTx, t: NewTool): ToolRecord {
-    const row: ToolRecord = { ...t, id: t.id ?? newId("tl", tx.now), createdAt: tx.now, updatedAt: tx.now };
+    const row = newTool(t, tx.now);
     tx.db.insert(agentTools).values(row).run();
     return row;
   }
@@ -257,12 +229,7 @@ export class SqliteAgents implements AgentStore {
   }
 
   insertToolCallTx(tx: SqliteTx, c: NewToolCall): ToolCallRecord {
-    const row: ToolCallRecord = {
-      ...c,
-      id: c.id ?? newId("tc", tx.now),
-      createdAt: tx.now,
-      finishedAt: c.finishedAt ?? null,
-    };
+    const row = newToolCall(c, tx.now);
     tx.db.insert(agentToolCalls).values(row).run();
     return row;
   }

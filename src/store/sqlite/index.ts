@@ -97,11 +97,7 @@ export class SqliteStorage implements Storage {
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.retention = new SqliteRetention(handle, this.committer, this.blobs);
     this.leases = new SqliteLeases(opts.clock ?? systemClock);
-    this.committer.bind({
-      enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
-      ack: (tx, lease) => this.queue.ackTx(tx, lease),
-      emit: (tx, event) => this.outbox.emitTx(tx, event),
-    });
+    this.committer.bindStores(this.queue, this.outbox);
   }
 
   async probeWrite(): Promise<void> {

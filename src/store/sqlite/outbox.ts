@@ -1,6 +1,7 @@
 import { and, eq, gt, lt, sql } from "drizzle-orm";
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
+import { OutboxWakeups } from "../outbox-wakeups.ts";
 import { outbox, outboxCursors } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
@@ -10,36 +11,15 @@ import type { SqliteCommitter, SqliteTx } from "./committer.ts";
  * that caused it, so both commit or neither does. Subscribers read the outbox as a log in commit
  * order, each from its own durable cursor (src/workers/outbox-relay.ts), at least once.
  */
-const MAX_NOTIFIERS = 256;
 
 export class SqliteOutbox implements Outbox {
-  private readonly listeners = new Set<(topic: string | null) => void>();
+  private readonly wakeups = new OutboxWakeups();
   private readonly insert;
   // The relay reads and advances after every commit that emitted: prepared once.
   private readonly readAfter;
   private readonly readTopicsAfter;
   private readonly head;
   private readonly upsertCursor;
-  /**
-   * One wake-up per topic per commit (the commit runs each hook once): a subscriber is woken by
-   * its own topics only. Topics are a fixed vocabulary; should there ever be more than
-   * MAX_NOTIFIERS, the rest share a wake-up for everyone.
-   */
-  private readonly notifiers = new Map<string, () => void>();
-  private readonly notifyAll = (): void => {
-    for (const l of this.listeners) l(null);
-  };
-  private notifierFor(topic: string): () => void {
-    let n = this.notifiers.get(topic);
-    if (!n) {
-      if (this.notifiers.size >= MAX_NOTIFIERS) return this.notifyAll;
-      n = () => {
-        for (const l of this.listeners) l(topic);
-      };
-      this.notifiers.set(topic, n);
-    }
-    return n;
-  }
 
   constructor(
     private readonly db: Db,
@@ -103,26 +83,12 @@ export class SqliteOutbox implements Outbox {
       payload: event.payload ?? null,
       now: tx.now,
     });
-    tx.afterCommit(this.notifierFor(event.topic));
-    if (this.counters.size) {
-      const tenant = event.tenant ?? null;
-      tx.afterCommit(() => this.count(event.topic, tenant));
-    }
+    this.wakeups.emittedTx(tx, event);
     return id;
   }
 
-  private readonly counters = new Set<(topic: string, tenant: string | null) => void>();
-  private count(topic: string, tenant: string | null): void {
-    for (const c of this.counters) c(topic, tenant);
-  }
-
-  /**
-   * Called with each committed entry's topic and tenant (metrics count them, the console tells its
-   * pages what changed: neither needs a subscriber reading the log).
-   */
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
-    this.counters.add(counter);
-    return () => this.counters.delete(counter);
+    return this.wakeups.onCommitted(counter);
   }
 
   /** Drop a retired subscriber's cursor: the retention purge goes by the slowest cursor. */
@@ -178,7 +144,6 @@ export class SqliteOutbox implements Outbox {
   }
 
   onEmitted(listener: (topic: string | null) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.wakeups.onEmitted(listener);
   }
 }

@@ -1,6 +1,6 @@
 import { asc, eq, gt, isNull, or, sql } from "drizzle-orm";
-import { newId } from "../../core/ids.ts";
 import type { TokenRecord, TokenStore } from "../contract.ts";
+import { newTokenRow } from "../new-rows.ts";
 import { tokens } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteAudit } from "./audit.ts";
@@ -16,22 +16,10 @@ export class SqliteTokens implements TokenStore {
     private readonly audit: SqliteAudit,
   ) {}
 
-  create(t: {
-    name: string;
-    hash: string;
-    scopes: string[];
-    expiresAt: number | null;
-    createdBy: string;
-  }): Promise<TokenRecord> {
+  create(t: Parameters<TokenStore["create"]>[0]): Promise<TokenRecord> {
     return this.committer.run((tx) => {
-      const row: Row = { id: newId("tok", tx.now), createdAt: tx.now, revokedAt: null, ...t };
-      // The entry names the token and its scopes, never its value or hash.
-      this.audit.appendTx(tx, {
-        actor: t.createdBy,
-        action: "token.create",
-        target: row.id,
-        details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt },
-      });
+      const { row, entry } = newTokenRow(t, tx.now);
+      this.audit.appendTx(tx, entry);
       tx.db.insert(tokens).values(row).run();
       return toRecord(row);
     });

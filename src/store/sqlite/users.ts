@@ -1,7 +1,6 @@
 import { asc, eq, gt, sql } from "drizzle-orm";
-import { newId } from "../../core/ids.ts";
-import { AppError } from "../../errors/index.ts";
 import type { NewUser, UserPatch, UserRecord, UserStore } from "../contract.ts";
+import { newUserRow } from "../new-rows.ts";
 import { consoleSessions, users } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
@@ -22,18 +21,7 @@ export class SqliteUsers implements UserStore {
   }
 
   createTx(tx: SqliteTx, u: NewUser): UserRecord {
-    // Checked first so that a taken name is a conflict, not a constraint failure of the whole unit.
-    if (this.byName(tx.db, u.username)) throw new AppError("conflict", `user ${u.username} exists already`);
-    const row: UserRecord = {
-      id: newId("usr", tx.now),
-      ...u,
-      tenants: [...u.tenants],
-      createdAt: tx.now,
-      updatedAt: tx.now,
-      failedCount: 0,
-      lockedUntil: null,
-      lockLevel: 0,
-    };
+    const row = newUserRow(u, tx.now, this.byName(tx.db, u.username) != null);
     tx.db.insert(users).values(row).run();
     return row;
   }

@@ -1,0 +1,35 @@
+import { newId } from "../core/ids.ts";
+import { AppError } from "../errors/index.ts";
+import type { NewAuditEntry, NewUser, TokenRecord, TokenStore, UserRecord } from "./contract.ts";
+
+/** New rows of the console users and API tokens, as every driver writes them. */
+
+/** A new user; `taken` says whether the name exists already (a conflict, not a failed statement of the whole unit). */
+export function newUserRow(u: NewUser, now: number, taken: boolean): UserRecord {
+  if (taken) throw new AppError("conflict", `user ${u.username} exists already`);
+  return {
+    id: newId("usr", now),
+    ...u,
+    tenants: [...u.tenants],
+    createdAt: now,
+    updatedAt: now,
+    failedCount: 0,
+    lockedUntil: null,
+    lockLevel: 0,
+  };
+}
+
+/** A new token's row and its audit entry, which names the token and its scopes, never its value or hash. */
+export function newTokenRow(
+  t: Parameters<TokenStore["create"]>[0],
+  now: number,
+): { row: TokenRecord & { hash: string }; entry: NewAuditEntry } {
+  const row = { id: newId("tok", now), createdAt: now, revokedAt: null, ...t };
+  const entry = {
+    actor: t.createdBy,
+    action: "token.create",
+    target: row.id,
+    details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt },
+  };
+  return { row, entry };
+}
