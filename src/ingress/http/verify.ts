@@ -165,9 +165,26 @@ function verifyStandardWebhook(
   );
 }
 
+/**
+ * Decoded keys by secret text: decoding and checking the base64 of a secret on every request
+ * cost as much as the HMAC itself. Few bindings, so a small map that starts over when full; a
+ * key is reachable only by its secret's text, which the caller holds from the vault.
+ */
+const decodedKeys = new Map<string, StandardWebhooksKey | Refusal>();
+const MAX_DECODED_KEYS = 256;
+
 /** `whsec_` + base64 (or the bare base64) is an HMAC key; `whpk_` + base64 of the 32 key bytes an Ed25519 public key. */
 function standardWebhooksKey(secret: string | undefined): StandardWebhooksKey | Refusal {
   if (!secret) return refuse("misconfigured", "scheme standard-webhooks needs a secret");
+  let key = decodedKeys.get(secret);
+  if (!key) {
+    if (decodedKeys.size >= MAX_DECODED_KEYS) decodedKeys.clear();
+    decodedKeys.set(secret, (key = decodeStandardWebhooksKey(secret)));
+  }
+  return key;
+}
+
+function decodeStandardWebhooksKey(secret: string): StandardWebhooksKey | Refusal {
   if (secret.startsWith("whpk_")) {
     const publicKey = ed25519Key(decodeBase64(secret.slice(5)));
     return publicKey
