@@ -73,11 +73,14 @@ function headersOf(
   const redacted = redactedFor(verify);
   const out: Record<string, string> = {};
   let size = 0;
-  request.headers.forEach((sent, name) => {
-    const value = redacted.has(name) || (secret && sent.includes(secret)) ? REDACTED : sent;
+  // One native copy (lower-case names; Set-Cookie, the one list, is redacted by name) instead of a callback per header.
+  const sent = request.headers.toJSON() as Record<string, string | string[]>;
+  for (const name in sent) {
+    const v = sent[name]!;
+    const value = redacted.has(name) || typeof v !== "string" || (secret && v.includes(secret)) ? REDACTED : v;
     size += name.length + value.length;
     if (size <= 16 * 1024) out[name] = value;
-  });
+  }
   return out;
 }
 
