@@ -95,11 +95,21 @@ export async function startListeners(
   const listeners = stack.add("listeners", new Listeners(deps.logTap), (l, shutdown) => l.stop(shutdown));
   const live = new LiveHub(storage, deps.users, deps.live, log.child({ component: "console" }));
   listeners.live = live;
+  const ingress = ingressRoutes({
+    config,
+    storage,
+    vault,
+    metrics,
+    log: log.child({ component: "ingress" }),
+    routing: dispatch.inline,
+    clock,
+  });
   const http = createHttpApp({
     log: log.child({ component: "http" }),
     metrics,
     version: `${VERSION}+${COMMIT}`,
     ready: deps.ready,
+    routes: ingress.routes,
   })
     .use(
       v1Api({
@@ -114,17 +124,7 @@ export async function startListeners(
         backups: deps.backups ?? null,
       }),
     )
-    .use(
-      ingressRoutes({
-        config,
-        storage,
-        vault,
-        metrics,
-        log: log.child({ component: "ingress" }),
-        routing: dispatch.inline,
-        clock,
-      }),
-    )
+    .use(ingress.app)
     .use(
       consoleRoutes({
         storage,

@@ -56,7 +56,7 @@ export function newEnvelope(
     id,
     version: ENVELOPE_VERSION,
     agent: null,
-    received_at: new Date(at).toISOString(),
+    received_at: isoTime(at),
     trace_id: `T-${(traceOf ?? id).slice(4)}`,
     ...fields,
   };
@@ -67,13 +67,20 @@ export function newEnvelope(
  * to the microsecond, a detail only when there is one.
  */
 export function spanOf(name: string, at: number, ms: number, outcome: Span["outcome"] = "ok", detail?: string): Span {
-  return {
-    name,
-    start: new Date(at).toISOString(),
-    duration_ms: Math.round(ms * 1000) / 1000,
-    outcome,
-    ...(detail ? { detail } : {}),
-  };
+  const span: Span = { name, start: isoTime(at), duration_ms: Math.round(ms * 1000) / 1000, outcome };
+  if (detail) span.detail = detail;
+  return span;
+}
+
+let lastAt = Number.NaN;
+let lastIso = "";
+/** `new Date(at).toISOString()`, remembered for the last `at`: an event's spans, and events of the same millisecond, share it. */
+function isoTime(at: number): string {
+  if (at !== lastAt) {
+    lastIso = new Date(at).toISOString();
+    lastAt = at;
+  }
+  return lastIso;
 }
 
 /** A span from `at` (the wall clock) and `t0` (performance.now() then) to now. */

@@ -21,52 +21,58 @@ export const BODY_TIMEOUT_MS = 30_000;
  * arrived within `timeoutMs`. A declared Content-Length over the limit is refused before a byte is
  * read; a chunked body is counted as it comes and dropped at the limit.
  */
-export async function readBody(request: Request, limit: number, timeoutMs = BODY_TIMEOUT_MS): Promise<Uint8Array> {
+export function readBody(request: Request, limit: number, timeoutMs = BODY_TIMEOUT_MS): Promise<Uint8Array> {
   const length = request.headers.get("content-length");
   const declared = Number(length);
-  if (declared > limit) throw new AppError("too_large", `the body may have at most ${limit} bytes`);
-  if (!request.body) return new Uint8Array(0);
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new AppError("timeout", `the body did not arrive within ${timeoutMs / 1000} s`)),
-      timeoutMs,
+  if (declared > limit) return Promise.reject(new AppError("too_large", `the body may have at most ${limit} bytes`));
+  // A declared length within the limit: read it whole (the server holds no more than declared).
+  // Decided before touching request.body, which makes a stream the whole read does not need.
+  if (length !== null && Number.isInteger(declared)) return within(wholeBody(request), timeoutMs, () => {});
+  const body = request.body;
+  if (!body) return Promise.resolve(new Uint8Array(0));
+  const reader = body.getReader();
+  // Stop reading a late body, so its rest is neither waited for nor kept.
+  return within(chunked(reader, limit), timeoutMs, () => void reader.cancel().catch(() => {}));
+}
+
+/** `read`, or a 408 once `timeoutMs` passed (then `late` runs): one timer, cleared when the read settles. */
+function within<T>(read: Promise<T>, timeoutMs: number, late: () => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      late();
+      reject(new AppError("timeout", `the body did not arrive within ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+    read.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
     );
   });
-  const body = request.body;
-  const stop = { cancel: () => body.cancel() };
+}
+
+async function wholeBody(request: Request): Promise<Uint8Array> {
   try {
-    return await Promise.race([readWithin(request, body, stop, length, declared, limit), late]);
+    return new Uint8Array(await request.arrayBuffer());
   } catch (e) {
-    // Stop reading, so the rest of a late body is neither waited for nor kept.
-    if (e instanceof AppError && e.kind === "timeout") void stop.cancel().catch(() => {});
-    throw e;
-  } finally {
-    clearTimeout(timer);
+    throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
   }
 }
 
-async function readWithin(
-  request: Request,
-  body: ReadableStream<Uint8Array>,
-  stop: { cancel: () => Promise<void> },
-  length: string | null,
-  declared: number,
+/** Chunked: count as it comes, and stop at the limit. */
+async function chunked(
+  reader: {
+    read(): Promise<{ done: true; value?: undefined } | { done: false; value: Uint8Array }>;
+    cancel(): Promise<void>;
+  },
   limit: number,
 ): Promise<Uint8Array> {
-  if (length !== null && Number.isInteger(declared)) {
-    // A declared length within the limit: read it whole (the server holds no more than declared).
-    try {
-      return new Uint8Array(await request.arrayBuffer());
-    } catch (e) {
-      throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
-    }
-  }
-  // Chunked: count as it comes, and stop at the limit.
   const chunks: Uint8Array[] = [];
   let size = 0;
-  const reader = body.getReader();
-  stop.cancel = () => reader.cancel();
   try {
     for (;;) {
       const { done, value } = await reader.read();

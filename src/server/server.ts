@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import { Elysia } from "elysia";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -8,12 +9,24 @@ export interface ReadyCheck {
   detail?: string;
 }
 
+/** A Bun.serve route handler: the request with its path parameters, and the server (for the client's address). */
+export type RawRoute = (
+  request: Request & { params: Record<string, string> },
+  server: Server<unknown>,
+) => Response | Promise<Response>;
+
 export interface HttpDeps {
   log: Logger;
   metrics: Metrics;
   version: string;
   /** Readiness: every check must be ok. */
   ready(): Promise<Record<string, ReadyCheck>>;
+  /**
+   * Bun.serve routes the listener serves ahead of the app (the webhook ingress: src/ingress/http/webhook.ts).
+   * Each answers as the app would (problem+json, agentowl_http_requests_total); `app.handle` and
+   * the plain listener do not see them, so the app mounts the same handlers as well.
+   */
+  routes?: Record<string, Partial<Record<"POST", RawRoute>>>;
 }
 
 /** Elysia's framework errors, turned into the appliance's error kinds. */
@@ -49,7 +62,7 @@ export function createHttpApp(deps: HttpDeps) {
   // normalize: false everywhere in the API: by default Elysia strips unknown fields from a body
   // (and turns [] into {}) instead of refusing them; an unknown field must be a 422, not ignored.
   const errored = new WeakMap<Request, number>();
-  return new Elysia({ normalize: false })
+  return new Elysia({ normalize: false, ...(deps.routes ? { serve: { routes: deps.routes as never } } : {}) })
     .onError(({ code, error, request, path }) => {
       const p = toProblem(fromFramework(code, error), path);
       if (p.status >= 500) deps.log.error("request failed", { method: request.method, path, err: error });

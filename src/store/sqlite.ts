@@ -133,6 +133,12 @@ export function openDatabase(path: string, opts: { busyTimeoutMs?: number } = {}
     if (mode !== "wal") throw new Error(`journal_mode is ${mode}, WAL is required`);
     sqlite.run("PRAGMA synchronous = FULL");
     sqlite.run("PRAGMA foreign_keys = ON");
+    // Statement journals in memory: an INSERT into a table with several indexes keeps one inside
+    // the group commit's transaction, and past 64 KiB SQLite moves it to a temp file, after which
+    // every later statement of that transaction writes its pages there too (measured on the
+    // webhook ingress: 3 KiB of temp-file writes per event and twice the insert's CPU;
+    // docs/performance.md#http-ingress). Nothing durable lives there.
+    sqlite.run("PRAGMA temp_store = MEMORY");
     incrementalVacuum(sqlite);
   } catch (e) {
     sqlite.close();

@@ -10,7 +10,7 @@ import { eventAcceptor } from "./accept.ts";
 import { Backlog } from "./backlog.ts";
 import { ingressGuard } from "./guard.ts";
 import { telnyxRoute } from "./telnyx.ts";
-import { webhookRoute } from "./webhook.ts";
+import { WEBHOOK_PATH, webhookRoute } from "./webhook.ts";
 
 /**
  * HTTP ingress (docs/api.md): signed webhooks from LAN systems at /ingress/webhook/:tenant/:binding
@@ -38,7 +38,11 @@ export interface IngressDeps {
   clock?: Clock;
 }
 
-/** Both ingress routes, sharing one set of budgets, one backlog sample and one secret cache. */
+/**
+ * Both ingress routes, sharing one set of budgets, one backlog sample and one secret cache: `app`
+ * for the Elysia app, and `routes`, the webhook route again as a Bun.serve route for the main
+ * listener to serve ahead of Elysia (webhook.ts says why).
+ */
 export function ingressRoutes(deps: IngressDeps) {
   const { storage, metrics, log, config } = deps;
   const clock = deps.clock ?? systemClock;
@@ -56,5 +60,9 @@ export function ingressRoutes(deps: IngressDeps) {
   });
   const accept = eventAcceptor({ storage, metrics, clock, routing: deps.routing });
   const route = { storage, metrics, clock, guard, accept };
-  return new Elysia({ normalize: false }).use(webhookRoute(route)).use(telnyxRoute(route));
+  const webhook = webhookRoute({ ...route, log });
+  return {
+    app: new Elysia({ normalize: false }).use(webhook.app).use(telnyxRoute(route)),
+    routes: { [WEBHOOK_PATH]: { POST: webhook.raw } },
+  };
 }

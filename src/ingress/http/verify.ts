@@ -140,7 +140,7 @@ function verifyStandardWebhook(
   const candidates = signatures
     .split(" ")
     .filter((entry) => entry.startsWith(`${key.version},`))
-    .map((entry) => canonicalBase64(entry.slice(key.version.length + 1)));
+    .map((entry) => entry.slice(key.version.length + 1));
   if (candidates.length === 0)
     return refuse(
       "bad_signature",
@@ -148,14 +148,20 @@ function verifyStandardWebhook(
     );
   const prefix = `${id}.${timestamp}.`;
   if (key.version === "v1") {
-    const expected = createHmac("sha256", key.hmacKey).update(prefix).update(body).digest();
-    if (candidates.some((signature) => sameDigest(signature, expected))) return accept(id);
+    // Compared as text with the one way base64 writes the digest (canonicalBase64's rule, without decoding each candidate).
+    const expected = Buffer.from(createHmac("sha256", key.hmacKey).update(prefix).update(body).digest("base64"));
+    const matches = (text: string) => {
+      const sent = Buffer.from(text);
+      return sent.length === expected.length && timingSafeEqual(sent, expected);
+    };
+    if (candidates.some(matches)) return accept(id);
   } else {
     const signed = Buffer.concat([Buffer.from(prefix), body]);
     if (
-      candidates.some(
-        (signature) => signature?.length === 64 && verifySignature(null, signed, key.publicKey, signature),
-      )
+      candidates.some((text) => {
+        const signature = canonicalBase64(text);
+        return signature?.length === 64 && verifySignature(null, signed, key.publicKey, signature);
+      })
     )
       return accept(id);
   }
@@ -165,9 +171,26 @@ function verifyStandardWebhook(
   );
 }
 
+/**
+ * Decoded keys by secret text: decoding and checking the base64 of a secret on every request
+ * cost as much as the HMAC itself. Few bindings, so a small map that starts over when full; a
+ * key is reachable only by its secret's text, which the caller holds from the vault.
+ */
+const decodedKeys = new Map<string, StandardWebhooksKey | Refusal>();
+const MAX_DECODED_KEYS = 256;
+
 /** `whsec_` + base64 (or the bare base64) is an HMAC key; `whpk_` + base64 of the 32 key bytes an Ed25519 public key. */
 function standardWebhooksKey(secret: string | undefined): StandardWebhooksKey | Refusal {
   if (!secret) return refuse("misconfigured", "scheme standard-webhooks needs a secret");
+  let key = decodedKeys.get(secret);
+  if (!key) {
+    if (decodedKeys.size >= MAX_DECODED_KEYS) decodedKeys.clear();
+    decodedKeys.set(secret, (key = decodeStandardWebhooksKey(secret)));
+  }
+  return key;
+}
+
+function decodeStandardWebhooksKey(secret: string): StandardWebhooksKey | Refusal {
   if (secret.startsWith("whpk_")) {
     const publicKey = ed25519Key(decodeBase64(secret.slice(5)));
     return publicKey
