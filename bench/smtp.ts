@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- smtp`: messages per second through the SMTP listener (accept, spool fsync,
  * group commit, 250) at 50 concurrent sessions, with and without connection reuse, beside
- * smtp-server on its own (accepts and discards) and Postfix's smtp-sink (the same, in C), driven
- * by the same client in the same run. Neither reference touches the disk.
+ * Postfix's durable accept (bench/peers/postfix.ts: queue file fsynced, discard transport), smtp-server on
+ * its own (accepts and discards) and Postfix's smtp-sink (the same, in C), driven
+ * by the same client in the same run. The last two do not touch the disk: they are ceilings.
  *
  * The appliance runs as `bun src/main.ts serve` in its own process; the client is this process.
  * The greeting delay (smtp_greeting_delay, default 100 ms) is measured both at its default and at
@@ -13,12 +14,17 @@ import { join } from "node:path";
 import { type Subprocess, spawn } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 
-import { freePort, startAppliance } from "./common.ts";
+import { freePort, startAppliance, withTempDir } from "./common.ts";
+import { groupCpuMs, per1000, procMeter } from "./measure.ts";
+import { startPostfix } from "./peers/postfix.ts";
+import { figure, type Figure, type SectionResult, type Target } from "./report.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
 const SESSIONS = Number(process.env.BENCH_SMTP_SESSIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
+/** The greeting delays the appliance is measured at; the targets are read at 0 ms, as Postfix greets at once. */
+const DELAYS = (process.env.BENCH_SMTP_DELAYS ?? "0ms,100ms").split(",").filter(Boolean);
 const MESSAGE =
   `From: bench@example.com\r\nTo: hello@beta.agentowl.lan\r\nSubject: benchmark\r\n` +
   `Message-ID: <%ID%@bench>\r\n\r\n${"The quick brown fox jumps over the lazy dog. ".repeat(40)}\r\n.\r\n`;
@@ -87,6 +93,7 @@ interface Result {
   perSec: number;
   p50: number;
   p99: number;
+  n: number;
 }
 
 /** SESSIONS loops for SECONDS: each sends on one connection (reuse) or opens one per message. */
@@ -109,7 +116,7 @@ async function load(port: number, reuse: boolean): Promise<Result> {
   const ms = performance.now() - t0;
   latencies.sort((a, b) => a - b);
   const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
-  return { perSec: Math.round((latencies.length * 1000) / ms), p50: q(0.5), p99: q(0.99) };
+  return { perSec: Math.round((latencies.length * 1000) / ms), p50: q(0.5), p99: q(0.99), n: latencies.length };
 }
 
 async function waitPort(port: number, proc: Subprocess): Promise<void> {
@@ -131,7 +138,7 @@ let dnsServers = "";
 
 async function agentowl(
   greetingDelay: string,
-): Promise<{ port: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
+): Promise<{ port: number; pid: number; drain: () => Promise<number>; stop: () => Promise<void> }> {
   const app = await startAppliance("smtp", {
     AGENTOWL_SMTP_GREETING_DELAY: greetingDelay,
     AGENTOWL_DNS_SERVERS: dnsServers,
@@ -141,6 +148,7 @@ async function agentowl(
   await waitPort(app.smtpPort, app.proc);
   return {
     port: app.smtpPort,
+    pid: app.proc.pid,
     /** Seconds until the mail.process backlog is empty (every accepted message is an event). */
     drain: async () => {
       const t0 = performance.now();
@@ -199,7 +207,48 @@ async function smtpSink(): Promise<{ port: number; stop: () => Promise<void> } |
 const fmt = (r: Result) =>
   `${String(r.perSec).padStart(6)} msg/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms`;
 
-export async function benchSmtp(): Promise<void> {
+type Kind = "reuse" | "fresh";
+const KIND_NAME: Record<Kind, string> = { reuse: "reuse", fresh: "one message per connection" };
+
+/** Postfix's durable accept (queue file fsynced before 250, discard transport), or why it is missing. */
+async function postfix(): Promise<{ reuse: Result; fresh: Result; cpu: Record<Kind, number | undefined> } | string> {
+  return withTempDir("agentowl-bench-postfix-", async (dir) => {
+    const pf = startPostfix(dir, await freePort());
+    if (typeof pf === "string") return pf;
+    try {
+      await waitPortOnly(pf.port);
+      const run = async (reuse: boolean) => {
+        const c0 = groupCpuMs(pf.pids());
+        const r = await load(pf.port, reuse);
+        const c1 = groupCpuMs(pf.pids());
+        return { r, cpu: c0 === undefined || c1 === undefined ? undefined : per1000(c1 - c0, r.n) };
+      };
+      const reuse = await run(true);
+      const fresh = await run(false);
+      return { reuse: reuse.r, fresh: fresh.r, cpu: { reuse: reuse.cpu, fresh: fresh.cpu } };
+    } finally {
+      await pf.stop();
+    }
+  });
+}
+
+async function waitPortOnly(port: number): Promise<void> {
+  const t0 = performance.now();
+  for (;;) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect({ host: "127.0.0.1", port });
+      s.once("connect", () => (s.destroy(), r(true))).once("error", () => r(false));
+    });
+    if (ok) return;
+    if (performance.now() - t0 > 20_000) throw new Error(`nothing listens on ${port}`);
+    await Bun.sleep(50);
+  }
+}
+
+export async function benchSmtp(): Promise<SectionResult> {
+  const figures: Figure[] = [];
+  const targets: Target[] = [];
+  const notes: string[] = [];
   console.log(
     `${SESSIONS} sessions, ${SECONDS} s per run, ${MESSAGE.length} byte messages; latency = end of DATA to 250`,
   );
@@ -216,21 +265,96 @@ export async function benchSmtp(): Promise<void> {
     await sink.stop();
     console.log(`smtp-sink (Postfix, no disk), reuse:        ${fmt(ref.reuse)}`);
     console.log(`smtp-sink (Postfix, no disk), per message:  ${fmt(ref.fresh)}`);
-  } else console.log("smtp-sink not found (apt-get install postfix): no reference");
+  } else {
+    console.log("smtp-sink not found (apt-get install postfix): no reference");
+    notes.push("smtp-sink not found (apt-get install postfix): no ceiling");
+  }
+  const pf = await postfix();
+  if (typeof pf === "string") {
+    console.log(`Postfix's durable accept: no reference: ${pf}`);
+    notes.push(`Postfix's durable accept missing: ${pf}`);
+  } else {
+    console.log(`Postfix (queue fsync, discard), reuse:        ${fmt(pf.reuse)}`);
+    console.log(`Postfix (queue fsync, discard), per message:  ${fmt(pf.fresh)}`);
+    for (const k of ["reuse", "fresh"] as const)
+      figures.push(
+        figure(`Postfix durable accept, ${KIND_NAME[k]} (reference)`, pf[k].perSec, "msg/s", {
+          p50: pf[k].p50,
+          p99: pf[k].p99,
+          cpuMsPer1000: pf.cpu[k],
+          vs: ref[k] ? [{ role: "ceiling", name: "smtp-sink", value: ref[k]!.perSec }] : [],
+        }),
+      );
+  }
   const bare = await bareSmtpServer();
   const lib = { reuse: await load(bare.port, true), fresh: await load(bare.port, false) };
   await bare.stop();
   console.log(`smtp-server alone (100 ms greeting, no disk), reuse:        ${fmt(lib.reuse)}`);
   console.log(`smtp-server alone (100 ms greeting, no disk), per message:  ${fmt(lib.fresh)}`);
-  for (const delay of ["0ms", "100ms"]) {
+  for (const delay of DELAYS) {
     const a = await agentowl(delay);
     try {
+      const meter = procMeter(a.pid);
       const reuse = await load(a.port, true);
       const backlog = await a.drain();
+      const reuseCpu = per1000(meter.cpuMs(), reuse.n);
+      const meter2 = procMeter(a.pid);
       const fresh = await load(a.port, false);
       const backlog2 = await a.drain();
+      const freshCpu = per1000(meter2.cpuMs(), fresh.n);
+      for (const [k, r, cpu] of [
+        ["reuse", reuse, reuseCpu],
+        ["fresh", fresh, freshCpu],
+      ] as const) {
+        const vs: { role: "reference" | "ceiling"; name: string; value: number }[] = [];
+        if (typeof pf !== "string") vs.push({ role: "reference", name: "Postfix durable accept", value: pf[k].perSec });
+        vs.push({ role: "ceiling", name: "smtp-server alone", value: lib[k].perSec });
+        if (ref[k]) vs.push({ role: "ceiling", name: "smtp-sink", value: ref[k]!.perSec });
+        figures.push(
+          figure(`agentowl durable accept, ${KIND_NAME[k]}, greeting ${delay}`, r.perSec, "msg/s", {
+            p50: r.p50,
+            p99: r.p99,
+            cpuMsPer1000: cpu,
+            peakRssMiB: meter.peakRssMiB(),
+            vs,
+          }),
+        );
+      }
+      figures.push(
+        figure(
+          `processing backlog after ${SECONDS} s at full intake (reuse), greeting ${delay}`,
+          backlog,
+          "s to drain",
+        ),
+      );
+      if (delay === "0ms") {
+        if (typeof pf !== "string") {
+          targets.push({
+            name: "reuse / Postfix durable accept",
+            measured: reuse.perSec / pf.reuse.perSec,
+            op: ">=",
+            bound: 3,
+            unit: "x",
+          });
+          targets.push({
+            name: "one message per connection / Postfix durable accept",
+            measured: fresh.perSec / pf.fresh.perSec,
+            op: ">=",
+            bound: 1.5,
+            unit: "x",
+          });
+        }
+        targets.push({
+          name: `backlog after ${SECONDS} s of SMTP at full intake drains`,
+          measured: backlog,
+          op: "<",
+          bound: 2,
+          unit: " s",
+        });
+      }
       const ratio = (r: Result, k: "reuse" | "fresh") =>
-        `  = ${(r.perSec / lib[k].perSec).toFixed(2)}x smtp-server alone${ref[k] ? `, ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : ""}`;
+        `  = ${typeof pf === "string" ? "" : `${(r.perSec / pf[k].perSec).toFixed(2)}x Postfix, `}` +
+        `${(r.perSec / lib[k].perSec).toFixed(2)}x smtp-server alone${ref[k] ? `, ${(r.perSec / ref[k]!.perSec).toFixed(2)}x smtp-sink` : ""}`;
       console.log(
         `agentowl (fsync + commit), greeting ${delay.padEnd(5)} reuse:        ${fmt(reuse)}${ratio(reuse, "reuse")}`,
       );
@@ -245,4 +369,6 @@ export async function benchSmtp(): Promise<void> {
     }
   }
   await dns.close();
+  if (SECONDS !== 8) notes.push(`${SECONDS} s runs: the backlog target is stated for an 8 s burst`);
+  return { section: "smtp", figures, targets, notes };
 }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { spawn, spawnSync } from "bun";
 
 import { freePort } from "./common.ts";
+import { figure, type SectionResult } from "./report.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const RUNS = Number(process.env.BENCH_STARTUP_RUNS ?? 15);
@@ -60,7 +61,7 @@ async function measure(cmd: string[], env: Record<string, string>, port: number,
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-export async function benchStartup(): Promise<void> {
+export async function benchStartup(): Promise<SectionResult> {
   const work = mkdtempSync(join(tmpdir(), "agentowl-startup-"));
   try {
     const ours = join(ROOT, "dist/agentowl");
@@ -129,6 +130,19 @@ process.on("SIGTERM", () => process.exit(0));`,
     console.log(`   agentowl serve: ${(oursIdle.rss / 1024).toFixed(1)} MiB (target < 80 MB)`);
     console.log(`   bare Bun.serve: ${(bareIdle.rss / 1024).toFixed(1)} MiB`);
     console.log(`   ratio: ${(oursIdle.rss / bareIdle.rss).toFixed(2)}x the bare server`);
+    const bareRef = (value: number) => [{ role: "reference" as const, name: "bare compiled Bun.serve", value }];
+    return {
+      section: "startup",
+      figures: [
+        figure(`start to a healthy /healthz, compiled, median of ${RUNS}`, mo, "ms", { vs: bareRef(mb) }),
+        figure("idle RSS, 3 s after healthy", oursIdle.rss / 1024, "MiB", { vs: bareRef(bareIdle.rss / 1024) }),
+      ],
+      targets: [
+        { name: "start-up", measured: mo, op: "<", bound: 150, unit: " ms" },
+        { name: "idle RSS", measured: (oursIdle.rss * 1024) / 1e6, op: "<", bound: 80, unit: " MB" },
+      ],
+      notes: [],
+    };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
