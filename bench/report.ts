@@ -201,6 +201,8 @@ export function comparisons(f: Figure): string {
 }
 
 export const targetText = (t: Target) => `${t.op === ">=" ? "≥" : t.op === "<=" ? "≤" : t.op} ${num(t.bound)}${t.unit}`;
+/** A ratio always with two decimals, anything else as `num` does. */
+export const measuredText = (t: Target) => (t.unit === "x" ? ratio(t.measured) : `${num(t.measured)}${t.unit}`);
 export const metText = (t: Target) => (isMet(t) ? "met" : "not met");
 
 function machineLine(r: Report): string {
@@ -244,7 +246,7 @@ export function renderMarkdown(r: Report): string {
   for (const s of r.sections)
     for (const t of s.targets)
       out.push(
-        `| ${s.section} | ${cell(t.name)} | ${num(t.measured)}${t.unit} | ${targetText(t)} | ${isMet(t) ? "met" : "**not met**"} |`,
+        `| ${s.section} | ${cell(t.name)} | ${measuredText(t)} | ${targetText(t)} | ${isMet(t) ? "met" : "**not met**"} |`,
       );
   const met = r.sections.flatMap((s) => s.targets).filter(isMet).length;
   const all = r.sections.flatMap((s) => s.targets).length;
@@ -276,11 +278,17 @@ export function renderTable(r: Report): string {
       ]);
   const targets: string[][] = [["section", "target", "measured", "bound", ""]];
   for (const s of r.sections)
-    for (const t of s.targets)
-      targets.push([s.section, t.name, `${num(t.measured)}${t.unit}`, targetText(t), metText(t)]);
+    for (const t of s.targets) targets.push([s.section, t.name, measuredText(t), targetText(t), metText(t)]);
   const align = (table: string[][]) => {
     const w = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
-    return table.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!))).join("  ")).join("\n");
+    return table
+      .map((row) =>
+        row
+          .map((c, i) => (i === row.length - 1 ? c : c.padEnd(w[i]!)))
+          .join("  ")
+          .trimEnd(),
+      )
+      .join("\n");
   };
   const notes = r.sections.flatMap((s) => s.notes.map((n) => `  ${s.section}: ${n}`));
   return [
