@@ -275,7 +275,7 @@ export async function benchDispatch(): Promise<SectionResult> {
       `  the first ${first.length} mails after start (parse workers starting): p50 ${fmt(quantile(first, 0.5))} ms  max ${fmt(first.at(-1)!)} ms`,
     );
     const directRef = { role: "reference" as const, name: "receiver hit directly", value: direct.perSec };
-    const floor = { role: "floor" as const, name: "durable relay floor", value: durable.perSec };
+    const floor = { role: "floor" as const, name: "durable relay", value: durable.perSec };
     return {
       section: "dispatch",
       figures: [

@@ -185,7 +185,7 @@ export async function benchHttp(): Promise<SectionResult> {
           p99: ours.p99,
           cpuMsPer1000: us(oursUs),
           peakRssMiB,
-          vs: [{ role: "floor", name: "the durable floor", value: floor.perSec }, ceiling],
+          vs: [{ role: "floor", name: "verify + one row", value: floor.perSec }, ceiling],
         }),
       ],
       targets: [

@@ -196,7 +196,7 @@ const ratio = (r: number) => `${Number.isFinite(r) ? r.toFixed(2) : "–"}x`;
 
 export function comparisons(f: Figure): string {
   return (f.vs ?? [])
-    .map((c) => `${ratio(c.ratio)} ${c.role === "reference" ? "" : `${c.role} `}${c.name} (${num(c.value)})`)
+    .map((c) => `${ratio(c.ratio)} ${c.name} (${c.role === "reference" ? "" : `${c.role} `}${num(c.value)})`)
     .join("; ");
 }
 

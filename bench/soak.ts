@@ -211,7 +211,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
       // Open loop: whatever the schedule says is due by now is sent now, stamped with when it was due.
       while (sentSmtp < (elapsed / 1000) * smtpRate) track(smtpOne(t0 + (sentSmtp++ * 1000) / smtpRate, minute));
       while (sentHooks < (elapsed / 1000) * hookRate) track(hookOne(t0 + (sentHooks++ * 1000) / hookRate, minute));
-      if (now - minuteStart >= 60_000 || elapsed >= total - 5) {
+      if (now - minuteStart >= 60_000) {
         const cpu = meter.cpuMs() ?? 0;
         rows.push(await row(rows.length + 1, minute, now - minuteStart, cpu - cpu0, app));
         printRow(rows.at(-1)!);
@@ -223,6 +223,11 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
     }
     console.log(`sending stopped; waiting for ${inflight.size} items still in flight (30 s at most)`);
     const drained = await Promise.race([Promise.all(inflight).then(() => true), Bun.sleep(30_000).then(() => false)]);
+    // The last, partial minute, with the wait for its items, unless it is too short to say anything.
+    if (stamp() - minuteStart > 10_000 || !rows.length) {
+      rows.push(await row(rows.length + 1, minute, stamp() - minuteStart, (meter.cpuMs() ?? 0) - cpu0, app));
+      printRow(rows.at(-1)!);
+    }
     for (const c of pool) c.close();
 
     const baseline = rows[1]?.rssMiB;
@@ -271,6 +276,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
 
 interface MinuteRow {
   minute: number;
+  seconds: number;
   smtpPerSec: number;
   hooksPerSec: number;
   smtpAccept: { p50: number; p99: number };
@@ -302,6 +308,7 @@ async function row(
   );
   return {
     minute,
+    seconds: ms / 1000,
     smtpPerSec: (m.smtpAccept.length * 1000) / ms,
     hooksPerSec: (m.hookAccept.length * 1000) / ms,
     smtpAccept: pct(m.smtpAccept),
@@ -319,7 +326,7 @@ const HEADER =
   "| minute | SMTP /s | webhooks /s | SMTP 250 p50 / p99 ms | SMTP delivered p50 / p99 ms | webhook 202 p50 / p99 ms | " +
   "webhook delivered p50 / p99 ms | errors | backlog | CPU % | RSS MiB |";
 const line = (r: MinuteRow) =>
-  `| ${r.minute} | ${num(r.smtpPerSec)} | ${num(r.hooksPerSec)} | ${num(r.smtpAccept.p50)} / ${num(r.smtpAccept.p99)} | ` +
+  `| ${r.minute}${Math.abs(r.seconds - 60) > 1 ? ` (${num(r.seconds)} s)` : ""} | ${num(r.smtpPerSec)} | ${num(r.hooksPerSec)} | ${num(r.smtpAccept.p50)} / ${num(r.smtpAccept.p99)} | ` +
   `${num(r.smtpDelivered.p50)} / ${num(r.smtpDelivered.p99)} | ${num(r.hookAccept.p50)} / ${num(r.hookAccept.p99)} | ` +
   `${num(r.hookDelivered.p50)} / ${num(r.hookDelivered.p99)} | ${r.errors} | ${r.backlog} | ${num(r.cpuPercent)} | ${num(r.rssMiB)} |`;
 
