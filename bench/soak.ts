@@ -128,6 +128,12 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
     await app.api("POST", "/v1/tenants/beta/routes", { name: "all", default: true, to: ["receiver"] });
     const ingress = `${app.url}/ingress/webhook/beta/hooks`;
 
+    // RSS when the 100,000th event has been delivered (target: < 150 MB).
+    let delivered = 0;
+    let rssAt100k: number | undefined;
+    const passed = () => {
+      if (++delivered === 100_000) rssAt100k = rssMiB(app.proc.pid);
+    };
     // Up to SMTP_CONNECTIONS sessions, each reused; a message due while all are busy waits for one.
     let n = 0;
     const pool: SmtpClient[] = [];
@@ -162,6 +168,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
         }
         m.smtpAccept.push(stamp() - scheduled);
         m.smtpDelivered.push((await arrived) - scheduled);
+        passed();
       } catch {
         m.errors++;
       }
@@ -173,6 +180,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
         m.hookAccept.push(stamp() - scheduled);
         const { id } = (await r.json()) as { id: string };
         m.hookDelivered.push((await rx.arrival(id)) - scheduled);
+        passed();
       } catch {
         m.errors++;
       }
@@ -239,7 +247,14 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
         : `RSS after minute 2: ${num(baseline)} MiB, at the end: ${num(last)} MiB: ` +
           `${growth >= 0 ? "+" : ""}${(growth * 100).toFixed(1)}%, ` +
           `${growth > 0.1 ? "GREW MORE THAN 10%" : "did not grow more than 10%"}`;
+    const at100k =
+      rssAt100k === undefined
+        ? `${delivered.toLocaleString("en-US")} events delivered (fewer than 100,000: no RSS at 100,000)`
+        : `RSS when the 100,000th event was delivered: ${num((rssAt100k * 2 ** 20) / 1e6)} MB ` +
+          `(target < 150 MB: ${(rssAt100k * 2 ** 20) / 1e6 < 150 ? "met" : "not met"}); ` +
+          `${delivered.toLocaleString("en-US")} events delivered in all`;
     console.log(summary);
+    console.log(at100k);
     if (!drained) console.log(`${inflight.size} items were not delivered 30 s after sending stopped`);
 
     const machine = machineInfo(loadBefore, loadAverage());
@@ -251,7 +266,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
       smtpRate,
       hookRate,
       rows,
-      summary,
+      summary: `${summary}. ${at100k}`,
       undelivered: drained ? 0 : inflight.size,
       machineLine:
         `${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Bun ${machine.bun}; load before ` +
@@ -264,7 +279,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
     writeFileSync(join(dir, "soak-latest.md"), md);
     writeFileSync(
       join(dir, `${name}.json`),
-      `${JSON.stringify({ startedAt, minutes, loadFraction, capacity: cap, smtpRate, hookRate, rows, growth, machine }, null, 2)}\n`,
+      `${JSON.stringify({ startedAt, minutes, loadFraction, capacity: cap, smtpRate, hookRate, rows, growth, delivered, rssAt100k, machine }, null, 2)}\n`,
     );
     console.log(`written: bench/results/${name}.{md,json}, bench/results/soak-latest.md`);
   } finally {
@@ -287,6 +302,8 @@ interface MinuteRow {
   rssMiB: number;
   cpuPercent: number;
   backlog: number;
+  /** The machine's 1-minute load average at the minute's end. */
+  load: number;
 }
 
 const pct = (xs: number[]) => {
@@ -319,16 +336,17 @@ async function row(
     rssMiB: rssMiB(app.proc.pid) ?? Number.NaN,
     cpuPercent: (100 * cpuMs) / ms,
     backlog,
+    load: loadAverage()[0]!,
   };
 }
 
 const HEADER =
   "| minute | SMTP /s | webhooks /s | SMTP 250 p50 / p99 ms | SMTP delivered p50 / p99 ms | webhook 202 p50 / p99 ms | " +
-  "webhook delivered p50 / p99 ms | errors | backlog | CPU % | RSS MiB |";
+  "webhook delivered p50 / p99 ms | errors | backlog | CPU % | RSS MiB | load |";
 const line = (r: MinuteRow) =>
   `| ${r.minute}${Math.abs(r.seconds - 60) > 1 ? ` (${num(r.seconds)} s)` : ""} | ${num(r.smtpPerSec)} | ${num(r.hooksPerSec)} | ${num(r.smtpAccept.p50)} / ${num(r.smtpAccept.p99)} | ` +
   `${num(r.smtpDelivered.p50)} / ${num(r.smtpDelivered.p99)} | ${num(r.hookAccept.p50)} / ${num(r.hookAccept.p99)} | ` +
-  `${num(r.hookDelivered.p50)} / ${num(r.hookDelivered.p99)} | ${r.errors} | ${r.backlog} | ${num(r.cpuPercent)} | ${num(r.rssMiB)} |`;
+  `${num(r.hookDelivered.p50)} / ${num(r.hookDelivered.p99)} | ${r.errors} | ${r.backlog} | ${num(r.cpuPercent)} | ${num(r.rssMiB)} | ${num(r.load)} |`;
 
 function printRow(r: MinuteRow): void {
   if (r.minute === 1) console.log(HEADER);
@@ -357,7 +375,7 @@ function renderSoak(s: {
       `${num(s.hookRate)}/s, every item delivered to a receiver. Latencies from the scheduled send.`,
     "",
     HEADER,
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...s.rows.map(line),
     "",
     `${s.summary}.${s.undelivered ? ` ${s.undelivered} items not delivered 30 s after sending stopped.` : ""}`,
