@@ -33,6 +33,11 @@ const DEFAULTS: Record<string, string> = {
   BENCH_POLICY_DECISIONS: "1000000",
   BENCH_STARTUP_RUNS: "9",
   BENCH_CONSOLE_LOADS: "100",
+  BENCH_OPS_EVENTS: "20000",
+  BENCH_OPS_BLOB_MIB: "256",
+  BENCH_OPS_BASELINE_SECONDS: "5",
+  BENCH_AGENTS_CLAIMS: "100",
+  BENCH_AGENTS_CALLS: "200",
 };
 
 type Bench = () => Promise<SectionResult | undefined | void>;
