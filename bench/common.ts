@@ -75,6 +75,8 @@ export interface Appliance {
   url: string;
   httpPort: number;
   smtpPort: number;
+  /** Its data dir. */
+  dir: string;
   /** POST/PUT to the API with the bootstrap token; throws on anything but 2xx. */
   api(method: string, path: string, body: unknown): Promise<void>;
   /** SIGTERM, wait, remove the data dir. */
@@ -128,7 +130,7 @@ export async function startAppliance(name: string, env: Record<string, string> =
     });
     if (r.status >= 300) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
   };
-  return { proc, url, httpPort, smtpPort, api, stop };
+  return { proc, url, httpPort, smtpPort, dir, api, stop };
 }
 
 /** Bytes a process has handed to write() so far (/proc/PID/io wchar), or null without /proc. */

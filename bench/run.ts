@@ -50,6 +50,7 @@ const BENCHES: Record<string, Bench> = {
   audit: async () => (await import("./audit.ts")).benchAudit(),
   startup: async () => (await import("./startup.ts")).benchStartup(),
   console: async () => (await import("./console.ts")).benchConsole(),
+  ops: async () => (await import("./ops.ts")).benchOps(),
 };
 // Sections that later issues add, run when their file is there.
 for (const [name, fn] of [

@@ -68,7 +68,7 @@ compile() {
   shift 2
   "$BUN" build --compile --minify --sourcemap=none --bytecode --format=esm "$@" \
     --define "AGENTOWL_COMMIT=\"$commit\"" --define "AGENTOWL_TARGET=\"$target\"" \
-    src/main.ts src/mail/parse-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts \
+    src/main.ts src/mail/parse-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts src/backup/worker.ts \
     --outfile "$outfile"
 }
 

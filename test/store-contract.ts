@@ -579,6 +579,38 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
       await storage.probeWrite();
     });
 
+    describe("singleton leases", () => {
+      test("a lease is held by one holder at a time and renewed by it; another takes it once it expired or was released", async () => {
+        const { storage, clock } = await open();
+        const { leases } = storage;
+        expect(await leases.acquire("relay", "node-a", 10_000)).toBe(true);
+        expect(await leases.acquire("relay", "node-b", 10_000)).toBe(false);
+        // Another name is another lease.
+        expect(await leases.acquire("retention", "node-b", 10_000)).toBe(true);
+        clock.advance(6_000);
+        expect(await leases.acquire("relay", "node-a", 10_000)).toBe(true);
+        clock.advance(6_000);
+        // Renewed at 6 s, so it still runs to 16 s.
+        expect(await leases.acquire("relay", "node-b", 10_000)).toBe(false);
+        clock.advance(4_000);
+        expect(await leases.acquire("relay", "node-b", 10_000)).toBe(true);
+        expect(await leases.acquire("relay", "node-a", 10_000)).toBe(false);
+        // A release by someone else changes nothing; the holder's lets the next one in at once.
+        await leases.release("relay", "node-a");
+        expect(await leases.acquire("relay", "node-a", 10_000)).toBe(false);
+        await leases.release("relay", "node-b");
+        expect(await leases.acquire("relay", "node-a", 10_000)).toBe(true);
+      });
+
+      test("concurrent acquires of a free lease give it to exactly one holder", async () => {
+        const { storage } = await open();
+        const got = await Promise.all(
+          Array.from({ length: 8 }, (_, i) => storage.leases.acquire("relay", `node-${i}`, 10_000)),
+        );
+        expect(got.filter(Boolean).length).toBe(1);
+      });
+    });
+
     describe("audit log", () => {
       const keys = chainKeysFrom(Buffer.alloc(32, 5));
       const anchor = (storage: Storage, file: string, seen: number[] = []) =>

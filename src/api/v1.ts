@@ -23,6 +23,7 @@ import { type Principal, requireAdmin, requireTenant, visibleTenants } from "./a
 import { PolicyCache } from "../policy/engine.ts";
 import { approvalRoutes } from "./approvals.ts";
 import { auditRoutes } from "./audit.ts";
+import { type BackupTaker, backupRoutes } from "./backups.ts";
 import { configRoutes } from "./config.ts";
 import { eventRoutes } from "./events.ts";
 import { type DeliveryActions, deliveryRoutes } from "./deliveries.ts";
@@ -51,6 +52,8 @@ export interface V1Deps {
   agents?: AgentPool | null;
   /** The registered tool plugins (/v1/tools, served with the pool). */
   tools?: () => readonly ToolListing[];
+  /** POST /v1/backups (admin); absent: not served. */
+  backups?: BackupTaker | null;
 }
 
 const NAME = new RegExp(NAME_PATTERN);
@@ -189,6 +192,7 @@ export function v1Api(deps: V1Deps) {
     // Route groups that authenticate by themselves come first: a route takes the body gate of the
     // first authenticated() it inherits (http.ts), and theirs may say more (admin only).
     .use(tokenRoutes(storage.tokens, storage.audit, deps.clock))
+    .use(deps.backups ? backupRoutes(deps.backups, storage.tokens, deps.clock) : new Elysia({ normalize: false }))
     .use(userRoutes(deps.users ?? new Users({ storage, clock: deps.clock }), storage.tokens, deps.clock))
     .use(
       configRoutes(

@@ -1,5 +1,6 @@
 import type { AnyElysia } from "elysia";
 import type { Pool } from "../agents/pool.ts";
+import { Backups } from "../backup/index.ts";
 import { type Clock, type Random, systemClock } from "../core/clock.ts";
 import { type Logger, type LogTap, Redactor } from "../core/log.ts";
 import { DiskWatch } from "../core/disk.ts";
@@ -25,7 +26,7 @@ import { StopStack } from "./stop-stack.ts";
 import { openStorage } from "./storage.ts";
 import { notifySystemd } from "./systemd.ts";
 import { openVault } from "./vault.ts";
-import { openDispatch, recoverLeases, startWorkers } from "./workers.ts";
+import { openDispatch, recoverLeases, singletonsFor, startWorkers } from "./workers.ts";
 
 export interface AppOptions {
   config: Config;
@@ -64,6 +65,8 @@ export interface App {
   readonly routing: EventRouting;
   /** The agent pool (docs/agents.md), when it was opened. */
   readonly agents: Pool;
+  /** Backups into backup_dir (POST /v1/backups, the nightly job). */
+  readonly backups: Backups;
   /** Graceful stop: refuse new work, drain in-flight requests and jobs, close the database. */
   stop(): Promise<{ forced: boolean }>;
 }
@@ -99,8 +102,9 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const services = agentServices({ config, log, clock, storage, vault, metrics, dispatch });
   const { handlers } = opts;
   const subscribers = [...(opts.subscribers ?? []), services.calls.approvals];
+  const singleton = singletonsFor({ storage, log, clock });
   const workers = await startWorkers(
-    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers },
+    { config, log, clock, storage, metrics, mail, dispatch, handlers, subscribers, singleton },
     stack,
   );
   const agents = await openAgents({ config, log, clock, storage, metrics, services, parts: opts.agents }, stack);
@@ -109,6 +113,11 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   metrics.watchDisk(() => disk.sample());
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping, agents, disk });
   const logTap = opts.logTap ?? null;
+  const backups = new Backups(
+    { dataDir: config.dataDir, masterKeyFile: config.masterKeyFile, dir: config.backup.dir, keep: config.backup.keep },
+    clock,
+    log.child({ component: "backup" }),
+  );
   const users = new Users({
     storage,
     clock,
@@ -122,10 +131,11 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
       agents,
       tools: () => services.registry.list(),
       agentAddresses: services.directory,
+      backups,
     },
     stack,
   );
-  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk }, stack);
+  await startMaintenance({ log, clock, config, storage, vault, mail, metrics, users, disk, backups, singleton }, stack);
   logServing(log, config, listening, mail, storage);
   // Under systemd (Type=notify): READY=1 once /readyz passes, WATCHDOG=1 from the job runner's heartbeat.
   notifySystemd({ clock, log, ready, runner: workers.runner }, stack);
@@ -142,6 +152,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
     users,
     routing: dispatch.inline,
     agents,
+    backups,
     stop: stopOnce({ config, log, clock, stack, state }),
   };
 }

@@ -1,3 +1,4 @@
+import type { BackupTaker } from "../api/backups.ts";
 import type { AnyElysia } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { Logger, LogTap } from "../core/log.ts";
@@ -85,6 +86,8 @@ export async function startListeners(
     tools?: () => readonly ToolListing[];
     /** Addresses of the agents' active email tools: the SMTP recipient check accepts them. */
     agentAddresses?: AgentAddresses;
+    /** POST /v1/backups (src/backup/service.ts). */
+    backups?: BackupTaker;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Listening> {
@@ -108,6 +111,7 @@ export async function startListeners(
         users: deps.users,
         agents: deps.agents ?? null,
         ...(deps.tools ? { tools: deps.tools } : {}),
+        backups: deps.backups ?? null,
       }),
     )
     .use(

@@ -6,16 +6,20 @@ import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { parseDuration } from "../config/index.ts";
 import type { DiskWatch } from "../core/disk.ts";
+import type { Backups } from "../backup/index.ts";
 import {
   approvalExpiry,
   diskWatch,
+  nightlyBackup,
   leaseRecovery,
   loopLagSampling,
   retentionSweep,
   rotationReminders,
   sessionPurge,
   type TenantRetention,
+  spoolRetention,
 } from "../workers/maintenance.ts";
+import type { Service } from "../workers/service.ts";
 import type { Users } from "../users/index.ts";
 import type { MailParts } from "./mail.ts";
 import type { Shutdown } from "./shutdown.ts";
@@ -23,7 +27,10 @@ import type { StopStack } from "./stop-stack.ts";
 
 /**
  * The maintenance tasks (src/workers/maintenance.ts), started last so that they stop first: none
- * runs while the listeners drain and the workers finish.
+ * runs while the listeners drain and the workers finish. `singleton` wraps the ones that must run
+ * on one node at a time when several share the database (./workers.ts singletonsFor); lease
+ * recovery runs on every node (any node may recover an expired lease), and so do the spool's
+ * sweep (each node has its own spool) and the loop-lag sampling.
  */
 export async function startMaintenance(
   deps: {
@@ -36,31 +43,32 @@ export async function startMaintenance(
     metrics: Metrics;
     users: Users;
     disk: DiskWatch;
+    backups: Backups;
+    singleton: (service: Service) => Service;
   },
   stack: StopStack<Shutdown>,
 ): Promise<void> {
-  const { config, storage } = deps;
+  const { config, storage, singleton } = deps;
   const ctx = { log: deps.log, clock: deps.clock };
+  const { spool } = deps.mail;
   await stack.start(leaseRecovery(ctx, storage.queue, config.visibilityTimeoutMs));
-  await stack.start(approvalExpiry(ctx, storage.approvals));
-  await stack.start(
-    retentionSweep(
-      ctx,
-      {
-        queue: storage.queue,
-        outbox: storage.outbox,
-        spool: deps.mail.spool,
-        retention: storage.retention,
-        audit: storage.audit,
-        tenants: () => tenantRetention(storage),
-      },
-      config,
-    ),
-  );
+  await stack.start(singleton(approvalExpiry(ctx, storage.approvals)));
+  const shared = {
+    queue: storage.queue,
+    outbox: storage.outbox,
+    retention: storage.retention,
+    audit: storage.audit,
+    tenants: () => tenantRetention(storage),
+  };
+  if (storage.shared) {
+    await stack.start(singleton(retentionSweep(ctx, { ...shared, spool: null }, config)));
+    await stack.start(spoolRetention(ctx, spool, config));
+  } else await stack.start(retentionSweep(ctx, { ...shared, spool }, config));
   await stack.start(diskWatch(ctx, deps.disk));
-  await stack.start(rotationReminders(ctx, deps.vault, storage.outbox));
-  await stack.start(sessionPurge(ctx, deps.users));
+  await stack.start(singleton(rotationReminders(ctx, deps.vault, storage.outbox)));
+  await stack.start(singleton(sessionPurge(ctx, deps.users)));
   await stack.start(loopLagSampling(deps.metrics.observeLoopLag));
+  if (config.backup.keep > 0) await stack.start(nightlyBackup(ctx, deps.backups, config.backup.schedule));
 }
 
 /** Each tenant's `retention` block (docs/desired-state.md), its durations in ms. */

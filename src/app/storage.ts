@@ -20,6 +20,7 @@ export function openStorage(
     "storage",
     openDriver({
       dir: config.dataDir,
+      databaseUrl: config.databaseUrl,
       windowMs: config.commitWindowMs,
       maxBatch: config.commitMaxBatch,
       clock: deps.clock,

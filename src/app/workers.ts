@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import type { Clock, Random } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -9,6 +10,8 @@ import type { Storage } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { type JobHandler, JobRunner } from "../workers/job-runner.ts";
 import { OutboxRelay, type Subscriber } from "../workers/outbox-relay.ts";
+import type { Service } from "../workers/service.ts";
+import { Singleton } from "../workers/singleton.ts";
 import type { MailParts } from "./mail.ts";
 import type { Shutdown } from "./shutdown.ts";
 import type { StopStack } from "./stop-stack.ts";
@@ -37,17 +40,36 @@ export function openDispatch(
 }
 
 /**
- * Jobs leased by a previous process that died are ours to finish, now: the data dir's lock says
- * no other process of this appliance is alive, so no lease is still being worked on.
+ * Jobs leased by a previous process that died are ours to finish, now: on SQLite the data dir's
+ * lock says no other process of this appliance is alive, so no lease is still being worked on. On
+ * a shared database (several nodes) a lease may be another node's live work: only the expired
+ * ones are recovered, as the periodic lease recovery does.
  */
 export async function recoverLeases(storage: Storage, log: Logger): Promise<void> {
-  const recovered = await storage.queue.recoverExpired({ all: true });
+  const recovered = await storage.queue.recoverExpired(storage.shared ? {} : { all: true });
   if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
 }
 
 export interface Workers {
   runner: JobRunner;
-  relay: OutboxRelay;
+  /** The relay, or its singleton wrapper on a shared database (`heartbeat` either way). */
+  relay: Service & { heartbeat: number };
+}
+
+/**
+ * How this node runs the work that must run on one node at a time: as it is on SQLite (one
+ * process holds the data dir), under a singleton lease (src/workers/singleton.ts) when several
+ * nodes share the database.
+ */
+export function singletonsFor(deps: {
+  storage: Storage;
+  log: Logger;
+  clock: Clock;
+}): <S extends Service>(service: S) => Service {
+  if (!deps.storage.shared) return (service) => service;
+  const holder = `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+  const log = deps.log.child({ component: "singleton" });
+  return (service) => new Singleton(service, { leases: deps.storage.leases, holder, clock: deps.clock, log });
 }
 
 /**
@@ -66,6 +88,7 @@ export async function startWorkers(
     dispatch: Dispatch;
     handlers?: ReadonlyMap<string, JobHandler>;
     subscribers?: readonly Subscriber[];
+    singleton?: (service: Service) => Service;
   },
   stack: StopStack<Shutdown>,
 ): Promise<Workers> {
@@ -87,7 +110,9 @@ export async function startWorkers(
     log.child({ component: "outbox" }),
     { clock },
   );
-  await stack.start(relay);
+  // On a shared database one node relays (the approvals follower is one of its subscribers).
+  const relaying = deps.singleton?.(relay) ?? relay;
+  await stack.start(relaying);
   const runner = new JobRunner({
     queue: storage.queue,
     handlers,
@@ -107,5 +132,5 @@ export async function startWorkers(
     shutdown.jobsCutOff += cutOff;
     if (cutOff > 0) shutdown.forced = true;
   });
-  return { runner, relay };
+  return { runner, relay: relaying as Service & { heartbeat: number } };
 }

@@ -9,6 +9,7 @@ import { AGENT_COMMANDS } from "./agents.ts";
 import { APPROVAL_COMMANDS } from "./approvals.ts";
 import { VAULT_COMMANDS } from "./vault.ts";
 import { AUDIT_COMMANDS } from "./audit.ts";
+import { BACKUP_COMMANDS } from "./backup.ts";
 import { POLICY_COMMANDS } from "./policy.ts";
 import { EVENT_COMMANDS } from "./events.ts";
 import { initCommand } from "./init.ts";
@@ -37,6 +38,7 @@ export const COMMANDS: readonly Command[] = [
   ...AGENT_COMMANDS,
   ...VAULT_COMMANDS,
   ...POLICY_COMMANDS,
+  ...BACKUP_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
   ...USER_COMMANDS,

@@ -47,6 +47,8 @@ export interface Config {
   readonly masterKeyFile: string;
   readonly auditCheckpoint: { readonly everyEntries: number; readonly everyMs: number };
   readonly bootstrapToken: string | null;
+  /** PostgreSQL instead of SQLite when set (it holds a password: a secret). */
+  readonly databaseUrl: string | null;
   /** Console sessions end after this long unused (idle), and this long after sign-in (max). */
   readonly consoleSession: { readonly idleMs: number; readonly maxMs: number };
   readonly dnsServers: readonly string[] | null;
@@ -77,6 +79,8 @@ export interface Config {
   readonly workerConcurrency: number;
   readonly visibilityTimeoutMs: number;
   readonly retentionMs: number;
+  /** The nightly backup (docs/operations.md#backups). */
+  readonly backup: { readonly schedule: string; readonly dir: string; readonly keep: number };
   /** The agent pool (docs/agents.md). */
   readonly agents: {
     readonly minIdle: number;
@@ -246,6 +250,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       everyMs: ms("audit_checkpoint_interval"),
     }),
     bootstrapToken: settings.bootstrap_token ?? null,
+    databaseUrl: settings.database_url ?? null,
     consoleSession: Object.freeze({ idleMs: ms("console_session_idle"), maxMs: ms("console_session_max") }),
     dnsServers: settings.dns_servers ?? null,
     dnsTimeoutMs: ms("dns_timeout"),
@@ -285,6 +290,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       failFree: parseFreeSpace(settings.disk_fail_free),
     }),
     inboxWindowMs: ms("inbox_window"),
+    backup: Object.freeze({
+      schedule: settings.backup_schedule,
+      dir: settings.backup_dir ? abs(settings.backup_dir) : join(dataDir, "backups"),
+      keep: settings.backup_keep,
+    }),
     agents: Object.freeze({
       minIdle: settings.agents_min_idle,
       maxRuntimes: settings.agents_max_runtimes,

@@ -1,4 +1,5 @@
 import { FormatRegistry, type Static, Type } from "@sinclair/typebox";
+import { parseCron } from "../core/cron.ts";
 import { LOG_LEVELS } from "../core/log.ts";
 
 /**
@@ -40,6 +41,7 @@ FormatRegistry.Set("agentowl-listen", (v) => parseListen(v) !== null);
 FormatRegistry.Set("agentowl-duration", (v) => parseDuration(v) !== null);
 FormatRegistry.Set("agentowl-host-port", (v) => HOST_PORT.test(v));
 FormatRegistry.Set("agentowl-domain", (v) => DOMAIN.test(v));
+FormatRegistry.Set("agentowl-cron", (v) => parseCron(v) !== null);
 
 interface SettingMeta {
   /** Environment variable that overrides the TOML key. */
@@ -62,6 +64,14 @@ export const settingsSchema = Type.Object(
       description: "Where the database, spool, blobs and vault key live.",
       defaultText:
         "`./data` from the source tree; `/var/lib/agentowl` (Linux) or `/usr/local/var/agentowl` (macOS) for the compiled binary",
+    }),
+    database_url: setting(Type.Optional(Type.String({ pattern: "^postgres(ql)?://\\S+$" })), {
+      env: "AGENTOWL_DATABASE_URL",
+      hint: "postgres://user:password@host:5432/database",
+      description:
+        "A PostgreSQL database to keep the state in instead of SQLite in the data dir (docs/architecture.md#the-postgresql-driver).",
+      secret: true,
+      defaultText: "unset: SQLite in the data dir",
     }),
     http_listen: setting(Type.String({ format: "agentowl-listen", default: "0.0.0.0:8080" }), {
       env: "AGENTOWL_HTTP_LISTEN",
@@ -131,6 +141,28 @@ export const settingsSchema = Type.Object(
       hint: "a duration such as 10s or 1m",
       description:
         "How often the audit chain's head is checkpointed when entries were added since the last checkpoint.",
+    }),
+    backup_schedule: setting(Type.String({ format: "agentowl-cron", default: "17 3 * * *" }), {
+      env: "AGENTOWL_BACKUP_SCHEDULE",
+      hint: "five cron fields, e.g. 17 3 * * * (local time)",
+      description:
+        "When the nightly backup runs (cron: minute hour day-of-month month day-of-week, local time); " +
+        "docs/operations.md#backups.",
+    }),
+    backup_dir: setting(Type.Optional(Type.String({ minLength: 1 })), {
+      env: "AGENTOWL_BACKUP_DIR",
+      hint: "a directory path",
+      description:
+        "Where backups are written (0700). Put it on another disk than the data dir: a backup on the " +
+        "disk that failed is lost with it.",
+      defaultText: "`<data_dir>/backups`",
+    }),
+    backup_keep: setting(Type.Integer({ minimum: 0, maximum: 10_000, default: 7 }), {
+      env: "AGENTOWL_BACKUP_KEEP",
+      hint: "an integer from 0 to 10000",
+      description:
+        "How many backups in backup_dir the nightly job keeps (the newest; older ones are removed after each " +
+        "backup). 0 turns the nightly backup off.",
     }),
     bootstrap_token: setting(Type.Optional(Type.String({ minLength: 24, pattern: "^\\S+$" })), {
       env: "AGENTOWL_BOOTSTRAP_TOKEN",

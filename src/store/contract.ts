@@ -1097,10 +1097,25 @@ export interface Blobs {
   removeTemps(): Promise<number>;
 }
 
+/**
+ * Named leases for the work that must run on one node at a time (the outbox relay, the approvals
+ * follower, the periodic jobs: src/workers/singleton.ts). A holder renews its lease well within
+ * `ttlMs`; when it stops renewing (its node died), another holder gets the lease once it expired.
+ * Times are the holders' clocks: their skew comes off the lease period.
+ */
+export interface SingletonLeases {
+  /** Take `name` for `holder` until `ttlMs` from now, or renew it: true while `holder` has it. */
+  acquire(name: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Give `name` up (a clean stop), so that another holder takes it at once; nothing if not held. */
+  release(name: string, holder: string): Promise<void>;
+}
+
 /** What opening a storage takes, whatever the driver. */
 export interface StorageOptions {
   /** The data dir: the database (for SQLite) and the blobs live under it. */
   dir: string;
+  /** A PostgreSQL URL: the PostgreSQL driver instead of SQLite in `dir` (docs/architecture.md#the-postgresql-driver). */
+  databaseUrl?: string | null;
   /** How long the committer waits for more work before committing; 0: at the end of this event-loop turn. */
   windowMs?: number;
   /** Units of work per commit at most. */
@@ -1141,6 +1156,12 @@ export interface Retention {
 
 export interface Storage {
   readonly driver: "sqlite" | "postgres";
+  /**
+   * Other processes may use the same database (PostgreSQL: several nodes). False for SQLite, whose
+   * one process holds the data dir's lock: a lease still held at start-up is then a dead process's.
+   */
+  readonly shared: boolean;
+  readonly leases: SingletonLeases;
   readonly committer: Committer<Tx>;
   readonly queue: JobQueue;
   readonly outbox: Outbox;

@@ -4,6 +4,7 @@
  * still use its synchronous reads (docs/architecture.md#storage).
  */
 import type { Storage, StorageOptions } from "./contract.ts";
+import { openPostgresStorage } from "./postgres/index.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 
 export type * from "./contract.ts";
@@ -39,11 +40,15 @@ export {
   type SqliteTx,
 } from "./sqlite/index.ts";
 export { BlobStore } from "./blobs.ts";
+export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./sqlite/index.ts";
+export { openPostgresStorage, PostgresStorage, type PostgresStorageOptions } from "./postgres/index.ts";
 
 /**
- * Open (creating and migrating if needed) the storage under `opts.dir`. SQLite is the one driver;
- * a second one is chosen here (by a database URL in the options), so callers never name a driver.
+ * Open (creating and migrating if needed) the storage: PostgreSQL when `opts.databaseUrl` names a
+ * database (the `database_url` setting, `AGENTOWL_DATABASE_URL`), else SQLite under `opts.dir`.
+ * Callers never name a driver.
  */
 export function openStorage(opts: StorageOptions): Storage {
+  if (opts.databaseUrl) return openPostgresStorage({ ...opts, url: opts.databaseUrl });
   return openSqliteStorage(opts);
 }

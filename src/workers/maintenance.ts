@@ -3,7 +3,7 @@ import type { Logger } from "../core/log.ts";
 import { LoopLagMonitor } from "../core/loop-lag.ts";
 import type { AuditLog, JobQueue, Outbox, Retention, RetentionCutoffs, Storage } from "../store/index.ts";
 import { Periodic } from "./periodic.ts";
-import { dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
+import { cronSchedule, dailyAt, every, hourlyAt, type Timers } from "./schedule.ts";
 import type { Service } from "./service.ts";
 
 /** What every maintenance task is given: where to log, the clock, and the timers that wake it. */
@@ -97,7 +97,8 @@ export function retentionSweep(
   parts: {
     queue: Pick<JobQueue, "sweep">;
     outbox: Pick<Outbox, "purge">;
-    spool: { purge(cutoff: number): { segments: number; bytes: number } };
+    /** This node's spool; none when the spool is swept on its own (spoolRetention: several nodes, one spool each). */
+    spool: { purge(cutoff: number): { segments: number; bytes: number } } | null;
     retention?: Retention;
     audit?: Pick<AuditLog, "prune">;
     /** Each tenant's `retention`, read at every sweep (a change applies at the next one). */
@@ -117,7 +118,7 @@ export function retentionSweep(
     run: async () => {
       const jobs = await parts.queue.sweep(limits.retentionMs);
       const outbox = await parts.outbox.purge(limits.retentionMs);
-      const spooled = parts.spool.purge(clock.now() - limits.spoolRetentionMs);
+      const spooled = parts.spool?.purge(clock.now() - limits.spoolRetentionMs);
       const tenantRows = (await parts.tenants?.()) ?? new Map<string, TenantRetention>();
       const now = clock.now();
       const byKind = (kind: keyof TenantRetention) =>
@@ -137,8 +138,8 @@ export function retentionSweep(
       log.info("retention sweep", {
         ...jobs,
         outbox_purged: outbox,
-        spool_segments_purged: spooled.segments,
-        spool_bytes_purged: spooled.bytes,
+        spool_segments_purged: spooled?.segments,
+        spool_bytes_purged: spooled?.bytes,
         ...(swept
           ? {
               events_purged: swept.events,
@@ -165,6 +166,48 @@ export function diskWatch(ctx: MaintenanceContext, disk: { sample(): unknown }):
     runAtStart: true,
     run: async () => void disk.sample(),
     onError: (e) => log.error("reading the data dir's free space failed", { err: e }),
+  });
+}
+
+/**
+ * The nightly backup (docs/operations.md#backups): at `backup_schedule`, a backup into
+ * `backup_dir`, then the oldest beyond `backup_keep` removed. A failed one is logged as an error
+ * and the next comes at its time.
+ */
+export function nightlyBackup(
+  ctx: MaintenanceContext,
+  backups: { nightly(): Promise<{ result: { path: string }; pruned: string[] }> },
+  schedule: string,
+): Periodic {
+  const { log } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "backup",
+    schedule: cronSchedule(schedule),
+    run: () => backups.nightly(),
+    onError: (e) => log.error("nightly backup failed", { err: e }),
+  });
+}
+
+/**
+ * The spool's part of the retention sweep, on its own: with several nodes on one database the
+ * sweep of the shared tables runs on one node, and every node sweeps its own spool.
+ */
+export function spoolRetention(
+  ctx: MaintenanceContext,
+  spool: { purge(cutoff: number): { segments: number; bytes: number } },
+  limits: { spoolRetentionMs: number },
+): Periodic {
+  const { log, clock } = ctx;
+  return new Periodic({
+    ...ctx,
+    name: "spool-retention",
+    schedule: hourlyAt(17),
+    run: () => {
+      const spooled = spool.purge(clock.now() - limits.spoolRetentionMs);
+      log.info("spool retention sweep", { spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
+    },
+    onError: (e) => log.error("spool retention sweep failed", { err: e }),
   });
 }
 

@@ -1,4 +1,5 @@
 import type { ManualClock } from "../core/clock.ts";
+import { nextCron, parseCron } from "../core/cron.ts";
 
 /** When a periodic task runs next, given the time now (both in ms since the epoch). */
 export type Schedule = (now: number) => number;
@@ -76,3 +77,10 @@ export class ManualTimers implements Timers {
     this.clock.advance(end - this.clock.now());
   }
 }
+
+/** The times five-field cron text names (src/core/cron.ts); text that names none runs yearly. */
+export const cronSchedule = (text: string): Schedule => {
+  const c = parseCron(text);
+  if (!c) throw new Error(`not a cron schedule: ${text}`);
+  return (now) => nextCron(c, now) ?? now + 366 * 86_400_000;
+};

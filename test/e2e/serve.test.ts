@@ -56,7 +56,7 @@ describe("agentowl serve", () => {
     expect(await res.json()).toMatchObject({ status: "ok" });
   });
 
-  test("GET /readyz is ready: accepting, database, jobs and outbox all ok; it says how agents are isolated", async () => {
+  test("GET /readyz is ready: accepting, database, jobs and outbox all ok; it says how agents are isolated; the disk has room", async () => {
     const { url } = await serve();
     const res = await fetch(`${url}/readyz`);
     expect(res.status).toBe(200);
@@ -68,6 +68,7 @@ describe("agentowl serve", () => {
         jobs: { ok: true },
         outbox: { ok: true },
         agents: { ok: true, detail: expect.stringMatching(/^isolation: (bwrap|sandbox-exec|process)/) },
+        disk: { ok: true },
       },
     });
   });

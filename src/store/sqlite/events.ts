@@ -33,7 +33,8 @@ import type {
 } from "../contract.ts";
 import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
-import { EVENT_SEARCH_MAX, RATE_BUCKETS_MAX } from "../contract.ts";
+import { EVENT_SEARCH_MAX } from "../contract.ts";
+import { rateBuckets } from "../rates.ts";
 import type { SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
 
@@ -545,15 +546,6 @@ export class SqliteEvents implements EventStore {
     for (const r of settled) (r.state === "delivered" ? out.delivered : out.dead)[r.b] = r.n;
     return out;
   }
-}
-
-/** How many buckets a rates query has; a RangeError when it asks for too many or for none. */
-export function rateBuckets(q: RateQuery): number {
-  if (!(q.bucketMs >= 1) || !(q.until > q.since) || !Number.isFinite(q.since) || !Number.isFinite(q.until))
-    throw new RangeError("rates: since < until and a bucket of at least 1 ms");
-  const n = Math.ceil((Math.floor(q.until) - Math.floor(q.since)) / Math.floor(q.bucketMs));
-  if (n > RATE_BUCKETS_MAX) throw new RangeError(`rates: at most ${RATE_BUCKETS_MAX} buckets (asked for ${n})`);
-  return n;
 }
 
 /**

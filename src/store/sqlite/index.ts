@@ -14,6 +14,7 @@ import { SqliteAgents } from "./agents.ts";
 import { SqliteApprovals } from "./approvals.ts";
 import { SqliteAudit } from "./audit.ts";
 import { SqliteEvents } from "./events.ts";
+import { SqliteLeases } from "./leases.ts";
 import { SqliteMail } from "./mail.ts";
 import { SqliteOutbox } from "./outbox.ts";
 import { SqliteQueue } from "./queue.ts";
@@ -33,6 +34,8 @@ export interface SqliteStorageOptions extends StorageOptions {
 
 export class SqliteStorage implements Storage {
   readonly driver = "sqlite";
+  readonly shared = false;
+  readonly leases: SqliteLeases;
   readonly committer: SqliteCommitter;
   readonly queue: SqliteQueue;
   readonly outbox: SqliteOutbox;
@@ -84,6 +87,7 @@ export class SqliteStorage implements Storage {
     this.agents = new SqliteAgents(db, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.retention = new SqliteRetention(handle, this.committer, this.blobs);
+    this.leases = new SqliteLeases(opts.clock ?? systemClock);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -143,6 +147,7 @@ export function openSqliteStorage(opts: SqliteStorageOptions): SqliteStorage {
 }
 
 export { SqliteCommitter, type SqliteTx } from "./committer.ts";
+export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./snapshot.ts";
 export { SqliteAgents } from "./agents.ts";
 export { SqliteApprovals } from "./approvals.ts";
 export { SqliteAudit } from "./audit.ts";

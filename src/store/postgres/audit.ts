@@ -1,0 +1,106 @@
+import type { AuditEntry, ChainedEntry } from "../audit-chain.ts";
+import { type AuditHead, ChainedAudit, type RawRow } from "../audit-log.ts";
+import type { AuditQuery } from "../contract.ts";
+import type { Clock } from "../../core/clock.ts";
+import type { PgCommitter, PgTx } from "./committer.ts";
+import { num, type PgDb } from "./db.ts";
+import { OUTBOX_LOCK } from "./outbox.ts";
+
+const COLUMNS = "seq, at, actor, tenant, action, target, decision, details, prev_hash, hash";
+
+const toRaw = (r: Record<string, unknown>): RawRow => ({
+  seq: num(r.seq),
+  at: num(r.at),
+  actor: r.actor as string,
+  tenant: (r.tenant as string | null) ?? null,
+  action: r.action as string,
+  target: (r.target as string | null) ?? null,
+  decision: (r.decision as string | null) ?? null,
+  details: r.details as string,
+  prev_hash: r.prev_hash as string,
+  hash: r.hash as string,
+});
+
+const toEntry = (r: Record<string, unknown>): ChainedEntry => {
+  const { details, prev_hash: prevHash, ...rest } = toRaw(r);
+  return { ...rest, details: JSON.parse(details) as Record<string, unknown>, prevHash };
+};
+
+/**
+ * The audit log on PostgreSQL (the chain, checkpoints and verification: ../audit-log.ts). It stays
+ * one chain across nodes: an append takes the transaction-level advisory lock the outbox takes
+ * (one lock for both, so two transactions can never take them in opposite orders), then reads
+ * the head inside its transaction, so the next node's append waits for this commit and links to
+ * it. Details are stored as text: the canonical bytes that were hashed.
+ */
+export class PgAudit extends ChainedAudit<PgTx> {
+  constructor(
+    private readonly db: PgDb,
+    committer: PgCommitter,
+    clock?: Clock,
+  ) {
+    super(committer, clock);
+  }
+
+  protected headTx(tx: PgTx): AuditHead | null {
+    tx.lock(OUTBOX_LOCK);
+    const [r] = tx.conn.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+    return r ? { seq: num(r.seq), hash: r.hash as string } : null;
+  }
+
+  protected insertTx(tx: PgTx, e: AuditEntry, details: string, prevHash: string, hash: string): void {
+    tx.conn.defer(`INSERT INTO audit_log (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
+      e.seq,
+      e.at,
+      e.actor,
+      e.tenant,
+      e.action,
+      e.target,
+      e.decision,
+      details,
+      prevHash,
+      hash,
+    ]);
+  }
+
+  /** Read on the committer's connection between its transactions (the event loop is not inside one). */
+  protected committedHead(): AuditHead | null | undefined {
+    const [r] = this.db.sync.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+    return r ? { seq: num(r.seq), hash: r.hash as string } : null;
+  }
+
+  protected hashAt(seq: number): string | null {
+    const [r] = this.db.sync.query("SELECT hash FROM audit_log WHERE seq = $1", [seq]);
+    return r ? (r.hash as string) : null;
+  }
+
+  protected page(afterSeq: number, limit: number): RawRow[] {
+    return this.db.sync
+      .query(`SELECT ${COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2`, [afterSeq, limit])
+      .map(toRaw);
+  }
+
+  async list(q: AuditQuery): Promise<ChainedEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const p = (v: unknown) => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    if (q.tenants) where.push(`tenant = ANY(${p([...q.tenants])}::text[])`);
+    if (q.action) where.push(`action = ${p(q.action)}`);
+    if (q.actor) where.push(`actor = ${p(q.actor)}`);
+    if (q.event) {
+      const e = p(q.event);
+      where.push(`(target = ${e} OR details::jsonb ->> 'event' = ${e})`);
+    }
+    if (q.since !== undefined) where.push(`at >= ${p(q.since)}`);
+    if (q.until !== undefined) where.push(`at <= ${p(q.until)}`);
+    if (q.before !== undefined) where.push(`seq < ${p(q.before)}`);
+    const rows = await this.db.read(
+      `SELECT ${COLUMNS} FROM audit_log${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT ${p(q.limit)}`,
+      params,
+    );
+    return rows.map(toEntry);
+  }
+}

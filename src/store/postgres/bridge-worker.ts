@@ -1,0 +1,54 @@
+/**
+ * The worker thread behind SyncConnection (./bridge.ts): it owns one PostgreSQL connection, runs
+ * each batch of statements the main thread hands it, in order, and wakes the main thread, which
+ * waits with Atomics.wait. docs/architecture.md#storage-contract-and-postgresql says why.
+ */
+import { SQL } from "bun";
+import { parentPort, workerData } from "node:worker_threads";
+import type { BridgeReply, BridgeRequest } from "./bridge.ts";
+
+const { url, flag, port, connection } = workerData as {
+  url: string;
+  flag: Int32Array;
+  port: MessagePort;
+  connection: Record<string, string>;
+};
+
+const sql = new SQL(url, { max: 1, connection, idleTimeout: 0 });
+let reserved: Awaited<ReturnType<SQL["reserve"]>> | null = null;
+
+function reply(r: BridgeReply): void {
+  port.postMessage(r);
+  Atomics.add(flag, 0, 1);
+  Atomics.notify(flag, 0);
+}
+
+port.on("message", async (req: BridgeRequest) => {
+  const results: unknown[][] = [];
+  try {
+    reserved ??= await sql.reserve();
+    for (let i = 0; i < req.ops.length; i++) {
+      const op = req.ops[i]!;
+      try {
+        results.push(Array.from(await reserved.unsafe(op.text, op.params as unknown[])));
+      } catch (e) {
+        const err = e as { message?: string; errno?: string; code?: string; detail?: string };
+        reply({ results, error: { index: i, message: String(err.message ?? e), code: err.errno ?? err.code ?? null } });
+        return;
+      }
+    }
+    reply({ results, error: null });
+  } catch (e) {
+    reply({ results, error: { index: results.length, message: String((e as Error).message ?? e), code: null } });
+  }
+});
+
+parentPort?.on("message", async (m: string) => {
+  if (m !== "close") return;
+  try {
+    reserved?.release();
+    await sql.close({ timeout: 5 });
+  } finally {
+    parentPort?.postMessage("closed");
+  }
+});

@@ -1,0 +1,154 @@
+import { newId } from "../../core/ids.ts";
+import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
+import type { PgCommitter, PgTx } from "./committer.ts";
+import { num, type PgDb } from "./db.ts";
+
+const MAX_NOTIFIERS = 256;
+/**
+ * The outbox's appends are serialized by this transaction-level advisory lock, so that entries
+ * become visible in `seq` order: without it, two nodes' transactions could commit in the other
+ * order than they took their numbers, and a reader that passed the later number would never see
+ * the earlier one. One lock per group commit, not per entry.
+ */
+export const OUTBOX_LOCK = 0x6f62_7801;
+/** The channel a commit that emitted NOTIFYs, with the topics it emitted. */
+export const OUTBOX_CHANNEL = "agentowl_outbox";
+
+const toEntry = (r: Record<string, unknown>): OutboxEntry => ({
+  seq: num(r.seq),
+  id: r.id as string,
+  topic: r.topic as string,
+  tenant: (r.tenant as string | null) ?? null,
+  payload: r.payload ?? null,
+  createdAt: num(r.created_at),
+});
+
+/**
+ * The transactional outbox on PostgreSQL (src/store/sqlite/outbox.ts is the model): entries are
+ * written in the unit's transaction, read as a log in commit order from durable cursors.
+ */
+export class PgOutbox implements Outbox {
+  private readonly listeners = new Set<(topic: string | null) => void>();
+  private readonly counters = new Set<(topic: string, tenant: string | null) => void>();
+  private readonly notifiers = new Map<string, () => void>();
+  private readonly notifyAll = (): void => {
+    for (const l of this.listeners) l(null);
+  };
+  private notifierFor(topic: string): () => void {
+    let n = this.notifiers.get(topic);
+    if (!n) {
+      if (this.notifiers.size >= MAX_NOTIFIERS) return this.notifyAll;
+      n = () => {
+        for (const l of this.listeners) l(topic);
+      };
+      this.notifiers.set(topic, n);
+    }
+    return n;
+  }
+
+  constructor(
+    private readonly db: PgDb,
+    private readonly committer: PgCommitter,
+  ) {}
+
+  emitTx(tx: PgTx, event: OutboxEvent): string {
+    const id = newId("obx", tx.now);
+    tx.lock(OUTBOX_LOCK);
+    tx.conn.defer(
+      "INSERT INTO outbox (id, topic, tenant, payload, created_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)",
+      [id, event.topic, event.tenant ?? null, JSON.stringify(event.payload ?? null), tx.now],
+    );
+    tx.afterCommit(this.notifierFor(event.topic));
+    if (tx.once(`${OUTBOX_CHANNEL}:${event.topic}`)) {
+      tx.conn.defer("SELECT pg_notify($1, $2)", [OUTBOX_CHANNEL, `${this.db.node} ${event.topic}`]);
+    }
+    if (this.counters.size) {
+      const tenant = event.tenant ?? null;
+      tx.afterCommit(() => this.count(event.topic, tenant));
+    }
+    return id;
+  }
+
+  private count(topic: string, tenant: string | null): void {
+    for (const c of this.counters) c(topic, tenant);
+  }
+
+  onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
+    this.counters.add(counter);
+    return () => this.counters.delete(counter);
+  }
+
+  forget(subscriber: string): Promise<void> {
+    return this.committer.run((tx) => {
+      tx.conn.defer("DELETE FROM outbox_cursors WHERE subscriber = $1", [subscriber]);
+    });
+  }
+
+  emit(event: OutboxEvent): Promise<string> {
+    return this.committer.run((tx) => this.emitTx(tx, event));
+  }
+
+  async read(afterSeq: number, limit: number): Promise<OutboxEntry[]> {
+    const rows = await this.db.read("SELECT * FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2", [afterSeq, limit]);
+    return rows.map(toEntry);
+  }
+
+  async readTopics(
+    afterSeq: number,
+    limit: number,
+    topics: readonly string[],
+  ): Promise<{ entries: OutboxEntry[]; upTo: number }> {
+    // One statement, one snapshot: the head and the entries agree.
+    const rows = await this.db.read(
+      "SELECT o.*, h.head FROM (SELECT max(seq) AS head FROM outbox) h " +
+        "LEFT JOIN LATERAL (SELECT * FROM outbox WHERE seq > $1 AND topic = ANY($3::text[]) ORDER BY seq LIMIT $2) o ON true",
+      [afterSeq, limit, [...topics]],
+    );
+    const head = rows[0]?.head == null ? afterSeq : num(rows[0].head);
+    const entries = rows.filter((r) => r.seq !== null && r.seq !== undefined).map(toEntry);
+    const upTo = entries.length >= limit ? entries.at(-1)!.seq : Math.max(afterSeq, head, entries.at(-1)?.seq ?? 0);
+    return { entries, upTo };
+  }
+
+  async cursor(subscriber: string): Promise<number> {
+    const [r] = await this.db.read("SELECT position FROM outbox_cursors WHERE subscriber = $1", [subscriber]);
+    return r ? num(r.position) : 0;
+  }
+
+  advance(subscriber: string, seq: number): Promise<void> {
+    return this.committer.run((tx) => {
+      // A cursor never moves backwards, even if a slow relay reports late.
+      tx.conn.defer(
+        "INSERT INTO outbox_cursors (subscriber, position, updated_at) VALUES ($1, $2, $3) " +
+          "ON CONFLICT (subscriber) DO UPDATE SET position = greatest(outbox_cursors.position, excluded.position), " +
+          "updated_at = excluded.updated_at",
+        [subscriber, seq, tx.now],
+      );
+    });
+  }
+
+  purge(retentionMs: number): Promise<number> {
+    return this.committer.run(
+      (tx) =>
+        tx.conn.query(
+          "DELETE FROM outbox WHERE seq <= (SELECT coalesce(min(position), 0) FROM outbox_cursors) AND created_at < $1 " +
+            "RETURNING seq",
+          [tx.now - retentionMs],
+        ).length,
+    );
+  }
+
+  /** Wake this node's subscribers when another node's commit emitted. */
+  async listen(): Promise<{ unlisten(): Promise<void> }> {
+    return this.db.pool.listen(OUTBOX_CHANNEL, (payload) => {
+      const [from, topic] = payload.split(" ");
+      if (from === this.db.node) return;
+      for (const l of this.listeners) l(topic ?? null);
+    });
+  }
+
+  onEmitted(listener: (topic: string | null) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,94 @@
+import { sql } from "drizzle-orm";
+import { bigint, boolean, index, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { ISOLATIONS, RUNTIME_STATES, TOOL_CALL_STATES, TOOL_STATES } from "../../contract.ts";
+
+/**
+ * The agent pool's runtimes (docs/agents.md): starting → ready → claimed → stuck → deleted, with
+ * `destroying` set while a destroy is under way (a restart resumes it). The token is kept only as
+ * its SHA-256.
+ */
+export const agentRuntimes = pgTable(
+  "agent_runtimes",
+  {
+    id: text("id").primaryKey(),
+    state: text("state", { enum: RUNTIME_STATES }).notNull(),
+    isolation: text("isolation", { enum: ISOLATIONS }).notNull(),
+    tenant: text("tenant"),
+    agent: text("agent"),
+    template: text("template"),
+    templateVersion: bigint("template_version", { mode: "number" }),
+    /** The claim's user config without its secrets. */
+    userConfig: jsonb("user_config").$type<Record<string, unknown>>(),
+    tokenHash: text("token_hash").notNull(),
+    dir: text("dir").notNull(),
+    socket: text("socket").notNull(),
+    pid: bigint("pid", { mode: "number" }),
+    cold: boolean("cold").notNull().default(false),
+    createdAt: bigint("created_at", { mode: "number" }).notNull(),
+    readyAt: bigint("ready_at", { mode: "number" }),
+    claimedAt: bigint("claimed_at", { mode: "number" }),
+    heartbeatAt: bigint("heartbeat_at", { mode: "number" }),
+    syncedAt: bigint("synced_at", { mode: "number" }),
+    stuckAt: bigint("stuck_at", { mode: "number" }),
+    deletedAt: bigint("deleted_at", { mode: "number" }),
+    destroying: boolean("destroying").notNull().default(false),
+    error: text("error"),
+  },
+  (t) => [
+    // The claim's pick: the oldest ready runtime, from the index alone.
+    index("agent_runtimes_ready").on(t.readyAt).where(sql`state = 'ready'`),
+    index("agent_runtimes_state").on(t.state),
+    index("agent_runtimes_tenant").on(t.tenant, t.id),
+    // An agent name is claimed at most once per tenant.
+    uniqueIndex("agent_runtimes_claimed").on(t.tenant, t.agent).where(sql`state = 'claimed'`),
+  ],
+);
+
+/** One provisioned resource of one runtime (the seed's instance_services): a new plugin needs no migration. */
+export const agentTools = pgTable(
+  "agent_tools",
+  {
+    id: text("id").primaryKey(),
+    runtimeId: text("runtime_id").notNull(),
+    tenant: text("tenant").notNull(),
+    tool: text("tool").notNull(),
+    plugin: text("plugin").notNull(),
+    provisioning: text("provisioning", { enum: ["pool", "user"] }).notNull(),
+    state: text("state", { enum: TOOL_STATES }).notNull(),
+    resourceId: text("resource_id"),
+    config: jsonb("config").$type<Record<string, unknown>>().notNull(),
+    secretRef: text("secret_ref"),
+    createdAt: bigint("created_at", { mode: "number" }).notNull(),
+    updatedAt: bigint("updated_at", { mode: "number" }).notNull(),
+  },
+  (t) => [
+    index("agent_tools_runtime").on(t.runtimeId, t.id),
+    // Routing: which runtime an address, a binding or a number belongs to.
+    index("agent_tools_resource").on(t.plugin, t.resourceId).where(sql`state = 'active'`),
+    index("agent_tools_unsettled").on(t.state).where(sql`state IN ('creating', 'destroying')`),
+  ],
+);
+
+/** Every tool call a runtime made, with the policy's decision and what came of it. */
+export const agentToolCalls = pgTable(
+  "agent_tool_calls",
+  {
+    id: text("id").primaryKey(),
+    runtimeId: text("runtime_id").notNull(),
+    tenant: text("tenant").notNull(),
+    eventId: text("event_id"),
+    tool: text("tool").notNull(),
+    args: jsonb("args").$type<Record<string, unknown>>().notNull(),
+    state: text("state", { enum: TOOL_CALL_STATES }).notNull(),
+    approvalId: text("approval_id"),
+    decision: jsonb("decision").$type<Record<string, unknown>>(),
+    result: jsonb("result").$type<unknown>(),
+    error: text("error"),
+    createdAt: bigint("created_at", { mode: "number" }).notNull(),
+    finishedAt: bigint("finished_at", { mode: "number" }),
+  },
+  (t) => [
+    index("agent_tool_calls_runtime").on(t.runtimeId, t.id),
+    index("agent_tool_calls_event").on(t.eventId, t.id).where(sql`event_id IS NOT NULL`),
+  ],
+);

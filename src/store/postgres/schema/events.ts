@@ -1,0 +1,102 @@
+import { sql } from "drizzle-orm";
+import { bigint, bigserial, index, jsonb, pgTable, text, uniqueIndex } from "drizzle-orm/pg-core";
+import { DELIVERY_STATES } from "../../contract.ts";
+
+/**
+ * Canonical events (docs/envelope.md): the whole envelope as JSON, plus the fields the API filters on as
+ * columns. Written by the ingresses in the same transaction as their processing job.
+ */
+export const events = pgTable(
+  "events",
+  {
+    id: text("id").primaryKey(),
+    tenant: text("tenant").notNull(),
+    type: text("type").notNull(),
+    channel: text("channel").notNull(),
+    agent: text("agent"),
+    binding: text("binding"),
+    idempotencyKey: text("idempotency_key"),
+    receivedAt: bigint("received_at", { mode: "number" }).notNull(),
+    envelope: jsonb("envelope").notNull(),
+    /** Spans of the pipeline (docs/architecture.md): name, start, duration, outcome. */
+    trace: jsonb("trace").$type<unknown[]>().notNull(),
+    /** What routing decided: {matched, used_default, unrouted, at}; null until routed. */
+    routing: jsonb("routing").$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    index("events_tenant").on(t.tenant, t.id),
+    index("events_type").on(t.type, t.id),
+    // The dashboard's rates (EventStore.rates): a time range read from the index alone, the tenant checked in it.
+    index("events_received").on(t.receivedAt, t.tenant),
+    // guarantee 3 (docs/guarantees.md): a provider delivery id or Idempotency-Key makes an event unique per tenant and binding.
+    uniqueIndex("events_idempotency").on(t.tenant, t.binding, t.idempotencyKey).where(sql`idempotency_key IS NOT NULL`),
+  ],
+);
+
+/**
+ * One delivery of one event to one target (docs/state-machines.md), the dispatcher's task (docs/architecture.md): its
+ * state is its checkpoint; its states are the contract's DELIVERY_STATES.
+ */
+export { DELIVERY_STATES };
+
+export const deliveries = pgTable(
+  "deliveries",
+  {
+    id: text("id").primaryKey(),
+    eventId: text("event_id")
+      .notNull()
+      .references(() => events.id, { onDelete: "cascade" }),
+    tenant: text("tenant").notNull(),
+    endpoint: text("endpoint").notNull(),
+    state: text("state", { enum: DELIVERY_STATES }).notNull(),
+    attempts: bigint("attempts", { mode: "number" }).notNull().default(0),
+    lastStatus: bigint("last_status", { mode: "number" }),
+    lastError: text("last_error"),
+    createdAt: bigint("created_at", { mode: "number" }).notNull(),
+    updatedAt: bigint("updated_at", { mode: "number" }).notNull(),
+    /** The route that sent the event here. */
+    route: text("route"),
+    /** The policy decision: {effect, policy, version, rule, reason}. */
+    decision: jsonb("decision").$type<Record<string, unknown>>(),
+    approvalId: text("approval_id"),
+    firstAttemptAt: bigint("first_attempt_at", { mode: "number" }),
+    /** A replay: the delivery of this event to this endpoint that it repeats (null: the first one). */
+    replayOf: text("replay_of"),
+    /** Who asked for the replay, or for the latest retry of this dead delivery. */
+    requestedBy: text("requested_by"),
+    /** Attempts made before the latest retry: max_attempts counts from here. */
+    attemptBase: bigint("attempt_base", { mode: "number" }).notNull().default(0),
+    /** Spans of this task (policy.eval, state.store, secrets.lease, audit.log, delivery): part of the event's trace. */
+    trace: jsonb("trace").$type<unknown[]>().notNull().default(sql`'[]'::jsonb`),
+  },
+  (t) => [
+    index("deliveries_tenant").on(t.tenant, t.id),
+    index("deliveries_event").on(t.eventId),
+    // One first delivery per (event, target): routing an event twice (the outbox is at-least-once)
+    // adds nothing. Replays are further deliveries, each linked to the one it repeats.
+    uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint).where(sql`replay_of IS NULL`),
+    index("deliveries_state").on(t.state, t.id),
+    index("deliveries_approval").on(t.approvalId),
+    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index alone.
+    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant),
+  ],
+);
+
+/** Every attempt of a delivery (docs/state-machines.md): when, how long, what came back or why it failed. */
+export const deliveryAttempts = pgTable(
+  "delivery_attempts",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    deliveryId: text("delivery_id")
+      .notNull()
+      .references(() => deliveries.id, { onDelete: "cascade" }),
+    attempt: bigint("attempt", { mode: "number" }).notNull(),
+    startedAt: bigint("started_at", { mode: "number" }).notNull(),
+    latencyMs: bigint("latency_ms", { mode: "number" }).notNull(),
+    status: bigint("status", { mode: "number" }),
+    errorClass: text("error_class"),
+    error: text("error"),
+    excerpt: text("excerpt"),
+  },
+  (t) => [index("delivery_attempts_delivery").on(t.deliveryId, t.attempt)],
+);
