@@ -53,10 +53,7 @@ const BENCHES: Record<string, Bench> = {
   ops: async () => (await import("./ops.ts")).benchOps(),
 };
 // Sections that later issues add, run when their file is there.
-for (const [name, fn] of [
-  ["agents", "benchAgents"],
-  ["ops", "benchOps"],
-] as const) {
+for (const [name, fn] of [["agents", "benchAgents"]] as const) {
   const file = join(import.meta.dir, `${name}.ts`);
   if (existsSync(file)) BENCHES[name] = async () => (await import(file))[fn]();
 }
