@@ -24,7 +24,7 @@ import { isNoisy, loadAverage, machineInfo, num, type Report } from "./report.ts
 import { SmtpClient } from "./smtp.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const SMTP_CONNECTIONS = 20;
+const SMTP_CONNECTIONS = 50;
 const stamp = () => performance.timeOrigin + performance.now();
 
 function parseArgs(argv: string[]): { minutes: number; load: number } {
