@@ -102,13 +102,15 @@ export async function startAppliance(name: string, env: Record<string, string> =
       AGENTOWL_HTTP_LISTEN: `127.0.0.1:${httpPort}`,
       AGENTOWL_SMTP_LISTEN: `127.0.0.1:${smtpPort}`,
       AGENTOWL_BOOTSTRAP_TOKEN: token,
-      AGENTOWL_LOG_LEVEL: "warn",
+      AGENTOWL_LOG_LEVEL: process.env.BENCH_APPLIANCE_LOGS ? "info" : "warn",
       AGENTOWL_INGRESS_RATE_PER_BINDING: "10000000",
       AGENTOWL_SMTP_RATE_PER_IP: "10000000",
       AGENTOWL_SMTP_RATE_PER_TENANT: "10000000",
       ...env,
     },
-    stdout: "ignore",
+    stdout: process.env.BENCH_APPLIANCE_LOGS
+      ? Bun.file(join(process.env.BENCH_APPLIANCE_LOGS, `${name}.log`))
+      : "ignore",
     stderr: "inherit",
   });
   const stop = async () => {

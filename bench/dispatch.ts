@@ -41,7 +41,7 @@ const BODY = JSON.stringify({
 const stamp = () => performance.timeOrigin + performance.now();
 
 /** The receiver: stamps each arrival, tells whoever waits for that event, answers 200. */
-function receiver() {
+export function receiver() {
   const waiting = new Map<string, (at: number) => void>();
   const early = new Map<string, number>();
   let arrivals = 0;
@@ -78,7 +78,7 @@ function receiver() {
   };
 }
 
-interface Figures {
+export interface Figures {
   perSec: number;
   p50: number;
   p99: number;
@@ -86,7 +86,7 @@ interface Figures {
 }
 
 /** `inFlight` loops for SECONDS, each running `one` again as soon as it returns its latency. */
-async function closedLoop(
+export async function closedLoop(
   one: (i: number) => Promise<number>,
   inFlight = IN_FLIGHT,
   seconds = SECONDS,

@@ -18,13 +18,13 @@ const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 10);
 /** Random webhook-ids (as GitHub's and Telnyx's UUIDs are) instead of sequential ones: each lands on its own page of the idempotency index. */
 const RANDOM_IDS = process.env.BENCH_HTTP_RANDOM_IDS === "1";
-const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
+export const SECRET = `whsec_${Buffer.from("bench-http-signing-secret-32-byte").toString("base64")}`;
 const BODY = JSON.stringify({
   type: "ticket.created",
   ticket: { id: 4711, title: "Printer on floor 2 is out of toner", priority: "low", tags: ["hardware", "printer"] },
 });
 
-interface Result {
+export interface Result {
   perSec: number;
   p50: number;
   p99: number;
@@ -38,21 +38,26 @@ const signature = (id: string, ts: string) =>
   `v1,${createHmac("sha256", KEY).update(`${id}.${ts}.${BODY}`).digest("base64")}`;
 
 /** The same signed requests, unique webhook-ids, for both servers: the load generator's own work is the same in both runs. */
-function load(url: string): Promise<Result> {
+export function load(
+  url: string,
+  connections = CONNECTIONS,
+  seconds = SECONDS,
+  idPrefix = `msg_bench_${process.pid}`,
+): Promise<Result> {
   let n = 0;
   return new Promise((resolve, reject) => {
     autocannon(
       {
         url,
-        connections: CONNECTIONS,
-        duration: SECONDS,
+        connections,
+        duration: seconds,
         method: "POST",
         headers: { "content-type": "application/json" },
         body: BODY,
         requests: [
           {
             setupRequest: (req: any) => {
-              const id = RANDOM_IDS ? `msg_${crypto.randomUUID()}` : `msg_bench_${process.pid}_${++n}`;
+              const id = RANDOM_IDS ? `msg_${crypto.randomUUID()}` : `${idPrefix}_${++n}`;
               const ts = String(Math.floor(Date.now() / 1000));
               return {
                 ...req,

@@ -51,6 +51,7 @@ const BENCHES: Record<string, Bench> = {
   startup: async () => (await import("./startup.ts")).benchStartup(),
   console: async () => (await import("./console.ts")).benchConsole(),
   ops: async () => (await import("./ops.ts")).benchOps(),
+  postgres: async () => (await import("./postgres.ts")).benchPostgres(),
 };
 // Sections that later issues add, run when their file is there.
 for (const [name, fn] of [["agents", "benchAgents"]] as const) {

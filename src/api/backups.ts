@@ -1,4 +1,5 @@
-import { Elysia } from "elysia";
+import { Elysia, t } from "elysia";
+import { AppError } from "../errors/index.ts";
 import type { Clock } from "../core/clock.ts";
 import type { TokenStore } from "../store/index.ts";
 import { authenticated } from "./http.ts";
@@ -21,54 +22,61 @@ export interface BackupTaker {
  * its size) or `{"error":…}`. A second request while one runs gets 409 (docs/operations.md#backups).
  */
 export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Clock) {
-  return new Elysia({ normalize: false }).use(authenticated(tokens, clock, { admin: true })).post("/backups", () => {
-    const encoder = new TextEncoder();
-    const lines: unknown[] = [];
-    let wake: (() => void) | null = null;
-    const say = (line: unknown) => {
-      lines.push(line);
-      wake?.();
-    };
-    // Taken before the response: a backup already running throws here, a 409 rather than a 200.
-    let ended = false;
-    backups
-      .take((p) => say({ progress: p }))
-      .then(
-        (r) =>
-          say({
-            backup: {
-              path: r.path,
-              bytes: r.bytes,
-              files: r.files,
-              schema_version: r.schemaVersion,
-              missing: r.missing,
-              created_at: r.createdAt,
-            },
-          }),
-        (e) => say({ error: (e as Error)?.message ?? String(e) }),
-      )
-      .finally(() => {
-        ended = true;
+  return new Elysia({ normalize: false }).use(authenticated(tokens, clock, { admin: true })).post(
+    "/backups",
+    ({ body }) => {
+      // No options yet: nothing, or an empty object (Elysia lets an array through the schema).
+      if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
+        throw new AppError("invalid_input", "the body must be an empty JSON object, or nothing");
+      const encoder = new TextEncoder();
+      const lines: unknown[] = [];
+      let wake: (() => void) | null = null;
+      const say = (line: unknown) => {
+        lines.push(line);
         wake?.();
-      });
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        async pull(controller) {
-          while (!lines.length && !ended) await new Promise<void>((r) => (wake = r));
-          wake = null;
-          if (lines.length)
-            controller.enqueue(
-              encoder.encode(
-                lines
-                  .splice(0)
-                  .map((l) => `${JSON.stringify(l)}\n`)
-                  .join(""),
-              ),
-            );
-          else controller.close();
-        },
-      }),
-      { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } },
-    );
-  });
+      };
+      // Taken before the response: a backup already running throws here, a 409 rather than a 200.
+      let ended = false;
+      backups
+        .take((p) => say({ progress: p }))
+        .then(
+          (r) =>
+            say({
+              backup: {
+                path: r.path,
+                bytes: r.bytes,
+                files: r.files,
+                schema_version: r.schemaVersion,
+                missing: r.missing,
+                created_at: r.createdAt,
+              },
+            }),
+          (e) => say({ error: (e as Error)?.message ?? String(e) }),
+        )
+        .finally(() => {
+          ended = true;
+          wake?.();
+        });
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            while (!lines.length && !ended) await new Promise<void>((r) => (wake = r));
+            wake = null;
+            if (lines.length)
+              controller.enqueue(
+                encoder.encode(
+                  lines
+                    .splice(0)
+                    .map((l) => `${JSON.stringify(l)}\n`)
+                    .join(""),
+                ),
+              );
+            else controller.close();
+          },
+        }),
+        { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } },
+      );
+    },
+    { body: t.Optional(t.Object({}, { additionalProperties: false })) },
+  );
 }

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { Config } from "../config/index.ts";
-import { loadTls, Spool, type TlsMaterial } from "../ingress/smtp/index.ts";
+import { loadTls, type MessageSpool, Spool, type TlsMaterial } from "../ingress/smtp/index.ts";
 import { createDnsResolver, type DnsResolver } from "../mail/dns.ts";
 import type { Blobs, Storage } from "../store/index.ts";
 import type { Shutdown } from "./shutdown.ts";
@@ -11,7 +11,7 @@ import type { StopStack } from "./stop-stack.ts";
 export interface MailParts {
   /** The certificate STARTTLS presents (HTTPS presents it too). */
   tls: TlsMaterial;
-  spool: Spool;
+  spool: MessageSpool;
   blobs: Blobs;
   resolver: DnsResolver;
 }
@@ -29,6 +29,12 @@ export async function prepareMail(
     throw new Error(`cannot read the TLS certificate or key: ${(e as Error).message}`, { cause: e });
   }
   if (tls.source === "generated") log.info("self-signed TLS certificate created", { cert: tls.certPath });
+  if (storage.spool) {
+    // Several nodes: the spool is the database's, so any node's mail.process job reads any node's
+    // mail; what a crash left there (bytes committed, their row not) goes with spool retention.
+    const spool = stack.add("spool", storage.spool, (s) => s.close());
+    return { tls, spool, blobs: storage.blobs, resolver: resolverOf(config, clock) };
+  }
   const spool = stack.add("spool", new Spool(join(config.dataDir, "spool"), clock), (s) => s.close());
   const blobs = storage.blobs;
   // A put cut off by a crash left its temp file; the lock says no other process is writing one.
@@ -40,10 +46,12 @@ export async function prepareMail(
   const orphans = spool.removeUnreferenced(await storage.mail.listSpoolSegments());
   if (orphans.segments)
     log.info("removed spool segments no message refers to", { segments: orphans.segments, bytes: orphans.bytes });
-  const resolver = createDnsResolver({
+  return { tls, spool, blobs, resolver: resolverOf(config, clock) };
+}
+
+const resolverOf = (config: Config, clock: Clock): DnsResolver =>
+  createDnsResolver({
     servers: config.dnsServers ? [...config.dnsServers] : undefined,
     timeoutMs: config.dnsTimeoutMs,
     clock,
   });
-  return { tls, spool, blobs, resolver };
-}

@@ -60,7 +60,10 @@ export async function startMaintenance(
     audit: storage.audit,
     tenants: () => tenantRetention(storage),
   };
-  if (storage.shared) {
+  if (storage.spool) {
+    // The spool is the database's too: one sweep, on one node, for every node's mail.
+    await stack.start(singleton(retentionSweep(ctx, { ...shared, spool }, config)));
+  } else if (storage.shared) {
     await stack.start(singleton(retentionSweep(ctx, { ...shared, spool: null }, config)));
     await stack.start(spoolRetention(ctx, spool, config));
   } else await stack.start(retentionSweep(ctx, { ...shared, spool }, config));

@@ -21,6 +21,7 @@ import { serveCommand } from "./serve.ts";
 import { TOKEN_COMMANDS } from "./tokens.ts";
 import { USER_COMMANDS } from "./users.ts";
 import { statusCommand } from "./status.ts";
+import { STORE_COMMANDS } from "./store.ts";
 import { rollbackCommand, upgradeCommand } from "./upgrade.ts";
 import { versionCommand } from "./version.ts";
 
@@ -39,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
   ...VAULT_COMMANDS,
   ...POLICY_COMMANDS,
   ...BACKUP_COMMANDS,
+  ...STORE_COMMANDS,
   logsTailCommand,
   ...TOKEN_COMMANDS,
   ...USER_COMMANDS,

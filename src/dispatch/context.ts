@@ -118,7 +118,19 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
     cooldownMs: deps.breaker?.cooldownMs ?? 30_000,
     clock,
   });
-  const slots = new EndpointSlots({ clock, workers: deps.workers });
+  // Several nodes: a place is held in the database as well, for as long as a job lease lasts (a
+  // node that died holding it is presumed gone then, as its jobs are).
+  const holder = `${deps.owner ?? "dispatch"}:${crypto.randomUUID()}`;
+  const ttlMs = deps.visibilityMs ?? DEFAULT_VISIBILITY_MS;
+  const sharedSlots = storage.slots;
+  const slots = new EndpointSlots({
+    clock,
+    workers: deps.workers,
+    shared: sharedSlots && {
+      take: (key, limit) => sharedSlots.take(key, limit, holder, ttlMs),
+      release: (key, slot) => sharedSlots.release(key, slot, holder),
+    },
+  });
   // The configuration every delivery reads, kept until it changes (src/control/resources/cache.ts).
   const endpoints = new SpecCache<EndpointSpec>(storage.resources, "endpoints");
   const compiled = new PolicyCache();

@@ -2,6 +2,7 @@ import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { Job } from "../store/index.ts";
 import type { DeliveryPatch, DeliveryRow, Storage, Tx } from "../store/index.ts";
+import type { Span } from "../events/envelope.ts";
 import type { Attempt as PostResult } from "./post.ts";
 import type { TaskTrace } from "./trace.ts";
 
@@ -65,6 +66,9 @@ export interface NewDelivery {
 }
 
 export class DeliveryWriter {
+  /** Spans of runs whose last commit is done, waiting for the next commit (`trailingSpans`). */
+  private trailing: { id: string; spans: Span[] }[] = [];
+
   constructor(private readonly storage: Storage) {}
 
   /**
@@ -201,8 +205,17 @@ export class DeliveryWriter {
   private trailingSpans(id: string, trace: TaskTrace): void {
     const spans = trace.take();
     if (!spans.length) return;
+    // One unit of work carries the trailing spans of every delivery that finished meanwhile.
+    const first = this.trailing.length === 0;
+    this.trailing.push({ id, spans });
+    if (!first) return;
+    let batch: typeof this.trailing | null = null;
     this.storage.committer
-      .run((tx) => this.storage.events.appendSpansTx(tx, id, spans))
+      .run((tx) => {
+        // Taken once: a batch the committer runs again writes the same spans.
+        batch ??= this.trailing.splice(0);
+        for (const t of batch) this.storage.events.appendSpansTx(tx, t.id, t.spans);
+      })
       .catch(() => {
         // A trace is diagnostics: the delivery's state is already committed.
       });

@@ -2,8 +2,9 @@ import type { Clock, Random } from "../core/clock.ts";
 
 /**
  * Each endpoint's in-flight limit (`max_in_flight`, docs/architecture.md#dispatch): how many of
- * its deliveries are being attempted, and the line of jobs waiting for a place. Memory only, no
- * I/O: time comes from the injected clock and timers, so the rules are tested with a manual clock.
+ * its deliveries are being attempted, and the line of jobs waiting for a place. In memory, with
+ * time from the injected clock and timers, so the rules are tested with a manual clock; with
+ * several nodes each place is also taken in the shared count (`shared`), so the limit is global.
  *
  * A freed place is handed over to the job that waited longest (the in-flight count stays with
  * it); while anyone waits, a newcomer that does not wait (the routing fast path) finds the
@@ -24,8 +25,23 @@ interface Waiter {
   giveUp(): void;
 }
 
+/**
+ * The places counted across nodes (Storage.slots on a shared database): a place is taken there
+ * too, after this process's own count allowed it, and given back when this process has no use
+ * for it any more (a place handed over in line stays taken).
+ */
+export interface SharedPlaces {
+  take(key: string, limit: number): number | null;
+  release(key: string, slot: number): void;
+}
+
+/** How often a job in line asks the shared count again: other nodes' releases do not wake it. */
+const SHARED_POLL_MS = 50;
+
 export interface EndpointSlotsOptions {
   clock: Clock;
+  /** Several nodes: `max_in_flight` holds for all of them together. */
+  shared?: SharedPlaces | null;
   /** The job runner's concurrency: half of it may wait in one endpoint's line when that is more than the endpoint's own share. */
   workers?: number;
   schedule?: Schedule;
@@ -33,6 +49,8 @@ export interface EndpointSlotsOptions {
 
 export class EndpointSlots {
   private readonly busy = new Map<string, number>();
+  /** Per endpoint, the shared places this process holds (several nodes only). */
+  private readonly held = new Map<string, number[]>();
   /** Per endpoint, the jobs waiting in line for a place, oldest first. */
   private readonly lines = new Map<string, Waiter[]>();
   private readonly schedule: Schedule;
@@ -43,8 +61,22 @@ export class EndpointSlots {
 
   /** A place at once, if one is free and nobody waits for one; the caller must `release` it. */
   tryAcquire(key: string, limit: number): boolean {
+    if (this.lines.has(key)) return false;
+    return this.takeFree(key, limit);
+  }
+
+  /** A free place by this process's count and, with several nodes, by the shared one. */
+  private takeFree(key: string, limit: number): boolean {
     const busy = this.busy.get(key) ?? 0;
-    if (busy >= limit || this.lines.has(key)) return false;
+    if (busy >= limit) return false;
+    const shared = this.opts.shared;
+    if (shared) {
+      const slot = shared.take(key, limit);
+      if (slot === null) return false;
+      const held = this.held.get(key) ?? [];
+      held.push(slot);
+      this.held.set(key, held);
+    }
     this.busy.set(key, busy + 1);
     return true;
   }
@@ -72,16 +104,31 @@ export class EndpointSlots {
           resolve(false);
         },
       };
-      // A timer that fires before the clock reached the deadline waits for the rest.
+      // A timer that fires before the clock reached the deadline waits for the rest. With several
+      // nodes, a place another node frees is seen only by asking: the first in line asks often.
+      const poll = this.opts.shared ? SHARED_POLL_MS : Number.POSITIVE_INFINITY;
       const check = () => {
         const left = waiter.deadline - this.opts.clock.now();
-        if (left > 0) cancel = this.schedule(check, left);
+        if (this.opts.shared && this.lines.get(key)?.[0] === waiter && this.tryShared(key, limit)) {
+          this.leaveLine(key, waiter);
+          return waiter.take();
+        }
+        if (left > 0) cancel = this.schedule(check, Math.min(left, poll));
         else waiter.giveUp();
       };
-      cancel = this.schedule(check, waitMs);
+      cancel = this.schedule(check, Math.min(waitMs, poll));
       line.push(waiter);
       this.lines.set(key, line);
     });
+  }
+
+  /** A timer's ask: the database being away is "not yet", not an error thrown into a timer. */
+  private tryShared(key: string, limit: number): boolean {
+    try {
+      return this.takeFree(key, limit);
+    } catch {
+      return false;
+    }
   }
 
   /** A place is free again: it goes to the job that waited longest, else it is free. */
@@ -90,6 +137,11 @@ export class EndpointSlots {
     const next = line?.shift();
     if (line && line.length === 0) this.lines.delete(key);
     if (next) return next.take();
+    const slot = this.held.get(key)?.pop();
+    if (slot !== undefined) {
+      if (this.held.get(key)!.length === 0) this.held.delete(key);
+      this.opts.shared!.release(key, slot);
+    }
     const left = (this.busy.get(key) ?? 1) - 1;
     if (left > 0) this.busy.set(key, left);
     else this.busy.delete(key);

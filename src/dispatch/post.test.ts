@@ -100,6 +100,32 @@ describe("postJson", () => {
     expect(nx).toMatchObject({ ok: false, errorClass: "dns" });
   });
 
+  test("an endpoint that is connected but answers after the connect timeout is not cut off by it", async () => {
+    // Answers the request only once a second connection arrives: the check the connect timeout
+    // makes of an attempt still waiting then.
+    const sockets: import("node:net").Socket[] = [];
+    const raw: Server = createServer((socket) => {
+      sockets.push(socket);
+      if (sockets.length === 2)
+        sockets[0]!.write("HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nlate");
+    });
+    await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (raw.address() as { port: number }).port;
+      const a = await postJson(
+        `http://127.0.0.1:${port}/`,
+        "{}",
+        {},
+        { ...opts, connectTimeoutMs: 50, timeoutMs: 5000 },
+      );
+      expect(a).toMatchObject({ ok: true, status: 200, excerpt: "late", errorClass: null });
+      expect(sockets.length).toBe(2);
+    } finally {
+      for (const s of sockets) s.destroy();
+      raw.close();
+    }
+  });
+
   test("egress: public needs allow_public, metadata never; a name is checked at every connect (DNS rebinding)", async () => {
     const publicName = await postJson(
       "http://crm.example.com/",

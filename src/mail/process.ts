@@ -9,7 +9,7 @@ import { type ParsedMail, parseMail } from "./parse.ts";
 import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
 import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
-import type { Spool } from "../ingress/smtp/index.ts";
+import type { MessageSpool } from "../ingress/smtp/index.ts";
 
 /**
  * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the
@@ -24,7 +24,7 @@ import type { Spool } from "../ingress/smtp/index.ts";
 
 export interface MailProcessorDeps {
   storage: Storage;
-  spool: Spool;
+  spool: MessageSpool;
   blobs: Blobs;
   resolver: (name: string, rrtype: string) => Promise<unknown>;
   metrics: Metrics;
@@ -71,7 +71,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     const row = await deps.storage.mail.getMessage(id);
     if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
     if (row.state !== "queued") return; // done by an earlier run whose ack was lost
-    const raw = deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
+    const raw = await deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
     if (!raw) {
       await deps.storage.committer.run((tx) =>
         deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }),

@@ -85,7 +85,7 @@ function sameSig(a: string, b: string): boolean {
   return diff === 0;
 }
 
-function parseLine(key: Buffer, line: string): Checkpoint | null {
+export function parseLine(key: Buffer, line: string): Checkpoint | null {
   let v: Record<string, unknown>;
   try {
     v = JSON.parse(line) as Record<string, unknown>;
@@ -114,21 +114,13 @@ function parseLine(key: Buffer, line: string): Checkpoint | null {
   return sameSig(signCheckpoint(key, cp), sig) ? cp : null;
 }
 
-/**
- * Read and check every line. A last line without its newline is a write cut short by a crash
- * (the entries it would cover are committed, so nothing is lost): it is ignored.
- */
-export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
-  if (!existsSync(path)) return { exists: false, checkpoints: [], problem: null };
-  const text = readFileSync(path, "utf8");
-  const lines = text.split("\n");
-  lines.pop(); // "" after the last newline, or a torn last line
+/** Check lines in their order: the signed checkpoints up to the first bad line, and what is wrong. */
+export function checkLines(key: Buffer, lines: readonly string[]): Omit<CheckpointFile, "exists"> {
   const checkpoints: Checkpoint[] = [];
   for (const [i, line] of lines.entries()) {
     const cp = parseLine(key, line);
     if (!cp)
       return {
-        exists: true,
         checkpoints,
         problem: `checkpoint line ${i + 1} was altered or not signed with this appliance's audit key`,
       };
@@ -140,14 +132,78 @@ export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
         (cp.prunedThrough ?? 0) < (before.prunedThrough ?? 0))
     ) {
       return {
-        exists: true,
         checkpoints,
         problem: `checkpoint line ${i + 1} goes back to entry ${cp.seq} after entry ${before.seq}`,
       };
     }
     checkpoints.push(cp);
   }
-  return { exists: true, checkpoints, problem: null };
+  return { checkpoints, problem: null };
+}
+
+/**
+ * Read and check every line. A last line without its newline is a write cut short by a crash
+ * (the entries it would cover are committed, so nothing is lost): it is ignored.
+ */
+export function readCheckpoints(path: string, key: Buffer): CheckpointFile {
+  if (!existsSync(path)) return { exists: false, checkpoints: [], problem: null };
+  const lines = readFileSync(path, "utf8").split("\n");
+  lines.pop(); // "" after the last newline, or a torn last line
+  return { exists: true, ...checkLines(key, lines) };
+}
+
+/**
+ * Where the signed checkpoints are kept: a file in the data dir (one node), or a table of the
+ * shared database (several nodes anchor and verify the same chain: src/store/postgres/audit.ts).
+ */
+export interface CheckpointLog {
+  /** "the checkpoint file", "the checkpoint table": for sentences about it. */
+  readonly label: string;
+  /** The same, naming it: "the checkpoint file /var/lib/agentowl/audit/checkpoints.jsonl". */
+  readonly where: string;
+  read(): CheckpointFile;
+  /** Durable when it returns; false when not written because a later checkpoint is there (another node's). */
+  append(cp: Checkpoint): boolean;
+  /** The same, off the event loop where it can be. */
+  appendAsync(cp: Checkpoint): Promise<boolean>;
+  /** Where the latest checkpoint says the log starts, when other processes may prune it; undefined: only this one does. */
+  latestPruned?(): { seq: number; hash: string } | null;
+  close(): void;
+}
+
+/** The checkpoints of one node: `<data dir>/audit/checkpoints.jsonl`. */
+export class FileCheckpoints implements CheckpointLog {
+  readonly label = "the checkpoint file";
+  private readonly writer: CheckpointWriter;
+
+  constructor(
+    readonly path: string,
+    private readonly key: Buffer,
+  ) {
+    this.writer = new CheckpointWriter(path, key);
+  }
+
+  get where(): string {
+    return `${this.label} ${this.path}`;
+  }
+
+  read(): CheckpointFile {
+    return readCheckpoints(this.path, this.key);
+  }
+
+  append(cp: Checkpoint): boolean {
+    this.writer.append(cp);
+    return true;
+  }
+
+  async appendAsync(cp: Checkpoint): Promise<boolean> {
+    await this.writer.appendAsync(cp);
+    return true;
+  }
+
+  close(): void {
+    this.writer.close();
+  }
 }
 
 /** The file the checkpoints are appended to, opened once; every append is fsynced. */

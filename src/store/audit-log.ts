@@ -10,7 +10,7 @@ import {
   LinkCheck,
   verifyRun,
 } from "./audit-chain.ts";
-import { type Checkpoint, CheckpointWriter, readCheckpoints } from "./audit-checkpoints.ts";
+import { type Checkpoint, type CheckpointLog, FileCheckpoints } from "./audit-checkpoints.ts";
 import type {
   AnchorOptions,
   AnchorState,
@@ -49,7 +49,7 @@ export interface AuditHead {
 export abstract class ChainedAudit<T extends Tx> implements AuditLog {
   private anchorOpts: AnchorOptions | null = null;
   private keys: ChainKeys | null = null;
-  private writer: CheckpointWriter | null = null;
+  private writer: CheckpointLog | null = null;
   private lastCheckpoint: Checkpoint | null = null;
   private legacyThrough = 0;
   /** Where the log starts after retention pruned its beginning (the latest checkpoint says). */
@@ -77,6 +77,11 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
    */
   protected deletePrefix?(through: number, limit: number): Promise<number>;
   abstract list(q: AuditQuery): Promise<ChainedEntry[]>;
+
+  /** Where the checkpoints go: the file the appliance names; a shared database keeps them in a table. */
+  protected checkpointLog(opts: AnchorOptions): CheckpointLog {
+    return new FileCheckpoints(opts.file, opts.keys.checkpoint);
+  }
 
   appendTx(tx: T, e: NewAuditEntry): ChainedEntry {
     const prev = this.headTx(tx);
@@ -114,8 +119,8 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
     if (this.writer) throw new Error("the audit log is anchored already");
     this.anchorOpts = opts;
     this.keys = opts.keys;
-    const file = readCheckpoints(opts.file, opts.keys.checkpoint);
-    this.writer = new CheckpointWriter(opts.file, opts.keys.checkpoint);
+    this.writer = this.checkpointLog(opts);
+    const file = this.writer.read();
     let state: AnchorState;
     const latest = file.checkpoints.at(-1);
     if (latest) {
@@ -148,7 +153,8 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
         if (!broken && links.lastPlain === head.seq && !file.problem)
           state = { kind: "upgraded", legacyThrough: head.seq, head: head.hash };
         else {
-          const why = file.problem ?? (file.exists ? "the checkpoint file is empty" : "the checkpoint file is missing");
+          const why =
+            file.problem ?? (file.exists ? `${this.writer.label} is empty` : `${this.writer.label} is missing`);
           state = {
             kind: "restarted",
             problem:
@@ -167,10 +173,11 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
   }
 
   /** The anchoring checkpoints (and tests) are written at once, before the appliance serves. */
-  private write(cp: Checkpoint): void {
-    this.writer!.append(cp);
+  private write(cp: Checkpoint): boolean {
+    if (!this.writer!.append(cp)) return false;
     this.lastCheckpoint = cp;
     this.anchorOpts?.onCheckpoint?.(cp);
+    return true;
   }
 
   /**
@@ -196,6 +203,9 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
 
   /** A checkpoint of `head`, carrying where the log starts when its beginning was pruned. */
   private checkpointOf(head: { seq: number; hash: string }): Checkpoint {
+    // Another node may have pruned the log since: its checkpoint says where the log starts now.
+    const theirs = this.writer?.latestPruned?.();
+    if (theirs && theirs.seq > (this.pruned?.seq ?? 0)) this.pruned = theirs;
     return {
       seq: head.seq,
       head: head.hash,
@@ -230,7 +240,10 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
     if (!last) return done;
     await this.flushing;
     this.pruned = last;
-    this.write(this.checkpointOf(this.committedHead() ?? head));
+    // Written before any row goes; refused only when another node checkpointed a later head meanwhile.
+    for (let tries = 0; !this.write(this.checkpointOf(this.committedHead() ?? head)); tries++) {
+      if (tries >= 10) throw new Error("the pruning checkpoint could not be written: others keep checkpointing ahead");
+    }
     let entries = 0;
     for (;;) {
       const n = await this.deletePrefix(last.seq, 5000);
@@ -248,8 +261,8 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
       const cp = this.waiting;
       this.waiting = null;
       try {
-        await this.writer!.appendAsync(cp);
-        this.anchorOpts?.onCheckpoint?.(cp);
+        // Not written: another node's checkpoint covers a later head already.
+        if (await this.writer!.appendAsync(cp)) this.anchorOpts?.onCheckpoint?.(cp);
       } catch (e) {
         // The disk is full or read-only: the next checkpoint covers these entries too.
         this.anchorOpts?.onError?.(e);
@@ -323,7 +336,7 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
    */
   async verify(opts: { expectHead?: ExpectedHead } = {}): Promise<VerifyReport> {
     const anchored = this.anchorOpts !== null && this.keys !== null;
-    const file = anchored ? readCheckpoints(this.anchorOpts!.file, this.keys!.checkpoint) : null;
+    const file = anchored ? this.writer!.read() : null;
     const cps = file?.checkpoints ?? [];
     const latest = cps.at(-1) ?? null;
     const signedHeads = new Map(cps.map((c) => [c.seq, c]));
@@ -399,12 +412,13 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
           : null,
       );
     }
-    if (file?.problem) return fail(`${file.problem} (${this.anchorOpts!.file})`);
+    const where = this.writer?.where ?? "";
+    if (file?.problem) return fail(`${file.problem} (${where.replace(/^the checkpoint (file|table) /, "")})`);
     if (anchored && end > 0 && !latest) {
       return fail(
         file!.exists
-          ? `the checkpoint file ${this.anchorOpts!.file} holds no checkpoint: the log's head is not anchored`
-          : `the checkpoint file ${this.anchorOpts!.file} is missing: the log's head is not anchored`,
+          ? `${where} holds no checkpoint: the log's head is not anchored`
+          : `${where} is missing: the log's head is not anchored`,
       );
     }
     if (cps.length && cps[0]!.seq !== cps[0]!.legacyThrough) {

@@ -113,7 +113,18 @@ describe("blob store", () => {
     // Follow file descriptors by what they were opened as, in the order the calls returned.
     const fds = new Map<string, string>();
     const events: string[] = [];
-    for (const line of readFileSync(log, "utf8").split("\n")) {
+    // Under load a call of one thread is cut in two by another's: join "<unfinished ...>" with its "<... resumed>".
+    const pending = new Map<string, string>();
+    const lines: string[] = [];
+    for (const raw of readFileSync(log, "utf8").split("\n")) {
+      const pid = /^(\d+)\s/.exec(raw)?.[1] ?? "";
+      if (raw.endsWith(" <unfinished ...>")) pending.set(pid, raw.slice(0, -" <unfinished ...>".length));
+      else if (/<\.\.\. \w+ resumed>/.test(raw) && pending.has(pid)) {
+        lines.push(pending.get(pid)! + raw.replace(/^.*?<\.\.\. \w+ resumed>/, ""));
+        pending.delete(pid);
+      } else lines.push(raw);
+    }
+    for (const line of lines) {
       const open = /openat\(AT_FDCWD, "([^"]+)".*\) = (\d+)$/.exec(line);
       if (open) fds.set(open[2]!, open[1]!);
       const onFd = /\b(write|pwrite64|fsync|fdatasync)\((\d+)/.exec(line);

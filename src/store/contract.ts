@@ -1084,7 +1084,7 @@ export interface AgentStore {
 /**
  * Content-addressed blobs (attachments), named by the SHA-256 of their bytes (64 lower-case hex;
  * anything else is refused with AppError invalid_input). Written once, shared by every row that
- * names them, never changed. Files on disk for SQLite; a database driver may keep them in a table.
+ * names them, never changed. Files on disk for SQLite; in the database on PostgreSQL (every node reads them).
  */
 export interface Blobs {
   /** Durable before it resolves. Idempotent: an existing blob is not written again. */
@@ -1095,6 +1095,45 @@ export interface Blobs {
   delete(sha256s: Iterable<string>): Promise<number>;
   /** Remove what puts that never finished left behind (start-up, under the data dir's lock); how many. */
   removeTemps(): Promise<number>;
+}
+
+/** Where one spooled message's raw bytes are: a segment, and a range in it. */
+export interface SpoolRef {
+  segment: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * The SMTP spool kept in the database, so every node reads every node's mail (PostgreSQL:
+ * docs/architecture.md#several-nodes). `append` resolves once the bytes are committed (before the
+ * row that names them, so before the 250); bytes whose row never committed are left to `purge`.
+ * SQLite has none: its spool is the segment files under the data dir (src/ingress/smtp/spool.ts).
+ */
+export interface SharedSpool {
+  append(bytes: Uint8Array): Promise<SpoolRef>;
+  /** Put a message at the place `ref` names (moving a SQLite appliance's spool in: its rows name these places). */
+  writeAt(ref: SpoolRef, bytes: Uint8Array, at: number): Promise<void>;
+  /** The message's bytes; null when retention purged them. */
+  read(ref: SpoolRef): Promise<Uint8Array | null>;
+  /** Delete what was spooled before `cutoff` (ms), every node's: how many segments and bytes went. */
+  purge(cutoff: number): Promise<{ segments: number; bytes: number }>;
+  /** The spool's size in bytes as last measured (for /metrics and the dashboard; refreshed in the background). */
+  size(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Each endpoint's in-flight places across nodes (`max_in_flight` holds for all nodes together:
+ * src/dispatch/endpoint-slots.ts asks here after its own count). Synchronous, as the routing fast
+ * path decides at once: one statement on the committer's connection between its transactions.
+ * A place is held until `release`, or until `ttlMs` passed (its node presumed dead).
+ */
+export interface SharedSlots {
+  /** A free place of `key`'s first `limit` for `holder`: its number, or null when all are held. */
+  take(key: string, limit: number, holder: string, ttlMs: number): number | null;
+  /** Give the place back (asynchronously: a place freed a moment late is only conservative). */
+  release(key: string, slot: number, holder: string): void;
 }
 
 /**
@@ -1176,6 +1215,10 @@ export interface Storage {
   readonly sessions: SessionStore;
   readonly agents: AgentStore;
   readonly blobs: Blobs;
+  /** The SMTP spool in the database, when several nodes share it; null: the data dir's spool files. */
+  readonly spool: SharedSpool | null;
+  /** Endpoint places counted across nodes; null: one process, its own count suffices. */
+  readonly slots: SharedSlots | null;
   /** Per-tenant retention; optional: a driver without it keeps everything. */
   readonly retention?: Retention;
   /** What opening did to the schema: the migrations applied now, and the schema version. */

@@ -42,6 +42,15 @@ export {
 export { BlobStore } from "./blobs.ts";
 export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./sqlite/index.ts";
 export { openPostgresStorage, PostgresStorage, type PostgresStorageOptions } from "./postgres/index.ts";
+export {
+  type CopyProgress,
+  copyCheckpoints,
+  copyFiles,
+  copyTables,
+  type FileCopy,
+  notEmptyReason,
+  type TableCount,
+} from "./to-postgres.ts";
 
 /**
  * Open (creating and migrating if needed) the storage: PostgreSQL when `opts.databaseUrl` names a

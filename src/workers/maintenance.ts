@@ -7,6 +7,9 @@ import { cronSchedule, dailyAt, every, hourlyAt, type Timers } from "./schedule.
 import type { Service } from "./service.ts";
 
 /** What every maintenance task is given: where to log, the clock, and the timers that wake it. */
+/** What a spool's purge removed. */
+type SpoolPurge = { segments: number; bytes: number };
+
 export interface MaintenanceContext {
   log: Logger;
   clock: Clock;
@@ -98,7 +101,7 @@ export function retentionSweep(
     queue: Pick<JobQueue, "sweep">;
     outbox: Pick<Outbox, "purge">;
     /** This node's spool; none when the spool is swept on its own (spoolRetention: several nodes, one spool each). */
-    spool: { purge(cutoff: number): { segments: number; bytes: number } } | null;
+    spool: { purge(cutoff: number): SpoolPurge | Promise<SpoolPurge> } | null;
     retention?: Retention;
     audit?: Pick<AuditLog, "prune">;
     /** Each tenant's `retention`, read at every sweep (a change applies at the next one). */
@@ -118,7 +121,7 @@ export function retentionSweep(
     run: async () => {
       const jobs = await parts.queue.sweep(limits.retentionMs);
       const outbox = await parts.outbox.purge(limits.retentionMs);
-      const spooled = parts.spool?.purge(clock.now() - limits.spoolRetentionMs);
+      const spooled = await parts.spool?.purge(clock.now() - limits.spoolRetentionMs);
       const tenantRows = (await parts.tenants?.()) ?? new Map<string, TenantRetention>();
       const now = clock.now();
       const byKind = (kind: keyof TenantRetention) =>
@@ -195,7 +198,7 @@ export function nightlyBackup(
  */
 export function spoolRetention(
   ctx: MaintenanceContext,
-  spool: { purge(cutoff: number): { segments: number; bytes: number } },
+  spool: { purge(cutoff: number): SpoolPurge | Promise<SpoolPurge> },
   limits: { spoolRetentionMs: number },
 ): Periodic {
   const { log, clock } = ctx;
@@ -203,8 +206,8 @@ export function spoolRetention(
     ...ctx,
     name: "spool-retention",
     schedule: hourlyAt(17),
-    run: () => {
-      const spooled = spool.purge(clock.now() - limits.spoolRetentionMs);
+    run: async () => {
+      const spooled = await spool.purge(clock.now() - limits.spoolRetentionMs);
       log.info("spool retention sweep", { spool_segments_purged: spooled.segments, spool_bytes_purged: spooled.bytes });
     },
     onError: (e) => log.error("spool retention sweep failed", { err: e }),

@@ -48,6 +48,9 @@ export class Receiver {
   /** The event each webhook-id carried. */
   readonly eventOf = new Map<string, string>();
   bad = 0;
+  /** Requests being answered now, and the most at once (an endpoint's max_in_flight, across nodes). */
+  inFlight = 0;
+  maxInFlight = 0;
   readonly server: ReturnType<typeof Bun.serve>;
 
   constructor(random: () => number) {
@@ -56,21 +59,30 @@ export class Receiver {
       hostname: "127.0.0.1",
       port: 0,
       fetch: async (req) => {
-        const body = await req.text();
+        this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
         try {
-          signer.verify(body, Object.fromEntries(req.headers));
-        } catch {
-          this.bad++;
-          return new Response("bad signature", { status: 400 });
+          return await this.answer(req, signer, random);
+        } finally {
+          this.inFlight--;
         }
-        const id = req.headers.get("webhook-id")!;
-        this.seen.set(id, (this.seen.get(id) ?? 0) + 1);
-        this.eventOf.set(id, (JSON.parse(body) as { id: string }).id);
-        // One delivery in ten is slow, so that some are in flight whenever the server dies.
-        if (random() < 0.1) await Bun.sleep(100);
-        return new Response("ok");
       },
     });
+  }
+
+  private async answer(req: Request, signer: Webhook, random: () => number): Promise<Response> {
+    const body = await req.text();
+    try {
+      signer.verify(body, Object.fromEntries(req.headers));
+    } catch {
+      this.bad++;
+      return new Response("bad signature", { status: 400 });
+    }
+    const id = req.headers.get("webhook-id")!;
+    this.seen.set(id, (this.seen.get(id) ?? 0) + 1);
+    this.eventOf.set(id, (JSON.parse(body) as { id: string }).id);
+    // One delivery in ten is slow, so that some are in flight whenever the server dies.
+    if (random() < 0.1) await Bun.sleep(100);
+    return new Response("ok");
   }
 
   get url(): string {
@@ -93,7 +105,11 @@ export class Receiver {
 }
 
 /** Tenant `crash`: an email binding (inbox@), a Standard Webhooks binding, one route to the receiver. */
-export async function configure(url: string, receiverUrl: string): Promise<void> {
+export async function configure(
+  url: string,
+  receiverUrl: string,
+  endpoint: Record<string, unknown> = {},
+): Promise<void> {
   const call = apiCaller(() => url, TOKEN);
   const ok = async (method: string, path: string, body: unknown) => {
     const r = await call(method, path, { body });
@@ -106,6 +122,7 @@ export async function configure(url: string, receiverUrl: string): Promise<void>
     name: "rx",
     url: receiverUrl,
     signing_secret: `vault:${TENANT}/rx-signing`,
+    ...endpoint,
   });
   await ok("POST", `/v1/tenants/${TENANT}/bindings`, { name: "mail", type: "email", addresses: ["inbox"] });
   await ok("POST", `/v1/tenants/${TENANT}/bindings`, {

@@ -3,7 +3,7 @@ import type { Clock } from "../../core/clock.ts";
 import { type Span, spanSince } from "../../events/envelope.ts";
 import type { MailRecipient } from "../../store/index.ts";
 import { type CountStage, SmtpReply, storageUnavailable } from "./guard.ts";
-import type { Spool, SpoolRef } from "./spool.ts";
+import type { MessageSpool, SpoolRef } from "./spool.ts";
 import type { Transaction } from "./session.ts";
 
 /**
@@ -24,7 +24,7 @@ export interface SpooledMessage {
 }
 
 export interface DataStageDeps {
-  spool: Spool;
+  spool: MessageSpool;
   maxMessageBytes: number;
   clock: Clock;
   count: CountStage;

@@ -15,5 +15,5 @@ export {
   RecipientDirectory,
   RecipientStage,
 } from "./recipients.ts";
-export { Spool, type SpoolRef, type SpoolStats, SpoolUnavailableError } from "./spool.ts";
+export { type MessageSpool, Spool, type SpoolRef, type SpoolStats, SpoolUnavailableError } from "./spool.ts";
 export { ensureSelfSigned, loadTls, type TlsMaterial, tlsDir } from "./tls.ts";

@@ -19,7 +19,7 @@ import {
   type SMTPConnection,
   type SMTPConnectionConstructor,
 } from "./session.ts";
-import type { Spool } from "./spool.ts";
+import type { MessageSpool } from "./spool.ts";
 import type { TlsMaterial } from "./tls.ts";
 
 /**
@@ -38,7 +38,7 @@ const SMTPConnection = SMTPConnectionClass as unknown as SMTPConnectionConstruct
 export interface SmtpIngressDeps {
   config: Config;
   storage: Storage;
-  spool: Spool;
+  spool: MessageSpool;
   tls: TlsMaterial;
   log: Logger;
   metrics: Metrics;

@@ -40,6 +40,23 @@ export interface SpoolRef {
   length: number;
 }
 
+/**
+ * What the SMTP pipeline needs of a spool: the segment files below (one node), or the
+ * database's when several nodes share it (Storage.spool: a message is committed, not fsynced,
+ * before its row, and any node reads it).
+ */
+export interface MessageSpool {
+  /** Resolves once the bytes are durable. */
+  append(bytes: Uint8Array): Promise<SpoolRef>;
+  /** The bytes of one spooled message (null when retention purged them). */
+  read(ref: SpoolRef): Uint8Array | null | Promise<Uint8Array | null>;
+  /** Delete what was written before `cutoff` (ms). */
+  purge(cutoff: number): { segments: number; bytes: number } | Promise<{ segments: number; bytes: number }>;
+  /** Bytes spooled (for /metrics and the dashboard). */
+  size(): number;
+  close(): Promise<void>;
+}
+
 /** The disk cannot take the message now (full, read-only, failing): SMTP answers 452 4.3.1. */
 export class SpoolUnavailableError extends Error {
   override readonly name = "SpoolUnavailableError";
@@ -77,7 +94,7 @@ export interface SpoolStats {
   appended: number;
 }
 
-export class Spool {
+export class Spool implements MessageSpool {
   private current: Segment | null = null;
   readonly stats: SpoolStats = { appended: 0 };
   private syncsOfClosed = 0;

@@ -1,6 +1,14 @@
 import type { AuditEntry, ChainedEntry } from "../audit-chain.ts";
+import {
+  type Checkpoint,
+  type CheckpointFile,
+  type CheckpointLog,
+  checkLines,
+  checkpointLine,
+  parseLine,
+} from "../audit-checkpoints.ts";
 import { type AuditHead, ChainedAudit, type RawRow } from "../audit-log.ts";
-import type { AuditQuery } from "../contract.ts";
+import type { AnchorOptions, AuditQuery } from "../contract.ts";
 import type { Clock } from "../../core/clock.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
@@ -26,12 +34,82 @@ const toEntry = (r: Record<string, unknown>): ChainedEntry => {
   return { ...rest, details: JSON.parse(details) as Record<string, unknown>, prevHash };
 };
 
+/** Any number, the same on every node: checkpoint inserts take turns on it. */
+const CHECKPOINT_LOCK = 0x6163_6b70;
+
+/**
+ * The chain's signed checkpoints in `audit_checkpoints`, so that every node anchors to and
+ * verifies the same ones (a file per node would leave each node's file covering only its own
+ * stretch of the shared chain). An insert takes an advisory lock and is refused when it would
+ * put the table's order back (a node whose head was read before another's later checkpoint, or
+ * before another node pruned): the table reads as one file that only grows forward.
+ */
+export class PgCheckpoints implements CheckpointLog {
+  readonly label = "the checkpoint table";
+  readonly where = "the checkpoint table audit_checkpoints";
+
+  constructor(
+    private readonly db: PgDb,
+    private readonly key: Buffer,
+  ) {}
+
+  read(): CheckpointFile {
+    const rows = this.db.sync.query<{ line: string }>("SELECT line FROM audit_checkpoints ORDER BY id");
+    return {
+      exists: true,
+      ...checkLines(
+        this.key,
+        rows.map((r) => r.line),
+      ),
+    };
+  }
+
+  append(cp: Checkpoint): boolean {
+    const conn = this.db.sync;
+    conn.defer("BEGIN");
+    conn.defer("SELECT pg_advisory_xact_lock($1)", [CHECKPOINT_LOCK]);
+    try {
+      const written = conn.query(
+        "INSERT INTO audit_checkpoints (seq, pruned_through, line) SELECT $1, $2, $3 " +
+          "WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoints WHERE seq > $1 OR pruned_through > $2) RETURNING id",
+        [cp.seq, cp.prunedThrough ?? 0, checkpointLine(this.key, cp).trimEnd()],
+      );
+      conn.query("COMMIT");
+      return written.length === 1;
+    } catch (e) {
+      conn.discard();
+      try {
+        conn.query("ROLLBACK");
+      } catch {
+        // the connection failed: nothing was written
+      }
+      throw e;
+    }
+  }
+
+  /** Three short statements between the committer's transactions: not worth a trip through the pool. */
+  async appendAsync(cp: Checkpoint): Promise<boolean> {
+    return this.append(cp);
+  }
+
+  latestPruned(): { seq: number; hash: string } | null {
+    const [r] = this.db.sync.query<{ line: string }>(
+      "SELECT line FROM audit_checkpoints WHERE pruned_through > 0 ORDER BY id DESC LIMIT 1",
+    );
+    const cp = r ? parseLine(this.key, r.line) : null;
+    return cp?.prunedThrough && cp.prunedHead ? { seq: cp.prunedThrough, hash: cp.prunedHead } : null;
+  }
+
+  close(): void {}
+}
+
 /**
  * The audit log on PostgreSQL (the chain, checkpoints and verification: ../audit-log.ts). It stays
  * one chain across nodes: an append takes the transaction-level advisory lock the outbox takes
  * (one lock for both, so two transactions can never take them in opposite orders), then reads
  * the head inside its transaction, so the next node's append waits for this commit and links to
- * it. Details are stored as text: the canonical bytes that were hashed.
+ * it. Details are stored as text: the canonical bytes that were hashed. Its checkpoints are in
+ * the database too (PgCheckpoints), not in each node's data dir.
  */
 export class PgAudit extends ChainedAudit<PgTx> {
   constructor(
@@ -40,6 +118,10 @@ export class PgAudit extends ChainedAudit<PgTx> {
     clock?: Clock,
   ) {
     super(committer, clock);
+  }
+
+  protected override checkpointLog(opts: AnchorOptions): CheckpointLog {
+    return new PgCheckpoints(this.db, opts.keys.checkpoint);
   }
 
   protected headTx(tx: PgTx): AuditHead | null {

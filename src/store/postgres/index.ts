@@ -1,14 +1,13 @@
-import { join } from "node:path";
 import { systemClock } from "../../core/clock.ts";
 import { newId } from "../../core/ids.ts";
-import { BlobStore } from "../blobs.ts";
-import type { Blobs, Storage, StorageOptions } from "../contract.ts";
+import type { Storage, StorageOptions } from "../contract.ts";
 import { PgAgents } from "./agents.ts";
 import { PgApprovals } from "./approvals.ts";
 import { PgAudit } from "./audit.ts";
 import { PgCommitter } from "./committer.ts";
 import { PgDb } from "./db.ts";
 import { PgEvents } from "./events.ts";
+import { PgBlobs, PgSlots, PgSpool } from "./files.ts";
 import { PgLeases } from "./leases.ts";
 import { migratePostgres } from "./migrate.ts";
 import { PgMail } from "./mail.ts";
@@ -26,8 +25,8 @@ export interface PostgresStorageOptions extends StorageOptions {
 
 /**
  * The storage contract on PostgreSQL (docs/architecture.md#storage-contract-and-postgresql): the
- * committer on a synchronous connection (./bridge.ts) and every store of the contract. Blobs stay
- * files under the data dir for now.
+ * committer on a synchronous connection (./bridge.ts) and every store of the contract; blobs, the
+ * SMTP spool and the endpoints' places in the database too, so every node shares them (./files.ts).
  */
 export class PostgresStorage implements Storage {
   readonly driver = "postgres";
@@ -47,7 +46,9 @@ export class PostgresStorage implements Storage {
   readonly users: PgUsers;
   readonly sessions: PgSessions;
   readonly agents: PgAgents;
-  readonly blobs: Blobs;
+  readonly blobs: PgBlobs;
+  readonly spool: PgSpool;
+  readonly slots: PgSlots;
 
   constructor(
     readonly db: PgDb,
@@ -74,7 +75,9 @@ export class PostgresStorage implements Storage {
     this.users = new PgUsers(db);
     this.sessions = new PgSessions(db, this.committer);
     this.secrets = new PgSecrets(db);
-    this.blobs = new BlobStore(join(opts.dir, "blobs"));
+    this.blobs = new PgBlobs(db, clock);
+    this.spool = new PgSpool(db, clock);
+    this.slots = new PgSlots(db, clock);
     this.committer.bind({
       enqueue: (tx, spec) => this.queue.enqueueTx(tx, spec),
       ack: (tx, lease) => this.queue.ackTx(tx, lease),
@@ -109,6 +112,7 @@ export class PostgresStorage implements Storage {
 
   async close(): Promise<void> {
     await this.committer.close();
+    await this.spool.close();
     // Every entry of this node is committed now: the audit chain's last checkpoint covers them.
     await this.audit.closeAnchor().catch(() => {});
     await this.db.close();
@@ -129,3 +133,4 @@ export function openPostgresStorage(opts: PostgresStorageOptions): PostgresStora
 export { PgCommitter, type PgTx } from "./committer.ts";
 export { PgQueue } from "./queue.ts";
 export { PgOutbox } from "./outbox.ts";
+export * as pgSchema from "./schema/index.ts";

@@ -212,8 +212,46 @@ export class PgQueue implements JobQueue {
     });
   }
 
+  /**
+   * Acks outside a unit that arrive in the same turn (a worker finishing a leased batch) share one
+   * `UPDATE … FROM unnest(…)` in one unit: a round trip each would cost more than the commit.
+   */
   ack(lease: LeaseRef): Promise<boolean> {
-    return this.committer.run((tx) => this.ackTx(tx, lease));
+    const id = parseSeqId("job", lease.id);
+    if (id === null) return Promise.resolve(false);
+    return new Promise((resolve, reject) => {
+      if (!this.acks) {
+        this.acks = [];
+        queueMicrotask(() => this.flushAcks());
+      }
+      this.acks.push({ id, attempt: lease.attempt, resolve, reject });
+    });
+  }
+
+  private acks: { id: number; attempt: number; resolve: (ok: boolean) => void; reject: (e: unknown) => void }[] | null =
+    null;
+
+  private flushAcks(): void {
+    const batch = this.acks ?? [];
+    this.acks = null;
+    this.committer
+      .run((tx) => {
+        const rows = tx.conn.query(
+          "UPDATE jobs SET state = 'done', finished_at = $1, lease_expires_at = NULL, lease_owner = NULL " +
+            "FROM unnest($2::bigint[], $3::bigint[]) AS a(id, attempt) " +
+            "WHERE jobs.id = a.id AND jobs.attempt = a.attempt AND jobs.state = 'leased' RETURNING jobs.id",
+          [tx.now, batch.map((a) => a.id), batch.map((a) => a.attempt)],
+        );
+        return new Set(rows.map((r) => num(r.id)));
+      })
+      .then(
+        (done) => {
+          for (const a of batch) a.resolve(done.has(a.id));
+        },
+        (e) => {
+          for (const a of batch) a.reject(e);
+        },
+      );
   }
 
   fail(lease: LeaseRef, opts: FailOptions): Promise<FailOutcome> {

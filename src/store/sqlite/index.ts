@@ -51,6 +51,9 @@ export class SqliteStorage implements Storage {
   readonly agents: SqliteAgents;
   /** Files under `<dir>/blobs` (src/store/blobs.ts). */
   readonly blobs: Blobs;
+  /** One process: the spool is the data dir's segment files, and each endpoint's places are counted in memory. */
+  readonly spool = null;
+  readonly slots = null;
   readonly retention: SqliteRetention;
   private checkpointer: BackgroundCheckpointer | null = null;
   /** Beside the database, on the same filesystem: a database in memory needs none. */

@@ -13,3 +13,4 @@ export * from "./vault.ts";
 export * from "./mail.ts";
 export * from "./users.ts";
 export * from "./agents.ts";
+export * from "./shared.ts";
