@@ -64,30 +64,6 @@ export function procMeter(pid: number): Meter {
   };
 }
 
-/**
- * CPU milliseconds of a group of processes whose members come and go (Postfix's master forks
- * smtpd, cleanup and discard): the live ones' utime + stime plus what the exited ones left in
- * their parents' cutime + cstime.
- */
-export function groupCpuMs(pids: readonly number[]): number | undefined {
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-    } catch {}
-  }
-  return pids.length ? (ticks / CLOCK_TICKS) * 1000 : undefined;
-}
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
 /** `ms` of CPU spread over `items`, as milliseconds per 1,000 items. */
 export const per1000 = (ms: number | undefined, items: number): number | undefined =>
   ms === undefined || !items ? undefined : (ms * 1000) / items;

@@ -269,8 +269,10 @@ export async function benchPostgres(): Promise<SectionResult> {
       `PostgreSQL ${cluster.version}, a throw-away cluster under ${tmpdir()} (the SQLite node's disk): fsync on, ` +
         `synchronous_commit on, full_page_writes on; clients and servers on the same 2 cores; ${new Date().toISOString()}\n`,
     );
-    await benchQueues(cluster);
-    await benchNodes(cluster);
+    // BENCH_PG_ONLY=queue|nodes runs one half (while profiling one of them).
+    const only = process.env.BENCH_PG_ONLY;
+    if (only !== "nodes") await benchQueues(cluster);
+    if (only !== "queue") await benchNodes(cluster);
     return section;
   } finally {
     cluster.stop();

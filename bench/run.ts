@@ -9,7 +9,6 @@
  * every section N times and reports the medians (each ratio taken within its run). A run of
  * every section also replaces bench/results/latest.{json,md}, the copy kept in the repository.
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import {
   isNoisy,
@@ -24,7 +23,7 @@ import {
 
 /** The default profile's lengths, where the section's own default is longer (environment wins). */
 const DEFAULTS: Record<string, string> = {
-  BENCH_SMTP_DELAYS: "0ms",
+  BENCH_SMTP_QUICK: "1",
   BENCH_HTTP_SECONDS: "6",
   BENCH_DISPATCH_SECONDS: "6",
   BENCH_DISPATCH_MAILS: "500",
@@ -45,7 +44,7 @@ const DEFAULTS: Record<string, string> = {
 
 type Bench = () => Promise<SectionResult | undefined | void>;
 const BENCHES: Record<string, Bench> = {
-  smtp: async () => (await import("./smtp.ts")).benchSmtp(),
+  smtp: async () => (await import("./smtp-section.ts")).smtpSection(await (await import("./smtp.ts")).benchSmtp()),
   http: async () => (await import("./http.ts")).benchHttp(),
   dispatch: async () => (await import("./dispatch.ts")).benchDispatch(),
   queue: async () => (await import("./queue.ts")).benchQueue(),
@@ -55,12 +54,8 @@ const BENCHES: Record<string, Bench> = {
   console: async () => (await import("./console.ts")).benchConsole(),
   ops: async () => (await import("./ops.ts")).benchOps(),
   postgres: async () => (await import("./postgres.ts")).benchPostgres(),
+  agents: async () => (await import("./agents.ts")).benchAgents(),
 };
-// Sections that later issues add, run when their file is there.
-for (const [name, fn] of [["agents", "benchAgents"]] as const) {
-  const file = join(import.meta.dir, `${name}.ts`);
-  if (existsSync(file)) BENCHES[name] = async () => (await import(file))[fn]();
-}
 
 function parseArgs(argv: string[]): { names: string[]; runs: number; full: boolean } {
   const names: string[] = [];

@@ -2,7 +2,17 @@ import { Transform, type TransformCallback } from "node:stream";
 import { Headers as MimeHeaders } from "@zone-eu/mailsplit";
 import { type MailParserOptions, simpleParser } from "mailparser";
 import { decodeFieldBytes, repairDelimiters } from "./mime-repair.ts";
-import { type BodyReply, type BodyRequest, charsetDecoder, cutUtf8, type ParsedBody, warn } from "./parse.ts";
+import {
+  type BatchItem,
+  type BodyBatch,
+  type BodyBatchReply,
+  type BodyReply,
+  type BodyRequest,
+  charsetDecoder,
+  cutUtf8,
+  type ParsedBody,
+  warn,
+} from "./parse.ts";
 import { sanitizeHtml } from "./sanitize.ts";
 
 /**
@@ -86,7 +96,20 @@ if (typeof headersPrototype._decodeHeaderValue === "function") {
 
 declare const self: Worker;
 
-self.onmessage = async ({ data }: MessageEvent<BodyRequest & { id: number }>) => {
+/** One message, or a batch of them (parse.ts), each answered on its own. */
+self.onmessage = async ({ data }: MessageEvent<(BodyRequest | BodyBatch) & { id: number }>) => {
+  if ("batch" in data) {
+    const items: BatchItem[] = [];
+    for (const request of data.batch) {
+      try {
+        items.push({ result: await parseBody(request) });
+      } catch (e) {
+        items.push({ error: String(e).slice(0, 200) });
+      }
+    }
+    self.postMessage({ id: data.id, result: items } satisfies BodyBatchReply);
+    return;
+  }
   let reply: BodyReply;
   try {
     reply = { id: data.id, result: await parseBody(data) };

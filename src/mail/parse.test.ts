@@ -496,7 +496,17 @@ describe("a worker that fails", () => {
   const fixture = join(root, "failing-worker.js");
   writeFileSync(
     fixture,
-    `self.onmessage = ({ data }) => {
+    `const obey = (raw) => {
+      const order = new TextDecoder().decode(raw);
+      if (order === "loop") for (;;);
+      return { text: order, html: null, attachments: [], warnings: [] };
+    };
+    self.onmessage = ({ data }) => {
+      if (data.batch)
+        return self.postMessage({
+          id: data.id,
+          result: data.batch.map((r) => ({ result: { ...obey(r.raw), warnings: ["in a batch of " + data.batch.length] } })),
+        });
       const order = new TextDecoder().decode(data.raw);
       if (order === "throw") setTimeout(() => { throw new TypeError("thrown from a timer"); });
       else if (order === "overflow") setTimeout(() => { const f = (n) => f(n + 1) + 1; f(0); });
@@ -518,6 +528,25 @@ describe("a worker that fails", () => {
   ])("%s: that parse fails with the reason, and the next one gets a fresh worker", async (order, reason) => {
     await expect(ask(order)).rejects.toThrow(reason);
     expect((await ask("fine")).text).toBe("fine");
+  });
+
+  test("messages that arrive while the worker parses go together in one round trip", async () => {
+    const bodies = await Promise.all([ask("first"), ask("second"), ask("third")]);
+    expect(bodies.map((b) => [b.text, b.warnings])).toEqual([
+      ["first", []],
+      ["second", ["in a batch of 2"]],
+      ["third", ["in a batch of 2"]],
+    ]);
+  });
+
+  test("a batch that times out is parsed again one message at a time: only the looping message fails", async () => {
+    const queued = [ask("first"), ask("second", 300), ask("loop", 300), ask("third", 300)];
+    await expect(queued[2]!).rejects.toThrow("no result after 300 ms");
+    expect((await Promise.all([queued[0]!, queued[1]!, queued[3]!])).map((b) => [b.text, b.warnings])).toEqual([
+      ["first", []],
+      ["second", []],
+      ["third", []],
+    ]);
   });
 
   test("a loop that never ends is stopped at the timeout; messages queued behind it go on", async () => {

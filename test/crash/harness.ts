@@ -5,7 +5,7 @@
  * the checks every run ends with, on the server's data dir.
  */
 import { Database } from "bun:sqlite";
-import { type Subprocess } from "bun";
+import { SQL, type Subprocess } from "bun";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Webhook } from "standardwebhooks";
@@ -220,60 +220,247 @@ export function ackCounts(acks: readonly Ack[]): Record<string, number> {
   return out;
 }
 
+/** A job and who holds its lease (`pid:N`). */
+export interface LeasedJob {
+  id: number;
+  kind: string;
+  lease_owner: string | null;
+}
+
+/** The rows the end-of-run checks (`checkRows`) read, whichever database holds them. */
+export interface StoredRows {
+  /** Events of the suite's tenant, with the Message-ID of mail and each attachment's sha256. */
+  events: { id: string; key: string | null; binding: string; mid: string | null; attachments: string[] }[];
+  mail: Map<string, { state: string; events: string[] }>;
+  deliveries: { id: string; event_id: string; state: string; attempts: number }[];
+  /** Jobs not done. */
+  jobsLeft: { id: number; kind: string; state: string; lease_owner: string | null; last_error: string | null }[];
+  /** The sha256 of every stored blob (a stray file under blobs/: its path). */
+  blobs: Set<string>;
+  /** Raw mail: broken references to stored bytes, and stored bytes no message refers to. */
+  files: { problems: string[]; unreferenced: string[] };
+}
+
+/**
+ * What the crash suite reads of a server's state, on SQLite (its data dir: the database, the
+ * spool and blob files) or on PostgreSQL (the database holds raw mail and blobs there,
+ * docs/architecture.md#several-nodes). Reads only: the server may be running.
+ */
+export interface CrashStore {
+  readonly name: "sqlite" | "postgres";
+  /** Jobs leased by anyone but `owner` (the live server's `pid:N`): a dead process's leases. */
+  leasedByOthers(owner: string): Promise<LeasedJob[]>;
+  /** Work still to do: mail not processed, jobs waiting or running, deliveries not delivered, events not routed. */
+  backlog(): Promise<Record<string, number>>;
+  /** A few dead jobs (a mail.process job dead-lettered leaves its message queued), to say why a drain stalled. */
+  deadJobs(): Promise<Record<string, unknown>[]>;
+  rows(): Promise<StoredRows>;
+  close(): Promise<void>;
+}
+
 const readonlyDb = (dataDir: string) => new Database(join(dataDir, "agentowl.db"), { readonly: true });
 
-/** Jobs leased by anyone but `owner` (the live server's `pid:N`): a dead process's leases. */
-export function leasedByOthers(
-  dataDir: string,
-  owner: string,
-): { id: number; kind: string; lease_owner: string | null }[] {
+function withDb<T>(dataDir: string, read: (db: Database) => T): T {
   const db = readonlyDb(dataDir);
   try {
-    return db
-      .query("SELECT id, kind, lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT ?")
-      .all(owner) as { id: number; kind: string; lease_owner: string | null }[];
+    return read(db);
   } finally {
     db.close();
   }
 }
 
-/** Work still to do: mail not processed, jobs waiting or running, deliveries not delivered, events not routed. */
-export function backlog(dataDir: string): Record<string, number> {
-  const db = readonlyDb(dataDir);
-  try {
-    const n = (sql: string) => (db.query(sql).get() as { n: number }).n;
-    return {
-      mail_queued: n("SELECT count(*) AS n FROM mail_messages WHERE state = 'queued'"),
-      jobs_open: n("SELECT count(*) AS n FROM jobs WHERE state IN ('available', 'leased')"),
-      deliveries_open: n("SELECT count(*) AS n FROM deliveries WHERE state <> 'delivered'"),
-      events_unrouted: n("SELECT count(*) AS n FROM events WHERE routing IS NULL"),
-    };
-  } finally {
-    db.close();
-  }
+/** Files under `dir`, as paths relative to it (none when it does not exist). */
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => statSync(join(dir, f)).isFile());
 }
 
-/** Wait until the server has done everything it was given (read-only looks at its database). */
-export async function drained(dataDir: string, timeoutMs = 60_000): Promise<void> {
+function sqliteRows(dataDir: string): StoredRows {
+  return withDb(dataDir, (db) => {
+    const events = (
+      db
+        .query(
+          "SELECT id, idempotency_key AS key, binding, json_extract(envelope, '$.data.message_id') AS mid, " +
+            "json_extract(envelope, '$.data.attachments') AS att FROM events WHERE tenant = ?",
+        )
+        .all(TENANT) as { id: string; key: string | null; binding: string; mid: string | null; att: string | null }[]
+    ).map(({ att, ...e }) => ({
+      ...e,
+      attachments: ((att ? JSON.parse(att) : []) as { sha256?: string }[]).flatMap((a) => (a.sha256 ? [a.sha256] : [])),
+    }));
+    const mailRows = db
+      .query(
+        "SELECT id, state, events, spool_segment AS seg, spool_offset AS off, spool_length AS len FROM mail_messages",
+      )
+      .all() as { id: string; state: string; events: string | null; seg: string; off: number; len: number }[];
+    const mail = new Map(
+      mailRows.map((m) => [m.id, { state: m.state, events: m.events ? (JSON.parse(m.events) as string[]) : [] }]),
+    );
+    const deliveries = db
+      .query("SELECT id, event_id, state, attempts FROM deliveries WHERE tenant = ? AND replay_of IS NULL")
+      .all(TENANT) as StoredRows["deliveries"];
+    const jobsLeft = db
+      .query("SELECT id, kind, state, lease_owner, last_error FROM jobs WHERE state <> 'done'")
+      .all() as StoredRows["jobsLeft"];
+
+    // The spool: every segment file referenced by a row; every row's bytes there.
+    const problems: string[] = [];
+    const spoolDir = join(dataDir, "spool");
+    const segments = new Set(filesUnder(spoolDir));
+    const referenced = new Set<string>();
+    for (const r of mailRows) {
+      referenced.add(r.seg);
+      if (!segments.has(r.seg)) problems.push(`message ${r.id}: spool segment ${r.seg} is missing`);
+      else if (statSync(join(spoolDir, r.seg)).size < r.off + r.len)
+        problems.push(`message ${r.id}: spool segment ${r.seg} ends before its bytes`);
+    }
+    const unreferenced: string[] = [];
+    for (const s of segments) {
+      if (referenced.has(s)) continue;
+      if (/^\d{15}-[0-9a-f]{8}\.spool$/.test(s)) unreferenced.push(`${s} (${statSync(join(spoolDir, s)).size} bytes)`);
+      else problems.push(`${s} in the spool is no spool segment`);
+    }
+    const blobs = new Set(
+      filesUnder(join(dataDir, "blobs")).map((f) => /^sha256\/[0-9a-f]{2}\/([0-9a-f]{64})$/.exec(f)?.[1] ?? f),
+    );
+    return { events, mail, deliveries, jobsLeft, blobs, files: { problems, unreferenced } };
+  });
+}
+
+/** The SQLite driver's state: read-only looks at `<dataDir>/agentowl.db`, the spool and blobs folders. */
+export function sqliteStore(dataDir: string): CrashStore {
+  return {
+    name: "sqlite",
+    leasedByOthers: async (owner) =>
+      withDb(
+        dataDir,
+        (db) =>
+          db
+            .query("SELECT id, kind, lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS NOT ?")
+            .all(owner) as LeasedJob[],
+      ),
+    backlog: async () =>
+      withDb(dataDir, (db) => {
+        const n = (sql: string) => (db.query(sql).get() as { n: number }).n;
+        return {
+          mail_queued: n("SELECT count(*) AS n FROM mail_messages WHERE state = 'queued'"),
+          jobs_open: n("SELECT count(*) AS n FROM jobs WHERE state IN ('available', 'leased')"),
+          deliveries_open: n("SELECT count(*) AS n FROM deliveries WHERE state <> 'delivered'"),
+          events_unrouted: n("SELECT count(*) AS n FROM events WHERE routing IS NULL"),
+        };
+      }),
+    deadJobs: async () =>
+      withDb(
+        dataDir,
+        (db) =>
+          db
+            .query("SELECT id, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10")
+            .all() as Record<string, unknown>[],
+      ),
+    rows: async () => sqliteRows(dataDir),
+    close: async () => {},
+  };
+}
+
+/** The PostgreSQL driver's state: the database at `url` (raw mail in spool_chunks, blobs in blob_chunks). */
+export function postgresStore(url: string): CrashStore {
+  const db = new SQL(url, { max: 2 });
+  const q = <T>(sql: string, params: unknown[] = []) => db.unsafe(sql, params) as Promise<T[]>;
+  return {
+    name: "postgres",
+    leasedByOthers: async (owner) =>
+      (
+        await q<LeasedJob>(
+          "SELECT id, kind, lease_owner FROM jobs WHERE state = 'leased' AND lease_owner IS DISTINCT FROM $1",
+          [owner],
+        )
+      ).map((j) => ({ ...j, id: Number(j.id) })),
+    backlog: async () =>
+      (
+        await q<Record<string, number>>(`SELECT
+          (SELECT count(*) FROM mail_messages WHERE state = 'queued')::int AS mail_queued,
+          (SELECT count(*) FROM jobs WHERE state IN ('available', 'leased'))::int AS jobs_open,
+          (SELECT count(*) FROM deliveries WHERE state <> 'delivered')::int AS deliveries_open,
+          (SELECT count(*) FROM events WHERE routing IS NULL)::int AS events_unrouted`)
+      )[0]!,
+    deadJobs: () =>
+      q("SELECT id::text, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10"),
+    async rows() {
+      const events = (
+        await q<{
+          id: string;
+          key: string | null;
+          binding: string;
+          mid: string | null;
+          att: { sha256?: string }[] | null;
+        }>(
+          "SELECT id, idempotency_key AS key, binding, envelope #>> '{data,message_id}' AS mid, " +
+            "envelope -> 'data' -> 'attachments' AS att FROM events WHERE tenant = $1",
+          [TENANT],
+        )
+      ).map(({ att, ...e }) => ({ ...e, attachments: (att ?? []).flatMap((a) => (a.sha256 ? [a.sha256] : [])) }));
+      const mailRows = await q<{ id: string; state: string; events: string[] | null; len: string; stored: string }>(
+        `SELECT m.id, m.state, m.events, m.spool_length AS len,
+           (SELECT coalesce(sum(length(c.bytes)), 0) FROM spool_chunks c
+             WHERE c.segment = m.spool_segment AND c."offset" = m.spool_offset) AS stored
+         FROM mail_messages m`,
+      );
+      const mail = new Map(mailRows.map((m) => [m.id, { state: m.state, events: m.events ?? [] }]));
+      const deliveries = (
+        await q<StoredRows["deliveries"][number]>(
+          "SELECT id, event_id, state, attempts FROM deliveries WHERE tenant = $1 AND replay_of IS NULL",
+          [TENANT],
+        )
+      ).map((d) => ({ ...d, attempts: Number(d.attempts) }));
+      const jobsLeft = (
+        await q<StoredRows["jobsLeft"][number]>(
+          "SELECT id, kind, state, lease_owner, last_error FROM jobs WHERE state <> 'done'",
+        )
+      ).map((j) => ({ ...j, id: Number(j.id) }));
+      const problems: string[] = [];
+      for (const m of mailRows)
+        if (Number(m.stored) < Number(m.len))
+          problems.push(`message ${m.id}: ${m.stored} of its ${m.len} bytes stored`);
+      const unreferenced = (
+        await q<{ segment: string; offset: string; n: string }>(
+          `SELECT segment, "offset", sum(length(bytes)) AS n FROM spool_chunks c WHERE NOT EXISTS
+             (SELECT 1 FROM mail_messages m WHERE m.spool_segment = c.segment AND m.spool_offset = c."offset")
+           GROUP BY segment, "offset"`,
+        )
+      ).map((c) => `${c.segment}@${c.offset} (${c.n} bytes)`);
+      const blobs = new Set<string>();
+      for (const b of await q<{ sha256: string; size: string; stored: string }>(
+        `SELECT b.sha256, b.size, (SELECT coalesce(sum(length(c.bytes)), 0) FROM blob_chunks c WHERE c.sha256 = b.sha256)
+           AS stored FROM blobs b`,
+      )) {
+        blobs.add(b.sha256);
+        if (Number(b.stored) !== Number(b.size))
+          problems.push(`blob ${b.sha256}: ${b.stored} of its ${b.size} bytes stored`);
+      }
+      return { events, mail, deliveries, jobsLeft, blobs, files: { problems, unreferenced } };
+    },
+    close: () => db.close(),
+  };
+}
+
+/** Wait until the server has done everything it was given (read-only looks at its store; a string is a SQLite data dir). */
+export async function drained(store: CrashStore | string, timeoutMs = 60_000): Promise<void> {
+  const s = typeof store === "string" ? sqliteStore(store) : store;
   let last: Record<string, number> = {};
   try {
     await waitUntil(
       "the server to drain its work",
-      () => {
-        last = backlog(dataDir);
+      async () => {
+        last = await s.backlog();
         return Object.values(last).every((n) => n === 0);
       },
       timeoutMs,
       200,
     );
   } catch (e) {
-    // Dead jobs (a mail.process job dead-lettered leaves its message queued) say why.
-    const db = readonlyDb(dataDir);
-    const dead = db
-      .query("SELECT id, kind, attempt, dead_reason, last_error FROM jobs WHERE state = 'dead' LIMIT 10")
-      .all();
-    db.close();
-    throw new Error(`${(e as Error).message}: ${JSON.stringify(last)}; dead jobs ${JSON.stringify(dead)}`);
+    throw new Error(
+      `${(e as Error).message}: ${JSON.stringify(last)}; dead jobs ${JSON.stringify(await s.deadJobs())}`,
+    );
   }
 }
 
@@ -307,148 +494,124 @@ export async function attemptAudits(url: string): Promise<Map<string, number>> {
   return out;
 }
 
-/** Files under `dir`, as paths relative to it (none when it does not exist). */
-function filesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => statSync(join(dir, f)).isFile());
-}
-
 export interface Findings {
   events: number;
   deliveries: number;
   /** Broken guarantees, each one line; empty when all hold. */
   problems: string[];
   /**
-   * Spool segments no row references (name and size). Known: the spool (src/ingress/smtp/spool.ts) keeps
-   * the segment a process was writing when it died, or one a full disk refused, until
-   * `spool_retention` purges it; no acknowledged message is in one (its row would reference it).
+   * Stored raw mail no row references (spool segment files on SQLite, spool chunks on PostgreSQL).
+   * Known: the file spool (src/ingress/smtp/spool.ts) keeps the segment a process was writing when it
+   * died, or one a full disk refused, until the next start or `spool_retention` purges it; on
+   * PostgreSQL only spool retention removes them (another node may be between its two commits). No
+   * acknowledged message is in one (its row would reference it).
    */
   unreferencedSegments: string[];
 }
 
 /**
- * The checks of every run, on the data dir of a stopped server: each acknowledgement is exactly
+ * The checks of every run, on the rows of a stopped server: each acknowledgement is exactly
  * one event; every event routed to exactly one delivery, delivered and seen by the receiver;
- * every delivery attempt audited; no job left; every spool segment and blob referenced by a row
- * and every referenced one there.
+ * every delivery attempt audited; no job left; every stored message's bytes there, every blob
+ * an attachment of some event and every attachment's blob there.
  */
+export function checkRows(
+  rows: StoredRows,
+  acks: readonly Ack[],
+  receiver: Receiver,
+  audited: Map<string, number> | null,
+): Findings {
+  const problems: string[] = [];
+  const eventsByKey = new Map<string, string[]>();
+  // Webhooks by their webhook-id (the idempotency key); mail by its Message-ID (the key is a
+  // hash of the message and its envelope, so the Message-ID is read from the envelope).
+  for (const e of rows.events) {
+    const k = `${e.binding}/${e.binding === "mail" ? e.mid : e.key}`;
+    eventsByKey.set(k, [...(eventsByKey.get(k) ?? []), e.id]);
+  }
+  const eventIds = new Set([...eventsByKey.values()].flat());
+
+  // Each acknowledged item: exactly one event.
+  const hookAnswers = new Map<string, Set<string>>();
+  for (const a of acks) {
+    if (a.k === "hook") {
+      hookAnswers.set(a.id, (hookAnswers.get(a.id) ?? new Set()).add(a.ack!));
+      continue;
+    }
+    const row = rows.mail.get(a.ack!);
+    if (!row) {
+      problems.push(`acknowledged message ${a.ack} (${a.id}) has no row`);
+      continue;
+    }
+    if (row.state !== "processed" || row.events.length !== 1 || !eventIds.has(row.events[0]!))
+      problems.push(`acknowledged message ${a.ack} (${a.id}): state ${row.state}, events ${row.events}`);
+    const byKey = eventsByKey.get(`mail/${a.id}`) ?? eventsByKey.get(`mail/${a.id.slice(1, -1)}`) ?? [];
+    if (byKey.length !== 1) problems.push(`acknowledged message ${a.ack} (${a.id}) is ${byKey.length} events`);
+  }
+  for (const [id, answers] of hookAnswers) {
+    const byKey = eventsByKey.get(`hooks/${id}`) ?? [];
+    if (answers.size !== 1) problems.push(`webhook ${id} was answered with different events: ${[...answers]}`);
+    if (byKey.length !== 1 || !answers.has(byKey[0]!))
+      problems.push(`acknowledged webhook ${id} (${[...answers]}) is events [${byKey}]`);
+  }
+
+  // Every event routed to one delivery to rx, delivered, seen by the receiver, each attempt audited.
+  const perEvent = new Map<string, number>();
+  for (const d of rows.deliveries) {
+    perEvent.set(d.event_id, (perEvent.get(d.event_id) ?? 0) + 1);
+    if (d.state !== "delivered") problems.push(`delivery ${d.id} of ${d.event_id} is ${d.state}`);
+    if (!receiver.seen.has(d.id))
+      problems.push(`delivery ${d.id} of ${d.event_id} (${d.state}) never reached the receiver`);
+    else if (receiver.eventOf.get(d.id) !== d.event_id)
+      problems.push(`delivery ${d.id} carried ${receiver.eventOf.get(d.id)}, not ${d.event_id}`);
+    if (audited && (audited.get(d.id) ?? 0) < d.attempts)
+      problems.push(`delivery ${d.id}: ${d.attempts} attempts, ${audited.get(d.id) ?? 0} audited`);
+  }
+  for (const id of eventIds)
+    if (perEvent.get(id) !== 1) problems.push(`event ${id} has ${perEvent.get(id) ?? 0} deliveries`);
+  const known = new Set(rows.deliveries.map((d) => d.id));
+  for (const id of receiver.seen.keys())
+    if (!known.has(id)) problems.push(`the receiver got webhook-id ${id}, which is no delivery`);
+  if (receiver.bad) problems.push(`${receiver.bad} deliveries with a bad signature`);
+
+  // No job left behind, leased or otherwise.
+  for (const j of rows.jobsLeft)
+    problems.push(
+      `job ${j.id} (${j.kind}) is ${j.state}${j.lease_owner ? ` by ${j.lease_owner}` : ""}${j.last_error ? `: ${j.last_error}` : ""}`,
+    );
+
+  // Raw mail: every message's bytes stored. Blobs: every one an attachment of some event, every attachment's there.
+  problems.push(...rows.files.problems);
+  const wanted = new Set(rows.events.flatMap((e) => e.attachments));
+  for (const w of wanted) if (!rows.blobs.has(w)) problems.push(`blob ${w} is referenced but missing`);
+  for (const b of rows.blobs) if (!wanted.has(b)) problems.push(`blob ${b} is referenced by no event`);
+
+  return {
+    events: eventIds.size,
+    deliveries: rows.deliveries.length,
+    problems,
+    unreferencedSegments: rows.files.unreferenced,
+  };
+}
+
+/** `checkRows` on the data dir of a stopped SQLite server. */
 export function checkDataDir(
   dataDir: string,
   acks: readonly Ack[],
   receiver: Receiver,
   audited: Map<string, number> | null,
 ): Findings {
-  const problems: string[] = [];
-  const db = readonlyDb(dataDir);
-  try {
-    const eventsByKey = new Map<string, string[]>();
-    // Webhooks by their webhook-id (the idempotency key); mail by its Message-ID (the key is a
-    // hash of the message and its envelope, so the Message-ID is read from the envelope).
-    const rows = db
-      .query(
-        "SELECT id, idempotency_key AS key, binding, json_extract(envelope, '$.data.message_id') AS mid FROM events WHERE tenant = ?",
-      )
-      .all(TENANT) as { id: string; key: string | null; binding: string; mid: string | null }[];
-    for (const e of rows) {
-      const k = `${e.binding}/${e.binding === "mail" ? e.mid : e.key}`;
-      eventsByKey.set(k, [...(eventsByKey.get(k) ?? []), e.id]);
-    }
-    const eventIds = new Set([...eventsByKey.values()].flat());
+  return checkRows(sqliteRows(dataDir), acks, receiver, audited);
+}
 
-    // Each acknowledged item: exactly one event.
-    const mailRow = db.query("SELECT state, events, spool_segment FROM mail_messages WHERE id = ?");
-    const hookAnswers = new Map<string, Set<string>>();
-    for (const a of acks) {
-      if (a.k === "hook") {
-        hookAnswers.set(a.id, (hookAnswers.get(a.id) ?? new Set()).add(a.ack!));
-        continue;
-      }
-      const row = mailRow.get(a.ack!) as { state: string; events: string | null } | null;
-      if (!row) {
-        problems.push(`acknowledged message ${a.ack} (${a.id}) has no row`);
-        continue;
-      }
-      const ids = row.events ? (JSON.parse(row.events) as string[]) : [];
-      if (row.state !== "processed" || ids.length !== 1 || !eventIds.has(ids[0]!))
-        problems.push(`acknowledged message ${a.ack} (${a.id}): state ${row.state}, events ${row.events}`);
-      const byKey = eventsByKey.get(`mail/${a.id}`) ?? eventsByKey.get(`mail/${a.id.slice(1, -1)}`) ?? [];
-      if (byKey.length !== 1) problems.push(`acknowledged message ${a.ack} (${a.id}) is ${byKey.length} events`);
-    }
-    for (const [id, answers] of hookAnswers) {
-      const byKey = eventsByKey.get(`hooks/${id}`) ?? [];
-      if (answers.size !== 1) problems.push(`webhook ${id} was answered with different events: ${[...answers]}`);
-      if (byKey.length !== 1 || !answers.has(byKey[0]!))
-        problems.push(`acknowledged webhook ${id} (${[...answers]}) is events [${byKey}]`);
-    }
-
-    // Every event routed to one delivery to rx, delivered, seen by the receiver, each attempt audited.
-    const deliveries = db
-      .query("SELECT id, event_id, endpoint, state, attempts FROM deliveries WHERE tenant = ? AND replay_of IS NULL")
-      .all(TENANT) as { id: string; event_id: string; endpoint: string; state: string; attempts: number }[];
-    const perEvent = new Map<string, number>();
-    for (const d of deliveries) {
-      perEvent.set(d.event_id, (perEvent.get(d.event_id) ?? 0) + 1);
-      if (d.state !== "delivered") problems.push(`delivery ${d.id} of ${d.event_id} is ${d.state}`);
-      if (!receiver.seen.has(d.id))
-        problems.push(`delivery ${d.id} of ${d.event_id} (${d.state}) never reached the receiver`);
-      else if (receiver.eventOf.get(d.id) !== d.event_id)
-        problems.push(`delivery ${d.id} carried ${receiver.eventOf.get(d.id)}, not ${d.event_id}`);
-      if (audited && (audited.get(d.id) ?? 0) < d.attempts)
-        problems.push(`delivery ${d.id}: ${d.attempts} attempts, ${audited.get(d.id) ?? 0} audited`);
-    }
-    for (const id of eventIds)
-      if (perEvent.get(id) !== 1) problems.push(`event ${id} has ${perEvent.get(id) ?? 0} deliveries`);
-    const known = new Set(deliveries.map((d) => d.id));
-    for (const id of receiver.seen.keys())
-      if (!known.has(id)) problems.push(`the receiver got webhook-id ${id}, which is no delivery`);
-    if (receiver.bad) problems.push(`${receiver.bad} deliveries with a bad signature`);
-
-    // No job left behind, leased or otherwise.
-    for (const j of db
-      .query("SELECT id, kind, state, lease_owner, dead_reason, last_error FROM jobs WHERE state <> 'done'")
-      .all() as Record<string, unknown>[]) {
-      problems.push(
-        `job ${j.id} (${j.kind}) is ${j.state}${j.lease_owner ? ` by ${j.lease_owner}` : ""}${j.last_error ? `: ${j.last_error}` : ""}`,
-      );
-    }
-
-    // The spool: every segment file referenced by a row; every row's bytes there.
-    const spoolDir = join(dataDir, "spool");
-    const segments = new Set(filesUnder(spoolDir));
-    const referenced = new Set<string>();
-    for (const r of db
-      .query("SELECT id, spool_segment AS seg, spool_offset AS off, spool_length AS len FROM mail_messages")
-      .all() as { id: string; seg: string; off: number; len: number }[]) {
-      referenced.add(r.seg);
-      if (!segments.has(r.seg)) problems.push(`message ${r.id}: spool segment ${r.seg} is missing`);
-      else if (statSync(join(spoolDir, r.seg)).size < r.off + r.len)
-        problems.push(`message ${r.id}: spool segment ${r.seg} ends before its bytes`);
-    }
-    const unreferencedSegments: string[] = [];
-    for (const s of segments) {
-      if (referenced.has(s)) continue;
-      if (/^\d{15}-[0-9a-f]{8}\.spool$/.test(s))
-        unreferencedSegments.push(`${s} (${statSync(join(spoolDir, s)).size} bytes)`);
-      else problems.push(`${s} in the spool is no spool segment`);
-    }
-
-    // Blobs: every file an attachment of some event, every attachment's file there.
-    const blobDir = join(dataDir, "blobs");
-    const blobs = new Set(filesUnder(blobDir));
-    const wanted = new Set<string>();
-    for (const e of db.query("SELECT envelope FROM events").all() as { envelope: string }[]) {
-      for (const at of (JSON.parse(e.envelope) as { data?: { attachments?: { sha256?: string }[] } }).data
-        ?.attachments ?? []) {
-        if (at.sha256) wanted.add(join("sha256", at.sha256.slice(0, 2), at.sha256));
-      }
-    }
-    for (const w of wanted) if (!blobs.has(w)) problems.push(`blob ${w} is referenced but missing`);
-    for (const b of blobs) if (!wanted.has(b)) problems.push(`blob file ${b} is referenced by no event`);
-
-    return { events: eventIds.size, deliveries: deliveries.length, problems, unreferencedSegments };
-  } finally {
-    db.close();
-  }
+/** `checkRows` on a stopped server's store. */
+export async function checkStore(
+  store: CrashStore,
+  acks: readonly Ack[],
+  receiver: Receiver,
+  audited: Map<string, number> | null,
+): Promise<Findings> {
+  return checkRows(await store.rows(), acks, receiver, audited);
 }
 
 /** Stop a server with SIGTERM and wait for it (a graceful stop: everything committed, the database closed). */

@@ -5,8 +5,8 @@
  * finishes the dead node's leased jobs once their lease (3 s here) expired and takes over its
  * singleton work. Afterwards, on the database: every acknowledged item is exactly one event,
  * every event one delivery, delivered and seen by the receiver, never more than 2 requests at
- * once at the receiver, the audit chain verifies, no job is left and every attachment's blob is
- * in the database.
+ * once at the receiver, the audit chain verifies, no job is left, every message's raw bytes and
+ * every attachment's blob are in the database (harness.ts checkRows, through postgresStore).
  */
 import { afterAll, afterEach, expect, setDefaultTimeout, test } from "bun:test";
 import { SQL } from "bun";
@@ -19,13 +19,14 @@ import {
   type Ack,
   ackCounts,
   auditVerify,
+  checkStore,
   configure,
   Load,
+  postgresStore,
   prng,
   Receiver,
   SERVE_ENV,
   stopGracefully,
-  TENANT,
   TOKEN,
 } from "./harness.ts";
 
@@ -43,84 +44,6 @@ afterAll(async () => {
 
 const MAX_IN_FLIGHT = 2;
 
-/** What is still to do, on the shared database. */
-async function backlog(db: SQL): Promise<Record<string, number>> {
-  const [r] = await db.unsafe(`SELECT
-    (SELECT count(*) FROM mail_messages WHERE state = 'queued')::int AS mail_queued,
-    (SELECT count(*) FROM jobs WHERE state IN ('available', 'leased'))::int AS jobs_open,
-    (SELECT count(*) FROM deliveries WHERE state <> 'delivered')::int AS deliveries_open,
-    (SELECT count(*) FROM events WHERE routing IS NULL)::int AS events_unrouted`);
-  return r as Record<string, number>;
-}
-
-/** The crash suite's end-of-run checks (harness.ts checkDataDir), on the shared database. */
-async function check(
-  db: SQL,
-  acks: readonly Ack[],
-  receiver: Receiver,
-): Promise<{ events: number; problems: string[] }> {
-  const problems: string[] = [];
-  const rows = (await db.unsafe(
-    "SELECT id, idempotency_key AS key, binding, envelope #>> '{data,message_id}' AS mid, envelope -> 'data' -> 'attachments' AS att FROM events WHERE tenant = $1",
-    [TENANT],
-  )) as { id: string; key: string | null; binding: string; mid: string | null; att: { sha256?: string }[] | null }[];
-  const byKey = new Map<string, string[]>();
-  const wanted = new Set<string>();
-  for (const e of rows) {
-    const k = `${e.binding}/${e.binding === "mail" ? e.mid : e.key}`;
-    byKey.set(k, [...(byKey.get(k) ?? []), e.id]);
-    for (const a of e.att ?? []) if (a.sha256) wanted.add(a.sha256);
-  }
-  const eventIds = new Set(rows.map((r) => r.id));
-  const mail = new Map(
-    (
-      (await db.unsafe("SELECT id, state, events FROM mail_messages")) as {
-        id: string;
-        state: string;
-        events: string[] | null;
-      }[]
-    ).map((m) => [m.id, m]),
-  );
-  for (const a of acks) {
-    if (a.k === "hook") {
-      const ids = byKey.get(`hooks/${a.id}`) ?? [];
-      if (ids.length !== 1 || ids[0] !== a.ack)
-        problems.push(`acknowledged webhook ${a.id} (${a.ack}) is events [${ids}]`);
-      continue;
-    }
-    const m = mail.get(a.ack!);
-    if (!m || m.state !== "processed" || m.events?.length !== 1 || !eventIds.has(m.events[0]!))
-      problems.push(`acknowledged message ${a.ack} (${a.id}): ${m ? `${m.state}, events ${m.events}` : "no row"}`);
-    const ids = byKey.get(`mail/${a.id}`) ?? byKey.get(`mail/${a.id.slice(1, -1)}`) ?? [];
-    if (ids.length !== 1) problems.push(`acknowledged message ${a.ack} (${a.id}) is ${ids.length} events`);
-  }
-  const deliveries = (await db.unsafe(
-    "SELECT id, event_id, state FROM deliveries WHERE tenant = $1 AND replay_of IS NULL",
-    [TENANT],
-  )) as { id: string; event_id: string; state: string }[];
-  const perEvent = new Map<string, number>();
-  for (const d of deliveries) {
-    perEvent.set(d.event_id, (perEvent.get(d.event_id) ?? 0) + 1);
-    if (d.state !== "delivered") problems.push(`delivery ${d.id} is ${d.state}`);
-    if (!receiver.seen.has(d.id)) problems.push(`delivery ${d.id} never reached the receiver`);
-    else if (receiver.eventOf.get(d.id) !== d.event_id) problems.push(`delivery ${d.id} carried another event`);
-  }
-  for (const id of eventIds)
-    if (perEvent.get(id) !== 1) problems.push(`event ${id} has ${perEvent.get(id) ?? 0} deliveries`);
-  const known = new Set(deliveries.map((d) => d.id));
-  for (const id of receiver.seen.keys())
-    if (!known.has(id)) problems.push(`the receiver got ${id}, which is no delivery`);
-  if (receiver.bad) problems.push(`${receiver.bad} deliveries with a bad signature`);
-  for (const j of (await db.unsafe("SELECT id, kind, state, lease_owner FROM jobs WHERE state <> 'done'")) as Record<
-    string,
-    unknown
-  >[])
-    problems.push(`job ${j.id} (${j.kind}) is ${j.state} by ${j.lease_owner}`);
-  const blobs = new Set(((await db.unsafe("SELECT sha256 FROM blobs")) as { sha256: string }[]).map((b) => b.sha256));
-  for (const w of wanted) if (!blobs.has(w)) problems.push(`blob ${w} is referenced but not in the database`);
-  return { events: eventIds.size, problems };
-}
-
 test.skipIf(skip)(
   "two nodes on one database: each acknowledged item once, each delivery once, max_in_flight across both; " +
     "a SIGKILLed node's leased jobs and singleton work move to the other",
@@ -129,6 +52,7 @@ test.skipIf(skip)(
     const t0 = performance.now();
     const url = await pg.freshDatabase();
     const db = new SQL(url, { max: 2 });
+    const store = postgresStore(url);
     const receiver = new Receiver(prng(7));
     let load: Load | null = null;
     try {
@@ -182,7 +106,7 @@ test.skipIf(skip)(
       await waitUntil(
         "the surviving node to finish everything",
         async () => {
-          last = await backlog(db);
+          last = await store.backlog();
           return Object.values(last).every((n) => n === 0);
         },
         40_000,
@@ -207,7 +131,7 @@ test.skipIf(skip)(
       const verdict = await auditVerify(root, b.url);
       await stopGracefully(b.server);
       const acks = load.acks();
-      const findings = await check(db, acks, receiver);
+      const findings = await checkStore(store, acks, receiver, null);
       console.log(
         `nodes: acks ${JSON.stringify(ackCounts(acks))}; refusals ${load.nacks().length}; events ${findings.events}; ` +
           `receiver ${receiver.deliveries} (${receiver.duplicates().length} duplicates), at most ${receiver.maxInFlight} at once ` +
@@ -225,6 +149,7 @@ test.skipIf(skip)(
       load?.kill();
       receiver.stop();
       await db.close().catch(() => {});
+      await store.close().catch(() => {});
       await pg.drop(url).catch(() => {});
     }
   },

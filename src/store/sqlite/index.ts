@@ -83,7 +83,7 @@ export class SqliteStorage implements Storage {
     this.tokens = new SqliteTokens(db, this.committer, this.audit);
     this.events = new SqliteEvents(handle);
     this.approvals = new SqliteApprovals(db, this.committer, this.audit);
-    this.mail = new SqliteMail(db);
+    this.mail = new SqliteMail(handle);
     this.secrets = new SqliteSecrets(db);
     this.users = new SqliteUsers(db);
     this.sessions = new SqliteSessions(db, this.committer);
