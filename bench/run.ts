@@ -40,6 +40,9 @@ const DEFAULTS: Record<string, string> = {
   BENCH_PG_SECONDS: "5",
   BENCH_AGENTS_CLAIMS: "100",
   BENCH_AGENTS_CALLS: "200",
+  BENCH_AGENTS_COLD: "5",
+  BENCH_AGENTS_IDLE: "5",
+  BENCH_AGENTS_FIRST: "20",
 };
 
 type Bench = () => Promise<SectionResult | undefined | void>;

@@ -47,9 +47,10 @@ function capacityFromReport(): { smtp: number; webhooks: number; from: string } 
   if (!existsSync(file)) return null;
   const r = JSON.parse(readFileSync(file, "utf8")) as Report;
   const figs = (s: string) => r.sections.find((x) => x.section === s)?.figures ?? [];
-  const accept = figs("smtp").find((f) => f.name.startsWith("agentowl durable accept, reuse, greeting 0ms"));
-  const backlog = figs("smtp").find((f) => f.name.startsWith("processing backlog") && f.name.endsWith("greeting 0ms"));
-  const burst = Number(/after (\d+(?:\.\d+)?) s/.exec(backlog?.name ?? "")?.[1]);
+  const accept = figs("smtp").find((f) => f.name.startsWith("agentowl durable accept, reuse"));
+  const backlog = figs("smtp").find((f) => f.name.startsWith("processing backlog"));
+  // The smtp section's burst (BENCH_SMTP_SECONDS, 8 s unless set).
+  const burst = Number(process.env.BENCH_SMTP_SECONDS ?? 8);
   const dispatch = figs("dispatch").find((f) => f.name.startsWith("agentowl: ingress → delivered"));
   if (!accept || !backlog || !burst || !dispatch) return null;
   return {
