@@ -10,6 +10,8 @@ import { checkpointFile } from "../src/audit/anchor.ts";
 import { chainKeysFrom } from "../src/audit/keys.ts";
 import { openSqliteStorage } from "../src/store/index.ts";
 import { enqueueAll } from "./peers/common.ts";
+import { per1000, selfMeter } from "./measure.ts";
+import { figure, type SectionResult } from "./report.ts";
 
 const N = Number(process.env.BENCH_AUDIT_ENTRIES ?? 20_000);
 const WRITERS = 50;
@@ -24,7 +26,8 @@ const entry = (i: number) => ({
   details: { resource_version: i, summary: { created: 1, updated: 2 } },
 });
 
-async function run(chained: boolean): Promise<number> {
+async function run(chained: boolean): Promise<{ rate: number; cpu?: number; rss?: number }> {
+  const meter = selfMeter();
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-audit-"));
   try {
     const s = openSqliteStorage({ dir });
@@ -71,16 +74,21 @@ async function run(chained: boolean): Promise<number> {
     );
     if (chained && !(await s.audit.verify()).ok) throw new Error("the benchmark's chain does not verify");
     await s.close();
-    return rate;
+    return { rate, cpu: per1000(meter.cpuMs(), N), rss: meter.peakRssMiB() };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-export async function benchAudit(): Promise<void> {
-  const rounds: { chained: number; plain: number }[] = [];
-  for (let r = 0; r < ROUNDS; r++) rounds.push({ plain: await run(false), chained: await run(true) });
+export async function benchAudit(): Promise<SectionResult> {
+  const runs: { chained: Awaited<ReturnType<typeof run>>; plain: Awaited<ReturnType<typeof run>> }[] = [];
+  for (let r = 0; r < ROUNDS; r++) runs.push({ plain: await run(false), chained: await run(true) });
+  const rounds = runs.map((r) => ({ chained: r.chained.rate, plain: r.plain.rate }));
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const cpu = (k: "chained" | "plain") => {
+    const xs = runs.map((r) => r[k].cpu).filter((x) => x !== undefined);
+    return xs.length ? median(xs) : undefined;
+  };
   const chained = median(rounds.map((r) => r.chained));
   const plain = median(rounds.map((r) => r.plain));
   console.log(`audit appends, ${N} entries, ${WRITERS} concurrent writers, group commit, median of ${ROUNDS} rounds`);
@@ -92,6 +100,19 @@ export async function benchAudit(): Promise<void> {
   console.log(`   hash-chained appends: ${chained.toLocaleString("en-US")}/s`);
   console.log(`   plain inserts of the same rows: ${plain.toLocaleString("en-US")}/s`);
   console.log(`   chained / plain: ${((100 * chained) / plain).toFixed(0)}% (target >= 50%)`);
+  return {
+    section: "audit",
+    figures: [
+      figure("plain inserts of the same rows (reference)", plain, "entries/s", { cpuMsPer1000: cpu("plain") }),
+      figure("hash-chained, anchored appends", chained, "entries/s", {
+        cpuMsPer1000: cpu("chained"),
+        peakRssMiB: runs[0]!.chained.rss,
+        vs: [{ role: "reference", name: "plain inserts", value: plain }],
+      }),
+    ],
+    targets: [{ name: "chained / plain", measured: (100 * chained) / plain, op: ">=", bound: 50, unit: "%" }],
+    notes: [],
+  };
 }
 
 if (import.meta.main) await benchAudit();

@@ -24,6 +24,7 @@ import { createLogger, Redactor } from "../src/core/log.ts";
 import { ENVELOPE_VERSION, type Envelope } from "../src/events/envelope.ts";
 import { SseClient } from "../test/helpers/sse.ts";
 import { quantile } from "./common.ts";
+import { figure, type SectionResult } from "./report.ts";
 
 const EVENTS = Number(process.env.BENCH_CONSOLE_EVENTS ?? 100_000);
 const LOADS = Number(process.env.BENCH_CONSOLE_LOADS ?? 200);
@@ -96,7 +97,7 @@ async function signIn(base: string): Promise<string> {
     .find((c) => c.startsWith("agentowl_session="))!;
 }
 
-export async function benchConsole(): Promise<void> {
+export async function benchConsole(): Promise<SectionResult> {
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-console-"));
   const config = loadConfig({
     env: {
@@ -197,6 +198,33 @@ export async function benchConsole(): Promise<void> {
     console.log(`  SSE delay              p50 ${f(d.p50)}  p99 ${f(d.p99)}`);
     console.log(`  /healthz round trip    p50 ${f(h.p50)}  p99 ${f(h.p99)}   (reference)`);
     console.log(`  delay / round trip     p50 ${(d.p50 / h.p50).toFixed(2)}x  p99 ${(d.p99 / h.p99).toFixed(2)}x`);
+    const lat = (name: string, x: { p50: number; p99: number }, ref?: { name: string; p99: number }) =>
+      figure(name, x.p99, "ms p99", {
+        p50: x.p50,
+        p99: x.p99,
+        vs: ref ? [{ role: "reference", name: `${ref.name} p99`, value: ref.p99 }] : [],
+      });
+    return {
+      section: "console",
+      figures: [
+        lat("/v1/events?limit=50, server time (reference)", api),
+        lat(`/console/events, first page of ${EVENTS.toLocaleString("en")} events`, page, {
+          name: "/v1/events",
+          p99: api.p99,
+        }),
+        lat("the same as an htmx fragment", fragment),
+        lat("search, matches often", search),
+        lat("search, no match (the whole window)", rare),
+        lat("state=dead (sparse)", dead),
+        lat("/healthz round trip (reference)", h),
+        lat("SSE: commit → events message", d, { name: "a /healthz round trip", p99: h.p99 }),
+      ],
+      targets: [
+        { name: "events page p99", measured: page.p99, op: "<", bound: 50, unit: " ms" },
+        { name: "live update p99", measured: d.p99, op: "<", bound: 250, unit: " ms" },
+      ],
+      notes: [],
+    };
   } finally {
     await app.stop();
     rmSync(dir, { recursive: true, force: true });

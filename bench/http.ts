@@ -10,6 +10,7 @@
  */
 import autocannon from "autocannon";
 import { createHmac } from "node:crypto";
+import { figure, type SectionResult } from "./report.ts";
 import { bytesWritten, cpuSeconds, startAppliance, withPeer, withTempDir } from "./common.ts";
 
 const CONNECTIONS = Number(process.env.BENCH_HTTP_CONNECTIONS ?? 50);
@@ -142,13 +143,13 @@ const us = (m: Measured) => (m.cpu === null || !m.total ? null : (m.cpu * 1e6) /
 const cpuNote = (x: number | null) => (x === null ? "" : `  CPU ${x.toFixed(1)} µs/request`);
 const latency = (m: Measured) => `p50 ${median(m.p50s)} ms  p99 ${median(m.p99s)} ms`;
 
-export async function benchHttp(): Promise<void> {
+export async function benchHttp(): Promise<SectionResult> {
   console.log(
     `${CONNECTIONS} connections, ${SECONDS} s each in ${SLICES} interleaved slices after ${WARMUP_SECONDS} s of ` +
       `warm-up, ${BODY.length} byte JSON bodies, ${RANDOM_IDS ? "random" : "sequential"} webhook-ids, autocannon ` +
       "in this process; latency: the median of the slices' percentiles",
   );
-  await withPeer("http-bare.ts", [], (bareUrl, bareProc) =>
+  return await withPeer("http-bare.ts", [], (bareUrl, bareProc) =>
     withTempDir("agentowl-bench-floor-", (dir) =>
       withPeer("http-durable-floor.ts", [dir], async (floorUrl, floorProc) => {
         const app = await startAppliance("http");
@@ -181,7 +182,7 @@ export async function benchHttp(): Promise<void> {
           if (ours!.cpu !== null && beforeWait !== null && afterWait !== null) ours!.cpu += afterWait - beforeWait;
           const written = bytesWritten(app.proc.pid);
           const after = await metric();
-          report(
+          return report(
             ref!,
             floor!,
             ours!,
@@ -204,7 +205,7 @@ function report(
   warm: (name: string) => number,
   after: (name: string) => number,
   written: number | null,
-): void {
+): SectionResult {
   const [bareRate, floorRate, ourRate] = [rate(ref), rate(floor), rate(ours)];
   console.log(
     `bare Bun.serve, 202 and nothing else:      ${String(bareRate).padStart(6)} req/s  ${latency(ref)}${cpuNote(us(ref))}`,
@@ -240,4 +241,31 @@ function report(
         "generator's share of the 2 cores moves the rates, not this)",
     );
   }
+  const cpuMs = (x: number | null) => (x === null ? undefined : x);
+  const ceiling = { role: "ceiling" as const, name: "bare Bun.serve", value: bareRate };
+  const p = (m: Measured) => ({ p50: median(m.p50s), p99: median(m.p99s) });
+  return {
+    section: "http",
+    figures: [
+      figure("bare Bun.serve, 202 and nothing else (ceiling)", bareRate, "req/s", {
+        ...p(ref),
+        cpuMsPer1000: cpuMs(bareUs),
+      }),
+      figure("floor: verify + one row, group commit", floorRate, "req/s", {
+        ...p(floor),
+        cpuMsPer1000: cpuMs(floorUs),
+        vs: [ceiling],
+      }),
+      figure("agentowl: verified, committed, routed webhooks", ourRate, "req/s", {
+        ...p(ours),
+        cpuMsPer1000: cpuMs(oursUs),
+        vs: [{ role: "floor", name: "verify + one row", value: floorRate }, ceiling],
+      }),
+    ],
+    targets: [
+      { name: "webhooks / the durable floor", measured: ourRate / floorRate, op: ">=", bound: 0.85, unit: "x" },
+      { name: "webhook p99", measured: median(ours.p99s), op: "<", bound: 25, unit: " ms" },
+    ],
+    notes: ours.non2xx ? [`${ours.non2xx} answers were not 2xx`] : [],
+  };
 }

@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { freePort, startAppliance } from "./common.ts";
+import { figure, type SectionResult } from "./report.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -115,7 +116,7 @@ async function readyMs(dir: string): Promise<number> {
 
 const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 
-export async function benchOps(): Promise<void> {
+export async function benchOps(): Promise<SectionResult> {
   const work = mkdtempSync(join(tmpdir(), "agentowl-bench-ops-"));
   const app = await startAppliance("ops", { AGENTOWL_BACKUP_KEEP: "0", AGENTOWL_WORKER_CONCURRENCY: "8" });
   const { dir } = app;
@@ -234,6 +235,34 @@ export async function benchOps(): Promise<void> {
       `start-up to /readyz 200 on the restored data dir: ${restoredMs.toFixed(0)} ms first, ${again.toFixed(0)} ms ` +
         `again; on a fresh data dir: ${freshMs.toFixed(0)} ms = ${(again / freshMs).toFixed(2)}x fresh`,
     );
+    const data = `${events.toLocaleString("en-US")} events, ${gib(blobBytes)} of blobs`;
+    return {
+      section: "ops",
+      figures: [
+        figure(`backup while serving (${data})`, backupS, "s", {
+          vs: [{ role: "reference", name: "GNU tar, server stopped", value: tarS }],
+        }),
+        figure("ingest during the backup", duringRate, "webhooks/s", {
+          vs: [{ role: "reference", name: "without a backup", value: baseRate }],
+        }),
+        figure("restore (verified, fsynced, swapped)", restoreS, "s", {
+          vs: [{ role: "reference", name: "GNU tar -x, no fsync", value: untarS }],
+        }),
+        figure("start-up to /readyz on the restored data dir, again", again, "ms", {
+          vs: [{ role: "reference", name: "a fresh data dir", value: freshMs }],
+        }),
+      ],
+      targets: [
+        {
+          name: "ingest during a backup / without",
+          measured: (100 * duringRate) / baseRate,
+          op: ">=",
+          bound: 80,
+          unit: "%",
+        },
+      ],
+      notes: [],
+    };
   } finally {
     app.proc.kill("SIGTERM");
     await app.proc.exited;

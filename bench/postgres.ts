@@ -19,6 +19,7 @@ import { closedLoop, receiver } from "./dispatch.ts";
 import { load, SECRET } from "./http.ts";
 import { enqueueAll, payload, perSec } from "./peers/common.ts";
 import { type BenchCluster, startCluster } from "./peers/pg-cluster.ts";
+import { figure, type SectionResult } from "./report.ts";
 
 const PRODUCERS = 50;
 const JOBS = Number(process.env.BENCH_PG_JOBS ?? 20_000);
@@ -31,9 +32,15 @@ const LEASE_BATCH = 500;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US").padStart(7);
 
+/** What the section returns to the report: each line() adds its figure and target. */
+let section: SectionResult = { section: "postgres", figures: [], targets: [], notes: [] };
+
 /** One line: the figure, its reference, the ratio, and the target when there is one. */
 function line(what: string, ours: number, ref: number, refName: string, target?: { min: number; text: string }) {
   const r = ours / ref;
+  section.figures.push(figure(what, ours, "/s", { vs: [{ role: "reference", name: refName, value: ref }] }));
+  if (target)
+    section.targets.push({ name: `${what} / ${refName}`, measured: r, op: ">=", bound: target.min, unit: "x" });
   const verdict = target ? `  target ${target.text}: ${r >= target.min ? "met" : "NOT met"}` : "";
   console.log(`${what.padEnd(44)} ${fmt(ours)} /s  ${refName} ${fmt(ref)} /s  = ${r.toFixed(2)}x${verdict}`);
 }
@@ -254,7 +261,8 @@ async function benchNodes(cluster: BenchCluster): Promise<void> {
   line("dispatch, two nodes on one database", two!.dispatch, one!.dispatch, "one node", loss);
 }
 
-export async function benchPostgres(): Promise<void> {
+export async function benchPostgres(): Promise<SectionResult> {
+  section = { section: "postgres", figures: [], targets: [], notes: [] };
   const cluster = await startCluster();
   try {
     console.log(
@@ -265,6 +273,7 @@ export async function benchPostgres(): Promise<void> {
     const only = process.env.BENCH_PG_ONLY;
     if (only !== "nodes") await benchQueues(cluster);
     if (only !== "queue") await benchNodes(cluster);
+    return section;
   } finally {
     cluster.stop();
   }

@@ -17,6 +17,8 @@ import { enqueueAll, payload, type PeerResult, perSec } from "./peers/common.ts"
 import { runPeer as liteque } from "./peers/liteque.ts";
 import { runPeer as plainjob } from "./peers/plainjob.ts";
 import { runRawSqlite } from "./peers/raw-sqlite.ts";
+import { per1000, selfMeter } from "./measure.ts";
+import { figure, type Figure, type SectionResult, type Target } from "./report.ts";
 
 const PRODUCERS = 50;
 const BIG = Number(process.env.BENCH_JOBS ?? 50_000);
@@ -93,16 +95,27 @@ async function oursRunner(jobs: number): Promise<number> {
 const fmt = (n: number) => n.toLocaleString("en-US");
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 
-export async function benchQueue(): Promise<void> {
+export async function benchQueue(): Promise<SectionResult> {
   console.log(
     `queue benchmark: ${PRODUCERS} producers; WAL + synchronous=FULL everywhere; ${new Date().toISOString()}\n`,
   );
 
-  const rounds: { perItem: number; group: number; lease: number; commits: number; batches: Map<number, number> }[] = [];
+  const rounds: {
+    perItem: number;
+    group: number;
+    lease: number;
+    commits: number;
+    batches: Map<number, number>;
+    cpu?: number;
+    rss?: number;
+  }[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const perItem = await ours(PER_ITEM_JOBS, 1);
+    const meter = selfMeter();
     const group = await ours(BIG, 1000);
     rounds.push({
+      cpu: per1000(meter.cpuMs(), BIG),
+      rss: meter.peakRssMiB(),
       perItem: perItem.enqueuePerSec,
       group: group.enqueuePerSec,
       lease: group.processPerSec,
@@ -156,6 +169,7 @@ export async function benchQueue(): Promise<void> {
   console.log(`4. Against SQLite job-queue packages, ${PEER_JOBS} jobs each, same producers, same durability`);
   const mine = await ours(PEER_JOBS, 1000);
   const peers: PeerResult[] = [];
+  const failed: string[] = [];
   for (const [name, run] of [
     ["bunqueue", bunqueue],
     ["plainjob", plainjob],
@@ -165,6 +179,7 @@ export async function benchQueue(): Promise<void> {
       peers.push(await withDir((dir) => run({ dir, jobs: PEER_JOBS, producers: PRODUCERS })));
     } catch (e) {
       console.log(`   ${name}: failed: ${(e as Error).message}`);
+      failed.push(`peer ${name} failed: ${(e as Error).message}`);
     }
   }
   const rows = [
@@ -185,6 +200,59 @@ export async function benchQueue(): Promise<void> {
     );
   }
   for (const p of peers) if (p.notes) console.log(`   note, ${p.name}: ${p.notes}`);
+
+  const cpu = rounds.map((r) => r.cpu).filter((x) => x !== undefined);
+  const figures: Figure[] = [
+    figure("durable enqueue, one transaction per item (reference)", perItem, "jobs/s"),
+    figure("durable enqueue, group commit", group.enqueuePerSec, "jobs/s", {
+      cpuMsPer1000: cpu.length ? median(cpu) : undefined,
+      peakRssMiB: rounds[0]!.rss,
+      vs: [
+        { role: "reference", name: "one transaction per item", value: perItem },
+        { role: "reference", name: "bare bun:sqlite, one row per transaction", value: raw.perItemPerSec },
+        { role: "ceiling", name: "bare bun:sqlite, 1000-row transactions", value: raw.batchedPerSec },
+      ],
+    }),
+    figure("lease + ack, batched claims of 500", group.processPerSec, "jobs/s"),
+    figure("JobRunner, no-op handler, concurrency 500", runner, "jobs/s"),
+  ];
+  const targets: Target[] = [
+    {
+      name: "group commit / one transaction per item",
+      measured: group.enqueuePerSec / perItem,
+      op: ">=",
+      bound: 20,
+      unit: "x",
+    },
+    { name: "lease + ack", measured: group.processPerSec, op: ">=", bound: 20_000, unit: " jobs/s" },
+  ];
+  if (peers.length) {
+    const best = (k: "enqueuePerSec" | "processPerSec") => peers.reduce((a, b) => (b[k] > a[k] ? b : a));
+    for (const [k, what] of [
+      ["enqueuePerSec", "enqueue"],
+      ["processPerSec", "process"],
+    ] as const) {
+      const b = best(k);
+      figures.push(
+        figure(`${what}, ${PEER_JOBS} jobs, beside SQLite queue packages`, mine[k], "jobs/s", {
+          vs: [{ role: "reference", name: `best peer (${b.name} ${b.version})`, value: b[k] }],
+        }),
+      );
+      targets.push({
+        name: `${what} / the best SQLite queue package`,
+        measured: mine[k] / b[k],
+        op: ">=",
+        bound: 1.5,
+        unit: "x",
+      });
+    }
+  }
+  return {
+    section: "queue",
+    figures,
+    targets,
+    notes: failed,
+  };
 }
 
 if (import.meta.main) await benchQueue();

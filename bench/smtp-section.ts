@@ -1,0 +1,105 @@
+/**
+ * The smtp section's figures for the report (bench/report.ts), from what benchSmtp returns:
+ * Postfix's durable accept as the reference, the durable floor (reuse), the appliance with and
+ * without connection reuse at greeting delay 0 ms, and the backlog's drain after the burst. Each
+ * number is the median over the section's own rounds (BENCH_SMTP_RUNS), each ratio taken within
+ * its round. The no-disk ceilings (smtp-sink, smtp-server alone) are printed by the section only.
+ */
+import { figure, type Figure, median, type SectionResult, type Target } from "./report.ts";
+import type { SmtpBenchResult } from "./smtp.ts";
+
+export function smtpSection(r: SmtpBenchResult): SectionResult {
+  const runs = r.runs;
+  const m = (f: (x: (typeof runs)[number]) => number | undefined | null) =>
+    median(runs.map(f).filter((x): x is number => typeof x === "number"));
+  const pf = runs.every((x) => x.postfix);
+  const figures: Figure[] = [];
+  if (pf)
+    for (const k of ["reuse", "fresh"] as const)
+      figures.push(
+        figure(
+          `Postfix durable accept, ${k === "reuse" ? "reuse" : "one message per connection"} (reference)`,
+          m((x) => x.postfix![k].perSec),
+          "msg/s",
+          {
+            p50: m((x) => x.postfix![k].p50),
+            p99: m((x) => x.postfix![k].p99),
+            cpuMsPer1000: m((x) => x.postfix![k].cpuPer1k),
+          },
+        ),
+      );
+  figures.push(
+    figure(
+      "floor: smtp-server + group fdatasync + group commit, reuse",
+      m((x) => x.floor.perSec),
+      "msg/s",
+      {
+        p50: m((x) => x.floor.p50),
+        p99: m((x) => x.floor.p99),
+        cpuMsPer1000: m((x) => x.floor.cpuPer1k),
+      },
+    ),
+  );
+  for (const k of ["reuse", "fresh"] as const) {
+    const ours = figure(
+      `agentowl durable accept, ${k === "reuse" ? "reuse" : "one message per connection"}, greeting 0 ms`,
+      m((x) => x.agentowl[k].perSec),
+      "msg/s",
+      {
+        p50: m((x) => x.agentowl[k].p50),
+        p99: m((x) => x.agentowl[k].p99),
+        cpuMsPer1000: m((x) => x.agentowl[k].cpuPer1k),
+      },
+    );
+    // Ratios within each round, then their median.
+    ours.vs = [];
+    if (pf)
+      ours.vs.push({
+        role: "reference",
+        name: "Postfix durable accept",
+        value: m((x) => x.postfix![k].perSec),
+        ratio: m((x) => x.agentowl[k].perSec / x.postfix![k].perSec),
+      });
+    if (k === "reuse")
+      ours.vs.push({
+        role: "floor",
+        name: "smtp-server + fdatasync + commit",
+        value: m((x) => x.floor.perSec),
+        ratio: m((x) => x.agentowl.reuse.perSec / x.floor.perSec),
+      });
+    figures.push(ours);
+  }
+  figures.push(figure("processing backlog after the burst (reuse), to drain", r.median.drainMs / 1000, "s"));
+  const targets: Target[] = [];
+  if (r.median.reuseVsPostfix !== null)
+    targets.push({
+      name: "reuse / Postfix durable accept",
+      measured: r.median.reuseVsPostfix,
+      op: ">=",
+      bound: 3,
+      unit: "x",
+    });
+  if (r.median.freshVsPostfix !== null)
+    targets.push({
+      name: "one message per connection / Postfix durable accept",
+      measured: r.median.freshVsPostfix,
+      op: ">=",
+      bound: 1.5,
+      unit: "x",
+    });
+  targets.push({
+    name: "backlog after the 8 s burst drains",
+    measured: r.median.drainMs / 1000,
+    op: "<",
+    bound: 2,
+    unit: " s",
+  });
+  return {
+    section: "smtp",
+    figures,
+    targets,
+    notes: pf
+      ? []
+      : ["Postfix's durable accept missing (apt-get install postfix; needs root): no reference, its targets left out"],
+  };
+}
