@@ -96,6 +96,8 @@ export class SqliteCommitter implements Committer<SqliteTx> {
   private scheduled = false;
   private closed = false;
   private ops: TxOperations = unbound;
+  /** Told when writes made in this connection's transaction are undone (a whole batch, or one unit's savepoint). */
+  private readonly rolledBack = new Set<() => void>();
   private readonly statsData: CommitterStats = { commits: 0, units: 0, failedCommits: 0, batchSizes: new Map() };
   private readonly stmt;
 
@@ -117,6 +119,18 @@ export class SqliteCommitter implements Committer<SqliteTx> {
 
   bind(ops: TxOperations): void {
     this.ops = ops;
+  }
+
+  /**
+   * `fn` runs whenever writes of the open transaction are undone: a cache of something the
+   * transaction wrote (the audit chain's head) is dropped then, and read again from the table.
+   */
+  onRollback(fn: () => void): void {
+    this.rolledBack.add(fn);
+  }
+
+  private undone(): void {
+    for (const fn of this.rolledBack) fn();
   }
 
   run<T>(work: (tx: SqliteTx) => T): Promise<T> {
@@ -202,6 +216,7 @@ export class SqliteCommitter implements Committer<SqliteTx> {
         }
         stmt.rollbackTo.run();
         stmt.release.run();
+        this.undone();
         outcomes.push({ ok: false, value: e });
       }
     }
@@ -214,6 +229,8 @@ export class SqliteCommitter implements Committer<SqliteTx> {
     try {
       this.opts.verify?.();
     } catch (error) {
+      // What the filesystem still keeps is unknown: whatever was cached of it is read again.
+      this.undone();
       return { kind: "storage-failed", error };
     }
     return { kind: "ok", outcomes, hooks };
@@ -225,6 +242,7 @@ export class SqliteCommitter implements Committer<SqliteTx> {
     } catch {
       // COMMIT may already have rolled back (SQLITE_FULL, SQLITE_IOERR).
     }
+    this.undone();
   }
 
   private record(units: number, started: number, ok: boolean): void {
