@@ -559,7 +559,7 @@ function APPEND(column: string, param: string): string {
   );
 }
 
-/** Deliveries of the event in the outer query, in one of `states` (the deliveries_event index). */
+/** Deliveries of the event in the outer query, in one of `states` (the deliveries_event_endpoint index). */
 const deliveryIn = (states: readonly DeliveryState[]) =>
   sql`EXISTS (SELECT 1 FROM ${deliveries} WHERE ${deliveries.eventId} = ${events.id} AND ${deliveries.state} IN (${sql.join(
     states.map((s) => sql`${s}`),
