@@ -1,5 +1,6 @@
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
+import { OutboxFollows } from "../outbox-follows.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 
@@ -52,6 +53,14 @@ export class PgOutbox implements Outbox {
   ) {}
 
   emitTx(tx: PgTx, event: OutboxEvent): string {
+    if (event.ifFollowed && !this.follows.has(event.topic)) {
+      // Nobody reads it from the log: counted as if written, nothing more.
+      if (this.counters.size) {
+        const tenant = event.tenant ?? null;
+        tx.afterCommit(() => this.count(event.topic, tenant));
+      }
+      return "";
+    }
     const id = newId("obx", tx.now);
     tx.lock(OUTBOX_LOCK);
     tx.conn.defer(
@@ -76,6 +85,12 @@ export class PgOutbox implements Outbox {
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
     this.counters.add(counter);
     return () => this.counters.delete(counter);
+  }
+
+  private readonly follows = new OutboxFollows();
+
+  follow(topics: readonly string[] | null): () => void {
+    return this.follows.add(topics);
   }
 
   forget(subscriber: string): Promise<void> {
