@@ -83,8 +83,9 @@ export const deliveries = sqliteTable(
     index("deliveries_state").on(t.state, t.id),
     // Only a delivery that waits or waited for a person has an approval: the others stay out of it.
     index("deliveries_approval").on(t.approvalId).where(sql`approval_id IS NOT NULL`),
-    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index alone.
-    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant),
+    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index
+    // alone. Only those: a delivery on its way is not in it, so its checkpoints do not move it there.
+    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant).where(sql`state IN ('delivered', 'dead')`),
   ],
 );
 
