@@ -63,9 +63,11 @@ export class SqliteAudit extends ChainedAudit<SqliteTx> {
   }
 
   protected committedHead(): AuditHead | null | undefined {
-    // Inside a transaction the head may not be committed yet.
+    // Inside a transaction the head may not be committed yet. Outside one, the kept head is the
+    // committed one (a rollback drops it): the checkpoint after each commit reads no row.
     if (this.handle.sqlite.inTransaction) return undefined;
-    return this.last.get();
+    if (this.head === undefined) this.head = this.last.get();
+    return this.head;
   }
 
   protected hashAt(seq: number): string | null {
