@@ -14,14 +14,16 @@
  * Two more references, in the same loop: a bare relay (202, then a signed fetch to the receiver,
  * nothing stored) and the durable relay floor (the same with the two group commits per event
  * docs/state-machines.md cannot do without; bench/peers/relay.ts). They tell how much of the direct rate any
- * relay, and any durable one, can reach on this machine.
+ * relay, and any durable one, can reach on this machine. Beside each: the CPU and the bytes written
+ * per event of the process that relays, and the appliance's group commits, units of work and time
+ * inside commits per event (on a loaded machine the rate moves with the load; these hardly do).
  *
  * Second figure: SMTP DATA-end (the client sends the final dot) to the delivery's arrival at the
  * receiver, p50 / p99, for mail from 10 sessions, 0 ms greeting delay.
  */
 import { createHmac } from "node:crypto";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
-import { quantile, startAppliance, withPeer, withTempDir } from "./common.ts";
+import { bytesWritten, cpuSeconds, quantile, startAppliance, withPeer, withTempDir } from "./common.ts";
 import { per1000, procMeter } from "./measure.ts";
 import { figure, type SectionResult } from "./report.ts";
 import { SmtpClient } from "./smtp.ts";
@@ -83,7 +85,35 @@ export interface Figures {
   p50: number;
   p99: number;
   n: number;
+  /** CPU microseconds per event of the process that relays (the relay, the appliance), when measured. */
+  cpuUs?: number;
+  /** Bytes that process wrote per event (the WAL, mostly), when measured. */
+  bytes?: number;
 }
+
+/** `figures` with the CPU `pid` used and the bytes it wrote while `run` ran, per event. */
+async function withCpu<T extends Figures>(pid: number, run: () => Promise<T>): Promise<T> {
+  const [cpu0, bytes0] = [cpuSeconds(pid), bytesWritten(pid)];
+  const figures = await run();
+  const [cpu1, bytes1] = [cpuSeconds(pid), bytesWritten(pid)];
+  return {
+    ...figures,
+    ...(cpu0 !== null && cpu1 !== null ? { cpuUs: ((cpu1 - cpu0) * 1e6) / figures.n } : {}),
+    ...(bytes0 !== null && bytes1 !== null ? { bytes: (bytes1 - bytes0) / figures.n } : {}),
+  };
+}
+
+/** The sum of a metric's samples in the appliance's /metrics (every label). */
+async function metric(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) if (line.startsWith(name)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  return sum;
+}
+
+const cpu = (f: Figures) =>
+  (f.cpuUs === undefined ? "" : `  ${f.cpuUs.toFixed(0)} µs CPU/event`) +
+  (f.bytes === undefined ? "" : `, ${(f.bytes / 1024).toFixed(1)} KiB written/event`);
 
 /** `inFlight` loops for SECONDS, each running `one` again as soon as it returns its latency. */
 export async function closedLoop(
@@ -143,29 +173,31 @@ export async function benchDispatch(): Promise<SectionResult> {
   // The ceilings of any relay on this machine, through the same loop: nothing stored, and the
   // least storage docs/state-machines.md allows (bench/peers/relay.ts).
   const relay = (args: string[]) =>
-    withPeer("relay.ts", [rx.url, ...args], (url) =>
-      closedLoop(async () => {
-        const t0 = performance.now();
-        const r = await fetch(`${url}/ingress`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: BODY,
-        });
-        const { id } = (await r.json()) as { id: string };
-        await rx.arrival(id);
-        return performance.now() - t0;
-      }),
+    withPeer("relay.ts", [rx.url, ...args], (url, proc) =>
+      withCpu(proc.pid, () =>
+        closedLoop(async () => {
+          const t0 = performance.now();
+          const r = await fetch(`${url}/ingress`, {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: BODY,
+          });
+          const { id } = (await r.json()) as { id: string };
+          await rx.arrival(id);
+          return performance.now() - t0;
+        }),
+      ),
     );
   const bare = await relay([]);
   const durable = await withTempDir("agentowl-bench-relay-", (dir) => relay([dir]));
   console.log(
     `bare relay (202, then a signed fetch):     ${String(bare.perSec).padStart(6)} /s ` +
-      `= ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms`,
+      `= ${(bare.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(bare.p50)} ms  p99 ${fmt(bare.p99)} ms${cpu(bare)}`,
   );
   console.log(
     `durable relay floor (2 group commits):     ${String(durable.perSec).padStart(6)} /s ` +
       `= ${(durable.perSec / direct.perSec).toFixed(2)}x direct  p50 ${fmt(durable.p50)} ms  ` +
-      `p99 ${fmt(durable.p99)} ms`,
+      `p99 ${fmt(durable.p99)} ms${cpu(durable)}`,
   );
 
   const dns = await startDnsServer({});
@@ -200,27 +232,43 @@ export async function benchDispatch(): Promise<SectionResult> {
     });
 
     const ingress = `${url}/ingress/webhook/beta/hooks`;
+    const commits = async () => ({
+      commits: await metric(url, "agentowl_commits_total{"),
+      units: await metric(url, "agentowl_commit_batch_size_sum"),
+      seconds: await metric(url, "agentowl_commit_duration_seconds_sum"),
+    });
     const throughEvents = async (inFlight: number, seconds: number) => {
       const overheads: number[] = [];
-      const figures = await closedLoop(
-        async () => {
-          const t0 = performance.now();
-          const r = await fetch(ingress, {
-            method: "POST",
-            headers: { "content-type": "application/json" },
-            body: BODY,
-          });
-          if (r.status !== 202) throw new Error(`ingress answered ${r.status}`);
-          const committed = stamp();
-          const { id } = (await r.json()) as { id: string };
-          overheads.push((await rx.arrival(id)) - committed);
-          return performance.now() - t0;
-        },
-        inFlight,
-        seconds,
+      const c0 = await commits();
+      const figures = await withCpu(app.proc.pid, () =>
+        closedLoop(
+          async () => {
+            const t0 = performance.now();
+            const r = await fetch(ingress, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: BODY,
+            });
+            if (r.status !== 202) throw new Error(`ingress answered ${r.status}`);
+            const committed = stamp();
+            const { id } = (await r.json()) as { id: string };
+            overheads.push((await rx.arrival(id)) - committed);
+            return performance.now() - t0;
+          },
+          inFlight,
+          seconds,
+        ),
       );
+      const c1 = await commits();
       overheads.sort((a, b) => a - b);
-      return { ...figures, overheadP50: quantile(overheads, 0.5), overheadP99: quantile(overheads, 0.99) };
+      return {
+        ...figures,
+        overheadP50: quantile(overheads, 0.5),
+        overheadP99: quantile(overheads, 0.99),
+        commitsPerEvent: (c1.commits - c0.commits) / figures.n,
+        unitsPerEvent: (c1.units - c0.units) / figures.n,
+        commitUsPerEvent: ((c1.seconds - c0.seconds) * 1e6) / figures.n,
+      };
     };
     // Warm-up: connections, caches, the JIT.
     await throughEvents(IN_FLIGHT, 2);
@@ -230,11 +278,16 @@ export async function benchDispatch(): Promise<SectionResult> {
     console.log(
       `via agentowl (ingress, route, policy, audit, signed ` +
         `POST): ${String(ours.perSec).padStart(6)} /s ` +
-        `= ${(ours.perSec / direct.perSec).toFixed(2)}x direct, ` +
-        `${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor (target ≥ 0.6x)`,
+        `= ${(ours.perSec / direct.perSec).toFixed(2)}x direct (target ≥ ` +
+        `0.5x), ${(ours.perSec / durable.perSec).toFixed(2)}x the durable relay floor (target ≥ 0.6x)${cpu(ours)}` +
+        (ours.cpuUs && durable.cpuUs ? ` = ${(ours.cpuUs / durable.cpuUs).toFixed(1)}x the floor's` : ""),
     );
     console.log(
       `  own overhead, committed event → arrival at the receiver: p50 ${fmt(ours.overheadP50)} ms  p99 ${fmt(ours.overheadP99)} ms (target p99 < 10 ms)`,
+    );
+    console.log(
+      `  per event: ${ours.commitsPerEvent.toFixed(2)} group commits (the floor: 2, shared), ` +
+        `${ours.unitsPerEvent.toFixed(2)} units of work, ${ours.commitUsPerEvent.toFixed(0)} µs inside commits (statements, COMMIT and its fsync)`,
     );
     console.log(
       `  ingress POST → arrival at the receiver:                 p50 ${fmt(ours.p50)} ms  p99 ${fmt(ours.p99)} ms`,

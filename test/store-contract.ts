@@ -540,6 +540,40 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(tenants).toEqual([null, "t1", null]);
       });
 
+      test("an announcement is written only while a subscriber follows its topic, and counted either way", async () => {
+        const { storage } = await open();
+        const counted: string[] = [];
+        storage.outbox.onCommitted((topic) => counted.push(topic));
+        const announce = (topic: string) =>
+          storage.committer.run((tx) => tx.emit({ topic, tenant: "t1", payload: { topic }, ifFollowed: true }));
+        expect(await announce("delivery.delivered")).toBe("");
+        const stop = storage.outbox.follow(["delivery.*"]);
+        storage.outbox.follow(["approval.decided"]);
+        expect(await announce("delivery.dead")).not.toBe("");
+        expect(await announce("approval.decided")).not.toBe("");
+        expect(await announce("endpoint.url_changed")).toBe("");
+        stop();
+        expect(await announce("delivery.delivered")).toBe("");
+        // A plain entry is written whether or not anyone follows it.
+        await storage.outbox.emit({ topic: "endpoint.url_changed", payload: 1 });
+        expect((await storage.outbox.read(0, 100)).map((e) => e.topic)).toEqual([
+          "delivery.dead",
+          "approval.decided",
+          "endpoint.url_changed",
+        ]);
+        expect(counted).toEqual([
+          "delivery.delivered",
+          "delivery.dead",
+          "approval.decided",
+          "endpoint.url_changed",
+          "delivery.delivered",
+          "endpoint.url_changed",
+        ]);
+        // A subscriber to every topic follows them all.
+        storage.outbox.follow(null);
+        expect(await announce("anything.at_all")).not.toBe("");
+      });
+
       test("a retired subscriber's cursor can be dropped, and then holds back nothing", async () => {
         const { storage, clock } = await open();
         for (let i = 0; i < 2; i++) await storage.outbox.emit({ topic: "t", payload: i });

@@ -140,4 +140,19 @@ describe("the audit chain", () => {
     );
     expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 52 });
   });
+
+  test("units that fail among appends of the same commit lose only their entries: the others link to one another without a gap", async () => {
+    const s = storage();
+    await fill(s, 2);
+    const units = Array.from({ length: 30 }, (_, i) =>
+      s.committer.run((tx) => {
+        s.audit.appendTx(tx, { actor: "system", action: "x", details: { i } });
+        if (i % 7 === 3) throw new Error("the change failed");
+      }),
+    );
+    const settled = await Promise.allSettled(units);
+    expect(settled.filter((r) => r.status === "rejected")).toHaveLength(4);
+    await s.audit.append({ actor: "system", action: "after" });
+    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 2 + 26 + 1 });
+  });
 });

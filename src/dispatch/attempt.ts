@@ -1,4 +1,5 @@
 import { parseDuration } from "../config/index.ts";
+import { jsonOnce } from "../core/json-once.ts";
 import type { EndpointSpec } from "../control/resources/specs.ts";
 import type { Envelope } from "../events/envelope.ts";
 import type { DeliveryRow, Job } from "../store/index.ts";
@@ -78,7 +79,8 @@ async function post(
   trace: TaskTrace,
   timeout: number,
 ): Promise<{ startedAt: number; result: Attempt }> {
-  const body = JSON.stringify(envelope);
+  // The text the event's row holds (src/core/json-once.ts): the envelope is not serialized again.
+  const body = jsonOnce(envelope);
   let secret: string | undefined;
   if (endpoint.signing_secret) {
     const t = trace.begin();

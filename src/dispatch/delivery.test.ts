@@ -26,6 +26,8 @@ const ALL: DeliveryState[] = [
 async function setup() {
   const clock = new ManualClock();
   const storage = storages({ clock });
+  // As a subscriber to the deliveries' moves would: their announcements are then written.
+  storage.outbox.follow(["delivery.*"]);
   const writer = new DeliveryWriter(storage);
   const envelope = testEnvelope("beta", 1);
   await storage.committer.run((tx) => storage.events.insertTx(tx, envelope));
@@ -187,6 +189,33 @@ describe("DeliveryWriter", () => {
     expect(await auditOf(storage, d)).toEqual(["delivery.attempt", "delivery.dead"]);
     expect((await storage.queue.get(job!.id))?.state).toBe("done");
     expect(await topics(storage)).toEqual(["delivery.dead"]);
+  });
+
+  test("a move no subscriber follows is counted as announced, and no outbox entry is written for it", async () => {
+    const clock = new ManualClock();
+    const storage = storages({ clock });
+    const counted: string[] = [];
+    storage.outbox.onCommitted((topic) => counted.push(topic));
+    storage.outbox.follow(["approval.decided"]);
+    const writer = new DeliveryWriter(storage);
+    const envelope = testEnvelope("beta", 1);
+    await storage.committer.run((tx) => storage.events.insertTx(tx, envelope));
+    const d = await storage.committer.run((tx) =>
+      writer.insertTx(tx, { eventId: envelope.id, tenant: "beta", endpoint: "crm", route: null }),
+    );
+    await storage.queue.enqueue({ kind: DELIVERY_JOB, payload: { id: d!.id } });
+    const [job] = await storage.queue.lease({ limit: 1, visibilityMs: 60_000 });
+    const t = new TaskTrace(clock);
+    const started = await writer.beforeAttempt(d!, t, { state: "delivering" }, "http://127.0.0.1:9/hook", 1);
+    const outcome = await writer.afterAttempt(started, t, job!, {
+      attempt: 1,
+      startedAt: clock.now(),
+      result: post({ ok: true, status: 200 }),
+      dead: false,
+    });
+    expect(outcome).toMatchObject({ state: "delivered", acked: true });
+    expect(counted).toEqual(["delivery.delivered"]);
+    expect(await topics(storage)).toEqual([]);
   });
 
   test("a retry leaves the job to be failed by its runner; an attempt's row and the rest of its commit stand or fall together", async () => {

@@ -278,12 +278,15 @@ export class DeliveryWriter {
 
   /**
    * A delivery's move to a state others may want to follow (the console, metrics, a later
-   * integration) is an outbox entry `delivery.<state>`, in the commit of the move itself.
+   * integration) is announced as `delivery.<state>` in the commit of the move itself: counted
+   * always, an outbox entry only while a subscriber follows the topic (most deliveries'
+   * `delivery.delivered` would be three more rows that nobody reads).
    */
   private announceTx(tx: Tx, d: DeliveryRow): void {
     if (d.state === "pending" || d.state === "delivering") return;
     tx.emit({
       topic: `delivery.${d.state}`,
+      ifFollowed: true,
       tenant: d.tenant,
       payload: {
         id: d.id,

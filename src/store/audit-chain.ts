@@ -60,9 +60,20 @@ export function entryHash(prevHash: string, e: AuditEntry, details?: string): st
   return Bun.CryptoHasher.hash("sha256", `${prevHash}\n${canonicalEntry(e, details)}`, "hex") as string;
 }
 
+/** An HMAC keyed once per key, copied for each entry: the key's setup is not redone per append. */
+const keyed = new WeakMap<Buffer, Bun.CryptoHasher>();
+
 /** The keyed link: HMAC-SHA256 with the chain's entry key over the same bytes as entryHash. */
 export function entryMac(key: Buffer, prevHash: string, e: AuditEntry, details?: string): string {
-  return new Bun.CryptoHasher("sha256", key).update(`${prevHash}\n${canonicalEntry(e, details)}`).digest("hex");
+  let template = keyed.get(key);
+  if (!template) {
+    template = new Bun.CryptoHasher("sha256", key);
+    keyed.set(key, template);
+  }
+  return template
+    .copy()
+    .update(`${prevHash}\n${canonicalEntry(e, details)}`)
+    .digest("hex");
 }
 
 /** The two keys of the chain, derived from its root key (src/audit/keys.ts). */

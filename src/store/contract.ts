@@ -77,6 +77,12 @@ export interface OutboxEvent {
   topic: string;
   tenant?: string | null;
   payload: unknown;
+  /**
+   * An announcement others may follow (a delivery's move, docs/state-machines.md): written to the
+   * log only while a subscriber follows its topic (`Outbox.follow`), counted (`onCommitted`)
+   * either way. `emit` then returns "" for an entry it did not write.
+   */
+  ifFollowed?: boolean;
 }
 
 export interface OutboxEntry {
@@ -219,6 +225,12 @@ export interface Outbox {
   onEmitted(listener: (topic: string | null) => void): () => void;
   /** Called with the topic (and tenant) of every entry once its transaction has committed. */
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void;
+  /**
+   * A subscriber's topics (exact, or a prefix ending in `.*`; null: all), declared by every
+   * process that may relay to it, whether or not it relays now: announcements of those topics
+   * are written from then on. Undone by the function returned.
+   */
+  follow(topics: readonly string[] | null): () => void;
 }
 
 /** A control-plane resource's address. Tenants are kind "tenants" with tenant = their name. */

@@ -14,6 +14,7 @@ import m11 from "../../migrations/0011_console_users.sql" with { type: "text" };
 import m12 from "../../migrations/0012_dashboard_rates.sql" with { type: "text" };
 import m13 from "../../migrations/0013_agents.sql" with { type: "text" };
 import m14 from "../../migrations/0014_audit_prune.sql" with { type: "text" };
+import m15 from "../../migrations/0015_delivery_indexes.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -31,4 +32,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 12, tag: "0012_dashboard_rates", sql: m12 },
   { idx: 13, tag: "0013_agents", sql: m13 },
   { idx: 14, tag: "0014_audit_prune", sql: m14 },
+  { idx: 15, tag: "0015_delivery_indexes", sql: m15 },
 ];

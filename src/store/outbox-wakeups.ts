@@ -35,6 +35,11 @@ export class OutboxWakeups {
   /** Inside the unit that emitted `event`: wake and count once it committed. */
   emittedTx(tx: Tx, event: OutboxEvent): void {
     tx.afterCommit(this.notifierFor(event.topic));
+    this.countedTx(tx, event);
+  }
+
+  /** Count `event` once its unit committed, without waking anyone (an announcement nobody follows, not written). */
+  countedTx(tx: Tx, event: OutboxEvent): void {
     if (this.counters.size) {
       const tenant = event.tenant ?? null;
       tx.afterCommit(() => {

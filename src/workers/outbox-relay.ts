@@ -49,6 +49,9 @@ export class OutboxRelay implements Service {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.heartbeat = this.clock.now();
+    // Declared whether or not this process relays (on a shared database one node does): an
+    // announcement a subscriber follows is written by every node.
+    for (const s of subscribers) outbox.follow(s.topics ?? null);
   }
 
   start(): void {

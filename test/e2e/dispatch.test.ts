@@ -83,6 +83,9 @@ beforeAll(async () => {
     AGENTOWL_DNS_TIMEOUT: "100ms",
   });
   app = await startApp({ config, log: silentLogger });
+  // A subscriber to the deliveries' moves, as an integration would declare one: their
+  // announcements are then outbox entries, which these tests read.
+  app.storage.outbox.follow(["delivery.*"]);
   expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
   expect((await call("PUT", "/v1/tenants/beta/secrets/crm-signing", { body: { value: SECRET } })).status).toBe(201);
   const resources: [string, Record<string, unknown>][] = [

@@ -1,6 +1,7 @@
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
 import { OutboxWakeups } from "../outbox-wakeups.ts";
+import { OutboxFollows } from "../outbox-follows.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 
@@ -36,6 +37,11 @@ export class PgOutbox implements Outbox {
   ) {}
 
   emitTx(tx: PgTx, event: OutboxEvent): string {
+    if (event.ifFollowed && !this.follows.has(event.topic)) {
+      // Nobody reads it from the log: counted as if written, nothing more.
+      this.wakeups.countedTx(tx, event);
+      return "";
+    }
     const id = newId("obx", tx.now);
     tx.lock(OUTBOX_LOCK);
     tx.conn.defer(
@@ -51,6 +57,12 @@ export class PgOutbox implements Outbox {
 
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
     return this.wakeups.onCommitted(counter);
+  }
+
+  private readonly follows = new OutboxFollows();
+
+  follow(topics: readonly string[] | null): () => void {
+    return this.follows.add(topics);
   }
 
   forget(subscriber: string): Promise<void> {

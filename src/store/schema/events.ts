@@ -71,14 +71,21 @@ export const deliveries = sqliteTable(
   },
   (t) => [
     index("deliveries_tenant").on(t.tenant, t.id),
-    index("deliveries_event").on(t.eventId),
     // One first delivery per (event, target): routing an event twice (the outbox is at-least-once)
-    // adds nothing. Replays are further deliveries, each linked to the one it repeats.
-    uniqueIndex("deliveries_event_endpoint").on(t.eventId, t.endpoint).where(sql`replay_of IS NULL`),
+    // adds nothing. Replays are further deliveries, each linked to the one it repeats, each its own
+    // key (its id). Every delivery is in it, so it is also the event's index: the event page, a
+    // replay's lookup, the state filters of the event list and the retention's cascade read it.
+    uniqueIndex("deliveries_event_endpoint").on(
+      t.eventId,
+      t.endpoint,
+      sql`(CASE WHEN ${sql.identifier("replay_of")} IS NULL THEN '' ELSE ${sql.identifier("id")} END)`,
+    ),
     index("deliveries_state").on(t.state, t.id),
-    index("deliveries_approval").on(t.approvalId),
-    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index alone.
-    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant),
+    // Only a delivery that waits or waited for a person has an approval: the others stay out of it.
+    index("deliveries_approval").on(t.approvalId).where(sql`approval_id IS NOT NULL`),
+    // The dashboard's rates: delivered and dead deliveries by the time they got there, from the index
+    // alone. Only those: a delivery on its way is not in it, so its checkpoints do not move it there.
+    index("deliveries_state_updated").on(t.state, t.updatedAt, t.tenant).where(sql`state IN ('delivered', 'dead')`),
   ],
 );
 

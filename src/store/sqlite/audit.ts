@@ -13,9 +13,15 @@ export type { RawRow } from "../audit-log.ts";
 
 /**
  * The audit log on SQLite (the chain, checkpoints and verification: ../audit-log.ts). Appends are
- * serialized by the committer: one connection, one transaction at a time.
+ * serialized by the committer: one connection, one transaction at a time. So the chain's head is
+ * kept in memory after the first read: every append links to the entry the last one wrote,
+ * without a query. A rollback (of a batch, or of one unit's savepoint) drops it, and the next
+ * append reads the table again; should anything else have appended meanwhile, the insert's seq
+ * collides with the primary key, the unit fails, and its retry reads the table too.
  */
 export class SqliteAudit extends ChainedAudit<SqliteTx> {
+  /** The newest entry as this connection last wrote or read it; undefined: read the table. */
+  private head: AuditHead | null | undefined = undefined;
   private readonly last;
   private readonly insert;
   private readonly byPage;
@@ -26,6 +32,9 @@ export class SqliteAudit extends ChainedAudit<SqliteTx> {
     clock?: Clock,
   ) {
     super(committer, clock);
+    committer.onRollback(() => {
+      this.head = undefined;
+    });
     this.last = handle.sqlite.prepare<AuditHead, []>("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
     this.insert = handle.sqlite.prepare<
       never,
@@ -39,17 +48,26 @@ export class SqliteAudit extends ChainedAudit<SqliteTx> {
   }
 
   protected headTx(_tx: SqliteTx): AuditHead | null {
-    return this.last.get();
+    if (this.head === undefined) this.head = this.last.get();
+    return this.head;
   }
 
   protected insertTx(_tx: SqliteTx, e: AuditEntry, details: string, prevHash: string, hash: string): void {
-    this.insert.run(e.seq, e.at, e.actor, e.tenant, e.action, e.target, e.decision, details, prevHash, hash);
+    try {
+      this.insert.run(e.seq, e.at, e.actor, e.tenant, e.action, e.target, e.decision, details, prevHash, hash);
+    } catch (err) {
+      this.head = undefined;
+      throw err;
+    }
+    this.head = { seq: e.seq, hash };
   }
 
   protected committedHead(): AuditHead | null | undefined {
-    // Inside a transaction the head may not be committed yet.
+    // Inside a transaction the head may not be committed yet. Outside one, the kept head is the
+    // committed one (a rollback drops it): the checkpoint after each commit reads no row.
     if (this.handle.sqlite.inTransaction) return undefined;
-    return this.last.get();
+    if (this.head === undefined) this.head = this.last.get();
+    return this.head;
   }
 
   protected hashAt(seq: number): string | null {
@@ -65,6 +83,8 @@ export class SqliteAudit extends ChainedAudit<SqliteTx> {
 
   protected override deletePrefix(through: number, limit: number): Promise<number> {
     return this.committer.run(() => {
+      // Never the newest entry; still, the head is read again after a delete.
+      this.head = undefined;
       // The append-only trigger lets deletes through up to this entry only (migrations/0014_audit_prune.sql).
       this.handle.sqlite
         .query<never, [string, number]>(

@@ -70,6 +70,7 @@ export class SqliteCommitter extends GroupCommitter<SqliteTx, Tx> {
   protected rollbackUnit(): void {
     this.stmt.rollbackTo.run();
     this.stmt.release.run();
+    this.undone();
   }
   protected commit(): void {
     this.stmt.commit.run();
@@ -80,8 +81,30 @@ export class SqliteCommitter extends GroupCommitter<SqliteTx, Tx> {
     } catch {
       // COMMIT may already have rolled back (SQLITE_FULL, SQLITE_IOERR).
     }
+    this.undone();
   }
   protected override afterCommitted(): void {
-    this.opts.verify?.();
+    try {
+      this.opts.verify?.();
+    } catch (e) {
+      // What the filesystem still keeps is unknown: whatever was cached of it is read again.
+      this.undone();
+      throw e;
+    }
+  }
+
+  /** Told when writes made in this connection's transaction are undone (a whole batch, or one unit's savepoint). */
+  private readonly rolledBack = new Set<() => void>();
+
+  /**
+   * `fn` runs whenever writes of the open transaction are undone: a cache of something the
+   * transaction wrote (the audit chain's head) is dropped then, and read again from the table.
+   */
+  onRollback(fn: () => void): void {
+    this.rolledBack.add(fn);
+  }
+
+  private undone(): void {
+    for (const fn of this.rolledBack) fn();
   }
 }

@@ -14,6 +14,7 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
+import { jsonOnce } from "../../core/json-once.ts";
 import type { Envelope, Span } from "../../events/envelope.ts";
 import type {
   AttemptRow,
@@ -185,7 +186,7 @@ export class SqliteEvents implements EventStore {
     routing: Record<string, unknown> | null = null,
   ): { id: string; created: boolean } {
     const e = envelope;
-    const json = JSON.stringify(e);
+    const json = jsonOnce(e);
     const inserted = this.insert.get(
       e.id,
       e.tenant,
@@ -365,7 +366,7 @@ export class SqliteEvents implements EventStore {
       r.updatedAt,
       r.replayOf ?? null,
       r.requestedBy ?? null,
-      r.decision ? JSON.stringify(r.decision) : null,
+      r.decision ? jsonOnce(r.decision) : null,
       JSON.stringify(r.trace ?? []),
     );
     return run.changes === 1;
@@ -379,7 +380,7 @@ export class SqliteEvents implements EventStore {
   checkpointTx(tx: SqliteTx, row: DeliveryRow, spans: readonly Span[] = []): void {
     this.checkpoint.run(
       row.state,
-      row.decision === null ? null : JSON.stringify(row.decision),
+      row.decision === null ? null : jsonOnce(row.decision),
       row.approvalId,
       row.attempts,
       row.lastStatus,
@@ -559,7 +560,7 @@ function APPEND(column: string, param: string): string {
   );
 }
 
-/** Deliveries of the event in the outer query, in one of `states` (the deliveries_event index). */
+/** Deliveries of the event in the outer query, in one of `states` (the deliveries_event_endpoint index). */
 const deliveryIn = (states: readonly DeliveryState[]) =>
   sql`EXISTS (SELECT 1 FROM ${deliveries} WHERE ${deliveries.eventId} = ${events.id} AND ${deliveries.state} IN (${sql.join(
     states.map((s) => sql`${s}`),

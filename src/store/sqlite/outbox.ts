@@ -2,6 +2,7 @@ import { and, eq, gt, lt, sql } from "drizzle-orm";
 import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
 import { OutboxWakeups } from "../outbox-wakeups.ts";
+import { OutboxFollows } from "../outbox-follows.ts";
 import { outbox, outboxCursors } from "../schema/index.ts";
 import type { Db } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
@@ -75,6 +76,11 @@ export class SqliteOutbox implements Outbox {
   }
 
   emitTx(tx: SqliteTx, event: OutboxEvent): string {
+    if (event.ifFollowed && !this.follows.has(event.topic)) {
+      // Nobody reads it from the log: counted as if written, nothing more.
+      this.wakeups.countedTx(tx, event);
+      return "";
+    }
     const id = newId("obx", tx.now);
     this.insert.run({
       id,
@@ -89,6 +95,12 @@ export class SqliteOutbox implements Outbox {
 
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
     return this.wakeups.onCommitted(counter);
+  }
+
+  private readonly follows = new OutboxFollows();
+
+  follow(topics: readonly string[] | null): () => void {
+    return this.follows.add(topics);
   }
 
   /** Drop a retired subscriber's cursor: the retention purge goes by the slowest cursor. */
