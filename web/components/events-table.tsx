@@ -49,15 +49,16 @@ export function EventsTable(props: {
   );
 }
 
-/** Keyset pagination: the newest page, and the page after the last row shown. */
-export function Pager(props: { newest: string | null; older: string | null }) {
+/** Keyset pagination: the first (newest) page, and the page after the last row shown. */
+export function Pager(props: { newest: string | null; older: string | null; labels?: readonly [string, string] }) {
   if (!props.newest && !props.older) return null;
+  const [first, next] = props.labels ?? ["Newest", "Older"];
   return (
     <nav class="pager" aria-label="Pages">
-      {props.newest ? <a href={props.newest}>Newest</a> : null}
+      {props.newest ? <a href={props.newest}>{first}</a> : null}
       {props.older ? (
         <a href={props.older} rel="next">
-          Older
+          {next}
         </a>
       ) : null}
     </nav>

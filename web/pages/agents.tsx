@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { Pager } from "../components/events-table.tsx";
 import { Facts } from "../components/facts.tsx";
 import { type Chrome, Layout, Message } from "../components/layout.tsx";
 
@@ -113,16 +114,7 @@ export function AgentsPage(props: { chrome: Chrome; view: AgentsView }) {
         ) : (
           <p class="muted">No runtimes{v.state ? ` in state ${v.state}` : ""}.</p>
         )}
-        {v.first || v.next ? (
-          <nav class="pager" aria-label="Pages">
-            {v.first ? <a href={v.first}>First</a> : null}
-            {v.next ? (
-              <a href={v.next} rel="next">
-                Next
-              </a>
-            ) : null}
-          </nav>
-        ) : null}
+        <Pager newest={v.first} older={v.next} labels={["First", "Next"]} />
       </section>
     </Layout>
   );

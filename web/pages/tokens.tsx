@@ -1,4 +1,5 @@
 /** @jsxImportSource hono/jsx */
+import { Pager } from "../components/events-table.tsx";
 import { type Chrome, CsrfField, Layout, Message } from "../components/layout.tsx";
 
 export interface TokenItem {
@@ -89,16 +90,7 @@ export function TokensPage(props: { chrome: Chrome; view: TokensView }) {
             </tbody>
           </table>
         </div>
-        {v.first || v.next ? (
-          <nav class="pager" aria-label="Pages">
-            {v.first ? <a href={v.first}>First</a> : null}
-            {v.next ? (
-              <a href={v.next} rel="next">
-                Next
-              </a>
-            ) : null}
-          </nav>
-        ) : null}
+        <Pager newest={v.first} older={v.next} labels={["First", "Next"]} />
       </section>
     </Layout>
   );
