@@ -2,7 +2,7 @@ import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { Job } from "../store/index.ts";
 import type { DeliveryPatch, DeliveryRow, Storage, Tx } from "../store/index.ts";
-import type { Span } from "../events/envelope.ts";
+import { type Span, spanOf } from "../events/envelope.ts";
 import type { Attempt as PostResult } from "./post.ts";
 import type { TaskTrace } from "./trace.ts";
 
@@ -66,9 +66,6 @@ export interface NewDelivery {
 }
 
 export class DeliveryWriter {
-  /** Spans of runs whose last commit is done, waiting for the next commit (`trailingSpans`). */
-  private trailing: { id: string; spans: Span[] }[] = [];
-
   constructor(private readonly storage: Storage) {}
 
   /**
@@ -117,12 +114,31 @@ export class DeliveryWriter {
     more?: (tx: Tx) => T,
   ): Promise<{ row: DeliveryRow; result: T | undefined }> {
     if (TERMINAL.has(d.state)) return Promise.reject(new RefusedMove(`delivery ${d.id} is ${d.state}: finished`));
+    return this.commit(d, trace.take(), null, patch, audit, more);
+  }
+
+  /**
+   * The checkpoint's commit. `spans` are what the run gathered before it; `last`, when given, is
+   * this commit's own span, from the request to write until its statements run (its COMMIT's
+   * write and fsync are on /metrics, `agentowl_commit_duration_seconds`): the run's last
+   * checkpoint records it without another write of the row.
+   */
+  private commit<T>(
+    d: DeliveryRow,
+    spans: Span[],
+    last: (() => Span) | null,
+    patch: Patch | ((r: T | undefined) => Patch),
+    audit?: Audit,
+    more?: (tx: Tx) => T,
+  ): Promise<{ row: DeliveryRow; result: T | undefined }> {
+    if (TERMINAL.has(d.state)) return Promise.reject(new RefusedMove(`delivery ${d.id} is ${d.state}: finished`));
     return this.storage.committer.run((tx) => {
       const result = more?.(tx);
       const row: DeliveryRow = { ...d, ...(typeof patch === "function" ? patch(result) : patch), updatedAt: tx.now };
       if (!mayMove(d.state, row.state))
         throw new RefusedMove(`delivery ${d.id}: no move from ${d.state} to ${row.state}`);
-      this.storage.events.checkpointTx(tx, row, trace.take());
+      // A unit the committer runs again writes the same spans (a fresh array each run).
+      this.storage.events.checkpointTx(tx, row, last ? [...spans, last()] : spans);
       if (audit) this.auditTx(tx, d, audit);
       if (row.state !== d.state) this.announceTx(tx, row);
       return { row, result };
@@ -168,9 +184,10 @@ export class DeliveryWriter {
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
     const state = result.ok ? "delivered" : dead ? "dead" : "retrying";
     const t = trace.begin();
-    const { result: acked } = await this.checkpoint(
+    const { result: acked } = await this.commit(
       d,
-      trace,
+      trace.take(),
+      () => spanOf("state.store", t.at, performance.now() - t.t0, "ok", `${state}, attempt ${attempt} recorded`),
       {
         state,
         attempts: attempt,
@@ -193,32 +210,7 @@ export class DeliveryWriter {
         return result.ok || dead ? tx.ack(job) : false;
       },
     );
-    trace.end(t, "state.store", "ok", `${state}, attempt ${attempt} recorded`);
-    this.trailingSpans(d.id, trace);
     return { state, lastError, acked: acked === true };
-  }
-
-  /**
-   * The spans of a run's last commit (its own `state.store`) cannot be written by that commit:
-   * they ride along with whatever commits next, without anyone waiting for them.
-   */
-  private trailingSpans(id: string, trace: TaskTrace): void {
-    const spans = trace.take();
-    if (!spans.length) return;
-    // One unit of work carries the trailing spans of every delivery that finished meanwhile.
-    const first = this.trailing.length === 0;
-    this.trailing.push({ id, spans });
-    if (!first) return;
-    let batch: typeof this.trailing | null = null;
-    this.storage.committer
-      .run((tx) => {
-        // Taken once: a batch the committer runs again writes the same spans.
-        batch ??= this.trailing.splice(0);
-        for (const t of batch) this.storage.events.appendSpansTx(tx, t.id, t.spans);
-      })
-      .catch(() => {
-        // A trace is diagnostics: the delivery's state is already committed.
-      });
   }
 
   /** An operator's retry of a dead delivery: back to `delivering` under the same webhook-id, with a fresh max_attempts / max_age budget. */

@@ -534,7 +534,7 @@ sent once; a failed commit frees the endpoint's slot`, async () => {
     await laterDeliveryReceived();
     expect(received.filter((x) => JSON.parse(x.body).id === e.id)).toHaveLength(1);
     await until(
-      "the trailing span",
+      "the last checkpoint's span",
       () => (sqliteOf(app).events.delivery(d!.id)!.trace as unknown[]).length === 5,
       5000,
     );
@@ -564,7 +564,7 @@ sent once; a failed commit frees the endpoint's slot`, async () => {
     const eventId = await send("ok");
     const [d] = await deliveriesOf(eventId, (s) => s[0] === "delivered");
     await until(
-      "the trailing span",
+      "the last checkpoint's span",
       async () => (await call("GET", `/v1/events/${eventId}`)).body.trace.length === 8,
       5000,
     );
