@@ -82,14 +82,16 @@ async function post(
   // The text the event's row holds (src/core/json-once.ts): the envelope is not serialized again.
   const body = jsonOnce(envelope);
   let secret: string | undefined;
+  let leased: string[] | undefined;
   if (endpoint.signing_secret) {
     const t = trace.begin();
-    [secret] = await ctx.secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`);
+    leased = await ctx.secrets.values(endpoint.signing_secret, d.tenant, `dispatch:${d.tenant}/${d.endpoint}`);
+    secret = leased[0];
     trace.end(t, "secrets.lease", "ok", endpoint.signing_secret);
   }
   const startedAt = ctx.clock.now();
   const headers: Record<string, string> = secret
-    ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body)
+    ? signStandardWebhook(secret, d.id, Math.floor(startedAt / 1000), body, leased)
     : { "webhook-id": d.id, "webhook-timestamp": String(Math.floor(startedAt / 1000)) };
   // A replay is a new delivery (its own webhook-id) that says which one it repeats: never a silent duplicate.
   if (d.replayOf) headers["agentowl-replay-of"] = d.replayOf;

@@ -269,6 +269,26 @@ describe("signStandardWebhook", () => {
     expect(new Webhook(secret).verify(body, headers)).toEqual(JSON.parse(body));
     expect(() => new Webhook(secret).verify(body.replace("email", "sms"), headers)).toThrow();
   });
+
+  test("a key held for its lease signs every attempt alike, and a new secret on the same holder is keyed anew", () => {
+    const secretOf = (s: string) => `whsec_${Buffer.from(s).toString("base64")}`;
+    const [first, second] = [
+      secretOf("dispatch-signing-secret-32-bytes"),
+      secretOf("rotated-signing-secret-32-bytes!"),
+    ];
+    const holder = [first];
+    const ts = Math.floor(Date.now() / 1000);
+    for (const id of ["dlv_01", "dlv_02", "dlv_01"]) {
+      const body = JSON.stringify({ id, type: "webhook.received" });
+      const held = signStandardWebhook(first, id, ts, body, holder);
+      expect(held).toEqual(signStandardWebhook(first, id, ts, body));
+      expect(new Webhook(first).verify(body, held)).toEqual(JSON.parse(body));
+    }
+    const body = JSON.stringify({ id: "evt_2" });
+    const rotated = signStandardWebhook(second, "dlv_03", ts, body, holder);
+    expect(new Webhook(second).verify(body, rotated)).toEqual(JSON.parse(body));
+    expect(() => new Webhook(first).verify(body, rotated)).toThrow();
+  });
 });
 
 describe("kept-alive connections", () => {

@@ -1,4 +1,3 @@
-import { createHmac } from "node:crypto";
 import { Agent as HttpAgent, type ClientRequest, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
@@ -60,15 +59,33 @@ export function keepAliveAgent(url: string, opts: { maxSockets: number; idleMs: 
   return new Kind({ keepAlive: true, maxSockets: opts.maxSockets, timeout: opts.idleMs });
 }
 
+/**
+ * HMACs keyed once and copied per signature, held by what holds the secret (the leased values an
+ * attempt got, src/vault/leased.ts): the key's setup is not redone per attempt, and the keyed
+ * state is dropped with the lease.
+ */
+const keyedBy = new WeakMap<object, { secret: string; hmac: Bun.CryptoHasher }>();
+
+function keyedHmac(secret: string, holder?: object): Bun.CryptoHasher {
+  const held = holder && keyedBy.get(holder);
+  if (held && held.secret === secret) return held.hmac.copy();
+  const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret, "base64");
+  const hmac = new Bun.CryptoHasher("sha256", key);
+  if (!holder) return hmac;
+  keyedBy.set(holder, { secret, hmac });
+  return hmac.copy();
+}
+
 /** Standard Webhooks headers for a delivery (docs/state-machines.md): the id stays the same across retries. */
 export function signStandardWebhook(
   secret: string,
   id: string,
   timestampSeconds: number,
   body: string,
+  /** What holds `secret` (its lease's values), to key the HMAC once for as long as it lives. */
+  holder?: object,
 ): Record<string, string> {
-  const key = Buffer.from(secret.startsWith("whsec_") ? secret.slice("whsec_".length) : secret, "base64");
-  const signature = createHmac("sha256", key).update(`${id}.${timestampSeconds}.${body}`).digest("base64");
+  const signature = keyedHmac(secret, holder).update(`${id}.${timestampSeconds}.${body}`).digest("base64");
   return { "webhook-id": id, "webhook-timestamp": String(timestampSeconds), "webhook-signature": `v1,${signature}` };
 }
 
