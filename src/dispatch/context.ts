@@ -152,7 +152,7 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
     targets: deps.targets ?? null,
     endpoint: async (tenant, name) => {
       const agent = agentOf(name);
-      if (agent === null) return (await endpoints.get(tenant, name)) ?? undefined;
+      if (agent === null) return (await endpoints.value(tenant, name)) ?? undefined;
       return ctx.targets?.has(tenant, agent) ? agentSpec(tenant, name) : undefined;
     },
     policies: (tenant) => tenantPolicies.get(tenant),

@@ -89,6 +89,6 @@ export class RouteTable {
   }
 
   async route(event: Envelope): Promise<RouteDecision> {
-    return (await this.compiled.get(event.tenant))(event);
+    return (await this.compiled.value(event.tenant))(event);
   }
 }

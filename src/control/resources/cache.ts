@@ -19,15 +19,22 @@ export class ConfigCache<V> {
   ) {}
 
   async get(key: string): Promise<V> {
+    return this.value(key);
+  }
+
+  /** The value itself when it is kept (the hot paths' case: no promise to make), else its load. */
+  value(key: string): V | Promise<V> {
     const generation = this.resources.generation;
     if (generation !== this.generation || this.values.size > this.maxEntries) {
       this.values.clear();
       this.generation = generation;
     }
-    if (this.values.has(key)) return this.values.get(key)!;
-    const value = await this.load(key);
-    if (this.resources.generation === generation) this.values.set(key, value);
-    return value;
+    const kept = this.values.get(key);
+    if (kept !== undefined || this.values.has(key)) return kept as V;
+    return this.load(key).then((value) => {
+      if (this.resources.generation === generation) this.values.set(key, value);
+      return value;
+    });
   }
 }
 
@@ -51,5 +58,10 @@ export class SpecCache<S> {
 
   get(tenant: string, name: string): Promise<S | null> {
     return this.cache.get(`${tenant}/${name}`);
+  }
+
+  /** As `get`, without a promise when the spec is kept. */
+  value(tenant: string, name: string): S | null | Promise<S | null> {
+    return this.cache.value(`${tenant}/${name}`);
   }
 }

@@ -125,7 +125,7 @@ export function webhookRoute(deps: WebhookRouteDeps) {
     const context = { tenant, binding: name, remote_ip };
     try {
       // One answer for an unknown tenant and an unknown binding: tenants cannot be probed.
-      const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.get(tenant, name) : null;
+      const binding = NAME.test(tenant) && NAME.test(name) ? await bindings.value(tenant, name) : null;
       if (!binding || binding.type !== "webhook" || !binding.verify)
         return guard.refuse("webhook", "not_found", notFound(), context);
       const body = await guard.body("webhook", request, binding.max_body_bytes ?? DEFAULT_MAX_BODY_BYTES, context);

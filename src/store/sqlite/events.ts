@@ -162,12 +162,13 @@ export class SqliteEvents implements EventStore {
       "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status, error_class, error, " +
         "excerpt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     );
+    // Without RETURNING (as the queue's insert): the change count says whether the row went in.
     this.insert = handle.sqlite.prepare<
-      { id: string },
+      never,
       [string, string, string, string, string | null, string, string | null, number, string, string, string | null]
     >(
       "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, " +
-        "routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        "routing) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     );
     this.original = handle.sqlite.prepare<{ id: string }, [string, string, string]>(
       "SELECT id FROM events WHERE tenant = ? AND binding = ? AND idempotency_key = ?",
@@ -187,19 +188,20 @@ export class SqliteEvents implements EventStore {
   ): { id: string; created: boolean } {
     const e = envelope;
     const json = jsonOnce(e);
-    const inserted = this.insert.get(
-      e.id,
-      e.tenant,
-      e.type,
-      e.channel,
-      e.agent,
-      e.source.binding,
-      e.idempotency_key,
-      Date.parse(e.received_at),
-      json,
-      JSON.stringify(trace),
-      routing && JSON.stringify(routing),
-    );
+    const inserted =
+      this.insert.run(
+        e.id,
+        e.tenant,
+        e.type,
+        e.channel,
+        e.agent,
+        e.source.binding,
+        e.idempotency_key,
+        Date.parse(e.received_at),
+        json,
+        JSON.stringify(trace),
+        routing && JSON.stringify(routing),
+      ).changes === 1;
     if (inserted) {
       if (this.inserted.size) {
         const { tenant, id } = e;
@@ -218,7 +220,7 @@ export class SqliteEvents implements EventStore {
           this.freshBytes -= old.bytes;
         }
       }
-      return { id: inserted.id, created: true };
+      return { id: e.id, created: true };
     }
     const original = this.original.get(e.tenant, e.source.binding, e.idempotency_key ?? "");
     if (!original) throw new Error(`event ${e.id} was not inserted and has no idempotent original`);
