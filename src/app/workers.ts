@@ -3,7 +3,7 @@ import type { Clock, Random } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/index.ts";
-import { DELIVERY_JOB, dispatcher } from "../dispatch/dispatcher.ts";
+import { DELIVERY_JOB, dispatcher, recoverFastAttempts } from "../dispatch/dispatcher.ts";
 import { MAIL_PROCESS_JOB } from "../ingress/smtp/index.ts";
 import { mailProcessor } from "../mail/process.ts";
 import type { Storage } from "../store/index.ts";
@@ -48,6 +48,9 @@ export function openDispatch(
 export async function recoverLeases(storage: Storage, log: Logger): Promise<void> {
   const recovered = await storage.queue.recoverExpired(storage.shared ? {} : { all: true });
   if (recovered) log.info("recovered jobs whose lease expired", { jobs: recovered });
+  // The fast path's attempts on SQLite hold no job: one cut off left its delivery `delivering`.
+  const cutOff = await recoverFastAttempts(storage);
+  if (cutOff) log.info("recovered fast-path deliveries cut off by the stop", { deliveries: cutOff });
 }
 
 export interface Workers {

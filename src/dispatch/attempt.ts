@@ -3,7 +3,8 @@ import { jsonOnce } from "../core/json-once.ts";
 import type { EndpointSpec } from "../control/resources/specs.ts";
 import type { Envelope } from "../events/envelope.ts";
 import type { DeliveryRow, Job } from "../store/index.ts";
-import { agentOf, type DispatchContext, DEFAULT_TIMEOUT_MS } from "./context.ts";
+import { DEFAULT_BACKOFF, retryDelay } from "../core/backoff.ts";
+import { agentOf, type DispatchContext, DEFAULT_TIMEOUT_MS, deliveryJob } from "./context.ts";
 import { type Attempt, postJson, signStandardWebhook } from "./post.ts";
 import type { AttemptResult } from "./result.ts";
 import type { TaskTrace } from "./trace.ts";
@@ -16,11 +17,13 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * task over the runtime's socket, src/dispatch/context.ts `AgentTargets`) over the endpoint's kept-alive
  * connection, then the attempt, the outcome and (when nothing is left to do) the job's ack in one
  * commit. Dead at `max_attempts` or when the egress guard refused; else a retry when the
- * endpoint said (Retry-After), or after the queue's backoff.
+ * endpoint said (Retry-After), or after the queue's backoff. Without a job (the fast path on
+ * SQLite, `ctx.jobless`) a retry's job, due when the queue would have scheduled it, goes in that
+ * same commit.
  */
 export async function attempt(
   ctx: DispatchContext,
-  job: Job,
+  job: Job | null,
   d: DeliveryRow,
   endpoint: EndpointSpec,
   envelope: Envelope,
@@ -54,6 +57,7 @@ export async function attempt(
     startedAt,
     result,
     dead,
+    retryTx: job ? undefined : (tx) => tx.enqueue(retryJob(ctx, d, tx.now, result)),
   });
   const attempted = { ok: result.ok, errorClass: result.errorClass };
   if (result.ok) return { kind: "delivered", acked, attempted };
@@ -103,6 +107,15 @@ async function post(
     agent: ctx.connections.for(d.tenant, d.endpoint, endpoint),
   });
   return { startedAt, result };
+}
+
+/**
+ * The job of a jobless fast attempt's retry, due when the queue would have scheduled its job's
+ * first retry (src/core/backoff.ts, a Retry-After the endpoint sent honoured).
+ */
+export function retryJob(ctx: DispatchContext, d: DeliveryRow, now: number, result?: Attempt) {
+  const asked = result?.retryAfterMs != null ? Math.max(1000, result.retryAfterMs) : undefined;
+  return { ...deliveryJob(d, `delivery:${d.id}`), runAt: now + retryDelay(1, ctx.random, DEFAULT_BACKOFF, asked) };
 }
 
 function noPool(agent: string): Attempt {

@@ -92,6 +92,12 @@ export interface DispatchContext {
   readonly random: Random;
   /** The fast path's job leases: their owner and visibility timeout. */
   readonly lease: { owner: string | null; visibilityMs: number };
+  /**
+   * The fast path's attempts go without a job (src/dispatch/fast-path.ts): on SQLite, where one
+   * process holds the data dir, the `delivering` row says all a crash leaves to recover. On a
+   * shared database the leased job says which node works on it.
+   */
+  readonly jobless: boolean;
   readonly routes: RouteTable;
   readonly secrets: LeasedSecrets;
   readonly breakers: Breakers;
@@ -142,6 +148,7 @@ export function dispatchContext(deps: DispatcherDeps): DispatchContext {
     clock,
     random: deps.random ?? Math.random,
     lease: { owner: deps.owner ?? null, visibilityMs: deps.visibilityMs ?? DEFAULT_VISIBILITY_MS },
+    jobless: !storage.shared,
     routes: new RouteTable(storage.resources),
     secrets: new LeasedSecrets(deps.vault, clock),
     breakers,

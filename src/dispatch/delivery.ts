@@ -171,14 +171,21 @@ export class DeliveryWriter {
 
   /**
    * An attempt made, in one commit: its row, the delivery's outcome (`delivered`, `retrying` or
-   * `dead`, with the `delivery.dead` audit entry), and the job's ack when nothing is left to do.
+   * `dead`, with the `delivery.dead` audit entry), and the job's ack when nothing is left to do;
+   * without a job, `retryTx` writes the retry's job when it will be retried.
    * Resolves with whether the job was acked (false: its lease was lost, or it will be retried).
    */
   async afterAttempt(
     d: DeliveryRow,
     trace: TaskTrace,
-    job: Job,
-    a: { attempt: number; startedAt: number; result: PostResult; dead: boolean },
+    job: Job | null,
+    a: {
+      attempt: number;
+      startedAt: number;
+      result: PostResult;
+      dead: boolean;
+      retryTx?: (tx: Tx) => void;
+    },
   ): Promise<{ state: DeliveryState; lastError: string | null; acked: boolean }> {
     const { result, attempt, dead } = a;
     const lastError = result.ok ? null : (result.error ?? `HTTP ${result.status}`);
@@ -207,7 +214,10 @@ export class DeliveryWriter {
           error: lastError,
           excerpt: result.excerpt.slice(0, 1024),
         });
-        return result.ok || dead ? tx.ack(job) : false;
+        const over = result.ok || dead;
+        if (job) return over ? tx.ack(job) : false;
+        if (!over) a.retryTx?.(tx);
+        return false;
       },
     );
     return { state, lastError, acked: acked === true };

@@ -21,6 +21,7 @@ import { DispatchStatus } from "./status.ts";
  */
 
 export { AGENT_TARGET, type AgentTargets, agentOf, DELIVERY_JOB, type DispatcherDeps } from "./context.ts";
+export { recoverFastAttempts } from "./fast-path.ts";
 export type { Waiting } from "./status.ts";
 
 export function dispatcher(deps: DispatcherDeps) {
@@ -50,7 +51,7 @@ export function dispatcher(deps: DispatcherDeps) {
     setAgentTargets: (targets: AgentTargets | null) => {
       ctx.targets = targets;
     },
-    /** Wait up to `ms` for fast-path attempts in flight; false when some were cut off (their jobs keep their leases). */
+    /** Wait up to `ms` for fast-path attempts in flight; false when some were cut off (recovered at the next start). */
     drain: (ms: number) => fast.drain(ms),
     /** Close the kept-alive connections (at shutdown). */
     close: () => ctx.connections.close(),

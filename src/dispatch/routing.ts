@@ -30,7 +30,14 @@ type Routed = {
   span: Span;
   targets: Target[];
 };
-type Started = { job: Job; row: DeliveryRow; spec: EndpointSpec; envelope: Envelope; trace: TaskTrace; place: Place };
+type Started = {
+  job: Job | null;
+  row: DeliveryRow;
+  spec: EndpointSpec;
+  envelope: Envelope;
+  trace: TaskTrace;
+  place: Place;
+};
 
 export class Routing {
   constructor(
@@ -127,11 +134,12 @@ export class Routing {
    * Routing's first half, nothing written: the event's routes, and for each target whose endpoint
    * has a free place and a closed circuit, its policy decision. A target the policy allows takes
    * the fast path: it is decided in the routing commit itself (state `delivering`, the decision,
-   * the first attempt's audit entry) with its job created leased to this process, and its attempt
-   * starts as soon as that commit is on disk: no claim, no worker to wait for, two commits fewer.
-   * Any other target gets a pending delivery and an ordinary job. A fast attempt that fails is
-   * failed on its job like any other (the queue schedules the retry), and one cut off by a crash
-   * is recovered with the job's lease.
+   * the first attempt's audit entry), and its attempt starts as soon as that commit is on disk: no
+   * claim, no worker to wait for, two commits fewer. On a shared database its job is created
+   * leased to this process (a crash is recovered with the lease); on SQLite it has no job until it
+   * needs one: a retry's job goes in the attempt's commit, and one cut off by a crash is found by
+   * its state at the next start (src/dispatch/fast-path.ts `recoverFastAttempts`). Any other
+   * target gets a pending delivery and an ordinary job.
    */
   private async plan(envelope: Envelope): Promise<Routed> {
     const { id, tenant } = envelope;
@@ -196,10 +204,13 @@ export class Routing {
         this.ctx.enqueueTx(tx, row, `delivery:${row.id}`);
         continue;
       }
-      const job = storage.queue.enqueueLeasedTx(tx, deliveryJob(row, `delivery:${row.id}`), lease);
+      // Born leased to this process where a job says who works on it (a shared database).
+      const job = this.ctx.jobless
+        ? null
+        : storage.queue.enqueueLeasedTx(tx, deliveryJob(row, `delivery:${row.id}`), lease);
       deliveries.attemptAuditTx(tx, row, t.fast.spec.url, 1);
       started.push({
-        job: job!,
+        job,
         row,
         spec: t.fast.spec,
         envelope: r.envelope,

@@ -25,7 +25,8 @@ export class DispatchStatus {
       return { reason: "approval", approval_id: d.approvalId, until: approval?.expiresAt ?? null };
     }
     const job = await storage.queue.unfinished(DELIVERY_JOB, `delivery:${d.id}`);
-    if (!job) return null;
+    // A fast-path attempt on SQLite holds no job while it is made (src/dispatch/fast-path.ts).
+    if (!job) return d.state === "delivering" ? { reason: "attempt_in_progress", until: null } : null;
     if (job.state === "leased") return { reason: "attempt_in_progress", until: null };
     if (job.lastError?.endsWith(CIRCUIT_OPEN)) {
       const circuit = this.ctx.breakers.peek(`${d.tenant}/${d.endpoint}`);
