@@ -70,6 +70,30 @@ describe("the audit chain", () => {
     expect(canonicalEntry(e)).toBe(canonicalJson(e));
   });
 
+  test("the canonical form is byte for byte the one every stored hash was made with", () => {
+    // The generic walk the chain's hashes were first computed with.
+    const reference = (value: unknown): string => {
+      if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+      if (Array.isArray(value)) return `[${value.map(reference).join(",")}]`;
+      const keys = Object.keys(value as object)
+        .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+        .sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${reference((value as Record<string, unknown>)[k])}`).join(",")}}`;
+    };
+    // biome-ignore lint/suspicious/noSparseArray: a hole must stay a hole
+    const holes = [1, , 3];
+    const values: unknown[] = [
+      { delivery: "dlv_1", event: "evt_1", attempt: 1, url: "http://10.0.0.2/hook" },
+      { b: [undefined, null, holes, [], {}], a: { d: undefined, c: '\u2028\n"', é: 1.5 }, "": true },
+      [{ z: new Date(0), y: -0 }, "x", 2e21, Number.NaN],
+      {},
+      "plain",
+      null,
+    ];
+    for (const v of values) expect(canonicalJson(v)).toBe(reference(v));
+    expect(canonicalJson({ b: 2, a: [1, { d: undefined, c: null }] })).toBe('{"a":[1,{"c":null}],"b":2}');
+  });
+
   test("the canonical form does not depend on key order", () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe(
       canonicalJson({ a: { c: null, d: [1, { y: 2, z: 1 }] }, b: 1 }),

@@ -33,14 +33,31 @@ export interface ChainedEntry extends AuditEntry {
 /** The previous hash of the first entry. */
 export const GENESIS = "0".repeat(64);
 
-/** JSON with object keys sorted at every level: the same entry always has the same bytes. */
+/**
+ * JSON with object keys sorted at every level: the same entry always has the same bytes (which
+ * every stored hash depends on: a hole in an array stays empty, an undefined member is left out).
+ * Written as loops: it is on the append path of every audit entry.
+ */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const keys = Object.keys(value as object)
-    .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-    .sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(",")}}`;
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ",";
+      if (i in value) out += canonicalJson(value[i]);
+    }
+    return `${out}]`;
+  }
+  const o = value as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  let out = "{";
+  for (const k of keys) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ",";
+    out += `${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 /**
