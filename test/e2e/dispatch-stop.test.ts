@@ -1,7 +1,8 @@
 /**
- * A graceful stop with a delivery in flight on the dispatcher's fast path (started by routing
- * itself, outside the job runner): the stop waits for it, the receiver gets it once, and it is
- * recorded as delivered with its job done; nothing is left for the next start.
+ * A stop with a delivery in flight on the dispatcher's fast path (started by routing itself,
+ * outside the job runner; on SQLite it holds no job). A graceful stop waits for it: the receiver
+ * gets it once, it is recorded as delivered, and nothing is left for the next start. A stop that
+ * runs out of time leaves it `delivering`, and the next start sends it again (at least once).
  */
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,12 +13,13 @@ import { silentLogger } from "../../src/core/log.ts";
 import { apiCaller } from "../helpers/api.ts";
 import { sqliteOf, until } from "../helpers/storage.ts";
 import { loopbackConfig } from "../helpers/app.ts";
+import { DELIVERY_JOB } from "../../src/dispatch/dispatcher.ts";
 
 const BOOTSTRAP = "bootstrap-dispatch-stop-7c1e3a5b9d2f4e6a";
 const root = mkdtempSync(join(tmpdir(), "agentowl-dispatch-stop-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-test("stop waits for a fast-path delivery in flight; it ends delivered, once, its job done", async () => {
+test("stop waits for a fast-path delivery in flight; it ends delivered, once, nothing left to run", async () => {
   const arrivals: string[] = [];
   let answered = 0;
   const receiver = Bun.serve({
@@ -60,7 +62,7 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     expect(forced).toBe(false);
     expect(answered).toBe(1);
 
-    // The next start finds it delivered and its job done: nothing runs again.
+    // The next start finds it delivered: nothing runs again.
     app = await startApp({ config, log: silentLogger });
     const after = sqliteOf(app).events.delivery(d!.id)!;
     expect(after).toMatchObject({ state: "delivered", attempts: 1, lastStatus: 200 });
@@ -82,6 +84,66 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, it
     );
     expect(arrivals.filter((id) => id !== later)).toEqual([d!.id]);
     expect(await sqliteOf(app).queue.recoverExpired({ all: true })).toBe(0);
+  } finally {
+    await app.stop();
+    receiver.stop(true);
+  }
+});
+
+test("a fast-path delivery a forced stop cut off is sent again at the next start, under the same webhook-id, and ends delivered", async () => {
+  const arrivals: string[] = [];
+  const receiver = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      arrivals.push(req.headers.get("webhook-id") ?? "");
+      // The first request outlasts the stop's deadline; the later ones are answered at once.
+      if (arrivals.length === 1) await Bun.sleep(3000);
+      return new Response("ok");
+    },
+  });
+  const config = { ...loopbackConfig(root, BOOTSTRAP, {}, join(root, "forced")), shutdownTimeoutMs: 300 };
+  let app = await startApp({ config, log: silentLogger });
+  const call = apiCaller(() => app.url, BOOTSTRAP);
+  try {
+    expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+    for (const [kind, body] of [
+      ["endpoints", { name: "slow", url: `http://127.0.0.1:${receiver.port}/` }],
+      ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
+      ["routes", { name: "all", default: true, to: ["slow"] }],
+    ] as const) {
+      expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
+    }
+    const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    const eventId = ((await r.json()) as { id: string }).id;
+    await until("the attempt reached the receiver", () => arrivals.length === 1, 10_000);
+    const [d] = await sqliteOf(app).events.deliveries({ eventId, limit: 10 });
+    expect((await call("GET", `/v1/deliveries/${d!.id}`)).body.waiting_for).toEqual({
+      reason: "attempt_in_progress",
+      until: null,
+    });
+
+    const { forced } = await app.stop();
+    expect(forced).toBe(true);
+    app = await startApp({ config, log: silentLogger });
+    await until(
+      "delivered after the restart",
+      () => sqliteOf(app).events.delivery(d!.id)?.state === "delivered",
+      10_000,
+    );
+    expect(arrivals).toEqual([d!.id, d!.id]);
+    expect(await sqliteOf(app).queue.unfinished(DELIVERY_JOB, `delivery:${d!.id}`)).toBeNull();
+    // Cut off, it had no job: its state had it recovered, once, at the start.
+    const jobs = sqliteOf(app)
+      .handle.sqlite.query<{ key: string; state: string }, [string]>(
+        "SELECT idempotency_key AS key, state FROM jobs WHERE idempotency_key LIKE ?",
+      )
+      .all(`delivery:${d!.id}%`);
+    expect(jobs).toEqual([{ key: `delivery:${d!.id}:recovered`, state: "done" }]);
   } finally {
     await app.stop();
     receiver.stop(true);
