@@ -114,7 +114,7 @@ async function post(
  * first retry (src/core/backoff.ts, a Retry-After the endpoint sent honoured).
  */
 export function retryJob(ctx: DispatchContext, d: DeliveryRow, now: number, result?: Attempt) {
-  const asked = result?.retryAfterMs != null ? Math.max(1000, result.retryAfterMs) : undefined;
+  const asked = result && result.retryAfterMs !== null ? Math.max(1000, result.retryAfterMs) : undefined;
   return { ...deliveryJob(d, `delivery:${d.id}`), runAt: now + retryDelay(1, ctx.random, DEFAULT_BACKOFF, asked) };
 }
 
