@@ -158,6 +158,22 @@ describe("agentowl backup", () => {
     expect(m.files.find((f) => f.path === "audit/checkpoints.jsonl")!.size).toBe('{"seq":1}\n'.length);
   });
 
+  test("--max-rate caps the archive's writes (a verified archive), and anything but MiB per second is a usage error", async () => {
+    const dir = await dataDir({ segmentBytes: 4 * 1024 * 1024 });
+    const env = { AGENTOWL_DATA_DIR: dir };
+    const bad = await runAgentowl(["backup", "--max-rate", "fast", join(dir, "x.tar")], { cwd: root, env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--max-rate takes MiB per second");
+    const dest = join(fresh("out"), "capped.tar");
+    mkdirSync(join(dest, ".."), { recursive: true });
+    const r = await runAgentowl(["backup", "--max-rate", "2", dest], { cwd: root, env });
+    expect(r.code).toBe(0);
+    // At 2 MiB/s the 4 MiB archive takes at least its size over the rate, less one chunk and the first 50 ms.
+    expect(statSync(dest).size).toBeGreaterThan(4 * 1024 * 1024);
+    expect(r.ms).toBeGreaterThanOrEqual(((statSync(dest).size - 1024 * 1024) / (2 * 1024 * 1024)) * 1000 - 50);
+    expect(readArchive(dest).files.map((f) => f.path)).toContain("agentowl.db");
+  });
+
   test("a blob gone from the data dir is named missing in the manifest, not a failed backup", async () => {
     const dir = await dataDir();
     const shards = readdirSync(join(dir, "blobs", "sha256"));
