@@ -40,6 +40,8 @@ export interface BackupResult {
   schemaVersion: number;
   missing: { spool: number; blobs: number };
   createdAt: string;
+  /** Milliseconds the writer slept to stay under `maxBytesPerSecond` (filled in by the worker). */
+  pacedMs?: number;
 }
 
 export const ENCRYPTION_NOTE =

@@ -56,6 +56,8 @@ export class Backups {
         bytes: r.bytes,
         files: r.files,
         ms: Math.round(performance.now() - started),
+        // Of which spent under backup_max_rate's pacing.
+        paced_ms: r.pacedMs ?? 0,
         ...(r.missing.spool || r.missing.blobs
           ? { missing_spool_segments: r.missing.spool, missing_blobs: r.missing.blobs }
           : {}),

@@ -35,7 +35,7 @@ export class RateLimit {
     }
   }
 
-  /** Milliseconds slept so far (reported with the backup's time). */
+  /** Milliseconds slept so far (logged with the backup's time: `backup written`). */
   get sleptMs(): number {
     return this.slept;
   }

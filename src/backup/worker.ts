@@ -50,7 +50,10 @@ self.onmessage = ({ data }: MessageEvent<BackupRequest>) => {
       (name) => self.postMessage({ kind: "phase", name } satisfies WorkerReport),
       (bytes) => limit.take(bytes),
     );
-    self.postMessage({ kind: "done", result } satisfies WorkerReport);
+    self.postMessage({
+      kind: "done",
+      result: { ...result, pacedMs: Math.round(limit.sleptMs) },
+    } satisfies WorkerReport);
   } catch (e) {
     self.postMessage({
       kind: "error",
