@@ -2,7 +2,8 @@
  * `npm run bench -- ops`: backups of a data dir with 100,000 events and 1 GiB of attachment blobs
  * (BENCH_OPS_EVENTS, BENCH_OPS_BLOB_MIB), taken while the appliance serves signed webhooks:
  *
- * - the backup's time (POST /v1/backups) beside GNU tar archiving the same data dir's files, idle;
+ * - the backup's time (POST /v1/backups, at backup_max_rate or BENCH_OPS_MAX_RATE MiB/s) beside GNU tar
+ *   archiving the same data dir's files, idle;
  * - the ingest rate during the backup beside the rate without it, same load, same run (target ≥ 80 %);
  * - `agentowl restore` into a fresh data dir beside GNU tar extracting the archive (no fsync);
  * - `agentowl serve` from spawn to /readyz 200 on the restored data dir, beside a fresh one.
@@ -26,6 +27,8 @@ const EVENTS = Number(process.env.BENCH_OPS_EVENTS ?? 100_000);
 const BLOB_MIB = Number(process.env.BENCH_OPS_BLOB_MIB ?? 1024);
 const ATTACHMENT_MIB = 4;
 const BASELINE_S = Number(process.env.BENCH_OPS_BASELINE_SECONDS ?? 10);
+/** The backup's write cap in MiB/s (POST /v1/backups {max_rate}); unset: the server's backup_max_rate. */
+const MAX_RATE = process.env.BENCH_OPS_MAX_RATE;
 const CONNECTIONS = 20;
 const SECRET = `whsec_${Buffer.from("bench-ops-signing-secret-32-bytes").toString("base64")}`;
 const KEY = Buffer.from(SECRET.slice("whsec_".length), "base64");
@@ -181,7 +184,8 @@ export async function benchOps(): Promise<SectionResult> {
     const tb = performance.now();
     const res = await fetch(`${app.url}/v1/backups`, {
       method: "POST",
-      headers: { authorization: `Bearer bench-ops-bootstrap-token-0000000000` },
+      headers: { authorization: `Bearer bench-ops-bootstrap-token-0000000000`, "content-type": "application/json" },
+      body: JSON.stringify(MAX_RATE === undefined ? {} : { max_rate: Number(MAX_RATE) }),
     });
     const lines = (await res.text())
       .trim()
@@ -206,8 +210,9 @@ export async function benchOps(): Promise<SectionResult> {
     const tarRef = join(work, "ref.tar");
     const tarS = timed(["tar", "-cf", tarRef, "-C", dir, "agentowl.db", "blobs", "spool", "audit"]);
     rmSync(tarRef);
+    const cap = MAX_RATE === undefined ? "backup_max_rate's default" : `${MAX_RATE} MiB/s`;
     console.log(
-      `backup while serving: ${backupS.toFixed(1)} s for ${gib(result.bytes)} (${result.files} files); ` +
+      `backup while serving (write cap: ${cap}): ${backupS.toFixed(1)} s for ${gib(result.bytes)} (${result.files} files); ` +
         `GNU tar of the same files, server stopped: ${tarS.toFixed(1)} s = ${(backupS / tarS).toFixed(2)}x tar`,
     );
     console.log(
@@ -261,7 +266,7 @@ export async function benchOps(): Promise<SectionResult> {
           unit: "%",
         },
       ],
-      notes: [],
+      notes: [`the backup's write cap: ${cap}`],
     };
   } finally {
     app.proc.kill("SIGTERM");

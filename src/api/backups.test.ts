@@ -24,11 +24,13 @@ let server: { stop(): unknown } | null = null;
 const tokens: Record<string, string> = {};
 let release: (() => void) | null = null;
 let runs = 0;
+let lastOpts: unknown;
 
 const taker: BackupTaker = {
-  take(onProgress) {
+  take(onProgress, opts) {
     if (release) throw new AppError("conflict", "a backup is already running");
     runs++;
+    lastOpts = opts;
     onProgress?.({ phase: "snapshot" });
     return new Promise((resolve) => {
       release = () => {
@@ -105,4 +107,26 @@ test("the answer streams progress lines, then the result; a second request while
       created_at: "2026-12-01T03:17:00.000Z",
     },
   });
+});
+
+test("max_rate in the body caps this backup (MiB/s passed on as bytes/s); a bad one is refused and starts nothing", async () => {
+  const send = (body: unknown) =>
+    fetch(`${base}/v1/backups`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokens.admin!}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  const before = runs;
+  for (const bad of [{ max_rate: -1 }, { max_rate: 1.5 }, { max_rate: "fast" }, { other: 1 }])
+    expect([JSON.stringify(bad), (await send(bad)).status]).toEqual([JSON.stringify(bad), 422]);
+  expect(runs).toBe(before);
+  const res = await send({ max_rate: 32 });
+  expect(res.status).toBe(200);
+  release!();
+  await res.text();
+  expect(lastOpts).toEqual({ maxBytesPerSecond: 32 * 2 ** 20 });
+  const plain = await post(tokens.admin!);
+  release!();
+  await plain.text();
+  expect(lastOpts).toEqual({});
 });

@@ -6,7 +6,10 @@ import { authenticated } from "./http.ts";
 
 /** What POST /v1/backups needs of the appliance's backups (src/backup/service.ts). */
 export interface BackupTaker {
-  take(onProgress?: (p: { phase?: string; done?: number; total?: number }) => void): Promise<{
+  take(
+    onProgress?: (p: { phase?: string; done?: number; total?: number }) => void,
+    opts?: { maxBytesPerSecond?: number },
+  ): Promise<{
     path: string;
     bytes: number;
     files: number;
@@ -19,15 +22,17 @@ export interface BackupTaker {
 /**
  * POST /v1/backups (admin): takes a backup into the server's backup_dir and answers with
  * newline-delimited JSON as it goes: `{"progress":…}` lines, then one `{"backup":…}` (where it is,
- * its size) or `{"error":…}`. A second request while one runs gets 409 (docs/operations.md#backups).
+ * its size) or `{"error":…}`. A second request while one runs gets 409. A body
+ * `{"max_rate": MiB per second}` overrides `backup_max_rate` for this one (docs/operations.md#backups).
  */
 export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Clock) {
   return new Elysia({ normalize: false }).use(authenticated(tokens, clock, { admin: true })).post(
     "/backups",
     ({ body }) => {
-      // No options yet: nothing, or an empty object (Elysia lets an array through the schema).
+      // Nothing, or an object (Elysia lets an array through the schema).
       if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
-        throw new AppError("invalid_input", "the body must be an empty JSON object, or nothing");
+        throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
+      const maxRate = body?.max_rate;
       const encoder = new TextEncoder();
       const lines: unknown[] = [];
       let wake: (() => void) | null = null;
@@ -38,7 +43,7 @@ export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Cl
       // Taken before the response: a backup already running throws here, a 409 rather than a 200.
       let ended = false;
       backups
-        .take((p) => say({ progress: p }))
+        .take((p) => say({ progress: p }), maxRate === undefined ? {} : { maxBytesPerSecond: maxRate * 2 ** 20 })
         .then(
           (r) =>
             say({
@@ -77,6 +82,14 @@ export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Cl
         { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } },
       );
     },
-    { body: t.Optional(t.Object({}, { additionalProperties: false })) },
+    {
+      body: t.Optional(
+        t.Object(
+          // MiB per second, overriding backup_max_rate for this backup; 0: no cap.
+          { max_rate: t.Optional(t.Integer({ minimum: 0, maximum: 100_000 })) },
+          { additionalProperties: false },
+        ),
+      ),
+    },
   );
 }

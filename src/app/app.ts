@@ -130,7 +130,13 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
   const ready = readiness({ storage, clock, workers, stopping: () => state.stopping, agents, disk });
   const logTap = opts.logTap ?? null;
   const backups = new Backups(
-    { dataDir: config.dataDir, masterKeyFile: config.masterKeyFile, dir: config.backup.dir, keep: config.backup.keep },
+    {
+      dataDir: config.dataDir,
+      masterKeyFile: config.masterKeyFile,
+      dir: config.backup.dir,
+      keep: config.backup.keep,
+      maxBytesPerSecond: config.backup.maxBytesPerSecond,
+    },
     clock,
     log.child({ component: "backup" }),
   );

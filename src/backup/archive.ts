@@ -57,56 +57,64 @@ export interface Manifest {
 export const archiveBytes = (manifestBytes: number, files: readonly { size: number }[]): number =>
   entryBytes(manifestBytes) + files.reduce((n, f) => n + entryBytes(f.size), 0) + END_OF_ARCHIVE.length;
 
-/** A file to archive: its path in the archive, where its bytes are, how many (a prefix of the file). */
-export interface Source extends ManifestFile {
+/**
+ * A file to archive: its path in the archive, where its bytes are, how many (a prefix of the file),
+ * and its SHA-256 when it is known beforehand (a blob, named by it: checked as it is copied);
+ * without one, the checksum is taken as the file is copied.
+ */
+export interface Source {
+  path: string;
   file: string;
+  size: number;
+  sha256?: string;
 }
 
 export type Progress = (done: number, total: number) => void;
 
-/** SHA-256 of the first `size` bytes of `file` (a spool segment may grow past them meanwhile). */
-export function hashFile(file: string, size: number): string {
-  const fd = openSync(file, "r");
-  try {
-    const hasher = new Bun.CryptoHasher("sha256");
-    const buf = Buffer.allocUnsafe(CHUNK);
-    let pos = 0;
-    while (pos < size) {
-      const n = readSync(fd, buf, 0, Math.min(CHUNK, size - pos), pos);
-      if (n === 0) throw new AppError("internal", `${file} is shorter than ${size} bytes`);
-      hasher.update(buf.subarray(0, n));
-      pos += n;
-    }
-    return hasher.digest("hex");
-  } finally {
-    closeSync(fd);
-  }
+function writeAll(fd: number, bytes: Uint8Array, position?: number): void {
+  let off = 0;
+  while (off < bytes.length)
+    off += writeSync(fd, bytes, off, bytes.length - off, position === undefined ? null : position + off);
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
-  let off = 0;
-  while (off < bytes.length) off += writeSync(fd, bytes, off, bytes.length - off);
+/** Stands for a checksum not taken yet: as long as one, so the manifest keeps its size once it is filled in. */
+const PENDING = "0".repeat(64);
+const manifestJson = (m: Manifest) => new TextEncoder().encode(`${JSON.stringify(m, null, 1)}\n`);
+
+export interface WriteOptions {
+  progress?: Progress;
+  /** Called with each write's size before it is made (a `RateLimit`'s `take`: ./throttle.ts). */
+  beforeWrite?: (bytes: number) => void;
 }
 
 /**
  * Write the archive to `dest`: into `dest.partial`, fsynced, then renamed, so `dest` is whole or
- * absent. Every source is hashed again as it is copied; one whose bytes no longer match the
- * manifest (a blob damaged on disk) fails the backup rather than archiving a lie.
+ * absent. Each source is read once: the checksums not known beforehand are taken as the bytes are
+ * copied and written into the manifest (the first entry, its size fixed in advance) at the end;
+ * a source whose checksum is known (a blob) is checked, and one whose bytes no longer match (a blob
+ * damaged on disk) fails the backup rather than archiving a lie. Returns the archive's size and
+ * the manifest it holds.
  */
 export function writeArchive(
   dest: string,
-  manifest: Manifest,
+  head: Omit<Manifest, "files">,
   sources: readonly Source[],
-  progress?: Progress,
-): number {
-  const manifestBytes = new TextEncoder().encode(`${JSON.stringify(manifest, null, 1)}\n`);
-  const total = archiveBytes(manifestBytes.length, sources);
+  opts: WriteOptions = {},
+): { bytes: number; manifest: Manifest } {
+  const { progress, beforeWrite } = opts;
+  const manifest: Manifest = {
+    ...head,
+    files: sources.map(({ path, size, sha256 }) => ({ path, size, sha256: sha256 ?? PENDING })),
+  };
+  const manifestSize = manifestJson(manifest).length;
+  const total = archiveBytes(manifestSize, sources);
   const mtimeSec = Date.parse(manifest.created_at) / 1000;
   const partial = `${dest}.partial`;
   const fd = openSync(partial, "w", 0o600);
   let done = 0;
   let synced = 0;
   const out = (bytes: Uint8Array) => {
+    beforeWrite?.(bytes.length);
     writeAll(fd, bytes);
     done += bytes.length;
     if (done - synced >= SYNC_EVERY) {
@@ -115,11 +123,11 @@ export function writeArchive(
     }
   };
   try {
-    out(tarHeader({ path: MANIFEST, size: manifestBytes.length }, { mtimeSec }));
-    out(manifestBytes);
-    out(new Uint8Array(paddingOf(manifestBytes.length)));
+    out(tarHeader({ path: MANIFEST, size: manifestSize }, { mtimeSec }));
+    // Its bytes once every checksum is known; zeros until then.
+    out(new Uint8Array(manifestSize + paddingOf(manifestSize)));
     const buf = Buffer.allocUnsafe(CHUNK);
-    for (const s of sources) {
+    sources.forEach((s, i) => {
       out(tarHeader(s, { mtimeSec }));
       const src = openSync(s.file, "r");
       try {
@@ -133,14 +141,20 @@ export function writeArchive(
           pos += n;
           progress?.(done, total);
         }
-        if (hasher.digest("hex") !== s.sha256)
+        const sha256 = hasher.digest("hex");
+        if (s.sha256 === undefined) manifest.files[i]!.sha256 = sha256;
+        else if (sha256 !== s.sha256)
           throw new AppError("internal", `${s.path} does not match its checksum on disk (damaged?); backup abandoned`);
       } finally {
         closeSync(src);
       }
       out(new Uint8Array(paddingOf(s.size)));
-    }
+    });
     out(END_OF_ARCHIVE);
+    const manifestBytes = manifestJson(manifest);
+    if (manifestBytes.length !== manifestSize)
+      throw new Error("the manifest changed size as its checksums were filled in");
+    writeAll(fd, manifestBytes, BLOCK);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
@@ -153,7 +167,7 @@ export function writeArchive(
   renameSync(partial, dest);
   fsyncPath(dirname(dest));
   progress?.(total, total);
-  return total;
+  return { bytes: total, manifest };
 }
 
 /** An archive that failed verification: one line saying what is wrong (the CLI exits 1 with it). */

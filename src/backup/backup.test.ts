@@ -19,7 +19,7 @@ import { BlobStore, lockDataDir, openStorage, prepareDataDir } from "../store/in
 import { nightlyBackup } from "../workers/maintenance.ts";
 import { ManualTimers } from "../workers/schedule.ts";
 import { killLeftovers, runAgentowl, startAgentowl, waitUntil } from "../../test/helpers/process.ts";
-import { ArchiveRefused, MANIFEST, readArchive } from "./archive.ts";
+import { ArchiveRefused, MANIFEST, readArchive, writeArchive } from "./archive.ts";
 import { archiveName, createBackup } from "./backup.ts";
 import { restoreArchive, verifyArchive } from "./restore.ts";
 import { Backups } from "./service.ts";
@@ -158,12 +158,89 @@ describe("agentowl backup", () => {
     expect(m.files.find((f) => f.path === "audit/checkpoints.jsonl")!.size).toBe('{"seq":1}\n'.length);
   });
 
+  test("--max-rate caps the archive's writes (a verified archive), and anything but MiB per second is a usage error", async () => {
+    const dir = await dataDir({ segmentBytes: 4 * 1024 * 1024 });
+    const env = { AGENTOWL_DATA_DIR: dir };
+    const bad = await runAgentowl(["backup", "--max-rate", "fast", join(dir, "x.tar")], { cwd: root, env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--max-rate takes MiB per second");
+    const dest = join(fresh("out"), "capped.tar");
+    mkdirSync(join(dest, ".."), { recursive: true });
+    const r = await runAgentowl(["backup", "--max-rate", "2", dest], { cwd: root, env });
+    expect(r.code).toBe(0);
+    // At 2 MiB/s the 4 MiB archive takes at least its size over the rate, less one chunk and the first 50 ms.
+    expect(statSync(dest).size).toBeGreaterThan(4 * 1024 * 1024);
+    expect(r.ms).toBeGreaterThanOrEqual(((statSync(dest).size - 1024 * 1024) / (2 * 1024 * 1024)) * 1000 - 50);
+    expect(readArchive(dest).files.map((f) => f.path)).toContain("agentowl.db");
+  });
+
   test("a blob gone from the data dir is named missing in the manifest, not a failed backup", async () => {
     const dir = await dataDir();
     const shards = readdirSync(join(dir, "blobs", "sha256"));
     for (const s of shards) rmSync(join(dir, "blobs", "sha256", s), { recursive: true });
     const m = readArchive(await backupOf(dir));
     expect(m.missing.blobs).toHaveLength(1);
+  });
+});
+
+describe("writing an archive", () => {
+  const head = {
+    format: "agentowl-backup" as const,
+    format_version: 1 as const,
+    app_version: "t",
+    schema_version: 1,
+    created_at: "2026-12-01T03:17:00.000Z",
+    encryption: "none",
+    missing: { spool: [], blobs: [] },
+  };
+  const sha = (bytes: Uint8Array | string) => new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+
+  test("checksums not known beforehand are taken while copying and land in the manifest; every write is announced first", () => {
+    const dir = fresh("write");
+    mkdirSync(dir);
+    const db = Buffer.alloc(3 * 1024 * 1024 + 7, 0x41);
+    const blob = Buffer.from("attachment bytes");
+    writeFileSync(join(dir, "db"), db);
+    writeFileSync(join(dir, "seg"), "0123456789 and more bytes after the last message");
+    writeFileSync(join(dir, "blob"), blob);
+    const announced: number[] = [];
+    const dest = join(dir, "a.tar");
+    const { bytes, manifest } = writeArchive(
+      dest,
+      head,
+      [
+        { path: "agentowl.db", file: join(dir, "db"), size: db.length },
+        { path: "spool/seg", file: join(dir, "seg"), size: 10 },
+        {
+          path: `blobs/sha256/${sha(blob).slice(0, 2)}/${sha(blob)}`,
+          file: join(dir, "blob"),
+          size: blob.length,
+          sha256: sha(blob),
+        },
+      ],
+      { beforeWrite: (n) => announced.push(n) },
+    );
+    expect(announced.reduce((a, b) => a + b, 0)).toBe(bytes);
+    expect(Math.max(...announced)).toBeLessThanOrEqual(1024 * 1024);
+    expect(statSync(dest).size).toBe(bytes);
+    const read = readArchive(dest);
+    expect(read).toEqual(manifest);
+    expect(read.files.map((f) => f.sha256)).toEqual([sha(db), sha("0123456789"), sha(blob)]);
+  });
+
+  test("a source whose bytes do not match its known checksum fails the backup and leaves no archive", () => {
+    const dir = fresh("write");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "db"), "db");
+    writeFileSync(join(dir, "blob"), "damaged");
+    const dest = join(dir, "a.tar");
+    expect(() =>
+      writeArchive(dest, head, [
+        { path: "agentowl.db", file: join(dir, "db"), size: 2 },
+        { path: "blobs/sha256/00/x", file: join(dir, "blob"), size: 7, sha256: sha("intact!") },
+      ]),
+    ).toThrow(/does not match its checksum/);
+    expect(readdirSync(dir).sort()).toEqual(["blob", "db"]);
   });
 });
 
@@ -287,7 +364,7 @@ describe("the nightly backup", () => {
     const timers = new ManualTimers(clock);
     const out = join(dir, "backups");
     const backups = new Backups(
-      { dataDir: dir, masterKeyFile: join(dir, "master.key"), dir: out, keep: 2 },
+      { dataDir: dir, masterKeyFile: join(dir, "master.key"), dir: out, keep: 2, maxBytesPerSecond: 0 },
       clock,
       createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }),
     );

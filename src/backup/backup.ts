@@ -33,6 +33,8 @@ export function createBackup(opts: {
   dataDir: string;
   masterKeyFile: string;
   dest: string;
+  /** Bytes per second the archive is written at most (`backup_max_rate`); 0 or absent: no cap. */
+  maxBytesPerSecond?: number;
   clock?: Clock;
   onProgress?: (p: BackupProgress) => void;
 }): Promise<BackupResult> {
@@ -48,6 +50,7 @@ export function createBackup(opts: {
     staging: join(dirname(dest), `.${basename(dest)}.staging`),
     appVersion: VERSION,
     createdAt,
+    maxBytesPerSecond: opts.maxBytesPerSecond ?? 0,
   };
   return new Promise<BackupResult>((done, fail) => {
     const worker = new Worker(WORKER_URL);

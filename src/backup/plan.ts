@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { DATABASE_FILE, referencedFiles, snapshotDatabase } from "../store/index.ts";
-import { type Manifest, type Progress, type Source, FORMAT, hashFile, writeArchive } from "./archive.ts";
+import { type Manifest, type Progress, type Source, FORMAT, type WriteOptions, writeArchive } from "./archive.ts";
 
 /**
  * What a backup takes, in the order that keeps it consistent (docs/operations.md#backups), run
@@ -29,6 +29,8 @@ export interface BackupRequest {
   staging: string;
   appVersion: string;
   createdAt: string;
+  /** Bytes per second the archive is written at most (`backup_max_rate`); 0: no cap. */
+  maxBytesPerSecond: number;
 }
 
 export interface BackupResult {
@@ -38,6 +40,8 @@ export interface BackupResult {
   schemaVersion: number;
   missing: { spool: number; blobs: number };
   createdAt: string;
+  /** Milliseconds the writer slept to stay under `maxBytesPerSecond` (filled in by the worker). */
+  pacedMs?: number;
 }
 
 export const ENCRYPTION_NOTE =
@@ -59,13 +63,14 @@ export function runBackup(
   req: BackupRequest,
   progress: Progress,
   phase: (name: string) => void = () => {},
+  beforeWrite?: WriteOptions["beforeWrite"],
 ): BackupResult {
   const { dataDir, staging } = req;
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
     const sources: Source[] = [];
-    const add = (path: string, file: string, size = statSync(file).size) =>
-      sources.push({ path, file, size, sha256: hashFile(file, size) });
+    // Checksummed as they are archived (each file read once).
+    const add = (path: string, file: string, size = statSync(file).size) => sources.push({ path, file, size });
 
     // 1. Checkpoints, whole lines, before the snapshot.
     const checkpoints = join(dataDir, "audit", "checkpoints.jsonl");
@@ -82,11 +87,10 @@ export function runBackup(
     const db = join(staging, DATABASE_FILE);
     snapshotDatabase(join(dataDir, DATABASE_FILE), db);
     const refs = referencedFiles(db);
-    phase("checksums");
     add(DATABASE_FILE, db);
     if (checkpointCopy) add("audit/checkpoints.jsonl", checkpointCopy);
 
-    // 4. Small files, copied first so what is hashed is what is archived.
+    // 4. Small files, copied first: one rewritten meanwhile cannot change under the archive.
     for (const e of extras(dataDir, req.masterKeyFile)) {
       const copy = join(staging, e.path.replaceAll("/", "_"));
       copyFileSync(e.file, copy);
@@ -110,18 +114,17 @@ export function runBackup(
     }
 
     const { schemaVersion } = refs;
-    const manifest: Manifest = {
+    const head: Omit<Manifest, "files"> = {
       format: FORMAT,
       format_version: 1,
       app_version: req.appVersion,
       schema_version: schemaVersion,
       created_at: req.createdAt,
       encryption: ENCRYPTION_NOTE,
-      files: sources.map(({ path, size, sha256 }) => ({ path, size, sha256 })),
       missing,
     };
     phase("archive");
-    const bytes = writeArchive(req.dest, manifest, sources, progress);
+    const { bytes } = writeArchive(req.dest, head, sources, { progress, beforeWrite });
     return {
       path: req.dest,
       bytes,

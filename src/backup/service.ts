@@ -13,6 +13,8 @@ export interface BackupSettings {
   dir: string;
   /** How many archives the nightly job keeps (`backup_keep`). */
   keep: number;
+  /** Bytes per second an archive is written at most (`backup_max_rate`); 0: no cap. */
+  maxBytesPerSecond: number;
 }
 
 /**
@@ -29,8 +31,11 @@ export class Backups {
     private readonly log: Logger,
   ) {}
 
-  /** Take one now; a second while one runs is a conflict (thrown at once, not through the promise). */
-  take(onProgress?: (p: BackupProgress) => void): Promise<BackupResult> {
+  /**
+   * Take one now; a second while one runs is a conflict (thrown at once, not through the promise).
+   * `maxBytesPerSecond` overrides `backup_max_rate` for this one.
+   */
+  take(onProgress?: (p: BackupProgress) => void, opts: { maxBytesPerSecond?: number } = {}): Promise<BackupResult> {
     if (this.running) throw new AppError("conflict", "a backup is already running");
     const { dir } = this.settings;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -42,6 +47,7 @@ export class Backups {
       dataDir: this.settings.dataDir,
       masterKeyFile: this.settings.masterKeyFile,
       dest: join(dir, archiveName(this.clock.now())),
+      maxBytesPerSecond: opts.maxBytesPerSecond ?? this.settings.maxBytesPerSecond,
       clock: this.clock,
       onProgress,
     }).then((r) => {
@@ -50,6 +56,8 @@ export class Backups {
         bytes: r.bytes,
         files: r.files,
         ms: Math.round(performance.now() - started),
+        // Of which spent under backup_max_rate's pacing.
+        paced_ms: r.pacedMs ?? 0,
         ...(r.missing.spool || r.missing.blobs
           ? { missing_spool_segments: r.missing.spool, missing_blobs: r.missing.blobs }
           : {}),

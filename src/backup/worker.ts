@@ -1,7 +1,12 @@
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
+import type { Clock } from "../core/clock.ts";
 import type { BackupRequest, BackupResult } from "./plan.ts";
 import { runBackup } from "./plan.ts";
+import { RateLimit } from "./throttle.ts";
+
+/** The rate is over elapsed time: a clock that never steps. */
+const monotonic: Clock = { now: () => performance.now() };
 
 /**
  * The backup thread (./backup.ts): snapshot, checksums and the archive run here, on their own
@@ -31,6 +36,7 @@ function lowerPriority(): void {
 
 self.onmessage = ({ data }: MessageEvent<BackupRequest>) => {
   lowerPriority();
+  const limit = new RateLimit(data.maxBytesPerSecond, monotonic, (ms) => Bun.sleepSync(ms));
   let last = 0;
   try {
     const result = runBackup(
@@ -42,8 +48,12 @@ self.onmessage = ({ data }: MessageEvent<BackupRequest>) => {
         self.postMessage({ kind: "progress", done, total } satisfies WorkerReport);
       },
       (name) => self.postMessage({ kind: "phase", name } satisfies WorkerReport),
+      (bytes) => limit.take(bytes),
     );
-    self.postMessage({ kind: "done", result } satisfies WorkerReport);
+    self.postMessage({
+      kind: "done",
+      result: { ...result, pacedMs: Math.round(limit.sleptMs) },
+    } satisfies WorkerReport);
   } catch (e) {
     self.postMessage({
       kind: "error",

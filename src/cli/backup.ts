@@ -74,11 +74,26 @@ function moveFile(from: string, to: string): void {
   fsyncPath(dirname(to));
 }
 
+/** `--max-rate MIB`: MiB per second, or undefined when not given. */
+function maxRateOf(values: Record<string, unknown>): number | undefined {
+  const raw = stringOpt(values, "max-rate");
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) > 100_000)
+    throw new UsageError(`--max-rate takes MiB per second (a whole number from 0 to 100000; 0: no cap), not '${raw}'`);
+  return Number(raw);
+}
+
 /** Through the running server (it holds the data dir): POST /v1/backups, its progress lines relayed. */
-async function backupThroughServer(values: Record<string, unknown>, io: CommandIO, dest: string | null) {
+async function backupThroughServer(
+  values: Record<string, unknown>,
+  io: CommandIO,
+  dest: string | null,
+  maxRate: number | undefined,
+) {
   const res = await clientFor(values, io.env).send("POST", "/v1/backups", {
     timeoutMs: 0,
     accept: "application/x-ndjson",
+    ...(maxRate === undefined ? {} : { json: { max_rate: maxRate } }),
   });
   const progress = reportProgress(io, "backup");
   type Written = { path: string; bytes: number; files: number; missing: { spool: number; blobs: number } };
@@ -105,7 +120,7 @@ async function backupThroughServer(values: Record<string, unknown>, io: CommandI
 const backupCommand: Command = {
   name: ["backup"],
   summary: "take a backup of the data dir (online), or --verify one",
-  help: `Usage: agentowl backup [FILE]
+  help: `Usage: agentowl backup [--max-rate MIB] [FILE]
        agentowl backup --verify FILE
 
 Writes one archive (tar) of the data dir while the appliance keeps serving: a consistent snapshot
@@ -118,6 +133,10 @@ needed) into backup_dir and then moved to FILE; otherwise this command takes it 
 the data dir's lock meanwhile. Without FILE the archive stays in backup_dir
 (agentowl-YYYYMMDDTHHMMSSZ.tar).
 
+--max-rate MIB caps the MiB per second the archive is written at (0: no cap). The server's
+backups default to backup_max_rate, so that ingest keeps most of the disk; one taken by this
+command with no server running goes at full speed unless --max-rate is given.
+
 The archive is not encrypted: vault secrets are in it sealed under the master key, which is NOT in
 it. Keep the master key apart (docs/operations.md#backups).
 
@@ -128,7 +147,7 @@ Exit codes: 0 ok, 1 failed or the archive refused, 2 usage, 3 not found, 4 FILE 
 backup is already running, 5 not authenticated or not allowed.
 
 ${CONNECTION_HELP}`,
-  options: { verify: { type: "string" }, ...CONNECTION_OPTIONS },
+  options: { verify: { type: "string" }, "max-rate": { type: "string" }, ...CONNECTION_OPTIONS },
   maxPositionals: 1,
   async run({ values, positionals }, io) {
     const verify = stringOpt(values, "verify");
@@ -148,6 +167,7 @@ ${CONNECTION_HELP}`,
       return EXIT.ok;
     }
 
+    const maxRate = maxRateOf(values);
     const config = loadConfig({ env: io.env, cwd: io.cwd, compiled: isCompiledBinary() });
     const dest = positionals[0] !== undefined ? resolve(io.cwd, positionals[0]) : null;
     if (dest && existsSync(dest)) throw new AppError("conflict", `${dest} exists; name another file`);
@@ -169,12 +189,14 @@ ${CONNECTION_HELP}`,
           dataDir: config.dataDir,
           masterKeyFile: config.masterKeyFile,
           dest: target,
+          // Nothing else runs on the data dir: full speed unless asked otherwise.
+          maxBytesPerSecond: (maxRate ?? 0) * 2 ** 20,
           onProgress: reportProgress(io, "backup"),
         });
       } finally {
         lock.release();
       }
-    } else r = await backupThroughServer(values, io, dest);
+    } else r = await backupThroughServer(values, io, dest, maxRate);
     io.out(`backup written to ${r.path}: ${mib(r.bytes)}, ${r.files} files${missingNote(r.missing)}\n`);
     return EXIT.ok;
   },

@@ -80,7 +80,13 @@ export interface Config {
   readonly visibilityTimeoutMs: number;
   readonly retentionMs: number;
   /** The nightly backup (docs/operations.md#backups). */
-  readonly backup: { readonly schedule: string; readonly dir: string; readonly keep: number };
+  readonly backup: {
+    readonly schedule: string;
+    readonly dir: string;
+    readonly keep: number;
+    /** `backup_max_rate` in bytes per second; 0: no cap. */
+    readonly maxBytesPerSecond: number;
+  };
   /** The agent pool (docs/agents.md). */
   readonly agents: {
     readonly minIdle: number;
@@ -294,6 +300,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       schedule: settings.backup_schedule,
       dir: settings.backup_dir ? abs(settings.backup_dir) : join(dataDir, "backups"),
       keep: settings.backup_keep,
+      maxBytesPerSecond: settings.backup_max_rate * 2 ** 20,
     }),
     agents: Object.freeze({
       minIdle: settings.agents_min_idle,

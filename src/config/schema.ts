@@ -164,6 +164,13 @@ export const settingsSchema = Type.Object(
         "How many backups in backup_dir the nightly job keeps (the newest; older ones are removed after each " +
         "backup). 0 turns the nightly backup off.",
     }),
+    backup_max_rate: setting(Type.Integer({ minimum: 0, maximum: 100_000, default: 64 }), {
+      env: "AGENTOWL_BACKUP_MAX_RATE",
+      hint: "MiB per second, an integer from 0 to 100000",
+      description:
+        "The most a backup writes per second, in MiB (the nightly job's, POST /v1/backups'), so that ingest " +
+        "keeps most of the disk and CPU while it runs; 0: no cap. docs/operations.md#backups.",
+    }),
     bootstrap_token: setting(Type.Optional(Type.String({ minLength: 24, pattern: "^\\S+$" })), {
       env: "AGENTOWL_BOOTSTRAP_TOKEN",
       hint: "at least 24 characters without spaces",
