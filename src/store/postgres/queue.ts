@@ -31,6 +31,25 @@ const COLUMNS =
 
 type Row = Record<string, unknown>;
 
+/**
+ * The claim: $1 now, $2 the lease's expiry, $3 its owner, $4 the limit, $5 the kinds when `byKind`.
+ * Run under PLAN_IN_ORDER (see lease).
+ */
+export function claimStatement(byKind: boolean): string {
+  return (
+    "UPDATE jobs SET state = 'leased', attempt = attempt + 1, leased_at = $1, lease_expires_at = $2, lease_owner = $3 " +
+    "WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $1 " +
+    `AND (expires_at IS NULL OR expires_at > $1)${byKind ? " AND kind = ANY($5::text[])" : ""} ` +
+    `ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ${COLUMNS}`
+  );
+}
+
+/** For the claim only (see lease): planner settings local to the transaction, and back. */
+export const PLAN_IN_ORDER =
+  "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)";
+const PLAN_AS_SET =
+  "SELECT set_config(name, reset_val, true) FROM pg_settings WHERE name IN ('enable_bitmapscan', 'enable_sort')";
+
 const toJob = (r: Row): Job => ({
   id: seqId("job", num(r.id)),
   kind: r.kind as string,
@@ -193,22 +212,21 @@ export class PgQueue implements JobQueue {
   lease(opts: LeaseOptions): Promise<Job[]> {
     return this.committer.run((tx) => {
       const params: unknown[] = [tx.now, tx.now + opts.visibilityMs, opts.owner ?? null, opts.limit];
-      let kinds = "";
-      if (opts.kinds) {
-        params.push([...opts.kinds]);
-        kinds = " AND kind = ANY($5::text[])";
-      }
-      const rows = tx.conn.query(
-        "UPDATE jobs SET state = 'leased', attempt = attempt + 1, leased_at = $1, lease_expires_at = $2, lease_owner = $3 " +
-          "WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $1 " +
-          `AND (expires_at IS NULL OR expires_at > $1)${kinds} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) ` +
-          `RETURNING ${COLUMNS}`,
-        params,
-      );
-      // RETURNING does not promise an order; the oldest job should run first.
-      return rows
-        .map(toJob)
-        .sort((a, b) => a.runAt - b.runAt || num(parseSeqId("job", a.id)) - num(parseSeqId("job", b.id)));
+      if (opts.kinds) params.push([...opts.kinds]);
+      // The claim's plan must not follow the table's statistics: after a burst of enqueues they
+      // predate the backlog, the planner expects a row or two and reads every ready job through
+      // a bitmap scan, then sorts them all (a claim then costs the size of the backlog). Without
+      // bitmap scans and sorts it walks jobs_ready in order and stops at the limit, whatever the
+      // statistics say. The settings are local to the transaction and put back after the claim,
+      // for the batch's other units.
+      tx.conn.defer(PLAN_IN_ORDER);
+      const rows = tx.conn.query(claimStatement(opts.kinds !== undefined), params);
+      tx.conn.defer(PLAN_AS_SET);
+      // RETURNING does not promise an order; the oldest job should run first (compared as numbers
+      // before the rows become jobs: a claim sorts hundreds).
+      const keyed = rows.map((r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
+      keyed.sort((a, b) => a.runAt - b.runAt || a.id - b.id);
+      return keyed.map((k) => toJob(k.r));
     });
   }
 
