@@ -85,6 +85,34 @@ test.skipIf(skip)(
   },
 );
 
+test.skipIf(skip)(
+  "an entry PostgreSQL refuses fails only its own unit: the batch's other units commit, the chain verifies",
+  async () => {
+    const { s, cleanup } = await open();
+    try {
+      const units = [0, 1, 2].map((i) =>
+        s.committer.run((tx) => {
+          s.audit.appendTx(tx, { actor: "system", action: "test.unit", details: { i } });
+          // A lone surrogate: JSON.stringify escapes it, and jsonb refuses the escape.
+          tx.emit({ topic: "test.topic", payload: i === 1 ? { s: "\ud800" } : { i } });
+          return i;
+        }),
+      );
+      const settled = await Promise.allSettled(units);
+      expect(settled.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      expect((await s.outbox.read(0, 10)).map((e) => e.payload)).toEqual([{ i: 0 }, { i: 2 }]);
+      const listed = await s.audit.list({ limit: 10 });
+      expect(listed.map((e) => [e.seq, e.details.i])).toEqual([
+        [2, 2],
+        [1, 0],
+      ]);
+      expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 2 });
+    } finally {
+      await cleanup();
+    }
+  },
+);
+
 afterAll(async () => {
   if (typeof pg !== "string") await pg.stop();
 });

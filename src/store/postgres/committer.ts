@@ -119,14 +119,16 @@ export class PgCommitter extends GroupCommitter<PgTx, Tx> {
     this.conn.query("SAVEPOINT unit");
   }
   protected release(): void {
-    // The unit's deferred writes are sent here, so that a failure among them is its own.
+    // The unit's deferred writes are sent here, and its tails written (the lock is held from
+    // here to the COMMIT: isolated runs are the rare path), so that a failure among them is its own.
+    this.writeTails();
     this.conn.query("RELEASE SAVEPOINT unit");
   }
   protected rollbackUnit(tx: Tx): void {
     this.conn.discard();
     this.conn.query("ROLLBACK TO SAVEPOINT unit");
     this.conn.query("RELEASE SAVEPOINT unit");
-    // Advisory locks taken inside it stay held (PostgreSQL keeps them to the end of the transaction).
+    // A lock taken inside it is taken again when a later unit needs it (taking it twice is harmless).
     if (tx.before) {
       this.state.once = tx.before.once;
       this.state.locks = tx.before.locks;
@@ -134,6 +136,11 @@ export class PgCommitter extends GroupCommitter<PgTx, Tx> {
     }
   }
   protected commit(): void {
+    this.writeTails();
+    this.conn.query("COMMIT");
+  }
+  /** Write the rows queued for the tails, each tail under its lock, and forget them. */
+  private writeTails(): void {
     const tails = [...this.state.tails].filter(([, rows]) => rows.length > 0).sort(([a], [b]) => a.order - b.order);
     for (const [tail, rows] of tails) {
       if (!this.state.locks.has(tail.lock)) {
@@ -142,7 +149,7 @@ export class PgCommitter extends GroupCommitter<PgTx, Tx> {
       }
       tail.write(this.conn, rows);
     }
-    this.conn.query("COMMIT");
+    for (const [, rows] of tails) rows.length = 0;
   }
   protected rollbackQuietly(): void {
     this.conn.discard();
