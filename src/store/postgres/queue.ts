@@ -13,6 +13,7 @@ import type {
   LeaseOptions,
   LeaseRef,
 } from "../contract.ts";
+import type { LaterRows } from "./bridge.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, numOrNull, type PgDb } from "./db.ts";
 
@@ -30,6 +31,12 @@ const COLUMNS =
   "lease_expires_at, last_error, dead_reason";
 
 type Row = Record<string, unknown>;
+
+/** The rows of a deferRead once its unit committed (they were sent with the COMMIT at the latest). */
+function committedRows<T>(later: LaterRows<T>): T[] {
+  if (later.rows === null) throw new Error("a committed unit's statement has no rows");
+  return later.rows;
+}
 
 /**
  * The claim: $1 now, $2 the lease's expiry, $3 its owner, $4 the limit, $5 the kinds when `byKind`.
@@ -209,8 +216,8 @@ export class PgQueue implements JobQueue {
     return this.committer.run((tx) => this.enqueueTx(tx, spec));
   }
 
-  lease(opts: LeaseOptions): Promise<Job[]> {
-    return this.committer.run((tx) => {
+  async lease(opts: LeaseOptions): Promise<Job[]> {
+    const claimed = await this.committer.run((tx) => {
       const params: unknown[] = [tx.now, tx.now + opts.visibilityMs, opts.owner ?? null, opts.limit];
       if (opts.kinds) params.push([...opts.kinds]);
       // The claim's plan must not follow the table's statistics: after a burst of enqueues they
@@ -220,14 +227,17 @@ export class PgQueue implements JobQueue {
       // statistics say. The settings are local to the transaction and put back after the claim,
       // for the batch's other units.
       tx.conn.defer(PLAN_IN_ORDER);
-      const rows = tx.conn.query(claimStatement(opts.kinds !== undefined), params);
+      // Nothing in the unit reads the claimed rows: they travel with the COMMIT.
+      const rows = tx.conn.deferRead(claimStatement(opts.kinds !== undefined), params);
       tx.conn.defer(PLAN_AS_SET);
-      // RETURNING does not promise an order; the oldest job should run first (compared as numbers
-      // before the rows become jobs: a claim sorts hundreds).
-      const keyed = rows.map((r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
-      keyed.sort((a, b) => a.runAt - b.runAt || a.id - b.id);
-      return keyed.map((k) => toJob(k.r));
+      return rows;
     });
+    const rows = committedRows(claimed);
+    // RETURNING does not promise an order; the oldest job should run first (compared as numbers
+    // before the rows become jobs: a claim sorts hundreds).
+    const keyed = rows.map((r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
+    keyed.sort((a, b) => a.runAt - b.runAt || a.id - b.id);
+    return keyed.map((k) => toJob(k.r));
   }
 
   /**
@@ -253,15 +263,16 @@ export class PgQueue implements JobQueue {
     const batch = this.acks ?? [];
     this.acks = null;
     this.committer
-      .run((tx) => {
-        const rows = tx.conn.query(
+      .run((tx) =>
+        // Its rows travel with the COMMIT (one round trip for the batch's acks and their commit).
+        tx.conn.deferRead<{ id: unknown }>(
           "UPDATE jobs SET state = 'done', finished_at = $1, lease_expires_at = NULL, lease_owner = NULL " +
             "FROM unnest($2::bigint[], $3::bigint[]) AS a(id, attempt) " +
             "WHERE jobs.id = a.id AND jobs.attempt = a.attempt AND jobs.state = 'leased' RETURNING jobs.id",
           [tx.now, batch.map((a) => a.id), batch.map((a) => a.attempt)],
-        );
-        return new Set(rows.map((r) => num(r.id)));
-      })
+        ),
+      )
+      .then((acked) => new Set(committedRows(acked).map((r) => num(r.id))))
       .then(
         (done) => {
           for (const a of batch) a.resolve(done.has(a.id));
