@@ -138,8 +138,9 @@ export class PgCheckpoints implements CheckpointLog {
  * one chain across nodes: a batch's entries are chained at the end of its transaction under the
  * transaction-level advisory lock the outbox takes (one lock for both, so two transactions can
  * never take them in opposite orders), which reads the head inside the transaction, so the next
- * node's append waits for this commit and links to it. Details are stored as text: the canonical bytes that were hashed. Its checkpoints are in
- * the database too (PgCheckpoints), not in each node's data dir.
+ * node's append waits for this commit and links to it. Details are stored as text: the canonical
+ * bytes that were hashed. Its checkpoints are in the database too (PgCheckpoints), not in each
+ * node's data dir.
  */
 export class PgAudit extends ChainedAudit<PgTx> {
   constructor(
@@ -178,12 +179,24 @@ export class PgAudit extends ChainedAudit<PgTx> {
    * links by the time the unit's caller is answered, not inside the unit.
    */
   override appendTx(tx: PgTx, e: NewAuditEntry): ChainedEntry {
-    const out = { ...this.link(null, tx.now, e).entry, seq: 0, prevHash: "", hash: "" };
+    const out: ChainedEntry = {
+      seq: 0,
+      at: tx.now,
+      actor: e.actor,
+      tenant: e.tenant ?? null,
+      action: e.action,
+      target: e.target ?? null,
+      decision: e.decision ?? null,
+      details: e.details ?? {},
+      prevHash: "",
+      hash: "",
+    };
     tx.atEnd(this.tail, { at: tx.now, e, out });
     this.checkpointAfter(tx);
     return out;
   }
 
+  // The one-entry path ChainedAudit asks for; appendTx above chains a batch's entries at its end instead.
   protected headTx(tx: PgTx): AuditHead | null {
     tx.lock(OUTBOX_LOCK);
     return readHead(tx.conn);
