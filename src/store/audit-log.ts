@@ -84,10 +84,17 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
   }
 
   appendTx(tx: T, e: NewAuditEntry): ChainedEntry {
-    const prev = this.headTx(tx);
+    const { entry, details } = this.link(this.headTx(tx), tx.now, e);
+    this.insertTx(tx, entry, details, entry.prevHash, entry.hash);
+    this.checkpointAfter(tx);
+    return entry;
+  }
+
+  /** `e` as the entry after `prev`, written at `at`: its seq, its details' canonical text and its link. */
+  protected link(prev: AuditHead | null, at: number, e: NewAuditEntry): { entry: ChainedEntry; details: string } {
     const entry: AuditEntry = {
       seq: (prev?.seq ?? 0) + 1,
-      at: tx.now,
+      at,
       actor: e.actor,
       tenant: e.tenant ?? null,
       action: e.action,
@@ -99,9 +106,12 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
     // Details are stored in canonical form, so verify can tell any change of their bytes.
     const details = canonicalJson(entry.details);
     const hash = this.keys ? entryMac(this.keys.entry, prevHash, entry, details) : entryHash(prevHash, entry, details);
-    this.insertTx(tx, entry, details, prevHash, hash);
+    return { entry: { ...entry, prevHash, hash }, details };
+  }
+
+  /** Once `tx` committed, checkpoint the head if enough entries came (when anchored). */
+  protected checkpointAfter(tx: T): void {
     if (this.writer) tx.afterCommit(this.committed);
-    return { ...entry, prevHash, hash };
   }
 
   append(e: NewAuditEntry): Promise<ChainedEntry> {

@@ -8,9 +8,10 @@ import {
   parseLine,
 } from "../audit-checkpoints.ts";
 import { type AuditHead, ChainedAudit, type RawRow } from "../audit-log.ts";
-import type { AnchorOptions, AuditQuery } from "../contract.ts";
+import type { AnchorOptions, AuditQuery, NewAuditEntry } from "../contract.ts";
 import type { Clock } from "../../core/clock.ts";
-import type { PgCommitter, PgTx } from "./committer.ts";
+import type { SyncConnection } from "./bridge.ts";
+import type { PgCommitter, PgTx, Tail } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 import { OUTBOX_LOCK } from "./outbox.ts";
 
@@ -33,6 +34,35 @@ const toEntry = (r: Record<string, unknown>): ChainedEntry => {
   const { details, prev_hash: prevHash, ...rest } = toRaw(r);
   return { ...rest, details: JSON.parse(details) as Record<string, unknown>, prevHash };
 };
+
+function readHead(conn: SyncConnection): AuditHead | null {
+  const [r] = conn.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
+  return r ? { seq: num(r.seq), hash: r.hash as string } : null;
+}
+
+/** Entries in one statement (deferred: it travels with the COMMIT), in seq order. */
+function insertRows(conn: SyncConnection, rows: (Omit<ChainedEntry, "details"> & { details: string })[]): void {
+  conn.defer(
+    `INSERT INTO audit_log (${COLUMNS}) SELECT ${COLUMNS} FROM jsonb_to_recordset($1::text::jsonb) AS r(seq bigint, ` +
+      "at bigint, actor text, tenant text, action text, target text, decision text, details text, prev_hash text, hash text)",
+    [
+      JSON.stringify(
+        rows.map((r) => ({
+          seq: r.seq,
+          at: r.at,
+          actor: r.actor,
+          tenant: r.tenant,
+          action: r.action,
+          target: r.target,
+          decision: r.decision,
+          details: r.details,
+          prev_hash: r.prevHash,
+          hash: r.hash,
+        })),
+      ),
+    ],
+  );
+}
 
 /** Any number, the same on every node: checkpoint inserts take turns on it. */
 const CHECKPOINT_LOCK = 0x6163_6b70;
@@ -105,11 +135,12 @@ export class PgCheckpoints implements CheckpointLog {
 
 /**
  * The audit log on PostgreSQL (the chain, checkpoints and verification: ../audit-log.ts). It stays
- * one chain across nodes: an append takes the transaction-level advisory lock the outbox takes
- * (one lock for both, so two transactions can never take them in opposite orders), then reads
- * the head inside its transaction, so the next node's append waits for this commit and links to
- * it. Details are stored as text: the canonical bytes that were hashed. Its checkpoints are in
- * the database too (PgCheckpoints), not in each node's data dir.
+ * one chain across nodes: a batch's entries are chained at the end of its transaction under the
+ * transaction-level advisory lock the outbox takes (one lock for both, so two transactions can
+ * never take them in opposite orders), which reads the head inside the transaction, so the next
+ * node's append waits for this commit and links to it. Details are stored as text: the canonical
+ * bytes that were hashed. Its checkpoints are in the database too (PgCheckpoints), not in each
+ * node's data dir.
  */
 export class PgAudit extends ChainedAudit<PgTx> {
   constructor(
@@ -124,31 +155,60 @@ export class PgAudit extends ChainedAudit<PgTx> {
     return new PgCheckpoints(this.db, opts.keys.checkpoint);
   }
 
+  /**
+   * The batch's entries, chained at the end of its transaction under the append lock: the head is
+   * read there, so the next node's appends wait only for this batch's last statements and COMMIT.
+   */
+  private readonly tail: Tail<{ at: number; e: NewAuditEntry; out: ChainedEntry }> = {
+    lock: OUTBOX_LOCK,
+    order: 0,
+    write: (conn, rows) => {
+      let prev = readHead(conn);
+      const linked = rows.map((r) => {
+        const { entry, details } = this.link(prev, r.at, r.e);
+        Object.assign(r.out, entry);
+        prev = entry;
+        return { ...entry, details };
+      });
+      insertRows(conn, linked);
+    },
+  };
+
+  /**
+   * The entry is chained when the unit's transaction commits: what it returns holds its seq and
+   * links by the time the unit's caller is answered, not inside the unit.
+   */
+  override appendTx(tx: PgTx, e: NewAuditEntry): ChainedEntry {
+    const out: ChainedEntry = {
+      seq: 0,
+      at: tx.now,
+      actor: e.actor,
+      tenant: e.tenant ?? null,
+      action: e.action,
+      target: e.target ?? null,
+      decision: e.decision ?? null,
+      details: e.details ?? {},
+      prevHash: "",
+      hash: "",
+    };
+    tx.atEnd(this.tail, { at: tx.now, e, out });
+    this.checkpointAfter(tx);
+    return out;
+  }
+
+  // The one-entry path ChainedAudit asks for; appendTx above chains a batch's entries at its end instead.
   protected headTx(tx: PgTx): AuditHead | null {
     tx.lock(OUTBOX_LOCK);
-    const [r] = tx.conn.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-    return r ? { seq: num(r.seq), hash: r.hash as string } : null;
+    return readHead(tx.conn);
   }
 
   protected insertTx(tx: PgTx, e: AuditEntry, details: string, prevHash: string, hash: string): void {
-    tx.conn.defer(`INSERT INTO audit_log (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, [
-      e.seq,
-      e.at,
-      e.actor,
-      e.tenant,
-      e.action,
-      e.target,
-      e.decision,
-      details,
-      prevHash,
-      hash,
-    ]);
+    insertRows(tx.conn, [{ ...e, details, prevHash, hash }]);
   }
 
   /** Read on the committer's connection between its transactions (the event loop is not inside one). */
   protected committedHead(): AuditHead | null | undefined {
-    const [r] = this.db.sync.query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1");
-    return r ? { seq: num(r.seq), hash: r.hash as string } : null;
+    return readHead(this.db.sync);
   }
 
   protected hashAt(seq: number): string | null {

@@ -26,16 +26,28 @@ function reply(r: BridgeReply): void {
 port.on("message", async (req: BridgeRequest) => {
   const results: unknown[][] = [];
   try {
-    reserved ??= await sql.reserve();
-    for (let i = 0; i < req.ops.length; i++) {
-      const op = req.ops[i]!;
-      try {
-        results.push(Array.from(await reserved.unsafe(op.text, op.params as unknown[])));
-      } catch (e) {
-        const err = e as { message?: string; errno?: string; code?: string; detail?: string };
-        reply({ results, error: { index: i, message: String(err.message ?? e), code: err.errno ?? err.code ?? null } });
+    const conn = (reserved ??= await sql.reserve());
+    // Sent together (pipelined: one round trip's wait for the lot, not one each), answered in
+    // order. A batch is a transaction's statements: after a failure PostgreSQL refuses the rest
+    // (25P02) and a COMMIT among them rolls back; the first failure is the one reported.
+    const runs = req.ops.map((op) =>
+      conn.unsafe(op.text, op.params as unknown[]).then(
+        (rows) => ({ rows: Array.from(rows) as unknown[], error: null }),
+        (e: unknown) => ({ rows: [] as unknown[], error: e }),
+      ),
+    );
+    for (let i = 0; i < runs.length; i++) {
+      const run = await runs[i]!;
+      if (run.error !== null) {
+        const err = run.error as { message?: string; errno?: string; code?: string };
+        await Promise.all(runs.slice(i + 1));
+        reply({
+          results,
+          error: { index: i, message: String(err.message ?? run.error), code: err.errno ?? err.code ?? null },
+        });
         return;
       }
+      results.push(run.rows);
     }
     reply({ results, error: null });
   } catch (e) {

@@ -41,11 +41,18 @@ const WORKER_URL = new URL("./bridge-worker.ts", import.meta.url);
 /** How long the event loop waits for one answer before calling the database gone. */
 const ANSWER_TIMEOUT_MS = 60_000;
 
+/** The rows of a statement sent later (deferRead): filled in once it has run. */
+export interface LaterRows<T> {
+  rows: T[] | null;
+}
+
 export class SyncConnection {
   private readonly flag = new Int32Array(new SharedArrayBuffer(4));
   private readonly port: MessagePort;
   private readonly worker: Worker;
   private deferred: BridgeOp[] = [];
+  /** Where the rows of deferred statements go, by their index in `deferred` (deferRead). */
+  private into = new Map<number, LaterRows<unknown>>();
   private closed = false;
 
   constructor(url: string, connection: Record<string, string>) {
@@ -73,6 +80,17 @@ export class SyncConnection {
     this.deferred.push({ text, params });
   }
 
+  /**
+   * Run `text` with the next statement that is read, like defer, and keep its rows: for a unit
+   * whose caller reads them only after the commit (they travel with the COMMIT, one round trip).
+   */
+  deferRead<T = Record<string, unknown>>(text: string, params: readonly unknown[] = []): LaterRows<T> {
+    const later: LaterRows<T> = { rows: null };
+    this.into.set(this.deferred.length, later as LaterRows<unknown>);
+    this.deferred.push({ text, params });
+    return later;
+  }
+
   /** Send what was deferred; throws the first failure among it. */
   flush(): void {
     if (this.deferred.length === 0) return;
@@ -84,9 +102,18 @@ export class SyncConnection {
   /** Forget what was deferred (the transaction is being rolled back). */
   discard(): void {
     this.deferred = [];
+    this.into.clear();
   }
 
   private send(ops: BridgeOp[]): unknown[][] {
+    const into = this.into;
+    if (into.size > 0) this.into = new Map();
+    const results = this.exchange(ops);
+    for (const [i, later] of into) later.rows = results[i] ?? null;
+    return results;
+  }
+
+  private exchange(ops: BridgeOp[]): unknown[][] {
     if (this.closed) throw new PgError("the database connection is closed", null);
     this.port.postMessage({ ops } satisfies BridgeRequest);
     const deadline = performance.now() + ANSWER_TIMEOUT_MS;

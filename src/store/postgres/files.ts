@@ -259,10 +259,17 @@ export class PgSlots implements SharedSlots {
     return r ? num(r.slot) : null;
   }
 
+  /**
+   * One autocommit statement on the pool that does not wait for its WAL flush either
+   * (synchronous_commit off for its own transaction, set inside it): a release lost with a server
+   * crash leaves the place held until its lease expires, as a node that died holding it does.
+   */
   release(key: string, slot: number, holder: string): void {
     void this.db
       .read(
-        "UPDATE endpoint_slots SET holder = NULL, expires_at = 0 WHERE endpoint = $1 AND slot = $2 AND holder = $3",
+        "UPDATE endpoint_slots SET holder = NULL, expires_at = 0 " +
+          "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS lossy " +
+          "WHERE endpoint = $1 AND slot = $2 AND holder = $3",
         [key, slot, holder],
       )
       .catch(() => {

@@ -2,14 +2,16 @@ import { newId } from "../../core/ids.ts";
 import type { Outbox, OutboxEntry, OutboxEvent } from "../contract.ts";
 import { OutboxWakeups } from "../outbox-wakeups.ts";
 import { OutboxFollows } from "../outbox-follows.ts";
-import type { PgCommitter, PgTx } from "./committer.ts";
+import type { PgCommitter, PgTx, Tail } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 
 /**
  * The outbox's appends are serialized by this transaction-level advisory lock, so that entries
  * become visible in `seq` order: without it, two nodes' transactions could commit in the other
  * order than they took their numbers, and a reader that passed the later number would never see
- * the earlier one. One lock per group commit, not per entry.
+ * the earlier one. One lock per group commit, not per entry, taken at the end of its transaction
+ * (the entries are written last, just before the COMMIT), so it is held for those statements and
+ * the commit only.
  */
 export const OUTBOX_LOCK = 0x6f62_7801;
 /** The channel a commit that emitted NOTIFYs, with the topics it emitted. */
@@ -43,17 +45,38 @@ export class PgOutbox implements Outbox {
       return "";
     }
     const id = newId("obx", tx.now);
-    tx.lock(OUTBOX_LOCK);
-    tx.conn.defer(
-      "INSERT INTO outbox (id, topic, tenant, payload, created_at) VALUES ($1, $2, $3, $4::text::jsonb, $5)",
-      [id, event.topic, event.tenant ?? null, JSON.stringify(event.payload ?? null), tx.now],
-    );
+    tx.atEnd(this.tail, { id, event, at: tx.now });
     this.wakeups.emittedTx(tx, event);
     if (tx.once(`${OUTBOX_CHANNEL}:${event.topic}`)) {
       tx.conn.defer("SELECT pg_notify($1, $2)", [OUTBOX_CHANNEL, `${this.db.node} ${event.topic}`]);
     }
     return id;
   }
+
+  /** The batch's entries in one statement, in the order they were emitted (their seq follows it). */
+  private readonly tail: Tail<{ id: string; event: OutboxEvent; at: number }> = {
+    lock: OUTBOX_LOCK,
+    // After the audit chain's entries: both under the one lock.
+    order: 1,
+    write: (conn, rows) => {
+      conn.defer(
+        "INSERT INTO outbox (id, topic, tenant, payload, created_at) " +
+          "SELECT e->>'id', e->>'topic', e->>'tenant', e->'payload', (e->>'at')::bigint " +
+          "FROM jsonb_array_elements($1::text::jsonb) WITH ORDINALITY AS x(e, n) ORDER BY n",
+        [
+          JSON.stringify(
+            rows.map((r) => ({
+              id: r.id,
+              topic: r.event.topic,
+              tenant: r.event.tenant ?? null,
+              payload: r.event.payload ?? null,
+              at: r.at,
+            })),
+          ),
+        ],
+      );
+    },
+  };
 
   onCommitted(counter: (topic: string, tenant: string | null) => void): () => void {
     return this.wakeups.onCommitted(counter);

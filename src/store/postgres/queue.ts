@@ -13,6 +13,7 @@ import type {
   LeaseOptions,
   LeaseRef,
 } from "../contract.ts";
+import type { LaterRows } from "./bridge.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, numOrNull, type PgDb } from "./db.ts";
 
@@ -30,6 +31,31 @@ const COLUMNS =
   "lease_expires_at, last_error, dead_reason";
 
 type Row = Record<string, unknown>;
+
+/** The rows of a deferRead once its unit committed (they were sent with the COMMIT at the latest). */
+function committedRows<T>(later: LaterRows<T>): T[] {
+  if (later.rows === null) throw new Error("a committed unit's statement has no rows");
+  return later.rows;
+}
+
+/**
+ * The claim: $1 now, $2 the lease's expiry, $3 its owner, $4 the limit, $5 the kinds when `byKind`.
+ * Run under PLAN_IN_ORDER (see lease).
+ */
+export function claimStatement(byKind: boolean): string {
+  return (
+    "UPDATE jobs SET state = 'leased', attempt = attempt + 1, leased_at = $1, lease_expires_at = $2, lease_owner = $3 " +
+    "WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $1 " +
+    `AND (expires_at IS NULL OR expires_at > $1)${byKind ? " AND kind = ANY($5::text[])" : ""} ` +
+    `ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ${COLUMNS}`
+  );
+}
+
+/** For the claim only (see lease): planner settings local to the transaction, and back. */
+export const PLAN_IN_ORDER =
+  "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)";
+const PLAN_AS_SET =
+  "SELECT set_config(name, reset_val, true) FROM pg_settings WHERE name IN ('enable_bitmapscan', 'enable_sort')";
 
 const toJob = (r: Row): Job => ({
   id: seqId("job", num(r.id)),
@@ -190,26 +216,28 @@ export class PgQueue implements JobQueue {
     return this.committer.run((tx) => this.enqueueTx(tx, spec));
   }
 
-  lease(opts: LeaseOptions): Promise<Job[]> {
-    return this.committer.run((tx) => {
+  async lease(opts: LeaseOptions): Promise<Job[]> {
+    const claimed = await this.committer.run((tx) => {
       const params: unknown[] = [tx.now, tx.now + opts.visibilityMs, opts.owner ?? null, opts.limit];
-      let kinds = "";
-      if (opts.kinds) {
-        params.push([...opts.kinds]);
-        kinds = " AND kind = ANY($5::text[])";
-      }
-      const rows = tx.conn.query(
-        "UPDATE jobs SET state = 'leased', attempt = attempt + 1, leased_at = $1, lease_expires_at = $2, lease_owner = $3 " +
-          "WHERE id IN (SELECT id FROM jobs WHERE state = 'available' AND run_at <= $1 " +
-          `AND (expires_at IS NULL OR expires_at > $1)${kinds} ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) ` +
-          `RETURNING ${COLUMNS}`,
-        params,
-      );
-      // RETURNING does not promise an order; the oldest job should run first.
-      return rows
-        .map(toJob)
-        .sort((a, b) => a.runAt - b.runAt || num(parseSeqId("job", a.id)) - num(parseSeqId("job", b.id)));
+      if (opts.kinds) params.push([...opts.kinds]);
+      // The claim's plan must not follow the table's statistics: after a burst of enqueues they
+      // predate the backlog, the planner expects a row or two and reads every ready job through
+      // a bitmap scan, then sorts them all (a claim then costs the size of the backlog). Without
+      // bitmap scans and sorts it walks jobs_ready in order and stops at the limit, whatever the
+      // statistics say. The settings are local to the transaction and put back after the claim,
+      // for the batch's other units.
+      tx.conn.defer(PLAN_IN_ORDER);
+      // Nothing in the unit reads the claimed rows: they travel with the COMMIT.
+      const rows = tx.conn.deferRead(claimStatement(opts.kinds !== undefined), params);
+      tx.conn.defer(PLAN_AS_SET);
+      return rows;
     });
+    const rows = committedRows(claimed);
+    // RETURNING does not promise an order; the oldest job should run first (compared as numbers
+    // before the rows become jobs: a claim sorts hundreds).
+    const keyed = rows.map((r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
+    keyed.sort((a, b) => a.runAt - b.runAt || a.id - b.id);
+    return keyed.map((k) => toJob(k.r));
   }
 
   /**
@@ -235,15 +263,16 @@ export class PgQueue implements JobQueue {
     const batch = this.acks ?? [];
     this.acks = null;
     this.committer
-      .run((tx) => {
-        const rows = tx.conn.query(
+      .run((tx) =>
+        // Its rows travel with the COMMIT (one round trip for the batch's acks and their commit).
+        tx.conn.deferRead<{ id: unknown }>(
           "UPDATE jobs SET state = 'done', finished_at = $1, lease_expires_at = NULL, lease_owner = NULL " +
             "FROM unnest($2::bigint[], $3::bigint[]) AS a(id, attempt) " +
             "WHERE jobs.id = a.id AND jobs.attempt = a.attempt AND jobs.state = 'leased' RETURNING jobs.id",
           [tx.now, batch.map((a) => a.id), batch.map((a) => a.attempt)],
-        );
-        return new Set(rows.map((r) => num(r.id)));
-      })
+        ),
+      )
+      .then((acked) => new Set(committedRows(acked).map((r) => num(r.id))))
       .then(
         (done) => {
           for (const a of batch) a.resolve(done.has(a.id));
