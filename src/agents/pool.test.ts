@@ -155,10 +155,10 @@ describe("claims", () => {
       ],
     });
     let seen: unknown = null;
-    const provision = tools.provisionTools;
-    tools.provisionTools = async (req) => {
+    const plan = tools.planTools;
+    tools.planTools = (req) => {
       seen = req.credentials;
-      return provision(req);
+      return plan(req);
     };
     const r = await pool.claim(
       {
