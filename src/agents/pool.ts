@@ -199,7 +199,7 @@ export class Pool implements AgentPool {
 
   /**
    * One commit takes the runtime: its claim, the audit entry and every tool's row with its own
-   * entry. Then the tools are made while `configure` goes over the socket (docs/agents.md#claim).
+   * entry. Then the tools are made, and `configure` goes over the socket (docs/agents.md#claim).
    */
   private async claimRuntime(req: ClaimRequest, actor: string, started: number): Promise<ClaimResult> {
     const tpl = await this.templates.resolve(req.tenant, req.template);
@@ -266,14 +266,9 @@ export class Pool implements AgentPool {
     const row = claimed.row;
     this.noteClaimed(row);
     try {
-      // Both settle before a failure destroys the runtime, so the destroy races neither.
-      const [made, configured] = await Promise.allSettled([
-        this.deps.tools.provisionTools(row, plan, claimed.tools, actor),
-        this.configure(row, tpl),
-      ]);
-      if (made.status === "rejected") throw made.reason;
-      if (configured.status === "rejected") throw configured.reason;
-      const provisioned = made.value;
+      // Configured only once its tools are active: a runtime may call one as soon as it is configured.
+      const provisioned = await this.deps.tools.provisionTools(row, plan, claimed.tools, actor);
+      await this.configure(row, tpl);
       const claimMs = performance.now() - started;
       this.deps.metrics?.claims.inc({ kind: cold ? "cold" : "warm" });
       this.deps.metrics?.claimSeconds.observe(claimMs / 1000);
