@@ -89,14 +89,19 @@ export function recordingProvisioner(storage: Pick<Storage, "agents" | "committe
         }),
       ),
     async provisionTools(rt, _plan, rows) {
-      const tools = await storage.committer.run((tx) =>
-        rows.map(
-          (t) =>
-            storage.agents.updateToolTx(tx, t.id, { state: "active", resourceId: `${rt.agent}@${rt.tenant}.test` }, [
-              "creating",
-            ])!,
-        ),
-      );
+      const tools = !rows.length
+        ? []
+        : await storage.committer.run((tx) =>
+            rows.map(
+              (t) =>
+                storage.agents.updateToolTx(
+                  tx,
+                  t.id,
+                  { state: "active", resourceId: `${rt.agent}@${rt.tenant}.test` },
+                  ["creating"],
+                )!,
+            ),
+          );
       events.push({ what: "provision", runtime: rt.id, tools: tools.map((t) => t.id) });
       return { tools, addresses: Object.fromEntries(tools.map((t) => [t.tool, t.resourceId!])) };
     },
