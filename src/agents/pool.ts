@@ -199,7 +199,8 @@ export class Pool implements AgentPool {
 
   /**
    * One commit takes the runtime: its claim, the audit entry and every tool's row with its own
-   * entry. Then the tools are made, and `configure` goes over the socket (docs/agents.md#claim).
+   * entry. Then the tools are made, and `configure` goes over the socket
+   * (docs/agents.md#the-pool-claim-release-destroy-sync).
    */
   private async claimRuntime(req: ClaimRequest, actor: string, started: number): Promise<ClaimResult> {
     const tpl = await this.templates.resolve(req.tenant, req.template);
