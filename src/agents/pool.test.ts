@@ -74,6 +74,35 @@ function makePool(
 const count = async (storage: Storage) => storage.agents.countByState();
 
 describe("claims", () => {
+  test("a warm claim is one commit (the runtime, its audit entry, every tool's row), one more makes its tools active, and its refill starts only after it answered", async () => {
+    const { pool, storage } = makePool({ settings: { minIdle: 1 } });
+    await putTemplate(storage, "acme", "bare", { ...TEMPLATE, tools: [] });
+    await putTemplate(storage, "acme", "helper", {
+      ...TEMPLATE,
+      tools: [
+        { id: "email", provisioning: "pool" },
+        { id: "http.crm", provisioning: "pool" },
+      ],
+    });
+    for (const [template, commits] of [
+      ["bare", 1],
+      ["helper", 2],
+    ] as const) {
+      await pool.refill();
+      expect(await count(storage)).toMatchObject({ ready: 1, starting: 0 });
+      const before = storage.committer.stats().commits;
+      const { runtime, cold, tools } = await pool.claim({ tenant: "acme", template, agent: template }, "t");
+      expect(storage.committer.stats().commits - before).toBe(commits);
+      expect(cold).toBe(false);
+      expect(tools.map((t) => t.state)).toEqual(template === "bare" ? [] : ["active", "active"]);
+      // Answered before the refill wrote anything: no runtime is starting yet.
+      expect(await count(storage)).toMatchObject({ ready: 0, starting: 0 });
+      const [entry] = await storage.audit.list({ action: "agent.claim", limit: 1 });
+      expect(entry).toMatchObject({ actor: "t", tenant: "acme", target: runtime.id });
+      await until("the refill the claim started once it answered", async () => (await count(storage)).ready === 1);
+    }
+  });
+
   test("20 concurrent claims on a pool of min_idle 5 get 20 distinct runtimes: 5 warm, 15 cold", async () => {
     const { pool, storage, metrics } = makePool({ settings: { minIdle: 5 } });
     await putTemplate(storage, "acme", "helper", TEMPLATE);
@@ -155,10 +184,10 @@ describe("claims", () => {
       ],
     });
     let seen: unknown = null;
-    const provision = tools.provisionTools;
-    tools.provisionTools = async (req) => {
+    const plan = tools.planTools;
+    tools.planTools = (req) => {
       seen = req.credentials;
-      return provision(req);
+      return plan(req);
     };
     const r = await pool.claim(
       {

@@ -4,10 +4,10 @@ import { type Clock, systemClock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
 import { AppError } from "../errors/index.ts";
-import type { RuntimeClaim, Storage } from "../store/index.ts";
+import type { RuntimeClaim, Storage, Tx } from "../store/index.ts";
 import { type ChannelOptions, hashRuntimeToken, newRuntimeToken } from "./channel.ts";
 import type { AgentMetrics } from "./metrics.ts";
-import { type ResolvedTemplate, resolveRecorded, resolveTemplate } from "./templates.ts";
+import { type ResolvedTemplate, TemplateCache } from "./templates.ts";
 import type {
   AgentPool,
   ClaimRequest,
@@ -95,6 +95,7 @@ export class Pool implements AgentPool {
   /** `tenant/agent` → the runtime claimed for it: what an `agent:<name>` route target leads to. */
   private readonly claimedAgents = new Map<string, string>();
   private refillChain: Promise<unknown> = Promise.resolve();
+  private readonly templates: TemplateCache;
   private minIdle: number;
   private closed = false;
 
@@ -103,6 +104,7 @@ export class Pool implements AgentPool {
     this.rtDir = join(deps.dataDir, "agents", "rt");
     this.runDir = join(deps.dataDir, "agents", "run");
     this.minIdle = deps.settings.minIdle;
+    this.templates = new TemplateCache(deps.storage.resources);
     for (const d of [join(deps.dataDir, "agents"), this.rtDir, this.runDir]) {
       mkdirSync(d, { recursive: true, mode: 0o700 });
       chmodSync(d, 0o700);
@@ -187,17 +189,30 @@ export class Pool implements AgentPool {
     if (this.closed) throw new AppError("unavailable", "the agent pool is shutting down", { retryAfter: 5 });
     if (!AGENT_NAME.test(req.agent))
       throw new AppError("invalid_input", "agent must be 1-64 lower-case letters, digits, dots, dashes or underscores");
-    const tpl = await resolveTemplate(this.deps.storage.resources, req.tenant, req.template);
+    try {
+      return await this.claimRuntime(req, actor, started);
+    } finally {
+      // The refill starts at once, but after the claim answered: its row and process are not the claim's work.
+      setImmediate(() => void this.refill());
+    }
+  }
+
+  /**
+   * One commit takes the runtime: its claim, the audit entry and every tool's row with its own
+   * entry. Then the tools are made, and `configure` goes over the socket
+   * (docs/agents.md#the-pool-claim-release-destroy-sync).
+   */
+  private async claimRuntime(req: ClaimRequest, actor: string, started: number): Promise<ClaimResult> {
+    const tpl = await this.templates.resolve(req.tenant, req.template);
     const { isolation, reason } = this.deps.isolation;
     if (tpl.spec.sandbox === "required" && isolation === "process")
       throw new AppError(
         "conflict",
         `template ${tpl.ref} requires a sandbox, and agents on this host run as plain processes (${reason ?? "no sandbox available"})`,
       );
-    if (await this.store.findClaimed(req.tenant, req.agent))
-      throw new AppError("conflict", `agent ${req.agent} is claimed in ${req.tenant} already`);
     const templateTools = (tpl.spec.tools ?? []) as TemplateTool[];
     const { stored, credentials } = splitUserConfig(req.userConfig ?? {});
+    const plan = this.deps.tools.planTools({ tools: templateTools, userConfig: stored ?? {}, credentials });
     const claim: RuntimeClaim = {
       tenant: req.tenant,
       agent: req.agent,
@@ -207,27 +222,32 @@ export class Pool implements AgentPool {
       cold: false,
     };
     const { committer, audit } = this.deps.storage;
+    const recordTx = (tx: Tx, r: RuntimeRecord) => {
+      audit.appendTx(tx, claimEntry(r, actor, tpl));
+      return { row: r, tools: this.deps.tools.recordToolsTx(tx, r, plan, actor) };
+    };
     // A template with its own program cannot use a warm runtime (started as the reference runtime).
-    let row = tpl.spec.command
+    // The claim's unit refuses an agent claimed already.
+    let claimed = tpl.spec.command
       ? null
       : await committer.run((tx) => {
           const r = this.store.claimReadyTx(tx, claim);
-          if (r) audit.appendTx(tx, claimEntry(r, actor, tpl));
-          return r;
+          return r ? recordTx(tx, r) : null;
         });
-    const cold = row === null;
-    void this.refill();
-    if (!row) {
+    const cold = claimed === null;
+    if (!claimed) {
       const retryAfter = Math.ceil(this.deps.settings.retryAfterMs / 1000);
       if (this.deps.settings.onEmpty === "429" && !tpl.spec.command)
         throw new AppError("rate_limited", "no agent runtime is ready; try again shortly", { retryAfter });
+      if (tpl.spec.command && (await this.store.findClaimed(req.tenant, req.agent)))
+        throw new AppError("conflict", `agent ${req.agent} is claimed in ${req.tenant} already`);
       if (this.live.size >= this.deps.settings.maxRuntimes)
         throw new AppError("rate_limited", `the pool runs agents_max_runtimes (${this.deps.settings.maxRuntimes})`, {
           retryAfter,
         });
       const fresh = await this.spawn("cold", tpl.spec.command);
       try {
-        row = await committer.run((tx) => {
+        claimed = await committer.run((tx) => {
           const r = this.store.transitionRuntimeTx(tx, fresh.id, ["starting"], {
             ...claim,
             state: "claimed",
@@ -236,24 +256,19 @@ export class Pool implements AgentPool {
             syncedAt: tx.now,
             heartbeatAt: tx.now,
           });
-          if (r) audit.appendTx(tx, claimEntry(r, actor, tpl));
-          return r;
+          return r ? recordTx(tx, r) : null;
         });
-        if (!row) throw new AppError("unavailable", "the runtime started for this claim went away", { retryAfter });
+        if (!claimed) throw new AppError("unavailable", "the runtime started for this claim went away", { retryAfter });
       } catch (e) {
         await this.destroyQuietly(fresh.id, `claim failed: ${message(e)}`);
         throw e;
       }
     }
+    const row = claimed.row;
     this.noteClaimed(row);
     try {
-      const provisioned = await this.deps.tools.provisionTools({
-        runtime: row,
-        tools: templateTools,
-        userConfig: stored ?? {},
-        credentials,
-        actor,
-      });
+      // Configured only once its tools are active: a runtime may call one as soon as it is configured.
+      const provisioned = await this.deps.tools.provisionTools(row, plan, claimed.tools, actor);
       await this.configure(row, tpl);
       const claimMs = performance.now() - started;
       this.deps.metrics?.claims.inc({ kind: cold ? "cold" : "warm" });
@@ -266,13 +281,7 @@ export class Pool implements AgentPool {
         cold,
         ms: Math.round(claimMs),
       });
-      return {
-        runtime: (await this.store.getRuntime(row.id)) ?? row,
-        cold,
-        tools: provisioned.tools,
-        addresses: provisioned.addresses,
-        claimMs,
-      };
+      return { runtime: row, cold, tools: provisioned.tools, addresses: provisioned.addresses, claimMs };
     } catch (e) {
       await this.destroyQuietly(row.id, `claim failed: ${message(e)}`);
       throw e;
@@ -318,7 +327,7 @@ export class Pool implements AgentPool {
     }
     const out: RuntimeRecord[] = [];
     for (const r of rows) {
-      const tpl = await resolveRecorded(this.deps.storage.resources, tenant, r.template!);
+      const tpl = await this.templates.recorded(tenant, r.template!);
       await this.configure(r, tpl);
       const synced = await this.deps.storage.committer.run((tx) => {
         const s = this.store.transitionRuntimeTx(tx, r.id, ["claimed"], {
@@ -592,7 +601,7 @@ export class Pool implements AgentPool {
    */
   async relaunch(row: RuntimeRecord): Promise<RuntimeRecord> {
     killLeftover(row);
-    const tpl = await resolveRecorded(this.deps.storage.resources, row.tenant!, row.template!);
+    const tpl = await this.templates.recorded(row.tenant!, row.template!);
     const token = newRuntimeToken();
     const tokenHash = hashRuntimeToken(token);
     const live = this.track(row.id, false);

@@ -8,20 +8,24 @@ import type { TaskTrace } from "../dispatch/trace.ts";
 import { AppError, isAppError } from "../errors/index.ts";
 import type { Envelope, Span } from "../events/envelope.ts";
 import type { CompiledPolicy } from "../policy/engine.ts";
-import type { DeliveryRow, Storage } from "../store/index.ts";
+import type { DeliveryRow, Storage, Tx } from "../store/index.ts";
 import type { Vault } from "../vault/vault.ts";
 import { type TaskContext, ToolCalls } from "./calls.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import { ModelProxy } from "./model.ts";
 import type { Pool } from "./pool.ts";
-import { resolveRecorded } from "./templates.ts";
+import { TemplateCache } from "./templates.ts";
 import {
   AgentDirectory,
   builtinTools,
+  completeTools,
   destroyTools,
+  type PlannedTool,
   type PluginDeps,
   type ProvisionDeps,
+  planTools,
   provisionTools,
+  recordToolsTx,
   type ToolRegistry,
 } from "./tools/index.ts";
 import type {
@@ -31,9 +35,13 @@ import type {
   RuntimeRecord,
   TemplateTool,
   ToolDefinition,
+  ToolPlan,
   ToolProvisioner,
   ToolRecord,
 } from "./types.ts";
+
+/** The services' plan: the checked tools, as provisioning makes them. */
+type PlanOf = ToolPlan & { planned: PlannedTool[] };
 
 export interface AgentServicesDeps {
   storage: Storage;
@@ -65,11 +73,13 @@ export class AgentServices implements ToolProvisioner {
   private readonly clock: Clock;
   private readonly provision: ProvisionDeps;
   private pool: Pool | null = null;
+  private readonly templates: TemplateCache;
   /** Tasks in flight, by runtime then task id: their event and where their spans go. */
   private readonly tasks = new Map<string, Map<string, TaskContext>>();
 
   constructor(private readonly deps: AgentServicesDeps) {
     this.clock = deps.clock ?? systemClock;
+    this.templates = new TemplateCache(deps.storage.resources);
     this.registry = builtinTools({
       resources: deps.storage.resources,
       mailDomain: deps.mailDomain,
@@ -109,14 +119,26 @@ export class AgentServices implements ToolProvisioner {
 
   // ToolProvisioner: what the pool asks at claim, sync and destroy
 
-  async provisionTools(req: ProvisionRequest): Promise<ProvisionResult> {
-    const template = await this.templateOf(req.runtime);
-    if (!template) throw new AppError("not_found", `template ${req.runtime.template} is gone`);
+  planTools(req: ProvisionRequest): ToolPlan {
     // The plugins read a user tool's credentials from the claim's config; they never reach the row.
     const userConfig: Record<string, unknown> = { ...req.userConfig };
     for (const [tool, credentials] of Object.entries(req.credentials))
       userConfig[tool] = { ...(userConfig[tool] as Record<string, unknown> | undefined), credentials };
-    const tools = await provisionTools(this.provision, { ...req.runtime, userConfig }, template.spec, req.actor);
+    const planned = planTools(this.provision, { tools: [...req.tools] }, userConfig);
+    return { tools: req.tools, credentials: req.credentials, planned } as PlanOf;
+  }
+
+  recordToolsTx(tx: Tx, runtime: RuntimeRecord, plan: ToolPlan, actor: string): ToolRecord[] {
+    return recordToolsTx(this.provision, tx, runtime, (plan as PlanOf).planned, actor);
+  }
+
+  async provisionTools(
+    runtime: RuntimeRecord,
+    plan: ToolPlan,
+    rows: readonly ToolRecord[],
+    actor: string,
+  ): Promise<ProvisionResult> {
+    const tools = await completeTools(this.provision, runtime, (plan as PlanOf).planned, rows, actor);
     return { tools, addresses: this.addresses(tools) };
   }
 
@@ -171,7 +193,7 @@ export class AgentServices implements ToolProvisioner {
   private async templateOf(runtime: RuntimeRecord) {
     if (!runtime.tenant || !runtime.template) return null;
     try {
-      return await resolveRecorded(this.deps.storage.resources, runtime.tenant, runtime.template);
+      return await this.templates.recorded(runtime.tenant, runtime.template);
     } catch {
       return null;
     }

@@ -61,3 +61,36 @@ export function resolveRecorded(
 ): Promise<ResolvedTemplate> {
   return resolveTemplate(resources, tenant, ref.includes("/") ? ref : `${tenant}/${ref}`);
 }
+
+/**
+ * Templates as claims read them, kept parsed in memory while the resources are unchanged (the
+ * store's `generation` moves on every committed change, which drops them all).
+ */
+export class TemplateCache {
+  private generation = -1;
+  private readonly resolved = new Map<string, Promise<ResolvedTemplate>>();
+
+  constructor(private readonly resources: Pick<ResourceStore, "get" | "list" | "generation">) {}
+
+  /** `resolveTemplate`, from memory when nothing changed since. */
+  resolve(tenant: string, ref: string): Promise<ResolvedTemplate> {
+    if (this.resources.generation !== this.generation || this.resolved.size > 1000) {
+      this.resolved.clear();
+      this.generation = this.resources.generation;
+    }
+    const key = `${tenant}\n${ref}`;
+    let hit = this.resolved.get(key);
+    if (!hit) {
+      hit = resolveTemplate(this.resources, tenant, ref);
+      this.resolved.set(key, hit);
+      // A template that does not resolve is read again next time.
+      hit.catch(() => this.resolved.get(key) === hit && this.resolved.delete(key));
+    }
+    return hit;
+  }
+
+  /** `resolveRecorded`, from memory when nothing changed since. */
+  recorded(tenant: string, ref: string): Promise<ResolvedTemplate> {
+    return this.resolve(tenant, ref.includes("/") ? ref : `${tenant}/${ref}`);
+  }
+}

@@ -24,7 +24,7 @@ export {
   type ToolRecord,
   type ToolState,
 } from "../store/index.ts";
-import type { Isolation, RuntimeRecord, RuntimeState, ToolRecord } from "../store/index.ts";
+import type { Isolation, RuntimeRecord, RuntimeState, ToolRecord, Tx } from "../store/index.ts";
 
 // The runtime's process
 
@@ -203,15 +203,17 @@ export interface TemplateTool {
 }
 
 export interface ProvisionRequest {
-  /** The claimed runtime (tenant, agent and template set). */
-  runtime: RuntimeRecord;
   tools: readonly TemplateTool[];
   /** Per tool id: the claim's non-secret settings (kept on the runtime's row). */
   userConfig: Record<string, unknown>;
   /** Per tool id: the `credentials` the claim supplied for it (`user_config.<tool>.credentials`; never stored on the row). */
   credentials: Record<string, Record<string, unknown>>;
-  /** Who claimed (for the provisioning's audit entries). */
-  actor: string;
+}
+
+/** A claim's tools, checked; what the provisioner needs besides is its own. */
+export interface ToolPlan {
+  readonly tools: readonly TemplateTool[];
+  readonly credentials: Record<string, Record<string, unknown>>;
 }
 
 export interface ProvisionResult {
@@ -223,10 +225,22 @@ export interface ProvisionResult {
 /**
  * What the pool needs of tool provisioning: create a claimed runtime's tools (one row each, audited by
  * the provisioning), describe them to the runtime, and destroy them (every tool not yet destroyed, or
- * the ones given: what a crash left in 'creating' or 'destroying').
+ * the ones given: what a crash left in 'creating' or 'destroying'). Creating is three steps so that
+ * a claim is one commit: the tools checked before it, their rows and audit entries written in the
+ * claim's own unit, the resources made once it committed.
  */
 export interface ToolProvisioner {
-  provisionTools(req: ProvisionRequest): Promise<ProvisionResult>;
+  /** Every tool checked (plugin, provisioning kind, credentials) before anything is written; throws what is wrong. */
+  planTools(req: ProvisionRequest): ToolPlan;
+  /** In the claim's unit of work: one `creating` row per tool and its `tool.provision` audit entry. */
+  recordToolsTx(tx: Tx, runtime: RuntimeRecord, plan: ToolPlan, actor: string): ToolRecord[];
+  /** After that unit committed: every tool made, then all `active` in one unit. */
+  provisionTools(
+    runtime: RuntimeRecord,
+    plan: ToolPlan,
+    rows: readonly ToolRecord[],
+    actor: string,
+  ): Promise<ProvisionResult>;
   destroyTools(runtime: RuntimeRecord, only?: readonly ToolRecord[]): Promise<void>;
   definitions(tools: readonly TemplateTool[]): ToolDefinition[];
   /** The addresses of tools already provisioned (for a relaunched or synced runtime). */

@@ -66,30 +66,42 @@ export interface ProvisionerEvent {
   dirExists?: boolean;
 }
 
-/** Tools as rows only: each template tool becomes an active row; destroy marks them destroyed. */
+/** Tools as rows only: each template tool becomes a row, active once provisioned; destroy marks them destroyed. */
 export function recordingProvisioner(storage: Pick<Storage, "agents" | "committer">): ToolProvisioner & {
   events: ProvisionerEvent[];
 } {
   const events: ProvisionerEvent[] = [];
   return {
     events,
-    async provisionTools(req) {
-      const rt = req.runtime;
-      const tools = await storage.committer.run((tx) =>
-        req.tools.map((t) =>
-          storage.agents.insertToolTx(tx, {
-            runtimeId: rt.id,
-            tenant: rt.tenant!,
-            tool: t.id,
-            plugin: t.id.split(".")[0]!,
-            provisioning: t.provisioning,
-            state: "active",
-            resourceId: `${rt.agent}@${rt.tenant}.test`,
-            config: {},
-            secretRef: null,
-          }),
-        ),
-      );
+    planTools: (req) => ({ tools: req.tools, credentials: req.credentials }),
+    recordToolsTx: (tx, rt, plan) =>
+      plan.tools.map((t) =>
+        storage.agents.insertToolTx(tx, {
+          runtimeId: rt.id,
+          tenant: rt.tenant!,
+          tool: t.id,
+          plugin: t.id.split(".")[0]!,
+          provisioning: t.provisioning,
+          state: "creating",
+          resourceId: null,
+          config: {},
+          secretRef: null,
+        }),
+      ),
+    async provisionTools(rt, _plan, rows) {
+      const tools = !rows.length
+        ? []
+        : await storage.committer.run((tx) =>
+            rows.map(
+              (t) =>
+                storage.agents.updateToolTx(
+                  tx,
+                  t.id,
+                  { state: "active", resourceId: `${rt.agent}@${rt.tenant}.test` },
+                  ["creating"],
+                )!,
+            ),
+          );
       events.push({ what: "provision", runtime: rt.id, tools: tools.map((t) => t.id) });
       return { tools, addresses: Object.fromEntries(tools.map((t) => [t.tool, t.resourceId!])) };
     },

@@ -11,7 +11,16 @@ import { webhookPlugin } from "./webhook.ts";
 /** The tool plugins (docs/agents.md#tools), their registry, provisioning, and the directory of inbound tools. */
 
 export { AgentDirectory } from "./directory.ts";
-export { credentialsScope, destroyTools, type ProvisionDeps, provisionTools } from "./provision.ts";
+export {
+  completeTools,
+  credentialsScope,
+  destroyTools,
+  type PlannedTool,
+  type ProvisionDeps,
+  planTools,
+  provisionTools,
+  recordToolsTx,
+} from "./provision.ts";
 export { type PluginInfo, pluginIdOf, ToolRegistry } from "./registry.ts";
 export { emailPlugin, httpPlugin, smsPlugin, webhookPlugin };
 
