@@ -29,10 +29,7 @@ export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Cl
   return new Elysia({ normalize: false }).use(authenticated(tokens, clock, { admin: true })).post(
     "/backups",
     ({ body }) => {
-      // Nothing, or an object (Elysia lets an array through the schema).
-      if (body !== undefined && (body === null || typeof body !== "object" || Array.isArray(body)))
-        throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
-      const maxRate = body?.max_rate;
+      const maxRate = maxRateOf(body);
       const encoder = new TextEncoder();
       const lines: unknown[] = [];
       let wake: (() => void) | null = null;
@@ -83,13 +80,31 @@ export function backupRoutes(backups: BackupTaker, tokens: TokenStore, clock: Cl
       );
     },
     {
-      body: t.Optional(
-        t.Object(
-          // MiB per second, overriding backup_max_rate for this backup; 0: no cap.
-          { max_rate: t.Optional(t.Integer({ minimum: 0, maximum: 100_000 })) },
-          { additionalProperties: false },
-        ),
-      ),
+      // Checked by maxRateOf, not by a schema: Elysia hands an array on as `{}` to the schema of an
+      // all-optional object, which would take it as "nothing overridden".
+      body: t.Optional(t.Unknown()),
     },
   );
+}
+
+/**
+ * The body of POST /v1/backups: nothing, or `{"max_rate": MiB per second}` (an integer 0..100,000,
+ * 0 = no cap) overriding `backup_max_rate` for this backup. Anything else is refused.
+ */
+export function maxRateOf(body: unknown): number | undefined {
+  if (body === undefined || body === "") return undefined;
+  if (body === null || typeof body !== "object" || Array.isArray(body))
+    throw new AppError("invalid_input", "the body must be a JSON object, or nothing");
+  const { max_rate: rate, ...rest } = body as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length)
+    throw new AppError("invalid_input", "the body takes max_rate only", {
+      errors: unknown.map((k) => ({ field: `/${k}`, message: "unknown property" })),
+    });
+  if (rate === undefined) return undefined;
+  if (typeof rate !== "number" || !Number.isInteger(rate) || rate < 0 || rate > 100_000)
+    throw new AppError("invalid_input", "max_rate must be an integer from 0 to 100000 (MiB per second)", {
+      errors: [{ field: "/max_rate", message: "an integer from 0 to 100000" }],
+    });
+  return rate;
 }
