@@ -1,5 +1,6 @@
 import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
+import type { Envelope, Span } from "../events/envelope.ts";
 import type { NewAuditEntry, NewUser, TokenRecord, TokenStore, UserRecord } from "./contract.ts";
 
 /** New rows of the console users and API tokens, as every driver writes them. */
@@ -32,4 +33,30 @@ export function newTokenRow(
     details: { name: t.name, scopes: t.scopes, expires_at: t.expiresAt },
   };
   return { row, entry };
+}
+
+/**
+ * An event's column values in the order both drivers' INSERT lists them: id, tenant, type,
+ * channel, agent, binding, idempotency_key, received_at, envelope (`json`, the envelope already
+ * serialized), trace, routing.
+ */
+export function eventRowValues(
+  e: Envelope,
+  json: string,
+  trace: readonly Span[],
+  routing: Record<string, unknown> | null,
+): [string, string, string, string, string | null, string, string | null, number, string, string, string | null] {
+  return [
+    e.id,
+    e.tenant,
+    e.type,
+    e.channel,
+    e.agent,
+    e.source.binding,
+    e.idempotency_key,
+    Date.parse(e.received_at),
+    json,
+    JSON.stringify(trace),
+    routing && JSON.stringify(routing),
+  ];
 }

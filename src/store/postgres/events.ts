@@ -16,6 +16,7 @@ import {
   type Rates,
   type StoredEvent,
 } from "../contract.ts";
+import { eventRowValues } from "../new-rows.ts";
 import { rateBuckets } from "../rates.ts";
 import type { PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
@@ -75,19 +76,7 @@ export class PgEvents implements EventStore {
   ): { id: string; created: boolean } {
     const e = envelope;
     const json = JSON.stringify(e);
-    const params = [
-      e.id,
-      e.tenant,
-      e.type,
-      e.channel,
-      e.agent,
-      e.source.binding,
-      e.idempotency_key,
-      Date.parse(e.received_at),
-      json,
-      JSON.stringify(trace),
-      routing && JSON.stringify(routing),
-    ];
+    const params = eventRowValues(e, json, trace, routing);
     const insert =
       "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, " +
       "routing) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10::text::jsonb, $11::text::jsonb)";

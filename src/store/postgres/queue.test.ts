@@ -1,7 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { freshPgStorage } from "../../../test/helpers/pg-storage.ts";
 import { testPostgres } from "../../../test/helpers/postgres.ts";
 import { openPostgresStorage, type PostgresStorage } from "./index.ts";
 import { claimStatement, PLAN_IN_ORDER } from "./queue.ts";
@@ -10,20 +8,7 @@ const pg = await testPostgres();
 const skip = typeof pg === "string";
 if (skip) console.log(`PostgreSQL queue tests skipped: ${pg}`);
 
-async function open(): Promise<{ s: PostgresStorage; cleanup(): Promise<void> }> {
-  if (typeof pg === "string") throw new Error(pg);
-  const url = await pg.freshDatabase();
-  const dir = mkdtempSync(join(tmpdir(), "agentowl-pgqueue-"));
-  const s = openPostgresStorage({ dir, url });
-  return {
-    s,
-    async cleanup() {
-      await s.close().catch(() => {});
-      await pg.drop(url);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
+const open = () => freshPgStorage(pg, "pgqueue");
 
 test.skipIf(skip)(
   "a claim walks the ready jobs in order and stops at its limit, even when the statistics predate the backlog",

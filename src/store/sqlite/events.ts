@@ -35,6 +35,7 @@ import type {
 import { deliveries, deliveryAttempts, events } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import { EVENT_SEARCH_MAX } from "../contract.ts";
+import { eventRowValues } from "../new-rows.ts";
 import { rateBuckets } from "../rates.ts";
 import type { SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
@@ -188,20 +189,7 @@ export class SqliteEvents implements EventStore {
   ): { id: string; created: boolean } {
     const e = envelope;
     const json = jsonOnce(e);
-    const inserted =
-      this.insert.run(
-        e.id,
-        e.tenant,
-        e.type,
-        e.channel,
-        e.agent,
-        e.source.binding,
-        e.idempotency_key,
-        Date.parse(e.received_at),
-        json,
-        JSON.stringify(trace),
-        routing && JSON.stringify(routing),
-      ).changes === 1;
+    const inserted = this.insert.run(...eventRowValues(e, json, trace, routing)).changes === 1;
     if (inserted) {
       if (this.inserted.size) {
         const { tenant, id } = e;
