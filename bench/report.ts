@@ -3,7 +3,8 @@
  * the machine it ran on, and the writers of the console table, the JSON and the Markdown. Pure
  * functions but for `machineInfo` and `writeReport`; no benchmark runs here.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
 
@@ -325,5 +326,16 @@ export function writeReport(r: Report, dir: string, latest: boolean): string[] {
   const md = renderMarkdown(r);
   const names = [`${stamp}.json`, `${stamp}.md`, ...(latest ? ["latest.json", "latest.md"] : [])];
   for (const n of names) writeFileSync(join(dir, n), n.endsWith(".json") ? json : md);
+  if (latest) formatForRepo([join(dir, "latest.json"), join(dir, "latest.md")]);
   return names.map((n) => join(dir, n));
+}
+
+/**
+ * The kept copy is committed, so it is written as the repository's formatter (`npm run lint`)
+ * wants it: aligned tables, short arrays on one line. Without Biome installed it stays as written.
+ */
+function formatForRepo(files: string[]): void {
+  const biome = join(import.meta.dir, "..", "node_modules", ".bin", "biome");
+  if (!existsSync(biome)) return;
+  spawnSync(biome, ["format", "--write", ...files], { stdio: "ignore" });
 }
