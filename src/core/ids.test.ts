@@ -34,8 +34,27 @@ describe("sequence ids", () => {
     expect(ids.map((id) => parseSeqId("job", id))).toEqual([1, 2, 31, 32, 1000, 2 ** 40]);
   });
 
+  test("every digit position round-trips, up to the largest safe integer", () => {
+    expect(seqId("job", 2 ** 53 - 1)).toBe("job_007ZZZZZZZZZZ");
+    expect(seqId("job", 32 ** 10)).toBe("job_0010000000000");
+    const ns = [2 ** 53 - 1, 32 ** 10, 32 ** 10 - 1, 123_456_789_012_345];
+    for (let i = 0; i < 1000; i++) ns.push(1 + Math.floor(Math.random() * (2 ** 53 - 2)));
+    for (const n of ns) expect(parseSeqId("job", seqId("job", n))).toBe(n);
+    const sorted = [...ns].sort((a, b) => a - b).map((n) => seqId("job", n));
+    expect([...sorted].sort()).toEqual(sorted);
+  });
+
   test("anything else is not one", () => {
-    for (const bad of ["job_1", "evt_0000000000001", "job_000000000000U", "job_0000000000000", "job_00000000000001"]) {
+    for (const bad of [
+      "job_1",
+      "evt_0000000000001",
+      "job_000000000000U",
+      "job_0000000000000",
+      "job_00000000000001",
+      "jobx0000000000001",
+      "job_000000000000é",
+      "job_00000000000\u{1F600}",
+    ]) {
       expect(parseSeqId("job", bad)).toBeNull();
     }
   });

@@ -73,20 +73,24 @@ export function idTime(id: string): number {
  * text primary-key index cost 30% of every enqueue (bench/queue.ts).
  */
 export function seqId<P extends IdPrefix>(prefix: P, n: number): `${P}_${string}` {
-  let out = "";
-  for (let i = 0; i < 13; i++) {
-    out = CROCKFORD[n % 32] + out;
-    n = Math.floor(n / 32);
-  }
-  return `${prefix}_${out}`;
+  // Digit i is floor(n / 32^i) mod 32: dividing by a power of two is exact for a safe integer.
+  let out = `${prefix}_`;
+  for (let shift = 12; shift >= 0; shift--) out += CROCKFORD[Math.floor(n / 2 ** (5 * shift)) % 32];
+  return out as `${P}_${string}`;
 }
+
+/** The value of each Crockford digit by its char code, -1 for any other character. */
+const DIGIT = new Int8Array(128).fill(-1);
+for (let i = 0; i < 32; i++) DIGIT[CROCKFORD.charCodeAt(i)] = i;
 
 /** The integer inside a `seqId`, or null when `id` is not one with this prefix. */
 export function parseSeqId(prefix: IdPrefix, id: string): number | null {
-  if (id.length !== prefix.length + 14 || !id.startsWith(`${prefix}_`)) return null;
+  const start = prefix.length + 1;
+  if (id.length !== start + 13 || id.charCodeAt(start - 1) !== 95 || !id.startsWith(prefix)) return null;
   let n = 0;
-  for (const c of id.slice(prefix.length + 1)) {
-    const v = CROCKFORD.indexOf(c);
+  for (let i = start; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    const v = c < 128 ? DIGIT[c]! : -1;
     if (v < 0) return null;
     n = n * 32 + v;
   }

@@ -2,15 +2,24 @@ import { SQL } from "bun";
 import { SyncConnection } from "./bridge.ts";
 
 /**
- * The PostgreSQL driver's two ways to the database: `sync`, the committer's connection on a worker
- * thread (statements inside units of work, ./bridge.ts), and `pool`, Bun's asynchronous client for
- * reads outside a unit and for LISTEN. A pool statement is always a single autocommit statement:
+ * The PostgreSQL driver's ways to the database: `sync`, the committer's connection on a worker
+ * thread (statements inside units of work, ./bridge.ts), and `pool` (with `claims`), Bun's
+ * asynchronous client for reads outside a unit, for LISTEN, and for the queue's claims and acks,
+ * which are single statements that need no unit. A pool statement is always a single autocommit statement:
  * a transaction on the pool that waited for JavaScript between statements could hold a lock the
  * committer needs while the committer holds the event loop.
  */
 export class PgDb {
   readonly sync: SyncConnection;
   readonly pool: SQL;
+  /**
+   * The queue's claims (PgQueue.lease): a connection of their own whose planner never uses bitmap
+   * scans or sorts, so that a claim walks jobs_ready in order and stops at its limit whatever the
+   * table's statistics say (after a burst of enqueues they predate the backlog, and the planner
+   * would read every ready job and sort them all). Set for the session, the claim needs no
+   * statements around it: it is one autocommit statement.
+   */
+  readonly claims: SQL;
   /** This process among the nodes on the database: notifications it sent itself are not news. */
   readonly node = crypto.randomUUID();
 
@@ -19,6 +28,11 @@ export class PgDb {
     const connection = { synchronous_commit: "on", application_name: "agentowl" };
     this.sync = new SyncConnection(url, connection);
     this.pool = new SQL(url, { max: 4, connection, idleTimeout: 30 });
+    this.claims = new SQL(url, {
+      max: 1,
+      connection: { ...connection, enable_bitmapscan: "off", enable_sort: "off" },
+      idleTimeout: 30,
+    });
   }
 
   /** A single statement outside any unit of work. */
@@ -27,6 +41,7 @@ export class PgDb {
   }
 
   async close(): Promise<void> {
+    await this.claims.close({ timeout: 5 }).catch(() => {});
     await this.pool.close({ timeout: 5 }).catch(() => {});
     await this.sync.close();
   }

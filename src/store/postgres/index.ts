@@ -119,7 +119,12 @@ export class PostgresStorage implements Storage {
 export function openPostgresStorage(opts: PostgresStorageOptions): PostgresStorage {
   const db = new PgDb(opts.url);
   try {
-    return new PostgresStorage(db, migratePostgres(db.sync, undefined, opts.clock), opts);
+    const storage = new PostgresStorage(db, migratePostgres(db.sync, undefined, opts.clock), opts);
+    // The asynchronous connections are opened now, not by the first claim or read that needs one
+    // (a connection costs a few milliseconds); a failure here surfaces again at that first use.
+    void db.pool.connect().catch(() => {});
+    void db.claims.connect().catch(() => {});
+    return storage;
   } catch (e) {
     void db.close();
     throw e;

@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { freshPgStorage } from "../../../test/helpers/pg-storage.ts";
 import { testPostgres } from "../../../test/helpers/postgres.ts";
 import { openPostgresStorage, type PostgresStorage } from "./index.ts";
-import { claimStatement, PLAN_IN_ORDER } from "./queue.ts";
+import { claimStatement } from "./queue.ts";
 
 const pg = await testPostgres();
 const skip = typeof pg === "string";
@@ -23,20 +23,24 @@ test.skipIf(skip)(
           Array.from({ length: 1000 }, (_, i) => s.queue.enqueue({ kind: "k", payload: { chunk, i } })),
         );
       }
-      const plan = await s.committer
-        .run((tx) => {
-          tx.conn.defer(PLAN_IN_ORDER);
-          const rows = tx.conn.query<Record<string, string>>(`EXPLAIN (ANALYZE, COSTS OFF) ${claimStatement(true)}`, [
-            tx.now,
-            tx.now + 60_000,
-            null,
-            500,
-            ["k"],
-          ]);
-          // EXPLAIN ANALYZE ran the claim: give it back.
-          throw new Error(rows.map((r) => Object.values(r)[0]).join("\n"));
-        })
-        .catch((e: Error) => e.message);
+      // The plan on the claims' connection, in a transaction rolled back (EXPLAIN ANALYZE runs the claim).
+      const conn = await s.db.claims.reserve();
+      let plan: string;
+      try {
+        await conn.unsafe("BEGIN");
+        const now = Date.now();
+        const rows = await conn.unsafe(`EXPLAIN (ANALYZE, COSTS OFF) ${claimStatement(true)}`, [
+          now,
+          now + 60_000,
+          null,
+          500,
+          ["k"],
+        ]);
+        plan = Array.from(rows as Record<string, string>[], (r) => Object.values(r)[0]).join("\n");
+      } finally {
+        await conn.unsafe("ROLLBACK");
+        conn.release();
+      }
       expect(plan).not.toContain("Bitmap");
       expect(plan).not.toContain("Sort");
       expect(plan).toMatch(/Index Scan using jobs_ready on jobs \w+ \(actual time=[\d.]+ rows=500 loops=1\)/);
@@ -50,23 +54,24 @@ test.skipIf(skip)(
 );
 
 test.skipIf(skip)(
-  "the claim's planner settings stay with the claim: the batch's other units plan as configured",
+  "the claim's planner settings stay on the claims' connection: units and the pool plan as configured",
   async () => {
     const { s, cleanup } = await open();
     try {
       await s.queue.enqueue({ kind: "k", payload: null });
-      // One event-loop turn: the claim and the other unit share one transaction.
-      const [leased, settings] = await Promise.all([
+      const SHOW = "SELECT current_setting('enable_bitmapscan') AS bitmap, current_setting('enable_sort') AS sort";
+      const [leased, inUnit] = await Promise.all([
         s.queue.lease({ limit: 10, visibilityMs: 60_000 }),
-        s.committer.run(
-          (tx) =>
-            tx.conn.query(
-              "SELECT current_setting('enable_bitmapscan') AS bitmap, current_setting('enable_sort') AS sort",
-            )[0],
-        ),
+        s.committer.run((tx) => tx.conn.query(SHOW)[0]),
       ]);
       expect(leased).toHaveLength(1);
-      expect(settings).toEqual({ bitmap: "on", sort: "on" });
+      expect(inUnit).toEqual({ bitmap: "on", sort: "on" });
+      expect(await s.db.read(SHOW)).toEqual([{ bitmap: "on", sort: "on" }]);
+      expect(Array.from(await s.db.claims.unsafe(SHOW))).toEqual([{ bitmap: "off", sort: "off" }]);
+      // A claim is one autocommit statement: nothing is left open on its connection.
+      expect(Array.from(await s.db.claims.unsafe("SELECT now() = statement_timestamp() AS fresh"))).toEqual([
+        { fresh: true },
+      ]);
     } finally {
       await cleanup();
     }

@@ -13,7 +13,6 @@ import type {
   LeaseOptions,
   LeaseRef,
 } from "../contract.ts";
-import type { LaterRows } from "./bridge.ts";
 import type { PgCommitter, PgTx } from "./committer.ts";
 import { num, numOrNull, type PgDb } from "./db.ts";
 
@@ -32,15 +31,12 @@ const COLUMNS =
 
 type Row = Record<string, unknown>;
 
-/** The rows of a deferRead once its unit committed (they were sent with the COMMIT at the latest). */
-function committedRows<T>(later: LaterRows<T>): T[] {
-  if (later.rows === null) throw new Error("a committed unit's statement has no rows");
-  return later.rows;
-}
+/** Integers as a PostgreSQL array literal (`{1,2,3}`), for a `$n::bigint[]` parameter. */
+const intArray = (xs: number[]): string => `{${xs.join(",")}}`;
 
 /**
  * The claim: $1 now, $2 the lease's expiry, $3 its owner, $4 the limit, $5 the kinds when `byKind`.
- * Run under PLAN_IN_ORDER (see lease).
+ * Run on PgDb.claims, whose planner walks jobs_ready in order (see there).
  */
 export function claimStatement(byKind: boolean): string {
   return (
@@ -51,11 +47,11 @@ export function claimStatement(byKind: boolean): string {
   );
 }
 
-/** For the claim only (see lease): planner settings local to the transaction, and back. */
-export const PLAN_IN_ORDER =
-  "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)";
-const PLAN_AS_SET =
-  "SELECT set_config(name, reset_val, true) FROM pg_settings WHERE name IN ('enable_bitmapscan', 'enable_sort')";
+/** The acks of one turn: $1 now, $2 the job ids, $3 their attempts. */
+const ACK_ALL =
+  "UPDATE jobs SET state = 'done', finished_at = $1, lease_expires_at = NULL, lease_owner = NULL " +
+  "FROM unnest($2::bigint[], $3::bigint[]) AS a(id, attempt) " +
+  "WHERE jobs.id = a.id AND jobs.attempt = a.attempt AND jobs.state = 'leased' RETURNING jobs.id";
 
 const toJob = (r: Row): Job => ({
   id: seqId("job", num(r.id)),
@@ -216,33 +212,27 @@ export class PgQueue implements JobQueue {
     return this.committer.run((tx) => this.enqueueTx(tx, spec));
   }
 
+  /**
+   * A claim outside a unit is one autocommit statement on PgDb.claims: no transaction around it,
+   * and the event loop is not held while PostgreSQL runs it (a unit's statements wait for their
+   * answer on the committer's connection; ./bridge.ts).
+   */
   async lease(opts: LeaseOptions): Promise<Job[]> {
-    const claimed = await this.committer.run((tx) => {
-      const params: unknown[] = [tx.now, tx.now + opts.visibilityMs, opts.owner ?? null, opts.limit];
-      if (opts.kinds) params.push([...opts.kinds]);
-      // The claim's plan must not follow the table's statistics: after a burst of enqueues they
-      // predate the backlog, the planner expects a row or two and reads every ready job through
-      // a bitmap scan, then sorts them all (a claim then costs the size of the backlog). Without
-      // bitmap scans and sorts it walks jobs_ready in order and stops at the limit, whatever the
-      // statistics say. The settings are local to the transaction and put back after the claim,
-      // for the batch's other units.
-      tx.conn.defer(PLAN_IN_ORDER);
-      // Nothing in the unit reads the claimed rows: they travel with the COMMIT.
-      const rows = tx.conn.deferRead(claimStatement(opts.kinds !== undefined), params);
-      tx.conn.defer(PLAN_AS_SET);
-      return rows;
-    });
-    const rows = committedRows(claimed);
+    const now = this.clock.now();
+    const params: unknown[] = [now, now + opts.visibilityMs, opts.owner ?? null, opts.limit];
+    if (opts.kinds) params.push([...opts.kinds]);
+    const rows = (await this.db.claims.unsafe(claimStatement(opts.kinds !== undefined), params)) as Row[];
     // RETURNING does not promise an order; the oldest job should run first (compared as numbers
     // before the rows become jobs: a claim sorts hundreds).
-    const keyed = rows.map((r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
+    const keyed = Array.from(rows, (r) => ({ runAt: num(r.run_at), id: num(r.id), r }));
     keyed.sort((a, b) => a.runAt - b.runAt || a.id - b.id);
     return keyed.map((k) => toJob(k.r));
   }
 
   /**
    * Acks outside a unit that arrive in the same turn (a worker finishing a leased batch) share one
-   * `UPDATE … FROM unnest(…)` in one unit: a round trip each would cost more than the commit.
+   * `UPDATE … FROM unnest(…)`, an autocommit statement on the pool: a round trip each would cost
+   * more than the commit, and none of it needs a unit.
    */
   ack(lease: LeaseRef): Promise<boolean> {
     const id = parseSeqId("job", lease.id);
@@ -262,19 +252,17 @@ export class PgQueue implements JobQueue {
   private flushAcks(): void {
     const batch = this.acks ?? [];
     this.acks = null;
-    this.committer
-      .run((tx) =>
-        // Its rows travel with the COMMIT (one round trip for the batch's acks and their commit).
-        tx.conn.deferRead<{ id: unknown }>(
-          "UPDATE jobs SET state = 'done', finished_at = $1, lease_expires_at = NULL, lease_owner = NULL " +
-            "FROM unnest($2::bigint[], $3::bigint[]) AS a(id, attempt) " +
-            "WHERE jobs.id = a.id AND jobs.attempt = a.attempt AND jobs.state = 'leased' RETURNING jobs.id",
-          [tx.now, batch.map((a) => a.id), batch.map((a) => a.attempt)],
-        ),
-      )
-      .then((acked) => new Set(committedRows(acked).map((r) => num(r.id))))
+    this.db
+      // The arrays as PostgreSQL's literals: integers need no quoting, and the client's own
+      // encoding of a JavaScript array costs more than the statement's planning.
+      .read<{ id: unknown }>(ACK_ALL, [
+        this.clock.now(),
+        intArray(batch.map((a) => a.id)),
+        intArray(batch.map((a) => a.attempt)),
+      ])
       .then(
-        (done) => {
+        (rows) => {
+          const done = new Set(rows.map((r) => num(r.id)));
           for (const a of batch) a.resolve(done.has(a.id));
         },
         (e) => {
