@@ -65,8 +65,13 @@ export async function withTempDir<T>(prefix: string, use: (dir: string) => Promi
 }
 
 /** The value at quantile `p` of an ascending array. */
+/**
+ * The nearest-rank quantile: the smallest value with at least a fraction `p` of the sample at or
+ * below it (the 99th of 100 values for p99, not the largest).
+ */
 export function quantile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
+  const rank = Math.max(1, Math.ceil(sorted.length * p - 1e-9));
+  return sorted[Math.min(sorted.length, rank) - 1] ?? Number.NaN;
 }
 
 export interface Appliance {

@@ -33,7 +33,7 @@ import { Database } from "bun:sqlite";
 import { type Subprocess, spawn, spawnSync } from "bun";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 
-import { cpuSeconds, freePort, startAppliance } from "./common.ts";
+import { cpuSeconds, freePort, quantile, startAppliance } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BUN = join(ROOT, "node_modules/.bin/bun");
@@ -137,7 +137,7 @@ async function load(port: number, reuse: boolean, cpu?: () => number | null): Pr
   const ms = performance.now() - t0;
   const cpu1 = cpu?.() ?? null;
   latencies.sort((a, b) => a - b);
-  const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!;
+  const q = (p: number) => quantile(latencies, p);
   return {
     perSec: Math.round((latencies.length * 1000) / ms),
     p50: q(0.5),

@@ -137,8 +137,11 @@ export function runRuntime(
             if (typeof c.template?.instructions !== "string" || !Array.isArray(c.template.tools))
               throw new ProtocolError("invalid_input", "configure needs template.instructions and template.tools");
             config = c;
-            log(
-              `runtime ${env.id}: configured as ${c.agent} of ${c.tenant}, template ${c.template.name} v${c.template.version}, ${c.template.tools.length} tool(s)`,
+            // Logged once the answer is on its way: the claim waits for the answer, not the line.
+            setImmediate(() =>
+              log(
+                `runtime ${env.id}: configured as ${c.agent} of ${c.tenant}, template ${c.template.name} v${c.template.version}, ${c.template.tools.length} tool(s)`,
+              ),
             );
             return {};
           }

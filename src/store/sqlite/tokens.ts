@@ -10,11 +10,20 @@ type Row = typeof tokens.$inferSelect;
 const toRecord = ({ hash: _hash, ...r }: Row): TokenRecord => r;
 
 export class SqliteTokens implements TokenStore {
+  /** Every API request's lookup, prepared once (drizzle's builder costs more than the query). */
+  private readonly byHash;
+
   constructor(
     private readonly db: Db,
     private readonly committer: SqliteCommitter,
     private readonly audit: SqliteAudit,
-  ) {}
+  ) {
+    this.byHash = db
+      .select()
+      .from(tokens)
+      .where(eq(tokens.hash, sql.placeholder("hash")))
+      .prepare();
+  }
 
   create(t: Parameters<TokenStore["create"]>[0]): Promise<TokenRecord> {
     return this.committer.run((tx) => {
@@ -26,7 +35,7 @@ export class SqliteTokens implements TokenStore {
   }
 
   async findByHash(hash: string): Promise<TokenRecord | null> {
-    const r = this.db.select().from(tokens).where(eq(tokens.hash, hash)).get();
+    const r = this.byHash.get({ hash });
     return r ? toRecord(r) : null;
   }
 
