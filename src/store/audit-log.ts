@@ -29,6 +29,20 @@ const VERIFY_BATCH = 5000;
 /** An entry as the table holds it: its details as the canonical text that was hashed, and its links. */
 export type RawRow = Omit<AuditEntry, "details"> & { details: string; prev_hash: string; hash: string };
 
+/** `e` as the entry numbered `seq`, written at `at`: absent fields as null, no details as {}. */
+export function auditEntry(seq: number, at: number, e: NewAuditEntry): AuditEntry {
+  return {
+    seq,
+    at,
+    actor: e.actor,
+    tenant: e.tenant ?? null,
+    action: e.action,
+    target: e.target ?? null,
+    decision: e.decision ?? null,
+    details: e.details ?? {},
+  };
+}
+
 export interface AuditHead {
   seq: number;
   hash: string;
@@ -92,16 +106,7 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
 
   /** `e` as the entry after `prev`, written at `at`: its seq, its details' canonical text and its link. */
   protected link(prev: AuditHead | null, at: number, e: NewAuditEntry): { entry: ChainedEntry; details: string } {
-    const entry: AuditEntry = {
-      seq: (prev?.seq ?? 0) + 1,
-      at,
-      actor: e.actor,
-      tenant: e.tenant ?? null,
-      action: e.action,
-      target: e.target ?? null,
-      decision: e.decision ?? null,
-      details: e.details ?? {},
-    };
+    const entry = auditEntry((prev?.seq ?? 0) + 1, at, e);
     const prevHash = prev?.hash ?? GENESIS;
     // Details are stored in canonical form, so verify can tell any change of their bytes.
     const details = canonicalJson(entry.details);

@@ -19,6 +19,18 @@ const BOOTSTRAP = "bootstrap-dispatch-stop-7c1e3a5b9d2f4e6a";
 const root = mkdtempSync(join(tmpdir(), "agentowl-dispatch-stop-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
+/** Tenant beta: an unsigned webhook binding, every event routed to the receiver on `port`. */
+async function configure(call: ReturnType<typeof apiCaller>, port: number | undefined): Promise<void> {
+  expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+  for (const [kind, body] of [
+    ["endpoints", { name: "slow", url: `http://127.0.0.1:${port}/` }],
+    ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
+    ["routes", { name: "all", default: true, to: ["slow"] }],
+  ] as const) {
+    expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
+  }
+}
+
 test("stop waits for a fast-path delivery in flight; it ends delivered, once, nothing left to run", async () => {
   const arrivals: string[] = [];
   let answered = 0;
@@ -45,14 +57,7 @@ test("stop waits for a fast-path delivery in flight; it ends delivered, once, no
     return ((await r.json()) as { id: string }).id;
   };
   try {
-    expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-    for (const [kind, body] of [
-      ["endpoints", { name: "slow", url: `http://127.0.0.1:${receiver.port}/` }],
-      ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
-      ["routes", { name: "all", default: true, to: ["slow"] }],
-    ] as const) {
-      expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
-    }
+    await configure(call, receiver.port);
     const eventId = await send();
     await until("the attempt reached the receiver", () => arrivals.length === 1, 10_000);
     const [d] = await sqliteOf(app).events.deliveries({ eventId, limit: 10 });
@@ -106,14 +111,7 @@ test("a fast-path delivery a forced stop cut off is sent again at the next start
   let app = await startApp({ config, log: silentLogger });
   const call = apiCaller(() => app.url, BOOTSTRAP);
   try {
-    expect((await call("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
-    for (const [kind, body] of [
-      ["endpoints", { name: "slow", url: `http://127.0.0.1:${receiver.port}/` }],
-      ["bindings", { name: "hooks", type: "webhook", verify: { scheme: "none" } }],
-      ["routes", { name: "all", default: true, to: ["slow"] }],
-    ] as const) {
-      expect((await call("POST", `/v1/tenants/beta/${kind}`, { body })).status).toBe(201);
-    }
+    await configure(call, receiver.port);
     const r = await fetch(`${app.url}/ingress/webhook/beta/hooks`, {
       method: "POST",
       headers: { "content-type": "application/json" },

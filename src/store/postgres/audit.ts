@@ -7,7 +7,7 @@ import {
   checkpointLine,
   parseLine,
 } from "../audit-checkpoints.ts";
-import { type AuditHead, ChainedAudit, type RawRow } from "../audit-log.ts";
+import { type AuditHead, auditEntry, ChainedAudit, type RawRow } from "../audit-log.ts";
 import type { AnchorOptions, AuditQuery, NewAuditEntry } from "../contract.ts";
 import type { Clock } from "../../core/clock.ts";
 import type { SyncConnection } from "./bridge.ts";
@@ -179,18 +179,7 @@ export class PgAudit extends ChainedAudit<PgTx> {
    * links by the time the unit's caller is answered, not inside the unit.
    */
   override appendTx(tx: PgTx, e: NewAuditEntry): ChainedEntry {
-    const out: ChainedEntry = {
-      seq: 0,
-      at: tx.now,
-      actor: e.actor,
-      tenant: e.tenant ?? null,
-      action: e.action,
-      target: e.target ?? null,
-      decision: e.decision ?? null,
-      details: e.details ?? {},
-      prevHash: "",
-      hash: "",
-    };
+    const out: ChainedEntry = { ...auditEntry(0, tx.now, e), prevHash: "", hash: "" };
     tx.atEnd(this.tail, { at: tx.now, e, out });
     this.checkpointAfter(tx);
     return out;
