@@ -580,7 +580,9 @@ export class Pool implements AgentPool {
       if (this.closed) return [];
       // Warm runtimes serve claims of templates: an appliance with none keeps none (and its memory).
       if (!(await this.deps.storage.resources.list({ kind: "templates", limit: 1 })).length) return [];
-      const ready = (await this.store.countByState()).ready;
+      // The ready ones, at most min_idle of them, from the ready index: not a count of the pool's whole history.
+      const ready =
+        this.minIdle > 0 ? (await this.store.listRuntimes({ state: "ready", limit: this.minIdle })).length : 0;
       let warming = 0;
       for (const l of this.live.values()) if (l.warm) warming++;
       const need = Math.min(this.minIdle - ready - warming, this.deps.settings.maxRuntimes - this.live.size);

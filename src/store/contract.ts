@@ -1192,9 +1192,15 @@ export interface RetentionSwept {
   contents: number;
   attempts: number;
   blobs: number;
+  /** Deleted agent runtimes (with their tools and tool calls), by the event retention. */
+  runtimes: number;
 }
 
-/** Deletes what each tenant's retention lets go, then gives the freed space back to the disk. */
+/**
+ * Deletes what each tenant's retention lets go (events, parsed content, attempts, blobs no kept
+ * event names, and deleted agent runtimes by the event retention), then gives the freed space
+ * back to the disk.
+ */
 export interface Retention {
   sweep(cutoffs: {
     events: RetentionCutoffs;

@@ -149,6 +149,7 @@ export function retentionSweep(
               contents_purged: swept.contents,
               attempts_purged: swept.attempts,
               blobs_purged: swept.blobs,
+              agent_runtimes_purged: swept.runtimes,
             }
           : {}),
         ...(audit ? { audit_entries_pruned: audit.entries, audit_pruned_through: audit.through } : {}),

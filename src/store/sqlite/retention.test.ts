@@ -79,6 +79,74 @@ test("retention removes what is older than each tenant's retention and nothing y
   expect(swept.blobs).toBe(1);
 });
 
+test("deleted agent runtimes older than their tenant's event retention go with their tools and tool calls; live and younger ones stay", async () => {
+  const clock = new ManualClock(BASE);
+  const s = storages({ clock });
+  const at = (t: number) => clock.advance(t - clock.now());
+  // Runtime `name` made on `day`, deleted on `deletedDay` (or still live), claimed by `tenant` (or never).
+  const runtime = async (name: string, tenant: string | null, day: number, deletedDay: number | null) => {
+    at(BASE + day * DAY);
+    const id = `rt_${name}`;
+    await s.agents.insertRuntime({
+      ...{ id, isolation: "process", tokenHash: `hash-${id}`, cold: false, createdAt: clock.now() },
+      ...{ dir: `/data/agents/rt/${id}`, socket: `/data/agents/run/${id}.sock` },
+    });
+    await s.committer.run((tx) => {
+      if (tenant) {
+        s.agents.transitionRuntimeTx(tx, id, ["starting"], {
+          ...{ state: "claimed", tenant, agent: name, template: "t", templateVersion: 1, claimedAt: tx.now },
+        });
+        s.agents.insertToolTx(tx, {
+          ...{ runtimeId: id, tenant, tool: "email", plugin: "email", provisioning: "pool", state: "destroyed" },
+          ...{ resourceId: `${name}@x.example`, config: {}, secretRef: null },
+        });
+        s.agents.insertToolCallTx(tx, {
+          ...{ runtimeId: id, tenant, eventId: null, tool: "email", args: {}, state: "done", approvalId: null },
+          ...{ decision: { effect: "allow" }, result: null, error: null },
+        });
+      }
+    });
+    if (deletedDay !== null) {
+      at(BASE + deletedDay * DAY);
+      await s.agents.transitionRuntime(id, ["starting", "claimed"], { state: "deleted", deletedAt: clock.now() });
+    }
+  };
+  // Tenant "short" keeps events 30 days; the default (and a warm runtime never claimed) 60.
+  await runtime("short_old", "short", 20, 25); // deleted 75 days ago: goes
+  await runtime("short_young", "short", 60, 80); // deleted 20 days ago: stays
+  await runtime("long_mid", "long", 20, 50); // deleted 50 days ago, within the default 60: stays
+  await runtime("long_old", "long", 5, 30); // deleted 70 days ago: goes
+  await runtime("warm_old", null, 1, 2); // never claimed, deleted 98 days ago: goes
+  await runtime("live_old", "short", 1, null); // claimed 99 days ago and still live: stays
+  at(NOW);
+  const swept = await s.retention.sweep({
+    events: cutoffs(NOW, 60 * DAY, new Map([["short", 30 * DAY]])),
+    content: cutoffs(NOW, 60 * DAY, new Map()),
+    attempts: cutoffs(NOW, 60 * DAY, new Map()),
+  });
+  expect(swept.runtimes).toBe(3);
+  const ids = (table: string) =>
+    s.handle.sqlite
+      .query<{ id: string }, []>(
+        `SELECT ${table === "agent_runtimes" ? "id" : "runtime_id AS id"} FROM ${table} ORDER BY 1`,
+      )
+      .all()
+      .map((r) => r.id);
+  expect(ids("agent_runtimes")).toEqual(["rt_live_old", "rt_long_mid", "rt_short_young"]);
+  expect(ids("agent_tools")).toEqual(["rt_live_old", "rt_long_mid", "rt_short_young"]);
+  expect(ids("agent_tool_calls")).toEqual(["rt_live_old", "rt_long_mid", "rt_short_young"]);
+  // The pool's history still counts the deleted ones kept.
+  expect((await s.agents.countByState()).deleted).toBe(2);
+  // The page walks the state index in rowid order: no sort, no table scan.
+  const plan = s.handle.sqlite
+    .query<{ detail: string }, []>(
+      "EXPLAIN QUERY PLAN SELECT rowid, id, tenant, deleted_at FROM agent_runtimes WHERE state = 'deleted' AND rowid > 0 ORDER BY rowid LIMIT 10",
+    )
+    .all()
+    .map((r) => r.detail);
+  expect(plan).toEqual([expect.stringContaining("USING INDEX agent_runtimes_state")]);
+});
+
 test("the audit chain still verifies after its old entries are pruned, from the signed checkpoint of the pruned prefix", async () => {
   const clock = new ManualClock(BASE);
   const t = storages({ clock });

@@ -28,7 +28,7 @@ export class SqliteRetention implements Retention {
     content: RetentionCutoffs;
     attempts: RetentionCutoffs;
   }): Promise<RetentionSwept> {
-    const swept: RetentionSwept = { events: 0, contents: 0, attempts: 0, blobs: 0 };
+    const swept: RetentionSwept = { events: 0, contents: 0, attempts: 0, blobs: 0, runtimes: 0 };
     const tenants = this.sqlite.query<{ tenant: string }, []>("SELECT DISTINCT tenant FROM events").all();
     const candidates = new Set<string>();
     const attachmentsOf = this.sqlite.query<{ sha256: string | null }, [string, number]>(
@@ -62,6 +62,7 @@ export class SqliteRetention implements Retention {
       }
     }
     swept.attempts = await this.sweepAttempts(c.attempts);
+    swept.runtimes = await this.sweepRuntimes(c.events);
     swept.blobs = await this.deleteUnreferenced(candidates);
     return swept;
   }
@@ -88,6 +89,41 @@ export class SqliteRetention implements Retention {
       // Later attempts are younger than every tenant's cutoff: nothing more to find.
       if (rows.every((r) => r.started_at >= newest)) break;
       from = rows.at(-1)!.id;
+    }
+    return removed;
+  }
+
+  /**
+   * Deleted agent runtimes (the pool's history) older than their tenant's event retention, with
+   * the tools provisioned for them and the tool calls they made; a warm runtime never claimed has
+   * no tenant and goes by the default.
+   */
+  private async sweepRuntimes(c: RetentionCutoffs): Promise<number> {
+    // In rowid order, which is the state index's own order within 'deleted': no sort.
+    const page = this.sqlite.query<
+      { rowid: number; id: string; tenant: string | null; deleted_at: number | null },
+      [number, number]
+    >(
+      "SELECT rowid, id, tenant, deleted_at FROM agent_runtimes WHERE state = 'deleted' AND rowid > ? ORDER BY rowid LIMIT ?",
+    );
+    const removeCalls = this.sqlite.query<never, [string]>("DELETE FROM agent_tool_calls WHERE runtime_id = ?");
+    const removeTools = this.sqlite.query<never, [string]>("DELETE FROM agent_tools WHERE runtime_id = ?");
+    const remove = this.sqlite.query<never, [string]>("DELETE FROM agent_runtimes WHERE id = ? AND state = 'deleted'");
+    let removed = 0;
+    for (let from = 0; ; ) {
+      const rows = page.all(from, BATCH);
+      if (rows.length === 0) break;
+      const old = rows.filter((r) => (r.deleted_at ?? 0) < c.cutoffFor(r.tenant));
+      if (old.length) {
+        await this.committer.run(() => {
+          for (const r of old) {
+            removeCalls.run(r.id);
+            removeTools.run(r.id);
+            removed += remove.run(r.id).changes;
+          }
+        });
+      }
+      from = rows.at(-1)!.rowid;
     }
     return removed;
   }
