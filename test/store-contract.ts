@@ -88,6 +88,36 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(ran).toEqual(["ok"]);
       });
 
+      test("before-commit hooks run once the batch's units have run and before its COMMIT, never for a unit that failed", async () => {
+        const { storage } = await open();
+        const seen: string[] = [];
+        const ok = storage.committer.run((tx) => {
+          tx.beforeCommit(() => {
+            seen.push("ok");
+          });
+          return tx.enqueue({ kind: "t", payload: "ok" });
+        });
+        const bad = storage.committer.run((tx) => {
+          tx.beforeCommit(() => seen.push("failed unit"));
+          throw new Error("no");
+        });
+        const later = storage.committer.run((tx) => {
+          // Its unit ran after the first one's hook was registered, and before any hook ran.
+          seen.push("later unit");
+          tx.beforeCommit(() => {
+            throw new Error("a hook's failure is its own");
+          });
+          return tx.enqueue({ kind: "t", payload: "later" });
+        });
+        await expect(bad).rejects.toThrow("no");
+        const [a, b] = await Promise.all([ok, later]);
+        // The optimistic try stopped at the failing unit (before the third); the rerun that
+        // committed ran every unit, then the hooks of those that succeeded.
+        expect(seen).toEqual(["later unit", "ok"]);
+        expect((await storage.queue.get(a.id))?.payload).toBe("ok");
+        expect((await storage.queue.get(b.id))?.payload).toBe("later");
+      });
+
       test("an asynchronous unit is refused and writes nothing", async () => {
         const { storage } = await open();
         const p = storage.committer.run((tx) => {

@@ -103,6 +103,29 @@ describe("claims", () => {
     }
   });
 
+  test("a warm claim whose COMMIT fails destroys the runtime it configured while the commit was written", async () => {
+    const { pool, storage } = makePool({ settings: { minIdle: 1 } });
+    await putTemplate(storage, "acme", "bare", { ...TEMPLATE, tools: [] });
+    await pool.refill();
+    const [ready] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
+    const configured: string[] = [];
+    pool.channel(ready!.id)!.onActivity(() => configured.push(ready!.id));
+    // A real COMMIT failure: claiming writes a row that breaks a deferred foreign key, checked only at COMMIT.
+    const sqlite = (storage as unknown as { handle: { sqlite: import("bun:sqlite").Database } }).handle.sqlite;
+    sqlite.run("PRAGMA foreign_keys = ON");
+    sqlite.run("CREATE TABLE t_parent (id text PRIMARY KEY)");
+    sqlite.run("CREATE TABLE t_child (p text REFERENCES t_parent (id) DEFERRABLE INITIALLY DEFERRED)");
+    sqlite.run(
+      "CREATE TRIGGER t_claimed AFTER UPDATE OF state ON agent_runtimes WHEN NEW.state = 'claimed' " +
+        "BEGIN INSERT INTO t_child VALUES ('missing'); END",
+    );
+    await expect(pool.claim({ tenant: "acme", template: "bare", agent: "bot" }, "t")).rejects.toThrow();
+    // It had been configured for acme (its answer came), and no other claim may take it now.
+    expect(configured.length).toBeGreaterThan(0);
+    expect((await storage.agents.getRuntime(ready!.id))?.state).toBe("deleted");
+    expect(await storage.agents.findClaimed("acme", "bot")).toBeNull();
+  });
+
   test("20 concurrent claims on a pool of min_idle 5 get 20 distinct runtimes: 5 warm, 15 cold", async () => {
     const { pool, storage, metrics } = makePool({ settings: { minIdle: 5 } });
     await putTemplate(storage, "acme", "helper", TEMPLATE);

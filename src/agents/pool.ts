@@ -227,13 +227,28 @@ export class Pool implements AgentPool {
       return { row: r, tools: this.deps.tools.recordToolsTx(tx, r, plan, actor) };
     };
     // A template with its own program cannot use a warm runtime (started as the reference runtime).
-    // The claim's unit refuses an agent claimed already.
+    // The claim's unit refuses an agent claimed already. With no tools to make active first, the
+    // runtime is configured while the claim's commit is written (the answer still waits for both).
+    const early: { id: string; done: Promise<void> }[] = [];
     let claimed = tpl.spec.command
       ? null
-      : await committer.run((tx) => {
-          const r = this.store.claimReadyTx(tx, claim);
-          return r ? recordTx(tx, r) : null;
-        });
+      : await committer
+          .run((tx) => {
+            const r = this.store.claimReadyTx(tx, claim);
+            if (r && templateTools.length === 0)
+              tx.beforeCommit(() => {
+                const done = this.configure(r, tpl);
+                done.catch(() => {});
+                early.push({ id: r.id, done });
+              });
+            return r ? recordTx(tx, r) : null;
+          })
+          .catch(async (e) => {
+            await this.dropConfigured(early, null);
+            throw e;
+          });
+    // A batch run again may have configured a runtime this claim did not take in the end.
+    if (early.length) await this.dropConfigured(early, claimed?.row.id ?? null);
     const cold = claimed === null;
     if (!claimed) {
       const retryAfter = Math.ceil(this.deps.settings.retryAfterMs / 1000);
@@ -269,7 +284,7 @@ export class Pool implements AgentPool {
     try {
       // Configured only once its tools are active: a runtime may call one as soon as it is configured.
       const provisioned = await this.deps.tools.provisionTools(row, plan, claimed.tools, actor);
-      await this.configure(row, tpl);
+      await (early.findLast((e) => e.id === row.id)?.done ?? this.configure(row, tpl));
       const claimMs = performance.now() - started;
       this.deps.metrics?.claims.inc({ kind: cold ? "cold" : "warm" });
       this.deps.metrics?.claimSeconds.observe(claimMs / 1000);
@@ -286,6 +301,15 @@ export class Pool implements AgentPool {
       await this.destroyQuietly(row.id, `claim failed: ${message(e)}`);
       throw e;
     }
+  }
+
+  /**
+   * Destroy the runtimes configured for a claim whose commit did not take them (`kept` aside):
+   * they hold a tenant's configuration, so no other claim may have them.
+   */
+  private async dropConfigured(early: readonly { id: string }[], kept: string | null): Promise<void> {
+    for (const id of new Set(early.map((e) => e.id)))
+      if (id !== kept) await this.destroyQuietly(id, "configured for a claim that did not commit");
   }
 
   /** Send `configure` with the template as it is now. */

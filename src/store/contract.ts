@@ -97,6 +97,10 @@ export interface OutboxEntry {
 /**
  * What a unit of work may do inside one group-committed transaction. Everything it does commits
  * together or not at all; `afterCommit` callbacks run only once the commit is durable.
+ * `beforeCommit` callbacks run once every unit of the batch has run and the COMMIT (with its
+ * fsync) is about to be written: work started there overlaps the commit. The commit may still
+ * fail, or fail because of one unit and run the batch again (units and their callbacks too), so
+ * such work must be what the caller undoes when it did not commit as it was started.
  */
 export interface UnitOfWork {
   /** The batch's clock reading: every write in one transaction shares it. */
@@ -105,6 +109,7 @@ export interface UnitOfWork {
   ack(lease: LeaseRef): boolean;
   emit(event: OutboxEvent): string;
   afterCommit(fn: () => void): void;
+  beforeCommit(fn: () => void): void;
 }
 
 /**

@@ -51,6 +51,8 @@ const unbound: TxOperations<never> = {
 export abstract class UnitTx<T extends ContractTx> implements ContractTx {
   /** A Set: a hook registered by a thousand units (the queue's wake-up) runs once. Made on first use. */
   hooks: Set<() => void> | null = null;
+  /** Run just before the batch's COMMIT; made on first use. */
+  committing: (() => void)[] | null = null;
   constructor(
     readonly now: number,
     private readonly ops: TxOperations<T>,
@@ -70,6 +72,9 @@ export abstract class UnitTx<T extends ContractTx> implements ContractTx {
   }
   afterCommit(fn: () => void): void {
     (this.hooks ??= new Set()).add(fn);
+  }
+  beforeCommit(fn: () => void): void {
+    (this.committing ??= []).push(fn);
   }
 }
 
@@ -201,6 +206,7 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
     const now = this.options.clock.now();
     const outcomes: { ok: boolean; value: unknown }[] = [];
     const hooks = new Set<() => void>();
+    let committing: (() => void)[] | null = null;
     for (const item of batch) {
       const tx = this.newTx(now);
       if (isolate) {
@@ -217,6 +223,7 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
         if (isolate) this.release(tx);
         outcomes.push({ ok: true, value });
         if (tx.hooks) for (const h of tx.hooks) hooks.add(h);
+        if (tx.committing) (committing ??= []).push(...tx.committing);
       } catch (e) {
         if (!isolate) {
           this.rollbackQuietly();
@@ -231,6 +238,15 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
         outcomes.push({ ok: false, value: this.unitError(e) });
       }
     }
+    // Only the attempt that commits runs them, each once; a failed one is its caller's to undo.
+    if (committing)
+      for (const fn of committing) {
+        try {
+          fn();
+        } catch {
+          // Work that overlaps the commit is the unit's own affair: the batch commits regardless.
+        }
+      }
     try {
       this.commit();
     } catch (error) {
