@@ -42,7 +42,7 @@ import { quantile } from "./common.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const CLAIMS = Number(process.env.BENCH_AGENTS_CLAIMS ?? 200);
-const COLD = Number(process.env.BENCH_AGENTS_COLD ?? 10);
+const COLD = Number(process.env.BENCH_AGENTS_COLD ?? 20);
 const IDLE = Number(process.env.BENCH_AGENTS_IDLE ?? 20);
 const CALLS = Number(process.env.BENCH_AGENTS_CALLS ?? 500);
 const FIRST = Number(process.env.BENCH_AGENTS_FIRST ?? 50);
