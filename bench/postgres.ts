@@ -13,7 +13,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openPostgresStorage } from "../src/store/index.ts";
+import { openPostgresStorage } from "../src/store/postgres/index.ts";
 import { type Appliance, startAppliance } from "./common.ts";
 import { closedLoop, receiver } from "./dispatch.ts";
 import { load, SECRET } from "./http.ts";

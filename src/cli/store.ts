@@ -8,14 +8,11 @@ import { AppError } from "../errors/index.ts";
 import {
   BlobStore,
   type ChainKeys,
-  copyCheckpoints,
-  copyFiles,
-  copyTables,
   DATABASE_FILE,
   lockDataDir,
-  notEmptyReason,
-  openPostgresStorage,
   openSqliteStorage,
+  postgresDriver,
+  toPostgres,
   type Storage,
   type VerifyReport,
 } from "../store/index.ts";
@@ -113,6 +110,7 @@ Exit codes: 0 migrated and verified, 1 failed or the check found a difference, 2
 3 no database in the data dir, 4 a server holds the data dir or the database is not empty.`,
   options: { to: { type: "string" } },
   async run({ values }, io) {
+    const { copyCheckpoints, copyFiles, copyTables, notEmptyReason } = await toPostgres();
     const url = stringOpt(values, "to");
     if (!url) throw new UsageError("name the PostgreSQL database: --to postgres://USER:PASSWORD@HOST:PORT/DATABASE");
     if (!POSTGRES_URL.test(url)) throw new UsageError("--to takes a postgres:// or postgresql:// URL");
@@ -148,7 +146,7 @@ Exit codes: 0 migrated and verified, 1 failed or the check found a difference, 2
       const t0 = performance.now();
       io.err(`migrating ${dbFile} into ${shown}\n`);
       // Opening creates the schema (the driver's migrations), as a node starting on it would.
-      const target = openPostgresStorage({ dir: dataDir, url });
+      const target = postgresDriver().openPostgresStorage({ dir: dataDir, url });
       let report: VerifyReport;
       let counts;
       let files;

@@ -4,7 +4,7 @@
  * still use its synchronous reads (docs/architecture.md#storage).
  */
 import type { Storage, StorageOptions } from "./contract.ts";
-import { openPostgresStorage } from "./postgres/index.ts";
+import type * as Postgres from "./postgres/index.ts";
 import { openSqliteStorage } from "./sqlite/index.ts";
 
 export type * from "./contract.ts";
@@ -41,16 +41,21 @@ export {
 } from "./sqlite/index.ts";
 export { BlobStore } from "./blobs.ts";
 export { checkDatabaseFile, type ReferencedFiles, referencedFiles, snapshotDatabase } from "./sqlite/index.ts";
-export { openPostgresStorage, PostgresStorage, type PostgresStorageOptions } from "./postgres/index.ts";
-export {
-  type CopyProgress,
-  copyCheckpoints,
-  copyFiles,
-  copyTables,
-  type FileCopy,
-  notEmptyReason,
-  type TableCount,
-} from "./to-postgres.ts";
+export type { PostgresStorage, PostgresStorageOptions } from "./postgres/index.ts";
+export type { CopyProgress, FileCopy, TableCount } from "./to-postgres.ts";
+
+/**
+ * The PostgreSQL driver, loaded when a database URL names it: an appliance on SQLite never
+ * evaluates it (its modules and drizzle's pg-core schema would be part of every idle process's memory).
+ */
+export function postgresDriver(): typeof Postgres {
+  return require("./postgres/index.ts");
+}
+
+/** `agentowl store migrate --to postgres://…`'s copy (loads the PostgreSQL driver). */
+export function toPostgres(): Promise<typeof import("./to-postgres.ts")> {
+  return import("./to-postgres.ts");
+}
 
 /**
  * Open (creating and migrating if needed) the storage: PostgreSQL when `opts.databaseUrl` names a
@@ -58,6 +63,6 @@ export {
  * Callers never name a driver.
  */
 export function openStorage(opts: StorageOptions): Storage {
-  if (opts.databaseUrl) return openPostgresStorage({ ...opts, url: opts.databaseUrl });
+  if (opts.databaseUrl) return postgresDriver().openPostgresStorage({ ...opts, url: opts.databaseUrl });
   return openSqliteStorage(opts);
 }
