@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "../core/prom.ts";
 import type { RuntimeState } from "./types.ts";
 
 /** The agent pool's metrics (docs/agents.md), registered once per registry. */

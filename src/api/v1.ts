@@ -1,4 +1,4 @@
-import { openapi } from "@elysiajs/openapi";
+import { openapiDocument } from "./openapi.ts";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
@@ -175,18 +175,14 @@ export function v1Api(deps: V1Deps) {
 
   let app = new Elysia({ prefix: "/v1", normalize: false })
     .use(
-      openapi({
-        provider: null,
-        specPath: "/openapi.json",
-        documentation: {
-          info: {
-            title: "AgentOwl control plane",
-            version: VERSION,
-            description: "Bearer token required on every route but this document.",
-          },
-          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-          security: [{ bearer: [] }],
+      openapiDocument({
+        info: {
+          title: "AgentOwl control plane",
+          version: VERSION,
+          description: "Bearer token required on every route but this document.",
         },
+        components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+        security: [{ bearer: [] }],
       }),
     )
     // Route groups that authenticate by themselves come first: a route takes the body gate of the

@@ -1,5 +1,5 @@
 import { KindGuard, type TObject, type TSchema } from "@sinclair/typebox";
-import { parse as parseYaml, stringify } from "yaml";
+import { yaml } from "../core/yaml.ts";
 import { MAX_ALIAS_COUNT, yamlBoundsProblem } from "../control/desired/index.ts";
 import { type Kind, KINDS, SINGULAR, TenantSpec, VAULT_REF_PATTERN } from "../control/resources/specs.ts";
 import { fieldPath, patternWords, pointerSegments } from "../control/resources/validate.ts";
@@ -107,7 +107,7 @@ function setPath(spec: Record<string, unknown>, path: readonly string[], value: 
 /** The form's text for a stored value. */
 function textOf(def: FieldDef, v: unknown): string {
   if (v === undefined) return "";
-  if (def.input === "yaml") return stringify(v, { lineWidth: 0 });
+  if (def.input === "yaml") return yaml().stringify(v, { lineWidth: 0 });
   if (def.input === "lines") return Array.isArray(v) ? v.map(String).join("\n") : String(v);
   return typeof v === "string" ? v : JSON.stringify(v);
 }
@@ -165,7 +165,7 @@ export function specFromForm(
           break;
         }
         try {
-          value = parseYaml(text, { maxAliasCount: MAX_ALIAS_COUNT });
+          value = yaml().parse(text, { maxAliasCount: MAX_ALIAS_COUNT });
         } catch (e) {
           local.push({
             field: `/${def.path.join("/")}`,

@@ -1,5 +1,5 @@
 import { type Clock, systemClock } from "./clock.ts";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "./prom.ts";
 
 /**
  * The appliance's Prometheus metrics. prom-client's default Node.js collectors are not used:

@@ -1,4 +1,5 @@
-import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter, type Pair } from "yaml";
+import type { Document, LineCounter, Pair } from "yaml";
+import { yaml } from "../../core/yaml.ts";
 import { pointerSegments } from "../resources/validate.ts";
 
 /** 1-based, as editors and compilers print them. */
@@ -13,6 +14,7 @@ export interface Position {
  * lands on the deepest node that exists: the object that should have held it.
  */
 export function positionOf(doc: Document, lines: LineCounter, pointer: string, target: "key" | "value"): Position {
+  const { isAlias, isMap, isScalar, isSeq } = yaml();
   let node: unknown = doc.contents;
   let pair: Pair | undefined;
   for (const segment of pointerSegments(pointer)) {

@@ -1,5 +1,6 @@
 import type { Static } from "@sinclair/typebox";
-import { type Document, LineCounter, parseDocument, visit } from "yaml";
+import type { Document } from "yaml";
+import { yaml } from "../../core/yaml.ts";
 import { KIND_NAMES, type Kind, type PolicySpec, SINGULAR } from "../resources/specs.ts";
 import {
   checkGlobal,
@@ -61,6 +62,7 @@ export function parseDesired(
   // Nesting and aliases are counted before the yaml library runs: its work grows with both.
   const bound = yamlBoundsProblem(text);
   if (bound) return { errors: [{ file, ...bound }] };
+  const { LineCounter, parseDocument } = yaml();
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const at = (offset: number, message: string): LocatedProblem => {
@@ -191,6 +193,7 @@ function schemaMessage(file: object, p: FieldProblem): string {
 /** An alias whose anchor is not defined (or defined after it) is a mistake in the file. */
 function aliasProblems(doc: Document, at: (offset: number, message: string) => LocatedProblem): LocatedProblem[] {
   const problems: LocatedProblem[] = [];
+  const { visit } = yaml();
   visit(doc, {
     Alias(_, alias) {
       if (!alias.resolve(doc))
@@ -204,6 +207,7 @@ function aliasProblems(doc: Document, at: (offset: number, message: string) => L
 
 function firstAliasOffset(doc: Document): number {
   let offset = 0;
+  const { visit } = yaml();
   visit(doc, {
     Alias(_, alias) {
       offset = alias.range?.[0] ?? 0;

@@ -1,4 +1,4 @@
-import { stringify } from "yaml";
+import { yaml } from "../../core/yaml.ts";
 import { GLOBAL, KIND_NAMES, SINGULAR } from "../resources/specs.ts";
 import type { Change, FieldChange } from "./plan.ts";
 import { API_VERSION, type DesiredState } from "./schema.ts";
@@ -73,5 +73,5 @@ export function renderDesired(state: DesiredState): string {
     return doc;
   });
   const file = { apiVersion: API_VERSION, tenants, ...(state.policies?.length ? { policies: state.policies } : {}) };
-  return stringify(file, { lineWidth: 0 });
+  return yaml().stringify(file, { lineWidth: 0 });
 }
