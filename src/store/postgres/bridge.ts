@@ -36,7 +36,11 @@ export class PgError extends Error {
   }
 }
 
-const WORKER_URL = new URL("./bridge-worker.ts", import.meta.url);
+// From source, next to this file; in the compiled binary, the entry point scripts/build.sh embeds
+// under that path (as src/mail/parse.ts explains for its worker).
+const WORKER_URL = import.meta.path.endsWith("bridge.ts")
+  ? new URL("./bridge-worker.ts", import.meta.url).href
+  : "./store/postgres/bridge-worker.ts";
 
 /** How long the event loop waits for one answer before calling the database gone. */
 const ANSWER_TIMEOUT_MS = 60_000;
