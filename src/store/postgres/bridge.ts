@@ -36,10 +36,11 @@ export class PgError extends Error {
   }
 }
 
-// From source, next to this file; in the compiled binary, the entry point scripts/build.sh embeds
-// under that path (as src/mail/parse.ts explains for its worker).
-const WORKER_URL = import.meta.path.endsWith("bridge.ts")
-  ? new URL("./bridge-worker.ts", import.meta.url).href
+// From source, next to this file (node:worker_threads takes the URL itself, not its href); in the
+// compiled binary, the entry point scripts/build.sh embeds under that path (as src/mail/parse.ts
+// explains for its worker).
+const WORKER_URL: URL | string = import.meta.path.endsWith("bridge.ts")
+  ? new URL("./bridge-worker.ts", import.meta.url)
   : "./store/postgres/bridge-worker.ts";
 
 /** How long the event loop waits for one answer before calling the database gone. */
