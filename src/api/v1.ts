@@ -1,4 +1,3 @@
-import { openapiDocument } from "./openapi.ts";
 import { Elysia, t } from "elysia";
 import type { Clock } from "../core/clock.ts";
 import type { LogTap } from "../core/log.ts";
@@ -6,6 +5,7 @@ import { SIGNING_SECRET_FORM, type Vault } from "../vault/vault.ts";
 import { ControlPlane, METADATA_FIELDS, mergePatch } from "../control/service.ts";
 import { DesiredParser } from "../control/desired/index.ts";
 import { AppError } from "../errors/index.ts";
+import { openapiDocument } from "./openapi.ts";
 import {
   GLOBAL,
   type Kind,

@@ -1,14 +1,13 @@
 import { existsSync, readdirSync, rmSync, unlinkSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Clock, systemClock } from "../core/clock.ts";
+import { workerPath } from "../core/worker-path.ts";
 import { AppError } from "../errors/index.ts";
 import { VERSION } from "../version.ts";
 import type { BackupRequest, BackupResult } from "./plan.ts";
 import type { WorkerReport } from "./worker.ts";
 
-const WORKER_URL = import.meta.path.endsWith("backup.ts")
-  ? new URL("./worker.ts", import.meta.url).href
-  : "./backup/worker.ts";
+const WORKER_URL = workerPath("backup/worker.ts");
 
 /** `agentowl-20261207T031700Z.tar`: sorts by time; the nightly job prunes only names like it. */
 export const archiveName = (at: number): string =>

@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import addressparser from "nodemailer/lib/addressparser";
+import { workerPath } from "../core/worker-path.ts";
 import { WorkerQueue, type WorkerReply } from "../core/worker-queue.ts";
 import type { Blobs } from "../store/index.ts";
 
@@ -364,14 +365,7 @@ export interface ParsedBody {
 
 export type BodyReply = WorkerReply<ParsedBody>;
 
-/**
- * From source, the worker sits beside this file. In the `bun build --compile` binary every module
- * reports the entry point's path instead, and the worker is a second entry point (scripts/build.sh
- * must list it) that resolves from the bundle root, src/.
- */
-const WORKER_URL = import.meta.path.endsWith("parse.ts")
-  ? new URL("./parse-worker.ts", import.meta.url).href
-  : "./mail/parse-worker.ts";
+const WORKER_URL = workerPath("mail/parse-worker.ts");
 
 /** Several messages in one round trip to the worker; it answers each on its own. */
 export interface BodyBatch {

@@ -1,7 +1,7 @@
 /**
  * Every worker thread the appliance starts must be an entry point of the compiled binary: in it,
  * a module's own path is the entry point's, so a worker is found only under the path
- * scripts/build.sh embeds it at (src/mail/parse.ts says why). A worker missing from the build
+ * scripts/build.sh embeds it at (src/core/worker-path.ts). A worker missing from the build
  * works from source and hangs or fails in the binary only (the PostgreSQL bridge's did).
  */
 import { expect, test } from "bun:test";
@@ -19,7 +19,7 @@ function workerStarters(): { file: string; embedded: string | null }[] {
     if (file.endsWith(".test.ts")) continue;
     const text = readFileSync(join(ROOT, file), "utf8");
     if (!/new (Worker|WorkerQueue)\(/.test(text) || file === "src/core/worker-queue.ts") continue;
-    const m = /import\.meta\.path\.endsWith\("[^"]+"\)\s*\?[^;]*?:\s*"\.\/([^"]+\.ts)"/s.exec(text);
+    const m = /workerPath\("([^"]+\.ts)"\)/.exec(text);
     out.push({ file, embedded: m ? `src/${m[1]}` : null });
   }
   return out.sort((a, b) => a.file.localeCompare(b.file));

@@ -1,3 +1,4 @@
+import { workerPath } from "../../core/worker-path.ts";
 import { WorkerQueue } from "../../core/worker-queue.ts";
 import { AppError } from "../../errors/index.ts";
 import type { LocatedProblem, LocatedRef } from "./parse.ts";
@@ -18,14 +19,7 @@ export const DESIRED_PARSE_TIMEOUT_MS = 5000;
 /** Files that may wait behind the one being parsed. */
 export const DESIRED_PARSE_QUEUE = 8;
 
-/**
- * From source, the worker sits beside this file. In the `bun build --compile` binary every module
- * reports the entry point's path instead, and the worker is a second entry point (scripts/build.sh
- * lists it) that resolves from the bundle root, src/.
- */
-const WORKER_URL = import.meta.path.endsWith("parse-off-thread.ts")
-  ? new URL("./parse-worker.ts", import.meta.url).href
-  : "./control/desired/parse-worker.ts";
+const WORKER_URL = workerPath("control/desired/parse-worker.ts");
 
 /** One file at a time in one worker, each within the time limit (src/core/worker-queue.ts). */
 export class DesiredParser {

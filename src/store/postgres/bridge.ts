@@ -7,6 +7,7 @@
  * for many writes. docs/architecture.md#storage-contract-and-postgresql.
  */
 import { MessageChannel, receiveMessageOnPort, Worker } from "node:worker_threads";
+import { workerPath } from "../../core/worker-path.ts";
 
 export interface BridgeOp {
   text: string;
@@ -36,12 +37,7 @@ export class PgError extends Error {
   }
 }
 
-// From source, next to this file (node:worker_threads takes the URL itself, not its href); in the
-// compiled binary, the entry point scripts/build.sh embeds under that path (as src/mail/parse.ts
-// explains for its worker).
-const WORKER_URL: URL | string = import.meta.path.endsWith("bridge.ts")
-  ? new URL("./bridge-worker.ts", import.meta.url)
-  : "./store/postgres/bridge-worker.ts";
+const WORKER_URL = workerPath("store/postgres/bridge-worker.ts");
 
 /** How long the event loop waits for one answer before calling the database gone. */
 const ANSWER_TIMEOUT_MS = 60_000;

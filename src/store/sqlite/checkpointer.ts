@@ -1,4 +1,5 @@
 import type { Database } from "bun:sqlite";
+import { workerPath } from "../../core/worker-path.ts";
 
 /** The messages between the storage and its checkpoint worker. */
 export interface CheckpointStart {
@@ -15,9 +16,7 @@ export type CheckpointReport =
 /** Pages of WAL past which the committing connection checkpoints itself (4 KiB pages: 40 MiB). */
 export const BACKSTOP_PAGES = 10_000;
 const DEFAULT_AUTOCHECKPOINT = 1000;
-const WORKER_URL = import.meta.path.endsWith("checkpointer.ts")
-  ? new URL("./checkpoint-worker.ts", import.meta.url).href
-  : "./store/sqlite/checkpoint-worker.ts";
+const WORKER_URL = workerPath("store/sqlite/checkpoint-worker.ts");
 
 /**
  * WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside the COMMIT that
