@@ -10,7 +10,4 @@ export const COMMIT: string = typeof AGENTOWL_COMMIT === "string" ? AGENTOWL_COM
 export const TARGET: string =
   typeof AGENTOWL_TARGET === "string" ? AGENTOWL_TARGET : `${process.platform}-${process.arch}`;
 
-/** True inside the compiled `agentowl` binary, whose modules live in Bun's embedded filesystem. */
-export function isCompiledBinary(): boolean {
-  return import.meta.url.includes("$bunfs") || /^B:[\\/]~BUN/.test(import.meta.path);
-}
+export { isCompiledBinary } from "./core/worker-path.ts";

@@ -1,5 +1,9 @@
 import { join } from "node:path";
-import { isCompiledBinary } from "../version.ts";
+
+/** True inside the compiled `agentowl` binary, whose modules live in Bun's embedded filesystem. */
+export function isCompiledBinary(): boolean {
+  return import.meta.url.includes("$bunfs") || /^B:[\\/]~BUN/.test(import.meta.path);
+}
 
 /**
  * Where the worker thread `file` (a path under src/, such as "mail/parse-worker.ts") is. From
