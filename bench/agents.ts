@@ -82,7 +82,7 @@ function durableCommit(app: App): () => Promise<void> {
 
 /** The API's claims come from a client process of their own (bench/peers/claim-client.ts), as a real client's do. */
 async function claimClient() {
-  type Answer = { ms: number; id: string; cold: boolean } | { error: string } | { ready: true };
+  type Answer = { ms: number; status: number; text: string } | { error: string } | { ready: true };
   let waiting: ((a: Answer) => void) | null = null;
   let ready!: () => void;
   const started = new Promise<void>((r) => {
@@ -97,17 +97,25 @@ async function claimClient() {
     },
   });
   await started;
+  const post = async (url: string, path: string, token: string, body: unknown) => {
+    const answer = await new Promise<Answer>((resolve) => {
+      waiting = resolve;
+      proc.send({ url, path, token, body: JSON.stringify(body) });
+    });
+    waiting = null;
+    if ("error" in answer) throw new Error(`bench: ${answer.error}`);
+    if ("ready" in answer) throw new Error("bench: the claim client started twice");
+    return answer;
+  };
   return {
     async claim(req: { url: string; token: string; template: string; agent: string }) {
-      const answer = await new Promise<Answer>((resolve) => {
-        waiting = resolve;
-        proc.send(req);
-      });
-      waiting = null;
-      if ("error" in answer) throw new Error(`bench: ${answer.error}`);
-      if ("ready" in answer) throw new Error("bench: the claim client started twice");
-      return answer;
+      const r = await post(req.url, "/v1/tenants/beta/agents", req.token, { template: req.template, agent: req.agent });
+      if (r.status >= 300) throw new Error(`bench: POST claim: ${r.status} ${r.text}`);
+      const { id, cold } = JSON.parse(r.text) as { id: string; cold: boolean };
+      return { ms: r.ms, id, cold };
     },
+    /** The same client's POST to another server: the reference's round trip. */
+    post: (url: string, body: unknown) => post(url, "/", "-", body),
     close: () => proc.kill(),
   };
 }
@@ -150,17 +158,40 @@ async function benchClaims(app: App): Promise<Pick<SectionResult, "figures" | "t
   ];
   const warm = kinds.map(() => [] as number[]);
   let colds = 0;
+  // How long the client process sat idle before each API claim (it is idle while the pool refills).
+  const gaps: number[] = [];
+  let clientIdleSince = performance.now();
   const t0 = performance.now();
   for (let i = 0; i < CLAIMS + WARMUP; i++) {
     for (const [k, kind] of kinds.entries()) {
       await atRest();
+      if (kind.via === "api" && i >= WARMUP) gaps.push(performance.now() - clientIdleSince);
       const c = await claimOnce(kind.via, kind.template);
+      if (kind.via === "api") clientIdleSince = performance.now();
       if (c.cold) colds++;
       if (i >= WARMUP) warm[k]!.push(c.ms);
       await pool.destroy("beta", c.id, "bench");
     }
   }
   const warmSeconds = (performance.now() - t0) / 1000;
+
+  // The reference: the same client's POST to a bare Bun.serve after the same idle gap (its median).
+  const gap = p(gaps, 0.5);
+  const bare = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      await req.arrayBuffer();
+      return Response.json({ ok: true });
+    },
+  });
+  const bareRtt: number[] = [];
+  for (let i = 0; i < CLAIMS + WARMUP; i++) {
+    await Bun.sleep(gap);
+    const r = await client.post(`http://127.0.0.1:${bare.port}`, { template: "bare", agent: "x" });
+    if (i >= WARMUP) bareRtt.push(r.ms);
+  }
+  bare.stop(true);
 
   // What a claim waits for in the runtime: its first request after hello, on a ready runtime.
   const firstConfigure: number[] = [];
@@ -240,6 +271,10 @@ async function benchClaims(app: App): Promise<Pick<SectionResult, "figures" | "t
       `p50 ${fmt(p(floor.empty, 0.5))} ms)`,
   );
   console.log(
+    `   reference: the same client's POST to a bare Bun.serve after the same idle gap (${gap.toFixed(0)} ms, the ` +
+      `median before a warm API claim): p50 ${fmt(p(bareRtt, 0.5))} ms  p99 ${fmt(p(bareRtt, 0.99))} ms`,
+  );
+  console.log(
     `   a ready runtime's first request after hello (configure, as a claim sends it; ${FIRST}): ` +
       `p50 ${fmt(p(firstConfigure, 0.5))} ms  p99 ${fmt(p(firstConfigure, 0.99))} ms`,
   );
@@ -256,13 +291,27 @@ async function benchClaims(app: App): Promise<Pick<SectionResult, "figures" | "t
       `${(coldPoolP50 / p(warm[1]!, 0.5)).toFixed(1)}x (pool.claim())`,
   );
   const floorRef = [{ role: "floor" as const, name: "durable commit + configure, p99", value: floorP99 }];
+  const bareRef = {
+    role: "reference" as const,
+    name: "the client's POST to a bare Bun.serve, p99",
+    value: p(bareRtt, 0.99),
+  };
   return {
     figures: [
+      figure(
+        "the same client's POST to a bare Bun.serve after the same idle gap (reference)",
+        p(bareRtt, 0.99),
+        "ms p99",
+        {
+          p50: p(bareRtt, 0.5),
+          p99: p(bareRtt, 0.99),
+        },
+      ),
       ...kinds.map((kind, k) =>
         figure(`warm claim, ${kind.label.trim()}`, p(warm[k]!, 0.99), "ms p99", {
           p50: p(warm[k]!, 0.5),
           p99: p(warm[k]!, 0.99),
-          vs: floorRef,
+          vs: kind.via === "api" ? [...floorRef, bareRef] : floorRef,
         }),
       ),
       figure("cold claim through the API (pool empty)", coldP50, "ms p50", { p50: coldP50 }),
