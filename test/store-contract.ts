@@ -2015,6 +2015,43 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         ).toMatchObject({ state: "claimed", cold: true });
       });
 
+      test("several nodes on one database: a claim takes only its node's runtimes, and the live and listed ones are filtered by node", async () => {
+        const { storage, clock } = await open();
+        const t0 = clock.now();
+        for (const [id, node, at] of [
+          ["rt_n1", "host-a:/data", t0 + 1],
+          ["rt_n2", "host-b:/data", t0 + 2],
+          ["rt_n3", "host-a:/data", t0 + 3],
+        ] as const) {
+          expect((await storage.agents.insertRuntime({ ...runtime(id, t0), node })).node).toBe(node);
+          await storage.agents.transitionRuntime(id, ["starting"], { state: "ready", readyAt: at });
+        }
+        expect((await storage.agents.getRuntime("rt_n2"))?.node).toBe("host-b:/data");
+        // Node b's oldest ready runtime is its own, although node a's is older.
+        const b = await storage.committer.run((tx) =>
+          storage.agents.claimReadyTx(tx, { ...claim("b1"), node: "host-b:/data" }),
+        );
+        expect(b).toMatchObject({ id: "rt_n2", node: "host-b:/data", state: "claimed" });
+        expect(
+          await storage.committer.run((tx) =>
+            storage.agents.claimReadyTx(tx, { ...claim("b2"), node: "host-b:/data" }),
+          ),
+        ).toBeNull();
+        const a = await storage.committer.run((tx) =>
+          storage.agents.claimReadyTx(tx, { ...claim("a1"), node: "host-a:/data" }),
+        );
+        expect(a?.id).toBe("rt_n1");
+        expect((await storage.agents.liveRuntimes("host-a:/data")).map((r) => r.id)).toEqual(["rt_n1", "rt_n3"]);
+        expect((await storage.agents.liveRuntimes("host-b:/data")).map((r) => r.id)).toEqual(["rt_n2"]);
+        expect((await storage.agents.liveRuntimes()).map((r) => r.id)).toEqual(["rt_n1", "rt_n2", "rt_n3"]);
+        expect(
+          (await storage.agents.listRuntimes({ state: "ready", node: "host-a:/data", limit: 10 })).map((r) => r.id),
+        ).toEqual(["rt_n3"]);
+        expect(await storage.agents.listRuntimes({ state: "ready", node: "host-b:/data", limit: 10 })).toEqual([]);
+        // Without a node (SQLite's one node), any ready runtime.
+        expect((await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("any"))))?.id).toBe("rt_n3");
+      });
+
       test("runtimes are listed by tenant and state, counted by state, and live ones exclude the deleted", async () => {
         const { storage, clock } = await open();
         const t0 = clock.now();

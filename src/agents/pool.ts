@@ -1,4 +1,5 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { newId } from "../core/ids.ts";
@@ -55,6 +56,17 @@ export interface PoolDeps {
   metrics?: AgentMetrics;
   /** Limits besides memory (defaults: one core, 256 open files, 64 processes). */
   limits?: Partial<RuntimeLimits>;
+  /**
+   * This node, on a database several nodes share (`nodeName`): its runtimes are the only ones it
+   * claims, checks, reconciles and destroys; another node's it only marks for destroy. Null or
+   * absent on SQLite, whose one process is the only node.
+   */
+  node?: string | null;
+}
+
+/** A node's name on a shared database: its host and its data dir (each node has its own; docs/agents.md#several-nodes). */
+export function nodeName(dataDir: string): string {
+  return `${hostname()}:${dataDir}`;
 }
 
 /** An agent's name in its tenant: an email tool's local part. */
@@ -99,7 +111,11 @@ export class Pool implements AgentPool {
   private minIdle: number;
   private closed = false;
 
+  /** This node on a shared database; null on SQLite (PoolDeps.node). */
+  readonly node: string | null;
+
   constructor(private readonly deps: PoolDeps) {
+    this.node = deps.node ?? null;
     this.clock = deps.clock ?? systemClock;
     this.rtDir = join(deps.dataDir, "agents", "rt");
     this.runDir = join(deps.dataDir, "agents", "run");
@@ -222,6 +238,7 @@ export class Pool implements AgentPool {
       templateVersion: tpl.version,
       userConfig: stored,
       cold: false,
+      node: this.node,
     };
     const { committer, audit } = this.deps.storage;
     const recordTx = (tx: Tx, r: RuntimeRecord) => {
@@ -343,9 +360,16 @@ export class Pool implements AgentPool {
       const r = await this.store.getRuntime(target.id);
       if (!r || r.tenant !== tenant || r.state === "deleted") throw new AppError("not_found", "not found");
       if (r.state !== "claimed") throw new AppError("conflict", `runtime ${r.id} is ${r.state}, not claimed`);
+      // Its template goes over its socket, which is on the node that runs it.
+      if (!this.ours(r)) throw new AppError("conflict", `runtime ${r.id} runs on node ${r.node}: sync it there`);
       rows = [r];
     } else {
-      const claimed = await this.store.listRuntimes({ tenants: [tenant], state: "claimed", limit: 100_000 });
+      const claimed = await this.store.listRuntimes({
+        tenants: [tenant],
+        state: "claimed",
+        ...(this.node === null ? {} : { node: this.node }),
+        limit: 100_000,
+      });
       const own = `${tenant}/${target.template}`;
       rows = claimed.filter(
         (r) => r.template === target.template || r.template === own || r.template?.endsWith(`/${target.template}`),
@@ -409,6 +433,34 @@ export class Pool implements AgentPool {
     return run;
   }
 
+  /** Whether this node runs the runtime (always, on SQLite). */
+  ours(row: Pick<RuntimeRecord, "node">): boolean {
+    return this.node === null || row.node === this.node;
+  }
+
+  /**
+   * A runtime whose row another node deleted (a destroy asked there, on a shared database) while its
+   * process runs here: the process, its directory and socket go. Its tools went with the destroy.
+   */
+  async stopDeleted(row: RuntimeRecord): Promise<void> {
+    if (row.state !== "deleted" || !this.ours(row)) return;
+    await this.stopProcess(row);
+    rmSync(row.dir, { recursive: true, force: true });
+    rmSync(row.socket, { force: true });
+    this.forgetClaimed(row);
+    this.live.delete(row.id);
+    this.deps.log.info("agent runtime destroyed", {
+      runtime: row.id,
+      reason: "deleted by another node",
+      tenant: row.tenant,
+    });
+  }
+
+  /** Ids of the runtimes this process runs. */
+  liveIds(): string[] {
+    return [...this.live.keys()];
+  }
+
   /** Whether a destroy of this runtime is under way in this process. */
   isDestroying(id: string): boolean {
     return this.destroys.has(id);
@@ -429,6 +481,9 @@ export class Pool implements AgentPool {
       return this.store.transitionRuntimeTx(tx, id, NOT_DELETED, { destroying: true });
     });
     if (!marked || marked.state === "deleted") return marked;
+    // Another node's runtime (a shared database): its process is there, and so is the rest of the
+    // destroy, which that node's tick finishes within one tick (the row says destroying meanwhile).
+    if (!this.ours(marked)) return marked;
     this.forgetClaimed(marked);
     await this.deps.tools.destroyTools(marked);
     await this.stopProcess(marked);
@@ -488,6 +543,7 @@ export class Pool implements AgentPool {
         socket: join(this.runDir, `${id}.sock`),
         cold: kind === "cold",
         createdAt: now,
+        node: this.node,
       });
       await this.start(live, row, token, command);
       if (kind === "cold") return (await this.store.getRuntime(id)) ?? row;
@@ -608,7 +664,15 @@ export class Pool implements AgentPool {
       if (!(await this.deps.storage.resources.list({ kind: "templates", limit: 1 })).length) return [];
       // The ready ones, at most min_idle of them, from the ready index: not a count of the pool's whole history.
       const ready =
-        this.minIdle > 0 ? (await this.store.listRuntimes({ state: "ready", limit: this.minIdle })).length : 0;
+        this.minIdle > 0
+          ? (
+              await this.store.listRuntimes({
+                state: "ready",
+                ...(this.node === null ? {} : { node: this.node }),
+                limit: this.minIdle,
+              })
+            ).length
+          : 0;
       let warming = 0;
       for (const l of this.live.values()) if (l.warm) warming++;
       const need = Math.min(this.minIdle - ready - warming, this.deps.settings.maxRuntimes - this.live.size);

@@ -26,7 +26,8 @@ export interface ReconcileReport {
 export async function reconcile(pool: Pool): Promise<ReconcileReport> {
   const { storage, log, provisioner } = pool;
   const report: ReconcileReport = { destroyed: 0, relaunched: 0, failed: 0, tools: 0, orphans: 0 };
-  const rows = await storage.agents.liveRuntimes();
+  // This node's: on a shared database the other nodes' runtimes are alive, and theirs to keep.
+  const rows = await storage.agents.liveRuntimes(pool.node);
 
   // Half-done tools first: a relaunched runtime keeps only its settled (active) ones.
   const byId = new Map(rows.map((r) => [r.id, r]));
@@ -36,6 +37,8 @@ export async function reconcile(pool: Pool): Promise<ReconcileReport> {
   for (const [runtimeId, tools] of unsettled) {
     const runtime =
       byId.get(runtimeId) ?? (await storage.agents.getRuntime(runtimeId)) ?? orphanRuntime(runtimeId, tools);
+    // Another node's runtime may be making or destroying its tools right now.
+    if (!pool.ours(runtime)) continue;
     try {
       await provisioner.destroyTools(runtime, tools);
       report.tools += tools.length;
@@ -76,7 +79,7 @@ export async function reconcile(pool: Pool): Promise<ReconcileReport> {
 
   // What no row explains: a directory or socket made before its row committed, or after it was deleted.
   const keep = new Set<string>();
-  for (const r of await storage.agents.liveRuntimes()) keep.add(r.id);
+  for (const r of await storage.agents.liveRuntimes(pool.node)) keep.add(r.id);
   for (const name of readdirSync(pool.rtDir)) {
     if (keep.has(name)) continue;
     rmSync(join(pool.rtDir, name), { recursive: true, force: true });
@@ -117,5 +120,6 @@ function orphanRuntime(id: string, tools: readonly ToolRecord[]): RuntimeRecord 
     deletedAt: null,
     destroying: false,
     error: null,
+    node: null,
   };
 }

@@ -20,7 +20,8 @@ export async function tick(pool: Pool): Promise<TickReport> {
   await pool.flushHeartbeats();
   const now = pool.clock.now();
   const report: TickReport = { stuck: 0, destroyed: 0 };
-  const rows = await storage.agents.liveRuntimes();
+  // This node's: on a shared database another node's runtimes are that node's to check.
+  const rows = await storage.agents.liveRuntimes(pool.node);
   const destroys: Promise<unknown>[] = [];
   for (const row of rows) {
     if (pool.isDestroying(row.id)) continue;
@@ -57,6 +58,23 @@ export async function tick(pool: Pool): Promise<TickReport> {
         ),
       );
     }
+  }
+  // A process here whose row is no longer live: another node deleted it (a destroy asked there).
+  const listed = new Set(rows.map((r) => r.id));
+  for (const id of pool.liveIds()) {
+    if (listed.has(id) || pool.isDestroying(id)) continue;
+    const row = await storage.agents.getRuntime(id);
+    if (row?.state === "deleted")
+      destroys.push(
+        pool.stopDeleted(row).then(
+          () => void report.destroyed++,
+          (e) =>
+            log.error("stopping a runtime deleted elsewhere failed; the next tick tries again", {
+              runtime: id,
+              err: e,
+            }),
+        ),
+      );
   }
   await Promise.all(destroys);
   await pool.refill();

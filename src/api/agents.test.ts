@@ -245,6 +245,7 @@ describe("what the API shows of a runtime", () => {
     deletedAt: null,
     destroying: false,
     error: null,
+    node: null,
   };
 
   test("never its token's hash nor its paths; times as ISO 8601", () => {

@@ -60,6 +60,7 @@ export function presentRuntime(r: RuntimeRecord) {
     stuck_at: iso(r.stuckAt),
     deleted_at: iso(r.deletedAt),
     error: r.error,
+    node: r.node,
   };
 }
 

@@ -1,6 +1,6 @@
 import { type AgentMetrics, agentMetrics } from "../agents/metrics.ts";
 import { openChannel } from "../agents/channel.ts";
-import { Pool, type PoolDeps } from "../agents/pool.ts";
+import { nodeName, Pool, type PoolDeps } from "../agents/pool.ts";
 import { reconcile } from "../agents/reconcile.ts";
 import { detectIsolationAsync, type IsolationInfo, launchRuntime } from "../agents/sandbox/index.ts";
 import { AgentServices } from "../agents/services.ts";
@@ -101,6 +101,8 @@ export async function openAgents(
       log,
       clock,
       metrics,
+      // Several nodes on one database: each runs, claims and checks only its own runtimes.
+      node: storage.shared ? nodeName(config.dataDir) : null,
     }),
     (p) => p.close(),
   );

@@ -28,6 +28,7 @@ const runtime: RuntimeRecord = {
   deletedAt: null,
   destroying: false,
   error: null,
+  node: null,
 };
 
 const status: PoolStatus = {

@@ -17,6 +17,7 @@ import {
 export function startingRuntime(r: NewRuntime): RuntimeRecord {
   return {
     ...r,
+    node: r.node ?? null,
     state: "starting",
     tenant: null,
     agent: null,

@@ -937,10 +937,17 @@ export interface RuntimeRecord {
   /** A destroy has begun: tools first, then the process and its directory (resumed after a crash). */
   destroying: boolean;
   error: string | null;
+  /**
+   * The node whose process runs it, on a database several nodes share: only that node claims it,
+   * checks its heartbeat and finishes its destroy. Null on SQLite (one process is the only node).
+   */
+  node: string | null;
 }
 
 export type NewRuntime = Pick<RuntimeRecord, "id" | "isolation" | "tokenHash" | "dir" | "socket" | "cold"> & {
   createdAt: number;
+  /** The node that starts it (null or absent: SQLite's one node). */
+  node?: string | null;
 };
 
 export type RuntimePatch = Partial<
@@ -1033,11 +1040,15 @@ export interface RuntimeClaim {
   userConfig: Record<string, unknown> | null;
   /** Started for this claim because none was ready. */
   cold: boolean;
+  /** Only a runtime of this node (its process runs here); null or absent: any (SQLite's one node). */
+  node?: string | null;
 }
 
 export interface RuntimeQuery {
   tenants?: readonly string[];
   state?: RuntimeState;
+  /** Only this node's runtimes. */
+  node?: string;
   /** By id, after this one (the cursor). */
   after?: string;
   limit: number;
@@ -1069,8 +1080,8 @@ export interface AgentStore {
   /** The runtime claimed for an agent of a tenant, if any. */
   findClaimedTx(tx: Tx, tenant: string, agent: string): RuntimeRecord | null;
   findClaimed(tenant: string, agent: string): Promise<RuntimeRecord | null>;
-  /** Every runtime not deleted (what the tick and reconcile walk). */
-  liveRuntimes(): Promise<RuntimeRecord[]>;
+  /** Every runtime not deleted (what the tick and reconcile walk), of one node when given. */
+  liveRuntimes(node?: string | null): Promise<RuntimeRecord[]>;
   /** Record heartbeats in one unit; a heartbeat never moves back in time. */
   heartbeat(beats: readonly { id: string; at: number }[]): Promise<void>;
 

@@ -70,6 +70,7 @@ export class PgAgents implements AgentStore {
     const where: string[] = [];
     if (q.tenants) where.push(`tenant = ANY($${params.push([...q.tenants])}::text[])`);
     where.push(q.state ? `state = $${params.push(q.state)}` : "state <> 'deleted'");
+    if (q.node !== undefined) where.push(`node = $${params.push(q.node)}`);
     if (q.after !== undefined) where.push(`id > $${params.push(q.after)}`);
     const found = await this.db.read(
       `SELECT * FROM agent_runtimes WHERE ${where.join(" AND ")} ORDER BY id LIMIT $${params.push(q.limit)}`,
@@ -108,9 +109,11 @@ export class PgAgents implements AgentStore {
     refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), null, claim.tenant, claim.agent);
     const params: unknown[] = [];
     const sets = runtimes.set(claimedColumns(claim, tx.now), params);
+    // Only this node's: its process, and so its socket, is here.
+    const node = claim.node == null ? "" : ` AND node = $${params.push(claim.node)}`;
     // userConfig may be null: set() skips only undefined, so the column is written either way.
     const [r] = tx.conn.query(
-      `UPDATE agent_runtimes SET ${sets.join(", ")} WHERE id = (SELECT id FROM agent_runtimes WHERE state = 'ready' ` +
+      `UPDATE agent_runtimes SET ${sets.join(", ")} WHERE id = (SELECT id FROM agent_runtimes WHERE state = 'ready'${node} ` +
         "ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *",
       params,
     );
@@ -133,8 +136,12 @@ export class PgAgents implements AgentStore {
     return r ? runtimes.from(r) : null;
   }
 
-  async liveRuntimes(): Promise<RuntimeRecord[]> {
-    return (await this.db.read("SELECT * FROM agent_runtimes WHERE state <> 'deleted' ORDER BY id")).map(runtimes.from);
+  async liveRuntimes(node?: string | null): Promise<RuntimeRecord[]> {
+    const rows =
+      node == null
+        ? await this.db.read("SELECT * FROM agent_runtimes WHERE state <> 'deleted' ORDER BY id")
+        : await this.db.read("SELECT * FROM agent_runtimes WHERE state <> 'deleted' AND node = $1 ORDER BY id", [node]);
+    return rows.map(runtimes.from);
   }
 
   heartbeat(beats: readonly { id: string; at: number }[]): Promise<void> {

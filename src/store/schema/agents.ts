@@ -33,6 +33,11 @@ export const agentRuntimes = sqliteTable(
     deletedAt: integer("deleted_at"),
     destroying: integer("destroying", { mode: "boolean" }).notNull().default(false),
     error: text("error"),
+    /**
+     * The node whose process runs it, on a database several nodes share (docs/architecture.md#several-nodes):
+     * only that node claims, checks and destroys it. Null on SQLite, where one process is the only node.
+     */
+    node: text("node"),
   },
   (t) => [
     // The claim's pick: the oldest ready runtime, from the index alone.

@@ -74,7 +74,10 @@ export class SqliteAgents implements AgentStore {
         syncedAt: v("now"),
       })
       .where(
-        eq(agentRuntimes.id, sql`(SELECT id FROM agent_runtimes WHERE state = 'ready' ORDER BY ready_at, id LIMIT 1)`),
+        eq(
+          agentRuntimes.id,
+          sql`(SELECT id FROM agent_runtimes WHERE state = 'ready' AND (${p("node")} IS NULL OR node = ${p("node")}) ORDER BY ready_at, id LIMIT 1)`,
+        ),
       )
       .returning()
       .prepare();
@@ -110,6 +113,7 @@ export class SqliteAgents implements AgentStore {
         and(
           q.tenants ? inArray(agentRuntimes.tenant, [...q.tenants]) : undefined,
           q.state ? eq(agentRuntimes.state, q.state) : ne(agentRuntimes.state, "deleted"),
+          q.node !== undefined ? eq(agentRuntimes.node, q.node) : undefined,
           q.after !== undefined ? gt(agentRuntimes.id, q.after) : undefined,
         ),
       )
@@ -166,6 +170,7 @@ export class SqliteAgents implements AgentStore {
         userConfig: c.userConfig == null ? null : JSON.stringify(c.userConfig),
         cold: c.cold ? 1 : 0,
         now: c.claimedAt,
+        node: claim.node ?? null,
       }) ?? null
     );
   }
@@ -183,11 +188,11 @@ export class SqliteAgents implements AgentStore {
     return this.claimedQ.get({ tenant, agent }) ?? null;
   }
 
-  async liveRuntimes(): Promise<RuntimeRecord[]> {
+  async liveRuntimes(node?: string | null): Promise<RuntimeRecord[]> {
     return this.db
       .select()
       .from(agentRuntimes)
-      .where(ne(agentRuntimes.state, "deleted"))
+      .where(and(ne(agentRuntimes.state, "deleted"), node == null ? undefined : eq(agentRuntimes.node, node)))
       .orderBy(asc(agentRuntimes.id))
       .all();
   }
