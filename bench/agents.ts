@@ -70,6 +70,17 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 60
   }
 }
 
+/** A bare server on 127.0.0.1 that reads each body and answers `{"ok":true}`. */
+const okServer = () =>
+  Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      await req.arrayBuffer();
+      return Response.json({ ok: true });
+    },
+  });
+
 /** The least durable write: one row in a table of its own, through the app's group committer (so one fsync). */
 function durableCommit(app: App): () => Promise<void> {
   const sqlite = (app.storage as unknown as SqliteStorage).handle.sqlite;
@@ -177,14 +188,7 @@ async function benchClaims(app: App): Promise<Pick<SectionResult, "figures" | "t
 
   // The reference: the same client's POST to a bare Bun.serve after the same idle gap (its median).
   const gap = p(gaps, 0.5);
-  const bare = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      await req.arrayBuffer();
-      return Response.json({ ok: true });
-    },
-  });
+  const bare = okServer();
   const bareRtt: number[] = [];
   for (let i = 0; i < CLAIMS + WARMUP; i++) {
     await Bun.sleep(gap);
@@ -621,14 +625,7 @@ export async function benchAgents(): Promise<SectionResult> {
   let claims: Pick<SectionResult, "figures" | "targets"> = { figures: [], targets: [] };
   const root = mkdtempSync(join(tmpdir(), "agentowl-bench-agents-"));
   console.log(`load average before: ${load()}`);
-  const rx = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      await req.arrayBuffer();
-      return Response.json({ ok: true });
-    },
-  });
+  const rx = okServer();
   const rxPort = rx.port ?? 0;
   const rxUrl = `http://127.0.0.1:${rxPort}/leads`;
   const detected = detectIsolation().isolation;
