@@ -367,7 +367,7 @@ export class Pool implements AgentPool {
       const claimed = await this.store.listRuntimes({
         tenants: [tenant],
         state: "claimed",
-        ...(this.node === null ? {} : { node: this.node }),
+        node: this.node,
         limit: 100_000,
       });
       const own = `${tenant}/${target.template}`;
@@ -668,7 +668,7 @@ export class Pool implements AgentPool {
           ? (
               await this.store.listRuntimes({
                 state: "ready",
-                ...(this.node === null ? {} : { node: this.node }),
+                node: this.node,
                 limit: this.minIdle,
               })
             ).length

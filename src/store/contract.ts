@@ -1047,8 +1047,8 @@ export interface RuntimeClaim {
 export interface RuntimeQuery {
   tenants?: readonly string[];
   state?: RuntimeState;
-  /** Only this node's runtimes. */
-  node?: string;
+  /** Only this node's runtimes; null or absent: any node's. */
+  node?: string | null;
   /** By id, after this one (the cursor). */
   after?: string;
   limit: number;

@@ -70,7 +70,7 @@ export class PgAgents implements AgentStore {
     const where: string[] = [];
     if (q.tenants) where.push(`tenant = ANY($${params.push([...q.tenants])}::text[])`);
     where.push(q.state ? `state = $${params.push(q.state)}` : "state <> 'deleted'");
-    if (q.node !== undefined) where.push(`node = $${params.push(q.node)}`);
+    if (q.node != null) where.push(`node = $${params.push(q.node)}`);
     if (q.after !== undefined) where.push(`id > $${params.push(q.after)}`);
     const found = await this.db.read(
       `SELECT * FROM agent_runtimes WHERE ${where.join(" AND ")} ORDER BY id LIMIT $${params.push(q.limit)}`,

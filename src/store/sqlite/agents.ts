@@ -113,7 +113,7 @@ export class SqliteAgents implements AgentStore {
         and(
           q.tenants ? inArray(agentRuntimes.tenant, [...q.tenants]) : undefined,
           q.state ? eq(agentRuntimes.state, q.state) : ne(agentRuntimes.state, "deleted"),
-          q.node !== undefined ? eq(agentRuntimes.node, q.node) : undefined,
+          q.node != null ? eq(agentRuntimes.node, q.node) : undefined,
           q.after !== undefined ? gt(agentRuntimes.id, q.after) : undefined,
         ),
       )
