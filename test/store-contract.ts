@@ -1077,6 +1077,23 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect(await storage.events.countDeliveries("beta", "crm")).toEqual({ pending: 2 });
       });
 
+      test("a trace reads back exactly as its spans were given: details, outcomes, a start in another form", async () => {
+        const { storage, clock } = await open();
+        const given: Span[] = [
+          { name: "ingress.verify", start: "2026-12-06T17:59:41.882Z", duration_ms: 0.001, outcome: "ok" },
+          { name: "route", start: "2026-12-06T17:59:41.883Z", duration_ms: 0.25, outcome: "ok", detail: "crm, erp" },
+          { name: "policy.eval", start: "2026-12-06T17:59:41.883Z", duration_ms: 0, outcome: "skipped", detail: "" },
+          { name: "odd", start: "2026-12-06T17:59:41Z", duration_ms: 3, outcome: "error", detail: "kept as given" },
+        ];
+        const e = envelope(clock);
+        await insert(storage, e, given);
+        expect((await storage.events.get(e.id))?.trace).toEqual(given);
+        const d = delivery(clock, e, "crm", { trace: given.slice(0, 2) });
+        await storage.committer.run((tx) => storage.events.insertDeliveryTx(tx, d));
+        await storage.committer.run((tx) => storage.events.appendSpansTx(tx, d.id, given.slice(2)));
+        expect((await storage.events.getDelivery(d.id))?.trace).toEqual(given);
+      });
+
       test("checkpoints, updates and spans change a delivery; a discarded one stays discarded", async () => {
         const { storage, clock } = await open();
         const e = envelope(clock);

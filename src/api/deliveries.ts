@@ -77,7 +77,7 @@ export function timeline(trace: Span[], dels: DeliveryRow[]): (Span & { delivery
   // order they were written.
   const at = (s: Span) => Date.parse(s.start);
   const tasks = dels
-    .flatMap((d) => (d.trace as Span[]).map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint })))
+    .flatMap((d) => d.trace.map((s) => ({ ...s, delivery: d.id, endpoint: d.endpoint })))
     .sort((a, b) => at(a) - at(b));
   const out: (Span & { delivery?: string; endpoint?: string })[] = [];
   let i = 0;

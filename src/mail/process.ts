@@ -112,7 +112,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
     );
     deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
     deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
-    const trace = [...(row.trace as Span[]), parsed.span, auth.span, normalizeSpan];
+    const trace = [...row.trace, parsed.span, auth.span, normalizeSpan];
 
     // The events (routed), the message's new state and the job's ack commit together.
     const acked = await commitRouted(deps.routing, envelopes, (plan) =>

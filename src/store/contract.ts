@@ -587,7 +587,7 @@ export interface DeliveryRow {
   /** Attempts made before the latest retry: max_attempts counts from here. */
   attemptBase: number;
   /** Spans of this task: part of the event's trace. */
-  trace: unknown[];
+  trace: Span[];
 }
 
 /**
@@ -838,7 +838,7 @@ export interface MailRow {
   spoolSegment: string;
   spoolOffset: number;
   spoolLength: number;
-  trace: unknown[];
+  trace: Span[];
   state: "queued" | "processed" | "failed";
   /** The events made from it, one per tenant. */
   events: string[] | null;

@@ -2,6 +2,7 @@ import { newId } from "../core/ids.ts";
 import { AppError } from "../errors/index.ts";
 import type { Envelope, Span } from "../events/envelope.ts";
 import type { NewAuditEntry, NewUser, TokenRecord, TokenStore, UserRecord } from "./contract.ts";
+import { spansJson } from "./spans.ts";
 
 /** New rows of the console users and API tokens, as every driver writes them. */
 
@@ -56,7 +57,7 @@ export function eventRowValues(
     e.idempotency_key,
     Date.parse(e.received_at),
     json,
-    JSON.stringify(trace),
+    spansJson(trace),
     routing && JSON.stringify(routing),
   ];
 }

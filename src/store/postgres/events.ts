@@ -22,8 +22,15 @@ import type { PgTx } from "./committer.ts";
 import { num, type PgDb } from "./db.ts";
 import { Rows } from "./rows.ts";
 import { deliveries, deliveryAttempts } from "./schema/index.ts";
+import { spansFrom, spansJson, storedSpans } from "../spans.ts";
 
 const deliveryRows = new Rows<DeliveryRow>(deliveries);
+/** A delivery as read, its trace as the API's spans (src/store/spans.ts). */
+const deliveryFrom = (r: Record<string, unknown>): DeliveryRow => {
+  const d = deliveryRows.from(r);
+  d.trace = spansFrom(d.trace);
+  return d;
+};
 const attemptRows = new Rows<AttemptRow>(deliveryAttempts);
 
 /** Just-inserted events kept in memory for routing, as on SQLite (src/store/sqlite/events.ts). */
@@ -46,7 +53,7 @@ const and = (conds: (string | undefined)[]): string => {
 
 const toStored = (r: Record<string, unknown>): StoredEvent => ({
   envelope: r.envelope as Envelope,
-  trace: r.trace as Span[],
+  trace: spansFrom(r.trace),
 });
 
 /**
@@ -190,7 +197,7 @@ export class PgEvents implements EventStore {
       `SELECT * FROM deliveries${where} ORDER BY id DESC LIMIT ${ps.p(q.limit)}`,
       ps.values,
     );
-    return rows.map(deliveryRows.from);
+    return rows.map(deliveryFrom);
   }
 
   insertDeliveryTx(tx: PgTx, r: NewDelivery): boolean {
@@ -210,7 +217,8 @@ export class PgEvents implements EventStore {
         replayOf: r.replayOf ?? null,
         requestedBy: r.requestedBy ?? null,
         decision: r.decision ?? null,
-        trace: r.trace ?? [],
+        // Stored as tuples (src/store/spans.ts); the row's JSON columns are written as they are given.
+        trace: storedSpans(r.trace ?? []) as unknown as Span[],
       },
       "ON CONFLICT DO NOTHING RETURNING id",
     );
@@ -219,12 +227,12 @@ export class PgEvents implements EventStore {
 
   deliveryTx(tx: PgTx, id: string): DeliveryRow | null {
     const [r] = tx.conn.query("SELECT * FROM deliveries WHERE id = $1", [id]);
-    return r ? deliveryRows.from(r) : null;
+    return r ? deliveryFrom(r) : null;
   }
 
   latestDeliveryTx(tx: PgTx, eventId: string, endpoint: string): DeliveryRow | null {
     const [r] = tx.conn.query(LATEST, [eventId, endpoint]);
-    return r ? deliveryRows.from(r) : null;
+    return r ? deliveryFrom(r) : null;
   }
 
   checkpointTx(tx: PgTx, row: DeliveryRow, spans: readonly Span[] = []): void {
@@ -243,7 +251,7 @@ export class PgEvents implements EventStore {
         row.attemptBase,
         row.requestedBy,
         tx.now,
-        JSON.stringify(spans),
+        spansJson(spans),
         row.id,
       ],
     );
@@ -252,12 +260,12 @@ export class PgEvents implements EventStore {
   updateDeliveryTx(tx: PgTx, id: string, patch: DeliveryPatch, spans: readonly Span[] = []): void {
     const params: unknown[] = [id];
     const sets = deliveryRows.set({ ...patch, updatedAt: tx.now }, params);
-    if (spans.length) sets.push(`trace = trace || $${params.push(JSON.stringify(spans))}::text::jsonb`);
+    if (spans.length) sets.push(`trace = trace || $${params.push(spansJson(spans))}::text::jsonb`);
     tx.conn.defer(`UPDATE deliveries SET ${sets.join(", ")} WHERE id = $1`, params);
   }
 
   appendSpansTx(tx: PgTx, id: string, spans: readonly Span[]): void {
-    tx.conn.defer("UPDATE deliveries SET trace = trace || $2::text::jsonb WHERE id = $1", [id, JSON.stringify(spans)]);
+    tx.conn.defer("UPDATE deliveries SET trace = trace || $2::text::jsonb WHERE id = $1", [id, spansJson(spans)]);
   }
 
   transitionTx(tx: PgTx, id: string, from: readonly DeliveryState[], patch: DeliveryPatch): DeliveryRow | null {
@@ -267,7 +275,7 @@ export class PgEvents implements EventStore {
       `UPDATE deliveries SET ${sets.join(", ")} WHERE id = $1 AND state = ANY($2::text[]) RETURNING *`,
       params,
     );
-    return r ? deliveryRows.from(r) : null;
+    return r ? deliveryFrom(r) : null;
   }
 
   insertAttemptTx(tx: PgTx, a: NewAttempt): void {
@@ -291,7 +299,7 @@ export class PgEvents implements EventStore {
     tx.conn.defer("UPDATE events SET routing = $2::text::jsonb, trace = trace || $3::text::jsonb WHERE id = $1", [
       eventId,
       JSON.stringify(routing),
-      JSON.stringify(spans),
+      spansJson(spans),
     ]);
   }
 
@@ -325,22 +333,22 @@ export class PgEvents implements EventStore {
 
   async getDelivery(id: string): Promise<DeliveryRow | null> {
     const [r] = await this.db.read("SELECT * FROM deliveries WHERE id = $1", [id]);
-    return r ? deliveryRows.from(r) : null;
+    return r ? deliveryFrom(r) : null;
   }
 
   async getLatestDelivery(eventId: string, endpoint: string): Promise<DeliveryRow | null> {
     const [r] = await this.db.read(LATEST, [eventId, endpoint]);
-    return r ? deliveryRows.from(r) : null;
+    return r ? deliveryFrom(r) : null;
   }
 
   async listFirstDeliveries(eventId: string): Promise<DeliveryRow[]> {
     const rows = await this.db.read("SELECT * FROM deliveries WHERE event_id = $1 AND replay_of IS NULL", [eventId]);
-    return rows.map(deliveryRows.from);
+    return rows.map(deliveryFrom);
   }
 
   async listDeliveriesOfApproval(approvalId: string): Promise<DeliveryRow[]> {
     const rows = await this.db.read("SELECT * FROM deliveries WHERE approval_id = $1", [approvalId]);
-    return rows.map(deliveryRows.from);
+    return rows.map(deliveryFrom);
   }
 
   async countDeliveries(tenant: string, endpoint: string): Promise<Record<string, number>> {

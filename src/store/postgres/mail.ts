@@ -1,6 +1,7 @@
 import type { AcceptedMail, MailRow, MailStore } from "../contract.ts";
 import type { PgTx } from "./committer.ts";
 import { num, numOrNull, type PgDb } from "./db.ts";
+import { spansFrom, spansJson } from "../spans.ts";
 
 const toMail = (r: Record<string, unknown>): MailRow => ({
   id: r.id as string,
@@ -14,7 +15,7 @@ const toMail = (r: Record<string, unknown>): MailRow => ({
   spoolSegment: r.spool_segment as string,
   spoolOffset: num(r.spool_offset),
   spoolLength: num(r.spool_length),
-  trace: r.trace as unknown[],
+  trace: spansFrom(r.trace),
   state: r.state as MailRow["state"],
   events: (r.events as string[] | null) ?? null,
   error: (r.error as string | null) ?? null,
@@ -42,7 +43,7 @@ export class PgMail implements MailStore {
         m.spool.segment,
         m.spool.offset,
         m.spool.length,
-        JSON.stringify(m.trace),
+        spansJson(m.trace),
       ],
     );
   }

@@ -1,6 +1,15 @@
 import { sql } from "drizzle-orm";
-import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { customType, index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import type { Span } from "../../events/envelope.ts";
 import { DELIVERY_STATES } from "../contract.ts";
+import { spansFrom, spansJson } from "../spans.ts";
+
+/** A trace: text holding its spans in their stored form (src/store/spans.ts), read back as the API's spans. */
+export const traceText = customType<{ data: Span[]; driverData: string }>({
+  dataType: () => "text",
+  toDriver: (spans) => spansJson(spans),
+  fromDriver: (text) => spansFrom(JSON.parse(text)),
+});
 
 /**
  * Canonical events (docs/envelope.md): the whole envelope as JSON, plus the fields the API filters on as
@@ -18,8 +27,8 @@ export const events = sqliteTable(
     idempotencyKey: text("idempotency_key"),
     receivedAt: integer("received_at").notNull(),
     envelope: text("envelope", { mode: "json" }).notNull(),
-    /** Spans of the pipeline (docs/architecture.md): name, start, duration, outcome. */
-    trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull(),
+    /** Spans of the pipeline (docs/architecture.md): name, start, duration, outcome, detail. */
+    trace: traceText("trace").notNull(),
     /** What routing decided: {matched, used_default, unrouted, at}; null until routed. */
     routing: text("routing", { mode: "json" }).$type<Record<string, unknown>>(),
   },
@@ -67,7 +76,7 @@ export const deliveries = sqliteTable(
     /** Attempts made before the latest retry: max_attempts counts from here. */
     attemptBase: integer("attempt_base").notNull().default(0),
     /** Spans of this task (policy.eval, state.store, secrets.lease, audit.log, delivery): part of the event's trace. */
-    trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull().default(sql`'[]'`),
+    trace: traceText("trace").notNull().default(sql`'[]'`),
   },
   (t) => [
     index("deliveries_tenant").on(t.tenant, t.id),

@@ -1,4 +1,5 @@
 import { index, integer, sqliteTable, text } from "drizzle-orm/sqlite-core";
+import { traceText } from "./events.ts";
 
 /**
  * One message accepted over SMTP (docs/architecture.md#the-smtp-pipeline): what the session said about it, where its raw bytes
@@ -23,7 +24,7 @@ export const mailMessages = sqliteTable(
     spoolOffset: integer("spool_offset").notNull(),
     spoolLength: integer("spool_length").notNull(),
     /** Spans of the session's stages, carried into each event's trace. */
-    trace: text("trace", { mode: "json" }).$type<unknown[]>().notNull(),
+    trace: traceText("trace").notNull(),
     state: text("state", { enum: ["queued", "processed", "failed"] }).notNull(),
     /** The events made from it, one per tenant. */
     events: text("events", { mode: "json" }).$type<string[]>(),

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { testEnvelope } from "../../../test/helpers/events.ts";
+import { spanOf } from "../../events/envelope.ts";
 import { tempStorages } from "../../../test/helpers/storage.ts";
 
 const storage = tempStorages();
@@ -41,4 +42,27 @@ test("an event too big to keep in memory, or past the memory budget, reaches rou
   expect(s.events.unroutedEvent(big.id)).toEqual({ envelope: big, tenant: "beta" });
   // 200 × 60 KB is past the 8 MiB budget: the oldest went, and are read back from their rows.
   for (const e of many) expect(s.events.unroutedEvent(e.id)?.envelope).toEqual(e);
+});
+
+test("a trace is stored as tuples, and a row written before (spans as objects) reads and grows as it did", async () => {
+  const s = storage();
+  const at = Date.parse("2026-12-06T17:59:41.882Z");
+  const e = envelope("k-trace");
+  const spans = [spanOf("ingress.verify", at, 0.001), spanOf("route", at, 0.01, "ok", "receiver")];
+  await s.committer.run((tx) => s.events.insertTx(tx, e, spans));
+  const raw = () =>
+    JSON.parse(
+      s.handle.sqlite.query<{ trace: string }, [string]>("SELECT trace FROM events WHERE id = ?").get(e.id)!.trace,
+    );
+  expect(raw()).toEqual([
+    ["ingress.verify", at, 0.001, "ok"],
+    ["route", at, 0.01, "ok", "receiver"],
+  ]);
+  // As a version before this encoding wrote it.
+  s.handle.sqlite.query("UPDATE events SET trace = ? WHERE id = ?").run(JSON.stringify(spans), e.id);
+  expect((await s.events.get(e.id))?.trace).toEqual(spans);
+  const later = spanOf("route", at + 5, 2, "ok", "again");
+  await s.committer.run((tx) => s.events.setRoutingTx(tx, e.id, { unrouted: false }, [later]));
+  expect((await s.events.get(e.id))?.trace).toEqual([...spans, later]);
+  expect(raw()).toEqual([...spans, ["route", at + 5, 2, "ok", "again"]]);
 });

@@ -39,6 +39,7 @@ import { eventRowValues } from "../new-rows.ts";
 import { rateBuckets } from "../rates.ts";
 import type { SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
+import { spansJson } from "../spans.ts";
 
 // The contract's rows are the tables' rows: checked here, so a column change shows in both.
 same<Same<DeliveryRow, typeof deliveries.$inferSelect>>(true);
@@ -357,7 +358,7 @@ export class SqliteEvents implements EventStore {
       r.replayOf ?? null,
       r.requestedBy ?? null,
       r.decision ? jsonOnce(r.decision) : null,
-      JSON.stringify(r.trace ?? []),
+      spansJson(r.trace ?? []),
     );
     return run.changes === 1;
   }
@@ -379,7 +380,7 @@ export class SqliteEvents implements EventStore {
       row.attemptBase,
       row.requestedBy,
       tx.now,
-      JSON.stringify(spans),
+      spansJson(spans),
       row.id,
     );
   }
@@ -392,7 +393,7 @@ export class SqliteEvents implements EventStore {
   updateDeliveryTx(tx: SqliteTx, id: string, patch: DeliveryPatch, spans: readonly Span[] = []): void {
     const set: Record<string, unknown> = { ...patch, updatedAt: tx.now };
     if (spans.length) {
-      const added = JSON.stringify(spans);
+      const added = spansJson(spans);
       const joined = sql`substr(${deliveries.trace}, 1, length(${deliveries.trace}) - 1) || ',' || substr(${added}, 2)`;
       set.trace = sql`CASE WHEN ${deliveries.trace} = '[]' THEN ${added} ELSE ${joined} END`;
     }
@@ -401,7 +402,7 @@ export class SqliteEvents implements EventStore {
 
   /** Spans of a delivery that came after its last checkpoint. */
   appendSpansTx(_tx: SqliteTx, id: string, spans: readonly Span[]): void {
-    this.addSpans.run(JSON.stringify(spans), id);
+    this.addSpans.run(spansJson(spans), id);
   }
 
   /** Move a delivery on from one of `from` (an operator's retry or discard): the new row, or null when it was in another state. */
@@ -439,7 +440,7 @@ export class SqliteEvents implements EventStore {
   }
 
   setRoutingTx(_tx: SqliteTx, eventId: string, routing: Record<string, unknown>, spans: readonly Span[] = []): void {
-    this.setRouting.run(JSON.stringify(routing), JSON.stringify(spans), eventId);
+    this.setRouting.run(JSON.stringify(routing), spansJson(spans), eventId);
   }
 
   /**

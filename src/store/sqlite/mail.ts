@@ -4,6 +4,7 @@ import { mailMessages } from "../schema/index.ts";
 import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
+import { spansFrom, spansJson } from "../spans.ts";
 
 same<Same<MailRow, typeof mailMessages.$inferSelect>>(true);
 
@@ -76,7 +77,7 @@ export class SqliteMail implements MailStore {
       m.spool.segment,
       m.spool.offset,
       m.spool.length,
-      JSON.stringify(m.trace),
+      spansJson(m.trace),
     );
   }
 
@@ -98,7 +99,7 @@ export class SqliteMail implements MailStore {
       ...r,
       recipients: JSON.parse(r.recipients) as unknown[],
       tls: r.tls !== 0,
-      trace: JSON.parse(r.trace) as unknown[],
+      trace: spansFrom(JSON.parse(r.trace)),
       events: r.events === null ? null : (JSON.parse(r.events) as string[]),
     };
   }
