@@ -16,12 +16,23 @@ export type StoredSpan =
 
 const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
+let lastStart = "";
+let lastAt = Number.NaN;
+/** `start` in ms when it is canonical, else NaN; remembered for the last one (an event's spans mostly share their millisecond). */
+function startMs(start: string): number {
+  if (start !== lastStart) {
+    lastAt = CANONICAL_ISO.test(start) ? Date.parse(start) : Number.NaN;
+    lastStart = start;
+  }
+  return lastAt;
+}
+
 /** `spans` in their stored form (see above), ready for JSON. */
 export function storedSpans(spans: readonly Span[]): (StoredSpan | Span)[] {
   const out: (StoredSpan | Span)[] = new Array(spans.length);
   for (let i = 0; i < spans.length; i++) {
     const s = spans[i]!;
-    const at = CANONICAL_ISO.test(s.start) ? Date.parse(s.start) : Number.NaN;
+    const at = startMs(s.start);
     if (Number.isNaN(at)) out[i] = s;
     else
       out[i] =
