@@ -34,7 +34,7 @@ test("a start that is not the canonical ISO form is kept as an object, so it rea
 });
 
 test("rows written before (objects), a mix of both, and garbage read as spans or none", () => {
-  const old = { name: "smtp.data", start: "2026-01-01T00:00:00.000Z", duration_ms: 2, outcome: "ok" };
+  const old = { name: "smtp.data", start: "2026-01-01T00:00:00.000Z", duration_ms: 2, outcome: "ok" as const };
   expect(spansFrom([old])).toEqual([old]);
   expect(spansFrom([old, ["route", at, 1, "ok", ""]])).toEqual([
     old,
