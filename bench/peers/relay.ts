@@ -30,17 +30,8 @@ const [port, target, dir, mode] = [Number(process.argv[2]), process.argv[3]!, pr
 /** The bench's signing secret (bench/dispatch.ts). */
 const KEY = Buffer.from(Buffer.from("bench-dispatch-signing-secret-32b").toString("base64"), "base64");
 
-/** The durable floor's tables and statements, and a group commit of synchronous units (one transaction per turn of the event loop). */
-function openStore(dir: string) {
-  const db = new Database(join(dir, "relay.db"), { create: true, strict: true });
-  db.run("PRAGMA journal_mode = WAL");
-  db.run("PRAGMA synchronous = FULL");
-  db.exec(`CREATE TABLE events (id text PRIMARY KEY NOT NULL, tenant text NOT NULL, type text NOT NULL, received_at integer NOT NULL, envelope text NOT NULL);
-CREATE INDEX events_tenant ON events (tenant, id);
-CREATE TABLE deliveries (id text PRIMARY KEY NOT NULL, event_id text NOT NULL, state text NOT NULL, attempts integer NOT NULL, updated_at integer NOT NULL);
-CREATE INDEX deliveries_event ON deliveries (event_id);
-CREATE TABLE audit (seq integer PRIMARY KEY, at integer NOT NULL, entry text NOT NULL, hash text NOT NULL);
-CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, status integer, latency_ms real, PRIMARY KEY (delivery_id, attempt));`);
+/** A group commit of synchronous units: one transaction per turn of the event loop. */
+function groupCommit(db: Database): (work: () => void) => Promise<void> {
   const begin = db.prepare("BEGIN IMMEDIATE");
   const commit = db.prepare("COMMIT");
   let pending: { work: () => void; resolve: () => void }[] = [];
@@ -54,6 +45,27 @@ CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, stat
     commit.run();
     for (const p of batch) p.resolve();
   };
+  return (work) =>
+    new Promise<void>((resolve) => {
+      pending.push({ work, resolve });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+}
+
+/** The durable floor's tables and statements, and its group commit. */
+function openStore(dir: string) {
+  const db = new Database(join(dir, "relay.db"), { create: true, strict: true });
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA synchronous = FULL");
+  db.exec(`CREATE TABLE events (id text PRIMARY KEY NOT NULL, tenant text NOT NULL, type text NOT NULL, received_at integer NOT NULL, envelope text NOT NULL);
+CREATE INDEX events_tenant ON events (tenant, id);
+CREATE TABLE deliveries (id text PRIMARY KEY NOT NULL, event_id text NOT NULL, state text NOT NULL, attempts integer NOT NULL, updated_at integer NOT NULL);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE TABLE audit (seq integer PRIMARY KEY, at integer NOT NULL, entry text NOT NULL, hash text NOT NULL);
+CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, status integer, latency_ms real, PRIMARY KEY (delivery_id, attempt));`);
   return {
     insertEvent: db.prepare<never, [string, number, string]>(
       "INSERT INTO events VALUES (?, 'beta', 'webhook.received', ?, ?)",
@@ -66,14 +78,7 @@ CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, stat
     delivered: db.prepare<never, [number, string]>(
       "UPDATE deliveries SET state = 'delivered', updated_at = ? WHERE id = ?",
     ),
-    commit: (work: () => void) =>
-      new Promise<void>((resolve) => {
-        pending.push({ work, resolve });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
-      }),
+    commit: groupCommit(db),
   };
 }
 
@@ -81,19 +86,6 @@ CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, stat
 function openSchemaStore(dir: string) {
   const { sqlite: db } = openDatabase(join(dir, "agentowl.db"));
   migrate(db);
-  const begin = db.prepare("BEGIN IMMEDIATE");
-  const commit = db.prepare("COMMIT");
-  let pending: { work: () => void; resolve: () => void }[] = [];
-  let scheduled = false;
-  const flush = () => {
-    scheduled = false;
-    const batch = pending;
-    pending = [];
-    begin.run();
-    for (const p of batch) p.work();
-    commit.run();
-    for (const p of batch) p.resolve();
-  };
   const append = (c: string, p: string) =>
     `CASE WHEN ${p} = '[]' THEN ${c} WHEN ${c} = '[]' THEN ${p} ELSE substr(${c}, 1, length(${c}) - 1) || ',' || substr(${p}, 2) END`;
   return {
@@ -123,14 +115,7 @@ function openSchemaStore(dir: string) {
         "first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, " +
         `trace = ${append("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
     ),
-    commit: (work: () => void) =>
-      new Promise<void>((resolve) => {
-        pending.push({ work, resolve });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
-      }),
+    commit: groupCommit(db),
   };
 }
 
