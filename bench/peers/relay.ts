@@ -24,6 +24,7 @@ import { newId } from "../../src/core/ids.ts";
 import { spanOf } from "../../src/events/envelope.ts";
 import { migrate } from "../../src/store/migrate.ts";
 import { spansJson } from "../../src/store/spans.ts";
+import { APPEND } from "../../src/store/sqlite/events.ts";
 import { openDatabase } from "../../src/store/sqlite.ts";
 
 const [port, target, dir, mode] = [Number(process.argv[2]), process.argv[3]!, process.argv[4], process.argv[5]];
@@ -86,8 +87,6 @@ CREATE TABLE attempts (delivery_id text NOT NULL, attempt integer NOT NULL, stat
 function openSchemaStore(dir: string) {
   const { sqlite: db } = openDatabase(join(dir, "agentowl.db"));
   migrate(db);
-  const append = (c: string, p: string) =>
-    `CASE WHEN ${p} = '[]' THEN ${c} WHEN ${c} = '[]' THEN ${p} ELSE substr(${c}, 1, length(${c}) - 1) || ',' || substr(${p}, 2) END`;
   return {
     insertEvent: db.prepare<never, [string, number, string, string, string]>(
       "INSERT INTO events (id, tenant, type, channel, agent, binding, idempotency_key, received_at, envelope, trace, routing) " +
@@ -113,7 +112,7 @@ function openSchemaStore(dir: string) {
     >(
       "UPDATE deliveries SET state = ?, decision = ?, approval_id = ?, attempts = ?, last_status = ?, last_error = ?, " +
         "first_attempt_at = ?, attempt_base = ?, requested_by = ?, updated_at = ?, " +
-        `trace = ${append("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
+        `trace = ${APPEND("trace", "?11")} WHERE id = ?12 AND state != 'discarded'`,
     ),
     commit: groupCommit(db),
   };

@@ -6,7 +6,7 @@ import type { Span } from "../events/envelope.ts";
  * epoch, instead of the API's object with its keys and an ISO time. A dispatched webhook's event
  * and delivery carry eight spans; as objects they were about 1 KiB of each event's rows, written
  * again into every page its commits touch; as tuples they take about half of that
- * (docs/performance.md#dispatch). Readers get the API's `Span` objects back, exactly: `start` is
+ * (docs/envelope.md; measured in docs/performance.md, "Late evening of 2026-12-06"). Readers get the API's `Span` objects back, exactly: `start` is
  * kept as a tuple only when it is the canonical ISO form `toISOString()` gives back. Anything else
  * (a start in another form, rows written before this encoding) is stored and read as it is.
  */

@@ -544,7 +544,7 @@ export class SqliteEvents implements EventStore {
  * SQL for a JSON array column with the JSON array `param` appended: the text of both arrays
  * joined (the stored arrays are compact JSON, written by JSON.stringify or json_insert).
  */
-function APPEND(column: string, param: string): string {
+export function APPEND(column: string, param: string): string {
   return (
     `CASE WHEN ${param} = '[]' THEN ${column} WHEN ${column} = '[]' THEN ${param} ` +
     `ELSE substr(${column}, 1, length(${column}) - 1) || ',' || substr(${param}, 2) END`
