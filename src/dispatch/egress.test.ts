@@ -261,6 +261,24 @@ describe("guardDestination: the one place a delivery's address is decided", () =
     });
   });
 
+  test("a literal once allowed is remembered per allowPublic: the same answer again, never one that allowPublic would refuse", async () => {
+    // The memo of allowed literals (egress.ts) must not let a public address through an endpoint without allow_public.
+    expect(await guardDestination("0x5db8d822", { allowPublic: true, resolve: never })).toEqual({
+      address: "93.184.216.34",
+      family: 4,
+    });
+    await expect(guardDestination("0x5db8d822", { allowPublic: false, resolve: never })).rejects.toThrow(
+      /allow_public/,
+    );
+    expect(await guardDestination("0x5db8d822", { allowPublic: true, resolve: never })).toEqual({
+      address: "93.184.216.34",
+      family: 4,
+    });
+    const first = await guardDestination("[fd00::7]", { allowPublic: false, resolve: never });
+    expect(await guardDestination("[fd00::7]", { allowPublic: false, resolve: never })).toEqual(first);
+    expect(Object.isFrozen(first)).toBe(true);
+  });
+
   test("a name is refused whole when any address it resolves to is refused; else the first is the destination", async () => {
     const to =
       (...addresses: string[]) =>

@@ -1,4 +1,5 @@
 import { newId } from "../core/ids.ts";
+import { isoTime } from "../core/iso-time.ts";
 
 /**
  * The canonical event envelope (docs/envelope.md), version 1. Every ingress normalizes into it; routing,
@@ -70,17 +71,6 @@ export function spanOf(name: string, at: number, ms: number, outcome: Span["outc
   const span: Span = { name, start: isoTime(at), duration_ms: Math.round(ms * 1000) / 1000, outcome };
   if (detail) span.detail = detail;
   return span;
-}
-
-let lastAt = Number.NaN;
-let lastIso = "";
-/** `new Date(at).toISOString()`, remembered for the last `at`: an event's spans, and events of the same millisecond, share it. */
-function isoTime(at: number): string {
-  if (at !== lastAt) {
-    lastIso = new Date(at).toISOString();
-    lastAt = at;
-  }
-  return lastIso;
 }
 
 /** A span from `at` (the wall clock) and `t0` (performance.now() then) to now. */

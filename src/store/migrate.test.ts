@@ -97,6 +97,46 @@ describe("migrations", () => {
     ]);
   });
 
+  test("0017: delivery attempts keep their rows and ids without AUTOINCREMENT, and the next ids follow on", () => {
+    const db = freshDb();
+    const i = embeddedMigrations.findIndex((m) => m.tag === "0017_attempts_rowid");
+    expect(i).toBeGreaterThan(0);
+    migrate(db, embeddedMigrations.slice(0, i));
+    db.run(
+      "INSERT INTO events (id, tenant, type, channel, received_at, envelope, trace) VALUES ('evt_a', 'beta', 'webhook.received', 'webhook', 0, '{}', '[]')",
+    );
+    db.run(
+      "INSERT INTO deliveries (id, event_id, tenant, endpoint, state, created_at, updated_at) VALUES ('dlv_a', 'evt_a', 'beta', 'crm', 'retrying', 0, 0)",
+    );
+    const attempt = db.query<never, [number, number]>(
+      "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status) VALUES ('dlv_a', ?, ?, 5, 503)",
+    );
+    for (const n of [1, 2, 3]) attempt.run(n, n * 1000);
+    db.run("DELETE FROM delivery_attempts WHERE attempt = 1");
+    const before = db.query("SELECT * FROM delivery_attempts ORDER BY id").all();
+    expect(before.map((r) => (r as { id: number }).id)).toEqual([2, 3]);
+
+    expect(migrate(db).applied).toEqual(["0017_attempts_rowid", ...embeddedMigrations.slice(i + 1).map((m) => m.tag)]);
+    expect(db.query("SELECT * FROM delivery_attempts ORDER BY id").all()).toEqual(before);
+    const ddl = db.query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE name = 'delivery_attempts'").get()!;
+    expect(ddl.sql).not.toContain("AUTOINCREMENT");
+    expect(db.query("SELECT name FROM sqlite_sequence WHERE name = 'delivery_attempts'").all()).toEqual([]);
+    expect(db.query("PRAGMA index_list(delivery_attempts)").all()).toEqual([
+      expect.objectContaining({ name: "delivery_attempts_delivery" }),
+    ]);
+    expect(db.query("PRAGMA foreign_key_list(delivery_attempts)").all()).toEqual([
+      expect.objectContaining({ table: "deliveries", from: "delivery_id", to: "id", on_delete: "CASCADE" }),
+    ]);
+    attempt.finalize();
+    db.run(
+      "INSERT INTO delivery_attempts (delivery_id, attempt, started_at, latency_ms, status) VALUES ('dlv_a', 4, 4000, 5, 200)",
+    );
+    expect(db.query<{ id: number }, []>("SELECT max(id) AS id FROM delivery_attempts").get()!.id).toBe(4);
+    // Still the child of its delivery: deleting the delivery deletes its attempts.
+    db.run("DELETE FROM deliveries WHERE id = 'dlv_a'");
+    expect(db.query("SELECT count(*) AS n FROM delivery_attempts").get()).toEqual({ n: 0 });
+  });
+
   test("a database from a newer binary is refused", () => {
     const db = freshDb();
     migrate(db);

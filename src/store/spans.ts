@@ -1,3 +1,4 @@
+import { isoTimeMs } from "../core/iso-time.ts";
 import type { Span } from "../events/envelope.ts";
 
 /**
@@ -18,8 +19,13 @@ const CANONICAL_ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 let lastStart = "";
 let lastAt = Number.NaN;
-/** `start` in ms when it is canonical, else NaN; remembered for the last one (an event's spans mostly share their millisecond). */
+/**
+ * `start` in ms when it is canonical, else NaN: from isoTime's table when it made `start` (a span
+ * made by spanOf), else checked and parsed, remembered for the last one.
+ */
 function startMs(start: string): number {
+  const made = isoTimeMs(start);
+  if (made !== undefined) return made;
   if (start !== lastStart) {
     lastAt = CANONICAL_ISO.test(start) ? Date.parse(start) : Number.NaN;
     lastStart = start;

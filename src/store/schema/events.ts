@@ -102,7 +102,10 @@ export const deliveries = sqliteTable(
 export const deliveryAttempts = sqliteTable(
   "delivery_attempts",
   {
-    id: integer("id").primaryKey({ autoIncrement: true }),
+    // The rowid, without AUTOINCREMENT: nothing needs an id never used before (retention sweeps in
+    // id order, which a rowid keeps), and AUTOINCREMENT updated sqlite_sequence with every attempt
+    // recorded (migration 0017; docs/performance.md).
+    id: integer("id").primaryKey(),
     deliveryId: text("delivery_id")
       .notNull()
       .references(() => deliveries.id, { onDelete: "cascade" }),
