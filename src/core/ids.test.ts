@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { idTime, isId, newId, parseSeqId, seqId } from "./ids.ts";
+import { idFloor, idTime, isId, newId, parseSeqId, seqId } from "./ids.ts";
 
 describe("ids", () => {
   test("carry their prefix and a ULID", () => {
@@ -23,6 +23,26 @@ describe("id time", () => {
   test("an id carries its creation time, like a ULID", () => {
     const t = Date.UTC(2026, 10, 21, 14, 2, 11, 43);
     expect(idTime(newId("evt", t))).toBe(t);
+  });
+});
+
+describe("id floors: a time range as an id range", () => {
+  test("every id made at a time or later sorts at or after its floor, every earlier one before", () => {
+    const t = Date.UTC(2026, 11, 6, 20, 45, 0, 123);
+    for (const d of [-1, 0, 1]) {
+      const id = newId("evt", t + d);
+      expect(id >= idFloor("evt", t)).toBe(d >= 0);
+      expect(id < idFloor("evt", t + 1)).toBe(d <= 0);
+    }
+    // The least and the greatest ids of one millisecond, whatever their random part.
+    const at = idFloor("evt", t);
+    expect(`${at}0000000000000000` >= at && `${at}ZZZZZZZZZZZZZZZZ` < idFloor("evt", t + 1)).toBe(true);
+    expect(idTime(`${at}0000000000000000`)).toBe(t);
+    // Fractions go down; before the epoch is the least; past 48 bits is above every id.
+    expect(idFloor("evt", t + 0.9)).toBe(at);
+    expect(idFloor("evt", -5)).toBe("evt_0000000000");
+    expect(idFloor("evt", 2 ** 48) > newId("evt", 2 ** 48 - 1)).toBe(true);
+    expect(idFloor("dlv", t).startsWith("dlv_")).toBe(true);
   });
 });
 

@@ -68,6 +68,19 @@ export function idTime(id: string): number {
 }
 
 /**
+ * The least id with `prefix` made at `ms` or later: every id of a later time sorts after it, every
+ * id of an earlier time before it (the time is the first ten characters, fixed width), so a time
+ * range is an id range. Times before the epoch give the least id; past the 48 bits, one above all.
+ */
+export function idFloor(prefix: IdPrefix, ms: number): string {
+  const t = Math.floor(ms);
+  if (!(t < 2 ** 48)) return `${prefix}_8`;
+  let out = `${prefix}_`;
+  for (let shift = 9; shift >= 0; shift--) out += CROCKFORD[t > 0 ? Math.floor(t / 2 ** (5 * shift)) % 32 : 0];
+  return out;
+}
+
+/**
  * Ids for rows whose database key is an integer (jobs): the prefix and the integer in fixed-width
  * base32, so they sort as the numbers do. The queue uses the rowid as the key because a second,
  * text primary-key index cost 30% of every enqueue (bench/queue.ts).

@@ -17,6 +17,7 @@ import m14 from "../../migrations/0014_audit_prune.sql" with { type: "text" };
 import m15 from "../../migrations/0015_delivery_indexes.sql" with { type: "text" };
 import m16 from "../../migrations/0016_agent_runtime_node.sql" with { type: "text" };
 import m17 from "../../migrations/0017_attempts_rowid.sql" with { type: "text" };
+import m18 from "../../migrations/0018_events_received_dropped.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -37,4 +38,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 15, tag: "0015_delivery_indexes", sql: m15 },
   { idx: 16, tag: "0016_agent_runtime_node", sql: m16 },
   { idx: 17, tag: "0017_attempts_rowid", sql: m17 },
+  { idx: 18, tag: "0018_events_received_dropped", sql: m18 },
 ];

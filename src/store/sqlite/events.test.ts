@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { testEnvelope } from "../../../test/helpers/events.ts";
 import { spanOf } from "../../events/envelope.ts";
 import { tempStorages } from "../../../test/helpers/storage.ts";
+import { eventsInRangeSql } from "./events.ts";
 
 const storage = tempStorages();
 
@@ -65,4 +66,31 @@ test("a trace is stored as tuples, and a row written before (spans as objects) r
   await s.committer.run((tx) => s.events.setRoutingTx(tx, e.id, { unrouted: false }, [later]));
   expect((await s.events.get(e.id))?.trace).toEqual([...spans, later]);
   expect(raw()).toEqual([...spans, ["route", at + 5, 2, "ok", "again"]]);
+});
+
+test("rates count events by id range from an index alone: no index on received_at, no table row read", async () => {
+  const s = storage();
+  const sqlite = s.handle.sqlite;
+  expect(sqlite.query("SELECT name FROM pragma_index_list('events') WHERE name = 'events_received'").all()).toEqual([]);
+  // Three events in the first minute of testEnvelope's clock, one in the second, for two tenants.
+  for (const [tenant, at] of [
+    ["beta", 0],
+    ["beta", 59],
+    ["alpha", 30],
+    ["beta", 60],
+  ] as const)
+    await s.committer.run((tx) => s.events.insertTx(tx, testEnvelope(tenant, at)));
+  const since = Date.UTC(2026, 10, 21, 14, 0, 0);
+  const q = { since, until: since + 120_000, bucketMs: 60_000 };
+  expect((await s.events.rates(q)).events).toEqual([3, 1]);
+  expect((await s.events.rates({ ...q, tenants: ["beta"] })).events).toEqual([2, 1]);
+  expect((await s.events.rates({ ...q, tenants: ["alpha"] })).events).toEqual([1, 0]);
+  const plan = (sql: string, ...args: string[]) =>
+    sqlite
+      .query<{ detail: string }, string[]>(`EXPLAIN QUERY PLAN ${sql}`)
+      .all(...args)
+      .map((r) => r.detail)
+      .join("; ");
+  expect(plan(eventsInRangeSql(0), "evt_0", "evt_1")).toContain("COVERING INDEX");
+  expect(plan(eventsInRangeSql(2), "alpha", "beta", "evt_0", "evt_1")).toContain("COVERING INDEX events_tenant");
 });

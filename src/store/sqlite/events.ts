@@ -14,6 +14,7 @@ import {
   type SQL,
   sql,
 } from "drizzle-orm";
+import { idFloor } from "../../core/ids.ts";
 import { jsonOnce } from "../../core/json-once.ts";
 import type { Envelope, Span } from "../../events/envelope.ts";
 import type {
@@ -62,6 +63,7 @@ const FRESH_MAX_EVENT_BYTES = 64 * 1024;
  */
 export class SqliteEvents implements EventStore {
   private readonly db: Db;
+  private readonly sqlite: SqliteHandle["sqlite"];
   // The ingress hot path: raw statements, prepared once (drizzle's builder prepares per call).
   private readonly insert;
   private readonly original;
@@ -82,6 +84,7 @@ export class SqliteEvents implements EventStore {
 
   constructor(handle: SqliteHandle) {
     this.db = handle.db;
+    this.sqlite = handle.sqlite;
     const db = handle.db;
     const sqlite = handle.sqlite;
     this.byId = db
@@ -510,8 +513,12 @@ export class SqliteEvents implements EventStore {
   }
 
   /**
-   * Two grouped counts, each over one index range (events_received; deliveries_state_updated,
-   * one range per state) that also holds the tenant, so no table row is read.
+   * Events: one count per bucket over an id range (an event's id carries its received_at:
+   * newEnvelope makes both from one clock reading, and ids sort by time), read from the primary
+   * key's index, or from events_tenant for named tenants; no table row is read. An index on
+   * received_at for this alone cost every ingress a sixth B-tree (migration 0018,
+   * docs/performance.md). Deliveries: one grouped count over deliveries_state_updated, one range
+   * per state, which also holds the tenant.
    */
   async rates(q: RateQuery): Promise<Rates> {
     const n = rateBuckets(q);
@@ -528,10 +535,13 @@ export class SqliteEvents implements EventStore {
             sql`, `,
           )})`
         : sql``;
-    const received = this.db.all<{ b: number; n: number }>(
-      sql`SELECT (${events.receivedAt} - ${since}) / ${bucketMs} AS b, count(*) AS n FROM ${events} INDEXED BY events_received WHERE ${events.receivedAt} >= ${since} AND ${events.receivedAt} < ${until}${inTenants(events.tenant)} GROUP BY b`,
-    );
-    for (const r of received) out.events[r.b] = r.n;
+    const tenants = q.tenants ?? [];
+    const count = this.sqlite.query<{ n: number }, string[]>(eventsInRangeSql(tenants.length));
+    for (let b = 0; b < n; b++) {
+      const from = idFloor("evt", since + b * bucketMs);
+      const to = idFloor("evt", Math.min(since + (b + 1) * bucketMs, until));
+      out.events[b] = count.get(...tenants, from, to)?.n ?? 0;
+    }
     const settled = this.db.all<{ state: string; b: number; n: number }>(
       sql`SELECT ${deliveries.state} AS state, (${deliveries.updatedAt} - ${since}) / ${bucketMs} AS b, count(*) AS n FROM ${deliveries} INDEXED BY deliveries_state_updated WHERE ${deliveries.state} IN ('delivered', 'dead') AND ${deliveries.updatedAt} >= ${since} AND ${deliveries.updatedAt} < ${until}${inTenants(deliveries.tenant)} GROUP BY state, b`,
     );
@@ -539,6 +549,15 @@ export class SqliteEvents implements EventStore {
     return out;
   }
 }
+
+/**
+ * The events of an id range (`id >= ? AND id < ?`), of `tenants` tenants named first (none: every
+ * tenant's), counted from the primary key's index or events_tenant without reading a row.
+ */
+export const eventsInRangeSql = (tenants: number): string =>
+  tenants
+    ? `SELECT count(*) AS n FROM events INDEXED BY events_tenant WHERE tenant IN (${Array(tenants).fill("?").join(", ")}) AND id >= ? AND id < ?`
+    : "SELECT count(*) AS n FROM events WHERE id >= ? AND id < ?";
 
 /**
  * SQL for a JSON array column with the JSON array `param` appended: the text of both arrays
@@ -587,9 +606,9 @@ function searchIs(search: string): SQL {
 }
 
 /**
- * The filters no index serves. The time bounds' unary `+` keeps SQLite off events_received (the
- * rates' index): a list reads newest first by id and stops at its limit, where a time range read
- * through that index would read every row in the range and sort them.
+ * The filters no index serves. A list reads newest first by id and stops at its limit; the time
+ * bounds' unary `+` keeps SQLite off any index on received_at (there is none since migration
+ * 0018): a time range read through one would read every row in the range and sort them.
  */
 const receivedAt = sql`+${events.receivedAt}`;
 const unindexed = (q: EventQuery): (SQL | undefined)[] => [
