@@ -1,4 +1,5 @@
 import type { EndpointSpec } from "../control/resources/specs.ts";
+import { isoTime } from "../core/iso-time.ts";
 import { type Envelope, type Span, spanSince } from "../events/envelope.ts";
 import { EVENT_RECEIVED, type EventRouting } from "../events/handoff.ts";
 import type { RouteDecision } from "../route/route.ts";
@@ -272,6 +273,6 @@ function routingRecord(r: Routed, at: number) {
     matched: r.decision.matched,
     used_default: r.decision.usedDefault,
     unrouted: r.decision.unrouted,
-    at: new Date(at).toISOString(),
+    at: isoTime(at),
   };
 }

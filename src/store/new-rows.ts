@@ -1,4 +1,5 @@
 import { newId } from "../core/ids.ts";
+import { isoTimeMs } from "../core/iso-time.ts";
 import { AppError } from "../errors/index.ts";
 import type { Envelope, Span } from "../events/envelope.ts";
 import type { NewAuditEntry, NewUser, TokenRecord, TokenStore, UserRecord } from "./contract.ts";
@@ -55,7 +56,7 @@ export function eventRowValues(
     e.agent,
     e.source.binding,
     e.idempotency_key,
-    Date.parse(e.received_at),
+    isoTimeMs(e.received_at) ?? Date.parse(e.received_at),
     json,
     spansJson(trace),
     routing && JSON.stringify(routing),
