@@ -1,5 +1,6 @@
 import type { Clock } from "../../core/clock.ts";
 import type { Metrics } from "../../core/metrics.ts";
+import { counterSeries } from "../../core/prom.ts";
 import { type Envelope, newEnvelope, type Span, spanSince } from "../../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../events/handoff.ts";
 import type { Storage } from "../../store/index.ts";
@@ -26,6 +27,20 @@ export type Accepted = { id: string } | { id: string; duplicate: true };
  */
 export function eventAcceptor(deps: AcceptDeps) {
   const { storage, metrics, clock } = deps;
+  // Each channel's two answers, counted as series (src/core/prom.ts): no label hashing per request.
+  const counted = new Map<string, { accepted: () => void; duplicate: () => void }>();
+  const count = (channel: string, created: boolean) => {
+    let c = counted.get(channel);
+    if (!c) {
+      c = {
+        accepted: counterSeries(metrics.ingressRequests, { channel, outcome: "accepted" }),
+        duplicate: counterSeries(metrics.ingressRequests, { channel, outcome: "duplicate" }),
+      };
+      counted.set(channel, c);
+    }
+    if (created) c.accepted();
+    else c.duplicate();
+  };
   return async (
     channel: string,
     fields: EventFields,
@@ -41,7 +56,7 @@ export function eventAcceptor(deps: AcceptDeps) {
         insertEventTx(storage, tx, envelope, trace, plan, [spanSince("ingress.commit", startedAt, t0)]),
       );
     });
-    metrics.ingressRequests.inc({ channel, outcome: result.created ? "accepted" : "duplicate" });
+    count(channel, result.created);
     set.status = result.created ? 202 : 200;
     return result.created ? { id: result.id } : { id: result.id, duplicate: true };
   };

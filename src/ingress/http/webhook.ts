@@ -3,6 +3,7 @@ import { Elysia } from "elysia";
 import type { Clock } from "../../core/clock.ts";
 import { type Logger, REDACTED } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
+import { counterSeries, histogramSeries } from "../../core/prom.ts";
 import { SpecCache } from "../../control/resources/cache.ts";
 import { type BindingSpec, NAME_PATTERN } from "../../control/resources/specs.ts";
 import { AppError, problemResponse } from "../../errors/index.ts";
@@ -109,6 +110,9 @@ export const WEBHOOK_PATH = "/ingress/webhook/:tenant/:binding";
  */
 export function webhookRoute(deps: WebhookRouteDeps) {
   const { metrics, clock, guard, accept, log } = deps;
+  // Every request is timed and counted: series with their labels resolved once (src/core/prom.ts).
+  const timed = histogramSeries(metrics.ingressSeconds, { channel: "webhook" });
+  const answeredAs = new Map<number, (n?: number) => void>();
   // Bindings by tenant/name: read once per configuration change.
   const bindings = new SpecCache<BindingSpec>(deps.storage.resources, "bindings");
 
@@ -171,12 +175,18 @@ export function webhookRoute(deps: WebhookRouteDeps) {
       };
       return await accept("webhook", fields, at, [verifySpan], set);
     } finally {
-      metrics.ingressSeconds.observe({ channel: "webhook" }, (performance.now() - t0) / 1000);
+      timed((performance.now() - t0) / 1000);
     }
   }
 
-  const answered = (status: number) =>
-    metrics.httpRequests.inc({ method: "POST", route: WEBHOOK_PATH, status: String(status) });
+  const answered = (status: number) => {
+    let count = answeredAs.get(status);
+    if (!count) {
+      count = counterSeries(metrics.httpRequests, { method: "POST", route: WEBHOOK_PATH, status: String(status) });
+      answeredAs.set(status, count);
+    }
+    count();
+  };
 
   /** The Bun.serve route: the same answers the app's error handler and metrics hook would give. */
   const raw = async (
