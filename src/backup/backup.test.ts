@@ -65,6 +65,10 @@ async function dataDir(opts: { segmentBytes?: number } = {}): Promise<string> {
   db.query(`INSERT INTO events (${names.join(", ")}) VALUES (${names.map(() => "?").join(", ")})`).run(
     ...(Object.values(row) as string[]),
   );
+  // Into the database file now: close() may leave the connection open until its cached statements
+  // are collected (sqlite3_close_v2), and its last-connection checkpoint would then rewrite
+  // agentowl.db under a test that compares its bytes (the killed-restore test failed so once).
+  db.run("PRAGMA wal_checkpoint(TRUNCATE)");
   db.close();
   return dir;
 }
