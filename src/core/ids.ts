@@ -67,6 +67,14 @@ export function idTime(id: string): number {
   return t;
 }
 
+/** `n` (a safe integer, at least 0) in `width` Crockford base32 digits, most significant first. */
+function base32(n: number, width: number): string {
+  // Digit i is floor(n / 32^i) mod 32: dividing by a power of two is exact for a safe integer.
+  let out = "";
+  for (let shift = width - 1; shift >= 0; shift--) out += CROCKFORD[Math.floor(n / 2 ** (5 * shift)) % 32];
+  return out;
+}
+
 /**
  * The least id with `prefix` made at `ms` or later: every id of a later time sorts after it, every
  * id of an earlier time before it (the time is the first ten characters, fixed width), so a time
@@ -75,9 +83,7 @@ export function idTime(id: string): number {
 export function idFloor(prefix: IdPrefix, ms: number): string {
   const t = Math.floor(ms);
   if (!(t < 2 ** 48)) return `${prefix}_8`;
-  let out = `${prefix}_`;
-  for (let shift = 9; shift >= 0; shift--) out += CROCKFORD[t > 0 ? Math.floor(t / 2 ** (5 * shift)) % 32 : 0];
-  return out;
+  return `${prefix}_${base32(Math.max(t, 0), 10)}`;
 }
 
 /**
@@ -86,10 +92,7 @@ export function idFloor(prefix: IdPrefix, ms: number): string {
  * text primary-key index cost 30% of every enqueue (bench/queue.ts).
  */
 export function seqId<P extends IdPrefix>(prefix: P, n: number): `${P}_${string}` {
-  // Digit i is floor(n / 32^i) mod 32: dividing by a power of two is exact for a safe integer.
-  let out = `${prefix}_`;
-  for (let shift = 12; shift >= 0; shift--) out += CROCKFORD[Math.floor(n / 2 ** (5 * shift)) % 32];
-  return out as `${P}_${string}`;
+  return `${prefix}_${base32(n, 13)}`;
 }
 
 /** The value of each Crockford digit by its char code, -1 for any other character. */

@@ -68,3 +68,13 @@ export function histogramSeries<T extends string>(
       }
   };
 }
+
+/** Series made on first use, one per key (a label value known only per request), then kept. */
+export function seriesBy<K, S>(make: (key: K) => S): (key: K) => S {
+  const made = new Map<K, S>();
+  return (key) => {
+    let series = made.get(key);
+    if (series === undefined) made.set(key, (series = make(key)));
+    return series;
+  };
+}

@@ -1,6 +1,6 @@
 import type { Clock } from "../../core/clock.ts";
 import type { Metrics } from "../../core/metrics.ts";
-import { counterSeries } from "../../core/prom.ts";
+import { counterSeries, seriesBy } from "../../core/prom.ts";
 import { type Envelope, newEnvelope, type Span, spanSince } from "../../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../../events/handoff.ts";
 import type { Storage } from "../../store/index.ts";
@@ -28,16 +28,12 @@ export type Accepted = { id: string } | { id: string; duplicate: true };
 export function eventAcceptor(deps: AcceptDeps) {
   const { storage, metrics, clock } = deps;
   // Each channel's two answers, counted as series (src/core/prom.ts): no label hashing per request.
-  const counted = new Map<string, { accepted: () => void; duplicate: () => void }>();
+  const counted = seriesBy((channel: string) => ({
+    accepted: counterSeries(metrics.ingressRequests, { channel, outcome: "accepted" }),
+    duplicate: counterSeries(metrics.ingressRequests, { channel, outcome: "duplicate" }),
+  }));
   const count = (channel: string, created: boolean) => {
-    let c = counted.get(channel);
-    if (!c) {
-      c = {
-        accepted: counterSeries(metrics.ingressRequests, { channel, outcome: "accepted" }),
-        duplicate: counterSeries(metrics.ingressRequests, { channel, outcome: "duplicate" }),
-      };
-      counted.set(channel, c);
-    }
+    const c = counted(channel);
     if (created) c.accepted();
     else c.duplicate();
   };

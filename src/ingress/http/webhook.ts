@@ -3,7 +3,7 @@ import { Elysia } from "elysia";
 import type { Clock } from "../../core/clock.ts";
 import { type Logger, REDACTED } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
-import { counterSeries, histogramSeries } from "../../core/prom.ts";
+import { counterSeries, histogramSeries, seriesBy } from "../../core/prom.ts";
 import { SpecCache } from "../../control/resources/cache.ts";
 import { type BindingSpec, NAME_PATTERN } from "../../control/resources/specs.ts";
 import { AppError, problemResponse } from "../../errors/index.ts";
@@ -112,7 +112,9 @@ export function webhookRoute(deps: WebhookRouteDeps) {
   const { metrics, clock, guard, accept, log } = deps;
   // Every request is timed and counted: series with their labels resolved once (src/core/prom.ts).
   const timed = histogramSeries(metrics.ingressSeconds, { channel: "webhook" });
-  const answeredAs = new Map<number, (n?: number) => void>();
+  const answeredAs = seriesBy((status: number) =>
+    counterSeries(metrics.httpRequests, { method: "POST", route: WEBHOOK_PATH, status: String(status) }),
+  );
   // Bindings by tenant/name: read once per configuration change.
   const bindings = new SpecCache<BindingSpec>(deps.storage.resources, "bindings");
 
@@ -179,14 +181,7 @@ export function webhookRoute(deps: WebhookRouteDeps) {
     }
   }
 
-  const answered = (status: number) => {
-    let count = answeredAs.get(status);
-    if (!count) {
-      count = counterSeries(metrics.httpRequests, { method: "POST", route: WEBHOOK_PATH, status: String(status) });
-      answeredAs.set(status, count);
-    }
-    count();
-  };
+  const answered = (status: number) => answeredAs(status)();
 
   /** The Bun.serve route: the same answers the app's error handler and metrics hook would give. */
   const raw = async (
