@@ -153,6 +153,7 @@ async function start(opts: AppOptions & { clock: Clock }, stack: StopStack<Shutd
       agents,
       tools: () => services.registry.list(),
       agentAddresses: services.directory,
+      reserveJob: (kind) => workers.runner.reserve(kind),
       backups,
     },
     stack,

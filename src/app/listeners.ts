@@ -12,7 +12,7 @@ import type { Users } from "../users/index.ts";
 import type { BindingSpec } from "../control/resources/specs.ts";
 import { SpecCache } from "../control/resources/cache.ts";
 import { ingressRoutes } from "../ingress/http/index.ts";
-import { type AgentAddresses, SmtpIngress } from "../ingress/smtp/index.ts";
+import { type AgentAddresses, type ReserveJob, SmtpIngress } from "../ingress/smtp/index.ts";
 import { createHttpApp, type ReadyCheck } from "../server/server.ts";
 import { servePlain } from "../server/plain.ts";
 import { isLoopback, servesHttps } from "../server/tls.ts";
@@ -86,6 +86,8 @@ export async function startListeners(
     tools?: () => readonly ToolListing[];
     /** Addresses of the agents' active email tools: the SMTP recipient check accepts them. */
     agentAddresses?: AgentAddresses;
+    /** A place in this node's job runner: an accepted message's job starts there at once. */
+    reserveJob?: ReserveJob;
     /** POST /v1/backups (src/backup/service.ts). */
     backups?: BackupTaker;
   },
@@ -193,6 +195,7 @@ export async function startListeners(
     metrics,
     clock,
     agentAddresses: deps.agentAddresses,
+    reserveJob: deps.reserveJob,
   });
   let port: number;
   try {

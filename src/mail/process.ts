@@ -9,7 +9,7 @@ import { type ParsedMail, parseMail } from "./parse.ts";
 import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
 import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
-import type { MessageSpool } from "../ingress/smtp/index.ts";
+import type { MailProcessLocal, MessageSpool } from "../ingress/smtp/index.ts";
 
 /**
  * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the
@@ -65,13 +65,18 @@ async function timed<T>(
 export function mailProcessor(deps: MailProcessorDeps): JobHandler {
   const mta = deps.mta ?? hostname();
   const clock = deps.clock ?? systemClock;
-  return async (job) => {
+  return async (job, ctx) => {
     const id = (job.payload as { id?: unknown }).id;
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
-    const row = await deps.storage.mail.getMessage(id);
+    // Born leased at the accept (src/ingress/smtp/accept.ts): the row just committed and its bytes.
+    const local = ctx?.local as MailProcessLocal | undefined;
+    const mine = local?.row.id === id ? local : undefined;
+    const row = mine?.row ?? (await deps.storage.mail.getMessage(id));
     if (!row) throw new PermanentJobError(`message ${id} is not in the database`);
     if (row.state !== "queued") return; // done by an earlier run whose ack was lost
-    const raw = await deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength });
+    const raw =
+      mine?.raw ??
+      (await deps.spool.read({ segment: row.spoolSegment, offset: row.spoolOffset, length: row.spoolLength }));
     if (!raw) {
       await deps.storage.committer.run((tx) =>
         deps.storage.mail.finishTx(tx, id, { events: [], error: "the spooled message is gone (purged by retention)" }),

@@ -108,6 +108,82 @@ describe("JobRunner", () => {
     expect((await storage.queue.depth()).done).toBe(30);
   });
 
+  test("a job born leased in a reserved place runs once its commit is in, with what its creator handed along, and is acked", async () => {
+    const seen: { job: Job; local: unknown }[] = [];
+    const { storage, runner, outcomes } = setup({
+      "t.born": async (job, ctx) => void seen.push({ job, local: ctx.local }),
+    });
+    const slot = runner.reserve("t.born")!;
+    expect(slot.lease.visibilityMs).toBe(60_000);
+    const job = await storage.committer.run((tx) =>
+      storage.queue.enqueueLeasedTx(tx, { kind: "t.born", payload: { n: 1 } }, slot.lease),
+    );
+    expect((await storage.queue.get(job!.id))?.state).toBe("leased");
+    slot.start(job!, { bytes: "in memory" });
+    await until("the born job to finish", () => outcomes.length === 1, 2000);
+    expect(seen).toEqual([{ job: job!, local: { bytes: "in memory" } }]);
+    expect((await storage.queue.get(job!.id))?.state).toBe("done");
+    // A claimed job never carries one.
+    await storage.queue.enqueue({ kind: "t.born", payload: { n: 2 } });
+    await until("the claimed job", () => outcomes.length === 2, 2000);
+    expect(seen[1]!.local).toBeUndefined();
+  });
+
+  test("reserved places count against the concurrency until started or released; none for a kind without a handler or after stop", async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let running = 0;
+    let peak = 0;
+    const { storage, runner, outcomes } = setup(
+      {
+        "t.gated": async () => {
+          peak = Math.max(peak, ++running);
+          await gate;
+          running--;
+        },
+      },
+      2,
+    );
+    expect(runner.reserve("t.other")).toBeNull();
+    const a = runner.reserve("t.gated")!;
+    const b = runner.reserve("t.gated")!;
+    expect(runner.reserve("t.gated")).toBeNull();
+    // Work enqueued meanwhile waits: both places are taken.
+    const queued = await storage.queue.enqueue({ kind: "t.gated", payload: null });
+    await Bun.sleep(50);
+    expect((await storage.queue.get(queued.id))?.state).toBe("available");
+    // A place whose commit failed is free again, and the waiting job takes it.
+    b.release();
+    b.release();
+    await until("the queued job to start", async () => (await storage.queue.get(queued.id))?.state === "leased");
+    const born = await storage.committer.run((tx) =>
+      storage.queue.enqueueLeasedTx(tx, { kind: "t.gated", payload: null }, a.lease),
+    );
+    a.start(born!);
+    a.start(born!); // once only
+    expect(runner.reserve("t.gated")).toBeNull();
+    release();
+    await until("both jobs", () => outcomes.length === 2, 2000);
+    expect(peak).toBe(2);
+    expect(runner.reserve("t.gated")).not.toBeNull();
+    await runner.stop(1000);
+    expect(runner.reserve("t.gated")).toBeNull();
+  });
+
+  test("a born job started after stop began is not run: it keeps its lease for recovery", async () => {
+    const seen: Job[] = [];
+    const { storage, runner } = setup({ "t.late": async (job) => void seen.push(job) });
+    const slot = runner.reserve("t.late")!;
+    const job = await storage.committer.run((tx) =>
+      storage.queue.enqueueLeasedTx(tx, { kind: "t.late", payload: null }, slot.lease),
+    );
+    await runner.stop(1000);
+    slot.start(job!);
+    await Bun.sleep(20);
+    expect(seen).toEqual([]);
+    expect((await storage.queue.get(job!.id))?.state).toBe("leased");
+  });
+
   test("leaves jobs of kinds it has no handler for", async () => {
     const { storage, outcomes } = setup({ "t.mine": async () => {} });
     const other = await storage.queue.enqueue({ kind: "t.theirs", payload: null });

@@ -1,4 +1,4 @@
-import type { Job, JobQueue } from "../store/index.ts";
+import type { BornLease, Job, JobQueue } from "../store/index.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 
@@ -6,6 +6,12 @@ import type { Logger } from "../core/log.ts";
 export interface JobContext {
   signal: AbortSignal;
   log: Logger;
+  /**
+   * What the job's creator handed along in memory when the job was born leased to this runner
+   * (`JobRunner.reserve`), such as the bytes it just wrote: the handler need not read them back.
+   * Never set for a claimed job (a retry, a recovered lease, another node's job).
+   */
+  local?: unknown;
 }
 
 /**
@@ -51,6 +57,20 @@ export interface JobRunnerOptions {
 }
 
 /**
+ * A place in a runner for a job born leased to it (`JobQueue.enqueueLeasedTx`), reserved before
+ * the commit that creates the job, so the job starts once that commits: no claim, no wait.
+ * Exactly one of `start` and `release` is called.
+ */
+export interface BornSlot {
+  /** The lease to create the job with. */
+  readonly lease: BornLease;
+  /** The commit is in: run the job, with what its creator hands along in memory. */
+  start(job: Job, local?: unknown): void;
+  /** The job was not created (a failed commit, a taken idempotency key): the place is free again. */
+  release(): void;
+}
+
+/**
  * Leases jobs of the kinds it has handlers for, in batches, runs up to `concurrency` at once,
  * and acks or fails each. Wakes on every committed enqueue, at the retries it schedules itself
  * when they are due sooner than the next poll, and otherwise polls, so scheduled retries start
@@ -59,6 +79,8 @@ export interface JobRunnerOptions {
 export class JobRunner {
   private running = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Places reserved for born-leased jobs whose commit is on its way: they count as running. */
+  private reserved = 0;
   private wake: (() => void) | null = null;
   private woken = false;
   private loop: Promise<void> | null = null;
@@ -85,6 +107,35 @@ export class JobRunner {
     this.running = true;
     this.unsubscribe = this.opts.queue.onEnqueued(() => this.poke());
     this.loop = this.run();
+  }
+
+  /**
+   * A place for a job of `kind` born leased to this runner, when one is free (running jobs and
+   * other reservations leave room under `concurrency`); null otherwise, and then the creator
+   * enqueues the job for any worker to claim. A job started after `stop()` began is not run: it
+   * keeps its lease and runs again after the next start, like a job cut off (at least once).
+   */
+  reserve(kind: string): BornSlot | null {
+    if (!this.running || !this.opts.handlers.has(kind)) return null;
+    if (this.inFlight.size + this.reserved >= this.opts.concurrency) return null;
+    this.reserved++;
+    let open = true;
+    const close = (): boolean => {
+      if (!open) return false;
+      open = false;
+      this.reserved--;
+      return true;
+    };
+    return {
+      lease: { owner: this.opts.owner ?? null, visibilityMs: this.opts.visibilityMs },
+      start: (job, local) => {
+        if (!close()) return;
+        if (this.running) this.track(this.execute(job, local));
+      },
+      release: () => {
+        if (close()) this.wake?.();
+      },
+    };
   }
 
   private poke(): void {
@@ -114,7 +165,7 @@ export class JobRunner {
     const kinds = this.kinds;
     while (this.running) {
       this.heartbeat = this.clock.now();
-      const room = this.opts.concurrency - this.inFlight.size;
+      const room = this.opts.concurrency - this.inFlight.size - this.reserved;
       let leased: Job[] = [];
       if (room > 0 && kinds.length > 0) {
         this.woken = false;
@@ -132,8 +183,8 @@ export class JobRunner {
       }
       if (!this.running) break;
       // Full, or nothing to do: wait for a slot, an enqueue, or the poll interval.
-      if (leased.length === 0 || this.inFlight.size >= this.opts.concurrency) {
-        if (this.woken && this.inFlight.size < this.opts.concurrency) continue;
+      if (leased.length === 0 || this.inFlight.size + this.reserved >= this.opts.concurrency) {
+        if (this.woken && this.inFlight.size + this.reserved < this.opts.concurrency) continue;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, pollMs);
           this.wake = () => {
@@ -154,13 +205,13 @@ export class JobRunner {
     });
   }
 
-  private async execute(job: Job): Promise<void> {
+  private async execute(job: Job, local?: unknown): Promise<void> {
     const handler = this.opts.handlers.get(job.kind)!;
     const log = this.opts.log.child({ job: job.id, kind: job.kind, attempt: job.attempt });
     const started = performance.now();
     let outcome: "done" | "retry" | "dead" | "lost";
     try {
-      const result = await handler(job, { signal: this.abort.signal, log });
+      const result = await handler(job, { signal: this.abort.signal, log, local });
       outcome = result === "acked" || (await this.opts.queue.ack(job)) ? "done" : "lost";
     } catch (e) {
       const err = e as Error;

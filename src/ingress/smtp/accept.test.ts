@@ -2,11 +2,13 @@ import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
-import { tempStorages } from "../../../test/helpers/storage.ts";
+import { tempStorages, until } from "../../../test/helpers/storage.ts";
 import { ManualClock } from "../../core/clock.ts";
 import { createLogger, Redactor } from "../../core/log.ts";
 import { TEST_RECIPIENT } from "../../../test/helpers/smtp-ingress.ts";
-import { AcceptStage, MAIL_PROCESS_JOB } from "./accept.ts";
+import type { Job } from "../../store/index.ts";
+import { type JobHandler, JobRunner } from "../../workers/job-runner.ts";
+import { AcceptStage, MAIL_PROCESS_JOB, type MailProcessLocal } from "./accept.ts";
 import { DataStage } from "./data.ts";
 import { Spool } from "./spool.ts";
 
@@ -106,6 +108,65 @@ describe("the accept stage", () => {
     expect(outcomes).toEqual(["commit unavailable"]);
     expect(storage.mail.spoolSegments().size).toBe(0);
     expect(await storage.queue.backlog()).toBe(0);
+    await spool.close();
+  });
+
+  test("with a free place in the job runner, the job is born leased to it and starts after the commit with the row as stored and the bytes, without a claim", async () => {
+    const storage = storages();
+    const spool = new Spool(join(storage.dir, "spool"));
+    const clock = new ManualClock();
+    const runs: { job: Job; local: MailProcessLocal; leasesBefore: number }[] = [];
+    const leases: unknown[] = [];
+    const handler: JobHandler = async (job, ctx) =>
+      void runs.push({ job, local: ctx.local as MailProcessLocal, leasesBefore: leases.length });
+    const runner = new JobRunner({
+      queue: storage.queue,
+      handlers: new Map([[MAIL_PROCESS_JOB, handler]]),
+      log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }),
+      concurrency: 1,
+      visibilityMs: 60_000,
+      pollMs: 60_000,
+      owner: "pid:test",
+    });
+    runner.start();
+    const lease = storage.queue.lease.bind(storage.queue);
+    storage.queue.lease = (opts) => (leases.push(opts), lease(opts));
+    const accept = new AcceptStage({
+      storage,
+      reserve: (kind) => runner.reserve(kind),
+      clock,
+      count: () => {},
+      log: createLogger({ level: "error", redactor: new Redactor(), sink: () => {} }),
+    });
+    const raw = Buffer.from("Subject: born\r\n\r\nleased\r\n");
+    const spooled = await spool.append(raw);
+    const reply = await accept.commit(
+      { raw, spooled, receivedAt: clock.now(), recipients: [TEST_RECIPIENT], trace: [] },
+      session,
+    );
+    const id = /queued as (msg_\S+)$/.exec(reply)![1]!;
+    // The 250 is answered before the job starts.
+    expect(runs).toEqual([]);
+    expect(await storage.queue.depth()).toMatchObject({ available: 0, leased: 1 });
+    const since = leases.length;
+    await until("the job to run", () => runs.length === 1, 2000);
+    expect(runs[0]!.leasesBefore).toBe(since);
+    expect(runs[0]!.job).toMatchObject({ kind: MAIL_PROCESS_JOB, payload: { id }, attempt: 1, state: "leased" });
+    expect(runs[0]!.local.row).toEqual(storage.mail.get(id)!);
+    expect(runs[0]!.local.raw).toEqual(raw);
+    await until("its ack", async () => (await storage.queue.depth()).done === 1, 2000);
+
+    // The one place is free again; a commit that fails gives it back too.
+    const run = storage.committer.run.bind(storage.committer);
+    storage.committer.run = (() => Promise.reject(new Error("disk I/O error"))) as never;
+    await accept
+      .commit({ raw, spooled, receivedAt: clock.now(), recipients: [TEST_RECIPIENT], trace: [] }, session)
+      .catch(() => {});
+    storage.committer.run = run;
+    const slot = runner.reserve(MAIL_PROCESS_JOB);
+    expect(slot).not.toBeNull();
+    slot!.release();
+    await runner.stop(1000);
     await spool.close();
   });
 });

@@ -4,7 +4,7 @@
  * MAIL, per-connection state), recipients.ts (RCPT), data.ts (DATA into the spool), accept.ts
  * (the row and its job in one commit, then 250); spool.ts and tls.ts beside them.
  */
-export { AcceptStage, MAIL_PROCESS_JOB } from "./accept.ts";
+export { AcceptStage, MAIL_PROCESS_JOB, type MailProcessLocal, type ReserveJob } from "./accept.ts";
 export { DataStage, readMessage, type SpooledMessage } from "./data.ts";
 export { guard, replyTo, SmtpReply, storageUnavailable } from "./guard.ts";
 export { SmtpIngress, type SmtpIngressDeps } from "./listener.ts";

@@ -7,7 +7,7 @@ import { type Clock, systemClock } from "../../core/clock.ts";
 import type { Logger } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
 import type { Storage } from "../../store/index.ts";
-import { AcceptStage } from "./accept.ts";
+import { AcceptStage, type ReserveJob } from "./accept.ts";
 import { DataStage } from "./data.ts";
 import { type CountStage, guard, stageCounter } from "./guard.ts";
 import { type AgentAddresses, RecipientStage } from "./recipients.ts";
@@ -46,6 +46,8 @@ export interface SmtpIngressDeps {
   clock?: Clock;
   /** Addresses of agents' active email tools (the agent pool's), accepted besides the bindings'. */
   agentAddresses?: AgentAddresses;
+  /** A place in this node's job runner for an accepted message's job (AcceptStage). */
+  reserveJob?: ReserveJob;
 }
 
 export class SmtpIngress {
@@ -82,7 +84,7 @@ export class SmtpIngress {
       agentAddresses: deps.agentAddresses,
     });
     this.data = new DataStage({ spool: deps.spool, maxMessageBytes: limits.maxMessageBytes, clock, count });
-    this.accept = new AcceptStage({ storage: deps.storage, clock, count, log });
+    this.accept = new AcceptStage({ storage: deps.storage, reserve: deps.reserveJob, clock, count, log });
     const ingress = this;
     // smtp-server waits a fixed 100 ms before every greeting (its early-talker check). The
     // appliance makes the pause a setting (smtp_greeting_delay) by starting connections itself;
