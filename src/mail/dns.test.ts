@@ -69,6 +69,24 @@ describe("errors carry the codes mailauth maps", () => {
     expect(await failure(r("example.test", "PTR"))).toBe("ENODATA");
   });
 
+  test("a no-such-record error is an Error with its code, name and message, made without a stack trace; the limit is left as it was", async () => {
+    const r = createDnsResolver({ servers: server.servers });
+    const limit = Error.stackTraceLimit;
+    for (let i = 0; i < 2; i++) {
+      // The first from the server, the second from the cache.
+      const e = (await r("nothing.example.test", "TXT").catch((x) => x)) as Error & { code: string; hostname: string };
+      expect(e).toBeInstanceOf(Error);
+      expect({ code: e.code, hostname: e.hostname, message: e.message, name: e.name }).toEqual({
+        code: "ENOTFOUND",
+        hostname: "nothing.example.test",
+        message: "ENOTFOUND TXT nothing.example.test",
+        name: "DnsError",
+      });
+      expect(e.stack ?? "").not.toContain(" at ");
+    }
+    expect(Error.stackTraceLimit).toBe(limit);
+  });
+
   test("SERVFAIL is ESERVFAIL, after the next server was asked too", async () => {
     const r = createDnsResolver({ servers: [...server.servers, ...server.servers] });
     const before = server.queries.length;

@@ -110,7 +110,7 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
       }
       answer = await pending;
     }
-    if ("code" in answer) throw new DnsError(answer.code, name, rrtype);
+    if ("code" in answer) throw noRecord(answer.code, name, rrtype);
     // Callers may sort or change what they get (mailauth sorts MX lists): each gets its own copy.
     return structuredClone(answer.records);
   };
@@ -400,4 +400,20 @@ function exchange(
       });
     }
   });
+}
+
+/**
+ * "No such record", thrown for every answer that says so, from the cache too: several a
+ * message (SPF, DMARC and its organizational domain, for a sender without records). It is what
+ * mailauth expects for an empty answer, not a failure, so it is made without a stack trace:
+ * capturing one cost a third of sender authentication's CPU for such a sender (docs/performance.md).
+ */
+function noRecord(code: DnsErrorCode, name: string, rrtype: string): DnsError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new DnsError(code, name, rrtype);
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }

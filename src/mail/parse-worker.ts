@@ -8,8 +8,8 @@ import {
   type BodyBatchReply,
   type BodyReply,
   type BodyRequest,
+  cappedText,
   charsetDecoder,
-  cutUtf8,
   type ParsedBody,
   warn,
 } from "./parse.ts";
@@ -42,11 +42,7 @@ async function parseBody({ raw, maxTextBytes }: BodyRequest): Promise<ParsedBody
     // @types/mailparser calls this option a stream; mailparser calls it: `new Iconv(charset, …)`.
     Iconv: charsetDecoders(warnings) as unknown as MailParserOptions["Iconv"],
   });
-  const capped = (what: string, content: string) => {
-    const kept = cutUtf8(content, maxTextBytes);
-    if (kept !== content) warn(warnings, `${what} cut to ${maxTextBytes} bytes`);
-    return kept;
-  };
+  const capped = (what: string, content: string) => cappedText(what, content, maxTextBytes, warnings);
   return {
     text: capped("text", mail.text ?? ""),
     html: typeof mail.html === "string" ? sanitizeHtml(capped("html", mail.html)) : null,

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Glob } from "bun";
 import { BlobStore } from "../store/blobs.ts";
-import { BodyParser, type MailAddress, type ParsedMail, parseMail } from "./parse.ts";
+import { BodyParser, type MailAddress, type ParsedMail, parseCounts, parseMail } from "./parse.ts";
 
 const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus", "email");
 const HAVE_CORPUS = existsSync(CORPUS);
@@ -553,5 +553,139 @@ describe("a worker that fails", () => {
     const queued = [ask("loop", 200), ask("after 1"), ask("after 2")];
     await expect(queued[0]!).rejects.toThrow("no result after 200 ms");
     expect((await Promise.all(queued.slice(1))).map((b) => b.text)).toEqual(["after 1", "after 2"]);
+  });
+});
+
+describe("a plain body, read without the worker", () => {
+  // Each message both ways: inline (where it qualifies) and through mailparser in the worker.
+  const bothWays = async (raw: Uint8Array, opts: { maxTextBytes?: number } = {}) => {
+    const before = parseCounts.inline;
+    const inline = await parseMail(raw, { blobs, ...opts });
+    const went = parseCounts.inline - before;
+    const worker = await parseMail(raw, { blobs, ...opts, inline: false });
+    return { inline, worker, wentInline: went === 1 };
+  };
+  const bytes = (text: string) => Buffer.from(text, "utf8");
+  const big = "x".repeat(70 * 1024);
+  const cases: [name: string, raw: Uint8Array, inline: boolean][] = [
+    ["CRLF lines", bytes("From: a@b.example\r\nSubject: x\r\n\r\nline one\r\nline two\r\n"), true],
+    ["no final line end", bytes("From: a@b.example\r\n\r\nline one\r\nline two"), true],
+    ["LF only", bytes("From: a@b.example\nSubject: x\n\nline one\nline two\n"), true],
+    ["blank lines at the end", bytes("From: a@b.example\r\n\r\nbody\r\n\r\n\r\n"), true],
+    ["empty body", bytes("From: a@b.example\r\n\r\n"), true],
+    [
+      "spaces, tabs, a bare CR, NUL, dots",
+      bytes("From: a@b.example\r\n\r\n  x  \r\n\ty\ra\u0000b\r\n..z\r\n.\r\n"),
+      true,
+    ],
+    [
+      "UTF-8, 8bit",
+      bytes(
+        "From: a@b.example\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nh\u00e9llo \u2603\r\n",
+      ),
+      true,
+    ],
+    [
+      "quoted charset, 7bit, folded type",
+      bytes(
+        'From: a@b.example\r\nContent-Type: text/plain;\r\n charset="US-ASCII"\r\nContent-Transfer-Encoding: 7BIT\r\n\r\nhi\r\n',
+      ),
+      true,
+    ],
+    ["text/plain without a charset", bytes("From: a@b.example\r\nContent-Type: TEXT/PLAIN\r\n\r\nhi\r\n"), true],
+    ["64 KiB of body", bytes(`From: a@b.example\r\n\r\n${"y".repeat(64 * 1024 - 2)}\r\n`), true],
+    ["no empty line after the headers", bytes("From: a@b.example\r\nSubject: x\r\n"), false],
+    ["a line that is no field", bytes("From: a@b.example\r\nnot a field\r\n\r\nbody\r\n"), false],
+    ["an mbox From line", bytes("From someone Mon Jan  1 00:00:00 2024\r\nFrom: a@b.example\r\n\r\nbody\r\n"), false],
+    ["a BOM", bytes("\ufeffFrom: a@b.example\r\n\r\nbody\r\n"), false],
+    [
+      "format=flowed",
+      bytes("From: a@b.example\r\nContent-Type: text/plain; charset=utf-8; format=flowed\r\n\r\nsoft \r\nbreak\r\n"),
+      false,
+    ],
+    [
+      "quoted-printable",
+      bytes("From: a@b.example\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nh=C3=A9llo=\r\n\r\n"),
+      false,
+    ],
+    ["base64", bytes("From: a@b.example\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n"), false],
+    [
+      "latin1",
+      Buffer.concat([
+        bytes("From: a@b.example\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nh"),
+        Buffer.from([0xe9]),
+        bytes("llo\r\n"),
+      ]),
+      false,
+    ],
+    [
+      "bytes that are not UTF-8",
+      Buffer.concat([
+        bytes("From: a@b.example\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nh"),
+        Buffer.from([0xe9]),
+        bytes("llo\r\n"),
+      ]),
+      false,
+    ],
+    ["8-bit text without a charset", bytes("From: a@b.example\r\n\r\nh\u00e9llo\r\n"), false],
+    [
+      "a disposition",
+      bytes("From: a@b.example\r\nContent-Disposition: attachment; filename=a.txt\r\n\r\nhi\r\n"),
+      false,
+    ],
+    [
+      "two content types",
+      bytes("From: a@b.example\r\nContent-Type: text/plain\r\nContent-Type: text/html\r\n\r\n<b>hi</b>\r\n"),
+      false,
+    ],
+    ["HTML", bytes("From: a@b.example\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>hi</p>\r\n"), false],
+    [
+      "multipart",
+      bytes('From: a@b.example\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n\r\nhi\r\n--b--\r\n'),
+      false,
+    ],
+    ["over 64 KiB", bytes(`From: a@b.example\r\n\r\n${big}\r\n`), false],
+  ];
+  for (const [name, raw, inline] of cases)
+    test(`${name}: ${inline ? "read here" : "left to the worker"}, the same result either way`, async () => {
+      const { inline: a, worker: b, wentInline } = await bothWays(raw);
+      expect(wentInline).toBe(inline);
+      expect(a).toEqual(b);
+    });
+
+  test("a text over maxTextBytes is cut, with the same warning either way", async () => {
+    const {
+      inline: a,
+      worker: b,
+      wentInline,
+    } = await bothWays(bytes(`From: a@b.example\r\n\r\n${"\u00e9".repeat(100)}\r\n`), {
+      maxTextBytes: 51,
+    });
+    expect(wentInline).toBe(false); // 8-bit without a charset
+    const {
+      inline: c,
+      worker: d,
+      wentInline: w2,
+    } = await bothWays(
+      bytes(`From: a@b.example\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${"\u00e9".repeat(100)}\r\n`),
+      { maxTextBytes: 51 },
+    );
+    expect(w2).toBe(true);
+    expect(c).toEqual(d);
+    expect(c.text).toBe("\u00e9".repeat(25));
+    expect(c.parse_warnings).toContain("text cut to 51 bytes");
+    expect(a).toEqual(b);
+  });
+
+  test.skipIf(!HAVE_CORPUS)("every corpus message read here reads the same through mailparser", async () => {
+    let here = 0;
+    for (const file of files) {
+      const { inline, worker, wentInline } = await bothWays(await corpusBytes(file));
+      if (!wentInline) continue;
+      here++;
+      expect({ file, parsed: inline }).toEqual({ file, parsed: worker });
+    }
+    console.log(`${here} of ${files.length} corpus messages read here`);
+    expect(here).toBeGreaterThan(0);
   });
 });

@@ -13,7 +13,7 @@ import { parseAllDocuments } from "yaml";
 import { startDnsServer, type DnsZone, type TestDnsServer, type ZoneEntry } from "../../test/helpers/dns-server.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createDnsResolver } from "./dns.ts";
-import { verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.ts";
+import { dkimInput, verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.ts";
 
 const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus");
 const HAVE_CORPUS = existsSync(join(CORPUS, "MANIFEST.json"));
@@ -449,4 +449,59 @@ describe.skipIf(!HAVE_CORPUS)("when DNS does not answer", () => {
     );
     expect([result.spf, result.dkim, result.dmarc]).toEqual(["temperror", "temperror", "temperror"]);
   });
+});
+
+describe("the DKIM pass reads an unsigned message's header block only", () => {
+  const crlf = (text: string) => Buffer.from(text.replace(/\n/g, "\r\n"), "latin1");
+  const head = "From: Alice <alice@example.com>\nTo: b@example.net\nSubject: x\n";
+  const cases: [name: string, raw: Buffer, whole: boolean][] = [
+    ["unsigned", crlf(`${head}\nbody line\n`), false],
+    [
+      "a DKIM-Signature, folded, not first",
+      crlf(`${head}DKIM-Signature: v=1; a=rsa-sha256;\n d=example.com\n\nbody\n`),
+      true,
+    ],
+    ["a dkim-signature in lower case", crlf(`dkim-signature : v=1\n${head}\nbody\n`), true],
+    ["an ARC set", crlf(`ARC-Seal: i=1; cv=none\n${head}\nbody\n`), true],
+    ["X-DKIM-Signature is no signature", crlf(`X-DKIM-Signature: v=1\n${head}\nbody\n`), false],
+    ["a DKIM-Signature line in the body", crlf(`${head}\nDKIM-Signature: v=1\n`), false],
+    [
+      "a signature in a folded line is still a value",
+      crlf(`Subject: see\n DKIM-Signature: v=1\n${head}\nbody\n`),
+      false,
+    ],
+    ["LF only: read whole", Buffer.from(`${head}\nbody\n`), true],
+    ["no body", crlf(`${head}\n`), false],
+  ];
+  const resolver = async () => {
+    throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+  };
+  for (const [name, raw, whole] of cases)
+    test(`${name}: ${whole ? "the whole message" : "the header block"}, and mailauth says the same of either`, async () => {
+      const read = dkimInput(raw);
+      if (whole) expect(read).toBe(raw);
+      else expect(read.toString("latin1")).toBe(raw.toString("latin1", 0, raw.indexOf("\r\n\r\n") + 4));
+      const { dkimVerify } = await import("mailauth");
+      const curTime = new Date(0);
+      expect(await dkimVerify(read, { resolver, curTime })).toEqual(await dkimVerify(raw, { resolver, curTime }));
+    });
+
+  test.skipIf(!HAVE_CORPUS)(
+    "every corpus message: mailauth's DKIM result on what it reads is its result on the whole",
+    async () => {
+      const { dkimVerify } = await import("mailauth");
+      const curTime = new Date(0);
+      let headersOnly = 0;
+      const files = [...new Bun.Glob("**/*.eml").scanSync(CORPUS)].sort();
+      for (const file of files) {
+        const raw = Buffer.from(await corpusBytes(file));
+        const read = dkimInput(raw);
+        if (read === raw) continue;
+        headersOnly++;
+        const [a, b] = [await dkimVerify(read, { resolver, curTime }), await dkimVerify(raw, { resolver, curTime })];
+        expect({ file, result: a }).toEqual({ file, result: b });
+      }
+      expect(headersOnly).toBeGreaterThan(10);
+    },
+  );
 });

@@ -107,7 +107,7 @@ async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: num
   // is checked as the address literal a client would send (RFC 5321 section 4.1.3).
   const helo = input.helo || input.remoteIp;
   await Promise.all([
-    dkimVerify(message, { resolver, sender, curTime: new Date(now) }).then((r) => (checks.dkim = r)),
+    dkimVerify(dkimInput(message), { resolver, sender, curTime: new Date(now) }).then((r) => (checks.dkim = r)),
     spf({ ip: input.remoteIp, helo: isIP(helo) ? `[${helo}]` : helo, sender, mta: input.mta, resolver }).then(
       (r) => (checks.spf = r),
     ),
@@ -277,4 +277,20 @@ function verdict(result: string): Verdict {
 
 function domainOf(address: string): string {
   return address.slice(address.lastIndexOf("@") + 1).toLowerCase();
+}
+
+/** A header field that makes the DKIM pass read the body: a signature (DKIM, ARC) hashes it. */
+const SIGNATURE_FIELD = /^(?:dkim-signature|arc-[a-z-]+)[ \t]*:/im;
+
+/**
+ * What the DKIM pass reads: the whole message when its header block holds a DKIM or ARC field,
+ * else only the header block. An unsigned message's body takes part in nothing the pass reports
+ * (no signature hashes it; From and the ARC data are header fields), and mailauth would
+ * otherwise canonicalize all of it for no use: a quarter of sender authentication's time for a
+ * small plain message, more for a large one. A block that does not end in CRLF CRLF is read whole.
+ */
+export function dkimInput(message: Buffer): Buffer {
+  const end = message.indexOf("\r\n\r\n");
+  if (end < 0 || SIGNATURE_FIELD.test(message.toString("latin1", 0, end + 2))) return message;
+  return message.subarray(0, end + 4);
 }
