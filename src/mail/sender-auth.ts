@@ -74,21 +74,20 @@ interface Checks {
  */
 export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptions): Promise<SenderAuthResult> {
   const started = performance.now();
-  const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS);
-  const dns = boundedResolver(opts.resolver, stop.signal);
+  const dns = boundedResolver(opts.resolver);
   const checks: Checks = { unfinished: "timed out" };
+  let timer: ReturnType<typeof setTimeout> | undefined;
   try {
-    const aborted = new Promise<void>((resolve) =>
-      stop.signal.addEventListener("abort", () => resolve(), { once: true }),
-    );
-    await Promise.race([runChecks(input, dns.resolve, (opts.clock ?? systemClock).now(), checks), aborted]);
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS);
+    });
+    await Promise.race([runChecks(input, dns.resolve, (opts.clock ?? systemClock).now(), checks), deadline]);
   } catch (err) {
     checks.unfinished = `error: ${err instanceof Error ? err.message : String(err)}`;
   } finally {
     clearTimeout(timer);
     // Whatever still runs (after a timeout or an exception) gets no more answers.
-    stop.abort();
+    dns.close();
   }
   return { ...summarize(input, checks, dns.temporaryFailures), duration_ms: Math.round(performance.now() - started) };
 }
@@ -129,29 +128,39 @@ async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: num
 }
 
 /**
- * The caller's resolver, cut off by `signal` (every open and later question fails with ETIMEOUT),
- * remembering the names whose lookups failed for a reason that may go away.
+ * The caller's resolver until `close()`: then every open and later question fails with ETIMEOUT.
+ * It remembers the names whose lookups failed for a reason that may go away. A plain set of the
+ * open questions, not an AbortSignal: a listener added and removed per question, and the
+ * DOMException `abort()` makes, measured as 4% of the SMTP pipeline's main thread.
  */
-function boundedResolver(
-  resolver: DnsResolver,
-  signal: AbortSignal,
-): { resolve: DNSResolver; temporaryFailures: Set<string> } {
+function boundedResolver(resolver: DnsResolver): {
+  resolve: DNSResolver;
+  temporaryFailures: Set<string>;
+  close: () => void;
+} {
   const temporaryFailures = new Set<string>();
+  const open = new Set<() => void>();
+  let closed = false;
   const resolve = (name: string, rrtype: string) =>
     new Promise<unknown>((done, fail) => {
       const failed = (err: unknown): void => {
         if (!NO_RECORD.has((err as { code?: string } | null)?.code ?? "")) temporaryFailures.add(name.toLowerCase());
         fail(err);
       };
-      const onAbort = (): void => failed(Object.assign(new Error(`ETIMEOUT ${rrtype} ${name}`), { code: "ETIMEOUT" }));
-      if (signal.aborted) return onAbort();
-      signal.addEventListener("abort", onAbort, { once: true });
+      const cutOff = (): void => failed(Object.assign(new Error(`ETIMEOUT ${rrtype} ${name}`), { code: "ETIMEOUT" }));
+      if (closed) return cutOff();
+      open.add(cutOff);
       // async: a resolver that throws instead of rejecting fails the same way.
       (async () => resolver(name, rrtype))()
         .then(done, failed)
-        .finally(() => signal.removeEventListener("abort", onAbort));
+        .finally(() => open.delete(cutOff));
     });
-  return { resolve: resolve as DNSResolver, temporaryFailures };
+  const close = (): void => {
+    closed = true;
+    for (const cutOff of open) cutOff();
+    open.clear();
+  };
+  return { resolve: resolve as DNSResolver, temporaryFailures, close };
 }
 
 type Details = SenderAuthResult["details"];
