@@ -9,7 +9,7 @@ import { type ParsedMail, parseMail } from "./parse.ts";
 import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
 import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
-import type { MailProcessLocal, MessageSpool } from "../ingress/smtp/index.ts";
+import { type CountStage, type MailProcessLocal, type MessageSpool, stageCounter } from "../ingress/smtp/index.ts";
 
 /**
  * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the
@@ -37,7 +37,7 @@ export interface MailProcessorDeps {
 }
 
 async function timed<T>(
-  metrics: Metrics,
+  count: CountStage,
   clock: Clock,
   stage: string,
   work: () => Promise<T>,
@@ -48,8 +48,7 @@ async function timed<T>(
   const value = await work();
   const ms = performance.now() - t0;
   const outcome = outcomeOf(value);
-  metrics.smtpStages.inc({ stage, outcome });
-  metrics.smtpStageSeconds.observe({ stage }, ms / 1000);
+  count(stage, outcome, t0);
   return {
     value,
     span: spanOf(
@@ -65,6 +64,7 @@ async function timed<T>(
 export function mailProcessor(deps: MailProcessorDeps): JobHandler {
   const mta = deps.mta ?? hostname();
   const clock = deps.clock ?? systemClock;
+  const count = stageCounter(deps.metrics);
   return async (job, ctx) => {
     const id = (job.payload as { id?: unknown }).id;
     if (typeof id !== "string") throw new PermanentJobError("mail.process without a message id");
@@ -86,14 +86,14 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
 
     const [parsed, auth, digest] = await Promise.all([
       timed(
-        deps.metrics,
+        count,
         clock,
         "parse",
         () => parseMail(raw, { blobs: deps.blobs }),
         (p) => (p.parse_warnings.some((w) => w.startsWith("parser failed")) ? "degraded" : "ok"),
       ),
       timed(
-        deps.metrics,
+        count,
         clock,
         "auth",
         () =>
@@ -115,8 +115,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
       "ok",
       `${envelopes.length} event(s)`,
     );
-    deps.metrics.smtpStages.inc({ stage: "normalize", outcome: "ok" });
-    deps.metrics.smtpStageSeconds.observe({ stage: "normalize" }, (performance.now() - normalizeStarted) / 1000);
+    count("normalize", "ok", normalizeStarted);
     const trace = [...row.trace, parsed.span, auth.span, normalizeSpan];
 
     // The events (routed), the message's new state and the job's ack commit together.

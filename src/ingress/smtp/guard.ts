@@ -1,5 +1,6 @@
 import type { Logger } from "../../core/log.ts";
 import type { Metrics } from "../../core/metrics.ts";
+import { counterSeries, histogramSeries, seriesBy } from "../../core/prom.ts";
 import { isStorageUnavailable, toSmtp } from "../../errors/index.ts";
 import { SpoolUnavailableError } from "./spool.ts";
 
@@ -43,12 +44,19 @@ export function replyTo(e: unknown): SmtpReply {
 /** Count one stage's outcome in /metrics; with `since` (performance.now()), its duration too. */
 export type CountStage = (stage: string, outcome: string, since?: number) => void;
 
-export const stageCounter =
-  (metrics: Metrics): CountStage =>
-  (stage, outcome, since) => {
-    metrics.smtpStages.inc({ stage, outcome });
-    if (since !== undefined) metrics.smtpStageSeconds.observe({ stage }, (performance.now() - since) / 1000);
+export function stageCounter(metrics: Metrics): CountStage {
+  // Each stage and outcome's series resolved once (src/core/prom.ts): a message goes through a
+  // dozen. Both come from this code, never from the input, so the maps stay small.
+  const counted = seriesBy((key: string) => {
+    const [stage = "", outcome = ""] = key.split(" ");
+    return counterSeries(metrics.smtpStages, { stage, outcome });
+  });
+  const timed = seriesBy((stage: string) => histogramSeries(metrics.smtpStageSeconds, { stage }));
+  return (stage, outcome, since) => {
+    counted(`${stage} ${outcome}`)();
+    if (since !== undefined) timed(stage)((performance.now() - since) / 1000);
   };
+}
 
 /** smtp-server's callback: an error is the answer, else `message` follows the default code. */
 export type SmtpCallback = (err?: Error | null, message?: string) => void;

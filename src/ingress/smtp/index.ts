@@ -6,7 +6,7 @@
  */
 export { AcceptStage, MAIL_PROCESS_JOB, type MailProcessLocal, type ReserveJob } from "./accept.ts";
 export { DataStage, readMessage, type SpooledMessage } from "./data.ts";
-export { guard, replyTo, SmtpReply, storageUnavailable } from "./guard.ts";
+export { type CountStage, guard, replyTo, SmtpReply, stageCounter, storageUnavailable } from "./guard.ts";
 export { SmtpIngress, type SmtpIngressDeps } from "./listener.ts";
 export {
   type AgentAddresses,
