@@ -1,5 +1,11 @@
 import { expect, test } from "bun:test";
-import { mailIdempotencyKey, rawDigest } from "./process.ts";
+import { join } from "node:path";
+import { tempStorage } from "../../test/helpers/storage.ts";
+import { TEST_RECIPIENT } from "../../test/helpers/smtp-ingress.ts";
+import { silentLogger } from "../core/log.ts";
+import { Metrics } from "../core/metrics.ts";
+import { MAIL_PROCESS_JOB, type MailProcessLocal, Spool } from "../ingress/smtp/index.ts";
+import { mailIdempotencyKey, mailProcessor, rawDigest } from "./process.ts";
 
 const raw = new TextEncoder().encode("Message-ID: <a@example.com>\r\nSubject: x\r\n\r\nbody\r\n");
 const rcpt = (...addresses: string[]) => addresses.map((address) => ({ address }));
@@ -43,4 +49,62 @@ test("a mail event's key is the same only for the same bytes, envelope sender an
 test("the raw digest is SHA-256 of the whole message, also past one slice", async () => {
   const big = new Uint8Array(3 * 1024 * 1024 + 17).fill(0x61);
   expect(await rawDigest(big)).toBe(new Bun.CryptoHasher("sha256").update(big).digest("hex"));
+});
+
+test("a job born leased at the accept is processed from the row and bytes handed along, reading neither the row nor the spool; a claimed job reads both", async () => {
+  const storage = tempStorage();
+  const spool = new Spool(join(storage.dir, "spool"));
+  try {
+    const resolver = async () => {
+      throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+    };
+    const process = mailProcessor({
+      storage,
+      spool,
+      blobs: storage.blobs,
+      resolver,
+      metrics: new Metrics(),
+      mta: "mx.test",
+    });
+    const reads = { rows: 0, spool: 0 };
+    const getMessage = storage.mail.getMessage.bind(storage.mail);
+    storage.mail.getMessage = (id) => (reads.rows++, getMessage(id));
+    const read = spool.read.bind(spool);
+    spool.read = (ref) => (reads.spool++, read(ref));
+
+    const accept = async (n: number) => {
+      const bytes = Buffer.from(`From: a@example.com\r\nSubject: m${n}\r\n\r\nbody ${n}\r\n`);
+      const ref = await spool.append(bytes);
+      const id = `msg_test${n}`;
+      const job = await storage.committer.run((tx) => {
+        storage.mail.insertTx(tx, {
+          ...{ id, receivedAt: Date.now(), remoteIp: "192.0.2.7", helo: "client.test", mailFrom: "a@example.com" },
+          ...{ recipients: [TEST_RECIPIENT], tls: false, size: bytes.length, spool: ref, trace: [] },
+        });
+        return storage.queue.enqueueLeasedTx(
+          tx,
+          { kind: MAIL_PROCESS_JOB, payload: { id } },
+          { owner: null, visibilityMs: 60_000 },
+        );
+      });
+      return { id, job: job!, bytes };
+    };
+    const ctx = { signal: new AbortController().signal, log: silentLogger };
+
+    const born = await accept(1);
+    const local: MailProcessLocal = { row: storage.mail.get(born.id)!, raw: born.bytes };
+    expect(await process(born.job, { ...ctx, local })).toBe("acked");
+    expect(reads).toEqual({ rows: 0, spool: 0 });
+    expect(storage.mail.get(born.id)).toMatchObject({ state: "processed", events: [expect.stringMatching(/^evt_/)] });
+
+    // Another message's row and bytes are not taken for this one's.
+    const claimed = await accept(2);
+    expect(await process(claimed.job, { ...ctx, local })).toBe("acked");
+    expect(reads).toEqual({ rows: 1, spool: 1 });
+    const event = (await storage.events.get(storage.mail.get(claimed.id)!.events![0]!))!;
+    expect(event.envelope.data).toMatchObject({ subject: "m2", text: "body 2\n" });
+  } finally {
+    await spool.close();
+    await storage.dispose();
+  }
 });
