@@ -47,11 +47,16 @@ const MESSAGE =
 export class SmtpClient {
   private buf = "";
   private wait: ((line: string) => void) | null = null;
+  /** The server closed the connection (an idle one after smtp_idle_timeout, say): it takes no more mail. */
+  closed = false;
   private constructor(private readonly socket: Socket) {
     socket.setEncoding("utf8");
     socket.setNoDelay(true);
     // A connection the server closes answers whoever waits with a line that is no 250.
-    socket.on("close", () => this.wait?.("closed by the server\r\n"));
+    socket.on("close", () => {
+      this.closed = true;
+      this.wait?.("closed by the server\r\n");
+    });
     socket.on("data", (d: string) => {
       this.buf += d;
       for (;;) {
@@ -73,6 +78,8 @@ export class SmtpClient {
     return c;
   }
   private line(): Promise<string> {
+    // After the close no line comes: a command sent then is answered as the close was.
+    if (this.closed) return Promise.resolve("closed by the server\r\n");
     return new Promise((r) => (this.wait = r));
   }
   cmd(c: string): Promise<string> {

@@ -90,6 +90,8 @@ function receiver() {
         } else waiting.set(key, resolve);
       }),
     pending: () => waiting.size,
+    /** The keys still awaited (mail subjects, event ids). */
+    awaited: () => waiting.keys(),
     stop: () => server.stop(true),
   };
 }
@@ -141,14 +143,31 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
     const idle: SmtpClient[] = [];
     const waiters: ((c: SmtpClient) => void)[] = [];
     let opened = 0;
+    // A session the appliance closed (smtp_idle_timeout, 60 s: the pool hands out the most recently
+    // used first, so the rest may sit idle that long) is dropped and replaced, never handed out: a
+    // message sent on it would wait for an answer forever.
+    let replaced = 0;
+    const drop = (c: SmtpClient) => {
+      opened--;
+      replaced++;
+      pool.splice(pool.indexOf(c), 1);
+    };
     const release = (c: SmtpClient) => {
+      if (c.closed) {
+        drop(c);
+        const w = waiters.shift();
+        if (w) acquire().then(w, () => waiters.unshift(w));
+        return;
+      }
       const w = waiters.shift();
       if (w) w(c);
       else idle.push(c);
     };
     const acquire = async (): Promise<SmtpClient> => {
-      const c = idle.pop();
-      if (c) return c;
+      for (let c = idle.pop(); c; c = idle.pop()) {
+        if (!c.closed) return c;
+        drop(c);
+      }
       if (opened < SMTP_CONNECTIONS) {
         opened++;
         const fresh = await SmtpClient.open(app.smtpPort);
@@ -161,11 +180,18 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
       const subject = `soak ${n++}`;
       const arrived = rx.arrival(subject);
       try {
-        const c = await acquire();
-        try {
-          await c.send(n, { subject });
-        } finally {
-          release(c);
+        // A session the appliance closed as this message went out (its idle timeout, met at the
+        // same moment) took none of it: the message goes again on another one, as an MTA does.
+        for (let tries = 1; ; tries++) {
+          const c = await acquire();
+          try {
+            await c.send(n, { subject });
+            break;
+          } catch (e) {
+            if (!c.closed || tries === 2) throw e;
+          } finally {
+            release(c);
+          }
         }
         m.smtpAccept.push(stamp() - scheduled);
         m.smtpDelivered.push((await arrived) - scheduled);
@@ -256,7 +282,12 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
           `${delivered.toLocaleString("en-US")} events delivered in all`;
     console.log(summary);
     console.log(at100k);
-    if (!drained) console.log(`${inflight.size} items were not delivered 30 s after sending stopped`);
+    if (!drained)
+      console.log(
+        `${inflight.size} items were not delivered 30 s after sending stopped; awaited at the receiver: ` +
+          `${[...rx.awaited()].slice(0, 20).join(", ") || "none"}`,
+      );
+    if (replaced) console.log(`${replaced} idle SMTP sessions the appliance closed (smtp_idle_timeout) were replaced`);
 
     const machine = machineInfo(loadBefore, loadAverage());
     const md = renderSoak({
@@ -267,7 +298,9 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
       smtpRate,
       hookRate,
       rows,
-      summary: `${summary}. ${at100k}`,
+      summary:
+        `${summary}. ${at100k}` +
+        (replaced ? `; ${replaced} idle SMTP sessions the appliance closed (smtp_idle_timeout) were replaced` : ""),
       undelivered: drained ? 0 : inflight.size,
       machineLine:
         `${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, Bun ${machine.bun}; load before ` +
