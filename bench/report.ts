@@ -334,7 +334,7 @@ export function writeReport(r: Report, dir: string, latest: boolean): string[] {
  * The kept copy is committed, so it is written as the repository's formatter (`npm run lint`)
  * wants it: aligned tables, short arrays on one line. Without Biome installed it stays as written.
  */
-function formatForRepo(files: string[]): void {
+export function formatForRepo(files: string[]): void {
   const biome = join(import.meta.dir, "..", "node_modules", ".bin", "biome");
   if (!existsSync(biome)) return;
   spawnSync(biome, ["format", "--write", ...files], { stdio: "ignore" });

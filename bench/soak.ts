@@ -20,7 +20,7 @@ import { join } from "node:path";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 import { quantile, startAppliance } from "./common.ts";
 import { procMeter, rssMiB } from "./measure.ts";
-import { isNoisy, loadAverage, machineInfo, num, type Report } from "./report.ts";
+import { formatForRepo, isNoisy, loadAverage, machineInfo, num, type Report } from "./report.ts";
 import { SmtpClient } from "./smtp.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -311,6 +311,7 @@ export async function soak(minutes: number, loadFraction: number): Promise<void>
     const name = `soak-${startedAt.toISOString().replace(/[:.]/g, "-")}`;
     writeFileSync(join(dir, `${name}.md`), md);
     writeFileSync(join(dir, "soak-latest.md"), md);
+    formatForRepo([join(dir, "soak-latest.md")]);
     writeFileSync(
       join(dir, `${name}.json`),
       `${JSON.stringify({ startedAt, minutes, loadFraction, capacity: cap, smtpRate, hookRate, rows, growth, delivered, rssAt100k, machine }, null, 2)}\n`,
