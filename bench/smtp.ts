@@ -275,15 +275,27 @@ async function smtpSink(): Promise<{ port: number; stop: () => Promise<void> } |
  * reverse lookups, every message relayed to the discard transport. cleanup fsyncs the queue file
  * before smtpd answers 250. Needs root (postfix runs its daemons as the `postfix` user); null
  * when postfix is missing or does not start.
+ *
+ * Its directories get their modes set and postfix starts under umask 022, whatever this
+ * process's umask is: a section that opened a data dir in this process (prepareDataDir sets
+ * umask 077) left directories the `postfix` user could not enter, and every later round of a
+ * `--runs 5` report ran without its reference.
  */
-async function postfixDurable(): Promise<{ port: number; cpu: () => number | null; stop: () => Promise<void> } | null> {
+export async function postfixDurable(): Promise<{
+  port: number;
+  cpu: () => number | null;
+  stop: () => Promise<void>;
+} | null> {
   if (spawnSync(["which", "postfix"]).exitCode !== 0 || process.getuid?.() !== 0) return null;
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-postfix-"));
   // The daemons run as the postfix user and must reach their queue below it.
   chmodSync(dir, 0o755);
   const port = await freePort();
   const etc = join(dir, "etc");
-  for (const d of ["etc", "queue", "data"]) mkdirSync(join(dir, d));
+  for (const d of ["etc", "queue", "data"]) {
+    mkdirSync(join(dir, d));
+    chmodSync(join(dir, d), 0o755);
+  }
   const ids = spawnSync(["id", "-u", "postfix"]).stdout.toString().trim();
   if (ids) chownSync(join(dir, "data"), Number(ids), -1);
   writeFileSync(
@@ -314,9 +326,13 @@ async function postfixDurable(): Promise<{ port: number; cpu: () => number | nul
     .replace(/^smtp\s+inet.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`)
     .replace(/^(\S+\s+(?:unix|inet|fifo|pass|unix-dgram)\s+[-yn]\s+[-yn]\s+)y/gm, "$1n");
   writeFileSync(join(etc, "master.cf"), master);
+  for (const f of ["main.cf", "master.cf"]) chmodSync(join(etc, f), 0o644);
   const postfix = (cmd: string) => spawnSync(["postfix", "-c", etc, cmd], { stdout: "ignore", stderr: "ignore" });
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
-  if (postfix("start").exitCode !== 0) {
+  const umask = process.umask(0o022);
+  const started = postfix("start").exitCode === 0;
+  process.umask(umask);
+  if (!started) {
     cleanup();
     return null;
   }
