@@ -88,6 +88,30 @@ describe("benchmark report", () => {
     expect(isMet(m.targets[0]!)).toBe(true);
   });
 
+  test("a median of fewer runs than the report's (a reference missing in some) says so, and a note says in how many runs", () => {
+    const without: SectionResult = {
+      ...smtp(1700, 900),
+      figures: [figure("agentowl durable accept, reuse", 1700, "msg/s")],
+      targets: [],
+      notes: ["Postfix's durable accept missing"],
+    };
+    const m = mergeRuns([without, smtp(1600, 800), without, without, without]);
+    expect(m.figures[0]!.value).toBe(1700);
+    // The one run that had Postfix still gives its ratio, but not as a median of 5.
+    expect(m.figures[0]!.vs![0]!.ratio).toBe(2);
+    expect(m.targets[0]!.measured).toBe(2);
+    expect(m.notes).toContain("Postfix's durable accept missing (in 4 of 5 runs)");
+    expect(m.notes).toContain(
+      'target "reuse / Postfix durable accept": the median of 1 of 5 runs (the others did not measure it)',
+    );
+    expect(m.notes).toContain(
+      "agentowl durable accept, reuse beside Postfix durable accept: the median of 1 of 5 runs (the others did not measure it)",
+    );
+    // Nothing is said of what every run measured.
+    const whole = mergeRuns([smtp(2400, 800), smtp(3000, 600)]);
+    expect(whole.notes).toEqual([]);
+  });
+
   test("the JSON is valid and spells out met / not met and the noisy mark", () => {
     const r = report(
       [smtp(2400, 800), smtp(1600, 800)].map((s, i) => ({ ...s, section: `smtp${i}` })),

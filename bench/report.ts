@@ -128,18 +128,28 @@ const med = (xs: (number | undefined)[]): number | undefined => {
 export function mergeRuns(runs: readonly SectionResult[]): SectionResult {
   const first = runs[0]!;
   if (runs.length === 1) return first;
+  const n = runs.length;
+  // A median of fewer runs than the report claims (a reference that failed to start in some) is said so.
+  const partial: string[] = [];
+  const of = (k: number, what: string) => {
+    if (k < n) partial.push(`${what}: the median of ${k} of ${n} runs (the others did not measure it)`);
+  };
   const names = <T extends { name: string }>(lists: T[][]) => [...new Set(lists.flat().map((x) => x.name))];
   const figures = names(runs.map((r) => r.figures)).map((name) => {
     const all = runs.flatMap((r) => r.figures.filter((f) => f.name === name));
+    of(all.length, name);
     const f0 = all[0]!;
     const f: Figure = { name, value: median(all.map((f) => f.value)), unit: f0.unit };
     for (const k of ["p50", "p99", "cpuMsPer1000", "peakRssMiB"] as const) {
       const v = med(all.map((f) => f[k]));
       if (v !== undefined) f[k] = v;
     }
-    if (f0.vs)
-      f.vs = f0.vs.map((c) => {
+    const compared = all.flatMap((f) => f.vs ?? []);
+    const kinds = compared.filter((c, i) => compared.findIndex((x) => x.role === c.role && x.name === c.name) === i);
+    if (kinds.length)
+      f.vs = kinds.map((c) => {
         const same = all.map((f) => f.vs?.find((x) => x.role === c.role && x.name === c.name)).filter((x) => !!x);
+        of(same.length, `${name} beside ${c.name}`);
         return {
           ...c,
           value: median(same.map((x) => x.value)),
@@ -150,13 +160,19 @@ export function mergeRuns(runs: readonly SectionResult[]): SectionResult {
   });
   const targets = names(runs.map((r) => r.targets)).map((name) => {
     const all = runs.flatMap((r) => r.targets.filter((t) => t.name === name));
+    of(all.length, `target "${name}"`);
     return { ...all[0]!, measured: median(all.map((t) => t.measured)) };
+  });
+  const notes = runs.flatMap((r) => r.notes);
+  const counted = [...new Set(notes)].map((note) => {
+    const k = notes.filter((x) => x === note).length;
+    return k < n ? `${note} (in ${k} of ${n} runs)` : note;
   });
   return {
     section: first.section,
     figures,
     targets,
-    notes: [...new Set(runs.flatMap((r) => r.notes))],
+    notes: [...counted, ...partial],
     seconds: med(runs.map((r) => r.seconds)),
     loadBefore: med(runs.map((r) => r.loadBefore)),
   };
