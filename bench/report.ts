@@ -144,11 +144,14 @@ export function mergeRuns(runs: readonly SectionResult[]): SectionResult {
       const v = med(all.map((f) => f[k]));
       if (v !== undefined) f[k] = v;
     }
+    // Every comparison any run made, by role and name (a run may lack one whose reference failed).
+    const sameAs = (c: { role: string; name: string }) => (x: { role: string; name: string }) =>
+      x.role === c.role && x.name === c.name;
     const compared = all.flatMap((f) => f.vs ?? []);
-    const kinds = compared.filter((c, i) => compared.findIndex((x) => x.role === c.role && x.name === c.name) === i);
+    const kinds = compared.filter((c, i) => compared.findIndex(sameAs(c)) === i);
     if (kinds.length)
       f.vs = kinds.map((c) => {
-        const same = all.map((f) => f.vs?.find((x) => x.role === c.role && x.name === c.name)).filter((x) => !!x);
+        const same = all.map((f) => f.vs?.find(sameAs(c))).filter((x) => !!x);
         of(same.length, `${name} beside ${c.name}`);
         return {
           ...c,

@@ -330,8 +330,12 @@ export async function postfixDurable(): Promise<{
   const postfix = (cmd: string) => spawnSync(["postfix", "-c", etc, cmd], { stdout: "ignore", stderr: "ignore" });
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   const umask = process.umask(0o022);
-  const started = postfix("start").exitCode === 0;
-  process.umask(umask);
+  let started: boolean;
+  try {
+    started = postfix("start").exitCode === 0;
+  } finally {
+    process.umask(umask);
+  }
   if (!started) {
     cleanup();
     return null;
