@@ -252,6 +252,18 @@ describe("release and destroy", () => {
     expect((await pool.destroy(null, runtime.id, "token:a")).state).toBe("deleted");
   });
 
+  test("destroying a warm runtime starts the refill at once, not at the next tick", async () => {
+    // No tick runs in these tests: without the destroy's own refill the pool would stay one short
+    // until the next agents_tick_interval.
+    const { pool, storage } = makePool({ settings: { minIdle: 2 } });
+    await putTemplate(storage, "acme", "bare", { ...TEMPLATE, tools: [] });
+    await pool.refill();
+    const [warm] = await storage.agents.listRuntimes({ state: "ready", limit: 1 });
+    expect((await pool.destroy(null, warm!.id, "op")).state).toBe("deleted");
+    await until("the pool back at min_idle after the destroy", async () => (await count(storage)).ready === 2);
+    expect((await storage.agents.getRuntime(warm!.id))?.state).toBe("deleted");
+  });
+
   test("sync re-sends the template's current version and records when", async () => {
     const clock = new ManualClock(Date.now());
     const { pool, storage } = makePool({ settings: { minIdle: 0 }, clock });

@@ -413,7 +413,11 @@ export class Pool implements AgentPool {
     const row = await this.store.getRuntime(id);
     if (!row || (tenant !== null && row.tenant !== tenant)) throw new AppError("not_found", "not found");
     if (row.state === "deleted") return row;
-    return this.finish(await this.destroyRuntime(id, actor, "agent.destroy", "destroyed"), id);
+    const destroyed = await this.finish(await this.destroyRuntime(id, actor, "agent.destroy", "destroyed"), id);
+    // A warm runtime destroyed leaves the pool short of min_idle: refilled now, as after a claim,
+    // not at the next tick (agents_tick_interval). A claimed one's claim refilled already.
+    if (row.state !== "claimed") void this.refill().catch(() => {});
+    return destroyed;
   }
 
   private async finish(row: RuntimeRecord | null, id: string): Promise<RuntimeRecord> {
