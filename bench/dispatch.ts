@@ -145,6 +145,13 @@ export async function closedLoop(
   return figuresOf(latencies, ms);
 }
 
+/** CPU seconds and bytes written so far by `pid`; nulls where /proc has none or for this process (null). */
+const usage = (pid: number | null) =>
+  pid === null ? { cpu: null, bytes: null } : { cpu: cpuSeconds(pid), bytes: bytesWritten(pid) };
+/** `total` plus what a slice added (`to - from`); null once any reading was missing. */
+const added = (total: number | null, from: number | null, to: number | null) =>
+  total === null || from === null || to === null ? null : total + to - from;
+
 /** One contender of the interleaved run: its loop's body, and the process charged with its CPU and writes (null: this one). */
 interface Contender {
   one: (i: number) => Promise<number>;
@@ -172,13 +179,13 @@ async function interleaved(contenders: Contender[], measuring: () => Promise<voi
   for (let slice = 0; slice < SLICES; slice++) {
     for (const [k, c] of contenders.entries()) {
       const t = tallies[k]!;
-      const [cpu0, bytes0] = c.pid === null ? [null, null] : [cpuSeconds(c.pid), bytesWritten(c.pid)];
+      const before = usage(c.pid);
       const r = await loop(c.one, IN_FLIGHT, SECONDS / SLICES);
-      const [cpu1, bytes1] = c.pid === null ? [null, null] : [cpuSeconds(c.pid), bytesWritten(c.pid)];
+      const after = usage(c.pid);
       for (const l of r.latencies) t.latencies.push(l);
       t.ms += r.ms;
-      t.cpu = t.cpu === null || cpu0 === null || cpu1 === null ? null : t.cpu + cpu1 - cpu0;
-      t.bytes = t.bytes === null || bytes0 === null || bytes1 === null ? null : t.bytes + bytes1 - bytes0;
+      t.cpu = added(t.cpu, before.cpu, after.cpu);
+      t.bytes = added(t.bytes, before.bytes, after.bytes);
     }
   }
   return tallies.map((t) => {
