@@ -1978,8 +1978,10 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
           claimedAt: t0 + 100,
           cold: false,
         });
+        // Every field as the store reads it anywhere else (JSON decoded, booleans as booleans).
+        expect(claimed).toEqual((await storage.agents.getRuntime("rt_a"))!);
         expect(await storage.committer.run((tx) => storage.agents.claimReadyTx(tx, claim("other")))).toBeNull();
-        expect((await storage.agents.findClaimed("acme", "bot"))?.id).toBe("rt_a");
+        expect(await storage.agents.findClaimed("acme", "bot")).toEqual(claimed);
         expect(await storage.agents.findClaimed("acme", "other")).toBeNull();
         expect(await storage.agents.transitionRuntime("missing", ["ready"], { state: "stuck" })).toBeNull();
       });

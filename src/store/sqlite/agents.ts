@@ -26,7 +26,7 @@ import {
   type ToolState,
 } from "../contract.ts";
 import { agentRuntimes, agentToolCalls, agentTools } from "../schema/index.ts";
-import type { Db } from "../sqlite.ts";
+import type { Db, SqliteHandle } from "../sqlite.ts";
 import type { SqliteCommitter, SqliteTx } from "./committer.ts";
 import { type Same, same } from "./same.ts";
 
@@ -34,53 +34,56 @@ same<Same<RuntimeRecord, typeof agentRuntimes.$inferSelect>>(true);
 same<Same<ToolRecord, typeof agentTools.$inferSelect>>(true);
 same<Same<ToolCallRecord, typeof agentToolCalls.$inferSelect>>(true);
 
+/** agent_runtimes' columns under RuntimeRecord's names: a row as bun:sqlite reads it. */
+const RUNTIME_COLUMNS =
+  "id, state, isolation, tenant, agent, template, template_version AS templateVersion, user_config AS userConfig, " +
+  "token_hash AS tokenHash, dir, socket, pid, cold, created_at AS createdAt, ready_at AS readyAt, " +
+  "claimed_at AS claimedAt, heartbeat_at AS heartbeatAt, synced_at AS syncedAt, stuck_at AS stuckAt, " +
+  "deleted_at AS deletedAt, destroying, error, node";
+
+/** The row before its JSON and booleans are decoded, as drizzle's column modes would. */
+type RuntimeRow = Omit<RuntimeRecord, "userConfig" | "cold" | "destroying"> & {
+  userConfig: string | null;
+  cold: number;
+  destroying: number;
+};
+
+const runtimeOf = (r: RuntimeRow): RuntimeRecord => ({
+  ...r,
+  userConfig: r.userConfig === null ? null : (JSON.parse(r.userConfig) as Record<string, unknown>),
+  cold: r.cold !== 0,
+  destroying: r.destroying !== 0,
+});
+
 /** The agent pool's rows (src/store/schema/agents.ts); the pool's rules are src/agents/'s. */
 export class SqliteAgents implements AgentStore {
-  // The claim's statements, prepared once: drizzle's builder cost more than running them (about
-  // 0.3 ms of a warm claim's 1.2 ms, bench/agents.ts).
+  // The claim's two statements, plain bun:sqlite prepared once: drizzle's builder cost more than
+  // running them (about 0.3 ms of a warm claim's 1.2 ms), and its prepared queries still cost
+  // 20-120 µs a call in the claim's unit against 1-6 µs for the same SQL here (the first drizzle
+  // query of a unit paid the most), time the commit and the runtime's configure wait for
+  // (bench/agents.ts, docs/performance.md).
   private readonly claimedQ;
   private readonly claimReadyQ;
+  private readonly db: Db;
 
   constructor(
-    private readonly db: Db,
+    handle: SqliteHandle,
     private readonly committer: SqliteCommitter,
   ) {
-    const p = (name: string) => sql.placeholder(name);
-    /** A placeholder as a value of `set`, which takes SQL, not a placeholder. */
-    const v = (name: string) => sql`${p(name)}`;
-    this.claimedQ = db
-      .select()
-      .from(agentRuntimes)
-      .where(
-        and(
-          eq(agentRuntimes.tenant, p("tenant")),
-          eq(agentRuntimes.agent, p("agent")),
-          eq(agentRuntimes.state, "claimed"),
-        ),
-      )
-      .prepare();
-    // The columns of claimedColumns, each a placeholder (JSON and booleans as the driver stores them).
-    this.claimReadyQ = db
-      .update(agentRuntimes)
-      .set({
-        state: "claimed",
-        tenant: v("tenant"),
-        agent: v("agent"),
-        template: v("template"),
-        templateVersion: v("templateVersion"),
-        userConfig: v("userConfig"),
-        cold: v("cold"),
-        claimedAt: v("now"),
-        syncedAt: v("now"),
-      })
-      .where(
-        eq(
-          agentRuntimes.id,
-          sql`(SELECT id FROM agent_runtimes WHERE state = 'ready' AND (${p("node")} IS NULL OR node = ${p("node")}) ORDER BY ready_at, id LIMIT 1)`,
-        ),
-      )
-      .returning()
-      .prepare();
+    this.db = handle.db;
+    this.claimedQ = handle.sqlite.prepare<RuntimeRow, [string, string]>(
+      `SELECT ${RUNTIME_COLUMNS} FROM agent_runtimes WHERE tenant = ?1 AND agent = ?2 AND state = 'claimed'`,
+    );
+    // The oldest ready runtime (of this node, on a shared database), claimed in one statement.
+    this.claimReadyQ = handle.sqlite.prepare<
+      RuntimeRow,
+      [string, string, string, number, string | null, number, number, string | null]
+    >(
+      "UPDATE agent_runtimes SET state = 'claimed', tenant = ?1, agent = ?2, template = ?3, template_version = ?4, " +
+        "user_config = ?5, cold = ?6, claimed_at = ?7, synced_at = ?7 " +
+        "WHERE id = (SELECT id FROM agent_runtimes WHERE state = 'ready' AND (?8 IS NULL OR node = ?8) " +
+        `ORDER BY ready_at, id LIMIT 1) RETURNING ${RUNTIME_COLUMNS}`,
+    );
   }
 
   insertRuntimeTx(tx: SqliteTx, r: NewRuntime): RuntimeRecord {
@@ -161,18 +164,17 @@ export class SqliteAgents implements AgentStore {
   claimReadyTx(tx: SqliteTx, claim: RuntimeClaim): RuntimeRecord | null {
     refuseTakenAgent((t, a) => this.findClaimedTx(tx, t, a), null, claim.tenant, claim.agent);
     const c = claimedColumns(claim, tx.now);
-    return (
-      this.claimReadyQ.get({
-        tenant: c.tenant,
-        agent: c.agent,
-        template: c.template,
-        templateVersion: c.templateVersion,
-        userConfig: c.userConfig == null ? null : JSON.stringify(c.userConfig),
-        cold: c.cold ? 1 : 0,
-        now: c.claimedAt,
-        node: claim.node ?? null,
-      }) ?? null
+    const row = this.claimReadyQ.get(
+      c.tenant,
+      c.agent,
+      c.template,
+      c.templateVersion,
+      c.userConfig == null ? null : JSON.stringify(c.userConfig),
+      c.cold ? 1 : 0,
+      c.claimedAt,
+      claim.node ?? null,
     );
+    return row ? runtimeOf(row) : null;
   }
 
   findClaimedTx(tx: SqliteTx, tenant: string, agent: string): RuntimeRecord | null {
@@ -185,7 +187,8 @@ export class SqliteAgents implements AgentStore {
 
   /** On the one connection: inside a unit it reads the unit's transaction. */
   private claimed(tenant: string, agent: string): RuntimeRecord | null {
-    return this.claimedQ.get({ tenant, agent }) ?? null;
+    const row = this.claimedQ.get(tenant, agent);
+    return row ? runtimeOf(row) : null;
   }
 
   async liveRuntimes(node?: string | null): Promise<RuntimeRecord[]> {

@@ -93,7 +93,7 @@ export class SqliteStorage implements Storage {
     this.secrets = new SqliteSecrets(db);
     this.users = new SqliteUsers(db);
     this.sessions = new SqliteSessions(db, this.committer);
-    this.agents = new SqliteAgents(db, this.committer);
+    this.agents = new SqliteAgents(handle, this.committer);
     this.blobs = new BlobStore(join(opts.dir, "blobs"));
     this.retention = new SqliteRetention(handle, this.committer, this.blobs);
     this.leases = new SqliteLeases(opts.clock ?? systemClock);
