@@ -129,6 +129,52 @@ describe("JobRunner", () => {
     expect(seen[1]!.local).toBeUndefined();
   });
 
+  test("a finished job does not send the runner looking for work nobody announced: an enqueue and a lease that filled every place do", async () => {
+    const storage = tempStorage();
+    let leases = 0;
+    // The storage's queue, with its leases counted.
+    const queue: typeof storage.queue = Object.create(storage.queue);
+    queue.lease = (opts) => {
+      leases++;
+      return storage.queue.lease(opts);
+    };
+    let done = 0;
+    const runner = new JobRunner({
+      queue,
+      handlers: new Map([["t.born", async () => void done++]]),
+      log: silentLogger,
+      concurrency: 2,
+      visibilityMs: 60_000,
+      pollMs: 60_000,
+    });
+    runner.start();
+    cleanups.push(
+      () => storage.dispose(),
+      () => runner.stop(1000),
+    );
+    await until("the start-up lease", () => leases === 1);
+    // Born leased, as the SMTP accept makes its jobs: each one's end frees a place, and used to
+    // cost a lease (a claim statement in a commit) that found nothing.
+    for (let i = 0; i < 20; i++) {
+      const slot = runner.reserve("t.born")!;
+      const job = await storage.committer.run((tx) =>
+        storage.queue.enqueueLeasedTx(tx, { kind: "t.born", payload: i }, slot.lease),
+      );
+      slot.start(job!);
+      await until("the born job", () => done === i + 1);
+    }
+    await Bun.sleep(20);
+    expect(leases).toBe(1);
+    // Five enqueued at once, two places: each lease fills them, so the runner looks again as they end.
+    await storage.committer.run((tx) => {
+      for (let i = 0; i < 5; i++) storage.queue.enqueueTx(tx, { kind: "t.born", payload: i });
+    });
+    await until("the enqueued jobs", () => done === 25, 2000);
+    expect((await storage.queue.depth()).done).toBe(25);
+    expect(leases).toBeGreaterThanOrEqual(4);
+    expect(leases).toBeLessThanOrEqual(6);
+  });
+
   test("reserved places count against the concurrency until started or released; none for a kind without a handler or after stop", async () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));

@@ -83,6 +83,13 @@ export class JobRunner {
   private reserved = 0;
   private wake: (() => void) | null = null;
   private woken = false;
+  /**
+   * Whether a lease may find jobs. A job that finishes frees a place, but most jobs are born
+   * leased to a free place (reserve()): leasing again after every one of them was a claim
+   * statement and a commit unit per message that found nothing. Set by an enqueue, the poll and
+   * a lease that filled every place it asked for; cleared when a lease is made.
+   */
+  private mayHaveWork = true;
   private loop: Promise<void> | null = null;
   private readonly abort = new AbortController();
   private unsubscribe: (() => void) | null = null;
@@ -139,6 +146,7 @@ export class JobRunner {
   }
 
   private poke(): void {
+    this.mayHaveWork = true;
     this.woken = true;
     this.wake?.();
   }
@@ -167,8 +175,10 @@ export class JobRunner {
       this.heartbeat = this.clock.now();
       const room = this.opts.concurrency - this.inFlight.size - this.reserved;
       let leased: Job[] = [];
-      if (room > 0 && kinds.length > 0) {
+      if (room > 0 && kinds.length > 0 && this.mayHaveWork) {
         this.woken = false;
+        // Cleared before the lease: an enqueue that commits meanwhile pokes, and sets it again.
+        this.mayHaveWork = false;
         try {
           leased = await this.opts.queue.lease({
             kinds,
@@ -176,7 +186,10 @@ export class JobRunner {
             visibilityMs: this.opts.visibilityMs,
             owner: this.opts.owner,
           });
+          // A full lease may have left more behind.
+          if (leased.length >= room) this.mayHaveWork = true;
         } catch (e) {
+          this.mayHaveWork = true;
           this.opts.log.error("job lease failed", { err: e });
         }
         for (const job of leased) this.track(this.execute(job));
@@ -186,7 +199,11 @@ export class JobRunner {
       if (leased.length === 0 || this.inFlight.size + this.reserved >= this.opts.concurrency) {
         if (this.woken && this.inFlight.size + this.reserved < this.opts.concurrency) continue;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, pollMs);
+          const timer = setTimeout(() => {
+            // Work this node is not told of: retries come due, leases expire, a peer without NOTIFY.
+            this.mayHaveWork = true;
+            resolve();
+          }, pollMs);
           this.wake = () => {
             clearTimeout(timer);
             resolve();
