@@ -128,6 +128,40 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.queue.enqueue({ kind: "t", payload: null, idempotencyKey: "async" })).created).toBe(true);
       });
 
+      test("a unit that may wait commits with what arrives meanwhile, when its wait is up", async () => {
+        const { storage } = await open();
+        const before = storage.committer.stats().commits;
+        const t0 = performance.now();
+        const first = storage.committer.run((tx) => tx.enqueue({ kind: "t", payload: 1 }), { waitMs: 60 });
+        await Bun.sleep(20);
+        // Arrives later with the same wait: it goes with the first, whose time is up sooner.
+        const second = storage.committer.run((tx) => tx.enqueue({ kind: "t", payload: 2 }), { waitMs: 60 });
+        const [a, b] = await Promise.all([first, second]);
+        const waited = performance.now() - t0;
+        expect(waited).toBeGreaterThanOrEqual(50);
+        expect(waited).toBeLessThan(2000);
+        expect(storage.committer.stats().commits - before).toBe(1);
+        expect((await storage.queue.get(a.id))?.payload).toBe(1);
+        expect((await storage.queue.get(b.id))?.payload).toBe(2);
+      });
+
+      test("a unit that cannot wait takes the waiting ones along at once; closing commits them too", async () => {
+        const { storage } = await open();
+        const before = storage.committer.stats().commits;
+        const t0 = performance.now();
+        const waiting = storage.committer.run((tx) => tx.enqueue({ kind: "t", payload: "waits" }), { waitMs: 10_000 });
+        const urgent = await storage.committer.run((tx) => tx.enqueue({ kind: "t", payload: "urgent" }));
+        const waited = await waiting;
+        expect(performance.now() - t0).toBeLessThan(2000);
+        expect(storage.committer.stats().commits - before).toBe(1);
+        expect((await storage.queue.get(waited.id))?.payload).toBe("waits");
+        expect((await storage.queue.get(urgent.id))?.payload).toBe("urgent");
+        const last = storage.committer.run((tx) => tx.enqueue({ kind: "t", payload: "last" }), { waitMs: 10_000 });
+        await storage.committer.close();
+        expect((await last).created).toBe(true);
+        expect(performance.now() - t0).toBeLessThan(2000);
+      });
+
       test("a closed committer commits what was pending and refuses new work", async () => {
         const { storage } = await open();
         const pending = storage.queue.enqueue({ kind: "t", payload: "last" });

@@ -9,7 +9,16 @@ import { type ParsedMail, parseMail } from "./parse.ts";
 import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
 import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
-import { type CountStage, type MailProcessLocal, type MessageSpool, stageCounter } from "../ingress/smtp/index.ts";
+import {
+  type CountStage,
+  MAIL_COMMIT_WAIT_MS,
+  type MailProcessLocal,
+  type MessageSpool,
+  stageCounter,
+} from "../ingress/smtp/index.ts";
+
+/** The events' commit may wait a moment for company, as the accept's does (src/ingress/smtp/accept.ts). */
+const MAIL_COMMIT = { waitMs: MAIL_COMMIT_WAIT_MS };
 
 /**
  * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the
@@ -124,7 +133,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
         const ids = envelopes.map((e) => insertEventTx(deps.storage, tx, e, trace, plan).id);
         deps.storage.mail.finishTx(tx, id, { events: ids });
         return tx.ack(job);
-      }),
+      }, MAIL_COMMIT),
     );
     // A lease that expired meanwhile: the events are in, and the job's next run finds them done.
     return acked ? "acked" : undefined;

@@ -129,13 +129,23 @@ export interface CommitterStats {
   batchSizes: Map<number, number>;
 }
 
+/** How a unit of work may be batched (`Committer.run`). */
+export interface CommitOptions {
+  /**
+   * How long this unit may wait for others before its commit starts, in ms. Without it, the
+   * unit commits at the end of this event-loop turn (or after `commit_window`). A unit that may
+   * wait goes with whatever commit starts sooner: a unit that cannot wait takes it along.
+   */
+  waitMs?: number;
+}
+
 export interface Committer<Tx extends UnitOfWork = UnitOfWork> {
   /**
    * Run `work` inside the next group commit. Resolves with its result once the transaction is
    * durable; rejects if `work` throws (its writes are rolled back, the rest of the batch is not)
    * or if the commit fails (then nothing of the batch was written).
    */
-  run<T>(work: (tx: Tx) => T): Promise<T>;
+  run<T>(work: (tx: Tx) => T, opts?: CommitOptions): Promise<T>;
   stats(): CommitterStats;
   /** Commit what is pending and refuse new work. */
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 import type { Clock } from "../core/clock.ts";
 import { AppError, fromStorageError } from "../errors/index.ts";
 import type {
+  CommitOptions,
   Committer,
   CommitterStats,
   EnqueueResult,
@@ -146,24 +147,46 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
     });
   }
 
-  run<R>(work: (tx: T) => R): Promise<R> {
+  run<R>(work: (tx: T) => R, opts?: CommitOptions): Promise<R> {
     if (this.closed) return Promise.reject(new AppError("unavailable", "shutting down", { retryAfter: 5 }));
     return new Promise<R>((resolve, reject) => {
       this.pending.push({ work, resolve: resolve as (v: unknown) => void, reject });
-      this.schedule();
+      this.schedule(opts?.waitMs ?? this.options.windowMs);
     });
   }
 
-  private schedule(): void {
+  /**
+   * The next commit: at the end of this event-loop turn when a unit cannot wait (or the batch is
+   * full), else when the earliest waiting unit's time is up. Units that may wait (the SMTP
+   * accept's and the mail processing's) go with any commit that starts sooner: under load twice
+   * as many share a commit, and every commit writes each page it touched once, whatever the
+   * number of its rows (docs/performance.md).
+   */
+  private schedule(waitMs: number): void {
     if (this.scheduled) return;
-    this.scheduled = true;
-    const flush = (): void => {
-      this.scheduled = false;
-      this.flush();
-    };
-    if (this.pending.length >= this.options.maxBatch || this.options.windowMs <= 0) setImmediate(flush);
-    else setTimeout(flush, this.options.windowMs);
+    if (waitMs <= 0 || this.pending.length >= this.options.maxBatch) {
+      this.scheduled = true;
+      setImmediate(this.flushScheduled);
+      return;
+    }
+    const at = performance.now() + waitMs;
+    if (this.timer && at >= this.deadline) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.deadline = at;
+    this.timer = setTimeout(this.flushScheduled, waitMs);
   }
+
+  /** A commit scheduled for a unit that may wait, and when it is due. */
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private deadline = Number.POSITIVE_INFINITY;
+
+  private readonly flushScheduled = (): void => {
+    this.scheduled = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.deadline = Number.POSITIVE_INFINITY;
+    this.flush();
+  };
 
   /** Commit everything pending now, in batches of at most maxBatch. */
   flush(): void {
@@ -281,6 +304,6 @@ export abstract class GroupCommitter<T extends ContractTx, U extends UnitTx<T> &
 
   async close(): Promise<void> {
     this.closed = true;
-    this.flush();
+    this.flushScheduled();
   }
 }

@@ -23,6 +23,17 @@ import { type CountStage, storageUnavailable } from "./guard.ts";
 
 export const MAIL_PROCESS_JOB = "mail.process";
 
+/**
+ * How long the accept's commit and the processing's may wait for company (`Committer.run`'s
+ * `waitMs`). Under load an SMTP message's two commits arrive a few at a time per event-loop
+ * turn, between the sessions' commands; a millisecond's wait doubles the messages per commit
+ * (9 to 20 at 2,500 msg/s) and takes 10-20% off the CPU a message. A sender waits that much
+ * longer for its 250; a webhook or a delivery that cannot wait commits at once, taking the
+ * waiting units along.
+ */
+export const MAIL_COMMIT_WAIT_MS = 1;
+const MAIL_COMMIT = { waitMs: MAIL_COMMIT_WAIT_MS };
+
 /** What the accept stage hands its born-leased `mail.process` job in memory (JobContext.local). */
 export interface MailProcessLocal {
   row: MailRow;
@@ -71,7 +82,7 @@ export class AcceptStage {
         if (slot) return { row, job: storage.queue.enqueueLeasedTx(tx, spec, slot.lease) };
         storage.queue.enqueueTx(tx, spec);
         return { row, job: null };
-      });
+      }, MAIL_COMMIT);
     } catch (e) {
       slot?.release();
       this.deps.count("commit", storageUnavailable(e) ? "unavailable" : "error", commitStarted);

@@ -4,7 +4,13 @@
  * MAIL, per-connection state), recipients.ts (RCPT), data.ts (DATA into the spool), accept.ts
  * (the row and its job in one commit, then 250); spool.ts and tls.ts beside them.
  */
-export { AcceptStage, MAIL_PROCESS_JOB, type MailProcessLocal, type ReserveJob } from "./accept.ts";
+export {
+  AcceptStage,
+  MAIL_COMMIT_WAIT_MS,
+  MAIL_PROCESS_JOB,
+  type MailProcessLocal,
+  type ReserveJob,
+} from "./accept.ts";
 export { DataStage, readMessage, type SpooledMessage } from "./data.ts";
 export { type CountStage, guard, replyTo, SmtpReply, stageCounter, storageUnavailable } from "./guard.ts";
 export { SmtpIngress, type SmtpIngressDeps } from "./listener.ts";
