@@ -11,14 +11,11 @@ import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
 import {
   type CountStage,
-  MAIL_COMMIT_WAIT_MS,
+  MAIL_COMMIT,
   type MailProcessLocal,
   type MessageSpool,
   stageCounter,
 } from "../ingress/smtp/index.ts";
-
-/** The events' commit may wait a moment for company, as the accept's does (src/ingress/smtp/accept.ts). */
-const MAIL_COMMIT = { waitMs: MAIL_COMMIT_WAIT_MS };
 
 /**
  * The `mail.process` job: the asynchronous half of the SMTP pipeline (docs/architecture.md#the-smtp-pipeline). It reads the

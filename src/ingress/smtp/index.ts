@@ -6,7 +6,7 @@
  */
 export {
   AcceptStage,
-  MAIL_COMMIT_WAIT_MS,
+  MAIL_COMMIT,
   MAIL_PROCESS_JOB,
   type MailProcessLocal,
   type ReserveJob,
