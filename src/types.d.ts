@@ -32,3 +32,22 @@ declare module "htmx-ext-sse/dist/sse.min.js" {
   const text: string;
   export default text;
 }
+
+/** mailauth's DKIM verifier class and stream helper (untyped): src/mail/sender-auth.ts bounds the signatures it verifies. */
+declare module "mailauth/lib/dkim/dkim-verifier.js" {
+  import type { Writable } from "node:stream";
+  import type { DKIMVerifyOptions, DKIMVerifyResult } from "mailauth";
+  export class DkimVerifier extends Writable {
+    constructor(options?: DKIMVerifyOptions);
+    prepareSignature(header: { type: string; invalid?: string }): void;
+    headerFrom: DKIMVerifyResult["headerFrom"];
+    fromFields: number;
+    envelopeFrom: string | false;
+    results: DKIMVerifyResult["results"];
+    arc: unknown;
+  }
+}
+declare module "mailauth/lib/tools.js" {
+  import type { Writable } from "node:stream";
+  export function writeToStream(stream: Writable, input: Buffer | string): Promise<void>;
+}

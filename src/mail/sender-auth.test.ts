@@ -13,7 +13,7 @@ import { parseAllDocuments } from "yaml";
 import { startDnsServer, type DnsZone, type TestDnsServer, type ZoneEntry } from "../../test/helpers/dns-server.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createDnsResolver } from "./dns.ts";
-import { dkimInput, verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.ts";
+import { dkimInput, MAX_DKIM_SIGNATURES, verifySender, type SenderAuthInput, type Verdict } from "./sender-auth.ts";
 
 const CORPUS = join(import.meta.dir, "..", "..", "..", "shared", "corpus");
 const HAVE_CORPUS = existsSync(join(CORPUS, "MANIFEST.json"));
@@ -504,4 +504,55 @@ describe("the DKIM pass reads an unsigned message's header block only", () => {
       expect(headersOnly).toBeGreaterThan(10);
     },
   );
+});
+
+describe("a message with more DKIM signatures than MAX_DKIM_SIGNATURES", () => {
+  test("the first ones in the header block are verified; the rest are neutral, without a key lookup", async () => {
+    const { generateKeyPairSync } = await import("node:crypto");
+    const { dkimSign } = await import("mailauth/lib/dkim/sign.js");
+    const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const key = `v=DKIM1; k=rsa; p=${publicKey.export({ type: "spki", format: "der" }).toString("base64")}`;
+    const count = MAX_DKIM_SIGNATURES + 3;
+    const message =
+      "From: Alice <alice@example.com>\r\nTo: agent@beta.example\r\nSubject: signed often\r\n\r\n" +
+      "a body every signature hashes\r\n".repeat(1000);
+    // Each signature covers a different length of the body (l=): a body hash of its own.
+    const signed = await dkimSign(message, {
+      canonicalization: "relaxed/relaxed",
+      signatureData: Array.from({ length: count }, (_, i) => ({
+        signingDomain: "example.com",
+        selector: `s${i}`,
+        privateKey: privateKey.export({ type: "pkcs1", format: "pem" }) as string,
+        maxBodyLength: 1000 + i,
+      })),
+    });
+    expect(signed.errors).toEqual([]);
+    const asked: string[] = [];
+    const resolver = async (name: string, type: string) => {
+      asked.push(`${type} ${name}`);
+      if (type === "TXT" && /^s\d+\._domainkey\.example\.com$/.test(name)) return [[key]];
+      throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+    };
+    const raw = Buffer.from(signed.signatures + message);
+    const order = [
+      ...raw.toString("latin1", 0, raw.indexOf("\r\n\r\n")).matchAll(/^DKIM-Signature:[^]*?\bs=(s\d+)/gim),
+    ];
+    expect(order).toHaveLength(count);
+    const first = order.slice(0, MAX_DKIM_SIGNATURES).map((m) => m[1]);
+
+    const r = await verifySender(input(raw, { mailFrom: "alice@example.com" }), { resolver: resolver as never });
+    expect(r.dkim).toBe("pass");
+    expect(r.details.dkim).toHaveLength(count);
+    expect(
+      r.details.dkim
+        .filter((d) => d.result === "pass")
+        .map((d) => d.selector)
+        .sort(),
+    ).toEqual([...first].sort());
+    for (const d of r.details.dkim.filter((d) => !first.includes(d.selector)))
+      expect(d).toMatchObject({ result: "neutral", comment: expect.stringContaining("only the first 5") });
+    expect(asked.filter((q) => q.includes("._domainkey.")).sort()).toEqual(
+      first.map((s) => `TXT ${s}._domainkey.example.com`).sort(),
+    );
+  });
 });
