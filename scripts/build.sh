@@ -73,7 +73,7 @@ compile() {
   shift 2
   "$BUN" build --compile --minify --sourcemap=none --bytecode --format=esm --compile-jit-policy="$JIT_POLICY" "$@" \
     --define "AGENTOWL_COMMIT=\"$commit\"" --define "AGENTOWL_TARGET=\"$target\"" \
-    src/main.ts src/mail/parse-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts src/backup/worker.ts \
+    src/main.ts src/mail/parse-worker.ts src/mail/sender-auth-worker.ts src/control/desired/parse-worker.ts src/store/sqlite/checkpoint-worker.ts src/backup/worker.ts \
     src/store/postgres/bridge-worker.ts \
     --outfile "$outfile"
 }

@@ -5,7 +5,9 @@ import { TEST_RECIPIENT } from "../../test/helpers/smtp-ingress.ts";
 import { silentLogger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { MAIL_PROCESS_JOB, type MailProcessLocal, Spool } from "../ingress/smtp/index.ts";
+import { DKIM_KEY_RECORD, longestStall, signedMessage } from "../../test/helpers/dkim.ts";
 import { mailIdempotencyKey, mailProcessor, rawDigest } from "./process.ts";
+import { verifySender } from "./sender-auth.ts";
 
 const raw = new TextEncoder().encode("Message-ID: <a@example.com>\r\nSubject: x\r\n\r\nbody\r\n");
 const rcpt = (...addresses: string[]) => addresses.map((address) => ({ address }));
@@ -108,3 +110,62 @@ test("a job born leased at the accept is processed from the row and bytes handed
     await storage.dispose();
   }
 });
+
+test("a large message with several signatures is processed without holding the event loop: sender authentication runs in its thread", async () => {
+  const storage = tempStorage();
+  const spool = new Spool(join(storage.dir, "spool"));
+  try {
+    const resolver = async (name: string, type: string) => {
+      if (type === "TXT" && name === "s1._domainkey.example.com") return [[DKIM_KEY_RECORD]];
+      throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+    };
+    const process = mailProcessor({
+      storage,
+      spool,
+      blobs: storage.blobs,
+      resolver,
+      metrics: new Metrics(),
+      mta: "mx.test",
+    });
+    const ctx = { signal: new AbortController().signal, log: silentLogger };
+    // Three signatures over different lengths of 8 MiB: three passes over the body.
+    const bytes = await signedMessage(8 * 1024 * 1024, [undefined, 6_000_000, 7_000_000]);
+    const accept = async (n: number) => {
+      const ref = await spool.append(bytes);
+      const id = `msg_large${n}`;
+      const job = await storage.committer.run((tx) => {
+        storage.mail.insertTx(tx, {
+          ...{ id, receivedAt: Date.now(), remoteIp: "192.0.2.7", helo: "client.test", mailFrom: "alice@example.com" },
+          ...{ recipients: [TEST_RECIPIENT], tls: false, size: bytes.length, spool: ref, trace: [] },
+        });
+        return storage.queue.enqueueLeasedTx(
+          tx,
+          { kind: MAIL_PROCESS_JOB, payload: { id } },
+          { owner: null, visibilityMs: 60_000 },
+        );
+      });
+      return { id, job: job! };
+    };
+    const first = await accept(1); // the worker threads' start-up is not the point
+    expect(await process(first.job, ctx)).toBe("acked");
+
+    // The same verification on this thread, for the measure of what holding the loop looks like here.
+    const here = await longestStall(() =>
+      verifySender(
+        { raw: bytes, remoteIp: "192.0.2.7", helo: "client.test", mailFrom: "alice@example.com", mta: "mx.test" },
+        { resolver },
+      ),
+    );
+    expect(here.value.dkim).toBe("pass");
+    const second = await accept(2);
+    const processed = await longestStall(() => process(second.job, ctx));
+    expect(processed.value).toBe("acked");
+    const event = (await storage.events.get(storage.mail.get(second.id)!.events![0]!))!;
+    expect(event.envelope.data).toMatchObject({ auth: { dkim: "pass" } });
+    expect(here.stallMs).toBeGreaterThan(100);
+    expect(processed.stallMs).toBeLessThan(here.stallMs / 3);
+  } finally {
+    await spool.close();
+    await storage.dispose();
+  }
+}, 60_000);

@@ -6,7 +6,8 @@ import type { Metrics } from "../core/metrics.ts";
 import { type Envelope, newEnvelope, type Span, spanOf } from "../events/envelope.ts";
 import { commitRouted, type EventRouting, insertEventTx } from "../events/handoff.ts";
 import { type ParsedMail, parseMail } from "./parse.ts";
-import { type SenderAuthResult, verifySender } from "./sender-auth.ts";
+import type { SenderAuthResult } from "./sender-auth.ts";
+import { senderAuthThread } from "./sender-auth-thread.ts";
 import type { Blobs } from "../store/index.ts";
 import type { MailRecipient, MailRow, Storage } from "../store/index.ts";
 import {
@@ -103,7 +104,7 @@ export function mailProcessor(deps: MailProcessorDeps): JobHandler {
         clock,
         "auth",
         () =>
-          verifySender(
+          senderAuthThread.check(
             { raw, remoteIp: row.remoteIp, helo: row.helo, mailFrom: row.mailFrom, mta },
             { resolver: deps.resolver, clock },
           ),

@@ -62,7 +62,7 @@ export interface SenderAuthOptions {
   totalTimeoutMs?: number;
 }
 
-const DEFAULT_TOTAL_TIMEOUT_MS = 10_000;
+export const DEFAULT_TOTAL_TIMEOUT_MS = 10_000;
 const VERDICTS = new Set<string>(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"]);
 /** Lookups that found out there is no record; every other failure may go away on retry. */
 const NO_RECORD = new Set(["ENOTFOUND", "ENODATA", "EBADNAME"]);
@@ -99,6 +99,14 @@ export async function verifySender(input: SenderAuthInput, opts: SenderAuthOptio
     dns.close();
   }
   return { ...summarize(input, checks, dns.temporaryFailures), duration_ms: Math.round(performance.now() - started) };
+}
+
+/**
+ * The result of a verification that produced nothing (its thread crashed or was stopped): every
+ * verdict temperror, each check's comment `why`.
+ */
+export function unfinishedResult(input: SenderAuthInput, why: string, durationMs: number): SenderAuthResult {
+  return { ...summarize(input, { unfinished: why }, new Set()), duration_ms: Math.round(durationMs) };
 }
 
 /**
