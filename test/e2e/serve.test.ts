@@ -11,7 +11,18 @@ import { type App, startApp } from "../../src/app/app.ts";
 import { loadConfig } from "../../src/config/index.ts";
 import { createLogger, Redactor } from "../../src/core/log.ts";
 import { type Job, openSqliteStorage } from "../../src/store/index.ts";
-import { killLeftovers, refusesConnections, type Running, startAgentowl, waitUntil } from "../helpers/process.ts";
+import { apiCaller } from "../helpers/api.ts";
+import { DKIM_KEY_RECORD, signedMessage } from "../helpers/dkim.ts";
+import { startDnsServer } from "../helpers/dns-server.ts";
+import {
+  killLeftovers,
+  refusesConnections,
+  type Running,
+  serveAgentowl,
+  startAgentowl,
+  waitUntil,
+} from "../helpers/process.ts";
+import { SmtpDialogue } from "../helpers/smtp.ts";
 
 // bun test does not read `timeout` from bunfig.toml; each test here takes well under a second or two.
 setDefaultTimeout(20_000);
@@ -199,6 +210,49 @@ describe("agentowl serve", () => {
     server.proc.kill("SIGTERM");
     expect(await server.exit(10_000)).toBe(0);
     expect(server.logs.filter((l) => l.level === "info" || l.level === "debug")).toEqual([]);
+  });
+
+  test("a DKIM-signed mail over SMTP is verified in the sender-authentication thread: dkim and dmarc pass", async () => {
+    const dns = await startDnsServer({
+      "s1._domainkey.example.com": { TXT: [DKIM_KEY_RECORD] },
+      "example.com": { TXT: ["v=spf1 -all"] },
+      "_dmarc.example.com": { TXT: ["v=DMARC1; p=reject"] },
+    });
+    try {
+      const { server, url, smtpPort } = await serveAgentowl({
+        cwd: root,
+        dataDir: dataDir(),
+        token: TOKEN,
+        env: { AGENTOWL_DNS_SERVERS: dns.servers.join(","), AGENTOWL_DNS_TIMEOUT: "2s" },
+      });
+      const api = apiCaller(() => url, TOKEN);
+      expect((await api("POST", "/v1/tenants", { body: { name: "beta" } })).status).toBe(201);
+      const binding = { name: "mail", type: "email", addresses: ["hello"] };
+      expect((await api("POST", "/v1/tenants/beta/bindings", { body: binding })).status).toBe(201);
+      const { smtp } = await SmtpDialogue.open(smtpPort);
+      await smtp.command("EHLO mail.example.com");
+      // Signed twice, over the whole body and over its first half: it goes to the thread.
+      const raw = await signedMessage(200_000, [undefined, 100_000]);
+      const r = await smtp.sendMail("alice@example.com", ["hello@beta.agentowl.lan"], raw.toString("latin1"));
+      expect(r.end!.code).toBe(250);
+      smtp.close();
+      let event: Record<string, any> | undefined;
+      await waitUntil(
+        "the mail's event",
+        async () => {
+          const list = await api("GET", "/v1/events?tenant=beta&type=email.received");
+          event = (list.body as { items: Record<string, any>[] }).items[0];
+          return event !== undefined;
+        },
+        20_000,
+      );
+      expect(event!.data.auth).toEqual({ spf: "fail", dkim: "pass", dmarc: "pass", arc: "none" });
+      expect(event!.data.auth_details.dkim.map((d: { result: string }) => d.result)).toEqual(["pass", "pass"]);
+      server.proc.kill("SIGTERM");
+      expect(await server.exit(10_000)).toBe(0);
+    } finally {
+      await dns.close();
+    }
   });
 
   test("the bootstrap token never appears in its output", async () => {
