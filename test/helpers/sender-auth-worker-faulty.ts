@@ -9,9 +9,11 @@ import type { AuthAnswer, AuthRequest } from "../../src/mail/sender-auth-thread.
 declare const self: Worker;
 
 const verify = self.onmessage!;
-self.onmessage = (event: MessageEvent<AuthRequest | AuthAnswer>) => {
-  const from = "input" in event.data ? event.data.input.mailFrom : "";
-  if (from === "hang@faulty.test") for (;;);
-  if (from === "crash@faulty.test") throw new RangeError("the faulty worker's crash");
+self.onmessage = (event: MessageEvent<(AuthRequest | AuthAnswer)[]>) => {
+  for (const item of event.data) {
+    const from = "input" in item ? item.input.mailFrom : "";
+    if (from === "hang@faulty.test") for (;;);
+    if (from === "crash@faulty.test") throw new RangeError("the faulty worker's crash");
+  }
   verify.call(self, event);
 };
