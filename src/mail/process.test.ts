@@ -5,9 +5,48 @@ import { TEST_RECIPIENT } from "../../test/helpers/smtp-ingress.ts";
 import { silentLogger } from "../core/log.ts";
 import { Metrics } from "../core/metrics.ts";
 import { MAIL_PROCESS_JOB, type MailProcessLocal, Spool } from "../ingress/smtp/index.ts";
-import { DKIM_KEY_RECORD, longestStall, signedMessage } from "../../test/helpers/dkim.ts";
+import { DKIM_KEY_RECORD, signedMessage } from "../../test/helpers/dkim.ts";
+import { longestStall } from "../../test/helpers/stall.ts";
 import { mailIdempotencyKey, mailProcessor, rawDigest } from "./process.ts";
 import { verifySender } from "./sender-auth.ts";
+
+/** A temp storage and spool, and the mail.process handler over them with `resolver` for DNS. */
+function withProcessor(resolver: (name: string, type: string) => Promise<unknown>) {
+  const storage = tempStorage();
+  const spool = new Spool(join(storage.dir, "spool"));
+  const process = mailProcessor({
+    storage,
+    spool,
+    blobs: storage.blobs,
+    resolver,
+    metrics: new Metrics(),
+    mta: "mx.test",
+  });
+  return { storage, spool, process };
+}
+
+/** What the SMTP accept leaves behind for one message: its bytes in the spool, its row and its job, born leased. */
+async function acceptMail(
+  storage: ReturnType<typeof tempStorage>,
+  spool: Spool,
+  id: string,
+  mailFrom: string,
+  bytes: Buffer,
+) {
+  const ref = await spool.append(bytes);
+  const job = await storage.committer.run((tx) => {
+    storage.mail.insertTx(tx, {
+      ...{ id, receivedAt: Date.now(), remoteIp: "192.0.2.7", helo: "client.test", mailFrom },
+      ...{ recipients: [TEST_RECIPIENT], tls: false, size: bytes.length, spool: ref, trace: [] },
+    });
+    return storage.queue.enqueueLeasedTx(
+      tx,
+      { kind: MAIL_PROCESS_JOB, payload: { id } },
+      { owner: null, visibilityMs: 60_000 },
+    );
+  });
+  return { id, job: job! };
+}
 
 const raw = new TextEncoder().encode("Message-ID: <a@example.com>\r\nSubject: x\r\n\r\nbody\r\n");
 const rcpt = (...addresses: string[]) => addresses.map((address) => ({ address }));
@@ -54,20 +93,10 @@ test("the raw digest is SHA-256 of the whole message, also past one slice", asyn
 });
 
 test("a job born leased at the accept is processed from the row and bytes handed along, reading neither the row nor the spool; a claimed job reads both", async () => {
-  const storage = tempStorage();
-  const spool = new Spool(join(storage.dir, "spool"));
+  const { storage, spool, process } = withProcessor(async () => {
+    throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+  });
   try {
-    const resolver = async () => {
-      throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
-    };
-    const process = mailProcessor({
-      storage,
-      spool,
-      blobs: storage.blobs,
-      resolver,
-      metrics: new Metrics(),
-      mta: "mx.test",
-    });
     const reads = { rows: 0, spool: 0 };
     const getMessage = storage.mail.getMessage.bind(storage.mail);
     storage.mail.getMessage = (id) => (reads.rows++, getMessage(id));
@@ -76,20 +105,7 @@ test("a job born leased at the accept is processed from the row and bytes handed
 
     const accept = async (n: number) => {
       const bytes = Buffer.from(`From: a@example.com\r\nSubject: m${n}\r\n\r\nbody ${n}\r\n`);
-      const ref = await spool.append(bytes);
-      const id = `msg_test${n}`;
-      const job = await storage.committer.run((tx) => {
-        storage.mail.insertTx(tx, {
-          ...{ id, receivedAt: Date.now(), remoteIp: "192.0.2.7", helo: "client.test", mailFrom: "a@example.com" },
-          ...{ recipients: [TEST_RECIPIENT], tls: false, size: bytes.length, spool: ref, trace: [] },
-        });
-        return storage.queue.enqueueLeasedTx(
-          tx,
-          { kind: MAIL_PROCESS_JOB, payload: { id } },
-          { owner: null, visibilityMs: 60_000 },
-        );
-      });
-      return { id, job: job!, bytes };
+      return { ...(await acceptMail(storage, spool, `msg_test${n}`, "a@example.com", bytes)), bytes };
     };
     const ctx = { signal: new AbortController().signal, log: silentLogger };
 
@@ -112,40 +128,16 @@ test("a job born leased at the accept is processed from the row and bytes handed
 });
 
 test("a large message with several signatures is processed without holding the event loop: sender authentication runs in its thread", async () => {
-  const storage = tempStorage();
-  const spool = new Spool(join(storage.dir, "spool"));
+  const resolver = async (name: string, type: string) => {
+    if (type === "TXT" && name === "s1._domainkey.example.com") return [[DKIM_KEY_RECORD]];
+    throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
+  };
+  const { storage, spool, process } = withProcessor(resolver);
   try {
-    const resolver = async (name: string, type: string) => {
-      if (type === "TXT" && name === "s1._domainkey.example.com") return [[DKIM_KEY_RECORD]];
-      throw Object.assign(new Error("ENOTFOUND"), { code: "ENOTFOUND" });
-    };
-    const process = mailProcessor({
-      storage,
-      spool,
-      blobs: storage.blobs,
-      resolver,
-      metrics: new Metrics(),
-      mta: "mx.test",
-    });
     const ctx = { signal: new AbortController().signal, log: silentLogger };
     // Three signatures over different lengths of 8 MiB: three passes over the body.
     const bytes = await signedMessage(8 * 1024 * 1024, [undefined, 6_000_000, 7_000_000]);
-    const accept = async (n: number) => {
-      const ref = await spool.append(bytes);
-      const id = `msg_large${n}`;
-      const job = await storage.committer.run((tx) => {
-        storage.mail.insertTx(tx, {
-          ...{ id, receivedAt: Date.now(), remoteIp: "192.0.2.7", helo: "client.test", mailFrom: "alice@example.com" },
-          ...{ recipients: [TEST_RECIPIENT], tls: false, size: bytes.length, spool: ref, trace: [] },
-        });
-        return storage.queue.enqueueLeasedTx(
-          tx,
-          { kind: MAIL_PROCESS_JOB, payload: { id } },
-          { owner: null, visibilityMs: 60_000 },
-        );
-      });
-      return { id, job: job! };
-    };
+    const accept = (n: number) => acceptMail(storage, spool, `msg_large${n}`, "alice@example.com", bytes);
     const first = await accept(1); // the worker threads' start-up is not the point
     expect(await process(first.job, ctx)).toBe("acked");
 

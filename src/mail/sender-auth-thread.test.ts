@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { DKIM_KEY_RECORD, longestStall, signedMessage } from "../../test/helpers/dkim.ts";
+import { DKIM_KEY_RECORD, signedMessage } from "../../test/helpers/dkim.ts";
+import { longestStall } from "../../test/helpers/stall.ts";
 import { startDnsServer, type TestDnsServer } from "../../test/helpers/dns-server.ts";
 import { ManualClock } from "../core/clock.ts";
 import { createDnsResolver } from "./dns.ts";

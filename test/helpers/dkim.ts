@@ -29,20 +29,3 @@ export async function signedMessage(bodyBytes: number, lengths: (number | undefi
   if (signed.errors.length) throw new Error(`dkimSign: ${JSON.stringify(signed.errors)}`);
   return Buffer.from(signed.signatures + text);
 }
-
-/** The longest gap between the ticks of a 1 ms interval while `work` runs: how long the event loop was held. */
-export async function longestStall<T>(work: () => Promise<T>): Promise<{ value: T; stallMs: number }> {
-  let longest = 0;
-  let last = performance.now();
-  const tick = setInterval(() => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-  }, 1);
-  try {
-    const value = await work();
-    return { value, stallMs: Math.max(longest, performance.now() - last) };
-  } finally {
-    clearInterval(tick);
-  }
-}
