@@ -86,33 +86,35 @@ export function createDnsResolver(opts: DnsResolverOptions = {}): DnsResolver {
     if (cache.size > cacheMax) cache.delete(cache.keys().next().value!);
   };
 
-  return async (name, rrtype) => {
+  /** An answer as the caller gets it; a rejection made without `throw` (unwinding one cost more than the lookup). */
+  const settle = (answer: Answer, name: string, rrtype: string): Promise<unknown> =>
+    "code" in answer
+      ? Promise.reject(noRecord(answer.code, name, rrtype))
+      : // Callers may sort or change what they get (mailauth sorts MX lists): each gets its own copy.
+        Promise.resolve(structuredClone(answer.records));
+
+  return (name, rrtype) => {
     const type = TYPES[rrtype];
-    if (type === undefined) throw new DnsError("ENOTIMP", name, rrtype);
+    if (type === undefined) return Promise.reject(new DnsError("ENOTIMP", name, rrtype));
     const qname = name.replace(/\.$/, "").toLowerCase();
     const key = `${rrtype} ${qname}`;
-    let answer: Answer;
     const hit = cache.get(key);
     if (hit && hit.expires > clock.now()) {
       // Move to the end: the Map's insertion order is the LRU order.
       cache.delete(key);
       cache.set(key, hit);
-      answer = hit.answer;
-    } else {
-      let pending = inFlight.get(key);
-      if (!pending) {
-        pending = lookup(servers, qname, rrtype, type, timeoutMs).finally(() => inFlight.delete(key));
-        inFlight.set(key, pending);
-        void pending.then(
-          (a) => remember(key, a),
-          () => {},
-        );
-      }
-      answer = await pending;
+      return settle(hit.answer, name, rrtype);
     }
-    if ("code" in answer) throw noRecord(answer.code, name, rrtype);
-    // Callers may sort or change what they get (mailauth sorts MX lists): each gets its own copy.
-    return structuredClone(answer.records);
+    let pending = inFlight.get(key);
+    if (!pending) {
+      pending = lookup(servers, qname, rrtype, type, timeoutMs).finally(() => inFlight.delete(key));
+      inFlight.set(key, pending);
+      void pending.then(
+        (a) => remember(key, a),
+        () => {},
+      );
+    }
+    return pending.then((answer) => settle(answer, name, rrtype));
   };
 }
 
