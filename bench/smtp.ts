@@ -31,6 +31,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { type Subprocess, spawn, spawnSync } from "bun";
+import { DKIM_KEY_RECORD, signedMessage } from "../test/helpers/dkim.ts";
 import { startDnsServer } from "../test/helpers/dns-server.ts";
 
 import { cpuSeconds, freePort, quantile, startAppliance } from "./common.ts";
@@ -88,7 +89,10 @@ export class SmtpClient {
     return p;
   }
   /** One message; its DATA-end (epoch ms, when the final dot was written) and the 250's latency. */
-  async send(id: number, opts: { to?: string; subject?: string } = {}): Promise<{ ms: number; dataEnd: number }> {
+  async send(
+    id: number,
+    opts: { to?: string; subject?: string; message?: (id: number) => string } = {},
+  ): Promise<{ ms: number; dataEnd: number }> {
     const to = opts.to ?? "hello@beta.agentowl.lan";
     await this.cmd("MAIL FROM:<bench@example.com>");
     await this.cmd(`RCPT TO:<${to}>`);
@@ -96,9 +100,10 @@ export class SmtpClient {
     const end = this.line();
     const t0 = performance.now();
     this.socket.write(
-      MESSAGE.replace("%ID%", String(id))
-        .replace("hello@beta.agentowl.lan", to)
-        .replace("Subject: benchmark", `Subject: ${opts.subject ?? "benchmark"}`),
+      opts.message?.(id) ??
+        MESSAGE.replace("%ID%", String(id))
+          .replace("hello@beta.agentowl.lan", to)
+          .replace("Subject: benchmark", `Subject: ${opts.subject ?? "benchmark"}`),
     );
     const dataEnd = performance.timeOrigin + performance.now();
     const reply = await end;
@@ -123,8 +128,16 @@ interface Result {
 const RUNS = Number(process.env.BENCH_SMTP_RUNS ?? 1);
 const QUICK = process.env.BENCH_SMTP_QUICK === "1";
 
-/** SESSIONS loops for SECONDS: each sends on one connection (reuse) or opens one per message. */
-async function load(port: number, reuse: boolean, cpu?: () => number | null): Promise<Result> {
+/**
+ * SESSIONS loops for SECONDS: each sends on one connection (reuse) or opens one per message;
+ * `message` makes each message's DATA (MESSAGE by default).
+ */
+async function load(
+  port: number,
+  reuse: boolean,
+  cpu?: () => number | null,
+  message?: (id: number) => string,
+): Promise<Result> {
   const latencies: number[] = [];
   let n = 0;
   const cpu0 = cpu?.() ?? null;
@@ -135,7 +148,7 @@ async function load(port: number, reuse: boolean, cpu?: () => number | null): Pr
       let c = reuse ? await SmtpClient.open(port) : null;
       while (performance.now() < deadline) {
         if (!reuse) c = await SmtpClient.open(port);
-        latencies.push((await c!.send(n++)).ms);
+        latencies.push((await c!.send(n++, { message })).ms);
         if (!reuse) c!.close();
       }
       if (reuse) c!.close();
@@ -168,8 +181,19 @@ async function waitPort(port: number, proc: Subprocess | null): Promise<void> {
   }
 }
 
-/** A LAN resolver stand-in: answers every sender-auth question (NXDOMAIN, cached like any answer). */
+/**
+ * A LAN resolver stand-in: answers every sender-auth question with NXDOMAIN (cached like any
+ * answer), except for the DKIM key of the signed messages.
+ */
 let dnsServers = "";
+
+/**
+ * The signed messages: one of about MESSAGE's size from alice@example.com, signed once by
+ * example.com with RSA-2048 (test/helpers/dkim.ts), and per message an unsigned X-Bench-Id field
+ * on top, so that each is new bytes (not a retransmission of the last) with the same signature.
+ */
+let signedTemplate = "";
+const signed = (id: number) => `X-Bench-Id: ${id}\r\n${signedTemplate}\r\n.\r\n`;
 
 interface Agentowl {
   port: number;
@@ -178,6 +202,8 @@ interface Agentowl {
   drain: () => Promise<number>;
   /** Mean seconds per stage so far, from the listener's histograms. */
   stages: () => Promise<Record<string, number>>;
+  /** The DKIM verdict of the last message's event. */
+  lastDkim: () => string | undefined;
   stop: () => Promise<void>;
 }
 
@@ -211,6 +237,19 @@ async function agentowl(greetingDelay: string): Promise<Agentowl> {
       try {
         const last = db.query<{ at: number | null }, []>("SELECT max(processed_at) AS at FROM mail_messages").get()?.at;
         return Math.max(0, (last ?? since) - since);
+      } finally {
+        db.close();
+      }
+    },
+    lastDkim: () => {
+      const db = new Database(join(app.dir, "agentowl.db"), { readonly: true });
+      try {
+        const row = db
+          .query<{ dkim: string | null }, []>(
+            "SELECT json_extract(envelope, '$.data.auth.dkim') AS dkim FROM events ORDER BY received_at DESC, id DESC LIMIT 1",
+          )
+          .get();
+        return row?.dkim ?? undefined;
       } finally {
         db.close();
       }
@@ -397,7 +436,7 @@ export interface SmtpBenchRun {
   postfix: { reuse: Result; fresh: Result } | null;
   /** The least a durable accept does on this stack (reuse only). */
   floor: Result;
-  agentowl: { reuse: Result; fresh: Result; drainMs: number; stages: Record<string, number> };
+  agentowl: { reuse: Result; fresh: Result; signed: Result; drainMs: number; stages: Record<string, number> };
   ratio: { reuse: number | null; fresh: number | null };
 }
 
@@ -452,6 +491,10 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
     const fresh = await load(a.port, false, cpu);
     await a.drain();
     const stages = await a.stages();
+    const signedReuse = await load(a.port, true, cpu, signed);
+    await a.drain();
+    const dkim = a.lastDkim();
+    if (dkim !== "pass") throw new Error(`the signed messages' DKIM verdict is ${dkim}, not pass`);
     const ratio = {
       reuse: postfix ? reuse.perSec / postfix.reuse.perSec : null,
       fresh: postfix ? fresh.perSec / postfix.fresh.perSec : null,
@@ -461,6 +504,10 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
       `[${round}] agentowl (fsync + commit), reuse:         ${fmt(reuse)}${x(ratio.reuse)}, ${(reuse.perSec / floor.perSec).toFixed(2)}x the floor`,
     );
     console.log(`[${round}] agentowl (fsync + commit), per message:   ${fmt(fresh)}${x(ratio.fresh)}`);
+    console.log(
+      `[${round}] agentowl (fsync + commit), reuse, DKIM-signed:  ${fmt(signedReuse)}` +
+        x(postfix ? signedReuse.perSec / postfix.reuse.perSec : null),
+    );
     const total = cpu0 !== null && cpu1 !== null ? ((cpu1 - cpu0) * 1e6) / reuse.n : Number.NaN;
     console.log(
       `[${round}]   backlog after the ${SECONDS} s burst drained in ${(drainMs / 1000).toFixed(2)} s (target < 2 s); ` +
@@ -471,7 +518,7 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
         .map(([k, v]) => `${k} ${(v * 1000).toFixed(2)}`)
         .join(", ")}`,
     );
-    return { postfix, floor, agentowl: { reuse, fresh, drainMs, stages }, ratio };
+    return { postfix, floor, agentowl: { reuse, fresh, signed: signedReuse, drainMs, stages }, ratio };
   } finally {
     await a.stop();
   }
@@ -486,8 +533,9 @@ export async function benchSmtp(): Promise<SmtpBenchResult> {
   console.log(
     "agentowl also parses, authenticates and stores each message as an event meanwhile (the mail.process job, same process)",
   );
-  const dns = await startDnsServer({});
+  const dns = await startDnsServer({ "s1._domainkey.example.com": { TXT: [DKIM_KEY_RECORD] } });
   dnsServers = dns.servers.join(",");
+  signedTemplate = (await signedMessage(MESSAGE.length)).toString("latin1");
   try {
     if (!QUICK) {
       const sink = await smtpSink();
