@@ -106,6 +106,19 @@ describe("a thread that hangs or crashes", () => {
     }
   }, 20_000);
 
+  test("a thread whose module is missing (a binary built without it): the message is temperror, saying so", async () => {
+    const thread = new SenderAuthThread("/nonexistent/sender-auth-worker.ts");
+    try {
+      const r = await thread.verify(input(await signedMessage(500, []), "bob@example.net"), { resolver: never });
+      expect([r.spf, r.dkim, r.dmarc, r.arc]).toEqual(["temperror", "temperror", "temperror", "temperror"]);
+      expect(r.details.spf.comment).toContain("sender authentication did not finish: its thread crashed");
+      expect(r.details.spf.comment).toContain("ModuleNotFound");
+      expect(thread.load).toBe(0);
+    } finally {
+      thread.close();
+    }
+  });
+
   test("a crashed thread: its messages are temperror, saying so; the next message gets a fresh thread", async () => {
     const thread = new SenderAuthThread(faulty);
     try {

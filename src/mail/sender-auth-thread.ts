@@ -114,8 +114,14 @@ export class SenderAuthThread {
     return new Promise((resolve) => {
       const started = performance.now();
       const stuckAt = started + totalTimeoutMs + this.stuckAfterMs;
+      try {
+        this.worker ??= this.spawn();
+      } catch (e) {
+        // A thread that cannot even start (no memory for it, a binary without its file).
+        resolve(unfinishedResult(input, `sender authentication did not start: ${String(e).slice(0, 200)}`, 0));
+        return;
+      }
       this.pending.set(id, { input, resolver: opts.resolver, started, stuckAt, resolve });
-      this.worker ??= this.spawn();
       this.post({ id, input: { ...input, raw }, now: clock.now(), totalTimeoutMs });
       if (!this.watchdog || stuckAt < this.watchdog.at) this.arm(stuckAt);
     });
