@@ -94,12 +94,9 @@ export class SenderAuthThread {
    * holds the loop; a signed one, or one without an end to its header block, is hashed there.
    */
   check(input: SenderAuthInput, opts: SenderAuthOptions): Promise<SenderAuthResult> {
-    const whole = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
-    const read = dkimInput(whole);
-    const withRead = { ...input, raw: read };
-    return read !== whole && read.byteLength <= IN_PROCESS_MAX_BYTES
-      ? verifySender(withRead, opts)
-      : this.verify(withRead, opts);
+    const whole = bytesOf(input.raw);
+    const read = smallHeaderRead(whole);
+    return read !== whole ? verifySender({ ...input, raw: read }, opts) : this.verify(input, opts);
   }
 
   /** `verifySender(input, opts)`, in the thread. Never throws; a failure of the thread is every verdict temperror. */
@@ -109,7 +106,7 @@ export class SenderAuthThread {
     const id = ++this.lastId;
     // Only what the checks read crosses over: an unsigned message's header block (dkimInput),
     // and of a view only its own bytes (a view is cloned with all of its buffer).
-    const read = dkimInput(Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength));
+    const read = smallHeaderRead(bytesOf(input.raw));
     const raw = read.byteLength === read.buffer.byteLength ? read : new Uint8Array(read);
     return new Promise((resolve) => {
       const started = performance.now();
@@ -216,6 +213,18 @@ export class SenderAuthThread {
     for (const p of held)
       p.resolve(unfinishedResult(p.input, `sender authentication did not finish: ${why}`, now - p.started));
   }
+}
+
+const bytesOf = (raw: Uint8Array): Buffer => Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+
+/**
+ * What the DKIM pass reads (`dkimInput`: an unsigned message's header block, else all of it)
+ * when the header block ends within IN_PROCESS_MAX_BYTES; past that, all of it, unread: looking
+ * for signature fields in a header block of megabytes is work for the thread, not this one.
+ */
+function smallHeaderRead(whole: Buffer): Buffer {
+  const end = whole.indexOf("\r\n\r\n");
+  return end >= 0 && end + 4 <= IN_PROCESS_MAX_BYTES ? dkimInput(whole) : whole;
 }
 
 /** The process's one sender-authentication thread (src/mail/process.ts). */
