@@ -96,17 +96,21 @@ export class SenderAuthThread {
   check(input: SenderAuthInput, opts: SenderAuthOptions): Promise<SenderAuthResult> {
     const whole = bytesOf(input.raw);
     const read = smallHeaderRead(whole);
-    return read !== whole ? verifySender({ ...input, raw: read }, opts) : this.verify(input, opts);
+    return read !== whole ? verifySender({ ...input, raw: read }, opts) : this.send(input, whole, opts);
   }
 
   /** `verifySender(input, opts)`, in the thread. Never throws; a failure of the thread is every verdict temperror. */
   verify(input: SenderAuthInput, opts: SenderAuthOptions): Promise<SenderAuthResult> {
+    return this.send(input, smallHeaderRead(bytesOf(input.raw)), opts);
+  }
+
+  /** `input` to the thread with `read` (what its DKIM pass reads) as its bytes. */
+  private send(input: SenderAuthInput, read: Buffer, opts: SenderAuthOptions): Promise<SenderAuthResult> {
     const totalTimeoutMs = opts.totalTimeoutMs ?? DEFAULT_TOTAL_TIMEOUT_MS;
     const clock: Clock = opts.clock ?? systemClock;
     const id = ++this.lastId;
-    // Only what the checks read crosses over: an unsigned message's header block (dkimInput),
-    // and of a view only its own bytes (a view is cloned with all of its buffer).
-    const read = smallHeaderRead(bytesOf(input.raw));
+    // Only what the checks read crosses over, and of a view only its own bytes (a view is cloned
+    // with all of its buffer).
     const raw = read.byteLength === read.buffer.byteLength ? read : new Uint8Array(read);
     return new Promise((resolve) => {
       const started = performance.now();
@@ -114,7 +118,7 @@ export class SenderAuthThread {
       try {
         this.worker ??= this.spawn();
       } catch (e) {
-        // A thread that cannot even start (no memory for it, a binary without its file).
+        // A thread that cannot even be made (a missing module arrives later, as a crash).
         resolve(unfinishedResult(input, `sender authentication did not start: ${String(e).slice(0, 200)}`, 0));
         return;
       }
