@@ -51,3 +51,17 @@ declare module "mailauth/lib/tools.js" {
   import type { Writable } from "node:stream";
   export function writeToStream(stream: Writable, input: Buffer | string): Promise<void>;
 }
+
+/** mailauth's checks, loaded one by one (src/mail/sender-auth.ts), typed as its index exports them. */
+declare module "mailauth/lib/spf/index.js" {
+  export const spf: typeof import("mailauth").spf;
+}
+declare module "mailauth/lib/arc/index.js" {
+  export const arc: typeof import("mailauth").arc;
+}
+declare module "mailauth/lib/dmarc/index.js" {
+  export const dmarc: typeof import("mailauth").dmarc;
+}
+/** mailauth's own dependencies, loaded ahead of it in steps (src/mail/sender-auth.ts). */
+declare module "libmime";
+declare module "punycode.js";

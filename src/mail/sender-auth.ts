@@ -110,12 +110,6 @@ export function unfinishedResult(input: SenderAuthInput, why: string, durationMs
 }
 
 /**
- * mailauth is loaded by the first message, not at start-up: it and its dependencies cost an idle
- * appliance about 20 MB and 25 ms it need not spend (docs/performance.md).
- */
-let mailauth: Promise<typeof import("mailauth")> | null = null;
-
-/**
  * At most this many DKIM-Signature fields of a message are verified, the first ones in the header
  * block (the newest); the rest are reported as neutral without a key lookup or a body hash. Each
  * signature may ask for a body hash of its own (canonicalization, algorithm and l= length make
@@ -126,7 +120,51 @@ let mailauth: Promise<typeof import("mailauth")> | null = null;
 export const MAX_DKIM_SIGNATURES = 5;
 
 type DkimVerify = (input: Buffer, options: DKIMVerifyOptions) => Promise<DKIMVerifyResult>;
-let boundedDkimVerify: Promise<DkimVerify> | null = null;
+
+/** What the checks call: mailauth's SPF, ARC and DMARC checks and the bounded DKIM verifier. */
+interface CheckModules {
+  spf: typeof import("mailauth").spf;
+  arc: typeof import("mailauth").arc;
+  dmarc: typeof import("mailauth").dmarc;
+  dkimVerify: DkimVerify;
+}
+
+let checkModules: Promise<CheckModules> | null = null;
+
+/** A turn of the event loop: what is waiting (a socket, a timer) runs before the next step. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * mailauth and what it needs, loaded by the first message, not at start-up: they cost an idle
+ * appliance about 20 MB it need not spend (docs/performance.md). Evaluating them is synchronous
+ * work, about 150 ms from source (libmime's charset tables, joi and the schemas mailauth builds
+ * with it, node:https, tldts) and a fifth of that from the compiled binary. Required as one chain
+ * it would hold the loop that serves ingress that long (guarantee 9, docs/guarantees.md), so they
+ * are loaded a few at a time, dependencies first, with a turn of the event loop between; each
+ * step then takes what its own modules cost, 40 ms at most from source. Only the checks' own
+ * modules are loaded, not mailauth's index (signing, BIMI).
+ */
+async function loadCheckModules(): Promise<CheckModules> {
+  await import("node:https");
+  await nextTurn();
+  await Promise.all([import("punycode.js"), import("tldts"), import("ipaddr.js")]);
+  await nextTurn();
+  await import("libmime");
+  await nextTurn();
+  await import("joi");
+  await nextTurn();
+  const tools = await import("mailauth/lib/tools.js");
+  await nextTurn();
+  const { DkimVerifier } = await import("mailauth/lib/dkim/dkim-verifier.js");
+  await nextTurn();
+  const { spf } = await import("mailauth/lib/spf/index.js");
+  await nextTurn();
+  const [{ arc }, { dmarc }] = await Promise.all([
+    import("mailauth/lib/arc/index.js"),
+    import("mailauth/lib/dmarc/index.js"),
+  ]);
+  return { spf, arc, dmarc, dkimVerify: boundedDkimVerify(DkimVerifier, tools.writeToStream) };
+}
 
 /**
  * mailauth's dkimVerify with MAX_DKIM_SIGNATURES: its verifier prepares every signature in turn
@@ -134,11 +172,10 @@ let boundedDkimVerify: Promise<DkimVerify> | null = null;
  * its comment, without its key or its body hash (mailauth 7.1.0; src/mail/sender-auth.test.ts
  * holds it to that).
  */
-async function loadBoundedDkimVerify(): Promise<DkimVerify> {
-  const [{ DkimVerifier }, { writeToStream }] = await Promise.all([
-    import("mailauth/lib/dkim/dkim-verifier.js"),
-    import("mailauth/lib/tools.js"),
-  ]);
+function boundedDkimVerify(
+  DkimVerifier: typeof import("mailauth/lib/dkim/dkim-verifier.js").DkimVerifier,
+  writeToStream: typeof import("mailauth/lib/tools.js").writeToStream,
+): DkimVerify {
   class BoundedDkimVerifier extends DkimVerifier {
     private signatures = 0;
     override prepareSignature(header: { type: string; invalid?: string }): void {
@@ -162,10 +199,7 @@ async function loadBoundedDkimVerify(): Promise<DkimVerify> {
 }
 
 async function runChecks(input: SenderAuthInput, resolver: DNSResolver, now: number, checks: Checks): Promise<void> {
-  const [{ arc, dmarc, spf }, dkimVerify] = await Promise.all([
-    (mailauth ??= import("mailauth")),
-    (boundedDkimVerify ??= loadBoundedDkimVerify()),
-  ]);
+  const { arc, dmarc, spf, dkimVerify } = await (checkModules ??= loadCheckModules());
   const message = Buffer.from(input.raw.buffer, input.raw.byteOffset, input.raw.byteLength);
   const sender = input.mailFrom || undefined;
   // As authenticate() does: without a HELO name the client's address stands in, and an address
