@@ -137,12 +137,12 @@ const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /**
  * mailauth and what it needs, loaded by the first message, not at start-up: they cost an idle
  * appliance about 20 MB it need not spend (docs/performance.md). Evaluating them is synchronous
- * work, about 150 ms from source (libmime's charset tables, joi and the schemas mailauth builds
- * with it, node:https, tldts) and a fifth of that from the compiled binary. Required as one chain
- * it would hold the loop that serves ingress that long (guarantee 9, docs/guarantees.md), so they
- * are loaded a few at a time, dependencies first, with a turn of the event loop between; each
- * step then takes what its own modules cost, 40 ms at most from source. Only the checks' own
- * modules are loaded, not mailauth's index (signing, BIMI).
+ * work, 130–200 ms from source (libmime's charset tables, joi and the schemas mailauth builds
+ * with it, node:https, tldts), less from the compiled binary's precompiled modules. Required as
+ * one chain it would hold the loop that serves ingress that long (guarantee 9,
+ * docs/guarantees.md), so they are loaded a few at a time, dependencies first, with a turn of the
+ * event loop between; each step then takes what its own modules cost, 40 ms at most from source.
+ * Only the checks' own modules are loaded, not mailauth's index (signing, BIMI).
  */
 async function loadCheckModules(): Promise<CheckModules> {
   await import("node:https");
