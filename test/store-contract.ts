@@ -494,6 +494,22 @@ export function storageContract(driver: string, factory: HarnessFactory): void {
         expect((await storage.queue.get(waiting.id))?.state).toBe("available");
       });
 
+      test("a job id is never handed out twice, even after the sweep purged every finished job", async () => {
+        const { storage, clock } = await open();
+        const ids: string[] = [];
+        for (let i = 0; i < 3; i++) {
+          ids.push((await storage.queue.enqueue({ kind: "t", payload: i })).id);
+          await storage.queue.ack((await storage.queue.lease({ limit: 1, visibilityMs: VIS }))[0]!);
+        }
+        clock.advance(8 * 86_400_000);
+        await storage.queue.sweep(7 * 86_400_000);
+        expect(await storage.queue.get(ids[0]!)).toBeNull();
+        const next = await storage.queue.enqueue({ kind: "t", payload: 3 });
+        expect(ids).not.toContain(next.id);
+        // Ids sort in enqueue order (src/core/ids.ts seqId): the new one comes after them all.
+        expect([...ids, next.id].sort()).toEqual([...ids, next.id]);
+      });
+
       test("listeners hear about enqueues only after they committed", async () => {
         const { storage } = await open();
         let heard = 0;

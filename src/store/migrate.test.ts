@@ -137,6 +137,54 @@ describe("migrations", () => {
     expect(db.query("SELECT count(*) AS n FROM delivery_attempts").get()).toEqual({ n: 0 });
   });
 
+  test("0019: jobs keep their rows and ids without AUTOINCREMENT; ids the sweep had purged at the top are not handed out again", () => {
+    const db = freshDb();
+    const i = embeddedMigrations.findIndex((m) => m.tag === "0019_jobs_rowid");
+    expect(i).toBeGreaterThan(0);
+    migrate(db, embeddedMigrations.slice(0, i));
+    const job = db.query<never, [string, number]>(
+      "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at, finished_at) VALUES ('t', 'null', ?, 5, 0, 0, ?)",
+    );
+    for (const n of [1, 2, 3, 4]) job.run(n <= 2 ? "available" : "done", n);
+    // The sweep of the code before: the newest jobs, finished, are gone; AUTOINCREMENT remembers 4.
+    db.run("DELETE FROM jobs WHERE state = 'done'");
+    const before = db.query("SELECT * FROM jobs ORDER BY id").all();
+    expect(before.map((r) => (r as { id: number }).id)).toEqual([1, 2]);
+
+    expect(migrate(db).applied).toEqual(["0019_jobs_rowid", ...embeddedMigrations.slice(i + 1).map((m) => m.tag)]);
+    const ddl = db.query<{ sql: string }, []>("SELECT sql FROM sqlite_master WHERE name = 'jobs'").get()!;
+    expect(ddl.sql).not.toContain("AUTOINCREMENT");
+    expect(db.query("SELECT name FROM sqlite_sequence WHERE name = 'jobs'").all()).toEqual([]);
+    expect(db.query("SELECT * FROM jobs WHERE id <= 2 ORDER BY id").all()).toEqual(before);
+    // The high-water mark, held by a finished job the sweep may take once a newer one exists.
+    expect(db.query("SELECT id, kind, state FROM jobs WHERE id > 2").all()).toEqual([
+      { id: 4, kind: "id.high_water", state: "done" },
+    ]);
+    expect(
+      db
+        .query("PRAGMA index_list(jobs)")
+        .all()
+        .map((x) => (x as { name: string }).name)
+        .sort(),
+    ).toEqual(["jobs_finished", "jobs_idempotency", "jobs_leased", "jobs_ready"]);
+    job.finalize();
+    db.run(
+      "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at) VALUES ('t', 'null', 'available', 5, 0, 0)",
+    );
+    expect(db.query<{ id: number }, []>("SELECT max(id) AS id FROM jobs").get()!.id).toBe(5);
+  });
+
+  test("0019 on a database whose newest job is still there adds nothing", () => {
+    const db = freshDb();
+    const i = embeddedMigrations.findIndex((m) => m.tag === "0019_jobs_rowid");
+    migrate(db, embeddedMigrations.slice(0, i));
+    db.run(
+      "INSERT INTO jobs (kind, payload, state, max_attempts, run_at, created_at) VALUES ('t', 'null', 'available', 5, 0, 0)",
+    );
+    migrate(db);
+    expect(db.query("SELECT id, kind FROM jobs").all()).toEqual([{ id: 1, kind: "t" }]);
+  });
+
   test("a database from a newer binary is refused", () => {
     const db = freshDb();
     migrate(db);

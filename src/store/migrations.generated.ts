@@ -18,6 +18,7 @@ import m15 from "../../migrations/0015_delivery_indexes.sql" with { type: "text"
 import m16 from "../../migrations/0016_agent_runtime_node.sql" with { type: "text" };
 import m17 from "../../migrations/0017_attempts_rowid.sql" with { type: "text" };
 import m18 from "../../migrations/0018_events_received_dropped.sql" with { type: "text" };
+import m19 from "../../migrations/0019_jobs_rowid.sql" with { type: "text" };
 
 export const embeddedMigrations: readonly { idx: number; tag: string; sql: string }[] = [
   { idx: 0, tag: "0000_foundation", sql: m0 },
@@ -39,4 +40,5 @@ export const embeddedMigrations: readonly { idx: number; tag: string; sql: strin
   { idx: 16, tag: "0016_agent_runtime_node", sql: m16 },
   { idx: 17, tag: "0017_attempts_rowid", sql: m17 },
   { idx: 18, tag: "0018_events_received_dropped", sql: m18 },
+  { idx: 19, tag: "0019_jobs_rowid", sql: m19 },
 ];

@@ -168,7 +168,8 @@ function convert(v: unknown, kind: Kind, where: () => string): unknown {
  * database at `url`, in one transaction: a copy that fails leaves no row behind, and can be run
  * again. Rows are read in rowid order, in batches, and inserted as one `INSERT … SELECT FROM
  * jsonb_to_recordset($1)` per batch; sequences continue after the copied keys (and after SQLite's
- * AUTOINCREMENT high-water marks, so a job or audit number is never handed out twice). Returns the
+ * AUTOINCREMENT high-water marks, so an audit or outbox number is never handed out twice; the
+ * job with the largest id is never purged, so the copied keys cover the jobs'). Returns the
  * rows of each table on both sides, counted after the commit.
  */
 export async function copyTables(

@@ -9,8 +9,13 @@ import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqli
 export const jobs = sqliteTable(
   "jobs",
   {
-    /** The rowid, never reused (AUTOINCREMENT); shown as a `job_` seqId (src/core/ids.ts). */
-    id: integer("id").primaryKey({ autoIncrement: true }),
+    /**
+     * The rowid, shown as a `job_` seqId (src/core/ids.ts). Never reused without AUTOINCREMENT,
+     * which updated sqlite_sequence on every enqueue: a new row gets the largest id plus one, and
+     * the retention sweep never deletes the job with the largest id (migration 0019 carried
+     * AUTOINCREMENT's high-water mark over).
+     */
+    id: integer("id").primaryKey(),
     kind: text("kind").notNull(),
     tenant: text("tenant"),
     payload: text("payload", { mode: "json" }).notNull(),

@@ -364,9 +364,13 @@ export class SqliteQueue implements JobQueue {
         .where(sql`${jobs.state} = 'available' AND ${jobs.expiresAt} IS NOT NULL AND ${jobs.expiresAt} <= ${tx.now}`)
         .returning({ id: jobs.id })
         .all().length;
+      // Never the job with the largest id: a new job's id is the largest plus one (the table has
+      // no AUTOINCREMENT, src/store/schema/queue.ts), so it stays and no id is handed out twice.
       const purged = this.db
         .delete(jobs)
-        .where(sql`${jobs.state} IN ('done', 'dead') AND ${jobs.finishedAt} < ${tx.now - retentionMs}`)
+        .where(
+          sql`${jobs.state} IN ('done', 'dead') AND ${jobs.finishedAt} < ${tx.now - retentionMs} AND ${jobs.id} < (SELECT max(id) FROM jobs)`,
+        )
         .returning({ id: jobs.id })
         .all().length;
       return { expired, purged };
