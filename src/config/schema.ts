@@ -354,7 +354,8 @@ export const settingsSchema = Type.Object(
     queue_retention: setting(Type.String({ format: "agentowl-duration", default: "7d" }), {
       env: "AGENTOWL_QUEUE_RETENTION",
       hint: "a duration such as 24h or 7d",
-      description: "Finished jobs and published outbox entries are purged after this long.",
+      description:
+        "Finished jobs and published outbox entries are purged after this long; the newest job stays, whatever its age, so that no job id is handed out twice.",
     }),
     event_retention: setting(Type.String({ format: "agentowl-duration", default: "90d" }), {
       env: "AGENTOWL_EVENT_RETENTION",
