@@ -5,7 +5,10 @@
  * postfix as a private instance: its queue file fsynced before the 250, delivered to the discard
  * transport), which is the yardstick of the targets, and two ceilings that never touch the disk:
  * smtp-server on its own and Postfix's smtp-sink. The floor (bench/peers/smtp-durable-floor.ts) is
- * the least a durable accept can do on this stack: smtp-server, a group fdatasync, a group commit.
+ * the least a durable accept can do on this stack: smtp-server, a group fdatasync, a group commit;
+ * the floor with processing adds what the appliance does meanwhile and the target includes (each
+ * message parsed, its sender checked, its event committed), with the appliance's own parse and
+ * sender auth and nothing else of it.
  *
  * The appliance runs as `bun src/main.ts serve` in its own process; the client is this process.
  * The accept runs are at smtp_greeting_delay 0 ms, as Postfix greets without a pause; the default
@@ -436,6 +439,12 @@ export interface SmtpBenchRun {
   postfix: { reuse: Result; fresh: Result } | null;
   /** The least a durable accept does on this stack (reuse only). */
   floor: Result;
+  /**
+   * The least the whole pipeline does: the same accept, and each message parsed, its sender
+   * checked and its event committed meanwhile, with the appliance's parse and sender auth (reuse
+   * only); `drainMs` as the appliance's.
+   */
+  processingFloor: Result & { drainMs: number };
   agentowl: { reuse: Result; fresh: Result; signed: Result; drainMs: number; stages: Record<string, number> };
   ratio: { reuse: number | null; fresh: number | null };
 }
@@ -448,17 +457,37 @@ export interface SmtpBenchResult {
   load: { before: number[]; after: number[] };
 }
 
-/** The floor (bench/peers/smtp-durable-floor.ts), with connection reuse: smtp-server's greeting pause is paid once a session. */
-async function durableFloor(): Promise<Result> {
+/**
+ * A floor of bench/peers/smtp-durable-floor.ts with connection reuse (smtp-server's greeting pause
+ * is paid once a session): the accept alone, or with `dns` the accept and the processing, and
+ * then how long its backlog took to drain after the load, read from its database.
+ */
+async function durableFloor(): Promise<Result>;
+async function durableFloor(dns: string): Promise<Result & { drainMs: number }>;
+async function durableFloor(dns?: string): Promise<Result & { drainMs?: number }> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "agentowl-bench-floor-"));
-  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-durable-floor.ts"), String(port), dir], {
+  const proc = spawn([BUN, join(ROOT, "bench/peers/smtp-durable-floor.ts"), String(port), dir, ...(dns ? [dns] : [])], {
     stdout: "ignore",
     stderr: "inherit",
   });
   try {
     await waitPort(port, proc);
-    return await load(port, true, () => cpuSeconds(proc.pid));
+    const result = await load(port, true, () => cpuSeconds(proc.pid));
+    if (!dns) return result;
+    const end = Date.now();
+    const db = new Database(join(dir, "floor.db"), { readonly: true });
+    try {
+      const left = db.query<{ n: number }, []>("SELECT count(*) AS n FROM mail WHERE processed_at IS NULL");
+      while (left.get()!.n > 0) {
+        if (Date.now() - end > 60_000) throw new Error("the processing floor's backlog did not drain in 60 s");
+        await Bun.sleep(50);
+      }
+      const last = db.query<{ at: number }, []>("SELECT max(processed_at) AS at FROM mail").get()!.at;
+      return { ...result, drainMs: Math.max(0, last - end) };
+    } finally {
+      db.close();
+    }
   } finally {
     proc.kill("SIGTERM");
     await proc.exited;
@@ -481,6 +510,12 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
   } else console.log(`[${round}] postfix not available (apt-get install postfix; needs root): no durable reference`);
   const floor = await durableFloor();
   console.log(`[${round}] floor (smtp-server + fdatasync + commit), reuse:  ${fmt(floor)}`);
+  const processingFloor = await durableFloor(dnsServers);
+  console.log(
+    `[${round}] floor with processing (+ parse, sender auth, event), reuse:  ${fmt(processingFloor)}` +
+      (postfix ? `  = ${(processingFloor.perSec / postfix.reuse.perSec).toFixed(2)}x postfix` : "") +
+      `; drained ${(processingFloor.drainMs / 1000).toFixed(2)} s after`,
+  );
   const a = await agentowl("0ms");
   try {
     const cpu = () => cpuSeconds(a.pid);
@@ -501,7 +536,8 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
     };
     const x = (r: number | null) => (r === null ? "" : `  = ${r.toFixed(2)}x postfix`);
     console.log(
-      `[${round}] agentowl (fsync + commit), reuse:         ${fmt(reuse)}${x(ratio.reuse)}, ${(reuse.perSec / floor.perSec).toFixed(2)}x the floor`,
+      `[${round}] agentowl (fsync + commit), reuse:         ${fmt(reuse)}${x(ratio.reuse)}, ${(reuse.perSec / floor.perSec).toFixed(2)}x the floor, ` +
+        `${(reuse.perSec / processingFloor.perSec).toFixed(2)}x the floor with processing`,
     );
     console.log(`[${round}] agentowl (fsync + commit), per message:   ${fmt(fresh)}${x(ratio.fresh)}`);
     console.log(
@@ -518,7 +554,7 @@ async function durableRound(round: number): Promise<SmtpBenchRun> {
         .map(([k, v]) => `${k} ${(v * 1000).toFixed(2)}`)
         .join(", ")}`,
     );
-    return { postfix, floor, agentowl: { reuse, fresh, signed: signedReuse, drainMs, stages }, ratio };
+    return { postfix, floor, processingFloor, agentowl: { reuse, fresh, signed: signedReuse, drainMs, stages }, ratio };
   } finally {
     await a.stop();
   }
