@@ -89,8 +89,14 @@ describe("the audit chain", () => {
       {},
       "plain",
       null,
+      // Integer-like keys (enumerated numerically, sorted as text), case, escapes, astral and lone surrogates.
+      { "10": 1, "9": 2, "1": 3, B: 4, a: 5, "\n": 6, '"': 7, "\u{1F600}": 8, "\uFFFF": 9, "\uD800": 10, é: 11 },
+      // More keys than the insertion sort takes on.
+      Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${(i * 7919) % 40}`, i])),
     ];
     for (const v of values) expect(canonicalJson(v)).toBe(reference(v));
+    // Many distinct keys: the table of key texts stays bounded and right.
+    for (let i = 0; i < 3000; i++) expect(canonicalJson({ [`key ${i}`]: i, a: 0 })).toBe(`{"a":0,"key ${i}":${i}}`);
     expect(canonicalJson({ b: 2, a: [1, { d: undefined, c: null }] })).toBe('{"a":[1,{"c":null}],"b":2}');
   });
 

@@ -10,6 +10,25 @@ describe("ids", () => {
     expect(isId("evt_not-a-ulid", "evt")).toBe(false);
   });
 
+  test("are the 128 bits of a UUIDv7 in Crockford base32, prefix first, for every prefix", () => {
+    const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    for (const prefix of ["evt", "dlv", "rt", "tc"] as const) {
+      const id = newId(prefix, Date.UTC(2026, 11, 7, 23, 50, 1, 2));
+      expect(id.startsWith(`${prefix}_`)).toBe(true);
+      const text = id.slice(prefix.length + 1);
+      expect(text).toHaveLength(26);
+      let bits = "";
+      for (const c of text) bits += CROCKFORD.indexOf(c).toString(2).padStart(5, "0");
+      expect(bits.slice(0, 2)).toBe("00"); // 130 bits, two leading zeros
+      const hex = BigInt(`0b${bits.slice(2)}`)
+        .toString(16)
+        .padStart(32, "0");
+      expect(Number.parseInt(hex.slice(0, 12), 16)).toBe(Date.UTC(2026, 11, 7, 23, 50, 1, 2)); // 48-bit time
+      expect(hex[12]).toBe("7"); // the version nibble
+      expect(["8", "9", "a", "b"]).toContain(hex[16]!); // the variant bits
+    }
+  });
+
   test("sort in creation order, even within one millisecond", () => {
     const t = Date.now();
     const ids = Array.from({ length: 1000 }, () => newId("job", t));

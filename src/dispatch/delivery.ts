@@ -274,7 +274,9 @@ export class DeliveryWriter {
       action: a.action,
       target: `${d.tenant}/endpoints/${d.endpoint}`,
       decision: a.decision ?? null,
-      details: { delivery: d.id, event: d.eventId, ...a.details },
+      details: a.details
+        ? Object.assign({ delivery: d.id, event: d.eventId }, a.details)
+        : { delivery: d.id, event: d.eventId },
     });
   }
 
@@ -305,6 +307,6 @@ export class DeliveryWriter {
 function attemptAudit(d: DeliveryRow, url: string, attempt: number): Audit {
   return {
     action: "delivery.attempt",
-    details: { attempt, url, ...(d.replayOf ? { replay_of: d.replayOf } : {}) },
+    details: d.replayOf ? { attempt, url, replay_of: d.replayOf } : { attempt, url },
   };
 }

@@ -78,13 +78,9 @@ export class Routing {
         done: (committed) => {
           if (finished) return;
           finished = true;
-          this.finish(
-            [...routed.values()],
-            [...startedBy.values()].flat(),
-            committed,
-            committedAt,
-            performance.now() - committing,
-          );
+          const started: Started[] = [];
+          for (const list of startedBy.values()) for (const x of list) started.push(x);
+          this.finish([...routed.values()], started, committed, committedAt, performance.now() - committing);
         },
       };
     },

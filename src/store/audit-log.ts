@@ -111,7 +111,10 @@ export abstract class ChainedAudit<T extends Tx> implements AuditLog {
     // Details are stored in canonical form, so verify can tell any change of their bytes.
     const details = canonicalJson(entry.details);
     const hash = this.keys ? entryMac(this.keys.entry, prevHash, entry, details) : entryHash(prevHash, entry, details);
-    return { entry: { ...entry, prevHash, hash }, details };
+    const chained = entry as ChainedEntry;
+    chained.prevHash = prevHash;
+    chained.hash = hash;
+    return { entry: chained, details };
   }
 
   /** Once `tx` committed, checkpoint the head if enough entries came (when anchored). */
