@@ -29,6 +29,32 @@ export interface GuardDeps {
   clock: Clock;
 }
 
+type VerifySpec = NonNullable<BindingSpec["verify"]>;
+/** A binding without a secret (a public key, or none): one configuration, no value. */
+const NO_SECRET: readonly (string | undefined)[] = [undefined];
+/**
+ * A binding's verify settings with each value of its secret, as verifyRequest takes them: made once
+ * per binding spec (replaced, not changed, when its configuration is) and list of values (a new
+ * list whenever the vault changes, so a rotated-out value is not kept here), not per request.
+ */
+const configs = new WeakMap<VerifySpec, { values: readonly (string | undefined)[]; list: VerifyConfig[] }>();
+function configsOf(v: VerifySpec, values: readonly (string | undefined)[]): VerifyConfig[] {
+  let c = configs.get(v);
+  if (c?.values !== values) {
+    const list = values.map(
+      (secret): VerifyConfig => ({
+        scheme: v.scheme,
+        publicKey: v.public_key,
+        header: v.header,
+        encoding: v.encoding,
+        secret,
+      }),
+    );
+    configs.set(v, (c = { values, list }));
+  }
+  return c.list;
+}
+
 /**
  * The checks the webhook and Telnyx routes share, in the order the routes call them (routes.ts
  * says why that order). Every refusal is counted by channel and outcome, logged with its reason,
@@ -104,12 +130,13 @@ export function ingressGuard(deps: GuardDeps) {
       body: Uint8Array,
     ): Promise<VerifyResult & { secret?: string }> {
       const v = binding.verify!;
-      const base: VerifyConfig = { scheme: v.scheme, publicKey: v.public_key, header: v.header, encoding: v.encoding };
-      if (!v.secret) return verifyRequest(base, headers, body, clock);
+      if (!v.secret) return verifyRequest(configsOf(v, NO_SECRET)[0]!, headers, body, clock);
       let last: VerifyResult = { ok: false, reason: "misconfigured", detail: "the binding's secret has no value" };
-      for (const secret of await secrets.values(v.secret, tenant, `ingress:${tenant}/${binding.name}`)) {
-        last = verifyRequest({ ...base, secret }, headers, body, clock);
-        if (last.ok) return { ...last, secret };
+      const values = await secrets.values(v.secret, tenant, `ingress:${tenant}/${binding.name}`);
+      const list = configsOf(v, values);
+      for (let i = 0; i < list.length; i++) {
+        last = verifyRequest(list[i]!, headers, body, clock);
+        if (last.ok) return Object.assign(last, { secret: values[i] });
       }
       return last;
     },

@@ -137,10 +137,9 @@ function verifyStandardWebhook(
   const stale = checkTimestamp("webhook-timestamp", timestamp, now);
   if (stale) return stale;
 
-  const candidates = signatures
-    .split(" ")
-    .filter((entry) => entry.startsWith(`${key.version},`))
-    .map((entry) => entry.slice(key.version.length + 1));
+  const tag = key.version === "v1" ? "v1," : "v1a,";
+  const candidates: string[] = [];
+  for (const entry of signatures.split(" ")) if (entry.startsWith(tag)) candidates.push(entry.slice(tag.length));
   if (candidates.length === 0)
     return refuse(
       "bad_signature",

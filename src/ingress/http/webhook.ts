@@ -72,17 +72,18 @@ function headersOf(
   secret: string | undefined,
 ): Record<string, string> {
   const redacted = redactedFor(verify);
-  const out: Record<string, string> = {};
   let size = 0;
-  // One native copy (lower-case names; Set-Cookie, the one list, is redacted by name) instead of a callback per header.
+  // One native copy (lower-case names; Set-Cookie, the one list, is redacted by name) instead of a
+  // callback per header, redacted and cut to size in place: it is this request's own object.
   const sent = request.headers.toJSON() as Record<string, string | string[]>;
   for (const name in sent) {
     const v = sent[name]!;
     const value = redacted.has(name) || typeof v !== "string" || (secret && v.includes(secret)) ? REDACTED : v;
     size += name.length + value.length;
-    if (size <= 16 * 1024) out[name] = value;
+    if (size > 16 * 1024) delete sent[name];
+    else if (value !== v) sent[name] = value;
   }
-  return out;
+  return sent as Record<string, string>;
 }
 
 export interface WebhookRouteDeps {
