@@ -19,8 +19,14 @@ export class Connections {
     private readonly drainMs: number,
   ) {}
 
+  /** The last agent handed out for each endpoint spec (specs are replaced, not changed): its key, without building it again per attempt. */
+  private readonly bySpec = new WeakMap<EndpointSpec, { tenant: string; name: string; id: string; agent: Agent }>();
+
   /** The agent for attempts to `tenant/name` as `endpoint` now says. */
   for(tenant: string, name: string, endpoint: EndpointSpec): Agent {
+    const known = this.bySpec.get(endpoint);
+    if (known && known.tenant === tenant && known.name === name && this.agents.get(known.id) === known.agent)
+      return known.agent;
     const maxSockets = endpoint.max_in_flight ?? this.defaultMaxInFlight;
     const id = `${tenant}/${name}|${endpoint.url}|${endpoint.allow_public === true}|${maxSockets}`;
     let agent = this.agents.get(id);
@@ -35,6 +41,7 @@ export class Connections {
       agent = keepAliveAgent(endpoint.url, { maxSockets, idleMs: IDLE_SOCKET_MS });
       this.agents.set(id, agent);
     }
+    this.bySpec.set(endpoint, { tenant, name, id, agent });
     return agent;
   }
 

@@ -160,6 +160,18 @@ function classOf(e: NodeJS.ErrnoException): ErrorClass {
   return "connect";
 }
 
+/** Endpoint URLs parsed lately, by their text: every attempt to an endpoint parsed the same URL. Read only; bounded: cleared when full. */
+const parsedUrls = new Map<string, URL>();
+function parsedUrl(url: string): URL {
+  let parsed = parsedUrls.get(url);
+  if (!parsed) {
+    parsed = new URL(url); // throws for a bad URL, which is not kept
+    if (parsedUrls.size >= 256) parsedUrls.clear();
+    parsedUrls.set(url, parsed);
+  }
+  return parsed;
+}
+
 export function postJson(
   url: string,
   body: string,
@@ -184,7 +196,7 @@ export function postJson(
 
     let target: URL;
     try {
-      target = new URL(url);
+      target = parsedUrl(url);
       if (target.protocol !== "http:" && target.protocol !== "https:")
         throw new Error(`${target.protocol} is not http or https`);
     } catch (e) {
