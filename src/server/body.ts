@@ -27,7 +27,7 @@ export function readBody(request: Request, limit: number, timeoutMs = BODY_TIMEO
   if (declared > limit) return Promise.reject(new AppError("too_large", `the body may have at most ${limit} bytes`));
   // A declared length within the limit: read it whole (the server holds no more than declared).
   // Decided before touching request.body, which makes a stream the whole read does not need.
-  if (length !== null && Number.isInteger(declared)) return within(wholeBody(request), timeoutMs, () => {});
+  if (length !== null && Number.isInteger(declared)) return within(wholeBody(request), timeoutMs, nothingToStop);
   const body = request.body;
   if (!body) return Promise.resolve(new Uint8Array(0));
   const reader = body.getReader();
@@ -55,11 +55,18 @@ function within<T>(read: Promise<T>, timeoutMs: number, late: () => void): Promi
   });
 }
 
-async function wholeBody(request: Request): Promise<Uint8Array> {
+const nothingToStop = () => {};
+const asBytes = (buffer: ArrayBuffer) => new Uint8Array(buffer);
+const endedEarly = (e: unknown): never => {
+  throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
+};
+
+/** A declared length's bytes (a chain of the runtime's promise, not an async function's: this is every webhook's path). */
+function wholeBody(request: Request): Promise<Uint8Array> {
   try {
-    return new Uint8Array(await request.arrayBuffer());
+    return request.arrayBuffer().then(asBytes, endedEarly);
   } catch (e) {
-    throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
+    return Promise.reject(e).catch(endedEarly);
   }
 }
 
