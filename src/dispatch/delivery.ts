@@ -274,9 +274,7 @@ export class DeliveryWriter {
       action: a.action,
       target: `${d.tenant}/endpoints/${d.endpoint}`,
       decision: a.decision ?? null,
-      details: a.details
-        ? Object.assign({ delivery: d.id, event: d.eventId }, a.details)
-        : { delivery: d.id, event: d.eventId },
+      details: Object.assign({ delivery: d.id, event: d.eventId }, a.details),
     });
   }
 

@@ -2,6 +2,7 @@ import { Agent as HttpAgent, type ClientRequest, request as httpRequest, type In
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { type Clock, systemClock } from "../core/clock.ts";
+import { memoByText } from "../core/memo.ts";
 import {
   checkAddress,
   classify,
@@ -160,17 +161,8 @@ function classOf(e: NodeJS.ErrnoException): ErrorClass {
   return "connect";
 }
 
-/** Endpoint URLs parsed lately, by their text: every attempt to an endpoint parsed the same URL. Read only; bounded: cleared when full. */
-const parsedUrls = new Map<string, URL>();
-function parsedUrl(url: string): URL {
-  let parsed = parsedUrls.get(url);
-  if (!parsed) {
-    parsed = new URL(url); // throws for a bad URL, which is not kept
-    if (parsedUrls.size >= 256) parsedUrls.clear();
-    parsedUrls.set(url, parsed);
-  }
-  return parsed;
-}
+/** Endpoint URLs parsed lately, by their text: every attempt to an endpoint parsed the same URL (read only; a bad URL throws and is not kept). */
+const parsedUrl = memoByText(256, (url) => new URL(url));
 
 export function postJson(
   url: string,

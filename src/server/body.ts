@@ -57,16 +57,15 @@ function within<T>(read: Promise<T>, timeoutMs: number, late: () => void): Promi
 
 const nothingToStop = () => {};
 const asBytes = (buffer: ArrayBuffer) => new Uint8Array(buffer);
-const endedEarly = (e: unknown): never => {
-  throw new AppError("invalid_input", "the body ended before its declared length", { cause: e });
-};
+const endedEarly = (e: unknown) =>
+  Promise.reject(new AppError("invalid_input", "the body ended before its declared length", { cause: e }));
 
 /** A declared length's bytes (a chain of the runtime's promise, not an async function's: this is every webhook's path). */
 function wholeBody(request: Request): Promise<Uint8Array> {
   try {
     return request.arrayBuffer().then(asBytes, endedEarly);
   } catch (e) {
-    return Promise.reject(e).catch(endedEarly);
+    return endedEarly(e);
   }
 }
 

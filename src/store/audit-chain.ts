@@ -9,6 +9,8 @@
  * Pure: the store computes and checks hashes with these functions only.
  */
 
+import { memoByText } from "../core/memo.ts";
+
 export interface AuditEntry {
   seq: number;
   /** Milliseconds since the epoch. */
@@ -33,18 +35,8 @@ export interface ChainedEntry extends AuditEntry {
 /** The previous hash of the first entry. */
 export const GENESIS = "0".repeat(64);
 
-/** The JSON text of object keys met lately (`"attempt"`): the same few keys come back with every entry. Bounded: cleared when full. */
-const keyTexts = new Map<string, string>();
-const KEY_TEXTS_MAX = 1024;
-function keyText(k: string): string {
-  let text = keyTexts.get(k);
-  if (text === undefined) {
-    if (keyTexts.size >= KEY_TEXTS_MAX) keyTexts.clear();
-    text = JSON.stringify(k);
-    keyTexts.set(k, text);
-  }
-  return text;
-}
+/** The JSON text of object keys met lately (`"attempt"`): the same few keys come back with every entry. */
+const keyText = memoByText(1024, (k) => JSON.stringify(k));
 
 /**
  * An object's own keys in the order Array.prototype.sort gives them (by UTF-16 code units, as

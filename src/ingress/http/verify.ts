@@ -13,6 +13,7 @@
 import { createHash, createHmac, timingSafeEqual, verify as verifySignature, type KeyObject } from "node:crypto";
 import { decodeBase64, ed25519Key, telnyxPublicKey } from "../../control/resources/public-key.ts";
 import { type Clock, systemClock } from "../../core/clock.ts";
+import { memoByText } from "../../core/memo.ts";
 
 export type VerifyScheme =
   | "standard-webhooks"
@@ -175,18 +176,12 @@ function verifyStandardWebhook(
  * cost as much as the HMAC itself. Few bindings, so a small map that starts over when full; a
  * key is reachable only by its secret's text, which the caller holds from the vault.
  */
-const decodedKeys = new Map<string, StandardWebhooksKey | Refusal>();
-const MAX_DECODED_KEYS = 256;
+const decodedKey = memoByText(256, (secret) => decodeStandardWebhooksKey(secret));
 
 /** `whsec_` + base64 (or the bare base64) is an HMAC key; `whpk_` + base64 of the 32 key bytes an Ed25519 public key. */
 function standardWebhooksKey(secret: string | undefined): StandardWebhooksKey | Refusal {
   if (!secret) return refuse("misconfigured", "scheme standard-webhooks needs a secret");
-  let key = decodedKeys.get(secret);
-  if (!key) {
-    if (decodedKeys.size >= MAX_DECODED_KEYS) decodedKeys.clear();
-    decodedKeys.set(secret, (key = decodeStandardWebhooksKey(secret)));
-  }
-  return key;
+  return decodedKey(secret);
 }
 
 function decodeStandardWebhooksKey(secret: string): StandardWebhooksKey | Refusal {
